@@ -1,0 +1,187 @@
+/**
+ * The one place that wires Gantry together: storage, index, the receive services and the DICOM
+ * listener, from a validated config. Everything else receives what it needs from here.
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP, type AddressInfo } from 'node:net';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { GantryConfig } from './config/schema.js';
+import { openDatabase, type Db } from './db/database.js';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
+import {
+  isStandardStorageSopClass,
+  mayBeUnlistedStorageSopClass,
+  STORAGE_SOP_CLASSES_EDITION,
+  VERIFICATION_SOP_CLASS,
+} from './dicom/sop-classes.js';
+import { findTransferSyntax } from './dicom/transfer-syntaxes.js';
+import type { ServiceKind } from './dimse/negotiation.js';
+import { DicomServer } from './dimse/server.js';
+import { IndexWriter, InstanceIndex } from './index/instance-index.js';
+import type { Logger } from './observability/logger.js';
+import { ReceiveService } from './pipeline/receive.js';
+import { FreeSpaceMonitor } from './store/free-space.js';
+import { ObjectStore } from './store/object-store.js';
+
+export const DATABASE_FILE = 'index.sqlite';
+
+export interface RunningGantry {
+  dicom: AddressInfo;
+  storagePath: string;
+  /** Applies the settings that can change while running; returns the keys that need a restart. */
+  reload(config: GantryConfig): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+interface AllowedCaller {
+  aeTitle: string;
+  /** Addresses the caller may come from; undefined: any. */
+  addresses?: Set<string>;
+}
+
+export async function startGantry(initial: GantryConfig, log: Logger): Promise<RunningGantry> {
+  let config = initial;
+  let callers = await resolveAllowedCallers(config, log);
+  const storagePath = resolve(config.storage.path);
+  await mkdir(storagePath, { recursive: true });
+
+  const store = new ObjectStore(storagePath);
+  const { staleIncoming } = await store.init();
+  if (staleIncoming > 0) log.warn({ files: staleIncoming }, 'deleted incomplete incoming files from a previous run (none was acknowledged)');
+
+  let db: Db | undefined = openDatabase(join(storagePath, DATABASE_FILE));
+  const index = new InstanceIndex(db);
+  const writer = new IndexWriter(db, index);
+  const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
+  await freeSpace.start();
+
+  const receive = new ReceiveService({
+    store,
+    index,
+    writer,
+    freeSpace,
+    settings: () => ({ minFreeBytes: config.storage.minFreeBytes, duplicates: config.storage.duplicates }),
+  });
+
+  const server = new DicomServer({
+    host: config.dicom.host,
+    port: config.dicom.port,
+    log,
+    artimMs: config.dicom.artimTimeoutSeconds * 1000,
+    idleMs: config.dicom.idleTimeoutSeconds * 1000,
+    maxAssociations: config.dicom.maxAssociations,
+    maxAssociationsPerCaller: config.dicom.maxAssociationsPerCaller,
+    handlers: receive,
+    policy: {
+      get aeTitle() {
+        return config.dicom.aeTitle;
+      },
+      implementationClassUid: IMPLEMENTATION_CLASS_UID,
+      implementationVersionName: IMPLEMENTATION_VERSION_NAME,
+      get maxPduLength() {
+        return config.dicom.maxPduLength;
+      },
+      get maxAsyncOperations() {
+        return config.dicom.maxAsyncOperations;
+      },
+      callerAllowed: (callingAeTitle, remoteAddress) => callerAllowed(callers, callingAeTitle, remoteAddress),
+      serviceFor: (abstractSyntax) => serviceFor(config, abstractSyntax),
+      transferSyntaxAccepted: (_kind: ServiceKind, syntax: string) => findTransferSyntax(syntax) !== undefined,
+    },
+  });
+  let dicom: AddressInfo;
+  try {
+    dicom = await server.listen();
+  } catch (error) {
+    freeSpace.stop();
+    db.close();
+    throw new Error(`cannot listen on ${config.dicom.host}:${config.dicom.port} (dicom.host, dicom.port): ${(error as Error).message}`);
+  }
+  log.info(
+    {
+      aeTitle: config.dicom.aeTitle,
+      host: dicom.address,
+      port: dicom.port,
+      storage: storagePath,
+      sopClassTable: `PS3.4 ${STORAGE_SOP_CLASSES_EDITION}`,
+      ...index.counts(),
+    },
+    'Gantry is listening',
+  );
+
+  return {
+    dicom,
+    storagePath,
+    async reload(next: GantryConfig): Promise<string[]> {
+      const restartNeeded = RESTART_KEYS.filter(([key, read]) => read(next) !== read(config)).map(([key]) => key);
+      callers = await resolveAllowedCallers(next, log);
+      config = next;
+      log.level = next.log.level;
+      return restartNeeded;
+    },
+    async stop(): Promise<void> {
+      log.info({ associations: server.activeAssociations }, 'stopping: no new associations, finishing stores in flight');
+      await server.close(10_000);
+      freeSpace.stop();
+      db?.close();
+      db = undefined;
+      log.info('stopped');
+    },
+  };
+}
+
+/** Keys read once at start; a reload reports them instead of applying them. */
+const RESTART_KEYS: ReadonlyArray<readonly [string, (config: GantryConfig) => unknown]> = [
+  ['dicom.host', (c) => c.dicom.host],
+  ['dicom.port', (c) => c.dicom.port],
+  ['dicom.maxAssociations', (c) => c.dicom.maxAssociations],
+  ['dicom.maxAssociationsPerCaller', (c) => c.dicom.maxAssociationsPerCaller],
+  ['dicom.artimTimeoutSeconds', (c) => c.dicom.artimTimeoutSeconds],
+  ['dicom.idleTimeoutSeconds', (c) => c.dicom.idleTimeoutSeconds],
+  ['storage.path', (c) => c.storage.path],
+  ['http.host', (c) => c.http.host],
+  ['http.port', (c) => c.http.port],
+];
+
+function serviceFor(config: GantryConfig, abstractSyntax: string): ServiceKind | undefined {
+  if (abstractSyntax === VERIFICATION_SOP_CLASS) return 'verification';
+  if (isStandardStorageSopClass(abstractSyntax)) return 'storage';
+  if (config.dicom.extraSopClasses.includes(abstractSyntax)) return 'storage';
+  if (config.dicom.acceptUnknownSopClasses && mayBeUnlistedStorageSopClass(abstractSyntax)) return 'storage';
+  return undefined;
+}
+
+function callerAllowed(callers: AllowedCaller[], callingAeTitle: string, remoteAddress: string): boolean {
+  if (callers.length === 0) return true;
+  return callers.some((caller) => caller.aeTitle === callingAeTitle && (!caller.addresses || caller.addresses.has(remoteAddress)));
+}
+
+/** "AE@host" entries name a host; a host name is resolved to its addresses once, at start or reload. */
+async function resolveAllowedCallers(config: GantryConfig, log: Logger): Promise<AllowedCaller[]> {
+  const callers: AllowedCaller[] = [];
+  for (const entry of config.dicom.allowedCallers) {
+    const [aeTitle, host] = typeof entry === 'string' ? splitCaller(entry) : [entry.aeTitle, entry.host];
+    if (host === undefined) {
+      callers.push({ aeTitle });
+      continue;
+    }
+    if (isIP(host)) {
+      callers.push({ aeTitle, addresses: new Set([host]) });
+      continue;
+    }
+    try {
+      const found = await lookup(host, { all: true });
+      callers.push({ aeTitle, addresses: new Set(found.map((address) => address.address)) });
+    } catch (error) {
+      log.error({ host, aeTitle, err: (error as Error).message }, 'dicom.allowedCallers: host name does not resolve; that caller is refused');
+      callers.push({ aeTitle, addresses: new Set() });
+    }
+  }
+  return callers;
+}
+
+function splitCaller(entry: string): [string, string | undefined] {
+  const at = entry.lastIndexOf('@');
+  return at < 0 ? [entry.trim(), undefined] : [entry.slice(0, at).trim(), entry.slice(at + 1).trim()];
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+/**
+ * The gantry command. Parses arguments (commander) and calls the rest; owns the process: signals,
+ * exit codes, and the top-level error message.
+ */
+import { Command } from 'commander';
+import { stringify } from 'yaml';
+import { startGantry } from '../app.js';
+import { ConfigError, loadConfigFile } from '../config/load.js';
+import { createLogger } from '../observability/logger.js';
+
+const program = new Command();
+program.name('gantry').description('Gantry: a DICOM de-identification gateway').version('0.1.0');
+
+program
+  .command('serve')
+  .description('run the DICOM node (the embedded config/gantry.yaml unless --config names a file)')
+  .option('-c, --config <file>', 'YAML config file')
+  .action(async (options: { config?: string }) => {
+    const loaded = loadConfigFile(options.config);
+    const log = createLogger(loaded.config.log.level);
+    log.info({ config: loaded.source, embedded: loaded.embedded }, 'configuration loaded');
+    const gantry = await startGantry(loaded.config, log);
+
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      gantry.stop().then(
+        () => process.exit(0),
+        (error: Error) => {
+          log.error({ err: error.message }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      try {
+        const next = loadConfigFile(options.config).config;
+        void gantry.reload(next).then((restartKeys) => {
+          if (restartKeys.length > 0) log.warn({ keys: restartKeys }, 'configuration reloaded; these keys take effect after a restart');
+          else log.info('configuration reloaded');
+        });
+      } catch (error) {
+        log.error({ err: (error as Error).message }, 'configuration reload refused; the running configuration stays');
+      }
+    });
+  });
+
+const configCommand = program.command('config').description('inspect a configuration');
+configCommand
+  .command('check')
+  .description('validate a config file and exit 0 if it is valid')
+  .option('-c, --config <file>', 'YAML config file')
+  .action((options: { config?: string }) => {
+    const loaded = loadConfigFile(options.config);
+    process.stdout.write(`${loaded.source}: valid\n`);
+  });
+configCommand
+  .command('show')
+  .description('print the effective configuration, defaults filled in (secrets hidden)')
+  .option('-c, --config <file>', 'YAML config file')
+  .action((options: { config?: string }) => {
+    const { config } = loadConfigFile(options.config);
+    if (config.deid.secret !== undefined) config.deid.secret = '(hidden)';
+    process.stdout.write(stringify(config));
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`gantry: ${error.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`gantry: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,166 @@
+/**
+ * The only reader of config files and of the environment. A config is YAML, environment references
+ * (${NAME} or ${NAME:-fallback}) are resolved in string values, and the result is validated once
+ * against the schema, which fills every default.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { configSchema, type GantryConfig } from './schema.js';
+
+/** The config `npm start` and `gantry serve` without --config use: config/gantry.yaml of the package. */
+export const EMBEDDED_CONFIG_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'config', 'gantry.yaml');
+
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid configuration in ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface LoadedConfig {
+  config: GantryConfig;
+  /** The file it came from. */
+  source: string;
+  /** True for the embedded default config (the one shipped in config/gantry.yaml). */
+  embedded: boolean;
+}
+
+export function loadConfigFile(path: string | undefined, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const source = path ?? EMBEDDED_CONFIG_PATH;
+  let text: string;
+  try {
+    text = readFileSync(source, 'utf8');
+  } catch (error) {
+    throw new ConfigError(source, [`cannot read the file: ${(error as Error).message}`]);
+  }
+  return { config: parseConfigText(text, source, env), source, embedded: path === undefined };
+}
+
+export function parseConfigText(text: string, source: string, env: NodeJS.ProcessEnv = process.env): GantryConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text) ?? {};
+  } catch (error) {
+    const where = error instanceof YAMLParseError && error.linePos ? ` at line ${error.linePos[0].line}` : '';
+    throw new ConfigError(source, [`not valid YAML${where}: ${(error as Error).message.split('\n')[0]}`]);
+  }
+  const problems: string[] = [];
+  const resolved = resolveEnvironment(raw, [], env, problems);
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  const result = configSchema.safeParse(resolved);
+  if (!result.success) throw new ConfigError(source, result.error.issues.map((issue) => describeIssue(issue, resolved)));
+  const config = result.data;
+  const level = env.GANTRY_LOG_LEVEL;
+  if (level !== undefined && level !== '') {
+    const levels = configSchema.shape.log.unwrap().shape.level;
+    const parsed = levels.safeParse(level);
+    if (!parsed.success) {
+      throw new ConfigError(source, [`GANTRY_LOG_LEVEL: "${level}" is not allowed; allowed: ${levels.unwrap().options.join(', ')}`]);
+    }
+    config.log.level = parsed.data;
+  }
+  return config;
+}
+
+const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+
+/** Replaces ${NAME} references in every string value. A value that is one whole reference is read as
+ * a YAML scalar, so `port: ${DICOM_PORT}` gives a number. */
+function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: string[]): unknown {
+  if (typeof value === 'string') {
+    let whole = false;
+    const replaced = value.replace(REFERENCE, (match, name: string, fallback: string | undefined) => {
+      whole = match === value;
+      const found = env[name];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      problems.push(`${keyOf(path)}: refers to the environment variable ${name}, which is not set; set it or write \${${name}:-fallback}`);
+      return '';
+    });
+    if (!whole) return replaced;
+    try {
+      const scalar: unknown = parseYaml(replaced);
+      return typeof scalar === 'number' || typeof scalar === 'boolean' ? scalar : replaced;
+    } catch {
+      return replaced;
+    }
+  }
+  if (Array.isArray(value)) return value.map((item, index) => resolveEnvironment(item, [...path, String(index)], env, problems));
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, resolveEnvironment(item, [...path, key], env, problems)]),
+    );
+  }
+  return value;
+}
+
+function keyOf(path: ReadonlyArray<PropertyKey>): string {
+  return path.length === 0 ? '(top level)' : path.map(String).join('.');
+}
+
+function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let node = root;
+  for (const key of path) {
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
+  }
+  return node;
+}
+
+/** One line per problem: the key, the bad value, and what is allowed. Secrets are never echoed. */
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
+  const key = keyOf(issue.path);
+  const bad = valueAt(input, issue.path);
+  const shown = /secret/i.test(key) ? '(hidden)' : JSON.stringify(bad);
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const allowed = allowedKeysAt(issue.path);
+      return `${key}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` +
+        (allowed.length > 0 ? `; allowed keys: ${allowed.join(', ')}` : '');
+    }
+    case 'invalid_value':
+      return `${key}: ${shown} is not allowed; allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'invalid_type':
+      return bad === undefined
+        ? `${key}: is required (expected ${issue.expected})`
+        : `${key}: ${shown} is not allowed; expected ${issue.expected}`;
+    case 'too_big':
+      return `${key}: ${shown} is not allowed; at most ${String(issue.maximum)}${issue.origin === 'string' ? ' characters' : ''}`;
+    case 'too_small':
+      return `${key}: ${shown} is not allowed; at least ${String(issue.minimum)}${issue.origin === 'string' ? ' characters' : ''}`;
+    default:
+      return `${key}: ${shown} is not allowed; ${issue.message}`;
+  }
+}
+
+function allowedKeysAt(path: ReadonlyArray<PropertyKey>): string[] {
+  let schema: unknown = configSchema;
+  for (const key of path) {
+    schema = unwrapSchema(schema);
+    if (schema instanceof z.ZodObject) schema = (schema.shape as Record<string, unknown>)[String(key)];
+    else if (schema instanceof z.ZodArray) schema = schema.element;
+    else return [];
+  }
+  schema = unwrapSchema(schema);
+  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+}
+
+function unwrapSchema(schema: unknown): unknown {
+  let current = schema;
+  for (let depth = 0; depth < 8; depth += 1) {
+    if (current instanceof z.ZodDefault || current instanceof z.ZodPrefault || current instanceof z.ZodOptional) {
+      current = current.unwrap();
+    } else if (current instanceof z.ZodPipe) {
+      current = current.in;
+    } else {
+      return current;
+    }
+  }
+  return current;
+}

@@ -1,0 +1,155 @@
+/**
+ * The one schema of Gantry's configuration. It holds every default: a config file names only what
+ * it changes. Descriptions here are the source of the configuration reference in docs/.
+ */
+import { z } from 'zod';
+
+/** PS3.5 6.2: an AE title is 1–16 characters of the default repertoire, no backslash or control
+ * characters, and not all spaces. Leading and trailing spaces are not significant. */
+const aeTitle = z
+  .string()
+  .transform((value) => value.trim())
+  .refine((value) => value.length >= 1 && value.length <= 16, {
+    message: 'an AE title has 1 to 16 characters (PS3.5 6.2)',
+  })
+  .refine((value) => /^[\x20-\x5b\x5d-\x7e]+$/.test(value), {
+    message: 'an AE title uses printable ASCII characters without backslash (PS3.5 6.2)',
+  });
+
+const port = z.number().int().min(0).max(65535);
+const seconds = z.number().positive();
+
+/** A caller on the allow-list: "AE_TITLE" or "AE_TITLE@host" (host: an IP address or a name). */
+const allowedCaller = z.union([
+  z.string().regex(/^[^@\\]{1,16}(@[^@\s]+)?$/, 'expected "AE_TITLE" or "AE_TITLE@host"'),
+  z.object({ aeTitle, host: z.string().min(1).optional() }).strict(),
+]);
+
+const sopClassUid = z.string().regex(/^[0-9]+(\.[0-9]+)*$/, 'expected a UID such as 1.3.12.2.1107.5.9.1');
+
+const destination = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, "_", "." or "-"'),
+    aeTitle,
+    host: z.string().min(1),
+    port: port.min(1),
+    callingAeTitle: aeTitle.optional(),
+    maxAssociations: z.number().int().min(1).max(64).default(1),
+    rules: z.array(z.record(z.string(), z.unknown())).default([]),
+  })
+  .strict();
+
+export const DEID_OPTION_NAMES = [
+  'retainSafePrivate',
+  'retainUIDs',
+  'retainDeviceIdentity',
+  'retainInstitutionIdentity',
+  'retainPatientCharacteristics',
+  'retainLongitudinalFullDates',
+  'retainLongitudinalModifiedDates',
+  'cleanDescriptors',
+  'cleanStructuredContent',
+  'cleanGraphics',
+  'cleanPixelData',
+] as const;
+
+export const configSchema = z
+  .object({
+    dicom: z
+      .object({
+        aeTitle: aeTitle.default('GANTRY').describe('The AE title Gantry answers to; other called AE titles are rejected.'),
+        host: z.string().min(1).default('0.0.0.0').describe('The address the DICOM listener binds to.'),
+        port: port.default(11112).describe('The DICOM listener port (0 picks a free port).'),
+        allowedCallers: z
+          .array(allowedCaller)
+          .default([])
+          .describe('Calling AE titles allowed to associate, as "AE" or "AE@host"; empty allows anyone.'),
+        maxAssociations: z.number().int().min(1).max(1000).default(32).describe('Concurrent associations in all.'),
+        maxAssociationsPerCaller: z
+          .number()
+          .int()
+          .min(1)
+          .max(1000)
+          .default(8)
+          .describe('Concurrent associations per calling AE title.'),
+        maxPduLength: z
+          .number()
+          .int()
+          .min(4096)
+          .max(16 * 1024 * 1024)
+          .default(262144)
+          .describe('The maximum P-DATA-TF PDU length Gantry announces it receives (PS3.8 D.1).'),
+        maxAsyncOperations: z
+          .number()
+          .int()
+          .min(1)
+          .max(256)
+          .default(16)
+          .describe('The asynchronous operations window Gantry grants when a caller proposes one (PS3.7 D.3.3.3).'),
+        artimTimeoutSeconds: seconds.default(30).describe('ARTIM timer: wait for A-ASSOCIATE-RQ and for the peer to close.'),
+        idleTimeoutSeconds: seconds.default(300).describe('An association with no traffic for this long is aborted.'),
+        acceptUnknownSopClasses: z
+          .boolean()
+          .default(false)
+          .describe('Accept storage of SOP classes outside PS3.4 Table B.5-1 and extraSopClasses.'),
+        extraSopClasses: z
+          .array(sopClassUid)
+          .default([])
+          .describe('More storage SOP classes to accept, e.g. Siemens CSA Non-Image 1.3.12.2.1107.5.9.1.'),
+      })
+      .strict()
+      .prefault({}),
+    storage: z
+      .object({
+        path: z.string().min(1).default('./data').describe('Where the SQLite index and the stored objects live.'),
+        minFreeBytes: z
+          .number()
+          .int()
+          .min(0)
+          .default(1024 * 1024 * 1024)
+          .describe('Below this much free disk, C-STORE answers 0xA700 (out of resources).'),
+        duplicates: z
+          .enum(['replace', 'keepFirst'])
+          .default('replace')
+          .describe('A re-sent SOP Instance UID replaces the stored copy, or the first copy is kept.'),
+      })
+      .strict()
+      .prefault({}),
+    http: z
+      .object({
+        host: z.string().min(1).default('0.0.0.0').describe('The address of the HTTP endpoints.'),
+        port: port.default(8080).describe('The port of /metrics and /healthz.'),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z
+          .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+          .default('info')
+          .describe('pino log level (GANTRY_LOG_LEVEL overrides it).'),
+      })
+      .strict()
+      .prefault({}),
+    forward: z
+      .object({
+        stableSeconds: seconds.default(30).describe('A study is forwarded once nothing arrived for it for this long.'),
+        destinations: z.array(destination).default([]).describe('Where de-identified studies are sent.'),
+      })
+      .strict()
+      .prefault({}),
+    deid: z
+      .object({
+        secret: z.string().min(16).optional().describe('The key of all keyed pseudonyms; use ${ENV_VAR} references.'),
+        options: z.array(z.enum(DEID_OPTION_NAMES)).default([]).describe('PS3.15 Annex E options.'),
+        pixelZones: z.string().min(1).optional().describe('YAML file of pixel redaction zones.'),
+        rules: z.array(z.record(z.string(), z.unknown())).default([]).describe('Rules that override the profile.'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type GantryConfig = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+export type DestinationConfig = z.infer<typeof destination>;

@@ -1,0 +1,5 @@
+/** Every schema migration, in order. A migration, once released, is never edited: add a new one. */
+import type { Migration } from '../database.js';
+import { migration001Index } from './001-index.js';
+
+export const MIGRATIONS: readonly Migration[] = [migration001Index];

@@ -1,0 +1,259 @@
+/**
+ * Reads the top-level elements of a dataset as its bytes stream in, up to Pixel Data, and keeps the
+ * values of the elements asked for. Everything else — nested sequences, large values — is skipped
+ * without being held, so a dataset of any size costs a few kilobytes.
+ *
+ * Encodings: PS3.5 7.1 (explicit and implicit VR), 7.3 (big endian), 7.5 (sequences and items of
+ * defined and undefined length), 6.2.2 (UN of undefined length holds implicit VR little endian),
+ * A.5 (deflate: see DeflatedHeaderScanner).
+ */
+import { createInflateRaw, type InflateRaw } from 'node:zlib';
+import type { DatasetEncoding } from './transfer-syntaxes.js';
+
+export class DatasetFormatError extends Error {
+  override name = 'DatasetFormatError';
+}
+
+export interface ScannedValue {
+  /** The VR from the stream (explicit VR) or undefined (implicit VR). */
+  vr: string | undefined;
+  bytes: Buffer;
+  bigEndian: boolean;
+}
+
+export interface HeaderScan {
+  values: Map<number, ScannedValue>;
+  /** True when the scan reached Pixel Data or another element at or past `stopAtTag`. */
+  reachedStop: boolean;
+}
+
+/** VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1). */
+const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+const SHORT_VRS = new Set(['AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FL', 'FD', 'IS', 'LO', 'LT', 'PN', 'SH', 'SL', 'SS', 'ST', 'TM', 'UI', 'UL', 'US']);
+
+const ITEM = 0xfffee000;
+const ITEM_DELIMITER = 0xfffee00d;
+const SEQUENCE_DELIMITER = 0xfffee0dd;
+const UNDEFINED = 0xffffffff;
+/** Values larger than this are never kept, even when asked for. */
+const MAX_KEPT_VALUE = 64 * 1024;
+
+interface Frame {
+  /** 'dataset' and 'item' hold elements; 'sequence' holds items. */
+  kind: 'dataset' | 'item' | 'sequence';
+  implicit: boolean;
+  bigEndian: boolean;
+}
+
+export interface ByteScanner {
+  push(chunk: Buffer): void;
+  /** The dataset is complete. Resolves with what was found. */
+  finish(): Promise<HeaderScan>;
+  readonly done: boolean;
+}
+
+export class HeaderScanner implements ByteScanner {
+  private pending: Buffer = Buffer.alloc(0);
+  private skip = 0;
+  private keep: { tag: number; vr: string | undefined; length: number; bigEndian: boolean } | undefined;
+  private readonly stack: Frame[];
+  private readonly values = new Map<number, ScannedValue>();
+  private stopped = false;
+  private totalBytes = 0;
+
+  constructor(
+    encoding: Exclude<DatasetEncoding, 'deflated-explicit-le'>,
+    private readonly wanted: ReadonlySet<number>,
+    private readonly stopAtTag: number = 0x7fe00000,
+  ) {
+    this.stack = [{ kind: 'dataset', implicit: encoding === 'implicit-le', bigEndian: encoding === 'explicit-be' }];
+  }
+
+  get done(): boolean {
+    return this.stopped;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.stopped) return;
+    this.totalBytes += chunk.length;
+    let data = chunk;
+    if (this.skip > 0) {
+      const skipped = Math.min(this.skip, data.length);
+      this.skip -= skipped;
+      data = data.subarray(skipped);
+      if (data.length === 0) return;
+    }
+    this.pending = this.pending.length === 0 ? data : Buffer.concat([this.pending, data]);
+    this.consume();
+  }
+
+  finish(): Promise<HeaderScan> {
+    if (!this.stopped) {
+      if (this.skip > 0 || this.keep || this.pending.length > 0) {
+        return Promise.reject(new DatasetFormatError(`dataset ends inside an element (after ${this.totalBytes} bytes)`));
+      }
+      if (this.stack.length > 1) {
+        return Promise.reject(new DatasetFormatError('dataset ends inside a sequence of undefined length'));
+      }
+    }
+    return Promise.resolve({ values: this.values, reachedStop: this.stopped });
+  }
+
+  private consume(): void {
+    let offset = 0;
+    const buffer = this.pending;
+    while (!this.stopped) {
+      if (this.keep) {
+        if (buffer.length - offset < this.keep.length) break;
+        const { tag, vr, length, bigEndian } = this.keep;
+        this.values.set(tag, { vr, bytes: Buffer.from(buffer.subarray(offset, offset + length)), bigEndian });
+        offset += length;
+        this.keep = undefined;
+        continue;
+      }
+      const frame = this.stack[this.stack.length - 1] as Frame;
+      const header = this.readHeader(buffer, offset, frame);
+      if (header === undefined) break;
+      offset += header.headerLength;
+      this.onElement(frame, header.tag, header.vr, header.length);
+      if (this.stopped) break;
+      if (this.skip > 0) {
+        const skipped = Math.min(this.skip, buffer.length - offset);
+        this.skip -= skipped;
+        offset += skipped;
+        if (this.skip > 0) break;
+      }
+    }
+    this.pending = offset >= buffer.length ? Buffer.alloc(0) : buffer.subarray(offset);
+    if (this.pending.length > 0 && offset > 0 && this.pending.length < 256) this.pending = Buffer.from(this.pending);
+  }
+
+  private onElement(frame: Frame, tag: number, vr: string | undefined, length: number): void {
+    const depth = this.stack.length;
+    if (frame.kind === 'sequence') {
+      if (tag === SEQUENCE_DELIMITER) {
+        this.stack.pop();
+        return;
+      }
+      if (tag !== ITEM) throw new DatasetFormatError(`expected an item in a sequence, found (${tagText(tag)})`);
+      if (length === UNDEFINED) this.stack.push({ kind: 'item', implicit: frame.implicit, bigEndian: frame.bigEndian });
+      else this.skip = length;
+      return;
+    }
+    if (tag === ITEM_DELIMITER) {
+      if (frame.kind !== 'item') throw new DatasetFormatError('item delimiter outside an item');
+      this.stack.pop();
+      return;
+    }
+    if (tag === ITEM || tag === SEQUENCE_DELIMITER) {
+      throw new DatasetFormatError(`(${tagText(tag)}) where a data element was expected`);
+    }
+    if (depth === 1 && tag >= this.stopAtTag) {
+      this.stopped = true;
+      return;
+    }
+    if (length === UNDEFINED) {
+      // A sequence, or a UN/OB/OW element of undefined length: items until a sequence delimiter.
+      // PS3.5 6.2.2: the content of a UN of undefined length is implicit VR little endian.
+      const implicit = vr === 'UN' ? true : frame.implicit;
+      const bigEndian = vr === 'UN' ? false : frame.bigEndian;
+      this.stack.push({ kind: 'sequence', implicit, bigEndian });
+      return;
+    }
+    if (depth === 1 && this.wanted.has(tag) && length <= MAX_KEPT_VALUE) {
+      this.keep = { tag, vr, length, bigEndian: frame.bigEndian };
+      return;
+    }
+    this.skip = length;
+  }
+
+  private readHeader(buffer: Buffer, offset: number, frame: Frame): { tag: number; vr: string | undefined; length: number; headerLength: number } | undefined {
+    const available = buffer.length - offset;
+    if (available < 8) return undefined;
+    const group = frame.bigEndian ? buffer.readUInt16BE(offset) : buffer.readUInt16LE(offset);
+    const element = frame.bigEndian ? buffer.readUInt16BE(offset + 2) : buffer.readUInt16LE(offset + 2);
+    const tag = ((group << 16) | element) >>> 0;
+    // Items and delimiters have no VR, in every transfer syntax (PS3.5 7.5).
+    if (group === 0xfffe || frame.implicit) {
+      const length = readUInt32(buffer, offset + 4, frame.bigEndian);
+      return { tag, vr: undefined, length, headerLength: 8 };
+    }
+    const vr = buffer.toString('latin1', offset + 4, offset + 6);
+    if (SHORT_VRS.has(vr)) {
+      const length = frame.bigEndian ? buffer.readUInt16BE(offset + 6) : buffer.readUInt16LE(offset + 6);
+      return { tag, vr, length, headerLength: 8 };
+    }
+    // PS3.5 7.1.2: a VR not known yet has the 12-byte header of OB and the like.
+    if (LONG_VRS.has(vr) || /^[A-Z]{2}$/.test(vr)) {
+      if (available < 12) return undefined;
+      return { tag, vr, length: readUInt32(buffer, offset + 8, frame.bigEndian), headerLength: 12 };
+    }
+    throw new DatasetFormatError(`element (${tagText(tag)}) has no valid VR (bytes 0x${buffer.toString('hex', offset + 4, offset + 6)})`);
+  }
+}
+
+function readUInt32(buffer: Buffer, offset: number, bigEndian: boolean): number {
+  return bigEndian ? buffer.readUInt32BE(offset) : buffer.readUInt32LE(offset);
+}
+
+export function tagText(tag: number): string {
+  const hex = tag.toString(16).toUpperCase().padStart(8, '0');
+  return `${hex.slice(0, 4)},${hex.slice(4)}`;
+}
+
+/**
+ * PS3.5 A.5: a deflated dataset is raw deflate of explicit VR little endian. The scanner inflates only
+ * as far as the header it needs, then stops inflating.
+ */
+export class DeflatedHeaderScanner implements ByteScanner {
+  private readonly inner: HeaderScanner;
+  private readonly inflater: InflateRaw;
+  private failure: Error | undefined;
+  private readonly drained: Promise<void>;
+
+  constructor(wanted: ReadonlySet<number>, stopAtTag?: number) {
+    this.inner = new HeaderScanner('explicit-le', wanted, stopAtTag);
+    this.inflater = createInflateRaw();
+    this.inflater.on('data', (chunk: Buffer) => {
+      if (this.failure || this.inner.done) return;
+      try {
+        this.inner.push(chunk);
+      } catch (error) {
+        this.failure = error as Error;
+      }
+    });
+    this.drained = new Promise((resolve) => {
+      this.inflater.on('end', resolve);
+      this.inflater.on('close', resolve);
+      this.inflater.on('error', (error) => {
+        this.failure ??= new DatasetFormatError(`deflated dataset cannot be inflated: ${error.message}`);
+        resolve();
+      });
+    });
+  }
+
+  get done(): boolean {
+    return this.inner.done || this.failure !== undefined;
+  }
+
+  push(chunk: Buffer): void {
+    if (this.done) {
+      if (!this.inflater.destroyed) this.inflater.destroy();
+      return;
+    }
+    this.inflater.write(chunk);
+  }
+
+  async finish(): Promise<HeaderScan> {
+    if (!this.inflater.destroyed) this.inflater.end();
+    await this.drained;
+    if (this.failure) throw this.failure;
+    return this.inner.finish();
+  }
+}
+
+export function createHeaderScanner(encoding: DatasetEncoding, wanted: ReadonlySet<number>, stopAtTag?: number): ByteScanner {
+  return encoding === 'deflated-explicit-le'
+    ? new DeflatedHeaderScanner(wanted, stopAtTag)
+    : new HeaderScanner(encoding, wanted, stopAtTag);
+}

@@ -1,0 +1,62 @@
+/**
+ * PS3.10 7.1: the DICOM file format — a 128-byte preamble, "DICM", and the File Meta Information
+ * (group 0002, explicit VR little endian) — ahead of the dataset bytes exactly as they were received.
+ */
+
+/** Gantry's Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name. */
+export const IMPLEMENTATION_CLASS_UID = '2.25.321850691147362074619267135472068027305';
+export const IMPLEMENTATION_VERSION_NAME = 'GANTRY_0_1_0';
+
+export interface FileMetaInformation {
+  mediaStorageSopClassUid: string;
+  mediaStorageSopInstanceUid: string;
+  transferSyntaxUid: string;
+  /** The AE that sent the content: the calling AE title of the association it came on. */
+  sourceApplicationEntityTitle?: string;
+}
+
+function element(group: number, elementNumber: number, vr: string, value: Buffer): Buffer {
+  const long = vr === 'OB';
+  const header = Buffer.alloc(long ? 12 : 8);
+  header.writeUInt16LE(group, 0);
+  header.writeUInt16LE(elementNumber, 2);
+  header.write(vr, 4, 'latin1');
+  if (long) header.writeUInt32LE(value.length, 8);
+  else header.writeUInt16LE(value.length, 6);
+  return Buffer.concat([header, value]);
+}
+
+function text(value: string, pad: string): Buffer {
+  return Buffer.from(value.length % 2 === 1 ? value + pad : value, 'latin1');
+}
+
+/** The preamble, the DICM prefix and the File Meta Information, ready to be followed by the dataset. */
+export function encodePart10Header(meta: FileMetaInformation): Buffer {
+  const elements = [
+    element(0x0002, 0x0001, 'OB', Buffer.from([0x00, 0x01])),
+    element(0x0002, 0x0002, 'UI', text(meta.mediaStorageSopClassUid, '\0')),
+    element(0x0002, 0x0003, 'UI', text(meta.mediaStorageSopInstanceUid, '\0')),
+    element(0x0002, 0x0010, 'UI', text(meta.transferSyntaxUid, '\0')),
+    element(0x0002, 0x0012, 'UI', text(IMPLEMENTATION_CLASS_UID, '\0')),
+    element(0x0002, 0x0013, 'SH', text(IMPLEMENTATION_VERSION_NAME, ' ')),
+  ];
+  if (meta.sourceApplicationEntityTitle) {
+    elements.push(element(0x0002, 0x0016, 'AE', text(meta.sourceApplicationEntityTitle, ' ')));
+  }
+  const body = Buffer.concat(elements);
+  const groupLength = Buffer.alloc(4);
+  groupLength.writeUInt32LE(body.length);
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), element(0x0002, 0x0000, 'UL', groupLength), body]);
+}
+
+/** Where the dataset starts in a Part 10 file: after the group 0002 elements. */
+export function datasetOffset(file: Buffer): number {
+  if (file.length < 132 || file.toString('latin1', 128, 132) !== 'DICM') throw new Error('not a DICOM Part 10 file');
+  let offset = 132;
+  while (offset + 8 <= file.length && file.readUInt16LE(offset) === 0x0002) {
+    const vr = file.toString('latin1', offset + 4, offset + 6);
+    if (['OB', 'OW', 'OF', 'SQ', 'UT', 'UN'].includes(vr)) offset += 12 + file.readUInt32LE(offset + 8);
+    else offset += 8 + file.readUInt16LE(offset + 6);
+  }
+  return offset;
+}

@@ -1,0 +1,474 @@
+/**
+ * One association on the acceptor side (PS3.8 9.2, the upper-layer state machine seen from an SCP):
+ * ARTIM while waiting for the request, negotiation, DIMSE messages (PS3.7) assembled from PDVs and
+ * dispatched to the service handlers, release, abort, and an idle timeout.
+ *
+ * Datasets stream: each PDV slice goes straight to the handler's sink, and the socket is paused
+ * while the sink is behind, so memory does not grow with the object's size.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from '../observability/logger.js';
+import { CommandError, CommandField, decodeCommand, encodeCommand, isRequest, NO_DATASET, type DimseCommand } from './command.js';
+import type { NegotiatedContext, NegotiationOutcome } from './negotiation.js';
+import {
+  AbortReason,
+  AbortSource,
+  decodeAbort,
+  decodeAssociateRequest,
+  encodeAbort,
+  encodeAssociateAccept,
+  encodeAssociateReject,
+  encodePData,
+  encodeReleaseResponse,
+  PduError,
+  PduType,
+  type AbortReasonCode,
+  type AssociateRequest,
+} from './pdu.js';
+import { PduStream, type PduStreamSink } from './pdu-stream.js';
+import { DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers } from './services.js';
+import { resultFromError, Status, statusHex, type DimseResult } from './status.js';
+
+export interface AcceptorOptions {
+  id: string;
+  socket: Socket;
+  log: Logger;
+  artimMs: number;
+  idleMs: number;
+  negotiate(request: AssociateRequest, remoteAddress: string): NegotiationOutcome;
+  handlers: ServiceHandlers;
+  /** Called once when the connection is gone, with whether the association had been accepted. */
+  onClosed(association: AcceptorAssociation, wasAccepted: boolean): void;
+}
+
+type Phase = 'awaitingRequest' | 'established' | 'releasing' | 'closing' | 'closed';
+
+/** Command sets are small; a larger one is a broken peer. */
+const MAX_COMMAND_LENGTH = 64 * 1024;
+
+interface IncomingDataset {
+  context: NegotiatedContext;
+  command: DimseCommand;
+  sink: DatasetSink;
+  responseField: number;
+}
+
+export interface AssociationSummary {
+  operations: number;
+  failures: number;
+  bytesReceived: number;
+}
+
+export class AcceptorAssociation implements PduStreamSink {
+  readonly id: string;
+  private readonly socket: Socket;
+  private log: Logger;
+  private readonly pdus: PduStream;
+  private phase: Phase = 'awaitingRequest';
+  private accepted = false;
+  private callingAeTitle = '';
+  private contexts = new Map<number, NegotiatedContext>();
+  private peerMaxPduLength = 0;
+  private operationsWindow = 1;
+  private info: AssociationInfo | undefined;
+  private commandChunks: Buffer[] = [];
+  private commandLength = 0;
+  private incoming: IncomingDataset | undefined;
+  private readonly operations = new Set<Promise<void>>();
+  private pauses = 0;
+  private artimTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private closeWhenIdle = false;
+  private readonly startedAt = Date.now();
+  private readonly summary: AssociationSummary = { operations: 0, failures: 0, bytesReceived: 0 };
+
+  constructor(private readonly options: AcceptorOptions) {
+    this.id = options.id;
+    this.socket = options.socket;
+    this.log = options.log;
+    this.pdus = new PduStream(this);
+    this.socket.setNoDelay(true);
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.socket.on('error', (error) => this.log.debug({ err: error.message }, 'connection error'));
+    this.socket.on('close', () => this.onSocketClosed());
+    // The peer closed its side: after a release or an abort that is the end; otherwise it is an
+    // abrupt end (PS3.8 9.2: A-P-ABORT), reported when the socket closes.
+    this.socket.on('end', () => this.socket.destroy());
+    this.startArtim();
+  }
+
+  get calling(): string {
+    return this.callingAeTitle;
+  }
+
+  get isAccepted(): boolean {
+    return this.accepted;
+  }
+
+  // --- socket input ------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'closing' || this.phase === 'closed') return;
+    this.summary.bytesReceived += chunk.length;
+    this.idleTimer?.refresh();
+    try {
+      this.pdus.push(chunk);
+    } catch (error) {
+      if (error instanceof PduError) this.abortForProtocolError(error.message, error.abortReason);
+      else this.abortForProtocolError(`internal error: ${(error as Error).message}`, AbortReason.NotSpecified);
+    }
+  }
+
+  controlPdu(type: number, body: Buffer): void {
+    switch (type) {
+      case PduType.AssociateRq:
+        if (this.phase !== 'awaitingRequest') throw new PduError('A-ASSOCIATE-RQ on an established association', AbortReason.UnexpectedPdu);
+        this.onAssociateRequest(decodeAssociateRequest(body));
+        return;
+      case PduType.ReleaseRq:
+        if (this.phase !== 'established') throw new PduError('A-RELEASE-RQ outside an established association', AbortReason.UnexpectedPdu);
+        if (this.incoming || this.commandLength > 0) throw new PduError('A-RELEASE-RQ in the middle of a message', AbortReason.UnexpectedPdu);
+        this.onReleaseRequest();
+        return;
+      case PduType.Abort: {
+        const abort = decodeAbort(body);
+        this.log.info({ source: abort.source, reason: abort.reason }, 'peer aborted the association');
+        this.close();
+        return;
+      }
+      default:
+        throw new PduError(`unexpected PDU type 0x${type.toString(16)} for an association acceptor`, AbortReason.UnexpectedPdu);
+    }
+  }
+
+  pdvData(presentationContextId: number, isCommand: boolean, data: Buffer): void {
+    this.requireEstablished();
+    if (isCommand) {
+      if (this.incoming) throw new PduError('command fragment while a dataset is being received (PS3.7 9.1.2)', AbortReason.UnexpectedPduParameter);
+      this.requireContext(presentationContextId);
+      this.commandLength += data.length;
+      if (this.commandLength > MAX_COMMAND_LENGTH) throw new PduError('command set longer than 64 KiB', AbortReason.InvalidPduParameterValue);
+      this.commandChunks.push(data);
+      return;
+    }
+    const incoming = this.incoming;
+    if (!incoming) throw new PduError('dataset fragment with no command before it', AbortReason.UnexpectedPduParameter);
+    if (incoming.context.id !== presentationContextId) {
+      throw new PduError(`dataset fragment on context ${presentationContextId}, its command came on ${incoming.context.id}`, AbortReason.InvalidPduParameterValue);
+    }
+    if (!incoming.sink.write(data)) this.pauseUntil(incoming.sink.whenDrained());
+  }
+
+  pdvEnd(presentationContextId: number, isCommand: boolean, isLast: boolean): void {
+    if (!isLast) return;
+    if (isCommand) {
+      const context = this.requireContext(presentationContextId);
+      const bytes = this.commandChunks.length === 1 ? (this.commandChunks[0] as Buffer) : Buffer.concat(this.commandChunks);
+      this.commandChunks = [];
+      this.commandLength = 0;
+      let command: DimseCommand;
+      try {
+        command = decodeCommand(bytes);
+      } catch (error) {
+        if (error instanceof CommandError) throw new PduError(`malformed command set: ${error.message}`, AbortReason.InvalidPduParameterValue);
+        throw error;
+      }
+      this.onCommand(context, command);
+      return;
+    }
+    const incoming = this.incoming;
+    if (!incoming) return;
+    this.incoming = undefined;
+    this.track(incoming.context, incoming.command, incoming.responseField, () => incoming.sink.end());
+  }
+
+  // --- association establishment and release ------------------------------------------------
+
+  private onAssociateRequest(request: AssociateRequest): void {
+    this.stopArtim();
+    this.callingAeTitle = request.callingAeTitle;
+    const remoteAddress = normalizeAddress(this.socket.remoteAddress);
+    const outcome = this.options.negotiate(request, remoteAddress);
+    const who = { calling: request.callingAeTitle, called: request.calledAeTitle, remote: remoteAddress };
+    const { calling: _calling, ...whoElse } = who;
+    if (outcome.kind === 'reject') {
+      this.log.warn({ ...who, result: outcome.reject.result, source: outcome.reject.source, reason: outcome.reject.reason, why: outcome.why }, 'association rejected');
+      this.socket.write(encodeAssociateReject(outcome.reject));
+      this.phase = 'closing';
+      this.finishAfterArtim();
+      return;
+    }
+    this.accepted = true;
+    this.contexts = outcome.contexts;
+    this.peerMaxPduLength = outcome.peerMaxPduLength;
+    this.operationsWindow = outcome.operationsWindow;
+    this.log = this.log.child({ calling: request.callingAeTitle });
+    this.info = {
+      id: this.id,
+      callingAeTitle: request.callingAeTitle,
+      calledAeTitle: request.calledAeTitle,
+      remoteAddress,
+      remotePort: this.socket.remotePort ?? 0,
+      log: this.log,
+    };
+    this.socket.write(encodeAssociateAccept(outcome.accept));
+    this.phase = 'established';
+    this.log.info(
+      {
+        ...whoElse,
+        implementation: request.userInformation.implementationClassUid,
+        contexts: this.contexts.size,
+        offered: request.presentationContexts.length,
+        window: this.operationsWindow,
+        peerMaxPdu: this.peerMaxPduLength,
+      },
+      'association accepted',
+    );
+    this.idleTimer = setTimeout(() => this.onIdle(), this.options.idleMs);
+    this.idleTimer.unref();
+  }
+
+  private onReleaseRequest(): void {
+    this.phase = 'releasing';
+    void this.whenOperationsDone().then(() => {
+      if (this.phase !== 'releasing') return;
+      this.socket.write(encodeReleaseResponse());
+      this.log.info({ ...this.summaryFields() }, 'association released');
+      this.phase = 'closing';
+      this.finishAfterArtim();
+    });
+  }
+
+  /**
+   * Ends the association for a shutdown: in-flight operations finish and are answered, then the
+   * association is aborted (the peer loses nothing it was told was stored).
+   */
+  shutdown(): void {
+    if (this.phase === 'awaitingRequest') {
+      this.close();
+      return;
+    }
+    this.closeWhenIdle = true;
+    this.abortIfIdle();
+  }
+
+  private abortIfIdle(): void {
+    if (!this.closeWhenIdle || this.phase !== 'established') return;
+    if (this.operations.size > 0 || this.incoming || this.commandLength > 0) return;
+    this.log.info({ ...this.summaryFields() }, 'association aborted for shutdown');
+    this.sendAbort(AbortSource.ServiceUser, AbortReason.NotSpecified);
+  }
+
+  private onIdle(): void {
+    if (this.phase !== 'established') return;
+    if (this.operations.size > 0 || this.pauses > 0) {
+      this.idleTimer?.refresh();
+      return;
+    }
+    this.log.warn({ idleSeconds: this.options.idleMs / 1000, ...this.summaryFields() }, 'association idle too long: aborted');
+    this.sendAbort(AbortSource.ServiceProvider, AbortReason.NotSpecified);
+  }
+
+  private abortForProtocolError(message: string, reason: AbortReasonCode): void {
+    this.log.warn({ why: message, reason, ...this.summaryFields() }, 'protocol error: association aborted');
+    this.sendAbort(AbortSource.ServiceProvider, reason);
+  }
+
+  private sendAbort(source: number, reason: number): void {
+    if (this.phase === 'closing' || this.phase === 'closed') return;
+    this.phase = 'closing';
+    this.abortIncoming();
+    this.socket.write(encodeAbort({ source, reason }));
+    this.finishAfterArtim();
+  }
+
+  /** PS3.8 9.2: after A-ASSOCIATE-RJ, A-RELEASE-RP or A-ABORT, wait (ARTIM) for the peer to close. */
+  private finishAfterArtim(): void {
+    this.socket.end();
+    this.startArtim();
+  }
+
+  /** Cuts the connection at once (end of a shutdown's grace period). */
+  destroy(): void {
+    this.close();
+  }
+
+  private close(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closing';
+    this.abortIncoming();
+    this.socket.destroy();
+  }
+
+  private onSocketClosed(): void {
+    if (this.phase === 'closed') return;
+    const wasEstablished = this.phase === 'established' || this.phase === 'releasing';
+    this.phase = 'closed';
+    this.stopArtim();
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.abortIncoming();
+    if (wasEstablished) this.log.warn({ ...this.summaryFields() }, 'connection closed without release');
+    this.options.onClosed(this, this.accepted);
+  }
+
+  private abortIncoming(): void {
+    const incoming = this.incoming;
+    this.incoming = undefined;
+    this.commandChunks = [];
+    this.commandLength = 0;
+    if (incoming) {
+      try {
+        incoming.sink.abort();
+      } catch (error) {
+        this.log.error({ err: (error as Error).message }, 'a dataset sink failed to abort');
+      }
+    }
+  }
+
+  private startArtim(): void {
+    this.stopArtim();
+    this.artimTimer = setTimeout(() => {
+      if (this.phase === 'awaitingRequest') this.log.warn('no A-ASSOCIATE-RQ before the ARTIM timer expired');
+      this.socket.destroy();
+    }, this.options.artimMs);
+    this.artimTimer.unref();
+  }
+
+  private stopArtim(): void {
+    if (this.artimTimer) clearTimeout(this.artimTimer);
+    this.artimTimer = undefined;
+  }
+
+  // --- DIMSE messages ----------------------------------------------------------------------
+
+  private onCommand(context: NegotiatedContext, command: DimseCommand): void {
+    const info = this.info as AssociationInfo;
+    const hasDataset = command.commandDataSetType !== NO_DATASET;
+    if (!isRequest(command.commandField)) {
+      // A response to an operation Gantry did not invoke on this association.
+      this.log.warn({ commandField: command.commandField }, 'unexpected DIMSE response ignored');
+      if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink({ status: Status.Success }), responseField: 0 };
+      return;
+    }
+    const responseField = command.commandField | 0x8000;
+    if (command.commandField === CommandField.CStoreRq && context.service === 'storage') {
+      if (!hasDataset) {
+        this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-STORE-RQ without a dataset' }));
+        return;
+      }
+      this.incoming = { context, command, sink: this.openStoreSink(context, command, info), responseField };
+      return;
+    }
+    if (command.commandField === CommandField.CEchoRq && context.service === 'verification') {
+      this.track(context, command, responseField, () => this.options.handlers.echo(info));
+      return;
+    }
+    if (command.commandField === CommandField.CCancelRq) return; // nothing Gantry runs here can be cancelled yet
+    const refusal: DimseResult = {
+      status: Status.UnrecognizedOperation,
+      errorComment: `command 0x${command.commandField.toString(16)} is not supported on a ${context.service} context`,
+    };
+    if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField };
+    else this.track(context, command, responseField, () => refusal);
+  }
+
+  private openStoreSink(context: NegotiatedContext, command: DimseCommand, info: AssociationInfo): DatasetSink {
+    try {
+      return this.options.handlers.store({
+        association: info,
+        messageId: command.messageId ?? 0,
+        priority: command.priority ?? 0,
+        sopClassUid: command.affectedSopClassUid ?? context.abstractSyntax,
+        sopInstanceUid: command.affectedSopInstanceUid ?? '',
+        transferSyntaxUid: context.transferSyntax,
+        ...(command.moveOriginatorAeTitle !== undefined
+          ? { moveOriginator: { aeTitle: command.moveOriginatorAeTitle, messageId: command.moveOriginatorMessageId ?? 0 } }
+          : {}),
+      });
+    } catch (error) {
+      this.log.error({ err: (error as Error).message }, 'store handler failed to start');
+      return new DiscardingSink(resultFromError(error));
+    }
+  }
+
+  /** Runs one operation and answers it; reading pauses while the peer has more outstanding than
+   * the negotiated window allows. */
+  private track(context: NegotiatedContext, command: DimseCommand, responseField: number, run: () => DimseResult | Promise<DimseResult>): void {
+    const operation = (async () => {
+      let result: DimseResult;
+      try {
+        result = await run();
+      } catch (error) {
+        result = resultFromError(error);
+      }
+      this.respond(context, command, responseField, result);
+    })();
+    this.operations.add(operation);
+    void operation.finally(() => {
+      this.operations.delete(operation);
+      this.abortIfIdle();
+    });
+    if (this.operations.size >= this.operationsWindow) this.pauseUntil(operation);
+  }
+
+  private respond(context: NegotiatedContext, request: DimseCommand, responseField: number, result: DimseResult): void {
+    this.summary.operations += 1;
+    if (result.status !== Status.Success && (result.status & 0xf000) !== 0xb000) {
+      this.summary.failures += 1;
+      this.log.warn({ status: statusHex(result.status), comment: result.errorComment, command: request.commandField }, 'operation failed');
+    }
+    if (this.phase !== 'established' && this.phase !== 'releasing') return;
+    const response: DimseCommand = {
+      commandField: responseField,
+      messageIdBeingRespondedTo: request.messageId ?? 0,
+      commandDataSetType: NO_DATASET,
+      status: result.status,
+      affectedSopClassUid: request.affectedSopClassUid ?? context.abstractSyntax,
+    };
+    if (request.affectedSopInstanceUid !== undefined) response.affectedSopInstanceUid = request.affectedSopInstanceUid;
+    if (result.errorComment !== undefined && result.status !== Status.Success) response.errorComment = result.errorComment;
+    if (result.offendingElements) response.offendingElements = result.offendingElements;
+    const pdus = encodePData(context.id, true, encodeCommand(response), this.peerMaxPduLength);
+    this.socket.write(pdus.length === 1 ? (pdus[0] as Buffer) : Buffer.concat(pdus));
+  }
+
+  private async whenOperationsDone(): Promise<void> {
+    while (this.operations.size > 0) await Promise.allSettled([...this.operations]);
+  }
+
+  private pauseUntil(promise: Promise<unknown>): void {
+    this.pauses += 1;
+    if (this.pauses === 1) this.socket.pause();
+    void promise
+      .catch(() => undefined)
+      .finally(() => {
+        this.pauses -= 1;
+        if (this.pauses === 0 && this.phase !== 'closed') this.socket.resume();
+      });
+  }
+
+  private requireEstablished(): void {
+    if (this.phase !== 'established') throw new PduError('P-DATA-TF outside an established association', AbortReason.UnexpectedPdu);
+  }
+
+  private requireContext(id: number): NegotiatedContext {
+    const context = this.contexts.get(id);
+    if (!context) throw new PduError(`PDV on presentation context ${id}, which was not accepted`, AbortReason.InvalidPduParameterValue);
+    return context;
+  }
+
+  private summaryFields() {
+    return {
+      operations: this.summary.operations,
+      failures: this.summary.failures,
+      bytes: this.summary.bytesReceived,
+      ms: Date.now() - this.startedAt,
+    };
+  }
+}
+
+/** IPv4 peers on a dual-stack socket appear as ::ffff:a.b.c.d. */
+export function normalizeAddress(address: string | undefined): string {
+  if (!address) return '';
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}

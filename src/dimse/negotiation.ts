@@ -1,0 +1,128 @@
+/**
+ * A-ASSOCIATE-RQ → A-ASSOCIATE-AC or -RJ (PS3.8 9.3.2–9.3.4, PS3.7 D.3.3). Pure: the policy says who
+ * may call, which abstract syntaxes map to which service, and which transfer syntaxes each accepts.
+ */
+import {
+  ContextResult,
+  DICOM_APPLICATION_CONTEXT,
+  RejectReason,
+  RejectResult,
+  RejectSource,
+  type AcceptedContext,
+  type AssociateAccept,
+  type AssociateReject,
+  type AssociateRequest,
+  type RoleSelection,
+  type UserInformation,
+} from './pdu.js';
+
+export type ServiceKind = 'verification' | 'storage';
+
+export interface NegotiationPolicy {
+  aeTitle: string;
+  implementationClassUid: string;
+  implementationVersionName: string;
+  maxPduLength: number;
+  maxAsyncOperations: number;
+  callerAllowed(callingAeTitle: string, remoteAddress: string): boolean;
+  /** Reserves a place for the caller under the association limits; false when a limit is reached. */
+  admit(callingAeTitle: string): boolean;
+  serviceFor(abstractSyntax: string): ServiceKind | undefined;
+  transferSyntaxAccepted(kind: ServiceKind, transferSyntax: string): boolean;
+}
+
+export interface NegotiatedContext {
+  id: number;
+  abstractSyntax: string;
+  transferSyntax: string;
+  service: ServiceKind;
+}
+
+export type NegotiationOutcome =
+  | { kind: 'reject'; reject: AssociateReject; why: string }
+  | {
+      kind: 'accept';
+      accept: AssociateAccept;
+      contexts: Map<number, NegotiatedContext>;
+      /** The largest PDU the peer receives (0: no limit). */
+      peerMaxPduLength: number;
+      /** The asynchronous operations window granted: how many requests the peer may have outstanding. */
+      operationsWindow: number;
+    };
+
+function reject(result: number, source: number, reason: number, why: string): NegotiationOutcome {
+  return { kind: 'reject', reject: { result, source, reason }, why };
+}
+
+export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: NegotiationPolicy): NegotiationOutcome {
+  // PS3.8 9.3.2: bit 0 of the protocol version is version 1, the only one there is.
+  if ((rq.protocolVersion & 1) === 0) {
+    return reject(RejectResult.Permanent, RejectSource.ServiceProviderAcse, RejectReason.ProtocolVersionNotSupported, `protocol version ${rq.protocolVersion} not supported`);
+  }
+  if (rq.applicationContext !== DICOM_APPLICATION_CONTEXT) {
+    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.ApplicationContextNotSupported, `application context ${rq.applicationContext} not supported`);
+  }
+  if (rq.calledAeTitle !== policy.aeTitle) {
+    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeTitleNotRecognized, `called AE title "${rq.calledAeTitle}" is not "${policy.aeTitle}"`);
+  }
+  if (!policy.callerAllowed(rq.callingAeTitle, remoteAddress)) {
+    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeTitleNotRecognized, `calling AE title "${rq.callingAeTitle}" from ${remoteAddress} is not on dicom.allowedCallers`);
+  }
+
+  const contexts = new Map<number, NegotiatedContext>();
+  const results: AcceptedContext[] = rq.presentationContexts.map((context) => {
+    const service = policy.serviceFor(context.abstractSyntax);
+    if (service === undefined) return { id: context.id, result: ContextResult.AbstractSyntaxNotSupported, transferSyntax: context.transferSyntaxes[0] ?? '' };
+    // The caller lists its syntaxes in its order of preference; take the first one Gantry reads.
+    const chosen = context.transferSyntaxes.find((syntax) => policy.transferSyntaxAccepted(service, syntax));
+    if (chosen === undefined) return { id: context.id, result: ContextResult.TransferSyntaxesNotSupported, transferSyntax: context.transferSyntaxes[0] ?? '' };
+    contexts.set(context.id, { id: context.id, abstractSyntax: context.abstractSyntax, transferSyntax: chosen, service });
+    return { id: context.id, result: ContextResult.Acceptance, transferSyntax: chosen };
+  });
+  if (contexts.size === 0) {
+    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.NoReasonGiven, 'no acceptable presentation context');
+  }
+  // The limits are checked last, so that a refused caller or syntax never takes a place.
+  if (!policy.admit(rq.callingAeTitle)) {
+    return reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded, 'association limit reached (dicom.maxAssociations or dicom.maxAssociationsPerCaller)');
+  }
+
+  const offered = rq.userInformation;
+  const userInformation: UserInformation = {
+    maxPduLength: policy.maxPduLength,
+    implementationClassUid: policy.implementationClassUid,
+    implementationVersionName: policy.implementationVersionName,
+    roleSelections: replyToRoleSelections(offered.roleSelections, contexts),
+    extendedNegotiations: [],
+  };
+  let operationsWindow = 1;
+  if (offered.asyncOperations) {
+    // PS3.7 D.3.3.3: 0 means unlimited. Gantry performs up to its window and invokes none of its own.
+    const invoked = offered.asyncOperations.maxOperationsInvoked;
+    operationsWindow = invoked === 0 ? policy.maxAsyncOperations : Math.min(invoked, policy.maxAsyncOperations);
+    userInformation.asyncOperations = { maxOperationsInvoked: operationsWindow, maxOperationsPerformed: 1 };
+  }
+  return {
+    kind: 'accept',
+    accept: {
+      protocolVersion: 1,
+      calledAeTitle: rq.calledAeTitle,
+      callingAeTitle: rq.callingAeTitle,
+      applicationContext: DICOM_APPLICATION_CONTEXT,
+      presentationContexts: results,
+      userInformation,
+    },
+    contexts,
+    peerMaxPduLength: offered.maxPduLength,
+    operationsWindow,
+  };
+}
+
+/** PS3.7 D.3.3.4: for each SOP class of an accepted context, the caller may act as SCU (Gantry is
+ * the SCP); Gantry does not take the SCU role of a storage sub-operation on its acceptor side. */
+function replyToRoleSelections(proposed: RoleSelection[], contexts: Map<number, NegotiatedContext>): RoleSelection[] {
+  const accepted = new Set([...contexts.values()].map((context) => context.abstractSyntax));
+  return proposed
+    .filter((role) => accepted.has(role.sopClassUid))
+    .map((role) => ({ sopClassUid: role.sopClassUid, scuRole: role.scuRole, scpRole: false }));
+}

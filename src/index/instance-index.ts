@@ -1,0 +1,271 @@
+/**
+ * The index of received instances (tables patients, studies, series, instances; migration 001).
+ * Writes go through `IndexWriter`, which commits the instances that finished in the same turn of the
+ * event loop in one transaction: every caller still waits for a durable commit, and concurrent
+ * associations share one WAL sync.
+ */
+import type { Statement } from 'better-sqlite3';
+import type { Db } from '../db/database.js';
+import type { IndexedAttributes } from './attributes.js';
+
+export type InstanceState = 'received' | 'deidentified' | 'quarantined' | 'failed' | 'forwarded';
+
+export interface InstanceRecord {
+  attributes: IndexedAttributes;
+  studyInstanceUid: string;
+  seriesInstanceUid: string;
+  sopInstanceUid: string;
+  sopClassUid: string;
+  transferSyntaxUid: string;
+  filePath: string;
+  fileSize: number;
+  callingAeTitle: string;
+  receivedAt: number;
+}
+
+export interface UpsertOutcome {
+  /** False when the SOP Instance UID was already indexed (its row was updated). */
+  inserted: boolean;
+  /** The file the row pointed to before, when the update moved it elsewhere. */
+  replacedFilePath?: string;
+}
+
+export interface StoredInstance {
+  sopInstanceUid: string;
+  sopClassUid: string;
+  seriesInstanceUid: string;
+  studyInstanceUid: string;
+  transferSyntaxUid: string;
+  filePath: string;
+  fileSize: number;
+  state: InstanceState;
+  callingAeTitle: string;
+}
+
+export interface IndexCounts {
+  patients: number;
+  studies: number;
+  series: number;
+  instances: number;
+}
+
+export class InstanceIndex {
+  private readonly statements: {
+    upsertPatient: Statement;
+    upsertStudy: Statement;
+    upsertSeries: Statement;
+    findInstancePath: Statement;
+    upsertInstance: Statement;
+    findInstance: Statement;
+    counts: Statement;
+  };
+
+  constructor(private readonly db: Db) {
+    this.statements = {
+      upsertPatient: db.prepare(`
+        INSERT INTO patients (patient_key, patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)
+        VALUES (@key, @patientId, @issuer, @name, @birthDate, @sex, @now, @now)
+        ON CONFLICT (patient_key) DO UPDATE SET
+          patient_name = coalesce(excluded.patient_name, patient_name),
+          patient_birth_date = coalesce(excluded.patient_birth_date, patient_birth_date),
+          patient_sex = coalesce(excluded.patient_sex, patient_sex),
+          updated_at = excluded.updated_at
+        RETURNING id`),
+      upsertStudy: db.prepare(`
+        INSERT INTO studies (study_instance_uid, patient_pk, study_date, study_time, accession_number, study_id,
+          study_description, referring_physician_name, specific_character_set, created_at, last_received_at)
+        VALUES (@uid, @patientPk, @date, @time, @accession, @studyId, @description, @referring, @charset, @now, @now)
+        ON CONFLICT (study_instance_uid) DO UPDATE SET
+          study_date = coalesce(excluded.study_date, study_date),
+          study_time = coalesce(excluded.study_time, study_time),
+          accession_number = coalesce(excluded.accession_number, accession_number),
+          study_id = coalesce(excluded.study_id, study_id),
+          study_description = coalesce(excluded.study_description, study_description),
+          referring_physician_name = coalesce(excluded.referring_physician_name, referring_physician_name),
+          specific_character_set = coalesce(excluded.specific_character_set, specific_character_set),
+          last_received_at = excluded.last_received_at
+        RETURNING id`),
+      upsertSeries: db.prepare(`
+        INSERT INTO series (series_instance_uid, study_pk, modality, series_number, series_description, series_date,
+          series_time, body_part_examined, created_at, last_received_at)
+        VALUES (@uid, @studyPk, @modality, @number, @description, @date, @time, @bodyPart, @now, @now)
+        ON CONFLICT (series_instance_uid) DO UPDATE SET
+          modality = coalesce(excluded.modality, modality),
+          series_number = coalesce(excluded.series_number, series_number),
+          series_description = coalesce(excluded.series_description, series_description),
+          series_date = coalesce(excluded.series_date, series_date),
+          series_time = coalesce(excluded.series_time, series_time),
+          body_part_examined = coalesce(excluded.body_part_examined, body_part_examined),
+          last_received_at = excluded.last_received_at
+        RETURNING id`),
+      findInstancePath: db.prepare('SELECT file_path AS filePath FROM instances WHERE sop_instance_uid = ?'),
+      upsertInstance: db.prepare(`
+        INSERT INTO instances (sop_instance_uid, series_pk, sop_class_uid, instance_number, content_date, content_time,
+          number_of_frames, rows, columns, image_type, manufacturer, manufacturer_model_name, device_serial_number,
+          station_name, institution_name, burned_in_annotation, recognizable_visual_features, transfer_syntax_uid,
+          file_path, file_size, calling_ae_title, received_at, state, state_changed_at)
+        VALUES (@uid, @seriesPk, @sopClass, @number, @contentDate, @contentTime, @frames, @rows, @columns, @imageType,
+          @manufacturer, @model, @serial, @station, @institution, @burnedIn, @visualFeatures, @transferSyntax,
+          @filePath, @fileSize, @callingAe, @receivedAt, 'received', @receivedAt)
+        ON CONFLICT (sop_instance_uid) DO UPDATE SET
+          series_pk = excluded.series_pk, sop_class_uid = excluded.sop_class_uid,
+          instance_number = excluded.instance_number, content_date = excluded.content_date,
+          content_time = excluded.content_time, number_of_frames = excluded.number_of_frames, rows = excluded.rows,
+          columns = excluded.columns, image_type = excluded.image_type, manufacturer = excluded.manufacturer,
+          manufacturer_model_name = excluded.manufacturer_model_name,
+          device_serial_number = excluded.device_serial_number, station_name = excluded.station_name,
+          institution_name = excluded.institution_name, burned_in_annotation = excluded.burned_in_annotation,
+          recognizable_visual_features = excluded.recognizable_visual_features,
+          transfer_syntax_uid = excluded.transfer_syntax_uid, file_path = excluded.file_path,
+          file_size = excluded.file_size, calling_ae_title = excluded.calling_ae_title,
+          received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at`),
+      findInstance: db.prepare(`
+        SELECT i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid,
+          se.series_instance_uid AS seriesInstanceUid, st.study_instance_uid AS studyInstanceUid,
+          i.transfer_syntax_uid AS transferSyntaxUid, i.file_path AS filePath, i.file_size AS fileSize,
+          i.state AS state, i.calling_ae_title AS callingAeTitle
+        FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
+        WHERE i.sop_instance_uid = ?`),
+      counts: db.prepare(`SELECT
+        (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
+        (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`),
+    };
+  }
+
+  findInstance(sopInstanceUid: string): StoredInstance | undefined {
+    return this.statements.findInstance.get(sopInstanceUid) as StoredInstance | undefined;
+  }
+
+  hasInstance(sopInstanceUid: string): boolean {
+    return this.statements.findInstancePath.get(sopInstanceUid) !== undefined;
+  }
+
+  counts(): IndexCounts {
+    return this.statements.counts.get() as IndexCounts;
+  }
+
+  /** Inserts or updates one instance and its patient, study and series. Call inside a transaction. */
+  upsert(record: InstanceRecord): UpsertOutcome {
+    const a = record.attributes;
+    const now = record.receivedAt;
+    const patientId = a.PatientID ?? '';
+    const issuer = a.IssuerOfPatientID ?? '';
+    const patient = this.statements.upsertPatient.get({
+      key: `${issuer}\u0000${patientId}`,
+      patientId,
+      issuer,
+      name: a.PatientName ?? null,
+      birthDate: a.PatientBirthDate ?? null,
+      sex: a.PatientSex ?? null,
+      now,
+    }) as { id: number };
+    const study = this.statements.upsertStudy.get({
+      uid: record.studyInstanceUid,
+      patientPk: patient.id,
+      date: a.StudyDate ?? null,
+      time: a.StudyTime ?? null,
+      accession: a.AccessionNumber ?? null,
+      studyId: a.StudyID ?? null,
+      description: a.StudyDescription ?? null,
+      referring: a.ReferringPhysicianName ?? null,
+      charset: a.SpecificCharacterSet ?? null,
+      now,
+    }) as { id: number };
+    const series = this.statements.upsertSeries.get({
+      uid: record.seriesInstanceUid,
+      studyPk: study.id,
+      modality: a.Modality ?? null,
+      number: a.SeriesNumber ?? null,
+      description: a.SeriesDescription ?? null,
+      date: a.SeriesDate ?? null,
+      time: a.SeriesTime ?? null,
+      bodyPart: a.BodyPartExamined ?? null,
+      now,
+    }) as { id: number };
+    const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string } | undefined;
+    this.statements.upsertInstance.run({
+      uid: record.sopInstanceUid,
+      seriesPk: series.id,
+      sopClass: record.sopClassUid,
+      number: a.InstanceNumber ?? null,
+      contentDate: a.ContentDate ?? null,
+      contentTime: a.ContentTime ?? null,
+      frames: a.NumberOfFrames ?? null,
+      rows: a.Rows ?? null,
+      columns: a.Columns ?? null,
+      imageType: a.ImageType ?? null,
+      manufacturer: a.Manufacturer ?? null,
+      model: a.ManufacturerModelName ?? null,
+      serial: a.DeviceSerialNumber ?? null,
+      station: a.StationName ?? null,
+      institution: a.InstitutionName ?? null,
+      burnedIn: a.BurnedInAnnotation ?? null,
+      visualFeatures: a.RecognizableVisualFeatures ?? null,
+      transferSyntax: record.transferSyntaxUid,
+      filePath: record.filePath,
+      fileSize: record.fileSize,
+      callingAe: record.callingAeTitle,
+      receivedAt: record.receivedAt,
+    });
+    const outcome: UpsertOutcome = { inserted: previous === undefined };
+    if (previous && previous.filePath !== record.filePath) outcome.replacedFilePath = previous.filePath;
+    return outcome;
+  }
+}
+
+interface Pending {
+  record: InstanceRecord;
+  resolve(outcome: UpsertOutcome): void;
+  reject(error: Error): void;
+}
+
+/** Group commit: the instances submitted in one turn of the event loop share one transaction; each
+ * instance has its own savepoint, so one bad row fails alone. */
+export class IndexWriter {
+  private queue: Pending[] = [];
+  private scheduled = false;
+  private readonly upsertOne: (record: InstanceRecord) => UpsertOutcome;
+
+  constructor(
+    private readonly db: Db,
+    private readonly index: InstanceIndex,
+  ) {
+    this.upsertOne = db.transaction((record: InstanceRecord) => this.index.upsert(record));
+  }
+
+  submit(record: InstanceRecord): Promise<UpsertOutcome> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ record, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    const batch = this.queue;
+    this.queue = [];
+    this.scheduled = false;
+    const results: Array<{ outcome?: UpsertOutcome; error?: Error }> = [];
+    try {
+      this.db.transaction(() => {
+        for (const pending of batch) {
+          try {
+            results.push({ outcome: this.upsertOne(pending.record) });
+          } catch (error) {
+            results.push({ error: error as Error });
+          }
+        }
+      })();
+    } catch (error) {
+      for (const pending of batch) pending.reject(error as Error);
+      return;
+    }
+    batch.forEach((pending, i) => {
+      const result = results[i];
+      if (result?.outcome) pending.resolve(result.outcome);
+      else pending.reject(result?.error ?? new Error('index write lost'));
+    });
+  }
+}
