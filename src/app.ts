@@ -7,7 +7,7 @@ import { isIP, type AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { GantryConfig } from './config/schema.js';
-import { openDatabase, type Db } from './db/database.js';
+import { openDatabase, WalSync, type Db } from './db/database.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
 import {
   isStandardStorageSopClass,
@@ -50,9 +50,11 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
   const { staleIncoming } = await store.init();
   if (staleIncoming > 0) log.warn({ files: staleIncoming }, 'deleted incomplete incoming files from a previous run (none was acknowledged)');
 
-  let db: Db | undefined = openDatabase(join(storagePath, DATABASE_FILE));
+  const databaseFile = join(storagePath, DATABASE_FILE);
+  let db: Db | undefined = openDatabase(databaseFile);
+  const wal = new WalSync(databaseFile);
   const index = new InstanceIndex(db);
-  const writer = new IndexWriter(db, index);
+  const writer = new IndexWriter(db, index, wal);
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();
 
@@ -124,6 +126,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
       log.info({ associations: server.activeAssociations }, 'stopping: no new associations, finishing stores in flight');
       await server.close(10_000);
       freeSpace.stop();
+      await wal.close();
       db?.close();
       db = undefined;
       log.info('stopped');

@@ -1,11 +1,11 @@
 /**
  * The index of received instances (tables patients, studies, series, instances; migration 001).
  * Writes go through `IndexWriter`, which commits the instances that finished in the same turn of the
- * event loop in one transaction: every caller still waits for a durable commit, and concurrent
- * associations share one WAL sync.
+ * event loop in one transaction and then syncs the WAL: every caller waits for a durable commit, and
+ * concurrent associations share one sync.
  */
 import type { Statement } from 'better-sqlite3';
-import type { Db } from '../db/database.js';
+import type { Db, WalSync } from '../db/database.js';
 import type { IndexedAttributes } from './attributes.js';
 
 export type InstanceState = 'received' | 'deidentified' | 'quarantined' | 'failed' | 'forwarded';
@@ -58,6 +58,7 @@ export class InstanceIndex {
     upsertInstance: Statement;
     findInstance: Statement;
     counts: Statement;
+    deleteInstance: Statement;
   };
 
   constructor(private readonly db: Db) {
@@ -126,6 +127,7 @@ export class InstanceIndex {
           i.state AS state, i.calling_ae_title AS callingAeTitle
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
+      deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
       counts: db.prepare(`SELECT
         (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
         (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`),
@@ -138,6 +140,11 @@ export class InstanceIndex {
 
   hasInstance(sopInstanceUid: string): boolean {
     return this.statements.findInstancePath.get(sopInstanceUid) !== undefined;
+  }
+
+  /** Deletes an instance's row (its patient, study and series stay). */
+  deleteInstance(sopInstanceUid: string): void {
+    this.statements.deleteInstance.run(sopInstanceUid);
   }
 
   counts(): IndexCounts {
@@ -229,8 +236,14 @@ export class IndexWriter {
   constructor(
     private readonly db: Db,
     private readonly index: InstanceIndex,
+    private readonly wal: WalSync,
   ) {
     this.upsertOne = db.transaction((record: InstanceRecord) => this.index.upsert(record));
+  }
+
+  /** Removes a row committed for a store that failed afterwards; durable with the next commit. */
+  takeBack(sopInstanceUid: string): void {
+    this.index.deleteInstance(sopInstanceUid);
   }
 
   submit(record: InstanceRecord): Promise<UpsertOutcome> {
@@ -238,12 +251,12 @@ export class IndexWriter {
       this.queue.push({ record, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => this.flush());
+        setImmediate(() => void this.flush());
       }
     });
   }
 
-  private flush(): void {
+  private async flush(): Promise<void> {
     const batch = this.queue;
     this.queue = [];
     this.scheduled = false;
@@ -258,6 +271,7 @@ export class IndexWriter {
           }
         }
       })();
+      await this.wal.sync();
     } catch (error) {
       for (const pending of batch) pending.reject(error as Error);
       return;

@@ -60,6 +60,7 @@ class ReceivingSink implements DatasetSink {
   private readonly file: IncomingFile;
   private readonly scanner: ByteScanner;
   private scanError: Error | undefined;
+  private replacing = false;
 
   constructor(
     private readonly request: StoreRequest,
@@ -99,25 +100,62 @@ class ReceivingSink implements DatasetSink {
   }
 
   async end(): Promise<DimseResult> {
-    let placedPath: string | undefined;
+    let record: InstanceRecord | undefined;
     try {
-      const record = await this.readRecord();
+      record = await this.readRecord();
       const warning = this.sopClassWarning(record);
-      record.fileSize = await this.file.finish();
-      this.deps.freeSpace.consumed(record.fileSize);
-      const placed = await this.deps.store.place(this.file.path, record.filePath, this.settings.duplicates === 'replace');
-      if (!placed) return { status: Status.Success }; // keepFirst: another copy landed first
-      placedPath = record.filePath;
-      const outcome = await this.deps.writer.submit(record);
-      if (outcome.replacedFilePath) await this.deps.store.remove(outcome.replacedFilePath);
-      return warning ?? { status: Status.Success };
+      const placed = this.deps.index.hasInstance(record.sopInstanceUid)
+        ? await this.replaceExisting(record)
+        : await this.placeNew(record);
+      return placed ? (warning ?? { status: Status.Success }) : { status: Status.Success };
     } catch (error) {
-      await this.file.discard();
-      if (placedPath !== undefined && !this.deps.index.hasInstance(this.request.sopInstanceUid)) {
-        await this.deps.store.remove(placedPath).catch(() => undefined);
-      }
+      await this.cleanUpAfterFailure();
       return failureResult(error);
     }
+  }
+
+  /** Deletes what this store wrote, but never a file that replaced an acknowledged copy: it is
+   * durable and is the instance now. */
+  private async cleanUpAfterFailure(): Promise<void> {
+    const stillIncoming = this.file.path.startsWith(this.deps.store.incomingDir);
+    if (this.replacing && !stillIncoming) await this.file.close().catch(() => undefined);
+    else await this.file.discard();
+  }
+
+  /**
+   * A SOP Instance UID seen for the first time: nothing acknowledged can be at its path, so the file
+   * is moved there while its last bytes are still being written, and its sync runs beside the index
+   * commit (the device flushes once, not twice). If the sync fails after the commit, the row is
+   * taken back. A crash between the two leaves a row whose file is short or missing; the start-up
+   * check removes such rows (none was acknowledged).
+   */
+  private async placeNew(record: InstanceRecord): Promise<true> {
+    const [moved, completed] = await Promise.allSettled([this.deps.store.moveIntoPlace(this.file, record.filePath), this.file.complete()]);
+    if (moved.status === 'rejected') throw moved.reason;
+    if (completed.status === 'rejected') throw completed.reason;
+    record.fileSize = completed.value;
+    this.deps.freeSpace.consumed(record.fileSize);
+    const [synced, committed] = await Promise.allSettled([this.deps.store.syncPlaced(this.file), this.deps.writer.submit(record)]);
+    if (synced.status === 'rejected') {
+      if (committed.status === 'fulfilled') this.deps.writer.takeBack(record.sopInstanceUid);
+      throw synced.reason;
+    }
+    if (committed.status === 'rejected') throw committed.reason;
+    return true;
+  }
+
+  /** A re-sent SOP Instance UID: the stored copy is acknowledged, so it is replaced only by a copy
+   * that is already durable (or kept, with storage.duplicates keepFirst). */
+  private async replaceExisting(record: InstanceRecord): Promise<boolean> {
+    this.replacing = true;
+    record.fileSize = await this.file.complete();
+    this.deps.freeSpace.consumed(record.fileSize);
+    const overwrite = this.settings.duplicates === 'replace';
+    const placed = await this.deps.store.placeOverExisting(this.file, record.filePath, overwrite);
+    if (!placed) return false;
+    const outcome = await this.deps.writer.submit(record);
+    if (outcome.replacedFilePath) await this.deps.store.remove(outcome.replacedFilePath);
+    return true;
   }
 
   private async readRecord(): Promise<InstanceRecord> {

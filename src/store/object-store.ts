@@ -4,10 +4,12 @@
  * synced after the move, so the name survives a power cut as well as the content.
  */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, rename, statfs, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, statfs, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { IncomingFile } from './incoming-file.js';
+
+export type { IncomingFile };
 
 export const ORIGINALS_DIR = 'originals';
 const INCOMING_DIR = 'incoming';
@@ -47,25 +49,54 @@ export class ObjectStore {
   }
 
   /**
-   * Moves a finished incoming file to its place. `replace` overwrites an existing file atomically;
-   * otherwise an existing file is kept and the incoming one deleted. Returns whether it was placed.
+   * Moves a complete incoming file to its place before its content is synced: for a target where no
+   * acknowledged copy can be, so that one sync (syncPlaced) then covers content and name.
    */
-  async place(incomingPath: string, relativePath: string, replace: boolean): Promise<boolean> {
+  async moveIntoPlace(file: IncomingFile, relativePath: string): Promise<void> {
     const target = this.absolute(relativePath);
     await this.ensureDirectory(dirname(target));
-    if (replace) {
-      await rename(incomingPath, target);
-    } else {
-      try {
-        await link(incomingPath, target);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        await unlink(incomingPath);
-        return false;
-      }
-      await unlink(incomingPath);
+    await file.moveTo(target);
+  }
+
+  /** Makes a file moved by moveIntoPlace durable, content and name, and closes it. */
+  async syncPlaced(file: IncomingFile): Promise<void> {
+    try {
+      // Both must be durable before the answer; their order does not matter, so they run together.
+      await Promise.all([file.sync(), syncDirectory(dirname(file.path))]);
+    } finally {
+      await file.close();
     }
-    await syncDirectory(dirname(target));
+  }
+
+  /**
+   * Moves a complete incoming file over a target that may hold an acknowledged copy: the content is
+   * synced before the rename, so a crash never leaves a half-written file in its place. With
+   * `overwrite` false an existing file is kept and the incoming one deleted. Closes the file.
+   * Returns whether the incoming file was placed.
+   */
+  async placeOverExisting(file: IncomingFile, relativePath: string, overwrite: boolean): Promise<boolean> {
+    const target = this.absolute(relativePath);
+    const directory = dirname(target);
+    await this.ensureDirectory(directory);
+    try {
+      await file.sync();
+      if (overwrite) {
+        await file.moveTo(target);
+      } else {
+        try {
+          await link(file.path, target);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+          await file.discard();
+          return false;
+        }
+        await unlink(file.path);
+        file.path = target;
+      }
+      await syncDirectory(directory);
+    } finally {
+      await file.close();
+    }
     return true;
   }
 

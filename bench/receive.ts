@@ -1,0 +1,193 @@
+/**
+ * bench/receive: storescu sends one corpus to DCMTK storescp (default mode and +B) and to Gantry, in
+ * the same run, interleaved, several rounds; prints per-round figures and the medians of
+ * instances/s, MB/s, peak RSS and the ratio Gantry/storescp.
+ *
+ *   node dist/bench/receive.js [--rounds 5] [--small 2000] [--large 3] [--large-frames 480] [--huge]
+ *
+ * Corpora are generated once under .bench-data/ (about 1.8 GB; --huge adds a 1 GB instance whose
+ * peak RSS is measured on its own).
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startGantryProcess } from '../test/helpers/gantry.js';
+import { DCMTK_ENV, freePort, peakRss, run, start, stop, waitForPort } from '../test/helpers/processes.js';
+import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    small: { type: 'string', default: '2000' },
+    large: { type: 'string', default: '3' },
+    'large-frames': { type: 'string', default: '480' },
+    huge: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    data: { type: 'string', default: '.bench-data' },
+  },
+});
+
+const root = resolve(values.data);
+const rounds = Number(values.rounds);
+
+interface Corpus {
+  name: string;
+  dir: string;
+  files: number;
+  bytes: number;
+}
+
+async function ensureCorpus(name: string, count: number, frames: number): Promise<Corpus> {
+  const dir = join(root, `${name}-${count}x${frames}`);
+  if (!existsSync(`${dir}.complete`)) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    process.stderr.write(`generating ${count} instance(s) of ${frames} frame(s) in ${dir}\n`);
+    const studyInstanceUid = newUid();
+    let seriesInstanceUid = newUid();
+    for (let i = 0; i < count; i += 1) {
+      if (i % 200 === 0) seriesInstanceUid = newUid();
+      await writeSyntheticFile(join(dir, `f${String(i).padStart(5, '0')}.dcm`), {
+        studyInstanceUid,
+        seriesInstanceUid,
+        patientId: 'BENCH01',
+        patientName: 'Bench^Receive',
+        instanceNumber: i + 1,
+        frames,
+      });
+    }
+    await import('node:fs/promises').then((fs) => fs.writeFile(`${dir}.complete`, ''));
+  }
+  const files = readdirSync(dir).filter((file) => file.endsWith('.dcm'));
+  const bytes = files.reduce((sum, file) => sum + statSync(join(dir, file)).size, 0);
+  return { name, dir, files: files.length, bytes };
+}
+
+interface Sample {
+  receiver: string;
+  seconds: number;
+  rss: number;
+  stored: number;
+}
+
+async function sendWithStorescu(port: number, aeTitle: string, corpus: Corpus): Promise<number> {
+  const result = await run('storescu', ['-aec', aeTitle, '+sd', '127.0.0.1', port.toString(), corpus.dir], {
+    env: DCMTK_ENV,
+    timeoutMs: 30 * 60_000,
+  });
+  if (result.code !== 0) throw new Error(`storescu failed (${result.code}): ${result.stderr.slice(-2000)}`);
+  return result.ms / 1000;
+}
+
+async function runStorescp(mode: 'default' | '+B', corpus: Corpus, work: string): Promise<Sample> {
+  const out = join(work, 'storescp-out');
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const port = await freePort();
+  const args = [...(mode === '+B' ? ['+B'] : []), '-od', out, port.toString()];
+  const scp = start('storescp', args, { env: DCMTK_ENV });
+  try {
+    await waitForPort(port);
+    const seconds = await sendWithStorescu(port, 'ANY-SCP', corpus);
+    const rss = peakRss(scp.pid);
+    const stored = readdirSync(out).length;
+    return { receiver: `storescp ${mode}`, seconds, rss, stored };
+  } finally {
+    await stop(scp, 'SIGKILL');
+    rmSync(out, { recursive: true, force: true });
+  }
+}
+
+async function runGantry(corpus: Corpus, work: string): Promise<Sample> {
+  const dir = join(work, 'gantry');
+  rmSync(dir, { recursive: true, force: true });
+  const gantry = await startGantryProcess(dir, { log: { level: 'warn' } });
+  try {
+    const seconds = await sendWithStorescu(gantry.port, gantry.aeTitle, corpus);
+    const rss = peakRss(gantry.pid);
+    const stored = countFiles(join(gantry.storagePath, 'originals'));
+    return { receiver: 'gantry', seconds, rss, stored };
+  } finally {
+    await gantry.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function countFiles(dir: string): number {
+  if (!existsSync(dir)) return 0;
+  let count = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    count += entry.isDirectory() ? countFiles(join(dir, entry.name)) : 1;
+  }
+  return count;
+}
+
+function median(numbers: number[]): number {
+  const sorted = [...numbers].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+const mb = (bytes: number) => bytes / 1e6;
+
+async function benchCorpus(corpus: Corpus): Promise<void> {
+  const work = join(root, 'work');
+  mkdirSync(work, { recursive: true });
+  const samples: Sample[] = [];
+  const receivers = [
+    () => runStorescp('default', corpus, work),
+    () => runStorescp('+B', corpus, work),
+    () => runGantry(corpus, work),
+  ];
+  for (let round = 1; round <= rounds; round += 1) {
+    // Rotate the order each round so no receiver always runs on a warm or cold page cache.
+    const order = receivers.map((_, i) => receivers[(i + round) % receivers.length] as () => Promise<Sample>);
+    for (const receiver of order) {
+      const sample = await receiver();
+      samples.push(sample);
+      console.log(
+        `${corpus.name} round ${round} ${sample.receiver.padEnd(16)} ${(corpus.files / sample.seconds).toFixed(1).padStart(8)} inst/s ` +
+          `${(mb(corpus.bytes) / sample.seconds).toFixed(1).padStart(7)} MB/s  peak RSS ${mb(sample.rss).toFixed(1)} MB  stored ${sample.stored}`,
+      );
+      if (sample.stored < corpus.files) console.log(`  WARNING: ${sample.receiver} stored ${sample.stored} of ${corpus.files}`);
+    }
+  }
+  const by = (receiver: string) => samples.filter((sample) => sample.receiver === receiver);
+  const gantry = by('gantry');
+  console.log(`\n${corpus.name}: ${corpus.files} files, ${mb(corpus.bytes).toFixed(0)} MB, ${rounds} rounds (medians)`);
+  for (const receiver of ['storescp default', 'storescp +B', 'gantry']) {
+    const list = by(receiver);
+    console.log(
+      `  ${receiver.padEnd(17)} ${median(list.map((s) => corpus.files / s.seconds)).toFixed(1).padStart(8)} inst/s ` +
+        `${median(list.map((s) => mb(corpus.bytes) / s.seconds)).toFixed(1).padStart(7)} MB/s  peak RSS ${median(list.map((s) => mb(s.rss))).toFixed(1)} MB`,
+    );
+  }
+  for (const reference of ['storescp default', 'storescp +B']) {
+    const list = by(reference);
+    const ratios = gantry.map((sample, i) => (list[i] as Sample).seconds / sample.seconds);
+    console.log(`  ratio gantry/${reference}: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
+  }
+  console.log('');
+}
+
+async function hugeInstance(): Promise<void> {
+  const corpus = await ensureCorpus('huge', 1, 2000);
+  const work = join(root, 'work');
+  mkdirSync(work, { recursive: true });
+  for (let round = 1; round <= Math.min(rounds, 3); round += 1) {
+    const sample = await runGantry(corpus, work);
+    console.log(`huge (${mb(corpus.bytes).toFixed(0)} MB) round ${round}: gantry ${(mb(corpus.bytes) / sample.seconds).toFixed(1)} MB/s, peak RSS ${mb(sample.rss).toFixed(1)} MB, stored ${sample.stored}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const only = values.only;
+  if (!only || only === 'small') await benchCorpus(await ensureCorpus('small', Number(values.small), 1));
+  if (!only || only === 'large') await benchCorpus(await ensureCorpus('large', Number(values.large), Number(values['large-frames'])));
+  if (values.huge || only === 'huge') await hugeInstance();
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

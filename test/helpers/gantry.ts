@@ -1,0 +1,44 @@
+/** Runs Gantry as a child process on loopback with a config of the test's own. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import type { ConfigInput } from '../../src/config/schema.js';
+import { freePort, GANTRY_CLI, start, stop, waitForPort, type Started } from './processes.js';
+
+export interface GantryProcess extends Started {
+  port: number;
+  aeTitle: string;
+  storagePath: string;
+  configPath: string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts Gantry with `config` merged over test defaults (loopback, a free port, storage under `dir`). */
+export async function startGantryProcess(dir: string, config: ConfigInput = {}, port?: number): Promise<GantryProcess> {
+  mkdirSync(dir, { recursive: true });
+  const chosenPort = port ?? (await freePort());
+  const storagePath = config.storage?.path ?? join(dir, 'data');
+  const full: ConfigInput = {
+    ...config,
+    dicom: { host: '127.0.0.1', ...config.dicom, port: chosenPort },
+    storage: { minFreeBytes: 0, ...config.storage, path: storagePath },
+    log: { level: 'info', ...config.log },
+  };
+  const configPath = join(dir, 'gantry.yaml');
+  writeFileSync(configPath, stringify(full));
+  const started = start(process.execPath, [GANTRY_CLI, 'serve', '--config', configPath]);
+  try {
+    await waitForPort(chosenPort);
+  } catch (error) {
+    await stop(started, 'SIGKILL');
+    throw new Error(`Gantry did not start: ${(error as Error).message}\n${started.output()}`);
+  }
+  return {
+    ...started,
+    port: chosenPort,
+    aeTitle: full.dicom?.aeTitle ?? 'GANTRY',
+    storagePath,
+    configPath,
+    stop: (signal: NodeJS.Signals = 'SIGTERM') => stop(started, signal),
+  };
+}
