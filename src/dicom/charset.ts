@@ -125,7 +125,9 @@ function decodeIso2022(bytes: Buffer, charsets: readonly string[], personName: b
       index += 1; // an escape Gantry does not know: drop the ESC byte, keep going
       continue;
     }
-    if (isDelimiter(byte, personName)) {
+    // In a two-byte G0 set, "^" and "=" bytes are halves of characters, not delimiters.
+    const nameDelimiters = personName && g0 !== 'jis-x-0208' && g0 !== 'jis-x-0212';
+    if (isDelimiter(byte, nameDelimiters)) {
       out += String.fromCharCode(byte);
       g0 = initial.g0;
       g1 = initial.g1;
@@ -137,7 +139,7 @@ function decodeIso2022(bytes: Buffer, charsets: readonly string[], personName: b
     const high = byte >= 0x80;
     while (end < bytes.length) {
       const next = bytes[end] as number;
-      if (next === 0x1b || isDelimiter(next, personName) || next >= 0x80 !== high) break;
+      if (next === 0x1b || isDelimiter(next, nameDelimiters) || next >= 0x80 !== high) break;
       end += 1;
     }
     out += high ? decodeG1(bytes.subarray(index, end), g1) : decodeG0(bytes.subarray(index, end), g0);

@@ -1,0 +1,81 @@
+/** Reading what Gantry stored: its index rows and its files, for assertions. */
+import Database from 'better-sqlite3';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { datasetOffset } from '../../src/dicom/part10.js';
+
+export interface IndexedRow {
+  sopInstanceUid: string;
+  sopClassUid: string;
+  seriesInstanceUid: string;
+  studyInstanceUid: string;
+  patientId: string;
+  patientName: string | null;
+  transferSyntaxUid: string;
+  filePath: string;
+  fileSize: number;
+  state: string;
+}
+
+/** Every indexed instance with its hierarchy (read-only; safe while Gantry runs, WAL). */
+export function indexedRows(storagePath: string): IndexedRow[] {
+  const file = join(storagePath, 'index.sqlite');
+  if (!existsSync(file)) return [];
+  const db = new Database(file, { readonly: true });
+  try {
+    return db
+      .prepare(
+        `SELECT i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid,
+           se.series_instance_uid AS seriesInstanceUid, st.study_instance_uid AS studyInstanceUid,
+           p.patient_id AS patientId, p.patient_name AS patientName, i.transfer_syntax_uid AS transferSyntaxUid,
+           i.file_path AS filePath, i.file_size AS fileSize, i.state AS state
+         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
+           JOIN patients p ON p.id = st.patient_pk`,
+      )
+      .all() as IndexedRow[];
+  } finally {
+    db.close();
+  }
+}
+
+export function countRows(storagePath: string): { patients: number; studies: number; series: number; instances: number } {
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    return db
+      .prepare(
+        `SELECT (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
+           (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`,
+      )
+      .get() as { patients: number; studies: number; series: number; instances: number };
+  } finally {
+    db.close();
+  }
+}
+
+/** The dataset bytes of a Part 10 file (everything after its File Meta Information). */
+export function datasetBytes(path: string): Buffer {
+  const file = readFileSync(path);
+  return file.subarray(datasetOffset(file));
+}
+
+/** The value of a File Meta Information element, e.g. 0x0003 for MediaStorageSOPInstanceUID. */
+export function metaValue(path: string, element: number): string | undefined {
+  const file = readFileSync(path);
+  let offset = 132;
+  while (offset + 8 <= file.length && file.readUInt16LE(offset) === 0x0002) {
+    const vr = file.toString('latin1', offset + 4, offset + 6);
+    const long = ['OB', 'OW', 'OF', 'SQ', 'UT', 'UN'].includes(vr);
+    const length = long ? file.readUInt32LE(offset + 8) : file.readUInt16LE(offset + 6);
+    const start = offset + (long ? 12 : 8);
+    if (file.readUInt16LE(offset + 2) === element) return file.toString('latin1', start, start + length).replace(/[\0 ]+$/, '');
+    offset = start + length;
+  }
+  return undefined;
+}
+
+export function listFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? listFiles(join(dir, entry.name)) : [join(dir, entry.name)],
+  );
+}

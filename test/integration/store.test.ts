@@ -1,0 +1,216 @@
+/**
+ * The C-STORE SCP's outcomes: generated corpora and a second sender (dcmjs-dimse) stored byte for
+ * byte and indexed; out of resources (0xA700) below storage.minFreeBytes and recovery after a reload;
+ * unreadable datasets (0xC000 range) with the association surviving; private SOP classes as
+ * configured; re-sent instances.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import dimse from 'dcmjs-dimse';
+import { parse, stringify } from 'yaml';
+import { storescu } from '../helpers/dcmtk.js';
+import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
+import { needPeers } from '../helpers/peers.js';
+import { sleep } from '../helpers/processes.js';
+import { RawAssociation } from '../helpers/raw-association.js';
+import { countRows, datasetBytes, indexedRows, listFiles } from '../helpers/stored.js';
+import { encodeDataset, instanceElements, newUid, writeCorpus, writeSyntheticFile, type Element } from '../helpers/synthetic-dicom.js';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+const CSA_NON_IMAGE = '1.3.12.2.1107.5.9.1';
+
+function tempDir(t: { after(fn: () => void): void }, name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `gantry-${name}-`));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function withGantry(t: { after(fn: () => Promise<unknown>): void }, dir: string, config: Parameters<typeof startGantryProcess>[1] = {}): Promise<GantryProcess> {
+  const gantry = await startGantryProcess(join(dir, 'gantry'), config);
+  t.after(() => gantry.stop());
+  return gantry;
+}
+
+/** A small CT dataset (explicit VR little endian) with the given elements changed or added. */
+function ctDataset(overrides: Element[] = [], drop: number[] = []): { dataset: Buffer; sopInstanceUid: string } {
+  const { elements, sopInstanceUid } = instanceElements({ studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'RAW1', patientName: 'Raw^Test', rows: 4, columns: 4 });
+  const byTag = new Map(elements.map((element) => [element[0], element]));
+  for (const tag of drop) byTag.delete(tag);
+  for (const element of overrides) byTag.set(element[0], element);
+  const pixels: Element = [0x7fe00010, 'OW', Buffer.alloc(32)];
+  return { dataset: encodeDataset([...byTag.values(), pixels]), sopInstanceUid: (byTag.get(0x00080018)?.[2] as string | undefined) ?? sopInstanceUid };
+}
+
+async function openStorage(gantry: GantryProcess, sopClassUid = CT): Promise<RawAssociation> {
+  const raw = await RawAssociation.open(gantry.port);
+  const answer = await raw.associate({
+    called: gantry.aeTitle,
+    calling: 'RAW',
+    contexts: [
+      { id: 1, abstractSyntax: sopClassUid, transferSyntaxes: [EXPLICIT_LE] },
+      { id: 3, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] },
+    ],
+  });
+  assert.equal(answer.kind, 'accept');
+  return raw;
+}
+
+test('a generated multi-patient corpus is stored byte for byte with the right hierarchy', async (t) => {
+  if (!(await needPeers(t, 'storescu'))) return;
+  const dir = tempDir(t, 'corpus');
+  const corpusDir = join(dir, 'corpus');
+  await mkdir(corpusDir);
+  const corpus = await writeCorpus(corpusDir, { patients: 3, studiesPerPatient: 2, seriesPerStudy: 2, instancesPerSeries: 4 });
+  const gantry = await withGantry(t, dir);
+  const outcome = await storescu(gantry.port, gantry.aeTitle, [corpusDir], ['+sd']);
+  assert.equal(outcome.code, 0, outcome.output.slice(-2000));
+  assert.equal(outcome.acknowledged.length, corpus.length);
+  assert.deepEqual(countRows(gantry.storagePath), { patients: 3, studies: 6, series: 12, instances: 48 });
+  const rows = new Map(indexedRows(gantry.storagePath).map((row) => [row.sopInstanceUid, row]));
+  for (const instance of corpus) {
+    const row = rows.get(instance.sopInstanceUid);
+    assert.ok(row);
+    assert.equal(row.studyInstanceUid, instance.studyInstanceUid);
+    assert.equal(row.seriesInstanceUid, instance.seriesInstanceUid);
+    assert.equal(row.patientId, instance.patientId);
+    assert.equal(row.state, 'received');
+    assert.ok(datasetBytes(join(gantry.storagePath, row.filePath)).equals(datasetBytes(instance.path)), 'dataset identical to the source file');
+  }
+});
+
+test('dcmjs-dimse Client, a second implementation, stores and is indexed', async (t) => {
+  const dir = tempDir(t, 'dcmjs');
+  const study = newUid();
+  const series = newUid();
+  const files: string[] = [];
+  for (let i = 0; i < 5; i += 1) {
+    const path = join(dir, `d${i}.dcm`);
+    await writeSyntheticFile(path, { studyInstanceUid: study, seriesInstanceUid: series, patientId: 'DCMJS1', patientName: 'Dimse^Client', instanceNumber: i + 1, rows: 32, columns: 32 });
+    files.push(path);
+  }
+  const gantry = await withGantry(t, dir);
+  const statuses: number[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const client = new dimse.Client();
+    for (const file of files) {
+      const request = new dimse.requests.CStoreRequest(file);
+      request.on('response', (response: InstanceType<typeof dimse.responses.CStoreResponse>) => statuses.push(response.getStatus()));
+      client.addRequest(request);
+    }
+    client.on('closed', () => resolve());
+    client.on('networkError', (error: Error) => reject(error));
+    client.on('associationRejected', (reason: unknown) => reject(new Error(`rejected: ${JSON.stringify(reason)}`)));
+    client.send('127.0.0.1', gantry.port, 'DCMJSDIMSE', gantry.aeTitle);
+  });
+  assert.deepEqual(statuses, [0, 0, 0, 0, 0]);
+  const rows = indexedRows(gantry.storagePath);
+  assert.equal(rows.length, 5);
+  assert.ok(rows.every((row) => row.studyInstanceUid === study && row.patientId === 'DCMJS1'));
+});
+
+test('below storage.minFreeBytes a store answers 0xA700; after the floor is lowered (SIGHUP) the next succeeds', async (t) => {
+  const dir = tempDir(t, 'disk');
+  const gantry = await withGantry(t, dir, { storage: { minFreeBytes: Number.MAX_SAFE_INTEGER } });
+  const raw = await openStorage(gantry);
+  t.after(() => raw.destroy());
+  const first = ctDataset();
+  const refused = await raw.store(1, CT, first.sopInstanceUid, first.dataset);
+  assert.equal(refused?.status, 0xa700);
+  assert.match(refused?.errorComment ?? '', /minFreeBytes/);
+  assert.equal(countRows(gantry.storagePath).instances, 0);
+
+  const config = parse(readFileSync(gantry.configPath, 'utf8')) as { storage: { minFreeBytes: number } };
+  config.storage.minFreeBytes = 0;
+  writeFileSync(gantry.configPath, stringify(config));
+  process.kill(gantry.pid, 'SIGHUP');
+  const deadline = Date.now() + 5000;
+  while (!gantry.output().includes('configuration reloaded') && Date.now() < deadline) await sleep(20);
+
+  const second = ctDataset();
+  assert.equal((await raw.store(1, CT, second.sopInstanceUid, second.dataset, 2))?.status, 0x0000, 'the same association goes on');
+  assert.equal(countRows(gantry.storagePath).instances, 1);
+});
+
+test('an unreadable dataset answers in the 0xC000 range with a comment, and the association goes on', async (t) => {
+  const dir = tempDir(t, 'bad');
+  const gantry = await withGantry(t, dir);
+  const raw = await openStorage(gantry);
+  t.after(() => raw.destroy());
+
+  const garbage = Buffer.concat([ctDataset().dataset.subarray(0, 40), Buffer.from([0x10, 0x00, 0x10, 0x00, 0x01, 0x02, 0x04, 0x00, 1, 2, 3, 4])]);
+  const unreadable = await raw.store(1, CT, newUid(), garbage, 1);
+  assert.equal(unreadable?.status, 0xc000);
+  assert.match(unreadable?.errorComment ?? '', /cannot be read/);
+
+  const noStudy = ctDataset([], [0x0020000d]);
+  const missing = await raw.store(1, CT, noStudy.sopInstanceUid, noStudy.dataset, 2);
+  assert.equal(missing?.status, 0xc001);
+  assert.match(missing?.errorComment ?? '', /StudyInstanceUID/);
+
+  const mismatch = ctDataset();
+  const wrongUid = await raw.store(1, CT, newUid(), mismatch.dataset, 3);
+  assert.equal(wrongUid?.status, 0xc002);
+
+  const otherClass = ctDataset([[0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.4']]);
+  const warned = await raw.store(1, CT, otherClass.sopInstanceUid, otherClass.dataset, 4);
+  assert.equal(warned?.status, 0xb007, 'stored, with the warning of PS3.4 B.2.3');
+
+  assert.equal(await raw.echo(3, 5), 0x0000, 'the association still serves');
+  const good = ctDataset();
+  assert.equal((await raw.store(1, CT, good.sopInstanceUid, good.dataset, 6))?.status, 0x0000);
+  assert.equal(countRows(gantry.storagePath).instances, 2);
+});
+
+test('the Siemens CSA Non-Image class is refused by default and accepted when configured', async (t) => {
+  // storescu 3.6.7 will not send a SOP class it does not know, so the bare requester proposes it.
+  const dir = tempDir(t, 'csa');
+  const contexts = [
+    { id: 1, abstractSyntax: CSA_NON_IMAGE, transferSyntaxes: [EXPLICIT_LE] },
+    { id: 3, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] },
+  ];
+  const csa = ctDataset([[0x00080016, 'UI', CSA_NON_IMAGE], [0x00080060, 'CS', 'MR']]);
+  const configs = [
+    { name: 'default', config: {}, accepted: false },
+    { name: 'extraSopClasses', config: { dicom: { extraSopClasses: [CSA_NON_IMAGE] } }, accepted: true },
+    { name: 'acceptUnknownSopClasses', config: { dicom: { acceptUnknownSopClasses: true } }, accepted: true },
+  ];
+  for (const { name, config, accepted } of configs) {
+    const gantry = await startGantryProcess(join(dir, name), config);
+    t.after(() => gantry.stop());
+    const raw = await RawAssociation.open(gantry.port);
+    t.after(() => raw.destroy());
+    const answer = await raw.associate({ called: gantry.aeTitle, calling: 'SIEMENS', contexts });
+    assert.equal(answer.kind, 'accept', name);
+    if (answer.kind !== 'accept') continue;
+    const result = answer.accept.presentationContexts.find((context) => context.id === 1)?.result;
+    assert.equal(result, accepted ? 0 : 3, `${name}: presentation context result (3: abstract syntax not supported)`);
+    if (!accepted) continue;
+    assert.equal((await raw.store(1, CSA_NON_IMAGE, csa.sopInstanceUid, csa.dataset))?.status, 0, name);
+    assert.equal(indexedRows(gantry.storagePath)[0]?.sopClassUid, CSA_NON_IMAGE, name);
+  }
+});
+
+test('a re-sent SOP Instance UID replaces the stored copy, or keeps the first, never a second row', async (t) => {
+  for (const duplicates of ['replace', 'keepFirst'] as const) {
+    const dir = tempDir(t, duplicates);
+    const gantry = await withGantry(t, dir, { storage: { duplicates } });
+    const raw = await openStorage(gantry);
+    const first = ctDataset([[0x00081030, 'LO', 'FIRST COPY']]);
+    const sopInstanceUid = first.sopInstanceUid;
+    const second = ctDataset([[0x00080018, 'UI', sopInstanceUid], [0x00081030, 'LO', 'SECOND COPY']]);
+    assert.equal((await raw.store(1, CT, sopInstanceUid, first.dataset, 1))?.status, 0);
+    assert.equal((await raw.store(1, CT, sopInstanceUid, second.dataset, 2))?.status, 0);
+    raw.destroy();
+    const rows = indexedRows(gantry.storagePath);
+    assert.equal(rows.length, 1, duplicates);
+    const stored = datasetBytes(join(gantry.storagePath, rows[0]?.filePath ?? ''));
+    assert.ok(stored.equals(duplicates === 'replace' ? second.dataset : first.dataset), `${duplicates}: the ${duplicates === 'replace' ? 'second' : 'first'} copy is kept`);
+    // The second copy belongs to another study: with replace, the first file does not stay behind.
+    assert.equal(listFiles(join(gantry.storagePath, 'originals')).length, 1, `${duplicates}: one file`);
+  }
+});

@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { decodeText, parseSpecificCharacterSet } from '../../src/dicom/charset.js';
+
+const bytes = (text: string) => Buffer.from(text, 'latin1');
+
+// Person names of PS3.5 Annexes H, I and J (the values of pydicom's charset_files/FileInfo.txt).
+const CASES: Array<[string, string, string]> = [
+  ['ISO_IR 100', 'Buc^J\xe9r\xf4me', 'Buc^Jérôme'],
+  ['ISO_IR 144', '\xbb\xee\xdace\xdc\xd1yp\xd3', 'Люкceмбypг'],
+  ['ISO_IR 126', '\xc4\xe9\xef\xed\xf5\xf3\xe9\xef\xf2', 'Διονυσιος'],
+  ['ISO_IR 138', '\xf9\xf8\xe5\xef^\xe3\xe1\xe5\xf8\xe4', 'שרון^דבורה'],
+  ['ISO_IR 127', '\xe2\xc8\xc7\xe6\xea^\xe4\xe6\xd2\xc7\xd1', 'قباني^لنزار'],
+  ['\\ISO 2022 IR 87', 'Yamada^Tarou=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B=\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B', 'Yamada^Tarou=山田^太郎=やまだ^たろう'],
+  ['ISO 2022 IR 13\\ISO 2022 IR 87', '\xd4\xcf\xc0\xde^\xc0\xdb\xb3=\x1b$B;3ED\x1b(J^\x1b$BB@O:\x1b(J=\x1b$B$d$^$@\x1b(J^\x1b$B$?$m$&\x1b(J', 'ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう'],
+  ['\\ISO 2022 IR 149', 'Hong^Gildong=\x1b$)C\xfb\xf3^\x1b$)C\xd1\xce\xd4\xd7=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf', 'Hong^Gildong=洪^吉洞=홍^길동'],
+  ['ISO_IR 192', Buffer.from('Wang^XiaoDong=王^小東=', 'utf8').toString('latin1'), 'Wang^XiaoDong=王^小東='],
+  ['GB18030', 'Wang^XiaoDong=\xcd\xf5^\xd0\xa1\xb6\xab=', 'Wang^XiaoDong=王^小东='],
+];
+
+for (const [charset, raw, expected] of CASES) {
+  test(`decodes a person name in ${charset || 'the default repertoire'}`, () => {
+    assert.equal(decodeText(bytes(raw), parseSpecificCharacterSet(charset), true), expected);
+  });
+}
+
+test('ISO_IR 100 is true Latin-1, not windows-1252', () => {
+  assert.equal(decodeText(Buffer.from([0x80, 0xe9]), ['ISO_IR 100']), '\u0080é');
+});
+
+test('no Specific Character Set means the default repertoire', () => {
+  assert.deepEqual(parseSpecificCharacterSet(undefined), ['']);
+  assert.equal(decodeText(bytes('DOE^JOHN'), ['']), 'DOE^JOHN');
+});

@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { ConfigError, EMBEDDED_CONFIG_PATH, loadConfigFile, parseConfigText } from '../../src/config/load.js';
+import { configSchema } from '../../src/config/schema.js';
+
+function problemsOf(text: string, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfigText(text, 'test.yaml', env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    return error.problems;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('an empty config gets every default of the public contract', () => {
+  const config = parseConfigText('', 'empty.yaml', {});
+  assert.equal(config.dicom.aeTitle, 'GANTRY');
+  assert.equal(config.dicom.host, '0.0.0.0');
+  assert.equal(config.dicom.port, 11112);
+  assert.deepEqual(config.dicom.allowedCallers, []);
+  assert.equal(config.storage.path, './data');
+  assert.equal(config.http.port, 8080);
+  assert.equal(config.forward.stableSeconds, 30);
+  assert.deepEqual(config.forward.destinations, []);
+  assert.equal(config.deid.secret, undefined);
+});
+
+test('the embedded config validates and equals the schema defaults', () => {
+  const { config, embedded } = loadConfigFile(undefined, {});
+  assert.equal(embedded, true);
+  assert.deepEqual(config, configSchema.parse({}));
+  assert.match(readFileSync(EMBEDDED_CONFIG_PATH, 'utf8'), /aeTitle: GANTRY/);
+});
+
+test('a config written for the forward and de-identify issues validates now', () => {
+  const config = parseConfigText(
+    `forward:
+  stableSeconds: 10
+  destinations:
+    - { name: research, aeTitle: RESEARCH, host: pacs.example, port: 104 }
+deid:
+  secret: \${GANTRY_SECRET}
+  options: [retainLongitudinalModifiedDates, cleanDescriptors]
+`,
+    'later.yaml',
+    { GANTRY_SECRET: 'a-very-long-secret-value' },
+  );
+  assert.equal(config.forward.destinations[0]?.aeTitle, 'RESEARCH');
+  assert.equal(config.deid.secret, 'a-very-long-secret-value');
+});
+
+test('a bad value names the key, the value and what is allowed', () => {
+  const problems = problemsOf('dicom:\n  port: 70000\nstorage:\n  duplicates: maybe\n');
+  assert.ok(problems.some((p) => p.startsWith('dicom.port: 70000') && p.includes('at most 65535')), problems.join('\n'));
+  assert.ok(problems.some((p) => p.startsWith('storage.duplicates: "maybe"') && p.includes('"replace", "keepFirst"')), problems.join('\n'));
+});
+
+test('an unknown key is refused with the allowed keys listed', () => {
+  const [problem] = problemsOf('dicom:\n  aetitle: X\n');
+  assert.match(problem ?? '', /^dicom: unknown key "aetitle"; allowed keys: aeTitle, host, port/);
+});
+
+test('an AE title longer than 16 characters is refused', () => {
+  const [problem] = problemsOf('dicom:\n  aeTitle: SEVENTEEN_CHARS_X\n');
+  assert.match(problem ?? '', /dicom.aeTitle: "SEVENTEEN_CHARS_X".*16 characters/);
+});
+
+test('environment references are resolved, as numbers where the whole value is one', () => {
+  const config = parseConfigText('dicom:\n  port: ${DICOM_PORT}\n  aeTitle: GW_${SITE:-MAIN}\n', 'env.yaml', { DICOM_PORT: '4242' });
+  assert.equal(config.dicom.port, 4242);
+  assert.equal(config.dicom.aeTitle, 'GW_MAIN');
+});
+
+test('an unset environment reference names the variable and the key', () => {
+  const [problem] = problemsOf('deid:\n  secret: ${GANTRY_SECRET}\n');
+  assert.match(problem ?? '', /^deid.secret: refers to the environment variable GANTRY_SECRET, which is not set/);
+});
+
+test('a secret is never echoed in an error', () => {
+  const [problem] = problemsOf('deid:\n  secret: short\n');
+  assert.ok(problem?.startsWith('deid.secret: (hidden)'), problem);
+  assert.ok(!problem?.includes('short"'));
+});
+
+test('GANTRY_LOG_LEVEL overrides log.level, and a bad one is refused', () => {
+  assert.equal(parseConfigText('', 'x.yaml', { GANTRY_LOG_LEVEL: 'debug' }).log.level, 'debug');
+  assert.throws(() => parseConfigText('', 'x.yaml', { GANTRY_LOG_LEVEL: 'loud' }), /GANTRY_LOG_LEVEL: "loud" is not allowed/);
+});
+
+test('invalid YAML is reported with its line', () => {
+  const [problem] = problemsOf('dicom: [1,\n');
+  assert.match(problem ?? '', /not valid YAML at line/);
+});

@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict';
+import { deflateRawSync } from 'node:zlib';
+import { test } from 'node:test';
+import { createHeaderScanner, DatasetFormatError, type ByteScanner } from '../../src/dicom/header-scanner.js';
+import { decodeIndexedAttributes, INDEXED_TAGS } from '../../src/index/attributes.js';
+import { elementHeader, encodeElement } from '../helpers/synthetic-dicom.js';
+
+function implicitElement(tag: number, value: Buffer | string, length?: number): Buffer {
+  const bytes = typeof value === 'string' ? Buffer.from(value.length % 2 ? `${value} ` : value, 'latin1') : value;
+  const header = Buffer.alloc(8);
+  header.writeUInt16LE(tag >>> 16, 0);
+  header.writeUInt16LE(tag & 0xffff, 2);
+  header.writeUInt32LE(length ?? bytes.length, 4);
+  return Buffer.concat([header, bytes]);
+}
+
+const ITEM = (length: number) => implicitElement(0xfffee000, Buffer.alloc(0), length);
+const ITEM_END = implicitElement(0xfffee00d, Buffer.alloc(0), 0);
+const SEQ_END = implicitElement(0xfffee0dd, Buffer.alloc(0), 0);
+const UNDEFINED = 0xffffffff;
+
+async function scan(scanner: ByteScanner, bytes: Buffer, chunk: number) {
+  for (let offset = 0; offset < bytes.length; offset += chunk) scanner.push(bytes.subarray(offset, offset + chunk));
+  return scanner.finish();
+}
+
+const pixelData = Buffer.concat([elementHeader(0x7fe00010, 'OW', 8), Buffer.alloc(8)]);
+
+test('explicit VR little endian: index attributes are read and the scan stops at Pixel Data', async () => {
+  const dataset = Buffer.concat([
+    encodeElement(0x00080005, 'CS', 'ISO_IR 100'),
+    encodeElement(0x00080018, 'UI', '1.2.3.4'),
+    // A nested sequence of undefined length with an item of undefined length: skipped.
+    Buffer.concat([elementHeader(0x00081140, 'SQ', UNDEFINED), ITEM(UNDEFINED), encodeElement(0x00081155, 'UI', '9.9'), ITEM_END, SEQ_END]),
+    encodeElement(0x00100010, 'PN', Buffer.from('Buc^J\u00e9r\u00f4me', 'latin1')),
+    encodeElement(0x0020000d, 'UI', '1.2.3'),
+    encodeElement(0x00280010, 'US', 512),
+    pixelData,
+  ]);
+  for (const chunk of [1, 3, 64, dataset.length]) {
+    const result = await scan(createHeaderScanner('explicit-le', INDEXED_TAGS), dataset, chunk);
+    assert.equal(result.reachedStop, true, `chunk ${chunk}`);
+    const attributes = decodeIndexedAttributes(result.values);
+    assert.equal(attributes.SOPInstanceUID, '1.2.3.4');
+    assert.equal(attributes.StudyInstanceUID, '1.2.3');
+    assert.equal(attributes.Rows, 512);
+    assert.equal(attributes.PatientName, 'Buc^J\u00e9r\u00f4me');
+    assert.equal(result.values.has(0x00081155), false, 'nested elements are not kept');
+  }
+});
+
+test('implicit VR little endian with sequences of defined and undefined length', async () => {
+  const dataset = Buffer.concat([
+    implicitElement(0x00080016, '1.2.840.10008.5.1.4.1.1.2\0'),
+    implicitElement(0x00082112, Buffer.concat([ITEM(10), Buffer.alloc(10)])),
+    implicitElement(0x00089215, Buffer.alloc(0), UNDEFINED),
+    ITEM(UNDEFINED),
+    implicitElement(0x00080100, 'T-D1100'),
+    implicitElement(0x00089215, Buffer.alloc(0), UNDEFINED),
+    ITEM(4),
+    Buffer.alloc(4),
+    SEQ_END,
+    ITEM_END,
+    SEQ_END,
+    implicitElement(0x0020000e, '1.2.5\0'),
+    implicitElement(0x00200013, '42'),
+    implicitElement(0x7fe00010, Buffer.alloc(16)),
+  ]);
+  for (const chunk of [1, 5, dataset.length]) {
+    const attributes = decodeIndexedAttributes((await scan(createHeaderScanner('implicit-le', INDEXED_TAGS), dataset, chunk)).values);
+    assert.equal(attributes.SOPClassUID, '1.2.840.10008.5.1.4.1.1.2');
+    assert.equal(attributes.SeriesInstanceUID, '1.2.5');
+    assert.equal(attributes.InstanceNumber, 42);
+  }
+});
+
+test('explicit VR big endian: numbers are read big endian', async () => {
+  const rows = Buffer.from([0x00, 0x28, 0x00, 0x10, 0x55, 0x53, 0x00, 0x02, 0x01, 0x00]); // (0028,0010) US 2 = 256
+  const uid = Buffer.concat([Buffer.from([0x00, 0x20, 0x00, 0x0d, 0x55, 0x49, 0x00, 0x06]), Buffer.from('1.2.3\0')]);
+  const attributes = decodeIndexedAttributes((await scan(createHeaderScanner('explicit-be', INDEXED_TAGS), Buffer.concat([uid, rows]), 2)).values);
+  assert.equal(attributes.Rows, 256);
+  assert.equal(attributes.StudyInstanceUID, '1.2.3');
+});
+
+test('deflated explicit VR little endian is inflated only as far as needed', async () => {
+  const dataset = Buffer.concat([encodeElement(0x0020000d, 'UI', '1.2.840.99'), encodeElement(0x00080060, 'CS', 'MR'), pixelData, Buffer.alloc(100_000)]);
+  const deflated = deflateRawSync(dataset);
+  const attributes = decodeIndexedAttributes((await scan(createHeaderScanner('deflated-explicit-le', INDEXED_TAGS), deflated, 100)).values);
+  assert.equal(attributes.StudyInstanceUID, '1.2.840.99');
+  assert.equal(attributes.Modality, 'MR');
+});
+
+test('a dataset that ends inside an element, or with an invalid VR, is a format error', async () => {
+  const truncated = encodeElement(0x00100010, 'PN', 'Doe^John').subarray(0, 10);
+  await assert.rejects(scan(createHeaderScanner('explicit-le', INDEXED_TAGS), truncated, 4), DatasetFormatError);
+  const badVr = Buffer.from([0x10, 0x00, 0x10, 0x00, 0x01, 0x02, 0x02, 0x00, 0x41, 0x41]);
+  await assert.rejects(scan(createHeaderScanner('explicit-le', INDEXED_TAGS), badVr, 10), DatasetFormatError);
+  const garbage = Buffer.from('this is not a deflate stream at all');
+  await assert.rejects(scan(createHeaderScanner('deflated-explicit-le', INDEXED_TAGS), garbage, 10), DatasetFormatError);
+});

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { applyMigrations, openDatabase, WalSync } from '../../src/db/database.js';
+import { MIGRATIONS } from '../../src/db/migrations/index.js';
+import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+
+function record(overrides: Partial<InstanceRecord> = {}): InstanceRecord {
+  return {
+    attributes: { PatientID: 'P1', PatientName: 'Doe^Jane', Modality: 'CT', StudyDate: '20240101', Rows: 512 },
+    studyInstanceUid: '1.2.1',
+    seriesInstanceUid: '1.2.1.1',
+    sopInstanceUid: '1.2.1.1.1',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath: 'originals/1.2.1/1.2.1.1/1.2.1.1.1.dcm',
+    fileSize: 1000,
+    callingAeTitle: 'CT01',
+    receivedAt: Date.now(),
+    ...overrides,
+  };
+}
+
+test('migrations apply once, are recorded, and a newer database is refused', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-db-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const db = openDatabase(join(dir, 'index.sqlite'));
+  assert.deepEqual(applyMigrations(db, MIGRATIONS), []);
+  const versions = db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>;
+  assert.deepEqual(versions.map((row) => row.version), MIGRATIONS.map((migration) => migration.version));
+  assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+  db.prepare('INSERT INTO schema_migrations VALUES (999, ?, ?)').run('future', 'now');
+  db.close();
+  assert.throws(() => openDatabase(join(dir, 'index.sqlite')), /schema version 999, newer than this Gantry knows/);
+});
+
+test('the index keeps the hierarchy, and a re-sent SOP Instance UID never makes a second row', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-db-'));
+  const file = join(dir, 'index.sqlite');
+  const db = openDatabase(file);
+  const wal = new WalSync(file);
+  t.after(async () => {
+    await wal.close();
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const index = new InstanceIndex(db);
+  const writer = new IndexWriter(db, index, wal);
+  const outcomes = await Promise.all([
+    writer.submit(record()),
+    writer.submit(record({ sopInstanceUid: '1.2.1.1.2', filePath: 'originals/1.2.1/1.2.1.1/1.2.1.1.2.dcm' })),
+    writer.submit(record({ seriesInstanceUid: '1.2.1.2', sopInstanceUid: '1.2.1.2.1', filePath: 'x' })),
+  ]);
+  assert.deepEqual(outcomes.map((outcome) => outcome.inserted), [true, true, true]);
+  assert.deepEqual(index.counts(), { patients: 1, studies: 1, series: 2, instances: 3 });
+  const again = await writer.submit(record({ fileSize: 2000, filePath: 'moved.dcm' }));
+  assert.deepEqual(again, { inserted: false, replacedFilePath: 'originals/1.2.1/1.2.1.1/1.2.1.1.1.dcm' });
+  assert.deepEqual(index.counts(), { patients: 1, studies: 1, series: 2, instances: 3 });
+  assert.equal(index.findInstance('1.2.1.1.1')?.fileSize, 2000);
+  assert.equal(index.findInstance('1.2.1.1.1')?.state, 'received');
+});
+
+test('the patient key is issuer and ID: the same MRN from two issuers is two patients', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-db-'));
+  const file = join(dir, 'index.sqlite');
+  const db = openDatabase(file);
+  const wal = new WalSync(file);
+  t.after(async () => {
+    await wal.close();
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const writer = new IndexWriter(db, new InstanceIndex(db), wal);
+  await writer.submit(record({ attributes: { PatientID: '12345', IssuerOfPatientID: 'HOSP_A' } }));
+  await writer.submit(record({ studyInstanceUid: '9.1', seriesInstanceUid: '9.1.1', sopInstanceUid: '9.1.1.1', attributes: { PatientID: '12345', IssuerOfPatientID: 'HOSP_B' } }));
+  assert.equal(new InstanceIndex(db).counts().patients, 2);
+});
