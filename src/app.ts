@@ -21,6 +21,7 @@ import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
 import type { Logger } from './observability/logger.js';
 import { ReceiveService } from './pipeline/receive.js';
+import { markCleanStop, recoverIfUnclean } from './pipeline/recovery.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
 
@@ -55,6 +56,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
   const wal = new WalSync(databaseFile);
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
+  await recoverIfUnclean(storagePath, index, store, log);
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();
 
@@ -129,6 +131,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
       await wal.close();
       db?.close();
       db = undefined;
+      await markCleanStop(storagePath);
       log.info('stopped');
     },
   };

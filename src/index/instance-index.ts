@@ -59,6 +59,7 @@ export class InstanceIndex {
     findInstance: Statement;
     counts: Statement;
     deleteInstance: Statement;
+    recentInstances: Statement;
   };
 
   constructor(private readonly db: Db) {
@@ -128,6 +129,9 @@ export class InstanceIndex {
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
+      recentInstances: db.prepare(`
+        SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize
+        FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ?`),
       counts: db.prepare(`SELECT
         (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
         (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`),
@@ -145,6 +149,11 @@ export class InstanceIndex {
   /** Deletes an instance's row (its patient, study and series stay). */
   deleteInstance(sopInstanceUid: string): void {
     this.statements.deleteInstance.run(sopInstanceUid);
+  }
+
+  /** Instances received within `windowMs` of the newest one. */
+  recentInstances(windowMs: number): Array<{ sopInstanceUid: string; filePath: string; fileSize: number }> {
+    return this.statements.recentInstances.all(windowMs) as Array<{ sopInstanceUid: string; filePath: string; fileSize: number }>;
   }
 
   counts(): IndexCounts {

@@ -85,6 +85,7 @@ export const migration001Index: Migration = {
       );
       CREATE INDEX instances_series ON instances (series_pk);
       CREATE INDEX instances_state ON instances (state);
+      CREATE INDEX instances_received_at ON instances (received_at);
     `);
   },
 };

@@ -1,0 +1,85 @@
+/**
+ * Durability: Gantry killed with SIGKILL in the middle of a burst of stores keeps, after a restart,
+ * every instance whose success response the sender received; a SIGTERM lets in-flight stores finish.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { parseStorescu } from '../helpers/dcmtk.js';
+import { startGantryProcess } from '../helpers/gantry.js';
+import { needPeers } from '../helpers/peers.js';
+import { DCMTK_ENV, sleep, start } from '../helpers/processes.js';
+import { datasetBytes, indexedRows, listFiles } from '../helpers/stored.js';
+import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { once } from 'node:events';
+
+async function corpus(dir: string, count: number): Promise<Map<string, string>> {
+  await mkdir(dir, { recursive: true });
+  const uidByPath = new Map<string, string>();
+  const study = newUid();
+  let series = newUid();
+  for (let i = 0; i < count; i += 1) {
+    if (i % 50 === 0) series = newUid();
+    const path = join(dir, `c${String(i).padStart(4, '0')}.dcm`);
+    const { sopInstanceUid } = await writeSyntheticFile(path, { studyInstanceUid: study, seriesInstanceUid: series, patientId: 'CRASH1', patientName: 'Crash^Test', instanceNumber: i + 1, rows: 256, columns: 256 });
+    uidByPath.set(path, sopInstanceUid);
+  }
+  return uidByPath;
+}
+
+for (const killAfter of [25, 140]) {
+  test(`SIGKILL after ${killAfter} acknowledged stores: every acknowledged instance is there after a restart`, async (t) => {
+    if (!(await needPeers(t, 'storescu'))) return;
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-kill-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const files = await corpus(join(dir, 'corpus'), 250);
+    const gantry = await startGantryProcess(join(dir, 'gantry'));
+
+    const sender = start('storescu', ['-v', '-aec', gantry.aeTitle, '127.0.0.1', String(gantry.port), ...files.keys()], { env: DCMTK_ENV });
+    const deadline = Date.now() + 60_000;
+    while ((sender.output().match(/Received Store Response \(Success\)/g) ?? []).length < killAfter && Date.now() < deadline) await sleep(2);
+    await gantry.stop('SIGKILL');
+    if (sender.child.exitCode === null) await once(sender.child, 'exit');
+    const { acknowledged } = parseStorescu(sender.child.exitCode, sender.output());
+    assert.ok(acknowledged.length >= killAfter && acknowledged.length < files.size, `acknowledged ${acknowledged.length}: the kill must fall inside the burst`);
+
+    const restarted = await startGantryProcess(join(dir, 'gantry'), {}, gantry.port);
+    t.after(() => restarted.stop());
+    const rows = new Map(indexedRows(restarted.storagePath).map((row) => [row.sopInstanceUid, row]));
+    for (const path of acknowledged) {
+      const row = rows.get(files.get(path) as string);
+      assert.ok(row, `${path} was acknowledged but is not indexed`);
+      assert.ok(datasetBytes(join(restarted.storagePath, row.filePath)).equals(datasetBytes(path)), `${path}: stored bytes differ`);
+    }
+    // Every row left after recovery points at a whole file.
+    for (const row of rows.values()) {
+      assert.ok(datasetBytes(join(restarted.storagePath, row.filePath)).length > 0, `${row.filePath} is indexed but unreadable`);
+    }
+    assert.match(restarted.output(), /did not stop cleanly/);
+    assert.deepEqual(listFiles(join(restarted.storagePath, 'incoming')), [], 'half-received files are cleared at start');
+  });
+}
+
+test('SIGTERM stops accepting, finishes in-flight stores and exits 0', async (t) => {
+  if (!(await needPeers(t, 'storescu'))) return;
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-term-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const files = await corpus(join(dir, 'corpus'), 120);
+  const gantry = await startGantryProcess(join(dir, 'gantry'));
+  const sender = start('storescu', ['-v', '-aec', gantry.aeTitle, '127.0.0.1', String(gantry.port), ...files.keys()], { env: DCMTK_ENV });
+  const deadline = Date.now() + 60_000;
+  while ((sender.output().match(/Received Store Response \(Success\)/g) ?? []).length < 20 && Date.now() < deadline) await sleep(2);
+  assert.equal(await gantry.stop('SIGTERM'), 0);
+  if (sender.child.exitCode === null) await once(sender.child, 'exit');
+  const { acknowledged } = parseStorescu(sender.child.exitCode, sender.output());
+  const rows = new Set(indexedRows(gantry.storagePath).map((row) => row.sopInstanceUid));
+  for (const path of acknowledged) assert.ok(rows.has(files.get(path) as string), `${path} acknowledged but not indexed`);
+  assert.match(gantry.output(), /"msg":"stopped"/);
+
+  const again = await startGantryProcess(join(dir, 'gantry'), {}, gantry.port);
+  t.after(() => again.stop());
+  assert.doesNotMatch(again.output(), /did not stop cleanly/, 'a clean stop needs no recovery');
+});
