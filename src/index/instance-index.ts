@@ -49,7 +49,11 @@ export interface IndexCounts {
   instances: number;
 }
 
+/** How long a series' hierarchy rows count as fresh (see InstanceIndex.recentSeriesPk). */
+const HIERARCHY_REFRESH_MS = 1000;
+
 export class InstanceIndex {
+  private readonly recentSeries = new Map<string, { seriesPk: number; studyInstanceUid: string; writtenAt: number }>();
   private readonly statements: {
     upsertPatient: Statement;
     upsertStudy: Statement;
@@ -162,6 +166,39 @@ export class InstanceIndex {
 
   /** Inserts or updates one instance and its patient, study and series. Call inside a transaction. */
   upsert(record: InstanceRecord): UpsertOutcome {
+    const remembered = this.recentSeriesPk(record);
+    const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string } | undefined;
+    try {
+      this.insertInstance(record, remembered ?? this.upsertHierarchy(record));
+    } catch (error) {
+      // A remembered series deleted since: write the hierarchy again.
+      if (remembered === undefined || (error as { code?: string }).code !== 'SQLITE_CONSTRAINT_FOREIGNKEY') throw error;
+      this.recentSeries.clear();
+      this.insertInstance(record, this.upsertHierarchy(record));
+    }
+    const outcome: UpsertOutcome = { inserted: previous === undefined };
+    if (previous && previous.filePath !== record.filePath) outcome.replacedFilePath = previous.filePath;
+    return outcome;
+  }
+
+  /**
+   * The series of a burst: its patient, study and series rows were written less than
+   * HIERARCHY_REFRESH_MS ago, so this instance only adds its own row. This spares each instance of a
+   * series three upserts (and their index pages in the WAL); last_received_at stays exact to a second.
+   */
+  private recentSeriesPk(record: InstanceRecord): number | undefined {
+    const recent = this.recentSeries.get(record.seriesInstanceUid);
+    if (!recent || recent.studyInstanceUid !== record.studyInstanceUid) return undefined;
+    if (record.receivedAt - recent.writtenAt >= HIERARCHY_REFRESH_MS) return undefined;
+    return recent.seriesPk;
+  }
+
+  /** Forgets the remembered series rows (after rows were deleted elsewhere). */
+  forgetRecentSeries(): void {
+    this.recentSeries.clear();
+  }
+
+  private upsertHierarchy(record: InstanceRecord): number {
     const a = record.attributes;
     const now = record.receivedAt;
     const patientId = a.PatientID ?? '';
@@ -198,10 +235,16 @@ export class InstanceIndex {
       bodyPart: a.BodyPartExamined ?? null,
       now,
     }) as { id: number };
-    const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string } | undefined;
+    if (this.recentSeries.size >= 10_000) this.recentSeries.clear();
+    this.recentSeries.set(record.seriesInstanceUid, { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, writtenAt: now });
+    return series.id;
+  }
+
+  private insertInstance(record: InstanceRecord, seriesPk: number): void {
+    const a = record.attributes;
     this.statements.upsertInstance.run({
       uid: record.sopInstanceUid,
-      seriesPk: series.id,
+      seriesPk,
       sopClass: record.sopClassUid,
       number: a.InstanceNumber ?? null,
       contentDate: a.ContentDate ?? null,
@@ -223,9 +266,6 @@ export class InstanceIndex {
       callingAe: record.callingAeTitle,
       receivedAt: record.receivedAt,
     });
-    const outcome: UpsertOutcome = { inserted: previous === undefined };
-    if (previous && previous.filePath !== record.filePath) outcome.replacedFilePath = previous.filePath;
-    return outcome;
   }
 }
 
