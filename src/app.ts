@@ -21,7 +21,7 @@ import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
 import type { Logger } from './observability/logger.js';
 import { ReceiveService } from './pipeline/receive.js';
-import { markCleanStop, recoverIfUnclean } from './pipeline/recovery.js';
+import { checkNewestRows, claimStorage, releaseStorage } from './pipeline/recovery.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
 
@@ -47,6 +47,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
   const storagePath = resolve(config.storage.path);
   await mkdir(storagePath, { recursive: true });
 
+  const { unclean } = await claimStorage(storagePath);
   const store = new ObjectStore(storagePath);
   const { staleIncoming } = await store.init();
   if (staleIncoming > 0) log.warn({ files: staleIncoming }, 'deleted incomplete incoming files from a previous run (none was acknowledged)');
@@ -56,7 +57,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
   const wal = new WalSync(databaseFile);
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
-  await recoverIfUnclean(storagePath, index, store, log);
+  if (unclean) await checkNewestRows(index, store, log);
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();
 
@@ -99,7 +100,9 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
     dicom = await server.listen();
   } catch (error) {
     freeSpace.stop();
+    await wal.close();
     db.close();
+    await releaseStorage(storagePath);
     throw new Error(`cannot listen on ${config.dicom.host}:${config.dicom.port} (dicom.host, dicom.port): ${(error as Error).message}`);
   }
   log.info(
@@ -131,7 +134,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
       await wal.close();
       db?.close();
       db = undefined;
-      await markCleanStop(storagePath);
+      await releaseStorage(storagePath);
       log.info('stopped');
     },
   };

@@ -20,6 +20,15 @@ program
     const loaded = loadConfigFile(options.config);
     const log = createLogger(loaded.config.log.level);
     log.info({ config: loaded.source, embedded: loaded.embedded }, 'configuration loaded');
+    // A lost promise is a bug to log, not a reason to drop every association; an exception that
+    // escaped everything leaves the process in an unknown state, so it exits (nothing acknowledged is
+    // lost: acknowledgements wait for durable writes) and its supervisor restarts it.
+    process.on('unhandledRejection', (reason) => log.error({ err: String(reason) }, 'unhandled promise rejection'));
+    process.on('uncaughtException', (error) => {
+      log.fatal({ err: error.message, stack: error.stack }, 'uncaught exception; exiting');
+      process.exitCode = 1;
+      setTimeout(() => process.exit(1), 100).unref();
+    });
     const gantry = await startGantry(loaded.config, log);
 
     let stopping = false;

@@ -415,7 +415,7 @@ export class AcceptorAssociation implements PduStreamSink {
     this.summary.operations += 1;
     if (result.status !== Status.Success && (result.status & 0xf000) !== 0xb000) {
       this.summary.failures += 1;
-      this.log.warn({ status: statusHex(result.status), comment: result.errorComment, command: request.commandField }, 'operation failed');
+      this.log.warn({ status: statusHex(result.status), comment: withoutUids(result.errorComment), command: request.commandField }, 'operation failed');
     }
     if (this.phase !== 'established' && this.phase !== 'releasing') return;
     const response: DimseCommand = {
@@ -465,6 +465,11 @@ export class AcceptorAssociation implements PduStreamSink {
       ms: Date.now() - this.startedAt,
     };
   }
+}
+
+/** Error comments may quote UIDs, which identify studies: the log keeps the comment, not the UIDs. */
+function withoutUids(comment: string | undefined): string | undefined {
+  return comment?.replace(/\b[0-9]+(\.[0-9]+){3,}\b/g, '<uid>');
 }
 
 /** IPv4 peers on a dual-stack socket appear as ::ffff:a.b.c.d. */

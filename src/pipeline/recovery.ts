@@ -1,11 +1,12 @@
 /**
- * Start-up after an unclean stop. A running Gantry keeps a marker file under storage.path; finding it
- * at start means the last run did not stop cleanly (crash, SIGKILL, power loss). Then the newest
- * index rows are checked against their files: a new instance's file sync and its index commit run
- * side by side (receive.ts), so a crash between them can leave a row whose file is short or missing.
- * Such a row was never acknowledged, and is removed.
+ * Start-up and clean stop. A running Gantry keeps a marker file (its PID) under storage.path:
+ * - at start, a marker whose PID is a live Gantry means another process uses this storage: refuse;
+ * - a marker left by a dead process means the last run did not stop cleanly (crash, SIGKILL, power
+ *   loss). Then the newest index rows are checked against their files: a new instance's file sync and
+ *   its index commit run side by side (receive.ts), so a crash between them can leave a row whose file
+ *   is short or missing. Such a row was never acknowledged, and is removed.
  */
-import { stat, writeFile, unlink, open } from 'node:fs/promises';
+import { readFile, stat, unlink, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstanceIndex } from '../index/instance-index.js';
 import type { Logger } from '../observability/logger.js';
@@ -15,34 +16,55 @@ const MARKER = 'gantry.running';
 /** Rows received this long before the newest one are checked (the window of a crash is far shorter). */
 const CHECK_WINDOW_MS = 60_000;
 
-export async function recoverIfUnclean(storagePath: string, index: InstanceIndex, store: ObjectStore, log: Logger): Promise<{ unclean: boolean; removed: number }> {
+/** Claims storage.path for this process. Returns whether the previous run stopped uncleanly. */
+export async function claimStorage(storagePath: string): Promise<{ unclean: boolean }> {
   const marker = join(storagePath, MARKER);
-  const unclean = await stat(marker).then(
-    () => true,
-    () => false,
-  );
-  let removed = 0;
-  if (unclean) {
-    const recent = index.recentInstances(CHECK_WINDOW_MS);
-    for (const row of recent) {
-      const size = await stat(store.absolute(row.filePath)).then(
-        (stats) => stats.size,
-        () => -1,
-      );
-      if (size !== row.fileSize) {
-        index.deleteInstance(row.sopInstanceUid);
-        removed += 1;
-      }
+  const previous = await readFile(marker, 'utf8').catch(() => undefined);
+  if (previous !== undefined) {
+    const pid = Number.parseInt(previous, 10);
+    if (pid !== process.pid && (await isLiveGantry(pid))) {
+      throw new Error(`storage.path ${storagePath} is in use by another Gantry (PID ${pid}); give each Gantry its own storage.path`);
     }
-    log.warn({ checked: recent.length, removed }, 'the last run did not stop cleanly; checked the newest instances against their files');
   }
   await writeFile(marker, `${process.pid}\n`);
-  const handle = await open(storagePath, 'r');
-  await handle.sync().finally(() => handle.close());
-  return { unclean, removed };
+  const directory = await open(storagePath, 'r');
+  await directory.sync().finally(() => directory.close());
+  return { unclean: previous !== undefined };
+}
+
+async function isLiveGantry(pid: number): Promise<boolean> {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  const commandLine = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
+  if (commandLine === undefined) {
+    try {
+      process.kill(pid, 0);
+      return true; // alive, and no /proc to tell what it is: assume the worst
+    } catch {
+      return false;
+    }
+  }
+  return /gantry|main\.js/.test(commandLine);
+}
+
+/** After an unclean stop: removes the newest rows whose files are not whole. */
+export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, log: Logger): Promise<number> {
+  const recent = index.recentInstances(CHECK_WINDOW_MS);
+  let removed = 0;
+  for (const row of recent) {
+    const size = await stat(store.absolute(row.filePath)).then(
+      (stats) => stats.size,
+      () => -1,
+    );
+    if (size !== row.fileSize) {
+      index.deleteInstance(row.sopInstanceUid);
+      removed += 1;
+    }
+  }
+  log.warn({ checked: recent.length, removed }, 'the last run did not stop cleanly; checked the newest instances against their files');
+  return removed;
 }
 
 /** Called last in a clean stop. */
-export async function markCleanStop(storagePath: string): Promise<void> {
+export async function releaseStorage(storagePath: string): Promise<void> {
   await unlink(join(storagePath, MARKER)).catch(() => undefined);
 }

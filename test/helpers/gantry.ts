@@ -28,7 +28,10 @@ export async function startGantryProcess(dir: string, config: ConfigInput = {}, 
   writeFileSync(configPath, stringify(full));
   const started = start(process.execPath, [GANTRY_CLI, 'serve', '--config', configPath]);
   try {
-    await waitForPort(chosenPort);
+    await Promise.race([
+      waitForPort(chosenPort),
+      new Promise((_, reject) => started.child.once('exit', (code) => reject(new Error(`exited with code ${code}`)))),
+    ]);
   } catch (error) {
     await stop(started, 'SIGKILL');
     throw new Error(`Gantry did not start: ${(error as Error).message}\n${started.output()}`);

@@ -83,3 +83,17 @@ test('SIGTERM stops accepting, finishes in-flight stores and exits 0', async (t)
   t.after(() => again.stop());
   assert.doesNotMatch(again.output(), /did not stop cleanly/, 'a clean stop needs no recovery');
 });
+
+test('a second Gantry on the same storage.path refuses to start and says why', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-twice-'));
+  const first = await startGantryProcess(join(dir, 'one'));
+  try {
+    await assert.rejects(
+      startGantryProcess(join(dir, 'two'), { storage: { path: first.storagePath } }),
+      /storage\.path .* is in use by another Gantry \(PID \d+\)/,
+    );
+  } finally {
+    await first.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -214,3 +214,33 @@ test('a re-sent SOP Instance UID replaces the stored copy, or keeps the first, n
     assert.equal(listFiles(join(gantry.storagePath, 'originals')).length, 1, `${duplicates}: one file`);
   }
 });
+
+test('with an asynchronous operations window, several stores are outstanding at once and all answered', async (t) => {
+  const dir = tempDir(t, 'async');
+  const gantry = await withGantry(t, dir);
+  const raw = await RawAssociation.open(gantry.port);
+  t.after(() => raw.destroy());
+  const answer = await raw.associate({
+    called: gantry.aeTitle,
+    calling: 'ASYNC',
+    contexts: [{ id: 1, abstractSyntax: CT, transferSyntaxes: [EXPLICIT_LE] }],
+    asyncOperations: { maxOperationsInvoked: 8, maxOperationsPerformed: 1 },
+  });
+  assert.equal(answer.kind, 'accept');
+  if (answer.kind !== 'accept') return;
+  assert.deepEqual(answer.accept.userInformation.asyncOperations, { maxOperationsInvoked: 8, maxOperationsPerformed: 1 });
+  const datasets = Array.from({ length: 6 }, () => ctDataset());
+  datasets.forEach(({ dataset, sopInstanceUid }, i) => {
+    raw.sendCommand(1, { commandField: 0x0001, messageId: i + 1, priority: 0, affectedSopClassUid: CT, affectedSopInstanceUid: sopInstanceUid, commandDataSetType: 0 });
+    raw.sendDataset(1, dataset);
+  });
+  const answered = new Map<number, number | undefined>();
+  for (let i = 0; i < datasets.length; i += 1) {
+    const response = await raw.next();
+    assert.equal(response.kind, 'command');
+    if (response.kind === 'command') answered.set(response.command.messageIdBeingRespondedTo ?? -1, response.command.status);
+  }
+  assert.deepEqual([...answered.keys()].sort((a, b) => a - b), [1, 2, 3, 4, 5, 6]);
+  assert.ok([...answered.values()].every((status) => status === 0));
+  assert.equal(countRows(gantry.storagePath).instances, 6);
+});
