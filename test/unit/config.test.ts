@@ -93,3 +93,14 @@ test('invalid YAML is reported with its line', () => {
   const [problem] = problemsOf('dicom: [1,\n');
   assert.match(problem ?? '', /not valid YAML at line/);
 });
+
+test('the container config validates and keeps its data on the /data volume', () => {
+  const path = EMBEDDED_CONFIG_PATH.replace(/config\/gantry\.yaml$/, 'docker/gantry.yaml');
+  const { config } = loadConfigFile(path, {});
+  assert.equal(config.storage.path, '/data');
+  assert.equal(config.dicom.aeTitle, 'GANTRY');
+  const dockerfile = readFileSync(EMBEDDED_CONFIG_PATH.replace(/config\/gantry\.yaml$/, 'Dockerfile'), 'utf8');
+  assert.match(dockerfile, /^USER node$/m, 'runs as a non-root user');
+  assert.match(dockerfile, /^VOLUME \["\/data"\]$/m);
+  assert.match(dockerfile, /COPY docker\/gantry\.yaml \/etc\/gantry\/gantry\.yaml/);
+});
