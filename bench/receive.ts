@@ -4,6 +4,7 @@
  * instances/s, MB/s, peak RSS and the ratio Gantry/storescp.
  *
  *   node dist/bench/receive.js [--rounds 5] [--small 2000] [--large 3] [--large-frames 480] [--huge]
+ *                              [--parallel N: N storescu processes at once, each a share of the files]
  *
  * Corpora are generated once under .bench-data/ (about 1.8 GB; --huge adds a 1 GB instance whose
  * peak RSS is measured on its own).
@@ -24,11 +25,14 @@ const { values } = parseArgs({
     huge: { type: 'boolean', default: false },
     only: { type: 'string' },
     data: { type: 'string', default: '.bench-data' },
+    parallel: { type: 'string', default: '1' },
   },
 });
 
 const root = resolve(values.data);
 const rounds = Number(values.rounds);
+/** How many storescu processes send at once, each a share of the corpus (one association each). */
+const parallel = Number(values.parallel);
 
 interface Corpus {
   name: string;
@@ -71,12 +75,19 @@ interface Sample {
 }
 
 async function sendWithStorescu(port: number, aeTitle: string, corpus: Corpus): Promise<number> {
-  const result = await run('storescu', ['-aec', aeTitle, '+sd', '127.0.0.1', port.toString(), corpus.dir], {
-    env: DCMTK_ENV,
-    timeoutMs: 30 * 60_000,
-  });
-  if (result.code !== 0) throw new Error(`storescu failed (${result.code}): ${result.stderr.slice(-2000)}`);
-  return result.ms / 1000;
+  const files = readdirSync(corpus.dir)
+    .filter((file) => file.endsWith('.dcm'))
+    .sort()
+    .map((file) => join(corpus.dir, file));
+  const shares = Array.from({ length: parallel }, (_, share) => files.filter((_, i) => i % parallel === share));
+  const began = performance.now();
+  const results = await Promise.all(
+    shares.map((share) => run('storescu', ['-aec', aeTitle, '127.0.0.1', port.toString(), ...share], { env: DCMTK_ENV, timeoutMs: 30 * 60_000 })),
+  );
+  for (const result of results) {
+    if (result.code !== 0) throw new Error(`storescu failed (${result.code}): ${result.stderr.slice(-2000)}`);
+  }
+  return (performance.now() - began) / 1000;
 }
 
 async function runStorescp(mode: 'default' | '+B', corpus: Corpus, work: string): Promise<Sample> {
@@ -154,7 +165,7 @@ async function benchCorpus(corpus: Corpus): Promise<void> {
   }
   const by = (receiver: string) => samples.filter((sample) => sample.receiver === receiver);
   const gantry = by('gantry');
-  console.log(`\n${corpus.name}: ${corpus.files} files, ${mb(corpus.bytes).toFixed(0)} MB, ${rounds} rounds (medians)`);
+  console.log(`\n${corpus.name}: ${corpus.files} files, ${mb(corpus.bytes).toFixed(0)} MB, ${parallel} sender(s), ${rounds} rounds (medians)`);
   for (const receiver of ['storescp default', 'storescp +B', 'gantry']) {
     const list = by(receiver);
     console.log(

@@ -130,6 +130,8 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
     async stop(): Promise<void> {
       log.info({ associations: server.activeAssociations }, 'stopping: no new associations, finishing stores in flight');
       await server.close(10_000);
+      // Stores of associations cut at the end of the grace period may still be placing their file.
+      await receive.drain(10_000);
       freeSpace.stop();
       await wal.close();
       db?.close();

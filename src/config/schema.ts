@@ -78,7 +78,7 @@ export const configSchema = z
           .min(4096)
           .max(16 * 1024 * 1024)
           .default(262144)
-          .describe('The maximum P-DATA-TF PDU length Gantry announces it receives (PS3.8 D.1).'),
+          .describe('The maximum PDU length Gantry announces in A-ASSOCIATE-AC (PS3.8 D.1); longer PDUs are read too.'),
         maxAsyncOperations: z
           .number()
           .int()
@@ -118,7 +118,7 @@ export const configSchema = z
     http: z
       .object({
         host: z.string().min(1).default('0.0.0.0').describe('The address of the HTTP endpoints.'),
-        port: port.default(8080).describe('The port of /metrics and /healthz.'),
+        port: port.default(8080).describe('The port of /metrics and /healthz (not served yet).'),
       })
       .strict()
       .prefault({}),

@@ -92,7 +92,15 @@ export class WalSync {
     do {
       this.again = false;
       this.handle ??= open(`${this.databaseFile}-wal`, 'r');
-      await (await this.handle).datasync();
+      try {
+        await (await this.handle).datasync();
+      } catch (error) {
+        // Open afresh next time: a failed open (EMFILE) must not fail every later commit.
+        const failed = this.handle;
+        this.handle = undefined;
+        void failed.then((handle) => handle.close()).catch(() => undefined);
+        throw error;
+      }
     } while (this.again);
   }
 

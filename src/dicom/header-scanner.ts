@@ -9,6 +9,7 @@
  */
 import { createInflateRaw, type InflateRaw } from 'node:zlib';
 import type { DatasetEncoding } from './transfer-syntaxes.js';
+import { LONG_VRS } from './values.js';
 
 export class DatasetFormatError extends Error {
   override name = 'DatasetFormatError';
@@ -27,8 +28,6 @@ export interface HeaderScan {
   reachedStop: boolean;
 }
 
-/** VRs whose explicit-VR header has 2 reserved bytes and a 4-byte length (PS3.5 Table 7.1-1). */
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 const SHORT_VRS = new Set(['AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FL', 'FD', 'IS', 'LO', 'LT', 'PN', 'SH', 'SL', 'SS', 'ST', 'TM', 'UI', 'UL', 'US']);
 
 const ITEM = 0xfffee000;
@@ -97,6 +96,11 @@ export class HeaderScanner implements ByteScanner {
       }
     }
     return Promise.resolve({ values: this.values, reachedStop: this.stopped });
+  }
+
+  /** What was kept so far, for a scan abandoned before its end. */
+  valuesSoFar(): Map<number, ScannedValue> {
+    return this.values;
   }
 
   private consume(): void {
@@ -210,17 +214,23 @@ export class DeflatedHeaderScanner implements ByteScanner {
   private readonly inflater: InflateRaw;
   private failure: Error | undefined;
   private readonly drained: Promise<void>;
+  private inflatedBytes = 0;
+  private gaveUp = false;
 
   constructor(wanted: ReadonlySet<number>, stopAtTag?: number) {
     this.inner = new HeaderScanner('explicit-le', wanted, stopAtTag);
     this.inflater = createInflateRaw();
     this.inflater.on('data', (chunk: Buffer) => {
-      if (this.failure || this.inner.done) return;
+      if (this.done) return;
+      this.inflatedBytes += chunk.length;
       try {
         this.inner.push(chunk);
       } catch (error) {
         this.failure = error as Error;
       }
+      // A deflated object with no Pixel Data (a report, a PDF) would be inflated to its end: the
+      // header is long past after this much.
+      if (this.inflatedBytes > MAX_INFLATED_FOR_HEADER) this.gaveUp = true;
     });
     this.drained = new Promise((resolve) => {
       this.inflater.on('end', resolve);
@@ -233,10 +243,12 @@ export class DeflatedHeaderScanner implements ByteScanner {
   }
 
   get done(): boolean {
-    return this.inner.done || this.failure !== undefined;
+    return this.inner.done || this.failure !== undefined || this.gaveUp;
   }
 
   push(chunk: Buffer): void {
+    // Inflating slower than the network: stop rather than queue the dataset in memory.
+    if (!this.done && this.inflater.writableLength > MAX_QUEUED_DEFLATED) this.gaveUp = true;
     if (this.done) {
       if (!this.inflater.destroyed) this.inflater.destroy();
       return;
@@ -248,9 +260,14 @@ export class DeflatedHeaderScanner implements ByteScanner {
     if (!this.inflater.destroyed) this.inflater.end();
     await this.drained;
     if (this.failure) throw this.failure;
+    if (this.gaveUp) return { values: this.inner.valuesSoFar(), reachedStop: false };
     return this.inner.finish();
   }
 }
+
+/** See DeflatedHeaderScanner: limits of the inflation done for the header. */
+const MAX_INFLATED_FOR_HEADER = 16 * 1024 * 1024;
+const MAX_QUEUED_DEFLATED = 4 * 1024 * 1024;
 
 export function createHeaderScanner(encoding: DatasetEncoding, wanted: ReadonlySet<number>, stopAtTag?: number): ByteScanner {
   return encoding === 'deflated-explicit-le'

@@ -4,6 +4,8 @@
  */
 
 /** Gantry's Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name. */
+import { LONG_VRS, padToEven } from './values.js';
+
 export const IMPLEMENTATION_CLASS_UID = '2.25.321850691147362074619267135472068027305';
 export const IMPLEMENTATION_VERSION_NAME = 'GANTRY_0_1_0';
 
@@ -16,7 +18,7 @@ export interface FileMetaInformation {
 }
 
 function element(group: number, elementNumber: number, vr: string, value: Buffer): Buffer {
-  const long = vr === 'OB';
+  const long = LONG_VRS.has(vr);
   const header = Buffer.alloc(long ? 12 : 8);
   header.writeUInt16LE(group, 0);
   header.writeUInt16LE(elementNumber, 2);
@@ -26,22 +28,18 @@ function element(group: number, elementNumber: number, vr: string, value: Buffer
   return Buffer.concat([header, value]);
 }
 
-function text(value: string, pad: string): Buffer {
-  return Buffer.from(value.length % 2 === 1 ? value + pad : value, 'latin1');
-}
-
 /** The preamble, the DICM prefix and the File Meta Information, ready to be followed by the dataset. */
 export function encodePart10Header(meta: FileMetaInformation): Buffer {
   const elements = [
     element(0x0002, 0x0001, 'OB', Buffer.from([0x00, 0x01])),
-    element(0x0002, 0x0002, 'UI', text(meta.mediaStorageSopClassUid, '\0')),
-    element(0x0002, 0x0003, 'UI', text(meta.mediaStorageSopInstanceUid, '\0')),
-    element(0x0002, 0x0010, 'UI', text(meta.transferSyntaxUid, '\0')),
-    element(0x0002, 0x0012, 'UI', text(IMPLEMENTATION_CLASS_UID, '\0')),
-    element(0x0002, 0x0013, 'SH', text(IMPLEMENTATION_VERSION_NAME, ' ')),
+    element(0x0002, 0x0002, 'UI', padToEven(meta.mediaStorageSopClassUid, '\0')),
+    element(0x0002, 0x0003, 'UI', padToEven(meta.mediaStorageSopInstanceUid, '\0')),
+    element(0x0002, 0x0010, 'UI', padToEven(meta.transferSyntaxUid, '\0')),
+    element(0x0002, 0x0012, 'UI', padToEven(IMPLEMENTATION_CLASS_UID, '\0')),
+    element(0x0002, 0x0013, 'SH', padToEven(IMPLEMENTATION_VERSION_NAME, ' ')),
   ];
   if (meta.sourceApplicationEntityTitle) {
-    elements.push(element(0x0002, 0x0016, 'AE', text(meta.sourceApplicationEntityTitle, ' ')));
+    elements.push(element(0x0002, 0x0016, 'AE', padToEven(meta.sourceApplicationEntityTitle, ' ')));
   }
   const body = Buffer.concat(elements);
   const groupLength = Buffer.alloc(4);
@@ -49,14 +47,30 @@ export function encodePart10Header(meta: FileMetaInformation): Buffer {
   return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), element(0x0002, 0x0000, 'UL', groupLength), body]);
 }
 
-/** Where the dataset starts in a Part 10 file: after the group 0002 elements. */
-export function datasetOffset(file: Buffer): number {
+export interface ReadFileMeta {
+  /** Element number (of group 0002) → value bytes. */
+  elements: Map<number, Buffer>;
+  /** Where the dataset starts: after the last group 0002 element. */
+  datasetOffset: number;
+}
+
+/** Reads the File Meta Information of a Part 10 file (explicit VR little endian, PS3.10 7.1). */
+export function readFileMeta(file: Buffer): ReadFileMeta {
   if (file.length < 132 || file.toString('latin1', 128, 132) !== 'DICM') throw new Error('not a DICOM Part 10 file');
+  const elements = new Map<number, Buffer>();
   let offset = 132;
   while (offset + 8 <= file.length && file.readUInt16LE(offset) === 0x0002) {
     const vr = file.toString('latin1', offset + 4, offset + 6);
-    if (['OB', 'OW', 'OF', 'SQ', 'UT', 'UN'].includes(vr)) offset += 12 + file.readUInt32LE(offset + 8);
-    else offset += 8 + file.readUInt16LE(offset + 6);
+    const long = LONG_VRS.has(vr);
+    const length = long ? file.readUInt32LE(offset + 8) : file.readUInt16LE(offset + 6);
+    const start = offset + (long ? 12 : 8);
+    elements.set(file.readUInt16LE(offset + 2), file.subarray(start, start + length));
+    offset = start + length;
   }
-  return offset;
+  return { elements, datasetOffset: offset };
+}
+
+/** Where the dataset starts in a Part 10 file. */
+export function datasetOffset(file: Buffer): number {
+  return readFileMeta(file).datasetOffset;
 }

@@ -179,6 +179,10 @@ export class AcceptorAssociation implements PduStreamSink {
     const incoming = this.incoming;
     if (!incoming) return;
     this.incoming = undefined;
+    if (incoming.responseField === 0) {
+      void incoming.sink.end(); // the dataset of an unexpected response: read, discarded, not answered
+      return;
+    }
     this.track(incoming.context, incoming.command, incoming.responseField, () => incoming.sink.end());
   }
 
@@ -260,6 +264,12 @@ export class AcceptorAssociation implements PduStreamSink {
   }
 
   private onIdle(): void {
+    if (this.phase === 'releasing') {
+      // The release waits for operations that have not ended within the idle timeout: give up.
+      this.log.warn({ idleSeconds: this.options.idleMs / 1000, ...this.summaryFields() }, 'release waited too long for operations: aborted');
+      this.sendAbort(AbortSource.ServiceProvider, AbortReason.NotSpecified);
+      return;
+    }
     if (this.phase !== 'established') return;
     if (this.operations.size > 0 || this.pauses > 0) {
       this.idleTimer?.refresh();

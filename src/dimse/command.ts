@@ -2,6 +2,8 @@
  * PS3.7 Section 9.3 and 10.3, Annex E: DIMSE command sets, always implicit VR little endian, group 0000.
  */
 
+import { padToEven, trimUid } from '../dicom/values.js';
+
 export const CommandField = {
   CStoreRq: 0x0001,
   CStoreRsp: 0x8001,
@@ -117,7 +119,7 @@ function decodeValue(vr: Vr, value: Buffer, element: number): unknown {
       return tags;
     }
     case 'UI':
-      return value.toString('latin1').replace(/[\0 ]+$/, '');
+      return trimUid(value.toString('latin1'));
     case 'AE':
     case 'LO':
       return value.toString('latin1').trim();
@@ -167,18 +169,13 @@ function encodeValue(vr: Vr, value: unknown): Buffer {
       return out;
     }
     case 'UI':
-      return padded(String(value), '\0');
+      return padToEven(String(value), '\0');
     case 'AE':
-      return padded(String(value), ' ');
+      return padToEven(String(value), ' ');
     case 'LO':
       // PS3.5 6.2: LO holds at most 64 characters and no backslash.
-      return padded(String(value).replace(/[\\\r\n]/g, ' ').slice(0, 64), ' ');
+      return padToEven(String(value).replace(/[\\\r\n]/g, ' ').slice(0, 64), ' ');
   }
-}
-
-/** PS3.5 7.1.1: values have even length; UI pads with NUL, text with space. */
-function padded(text: string, pad: string): Buffer {
-  return Buffer.from(text.length % 2 === 1 ? text + pad : text, 'latin1');
 }
 
 function hex(value: number): string {

@@ -18,6 +18,9 @@ import {
 
 export type ServiceKind = 'verification' | 'storage';
 
+/** The smallest maximum PDU length Gantry accepts from a peer. */
+export const MIN_PEER_MAX_PDU_LENGTH = 1024;
+
 export interface NegotiationPolicy {
   aeTitle: string;
   implementationClassUid: string;
@@ -79,6 +82,12 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
     contexts.set(context.id, { id: context.id, abstractSyntax: context.abstractSyntax, transferSyntax: chosen, service });
     return { id: context.id, result: ContextResult.Acceptance, transferSyntax: chosen };
   });
+  // PS3.8 D.1: 0 means no limit. A limit too small to carry a PDV of a command set is a broken peer;
+  // honouring it would mean endless fragmentation.
+  const peerMax = rq.userInformation.maxPduLength;
+  if (peerMax !== 0 && peerMax < MIN_PEER_MAX_PDU_LENGTH) {
+    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.NoReasonGiven, `maximum PDU length ${peerMax} is below ${MIN_PEER_MAX_PDU_LENGTH}`);
+  }
   if (contexts.size === 0) {
     return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.NoReasonGiven, 'no acceptable presentation context');
   }

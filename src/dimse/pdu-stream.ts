@@ -17,7 +17,7 @@ export interface PduStreamSink {
 const HEADER_LENGTH = 6;
 const PDV_HEADER_LENGTH = 6;
 /** Control PDUs (association negotiation) larger than this are refused; real ones are a few KB. */
-const MAX_CONTROL_PDU_LENGTH = 1024 * 1024;
+const MAX_CONTROL_PDU_LENGTH = 256 * 1024;
 
 type State = 'pduHeader' | 'controlBody' | 'pdvHeader' | 'pdvData';
 
@@ -26,7 +26,9 @@ export class PduStream {
   private readonly header = Buffer.alloc(HEADER_LENGTH);
   private headerFilled = 0;
   private pduType = 0;
-  private controlBody: Buffer = Buffer.alloc(0);
+  /** The body of the control PDU being read, collected as it arrives (never allocated ahead). */
+  private controlChunks: Buffer[] = [];
+  private controlLength = 0;
   private controlFilled = 0;
   /** Bytes of the current P-DATA-TF PDU not consumed yet. */
   private pduRemaining = 0;
@@ -62,11 +64,11 @@ export class PduStream {
           break;
         }
         case 'controlBody': {
-          const take = Math.min(this.controlBody.length - this.controlFilled, chunk.length - offset);
-          chunk.copy(this.controlBody, this.controlFilled, offset, offset + take);
+          const take = Math.min(this.controlLength - this.controlFilled, chunk.length - offset);
+          this.controlChunks.push(Buffer.from(chunk.subarray(offset, offset + take)));
           this.controlFilled += take;
           offset += take;
-          if (this.controlFilled === this.controlBody.length) this.finishControlPdu();
+          if (this.controlFilled === this.controlLength) this.finishControlPdu();
           break;
         }
         case 'pdvData': {
@@ -99,15 +101,16 @@ export class PduStream {
     if (length > MAX_CONTROL_PDU_LENGTH) {
       throw new PduError(`PDU type 0x${this.pduType.toString(16)} of ${length} bytes is too long`, AbortReason.InvalidPduParameterValue);
     }
-    this.controlBody = Buffer.alloc(length);
+    this.controlChunks = [];
+    this.controlLength = length;
     this.controlFilled = 0;
     if (length === 0) this.finishControlPdu();
     else this.state = 'controlBody';
   }
 
   private finishControlPdu(): void {
-    const body = this.controlBody;
-    this.controlBody = Buffer.alloc(0);
+    const body = Buffer.concat(this.controlChunks, this.controlLength);
+    this.controlChunks = [];
     this.state = 'pduHeader';
     this.sink.controlPdu(this.pduType, body);
   }
@@ -129,6 +132,9 @@ export class PduStream {
   }
 
   private finishPdv(): void {
+    if (this.pduRemaining > 0 && this.pduRemaining < PDV_HEADER_LENGTH) {
+      throw new PduError(`P-DATA-TF ends with ${this.pduRemaining} bytes that are no PDV`, AbortReason.InvalidPduParameterValue);
+    }
     this.state = this.pduRemaining > 0 ? 'pdvHeader' : 'pduHeader';
     this.sink.pdvEnd(this.pdvContextId, this.pdvIsCommand, this.pdvIsLast);
   }

@@ -4,6 +4,8 @@
  * (pdu-stream.ts) hands their PDVs on as they arrive.
  */
 
+import { trimUid } from '../dicom/values.js';
+
 export const PduType = {
   AssociateRq: 0x01,
   AssociateAc: 0x02,
@@ -303,6 +305,7 @@ export function encodePDataHeader(presentationContextId: number, isCommand: bool
 /** One P-DATA-TF PDU per fragment of `data`, each at most `maxPduLength` long (0: no limit). */
 export function encodePData(presentationContextId: number, isCommand: boolean, data: Buffer, maxPduLength: number): Buffer[] {
   const maxFragment = maxPduLength === 0 ? Math.max(data.length, 1) : maxPduLength - 6;
+  if (maxFragment <= 0) throw new Error(`maximum PDU length ${maxPduLength} cannot carry a PDV`);
   const pdus: Buffer[] = [];
   let offset = 0;
   do {
@@ -339,7 +342,7 @@ function* readItems(buffer: Buffer, where: string): Generator<Item> {
 
 /** UIDs in PDUs shall not be padded (PS3.8 9.3.2.1), but some peers pad with NUL or space. */
 function readUid(body: Buffer): string {
-  return body.toString('latin1').replace(/[\0 ]+$/, '');
+  return trimUid(body.toString('latin1'));
 }
 
 function readAeTitle(body: Buffer, offset: number): string {

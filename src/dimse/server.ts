@@ -32,6 +32,9 @@ export class DicomServer {
 
   constructor(private readonly options: DicomServerOptions) {
     this.server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    // Connections that are not associations yet cost little, but not nothing: beyond this many the
+    // operating system's backlog holds them (those over the limits still get their A-ASSOCIATE-RJ).
+    this.server.maxConnections = options.maxAssociations * 4;
     this.server.on('error', (error) => options.log.error({ err: error.message }, 'DICOM listener error'));
   }
 

@@ -53,10 +53,6 @@ export function resultFromError(error: unknown, fallbackStatus: number = Status.
   return { status: fallbackStatus, errorComment: message };
 }
 
-export function isFailure(status: number): boolean {
-  return !(status === Status.Success || (status & 0xf000) === 0xb000 || status === Status.Pending || status === 0xff01 || status === Status.Cancel);
-}
-
 export function statusHex(status: number): string {
   return `0x${status.toString(16).toUpperCase().padStart(4, '0')}`;
 }

@@ -5,6 +5,7 @@
  */
 import { decodeText, parseSpecificCharacterSet } from '../dicom/charset.js';
 import type { ScannedValue } from '../dicom/header-scanner.js';
+import { trimUid } from '../dicom/values.js';
 
 type Vr = 'PN' | 'LO' | 'SH' | 'CS' | 'DA' | 'TM' | 'UI' | 'IS' | 'US';
 
@@ -81,7 +82,7 @@ function decodeValue(scanned: ScannedValue, vr: Vr, charsets: readonly string[])
       return Number.isFinite(number) ? number : undefined;
     }
     case 'UI':
-      return bytes.toString('latin1').replace(/[\0 ]+$/, '').trim();
+      return trimUid(bytes.toString('latin1')).trim();
     case 'PN':
     case 'LO':
     case 'SH':

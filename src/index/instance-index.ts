@@ -49,11 +49,20 @@ export interface IndexCounts {
   instances: number;
 }
 
+interface SeriesMemo {
+  seriesPk: number;
+  studyInstanceUid: string;
+  writtenAt: number;
+}
+
 /** How long a series' hierarchy rows count as fresh (see InstanceIndex.recentSeriesPk). */
 const HIERARCHY_REFRESH_MS = 1000;
 
 export class InstanceIndex {
-  private readonly recentSeries = new Map<string, { seriesPk: number; studyInstanceUid: string; writtenAt: number }>();
+  private readonly recentSeries = new Map<string, SeriesMemo>();
+  /** Series rows written in the open transaction: remembered only once it commits, since a rolled
+   * back row's key may be given to another series. */
+  private pendingMemos: Array<[string, SeriesMemo]> = [];
   private readonly statements: {
     upsertPatient: Statement;
     upsertStudy: Statement;
@@ -193,9 +202,21 @@ export class InstanceIndex {
     return recent.seriesPk;
   }
 
-  /** Forgets the remembered series rows (after rows were deleted elsewhere). */
-  forgetRecentSeries(): void {
-    this.recentSeries.clear();
+  /** Marks where the open transaction's pending memos end, for a savepoint that may roll back. */
+  pendingMark(): number {
+    return this.pendingMemos.length;
+  }
+
+  /** A savepoint (mark given) or the whole transaction (no mark) rolled back. */
+  dropPending(mark = 0): void {
+    this.pendingMemos.length = mark;
+  }
+
+  /** The transaction committed: its series rows may be reused by the next instances. */
+  commitPending(): void {
+    if (this.recentSeries.size + this.pendingMemos.length > 10_000) this.recentSeries.clear();
+    for (const [uid, memo] of this.pendingMemos) this.recentSeries.set(uid, memo);
+    this.pendingMemos = [];
   }
 
   private upsertHierarchy(record: InstanceRecord): number {
@@ -235,8 +256,7 @@ export class InstanceIndex {
       bodyPart: a.BodyPartExamined ?? null,
       now,
     }) as { id: number };
-    if (this.recentSeries.size >= 10_000) this.recentSeries.clear();
-    this.recentSeries.set(record.seriesInstanceUid, { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, writtenAt: now });
+    this.pendingMemos.push([record.seriesInstanceUid, { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, writtenAt: now }]);
     return series.id;
   }
 
@@ -313,13 +333,22 @@ export class IndexWriter {
     try {
       this.db.transaction(() => {
         for (const pending of batch) {
+          const mark = this.index.pendingMark();
           try {
             results.push({ outcome: this.upsertOne(pending.record) });
           } catch (error) {
+            this.index.dropPending(mark);
             results.push({ error: error as Error });
           }
         }
       })();
+    } catch (error) {
+      this.index.dropPending();
+      for (const pending of batch) pending.reject(error as Error);
+      return;
+    }
+    this.index.commitPending();
+    try {
       await this.wal.sync();
     } catch (error) {
       for (const pending of batch) pending.reject(error as Error);

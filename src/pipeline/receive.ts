@@ -1,18 +1,24 @@
 /**
  * The C-STORE and C-ECHO services of the receive path: each dataset streams into an incoming file
  * behind a Part 10 header, its header is read for the index on the way, and the success response is
- * given only after the file is synced, moved into place, and the index transaction has committed.
+ * given only after the file is synced in its place and the index transaction is committed and synced.
+ *
+ * Stores of one SOP Instance UID are placed one at a time (a sender that re-sends on a new
+ * association while the first store is still syncing is common), and a copy that replaces a stored
+ * one is written under a name of its own: an acknowledged file is never overwritten, only deleted
+ * once the index points at its durable successor.
  */
 import { createHeaderScanner, DatasetFormatError, type ByteScanner } from '../dicom/header-scanner.js';
 import { encodePart10Header } from '../dicom/part10.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers, type StoreRequest } from '../dimse/services.js';
-import { DimseStatusError, Status, StoreFailure, type DimseResult } from '../dimse/status.js';
+import { DimseStatusError, resultFromError, Status, StoreFailure, type DimseResult } from '../dimse/status.js';
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
 import type { IndexWriter, InstanceIndex, InstanceRecord } from '../index/instance-index.js';
 import type { FreeSpaceMonitor } from '../store/free-space.js';
 import type { IncomingFile } from '../store/incoming-file.js';
 import type { ObjectStore } from '../store/object-store.js';
+import { KeyedLock } from './keyed-lock.js';
 
 export interface ReceiveSettings {
   minFreeBytes: number;
@@ -28,19 +34,36 @@ export interface ReceiveDependencies {
   settings(): ReceiveSettings;
 }
 
+interface SinkContext extends ReceiveDependencies {
+  locks: KeyedLock;
+  inFlight: Set<Promise<unknown>>;
+}
+
 export class ReceiveService implements ServiceHandlers {
-  constructor(private readonly deps: ReceiveDependencies) {}
+  private readonly context: SinkContext;
+
+  constructor(deps: ReceiveDependencies) {
+    this.context = { ...deps, locks: new KeyedLock(), inFlight: new Set() };
+  }
+
+  /** Waits (up to `timeoutMs`) for stores that are placing their file and index row. */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.context.inFlight.size > 0 && Date.now() < deadline) {
+      await Promise.race([Promise.allSettled([...this.context.inFlight]), new Promise((resolve) => setTimeout(resolve, 100))]);
+    }
+  }
 
   echo(_association: AssociationInfo): DimseResult {
     return { status: Status.Success };
   }
 
   store(request: StoreRequest): DatasetSink {
-    const settings = this.deps.settings();
+    const settings = this.context.settings();
     if (request.sopInstanceUid === '') {
       return new DiscardingSink({ status: StoreFailure.DatasetUnreadable, errorComment: 'C-STORE-RQ has no Affected SOP Instance UID' });
     }
-    const free = this.deps.freeSpace.freeBytes;
+    const free = this.context.freeSpace.freeBytes;
     if (free < settings.minFreeBytes) {
       request.association.log.error({ freeBytes: free, minFreeBytes: settings.minFreeBytes }, 'store refused: free disk below storage.minFreeBytes');
       return new DiscardingSink({
@@ -48,11 +71,11 @@ export class ReceiveService implements ServiceHandlers {
         errorComment: `out of resources: free disk below storage.minFreeBytes (${settings.minFreeBytes})`,
       });
     }
-    if (settings.duplicates === 'keepFirst' && this.deps.index.hasInstance(request.sopInstanceUid)) {
+    if (settings.duplicates === 'keepFirst' && this.context.index.hasInstance(request.sopInstanceUid)) {
       request.association.log.debug('instance already stored; keeping the first copy');
       return new DiscardingSink({ status: Status.Success });
     }
-    return new ReceivingSink(request, this.deps, settings);
+    return new ReceivingSink(request, this.context, settings);
   }
 }
 
@@ -60,11 +83,12 @@ class ReceivingSink implements DatasetSink {
   private readonly file: IncomingFile;
   private readonly scanner: ByteScanner;
   private scanError: Error | undefined;
-  private replacing = false;
+  /** Set when a failed replacement leaves its durable copy in the index: it must stay. */
+  private keepFile = false;
 
   constructor(
     private readonly request: StoreRequest,
-    private readonly deps: ReceiveDependencies,
+    private readonly deps: SinkContext,
     private readonly settings: ReceiveSettings,
   ) {
     const syntax = findTransferSyntax(request.transferSyntaxUid);
@@ -99,63 +123,92 @@ class ReceivingSink implements DatasetSink {
     void this.file.discard();
   }
 
-  async end(): Promise<DimseResult> {
+  end(): Promise<DimseResult> {
+    const done = this.finish();
+    this.deps.inFlight.add(done);
+    void done.finally(() => this.deps.inFlight.delete(done));
+    return done;
+  }
+
+  private async finish(): Promise<DimseResult> {
     let record: InstanceRecord | undefined;
     try {
       record = await this.readRecord();
       const warning = this.sopClassWarning(record);
-      const placed = this.deps.index.hasInstance(record.sopInstanceUid)
-        ? await this.replaceExisting(record)
-        : await this.placeNew(record);
-      return placed ? (warning ?? { status: Status.Success }) : { status: Status.Success };
+      const placing = record;
+      return await this.deps.locks.run(placing.sopInstanceUid, async () => {
+        const existing = this.deps.index.findInstance(placing.sopInstanceUid);
+        if (existing && this.settings.duplicates === 'keepFirst') {
+          await this.file.discard();
+          return { status: Status.Success };
+        }
+        if (existing) await this.replaceExisting(placing, existing.filePath);
+        else await this.placeNew(placing);
+        return warning ?? { status: Status.Success };
+      });
     } catch (error) {
-      await this.cleanUpAfterFailure();
+      await this.cleanUpAfterFailure(record);
       return failureResult(error);
     }
   }
 
-  /** Deletes what this store wrote, but never a file that replaced an acknowledged copy: it is
-   * durable and is the instance now. */
-  private async cleanUpAfterFailure(): Promise<void> {
-    const stillIncoming = this.file.path.startsWith(this.deps.store.incomingDir);
-    if (this.replacing && !stillIncoming) await this.file.close().catch(() => undefined);
-    else await this.file.discard();
+  /**
+   * Deletes what this store wrote: its file, and its index row if one was committed. Neither can be
+   * an acknowledged copy: a new instance had no row, and a replacement has a file name of its own.
+   */
+  private async cleanUpAfterFailure(record: InstanceRecord | undefined): Promise<void> {
+    if (this.keepFile) return;
+    if (record && this.deps.index.findInstance(record.sopInstanceUid)?.filePath === record.filePath) {
+      try {
+        this.deps.writer.takeBack(record.sopInstanceUid);
+      } catch {
+        // The database is failing too; the start-up check removes a row whose file is gone.
+      }
+    }
+    await this.file.discard();
   }
 
   /**
-   * A SOP Instance UID seen for the first time: nothing acknowledged can be at its path, so the file
-   * is moved there while its last bytes are still being written, and its sync runs beside the index
-   * commit (the device flushes once, not twice). If the sync fails after the commit, the row is
-   * taken back. A crash between the two leaves a row whose file is short or missing; the start-up
-   * check removes such rows (none was acknowledged).
+   * A SOP Instance UID with no index row: nothing acknowledged is at its path, so the file is moved
+   * there while its last bytes are still being written, and its sync runs beside the index commit
+   * (the device flushes once, not twice). A crash between the two can leave a row whose file is short;
+   * the start-up check removes such rows (none was acknowledged).
    */
-  private async placeNew(record: InstanceRecord): Promise<true> {
+  private async placeNew(record: InstanceRecord): Promise<void> {
+    record.fileSize = await this.moveWhileCompleting(record);
+    const [synced, committed] = await Promise.allSettled([this.deps.store.syncPlaced(this.file), this.deps.writer.submit(record)]);
+    if (synced.status === 'rejected') throw synced.reason;
+    if (committed.status === 'rejected') throw committed.reason;
+  }
+
+  /**
+   * A re-sent SOP Instance UID: the new copy gets a file name of its own and is made durable before
+   * the index points at it; only then is the replaced file deleted.
+   */
+  private async replaceExisting(record: InstanceRecord, replacedFilePath: string): Promise<void> {
+    record.filePath = this.deps.store.originalPath(record.studyInstanceUid, record.seriesInstanceUid, record.sopInstanceUid, this.deps.store.uniqueVariant());
+    record.fileSize = await this.moveWhileCompleting(record);
+    await this.deps.store.syncPlaced(this.file);
+    try {
+      await this.deps.writer.submit(record);
+    } catch (error) {
+      // Committed but not synced (the WAL sync failed): the row points at this copy, which is durable,
+      // and may fall back to the replaced one after a crash, which is kept. Neither is deleted.
+      if (this.deps.index.findInstance(record.sopInstanceUid)?.filePath === record.filePath) this.keepFile = true;
+      throw error;
+    }
+    await this.deps.store.remove(replacedFilePath).catch((error: Error) =>
+      this.request.association.log.error({ err: error.message }, 'could not delete a replaced copy'),
+    );
+  }
+
+  /** Moves the file to record.filePath while its last writes finish; returns its size. */
+  private async moveWhileCompleting(record: InstanceRecord): Promise<number> {
     const [moved, completed] = await Promise.allSettled([this.deps.store.moveIntoPlace(this.file, record.filePath), this.file.complete()]);
     if (moved.status === 'rejected') throw moved.reason;
     if (completed.status === 'rejected') throw completed.reason;
-    record.fileSize = completed.value;
-    this.deps.freeSpace.consumed(record.fileSize);
-    const [synced, committed] = await Promise.allSettled([this.deps.store.syncPlaced(this.file), this.deps.writer.submit(record)]);
-    if (synced.status === 'rejected') {
-      if (committed.status === 'fulfilled') this.deps.writer.takeBack(record.sopInstanceUid);
-      throw synced.reason;
-    }
-    if (committed.status === 'rejected') throw committed.reason;
-    return true;
-  }
-
-  /** A re-sent SOP Instance UID: the stored copy is acknowledged, so it is replaced only by a copy
-   * that is already durable (or kept, with storage.duplicates keepFirst). */
-  private async replaceExisting(record: InstanceRecord): Promise<boolean> {
-    this.replacing = true;
-    record.fileSize = await this.file.complete();
-    this.deps.freeSpace.consumed(record.fileSize);
-    const overwrite = this.settings.duplicates === 'replace';
-    const placed = await this.deps.store.placeOverExisting(this.file, record.filePath, overwrite);
-    if (!placed) return false;
-    const outcome = await this.deps.writer.submit(record);
-    if (outcome.replacedFilePath) await this.deps.store.remove(outcome.replacedFilePath);
-    return true;
+    this.deps.freeSpace.consumed(completed.value);
+    return completed.value;
   }
 
   private async readRecord(): Promise<InstanceRecord> {
@@ -211,14 +264,12 @@ function unreadable(error: Error): DimseStatusError {
 }
 
 /** File system and database failures are "out of resources" (A700): the peer may retry later. */
-const RESOURCE_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EMFILE', 'ENFILE', 'ENOMEM', 'EACCES', 'EPERM', 'ENOENT']);
+const RESOURCE_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS', 'EMFILE', 'ENFILE', 'ENOMEM', 'EACCES', 'EPERM', 'ENOENT']);
 
 function failureResult(error: unknown): DimseResult {
-  if (error instanceof DimseStatusError) return { status: error.status, errorComment: error.errorComment };
-  const code = (error as { code?: unknown }).code;
-  const message = error instanceof Error ? error.message : String(error);
-  if ((typeof code === 'string' && (RESOURCE_ERRNO.has(code) || code.startsWith('SQLITE_')))) {
-    return { status: Status.OutOfResources, errorComment: `out of resources: ${code}: ${message}`.slice(0, 64) };
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && (RESOURCE_ERRNO.has(code) || code.startsWith('SQLITE_'))) {
+    return { status: Status.OutOfResources, errorComment: `out of resources: ${(error as Error).message}` };
   }
-  return { status: Status.ProcessingFailure, errorComment: message.slice(0, 64) };
+  return resultFromError(error);
 }

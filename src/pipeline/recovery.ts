@@ -4,13 +4,14 @@
  * - a marker left by a dead process means the last run did not stop cleanly (crash, SIGKILL, power
  *   loss). Then the newest index rows are checked against their files: a new instance's file sync and
  *   its index commit run side by side (receive.ts), so a crash between them can leave a row whose file
- *   is short or missing. Such a row was never acknowledged, and is removed.
+ *   is short or missing. Such a row was never acknowledged: it and its file are removed. (A copy that
+ *   replaces a stored one is synced before its row is committed, so it never looks like this.)
  */
-import { readFile, stat, unlink, writeFile, open } from 'node:fs/promises';
+import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { InstanceIndex } from '../index/instance-index.js';
 import type { Logger } from '../observability/logger.js';
-import type { ObjectStore } from '../store/object-store.js';
+import { syncDirectory, type ObjectStore } from '../store/object-store.js';
 
 const MARKER = 'gantry.running';
 /** Rows received this long before the newest one are checked (the window of a crash is far shorter). */
@@ -27,8 +28,7 @@ export async function claimStorage(storagePath: string): Promise<{ unclean: bool
     }
   }
   await writeFile(marker, `${process.pid}\n`);
-  const directory = await open(storagePath, 'r');
-  await directory.sync().finally(() => directory.close());
+  await syncDirectory(storagePath);
   return { unclean: previous !== undefined };
 }
 
@@ -46,7 +46,7 @@ async function isLiveGantry(pid: number): Promise<boolean> {
   return /gantry|main\.js/.test(commandLine);
 }
 
-/** After an unclean stop: removes the newest rows whose files are not whole. */
+/** After an unclean stop: removes the newest rows whose files are not whole, and those files. */
 export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, log: Logger): Promise<number> {
   const recent = index.recentInstances(CHECK_WINDOW_MS);
   let removed = 0;
@@ -57,6 +57,7 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
     );
     if (size !== row.fileSize) {
       index.deleteInstance(row.sopInstanceUid);
+      await store.remove(row.filePath);
       removed += 1;
     }
   }

@@ -40,10 +40,6 @@ export class IncomingFile {
     return this.writtenBytes + this.queuedBytes;
   }
 
-  get error(): Error | undefined {
-    return this.failure;
-  }
-
   /** Queues a chunk. False: the queue is over its high-water mark; wait for whenDrained(). */
   write(chunk: Buffer): boolean {
     if (this.failure || this.closed) return true; // the failure is reported by complete()

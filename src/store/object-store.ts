@@ -4,7 +4,7 @@
  * synced after the move, so the name survives a power cut as well as the content.
  */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, statfs, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, statfs, unlink } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { IncomingFile } from './incoming-file.js';
@@ -16,7 +16,8 @@ const INCOMING_DIR = 'incoming';
 
 export class ObjectStore {
   readonly incomingDir: string;
-  private readonly knownDirectories = new Set<string>();
+  /** Directories known to exist durably, or being made so. */
+  private readonly directories = new Map<string, Promise<void>>();
   private sequence = 0;
   private readonly prefix = `${process.pid}-${randomBytes(4).toString('hex')}`;
 
@@ -39,9 +40,19 @@ export class ObjectStore {
     return new IncomingFile(join(this.incomingDir, `${this.prefix}-${this.sequence}.part`), header);
   }
 
-  /** The path, relative to the root, where an instance lives. */
-  originalPath(studyInstanceUid: string, seriesInstanceUid: string, sopInstanceUid: string): string {
-    return join(ORIGINALS_DIR, pathSegment(studyInstanceUid), pathSegment(seriesInstanceUid), `${pathSegment(sopInstanceUid)}.dcm`);
+  /**
+   * The path, relative to the root, where an instance lives. A copy that replaces a stored one gets a
+   * `variant` of its own, so that it never overwrites the copy it replaces before the index says so.
+   */
+  originalPath(studyInstanceUid: string, seriesInstanceUid: string, sopInstanceUid: string, variant?: string): string {
+    const name = variant === undefined ? pathSegment(sopInstanceUid) : `${pathSegment(sopInstanceUid)}.${variant}`;
+    return join(ORIGINALS_DIR, pathSegment(studyInstanceUid), pathSegment(seriesInstanceUid), `${name}.dcm`);
+  }
+
+  /** A name suffix unique to this process and moment, for originalPath's `variant`. */
+  uniqueVariant(): string {
+    this.sequence += 1;
+    return `${Date.now().toString(36)}${this.sequence.toString(36)}`;
   }
 
   absolute(relativePath: string): string {
@@ -49,8 +60,8 @@ export class ObjectStore {
   }
 
   /**
-   * Moves a complete incoming file to its place before its content is synced: for a target where no
-   * acknowledged copy can be, so that one sync (syncPlaced) then covers content and name.
+   * Moves an incoming file to its place, possibly before all of it is written or synced: only for a
+   * target where no acknowledged copy can be. syncPlaced then makes content and name durable.
    */
   async moveIntoPlace(file: IncomingFile, relativePath: string): Promise<void> {
     const target = this.absolute(relativePath);
@@ -68,38 +79,6 @@ export class ObjectStore {
     }
   }
 
-  /**
-   * Moves a complete incoming file over a target that may hold an acknowledged copy: the content is
-   * synced before the rename, so a crash never leaves a half-written file in its place. With
-   * `overwrite` false an existing file is kept and the incoming one deleted. Closes the file.
-   * Returns whether the incoming file was placed.
-   */
-  async placeOverExisting(file: IncomingFile, relativePath: string, overwrite: boolean): Promise<boolean> {
-    const target = this.absolute(relativePath);
-    const directory = dirname(target);
-    await this.ensureDirectory(directory);
-    try {
-      await file.sync();
-      if (overwrite) {
-        await file.moveTo(target);
-      } else {
-        try {
-          await link(file.path, target);
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-          await file.discard();
-          return false;
-        }
-        await unlink(file.path);
-        file.path = target;
-      }
-      await syncDirectory(directory);
-    } finally {
-      await file.close();
-    }
-    return true;
-  }
-
   async remove(relativePath: string): Promise<void> {
     await unlink(this.absolute(relativePath)).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error;
@@ -112,24 +91,31 @@ export class ObjectStore {
     return stats.bavail * stats.bsize;
   }
 
-  /** mkdir -p, syncing each new directory's parent so the new names are durable. */
-  private async ensureDirectory(directory: string): Promise<void> {
-    if (this.knownDirectories.has(directory)) return;
-    const firstCreated = await mkdir(directory, { recursive: true });
-    if (firstCreated !== undefined) {
-      const created = relative(dirname(firstCreated), directory).split(sep);
-      let parent = dirname(firstCreated);
-      for (const segment of created) {
-        await syncDirectory(parent);
-        parent = join(parent, segment);
-      }
+  /** mkdir -p, syncing each new directory's parent so the new names are durable. Concurrent callers
+   * for one directory share the work and its outcome; a failure is not remembered. */
+  private ensureDirectory(directory: string): Promise<void> {
+    let ready = this.directories.get(directory);
+    if (!ready) {
+      ready = makeDirectoryDurably(directory);
+      this.directories.set(directory, ready);
+      ready.catch(() => this.directories.delete(directory));
+      if (this.directories.size > 50_000) this.directories.clear();
     }
-    if (this.knownDirectories.size > 50_000) this.knownDirectories.clear();
-    this.knownDirectories.add(directory);
+    return ready;
   }
 }
 
-async function syncDirectory(directory: string): Promise<void> {
+async function makeDirectoryDurably(directory: string): Promise<void> {
+  const firstCreated = await mkdir(directory, { recursive: true });
+  if (firstCreated === undefined) return;
+  let parent = dirname(firstCreated);
+  for (const segment of relative(parent, directory).split(sep)) {
+    await syncDirectory(parent);
+    parent = join(parent, segment);
+  }
+}
+
+export async function syncDirectory(directory: string): Promise<void> {
   const handle = await open(directory, 'r');
   try {
     await handle.sync();

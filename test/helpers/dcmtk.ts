@@ -1,5 +1,7 @@
 /** Driving DCMTK tools and reading their output. */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { DCMTK_ENV, run } from './processes.js';
+import { metaValue } from './stored.js';
 
 /**
  * Values of top-level elements as dcmdump prints them, by "gggg,eeee" (lower-case hex). The whole
@@ -57,4 +59,34 @@ export function parseStorescu(code: number | null, output: string): StorescuOutc
     }
   }
   return { code, acknowledged, refused, output };
+}
+
+const UNCOMPRESSED = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2', '1.2.840.10008.1.2.2'];
+
+/**
+ * Writes a storescu configuration (-xf FILE Corpus) that proposes, for every file, a presentation
+ * context of its own SOP class and its own transfer syntax, so that storescu sends each dataset as
+ * it is instead of converting it to an uncompressed syntax (what its default proposal would do).
+ */
+export async function writeStorescuProfile(files: string[], path: string): Promise<void> {
+  const pairs = new Set<string>();
+  for (const file of files) {
+    const isPart10 = readFileSync(file).subarray(128, 132).toString('latin1') === 'DICM';
+    const sopClass = (isPart10 ? metaValue(file, 0x0002) : undefined) ?? (await dcmdumpValues(file, ['0008,0016']))['0008,0016'];
+    const syntax = isPart10 ? metaValue(file, 0x0010) : undefined;
+    if (!sopClass || !/^[0-9.]+$/.test(sopClass)) continue;
+    for (const ts of syntax && /^[0-9.]+$/.test(syntax) ? [syntax] : UNCOMPRESSED) pairs.add(`${sopClass}\\${ts}`);
+  }
+  const syntaxes = [...new Set([...pairs].map((pair) => pair.split('\\')[1] as string))];
+  const key = (ts: string) => `TS${syntaxes.indexOf(ts) + 1}`;
+  const lines = ['[[TransferSyntaxes]]'];
+  for (const ts of syntaxes) lines.push(`[${key(ts)}]`, `TransferSyntax1 = ${ts}`);
+  lines.push('[[PresentationContexts]]', '[CorpusContexts]');
+  [...pairs].slice(0, 128).forEach((pair, i) => {
+    const [sopClass, ts] = pair.split('\\') as [string, string];
+    lines.push(`PresentationContext${i + 1} = ${sopClass}\\${key(ts)}`);
+  });
+  lines.push('[[Profiles]]', '[Corpus]', 'PresentationContexts = CorpusContexts', '');
+  writeFileSync(path, lines.join('\n'));
+  if (!existsSync(path)) throw new Error(`could not write ${path}`);
 }

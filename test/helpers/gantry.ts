@@ -14,7 +14,13 @@ export interface GantryProcess extends Started {
 }
 
 /** Starts Gantry with `config` merged over test defaults (loopback, a free port, storage under `dir`). */
-export async function startGantryProcess(dir: string, config: ConfigInput = {}, port?: number): Promise<GantryProcess> {
+export interface StartOptions {
+  /** Limits the size of every file Gantry writes (RLIMIT_FSIZE, in KiB), so writes fail with EFBIG
+   * as on a full disk; SIGXFSZ is ignored so the write fails instead of the process. */
+  fileSizeLimitKiB?: number;
+}
+
+export async function startGantryProcess(dir: string, config: ConfigInput = {}, port?: number, options: StartOptions = {}): Promise<GantryProcess> {
   mkdirSync(dir, { recursive: true });
   const chosenPort = port ?? (await freePort());
   const storagePath = config.storage?.path ?? join(dir, 'data');
@@ -26,7 +32,11 @@ export async function startGantryProcess(dir: string, config: ConfigInput = {}, 
   };
   const configPath = join(dir, 'gantry.yaml');
   writeFileSync(configPath, stringify(full));
-  const started = start(process.execPath, [GANTRY_CLI, 'serve', '--config', configPath]);
+  const command = [process.execPath, GANTRY_CLI, 'serve', '--config', configPath];
+  const started =
+    options.fileSizeLimitKiB === undefined
+      ? start(command[0] as string, command.slice(1))
+      : start('sh', ['-c', `trap '' XFSZ; ulimit -f ${options.fileSizeLimitKiB * 2}; exec "$@"`, 'gantry', ...command]);
   try {
     await Promise.race([
       waitForPort(chosenPort),

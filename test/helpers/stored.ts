@@ -2,7 +2,8 @@
 import Database from 'better-sqlite3';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { datasetOffset } from '../../src/dicom/part10.js';
+import { datasetOffset, readFileMeta } from '../../src/dicom/part10.js';
+import { trimUid } from '../../src/dicom/values.js';
 
 export interface IndexedRow {
   sopInstanceUid: string;
@@ -60,17 +61,8 @@ export function datasetBytes(path: string): Buffer {
 
 /** The value of a File Meta Information element, e.g. 0x0003 for MediaStorageSOPInstanceUID. */
 export function metaValue(path: string, element: number): string | undefined {
-  const file = readFileSync(path);
-  let offset = 132;
-  while (offset + 8 <= file.length && file.readUInt16LE(offset) === 0x0002) {
-    const vr = file.toString('latin1', offset + 4, offset + 6);
-    const long = ['OB', 'OW', 'OF', 'SQ', 'UT', 'UN'].includes(vr);
-    const length = long ? file.readUInt32LE(offset + 8) : file.readUInt16LE(offset + 6);
-    const start = offset + (long ? 12 : 8);
-    if (file.readUInt16LE(offset + 2) === element) return file.toString('latin1', start, start + length).replace(/[\0 ]+$/, '');
-    offset = start + length;
-  }
-  return undefined;
+  const value = readFileMeta(readFileSync(path)).elements.get(element);
+  return value === undefined ? undefined : trimUid(value.toString('latin1'));
 }
 
 export function listFiles(dir: string): string[] {

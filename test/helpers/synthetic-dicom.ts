@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { encodePart10Header } from '../../src/dicom/part10.js';
+import { LONG_VRS } from '../../src/dicom/values.js';
 
 export const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
 export const MULTIFRAME_GRAYSCALE_WORD_SC = '1.2.840.10008.5.1.4.1.1.7.3';
@@ -21,7 +22,6 @@ export function newUid(): string {
   return `2.25.${BigInt(`0x${randomBytes(16).toString('hex')}`).toString()}`;
 }
 
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
 
 export function encodeElement(tag: number, vr: string, value: ElementValue): Buffer {
   let bytes: Buffer;

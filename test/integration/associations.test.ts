@@ -12,9 +12,9 @@ import { after, before, describe, test } from 'node:test';
 import { storescu } from '../helpers/dcmtk.js';
 import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
-import { DCMTK_ENV, run } from '../helpers/processes.js';
+import { DCMTK_ENV, run, sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
-import { countRows } from '../helpers/stored.js';
+import { countRows, listFiles } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 const VERIFICATION = [{ id: 1, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] }];
@@ -35,6 +35,7 @@ describe('associations', () => {
         maxAssociations: 6,
         maxAssociationsPerCaller: 4,
         idleTimeoutSeconds: 1,
+        artimTimeoutSeconds: 1,
       },
     });
   });
@@ -135,6 +136,40 @@ describe('associations', () => {
     const waited = Date.now() - began;
     assert.ok(waited >= 900 && waited < 4000, `aborted after ${waited} ms; the timeout is 1 s`);
     raw.destroy();
+  });
+
+  test('a connection that sends no A-ASSOCIATE-RQ is closed when ARTIM expires', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    const began = Date.now();
+    assert.deepEqual(await raw.next(5000), { kind: 'closed' });
+    const waited = Date.now() - began;
+    assert.ok(waited >= 900 && waited < 4000, `closed after ${waited} ms; ARTIM is 1 s`);
+  });
+
+  test('a peer maximum PDU length too small to carry a PDV is refused', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    assert.deepEqual(await raw.associate({ called: gantry.aeTitle, calling: 'RAW', contexts: VERIFICATION, maxPduLength: 6 }), {
+      kind: 'reject',
+      reject: { result: 1, source: 1, reason: 1 },
+    });
+    raw.destroy();
+  });
+
+  test('a peer abort in the middle of a dataset leaves nothing behind', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    const contexts = [{ id: 1, abstractSyntax: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxes: ['1.2.840.10008.1.2.1'] }];
+    assert.equal((await raw.associate({ called: gantry.aeTitle, calling: 'RAW', contexts })).kind, 'accept');
+    const before = countRows(gantry.storagePath).instances;
+    raw.sendCommand(1, { commandField: 0x0001, messageId: 1, priority: 0, affectedSopClassUid: contexts[0]?.abstractSyntax, affectedSopInstanceUid: newUid(), commandDataSetType: 0 });
+    // The first fragment of a dataset, never the last.
+    raw.write(Buffer.concat([Buffer.from([0x04, 0, 0, 0, 0x10, 0x06, 0, 0, 0x10, 0x02, 1, 0]), Buffer.alloc(0x1000)]));
+    await sleep(200);
+    raw.write(Buffer.from([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]));
+    assert.deepEqual(await raw.next(), { kind: 'closed' });
+    const deadline = Date.now() + 3000;
+    while (listFiles(join(gantry.storagePath, 'incoming')).length > 0 && Date.now() < deadline) await sleep(20);
+    assert.deepEqual(listFiles(join(gantry.storagePath, 'incoming')), []);
+    assert.equal(countRows(gantry.storagePath).instances, before);
   });
 
   test('an association released by the peer ends cleanly', async () => {

@@ -46,6 +46,17 @@ function ctDataset(overrides: Element[] = [], drop: number[] = []): { dataset: B
   return { dataset: encodeDataset([...byTag.values(), pixels]), sopInstanceUid: (byTag.get(0x00080018)?.[2] as string | undefined) ?? sopInstanceUid };
 }
 
+/** The Study and Series Instance UIDs of a dataset made by ctDataset. */
+function indexedRowsOf(dataset: Buffer): { study: string; series: string } {
+  const text = dataset.toString('latin1');
+  const uidAfter = (tag: Buffer) => {
+    const at = dataset.indexOf(tag);
+    const length = dataset.readUInt16LE(at + 6);
+    return text.slice(at + 8, at + 8 + length).replace(/\0+$/, '');
+  };
+  return { study: uidAfter(Buffer.from([0x20, 0x00, 0x0d, 0x00, 0x55, 0x49])), series: uidAfter(Buffer.from([0x20, 0x00, 0x0e, 0x00, 0x55, 0x49])) };
+}
+
 async function openStorage(gantry: GantryProcess, sopClassUid = CT): Promise<RawAssociation> {
   const raw = await RawAssociation.open(gantry.port);
   const answer = await raw.associate({
@@ -136,6 +147,50 @@ test('below storage.minFreeBytes a store answers 0xA700; after the floor is lowe
   assert.equal(countRows(gantry.storagePath).instances, 1);
 });
 
+test('a write that fails (the file system refuses it) answers 0xA700; the next store succeeds', async (t) => {
+  const dir = tempDir(t, 'efbig');
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {}, undefined, { fileSizeLimitKiB: 2048 });
+  t.after(() => gantry.stop());
+  const raw = await openStorage(gantry);
+  t.after(() => raw.destroy());
+  const { elements, sopInstanceUid } = instanceElements({ studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'BIG1', patientName: 'Too^Big', rows: 1024, columns: 1536 });
+  const big = encodeDataset([...elements, [0x7fe00010, 'OW', Buffer.alloc(1024 * 1536 * 2)]]);
+  const refused = await raw.store(1, CT, sopInstanceUid, big, 1);
+  assert.equal(refused?.status, 0xa700);
+  assert.match(refused?.errorComment ?? '', /out of resources/);
+  assert.deepEqual(listFiles(join(gantry.storagePath, 'originals')), []);
+  assert.deepEqual(listFiles(join(gantry.storagePath, 'incoming')), []);
+  const small = ctDataset();
+  assert.equal((await raw.store(1, CT, small.sopInstanceUid, small.dataset, 2))?.status, 0);
+  assert.equal(countRows(gantry.storagePath).instances, 1);
+});
+
+test('no patient name, ID, birth date or accession number reaches the log, whatever the outcome', async (t) => {
+  const dir = tempDir(t, 'phi');
+  const gantry = await withGantry(t, dir, { log: { level: 'trace' } });
+  const raw = await openStorage(gantry);
+  t.after(() => raw.destroy());
+  const phi: Element[] = [
+    [0x00100010, 'PN', 'Zyxwvut^Qwertyu'],
+    [0x00100020, 'LO', 'PHIID918273'],
+    [0x00100030, 'DA', '19330303'],
+    [0x00080050, 'SH', 'ACCPHI5551'],
+  ];
+  const stored = ctDataset(phi);
+  assert.equal((await raw.store(1, CT, stored.sopInstanceUid, stored.dataset, 1))?.status, 0);
+  assert.equal((await raw.store(1, CT, stored.sopInstanceUid, stored.dataset, 2))?.status, 0, 're-sent');
+  const noStudy = ctDataset(phi, [0x0020000d]);
+  assert.equal((await raw.store(1, CT, noStudy.sopInstanceUid, noStudy.dataset, 3))?.status, 0xc001);
+  const mismatch = ctDataset(phi);
+  assert.equal((await raw.store(1, CT, newUid(), mismatch.dataset, 4))?.status, 0xc002);
+  await raw.release();
+  await sleep(200);
+  const log = gantry.output();
+  assert.match(log, /"msg":"association released"/, 'the log was captured');
+  for (const value of ['Zyxwvut', 'Qwertyu', 'PHIID918273', '19330303', 'ACCPHI5551']) assert.ok(!log.includes(value), `${value} appears in the log`);
+  assert.ok(!log.includes(stored.sopInstanceUid), 'nor do instance UIDs');
+});
+
 test('an unreadable dataset answers in the 0xC000 range with a comment, and the association goes on', async (t) => {
   const dir = tempDir(t, 'bad');
   const gantry = await withGantry(t, dir);
@@ -197,21 +252,46 @@ test('the Siemens CSA Non-Image class is refused by default and accepted when co
 
 test('a re-sent SOP Instance UID replaces the stored copy, or keeps the first, never a second row', async (t) => {
   for (const duplicates of ['replace', 'keepFirst'] as const) {
-    const dir = tempDir(t, duplicates);
-    const gantry = await withGantry(t, dir, { storage: { duplicates } });
-    const raw = await openStorage(gantry);
-    const first = ctDataset([[0x00081030, 'LO', 'FIRST COPY']]);
-    const sopInstanceUid = first.sopInstanceUid;
-    const second = ctDataset([[0x00080018, 'UI', sopInstanceUid], [0x00081030, 'LO', 'SECOND COPY']]);
-    assert.equal((await raw.store(1, CT, sopInstanceUid, first.dataset, 1))?.status, 0);
-    assert.equal((await raw.store(1, CT, sopInstanceUid, second.dataset, 2))?.status, 0);
-    raw.destroy();
+    for (const sameSeries of [true, false]) {
+      const name = `${duplicates}, ${sameSeries ? 'same series' : 'moved to another study'}`;
+      const dir = tempDir(t, duplicates);
+      const gantry = await withGantry(t, dir, { storage: { duplicates } });
+      const raw = await openStorage(gantry);
+      const first = ctDataset([[0x00081030, 'LO', 'FIRST COPY']]);
+      const sopInstanceUid = first.sopInstanceUid;
+      const hierarchy: Element[] = sameSeries
+        ? [[0x0020000d, 'UI', indexedRowsOf(first.dataset).study], [0x0020000e, 'UI', indexedRowsOf(first.dataset).series]]
+        : [];
+      const second = ctDataset([[0x00080018, 'UI', sopInstanceUid], [0x00081030, 'LO', 'SECOND COPY'], ...hierarchy]);
+      assert.equal((await raw.store(1, CT, sopInstanceUid, first.dataset, 1))?.status, 0);
+      assert.equal((await raw.store(1, CT, sopInstanceUid, second.dataset, 2))?.status, 0);
+      raw.destroy();
+      const rows = indexedRows(gantry.storagePath);
+      assert.equal(rows.length, 1, name);
+      const stored = datasetBytes(join(gantry.storagePath, rows[0]?.filePath ?? ''));
+      assert.ok(stored.equals(duplicates === 'replace' ? second.dataset : first.dataset), `${name}: the right copy is kept`);
+      assert.equal(listFiles(join(gantry.storagePath, 'originals')).length, 1, `${name}: one file`);
+    }
+  }
+});
+
+test('the same SOP Instance UID stored on two associations at once: one row, one whole file', async (t) => {
+  const dir = tempDir(t, 'race');
+  const gantry = await withGantry(t, dir);
+  const first = ctDataset([[0x00081030, 'LO', 'ONE']]);
+  const uids = indexedRowsOf(first.dataset);
+  const twin = ctDataset([[0x00080018, 'UI', first.sopInstanceUid], [0x0020000d, 'UI', uids.study], [0x0020000e, 'UI', uids.series], [0x00081030, 'LO', 'TWO']]);
+  for (let round = 0; round < 5; round += 1) {
+    const [a, b] = await Promise.all([openStorage(gantry), openStorage(gantry)]);
+    const statuses = await Promise.all([a.store(1, CT, first.sopInstanceUid, first.dataset, 1), b.store(1, CT, first.sopInstanceUid, twin.dataset, 1)]);
+    a.destroy();
+    b.destroy();
+    assert.deepEqual(statuses.map((response) => response?.status), [0, 0]);
     const rows = indexedRows(gantry.storagePath);
-    assert.equal(rows.length, 1, duplicates);
+    assert.equal(rows.length, 1);
     const stored = datasetBytes(join(gantry.storagePath, rows[0]?.filePath ?? ''));
-    assert.ok(stored.equals(duplicates === 'replace' ? second.dataset : first.dataset), `${duplicates}: the ${duplicates === 'replace' ? 'second' : 'first'} copy is kept`);
-    // The second copy belongs to another study: with replace, the first file does not stay behind.
-    assert.equal(listFiles(join(gantry.storagePath, 'originals')).length, 1, `${duplicates}: one file`);
+    assert.ok(stored.equals(first.dataset) || stored.equals(twin.dataset), 'the file is one of the two copies, whole');
+    assert.equal(listFiles(join(gantry.storagePath, 'originals')).length, 1);
   }
 });
 

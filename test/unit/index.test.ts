@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { applyMigrations, openDatabase, WalSync } from '../../src/db/database.js';
+import { test, type TestContext } from 'node:test';
+import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 
@@ -36,7 +36,8 @@ test('migrations apply once, are recorded, and a newer database is refused', (t)
   assert.throws(() => openDatabase(join(dir, 'index.sqlite')), /schema version 999, newer than this Gantry knows/);
 });
 
-test('the index keeps the hierarchy, and a re-sent SOP Instance UID never makes a second row', async (t) => {
+/** A fresh index in a temporary folder, removed after the test. */
+function openIndex(t: TestContext): { db: Db; index: InstanceIndex; writer: IndexWriter } {
   const dir = mkdtempSync(join(tmpdir(), 'gantry-db-'));
   const file = join(dir, 'index.sqlite');
   const db = openDatabase(file);
@@ -47,7 +48,11 @@ test('the index keeps the hierarchy, and a re-sent SOP Instance UID never makes 
     rmSync(dir, { recursive: true, force: true });
   });
   const index = new InstanceIndex(db);
-  const writer = new IndexWriter(db, index, wal);
+  return { db, index, writer: new IndexWriter(db, index, wal) };
+}
+
+test('the index keeps the hierarchy, and a re-sent SOP Instance UID never makes a second row', async (t) => {
+  const { index, writer } = openIndex(t);
   const outcomes = await Promise.all([
     writer.submit(record()),
     writer.submit(record({ sopInstanceUid: '1.2.1.1.2', filePath: 'originals/1.2.1/1.2.1.1/1.2.1.1.2.dcm' })),
@@ -63,16 +68,7 @@ test('the index keeps the hierarchy, and a re-sent SOP Instance UID never makes 
 });
 
 test('the patient key is issuer and ID: the same MRN from two issuers is two patients', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-db-'));
-  const file = join(dir, 'index.sqlite');
-  const db = openDatabase(file);
-  const wal = new WalSync(file);
-  t.after(async () => {
-    await wal.close();
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const writer = new IndexWriter(db, new InstanceIndex(db), wal);
+  const { db, writer } = openIndex(t);
   await writer.submit(record({ attributes: { PatientID: '12345', IssuerOfPatientID: 'HOSP_A' } }));
   await writer.submit(record({ studyInstanceUid: '9.1', seriesInstanceUid: '9.1.1', sopInstanceUid: '9.1.1.1', attributes: { PatientID: '12345', IssuerOfPatientID: 'HOSP_B' } }));
   assert.equal(new InstanceIndex(db).counts().patients, 2);

@@ -127,3 +127,10 @@ test('role selection: the caller may be SCU of an accepted class; Gantry takes n
   if (outcome.kind !== 'accept') return;
   assert.deepEqual(outcome.accept.userInformation.roleSelections, [{ sopClassUid: CT, scuRole: true, scpRole: false }]);
 });
+
+test('a peer maximum PDU length too small to carry a PDV is refused, not honoured', () => {
+  const tiny = negotiate(request({ userInformation: { maxPduLength: 6, implementationClassUid: '9', roleSelections: [], extendedNegotiations: [] } }), '127.0.0.1', policy());
+  assert.deepEqual(tiny.kind === 'reject' && tiny.reject, { result: 1, source: 1, reason: 1 });
+  const unlimited = negotiate(request({ userInformation: { maxPduLength: 0, implementationClassUid: '9', roleSelections: [], extendedNegotiations: [] } }), '127.0.0.1', policy());
+  assert.equal(unlimited.kind, 'accept');
+});

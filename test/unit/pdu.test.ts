@@ -124,3 +124,7 @@ test('the PDU stream refuses an unknown PDU type and a PDV longer than its PDU',
   const lying = Buffer.from([0x04, 0, 0, 0, 0, 8, 0, 0, 0, 50, 1, 0, 0, 0]);
   assert.throws(() => new PduStream(sink).push(lying), (e: unknown) => e instanceof PduError && e.abortReason === 6);
 });
+
+test('a maximum PDU length that cannot carry a PDV is an error, not an endless loop', () => {
+  assert.throws(() => encodePData(1, true, Buffer.alloc(10), 6), /cannot carry a PDV/);
+});

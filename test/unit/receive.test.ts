@@ -1,0 +1,160 @@
+/**
+ * The receive pipeline's failure handling, in process with a real index and store, and faults
+ * injected where a real disk would fail.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { openDatabase, WalSync } from '../../src/db/database.js';
+import type { StoreRequest } from '../../src/dimse/services.js';
+import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { ReceiveService } from '../../src/pipeline/receive.js';
+import { FreeSpaceMonitor } from '../../src/store/free-space.js';
+import { ObjectStore, type IncomingFile } from '../../src/store/object-store.js';
+import { datasetBytes, listFiles } from '../helpers/stored.js';
+import { encodeDataset, instanceElements, newUid, type Element } from '../helpers/synthetic-dicom.js';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+
+/** A promise the test resolves when it chooses. */
+function gate(): { promise: Promise<void>; open(): void } {
+  let open = () => {};
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
+}
+
+/** An ObjectStore whose next syncs fail as a dying disk's would, or wait for a gate. */
+class FaultyStore extends ObjectStore {
+  failSyncs = 0;
+  syncGate: Promise<void> | undefined;
+  override async syncPlaced(file: IncomingFile): Promise<void> {
+    if (this.syncGate) await this.syncGate;
+    if (this.failSyncs > 0) {
+      this.failSyncs -= 1;
+      await file.close();
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    }
+    return super.syncPlaced(file);
+  }
+}
+
+/** A WalSync whose syncs wait for a gate. */
+class GatedWal extends WalSync {
+  syncGate: Promise<void> | undefined;
+  override async sync(): Promise<void> {
+    if (this.syncGate) await this.syncGate;
+    return super.sync();
+  }
+}
+
+async function setUp(t: TestContext) {
+  const root = mkdtempSync(join(tmpdir(), 'gantry-receive-'));
+  const store = new FaultyStore(root);
+  await store.init();
+  const db = openDatabase(join(root, 'index.sqlite'));
+  const wal = new GatedWal(join(root, 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  const writer = new IndexWriter(db, index, wal);
+  const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
+  const receive = new ReceiveService({ store, index, writer, freeSpace, settings: () => ({ minFreeBytes: 0, duplicates: 'replace' }) });
+  t.after(async () => {
+    await wal.close();
+    db.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+  return { root, store, index, writer, receive, wal };
+}
+
+function request(sopInstanceUid: string): StoreRequest {
+  return {
+    association: { id: 't', callingAeTitle: 'UNIT', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
+    messageId: 1,
+    priority: 0,
+    sopClassUid: CT,
+    sopInstanceUid,
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+  };
+}
+
+function dataset(study: string, series: string, sop: string, description: string): Buffer {
+  const { elements } = instanceElements({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop, patientId: 'U1', patientName: 'Unit^Test', rows: 4, columns: 4 });
+  const extra: Element[] = [[0x00081030, 'LO', description], [0x7fe00010, 'OW', Buffer.alloc(32)]];
+  return encodeDataset([...elements.filter(([tag]) => tag !== 0x00081030), ...extra]);
+}
+
+test('of two concurrent stores of one UID, the one that fails cannot take the acknowledged one with it', async (t) => {
+  const { root, store, index, receive } = await setUp(t);
+  for (let round = 0; round < 4; round += 1) {
+    const [study, series, sop] = [newUid(), newUid(), newUid()];
+    const copies = [dataset(study, series, sop, 'FIRST'), dataset(study, series, sop, 'SECOND')];
+    const sinks = copies.map(() => receive.store(request(sop)));
+    sinks.forEach((sink, i) => sink.write(copies[i] as Buffer));
+    store.failSyncs = 1;
+    const results = await Promise.all(sinks.map((sink) => sink.end()));
+    const succeeded = results.findIndex((result) => result.status === 0x0000);
+    assert.deepEqual(results.map((result) => result.status).sort(), [0x0000, 0xa700]);
+    const row = index.findInstance(sop);
+    assert.ok(row, 'the acknowledged instance keeps its row');
+    assert.ok(datasetBytes(join(root, row.filePath)).equals(copies[succeeded] as Buffer), 'and its file, whole');
+  }
+});
+
+test('a failed store leaves neither row nor file behind', async (t) => {
+  const { root, store, index, receive } = await setUp(t);
+  const sop = newUid();
+  const sink = receive.store(request(sop));
+  sink.write(dataset(newUid(), newUid(), sop, 'LOST'));
+  store.failSyncs = 1;
+  assert.equal((await sink.end()).status, 0xa700);
+  assert.equal(index.findInstance(sop), undefined);
+  assert.deepEqual(listFiles(join(root, 'originals')), []);
+});
+
+test('a series row rolled back is never reused for a later instance', async (t) => {
+  const { index, writer } = await setUp(t);
+  const base = (study: string, series: string, sop: string, patientId: string): InstanceRecord => ({
+    attributes: { PatientID: patientId },
+    studyInstanceUid: study,
+    seriesInstanceUid: series,
+    sopInstanceUid: sop,
+    sopClassUid: CT,
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath: `${sop}.dcm`,
+    fileSize: 1,
+    callingAeTitle: 'UNIT',
+    receivedAt: Date.now(),
+  });
+  const broken = { ...base('1.1', '1.1.1', '1.1.1.1', 'PAT_A'), sopClassUid: null as unknown as string };
+  await assert.rejects(writer.submit(broken));
+  await writer.submit(base('2.1', '2.1.1', '2.1.1.1', 'PAT_B'));
+  await writer.submit(base('1.1', '1.1.1', '1.1.1.2', 'PAT_A'));
+  const row = index.findInstance('1.1.1.2');
+  assert.equal(row?.seriesInstanceUid, '1.1.1');
+  assert.equal(row?.studyInstanceUid, '1.1');
+});
+
+test('the answer waits for the file sync and for the index sync, each', async (t) => {
+  const { store, wal, receive } = await setUp(t);
+  for (const held of ['file', 'index'] as const) {
+    const sop = newUid();
+    const sink = receive.store(request(sop));
+    sink.write(dataset(newUid(), newUid(), sop, 'ORDER'));
+    const hold = gate();
+    if (held === 'file') store.syncGate = hold.promise;
+    else wal.syncGate = hold.promise;
+    let answered = false;
+    const ending = sink.end().then((result) => {
+      answered = true;
+      return result;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(answered, false, `answered before the ${held} sync finished`);
+    hold.open();
+    assert.equal((await ending).status, 0);
+    store.syncGate = undefined;
+    wal.syncGate = undefined;
+  }
+});
