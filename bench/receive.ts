@@ -5,6 +5,7 @@
  *
  *   node dist/bench/receive.js [--rounds 5] [--small 2000] [--large 3] [--large-frames 480] [--huge]
  *                              [--parallel N: N storescu processes at once, each a share of the files]
+ *                              [--orthanc: Orthanc as a fourth receiver]
  *
  * Corpora are generated once under .bench-data/ (about 1.8 GB; --huge adds a 1 GB instance whose
  * peak RSS is measured on its own).
@@ -13,6 +14,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startGantryProcess } from '../test/helpers/gantry.js';
+import { startOrthanc } from '../test/helpers/orthanc.js';
 import { DCMTK_ENV, freePort, peakRss, run, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
 
@@ -26,6 +28,7 @@ const { values } = parseArgs({
     only: { type: 'string' },
     data: { type: 'string', default: '.bench-data' },
     parallel: { type: 'string', default: '1' },
+    orthanc: { type: 'boolean', default: false },
   },
 });
 
@@ -109,6 +112,21 @@ async function runStorescp(mode: 'default' | '+B', corpus: Corpus, work: string)
   }
 }
 
+async function runOrthanc(corpus: Corpus, work: string): Promise<Sample> {
+  const dir = join(work, 'orthanc');
+  rmSync(dir, { recursive: true, force: true });
+  const orthanc = await startOrthanc(dir);
+  try {
+    const seconds = await sendWithStorescu(orthanc.dicomPort, orthanc.aeTitle, corpus);
+    const rss = peakRss(orthanc.pid);
+    const stored = (await orthanc.get<{ CountInstances: number }>('/statistics')).CountInstances;
+    return { receiver: 'orthanc', seconds, rss, stored };
+  } finally {
+    await orthanc.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function runGantry(corpus: Corpus, work: string): Promise<Sample> {
   const dir = join(work, 'gantry');
   rmSync(dir, { recursive: true, force: true });
@@ -149,6 +167,7 @@ async function benchCorpus(corpus: Corpus): Promise<void> {
     () => runStorescp('default', corpus, work),
     () => runStorescp('+B', corpus, work),
     () => runGantry(corpus, work),
+    ...(values.orthanc ? [() => runOrthanc(corpus, work)] : []),
   ];
   for (let round = 1; round <= rounds; round += 1) {
     // Rotate the order each round so no receiver always runs on a warm or cold page cache.
@@ -166,14 +185,14 @@ async function benchCorpus(corpus: Corpus): Promise<void> {
   const by = (receiver: string) => samples.filter((sample) => sample.receiver === receiver);
   const gantry = by('gantry');
   console.log(`\n${corpus.name}: ${corpus.files} files, ${mb(corpus.bytes).toFixed(0)} MB, ${parallel} sender(s), ${rounds} rounds (medians)`);
-  for (const receiver of ['storescp default', 'storescp +B', 'gantry']) {
+  for (const receiver of ['storescp default', 'storescp +B', 'gantry', ...(values.orthanc ? ['orthanc'] : [])]) {
     const list = by(receiver);
     console.log(
       `  ${receiver.padEnd(17)} ${median(list.map((s) => corpus.files / s.seconds)).toFixed(1).padStart(8)} inst/s ` +
         `${median(list.map((s) => mb(corpus.bytes) / s.seconds)).toFixed(1).padStart(7)} MB/s  peak RSS ${median(list.map((s) => mb(s.rss))).toFixed(1)} MB`,
     );
   }
-  for (const reference of ['storescp default', 'storescp +B']) {
+  for (const reference of ['storescp default', 'storescp +B', ...(values.orthanc ? ['orthanc'] : [])]) {
     const list = by(reference);
     const ratios = gantry.map((sample, i) => (list[i] as Sample).seconds / sample.seconds);
     console.log(`  ratio gantry/${reference}: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);

@@ -136,6 +136,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
       await wal.close();
       db?.close();
       db = undefined;
+      store.close();
       await releaseStorage(storagePath);
       log.info('stopped');
     },
