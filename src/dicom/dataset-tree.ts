@@ -1,0 +1,282 @@
+/**
+ * A dataset as a tree of elements that remember where their bytes are (PS3.5 7.1, 7.5), so that a
+ * changed dataset can be written element by element: untouched elements are copied byte for byte from
+ * the source, large values (pixel data) are streamed through, and only what an edit touched is
+ * encoded anew, with the lengths of the sequences and items around it recomputed.
+ *
+ * The reader is synchronous (it runs in worker threads) and reads through a window, so a 1 GB file
+ * costs the memory of its header and the window.
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { vrOf } from './dictionary.js';
+import { DatasetFormatError, tagText } from './header-scanner.js';
+import { readFileMeta } from './part10.js';
+import { findTransferSyntax, type DatasetEncoding } from './transfer-syntaxes.js';
+import { LONG_VRS } from './values.js';
+
+export const UNDEFINED_LENGTH = 0xffffffff;
+const ITEM = 0xfffee000;
+const ITEM_DELIMITER = 0xfffee00d;
+const SEQUENCE_DELIMITER = 0xfffee0dd;
+export const PIXEL_DATA = 0x7fe00010;
+
+/** Random access to the bytes of a dataset. */
+export interface ByteSource {
+  readonly length: number;
+  /** The bytes at [offset, offset + length); the buffer may be reused by the next call. */
+  read(offset: number, length: number): Buffer;
+}
+
+export class BufferSource implements ByteSource {
+  constructor(private readonly buffer: Buffer) {}
+  get length(): number {
+    return this.buffer.length;
+  }
+  read(offset: number, length: number): Buffer {
+    if (offset < 0 || offset + length > this.buffer.length) throw new DatasetFormatError(`read past the end of the dataset at ${offset}`);
+    return this.buffer.subarray(offset, offset + length);
+  }
+}
+
+/** A region of a file, read through a window of WINDOW bytes. */
+export class FileSource implements ByteSource {
+  private static readonly WINDOW = 1024 * 1024;
+  private window = Buffer.alloc(0);
+  private windowStart = 0;
+
+  constructor(
+    private readonly fd: number,
+    private readonly start: number,
+    readonly length: number,
+  ) {}
+
+  read(offset: number, length: number): Buffer {
+    if (offset < 0 || offset + length > this.length) throw new DatasetFormatError(`read past the end of the dataset at ${offset}`);
+    if (offset >= this.windowStart && offset + length <= this.windowStart + this.window.length) {
+      return this.window.subarray(offset - this.windowStart, offset - this.windowStart + length);
+    }
+    if (length > FileSource.WINDOW) {
+      const out = Buffer.allocUnsafe(length);
+      readFully(this.fd, out, this.start + offset);
+      return out;
+    }
+    const size = Math.min(FileSource.WINDOW, this.length - offset);
+    if (this.window.length < size) this.window = Buffer.allocUnsafe(FileSource.WINDOW);
+    this.window = this.window.subarray(0, size);
+    readFully(this.fd, this.window, this.start + offset);
+    this.windowStart = offset;
+    return this.window.subarray(0, length);
+  }
+}
+
+function readFully(fd: number, into: Buffer, position: number): void {
+  let done = 0;
+  while (done < into.length) {
+    const got = readSync(fd, into, done, into.length - done, position + done);
+    if (got === 0) throw new DatasetFormatError('the file ends early');
+    done += got;
+  }
+}
+
+export interface ElementNode {
+  tag: number;
+  vr: string;
+  /** Where the element's header starts, in dataset coordinates. */
+  offset: number;
+  headerLength: number;
+  /** The value length field (UNDEFINED_LENGTH for undefined). */
+  length: number;
+  valueOffset: number;
+  /** After the value (and the sequence delimiter, for undefined length). */
+  end: number;
+  /** The value, for values up to the reader's load limit (not for sequences). */
+  value?: Buffer;
+  /** Items of a sequence (or of a UN / pixel data of undefined length). */
+  items?: ItemNode[];
+  /** True when the items are encapsulated pixel data fragments, not datasets. */
+  encapsulated?: boolean;
+  /** Nested datasets are implicit VR little endian (a UN of undefined length, PS3.5 6.2.2). */
+  implicitInside?: boolean;
+}
+
+export interface ItemNode {
+  offset: number;
+  length: number;
+  valueOffset: number;
+  end: number;
+  elements: ElementNode[];
+}
+
+export interface ParseOptions {
+  /** Values up to this length are loaded into memory; longer ones are streamed when written. */
+  loadLimit?: number;
+}
+
+interface Context {
+  source: ByteSource;
+  implicit: boolean;
+  bigEndian: boolean;
+  loadLimit: number;
+}
+
+/** Parses the whole dataset of `source` in the given encoding. */
+export function parseDataset(source: ByteSource, encoding: Exclude<DatasetEncoding, 'deflated-explicit-le'>, options: ParseOptions = {}): ElementNode[] {
+  const context: Context = {
+    source,
+    implicit: encoding === 'implicit-le',
+    bigEndian: encoding === 'explicit-be',
+    loadLimit: options.loadLimit ?? 1024 * 1024,
+  };
+  const { elements } = parseElements(context, 0, source.length, false);
+  return elements;
+}
+
+function parseElements(context: Context, start: number, end: number, untilItemDelimiter: boolean): { elements: ElementNode[]; next: number } {
+  const elements: ElementNode[] = [];
+  let offset = start;
+  while (offset < end) {
+    const header = readElementHeader(context, offset);
+    if (header.tag === ITEM_DELIMITER) {
+      if (!untilItemDelimiter) throw new DatasetFormatError(`item delimiter outside an item at ${offset}`);
+      return { elements, next: offset + 8 };
+    }
+    if (header.tag === ITEM || header.tag === SEQUENCE_DELIMITER) {
+      throw new DatasetFormatError(`(${tagText(header.tag)}) where a data element was expected at ${offset}`);
+    }
+    const element = parseElementBody(context, offset, header);
+    elements.push(element);
+    offset = element.end;
+  }
+  if (untilItemDelimiter) throw new DatasetFormatError('an item of undefined length has no delimiter');
+  return { elements, next: offset };
+}
+
+interface Header {
+  tag: number;
+  vr: string;
+  length: number;
+  headerLength: number;
+}
+
+function readElementHeader(context: Context, offset: number): Header {
+  const { source, bigEndian } = context;
+  const head = source.read(offset, Math.min(12, source.length - offset));
+  if (head.length < 8) throw new DatasetFormatError(`the dataset ends inside an element header at ${offset}`);
+  const group = bigEndian ? head.readUInt16BE(0) : head.readUInt16LE(0);
+  const elementNumber = bigEndian ? head.readUInt16BE(2) : head.readUInt16LE(2);
+  const tag = ((group << 16) | elementNumber) >>> 0;
+  const u32 = (at: number) => (bigEndian ? head.readUInt32BE(at) : head.readUInt32LE(at));
+  if (group === 0xfffe || context.implicit) {
+    return { tag, vr: group === 0xfffe ? '' : vrOf(tag), length: u32(4), headerLength: 8 };
+  }
+  const vr = head.toString('latin1', 4, 6);
+  if (LONG_VRS.has(vr) || (!/^(AE|AS|AT|CS|DA|DS|DT|FL|FD|IS|LO|LT|PN|SH|SL|SS|ST|TM|UI|UL|US)$/.test(vr) && /^[A-Z]{2}$/.test(vr))) {
+    if (head.length < 12) throw new DatasetFormatError(`the dataset ends inside an element header at ${offset}`);
+    return { tag, vr, length: u32(8), headerLength: 12 };
+  }
+  if (!/^[A-Z]{2}$/.test(vr)) throw new DatasetFormatError(`element (${tagText(tag)}) has no valid VR at ${offset}`);
+  return { tag, vr, length: bigEndian ? head.readUInt16BE(6) : head.readUInt16LE(6), headerLength: 8 };
+}
+
+function parseElementBody(context: Context, offset: number, header: Header): ElementNode {
+  const valueOffset = offset + header.headerLength;
+  const node: ElementNode = { ...header, offset, valueOffset, end: 0 };
+  const isSequence = header.vr === 'SQ';
+  if (header.length === UNDEFINED_LENGTH) {
+    if (header.tag === PIXEL_DATA) {
+      node.encapsulated = true;
+      const { items, next } = parseFragments(context, valueOffset);
+      node.items = items;
+      node.end = next;
+      return node;
+    }
+    // A sequence, or a UN of undefined length that holds one in implicit VR (PS3.5 6.2.2).
+    const inner = isSequence ? context : { ...context, implicit: true, bigEndian: false };
+    if (!isSequence) node.implicitInside = true;
+    const { items, next } = parseItems(inner, valueOffset, context.source.length, true);
+    node.items = items;
+    node.end = next;
+    return node;
+  }
+  node.end = valueOffset + header.length;
+  if (node.end > context.source.length) throw new DatasetFormatError(`element (${tagText(header.tag)}) runs past the end of the dataset`);
+  if (isSequence) {
+    node.items = parseItems(context, valueOffset, node.end, false).items;
+    return node;
+  }
+  if (header.length <= context.loadLimit) node.value = Buffer.from(context.source.read(valueOffset, header.length));
+  return node;
+}
+
+function parseItems(context: Context, start: number, end: number, untilDelimiter: boolean): { items: ItemNode[]; next: number } {
+  const items: ItemNode[] = [];
+  let offset = start;
+  while (offset < end) {
+    const header = readElementHeader(context, offset);
+    if (header.tag === SEQUENCE_DELIMITER) {
+      if (!untilDelimiter) throw new DatasetFormatError(`sequence delimiter in a sequence of defined length at ${offset}`);
+      return { items, next: offset + 8 };
+    }
+    if (header.tag !== ITEM) throw new DatasetFormatError(`(${tagText(header.tag)}) where an item was expected at ${offset}`);
+    const valueOffset = offset + 8;
+    if (header.length === UNDEFINED_LENGTH) {
+      const { elements, next } = parseElements(context, valueOffset, context.source.length, true);
+      items.push({ offset, length: UNDEFINED_LENGTH, valueOffset, end: next, elements });
+      offset = next;
+    } else {
+      const itemEnd = valueOffset + header.length;
+      if (itemEnd > end) throw new DatasetFormatError(`an item runs past its sequence at ${offset}`);
+      items.push({ offset, length: header.length, valueOffset, end: itemEnd, elements: parseElements(context, valueOffset, itemEnd, false).elements });
+      offset = itemEnd;
+    }
+  }
+  if (untilDelimiter) throw new DatasetFormatError('a sequence of undefined length has no delimiter');
+  return { items, next: offset };
+}
+
+/** PS3.5 A.4: encapsulated pixel data is items of defined length (fragments) and a delimiter. */
+function parseFragments(context: Context, start: number): { items: ItemNode[]; next: number } {
+  const items: ItemNode[] = [];
+  let offset = start;
+  for (;;) {
+    const header = readElementHeader({ ...context, implicit: true }, offset);
+    if (header.tag === SEQUENCE_DELIMITER) return { items, next: offset + 8 };
+    if (header.tag !== ITEM || header.length === UNDEFINED_LENGTH) throw new DatasetFormatError(`bad fragment in encapsulated pixel data at ${offset}`);
+    const end = offset + 8 + header.length;
+    if (end > context.source.length) throw new DatasetFormatError('a pixel data fragment runs past the end of the dataset');
+    items.push({ offset, length: header.length, valueOffset: offset + 8, end, elements: [] });
+    offset = end;
+  }
+}
+
+/** A parsed Part 10 file: its File Meta Information, encoding and element tree, and a source that
+ * stays open for writing until closed. */
+export interface ParsedFile {
+  meta: Map<number, Buffer>;
+  transferSyntaxUid: string;
+  encoding: DatasetEncoding;
+  source: ByteSource;
+  elements: ElementNode[];
+  close(): void;
+}
+
+/** Opens and parses a Part 10 file. Deflated datasets are not read here (the caller inflates). */
+export function parseFile(path: string, options: ParseOptions = {}): ParsedFile {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const head = Buffer.allocUnsafe(Math.min(size, 64 * 1024));
+    readFully(fd, head, 0);
+    const { elements: meta, datasetOffset } = readFileMeta(head);
+    const transferSyntaxUid = (meta.get(0x0010)?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
+    const syntax = findTransferSyntax(transferSyntaxUid);
+    if (!syntax) throw new DatasetFormatError(`transfer syntax ${transferSyntaxUid || '(none)'} is not supported`);
+    if (syntax.encoding === 'deflated-explicit-le') throw new DatasetFormatError('deflated datasets are inflated before parsing');
+    const source = new FileSource(fd, datasetOffset, size - datasetOffset);
+    const elements = parseDataset(source, syntax.encoding, options);
+    return { meta, transferSyntaxUid, encoding: syntax.encoding, source, elements, close: () => closeSync(fd) };
+  } catch (error) {
+    closeSync(fd);
+    throw error;
+  }
+}
