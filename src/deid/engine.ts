@@ -1,0 +1,327 @@
+/**
+ * The PS3.15 Annex E engine, at the element level: it walks a parsed dataset (dataset-tree.ts) at every
+ * depth and marks each element kept, removed, emptied, replaced by a dummy or a pseudonym, given a
+ * keyed UID, or cleaned, per Table E.1-1 and the chosen options; then it adds the attributes that say
+ * what was done (E.1.1, E.3.6). The writer (dataset-writer.ts) turns the marks into bytes, copying
+ * everything untouched byte for byte. Pure: no files, sockets or SQL.
+ */
+import type { ByteSource, ElementNode } from '../dicom/dataset-tree.js';
+import { insertElement, insertSequence, newElement, type EditableElement } from '../dicom/dataset-writer.js';
+import { keywordOf } from '../dicom/dictionary.js';
+import { tagText } from '../dicom/header-scanner.js';
+import { padToEven, trimUid } from '../dicom/values.js';
+import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
+import type { ProfileOption } from './profile-types.js';
+import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
+import { capAge, dummyValue, shiftDate, shiftDateTime } from './values.js';
+
+export interface DeidSettings {
+  options: ReadonlySet<ProfileOption>;
+  /** Dates move back by a per-patient number of days in this range (retainLongitudinalModifiedDates). */
+  dateShift: { minDays: number; maxDays: number };
+  /** Ages above this are written as this + 1 (HIPAA Safe Harbor: 89). */
+  maxAgeYears: number;
+}
+
+export const DEFAULT_DEID_SETTINGS: DeidSettings = {
+  options: new Set(),
+  dateShift: { minDays: 30, maxDays: 3650 },
+  maxAgeYears: 89,
+};
+
+export interface AuditEntry {
+  /** Where: tags from the top, items numbered, e.g. (0008,1140)[0](0008,1155). */
+  path: string;
+  keyword: string | undefined;
+  action: ConcreteAction | 'added' | 'pseudonym';
+}
+
+export interface Finding {
+  code: 'empty-patient-id';
+  message: string;
+}
+
+export interface DeidOutcome {
+  audit: AuditEntry[];
+  findings: Finding[];
+  /** The keyed replacement of the instance's SOP Instance UID (for the meta header and the name). */
+  sopInstanceUid: string;
+  studyInstanceUid: string;
+  seriesInstanceUid: string;
+}
+
+const TAG = {
+  SOPInstanceUID: 0x00080018,
+  StudyInstanceUID: 0x0020000d,
+  SeriesInstanceUID: 0x0020000e,
+  PatientName: 0x00100010,
+  PatientID: 0x00100020,
+  IssuerOfPatientID: 0x00100021,
+  PatientAge: 0x00101010,
+  PatientIdentityRemoved: 0x00120062,
+  DeidentificationMethod: 0x00120063,
+  DeidentificationMethodCodeSequence: 0x00120064,
+  LongitudinalTemporalInformationModified: 0x00280303,
+  CodeValue: 0x00080100,
+  CodingSchemeDesignator: 0x00080102,
+  CodeMeaning: 0x00080104,
+} as const;
+
+/** PS3.16 CID 7050 (De-identification Method), the codes of the profile and its options. */
+const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic', string, string]> = [
+  ['basic', '113100', 'Basic Application Confidentiality Profile'],
+  ['cleanGraphics', '113103', 'Clean Graphics Option'],
+  ['cleanStructuredContent', '113104', 'Clean Structured Content Option'],
+  ['cleanDescriptors', '113105', 'Clean Descriptors Option'],
+  ['retainLongitudinalFullDates', '113106', 'Retain Longitudinal Temporal Information Full Dates Option'],
+  ['retainLongitudinalModifiedDates', '113107', 'Retain Longitudinal Temporal Information Modified Dates Option'],
+  ['retainPatientCharacteristics', '113108', 'Retain Patient Characteristics Option'],
+  ['retainDeviceIdentity', '113109', 'Retain Device Identity Option'],
+  ['retainUIDs', '113110', 'Retain UIDs Option'],
+  ['retainSafePrivate', '113111', 'Retain Safe Private Option'],
+  ['retainInstitutionIdentity', '113112', 'Retain Institution Identity Option'],
+];
+
+const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
+
+/** Where the engine is: the dataset (or a sequence it keeps), or inside a sequence the profile
+ * replaces with a dummy (D) or cleans (C). */
+type Within = 'dataset' | 'dummy' | 'clean';
+
+export class DeidEngine {
+  private readonly audit: AuditEntry[] = [];
+  private readonly findings: Finding[] = [];
+  private dateOffsetDays = 0;
+  private identifiers: string[] = [];
+  private datesShifted = false;
+  private datesRemoved = false;
+
+  constructor(
+    private readonly settings: DeidSettings,
+    private readonly pseudonyms: Pseudonymizer,
+    private readonly source: ByteSource | undefined,
+    private readonly bigEndian: boolean,
+  ) {}
+
+  /**
+   * De-identifies a top-level dataset in place (its elements get edit marks and new elements).
+   * `metaSopInstanceUid` stands in for a dataset without SOPInstanceUID.
+   */
+  run(elements: EditableElement[], metaSopInstanceUid = ''): DeidOutcome {
+    const text = (tag: number) => this.text(elements.find((element) => element.tag === tag));
+    const original = {
+      sop: trimUid(text(TAG.SOPInstanceUID)) || metaSopInstanceUid,
+      study: trimUid(text(TAG.StudyInstanceUID)),
+      series: trimUid(text(TAG.SeriesInstanceUID)),
+    };
+    const patientKey: PatientKey = {
+      issuerOfPatientId: text(TAG.IssuerOfPatientID).trim(),
+      patientId: text(TAG.PatientID).trim(),
+      studyInstanceUid: original.study,
+    };
+    if (patientKey.patientId === '') {
+      this.findings.push({ code: 'empty-patient-id', message: 'PatientID is empty: the pseudonyms of this study stand for a patient of their own' });
+    }
+    this.dateOffsetDays = this.pseudonyms.dateOffsetDays(patientKey, this.settings.dateShift.minDays, this.settings.dateShift.maxDays);
+    this.identifiers = identifiersToScrub([text(TAG.PatientName), patientKey.patientId, text(0x00080050)]);
+    this.walk(elements, '', patientKey);
+    this.addMethodAttributes(elements);
+    const retainUids = this.settings.options.has('retainUIDs');
+    return {
+      audit: this.audit,
+      findings: this.findings,
+      sopInstanceUid: retainUids || original.sop === '' ? original.sop : this.pseudonyms.uid(original.sop),
+      studyInstanceUid: retainUids ? original.study : this.pseudonyms.uid(original.study),
+      seriesInstanceUid: retainUids ? original.series : this.pseudonyms.uid(original.series),
+    };
+  }
+
+  private walk(elements: EditableElement[], path: string, patientKey: PatientKey, within: Within = 'dataset'): void {
+    const removedOverlayGroups = new Set<number>();
+    for (const element of elements) {
+      const here = `${path}(${tagText(element.tag)})`;
+      if ((element.tag & 0xffff) === 0x0000) continue; // group lengths: the writer recomputes them
+      const action = this.actionFor(element, within);
+      this.apply(element, action, here, patientKey);
+      // PS3.15 Table E.1-1: with Overlay Data removed, the rest of its overlay group goes too, so no
+      // half overlay is left (dciodvfy would flag it).
+      if (action === 'remove' && (element.tag & 0xff01ffff) === 0x60003000) removedOverlayGroups.add(element.tag >>> 16);
+    }
+    for (const element of elements) {
+      if (removedOverlayGroups.has(element.tag >>> 16) && !element.removed) {
+        element.removed = true;
+        this.record(`${path}(${tagText(element.tag)})`, element.tag, 'remove');
+      }
+    }
+  }
+
+  private actionFor(element: EditableElement, within: Within): ConcreteAction {
+    if (element.tag === TAG.PatientName || element.tag === TAG.PatientID) return 'dummy';
+    const row = profileRowFor(element.tag);
+    if (row) return concreteAction(actionCodeFor(row, this.settings.options), element.vr);
+    // Attributes Table E.1-1 does not list are retained (PS3.15 E.1.1), except free text inside a
+    // sequence the profile replaces (D) or cleans (C): Content Sequence keeps its structure and
+    // coded values, and loses what people wrote.
+    if (within !== 'dataset' && TEXT_VRS.has(element.vr)) return within === 'dummy' ? 'dummy' : 'clean';
+    return 'keep';
+  }
+
+  private apply(element: EditableElement, action: ConcreteAction, path: string, patientKey: PatientKey): void {
+    const isSequence = element.items !== undefined && !element.encapsulated;
+    switch (action) {
+      case 'keep':
+        if (isSequence) this.walkItems(element, path, patientKey);
+        else if (element.tag === TAG.PatientAge) this.replaceText(element, capAge(this.text(element), this.settings.maxAgeYears), path, 'keep');
+        return;
+      case 'remove':
+        element.removed = true;
+        if (isDate(element.vr)) this.datesRemoved = true;
+        this.record(path, element.tag, 'remove');
+        return;
+      case 'empty':
+        this.empty(element, isSequence, path);
+        return;
+      case 'dummy':
+        if (isSequence) {
+          // D on a sequence: a non-empty value, so its items stay, with dummy content (see actionFor).
+          this.record(path, element.tag, 'dummy');
+          this.walkItems(element, path, patientKey, 'dummy');
+          return;
+        }
+        if (element.tag === TAG.PatientName) this.replaceText(element, this.pseudonyms.patientName(patientKey), path, 'pseudonym');
+        else if (element.tag === TAG.PatientID) this.replaceText(element, this.pseudonyms.patientId(patientKey), path, 'pseudonym');
+        else {
+          element.replacement = { value: dummyValue(element.vr, this.bigEndian) };
+          if (isDate(element.vr)) this.datesRemoved = true;
+          this.record(path, element.tag, 'dummy');
+        }
+        return;
+      case 'uid':
+        if (isSequence) {
+          this.walkItems(element, path, patientKey);
+          return;
+        }
+        if (this.settings.options.has('retainUIDs')) return;
+        this.replaceUids(element, path);
+        return;
+      case 'clean':
+        this.clean(element, isSequence, path, patientKey);
+        return;
+    }
+  }
+
+  private walkItems(element: EditableElement, path: string, patientKey: PatientKey, within: Within = 'dataset'): void {
+    (element.items ?? []).forEach((item, index) => this.walk(item.elements as EditableElement[], `${path}[${index}]`, patientKey, within));
+  }
+
+  private empty(element: EditableElement, isSequence: boolean, path: string): void {
+    if (isSequence) {
+      for (const item of element.items ?? []) item.removed = true;
+    } else {
+      element.replacement = { value: Buffer.alloc(0) };
+      if (isDate(element.vr)) this.datesRemoved = true;
+    }
+    this.record(path, element.tag, 'empty');
+  }
+
+  private replaceUids(element: EditableElement, path: string): void {
+    const uids = this.text(element)
+      .split('\\')
+      .map((uid) => trimUid(uid.trim()));
+    const replaced = uids.map((uid) => (uid === '' ? '' : this.pseudonyms.uid(uid))).join('\\');
+    element.replacement = { value: padToEven(replaced, '\0') };
+    this.record(path, element.tag, 'uid');
+  }
+
+  /** C: dates move by the patient's offset; text loses the identifiers it quotes; sequences are
+   * walked (their content gets the profile); anything else gets a dummy. */
+  private clean(element: EditableElement, isSequence: boolean, path: string, patientKey: PatientKey): void {
+    if (isSequence) {
+      this.walkItems(element, path, patientKey, 'clean');
+      return;
+    }
+    const value = this.text(element);
+    if (element.vr === 'DA') {
+      this.datesShifted = true;
+      this.replaceText(element, shiftDate(value.trim(), this.dateOffsetDays), path, 'clean');
+    } else if (element.vr === 'DT') {
+      this.datesShifted = true;
+      this.replaceText(element, shiftDateTime(value.trim(), this.dateOffsetDays), path, 'clean');
+    } else if (element.vr === 'TM') {
+      // Whole-day shifts leave times of day as they are.
+    } else if (TEXT_VRS.has(element.vr)) {
+      const scrubbed = scrubText(value, this.identifiers);
+      if (scrubbed !== value) this.replaceText(element, scrubbed, path, 'clean');
+    } else {
+      element.replacement = { value: dummyValue(element.vr, this.bigEndian) };
+      this.record(path, element.tag, 'clean');
+    }
+  }
+
+  private replaceText(element: EditableElement, value: string, path: string, action: AuditEntry['action']): void {
+    if (value === this.text(element)) return;
+    element.replacement = { value: padToEven(value, ' ') };
+    this.record(path, element.tag, action);
+  }
+
+  private addMethodAttributes(elements: EditableElement[]): void {
+    const options = [...this.settings.options].sort();
+    insertElement(elements, TAG.PatientIdentityRemoved, 'CS', padToEven('YES', ' '));
+    const method = `PS3.15 ${PROFILE_EDITION} Basic Profile${options.length > 0 ? ` + ${options.join(', ')}` : ''} (Gantry)`;
+    insertElement(elements, TAG.DeidentificationMethod, 'LO', padToEven(method.slice(0, 64), ' '));
+    const codes = CID_7050.filter(([option]) => option === 'basic' || this.settings.options.has(option));
+    insertSequence(
+      elements,
+      TAG.DeidentificationMethodCodeSequence,
+      codes.map(([, value, meaning]) => [
+        newElement(TAG.CodeValue, 'SH', padToEven(value, ' ')),
+        newElement(TAG.CodingSchemeDesignator, 'SH', padToEven('DCM', ' ')),
+        newElement(TAG.CodeMeaning, 'LO', padToEven(meaning, ' ')),
+      ]),
+    );
+    // PS3.15 E.3.6: say whether dates were kept, shifted or removed.
+    const longitudinal = this.settings.options.has('retainLongitudinalFullDates')
+      ? 'UNMODIFIED'
+      : this.datesShifted
+        ? 'MODIFIED'
+        : this.datesRemoved
+          ? 'REMOVED'
+          : undefined;
+    if (longitudinal) insertElement(elements, TAG.LongitudinalTemporalInformationModified, 'CS', padToEven(longitudinal, ' '));
+    for (const tag of [TAG.PatientIdentityRemoved, TAG.DeidentificationMethod, TAG.DeidentificationMethodCodeSequence]) {
+      this.audit.push({ path: `(${tagText(tag)})`, keyword: keywordOf(tag), action: 'added' });
+    }
+  }
+
+  /** The value of an element as Latin-1 text (ASCII for every VR the engine reads as text). */
+  private text(element: ElementNode | undefined): string {
+    if (!element) return '';
+    const bytes = element.value ?? (this.source && element.length !== 0xffffffff ? this.source.read(element.valueOffset, element.length) : undefined);
+    return bytes ? bytes.toString('latin1').replace(/[\0 ]+$/, '') : '';
+  }
+
+  private record(path: string, tag: number, action: AuditEntry['action']): void {
+    this.audit.push({ path, keyword: keywordOf(tag), action });
+  }
+}
+
+function isDate(vr: string): boolean {
+  return vr === 'DA' || vr === 'DT';
+}
+
+/** The name's components and the IDs, long enough to be worth looking for in free text. */
+function identifiersToScrub(values: string[]): string[] {
+  const parts = values.flatMap((value) => value.split(/[\^=\s,]+/)).map((part) => part.trim());
+  return [...new Set(parts.filter((part) => part.length >= 3))].sort((a, b) => b.length - a.length);
+}
+
+/** Removes quoted identifiers and date-like strings from free text. */
+export function scrubText(text: string, identifiers: readonly string[]): string {
+  let out = text;
+  for (const identifier of identifiers) {
+    out = out.replace(new RegExp(identifier.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi'), 'XXXXXX');
+  }
+  return out
+    .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
+    .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');
+}

@@ -1,0 +1,102 @@
+/**
+ * Values the de-identifier writes: dummies consistent with each VR (PS3.15 E.1.1 "D"), and dates
+ * shifted by whole days (E.3.6 "modified dates"): DA and the date part of DT move, times of day and
+ * UTC offsets stay, so TM values stay consistent with them.
+ */
+import { padToEven } from '../dicom/values.js';
+
+/** A dummy value for a VR, encoded and padded; little or big endian for binary VRs. */
+export function dummyValue(vr: string, bigEndian: boolean): Buffer {
+  const text = (value: string) => padToEven(value, vr === 'UI' ? '\0' : ' ');
+  switch (vr) {
+    case 'PN':
+      return text('ANONYMOUS');
+    case 'LO':
+    case 'SH':
+    case 'LT':
+    case 'ST':
+    case 'UT':
+    case 'UC':
+    case 'AE':
+      return text('ANONYMIZED');
+    case 'CS':
+      return text('ANONYMIZED');
+    case 'DA':
+      return text('19000101');
+    case 'TM':
+      return text('000000.00');
+    case 'DT':
+      return text('19000101000000.000000');
+    case 'AS':
+      return text('000Y');
+    case 'IS':
+    case 'DS':
+      return text('0');
+    case 'UR':
+      return text('http://anonymized.invalid');
+    case 'US':
+    case 'SS':
+      return Buffer.alloc(2);
+    case 'UL':
+    case 'SL':
+    case 'FL':
+    case 'AT':
+      return Buffer.alloc(4);
+    case 'FD':
+    case 'SV':
+    case 'UV':
+      return Buffer.alloc(8);
+    default:
+      // OB, OW, OF, OD, OL, OV, UN: an empty value is the only safe dummy.
+      void bigEndian;
+      return Buffer.alloc(0);
+  }
+}
+
+/** Shifts a DA value (possibly multi-valued, or a range "A-B") by `days`. Unparsable parts are
+ * replaced by the dummy date rather than kept. */
+export function shiftDate(value: string, days: number): string {
+  return value
+    .split('\\')
+    .map((one) => one.split('-').map((part) => (part.trim() === '' ? '' : shiftOneDate(part.trim(), days))).join('-'))
+    .join('\\');
+}
+
+function shiftOneDate(date: string, days: number): string {
+  const match = /^(\d{4})(\d{2})(\d{2})$/.exec(date) ?? /^(\d{4})\.(\d{2})\.(\d{2})$/.exec(date);
+  if (!match) return '19000101';
+  const time = Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]));
+  if (Number.isNaN(time)) return '19000101';
+  const shifted = new Date(time + days * 86_400_000);
+  return `${shifted.getUTCFullYear().toString().padStart(4, '0')}${(shifted.getUTCMonth() + 1).toString().padStart(2, '0')}${shifted.getUTCDate().toString().padStart(2, '0')}`;
+}
+
+/** Shifts the date part of DT values (YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX]); a DT with only a year or a
+ * year and month keeps its precision after the shift of its first day. */
+export function shiftDateTime(value: string, days: number): string {
+  return value
+    .split('\\')
+    .map((one) =>
+      one
+        .split('-')
+        .map((part) => {
+          const trimmed = part.trim();
+          if (trimmed === '') return '';
+          const match = /^(\d{4})(\d{2})?(\d{2})?(.*)$/.exec(trimmed);
+          if (!match) return '19000101000000';
+          const shifted = shiftOneDate(`${match[1]}${match[2] ?? '01'}${match[3] ?? '01'}`, days);
+          const precision = match[3] !== undefined ? 8 : match[2] !== undefined ? 6 : 4;
+          return `${shifted.slice(0, precision)}${match[4] ?? ''}`;
+        })
+        .join('-'),
+    )
+    .join('\\');
+}
+
+/** HIPAA Safe Harbor: ages over 89 are reported as 90 (AS cannot say "90 or older"). */
+export function capAge(value: string, maxYears = 89): string {
+  const match = /^(\d{3})([DWMY])$/.exec(value.trim());
+  if (!match) return value;
+  const years = match[2] === 'Y' ? Number(match[1]) : match[2] === 'M' ? Number(match[1]) / 12 : match[2] === 'W' ? Number(match[1]) / 52 : Number(match[1]) / 365;
+  return years > maxYears ? `${String(maxYears + 1).padStart(3, '0')}Y` : value.trim();
+}
