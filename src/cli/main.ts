@@ -8,6 +8,7 @@ import { stringify } from 'yaml';
 import { startGantry } from '../app.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../observability/logger.js';
+import { runDeid } from './deid.js';
 
 const program = new Command();
 program.name('gantry').description('Gantry: a DICOM de-identification gateway').version('0.1.0');
@@ -57,6 +58,21 @@ program
         log.error({ err: (error as Error).message }, 'configuration reload refused; the running configuration stays');
       }
     });
+  });
+
+program
+  .command('deid')
+  .description('de-identify files with the engine the node uses (originals are never modified)')
+  .option('-c, --config <file>', 'YAML config file (deid.secret, deid.options)')
+  .requiredOption('-o, --out <dir>', 'folder for the de-identified files (<Study>/<Series>/<SOP>.dcm)')
+  .argument('<input...>', 'files or folders')
+  .action((inputs: string[], options: { config?: string; out: string }) => {
+    const loaded = loadConfigFile(options.config);
+    const log = createLogger(loaded.config.log.level);
+    const summary = runDeid(loaded, inputs, options.out, log);
+    for (const failure of summary.failed) process.stderr.write(`not de-identified: ${failure.path}: ${failure.reason}\n`);
+    process.stdout.write(`de-identified ${summary.done} file(s) into ${options.out}; ${summary.failed.length} failed; ${summary.findings} finding(s)\n`);
+    process.exitCode = summary.failed.length > 0 ? 1 : 0;
   });
 
 const configCommand = program.command('config').description('inspect a configuration');

@@ -140,8 +140,28 @@ export const configSchema = z
       .prefault({}),
     deid: z
       .object({
-        secret: z.string().min(16).optional().describe('The key of all keyed pseudonyms; use ${ENV_VAR} references.'),
-        options: z.array(z.enum(DEID_OPTION_NAMES)).default([]).describe('PS3.15 Annex E options.'),
+        secret: z
+          .string()
+          .min(16)
+          .optional()
+          .describe('The key of all keyed pseudonyms (at least 16 characters); use ${ENV_VAR} references. Required in an operator config.'),
+        options: z
+          .array(z.enum(DEID_OPTION_NAMES))
+          .default([])
+          .refine((options) => !(options.includes('retainLongitudinalFullDates') && options.includes('retainLongitudinalModifiedDates')), {
+            message: 'retainLongitudinalFullDates and retainLongitudinalModifiedDates exclude each other; choose one',
+          })
+          .describe('PS3.15 Annex E options.'),
+        dateShift: z
+          .object({
+            minDays: z.number().int().min(0).default(30),
+            maxDays: z.number().int().min(1).max(36500).default(3650),
+          })
+          .strict()
+          .refine((shift) => shift.maxDays >= shift.minDays, { message: 'maxDays must be at least minDays' })
+          .prefault({})
+          .describe('With retainLongitudinalModifiedDates, each patient\'s dates move back by a keyed number of days in this range.'),
+        maxAgeYears: z.number().int().min(1).max(150).default(89).describe('Ages above this are written as this + 1 (HIPAA Safe Harbor: 89).'),
         pixelZones: z.string().min(1).optional().describe('YAML file of pixel redaction zones.'),
         rules: z.array(z.record(z.string(), z.unknown())).default([]).describe('Rules that override the profile.'),
       })

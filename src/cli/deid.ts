@@ -1,0 +1,59 @@
+/**
+ * `gantry deid --out DIR IN...`: the de-identification engine over files, for dry runs and batches.
+ * Inputs are files or folders (read recursively); outputs go to DIR/<Study>/<Series>/<SOP>.dcm under
+ * the new UIDs. The originals are never modified.
+ */
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { LoadedConfig } from '../config/load.js';
+import { resolveDeidSecret } from '../config/secret.js';
+import { deidentifyFile } from '../deid/deidentify-file.js';
+import type { DeidSettings } from '../deid/engine.js';
+import { Pseudonymizer } from '../deid/pseudonyms.js';
+import type { Logger } from '../observability/logger.js';
+
+export interface DeidRunSummary {
+  done: number;
+  failed: Array<{ path: string; reason: string }>;
+  findings: number;
+}
+
+export function settingsFromConfig(config: LoadedConfig['config']): DeidSettings {
+  return {
+    options: new Set(config.deid.options.filter((option) => option !== 'cleanPixelData')) as DeidSettings['options'],
+    dateShift: { minDays: config.deid.dateShift.minDays, maxDays: config.deid.dateShift.maxDays },
+    maxAgeYears: config.deid.maxAgeYears,
+  };
+}
+
+export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log: Logger): DeidRunSummary {
+  const secret = resolveDeidSecret(loaded, resolve(loaded.config.storage.path), log);
+  const pseudonyms = new Pseudonymizer(secret);
+  const settings = settingsFromConfig(loaded.config);
+  const summary: DeidRunSummary = { done: 0, failed: [], findings: 0 };
+  // Each output is written here first, then moved under its new UIDs, which are known only after.
+  const staging = join(out, '.staging');
+  mkdirSync(staging, { recursive: true });
+  for (const path of inputs.flatMap((input) => filesUnder(resolve(input)))) {
+    try {
+      const temporary = join(staging, `${summary.done + summary.failed.length}.dcm`);
+      const outcome = deidentifyFile(path, temporary, { settings, pseudonyms });
+      const directory = join(out, outcome.studyInstanceUid, outcome.seriesInstanceUid);
+      mkdirSync(directory, { recursive: true });
+      renameSync(temporary, join(directory, `${outcome.sopInstanceUid}.dcm`));
+      summary.done += 1;
+      summary.findings += outcome.findings.length;
+    } catch (error) {
+      summary.failed.push({ path, reason: (error as Error).message });
+    }
+  }
+  rmSync(staging, { recursive: true, force: true });
+  return summary;
+}
+
+function filesUnder(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  return readdirSync(path, { withFileTypes: true })
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .flatMap((entry) => filesUnder(join(path, entry.name)));
+}

@@ -1,0 +1,44 @@
+/**
+ * The de-identification secret. An operator's config must name it (deid.secret, usually from the
+ * environment); only the embedded default config, for `npm start` out of the box, generates one on
+ * first start and keeps it under storage.path, readable by its owner only.
+ *
+ * Changing the secret changes every pseudonym, UID and date offset from then on: the same patient
+ * gets new pseudonyms and can no longer be linked to what was sent before.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../observability/logger.js';
+import { ConfigError, type LoadedConfig } from './load.js';
+
+export const GENERATED_SECRET_FILE = 'deid-secret';
+
+export function resolveDeidSecret(loaded: LoadedConfig, storagePath: string, log: Logger): string {
+  const configured = loaded.config.deid.secret;
+  if (configured !== undefined) return configured;
+  if (!loaded.embedded) {
+    throw new ConfigError(loaded.source, [
+      'deid.secret: is required; name it in the config, best from the environment: deid.secret: ${GANTRY_SECRET} (at least 16 characters)',
+    ]);
+  }
+  const file = join(storagePath, GENERATED_SECRET_FILE);
+  try {
+    const secret = readFileSync(file, 'utf8').trim();
+    if ((statSync(file).mode & 0o077) !== 0) {
+      chmodSync(file, 0o600);
+      log.warn({ file }, 'the generated de-identification secret was readable by others; made it owner-only');
+    }
+    return secret;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const secret = randomBytes(32).toString('base64url');
+  mkdirSync(storagePath, { recursive: true });
+  writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+  log.warn(
+    { file },
+    'generated a de-identification secret for the embedded config; back it up (losing or changing it changes every pseudonym), and name your own in deid.secret for production',
+  );
+  return secret;
+}

@@ -1,0 +1,130 @@
+/**
+ * Golden tests of the engine per option: a dataset in, the expected attributes out.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, parseConfigText, type LoadedConfig } from '../../src/config/load.js';
+import { resolveDeidSecret } from '../../src/config/secret.js';
+import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
+import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
+import { DeidEngine, DEFAULT_DEID_SETTINGS, scrubText, type DeidSettings } from '../../src/deid/engine.js';
+import type { ProfileOption } from '../../src/deid/profile-types.js';
+import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { encodeDataset, type Element } from '../helpers/synthetic-dicom.js';
+
+const PSEUDONYMS = new Pseudonymizer('golden tests secret, long enough');
+
+const BASE: Element[] = [
+  [0x00080018, 'UI', '1.2.3.4.5.6.7.8.9.1'],
+  [0x00080020, 'DA', '20240315'],
+  [0x00080021, 'DA', '20240316'],
+  [0x00080030, 'TM', '101500'],
+  [0x00080070, 'LO', 'ACME'],
+  [0x00080080, 'LO', 'Saint Elsewhere Hospital'],
+  [0x00081030, 'LO', 'CT of John Smithson on 2024-03-15'],
+  [0x00181000, 'LO', 'SN-12345'],
+  [0x00100010, 'PN', 'Smithson^John'],
+  [0x00100020, 'LO', 'MRN778899'],
+  [0x00101010, 'AS', '094Y'],
+  [0x00100040, 'CS', 'M'],
+  [0x0020000d, 'UI', '1.2.3.4.5.6.7.8.9.2'],
+];
+
+/** Runs the engine on a dataset and returns the output's top-level values as text, by tag. */
+function deid(elements: Element[], options: ProfileOption[] = []): Map<number, string> {
+  const bytes = encodeDataset(elements);
+  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(options) };
+  new DeidEngine(settings, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+  const out: Buffer[] = [];
+  new DatasetWriter(new BufferSource(bytes), 'explicit-le', (chunk) => out.push(chunk)).writeElements(tree);
+  const result = parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-le');
+  return new Map(result.map((element: ElementNode) => [element.tag, (element.value ?? Buffer.alloc(0)).toString('latin1').replace(/[\0 ]+$/, '')]));
+}
+
+test('Basic Profile: identity replaced by pseudonyms, dates gone, institution and device replaced', () => {
+  const out = deid(BASE);
+  assert.match(out.get(0x00100010) ?? '', /^ANONYMOUS\^/);
+  assert.match(out.get(0x00100020) ?? '', /^GP/);
+  assert.equal(out.get(0x00080020), '', 'StudyDate (Z) is emptied');
+  assert.equal(out.has(0x00101010), false, 'PatientAge (X) is removed');
+  assert.notEqual(out.get(0x00080080), 'Saint Elsewhere Hospital');
+  assert.notEqual(out.get(0x00181000), 'SN-12345');
+  assert.equal(out.has(0x00081030), false, 'StudyDescription (X) is removed');
+  assert.match(out.get(0x0020000d) ?? '', /^2\.25\./);
+  assert.equal(out.get(0x00120062), 'YES');
+  assert.equal(out.get(0x00280303), 'REMOVED');
+  assert.equal(out.get(0x00080070), 'ACME', 'Manufacturer is not in Table E.1-1: kept');
+});
+
+test('retainLongitudinalModifiedDates: dates shift by one per-patient offset, times stay', () => {
+  const out = deid(BASE, ['retainLongitudinalModifiedDates']);
+  const study = out.get(0x00080020) as string;
+  const series = out.get(0x00080021) as string;
+  assert.match(study, /^\d{8}$/);
+  assert.notEqual(study, '20240315');
+  const days = (date: string) => Date.UTC(Number(date.slice(0, 4)), Number(date.slice(4, 6)) - 1, Number(date.slice(6, 8))) / 86_400_000;
+  assert.equal(days(series) - days(study), 1, 'the interval between the dates stays');
+  const shift = days('20240315') - days(study);
+  assert.ok(shift >= 30 && shift <= 3650, `shifted back ${shift} days`);
+  assert.equal(out.get(0x00080030), '101500', 'StudyTime keeps its value');
+  assert.equal(out.get(0x00280303), 'MODIFIED');
+  const again = deid(BASE.map((element) => (element[0] === 0x00080020 ? [0x00080020, 'DA', '20240101'] as Element : element)), ['retainLongitudinalModifiedDates']);
+  assert.equal(days('20240101') - days(again.get(0x00080020) as string), shift, 'the same patient, the same offset');
+});
+
+test('retainLongitudinalFullDates keeps dates; retainUIDs keeps UIDs; retainDeviceIdentity and retainInstitutionIdentity keep theirs', () => {
+  const out = deid(BASE, ['retainLongitudinalFullDates', 'retainUIDs', 'retainDeviceIdentity', 'retainInstitutionIdentity']);
+  assert.equal(out.get(0x00080020), '20240315');
+  assert.equal(out.get(0x00280303), 'UNMODIFIED');
+  assert.equal(out.get(0x0020000d), '1.2.3.4.5.6.7.8.9.2');
+  assert.equal(out.get(0x00181000), 'SN-12345');
+  assert.equal(out.get(0x00080080), 'Saint Elsewhere Hospital');
+});
+
+test('retainPatientCharacteristics keeps sex and age, ages over 89 written as 90', () => {
+  const out = deid(BASE, ['retainPatientCharacteristics']);
+  assert.equal(out.get(0x00100040), 'M');
+  assert.equal(out.get(0x00101010), '090Y');
+});
+
+test('cleanDescriptors keeps descriptions without the names and dates they quote', () => {
+  const out = deid(BASE, ['cleanDescriptors']);
+  const description = out.get(0x00081030) ?? '';
+  assert.ok(description.startsWith('CT of '), description);
+  assert.ok(!/Smithson|John|2024-03-15/.test(description), description);
+  assert.equal(scrubText('seen 15.03.2024 and 20240316 by Dr X', []), 'seen XXXXXXXX and XXXXXXXX by Dr X');
+});
+
+test('the method code sequence lists the profile and each option used (CID 7050)', () => {
+  const bytes = encodeDataset(BASE);
+  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set(['cleanDescriptors', 'retainUIDs']) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+  const sequence = tree.find((element) => element.tag === 0x00120064);
+  const codes = (sequence?.items ?? []).map((item) => item.elements.find((element) => element.tag === 0x00080100)?.value?.toString('latin1').trim());
+  assert.deepEqual(codes, ['113100', '113105', '113110']);
+});
+
+function loaded(text: string, embedded: boolean): LoadedConfig {
+  return { config: parseConfigText(text, 'test.yaml', {}), source: 'test.yaml', embedded };
+}
+
+test('the secret: an operator config must name it; the embedded one generates it once, owner-only', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-secret-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  assert.throws(() => resolveDeidSecret(loaded('', false), dir, silentLogger()), (error: unknown) => error instanceof ConfigError && /deid\.secret: is required/.test(error.problems[0] ?? ''));
+  assert.equal(resolveDeidSecret(loaded('deid:\n  secret: configured-secret-value\n', false), dir, silentLogger()), 'configured-secret-value');
+  const generated = resolveDeidSecret(loaded('', true), join(dir, 'data'), silentLogger());
+  assert.ok(generated.length >= 40);
+  assert.equal(statSync(join(dir, 'data', 'deid-secret')).mode & 0o777, 0o600);
+  assert.equal(resolveDeidSecret(loaded('', true), join(dir, 'data'), silentLogger()), generated, 'kept across starts');
+  assert.equal(readFileSync(join(dir, 'data', 'deid-secret'), 'utf8').trim(), generated);
+});
+
+test('the two longitudinal options exclude each other in config', () => {
+  assert.throws(() => parseConfigText('deid:\n  options: [retainLongitudinalFullDates, retainLongitudinalModifiedDates]\n', 'x.yaml', {}), /exclude each other/);
+});
