@@ -6,7 +6,13 @@ import { lookup } from 'node:dns/promises';
 import { isIP, type AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { Piscina } from 'piscina';
+import type { LoadedConfig } from './config/load.js';
 import type { GantryConfig } from './config/schema.js';
+import { resolveDeidSecret } from './config/secret.js';
+import type { ProfileOption } from './deid/profile-types.js';
+import { DeidWork } from './index/deid-work.js';
+import { DeidScheduler } from './pipeline/deidentify.js';
 import { openDatabase, WalSync, type Db } from './db/database.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
 import {
@@ -41,8 +47,8 @@ interface AllowedCaller {
   addresses?: Set<string>;
 }
 
-export async function startGantry(initial: GantryConfig, log: Logger): Promise<RunningGantry> {
-  let config = initial;
+export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<RunningGantry> {
+  let config = loaded.config;
   let callers = await resolveAllowedCallers(config, log);
   const storagePath = resolve(config.storage.path);
   await mkdir(storagePath, { recursive: true });
@@ -58,6 +64,25 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
   if (unclean) await checkNewestRows(index, store, log);
+  const secret = resolveDeidSecret(loaded, storagePath, log);
+  const pool = new Piscina({
+    filename: new URL('./deid/worker.js', import.meta.url).href,
+    workerData: { secret },
+    minThreads: 1,
+    maxThreads: config.deid.workers,
+  });
+  const scheduler = new DeidScheduler({
+    work: new DeidWork(db),
+    pool,
+    storagePath,
+    log,
+    maxInFlight: config.deid.workers * 2,
+    settings: () => ({
+      options: config.deid.options.filter((option) => option !== 'cleanPixelData') as ProfileOption[],
+      dateShift: config.deid.dateShift,
+      maxAgeYears: config.deid.maxAgeYears,
+    }),
+  });
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();
 
@@ -67,6 +92,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
     writer,
     freeSpace,
     settings: () => ({ minFreeBytes: config.storage.minFreeBytes, duplicates: config.storage.duplicates }),
+    onStored: () => scheduler.nudge(),
   });
 
   const server = new DicomServer({
@@ -100,6 +126,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
     dicom = await server.listen();
   } catch (error) {
     freeSpace.stop();
+    await pool.destroy();
     await wal.close();
     db.close();
     await releaseStorage(storagePath);
@@ -116,6 +143,7 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
     },
     'Gantry is listening',
   );
+  scheduler.start();
 
   return {
     dicom,
@@ -132,6 +160,8 @@ export async function startGantry(initial: GantryConfig, log: Logger): Promise<R
       await server.close(10_000);
       // Stores of associations cut at the end of the grace period may still be placing their file.
       await receive.drain(10_000);
+      await scheduler.stop(10_000);
+      await pool.destroy();
       freeSpace.stop();
       await wal.close();
       db?.close();
@@ -152,6 +182,8 @@ const RESTART_KEYS: ReadonlyArray<readonly [string, (config: GantryConfig) => un
   ['dicom.artimTimeoutSeconds', (c) => c.dicom.artimTimeoutSeconds],
   ['dicom.idleTimeoutSeconds', (c) => c.dicom.idleTimeoutSeconds],
   ['storage.path', (c) => c.storage.path],
+  ['deid.secret', (c) => c.deid.secret],
+  ['deid.workers', (c) => c.deid.workers],
   ['http.host', (c) => c.http.host],
   ['http.port', (c) => c.http.port],
 ];

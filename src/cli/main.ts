@@ -30,7 +30,7 @@ program
       process.exitCode = 1;
       setTimeout(() => process.exit(1), 100).unref();
     });
-    const gantry = await startGantry(loaded.config, log);
+    const gantry = await startGantry(loaded, log);
 
     let stopping = false;
     const stop = (signal: string) => {

@@ -2,6 +2,7 @@
  * The one schema of Gantry's configuration. It holds every default: a config file names only what
  * it changes. Descriptions here are the source of the configuration reference in docs/.
  */
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 
 /** PS3.5 6.2: an AE title is 1–16 characters of the default repertoire, no backslash or control
@@ -162,6 +163,13 @@ export const configSchema = z
           .prefault({})
           .describe('With retainLongitudinalModifiedDates, each patient\'s dates move back by a keyed number of days in this range.'),
         maxAgeYears: z.number().int().min(1).max(150).default(89).describe('Ages above this are written as this + 1 (HIPAA Safe Harbor: 89).'),
+        workers: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .default(availableParallelism())
+          .describe('Worker threads that de-identify (default: the number of CPUs).'),
         pixelZones: z.string().min(1).optional().describe('YAML file of pixel redaction zones.'),
         rules: z.array(z.record(z.string(), z.unknown())).default([]).describe('Rules that override the profile.'),
       })

@@ -32,6 +32,8 @@ export interface ReceiveDependencies {
   freeSpace: FreeSpaceMonitor;
   /** Read at each request, so a reloaded config applies to the next store. */
   settings(): ReceiveSettings;
+  /** Called after an instance is stored and indexed (the de-identifier looks for work). */
+  onStored?(): void;
 }
 
 interface SinkContext extends ReceiveDependencies {
@@ -136,7 +138,7 @@ class ReceivingSink implements DatasetSink {
       record = await this.readRecord();
       const warning = this.sopClassWarning(record);
       const placing = record;
-      return await this.deps.locks.run(placing.sopInstanceUid, async () => {
+      const result = await this.deps.locks.run(placing.sopInstanceUid, async () => {
         const existing = this.deps.index.findInstance(placing.sopInstanceUid);
         if (existing && this.settings.duplicates === 'keepFirst') {
           await this.file.discard();
@@ -146,6 +148,8 @@ class ReceivingSink implements DatasetSink {
         else await this.placeNew(placing);
         return warning ?? { status: Status.Success };
       });
+      this.deps.onStored?.();
+      return result;
     } catch (error) {
       await this.cleanUpAfterFailure(record);
       return failureResult(error);

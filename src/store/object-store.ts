@@ -5,11 +5,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsync, openSync } from 'node:fs';
-import { mkdir, open, readdir, statfs, unlink } from 'node:fs/promises';
+import { mkdir, readdir, statfs, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { dirname, join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { IncomingFile } from './incoming-file.js';
+import { syncDirectory } from './sync.js';
+
+export { syncDirectory };
 
 export type { IncomingFile };
 
@@ -160,14 +163,6 @@ class DirectorySyncs {
   }
 }
 
-export async function syncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 /** UIDs are digits and dots (PS3.5 9.1); anything else (a broken sender) is hashed into a safe name. */
 function pathSegment(uid: string): string {

@@ -28,6 +28,7 @@ export async function startGantryProcess(dir: string, config: ConfigInput = {}, 
     ...config,
     dicom: { host: '127.0.0.1', ...config.dicom, port: chosenPort },
     storage: { minFreeBytes: 0, ...config.storage, path: storagePath },
+    deid: { secret: 'the secret of the test suite', workers: 2, ...config.deid },
     log: { level: 'info', ...config.log },
   };
   const configPath = join(dir, 'gantry.yaml');

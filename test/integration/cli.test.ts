@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { GANTRY_CLI, run } from '../helpers/processes.js';
@@ -10,8 +11,7 @@ import { listFiles } from '../helpers/stored.js';
 
 test('gantry deid de-identifies files and folders into <Study>/<Series>/<SOP>.dcm, and says what failed', async (t) => {
   if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('cli');
   const config = join(dir, 'gantry.yaml');
   writeFileSync(config, `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: \${TEST_SECRET}\n  options: [retainLongitudinalModifiedDates]\n`);
   const out = join(dir, 'out');
@@ -27,8 +27,7 @@ test('gantry deid de-identifies files and folders into <Study>/<Series>/<SOP>.dc
 });
 
 test('an operator config without deid.secret is refused with the key named', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('cli');
   const config = join(dir, 'gantry.yaml');
   writeFileSync(config, `storage:\n  path: ${join(dir, 'data')}\n`);
   const result = await run(process.execPath, [GANTRY_CLI, 'deid', '--config', config, '--out', join(dir, 'out'), config]);
@@ -37,8 +36,7 @@ test('an operator config without deid.secret is refused with the key named', asy
 });
 
 test('gantry config check names every bad key', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('cli');
   const config = join(dir, 'bad.yaml');
   writeFileSync(config, 'dicom:\n  port: 70000\n  aetitle: X\n');
   const result = await run(process.execPath, [GANTRY_CLI, 'config', 'check', '--config', config]);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { keywordOf, vrOf } from '../../src/dicom/dictionary.js';
 import { encodePart10Header, readFileMeta } from '../../src/dicom/part10.js';
@@ -63,8 +64,7 @@ async function dciodvfyErrors(path: string): Promise<Set<string>> {
 
 test('real files under the Basic Profile: no original identity or UID left, no new dciodvfy error', async (t) => {
   if (!(await needPeers(t, PYDICOM_TEST_FILES, 'dcmdump', 'dciodvfy'))) return;
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-deid-real-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('deid-real');
   const files = await realFiles();
   assert.ok(files.length >= 60, `only ${files.length} readable files`);
   let checked = 0;
@@ -124,8 +124,7 @@ function marker(vr: string, n: number): string | undefined {
 }
 
 test('a marker planted in every Table E.1-1 attribute, at the top, in nested items and private blocks, never comes out', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-deid-markers-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('deid-markers');
   const planted: string[] = [];
   const top: Buffer[] = [];
   const nested: Buffer[] = [];
@@ -170,8 +169,7 @@ test('a marker planted in every Table E.1-1 attribute, at the top, in nested ite
 
 test('UIDs are consistent across the instances of a study and between runs, and another secret changes them', async (t) => {
   if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-deid-uids-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('deid-uids');
   const input = join(PYDICOM_TEST_FILES, 'CT_small.dcm');
   const first = deid(input, join(dir, 'a.dcm'));
   const second = deid(input, join(dir, 'b.dcm'));
@@ -184,8 +182,7 @@ test('UIDs are consistent across the instances of a study and between runs, and 
 
 test('text in other character sets that is kept stays byte for byte, and Specific Character Set never changes', async (t) => {
   if (!(await needPeers(t, PYDICOM_CHARSET_FILES))) return;
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-deid-charset-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('deid-charset');
   for (const name of ['chrX1.dcm', 'chrH31.dcm', 'chrI2.dcm', 'chrRuss.dcm', 'chrSQEncoding.dcm']) {
     const input = join(PYDICOM_CHARSET_FILES, name);
     const output = join(dir, name);

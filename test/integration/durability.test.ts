@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { parseStorescu, storescu } from '../helpers/dcmtk.js';
 import { startGantryProcess } from '../helpers/gantry.js';
@@ -33,8 +34,7 @@ async function corpus(dir: string, count: number): Promise<Map<string, string>> 
 for (const killAfter of [25, 140]) {
   test(`SIGKILL after ${killAfter} acknowledged stores: every acknowledged instance is there after a restart`, async (t) => {
     if (!(await needPeers(t, 'storescu'))) return;
-    const dir = mkdtempSync(join(tmpdir(), 'gantry-kill-'));
-    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = scratchDir('kill');
     const files = await corpus(join(dir, 'corpus'), 250);
     const gantry = await startGantryProcess(join(dir, 'gantry'));
 
@@ -65,8 +65,7 @@ for (const killAfter of [25, 140]) {
 
 test('after an unclean stop, a row whose file is short is removed with its file; whole ones stay', async (t) => {
   if (!(await needPeers(t, 'storescu'))) return;
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-short-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('short');
   const files = await corpus(join(dir, 'corpus'), 6);
   const gantry = await startGantryProcess(join(dir, 'gantry'));
   const sent = await storescu(gantry.port, gantry.aeTitle, [...files.keys()]);
@@ -87,8 +86,7 @@ test('after an unclean stop, a row whose file is short is removed with its file;
 
 test('SIGTERM stops accepting, finishes in-flight stores and exits 0', async (t) => {
   if (!(await needPeers(t, 'storescu'))) return;
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-term-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('term');
   const files = await corpus(join(dir, 'corpus'), 120);
   const gantry = await startGantryProcess(join(dir, 'gantry'));
   const sender = start('storescu', ['-v', '-aec', gantry.aeTitle, '127.0.0.1', String(gantry.port), ...files.keys()], { env: DCMTK_ENV });
@@ -107,7 +105,7 @@ test('SIGTERM stops accepting, finishes in-flight stores and exits 0', async (t)
 });
 
 test('a second Gantry on the same storage.path refuses to start and says why', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-twice-'));
+  const dir = scratchDir('twice');
   const first = await startGantryProcess(join(dir, 'one'));
   try {
     await assert.rejects(

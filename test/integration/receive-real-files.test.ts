@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { dcmdumpValues, storescu, writeStorescuProfile } from '../helpers/dcmtk.js';
 import { startGantryProcess } from '../helpers/gantry.js';
@@ -17,8 +18,7 @@ import { datasetBytes, indexedRows, listFiles, metaValue } from '../helpers/stor
 
 test('every real file that storescp keeps, Gantry keeps too, byte for byte and indexed right', async (t) => {
   if (!(await needPeers(t, 'storescu', 'storescp', 'dcmdump', PYDICOM_TEST_FILES))) return;
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-real-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('real');
 
   const scpOut = join(dir, 'storescp');
   const scpPort = await freePort();

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, parseFile, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, insertElement, insertSequence, newElement, type EditableElement } from '../../src/dicom/dataset-writer.js';
@@ -79,8 +80,7 @@ function find(elements: ElementNode[], tag: number): EditableElement {
 
 test('edits at the top level and inside sequences give a dataset DCMTK reads, the rest unchanged', async (t) => {
   if (!(await needPeers(t, PYDICOM_TEST_FILES, 'dcmdump'))) return;
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-tree-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('tree');
   for (const name of ['rtplan.dcm', 'MR_small_bigendian.dcm', 'CT_small.dcm']) {
     const path = join(PYDICOM_TEST_FILES, name);
     const { after, transferSyntaxUid } = rewrite(path, (elements) => {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { ConfigError, parseConfigText, type LoadedConfig } from '../../src/config/load.js';
 import { resolveDeidSecret } from '../../src/config/secret.js';
@@ -114,8 +115,7 @@ function loaded(text: string, embedded: boolean): LoadedConfig {
 }
 
 test('the secret: an operator config must name it; the embedded one generates it once, owner-only', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-secret-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('secret');
   assert.throws(() => resolveDeidSecret(loaded('', false), dir, silentLogger()), (error: unknown) => error instanceof ConfigError && /deid\.secret: is required/.test(error.problems[0] ?? ''));
   assert.equal(resolveDeidSecret(loaded('deid:\n  secret: configured-secret-value\n', false), dir, silentLogger()), 'configured-secret-value');
   const generated = resolveDeidSecret(loaded('', true), join(dir, 'data'), silentLogger());

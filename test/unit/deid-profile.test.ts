@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PROFILE_EDITION, PROFILE_ROWS } from '../../src/deid/profile-2024b.js';
@@ -30,8 +31,7 @@ test('the committed table is what the generator makes of the source (when ../sha
     t.skip(`the source ${source} is not on this machine`);
     return;
   }
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-profile-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('profile');
   const out = join(dir, 'profile.ts');
   const result = await run(process.execPath, [join(ROOT, 'dist', 'scripts', 'generate-deid-profile.js'), '--edition', '2024b', '--from', source, '--out', out], { cwd: ROOT });
   assert.equal(result.code, 0, result.stderr);

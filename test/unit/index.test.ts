@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
 import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
@@ -24,8 +25,7 @@ function record(overrides: Partial<InstanceRecord> = {}): InstanceRecord {
 }
 
 test('migrations apply once, are recorded, and a newer database is refused', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-db-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir('db');
   const db = openDatabase(join(dir, 'index.sqlite'));
   assert.deepEqual(applyMigrations(db, MIGRATIONS), []);
   const versions = db.prepare('SELECT version FROM schema_migrations').all() as Array<{ version: number }>;
@@ -38,7 +38,7 @@ test('migrations apply once, are recorded, and a newer database is refused', (t)
 
 /** A fresh index in a temporary folder, removed after the test. */
 function openIndex(t: TestContext): { db: Db; index: InstanceIndex; writer: IndexWriter } {
-  const dir = mkdtempSync(join(tmpdir(), 'gantry-db-'));
+  const dir = scratchDir('db');
   const file = join(dir, 'index.sqlite');
   const db = openDatabase(file);
   const wal = new WalSync(file);

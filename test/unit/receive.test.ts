@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
 import { openDatabase, WalSync } from '../../src/db/database.js';
 import type { StoreRequest } from '../../src/dimse/services.js';
@@ -51,7 +52,7 @@ class GatedWal extends WalSync {
 }
 
 async function setUp(t: TestContext) {
-  const root = mkdtempSync(join(tmpdir(), 'gantry-receive-'));
+  const root = scratchDir('receive');
   const store = new FaultyStore(root);
   await store.init();
   const db = openDatabase(join(root, 'index.sqlite'));

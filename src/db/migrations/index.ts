@@ -1,5 +1,6 @@
 /** Every schema migration, in order. A migration, once released, is never edited: add a new one. */
 import type { Migration } from '../database.js';
 import { migration001Index } from './001-index.js';
+import { migration002Deid } from './002-deid.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001Index];
+export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid];

@@ -1,0 +1,35 @@
+/**
+ * PS3.15 E.1.1 and E.3.1: pixel data may carry identity that the Basic Profile does not touch. Until
+ * it can be cleaned (Clean Pixel Data), an instance that says so, or is of a kind that usually carries
+ * burned-in text, is held in quarantine rather than sent on.
+ */
+import { storageSopClassName } from '../dicom/sop-classes.js';
+
+/** Modalities whose images usually carry burned-in text (ultrasound, endoscopy, photography, scans). */
+const MODALITIES = new Set(['US', 'ES', 'XC', 'GM', 'SM', 'OT', 'SC', 'DOC']);
+
+/** Kinds of SOP class that usually carry burned-in text, by their PS3.4 names. */
+const SOP_CLASS_NAMES = /Secondary Capture|Ultrasound|Video|^VL |Visible Light|Encapsulated PDF/;
+
+/** Retired ultrasound classes, not in the current table, that old machines still send. */
+const RETIRED_ULTRASOUND = new Set(['1.2.840.10008.5.1.4.1.1.6', '1.2.840.10008.5.1.4.1.1.3']);
+
+export interface PixelIdentityFacts {
+  sopClassUid: string;
+  modality: string | null;
+  burnedInAnnotation: string | null;
+  recognizableVisualFeatures: string | null;
+}
+
+/** Why an instance may show identity in its pixels, or undefined. */
+export function burnedInTextReason(facts: PixelIdentityFacts): string | undefined {
+  if (facts.burnedInAnnotation?.trim().toUpperCase() === 'YES') return 'BurnedInAnnotation is YES';
+  if (facts.recognizableVisualFeatures?.trim().toUpperCase() === 'YES') return 'RecognizableVisualFeatures is YES';
+  const modality = facts.modality?.trim().toUpperCase();
+  if (modality && MODALITIES.has(modality)) return `modality ${modality} usually carries burned-in text`;
+  const name = storageSopClassName(facts.sopClassUid);
+  if ((name && SOP_CLASS_NAMES.test(name)) || RETIRED_ULTRASOUND.has(facts.sopClassUid)) {
+    return `${name ?? 'Ultrasound Image Storage (retired)'} usually carries burned-in text`;
+  }
+  return undefined;
+}

@@ -1,0 +1,84 @@
+/**
+ * The de-identification work on the index: which instances wait (state received), and the one
+ * transaction per instance that records its outcome (deidentified, quarantined or failed).
+ */
+import type { Statement } from 'better-sqlite3';
+import type { Db } from '../db/database.js';
+
+export interface WaitingInstance {
+  id: number;
+  sopInstanceUid: string;
+  sopClassUid: string;
+  filePath: string;
+  modality: string | null;
+  burnedInAnnotation: string | null;
+  recognizableVisualFeatures: string | null;
+  callingAeTitle: string;
+}
+
+export interface DeidentifiedRecord {
+  filePath: string;
+  fileSize: number;
+  sopInstanceUid: string;
+  seriesInstanceUid: string;
+  studyInstanceUid: string;
+  profile: string;
+  audit: unknown[];
+  findings: unknown[];
+}
+
+export class DeidWork {
+  private readonly statements: Record<'waiting' | 'deidentified' | 'audit' | 'held' | 'countByState', Statement>;
+
+  constructor(private readonly db: Db) {
+    this.statements = {
+      waiting: db.prepare(`
+        SELECT i.id, i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid, i.file_path AS filePath,
+          se.modality AS modality, i.burned_in_annotation AS burnedInAnnotation,
+          i.recognizable_visual_features AS recognizableVisualFeatures, i.calling_ae_title AS callingAeTitle
+        FROM instances i JOIN series se ON se.id = i.series_pk
+        WHERE i.state = 'received' AND i.id > ? ORDER BY i.id LIMIT ?`),
+      deidentified: db.prepare(`
+        UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
+          deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
+          deid_series_instance_uid = @seriesInstanceUid, deid_study_instance_uid = @studyInstanceUid,
+          deid_profile = @profile
+        WHERE id = @id AND state = 'received' AND file_path = @sourcePath`),
+      audit: db.prepare(`
+        INSERT INTO deid_audit (instance_pk, entries, findings, created_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (instance_pk) DO UPDATE SET entries = excluded.entries, findings = excluded.findings, created_at = excluded.created_at`),
+      held: db.prepare(`
+        UPDATE instances SET state = @state, state_changed_at = @now, state_reason = @reason
+        WHERE id = @id AND state = 'received' AND file_path = @sourcePath`),
+      countByState: db.prepare('SELECT state, count(*) AS count FROM instances GROUP BY state'),
+    };
+  }
+
+  /** Instances waiting for de-identification after `afterId`, oldest first. */
+  waiting(afterId: number, limit: number): WaitingInstance[] {
+    return this.statements.waiting.all(afterId, limit) as WaitingInstance[];
+  }
+
+  /**
+   * Records a de-identified copy. False when the instance changed meanwhile (a re-sent copy replaced
+   * it): the output is then stale and the caller deletes it.
+   */
+  markDeidentified(id: number, sourcePath: string, record: DeidentifiedRecord): boolean {
+    return this.db.transaction(() => {
+      const changed = this.statements.deidentified.run({ ...record, id, sourcePath, now: Date.now() }).changes;
+      if (changed === 0) return false;
+      this.statements.audit.run(id, JSON.stringify(record.audit), JSON.stringify(record.findings), Date.now());
+      return true;
+    })();
+  }
+
+  /** Holds an instance back (quarantined) or records that it could not be de-identified (failed). */
+  markHeld(id: number, sourcePath: string, state: 'quarantined' | 'failed', reason: string): boolean {
+    return this.statements.held.run({ id, sourcePath, state, reason, now: Date.now() }).changes > 0;
+  }
+
+  countByState(): Record<string, number> {
+    const rows = this.statements.countByState.all() as Array<{ state: string; count: number }>;
+    return Object.fromEntries(rows.map((row) => [row.state, row.count]));
+  }
+}
