@@ -5,6 +5,7 @@
 import { renameSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { workerData } from 'piscina';
+import { DEIDENTIFIED_DIR } from '../store/object-store.js';
 import { makeDirectoryDurablySync, syncDirectorySync } from '../store/sync.js';
 import { deidentifyFile } from './deidentify-file.js';
 import type { AuditEntry, Finding } from './engine.js';
@@ -42,7 +43,7 @@ export default function deidentify(task: DeidTask): DeidTaskResult {
     pseudonyms,
     sync: true,
   });
-  const target = join(task.root, 'deidentified', outcome.studyInstanceUid, outcome.seriesInstanceUid, `${outcome.sopInstanceUid}.dcm`);
+  const target = join(task.root, DEIDENTIFIED_DIR, outcome.studyInstanceUid, outcome.seriesInstanceUid, `${outcome.sopInstanceUid}.dcm`);
   makeDirectoryDurablySync(dirname(target));
   renameSync(task.temporary, target);
   syncDirectorySync(dirname(target));

@@ -13,6 +13,7 @@ import type { ProfileOption } from '../deid/profile-types.js';
 import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
 import type { DeidWork, WaitingInstance } from '../index/deid-work.js';
 import type { Logger } from '../observability/logger.js';
+import { DEID_INCOMING_DIR } from '../store/object-store.js';
 
 export interface DeidSchedulerSettings {
   options: ProfileOption[];
@@ -99,7 +100,7 @@ export class DeidScheduler {
     this.sequence += 1;
     const task: DeidTask = {
       input: join(this.options.storagePath, instance.filePath),
-      temporary: join(this.options.storagePath, 'incoming', `deid-${process.pid}-${this.sequence}.partial`),
+      temporary: join(this.options.storagePath, DEID_INCOMING_DIR, `${process.pid}-${this.sequence}.dcm`),
       root: this.options.storagePath,
       options: settings.options,
       dateShift: settings.dateShift,

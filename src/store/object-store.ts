@@ -19,6 +19,9 @@ export type { IncomingFile };
 const fsyncAsync = promisify(fsync);
 
 export const ORIGINALS_DIR = 'originals';
+export const DEIDENTIFIED_DIR = 'deidentified';
+/** Where de-identified files are written before they move under their new UIDs. */
+export const DEID_INCOMING_DIR = join(DEIDENTIFIED_DIR, '.incoming');
 const INCOMING_DIR = 'incoming';
 
 export class ObjectStore {
@@ -34,13 +37,18 @@ export class ObjectStore {
     this.incomingDir = join(root, INCOMING_DIR);
   }
 
-  /** Creates the layout and deletes what a previous run left half-received (never acknowledged). */
+  /** Creates the layout and deletes what a previous run left half-written: received files never
+   * acknowledged, and de-identified files never recorded. */
   async init(): Promise<{ staleIncoming: number }> {
     await mkdir(join(this.root, ORIGINALS_DIR), { recursive: true });
-    await mkdir(this.incomingDir, { recursive: true });
-    const stale = await readdir(this.incomingDir);
-    await Promise.all(stale.map((name) => unlink(join(this.incomingDir, name)).catch(() => undefined)));
-    return { staleIncoming: stale.length };
+    let stale = 0;
+    for (const directory of [this.incomingDir, join(this.root, DEID_INCOMING_DIR)]) {
+      await mkdir(directory, { recursive: true });
+      const names = await readdir(directory);
+      await Promise.all(names.map((name) => unlink(join(directory, name)).catch(() => undefined)));
+      stale += names.length;
+    }
+    return { staleIncoming: stale };
   }
 
   /** A new incoming file, whose first bytes are `header`. */
