@@ -23,5 +23,5 @@ EXPOSE 11112 8080
 # The DICOM listener accepts connections (an HTTP /healthz replaces this when it exists).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["node", "-e", "require('node:net').connect(11112,'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(1))"]
-ENTRYPOINT ["node", "dist/src/cli/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=2", "dist/src/cli/main.js"]
 CMD ["serve", "--config", "/etc/gantry/gantry.yaml"]

@@ -6,6 +6,7 @@
  *   node dist/bench/receive.js [--rounds 5] [--small 2000] [--large 3] [--large-frames 480] [--huge]
  *                              [--parallel N: N storescu processes at once, each a share of the files]
  *                              [--orthanc: Orthanc as a fourth receiver]
+ *                              [--backlog: also Gantry receiving while it de-identifies another corpus]
  *
  * Corpora are generated once under .bench-data/ (about 1.8 GB; --huge adds a 1 GB instance whose
  * peak RSS is measured on its own).
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     data: { type: 'string', default: '.bench-data' },
     parallel: { type: 'string', default: '1' },
     orthanc: { type: 'boolean', default: false },
+    backlog: { type: 'boolean', default: false },
   },
 });
 
@@ -127,15 +129,20 @@ async function runOrthanc(corpus: Corpus, work: string): Promise<Sample> {
   }
 }
 
-async function runGantry(corpus: Corpus, work: string): Promise<Sample> {
+/**
+ * Gantry receiving the corpus; with `backlog`, first another corpus of the same size is sent untimed,
+ * so that the timed run happens while the de-identification pool works through it.
+ */
+async function runGantry(corpus: Corpus, work: string, backlog?: Corpus): Promise<Sample> {
   const dir = join(work, 'gantry');
   rmSync(dir, { recursive: true, force: true });
   const gantry = await startGantryProcess(dir, { log: { level: 'warn' } });
   try {
+    if (backlog) await sendWithStorescu(gantry.port, gantry.aeTitle, backlog);
     const seconds = await sendWithStorescu(gantry.port, gantry.aeTitle, corpus);
     const rss = peakRss(gantry.pid);
-    const stored = countFiles(join(gantry.storagePath, 'originals'));
-    return { receiver: 'gantry', seconds, rss, stored };
+    const stored = countFiles(join(gantry.storagePath, 'originals')) - (backlog?.files ?? 0);
+    return { receiver: backlog ? 'gantry backlog' : 'gantry', seconds, rss, stored };
   } finally {
     await gantry.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -159,7 +166,7 @@ function median(numbers: number[]): number {
 
 const mb = (bytes: number) => bytes / 1e6;
 
-async function benchCorpus(corpus: Corpus): Promise<void> {
+async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
   const work = join(root, 'work');
   mkdirSync(work, { recursive: true });
   const samples: Sample[] = [];
@@ -168,6 +175,7 @@ async function benchCorpus(corpus: Corpus): Promise<void> {
     () => runStorescp('+B', corpus, work),
     () => runGantry(corpus, work),
     ...(values.orthanc ? [() => runOrthanc(corpus, work)] : []),
+    ...(backlog ? [() => runGantry(corpus, work, backlog)] : []),
   ];
   for (let round = 1; round <= rounds; round += 1) {
     // Rotate the order each round so no receiver always runs on a warm or cold page cache.
@@ -185,7 +193,8 @@ async function benchCorpus(corpus: Corpus): Promise<void> {
   const by = (receiver: string) => samples.filter((sample) => sample.receiver === receiver);
   const gantry = by('gantry');
   console.log(`\n${corpus.name}: ${corpus.files} files, ${mb(corpus.bytes).toFixed(0)} MB, ${parallel} sender(s), ${rounds} rounds (medians)`);
-  for (const receiver of ['storescp default', 'storescp +B', 'gantry', ...(values.orthanc ? ['orthanc'] : [])]) {
+  const extra = [...(values.orthanc ? ['orthanc'] : []), ...(backlog ? ['gantry backlog'] : [])];
+  for (const receiver of ['storescp default', 'storescp +B', 'gantry', ...extra]) {
     const list = by(receiver);
     console.log(
       `  ${receiver.padEnd(17)} ${median(list.map((s) => corpus.files / s.seconds)).toFixed(1).padStart(8)} inst/s ` +
@@ -196,6 +205,11 @@ async function benchCorpus(corpus: Corpus): Promise<void> {
     const list = by(reference);
     const ratios = gantry.map((sample, i) => (list[i] as Sample).seconds / sample.seconds);
     console.log(`  ratio gantry/${reference}: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
+  }
+  if (backlog) {
+    const loaded = by('gantry backlog');
+    const ratios = loaded.map((sample, i) => (gantry[i] as Sample).seconds / sample.seconds);
+    console.log(`  ratio gantry during a de-identification backlog / gantry idle: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
   }
   console.log('');
 }
@@ -212,7 +226,10 @@ async function hugeInstance(): Promise<void> {
 
 async function main(): Promise<void> {
   const only = values.only;
-  if (!only || only === 'small') await benchCorpus(await ensureCorpus('small', Number(values.small), 1));
+  if (!only || only === 'small') {
+    const backlog = values.backlog ? await ensureCorpus('backlog', Number(values.small), 1) : undefined;
+    await benchCorpus(await ensureCorpus('small', Number(values.small), 1), backlog);
+  }
   if (!only || only === 'large') await benchCorpus(await ensureCorpus('large', Number(values.large), Number(values['large-frames'])));
   if (values.huge || only === 'huge') await hugeInstance();
 }

@@ -8,7 +8,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import dcmjs from 'dcmjs';
+import { keywordOf } from '../src/dicom/dictionary.js';
 
 /** The source's option columns → Gantry's option names (deid.options). */
 export const OPTION_COLUMNS = {
@@ -42,11 +42,9 @@ function tagPattern(tag: string): string {
   return `${match[1]}${match[2]}`.toLowerCase();
 }
 
-function keywordOf(pattern: string): string | undefined {
+function keywordOfPattern(pattern: string): string | undefined {
   if (!/^[0-9a-f]{8}$/.test(pattern)) return undefined;
-  const punctuated = `(${pattern.slice(0, 4)},${pattern.slice(4)})`.toUpperCase();
-  const entry = dcmjs.data.DicomMetaDictionary.dictionary[punctuated] as { name?: string } | undefined;
-  return entry?.name?.replace(/^RETIRED_/, '');
+  return keywordOf(Number.parseInt(pattern, 16) >>> 0);
 }
 
 function main(): void {
@@ -72,7 +70,7 @@ function main(): void {
       if (!ACTIONS.has(action)) throw new Error(`${row.tag}: unknown ${column} action ${action}`);
       options[option] = action;
     }
-    const keyword = keywordOf(pattern);
+    const keyword = keywordOfPattern(pattern);
     return `  { tag: ${JSON.stringify(pattern)}, name: ${JSON.stringify(row.name)}, keyword: ${keyword ? JSON.stringify(keyword) : 'undefined'}, basic: ${JSON.stringify(row.basicProfile)}, options: ${JSON.stringify(options)}, inStandardIod: ${row.stdCompIOD === 'Y'} },`;
   });
   const out = values.out ?? `src/deid/profile-${values.edition}.ts`;

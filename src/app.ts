@@ -27,7 +27,7 @@ import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
 import type { Logger } from './observability/logger.js';
 import { ReceiveService } from './pipeline/receive.js';
-import { checkNewestRows, claimStorage, releaseStorage } from './pipeline/recovery.js';
+import { checkNewestDeidentified, checkNewestRows, claimStorage, releaseStorage } from './pipeline/recovery.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
 
@@ -68,11 +68,17 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   const pool = new Piscina({
     filename: new URL('./deid/worker.js', import.meta.url).href,
     workerData: { secret },
-    minThreads: 1,
+    // Threads live as long as the node: a new thread pays for loading the engine and its dictionary.
+    minThreads: config.deid.workers,
     maxThreads: config.deid.workers,
+    idleTimeout: Number.MAX_SAFE_INTEGER,
+    // Each task holds one header and a 1 MB read window: small heaps keep the threads' memory flat.
+    resourceLimits: { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 4 },
   });
+  const deidWork = new DeidWork(db);
+  if (unclean) await checkNewestDeidentified(deidWork, storagePath, log);
   const scheduler = new DeidScheduler({
-    work: new DeidWork(db),
+    work: deidWork,
     pool,
     storagePath,
     log,

@@ -4,12 +4,12 @@
  * element. Deflated datasets are inflated, de-identified and deflated again, so the transfer syntax
  * never changes.
  */
-import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { BufferSource, parseDataset, parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { deflateRawSync } from 'node:zlib';
+import { parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../dicom/dataset-writer.js';
-import { encodePart10Header, readFileMeta } from '../dicom/part10.js';
-import { findTransferSyntax, type DatasetEncoding } from '../dicom/transfer-syntaxes.js';
+import { encodePart10Header } from '../dicom/part10.js';
+import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
 import type { Pseudonymizer } from './pseudonyms.js';
@@ -17,12 +17,14 @@ import type { Pseudonymizer } from './pseudonyms.js';
 export interface DeidentifyFileOptions {
   settings: DeidSettings;
   pseudonyms: Pseudonymizer;
-  /** Sync the output before returning (the pipeline does; dry runs need not). */
+  /** Sync the output before returning. */
   sync?: boolean;
+  /** A read window of FileSource.WINDOW bytes to reuse (a worker thread keeps one for every file). */
+  window?: Buffer;
 }
 
 export function deidentifyFile(input: string, output: string, options: DeidentifyFileOptions): DeidOutcome {
-  const opened = openDataset(input);
+  const opened = openDataset(input, options.window);
   try {
     const engine = new DeidEngine(options.settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
@@ -38,7 +40,7 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
       const emit = (bytes: Buffer) => writeAll(fd, bytes);
       if (opened.deflated) {
         const chunks: Buffer[] = [];
-        new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(bytes)).writeElements(opened.elements);
+        new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(Buffer.from(bytes))).writeElements(opened.elements);
         emit(deflateRawSync(Buffer.concat(chunks)));
       } else {
         new DatasetWriter(opened.source, opened.encoding, emit).writeElements(opened.elements);
@@ -73,39 +75,17 @@ interface OpenedDataset {
   close(): void;
 }
 
-function openDataset(input: string): OpenedDataset {
-  const meta = readFileMeta(readHead(input));
-  const transferSyntaxUid = trimUid(meta.elements.get(0x0010)?.toString('latin1') ?? '');
-  const sopClassUid = trimUid(meta.elements.get(0x0002)?.toString('latin1') ?? '');
-  const sopInstanceUid = trimUid(meta.elements.get(0x0003)?.toString('latin1') ?? '');
-  const syntax = findTransferSyntax(transferSyntaxUid);
-  if (syntax?.encoding === 'deflated-explicit-le') {
-    // Deflated objects are small (their pixel data is not encapsulated): inflate in memory.
-    const whole = readFileSync(input);
-    const source = new BufferSource(inflateRawSync(whole.subarray(meta.datasetOffset)));
-    return { elements: parseDataset(source, 'explicit-le'), source, encoding: 'explicit-le', transferSyntaxUid, sopClassUid, sopInstanceUid, deflated: true, close: () => undefined };
-  }
-  const parsed = parseFile(input);
+function openDataset(input: string, window?: Buffer): OpenedDataset {
+  const parsed = parseFile(input, window ? { window } : {});
+  const meta = (element: number) => trimUid(parsed.meta.get(element)?.toString('latin1') ?? '');
   return {
     elements: parsed.elements,
     source: parsed.source,
-    encoding: parsed.encoding as Exclude<DatasetEncoding, 'deflated-explicit-le'>,
-    transferSyntaxUid,
-    sopClassUid,
-    sopInstanceUid,
-    deflated: false,
+    encoding: parsed.encoding,
+    transferSyntaxUid: parsed.transferSyntaxUid,
+    sopClassUid: meta(0x0002),
+    sopInstanceUid: meta(0x0003),
+    deflated: parsed.deflated,
     close: parsed.close,
   };
-}
-
-/** The first 64 KiB of a file: enough for any File Meta Information. */
-function readHead(path: string): Buffer {
-  const fd = openSync(path, 'r');
-  try {
-    const buffer = Buffer.alloc(64 * 1024);
-    const got = readSync(fd, buffer, 0, buffer.length, 0);
-    return buffer.subarray(0, got);
-  } finally {
-    closeSync(fd);
-  }
 }

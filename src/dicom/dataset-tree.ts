@@ -8,6 +8,7 @@
  * costs the memory of its header and the window.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { inflateRawSync } from 'node:zlib';
 import { vrOf } from './dictionary.js';
 import { DatasetFormatError, tagText } from './header-scanner.js';
 import { readFileMeta } from './part10.js';
@@ -40,15 +41,21 @@ export class BufferSource implements ByteSource {
 
 /** A region of a file, read through a window of WINDOW bytes. */
 export class FileSource implements ByteSource {
-  private static readonly WINDOW = 1024 * 1024;
-  private window = Buffer.alloc(0);
+  static readonly WINDOW = 1024 * 1024;
+  private window: Buffer;
+  private ownWindow: Buffer | undefined;
   private windowStart = 0;
 
+  /** `windowBuffer`: a buffer of WINDOW bytes to read through (a worker reuses one for every file);
+   * views of it returned by read() are valid until the next read of any source that shares it. */
   constructor(
     private readonly fd: number,
     private readonly start: number,
     readonly length: number,
-  ) {}
+    private readonly windowBuffer?: Buffer,
+  ) {
+    this.window = Buffer.alloc(0);
+  }
 
   read(offset: number, length: number): Buffer {
     if (offset < 0 || offset + length > this.length) throw new DatasetFormatError(`read past the end of the dataset at ${offset}`);
@@ -61,8 +68,8 @@ export class FileSource implements ByteSource {
       return out;
     }
     const size = Math.min(FileSource.WINDOW, this.length - offset);
-    if (this.window.length < size) this.window = Buffer.allocUnsafe(FileSource.WINDOW);
-    this.window = this.window.subarray(0, size);
+    this.ownWindow ??= this.windowBuffer ?? Buffer.allocUnsafe(FileSource.WINDOW);
+    this.window = this.ownWindow.subarray(0, size);
     readFully(this.fd, this.window, this.start + offset);
     this.windowStart = offset;
     return this.window.subarray(0, length);
@@ -110,6 +117,8 @@ export interface ItemNode {
 export interface ParseOptions {
   /** Values up to this length are loaded into memory; longer ones are streamed when written. */
   loadLimit?: number;
+  /** A buffer of FileSource.WINDOW bytes to read files through (see FileSource). */
+  window?: Buffer;
 }
 
 interface Context {
@@ -249,18 +258,22 @@ function parseFragments(context: Context, start: number): { items: ItemNode[]; n
   }
 }
 
-/** A parsed Part 10 file: its File Meta Information, encoding and element tree, and a source that
- * stays open for writing until closed. */
+/** A parsed Part 10 file: its File Meta Information, the encoding of its (inflated) dataset, the
+ * element tree, and a source that stays open for writing until closed. */
 export interface ParsedFile {
   meta: Map<number, Buffer>;
   transferSyntaxUid: string;
-  encoding: DatasetEncoding;
+  /** The encoding of `source`: a deflated dataset is inflated, so this is then explicit-le. */
+  encoding: Exclude<DatasetEncoding, 'deflated-explicit-le'>;
+  /** The dataset was deflated in the file (PS3.5 A.5). */
+  deflated: boolean;
   source: ByteSource;
   elements: ElementNode[];
   close(): void;
 }
 
-/** Opens and parses a Part 10 file. Deflated datasets are not read here (the caller inflates). */
+/** Opens and parses a Part 10 file; a deflated dataset is inflated in memory (such objects are small:
+ * their pixel data cannot be encapsulated). */
 export function parseFile(path: string, options: ParseOptions = {}): ParsedFile {
   const fd = openSync(path, 'r');
   try {
@@ -271,12 +284,22 @@ export function parseFile(path: string, options: ParseOptions = {}): ParsedFile 
     const transferSyntaxUid = (meta.get(0x0010)?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
     const syntax = findTransferSyntax(transferSyntaxUid);
     if (!syntax) throw new DatasetFormatError(`transfer syntax ${transferSyntaxUid || '(none)'} is not supported`);
-    if (syntax.encoding === 'deflated-explicit-le') throw new DatasetFormatError('deflated datasets are inflated before parsing');
-    const source = new FileSource(fd, datasetOffset, size - datasetOffset);
+    if (syntax.encoding === 'deflated-explicit-le') {
+      const deflated = Buffer.allocUnsafe(size - datasetOffset);
+      readFully(fd, deflated, datasetOffset);
+      closeSync(fd);
+      const source = new BufferSource(inflateRawSync(deflated));
+      return { meta, transferSyntaxUid, encoding: 'explicit-le', deflated: true, source, elements: parseDataset(source, 'explicit-le', options), close: () => undefined };
+    }
+    const source = new FileSource(fd, datasetOffset, size - datasetOffset, options.window);
     const elements = parseDataset(source, syntax.encoding, options);
-    return { meta, transferSyntaxUid, encoding: syntax.encoding, source, elements, close: () => closeSync(fd) };
+    return { meta, transferSyntaxUid, encoding: syntax.encoding, deflated: false, source, elements, close: () => closeSync(fd) };
   } catch (error) {
-    closeSync(fd);
+    try {
+      closeSync(fd);
+    } catch {
+      // closed already (deflated path)
+    }
     throw error;
   }
 }

@@ -25,6 +25,10 @@ export type EditableItem = ItemNode & { removed?: boolean; inserted?: boolean; e
 
 const COPY_PIECE = 1024 * 1024;
 
+/**
+ * `emit` gets each piece of output in order. A piece may be a view of the source's read buffer, valid
+ * until `emit` returns: write it out at once, or copy it to keep it.
+ */
 export class DatasetWriter {
   private readonly implicit: boolean;
   private readonly bigEndian: boolean;
@@ -125,8 +129,7 @@ export class DatasetWriter {
     if (!this.source) throw new Error('an untouched element needs its source');
     for (let offset = start; offset < end; offset += COPY_PIECE) {
       const length = Math.min(COPY_PIECE, end - offset);
-      // The source may reuse its buffer on the next read: hand on a copy.
-      this.emit(Buffer.from(this.source.read(offset, length)));
+      this.emit(this.source.read(offset, length));
     }
   }
 

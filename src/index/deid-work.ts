@@ -77,6 +77,21 @@ export class DeidWork {
     return this.statements.held.run({ id, sourcePath, state, reason, now: Date.now() }).changes > 0;
   }
 
+  /** De-identified instances recorded within `windowMs` of the newest such record. */
+  recentlyDeidentified(windowMs: number): Array<{ id: number; deidFilePath: string; deidFileSize: number }> {
+    return this.db
+      .prepare(
+        `SELECT id, deid_file_path AS deidFilePath, deid_file_size AS deidFileSize FROM instances
+         WHERE state = 'deidentified' AND state_changed_at >= (SELECT max(state_changed_at) FROM instances WHERE state = 'deidentified') - ?`,
+      )
+      .all(windowMs) as Array<{ id: number; deidFilePath: string; deidFileSize: number }>;
+  }
+
+  /** Sends an instance back to de-identification (its copy was lost). */
+  redo(id: number): void {
+    this.db.prepare(`UPDATE instances SET state = 'received', state_changed_at = ?, state_reason = NULL WHERE id = ? AND state = 'deidentified'`).run(Date.now(), id);
+  }
+
   countByState(): Record<string, number> {
     const rows = this.statements.countByState.all() as Array<{ state: string; count: number }>;
     return Object.fromEntries(rows.map((row) => [row.state, row.count]));

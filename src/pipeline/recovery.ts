@@ -9,6 +9,7 @@
  */
 import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { DeidWork } from '../index/deid-work.js';
 import type { InstanceIndex } from '../index/instance-index.js';
 import type { Logger } from '../observability/logger.js';
 import { syncDirectory, type ObjectStore } from '../store/object-store.js';
@@ -63,6 +64,27 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
   }
   log.warn({ checked: recent.length, removed }, 'the last run did not stop cleanly; checked the newest instances against their files');
   return removed;
+}
+
+/**
+ * After an unclean stop: de-identified copies are written without a sync (they can be made again),
+ * so the newest ones are checked and those that did not survive go back to de-identification.
+ */
+export async function checkNewestDeidentified(work: DeidWork, storagePath: string, log: Logger): Promise<number> {
+  const recent = work.recentlyDeidentified(CHECK_WINDOW_MS * 10);
+  let redone = 0;
+  for (const row of recent) {
+    const size = await stat(join(storagePath, row.deidFilePath)).then(
+      (stats) => stats.size,
+      () => -1,
+    );
+    if (size !== row.deidFileSize) {
+      work.redo(row.id);
+      redone += 1;
+    }
+  }
+  if (redone > 0) log.warn({ checked: recent.length, redone }, 'de-identified copies lost in the unclean stop are made again');
+  return redone;
 }
 
 /** Called last in a clean stop. */

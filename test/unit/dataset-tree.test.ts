@@ -23,7 +23,7 @@ function rewrite(path: string, edit: (elements: EditableElement[]) => void = () 
   try {
     edit(parsed.elements as EditableElement[]);
     const out: Buffer[] = [];
-    new DatasetWriter(parsed.source, parsed.encoding as 'explicit-le', (bytes) => out.push(bytes)).writeElements(parsed.elements);
+    new DatasetWriter(parsed.source, parsed.encoding as 'explicit-le', (bytes) => out.push(Buffer.from(bytes))).writeElements(parsed.elements);
     const file = readFileSync(path);
     return { before: file.subarray(readFileMeta(file).datasetOffset), after: Buffer.concat(out), transferSyntaxUid: parsed.transferSyntaxUid };
   } finally {
