@@ -10,7 +10,7 @@ import { Piscina } from 'piscina';
 import type { LoadedConfig } from './config/load.js';
 import type { GantryConfig } from './config/schema.js';
 import { resolveDeidSecret } from './config/secret.js';
-import type { ProfileOption } from './deid/profile-types.js';
+import { settingsFromConfig } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler } from './pipeline/deidentify.js';
 import { openDatabase, WalSync, type Db } from './db/database.js';
@@ -83,11 +83,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     storagePath,
     log,
     maxInFlight: config.deid.workers * 2,
-    settings: () => ({
-      options: config.deid.options.filter((option) => option !== 'cleanPixelData') as ProfileOption[],
-      dateShift: config.deid.dateShift,
-      maxAgeYears: config.deid.maxAgeYears,
-    }),
+    settings: () => {
+      const settings = settingsFromConfig(config);
+      return { options: [...settings.options], dateShift: settings.dateShift, maxAgeYears: settings.maxAgeYears, safePrivate: [...(settings.safePrivate ?? [])] };
+    },
   });
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();

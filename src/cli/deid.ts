@@ -8,22 +8,14 @@ import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveDeidSecret } from '../config/secret.js';
 import { deidentifyFile } from '../deid/deidentify-file.js';
-import type { DeidSettings } from '../deid/engine.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
+import { settingsFromConfig } from '../deid/settings.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface DeidRunSummary {
   done: number;
   failed: Array<{ path: string; reason: string }>;
   findings: number;
-}
-
-export function settingsFromConfig(config: LoadedConfig['config']): DeidSettings {
-  return {
-    options: new Set(config.deid.options.filter((option) => option !== 'cleanPixelData')) as DeidSettings['options'],
-    dateShift: { minDays: config.deid.dateShift.minDays, maxDays: config.deid.dateShift.maxDays },
-    maxAgeYears: config.deid.maxAgeYears,
-  };
 }
 
 export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log: Logger): DeidRunSummary {

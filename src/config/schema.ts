@@ -170,6 +170,17 @@ export const configSchema = z
           .max(64)
           .default(availableParallelism())
           .describe('Worker threads that de-identify (default: the number of CPUs).'),
+        safePrivate: z
+          .array(
+            z
+              .object({
+                creator: z.string().min(1),
+                tag: z.string().regex(/^[0-9A-Fa-f]{3}[13579BDFbdf],xx[0-9A-Fa-f]{2}$/, 'expected a private tag as "gggg,xxee" (odd group)'),
+              })
+              .strict(),
+          )
+          .default([])
+          .describe('With retainSafePrivate: private elements known to hold nothing identifying, as { creator, tag: "0019,xx23" } (besides those an instance declares safe itself, PS3.15 E.3.10).'),
         pixelZones: z.string().min(1).optional().describe('YAML file of pixel redaction zones.'),
         rules: z.array(z.record(z.string(), z.unknown())).default([]).describe('Rules that override the profile.'),
       })

@@ -13,6 +13,7 @@ import { padToEven, trimUid } from '../dicom/values.js';
 import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
 import type { ProfileOption } from './profile-types.js';
 import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
+import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
 import { capAge, dummyValue, shiftDate, shiftDateTime } from './values.js';
 
 export interface DeidSettings {
@@ -21,6 +22,8 @@ export interface DeidSettings {
   dateShift: { minDays: number; maxDays: number };
   /** Ages above this are written as this + 1 (HIPAA Safe Harbor: 89). */
   maxAgeYears: number;
+  /** With retainSafePrivate: private elements known to be safe besides those an instance declares. */
+  safePrivate?: readonly SafePrivateElement[];
 }
 
 export const DEFAULT_DEID_SETTINGS: DeidSettings = {
@@ -138,9 +141,24 @@ export class DeidEngine {
 
   private walk(elements: EditableElement[], path: string, patientKey: PatientKey, within: Within = 'dataset'): void {
     const removedOverlayGroups = new Set<number>();
+    const safePrivate = this.settings.options.has('retainSafePrivate')
+      ? new SafePrivatePolicy(elements, this.settings.safePrivate ?? [], this.bigEndian)
+      : undefined;
+    const keptPrivate = new Set<number>();
+    const creators: EditableElement[] = [];
     for (const element of elements) {
       const here = `${path}(${tagText(element.tag)})`;
       if ((element.tag & 0xffff) === 0x0000) continue; // group lengths: the writer recomputes them
+      if (safePrivate && isPrivate(element.tag)) {
+        if (isPrivateCreator(element.tag)) {
+          creators.push(element);
+          continue;
+        }
+        const action = safePrivate.actionFor(element.tag);
+        if (action !== 'remove') keptPrivate.add(element.tag);
+        this.apply(element, action, here, patientKey);
+        continue;
+      }
       const action = this.actionFor(element, within);
       this.apply(element, action, here, patientKey);
       // PS3.15 Table E.1-1: with Overlay Data removed, the rest of its overlay group goes too, so no
@@ -152,6 +170,11 @@ export class DeidEngine {
         element.removed = true;
         this.record(`${path}(${tagText(element.tag)})`, element.tag, 'remove');
       }
+    }
+    for (const creator of creators) {
+      if (safePrivate?.keepsBlock(creator.tag, keptPrivate)) continue;
+      creator.removed = true;
+      this.record(`${path}(${tagText(creator.tag)})`, creator.tag, 'remove');
     }
   }
 
@@ -303,6 +326,15 @@ export class DeidEngine {
   private record(path: string, tag: number, action: AuditEntry['action']): void {
     this.audit.push({ path, keyword: keywordOf(tag), action });
   }
+}
+
+function isPrivate(tag: number): boolean {
+  return ((tag >>> 16) & 1) === 1;
+}
+
+function isPrivateCreator(tag: number): boolean {
+  const element = tag & 0xffff;
+  return isPrivate(tag) && element >= 0x0010 && element <= 0x00ff;
 }
 
 function isDate(vr: string): boolean {

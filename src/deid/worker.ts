@@ -13,6 +13,7 @@ import { deidentifyFile } from './deidentify-file.js';
 import type { AuditEntry, Finding } from './engine.js';
 import type { ProfileOption } from './profile-types.js';
 import { Pseudonymizer } from './pseudonyms.js';
+import type { SafePrivateElement } from './safe-private.js';
 
 const WORKER_NICENESS = 10;
 
@@ -26,6 +27,7 @@ export interface DeidTask {
   options: ProfileOption[];
   dateShift: { minDays: number; maxDays: number };
   maxAgeYears: number;
+  safePrivate?: SafePrivateElement[];
   /** Sync the output and its directory (the pipeline does; benchmarks of the engine alone do not). */
   sync?: boolean;
 }
@@ -56,7 +58,7 @@ try {
 
 export default function deidentify(task: DeidTask): DeidTaskResult {
   const outcome = deidentifyFile(task.input, task.temporary, {
-    settings: { options: new Set(task.options), dateShift: task.dateShift, maxAgeYears: task.maxAgeYears },
+    settings: { options: new Set(task.options), dateShift: task.dateShift, maxAgeYears: task.maxAgeYears, safePrivate: task.safePrivate ?? [] },
     pseudonyms,
     sync: task.sync ?? true,
     window,

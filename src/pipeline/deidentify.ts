@@ -10,6 +10,7 @@ import type { Piscina } from 'piscina';
 import { burnedInTextReason } from '../deid/burned-in.js';
 import { PROFILE_EDITION } from '../deid/profile.js';
 import type { ProfileOption } from '../deid/profile-types.js';
+import type { SafePrivateElement } from '../deid/safe-private.js';
 import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
 import type { DeidWork, WaitingInstance } from '../index/deid-work.js';
 import type { Logger } from '../observability/logger.js';
@@ -19,6 +20,7 @@ export interface DeidSchedulerSettings {
   options: ProfileOption[];
   dateShift: { minDays: number; maxDays: number };
   maxAgeYears: number;
+  safePrivate: SafePrivateElement[];
 }
 
 export interface DeidSchedulerOptions {
@@ -105,6 +107,7 @@ export class DeidScheduler {
       options: settings.options,
       dateShift: settings.dateShift,
       maxAgeYears: settings.maxAgeYears,
+      safePrivate: settings.safePrivate,
       // A de-identified copy can always be made again from its original (the engine is
       // deterministic), so it is not synced: syncing every copy measured as halving the receive
       // path, whose syncs waited behind these on the same disk. After an unclean stop the start-up

@@ -128,3 +128,47 @@ test('the secret: an operator config must name it; the embedded one generates it
 test('the two longitudinal options exclude each other in config', () => {
   assert.throws(() => parseConfigText('deid:\n  options: [retainLongitudinalFullDates, retainLongitudinalModifiedDates]\n', 'x.yaml', {}), /exclude each other/);
 });
+
+test('retainSafePrivate keeps what the instance declares safe (E.3.10) and the configured list; the rest goes', () => {
+  const us = (values: number[]) => {
+    const buffer = Buffer.alloc(values.length * 2);
+    values.forEach((value, i) => buffer.writeUInt16LE(value, i * 2));
+    return buffer;
+  };
+  const item = (elements: Element[]) => {
+    const body = encodeDataset(elements);
+    const header = Buffer.alloc(8);
+    header.writeUInt32LE(0xe000fffe, 0);
+    header.writeUInt32LE(body.length, 4);
+    return Buffer.concat([header, body]);
+  };
+  const declarations = Buffer.concat([
+    item([[0x00080301, 'US', us([0x0019])], [0x00080302, 'LO', 'SAFE_VENDOR'], [0x00080303, 'CS', 'SAFE']]),
+    item([[0x00080301, 'US', us([0x0021])], [0x00080302, 'LO', 'MIXED_VENDOR'], [0x00080303, 'CS', 'MIXED'], [0x00080304, 'US', us([0x10])]]),
+  ]);
+  const elements: Element[] = [
+    ...BASE,
+    [0x00080300, 'SQ', declarations],
+    [0x00190010, 'LO', 'SAFE_VENDOR'],
+    [0x00191001, 'LO', 'SAFEVALUE1'],
+    [0x00210010, 'LO', 'MIXED_VENDOR'],
+    [0x00211010, 'LO', 'MIXEDSAFE1'],
+    [0x00211011, 'LO', 'MIXEDUNSAFE'],
+    [0x00230010, 'LO', 'LISTED_VENDOR'],
+    [0x00231023, 'LO', 'LISTEDSAFE1'],
+    [0x00231024, 'LO', 'NOTLISTED'],
+    [0x00250010, 'LO', 'OTHER_VENDOR'],
+    [0x00251001, 'LO', 'OTHERVALUE'],
+  ];
+  const bytes = encodeDataset(elements);
+  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate']), safePrivate: [{ creator: 'LISTED_VENDOR', group: 0x0023, element: 0x23 }] };
+  new DeidEngine(settings, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+  const kept = new Set(tree.filter((element) => !element.removed).map((element) => element.tag));
+  for (const tag of [0x00190010, 0x00191001, 0x00210010, 0x00211010, 0x00230010, 0x00231023]) assert.ok(kept.has(tag), `(${tag.toString(16)}) kept`);
+  for (const tag of [0x00211011, 0x00231024, 0x00250010, 0x00251001]) assert.ok(!kept.has(tag), `(${tag.toString(16)}) removed`);
+  // Without the option every private element goes.
+  const plain = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, new BufferSource(bytes), false).run(plain);
+  assert.ok(plain.filter((element) => (element.tag >>> 16) % 2 === 1).every((element) => element.removed));
+});
