@@ -85,7 +85,13 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     maxInFlight: config.deid.workers * 2,
     settings: () => {
       const settings = settingsFromConfig(config);
-      return { options: [...settings.options], dateShift: settings.dateShift, maxAgeYears: settings.maxAgeYears, safePrivate: [...(settings.safePrivate ?? [])] };
+      return {
+        options: [...settings.options],
+        dateShift: settings.dateShift,
+        maxAgeYears: settings.maxAgeYears,
+        safePrivate: [...(settings.safePrivate ?? [])],
+        quarantineOnFindings: config.deid.quarantineOnFindings,
+      };
     },
   });
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());

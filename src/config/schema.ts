@@ -170,6 +170,10 @@ export const configSchema = z
           .max(64)
           .default(availableParallelism())
           .describe('Worker threads that de-identify (default: the number of CPUs).'),
+        quarantineOnFindings: z
+          .boolean()
+          .default(true)
+          .describe('Hold back an instance whose kept free text quotes the patient\'s name, an identifier or a date (the findings scan).'),
         safePrivate: z
           .array(
             z

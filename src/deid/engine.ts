@@ -6,7 +6,7 @@
  * everything untouched byte for byte. Pure: no files, sockets or SQL.
  */
 import type { ByteSource, ElementNode } from '../dicom/dataset-tree.js';
-import { insertElement, insertSequence, newElement, type EditableElement } from '../dicom/dataset-writer.js';
+import { insertElement, insertSequence, newElement, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
 import { keywordOf } from '../dicom/dictionary.js';
 import { tagText } from '../dicom/header-scanner.js';
 import { padToEven, trimUid } from '../dicom/values.js';
@@ -40,8 +40,11 @@ export interface AuditEntry {
 }
 
 export interface Finding {
-  code: 'empty-patient-id';
+  /** empty-patient-id: informational; the others are residual risk that can quarantine. */
+  code: 'empty-patient-id' | 'identifier-in-text' | 'date-in-text';
   message: string;
+  /** Where, when the finding is about one attribute (never its value). */
+  path?: string;
 }
 
 export interface DeidOutcome {
@@ -85,6 +88,9 @@ const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic', string, string]
   ['retainInstitutionIdentity', '113112', 'Retain Institution Identity Option'],
 ];
 
+const BINARY_VRS = new Set(['OB', 'OW', 'OF', 'OD', 'OL', 'OV', 'UN']);
+
+/** Where people write free text (cleaned by C, scanned for residual identity). */
 const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
 
 /** Where the engine is: the dataset (or a sequence it keeps), or inside a sequence the profile
@@ -128,6 +134,7 @@ export class DeidEngine {
     this.dateOffsetDays = this.pseudonyms.dateOffsetDays(patientKey, this.settings.dateShift.minDays, this.settings.dateShift.maxDays);
     this.identifiers = identifiersToScrub([text(TAG.PatientName), patientKey.patientId, text(0x00080050)]);
     this.walk(elements, '', patientKey);
+    this.scanForResidualPhi(elements, '');
     this.addMethodAttributes(elements);
     const retainUids = this.settings.options.has('retainUIDs');
     return {
@@ -156,14 +163,14 @@ export class DeidEngine {
         }
         const action = safePrivate.actionFor(element.tag);
         if (action !== 'remove') keptPrivate.add(element.tag);
-        this.apply(element, action, here, patientKey);
+        this.apply(element, action, here, patientKey, within);
         continue;
       }
       const action = this.actionFor(element, within);
-      this.apply(element, action, here, patientKey);
+      this.apply(element, action, here, patientKey, within);
       // PS3.15 Table E.1-1: with Overlay Data removed, the rest of its overlay group goes too, so no
       // half overlay is left (dciodvfy would flag it).
-      if (action === 'remove' && (element.tag & 0xff01ffff) === 0x60003000) removedOverlayGroups.add(element.tag >>> 16);
+      if (element.removed && (element.tag & 0xff01ffff) === 0x60003000) removedOverlayGroups.add(element.tag >>> 16);
     }
     for (const element of elements) {
       if (removedOverlayGroups.has(element.tag >>> 16) && !element.removed) {
@@ -189,11 +196,12 @@ export class DeidEngine {
     return 'keep';
   }
 
-  private apply(element: EditableElement, action: ConcreteAction, path: string, patientKey: PatientKey): void {
+  private apply(element: EditableElement, action: ConcreteAction, path: string, patientKey: PatientKey, within: Within): void {
     const isSequence = element.items !== undefined && !element.encapsulated;
     switch (action) {
       case 'keep':
-        if (isSequence) this.walkItems(element, path, patientKey);
+        // A kept sequence inside a replaced or cleaned one is replaced or cleaned alike.
+        if (isSequence) this.walkItems(element, path, patientKey, within);
         else if (element.tag === TAG.PatientAge) this.replaceText(element, capAge(this.text(element), this.settings.maxAgeYears), path, 'keep');
         return;
       case 'remove':
@@ -221,7 +229,7 @@ export class DeidEngine {
         return;
       case 'uid':
         if (isSequence) {
-          this.walkItems(element, path, patientKey);
+          this.walkItems(element, path, patientKey, within);
           return;
         }
         if (this.settings.options.has('retainUIDs')) return;
@@ -275,6 +283,10 @@ export class DeidEngine {
     } else if (TEXT_VRS.has(element.vr)) {
       const scrubbed = scrubText(value, this.identifiers);
       if (scrubbed !== value) this.replaceText(element, scrubbed, path, 'clean');
+    } else if (BINARY_VRS.has(element.vr)) {
+      // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
+      element.removed = true;
+      this.record(path, element.tag, 'remove');
     } else {
       element.replacement = { value: dummyValue(element.vr, this.bigEndian) };
       this.record(path, element.tag, 'clean');
@@ -285,6 +297,30 @@ export class DeidEngine {
     if (value === this.text(element)) return;
     element.replacement = { value: padToEven(value, ' ') };
     this.record(path, element.tag, action);
+  }
+
+  /**
+   * The findings scan: free text that survives de-identification but quotes the patient's name or an
+   * identifier, or a date, is residual risk (PS3.15 E.3.5 leaves free text to the implementer).
+   */
+  private scanForResidualPhi(elements: readonly EditableElement[], path: string): void {
+    for (const element of elements) {
+      if (element.removed) continue;
+      const here = `${path}(${tagText(element.tag)})`;
+      ((element.items ?? []) as EditableItem[]).forEach((item, index) => {
+        if (!item.removed && !element.encapsulated) this.scanForResidualPhi(item.elements as EditableElement[], `${here}[${index}]`);
+      });
+      if (!TEXT_VRS.has(element.vr) || element.tag === TAG.PatientName || element.tag === TAG.PatientID) continue;
+      const value = element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
+      if (value.trim() === '') continue;
+      const keyword = keywordOf(element.tag) ?? here;
+      const quoted = this.identifiers.find((identifier) => value.toLowerCase().includes(identifier.toLowerCase()));
+      if (quoted !== undefined) {
+        this.findings.push({ code: 'identifier-in-text', message: `${keyword} quotes the patient's name or an identifier`, path: here });
+      } else if (scrubText(value, []) !== value) {
+        this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
+      }
+    }
   }
 
   private addMethodAttributes(elements: EditableElement[]): void {

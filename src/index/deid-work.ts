@@ -72,6 +72,16 @@ export class DeidWork {
     })();
   }
 
+  /** Quarantines an instance whose de-identified form still shows residual risk, keeping the audit
+   * and the findings (paths and keywords, never values) for the operator. */
+  markQuarantinedWithFindings(id: number, sourcePath: string, reason: string, audit: unknown[], findings: unknown[]): boolean {
+    return this.db.transaction(() => {
+      if (!this.markHeld(id, sourcePath, 'quarantined', reason)) return false;
+      this.statements.audit.run(id, JSON.stringify(audit), JSON.stringify(findings), Date.now());
+      return true;
+    })();
+  }
+
   /** Holds an instance back (quarantined) or records that it could not be de-identified (failed). */
   markHeld(id: number, sourcePath: string, state: 'quarantined' | 'failed', reason: string): boolean {
     return this.statements.held.run({ id, sourcePath, state, reason, now: Date.now() }).changes > 0;

@@ -21,6 +21,7 @@ export interface DeidSchedulerSettings {
   dateShift: { minDays: number; maxDays: number };
   maxAgeYears: number;
   safePrivate: SafePrivateElement[];
+  quarantineOnFindings: boolean;
 }
 
 export interface DeidSchedulerOptions {
@@ -117,6 +118,13 @@ export class DeidScheduler {
     const profile = `PS3.15 ${PROFILE_EDITION} Basic${settings.options.length ? ` + ${[...settings.options].sort().join(', ')}` : ''}`;
     const done = (this.options.pool.run(task) as Promise<DeidTaskResult>)
       .then(async (result) => {
+        const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
+        if (settings.quarantineOnFindings && risks.length > 0) {
+          const reason = `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);
+          this.options.work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
+          await unlink(join(this.options.storagePath, result.filePath)).catch(() => undefined);
+          return;
+        }
         const recorded = this.options.work.markDeidentified(instance.id, instance.filePath, { ...result, profile });
         // A re-sent copy replaced the original meanwhile: this output is stale, the new one comes.
         if (!recorded) await unlink(join(this.options.storagePath, result.filePath)).catch(() => undefined);

@@ -172,3 +172,75 @@ test('retainSafePrivate keeps what the instance declares safe (E.3.10) and the c
   new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, new BufferSource(bytes), false).run(plain);
   assert.ok(plain.filter((element) => (element.tag >>> 16) % 2 === 1).every((element) => element.removed));
 });
+
+test('the findings scan reports kept free text that quotes the patient or a date, by path, never by value', () => {
+  const planted: Element[] = BASE.map((element) =>
+    element[0] === 0x00080070 ? ([0x00080070, 'LO', 'ACME for Smithson'] as Element) : element,
+  );
+  planted.push([0x00081090, 'LO', 'Model of 2024-03-15']);
+  const bytes = encodeDataset(planted);
+  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  const outcome = new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+  const codes = outcome.findings.map((finding) => `${finding.code} ${finding.path}`);
+  assert.ok(codes.includes('identifier-in-text (0008,0070)'), codes.join('; '));
+  assert.ok(codes.includes('date-in-text (0008,1090)'), codes.join('; '));
+  assert.ok(!JSON.stringify(outcome.findings).includes('Smithson'), 'findings never quote the value');
+  const none = new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, new BufferSource(encodeDataset(BASE)), false).run(parseDataset(new BufferSource(encodeDataset(BASE)), 'explicit-le') as EditableElement[]);
+  assert.deepEqual(none.findings.filter((finding) => finding.code !== 'empty-patient-id'), [], 'nothing to report in a clean dataset');
+});
+
+/** An item of a sequence (explicit VR little endian, defined length). */
+function item(elements: Element[]): Buffer {
+  const body = encodeDataset(elements);
+  const header = Buffer.alloc(8);
+  header.writeUInt32LE(0xe000fffe, 0);
+  header.writeUInt32LE(body.length, 4);
+  return Buffer.concat([header, body]);
+}
+
+test('cleanStructuredContent keeps the report tree and its codes, without the names and dates people wrote', () => {
+  const concept = item([[0x00080100, 'SH', '121106'], [0x00080102, 'SH', 'DCM'], [0x00080104, 'LO', 'Comment']]);
+  const content = item([
+    [0x0040a010, 'CS', 'CONTAINS'],
+    [0x0040a040, 'CS', 'TEXT'],
+    [0x0040a043, 'SQ', concept],
+    [0x0040a160, 'UT', 'Mr Smithson was seen on 2024-03-15; no change.'],
+  ]);
+  const report: Element[] = [...BASE, [0x0040a730, 'SQ', content]];
+  for (const [options, expectText] of [[[], 'ANONYMIZED'], [['cleanStructuredContent'], 'Mr XXXXXX was seen on XXXXXXXX; no change.']] as const) {
+    const bytes = encodeDataset(report);
+    const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+    new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set(options as readonly ProfileOption[]) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+    const out: Buffer[] = [];
+    new DatasetWriter(new BufferSource(bytes), 'explicit-le', (chunk) => out.push(Buffer.from(chunk))).writeElements(tree);
+    const written = parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-le');
+    const sequence = written.find((element) => element.tag === 0x0040a730);
+    const first = sequence?.items?.[0]?.elements ?? [];
+    const value = (tag: number) => first.find((element) => element.tag === tag)?.value?.toString('latin1').trim();
+    assert.equal(value(0x0040a040), 'TEXT', 'the value type (a code) stays');
+    assert.equal(value(0x0040a160), expectText, `options ${options.join(',') || 'none'}`);
+    const codeMeaning = first.find((element) => element.tag === 0x0040a043)?.items?.[0]?.elements.find((element) => element.tag === 0x00080100)?.value?.toString('latin1').trim();
+    assert.equal(codeMeaning, options.length ? '121106' : 'ANONYMIZED', 'coded values stay under the option');
+  }
+});
+
+test('cleanGraphics keeps graphic annotations with their text cleaned, and removes overlay bitmaps whole', () => {
+  const text = item([[0x00700006, 'ST', 'Smithson 2024-03-15 arrow']]);
+  const annotation = item([[0x00700002, 'CS', 'LAYER1'], [0x00700008, 'SQ', text]]);
+  const graphics: Element[] = [
+    ...BASE,
+    [0x00700001, 'SQ', annotation],
+    [0x60000010, 'US', 4],
+    [0x60000011, 'US', 4],
+    [0x60003000, 'OW', Buffer.alloc(2)],
+    [0x60004000, 'LT', 'overlay by Smithson'],
+  ];
+  const bytes = encodeDataset(graphics);
+  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set(['cleanGraphics']) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+  const sequence = tree.find((element) => element.tag === 0x00700001);
+  assert.ok(sequence && !sequence.removed);
+  const unformatted = sequence.items?.[0]?.elements.find((element) => element.tag === 0x00700008)?.items?.[0]?.elements[0] as EditableElement;
+  assert.equal(unformatted.replacement?.value.toString('latin1').trim(), 'XXXXXX XXXXXXXX arrow');
+  for (const tag of [0x60000010, 0x60000011, 0x60003000]) assert.ok(tree.find((element) => element.tag === tag)?.removed, `(${tag.toString(16)}) goes with the overlay`);
+});
