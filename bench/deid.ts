@@ -68,9 +68,9 @@ function task(input: string, out: string, n: number) {
     input,
     temporary: join(out, 'deidentified', '.incoming', `${n}.dcm`),
     root: out,
-    options: [],
-    dateShift: DEFAULT_DEID_SETTINGS.dateShift,
-    maxAgeYears: DEFAULT_DEID_SETTINGS.maxAgeYears,
+    profiles: [{ name: 'default', options: [], rules: [] }],
+    base: { dateShift: DEFAULT_DEID_SETTINGS.dateShift, maxAgeYears: DEFAULT_DEID_SETTINGS.maxAgeYears },
+    callingAeTitle: 'BENCH',
     sync: false,
   };
 }

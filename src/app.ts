@@ -7,10 +7,11 @@ import { isIP, type AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Piscina } from 'piscina';
-import type { LoadedConfig } from './config/load.js';
+import { ConfigError, type LoadedConfig } from './config/load.js';
 import type { GantryConfig } from './config/schema.js';
 import { resolveDeidSecret } from './config/secret.js';
-import { settingsFromConfig } from './deid/settings.js';
+import { compileProfiles } from './deid/decide.js';
+import { baseSettingsFromConfig, profilesFromConfig } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler } from './pipeline/deidentify.js';
 import { openDatabase, WalSync, type Db } from './db/database.js';
@@ -65,6 +66,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   const writer = new IndexWriter(db, index, wal);
   if (unclean) await checkNewestRows(index, store, log);
   const secret = resolveDeidSecret(loaded, storagePath, log);
+  checkRules(loaded);
   const pool = new Piscina({
     filename: new URL('./deid/worker.js', import.meta.url).href,
     workerData: { secret },
@@ -83,16 +85,11 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     storagePath,
     log,
     maxInFlight: config.deid.workers * 2,
-    settings: () => {
-      const settings = settingsFromConfig(config);
-      return {
-        options: [...settings.options],
-        dateShift: settings.dateShift,
-        maxAgeYears: settings.maxAgeYears,
-        safePrivate: [...(settings.safePrivate ?? [])],
-        quarantineOnFindings: config.deid.quarantineOnFindings,
-      };
-    },
+    settings: () => ({
+      profiles: profilesFromConfig(config),
+      base: baseSettingsFromConfig(config),
+      quarantineOnFindings: config.deid.quarantineOnFindings,
+    }),
   });
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();
@@ -198,6 +195,15 @@ const RESTART_KEYS: ReadonlyArray<readonly [string, (config: GantryConfig) => un
   ['http.host', (c) => c.http.host],
   ['http.port', (c) => c.http.port],
 ];
+
+/** Rules name attributes by keyword or tag: a name the dictionary does not know stops start-up. */
+function checkRules(loaded: LoadedConfig): void {
+  try {
+    compileProfiles(profilesFromConfig(loaded.config));
+  } catch (error) {
+    throw new ConfigError(loaded.source, [`deid.rules or deid.profiles: ${(error as Error).message}`]);
+  }
+}
 
 function serviceFor(config: GantryConfig, abstractSyntax: string): ServiceKind | undefined {
   if (abstractSyntax === VERIFICATION_SOP_CLASS) return 'verification';

@@ -1,19 +1,22 @@
 /**
- * `gantry deid --out DIR IN...`: the de-identification engine over files, for dry runs and batches.
- * Inputs are files or folders (read recursively); outputs go to DIR/<Study>/<Series>/<SOP>.dcm under
- * the new UIDs. The originals are never modified.
+ * `gantry deid --out DIR IN...`: the de-identification engine over files, for dry runs and batches,
+ * with the profiles and rules of the config (the calling AE title of a rule is the file's Source
+ * Application Entity Title). Inputs are files or folders (read recursively); outputs go to
+ * DIR/<Study>/<Series>/<SOP>.dcm under the new UIDs. The originals are never modified.
  */
 import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveDeidSecret } from '../config/secret.js';
+import { compileProfiles } from '../deid/decide.js';
 import { deidentifyFile } from '../deid/deidentify-file.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
-import { settingsFromConfig } from '../deid/settings.js';
+import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface DeidRunSummary {
   done: number;
+  held: Array<{ path: string; reason: string }>;
   failed: Array<{ path: string; reason: string }>;
   findings: number;
 }
@@ -21,15 +24,19 @@ export interface DeidRunSummary {
 export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log: Logger): DeidRunSummary {
   const secret = resolveDeidSecret(loaded, resolve(loaded.config.storage.path), log);
   const pseudonyms = new Pseudonymizer(secret);
-  const settings = settingsFromConfig(loaded.config);
-  const summary: DeidRunSummary = { done: 0, failed: [], findings: 0 };
+  const settings = { profiles: compileProfiles(profilesFromConfig(loaded.config)), base: baseSettingsFromConfig(loaded.config) };
+  const summary: DeidRunSummary = { done: 0, held: [], failed: [], findings: 0 };
   // Each output is written here first, then moved under its new UIDs, which are known only after.
   const staging = join(out, '.staging');
   mkdirSync(staging, { recursive: true });
   for (const path of inputs.flatMap((input) => filesUnder(resolve(input)))) {
     try {
-      const temporary = join(staging, `${summary.done + summary.failed.length}.dcm`);
+      const temporary = join(staging, `${summary.done + summary.failed.length + summary.held.length}.dcm`);
       const outcome = deidentifyFile(path, temporary, { settings, pseudonyms });
+      if (outcome.kind === 'quarantined') {
+        summary.held.push({ path, reason: outcome.reason });
+        continue;
+      }
       const directory = join(out, outcome.studyInstanceUid, outcome.seriesInstanceUid);
       mkdirSync(directory, { recursive: true });
       renameSync(temporary, join(directory, `${outcome.sopInstanceUid}.dcm`));

@@ -74,8 +74,11 @@ program
     const loaded = loadConfigFile(options.config);
     const log = createLogger(loaded.config.log.level);
     const summary = runDeid(loaded, inputs, options.out, log);
+    for (const held of summary.held) process.stderr.write(`held back: ${held.path}: ${held.reason}\n`);
     for (const failure of summary.failed) process.stderr.write(`not de-identified: ${failure.path}: ${failure.reason}\n`);
-    process.stdout.write(`de-identified ${summary.done} file(s) into ${options.out}; ${summary.failed.length} failed; ${summary.findings} finding(s)\n`);
+    process.stdout.write(
+      `de-identified ${summary.done} file(s) into ${options.out}; ${summary.held.length} held back; ${summary.failed.length} failed; ${summary.findings} finding(s)\n`,
+    );
     process.exitCode = summary.failed.length > 0 ? 1 : 0;
   });
 

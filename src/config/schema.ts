@@ -54,6 +54,33 @@ export const DEID_OPTION_NAMES = [
   'cleanPixelData',
 ] as const;
 
+const condition = z
+  .object({
+    callingAeTitle: z.union([z.string().min(1), z.array(z.string().min(1))]).optional(),
+    attributes: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
+  })
+  .strict();
+
+const attributeRef = z.union([
+  z.string().min(1),
+  z.object({ creator: z.string().min(1), tag: z.string().regex(/^[0-9A-Fa-f]{3}[13579BDFbdf],xx[0-9A-Fa-f]{2}$/, 'expected a private tag as "gggg,xxee" (odd group)') }).strict(),
+]);
+
+/** A rule of deid.rules or of a named profile (see src/deid/rules.ts). */
+const deidRule = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('quarantine'), reason: z.string().min(1), when: condition.optional() }).strict(),
+  z.object({ action: z.literal('pass'), when: condition.optional() }).strict(),
+  z.object({ action: z.literal('replace'), attribute: attributeRef, value: z.string(), when: condition.optional() }).strict(),
+  z.object({ action: z.enum(['keep', 'remove', 'empty', 'hash', 'shiftDate', 'remapUid']), attribute: attributeRef, when: condition.optional() }).strict(),
+]);
+
+const deidOptions = z
+  .array(z.enum(DEID_OPTION_NAMES))
+  .default([])
+  .refine((options) => !(options.includes('retainLongitudinalFullDates') && options.includes('retainLongitudinalModifiedDates')), {
+    message: 'retainLongitudinalFullDates and retainLongitudinalModifiedDates exclude each other; choose one',
+  });
+
 export const configSchema = z
   .object({
     dicom: z
@@ -146,13 +173,7 @@ export const configSchema = z
           .min(16)
           .optional()
           .describe('The key of all keyed pseudonyms (at least 16 characters); use ${ENV_VAR} references. Required in an operator config.'),
-        options: z
-          .array(z.enum(DEID_OPTION_NAMES))
-          .default([])
-          .refine((options) => !(options.includes('retainLongitudinalFullDates') && options.includes('retainLongitudinalModifiedDates')), {
-            message: 'retainLongitudinalFullDates and retainLongitudinalModifiedDates exclude each other; choose one',
-          })
-          .describe('PS3.15 Annex E options.'),
+        options: deidOptions.describe('PS3.15 Annex E options.'),
         dateShift: z
           .object({
             minDays: z.number().int().min(0).default(30),
@@ -186,7 +207,20 @@ export const configSchema = z
           .default([])
           .describe('With retainSafePrivate: private elements known to hold nothing identifying, as { creator, tag: "0019,xx23" } (besides those an instance declares safe itself, PS3.15 E.3.10).'),
         pixelZones: z.string().min(1).optional().describe('YAML file of pixel redaction zones.'),
-        rules: z.array(z.record(z.string(), z.unknown())).default([]).describe('Rules that override the profile.'),
+        rules: z.array(deidRule).default([]).describe('Rules that override the profile per attribute, or quarantine or pass an instance.'),
+        profiles: z
+          .array(
+            z
+              .object({
+                name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, "_", "." or "-"'),
+                when: condition,
+                options: deidOptions,
+                rules: z.array(deidRule).default([]),
+              })
+              .strict(),
+          )
+          .default([])
+          .describe('Named profiles: the first whose condition holds de-identifies the instance; otherwise deid.options and deid.rules do.'),
       })
       .strict()
       .prefault({}),

@@ -11,11 +11,14 @@ import { DatasetWriter, type EditableElement } from '../dicom/dataset-writer.js'
 import { encodePart10Header } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
+import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
+import type { CompiledProfile } from './rules.js';
 import type { Pseudonymizer } from './pseudonyms.js';
 
 export interface DeidentifyFileOptions {
-  settings: DeidSettings;
+  /** The settings, or the profiles and rules to decide them per instance (decide.ts). */
+  settings: DeidSettings | { profiles: readonly CompiledProfile[]; base: BaseSettings; callingAeTitle?: string };
   pseudonyms: Pseudonymizer;
   /** Sync the output before returning. */
   sync?: boolean;
@@ -23,10 +26,14 @@ export interface DeidentifyFileOptions {
   window?: Buffer;
 }
 
-export function deidentifyFile(input: string, output: string, options: DeidentifyFileOptions): DeidOutcome {
+export type DeidFileResult = (DeidOutcome & { kind: 'deidentified'; profile: string }) | { kind: 'quarantined'; reason: string };
+
+export function deidentifyFile(input: string, output: string, options: DeidentifyFileOptions): DeidFileResult {
   const opened = openDataset(input, options.window);
   try {
-    const engine = new DeidEngine(options.settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be');
+    const decision = decideFor(opened, options);
+    if (decision.kind === 'quarantine') return { kind: 'quarantined', reason: decision.reason };
+    const engine = new DeidEngine(decision.settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
     const header = encodePart10Header({
       mediaStorageSopClassUid: opened.sopClassUid,
@@ -53,10 +60,31 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
     }
     closeSync(fd);
     renameSync(temporary, output);
-    return outcome;
+    return { ...outcome, kind: 'deidentified', profile: decision.profile };
   } finally {
     opened.close();
   }
+}
+
+function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decision {
+  if ('options' in options.settings) return { kind: 'deidentify', settings: options.settings, profile: 'given' };
+  const { profiles, base, callingAeTitle } = options.settings;
+  const byTag = new Map(opened.elements.map((element) => [element.tag, element]));
+  return decide(
+    profiles,
+    {
+      // Stored originals carry the calling AE title as Source Application Entity Title (PS3.10).
+      callingAeTitle: callingAeTitle ?? opened.sourceAeTitle,
+      sopClassUid: opened.sopClassUid,
+      attribute: (tag) => {
+        const element = byTag.get(tag);
+        if (!element) return undefined;
+        const bytes = element.value ?? (element.length !== 0xffffffff && element.length <= 1024 * 1024 ? opened.source.read(element.valueOffset, element.length) : undefined);
+        return bytes?.toString('latin1').replace(/[\0 ]+$/, '').trim();
+      },
+    },
+    base,
+  );
 }
 
 function writeAll(fd: number, bytes: Buffer): void {
@@ -71,6 +99,7 @@ interface OpenedDataset {
   transferSyntaxUid: string;
   sopClassUid: string;
   sopInstanceUid: string;
+  sourceAeTitle: string;
   deflated: boolean;
   close(): void;
 }
@@ -85,6 +114,7 @@ function openDataset(input: string, window?: Buffer): OpenedDataset {
     transferSyntaxUid: parsed.transferSyntaxUid,
     sopClassUid: meta(0x0002),
     sopInstanceUid: meta(0x0003),
+    sourceAeTitle: meta(0x0016),
     deflated: parsed.deflated,
     close: parsed.close,
   };

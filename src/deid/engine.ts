@@ -13,6 +13,7 @@ import { padToEven, trimUid } from '../dicom/values.js';
 import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
 import type { ProfileOption } from './profile-types.js';
 import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
+import type { AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
 import { capAge, dummyValue, shiftDate, shiftDateTime } from './values.js';
 
@@ -24,6 +25,8 @@ export interface DeidSettings {
   maxAgeYears: number;
   /** With retainSafePrivate: private elements known to be safe besides those an instance declares. */
   safePrivate?: readonly SafePrivateElement[];
+  /** Rules of config that override the profile for this instance (their conditions already hold). */
+  rules?: readonly AttributeRule[];
 }
 
 export const DEFAULT_DEID_SETTINGS: DeidSettings = {
@@ -36,7 +39,7 @@ export interface AuditEntry {
   /** Where: tags from the top, items numbered, e.g. (0008,1140)[0](0008,1155). */
   path: string;
   keyword: string | undefined;
-  action: ConcreteAction | 'added' | 'pseudonym';
+  action: ConcreteAction | 'added' | 'pseudonym' | 'replace' | 'hash';
 }
 
 export interface Finding {
@@ -148,26 +151,22 @@ export class DeidEngine {
 
   private walk(elements: EditableElement[], path: string, patientKey: PatientKey, within: Within = 'dataset'): void {
     const removedOverlayGroups = new Set<number>();
+    const creators = privateCreators(elements);
     const safePrivate = this.settings.options.has('retainSafePrivate')
       ? new SafePrivatePolicy(elements, this.settings.safePrivate ?? [], this.bigEndian)
       : undefined;
-    const keptPrivate = new Set<number>();
-    const creators: EditableElement[] = [];
     for (const element of elements) {
       const here = `${path}(${tagText(element.tag)})`;
       if ((element.tag & 0xffff) === 0x0000) continue; // group lengths: the writer recomputes them
-      if (safePrivate && isPrivate(element.tag)) {
-        if (isPrivateCreator(element.tag)) {
-          creators.push(element);
-          continue;
-        }
-        const action = safePrivate.actionFor(element.tag);
-        if (action !== 'remove') keptPrivate.add(element.tag);
-        this.apply(element, action, here, patientKey, within);
-        continue;
+      if (isPrivateCreator(element.tag)) continue; // decided with their blocks, below
+      const rule = this.ruleFor(element.tag, creators);
+      if (rule) {
+        this.applyRule(element, rule, here, patientKey, within);
+      } else if (safePrivate && isPrivate(element.tag)) {
+        this.apply(element, safePrivate.actionFor(element.tag), here, patientKey, within);
+      } else {
+        this.apply(element, this.actionFor(element, within), here, patientKey, within);
       }
-      const action = this.actionFor(element, within);
-      this.apply(element, action, here, patientKey, within);
       // PS3.15 Table E.1-1: with Overlay Data removed, the rest of its overlay group goes too, so no
       // half overlay is left (dciodvfy would flag it).
       if (element.removed && (element.tag & 0xff01ffff) === 0x60003000) removedOverlayGroups.add(element.tag >>> 16);
@@ -178,8 +177,12 @@ export class DeidEngine {
         this.record(`${path}(${tagText(element.tag)})`, element.tag, 'remove');
       }
     }
-    for (const creator of creators) {
-      if (safePrivate?.keepsBlock(creator.tag, keptPrivate)) continue;
+    // A private creator stays exactly when an element of its block stays (PS3.5 7.8.1).
+    for (const creator of elements.filter((element) => isPrivateCreator(element.tag))) {
+      const group = creator.tag >>> 16;
+      const block = creator.tag & 0xff;
+      const used = elements.some((element) => !element.removed && isPrivate(element.tag) && !isPrivateCreator(element.tag) && element.tag >>> 16 === group && ((element.tag >>> 8) & 0xff) === block);
+      if (used) continue;
       creator.removed = true;
       this.record(`${path}(${tagText(creator.tag)})`, creator.tag, 'remove');
     }
@@ -194,6 +197,54 @@ export class DeidEngine {
     // coded values, and loses what people wrote.
     if (within !== 'dataset' && TEXT_VRS.has(element.vr)) return within === 'dummy' ? 'dummy' : 'clean';
     return 'keep';
+  }
+
+  /** The first active rule of the profile that names this element (a private one by its creator). */
+  private ruleFor(tag: number, creators: ReadonlyMap<number, string>): AttributeRule | undefined {
+    for (const rule of this.settings.rules ?? []) {
+      const target = rule.target;
+      if (target.tag !== undefined) {
+        if (target.tag === tag) return rule;
+        continue;
+      }
+      const ref = target.privateRef;
+      if (!ref || !isPrivate(tag) || tag >>> 16 !== ref.group || (tag & 0xff) !== ref.element) continue;
+      if (creators.get(((tag >>> 16) << 8) | ((tag >>> 8) & 0xff)) === ref.creator) return rule;
+    }
+    return undefined;
+  }
+
+  private applyRule(element: EditableElement, rule: AttributeRule, path: string, patientKey: PatientKey, within: Within): void {
+    switch (rule.action) {
+      case 'keep':
+        this.apply(element, 'keep', path, patientKey, within);
+        return;
+      case 'remove':
+        this.apply(element, 'remove', path, patientKey, within);
+        return;
+      case 'empty':
+        this.apply(element, 'empty', path, patientKey, within);
+        return;
+      case 'remapUid':
+        this.replaceUids(element, path);
+        return;
+      case 'shiftDate':
+        if (isDate(element.vr)) this.clean(element, false, path, patientKey);
+        else if (element.vr !== 'TM') this.apply(element, 'remove', path, patientKey, within);
+        return;
+      case 'replace':
+        element.replacement = { value: padToEven(rule.value ?? '', element.vr === 'UI' ? '\0' : ' ') };
+        this.record(path, element.tag, 'replace');
+        return;
+      case 'hash':
+        if (element.vr === 'UI') {
+          this.replaceUids(element, path);
+          return;
+        }
+        element.replacement = { value: padToEven(this.pseudonyms.hash(this.text(element), Math.min(16, maxLength(element.vr))), ' ') };
+        this.record(path, element.tag, 'hash');
+        return;
+    }
   }
 
   private apply(element: EditableElement, action: ConcreteAction, path: string, patientKey: PatientKey, within: Within): void {
@@ -362,6 +413,21 @@ export class DeidEngine {
   private record(path: string, tag: number, action: AuditEntry['action']): void {
     this.audit.push({ path, keyword: keywordOf(tag), action });
   }
+}
+
+/** (group << 8 | block) → private creator, for a dataset level (PS3.5 7.8.1). */
+function privateCreators(elements: readonly ElementNode[]): Map<number, string> {
+  const creators = new Map<number, string>();
+  for (const element of elements) {
+    if (!isPrivateCreator(element.tag)) continue;
+    creators.set(((element.tag >>> 16) << 8) | (element.tag & 0xff), element.value?.toString('latin1').replace(/[\0 ]+$/, '').trim() ?? '');
+  }
+  return creators;
+}
+
+/** PS3.5 Table 6.2-1: the longest value of the text VRs a hash can go into. */
+function maxLength(vr: string): number {
+  return ({ AE: 16, CS: 16, SH: 16, LO: 64, PN: 64, ST: 1024, LT: 10240, UT: 0xfffffffe, UC: 0xfffffffe } as Record<string, number>)[vr] ?? 16;
 }
 
 function isPrivate(tag: number): boolean {

@@ -1,12 +1,27 @@
 /** De-identification settings from the validated config, as the engine and its workers take them. */
 import type { GantryConfig } from '../config/schema.js';
-import type { DeidSettings } from './engine.js';
+import type { BaseSettings } from './decide.js';
 import type { ProfileOption } from './profile-types.js';
+import type { ProfileConfig, RuleConfig } from './rules.js';
 import type { SafePrivateElement } from './safe-private.js';
 
-export function settingsFromConfig(config: GantryConfig): DeidSettings {
+/** The named profiles, then the default one (deid.options and deid.rules) last. */
+export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
+  const options = (list: readonly string[]) => list.filter((option) => option !== 'cleanPixelData') as ProfileOption[];
+  return [
+    ...config.deid.profiles.map((profile) => ({
+      name: profile.name,
+      when: profile.when,
+      options: options(profile.options),
+      rules: profile.rules as RuleConfig[],
+    })),
+    { name: 'default', options: options(config.deid.options), rules: config.deid.rules as RuleConfig[] },
+  ];
+}
+
+/** What every profile shares. */
+export function baseSettingsFromConfig(config: GantryConfig): BaseSettings {
   return {
-    options: new Set(config.deid.options.filter((option) => option !== 'cleanPixelData')) as Set<ProfileOption>,
     dateShift: { minDays: config.deid.dateShift.minDays, maxDays: config.deid.dateShift.maxDays },
     maxAgeYears: config.deid.maxAgeYears,
     safePrivate: safePrivateFromConfig(config),
@@ -21,4 +36,3 @@ export function safePrivateFromConfig(config: GantryConfig): SafePrivateElement[
     element: Number.parseInt(entry.tag.slice(7, 9), 16),
   }));
 }
-

@@ -1,19 +1,19 @@
 /**
- * The de-identification worker (one per thread of the piscina pool): de-identifies one stored
- * original into a new file under the de-identified root, named by its new UIDs, durably.
+ * The de-identification worker (one per thread of the piscina pool): decides and de-identifies one
+ * stored original into a new file under the de-identified root, named by its new UIDs.
  */
 import { mkdirSync, renameSync, statSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
 import { setPriority } from 'node:os';
+import { dirname, join, relative } from 'node:path';
 import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
 import { DEIDENTIFIED_DIR } from '../store/object-store.js';
 import { makeDirectoryDurablySync, syncDirectorySync } from '../store/sync.js';
+import { compileProfiles, type BaseSettings } from './decide.js';
 import { deidentifyFile } from './deidentify-file.js';
 import type { AuditEntry, Finding } from './engine.js';
-import type { ProfileOption } from './profile-types.js';
 import { Pseudonymizer } from './pseudonyms.js';
-import type { SafePrivateElement } from './safe-private.js';
+import type { ProfileConfig } from './rules.js';
 
 const WORKER_NICENESS = 10;
 
@@ -24,24 +24,28 @@ export interface DeidTask {
   temporary: string;
   /** The storage root; the output goes to <root>/deidentified/<Study>/<Series>/<SOP>.dcm. */
   root: string;
-  options: ProfileOption[];
-  dateShift: { minDays: number; maxDays: number };
-  maxAgeYears: number;
-  safePrivate?: SafePrivateElement[];
-  /** Sync the output and its directory (the pipeline does; benchmarks of the engine alone do not). */
+  /** Named profiles first, the default last (settings.ts). */
+  profiles: ProfileConfig[];
+  base: BaseSettings;
+  callingAeTitle: string;
+  /** Sync the output and its directory (not needed when the copy can be made again). */
   sync?: boolean;
 }
 
-export interface DeidTaskResult {
-  /** Relative to the storage root. */
-  filePath: string;
-  fileSize: number;
-  sopInstanceUid: string;
-  seriesInstanceUid: string;
-  studyInstanceUid: string;
-  audit: AuditEntry[];
-  findings: Finding[];
-}
+export type DeidTaskResult =
+  | {
+      kind: 'deidentified';
+      /** Relative to the storage root. */
+      filePath: string;
+      fileSize: number;
+      sopInstanceUid: string;
+      seriesInstanceUid: string;
+      studyInstanceUid: string;
+      profile: string;
+      audit: AuditEntry[];
+      findings: Finding[];
+    }
+  | { kind: 'quarantined'; reason: string };
 
 const pseudonyms = new Pseudonymizer((workerData as { secret: string }).secret);
 /** One read window for every file this thread de-identifies (one at a time). */
@@ -57,25 +61,27 @@ try {
 }
 
 export default function deidentify(task: DeidTask): DeidTaskResult {
+  const durable = task.sync ?? true;
   const outcome = deidentifyFile(task.input, task.temporary, {
-    settings: { options: new Set(task.options), dateShift: task.dateShift, maxAgeYears: task.maxAgeYears, safePrivate: task.safePrivate ?? [] },
+    settings: { profiles: compileProfiles(task.profiles), base: task.base, callingAeTitle: task.callingAeTitle },
     pseudonyms,
-    sync: task.sync ?? true,
+    sync: durable,
     window,
   });
+  if (outcome.kind === 'quarantined') return outcome;
   const target = join(task.root, DEIDENTIFIED_DIR, outcome.studyInstanceUid, outcome.seriesInstanceUid, `${outcome.sopInstanceUid}.dcm`);
-  const durable = task.sync ?? true;
   if (durable) makeDirectoryDurablySync(dirname(target));
   else mkdirSync(dirname(target), { recursive: true });
   renameSync(task.temporary, target);
   if (durable) syncDirectorySync(dirname(target));
-  const { size } = statSync(target);
   return {
+    kind: 'deidentified',
     filePath: relative(task.root, target),
-    fileSize: size,
+    fileSize: statSync(target).size,
     sopInstanceUid: outcome.sopInstanceUid,
     seriesInstanceUid: outcome.seriesInstanceUid,
     studyInstanceUid: outcome.studyInstanceUid,
+    profile: outcome.profile,
     audit: outcome.audit,
     findings: outcome.findings,
   };

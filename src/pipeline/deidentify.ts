@@ -1,26 +1,24 @@
 /**
- * Feeds the de-identification pool from the index: instances in state `received` are held back when
- * their pixels may show identity (burned-in.ts), and otherwise de-identified in a worker thread; each
- * outcome is one transaction (deidentified, quarantined or failed, with its reason). The receive path
+ * Feeds the de-identification pool from the index: each instance in state `received` goes to a worker
+ * thread, which decides (profile, quarantine rules, pixels that may show identity: decide.ts) and
+ * de-identifies; each outcome is one transaction (deidentified, quarantined or failed, with its reason). The receive path
  * only nudges the scheduler; it never waits for it.
  */
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Piscina } from 'piscina';
-import { burnedInTextReason } from '../deid/burned-in.js';
+import type { BaseSettings } from '../deid/decide.js';
 import { PROFILE_EDITION } from '../deid/profile.js';
-import type { ProfileOption } from '../deid/profile-types.js';
-import type { SafePrivateElement } from '../deid/safe-private.js';
+import type { ProfileConfig } from '../deid/rules.js';
 import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
 import type { DeidWork, WaitingInstance } from '../index/deid-work.js';
 import type { Logger } from '../observability/logger.js';
 import { DEID_INCOMING_DIR } from '../store/object-store.js';
 
 export interface DeidSchedulerSettings {
-  options: ProfileOption[];
-  dateShift: { minDays: number; maxDays: number };
-  maxAgeYears: number;
-  safePrivate: SafePrivateElement[];
+  /** Named profiles first, the default last (settings.ts). */
+  profiles: ProfileConfig[];
+  base: BaseSettings;
   quarantineOnFindings: boolean;
 }
 
@@ -94,30 +92,29 @@ export class DeidScheduler {
   }
 
   private dispatch(instance: WaitingInstance): void {
-    const reason = burnedInTextReason(instance);
-    if (reason !== undefined) {
-      this.options.work.markHeld(instance.id, instance.filePath, 'quarantined', `pixel data: ${reason}`);
-      return;
-    }
     const settings = this.options.settings();
     this.sequence += 1;
     const task: DeidTask = {
       input: join(this.options.storagePath, instance.filePath),
       temporary: join(this.options.storagePath, DEID_INCOMING_DIR, `${process.pid}-${this.sequence}.dcm`),
       root: this.options.storagePath,
-      options: settings.options,
-      dateShift: settings.dateShift,
-      maxAgeYears: settings.maxAgeYears,
-      safePrivate: settings.safePrivate,
+      profiles: settings.profiles,
+      base: settings.base,
+      callingAeTitle: instance.callingAeTitle,
       // A de-identified copy can always be made again from its original (the engine is
       // deterministic), so it is not synced: syncing every copy measured as halving the receive
       // path, whose syncs waited behind these on the same disk. After an unclean stop the start-up
       // check sends copies that did not survive back to `received`.
       sync: false,
     };
-    const profile = `PS3.15 ${PROFILE_EDITION} Basic${settings.options.length ? ` + ${[...settings.options].sort().join(', ')}` : ''}`;
     const done = (this.options.pool.run(task) as Promise<DeidTaskResult>)
       .then(async (result) => {
+        // A rule or the pixel check held it back (decide.ts): nothing was written.
+        if (result.kind === 'quarantined') {
+          this.options.work.markHeld(instance.id, instance.filePath, 'quarantined', result.reason);
+          return;
+        }
+        const profile = `${result.profile}: PS3.15 ${PROFILE_EDITION}`;
         const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
         if (settings.quarantineOnFindings && risks.length > 0) {
           const reason = `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);

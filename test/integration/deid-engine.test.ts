@@ -27,7 +27,9 @@ const SECRET = 'the secret of the engine tests';
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 
 function deid(input: string, output: string) {
-  return deidentifyFile(input, output, { settings: DEFAULT_DEID_SETTINGS, pseudonyms: new Pseudonymizer(SECRET) });
+  const result = deidentifyFile(input, output, { settings: DEFAULT_DEID_SETTINGS, pseudonyms: new Pseudonymizer(SECRET) });
+  assert.equal(result.kind, 'deidentified');
+  return result as Extract<typeof result, { kind: 'deidentified' }>;
 }
 
 /** Part 10 files with a supported transfer syntax that DCMTK reads. */
@@ -177,7 +179,7 @@ test('UIDs are consistent across the instances of a study and between runs, and 
   assert.equal(metaValue(join(dir, 'a.dcm'), 0x0003), first.sopInstanceUid, 'the meta header carries the new SOP Instance UID');
   assert.ok(readFileSync(join(dir, 'a.dcm')).equals(readFileSync(join(dir, 'b.dcm'))), 'the same input gives the same bytes');
   const other = deidentifyFile(input, join(dir, 'c.dcm'), { settings: DEFAULT_DEID_SETTINGS, pseudonyms: new Pseudonymizer(`${SECRET}, another`) });
-  assert.notEqual(other.studyInstanceUid, first.studyInstanceUid);
+  assert.ok(other.kind === 'deidentified' && other.studyInstanceUid !== first.studyInstanceUid);
 });
 
 test('text in other character sets that is kept stays byte for byte, and Specific Character Set never changes', async (t) => {

@@ -1,0 +1,52 @@
+/**
+ * Before an instance is de-identified: which profile applies (the first named one whose condition
+ * holds, else the default), whether a rule quarantines it, and whether its pixels may show identity
+ * (then it is quarantined too, unless a `pass` rule of its profile lets it through).
+ */
+import { burnedInTextReason } from './burned-in.js';
+import type { DeidSettings } from './engine.js';
+import { chooseProfile, compileProfile, conditionHolds, type CompiledProfile, type InstanceFacts, type ProfileConfig } from './rules.js';
+
+export type Decision = { kind: 'deidentify'; settings: DeidSettings; profile: string } | { kind: 'quarantine'; reason: string };
+
+export interface DecisionFacts extends InstanceFacts {
+  sopClassUid: string;
+}
+
+/** Shared settings of every profile (the profile adds its options and rules). */
+export type BaseSettings = Omit<DeidSettings, 'options' | 'rules'>;
+
+const compiled = new Map<string, CompiledProfile[]>();
+
+/** Compiles profiles once per distinct configuration (workers see the same list task after task). */
+export function compileProfiles(profiles: readonly ProfileConfig[]): CompiledProfile[] {
+  const key = JSON.stringify(profiles);
+  let found = compiled.get(key);
+  if (!found) {
+    found = profiles.map(compileProfile);
+    if (compiled.size > 16) compiled.clear();
+    compiled.set(key, found);
+  }
+  return found;
+}
+
+const TAG = { Modality: 0x00080060, BurnedInAnnotation: 0x00280301, RecognizableVisualFeatures: 0x00280302 };
+
+export function decide(profiles: readonly CompiledProfile[], facts: DecisionFacts, base: BaseSettings): Decision {
+  const profile = chooseProfile(profiles, facts);
+  const active = profile.instanceRules.filter((rule) => conditionHolds(rule.when, facts));
+  const quarantine = active.find((rule) => rule.kind === 'quarantine');
+  if (quarantine) return { kind: 'quarantine', reason: `rule of profile ${profile.name}: ${quarantine.reason ?? 'quarantine'}` };
+  const pixels = burnedInTextReason({
+    sopClassUid: facts.sopClassUid,
+    modality: facts.attribute(TAG.Modality) ?? null,
+    burnedInAnnotation: facts.attribute(TAG.BurnedInAnnotation) ?? null,
+    recognizableVisualFeatures: facts.attribute(TAG.RecognizableVisualFeatures) ?? null,
+  });
+  if (pixels !== undefined && !active.some((rule) => rule.kind === 'pass')) return { kind: 'quarantine', reason: `pixel data: ${pixels}` };
+  return {
+    kind: 'deidentify',
+    profile: profile.name,
+    settings: { ...base, options: profile.options, rules: profile.attributeRules.filter((rule) => conditionHolds(rule.when, facts)) },
+  };
+}

@@ -1,0 +1,126 @@
+/** Rules of the config and named profiles (src/deid/rules.ts, decide.ts), through the engine. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
+import { type EditableElement } from '../../src/dicom/dataset-writer.js';
+import { compileProfiles, decide } from '../../src/deid/decide.js';
+import { DEFAULT_DEID_SETTINGS, DeidEngine } from '../../src/deid/engine.js';
+import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
+import { RuleError, type ProfileConfig } from '../../src/deid/rules.js';
+import { encodeDataset, type Element } from '../helpers/synthetic-dicom.js';
+
+const PSEUDONYMS = new Pseudonymizer('the secret of the rule tests');
+const BASE = { dateShift: DEFAULT_DEID_SETTINGS.dateShift, maxAgeYears: DEFAULT_DEID_SETTINGS.maxAgeYears };
+
+const DATASET: Element[] = [
+  [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.2'],
+  [0x00080018, 'UI', '1.2.3.4.1'],
+  [0x00080020, 'DA', '20240315'],
+  [0x00080050, 'SH', 'ACC4711'],
+  [0x00080060, 'CS', 'CT'],
+  [0x00080080, 'LO', 'Saint Elsewhere Hospital'],
+  [0x00081010, 'SH', 'CTROOM2'],
+  [0x00081030, 'LO', 'CT HEAD'],
+  [0x00100010, 'PN', 'Doe^Jane'],
+  [0x00100020, 'LO', 'MRN1'],
+  [0x00190010, 'LO', 'ACME_PRIVATE'],
+  [0x00191023, 'LO', 'KEEPME'],
+  [0x00191024, 'LO', 'DROPME'],
+  [0x0020000d, 'UI', '1.2.3.4.2'],
+  [0x00200052, 'UI', '1.2.3.4.3'],
+];
+
+function run(profiles: ProfileConfig[], callingAeTitle = 'CT01', dataset: Element[] = DATASET) {
+  const bytes = encodeDataset(dataset);
+  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  const byTag = new Map(tree.map((element) => [element.tag, element]));
+  const decision = decide(compileProfiles(profiles), {
+    callingAeTitle,
+    sopClassUid: byTag.get(0x00080016)?.value?.toString('latin1').replace(/\0+$/, '') ?? '',
+    attribute: (tag) => byTag.get(tag)?.value?.toString('latin1').replace(/[\0 ]+$/, '').trim(),
+  }, BASE);
+  if (decision.kind === 'quarantine') return { decision, values: new Map<number, string | undefined>() };
+  new DeidEngine(decision.settings, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+  const values = new Map(
+    tree.map((element: ElementNode & { removed?: boolean; replacement?: { value: Buffer } }) => [
+      element.tag,
+      element.removed ? undefined : (element.replacement?.value ?? element.value ?? Buffer.alloc(0)).toString('latin1').replace(/[\0 ]+$/, ''),
+    ]),
+  );
+  return { decision, values };
+}
+
+const profile = (rules: ProfileConfig['rules'], extra: Partial<ProfileConfig> = {}): ProfileConfig[] => [{ name: 'default', options: [], rules, ...extra }];
+
+test('keep, remove, empty, replace and hash rules override the profile', () => {
+  const { values } = run(
+    profile([
+      { attribute: 'StationName', action: 'keep' },
+      { attribute: 'Modality', action: 'remove' },
+      { attribute: '(0008,1030)', action: 'replace', value: 'RESEARCH' },
+      { attribute: 'InstitutionName', action: 'empty' },
+      { attribute: 'AccessionNumber', action: 'hash' },
+    ]),
+  );
+  assert.equal(values.get(0x00081010), 'CTROOM2', 'kept by the rule, though the profile says D');
+  assert.equal(values.get(0x00080060), undefined, 'removed by the rule');
+  assert.equal(values.get(0x00081030), 'RESEARCH');
+  assert.equal(values.get(0x00080080), '');
+  const hashed = values.get(0x00080050) as string;
+  assert.match(hashed, /^[A-Z2-7]{16}$/);
+  assert.equal(run(profile([{ attribute: 'AccessionNumber', action: 'hash' }])).values.get(0x00080050), hashed, 'the same value, the same hash');
+});
+
+test('shiftDate and remapUid rules, and a private element kept by its creator', () => {
+  const { values } = run(
+    profile(
+      [
+        { attribute: 'StudyDate', action: 'shiftDate' },
+        { attribute: 'FrameOfReferenceUID', action: 'remapUid' },
+        { attribute: { creator: 'ACME_PRIVATE', tag: '0019,xx23' }, action: 'keep' },
+      ],
+      { options: ['retainUIDs'] },
+    ),
+  );
+  assert.match(values.get(0x00080020) ?? '', /^\d{8}$/);
+  assert.notEqual(values.get(0x00080020), '20240315');
+  assert.equal(values.get(0x0020000d), '1.2.3.4.2', 'retainUIDs keeps the study UID');
+  assert.match(values.get(0x00200052) ?? '', /^2\.25\./, 'the rule remaps the frame of reference anyway');
+  assert.equal(values.get(0x00191023), 'KEEPME');
+  assert.equal(values.get(0x00190010), 'ACME_PRIVATE', 'its creator stays with it');
+  assert.equal(values.get(0x00191024), undefined);
+});
+
+test('conditions on the calling AE title and on attribute values (exact and /regex/)', () => {
+  const rules: ProfileConfig['rules'] = [{ attribute: 'StationName', action: 'keep', when: { callingAeTitle: ['CT01', 'CT02'], attributes: { Modality: 'CT', InstitutionName: '/^Saint/' } } }];
+  assert.equal(run(profile(rules), 'CT01').values.get(0x00081010), 'CTROOM2');
+  assert.notEqual(run(profile(rules), 'MR07').values.get(0x00081010), 'CTROOM2', 'another caller: the profile applies');
+  const other = DATASET.map((element) => (element[0] === 0x00080080 ? ([0x00080080, 'LO', 'General Hospital'] as Element) : element));
+  assert.notEqual(run(profile(rules), 'CT01', other).values.get(0x00081010), 'CTROOM2', 'another institution: the profile applies');
+});
+
+test('a quarantine rule holds an instance back; burned-in text is held back unless a pass rule says otherwise', () => {
+  const held = run(profile([{ action: 'quarantine', reason: 'no consent for Saint', when: { attributes: { InstitutionName: '/Saint/' } } }]));
+  assert.deepEqual(held.decision, { kind: 'quarantine', reason: 'rule of profile default: no consent for Saint' });
+  const ultrasound = DATASET.map((element) => (element[0] === 0x00080060 ? ([0x00080060, 'CS', 'US'] as Element) : element));
+  assert.equal(run(profile([]), 'US01', ultrasound).decision.kind, 'quarantine');
+  assert.match((run(profile([]), 'US01', ultrasound).decision as { reason: string }).reason, /modality US/);
+  assert.equal(run(profile([{ action: 'pass', when: { callingAeTitle: 'US01' } }]), 'US01', ultrasound).decision.kind, 'deidentify');
+});
+
+test('named profiles: the first whose condition holds, else the default', () => {
+  const profiles: ProfileConfig[] = [
+    { name: 'trial', when: { callingAeTitle: 'CT01' }, options: ['retainUIDs'], rules: [] },
+    { name: 'default', options: [], rules: [] },
+  ];
+  const trial = run(profiles, 'CT01');
+  assert.ok(trial.decision.kind === 'deidentify' && trial.decision.profile === 'trial');
+  assert.equal(trial.values.get(0x0020000d), '1.2.3.4.2');
+  const other = run(profiles, 'MR01');
+  assert.ok(other.decision.kind === 'deidentify' && other.decision.profile === 'default');
+  assert.match(other.values.get(0x0020000d) ?? '', /^2\.25\./);
+});
+
+test('a rule naming an attribute the dictionary does not know is refused, with the profile and rule', () => {
+  assert.throws(() => compileProfiles(profile([{ attribute: 'StationNmae', action: 'keep' }])), (error: unknown) => error instanceof RuleError && /profile default, rule 1: "StationNmae" is neither a DICOM keyword/.test(error.message));
+});
