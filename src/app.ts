@@ -13,7 +13,7 @@ import { resolveDeidSecret } from './config/secret.js';
 import { compileProfiles } from './deid/decide.js';
 import { baseSettingsFromConfig, profilesFromConfig } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
-import { DeidScheduler } from './pipeline/deidentify.js';
+import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
 import { openDatabase, WalSync, type Db } from './db/database.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
 import {
@@ -38,7 +38,7 @@ export interface RunningGantry {
   dicom: AddressInfo;
   storagePath: string;
   /** Applies the settings that can change while running; returns the keys that need a restart. */
-  reload(config: GantryConfig): Promise<string[]>;
+  reload(config: LoadedConfig): Promise<string[]>;
   stop(): Promise<void>;
 }
 
@@ -66,7 +66,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   const writer = new IndexWriter(db, index, wal);
   if (unclean) await checkNewestRows(index, store, log);
   const secret = resolveDeidSecret(loaded, storagePath, log);
-  checkRules(loaded);
+  let deidSettings = deidSettingsOf(loaded);
   const pool = new Piscina({
     filename: new URL('./deid/worker.js', import.meta.url).href,
     workerData: { secret },
@@ -85,11 +85,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     storagePath,
     log,
     maxInFlight: config.deid.workers * 2,
-    settings: () => ({
-      profiles: profilesFromConfig(config),
-      base: baseSettingsFromConfig(config),
-      quarantineOnFindings: config.deid.quarantineOnFindings,
-    }),
+    settings: () => deidSettings,
   });
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();
@@ -156,9 +152,12 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   return {
     dicom,
     storagePath,
-    async reload(next: GantryConfig): Promise<string[]> {
+    async reload(nextLoaded: LoadedConfig): Promise<string[]> {
+      const next = nextLoaded.config;
       const restartNeeded = RESTART_KEYS.filter(([key, read]) => read(next) !== read(config)).map(([key]) => key);
+      const nextDeid = deidSettingsOf(nextLoaded);
       callers = await resolveAllowedCallers(next, log);
+      deidSettings = nextDeid;
       config = next;
       log.level = next.log.level;
       return restartNeeded;
@@ -196,12 +195,18 @@ const RESTART_KEYS: ReadonlyArray<readonly [string, (config: GantryConfig) => un
   ['http.port', (c) => c.http.port],
 ];
 
-/** Rules name attributes by keyword or tag: a name the dictionary does not know stops start-up. */
-function checkRules(loaded: LoadedConfig): void {
+/**
+ * The de-identification settings of a config, made once (the certificate is read once): a rule that
+ * names an attribute the dictionary does not know, or a certificate that cannot be read, stops start-up
+ * (or a reload) with the key named.
+ */
+function deidSettingsOf(loaded: LoadedConfig): DeidSchedulerSettings {
   try {
-    compileProfiles(profilesFromConfig(loaded.config));
+    const profiles = profilesFromConfig(loaded.config);
+    compileProfiles(profiles);
+    return { profiles, base: baseSettingsFromConfig(loaded.config), quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
   } catch (error) {
-    throw new ConfigError(loaded.source, [`deid.rules or deid.profiles: ${(error as Error).message}`]);
+    throw new ConfigError(loaded.source, [(error as Error).message]);
   }
 }
 

@@ -12,6 +12,9 @@ import { stringify } from 'yaml';
 import { startGantry } from '../app.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../observability/logger.js';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { reidentifyFile } from '../deid/reidentify.js';
 import { runDeid } from './deid.js';
 
 const program = new Command();
@@ -53,11 +56,11 @@ program
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGHUP', () => {
       try {
-        const next = loadConfigFile(options.config).config;
+        const next = loadConfigFile(options.config);
         void gantry.reload(next).then((restartKeys) => {
           if (restartKeys.length > 0) log.warn({ keys: restartKeys }, 'configuration reloaded; these keys take effect after a restart');
           else log.info('configuration reloaded');
-        });
+        }, (error: Error) => log.error({ err: error.message }, 'configuration reload refused; the running configuration stays'));
       } catch (error) {
         log.error({ err: (error as Error).message }, 'configuration reload refused; the running configuration stays');
       }
@@ -80,6 +83,28 @@ program
       `de-identified ${summary.done} file(s) into ${options.out}; ${summary.held.length} held back; ${summary.failed.length} failed; ${summary.findings} finding(s)\n`,
     );
     process.exitCode = summary.failed.length > 0 ? 1 : 0;
+  });
+
+program
+  .command('reidentify')
+  .description('restore the original attributes of reversibly de-identified files (needs the recipient private key)')
+  .requiredOption('-k, --key <file>', 'PEM private key of the deid.encryption recipient certificate')
+  .requiredOption('-o, --out <dir>', 'folder for the re-identified files (same names)')
+  .argument('<file...>', 'de-identified files')
+  .action((files: string[], options: { key: string; out: string }) => {
+    const key = readFileSync(options.key, 'utf8');
+    mkdirSync(options.out, { recursive: true });
+    let failed = 0;
+    for (const file of files) {
+      try {
+        const { restored } = reidentifyFile(file, join(options.out, basename(file)), key);
+        process.stdout.write(`${file}: ${restored} attribute(s) restored\n`);
+      } catch (error) {
+        failed += 1;
+        process.stderr.write(`not re-identified: ${file}: ${(error as Error).message}\n`);
+      }
+    }
+    process.exitCode = failed > 0 ? 1 : 0;
   });
 
 const configCommand = program.command('config').description('inspect a configuration');

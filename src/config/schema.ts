@@ -206,6 +206,13 @@ export const configSchema = z
           )
           .default([])
           .describe('With retainSafePrivate: private elements known to hold nothing identifying, as { creator, tag: "0019,xx23" } (besides those an instance declares safe itself, PS3.15 E.3.10).'),
+        encryption: z
+          .object({
+            recipientCertificate: z.string().min(1).describe('PEM file of the X.509 certificate (RSA key) of whoever may re-identify.'),
+          })
+          .strict()
+          .optional()
+          .describe('Reversible pseudonymisation: the original values go into the Encrypted Attributes Sequence for this recipient (PS3.15 E.1.2).'),
         pixelZones: z.string().min(1).optional().describe('YAML file of pixel redaction zones.'),
         rules: z.array(deidRule).default([]).describe('Rules that override the profile per attribute, or quarantine or pass an instance.'),
         profiles: z

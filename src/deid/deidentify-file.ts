@@ -33,7 +33,7 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
   try {
     const decision = decideFor(opened, options);
     if (decision.kind === 'quarantine') return { kind: 'quarantined', reason: decision.reason };
-    const engine = new DeidEngine(decision.settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be');
+    const engine = new DeidEngine(decision.settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
     const header = encodePart10Header({
       mediaStorageSopClassUid: opened.sopClassUid,

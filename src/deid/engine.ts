@@ -6,7 +6,9 @@
  * everything untouched byte for byte. Pure: no files, sockets or SQL.
  */
 import type { ByteSource, ElementNode } from '../dicom/dataset-tree.js';
-import { insertElement, insertSequence, newElement, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
+import { insertElement, insertSequence, isDirty, newElement, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
+import { reencodeElements } from '../dicom/reencode.js';
+import { envelope } from './cms.js';
 import { keywordOf } from '../dicom/dictionary.js';
 import { tagText } from '../dicom/header-scanner.js';
 import { padToEven, trimUid } from '../dicom/values.js';
@@ -27,6 +29,9 @@ export interface DeidSettings {
   safePrivate?: readonly SafePrivateElement[];
   /** Rules of config that override the profile for this instance (their conditions already hold). */
   rules?: readonly AttributeRule[];
+  /** A recipient certificate (PEM): the original values of what changes go into the Encrypted
+   * Attributes Sequence for it (PS3.15 E.1.2), so that it, and only it, can re-identify. */
+  encryptFor?: string;
 }
 
 export const DEFAULT_DEID_SETTINGS: DeidSettings = {
@@ -74,6 +79,9 @@ const TAG = {
   CodeValue: 0x00080100,
   CodingSchemeDesignator: 0x00080102,
   CodeMeaning: 0x00080104,
+  EncryptedAttributesSequence: 0x04000500,
+  EncryptedContentTransferSyntaxUID: 0x04000510,
+  EncryptedContent: 0x04000520,
 } as const;
 
 /** PS3.16 CID 7050 (De-identification Method), the codes of the profile and its options. */
@@ -113,6 +121,7 @@ export class DeidEngine {
     private readonly pseudonyms: Pseudonymizer,
     private readonly source: ByteSource | undefined,
     private readonly bigEndian: boolean,
+    private readonly implicit = false,
   ) {}
 
   /**
@@ -136,8 +145,10 @@ export class DeidEngine {
     }
     this.dateOffsetDays = this.pseudonyms.dateOffsetDays(patientKey, this.settings.dateShift.minDays, this.settings.dateShift.maxDays);
     this.identifiers = identifiersToScrub([text(TAG.PatientName), patientKey.patientId, text(0x00080050)]);
+    const untouched = [...elements];
     this.walk(elements, '', patientKey);
     this.scanForResidualPhi(elements, '');
+    if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element)));
     this.addMethodAttributes(elements);
     const retainUids = this.settings.options.has('retainUIDs');
     return {
@@ -372,6 +383,69 @@ export class DeidEngine {
         this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
       }
     }
+  }
+
+  /**
+   * PS3.15 E.1.2 and PS3.3 C.12.1.1.4.1: the original elements that the de-identification changes or
+   * removes, in a Modified Attributes Sequence item, encrypted as CMS for the recipient, in an
+   * Encrypted Attributes Sequence item with the transfer syntax of the encrypted dataset (explicit VR,
+   * as required).
+   */
+  private encryptOriginals(elements: EditableElement[], changed: readonly ElementNode[]): void {
+    if (!this.source) throw new Error('encrypting the original attributes needs the source dataset');
+    const to = this.bigEndian ? 'explicit-be' : 'explicit-le';
+    const from = this.bigEndian ? 'explicit-be' : this.implicit ? 'implicit-le' : 'explicit-le';
+    const chunks: Buffer[] = [];
+    const emit = (bytes: Buffer) => chunks.push(bytes);
+    // Modified Attributes Sequence (0400,0550), one item of undefined length.
+    emit(this.sequenceHeader(0x04000550, to === 'explicit-be'));
+    emit(this.itemStart(to === 'explicit-be'));
+    reencodeElements(changed, this.source, from, to, emit);
+    emit(this.delimiterOf(0xfffee00d, to === 'explicit-be'));
+    emit(this.delimiterOf(0xfffee0dd, to === 'explicit-be'));
+    const envelopeDer = envelope(Buffer.concat(chunks), this.settings.encryptFor as string);
+    const syntax = to === 'explicit-be' ? '1.2.840.10008.1.2.2' : '1.2.840.10008.1.2.1';
+    insertSequence(elements, TAG.EncryptedAttributesSequence, [
+      [
+        newElement(TAG.EncryptedContentTransferSyntaxUID, 'UI', padToEven(syntax, '\0')),
+        newElement(TAG.EncryptedContent, 'OB', envelopeDer.length % 2 ? Buffer.concat([envelopeDer, Buffer.from([0])]) : envelopeDer),
+      ],
+    ]);
+    this.audit.push({ path: `(${tagText(TAG.EncryptedAttributesSequence)})`, keyword: keywordOf(TAG.EncryptedAttributesSequence), action: 'added' });
+  }
+
+  private sequenceHeader(tag: number, bigEndian: boolean): Buffer {
+    const out = Buffer.alloc(12);
+    if (bigEndian) {
+      out.writeUInt16BE(tag >>> 16, 0);
+      out.writeUInt16BE(tag & 0xffff, 2);
+      out.writeUInt32BE(0xffffffff, 8);
+    } else {
+      out.writeUInt16LE(tag >>> 16, 0);
+      out.writeUInt16LE(tag & 0xffff, 2);
+      out.writeUInt32LE(0xffffffff, 8);
+    }
+    out.write('SQ', 4, 'latin1');
+    return out;
+  }
+
+  private itemStart(bigEndian: boolean): Buffer {
+    const out = this.delimiterOf(0xfffee000, bigEndian);
+    if (bigEndian) out.writeUInt32BE(0xffffffff, 4);
+    else out.writeUInt32LE(0xffffffff, 4);
+    return out;
+  }
+
+  private delimiterOf(tag: number, bigEndian: boolean): Buffer {
+    const out = Buffer.alloc(8);
+    if (bigEndian) {
+      out.writeUInt16BE(tag >>> 16, 0);
+      out.writeUInt16BE(tag & 0xffff, 2);
+    } else {
+      out.writeUInt16LE(tag >>> 16, 0);
+      out.writeUInt16LE(tag & 0xffff, 2);
+    }
+    return out;
   }
 
   private addMethodAttributes(elements: EditableElement[]): void {

@@ -1,4 +1,6 @@
 /** De-identification settings from the validated config, as the engine and its workers take them. */
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { GantryConfig } from '../config/schema.js';
 import type { BaseSettings } from './decide.js';
 import type { ProfileOption } from './profile-types.js';
@@ -21,11 +23,26 @@ export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
 
 /** What every profile shares. */
 export function baseSettingsFromConfig(config: GantryConfig): BaseSettings {
+  const certificate = config.deid.encryption?.recipientCertificate;
   return {
     dateShift: { minDays: config.deid.dateShift.minDays, maxDays: config.deid.dateShift.maxDays },
     maxAgeYears: config.deid.maxAgeYears,
     safePrivate: safePrivateFromConfig(config),
+    ...(certificate ? { encryptFor: readCertificate(certificate) } : {}),
   };
+}
+
+/** The recipient certificate, checked once: a wrong file stops start-up, not every instance. */
+function readCertificate(path: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+    const certificate = new X509Certificate(pem);
+    if (certificate.publicKey.asymmetricKeyType !== 'rsa') throw new Error('its key is not RSA');
+  } catch (error) {
+    throw new Error(`deid.encryption.recipientCertificate: ${path} is not a readable PEM X.509 certificate with an RSA key (${(error as Error).message})`);
+  }
+  return pem;
 }
 
 /** deid.safePrivate entries as the engine takes them. */

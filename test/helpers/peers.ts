@@ -20,6 +20,7 @@ const PACKAGE_OF: Record<string, string> = {
   Orthanc: 'orthanc',
   [PYDICOM_TEST_FILES]: 'python3-pydicom',
   '/usr/bin/python3': 'python3',
+  openssl: 'openssl',
 };
 
 /**

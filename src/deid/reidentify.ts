@@ -1,0 +1,85 @@
+/**
+ * Re-identification (PS3.15 E.1.2): the holder of the recipient's private key opens the Encrypted
+ * Attributes Sequence of a de-identified file and writes a new file with the original attributes
+ * back in place, without the attributes the de-identification added.
+ */
+import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { deflateRawSync } from 'node:zlib';
+import { BufferSource, parseDataset, parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
+import { DatasetWriter } from '../dicom/dataset-writer.js';
+import { encodePart10Header } from '../dicom/part10.js';
+import { reencodeElements } from '../dicom/reencode.js';
+import { trimUid } from '../dicom/values.js';
+import { openEnvelope } from './cms.js';
+
+const TAG = {
+  SOPInstanceUID: 0x00080018,
+  EncryptedAttributesSequence: 0x04000500,
+  EncryptedContentTransferSyntaxUID: 0x04000510,
+  EncryptedContent: 0x04000520,
+  ModifiedAttributesSequence: 0x04000550,
+} as const;
+
+/** What the de-identification adds, and re-identification takes away again (unless original). */
+const ADDED_BY_DEIDENTIFICATION = new Set([0x00120062, 0x00120063, 0x00120064, 0x00280303, TAG.EncryptedAttributesSequence]);
+
+export function reidentifyFile(input: string, output: string, privateKeyPem: string): { restored: number } {
+  const parsed = parseFile(input);
+  try {
+    const originals = decryptOriginals(parsed.elements, parsed.source, privateKeyPem);
+    const restoredTags = new Set(originals.elements.map((element) => element.tag));
+    const kept = parsed.elements.filter((element) => !restoredTags.has(element.tag) && !ADDED_BY_DEIDENTIFICATION.has(element.tag));
+    const pieces: Buffer[] = [];
+    const emit = (bytes: Buffer) => pieces.push(Buffer.from(bytes));
+    const writer = new DatasetWriter(parsed.source, parsed.encoding, emit);
+    const all = [...kept.map((element) => ({ element, original: false })), ...originals.elements.map((element) => ({ element, original: true }))].sort(
+      (a, b) => a.element.tag - b.element.tag,
+    );
+    for (const { element, original } of all) {
+      if (original) reencodeElements([element], originals.source, originals.encoding, parsed.encoding, emit);
+      else writer.writeElements([element]);
+    }
+    const sop = originals.elements.find((element) => element.tag === TAG.SOPInstanceUID);
+    const meta = (element: number) => trimUid(parsed.meta.get(element)?.toString('latin1') ?? '');
+    const header = encodePart10Header({
+      mediaStorageSopClassUid: meta(0x0002),
+      mediaStorageSopInstanceUid: sop?.value ? trimUid(sop.value.toString('latin1')) : meta(0x0003),
+      transferSyntaxUid: parsed.transferSyntaxUid,
+    });
+    const dataset = Buffer.concat(pieces);
+    const temporary = `${output}.partial`;
+    const fd = openSync(temporary, 'w', 0o600);
+    try {
+      writeSync(fd, header);
+      writeSync(fd, parsed.deflated ? deflateRawSync(dataset) : dataset);
+    } catch (error) {
+      closeSync(fd);
+      unlinkSync(temporary);
+      throw error;
+    }
+    closeSync(fd);
+    renameSync(temporary, output);
+    return { restored: originals.elements.length };
+  } finally {
+    parsed.close();
+  }
+}
+
+function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, privateKeyPem: string) {
+  const sequence = elements.find((element) => element.tag === TAG.EncryptedAttributesSequence);
+  const item = sequence?.items?.[0];
+  if (!item) throw new Error('the file has no Encrypted Attributes Sequence: it was not de-identified reversibly');
+  const field = (tag: number) => {
+    const element = item.elements.find((candidate) => candidate.tag === tag);
+    if (!element) throw new Error(`the Encrypted Attributes Sequence lacks (${tag.toString(16)})`);
+    return element.value ?? Buffer.from(source.read(element.valueOffset, element.length));
+  };
+  const syntax = trimUid(field(TAG.EncryptedContentTransferSyntaxUID).toString('latin1'));
+  const encoding = syntax === '1.2.840.10008.1.2.2' ? 'explicit-be' : syntax === '1.2.840.10008.1.2.1' ? 'explicit-le' : undefined;
+  if (!encoding) throw new Error(`encrypted content in transfer syntax ${syntax} is not supported`);
+  const inner = new BufferSource(openEnvelope(field(TAG.EncryptedContent), privateKeyPem));
+  const modified = parseDataset(inner, encoding).find((element) => element.tag === TAG.ModifiedAttributesSequence);
+  const originals = modified?.items?.[0]?.elements;
+  if (!originals) throw new Error('the encrypted content holds no Modified Attributes Sequence');
+  return { elements: originals, source: inner, encoding } as const;
+}
