@@ -11,6 +11,7 @@ import { ConfigError, type LoadedConfig } from './config/load.js';
 import type { GantryConfig } from './config/schema.js';
 import { resolveDeidSecret } from './config/secret.js';
 import { compileProfiles } from './deid/decide.js';
+import { Pseudonymizer } from './deid/pseudonyms.js';
 import { baseSettingsFromConfig, profilesFromConfig } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
@@ -66,6 +67,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   const writer = new IndexWriter(db, index, wal);
   if (unclean) await checkNewestRows(index, store, log);
   const secret = resolveDeidSecret(loaded, storagePath, log);
+  // Checked here, where a bad secret is a start-up error, not in every worker thread.
+  new Pseudonymizer(secret);
   let deidSettings = deidSettingsOf(loaded);
   const pool = new Piscina({
     filename: new URL('./deid/worker.js', import.meta.url).href,
@@ -77,6 +80,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     // Each task holds one header and a 1 MB read window: small heaps keep the threads' memory flat.
     resourceLimits: { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 4 },
   });
+  // A thread that dies (out of memory, a native fault) is replaced by piscina; say so.
+  pool.on('error', (error: Error) => log.error({ err: error.message }, 'a de-identification thread failed'));
   const deidWork = new DeidWork(db);
   if (unclean) await checkNewestDeidentified(deidWork, storagePath, log);
   const scheduler = new DeidScheduler({

@@ -13,6 +13,7 @@ import { deidentifyFile } from '../deid/deidentify-file.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
 import type { Logger } from '../observability/logger.js';
+import { pathSegment } from '../store/object-store.js';
 
 export interface DeidRunSummary {
   done: number;
@@ -37,9 +38,9 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
         summary.held.push({ path, reason: outcome.reason });
         continue;
       }
-      const directory = join(out, outcome.studyInstanceUid, outcome.seriesInstanceUid);
+      const directory = join(out, pathSegment(outcome.studyInstanceUid), pathSegment(outcome.seriesInstanceUid));
       mkdirSync(directory, { recursive: true });
-      renameSync(temporary, join(directory, `${outcome.sopInstanceUid}.dcm`));
+      renameSync(temporary, join(directory, `${pathSegment(outcome.sopInstanceUid)}.dcm`));
       summary.done += 1;
       summary.findings += outcome.findings.length;
     } catch (error) {

@@ -25,6 +25,11 @@ export function resolveDeidSecret(loaded: LoadedConfig, storagePath: string, log
   const file = join(storagePath, GENERATED_SECRET_FILE);
   try {
     const secret = readFileSync(file, 'utf8').trim();
+    if (Buffer.byteLength(secret, 'utf8') < 16) {
+      throw new ConfigError(loaded.source, [
+        `the generated secret in ${file} is shorter than 16 bytes (damaged?): restore it from its backup; deleting it makes a new one, which changes every pseudonym from then on`,
+      ]);
+    }
     if ((statSync(file).mode & 0o077) !== 0) {
       chmodSync(file, 0o600);
       log.warn({ file }, 'the generated de-identification secret was readable by others; made it owner-only');

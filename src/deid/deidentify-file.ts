@@ -5,10 +5,9 @@
  * never changes.
  */
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { deflateRawSync } from 'node:zlib';
 import { parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../dicom/dataset-writer.js';
-import { encodePart10Header } from '../dicom/part10.js';
+import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
 import { decide, type BaseSettings, type Decision } from './decide.js';
@@ -43,12 +42,12 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
     const temporary = `${output}.partial`;
     const fd = openSync(temporary, 'w', 0o640);
     try {
-      writeSync(fd, header);
+      writeAll(fd, header);
       const emit = (bytes: Buffer) => writeAll(fd, bytes);
       if (opened.deflated) {
         const chunks: Buffer[] = [];
         new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(Buffer.from(bytes))).writeElements(opened.elements);
-        emit(deflateRawSync(Buffer.concat(chunks)));
+        emit(deflateDataset(Buffer.concat(chunks)));
       } else {
         new DatasetWriter(opened.source, opened.encoding, emit).writeElements(opened.elements);
       }
@@ -87,7 +86,8 @@ function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decis
   );
 }
 
-function writeAll(fd: number, bytes: Buffer): void {
+/** writeSync may write less than asked: loop until all is written. */
+export function writeAll(fd: number, bytes: Buffer): void {
   let done = 0;
   while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
 }

@@ -15,7 +15,7 @@ import { padToEven, trimUid } from '../dicom/values.js';
 import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
 import type { ProfileOption } from './profile-types.js';
 import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
-import type { AttributeRule } from './rules.js';
+import { HASHABLE_VRS, MAX_VALUE_LENGTH, type AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
 import { capAge, dummyValue, shiftDate, shiftDateTime } from './values.js';
 
@@ -101,6 +101,9 @@ const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic', string, string]
 
 const BINARY_VRS = new Set(['OB', 'OW', 'OF', 'OD', 'OL', 'OV', 'UN']);
 
+/** UIDs that name what kind of thing something is, not which one: they identify no one. */
+const STANDARD_UID_KEYWORD = /ClassUID|TransferSyntaxUID|CodingScheme|ContextUID|MappingResourceUID|ApplicationContext|TemplateUID|PrivateInformationCreatorUID/;
+
 /** Where people write free text (cleaned by C, scanned for residual identity). */
 const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
 
@@ -150,13 +153,21 @@ export class DeidEngine {
     this.scanForResidualPhi(elements, '');
     if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element)));
     this.addMethodAttributes(elements);
+    // The identity of the output is what the dataset now says (a rule may have kept or replaced a
+    // UID); an instance without SOPInstanceUID is named by the keyed meta one.
+    const finalUid = (tag: number) => {
+      const element = elements.find((candidate) => candidate.tag === tag);
+      if (!element || element.removed) return '';
+      return trimUid(element.replacement ? element.replacement.value.toString('latin1').replace(/[\0 ]+$/, '') : this.text(element));
+    };
     const retainUids = this.settings.options.has('retainUIDs');
+    const sopInstanceUid = finalUid(TAG.SOPInstanceUID) || (retainUids || original.sop === '' ? original.sop : this.pseudonyms.uid(original.sop));
     return {
       audit: this.audit,
       findings: this.findings,
-      sopInstanceUid: retainUids || original.sop === '' ? original.sop : this.pseudonyms.uid(original.sop),
-      studyInstanceUid: retainUids ? original.study : this.pseudonyms.uid(original.study),
-      seriesInstanceUid: retainUids ? original.series : this.pseudonyms.uid(original.series),
+      sopInstanceUid,
+      studyInstanceUid: finalUid(TAG.StudyInstanceUID),
+      seriesInstanceUid: finalUid(TAG.SeriesInstanceUID),
     };
   }
 
@@ -188,6 +199,11 @@ export class DeidEngine {
         this.record(`${path}(${tagText(element.tag)})`, element.tag, 'remove');
       }
     }
+    // A group length (retired, PS3.5 7.2) of a group that is otherwise all gone goes with it.
+    for (const groupLength of elements.filter((element) => (element.tag & 0xffff) === 0 && !element.removed)) {
+      const members = elements.filter((element) => element.tag >>> 16 === groupLength.tag >>> 16 && element !== groupLength);
+      if (members.every((member) => member.removed)) groupLength.removed = true;
+    }
     // A private creator stays exactly when an element of its block stays (PS3.5 7.8.1).
     for (const creator of elements.filter((element) => isPrivateCreator(element.tag))) {
       const group = creator.tag >>> 16;
@@ -201,11 +217,25 @@ export class DeidEngine {
 
   private actionFor(element: EditableElement, within: Within): ConcreteAction {
     if (element.tag === TAG.PatientName || element.tag === TAG.PatientID) return 'dummy';
+    // Someone else's encrypted originals never leave; ours replace them (encryptOriginals).
+    if (element.tag === TAG.EncryptedAttributesSequence) return 'remove';
     const row = profileRowFor(element.tag);
     if (row) return concreteAction(actionCodeFor(row, this.settings.options), element.vr);
-    // Attributes Table E.1-1 does not list are retained (PS3.15 E.1.1), except free text inside a
-    // sequence the profile replaces (D) or cleans (C): Content Sequence keeps its structure and
-    // coded values, and loses what people wrote.
+    return this.actionForUnlisted(element, within);
+  }
+
+  /**
+   * Attributes Table E.1-1 does not list are retained (PS3.15 E.1.1), with safety nets for what the
+   * table cannot foresee (attributes newer than its edition, or unknown to it): a UID that is not
+   * one the standard defines and does not name a class, syntax or coding scheme is an instance UID
+   * and gets a keyed replacement, so references stay consistent; links (UR) and birth or death
+   * dates go. Inside a sequence the profile replaces (D) or cleans (C), free text is replaced or
+   * cleaned: Content Sequence keeps its structure and coded values, and loses what people wrote.
+   */
+  private actionForUnlisted(element: EditableElement, within: Within): ConcreteAction {
+    const keyword = keywordOf(element.tag) ?? '';
+    if (element.vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !this.text(element).startsWith('1.2.840.10008.')) return 'uid';
+    if (element.vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
     if (within !== 'dataset' && TEXT_VRS.has(element.vr)) return within === 'dummy' ? 'dummy' : 'clean';
     return 'keep';
   }
@@ -244,6 +274,12 @@ export class DeidEngine {
         else if (element.vr !== 'TM') this.apply(element, 'remove', path, patientKey, within);
         return;
       case 'replace':
+        // Rules on standard attributes were checked against their VR (rules.ts); a private one is
+        // known only here: text cannot replace a binary value, so that goes.
+        if (MAX_VALUE_LENGTH[element.vr] === undefined && element.vr !== 'UN') {
+          this.apply(element, 'remove', path, patientKey, within);
+          return;
+        }
         element.replacement = { value: padToEven(rule.value ?? '', element.vr === 'UI' ? '\0' : ' ') };
         this.record(path, element.tag, 'replace');
         return;
@@ -252,7 +288,11 @@ export class DeidEngine {
           this.replaceUids(element, path);
           return;
         }
-        element.replacement = { value: padToEven(this.pseudonyms.hash(this.text(element), Math.min(16, maxLength(element.vr))), ' ') };
+        if (!HASHABLE_VRS.has(element.vr) && element.vr !== 'UN') {
+          this.apply(element, 'remove', path, patientKey, within);
+          return;
+        }
+        element.replacement = { value: padToEven(this.pseudonyms.hash(this.text(element), Math.min(16, MAX_VALUE_LENGTH[element.vr] ?? 16)), ' ') };
         this.record(path, element.tag, 'hash');
         return;
     }
@@ -283,8 +323,9 @@ export class DeidEngine {
         }
         if (element.tag === TAG.PatientName) this.replaceText(element, this.pseudonyms.patientName(patientKey), path, 'pseudonym');
         else if (element.tag === TAG.PatientID) this.replaceText(element, this.pseudonyms.patientId(patientKey), path, 'pseudonym');
+        else if (element.vr === 'UI') this.replaceUids(element, path);
         else {
-          element.replacement = { value: dummyValue(element.vr, this.bigEndian) };
+          element.replacement = { value: dummyValue(element.vr) };
           if (isDate(element.vr)) this.datesRemoved = true;
           this.record(path, element.tag, 'dummy');
         }
@@ -321,7 +362,8 @@ export class DeidEngine {
     const uids = this.text(element)
       .split('\\')
       .map((uid) => trimUid(uid.trim()));
-    const replaced = uids.map((uid) => (uid === '' ? '' : this.pseudonyms.uid(uid))).join('\\');
+    // UIDs of the standard itself (classes, well-known instances) identify no one and must keep meaning.
+    const replaced = uids.map((uid) => (uid === '' || uid.startsWith('1.2.840.10008.') ? uid : this.pseudonyms.uid(uid))).join('\\');
     element.replacement = { value: padToEven(replaced, '\0') };
     this.record(path, element.tag, 'uid');
   }
@@ -349,8 +391,10 @@ export class DeidEngine {
       // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
       element.removed = true;
       this.record(path, element.tag, 'remove');
+    } else if (element.vr === 'UI') {
+      this.replaceUids(element, path);
     } else {
-      element.replacement = { value: dummyValue(element.vr, this.bigEndian) };
+      element.replacement = { value: dummyValue(element.vr) };
       this.record(path, element.tag, 'clean');
     }
   }
@@ -376,8 +420,7 @@ export class DeidEngine {
       const value = element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
       if (value.trim() === '') continue;
       const keyword = keywordOf(element.tag) ?? here;
-      const quoted = this.identifiers.find((identifier) => value.toLowerCase().includes(identifier.toLowerCase()));
-      if (quoted !== undefined) {
+      if (quotesIdentifier(value, this.identifiers)) {
         this.findings.push({ code: 'identifier-in-text', message: `${keyword} quotes the patient's name or an identifier`, path: here });
       } else if (scrubText(value, []) !== value) {
         this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
@@ -499,11 +542,6 @@ function privateCreators(elements: readonly ElementNode[]): Map<number, string> 
   return creators;
 }
 
-/** PS3.5 Table 6.2-1: the longest value of the text VRs a hash can go into. */
-function maxLength(vr: string): number {
-  return ({ AE: 16, CS: 16, SH: 16, LO: 64, PN: 64, ST: 1024, LT: 10240, UT: 0xfffffffe, UC: 0xfffffffe } as Record<string, number>)[vr] ?? 16;
-}
-
 function isPrivate(tag: number): boolean {
   return ((tag >>> 16) & 1) === 1;
 }
@@ -517,18 +555,36 @@ function isDate(vr: string): boolean {
   return vr === 'DA' || vr === 'DT';
 }
 
-/** The name's components and the IDs, long enough to be worth looking for in free text. */
+/** The name's components and the IDs, long enough to be worth looking for in free text. An ID is
+ * split only where a name's parts are (spaces, ^ and =): "12-345" is looked for whole. */
 function identifiersToScrub(values: string[]): string[] {
-  const parts = values.flatMap((value) => value.split(/[\^=\s,]+/)).map((part) => part.trim());
+  const parts = values.flatMap((value) => value.split(/[\^=\s]+/)).map((part) => part.replace(/^[,.;:]+|[,.;:]+$/g, ''));
   return [...new Set(parts.filter((part) => part.length >= 3))].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * An identifier where it stands on its own: a run of letters or of digits is not cut, so "ANN" is
+ * found in "Ann Lee" but not in "annular", and "12345" in "MRN12345" but not in "123456". Case
+ * folding is left to ASCII identifiers (text is read as Latin-1, whatever its character set).
+ */
+function identifierPattern(identifier: string): RegExp {
+  const escaped = identifier.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const run = (char: string | undefined) => (char !== undefined && /[0-9]/.test(char) ? '[0-9]' : char !== undefined && /[A-Za-z]/.test(char) ? '[A-Za-z]' : undefined);
+  const before = run(identifier[0]);
+  const after = run(identifier[identifier.length - 1]);
+  const pattern = `${before ? `(?<!${before})` : ''}${escaped}${after ? `(?!${after})` : ''}`;
+  return new RegExp(pattern, /^[\x20-\x7e]*$/.test(identifier) ? 'gi' : 'g');
+}
+
+/** Whether free text quotes one of the identifiers. */
+export function quotesIdentifier(text: string, identifiers: readonly string[]): boolean {
+  return identifiers.some((identifier) => identifierPattern(identifier).test(text));
 }
 
 /** Removes quoted identifiers and date-like strings from free text. */
 export function scrubText(text: string, identifiers: readonly string[]): string {
   let out = text;
-  for (const identifier of identifiers) {
-    out = out.replace(new RegExp(identifier.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'gi'), 'XXXXXX');
-  }
+  for (const identifier of identifiers) out = out.replace(identifierPattern(identifier), 'XXXXXX');
   return out
     .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
     .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');

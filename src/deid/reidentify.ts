@@ -3,14 +3,14 @@
  * Attributes Sequence of a de-identified file and writes a new file with the original attributes
  * back in place, without the attributes the de-identification added.
  */
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { deflateRawSync } from 'node:zlib';
+import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { BufferSource, parseDataset, parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter } from '../dicom/dataset-writer.js';
-import { encodePart10Header } from '../dicom/part10.js';
+import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
 import { reencodeElements } from '../dicom/reencode.js';
 import { trimUid } from '../dicom/values.js';
 import { openEnvelope } from './cms.js';
+import { writeAll } from './deidentify-file.js';
 
 const TAG = {
   SOPInstanceUID: 0x00080018,
@@ -50,8 +50,8 @@ export function reidentifyFile(input: string, output: string, privateKeyPem: str
     const temporary = `${output}.partial`;
     const fd = openSync(temporary, 'w', 0o600);
     try {
-      writeSync(fd, header);
-      writeSync(fd, parsed.deflated ? deflateRawSync(dataset) : dataset);
+      writeAll(fd, header);
+      writeAll(fd, parsed.deflated ? deflateDataset(dataset) : dataset);
     } catch (error) {
       closeSync(fd);
       unlinkSync(temporary);

@@ -15,7 +15,7 @@
  * A condition matches attribute values of the instance (exact string or number, or a /regular
  * expression/) and the calling AE title. The first rule that names an attribute and matches wins.
  */
-import { tagOfKeyword } from '../dicom/dictionary.js';
+import { keywordOf, tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 import type { ProfileOption } from './profile-types.js';
 
 export type RuleAction = 'keep' | 'remove' | 'empty' | 'replace' | 'hash' | 'shiftDate' | 'remapUid';
@@ -138,7 +138,9 @@ export function compileProfile(profile: ProfileConfig): CompiledProfile {
         return;
       }
       if (rule.action === 'replace' && rule.value === undefined) throw new RuleError('a replace rule needs a value');
-      attributeRules.push({ kind: 'attribute', target: resolveAttribute(rule.attribute), action: rule.action, ...(rule.value !== undefined ? { value: rule.value } : {}), ...(when ? { when } : {}) });
+      const target = resolveAttribute(rule.attribute);
+      if (target.tag !== undefined) checkRuleFitsVr(rule.action, target.tag, rule.value);
+      attributeRules.push({ kind: 'attribute', target, action: rule.action, ...(rule.value !== undefined ? { value: rule.value } : {}), ...(when ? { when } : {}) });
     } catch (error) {
       throw new RuleError(`profile ${profile.name}, rule ${index + 1}: ${(error as Error).message}`);
     }
@@ -151,4 +153,72 @@ export function compileProfile(profile: ProfileConfig): CompiledProfile {
 export function chooseProfile(profiles: readonly CompiledProfile[], facts: InstanceFacts): CompiledProfile {
   const named = profiles.slice(0, -1).find((profile) => profile.when && conditionHolds(profile.when, facts));
   return named ?? (profiles[profiles.length - 1] as CompiledProfile);
+}
+
+/** PS3.5 Table 6.2-1: the longest value (in characters) of each VR a rule may write text into. */
+export const MAX_VALUE_LENGTH: Readonly<Record<string, number>> = {
+  AE: 16,
+  AS: 4,
+  CS: 16,
+  DA: 8,
+  DS: 16,
+  DT: 26,
+  IS: 12,
+  LO: 64,
+  LT: 10240,
+  PN: 64,
+  SH: 16,
+  ST: 1024,
+  TM: 14,
+  UC: 0xfffffffe,
+  UI: 64,
+  UR: 0xfffffffe,
+  UT: 0xfffffffe,
+};
+
+/** VRs a hash (a keyed text digest) can stand in for; UI values get a keyed UID instead. */
+export const HASHABLE_VRS: ReadonlySet<string> = new Set(['AE', 'CS', 'SH', 'LO', 'PN', 'ST', 'LT', 'UT', 'UC', 'UI']);
+
+/** The form each VR's values must have (PS3.5 6.2), for the VRs with one. */
+const VALUE_FORM: Readonly<Record<string, RegExp>> = {
+  UI: /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$/,
+  DA: /^[0-9]{8}$/,
+  TM: /^[0-9]{2}([0-9]{2}([0-9]{2}(\.[0-9]{1,6})?)?)?$/,
+  IS: /^ *[+-]?[0-9]+ *$/,
+  DS: /^ *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *$/,
+  AS: /^[0-9]{3}[DWMY]$/,
+};
+
+/**
+ * A rule on a standard attribute must make sense for its VR: text goes only where text goes, and
+ * fits (a replace of PixelData, or a 70-character SH, would write an invalid object that the
+ * research PACS rejects or misreads).
+ */
+function checkRuleFitsVr(action: RuleAction, tag: number, value: string | undefined): void {
+  const vr = vrOf(tag);
+  const name = keywordOf(tag) ?? 'the attribute';
+  switch (action) {
+    case 'replace': {
+      const max = MAX_VALUE_LENGTH[vr];
+      if (max === undefined) throw new RuleError(`replace writes text, and ${name} has VR ${vr}; use keep, remove or empty`);
+      for (const one of (value ?? '').split('\\')) {
+        const longest = vr === 'PN' ? Math.max(...one.split('=').map((group) => group.length)) : one.length;
+        if (longest > max) throw new RuleError(`the value "${one}" is longer than ${vr} allows (${max} characters)`);
+        const form = VALUE_FORM[vr];
+        if (form && one !== '' && !form.test(one)) throw new RuleError(`the value "${one}" is not a valid ${vr} (PS3.5 6.2)`);
+      }
+      return;
+    }
+    case 'hash':
+      if (!HASHABLE_VRS.has(vr)) throw new RuleError(`hash applies to text attributes (${[...HASHABLE_VRS].join(', ')}), and ${name} has VR ${vr}`);
+      return;
+    case 'shiftDate':
+      if (vr !== 'DA' && vr !== 'DT') throw new RuleError(`shiftDate applies to DA and DT attributes (dates move by whole days; times of day stay), and ${name} has VR ${vr}`);
+      return;
+    case 'remapUid':
+      if (vr !== 'UI') throw new RuleError(`remapUid applies to UI attributes, and ${name} has VR ${vr}`);
+      return;
+    default:
+      return;
+  }
 }

@@ -91,13 +91,6 @@ export class SafePrivatePolicy {
     return this.configured.has(key(group, creator, element)) ? 'keep' : 'remove';
   }
 
-  /** A private creator stays when an element of its block stays. */
-  keepsBlock(creatorTag: number, kept: ReadonlySet<number>): boolean {
-    const group = creatorTag >>> 16;
-    const block = creatorTag & 0xff;
-    for (const tag of kept) if (tag >>> 16 === group && ((tag >>> 8) & 0xff) === block) return true;
-    return false;
-  }
 }
 
 function key(group: number, creator: string, element: number): string {

@@ -5,8 +5,9 @@
  */
 import { padToEven } from '../dicom/values.js';
 
-/** A dummy value for a VR, encoded and padded; little or big endian for binary VRs. */
-export function dummyValue(vr: string, bigEndian: boolean): Buffer {
+/** A dummy value for a VR, encoded and padded (binary dummies are zeros: the same in either byte
+ * order). UI has no dummy here: the engine gives it a keyed UID. */
+export function dummyValue(vr: string): Buffer {
   const text = (value: string) => padToEven(value, vr === 'UI' ? '\0' : ' ');
   switch (vr) {
     case 'PN':
@@ -46,10 +47,16 @@ export function dummyValue(vr: string, bigEndian: boolean): Buffer {
     case 'SV':
     case 'UV':
       return Buffer.alloc(8);
+    case 'OF':
+    case 'OL':
+      return Buffer.alloc(4);
+    case 'OD':
+    case 'OV':
+      return Buffer.alloc(8);
     default:
-      // OB, OW, OF, OD, OL, OV, UN: an empty value is the only safe dummy.
-      void bigEndian;
-      return Buffer.alloc(0);
+      // OB, OW, UN: one zeroed even-length unit, non-empty so that a Type 1 attribute stays valid.
+      // Zeros read the same in either byte order.
+      return Buffer.alloc(2);
   }
 }
 

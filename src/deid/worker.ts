@@ -1,14 +1,14 @@
 /**
  * The de-identification worker (one per thread of the piscina pool): decides and de-identifies one
- * stored original into a new file under the de-identified root, named by its new UIDs.
+ * stored original into a temporary file, and says where it belongs under the de-identified root
+ * (named by its new UIDs). The main thread moves it there once the index has recorded it: only the
+ * index knows whether this output is still wanted (a newer copy of the instance may have arrived).
  */
-import { mkdirSync, renameSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { setPriority } from 'node:os';
-import { dirname, join, relative } from 'node:path';
 import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
-import { DEIDENTIFIED_DIR } from '../store/object-store.js';
-import { makeDirectoryDurablySync, syncDirectorySync } from '../store/sync.js';
+import { deidentifiedPath } from '../store/object-store.js';
 import { compileProfiles, type BaseSettings } from './decide.js';
 import { deidentifyFile } from './deidentify-file.js';
 import type { AuditEntry, Finding } from './engine.js';
@@ -20,22 +20,18 @@ const WORKER_NICENESS = 10;
 export interface DeidTask {
   /** The original, absolute. */
   input: string;
-  /** A temporary path on the same file system as the output root. */
+  /** Where the output is written, on the same file system as the storage root. */
   temporary: string;
-  /** The storage root; the output goes to <root>/deidentified/<Study>/<Series>/<SOP>.dcm. */
-  root: string;
   /** Named profiles first, the default last (settings.ts). */
   profiles: ProfileConfig[];
   base: BaseSettings;
   callingAeTitle: string;
-  /** Sync the output and its directory (not needed when the copy can be made again). */
-  sync?: boolean;
 }
 
 export type DeidTaskResult =
   | {
       kind: 'deidentified';
-      /** Relative to the storage root. */
+      /** Where the output (now at the task's `temporary`) belongs, relative to the storage root. */
       filePath: string;
       fileSize: number;
       sopInstanceUid: string;
@@ -61,23 +57,20 @@ try {
 }
 
 export default function deidentify(task: DeidTask): DeidTaskResult {
-  const durable = task.sync ?? true;
+  // Not synced: a de-identified copy can always be made again from its original (the engine is
+  // deterministic); syncing every copy measured as halving the receive path, whose syncs waited
+  // behind these on the same disk. After an unclean stop the start-up check sends copies that did
+  // not survive back to `received`.
   const outcome = deidentifyFile(task.input, task.temporary, {
     settings: { profiles: compileProfiles(task.profiles), base: task.base, callingAeTitle: task.callingAeTitle },
     pseudonyms,
-    sync: durable,
     window,
   });
   if (outcome.kind === 'quarantined') return outcome;
-  const target = join(task.root, DEIDENTIFIED_DIR, outcome.studyInstanceUid, outcome.seriesInstanceUid, `${outcome.sopInstanceUid}.dcm`);
-  if (durable) makeDirectoryDurablySync(dirname(target));
-  else mkdirSync(dirname(target), { recursive: true });
-  renameSync(task.temporary, target);
-  if (durable) syncDirectorySync(dirname(target));
   return {
     kind: 'deidentified',
-    filePath: relative(task.root, target),
-    fileSize: statSync(target).size,
+    filePath: deidentifiedPath(outcome.studyInstanceUid, outcome.seriesInstanceUid, outcome.sopInstanceUid),
+    fileSize: statSync(task.temporary).size,
     sopInstanceUid: outcome.sopInstanceUid,
     seriesInstanceUid: outcome.seriesInstanceUid,
     studyInstanceUid: outcome.studyInstanceUid,

@@ -213,8 +213,30 @@ function parseElementBody(context: Context, offset: number, header: Header): Ele
     node.items = parseItems(context, valueOffset, node.end, false).items;
     return node;
   }
+  if (header.vr === 'UN' && holdsSequence(context, node)) return node;
   if (header.length <= context.loadLimit) node.value = Buffer.from(context.source.read(valueOffset, header.length));
   return node;
+}
+
+/**
+ * A UN of defined length (an explicit VR file written by a node that did not know the attribute)
+ * may be a sequence: its items are then implicit VR little endian (PS3.5 6.2.2). It is read as one
+ * when the dictionary says SQ or the value starts with an item tag, so that the de-identifier sees
+ * inside it; a value that does not parse as items stays an opaque value.
+ */
+function holdsSequence(context: Context, node: ElementNode): boolean {
+  if (node.length < 8) return false;
+  const start = context.source.read(node.valueOffset, 4);
+  const startsWithItem = start.readUInt32LE(0) === 0xe000fffe;
+  if (!startsWithItem && vrOf(node.tag) !== 'SQ') return false;
+  try {
+    node.items = parseItems({ ...context, implicit: true, bigEndian: false }, node.valueOffset, node.end, false).items;
+    node.implicitInside = true;
+    return true;
+  } catch (error) {
+    if (!(error instanceof DatasetFormatError)) throw error;
+    return false;
+  }
 }
 
 function parseItems(context: Context, start: number, end: number, untilDelimiter: boolean): { items: ItemNode[]; next: number } {
@@ -276,6 +298,11 @@ export interface ParsedFile {
  * their pixel data cannot be encapsulated). */
 export function parseFile(path: string, options: ParseOptions = {}): ParsedFile {
   const fd = openSync(path, 'r');
+  let open = true;
+  const close = () => {
+    if (open) closeSync(fd);
+    open = false;
+  };
   try {
     const size = fstatSync(fd).size;
     const head = Buffer.allocUnsafe(Math.min(size, 64 * 1024));
@@ -287,19 +314,29 @@ export function parseFile(path: string, options: ParseOptions = {}): ParsedFile 
     if (syntax.encoding === 'deflated-explicit-le') {
       const deflated = Buffer.allocUnsafe(size - datasetOffset);
       readFully(fd, deflated, datasetOffset);
-      closeSync(fd);
-      const source = new BufferSource(inflateRawSync(deflated));
+      close();
+      const source = new BufferSource(inflateDataset(deflated));
       return { meta, transferSyntaxUid, encoding: 'explicit-le', deflated: true, source, elements: parseDataset(source, 'explicit-le', options), close: () => undefined };
     }
     const source = new FileSource(fd, datasetOffset, size - datasetOffset, options.window);
     const elements = parseDataset(source, syntax.encoding, options);
-    return { meta, transferSyntaxUid, encoding: syntax.encoding, deflated: false, source, elements, close: () => closeSync(fd) };
+    return { meta, transferSyntaxUid, encoding: syntax.encoding, deflated: false, source, elements, close };
   } catch (error) {
-    try {
-      closeSync(fd);
-    } catch {
-      // closed already (deflated path)
-    }
+    close();
     throw error;
+  }
+}
+
+/** A deflated dataset larger than this once inflated is refused: a few KB of deflate can claim
+ * gigabytes (a "zip bomb"), and these objects are small by nature. */
+export const MAX_INFLATED_BYTES = 512 * 1024 * 1024;
+
+function inflateDataset(deflated: Buffer): Buffer {
+  try {
+    return inflateRawSync(deflated, { maxOutputLength: MAX_INFLATED_BYTES });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ERR_BUFFER_TOO_LARGE') throw new DatasetFormatError(`the deflated dataset inflates to more than ${MAX_INFLATED_BYTES} bytes`);
+    throw new DatasetFormatError(`the deflated dataset does not inflate: ${(error as Error).message}`);
   }
 }

@@ -63,9 +63,14 @@ export class DatasetWriter {
       const vr = element.replacement?.vr ?? element.vr;
       return this.headerLength(vr) + (element.replacement?.value.length ?? element.value?.length ?? 0);
     }
-    const items = element.items ?? [];
-    const content = items.reduce((sum, item) => sum + this.itemSize(item), 0);
+    const inner = this.innerWriter(element);
+    const content = (element.items ?? []).reduce((sum, item) => sum + inner.itemSize(item), 0);
     return this.headerLength(element.vr === 'SQ' || element.implicitInside ? 'SQ' : element.vr) + content + (element.length === UNDEFINED_LENGTH ? 8 : 0);
+  }
+
+  /** Items inside a UN are implicit VR little endian whatever the dataset's encoding (PS3.5 6.2.2). */
+  private innerWriter(element: EditableElement): DatasetWriter {
+    return element.implicitInside && !this.implicit ? new DatasetWriter(this.source, 'implicit-le', this.emit) : this;
   }
 
   private itemSize(item: EditableItem): number {
@@ -86,10 +91,10 @@ export class DatasetWriter {
     }
     // A sequence (or UN of undefined length) with edits inside: its own header, then its items.
     const items = element.items ?? [];
+    const inner = this.innerWriter(element);
     const undefinedLength = element.length === UNDEFINED_LENGTH;
-    const length = undefinedLength ? UNDEFINED_LENGTH : items.reduce((sum, item) => sum + this.itemSize(item), 0);
+    const length = undefinedLength ? UNDEFINED_LENGTH : items.reduce((sum, item) => sum + inner.itemSize(item), 0);
     this.emit(this.header(element.tag, element.vr, length));
-    const inner = element.implicitInside ? new DatasetWriter(this.source, 'implicit-le', this.emit) : this;
     for (const item of items) inner.writeItem(item);
     if (undefinedLength) this.emit(this.delimiter(0xfffee0dd));
   }

@@ -4,6 +4,7 @@
  */
 
 /** Gantry's Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name. */
+import { deflateRawSync } from 'node:zlib';
 import { LONG_VRS, padToEven } from './values.js';
 
 export const IMPLEMENTATION_CLASS_UID = '2.25.321850691147362074619267135472068027305';
@@ -73,4 +74,11 @@ export function readFileMeta(file: Buffer): ReadFileMeta {
 /** Where the dataset starts in a Part 10 file. */
 export function datasetOffset(file: Buffer): number {
   return readFileMeta(file).datasetOffset;
+}
+
+/** A dataset deflated for the Deflated Explicit VR Little Endian transfer syntax (PS3.5 A.5): raw
+ * deflate, padded with a trailing zero byte to an even length, as every DICOM stream must be. */
+export function deflateDataset(dataset: Buffer): Buffer {
+  const deflated = deflateRawSync(dataset);
+  return deflated.length % 2 === 0 ? deflated : Buffer.concat([deflated, Buffer.alloc(1)]);
 }

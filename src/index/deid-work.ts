@@ -7,12 +7,7 @@ import type { Db } from '../db/database.js';
 
 export interface WaitingInstance {
   id: number;
-  sopInstanceUid: string;
-  sopClassUid: string;
   filePath: string;
-  modality: string | null;
-  burnedInAnnotation: string | null;
-  recognizableVisualFeatures: string | null;
   callingAeTitle: string;
 }
 
@@ -33,11 +28,8 @@ export class DeidWork {
   constructor(private readonly db: Db) {
     this.statements = {
       waiting: db.prepare(`
-        SELECT i.id, i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid, i.file_path AS filePath,
-          se.modality AS modality, i.burned_in_annotation AS burnedInAnnotation,
-          i.recognizable_visual_features AS recognizableVisualFeatures, i.calling_ae_title AS callingAeTitle
-        FROM instances i JOIN series se ON se.id = i.series_pk
-        WHERE i.state = 'received' AND i.id > ? ORDER BY i.id LIMIT ?`),
+        SELECT id, file_path AS filePath, calling_ae_title AS callingAeTitle
+        FROM instances WHERE state = 'received' AND id > ? ORDER BY id LIMIT ?`),
       deidentified: db.prepare(`
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
           deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
@@ -63,11 +55,17 @@ export class DeidWork {
    * Records a de-identified copy. False when the instance changed meanwhile (a re-sent copy replaced
    * it): the output is then stale and the caller deletes it.
    */
-  markDeidentified(id: number, sourcePath: string, record: DeidentifiedRecord): boolean {
+  /**
+   * Records a de-identified copy, if the instance still waits for it from this original (a newer
+   * copy of the instance may have replaced it meanwhile), and runs `place` (which puts the file
+   * where the record says) inside the transaction: if placing fails, nothing is recorded.
+   */
+  markDeidentified(id: number, sourcePath: string, record: DeidentifiedRecord, place: () => void = () => undefined): boolean {
     return this.db.transaction(() => {
       const changed = this.statements.deidentified.run({ ...record, id, sourcePath, now: Date.now() }).changes;
       if (changed === 0) return false;
       this.statements.audit.run(id, JSON.stringify(record.audit), JSON.stringify(record.findings), Date.now());
+      place();
       return true;
     })();
   }

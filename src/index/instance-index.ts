@@ -133,7 +133,9 @@ export class InstanceIndex {
           recognizable_visual_features = excluded.recognizable_visual_features,
           transfer_syntax_uid = excluded.transfer_syntax_uid, file_path = excluded.file_path,
           file_size = excluded.file_size, calling_ae_title = excluded.calling_ae_title,
-          received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at`),
+          received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at,
+          state_reason = NULL, deid_file_path = NULL, deid_file_size = NULL, deid_sop_instance_uid = NULL,
+          deid_series_instance_uid = NULL, deid_study_instance_uid = NULL, deid_profile = NULL`),
       findInstance: db.prepare(`
         SELECT i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid,
           se.series_instance_uid AS seriesInstanceUid, st.study_instance_uid AS studyInstanceUid,

@@ -4,8 +4,8 @@
  * de-identifies; each outcome is one transaction (deidentified, quarantined or failed, with its reason). The receive path
  * only nudges the scheduler; it never waits for it.
  */
-import { unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdirSync, renameSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Piscina } from 'piscina';
 import type { BaseSettings } from '../deid/decide.js';
 import { PROFILE_EDITION } from '../deid/profile.js';
@@ -41,18 +41,23 @@ export class DeidScheduler {
   private again = false;
   private stopped = false;
   private sequence = 0;
+  /** Set when an outcome could not be recorded: wait for the poll rather than retry at once. */
+  private backOff = false;
 
   constructor(private readonly options: DeidSchedulerOptions) {}
 
   start(): void {
-    this.timer = setInterval(() => this.nudge(), this.options.pollMs ?? 1000);
+    this.timer = setInterval(() => {
+      this.backOff = false;
+      this.nudge();
+    }, this.options.pollMs ?? 1000);
     this.timer.unref();
     this.nudge();
   }
 
   /** Something may be waiting: look soon (coalesced). */
   nudge(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.backOff) return;
     if (this.filling) {
       this.again = true;
       return;
@@ -97,45 +102,67 @@ export class DeidScheduler {
     const task: DeidTask = {
       input: join(this.options.storagePath, instance.filePath),
       temporary: join(this.options.storagePath, DEID_INCOMING_DIR, `${process.pid}-${this.sequence}.dcm`),
-      root: this.options.storagePath,
       profiles: settings.profiles,
       base: settings.base,
       callingAeTitle: instance.callingAeTitle,
-      // A de-identified copy can always be made again from its original (the engine is
-      // deterministic), so it is not synced: syncing every copy measured as halving the receive
-      // path, whose syncs waited behind these on the same disk. After an unclean stop the start-up
-      // check sends copies that did not survive back to `received`.
-      sync: false,
     };
     const done = (this.options.pool.run(task) as Promise<DeidTaskResult>)
-      .then(async (result) => {
-        // A rule or the pixel check held it back (decide.ts): nothing was written.
-        if (result.kind === 'quarantined') {
-          this.options.work.markHeld(instance.id, instance.filePath, 'quarantined', result.reason);
-          return;
-        }
-        const profile = `${result.profile}: PS3.15 ${PROFILE_EDITION}`;
-        const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
-        if (settings.quarantineOnFindings && risks.length > 0) {
-          const reason = `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);
-          this.options.work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
-          await unlink(join(this.options.storagePath, result.filePath)).catch(() => undefined);
-          return;
-        }
-        const recorded = this.options.work.markDeidentified(instance.id, instance.filePath, { ...result, profile });
-        // A re-sent copy replaced the original meanwhile: this output is stale, the new one comes.
-        if (!recorded) await unlink(join(this.options.storagePath, result.filePath)).catch(() => undefined);
-      })
-      .catch((error: Error) => {
-        this.options.log.warn({ instance: instance.id, err: withoutValues(error.message) }, 'de-identification failed');
-        this.options.work.markHeld(instance.id, instance.filePath, 'failed', withoutValues(error.message));
-        void unlink(task.temporary).catch(() => undefined);
-      })
+      .then((result) => this.settle(instance, task, settings, result))
+      .catch((error: Error) => this.fail(instance, task, error))
       .finally(() => {
         this.inFlight.delete(instance.id);
         this.nudge();
       });
     this.inFlight.set(instance.id, done);
+  }
+
+  /** Records the outcome of a task, and puts a wanted output in its place. */
+  private settle(instance: WaitingInstance, task: DeidTask, settings: DeidSchedulerSettings, result: DeidTaskResult): void {
+    const { work, storagePath } = this.options;
+    // A rule or the pixel check held it back (decide.ts): nothing was written.
+    if (result.kind === 'quarantined') {
+      work.markHeld(instance.id, instance.filePath, 'quarantined', result.reason);
+      return;
+    }
+    const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
+    if (settings.quarantineOnFindings && risks.length > 0) {
+      const reason = `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);
+      work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
+      removeQuietly(task.temporary);
+      return;
+    }
+    const target = join(storagePath, result.filePath);
+    const place = () => {
+      mkdirSync(dirname(target), { recursive: true });
+      renameSync(task.temporary, target);
+    };
+    const recorded = work.markDeidentified(instance.id, instance.filePath, { ...result, profile: `${result.profile}: PS3.15 ${PROFILE_EDITION}` }, place);
+    // A re-sent copy replaced the original meanwhile: this output is stale, the new one comes.
+    if (!recorded) removeQuietly(task.temporary);
+  }
+
+  private fail(instance: WaitingInstance, task: DeidTask, error: Error): void {
+    removeQuietly(task.temporary);
+    // Stopping ends the tasks running: they are not failures, and are done again at the next start.
+    if (this.stopped) return;
+    const reason = withoutValues(error.message);
+    this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');
+    try {
+      this.options.work.markHeld(instance.id, instance.filePath, 'failed', reason);
+    } catch (recordError) {
+      // The index cannot take it (disk full, read-only): the instance stays waiting and is tried
+      // again at the next poll, not in a tight loop.
+      this.options.log.error({ instance: instance.id, err: (recordError as Error).message }, 'could not record a failed de-identification');
+      this.backOff = true;
+    }
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
   }
 }
 

@@ -173,7 +173,14 @@ class DirectorySyncs {
 
 
 /** UIDs are digits and dots (PS3.5 9.1); anything else (a broken sender) is hashed into a safe name. */
-function pathSegment(uid: string): string {
+/** Where the de-identified copy of an instance goes, relative to the storage root. */
+export function deidentifiedPath(studyInstanceUid: string, seriesInstanceUid: string, sopInstanceUid: string): string {
+  return join(DEIDENTIFIED_DIR, pathSegment(studyInstanceUid), pathSegment(seriesInstanceUid), `${pathSegment(sopInstanceUid)}.dcm`);
+}
+
+/** A UID as a file name: itself when it is a plain UID, else a hash of it (a dataset's UIDs are
+ * untrusted input: no "..", slashes or over-long names reach the file system). */
+export function pathSegment(uid: string): string {
   if (/^[0-9][0-9.]{0,63}$/.test(uid) && !uid.includes('..')) return uid;
   return `x${createHash('sha256').update(uid).digest('hex').slice(0, 40)}`;
 }
