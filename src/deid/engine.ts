@@ -199,11 +199,6 @@ export class DeidEngine {
         this.record(`${path}(${tagText(element.tag)})`, element.tag, 'remove');
       }
     }
-    // A group length (retired, PS3.5 7.2) of a group that is otherwise all gone goes with it.
-    for (const groupLength of elements.filter((element) => (element.tag & 0xffff) === 0 && !element.removed)) {
-      const members = elements.filter((element) => element.tag >>> 16 === groupLength.tag >>> 16 && element !== groupLength);
-      if (members.every((member) => member.removed)) groupLength.removed = true;
-    }
     // A private creator stays exactly when an element of its block stays (PS3.5 7.8.1).
     for (const creator of elements.filter((element) => isPrivateCreator(element.tag))) {
       const group = creator.tag >>> 16;
@@ -213,6 +208,11 @@ export class DeidEngine {
       creator.removed = true;
       this.record(`${path}(${tagText(creator.tag)})`, creator.tag, 'remove');
     }
+    // A group length (retired, PS3.5 7.2) of a group that is otherwise all gone goes with it.
+    for (const groupLength of elements.filter((element) => (element.tag & 0xffff) === 0 && !element.removed)) {
+      const members = elements.filter((element) => element.tag >>> 16 === groupLength.tag >>> 16 && element !== groupLength);
+      if (members.every((member) => member.removed)) groupLength.removed = true;
+    }
   }
 
   private actionFor(element: EditableElement, within: Within): ConcreteAction {
@@ -220,7 +220,9 @@ export class DeidEngine {
     // Someone else's encrypted originals never leave; ours replace them (encryptOriginals).
     if (element.tag === TAG.EncryptedAttributesSequence) return 'remove';
     const row = profileRowFor(element.tag);
-    if (row) return concreteAction(actionCodeFor(row, this.settings.options), element.vr);
+    // A sequence written as UN (dataset-tree.ts) is a sequence to the profile too.
+    const vr = element.items !== undefined && !element.encapsulated ? 'SQ' : element.vr;
+    if (row) return concreteAction(actionCodeFor(row, this.settings.options), vr);
     return this.actionForUnlisted(element, within);
   }
 

@@ -75,7 +75,7 @@ export class InstanceIndex {
     recentInstances: Statement;
   };
 
-  constructor(private readonly db: Db) {
+  constructor(db: Db) {
     this.statements = {
       upsertPatient: db.prepare(`
         INSERT INTO patients (patient_key, patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)

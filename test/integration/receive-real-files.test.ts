@@ -5,8 +5,7 @@
  * byte what storescp received, and the index holds the right hierarchy (checked with dcmdump).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';

@@ -5,9 +5,8 @@
  * configured; re-sent instances.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';

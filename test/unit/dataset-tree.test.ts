@@ -3,8 +3,7 @@
  * byte; edits at any depth give datasets that DCMTK reads, with only the edited bytes changed.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';

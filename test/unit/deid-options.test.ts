@@ -2,8 +2,7 @@
  * Golden tests of the engine per option: a dataset in, the expected attributes out.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';

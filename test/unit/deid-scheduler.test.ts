@@ -1,0 +1,164 @@
+/**
+ * The de-identification scheduler's bookkeeping, with a pool whose tasks the test settles by hand:
+ * an output is placed only once the index records it, a stale output never touches a newer copy's,
+ * and stopping leaves running work waiting rather than failed.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import type { Piscina } from 'piscina';
+import { openDatabase, WalSync } from '../../src/db/database.js';
+import type { DeidTask, DeidTaskResult } from '../../src/deid/worker.js';
+import { DeidWork } from '../../src/index/deid-work.js';
+import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { DeidScheduler } from '../../src/pipeline/deidentify.js';
+import { DEID_INCOMING_DIR } from '../../src/store/object-store.js';
+import { sleep } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+interface PendingTask {
+  task: DeidTask;
+  resolve(result: DeidTaskResult): void;
+  reject(error: Error): void;
+}
+
+/** A pool whose tasks wait until the test settles them. */
+class ManualPool {
+  private readonly queued: PendingTask[] = [];
+  private readonly unsettled = new Set<PendingTask>();
+
+  run(task: DeidTask): Promise<DeidTaskResult> {
+    return new Promise((resolve, reject) => {
+      const pending: PendingTask = {
+        task,
+        resolve: (result) => {
+          this.unsettled.delete(pending);
+          resolve(result);
+        },
+        reject: (error) => {
+          this.unsettled.delete(pending);
+          reject(error);
+        },
+      };
+      this.queued.push(pending);
+      this.unsettled.add(pending);
+    });
+  }
+
+  /** The next task handed to the pool (waits up to 2 s). */
+  async next(): Promise<PendingTask> {
+    for (let tries = 0; tries < 200 && this.queued.length === 0; tries += 1) await sleep(10);
+    const task = this.queued.shift();
+    assert.ok(task, 'a task reached the pool');
+    return task;
+  }
+
+  /** Ends every task not settled yet, as terminating the pool does. */
+  terminate(): void {
+    for (const pending of [...this.unsettled]) pending.reject(new Error('Terminating worker thread'));
+  }
+}
+
+function record(filePath: string): InstanceRecord {
+  return {
+    attributes: { PatientID: 'P1', Modality: 'CT' },
+    studyInstanceUid: '1.2.1',
+    seriesInstanceUid: '1.2.1.1',
+    sopInstanceUid: '1.2.1.1.1',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath,
+    fileSize: 10,
+    callingAeTitle: 'CT01',
+    receivedAt: Date.now(),
+  };
+}
+
+async function setUp(t: TestContext) {
+  const storagePath = scratchDir('scheduler');
+  mkdirSync(join(storagePath, DEID_INCOMING_DIR), { recursive: true });
+  const file = join(storagePath, 'index.sqlite');
+  const db = openDatabase(file);
+  const wal = new WalSync(file);
+  const index = new InstanceIndex(db);
+  const writer = new IndexWriter(db, index, wal);
+  const work = new DeidWork(db);
+  const pool = new ManualPool();
+  const scheduler = new DeidScheduler({
+    work,
+    pool: pool as unknown as Piscina,
+    storagePath,
+    log: silentLogger(),
+    maxInFlight: 2,
+    pollMs: 50,
+    settings: () => ({ profiles: [], base: { dateShift: { minDays: 1, maxDays: 2 }, maxAgeYears: 89 }, quarantineOnFindings: false }),
+  });
+  t.after(async () => {
+    const stopping = scheduler.stop(1000);
+    pool.terminate();
+    await stopping;
+    await wal.close();
+    db.close();
+  });
+  const state = () => db.prepare('SELECT state, file_path AS filePath, deid_file_path AS deidPath FROM instances').get() as { state: string; filePath: string; deidPath: string | null };
+  return { storagePath, writer, pool, scheduler, state };
+}
+
+function deidentified(filePath: string): DeidTaskResult {
+  return { kind: 'deidentified', filePath, fileSize: 6, sopInstanceUid: '2.25.1', seriesInstanceUid: '2.25.2', studyInstanceUid: '2.25.3', profile: 'default', audit: [], findings: [] };
+}
+
+const TARGET = 'deidentified/2.25.3/2.25.2/2.25.1.dcm';
+
+test('an output is moved into place when the index records it', async (t) => {
+  const { storagePath, writer, pool, scheduler, state } = await setUp(t);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  const pending = await pool.next();
+  writeFileSync(pending.task.temporary, 'OUTPUT');
+  pending.resolve(deidentified(TARGET));
+  for (let tries = 0; tries < 100 && state().state !== 'deidentified'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'deidentified');
+  assert.equal(state().deidPath, TARGET);
+  assert.equal(readFileSync(join(storagePath, TARGET), 'utf8'), 'OUTPUT');
+  assert.equal(existsSync(pending.task.temporary), false);
+});
+
+test('a stale output (the instance was re-sent meanwhile) is dropped without touching the newer one', async (t) => {
+  const { storagePath, writer, pool, scheduler, state } = await setUp(t);
+  await writer.submit(record('originals/first.dcm'));
+  scheduler.start();
+  const stale = await pool.next();
+  // The instance is received again, and its new copy's output is already in place.
+  await writer.submit(record('originals/second.dcm'));
+  mkdirSync(dirname(join(storagePath, TARGET)), { recursive: true });
+  writeFileSync(join(storagePath, TARGET), 'NEWER');
+  writeFileSync(stale.task.temporary, 'STALE');
+  stale.resolve(deidentified(TARGET));
+  const fresh = await pool.next();
+  assert.equal(fresh.task.input, join(storagePath, 'originals/second.dcm'), 'the new copy is de-identified');
+  assert.equal(readFileSync(join(storagePath, TARGET), 'utf8'), 'NEWER');
+  assert.equal(existsSync(stale.task.temporary), false, 'the stale output is removed');
+  assert.equal(state().state, 'received');
+  assert.equal(state().filePath, 'originals/second.dcm');
+});
+
+test('a task that fails is recorded as failed, but one ended by stopping waits for the next start', async (t) => {
+  const { writer, pool, scheduler, state } = await setUp(t);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  const first = await pool.next();
+  first.reject(new Error('the dataset ends inside an element header at 1234'));
+  for (let tries = 0; tries < 100 && state().state !== 'failed'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'failed');
+
+  await writer.submit(record('originals/b.dcm'));
+  scheduler.nudge();
+  const second = await pool.next();
+  const stopped = scheduler.stop(1000);
+  second.reject(new Error('Terminating worker thread'));
+  await stopped;
+  assert.equal(state().state, 'received', 'stopping is no failure of the instance');
+});
