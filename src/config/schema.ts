@@ -206,6 +206,10 @@ export const configSchema = z
           )
           .default([])
           .describe('With retainSafePrivate: private elements known to hold nothing identifying, as { creator, tag: "0019,xx23" } (besides those an instance declares safe itself, PS3.15 E.3.10).'),
+        safePrivateStarter: z
+          .boolean()
+          .default(true)
+          .describe('With retainSafePrivate: also keep the 474 safe private attributes of PS3.15 Table E.3.10-1 (src/deid/safe-private-starter.ts).'),
         encryption: z
           .object({
             recipientCertificate: z.string().min(1).describe('PEM file of the X.509 certificate (RSA key) of whoever may re-identify.'),

@@ -6,6 +6,7 @@ import type { BaseSettings } from './decide.js';
 import type { ProfileOption } from './profile-types.js';
 import type { ProfileConfig, RuleConfig } from './rules.js';
 import type { SafePrivateElement } from './safe-private.js';
+import { SAFE_PRIVATE_STARTER } from './safe-private-starter.js';
 
 /** The named profiles, then the default one (deid.options and deid.rules) last. */
 export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
@@ -45,9 +46,11 @@ function readCertificate(path: string): string {
   return pem;
 }
 
-/** deid.safePrivate entries as the engine takes them. */
+/** deid.safePrivate entries as the engine takes them, after the starter list of PS3.15 Table
+ * E.3.10-1 unless deid.safePrivateStarter is false. */
 export function safePrivateFromConfig(config: GantryConfig): SafePrivateElement[] {
-  return config.deid.safePrivate.map((entry) => ({
+  const entries = [...(config.deid.safePrivateStarter ? SAFE_PRIVATE_STARTER : []), ...config.deid.safePrivate];
+  return entries.map((entry) => ({
     creator: entry.creator,
     group: Number.parseInt(entry.tag.slice(0, 4), 16),
     element: Number.parseInt(entry.tag.slice(7, 9), 16),

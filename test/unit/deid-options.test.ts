@@ -13,6 +13,7 @@ import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-wri
 import { DeidEngine, DEFAULT_DEID_SETTINGS, scrubText, type DeidSettings } from '../../src/deid/engine.js';
 import type { ProfileOption } from '../../src/deid/profile-types.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
+import { safePrivateFromConfig } from '../../src/deid/settings.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { encodeDataset, type Element } from '../helpers/synthetic-dicom.js';
 
@@ -170,6 +171,28 @@ test('retainSafePrivate keeps what the instance declares safe (E.3.10) and the c
   const plain = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
   new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, new BufferSource(bytes), false).run(plain);
   assert.ok(plain.filter((element) => (element.tag >>> 16) % 2 === 1).every((element) => element.removed));
+});
+
+test('the starter list of PS3.15 Table E.3.10-1 keeps a listed vendor element unless deid.safePrivateStarter is false', () => {
+  const elements: Element[] = [
+    ...BASE,
+    [0x00190010, 'LO', 'SIEMENS MR HEADER'],
+    [0x0019100c, 'IS', '1000'], // B Value: a row of Table E.3.10-1
+    [0x00191099, 'LO', 'UNLISTED'], // not in the table
+  ];
+  const bytes = encodeDataset(elements);
+  const keptWith = (configText: string): Set<number> => {
+    const config = parseConfigText(configText, 'test');
+    const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate']), safePrivate: safePrivateFromConfig(config) };
+    const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+    new DeidEngine(settings, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+    return new Set(tree.filter((element) => !element.removed).map((element) => element.tag));
+  };
+  const byDefault = keptWith('deid: { options: [retainSafePrivate] }');
+  assert.ok(byDefault.has(0x0019100c) && byDefault.has(0x00190010), 'the listed element and its creator stay');
+  assert.ok(!byDefault.has(0x00191099), 'an unlisted element of the same block goes');
+  const without = keptWith('deid: { options: [retainSafePrivate], safePrivateStarter: false }');
+  assert.ok(!without.has(0x0019100c) && !without.has(0x00190010), 'without the starter list the block goes');
 });
 
 test('the findings scan reports kept free text that quotes the patient or a date, by path, never by value', () => {
