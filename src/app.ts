@@ -30,6 +30,11 @@ import { IndexWriter, InstanceIndex } from './index/instance-index.js';
 import type { Logger } from './observability/logger.js';
 import { ReceiveService } from './pipeline/receive.js';
 import { checkNewestDeidentified, checkNewestRows, claimStorage, releaseStorage } from './pipeline/recovery.js';
+import { Forwarder, type ForwardSettings } from './pipeline/forward.js';
+import { Retention } from './pipeline/retention.js';
+import { routeDestinations, Router, type RouteDestination } from './pipeline/route.js';
+import { RetentionWork } from './index/retention-work.js';
+import { Outbox } from './queue/outbox.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
 
@@ -52,6 +57,7 @@ interface AllowedCaller {
 export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<RunningGantry> {
   let config = loaded.config;
   let callers = await resolveAllowedCallers(config, log);
+  let destinations = routeDestinationsOf(loaded);
   const storagePath = resolve(config.storage.path);
   await mkdir(storagePath, { recursive: true });
 
@@ -91,6 +97,20 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     log,
     maxInFlight: config.deid.workers * 2,
     settings: () => deidSettings,
+  });
+  const outbox = new Outbox(db);
+  const forwarder = new Forwarder({ outbox, storagePath, log, settings: () => forwardSettingsOf(config) });
+  const router = new Router({
+    outbox,
+    log,
+    settings: () => ({ stableMs: config.forward.stableSeconds * 1000, destinations }),
+    onQueued: () => forwarder.nudge(),
+  });
+  const retention = new Retention({
+    work: new RetentionWork(db),
+    storagePath,
+    log,
+    settings: () => ({ retainOriginalsMs: config.storage.retainOriginals, retainDeidentifiedMs: config.storage.retainDeidentified }),
   });
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();
@@ -153,6 +173,19 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     'Gantry is listening',
   );
   scheduler.start();
+  forwarder.start();
+  const routeTimer = setInterval(() => {
+    try {
+      router.routeStable();
+    } catch (error) {
+      log.error({ err: (error as Error).message }, 'routing stable studies failed');
+    }
+  }, ROUTE_INTERVAL_MS);
+  routeTimer.unref();
+  const sweep = () => void retention.sweep().catch((error: Error) => log.error({ err: error.message }, 'retention sweep failed'));
+  const retentionTimer = setInterval(sweep, RETENTION_INTERVAL_MS);
+  retentionTimer.unref();
+  sweep();
 
   return {
     dicom,
@@ -161,9 +194,12 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       const next = nextLoaded.config;
       const restartNeeded = RESTART_KEYS.filter(([key, read]) => read(next) !== read(config)).map(([key]) => key);
       const nextDeid = deidSettingsOf(nextLoaded);
+      const nextDestinations = routeDestinationsOf(nextLoaded);
       callers = await resolveAllowedCallers(next, log);
       deidSettings = nextDeid;
+      destinations = nextDestinations;
       config = next;
+      forwarder.reconfigure();
       log.level = next.log.level;
       return restartNeeded;
     },
@@ -173,6 +209,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       // Stores of associations cut at the end of the grace period may still be placing their file.
       await receive.drain(10_000);
       await scheduler.stop(10_000);
+      clearInterval(routeTimer);
+      clearInterval(retentionTimer);
+      // Responses in flight are awaited and recorded; what is not confirmed is sent again next time.
+      await forwarder.stop(10_000);
       await pool.destroy();
       freeSpace.stop();
       await wal.close();
@@ -213,6 +253,39 @@ function deidSettingsOf(loaded: LoadedConfig): DeidSchedulerSettings {
   } catch (error) {
     throw new ConfigError(loaded.source, [(error as Error).message]);
   }
+}
+
+/** Stable studies are looked for this often. */
+const ROUTE_INTERVAL_MS = 1000;
+const RETENTION_INTERVAL_MS = 60_000;
+
+function routeDestinationsOf(loaded: LoadedConfig): RouteDestination[] {
+  try {
+    return routeDestinations(loaded.config.forward.destinations);
+  } catch (error) {
+    throw new ConfigError(loaded.source, [(error as Error).message]);
+  }
+}
+
+export function forwardSettingsOf(config: GantryConfig): ForwardSettings {
+  return {
+    destinations: config.forward.destinations.map((destination) => ({
+      name: destination.name,
+      aeTitle: destination.aeTitle,
+      host: destination.host,
+      port: destination.port,
+      callingAeTitle: destination.callingAeTitle ?? config.dicom.aeTitle,
+      maxAssociations: destination.maxAssociations,
+      maxOperations: destination.maxOperations,
+    })),
+    retry: config.forward.retry,
+    warningIsSuccess: config.forward.warningIsSuccess,
+    connectTimeoutMs: config.forward.connectTimeoutSeconds * 1000,
+    responseTimeoutMs: config.forward.responseTimeoutSeconds * 1000,
+    maxPduLength: config.dicom.maxPduLength,
+    implementationClassUid: IMPLEMENTATION_CLASS_UID,
+    implementationVersionName: IMPLEMENTATION_VERSION_NAME,
+  };
 }
 
 function serviceFor(config: GantryConfig, abstractSyntax: string): ServiceKind | undefined {

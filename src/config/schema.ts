@@ -28,6 +28,18 @@ const allowedCaller = z.union([
 
 const sopClassUid = z.string().regex(/^[0-9]+(\.[0-9]+)*$/, 'expected a UID such as 1.3.12.2.1107.5.9.1');
 
+/** How long to keep files after every destination confirmed them: a number of days, or a duration
+ * like "36h", "90m", "7d"; 0 keeps them forever. Parsed to milliseconds. */
+const retention = z
+  .union([z.number().min(0), z.string().regex(/^\s*\d+(\.\d+)?\s*[smhd]\s*$/, 'expected a number of days or a duration like "7d", "36h", "90m"')])
+  .transform((value) => {
+    if (typeof value === 'number') return value * DAY_MS;
+    const match = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/.exec(value) as RegExpExecArray;
+    return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
+  });
+const DAY_MS = 86_400_000;
+const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS } as const;
+
 const destination = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, "_", "." or "-"'),
@@ -35,8 +47,15 @@ const destination = z
     host: z.string().min(1),
     port: port.min(1),
     callingAeTitle: aeTitle.optional(),
-    maxAssociations: z.number().int().min(1).max(64).default(1),
-    rules: z.array(z.record(z.string(), z.unknown())).default([]),
+    maxAssociations: z.number().int().min(1).max(16).default(1),
+    maxOperations: z.number().int().min(1).max(256).default(16),
+    when: z
+      .object({
+        callingAeTitle: z.union([z.string().min(1), z.array(z.string().min(1))]).optional(),
+        attributes: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -140,6 +159,12 @@ export const configSchema = z
           .enum(['replace', 'keepFirst'])
           .default('replace')
           .describe('A re-sent SOP Instance UID replaces the stored copy, or the first copy is kept.'),
+        retainOriginals: retention
+          .prefault(7)
+          .describe('Delete an original (PHI) this long after every destination confirmed its de-identified copy: days, or "36h"; 0 keeps originals forever.'),
+        retainDeidentified: retention
+          .prefault(7)
+          .describe('Delete a de-identified copy this long after every destination confirmed it: days, or "36h"; 0 keeps them forever.'),
       })
       .strict()
       .prefault({}),
@@ -161,8 +186,28 @@ export const configSchema = z
       .prefault({}),
     forward: z
       .object({
-        stableSeconds: seconds.default(30).describe('A study is forwarded once nothing arrived for it for this long.'),
-        destinations: z.array(destination).default([]).describe('Where de-identified studies are sent.'),
+        stableSeconds: seconds
+          .default(30)
+          .describe('A study is forwarded once nothing arrived for it for this long and none of its instances waits for de-identification.'),
+        destinations: z
+          .array(destination)
+          .default([])
+          .describe(
+            'Where de-identified studies go: { name, aeTitle, host, port, callingAeTitle? (default dicom.aeTitle), maxAssociations? (1), maxOperations? (asynchronous window proposed, 16), when? { callingAeTitle, attributes } }. Every destination whose `when` holds gets the instance; `attributes` test indexed attributes (Modality, BodyPartExamined, SeriesDescription, StudyDescription, Manufacturer, ManufacturerModelName, StationName, InstitutionName, SOPClassUID, ImageType) with exact values or /regular expressions/.',
+          ),
+        retry: z
+          .object({
+            baseSeconds: seconds.default(10),
+            multiplier: z.number().min(1).max(10).default(2),
+            maxSeconds: seconds.default(3600),
+            maxAttempts: z.number().int().min(1).max(1000).default(10),
+          })
+          .strict()
+          .prefault({})
+          .describe('Backoff after a failure: base × multiplier^(failures − 1), at most maxSeconds. An instance the destination refuses maxAttempts times goes to dead letter; an unreachable destination is retried forever.'),
+        warningIsSuccess: z.boolean().default(true).describe('A warning status (0x0001, 0xBxxx) from the destination counts as stored.'),
+        connectTimeoutSeconds: seconds.default(10).describe('How long to wait for a connection and for A-ASSOCIATE-AC.'),
+        responseTimeoutSeconds: seconds.default(300).describe('How long to wait for a C-STORE response once the dataset is sent.'),
       })
       .strict()
       .prefault({}),

@@ -97,7 +97,7 @@ export function resolveAttribute(reference: AttributeRef): CompiledAttribute {
   return { tag };
 }
 
-function compileCondition(condition: ConditionConfig | undefined): CompiledCondition | undefined {
+export function compileCondition(condition: ConditionConfig | undefined): CompiledCondition | undefined {
   if (!condition) return undefined;
   const aeTitles = condition.callingAeTitle === undefined ? undefined : [condition.callingAeTitle].flat();
   return {

@@ -34,7 +34,7 @@ export class DeidWork {
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
           deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
           deid_series_instance_uid = @seriesInstanceUid, deid_study_instance_uid = @studyInstanceUid,
-          deid_profile = @profile
+          deid_profile = @profile, routed_at = NULL, deid_deleted_at = NULL
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath`),
       audit: db.prepare(`
         INSERT INTO deid_audit (instance_pk, entries, findings, created_at) VALUES (?, ?, ?, ?)

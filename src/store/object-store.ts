@@ -172,7 +172,6 @@ class DirectorySyncs {
 }
 
 
-/** UIDs are digits and dots (PS3.5 9.1); anything else (a broken sender) is hashed into a safe name. */
 /** Where the de-identified copy of an instance goes, relative to the storage root. */
 export function deidentifiedPath(studyInstanceUid: string, seriesInstanceUid: string, sopInstanceUid: string): string {
   return join(DEIDENTIFIED_DIR, pathSegment(studyInstanceUid), pathSegment(seriesInstanceUid), `${pathSegment(sopInstanceUid)}.dcm`);

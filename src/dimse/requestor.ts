@@ -1,0 +1,459 @@
+/**
+ * One association on the requestor side (PS3.8 9.2, seen from an SCU): connect, A-ASSOCIATE-RQ,
+ * C-STORE requests whose datasets stream from a byte source in P-DATA-TF PDUs of the negotiated size,
+ * responses matched to their requests, release and abort. With an asynchronous operations window
+ * (PS3.7 D.3.3.3) granted by the peer, up to that many requests are outstanding at once.
+ *
+ * Knows nothing of storage or the index: the caller says what to send and gets the DIMSE result.
+ */
+import { connect, type Socket } from 'node:net';
+import type { Logger } from '../observability/logger.js';
+import { CommandError, CommandField, DATASET_PRESENT, decodeCommand, encodeCommand, type DimseCommand } from './command.js';
+import {
+  AbortReason,
+  AbortSource,
+  ContextResult,
+  decodeAbort,
+  decodeAssociateAccept,
+  decodeAssociateReject,
+  DICOM_APPLICATION_CONTEXT,
+  encodeAbort,
+  encodeAssociateRequest,
+  encodePData,
+  encodePDataHeader,
+  encodeReleaseRequest,
+  PduError,
+  PduType,
+  type AssociateReject,
+  type RequestedContext,
+} from './pdu.js';
+import { PduStream, type PduStreamSink } from './pdu-stream.js';
+import { statusHex, type DimseResult } from './status.js';
+
+export interface RequestorOptions {
+  host: string;
+  port: number;
+  calledAeTitle: string;
+  callingAeTitle: string;
+  /** Presentation contexts to propose; ids are odd numbers 1–255 (PS3.8 9.3.2.2). */
+  contexts: RequestedContext[];
+  implementationClassUid: string;
+  implementationVersionName: string;
+  /** The largest PDU Gantry receives (announced in the request). */
+  maxPduLength: number;
+  /** The asynchronous operations window to propose; 1 proposes none. */
+  maxOperations: number;
+  connectTimeoutMs: number;
+  /** How long to wait for A-ASSOCIATE-AC/RJ and for A-RELEASE-RP (the ARTIM timer). */
+  artimMs: number;
+  /** How long one request may wait for its response. */
+  responseTimeoutMs: number;
+  log: Logger;
+}
+
+/** Why an association could not be used: the operations on it did not complete. */
+export class AssociationError extends Error {
+  constructor(
+    message: string,
+    /** What kind of failure, for metrics and retry decisions. */
+    readonly kind: 'connect' | 'rejected' | 'aborted' | 'timeout' | 'protocol' | 'closed',
+    readonly reject?: AssociateReject,
+  ) {
+    super(message);
+    this.name = 'AssociationError';
+  }
+}
+
+export interface AcceptedPresentationContext {
+  id: number;
+  abstractSyntax: string;
+  transferSyntax: string;
+}
+
+/** The dataset of a request: `length` bytes read from `read` in order. */
+export interface DatasetBody {
+  length: number;
+  /** Fills `target` from the dataset at `position`; resolves with the bytes read. */
+  read(target: Buffer, position: number): Promise<number>;
+}
+
+export interface StoreResult extends DimseResult {
+  /** The response's status as 0xXXXX, for logs and the outbox. */
+  statusText: string;
+}
+
+interface Outstanding {
+  resolve(result: StoreResult): void;
+  reject(error: Error): void;
+  /** Runs once the whole request is on the wire. */
+  timer: NodeJS.Timeout | undefined;
+}
+
+/** The most Gantry reads from a file at once: bounded memory for any object size. */
+const READ_CHUNK = 1024 * 1024;
+
+type Phase = 'connecting' | 'requesting' | 'established' | 'releasing' | 'closed';
+
+export class RequestorAssociation implements PduStreamSink {
+  private readonly pdus = new PduStream(this);
+  private phase: Phase = 'connecting';
+  private socket!: Socket;
+  private accepted = new Map<number, AcceptedPresentationContext>();
+  private peerMaxPduLength = 0;
+  private window = 1;
+  private nextMessageId = 1;
+  private readonly outstanding = new Map<number, Outstanding>();
+  /** Requests wait here for the wire (one message at a time) and for a place in the window. */
+  private sending: Promise<void> = Promise.resolve();
+  private windowWaiters: Array<() => void> = [];
+  private commandChunks: Buffer[] = [];
+  private establishment: { resolve(): void; reject(error: Error): void } | undefined;
+  private releaseDone: { resolve(): void; reject(error: Error): void } | undefined;
+  private artimTimer: NodeJS.Timeout | undefined;
+  private failure: AssociationError | undefined;
+
+  private constructor(private readonly options: RequestorOptions) {}
+
+  /** Connects and negotiates; rejects with AssociationError when no association results. */
+  static async open(options: RequestorOptions): Promise<RequestorAssociation> {
+    const association = new RequestorAssociation(options);
+    await association.establish();
+    return association;
+  }
+
+  /** The contexts the peer accepted, by id. */
+  get contexts(): ReadonlyMap<number, AcceptedPresentationContext> {
+    return this.accepted;
+  }
+
+  /** The asynchronous operations window in use (1: one request at a time). */
+  get operationsWindow(): number {
+    return this.window;
+  }
+
+  get isUsable(): boolean {
+    return this.phase === 'established';
+  }
+
+  /** The accepted context for an abstract syntax whose transfer syntax is one of `transferSyntaxes`,
+   * in their order of preference. */
+  contextFor(abstractSyntax: string, transferSyntaxes: readonly string[]): AcceptedPresentationContext | undefined {
+    for (const syntax of transferSyntaxes) {
+      for (const context of this.accepted.values()) {
+        if (context.abstractSyntax === abstractSyntax && context.transferSyntax === syntax) return context;
+      }
+    }
+    return undefined;
+  }
+
+  private establish(): Promise<void> {
+    const { options } = this;
+    return new Promise<void>((resolve, reject) => {
+      this.establishment = { resolve, reject };
+      const socket = connect({ host: options.host, port: options.port });
+      this.socket = socket;
+      socket.setNoDelay(true);
+      const connectTimer = setTimeout(
+        () => this.fail(new AssociationError(`no connection to ${options.host}:${options.port} within ${options.connectTimeoutMs} ms`, 'timeout')),
+        options.connectTimeoutMs,
+      );
+      socket.once('connect', () => {
+        clearTimeout(connectTimer);
+        this.phase = 'requesting';
+        this.startArtim('no A-ASSOCIATE-AC or -RJ');
+        socket.write(
+          encodeAssociateRequest({
+            protocolVersion: 1,
+            calledAeTitle: options.calledAeTitle,
+            callingAeTitle: options.callingAeTitle,
+            applicationContext: DICOM_APPLICATION_CONTEXT,
+            presentationContexts: options.contexts,
+            userInformation: {
+              maxPduLength: options.maxPduLength,
+              implementationClassUid: options.implementationClassUid,
+              implementationVersionName: options.implementationVersionName,
+              ...(options.maxOperations > 1 ? { asyncOperations: { maxOperationsInvoked: options.maxOperations, maxOperationsPerformed: 1 } } : {}),
+              roleSelections: [],
+              extendedNegotiations: [],
+            },
+          }),
+        );
+      });
+      socket.on('data', (chunk: Buffer) => this.onData(chunk));
+      socket.on('error', (error: NodeJS.ErrnoException) => {
+        clearTimeout(connectTimer);
+        const kind = this.phase === 'connecting' ? 'connect' : 'closed';
+        this.fail(new AssociationError(`${options.host}:${options.port}: ${error.code ?? error.message}`, kind));
+      });
+      socket.on('close', () => {
+        clearTimeout(connectTimer);
+        this.fail(new AssociationError('the peer closed the connection', 'closed'));
+      });
+    });
+  }
+
+  // --- requests ------------------------------------------------------------------------------
+
+  /**
+   * Sends a C-STORE request (PS3.7 9.1.1) with its dataset and resolves with the response. Requests
+   * go out in the order of the calls; with a window, the next starts before earlier ones answer.
+   */
+  store(context: AcceptedPresentationContext, sopInstanceUid: string, body: DatasetBody, priority = 0): Promise<StoreResult> {
+    if (this.phase !== 'established') return Promise.reject(this.failure ?? new AssociationError('the association is not established', 'closed'));
+    const messageId = this.takeMessageId();
+    const command: DimseCommand = {
+      commandField: CommandField.CStoreRq,
+      messageId,
+      priority,
+      commandDataSetType: DATASET_PRESENT,
+      affectedSopClassUid: context.abstractSyntax,
+      affectedSopInstanceUid: sopInstanceUid,
+    };
+    let pending!: Outstanding;
+    const response = new Promise<StoreResult>((resolve, reject) => {
+      pending = { resolve, reject, timer: undefined };
+    });
+    const sent = this.sending.then(async () => {
+      await this.placeInWindow();
+      if (this.phase !== 'established') throw this.failure ?? new AssociationError('the association ended', 'closed');
+      this.outstanding.set(messageId, pending);
+      this.writeAll(encodePData(context.id, true, encodeCommand(command), this.peerMaxPduLength));
+      await this.sendDataset(context.id, body);
+      // The peer answers once it has the whole dataset: the response timer starts now.
+      if (this.outstanding.has(messageId)) {
+        pending.timer = setTimeout(() => {
+          this.abort(new AssociationError(`no C-STORE response within ${this.options.responseTimeoutMs} ms`, 'timeout'));
+        }, this.options.responseTimeoutMs);
+        pending.timer.unref();
+      }
+    });
+    this.sending = sent.catch(() => undefined);
+    sent.catch((error: Error) => {
+      const failure = error instanceof AssociationError ? error : new AssociationError(`cannot send the dataset: ${error.message}`, 'aborted');
+      // Not yet on the wire: only this request fails. Part-way: the peer waits mid-message, so the
+      // association is unusable.
+      if (!this.outstanding.has(messageId)) pending.reject(failure);
+      this.abort(failure);
+    });
+    return response;
+  }
+
+  private takeMessageId(): number {
+    const id = this.nextMessageId;
+    this.nextMessageId = id >= 0xffff ? 1 : id + 1;
+    return id;
+  }
+
+  /** Waits until fewer than `window` sent requests wait for their response. */
+  private async placeInWindow(): Promise<void> {
+    while (this.phase === 'established' && this.outstanding.size >= this.window) {
+      await new Promise<void>((resolve) => this.windowWaiters.push(resolve));
+    }
+  }
+
+  private async sendDataset(contextId: number, body: DatasetBody): Promise<void> {
+    const maxFragment = this.peerMaxPduLength === 0 ? READ_CHUNK : this.peerMaxPduLength - 6;
+    // Whole PDUs per read: every PDU but the last of the dataset is full.
+    const chunkSize = maxFragment * Math.max(1, Math.floor(READ_CHUNK / maxFragment));
+    let position = 0;
+    if (body.length === 0) {
+      this.writeAll([encodePDataHeader(contextId, false, true, 0)]);
+      return;
+    }
+    while (position < body.length) {
+      const chunk = Buffer.allocUnsafe(Math.min(chunkSize, body.length - position));
+      let filled = 0;
+      while (filled < chunk.length) {
+        const read = await body.read(chunk.subarray(filled), position + filled);
+        if (read <= 0) throw new Error(`the dataset ended after ${position + filled} of ${body.length} bytes`);
+        filled += read;
+      }
+      if (this.phase !== 'established') throw this.failure ?? new AssociationError('the association ended', 'closed');
+      const pdus: Buffer[] = [];
+      for (let offset = 0; offset < chunk.length; offset += maxFragment) {
+        const fragment = chunk.subarray(offset, Math.min(chunk.length, offset + maxFragment));
+        const isLast = position + offset + fragment.length >= body.length;
+        pdus.push(encodePDataHeader(contextId, false, isLast, fragment.length), fragment);
+      }
+      position += chunk.length;
+      if (!this.writeAll(pdus)) await this.drained();
+    }
+  }
+
+  /** Writes PDUs in one go (Nagle is off: one write per PDU group). False: the socket is full. */
+  private writeAll(buffers: Buffer[]): boolean {
+    if (buffers.length === 1) return this.socket.write(buffers[0] as Buffer);
+    this.socket.cork();
+    let ok = true;
+    for (const buffer of buffers) ok = this.socket.write(buffer) && ok;
+    this.socket.uncork();
+    return ok;
+  }
+
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  // --- release and abort --------------------------------------------------------------------
+
+  /** Waits for the outstanding responses, then releases (PS3.8 7.2). */
+  async release(): Promise<void> {
+    await this.sending;
+    while (this.outstanding.size > 0 && this.phase === 'established') {
+      await new Promise<void>((resolve) => this.windowWaiters.push(resolve));
+    }
+    if (this.phase !== 'established') return;
+    this.phase = 'releasing';
+    await new Promise<void>((resolve, reject) => {
+      this.releaseDone = { resolve, reject };
+      this.socket.write(encodeReleaseRequest());
+      this.startArtim('no A-RELEASE-RP');
+    }).catch(() => undefined);
+    this.socket.destroy();
+  }
+
+  /** Aborts (A-ABORT, service user) and fails what is outstanding. */
+  abort(error: AssociationError = new AssociationError('aborted by Gantry', 'aborted')): void {
+    if (this.phase === 'closed') return;
+    if (this.phase !== 'connecting') this.socket.write(encodeAbort({ source: AbortSource.ServiceUser, reason: AbortReason.NotSpecified }));
+    this.fail(error);
+  }
+
+  private fail(error: AssociationError): void {
+    if (this.phase === 'closed') return;
+    const wasReleasing = this.phase === 'releasing';
+    this.phase = 'closed';
+    this.failure = error;
+    this.stopArtim();
+    this.socket.destroy();
+    this.establishment?.reject(error);
+    this.establishment = undefined;
+    if (wasReleasing) this.releaseDone?.resolve();
+    for (const [id, pending] of this.outstanding) {
+      if (pending.timer) clearTimeout(pending.timer);
+      pending.reject(error);
+      this.outstanding.delete(id);
+    }
+    for (const wake of this.windowWaiters.splice(0)) wake();
+  }
+
+  private startArtim(what: string): void {
+    this.stopArtim();
+    this.artimTimer = setTimeout(() => this.fail(new AssociationError(`${what} within ${this.options.artimMs} ms`, 'timeout')), this.options.artimMs);
+    this.artimTimer.unref();
+  }
+
+  private stopArtim(): void {
+    if (this.artimTimer) clearTimeout(this.artimTimer);
+    this.artimTimer = undefined;
+  }
+
+  // --- socket input ------------------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    if (this.phase === 'closed') return;
+    try {
+      this.pdus.push(chunk);
+    } catch (error) {
+      const message = error instanceof PduError || error instanceof CommandError ? error.message : `internal error: ${(error as Error).message}`;
+      this.options.log.warn({ why: message }, 'protocol error from the peer: association aborted');
+      this.abort(new AssociationError(`protocol error: ${message}`, 'protocol'));
+    }
+  }
+
+  controlPdu(type: number, body: Buffer): void {
+    switch (type) {
+      case PduType.AssociateAc:
+        if (this.phase !== 'requesting') throw new PduError('unexpected A-ASSOCIATE-AC', AbortReason.UnexpectedPdu);
+        this.onAccept(body);
+        return;
+      case PduType.AssociateRj: {
+        if (this.phase !== 'requesting') throw new PduError('unexpected A-ASSOCIATE-RJ', AbortReason.UnexpectedPdu);
+        const reject = decodeAssociateReject(body);
+        this.fail(
+          new AssociationError(`association rejected (result ${reject.result}, source ${reject.source}, reason ${reject.reason})`, 'rejected', reject),
+        );
+        return;
+      }
+      case PduType.ReleaseRp:
+        if (this.phase !== 'releasing') throw new PduError('unexpected A-RELEASE-RP', AbortReason.UnexpectedPdu);
+        this.phase = 'closed';
+        this.stopArtim();
+        this.releaseDone?.resolve();
+        return;
+      case PduType.ReleaseRq:
+        // The acceptor may not release (PS3.8 7.2 reserves release to the requestor here): abort.
+        throw new PduError('A-RELEASE-RQ from the acceptor', AbortReason.UnexpectedPdu);
+      case PduType.Abort: {
+        const abort = decodeAbort(body);
+        this.fail(new AssociationError(`the peer aborted the association (source ${abort.source}, reason ${abort.reason})`, 'aborted'));
+        return;
+      }
+      default:
+        throw new PduError(`unexpected PDU type 0x${type.toString(16)} for an association requestor`, AbortReason.UnexpectedPdu);
+    }
+  }
+
+  private onAccept(body: Buffer): void {
+    const accept = decodeAssociateAccept(body);
+    this.stopArtim();
+    const proposed = new Map(this.options.contexts.map((context) => [context.id, context]));
+    for (const context of accept.presentationContexts) {
+      const asked = proposed.get(context.id);
+      if (!asked || context.result !== ContextResult.Acceptance) continue;
+      // PS3.8 9.3.3.2: the accepted syntax must be one that was proposed.
+      if (!asked.transferSyntaxes.includes(context.transferSyntax)) continue;
+      this.accepted.set(context.id, { id: context.id, abstractSyntax: asked.abstractSyntax, transferSyntax: context.transferSyntax });
+    }
+    this.peerMaxPduLength = accept.userInformation.maxPduLength;
+    if (this.peerMaxPduLength !== 0 && this.peerMaxPduLength < 1024) {
+      throw new PduError(`the peer's maximum PDU length ${this.peerMaxPduLength} is too small`, AbortReason.InvalidPduParameterValue);
+    }
+    const granted = accept.userInformation.asyncOperations?.maxOperationsInvoked;
+    // 0 is "unlimited" (PS3.7 D.3.3.3.1): Gantry still keeps to what it proposed.
+    this.window = this.options.maxOperations > 1 && granted !== undefined ? (granted === 0 ? this.options.maxOperations : Math.min(granted, this.options.maxOperations)) : 1;
+    this.phase = 'established';
+    this.establishment?.resolve();
+    this.establishment = undefined;
+  }
+
+  pdvData(_contextId: number, isCommand: boolean, data: Buffer): void {
+    if (this.phase !== 'established' && this.phase !== 'releasing') throw new PduError('P-DATA-TF outside an established association', AbortReason.UnexpectedPdu);
+    if (isCommand) this.commandChunks.push(data);
+    // Datasets in responses (none for C-STORE) are read and dropped.
+  }
+
+  pdvEnd(_contextId: number, isCommand: boolean, isLast: boolean): void {
+    if (!isCommand || !isLast) return;
+    const bytes = Buffer.concat(this.commandChunks);
+    this.commandChunks = [];
+    this.onResponse(decodeCommand(bytes));
+  }
+
+  private onResponse(command: DimseCommand): void {
+    if (command.commandField !== CommandField.CStoreRsp) {
+      throw new PduError(`unexpected DIMSE command 0x${command.commandField.toString(16)} on a storage association`, AbortReason.UnexpectedPduParameter);
+    }
+    const id = command.messageIdBeingRespondedTo ?? -1;
+    const pending = this.outstanding.get(id);
+    if (!pending) throw new PduError(`a C-STORE-RSP for message ${id}, which is not outstanding`, AbortReason.UnexpectedPduParameter);
+    this.outstanding.delete(id);
+    if (pending.timer) clearTimeout(pending.timer);
+    const status = command.status ?? 0xffff;
+    pending.resolve({
+      status,
+      statusText: statusHex(status),
+      ...(command.errorComment !== undefined ? { errorComment: command.errorComment } : {}),
+      ...(command.offendingElements !== undefined ? { offendingElements: command.offendingElements } : {}),
+    });
+    for (const wake of this.windowWaiters.splice(0)) wake();
+  }
+}

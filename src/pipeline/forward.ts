@@ -1,0 +1,378 @@
+/**
+ * Sends the outbox to the destinations: per destination up to `maxAssociations` senders, each taking a
+ * batch of due items, opening one association for it (presentation contexts from what is stored) and
+ * sending the stored bytes as they are, within the asynchronous operations window the destination
+ * grants. Each confirmation is recorded at once, so a crash re-sends at most what was in flight.
+ *
+ * Failures: an unreachable or refusing destination is retried with backoff forever (items are never
+ * dropped for it); an instance the destination refuses is retried per item and goes to dead letter
+ * after `maxAttempts`; an object whose transfer syntax the destination accepts in no form is dead
+ * at once, with the reason.
+ */
+import { join } from 'node:path';
+import { AssociationError, RequestorAssociation, type AcceptedPresentationContext, type DatasetBody } from '../dimse/requestor.js';
+import type { RequestedContext } from '../dimse/pdu.js';
+import { Status } from '../dimse/status.js';
+import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
+import type { Logger } from '../observability/logger.js';
+import type { Outbox, OutboxItem } from '../queue/outbox.js';
+import { openStoredDataset, reencodedDataset, type StoredDataset } from '../store/stored-dataset.js';
+
+export interface DestinationSettings {
+  name: string;
+  aeTitle: string;
+  host: string;
+  port: number;
+  callingAeTitle: string;
+  maxAssociations: number;
+  maxOperations: number;
+}
+
+export interface ForwardSettings {
+  destinations: DestinationSettings[];
+  retry: { baseSeconds: number; multiplier: number; maxSeconds: number; maxAttempts: number };
+  warningIsSuccess: boolean;
+  connectTimeoutMs: number;
+  responseTimeoutMs: number;
+  maxPduLength: number;
+  implementationClassUid: string;
+  implementationVersionName: string;
+}
+
+export interface ForwarderOptions {
+  outbox: Outbox;
+  storagePath: string;
+  log: Logger;
+  settings(): ForwardSettings;
+  /** How often senders look at the outbox without a nudge. */
+  pollMs?: number;
+}
+
+/** Items one association carries before it is released and the outbox looked at again. */
+const BATCH = 500;
+/** PS3.8 9.3.2.2: presentation context ids are odd numbers 1–255. */
+const MAX_CONTEXTS = 128;
+
+/** Delay before attempt `failures + 1`: base × multiplier^(failures − 1), capped. */
+export function backoffMs(failures: number, retry: ForwardSettings['retry']): number {
+  const seconds = retry.baseSeconds * retry.multiplier ** Math.max(0, failures - 1);
+  return Math.min(seconds, retry.maxSeconds) * 1000;
+}
+
+/** PS3.7 C.1.3 / PS3.4 B.2.3: 0x0001 and 0xBxxx are warnings, the object was stored. */
+export function isWarning(status: number): boolean {
+  return status === 0x0001 || (status & 0xf000) === 0xb000;
+}
+
+export class Forwarder {
+  private readonly destinations = new Map<string, DestinationQueue>();
+  private stopped = false;
+
+  constructor(private readonly options: ForwarderOptions) {}
+
+  start(): void {
+    for (const destination of this.options.settings().destinations) this.ensure(destination.name);
+  }
+
+  /** The outbox has new items: wake the senders. */
+  nudge(): void {
+    for (const destination of this.options.settings().destinations) this.ensure(destination.name).wake();
+  }
+
+  /** Destinations removed from config stop; new ones start (SIGHUP). */
+  reconfigure(): void {
+    const names = new Set(this.options.settings().destinations.map((destination) => destination.name));
+    for (const [name, queue] of this.destinations) {
+      if (!names.has(name)) {
+        void queue.stop(10_000);
+        this.destinations.delete(name);
+      }
+    }
+    this.nudge();
+  }
+
+  /** What each destination is doing, for status and logs. */
+  status(): Array<{ destination: string; consecutiveFailures: number; retryAt: number | undefined; lastError: string | undefined }> {
+    return [...this.destinations.values()].map((queue) => queue.status());
+  }
+
+  /** Stops taking items and waits (up to `graceMs`) for the responses in flight; then aborts. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    await Promise.all([...this.destinations.values()].map((queue) => queue.stop(graceMs)));
+  }
+
+  private ensure(name: string): DestinationQueue {
+    let queue = this.destinations.get(name);
+    if (!queue && !this.stopped) {
+      queue = new DestinationQueue(name, this.options);
+      this.destinations.set(name, queue);
+      queue.start();
+    }
+    return queue as DestinationQueue;
+  }
+}
+
+/** The senders of one destination, sharing its backoff. */
+class DestinationQueue {
+  private readonly claimed = new Set<number>();
+  private readonly senders: Promise<void>[] = [];
+  private readonly open = new Set<RequestorAssociation>();
+  private wakers: Array<() => void> = [];
+  private stopping = false;
+  private consecutiveFailures = 0;
+  private retryAt: number | undefined;
+  private lastError: string | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly name: string,
+    private readonly options: ForwarderOptions,
+  ) {
+    this.log = options.log.child({ destination: name });
+  }
+
+  start(): void {
+    const count = this.settings()?.maxAssociations ?? 1;
+    for (let index = 0; index < count; index += 1) this.senders.push(this.runSender());
+  }
+
+  wake(): void {
+    for (const wake of this.wakers.splice(0)) wake();
+  }
+
+  status() {
+    return { destination: this.name, consecutiveFailures: this.consecutiveFailures, retryAt: this.retryAt, lastError: this.lastError };
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    const timer = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), graceMs).unref());
+    if ((await Promise.race([Promise.all(this.senders), timer])) === 'late') {
+      for (const association of this.open) association.abort();
+      await Promise.all(this.senders);
+    }
+  }
+
+  private settings(): DestinationSettings | undefined {
+    return this.options.settings().destinations.find((destination) => destination.name === this.name);
+  }
+
+  private async runSender(): Promise<void> {
+    while (!this.stopping) {
+      const now = Date.now();
+      if (this.retryAt !== undefined && now < this.retryAt) {
+        await this.sleep(this.retryAt - now);
+        continue;
+      }
+      const destination = this.settings();
+      if (!destination) return;
+      let items: OutboxItem[];
+      try {
+        items = this.options.outbox
+          .due(this.name, BATCH + this.claimed.size, now)
+          .filter((item) => !this.claimed.has(item.id))
+          .slice(0, BATCH);
+      } catch (error) {
+        this.log.error({ err: (error as Error).message }, 'cannot read the outbox');
+        await this.sleep(this.options.pollMs ?? 1000);
+        continue;
+      }
+      if (items.length === 0) {
+        const next = this.options.outbox.nextDueAt(this.name);
+        await this.sleep(next === undefined ? (this.options.pollMs ?? 1000) : Math.max(10, Math.min(next - now, this.options.pollMs ?? 1000)));
+        continue;
+      }
+      for (const item of items) this.claimed.add(item.id);
+      try {
+        await this.sendBatch(destination, items);
+      } catch (error) {
+        this.log.error({ err: (error as Error).message }, 'forwarding a batch failed');
+        await this.sleep(this.options.pollMs ?? 1000);
+      } finally {
+        for (const item of items) this.claimed.delete(item.id);
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakers.push(done);
+    });
+  }
+
+  private async sendBatch(destination: DestinationSettings, items: OutboxItem[]): Promise<void> {
+    const settings = this.options.settings();
+    const { contexts, fitting } = proposeContexts(items);
+    let association: RequestorAssociation;
+    try {
+      association = await RequestorAssociation.open({
+        host: destination.host,
+        port: destination.port,
+        calledAeTitle: destination.aeTitle,
+        callingAeTitle: destination.callingAeTitle,
+        contexts,
+        implementationClassUid: settings.implementationClassUid,
+        implementationVersionName: settings.implementationVersionName,
+        maxPduLength: settings.maxPduLength,
+        maxOperations: destination.maxOperations,
+        connectTimeoutMs: settings.connectTimeoutMs,
+        artimMs: settings.connectTimeoutMs,
+        responseTimeoutMs: settings.responseTimeoutMs,
+        log: this.log,
+      });
+    } catch (error) {
+      this.unreachable(fitting, (error as Error).message);
+      return;
+    }
+    this.open.add(association);
+    const started = Date.now();
+    let sent = 0;
+    let failed = 0;
+    try {
+      const inFlight = new Set<Promise<void>>();
+      for (const item of fitting) {
+        if (this.stopping || !association.isUsable) break;
+        const operation = this.sendItem(association, destination, item).then((ok) => {
+          if (ok) sent += 1;
+          else failed += 1;
+        });
+        inFlight.add(operation);
+        void operation.finally(() => inFlight.delete(operation));
+        // One more than the window: the next file is read while the window is full.
+        if (inFlight.size > association.operationsWindow) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      if (association.isUsable) await association.release();
+    } finally {
+      association.abort();
+      this.open.delete(association);
+    }
+    if (sent > 0) {
+      this.consecutiveFailures = 0;
+      this.retryAt = undefined;
+      this.lastError = undefined;
+    }
+    this.log.info({ sent, failed, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
+  }
+
+  /** Sends one item; true when the destination stored it. */
+  private async sendItem(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem): Promise<boolean> {
+    const { outbox } = this.options;
+    const settings = this.options.settings();
+    let stored: StoredDataset;
+    try {
+      stored = await openStoredDataset(join(this.options.storagePath, item.filePath));
+    } catch (error) {
+      // The copy is gone (retention, an operator) or unreadable: nothing to send until it is made again.
+      outbox.markDead(item, null, `the de-identified copy cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, false);
+      return false;
+    }
+    try {
+      const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
+      if (!context) {
+        const syntax = findTransferSyntax(stored.transferSyntaxUid)?.name ?? stored.transferSyntaxUid;
+        const classAccepted = [...association.contexts.values()].some((accepted) => accepted.abstractSyntax === stored.sopClassUid);
+        const reason = classAccepted ? `transfer syntax ${syntax} not accepted by ${destination.name}` : `SOP class ${stored.sopClassUid} not accepted by ${destination.name}`;
+        outbox.markDead(item, null, reason, false);
+        this.log.warn({ item: item.id, why: reason.replace(/\b[0-9]+(\.[0-9]+){3,}\b/g, '<uid>') }, 'item cannot be sent: dead letter');
+        return false;
+      }
+      const body: DatasetBody = context.transferSyntax === stored.transferSyntaxUid ? stored : bufferBody(reencodedDataset(join(this.options.storagePath, item.filePath), context.transferSyntax));
+      const result = await association.store(context, stored.sopInstanceUid, body);
+      const ok = result.status === Status.Success || (settings.warningIsSuccess && isWarning(result.status));
+      if (ok) {
+        outbox.markSent(item, result.statusText);
+        return true;
+      }
+      this.itemFailed(item, result.statusText, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
+      return false;
+    } catch (error) {
+      if (error instanceof AssociationError) {
+        // The association ended with this item in flight: an attempt, so that an object that makes
+        // the destination abort every time ends in dead letter rather than looping.
+        this.itemFailed(item, null, `association ended while sending: ${error.message}`);
+        this.unreachable([], error.message);
+      } else {
+        this.itemFailed(item, null, `cannot send: ${(error as Error).message}`);
+      }
+      return false;
+    } finally {
+      await stored.close().catch(() => undefined);
+    }
+  }
+
+  private itemFailed(item: OutboxItem, status: string | null, reason: string): void {
+    const { retry } = this.options.settings();
+    const attempts = item.attempts + 1;
+    const error = reason.replace(/\b[0-9]+(\.[0-9]+){3,}\b/g, '<uid>').slice(0, 500);
+    if (attempts >= retry.maxAttempts) {
+      this.options.outbox.markDead(item, status, error);
+      this.log.warn({ item: item.id, status, attempts, why: error }, 'item failed its last attempt: dead letter (gantry queue retry)');
+    } else {
+      this.options.outbox.markRetry(item, Date.now() + backoffMs(attempts, retry), status, error);
+      this.log.warn({ item: item.id, status, attempts, why: error }, 'item failed: will retry');
+    }
+  }
+
+  /** The destination cannot be reached or refused the association: back off, drop nothing. */
+  private unreachable(items: readonly OutboxItem[], message: string): void {
+    this.consecutiveFailures += 1;
+    const delay = backoffMs(this.consecutiveFailures, this.options.settings().retry);
+    this.retryAt = Date.now() + delay;
+    this.lastError = message;
+    try {
+      this.options.outbox.noteUnreachable(items, `${this.name} unreachable: ${message}`);
+    } catch {
+      // informational only
+    }
+    this.log.warn({ why: message, failures: this.consecutiveFailures, retryInSeconds: delay / 1000 }, 'destination unreachable: will retry');
+  }
+}
+
+/** Context proposals for a batch: per SOP class and stored syntax, that syntax alone; for uncompressed
+ * little-endian objects also a context with both little-endian syntaxes (converted if chosen). Items
+ * whose contexts do not fit in the 128 allowed wait for the next association. */
+export function proposeContexts(items: readonly OutboxItem[]): { contexts: RequestedContext[]; fitting: OutboxItem[] } {
+  const byKey = new Map<string, RequestedContext>();
+  const fitting: OutboxItem[] = [];
+  for (const item of items) {
+    const wanted = [[item.transferSyntaxUid], ...(isLittleEndianNative(item.transferSyntaxUid) ? [[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]] : [])];
+    const keys = wanted.map((syntaxes) => `${item.sopClassUid}|${syntaxes.join(',')}`);
+    const missing = keys.filter((key) => !byKey.has(key));
+    if (byKey.size + missing.length > MAX_CONTEXTS) continue;
+    wanted.forEach((syntaxes, index) => {
+      const key = keys[index] as string;
+      if (!byKey.has(key)) byKey.set(key, { id: 2 * byKey.size + 1, abstractSyntax: item.sopClassUid, transferSyntaxes: syntaxes });
+    });
+    fitting.push(item);
+  }
+  return { contexts: [...byKey.values()], fitting };
+}
+
+function isLittleEndianNative(uid: string): boolean {
+  return uid === EXPLICIT_VR_LITTLE_ENDIAN || uid === IMPLICIT_VR_LITTLE_ENDIAN;
+}
+
+/** The stored syntax if accepted; else, for uncompressed little-endian objects, the other one. */
+function chooseContext(association: RequestorAssociation, sopClassUid: string, transferSyntaxUid: string): AcceptedPresentationContext | undefined {
+  const exact = association.contextFor(sopClassUid, [transferSyntaxUid]);
+  if (exact || !isLittleEndianNative(transferSyntaxUid)) return exact;
+  return association.contextFor(sopClassUid, [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]);
+}
+
+function bufferBody(buffer: Buffer): DatasetBody {
+  return {
+    length: buffer.length,
+    read: async (target, position) => buffer.copy(target, 0, position, Math.min(buffer.length, position + target.length)),
+  };
+}
+

@@ -1,0 +1,281 @@
+/**
+ * The durable forwarding outbox (table forward_outbox): one row per de-identified instance and
+ * destination, queued → sent, or dead after its attempts ran out. Routing of stable studies into it,
+ * and the instance's move to `forwarded` once every destination has it, happen in the same
+ * transactions. Nothing here opens sockets.
+ */
+import type { Statement } from 'better-sqlite3';
+import type { Db } from '../db/database.js';
+
+/** An instance of a stable study, ready to be routed to destinations. */
+export interface RoutableInstance {
+  id: number;
+  studyPk: number;
+  deidFilePath: string;
+  sopClassUid: string;
+  deidSopInstanceUid: string;
+  transferSyntaxUid: string;
+  callingAeTitle: string;
+  /** Indexed attributes that destination conditions may test, by keyword. */
+  attributes: Record<string, string | null>;
+}
+
+/** One item to send. */
+export interface OutboxItem {
+  id: number;
+  destination: string;
+  instancePk: number;
+  filePath: string;
+  sopClassUid: string;
+  sopInstanceUid: string;
+  transferSyntaxUid: string;
+  attempts: number;
+}
+
+export interface OutboxRow extends OutboxItem {
+  state: 'queued' | 'sent' | 'dead';
+  nextAttemptAt: number;
+  lastStatus: string | null;
+  lastError: string | null;
+  queuedAt: number;
+  sentAt: number | null;
+}
+
+export interface DestinationCounts {
+  destination: string;
+  queued: number;
+  sent: number;
+  dead: number;
+  /** When the oldest queued item was queued (ms), or null. */
+  oldestQueuedAt: number | null;
+}
+
+/** Index columns that destination conditions may test, by DICOM keyword. */
+export const ROUTING_ATTRIBUTES = {
+  Modality: 'se.modality',
+  BodyPartExamined: 'se.body_part_examined',
+  SeriesDescription: 'se.series_description',
+  StudyDescription: 'st.study_description',
+  Manufacturer: 'i.manufacturer',
+  ManufacturerModelName: 'i.manufacturer_model_name',
+  StationName: 'i.station_name',
+  InstitutionName: 'i.institution_name',
+  SOPClassUID: 'i.sop_class_uid',
+  ImageType: 'i.image_type',
+} as const;
+
+export type RoutingAttribute = keyof typeof ROUTING_ATTRIBUTES;
+
+const ITEM_COLUMNS = `o.id, o.destination, o.instance_pk AS instancePk, o.file_path AS filePath,
+  o.sop_class_uid AS sopClassUid, o.sop_instance_uid AS sopInstanceUid,
+  o.transfer_syntax_uid AS transferSyntaxUid, o.attempts`;
+
+export class Outbox {
+  private readonly statements: Record<
+    'routable' | 'enqueue' | 'markRouted' | 'due' | 'sent' | 'forwarded' | 'retry' | 'dead' | 'note' | 'nextDue',
+    Statement
+  >;
+
+  constructor(private readonly db: Db) {
+    const attributeColumns = Object.entries(ROUTING_ATTRIBUTES)
+      .map(([keyword, column]) => `${column} AS "${keyword}"`)
+      .join(', ');
+    this.statements = {
+      // Instances of studies where nothing arrived since `cutoff` and nothing waits for de-identification
+      // (quarantined and failed instances do not hold the rest back).
+      routable: db.prepare(`
+        SELECT i.id, st.id AS studyPk, i.deid_file_path AS deidFilePath, i.sop_class_uid AS sopClassUid,
+          i.deid_sop_instance_uid AS deidSopInstanceUid, i.transfer_syntax_uid AS transferSyntaxUid,
+          i.calling_ae_title AS callingAeTitle, ${attributeColumns}
+        FROM instances i INDEXED BY instances_to_route
+        JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
+        WHERE i.state = 'deidentified' AND i.routed_at IS NULL AND i.id > @afterId
+          AND (@studyPk IS NOT NULL AND st.id = @studyPk OR @studyPk IS NULL AND st.last_received_at <= @cutoff
+            AND NOT EXISTS (SELECT 1 FROM series s2 JOIN instances j ON j.series_pk = s2.id
+                            WHERE s2.study_pk = st.id AND j.state = 'received'))
+        ORDER BY i.id LIMIT @limit`),
+      enqueue: db.prepare(`
+        INSERT INTO forward_outbox (destination, instance_pk, file_path, sop_class_uid, sop_instance_uid,
+          transfer_syntax_uid, study_pk, state, attempts, next_attempt_at, queued_at)
+        VALUES (@destination, @id, @deidFilePath, @sopClassUid, @deidSopInstanceUid, @transferSyntaxUid,
+          @studyPk, 'queued', 0, @now, @now)
+        ON CONFLICT (destination, instance_pk) DO UPDATE SET file_path = excluded.file_path,
+          sop_class_uid = excluded.sop_class_uid, sop_instance_uid = excluded.sop_instance_uid,
+          transfer_syntax_uid = excluded.transfer_syntax_uid, state = 'queued', attempts = 0,
+          next_attempt_at = excluded.next_attempt_at, last_status = NULL, last_error = NULL,
+          queued_at = excluded.queued_at, sent_at = NULL`),
+      markRouted: db.prepare(`UPDATE instances SET routed_at = ? WHERE id = ?`),
+      // Only rows whose copy is still the instance's current one: a re-sent original makes the row
+      // stale until its new copy is routed again.
+      due: db.prepare(`
+        SELECT ${ITEM_COLUMNS} FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
+        WHERE o.destination = @destination AND o.state = 'queued' AND o.next_attempt_at <= @now
+          AND i.deid_file_path = o.file_path AND i.deid_deleted_at IS NULL
+        ORDER BY o.next_attempt_at, o.id LIMIT @limit`),
+      nextDue: db.prepare(`SELECT min(next_attempt_at) AS at FROM forward_outbox WHERE destination = ? AND state = 'queued'`),
+      sent: db.prepare(`UPDATE forward_outbox SET state = 'sent', sent_at = @now, last_status = @status, last_error = NULL, attempts = attempts + 1
+        WHERE id = @id AND state = 'queued' AND file_path = @filePath`),
+      forwarded: db.prepare(`
+        UPDATE instances SET state = 'forwarded', state_changed_at = @now
+        WHERE id = @instancePk AND state = 'deidentified' AND deid_file_path = @filePath
+          AND NOT EXISTS (SELECT 1 FROM forward_outbox WHERE instance_pk = @instancePk AND state != 'sent')`),
+      retry: db.prepare(`UPDATE forward_outbox SET attempts = attempts + 1, next_attempt_at = @nextAttemptAt, last_status = @status, last_error = @error
+        WHERE id = @id AND state = 'queued'`),
+      dead: db.prepare(`UPDATE forward_outbox SET state = 'dead', attempts = attempts + @counted, last_status = @status, last_error = @error
+        WHERE id = @id AND state = 'queued'`),
+      note: db.prepare(`UPDATE forward_outbox SET last_error = @error WHERE id = @id AND state = 'queued'`),
+    };
+  }
+
+  /** Instances ready to be routed: of stable studies (or of `studyPk`, on demand), not routed yet. */
+  routable(cutoff: number, limit: number, afterId = 0, studyPk: number | null = null): RoutableInstance[] {
+    const rows = this.statements.routable.all({ cutoff, limit, afterId, studyPk }) as Array<Record<string, unknown>>;
+    return rows.map((row) => {
+      const attributes: Record<string, string | null> = {};
+      for (const keyword of Object.keys(ROUTING_ATTRIBUTES)) attributes[keyword] = (row[keyword] as string | null) ?? null;
+      return {
+        id: row['id'] as number,
+        studyPk: row['studyPk'] as number,
+        deidFilePath: row['deidFilePath'] as string,
+        sopClassUid: row['sopClassUid'] as string,
+        deidSopInstanceUid: row['deidSopInstanceUid'] as string,
+        transferSyntaxUid: row['transferSyntaxUid'] as string,
+        callingAeTitle: row['callingAeTitle'] as string,
+        attributes,
+      };
+    });
+  }
+
+  /** Queues each instance for its destinations and marks it routed, in one transaction. */
+  route(routes: ReadonlyArray<{ instance: RoutableInstance; destinations: readonly string[] }>, now = Date.now()): number {
+    return this.db.transaction(() => {
+      let queued = 0;
+      for (const { instance, destinations } of routes) {
+        for (const destination of destinations) {
+          this.statements.enqueue.run({ ...instance, destination, now });
+          queued += 1;
+        }
+        this.statements.markRouted.run(now, instance.id);
+      }
+      return queued;
+    })();
+  }
+
+  /** Queued items of a destination whose time has come, oldest first. */
+  due(destination: string, limit: number, now = Date.now()): OutboxItem[] {
+    return this.statements.due.all({ destination, now, limit }) as OutboxItem[];
+  }
+
+  /** When the next queued item of a destination is due (ms), or undefined when none is queued. */
+  nextDueAt(destination: string): number | undefined {
+    const row = this.statements.nextDue.get(destination) as { at: number | null };
+    return row.at ?? undefined;
+  }
+
+  /** The destination confirmed the item; the instance is `forwarded` once every destination has. */
+  markSent(item: OutboxItem, status: string, now = Date.now()): void {
+    this.db.transaction(() => {
+      if (this.statements.sent.run({ id: item.id, filePath: item.filePath, status, now }).changes === 0) return;
+      this.statements.forwarded.run({ instancePk: item.instancePk, filePath: item.filePath, now });
+    })();
+  }
+
+  /** A failed attempt: try again at `nextAttemptAt`. */
+  markRetry(item: OutboxItem, nextAttemptAt: number, status: string | null, error: string): void {
+    this.statements.retry.run({ id: item.id, nextAttemptAt, status, error });
+  }
+
+  /** No more attempts: the item waits for an operator (`gantry queue retry`). `counted`: whether this
+   * failure was an attempt at sending (a refused transfer syntax is not). */
+  markDead(item: OutboxItem, status: string | null, error: string, counted = true): void {
+    this.statements.dead.run({ id: item.id, status, error, counted: counted ? 1 : 0 });
+  }
+
+  /** Records why the destination could not be reached, without counting an attempt. */
+  noteUnreachable(items: readonly OutboxItem[], error: string): void {
+    this.db.transaction(() => {
+      for (const item of items) this.statements.note.run({ id: item.id, error });
+    })();
+  }
+
+  /** Quarantined or failed instances of these studies: held back from forwarding. */
+  heldBack(studyPks: readonly number[]): number {
+    if (studyPks.length === 0) return 0;
+    const row = this.db
+      .prepare(
+        `SELECT count(*) AS count FROM instances i JOIN series se ON se.id = i.series_pk
+         WHERE se.study_pk IN (SELECT value FROM json_each(?)) AND i.state IN ('quarantined', 'failed')`,
+      )
+      .get(JSON.stringify(studyPks)) as { count: number };
+    return row.count;
+  }
+
+  // --- operators (gantry queue) ---------------------------------------------------------------
+
+  counts(): DestinationCounts[] {
+    return this.db
+      .prepare(
+        `SELECT destination,
+           sum(state = 'queued') AS queued, sum(state = 'sent') AS sent, sum(state = 'dead') AS dead,
+           min(CASE WHEN state = 'queued' THEN queued_at END) AS oldestQueuedAt
+         FROM forward_outbox GROUP BY destination ORDER BY destination`,
+      )
+      .all() as DestinationCounts[];
+  }
+
+  list(filter: { state?: string; destination?: string; limit: number }): OutboxRow[] {
+    return this.db
+      .prepare(
+        `SELECT ${ITEM_COLUMNS}, o.state, o.next_attempt_at AS nextAttemptAt, o.last_status AS lastStatus,
+           o.last_error AS lastError, o.queued_at AS queuedAt, o.sent_at AS sentAt
+         FROM forward_outbox o
+         WHERE (@state IS NULL OR o.state = @state) AND (@destination IS NULL OR o.destination = @destination)
+         ORDER BY o.id LIMIT @limit`,
+      )
+      .all({ state: filter.state ?? null, destination: filter.destination ?? null, limit: filter.limit }) as OutboxRow[];
+  }
+
+  /** Puts dead items (all, of one destination, or by id) back in the queue, due now. */
+  requeueDead(filter: { destination?: string; ids?: readonly number[] }, now = Date.now()): number {
+    const run = (id: number | null) =>
+      this.db
+        .prepare(
+          `UPDATE forward_outbox SET state = 'queued', attempts = 0, next_attempt_at = @now, last_error = NULL
+           WHERE state = 'dead' AND (@destination IS NULL OR destination = @destination) AND (@id IS NULL OR id = @id)`,
+        )
+        .run({ now, destination: filter.destination ?? null, id }).changes;
+    return this.db.transaction(() => (filter.ids ? filter.ids.reduce((sum, id) => sum + run(id), 0) : run(null)))();
+  }
+
+  /** Deletes items in a state (sent or dead), of one destination or all. */
+  purge(state: 'sent' | 'dead', destination?: string): number {
+    return this.db
+      .prepare(`DELETE FROM forward_outbox WHERE state = ? AND (? IS NULL OR destination = ?)`)
+      .run(state, destination ?? null, destination ?? null).changes;
+  }
+
+  /**
+   * Makes a study's de-identified instances routable again now, whatever its stability (gantry forward):
+   * found by its original or its de-identified Study Instance UID. Returns the study's key, or undefined.
+   */
+  forwardStudyNow(studyInstanceUid: string): { studyPk: number; instances: number } | undefined {
+    return this.db.transaction(() => {
+      const study = this.db
+        .prepare(
+          `SELECT st.id FROM studies st WHERE st.study_instance_uid = ?1
+           UNION SELECT se.study_pk FROM instances i JOIN series se ON se.id = i.series_pk WHERE i.deid_study_instance_uid = ?1
+           LIMIT 1`,
+        )
+        .get(studyInstanceUid) as { id: number } | undefined;
+      if (!study) return undefined;
+      const changed = this.db
+        .prepare(
+          `UPDATE instances SET routed_at = NULL, state = 'deidentified'
+           WHERE series_pk IN (SELECT id FROM series WHERE study_pk = ?) AND state IN ('deidentified', 'forwarded')
+             AND deid_deleted_at IS NULL`,
+        )
+        .run(study.id).changes;
+      return { studyPk: study.id, instances: changed };
+    })();
+  }
+}

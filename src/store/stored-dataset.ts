@@ -1,0 +1,81 @@
+/**
+ * A stored Part 10 file read back for sending: its File Meta Information, and its dataset bytes from
+ * disk as they are, or re-encoded between explicit and implicit VR little endian when the destination
+ * accepted only the other one.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { parseFile } from '../dicom/dataset-tree.js';
+import { readFileMeta } from '../dicom/part10.js';
+import { reencodeElements } from '../dicom/reencode.js';
+import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
+
+export interface StoredDataset {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  transferSyntaxUid: string;
+  /** Dataset bytes (everything after the File Meta Information). */
+  length: number;
+  read(target: Buffer, position: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** The File Meta Information is a few hundred bytes; more than this is not a file Gantry wrote. */
+const MAX_META_LENGTH = 64 * 1024;
+
+export async function openStoredDataset(path: string): Promise<StoredDataset> {
+  const handle = await open(path, 'r');
+  try {
+    const size = (await handle.stat()).size;
+    const head = Buffer.alloc(Math.min(size, 144));
+    await readFully(handle, head, 0);
+    if (head.length < 144 || head.toString('latin1', 128, 132) !== 'DICM' || head.readUInt32LE(132) !== 0x00000002) {
+      throw new Error('not a DICOM Part 10 file with a File Meta Information Group Length');
+    }
+    const metaEnd = 144 + head.readUInt32LE(140);
+    if (metaEnd > Math.min(size, MAX_META_LENGTH)) throw new Error('File Meta Information longer than the file or 64 KiB');
+    const metaBytes = Buffer.alloc(metaEnd);
+    await readFully(handle, metaBytes, 0);
+    const { elements } = readFileMeta(metaBytes);
+    const text = (element: number) => (elements.get(element)?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
+    return {
+      sopClassUid: text(0x0002),
+      sopInstanceUid: text(0x0003),
+      transferSyntaxUid: text(0x0010),
+      length: size - metaEnd,
+      read: async (target, position) => (await handle.read(target, 0, target.length, metaEnd + position)).bytesRead,
+      close: () => handle.close(),
+    };
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
+/**
+ * The dataset of a stored file in another little-endian encoding (explicit ↔ implicit VR), in memory:
+ * used only when a destination refuses the stored one, for uncompressed objects.
+ */
+export function reencodedDataset(path: string, toTransferSyntaxUid: string): Buffer {
+  const to = findTransferSyntax(toTransferSyntaxUid);
+  if (!to || to.encapsulated || (to.encoding !== 'explicit-le' && to.encoding !== 'implicit-le')) {
+    throw new Error(`cannot re-encode into transfer syntax ${toTransferSyntaxUid}`);
+  }
+  const parsed = parseFile(path);
+  try {
+    if (parsed.deflated || parsed.encoding === 'explicit-be') throw new Error(`cannot re-encode from transfer syntax ${parsed.transferSyntaxUid}`);
+    const parts: Buffer[] = [];
+    reencodeElements(parsed.elements, parsed.source, parsed.encoding, to.encoding, (bytes) => parts.push(Buffer.from(bytes)));
+    return Buffer.concat(parts);
+  } finally {
+    parsed.close();
+  }
+}
+
+async function readFully(handle: FileHandle, target: Buffer, position: number): Promise<void> {
+  let filled = 0;
+  while (filled < target.length) {
+    const { bytesRead } = await handle.read(target, filled, target.length - filled, position + filled);
+    if (bytesRead === 0) throw new Error('the file ended early');
+    filled += bytesRead;
+  }
+}
