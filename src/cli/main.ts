@@ -16,6 +16,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { reidentifyFile } from '../deid/reidentify.js';
 import { runDeid } from './deid.js';
+import { forwardStudy, queueList, queuePurge, queueRetry } from './queue.js';
 
 const program = new Command();
 program.name('gantry').description('Gantry: a DICOM de-identification gateway').version('0.1.0');
@@ -105,6 +106,57 @@ program
       }
     }
     process.exitCode = failed > 0 ? 1 : 0;
+  });
+
+program
+  .command('forward')
+  .description('forward a study to its destinations now, whether or not it is stable (original or de-identified Study Instance UID)')
+  .option('-c, --config <file>', 'YAML config file')
+  .argument('<studyInstanceUid>')
+  .action(async (studyInstanceUid: string, options: { config?: string }) => {
+    const loaded = loadConfigFile(options.config);
+    const log = createLogger(loaded.config.log.level);
+    const { queued, nodeRunning } = await forwardStudy(loaded, studyInstanceUid.trim(), log);
+    process.stdout.write(`queued ${queued} item(s); ${nodeRunning ? 'the running Gantry sends them' : 'no Gantry runs on this storage: they are sent when it starts'}\n`);
+  });
+
+const queueCommand = program.command('queue').description('the forwarding outbox');
+queueCommand
+  .command('ls')
+  .description('counts per destination, and the items in a state (dead letter by default)')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('-s, --state <state>', 'queued, sent or dead', 'dead')
+  .option('-d, --destination <name>', 'one destination')
+  .option('-n, --limit <n>', 'items to list', (value) => Number.parseInt(value, 10), 50)
+  .action((options: { config?: string; state: string; destination?: string; limit: number }) => {
+    if (!['queued', 'sent', 'dead'].includes(options.state)) throw new Error(`--state ${options.state}: expected queued, sent or dead`);
+    queueList(loadConfigFile(options.config), options, (line) => process.stdout.write(`${line}\n`));
+  });
+queueCommand
+  .command('retry')
+  .description('put dead-letter items back in the queue (all, of one destination, or by id)')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('-d, --destination <name>', 'one destination')
+  .argument('[ids...]', 'item ids (from gantry queue ls)')
+  .action((ids: string[], options: { config?: string; destination?: string }) => {
+    const numbers = ids.map((id) => {
+      const number = Number.parseInt(id, 10);
+      if (!Number.isInteger(number) || String(number) !== id.trim()) throw new Error(`"${id}" is not an item id`);
+      return number;
+    });
+    const count = queueRetry(loadConfigFile(options.config), { ids: numbers, ...(options.destination ? { destination: options.destination } : {}) });
+    process.stdout.write(`re-queued ${count} item(s)\n`);
+  });
+queueCommand
+  .command('purge')
+  .description('delete sent (default) or dead items from the outbox')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('-s, --state <state>', 'sent or dead', 'sent')
+  .option('-d, --destination <name>', 'one destination')
+  .action((options: { config?: string; state: string; destination?: string }) => {
+    if (options.state !== 'sent' && options.state !== 'dead') throw new Error(`--state ${options.state}: expected sent or dead`);
+    const count = queuePurge(loadConfigFile(options.config), options.state, options.destination);
+    process.stdout.write(`deleted ${count} ${options.state} item(s)\n`);
   });
 
 const configCommand = program.command('config').description('inspect a configuration');

@@ -99,6 +99,8 @@ export class RequestorAssociation implements PduStreamSink {
   private phase: Phase = 'connecting';
   private socket!: Socket;
   private accepted = new Map<number, AcceptedPresentationContext>();
+  /** Results of the contexts the peer did not accept (PS3.8 Table 9-18), by id. */
+  private refused = new Map<number, number>();
   private peerMaxPduLength = 0;
   private window = 1;
   private nextMessageId = 1;
@@ -133,6 +135,13 @@ export class RequestorAssociation implements PduStreamSink {
 
   get isUsable(): boolean {
     return this.phase === 'established';
+  }
+
+  /** Whether the peer refused the abstract syntax itself (result 3) in every context proposed for it,
+   * rather than only its transfer syntaxes. */
+  refusedAbstractSyntax(abstractSyntax: string): boolean {
+    const results = this.options.contexts.filter((context) => context.abstractSyntax === abstractSyntax).map((context) => this.refused.get(context.id));
+    return results.length > 0 && results.every((result) => result === ContextResult.AbstractSyntaxNotSupported);
   }
 
   /** The accepted context for an abstract syntax whose transfer syntax is one of `transferSyntaxes`,
@@ -408,7 +417,11 @@ export class RequestorAssociation implements PduStreamSink {
     const proposed = new Map(this.options.contexts.map((context) => [context.id, context]));
     for (const context of accept.presentationContexts) {
       const asked = proposed.get(context.id);
-      if (!asked || context.result !== ContextResult.Acceptance) continue;
+      if (!asked) continue;
+      if (context.result !== ContextResult.Acceptance) {
+        this.refused.set(context.id, context.result);
+        continue;
+      }
       // PS3.8 9.3.3.2: the accepted syntax must be one that was proposed.
       if (!asked.transferSyntaxes.includes(context.transferSyntax)) continue;
       this.accepted.set(context.id, { id: context.id, abstractSyntax: asked.abstractSyntax, transferSyntax: context.transferSyntax });

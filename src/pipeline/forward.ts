@@ -280,8 +280,9 @@ class DestinationQueue {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context) {
         const syntax = findTransferSyntax(stored.transferSyntaxUid)?.name ?? stored.transferSyntaxUid;
-        const classAccepted = [...association.contexts.values()].some((accepted) => accepted.abstractSyntax === stored.sopClassUid);
-        const reason = classAccepted ? `transfer syntax ${syntax} not accepted by ${destination.name}` : `SOP class ${stored.sopClassUid} not accepted by ${destination.name}`;
+        const reason = association.refusedAbstractSyntax(stored.sopClassUid)
+          ? `SOP class ${stored.sopClassUid} not accepted by ${destination.name}`
+          : `transfer syntax ${syntax} not accepted by ${destination.name}`;
         outbox.markDead(item, null, reason, false);
         this.log.warn({ item: item.id, why: reason.replace(/\b[0-9]+(\.[0-9]+){3,}\b/g, '<uid>') }, 'item cannot be sent: dead letter');
         return false;

@@ -33,6 +33,13 @@ export async function claimStorage(storagePath: string): Promise<{ unclean: bool
   return { unclean: previous !== undefined };
 }
 
+/** The PID of the Gantry running on storage.path, or undefined when none runs. */
+export async function runningGantry(storagePath: string): Promise<number | undefined> {
+  const marker = await readFile(join(storagePath, MARKER), 'utf8').catch(() => undefined);
+  const pid = marker === undefined ? Number.NaN : Number.parseInt(marker, 10);
+  return (await isLiveGantry(pid)) ? pid : undefined;
+}
+
 async function isLiveGantry(pid: number): Promise<boolean> {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   const commandLine = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);

@@ -262,11 +262,11 @@ export class Outbox {
     return this.db.transaction(() => {
       const study = this.db
         .prepare(
-          `SELECT st.id FROM studies st WHERE st.study_instance_uid = ?1
-           UNION SELECT se.study_pk FROM instances i JOIN series se ON se.id = i.series_pk WHERE i.deid_study_instance_uid = ?1
+          `SELECT st.id FROM studies st WHERE st.study_instance_uid = @uid
+           UNION SELECT se.study_pk FROM instances i JOIN series se ON se.id = i.series_pk WHERE i.deid_study_instance_uid = @uid
            LIMIT 1`,
         )
-        .get(studyInstanceUid) as { id: number } | undefined;
+        .get({ uid: studyInstanceUid }) as { id: number } | undefined;
       if (!study) return undefined;
       const changed = this.db
         .prepare(

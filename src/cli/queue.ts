@@ -1,0 +1,79 @@
+/**
+ * `gantry queue` and `gantry forward`: the outbox seen and managed by an operator, on the index of
+ * storage.path (the running node shares it: SQLite WAL lets both in).
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DATABASE_FILE } from '../app.js';
+import type { LoadedConfig } from '../config/load.js';
+import { openDatabase, type Db } from '../db/database.js';
+import type { Logger } from '../observability/logger.js';
+import { routeDestinations, Router } from '../pipeline/route.js';
+import { runningGantry } from '../pipeline/recovery.js';
+import { Outbox, type OutboxRow } from '../queue/outbox.js';
+
+function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string } {
+  const storagePath = resolve(loaded.config.storage.path);
+  const file = join(storagePath, DATABASE_FILE);
+  if (!existsSync(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
+  return { db: openDatabase(file), storagePath };
+}
+
+function withOutbox<T>(loaded: LoadedConfig, run: (outbox: Outbox, db: Db) => T): T {
+  const { db } = openIndex(loaded);
+  try {
+    return run(new Outbox(db), db);
+  } finally {
+    db.close();
+  }
+}
+
+export function queueList(loaded: LoadedConfig, options: { state?: string; destination?: string; limit: number }, write: (line: string) => void): void {
+  withOutbox(loaded, (outbox, db) => {
+    const counts = outbox.counts();
+    const states = db.prepare('SELECT state, count(*) AS count FROM instances GROUP BY state ORDER BY state').all() as Array<{ state: string; count: number }>;
+    write(`instances: ${states.map((row) => `${row.state} ${row.count}`).join(', ') || 'none'}`);
+    if (counts.length === 0) write('outbox: empty');
+    for (const row of counts) {
+      const age = row.oldestQueuedAt === null ? '' : `, oldest queued ${Math.round((Date.now() - row.oldestQueuedAt) / 1000)} s ago`;
+      write(`${row.destination}: queued ${row.queued}, sent ${row.sent}, dead ${row.dead}${age}`);
+    }
+    const state = options.state ?? 'dead';
+    const rows = outbox.list({ state, ...(options.destination ? { destination: options.destination } : {}), limit: options.limit });
+    if (rows.length > 0) {
+      write(`${state} items (id destination attempts status reason):`);
+      for (const row of rows) write(formatRow(row));
+    }
+  });
+}
+
+function formatRow(row: OutboxRow): string {
+  return [row.id, row.destination, row.attempts, row.lastStatus ?? '-', row.lastError ?? ''].join('\t');
+}
+
+export function queueRetry(loaded: LoadedConfig, options: { destination?: string; ids: number[] }): number {
+  return withOutbox(loaded, (outbox) =>
+    outbox.requeueDead({ ...(options.destination ? { destination: options.destination } : {}), ...(options.ids.length > 0 ? { ids: options.ids } : {}) }),
+  );
+}
+
+export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead', destination: string | undefined): number {
+  return withOutbox(loaded, (outbox) => outbox.purge(state, destination));
+}
+
+/** Queues a study for its destinations now, stable or not. The running node sends it. */
+export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: string, log: Logger): Promise<{ queued: number; nodeRunning: boolean }> {
+  const destinations = routeDestinations(loaded.config.forward.destinations);
+  if (destinations.length === 0) throw new Error(`forward.destinations is empty in ${loaded.source}: nowhere to forward to`);
+  const { db, storagePath } = openIndex(loaded);
+  try {
+    const outbox = new Outbox(db);
+    const study = outbox.forwardStudyNow(studyInstanceUid);
+    if (!study) throw new Error(`no study with Study Instance UID ${studyInstanceUid} (original or de-identified) in the index`);
+    const router = new Router({ outbox, log, settings: () => ({ stableMs: 0, destinations }), onQueued: () => undefined });
+    const queued = router.routeStudy(study.studyPk);
+    return { queued, nodeRunning: (await runningGantry(storagePath)) !== undefined };
+  } finally {
+    db.close();
+  }
+}
