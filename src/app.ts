@@ -99,6 +99,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     settings: () => deidSettings,
   });
   const outbox = new Outbox(db);
+  const settled = outbox.reconcileForwarded();
+  if (settled > 0) log.info({ instances: settled }, 'instances confirmed by every destination before the last stop marked forwarded');
   const forwarder = new Forwarder({ outbox, storagePath, log, settings: () => forwardSettingsOf(config) });
   const router = new Router({
     outbox,

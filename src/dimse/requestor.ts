@@ -75,6 +75,8 @@ export interface DatasetBody {
   length: number;
   /** Fills `target` from the dataset at `position`; resolves with the bytes read. */
   read(target: Buffer, position: number): Promise<number>;
+  /** The whole dataset, when it is in memory already: sent from directly, without copies. */
+  bytes?: Buffer;
 }
 
 export interface StoreResult extends DimseResult {
@@ -84,6 +86,7 @@ export interface StoreResult extends DimseResult {
 
 interface Outstanding {
   resolve(result: StoreResult): void;
+  onResponse: ((result: StoreResult) => void) | undefined;
   reject(error: Error): void;
   /** Runs once the whole request is on the wire. */
   timer: NodeJS.Timeout | undefined;
@@ -159,7 +162,7 @@ export class RequestorAssociation implements PduStreamSink {
     const { options } = this;
     return new Promise<void>((resolve, reject) => {
       this.establishment = { resolve, reject };
-      const socket = connect({ host: options.host, port: options.port });
+      const socket = connect({ host: options.host, port: options.port, noDelay: true });
       this.socket = socket;
       socket.setNoDelay(true);
       const connectTimer = setTimeout(
@@ -206,21 +209,27 @@ export class RequestorAssociation implements PduStreamSink {
   /**
    * Sends a C-STORE request (PS3.7 9.1.1) with its dataset and resolves with the response. Requests
    * go out in the order of the calls; with a window, the next starts before earlier ones answer.
+   * `onResponse` runs synchronously when the response arrives, before any further request goes out.
    */
-  store(context: AcceptedPresentationContext, sopInstanceUid: string, body: DatasetBody, priority = 0): Promise<StoreResult> {
+  store(
+    context: AcceptedPresentationContext,
+    sopInstanceUid: string,
+    body: DatasetBody,
+    options: { priority?: number; onResponse?: (result: StoreResult) => void } = {},
+  ): Promise<StoreResult> {
     if (this.phase !== 'established') return Promise.reject(this.failure ?? new AssociationError('the association is not established', 'closed'));
     const messageId = this.takeMessageId();
     const command: DimseCommand = {
       commandField: CommandField.CStoreRq,
       messageId,
-      priority,
+      priority: options.priority ?? 0,
       commandDataSetType: DATASET_PRESENT,
       affectedSopClassUid: context.abstractSyntax,
       affectedSopInstanceUid: sopInstanceUid,
     };
     let pending!: Outstanding;
     const response = new Promise<StoreResult>((resolve, reject) => {
-      pending = { resolve, reject, timer: undefined };
+      pending = { resolve, reject, onResponse: options.onResponse, timer: undefined };
     });
     const sent = this.sending.then(async () => {
       await this.placeInWindow();
@@ -270,8 +279,9 @@ export class RequestorAssociation implements PduStreamSink {
       return;
     }
     while (position < body.length) {
-      const chunk = Buffer.allocUnsafe(Math.min(chunkSize, body.length - position));
-      let filled = 0;
+      const size = Math.min(chunkSize, body.length - position);
+      const chunk = body.bytes ? body.bytes.subarray(position, position + size) : Buffer.allocUnsafe(size);
+      let filled = body.bytes ? size : 0;
       while (filled < chunk.length) {
         const read = await body.read(chunk.subarray(filled), position + filled);
         if (read <= 0) throw new Error(`the dataset ended after ${position + filled} of ${body.length} bytes`);
@@ -461,12 +471,19 @@ export class RequestorAssociation implements PduStreamSink {
     this.outstanding.delete(id);
     if (pending.timer) clearTimeout(pending.timer);
     const status = command.status ?? 0xffff;
-    pending.resolve({
+    const result: StoreResult = {
       status,
       statusText: statusHex(status),
       ...(command.errorComment !== undefined ? { errorComment: command.errorComment } : {}),
       ...(command.offendingElements !== undefined ? { offendingElements: command.offendingElements } : {}),
-    });
-    for (const wake of this.windowWaiters.splice(0)) wake();
+    };
+    // The caller's synchronous handling (a durable record of the outcome) comes before the next
+    // request is let through, so that no more than the window is ever unrecorded.
+    try {
+      pending.onResponse?.(result);
+    } finally {
+      for (const wake of this.windowWaiters.splice(0)) wake();
+      pending.resolve(result);
+    }
   }
 }

@@ -50,6 +50,13 @@ export interface ForwarderOptions {
 
 /** Items one association carries before it is released and the outbox looked at again. */
 const BATCH = 500;
+/** Files up to this size are read whole while earlier ones are on the wire (stored-dataset.ts), into
+ * buffers reused from one file to the next (at most window + LOOKAHEAD of them). */
+const PRELOAD_BYTES = 1024 * 1024;
+/** How long confirmed instances wait to be moved to `forwarded` together. */
+const SETTLE_MS = 200;
+/** Items opened (and, when small, read) ahead of the window. */
+const LOOKAHEAD = 3;
 /** PS3.8 9.3.2.2: presentation context ids are odd numbers 1–255. */
 const MAX_CONTEXTS = 128;
 
@@ -116,6 +123,9 @@ export class Forwarder {
 /** The senders of one destination, sharing its backoff. */
 class DestinationQueue {
   private readonly claimed = new Set<number>();
+  private readonly preloadBuffers: Buffer[] = [];
+  private readonly toSettle = new Set<number>();
+  private settleTimer: NodeJS.Timeout | undefined;
   private readonly senders: Promise<void>[] = [];
   private readonly open = new Set<RequestorAssociation>();
   private wakers: Array<() => void> = [];
@@ -247,12 +257,13 @@ class DestinationQueue {
         });
         inFlight.add(operation);
         void operation.finally(() => inFlight.delete(operation));
-        // One more than the window: the next file is read while the window is full.
-        if (inFlight.size > association.operationsWindow) await Promise.race(inFlight);
+        // The next files are read while the window is full, so each is ready when its turn comes.
+        if (inFlight.size >= association.operationsWindow + LOOKAHEAD) await Promise.race(inFlight);
       }
       await Promise.all(inFlight);
       if (association.isUsable) await association.release();
     } finally {
+      this.settle();
       association.abort();
       this.open.delete(association);
     }
@@ -269,9 +280,11 @@ class DestinationQueue {
     const { outbox } = this.options;
     const settings = this.options.settings();
     let stored: StoredDataset;
+    const buffer = this.preloadBuffers.pop() ?? Buffer.allocUnsafeSlow(PRELOAD_BYTES);
     try {
-      stored = await openStoredDataset(join(this.options.storagePath, item.filePath));
+      stored = await openStoredDataset(join(this.options.storagePath, item.filePath), buffer);
     } catch (error) {
+      this.preloadBuffers.push(buffer);
       // The copy is gone (retention, an operator) or unreadable: nothing to send until it is made again.
       outbox.markDead(item, null, `the de-identified copy cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, false);
       return false;
@@ -288,12 +301,13 @@ class DestinationQueue {
         return false;
       }
       const body: DatasetBody = context.transferSyntax === stored.transferSyntaxUid ? stored : bufferBody(reencodedDataset(join(this.options.storagePath, item.filePath), context.transferSyntax));
-      const result = await association.store(context, stored.sopInstanceUid, body);
-      const ok = result.status === Status.Success || (settings.warningIsSuccess && isWarning(result.status));
-      if (ok) {
-        outbox.markSent(item, result.statusText);
-        return true;
-      }
+      const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
+      const result = await association.store(context, stored.sopInstanceUid, body, {
+        onResponse: (response) => {
+          if (isStored(response.status)) this.confirmed(item, response.statusText);
+        },
+      });
+      if (isStored(result.status)) return true;
       this.itemFailed(item, result.statusText, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
       return false;
     } catch (error) {
@@ -308,6 +322,44 @@ class DestinationQueue {
       return false;
     } finally {
       await stored.close().catch(() => undefined);
+      // The dataset is on the wire and answered (or its association gone): the buffer is free.
+      this.preloadBuffers.push(buffer);
+    }
+  }
+
+  /**
+   * A confirmation is one small commit, made when the response arrives and before the next request
+   * goes out (the requestor's onResponse), so that a crash re-sends at most the window in flight.
+   * The instance's move to `forwarded` follows in batches.
+   */
+  private confirmed(item: OutboxItem, status: string): void {
+    try {
+      this.options.outbox.markSent(item, status);
+    } catch (error) {
+      // The destination has it; if the index cannot say so, it is sent again later (the destination
+      // keeps one copy per SOP Instance UID).
+      this.log.error({ item: item.id, err: (error as Error).message }, 'cannot record a confirmed item');
+      return;
+    }
+    this.toSettle.add(item.instancePk);
+    if (!this.settleTimer) {
+      this.settleTimer = setTimeout(() => this.settle(), SETTLE_MS);
+      this.settleTimer.unref();
+    }
+  }
+
+  /** Instances whose items were confirmed lately move to `forwarded` if every destination has them. */
+  private settle(): void {
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
+    if (this.toSettle.size === 0) return;
+    const instancePks = [...this.toSettle];
+    this.toSettle.clear();
+    try {
+      this.options.outbox.settleForwarded(instancePks);
+    } catch (error) {
+      // Tried again at the next start (reconcileForwarded).
+      this.log.error({ instances: instancePks.length, err: (error as Error).message }, 'cannot mark instances forwarded');
     }
   }
 

@@ -117,7 +117,8 @@ export class Outbox {
         WHERE id = @id AND state = 'queued' AND file_path = @filePath`),
       forwarded: db.prepare(`
         UPDATE instances SET state = 'forwarded', state_changed_at = @now
-        WHERE id = @instancePk AND state = 'deidentified' AND deid_file_path = @filePath
+        WHERE id = @instancePk AND state = 'deidentified'
+          AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = @instancePk AND o.file_path = instances.deid_file_path)
           AND NOT EXISTS (SELECT 1 FROM forward_outbox WHERE instance_pk = @instancePk AND state != 'sent')`),
       retry: db.prepare(`UPDATE forward_outbox SET attempts = attempts + 1, next_attempt_at = @nextAttemptAt, last_status = @status, last_error = @error
         WHERE id = @id AND state = 'queued'`),
@@ -172,12 +173,29 @@ export class Outbox {
     return row.at ?? undefined;
   }
 
-  /** The destination confirmed the item; the instance is `forwarded` once every destination has. */
+  /** The destination confirmed the item. (Its instance moves to `forwarded` in settleForwarded.) */
   markSent(item: OutboxItem, status: string, now = Date.now()): void {
+    this.statements.sent.run({ id: item.id, filePath: item.filePath, status, now });
+  }
+
+  /** Moves instances whose every outbox row is sent to `forwarded` (one transaction). Kept off the
+   * per-item path, where each confirmation must be one small commit. */
+  settleForwarded(instancePks: Iterable<number>, now = Date.now()): void {
     this.db.transaction(() => {
-      if (this.statements.sent.run({ id: item.id, filePath: item.filePath, status, now }).changes === 0) return;
-      this.statements.forwarded.run({ instancePk: item.instancePk, filePath: item.filePath, now });
+      for (const instancePk of instancePks) this.statements.forwarded.run({ instancePk, now });
     })();
+  }
+
+  /** After an unclean stop: instances whose rows were all confirmed but not yet settled. */
+  reconcileForwarded(now = Date.now()): number {
+    return this.db
+      .prepare(
+        `UPDATE instances SET state = 'forwarded', state_changed_at = @now
+         WHERE state = 'deidentified' AND routed_at IS NOT NULL
+           AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.file_path = instances.deid_file_path)
+           AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.state != 'sent')`,
+      )
+      .run({ now }).changes;
   }
 
   /** A failed attempt: try again at `nextAttemptAt`. */

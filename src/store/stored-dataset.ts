@@ -16,37 +16,60 @@ export interface StoredDataset {
   /** Dataset bytes (everything after the File Meta Information). */
   length: number;
   read(target: Buffer, position: number): Promise<number>;
+  /** The dataset in memory, when the file was preloaded. */
+  bytes?: Buffer;
   close(): Promise<void>;
 }
 
 /** The File Meta Information is a few hundred bytes; more than this is not a file Gantry wrote. */
 const MAX_META_LENGTH = 64 * 1024;
 
-export async function openStoredDataset(path: string): Promise<StoredDataset> {
+/**
+ * Opens a stored file for sending. A file that fits in `preloadInto` is read whole into it at once
+ * (one read, and the file is closed at once): a sender that opens the next file while the current one
+ * is on the wire then has no disk I/O left on its critical path, and a reused buffer costs no fresh
+ * memory per file. Larger files are read as they are sent.
+ */
+export async function openStoredDataset(path: string, preloadInto?: Buffer): Promise<StoredDataset> {
   const handle = await open(path, 'r');
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await handle.close();
+  };
   try {
     const size = (await handle.stat()).size;
-    const head = Buffer.alloc(Math.min(size, 144));
+    const preloaded = preloadInto && size <= preloadInto.length ? preloadInto.subarray(0, size) : undefined;
+    const head = preloaded ?? Buffer.alloc(Math.min(size, 144));
     await readFully(handle, head, 0);
+    if (preloaded) await close();
     if (head.length < 144 || head.toString('latin1', 128, 132) !== 'DICM' || head.readUInt32LE(132) !== 0x00000002) {
       throw new Error('not a DICOM Part 10 file with a File Meta Information Group Length');
     }
     const metaEnd = 144 + head.readUInt32LE(140);
     if (metaEnd > Math.min(size, MAX_META_LENGTH)) throw new Error('File Meta Information longer than the file or 64 KiB');
-    const metaBytes = Buffer.alloc(metaEnd);
-    await readFully(handle, metaBytes, 0);
+    let metaBytes = preloaded?.subarray(0, metaEnd);
+    if (!metaBytes) {
+      metaBytes = Buffer.alloc(metaEnd);
+      await readFully(handle, metaBytes, 0);
+    }
     const { elements } = readFileMeta(metaBytes);
     const text = (element: number) => (elements.get(element)?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
+    const read = preloaded
+      ? async (target: Buffer, position: number) => preloaded.copy(target, 0, metaEnd + position, Math.min(size, metaEnd + position + target.length))
+      : async (target: Buffer, position: number) => (await handle.read(target, 0, target.length, metaEnd + position)).bytesRead;
     return {
       sopClassUid: text(0x0002),
       sopInstanceUid: text(0x0003),
       transferSyntaxUid: text(0x0010),
       length: size - metaEnd,
-      read: async (target, position) => (await handle.read(target, 0, target.length, metaEnd + position)).bytesRead,
-      close: () => handle.close(),
+      read,
+      ...(preloaded ? { bytes: preloaded.subarray(metaEnd) } : {}),
+      close,
     };
   } catch (error) {
-    await handle.close();
+    await close();
     throw error;
   }
 }

@@ -1,0 +1,229 @@
+/**
+ * bench/forward: Gantry's forwarder against storescu, sending the same de-identified files to the same
+ * DCMTK storescp (+B), interleaved, several rounds; and the sustained end-to-end rate of one node that
+ * receives, de-identifies and forwards.
+ *
+ *   node dist/bench/forward.js [--rounds 5] [--count 2000] [--only forward|e2e] [--parallel N]
+ *
+ * forward: the corpus is received and de-identified once (untimed); each round a fresh Gantry process
+ *   forwards all of it (timed from the first item queued to the last confirmed, from the outbox), and
+ *   storescu sends the same de-identified files. Peak RSS is the forwarding process's.
+ * e2e: 2,000 instances in 100 studies are sent to a fresh Gantry (stableSeconds 2) forwarding to
+ *   storescp; timed from the first store received to the last forward confirmed (the index's own
+ *   timestamps). --parallel N sends with N storescu processes at once.
+ */
+import Database from 'better-sqlite3';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startGantryProcess, type GantryProcess } from '../test/helpers/gantry.js';
+import { DCMTK_ENV, freePort, peakRss, run, sleep, start, stop, waitForPort } from '../test/helpers/processes.js';
+import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    count: { type: 'string', default: '2000' },
+    only: { type: 'string' },
+    parallel: { type: 'string', default: '1' },
+    data: { type: 'string', default: '.bench-data' },
+  },
+});
+
+const root = resolve(values.data);
+const rounds = Number(values.rounds);
+const count = Number(values.count);
+const parallel = Number(values.parallel);
+const mb = (bytes: number) => bytes / 1e6;
+
+/** `count` instances of 0.5 MB in studies of `perStudy`, generated once. */
+async function ensureCorpus(name: string, perStudy: number): Promise<string> {
+  const dir = join(root, `${name}-${count}`);
+  if (!existsSync(`${dir}.complete`)) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    process.stderr.write(`generating ${count} instances in ${dir}\n`);
+    let studyInstanceUid = newUid();
+    let seriesInstanceUid = newUid();
+    for (let i = 0; i < count; i += 1) {
+      if (i % perStudy === 0) studyInstanceUid = newUid();
+      if (i % Math.min(perStudy, 200) === 0) seriesInstanceUid = newUid();
+      await writeSyntheticFile(join(dir, `f${String(i).padStart(5, '0')}.dcm`), {
+        studyInstanceUid,
+        seriesInstanceUid,
+        patientId: `BENCH${Math.floor(i / perStudy) % 10}`,
+        patientName: 'Bench^Forward',
+        instanceNumber: (i % perStudy) + 1,
+      });
+    }
+    writeFileSync(`${dir}.complete`, '');
+  }
+  return dir;
+}
+
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.name.startsWith('.')) continue;
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...filesUnder(path));
+    else if (entry.name.endsWith('.dcm')) out.push(path);
+  }
+  return out.sort();
+}
+
+async function storescuSend(port: number, aeTitle: string, files: string[]): Promise<void> {
+  const shares = Array.from({ length: parallel }, (_, share) => files.filter((_, i) => i % parallel === share));
+  const results = await Promise.all(
+    shares.map((share) => run('storescu', ['-aec', aeTitle, '127.0.0.1', String(port), ...share], { env: DCMTK_ENV, timeoutMs: 30 * 60_000 })),
+  );
+  for (const result of results) if (result.code !== 0) throw new Error(`storescu failed (${result.code}): ${result.stderr.slice(-2000)}`);
+}
+
+async function startStorescp(out: string) {
+  rmSync(out, { recursive: true, force: true });
+  mkdirSync(out, { recursive: true });
+  const port = await freePort();
+  const scp = start('storescp', ['+B', '-od', out, String(port)], { env: DCMTK_ENV });
+  await waitForPort(port);
+  return { scp, port };
+}
+
+function query<T>(storagePath: string, sql: string): T {
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    return db.prepare(sql).get() as T;
+  } finally {
+    db.close();
+  }
+}
+
+async function waitFor(what: string, timeoutMs: number, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+function median(numbers: number[]): number {
+  const sorted = [...numbers].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+interface Sample {
+  sender: string;
+  seconds: number;
+  rss: number;
+}
+
+async function benchForward(): Promise<void> {
+  const corpus = await ensureCorpus('forward', count);
+  const work = join(root, 'work', 'forward');
+  rmSync(work, { recursive: true, force: true });
+  const gantryDir = join(work, 'gantry');
+  // Receive and de-identify once, untimed.
+  let gantry: GantryProcess = await startGantryProcess(gantryDir, { log: { level: 'warn' } });
+  await storescuSend(gantry.port, gantry.aeTitle, filesUnder(corpus));
+  await waitFor('de-identification', 600_000, () => query<{ n: number }>(gantry.storagePath, `SELECT count(*) AS n FROM instances WHERE state = 'deidentified'`).n === count);
+  await gantry.stop();
+  const storagePath = gantry.storagePath;
+  const deidentified = filesUnder(join(storagePath, 'deidentified'));
+  const bytes = deidentified.reduce((sum, file) => sum + statSync(file).size, 0);
+
+  const samples: Sample[] = [];
+  const runGantry = async (): Promise<Sample> => {
+    const db = new Database(join(storagePath, 'index.sqlite'));
+    db.exec(`DELETE FROM forward_outbox; UPDATE instances SET state = 'deidentified', routed_at = NULL`);
+    db.close();
+    const { scp, port } = await startStorescp(join(work, 'received'));
+    try {
+      gantry = await startGantryProcess(gantryDir, {
+        log: { level: 'warn' },
+        forward: { stableSeconds: 1, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] },
+      });
+      await waitFor('forwarding', 600_000, () => query<{ n: number }>(storagePath, `SELECT count(*) AS n FROM forward_outbox WHERE state = 'sent'`).n === count);
+      const span = query<{ first: number; last: number }>(storagePath, `SELECT min(queued_at) AS first, max(sent_at) AS last FROM forward_outbox`);
+      const rss = peakRss(gantry.pid);
+      await gantry.stop();
+      const received = readdirSync(join(work, 'received')).length;
+      if (received !== count) console.log(`  WARNING: storescp received ${received} of ${count}`);
+      return { sender: 'gantry', seconds: (span.last - span.first) / 1000, rss };
+    } finally {
+      await stop(scp, 'SIGKILL');
+    }
+  };
+  const runStorescu = async (): Promise<Sample> => {
+    const { scp, port } = await startStorescp(join(work, 'received'));
+    try {
+      const began = performance.now();
+      const sender = start('storescu', ['-aec', 'STORESCP', '127.0.0.1', String(port), ...deidentified], { env: DCMTK_ENV });
+      const code = await new Promise<number | null>((resolve) => sender.child.once('exit', resolve));
+      const seconds = (performance.now() - began) / 1000;
+      if (code !== 0) throw new Error(`storescu failed: ${sender.output().slice(-1000)}`);
+      return { sender: 'storescu', seconds, rss: Number.NaN };
+    } finally {
+      await stop(scp, 'SIGKILL');
+    }
+  };
+  for (let round = 1; round <= rounds; round += 1) {
+    const order = round % 2 === 1 ? [runGantry, runStorescu] : [runStorescu, runGantry];
+    for (const next of order) {
+      const sample = await next();
+      samples.push(sample);
+      console.log(
+        `forward round ${round} ${sample.sender.padEnd(9)} ${(count / sample.seconds).toFixed(1).padStart(7)} inst/s ${(mb(bytes) / sample.seconds).toFixed(1).padStart(6)} MB/s  peak RSS ${Number.isNaN(sample.rss) ? 'n/a' : `${mb(sample.rss).toFixed(1)} MB`}`,
+      );
+    }
+  }
+  const by = (sender: string) => samples.filter((sample) => sample.sender === sender);
+  console.log(`\nforward: ${count} de-identified files, ${mb(bytes).toFixed(0)} MB, to storescp +B, ${rounds} rounds (medians)`);
+  for (const sender of ['gantry', 'storescu']) {
+    const list = by(sender);
+    const rss = sender === 'gantry' ? `  peak RSS ${median(list.map((s) => mb(s.rss))).toFixed(1)} MB` : '';
+    console.log(`  ${sender.padEnd(9)} ${median(list.map((s) => count / s.seconds)).toFixed(1).padStart(7)} inst/s${rss}`);
+  }
+  const ratios = by('gantry').map((sample, i) => (by('storescu')[i] as Sample).seconds / sample.seconds);
+  console.log(`  ratio gantry/storescu: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})\n`);
+}
+
+async function benchEndToEnd(): Promise<void> {
+  const corpus = await ensureCorpus('e2e', 20);
+  const files = filesUnder(corpus);
+  const work = join(root, 'work', 'e2e');
+  const rates: number[] = [];
+  const rsses: number[] = [];
+  for (let round = 1; round <= rounds; round += 1) {
+    rmSync(work, { recursive: true, force: true });
+    const { scp, port } = await startStorescp(join(work, 'received'));
+    const gantry = await startGantryProcess(join(work, 'gantry'), {
+      log: { level: 'warn' },
+      forward: { stableSeconds: 2, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] },
+    });
+    try {
+      await storescuSend(gantry.port, gantry.aeTitle, files);
+      await waitFor('end to end', 600_000, () => query<{ n: number }>(gantry.storagePath, `SELECT count(*) AS n FROM forward_outbox WHERE state = 'sent'`).n === count);
+      const first = query<{ at: number }>(gantry.storagePath, 'SELECT min(received_at) AS at FROM instances').at;
+      const last = query<{ at: number }>(gantry.storagePath, 'SELECT max(sent_at) AS at FROM forward_outbox').at;
+      const rate = count / ((last - first) / 1000);
+      rates.push(rate);
+      rsses.push(peakRss(gantry.pid));
+      console.log(`e2e round ${round}: ${rate.toFixed(1)} inst/s from first store received to last forward confirmed, peak RSS ${mb(rsses.at(-1) as number).toFixed(1)} MB`);
+    } finally {
+      await gantry.stop();
+      await stop(scp, 'SIGKILL');
+    }
+  }
+  console.log(`\ne2e: ${count} instances in ${count / 20} studies, ${parallel} sender(s), stableSeconds 2, ${rounds} rounds: median ${median(rates).toFixed(1)} inst/s, peak RSS ${mb(median(rsses)).toFixed(1)} MB\n`);
+}
+
+async function main(): Promise<void> {
+  if (!values.only || values.only === 'forward') await benchForward();
+  if (!values.only || values.only === 'e2e') await benchEndToEnd();
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
