@@ -206,10 +206,16 @@ async function benchEndToEnd(): Promise<void> {
       await waitFor('end to end', 600_000, () => query<{ n: number }>(gantry.storagePath, `SELECT count(*) AS n FROM forward_outbox WHERE state = 'sent'`).n === count);
       const first = query<{ at: number }>(gantry.storagePath, 'SELECT min(received_at) AS at FROM instances').at;
       const last = query<{ at: number }>(gantry.storagePath, 'SELECT max(sent_at) AS at FROM forward_outbox').at;
+      const received = query<{ at: number }>(gantry.storagePath, 'SELECT max(received_at) AS at FROM instances').at;
+      const routed = query<{ at: number }>(gantry.storagePath, 'SELECT max(routed_at) AS at FROM instances').at;
       const rate = count / ((last - first) / 1000);
       rates.push(rate);
       rsses.push(peakRss(gantry.pid));
-      console.log(`e2e round ${round}: ${rate.toFixed(1)} inst/s from first store received to last forward confirmed, peak RSS ${mb(rsses.at(-1) as number).toFixed(1)} MB`);
+      console.log(
+        `e2e round ${round}: ${rate.toFixed(1)} inst/s from first store received to last forward confirmed ` +
+          `(all received after ${((received - first) / 1000).toFixed(1)} s, last routed ${((routed - first) / 1000).toFixed(1)} s, last confirmed ${((last - first) / 1000).toFixed(1)} s), ` +
+          `peak RSS ${mb(rsses.at(-1) as number).toFixed(1)} MB`,
+      );
     } finally {
       await gantry.stop();
       await stop(scp, 'SIGKILL');

@@ -104,3 +104,11 @@ test('the container config validates and keeps its data on the /data volume', ()
   assert.match(dockerfile, /^VOLUME \["\/data"\]$/m);
   assert.match(dockerfile, /COPY docker\/gantry\.yaml \/etc\/gantry\/gantry\.yaml/);
 });
+
+test('retention takes days or a duration, 0 keeps files forever, and a bad value names the key', () => {
+  const config = parseConfigText('storage: { retainOriginals: "36h", retainDeidentified: 0 }', 'retention.yaml');
+  assert.equal(config.storage.retainOriginals, 36 * 3_600_000);
+  assert.equal(config.storage.retainDeidentified, 0);
+  assert.equal(parseConfigText('{}', 'defaults.yaml').storage.retainOriginals, 7 * 86_400_000);
+  assert.throws(() => parseConfigText('storage: { retainOriginals: "7 weeks" }', 'bad.yaml'), /storage\.retainOriginals/);
+});

@@ -1,0 +1,105 @@
+/** The forwarder's pure parts: context proposals, backoff, warning statuses, destination conditions,
+ * and the requestor against a peer that rejects or does not answer. */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:net';
+import { test } from 'node:test';
+import { AssociationError, RequestorAssociation, type RequestorOptions } from '../../src/dimse/requestor.js';
+import { encodeAssociateReject } from '../../src/dimse/pdu.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { backoffMs, isWarning, proposeContexts } from '../../src/pipeline/forward.js';
+import { routeDestinations } from '../../src/pipeline/route.js';
+import type { OutboxItem } from '../../src/queue/outbox.js';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const MR = '1.2.840.10008.5.1.4.1.1.4';
+const EXPLICIT = '1.2.840.10008.1.2.1';
+const IMPLICIT = '1.2.840.10008.1.2';
+const JPEG_LS = '1.2.840.10008.1.2.4.80';
+
+function item(id: number, sopClassUid: string, transferSyntaxUid: string): OutboxItem {
+  return { id, destination: 'd', instancePk: id, filePath: `f${id}`, sopClassUid, sopInstanceUid: `1.2.${id}`, transferSyntaxUid, attempts: 0 };
+}
+
+test('contexts: the stored syntax alone, and both little-endian syntaxes for uncompressed objects, once per class', () => {
+  const { contexts, fitting } = proposeContexts([item(1, CT, EXPLICIT), item(2, CT, EXPLICIT), item(3, MR, JPEG_LS), item(4, CT, IMPLICIT)]);
+  assert.equal(fitting.length, 4);
+  assert.deepEqual(
+    contexts.map((context) => [context.id, context.abstractSyntax, context.transferSyntaxes.join(' ')]),
+    [
+      [1, CT, EXPLICIT],
+      [3, CT, `${EXPLICIT} ${IMPLICIT}`],
+      [5, MR, JPEG_LS],
+      [7, CT, IMPLICIT],
+    ],
+  );
+});
+
+test('contexts: no more than 128; items that do not fit wait for the next association', () => {
+  const items = Array.from({ length: 100 }, (_, i) => item(i + 1, `1.2.3.${i}`, EXPLICIT));
+  const { contexts, fitting } = proposeContexts(items);
+  assert.equal(contexts.length, 128);
+  assert.equal(fitting.length, 64);
+  assert.ok(contexts.every((context) => context.id % 2 === 1 && context.id <= 255));
+});
+
+test('backoff grows by the multiplier up to the cap; warnings are 0x0001 and 0xBxxx', () => {
+  const retry = { baseSeconds: 10, multiplier: 2, maxSeconds: 60, maxAttempts: 5 };
+  assert.deepEqual([1, 2, 3, 4, 5].map((failures) => backoffMs(failures, retry)), [10_000, 20_000, 40_000, 60_000, 60_000]);
+  assert.ok(isWarning(0x0001) && isWarning(0xb000) && isWarning(0xb007));
+  assert.ok(!isWarning(0x0000) && !isWarning(0xa700) && !isWarning(0xc000));
+});
+
+test('destination conditions name only indexed attributes, and names differ', () => {
+  const base = { aeTitle: 'R', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1 };
+  assert.throws(() => routeDestinations([{ ...base, name: 'a', when: { attributes: { PatientBirthDate: '19700101' } } }]), /when\.attributes: "PatientBirthDate" cannot be tested; allowed: Modality/);
+  assert.throws(() => routeDestinations([{ ...base, name: 'a' }, { ...base, name: 'a' }]), /"a" is used twice/);
+  const [ct] = routeDestinations([{ ...base, name: 'ct', when: { attributes: { Modality: 'CT' } } }]);
+  assert.equal(ct?.when?.attributes.length, 1);
+});
+
+function options(port: number): RequestorOptions {
+  return {
+    host: '127.0.0.1',
+    port,
+    calledAeTitle: 'PEER',
+    callingAeTitle: 'GANTRY',
+    contexts: [{ id: 1, abstractSyntax: CT, transferSyntaxes: [EXPLICIT] }],
+    implementationClassUid: '1.2.3',
+    implementationVersionName: 'TEST',
+    maxPduLength: 16384,
+    maxOperations: 1,
+    connectTimeoutMs: 2000,
+    artimMs: 300,
+    responseTimeoutMs: 1000,
+    log: silentLogger(),
+  };
+}
+
+async function listen(onConnection: Parameters<typeof createServer>[1]): Promise<{ server: Server; port: number }> {
+  const server = createServer(onConnection);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return { server, port: address.port };
+}
+
+test('the requestor reports a rejection, a refused connection and a silent peer as AssociationError kinds', async (t) => {
+  const rejecting = await listen((socket) => socket.once('data', () => socket.end(encodeAssociateReject({ result: 1, source: 1, reason: 7 }))));
+  t.after(() => rejecting.server.close());
+  await assert.rejects(RequestorAssociation.open(options(rejecting.port)), (error: AssociationError) => {
+    assert.equal(error.kind, 'rejected');
+    assert.equal(error.reject?.reason, 7);
+    return true;
+  });
+
+  const silent = await listen(() => undefined);
+  t.after(() => silent.server.close());
+  const began = Date.now();
+  await assert.rejects(RequestorAssociation.open(options(silent.port)), (error: AssociationError) => error.kind === 'timeout');
+  assert.ok(Date.now() - began < 2000, 'ARTIM ends the wait');
+
+  const closed = await listen(() => undefined);
+  const port = (closed.server.address() as { port: number }).port;
+  await new Promise((resolve) => closed.server.close(resolve));
+  await assert.rejects(RequestorAssociation.open(options(port)), (error: AssociationError) => error.kind === 'connect');
+});
