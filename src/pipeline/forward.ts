@@ -73,6 +73,9 @@ export function isWarning(status: number): boolean {
 
 export class Forwarder {
   private readonly destinations = new Map<string, DestinationQueue>();
+  /** Items being sent, per destination: shared by a destination's queue and its successor after a
+   * reload, so that nothing is taken twice. */
+  private readonly claims = new Map<string, Set<number>>();
   private stopped = false;
 
   constructor(private readonly options: ForwarderOptions) {}
@@ -86,11 +89,13 @@ export class Forwarder {
     for (const destination of this.options.settings().destinations) this.ensure(destination.name).wake();
   }
 
-  /** Destinations removed from config stop; new ones start (SIGHUP). */
+  /** Destinations removed from config stop; new ones start; one whose number of associations changed
+   * starts again with it (SIGHUP). Other settings are read at each association. */
   reconfigure(): void {
-    const names = new Set(this.options.settings().destinations.map((destination) => destination.name));
+    const wanted = new Map(this.options.settings().destinations.map((destination) => [destination.name, destination]));
     for (const [name, queue] of this.destinations) {
-      if (!names.has(name)) {
+      const destination = wanted.get(name);
+      if (!destination || destination.maxAssociations !== queue.senderCount) {
         void queue.stop(10_000);
         this.destinations.delete(name);
       }
@@ -112,7 +117,12 @@ export class Forwarder {
   private ensure(name: string): DestinationQueue {
     let queue = this.destinations.get(name);
     if (!queue && !this.stopped) {
-      queue = new DestinationQueue(name, this.options);
+      let claimed = this.claims.get(name);
+      if (!claimed) {
+        claimed = new Set<number>();
+        this.claims.set(name, claimed);
+      }
+      queue = new DestinationQueue(name, this.options, claimed);
       this.destinations.set(name, queue);
       queue.start();
     }
@@ -122,7 +132,6 @@ export class Forwarder {
 
 /** The senders of one destination, sharing its backoff. */
 class DestinationQueue {
-  private readonly claimed = new Set<number>();
   private readonly preloadBuffers: Buffer[] = [];
   private readonly toSettle = new Set<number>();
   private settleTimer: NodeJS.Timeout | undefined;
@@ -138,6 +147,7 @@ class DestinationQueue {
   constructor(
     private readonly name: string,
     private readonly options: ForwarderOptions,
+    private readonly claimed: Set<number>,
   ) {
     this.log = options.log.child({ destination: name });
   }
@@ -145,6 +155,10 @@ class DestinationQueue {
   start(): void {
     const count = this.settings()?.maxAssociations ?? 1;
     for (let index = 0; index < count; index += 1) this.senders.push(this.runSender());
+  }
+
+  get senderCount(): number {
+    return this.senders.length;
   }
 
   wake(): void {

@@ -5,11 +5,12 @@
  * `gantry queue` sees and re-queues them.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
+import { parse, stringify } from 'yaml';
 import { dcmdumpValues, storescu, writeStorescuProfile } from '../helpers/dcmtk.js';
 import { outboxRows, startCountingServer, startStorescp, waitUntil } from '../helpers/destinations.js';
 import { startGantryProcess } from '../helpers/gantry.js';
@@ -257,4 +258,26 @@ test('gantry forward sends a study before it is stable; retention deletes forwar
   const marks = db.prepare(`SELECT count(*) AS n FROM instances WHERE original_deleted_at IS NOT NULL AND deid_deleted_at IS NOT NULL`).get() as { n: number };
   db.close();
   assert.equal(marks.n, 3);
+});
+
+test('a destination added by SIGHUP receives the stable studies that had nowhere to go', async (t) => {
+  if (!(await needPeers(t, 'storescu', 'storescp'))) return;
+  const dir = scratchDir('forward-reload');
+  const corpusDir = join(dir, 'corpus');
+  await mkdir(corpusDir, { recursive: true });
+  const corpus = await writeCorpus(corpusDir, { patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 4 });
+  const scp = await startStorescp(join(dir, 'received'));
+  t.after(() => scp.stop());
+  const gantry = await startGantryProcess(join(dir, 'gantry'), { forward: { stableSeconds: 1 } });
+  t.after(() => gantry.stop());
+  await storescu(gantry.port, gantry.aeTitle, corpus.map((instance) => instance.path));
+  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
+  await sleep(1500);
+  assert.equal(outboxRows(gantry.storagePath).length, 0, 'no destination: nothing queued');
+  const config = parse(readFileSync(gantry.configPath, 'utf8')) as Record<string, Record<string, unknown>>;
+  config['forward'] = { stableSeconds: 1, destinations: [{ name: 'research', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] };
+  writeFileSync(gantry.configPath, stringify(config));
+  process.kill(gantry.pid, 'SIGHUP');
+  await waitUntil('the study sent after the reload', 30_000, () => outboxRows(gantry.storagePath).filter((row) => row.state === 'sent').length === corpus.length);
+  assert.equal(readdirSync(join(dir, 'received')).length, corpus.length);
 });
