@@ -184,7 +184,15 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     }
   }, ROUTE_INTERVAL_MS);
   routeTimer.unref();
-  const sweep = () => void retention.sweep().catch((error: Error) => log.error({ err: error.message }, 'retention sweep failed'));
+  const sweep = () => {
+    try {
+      const stale = outbox.dropStale();
+      if (stale > 0) log.info({ items: stale }, 'outbox items that can no longer be sent removed (re-sent, then held back or routed again)');
+    } catch (error) {
+      log.error({ err: (error as Error).message }, 'cleaning the outbox failed');
+    }
+    void retention.sweep().catch((error: Error) => log.error({ err: error.message }, 'retention sweep failed'));
+  };
   const retentionTimer = setInterval(sweep, RETENTION_INTERVAL_MS);
   retentionTimer.unref();
   sweep();

@@ -149,12 +149,13 @@ queueCommand
   });
 queueCommand
   .command('purge')
-  .description('delete sent (default) or dead items from the outbox')
+  .description('delete sent (default) or dead items from the outbox, or the queued items of a destination removed from the config')
   .option('-c, --config <file>', 'YAML config file')
-  .option('-s, --state <state>', 'sent or dead', 'sent')
+  .option('-s, --state <state>', 'sent, dead, or queued (with --destination)', 'sent')
   .option('-d, --destination <name>', 'one destination')
   .action((options: { config?: string; state: string; destination?: string }) => {
-    if (options.state !== 'sent' && options.state !== 'dead') throw new Error(`--state ${options.state}: expected sent or dead`);
+    if (options.state !== 'sent' && options.state !== 'dead' && options.state !== 'queued') throw new Error(`--state ${options.state}: expected sent, dead or queued`);
+    if (options.state === 'queued' && !options.destination) throw new Error('--state queued needs --destination: only the queue of a removed destination is purged');
     const count = queuePurge(loadConfigFile(options.config), options.state, options.destination);
     process.stdout.write(`deleted ${count} ${options.state} item(s)\n`);
   });

@@ -47,7 +47,7 @@ const destination = z
     host: z.string().min(1),
     port: port.min(1),
     callingAeTitle: aeTitle.optional(),
-    maxAssociations: z.number().int().min(1).max(16).default(1),
+    maxAssociations: z.number().int().min(1).max(64).default(1),
     maxOperations: z.number().int().min(1).max(256).default(16),
     when: z
       .object({

@@ -8,6 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
+import { withoutUids } from '../observability/redact.js';
 import { CommandError, CommandField, decodeCommand, encodeCommand, isRequest, NO_DATASET, type DimseCommand } from './command.js';
 import type { NegotiatedContext, NegotiationOutcome } from './negotiation.js';
 import {
@@ -425,7 +426,7 @@ export class AcceptorAssociation implements PduStreamSink {
     this.summary.operations += 1;
     if (result.status !== Status.Success && (result.status & 0xf000) !== 0xb000) {
       this.summary.failures += 1;
-      this.log.warn({ status: statusHex(result.status), comment: withoutUids(result.errorComment), command: request.commandField }, 'operation failed');
+      this.log.warn({ status: statusHex(result.status), comment: result.errorComment === undefined ? undefined : withoutUids(result.errorComment), command: request.commandField }, 'operation failed');
     }
     if (this.phase !== 'established' && this.phase !== 'releasing') return;
     const response: DimseCommand = {
@@ -477,10 +478,6 @@ export class AcceptorAssociation implements PduStreamSink {
   }
 }
 
-/** Error comments may quote UIDs, which identify studies: the log keeps the comment, not the UIDs. */
-function withoutUids(comment: string | undefined): string | undefined {
-  return comment?.replace(/\b[0-9]+(\.[0-9]+){3,}\b/g, '<uid>');
-}
 
 /** IPv4 peers on a dual-stack socket appear as ::ffff:a.b.c.d. */
 export function normalizeAddress(address: string | undefined): string {

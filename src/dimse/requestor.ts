@@ -58,9 +58,16 @@ export class AssociationError extends Error {
     /** What kind of failure, for metrics and retry decisions. */
     readonly kind: 'connect' | 'rejected' | 'aborted' | 'timeout' | 'protocol' | 'closed',
     readonly reject?: AssociateReject,
+    /** For a failed request: whether any of it had gone on the wire (false: it was never sent). */
+    readonly requestSent = false,
   ) {
     super(message);
     this.name = 'AssociationError';
+  }
+
+  /** The same failure, as seen by a request that was (or was not) on the wire. */
+  forRequest(sent: boolean): AssociationError {
+    return new AssociationError(this.message, this.kind, this.reject, sent);
   }
 }
 
@@ -140,11 +147,23 @@ export class RequestorAssociation implements PduStreamSink {
     return this.phase === 'established';
   }
 
-  /** Whether the peer refused the abstract syntax itself (result 3) in every context proposed for it,
-   * rather than only its transfer syntaxes. */
-  refusedAbstractSyntax(abstractSyntax: string): boolean {
+  /** Why the association ended, if it ended other than by release. */
+  get failureReason(): AssociationError | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Why the peer accepted no context for an abstract syntax (PS3.8 Table 9-18): the abstract syntax
+   * itself (result 3 everywhere), its transfer syntaxes (result 4, or 3 and 4), or for no stated
+   * reason (1 user rejection, 2 no reason: perhaps transient). Undefined when it was not proposed.
+   */
+  refusalOf(abstractSyntax: string): 'abstract-syntax' | 'transfer-syntax' | 'other' | undefined {
     const results = this.options.contexts.filter((context) => context.abstractSyntax === abstractSyntax).map((context) => this.refused.get(context.id));
-    return results.length > 0 && results.every((result) => result === ContextResult.AbstractSyntaxNotSupported);
+    if (results.length === 0) return undefined;
+    if (results.every((result) => result === ContextResult.AbstractSyntaxNotSupported)) return 'abstract-syntax';
+    const permanent: ReadonlyArray<number | undefined> = [ContextResult.AbstractSyntaxNotSupported, ContextResult.TransferSyntaxesNotSupported];
+    if (results.every((result) => permanent.includes(result))) return 'transfer-syntax';
+    return 'other';
   }
 
   /** The accepted context for an abstract syntax whose transfer syntax is one of `transferSyntaxes`,
@@ -231,10 +250,12 @@ export class RequestorAssociation implements PduStreamSink {
     const response = new Promise<StoreResult>((resolve, reject) => {
       pending = { resolve, reject, onResponse: options.onResponse, timer: undefined };
     });
+    let onWire = false;
     const sent = this.sending.then(async () => {
       await this.placeInWindow();
       if (this.phase !== 'established') throw this.failure ?? new AssociationError('the association ended', 'closed');
       this.outstanding.set(messageId, pending);
+      onWire = true;
       this.writeAll(encodePData(context.id, true, encodeCommand(command), this.peerMaxPduLength));
       await this.sendDataset(context.id, body);
       // The peer answers once it has the whole dataset: the response timer starts now.
@@ -247,13 +268,25 @@ export class RequestorAssociation implements PduStreamSink {
     });
     this.sending = sent.catch(() => undefined);
     sent.catch((error: Error) => {
-      const failure = error instanceof AssociationError ? error : new AssociationError(`cannot send the dataset: ${error.message}`, 'aborted');
+      const failure =
+        error instanceof AssociationError ? error : new AssociationError(`cannot send the dataset: ${(error as NodeJS.ErrnoException).code ?? error.message}`, 'aborted');
       // Not yet on the wire: only this request fails. Part-way: the peer waits mid-message, so the
       // association is unusable.
-      if (!this.outstanding.has(messageId)) pending.reject(failure);
+      if (!this.outstanding.has(messageId)) pending.reject(failure.forRequest(onWire));
       this.abort(failure);
     });
-    return response;
+    // Settles once the request is done with its body too (a peer may answer early): the caller may
+    // then reuse the body's memory.
+    return response.then(
+      async (result) => {
+        await sent.catch(() => undefined);
+        return result;
+      },
+      async (error: unknown) => {
+        await sent.catch(() => undefined);
+        throw error;
+      },
+    );
   }
 
   private takeMessageId(): number {
@@ -270,7 +303,8 @@ export class RequestorAssociation implements PduStreamSink {
   }
 
   private async sendDataset(contextId: number, body: DatasetBody): Promise<void> {
-    const maxFragment = this.peerMaxPduLength === 0 ? READ_CHUNK : this.peerMaxPduLength - 6;
+    // PDUs may be shorter than the peer's maximum (PS3.8 9.3.1): no more than READ_CHUNK at a time.
+    const maxFragment = this.peerMaxPduLength === 0 ? READ_CHUNK : Math.min(READ_CHUNK, this.peerMaxPduLength - 6);
     // Whole PDUs per read: every PDU but the last of the dataset is full.
     const chunkSize = maxFragment * Math.max(1, Math.floor(READ_CHUNK / maxFragment));
     let position = 0;
@@ -295,7 +329,7 @@ export class RequestorAssociation implements PduStreamSink {
         pdus.push(encodePDataHeader(contextId, false, isLast, fragment.length), fragment);
       }
       position += chunk.length;
-      if (!this.writeAll(pdus)) await this.drained();
+      if (!this.writeAll(pdus)) await this.drained(this.options.responseTimeoutMs);
     }
   }
 
@@ -309,13 +343,21 @@ export class RequestorAssociation implements PduStreamSink {
     return ok;
   }
 
-  private drained(): Promise<void> {
-    return new Promise<void>((resolve) => {
+  /** Resolves when the socket takes more; a peer that stops reading for `timeoutMs` is aborted. */
+  private drained(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       const done = () => {
+        clearTimeout(timer);
         this.socket.off('drain', done);
         this.socket.off('close', done);
         resolve();
       };
+      const timer = setTimeout(() => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        reject(new AssociationError(`the peer read nothing for ${timeoutMs} ms`, 'timeout'));
+      }, timeoutMs);
+      timer.unref();
       this.socket.on('drain', done);
       this.socket.on('close', done);
     });
@@ -342,23 +384,31 @@ export class RequestorAssociation implements PduStreamSink {
   /** Aborts (A-ABORT, service user) and fails what is outstanding. */
   abort(error: AssociationError = new AssociationError('aborted by Gantry', 'aborted')): void {
     if (this.phase === 'closed') return;
-    if (this.phase !== 'connecting') this.socket.write(encodeAbort({ source: AbortSource.ServiceUser, reason: AbortReason.NotSpecified }));
-    this.fail(error);
+    if (this.phase === 'connecting') {
+      this.fail(error);
+      return;
+    }
+    // The A-ABORT goes out after what is buffered; the connection is cut once it is written, or after
+    // ARTIM if the peer reads nothing.
+    const socket = this.socket;
+    socket.end(encodeAbort({ source: AbortSource.ServiceUser, reason: AbortReason.NotSpecified }));
+    setTimeout(() => socket.destroy(), this.options.artimMs).unref();
+    this.fail(error, false);
   }
 
-  private fail(error: AssociationError): void {
+  private fail(error: AssociationError, destroy = true): void {
     if (this.phase === 'closed') return;
     const wasReleasing = this.phase === 'releasing';
     this.phase = 'closed';
     this.failure = error;
     this.stopArtim();
-    this.socket.destroy();
+    if (destroy) this.socket.destroy();
     this.establishment?.reject(error);
     this.establishment = undefined;
     if (wasReleasing) this.releaseDone?.resolve();
     for (const [id, pending] of this.outstanding) {
       if (pending.timer) clearTimeout(pending.timer);
-      pending.reject(error);
+      pending.reject(error.forRequest(true));
       this.outstanding.delete(id);
     }
     for (const wake of this.windowWaiters.splice(0)) wake();

@@ -12,33 +12,27 @@ export interface ExpiredFile {
 export class RetentionWork {
   constructor(private readonly db: Db) {}
 
-  /** Originals of instances every destination confirmed before `before`. */
-  expiredOriginals(before: number, limit: number): ExpiredFile[] {
-    return this.db
-      .prepare(
-        `SELECT id, file_path AS filePath FROM instances INDEXED BY instances_forwarded
-         WHERE state = 'forwarded' AND state_changed_at <= ? AND original_deleted_at IS NULL LIMIT ?`,
-      )
-      .all(before, limit) as ExpiredFile[];
-  }
-
-  expiredDeidentified(before: number, limit: number): ExpiredFile[] {
-    return this.db
-      .prepare(
-        `SELECT id, deid_file_path AS filePath FROM instances INDEXED BY instances_forwarded
-         WHERE state = 'forwarded' AND state_changed_at <= ? AND deid_deleted_at IS NULL AND deid_file_path IS NOT NULL LIMIT ?`,
-      )
-      .all(before, limit) as ExpiredFile[];
-  }
-
-  /** Records deletions, only where the row still names that file (a re-sent copy may have replaced it). */
-  markDeleted(kind: 'original' | 'deidentified', files: readonly ExpiredFile[], now = Date.now()): void {
-    const statement =
+  /**
+   * Deletes up to `limit` files of instances every destination confirmed before `before`, and marks
+   * them deleted, in one transaction on the thread that also places and re-routes files: no copy can
+   * be re-sent, re-queued or replaced between the check and the deletion. `remove` deletes one file
+   * (relative path) synchronously. Returns how many were deleted.
+   */
+  deleteExpired(kind: 'original' | 'deidentified', before: number, limit: number, remove: (filePath: string) => void, now = Date.now()): number {
+    const select =
       kind === 'original'
-        ? this.db.prepare(`UPDATE instances SET original_deleted_at = ? WHERE id = ? AND file_path = ?`)
-        : this.db.prepare(`UPDATE instances SET deid_deleted_at = ? WHERE id = ? AND deid_file_path = ?`);
-    this.db.transaction(() => {
-      for (const file of files) statement.run(now, file.id, file.filePath);
+        ? `SELECT id, file_path AS filePath FROM instances INDEXED BY instances_forwarded
+           WHERE state = 'forwarded' AND state_changed_at <= ? AND original_deleted_at IS NULL LIMIT ?`
+        : `SELECT id, deid_file_path AS filePath FROM instances INDEXED BY instances_forwarded
+           WHERE state = 'forwarded' AND state_changed_at <= ? AND deid_deleted_at IS NULL AND deid_file_path IS NOT NULL LIMIT ?`;
+    const mark = this.db.prepare(`UPDATE instances SET ${kind === 'original' ? 'original_deleted_at' : 'deid_deleted_at'} = ? WHERE id = ?`);
+    return this.db.transaction(() => {
+      const files = this.db.prepare(select).all(before, limit) as ExpiredFile[];
+      for (const file of files) {
+        remove(file.filePath);
+        mark.run(now, file.id);
+      }
+      return files.length;
     })();
   }
 }

@@ -13,6 +13,7 @@ import type { ProfileConfig } from '../deid/rules.js';
 import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
 import type { DeidWork, WaitingInstance } from '../index/deid-work.js';
 import type { Logger } from '../observability/logger.js';
+import { withoutUids } from '../observability/redact.js';
 import { DEID_INCOMING_DIR } from '../store/object-store.js';
 
 export interface DeidSchedulerSettings {
@@ -168,5 +169,5 @@ function removeQuietly(path: string): void {
 
 /** Failure reasons are stored and logged: keep them free of UIDs and quoted values. */
 function withoutValues(message: string): string {
-  return message.replace(/\b[0-9]+(\.[0-9]+){3,}\b/g, '<uid>').replace(/\[[^\]]*\]|"[^"]*"/g, '<value>').slice(0, 200);
+  return withoutUids(message).replace(/\[[^\]]*\]|"[^"]*"/g, '<value>').slice(0, 200);
 }

@@ -17,6 +17,7 @@ import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIA
 import type { Logger } from '../observability/logger.js';
 import type { Outbox, OutboxItem } from '../queue/outbox.js';
 import { openStoredDataset, reencodedDataset, type StoredDataset } from '../store/stored-dataset.js';
+import { withoutUids } from '../observability/redact.js';
 
 export interface DestinationSettings {
   name: string;
@@ -76,6 +77,8 @@ export class Forwarder {
   /** Items being sent, per destination: shared by a destination's queue and its successor after a
    * reload, so that nothing is taken twice. */
   private readonly claims = new Map<string, Set<number>>();
+  /** Queues of destinations removed or resized by a reload, finishing what they had in flight. */
+  private readonly retiring = new Set<Promise<void>>();
   private stopped = false;
 
   constructor(private readonly options: ForwarderOptions) {}
@@ -96,7 +99,8 @@ export class Forwarder {
     for (const [name, queue] of this.destinations) {
       const destination = wanted.get(name);
       if (!destination || destination.maxAssociations !== queue.senderCount) {
-        void queue.stop(10_000);
+        const stopping = queue.stop(10_000).finally(() => this.retiring.delete(stopping));
+        this.retiring.add(stopping);
         this.destinations.delete(name);
       }
     }
@@ -111,7 +115,7 @@ export class Forwarder {
   /** Stops taking items and waits (up to `graceMs`) for the responses in flight; then aborts. */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
-    await Promise.all([...this.destinations.values()].map((queue) => queue.stop(graceMs)));
+    await Promise.all([...[...this.destinations.values()].map((queue) => queue.stop(graceMs)), ...this.retiring]);
   }
 
   private ensure(name: string): DestinationQueue {
@@ -192,30 +196,31 @@ class DestinationQueue {
       }
       const destination = this.settings();
       if (!destination) return;
-      let items: OutboxItem[];
+      const pollMs = this.options.pollMs ?? 1000;
+      let due: OutboxItem[];
       try {
-        items = this.options.outbox
-          .due(this.name, BATCH + this.claimed.size, now)
-          .filter((item) => !this.claimed.has(item.id))
-          .slice(0, BATCH);
+        due = this.options.outbox.due(this.name, BATCH + this.claimed.size, now);
       } catch (error) {
         this.log.error({ err: (error as Error).message }, 'cannot read the outbox');
-        await this.sleep(this.options.pollMs ?? 1000);
+        await this.sleep(pollMs);
         continue;
       }
+      const items = due.filter((item) => !this.claimed.has(item.id)).slice(0, BATCH);
       if (items.length === 0) {
-        const next = this.options.outbox.nextDueAt(this.name);
-        await this.sleep(next === undefined ? (this.options.pollMs ?? 1000) : Math.max(10, Math.min(next - now, this.options.pollMs ?? 1000)));
+        // Nothing due, or all of it taken by the other senders (they wake this one when done).
+        const next = due.length === 0 ? this.options.outbox.nextDueAt(this.name) : undefined;
+        await this.sleep(next === undefined ? pollMs : Math.max(10, Math.min(next - now, pollMs)));
         continue;
       }
       for (const item of items) this.claimed.add(item.id);
       try {
         await this.sendBatch(destination, items);
       } catch (error) {
-        this.log.error({ err: (error as Error).message }, 'forwarding a batch failed');
-        await this.sleep(this.options.pollMs ?? 1000);
+        this.log.error({ err: withoutUids((error as Error).message) }, 'forwarding a batch failed');
+        await this.sleep(pollMs);
       } finally {
         for (const item of items) this.claimed.delete(item.id);
+        this.wake();
       }
     }
   }
@@ -223,12 +228,13 @@ class DestinationQueue {
   private sleep(ms: number): Promise<void> {
     if (this.stopping) return Promise.resolve();
     return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakers = this.wakers.filter((waker) => waker !== done);
+        resolve();
+      };
       const timer = setTimeout(done, ms);
       timer.unref();
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
       this.wakers.push(done);
     });
   }
@@ -265,10 +271,17 @@ class DestinationQueue {
       const inFlight = new Set<Promise<void>>();
       for (const item of fitting) {
         if (this.stopping || !association.isUsable) break;
-        const operation = this.sendItem(association, destination, item).then((ok) => {
-          if (ok) sent += 1;
-          else failed += 1;
-        });
+        const operation = this.sendItem(association, destination, item).then(
+          (ok) => {
+            if (ok) sent += 1;
+            else failed += 1;
+          },
+          (error: Error) => {
+            // Recording the outcome failed (the index is full or locked): the item stays queued.
+            failed += 1;
+            this.log.error({ item: item.id, err: withoutUids(error.message) }, 'cannot record the outcome of an item');
+          },
+        );
         inFlight.add(operation);
         void operation.finally(() => inFlight.delete(operation));
         // The next files are read while the window is full, so each is ready when its turn comes.
@@ -281,7 +294,9 @@ class DestinationQueue {
       association.abort();
       this.open.delete(association);
     }
-    if (sent > 0) {
+    const failure = association.failureReason;
+    if (failure && !this.stopping) this.unreachable([], failure.message);
+    else if (!failure) {
       this.consecutiveFailures = 0;
       this.retryAt = undefined;
       this.lastError = undefined;
@@ -289,7 +304,8 @@ class DestinationQueue {
     this.log.info({ sent, failed, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
   }
 
-  /** Sends one item; true when the destination stored it. */
+  /** Sends one item; true when the destination stored it. Throws only when its outcome cannot be
+   * recorded. */
   private async sendItem(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem): Promise<boolean> {
     const { outbox } = this.options;
     const settings = this.options.settings();
@@ -299,21 +315,15 @@ class DestinationQueue {
       stored = await openStoredDataset(join(this.options.storagePath, item.filePath), buffer);
     } catch (error) {
       this.preloadBuffers.push(buffer);
-      // The copy is gone (retention, an operator) or unreadable: nothing to send until it is made again.
-      outbox.markDead(item, null, `the de-identified copy cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, false);
+      const code = (error as NodeJS.ErrnoException).code;
+      // The copy is gone (an operator, a lost disk): nothing to send until it is made again.
+      if (code === 'ENOENT') outbox.markDead(item, null, 'the de-identified copy is missing', false);
+      else this.itemFailed(item, null, `the de-identified copy cannot be read: ${code ?? withoutUids((error as Error).message)}`);
       return false;
     }
     try {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
-      if (!context) {
-        const syntax = findTransferSyntax(stored.transferSyntaxUid)?.name ?? stored.transferSyntaxUid;
-        const reason = association.refusedAbstractSyntax(stored.sopClassUid)
-          ? `SOP class ${stored.sopClassUid} not accepted by ${destination.name}`
-          : `transfer syntax ${syntax} not accepted by ${destination.name}`;
-        outbox.markDead(item, null, reason, false);
-        this.log.warn({ item: item.id, why: reason.replace(/\b[0-9]+(\.[0-9]+){3,}\b/g, '<uid>') }, 'item cannot be sent: dead letter');
-        return false;
-      }
+      if (!context) return this.refused(association, destination, item, stored);
       const body: DatasetBody = context.transferSyntax === stored.transferSyntaxUid ? stored : bufferBody(reencodedDataset(join(this.options.storagePath, item.filePath), context.transferSyntax));
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
       const result = await association.store(context, stored.sopInstanceUid, body, {
@@ -325,20 +335,39 @@ class DestinationQueue {
       this.itemFailed(item, result.statusText, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
       return false;
     } catch (error) {
-      if (error instanceof AssociationError) {
-        // The association ended with this item in flight: an attempt, so that an object that makes
-        // the destination abort every time ends in dead letter rather than looping.
+      if (!(error instanceof AssociationError)) {
+        this.itemFailed(item, null, `cannot send: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      } else if (error.requestSent) {
+        // The association ended with this item on the wire: an attempt, so that an object that makes
+        // the destination abort every time ends in dead letter rather than looping. (The destination
+        // as a whole backs off once, in sendBatch.)
         this.itemFailed(item, null, `association ended while sending: ${error.message}`);
-        this.unreachable([], error.message);
-      } else {
-        this.itemFailed(item, null, `cannot send: ${(error as Error).message}`);
       }
+      // Never on the wire: not an attempt; it stays queued for the next association.
       return false;
     } finally {
       await stored.close().catch(() => undefined);
-      // The dataset is on the wire and answered (or its association gone): the buffer is free.
+      // The request is done with the buffer (sent and answered, or its association gone).
       this.preloadBuffers.push(buffer);
     }
+  }
+
+  /** No accepted context fits the object: refused for good (abstract or transfer syntax not
+   * supported: dead letter at once, with the reason) or for no stated reason (an attempt). */
+  private refused(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem, stored: StoredDataset): false {
+    const refusal = association.refusalOf(stored.sopClassUid);
+    if (refusal === 'other' || refusal === undefined) {
+      this.itemFailed(item, null, `${destination.name} accepted no presentation context for the object`);
+      return false;
+    }
+    const syntax = findTransferSyntax(stored.transferSyntaxUid)?.name ?? stored.transferSyntaxUid;
+    const reason =
+      refusal === 'abstract-syntax'
+        ? `SOP class ${stored.sopClassUid} not accepted by ${destination.name}`
+        : `transfer syntax ${syntax} not accepted by ${destination.name}`;
+    this.options.outbox.markDead(item, null, reason, false);
+    this.log.warn({ item: item.id, why: reason }, 'item cannot be sent: dead letter');
+    return false;
   }
 
   /**
@@ -380,7 +409,7 @@ class DestinationQueue {
   private itemFailed(item: OutboxItem, status: string | null, reason: string): void {
     const { retry } = this.options.settings();
     const attempts = item.attempts + 1;
-    const error = reason.replace(/\b[0-9]+(\.[0-9]+){3,}\b/g, '<uid>').slice(0, 500);
+    const error = withoutUids(reason).slice(0, 500);
     if (attempts >= retry.maxAttempts) {
       this.options.outbox.markDead(item, status, error);
       this.log.warn({ item: item.id, status, attempts, why: error }, 'item failed its last attempt: dead letter (gantry queue retry)');

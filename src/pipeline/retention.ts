@@ -3,9 +3,9 @@
  * after storage.retainOriginals, de-identified copies after storage.retainDeidentified (0 keeps them).
  * The index rows stay, marked, so the history remains.
  */
-import { unlink } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ExpiredFile, RetentionWork } from '../index/retention-work.js';
+import type { RetentionWork } from '../index/retention-work.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface RetentionOptions {
@@ -15,7 +15,8 @@ export interface RetentionOptions {
   settings(): { retainOriginalsMs: number; retainDeidentifiedMs: number };
 }
 
-const PAGE = 1000;
+/** Files deleted per transaction: each page blocks the event loop for a few milliseconds. */
+const PAGE = 200;
 
 export class Retention {
   private running = false;
@@ -28,9 +29,8 @@ export class Retention {
     this.running = true;
     try {
       const { retainOriginalsMs, retainDeidentifiedMs } = this.options.settings();
-      const { work } = this.options;
-      const originals = retainOriginalsMs > 0 ? await this.deleteAll('original', (limit) => work.expiredOriginals(now - retainOriginalsMs, limit)) : 0;
-      const deidentified = retainDeidentifiedMs > 0 ? await this.deleteAll('deidentified', (limit) => work.expiredDeidentified(now - retainDeidentifiedMs, limit)) : 0;
+      const originals = retainOriginalsMs > 0 ? await this.deleteAll('original', now - retainOriginalsMs) : 0;
+      const deidentified = retainDeidentifiedMs > 0 ? await this.deleteAll('deidentified', now - retainDeidentifiedMs) : 0;
       if (originals + deidentified > 0) this.options.log.info({ originals, deidentified }, 'retention: deleted forwarded files');
       return { originals, deidentified };
     } finally {
@@ -38,21 +38,20 @@ export class Retention {
     }
   }
 
-  private async deleteAll(kind: 'original' | 'deidentified', page: (limit: number) => ExpiredFile[]): Promise<number> {
+  private async deleteAll(kind: 'original' | 'deidentified', before: number): Promise<number> {
     let deleted = 0;
     for (let round = 0; round < 1000; round += 1) {
-      const files = page(PAGE);
-      if (files.length === 0) break;
-      await Promise.all(
-        files.map((file) =>
-          unlink(join(this.options.storagePath, file.filePath)).catch((error: NodeJS.ErrnoException) => {
-            if (error.code !== 'ENOENT') throw error;
-          }),
-        ),
-      );
-      this.options.work.markDeleted(kind, files);
-      deleted += files.length;
-      if (files.length < PAGE) break;
+      const count = this.options.work.deleteExpired(kind, before, PAGE, (filePath) => {
+        try {
+          unlinkSync(join(this.options.storagePath, filePath));
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        }
+      });
+      deleted += count;
+      if (count < PAGE) break;
+      // Pages are short, and other work runs between them.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     return deleted;
   }

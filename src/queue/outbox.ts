@@ -30,6 +30,8 @@ export interface OutboxItem {
   sopInstanceUid: string;
   transferSyntaxUid: string;
   attempts: number;
+  /** The routing the item belongs to: a copy routed again makes older items stale. */
+  routedAt: number;
 }
 
 export interface OutboxRow extends OutboxItem {
@@ -68,7 +70,7 @@ export type RoutingAttribute = keyof typeof ROUTING_ATTRIBUTES;
 
 const ITEM_COLUMNS = `o.id, o.destination, o.instance_pk AS instancePk, o.file_path AS filePath,
   o.sop_class_uid AS sopClassUid, o.sop_instance_uid AS sopInstanceUid,
-  o.transfer_syntax_uid AS transferSyntaxUid, o.attempts`;
+  o.transfer_syntax_uid AS transferSyntaxUid, o.attempts, o.routed_at AS routedAt`;
 
 export class Outbox {
   private readonly statements: Record<
@@ -96,34 +98,36 @@ export class Outbox {
         ORDER BY i.id LIMIT @limit`),
       enqueue: db.prepare(`
         INSERT INTO forward_outbox (destination, instance_pk, file_path, sop_class_uid, sop_instance_uid,
-          transfer_syntax_uid, study_pk, state, attempts, next_attempt_at, queued_at)
+          transfer_syntax_uid, study_pk, routed_at, state, attempts, next_attempt_at, queued_at)
         VALUES (@destination, @id, @deidFilePath, @sopClassUid, @deidSopInstanceUid, @transferSyntaxUid,
-          @studyPk, 'queued', 0, @now, @now)
-        ON CONFLICT (destination, instance_pk) DO UPDATE SET file_path = excluded.file_path,
+          @studyPk, @now, 'queued', 0, @now, @now)
+        ON CONFLICT (destination, instance_pk) DO UPDATE SET file_path = excluded.file_path, routed_at = excluded.routed_at,
           sop_class_uid = excluded.sop_class_uid, sop_instance_uid = excluded.sop_instance_uid,
           transfer_syntax_uid = excluded.transfer_syntax_uid, state = 'queued', attempts = 0,
           next_attempt_at = excluded.next_attempt_at, last_status = NULL, last_error = NULL,
           queued_at = excluded.queued_at, sent_at = NULL`),
       markRouted: db.prepare(`UPDATE instances SET routed_at = ? WHERE id = ?`),
-      // Only rows whose copy is still the instance's current one: a re-sent original makes the row
-      // stale until its new copy is routed again.
+      // Only rows of the instance's current routing: a re-sent original (routed_at reset) or a copy
+      // routed again makes older rows stale (dropStale removes them).
       due: db.prepare(`
         SELECT ${ITEM_COLUMNS} FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
         WHERE o.destination = @destination AND o.state = 'queued' AND o.next_attempt_at <= @now
-          AND i.deid_file_path = o.file_path AND i.deid_deleted_at IS NULL
+          AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL
         ORDER BY o.next_attempt_at, o.id LIMIT @limit`),
-      nextDue: db.prepare(`SELECT min(next_attempt_at) AS at FROM forward_outbox WHERE destination = ? AND state = 'queued'`),
+      nextDue: db.prepare(`
+        SELECT min(o.next_attempt_at) AS at FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
+        WHERE o.destination = ? AND o.state = 'queued' AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL`),
       sent: db.prepare(`UPDATE forward_outbox SET state = 'sent', sent_at = @now, last_status = @status, last_error = NULL, attempts = attempts + 1
-        WHERE id = @id AND state = 'queued' AND file_path = @filePath`),
+        WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       forwarded: db.prepare(`
         UPDATE instances SET state = 'forwarded', state_changed_at = @now
-        WHERE id = @instancePk AND state = 'deidentified'
-          AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = @instancePk AND o.file_path = instances.deid_file_path)
-          AND NOT EXISTS (SELECT 1 FROM forward_outbox WHERE instance_pk = @instancePk AND state != 'sent')`),
+        WHERE id = @instancePk AND state = 'deidentified' AND routed_at IS NOT NULL
+          AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = @instancePk AND o.routed_at = instances.routed_at)
+          AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = @instancePk AND o.routed_at = instances.routed_at AND o.state != 'sent')`),
       retry: db.prepare(`UPDATE forward_outbox SET attempts = attempts + 1, next_attempt_at = @nextAttemptAt, last_status = @status, last_error = @error
-        WHERE id = @id AND state = 'queued'`),
+        WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       dead: db.prepare(`UPDATE forward_outbox SET state = 'dead', attempts = attempts + @counted, last_status = @status, last_error = @error
-        WHERE id = @id AND state = 'queued'`),
+        WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       note: db.prepare(`UPDATE forward_outbox SET last_error = @error WHERE id = @id AND state = 'queued'`),
     };
   }
@@ -175,7 +179,7 @@ export class Outbox {
 
   /** The destination confirmed the item. (Its instance moves to `forwarded` in settleForwarded.) */
   markSent(item: OutboxItem, status: string, now = Date.now()): void {
-    this.statements.sent.run({ id: item.id, filePath: item.filePath, status, now });
+    this.statements.sent.run({ id: item.id, routedAt: item.routedAt, status, now });
   }
 
   /** Moves instances whose every outbox row is sent to `forwarded` (one transaction). Kept off the
@@ -186,27 +190,39 @@ export class Outbox {
     })();
   }
 
-  /** After an unclean stop: instances whose rows were all confirmed but not yet settled. */
+  /** Instances whose rows were all confirmed but not settled yet (an unclean stop, a purge). */
   reconcileForwarded(now = Date.now()): number {
     return this.db
       .prepare(
         `UPDATE instances SET state = 'forwarded', state_changed_at = @now
          WHERE state = 'deidentified' AND routed_at IS NOT NULL
-           AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.file_path = instances.deid_file_path)
-           AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.state != 'sent')`,
+           AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at)
+           AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at AND o.state != 'sent')`,
       )
       .run({ now }).changes;
   }
 
+  /** Deletes queued rows that can never be sent: their instance was quarantined or failed after a
+   * re-send, or was routed again since (a newer row replaced them). */
+  dropStale(): number {
+    return this.db
+      .prepare(
+        `DELETE FROM forward_outbox WHERE id IN (
+           SELECT o.id FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
+           WHERE o.state = 'queued' AND (i.state IN ('quarantined', 'failed') OR (i.routed_at IS NOT NULL AND i.routed_at != o.routed_at)))`,
+      )
+      .run().changes;
+  }
+
   /** A failed attempt: try again at `nextAttemptAt`. */
   markRetry(item: OutboxItem, nextAttemptAt: number, status: string | null, error: string): void {
-    this.statements.retry.run({ id: item.id, nextAttemptAt, status, error });
+    this.statements.retry.run({ id: item.id, routedAt: item.routedAt, nextAttemptAt, status, error });
   }
 
   /** No more attempts: the item waits for an operator (`gantry queue retry`). `counted`: whether this
    * failure was an attempt at sending (a refused transfer syntax is not). */
   markDead(item: OutboxItem, status: string | null, error: string, counted = true): void {
-    this.statements.dead.run({ id: item.id, status, error, counted: counted ? 1 : 0 });
+    this.statements.dead.run({ id: item.id, routedAt: item.routedAt, status, error, counted: counted ? 1 : 0 });
   }
 
   /** Records why the destination could not be reached, without counting an attempt. */
@@ -265,11 +281,19 @@ export class Outbox {
     return this.db.transaction(() => (filter.ids ? filter.ids.reduce((sum, id) => sum + run(id), 0) : run(null)))();
   }
 
-  /** Deletes items in a state (sent or dead), of one destination or all. */
-  purge(state: 'sent' | 'dead', destination?: string): number {
-    return this.db
-      .prepare(`DELETE FROM forward_outbox WHERE state = ? AND (? IS NULL OR destination = ?)`)
-      .run(state, destination ?? null, destination ?? null).changes;
+  /** Deletes items in a state, of one destination or all: sent or dead ones to keep the outbox small,
+   * queued ones of a destination that was removed from the config. Instances whose every remaining
+   * item is sent then count as forwarded. */
+  purge(state: 'sent' | 'dead' | 'queued', destination?: string): number {
+    return this.db.transaction(() => {
+      // Sent items are what makes an instance `forwarded`: settle before they go.
+      if (state === 'sent') this.reconcileForwarded();
+      const deleted = this.db
+        .prepare(`DELETE FROM forward_outbox WHERE state = ? AND (? IS NULL OR destination = ?)`)
+        .run(state, destination ?? null, destination ?? null).changes;
+      if (state !== 'sent') this.reconcileForwarded();
+      return deleted;
+    })();
   }
 
   /**

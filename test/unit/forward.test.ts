@@ -17,7 +17,7 @@ const IMPLICIT = '1.2.840.10008.1.2';
 const JPEG_LS = '1.2.840.10008.1.2.4.80';
 
 function item(id: number, sopClassUid: string, transferSyntaxUid: string): OutboxItem {
-  return { id, destination: 'd', instancePk: id, filePath: `f${id}`, sopClassUid, sopInstanceUid: `1.2.${id}`, transferSyntaxUid, attempts: 0 };
+  return { id, destination: 'd', instancePk: id, filePath: `f${id}`, sopClassUid, sopInstanceUid: `1.2.${id}`, transferSyntaxUid, attempts: 0, routedAt: 1 };
 }
 
 test('contexts: the stored syntax alone, and both little-endian syntaxes for uncompressed objects, once per class', () => {
@@ -102,4 +102,41 @@ test('the requestor reports a rejection, a refused connection and a silent peer 
   const port = (closed.server.address() as { port: number }).port;
   await new Promise((resolve) => closed.server.close(resolve));
   await assert.rejects(RequestorAssociation.open(options(port)), (error: AssociationError) => error.kind === 'connect');
+});
+
+test('an abort fails the request on the wire as sent, and those behind it as never sent', async (t) => {
+  const { decodeAssociateRequest, encodeAbort, encodeAssociateAccept } = await import('../../src/dimse/pdu.js');
+  const peer = await listen((socket) => {
+    let buffered = Buffer.alloc(0);
+    let accepted = false;
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (!accepted && buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+        accepted = true;
+        const request = decodeAssociateRequest(buffered.subarray(6, 6 + buffered.readUInt32BE(2)));
+        buffered = buffered.subarray(6 + buffered.readUInt32BE(2));
+        socket.write(
+          encodeAssociateAccept({
+            protocolVersion: 1,
+            calledAeTitle: request.calledAeTitle,
+            callingAeTitle: request.callingAeTitle,
+            applicationContext: request.applicationContext,
+            presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
+            userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [] },
+          }),
+        );
+        return;
+      }
+      // The first request's data arrives: abort instead of answering.
+      if (accepted && buffered.length > 0) socket.end(encodeAbort({ source: 2, reason: 0 }));
+    });
+  });
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(options(peer.port));
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  const body = { length: 1000, read: async (target: Buffer) => target.fill(1).length };
+  const outcomes = await Promise.allSettled([1, 2, 3].map((n) => association.store(context, `1.2.3.${n}`, { ...body })));
+  const sent = outcomes.map((outcome) => (outcome.status === 'rejected' ? (outcome.reason as AssociationError).requestSent : 'resolved'));
+  assert.deepEqual(sent, [true, false, false]);
 });

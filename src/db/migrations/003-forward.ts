@@ -23,6 +23,7 @@ export const migration003Forward: Migration = {
         sop_instance_uid TEXT NOT NULL,          -- de-identified
         transfer_syntax_uid TEXT NOT NULL,
         study_pk INTEGER NOT NULL,
+        routed_at INTEGER NOT NULL,              -- the routing it belongs to (instances.routed_at then)
         state TEXT NOT NULL CHECK (state IN ('queued', 'sent', 'dead')),
         attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt_at INTEGER NOT NULL,

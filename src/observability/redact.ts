@@ -1,0 +1,8 @@
+/**
+ * Texts that go into logs or the index may quote UIDs (a peer's error comment, a file path under
+ * storage.path): UIDs locate studies and must not be there. Gantry's own 2.25 UIDs have three
+ * components, so anything of three or more dotted numbers goes.
+ */
+export function withoutUids(text: string): string {
+  return text.replace(/\b\d+(\.\d+){2,}\b/g, '<uid>');
+}
