@@ -5,17 +5,20 @@
  *
  *   node dist/bench/forward.js [--rounds 5] [--count 2000] [--only forward|e2e] [--parallel N]
  *
- * forward: the corpus is received and de-identified once (untimed); each round a fresh Gantry process
- *   forwards all of it (timed from the first item queued to the last confirmed, from the outbox), and
- *   storescu sends the same de-identified files. Peak RSS is the forwarding process's.
+ * forward: the corpus is received and de-identified once (untimed); each round a fresh Gantry process,
+ *   warm, is given the destination (SIGHUP) and forwards all of it (timed from the first item queued to
+ *   the last confirmed, from the outbox), and storescu sends the same de-identified files (timed as a
+ *   process, start-up included). Peak RSS is the forwarding process's.
  * e2e: 2,000 instances in 100 studies are sent to a fresh Gantry (stableSeconds 2) forwarding to
  *   storescp; timed from the first store received to the last forward confirmed (the index's own
- *   timestamps). --parallel N sends with N storescu processes at once.
+ *   timestamps). --parallel N sends with N storescu processes at once; --sink ignore has the destination
+ *   storescp discard what it receives instead of writing it (+B) to the disk Gantry syncs on.
  */
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parse, stringify } from 'yaml';
 import { startGantryProcess, type GantryProcess } from '../test/helpers/gantry.js';
 import { DCMTK_ENV, freePort, peakRss, run, sleep, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
@@ -26,6 +29,7 @@ const { values } = parseArgs({
     count: { type: 'string', default: '2000' },
     only: { type: 'string' },
     parallel: { type: 'string', default: '1' },
+    sink: { type: 'string', default: '+B' },
     data: { type: 'string', default: '.bench-data' },
   },
 });
@@ -34,6 +38,9 @@ const root = resolve(values.data);
 const rounds = Number(values.rounds);
 const count = Number(values.count);
 const parallel = Number(values.parallel);
+/** How the e2e destination stores: +B writes every file (on this machine's one disk, beside Gantry's
+ * syncs), --ignore receives and discards (a research PACS on a machine of its own). */
+const sink = values.sink === '--ignore' || values.sink === 'ignore' ? '--ignore' : '+B';
 const mb = (bytes: number) => bytes / 1e6;
 
 /** `count` instances of 0.5 MB in studies of `perStudy`, generated once. */
@@ -80,11 +87,11 @@ async function storescuSend(port: number, aeTitle: string, files: string[]): Pro
   for (const result of results) if (result.code !== 0) throw new Error(`storescu failed (${result.code}): ${result.stderr.slice(-2000)}`);
 }
 
-async function startStorescp(out: string) {
+async function startStorescp(out: string, mode: '+B' | '--ignore' = '+B') {
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const port = await freePort();
-  const scp = start('storescp', ['+B', '-od', out, String(port)], { env: DCMTK_ENV });
+  const scp = start('storescp', [mode, '-od', out, String(port)], { env: DCMTK_ENV });
   await waitForPort(port);
   return { scp, port };
 }
@@ -139,10 +146,14 @@ async function benchForward(): Promise<void> {
     db.close();
     const { scp, port } = await startStorescp(join(work, 'received'));
     try {
-      gantry = await startGantryProcess(gantryDir, {
-        log: { level: 'warn' },
-        forward: { stableSeconds: 1, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] },
-      });
+      // Started with no destination and given one by SIGHUP once warm (its worker threads load for
+      // about a second at start), so that forwarding is measured alone.
+      gantry = await startGantryProcess(gantryDir, { log: { level: 'warn' }, forward: { stableSeconds: 1 } });
+      await sleep(2000);
+      const config = parse(readFileSync(gantry.configPath, 'utf8')) as Record<string, unknown>;
+      config['forward'] = { stableSeconds: 1, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] };
+      writeFileSync(gantry.configPath, stringify(config));
+      process.kill(gantry.pid, 'SIGHUP');
       await waitFor('forwarding', 600_000, () => query<{ n: number }>(storagePath, `SELECT count(*) AS n FROM forward_outbox WHERE state = 'sent'`).n === count);
       const span = query<{ first: number; last: number }>(storagePath, `SELECT min(queued_at) AS first, max(sent_at) AS last FROM forward_outbox`);
       const rss = peakRss(gantry.pid);
@@ -196,7 +207,7 @@ async function benchEndToEnd(): Promise<void> {
   const rsses: number[] = [];
   for (let round = 1; round <= rounds; round += 1) {
     rmSync(work, { recursive: true, force: true });
-    const { scp, port } = await startStorescp(join(work, 'received'));
+    const { scp, port } = await startStorescp(join(work, 'received'), sink);
     const gantry = await startGantryProcess(join(work, 'gantry'), {
       log: { level: 'warn' },
       forward: { stableSeconds: 2, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] },
@@ -221,7 +232,7 @@ async function benchEndToEnd(): Promise<void> {
       await stop(scp, 'SIGKILL');
     }
   }
-  console.log(`\ne2e: ${count} instances in ${count / 20} studies, ${parallel} sender(s), stableSeconds 2, ${rounds} rounds: median ${median(rates).toFixed(1)} inst/s, peak RSS ${mb(median(rsses)).toFixed(1)} MB\n`);
+  console.log(`\ne2e: ${count} instances in ${count / 20} studies, ${parallel} sender(s), storescp ${sink}, stableSeconds 2, ${rounds} rounds: median ${median(rates).toFixed(1)} inst/s, peak RSS ${mb(median(rsses)).toFixed(1)} MB\n`);
 }
 
 async function main(): Promise<void> {
