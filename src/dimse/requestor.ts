@@ -400,7 +400,8 @@ export class RequestorAssociation implements PduStreamSink {
     if (this.phase === 'closed') return;
     const wasReleasing = this.phase === 'releasing';
     this.phase = 'closed';
-    this.failure = error;
+    // A peer that closes instead of answering A-RELEASE-RQ has still answered everything.
+    if (!wasReleasing) this.failure = error;
     this.stopArtim();
     if (destroy) this.socket.destroy();
     this.establishment?.reject(error);
