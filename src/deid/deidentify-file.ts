@@ -39,9 +39,7 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
       mediaStorageSopInstanceUid: outcome.sopInstanceUid,
       transferSyntaxUid: opened.transferSyntaxUid,
     });
-    const temporary = `${output}.partial`;
-    const fd = openSync(temporary, 'w', 0o640);
-    try {
+    writeThenRename(output, 0o640, options.sync ?? false, (fd) => {
       writeAll(fd, header);
       const emit = (bytes: Buffer) => writeAll(fd, bytes);
       if (opened.deflated) {
@@ -51,14 +49,7 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
       } else {
         new DatasetWriter(opened.source, opened.encoding, emit).writeElements(opened.elements);
       }
-      if (options.sync) fsyncSync(fd);
-    } catch (error) {
-      closeSync(fd);
-      unlinkSync(temporary);
-      throw error;
-    }
-    closeSync(fd);
-    renameSync(temporary, output);
+    });
     return { ...outcome, kind: 'deidentified', profile: decision.profile };
   } finally {
     opened.close();
@@ -84,6 +75,23 @@ function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decis
     },
     base,
   );
+}
+
+/** Writes `output` through a temporary file renamed into place, so no half-written file ever has
+ * its name; the temporary file goes if writing fails. */
+export function writeThenRename(output: string, mode: number, sync: boolean, fill: (fd: number) => void): void {
+  const temporary = `${output}.partial`;
+  const fd = openSync(temporary, 'w', mode);
+  try {
+    fill(fd);
+    if (sync) fsyncSync(fd);
+  } catch (error) {
+    closeSync(fd);
+    unlinkSync(temporary);
+    throw error;
+  }
+  closeSync(fd);
+  renameSync(temporary, output);
 }
 
 /** writeSync may write less than asked: loop until all is written. */

@@ -5,9 +5,9 @@
  * what was done (E.1.1, E.3.6). The writer (dataset-writer.ts) turns the marks into bytes, copying
  * everything untouched byte for byte. Pure: no files, sockets or SQL.
  */
-import type { ByteSource, ElementNode } from '../dicom/dataset-tree.js';
+import { UNDEFINED_LENGTH, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { insertElement, insertSequence, isDirty, newElement, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
-import { reencodeElements } from '../dicom/reencode.js';
+import { delimiter, delimiterWithLength, header, reencodeElements } from '../dicom/reencode.js';
 import { envelope } from './cms.js';
 import { keywordOf } from '../dicom/dictionary.js';
 import { tagText } from '../dicom/header-scanner.js';
@@ -443,11 +443,11 @@ export class DeidEngine {
     const chunks: Buffer[] = [];
     const emit = (bytes: Buffer) => chunks.push(bytes);
     // Modified Attributes Sequence (0400,0550), one item of undefined length.
-    emit(this.sequenceHeader(0x04000550, to === 'explicit-be'));
-    emit(this.itemStart(to === 'explicit-be'));
+    emit(header(0x04000550, 'SQ', UNDEFINED_LENGTH, to));
+    emit(delimiterWithLength(0xfffee000, UNDEFINED_LENGTH, to === 'explicit-be'));
     reencodeElements(changed, this.source, from, to, emit);
-    emit(this.delimiterOf(0xfffee00d, to === 'explicit-be'));
-    emit(this.delimiterOf(0xfffee0dd, to === 'explicit-be'));
+    emit(delimiter(0xfffee00d, to === 'explicit-be'));
+    emit(delimiter(0xfffee0dd, to === 'explicit-be'));
     const envelopeDer = envelope(Buffer.concat(chunks), this.settings.encryptFor as string);
     const syntax = to === 'explicit-be' ? '1.2.840.10008.1.2.2' : '1.2.840.10008.1.2.1';
     insertSequence(elements, TAG.EncryptedAttributesSequence, [
@@ -457,40 +457,6 @@ export class DeidEngine {
       ],
     ]);
     this.audit.push({ path: `(${tagText(TAG.EncryptedAttributesSequence)})`, keyword: keywordOf(TAG.EncryptedAttributesSequence), action: 'added' });
-  }
-
-  private sequenceHeader(tag: number, bigEndian: boolean): Buffer {
-    const out = Buffer.alloc(12);
-    if (bigEndian) {
-      out.writeUInt16BE(tag >>> 16, 0);
-      out.writeUInt16BE(tag & 0xffff, 2);
-      out.writeUInt32BE(0xffffffff, 8);
-    } else {
-      out.writeUInt16LE(tag >>> 16, 0);
-      out.writeUInt16LE(tag & 0xffff, 2);
-      out.writeUInt32LE(0xffffffff, 8);
-    }
-    out.write('SQ', 4, 'latin1');
-    return out;
-  }
-
-  private itemStart(bigEndian: boolean): Buffer {
-    const out = this.delimiterOf(0xfffee000, bigEndian);
-    if (bigEndian) out.writeUInt32BE(0xffffffff, 4);
-    else out.writeUInt32LE(0xffffffff, 4);
-    return out;
-  }
-
-  private delimiterOf(tag: number, bigEndian: boolean): Buffer {
-    const out = Buffer.alloc(8);
-    if (bigEndian) {
-      out.writeUInt16BE(tag >>> 16, 0);
-      out.writeUInt16BE(tag & 0xffff, 2);
-    } else {
-      out.writeUInt16LE(tag >>> 16, 0);
-      out.writeUInt16LE(tag & 0xffff, 2);
-    }
-    return out;
   }
 
   private addMethodAttributes(elements: EditableElement[]): void {

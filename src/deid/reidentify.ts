@@ -3,14 +3,13 @@
  * Attributes Sequence of a de-identified file and writes a new file with the original attributes
  * back in place, without the attributes the de-identification added.
  */
-import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { BufferSource, parseDataset, parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
 import { reencodeElements } from '../dicom/reencode.js';
 import { trimUid } from '../dicom/values.js';
 import { openEnvelope } from './cms.js';
-import { writeAll } from './deidentify-file.js';
+import { writeAll, writeThenRename } from './deidentify-file.js';
 
 const TAG = {
   SOPInstanceUID: 0x00080018,
@@ -47,18 +46,10 @@ export function reidentifyFile(input: string, output: string, privateKeyPem: str
       transferSyntaxUid: parsed.transferSyntaxUid,
     });
     const dataset = Buffer.concat(pieces);
-    const temporary = `${output}.partial`;
-    const fd = openSync(temporary, 'w', 0o600);
-    try {
+    writeThenRename(output, 0o600, false, (fd) => {
       writeAll(fd, header);
       writeAll(fd, parsed.deflated ? deflateDataset(dataset) : dataset);
-    } catch (error) {
-      closeSync(fd);
-      unlinkSync(temporary);
-      throw error;
-    }
-    closeSync(fd);
-    renameSync(temporary, output);
+    });
     return { restored: originals.elements.length };
   } finally {
     parsed.close();

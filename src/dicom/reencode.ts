@@ -47,7 +47,8 @@ function reencodeItem(item: ItemNode, source: ByteSource, to: Encoding, emit: (b
   emit(delimiter(0xfffee00d, bigEndian));
 }
 
-function header(tag: number, vr: string, length: number, to: Encoding): Buffer {
+/** An element header in an encoding (a length of 0xFFFFFFFF: undefined). */
+export function header(tag: number, vr: string, length: number, to: Encoding): Buffer {
   const bigEndian = to === 'explicit-be';
   const implicit = to === 'implicit-le';
   const long = implicit || LONG_VRS.has(vr) || length > 0xffff;
@@ -68,11 +69,13 @@ function header(tag: number, vr: string, length: number, to: Encoding): Buffer {
   return out;
 }
 
-function delimiter(tag: number, bigEndian: boolean): Buffer {
+/** An item or sequence delimitation item (PS3.5 7.5). */
+export function delimiter(tag: number, bigEndian: boolean): Buffer {
   return delimiterWithLength(tag, 0, bigEndian);
 }
 
-function delimiterWithLength(tag: number, length: number, bigEndian: boolean): Buffer {
+/** An item tag with its length (0xFFFFFFFF: undefined). */
+export function delimiterWithLength(tag: number, length: number, bigEndian: boolean): Buffer {
   const out = Buffer.alloc(8);
   writeTag(out, tag, bigEndian);
   if (bigEndian) out.writeUInt32BE(length >>> 0, 4);
