@@ -3,7 +3,6 @@
  * disk as they are, or re-encoded between explicit and implicit VR little endian when the destination
  * accepted only the other one.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { parseFile } from '../dicom/dataset-tree.js';
 import { readFileMeta } from '../dicom/part10.js';
@@ -26,19 +25,23 @@ export interface StoredDataset {
 const MAX_META_LENGTH = 64 * 1024;
 
 /**
- * Opens a stored file for sending. A file that fits in `preloadInto` is read whole into it at once,
- * synchronously (open, stat, one read, close: about 50 µs for 0.5 MB from the page cache, where the
- * same four steps through the thread pool cost 0.25 ms of CPU), so a sender that opens the next file
- * while the current one is on the wire has no disk I/O left on its critical path, and a reused buffer
- * costs no fresh memory per file. Larger files are read as they are sent.
+ * Opens a stored file for sending. A file that fits in `preloadInto` is read whole into it by one read
+ * (open, read, close: no stat, the short read says where the file ends), so a sender that opens the
+ * next file while the current one is on the wire has no disk I/O left on its critical path, and a
+ * reused buffer costs no fresh memory per file. Reads stay off the event loop: a file that is not in
+ * the page cache would otherwise stall every association. Larger files are read as they are sent.
  */
 export async function openStoredDataset(path: string, preloadInto?: Buffer): Promise<StoredDataset> {
-  if (preloadInto) {
-    const preloaded = readSmallFile(path, preloadInto);
-    if (preloaded) return fromBuffer(preloaded);
-  }
   const handle = await open(path, 'r');
   try {
+    if (preloadInto) {
+      const { bytesRead } = await handle.read(preloadInto, 0, preloadInto.length, 0);
+      // Regular files read short only at their end.
+      if (bytesRead < preloadInto.length) {
+        void handle.close().catch(() => undefined);
+        return fromBuffer(preloadInto.subarray(0, bytesRead));
+      }
+    }
     const size = (await handle.stat()).size;
     const head = Buffer.alloc(Math.min(size, 144));
     await readFully(handle, head, 0);
@@ -52,26 +55,8 @@ export async function openStoredDataset(path: string, preloadInto?: Buffer): Pro
       close: () => handle.close(),
     };
   } catch (error) {
-    await handle.close();
+    await handle.close().catch(() => undefined);
     throw error;
-  }
-}
-
-/** The whole file in `buffer` if it fits, else undefined (the file is then read as it is sent). */
-function readSmallFile(path: string, buffer: Buffer): Buffer | undefined {
-  const fd = openSync(path, 'r');
-  try {
-    const size = fstatSync(fd).size;
-    if (size > buffer.length) return undefined;
-    let filled = 0;
-    while (filled < size) {
-      const read = readSync(fd, buffer, filled, size - filled, filled);
-      if (read === 0) throw new Error('the file ended early');
-      filled += read;
-    }
-    return buffer.subarray(0, size);
-  } finally {
-    closeSync(fd);
   }
 }
 
