@@ -1,0 +1,117 @@
+/**
+ * The attribute matching of C-FIND (PS3.4 C.2.2.2) as SQL conditions on one index column: single
+ * value, list of UIDs, universal, wild card, range and empty value matching. Pure: it builds the
+ * condition and its parameters; the query module runs it against either view of the index.
+ */
+
+export interface ColumnCondition {
+  /** An SQL expression over the column, with `?` placeholders. */
+  sql: string;
+  params: Array<string | number>;
+}
+
+export class MatchingError extends Error {
+  override name = 'MatchingError';
+}
+
+const DATE_TIME_VRS = new Set(['DA', 'TM', 'DT']);
+
+/**
+ * The condition a key puts on `column`, or undefined when the key matches everything (universal
+ * matching: an empty value, or "*"). Values are compared as the index stores them: text without its
+ * padding.
+ *
+ * - PN: wild cards and single values are matched insensitive to case (PS3.4 C.2.2.2.1 allows it for PN
+ *   only; names are entered by hand in many spellings of case).
+ * - DA, TM, DT: "a-b", "a-", "-b" are ranges (C.2.2.2.5), compared as strings, which orders DICOM
+ *   dates and times correctly; a TM or DT range bound covers every value it is a prefix of.
+ * - UI: a backslash-separated list matches any of its UIDs (C.2.2.2.2).
+ * - `""` matches an empty or absent value (C.2.2.2.1, empty value matching).
+ */
+export function matchCondition(column: string, vr: string, rawValue: string): ColumnCondition | undefined {
+  const value = rawValue.replace(/[\0 ]+$/, '').replace(/^ +/, '');
+  if (value === '' || value === '*') return undefined;
+  if (value === '""') return { sql: `(${column} IS NULL OR ${column} = '')`, params: [] };
+  if (vr === 'UI') return uidCondition(column, value);
+  if (DATE_TIME_VRS.has(vr)) return dateTimeCondition(column, vr, value);
+  if (value.includes('\\')) {
+    // Only UIDs take lists in C-FIND keys (C.2.2.2.2); other multi-valued keys are matched whole.
+    return singleValue(column, vr, value);
+  }
+  if (/[*?]/.test(value)) return wildcard(column, vr, value);
+  return singleValue(column, vr, value);
+}
+
+function uidCondition(column: string, value: string): ColumnCondition {
+  const uids = value
+    .split('\\')
+    .map((uid) => uid.replace(/[\0 ]+$/, '').trim())
+    .filter((uid) => uid !== '');
+  if (uids.some((uid) => !/^[0-9]+(\.[0-9]+)*$/.test(uid))) throw new MatchingError(`"${value}" is not a UID or a list of UIDs`);
+  if (uids.length === 1) return { sql: `${column} = ?`, params: uids };
+  return { sql: `${column} IN (${uids.map(() => '?').join(', ')})`, params: uids };
+}
+
+function singleValue(column: string, vr: string, value: string): ColumnCondition {
+  if (vr === 'PN') return { sql: `${column} = ? COLLATE NOCASE`, params: [value] };
+  return { sql: `${column} = ?`, params: [value] };
+}
+
+/** C.2.2.2.4: "*" any run of characters, "?" any one character. GLOB is case-sensitive; PN uses
+ * LIKE, which SQLite compares without case for ASCII letters. */
+function wildcard(column: string, vr: string, value: string): ColumnCondition {
+  if (vr === 'PN') {
+    const pattern = value.replace(/[\\%_]/g, (character) => `\\${character}`).replace(/\*/g, '%').replace(/\?/g, '_');
+    return { sql: `${column} LIKE ? ESCAPE '\\'`, params: [pattern] };
+  }
+  // GLOB knows [...] too: a literal "[" must not open a character class.
+  const pattern = value.replace(/\[/g, '[[]');
+  return { sql: `${column} GLOB ?`, params: [pattern] };
+}
+
+function dateTimeCondition(column: string, vr: string, value: string): ColumnCondition {
+  checkForm(vr, value);
+  const dash = rangeDash(vr, value);
+  if (dash < 0) {
+    // A single date is exact; a time or date-time stands for every value it is a prefix of
+    // (PS3.4 C.2.2.2.1 leaves precision to the SCP: "0930" matches 093000.000).
+    if (vr === 'DA') return { sql: `${column} = ?`, params: [value] };
+    return { sql: `${column} GLOB ?`, params: [`${value.replace(/\[/g, '[[]')}*`] };
+  }
+  const low = value.slice(0, dash);
+  const high = value.slice(dash + 1);
+  if (low === '' && high === '') throw new MatchingError(`"${value}" is not a range`);
+  const parts: string[] = [];
+  const params: string[] = [];
+  if (low !== '') {
+    parts.push(`${column} >= ?`);
+    params.push(low);
+  }
+  if (high !== '') {
+    // The upper bound includes every value it is a prefix of ("20240131" includes 20240131235959).
+    parts.push(vr === 'DA' ? `${column} <= ?` : `${column} < ?`);
+    params.push(vr === 'DA' ? high : `${high}\u{10FFFF}`);
+  }
+  return { sql: `(${column} IS NOT NULL AND ${column} != '' AND ${parts.join(' AND ')})`, params };
+}
+
+/** Where the range's "-" is: a DT value can carry a UTC offset "-0500", which is not a range. */
+function rangeDash(vr: string, value: string): number {
+  if (vr !== 'DT') return value.indexOf('-');
+  // In DT the range dash stands where a date-time cannot continue with an offset: at the start, at the
+  // end, or before a digit run of at least 4 (a year) that follows one with no "+" or "-" offset yet.
+  const match = /^([0-9.]*(?:[+-][0-9]{4})?)-([0-9.]*(?:[+-][0-9]{4})?)$/.exec(value);
+  if (match) return (match[1] as string).length;
+  return -1;
+}
+
+const FORMS: Record<string, RegExp> = {
+  DA: /^(\d{8})?(-(\d{8})?)?$/,
+  TM: /^(\d{2,6}(\.\d{1,6})?)?(-(\d{2,6}(\.\d{1,6})?)?)?$/,
+  DT: /^[0-9.+-]+$/,
+};
+
+function checkForm(vr: string, value: string): void {
+  const form = FORMS[vr];
+  if (form && !form.test(value)) throw new MatchingError(`"${value}" is not a ${vr} value or range (PS3.4 C.2.2.2.5)`);
+}

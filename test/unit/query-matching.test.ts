@@ -1,0 +1,71 @@
+/** C-FIND attribute matching (PS3.4 C.2.2.2) run against a real SQLite table. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { matchCondition, MatchingError } from '../../src/query/matching.js';
+
+const ROWS: Array<{ name: string; date: string; time: string; uid: string; desc: string }> = [
+  { name: 'Doe^John', date: '20240115', time: '093015.5', uid: '1.2.3.4', desc: 'CT HEAD' },
+  { name: 'DOE^JANE', date: '20240131', time: '235959', uid: '1.2.3.5', desc: 'CT [CHEST]' },
+  { name: 'Smith^Anna', date: '20240201', time: '080000', uid: '1.2.3.6', desc: 'MR KNEE' },
+  { name: 'Smith_Ann', date: '', time: '', uid: '1.2.3.7', desc: '' },
+  { name: 'Müller^Jörg', date: '20231231', time: '120000', uid: '1.2.3.8', desc: 'ct head' },
+];
+
+function matching(column: string, vr: string, value: string): string[] {
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE t (name TEXT, date TEXT, time TEXT, uid TEXT, desc TEXT)');
+  const insert = db.prepare('INSERT INTO t VALUES (@name, @date, @time, @uid, @desc)');
+  for (const row of ROWS) insert.run(row);
+  const condition = matchCondition(column, vr, value);
+  const rows = db.prepare(`SELECT name FROM t WHERE ${condition?.sql ?? '1'} ORDER BY rowid`).all(...(condition?.params ?? [])) as Array<{ name: string }>;
+  db.close();
+  return rows.map((row) => row.name);
+}
+
+const ALL = ROWS.map((row) => row.name);
+
+test('universal matching: an empty value or "*" matches everything', () => {
+  assert.deepEqual(matching('name', 'PN', ''), ALL);
+  assert.deepEqual(matching('name', 'PN', '*'), ALL);
+  assert.deepEqual(matching('date', 'DA', ''), ALL);
+  assert.equal(matchCondition('name', 'PN', '  '), undefined);
+});
+
+test('single value matching: exact and case-sensitive, except PN which ignores case', () => {
+  assert.deepEqual(matching('desc', 'LO', 'CT HEAD'), ['Doe^John']);
+  assert.deepEqual(matching('desc', 'LO', 'CT HEAD '), ['Doe^John'], 'trailing padding is not significant');
+  assert.deepEqual(matching('name', 'PN', 'doe^john'), ['Doe^John']);
+  assert.deepEqual(matching('name', 'PN', 'Müller^Jörg'), ['Müller^Jörg']);
+});
+
+test('wild card matching: * and ?, PN without case, nothing else read as a pattern', () => {
+  assert.deepEqual(matching('name', 'PN', 'doe*'), ['Doe^John', 'DOE^JANE']);
+  assert.deepEqual(matching('name', 'PN', 'Smith?Ann*'), ['Smith^Anna', 'Smith_Ann']);
+  assert.deepEqual(matching('name', 'PN', 'Smith_*'), ['Smith_Ann'], 'an underscore is a character, not a pattern');
+  assert.deepEqual(matching('desc', 'LO', 'CT*'), ['Doe^John', 'DOE^JANE'], 'case-sensitive for LO');
+  assert.deepEqual(matching('desc', 'LO', 'CT [C*'), ['DOE^JANE'], 'a bracket is a character');
+  assert.deepEqual(matching('desc', 'LO', '?? HEAD'), ['Doe^John']);
+});
+
+test('list of UID matching', () => {
+  assert.deepEqual(matching('uid', 'UI', '1.2.3.4\\1.2.3.6'), ['Doe^John', 'Smith^Anna']);
+  assert.deepEqual(matching('uid', 'UI', '1.2.3.5'), ['DOE^JANE']);
+  assert.throws(() => matchCondition('uid', 'UI', '1.2.*'), MatchingError);
+});
+
+test('range matching on dates and times, bounds included', () => {
+  assert.deepEqual(matching('date', 'DA', '20240115-20240131'), ['Doe^John', 'DOE^JANE']);
+  assert.deepEqual(matching('date', 'DA', '20240131-'), ['DOE^JANE', 'Smith^Anna']);
+  assert.deepEqual(matching('date', 'DA', '-20231231'), ['Müller^Jörg'], 'an empty date is in no range');
+  assert.deepEqual(matching('date', 'DA', '20240201'), ['Smith^Anna']);
+  assert.deepEqual(matching('time', 'TM', '0930-1200'), ['Doe^John', 'Müller^Jörg'], 'an upper bound covers its finer values');
+  assert.deepEqual(matching('time', 'TM', '2359'), ['DOE^JANE'], 'a time matches the values it is a prefix of');
+  assert.throws(() => matchCondition('date', 'DA', '2024-01-15'), /not a DA value or range/);
+  assert.throws(() => matchCondition('date', 'DA', '-'), /not a range/);
+});
+
+test('empty value matching: "" matches an empty or absent value', () => {
+  assert.deepEqual(matching('date', 'DA', '""'), ['Smith_Ann']);
+  assert.deepEqual(matching('desc', 'LO', '""'), ['Smith_Ann']);
+});
