@@ -9,7 +9,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
 import { withoutUids } from '../observability/redact.js';
-import { CommandError, CommandField, decodeCommand, encodeCommand, isRequest, NO_DATASET, type DimseCommand } from './command.js';
+import { CommandError, CommandField, DATASET_PRESENT, decodeCommand, encodeCommand, isRequest, NO_DATASET, type DimseCommand } from './command.js';
 import type { NegotiatedContext, NegotiationOutcome } from './negotiation.js';
 import {
   AbortReason,
@@ -27,7 +27,7 @@ import {
   type AssociateRequest,
 } from './pdu.js';
 import { PduStream, type PduStreamSink } from './pdu-stream.js';
-import { DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers } from './services.js';
+import { CollectingSink, DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers } from './services.js';
 import { resultFromError, Status, statusHex, type DimseResult } from './status.js';
 
 export interface AcceptorOptions {
@@ -52,7 +52,12 @@ interface IncomingDataset {
   command: DimseCommand;
   sink: DatasetSink;
   responseField: number;
+  /** The operation runs while reading goes on (a C-FIND must let its C-CANCEL in). */
+  keepReading?: boolean;
 }
+
+/** C-FIND identifiers are a few hundred bytes; a larger one is refused. */
+const MAX_IDENTIFIER_LENGTH = 1024 * 1024;
 
 export interface AssociationSummary {
   operations: number;
@@ -76,6 +81,8 @@ export class AcceptorAssociation implements PduStreamSink {
   private commandLength = 0;
   private incoming: IncomingDataset | undefined;
   private readonly operations = new Set<Promise<void>>();
+  /** C-FINDs running, by message ID, for C-CANCEL (PS3.7 9.3.2.3). */
+  private readonly finds = new Map<number, AbortController>();
   private pauses = 0;
   private artimTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -184,7 +191,7 @@ export class AcceptorAssociation implements PduStreamSink {
       void incoming.sink.end(); // the dataset of an unexpected response: read, discarded, not answered
       return;
     }
-    this.track(incoming.context, incoming.command, incoming.responseField, () => incoming.sink.end());
+    this.track(incoming.context, incoming.command, incoming.responseField, () => incoming.sink.end(), !incoming.keepReading);
   }
 
   // --- association establishment and release ------------------------------------------------
@@ -318,6 +325,7 @@ export class AcceptorAssociation implements PduStreamSink {
     this.stopArtim();
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.abortIncoming();
+    for (const find of this.finds.values()) find.abort();
     if (wasEstablished) this.log.warn({ ...this.summaryFields() }, 'connection closed without release');
     this.options.onClosed(this, this.accepted);
   }
@@ -374,7 +382,23 @@ export class AcceptorAssociation implements PduStreamSink {
       this.track(context, command, responseField, () => this.options.handlers.echo(info));
       return;
     }
-    if (command.commandField === CommandField.CCancelRq) return; // nothing Gantry runs here can be cancelled yet
+    if (command.commandField === CommandField.CFindRq && context.service === 'find' && this.options.handlers.find) {
+      if (!hasDataset) {
+        this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-FIND-RQ without an identifier' }));
+        return;
+      }
+      const messageId = command.messageId ?? 0;
+      const controller = new AbortController();
+      this.finds.set(messageId, controller);
+      const sink = new CollectingSink(MAX_IDENTIFIER_LENGTH, (identifier) => this.runFind(context, command, identifier, controller));
+      this.incoming = { context, command, sink, responseField, keepReading: true };
+      return;
+    }
+    if (command.commandField === CommandField.CCancelRq) {
+      // PS3.7 9.3.2.3: the C-FIND it names ends with Cancel; a C-CANCEL for anything else is ignored.
+      this.finds.get(command.messageIdBeingRespondedTo ?? -1)?.abort();
+      return;
+    }
     const refusal: DimseResult = {
       status: Status.UnrecognizedOperation,
       errorComment: `command 0x${command.commandField.toString(16)} is not supported on a ${context.service} context`,
@@ -402,9 +426,57 @@ export class AcceptorAssociation implements PduStreamSink {
     }
   }
 
+  /**
+   * Answers a C-FIND (PS3.4 C.4.1): each match goes out as a pending response (0xFF00) with its
+   * identifier, as soon as the handler yields it and the socket takes it; the final response (success,
+   * or cancel after a C-CANCEL) is sent by track().
+   */
+  private async runFind(context: NegotiatedContext, command: DimseCommand, identifier: Buffer, controller: AbortController): Promise<DimseResult> {
+    const messageId = command.messageId ?? 0;
+    const find = this.options.handlers.find;
+    try {
+      if (!find) return { status: Status.UnrecognizedOperation, errorComment: 'C-FIND is not served' };
+      const request = {
+        association: this.info as AssociationInfo,
+        messageId,
+        sopClassUid: command.affectedSopClassUid ?? context.abstractSyntax,
+        transferSyntaxUid: context.transferSyntax,
+        identifier,
+      };
+      for await (const match of find(request, controller.signal)) {
+        if (controller.signal.aborted || (this.phase !== 'established' && this.phase !== 'releasing')) break;
+        const pending: DimseCommand = {
+          commandField: CommandField.CFindRsp,
+          messageIdBeingRespondedTo: messageId,
+          affectedSopClassUid: request.sopClassUid,
+          commandDataSetType: DATASET_PRESENT,
+          status: Status.Pending,
+        };
+        const pdus = [...encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength), ...encodePData(context.id, false, match, this.peerMaxPduLength)];
+        if (!this.socket.write(Buffer.concat(pdus))) await this.writable();
+      }
+      return controller.signal.aborted ? { status: Status.Cancel } : { status: Status.Success };
+    } finally {
+      this.finds.delete(messageId);
+    }
+  }
+
+  /** Resolves when the socket takes more, or is gone. */
+  private writable(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
   /** Runs one operation and answers it; reading pauses while the peer has more outstanding than
-   * the negotiated window allows. */
-  private track(context: NegotiatedContext, command: DimseCommand, responseField: number, run: () => DimseResult | Promise<DimseResult>): void {
+   * the negotiated window allows (unless `pauses` is false: an operation that must let a C-CANCEL in). */
+  private track(context: NegotiatedContext, command: DimseCommand, responseField: number, run: () => DimseResult | Promise<DimseResult>, pauses = true): void {
     const operation = (async () => {
       let result: DimseResult;
       try {
@@ -419,7 +491,7 @@ export class AcceptorAssociation implements PduStreamSink {
       this.operations.delete(operation);
       this.abortIfIdle();
     });
-    if (this.operations.size >= this.operationsWindow) this.pauseUntil(operation);
+    if (pauses && this.operations.size >= this.operationsWindow) this.pauseUntil(operation);
   }
 
   private respond(context: NegotiatedContext, request: DimseCommand, responseField: number, result: DimseResult): void {

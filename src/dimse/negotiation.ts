@@ -16,7 +16,8 @@ import {
   type UserInformation,
 } from './pdu.js';
 
-export type ServiceKind = 'verification' | 'storage';
+/** What a presentation context is for: C-ECHO, C-STORE, or C-FIND (a Query/Retrieve FIND model). */
+export type ServiceKind = 'verification' | 'storage' | 'find';
 
 /** The smallest maximum PDU length Gantry accepts from a peer. */
 export const MIN_PEER_MAX_PDU_LENGTH = 1024;
@@ -30,7 +31,8 @@ export interface NegotiationPolicy {
   callerAllowed(callingAeTitle: string, remoteAddress: string): boolean;
   /** Reserves a place for the caller under the association limits; false when a limit is reached. */
   admit(callingAeTitle: string): boolean;
-  serviceFor(abstractSyntax: string): ServiceKind | undefined;
+  /** The service of an abstract syntax for this caller; undefined refuses the context (result 3). */
+  serviceFor(abstractSyntax: string, callingAeTitle: string): ServiceKind | undefined;
   transferSyntaxAccepted(kind: ServiceKind, transferSyntax: string): boolean;
 }
 
@@ -74,7 +76,7 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
 
   const contexts = new Map<number, NegotiatedContext>();
   const results: AcceptedContext[] = rq.presentationContexts.map((context) => {
-    const service = policy.serviceFor(context.abstractSyntax);
+    const service = policy.serviceFor(context.abstractSyntax, rq.callingAeTitle);
     if (service === undefined) return { id: context.id, result: ContextResult.AbstractSyntaxNotSupported, transferSyntax: context.transferSyntaxes[0] ?? '' };
     // The caller lists its syntaxes in its order of preference; take the first one Gantry reads.
     const chosen = context.transferSyntaxes.find((syntax) => policy.transferSyntaxAccepted(service, syntax));

@@ -40,9 +40,24 @@ export interface DatasetSink {
   abort(): void;
 }
 
+/** A C-FIND request (PS3.7 9.1.2): its identifier, encoded in the context's transfer syntax. */
+export interface FindRequest {
+  association: AssociationInfo;
+  messageId: number;
+  /** The Query/Retrieve Information Model (the affected SOP class). */
+  sopClassUid: string;
+  transferSyntaxUid: string;
+  identifier: Buffer;
+}
+
 export interface ServiceHandlers {
   echo(association: AssociationInfo): DimseResult | Promise<DimseResult>;
   store(request: StoreRequest): DatasetSink;
+  /**
+   * Answers a C-FIND: yields each match's identifier, encoded in the request's transfer syntax, and
+   * stops when `signal` aborts (C-CANCEL). Throwing DimseStatusError answers with that status.
+   */
+  find?(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer>;
 }
 
 /** A sink that reads and discards a dataset, then answers with a fixed result: for requests that are
@@ -58,5 +73,35 @@ export class DiscardingSink implements DatasetSink {
   end(): Promise<DimseResult> {
     return Promise.resolve(this.result);
   }
+  abort(): void {}
+}
+
+/** Collects a small dataset (a C-FIND identifier) in memory, up to a limit, then hands it on. */
+export class CollectingSink implements DatasetSink {
+  private readonly chunks: Buffer[] = [];
+  private length = 0;
+  private tooLong = false;
+
+  constructor(
+    private readonly limit: number,
+    private readonly onComplete: (dataset: Buffer) => Promise<DimseResult>,
+  ) {}
+
+  write(chunk: Buffer): boolean {
+    this.length += chunk.length;
+    if (this.length > this.limit) this.tooLong = true;
+    else this.chunks.push(Buffer.from(chunk));
+    return true;
+  }
+
+  whenDrained(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  end(): Promise<DimseResult> {
+    if (this.tooLong) return Promise.resolve({ status: 0xc000, errorComment: `identifier longer than ${this.limit} bytes` });
+    return this.onComplete(Buffer.concat(this.chunks));
+  }
+
   abort(): void {}
 }
