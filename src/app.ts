@@ -23,7 +23,8 @@ import {
   STORAGE_SOP_CLASSES_EDITION,
   VERIFICATION_SOP_CLASS,
 } from './dicom/sop-classes.js';
-import { findTransferSyntax } from './dicom/transfer-syntaxes.js';
+import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIAN } from './dicom/transfer-syntaxes.js';
+import { FIND_SOP_CLASSES, FindService } from './query/find-service.js';
 import type { ServiceKind } from './dimse/negotiation.js';
 import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
@@ -126,6 +127,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     onStored: () => scheduler.nudge(),
   });
 
+  const finder = new FindService({ db, log, aeTitle: () => config.dicom.aeTitle, maxResults: () => config.query.maxResults });
   const server = new DicomServer({
     host: config.dicom.host,
     port: config.dicom.port,
@@ -134,7 +136,11 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     idleMs: config.dicom.idleTimeoutSeconds * 1000,
     maxAssociations: config.dicom.maxAssociations,
     maxAssociationsPerCaller: config.dicom.maxAssociationsPerCaller,
-    handlers: receive,
+    handlers: {
+      echo: (association) => receive.echo(association),
+      store: (request) => receive.store(request),
+      find: (request, signal) => finder.find(request, signal),
+    },
     policy: {
       get aeTitle() {
         return config.dicom.aeTitle;
@@ -148,8 +154,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
         return config.dicom.maxAsyncOperations;
       },
       callerAllowed: (callingAeTitle, remoteAddress) => callerAllowed(callers, callingAeTitle, remoteAddress),
-      serviceFor: (abstractSyntax) => serviceFor(config, abstractSyntax),
-      transferSyntaxAccepted: (_kind: ServiceKind, syntax: string) => findTransferSyntax(syntax) !== undefined,
+      serviceFor: (abstractSyntax, callingAeTitle) => serviceFor(config, abstractSyntax, callingAeTitle),
+      // Identifiers are read and written in little-endian VR only; stored objects come in any syntax.
+      transferSyntaxAccepted: (kind: ServiceKind, syntax: string) =>
+        kind === 'find' ? syntax === IMPLICIT_VR_LITTLE_ENDIAN || syntax === EXPLICIT_VR_LITTLE_ENDIAN : findTransferSyntax(syntax) !== undefined,
     },
   });
   let dicom: AddressInfo;
@@ -298,8 +306,9 @@ export function forwardSettingsOf(config: GantryConfig): ForwardSettings {
   };
 }
 
-function serviceFor(config: GantryConfig, abstractSyntax: string): ServiceKind | undefined {
+function serviceFor(config: GantryConfig, abstractSyntax: string, callingAeTitle: string): ServiceKind | undefined {
   if (abstractSyntax === VERIFICATION_SOP_CLASS) return 'verification';
+  if (FIND_SOP_CLASSES.has(abstractSyntax)) return config.query.sourceCallers.includes(callingAeTitle) ? 'find' : undefined;
   if (isStandardStorageSopClass(abstractSyntax)) return 'storage';
   if (config.dicom.extraSopClasses.includes(abstractSyntax)) return 'storage';
   if (config.dicom.acceptUnknownSopClasses && mayBeUnlistedStorageSopClass(abstractSyntax)) return 'storage';

@@ -184,6 +184,16 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    query: z
+      .object({
+        sourceCallers: z
+          .array(aeTitle)
+          .default([])
+          .describe('Calling AE titles (the hospital side) that may query the index with C-FIND and see original identities; other callers get no query service.'),
+        maxResults: z.number().int().min(1).max(1_000_000).default(10_000).describe('At most this many matches per C-FIND; the rest are left out and logged.'),
+      })
+      .strict()
+      .prefault({}),
     forward: z
       .object({
         stableSeconds: seconds

@@ -1,0 +1,165 @@
+/**
+ * The C-FIND SCP over the index (PS3.4 C.4.1, C.6): Patient Root and Study Root Query/Retrieve
+ * Information Models, hierarchical search, the matching of C.2.2.2 (matching.ts) on the keys of keys.ts.
+ * Answers come from SQLite without reading any file: each match becomes a response identifier with the
+ * requested keys filled (unknown ones empty), QueryRetrieveLevel, RetrieveAETitle, and
+ * SpecificCharacterSet ISO_IR 192 when a value needs it.
+ */
+import type { Db } from '../db/database.js';
+import { decodeText, parseSpecificCharacterSet } from '../dicom/charset.js';
+import { encodeTextDataset, type TextElement } from '../dicom/dataset-encoder.js';
+import { BufferSource, parseDataset, type ElementNode } from '../dicom/dataset-tree.js';
+import { vrOf } from '../dicom/dictionary.js';
+import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
+import type { FindRequest } from '../dimse/services.js';
+import { DimseStatusError } from '../dimse/status.js';
+import type { Logger } from '../observability/logger.js';
+import { FROM_BY_LEVEL, keysAt, LEVELS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model } from './keys.js';
+import { matchCondition, MatchingError, type ColumnCondition } from './matching.js';
+
+export const PATIENT_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.1.1';
+export const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
+export const FIND_SOP_CLASSES: ReadonlySet<string> = new Set([PATIENT_ROOT_FIND, STUDY_ROOT_FIND]);
+
+/** PS3.4 C.4.1.1.4: failure statuses of C-FIND. */
+const IdentifierDoesNotMatchSopClass = 0xa900;
+const UnableToProcess = 0xc000;
+
+const TAG = {
+  SpecificCharacterSet: 0x00080005,
+  QueryRetrieveLevel: 0x00080052,
+  RetrieveAETitle: 0x00080054,
+  ModalitiesInStudy: 0x00080061,
+} as const;
+
+export interface FindServiceOptions {
+  db: Db;
+  log: Logger;
+  /** Gantry's AE title, returned as RetrieveAETitle. */
+  aeTitle(): string;
+  /** At most this many matches are returned; the rest are left out (and logged). */
+  maxResults(): number;
+}
+
+interface ParsedQuery {
+  model: Model;
+  level: Level;
+  /** The keys asked for, in the identifier's order: known ones with their column. */
+  returnKeys: Array<{ tag: number; key?: KeyColumn & { keyword: string } }>;
+  conditions: ColumnCondition[];
+}
+
+export class FindService {
+  constructor(private readonly options: FindServiceOptions) {}
+
+  /** The find handler of the DIMSE layer (services.ts). */
+  async *find(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer> {
+    const encoding = request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
+    const query = parseQuery(request, encoding);
+    const limit = this.options.maxResults();
+    const columns = query.returnKeys.map(({ key }, index) => (key ? `${key.column} AS k${index}` : `NULL AS k${index}`));
+    const where = query.conditions.map((condition) => condition.sql);
+    const sql = `SELECT ${columns.length > 0 ? columns.join(', ') : '1'} FROM ${FROM_BY_LEVEL[query.level]}
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${ORDER_BY_LEVEL[query.level]} LIMIT ?`;
+    // All rows at once (bounded by the limit): the connection is shared, and an open iterator would
+    // keep it busy across the awaits of sending.
+    const rows = this.options.db
+      .prepare(sql)
+      .raw()
+      .all(...query.conditions.flatMap((condition) => condition.params), limit + 1) as unknown[][];
+    if (rows.length > limit) {
+      this.options.log.warn({ level: query.level, limit }, 'C-FIND matched more than query.maxResults; the rest are left out');
+      rows.length = limit;
+    }
+    for (const row of rows) {
+      if (signal.aborted) return;
+      yield this.response(query, row, encoding);
+    }
+  }
+
+  private response(query: ParsedQuery, row: unknown[], encoding: 'implicit-le' | 'explicit-le'): Buffer {
+    const elements: TextElement[] = [
+      { tag: TAG.QueryRetrieveLevel, value: query.level },
+      { tag: TAG.RetrieveAETitle, value: this.options.aeTitle() },
+    ];
+    let nonAscii = false;
+    query.returnKeys.forEach(({ tag }, index) => {
+      if (tag === TAG.QueryRetrieveLevel || tag === TAG.RetrieveAETitle || tag === TAG.SpecificCharacterSet) return;
+      if (vrOf(tag) === 'SQ') {
+        elements.push({ tag, value: [] });
+        return;
+      }
+      const raw = row[index];
+      const text = raw === null || raw === undefined ? '' : String(raw);
+      if (/[^\x00-\x7f]/.test(text)) nonAscii = true;
+      elements.push({ tag, value: text });
+    });
+    if (nonAscii) elements.push({ tag: TAG.SpecificCharacterSet, value: 'ISO_IR 192' });
+    return encodeTextDataset(elements, encoding);
+  }
+}
+
+function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'explicit-le'): ParsedQuery {
+  const model: Model | undefined = request.sopClassUid === PATIENT_ROOT_FIND ? 'patient' : request.sopClassUid === STUDY_ROOT_FIND ? 'study' : undefined;
+  if (!model) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${request.sopClassUid} is not a FIND model Gantry serves`);
+  let elements: ElementNode[];
+  try {
+    elements = parseDataset(new BufferSource(request.identifier), encoding).filter((element) => element.tag >>> 16 !== 0x0000 && element.tag >>> 16 !== 0x0002);
+  } catch (error) {
+    throw new DimseStatusError(UnableToProcess, `the identifier cannot be read: ${(error as Error).message}`);
+  }
+  const charsets = parseSpecificCharacterSet(textOf(elements, TAG.SpecificCharacterSet, []));
+  const level = (textOf(elements, TAG.QueryRetrieveLevel, charsets) ?? '').trim().toUpperCase() as Level;
+  if (!LEVELS.includes(level)) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `QueryRetrieveLevel "${level}" is not PATIENT, STUDY, SERIES or IMAGE`);
+  if (model === 'study' && level === 'PATIENT') throw new DimseStatusError(IdentifierDoesNotMatchSopClass, 'the Study Root model has no PATIENT level');
+  const keys = keysAt(level);
+  requireHierarchy(model, level, elements, charsets);
+  const returnKeys: ParsedQuery['returnKeys'] = [];
+  const conditions: ColumnCondition[] = [];
+  for (const element of elements) {
+    if (element.tag === TAG.SpecificCharacterSet || element.tag === TAG.QueryRetrieveLevel) continue;
+    const key = keys.get(element.tag);
+    returnKeys.push(key ? { tag: element.tag, key } : { tag: element.tag });
+    if (!key || element.items) continue;
+    const value = textOf(elements, element.tag, charsets, key.vr === 'PN') ?? '';
+    try {
+      const condition = element.tag === TAG.ModalitiesInStudy ? modalitiesCondition(value) : matchCondition(key.column, key.vr, value);
+      if (condition) conditions.push(condition);
+    } catch (error) {
+      if (error instanceof MatchingError) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${key.keyword}: ${error.message}`);
+      throw error;
+    }
+  }
+  return { model, level, returnKeys, conditions };
+}
+
+/** PS3.4 C.4.1.2.1: a hierarchical search names the unique key of every level above the one asked. */
+function requireHierarchy(model: Model, level: Level, elements: readonly ElementNode[], charsets: readonly string[]): void {
+  const first = model === 'patient' ? 0 : 1;
+  for (const above of LEVELS.slice(first, LEVELS.indexOf(level))) {
+    const value = textOf(elements, UNIQUE_KEY[above], charsets);
+    if (value === undefined || value.trim() === '' || /[*?\\]/.test(value)) {
+      throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `a ${level} query needs a single value for the ${above} unique key (hierarchical search)`);
+    }
+  }
+}
+
+/** ModalitiesInStudy: a study matches when one of its series has one of the modalities asked. */
+function modalitiesCondition(value: string): ColumnCondition | undefined {
+  const modalities = value
+    .split('\\')
+    .map((modality) => modality.trim())
+    .filter((modality) => modality !== '');
+  const conditions = modalities.map((modality) => matchCondition('x.modality', 'CS', modality)).filter((condition) => condition !== undefined);
+  if (conditions.length === 0) return undefined;
+  return {
+    sql: `EXISTS (SELECT 1 FROM series x WHERE x.study_pk = st.id AND (${conditions.map((condition) => condition.sql).join(' OR ')}))`,
+    params: conditions.flatMap((condition) => condition.params),
+  };
+}
+
+function textOf(elements: readonly ElementNode[], tag: number, charsets: readonly string[], personName = false): string | undefined {
+  const value = elements.find((element) => element.tag === tag)?.value;
+  if (!value) return value === undefined ? undefined : '';
+  return decodeText(value, charsets, personName).replace(/[\0 ]+$/, '');
+}

@@ -1,0 +1,132 @@
+/**
+ * The keys Gantry answers C-FIND on, per level (PS3.4 C.6.1.1 and C.6.2.1: the required and unique keys
+ * of the Patient Root and Study Root models, and a few optional ones the index keeps), each with the SQL
+ * expression that reads it from the index. Aliases: p patients, st studies, se series, i instances.
+ */
+
+export type Level = 'PATIENT' | 'STUDY' | 'SERIES' | 'IMAGE';
+
+export interface KeyColumn {
+  tag: number;
+  /** The VR the matching follows (PS3.4 C.2.2.2). */
+  vr: string;
+  /** An SQL expression over the level's tables. */
+  column: string;
+  /** Matching on it needs a subquery (counts, ModalitiesInStudy): value filters are applied to it. */
+  computed?: boolean;
+}
+
+const PATIENT_KEYS: Record<string, KeyColumn> = {
+  PatientName: { tag: 0x00100010, vr: 'PN', column: 'p.patient_name' },
+  PatientID: { tag: 0x00100020, vr: 'LO', column: 'p.patient_id' },
+  IssuerOfPatientID: { tag: 0x00100021, vr: 'LO', column: 'p.issuer_of_patient_id' },
+  PatientBirthDate: { tag: 0x00100030, vr: 'DA', column: 'p.patient_birth_date' },
+  PatientSex: { tag: 0x00100040, vr: 'CS', column: 'p.patient_sex' },
+  NumberOfPatientRelatedStudies: {
+    tag: 0x00201200,
+    vr: 'IS',
+    column: '(SELECT count(*) FROM studies s2 WHERE s2.patient_pk = p.id)',
+    computed: true,
+  },
+  NumberOfPatientRelatedSeries: {
+    tag: 0x00201202,
+    vr: 'IS',
+    column: '(SELECT count(*) FROM series x JOIN studies s2 ON s2.id = x.study_pk WHERE s2.patient_pk = p.id)',
+    computed: true,
+  },
+  NumberOfPatientRelatedInstances: {
+    tag: 0x00201204,
+    vr: 'IS',
+    column: '(SELECT count(*) FROM instances y JOIN series x ON x.id = y.series_pk JOIN studies s2 ON s2.id = x.study_pk WHERE s2.patient_pk = p.id)',
+    computed: true,
+  },
+};
+
+const STUDY_KEYS: Record<string, KeyColumn> = {
+  StudyInstanceUID: { tag: 0x0020000d, vr: 'UI', column: 'st.study_instance_uid' },
+  StudyDate: { tag: 0x00080020, vr: 'DA', column: 'st.study_date' },
+  StudyTime: { tag: 0x00080030, vr: 'TM', column: 'st.study_time' },
+  AccessionNumber: { tag: 0x00080050, vr: 'SH', column: 'st.accession_number' },
+  StudyID: { tag: 0x00200010, vr: 'SH', column: 'st.study_id' },
+  StudyDescription: { tag: 0x00081030, vr: 'LO', column: 'st.study_description' },
+  ReferringPhysicianName: { tag: 0x00080090, vr: 'PN', column: 'st.referring_physician_name' },
+  ModalitiesInStudy: {
+    tag: 0x00080061,
+    vr: 'CS',
+    column: "(SELECT replace(group_concat(DISTINCT x.modality), ',', '\\') FROM series x WHERE x.study_pk = st.id)",
+    computed: true,
+  },
+  NumberOfStudyRelatedSeries: { tag: 0x00201206, vr: 'IS', column: '(SELECT count(*) FROM series x WHERE x.study_pk = st.id)', computed: true },
+  NumberOfStudyRelatedInstances: {
+    tag: 0x00201208,
+    vr: 'IS',
+    column: '(SELECT count(*) FROM instances y JOIN series x ON x.id = y.series_pk WHERE x.study_pk = st.id)',
+    computed: true,
+  },
+};
+
+const SERIES_KEYS: Record<string, KeyColumn> = {
+  SeriesInstanceUID: { tag: 0x0020000e, vr: 'UI', column: 'se.series_instance_uid' },
+  Modality: { tag: 0x00080060, vr: 'CS', column: 'se.modality' },
+  SeriesNumber: { tag: 0x00200011, vr: 'IS', column: 'se.series_number' },
+  SeriesDescription: { tag: 0x0008103e, vr: 'LO', column: 'se.series_description' },
+  SeriesDate: { tag: 0x00080021, vr: 'DA', column: 'se.series_date' },
+  SeriesTime: { tag: 0x00080031, vr: 'TM', column: 'se.series_time' },
+  BodyPartExamined: { tag: 0x00180015, vr: 'CS', column: 'se.body_part_examined' },
+  NumberOfSeriesRelatedInstances: { tag: 0x00201209, vr: 'IS', column: '(SELECT count(*) FROM instances y WHERE y.series_pk = se.id)', computed: true },
+};
+
+const IMAGE_KEYS: Record<string, KeyColumn> = {
+  SOPInstanceUID: { tag: 0x00080018, vr: 'UI', column: 'i.sop_instance_uid' },
+  SOPClassUID: { tag: 0x00080016, vr: 'UI', column: 'i.sop_class_uid' },
+  InstanceNumber: { tag: 0x00200013, vr: 'IS', column: 'i.instance_number' },
+  ContentDate: { tag: 0x00080023, vr: 'DA', column: 'i.content_date' },
+  ContentTime: { tag: 0x00080033, vr: 'TM', column: 'i.content_time' },
+  NumberOfFrames: { tag: 0x00280008, vr: 'IS', column: 'i.number_of_frames' },
+  Rows: { tag: 0x00280010, vr: 'US', column: 'i.rows' },
+  Columns: { tag: 0x00280011, vr: 'US', column: 'i.columns' },
+  ImageType: { tag: 0x00080008, vr: 'CS', column: 'i.image_type' },
+  AvailableTransferSyntaxUID: { tag: 0x00083002, vr: 'UI', column: 'i.transfer_syntax_uid' },
+};
+
+export type Model = 'patient' | 'study';
+
+export const LEVELS: readonly Level[] = ['PATIENT', 'STUDY', 'SERIES', 'IMAGE'];
+
+/** The keys answerable at a level: its own and those of the levels above it (a STUDY query may ask for
+ * patient attributes, PS3.4 C.6.2.1.2); counts only at their own level. */
+export function keysAt(level: Level): Map<number, KeyColumn & { keyword: string; level: Level }> {
+  const out = new Map<number, KeyColumn & { keyword: string; level: Level }>();
+  for (const at of LEVELS.slice(0, LEVELS.indexOf(level) + 1)) {
+    for (const [keyword, key] of Object.entries(KEYS_BY_LEVEL[at])) {
+      if (!key.computed || at === level) out.set(key.tag, { ...key, keyword, level: at });
+    }
+  }
+  return out;
+}
+
+export const KEYS_BY_LEVEL: Record<Level, Record<string, KeyColumn>> = {
+  PATIENT: PATIENT_KEYS,
+  STUDY: STUDY_KEYS,
+  SERIES: SERIES_KEYS,
+  IMAGE: IMAGE_KEYS,
+};
+
+/** The FROM clause of a level: its table joined to those above it. */
+export const FROM_BY_LEVEL: Record<Level, string> = {
+  PATIENT: 'patients p',
+  STUDY: 'studies st JOIN patients p ON p.id = st.patient_pk',
+  SERIES: 'series se JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk',
+  IMAGE: 'instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk',
+};
+
+/** The unique key of each level (PS3.4 C.6.1.1, C.6.2.1). */
+export const UNIQUE_KEY: Record<Level, number> = {
+  PATIENT: 0x00100020,
+  STUDY: 0x0020000d,
+  SERIES: 0x0020000e,
+  IMAGE: 0x00080018,
+};
+
+/** The row key of each level, for a stable order. */
+export const ORDER_BY_LEVEL: Record<Level, string> = { PATIENT: 'p.id', STUDY: 'st.id', SERIES: 'se.id', IMAGE: 'i.id' };
