@@ -25,6 +25,7 @@ import {
 } from './dicom/sop-classes.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIAN } from './dicom/transfer-syntaxes.js';
 import { FIND_SOP_CLASSES, FindService } from './query/find-service.js';
+import type { View } from './query/keys.js';
 import type { ServiceKind } from './dimse/negotiation.js';
 import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
@@ -127,7 +128,13 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     onStored: () => scheduler.nudge(),
   });
 
-  const finder = new FindService({ db, log, aeTitle: () => config.dicom.aeTitle, maxResults: () => config.query.maxResults });
+  const finder = new FindService({
+    db,
+    log,
+    aeTitle: () => config.dicom.aeTitle,
+    maxResults: () => config.query.maxResults,
+    viewFor: (callingAeTitle) => queryViewFor(config, callingAeTitle),
+  });
   const server = new DicomServer({
     host: config.dicom.host,
     port: config.dicom.port,
@@ -308,10 +315,17 @@ export function forwardSettingsOf(config: GantryConfig): ForwardSettings {
 
 function serviceFor(config: GantryConfig, abstractSyntax: string, callingAeTitle: string): ServiceKind | undefined {
   if (abstractSyntax === VERIFICATION_SOP_CLASS) return 'verification';
-  if (FIND_SOP_CLASSES.has(abstractSyntax)) return config.query.sourceCallers.includes(callingAeTitle) ? 'find' : undefined;
+  if (FIND_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'find' : undefined;
   if (isStandardStorageSopClass(abstractSyntax)) return 'storage';
   if (config.dicom.extraSopClasses.includes(abstractSyntax)) return 'storage';
   if (config.dicom.acceptUnknownSopClasses && mayBeUnlistedStorageSopClass(abstractSyntax)) return 'storage';
+  return undefined;
+}
+
+/** Source callers see the originals; research callers the de-identified copies; others nothing. */
+function queryViewFor(config: GantryConfig, callingAeTitle: string): View | undefined {
+  if (config.query.sourceCallers.includes(callingAeTitle)) return 'source';
+  if (config.query.researchCallers.includes(callingAeTitle)) return 'research';
   return undefined;
 }
 

@@ -190,9 +190,16 @@ export const configSchema = z
           .array(aeTitle)
           .default([])
           .describe('Calling AE titles (the hospital side) that may query the index with C-FIND and see original identities; other callers get no query service.'),
+        researchCallers: z
+          .array(aeTitle)
+          .default([])
+          .describe('Calling AE titles (researchers) that may query with C-FIND and see only de-identified attributes and UIDs of de-identified instances.'),
         maxResults: z.number().int().min(1).max(1_000_000).default(10_000).describe('At most this many matches per C-FIND; the rest are left out and logged.'),
       })
       .strict()
+      .refine((query) => !query.sourceCallers.some((ae) => query.researchCallers.includes(ae)), {
+        message: 'an AE title is in both query.sourceCallers and query.researchCallers; a caller sees one view',
+      })
       .prefault({}),
     forward: z
       .object({

@@ -9,6 +9,8 @@ import { setPriority } from 'node:os';
 import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
 import { deidentifiedPath } from '../store/object-store.js';
+import type { IndexedAttributes } from '../index/attributes.js';
+import { scanIndexedAttributes } from '../index/scan-file.js';
 import { compileProfiles, type BaseSettings } from './decide.js';
 import { deidentifyFile } from './deidentify-file.js';
 import type { AuditEntry, Finding } from './engine.js';
@@ -40,6 +42,8 @@ export type DeidTaskResult =
       profile: string;
       audit: AuditEntry[];
       findings: Finding[];
+      /** The indexed attributes of the de-identified copy: the research view of the index. */
+      attributes: IndexedAttributes;
     }
   | { kind: 'quarantined'; reason: string };
 
@@ -56,7 +60,7 @@ try {
   // Not permitted here: run at normal priority.
 }
 
-export default function deidentify(task: DeidTask): DeidTaskResult {
+export default async function deidentify(task: DeidTask): Promise<DeidTaskResult> {
   // Not synced: a de-identified copy can always be made again from its original (the engine is
   // deterministic); syncing every copy measured as halving the receive path, whose syncs waited
   // behind these on the same disk. After an unclean stop the start-up check sends copies that did
@@ -77,5 +81,6 @@ export default function deidentify(task: DeidTask): DeidTaskResult {
     profile: outcome.profile,
     audit: outcome.audit,
     findings: outcome.findings,
+    attributes: await scanIndexedAttributes(task.temporary),
   };
 }

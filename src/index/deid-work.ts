@@ -4,6 +4,8 @@
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
+import type { IndexedAttributes } from './attributes.js';
+import { ResearchIndex } from './research-index.js';
 
 export interface WaitingInstance {
   id: number;
@@ -20,13 +22,18 @@ export interface DeidentifiedRecord {
   profile: string;
   audit: unknown[];
   findings: unknown[];
+  /** The copy's indexed attributes, for the research view. */
+  attributes: IndexedAttributes;
 }
 
 export class DeidWork {
-  private readonly statements: Record<'waiting' | 'deidentified' | 'audit' | 'held' | 'countByState', Statement>;
+  private readonly statements: Record<'waiting' | 'deidentified' | 'audit' | 'held' | 'countByState' | 'stored', Statement>;
+  private readonly research: ResearchIndex;
 
   constructor(private readonly db: Db) {
+    this.research = new ResearchIndex(db);
     this.statements = {
+      stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
       waiting: db.prepare(`
         SELECT id, file_path AS filePath, calling_ae_title AS callingAeTitle
         FROM instances WHERE state = 'received' AND id > ? ORDER BY id LIMIT ?`),
@@ -65,6 +72,9 @@ export class DeidWork {
       const changed = this.statements.deidentified.run({ ...record, id, sourcePath, now: Date.now() }).changes;
       if (changed === 0) return false;
       this.statements.audit.run(id, JSON.stringify(record.audit), JSON.stringify(record.findings), Date.now());
+      // The copy keeps the original's SOP class and transfer syntax.
+      const stored = this.statements.stored.get(id) as { sopClassUid: string; transferSyntaxUid: string };
+      this.research.record(id, { ...record, ...stored });
       place();
       return true;
     })();
@@ -82,7 +92,11 @@ export class DeidWork {
 
   /** Holds an instance back (quarantined) or records that it could not be de-identified (failed). */
   markHeld(id: number, sourcePath: string, state: 'quarantined' | 'failed', reason: string): boolean {
-    return this.statements.held.run({ id, sourcePath, state, reason, now: Date.now() }).changes > 0;
+    return this.db.transaction(() => {
+      if (this.statements.held.run({ id, sourcePath, state, reason, now: Date.now() }).changes === 0) return false;
+      this.research.remove(id);
+      return true;
+    })();
   }
 
   /** De-identified instances recorded within `windowMs` of the newest such record. */
@@ -97,7 +111,10 @@ export class DeidWork {
 
   /** Sends an instance back to de-identification (its copy was lost). */
   redo(id: number): void {
-    this.db.prepare(`UPDATE instances SET state = 'received', state_changed_at = ?, state_reason = NULL WHERE id = ? AND state = 'deidentified'`).run(Date.now(), id);
+    this.db.transaction(() => {
+      this.db.prepare(`UPDATE instances SET state = 'received', state_changed_at = ?, state_reason = NULL WHERE id = ? AND state = 'deidentified'`).run(Date.now(), id);
+      this.research.remove(id);
+    })();
   }
 
   countByState(): Record<string, number> {

@@ -7,6 +7,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db, WalSync } from '../db/database.js';
 import type { IndexedAttributes } from './attributes.js';
+import { ResearchIndex } from './research-index.js';
 
 export type InstanceState = 'received' | 'deidentified' | 'quarantined' | 'failed' | 'forwarded';
 
@@ -75,7 +76,10 @@ export class InstanceIndex {
     recentInstances: Statement;
   };
 
+  private readonly research: ResearchIndex;
+
   constructor(db: Db) {
+    this.research = new ResearchIndex(db);
     this.statements = {
       upsertPatient: db.prepare(`
         INSERT INTO patients (patient_key, patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)
@@ -180,6 +184,8 @@ export class InstanceIndex {
   upsert(record: InstanceRecord): UpsertOutcome {
     const remembered = this.recentSeriesPk(record);
     const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string } | undefined;
+    // A new copy of an instance waits for de-identification again: its old copy leaves the research view.
+    if (previous) this.research.removeByOriginalUid(record.sopInstanceUid);
     try {
       this.insertInstance(record, remembered ?? this.upsertHierarchy(record));
     } catch (error) {

@@ -1,6 +1,8 @@
 /**
  * The C-FIND SCP over the index (PS3.4 C.4.1, C.6): Patient Root and Study Root Query/Retrieve
- * Information Models, hierarchical search, the matching of C.2.2.2 (matching.ts) on the keys of keys.ts.
+ * Information Models, hierarchical search, the matching of C.2.2.2 (matching.ts) on the keys of keys.ts,
+ * on the view of the index the caller may see (its originals, or the research view of de-identified
+ * copies, where keys match de-identified values only and quarantined instances do not exist).
  * Answers come from SQLite without reading any file: each match becomes a response identifier with the
  * requested keys filled (unknown ones empty), QueryRetrieveLevel, RetrieveAETitle, and
  * SpecificCharacterSet ISO_IR 192 when a value needs it.
@@ -14,7 +16,7 @@ import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import type { FindRequest } from '../dimse/services.js';
 import { DimseStatusError } from '../dimse/status.js';
 import type { Logger } from '../observability/logger.js';
-import { FROM_BY_LEVEL, keysAt, LEVELS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model } from './keys.js';
+import { FROM_BY_LEVEL, inView, keysAt, LEVELS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type View } from './keys.js';
 import { matchCondition, MatchingError, type ColumnCondition } from './matching.js';
 
 export const PATIENT_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.1.1';
@@ -39,7 +41,12 @@ export interface FindServiceOptions {
   aeTitle(): string;
   /** At most this many matches are returned; the rest are left out (and logged). */
   maxResults(): number;
+  /** Which view of the index a caller sees (source: originals; research: de-identified copies only). */
+  viewFor(callingAeTitle: string): View | undefined;
 }
+
+/** PS3.7 C.5: the caller may not use the service. */
+const NotAuthorized = 0x0124;
 
 interface ParsedQuery {
   model: Model;
@@ -54,13 +61,18 @@ export class FindService {
 
   /** The find handler of the DIMSE layer (services.ts). */
   async *find(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer> {
+    const view = this.options.viewFor(request.association.callingAeTitle);
+    if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not query (query.sourceCallers, query.researchCallers)');
     const encoding = request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
     const query = parseQuery(request, encoding);
     const limit = this.options.maxResults();
     const columns = query.returnKeys.map(({ key }, index) => (key ? `${key.column} AS k${index}` : `NULL AS k${index}`));
     const where = query.conditions.map((condition) => condition.sql);
-    const sql = `SELECT ${columns.length > 0 ? columns.join(', ') : '1'} FROM ${FROM_BY_LEVEL[query.level]}
-      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${ORDER_BY_LEVEL[query.level]} LIMIT ?`;
+    const sql = inView(
+      `SELECT ${columns.length > 0 ? columns.join(', ') : '1'} FROM ${FROM_BY_LEVEL[query.level]}
+      ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${ORDER_BY_LEVEL[query.level]} LIMIT ?`,
+      view,
+    );
     // All rows at once (bounded by the limit): the connection is shared, and an open iterator would
     // keep it busy across the awaits of sending.
     const rows = this.options.db
@@ -153,7 +165,7 @@ function modalitiesCondition(value: string): ColumnCondition | undefined {
   const conditions = modalities.map((modality) => matchCondition('x.modality', 'CS', modality)).filter((condition) => condition !== undefined);
   if (conditions.length === 0) return undefined;
   return {
-    sql: `EXISTS (SELECT 1 FROM series x WHERE x.study_pk = st.id AND (${conditions.map((condition) => condition.sql).join(' OR ')}))`,
+    sql: `EXISTS (SELECT 1 FROM {series} x WHERE x.study_pk = st.id AND (${conditions.map((condition) => condition.sql).join(' OR ')}))`,
     params: conditions.flatMap((condition) => condition.params),
   };
 }

@@ -25,19 +25,19 @@ const PATIENT_KEYS: Record<string, KeyColumn> = {
   NumberOfPatientRelatedStudies: {
     tag: 0x00201200,
     vr: 'IS',
-    column: '(SELECT count(*) FROM studies s2 WHERE s2.patient_pk = p.id)',
+    column: '(SELECT count(*) FROM {studies} s2 WHERE s2.patient_pk = p.id)',
     computed: true,
   },
   NumberOfPatientRelatedSeries: {
     tag: 0x00201202,
     vr: 'IS',
-    column: '(SELECT count(*) FROM series x JOIN studies s2 ON s2.id = x.study_pk WHERE s2.patient_pk = p.id)',
+    column: '(SELECT count(*) FROM {series} x JOIN {studies} s2 ON s2.id = x.study_pk WHERE s2.patient_pk = p.id)',
     computed: true,
   },
   NumberOfPatientRelatedInstances: {
     tag: 0x00201204,
     vr: 'IS',
-    column: '(SELECT count(*) FROM instances y JOIN series x ON x.id = y.series_pk JOIN studies s2 ON s2.id = x.study_pk WHERE s2.patient_pk = p.id)',
+    column: '(SELECT count(*) FROM {instances} y JOIN {series} x ON x.id = y.series_pk JOIN {studies} s2 ON s2.id = x.study_pk WHERE s2.patient_pk = p.id)',
     computed: true,
   },
 };
@@ -53,14 +53,14 @@ const STUDY_KEYS: Record<string, KeyColumn> = {
   ModalitiesInStudy: {
     tag: 0x00080061,
     vr: 'CS',
-    column: "(SELECT replace(group_concat(DISTINCT x.modality), ',', '\\') FROM series x WHERE x.study_pk = st.id)",
+    column: "(SELECT replace(group_concat(DISTINCT x.modality), ',', '\\') FROM {series} x WHERE x.study_pk = st.id)",
     computed: true,
   },
-  NumberOfStudyRelatedSeries: { tag: 0x00201206, vr: 'IS', column: '(SELECT count(*) FROM series x WHERE x.study_pk = st.id)', computed: true },
+  NumberOfStudyRelatedSeries: { tag: 0x00201206, vr: 'IS', column: '(SELECT count(*) FROM {series} x WHERE x.study_pk = st.id)', computed: true },
   NumberOfStudyRelatedInstances: {
     tag: 0x00201208,
     vr: 'IS',
-    column: '(SELECT count(*) FROM instances y JOIN series x ON x.id = y.series_pk WHERE x.study_pk = st.id)',
+    column: '(SELECT count(*) FROM {instances} y JOIN {series} x ON x.id = y.series_pk WHERE x.study_pk = st.id)',
     computed: true,
   },
 };
@@ -73,7 +73,7 @@ const SERIES_KEYS: Record<string, KeyColumn> = {
   SeriesDate: { tag: 0x00080021, vr: 'DA', column: 'se.series_date' },
   SeriesTime: { tag: 0x00080031, vr: 'TM', column: 'se.series_time' },
   BodyPartExamined: { tag: 0x00180015, vr: 'CS', column: 'se.body_part_examined' },
-  NumberOfSeriesRelatedInstances: { tag: 0x00201209, vr: 'IS', column: '(SELECT count(*) FROM instances y WHERE y.series_pk = se.id)', computed: true },
+  NumberOfSeriesRelatedInstances: { tag: 0x00201209, vr: 'IS', column: '(SELECT count(*) FROM {instances} y WHERE y.series_pk = se.id)', computed: true },
 };
 
 const IMAGE_KEYS: Record<string, KeyColumn> = {
@@ -114,11 +114,22 @@ export const KEYS_BY_LEVEL: Record<Level, Record<string, KeyColumn>> = {
 
 /** The FROM clause of a level: its table joined to those above it. */
 export const FROM_BY_LEVEL: Record<Level, string> = {
-  PATIENT: 'patients p',
-  STUDY: 'studies st JOIN patients p ON p.id = st.patient_pk',
-  SERIES: 'series se JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk',
-  IMAGE: 'instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk',
+  PATIENT: '{patients} p',
+  STUDY: '{studies} st JOIN {patients} p ON p.id = st.patient_pk',
+  SERIES: '{series} se JOIN {studies} st ON st.id = se.study_pk JOIN {patients} p ON p.id = st.patient_pk',
+  IMAGE: '{instances} i JOIN {series} se ON se.id = i.series_pk JOIN {studies} st ON st.id = se.study_pk JOIN {patients} p ON p.id = st.patient_pk',
 };
+
+/**
+ * The two views of one index: the originals (source callers) and the research view of de-identified
+ * copies (research callers, tables r_*, the same columns). SQL written with {patients}, {studies},
+ * {series} and {instances} is made for one view by inView.
+ */
+export type View = 'source' | 'research';
+
+export function inView(sql: string, view: View): string {
+  return view === 'source' ? sql.replace(/\{(patients|studies|series|instances)\}/g, '$1') : sql.replace(/\{(patients|studies|series|instances)\}/g, 'r_$1');
+}
 
 /** The unique key of each level (PS3.4 C.6.1.1, C.6.2.1). */
 export const UNIQUE_KEY: Record<Level, number> = {

@@ -13,6 +13,8 @@ import { startGantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
 import { DCMTK_ENV, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
+import { waitUntil } from '../helpers/destinations.js';
+import { indexedRows } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 interface Study {
@@ -73,7 +75,21 @@ test('C-FIND on the index: matching types, levels, models, charset and callers',
       }
     }
   }
-  const gantry = await startGantryProcess(join(dir, 'gantry'), { query: { sourceCallers: ['HOSPITAL'] } });
+  // An ultrasound instance of the first study: quarantined (burned-in text), never in the research view.
+  const ultrasound = join(corpus, 'us.dcm');
+  await writeSyntheticFile(ultrasound, {
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.6.1',
+    modality: 'US',
+    studyInstanceUid: STUDIES[0]?.uid as string,
+    seriesInstanceUid: newUid(),
+    patientId: 'Q-001',
+    patientName: 'Doe^John',
+    studyDate: '20240110',
+    rows: 16,
+    columns: 16,
+  });
+  files.push(ultrasound);
+  const gantry = await startGantryProcess(join(dir, 'gantry'), { query: { sourceCallers: ['HOSPITAL'], researchCallers: ['RESEARCH'] } });
   t.after(() => gantry.stop());
   const sent = await storescu(gantry.port, gantry.aeTitle, files);
   assert.equal(sent.acknowledged.length, files.length);
@@ -100,7 +116,7 @@ test('C-FIND on the index: matching types, levels, models, charset and callers',
   assert.equal(muller[0]?.['0010,0010'], 'Müller^Jörg');
   assert.equal(muller[0]?.['0008,0005'], 'ISO_IR 192', 'answers with non-ASCII text say UTF-8');
 
-  const series = await query(gantry.port, out, ['QueryRetrieveLevel=SERIES', `StudyInstanceUID=${STUDIES[0]?.uid}`, 'SeriesInstanceUID', 'Modality', 'NumberOfSeriesRelatedInstances']);
+  const series = await query(gantry.port, out, ['QueryRetrieveLevel=SERIES', `StudyInstanceUID=${STUDIES[0]?.uid}`, 'SeriesInstanceUID', 'Modality=CT', 'NumberOfSeriesRelatedInstances']);
   assert.deepEqual(series.answers.map((answer) => answer['0020,000e']).sort(), [...(STUDIES[0]?.series ?? [])].sort());
   assert.ok(series.answers.every((answer) => answer['0008,0060'] === 'CT' && answer['0020,1209'] === '2'));
 
@@ -114,6 +130,24 @@ test('C-FIND on the index: matching types, levels, models, charset and callers',
   assert.deepEqual(patients.answers.map((answer) => answer['0010,0020']), ['Q-001'], 'Patient Root, PATIENT level');
   const patientStudies = await query(gantry.port, out, ['QueryRetrieveLevel=STUDY', 'PatientID=Q-001', 'StudyInstanceUID'], { model: '-P' });
   assert.equal(patientStudies.answers.length, 2, 'Patient Root, STUDY level under a patient');
+
+  // The research view: de-identified values only, and only de-identified instances.
+  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state !== 'received'));
+  const research = (keys: string[], level = 'STUDY') =>
+    query(gantry.port, out, [`QueryRetrieveLevel=${level}`, 'StudyInstanceUID', 'PatientName', 'PatientID', ...keys], { calling: 'RESEARCH' });
+  const everything = await research(['PatientName=*', 'NumberOfStudyRelatedInstances']);
+  assert.match(everything.output, /Received Final Find Response \(Success\)/);
+  assert.equal(everything.answers.length, 4);
+  const originals = new Set(STUDIES.flatMap((s) => [s.uid, s.patientId, s.patientName, ...s.series]));
+  for (const answer of everything.answers) {
+    for (const value of Object.values(answer)) assert.ok(!originals.has(value) && !/Doe|DOE|Müller/.test(value), `no original value in a research answer: ${value}`);
+  }
+  const counts = everything.answers.map((answer) => Number(answer['0020,1208'])).sort();
+  assert.deepEqual(counts, [2, 2, 2, 4], 'the quarantined ultrasound instance is not counted');
+  assert.equal((await research(['PatientName=Doe*'])).answers.length, 0, 'an original name finds nothing');
+  assert.equal((await research([`StudyInstanceUID=${STUDIES[0]?.uid}`])).answers.length, 0, 'an original UID finds nothing');
+  const pseudonym = everything.answers[0]?.['0010,0020'] as string;
+  assert.ok((await research([`PatientID=${pseudonym}`])).answers.length >= 1, 'a pseudonym finds its studies');
 
   const stranger = await query(gantry.port, out, ['QueryRetrieveLevel=STUDY', 'StudyInstanceUID'], { calling: 'STRANGER' });
   assert.match(stranger.output, /No Acceptable Presentation Contexts|Association Rejected/i, 'no query service for callers not listed');

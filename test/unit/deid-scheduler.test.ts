@@ -107,7 +107,7 @@ async function setUp(t: TestContext) {
 }
 
 function deidentified(filePath: string): DeidTaskResult {
-  return { kind: 'deidentified', filePath, fileSize: 6, sopInstanceUid: '2.25.1', seriesInstanceUid: '2.25.2', studyInstanceUid: '2.25.3', profile: 'default', audit: [], findings: [] };
+  return { kind: 'deidentified', filePath, fileSize: 6, sopInstanceUid: '2.25.1', seriesInstanceUid: '2.25.2', studyInstanceUid: '2.25.3', profile: 'default', audit: [], findings: [], attributes: { PatientID: 'PSEUDO-1', PatientName: 'ANONYMOUS^1', Modality: 'CT' } };
 }
 
 const TARGET = 'deidentified/2.25.3/2.25.2/2.25.1.dcm';

@@ -3,5 +3,6 @@ import type { Migration } from '../database.js';
 import { migration001Index } from './001-index.js';
 import { migration002Deid } from './002-deid.js';
 import { migration003Forward } from './003-forward.js';
+import { migration004Research } from './004-research.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward];
+export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research];
