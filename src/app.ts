@@ -36,6 +36,7 @@ import { Forwarder, type ForwardSettings } from './pipeline/forward.js';
 import { Retention } from './pipeline/retention.js';
 import { routeDestinations, Router, type RouteDestination } from './pipeline/route.js';
 import { RetentionWork } from './index/retention-work.js';
+import { AccessAudit } from './index/access-audit.js';
 import { Outbox } from './queue/outbox.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
@@ -134,6 +135,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     aeTitle: () => config.dicom.aeTitle,
     maxResults: () => config.query.maxResults,
     viewFor: (callingAeTitle) => queryViewFor(config, callingAeTitle),
+    audit: new AccessAudit(db),
   });
   const server = new DicomServer({
     host: config.dicom.host,

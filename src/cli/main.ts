@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { reidentifyFile } from '../deid/reidentify.js';
 import { runDeid } from './deid.js';
-import { forwardStudy, queueList, queuePurge, queueRetry } from './queue.js';
+import { auditList, forwardStudy, queueList, queuePurge, queueRetry } from './queue.js';
 
 const program = new Command();
 program.name('gantry').description('Gantry: a DICOM de-identification gateway').version('0.1.0');
@@ -158,6 +158,15 @@ queueCommand
     if (options.state === 'queued' && !options.destination) throw new Error('--state queued needs --destination: only the queue of a removed destination is purged');
     const count = queuePurge(loadConfigFile(options.config), options.state, options.destination);
     process.stdout.write(`deleted ${count} ${options.state} item(s)\n`);
+  });
+
+program
+  .command('audit')
+  .description('who queried original identities (source view), when, at what level, with how many results')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('-n, --limit <n>', 'entries to list, newest first', (value) => Number.parseInt(value, 10), 100)
+  .action((options: { config?: string; limit: number }) => {
+    auditList(loadConfigFile(options.config), options.limit, (line) => process.stdout.write(`${line}\n`));
   });
 
 const configCommand = program.command('config').description('inspect a configuration');

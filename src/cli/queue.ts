@@ -1,6 +1,6 @@
 /**
- * `gantry queue` and `gantry forward`: the outbox seen and managed by an operator, on the index of
- * storage.path (the running node shares it: SQLite WAL lets both in).
+ * `gantry queue`, `gantry forward` and `gantry audit`: the outbox and the access audit seen and managed
+ * by an operator, on the index of storage.path (the running node shares it: SQLite WAL lets both in).
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -11,6 +11,7 @@ import type { Logger } from '../observability/logger.js';
 import { routeDestinations, Router } from '../pipeline/route.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
+import { AccessAudit } from '../index/access-audit.js';
 
 function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string } {
   const storagePath = resolve(loaded.config.storage.path);
@@ -73,6 +74,21 @@ export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: strin
     const router = new Router({ outbox, log, settings: () => ({ stableMs: 0, destinations }), onQueued: () => undefined });
     const queued = router.routeStudy(study.studyPk);
     return { queued, nodeRunning: (await runningGantry(storagePath)) !== undefined };
+  } finally {
+    db.close();
+  }
+}
+
+/** The newest entries of the access audit (queries and retrieves of original identities). */
+export function auditList(loaded: LoadedConfig, limit: number, write: (line: string) => void): void {
+  const { db } = openIndex(loaded);
+  try {
+    const rows = new AccessAudit(db).list(limit);
+    if (rows.length === 0) write('no access to original identities recorded');
+    else write('time\tcalling AE\tfrom\toperation\tmodel\tlevel\tresults\tstatus');
+    for (const row of rows) {
+      write([new Date(row.at).toISOString(), row.callingAeTitle, row.remoteAddress, row.operation, row.model, row.level, row.results, row.status].join('\t'));
+    }
   } finally {
     db.close();
   }

@@ -14,7 +14,8 @@ import { BufferSource, parseDataset, type ElementNode } from '../dicom/dataset-t
 import { vrOf } from '../dicom/dictionary.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import type { FindRequest } from '../dimse/services.js';
-import { DimseStatusError } from '../dimse/status.js';
+import { DimseStatusError, statusHex } from '../dimse/status.js';
+import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
 import { FROM_BY_LEVEL, inView, keysAt, LEVELS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type View } from './keys.js';
 import { matchCondition, MatchingError, type ColumnCondition } from './matching.js';
@@ -43,6 +44,8 @@ export interface FindServiceOptions {
   maxResults(): number;
   /** Which view of the index a caller sees (source: originals; research: de-identified copies only). */
   viewFor(callingAeTitle: string): View | undefined;
+  /** Where queries of the source view are recorded. */
+  audit?: AccessAudit;
 }
 
 /** PS3.7 C.5: the caller may not use the service. */
@@ -63,8 +66,37 @@ export class FindService {
   async *find(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer> {
     const view = this.options.viewFor(request.association.callingAeTitle);
     if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not query (query.sourceCallers, query.researchCallers)');
+    let sent = 0;
+    let status = 0x0000;
+    let query: ParsedQuery | undefined;
+    try {
+      query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le');
+      for (const match of this.matches(query, view, request, signal)) {
+        yield match;
+        sent += 1;
+      }
+      if (signal.aborted) status = 0xfe00;
+    } catch (error) {
+      status = error instanceof DimseStatusError ? error.status : UnableToProcess;
+      throw error;
+    } finally {
+      // Original identities were asked for: say who, when and how much (never the keys).
+      if (view === 'source') {
+        this.options.audit?.record({
+          callingAeTitle: request.association.callingAeTitle,
+          remoteAddress: request.association.remoteAddress,
+          operation: 'C-FIND',
+          model: query?.model ?? (request.sopClassUid === PATIENT_ROOT_FIND ? 'patient' : request.sopClassUid === STUDY_ROOT_FIND ? 'study' : '?'),
+          level: query?.level ?? '?',
+          results: sent,
+          status: statusHex(status),
+        });
+      }
+    }
+  }
+
+  private *matches(query: ParsedQuery, view: View, request: FindRequest, signal: AbortSignal): Iterable<Buffer> {
     const encoding = request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
-    const query = parseQuery(request, encoding);
     const limit = this.options.maxResults();
     const columns = query.returnKeys.map(({ key }, index) => (key ? `${key.column} AS k${index}` : `NULL AS k${index}`));
     const where = query.conditions.map((condition) => condition.sql);

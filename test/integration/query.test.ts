@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import { storescu, dcmdumpValues } from '../helpers/dcmtk.js';
 import { startGantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
-import { DCMTK_ENV, run } from '../helpers/processes.js';
+import { DCMTK_ENV, GANTRY_CLI, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { waitUntil } from '../helpers/destinations.js';
 import { indexedRows } from '../helpers/stored.js';
@@ -148,6 +148,15 @@ test('C-FIND on the index: matching types, levels, models, charset and callers',
   assert.equal((await research([`StudyInstanceUID=${STUDIES[0]?.uid}`])).answers.length, 0, 'an original UID finds nothing');
   const pseudonym = everything.answers[0]?.['0010,0020'] as string;
   assert.ok((await research([`PatientID=${pseudonym}`])).answers.length >= 1, 'a pseudonym finds its studies');
+
+  // Every source-view query is in the access audit; research queries are not (they see no identity).
+  const audit = await run(process.execPath, [GANTRY_CLI, 'audit', '--config', gantry.configPath, '--limit', '1000'], { timeoutMs: 30_000 });
+  assert.equal(audit.code, 0, audit.stderr);
+  const entries = audit.stdout.trim().split('\n').slice(1);
+  assert.ok(entries.length >= 12, `${entries.length} audited queries`);
+  assert.ok(entries.every((entry) => /\tHOSPITAL\t127\.0\.0\.1\tC-FIND\t(study|patient)\t(PATIENT|STUDY|SERIES|IMAGE|\?)\t\d+\t0x[0-9A-F]{4}$/.test(entry)), entries.join('\n'));
+  assert.ok(entries.some((entry) => /\tC-FIND\tstudy\tSTUDY\t3\t0x0000$/.test(entry)), 'the wild card query with its 3 results');
+  assert.ok(!/Doe|Q-00/.test(audit.stdout), 'the audit keeps no key values');
 
   const stranger = await query(gantry.port, out, ['QueryRetrieveLevel=STUDY', 'StudyInstanceUID'], { calling: 'STRANGER' });
   assert.match(stranger.output, /No Acceptable Presentation Contexts|Association Rejected/i, 'no query service for callers not listed');

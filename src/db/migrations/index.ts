@@ -4,5 +4,6 @@ import { migration001Index } from './001-index.js';
 import { migration002Deid } from './002-deid.js';
 import { migration003Forward } from './003-forward.js';
 import { migration004Research } from './004-research.js';
+import { migration005AccessAudit } from './005-access-audit.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research];
+export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit];
