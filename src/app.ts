@@ -26,6 +26,7 @@ import {
 import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIAN } from './dicom/transfer-syntaxes.js';
 import { FIND_SOP_CLASSES, FindService } from './query/find-service.js';
 import type { View } from './query/keys.js';
+import { MOVE_SOP_CLASSES, MoveService } from './query/move-service.js';
 import type { ServiceKind } from './dimse/negotiation.js';
 import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
@@ -129,13 +130,31 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     onStored: () => scheduler.nudge(),
   });
 
+  const audit = new AccessAudit(db);
   const finder = new FindService({
     db,
     log,
     aeTitle: () => config.dicom.aeTitle,
     maxResults: () => config.query.maxResults,
     viewFor: (callingAeTitle) => queryViewFor(config, callingAeTitle),
-    audit: new AccessAudit(db),
+    audit,
+  });
+  const mover = new MoveService({
+    db,
+    log,
+    storagePath,
+    viewFor: (callingAeTitle) => queryViewFor(config, callingAeTitle),
+    settings: () => ({
+      aeTitle: config.dicom.aeTitle,
+      destinations: config.query.moveDestinations,
+      sourceRetrievesOriginals: config.query.sourceRetrievesOriginals,
+      maxPduLength: config.dicom.maxPduLength,
+      connectTimeoutMs: config.forward.connectTimeoutSeconds * 1000,
+      responseTimeoutMs: config.forward.responseTimeoutSeconds * 1000,
+      implementationClassUid: IMPLEMENTATION_CLASS_UID,
+      implementationVersionName: IMPLEMENTATION_VERSION_NAME,
+    }),
+    audit,
   });
   const server = new DicomServer({
     host: config.dicom.host,
@@ -149,6 +168,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       echo: (association) => receive.echo(association),
       store: (request) => receive.store(request),
       find: (request, signal) => finder.find(request, signal),
+      move: (request, signal) => mover.move(request, signal),
     },
     policy: {
       get aeTitle() {
@@ -166,7 +186,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       serviceFor: (abstractSyntax, callingAeTitle) => serviceFor(config, abstractSyntax, callingAeTitle),
       // Identifiers are read and written in little-endian VR only; stored objects come in any syntax.
       transferSyntaxAccepted: (kind: ServiceKind, syntax: string) =>
-        kind === 'find' ? syntax === IMPLICIT_VR_LITTLE_ENDIAN || syntax === EXPLICIT_VR_LITTLE_ENDIAN : findTransferSyntax(syntax) !== undefined,
+        kind === 'find' || kind === 'move' ? syntax === IMPLICIT_VR_LITTLE_ENDIAN || syntax === EXPLICIT_VR_LITTLE_ENDIAN : findTransferSyntax(syntax) !== undefined,
     },
   });
   let dicom: AddressInfo;
@@ -318,6 +338,7 @@ export function forwardSettingsOf(config: GantryConfig): ForwardSettings {
 function serviceFor(config: GantryConfig, abstractSyntax: string, callingAeTitle: string): ServiceKind | undefined {
   if (abstractSyntax === VERIFICATION_SOP_CLASS) return 'verification';
   if (FIND_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'find' : undefined;
+  if (MOVE_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'move' : undefined;
   if (isStandardStorageSopClass(abstractSyntax)) return 'storage';
   if (config.dicom.extraSopClasses.includes(abstractSyntax)) return 'storage';
   if (config.dicom.acceptUnknownSopClasses && mayBeUnlistedStorageSopClass(abstractSyntax)) return 'storage';

@@ -195,6 +195,23 @@ export const configSchema = z
           .default([])
           .describe('Calling AE titles (researchers) that may query with C-FIND and see only de-identified attributes and UIDs of de-identified instances.'),
         maxResults: z.number().int().min(1).max(1_000_000).default(10_000).describe('At most this many matches per C-FIND; the rest are left out and logged.'),
+        moveDestinations: z
+          .array(
+            z
+              .object({
+                aeTitle,
+                host: z.string().min(1),
+                port: port.min(1),
+                sourceSide: z.boolean().default(false).describe('On the hospital side: may receive originals.'),
+              })
+              .strict(),
+          )
+          .default([])
+          .describe('The AEs a C-MOVE may send to, by AE title: { aeTitle, host, port, sourceSide? }. Research callers move de-identified copies.'),
+        sourceRetrievesOriginals: z
+          .boolean()
+          .default(false)
+          .describe('Source callers moving to a sourceSide destination get the originals (else the de-identified copies); originals never go elsewhere.'),
       })
       .strict()
       .refine((query) => !query.sourceCallers.some((ae) => query.researchCallers.includes(ae)), {

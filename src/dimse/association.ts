@@ -28,7 +28,7 @@ import {
 } from './pdu.js';
 import { PduStream, type PduStreamSink } from './pdu-stream.js';
 import { CollectingSink, DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers } from './services.js';
-import { resultFromError, Status, statusHex, type DimseResult } from './status.js';
+import { resultFromError, Status, statusHex, type DimseResult, type SuboperationCounts } from './status.js';
 
 export interface AcceptorOptions {
   id: string;
@@ -394,6 +394,18 @@ export class AcceptorAssociation implements PduStreamSink {
       this.incoming = { context, command, sink, responseField, keepReading: true };
       return;
     }
+    if (command.commandField === CommandField.CMoveRq && context.service === 'move' && this.options.handlers.move) {
+      if (!hasDataset || !command.moveDestination) {
+        this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-MOVE-RQ without an identifier or a Move Destination' }));
+        return;
+      }
+      const messageId = command.messageId ?? 0;
+      const controller = new AbortController();
+      this.finds.set(messageId, controller);
+      const sink = new CollectingSink(MAX_IDENTIFIER_LENGTH, (identifier) => this.runMove(context, command, identifier, controller));
+      this.incoming = { context, command, sink, responseField, keepReading: true };
+      return;
+    }
     if (command.commandField === CommandField.CCancelRq) {
       // PS3.7 9.3.2.3: the C-FIND it names ends with Cancel; a C-CANCEL for anything else is ignored.
       this.finds.get(command.messageIdBeingRespondedTo ?? -1)?.abort();
@@ -461,6 +473,44 @@ export class AcceptorAssociation implements PduStreamSink {
     }
   }
 
+  /**
+   * Performs a C-MOVE (PS3.4 C.4.2): the handler runs the sub-operations on an association of its own
+   * to the Move Destination; each progress it reports goes out as a pending response (0xFF00) with the
+   * counts, and its result, with the final counts, is the final response (sent by track()).
+   */
+  private async runMove(context: NegotiatedContext, command: DimseCommand, identifier: Buffer, controller: AbortController): Promise<DimseResult> {
+    const messageId = command.messageId ?? 0;
+    const move = this.options.handlers.move;
+    try {
+      if (!move) return { status: Status.UnrecognizedOperation, errorComment: 'C-MOVE is not served' };
+      const request = {
+        association: this.info as AssociationInfo,
+        messageId,
+        sopClassUid: command.affectedSopClassUid ?? context.abstractSyntax,
+        transferSyntaxUid: context.transferSyntax,
+        identifier,
+        moveDestination: command.moveDestination ?? '',
+      };
+      const progress = move(request, controller.signal);
+      for (;;) {
+        const next = await progress.next();
+        if (next.done) return next.value;
+        if (this.phase !== 'established' && this.phase !== 'releasing') continue;
+        const pending: DimseCommand = {
+          commandField: CommandField.CMoveRsp,
+          messageIdBeingRespondedTo: messageId,
+          affectedSopClassUid: request.sopClassUid,
+          commandDataSetType: NO_DATASET,
+          status: Status.Pending,
+          ...countFields(next.value),
+        };
+        if (!this.socket.write(Buffer.concat(encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength)))) await this.writable();
+      }
+    } finally {
+      this.finds.delete(messageId);
+    }
+  }
+
   /** Resolves when the socket takes more, or is gone. */
   private writable(): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -511,6 +561,7 @@ export class AcceptorAssociation implements PduStreamSink {
     if (request.affectedSopInstanceUid !== undefined) response.affectedSopInstanceUid = request.affectedSopInstanceUid;
     if (result.errorComment !== undefined && result.status !== Status.Success) response.errorComment = result.errorComment;
     if (result.offendingElements) response.offendingElements = result.offendingElements;
+    if (result.suboperations) Object.assign(response, countFields(result.suboperations));
     const pdus = encodePData(context.id, true, encodeCommand(response), this.peerMaxPduLength);
     this.socket.write(pdus.length === 1 ? (pdus[0] as Buffer) : Buffer.concat(pdus));
   }
@@ -550,6 +601,16 @@ export class AcceptorAssociation implements PduStreamSink {
   }
 }
 
+
+/** PS3.7 9.3.4.2: the sub-operation counts of a C-MOVE or C-GET response. */
+function countFields(counts: SuboperationCounts): Partial<DimseCommand> {
+  return {
+    numberOfRemainingSuboperations: counts.remaining,
+    numberOfCompletedSuboperations: counts.completed,
+    numberOfFailedSuboperations: counts.failed,
+    numberOfWarningSuboperations: counts.warning,
+  };
+}
 
 /** IPv4 peers on a dual-stack socket appear as ::ffff:a.b.c.d. */
 export function normalizeAddress(address: string | undefined): string {

@@ -16,8 +16,8 @@ import {
   type UserInformation,
 } from './pdu.js';
 
-/** What a presentation context is for: C-ECHO, C-STORE, or C-FIND (a Query/Retrieve FIND model). */
-export type ServiceKind = 'verification' | 'storage' | 'find';
+/** What a presentation context is for: C-ECHO, C-STORE, C-FIND or C-MOVE (Query/Retrieve models). */
+export type ServiceKind = 'verification' | 'storage' | 'find' | 'move';
 
 /** The smallest maximum PDU length Gantry accepts from a peer. */
 export const MIN_PEER_MAX_PDU_LENGTH = 1024;

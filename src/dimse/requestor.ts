@@ -234,7 +234,12 @@ export class RequestorAssociation implements PduStreamSink {
     context: AcceptedPresentationContext,
     sopInstanceUid: string,
     body: DatasetBody,
-    options: { priority?: number; onResponse?: (result: StoreResult) => void } = {},
+    options: {
+      priority?: number;
+      onResponse?: (result: StoreResult) => void;
+      /** A C-STORE sub-operation of a C-MOVE carries who asked for it (PS3.7 9.1.1.1.8–9). */
+      moveOriginator?: { aeTitle: string; messageId: number };
+    } = {},
   ): Promise<StoreResult> {
     if (this.phase !== 'established') return Promise.reject(this.failure ?? new AssociationError('the association is not established', 'closed'));
     const messageId = this.takeMessageId();
@@ -245,6 +250,7 @@ export class RequestorAssociation implements PduStreamSink {
       commandDataSetType: DATASET_PRESENT,
       affectedSopClassUid: context.abstractSyntax,
       affectedSopInstanceUid: sopInstanceUid,
+      ...(options.moveOriginator ? { moveOriginatorAeTitle: options.moveOriginator.aeTitle, moveOriginatorMessageId: options.moveOriginator.messageId } : {}),
     };
     let pending!: Outstanding;
     const response = new Promise<StoreResult>((resolve, reject) => {

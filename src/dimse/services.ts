@@ -5,7 +5,7 @@
  * 0x0110 processing failure; neither ends the association.
  */
 import type { Logger } from '../observability/logger.js';
-import type { DimseResult } from './status.js';
+import type { DimseResult, SuboperationCounts } from './status.js';
 
 /** What a service may know about the association a request came on. */
 export interface AssociationInfo {
@@ -50,6 +50,11 @@ export interface FindRequest {
   identifier: Buffer;
 }
 
+/** A C-MOVE request (PS3.7 9.1.4): where to, and which instances (its identifier). */
+export interface MoveRequest extends FindRequest {
+  moveDestination: string;
+}
+
 export interface ServiceHandlers {
   echo(association: AssociationInfo): DimseResult | Promise<DimseResult>;
   store(request: StoreRequest): DatasetSink;
@@ -58,6 +63,11 @@ export interface ServiceHandlers {
    * stops when `signal` aborts (C-CANCEL). Throwing DimseStatusError answers with that status.
    */
   find?(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer>;
+  /**
+   * Performs a C-MOVE: yields the sub-operation counts as it goes (each becomes a pending response) and
+   * returns the final result with the last counts; stops when `signal` aborts (C-CANCEL).
+   */
+  move?(request: MoveRequest, signal: AbortSignal): AsyncGenerator<SuboperationCounts, DimseResult>;
 }
 
 /** A sink that reads and discards a dataset, then answers with a fixed result: for requests that are

@@ -31,6 +31,15 @@ export interface DimseResult {
   status: number;
   errorComment?: string;
   offendingElements?: number[];
+  /** C-MOVE and C-GET: the sub-operation counts (PS3.7 9.1.4.1.6–9). */
+  suboperations?: SuboperationCounts;
+}
+
+export interface SuboperationCounts {
+  remaining: number;
+  completed: number;
+  failed: number;
+  warning: number;
 }
 
 /**

@@ -10,10 +10,10 @@
  * at once, with the reason.
  */
 import { join } from 'node:path';
-import { AssociationError, RequestorAssociation, type AcceptedPresentationContext, type DatasetBody } from '../dimse/requestor.js';
-import type { RequestedContext } from '../dimse/pdu.js';
+import { AssociationError, RequestorAssociation, type DatasetBody } from '../dimse/requestor.js';
+import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import { Status } from '../dimse/status.js';
-import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
+import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outbox, OutboxItem } from '../queue/outbox.js';
 import { openStoredDataset, reencodedDataset, type StoredDataset } from '../store/stored-dataset.js';
@@ -58,8 +58,6 @@ const PRELOAD_BYTES = 1024 * 1024;
 const SETTLE_MS = 200;
 /** Items opened (and, when small, read) ahead of the window. */
 const LOOKAHEAD = 3;
-/** PS3.8 9.3.2.2: presentation context ids are odd numbers 1–255. */
-const MAX_CONTEXTS = 128;
 
 /** Delay before attempt `failures + 1`: base × multiplier^(failures − 1), capped. */
 export function backoffMs(failures: number, retry: ForwardSettings['retry']): number {
@@ -432,37 +430,6 @@ class DestinationQueue {
     }
     this.log.warn({ why: message, failures: this.consecutiveFailures, retryInSeconds: delay / 1000 }, 'destination unreachable: will retry');
   }
-}
-
-/** Context proposals for a batch: per SOP class and stored syntax, that syntax alone; for uncompressed
- * little-endian objects also a context with both little-endian syntaxes (converted if chosen). Items
- * whose contexts do not fit in the 128 allowed wait for the next association. */
-export function proposeContexts(items: readonly OutboxItem[]): { contexts: RequestedContext[]; fitting: OutboxItem[] } {
-  const byKey = new Map<string, RequestedContext>();
-  const fitting: OutboxItem[] = [];
-  for (const item of items) {
-    const wanted = [[item.transferSyntaxUid], ...(isLittleEndianNative(item.transferSyntaxUid) ? [[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]] : [])];
-    const keys = wanted.map((syntaxes) => `${item.sopClassUid}|${syntaxes.join(',')}`);
-    const missing = keys.filter((key) => !byKey.has(key));
-    if (byKey.size + missing.length > MAX_CONTEXTS) continue;
-    wanted.forEach((syntaxes, index) => {
-      const key = keys[index] as string;
-      if (!byKey.has(key)) byKey.set(key, { id: 2 * byKey.size + 1, abstractSyntax: item.sopClassUid, transferSyntaxes: syntaxes });
-    });
-    fitting.push(item);
-  }
-  return { contexts: [...byKey.values()], fitting };
-}
-
-function isLittleEndianNative(uid: string): boolean {
-  return uid === EXPLICIT_VR_LITTLE_ENDIAN || uid === IMPLICIT_VR_LITTLE_ENDIAN;
-}
-
-/** The stored syntax if accepted; else, for uncompressed little-endian objects, the other one. */
-function chooseContext(association: RequestorAssociation, sopClassUid: string, transferSyntaxUid: string): AcceptedPresentationContext | undefined {
-  const exact = association.contextFor(sopClassUid, [transferSyntaxUid]);
-  if (exact || !isLittleEndianNative(transferSyntaxUid)) return exact;
-  return association.contextFor(sopClassUid, [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]);
 }
 
 function bufferBody(buffer: Buffer): DatasetBody {

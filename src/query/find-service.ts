@@ -17,7 +17,7 @@ import type { FindRequest } from '../dimse/services.js';
 import { DimseStatusError, statusHex } from '../dimse/status.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
-import { FROM_BY_LEVEL, inView, keysAt, LEVELS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type View } from './keys.js';
+import { FROM_BY_LEVEL, inView, keysAt, LEVELS, MODEL_OF_SOP_CLASS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type View } from './keys.js';
 import { matchCondition, MatchingError, type ColumnCondition } from './matching.js';
 
 export const PATIENT_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.1.1';
@@ -51,7 +51,7 @@ export interface FindServiceOptions {
 /** PS3.7 C.5: the caller may not use the service. */
 const NotAuthorized = 0x0124;
 
-interface ParsedQuery {
+export interface ParsedQuery {
   model: Model;
   level: Level;
   /** The keys asked for, in the identifier's order: known ones with their column. */
@@ -86,7 +86,7 @@ export class FindService {
           callingAeTitle: request.association.callingAeTitle,
           remoteAddress: request.association.remoteAddress,
           operation: 'C-FIND',
-          model: query?.model ?? (request.sopClassUid === PATIENT_ROOT_FIND ? 'patient' : request.sopClassUid === STUDY_ROOT_FIND ? 'study' : '?'),
+          model: query?.model ?? MODEL_OF_SOP_CLASS.get(request.sopClassUid) ?? '?',
           level: query?.level ?? '?',
           results: sent,
           status: statusHex(status),
@@ -143,9 +143,9 @@ export class FindService {
   }
 }
 
-function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'explicit-le'): ParsedQuery {
-  const model: Model | undefined = request.sopClassUid === PATIENT_ROOT_FIND ? 'patient' : request.sopClassUid === STUDY_ROOT_FIND ? 'study' : undefined;
-  if (!model) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${request.sopClassUid} is not a FIND model Gantry serves`);
+export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'explicit-le'): ParsedQuery {
+  const model: Model | undefined = MODEL_OF_SOP_CLASS.get(request.sopClassUid);
+  if (!model) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${request.sopClassUid} is not a Query/Retrieve model Gantry serves`);
   let elements: ElementNode[];
   try {
     elements = parseDataset(new BufferSource(request.identifier), encoding).filter((element) => element.tag >>> 16 !== 0x0000 && element.tag >>> 16 !== 0x0002);

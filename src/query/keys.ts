@@ -91,6 +91,16 @@ const IMAGE_KEYS: Record<string, KeyColumn> = {
 
 export type Model = 'patient' | 'study';
 
+/** PS3.4 C.6: the Query/Retrieve Information Models by SOP class (FIND, MOVE, GET). */
+export const MODEL_OF_SOP_CLASS: ReadonlyMap<string, Model> = new Map([
+  ['1.2.840.10008.5.1.4.1.2.1.1', 'patient'],
+  ['1.2.840.10008.5.1.4.1.2.1.2', 'patient'],
+  ['1.2.840.10008.5.1.4.1.2.1.3', 'patient'],
+  ['1.2.840.10008.5.1.4.1.2.2.1', 'study'],
+  ['1.2.840.10008.5.1.4.1.2.2.2', 'study'],
+  ['1.2.840.10008.5.1.4.1.2.2.3', 'study'],
+]);
+
 export const LEVELS: readonly Level[] = ['PATIENT', 'STUDY', 'SERIES', 'IMAGE'];
 
 /** The keys answerable at a level: its own and those of the levels above it (a STUDY query may ask for

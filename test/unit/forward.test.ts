@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import { AssociationError, RequestorAssociation, type RequestorOptions } from '../../src/dimse/requestor.js';
 import { encodeAssociateReject } from '../../src/dimse/pdu.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { backoffMs, isWarning, proposeContexts } from '../../src/pipeline/forward.js';
+import { backoffMs, isWarning } from '../../src/pipeline/forward.js';
+import { proposeContexts } from '../../src/dimse/store-contexts.js';
 import { routeDestinations } from '../../src/pipeline/route.js';
 import type { OutboxItem } from '../../src/queue/outbox.js';
 

@@ -1,0 +1,47 @@
+/**
+ * Presentation contexts for sending stored objects as they are (forwarding, C-MOVE sub-operations):
+ * what to propose for a batch, and which accepted context carries an object.
+ */
+import type { RequestedContext } from './pdu.js';
+import type { AcceptedPresentationContext, RequestorAssociation } from './requestor.js';
+import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
+
+/** PS3.8 9.3.2.2: presentation context ids are odd numbers 1–255. */
+const MAX_CONTEXTS = 128;
+
+export interface StoredObject {
+  sopClassUid: string;
+  transferSyntaxUid: string;
+}
+
+/** Context proposals for a batch: per SOP class and stored syntax, that syntax alone; for uncompressed
+ * little-endian objects also a context with both little-endian syntaxes (converted if chosen). Items
+ * whose contexts do not fit in the 128 allowed wait for the next association. */
+export function proposeContexts<T extends StoredObject>(items: readonly T[]): { contexts: RequestedContext[]; fitting: T[] } {
+  const byKey = new Map<string, RequestedContext>();
+  const fitting: T[] = [];
+  for (const item of items) {
+    const wanted = [[item.transferSyntaxUid], ...(isLittleEndianNative(item.transferSyntaxUid) ? [[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]] : [])];
+    const keys = wanted.map((syntaxes) => `${item.sopClassUid}|${syntaxes.join(',')}`);
+    const missing = keys.filter((key) => !byKey.has(key));
+    if (byKey.size + missing.length > MAX_CONTEXTS) continue;
+    wanted.forEach((syntaxes, index) => {
+      const key = keys[index] as string;
+      if (!byKey.has(key)) byKey.set(key, { id: 2 * byKey.size + 1, abstractSyntax: item.sopClassUid, transferSyntaxes: syntaxes });
+    });
+    fitting.push(item);
+  }
+  return { contexts: [...byKey.values()], fitting };
+}
+
+function isLittleEndianNative(uid: string): boolean {
+  return uid === EXPLICIT_VR_LITTLE_ENDIAN || uid === IMPLICIT_VR_LITTLE_ENDIAN;
+}
+
+/** The stored syntax if accepted; else, for uncompressed little-endian objects, the other one. */
+export function chooseContext(association: RequestorAssociation, sopClassUid: string, transferSyntaxUid: string): AcceptedPresentationContext | undefined {
+  const exact = association.contextFor(sopClassUid, [transferSyntaxUid]);
+  if (exact || !isLittleEndianNative(transferSyntaxUid)) return exact;
+  return association.contextFor(sopClassUid, [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]);
+}
+

@@ -1,0 +1,188 @@
+/**
+ * The C-MOVE SCP (PS3.4 C.4.2): the instances an identifier names, in the caller's view of the index,
+ * are sent with Gantry's own C-STORE SCU to a Move Destination known from `query.moveDestinations`.
+ * Research callers get the de-identified copies; source callers get the originals only when
+ * `query.sourceRetrievesOriginals` allows it and the destination is marked `sourceSide` — originals
+ * never go to a research destination — and the de-identified copies otherwise.
+ */
+import { join } from 'node:path';
+import type { Db } from '../db/database.js';
+import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
+import { AssociationError, RequestorAssociation } from '../dimse/requestor.js';
+import type { MoveRequest } from '../dimse/services.js';
+import { DimseStatusError, Status, statusHex, type DimseResult, type SuboperationCounts } from '../dimse/status.js';
+import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
+import type { AccessAudit } from '../index/access-audit.js';
+import type { Logger } from '../observability/logger.js';
+import { openStoredDataset } from '../store/stored-dataset.js';
+import { parseQuery } from './find-service.js';
+import { FROM_BY_LEVEL, inView, type View } from './keys.js';
+
+export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
+export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
+export const MOVE_SOP_CLASSES: ReadonlySet<string> = new Set([PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE]);
+
+/** PS3.4 C.4.2.1.5: C-MOVE statuses. */
+const MoveDestinationUnknown = 0xa801;
+const SuboperationsCompleteWithFailures = 0xb000;
+const NotAuthorized = 0x0124;
+
+export interface MoveDestination {
+  aeTitle: string;
+  host: string;
+  port: number;
+  /** A destination on the hospital side, which may receive originals. */
+  sourceSide: boolean;
+}
+
+export interface MoveServiceOptions {
+  db: Db;
+  log: Logger;
+  storagePath: string;
+  viewFor(callingAeTitle: string): View | undefined;
+  settings(): {
+    aeTitle: string;
+    destinations: readonly MoveDestination[];
+    sourceRetrievesOriginals: boolean;
+    maxPduLength: number;
+    connectTimeoutMs: number;
+    responseTimeoutMs: number;
+    implementationClassUid: string;
+    implementationVersionName: string;
+  };
+  audit?: AccessAudit;
+}
+
+interface FileToSend {
+  filePath: string;
+  sopClassUid: string;
+  transferSyntaxUid: string;
+}
+
+export class MoveService {
+  constructor(private readonly options: MoveServiceOptions) {}
+
+  async *move(request: MoveRequest, signal: AbortSignal): AsyncGenerator<SuboperationCounts, DimseResult> {
+    const view = this.options.viewFor(request.association.callingAeTitle);
+    if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not retrieve (query.sourceCallers, query.researchCallers)');
+    const settings = this.options.settings();
+    const destination = settings.destinations.find((known) => known.aeTitle === request.moveDestination.trim());
+    if (!destination) return { status: MoveDestinationUnknown, errorComment: `Move Destination "${request.moveDestination.trim()}" is not in query.moveDestinations` };
+    const originals = view === 'source' && settings.sourceRetrievesOriginals && destination.sourceSide;
+    const query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le');
+    const files = this.filesOf(query.conditions, view, originals);
+    const counts: SuboperationCounts = { remaining: files.length, completed: 0, failed: 0, warning: 0 };
+    let status: number = Status.Success;
+    try {
+      for (let start = 0; start < files.length && !signal.aborted; ) {
+        const { contexts, fitting } = proposeContexts(files.slice(start));
+        yield* this.sendBatch(request, destination, fitting, contexts, counts, signal);
+        start += fitting.length;
+      }
+      if (signal.aborted) status = Status.Cancel;
+      else if (counts.failed > 0 || counts.warning > 0) status = SuboperationsCompleteWithFailures;
+      return { status, suboperations: { ...counts }, ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed` } : {}) };
+    } finally {
+      if (originals) {
+        this.options.audit?.record({
+          callingAeTitle: request.association.callingAeTitle,
+          remoteAddress: request.association.remoteAddress,
+          operation: 'C-MOVE',
+          model: query.model,
+          level: query.level,
+          results: counts.completed + counts.warning,
+          status: statusHex(status),
+        });
+      }
+    }
+  }
+
+  /** Sends files over one association, reporting the counts after each. */
+  private async *sendBatch(
+    request: MoveRequest,
+    destination: MoveDestination,
+    files: readonly FileToSend[],
+    contexts: ReturnType<typeof proposeContexts>['contexts'],
+    counts: SuboperationCounts,
+    signal: AbortSignal,
+  ): AsyncGenerator<SuboperationCounts, void> {
+    const settings = this.options.settings();
+    let association: RequestorAssociation;
+    try {
+      association = await RequestorAssociation.open({
+        host: destination.host,
+        port: destination.port,
+        calledAeTitle: destination.aeTitle,
+        callingAeTitle: settings.aeTitle,
+        contexts,
+        implementationClassUid: settings.implementationClassUid,
+        implementationVersionName: settings.implementationVersionName,
+        maxPduLength: settings.maxPduLength,
+        maxOperations: 1,
+        connectTimeoutMs: settings.connectTimeoutMs,
+        artimMs: settings.connectTimeoutMs,
+        responseTimeoutMs: settings.responseTimeoutMs,
+        log: this.options.log,
+      });
+    } catch (error) {
+      // PS3.4 C.4.2.3.1: sub-operations that could not be started count as failed.
+      this.options.log.warn({ destination: destination.aeTitle, why: (error as Error).message }, 'C-MOVE: the Move Destination cannot be reached');
+      counts.failed += files.length;
+      counts.remaining -= files.length;
+      return;
+    }
+    try {
+      for (const file of files) {
+        if (signal.aborted) break;
+        counts.remaining -= 1;
+        const outcome = await this.sendOne(association, request, file);
+        counts[outcome] += 1;
+        yield { ...counts };
+      }
+      await association.release();
+    } finally {
+      association.abort();
+    }
+  }
+
+  private async sendOne(association: RequestorAssociation, request: MoveRequest, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
+    let stored;
+    try {
+      stored = await openStoredDataset(join(this.options.storagePath, file.filePath));
+    } catch {
+      return 'failed';
+    }
+    try {
+      const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
+      if (!context || !association.isUsable) return 'failed';
+      const result = await association.store(context, stored.sopInstanceUid, stored, {
+        moveOriginator: { aeTitle: request.association.callingAeTitle, messageId: request.messageId },
+      });
+      if (result.status === Status.Success) return 'completed';
+      return result.status === 0x0001 || (result.status & 0xf000) === 0xb000 ? 'warning' : 'failed';
+    } catch (error) {
+      if (!(error instanceof AssociationError)) this.options.log.warn({ err: (error as Error).message }, 'C-MOVE: a sub-operation failed');
+      return 'failed';
+    } finally {
+      await stored.close().catch(() => undefined);
+    }
+  }
+
+  /** The files the identifier names at IMAGE granularity, in the caller's view. */
+  private filesOf(conditions: ReturnType<typeof parseQuery>['conditions'], view: View, originals: boolean): FileToSend[] {
+    const where = conditions.map((condition) => condition.sql);
+    const params = conditions.flatMap((condition) => condition.params);
+    const file =
+      view === 'research'
+        ? { join: 'JOIN instances f ON f.id = i.id', path: 'f.deid_file_path', present: `f.state IN ('deidentified', 'forwarded') AND f.deid_deleted_at IS NULL` }
+        : originals
+          ? { join: '', path: 'i.file_path', present: 'i.original_deleted_at IS NULL' }
+          : { join: '', path: 'i.deid_file_path', present: `i.state IN ('deidentified', 'forwarded') AND i.deid_deleted_at IS NULL` };
+    const sql = inView(
+      `SELECT ${file.path} AS filePath, i.sop_class_uid AS sopClassUid, i.transfer_syntax_uid AS transferSyntaxUid
+       FROM ${FROM_BY_LEVEL.IMAGE} ${file.join} WHERE ${[file.present, ...where].join(' AND ')} ORDER BY i.id`,
+      view,
+    );
+    return this.options.db.prepare(sql).all(...params) as FileToSend[];
+  }
+}

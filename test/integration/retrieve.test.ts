@@ -1,0 +1,111 @@
+/**
+ * C-MOVE from Gantry's index with DCMTK movescu, and Orthanc as a C-FIND client of Gantry: research
+ * callers move de-identified copies (into Orthanc), source callers move originals only to a source-side
+ * destination (storescp) when config allows, and de-identified copies elsewhere; an unknown destination
+ * is refused; moves of originals are audited.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { dcmdumpValues, storescu } from '../helpers/dcmtk.js';
+import { startStorescp, waitUntil } from '../helpers/destinations.js';
+import { startGantryProcess } from '../helpers/gantry.js';
+import { startOrthanc } from '../helpers/orthanc.js';
+import { needPeers } from '../helpers/peers.js';
+import { DCMTK_ENV, GANTRY_CLI, run } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { indexedRows } from '../helpers/stored.js';
+import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+
+function movescu(port: number, calling: string, destination: string, keys: string[]) {
+  return run('movescu', ['-v', '-S', '-aet', calling, '-aec', 'GANTRY', '-aem', destination, ...keys.flatMap((key) => ['-k', key]), '127.0.0.1', String(port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 60_000,
+  });
+}
+
+test('C-MOVE: research callers move de-identified copies, originals only to a source-side destination; Orthanc queries Gantry', async (t) => {
+  if (!(await needPeers(t, 'storescu', 'movescu', 'storescp', 'dcmdump', 'Orthanc'))) return;
+  const dir = scratchDir('retrieve');
+  const corpus = join(dir, 'corpus');
+  await mkdir(corpus);
+  const study = newUid();
+  const series = newUid();
+  const files: string[] = [];
+  for (let i = 0; i < 3; i += 1) {
+    const path = join(corpus, `f${i}.dcm`);
+    await writeSyntheticFile(path, { studyInstanceUid: study, seriesInstanceUid: series, patientId: 'MOVE-4711', patientName: 'Moved^Patient', instanceNumber: i + 1, rows: 16, columns: 16 });
+    files.push(path);
+  }
+  const archive = await startStorescp(join(dir, 'archive'));
+  t.after(() => archive.stop());
+  const orthanc = await startOrthanc(join(dir, 'orthanc'));
+  t.after(() => orthanc.stop());
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    query: {
+      sourceCallers: ['HOSPITAL'],
+      researchCallers: ['RESEARCH', orthanc.aeTitle],
+      sourceRetrievesOriginals: true,
+      moveDestinations: [
+        { aeTitle: orthanc.aeTitle, host: '127.0.0.1', port: orthanc.dicomPort },
+        { aeTitle: 'ARCHIVE', host: '127.0.0.1', port: archive.port, sourceSide: true },
+      ],
+    },
+  });
+  t.after(() => gantry.stop());
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, files)).acknowledged.length, 3);
+  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
+  const db = new Database(join(gantry.storagePath, 'index.sqlite'), { readonly: true });
+  const deidStudy = (db.prepare('SELECT DISTINCT deid_study_instance_uid AS uid FROM instances').get() as { uid: string }).uid;
+  db.close();
+
+  // A research caller moves the study (by its de-identified UID) into Orthanc.
+  const research = await movescu(gantry.port, 'RESEARCH', orthanc.aeTitle, ['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${deidStudy}`]);
+  assert.match(`${research.stdout}${research.stderr}`, /Received Final Move Response \(Success\)/, research.stderr);
+  const inOrthanc = await orthanc.get<Array<{ PatientMainDicomTags: Record<string, string>; MainDicomTags: Record<string, string> }>>('/studies?expand');
+  assert.equal(inOrthanc.length, 1);
+  assert.equal(inOrthanc[0]?.MainDicomTags['StudyInstanceUID'], deidStudy);
+  assert.ok(!/Moved/.test(inOrthanc[0]?.PatientMainDicomTags['PatientName'] ?? '') && inOrthanc[0]?.PatientMainDicomTags['PatientID'] !== 'MOVE-4711', 'no original identity');
+  assert.equal((await orthanc.get<{ CountInstances: number }>('/statistics')).CountInstances, 3);
+  // By its original UID a research caller moves nothing (the debug log shows the final counts).
+  const byOriginal = await run('movescu', ['-d', '-S', '-aet', 'RESEARCH', '-aec', 'GANTRY', '-aem', orthanc.aeTitle, '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${study}`, '127.0.0.1', String(gantry.port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 60_000,
+  });
+  const finalCounts = `${byOriginal.stdout}${byOriginal.stderr}`;
+  assert.match(finalCounts, /Received Final Move Response\n[^]*Completed Suboperations *: 0\n[^]*DIMSE Status *: 0x0000/);
+
+  // A source caller moves originals to the source-side archive; to Orthanc it gets the copies.
+  const originals = await movescu(gantry.port, 'HOSPITAL', 'ARCHIVE', ['QueryRetrieveLevel=SERIES', `StudyInstanceUID=${study}`, `SeriesInstanceUID=${series}`]);
+  assert.match(`${originals.stdout}${originals.stderr}`, /Received Final Move Response \(Success\)/, originals.stderr);
+  const archived = readdirSync(join(dir, 'archive'));
+  assert.equal(archived.length, 3);
+  assert.equal((await dcmdumpValues(join(dir, 'archive', archived[0] as string), ['0010,0010']))['0010,0010'], 'Moved^Patient', 'the original');
+  const audit = await run(process.execPath, [GANTRY_CLI, 'audit', '--config', gantry.configPath], { timeoutMs: 30_000 });
+  assert.match(audit.stdout, /\tHOSPITAL\t127\.0\.0\.1\tC-MOVE\tstudy\tSERIES\t3\t0x0000/);
+
+  // An unknown destination is refused.
+  const unknown = await movescu(gantry.port, 'RESEARCH', 'NOWHERE', ['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${deidStudy}`]);
+  assert.match(`${unknown.stdout}${unknown.stderr}`, /Received Final Move Response \(Refused: MoveDestinationUnknown\)/);
+
+  // Orthanc, a research caller, queries Gantry through its REST API and sees de-identified values only.
+  const modality = await fetch(`http://127.0.0.1:${orthanc.httpPort}/modalities/gantry`, {
+    method: 'PUT',
+    body: JSON.stringify({ AET: 'GANTRY', Host: '127.0.0.1', Port: gantry.port }),
+  });
+  assert.ok(modality.ok);
+  const asked = await fetch(`http://127.0.0.1:${orthanc.httpPort}/modalities/gantry/query`, {
+    method: 'POST',
+    body: JSON.stringify({ Level: 'Study', Query: { PatientName: '*', StudyInstanceUID: '', PatientID: '' } }),
+  });
+  const askedText = await asked.text();
+  assert.ok(asked.ok, askedText);
+  const { ID } = JSON.parse(askedText) as { ID: string };
+  const answers = await orthanc.get<Array<Record<string, { Value: string }>>>(`/queries/${ID}/answers?expand`);
+  assert.equal(answers.length, 1);
+  const answer = JSON.stringify(answers[0]);
+  assert.ok(answer.includes(deidStudy) && !answer.includes(study) && !answer.includes('MOVE-4711') && !answer.includes('Moved'), answer);
+});
