@@ -33,6 +33,7 @@ const TAG = {
   QueryRetrieveLevel: 0x00080052,
   RetrieveAETitle: 0x00080054,
   ModalitiesInStudy: 0x00080061,
+  StudyStatusID: 0x0032000a,
 } as const;
 
 export interface FindServiceOptions {
@@ -70,7 +71,7 @@ export class FindService {
     let status = 0x0000;
     let query: ParsedQuery | undefined;
     try {
-      query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le');
+      query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
       for (const match of this.matches(query, view, request, signal)) {
         yield match;
         sent += 1;
@@ -143,7 +144,7 @@ export class FindService {
   }
 }
 
-export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'explicit-le'): ParsedQuery {
+export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'explicit-le', view: View): ParsedQuery {
   const model: Model | undefined = MODEL_OF_SOP_CLASS.get(request.sopClassUid);
   if (!model) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${request.sopClassUid} is not a Query/Retrieve model Gantry serves`);
   let elements: ElementNode[];
@@ -156,7 +157,7 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
   const level = (textOf(elements, TAG.QueryRetrieveLevel, charsets) ?? '').trim().toUpperCase() as Level;
   if (!LEVELS.includes(level)) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `QueryRetrieveLevel "${level}" is not PATIENT, STUDY, SERIES or IMAGE`);
   if (model === 'study' && level === 'PATIENT') throw new DimseStatusError(IdentifierDoesNotMatchSopClass, 'the Study Root model has no PATIENT level');
-  const keys = keysAt(level);
+  const keys = new Map([...keysAt(level)].filter(([, key]) => view === 'source' || !key.sourceOnly));
   requireHierarchy(model, level, elements, charsets);
   const returnKeys: ParsedQuery['returnKeys'] = [];
   const conditions: ColumnCondition[] = [];
@@ -167,7 +168,12 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
     if (!key || element.items) continue;
     const value = textOf(elements, element.tag, charsets, key.vr === 'PN') ?? '';
     try {
-      const condition = element.tag === TAG.ModalitiesInStudy ? modalitiesCondition(value) : matchCondition(key.column, key.vr, value);
+      const condition =
+        element.tag === TAG.ModalitiesInStudy
+          ? anyOfCondition('{series} x WHERE x.study_pk = st.id', 'x.modality', value)
+          : element.tag === TAG.StudyStatusID
+            ? anyOfCondition('{instances} y JOIN {series} x ON x.id = y.series_pk WHERE x.study_pk = st.id', 'upper(y.state)', value)
+            : matchCondition(key.column, key.vr, value);
       if (condition) conditions.push(condition);
     } catch (error) {
       if (error instanceof MatchingError) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${key.keyword}: ${error.message}`);
@@ -188,16 +194,18 @@ function requireHierarchy(model: Model, level: Level, elements: readonly Element
   }
 }
 
-/** ModalitiesInStudy: a study matches when one of its series has one of the modalities asked. */
-function modalitiesCondition(value: string): ColumnCondition | undefined {
-  const modalities = value
+/** A study matches when one of the rows of `fromWhere` (its series: ModalitiesInStudy; its instances'
+ * states: StudyStatusID) has one of the values asked. */
+function anyOfCondition(fromWhere: string, column: string, value: string): ColumnCondition | undefined {
+  const conditions = value
     .split('\\')
-    .map((modality) => modality.trim())
-    .filter((modality) => modality !== '');
-  const conditions = modalities.map((modality) => matchCondition('x.modality', 'CS', modality)).filter((condition) => condition !== undefined);
+    .map((one) => one.trim())
+    .filter((one) => one !== '')
+    .map((one) => matchCondition(column, 'CS', one))
+    .filter((condition) => condition !== undefined);
   if (conditions.length === 0) return undefined;
   return {
-    sql: `EXISTS (SELECT 1 FROM {series} x WHERE x.study_pk = st.id AND (${conditions.map((condition) => condition.sql).join(' OR ')}))`,
+    sql: `EXISTS (SELECT 1 FROM ${fromWhere} AND (${conditions.map((condition) => condition.sql).join(' OR ')}))`,
     params: conditions.flatMap((condition) => condition.params),
   };
 }

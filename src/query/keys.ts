@@ -14,6 +14,8 @@ export interface KeyColumn {
   column: string;
   /** Matching on it needs a subquery (counts, ModalitiesInStudy): value filters are applied to it. */
   computed?: boolean;
+  /** Only in the source view (Gantry's own states are not the research callers' business). */
+  sourceOnly?: boolean;
 }
 
 const PATIENT_KEYS: Record<string, KeyColumn> = {
@@ -55,6 +57,15 @@ const STUDY_KEYS: Record<string, KeyColumn> = {
     vr: 'CS',
     column: "(SELECT replace(group_concat(DISTINCT x.modality), ',', '\\') FROM {series} x WHERE x.study_pk = st.id)",
     computed: true,
+  },
+  // Gantry's states of the study's instances, for operators (docs/conformance-statement.md): the
+  // retired Study Status ID carries RECEIVED, DEIDENTIFIED, QUARANTINED, FORWARDED, FAILED.
+  StudyStatusID: {
+    tag: 0x0032000a,
+    vr: 'CS',
+    column: "(SELECT replace(group_concat(DISTINCT upper(y.state)), ',', '\\') FROM {instances} y JOIN {series} x ON x.id = y.series_pk WHERE x.study_pk = st.id)",
+    computed: true,
+    sourceOnly: true,
   },
   NumberOfStudyRelatedSeries: { tag: 0x00201206, vr: 'IS', column: '(SELECT count(*) FROM {series} x WHERE x.study_pk = st.id)', computed: true },
   NumberOfStudyRelatedInstances: {

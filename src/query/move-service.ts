@@ -69,7 +69,7 @@ export class MoveService {
     const destination = settings.destinations.find((known) => known.aeTitle === request.moveDestination.trim());
     if (!destination) return { status: MoveDestinationUnknown, errorComment: `Move Destination "${request.moveDestination.trim()}" is not in query.moveDestinations` };
     const originals = view === 'source' && settings.sourceRetrievesOriginals && destination.sourceSide;
-    const query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le');
+    const query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
     const files = this.filesOf(query.conditions, view, originals);
     const counts: SuboperationCounts = { remaining: files.length, completed: 0, failed: 0, warning: 0 };
     let status: number = Status.Success;

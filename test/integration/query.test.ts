@@ -149,6 +149,13 @@ test('C-FIND on the index: matching types, levels, models, charset and callers',
   const pseudonym = everything.answers[0]?.['0010,0020'] as string;
   assert.ok((await research([`PatientID=${pseudonym}`])).answers.length >= 1, 'a pseudonym finds its studies');
 
+  // Operators find studies by Gantry's state through Study Status ID (source view only).
+  const held = await study(['(0032,000a)=QUARANTINED']);
+  assert.deepEqual(uids(held.answers), [STUDIES[0]?.uid], 'the study with a quarantined instance');
+  const heldStates = (await dcmdumpValues(join(out, readdirSync(out).filter((file) => file.startsWith('rsp'))[0] as string), ['0032,000a']))['0032,000a'] ?? '';
+  assert.deepEqual(heldStates.split('\\').sort(), ['DEIDENTIFIED', 'QUARANTINED']);
+  assert.equal((await research(['(0032,000a)=QUARANTINED'])).answers.length, 4, 'no state key in the research view: it matches nothing away');
+
   // Every source-view query is in the access audit; research queries are not (they see no identity).
   const audit = await run(process.execPath, [GANTRY_CLI, 'audit', '--config', gantry.configPath, '--limit', '1000'], { timeoutMs: 30_000 });
   assert.equal(audit.code, 0, audit.stderr);
