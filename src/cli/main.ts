@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { reidentifyFile } from '../deid/reidentify.js';
 import { runDeid } from './deid.js';
-import { auditList, forwardStudy, queueList, queuePurge, queueRetry } from './queue.js';
+import { auditList, forwardStudy, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
 
 const program = new Command();
 program.name('gantry').description('Gantry: a DICOM de-identification gateway').version('0.1.0');
@@ -167,6 +167,52 @@ program
   .option('-n, --limit <n>', 'entries to list, newest first', (value) => Number.parseInt(value, 10), 100)
   .action((options: { config?: string; limit: number }) => {
     auditList(loadConfigFile(options.config), options.limit, (line) => process.stdout.write(`${line}\n`));
+  });
+
+const quarantineCommand = program.command('quarantine').description('instances held back from de-identification or forwarding');
+const instanceId = (value: string): number => {
+  const id = Number.parseInt(value, 10);
+  if (!Number.isInteger(id) || String(id) !== value.trim()) throw new Error(`"${value}" is not an instance id (see gantry quarantine ls)`);
+  return id;
+};
+quarantineCommand
+  .command('ls')
+  .description('held instances with their reasons (no patient data)')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('--failed', 'failed instances too')
+  .option('-n, --limit <n>', 'instances to list', (value) => Number.parseInt(value, 10), 100)
+  .action((options: { config?: string; failed?: boolean; limit: number }) => {
+    quarantineList(loadConfigFile(options.config), { failed: options.failed ?? false, limit: options.limit }, (line) => process.stdout.write(`${line}\n`));
+  });
+quarantineCommand
+  .command('show')
+  .description('one held instance: its attributes (patient data, on this terminal only) and findings')
+  .option('-c, --config <file>', 'YAML config file')
+  .argument('<id>')
+  .action((id: string, options: { config?: string }) => {
+    if (!quarantineShow(loadConfigFile(options.config), instanceId(id), (line) => process.stdout.write(`${line}\n`))) throw new Error(`no instance ${id}`);
+  });
+quarantineCommand
+  .command('release')
+  .description('send a held instance back to de-identification, with an explicit override')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('--pass', 'let pixel data that may show identity through (as a pass rule)')
+  .option('--ignore-findings', 'do not hold it back again for the findings scan')
+  .argument('<id>')
+  .action((id: string, options: { config?: string; pass?: boolean; ignoreFindings?: boolean }) => {
+    if (!options.pass && !options.ignoreFindings) throw new Error('say what overrides the reason it was held: --pass and/or --ignore-findings');
+    const released = quarantineRelease(loadConfigFile(options.config), instanceId(id), { pass: options.pass ?? false, ignoreFindings: options.ignoreFindings ?? false });
+    if (!released) throw new Error(`instance ${id} is not quarantined or failed`);
+    process.stdout.write(`instance ${id} released to de-identification\n`);
+  });
+quarantineCommand
+  .command('delete')
+  .description('delete a held instance: its files and its index rows')
+  .option('-c, --config <file>', 'YAML config file')
+  .argument('<id>')
+  .action((id: string, options: { config?: string }) => {
+    if (!quarantineDelete(loadConfigFile(options.config), instanceId(id))) throw new Error(`instance ${id} is not quarantined or failed`);
+    process.stdout.write(`instance ${id} deleted\n`);
   });
 
 const configCommand = program.command('config').description('inspect a configuration');

@@ -1,6 +1,7 @@
 /**
- * `gantry queue`, `gantry forward` and `gantry audit`: the outbox and the access audit seen and managed
- * by an operator, on the index of storage.path (the running node shares it: SQLite WAL lets both in).
+ * `gantry queue`, `gantry forward`, `gantry audit` and `gantry quarantine`: the outbox, the access audit
+ * and the quarantine seen and managed by an operator, on the index of storage.path (the running node
+ * shares it: SQLite WAL lets both in).
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -12,6 +13,8 @@ import { routeDestinations, Router } from '../pipeline/route.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
+import { QuarantineWork } from '../index/quarantine-work.js';
+import { unlinkSync } from 'node:fs';
 
 function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string } {
   const storagePath = resolve(loaded.config.storage.path);
@@ -89,6 +92,63 @@ export function auditList(loaded: LoadedConfig, limit: number, write: (line: str
     for (const row of rows) {
       write([new Date(row.at).toISOString(), row.callingAeTitle, row.remoteAddress, row.operation, row.model, row.level, row.results, row.status].join('\t'));
     }
+  } finally {
+    db.close();
+  }
+}
+
+export function quarantineList(loaded: LoadedConfig, options: { failed: boolean; limit: number }, write: (line: string) => void): void {
+  const { db } = openIndex(loaded);
+  try {
+    const rows = new QuarantineWork(db).list(options.failed ? ['quarantined', 'failed'] : ['quarantined'], options.limit);
+    if (rows.length === 0) write('nothing held');
+    else write('id\tstate\theld since\tcalling AE\tmodality\treason');
+    for (const row of rows) write([row.id, row.state, new Date(row.heldAt).toISOString(), row.callingAeTitle, row.modality ?? '', row.reason ?? ''].join('\t'));
+  } finally {
+    db.close();
+  }
+}
+
+/** One held instance, for the operator's eyes (its attributes are PHI: printed, never logged). */
+export function quarantineShow(loaded: LoadedConfig, id: number, write: (line: string) => void): boolean {
+  const { db } = openIndex(loaded);
+  try {
+    const held = new QuarantineWork(db).show(id);
+    if (!held) return false;
+    for (const [key, value] of Object.entries(held)) {
+      if (key === 'findings') continue;
+      write(`${key}: ${value ?? ''}`);
+    }
+    write(`findings: ${held.findings.length === 0 ? 'none' : ''}`);
+    for (const finding of held.findings) write(`  ${JSON.stringify(finding)}`);
+    return true;
+  } finally {
+    db.close();
+  }
+}
+
+export function quarantineRelease(loaded: LoadedConfig, id: number, override: { pass: boolean; ignoreFindings: boolean }): boolean {
+  const { db } = openIndex(loaded);
+  try {
+    return new QuarantineWork(db).release(id, override);
+  } finally {
+    db.close();
+  }
+}
+
+export function quarantineDelete(loaded: LoadedConfig, id: number): boolean {
+  const { db, storagePath } = openIndex(loaded);
+  try {
+    const files = new QuarantineWork(db).delete(id);
+    if (!files) return false;
+    for (const file of files) {
+      try {
+        unlinkSync(join(storagePath, file));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      }
+    }
+    return true;
   } finally {
     db.close();
   }

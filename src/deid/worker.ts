@@ -28,6 +28,8 @@ export interface DeidTask {
   profiles: ProfileConfig[];
   base: BaseSettings;
   callingAeTitle: string;
+  /** An operator released this instance from quarantine letting its pixels through. */
+  pass?: boolean;
 }
 
 export type DeidTaskResult =
@@ -66,7 +68,12 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
   // behind these on the same disk. After an unclean stop the start-up check sends copies that did
   // not survive back to `received`.
   const outcome = deidentifyFile(task.input, task.temporary, {
-    settings: { profiles: compileProfiles(task.profiles), base: task.base, callingAeTitle: task.callingAeTitle },
+    settings: {
+      // A release with --pass is a `pass` rule ahead of every profile's own.
+      profiles: compileProfiles(task.pass ? task.profiles.map((profile) => ({ ...profile, rules: [{ action: 'pass' as const }, ...profile.rules] })) : task.profiles),
+      base: task.base,
+      callingAeTitle: task.callingAeTitle,
+    },
     pseudonyms,
     window,
   });

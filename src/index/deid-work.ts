@@ -7,10 +7,19 @@ import type { Db } from '../db/database.js';
 import type { IndexedAttributes } from './attributes.js';
 import { ResearchIndex } from './research-index.js';
 
+/** What an operator decided when releasing an instance from quarantine. */
+export interface ReleaseOverride {
+  /** Let pixel data that may show identity through (as a `pass` rule would). */
+  pass?: boolean;
+  /** Do not hold the instance back for the findings scan. */
+  ignoreFindings?: boolean;
+}
+
 export interface WaitingInstance {
   id: number;
   filePath: string;
   callingAeTitle: string;
+  override?: ReleaseOverride;
 }
 
 export interface DeidentifiedRecord {
@@ -35,7 +44,7 @@ export class DeidWork {
     this.statements = {
       stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
       waiting: db.prepare(`
-        SELECT id, file_path AS filePath, calling_ae_title AS callingAeTitle
+        SELECT id, file_path AS filePath, calling_ae_title AS callingAeTitle, deid_override AS override
         FROM instances WHERE state = 'received' AND id > ? ORDER BY id LIMIT ?`),
       deidentified: db.prepare(`
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
@@ -55,7 +64,8 @@ export class DeidWork {
 
   /** Instances waiting for de-identification after `afterId`, oldest first. */
   waiting(afterId: number, limit: number): WaitingInstance[] {
-    return this.statements.waiting.all(afterId, limit) as WaitingInstance[];
+    const rows = this.statements.waiting.all(afterId, limit) as Array<Omit<WaitingInstance, 'override'> & { override: string | null }>;
+    return rows.map(({ override, ...row }) => (override ? { ...row, override: JSON.parse(override) as ReleaseOverride } : row));
   }
 
   /**

@@ -140,7 +140,7 @@ export class InstanceIndex {
           received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at,
           state_reason = NULL, deid_file_path = NULL, deid_file_size = NULL, deid_sop_instance_uid = NULL,
           deid_series_instance_uid = NULL, deid_study_instance_uid = NULL, deid_profile = NULL,
-          routed_at = NULL, original_deleted_at = NULL, deid_deleted_at = NULL`),
+          routed_at = NULL, original_deleted_at = NULL, deid_deleted_at = NULL, deid_override = NULL`),
       findInstance: db.prepare(`
         SELECT i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid,
           se.series_instance_uid AS seriesInstanceUid, st.study_instance_uid AS studyInstanceUid,

@@ -106,6 +106,7 @@ export class DeidScheduler {
       profiles: settings.profiles,
       base: settings.base,
       callingAeTitle: instance.callingAeTitle,
+      ...(instance.override?.pass ? { pass: true } : {}),
     };
     const done = (this.options.pool.run(task) as Promise<DeidTaskResult>)
       .then((result) => this.settle(instance, task, settings, result))
@@ -126,7 +127,7 @@ export class DeidScheduler {
       return;
     }
     const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
-    if (settings.quarantineOnFindings && risks.length > 0) {
+    if (settings.quarantineOnFindings && !instance.override?.ignoreFindings && risks.length > 0) {
       const reason = `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);
       work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
       removeQuietly(task.temporary);

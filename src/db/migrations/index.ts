@@ -5,5 +5,6 @@ import { migration002Deid } from './002-deid.js';
 import { migration003Forward } from './003-forward.js';
 import { migration004Research } from './004-research.js';
 import { migration005AccessAudit } from './005-access-audit.js';
+import { migration006Release } from './006-release.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit];
+export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release];

@@ -1,0 +1,92 @@
+/**
+ * The quarantine on the index, for operators (gantry quarantine): the instances held back with their
+ * reasons, one instance's attributes and findings, a release back to de-identification with an
+ * override, and deletion.
+ */
+import type { Db } from '../db/database.js';
+import type { ReleaseOverride } from './deid-work.js';
+import { ResearchIndex } from './research-index.js';
+
+export interface HeldInstance {
+  id: number;
+  state: string;
+  reason: string | null;
+  modality: string | null;
+  sopClassUid: string;
+  callingAeTitle: string;
+  receivedAt: number;
+  heldAt: number;
+}
+
+export interface HeldDetails extends HeldInstance {
+  patientName: string | null;
+  patientId: string;
+  studyInstanceUid: string;
+  studyDate: string | null;
+  studyDescription: string | null;
+  seriesDescription: string | null;
+  manufacturer: string | null;
+  manufacturerModelName: string | null;
+  burnedInAnnotation: string | null;
+  filePath: string;
+  findings: unknown[];
+}
+
+const HELD_COLUMNS = `i.id, i.state, i.state_reason AS reason, se.modality, i.sop_class_uid AS sopClassUid,
+  i.calling_ae_title AS callingAeTitle, i.received_at AS receivedAt, i.state_changed_at AS heldAt`;
+
+export class QuarantineWork {
+  constructor(private readonly db: Db) {}
+
+  /** Quarantined (and, with `failed`, failed) instances, oldest first. */
+  list(states: ReadonlyArray<'quarantined' | 'failed'>, limit: number): HeldInstance[] {
+    return this.db
+      .prepare(
+        `SELECT ${HELD_COLUMNS} FROM instances i JOIN series se ON se.id = i.series_pk
+         WHERE i.state IN (SELECT value FROM json_each(?)) ORDER BY i.id LIMIT ?`,
+      )
+      .all(JSON.stringify(states), limit) as HeldInstance[];
+  }
+
+  show(id: number): HeldDetails | undefined {
+    const row = this.db
+      .prepare(
+        `SELECT ${HELD_COLUMNS}, p.patient_name AS patientName, p.patient_id AS patientId, st.study_instance_uid AS studyInstanceUid,
+           st.study_date AS studyDate, st.study_description AS studyDescription, se.series_description AS seriesDescription,
+           i.manufacturer, i.manufacturer_model_name AS manufacturerModelName, i.burned_in_annotation AS burnedInAnnotation,
+           i.file_path AS filePath, a.findings
+         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk
+           LEFT JOIN deid_audit a ON a.instance_pk = i.id
+         WHERE i.id = ?`,
+      )
+      .get(id) as (Omit<HeldDetails, 'findings'> & { findings: string | null }) | undefined;
+    if (!row) return undefined;
+    return { ...row, findings: row.findings ? (JSON.parse(row.findings) as unknown[]) : [] };
+  }
+
+  /** Sends a quarantined or failed instance back to de-identification with the operator's override. */
+  release(id: number, override: ReleaseOverride): boolean {
+    return (
+      this.db
+        .prepare(
+          `UPDATE instances SET state = 'received', state_reason = NULL, state_changed_at = ?, deid_override = ?
+           WHERE id = ? AND state IN ('quarantined', 'failed')`,
+        )
+        .run(Date.now(), JSON.stringify(override), id).changes > 0
+    );
+  }
+
+  /** Deletes a quarantined or failed instance's row (with its audit, outbox and research rows) and
+   * returns the files to delete, or undefined when it is not held. */
+  delete(id: number): string[] | undefined {
+    return this.db.transaction(() => {
+      const row = this.db.prepare(`SELECT file_path AS filePath, deid_file_path AS deidFilePath FROM instances WHERE id = ? AND state IN ('quarantined', 'failed')`).get(id) as
+        | { filePath: string; deidFilePath: string | null }
+        | undefined;
+      if (!row) return undefined;
+      new ResearchIndex(this.db).remove(id);
+      this.db.prepare('DELETE FROM instances WHERE id = ?').run(id);
+      return [row.filePath, ...(row.deidFilePath ? [row.deidFilePath] : [])];
+    })();
+  }
+}
