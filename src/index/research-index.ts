@@ -56,9 +56,9 @@ export class ResearchIndex {
       place: db.prepare(`
         SELECT x.id AS seriesPk, s.id AS studyPk, s.patient_pk AS patientPk
         FROM r_instances i JOIN r_series x ON x.id = i.series_pk JOIN r_studies s ON s.id = x.study_pk WHERE i.id = ?`),
-      orphanSeries: db.prepare(`DELETE FROM r_series WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM r_instances WHERE series_pk = ?1)`),
-      orphanStudy: db.prepare(`DELETE FROM r_studies WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM r_series WHERE study_pk = ?1)`),
-      orphanPatient: db.prepare(`DELETE FROM r_patients WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM r_studies WHERE patient_pk = ?1)`),
+      orphanSeries: db.prepare(`DELETE FROM r_series WHERE id = @pk AND NOT EXISTS (SELECT 1 FROM r_instances WHERE series_pk = @pk)`),
+      orphanStudy: db.prepare(`DELETE FROM r_studies WHERE id = @pk AND NOT EXISTS (SELECT 1 FROM r_series WHERE study_pk = @pk)`),
+      orphanPatient: db.prepare(`DELETE FROM r_patients WHERE id = @pk AND NOT EXISTS (SELECT 1 FROM r_studies WHERE patient_pk = @pk)`),
     };
   }
 
@@ -133,9 +133,9 @@ export class ResearchIndex {
   }
 
   private dropOrphans(place: Place): void {
-    this.statements.orphanSeries.run(place.seriesPk);
-    this.statements.orphanStudy.run(place.studyPk);
-    this.statements.orphanPatient.run(place.patientPk);
+    this.statements.orphanSeries.run({ pk: place.seriesPk });
+    this.statements.orphanStudy.run({ pk: place.studyPk });
+    this.statements.orphanPatient.run({ pk: place.patientPk });
   }
 }
 

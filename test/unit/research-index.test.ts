@@ -1,0 +1,59 @@
+/** The research view's rows follow the de-identified copies: recorded, moved, removed with orphans. */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openDatabase } from '../../src/db/database.js';
+import { InstanceIndex } from '../../src/index/instance-index.js';
+import { ResearchIndex } from '../../src/index/research-index.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+test('a copy is recorded under its de-identified hierarchy; removing it drops what is left empty', () => {
+  const db = openDatabase(join(scratchDir('research-index'), 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  const research = new ResearchIndex(db);
+  const ids: number[] = [];
+  for (const n of [1, 2]) {
+    index.upsert({
+      attributes: { PatientName: 'Real^Name', PatientID: 'MRN' },
+      studyInstanceUid: '1.2.3',
+      seriesInstanceUid: `1.2.3.${n}`,
+      sopInstanceUid: `1.2.3.9.${n}`,
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+      transferSyntaxUid: '1.2.840.10008.1.2.1',
+      filePath: `f${n}`,
+      fileSize: 1,
+      callingAeTitle: 'X',
+      receivedAt: Date.now(),
+    });
+    const id = (db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').get(`1.2.3.9.${n}`) as { id: number }).id;
+    ids.push(id);
+    research.record(id, {
+      sopInstanceUid: `2.25.9${n}`,
+      seriesInstanceUid: `2.25.8${n}`,
+      studyInstanceUid: '2.25.7',
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+      transferSyntaxUid: '1.2.840.10008.1.2.1',
+      attributes: { PatientName: 'ANON^1', PatientID: 'PSEUDO', Modality: 'CT' },
+    });
+  }
+  const count = (table: string) => (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  assert.deepEqual([count('r_patients'), count('r_studies'), count('r_series'), count('r_instances')], [1, 1, 2, 2]);
+  assert.equal((db.prepare('SELECT patient_name AS name FROM r_patients').get() as { name: string }).name, 'ANON^1');
+  research.remove(ids[0] as number);
+  assert.deepEqual([count('r_patients'), count('r_studies'), count('r_series'), count('r_instances')], [1, 1, 1, 1], 'its series went');
+  // A re-sent original leaves the research view until its new copy is recorded.
+  index.upsert({
+    attributes: { PatientName: 'Real^Name', PatientID: 'MRN' },
+    studyInstanceUid: '1.2.3',
+    seriesInstanceUid: '1.2.3.2',
+    sopInstanceUid: '1.2.3.9.2',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath: 'f2b',
+    fileSize: 1,
+    callingAeTitle: 'X',
+    receivedAt: Date.now(),
+  });
+  assert.deepEqual([count('r_patients'), count('r_studies'), count('r_series'), count('r_instances')], [0, 0, 0, 0], 'nothing left');
+  db.close();
+});
