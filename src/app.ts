@@ -26,7 +26,7 @@ import {
 import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIAN } from './dicom/transfer-syntaxes.js';
 import { FIND_SOP_CLASSES, FindService } from './query/find-service.js';
 import type { View } from './query/keys.js';
-import { MOVE_SOP_CLASSES, MoveService } from './query/move-service.js';
+import { GET_SOP_CLASSES, MOVE_SOP_CLASSES, MoveService } from './query/move-service.js';
 import type { ServiceKind } from './dimse/negotiation.js';
 import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
@@ -169,6 +169,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       store: (request) => receive.store(request),
       find: (request, signal) => finder.find(request, signal),
       move: (request, signal) => mover.move(request, signal),
+      get: (request, channel, signal) => mover.get(request, channel, signal),
     },
     policy: {
       get aeTitle() {
@@ -186,7 +187,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       serviceFor: (abstractSyntax, callingAeTitle) => serviceFor(config, abstractSyntax, callingAeTitle),
       // Identifiers are read and written in little-endian VR only; stored objects come in any syntax.
       transferSyntaxAccepted: (kind: ServiceKind, syntax: string) =>
-        kind === 'find' || kind === 'move' ? syntax === IMPLICIT_VR_LITTLE_ENDIAN || syntax === EXPLICIT_VR_LITTLE_ENDIAN : findTransferSyntax(syntax) !== undefined,
+        kind === 'find' || kind === 'move' || kind === 'get' ? syntax === IMPLICIT_VR_LITTLE_ENDIAN || syntax === EXPLICIT_VR_LITTLE_ENDIAN : findTransferSyntax(syntax) !== undefined,
+      mayGet: (callingAeTitle) => queryViewFor(config, callingAeTitle) !== undefined,
     },
   });
   let dicom: AddressInfo;
@@ -339,6 +341,7 @@ function serviceFor(config: GantryConfig, abstractSyntax: string, callingAeTitle
   if (abstractSyntax === VERIFICATION_SOP_CLASS) return 'verification';
   if (FIND_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'find' : undefined;
   if (MOVE_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'move' : undefined;
+  if (GET_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'get' : undefined;
   if (isStandardStorageSopClass(abstractSyntax)) return 'storage';
   if (config.dicom.extraSopClasses.includes(abstractSyntax)) return 'storage';
   if (config.dicom.acceptUnknownSopClasses && mayBeUnlistedStorageSopClass(abstractSyntax)) return 'storage';

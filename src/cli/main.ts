@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { reidentifyFile } from '../deid/reidentify.js';
 import { runDeid } from './deid.js';
-import { auditList, forwardStudy, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
+import { auditList, forwardStudy, queueStudies, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
 
 const program = new Command();
 program.name('gantry').description('Gantry: a DICOM de-identification gateway').version('0.1.0');
@@ -131,6 +131,17 @@ queueCommand
   .action((options: { config?: string; state: string; destination?: string; limit: number }) => {
     if (!['queued', 'sent', 'dead'].includes(options.state)) throw new Error(`--state ${options.state}: expected queued, sent or dead`);
     queueList(loadConfigFile(options.config), options, (line) => process.stdout.write(`${line}\n`));
+  });
+queueCommand
+  .command('studies')
+  .description('studies with instances in a state, newest first (operators; shows original Study Instance UIDs)')
+  .option('-c, --config <file>', 'YAML config file')
+  .requiredOption('-s, --state <state>', 'received, deidentified, quarantined, forwarded or failed')
+  .option('-n, --limit <n>', 'studies to list', (value) => Number.parseInt(value, 10), 100)
+  .action((options: { config?: string; state: string; limit: number }) => {
+    const states = ['received', 'deidentified', 'quarantined', 'forwarded', 'failed'];
+    if (!states.includes(options.state)) throw new Error(`--state ${options.state}: expected ${states.join(', ')}`);
+    queueStudies(loadConfigFile(options.config), options.state, options.limit, (line) => process.stdout.write(`${line}\n`));
   });
 queueCommand
   .command('retry')

@@ -153,3 +153,23 @@ export function quarantineDelete(loaded: LoadedConfig, id: number): boolean {
     db.close();
   }
 }
+
+/** Studies with instances in a state (received, deidentified, quarantined, forwarded, failed), newest
+ * first: what an operator looks for. */
+export function queueStudies(loaded: LoadedConfig, state: string, limit: number, write: (line: string) => void): void {
+  const { db } = openIndex(loaded);
+  try {
+    const rows = db
+      .prepare(
+        `SELECT st.study_instance_uid AS study, st.study_date AS date, count(*) AS instances, max(i.state_changed_at) AS changed
+         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
+         WHERE i.state = ? GROUP BY st.id ORDER BY changed DESC LIMIT ?`,
+      )
+      .all(state, limit) as Array<{ study: string; date: string | null; instances: number; changed: number }>;
+    if (rows.length === 0) write(`no study has instances in state ${state}`);
+    else write(`Study Instance UID\tstudy date\tinstances ${state}\tlast change`);
+    for (const row of rows) write([row.study, row.date ?? '', row.instances, new Date(row.changed).toISOString()].join('\t'));
+  } finally {
+    db.close();
+  }
+}

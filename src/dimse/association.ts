@@ -27,7 +27,8 @@ import {
   type AssociateRequest,
 } from './pdu.js';
 import { PduStream, type PduStreamSink } from './pdu-stream.js';
-import { CollectingSink, DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers } from './services.js';
+import { CollectingSink, DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers, type StoreChannel } from './services.js';
+import { sendDatasetPdus, type DatasetBody } from './dataset-pdus.js';
 import { resultFromError, Status, statusHex, type DimseResult, type SuboperationCounts } from './status.js';
 
 export interface AcceptorOptions {
@@ -65,7 +66,7 @@ export interface AssociationSummary {
   bytesReceived: number;
 }
 
-export class AcceptorAssociation implements PduStreamSink {
+export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   readonly id: string;
   private readonly socket: Socket;
   private log: Logger;
@@ -81,8 +82,11 @@ export class AcceptorAssociation implements PduStreamSink {
   private commandLength = 0;
   private incoming: IncomingDataset | undefined;
   private readonly operations = new Set<Promise<void>>();
-  /** C-FINDs running, by message ID, for C-CANCEL (PS3.7 9.3.2.3). */
+  /** C-FINDs, C-MOVEs and C-GETs running, by message ID, for C-CANCEL (PS3.7 9.3.2.3). */
   private readonly finds = new Map<number, AbortController>();
+  /** C-STORE sub-operations of a C-GET sent on this association, waiting for their responses. */
+  private readonly outgoing = new Map<number, { resolve(result: DimseResult): void; reject(error: Error): void }>();
+  private nextOutgoingId = 1;
   private pauses = 0;
   private artimTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -326,6 +330,8 @@ export class AcceptorAssociation implements PduStreamSink {
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.abortIncoming();
     for (const find of this.finds.values()) find.abort();
+    for (const pending of this.outgoing.values()) pending.reject(new Error('the association ended'));
+    this.outgoing.clear();
     if (wasEstablished) this.log.warn({ ...this.summaryFields() }, 'connection closed without release');
     this.options.onClosed(this, this.accepted);
   }
@@ -363,6 +369,14 @@ export class AcceptorAssociation implements PduStreamSink {
   private onCommand(context: NegotiatedContext, command: DimseCommand): void {
     const info = this.info as AssociationInfo;
     const hasDataset = command.commandDataSetType !== NO_DATASET;
+    if (command.commandField === CommandField.CStoreRsp && this.outgoing.has(command.messageIdBeingRespondedTo ?? -1)) {
+      // The answer to a C-STORE sub-operation of a C-GET (PS3.4 C.4.3).
+      const pending = this.outgoing.get(command.messageIdBeingRespondedTo ?? -1);
+      this.outgoing.delete(command.messageIdBeingRespondedTo ?? -1);
+      pending?.resolve({ status: command.status ?? 0xffff, ...(command.errorComment !== undefined ? { errorComment: command.errorComment } : {}) });
+      if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink({ status: Status.Success }), responseField: 0 };
+      return;
+    }
     if (!isRequest(command.commandField)) {
       // A response to an operation Gantry did not invoke on this association.
       this.log.warn({ commandField: command.commandField }, 'unexpected DIMSE response ignored');
@@ -402,7 +416,19 @@ export class AcceptorAssociation implements PduStreamSink {
       const messageId = command.messageId ?? 0;
       const controller = new AbortController();
       this.finds.set(messageId, controller);
-      const sink = new CollectingSink(MAX_IDENTIFIER_LENGTH, (identifier) => this.runMove(context, command, identifier, controller));
+      const sink = new CollectingSink(MAX_IDENTIFIER_LENGTH, (identifier) => this.runRetrieve(context, command, identifier, controller, 'move'));
+      this.incoming = { context, command, sink, responseField, keepReading: true };
+      return;
+    }
+    if (command.commandField === CommandField.CGetRq && context.service === 'get' && this.options.handlers.get) {
+      if (!hasDataset) {
+        this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-GET-RQ without an identifier' }));
+        return;
+      }
+      const messageId = command.messageId ?? 0;
+      const controller = new AbortController();
+      this.finds.set(messageId, controller);
+      const sink = new CollectingSink(MAX_IDENTIFIER_LENGTH, (identifier) => this.runRetrieve(context, command, identifier, controller, 'get'));
       this.incoming = { context, command, sink, responseField, keepReading: true };
       return;
     }
@@ -474,15 +500,15 @@ export class AcceptorAssociation implements PduStreamSink {
   }
 
   /**
-   * Performs a C-MOVE (PS3.4 C.4.2): the handler runs the sub-operations on an association of its own
-   * to the Move Destination; each progress it reports goes out as a pending response (0xFF00) with the
-   * counts, and its result, with the final counts, is the final response (sent by track()).
+   * Performs a C-MOVE (PS3.4 C.4.2) or C-GET (C.4.3): the handler runs the sub-operations (on an
+   * association of its own to the Move Destination, or back on this one for C-GET); each progress it
+   * reports goes out as a pending response (0xFF00) with the counts, and its result, with the final
+   * counts, is the final response (sent by track()).
    */
-  private async runMove(context: NegotiatedContext, command: DimseCommand, identifier: Buffer, controller: AbortController): Promise<DimseResult> {
+  private async runRetrieve(context: NegotiatedContext, command: DimseCommand, identifier: Buffer, controller: AbortController, kind: 'move' | 'get'): Promise<DimseResult> {
     const messageId = command.messageId ?? 0;
-    const move = this.options.handlers.move;
+    const { move, get } = this.options.handlers;
     try {
-      if (!move) return { status: Status.UnrecognizedOperation, errorComment: 'C-MOVE is not served' };
       const request = {
         association: this.info as AssociationInfo,
         messageId,
@@ -491,13 +517,14 @@ export class AcceptorAssociation implements PduStreamSink {
         identifier,
         moveDestination: command.moveDestination ?? '',
       };
-      const progress = move(request, controller.signal);
+      const progress = kind === 'move' ? move?.(request, controller.signal) : get?.(request, this, controller.signal);
+      if (!progress) return { status: Status.UnrecognizedOperation, errorComment: `C-${kind.toUpperCase()} is not served` };
       for (;;) {
         const next = await progress.next();
         if (next.done) return next.value;
         if (this.phase !== 'established' && this.phase !== 'releasing') continue;
         const pending: DimseCommand = {
-          commandField: CommandField.CMoveRsp,
+          commandField: kind === 'move' ? CommandField.CMoveRsp : CommandField.CGetRsp,
           messageIdBeingRespondedTo: messageId,
           affectedSopClassUid: request.sopClassUid,
           commandDataSetType: NO_DATASET,
@@ -509,6 +536,46 @@ export class AcceptorAssociation implements PduStreamSink {
     } finally {
       this.finds.delete(messageId);
     }
+  }
+
+  // --- C-STORE sub-operations of a C-GET, on this association (StoreChannel) ---------------------
+
+  contextFor(sopClassUid: string, transferSyntaxUid: string): { id: number; transferSyntax: string } | undefined {
+    const usable = [...this.contexts.values()].filter((context) => context.requesterIsScp && context.abstractSyntax === sopClassUid);
+    const exact = usable.find((context) => context.transferSyntax === transferSyntaxUid);
+    if (exact) return exact;
+    const littleEndian = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
+    if (!littleEndian.includes(transferSyntaxUid)) return undefined;
+    return usable.find((context) => littleEndian.includes(context.transferSyntax));
+  }
+
+  async store(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody): Promise<DimseResult> {
+    if (this.phase !== 'established') throw new Error('the association ended');
+    const messageId = this.nextOutgoingId;
+    this.nextOutgoingId = messageId >= 0xffff ? 1 : messageId + 1;
+    const response = new Promise<DimseResult>((resolve, reject) => this.outgoing.set(messageId, { resolve, reject }));
+    const command: DimseCommand = {
+      commandField: CommandField.CStoreRq,
+      messageId,
+      priority: 0,
+      commandDataSetType: DATASET_PRESENT,
+      affectedSopClassUid: sopClassUid,
+      affectedSopInstanceUid: sopInstanceUid,
+    };
+    this.socket.write(Buffer.concat(encodePData(contextId, true, encodeCommand(command), this.peerMaxPduLength)));
+    await sendDatasetPdus(
+      {
+        write: (buffers) => this.socket.write(Buffer.concat(buffers)),
+        drained: () => this.writable(),
+        checkUsable: () => {
+          if (this.phase !== 'established') throw new Error('the association ended');
+        },
+      },
+      contextId,
+      body,
+      this.peerMaxPduLength,
+    );
+    return response;
   }
 
   /** Resolves when the socket takes more, or is gone. */

@@ -16,8 +16,8 @@ import {
   type UserInformation,
 } from './pdu.js';
 
-/** What a presentation context is for: C-ECHO, C-STORE, C-FIND or C-MOVE (Query/Retrieve models). */
-export type ServiceKind = 'verification' | 'storage' | 'find' | 'move';
+/** What a presentation context is for: C-ECHO, C-STORE, C-FIND, C-MOVE or C-GET (Query/Retrieve models). */
+export type ServiceKind = 'verification' | 'storage' | 'find' | 'move' | 'get';
 
 /** The smallest maximum PDU length Gantry accepts from a peer. */
 export const MIN_PEER_MAX_PDU_LENGTH = 1024;
@@ -34,6 +34,9 @@ export interface NegotiationPolicy {
   /** The service of an abstract syntax for this caller; undefined refuses the context (result 3). */
   serviceFor(abstractSyntax: string, callingAeTitle: string): ServiceKind | undefined;
   transferSyntaxAccepted(kind: ServiceKind, transferSyntax: string): boolean;
+  /** Whether this caller may retrieve with C-GET: then it may take the SCP role of storage classes
+   * (PS3.7 D.3.3.4), and Gantry sends it C-STORE requests on the association. */
+  mayGet?(callingAeTitle: string): boolean;
 }
 
 export interface NegotiatedContext {
@@ -41,6 +44,8 @@ export interface NegotiatedContext {
   abstractSyntax: string;
   transferSyntax: string;
   service: ServiceKind;
+  /** The requester took the SCP role for this storage context (C-GET sub-operations go to it). */
+  requesterIsScp?: boolean;
 }
 
 export type NegotiationOutcome =
@@ -103,7 +108,7 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
     maxPduLength: policy.maxPduLength,
     implementationClassUid: policy.implementationClassUid,
     implementationVersionName: policy.implementationVersionName,
-    roleSelections: replyToRoleSelections(offered.roleSelections, contexts),
+    roleSelections: replyToRoleSelections(offered.roleSelections, contexts, policy.mayGet?.(rq.callingAeTitle) ?? false),
     extendedNegotiations: [],
   };
   let operationsWindow = 1;
@@ -130,10 +135,16 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
 }
 
 /** PS3.7 D.3.3.4: for each SOP class of an accepted context, the caller may act as SCU (Gantry is
- * the SCP); Gantry does not take the SCU role of a storage sub-operation on its acceptor side. */
-function replyToRoleSelections(proposed: RoleSelection[], contexts: Map<number, NegotiatedContext>): RoleSelection[] {
+ * the SCP); a caller that may use C-GET may also take the SCP role of storage classes, so that Gantry
+ * sends it the retrieved instances on this association (the contexts are marked for that). */
+function replyToRoleSelections(proposed: RoleSelection[], contexts: Map<number, NegotiatedContext>, mayGet: boolean): RoleSelection[] {
   const accepted = new Set([...contexts.values()].map((context) => context.abstractSyntax));
   return proposed
     .filter((role) => accepted.has(role.sopClassUid))
-    .map((role) => ({ sopClassUid: role.sopClassUid, scuRole: role.scuRole, scpRole: false }));
+    .map((role) => {
+      const storage = [...contexts.values()].filter((context) => context.abstractSyntax === role.sopClassUid && context.service === 'storage');
+      const scpRole = mayGet && role.scpRole && storage.length > 0;
+      if (scpRole) for (const context of storage) context.requesterIsScp = true;
+      return { sopClassUid: role.sopClassUid, scuRole: role.scuRole, scpRole };
+    });
 }

@@ -20,7 +20,6 @@ import {
   encodeAbort,
   encodeAssociateRequest,
   encodePData,
-  encodePDataHeader,
   encodeReleaseRequest,
   PduError,
   PduType,
@@ -28,6 +27,9 @@ import {
   type RequestedContext,
 } from './pdu.js';
 import { PduStream, type PduStreamSink } from './pdu-stream.js';
+import { sendDatasetPdus, type DatasetBody } from './dataset-pdus.js';
+
+export type { DatasetBody };
 import { statusHex, type DimseResult } from './status.js';
 
 export interface RequestorOptions {
@@ -77,15 +79,6 @@ export interface AcceptedPresentationContext {
   transferSyntax: string;
 }
 
-/** The dataset of a request: `length` bytes read from `read` in order. */
-export interface DatasetBody {
-  length: number;
-  /** Fills `target` from the dataset at `position`; resolves with the bytes read. */
-  read(target: Buffer, position: number): Promise<number>;
-  /** The whole dataset, when it is in memory already: sent from directly, without copies. */
-  bytes?: Buffer;
-}
-
 export interface StoreResult extends DimseResult {
   /** The response's status as 0xXXXX, for logs and the outbox. */
   statusText: string;
@@ -99,8 +92,6 @@ interface Outstanding {
   timer: NodeJS.Timeout | undefined;
 }
 
-/** The most Gantry reads from a file at once: bounded memory for any object size. */
-const READ_CHUNK = 1024 * 1024;
 
 type Phase = 'connecting' | 'requesting' | 'established' | 'releasing' | 'closed';
 
@@ -308,35 +299,19 @@ export class RequestorAssociation implements PduStreamSink {
     }
   }
 
-  private async sendDataset(contextId: number, body: DatasetBody): Promise<void> {
-    // PDUs may be shorter than the peer's maximum (PS3.8 9.3.1): no more than READ_CHUNK at a time.
-    const maxFragment = this.peerMaxPduLength === 0 ? READ_CHUNK : Math.min(READ_CHUNK, this.peerMaxPduLength - 6);
-    // Whole PDUs per read: every PDU but the last of the dataset is full.
-    const chunkSize = maxFragment * Math.max(1, Math.floor(READ_CHUNK / maxFragment));
-    let position = 0;
-    if (body.length === 0) {
-      this.writeAll([encodePDataHeader(contextId, false, true, 0)]);
-      return;
-    }
-    while (position < body.length) {
-      const size = Math.min(chunkSize, body.length - position);
-      const chunk = body.bytes ? body.bytes.subarray(position, position + size) : Buffer.allocUnsafe(size);
-      let filled = body.bytes ? size : 0;
-      while (filled < chunk.length) {
-        const read = await body.read(chunk.subarray(filled), position + filled);
-        if (read <= 0) throw new Error(`the dataset ended after ${position + filled} of ${body.length} bytes`);
-        filled += read;
-      }
-      if (this.phase !== 'established') throw this.failure ?? new AssociationError('the association ended', 'closed');
-      const pdus: Buffer[] = [];
-      for (let offset = 0; offset < chunk.length; offset += maxFragment) {
-        const fragment = chunk.subarray(offset, Math.min(chunk.length, offset + maxFragment));
-        const isLast = position + offset + fragment.length >= body.length;
-        pdus.push(encodePDataHeader(contextId, false, isLast, fragment.length), fragment);
-      }
-      position += chunk.length;
-      if (!this.writeAll(pdus)) await this.drained(this.options.responseTimeoutMs);
-    }
+  private sendDataset(contextId: number, body: DatasetBody): Promise<void> {
+    return sendDatasetPdus(
+      {
+        write: (buffers) => this.writeAll(buffers),
+        drained: () => this.drained(this.options.responseTimeoutMs),
+        checkUsable: () => {
+          if (this.phase !== 'established') throw this.failure ?? new AssociationError('the association ended', 'closed');
+        },
+      },
+      contextId,
+      body,
+      this.peerMaxPduLength,
+    );
   }
 
   /** Writes PDUs in one go (Nagle is off: one write per PDU group). False: the socket is full. */

@@ -5,6 +5,7 @@
  * 0x0110 processing failure; neither ends the association.
  */
 import type { Logger } from '../observability/logger.js';
+import type { DatasetBody } from './dataset-pdus.js';
 import type { DimseResult, SuboperationCounts } from './status.js';
 
 /** What a service may know about the association a request came on. */
@@ -55,6 +56,15 @@ export interface MoveRequest extends FindRequest {
   moveDestination: string;
 }
 
+/** The association a C-GET runs on, as seen by its handler: C-STORE sub-operations go back on it. */
+export interface StoreChannel {
+  /** The accepted storage context (the requester in the SCP role) for this SOP class that carries this
+   * transfer syntax, or, for an uncompressed little-endian object, the other little-endian one. */
+  contextFor(sopClassUid: string, transferSyntaxUid: string): { id: number; transferSyntax: string } | undefined;
+  /** Sends one C-STORE-RQ with its dataset and resolves with the response's status. */
+  store(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody): Promise<DimseResult>;
+}
+
 export interface ServiceHandlers {
   echo(association: AssociationInfo): DimseResult | Promise<DimseResult>;
   store(request: StoreRequest): DatasetSink;
@@ -68,6 +78,8 @@ export interface ServiceHandlers {
    * returns the final result with the last counts; stops when `signal` aborts (C-CANCEL).
    */
   move?(request: MoveRequest, signal: AbortSignal): AsyncGenerator<SuboperationCounts, DimseResult>;
+  /** Performs a C-GET: like move, with the sub-operations sent on the request's own association. */
+  get?(request: FindRequest, channel: StoreChannel, signal: AbortSignal): AsyncGenerator<SuboperationCounts, DimseResult>;
 }
 
 /** A sink that reads and discards a dataset, then answers with a fixed result: for requests that are

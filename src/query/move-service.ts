@@ -9,18 +9,20 @@ import { join } from 'node:path';
 import type { Db } from '../db/database.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import { AssociationError, RequestorAssociation } from '../dimse/requestor.js';
-import type { MoveRequest } from '../dimse/services.js';
+import type { FindRequest, MoveRequest, StoreChannel } from '../dimse/services.js';
+import type { DatasetBody } from '../dimse/dataset-pdus.js';
 import { DimseStatusError, Status, statusHex, type DimseResult, type SuboperationCounts } from '../dimse/status.js';
 import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
-import { openStoredDataset } from '../store/stored-dataset.js';
+import { openStoredDataset, reencodedDataset } from '../store/stored-dataset.js';
 import { parseQuery } from './find-service.js';
 import { FROM_BY_LEVEL, inView, type View } from './keys.js';
 
 export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
 export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
 export const MOVE_SOP_CLASSES: ReadonlySet<string> = new Set([PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE]);
+export const GET_SOP_CLASSES: ReadonlySet<string> = new Set(['1.2.840.10008.5.1.4.1.2.1.3', '1.2.840.10008.5.1.4.1.2.2.3']);
 
 /** PS3.4 C.4.2.1.5: C-MOVE statuses. */
 const MoveDestinationUnknown = 0xa801;
@@ -83,18 +85,69 @@ export class MoveService {
       else if (counts.failed > 0 || counts.warning > 0) status = SuboperationsCompleteWithFailures;
       return { status, suboperations: { ...counts }, ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed` } : {}) };
     } finally {
-      if (originals) {
-        this.options.audit?.record({
-          callingAeTitle: request.association.callingAeTitle,
-          remoteAddress: request.association.remoteAddress,
-          operation: 'C-MOVE',
-          model: query.model,
-          level: query.level,
-          results: counts.completed + counts.warning,
-          status: statusHex(status),
-        });
-      }
+      if (originals) this.audit(request, 'C-MOVE', query, counts, status);
     }
+  }
+
+  /**
+   * Performs a C-GET (PS3.4 C.4.3): the same instances as a C-MOVE would send, back on the request's
+   * own association, on the storage contexts where the caller took the SCP role. A source caller gets
+   * the originals when `query.sourceRetrievesOriginals` allows it (it is on the hospital side).
+   */
+  async *get(request: FindRequest, channel: StoreChannel, signal: AbortSignal): AsyncGenerator<SuboperationCounts, DimseResult> {
+    const view = this.options.viewFor(request.association.callingAeTitle);
+    if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not retrieve (query.sourceCallers, query.researchCallers)');
+    const originals = view === 'source' && this.options.settings().sourceRetrievesOriginals;
+    const query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
+    const files = this.filesOf(query.conditions, view, originals);
+    const counts: SuboperationCounts = { remaining: files.length, completed: 0, failed: 0, warning: 0 };
+    let status: number = Status.Success;
+    try {
+      for (const file of files) {
+        if (signal.aborted) break;
+        counts.remaining -= 1;
+        counts[await this.getOne(channel, file)] += 1;
+        yield { ...counts };
+      }
+      if (signal.aborted) status = Status.Cancel;
+      else if (counts.failed > 0 || counts.warning > 0) status = SuboperationsCompleteWithFailures;
+      return { status, suboperations: { ...counts }, ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed` } : {}) };
+    } finally {
+      if (originals) this.audit(request, 'C-GET', query, counts, status);
+    }
+  }
+
+  private async getOne(channel: StoreChannel, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
+    let stored;
+    try {
+      stored = await openStoredDataset(join(this.options.storagePath, file.filePath));
+    } catch {
+      return 'failed';
+    }
+    try {
+      // The caller proposed no context that can take this object: that sub-operation fails.
+      const context = channel.contextFor(stored.sopClassUid, stored.transferSyntaxUid);
+      if (!context) return 'failed';
+      const body = context.transferSyntax === stored.transferSyntaxUid ? stored : bufferBody(reencodedDataset(join(this.options.storagePath, file.filePath), context.transferSyntax));
+      return outcomeOf((await channel.store(context.id, stored.sopClassUid, stored.sopInstanceUid, body)).status);
+    } catch (error) {
+      this.options.log.warn({ err: (error as Error).message }, 'C-GET: a sub-operation failed');
+      return 'failed';
+    } finally {
+      await stored.close().catch(() => undefined);
+    }
+  }
+
+  private audit(request: FindRequest, operation: 'C-MOVE' | 'C-GET', query: ReturnType<typeof parseQuery>, counts: SuboperationCounts, status: number): void {
+    this.options.audit?.record({
+      callingAeTitle: request.association.callingAeTitle,
+      remoteAddress: request.association.remoteAddress,
+      operation,
+      model: query.model,
+      level: query.level,
+      results: counts.completed + counts.warning,
+      status: statusHex(status),
+    });
   }
 
   /** Sends files over one association, reporting the counts after each. */
@@ -158,8 +211,7 @@ export class MoveService {
       const result = await association.store(context, stored.sopInstanceUid, stored, {
         moveOriginator: { aeTitle: request.association.callingAeTitle, messageId: request.messageId },
       });
-      if (result.status === Status.Success) return 'completed';
-      return result.status === 0x0001 || (result.status & 0xf000) === 0xb000 ? 'warning' : 'failed';
+      return outcomeOf(result.status);
     } catch (error) {
       if (!(error instanceof AssociationError)) this.options.log.warn({ err: (error as Error).message }, 'C-MOVE: a sub-operation failed');
       return 'failed';
@@ -185,4 +237,18 @@ export class MoveService {
     );
     return this.options.db.prepare(sql).all(...params) as FileToSend[];
   }
+}
+
+/** PS3.4 C.4.2.3.1: how a C-STORE sub-operation's status counts. */
+function outcomeOf(status: number): 'completed' | 'failed' | 'warning' {
+  if (status === Status.Success) return 'completed';
+  return status === 0x0001 || (status & 0xf000) === 0xb000 ? 'warning' : 'failed';
+}
+
+function bufferBody(buffer: Buffer): DatasetBody {
+  return {
+    length: buffer.length,
+    bytes: buffer,
+    read: async (target, position) => buffer.copy(target, 0, position, Math.min(buffer.length, position + target.length)),
+  };
 }

@@ -39,6 +39,9 @@ test('held instances are listed without patient data, shown, released with an ov
   assert.ok(lines.every((line) => /^\d+\tquarantined\t.*\tSTORESCU\tUS\t.*burned-in|^\d+\tquarantined\t.*\tSTORESCU\tUS\t.*pixel/i.test(line)), listed.stdout);
   assert.ok(!/Held|HELD-/.test(listed.stdout), 'the list shows no patient data');
   const [first, second] = lines.map((line) => line.split('\t')[0] as string);
+  const studies = await run(process.execPath, [GANTRY_CLI, 'queue', 'studies', '--state', 'quarantined', '--config', gantry.configPath], { timeoutMs: 30_000 });
+  assert.equal(studies.code, 0, studies.stderr);
+  assert.equal(studies.stdout.trim().split('\n').length, 3, `two studies with quarantined instances: ${studies.stdout}`);
 
   const shown = await cli('show', first as string);
   assert.equal(shown.code, 0, shown.stderr);

@@ -28,7 +28,7 @@ function movescu(port: number, calling: string, destination: string, keys: strin
 }
 
 test('C-MOVE: research callers move de-identified copies, originals only to a source-side destination; Orthanc queries Gantry', async (t) => {
-  if (!(await needPeers(t, 'storescu', 'movescu', 'storescp', 'dcmdump', 'Orthanc'))) return;
+  if (!(await needPeers(t, 'storescu', 'movescu', 'getscu', 'storescp', 'dcmdump', 'Orthanc'))) return;
   const dir = scratchDir('retrieve');
   const corpus = join(dir, 'corpus');
   await mkdir(corpus);
@@ -90,6 +90,30 @@ test('C-MOVE: research callers move de-identified copies, originals only to a so
   // An unknown destination is refused.
   const unknown = await movescu(gantry.port, 'RESEARCH', 'NOWHERE', ['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${deidStudy}`]);
   assert.match(`${unknown.stdout}${unknown.stderr}`, /Received Final Move Response \(Refused: MoveDestinationUnknown\)/);
+
+  // C-GET: the instances come back on the caller's own association (getscu takes the storage SCP role).
+  const getDir = join(dir, 'got-research');
+  await mkdir(getDir);
+  const got = await run('getscu', ['-v', '-S', '-aet', 'RESEARCH', '-aec', 'GANTRY', '-od', getDir, '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${deidStudy}`, '127.0.0.1', String(gantry.port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 60_000,
+  });
+  assert.match(`${got.stdout}${got.stderr}`, /Received C-GET Response \(Success\)[^]*Number of Completed Suboperations : 3/, got.stderr);
+  const gotFiles = readdirSync(getDir);
+  assert.equal(gotFiles.length, 3, `${got.stdout}${got.stderr}`);
+  const gotName = (await dcmdumpValues(join(getDir, gotFiles[0] as string), ['0010,0010']))['0010,0010'] ?? '';
+  assert.ok(!/Moved/.test(gotName), 'a research C-GET gets the de-identified copy');
+  const hospitalDir = join(dir, 'got-hospital');
+  await mkdir(hospitalDir);
+  await run('getscu', ['-S', '-aet', 'HOSPITAL', '-aec', 'GANTRY', '-od', hospitalDir, '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${study}`, '127.0.0.1', String(gantry.port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 60_000,
+  });
+  const hospitalFiles = readdirSync(hospitalDir);
+  assert.equal(hospitalFiles.length, 3);
+  assert.equal((await dcmdumpValues(join(hospitalDir, hospitalFiles[0] as string), ['0010,0010']))['0010,0010'], 'Moved^Patient', 'a source C-GET gets the original');
+  const auditAfterGet = await run(process.execPath, [GANTRY_CLI, 'audit', '--config', gantry.configPath], { timeoutMs: 30_000 });
+  assert.match(auditAfterGet.stdout, /\tHOSPITAL\t127\.0\.0\.1\tC-GET\tstudy\tSTUDY\t3\t0x0000/);
 
   // Orthanc, a research caller, queries Gantry through its REST API and sees de-identified values only.
   const modality = await fetch(`http://127.0.0.1:${orthanc.httpPort}/modalities/gantry`, {
