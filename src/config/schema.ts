@@ -211,7 +211,7 @@ export const configSchema = z
         sourceRetrievesOriginals: z
           .boolean()
           .default(false)
-          .describe('Source callers moving to a sourceSide destination get the originals (else the de-identified copies); originals never go elsewhere.'),
+          .describe('Source callers get the originals when they move to a sourceSide destination, or C-GET as a sourceSide entry of moveDestinations (AE title and address); else the de-identified copies. Originals never go elsewhere.'),
       })
       .strict()
       .refine((query) => !query.sourceCallers.some((ae) => query.researchCallers.includes(ae)), {

@@ -87,6 +87,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   /** C-STORE sub-operations of a C-GET sent on this association, waiting for their responses. */
   private readonly outgoing = new Map<number, { resolve(result: DimseResult): void; reject(error: Error): void }>();
   private nextOutgoingId = 1;
+  private storeChain: Promise<void> = Promise.resolve();
+  private streamingDataset: Promise<void> | undefined;
   private pauses = 0;
   private artimTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -491,6 +493,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
           status: Status.Pending,
         };
         const pdus = [...encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength), ...encodePData(context.id, false, match, this.peerMaxPduLength)];
+        if (this.streamingDataset) await this.streamingDataset;
         if (!this.socket.write(Buffer.concat(pdus))) await this.writable();
       }
       return controller.signal.aborted ? { status: Status.Cancel } : { status: Status.Success };
@@ -531,6 +534,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
           status: Status.Pending,
           ...countFields(next.value),
         };
+        if (this.streamingDataset) await this.streamingDataset;
         if (!this.socket.write(Buffer.concat(encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength)))) await this.writable();
       }
     } finally {
@@ -549,11 +553,27 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     return usable.find((context) => littleEndian.includes(context.transferSyntax));
   }
 
-  async store(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody): Promise<DimseResult> {
+  /**
+   * One C-STORE sub-operation at a time on this association (Gantry invokes at most one operation,
+   * PS3.7 D.3.3.3), and while its dataset streams, other messages (responses) wait for it: PDVs of two
+   * messages never interleave.
+   */
+  store(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody): Promise<DimseResult> {
+    const turn = this.storeChain.then(() => this.storeNow(contextId, sopClassUid, sopInstanceUid, body));
+    this.storeChain = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn;
+  }
+
+  private async storeNow(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody): Promise<DimseResult> {
     if (this.phase !== 'established') throw new Error('the association ended');
     const messageId = this.nextOutgoingId;
     this.nextOutgoingId = messageId >= 0xffff ? 1 : messageId + 1;
     const response = new Promise<DimseResult>((resolve, reject) => this.outgoing.set(messageId, { resolve, reject }));
+    // Rejected when the association ends; awaited below only if the dataset went out whole.
+    response.catch(() => undefined);
     const command: DimseCommand = {
       commandField: CommandField.CStoreRq,
       messageId,
@@ -562,20 +582,44 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       affectedSopClassUid: sopClassUid,
       affectedSopInstanceUid: sopInstanceUid,
     };
-    this.socket.write(Buffer.concat(encodePData(contextId, true, encodeCommand(command), this.peerMaxPduLength)));
-    await sendDatasetPdus(
-      {
-        write: (buffers) => this.socket.write(Buffer.concat(buffers)),
-        drained: () => this.writable(),
-        checkUsable: () => {
-          if (this.phase !== 'established') throw new Error('the association ended');
+    let streamed!: () => void;
+    this.streamingDataset = new Promise<void>((resolve) => (streamed = resolve));
+    try {
+      this.socket.write(Buffer.concat(encodePData(contextId, true, encodeCommand(command), this.peerMaxPduLength)));
+      await sendDatasetPdus(
+        {
+          write: (buffers) => this.socket.write(Buffer.concat(buffers)),
+          drained: () => this.writable(),
+          checkUsable: () => {
+            if (this.phase !== 'established') throw new Error('the association ended');
+          },
         },
-      },
-      contextId,
-      body,
-      this.peerMaxPduLength,
-    );
+        contextId,
+        body,
+        this.peerMaxPduLength,
+      );
+    } catch (error) {
+      this.outgoing.delete(messageId);
+      // The peer waits in the middle of a dataset: this association cannot carry another message.
+      this.sendAbort(AbortSource.ServiceUser, AbortReason.NotSpecified);
+      throw error;
+    } finally {
+      this.streamingDataset = undefined;
+      streamed();
+    }
     return response;
+  }
+
+  /** Writes a whole message now, or after the dataset of a C-STORE sub-operation being streamed. */
+  private writeMessage(buffer: Buffer): void {
+    const streaming = this.streamingDataset;
+    if (!streaming) {
+      this.socket.write(buffer);
+      return;
+    }
+    void streaming.then(() => {
+      if (this.phase === 'established' || this.phase === 'releasing') this.socket.write(buffer);
+    });
   }
 
   /** Resolves when the socket takes more, or is gone. */
@@ -630,7 +674,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (result.offendingElements) response.offendingElements = result.offendingElements;
     if (result.suboperations) Object.assign(response, countFields(result.suboperations));
     const pdus = encodePData(context.id, true, encodeCommand(response), this.peerMaxPduLength);
-    this.socket.write(pdus.length === 1 ? (pdus[0] as Buffer) : Buffer.concat(pdus));
+    this.writeMessage(pdus.length === 1 ? (pdus[0] as Buffer) : Buffer.concat(pdus));
   }
 
   private async whenOperationsDone(): Promise<void> {

@@ -58,6 +58,8 @@ export interface ParsedQuery {
   /** The keys asked for, in the identifier's order: known ones with their column. */
   returnKeys: Array<{ tag: number; key?: KeyColumn & { keyword: string } }>;
   conditions: ColumnCondition[];
+  /** The identifier names the unique key of its level with a value (a retrieve must). */
+  uniqueKeyGiven: boolean;
 }
 
 export class FindService {
@@ -78,7 +80,8 @@ export class FindService {
       }
       if (signal.aborted) status = 0xfe00;
     } catch (error) {
-      status = error instanceof DimseStatusError ? error.status : UnableToProcess;
+      // What the DIMSE layer answers (status.ts: anything but DimseStatusError is a processing failure).
+      status = error instanceof DimseStatusError ? error.status : 0x0110;
       throw error;
     } finally {
       // Original identities were asked for: say who, when and how much (never the keys).
@@ -180,7 +183,8 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
       throw error;
     }
   }
-  return { model, level, returnKeys, conditions };
+  const unique = textOf(elements, UNIQUE_KEY[level], charsets);
+  return { model, level, returnKeys, conditions, uniqueKeyGiven: unique !== undefined && unique.trim() !== '' && !/[*?]/.test(unique) };
 }
 
 /** PS3.4 C.4.1.2.1: a hierarchical search names the unique key of every level above the one asked. */

@@ -47,13 +47,16 @@ function uidCondition(column: string, value: string): ColumnCondition {
     .split('\\')
     .map((uid) => uid.replace(/[\0 ]+$/, '').trim())
     .filter((uid) => uid !== '');
-  if (uids.some((uid) => !/^[0-9]+(\.[0-9]+)*$/.test(uid))) throw new MatchingError(`"${value}" is not a UID or a list of UIDs`);
+  if (uids.some((uid) => !/^[0-9]+(\.[0-9]+)*$/.test(uid))) throw new MatchingError('the value is not a UID or a list of UIDs');
   if (uids.length === 1) return { sql: `${column} = ?`, params: uids };
   return { sql: `${column} IN (${uids.map(() => '?').join(', ')})`, params: uids };
 }
 
 function singleValue(column: string, vr: string, value: string): ColumnCondition {
   if (vr === 'PN') return { sql: `${column} = ? COLLATE NOCASE`, params: [value] };
+  // Numbers match as numbers ("007" matches 7; PS3.4 C.2.2.2.1 leaves IS matching to the SCP), also
+  // against computed counts, which have no column affinity.
+  if ((vr === 'IS' || vr === 'US') && /^[+-]?\d+$/.test(value)) return { sql: `${column} = CAST(? AS INTEGER)`, params: [value] };
   return { sql: `${column} = ?`, params: [value] };
 }
 
@@ -80,7 +83,7 @@ function dateTimeCondition(column: string, vr: string, value: string): ColumnCon
   }
   const low = value.slice(0, dash);
   const high = value.slice(dash + 1);
-  if (low === '' && high === '') throw new MatchingError(`"${value}" is not a range`);
+  if (low === '' && high === '') throw new MatchingError('"-" alone is not a range');
   const parts: string[] = [];
   const params: string[] = [];
   if (low !== '') {
@@ -113,5 +116,6 @@ const FORMS: Record<string, RegExp> = {
 
 function checkForm(vr: string, value: string): void {
   const form = FORMS[vr];
-  if (form && !form.test(value)) throw new MatchingError(`"${value}" is not a ${vr} value or range (PS3.4 C.2.2.2.5)`);
+  // The message never quotes the value: it is logged, and keys may be identifiers.
+  if (form && !form.test(value)) throw new MatchingError(`the value is not a ${vr} value or range (PS3.4 C.2.2.2.5)`);
 }

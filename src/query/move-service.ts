@@ -5,6 +5,7 @@
  * `query.sourceRetrievesOriginals` allows it and the destination is marked `sourceSide` — originals
  * never go to a research destination — and the de-identified copies otherwise.
  */
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { Db } from '../db/database.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
@@ -26,6 +27,8 @@ export const GET_SOP_CLASSES: ReadonlySet<string> = new Set(['1.2.840.10008.5.1.
 
 /** PS3.4 C.4.2.1.5: C-MOVE statuses. */
 const MoveDestinationUnknown = 0xa801;
+const UnableToPerformSuboperations = 0xa702;
+const IdentifierDoesNotMatchSopClass = 0xa900;
 const SuboperationsCompleteWithFailures = 0xb000;
 const NotAuthorized = 0x0124;
 
@@ -65,55 +68,95 @@ export class MoveService {
   constructor(private readonly options: MoveServiceOptions) {}
 
   async *move(request: MoveRequest, signal: AbortSignal): AsyncGenerator<SuboperationCounts, DimseResult> {
-    const view = this.options.viewFor(request.association.callingAeTitle);
-    if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not retrieve (query.sourceCallers, query.researchCallers)');
+    const view = this.viewOf(request);
     const settings = this.options.settings();
     const destination = settings.destinations.find((known) => known.aeTitle === request.moveDestination.trim());
-    if (!destination) return { status: MoveDestinationUnknown, errorComment: `Move Destination "${request.moveDestination.trim()}" is not in query.moveDestinations` };
+    if (!destination) return { status: MoveDestinationUnknown, errorComment: 'the Move Destination is not in query.moveDestinations' };
     const originals = view === 'source' && settings.sourceRetrievesOriginals && destination.sourceSide;
-    const query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
-    const files = this.filesOf(query.conditions, view, originals);
-    const counts: SuboperationCounts = { remaining: files.length, completed: 0, failed: 0, warning: 0 };
-    let status: number = Status.Success;
-    try {
-      for (let start = 0; start < files.length && !signal.aborted; ) {
-        const { contexts, fitting } = proposeContexts(files.slice(start));
+    return yield* this.retrieve(request, view, originals, 'C-MOVE', signal, async function* (this: MoveService, files, counts) {
+      // Batches of at most 128 presentation contexts; what does not fit goes in the next association.
+      let pending = files;
+      while (pending.length > 0 && !signal.aborted) {
+        const { contexts, fitting } = proposeContexts(pending);
         yield* this.sendBatch(request, destination, fitting, contexts, counts, signal);
-        start += fitting.length;
+        const sent = new Set(fitting);
+        pending = pending.filter((file) => !sent.has(file));
       }
-      if (signal.aborted) status = Status.Cancel;
-      else if (counts.failed > 0 || counts.warning > 0) status = SuboperationsCompleteWithFailures;
-      return { status, suboperations: { ...counts }, ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed` } : {}) };
-    } finally {
-      if (originals) this.audit(request, 'C-MOVE', query, counts, status);
-    }
+    });
   }
 
   /**
    * Performs a C-GET (PS3.4 C.4.3): the same instances as a C-MOVE would send, back on the request's
-   * own association, on the storage contexts where the caller took the SCP role. A source caller gets
-   * the originals when `query.sourceRetrievesOriginals` allows it (it is on the hospital side).
+   * own association, on the storage contexts where the caller took the SCP role. Originals go to a
+   * source caller only when `query.sourceRetrievesOriginals` allows it and the caller is itself a
+   * `sourceSide` entry of query.moveDestinations coming from that entry's address: an AE title alone
+   * proves nothing.
    */
   async *get(request: FindRequest, channel: StoreChannel, signal: AbortSignal): AsyncGenerator<SuboperationCounts, DimseResult> {
-    const view = this.options.viewFor(request.association.callingAeTitle);
-    if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not retrieve (query.sourceCallers, query.researchCallers)');
-    const originals = view === 'source' && this.options.settings().sourceRetrievesOriginals;
-    const query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
-    const files = this.filesOf(query.conditions, view, originals);
-    const counts: SuboperationCounts = { remaining: files.length, completed: 0, failed: 0, warning: 0 };
-    let status: number = Status.Success;
-    try {
+    const view = this.viewOf(request);
+    const settings = this.options.settings();
+    const callerIsSourceSide = settings.destinations.some(
+      (known) => known.sourceSide && known.aeTitle === request.association.callingAeTitle && isIP(known.host) && known.host === request.association.remoteAddress,
+    );
+    const originals = view === 'source' && settings.sourceRetrievesOriginals && callerIsSourceSide;
+    return yield* this.retrieve(request, view, originals, 'C-GET', signal, async function* (this: MoveService, files, counts) {
       for (const file of files) {
         if (signal.aborted) break;
         counts.remaining -= 1;
         counts[await this.getOne(channel, file)] += 1;
         yield { ...counts };
       }
+    });
+  }
+
+  private viewOf(request: FindRequest): View {
+    const view = this.options.viewFor(request.association.callingAeTitle);
+    if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not retrieve (query.sourceCallers, query.researchCallers)');
+    return view;
+  }
+
+  /**
+   * What C-MOVE and C-GET share: the identifier must name unique keys at its level (a retrieve names
+   * what it wants, PS3.4 C.4.2.2.1); the files in the caller's view; the counts; the final status; and
+   * the audit of every source-view retrieve (its keys are original values).
+   */
+  private async *retrieve(
+    request: FindRequest,
+    view: View,
+    originals: boolean,
+    operation: 'C-MOVE' | 'C-GET',
+    signal: AbortSignal,
+    send: (this: MoveService, files: FileToSend[], counts: SuboperationCounts) => AsyncGenerator<SuboperationCounts, void>,
+  ): AsyncGenerator<SuboperationCounts, DimseResult> {
+    const counts: SuboperationCounts = { remaining: 0, completed: 0, failed: 0, warning: 0 };
+    let status: number = Status.Success;
+    let query: ReturnType<typeof parseQuery> | undefined;
+    try {
+      query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
+      if (!query.uniqueKeyGiven) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `a ${query.level} retrieve names the ${query.level} unique key`);
+      const files = this.filesOf(query.conditions, view, originals);
+      counts.remaining = files.length;
+      yield* send.call(this, files, counts);
       if (signal.aborted) status = Status.Cancel;
+      // PS3.4 C.4.2.1.5: all sub-operations failed is a refusal; some is a warning.
+      else if (counts.failed > 0 && counts.completed + counts.warning === 0) status = UnableToPerformSuboperations;
       else if (counts.failed > 0 || counts.warning > 0) status = SuboperationsCompleteWithFailures;
       return { status, suboperations: { ...counts }, ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed` } : {}) };
+    } catch (error) {
+      status = error instanceof DimseStatusError ? error.status : Status.ProcessingFailure;
+      throw error;
     } finally {
-      if (originals) this.audit(request, 'C-GET', query, counts, status);
+      if (view === 'source') {
+        this.options.audit?.record({
+          callingAeTitle: request.association.callingAeTitle,
+          remoteAddress: request.association.remoteAddress,
+          operation,
+          model: query?.model ?? '?',
+          level: query?.level ?? '?',
+          results: counts.completed + counts.warning,
+          status: statusHex(status),
+        });
+      }
     }
   }
 
@@ -136,18 +179,6 @@ export class MoveService {
     } finally {
       await stored.close().catch(() => undefined);
     }
-  }
-
-  private audit(request: FindRequest, operation: 'C-MOVE' | 'C-GET', query: ReturnType<typeof parseQuery>, counts: SuboperationCounts, status: number): void {
-    this.options.audit?.record({
-      callingAeTitle: request.association.callingAeTitle,
-      remoteAddress: request.association.remoteAddress,
-      operation,
-      model: query.model,
-      level: query.level,
-      results: counts.completed + counts.warning,
-      status: statusHex(status),
-    });
   }
 
   /** Sends files over one association, reporting the counts after each. */
@@ -208,7 +239,8 @@ export class MoveService {
     try {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context || !association.isUsable) return 'failed';
-      const result = await association.store(context, stored.sopInstanceUid, stored, {
+      const body = context.transferSyntax === stored.transferSyntaxUid ? stored : bufferBody(reencodedDataset(join(this.options.storagePath, file.filePath), context.transferSyntax));
+      const result = await association.store(context, stored.sopInstanceUid, body, {
         moveOriginator: { aeTitle: request.association.callingAeTitle, messageId: request.messageId },
       });
       return outcomeOf(result.status);

@@ -52,6 +52,9 @@ test('C-MOVE: research callers move de-identified copies, originals only to a so
       moveDestinations: [
         { aeTitle: orthanc.aeTitle, host: '127.0.0.1', port: orthanc.dicomPort },
         { aeTitle: 'ARCHIVE', host: '127.0.0.1', port: archive.port, sourceSide: true },
+        // The hospital workstation that retrieves with C-GET: originals only because it is listed here,
+        // source side, at this address.
+        { aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true },
       ],
     },
   });
