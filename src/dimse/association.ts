@@ -398,40 +398,17 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       this.track(context, command, responseField, () => this.options.handlers.echo(info));
       return;
     }
-    if (command.commandField === CommandField.CFindRq && context.service === 'find' && this.options.handlers.find) {
-      if (!hasDataset) {
-        this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-FIND-RQ without an identifier' }));
-        return;
-      }
-      const messageId = command.messageId ?? 0;
-      const controller = new AbortController();
-      this.finds.set(messageId, controller);
-      const sink = new CollectingSink(MAX_IDENTIFIER_LENGTH, (identifier) => this.runFind(context, command, identifier, controller));
-      this.incoming = { context, command, sink, responseField, keepReading: true };
-      return;
-    }
-    if (command.commandField === CommandField.CMoveRq && context.service === 'move' && this.options.handlers.move) {
-      if (!hasDataset || !command.moveDestination) {
-        this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-MOVE-RQ without an identifier or a Move Destination' }));
-        return;
-      }
-      const messageId = command.messageId ?? 0;
-      const controller = new AbortController();
-      this.finds.set(messageId, controller);
-      const sink = new CollectingSink(MAX_IDENTIFIER_LENGTH, (identifier) => this.runRetrieve(context, command, identifier, controller, 'move'));
-      this.incoming = { context, command, sink, responseField, keepReading: true };
-      return;
-    }
-    if (command.commandField === CommandField.CGetRq && context.service === 'get' && this.options.handlers.get) {
-      if (!hasDataset) {
-        this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-GET-RQ without an identifier' }));
-        return;
-      }
-      const messageId = command.messageId ?? 0;
-      const controller = new AbortController();
-      this.finds.set(messageId, controller);
-      const sink = new CollectingSink(MAX_IDENTIFIER_LENGTH, (identifier) => this.runRetrieve(context, command, identifier, controller, 'get'));
-      this.incoming = { context, command, sink, responseField, keepReading: true };
+    const { find, move, get } = this.options.handlers;
+    const queryRetrieve =
+      command.commandField === CommandField.CFindRq && context.service === 'find' && find
+        ? 'find'
+        : command.commandField === CommandField.CMoveRq && context.service === 'move' && move
+          ? 'move'
+          : command.commandField === CommandField.CGetRq && context.service === 'get' && get
+            ? 'get'
+            : undefined;
+    if (queryRetrieve) {
+      this.startQueryRetrieve(context, command, responseField, hasDataset, queryRetrieve);
       return;
     }
     if (command.commandField === CommandField.CCancelRq) {
@@ -464,6 +441,22 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       this.log.error({ err: (error as Error).message }, 'store handler failed to start');
       return new DiscardingSink(resultFromError(error));
     }
+  }
+
+  /** A C-FIND, C-MOVE or C-GET: its identifier is collected, then the operation runs while reading goes
+   * on (its C-CANCEL, a C-GET's C-STORE responses), and C-CANCEL can name it. */
+  private startQueryRetrieve(context: NegotiatedContext, command: DimseCommand, responseField: number, hasDataset: boolean, kind: 'find' | 'move' | 'get'): void {
+    const name = `C-${kind.toUpperCase()}-RQ`;
+    if (!hasDataset || (kind === 'move' && !command.moveDestination)) {
+      const missing = kind === 'move' ? 'an identifier or a Move Destination' : 'an identifier';
+      this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: `${name} without ${missing}` }));
+      return;
+    }
+    const controller = new AbortController();
+    this.finds.set(command.messageId ?? 0, controller);
+    const run = (identifier: Buffer) =>
+      kind === 'find' ? this.runFind(context, command, identifier, controller) : this.runRetrieve(context, command, identifier, controller, kind);
+    this.incoming = { context, command, sink: new CollectingSink(MAX_IDENTIFIER_LENGTH, run), responseField, keepReading: true };
   }
 
   /**
