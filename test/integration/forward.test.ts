@@ -259,16 +259,20 @@ test('gantry forward sends a study before it is stable; retention deletes forwar
   await gantry.stop();
   gantry = await startGantryProcess(gantryDir, { forward: { stableSeconds: 3600, destinations }, storage: { retainOriginals: '1s', retainDeidentified: '1s' } });
   const rows = indexedRows(gantry.storagePath);
-  await waitUntil('originals of the forwarded study deleted', 10_000, () =>
-    rows.filter((row) => row.state === 'forwarded').every((row) => !existsSync(join(gantry.storagePath, row.filePath))),
-  );
+  // Files are deleted inside the transaction that marks them: wait for the marks, then look at the files.
+  const marked = () => {
+    const db = new Database(join(gantry.storagePath, 'index.sqlite'), { readonly: true });
+    try {
+      return (db.prepare(`SELECT count(*) AS n FROM instances WHERE original_deleted_at IS NOT NULL AND deid_deleted_at IS NOT NULL`).get() as { n: number }).n;
+    } finally {
+      db.close();
+    }
+  };
+  await waitUntil('the forwarded study marked deleted', 10_000, () => marked() === 3);
+  assert.ok(rows.filter((row) => row.state === 'forwarded').every((row) => !existsSync(join(gantry.storagePath, row.filePath))), 'its originals are gone');
   const kept = rows.filter((row) => row.state !== 'forwarded');
   assert.equal(kept.length, 3);
   assert.ok(kept.every((row) => existsSync(join(gantry.storagePath, row.filePath))), 'files of the study not forwarded stay');
-  const db = new Database(join(gantry.storagePath, 'index.sqlite'), { readonly: true });
-  const marks = db.prepare(`SELECT count(*) AS n FROM instances WHERE original_deleted_at IS NOT NULL AND deid_deleted_at IS NOT NULL`).get() as { n: number };
-  db.close();
-  assert.equal(marks.n, 3);
 });
 
 test('a destination added by SIGHUP receives the stable studies that had nowhere to go', async (t) => {
