@@ -600,7 +600,21 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       this.streamingDataset = undefined;
       streamed();
     }
-    return response;
+    // A peer that never answers holds the C-GET no longer than the idle timeout allows.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.outgoing.delete(messageId);
+        this.sendAbort(AbortSource.ServiceUser, AbortReason.NotSpecified);
+        reject(new Error(`no C-STORE response within ${this.options.idleMs / 1000} s`));
+      }, this.options.idleMs);
+      timer.unref();
+    });
+    try {
+      return await Promise.race([response, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Writes a whole message now, or after the dataset of a C-STORE sub-operation being streamed. */
