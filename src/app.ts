@@ -23,10 +23,11 @@ import {
   STORAGE_SOP_CLASSES_EDITION,
   VERIFICATION_SOP_CLASS,
 } from './dicom/sop-classes.js';
+import type { ScuSettings } from './dimse/requestor.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIAN } from './dicom/transfer-syntaxes.js';
-import { FIND_SOP_CLASSES, FindService } from './query/find-service.js';
-import type { View } from './query/keys.js';
-import { GET_SOP_CLASSES, MOVE_SOP_CLASSES, MoveService } from './query/move-service.js';
+import { FindService } from './query/find-service.js';
+import { queryRetrieveOperationOf, type View } from './query/keys.js';
+import { MoveService } from './query/move-service.js';
 import type { ServiceKind } from './dimse/negotiation.js';
 import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
@@ -145,14 +146,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     storagePath,
     viewFor: (callingAeTitle) => queryViewFor(config, callingAeTitle),
     settings: () => ({
+      ...scuSettingsOf(config),
       aeTitle: config.dicom.aeTitle,
       destinations: config.query.moveDestinations,
       sourceRetrievesOriginals: config.query.sourceRetrievesOriginals,
-      maxPduLength: config.dicom.maxPduLength,
-      connectTimeoutMs: config.forward.connectTimeoutSeconds * 1000,
-      responseTimeoutMs: config.forward.responseTimeoutSeconds * 1000,
-      implementationClassUid: IMPLEMENTATION_CLASS_UID,
-      implementationVersionName: IMPLEMENTATION_VERSION_NAME,
     }),
     audit,
   });
@@ -329,6 +326,13 @@ export function forwardSettingsOf(config: GantryConfig): ForwardSettings {
     })),
     retry: config.forward.retry,
     warningIsSuccess: config.forward.warningIsSuccess,
+    ...scuSettingsOf(config),
+  };
+}
+
+/** Gantry as an SCU (forwarding, C-MOVE sub-operations): one set of timers and identity. */
+function scuSettingsOf(config: GantryConfig): ScuSettings {
+  return {
     connectTimeoutMs: config.forward.connectTimeoutSeconds * 1000,
     responseTimeoutMs: config.forward.responseTimeoutSeconds * 1000,
     maxPduLength: config.dicom.maxPduLength,
@@ -339,9 +343,8 @@ export function forwardSettingsOf(config: GantryConfig): ForwardSettings {
 
 function serviceFor(config: GantryConfig, abstractSyntax: string, callingAeTitle: string): ServiceKind | undefined {
   if (abstractSyntax === VERIFICATION_SOP_CLASS) return 'verification';
-  if (FIND_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'find' : undefined;
-  if (MOVE_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'move' : undefined;
-  if (GET_SOP_CLASSES.has(abstractSyntax)) return queryViewFor(config, callingAeTitle) ? 'get' : undefined;
+  const queryRetrieve = queryRetrieveOperationOf(abstractSyntax);
+  if (queryRetrieve) return queryViewFor(config, callingAeTitle) ? queryRetrieve : undefined;
   if (isStandardStorageSopClass(abstractSyntax)) return 'storage';
   if (config.dicom.extraSopClasses.includes(abstractSyntax)) return 'storage';
   if (config.dicom.acceptUnknownSopClasses && mayBeUnlistedStorageSopClass(abstractSyntax)) return 'storage';

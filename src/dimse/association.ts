@@ -27,7 +27,7 @@ import {
   type AssociateRequest,
 } from './pdu.js';
 import { PduStream, type PduStreamSink } from './pdu-stream.js';
-import { CollectingSink, DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers, type StoreChannel } from './services.js';
+import { CollectingSink, DiscardingSink, type AssociationInfo, type DatasetSink, type FindRequest, type MoveRequest, type ServiceHandlers, type StoreChannel } from './services.js';
 import { sendDatasetPdus, type DatasetBody } from './dataset-pdus.js';
 import { resultFromError, Status, statusHex, type DimseResult, type SuboperationCounts } from './status.js';
 
@@ -454,8 +454,17 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     }
     const controller = new AbortController();
     this.finds.set(command.messageId ?? 0, controller);
-    const run = (identifier: Buffer) =>
-      kind === 'find' ? this.runFind(context, command, identifier, controller) : this.runRetrieve(context, command, identifier, controller, kind);
+    const run = (identifier: Buffer) => {
+      const request: MoveRequest = {
+        association: this.info as AssociationInfo,
+        messageId: command.messageId ?? 0,
+        sopClassUid: command.affectedSopClassUid ?? context.abstractSyntax,
+        transferSyntaxUid: context.transferSyntax,
+        identifier,
+        moveDestination: command.moveDestination ?? '',
+      };
+      return kind === 'find' ? this.runFind(context, request, controller) : this.runRetrieve(context, request, controller, kind);
+    };
     this.incoming = { context, command, sink: new CollectingSink(MAX_IDENTIFIER_LENGTH, run), responseField, keepReading: true };
   }
 
@@ -464,18 +473,11 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
    * identifier, as soon as the handler yields it and the socket takes it; the final response (success,
    * or cancel after a C-CANCEL) is sent by track().
    */
-  private async runFind(context: NegotiatedContext, command: DimseCommand, identifier: Buffer, controller: AbortController): Promise<DimseResult> {
-    const messageId = command.messageId ?? 0;
+  private async runFind(context: NegotiatedContext, request: FindRequest, controller: AbortController): Promise<DimseResult> {
+    const { messageId } = request;
     const find = this.options.handlers.find;
     try {
       if (!find) return { status: Status.UnrecognizedOperation, errorComment: 'C-FIND is not served' };
-      const request = {
-        association: this.info as AssociationInfo,
-        messageId,
-        sopClassUid: command.affectedSopClassUid ?? context.abstractSyntax,
-        transferSyntaxUid: context.transferSyntax,
-        identifier,
-      };
       for await (const match of find(request, controller.signal)) {
         if (controller.signal.aborted || (this.phase !== 'established' && this.phase !== 'releasing')) break;
         const pending: DimseCommand = {
@@ -501,18 +503,10 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
    * reports goes out as a pending response (0xFF00) with the counts, and its result, with the final
    * counts, is the final response (sent by track()).
    */
-  private async runRetrieve(context: NegotiatedContext, command: DimseCommand, identifier: Buffer, controller: AbortController, kind: 'move' | 'get'): Promise<DimseResult> {
-    const messageId = command.messageId ?? 0;
+  private async runRetrieve(context: NegotiatedContext, request: MoveRequest, controller: AbortController, kind: 'move' | 'get'): Promise<DimseResult> {
+    const { messageId } = request;
     const { move, get } = this.options.handlers;
     try {
-      const request = {
-        association: this.info as AssociationInfo,
-        messageId,
-        sopClassUid: command.affectedSopClassUid ?? context.abstractSyntax,
-        transferSyntaxUid: context.transferSyntax,
-        identifier,
-        moveDestination: command.moveDestination ?? '',
-      };
       const progress = kind === 'move' ? move?.(request, controller.signal) : get?.(request, this, controller.signal);
       if (!progress) return { status: Status.UnrecognizedOperation, errorComment: `C-${kind.toUpperCase()} is not served` };
       for (;;) {

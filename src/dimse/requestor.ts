@@ -53,6 +53,41 @@ export interface RequestorOptions {
   log: Logger;
 }
 
+/** What every association Gantry requests takes from its config (forwarding, C-MOVE). */
+export interface ScuSettings {
+  implementationClassUid: string;
+  implementationVersionName: string;
+  maxPduLength: number;
+  connectTimeoutMs: number;
+  responseTimeoutMs: number;
+}
+
+/** Opens an association to `peer` for sending stored objects on `contexts`. */
+export function openStoreAssociation(
+  peer: { aeTitle: string; host: string; port: number },
+  callingAeTitle: string,
+  contexts: RequestedContext[],
+  maxOperations: number,
+  settings: ScuSettings,
+  log: Logger,
+): Promise<RequestorAssociation> {
+  return RequestorAssociation.open({
+    host: peer.host,
+    port: peer.port,
+    calledAeTitle: peer.aeTitle,
+    callingAeTitle,
+    contexts,
+    implementationClassUid: settings.implementationClassUid,
+    implementationVersionName: settings.implementationVersionName,
+    maxPduLength: settings.maxPduLength,
+    maxOperations,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    artimMs: settings.connectTimeoutMs,
+    responseTimeoutMs: settings.responseTimeoutMs,
+    log,
+  });
+}
+
 /** Why an association could not be used: the operations on it did not complete. */
 export class AssociationError extends Error {
   constructor(

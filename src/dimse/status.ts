@@ -62,6 +62,11 @@ export function resultFromError(error: unknown, fallbackStatus: number = Status.
   return { status: fallbackStatus, errorComment: message };
 }
 
+/** PS3.7 C.1.3, PS3.4 B.2.3: 0x0001 and 0xBxxx are warnings: the operation was performed. */
+export function isWarning(status: number): boolean {
+  return status === 0x0001 || (status & 0xf000) === 0xb000;
+}
+
 export function statusHex(status: number): string {
   return `0x${status.toString(16).toUpperCase().padStart(4, '0')}`;
 }

@@ -5,6 +5,7 @@
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
+import { statusHex } from '../dimse/status.js';
 
 export interface AccessRecord {
   callingAeTitle: string;
@@ -32,6 +33,19 @@ export class AccessAudit {
 
   record(entry: AccessRecord, at = Date.now()): void {
     this.insert.run({ ...entry, at });
+  }
+
+  /** Records one operation of a caller (its association says who and from where). */
+  recordOperation(
+    caller: { callingAeTitle: string; remoteAddress: string },
+    entry: Omit<AccessRecord, 'callingAeTitle' | 'remoteAddress' | 'status'> & { status: number },
+  ): void {
+    this.record({
+      ...entry,
+      callingAeTitle: caller.callingAeTitle,
+      remoteAddress: caller.remoteAddress,
+      status: statusHex(entry.status),
+    });
   }
 
   /** The newest entries first, at most `limit`, optionally since `since` (ms). */

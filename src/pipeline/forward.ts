@@ -10,13 +10,13 @@
  * at once, with the reason.
  */
 import { join } from 'node:path';
-import { AssociationError, RequestorAssociation, type DatasetBody } from '../dimse/requestor.js';
+import { AssociationError, openStoreAssociation, type RequestorAssociation, type ScuSettings } from '../dimse/requestor.js';
 import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
-import { Status } from '../dimse/status.js';
+import { isWarning, Status } from '../dimse/status.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outbox, OutboxItem } from '../queue/outbox.js';
-import { openStoredDataset, reencodedDataset, type StoredDataset } from '../store/stored-dataset.js';
+import { datasetInSyntax, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
 import { withoutUids } from '../observability/redact.js';
 
 export interface DestinationSettings {
@@ -29,15 +29,10 @@ export interface DestinationSettings {
   maxOperations: number;
 }
 
-export interface ForwardSettings {
+export interface ForwardSettings extends ScuSettings {
   destinations: DestinationSettings[];
   retry: { baseSeconds: number; multiplier: number; maxSeconds: number; maxAttempts: number };
   warningIsSuccess: boolean;
-  connectTimeoutMs: number;
-  responseTimeoutMs: number;
-  maxPduLength: number;
-  implementationClassUid: string;
-  implementationVersionName: string;
 }
 
 export interface ForwarderOptions {
@@ -65,10 +60,6 @@ export function backoffMs(failures: number, retry: ForwardSettings['retry']): nu
   return Math.min(seconds, retry.maxSeconds) * 1000;
 }
 
-/** PS3.7 C.1.3 / PS3.4 B.2.3: 0x0001 and 0xBxxx are warnings, the object was stored. */
-export function isWarning(status: number): boolean {
-  return status === 0x0001 || (status & 0xf000) === 0xb000;
-}
 
 export class Forwarder {
   private readonly destinations = new Map<string, DestinationQueue>();
@@ -105,11 +96,6 @@ export class Forwarder {
     this.nudge();
   }
 
-  /** What each destination is doing, for status and logs. */
-  status(): Array<{ destination: string; consecutiveFailures: number; retryAt: number | undefined; lastError: string | undefined }> {
-    return [...this.destinations.values()].map((queue) => queue.status());
-  }
-
   /** Stops taking items and waits (up to `graceMs`) for the responses in flight; then aborts. */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
@@ -143,7 +129,6 @@ class DestinationQueue {
   private stopping = false;
   private consecutiveFailures = 0;
   private retryAt: number | undefined;
-  private lastError: string | undefined;
   private readonly log: Logger;
 
   constructor(
@@ -165,10 +150,6 @@ class DestinationQueue {
 
   wake(): void {
     for (const wake of this.wakers.splice(0)) wake();
-  }
-
-  status() {
-    return { destination: this.name, consecutiveFailures: this.consecutiveFailures, retryAt: this.retryAt, lastError: this.lastError };
   }
 
   async stop(graceMs: number): Promise<void> {
@@ -242,21 +223,7 @@ class DestinationQueue {
     const { contexts, fitting } = proposeContexts(items);
     let association: RequestorAssociation;
     try {
-      association = await RequestorAssociation.open({
-        host: destination.host,
-        port: destination.port,
-        calledAeTitle: destination.aeTitle,
-        callingAeTitle: destination.callingAeTitle,
-        contexts,
-        implementationClassUid: settings.implementationClassUid,
-        implementationVersionName: settings.implementationVersionName,
-        maxPduLength: settings.maxPduLength,
-        maxOperations: destination.maxOperations,
-        connectTimeoutMs: settings.connectTimeoutMs,
-        artimMs: settings.connectTimeoutMs,
-        responseTimeoutMs: settings.responseTimeoutMs,
-        log: this.log,
-      });
+      association = await openStoreAssociation(destination, destination.callingAeTitle, contexts, destination.maxOperations, settings, this.log);
     } catch (error) {
       this.unreachable(fitting, (error as Error).message);
       return;
@@ -297,7 +264,6 @@ class DestinationQueue {
     else if (!failure) {
       this.consecutiveFailures = 0;
       this.retryAt = undefined;
-      this.lastError = undefined;
     }
     this.log.info({ sent, failed, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
   }
@@ -322,7 +288,7 @@ class DestinationQueue {
     try {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context) return this.refused(association, destination, item, stored);
-      const body: DatasetBody = context.transferSyntax === stored.transferSyntaxUid ? stored : bufferBody(reencodedDataset(join(this.options.storagePath, item.filePath), context.transferSyntax));
+      const body = datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
       const result = await association.store(context, stored.sopInstanceUid, body, {
         onResponse: (response) => {
@@ -422,7 +388,6 @@ class DestinationQueue {
     this.consecutiveFailures += 1;
     const delay = backoffMs(this.consecutiveFailures, this.options.settings().retry);
     this.retryAt = Date.now() + delay;
-    this.lastError = message;
     try {
       this.options.outbox.noteUnreachable(items, `${this.name} unreachable: ${message}`);
     } catch {
@@ -432,10 +397,4 @@ class DestinationQueue {
   }
 }
 
-function bufferBody(buffer: Buffer): DatasetBody {
-  return {
-    length: buffer.length,
-    read: async (target, position) => buffer.copy(target, 0, position, Math.min(buffer.length, position + target.length)),
-  };
-}
 

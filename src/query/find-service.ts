@@ -14,15 +14,13 @@ import { BufferSource, parseDataset, type ElementNode } from '../dicom/dataset-t
 import { vrOf } from '../dicom/dictionary.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import type { FindRequest } from '../dimse/services.js';
-import { DimseStatusError, statusHex } from '../dimse/status.js';
+import { DimseStatusError } from '../dimse/status.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
 import { FROM_BY_LEVEL, inView, keysAt, LEVELS, MODEL_OF_SOP_CLASS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type View } from './keys.js';
 import { matchCondition, MatchingError, type ColumnCondition } from './matching.js';
 
-export const PATIENT_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.1.1';
 export const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
-export const FIND_SOP_CLASSES: ReadonlySet<string> = new Set([PATIENT_ROOT_FIND, STUDY_ROOT_FIND]);
 
 /** PS3.4 C.4.1.1.4: failure statuses of C-FIND. */
 const IdentifierDoesNotMatchSopClass = 0xa900;
@@ -86,14 +84,12 @@ export class FindService {
     } finally {
       // Original identities were asked for: say who, when and how much (never the keys).
       if (view === 'source') {
-        this.options.audit?.record({
-          callingAeTitle: request.association.callingAeTitle,
-          remoteAddress: request.association.remoteAddress,
+        this.options.audit?.recordOperation(request.association, {
           operation: 'C-FIND',
           model: query?.model ?? MODEL_OF_SOP_CLASS.get(request.sopClassUid) ?? '?',
           level: query?.level ?? '?',
           results: sent,
-          status: statusHex(status),
+          status,
         });
       }
     }

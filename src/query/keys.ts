@@ -102,15 +102,22 @@ const IMAGE_KEYS: Record<string, KeyColumn> = {
 
 export type Model = 'patient' | 'study';
 
-/** PS3.4 C.6: the Query/Retrieve Information Models by SOP class (FIND, MOVE, GET). */
-export const MODEL_OF_SOP_CLASS: ReadonlyMap<string, Model> = new Map([
-  ['1.2.840.10008.5.1.4.1.2.1.1', 'patient'],
-  ['1.2.840.10008.5.1.4.1.2.1.2', 'patient'],
-  ['1.2.840.10008.5.1.4.1.2.1.3', 'patient'],
-  ['1.2.840.10008.5.1.4.1.2.2.1', 'study'],
-  ['1.2.840.10008.5.1.4.1.2.2.2', 'study'],
-  ['1.2.840.10008.5.1.4.1.2.2.3', 'study'],
-]);
+/** PS3.4 C.6: the Query/Retrieve Information Model SOP classes: their model and their operation. */
+const QUERY_RETRIEVE_SOP_CLASSES: ReadonlyArray<readonly [string, Model, 'find' | 'move' | 'get']> = [
+  ['1.2.840.10008.5.1.4.1.2.1.1', 'patient', 'find'],
+  ['1.2.840.10008.5.1.4.1.2.1.2', 'patient', 'move'],
+  ['1.2.840.10008.5.1.4.1.2.1.3', 'patient', 'get'],
+  ['1.2.840.10008.5.1.4.1.2.2.1', 'study', 'find'],
+  ['1.2.840.10008.5.1.4.1.2.2.2', 'study', 'move'],
+  ['1.2.840.10008.5.1.4.1.2.2.3', 'study', 'get'],
+];
+
+export const MODEL_OF_SOP_CLASS: ReadonlyMap<string, Model> = new Map(QUERY_RETRIEVE_SOP_CLASSES.map(([uid, model]) => [uid, model]));
+
+/** The operation (find, move, get) a Query/Retrieve SOP class is for, or undefined. */
+export function queryRetrieveOperationOf(sopClassUid: string): 'find' | 'move' | 'get' | undefined {
+  return QUERY_RETRIEVE_SOP_CLASSES.find(([uid]) => uid === sopClassUid)?.[2];
+}
 
 export const LEVELS: readonly Level[] = ['PATIENT', 'STUDY', 'SERIES', 'IMAGE'];
 

@@ -9,21 +9,16 @@ import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { Db } from '../db/database.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
-import { AssociationError, RequestorAssociation } from '../dimse/requestor.js';
+import { AssociationError, openStoreAssociation, type RequestorAssociation, type ScuSettings } from '../dimse/requestor.js';
 import type { FindRequest, MoveRequest, StoreChannel } from '../dimse/services.js';
-import type { DatasetBody } from '../dimse/dataset-pdus.js';
-import { DimseStatusError, Status, statusHex, type DimseResult, type SuboperationCounts } from '../dimse/status.js';
+import { DimseStatusError, isWarning, Status, type DimseResult, type SuboperationCounts } from '../dimse/status.js';
 import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
-import { openStoredDataset, reencodedDataset } from '../store/stored-dataset.js';
+import { datasetInSyntax, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
 import { parseQuery } from './find-service.js';
-import { FROM_BY_LEVEL, inView, type View } from './keys.js';
+import { FROM_BY_LEVEL, inView, MODEL_OF_SOP_CLASS, type View } from './keys.js';
 
-export const PATIENT_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.1.2';
-export const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
-export const MOVE_SOP_CLASSES: ReadonlySet<string> = new Set([PATIENT_ROOT_MOVE, STUDY_ROOT_MOVE]);
-export const GET_SOP_CLASSES: ReadonlySet<string> = new Set(['1.2.840.10008.5.1.4.1.2.1.3', '1.2.840.10008.5.1.4.1.2.2.3']);
 
 /** PS3.4 C.4.2.1.5: C-MOVE statuses. */
 const MoveDestinationUnknown = 0xa801;
@@ -45,15 +40,10 @@ export interface MoveServiceOptions {
   log: Logger;
   storagePath: string;
   viewFor(callingAeTitle: string): View | undefined;
-  settings(): {
+  settings(): ScuSettings & {
     aeTitle: string;
     destinations: readonly MoveDestination[];
     sourceRetrievesOriginals: boolean;
-    maxPduLength: number;
-    connectTimeoutMs: number;
-    responseTimeoutMs: number;
-    implementationClassUid: string;
-    implementationVersionName: string;
   };
   audit?: AccessAudit;
 }
@@ -147,34 +137,41 @@ export class MoveService {
       throw error;
     } finally {
       if (view === 'source') {
-        this.options.audit?.record({
-          callingAeTitle: request.association.callingAeTitle,
-          remoteAddress: request.association.remoteAddress,
+        this.options.audit?.recordOperation(request.association, {
           operation,
-          model: query?.model ?? '?',
+          model: query?.model ?? MODEL_OF_SOP_CLASS.get(request.sopClassUid) ?? '?',
           level: query?.level ?? '?',
           results: counts.completed + counts.warning,
-          status: statusHex(status),
+          status,
         });
       }
     }
   }
 
-  private async getOne(channel: StoreChannel, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
-    let stored;
+  private getOne(channel: StoreChannel, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
+    return this.subOperation(file, async (stored, path) => {
+      // The caller proposed no context that can take this object: that sub-operation fails.
+      const context = channel.contextFor(stored.sopClassUid, stored.transferSyntaxUid);
+      if (!context) return undefined;
+      return (await channel.store(context.id, stored.sopClassUid, stored.sopInstanceUid, datasetInSyntax(path, stored, context.transferSyntax))).status;
+    });
+  }
+
+  /** One C-STORE sub-operation of a stored file: `send` answers its status, or undefined when no
+   * context can carry it; a file that cannot be read, or a send that fails, is a failed one. */
+  private async subOperation(file: FileToSend, send: (stored: StoredDataset, path: string) => Promise<number | undefined>): Promise<'completed' | 'failed' | 'warning'> {
+    const path = join(this.options.storagePath, file.filePath);
+    let stored: StoredDataset;
     try {
-      stored = await openStoredDataset(join(this.options.storagePath, file.filePath));
+      stored = await openStoredDataset(path);
     } catch {
       return 'failed';
     }
     try {
-      // The caller proposed no context that can take this object: that sub-operation fails.
-      const context = channel.contextFor(stored.sopClassUid, stored.transferSyntaxUid);
-      if (!context) return 'failed';
-      const body = context.transferSyntax === stored.transferSyntaxUid ? stored : bufferBody(reencodedDataset(join(this.options.storagePath, file.filePath), context.transferSyntax));
-      return outcomeOf((await channel.store(context.id, stored.sopClassUid, stored.sopInstanceUid, body)).status);
+      const status = await send(stored, path);
+      return status === undefined ? 'failed' : outcomeOf(status);
     } catch (error) {
-      this.options.log.warn({ err: (error as Error).message }, 'C-GET: a sub-operation failed');
+      if (!(error instanceof AssociationError)) this.options.log.warn({ err: (error as Error).message }, 'a retrieve sub-operation failed');
       return 'failed';
     } finally {
       await stored.close().catch(() => undefined);
@@ -193,21 +190,7 @@ export class MoveService {
     const settings = this.options.settings();
     let association: RequestorAssociation;
     try {
-      association = await RequestorAssociation.open({
-        host: destination.host,
-        port: destination.port,
-        calledAeTitle: destination.aeTitle,
-        callingAeTitle: settings.aeTitle,
-        contexts,
-        implementationClassUid: settings.implementationClassUid,
-        implementationVersionName: settings.implementationVersionName,
-        maxPduLength: settings.maxPduLength,
-        maxOperations: 1,
-        connectTimeoutMs: settings.connectTimeoutMs,
-        artimMs: settings.connectTimeoutMs,
-        responseTimeoutMs: settings.responseTimeoutMs,
-        log: this.options.log,
-      });
+      association = await openStoreAssociation(destination, settings.aeTitle, contexts, 1, settings, this.options.log);
     } catch (error) {
       // PS3.4 C.4.2.3.1: sub-operations that could not be started count as failed.
       this.options.log.warn({ destination: destination.aeTitle, why: (error as Error).message }, 'C-MOVE: the Move Destination cannot be reached');
@@ -229,27 +212,15 @@ export class MoveService {
     }
   }
 
-  private async sendOne(association: RequestorAssociation, request: MoveRequest, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
-    let stored;
-    try {
-      stored = await openStoredDataset(join(this.options.storagePath, file.filePath));
-    } catch {
-      return 'failed';
-    }
-    try {
+  private sendOne(association: RequestorAssociation, request: MoveRequest, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
+    return this.subOperation(file, async (stored, path) => {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
-      if (!context || !association.isUsable) return 'failed';
-      const body = context.transferSyntax === stored.transferSyntaxUid ? stored : bufferBody(reencodedDataset(join(this.options.storagePath, file.filePath), context.transferSyntax));
-      const result = await association.store(context, stored.sopInstanceUid, body, {
+      if (!context || !association.isUsable) return undefined;
+      const result = await association.store(context, stored.sopInstanceUid, datasetInSyntax(path, stored, context.transferSyntax), {
         moveOriginator: { aeTitle: request.association.callingAeTitle, messageId: request.messageId },
       });
-      return outcomeOf(result.status);
-    } catch (error) {
-      if (!(error instanceof AssociationError)) this.options.log.warn({ err: (error as Error).message }, 'C-MOVE: a sub-operation failed');
-      return 'failed';
-    } finally {
-      await stored.close().catch(() => undefined);
-    }
+      return result.status;
+    });
   }
 
   /** The files the identifier names at IMAGE granularity, in the caller's view. */
@@ -274,13 +245,6 @@ export class MoveService {
 /** PS3.4 C.4.2.3.1: how a C-STORE sub-operation's status counts. */
 function outcomeOf(status: number): 'completed' | 'failed' | 'warning' {
   if (status === Status.Success) return 'completed';
-  return status === 0x0001 || (status & 0xf000) === 0xb000 ? 'warning' : 'failed';
+  return isWarning(status) ? 'warning' : 'failed';
 }
 
-function bufferBody(buffer: Buffer): DatasetBody {
-  return {
-    length: buffer.length,
-    bytes: buffer,
-    read: async (target, position) => buffer.copy(target, 0, position, Math.min(buffer.length, position + target.length)),
-  };
-}

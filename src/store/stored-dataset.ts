@@ -89,6 +89,20 @@ function metaOf(metaBytes: Buffer): Pick<StoredDataset, 'sopClassUid' | 'sopInst
 }
 
 /**
+ * What to send of a stored file on a context of `transferSyntaxUid`: the stored dataset itself, or, when
+ * the destination accepted only the other little-endian syntax, the dataset re-encoded into it.
+ */
+export function datasetInSyntax(path: string, stored: StoredDataset, transferSyntaxUid: string): Pick<StoredDataset, 'length' | 'read' | 'bytes'> {
+  if (transferSyntaxUid === stored.transferSyntaxUid) return stored;
+  const bytes = reencodedDataset(path, transferSyntaxUid);
+  return {
+    length: bytes.length,
+    bytes,
+    read: async (target, position) => bytes.copy(target, 0, position, Math.min(bytes.length, position + target.length)),
+  };
+}
+
+/**
  * The dataset of a stored file in another little-endian encoding (explicit ↔ implicit VR), in memory:
  * used only when a destination refuses the stored one, for uncompressed objects.
  */
