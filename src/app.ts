@@ -4,6 +4,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP, type AddressInfo } from 'node:net';
+import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Piscina } from 'piscina';
@@ -31,7 +32,9 @@ import { MoveService } from './query/move-service.js';
 import type { ServiceKind } from './dimse/negotiation.js';
 import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
+import { HttpServer, type ReadinessCheck } from './observability/http-server.js';
 import type { Logger } from './observability/logger.js';
+import { GantryMetrics } from './observability/metrics.js';
 import { ReceiveService } from './pipeline/receive.js';
 import { checkNewestDeidentified, checkNewestRows, claimStorage, releaseStorage } from './pipeline/recovery.js';
 import { Forwarder, type ForwardSettings } from './pipeline/forward.js';
@@ -47,6 +50,7 @@ export const DATABASE_FILE = 'index.sqlite';
 
 export interface RunningGantry {
   dicom: AddressInfo;
+  http: AddressInfo;
   storagePath: string;
   /** Applies the settings that can change while running; returns the keys that need a restart. */
   reload(config: LoadedConfig): Promise<string[]>;
@@ -63,6 +67,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   let config = loaded.config;
   let callers = await resolveAllowedCallers(config, log);
   let destinations = routeDestinationsOf(loaded);
+  let knownCallers = knownCallersOf(config);
   const storagePath = resolve(config.storage.path);
   await mkdir(storagePath, { recursive: true });
 
@@ -81,6 +86,22 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   // Checked here, where a bad secret is a start-up error, not in every worker thread.
   new Pseudonymizer(secret);
   let deidSettings = deidSettingsOf(loaded);
+  // Scrape-time sources read what is built below; Prometheus scrapes only once HTTP listens, last.
+  const stateCounts = cachedFor(1000, () => index.countsByState());
+  const metrics: GantryMetrics = new GantryMetrics(
+    {
+      activeAssociations: (): number => server.activeAssociations,
+      instancesByState: stateCounts,
+      outbox: () => outbox.counts(),
+      deidWaiting: () => stateCounts().received ?? 0,
+      pool: () => ({ utilization: pool.utilization, queueSize: pool.queueSize, threads: pool.threads.length }),
+      indexBytes: () => fileSize(databaseFile) + fileSize(`${databaseFile}-wal`),
+      freeBytes: () => freeSpace.freeBytes,
+      minFreeBytes: () => config.storage.minFreeBytes,
+      ready: () => readiness().every((check) => check.ok),
+    },
+    (callingAeTitle) => (knownCallers.has(callingAeTitle) ? callingAeTitle : 'other'),
+  );
   const pool = new Piscina({
     filename: new URL('./deid/worker.js', import.meta.url).href,
     workerData: { secret },
@@ -102,11 +123,12 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     log,
     maxInFlight: config.deid.workers * 2,
     settings: () => deidSettings,
+    observer: metrics,
   });
   const outbox = new Outbox(db);
   const settled = outbox.reconcileForwarded();
   if (settled > 0) log.info({ instances: settled }, 'instances confirmed by every destination before the last stop marked forwarded');
-  const forwarder = new Forwarder({ outbox, storagePath, log, settings: () => forwardSettingsOf(config) });
+  const forwarder = new Forwarder({ outbox, storagePath, log, settings: () => forwardSettingsOf(config), observer: metrics });
   const router = new Router({
     outbox,
     log,
@@ -161,6 +183,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     idleMs: config.dicom.idleTimeoutSeconds * 1000,
     maxAssociations: config.dicom.maxAssociations,
     maxAssociationsPerCaller: config.dicom.maxAssociationsPerCaller,
+    observer: metrics,
     handlers: {
       echo: (association) => receive.echo(association),
       store: (request) => receive.store(request),
@@ -188,16 +211,33 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       mayGet: (callingAeTitle) => queryViewFor(config, callingAeTitle) !== undefined,
     },
   });
+  const readiness = (): ReadinessCheck[] => [
+    server.listening ? { name: 'dicomListener', ok: true } : { name: 'dicomListener', ok: false, detail: `the DICOM listener (dicom.host ${config.dicom.host}, dicom.port ${config.dicom.port}) is closed` },
+    indexCheck(db),
+    diskCheck(freeSpace.freeBytes, config.storage.minFreeBytes),
+  ];
+  const http = new HttpServer({ metrics: () => metrics.exposition(), readiness }, log);
+  const releaseAll = async () => {
+    freeSpace.stop();
+    await pool.destroy();
+    await wal.close();
+    db?.close();
+    await releaseStorage(storagePath);
+  };
   let dicom: AddressInfo;
   try {
     dicom = await server.listen();
   } catch (error) {
-    freeSpace.stop();
-    await pool.destroy();
-    await wal.close();
-    db.close();
-    await releaseStorage(storagePath);
+    await releaseAll();
     throw new Error(`cannot listen on ${config.dicom.host}:${config.dicom.port} (dicom.host, dicom.port): ${(error as Error).message}`);
+  }
+  let httpAddress: AddressInfo;
+  try {
+    httpAddress = await http.listen(config.http.host, config.http.port);
+  } catch (error) {
+    await server.close(0);
+    await releaseAll();
+    throw new Error(`cannot serve HTTP on ${config.http.host}:${config.http.port} (http.host, http.port): ${(error as Error).message}`);
   }
   log.info(
     {
@@ -205,6 +245,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       host: dicom.address,
       port: dicom.port,
       storage: storagePath,
+      http: `${httpAddress.address}:${httpAddress.port}`,
       sopClassTable: `PS3.4 ${STORAGE_SOP_CLASSES_EDITION}`,
       ...index.counts(),
     },
@@ -235,6 +276,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
 
   return {
     dicom,
+    http: httpAddress,
     storagePath,
     async reload(nextLoaded: LoadedConfig): Promise<string[]> {
       const next = nextLoaded.config;
@@ -242,6 +284,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       const nextDeid = deidSettingsOf(nextLoaded);
       const nextDestinations = routeDestinationsOf(nextLoaded);
       callers = await resolveAllowedCallers(next, log);
+      knownCallers = knownCallersOf(next);
       deidSettings = nextDeid;
       destinations = nextDestinations;
       config = next;
@@ -260,6 +303,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       // Responses in flight are awaited and recorded; what is not confirmed is sent again next time.
       await forwarder.stop(10_000);
       await pool.destroy();
+      // /readyz said unready from the moment the listener closed; the endpoints go before the index.
+      await http.close();
       freeSpace.stop();
       await wal.close();
       db?.close();
@@ -268,6 +313,48 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       await releaseStorage(storagePath);
       log.info('stopped');
     },
+  };
+}
+
+/** Calling AE titles named in the config: metrics label them by name, every other caller as "other". */
+function knownCallersOf(config: GantryConfig): Set<string> {
+  const allowed = config.dicom.allowedCallers.map((entry) => (typeof entry === 'string' ? splitCaller(entry)[0] : entry.aeTitle));
+  return new Set([...allowed, ...config.query.sourceCallers, ...config.query.researchCallers]);
+}
+
+function indexCheck(db: Db | undefined): ReadinessCheck {
+  try {
+    if (!db?.open) return { name: 'index', ok: false, detail: 'the index database is closed' };
+    db.prepare('SELECT 1').get();
+    return { name: 'index', ok: true };
+  } catch (error) {
+    return { name: 'index', ok: false, detail: `the index database does not answer: ${(error as Error).message}` };
+  }
+}
+
+function diskCheck(freeBytes: number, minFreeBytes: number): ReadinessCheck {
+  if (freeBytes >= minFreeBytes) return { name: 'disk', ok: true };
+  return { name: 'disk', ok: false, detail: `free disk under storage.path is ${freeBytes} bytes, below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700` };
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** A reading shared by the gauges of one scrape. */
+function cachedFor<T>(ms: number, read: () => T): () => T {
+  let value: T | undefined;
+  let readAt = 0;
+  return () => {
+    if (value === undefined || Date.now() - readAt > ms) {
+      value = read();
+      readAt = Date.now();
+    }
+    return value;
   };
 }
 

@@ -11,6 +11,7 @@ import type { Logger } from '../observability/logger.js';
 import { withoutUids } from '../observability/redact.js';
 import { CommandError, CommandField, DATASET_PRESENT, decodeCommand, encodeCommand, isRequest, NO_DATASET, type DimseCommand } from './command.js';
 import type { NegotiatedContext, NegotiationOutcome } from './negotiation.js';
+import type { DimseObserver } from './observer.js';
 import {
   AbortReason,
   AbortSource,
@@ -39,6 +40,8 @@ export interface AcceptorOptions {
   idleMs: number;
   negotiate(request: AssociateRequest, remoteAddress: string): NegotiationOutcome;
   handlers: ServiceHandlers;
+  /** Told of accepted and rejected associations, bytes and answered operations (metrics). */
+  observer?: DimseObserver;
   /** Called once when the connection is gone, with whether the association had been accepted. */
   onClosed(association: AcceptorAssociation, wasAccepted: boolean): void;
 }
@@ -55,6 +58,8 @@ interface IncomingDataset {
   responseField: number;
   /** The operation runs while reading goes on (a C-FIND must let its C-CANCEL in). */
   keepReading?: boolean;
+  /** When the command set arrived (performance.now()). */
+  startedAt: number;
 }
 
 /** C-FIND identifiers are a few hundred bytes; a larger one is refused. */
@@ -124,6 +129,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private onData(chunk: Buffer): void {
     if (this.phase === 'closing' || this.phase === 'closed') return;
     this.summary.bytesReceived += chunk.length;
+    this.options.observer?.bytesReceived(chunk.length);
     this.idleTimer?.refresh();
     try {
       this.pdus.push(chunk);
@@ -197,7 +203,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       void incoming.sink.end(); // the dataset of an unexpected response: read, discarded, not answered
       return;
     }
-    this.track(incoming.context, incoming.command, incoming.responseField, () => incoming.sink.end(), !incoming.keepReading);
+    this.track(incoming.context, incoming.command, incoming.responseField, () => incoming.sink.end(), !incoming.keepReading, incoming.startedAt);
   }
 
   // --- association establishment and release ------------------------------------------------
@@ -211,6 +217,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     const { calling: _calling, ...whoElse } = who;
     if (outcome.kind === 'reject') {
       this.log.warn({ ...who, result: outcome.reject.result, source: outcome.reject.source, reason: outcome.reject.reason, why: outcome.why }, 'association rejected');
+      this.observe((observer) => observer.associationRejected(outcome.label));
       this.socket.write(encodeAssociateReject(outcome.reject));
       this.phase = 'closing';
       this.finishAfterArtim();
@@ -231,6 +238,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     };
     this.socket.write(encodeAssociateAccept(outcome.accept));
     this.phase = 'established';
+    this.observe((observer) => observer.associationAccepted(request.callingAeTitle));
     this.log.info(
       {
         ...whoElse,
@@ -376,13 +384,13 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       const pending = this.outgoing.get(command.messageIdBeingRespondedTo ?? -1);
       this.outgoing.delete(command.messageIdBeingRespondedTo ?? -1);
       pending?.resolve({ status: command.status ?? 0xffff, ...(command.errorComment !== undefined ? { errorComment: command.errorComment } : {}) });
-      if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink({ status: Status.Success }), responseField: 0 };
+      if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink({ status: Status.Success }), responseField: 0, startedAt: performance.now() };
       return;
     }
     if (!isRequest(command.commandField)) {
       // A response to an operation Gantry did not invoke on this association.
       this.log.warn({ commandField: command.commandField }, 'unexpected DIMSE response ignored');
-      if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink({ status: Status.Success }), responseField: 0 };
+      if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink({ status: Status.Success }), responseField: 0, startedAt: performance.now() };
       return;
     }
     const responseField = command.commandField | 0x8000;
@@ -391,7 +399,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
         this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-STORE-RQ without a dataset' }));
         return;
       }
-      this.incoming = { context, command, sink: this.openStoreSink(context, command, info), responseField };
+      this.incoming = { context, command, sink: this.openStoreSink(context, command, info), responseField, startedAt: performance.now() };
       return;
     }
     if (command.commandField === CommandField.CEchoRq && context.service === 'verification') {
@@ -420,7 +428,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       status: Status.UnrecognizedOperation,
       errorComment: `command 0x${command.commandField.toString(16)} is not supported on a ${context.service} context`,
     };
-    if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField };
+    if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
     else this.track(context, command, responseField, () => refusal);
   }
 
@@ -465,7 +473,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       };
       return kind === 'find' ? this.runFind(context, request, controller) : this.runRetrieve(context, request, controller, kind);
     };
-    this.incoming = { context, command, sink: new CollectingSink(MAX_IDENTIFIER_LENGTH, run), responseField, keepReading: true };
+    this.incoming = { context, command, sink: new CollectingSink(MAX_IDENTIFIER_LENGTH, run), responseField, keepReading: true, startedAt: performance.now() };
   }
 
   /**
@@ -638,7 +646,14 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
 
   /** Runs one operation and answers it; reading pauses while the peer has more outstanding than
    * the negotiated window allows (unless `pauses` is false: an operation that must let a C-CANCEL in). */
-  private track(context: NegotiatedContext, command: DimseCommand, responseField: number, run: () => DimseResult | Promise<DimseResult>, pauses = true): void {
+  private track(
+    context: NegotiatedContext,
+    command: DimseCommand,
+    responseField: number,
+    run: () => DimseResult | Promise<DimseResult>,
+    pauses = true,
+    startedAt = performance.now(),
+  ): void {
     const operation = (async () => {
       let result: DimseResult;
       try {
@@ -647,6 +662,15 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
         result = resultFromError(error);
       }
       this.respond(context, command, responseField, result);
+      this.observe((observer) =>
+        observer.operationDone({
+          commandField: command.commandField,
+          sopClassUid: command.affectedSopClassUid ?? context.abstractSyntax,
+          transferSyntaxUid: context.transferSyntax,
+          status: result.status,
+          seconds: (performance.now() - startedAt) / 1000,
+        }),
+      );
     })();
     this.operations.add(operation);
     void operation.finally(() => {
@@ -701,6 +725,17 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     const context = this.contexts.get(id);
     if (!context) throw new PduError(`PDV on presentation context ${id}, which was not accepted`, AbortReason.InvalidPduParameterValue);
     return context;
+  }
+
+  /** Metrics never break an association: an observer that throws is logged and ignored. */
+  private observe(report: (observer: DimseObserver) => void): void {
+    const observer = this.options.observer;
+    if (!observer) return;
+    try {
+      report(observer);
+    } catch (error) {
+      this.log.error({ err: (error as Error).message }, 'recording a metric failed');
+    }
   }
 
   private summaryFields() {

@@ -2,6 +2,7 @@
  * A-ASSOCIATE-RQ → A-ASSOCIATE-AC or -RJ (PS3.8 9.3.2–9.3.4, PS3.7 D.3.3). Pure: the policy says who
  * may call, which abstract syntaxes map to which service, and which transfer syntaxes each accepts.
  */
+import type { RejectLabel } from './observer.js';
 import {
   ContextResult,
   DICOM_APPLICATION_CONTEXT,
@@ -49,7 +50,7 @@ export interface NegotiatedContext {
 }
 
 export type NegotiationOutcome =
-  | { kind: 'reject'; reject: AssociateReject; why: string }
+  | { kind: 'reject'; reject: AssociateReject; why: string; label: RejectLabel }
   | {
       kind: 'accept';
       accept: AssociateAccept;
@@ -60,23 +61,23 @@ export type NegotiationOutcome =
       operationsWindow: number;
     };
 
-function reject(result: number, source: number, reason: number, why: string): NegotiationOutcome {
-  return { kind: 'reject', reject: { result, source, reason }, why };
+function reject(label: RejectLabel, result: number, source: number, reason: number, why: string): NegotiationOutcome {
+  return { kind: 'reject', reject: { result, source, reason }, why, label };
 }
 
 export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: NegotiationPolicy): NegotiationOutcome {
   // PS3.8 9.3.2: bit 0 of the protocol version is version 1, the only one there is.
   if ((rq.protocolVersion & 1) === 0) {
-    return reject(RejectResult.Permanent, RejectSource.ServiceProviderAcse, RejectReason.ProtocolVersionNotSupported, `protocol version ${rq.protocolVersion} not supported`);
+    return reject('protocol_version', RejectResult.Permanent, RejectSource.ServiceProviderAcse, RejectReason.ProtocolVersionNotSupported, `protocol version ${rq.protocolVersion} not supported`);
   }
   if (rq.applicationContext !== DICOM_APPLICATION_CONTEXT) {
-    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.ApplicationContextNotSupported, `application context ${rq.applicationContext} not supported`);
+    return reject('application_context', RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.ApplicationContextNotSupported, `application context ${rq.applicationContext} not supported`);
   }
   if (rq.calledAeTitle !== policy.aeTitle) {
-    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeTitleNotRecognized, `called AE title "${rq.calledAeTitle}" is not "${policy.aeTitle}"`);
+    return reject('called_ae_title', RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeTitleNotRecognized, `called AE title "${rq.calledAeTitle}" is not "${policy.aeTitle}"`);
   }
   if (!policy.callerAllowed(rq.callingAeTitle, remoteAddress)) {
-    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeTitleNotRecognized, `calling AE title "${rq.callingAeTitle}" from ${remoteAddress} is not on dicom.allowedCallers`);
+    return reject('calling_ae_title', RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeTitleNotRecognized, `calling AE title "${rq.callingAeTitle}" from ${remoteAddress} is not on dicom.allowedCallers`);
   }
 
   const contexts = new Map<number, NegotiatedContext>();
@@ -93,14 +94,14 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
   // honouring it would mean endless fragmentation.
   const peerMax = rq.userInformation.maxPduLength;
   if (peerMax !== 0 && peerMax < MIN_PEER_MAX_PDU_LENGTH) {
-    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.NoReasonGiven, `maximum PDU length ${peerMax} is below ${MIN_PEER_MAX_PDU_LENGTH}`);
+    return reject('max_pdu_length', RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.NoReasonGiven, `maximum PDU length ${peerMax} is below ${MIN_PEER_MAX_PDU_LENGTH}`);
   }
   if (contexts.size === 0) {
-    return reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.NoReasonGiven, 'no acceptable presentation context');
+    return reject('no_presentation_context', RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.NoReasonGiven, 'no acceptable presentation context');
   }
   // The limits are checked last, so that a refused caller or syntax never takes a place.
   if (!policy.admit(rq.callingAeTitle)) {
-    return reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded, 'association limit reached (dicom.maxAssociations or dicom.maxAssociationsPerCaller)');
+    return reject('local_limit', RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReason.LocalLimitExceeded, 'association limit reached (dicom.maxAssociations or dicom.maxAssociationsPerCaller)');
   }
 
   const offered = rq.userInformation;

@@ -6,6 +6,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Logger } from '../observability/logger.js';
 import { AcceptorAssociation } from './association.js';
 import { negotiate, type NegotiationPolicy } from './negotiation.js';
+import type { DimseObserver } from './observer.js';
 import type { AssociateRequest } from './pdu.js';
 import type { ServiceHandlers } from './services.js';
 
@@ -20,6 +21,7 @@ export interface DicomServerOptions {
   /** The negotiation policy without the limits, which the server keeps. */
   policy: Omit<NegotiationPolicy, 'admit'>;
   handlers: ServiceHandlers;
+  observer?: DimseObserver;
 }
 
 export class DicomServer {
@@ -79,6 +81,7 @@ export class DicomServer {
       artimMs: this.options.artimMs,
       idleMs: this.options.idleMs,
       handlers: this.options.handlers,
+      ...(this.options.observer ? { observer: this.options.observer } : {}),
       negotiate: (request: AssociateRequest, remoteAddress: string) =>
         negotiate(request, remoteAddress, { ...this.options.policy, admit: (calling) => this.admit(calling) }),
       onClosed: (closed, wasAccepted) => this.onClosed(closed, wasAccepted),

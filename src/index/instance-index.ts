@@ -72,6 +72,7 @@ export class InstanceIndex {
     upsertInstance: Statement;
     findInstance: Statement;
     counts: Statement;
+    countsByState: Statement;
     deleteInstance: Statement;
     recentInstances: Statement;
   };
@@ -155,6 +156,7 @@ export class InstanceIndex {
       counts: db.prepare(`SELECT
         (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
         (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`),
+      countsByState: db.prepare('SELECT state, count(*) AS count FROM instances GROUP BY state'),
     };
   }
 
@@ -178,6 +180,12 @@ export class InstanceIndex {
 
   counts(): IndexCounts {
     return this.statements.counts.get() as IndexCounts;
+  }
+
+  /** Instances by state (received: waiting for de-identification), for metrics and `gantry status`. */
+  countsByState(): Record<string, number> {
+    const rows = this.statements.countsByState.all() as Array<{ state: string; count: number }>;
+    return Object.fromEntries(rows.map((row) => [row.state, row.count]));
   }
 
   /** Inserts or updates one instance and its patient, study and series. Call inside a transaction. */

@@ -33,6 +33,14 @@ export interface DeidSchedulerOptions {
   maxInFlight: number;
   /** How often the index is looked at without a nudge (work left by a restart, releases). */
   pollMs?: number;
+  /** Told of each outcome and how long the task took (metrics). */
+  observer?: DeidObserver;
+}
+
+export type DeidOutcome = 'ok' | 'quarantined' | 'failed';
+
+export interface DeidObserver {
+  deidDone(outcome: DeidOutcome, seconds: number): void;
 }
 
 export class DeidScheduler {
@@ -108,9 +116,10 @@ export class DeidScheduler {
       callingAeTitle: instance.callingAeTitle,
       ...(instance.override?.pass ? { pass: true } : {}),
     };
+    const started = performance.now();
     const done = (this.options.pool.run(task) as Promise<DeidTaskResult>)
-      .then((result) => this.settle(instance, task, settings, result))
-      .catch((error: Error) => this.fail(instance, task, error))
+      .then((result) => this.report(this.settle(instance, task, settings, result), started))
+      .catch((error: Error) => this.report(this.fail(instance, task, error), started))
       .finally(() => {
         this.inFlight.delete(instance.id);
         this.nudge();
@@ -118,20 +127,30 @@ export class DeidScheduler {
     this.inFlight.set(instance.id, done);
   }
 
-  /** Records the outcome of a task, and puts a wanted output in its place. */
-  private settle(instance: WaitingInstance, task: DeidTask, settings: DeidSchedulerSettings, result: DeidTaskResult): void {
+  private report(outcome: DeidOutcome | undefined, started: number): void {
+    if (outcome === undefined || !this.options.observer) return;
+    try {
+      this.options.observer.deidDone(outcome, (performance.now() - started) / 1000);
+    } catch (error) {
+      this.options.log.error({ err: (error as Error).message }, 'recording a metric failed');
+    }
+  }
+
+  /** Records the outcome of a task, and puts a wanted output in its place; returns the outcome, or
+   * undefined when a newer copy made this one stale. */
+  private settle(instance: WaitingInstance, task: DeidTask, settings: DeidSchedulerSettings, result: DeidTaskResult): DeidOutcome | undefined {
     const { work, storagePath } = this.options;
     // A rule or the pixel check held it back (decide.ts): nothing was written.
     if (result.kind === 'quarantined') {
       work.markHeld(instance.id, instance.filePath, 'quarantined', result.reason);
-      return;
+      return 'quarantined';
     }
     const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
     if (settings.quarantineOnFindings && !instance.override?.ignoreFindings && risks.length > 0) {
       const reason = `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);
       work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
       removeQuietly(task.temporary);
-      return;
+      return 'quarantined';
     }
     const target = join(storagePath, result.filePath);
     const place = () => {
@@ -140,13 +159,17 @@ export class DeidScheduler {
     };
     const recorded = work.markDeidentified(instance.id, instance.filePath, { ...result, profile: `${result.profile}: PS3.15 ${PROFILE_EDITION}` }, place);
     // A re-sent copy replaced the original meanwhile: this output is stale, the new one comes.
-    if (!recorded) removeQuietly(task.temporary);
+    if (!recorded) {
+      removeQuietly(task.temporary);
+      return undefined;
+    }
+    return 'ok';
   }
 
-  private fail(instance: WaitingInstance, task: DeidTask, error: Error): void {
+  private fail(instance: WaitingInstance, task: DeidTask, error: Error): DeidOutcome | undefined {
     removeQuietly(task.temporary);
     // Stopping ends the tasks running: they are not failures, and are done again at the next start.
-    if (this.stopped) return;
+    if (this.stopped) return undefined;
     const reason = withoutValues(error.message);
     this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');
     try {
@@ -156,7 +179,9 @@ export class DeidScheduler {
       // again at the next poll, not in a tight loop.
       this.options.log.error({ instance: instance.id, err: (recordError as Error).message }, 'could not record a failed de-identification');
       this.backOff = true;
+      return undefined;
     }
+    return 'failed';
   }
 }
 

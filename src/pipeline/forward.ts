@@ -42,6 +42,20 @@ export interface ForwarderOptions {
   settings(): ForwardSettings;
   /** How often senders look at the outbox without a nudge. */
   pollMs?: number;
+  /** Told of attempts and their outcomes (metrics). */
+  observer?: ForwardObserver;
+}
+
+/** Failure kinds that are not a DIMSE status, as reported to the observer. */
+export type ForwardFailureKind = 'refused' | 'missing' | 'unreadable' | 'association_ended';
+
+export interface ForwardObserver {
+  forwardAttempted(destination: string): void;
+  /** The destination confirmed an item; `routedAt` is when its study was routed (ms). */
+  forwardStored(destination: string, status: string, routedAt: number): void;
+  /** An attempt failed with a DIMSE status ("0xA700") or a kind; `deadLetter` when it was the last. */
+  forwardFailed(destination: string, status: string, deadLetter: boolean): void;
+  destinationUnreachable(destination: string): void;
 }
 
 /** Items one association carries before it is released and the outbox looked at again. */
@@ -281,8 +295,10 @@ class DestinationQueue {
       this.preloadBuffers.push(buffer);
       const code = (error as NodeJS.ErrnoException).code;
       // The copy is gone (an operator, a lost disk): nothing to send until it is made again.
-      if (code === 'ENOENT') outbox.markDead(item, null, 'the de-identified copy is missing', false);
-      else this.itemFailed(item, null, `the de-identified copy cannot be read: ${code ?? withoutUids((error as Error).message)}`);
+      if (code === 'ENOENT') {
+        outbox.markDead(item, null, 'the de-identified copy is missing', false);
+        this.observe((observer) => observer.forwardFailed(this.name, 'missing', true));
+      } else this.itemFailed(item, 'unreadable', `the de-identified copy cannot be read: ${code ?? withoutUids((error as Error).message)}`);
       return false;
     }
     try {
@@ -290,22 +306,23 @@ class DestinationQueue {
       if (!context) return this.refused(association, destination, item, stored);
       const body = datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
+      this.observe((observer) => observer.forwardAttempted(this.name));
       const result = await association.store(context, stored.sopInstanceUid, body, {
         onResponse: (response) => {
           if (isStored(response.status)) this.confirmed(item, response.statusText);
         },
       });
       if (isStored(result.status)) return true;
-      this.itemFailed(item, result.statusText, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
+      this.itemFailed(item, { status: result.statusText }, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
       return false;
     } catch (error) {
       if (!(error instanceof AssociationError)) {
-        this.itemFailed(item, null, `cannot send: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+        this.itemFailed(item, 'unreadable', `cannot send: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
       } else if (error.requestSent) {
         // The association ended with this item on the wire: an attempt, so that an object that makes
         // the destination abort every time ends in dead letter rather than looping. (The destination
         // as a whole backs off once, in sendBatch.)
-        this.itemFailed(item, null, `association ended while sending: ${error.message}`);
+        this.itemFailed(item, 'association_ended', `association ended while sending: ${error.message}`);
       }
       // Never on the wire: not an attempt; it stays queued for the next association.
       return false;
@@ -321,7 +338,7 @@ class DestinationQueue {
   private refused(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem, stored: StoredDataset): false {
     const refusal = association.refusalOf(stored.sopClassUid);
     if (refusal === 'other' || refusal === undefined) {
-      this.itemFailed(item, null, `${destination.name} accepted no presentation context for the object`);
+      this.itemFailed(item, 'refused', `${destination.name} accepted no presentation context for the object`);
       return false;
     }
     const syntax = findTransferSyntax(stored.transferSyntaxUid)?.name ?? stored.transferSyntaxUid;
@@ -330,6 +347,7 @@ class DestinationQueue {
         ? `SOP class ${stored.sopClassUid} not accepted by ${destination.name}`
         : `transfer syntax ${syntax} not accepted by ${destination.name}`;
     this.options.outbox.markDead(item, null, reason, false);
+    this.observe((observer) => observer.forwardFailed(this.name, 'refused', true));
     this.log.warn({ item: item.id, why: reason }, 'item cannot be sent: dead letter');
     return false;
   }
@@ -348,6 +366,7 @@ class DestinationQueue {
       this.log.error({ item: item.id, err: (error as Error).message }, 'cannot record a confirmed item');
       return;
     }
+    this.observe((observer) => observer.forwardStored(this.name, status, item.routedAt));
     this.toSettle.add(item.instancePk);
     if (!this.settleTimer) {
       this.settleTimer = setTimeout(() => this.settle(), SETTLE_MS);
@@ -370,10 +389,13 @@ class DestinationQueue {
     }
   }
 
-  private itemFailed(item: OutboxItem, status: string | null, reason: string): void {
+  /** An attempt failed, with the destination's status or, when there is none, the kind of failure. */
+  private itemFailed(item: OutboxItem, failure: { status: string } | ForwardFailureKind, reason: string): void {
     const { retry } = this.options.settings();
     const attempts = item.attempts + 1;
     const error = withoutUids(reason).slice(0, 500);
+    const status = typeof failure === 'string' ? null : failure.status;
+    this.observe((observer) => observer.forwardFailed(this.name, status ?? (failure as ForwardFailureKind), attempts >= retry.maxAttempts));
     if (attempts >= retry.maxAttempts) {
       this.options.outbox.markDead(item, status, error);
       this.log.warn({ item: item.id, status, attempts, why: error }, 'item failed its last attempt: dead letter (gantry queue retry)');
@@ -383,11 +405,23 @@ class DestinationQueue {
     }
   }
 
+  /** Metrics never stop forwarding: an observer that throws is logged and ignored. */
+  private observe(report: (observer: ForwardObserver) => void): void {
+    const observer = this.options.observer;
+    if (!observer) return;
+    try {
+      report(observer);
+    } catch (error) {
+      this.log.error({ err: (error as Error).message }, 'recording a metric failed');
+    }
+  }
+
   /** The destination cannot be reached or refused the association: back off, drop nothing. */
   private unreachable(items: readonly OutboxItem[], message: string): void {
     this.consecutiveFailures += 1;
     const delay = backoffMs(this.consecutiveFailures, this.options.settings().retry);
     this.retryAt = Date.now() + delay;
+    this.observe((observer) => observer.destinationUnreachable(this.name));
     try {
       this.options.outbox.noteUnreachable(items, `${this.name} unreachable: ${message}`);
     } catch {

@@ -7,6 +7,8 @@ import { freePort, GANTRY_CLI, start, stop, waitForPort, type Started } from './
 
 export interface GantryProcess extends Started {
   port: number;
+  /** Where /metrics, /healthz and /readyz answer. */
+  httpPort: number;
   aeTitle: string;
   storagePath: string;
   configPath: string;
@@ -23,10 +25,12 @@ export interface StartOptions {
 export async function startGantryProcess(dir: string, config: ConfigInput = {}, port?: number, options: StartOptions = {}): Promise<GantryProcess> {
   mkdirSync(dir, { recursive: true });
   const chosenPort = port ?? (await freePort());
+  const httpPort = config.http?.port ?? (await freePort());
   const storagePath = config.storage?.path ?? join(dir, 'data');
   const full: ConfigInput = {
     ...config,
     dicom: { host: '127.0.0.1', ...config.dicom, port: chosenPort },
+    http: { host: '127.0.0.1', ...config.http, port: httpPort },
     storage: { minFreeBytes: 0, ...config.storage, path: storagePath },
     deid: { secret: 'the secret of the test suite', workers: 2, ...config.deid },
     log: { level: 'info', ...config.log },
@@ -50,6 +54,7 @@ export async function startGantryProcess(dir: string, config: ConfigInput = {}, 
   return {
     ...started,
     port: chosenPort,
+    httpPort,
     aeTitle: full.dicom?.aeTitle ?? 'GANTRY',
     storagePath,
     configPath,

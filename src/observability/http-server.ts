@@ -1,0 +1,90 @@
+/**
+ * The HTTP endpoints on http.host:http.port: GET /metrics (Prometheus text exposition), /healthz (the
+ * process answers) and /readyz (Gantry can take instances: 200 or 503 with the checks as JSON). Nothing
+ * here carries patient data.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from './logger.js';
+
+export interface ReadinessCheck {
+  name: string;
+  ok: boolean;
+  /** Why it is not ok, for the operator. */
+  detail?: string;
+}
+
+export interface HttpEndpoints {
+  metrics(): Promise<{ contentType: string; body: string }>;
+  readiness(): ReadinessCheck[];
+}
+
+export class HttpServer {
+  private readonly server: Server;
+
+  constructor(
+    private readonly endpoints: HttpEndpoints,
+    private readonly log: Logger,
+  ) {
+    this.server = createServer((request, response) => {
+      this.handle(request, response).catch((error: Error) => {
+        this.log.error({ err: error.message, path: request.url }, 'HTTP request failed');
+        if (!response.headersSent) send(response, 500, 'text/plain; charset=utf-8', 'internal error\n');
+        else response.destroy();
+      });
+    });
+    // Scrapers and probes keep connections alive; none should hold a shutdown.
+    this.server.keepAliveTimeout = 5000;
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: Error) => reject(error);
+      this.server.once('error', onError);
+      this.server.listen(port, host, () => {
+        this.server.off('error', onError);
+        this.server.on('error', (error) => this.log.error({ err: error.message }, 'HTTP listener error'));
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      response.setHeader('Allow', 'GET, HEAD');
+      send(response, 405, 'text/plain; charset=utf-8', 'only GET and HEAD\n');
+      return;
+    }
+    switch (path) {
+      case '/metrics': {
+        const { contentType, body } = await this.endpoints.metrics();
+        send(response, 200, contentType, body, request.method === 'HEAD');
+        return;
+      }
+      case '/healthz':
+        send(response, 200, 'application/json', '{"status":"ok"}\n', request.method === 'HEAD');
+        return;
+      case '/readyz': {
+        const checks = this.endpoints.readiness();
+        const ready = checks.every((check) => check.ok);
+        send(response, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'unready', checks })}\n`, request.method === 'HEAD');
+        return;
+      }
+      default:
+        send(response, 404, 'text/plain; charset=utf-8', 'not found: GET /metrics, /healthz or /readyz\n');
+    }
+  }
+}
+
+function send(response: ServerResponse, status: number, contentType: string, body: string, headOnly = false): void {
+  response.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+  response.end(headOnly ? undefined : body);
+}
