@@ -16,6 +16,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { reidentifyFile } from '../deid/reidentify.js';
 import { runDeid } from './deid.js';
+import { printStatus } from './status.js';
 import { auditList, forwardStudy, queueStudies, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
 
 const program = new Command();
@@ -118,6 +119,15 @@ program
     const log = createLogger(loaded.config.log.level);
     const { queued, nodeRunning } = await forwardStudy(loaded, studyInstanceUid.trim(), log);
     process.stdout.write(`queued ${queued} item(s); ${nodeRunning ? 'the running Gantry sends them' : 'no Gantry runs on this storage: they are sent when it starts'}\n`);
+  });
+
+program
+  .command('status')
+  .description('one screen: node running and ready, instances by state, the outbox per destination, the latest failures')
+  .option('-c, --config <file>', 'YAML config file')
+  .option('-n, --limit <n>', 'failures listed of each kind', (value) => Number.parseInt(value, 10), 10)
+  .action(async (options: { config?: string; limit: number }) => {
+    await printStatus(loadConfigFile(options.config), options, (line) => process.stdout.write(`${line}\n`));
   });
 
 const queueCommand = program.command('queue').description('the forwarding outbox');

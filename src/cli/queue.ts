@@ -14,9 +14,10 @@ import { runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
 import { QuarantineWork } from '../index/quarantine-work.js';
+import { InstanceIndex } from '../index/instance-index.js';
 import { unlinkSync } from 'node:fs';
 
-function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string } {
+export function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string } {
   const storagePath = resolve(loaded.config.storage.path);
   const file = join(storagePath, DATABASE_FILE);
   if (!existsSync(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
@@ -35,8 +36,8 @@ function withOutbox<T>(loaded: LoadedConfig, run: (outbox: Outbox, db: Db) => T)
 export function queueList(loaded: LoadedConfig, options: { state?: string; destination?: string; limit: number }, write: (line: string) => void): void {
   withOutbox(loaded, (outbox, db) => {
     const counts = outbox.counts();
-    const states = db.prepare('SELECT state, count(*) AS count FROM instances GROUP BY state ORDER BY state').all() as Array<{ state: string; count: number }>;
-    write(`instances: ${states.map((row) => `${row.state} ${row.count}`).join(', ') || 'none'}`);
+    const states = Object.entries(new InstanceIndex(db).countsByState()).sort(([a], [b]) => a.localeCompare(b));
+    write(`instances: ${states.map(([state, count]) => `${state} ${count}`).join(', ') || 'none'}`);
     if (counts.length === 0) write('outbox: empty');
     for (const row of counts) {
       const age = row.oldestQueuedAt === null ? '' : `, oldest queued ${Math.round((Date.now() - row.oldestQueuedAt) / 1000)} s ago`;

@@ -104,7 +104,7 @@ export class Outbox {
         ON CONFLICT (destination, instance_pk) DO UPDATE SET file_path = excluded.file_path, routed_at = excluded.routed_at,
           sop_class_uid = excluded.sop_class_uid, sop_instance_uid = excluded.sop_instance_uid,
           transfer_syntax_uid = excluded.transfer_syntax_uid, state = 'queued', attempts = 0,
-          next_attempt_at = excluded.next_attempt_at, last_status = NULL, last_error = NULL,
+          next_attempt_at = excluded.next_attempt_at, last_status = NULL, last_error = NULL, failed_at = NULL,
           queued_at = excluded.queued_at, sent_at = NULL`),
       markRouted: db.prepare(`UPDATE instances SET routed_at = ? WHERE id = ?`),
       // Only rows of the instance's current routing: a re-sent original (routed_at reset) or a copy
@@ -117,18 +117,18 @@ export class Outbox {
       nextDue: db.prepare(`
         SELECT min(o.next_attempt_at) AS at FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
         WHERE o.destination = ? AND o.state = 'queued' AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL`),
-      sent: db.prepare(`UPDATE forward_outbox SET state = 'sent', sent_at = @now, last_status = @status, last_error = NULL, attempts = attempts + 1
+      sent: db.prepare(`UPDATE forward_outbox SET state = 'sent', sent_at = @now, last_status = @status, last_error = NULL, failed_at = NULL, attempts = attempts + 1
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       forwarded: db.prepare(`
         UPDATE instances SET state = 'forwarded', state_changed_at = @now
         WHERE id = @instancePk AND state = 'deidentified' AND routed_at IS NOT NULL
           AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = @instancePk AND o.routed_at = instances.routed_at)
           AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = @instancePk AND o.routed_at = instances.routed_at AND o.state != 'sent')`),
-      retry: db.prepare(`UPDATE forward_outbox SET attempts = attempts + 1, next_attempt_at = @nextAttemptAt, last_status = @status, last_error = @error
+      retry: db.prepare(`UPDATE forward_outbox SET attempts = attempts + 1, next_attempt_at = @nextAttemptAt, last_status = @status, last_error = @error, failed_at = @now
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
-      dead: db.prepare(`UPDATE forward_outbox SET state = 'dead', attempts = attempts + @counted, last_status = @status, last_error = @error
+      dead: db.prepare(`UPDATE forward_outbox SET state = 'dead', attempts = attempts + @counted, last_status = @status, last_error = @error, failed_at = @now
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
-      note: db.prepare(`UPDATE forward_outbox SET last_error = @error WHERE id = @id AND state = 'queued'`),
+      note: db.prepare(`UPDATE forward_outbox SET last_error = @error, failed_at = @now WHERE id = @id AND state = 'queued'`),
     };
   }
 
@@ -215,20 +215,20 @@ export class Outbox {
   }
 
   /** A failed attempt: try again at `nextAttemptAt`. */
-  markRetry(item: OutboxItem, nextAttemptAt: number, status: string | null, error: string): void {
-    this.statements.retry.run({ id: item.id, routedAt: item.routedAt, nextAttemptAt, status, error });
+  markRetry(item: OutboxItem, nextAttemptAt: number, status: string | null, error: string, now = Date.now()): void {
+    this.statements.retry.run({ id: item.id, routedAt: item.routedAt, nextAttemptAt, status, error, now });
   }
 
   /** No more attempts: the item waits for an operator (`gantry queue retry`). `counted`: whether this
    * failure was an attempt at sending (a refused transfer syntax is not). */
-  markDead(item: OutboxItem, status: string | null, error: string, counted = true): void {
-    this.statements.dead.run({ id: item.id, routedAt: item.routedAt, status, error, counted: counted ? 1 : 0 });
+  markDead(item: OutboxItem, status: string | null, error: string, counted = true, now = Date.now()): void {
+    this.statements.dead.run({ id: item.id, routedAt: item.routedAt, status, error, counted: counted ? 1 : 0, now });
   }
 
   /** Records why the destination could not be reached, without counting an attempt. */
-  noteUnreachable(items: readonly OutboxItem[], error: string): void {
+  noteUnreachable(items: readonly OutboxItem[], error: string, now = Date.now()): void {
     this.db.transaction(() => {
-      for (const item of items) this.statements.note.run({ id: item.id, error });
+      for (const item of items) this.statements.note.run({ id: item.id, error, now });
     })();
   }
 
@@ -257,6 +257,19 @@ export class Outbox {
       .all() as DestinationCounts[];
   }
 
+  /** Items not sent (queued or dead) whose last attempt failed, the latest failure first. */
+  recentFailures(limit: number): Array<OutboxRow & { failedAt: number }> {
+    return this.db
+      .prepare(
+        `SELECT ${ITEM_COLUMNS}, o.state, o.next_attempt_at AS nextAttemptAt, o.last_status AS lastStatus,
+           o.last_error AS lastError, o.queued_at AS queuedAt, o.sent_at AS sentAt, o.failed_at AS failedAt
+         FROM forward_outbox o INDEXED BY forward_outbox_failed
+         WHERE o.failed_at IS NOT NULL AND o.state != 'sent'
+         ORDER BY o.failed_at DESC, o.id DESC LIMIT ?`,
+      )
+      .all(limit) as Array<OutboxRow & { failedAt: number }>;
+  }
+
   list(filter: { state?: string; destination?: string; limit: number }): OutboxRow[] {
     return this.db
       .prepare(
@@ -274,7 +287,7 @@ export class Outbox {
     const run = (id: number | null) =>
       this.db
         .prepare(
-          `UPDATE forward_outbox SET state = 'queued', attempts = 0, next_attempt_at = @now, last_error = NULL
+          `UPDATE forward_outbox SET state = 'queued', attempts = 0, next_attempt_at = @now, last_error = NULL, failed_at = NULL
            WHERE state = 'dead' AND (@destination IS NULL OR destination = @destination) AND (@id IS NULL OR id = @id)`,
         )
         .run({ now, destination: filter.destination ?? null, id }).changes;

@@ -6,5 +6,6 @@ import { migration003Forward } from './003-forward.js';
 import { migration004Research } from './004-research.js';
 import { migration005AccessAudit } from './005-access-audit.js';
 import { migration006Release } from './006-release.js';
+import { migration007OutboxFailedAt } from './007-outbox-failed-at.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release];
+export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release, migration007OutboxFailedAt];

@@ -1,0 +1,132 @@
+/**
+ * `gantry status`: one screen for an operator — whether the node runs and is ready, the instances by
+ * state, the outbox per destination, and the latest failures (forwarding, de-identification and
+ * quarantine). It reads the index under storage.path (the running node shares it through SQLite WAL)
+ * and asks the running node's /readyz. Reasons are stored free of PHI, so the screen is too.
+ */
+import { statfs, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DATABASE_FILE } from '../app.js';
+import type { LoadedConfig } from '../config/load.js';
+import { InstanceIndex } from '../index/instance-index.js';
+import { QuarantineWork } from '../index/quarantine-work.js';
+import { INSTANCE_STATES } from '../observability/metrics.js';
+import { runningGantry } from '../pipeline/recovery.js';
+import { Outbox, type DestinationCounts } from '../queue/outbox.js';
+import { openIndex } from './queue.js';
+
+export interface StatusOptions {
+  /** Failures listed per kind. */
+  limit: number;
+  now?: number;
+}
+
+export async function printStatus(loaded: LoadedConfig, options: StatusOptions, write: (line: string) => void): Promise<void> {
+  const now = options.now ?? Date.now();
+  const { db, storagePath } = openIndex(loaded);
+  try {
+    write(`Gantry at ${storagePath} (${loaded.source})`);
+    write(await nodeLine(loaded, storagePath));
+    write(await diskLine(storagePath, loaded.config.storage.minFreeBytes));
+
+    const index = new InstanceIndex(db);
+    const byState = index.countsByState();
+    const { patients, studies, series, instances } = index.counts();
+    write('');
+    write(`instances: ${instances} (patients ${patients}, studies ${studies}, series ${series})`);
+    write(`  ${INSTANCE_STATES.map((state) => `${state} ${byState[state] ?? 0}`).join(', ')}`);
+
+    const outbox = new Outbox(db);
+    write('');
+    writeOutbox(outbox.counts(), loaded.config.forward.destinations.map((destination) => destination.name), now, write);
+
+    const failures = outbox.recentFailures(options.limit);
+    write('');
+    if (failures.length === 0) write('forward failures: none waiting');
+    else write('latest forward failures (newest first): time, destination, state, attempts, status, reason');
+    for (const row of failures) {
+      write(`  ${iso(row.failedAt)}  ${row.destination}  ${row.state}  ${row.attempts}  ${row.lastStatus ?? '-'}  ${row.lastError ?? ''}`);
+    }
+
+    const held = new QuarantineWork(db).recent(['quarantined', 'failed'], options.limit);
+    write('');
+    if (held.length === 0) write('held instances: none');
+    else write('latest held instances (newest first): time, id, state, calling AE, modality, reason');
+    for (const row of held) {
+      write(`  ${iso(row.heldAt)}  ${row.id}  ${row.state}  ${row.callingAeTitle}  ${row.modality ?? '-'}  ${row.reason ?? ''}`);
+    }
+    if (held.length > 0) write('  (gantry quarantine ls | show ID | release ID)');
+  } finally {
+    db.close();
+  }
+}
+
+function writeOutbox(counts: readonly DestinationCounts[], configured: readonly string[], now: number, write: (line: string) => void): void {
+  const byName = new Map(counts.map((row) => [row.destination, row]));
+  const names = [...new Set([...configured, ...byName.keys()])].sort();
+  if (names.length === 0) {
+    write('outbox: no destinations (forward.destinations is empty)');
+    return;
+  }
+  const rows = names.map((name) => {
+    const row = byName.get(name);
+    const age = row?.oldestQueuedAt == null ? '-' : duration(now - row.oldestQueuedAt);
+    const note = configured.includes(name) ? '' : ' (not in the config)';
+    return [name + note, String(row?.queued ?? 0), String(row?.sent ?? 0), String(row?.dead ?? 0), age];
+  });
+  writeTable(['outbox destination', 'queued', 'sent', 'dead', 'oldest queued'], rows, write);
+}
+
+function writeTable(header: string[], rows: string[][], write: (line: string) => void): void {
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const line = (cells: string[]) => cells.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join('  ');
+  write(line(header));
+  for (const row of rows) write(line(row));
+}
+
+async function nodeLine(loaded: LoadedConfig, storagePath: string): Promise<string> {
+  const pid = await runningGantry(storagePath);
+  if (pid === undefined) return 'node: not running';
+  const { host, port } = loaded.config.http;
+  const address = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  try {
+    const response = await fetch(`http://${address.includes(':') ? `[${address}]` : address}:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
+    const body = (await response.json()) as { checks?: Array<{ name: string; ok: boolean; detail?: string }> };
+    if (response.ok) return `node: running (pid ${pid}), ready`;
+    const failing = (body.checks ?? []).filter((check) => !check.ok).map((check) => check.detail ?? check.name);
+    return `node: running (pid ${pid}), NOT READY: ${failing.join('; ')}`;
+  } catch (error) {
+    return `node: running (pid ${pid}); /readyz on ${address}:${port} (http.host, http.port) does not answer: ${(error as Error).message}`;
+  }
+}
+
+async function diskLine(storagePath: string, minFreeBytes: number): Promise<string> {
+  const file = join(storagePath, DATABASE_FILE);
+  const [fs, database, wal] = await Promise.all([statfs(storagePath), stat(file), stat(`${file}-wal`).catch(() => undefined)]);
+  const free = fs.bavail * fs.bsize;
+  const low = free < minFreeBytes ? ' — BELOW the floor: C-STORE answers 0xA700' : '';
+  return `disk: ${bytes(free)} free (storage.minFreeBytes ${bytes(minFreeBytes)})${low}; index ${bytes(database.size + (wal?.size ?? 0))}`;
+}
+
+function bytes(count: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let value = count;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+function duration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172_800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} d`;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
