@@ -1,0 +1,205 @@
+/**
+ * What an operator watches: /metrics scraped around an end-to-end run (storescu → Gantry →
+ * de-identification → storescp, plus a rejected association and a C-FIND) moves each counter by the
+ * right amount and names no UID; /healthz answers; /readyz turns unready when the disk floor is crossed
+ * and when the DICOM listener closes; `gantry status` shows the same state.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { parse, stringify } from 'yaml';
+import { storescu } from '../helpers/dcmtk.js';
+import { startStorescp, waitUntil } from '../helpers/destinations.js';
+import { startGantryProcess } from '../helpers/gantry.js';
+import { needPeers } from '../helpers/peers.js';
+import { DCMTK_ENV, GANTRY_CLI, run } from '../helpers/processes.js';
+import { RawAssociation } from '../helpers/raw-association.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { writeCorpus } from '../helpers/synthetic-dicom.js';
+
+const VERIFICATION = [{ id: 1, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] }];
+
+/** One scrape: every sample by its name and labels, e.g. `gantry_instances{state="forwarded"}`. */
+type Samples = Map<string, number>;
+
+async function scrape(httpPort: number): Promise<{ text: string; samples: Samples }> {
+  const response = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+  const text = await response.text();
+  return { text, samples: parseExposition(text) };
+}
+
+/** The Prometheus text format: `name{label="value",...} number`; comments skipped. */
+function parseExposition(text: string): Samples {
+  const samples: Samples = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$/.exec(line);
+    assert.ok(match, `a malformed exposition line: ${line}`);
+    const labels = match[2] ? sortLabels(match[2]) : '';
+    samples.set(`${match[1]}${labels}`, Number(match[3]));
+  }
+  return samples;
+}
+
+/** Labels in name order, so a test can name a series without knowing prom-client's order. */
+function sortLabels(block: string): string {
+  const pairs = [...block.slice(1, -1).matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((pair) => `${pair[1]}="${pair[2]}"`);
+  return `{${pairs.sort().join(',')}}`;
+}
+
+/** The sum of every sample of `name` whose labels include all of `labels`. */
+function total(samples: Samples, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const [key, value] of samples) {
+    const brace = key.indexOf('{');
+    const sampleName = brace < 0 ? key : key.slice(0, brace);
+    if (sampleName !== name) continue;
+    if (Object.entries(labels).every(([label, wanted]) => key.includes(`${label}="${wanted}"`))) sum += value;
+  }
+  return sum;
+}
+
+async function readyz(httpPort: number): Promise<{ status: number; body: { status: string; checks: Array<{ name: string; ok: boolean; detail?: string }> } }> {
+  const response = await fetch(`http://127.0.0.1:${httpPort}/readyz`);
+  return { status: response.status, body: (await response.json()) as { status: string; checks: Array<{ name: string; ok: boolean; detail?: string }> } };
+}
+
+test('/metrics moves by the right amounts around an end-to-end run, with bounded labels', async (t) => {
+  if (!(await needPeers(t, 'storescu', 'storescp', 'findscu', 'echoscu'))) return;
+  const dir = scratchDir('observability-metrics');
+  const corpusDir = join(dir, 'corpus');
+  mkdirSync(corpusDir, { recursive: true });
+  const corpus = await writeCorpus(corpusDir, { patients: 1, studiesPerPatient: 2, seriesPerStudy: 1, instancesPerSeries: 5 });
+  assert.equal(corpus.length, 10);
+  const scp = await startStorescp(join(dir, 'archive'));
+  t.after(() => scp.stop());
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    query: { sourceCallers: ['HOSPITAL'] },
+    forward: { stableSeconds: 1, destinations: [{ name: 'archive', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] },
+  });
+  t.after(() => gantry.stop());
+
+  const health = await fetch(`http://127.0.0.1:${gantry.httpPort}/healthz`);
+  assert.equal(health.status, 200);
+  assert.deepEqual(await health.json(), { status: 'ok' });
+  assert.equal((await fetch(`http://127.0.0.1:${gantry.httpPort}/nothing`)).status, 404);
+  assert.equal((await fetch(`http://127.0.0.1:${gantry.httpPort}/metrics`, { method: 'POST' })).status, 405);
+
+  const before = (await scrape(gantry.httpPort)).samples;
+  assert.equal(total(before, 'gantry_ready'), 1);
+  // Node's default process metrics are exported too.
+  assert.ok(total(before, 'process_resident_memory_bytes') > 0);
+
+  const sent = await storescu(gantry.port, gantry.aeTitle, corpus.map((instance) => instance.path), ['-aet', 'MODALITY7']);
+  assert.equal(sent.acknowledged.length, 10, sent.output.slice(-2000));
+  const echo = await run('echoscu', ['-aet', 'MODALITY7', '-aec', 'NOT_GANTRY', '127.0.0.1', String(gantry.port)], { env: DCMTK_ENV, timeoutMs: 20_000 });
+  assert.notEqual(echo.code, 0, 'a wrong called AE title is rejected');
+  const find = await run('findscu', ['-S', '-aet', 'HOSPITAL', '-aec', gantry.aeTitle, '-k', '0008,0052=STUDY', '-k', '0020,000D', '127.0.0.1', String(gantry.port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 30_000,
+  });
+  assert.equal(find.code, 0, `${find.stdout}${find.stderr}`);
+
+  let after: Samples = before;
+  let text = '';
+  await waitUntil('every instance forwarded, as /metrics says', 60_000, async () => {
+    ({ text, samples: after } = await scrape(gantry.httpPort));
+    return total(after, 'gantry_instances', { state: 'forwarded' }) === 10 && total(after, 'gantry_forward_delay_seconds_count') >= 10;
+  });
+  const moved = (name: string, labels: Record<string, string> = {}) => total(after, name, labels) - total(before, name, labels);
+
+  // Receive: 10 stores on one association of a caller outside the config ("other"), the C-FIND caller by name.
+  assert.equal(moved('gantry_cstore_requests_total', { status: '0x0000', sop_class_family: 'CT', transfer_syntax: 'Explicit VR Little Endian' }), 10);
+  assert.equal(moved('gantry_cstore_requests_total'), 10);
+  assert.equal(moved('gantry_cstore_duration_seconds_count', { outcome: 'success' }), 10);
+  assert.equal(moved('gantry_associations_accepted_total', { calling_ae: 'other' }), 1);
+  assert.equal(moved('gantry_associations_accepted_total', { calling_ae: 'HOSPITAL' }), 1);
+  assert.equal(moved('gantry_associations_accepted_total'), 2);
+  assert.equal(moved('gantry_associations_rejected_total', { reason: 'called_ae_title' }), 1);
+  // The socket carries each dataset (the file without its 128-byte preamble and meta header) plus
+  // PDU and command overhead: at least the datasets' bytes, and not twice the files.
+  const fileBytes = corpusBytes(corpus.map((instance) => instance.path));
+  assert.ok(moved('gantry_received_bytes_total') >= fileBytes - 10 * 400, `${moved('gantry_received_bytes_total')} bytes received for ${fileBytes} bytes of files`);
+  assert.ok(moved('gantry_received_bytes_total') < fileBytes * 2);
+  assert.equal(moved('gantry_query_requests_total', { operation: 'find', status: '0x0000' }), 1);
+  assert.equal(moved('gantry_query_duration_seconds_count', { operation: 'find' }), 1);
+  // De-identification and forwarding.
+  assert.equal(moved('gantry_deid_instances_total', { outcome: 'ok' }), 10);
+  assert.equal(moved('gantry_deid_duration_seconds_count', { outcome: 'ok' }), 10);
+  assert.equal(moved('gantry_forward_attempts_total', { destination: 'archive' }), 10);
+  assert.equal(moved('gantry_forward_successes_total', { destination: 'archive', status: '0x0000' }), 10);
+  assert.equal(moved('gantry_forward_failures_total'), 0);
+  assert.equal(moved('gantry_forward_delay_seconds_count', { destination: 'archive' }), 10);
+  assert.equal(total(after, 'gantry_outbox_items', { destination: 'archive', state: 'sent' }), 10);
+  assert.equal(total(after, 'gantry_outbox_items', { destination: 'archive', state: 'queued' }), 0);
+  assert.equal(total(after, 'gantry_outbox_oldest_age_seconds', { destination: 'archive' }), 0);
+  assert.equal(total(after, 'gantry_instances', { state: 'received' }), 0);
+  assert.equal(total(after, 'gantry_deid_pool_threads'), 2);
+  assert.ok(total(after, 'gantry_index_size_bytes') > 0);
+  assert.ok(total(after, 'gantry_storage_free_bytes') > 0);
+
+  // No UID and no patient identifier in any label.
+  for (const instance of corpus) {
+    for (const value of [instance.sopInstanceUid, instance.studyInstanceUid, instance.seriesInstanceUid, instance.patientId]) {
+      assert.ok(!text.includes(value), `/metrics names ${value}`);
+    }
+  }
+  assert.doesNotMatch(text, /="\d+(\.\d+){4,}"/, 'a label value looks like a UID');
+
+  // gantry status reads the same state from the index.
+  const status = await run(process.execPath, [GANTRY_CLI, 'status', '--config', gantry.configPath], { timeoutMs: 30_000 });
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /node: running \(pid \d+\), ready/);
+  assert.match(status.stdout, /forwarded 10/);
+  assert.match(status.stdout, /^archive\s+0\s+10\s+0\s+-$/m);
+});
+
+function corpusBytes(paths: string[]): number {
+  return paths.reduce((sum, path) => sum + statSync(path).size, 0);
+}
+
+test('/readyz is unready below the disk floor and while the listener closes; /healthz answers throughout', async (t) => {
+  const dir = scratchDir('observability-ready');
+  // A floor no disk reaches: C-STORE would answer 0xA700, so Gantry is not ready for instances.
+  const gantry = await startGantryProcess(join(dir, 'gantry'), { storage: { minFreeBytes: Number.MAX_SAFE_INTEGER } });
+  t.after(() => gantry.stop('SIGKILL'));
+
+  const low = await readyz(gantry.httpPort);
+  assert.equal(low.status, 503);
+  assert.equal(low.body.status, 'unready');
+  const disk = low.body.checks.find((check) => check.name === 'disk');
+  assert.equal(disk?.ok, false);
+  assert.match(disk?.detail ?? '', /storage\.minFreeBytes/);
+  assert.equal(low.body.checks.find((check) => check.name === 'dicomListener')?.ok, true);
+  assert.equal(low.body.checks.find((check) => check.name === 'index')?.ok, true);
+  assert.equal((await fetch(`http://127.0.0.1:${gantry.httpPort}/healthz`)).status, 200);
+  const metrics = parseExposition(await (await fetch(`http://127.0.0.1:${gantry.httpPort}/metrics`)).text());
+  assert.equal(total(metrics, 'gantry_ready'), 0);
+
+  // The floor lowered by a reload (SIGHUP): ready.
+  const config = parse(readFileSync(gantry.configPath, 'utf8')) as { storage: { minFreeBytes: number } };
+  config.storage.minFreeBytes = 0;
+  writeFileSync(gantry.configPath, stringify(config));
+  gantry.child.kill('SIGHUP');
+  await waitUntil('/readyz ready after the floor was lowered', 10_000, async () => (await readyz(gantry.httpPort)).status === 200);
+
+  // Shutting down with an association open: the listener closes first, and /readyz says so while
+  // the association finishes (the HTTP endpoints go last).
+  const held = await RawAssociation.open(gantry.port);
+  t.after(() => held.destroy());
+  assert.equal((await held.associate({ called: gantry.aeTitle, calling: 'RAW', contexts: VERIFICATION })).kind, 'accept');
+  gantry.child.kill('SIGTERM');
+  let closing: Awaited<ReturnType<typeof readyz>> | undefined;
+  await waitUntil('/readyz unready while the listener is closed', 8000, async () => {
+    closing = await readyz(gantry.httpPort);
+    return closing.status === 503;
+  });
+  const listener = closing?.body.checks.find((check) => check.name === 'dicomListener');
+  assert.equal(listener?.ok, false);
+  assert.match(listener?.detail ?? '', /dicom\.port/);
+  assert.equal((await fetch(`http://127.0.0.1:${gantry.httpPort}/healthz`)).status, 200);
+  await held.release();
+});
