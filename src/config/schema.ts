@@ -154,7 +154,7 @@ export const configSchema = z
           .int()
           .min(0)
           .default(1024 * 1024 * 1024)
-          .describe('Below this much free disk, C-STORE answers 0xA700 (out of resources).'),
+          .describe('Below this much free disk, C-STORE answers 0xA700 (out of resources) and /readyz is unready.'),
         duplicates: z
           .enum(['replace', 'keepFirst'])
           .default('replace')
@@ -170,8 +170,8 @@ export const configSchema = z
       .prefault({}),
     http: z
       .object({
-        host: z.string().min(1).default('0.0.0.0').describe('The address of the HTTP endpoints.'),
-        port: port.default(8080).describe('The port of /metrics and /healthz (not served yet).'),
+        host: z.string().min(1).default('0.0.0.0').describe('The address of the HTTP endpoints (/metrics, /healthz, /readyz).'),
+        port: port.default(8080).describe('The port of GET /metrics (Prometheus), /healthz (the process answers) and /readyz (the DICOM listener is bound, the index open, free disk at least storage.minFreeBytes; else 503 with the failing checks).'),
       })
       .strict()
       .prefault({}),
