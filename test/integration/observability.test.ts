@@ -13,12 +13,13 @@ import { storescu } from '../helpers/dcmtk.js';
 import { startStorescp, waitUntil } from '../helpers/destinations.js';
 import { startGantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
-import { DCMTK_ENV, GANTRY_CLI, run } from '../helpers/processes.js';
+import { DCMTK_ENV, GANTRY_CLI, run, sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { writeCorpus } from '../helpers/synthetic-dicom.js';
+import { CT_IMAGE_STORAGE, EXPLICIT_LE, newUid, writeCorpus } from '../helpers/synthetic-dicom.js';
+import { CommandField, DATASET_PRESENT } from '../../src/dimse/command.js';
 
-const VERIFICATION = [{ id: 1, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] }];
+const CT_STORAGE = [{ id: 1, abstractSyntax: CT_IMAGE_STORAGE, transferSyntaxes: [EXPLICIT_LE] }];
 
 /** One scrape: every sample by its name and labels, e.g. `gantry_instances{state="forwarded"}`. */
 type Samples = Map<string, number>;
@@ -149,6 +150,22 @@ test('/metrics moves by the right amounts around an end-to-end run, with bounded
   }
   assert.doesNotMatch(text, /="\d+(\.\d+){4,}"/, 'a label value looks like a UID');
 
+  // The log: pino JSON lines, each association's lines carrying its id, one line per association
+  // (accepted, then released or rejected), no patient data.
+  const lines = gantry
+    .output()
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const accepted = lines.filter((line) => line.msg === 'association accepted');
+  assert.equal(accepted.length, 2);
+  for (const line of accepted) {
+    assert.match(String(line.assoc), /^[0-9a-z]+-\d+$/);
+    assert.ok(lines.some((other) => other.assoc === line.assoc && other.msg === 'association released'), `association ${line.assoc} has its release line`);
+  }
+  assert.equal(lines.filter((line) => line.msg === 'association rejected').length, 1);
+  assert.doesNotMatch(gantry.output(), /PAT00000|Doe\^Patient/, 'patient data in the log');
+
   // gantry status reads the same state from the index.
   const status = await run(process.execPath, [GANTRY_CLI, 'status', '--config', gantry.configPath], { timeoutMs: 30_000 });
   assert.equal(status.code, 0, status.stderr);
@@ -186,11 +203,20 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   gantry.child.kill('SIGHUP');
   await waitUntil('/readyz ready after the floor was lowered', 10_000, async () => (await readyz(gantry.httpPort)).status === 200);
 
-  // Shutting down with an association open: the listener closes first, and /readyz says so while
-  // the association finishes (the HTTP endpoints go last).
+  // Shutting down with a C-STORE in flight (its command sent, its dataset not yet): the listener
+  // closes first, and /readyz says so while the store may still finish (the HTTP endpoints go last).
   const held = await RawAssociation.open(gantry.port);
   t.after(() => held.destroy());
-  assert.equal((await held.associate({ called: gantry.aeTitle, calling: 'RAW', contexts: VERIFICATION })).kind, 'accept');
+  assert.equal((await held.associate({ called: gantry.aeTitle, calling: 'RAW', contexts: CT_STORAGE })).kind, 'accept');
+  held.sendCommand(1, {
+    commandField: CommandField.CStoreRq,
+    messageId: 1,
+    priority: 0,
+    affectedSopClassUid: CT_IMAGE_STORAGE,
+    affectedSopInstanceUid: newUid(),
+    commandDataSetType: DATASET_PRESENT,
+  });
+  await sleep(200);
   gantry.child.kill('SIGTERM');
   let closing: Awaited<ReturnType<typeof readyz>> | undefined;
   await waitUntil('/readyz unready while the listener is closed', 8000, async () => {
@@ -201,5 +227,5 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   assert.equal(listener?.ok, false);
   assert.match(listener?.detail ?? '', /dicom\.port/);
   assert.equal((await fetch(`http://127.0.0.1:${gantry.httpPort}/healthz`)).status, 200);
-  await held.release();
+  held.destroy();
 });
