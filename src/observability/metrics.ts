@@ -355,7 +355,8 @@ function outcomeOf(status: number): 'success' | 'warning' | 'failure' {
 
 /**
  * SOP class families: the modality or kind of object a Storage SOP Class carries, from its name in
- * PS3.4 Table B.5-1. Classes outside the table (private, extraSopClasses) are "other".
+ * PS3.4 Table B.5-1; standard classes of no listed family are OTHER, classes outside the table (private,
+ * retired, dicom.extraSopClasses) NON_STANDARD.
  */
 const FAMILY_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
   [/Presentation State/, 'PR'],
@@ -366,7 +367,7 @@ const FAMILY_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
   [/Segmentation/, 'SEG'],
   [/Mammography|Breast Tomosynthesis|Breast Projection/, 'MG'],
   [/^Computed Radiography/, 'CR'],
-  [/X-Ray Angiographic|X-Ray 3D Angiographic/, 'XA'],
+  [/X-Ray Angiographic|X-Ray 3D Angiographic|Enhanced XA Image/, 'XA'],
   [/X-Ray Radiofluoroscopic|XRF/, 'RF'],
   [/Digital X-Ray|Intra-Oral/, 'DX'],
   [/\bCT\b|Computed Tomography/, 'CT'],
@@ -380,11 +381,11 @@ const FAMILY_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
 ];
 
 const FAMILY_BY_SOP_CLASS: ReadonlyMap<string, string> = new Map(
-  STORAGE_SOP_CLASS_ROWS.map(([uid, name]) => [uid, FAMILY_PATTERNS.find(([pattern]) => pattern.test(name))?.[1] ?? 'OTHER_STANDARD']),
+  STORAGE_SOP_CLASS_ROWS.map(([uid, name]) => [uid, FAMILY_PATTERNS.find(([pattern]) => pattern.test(name))?.[1] ?? 'OTHER']),
 );
 
 export function sopClassFamily(sopClassUid: string): string {
-  return FAMILY_BY_SOP_CLASS.get(sopClassUid) ?? 'other';
+  return FAMILY_BY_SOP_CLASS.get(sopClassUid) ?? 'NON_STANDARD';
 }
 
 /** A transfer syntax by its name (a bounded set); those Gantry does not know are "other". */

@@ -1,0 +1,144 @@
+/**
+ * The metrics registry: names follow Prometheus conventions, observers move the right series with
+ * bounded labels, and scrape-time gauges read their sources.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CommandField } from '../../src/dimse/command.js';
+import { GantryMetrics, sopClassFamily, transferSyntaxLabel, type MetricsSources } from '../../src/observability/metrics.js';
+import { STORAGE_SOP_CLASS_ROWS } from '../../src/dicom/storage-sop-classes.js';
+
+function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
+  return {
+    activeAssociations: () => 3,
+    instancesByState: () => ({ received: 4, quarantined: 2 }),
+    outbox: () => [{ destination: 'research', queued: 5, sent: 7, dead: 1, oldestQueuedAt: Date.now() - 60_000 }],
+    deidWaiting: () => 4,
+    pool: () => ({ utilization: 0.5, queueSize: 6, threads: 2 }),
+    indexBytes: () => 4096,
+    freeBytes: () => 10_000,
+    minFreeBytes: () => 20_000,
+    ready: () => false,
+    ...overrides,
+  };
+}
+
+async function sample(metrics: GantryMetrics, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
+  const metric = metrics.registry.getSingleMetric(name);
+  if (!metric) return undefined;
+  const values = (await metric.get()).values as Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>;
+  const wanted = values.filter((value) => (value.metricName ?? name) === name && Object.entries(labels).every(([key, label]) => String(value.labels[key]) === label));
+  return wanted.length === 0 ? undefined : wanted.reduce((sum, value) => sum + value.value, 0);
+}
+
+test('every Gantry metric is named the Prometheus way and Node process metrics are there', async () => {
+  const metrics = new GantryMetrics(sources());
+  const all = await metrics.registry.getMetricsAsJSON();
+  const gantry = all.filter((metric) => metric.name.startsWith('gantry_'));
+  assert.ok(gantry.length >= 25, `${gantry.length} gantry_ metrics`);
+  for (const metric of gantry) {
+    const type = String(metric.type);
+    if (type === 'counter') assert.match(metric.name, /_total$/, metric.name);
+    else assert.doesNotMatch(metric.name, /_total$/, metric.name);
+    if (type === 'histogram') assert.match(metric.name, /_seconds$/, metric.name);
+    assert.ok(metric.help.length > 10, `${metric.name} has help`);
+  }
+  for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds']) {
+    assert.ok(all.some((metric) => metric.name === name), name);
+  }
+});
+
+test('the DICOM observer counts stores, queries and associations with bounded labels', async () => {
+  const metrics = new GantryMetrics(sources(), (callingAeTitle) => (callingAeTitle === 'CT1' ? 'CT1' : 'other'));
+  metrics.associationAccepted('CT1');
+  metrics.associationAccepted('SOMEONE');
+  metrics.associationAccepted('ANOTHER');
+  metrics.associationRejected('local_limit');
+  metrics.bytesReceived(1000);
+  metrics.bytesReceived(24);
+  const store = { commandField: CommandField.CStoreRq, sopClassUid: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxUid: '1.2.840.10008.1.2.4.80', seconds: 0.004 };
+  metrics.operationDone({ ...store, status: 0 });
+  metrics.operationDone({ ...store, status: 0xa700 });
+  metrics.operationDone({ ...store, status: 0xb007 });
+  metrics.operationDone({ commandField: CommandField.CFindRq, sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1', transferSyntaxUid: '1.2.840.10008.1.2', status: 0xfe00, seconds: 0.2 });
+  metrics.operationDone({ commandField: CommandField.CGetRq, sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3', transferSyntaxUid: '1.2.840.10008.1.2', status: 0, seconds: 3 });
+
+  assert.equal(await sample(metrics, 'gantry_associations_accepted_total', { calling_ae: 'CT1' }), 1);
+  assert.equal(await sample(metrics, 'gantry_associations_accepted_total', { calling_ae: 'other' }), 2);
+  assert.equal(await sample(metrics, 'gantry_associations_rejected_total', { reason: 'local_limit' }), 1);
+  assert.equal(await sample(metrics, 'gantry_received_bytes_total'), 1024);
+  const jpegLs = { sop_class_family: 'CT', transfer_syntax: transferSyntaxLabel('1.2.840.10008.1.2.4.80') };
+  assert.equal(await sample(metrics, 'gantry_cstore_requests_total', { ...jpegLs, status: '0x0000' }), 1);
+  assert.equal(await sample(metrics, 'gantry_cstore_requests_total', { ...jpegLs, status: '0xA700' }), 1);
+  assert.equal(await sample(metrics, 'gantry_cstore_requests_total', { ...jpegLs, status: '0xB007' }), 1);
+  assert.equal(await sample(metrics, 'gantry_cstore_duration_seconds', { outcome: 'failure' }), undefined, 'a histogram has no plain sample');
+  const durations = (await metrics.registry.getSingleMetric('gantry_cstore_duration_seconds')?.get())?.values ?? [];
+  const counts = Object.fromEntries(
+    durations.filter((value) => (value as { metricName?: string }).metricName === 'gantry_cstore_duration_seconds_count').map((value) => [value.labels.outcome, value.value]),
+  );
+  assert.deepEqual(counts, { success: 1, failure: 1, warning: 1 });
+  assert.equal(await sample(metrics, 'gantry_query_requests_total', { operation: 'find', status: '0xFE00' }), 1);
+  assert.equal(await sample(metrics, 'gantry_query_requests_total', { operation: 'get', status: '0x0000' }), 1);
+  assert.equal(await sample(metrics, 'gantry_cecho_requests_total'), undefined);
+});
+
+test('the pipeline observers count de-identification and forwarding outcomes', async () => {
+  const metrics = new GantryMetrics(sources());
+  metrics.deidDone('ok', 0.02);
+  metrics.deidDone('ok', 0.03);
+  metrics.deidDone('quarantined', 0.01);
+  metrics.deidDone('failed', 0.5);
+  metrics.forwardAttempted('research');
+  metrics.forwardAttempted('research');
+  metrics.forwardStored('research', '0x0000', Date.now() - 7000);
+  metrics.forwardFailed('research', '0xA700', false);
+  metrics.forwardFailed('research', 'refused', true);
+  metrics.destinationUnreachable('archive');
+  assert.equal(await sample(metrics, 'gantry_deid_instances_total', { outcome: 'ok' }), 2);
+  assert.equal(await sample(metrics, 'gantry_deid_instances_total', { outcome: 'quarantined' }), 1);
+  assert.equal(await sample(metrics, 'gantry_deid_instances_total', { outcome: 'failed' }), 1);
+  assert.equal(await sample(metrics, 'gantry_forward_attempts_total', { destination: 'research' }), 2);
+  assert.equal(await sample(metrics, 'gantry_forward_successes_total', { destination: 'research', status: '0x0000' }), 1);
+  assert.equal(await sample(metrics, 'gantry_forward_failures_total', { destination: 'research' }), 2);
+  assert.equal(await sample(metrics, 'gantry_forward_dead_letters_total', { destination: 'research' }), 1);
+  assert.equal(await sample(metrics, 'gantry_forward_unreachable_total', { destination: 'archive' }), 1);
+  const text = (await metrics.exposition()).body;
+  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="2",destination="research"\} 0/);
+  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="5",destination="research"\} 0/);
+  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="10",destination="research"\} 1/);
+});
+
+test('scrape-time gauges read their sources', async () => {
+  const metrics = new GantryMetrics(sources());
+  const text = (await metrics.exposition()).body;
+  assert.match(text, /^gantry_associations_active 3$/m);
+  assert.match(text, /^gantry_instances\{state="received"\} 4$/m);
+  assert.match(text, /^gantry_instances\{state="forwarded"\} 0$/m);
+  assert.match(text, /^gantry_outbox_items\{destination="research",state="queued"\} 5$/m);
+  assert.match(text, /^gantry_outbox_items\{destination="research",state="dead"\} 1$/m);
+  const age = Number(/^gantry_outbox_oldest_age_seconds\{destination="research"\} (\S+)$/m.exec(text)?.[1]);
+  assert.ok(age >= 59 && age < 70, `oldest age ${age}`);
+  assert.match(text, /^gantry_deid_pool_queue_depth 6$/m);
+  assert.match(text, /^gantry_deid_pool_utilization_ratio 0.5$/m);
+  assert.match(text, /^gantry_storage_free_bytes 10000$/m);
+  assert.match(text, /^gantry_storage_min_free_bytes 20000$/m);
+  assert.match(text, /^gantry_ready 0$/m);
+  // A destination gone from the outbox disappears from the gauges at the next scrape.
+  const emptied = new GantryMetrics(sources({ outbox: () => [] }));
+  assert.doesNotMatch((await emptied.exposition()).body, /gantry_outbox_items\{/);
+});
+
+test('SOP classes fold into families; unknown ones into one value', () => {
+  assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.2'), 'CT');
+  assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.4'), 'MR');
+  assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.3.1'), 'US');
+  assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.7'), 'SC');
+  assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.88.22'), 'SR');
+  assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.104.1'), 'DOC');
+  assert.equal(sopClassFamily('1.3.12.2.1107.5.9.1'), 'NON_STANDARD');
+  const families = new Set(STORAGE_SOP_CLASS_ROWS.map(([uid]) => sopClassFamily(uid)));
+  assert.ok(families.size <= 25, `${families.size} families`);
+  for (const family of families) assert.match(family, /^[A-Z_]+$/);
+  assert.equal(transferSyntaxLabel('1.2.840.10008.1.2.1'), 'Explicit VR Little Endian');
+  assert.equal(transferSyntaxLabel('1.2.3.4.5'), 'other');
+});
