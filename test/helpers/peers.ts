@@ -21,6 +21,7 @@ const PACKAGE_OF: Record<string, string> = {
   [PYDICOM_TEST_FILES]: 'python3-pydicom',
   '/usr/bin/python3': 'python3',
   openssl: 'openssl',
+  promtool: 'prometheus',
 };
 
 /**
