@@ -23,7 +23,7 @@ const seconds = z.number().positive();
 /** A caller on the allow-list: "AE_TITLE" or "AE_TITLE@host" (host: an IP address or a name). */
 const allowedCaller = z.union([
   z.string().regex(/^[^@\\]{1,16}(@[^@\s]+)?$/, 'expected "AE_TITLE" or "AE_TITLE@host"'),
-  z.object({ aeTitle, host: z.string().min(1).optional() }).strict(),
+  z.object({ aeTitle, host: z.string().min(1).optional().describe('An IP address or a host name (resolved at start and at each reload) the caller must come from; absent: any address.') }).strict(),
 ]);
 
 const sopClassUid = z.string().regex(/^[0-9]+(\.[0-9]+)*$/, 'expected a UID such as 1.3.12.2.1107.5.9.1');
@@ -40,22 +40,30 @@ const retention = z
 const DAY_MS = 86_400_000;
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS } as const;
 
+/** Which instances a destination, rule or profile applies to; every part given must hold. */
+const condition = z
+  .object({
+    callingAeTitle: z
+      .union([z.string().min(1), z.array(z.string().min(1))])
+      .optional()
+      .describe('The calling AE title that sent the instance, or a list of them.'),
+    attributes: z
+      .record(z.string(), z.union([z.string(), z.number()]))
+      .optional()
+      .describe('Attribute keyword → an exact value, or a /regular expression/ on the value.'),
+  })
+  .strict();
+
 const destination = z
   .object({
-    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, "_", "." or "-"'),
-    aeTitle,
-    host: z.string().min(1),
-    port: port.min(1),
-    callingAeTitle: aeTitle.optional(),
-    maxAssociations: z.number().int().min(1).max(64).default(1),
-    maxOperations: z.number().int().min(1).max(256).default(16),
-    when: z
-      .object({
-        callingAeTitle: z.union([z.string().min(1), z.array(z.string().min(1))]).optional(),
-        attributes: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
-      })
-      .strict()
-      .optional(),
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, "_", "." or "-"').describe('The name in the outbox, logs, metrics and gantry queue.'),
+    aeTitle: aeTitle.describe('The called AE title of the destination.'),
+    host: z.string().min(1).describe('Host name or IP address of the destination.'),
+    port: port.min(1).describe('DICOM port of the destination.'),
+    callingAeTitle: aeTitle.optional().describe('The calling AE title Gantry uses towards it (default dicom.aeTitle).'),
+    maxAssociations: z.number().int().min(1).max(64).default(1).describe('Associations Gantry opens to it at once.'),
+    maxOperations: z.number().int().min(1).max(256).default(16).describe('The asynchronous operations window Gantry proposes (the destination may grant less).'),
+    when: condition.optional().describe('Only instances for which this holds go to this destination; absent: all.'),
   })
   .strict();
 
@@ -73,24 +81,42 @@ export const DEID_OPTION_NAMES = [
   'cleanPixelData',
 ] as const;
 
-const condition = z
+const privateTag = z
   .object({
-    callingAeTitle: z.union([z.string().min(1), z.array(z.string().min(1))]).optional(),
-    attributes: z.record(z.string(), z.union([z.string(), z.number()])).optional(),
+    creator: z.string().min(1).describe('The Private Creator value that reserves the block, e.g. SIEMENS CSA HEADER.'),
+    tag: z
+      .string()
+      .regex(/^[0-9A-Fa-f]{3}[13579BDFbdf],xx[0-9A-Fa-f]{2}$/, 'expected a private tag as "gggg,xxee" (odd group)')
+      .describe('The element within the block, as "gggg,xxee" (odd group; xx stands for the block).'),
   })
   .strict();
 
-const attributeRef = z.union([
-  z.string().min(1),
-  z.object({ creator: z.string().min(1), tag: z.string().regex(/^[0-9A-Fa-f]{3}[13579BDFbdf],xx[0-9A-Fa-f]{2}$/, 'expected a private tag as "gggg,xxee" (odd group)') }).strict(),
-]);
+const attributeRef = z.union([z.string().min(1), privateTag]).describe('A keyword (PatientName), a tag "(0010,0010)", or a private element { creator, tag }.');
 
 /** A rule of deid.rules or of a named profile (see src/deid/rules.ts). */
+const ruleWhen = condition.optional().describe('The rule applies only to instances for which this holds.');
 const deidRule = z.discriminatedUnion('action', [
-  z.object({ action: z.literal('quarantine'), reason: z.string().min(1), when: condition.optional() }).strict(),
-  z.object({ action: z.literal('pass'), when: condition.optional() }).strict(),
-  z.object({ action: z.literal('replace'), attribute: attributeRef, value: z.string(), when: condition.optional() }).strict(),
-  z.object({ action: z.enum(['keep', 'remove', 'empty', 'hash', 'shiftDate', 'remapUid']), attribute: attributeRef, when: condition.optional() }).strict(),
+  z
+    .object({ action: z.literal('quarantine').describe('Hold the instance back with `reason`.'), reason: z.string().min(1).describe('Why, as gantry quarantine ls shows it (no patient data).'), when: ruleWhen })
+    .strict(),
+  z.object({ action: z.literal('pass').describe('Let the instance through the burned-in pixel check.'), when: ruleWhen }).strict(),
+  z
+    .object({
+      action: z.literal('replace').describe('Write `value` into the attribute.'),
+      attribute: attributeRef,
+      value: z.string().describe('The value written by replace.'),
+      when: ruleWhen,
+    })
+    .strict(),
+  z
+    .object({
+      action: z
+        .enum(['keep', 'remove', 'empty', 'hash', 'shiftDate', 'remapUid'])
+        .describe('keep, remove, empty (zero length), hash (keyed pseudonym), shiftDate (the patient\'s offset) or remapUid (keyed UID) the attribute.'),
+      attribute: attributeRef,
+      when: ruleWhen,
+    })
+    .strict(),
 ]);
 
 const deidOptions = z
@@ -110,7 +136,7 @@ export const configSchema = z
         allowedCallers: z
           .array(allowedCaller)
           .default([])
-          .describe('Calling AE titles allowed to associate, as "AE" or "AE@host"; empty allows anyone.'),
+          .describe('Calling AE titles allowed to associate, as "AE" or "AE@host", or { aeTitle, host? }; empty allows anyone.'),
         maxAssociations: z.number().int().min(1).max(1000).default(32).describe('Concurrent associations in all.'),
         maxAssociationsPerCaller: z
           .number()
@@ -200,8 +226,8 @@ export const configSchema = z
             z
               .object({
                 aeTitle,
-                host: z.string().min(1),
-                port: port.min(1),
+                host: z.string().min(1).describe('Host name or IP address of the move destination.'),
+                port: port.min(1).describe('Its DICOM port.'),
                 sourceSide: z.boolean().default(false).describe('On the hospital side: may receive originals.'),
               })
               .strict(),
@@ -231,10 +257,10 @@ export const configSchema = z
           ),
         retry: z
           .object({
-            baseSeconds: seconds.default(10),
-            multiplier: z.number().min(1).max(10).default(2),
-            maxSeconds: seconds.default(3600),
-            maxAttempts: z.number().int().min(1).max(1000).default(10),
+            baseSeconds: seconds.default(10).describe('The delay after the first failure.'),
+            multiplier: z.number().min(1).max(10).default(2).describe('Each further failure multiplies the delay by this.'),
+            maxSeconds: seconds.default(3600).describe('The delay never exceeds this.'),
+            maxAttempts: z.number().int().min(1).max(1000).default(10).describe('Failed attempts of one instance before it goes to dead letter.'),
           })
           .strict()
           .prefault({})
@@ -255,8 +281,8 @@ export const configSchema = z
         options: deidOptions.describe('PS3.15 Annex E options.'),
         dateShift: z
           .object({
-            minDays: z.number().int().min(0).default(30),
-            maxDays: z.number().int().min(1).max(36500).default(3650),
+            minDays: z.number().int().min(0).default(30).describe('The smallest shift, in days.'),
+            maxDays: z.number().int().min(1).max(36500).default(3650).describe('The largest shift, in days.'),
           })
           .strict()
           .refine((shift) => shift.maxDays >= shift.minDays, { message: 'maxDays must be at least minDays' })
@@ -275,14 +301,7 @@ export const configSchema = z
           .default(true)
           .describe('Hold back an instance whose kept free text quotes the patient\'s name, an identifier or a date (the findings scan).'),
         safePrivate: z
-          .array(
-            z
-              .object({
-                creator: z.string().min(1),
-                tag: z.string().regex(/^[0-9A-Fa-f]{3}[13579BDFbdf],xx[0-9A-Fa-f]{2}$/, 'expected a private tag as "gggg,xxee" (odd group)'),
-              })
-              .strict(),
-          )
+          .array(privateTag)
           .default([])
           .describe('With retainSafePrivate: private elements known to hold nothing identifying, as { creator, tag: "0019,xx23" } (besides those an instance declares safe itself, PS3.15 E.3.10).'),
         safePrivateStarter: z
@@ -302,10 +321,10 @@ export const configSchema = z
           .array(
             z
               .object({
-                name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, "_", "." or "-"'),
-                when: condition,
-                options: deidOptions,
-                rules: z.array(deidRule).default([]),
+                name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, "_", "." or "-"').describe('The profile\'s name, recorded in each instance\'s audit.'),
+                when: condition.describe('The instances this profile de-identifies.'),
+                options: deidOptions.describe('PS3.15 Annex E options of this profile (instead of deid.options).'),
+                rules: z.array(deidRule).default([]).describe('Rules of this profile (instead of deid.rules).'),
               })
               .strict(),
           )

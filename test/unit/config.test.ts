@@ -96,7 +96,7 @@ test('invalid YAML is reported with its line', () => {
 
 test('the container config validates and keeps its data on the /data volume', () => {
   const path = EMBEDDED_CONFIG_PATH.replace(/config\/gantry\.yaml$/, 'docker/gantry.yaml');
-  const { config } = loadConfigFile(path, {});
+  const { config } = loadConfigFile(path, { GANTRY_DEID_SECRET: 'the secret of the container test' });
   assert.equal(config.storage.path, '/data');
   assert.equal(config.dicom.aeTitle, 'GANTRY');
   const dockerfile = readFileSync(EMBEDDED_CONFIG_PATH.replace(/config\/gantry\.yaml$/, 'Dockerfile'), 'utf8');
