@@ -4,7 +4,6 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP, type AddressInfo } from 'node:net';
-import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Piscina } from 'piscina';
@@ -16,7 +15,7 @@ import { Pseudonymizer } from './deid/pseudonyms.js';
 import { baseSettingsFromConfig, profilesFromConfig } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
-import { openDatabase, WalSync, type Db } from './db/database.js';
+import { indexSizeBytes, openDatabase, WalSync, type Db } from './db/database.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
 import {
   isStandardStorageSopClass,
@@ -86,21 +85,9 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   // Checked here, where a bad secret is a start-up error, not in every worker thread.
   new Pseudonymizer(secret);
   let deidSettings = deidSettingsOf(loaded);
-  // Scrape-time sources read what is built below; Prometheus scrapes only once HTTP listens, last.
-  const stateCounts = cachedFor(1000, () => index.countsByState());
-  const metrics: GantryMetrics = new GantryMetrics(
-    {
-      activeAssociations: (): number => server.activeAssociations,
-      instancesByState: stateCounts,
-      outbox: () => outbox.counts(),
-      deidWaiting: () => stateCounts().received ?? 0,
-      pool: () => ({ utilization: pool.utilization, queueSize: pool.queueSize, threads: pool.threads.length }),
-      indexBytes: () => fileSize(databaseFile) + fileSize(`${databaseFile}-wal`),
-      freeBytes: () => freeSpace.freeBytes,
-      minFreeBytes: () => config.storage.minFreeBytes,
-      ready: () => readiness().every((check) => check.ok),
-    },
+  const metrics = new GantryMetrics(
     (callingAeTitle) => (knownCallers.has(callingAeTitle) ? callingAeTitle : 'other'),
+    (metric, error) => log.warn({ metric, err: error.message }, 'a metric could not be read; it keeps its last value'),
   );
   const pool = new Piscina({
     filename: new URL('./deid/worker.js', import.meta.url).href,
@@ -214,21 +201,34 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   const readiness = (): ReadinessCheck[] => [
     server.listening ? { name: 'dicomListener', ok: true } : { name: 'dicomListener', ok: false, detail: `the DICOM listener (dicom.host ${config.dicom.host}, dicom.port ${config.dicom.port}) is closed` },
     indexCheck(db),
-    diskCheck(freeSpace.freeBytes, config.storage.minFreeBytes),
+    diskCheck(freeSpace, config.storage.minFreeBytes),
   ];
+  metrics.watch({
+    activeAssociations: () => server.activeAssociations,
+    instancesByState: () => index.countsByState(),
+    outbox: () => outbox.counts(),
+    pool: () => ({ running: scheduler.running, threads: pool.threads.length }),
+    indexBytes: () => indexSizeBytes(databaseFile),
+    freeBytes: () => freeSpace.freeBytes,
+    minFreeBytes: () => config.storage.minFreeBytes,
+    ready: () => readiness().every((check) => check.ok),
+  });
   const http = new HttpServer({ metrics: () => metrics.exposition(), readiness }, log);
-  const releaseAll = async () => {
-    freeSpace.stop();
+  /** What start-up and stop() both close, after the listeners and the pipeline. */
+  const releaseResources = async () => {
     await pool.destroy();
+    freeSpace.stop();
     await wal.close();
     db?.close();
+    db = undefined;
+    store.close();
     await releaseStorage(storagePath);
   };
   let dicom: AddressInfo;
   try {
     dicom = await server.listen();
   } catch (error) {
-    await releaseAll();
+    await releaseResources();
     throw new Error(`cannot listen on ${config.dicom.host}:${config.dicom.port} (dicom.host, dicom.port): ${(error as Error).message}`);
   }
   let httpAddress: AddressInfo;
@@ -236,7 +236,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     httpAddress = await http.listen(config.http.host, config.http.port);
   } catch (error) {
     await server.close(0);
-    await releaseAll();
+    await releaseResources();
     throw new Error(`cannot serve HTTP on ${config.http.host}:${config.http.port} (http.host, http.port): ${(error as Error).message}`);
   }
   log.info(
@@ -302,15 +302,9 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       clearInterval(retentionTimer);
       // Responses in flight are awaited and recorded; what is not confirmed is sent again next time.
       await forwarder.stop(10_000);
-      await pool.destroy();
       // /readyz said unready from the moment the listener closed; the endpoints go before the index.
       await http.close();
-      freeSpace.stop();
-      await wal.close();
-      db?.close();
-      db = undefined;
-      store.close();
-      await releaseStorage(storagePath);
+      await releaseResources();
       log.info('stopped');
     },
   };
@@ -332,30 +326,14 @@ function indexCheck(db: Db | undefined): ReadinessCheck {
   }
 }
 
-function diskCheck(freeBytes: number, minFreeBytes: number): ReadinessCheck {
-  if (freeBytes >= minFreeBytes) return { name: 'disk', ok: true };
-  return { name: 'disk', ok: false, detail: `free disk under storage.path is ${freeBytes} bytes, below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700` };
-}
+/** Free disk is read every second; a reading older than this means statfs fails: not ready. */
+const FREE_SPACE_STALE_MS = 10_000;
 
-function fileSize(path: string): number {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** A reading shared by the gauges of one scrape. */
-function cachedFor<T>(ms: number, read: () => T): () => T {
-  let value: T | undefined;
-  let readAt = 0;
-  return () => {
-    if (value === undefined || Date.now() - readAt > ms) {
-      value = read();
-      readAt = Date.now();
-    }
-    return value;
-  };
+function diskCheck(freeSpace: FreeSpaceMonitor, minFreeBytes: number): ReadinessCheck {
+  const age = Date.now() - freeSpace.readAt;
+  if (age > FREE_SPACE_STALE_MS) return { name: 'disk', ok: false, detail: `free disk under storage.path could not be read for ${Math.round(age / 1000)} s` };
+  if (freeSpace.freeBytes >= minFreeBytes) return { name: 'disk', ok: true };
+  return { name: 'disk', ok: false, detail: `free disk under storage.path is ${freeSpace.freeBytes} bytes, below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700` };
 }
 
 /** Keys read once at start; a reload reports them instead of applying them. */

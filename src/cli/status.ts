@@ -4,13 +4,13 @@
  * quarantine). It reads the index under storage.path (the running node shares it through SQLite WAL)
  * and asks the running node's /readyz. Reasons are stored free of PHI, so the screen is too.
  */
-import { statfs, stat } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DATABASE_FILE } from '../app.js';
 import type { LoadedConfig } from '../config/load.js';
-import { InstanceIndex } from '../index/instance-index.js';
+import { indexSizeBytes } from '../db/database.js';
+import { INSTANCE_STATES, InstanceIndex } from '../index/instance-index.js';
 import { QuarantineWork } from '../index/quarantine-work.js';
-import { INSTANCE_STATES } from '../observability/metrics.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type DestinationCounts } from '../queue/outbox.js';
 import { openIndex } from './queue.js';
@@ -48,7 +48,7 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
       write(`  ${iso(row.failedAt)}  ${row.destination}  ${row.state}  ${row.attempts}  ${row.lastStatus ?? '-'}  ${row.lastError ?? ''}`);
     }
 
-    const held = new QuarantineWork(db).recent(['quarantined', 'failed'], options.limit);
+    const held = new QuarantineWork(db).list(['quarantined', 'failed'], options.limit, 'latestHeld');
     write('');
     if (held.length === 0) write('held instances: none');
     else write('latest held instances (newest first): time, id, state, calling AE, modality, reason');
@@ -91,8 +91,9 @@ async function nodeLine(loaded: LoadedConfig, storagePath: string): Promise<stri
   const address = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   try {
     const response = await fetch(`http://${address.includes(':') ? `[${address}]` : address}:${port}/readyz`, { signal: AbortSignal.timeout(2000) });
-    const body = (await response.json()) as { checks?: Array<{ name: string; ok: boolean; detail?: string }> };
     if (response.ok) return `node: running (pid ${pid}), ready`;
+    if (response.status !== 503) return `node: running (pid ${pid}); /readyz answered HTTP ${response.status}`;
+    const body = (await response.json()) as { checks?: Array<{ name: string; ok: boolean; detail?: string }> };
     const failing = (body.checks ?? []).filter((check) => !check.ok).map((check) => check.detail ?? check.name);
     return `node: running (pid ${pid}), NOT READY: ${failing.join('; ')}`;
   } catch (error) {
@@ -101,11 +102,10 @@ async function nodeLine(loaded: LoadedConfig, storagePath: string): Promise<stri
 }
 
 async function diskLine(storagePath: string, minFreeBytes: number): Promise<string> {
-  const file = join(storagePath, DATABASE_FILE);
-  const [fs, database, wal] = await Promise.all([statfs(storagePath), stat(file), stat(`${file}-wal`).catch(() => undefined)]);
+  const fs = await statfs(storagePath);
   const free = fs.bavail * fs.bsize;
   const low = free < minFreeBytes ? ' — BELOW the floor: C-STORE answers 0xA700' : '';
-  return `disk: ${bytes(free)} free (storage.minFreeBytes ${bytes(minFreeBytes)})${low}; index ${bytes(database.size + (wal?.size ?? 0))}`;
+  return `disk: ${bytes(free)} free (storage.minFreeBytes ${bytes(minFreeBytes)})${low}; index ${bytes(indexSizeBytes(join(storagePath, DATABASE_FILE)))}`;
 }
 
 function bytes(count: number): string {

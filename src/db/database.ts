@@ -3,6 +3,7 @@
  * that have not been applied yet, each in its own transaction.
  */
 import Database from 'better-sqlite3';
+import { statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { MIGRATIONS } from './migrations/index.js';
 
@@ -109,4 +110,16 @@ export class WalSync {
     this.handle = undefined;
     await (await handle)?.close();
   }
+}
+
+/** The index's size on disk: the database file and its write-ahead log. */
+export function indexSizeBytes(databaseFile: string): number {
+  const sizeOf = (path: string) => {
+    try {
+      return statSync(path).size;
+    } catch {
+      return 0;
+    }
+  };
+  return sizeOf(databaseFile) + sizeOf(`${databaseFile}-wal`);
 }

@@ -129,7 +129,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private onData(chunk: Buffer): void {
     if (this.phase === 'closing' || this.phase === 'closed') return;
     this.summary.bytesReceived += chunk.length;
-    this.options.observer?.bytesReceived(chunk.length);
+    this.observe((observer) => observer.bytesReceived(chunk.length));
     this.idleTimer?.refresh();
     try {
       this.pdus.push(chunk);
@@ -661,7 +661,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       } catch (error) {
         result = resultFromError(error);
       }
-      this.respond(context, command, responseField, result);
+      // An operation cut with its association (shutdown, abort) was never answered: not counted.
+      if (!this.respond(context, command, responseField, result)) return;
       this.observe((observer) =>
         observer.operationDone({
           commandField: command.commandField,
@@ -680,13 +681,14 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (pauses && this.operations.size >= this.operationsWindow) this.pauseUntil(operation);
   }
 
-  private respond(context: NegotiatedContext, request: DimseCommand, responseField: number, result: DimseResult): void {
+  /** Sends the final response; false when the association can no longer carry it. */
+  private respond(context: NegotiatedContext, request: DimseCommand, responseField: number, result: DimseResult): boolean {
     this.summary.operations += 1;
     if (result.status !== Status.Success && (result.status & 0xf000) !== 0xb000) {
       this.summary.failures += 1;
       this.log.warn({ status: statusHex(result.status), comment: result.errorComment === undefined ? undefined : withoutUids(result.errorComment), command: request.commandField }, 'operation failed');
     }
-    if (this.phase !== 'established' && this.phase !== 'releasing') return;
+    if (this.phase !== 'established' && this.phase !== 'releasing') return false;
     const response: DimseCommand = {
       commandField: responseField,
       messageIdBeingRespondedTo: request.messageId ?? 0,
@@ -700,6 +702,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (result.suboperations) Object.assign(response, countFields(result.suboperations));
     const pdus = encodePData(context.id, true, encodeCommand(response), this.peerMaxPduLength);
     this.writeMessage(pdus.length === 1 ? (pdus[0] as Buffer) : Buffer.concat(pdus));
+    return true;
   }
 
   private async whenOperationsDone(): Promise<void> {

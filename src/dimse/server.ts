@@ -81,7 +81,7 @@ export class DicomServer {
       artimMs: this.options.artimMs,
       idleMs: this.options.idleMs,
       handlers: this.options.handlers,
-      ...(this.options.observer ? { observer: this.options.observer } : {}),
+      observer: this.options.observer,
       negotiate: (request: AssociateRequest, remoteAddress: string) =>
         negotiate(request, remoteAddress, { ...this.options.policy, admit: (calling) => this.admit(calling) }),
       onClosed: (closed, wasAccepted) => this.onClosed(closed, wasAccepted),

@@ -43,6 +43,9 @@ export interface StoredInstance {
   callingAeTitle: string;
 }
 
+/** The states of an instance (migration 001's CHECK), in the order they are usually passed. */
+export const INSTANCE_STATES = ['received', 'deidentified', 'quarantined', 'failed', 'forwarded'] as const;
+
 export interface IndexCounts {
   patients: number;
   studies: number;

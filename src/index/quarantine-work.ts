@@ -38,22 +38,13 @@ const HELD_COLUMNS = `i.id, i.state, i.state_reason AS reason, se.modality, i.so
 export class QuarantineWork {
   constructor(private readonly db: Db) {}
 
-  /** The latest held instances of these states, newest first (gantry status). */
-  recent(states: ReadonlyArray<'quarantined' | 'failed'>, limit: number): HeldInstance[] {
+  /** Held instances of these states: oldest first (by id), or the latest held first (gantry status). */
+  list(states: ReadonlyArray<'quarantined' | 'failed'>, limit: number, order: 'oldest' | 'latestHeld' = 'oldest'): HeldInstance[] {
+    const orderBy = order === 'oldest' ? 'i.id' : 'i.state_changed_at DESC, i.id DESC';
     return this.db
       .prepare(
         `SELECT ${HELD_COLUMNS} FROM instances i JOIN series se ON se.id = i.series_pk
-         WHERE i.state IN (SELECT value FROM json_each(?)) ORDER BY i.state_changed_at DESC, i.id DESC LIMIT ?`,
-      )
-      .all(JSON.stringify(states), limit) as HeldInstance[];
-  }
-
-  /** Quarantined (and, with `failed`, failed) instances, oldest first. */
-  list(states: ReadonlyArray<'quarantined' | 'failed'>, limit: number): HeldInstance[] {
-    return this.db
-      .prepare(
-        `SELECT ${HELD_COLUMNS} FROM instances i JOIN series se ON se.id = i.series_pk
-         WHERE i.state IN (SELECT value FROM json_each(?)) ORDER BY i.id LIMIT ?`,
+         WHERE i.state IN (SELECT value FROM json_each(?)) ORDER BY ${orderBy} LIMIT ?`,
       )
       .all(JSON.stringify(states), limit) as HeldInstance[];
   }

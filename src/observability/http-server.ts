@@ -33,8 +33,6 @@ export class HttpServer {
         else response.destroy();
       });
     });
-    // Scrapers and probes keep connections alive; none should hold a shutdown.
-    this.server.keepAliveTimeout = 5000;
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {
@@ -66,16 +64,16 @@ export class HttpServer {
     switch (path) {
       case '/metrics': {
         const { contentType, body } = await this.endpoints.metrics();
-        send(response, 200, contentType, body, request.method === 'HEAD');
+        send(response, 200, contentType, body);
         return;
       }
       case '/healthz':
-        send(response, 200, 'application/json', '{"status":"ok"}\n', request.method === 'HEAD');
+        send(response, 200, 'application/json', '{"status":"ok"}\n');
         return;
       case '/readyz': {
         const checks = this.endpoints.readiness();
         const ready = checks.every((check) => check.ok);
-        send(response, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'unready', checks })}\n`, request.method === 'HEAD');
+        send(response, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'unready', checks })}\n`);
         return;
       }
       default:
@@ -84,7 +82,8 @@ export class HttpServer {
   }
 }
 
-function send(response: ServerResponse, status: number, contentType: string, body: string, headOnly = false): void {
+/** Node leaves the body out of an answer to HEAD by itself. */
+function send(response: ServerResponse, status: number, contentType: string, body: string): void {
   response.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
-  response.end(headOnly ? undefined : body);
+  response.end(body);
 }

@@ -15,15 +15,16 @@ import { CommandField } from '../dimse/command.js';
 import type { DimseObserver, OperationDone, RejectLabel } from '../dimse/observer.js';
 import { statusHex } from '../dimse/status.js';
 import type { DeidObserver, DeidOutcome } from '../pipeline/deidentify.js';
-import type { ForwardObserver } from '../pipeline/forward.js';
+import type { ForwardFailureKind, ForwardObserver } from '../pipeline/forward.js';
+import { INSTANCE_STATES } from '../index/instance-index.js';
 
-/** What the scrape-time gauges read; app.ts supplies it. */
+/** What the scrape-time gauges read; app.ts supplies it once everything is built. */
 export interface MetricsSources {
   activeAssociations(): number;
   instancesByState(): Record<string, number>;
   outbox(): ReadonlyArray<{ destination: string; queued: number; sent: number; dead: number; oldestQueuedAt: number | null }>;
-  deidWaiting(): number;
-  pool(): { utilization: number; queueSize: number; threads: number };
+  /** De-identification tasks running or handed to the pool now, and the pool's threads. */
+  pool(): { running: number; threads: number };
   indexBytes(): number;
   freeBytes(): number;
   minFreeBytes(): number;
@@ -32,7 +33,7 @@ export interface MetricsSources {
 
 /** Durations from a millisecond to ten minutes: a C-STORE of a small object to a slow C-MOVE. */
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600];
-/** Stability to forwarding: seconds to a day (a destination down overnight). */
+/** Routing to confirmation: a second to a day (a destination down overnight). */
 const FORWARD_DELAY_BUCKETS = [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400];
 
 const QUERY_COMMANDS: ReadonlyMap<number, string> = new Map([
@@ -43,6 +44,9 @@ const QUERY_COMMANDS: ReadonlyMap<number, string> = new Map([
 
 export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserver {
   readonly registry = new Registry();
+  private readonly registers = [this.registry];
+  /** Scrapes so far: readings shared within one scrape are taken afresh in the next. */
+  private scrapes = 0;
 
   private readonly associationsAccepted: Counter<'calling_ae'>;
   private readonly associationsRejected: Counter<'reason'>;
@@ -59,13 +63,19 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
   private readonly forwardFailures: Counter<'destination' | 'status'>;
   private readonly forwardDeadLetters: Counter<'destination'>;
   private readonly forwardUnreachable: Counter<'destination'>;
-  private readonly stableToForwarded: Histogram<'destination'>;
+  private readonly instanceDelay: Histogram<'destination'>;
+  private readonly studyDelay: Histogram<'destination'>;
 
+  /**
+   * @param callerLabel names a calling AE title in labels: configured titles as themselves, others folded.
+   * @param onCollectError told when a scrape-time source fails; that gauge keeps its last value and the
+   *   scrape goes on (a busy index must not look like a node that is down).
+   */
   constructor(
-    sources: MetricsSources,
     private readonly callerLabel: (callingAeTitle: string) => string = () => 'other',
+    private readonly onCollectError: (metric: string, error: Error) => void = () => undefined,
   ) {
-    const registers = [this.registry];
+    const registers = this.registers;
     collectDefaultMetrics({ register: this.registry });
 
     this.associationsAccepted = new Counter({
@@ -80,14 +90,6 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
       labelNames: ['reason'],
       registers,
     });
-    new Gauge({
-      name: 'gantry_associations_active',
-      help: 'Associations open now.',
-      registers,
-      collect() {
-        this.set(sources.activeAssociations());
-      },
-    });
     this.storeRequests = new Counter({
       name: 'gantry_cstore_requests_total',
       help: 'C-STORE requests answered, by response status, SOP class family and transfer syntax.',
@@ -96,7 +98,7 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     });
     this.storeDuration = new Histogram({
       name: 'gantry_cstore_duration_seconds',
-      help: 'From a C-STORE request to its response (the dataset received, synced and indexed).',
+      help: 'From a C-STORE request to its response (the dataset received, synced and indexed), by outcome.',
       labelNames: ['outcome'],
       buckets: DURATION_BUCKETS,
       registers,
@@ -133,46 +135,14 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     });
     this.deidDuration = new Histogram({
       name: 'gantry_deid_duration_seconds',
-      help: 'De-identification of one instance in a worker thread, by outcome.',
+      help: 'From handing an instance to the worker pool to its outcome recorded in the index, by outcome.',
       labelNames: ['outcome'],
       buckets: DURATION_BUCKETS,
       registers,
     });
-    new Gauge({
-      name: 'gantry_deid_waiting_instances',
-      help: 'Instances received and waiting for de-identification.',
-      registers,
-      collect() {
-        this.set(sources.deidWaiting());
-      },
-    });
-    new Gauge({
-      name: 'gantry_deid_pool_utilization_ratio',
-      help: 'Share of the worker threads\' time spent de-identifying (piscina utilization, 0 to 1).',
-      registers,
-      collect() {
-        this.set(sources.pool().utilization);
-      },
-    });
-    new Gauge({
-      name: 'gantry_deid_pool_queue_depth',
-      help: 'De-identification tasks queued in the worker pool, waiting for a thread.',
-      registers,
-      collect() {
-        this.set(sources.pool().queueSize);
-      },
-    });
-    new Gauge({
-      name: 'gantry_deid_pool_threads',
-      help: 'Worker threads in the de-identification pool.',
-      registers,
-      collect() {
-        this.set(sources.pool().threads);
-      },
-    });
     this.forwardAttempts = new Counter({
       name: 'gantry_forward_attempts_total',
-      help: 'C-STORE requests sent to a forward destination.',
+      help: 'C-STORE requests that went on the wire to a destination (answered, or cut with the association).',
       labelNames: ['destination'],
       registers,
     });
@@ -184,7 +154,7 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     });
     this.forwardFailures = new Counter({
       name: 'gantry_forward_failures_total',
-      help: 'Items that failed an attempt, by destination and status (a DIMSE status, or refused, unreadable, association_ended).',
+      help: 'Items that failed, by destination and status: a DIMSE status the destination answered, association_ended, or (never sent) refused, missing, unreadable, send_error.',
       labelNames: ['destination', 'status'],
       registers,
     });
@@ -200,85 +170,94 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
       labelNames: ['destination'],
       registers,
     });
-    this.stableToForwarded = new Histogram({
+    this.instanceDelay = new Histogram({
       name: 'gantry_forward_delay_seconds',
-      help: 'From a study\'s routing (stable, or forwarded on demand) to the destination\'s confirmation of each instance.',
+      help: 'Per instance: from its study\'s routing (stable, or gantry forward) to the destination\'s confirmation.',
       labelNames: ['destination'],
       buckets: FORWARD_DELAY_BUCKETS,
       registers,
     });
-    new Gauge({
-      name: 'gantry_outbox_items',
-      help: 'Outbox items per destination and state (queued, sent, dead).',
-      labelNames: ['destination', 'state'],
-      registers,
-      collect() {
-        this.reset();
-        for (const row of sources.outbox()) {
-          this.set({ destination: row.destination, state: 'queued' }, row.queued);
-          this.set({ destination: row.destination, state: 'sent' }, row.sent);
-          this.set({ destination: row.destination, state: 'dead' }, row.dead);
-        }
-      },
-    });
-    new Gauge({
-      name: 'gantry_outbox_oldest_age_seconds',
-      help: 'Age of the oldest queued item per destination (0 when none is queued).',
+    this.studyDelay = new Histogram({
+      name: 'gantry_forward_study_delay_seconds',
+      help: 'Per study: from its routing (stable, or gantry forward) to the confirmation of its last instance by the destination.',
       labelNames: ['destination'],
+      buckets: FORWARD_DELAY_BUCKETS,
       registers,
+    });
+  }
+
+  /** Registers the gauges read when Prometheus scrapes. */
+  watch(sources: MetricsSources): void {
+    const outbox = this.oncePerScrape(() => sources.outbox());
+    const states = this.oncePerScrape(() => sources.instancesByState());
+    this.gauge('gantry_associations_active', 'Associations open now.', [], (set) => set({}, sources.activeAssociations()));
+    this.gauge('gantry_deid_waiting_instances', 'Instances received and waiting for de-identification (the backlog).', [], (set) => set({}, states().received ?? 0));
+    this.gauge('gantry_deid_pool_threads', 'Worker threads in the de-identification pool (deid.workers).', [], (set) => set({}, sources.pool().threads));
+    this.gauge('gantry_deid_pool_utilization_ratio', 'Share of the worker threads busy at the scrape (0 to 1).', [], (set) => {
+      const { running, threads } = sources.pool();
+      set({}, threads === 0 ? 0 : Math.min(running, threads) / threads);
+    });
+    this.gauge('gantry_deid_pool_queue_depth', 'Tasks handed to the worker pool and waiting for a thread (the rest of the backlog waits in the index).', [], (set) => {
+      const { running, threads } = sources.pool();
+      set({}, Math.max(0, running - threads));
+    });
+    this.gauge('gantry_outbox_items', 'Outbox items per destination and state (queued, sent, dead).', ['destination', 'state'], (set) => {
+      for (const row of outbox()) {
+        set({ destination: row.destination, state: 'queued' }, row.queued);
+        set({ destination: row.destination, state: 'sent' }, row.sent);
+        set({ destination: row.destination, state: 'dead' }, row.dead);
+      }
+    });
+    this.gauge('gantry_outbox_oldest_age_seconds', 'Age of the oldest queued item per destination (0 when none is queued).', ['destination'], (set) => {
+      const now = Date.now();
+      for (const row of outbox()) set({ destination: row.destination }, row.oldestQueuedAt === null ? 0 : Math.max(0, (now - row.oldestQueuedAt) / 1000));
+    });
+    this.gauge('gantry_instances', 'Instances in the index by state (received, deidentified, quarantined, failed, forwarded).', ['state'], (set) => {
+      const counts = states();
+      for (const state of INSTANCE_STATES) set({ state }, counts[state] ?? 0);
+    });
+    this.gauge('gantry_index_size_bytes', 'Size of the SQLite index (database and write-ahead log).', [], (set) => set({}, sources.indexBytes()));
+    this.gauge('gantry_storage_free_bytes', 'Free disk under storage.path.', [], (set) => set({}, sources.freeBytes()));
+    this.gauge('gantry_storage_min_free_bytes', 'storage.minFreeBytes: below it C-STORE answers 0xA700 and /readyz is unready.', [], (set) => set({}, sources.minFreeBytes()));
+    this.gauge('gantry_ready', '1 when /readyz answers ready (listener bound, index open, disk above the floor).', [], (set) => set({}, sources.ready() ? 1 : 0));
+  }
+
+  /** A reading shared by the gauges of one scrape (they are collected one after the other). */
+  private oncePerScrape<T>(read: () => T): () => T {
+    let value: T | undefined;
+    let readIn = -1;
+    return () => {
+      if (readIn !== this.scrapes) {
+        value = read();
+        readIn = this.scrapes;
+      }
+      return value as T;
+    };
+  }
+
+  /** A gauge whose series are all set afresh at each scrape; a source that fails leaves them as they were. */
+  private gauge<L extends string>(name: string, help: string, labelNames: L[], read: (set: (labels: Partial<Record<L, string>>, value: number) => void) => void): void {
+    const onCollectError = this.onCollectError;
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers: this.registers,
       collect() {
-        this.reset();
-        const now = Date.now();
-        for (const row of sources.outbox()) {
-          this.set({ destination: row.destination }, row.oldestQueuedAt === null ? 0 : Math.max(0, (now - row.oldestQueuedAt) / 1000));
+        const values: Array<[Partial<Record<L, string>>, number]> = [];
+        try {
+          read((labels, value) => values.push([labels, value]));
+        } catch (error) {
+          onCollectError(name, error as Error);
+          return;
         }
-      },
-    });
-    new Gauge({
-      name: 'gantry_instances',
-      help: 'Instances in the index by state (received, deidentified, quarantined, failed, forwarded).',
-      labelNames: ['state'],
-      registers,
-      collect() {
-        const counts = sources.instancesByState();
-        for (const state of INSTANCE_STATES) this.set({ state }, counts[state] ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'gantry_index_size_bytes',
-      help: 'Size of the SQLite index (database and write-ahead log).',
-      registers,
-      collect() {
-        this.set(sources.indexBytes());
-      },
-    });
-    new Gauge({
-      name: 'gantry_storage_free_bytes',
-      help: 'Free disk under storage.path.',
-      registers,
-      collect() {
-        this.set(sources.freeBytes());
-      },
-    });
-    new Gauge({
-      name: 'gantry_storage_min_free_bytes',
-      help: 'storage.minFreeBytes: below it C-STORE answers 0xA700 and /readyz is unready.',
-      registers,
-      collect() {
-        this.set(sources.minFreeBytes());
-      },
-    });
-    new Gauge({
-      name: 'gantry_ready',
-      help: '1 when /readyz answers ready (listener bound, index open, disk above the floor).',
-      registers,
-      collect() {
-        this.set(sources.ready() ? 1 : 0);
+        this.reset();
+        for (const [labels, value] of values) this.set(labels, value);
       },
     });
   }
 
-  // --- DimseObserver ------------------------------------------------------------------------------
+// --- DimseObserver ------------------------------------------------------------------------------
 
   associationAccepted(callingAeTitle: string): void {
     this.associationsAccepted.inc({ calling_ae: this.callerLabel(callingAeTitle) });
@@ -293,7 +272,7 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
   }
 
   operationDone(operation: OperationDone): void {
-    const status = statusLabel(operation.status);
+    const status = boundedStatus(operation.status);
     if (operation.commandField === CommandField.CStoreRq) {
       this.storeRequests.inc({ status, sop_class_family: sopClassFamily(operation.sopClassUid), transfer_syntax: transferSyntaxLabel(operation.transferSyntaxUid) });
       this.storeDuration.observe({ outcome: outcomeOf(operation.status) }, operation.seconds);
@@ -322,13 +301,17 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     this.forwardAttempts.inc({ destination });
   }
 
-  forwardStored(destination: string, status: string, routedAt: number): void {
-    this.forwardSuccesses.inc({ destination, status });
-    this.stableToForwarded.observe({ destination }, Math.max(0, (Date.now() - routedAt) / 1000));
+  forwardStored(destination: string, status: number, routedAt: number): void {
+    this.forwardSuccesses.inc({ destination, status: boundedStatus(status) });
+    this.instanceDelay.observe({ destination }, Math.max(0, (Date.now() - routedAt) / 1000));
   }
 
-  forwardFailed(destination: string, status: string, deadLetter: boolean): void {
-    this.forwardFailures.inc({ destination, status });
+  forwardStudyDone(destination: string, routedAt: number): void {
+    this.studyDelay.observe({ destination }, Math.max(0, (Date.now() - routedAt) / 1000));
+  }
+
+  forwardFailed(destination: string, failure: number | ForwardFailureKind, deadLetter: boolean): void {
+    this.forwardFailures.inc({ destination, status: typeof failure === 'number' ? boundedStatus(failure) : failure });
     if (deadLetter) this.forwardDeadLetters.inc({ destination });
   }
 
@@ -338,14 +321,27 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
 
   /** The exposition text and its content type, for GET /metrics. */
   async exposition(): Promise<{ contentType: string; body: string }> {
+    this.scrapes += 1;
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }
 
-export const INSTANCE_STATES = ['received', 'deidentified', 'quarantined', 'failed', 'forwarded'] as const;
+/**
+ * A DIMSE status as a label: the statuses PS3.7 Annex C and the service classes of PS3.4 define, as
+ * "0xA700"; any other code (a peer may answer anything) folded into its class, "0xA7xx", "0xCxxx",
+ * so that a destination cannot grow the label set.
+ */
+export function boundedStatus(status: number): string {
+  if (KNOWN_STATUSES.has(status)) return statusHex(status);
+  const high = status >> 12;
+  if (high === 0xa || high === 0x0) return `${statusHex(status).slice(0, 4)}xx`;
+  return `${statusHex(status).slice(0, 3)}xxx`;
+}
 
-/** A DIMSE status as the logs and the outbox write it, e.g. "0x0000", "0xA700". */
-const statusLabel = statusHex;
+const KNOWN_STATUSES: ReadonlySet<number> = new Set([
+  0x0000, 0x0001, 0x0105, 0x0106, 0x0107, 0x0110, 0x0111, 0x0112, 0x0116, 0x0117, 0x0118, 0x0119, 0x0120, 0x0121, 0x0122, 0x0123, 0x0124, 0x0210, 0x0211,
+  0x0212, 0x0213, 0xa700, 0xa701, 0xa702, 0xa801, 0xa900, 0xaa00, 0xb000, 0xb006, 0xb007, 0xc000, 0xfe00, 0xff00, 0xff01,
+]);
 
 function outcomeOf(status: number): 'success' | 'warning' | 'failure' {
   if (status === 0) return 'success';
@@ -359,9 +355,10 @@ function outcomeOf(status: number): 'success' | 'warning' | 'failure' {
  * retired, dicom.extraSopClasses) NON_STANDARD.
  */
 const FAMILY_PATTERNS: ReadonlyArray<readonly [RegExp, string]> = [
+  [/Procedure Protocol|Protocol Approval/, 'PROTOCOL'],
   [/Presentation State/, 'PR'],
   [/Structured Report|SR Storage|Key Object|CAD SR|Dose SR|Acquisition Context SR|Simplified Adult Echo|Patient Radiation Dose|Planned Imaging Agent|Performed Imaging Agent|Enhanced XRF Radiation/, 'SR'],
-  [/^RT |^Enhanced RT|^C-Arm Photon|^Tomotherapeutic|^Robotic|^Radiation Therapy/, 'RT'],
+  [/^RT |^Enhanced RT|^Enhanced Continuous RT|^C-Arm Photon|^Tomotherapeutic|^Robotic|^Radiation Therapy/, 'RT'],
   [/Encapsulated/, 'DOC'],
   [/Waveform|ECG|Electrocardiogram|Hemodynamic|Audio|Arterial Pulse|Respiratory|Electromyogram|Electrooculogram|Sleep|Body Position|Electroencephalogram/, 'WAVEFORM'],
   [/Segmentation/, 'SEG'],

@@ -137,20 +137,19 @@ export class DeidScheduler {
   }
 
   /** Records the outcome of a task, and puts a wanted output in its place; returns the outcome, or
-   * undefined when a newer copy made this one stale. */
+   * undefined when a newer copy made this one stale (nothing was recorded). */
   private settle(instance: WaitingInstance, task: DeidTask, settings: DeidSchedulerSettings, result: DeidTaskResult): DeidOutcome | undefined {
     const { work, storagePath } = this.options;
     // A rule or the pixel check held it back (decide.ts): nothing was written.
     if (result.kind === 'quarantined') {
-      work.markHeld(instance.id, instance.filePath, 'quarantined', result.reason);
-      return 'quarantined';
+      return work.markHeld(instance.id, instance.filePath, 'quarantined', result.reason) ? 'quarantined' : undefined;
     }
     const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
     if (settings.quarantineOnFindings && !instance.override?.ignoreFindings && risks.length > 0) {
       const reason = `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);
-      work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
+      const recorded = work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
       removeQuietly(task.temporary);
-      return 'quarantined';
+      return recorded ? 'quarantined' : undefined;
     }
     const target = join(storagePath, result.filePath);
     const place = () => {
@@ -173,7 +172,7 @@ export class DeidScheduler {
     const reason = withoutValues(error.message);
     this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');
     try {
-      this.options.work.markHeld(instance.id, instance.filePath, 'failed', reason);
+      if (!this.options.work.markHeld(instance.id, instance.filePath, 'failed', reason)) return undefined;
     } catch (recordError) {
       // The index cannot take it (disk full, read-only): the instance stays waiting and is tried
       // again at the next poll, not in a tight loop.

@@ -46,15 +46,19 @@ export interface ForwarderOptions {
   observer?: ForwardObserver;
 }
 
-/** Failure kinds that are not a DIMSE status, as reported to the observer. */
-export type ForwardFailureKind = 'refused' | 'missing' | 'unreadable' | 'association_ended';
+/** Failures without a DIMSE status: the association ended with the request on the wire, or the
+ * request never went out (no context fits, the copy is missing or unreadable, sending failed). */
+export type ForwardFailureKind = 'association_ended' | 'refused' | 'missing' | 'unreadable' | 'send_error';
 
 export interface ForwardObserver {
+  /** A request went on the wire (it was answered, or its association ended under it). */
   forwardAttempted(destination: string): void;
   /** The destination confirmed an item; `routedAt` is when its study was routed (ms). */
-  forwardStored(destination: string, status: string, routedAt: number): void;
-  /** An attempt failed with a DIMSE status ("0xA700") or a kind; `deadLetter` when it was the last. */
-  forwardFailed(destination: string, status: string, deadLetter: boolean): void;
+  forwardStored(destination: string, status: number, routedAt: number): void;
+  /** The last queued item of a routing of a study was confirmed. */
+  forwardStudyDone(destination: string, routedAt: number): void;
+  /** An item failed with the destination's DIMSE status or a kind; `deadLetter` when it was the last try. */
+  forwardFailed(destination: string, failure: number | ForwardFailureKind, deadLetter: boolean): void;
   destinationUnreachable(destination: string): void;
 }
 
@@ -136,6 +140,8 @@ export class Forwarder {
 class DestinationQueue {
   private readonly preloadBuffers: Buffer[] = [];
   private readonly toSettle = new Set<number>();
+  /** Routings (study, routedAt) with items confirmed since the last settle, to tell when one is done. */
+  private readonly routingsToCheck = new Map<string, OutboxItem>();
   private settleTimer: NodeJS.Timeout | undefined;
   private readonly senders: Promise<void>[] = [];
   private readonly open = new Set<RequestorAssociation>();
@@ -306,22 +312,23 @@ class DestinationQueue {
       if (!context) return this.refused(association, destination, item, stored);
       const body = datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
-      this.observe((observer) => observer.forwardAttempted(this.name));
       const result = await association.store(context, stored.sopInstanceUid, body, {
         onResponse: (response) => {
-          if (isStored(response.status)) this.confirmed(item, response.statusText);
+          this.observe((observer) => observer.forwardAttempted(this.name));
+          if (isStored(response.status)) this.confirmed(item, response);
         },
       });
       if (isStored(result.status)) return true;
-      this.itemFailed(item, { status: result.statusText }, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
+      this.itemFailed(item, result, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
       return false;
     } catch (error) {
       if (!(error instanceof AssociationError)) {
-        this.itemFailed(item, 'unreadable', `cannot send: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+        this.itemFailed(item, 'send_error', `cannot send: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
       } else if (error.requestSent) {
         // The association ended with this item on the wire: an attempt, so that an object that makes
         // the destination abort every time ends in dead letter rather than looping. (The destination
         // as a whole backs off once, in sendBatch.)
+        this.observe((observer) => observer.forwardAttempted(this.name));
         this.itemFailed(item, 'association_ended', `association ended while sending: ${error.message}`);
       }
       // Never on the wire: not an attempt; it stays queued for the next association.
@@ -357,17 +364,18 @@ class DestinationQueue {
    * goes out (the requestor's onResponse), so that a crash re-sends at most the window in flight.
    * The instance's move to `forwarded` follows in batches.
    */
-  private confirmed(item: OutboxItem, status: string): void {
+  private confirmed(item: OutboxItem, response: { status: number; statusText: string }): void {
     try {
-      this.options.outbox.markSent(item, status);
+      this.options.outbox.markSent(item, response.statusText);
     } catch (error) {
       // The destination has it; if the index cannot say so, it is sent again later (the destination
       // keeps one copy per SOP Instance UID).
       this.log.error({ item: item.id, err: (error as Error).message }, 'cannot record a confirmed item');
       return;
     }
-    this.observe((observer) => observer.forwardStored(this.name, status, item.routedAt));
+    this.observe((observer) => observer.forwardStored(this.name, response.status, item.routedAt));
     this.toSettle.add(item.instancePk);
+    if (this.options.observer) this.routingsToCheck.set(`${item.studyPk}:${item.routedAt}`, item);
     if (!this.settleTimer) {
       this.settleTimer = setTimeout(() => this.settle(), SETTLE_MS);
       this.settleTimer.unref();
@@ -387,15 +395,27 @@ class DestinationQueue {
       // Tried again at the next start (reconcileForwarded).
       this.log.error({ instances: instancePks.length, err: (error as Error).message }, 'cannot mark instances forwarded');
     }
+    this.reportStudiesDone();
+  }
+
+  /** Routings of studies whose last queued item was just confirmed: their forwarding time (metrics). */
+  private reportStudiesDone(): void {
+    const routings = [...this.routingsToCheck.values()];
+    this.routingsToCheck.clear();
+    for (const { studyPk, routedAt } of routings) {
+      this.observe((observer) => {
+        if (!this.options.outbox.routingPending(this.name, studyPk, routedAt)) observer.forwardStudyDone(this.name, routedAt);
+      });
+    }
   }
 
   /** An attempt failed, with the destination's status or, when there is none, the kind of failure. */
-  private itemFailed(item: OutboxItem, failure: { status: string } | ForwardFailureKind, reason: string): void {
+  private itemFailed(item: OutboxItem, failure: { status: number; statusText: string } | ForwardFailureKind, reason: string): void {
     const { retry } = this.options.settings();
     const attempts = item.attempts + 1;
     const error = withoutUids(reason).slice(0, 500);
-    const status = typeof failure === 'string' ? null : failure.status;
-    this.observe((observer) => observer.forwardFailed(this.name, status ?? (failure as ForwardFailureKind), attempts >= retry.maxAttempts));
+    const status = typeof failure === 'string' ? null : failure.statusText;
+    this.observe((observer) => observer.forwardFailed(this.name, typeof failure === 'string' ? failure : failure.status, attempts >= retry.maxAttempts));
     if (attempts >= retry.maxAttempts) {
       this.options.outbox.markDead(item, status, error);
       this.log.warn({ item: item.id, status, attempts, why: error }, 'item failed its last attempt: dead letter (gantry queue retry)');

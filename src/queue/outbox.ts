@@ -32,6 +32,7 @@ export interface OutboxItem {
   attempts: number;
   /** The routing the item belongs to: a copy routed again makes older items stale. */
   routedAt: number;
+  studyPk: number;
 }
 
 export interface OutboxRow extends OutboxItem {
@@ -70,11 +71,11 @@ export type RoutingAttribute = keyof typeof ROUTING_ATTRIBUTES;
 
 const ITEM_COLUMNS = `o.id, o.destination, o.instance_pk AS instancePk, o.file_path AS filePath,
   o.sop_class_uid AS sopClassUid, o.sop_instance_uid AS sopInstanceUid,
-  o.transfer_syntax_uid AS transferSyntaxUid, o.attempts, o.routed_at AS routedAt`;
+  o.transfer_syntax_uid AS transferSyntaxUid, o.attempts, o.routed_at AS routedAt, o.study_pk AS studyPk`;
 
 export class Outbox {
   private readonly statements: Record<
-    'routable' | 'enqueue' | 'markRouted' | 'due' | 'sent' | 'forwarded' | 'retry' | 'dead' | 'note' | 'nextDue',
+    'routable' | 'enqueue' | 'markRouted' | 'due' | 'sent' | 'forwarded' | 'retry' | 'dead' | 'note' | 'nextDue' | 'routingPending',
     Statement
   >;
 
@@ -128,6 +129,8 @@ export class Outbox {
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       dead: db.prepare(`UPDATE forward_outbox SET state = 'dead', attempts = attempts + @counted, last_status = @status, last_error = @error, failed_at = @now
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
+      routingPending: db.prepare(`SELECT EXISTS (SELECT 1 FROM forward_outbox INDEXED BY forward_outbox_routing_queued
+        WHERE study_pk = @studyPk AND destination = @destination AND routed_at = @routedAt AND state = 'queued') AS pending`),
       note: db.prepare(`UPDATE forward_outbox SET last_error = @error, failed_at = @now WHERE id = @id AND state = 'queued'`),
     };
   }
@@ -214,19 +217,25 @@ export class Outbox {
       .run().changes;
   }
 
+  /** Whether items of this routing of a study to this destination are still queued. */
+  routingPending(destination: string, studyPk: number, routedAt: number): boolean {
+    return (this.statements.routingPending.get({ destination, studyPk, routedAt }) as { pending: number }).pending === 1;
+  }
+
   /** A failed attempt: try again at `nextAttemptAt`. */
-  markRetry(item: OutboxItem, nextAttemptAt: number, status: string | null, error: string, now = Date.now()): void {
-    this.statements.retry.run({ id: item.id, routedAt: item.routedAt, nextAttemptAt, status, error, now });
+  markRetry(item: OutboxItem, nextAttemptAt: number, status: string | null, error: string): void {
+    this.statements.retry.run({ id: item.id, routedAt: item.routedAt, nextAttemptAt, status, error, now: Date.now() });
   }
 
   /** No more attempts: the item waits for an operator (`gantry queue retry`). `counted`: whether this
    * failure was an attempt at sending (a refused transfer syntax is not). */
-  markDead(item: OutboxItem, status: string | null, error: string, counted = true, now = Date.now()): void {
-    this.statements.dead.run({ id: item.id, routedAt: item.routedAt, status, error, counted: counted ? 1 : 0, now });
+  markDead(item: OutboxItem, status: string | null, error: string, counted = true): void {
+    this.statements.dead.run({ id: item.id, routedAt: item.routedAt, status, error, counted: counted ? 1 : 0, now: Date.now() });
   }
 
   /** Records why the destination could not be reached, without counting an attempt. */
-  noteUnreachable(items: readonly OutboxItem[], error: string, now = Date.now()): void {
+  noteUnreachable(items: readonly OutboxItem[], error: string): void {
+    const now = Date.now();
     this.db.transaction(() => {
       for (const item of items) this.statements.note.run({ id: item.id, error, now });
     })();
@@ -257,14 +266,15 @@ export class Outbox {
       .all() as DestinationCounts[];
   }
 
-  /** Items not sent (queued or dead) whose last attempt failed, the latest failure first. */
+  /** Items not sent (queued or dead; a confirmation clears failed_at) whose last attempt failed, the
+   * latest failure first. */
   recentFailures(limit: number): Array<OutboxRow & { failedAt: number }> {
     return this.db
       .prepare(
         `SELECT ${ITEM_COLUMNS}, o.state, o.next_attempt_at AS nextAttemptAt, o.last_status AS lastStatus,
            o.last_error AS lastError, o.queued_at AS queuedAt, o.sent_at AS sentAt, o.failed_at AS failedAt
          FROM forward_outbox o INDEXED BY forward_outbox_failed
-         WHERE o.failed_at IS NOT NULL AND o.state != 'sent'
+         WHERE o.failed_at IS NOT NULL
          ORDER BY o.failed_at DESC, o.id DESC LIMIT ?`,
       )
       .all(limit) as Array<OutboxRow & { failedAt: number }>;

@@ -5,6 +5,7 @@
  */
 export class FreeSpaceMonitor {
   private bytes = Number.POSITIVE_INFINITY;
+  private lastReadAt = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -28,6 +29,11 @@ export class FreeSpaceMonitor {
     return this.bytes;
   }
 
+  /** When the last reading succeeded (ms; 0: never). */
+  get readAt(): number {
+    return this.lastReadAt;
+  }
+
   /** Counts bytes just written, until the next reading. */
   consumed(bytes: number): void {
     this.bytes -= bytes;
@@ -36,6 +42,7 @@ export class FreeSpaceMonitor {
   async refresh(): Promise<number> {
     try {
       this.bytes = await this.read();
+      this.lastReadAt = Date.now();
     } catch {
       // Keep the last reading; a failing statfs shows up as write errors soon enough.
     }

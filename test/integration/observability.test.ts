@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse, stringify } from 'yaml';
 import { storescu } from '../helpers/dcmtk.js';
-import { startStorescp, waitUntil } from '../helpers/destinations.js';
+import { startCountingServer, startStorescp, waitUntil } from '../helpers/destinations.js';
 import { startGantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
-import { DCMTK_ENV, GANTRY_CLI, run, sleep } from '../helpers/processes.js';
+import { DCMTK_ENV, freePort, GANTRY_CLI, run, sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { CT_IMAGE_STORAGE, EXPLICIT_LE, newUid, writeCorpus } from '../helpers/synthetic-dicom.js';
@@ -75,11 +75,29 @@ test('/metrics moves by the right amounts around an end-to-end run, with bounded
   mkdirSync(corpusDir, { recursive: true });
   const corpus = await writeCorpus(corpusDir, { patients: 1, studiesPerPatient: 2, seriesPerStudy: 1, instancesPerSeries: 5 });
   assert.equal(corpus.length, 10);
+  // Three destinations: one that stores everything; one that refuses each instance once (0xA700) and
+  // one instance always, with a code outside the standard (0xA7FE); one that is not there.
   const scp = await startStorescp(join(dir, 'archive'));
   t.after(() => scp.stop());
+  let alwaysRefused: string | undefined;
+  const picky = await startCountingServer((uid, attempt) => {
+    alwaysRefused ??= uid;
+    if (uid === alwaysRefused) return 0xa7fe;
+    return attempt === 1 ? 0xa700 : 0x0000;
+  });
+  t.after(() => picky.close());
+  const nowherePort = await freePort();
   const gantry = await startGantryProcess(join(dir, 'gantry'), {
     query: { sourceCallers: ['HOSPITAL'] },
-    forward: { stableSeconds: 1, destinations: [{ name: 'archive', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] },
+    forward: {
+      stableSeconds: 1,
+      retry: { baseSeconds: 0.2, multiplier: 2, maxSeconds: 1, maxAttempts: 3 },
+      destinations: [
+        { name: 'archive', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port },
+        { name: 'picky', aeTitle: 'PICKY', host: '127.0.0.1', port: picky.port },
+        { name: 'nowhere', aeTitle: 'NOWHERE', host: '127.0.0.1', port: nowherePort },
+      ],
+    },
   });
   t.after(() => gantry.stop());
 
@@ -106,9 +124,16 @@ test('/metrics moves by the right amounts around an end-to-end run, with bounded
 
   let after: Samples = before;
   let text = '';
-  await waitUntil('every instance forwarded, as /metrics says', 60_000, async () => {
+  await waitUntil('the archive has all, picky all but its dead letter, nowhere was tried', 60_000, async () => {
     ({ text, samples: after } = await scrape(gantry.httpPort));
-    return total(after, 'gantry_instances', { state: 'forwarded' }) === 10 && total(after, 'gantry_forward_delay_seconds_count') >= 10;
+    return (
+      total(after, 'gantry_forward_successes_total', { destination: 'archive' }) === 10 &&
+      total(after, 'gantry_forward_successes_total', { destination: 'picky' }) === 9 &&
+      total(after, 'gantry_forward_dead_letters_total', { destination: 'picky' }) === 1 &&
+      // Studies are reported done when confirmations are settled, up to 200 ms later.
+      total(after, 'gantry_forward_study_delay_seconds_count') === 3 &&
+      total(after, 'gantry_forward_unreachable_total', { destination: 'nowhere' }) >= 1
+    );
   });
   const moved = (name: string, labels: Record<string, string> = {}) => total(after, name, labels) - total(before, name, labels);
 
@@ -132,11 +157,28 @@ test('/metrics moves by the right amounts around an end-to-end run, with bounded
   assert.equal(moved('gantry_deid_duration_seconds_count', { outcome: 'ok' }), 10);
   assert.equal(moved('gantry_forward_attempts_total', { destination: 'archive' }), 10);
   assert.equal(moved('gantry_forward_successes_total', { destination: 'archive', status: '0x0000' }), 10);
-  assert.equal(moved('gantry_forward_failures_total'), 0);
+  assert.equal(moved('gantry_forward_failures_total', { destination: 'archive' }), 0);
   assert.equal(moved('gantry_forward_delay_seconds_count', { destination: 'archive' }), 10);
+  assert.equal(moved('gantry_forward_study_delay_seconds_count', { destination: 'archive' }), 2, 'two studies');
   assert.equal(total(after, 'gantry_outbox_items', { destination: 'archive', state: 'sent' }), 10);
   assert.equal(total(after, 'gantry_outbox_items', { destination: 'archive', state: 'queued' }), 0);
   assert.equal(total(after, 'gantry_outbox_oldest_age_seconds', { destination: 'archive' }), 0);
+  // picky: nine instances refused once then stored, one refused three times (its code folded).
+  assert.equal(moved('gantry_forward_attempts_total', { destination: 'picky' }), 9 * 2 + 3);
+  assert.equal(moved('gantry_forward_failures_total', { destination: 'picky', status: '0xA700' }), 9);
+  assert.equal(moved('gantry_forward_failures_total', { destination: 'picky', status: '0xA7xx' }), 3);
+  assert.equal(moved('gantry_forward_dead_letters_total', { destination: 'picky' }), 1);
+  assert.equal(
+    moved('gantry_forward_study_delay_seconds_count', { destination: 'picky' }),
+    1,
+    `the study with the dead letter is not done:\n${text.split('\n').filter((line) => line.includes('study_delay_seconds_count')).join('\n')}`,
+  );
+  assert.equal(total(after, 'gantry_outbox_items', { destination: 'picky', state: 'dead' }), 1);
+  // nowhere: nothing on the wire, the queue waits and ages.
+  assert.equal(moved('gantry_forward_attempts_total', { destination: 'nowhere' }), 0);
+  assert.equal(total(after, 'gantry_outbox_items', { destination: 'nowhere', state: 'queued' }), 10);
+  assert.ok(total(after, 'gantry_outbox_oldest_age_seconds', { destination: 'nowhere' }) > 0);
+  assert.equal(total(after, 'gantry_instances', { state: 'deidentified' }), 10, 'not forwarded until every destination has them');
   assert.equal(total(after, 'gantry_instances', { state: 'received' }), 0);
   assert.equal(total(after, 'gantry_deid_pool_threads'), 2);
   assert.ok(total(after, 'gantry_index_size_bytes') > 0);
@@ -167,11 +209,15 @@ test('/metrics moves by the right amounts around an end-to-end run, with bounded
   assert.doesNotMatch(gantry.output(), /PAT00000|Doe\^Patient/, 'patient data in the log');
 
   // gantry status reads the same state from the index.
-  const status = await run(process.execPath, [GANTRY_CLI, 'status', '--config', gantry.configPath], { timeoutMs: 30_000 });
+  const status = await run(process.execPath, [GANTRY_CLI, 'status', '--config', gantry.configPath, '-n', '20'], { timeoutMs: 30_000 });
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /node: running \(pid \d+\), ready/);
-  assert.match(status.stdout, /forwarded 10/);
+  assert.match(status.stdout, /deidentified 10/);
   assert.match(status.stdout, /^archive\s+0\s+10\s+0\s+-$/m);
+  assert.match(status.stdout, /^picky\s+0\s+9\s+1\s+-$/m);
+  assert.match(status.stdout, /^nowhere\s+10\s+0\s+0\s+\d+ s$/m);
+  assert.match(status.stdout, /picky {2}dead {2}3 {2}0xA7FE {2}picky answered 0xA7FE/);
+  assert.match(status.stdout, /nowhere {2}queued {2}0 {2}- {2}nowhere unreachable/);
 });
 
 function corpusBytes(paths: string[]): number {
@@ -202,6 +248,18 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   writeFileSync(gantry.configPath, stringify(config));
   gantry.child.kill('SIGHUP');
   await waitUntil('/readyz ready after the floor was lowered', 10_000, async () => (await readyz(gantry.httpPort)).status === 200);
+  // And unready again when the floor is crossed while running.
+  config.storage.minFreeBytes = Number.MAX_SAFE_INTEGER;
+  writeFileSync(gantry.configPath, stringify(config));
+  gantry.child.kill('SIGHUP');
+  await waitUntil('/readyz unready after the floor was raised', 10_000, async () => (await readyz(gantry.httpPort)).status === 503);
+  config.storage.minFreeBytes = 0;
+  writeFileSync(gantry.configPath, stringify(config));
+  gantry.child.kill('SIGHUP');
+  await waitUntil('/readyz ready again', 10_000, async () => (await readyz(gantry.httpPort)).status === 200);
+  const head = await fetch(`http://127.0.0.1:${gantry.httpPort}/readyz`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), '', 'HEAD answers without a body');
 
   // Shutting down with a C-STORE in flight (its command sent, its dataset not yet): the listener
   // closes first, and /readyz says so while the store may still finish (the HTTP endpoints go last).

@@ -13,7 +13,7 @@ import type { DeidTask, DeidTaskResult } from '../../src/deid/worker.js';
 import { DeidWork } from '../../src/index/deid-work.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { DeidScheduler } from '../../src/pipeline/deidentify.js';
+import { DeidScheduler, type DeidObserver, type DeidOutcome } from '../../src/pipeline/deidentify.js';
 import { DEID_INCOMING_DIR } from '../../src/store/object-store.js';
 import { sleep } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -76,7 +76,7 @@ function record(filePath: string): InstanceRecord {
   };
 }
 
-async function setUp(t: TestContext) {
+async function setUp(t: TestContext, observer?: DeidObserver) {
   const storagePath = scratchDir('scheduler');
   mkdirSync(join(storagePath, DEID_INCOMING_DIR), { recursive: true });
   const file = join(storagePath, 'index.sqlite');
@@ -93,6 +93,7 @@ async function setUp(t: TestContext) {
     log: silentLogger(),
     maxInFlight: 2,
     pollMs: 50,
+    ...(observer ? { observer } : {}),
     settings: () => ({ profiles: [], base: { dateShift: { minDays: 1, maxDays: 2 }, maxAgeYears: 89 }, quarantineOnFindings: false }),
   });
   t.after(async () => {
@@ -112,8 +113,24 @@ function deidentified(filePath: string): DeidTaskResult {
 
 const TARGET = 'deidentified/2.25.3/2.25.2/2.25.1.dcm';
 
+/** Outcomes reported for metrics; the first call throws, which must change nothing. */
+function recordingObserver(): DeidObserver & { outcomes: DeidOutcome[] } {
+  const outcomes: DeidOutcome[] = [];
+  let calls = 0;
+  return {
+    outcomes,
+    deidDone(outcome, seconds) {
+      calls += 1;
+      assert.ok(seconds >= 0);
+      outcomes.push(outcome);
+      if (calls === 1) throw new Error('a metric that fails');
+    },
+  };
+}
+
 test('an output is moved into place when the index records it', async (t) => {
-  const { storagePath, writer, pool, scheduler, state } = await setUp(t);
+  const observer = recordingObserver();
+  const { storagePath, writer, pool, scheduler, state } = await setUp(t, observer);
   await writer.submit(record('originals/a.dcm'));
   scheduler.start();
   const pending = await pool.next();
@@ -124,10 +141,12 @@ test('an output is moved into place when the index records it', async (t) => {
   assert.equal(state().deidPath, TARGET);
   assert.equal(readFileSync(join(storagePath, TARGET), 'utf8'), 'OUTPUT');
   assert.equal(existsSync(pending.task.temporary), false);
+  assert.deepEqual(observer.outcomes, ['ok'], 'reported once, and an observer that throws changes nothing');
 });
 
 test('a stale output (the instance was re-sent meanwhile) is dropped without touching the newer one', async (t) => {
-  const { storagePath, writer, pool, scheduler, state } = await setUp(t);
+  const observer = recordingObserver();
+  const { storagePath, writer, pool, scheduler, state } = await setUp(t, observer);
   await writer.submit(record('originals/first.dcm'));
   scheduler.start();
   const stale = await pool.next();
@@ -143,10 +162,12 @@ test('a stale output (the instance was re-sent meanwhile) is dropped without tou
   assert.equal(existsSync(stale.task.temporary), false, 'the stale output is removed');
   assert.equal(state().state, 'received');
   assert.equal(state().filePath, 'originals/second.dcm');
+  assert.deepEqual(observer.outcomes, [], 'a stale outcome is not counted');
 });
 
 test('a task that fails is recorded as failed, but one ended by stopping waits for the next start', async (t) => {
-  const { writer, pool, scheduler, state } = await setUp(t);
+  const observer = recordingObserver();
+  const { writer, pool, scheduler, state } = await setUp(t, observer);
   await writer.submit(record('originals/a.dcm'));
   scheduler.start();
   const first = await pool.next();
@@ -161,4 +182,5 @@ test('a task that fails is recorded as failed, but one ended by stopping waits f
   second.reject(new Error('Terminating worker thread'));
   await stopped;
   assert.equal(state().state, 'received', 'stopping is no failure of the instance');
+  assert.deepEqual(observer.outcomes, ['failed'], 'the stopped task is not counted');
 });

@@ -177,14 +177,14 @@ async function exportedMetricNames(): Promise<Set<string>> {
     activeAssociations: () => 0,
     instancesByState: () => ({}),
     outbox: () => [],
-    deidWaiting: () => 0,
-    pool: () => ({ utilization: 0, queueSize: 0, threads: 0 }),
+    pool: () => ({ running: 0, threads: 0 }),
     indexBytes: () => 0,
     freeBytes: () => 0,
     minFreeBytes: () => 0,
     ready: () => true,
   };
-  const metrics = new GantryMetrics(sources);
+  const metrics = new GantryMetrics();
+  metrics.watch(sources);
   const names = new Set<string>(['up']);
   for (const metric of await metrics.registry.getMetricsAsJSON()) {
     names.add(metric.name);

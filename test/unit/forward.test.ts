@@ -19,7 +19,7 @@ const IMPLICIT = '1.2.840.10008.1.2';
 const JPEG_LS = '1.2.840.10008.1.2.4.80';
 
 function item(id: number, sopClassUid: string, transferSyntaxUid: string): OutboxItem {
-  return { id, destination: 'd', instancePk: id, filePath: `f${id}`, sopClassUid, sopInstanceUid: `1.2.${id}`, transferSyntaxUid, attempts: 0, routedAt: 1 };
+  return { id, destination: 'd', instancePk: id, filePath: `f${id}`, sopClassUid, sopInstanceUid: `1.2.${id}`, transferSyntaxUid, attempts: 0, routedAt: 1, studyPk: 1 };
 }
 
 test('contexts: the stored syntax alone, and both little-endian syntaxes for uncompressed objects, once per class', () => {

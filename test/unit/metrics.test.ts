@@ -5,16 +5,21 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CommandField } from '../../src/dimse/command.js';
-import { GantryMetrics, sopClassFamily, transferSyntaxLabel, type MetricsSources } from '../../src/observability/metrics.js';
+import { boundedStatus, GantryMetrics, sopClassFamily, transferSyntaxLabel, type MetricsSources } from '../../src/observability/metrics.js';
 import { STORAGE_SOP_CLASS_ROWS } from '../../src/dicom/storage-sop-classes.js';
+
+function watching(overrides: Partial<MetricsSources> = {}, callerLabel?: (callingAeTitle: string) => string, onCollectError?: (metric: string, error: Error) => void): GantryMetrics {
+  const metrics = new GantryMetrics(callerLabel, onCollectError);
+  metrics.watch(sources(overrides));
+  return metrics;
+}
 
 function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
   return {
     activeAssociations: () => 3,
     instancesByState: () => ({ received: 4, quarantined: 2 }),
     outbox: () => [{ destination: 'research', queued: 5, sent: 7, dead: 1, oldestQueuedAt: Date.now() - 60_000 }],
-    deidWaiting: () => 4,
-    pool: () => ({ utilization: 0.5, queueSize: 6, threads: 2 }),
+    pool: () => ({ running: 5, threads: 2 }),
     indexBytes: () => 4096,
     freeBytes: () => 10_000,
     minFreeBytes: () => 20_000,
@@ -32,7 +37,7 @@ async function sample(metrics: GantryMetrics, name: string, labels: Record<strin
 }
 
 test('every Gantry metric is named the Prometheus way and Node process metrics are there', async () => {
-  const metrics = new GantryMetrics(sources());
+  const metrics = watching();
   const all = await metrics.registry.getMetricsAsJSON();
   const gantry = all.filter((metric) => metric.name.startsWith('gantry_'));
   assert.ok(gantry.length >= 25, `${gantry.length} gantry_ metrics`);
@@ -49,7 +54,7 @@ test('every Gantry metric is named the Prometheus way and Node process metrics a
 });
 
 test('the DICOM observer counts stores, queries and associations with bounded labels', async () => {
-  const metrics = new GantryMetrics(sources(), (callingAeTitle) => (callingAeTitle === 'CT1' ? 'CT1' : 'other'));
+  const metrics = watching({}, (callingAeTitle) => (callingAeTitle === 'CT1' ? 'CT1' : 'other'));
   metrics.associationAccepted('CT1');
   metrics.associationAccepted('SOMEONE');
   metrics.associationAccepted('ANOTHER');
@@ -79,19 +84,22 @@ test('the DICOM observer counts stores, queries and associations with bounded la
   assert.deepEqual(counts, { success: 1, failure: 1, warning: 1 });
   assert.equal(await sample(metrics, 'gantry_query_requests_total', { operation: 'find', status: '0xFE00' }), 1);
   assert.equal(await sample(metrics, 'gantry_query_requests_total', { operation: 'get', status: '0x0000' }), 1);
-  assert.equal(await sample(metrics, 'gantry_cecho_requests_total'), undefined);
+  metrics.operationDone({ commandField: CommandField.CEchoRq, sopClassUid: '1.2.840.10008.1.1', transferSyntaxUid: '1.2.840.10008.1.2', status: 0, seconds: 0.001 });
+  assert.equal(await sample(metrics, 'gantry_cecho_requests_total', { status: '0x0000' }), 1);
 });
 
 test('the pipeline observers count de-identification and forwarding outcomes', async () => {
-  const metrics = new GantryMetrics(sources());
+  const metrics = watching();
   metrics.deidDone('ok', 0.02);
   metrics.deidDone('ok', 0.03);
   metrics.deidDone('quarantined', 0.01);
   metrics.deidDone('failed', 0.5);
   metrics.forwardAttempted('research');
   metrics.forwardAttempted('research');
-  metrics.forwardStored('research', '0x0000', Date.now() - 7000);
-  metrics.forwardFailed('research', '0xA700', false);
+  metrics.forwardStored('research', 0, Date.now() - 7000);
+  metrics.forwardStudyDone('research', Date.now() - 20_000);
+  metrics.forwardFailed('research', 0xa700, false);
+  metrics.forwardFailed('research', 0xa7fe, false);
   metrics.forwardFailed('research', 'refused', true);
   metrics.destinationUnreachable('archive');
   assert.equal(await sample(metrics, 'gantry_deid_instances_total', { outcome: 'ok' }), 2);
@@ -99,17 +107,21 @@ test('the pipeline observers count de-identification and forwarding outcomes', a
   assert.equal(await sample(metrics, 'gantry_deid_instances_total', { outcome: 'failed' }), 1);
   assert.equal(await sample(metrics, 'gantry_forward_attempts_total', { destination: 'research' }), 2);
   assert.equal(await sample(metrics, 'gantry_forward_successes_total', { destination: 'research', status: '0x0000' }), 1);
-  assert.equal(await sample(metrics, 'gantry_forward_failures_total', { destination: 'research' }), 2);
+  assert.equal(await sample(metrics, 'gantry_forward_failures_total', { destination: 'research' }), 3);
+  assert.equal(await sample(metrics, 'gantry_forward_failures_total', { status: '0xA700' }), 1);
+  assert.equal(await sample(metrics, 'gantry_forward_failures_total', { status: '0xA7xx' }), 1, 'a code outside the standard folds into its class');
   assert.equal(await sample(metrics, 'gantry_forward_dead_letters_total', { destination: 'research' }), 1);
   assert.equal(await sample(metrics, 'gantry_forward_unreachable_total', { destination: 'archive' }), 1);
   const text = (await metrics.exposition()).body;
   assert.match(text, /gantry_forward_delay_seconds_bucket\{le="2",destination="research"\} 0/);
   assert.match(text, /gantry_forward_delay_seconds_bucket\{le="5",destination="research"\} 0/);
   assert.match(text, /gantry_forward_delay_seconds_bucket\{le="10",destination="research"\} 1/);
+  assert.match(text, /gantry_forward_study_delay_seconds_bucket\{le="10",destination="research"\} 0/);
+  assert.match(text, /gantry_forward_study_delay_seconds_bucket\{le="30",destination="research"\} 1/);
 });
 
 test('scrape-time gauges read their sources', async () => {
-  const metrics = new GantryMetrics(sources());
+  const metrics = watching();
   const text = (await metrics.exposition()).body;
   assert.match(text, /^gantry_associations_active 3$/m);
   assert.match(text, /^gantry_instances\{state="received"\} 4$/m);
@@ -118,13 +130,14 @@ test('scrape-time gauges read their sources', async () => {
   assert.match(text, /^gantry_outbox_items\{destination="research",state="dead"\} 1$/m);
   const age = Number(/^gantry_outbox_oldest_age_seconds\{destination="research"\} (\S+)$/m.exec(text)?.[1]);
   assert.ok(age >= 59 && age < 70, `oldest age ${age}`);
-  assert.match(text, /^gantry_deid_pool_queue_depth 6$/m);
-  assert.match(text, /^gantry_deid_pool_utilization_ratio 0.5$/m);
+  assert.match(text, /^gantry_deid_waiting_instances 4$/m);
+  assert.match(text, /^gantry_deid_pool_queue_depth 3$/m);
+  assert.match(text, /^gantry_deid_pool_utilization_ratio 1$/m);
   assert.match(text, /^gantry_storage_free_bytes 10000$/m);
   assert.match(text, /^gantry_storage_min_free_bytes 20000$/m);
   assert.match(text, /^gantry_ready 0$/m);
   // A destination gone from the outbox disappears from the gauges at the next scrape.
-  const emptied = new GantryMetrics(sources({ outbox: () => [] }));
+  const emptied = watching({ outbox: () => [] });
   assert.doesNotMatch((await emptied.exposition()).body, /gantry_outbox_items\{/);
 });
 
@@ -136,9 +149,44 @@ test('SOP classes fold into families; unknown ones into one value', () => {
   assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.88.22'), 'SR');
   assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.104.1'), 'DOC');
   assert.equal(sopClassFamily('1.3.12.2.1107.5.9.1'), 'NON_STANDARD');
+  assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.12.1.1'), 'XA', 'Enhanced XA');
+  assert.equal(sopClassFamily('1.2.840.10008.5.1.4.1.1.200.2'), 'PROTOCOL', 'CT Performed Procedure Protocol');
   const families = new Set(STORAGE_SOP_CLASS_ROWS.map(([uid]) => sopClassFamily(uid)));
   assert.ok(families.size <= 25, `${families.size} families`);
   for (const family of families) assert.match(family, /^[A-Z_]+$/);
   assert.equal(transferSyntaxLabel('1.2.840.10008.1.2.1'), 'Explicit VR Little Endian');
   assert.equal(transferSyntaxLabel('1.2.3.4.5'), 'other');
+});
+
+test('a source that fails leaves its gauge as it was and the scrape goes on', async () => {
+  let failing = false;
+  const failures: string[] = [];
+  const metrics = watching(
+    {
+      outbox: () => {
+        if (failing) throw new Error('SQLITE_BUSY');
+        return [{ destination: 'research', queued: 5, sent: 7, dead: 1, oldestQueuedAt: null }];
+      },
+    },
+    undefined,
+    (metric) => failures.push(metric),
+  );
+  assert.match((await metrics.exposition()).body, /^gantry_outbox_items\{destination="research",state="queued"\} 5$/m);
+  failing = true;
+  const text = (await metrics.exposition()).body;
+  assert.match(text, /^gantry_outbox_items\{destination="research",state="queued"\} 5$/m);
+  assert.match(text, /^gantry_ready 0$/m);
+  assert.ok(failures.includes('gantry_outbox_items'), failures.join());
+});
+
+test('DIMSE statuses are labels from a bounded set', () => {
+  assert.equal(boundedStatus(0), '0x0000');
+  assert.equal(boundedStatus(0xa700), '0xA700');
+  assert.equal(boundedStatus(0xa7fe), '0xA7xx');
+  assert.equal(boundedStatus(0xc123), '0xCxxx');
+  assert.equal(boundedStatus(0xb000), '0xB000');
+  assert.equal(boundedStatus(0xb123), '0xBxxx');
+  assert.equal(boundedStatus(0x0133), '0x01xx');
+  const labels = new Set(Array.from({ length: 0x10000 }, (_, status) => boundedStatus(status)));
+  assert.ok(labels.size < 120, `${labels.size} labels for every 16-bit status`);
 });
