@@ -1,0 +1,105 @@
+/**
+ * The outbox's operator views: the latest failures (failed_at set by a failed attempt, an unreachable
+ * destination and dead letter; cleared by a confirmation, a re-queue and a new routing), whether a
+ * routing of a study still has queued items, and migration 7's backfill of failures recorded before it.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/database.js';
+import { MIGRATIONS } from '../../src/db/migrations/index.js';
+import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+import { Outbox, type OutboxItem } from '../../src/queue/outbox.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+function record(n: number): InstanceRecord {
+  return {
+    attributes: { PatientID: 'P1', Modality: 'CT' },
+    studyInstanceUid: '1.2.1',
+    seriesInstanceUid: '1.2.1.1',
+    sopInstanceUid: `1.2.1.1.${n}`,
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath: `originals/${n}.dcm`,
+    fileSize: 10,
+    callingAeTitle: 'CT01',
+    receivedAt: Date.now() - 60_000,
+  };
+}
+
+/** Two de-identified instances of one study, routed to destination "d". */
+async function routedStudy(t: TestContext): Promise<{ db: Db; outbox: Outbox; items: OutboxItem[] }> {
+  const file = join(scratchDir('outbox'), 'index.sqlite');
+  const db = openDatabase(file);
+  const wal = new WalSync(file);
+  t.after(async () => {
+    await wal.close();
+    db.close();
+  });
+  const writer = new IndexWriter(db, new InstanceIndex(db), wal);
+  for (const n of [1, 2]) await writer.submit(record(n));
+  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+  const outbox = new Outbox(db);
+  const routable = outbox.routable(Date.now(), 10);
+  assert.equal(outbox.route(routable.map((instance) => ({ instance, destinations: ['d'] }))), 2);
+  return { db, outbox, items: outbox.due('d', 10) };
+}
+
+test('failures are listed newest first until a confirmation, a re-queue or a new routing clears them', async (t) => {
+  const { outbox, items } = await routedStudy(t);
+  const [first, second] = items as [OutboxItem, OutboxItem];
+  assert.deepEqual(outbox.recentFailures(10), []);
+  outbox.markRetry(first, Date.now(), '0xA700', 'd answered 0xA700');
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  outbox.markDead(second, '0xC000', 'd answered 0xC000');
+  const failures = outbox.recentFailures(10);
+  assert.deepEqual(
+    failures.map((row) => [row.id, row.state, row.lastStatus]),
+    [
+      [second.id, 'dead', '0xC000'],
+      [first.id, 'queued', '0xA700'],
+    ],
+  );
+  assert.ok((failures[0]?.failedAt ?? 0) >= (failures[1]?.failedAt ?? Infinity));
+  assert.equal(outbox.recentFailures(1).length, 1);
+
+  outbox.markSent({ ...first, attempts: 1 }, '0x0000');
+  assert.deepEqual(outbox.recentFailures(10).map((row) => row.id), [second.id], 'a confirmation clears the failure');
+  assert.equal(outbox.requeueDead({ ids: [second.id] }), 1);
+  assert.deepEqual(outbox.recentFailures(10), [], 'a re-queue clears it');
+
+  const [requeued] = outbox.due('d', 10) as [OutboxItem];
+  outbox.noteUnreachable([requeued], 'd unreachable: connection refused');
+  assert.deepEqual(outbox.recentFailures(10).map((row) => row.lastError), ['d unreachable: connection refused']);
+});
+
+test('a routing is pending while any of its items is queued for that destination', async (t) => {
+  const { outbox, items } = await routedStudy(t);
+  const [first, second] = items as [OutboxItem, OutboxItem];
+  assert.equal(first.studyPk, second.studyPk);
+  assert.equal(outbox.routingPending('d', first.studyPk, first.routedAt), true);
+  outbox.markSent(first, '0x0000');
+  assert.equal(outbox.routingPending('d', first.studyPk, first.routedAt), true);
+  assert.equal(outbox.routingPending('other', first.studyPk, first.routedAt), false);
+  outbox.markDead(second, '0xA700', 'refused');
+  assert.equal(outbox.routingPending('d', first.studyPk, first.routedAt), false);
+});
+
+test('migration 7 dates the failures recorded before it', async (t) => {
+  const file = join(scratchDir('outbox-migration'), 'index.sqlite');
+  const db = openDatabase(file, MIGRATIONS.filter((migration) => migration.version < 7));
+  const wal = new WalSync(file);
+  t.after(async () => {
+    await wal.close();
+    db.close();
+  });
+  await new IndexWriter(db, new InstanceIndex(db), wal).submit(record(1));
+  const { id, studyPk } = db.prepare('SELECT i.id, se.study_pk AS studyPk FROM instances i JOIN series se ON se.id = i.series_pk').get() as { id: number; studyPk: number };
+  const insert = db.prepare(`INSERT INTO forward_outbox (destination, instance_pk, file_path, sop_class_uid, sop_instance_uid, transfer_syntax_uid,
+    study_pk, routed_at, state, attempts, next_attempt_at, last_status, last_error, queued_at) VALUES (?, ?, 'f', '1.2', '2.25.1', '1.2.840.10008.1.2.1', ?, 1, ?, 1, 1, ?, ?, 1000)`);
+  insert.run('failing', id, studyPk, 'queued', '0xA700', 'refused');
+  insert.run('fine', id, studyPk, 'sent', '0x0000', null);
+  assert.deepEqual(applyMigrations(db, MIGRATIONS), [7]);
+  const failures = new Outbox(db).recentFailures(10);
+  assert.deepEqual(failures.map((row) => [row.destination, row.failedAt]), [['failing', 1000]]);
+});
