@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { encodeTextDataset } from '../../src/dicom/dataset-encoder.js';
 import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
 import { DicomServer } from '../../src/dimse/server.js';
+import type { DimseObserver } from '../../src/dimse/observer.js';
 import type { FindRequest } from '../../src/dimse/services.js';
 import { DimseStatusError, Status } from '../../src/dimse/status.js';
 import { silentLogger } from '../../src/observability/logger.js';
@@ -20,8 +21,9 @@ import { scratchDir } from '../helpers/scratch.js';
 
 const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
 
-async function startFindServer(find: (request: FindRequest) => AsyncIterable<Buffer>): Promise<{ server: DicomServer; port: number }> {
+async function startFindServer(find: (request: FindRequest) => AsyncIterable<Buffer>, observer?: DimseObserver): Promise<{ server: DicomServer; port: number }> {
   const server = new DicomServer({
+    observer,
     host: '127.0.0.1',
     port: 0,
     log: silentLogger(),
@@ -127,4 +129,28 @@ test('C-CANCEL ends a running C-FIND with status Cancel and stops the handler', 
   assert.match(`${result.stdout}${result.stderr}`, /Received Final Find Response \(Cancel/);
   assert.ok(stopped, 'the handler was stopped');
   assert.ok(yielded < 50, `${yielded} matches produced before the cancel took effect`);
+});
+
+test('an observer (metrics) that throws changes nothing for the peer', async (t) => {
+  if (!(await needPeers(t, 'findscu', 'dcmdump'))) return;
+  const calls: string[] = [];
+  const fail = (name: string) => () => {
+    calls.push(name);
+    throw new Error('a metric that fails');
+  };
+  const observer: DimseObserver = {
+    associationAccepted: fail('accepted'),
+    associationRejected: fail('rejected'),
+    bytesReceived: fail('bytes'),
+    operationDone: fail('operation'),
+  };
+  const { server, port } = await startFindServer(async function* () {
+    yield encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: '1.2.3' }], 'explicit-le');
+  }, observer);
+  t.after(() => server.close(1000));
+  const dir = scratchDir('find-dimse-observer');
+  const result = await findscu(port, dir, ['0008,0052=STUDY', '0020,000D']);
+  assert.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+  assert.equal(readdirSync(dir).filter((file) => file.startsWith('rsp')).length, 1);
+  for (const name of ['accepted', 'bytes', 'operation']) assert.ok(calls.includes(name), `the observer was told: ${name}`);
 });
