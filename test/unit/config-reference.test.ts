@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { renderConfigReference } from '../../scripts/generate-config-reference.js';
+import { configSections, renderConfigReference, type ReferenceRow } from '../../scripts/generate-config-reference.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const REFERENCE = join(ROOT, 'docs', 'configuration.md');
@@ -55,6 +55,12 @@ function assertDocumented(keys: readonly string[], rows: ReadonlyMap<string, str
   assert.deepEqual(missing, [], `keys of config/gantry.yaml missing from docs/configuration.md: ${missing.join(', ')} (run npm run generate:config-reference)`);
 }
 
+/** Fails, naming them, when keys have no description (no .describe() in the schema and nothing checked). */
+function assertDescribed(rows: readonly ReferenceRow[]): void {
+  const undescribed = rows.filter((row) => row.description.trim() === '').map((row) => row.key);
+  assert.deepEqual(undescribed, [], `keys without a description: ${undescribed.join(', ')} (add .describe() in src/config/schema.ts, then npm run generate:config-reference)`);
+}
+
 test('docs/configuration.md is what the config schema makes (else: run npm run generate:config-reference)', () => {
   const rendered = renderConfigReference();
   assert.equal(renderConfigReference(), rendered, 'the reference is deterministic');
@@ -101,4 +107,12 @@ test('the checks fail on a stale reference and on an undocumented key', () => {
   const rows = referenceRows(rendered);
   rows.delete('forward.retry.maxAttempts');
   assert.throws(() => assertDocumented(['dicom.port', 'forward.retry.maxAttempts'], rows), /forward\.retry\.maxAttempts/);
+});
+
+test('every key has a description', () => {
+  const rows = configSections().flatMap((section) => section.rows);
+  assert.ok(rows.length > 40, `expected the schema's keys, got ${rows.length}`);
+  assertDescribed(rows);
+  // The check can fail: a key without a description is named.
+  assert.throws(() => assertDescribed([...rows, { key: 'forward.newKey', type: 'string', default: 'not set', description: ' ' }]), /forward\.newKey/);
 });

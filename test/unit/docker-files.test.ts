@@ -2,7 +2,9 @@
  * The container files agree with each other and with Gantry: the Dockerfile, docker/compose.yaml,
  * docker/gantry.yaml (loaded by Gantry's own config loader), Orthanc's config, Prometheus's config
  * and alert rules (checked and run by promtool), and the Grafana dashboard. Every metric the alerts
- * and the dashboard name must be one Gantry exports.
+ * and the dashboard name must be one Gantry exports, every label they name one its series carry
+ * (test/helpers/promql.ts follows the labels through aggregations and matching), with a value Gantry
+ * gives it where the set is known, and every {{ $labels.x }} or legend {{x}} one the result carries.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -13,8 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { ConfigError, loadConfigFile } from '../../src/config/load.js';
 import type { GantryConfig } from '../../src/config/schema.js';
+import { CommandField } from '../../src/dimse/command.js';
+import type { RejectLabel } from '../../src/dimse/observer.js';
+import { INSTANCE_STATES } from '../../src/index/instance-index.js';
 import { GantryMetrics, type MetricsSources } from '../../src/observability/metrics.js';
+import type { DeidOutcome } from '../../src/pipeline/deidentify.js';
 import { needPeers } from '../helpers/peers.js';
+import { analyse, labelProblems, type SeriesSchema } from '../helpers/promql.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -171,8 +178,15 @@ export function metricNamesIn(expr: string): string[] {
   return [...new Set(names.filter((name) => /^(?:gantry_|process_|nodejs_)/.test(name) || name === 'up'))];
 }
 
-/** Every series name Gantry's registry exposes (histograms as _bucket, _sum and _count), and `up`. */
-async function exportedMetricNames(): Promise<Set<string>> {
+/** The target labels Prometheus gives every series it scrapes (prometheus.yml adds no others). */
+const TARGET_LABELS = ['job', 'instance'] as const;
+
+/**
+ * Every series Gantry's registry exposes (histograms as _bucket, _sum and _count, summaries with
+ * `quantile`), and `up`, each with its label names: the metric's labelNames (read from prom-client's
+ * metric object), `le` for buckets, and the target labels.
+ */
+async function exportedSeries(): Promise<Map<string, ReadonlySet<string>>> {
   const sources: MetricsSources = {
     activeAssociations: () => 0,
     instancesByState: () => ({}),
@@ -185,16 +199,85 @@ async function exportedMetricNames(): Promise<Set<string>> {
   };
   const metrics = new GantryMetrics();
   metrics.watch(sources);
-  const names = new Set<string>(['up']);
+  const series = new Map<string, ReadonlySet<string>>([['up', new Set(TARGET_LABELS)]]);
   for (const metric of await metrics.registry.getMetricsAsJSON()) {
-    names.add(metric.name);
-    if (String(metric.type) === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(metric.name + suffix);
+    // prom-client 15 keeps the declared label names on the metric object (not in its typings).
+    const labelNames = (metrics.registry.getSingleMetric(metric.name) as unknown as { labelNames?: unknown } | undefined)?.labelNames;
+    assert.ok(Array.isArray(labelNames), `prom-client has no labelNames for ${metric.name}`);
+    const labels = [...TARGET_LABELS, ...(labelNames as string[])];
+    const type = String(metric.type);
+    if (type === 'histogram' || type === 'summary') {
+      series.set(type === 'histogram' ? `${metric.name}_bucket` : metric.name, new Set([...labels, type === 'histogram' ? 'le' : 'quantile']));
+      series.set(`${metric.name}_sum`, new Set(labels));
+      series.set(`${metric.name}_count`, new Set(labels));
+    } else series.set(metric.name, new Set(labels));
   }
-  return names;
+  return series;
+}
+
+/** Every series name Gantry's registry exposes, and `up`. */
+async function exportedMetricNames(): Promise<Set<string>> {
+  return new Set((await exportedSeries()).keys());
 }
 
 function missingMetrics(exprs: string[], exported: Set<string>): string[] {
   return [...new Set(exprs.flatMap(metricNamesIn))].filter((name) => !exported.has(name)).sort();
+}
+
+// --- label names and values -------------------------------------------------------------------------
+
+/**
+ * A list of every member of a union type: tsc fails ("missing") when the type gains a member the list
+ * lacks, and when the list names something the type does not have.
+ */
+function every<All extends string>() {
+  return <const Listed extends readonly All[]>(list: Listed & ([Exclude<All, Listed[number]>] extends [never] ? unknown : { missing: Exclude<All, Listed[number]> })): Listed => list;
+}
+
+type OutboxState = Exclude<keyof ReturnType<MetricsSources['outbox']>[number], 'destination' | 'oldestQueuedAt'>;
+
+/** The outcomes of a C-STORE's status (outcomeOf in src/observability/metrics.ts; a test below checks them). */
+const CSTORE_OUTCOMES = ['success', 'warning', 'failure'] as const;
+const DEID_OUTCOMES = every<DeidOutcome>()(['ok', 'quarantined', 'failed']);
+const OUTBOX_STATES = every<OutboxState>()(['queued', 'sent', 'dead']);
+const REJECT_REASONS = every<RejectLabel>()(['protocol_version', 'application_context', 'called_ae_title', 'calling_ae_title', 'max_pdu_length', 'no_presentation_context', 'local_limit']);
+
+/** Labels whose values Gantry takes from a known set: the series (by name), the label, the values. */
+const KNOWN_VALUES: ReadonlyArray<readonly [RegExp, string, readonly string[]]> = [
+  [/^gantry_cstore_duration_seconds_(?:bucket|sum|count)$/, 'outcome', CSTORE_OUTCOMES],
+  [/^gantry_deid_/, 'outcome', DEID_OUTCOMES],
+  [/^gantry_instances$/, 'state', INSTANCE_STATES],
+  [/^gantry_outbox_items$/, 'state', OUTBOX_STATES],
+  [/^gantry_associations_rejected_total$/, 'reason', REJECT_REASONS],
+];
+
+/** What the label checks know of Gantry's series: their label names and the known value sets. */
+function seriesSchema(series: ReadonlyMap<string, ReadonlySet<string>>): SeriesSchema {
+  const values = new Map<string, Map<string, readonly string[]>>();
+  for (const [pattern, label, known] of KNOWN_VALUES) {
+    const matching = [...series].filter(([name, labels]) => pattern.test(name) && labels.has(label));
+    assert.ok(matching.length > 0, `no exported series matches ${pattern} with a label "${label}": update KNOWN_VALUES`);
+    for (const [name] of matching) values.set(name, new Map([...(values.get(name) ?? []), [label, known]]));
+  }
+  return {
+    labelsOf: (name) => series.get(name),
+    valuesOf: (name, label) => values.get(name)?.get(label),
+  };
+}
+
+/** The `{{x}}` and `{{ $labels.x }}` a legend or an alert's annotation names. */
+function templateLabels(text: string, alert: boolean): string[] {
+  const pattern = alert ? /\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)/g : /\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}/g;
+  return [...text.matchAll(pattern)].map((match) => match[1] as string);
+}
+
+/** Label names the templates use that the expression's result does not carry. */
+function templateProblems(what: string, expr: string, templates: string[], schema: SeriesSchema, alert: boolean): string[] {
+  const { labels } = analyse(expr, schema);
+  if (labels === undefined) return [];
+  return [...new Set(templates.flatMap((text) => templateLabels(text, alert)))]
+    .filter((label) => !labels.has(label))
+    .map((label) => `${what} names {{${alert ? ' $labels.' : ''}${label}${alert ? ' ' : ''}}}, a label the result of ${JSON.stringify(expr)} does not have (it has ${[...labels].sort().join(', ') || 'none'})`);
 }
 
 interface AlertRule {
@@ -214,7 +297,7 @@ interface Panel {
   title?: string;
   id?: number;
   datasource?: { type?: string; uid?: string };
-  targets?: Array<{ expr?: string; refId?: string; datasource?: { uid?: string } }>;
+  targets?: Array<{ expr?: string; refId?: string; legendFormat?: string; datasource?: { uid?: string } }>;
   panels?: Panel[];
 }
 
@@ -271,6 +354,108 @@ test('every metric the alert rules and the dashboard name is exported by Gantry'
   assert.ok(exprs.every((expr) => metricNamesIn(expr).length > 0), 'a dashboard target names no metric the extractor knows');
 });
 
+test('the label checks catch a wrong label name or value, in selectors and in by, without, on, ignoring and group clauses', () => {
+  const schema = seriesSchema(
+    new Map<string, ReadonlySet<string>>([
+      ['up', new Set(['job', 'instance'])],
+      ['gantry_instances', new Set(['job', 'instance', 'state'])],
+      ['gantry_outbox_items', new Set(['job', 'instance', 'destination', 'state'])],
+      ['gantry_outbox_oldest_age_seconds', new Set(['job', 'instance', 'destination'])],
+      ['gantry_forward_delay_seconds_bucket', new Set(['job', 'instance', 'destination', 'le'])],
+      ['gantry_forward_delay_seconds_count', new Set(['job', 'instance', 'destination'])],
+      ['gantry_cstore_duration_seconds_bucket', new Set(['job', 'instance', 'outcome', 'le'])],
+      ['gantry_cstore_duration_seconds_count', new Set(['job', 'instance', 'outcome'])],
+      ['gantry_deid_instances_total', new Set(['job', 'instance', 'outcome'])],
+      ['gantry_associations_rejected_total', new Set(['job', 'instance', 'reason'])],
+    ]),
+  );
+  const clean = [
+    'up{job="gantry", instance=~"$instance"} == 0',
+    'sum by (le, destination) (rate(gantry_forward_delay_seconds_bucket{instance=~"$instance"}[$__rate_interval]))',
+    'histogram_quantile(0.95, sum by (le, destination) (rate(gantry_forward_delay_seconds_bucket[5m])))',
+    'delta(gantry_outbox_items{state="queued"}[30m]) > 0 and on (job, instance, destination) gantry_outbox_oldest_age_seconds > 3600',
+    'gantry_outbox_items{state=~"queued|dead"} / ignoring (state) group_left gantry_outbox_oldest_age_seconds',
+    'sum(rate(gantry_cstore_duration_seconds_count{outcome!="success"}[5m])) by (job)',
+    'rate(gantry_deid_instances_total{outcome=~"fail.*"}[1h]) # a comment',
+    'sum by (reason) (increase(gantry_associations_rejected_total{reason="local_limit"}[1h]))',
+    'gantry_instances{state="quarantined"} - gantry_instances{state="quarantined"} offset 1h',
+  ];
+  for (const expr of clean) assert.deepEqual(labelProblems(expr, schema), [], expr);
+
+  const wrong: Array<[string, RegExp]> = [
+    // Label names: in a selector, by, without, on, ignoring, group_left, histogram_quantile's le.
+    ['gantry_outbox_items{destinaton="research-pacs"}', /has no label "destinaton"/],
+    ['sum by (destination) (gantry_instances)', /"destination" is not a label of gantry_instances/],
+    ['sum(gantry_instances) by (stat)', /"stat" is not a label/],
+    ['sum without (destination) (gantry_instances)', /"destination" is not a label/],
+    ['gantry_outbox_items > on (job, instance, state) gantry_outbox_oldest_age_seconds', /"state" is not a label of gantry_outbox_oldest_age_seconds/],
+    ['gantry_outbox_items > ignoring (status) gantry_outbox_oldest_age_seconds', /"status" is not a label/],
+    ['gantry_outbox_items * on (job, instance, destination) group_left (outcome) gantry_outbox_oldest_age_seconds', /"outcome" is not a label of gantry_outbox_oldest_age_seconds/],
+    ['histogram_quantile(0.95, sum by (destination) (rate(gantry_forward_delay_seconds_bucket[5m])))', /"le" is not a label/],
+    // A label lost by an inner aggregation.
+    ['sum by (destination) (sum by (job) (gantry_outbox_items))', /"destination" is not a label of gantry_outbox_items there/],
+    // Values: =, !=, a plain alternation, a regular expression that matches nothing.
+    ['gantry_instances{state="quarantine"}', /no such value/],
+    ['gantry_outbox_items{state!="deadletter"}', /no such value/],
+    ['gantry_deid_instances_total{outcome=~"ok|failure"}', /no such value failure/],
+    ['rate(gantry_cstore_duration_seconds_count{outcome=~"fail(ed)?"}[5m])', /matches no value/],
+    ['gantry_associations_rejected_total{reason="called_ae"}', /no such value/],
+    ['this is not promql', /cannot parse/],
+  ];
+  for (const [expr, expected] of wrong) {
+    const problems = labelProblems(expr, schema);
+    assert.ok(problems.some((problem) => expected.test(problem)), `${expr}: expected ${expected}, got ${JSON.stringify(problems)}`);
+  }
+
+  // Templates: a legend or an annotation may name only the labels the result carries.
+  assert.deepEqual(templateProblems('legend', 'sum by (destination) (gantry_outbox_items)', ['{{destination}} queued'], schema, false), []);
+  assert.match(templateProblems('legend', 'sum(gantry_outbox_items)', ['{{instance}}'], schema, false).join('\n'), /does not have/);
+  assert.match(templateProblems('summary', 'sum by (job, instance) (gantry_outbox_items) > 0', ['{{ $labels.destination }} is late'], schema, true).join('\n'), /does not have/);
+});
+
+test('every label the alert rules and the dashboard use is one its series have, with a value Gantry gives it', async () => {
+  const series = await exportedSeries();
+  const schema = seriesSchema(series);
+  // The label names come from prom-client's metric objects: make sure they are there.
+  assert.deepEqual([...(series.get('gantry_outbox_items') ?? [])].sort(), ['destination', 'instance', 'job', 'state']);
+  assert.deepEqual([...(series.get('gantry_forward_study_delay_seconds_bucket') ?? [])].sort(), ['destination', 'instance', 'job', 'le']);
+
+  // The C-STORE outcomes have no type to check the list against: the registry's own values must be it.
+  const metrics = new GantryMetrics();
+  for (const status of [0x0000, 0x0001, 0xb000, 0xb007, 0xa700, 0xa7ff, 0xc000, 0x0110, 0x0122, 0xfe00]) {
+    metrics.operationDone({ commandField: CommandField.CStoreRq, sopClassUid: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxUid: '1.2.840.10008.1.2.1', status, seconds: 0.01 });
+  }
+  const durations = (await metrics.registry.getMetricsAsJSON()).find((metric) => metric.name === 'gantry_cstore_duration_seconds');
+  const outcomes = new Set((durations?.values ?? []).map((value) => String(value.labels.outcome)));
+  assert.deepEqual([...outcomes].sort(), [...CSTORE_OUTCOMES].sort(), 'the outcome label of gantry_cstore_duration_seconds takes other values than CSTORE_OUTCOMES');
+
+  const rules = alertRules();
+  const alertProblems = rules.flatMap((rule) => [
+    ...labelProblems(rule.expr, schema).map((problem) => `${rule.alert}: ${problem}`),
+    ...templateProblems(`${rule.alert}'s annotations`, rule.expr, Object.values(rule.annotations ?? {}), schema, true),
+  ]);
+  assert.deepEqual(alertProblems, [], 'docker/prometheus/alerts.yml');
+
+  const board = dashboard();
+  const dashboardProblems = panelsOf(board.panels).flatMap((panel) =>
+    (panel.targets ?? []).flatMap((target) => [
+      ...labelProblems(target.expr ?? '', schema).map((problem) => `panel "${panel.title}": ${problem}`),
+      ...templateProblems(`panel "${panel.title}"'s legend`, target.expr ?? '', [target.legendFormat ?? ''], schema, false),
+    ]),
+  );
+  // Template variables: label_values(metric, label).
+  for (const variable of board.templating?.list ?? []) {
+    const query = typeof variable.query === 'object' && variable.query !== null ? String((variable.query as Json).query ?? '') : String(variable.query ?? variable.definition ?? '');
+    const match = /^label_values\(\s*([^,]+?)\s*,\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)$/.exec(query.trim());
+    if (!match) continue;
+    const [, selector = '', label = ''] = match;
+    dashboardProblems.push(...labelProblems(selector, schema).map((problem) => `variable ${query}: ${problem}`));
+    const labels = analyse(selector, schema).labels;
+    if (labels && !labels.has(label)) dashboardProblems.push(`variable ${query}: no label "${label}"`);
+  }
+  assert.deepEqual(dashboardProblems, [], 'docker/grafana/dashboards/gantry.json');
+});
+
 test('docker/gantry.yaml is a valid config: /data, the Orthanc destination, the secret from the environment only', () => {
   const config = containerConfig();
   assert.equal(config.storage.path, '/data');
@@ -322,6 +507,12 @@ test('compose: the four services; Gantry publishes its DICOM and HTTP ports, kee
   const variable = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(rawSecret)?.[1];
   assert.equal(variable, 'GANTRY_DEID_SECRET', 'deid.secret of docker/gantry.yaml is not ${GANTRY_DEID_SECRET}');
   assert.match(environmentOf(gantry)[variable] ?? '', new RegExp(`^\\$\\{${variable}:\\?.+\\}$`), `compose must pass ${variable} as \${${variable}:?message}`);
+
+  // Every variable docker/gantry.yaml refers to is one compose passes: one it does not pass would only
+  // ever take its fallback, a setting that looks configurable but is not.
+  const referenced = [...readFileSync(GANTRY_YAML, 'utf8').replace(/#.*$/gm, '').matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)/g)].map((match) => match[1] as string);
+  const passed = Object.keys(environmentOf(gantry));
+  assert.deepEqual([...new Set(referenced)].filter((name) => !passed.includes(name)), [], 'docker/gantry.yaml refers to variables the gantry service of compose does not pass');
 });
 
 test('compose: Orthanc is the destination of docker/gantry.yaml and accepts Gantry\'s AE title', () => {
@@ -470,6 +661,7 @@ test('Grafana: the provisioned data source and dashboard provider, the dashboard
     'gantry_outbox_items',
     'gantry_outbox_oldest_age_seconds',
     'gantry_forward_delay_seconds_bucket',
+    'gantry_forward_study_delay_seconds_bucket',
     'gantry_query_requests_total',
     'gantry_query_duration_seconds_bucket',
     'gantry_instances',
@@ -625,15 +817,32 @@ const SCENARIOS: Scenario[] = [
     fires: [RESEARCH],
   },
   {
+    // Failures on the wire over attempts: a standard status, a folded one and association_ended count;
+    // items never sent (no attempt) do not, however many.
     alert: 'GantryForwardFailures',
     series: [
-      [`gantry_forward_failures_total{${L},destination="research-pacs",status="0xA700"}`, '0+10x60'],
+      [`gantry_forward_failures_total{${L},destination="research-pacs",status="0xA700"}`, '0+2x60'],
+      [`gantry_forward_failures_total{${L},destination="research-pacs",status="0xA7xx"}`, '0+2x60'],
+      [`gantry_forward_failures_total{${L},destination="research-pacs",status="association_ended"}`, '0+2x60'],
       [`gantry_forward_attempts_total{${L},destination="research-pacs"}`, '0+100x60'],
       [`gantry_forward_failures_total{${L},destination="archive",status="0xA700"}`, '0+1x60'],
+      [`gantry_forward_failures_total{${L},destination="archive",status="refused"}`, '0+20x60'],
+      [`gantry_forward_failures_total{${L},destination="archive",status="send_error"}`, '0+10x60'],
       [`gantry_forward_attempts_total{${L},destination="archive"}`, '0+100x60'],
     ],
     at: '45m',
     fires: [RESEARCH],
+  },
+  {
+    // Nothing went on the wire: unreadable or missing copies are no attempts, and no reason for this alert.
+    alert: 'GantryForwardFailures',
+    series: [
+      [`gantry_forward_failures_total{${L},destination="research-pacs",status="unreadable"}`, '0+5x60'],
+      [`gantry_forward_failures_total{${L},destination="research-pacs",status="missing"}`, '0+5x60'],
+      [`gantry_forward_attempts_total{${L},destination="research-pacs"}`, '0x60'],
+    ],
+    at: '45m',
+    fires: [],
   },
   {
     alert: 'GantryForwardDeadLetters',
