@@ -8,6 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
+import { observeSafely } from '../observability/observe.js';
 import { withoutUids } from '../observability/redact.js';
 import { CommandError, CommandField, DATASET_PRESENT, decodeCommand, encodeCommand, isRequest, NO_DATASET, type DimseCommand } from './command.js';
 import type { NegotiatedContext, NegotiationOutcome } from './negotiation.js';
@@ -730,15 +731,9 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     return context;
   }
 
-  /** Metrics never break an association: an observer that throws is logged and ignored. */
+  /** Metrics never break an association. */
   private observe(report: (observer: DimseObserver) => void): void {
-    const observer = this.options.observer;
-    if (!observer) return;
-    try {
-      report(observer);
-    } catch (error) {
-      this.log.error({ err: (error as Error).message }, 'recording a metric failed');
-    }
+    observeSafely(this.options.observer, report, this.log);
   }
 
   private summaryFields() {

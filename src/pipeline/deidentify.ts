@@ -13,6 +13,7 @@ import type { ProfileConfig } from '../deid/rules.js';
 import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
 import type { DeidWork, WaitingInstance } from '../index/deid-work.js';
 import type { Logger } from '../observability/logger.js';
+import { observeSafely } from '../observability/observe.js';
 import { withoutUids } from '../observability/redact.js';
 import { DEID_INCOMING_DIR } from '../store/object-store.js';
 
@@ -128,12 +129,8 @@ export class DeidScheduler {
   }
 
   private report(outcome: DeidOutcome | undefined, started: number): void {
-    if (outcome === undefined || !this.options.observer) return;
-    try {
-      this.options.observer.deidDone(outcome, (performance.now() - started) / 1000);
-    } catch (error) {
-      this.options.log.error({ err: (error as Error).message }, 'recording a metric failed');
-    }
+    if (outcome === undefined) return;
+    observeSafely(this.options.observer, (observer) => observer.deidDone(outcome, (performance.now() - started) / 1000), this.options.log);
   }
 
   /** Records the outcome of a task, and puts a wanted output in its place; returns the outcome, or

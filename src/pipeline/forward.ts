@@ -17,6 +17,7 @@ import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outbox, OutboxItem } from '../queue/outbox.js';
 import { datasetInSyntax, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
+import { observeSafely } from '../observability/observe.js';
 import { withoutUids } from '../observability/redact.js';
 
 export interface DestinationSettings {
@@ -425,15 +426,9 @@ class DestinationQueue {
     }
   }
 
-  /** Metrics never stop forwarding: an observer that throws is logged and ignored. */
+  /** Metrics never stop forwarding. */
   private observe(report: (observer: ForwardObserver) => void): void {
-    const observer = this.options.observer;
-    if (!observer) return;
-    try {
-      report(observer);
-    } catch (error) {
-      this.log.error({ err: (error as Error).message }, 'recording a metric failed');
-    }
+    observeSafely(this.options.observer, report, this.log);
   }
 
   /** The destination cannot be reached or refused the association: back off, drop nothing. */
