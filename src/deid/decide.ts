@@ -6,15 +6,18 @@
 import { burnedInTextReason } from './burned-in.js';
 import type { DeidSettings } from './engine.js';
 import { chooseProfile, compileProfile, conditionHolds, type CompiledProfile, type InstanceFacts, type ProfileConfig } from './rules.js';
+import { compileZones, findZone, type CompiledZone, type ZoneRule } from '../pixels/zones.js';
 
-export type Decision = { kind: 'deidentify'; settings: DeidSettings; profile: string } | { kind: 'quarantine'; reason: string };
+export type Decision =
+  | { kind: 'deidentify'; settings: DeidSettings; profile: string; redact?: CompiledZone }
+  | { kind: 'quarantine'; reason: string };
 
 export interface DecisionFacts extends InstanceFacts {
   sopClassUid: string;
 }
 
-/** Shared settings of every profile (the profile adds its options and rules). */
-export type BaseSettings = Omit<DeidSettings, 'options' | 'rules'>;
+/** Shared settings of every profile (the profile adds its options and rules), and the pixel zones. */
+export type BaseSettings = Omit<DeidSettings, 'options' | 'rules' | 'cleanedPixels'> & { pixelZones?: readonly ZoneRule[] };
 
 const compiled = new Map<string, CompiledProfile[]>();
 
@@ -32,21 +35,32 @@ export function compileProfiles(profiles: readonly ProfileConfig[]): CompiledPro
 
 const TAG = { Modality: 0x00080060, BurnedInAnnotation: 0x00280301, RecognizableVisualFeatures: 0x00280302 };
 
+/**
+ * PS3.15 E.3.1 (Clean Pixel Data): with the option, the first zone of deid.pixelZones whose signature
+ * matches is redacted, and that clears the instance of the burned-in text risk. Faces
+ * (RecognizableVisualFeatures YES) cannot be cleaned by zones: they stay quarantined unless a rule
+ * passes them. Without a matching zone, an instance whose pixels may show identity stays quarantined.
+ */
 export function decide(profiles: readonly CompiledProfile[], facts: DecisionFacts, base: BaseSettings): Decision {
   const profile = chooseProfile(profiles, facts);
   const active = profile.instanceRules.filter((rule) => conditionHolds(rule.when, facts));
   const quarantine = active.find((rule) => rule.kind === 'quarantine');
   if (quarantine) return { kind: 'quarantine', reason: `rule of profile ${profile.name}: ${quarantine.reason ?? 'quarantine'}` };
+  const passed = active.some((rule) => rule.kind === 'pass');
+  const { pixelZones, ...shared } = base;
+  const settings: DeidSettings = { ...shared, options: profile.options, rules: profile.attributeRules.filter((rule) => conditionHolds(rule.when, facts)) };
+  const zone = profile.cleanPixelData && !passed ? findZone(compileZones(pixelZones ?? []), (tag) => facts.attribute(tag)) : undefined;
+  const faces = facts.attribute(TAG.RecognizableVisualFeatures)?.trim().toUpperCase() === 'YES';
+  if (zone && !faces) return { kind: 'deidentify', profile: profile.name, settings, redact: zone };
   const pixels = burnedInTextReason({
     sopClassUid: facts.sopClassUid,
     modality: facts.attribute(TAG.Modality) ?? null,
     burnedInAnnotation: facts.attribute(TAG.BurnedInAnnotation) ?? null,
     recognizableVisualFeatures: facts.attribute(TAG.RecognizableVisualFeatures) ?? null,
   });
-  if (pixels !== undefined && !active.some((rule) => rule.kind === 'pass')) return { kind: 'quarantine', reason: `pixel data: ${pixels}` };
-  return {
-    kind: 'deidentify',
-    profile: profile.name,
-    settings: { ...base, options: profile.options, rules: profile.attributeRules.filter((rule) => conditionHolds(rule.when, facts)) },
-  };
+  if (pixels !== undefined && !passed) {
+    const why = faces ? 'zones cannot clean faces' : profile.cleanPixelData ? 'no zone of deid.pixelZones matches' : 'cleanPixelData is not among the options';
+    return { kind: 'quarantine', reason: `pixel data: ${pixels} (${why})` };
+  }
+  return { kind: 'deidentify', profile: profile.name, settings };
 }

@@ -14,6 +14,12 @@ import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
 import type { CompiledProfile } from './rules.js';
 import type { Pseudonymizer } from './pseudonyms.js';
+import { elementText } from '../dicom/element-value.js';
+import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
+import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
+import { PixelRedactionError, pixelGeometry, redactNativePixelData } from '../pixels/native.js';
+import { zoneMask } from '../pixels/ultrasound-regions.js';
+import type { CompiledZone } from '../pixels/zones.js';
 
 export interface DeidentifyFileOptions {
   /** The settings, or the profiles and rules to decide them per instance (decide.ts). */
@@ -32,7 +38,13 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
   try {
     const decision = decideFor(opened, options);
     if (decision.kind === 'quarantine') return { kind: 'quarantined', reason: decision.reason };
-    const engine = new DeidEngine(decision.settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
+    let settings = decision.settings;
+    if (decision.redact) {
+      const redaction = prepareRedaction(opened, decision.redact);
+      if (redaction.kind === 'quarantine') return { kind: 'quarantined', reason: redaction.reason };
+      settings = { ...settings, cleanedPixels: decision.redact.rule.name };
+    }
+    const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
     const header = encodePart10Header({
       mediaStorageSopClassUid: opened.sopClassUid,
@@ -66,15 +78,35 @@ function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decis
       // Stored originals carry the calling AE title as Source Application Entity Title (PS3.10).
       callingAeTitle: callingAeTitle ?? opened.sourceAeTitle,
       sopClassUid: opened.sopClassUid,
-      attribute: (tag) => {
-        const element = byTag.get(tag);
-        if (!element) return undefined;
-        const bytes = element.value ?? (element.length !== 0xffffffff && element.length <= 1024 * 1024 ? opened.source.read(element.valueOffset, element.length) : undefined);
-        return bytes?.toString('latin1').replace(/[\0 ]+$/, '').trim();
-      },
+      attribute: (tag) => elementText(byTag.get(tag), opened.source, opened.encoding === 'explicit-be')?.trim(),
     },
     base,
   );
+}
+
+/**
+ * Readies the redaction of the pixel data with a zone: the Pixel Data element streams its frames
+ * through the zone when written. Pixel data that cannot be redacted (yet) holds the instance back,
+ * with the reason: redaction was asked for, so the instance must not leave unredacted.
+ */
+function prepareRedaction(opened: OpenedDataset, zone: CompiledZone): { kind: 'ready' } | { kind: 'quarantine'; reason: string } {
+  const byTag = new Map(opened.elements.map((element) => [element.tag, element]));
+  const pixelData = byTag.get(PIXEL_DATA) as EditableElement | undefined;
+  const syntax = findTransferSyntax(opened.transferSyntaxUid);
+  const hold = (why: string) => ({ kind: 'quarantine' as const, reason: `pixel data: zone "${zone.rule.name}" matches, but ${why}` });
+  if (!pixelData) return hold('the instance has no Pixel Data');
+  if (syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted yet`);
+  try {
+    const bigEndian = opened.encoding === 'explicit-be';
+    const geometry = pixelGeometry(byTag, opened.source, bigEndian);
+    const mask = zoneMask(zone, byTag, opened.source, bigEndian, geometry);
+    const source = opened.source;
+    pixelData.stream = { length: pixelData.length, write: (emit) => redactNativePixelData(pixelData, source, geometry, mask, emit) };
+    return { kind: 'ready' };
+  } catch (error) {
+    if (error instanceof PixelRedactionError) return hold(error.message);
+    throw error;
+  }
 }
 
 /** Writes `output` through a temporary file renamed into place, so no half-written file ever has

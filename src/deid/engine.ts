@@ -5,7 +5,7 @@
  * what was done (E.1.1, E.3.6). The writer (dataset-writer.ts) turns the marks into bytes, copying
  * everything untouched byte for byte. Pure: no files, sockets or SQL.
  */
-import { UNDEFINED_LENGTH, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
+import { PIXEL_DATA, UNDEFINED_LENGTH, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { insertElement, insertSequence, isDirty, newElement, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
 import { delimiter, delimiterWithLength, header, reencodeElements } from '../dicom/reencode.js';
 import { envelope } from './cms.js';
@@ -32,6 +32,8 @@ export interface DeidSettings {
   /** A recipient certificate (PEM): the original values of what changes go into the Encrypted
    * Attributes Sequence for it (PS3.15 E.1.2), so that it, and only it, can re-identify. */
   encryptFor?: string;
+  /** The pixel data was redacted with this zone (Clean Pixel Data, PS3.15 E.3.1). */
+  cleanedPixels?: string;
 }
 
 export const DEFAULT_DEID_SETTINGS: DeidSettings = {
@@ -82,11 +84,13 @@ const TAG = {
   EncryptedAttributesSequence: 0x04000500,
   EncryptedContentTransferSyntaxUID: 0x04000510,
   EncryptedContent: 0x04000520,
+  BurnedInAnnotation: 0x00280301,
 } as const;
 
 /** PS3.16 CID 7050 (De-identification Method), the codes of the profile and its options. */
-const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic', string, string]> = [
+const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic' | 'cleanPixelData', string, string]> = [
   ['basic', '113100', 'Basic Application Confidentiality Profile'],
+  ['cleanPixelData', '113101', 'Clean Pixel Data Option'],
   ['cleanGraphics', '113103', 'Clean Graphics Option'],
   ['cleanStructuredContent', '113104', 'Clean Structured Content Option'],
   ['cleanDescriptors', '113105', 'Clean Descriptors Option'],
@@ -460,11 +464,18 @@ export class DeidEngine {
   }
 
   private addMethodAttributes(elements: EditableElement[]): void {
-    const options = [...this.settings.options].sort();
+    const options: string[] = [...this.settings.options].sort();
     insertElement(elements, TAG.PatientIdentityRemoved, 'CS', padToEven('YES', ' '));
+    if (this.settings.cleanedPixels !== undefined) options.push('cleanPixelData');
     const method = `PS3.15 ${PROFILE_EDITION} Basic Profile${options.length > 0 ? ` + ${options.join(', ')}` : ''} (Gantry)`;
     insertElement(elements, TAG.DeidentificationMethod, 'LO', padToEven(method.slice(0, 64), ' '));
-    const codes = CID_7050.filter(([option]) => option === 'basic' || this.settings.options.has(option));
+    const codes = CID_7050.filter(([option]) => option === 'basic' || (option === 'cleanPixelData' ? this.settings.cleanedPixels !== undefined : this.settings.options.has(option)));
+    // Only zones were applied: code 113101; Gantry never claims 113102 (Clean Recognizable Visual Features).
+    if (this.settings.cleanedPixels !== undefined) {
+      insertElement(elements, TAG.BurnedInAnnotation, 'CS', padToEven('NO', ' '));
+      this.audit.push({ path: `(${tagText(TAG.BurnedInAnnotation)})`, keyword: keywordOf(TAG.BurnedInAnnotation), action: 'replace' });
+      this.audit.push({ path: `(${tagText(PIXEL_DATA)})`, keyword: keywordOf(PIXEL_DATA), action: 'replace' });
+    }
     insertSequence(
       elements,
       TAG.DeidentificationMethodCodeSequence,

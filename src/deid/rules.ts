@@ -35,6 +35,8 @@ export type RuleConfig =
 export interface ProfileConfig {
   name: string;
   options: ProfileOption[];
+  /** PS3.15 Clean Pixel Data Option: burned-in text is blanked with the zones of deid.pixelZones. */
+  cleanPixelData?: boolean;
   rules: RuleConfig[];
   when?: ConditionConfig;
 }
@@ -74,6 +76,7 @@ export interface CompiledCondition {
 export interface CompiledProfile {
   name: string;
   options: ReadonlySet<ProfileOption>;
+  cleanPixelData: boolean;
   attributeRules: AttributeRule[];
   instanceRules: InstanceRule[];
   when?: CompiledCondition;
@@ -146,7 +149,7 @@ export function compileProfile(profile: ProfileConfig): CompiledProfile {
     }
   });
   const when = compileCondition(profile.when);
-  return { name: profile.name, options: new Set(profile.options), attributeRules, instanceRules, ...(when ? { when } : {}) };
+  return { name: profile.name, options: new Set(profile.options), cleanPixelData: profile.cleanPixelData ?? false, attributeRules, instanceRules, ...(when ? { when } : {}) };
 }
 
 /** The first named profile whose condition holds, else the default (the last of the list). */

@@ -7,18 +7,22 @@ import type { ProfileOption } from './profile-types.js';
 import type { ProfileConfig, RuleConfig } from './rules.js';
 import type { SafePrivateElement } from './safe-private.js';
 import { SAFE_PRIVATE_STARTER } from './safe-private-starter.js';
+import { loadZonesFile } from '../pixels/zones.js';
 
 /** The named profiles, then the default one (deid.options and deid.rules) last. */
 export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
+  // Clean Pixel Data is not a column of Table E.1-1: it chooses pixel redaction, not attribute actions.
   const options = (list: readonly string[]) => list.filter((option) => option !== 'cleanPixelData') as ProfileOption[];
+  const cleanPixelData = (list: readonly string[]) => list.includes('cleanPixelData');
   return [
     ...config.deid.profiles.map((profile) => ({
       name: profile.name,
       when: profile.when,
       options: options(profile.options),
+      cleanPixelData: cleanPixelData(profile.options),
       rules: profile.rules as RuleConfig[],
     })),
-    { name: 'default', options: options(config.deid.options), rules: config.deid.rules as RuleConfig[] },
+    { name: 'default', options: options(config.deid.options), cleanPixelData: cleanPixelData(config.deid.options), rules: config.deid.rules as RuleConfig[] },
   ];
 }
 
@@ -29,6 +33,7 @@ export function baseSettingsFromConfig(config: GantryConfig): BaseSettings {
     dateShift: { minDays: config.deid.dateShift.minDays, maxDays: config.deid.dateShift.maxDays },
     maxAgeYears: config.deid.maxAgeYears,
     safePrivate: safePrivateFromConfig(config),
+    pixelZones: config.deid.pixelZones ? loadZonesFile(config.deid.pixelZones) : [],
     ...(certificate ? { encryptFor: readCertificate(certificate) } : {}),
   };
 }

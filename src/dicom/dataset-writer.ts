@@ -18,6 +18,8 @@ export interface Edited {
   replacement?: { value: Buffer; vr?: string };
   /** The element is new: it has no bytes in the source. */
   inserted?: boolean;
+  /** The element's value is written by `write`, `length` bytes in pieces (redacted pixel data). */
+  stream?: { length: number; write(emit: (bytes: Buffer) => void): void };
 }
 
 export type EditableElement = ElementNode & Edited & { items?: EditableItem[] };
@@ -59,6 +61,7 @@ export class DatasetWriter {
   elementSize(element: EditableElement): number {
     if (element.removed) return 0;
     if (!isDirty(element)) return element.end - element.offset;
+    if (element.stream) return this.headerLength(element.vr) + element.stream.length;
     if (element.replacement || (element.inserted && !element.items)) {
       const vr = element.replacement?.vr ?? element.vr;
       return this.headerLength(vr) + (element.replacement?.value.length ?? element.value?.length ?? 0);
@@ -83,6 +86,11 @@ export class DatasetWriter {
   private writeElement(element: EditableElement): void {
     if (!isDirty(element)) {
       this.copy(element.offset, element.end);
+      return;
+    }
+    if (element.stream) {
+      this.emit(this.header(element.tag, element.vr, element.stream.length));
+      element.stream.write(this.emit);
       return;
     }
     if (element.replacement || (element.inserted && !element.items)) {
@@ -200,7 +208,7 @@ function isShortVr(vr: string): boolean {
 }
 
 export function isDirty(element: EditableElement): boolean {
-  if (element.removed || element.replacement || element.inserted) return true;
+  if (element.removed || element.replacement || element.inserted || element.stream) return true;
   return (element.items ?? []).some((item) => isItemDirty(item));
 }
 

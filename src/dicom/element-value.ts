@@ -1,0 +1,47 @@
+/**
+ * The value of an element of a parsed dataset as text, as rules and zone signatures compare it:
+ * binary numbers (US, SS, UL, SL, FL, FD) as decimal, several values joined by a backslash as in text
+ * VRs, text with its insignificant padding removed (PS3.5 6.2).
+ */
+import type { ByteSource, ElementNode } from './dataset-tree.js';
+import { UNDEFINED_LENGTH } from './dataset-tree.js';
+
+/** Values longer than this are not read for matching (they are pixel data or documents, not signatures). */
+const MAX_TEXT_BYTES = 64 * 1024;
+
+const BINARY: Readonly<Record<string, [size: number, read: (bytes: Buffer, offset: number, bigEndian: boolean) => number]>> = {
+  US: [2, (b, o, be) => (be ? b.readUInt16BE(o) : b.readUInt16LE(o))],
+  SS: [2, (b, o, be) => (be ? b.readInt16BE(o) : b.readInt16LE(o))],
+  UL: [4, (b, o, be) => (be ? b.readUInt32BE(o) : b.readUInt32LE(o))],
+  SL: [4, (b, o, be) => (be ? b.readInt32BE(o) : b.readInt32LE(o))],
+  FL: [4, (b, o, be) => (be ? b.readFloatBE(o) : b.readFloatLE(o))],
+  FD: [8, (b, o, be) => (be ? b.readDoubleBE(o) : b.readDoubleLE(o))],
+};
+
+export function elementText(element: ElementNode | undefined, source: ByteSource | undefined, bigEndian: boolean): string | undefined {
+  const bytes = elementBytes(element, source);
+  if (!element || !bytes) return undefined;
+  const binary = BINARY[element.vr];
+  if (binary) {
+    const [size, read] = binary;
+    const values: number[] = [];
+    for (let offset = 0; offset + size <= bytes.length; offset += size) values.push(read(bytes, offset, bigEndian));
+    return values.join('\\');
+  }
+  return bytes.toString('latin1').replace(/^[ \0]+|[ \0]+$/g, '');
+}
+
+/** The first value of a numeric element (binary or IS/DS text), or undefined. */
+export function elementNumber(element: ElementNode | undefined, source: ByteSource | undefined, bigEndian: boolean): number | undefined {
+  const text = elementText(element, source, bigEndian);
+  if (text === undefined || text === '') return undefined;
+  const number = Number((text.split('\\')[0] ?? '').trim());
+  return Number.isFinite(number) ? number : undefined;
+}
+
+export function elementBytes(element: ElementNode | undefined, source: ByteSource | undefined): Buffer | undefined {
+  if (!element) return undefined;
+  if (element.value) return element.value;
+  if (!source || element.length === UNDEFINED_LENGTH || element.length > MAX_TEXT_BYTES) return undefined;
+  return source.read(element.valueOffset, element.length);
+}

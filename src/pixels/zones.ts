@@ -1,0 +1,157 @@
+/**
+ * Pixel redaction zones per machine (deid.pixelZones): a signature of attribute values picks the
+ * rectangles where a device burns text into its images. The first zone whose signature matches wins.
+ *
+ *   zones:
+ *     - name: Acme Sono header band            # shown in the audit and the logs
+ *       match: { Manufacturer: ACME, ManufacturerModelName: "/^Sono/", Rows: 480, Columns: 640 }
+ *       rects: [[0, 0, 640, 48]]               # [x, y, width, height] in pixels, origin top left
+ *     - name: any ultrasound, outside its regions
+ *       match: { Modality: US }
+ *       outsideUltrasoundRegions: true         # blank everything outside SequenceOfUltrasoundRegions
+ *
+ * A match value is an exact string or number, a /regular expression/ (flags allowed), or a numeric
+ * comparison written as text: "<= 600", "> 480", "!= 0". Multi-valued attributes (ImageType) are
+ * compared as their whole value, backslashes included.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
+import { z } from 'zod';
+import { tagOfKeyword } from '../dicom/dictionary.js';
+
+export type Rect = readonly [x: number, y: number, width: number, height: number];
+
+export interface ZoneRule {
+  name: string;
+  match: Record<string, string | number>;
+  rects: Rect[];
+  outsideUltrasoundRegions: boolean;
+  /** Where the rule comes from (a starter entry cites its source). */
+  source?: string;
+}
+
+const rect = z
+  .tuple([z.number().int().min(0), z.number().int().min(0), z.number().int().min(1), z.number().int().min(1)])
+  .describe('[x, y, width, height] in pixels, origin top left');
+
+const zoneSchema = z
+  .object({
+    name: z.string().min(1),
+    match: z.record(z.string(), z.union([z.string(), z.number()])).refine((match) => Object.keys(match).length > 0, { message: 'a zone needs at least one attribute to match' }),
+    rects: z.array(rect).default([]),
+    outsideUltrasoundRegions: z.boolean().default(false),
+    source: z.string().optional(),
+  })
+  .strict()
+  .refine((zone) => zone.rects.length > 0 || zone.outsideUltrasoundRegions, { message: 'a zone needs rects, or outsideUltrasoundRegions: true' });
+
+const fileSchema = z.object({ zones: z.array(zoneSchema) }).strict();
+
+export class ZonesError extends Error {}
+
+/** Reads and checks a zones file; every problem names the zone and the key. */
+export function loadZonesFile(path: string): ZoneRule[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ZonesError(`deid.pixelZones: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  return parseZones(text, path);
+}
+
+export function parseZones(text: string, source: string): ZoneRule[] {
+  let document: unknown;
+  try {
+    document = parse(text);
+  } catch (error) {
+    throw new ZonesError(`${source}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
+  }
+  const parsed = fileSchema.safeParse(document);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(top)'}: ${issue.message}`);
+    throw new ZonesError(`${source}: ${problems.join('; ')}`);
+  }
+  const zones = parsed.data.zones.map((zone) => ({ ...zone, rects: zone.rects as Rect[] }));
+  // Checked here, so that a typo stops start-up instead of matching nothing at run time.
+  zones.forEach((zone, index) => compileZone(zone, `${source}: zones.${index} (${zone.name})`));
+  return zones;
+}
+
+/** A zone ready to test: each condition reads one attribute by tag. */
+export interface CompiledZone {
+  rule: ZoneRule;
+  conditions: Array<{ tag: number; holds(value: string | undefined): boolean }>;
+  /** Names the zone set in derived UIDs: the same rectangles give the same key. */
+  key: string;
+}
+
+export function compileZone(rule: ZoneRule, where = `zone ${rule.name}`): CompiledZone {
+  const conditions = Object.entries(rule.match).map(([keyword, expected]) => {
+    const tag = tagOfKeyword(keyword);
+    if (tag === undefined) throw new ZonesError(`${where}: match.${keyword} is not a DICOM keyword (e.g. Manufacturer, ManufacturerModelName, Rows)`);
+    return { tag, holds: valueTest(expected, `${where}: match.${keyword}`) };
+  });
+  const key = createHash('sha256')
+    .update(JSON.stringify([rule.rects, rule.outsideUltrasoundRegions]))
+    .digest('hex')
+    .slice(0, 16);
+  return { rule, conditions, key };
+}
+
+const COMPARISON = /^\s*(<=|>=|<|>|!=|=)\s*(-?\d+(?:\.\d+)?)\s*$/;
+const REGULAR_EXPRESSION = /^\/(.*)\/([a-z]*)$/s;
+
+function valueTest(expected: string | number, where: string): (value: string | undefined) => boolean {
+  if (typeof expected === 'number') return (value) => value !== undefined && value !== '' && Number(value) === expected;
+  const expression = REGULAR_EXPRESSION.exec(expected);
+  if (expression) {
+    let pattern: RegExp;
+    try {
+      pattern = new RegExp(expression[1] ?? '', expression[2]);
+    } catch (error) {
+      throw new ZonesError(`${where}: ${(error as Error).message}`);
+    }
+    return (value) => value !== undefined && pattern.test(value);
+  }
+  const comparison = COMPARISON.exec(expected);
+  if (comparison) {
+    const operand = Number(comparison[2]);
+    const compare = COMPARATORS[comparison[1] as keyof typeof COMPARATORS];
+    return (value) => {
+      if (value === undefined || value.trim() === '') return false;
+      const number = Number(value);
+      return Number.isFinite(number) && compare(number, operand);
+    };
+  }
+  return (value) => value === expected;
+}
+
+const COMPARATORS = {
+  '<': (a: number, b: number) => a < b,
+  '<=': (a: number, b: number) => a <= b,
+  '>': (a: number, b: number) => a > b,
+  '>=': (a: number, b: number) => a >= b,
+  '=': (a: number, b: number) => a === b,
+  '!=': (a: number, b: number) => a !== b,
+};
+
+/** The first zone whose every condition holds; `attribute` gives a top-level value as trimmed text. */
+export function findZone(zones: readonly CompiledZone[], attribute: (tag: number) => string | undefined): CompiledZone | undefined {
+  return zones.find((zone) => zone.conditions.every((condition) => condition.holds(attribute(condition.tag))));
+}
+
+const compiledSets = new Map<string, CompiledZone[]>();
+
+/** Compiles a zone list once per distinct list (a worker sees the same list task after task). */
+export function compileZones(rules: readonly ZoneRule[]): CompiledZone[] {
+  const key = JSON.stringify(rules);
+  let found = compiledSets.get(key);
+  if (!found) {
+    found = rules.map((rule) => compileZone(rule));
+    if (compiledSets.size > 8) compiledSets.clear();
+    compiledSets.set(key, found);
+  }
+  return found;
+}

@@ -1,0 +1,88 @@
+/**
+ * Zone files: the documented form parses, every problem names the zone and the key, and signatures
+ * match by exact value, number, regular expression and numeric comparison, the first zone winning.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileZones, findZone, parseZones, ZonesError } from '../../src/pixels/zones.js';
+
+const FILE = `
+zones:
+  - name: Acme Sono header band
+    match: { Manufacturer: ACME, ManufacturerModelName: "/^Sono/", Rows: 480, Columns: 640 }
+    rects: [[0, 0, 640, 48]]
+  - name: Acme small screens
+    match: { Manufacturer: ACME, Rows: "<= 600" }
+    rects: [[0, 0, 100, 20], [0, 440, 640, 40]]
+  - name: any ultrasound
+    match: { Modality: US, ImageType: "DERIVED\\\\PRIMARY" }
+    outsideUltrasoundRegions: true
+`;
+
+const MANUFACTURER = 0x00080070;
+const MODEL = 0x00081090;
+const ROWS = 0x00280010;
+const COLUMNS = 0x00280011;
+const MODALITY = 0x00080060;
+const IMAGE_TYPE = 0x00080008;
+
+function facts(values: Record<number, string>): (tag: number) => string | undefined {
+  return (tag) => values[tag];
+}
+
+test('the documented form parses', () => {
+  const zones = parseZones(FILE, 'zones.yaml');
+  assert.equal(zones.length, 3);
+  assert.deepEqual(zones[0]?.rects, [[0, 0, 640, 48]]);
+  assert.equal(zones[0]?.outsideUltrasoundRegions, false);
+  assert.equal(zones[2]?.outsideUltrasoundRegions, true);
+  assert.deepEqual(zones[2]?.rects, []);
+});
+
+test('signatures match exact values, numbers, expressions and comparisons; the first match wins', () => {
+  const zones = compileZones(parseZones(FILE, 'zones.yaml'));
+  const sono = facts({ [MANUFACTURER]: 'ACME', [MODEL]: 'SonoStar 3', [ROWS]: '480', [COLUMNS]: '640' });
+  assert.equal(findZone(zones, sono)?.rule.name, 'Acme Sono header band');
+  // Not a Sono: the second zone's comparison decides.
+  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME', [MODEL]: 'Other', [ROWS]: '480', [COLUMNS]: '640' }))?.rule.name, 'Acme small screens');
+  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME', [ROWS]: '600' }))?.rule.name, 'Acme small screens');
+  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME', [ROWS]: '768' })), undefined);
+  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME' })), undefined, 'a missing attribute matches no comparison');
+  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'acme', [ROWS]: '480' })), undefined, 'exact strings are case-sensitive');
+  assert.equal(findZone(zones, facts({ [MODALITY]: 'US', [IMAGE_TYPE]: 'DERIVED\\PRIMARY' }))?.rule.name, 'any ultrasound');
+  assert.equal(findZone(zones, facts({ [MODALITY]: 'US', [IMAGE_TYPE]: 'ORIGINAL\\PRIMARY' })), undefined);
+});
+
+test('zones of the same rectangles share a key; different rectangles do not', () => {
+  const [a, b, c] = compileZones(
+    parseZones(
+      `zones:
+  - { name: one, match: { Modality: US }, rects: [[1, 2, 3, 4]] }
+  - { name: two, match: { Modality: XC }, rects: [[1, 2, 3, 4]] }
+  - { name: three, match: { Modality: US }, rects: [[1, 2, 3, 5]] }
+`,
+      'keys.yaml',
+    ),
+  );
+  assert.equal(a?.key, b?.key);
+  assert.notEqual(a?.key, c?.key);
+});
+
+test('every problem names the zone and the key', () => {
+  const problem = (text: string) => {
+    try {
+      parseZones(text, 'bad.yaml');
+    } catch (error) {
+      assert.ok(error instanceof ZonesError);
+      return error.message;
+    }
+    assert.fail('no error');
+  };
+  assert.match(problem('zones:\n  - { name: a, match: { Manufactrer: ACME }, rects: [[0, 0, 1, 1]] }\n'), /zones\.0 \(a\): match\.Manufactrer is not a DICOM keyword/);
+  assert.match(problem('zones:\n  - { name: a, match: { Modality: US } }\n'), /zones\.0: a zone needs rects, or outsideUltrasoundRegions: true/);
+  assert.match(problem('zones:\n  - { name: a, match: { Modality: "/[/" }, rects: [[0, 0, 1, 1]] }\n'), /zones\.0 \(a\): match\.Modality: Invalid regular expression/);
+  assert.match(problem('zones:\n  - { name: a, match: {}, rects: [[0, 0, 1, 1]] }\n'), /zones\.0\.match: a zone needs at least one attribute/);
+  assert.match(problem('zones:\n  - { name: a, match: { Modality: US }, rects: [[0, 0, 0, 1]] }\n'), /zones\.0\.rects\.0\.2/);
+  assert.match(problem('zones: [\n'), /bad\.yaml: not valid YAML/);
+  assert.match(problem('zone: []\n'), /bad\.yaml: .*zone/);
+});
