@@ -42,7 +42,7 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
     if (decision.redact) {
       const redaction = prepareRedaction(opened, decision.redact);
       if (redaction.kind === 'quarantine') return { kind: 'quarantined', reason: redaction.reason };
-      settings = { ...settings, cleanedPixels: decision.redact.rule.name };
+      settings = { ...settings, cleanedPixels: { zone: decision.redact.rule.name, key: decision.redact.key } };
     }
     const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);

@@ -32,8 +32,9 @@ export interface DeidSettings {
   /** A recipient certificate (PEM): the original values of what changes go into the Encrypted
    * Attributes Sequence for it (PS3.15 E.1.2), so that it, and only it, can re-identify. */
   encryptFor?: string;
-  /** The pixel data was redacted with this zone (Clean Pixel Data, PS3.15 E.3.1). */
-  cleanedPixels?: string;
+  /** The pixel data was redacted with this zone (Clean Pixel Data, PS3.15 E.3.1); `key` names its
+   * rectangles, so that a redacted copy has a UID of its own even under retainUIDs. */
+  cleanedPixels?: { zone: string; key: string };
 }
 
 export const DEFAULT_DEID_SETTINGS: DeidSettings = {
@@ -155,6 +156,7 @@ export class DeidEngine {
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
     this.scanForResidualPhi(elements, '');
+    if (this.settings.cleanedPixels !== undefined && this.settings.options.has('retainUIDs')) this.renameRedacted(elements, original.sop, this.settings.cleanedPixels.key);
     if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element)));
     this.addMethodAttributes(elements);
     // The identity of the output is what the dataset now says (a rule may have kept or replaced a
@@ -362,6 +364,14 @@ export class DeidEngine {
       if (isDate(element.vr)) this.datesRemoved = true;
     }
     this.record(path, element.tag, 'empty');
+  }
+
+  /** Under retainUIDs a redacted instance is still a new object (its pixels differ from the
+   * original's): its SOP Instance UID is keyed on the original and the zone's rectangles. */
+  private renameRedacted(elements: EditableElement[], originalSop: string, zoneKey: string): void {
+    if (originalSop === '') return;
+    insertElement(elements, TAG.SOPInstanceUID, 'UI', padToEven(this.pseudonyms.uid(`${originalSop}|pixels ${zoneKey}`), '\0'));
+    this.record(`(${tagText(TAG.SOPInstanceUID)})`, TAG.SOPInstanceUID, 'uid');
   }
 
   private replaceUids(element: EditableElement, path: string): void {

@@ -153,6 +153,28 @@ test('a matching zone blanks its band in every frame and nothing else, and says 
   await noNewErrors(input, output);
 });
 
+test('under retainUIDs a redacted instance gets a UID of its own, keyed on the original and the zone', async (t) => {
+  if (!(await needPeers(t, 'dcmdump'))) return;
+  const dir = scratchDir('pixel-uids');
+  const input = join(dir, 'us.dcm');
+  writeUltrasound(input);
+  const original = (await dcmdumpValues(input, ['0008,0018', '0020,000d']))['0008,0018'];
+  const band = 'zones:\n  - { name: band, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8]] }\n';
+  const wider = 'zones:\n  - { name: wider band, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 9]] }\n';
+  const first = deidentify(input, join(dir, 'a.dcm'), band, dir, ['cleanPixelData', 'retainUIDs']);
+  const again = deidentify(input, join(dir, 'b.dcm'), band, dir, ['cleanPixelData', 'retainUIDs']);
+  const other = deidentify(input, join(dir, 'c.dcm'), wider, dir, ['cleanPixelData', 'retainUIDs']);
+  assert.ok(first.kind === 'deidentified' && again.kind === 'deidentified' && other.kind === 'deidentified');
+  assert.notEqual(first.sopInstanceUid, original);
+  assert.match(first.sopInstanceUid, /^2\.25\.\d+$/);
+  assert.equal(again.sopInstanceUid, first.sopInstanceUid, 'deterministic');
+  assert.notEqual(other.sopInstanceUid, first.sopInstanceUid, 'another zone set, another UID');
+  const values = await dcmdumpValues(join(dir, 'a.dcm'), ['0008,0018', '0002,0003', '0020,000d']);
+  assert.equal(values['0008,0018'], first.sopInstanceUid);
+  assert.equal(values['0002,0003'], first.sopInstanceUid);
+  assert.equal(values['0020,000d'], (await dcmdumpValues(input, ['0020,000d']))['0020,000d'], 'the study keeps its UID under retainUIDs');
+});
+
 test('a zone can blank everything outside the ultrasound regions', async (t) => {
   if (!(await needPeers(t, 'dciodvfy'))) return;
   const dir = scratchDir('pixel-regions');
