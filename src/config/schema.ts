@@ -315,7 +315,13 @@ export const configSchema = z
           .strict()
           .optional()
           .describe('Reversible pseudonymisation: the original values go into the Encrypted Attributes Sequence for this recipient (PS3.15 E.1.2).'),
-        pixelZones: z.string().min(1).optional().describe('YAML file of pixel redaction zones.'),
+        pixelZones: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'With the option cleanPixelData: a YAML file of redaction zones per device, `zones: [{ name, match: { Keyword: value | "/regex/" | "<= 600" }, rects: [[x, y, width, height]], outsideUltrasoundRegions? }]`; the first zone whose match holds is blanked in every frame. Read at start and reload; a bad file names the zone and key.',
+          ),
         rules: z.array(deidRule).default([]).describe('Rules that override the profile per attribute, or quarantine or pass an instance.'),
         profiles: z
           .array(
