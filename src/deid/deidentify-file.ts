@@ -17,7 +17,9 @@ import type { Pseudonymizer } from './pseudonyms.js';
 import { elementText } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { PixelRedactionError, pixelGeometry, redactNativePixelData } from '../pixels/native.js';
+import { PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
+import { frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
+import { rleFrameRedactor } from '../pixels/rle.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
 
@@ -40,7 +42,7 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
     if (decision.kind === 'quarantine') return { kind: 'quarantined', reason: decision.reason };
     let settings = decision.settings;
     if (decision.redact) {
-      const redaction = prepareRedaction(opened, decision.redact);
+      const redaction = prepareRedaction(opened, decision.redact, `${output}.frames`);
       if (redaction.kind === 'quarantine') return { kind: 'quarantined', reason: redaction.reason };
       settings = { ...settings, cleanedPixels: { zone: decision.redact.rule.name, key: decision.redact.key } };
     }
@@ -89,25 +91,50 @@ function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decis
  * through the zone when written. Pixel data that cannot be redacted (yet) holds the instance back,
  * with the reason: redaction was asked for, so the instance must not leave unredacted.
  */
-function prepareRedaction(opened: OpenedDataset, zone: CompiledZone): { kind: 'ready' } | { kind: 'quarantine'; reason: string } {
-  const byTag = new Map(opened.elements.map((element) => [element.tag, element]));
-  const pixelData = byTag.get(PIXEL_DATA) as EditableElement | undefined;
+function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: string): { kind: 'ready' } | { kind: 'quarantine'; reason: string } {
+  const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
+  const pixelData = byTag.get(PIXEL_DATA);
   const syntax = findTransferSyntax(opened.transferSyntaxUid);
   const hold = (why: string) => ({ kind: 'quarantine' as const, reason: `pixel data: zone "${zone.rule.name}" matches, but ${why}` });
   if (!pixelData) return hold('the instance has no Pixel Data');
-  if (syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted yet`);
+  const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;
+  const frameRedactor = encapsulated ? ENCAPSULATED_REDACTORS.get(opened.transferSyntaxUid) : undefined;
+  if (encapsulated && !frameRedactor) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted yet`);
   try {
     const bigEndian = opened.encoding === 'explicit-be';
     const geometry = pixelGeometry(byTag, opened.source, bigEndian);
     const mask = zoneMask(zone, byTag, opened.source, bigEndian, geometry);
     const source = opened.source;
-    pixelData.stream = { length: pixelData.length, write: (emit) => redactNativePixelData(pixelData, source, geometry, mask, emit) };
+    if (!frameRedactor) {
+      pixelData.stream = { length: pixelData.length, write: (emit) => redactNativePixelData(pixelData, source, geometry, mask, emit) };
+      return { kind: 'ready' };
+    }
+    const redact = frameRedactor(geometry, mask);
+    const frames = framesOf(pixelData, source, geometry.frames);
+    pixelData.stream = {
+      length: UNDEFINED_LENGTH,
+      write: (emit) => writeEncapsulatedFrames(frames.length, (index) => redact(frameBytes(frames[index] ?? [], source)), scratch, emit),
+    };
+    // The new fragments have new offsets: the Extended Offset Table and a group length would lie.
+    for (const tag of [EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, PIXEL_GROUP_LENGTH]) {
+      const stale = byTag.get(tag);
+      if (stale) stale.removed = true;
+    }
     return { kind: 'ready' };
   } catch (error) {
     if (error instanceof PixelRedactionError) return hold(error.message);
     throw error;
   }
 }
+
+const EXTENDED_OFFSET_TABLE = 0x7fe00001;
+const EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;
+const PIXEL_GROUP_LENGTH = 0x7fe00000;
+
+/** Encapsulated syntaxes Gantry redacts, frame by frame, without loss. */
+const ENCAPSULATED_REDACTORS: ReadonlyMap<string, (geometry: PixelGeometry, mask: RowMask) => (frame: Buffer) => Buffer> = new Map([
+  ['1.2.840.10008.1.2.5', rleFrameRedactor], // RLE Lossless
+]);
 
 /** Writes `output` through a temporary file renamed into place, so no half-written file ever has
  * its name; the temporary file goes if writing fails. */

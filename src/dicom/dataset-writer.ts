@@ -18,7 +18,9 @@ export interface Edited {
   replacement?: { value: Buffer; vr?: string };
   /** The element is new: it has no bytes in the source. */
   inserted?: boolean;
-  /** The element's value is written by `write`, `length` bytes in pieces (redacted pixel data). */
+  /** The element's value is written by `write`, in pieces (redacted pixel data): `length` is the
+   * header's length field (UNDEFINED_LENGTH for encapsulated pixel data, whose items and delimiter
+   * `write` emits too). */
   stream?: { length: number; write(emit: (bytes: Buffer) => void): void };
 }
 
@@ -61,7 +63,11 @@ export class DatasetWriter {
   elementSize(element: EditableElement): number {
     if (element.removed) return 0;
     if (!isDirty(element)) return element.end - element.offset;
-    if (element.stream) return this.headerLength(element.vr) + element.stream.length;
+    if (element.stream) {
+      // Only parents of defined length ask; top-level pixel data has none.
+      if (element.stream.length === UNDEFINED_LENGTH) throw new Error('the size of a streamed value of undefined length is not known before it is written');
+      return this.headerLength(element.vr) + element.stream.length;
+    }
     if (element.replacement || (element.inserted && !element.items)) {
       const vr = element.replacement?.vr ?? element.vr;
       return this.headerLength(vr) + (element.replacement?.value.length ?? element.value?.length ?? 0);

@@ -11,6 +11,7 @@ import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfigText } from '../../src/config/load.js';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
+import { elementNumber } from '../../src/dicom/element-value.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { findTransferSyntax } from '../../src/dicom/transfer-syntaxes.js';
 import { compileProfiles } from '../../src/deid/decide.js';
@@ -95,6 +96,17 @@ function storedPixels(path: string): Buffer {
     const element = parsed.elements.find((candidate) => candidate.tag === PIXEL_DATA);
     assert.ok(element, 'Pixel Data');
     return Buffer.from(parsed.source.read(element.valueOffset, element.length));
+  } finally {
+    parsed.close();
+  }
+}
+
+/** Numbers of the top level of a file (US or IS), by tag; undefined when absent. */
+function imagePixelValues(path: string, tags: number[]): Array<number | undefined> {
+  const parsed = parseFile(path);
+  try {
+    const byTag = new Map(parsed.elements.map((element) => [element.tag, element]));
+    return tags.map((tag) => elementNumber(byTag.get(tag), parsed.source, parsed.encoding === 'explicit-be'));
   } finally {
     parsed.close();
   }
@@ -213,6 +225,62 @@ test('a syntax that cannot be redacted yet holds the instance back when a zone m
   const result = deidentify(join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm'), join(dir, 'out.dcm'), 'zones:\n  - { name: everything, match: { Rows: ">= 1" }, rects: [[0, 0, 10, 10]] }\n', dir);
   assert.equal(result.kind, 'quarantined');
   assert.match((result as { reason: string }).reason, /zone "everything" matches, but pixel data in JPEG Baseline.* cannot be redacted yet/);
+});
+
+const RLE_FILES: Array<[name: string, black: number[]]> = [
+  ['MR_small_RLE.dcm', [0x8000]], // signed 16-bit: the most negative value
+  ['SC_rgb_rle.dcm', [0, 0, 0]],
+  ['SC_rgb_rle_2frame.dcm', [0, 0, 0]],
+  ['SC_rgb_rle_16bit.dcm', [0, 0, 0]],
+  ['SC_rgb_rle_16bit_2frame.dcm', [0, 0, 0]],
+  ['SC_rgb_rle_32bit.dcm', [0, 0, 0]],
+  ['SC_rgb_rle_32bit_2frame.dcm', [0, 0, 0]],
+];
+
+test('RLE Lossless: the zone is black and every other pixel equal, as DCMTK decodes them', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'dcmdrle', 'dcmdump', 'dciodvfy'))) return;
+  const dir = scratchDir('pixel-rle');
+  const zones = 'zones:\n  - { name: corner, match: { Rows: ">= 64" }, rects: [[3, 0, 20, 10]] }\n';
+  for (const [name, black] of RLE_FILES) {
+    const input = join(PYDICOM_TEST_FILES, name);
+    const output = join(dir, name);
+    const result = deidentify(input, output, zones, dir);
+    assert.equal(result.kind, 'deidentified', `${name}: ${JSON.stringify(result)}`);
+    const written = parseFile(output);
+    written.close();
+    assert.equal(written.transferSyntaxUid, '1.2.840.10008.1.2.5', `${name} stays RLE`);
+    const decoded = async (path: string, to: string) => {
+      const result = await run('dcmdrle', [path, to], { timeoutMs: 60_000 });
+      assert.equal(result.code, 0, `dcmdrle ${basename(path)}: ${result.stderr}`);
+      return storedPixels(to);
+    };
+    const before = await decoded(input, join(dir, `in-${name}`));
+    const after = await decoded(output, join(dir, `out-${name}`));
+    const [rows, columns, samples, bits, frames, planar] = imagePixelValues(join(dir, `out-${name}`), [0x00280010, 0x00280011, 0x00280002, 0x00280100, 0x00280008, 0x00280006]) as [number, number, number, number, number | undefined, number | undefined];
+    assert.ok(rows > 0 && columns > 0 && samples > 0 && bits > 0);
+    assert.equal(planar ?? 0, 0, 'DCMTK decodes to interleaved samples');
+    const size = bits / 8;
+    assert.equal(after.length, before.length);
+    let blanked = 0;
+    for (let f = 0; f < (frames ?? 1); f += 1) {
+      for (let y = 0; y < rows; y += 1) {
+        for (let x = 0; x < columns; x += 1) {
+          for (let s = 0; s < samples; s += 1) {
+            const at = (((f * rows + y) * columns + x) * samples + s) * size;
+            const got = after.readUIntLE(at, Math.min(size, 6));
+            if (x >= 3 && x < 23 && y < 10) {
+              assert.equal(got, black[s], `${name} frame ${f} (${x}, ${y}) black`);
+              blanked += 1;
+            } else if (!after.subarray(at, at + size).equals(before.subarray(at, at + size))) {
+              assert.fail(`${name} frame ${f} (${x}, ${y}) sample ${s} changed outside the zone`);
+            }
+          }
+        }
+      }
+    }
+    assert.equal(blanked, (frames ?? 1) * 20 * 10 * samples);
+    await noNewErrors(input, output);
+  }
 });
 
 test('real native files: redacted inside the zone only, no new dciodvfy error', async (t) => {
