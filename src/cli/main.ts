@@ -16,6 +16,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { reidentifyFile } from '../deid/reidentify.js';
 import { runDeid } from './deid.js';
+import { loadCodecs } from '../pixels/codecs.js';
 import { printStatus } from './status.js';
 import { auditList, forwardStudy, queueStudies, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
 
@@ -75,9 +76,10 @@ program
   .option('-c, --config <file>', 'YAML config file (deid.secret, deid.options)')
   .requiredOption('-o, --out <dir>', 'folder for the de-identified files (<Study>/<Series>/<SOP>.dcm)')
   .argument('<input...>', 'files or folders')
-  .action((inputs: string[], options: { config?: string; out: string }) => {
+  .action(async (inputs: string[], options: { config?: string; out: string }) => {
     const loaded = loadConfigFile(options.config);
     const log = createLogger(loaded.config.log.level);
+    await loadCodecs();
     const summary = runDeid(loaded, inputs, options.out, log);
     for (const held of summary.held) process.stderr.write(`held back: ${held.path}: ${held.reason}\n`);
     for (const failure of summary.failed) process.stderr.write(`not de-identified: ${failure.path}: ${failure.reason}\n`);

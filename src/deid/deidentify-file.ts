@@ -20,6 +20,7 @@ import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
 import { frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
 import { rleFrameRedactor } from '../pixels/rle.js';
+import { jpeg2000FrameRedactor, jpegLsFrameRedactor } from '../pixels/codecs.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
 
@@ -115,6 +116,9 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
       length: UNDEFINED_LENGTH,
       write: (emit) => writeEncapsulatedFrames(frames.length, (index) => redact(frameBytes(frames[index] ?? [], source)), scratch, emit),
     };
+    // Frames encoded again with the reversible colour transform say so (PS3.5 A.4.4).
+    const photometric = byTag.get(PHOTOMETRIC_INTERPRETATION);
+    if (geometry.photometric === 'YBR_ICT' && photometric) photometric.replacement = { value: Buffer.from('YBR_RCT ', 'latin1') };
     // The new fragments have new offsets: the Extended Offset Table and a group length would lie.
     for (const tag of [EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, PIXEL_GROUP_LENGTH]) {
       const stale = byTag.get(tag);
@@ -127,6 +131,7 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
   }
 }
 
+const PHOTOMETRIC_INTERPRETATION = 0x00280004;
 const EXTENDED_OFFSET_TABLE = 0x7fe00001;
 const EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;
 const PIXEL_GROUP_LENGTH = 0x7fe00000;
@@ -134,6 +139,10 @@ const PIXEL_GROUP_LENGTH = 0x7fe00000;
 /** Encapsulated syntaxes Gantry redacts, frame by frame, without loss. */
 const ENCAPSULATED_REDACTORS: ReadonlyMap<string, (geometry: PixelGeometry, mask: RowMask) => (frame: Buffer) => Buffer> = new Map([
   ['1.2.840.10008.1.2.5', rleFrameRedactor], // RLE Lossless
+  ['1.2.840.10008.1.2.4.80', jpegLsFrameRedactor], // JPEG-LS Lossless
+  ['1.2.840.10008.1.2.4.81', jpegLsFrameRedactor], // JPEG-LS Near-Lossless: encoded again losslessly
+  ['1.2.840.10008.1.2.4.90', jpeg2000FrameRedactor], // JPEG 2000 Lossless Only
+  ['1.2.840.10008.1.2.4.91', jpeg2000FrameRedactor], // JPEG 2000: encoded again losslessly
 ]);
 
 /** Writes `output` through a temporary file renamed into place, so no half-written file ever has

@@ -13,6 +13,7 @@ import type { IndexedAttributes } from '../index/attributes.js';
 import { scanIndexedAttributes } from '../index/scan-file.js';
 import { compileProfiles, type BaseSettings } from './decide.js';
 import { deidentifyFile } from './deidentify-file.js';
+import { loadCodecs } from '../pixels/codecs.js';
 import type { AuditEntry, Finding } from './engine.js';
 import { Pseudonymizer } from './pseudonyms.js';
 import type { ProfileConfig } from './rules.js';
@@ -50,6 +51,7 @@ export type DeidTaskResult =
   | { kind: 'quarantined'; reason: string };
 
 const pseudonyms = new Pseudonymizer((workerData as { secret: string }).secret);
+await loadCodecs();
 /** One read window for every file this thread de-identifies (one at a time). */
 const window = Buffer.allocUnsafe(FileSource.WINDOW);
 
@@ -63,6 +65,8 @@ try {
 }
 
 export default async function deidentify(task: DeidTask): Promise<DeidTaskResult> {
+  // A codec that trapped on the last instance is loaded afresh.
+  await loadCodecs();
   // Not synced: a de-identified copy can always be made again from its original (the engine is
   // deterministic); syncing every copy measured as halving the receive path, whose syncs waited
   // behind these on the same disk. After an unclean stop the start-up check sends copies that did

@@ -80,9 +80,10 @@ export function pixelGeometry(byTag: ReadonlyMap<number, ElementNode>, source: B
 }
 
 function checkSamples(g: PixelGeometry): void {
-  const expected: Record<string, number> = { MONOCHROME1: 1, MONOCHROME2: 1, 'PALETTE COLOR': 1, RGB: 3, YBR_FULL: 3, YBR_FULL_422: 3 };
+  // YBR_RCT and YBR_ICT occur in JPEG 2000 only; its decoder gives RGB.
+  const expected: Record<string, number> = { MONOCHROME1: 1, MONOCHROME2: 1, 'PALETTE COLOR': 1, RGB: 3, YBR_FULL: 3, YBR_FULL_422: 3, YBR_RCT: 3, YBR_ICT: 3 };
   const samples = expected[g.photometric];
-  if (samples === undefined) throw new PixelRedactionError(`Photometric Interpretation "${g.photometric}" cannot be redacted in native pixel data`);
+  if (samples === undefined) throw new PixelRedactionError(`Photometric Interpretation "${g.photometric}" cannot be redacted`);
   if (g.samplesPerPixel !== samples) throw new PixelRedactionError(`${g.photometric} with SamplesPerPixel ${g.samplesPerPixel}`);
   if (g.bitsAllocated === 1 && samples !== 1) throw new PixelRedactionError(`BitsAllocated 1 with ${g.photometric}`);
   if (g.photometric === 'YBR_FULL_422' && (g.planar || g.bitsAllocated !== 8 || g.columns % 2 !== 0)) {
@@ -186,14 +187,15 @@ export function mergeRanges(ranges: ReadonlyArray<readonly [number, number]>): A
   return merged;
 }
 
-/** Sets the masked pixels of one frame (its bytes, in the dataset's byte order) to black. */
-export function blankFrame(frame: Buffer, g: PixelGeometry, mask: RowMask): void {
+/** Sets the masked pixels of one frame (its bytes, in the dataset's byte order) to black, or to the
+ * given sample values. */
+export function blankFrame(frame: Buffer, g: PixelGeometry, mask: RowMask, samples: readonly number[] = blackSamples(g)): void {
   if (g.bitsAllocated === 1) {
     blankBits(frame, 0, g, mask);
     return;
   }
   const sampleBytes = g.bitsAllocated / 8;
-  const black = blackSamples(g).map((value) => sampleBytesOf(value, sampleBytes, g.bigEndian));
+  const black = samples.map((value) => sampleBytesOf(value, sampleBytes, g.bigEndian));
   if (g.photometric === 'YBR_FULL_422') {
     // Y1 Y2 Cb Cr for each pair of pixels (PS3.3 C.7.6.3.1.2): a pair is blanked whole.
     const pair = Buffer.from([0, 0, black[1]?.[0] ?? 128, black[2]?.[0] ?? 128]);
@@ -249,6 +251,7 @@ function blankBits(bytes: Buffer, firstBit: number, g: PixelGeometry, mask: RowM
  * on a byte boundary are redacted in the bytes that hold them.
  */
 export function redactNativePixelData(element: ElementNode, source: ByteSource, g: PixelGeometry, mask: RowMask, emit: (bytes: Buffer) => void): void {
+  if (g.photometric === 'YBR_RCT' || g.photometric === 'YBR_ICT') throw new PixelRedactionError(`${g.photometric} in native pixel data`);
   const bits = frameBits(g);
   const needed = Math.ceil((bits * g.frames) / 8);
   if (element.length < needed) {

@@ -18,6 +18,7 @@ import { compileProfiles } from '../../src/deid/decide.js';
 import { deidentifyFile, type DeidFileResult } from '../../src/deid/deidentify-file.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { baseSettingsFromConfig, profilesFromConfig } from '../../src/deid/settings.js';
+import { loadCodecs } from '../../src/pixels/codecs.js';
 import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
@@ -279,6 +280,84 @@ test('RLE Lossless: the zone is black and every other pixel equal, as DCMTK deco
       }
     }
     assert.equal(blanked, (frames ?? 1) * 20 * 10 * samples);
+    await noNewErrors(input, output);
+  }
+});
+
+/** A stored sample as its value: masked to BitsStored, sign-extended when signed (decoders differ in
+ * what they leave in the bits above). */
+function sampleValue(bytes: Buffer, at: number, size: number, bitsStored: number, signed: boolean): number {
+  const raw = size === 1 ? bytes.readUInt8(at) : bytes.readUInt16LE(at);
+  const value = raw % 2 ** bitsStored;
+  return signed && value >= 2 ** (bitsStored - 1) ? value - 2 ** bitsStored : value;
+}
+
+/** Files for the codecs: pydicom's, and native ones encoded here with DCMTK and GDCM. */
+async function codecFiles(dir: string): Promise<string[]> {
+  const files = ['MR_small_jpeg_ls_lossless.dcm', 'MR_small_jp2klossless.dcm', 'GDCMJ2K_TextGBR.dcm', '693_J2KI.dcm', 'JPEG2000.dcm'].map((name) => join(PYDICOM_TEST_FILES, name));
+  const encode = async (tool: string, args: string[], name: string) => {
+    const to = join(dir, name);
+    const result = await run(tool, [...args, to], { timeoutMs: 60_000 });
+    assert.equal(result.code, 0, `${tool} ${args.join(' ')}: ${result.stderr}`);
+    files.push(to);
+  };
+  // Native RGB from pydicom's RLE files (the package ships no native RGB file of this size).
+  const rgb = join(dir, 'rgb.dcm');
+  const rgb2 = join(dir, 'rgb-2frame.dcm');
+  for (const [from, to] of [['SC_rgb_rle.dcm', rgb], ['SC_rgb_rle_2frame.dcm', rgb2]] as const) {
+    assert.equal((await run('dcmdrle', [join(PYDICOM_TEST_FILES, from), to], { timeoutMs: 60_000 })).code, 0);
+  }
+  await encode('dcmcjpls', ['+el', rgb], 'rgb-jls.dcm');
+  await encode('dcmcjpls', ['+el', rgb2], 'rgb-2frame-jls.dcm');
+  await encode('dcmcjpls', ['+en', rgb], 'rgb-jls-near.dcm');
+  await encode('dcmcjpls', ['+el', join(PYDICOM_TEST_FILES, 'CT_small.dcm')], 'ct-jls.dcm');
+  await encode('gdcmconv', ['--j2k', rgb], 'rgb-j2k.dcm');
+  await encode('gdcmconv', ['--j2k', join(PYDICOM_TEST_FILES, 'CT_small.dcm')], 'ct-j2k.dcm');
+  return files;
+}
+
+test('JPEG-LS and JPEG 2000: the zone is black, every other pixel as decoded before, and the output lossless', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'gdcmconv', 'dcmcjpls', 'dciodvfy'))) return;
+  const dir = scratchDir('pixel-codecs');
+  await loadCodecs();
+  const zones = 'zones:\n  - { name: corner, match: { Rows: ">= 64" }, rects: [[3, 0, 20, 10]] }\n';
+  for (const input of await codecFiles(dir)) {
+    const name = basename(input);
+    const output = join(dir, `out-${name}`);
+    const result = deidentify(input, output, zones, dir);
+    assert.equal(result.kind, 'deidentified', `${name}: ${JSON.stringify(result)}`);
+    const raw = async (path: string, to: string) => {
+      const decoded = await run('gdcmconv', ['--raw', path, to], { timeoutMs: 60_000 });
+      assert.equal(decoded.code, 0, `gdcmconv --raw ${basename(path)}: ${decoded.stderr}`);
+      return storedPixels(to);
+    };
+    const before = await raw(input, join(dir, `raw-in-${name}`));
+    const after = await raw(output, join(dir, `raw-out-${name}`));
+    const [rows, columns, samples, bits, bitsStored, representation, frames, planar] = imagePixelValues(join(dir, `raw-out-${name}`), [
+      0x00280010, 0x00280011, 0x00280002, 0x00280100, 0x00280101, 0x00280103, 0x00280008, 0x00280006,
+    ]) as [number, number, number, number, number, number | undefined, number | undefined, number | undefined];
+    const photometric = (await dcmdumpValues(join(dir, `raw-out-${name}`), ['0028,0004']))['0028,0004']?.trim();
+    const signed = representation === 1;
+    const black = photometric === 'MONOCHROME1' ? (signed ? 2 ** (bitsStored - 1) - 1 : 2 ** bitsStored - 1) : photometric === 'MONOCHROME2' && signed ? -(2 ** (bitsStored - 1)) : 0;
+    const size = bits / 8;
+    assert.equal(after.length, before.length, name);
+    let blanked = 0;
+    for (let f = 0; f < (frames ?? 1); f += 1) {
+      for (let y = 0; y < rows; y += 1) {
+        for (let x = 0; x < columns; x += 1) {
+          for (let s = 0; s < samples; s += 1) {
+            const at = planar === 1 ? ((f * samples + s) * rows * columns + y * columns + x) * size : (((f * rows + y) * columns + x) * samples + s) * size;
+            if (x >= 3 && x < 23 && y < 10) {
+              assert.equal(sampleValue(after, at, size, bitsStored, signed), black, `${name} frame ${f} (${x}, ${y}) sample ${s} black`);
+              blanked += 1;
+            } else if (sampleValue(after, at, size, bitsStored, signed) !== sampleValue(before, at, size, bitsStored, signed)) {
+              assert.fail(`${name} frame ${f} (${x}, ${y}) sample ${s} changed outside the zone`);
+            }
+          }
+        }
+      }
+    }
+    assert.equal(blanked, (frames ?? 1) * 20 * 10 * samples, name);
     await noNewErrors(input, output);
   }
 });
