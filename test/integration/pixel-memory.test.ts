@@ -1,0 +1,78 @@
+/**
+ * Redaction holds one frame at a time: a 200 MB instance of 400 frames (native) and a 120-frame RLE
+ * instance are redacted by a process whose peak RSS stays under 300 MB.
+ */
+import assert from 'node:assert/strict';
+import { createWriteStream, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { encodePart10Header } from '../../src/dicom/part10.js';
+import { needPeers } from '../helpers/peers.js';
+import { run } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { elementHeader, encodeDataset, EXPLICIT_LE, newUid, type Element } from '../helpers/synthetic-dicom.js';
+
+const REDACT_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'redact-file.js');
+const US_MULTIFRAME = '1.2.840.10008.5.1.4.1.1.3.1';
+
+/** A MONOCHROME2 16-bit cine of `frames` frames of 512×512 (0.5 MB each), written in pieces. */
+async function writeCine(path: string, frames: number): Promise<void> {
+  const sopInstanceUid = newUid();
+  const elements: Element[] = [
+    [0x00080016, 'UI', US_MULTIFRAME],
+    [0x00080018, 'UI', sopInstanceUid],
+    [0x00080060, 'CS', 'US'],
+    [0x00080070, 'LO', 'ACME'],
+    [0x00100010, 'PN', 'Long^Cine'],
+    [0x00100020, 'LO', 'MEM-1'],
+    [0x0020000d, 'UI', newUid()],
+    [0x0020000e, 'UI', newUid()],
+    [0x00280002, 'US', 1],
+    [0x00280004, 'CS', 'MONOCHROME2'],
+    [0x00280008, 'IS', frames],
+    [0x00280010, 'US', 512],
+    [0x00280011, 'US', 512],
+    [0x00280100, 'US', 16],
+    [0x00280101, 'US', 12],
+    [0x00280102, 'US', 11],
+    [0x00280103, 'US', 0],
+  ];
+  const frame = Buffer.alloc(512 * 512 * 2);
+  for (let i = 0; i < frame.length; i += 2) frame.writeUInt16LE((i * 13) & 0x0fff, i);
+  const out = createWriteStream(path);
+  out.write(encodePart10Header({ mediaStorageSopClassUid: US_MULTIFRAME, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }));
+  out.write(Buffer.concat([encodeDataset(elements), elementHeader(0x7fe00010, 'OW', frame.length * frames)]));
+  for (let index = 0; index < frames; index += 1) if (!out.write(frame)) await once(out, 'drain');
+  out.end();
+  await once(out, 'finish');
+}
+
+async function redactInOwnProcess(input: string, output: string, zones: string): Promise<{ kind: string; reason?: string; peakRssMb: number; ms: number }> {
+  const result = await run(process.execPath, [REDACT_FILE, input, output, zones], { timeoutMs: 300_000 });
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}') as { kind: string; reason?: string; peakRssMb: number; ms: number };
+}
+
+test('a 200 MB native cine of 400 frames and a 120-frame RLE cine are redacted under 300 MB of RSS', async (t) => {
+  if (!(await needPeers(t, 'dcmcrle'))) return;
+  const dir = scratchDir('pixel-memory');
+  const zones = join(dir, 'zones.yaml');
+  writeFileSync(zones, 'zones:\n  - { name: band, match: { Manufacturer: ACME }, rects: [[0, 0, 512, 40]] }\n');
+  const native = join(dir, 'native.dcm');
+  await writeCine(native, 400);
+  const big = await redactInOwnProcess(native, join(dir, 'native-out.dcm'), zones);
+  t.diagnostic(`native 200 MB, 400 frames: ${JSON.stringify(big)}`);
+  assert.equal(big.kind, 'deidentified', big.reason);
+  assert.ok(big.peakRssMb < 300, `peak RSS ${big.peakRssMb.toFixed(0)} MB`);
+
+  const small = join(dir, 'cine-120.dcm');
+  await writeCine(small, 120);
+  const rle = join(dir, 'cine-120-rle.dcm');
+  assert.equal((await run('dcmcrle', [small, rle], { timeoutMs: 120_000 })).code, 0);
+  const compressed = await redactInOwnProcess(rle, join(dir, 'rle-out.dcm'), zones);
+  t.diagnostic(`RLE, 120 frames: ${JSON.stringify(compressed)}`);
+  assert.equal(compressed.kind, 'deidentified', compressed.reason);
+  assert.ok(compressed.peakRssMb < 300, `peak RSS ${compressed.peakRssMb.toFixed(0)} MB`);
+});
