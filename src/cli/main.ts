@@ -12,11 +12,13 @@ import { stringify } from 'yaml';
 import { startGantry } from '../app.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../observability/logger.js';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { reidentifyFile } from '../deid/reidentify.js';
 import { runDeid } from './deid.js';
 import { loadCodecs } from '../pixels/codecs.js';
+import { renderPreview } from '../pixels/preview.js';
+import { compileZones, loadZonesFile } from '../pixels/zones.js';
 import { printStatus } from './status.js';
 import { auditList, forwardStudy, queueStudies, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
 
@@ -236,6 +238,29 @@ quarantineCommand
   .action((id: string, options: { config?: string }) => {
     if (!quarantineDelete(loadConfigFile(options.config), instanceId(id))) throw new Error(`instance ${id} is not quarantined or failed`);
     process.stdout.write(`instance ${id} deleted\n`);
+  });
+
+const zonesCommand = program.command('zones').description('pixel redaction zones (deid.pixelZones)');
+zonesCommand
+  .command('preview')
+  .description('render a frame as PNG with what its zone would blank tinted red, and name the zone')
+  .option('-c, --config <file>', 'YAML config file (deid.pixelZones)')
+  .option('-z, --zones <file>', 'a zones file to try instead of deid.pixelZones')
+  .option('-f, --frame <n>', 'the frame to render, from 1', (value) => Number.parseInt(value, 10), 1)
+  .requiredOption('-o, --out <png>', 'the PNG to write')
+  .argument('<file>', 'a DICOM file')
+  .action(async (file: string, options: { config?: string; zones?: string; frame: number; out: string }) => {
+    const zonesFile = options.zones ?? loadConfigFile(options.config).config.deid.pixelZones;
+    if (!zonesFile) throw new Error('no zones: give --zones FILE, or a config whose deid.pixelZones names one');
+    await loadCodecs();
+    const preview = renderPreview(file, compileZones(loadZonesFile(zonesFile)), options.frame - 1);
+    writeFileSync(options.out, preview.png);
+    const zone = preview.zone;
+    process.stdout.write(
+      zone
+        ? `zone "${zone.rule.name}"${zone.rule.source ? ` (${zone.rule.source})` : ''} matches: what it blanks is tinted red in ${options.out} (frame ${options.frame} of ${preview.frames})\n`
+        : `no zone of ${zonesFile} matches this instance: nothing would be blanked (${options.out}, frame ${options.frame} of ${preview.frames})\n`,
+    );
   });
 
 const configCommand = program.command('config').description('inspect a configuration');

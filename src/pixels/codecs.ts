@@ -97,32 +97,68 @@ function decodedGeometry(g: PixelGeometry, info: FrameInfo, bytes: number, plana
   return { ...g, bitsAllocated: bytes * 8, bitsStored: info.bitsPerSample, highBit: info.bitsPerSample - 1, planar, bigEndian: false, frames: 1 };
 }
 
+/** A frame decoded by a codec: its samples (little endian) and how they lie. */
+export interface DecodedFrame {
+  pixels: Buffer;
+  info: FrameInfo;
+  /** JPEG-LS interleave mode (0: one plane per sample); JPEG 2000 frames are always pixel-interleaved. */
+  interleave: number;
+  /** The geometry of `pixels`: one frame, little endian, samples of the codec's size. */
+  geometry: PixelGeometry;
+}
+
+export function decodeJpegLsFrame(frame: Buffer, g: PixelGeometry): DecodedFrame {
+  return guarded(
+    () => (charls = undefined),
+    () => {
+      const decoder = new (loaded(charls, 'JPEG-LS').JpegLSDecoder)();
+      try {
+        decoder.getEncodedBuffer(frame.length).set(frame);
+        decoder.decode();
+        const info = decoder.getFrameInfo();
+        const interleave = decoder.getInterleaveMode();
+        const pixels = Buffer.from(decoder.getDecodedBuffer());
+        const bytes = checkFrame(info, g, pixels.length, 'JPEG-LS');
+        return { pixels, info, interleave, geometry: decodedGeometry(g, info, bytes, interleave === 0 && info.componentCount > 1) };
+      } finally {
+        decoder.delete();
+      }
+    },
+  );
+}
+
+export function decodeJpeg2000Frame(frame: Buffer, g: PixelGeometry): DecodedFrame {
+  return guarded(
+    () => (openjpeg = undefined),
+    () => {
+      const decoder = new (loaded(openjpeg, 'JPEG 2000').J2KDecoder)();
+      try {
+        decoder.getEncodedBuffer(frame.length).set(frame);
+        decoder.decode();
+        const info = decoder.getFrameInfo();
+        const pixels = Buffer.from(decoder.getDecodedBuffer());
+        const bytes = checkFrame(info, g, pixels.length, 'JPEG 2000');
+        // A colour transform (YBR_RCT, YBR_ICT) is undone by the decoder: the samples are RGB.
+        const photometric = g.photometric === 'YBR_RCT' || g.photometric === 'YBR_ICT' ? 'RGB' : g.photometric;
+        return { pixels, info, interleave: 2, geometry: { ...decodedGeometry(g, info, bytes, false), photometric, signed: info.isSigned === true } };
+      } finally {
+        decoder.delete();
+      }
+    },
+  );
+}
+
 export function jpegLsFrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer {
   if (g.photometric === 'YBR_FULL_422' || g.bitsAllocated === 1) throw new PixelRedactionError(`JPEG-LS with ${g.photometric}, BitsAllocated ${g.bitsAllocated}`);
-  return (frame) =>
-    guarded(
+  return (frame) => {
+    const { pixels, info, interleave, geometry } = decodeJpegLsFrame(frame, g);
+    // JPEG-LS codes the stored bits without sign extension: black is the stored bit pattern.
+    const black = blackSamples({ ...geometry, highBit: geometry.bitsStored - 1 }).map((value) => (value < 0 ? value + 2 ** geometry.bitsStored : value));
+    blankFrame(pixels, { ...geometry, signed: false }, mask, black);
+    return guarded(
       () => (charls = undefined),
       () => {
-        const codec = loaded(charls, 'JPEG-LS');
-        const decoder = new codec.JpegLSDecoder();
-        let pixels: Buffer;
-        let info: FrameInfo;
-        let interleave: number;
-        try {
-          decoder.getEncodedBuffer(frame.length).set(frame);
-          decoder.decode();
-          info = decoder.getFrameInfo();
-          interleave = decoder.getInterleaveMode();
-          pixels = Buffer.from(decoder.getDecodedBuffer());
-        } finally {
-          decoder.delete();
-        }
-        const bytes = checkFrame(info, g, pixels.length, 'JPEG-LS');
-        const local = decodedGeometry(g, info, bytes, interleave === 0 && info.componentCount > 1);
-        // JPEG-LS codes the stored bits without sign extension: black is the stored bit pattern.
-        const black = blackSamples({ ...local, highBit: local.bitsStored - 1 }).map((value) => (value < 0 ? value + 2 ** local.bitsStored : value));
-        blankFrame(pixels, { ...local, signed: false }, mask, black);
-        const encoder = new codec.JpegLSEncoder();
+        const encoder = new (loaded(charls, 'JPEG-LS').JpegLSEncoder)();
         try {
           encoder.getDecodedBuffer({ width: info.width, height: info.height, bitsPerSample: info.bitsPerSample, componentCount: info.componentCount }).set(pixels);
           encoder.setNearLossless(0);
@@ -134,35 +170,21 @@ export function jpegLsFrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Bu
         }
       },
     );
+  };
 }
 
-/** JPEG 2000: decoded samples are pixel-interleaved, signed ones sign-extended in their container. */
+/** JPEG 2000: decoded samples are pixel-interleaved, signed ones sign-extended in their container;
+ * frames are encoded again with the reversible transforms (the caller writes YBR_RCT for YBR_ICT). */
 export function jpeg2000FrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer {
   if (g.samplesPerPixel > 1 && g.bitsStored > 8) throw new PixelRedactionError('JPEG 2000 colour above 8 bits cannot be encoded again (OpenJPEG)');
-  // A colour transform (YBR_RCT, YBR_ICT) is undone by the decoder; the frame is encoded again with
-  // the reversible one (the caller writes YBR_RCT).
   const colourTransform = g.photometric === 'YBR_RCT' || g.photometric === 'YBR_ICT';
-  const photometric = colourTransform ? 'RGB' : g.photometric;
-  return (frame) =>
-    guarded(
+  return (frame) => {
+    const { pixels, info, geometry } = decodeJpeg2000Frame(frame, g);
+    blankFrame(pixels, geometry, mask);
+    return guarded(
       () => (openjpeg = undefined),
       () => {
-        const codec = loaded(openjpeg, 'JPEG 2000');
-        const decoder = new codec.J2KDecoder();
-        let pixels: Buffer;
-        let info: FrameInfo;
-        try {
-          decoder.getEncodedBuffer(frame.length).set(frame);
-          decoder.decode();
-          info = decoder.getFrameInfo();
-          pixels = Buffer.from(decoder.getDecodedBuffer());
-        } finally {
-          decoder.delete();
-        }
-        const bytes = checkFrame(info, g, pixels.length, 'JPEG 2000');
-        const local = { ...decodedGeometry(g, info, bytes, false), photometric, signed: info.isSigned === true };
-        blankFrame(pixels, local, mask);
-        const encoder = new codec.J2KEncoder();
+        const encoder = new (loaded(openjpeg, 'JPEG 2000').J2KEncoder)();
         try {
           encoder
             .getDecodedBuffer({
@@ -184,4 +206,5 @@ export function jpeg2000FrameRedactor(g: PixelGeometry, mask: RowMask): (frame: 
         }
       },
     );
+  };
 }

@@ -115,3 +115,20 @@ export function rleFrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Buffe
     return encodeRleFrame(planes, g.columns);
   };
 }
+
+/** One RLE frame as native samples: pixel-interleaved, little endian, in BitsAllocated containers. */
+export function decodeRleFrameSamples(frame: Buffer, g: PixelGeometry): Buffer {
+  const sampleBytes = g.bitsAllocated / 8;
+  const pixels = g.rows * g.columns;
+  const planes = decodeRleFrame(frame, pixels, g.samplesPerPixel * sampleBytes);
+  const out = Buffer.alloc(pixels * g.samplesPerPixel * sampleBytes);
+  for (let s = 0; s < g.samplesPerPixel; s += 1) {
+    for (let k = 0; k < sampleBytes; k += 1) {
+      // Segment k of a sample is its byte of weight sampleBytes - 1 - k (most significant first).
+      const plane = planes[s * sampleBytes + k] as Buffer;
+      const byteInSample = sampleBytes - 1 - k;
+      for (let p = 0; p < pixels; p += 1) out[(p * g.samplesPerPixel + s) * sampleBytes + byteInSample] = plane[p] as number;
+    }
+  }
+  return out;
+}

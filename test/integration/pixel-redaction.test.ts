@@ -12,7 +12,6 @@ import { test } from 'node:test';
 import { parseConfigText } from '../../src/config/load.js';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { elementNumber } from '../../src/dicom/element-value.js';
-import { encodePart10Header } from '../../src/dicom/part10.js';
 import { findTransferSyntax } from '../../src/dicom/transfer-syntaxes.js';
 import { compileProfiles } from '../../src/deid/decide.js';
 import { deidentifyFile, type DeidFileResult } from '../../src/deid/deidentify-file.js';
@@ -23,63 +22,9 @@ import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { elementHeader, encodeDataset, encodeElement, EXPLICIT_LE, newUid, type Element } from '../helpers/synthetic-dicom.js';
+import { COLUMNS, FRAMES, ROWS, writeUltrasound } from '../helpers/pixel-images.js';
 
-const US_MULTIFRAME = '1.2.840.10008.5.1.4.1.1.3.1';
 const PSEUDONYMS = new Pseudonymizer('the secret of the pixel tests');
-const ROWS = 64;
-const COLUMNS = 80;
-const FRAMES = 3;
-
-/** An RGB ultrasound cine whose every pixel is bright, with one ultrasound region. */
-function writeUltrasound(path: string, extra: Element[] = []): Buffer {
-  const sopInstanceUid = newUid();
-  const region = Buffer.concat([
-    encodeElement(0x00186018, 'UL', 10),
-    encodeElement(0x0018601a, 'UL', 12),
-    encodeElement(0x0018601c, 'UL', 69),
-    encodeElement(0x0018601e, 'UL', 59),
-  ]);
-  const item = Buffer.concat([itemHeader(region.length), region]);
-  const regions = Buffer.concat([elementHeader(0x00186011, 'SQ', item.length), item]);
-  const elements: Element[] = [
-    [0x00080016, 'UI', US_MULTIFRAME],
-    [0x00080018, 'UI', sopInstanceUid],
-    [0x00080060, 'CS', 'US'],
-    [0x00080070, 'LO', 'ACME'],
-    [0x00081090, 'LO', 'SonoStar 3'],
-    [0x00100010, 'PN', 'Burned^In'],
-    [0x00100020, 'LO', 'PIX-0001'],
-    [0x0020000d, 'UI', newUid()],
-    [0x0020000e, 'UI', newUid()],
-    [0x00280002, 'US', 3],
-    [0x00280004, 'CS', 'RGB'],
-    [0x00280006, 'US', 0],
-    [0x00280008, 'IS', FRAMES],
-    [0x00280010, 'US', ROWS],
-    [0x00280011, 'US', COLUMNS],
-    [0x00280100, 'US', 8],
-    [0x00280101, 'US', 8],
-    [0x00280102, 'US', 7],
-    [0x00280103, 'US', 0],
-    [0x00280301, 'CS', 'YES'],
-    ...extra,
-  ];
-  const pixels = Buffer.alloc(ROWS * COLUMNS * 3 * FRAMES);
-  for (let i = 0; i < pixels.length; i += 1) pixels[i] = 100 + (i % 150);
-  const before = encodeDataset(elements.filter(([tag]) => tag < 0x00186011));
-  const after = encodeDataset(elements.filter(([tag]) => tag > 0x00186011));
-  const header = encodePart10Header({ mediaStorageSopClassUid: US_MULTIFRAME, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE });
-  writeFileSync(path, Buffer.concat([header, before, regions, after, elementHeader(PIXEL_DATA, 'OB', pixels.length), pixels]));
-  return pixels;
-}
-
-function itemHeader(length: number): Buffer {
-  const header = Buffer.alloc(8);
-  header.writeUInt32LE(0xe000fffe, 0);
-  header.writeUInt32LE(length, 4);
-  return header;
-}
 
 function deidentify(input: string, output: string, zonesYaml: string, dir: string, options: string[] = ['cleanPixelData']): DeidFileResult {
   const zonesPath = join(dir, `zones-${Math.random().toString(36).slice(2)}.yaml`);

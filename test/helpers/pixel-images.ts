@@ -1,0 +1,62 @@
+/** Synthetic images for the pixel tests: an RGB ultrasound cine with one ultrasound region. */
+import { writeFileSync } from 'node:fs';
+import { PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
+import { encodePart10Header } from '../../src/dicom/part10.js';
+import { elementHeader, encodeDataset, encodeElement, EXPLICIT_LE, newUid, type Element } from './synthetic-dicom.js';
+
+const US_MULTIFRAME = '1.2.840.10008.5.1.4.1.1.3.1';
+export const ROWS = 64;
+export const COLUMNS = 80;
+export const FRAMES = 3;
+
+/** Writes an RGB ultrasound cine (Manufacturer ACME, model SonoStar 3, BurnedInAnnotation YES) whose
+ * every sample is bright (100 to 249), with the region x 10..69, y 12..59; returns its pixel data. */
+export function writeUltrasound(path: string, extra: Element[] = []): Buffer {
+  const sopInstanceUid = newUid();
+  const region = Buffer.concat([
+    encodeElement(0x00186018, 'UL', 10),
+    encodeElement(0x0018601a, 'UL', 12),
+    encodeElement(0x0018601c, 'UL', 69),
+    encodeElement(0x0018601e, 'UL', 59),
+  ]);
+  const item = Buffer.concat([itemHeader(region.length), region]);
+  const regions = Buffer.concat([elementHeader(0x00186011, 'SQ', item.length), item]);
+  const elements: Element[] = [
+    [0x00080016, 'UI', US_MULTIFRAME],
+    [0x00080018, 'UI', sopInstanceUid],
+    [0x00080060, 'CS', 'US'],
+    [0x00080070, 'LO', 'ACME'],
+    [0x00081090, 'LO', 'SonoStar 3'],
+    [0x00100010, 'PN', 'Burned^In'],
+    [0x00100020, 'LO', 'PIX-0001'],
+    [0x0020000d, 'UI', newUid()],
+    [0x0020000e, 'UI', newUid()],
+    [0x00280002, 'US', 3],
+    [0x00280004, 'CS', 'RGB'],
+    [0x00280006, 'US', 0],
+    [0x00280008, 'IS', FRAMES],
+    [0x00280010, 'US', ROWS],
+    [0x00280011, 'US', COLUMNS],
+    [0x00280100, 'US', 8],
+    [0x00280101, 'US', 8],
+    [0x00280102, 'US', 7],
+    [0x00280103, 'US', 0],
+    [0x00280301, 'CS', 'YES'],
+    ...extra,
+  ];
+  const pixels = Buffer.alloc(ROWS * COLUMNS * 3 * FRAMES);
+  for (let i = 0; i < pixels.length; i += 1) pixels[i] = 100 + (i % 150);
+  const before = encodeDataset(elements.filter(([tag]) => tag < 0x00186011));
+  const after = encodeDataset(elements.filter(([tag]) => tag > 0x00186011));
+  const header = encodePart10Header({ mediaStorageSopClassUid: US_MULTIFRAME, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE });
+  writeFileSync(path, Buffer.concat([header, before, regions, after, elementHeader(PIXEL_DATA, 'OB', pixels.length), pixels]));
+  return pixels;
+}
+
+function itemHeader(length: number): Buffer {
+  const header = Buffer.alloc(8);
+  header.writeUInt32LE(0xe000fffe, 0);
+  header.writeUInt32LE(length, 4);
+  return header;
+}
+
