@@ -223,9 +223,12 @@ quarantineCommand
   .option('-c, --config <file>', 'YAML config file')
   .option('--pass', 'let pixel data that may show identity through (as a pass rule)')
   .option('--ignore-findings', 'do not hold it back again for the findings scan')
+  .option('--again', 'no override: decide afresh under the current configuration (new zones, rules or profiles)')
   .argument('<id>')
-  .action((id: string, options: { config?: string; pass?: boolean; ignoreFindings?: boolean }) => {
-    if (!options.pass && !options.ignoreFindings) throw new Error('say what overrides the reason it was held: --pass and/or --ignore-findings');
+  .action((id: string, options: { config?: string; pass?: boolean; ignoreFindings?: boolean; again?: boolean }) => {
+    if (!options.pass && !options.ignoreFindings && !options.again) {
+      throw new Error('say what overrides the reason it was held (--pass, --ignore-findings), or --again to decide afresh under the current configuration');
+    }
     const released = quarantineRelease(loadConfigFile(options.config), instanceId(id), { pass: options.pass ?? false, ignoreFindings: options.ignoreFindings ?? false });
     if (!released) throw new Error(`instance ${id} is not quarantined or failed`);
     process.stdout.write(`instance ${id} released to de-identification\n`);

@@ -1,10 +1,12 @@
 /** The quarantine workflow of operators: gantry quarantine ls, show, release (with an override), delete. */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { storescu } from '../helpers/dcmtk.js';
+import { dcmdumpValues, storescu } from '../helpers/dcmtk.js';
+import { COLUMNS, FRAMES, ROWS, writeUltrasound } from '../helpers/pixel-images.js';
+import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { waitUntil } from '../helpers/destinations.js';
 import { startGantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
@@ -50,7 +52,7 @@ test('held instances are listed without patient data, shown, released with an ov
 
   const refused = await cli('release', first as string);
   assert.notEqual(refused.code, 0);
-  assert.match(refused.stderr, /--pass and\/or --ignore-findings/);
+  assert.match(refused.stderr, /--pass, --ignore-findings\), or --again/);
   const released = await cli('release', first as string, '--pass');
   assert.equal(released.code, 0, released.stderr);
   await waitUntil('released and de-identified', 30_000, () => indexedRows(gantry.storagePath).filter((row) => row.state === 'deidentified').length === 1);
@@ -63,3 +65,51 @@ test('held instances are listed without patient data, shown, released with an ov
   assert.ok(!existsSync(join(gantry.storagePath, held.filePath)), 'its file is gone');
   assert.notEqual((await cli('delete', second as string)).code, 0, 'deleting twice is refused');
 });
+
+test('an ultrasound held for burned-in text is cleaned by a zone added later: reload, release --again', async (t) => {
+  if (!(await needPeers(t, 'storescu', 'dcmdump'))) return;
+  const dir = scratchDir('quarantine-zones');
+  await mkdir(dir, { recursive: true });
+  const input = join(dir, 'us.dcm');
+  const pixels = writeUltrasound(input);
+  const zones = join(dir, 'zones.yaml');
+  writeFileSync(zones, 'zones:\n  - { name: another device, match: { Manufacturer: OTHER }, rects: [[0, 0, 8, 8]] }\n');
+  const gantry = await startGantryProcess(join(dir, 'gantry'), { deid: { options: ['cleanPixelData'], pixelZones: zones } });
+  t.after(() => gantry.stop());
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, [input])).acknowledged.length, 1);
+  await waitUntil('quarantined', 30_000, () => indexedRows(gantry.storagePath)[0]?.state === 'quarantined');
+  const cli = (...args: string[]) => run(process.execPath, [GANTRY_CLI, 'quarantine', ...args, '--config', gantry.configPath], { timeoutMs: 30_000 });
+  const listed = await cli('ls');
+  assert.match(listed.stdout, /no zone of deid\.pixelZones matches/);
+  const id = listed.stdout.trim().split('\n')[1]?.split('\t')[0] as string;
+
+  writeFileSync(zones, 'zones:\n  - { name: Acme band, match: { Manufacturer: ACME, Rows: 64 }, rects: [[0, 0, 80, 8]] }\n');
+  gantry.child.kill('SIGHUP');
+  await waitUntil('configuration reloaded', 10_000, () => gantry.output().includes('configuration reloaded'));
+  const released = await cli('release', id, '--again');
+  assert.equal(released.code, 0, released.stderr);
+  await waitUntil('de-identified with the zone', 30_000, () => indexedRows(gantry.storagePath)[0]?.state === 'deidentified');
+
+  const copy = deidentifiedCopy(gantry.storagePath);
+  assert.equal((await dcmdumpValues(copy, ['0028,0301']))['0028,0301'], 'NO');
+  const parsed = parseFile(copy);
+  const element = parsed.elements.find((candidate) => candidate.tag === PIXEL_DATA);
+  assert.ok(element);
+  const redacted = Buffer.from(parsed.source.read(element.valueOffset, element.length));
+  parsed.close();
+  const band = COLUMNS * 8 * 3;
+  for (let f = 0; f < FRAMES; f += 1) {
+    const frame = f * ROWS * COLUMNS * 3;
+    assert.ok(redacted.subarray(frame, frame + band).every((value) => value === 0), `frame ${f}: the band is black`);
+    assert.ok(redacted.subarray(frame + band, frame + ROWS * COLUMNS * 3).equals(pixels.subarray(frame + band, frame + ROWS * COLUMNS * 3)), `frame ${f}: the rest unchanged`);
+  }
+});
+
+/** The one de-identified copy under storage.path. */
+function deidentifiedCopy(storagePath: string): string {
+  const files = readdirSync(join(storagePath, 'deidentified'), { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('.dcm'))
+    .map((entry) => join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name));
+  assert.equal(files.length, 1, files.join(', '));
+  return files[0] as string;
+}
