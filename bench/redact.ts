@@ -1,7 +1,7 @@
 /**
  * bench/redact: Clean Pixel Data per transfer syntax. For 512×512 (MONOCHROME2, 16-bit) and 3000×2500
  * (RGB, 8-bit) multi-frame images in native, RLE, JPEG-LS and JPEG 2000, Gantry redacts a zone in
- * every frame (a process of its own: node test/helpers/redact-file.js), and in the same run, the
+ * every frame (a process of its own: node dist/scripts/redact-file.js), and in the same run, the
  * reference transcodes the same file through DCMTK or GDCM (decode, then encode again in the same
  * syntax: what a redaction needs at least), interleaved, several rounds. Prints medians of frames/s
  * (whole process, start-up included), the ratio Gantry/reference and the peak RSS of each.
@@ -27,7 +27,7 @@ const { values } = parseArgs({
 });
 const rounds = Number(values.rounds);
 const root = join(resolve(values.data), 'redact');
-const REDACT_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', 'test', 'helpers', 'redact-file.js');
+const REDACT_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', 'scripts', 'redact-file.js');
 
 interface Image {
   label: string;

@@ -14,7 +14,7 @@ import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { elementHeader, encodeDataset, EXPLICIT_LE, newUid, type Element } from '../helpers/synthetic-dicom.js';
 
-const REDACT_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'redact-file.js');
+const REDACT_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'redact-file.js');
 const US_MULTIFRAME = '1.2.840.10008.5.1.4.1.1.3.1';
 
 /** A MONOCHROME2 16-bit cine of `frames` frames of 512×512 (0.5 MB each), written in pieces. */

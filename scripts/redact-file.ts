@@ -1,14 +1,15 @@
 /**
  * Redacts one file in a process of its own and prints the outcome with the process's peak RSS, so a
- * test can bound the memory of the whole process: node redact-file.js INPUT OUTPUT ZONES.yaml
+ * test or a benchmark can bound the memory of the whole process:
+ *   node dist/scripts/redact-file.js INPUT OUTPUT ZONES.yaml
  */
 import { readFileSync } from 'node:fs';
-import { parseConfigText } from '../../src/config/load.js';
-import { compileProfiles } from '../../src/deid/decide.js';
-import { deidentifyFile } from '../../src/deid/deidentify-file.js';
-import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
-import { baseSettingsFromConfig, profilesFromConfig } from '../../src/deid/settings.js';
-import { loadCodecs } from '../../src/pixels/codecs.js';
+import { parseConfigText } from '../src/config/load.js';
+import { compileProfiles } from '../src/deid/decide.js';
+import { deidentifyFile } from '../src/deid/deidentify-file.js';
+import { Pseudonymizer } from '../src/deid/pseudonyms.js';
+import { baseSettingsFromConfig, profilesFromConfig } from '../src/deid/settings.js';
+import { loadCodecs } from '../src/pixels/codecs.js';
 
 const [input, output, zones] = process.argv.slice(2) as [string, string, string];
 await loadCodecs();
