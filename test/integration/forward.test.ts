@@ -217,7 +217,8 @@ test('a syntax refused in every form is dead-lettered with the reason; explicit 
   assert.equal(received.length, 1);
   const arrived = join(dir, 'received', received[0] as string);
   const db = new Database(join(gantry.storagePath, 'index.sqlite'), { readonly: true });
-  const copy = (db.prepare(`SELECT deid_file_path AS path FROM instances WHERE state = 'forwarded'`).get() as { path: string }).path;
+  // The sent item's copy (the instance moves to `forwarded` a moment after its confirmation).
+  const copy = (db.prepare(`SELECT o.file_path AS path FROM forward_outbox o WHERE o.state = 'sent'`).get() as { path: string }).path;
   db.close();
   const tags = ['0010,0010', '0010,0020', '0008,0018', '0020,000d', '0028,0010'];
   const sentValues = await dcmdumpValues(join(gantry.storagePath, copy), tags);
