@@ -14,7 +14,7 @@ import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
 import type { CompiledProfile } from './rules.js';
 import type { Pseudonymizer } from './pseudonyms.js';
-import { elementText } from '../dicom/element-value.js';
+import { attributeReader } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
@@ -74,14 +74,13 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
 function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decision {
   if ('options' in options.settings) return { kind: 'deidentify', settings: options.settings, profile: 'given' };
   const { profiles, base, callingAeTitle } = options.settings;
-  const byTag = new Map(opened.elements.map((element) => [element.tag, element]));
   return decide(
     profiles,
     {
       // Stored originals carry the calling AE title as Source Application Entity Title (PS3.10).
       callingAeTitle: callingAeTitle ?? opened.sourceAeTitle,
       sopClassUid: opened.sopClassUid,
-      attribute: (tag) => elementText(byTag.get(tag), opened.source, opened.encoding === 'explicit-be')?.trim(),
+      attribute: attributeReader(opened.elements, opened.source, opened.encoding === 'explicit-be', opened.meta),
     },
     base,
   );
@@ -176,6 +175,8 @@ interface OpenedDataset {
   sopClassUid: string;
   sopInstanceUid: string;
   sourceAeTitle: string;
+  /** File Meta Information values by element number. */
+  meta: ReadonlyMap<number, Buffer>;
   deflated: boolean;
   close(): void;
 }
@@ -191,6 +192,7 @@ function openDataset(input: string, window?: Buffer): OpenedDataset {
     sopClassUid: meta(0x0002),
     sopInstanceUid: meta(0x0003),
     sourceAeTitle: meta(0x0016),
+    meta: parsed.meta,
     deflated: parsed.deflated,
     close: parsed.close,
   };

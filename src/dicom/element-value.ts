@@ -45,3 +45,15 @@ export function elementBytes(element: ElementNode | undefined, source: ByteSourc
   if (!source || element.length === UNDEFINED_LENGTH || element.length > MAX_TEXT_BYTES) return undefined;
   return source.read(element.valueOffset, element.length);
 }
+
+/**
+ * A reader of top-level attributes as text (for rules and zone signatures), File Meta Information
+ * included (group 0002, e.g. ImplementationVersionName): `meta` holds its values by element number.
+ */
+export function attributeReader(elements: readonly ElementNode[], source: ByteSource, bigEndian: boolean, meta?: ReadonlyMap<number, Buffer>): (tag: number) => string | undefined {
+  const byTag = new Map(elements.map((element) => [element.tag, element]));
+  return (tag) => {
+    if (tag >>> 16 === 0x0002) return meta?.get(tag & 0xffff)?.toString('latin1').replace(/^[ \0]+|[ \0]+$/g, '');
+    return elementText(byTag.get(tag), source, bigEndian)?.trim();
+  };
+}

@@ -5,7 +5,7 @@
  * shown by index, in grey.
  */
 import { parseFile, PIXEL_DATA, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
-import { elementText } from '../dicom/element-value.js';
+import { attributeReader } from '../dicom/element-value.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { decodeJpeg2000Frame, decodeJpegLsFrame } from './codecs.js';
 import { frameBytes, framesOf } from './encapsulated.js';
@@ -26,7 +26,7 @@ export function renderPreview(path: string, zones: readonly CompiledZone[], fram
   try {
     const bigEndian = parsed.encoding === 'explicit-be';
     const byTag = new Map(parsed.elements.map((element) => [element.tag, element]));
-    const zone = findZone(zones, (tag) => elementText(byTag.get(tag), parsed.source, bigEndian)?.trim());
+    const zone = findZone(zones, attributeReader(parsed.elements, parsed.source, bigEndian, parsed.meta));
     const geometry = pixelGeometry(byTag, parsed.source, bigEndian);
     if (frameIndex < 0 || frameIndex >= geometry.frames) throw new PixelRedactionError(`frame ${frameIndex + 1} of ${geometry.frames}`);
     const { samples, layout } = decodeFrame(byTag, parsed.source, parsed.transferSyntaxUid, geometry, frameIndex);

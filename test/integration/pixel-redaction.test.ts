@@ -13,6 +13,7 @@ import { parseConfigText } from '../../src/config/load.js';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { elementNumber } from '../../src/dicom/element-value.js';
 import { findTransferSyntax } from '../../src/dicom/transfer-syntaxes.js';
+import { IMPLEMENTATION_VERSION_NAME } from '../../src/dicom/part10.js';
 import { compileProfiles } from '../../src/deid/decide.js';
 import { deidentifyFile, type DeidFileResult } from '../../src/deid/deidentify-file.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
@@ -143,6 +144,16 @@ test('a zone can blank everything outside the ultrasound regions', async (t) => 
   assert.equal(result.kind, 'deidentified', JSON.stringify(result));
   checkPixels(pixels, storedPixels(output), (x, y) => !(x >= 10 && x <= 69 && y >= 12 && y <= 59));
   await noNewErrors(input, output);
+});
+
+test('a signature can test File Meta Information (ImplementationVersionName, as CTP\'s Mindray entry does)', () => {
+  const dir = scratchDir('pixel-meta');
+  const input = join(dir, 'us.dcm');
+  writeUltrasound(input);
+  const zones = `zones:\n  - { name: by writer, match: { Modality: US, ImplementationVersionName: "${IMPLEMENTATION_VERSION_NAME}" }, rects: [[0, 0, 8, 8]] }\n`;
+  assert.equal(deidentify(input, join(dir, 'a.dcm'), zones, dir).kind, 'deidentified');
+  const other = 'zones:\n  - { name: by writer, match: { Modality: US, ImplementationVersionName: "/MINDRAY/" }, rects: [[0, 0, 8, 8]] }\n';
+  assert.equal(deidentify(input, join(dir, 'b.dcm'), other, dir).kind, 'quarantined');
 });
 
 test('without a matching zone, with faces, or without the option, the instance stays quarantined', () => {

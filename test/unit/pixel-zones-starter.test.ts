@@ -17,9 +17,9 @@ const STARTER = join(ROOT, 'config', 'zones', 'ctp-starter.yaml');
 
 /** Signatures ({ ... } conditions) in johnperry/CTP source/files/scripts/DicomPixelAnonymizer.script. */
 const SIGNATURES = 52;
-/** Left out: 17 (Mindray) tests ImplementationVersionName, File Meta Information that zones do not see. */
-const LEFT_OUT = [17];
-const CONVERTED = SIGNATURES - LEFT_OUT.length; // 51
+/** Signatures left out (none: 17, on File Meta Information, converts since zones see group 0002). */
+const LEFT_OUT: number[] = [];
+const CONVERTED = SIGNATURES - LEFT_OUT.length; // 52
 /** Signature -> the earlier signature that shadows it (it tests a subset of the same conditions), as in CTP. */
 const SHADOWED = new Map([
   [6, 5],
