@@ -221,7 +221,7 @@ quarantineCommand
   .command('release')
   .description('send a held instance back to de-identification, with an explicit override')
   .option('-c, --config <file>', 'YAML config file')
-  .option('--pass', 'let pixel data that may show identity through (as a pass rule)')
+  .option('--pass', 'let pixel data that may show identity through (as a pass rule; a matching zone still redacts)')
   .option('--ignore-findings', 'do not hold it back again for the findings scan')
   .option('--again', 'no override: decide afresh under the current configuration (new zones, rules or profiles)')
   .argument('<id>')

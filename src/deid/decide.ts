@@ -49,9 +49,10 @@ export function decide(profiles: readonly CompiledProfile[], facts: DecisionFact
   const passed = active.some((rule) => rule.kind === 'pass');
   const { pixelZones, ...shared } = base;
   const settings: DeidSettings = { ...shared, options: profile.options, rules: profile.attributeRules.filter((rule) => conditionHolds(rule.when, facts)) };
-  const zone = profile.cleanPixelData && !passed ? findZone(compileZones(pixelZones ?? []), (tag) => facts.attribute(tag)) : undefined;
+  // A matching zone is applied whatever pass rules say: a pass only lifts the holds below.
+  const zone = profile.cleanPixelData ? findZone(compileZones(pixelZones ?? []), (tag) => facts.attribute(tag)) : undefined;
   const faces = facts.attribute(TAG.RecognizableVisualFeatures)?.trim().toUpperCase() === 'YES';
-  if (zone && !faces) return { kind: 'deidentify', profile: profile.name, settings, redact: zone };
+  if (zone && (!faces || passed)) return { kind: 'deidentify', profile: profile.name, settings, redact: zone };
   const pixels = burnedInTextReason({
     sopClassUid: facts.sopClassUid,
     modality: facts.attribute(TAG.Modality) ?? null,
@@ -59,7 +60,13 @@ export function decide(profiles: readonly CompiledProfile[], facts: DecisionFact
     recognizableVisualFeatures: facts.attribute(TAG.RecognizableVisualFeatures) ?? null,
   });
   if (pixels !== undefined && !passed) {
-    const why = faces ? 'zones cannot clean faces' : profile.cleanPixelData ? 'no zone of deid.pixelZones matches' : 'cleanPixelData is not among the options';
+    const why = faces
+      ? 'zones cannot clean faces'
+      : !profile.cleanPixelData
+        ? 'cleanPixelData is not among the options'
+        : (pixelZones ?? []).length === 0
+          ? 'deid.pixelZones names no zones'
+          : 'no zone of deid.pixelZones matches';
     return { kind: 'quarantine', reason: `pixel data: ${pixels} (${why})` };
   }
   return { kind: 'deidentify', profile: profile.name, settings };

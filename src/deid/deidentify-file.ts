@@ -17,7 +17,7 @@ import type { Pseudonymizer } from './pseudonyms.js';
 import { attributeReader } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
+import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
 import { frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
 import { rleFrameRedactor } from '../pixels/rle.js';
 import { jpeg2000FrameRedactor, jpegLsFrameRedactor } from '../pixels/codecs.js';
@@ -42,29 +42,36 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
     const decision = decideFor(opened, options);
     if (decision.kind === 'quarantine') return { kind: 'quarantined', reason: decision.reason };
     let settings = decision.settings;
-    if (decision.redact) {
-      const redaction = prepareRedaction(opened, decision.redact, `${output}.frames`);
-      if (redaction.kind === 'quarantine') return { kind: 'quarantined', reason: redaction.reason };
-      settings = { ...settings, cleanedPixels: { zone: decision.redact.rule.name, key: decision.redact.key } };
-    }
+    const zone = decision.redact;
+    const redaction = zone ? prepareRedaction(opened, zone, `${output}.frames`) : undefined;
+    if (redaction?.kind === 'quarantine') return { kind: 'quarantined', reason: redaction.reason };
+    if (zone && redaction?.kind === 'ready') settings = { ...settings, cleanedPixels: { zone: zone.rule.name, key: zone.key } };
     const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
+    const unredacted = zone && redaction?.kind === 'ready' ? pixelsLeftUnredacted(opened.elements as EditableElement[]) : undefined;
+    if (zone && unredacted) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${unredacted} would leave unredacted` };
     const header = encodePart10Header({
       mediaStorageSopClassUid: opened.sopClassUid,
       mediaStorageSopInstanceUid: outcome.sopInstanceUid,
       transferSyntaxUid: opened.transferSyntaxUid,
     });
-    writeThenRename(output, 0o640, options.sync ?? false, (fd) => {
-      writeAll(fd, header);
-      const emit = (bytes: Buffer) => writeAll(fd, bytes);
-      if (opened.deflated) {
-        const chunks: Buffer[] = [];
-        new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(Buffer.from(bytes))).writeElements(opened.elements);
-        emit(deflateDataset(Buffer.concat(chunks)));
-      } else {
-        new DatasetWriter(opened.source, opened.encoding, emit).writeElements(opened.elements);
-      }
-    });
+    try {
+      writeThenRename(output, 0o640, options.sync ?? false, (fd) => {
+        writeAll(fd, header);
+        const emit = (bytes: Buffer) => writeAll(fd, bytes);
+        if (opened.deflated) {
+          const chunks: Buffer[] = [];
+          new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(Buffer.from(bytes))).writeElements(opened.elements);
+          emit(deflateDataset(Buffer.concat(chunks)));
+        } else {
+          new DatasetWriter(opened.source, opened.encoding, emit).writeElements(opened.elements);
+        }
+      });
+    } catch (error) {
+      // A frame that cannot be decoded or encoded again shows only while writing: hold the instance.
+      if (zone && error instanceof PixelRedactionError) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` };
+      throw error;
+    }
     return { ...outcome, kind: 'deidentified', profile: decision.profile };
   } finally {
     opened.close();
@@ -91,12 +98,13 @@ function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decis
  * through the zone when written. Pixel data that cannot be redacted (yet) holds the instance back,
  * with the reason: redaction was asked for, so the instance must not leave unredacted.
  */
-function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: string): { kind: 'ready' } | { kind: 'quarantine'; reason: string } {
+function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: string): { kind: 'ready' } | { kind: 'nothing' } | { kind: 'quarantine'; reason: string } {
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
   const syntax = findTransferSyntax(opened.transferSyntaxUid);
   const hold = (why: string) => ({ kind: 'quarantine' as const, reason: `pixel data: zone "${zone.rule.name}" matches, but ${why}` });
-  if (!pixelData) return hold('the instance has no Pixel Data');
+  // An instance of the device without pixels (a report, a presentation state): nothing to redact.
+  if (!pixelData) return { kind: 'nothing' };
   const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;
   const frameRedactor = encapsulated ? ENCAPSULATED_REDACTORS.get(opened.transferSyntaxUid) : undefined;
   if (encapsulated && !frameRedactor) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted yet`);
@@ -104,8 +112,16 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
     const bigEndian = opened.encoding === 'explicit-be';
     const geometry = pixelGeometry(byTag, opened.source, bigEndian);
     const mask = zoneMask(zone, byTag, opened.source, bigEndian, geometry);
+    // A rectangle wholly outside the image, or a mask that blanks nothing, means the zone was made for
+    // another image size: it must not clear the instance.
+    const outside = zone.rule.rects.find(([x, y]) => x >= geometry.columns || y >= geometry.rows);
+    if (outside) return hold(`its rectangle [${outside.join(', ')}] lies outside the ${geometry.columns}×${geometry.rows} image`);
+    if (!maskBlanksAnything(mask, geometry.rows)) return hold('it blanks nothing in this image');
     const source = opened.source;
     if (!frameRedactor) {
+      // Explicit VR big endian holds 8-bit and 1-bit samples in swapped 16-bit words (OW).
+      if (bigEndian && geometry.bitsAllocated <= 8 && pixelData.vr === 'OW') return hold(`${geometry.bitsAllocated}-bit pixel data in explicit VR big endian words`);
+      checkNativeLength(pixelData, geometry);
       pixelData.stream = { length: pixelData.length, write: (emit) => redactNativePixelData(pixelData, source, geometry, mask, emit) };
       return { kind: 'ready' };
     }
@@ -115,9 +131,9 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
       length: UNDEFINED_LENGTH,
       write: (emit) => writeEncapsulatedFrames(frames.length, (index) => redact(frameBytes(frames[index] ?? [], source)), scratch, emit),
     };
-    // Frames encoded again with the reversible colour transform say so (PS3.5 A.4.4).
+    // OpenJPEG encodes colour with the reversible colour transform, and says so (PS3.5 A.4.4).
     const photometric = byTag.get(PHOTOMETRIC_INTERPRETATION);
-    if (geometry.photometric === 'YBR_ICT' && photometric) photometric.replacement = { value: Buffer.from('YBR_RCT ', 'latin1') };
+    if (frameRedactor === jpeg2000FrameRedactor && geometry.samplesPerPixel === 3 && photometric) photometric.replacement = { value: Buffer.from('YBR_RCT ', 'latin1') };
     // The new fragments have new offsets: the Extended Offset Table and a group length would lie.
     for (const tag of [EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, PIXEL_GROUP_LENGTH]) {
       const stale = byTag.get(tag);
@@ -130,6 +146,21 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
   }
 }
 
+/**
+ * Pixels that a zone does not reach and that the de-identification kept: Float and Double Float Pixel
+ * Data, an Icon Image Sequence, overlay data (60xx,3000) a rule retains. Described, or undefined.
+ */
+function pixelsLeftUnredacted(elements: readonly EditableElement[]): string | undefined {
+  const kept = (element: EditableElement) => !element.removed;
+  if (elements.some((element) => kept(element) && (element.tag === FLOAT_PIXEL_DATA || element.tag === DOUBLE_FLOAT_PIXEL_DATA))) return 'float pixel data';
+  if (elements.some((element) => kept(element) && element.tag === ICON_IMAGE_SEQUENCE)) return 'the Icon Image Sequence kept by a rule';
+  if (elements.some((element) => kept(element) && element.tag >>> 16 >= 0x6000 && element.tag >>> 16 <= 0x601e && (element.tag & 0xffff) === 0x3000)) return 'overlay data kept by a rule';
+  return undefined;
+}
+
+const FLOAT_PIXEL_DATA = 0x7fe00008;
+const DOUBLE_FLOAT_PIXEL_DATA = 0x7fe00009;
+const ICON_IMAGE_SEQUENCE = 0x00880200;
 const PHOTOMETRIC_INTERPRETATION = 0x00280004;
 const EXTENDED_OFFSET_TABLE = 0x7fe00001;
 const EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;

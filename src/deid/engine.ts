@@ -157,7 +157,8 @@ export class DeidEngine {
     this.walk(elements, '', patientKey);
     this.scanForResidualPhi(elements, '');
     if (this.settings.cleanedPixels !== undefined && this.settings.options.has('retainUIDs')) this.renameRedacted(elements, original.sop, this.settings.cleanedPixels.key);
-    if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element)));
+    // Redacted pixel data (streamed) is not an attribute to restore: its original stays out of the envelope.
+    if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element) && !element.stream));
     this.addMethodAttributes(elements);
     // The identity of the output is what the dataset now says (a rule may have kept or replaced a
     // UID); an instance without SOPInstanceUID is named by the keyed meta one.

@@ -51,7 +51,6 @@ export type DeidTaskResult =
   | { kind: 'quarantined'; reason: string };
 
 const pseudonyms = new Pseudonymizer((workerData as { secret: string }).secret);
-await loadCodecs();
 /** One read window for every file this thread de-identifies (one at a time). */
 const window = Buffer.allocUnsafe(FileSource.WINDOW);
 
@@ -65,8 +64,9 @@ try {
 }
 
 export default async function deidentify(task: DeidTask): Promise<DeidTaskResult> {
-  // A codec that trapped on the last instance is loaded afresh.
-  await loadCodecs();
+  // A codec that failed on the last instance is loaded afresh. A codec that cannot load at all holds
+  // back only the instances that need it (their redaction says so), not every de-identification.
+  await loadCodecs().catch(() => undefined);
   // Not synced: a de-identified copy can always be made again from its original (the engine is
   // deterministic); syncing every copy measured as halving the receive path, whose syncs waited
   // behind these on the same disk. After an unclean stop the start-up check sends copies that did

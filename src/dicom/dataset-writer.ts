@@ -96,7 +96,14 @@ export class DatasetWriter {
     }
     if (element.stream) {
       this.emit(this.header(element.tag, element.vr, element.stream.length));
-      element.stream.write(this.emit);
+      let written = 0;
+      element.stream.write((bytes) => {
+        written += bytes.length;
+        this.emit(bytes);
+      });
+      if (element.stream.length !== UNDEFINED_LENGTH && written !== element.stream.length) {
+        throw new Error(`a streamed value of ${element.stream.length} bytes wrote ${written}`);
+      }
       return;
     }
     if (element.replacement || (element.inserted && !element.items)) {

@@ -15,7 +15,6 @@ interface FrameInfo {
   bitsPerSample: number;
   componentCount: number;
   isSigned?: boolean;
-  isUsingColorTransform?: boolean;
 }
 
 interface CodecObject {
@@ -39,7 +38,8 @@ interface J2kDecoder extends CodecObject {
   getFrameInfo(): FrameInfo;
 }
 interface J2kEncoder extends CodecObject {
-  setQuality(lossless: boolean, quality: number): void;
+  /** Lossless or not, and the number of quality layers. */
+  setQuality(lossless: boolean, layers: number): void;
   setDecompositions(levels: number): void;
   encode(): void;
 }
@@ -53,33 +53,41 @@ interface OpenJpeg {
   J2KEncoder: new () => J2kEncoder;
 }
 
-type Factory<T> = (options: { print(): void; printErr(): void }) => Promise<T>;
+type Factory<T> = (options: { print(line: string): void; printErr(line: string): void }) => Promise<T>;
 
 const require = createRequire(import.meta.url);
 let charls: CharLs | undefined;
 let openjpeg: OpenJpeg | undefined;
 
+/** What OpenJPEG printed since the last clear that says a frame is damaged: its errors, and the
+ * warnings of a truncated codestream (decoded in part, with only a warning). Warnings about benign
+ * non-conformance (GDCM's tile-part counts) do not count. */
+const openjpegMessages: string[] = [];
+
 /** Loads both codecs if they are not loaded (again, after a trap). Call before redacting. */
 export async function loadCodecs(): Promise<void> {
   // Emscripten makes the object it is given the module itself: one object per module.
-  const quiet = () => ({ print: () => undefined, printErr: () => undefined });
-  charls ??= await (require('@cornerstonejs/codec-charls/wasmjs') as Factory<CharLs>)(quiet());
-  openjpeg ??= await (require('@cornerstonejs/codec-openjpeg/wasmjs') as Factory<OpenJpeg>)(quiet());
+  charls ??= await (require('@cornerstonejs/codec-charls/wasmjs') as Factory<CharLs>)({ print: () => undefined, printErr: () => undefined });
+  const keep = (line: string) => {
+    if (/^\[ERROR\]/.test(line) || (/^\[WARNING\]/.test(line) && /truncat|too short|end with EOC|incomplete|premature/i.test(line))) openjpegMessages.push(line.trim());
+  };
+  openjpeg ??= await (require('@cornerstonejs/codec-openjpeg/wasmjs') as Factory<OpenJpeg>)({ print: keep, printErr: keep });
 }
 
 function loaded<T>(module: T | undefined, name: string): T {
-  if (!module) throw new Error(`the ${name} codec is not loaded (loadCodecs)`);
+  if (!module) throw new PixelRedactionError(`the ${name} codec could not be loaded`);
   return module;
 }
 
-/** Runs codec work; a WebAssembly trap drops the module so the next instance gets a fresh one. */
+/** Runs codec work. Anything unexpected (a WebAssembly trap, a C++ exception, which reaches
+ * JavaScript as a number) drops the module, so the next instance gets a fresh one. */
 function guarded<T>(drop: () => void, work: () => T): T {
   try {
     return work();
   } catch (error) {
-    // WebAssembly.RuntimeError: the module's memory may be broken.
-    if ((error as Error).name === 'RuntimeError') drop();
-    throw new PixelRedactionError(`the frame cannot be decoded or encoded: ${(error as Error).message ?? String(error)}`);
+    if (error instanceof PixelRedactionError) throw error;
+    drop();
+    throw new PixelRedactionError(`the frame cannot be decoded or encoded: ${error instanceof Error ? error.message : `codec error ${String(error)}`}`);
   }
 }
 
@@ -133,8 +141,10 @@ export function decodeJpeg2000Frame(frame: Buffer, g: PixelGeometry): DecodedFra
     () => {
       const decoder = new (loaded(openjpeg, 'JPEG 2000').J2KDecoder)();
       try {
+        openjpegMessages.length = 0;
         decoder.getEncodedBuffer(frame.length).set(frame);
         decoder.decode();
+        if (openjpegMessages.length > 0) throw new PixelRedactionError(`the JPEG 2000 frame is damaged: ${openjpegMessages.slice(0, 3).join('; ')}`);
         const info = decoder.getFrameInfo();
         const pixels = Buffer.from(decoder.getDecodedBuffer());
         const bytes = checkFrame(info, g, pixels.length, 'JPEG 2000');
@@ -148,14 +158,23 @@ export function decodeJpeg2000Frame(frame: Buffer, g: PixelGeometry): DecodedFra
   );
 }
 
+/** Black by the image's BitsStored and signedness (not the codec's precision), for decoded samples:
+ * no HighBit shift (codecs keep the stored bits at the bottom), colour as the decoder gives it. */
+function blackOfImage(g: PixelGeometry, decoded: PixelGeometry): number[] {
+  return blackSamples({ ...g, photometric: decoded.photometric, highBit: g.bitsStored - 1 });
+}
+
 export function jpegLsFrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer {
-  if (g.photometric === 'YBR_FULL_422' || g.bitsAllocated === 1) throw new PixelRedactionError(`JPEG-LS with ${g.photometric}, BitsAllocated ${g.bitsAllocated}`);
+  if (!['MONOCHROME1', 'MONOCHROME2', 'PALETTE COLOR', 'RGB', 'YBR_FULL'].includes(g.photometric) || g.bitsAllocated === 1) {
+    throw new PixelRedactionError(`JPEG-LS with ${g.photometric}, BitsAllocated ${g.bitsAllocated}`);
+  }
   return (frame) => {
     const { pixels, info, interleave, geometry } = decodeJpegLsFrame(frame, g);
-    // JPEG-LS codes the stored bits without sign extension: black is the stored bit pattern.
-    const black = blackSamples({ ...geometry, highBit: geometry.bitsStored - 1 }).map((value) => (value < 0 ? value + 2 ** geometry.bitsStored : value));
+    // Black in the image's own terms (BitsStored, signedness), written as the codec's P-bit pattern.
+    const precision = 2 ** info.bitsPerSample;
+    const black = blackOfImage(g, geometry).map((value) => ((value % precision) + precision) % precision);
     blankFrame(pixels, { ...geometry, signed: false }, mask, black);
-    return guarded(
+    const encoded = guarded(
       () => (charls = undefined),
       () => {
         const encoder = new (loaded(charls, 'JPEG-LS').JpegLSEncoder)();
@@ -170,32 +189,33 @@ export function jpegLsFrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Bu
         }
       },
     );
+    // Lossless means the frame decodes to exactly what was encoded: checked, not assumed.
+    if (!decodeJpegLsFrame(encoded, g).pixels.equals(pixels)) throw new PixelRedactionError('the JPEG-LS frame encoded again does not decode to the redacted pixels');
+    return encoded;
   };
 }
 
-/** JPEG 2000: decoded samples are pixel-interleaved, signed ones sign-extended in their container;
- * frames are encoded again with the reversible transforms (the caller writes YBR_RCT for YBR_ICT). */
+/**
+ * JPEG 2000: decoded samples are pixel-interleaved, signed ones sign-extended in their container.
+ * Frames are encoded again reversibly; OpenJPEG applies the reversible colour transform to every
+ * three-component image, so the caller writes YBR_RCT for colour (PS3.5 A.4.4).
+ */
 export function jpeg2000FrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer {
+  if (!['MONOCHROME1', 'MONOCHROME2', 'PALETTE COLOR', 'RGB', 'YBR_RCT', 'YBR_ICT'].includes(g.photometric)) {
+    throw new PixelRedactionError(`JPEG 2000 with ${g.photometric} cannot be encoded again as it was`);
+  }
   if (g.samplesPerPixel > 1 && g.bitsStored > 8) throw new PixelRedactionError('JPEG 2000 colour above 8 bits cannot be encoded again (OpenJPEG)');
-  const colourTransform = g.photometric === 'YBR_RCT' || g.photometric === 'YBR_ICT';
+  if (g.signed && g.bitsStored <= 8) throw new PixelRedactionError('signed JPEG 2000 of 8 bits or fewer cannot be encoded again without loss (OpenJPEG)');
   return (frame) => {
     const { pixels, info, geometry } = decodeJpeg2000Frame(frame, g);
-    blankFrame(pixels, geometry, mask);
-    return guarded(
+    // The decoder sign-extends signed samples: black in the image's terms fits the container as is.
+    blankFrame(pixels, geometry, mask, blackOfImage(g, geometry));
+    const encoded = guarded(
       () => (openjpeg = undefined),
       () => {
         const encoder = new (loaded(openjpeg, 'JPEG 2000').J2KEncoder)();
         try {
-          encoder
-            .getDecodedBuffer({
-              width: info.width,
-              height: info.height,
-              bitsPerSample: info.bitsPerSample,
-              componentCount: info.componentCount,
-              isSigned: info.isSigned === true,
-              isUsingColorTransform: colourTransform,
-            })
-            .set(pixels);
+          encoder.getDecodedBuffer({ width: info.width, height: info.height, bitsPerSample: info.bitsPerSample, componentCount: info.componentCount, isSigned: info.isSigned === true }).set(pixels);
           encoder.setQuality(true, 0);
           // OpenJPEG refuses more resolution levels than the smaller side allows.
           encoder.setDecompositions(Math.max(0, Math.min(5, Math.floor(Math.log2(Math.min(info.width, info.height))) - 1)));
@@ -206,5 +226,7 @@ export function jpeg2000FrameRedactor(g: PixelGeometry, mask: RowMask): (frame: 
         }
       },
     );
+    if (!decodeJpeg2000Frame(encoded, g).pixels.equals(pixels)) throw new PixelRedactionError('the JPEG 2000 frame encoded again does not decode to the redacted pixels');
+    return encoded;
   };
 }

@@ -12,7 +12,8 @@ export function framesOf(element: ElementNode, source: ByteSource, frames: numbe
   const [table, ...fragments] = element.items ?? [];
   if (!table) throw new PixelRedactionError('encapsulated Pixel Data without items');
   if (fragments.length === frames) return fragments.map((fragment) => [fragment]);
-  if (frames === 1) return [fragments];
+  // One frame in several fragments; an offset table of several entries says NumberOfFrames is wrong.
+  if (frames === 1 && table.length <= 4) return [fragments];
   if (table.length > 0) {
     // PS3.5 A.4: offsets of each frame's first fragment, from the first byte of the first fragment.
     const offsets = source.read(table.valueOffset, table.length);

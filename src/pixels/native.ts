@@ -9,7 +9,7 @@
  * widens to even columns), and for PALETTE COLOR the index whose palette entry is darkest.
  */
 import type { ByteSource, ElementNode } from '../dicom/dataset-tree.js';
-import { elementBytes, elementNumber, elementText } from '../dicom/element-value.js';
+import { elementNumber, elementText } from '../dicom/element-value.js';
 import type { Rect } from './zones.js';
 
 export class PixelRedactionError extends Error {}
@@ -66,9 +66,10 @@ export function pixelGeometry(byTag: ReadonlyMap<number, ElementNode>, source: B
     signed: number(TAG.PixelRepresentation) === 1,
     planar: number(TAG.PlanarConfiguration) === 1,
     photometric: (elementText(byTag.get(TAG.PhotometricInterpretation), source, bigEndian) ?? '').trim().toUpperCase(),
-    frames: Math.max(1, number(TAG.NumberOfFrames) ?? 1),
+    frames: number(TAG.NumberOfFrames) ?? 1,
     bigEndian,
   };
+  if (!Number.isInteger(geometry.frames) || geometry.frames < 1) throw new PixelRedactionError(`NumberOfFrames ${geometry.frames} is not a whole number of frames`);
   if (![1, 8, 16, 32].includes(geometry.bitsAllocated)) throw new PixelRedactionError(`BitsAllocated ${geometry.bitsAllocated} is not 1, 8, 16 or 32`);
   if (geometry.bitsStored < 1 || geometry.bitsStored > geometry.bitsAllocated || geometry.highBit >= geometry.bitsAllocated || geometry.highBit < geometry.bitsStored - 1) {
     throw new PixelRedactionError(`BitsStored ${geometry.bitsStored} and HighBit ${geometry.highBit} do not fit BitsAllocated ${geometry.bitsAllocated}`);
@@ -94,11 +95,14 @@ function checkSamples(g: PixelGeometry): void {
 /** PS3.3 C.7.6.3.1.5: the entry of the palette with the least R + G + B, as a stored index. */
 function darkestPaletteIndex(byTag: ReadonlyMap<number, ElementNode>, source: ByteSource, bigEndian: boolean): number {
   const descriptor = elementText(byTag.get(TAG.RedPaletteColorLookupTableDescriptor), source, bigEndian)?.split('\\').map(Number);
-  const tables = [TAG.RedPaletteColorLookupTableData, TAG.GreenPaletteColorLookupTableData, TAG.BluePaletteColorLookupTableData].map((tag) =>
-    Buffer.from(elementBytes(byTag.get(tag), source) ?? Buffer.alloc(0)),
-  );
-  if (!descriptor || descriptor.length < 3 || tables.some((table) => table.length === 0)) {
-    throw new PixelRedactionError('PALETTE COLOR without a readable palette (segmented palettes are not supported)');
+  // Palettes reach 65,536 entries of 2 bytes: read them whole, not through the text-sized reader.
+  const tables = [TAG.RedPaletteColorLookupTableData, TAG.GreenPaletteColorLookupTableData, TAG.BluePaletteColorLookupTableData].map((tag) => {
+    const element = byTag.get(tag);
+    if (!element || element.length === 0xffffffff || element.length > 256 * 1024) return Buffer.alloc(0);
+    return Buffer.from(element.value ?? source.read(element.valueOffset, element.length));
+  });
+  if (!descriptor || descriptor.length < 3 || tables.some((table) => table.length === 0) || tables.some((table) => table.length !== tables[0]?.length)) {
+    throw new PixelRedactionError('PALETTE COLOR without a readable palette of equal red, green and blue tables (segmented palettes are not supported)');
   }
   const firstMapped = descriptor[1] ?? 0;
   // Entries are 16-bit words whatever the bits per entry (PS3.3 C.7.6.3.1.6); only their order matters.
@@ -157,6 +161,12 @@ export function rectMask(rects: readonly Rect[], rows: number, columns: number):
       .filter(([from, to]) => to > from);
     return mergeRanges(ranges);
   };
+}
+
+/** Whether the mask blanks at least one pixel of the image. */
+export function maskBlanksAnything(mask: RowMask, rows: number): boolean {
+  for (let row = 0; row < rows; row += 1) if (mask(row).length > 0) return true;
+  return false;
 }
 
 /** Everything outside the rectangles (the ultrasound regions), as a mask. */
@@ -252,11 +262,9 @@ function blankBits(bytes: Buffer, firstBit: number, g: PixelGeometry, mask: RowM
  */
 export function redactNativePixelData(element: ElementNode, source: ByteSource, g: PixelGeometry, mask: RowMask, emit: (bytes: Buffer) => void): void {
   if (g.photometric === 'YBR_RCT' || g.photometric === 'YBR_ICT') throw new PixelRedactionError(`${g.photometric} in native pixel data`);
+  checkNativeLength(element, g);
   const bits = frameBits(g);
   const needed = Math.ceil((bits * g.frames) / 8);
-  if (element.length < needed) {
-    throw new PixelRedactionError(`Pixel Data has ${element.length} bytes; ${g.frames} frame(s) of ${g.rows}×${g.columns}×${g.samplesPerPixel} at ${g.bitsAllocated} bits need ${needed}`);
-  }
   if (g.bitsAllocated === 1 && bits % 8 !== 0) {
     // Frames share bytes: redact the whole value in memory (bitmaps are small).
     if (needed > 256 * 1024 * 1024) throw new PixelRedactionError('1-bit frames not aligned to bytes, over 256 MB in all');
@@ -272,8 +280,21 @@ export function redactNativePixelData(element: ElementNode, source: ByteSource, 
     blankFrame(frame, g, mask);
     emit(frame);
   }
+  // The one padding byte an odd length needs (checkNativeLength refuses more).
   const rest = element.length - frameLength * g.frames;
   if (rest > 0) emit(Buffer.from(source.read(element.valueOffset + frameLength * g.frames, rest)));
+}
+
+/**
+ * The Pixel Data value must hold exactly the frames the Image Pixel module describes (plus one
+ * padding byte): fewer is a broken object, and more would be frames that NumberOfFrames does not
+ * count, which would leave unredacted.
+ */
+export function checkNativeLength(element: ElementNode, g: PixelGeometry): void {
+  const needed = Math.ceil((frameBits(g) * g.frames) / 8);
+  if (element.length < needed || element.length > needed + 1) {
+    throw new PixelRedactionError(`Pixel Data has ${element.length} bytes; ${g.frames} frame(s) of ${g.rows}×${g.columns}×${g.samplesPerPixel} at ${g.bitsAllocated} bits need ${needed}`);
+  }
 }
 
 /** Reads [offset, offset + length) into `into`, through the source's window. */

@@ -72,14 +72,18 @@ export function encodeRleFrame(planes: readonly Buffer[], columns: number): Buff
 }
 
 function packBits(row: Buffer): Buffer {
-  const out: number[] = [];
+  // At worst one count byte per 128 literal bytes.
+  const out = Buffer.allocUnsafe(row.length + Math.ceil(row.length / 128) + 1);
+  let at = 0;
   let i = 0;
   while (i < row.length) {
     // A run of at least three equal bytes is worth a repeat.
     let run = 1;
     while (i + run < row.length && run < 128 && row[i + run] === row[i]) run += 1;
     if (run >= 3) {
-      out.push((1 - run) & 0xff, row[i] as number);
+      out[at] = (1 - run) & 0xff;
+      out[at + 1] = row[i] as number;
+      at += 2;
       i += run;
       continue;
     }
@@ -88,10 +92,11 @@ function packBits(row: Buffer): Buffer {
       if (i + 2 < row.length && row[i] === row[i + 1] && row[i] === row[i + 2]) break;
       i += 1;
     }
-    out.push(i - start - 1);
-    for (let k = start; k < i; k += 1) out.push(row[k] as number);
+    out[at] = i - start - 1;
+    row.copy(out, at + 1, start, i);
+    at += 1 + i - start;
   }
-  return Buffer.from(out);
+  return out.subarray(0, at);
 }
 
 /** Redacts one RLE frame: decoded to byte planes, the zone set to the black value's bytes, encoded. */

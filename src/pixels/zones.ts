@@ -108,6 +108,8 @@ function valueTest(expected: string | number, where: string): (value: string | u
   const expression = REGULAR_EXPRESSION.exec(expected);
   if (expression) {
     let pattern: RegExp;
+    // g and y make a RegExp remember where it stopped: the same device would match every other time.
+    if (/[gy]/.test(expression[2] ?? '')) throw new ZonesError(`${where}: the flags g and y are not allowed (use i, m, s or u)`);
     try {
       pattern = new RegExp(expression[1] ?? '', expression[2]);
     } catch (error) {

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { parseFile } from '../../src/dicom/dataset-tree.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { needPeers } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
@@ -49,6 +50,21 @@ async function writeCine(path: string, frames: number): Promise<void> {
   await once(out, 'finish');
 }
 
+/** The last frame's first 40 rows are black, and the row below is not. */
+function checkLastFrameBand(path: string, frames: number): void {
+  const parsed = parseFile(path);
+  try {
+    const pixels = parsed.elements.find((element) => element.tag === 0x7fe00010);
+    assert.ok(pixels);
+    const frame = 512 * 512 * 2;
+    const last = parsed.source.read(pixels.valueOffset + (frames - 1) * frame, frame);
+    assert.ok(last.subarray(0, 512 * 40 * 2).every((value) => value === 0), 'the band of the last frame is black');
+    assert.ok(last.subarray(512 * 40 * 2, 512 * 41 * 2).some((value) => value !== 0), 'below the band, the picture');
+  } finally {
+    parsed.close();
+  }
+}
+
 async function redactInOwnProcess(input: string, output: string, zones: string): Promise<{ kind: string; reason?: string; peakRssMb: number; ms: number }> {
   const result = await run(process.execPath, [REDACT_FILE, input, output, zones], { timeoutMs: 300_000 });
   assert.equal(result.code, 0, result.stderr);
@@ -66,6 +82,7 @@ test('a 200 MB native cine of 400 frames and a 120-frame RLE cine are redacted u
   t.diagnostic(`native 200 MB, 400 frames: ${JSON.stringify(big)}`);
   assert.equal(big.kind, 'deidentified', big.reason);
   assert.ok(big.peakRssMb < 300, `peak RSS ${big.peakRssMb.toFixed(0)} MB`);
+  checkLastFrameBand(join(dir, 'native-out.dcm'), 400);
 
   const small = join(dir, 'cine-120.dcm');
   await writeCine(small, 120);

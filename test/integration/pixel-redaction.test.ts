@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfigText } from '../../src/config/load.js';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
-import { elementNumber } from '../../src/dicom/element-value.js';
+import { elementNumber, elementText } from '../../src/dicom/element-value.js';
 import { findTransferSyntax } from '../../src/dicom/transfer-syntaxes.js';
 import { IMPLEMENTATION_VERSION_NAME } from '../../src/dicom/part10.js';
 import { compileProfiles } from '../../src/deid/decide.js';
@@ -24,13 +24,14 @@ import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { COLUMNS, FRAMES, ROWS, writeUltrasound } from '../helpers/pixel-images.js';
+import { encodeElement } from '../helpers/synthetic-dicom.js';
 
 const PSEUDONYMS = new Pseudonymizer('the secret of the pixel tests');
 
-function deidentify(input: string, output: string, zonesYaml: string, dir: string, options: string[] = ['cleanPixelData']): DeidFileResult {
+function deidentify(input: string, output: string, zonesYaml: string, dir: string, options: string[] = ['cleanPixelData'], rules: unknown[] = []): DeidFileResult {
   const zonesPath = join(dir, `zones-${Math.random().toString(36).slice(2)}.yaml`);
   writeFileSync(zonesPath, zonesYaml);
-  const config = parseConfigText(JSON.stringify({ deid: { secret: 'the secret of the pixel tests', options, pixelZones: zonesPath } }), 'pixel-test.yaml');
+  const config = parseConfigText(JSON.stringify({ deid: { secret: 'the secret of the pixel tests', options, pixelZones: zonesPath, rules } }), 'pixel-test.yaml');
   return deidentifyFile(input, output, {
     settings: { profiles: compileProfiles(profilesFromConfig(config)), base: baseSettingsFromConfig(config) },
     pseudonyms: PSEUDONYMS,
@@ -176,6 +177,42 @@ test('without a matching zone, with faces, or without the option, the instance s
   assert.match((faceResult as { reason: string }).reason, /zones cannot clean faces/);
 });
 
+test('a pass rule does not switch a matching zone off; with a zone, a pass lets faces through redacted', () => {
+  const dir = scratchDir('pixel-pass');
+  const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8]] }\n';
+  const input = join(dir, 'us.dcm');
+  const pixels = writeUltrasound(input);
+  const passed = deidentify(input, join(dir, 'a.dcm'), acme, dir, ['cleanPixelData'], [{ action: 'pass' }]);
+  assert.equal(passed.kind, 'deidentified');
+  assert.ok(storedPixels(join(dir, 'a.dcm')).subarray(0, COLUMNS * 8 * 3).every((value) => value === 0), 'redacted despite the pass');
+  assert.ok(storedPixels(join(dir, 'a.dcm')).subarray(COLUMNS * 8 * 3, ROWS * COLUMNS * 3).equals(pixels.subarray(COLUMNS * 8 * 3, ROWS * COLUMNS * 3)), 'the rest unchanged');
+  const faces = join(dir, 'faces.dcm');
+  writeUltrasound(faces, [[0x00280302, 'CS', 'YES']]);
+  const facesPassed = deidentify(faces, join(dir, 'b.dcm'), acme, dir, ['cleanPixelData'], [{ action: 'pass' }]);
+  assert.equal(facesPassed.kind, 'deidentified');
+  assert.ok(storedPixels(join(dir, 'b.dcm')).subarray(0, COLUMNS * 8 * 3).every((value) => value === 0));
+});
+
+test('a zone made for another image size, or pixels it cannot reach, hold the instance back', () => {
+  const dir = scratchDir('pixel-unreachable');
+  const input = join(dir, 'us.dcm');
+  writeUltrasound(input);
+  const elsewhere = deidentify(input, join(dir, 'a.dcm'), 'zones:\n  - { name: big screen, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8], [900, 700, 100, 50]] }\n', dir);
+  assert.equal(elsewhere.kind, 'quarantined');
+  assert.match((elsewhere as { reason: string }).reason, /rectangle \[900, 700, 100, 50\] lies outside the 80×64 image/);
+  // An icon image kept by a rule: the zone does not reach it.
+  const iconItem = Buffer.concat([encodeElement(0x00280010, 'US', 4), encodeElement(0x00280011, 'US', 4)]);
+  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), iconItem]);
+  item.writeUInt32LE(iconItem.length, 4);
+  const withIcon = join(dir, 'icon.dcm');
+  writeUltrasound(withIcon, [[0x00880200, 'SQ', item]]);
+  const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8]] }\n';
+  const kept = deidentify(withIcon, join(dir, 'b.dcm'), acme, dir, ['cleanPixelData'], [{ attribute: 'IconImageSequence', action: 'keep' }]);
+  assert.equal(kept.kind, 'quarantined');
+  assert.match((kept as { reason: string }).reason, /the Icon Image Sequence kept by a rule would leave unredacted/);
+  assert.equal(deidentify(withIcon, join(dir, 'c.dcm'), acme, dir).kind, 'deidentified', 'the profile removes the icon');
+});
+
 test('a syntax that cannot be redacted yet holds the instance back when a zone matches', async (t) => {
   if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
   const dir = scratchDir('pixel-encapsulated');
@@ -289,9 +326,16 @@ test('JPEG-LS and JPEG 2000: the zone is black, every other pixel as decoded bef
     };
     const before = await raw(input, join(dir, `raw-in-${name}`));
     const after = await raw(output, join(dir, `raw-out-${name}`));
-    const [rows, columns, samples, bits, bitsStored, representation, frames, planar] = imagePixelValues(join(dir, `raw-out-${name}`), [
-      0x00280010, 0x00280011, 0x00280002, 0x00280100, 0x00280101, 0x00280103, 0x00280008, 0x00280006,
-    ]) as [number, number, number, number, number, number | undefined, number | undefined, number | undefined];
+    const [rows, columns, samples, bits, frames, planar] = imagePixelValues(join(dir, `raw-out-${name}`), [0x00280010, 0x00280011, 0x00280002, 0x00280100, 0x00280008, 0x00280006]) as [
+      number,
+      number,
+      number,
+      number,
+      number | undefined,
+      number | undefined,
+    ];
+    // Black as the image's own attributes define it (a decoder may report its codestream's precision).
+    const [bitsStored, representation] = imagePixelValues(input, [0x00280101, 0x00280103]) as [number, number | undefined];
     const photometric = (await dcmdumpValues(join(dir, `raw-out-${name}`), ['0028,0004']))['0028,0004']?.trim();
     const signed = representation === 1;
     const black = photometric === 'MONOCHROME1' ? (signed ? 2 ** (bitsStored - 1) - 1 : 2 ** bitsStored - 1) : photometric === 'MONOCHROME2' && signed ? -(2 ** (bitsStored - 1)) : 0;
@@ -314,6 +358,14 @@ test('JPEG-LS and JPEG 2000: the zone is black, every other pixel as decoded bef
       }
     }
     assert.equal(blanked, (frames ?? 1) * 20 * 10 * samples, name);
+    const written = parseFile(output);
+    const photometricOut = elementText(written.elements.find((element) => element.tag === 0x00280004), written.source, false)?.trim();
+    const syntaxIn = parseFile(input);
+    syntaxIn.close();
+    written.close();
+    assert.equal(written.transferSyntaxUid, syntaxIn.transferSyntaxUid, `${name}: the transfer syntax stays`);
+    // OpenJPEG always applies the reversible colour transform to colour: the output must say so.
+    if (written.transferSyntaxUid.startsWith('1.2.840.10008.1.2.4.9') && samples === 3) assert.equal(photometricOut, 'YBR_RCT', `${name}: colour JPEG 2000 is YBR_RCT`);
     await noNewErrors(input, output);
   }
 });

@@ -83,6 +83,7 @@ test('every problem names the zone and the key', () => {
   assert.match(problem('zones:\n  - { name: a, match: { Modality: "/[/" }, rects: [[0, 0, 1, 1]] }\n'), /zones\.0 \(a\): match\.Modality: Invalid regular expression/);
   assert.match(problem('zones:\n  - { name: a, match: {}, rects: [[0, 0, 1, 1]] }\n'), /zones\.0\.match: a zone needs at least one attribute/);
   assert.match(problem('zones:\n  - { name: a, match: { Modality: US }, rects: [[0, 0, 0, 1]] }\n'), /zones\.0\.rects\.0\.2/);
+  assert.match(problem('zones:\n  - { name: a, match: { Modality: "/US/g" }, rects: [[0, 0, 1, 1]] }\n'), /match\.Modality: the flags g and y are not allowed/);
   assert.match(problem('zones: [\n'), /bad\.yaml: not valid YAML/);
   assert.match(problem('zone: []\n'), /bad\.yaml: .*zone/);
 });
