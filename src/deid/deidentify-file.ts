@@ -17,10 +17,9 @@ import type { Pseudonymizer } from './pseudonyms.js';
 import { attributeReader } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
+import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData } from '../pixels/native.js';
+import { FRAME_CODECS } from '../pixels/frame-codecs.js';
 import { frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
-import { rleFrameRedactor } from '../pixels/rle.js';
-import { jpeg2000FrameRedactor, jpegLsFrameRedactor } from '../pixels/codecs.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
 
@@ -106,8 +105,8 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
   // An instance of the device without pixels (a report, a presentation state): nothing to redact.
   if (!pixelData) return { kind: 'nothing' };
   const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;
-  const frameRedactor = encapsulated ? ENCAPSULATED_REDACTORS.get(opened.transferSyntaxUid) : undefined;
-  if (encapsulated && !frameRedactor) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted yet`);
+  const codec = encapsulated ? FRAME_CODECS.get(opened.transferSyntaxUid) : undefined;
+  if (encapsulated && !codec) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted yet`);
   try {
     const bigEndian = opened.encoding === 'explicit-be';
     const geometry = pixelGeometry(byTag, opened.source, bigEndian);
@@ -118,14 +117,14 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
     if (outside) return hold(`its rectangle [${outside.join(', ')}] lies outside the ${geometry.columns}×${geometry.rows} image`);
     if (!maskBlanksAnything(mask, geometry.rows)) return hold('it blanks nothing in this image');
     const source = opened.source;
-    if (!frameRedactor) {
+    if (!codec) {
       // Explicit VR big endian holds 8-bit and 1-bit samples in swapped 16-bit words (OW).
       if (bigEndian && geometry.bitsAllocated <= 8 && pixelData.vr === 'OW') return hold(`${geometry.bitsAllocated}-bit pixel data in explicit VR big endian words`);
       checkNativeLength(pixelData, geometry);
       pixelData.stream = { length: pixelData.length, write: (emit) => redactNativePixelData(pixelData, source, geometry, mask, emit) };
       return { kind: 'ready' };
     }
-    const redact = frameRedactor(geometry, mask);
+    const redact = codec.redactor(geometry, mask);
     const frames = framesOf(pixelData, source, geometry.frames);
     pixelData.stream = {
       length: UNDEFINED_LENGTH,
@@ -133,7 +132,7 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
     };
     // OpenJPEG encodes colour with the reversible colour transform, and says so (PS3.5 A.4.4).
     const photometric = byTag.get(PHOTOMETRIC_INTERPRETATION);
-    if (frameRedactor === jpeg2000FrameRedactor && geometry.samplesPerPixel === 3 && photometric) photometric.replacement = { value: Buffer.from('YBR_RCT ', 'latin1') };
+    if (codec.colourBecomesYbrRct && geometry.samplesPerPixel === 3 && photometric) photometric.replacement = { value: Buffer.from('YBR_RCT ', 'latin1') };
     // The new fragments have new offsets: the Extended Offset Table and a group length would lie.
     for (const tag of [EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, PIXEL_GROUP_LENGTH]) {
       const stale = byTag.get(tag);
@@ -166,14 +165,6 @@ const EXTENDED_OFFSET_TABLE = 0x7fe00001;
 const EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;
 const PIXEL_GROUP_LENGTH = 0x7fe00000;
 
-/** Encapsulated syntaxes Gantry redacts, frame by frame, without loss. */
-const ENCAPSULATED_REDACTORS: ReadonlyMap<string, (geometry: PixelGeometry, mask: RowMask) => (frame: Buffer) => Buffer> = new Map([
-  ['1.2.840.10008.1.2.5', rleFrameRedactor], // RLE Lossless
-  ['1.2.840.10008.1.2.4.80', jpegLsFrameRedactor], // JPEG-LS Lossless
-  ['1.2.840.10008.1.2.4.81', jpegLsFrameRedactor], // JPEG-LS Near-Lossless: encoded again losslessly
-  ['1.2.840.10008.1.2.4.90', jpeg2000FrameRedactor], // JPEG 2000 Lossless Only
-  ['1.2.840.10008.1.2.4.91', jpeg2000FrameRedactor], // JPEG 2000: encoded again losslessly
-]);
 
 /** Writes `output` through a temporary file renamed into place, so no half-written file ever has
  * its name; the temporary file goes if writing fails. */

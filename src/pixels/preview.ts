@@ -7,11 +7,10 @@
 import { parseFile, PIXEL_DATA, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { attributeReader } from '../dicom/element-value.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { decodeJpeg2000Frame, decodeJpegLsFrame } from './codecs.js';
 import { frameBytes, framesOf } from './encapsulated.js';
 import { frameBits, pixelGeometry, PixelRedactionError, type PixelGeometry, type RowMask } from './native.js';
 import { encodePng } from './png.js';
-import { decodeRleFrameSamples } from './rle.js';
+import { FRAME_CODECS } from './frame-codecs.js';
 import { zoneMask } from './ultrasound-regions.js';
 import { findZone, type CompiledZone } from './zones.js';
 
@@ -31,7 +30,12 @@ export function renderPreview(path: string, zones: readonly CompiledZone[], fram
     if (frameIndex < 0 || frameIndex >= geometry.frames) throw new PixelRedactionError(`frame ${frameIndex + 1} of ${geometry.frames}`);
     const { samples, layout } = decodeFrame(byTag, parsed.source, parsed.transferSyntaxUid, geometry, frameIndex);
     const rgb = toRgb(samples, layout);
-    if (zone) tint(rgb, layout, zoneMask(zone, byTag, parsed.source, bigEndian, geometry));
+    if (zone) {
+      const mask = zoneMask(zone, byTag, parsed.source, bigEndian, geometry);
+      // YBR_FULL_422 is blanked by whole pairs of pixels: show it so.
+      const shown: RowMask = layout.photometric === 'YBR_FULL_422' ? (row) => mask(row).map(([from, to]) => [from - (from % 2), Math.min(layout.columns, to + (to % 2))] as const) : mask;
+      tint(rgb, layout, shown);
+    }
     return { png: encodePng(rgb, layout.columns, layout.rows), zone, frames: geometry.frames };
   } finally {
     parsed.close();
@@ -48,23 +52,9 @@ function decodeFrame(byTag: ReadonlyMap<number, ElementNode>, source: ByteSource
     const length = frameBits(g) / 8;
     return { samples: Buffer.from(source.read(pixelData.valueOffset + index * length, length)), layout: g };
   }
-  const frame = frameBytes(framesOf(pixelData, source, g.frames)[index] ?? [], source);
-  switch (transferSyntaxUid) {
-    case '1.2.840.10008.1.2.5':
-      return { samples: decodeRleFrameSamples(frame, g), layout: { ...g, planar: false, bigEndian: false } };
-    case '1.2.840.10008.1.2.4.80':
-    case '1.2.840.10008.1.2.4.81': {
-      const decoded = decodeJpegLsFrame(frame, g);
-      return { samples: decoded.pixels, layout: decoded.geometry };
-    }
-    case '1.2.840.10008.1.2.4.90':
-    case '1.2.840.10008.1.2.4.91': {
-      const decoded = decodeJpeg2000Frame(frame, g);
-      return { samples: decoded.pixels, layout: decoded.geometry };
-    }
-    default:
-      throw new PixelRedactionError(`previews of ${syntax.name} are not supported`);
-  }
+  const codec = FRAME_CODECS.get(transferSyntaxUid);
+  if (!codec) throw new PixelRedactionError(`previews of ${syntax.name} are not supported`);
+  return codec.decode(frameBytes(framesOf(pixelData, source, g.frames)[index] ?? [], source), g);
 }
 
 /** The value of sample `s` of pixel `p`, sign-extended when signed. */

@@ -1,0 +1,44 @@
+/**
+ * The encapsulated transfer syntaxes whose frames Gantry decodes: each one's redactor (decode, blank,
+ * encode again losslessly) and its decoder (for previews). One table, so that what can be redacted and
+ * what can be previewed never differ.
+ */
+import { decodeJpeg2000Frame, decodeJpegLsFrame, jpeg2000FrameRedactor, jpegLsFrameRedactor } from './codecs.js';
+import type { PixelGeometry, RowMask } from './native.js';
+import { decodeRleFrameSamples, rleFrameRedactor } from './rle.js';
+
+export interface FrameCodec {
+  redactor(geometry: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer;
+  /** One frame as samples, and how they lie. */
+  decode(frame: Buffer, geometry: PixelGeometry): { samples: Buffer; layout: PixelGeometry };
+  /** OpenJPEG writes colour with the reversible colour transform (PhotometricInterpretation YBR_RCT). */
+  colourBecomesYbrRct?: boolean;
+}
+
+const rle: FrameCodec = {
+  redactor: rleFrameRedactor,
+  decode: (frame, g) => ({ samples: decodeRleFrameSamples(frame, g), layout: { ...g, planar: false, bigEndian: false } }),
+};
+const jpegLs: FrameCodec = {
+  redactor: jpegLsFrameRedactor,
+  decode: (frame, g) => {
+    const decoded = decodeJpegLsFrame(frame, g);
+    return { samples: decoded.pixels, layout: decoded.geometry };
+  },
+};
+const jpeg2000: FrameCodec = {
+  redactor: jpeg2000FrameRedactor,
+  decode: (frame, g) => {
+    const decoded = decodeJpeg2000Frame(frame, g);
+    return { samples: decoded.pixels, layout: decoded.geometry };
+  },
+  colourBecomesYbrRct: true,
+};
+
+export const FRAME_CODECS: ReadonlyMap<string, FrameCodec> = new Map([
+  ['1.2.840.10008.1.2.5', rle], // RLE Lossless
+  ['1.2.840.10008.1.2.4.80', jpegLs], // JPEG-LS Lossless
+  ['1.2.840.10008.1.2.4.81', jpegLs], // JPEG-LS Near-Lossless: encoded again losslessly
+  ['1.2.840.10008.1.2.4.90', jpeg2000], // JPEG 2000 Lossless Only
+  ['1.2.840.10008.1.2.4.91', jpeg2000], // JPEG 2000: encoded again losslessly
+]);
