@@ -2,6 +2,7 @@
  * Presentation contexts for sending stored objects as they are (forwarding, C-MOVE sub-operations):
  * what to propose for a batch, and which accepted context carries an object.
  */
+import { canDecompress } from '../pixels/decompress.js';
 import type { RequestedContext } from './pdu.js';
 import type { AcceptedPresentationContext, RequestorAssociation } from './requestor.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
@@ -21,7 +22,7 @@ export function proposeContexts<T extends StoredObject>(items: readonly T[]): { 
   const byKey = new Map<string, RequestedContext>();
   const fitting: T[] = [];
   for (const item of items) {
-    const wanted = [[item.transferSyntaxUid], ...(isLittleEndianNative(item.transferSyntaxUid) ? [[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]] : [])];
+    const wanted = [[item.transferSyntaxUid], ...(hasLittleEndianForm(item.transferSyntaxUid) ? [[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]] : [])];
     const keys = wanted.map((syntaxes) => `${item.sopClassUid}|${syntaxes.join(',')}`);
     const missing = keys.filter((key) => !byKey.has(key));
     if (byKey.size + missing.length > MAX_CONTEXTS) continue;
@@ -38,10 +39,16 @@ function isLittleEndianNative(uid: string): boolean {
   return uid === EXPLICIT_VR_LITTLE_ENDIAN || uid === IMPLICIT_VR_LITTLE_ENDIAN;
 }
 
-/** The stored syntax if accepted; else, for uncompressed little-endian objects, the other one. */
+/** Objects that can also go in explicit or implicit VR little endian: uncompressed little-endian ones
+ * (re-encoded), and compressed ones Gantry decodes (decompressed, a fallback). */
+function hasLittleEndianForm(uid: string): boolean {
+  return isLittleEndianNative(uid) || canDecompress(uid);
+}
+
+/** The stored syntax if accepted; else a little-endian one, for objects that have that form. */
 export function chooseContext(association: RequestorAssociation, sopClassUid: string, transferSyntaxUid: string): AcceptedPresentationContext | undefined {
   const exact = association.contextFor(sopClassUid, [transferSyntaxUid]);
-  if (exact || !isLittleEndianNative(transferSyntaxUid)) return exact;
+  if (exact || !hasLittleEndianForm(transferSyntaxUid)) return exact;
   return association.contextFor(sopClassUid, [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]);
 }
 

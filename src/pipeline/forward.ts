@@ -16,7 +16,9 @@ import { isWarning, Status } from '../dimse/status.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outbox, OutboxItem } from '../queue/outbox.js';
-import { datasetInSyntax, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
+import { datasetInSyntax, needsDecompression, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
+import { loadCodecs } from '../pixels/codecs.js';
+import { PixelRedactionError } from '../pixels/native.js';
 import { observeSafely } from '../observability/observe.js';
 import { withoutUids } from '../observability/redact.js';
 
@@ -311,6 +313,8 @@ class DestinationQueue {
     try {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context) return this.refused(association, destination, item, stored);
+      // A compressed object the destination refuses is decompressed (the codecs load on first use).
+      if (needsDecompression(stored, context.transferSyntax)) await loadCodecs();
       const body = datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
       const result = await association.store(context, stored.sopInstanceUid, body, {
@@ -323,7 +327,13 @@ class DestinationQueue {
       this.itemFailed(item, result, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
       return false;
     } catch (error) {
-      if (!(error instanceof AssociationError)) {
+      if (error instanceof PixelRedactionError) {
+        // Its frames cannot be decoded: no later attempt would do better.
+        const reason = `cannot be decompressed for ${destination.name}: ${withoutUids(error.message)}`;
+        outbox.markDead(item, null, reason, false);
+        this.observe((observer) => observer.forwardFailed(this.name, 'send_error', true));
+        this.log.warn({ item: item.id, why: reason }, 'item cannot be sent: dead letter');
+      } else if (!(error instanceof AssociationError)) {
         this.itemFailed(item, 'send_error', `cannot send: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
       } else if (error.requestSent) {
         // The association ended with this item on the wire: an attempt, so that an object that makes

@@ -15,7 +15,8 @@ import { DimseStatusError, isWarning, Status, type DimseResult, type Suboperatio
 import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
-import { datasetInSyntax, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
+import { datasetInSyntax, needsDecompression, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
+import { loadCodecs } from '../pixels/codecs.js';
 import { parseQuery } from './find-service.js';
 import { FROM_BY_LEVEL, inView, MODEL_OF_SOP_CLASS, type View } from './keys.js';
 
@@ -216,6 +217,8 @@ export class MoveService {
     return this.subOperation(file, async (stored, path) => {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context || !association.isUsable) return undefined;
+      // A compressed object the destination refuses is decompressed (the codecs load on first use).
+      if (needsDecompression(stored, context.transferSyntax)) await loadCodecs();
       const result = await association.store(context, stored.sopInstanceUid, datasetInSyntax(path, stored, context.transferSyntax), {
         moveOriginator: { aeTitle: request.association.callingAeTitle, messageId: request.messageId },
       });

@@ -8,6 +8,7 @@ import { parseFile } from '../dicom/dataset-tree.js';
 import { readFileMeta } from '../dicom/part10.js';
 import { reencodeElements } from '../dicom/reencode.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
+import { decompressedDataset } from '../pixels/decompress.js';
 
 export interface StoredDataset {
   sopClassUid: string;
@@ -94,12 +95,18 @@ function metaOf(metaBytes: Buffer): Pick<StoredDataset, 'sopClassUid' | 'sopInst
  */
 export function datasetInSyntax(path: string, stored: StoredDataset, transferSyntaxUid: string): Pick<StoredDataset, 'length' | 'read' | 'bytes'> {
   if (transferSyntaxUid === stored.transferSyntaxUid) return stored;
-  const bytes = reencodedDataset(path, transferSyntaxUid);
+  // A compressed object for a destination that refuses its syntax: decompressed (loadCodecs first).
+  const bytes = needsDecompression(stored, transferSyntaxUid) ? decompressedDataset(path, transferSyntaxUid) : reencodedDataset(path, transferSyntaxUid);
   return {
     length: bytes.length,
     bytes,
     read: async (target, position) => bytes.copy(target, 0, position, Math.min(bytes.length, position + target.length)),
   };
+}
+
+/** Whether sending on a context of `transferSyntaxUid` decompresses the object (codecs needed). */
+export function needsDecompression(stored: Pick<StoredDataset, 'transferSyntaxUid'>, transferSyntaxUid: string): boolean {
+  return transferSyntaxUid !== stored.transferSyntaxUid && findTransferSyntax(stored.transferSyntaxUid)?.encapsulated === true;
 }
 
 /**
