@@ -14,6 +14,7 @@ import type { OutboxItem } from '../../src/queue/outbox.js';
 
 const CT = '1.2.840.10008.5.1.4.1.1.2';
 const MR = '1.2.840.10008.5.1.4.1.1.4';
+const US = '1.2.840.10008.5.1.4.1.1.6.1';
 const EXPLICIT = '1.2.840.10008.1.2.1';
 const IMPLICIT = '1.2.840.10008.1.2';
 const JPEG_LS = '1.2.840.10008.1.2.4.80';
@@ -22,16 +23,21 @@ function item(id: number, sopClassUid: string, transferSyntaxUid: string): Outbo
   return { id, destination: 'd', instancePk: id, filePath: `f${id}`, sopClassUid, sopInstanceUid: `1.2.${id}`, transferSyntaxUid, attempts: 0, routedAt: 1, studyPk: 1 };
 }
 
-test('contexts: the stored syntax alone, and both little-endian syntaxes for uncompressed objects, once per class', () => {
-  const { contexts, fitting } = proposeContexts([item(1, CT, EXPLICIT), item(2, CT, EXPLICIT), item(3, MR, JPEG_LS), item(4, CT, IMPLICIT)]);
-  assert.equal(fitting.length, 4);
+test('contexts: the stored syntax, and both little-endian syntaxes for what has a little-endian form, once per class', () => {
+  const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
+  const { contexts, fitting } = proposeContexts([item(1, CT, EXPLICIT), item(2, CT, EXPLICIT), item(3, MR, JPEG_LS), item(4, CT, IMPLICIT), item(5, US, JPEG_BASELINE)]);
+  assert.equal(fitting.length, 5);
   assert.deepEqual(
     contexts.map((context) => [context.id, context.abstractSyntax, context.transferSyntaxes.join(' ')]),
     [
       [1, CT, EXPLICIT],
       [3, CT, `${EXPLICIT} ${IMPLICIT}`],
       [5, MR, JPEG_LS],
-      [7, CT, IMPLICIT],
+      // JPEG-LS can be decompressed: a fallback context in little endian.
+      [7, MR, `${EXPLICIT} ${IMPLICIT}`],
+      [9, CT, IMPLICIT],
+      // JPEG baseline cannot: its own syntax only.
+      [11, US, JPEG_BASELINE],
     ],
   );
 });
