@@ -17,7 +17,8 @@ import type { Pseudonymizer } from './pseudonyms.js';
 import { attributeReader } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData } from '../pixels/native.js';
+import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
+import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
 import { frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
@@ -47,8 +48,17 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
     if (zone && redaction?.kind === 'ready') settings = { ...settings, cleanedPixels: { zone: zone.rule.name, key: zone.key } };
     const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
-    const unredacted = zone && redaction?.kind === 'ready' ? pixelsLeftUnredacted(opened.elements as EditableElement[]) : undefined;
-    if (zone && unredacted) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${unredacted} would leave unredacted` };
+    if (zone && redaction?.kind === 'ready') {
+      // What the de-identification kept of the attached pixels (icon, overlays) gets the zone too.
+      const unredacted = pixelsLeftUnredacted(opened.elements as EditableElement[]);
+      if (unredacted) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${unredacted} would leave unredacted` };
+      try {
+        redactAttachedPixels(opened.elements as EditableElement[], opened.source, opened.encoding === 'explicit-be', redaction.geometry, redaction.mask);
+      } catch (error) {
+        if (error instanceof PixelRedactionError) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` };
+        throw error;
+      }
+    }
     const header = encodePart10Header({
       mediaStorageSopClassUid: opened.sopClassUid,
       mediaStorageSopInstanceUid: outcome.sopInstanceUid,
@@ -97,7 +107,11 @@ function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decis
  * through the zone when written. Pixel data that cannot be redacted (yet) holds the instance back,
  * with the reason: redaction was asked for, so the instance must not leave unredacted.
  */
-function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: string): { kind: 'ready' } | { kind: 'nothing' } | { kind: 'quarantine'; reason: string } {
+function prepareRedaction(
+  opened: OpenedDataset,
+  zone: CompiledZone,
+  scratch: string,
+): { kind: 'ready'; geometry: PixelGeometry; mask: RowMask } | { kind: 'nothing' } | { kind: 'quarantine'; reason: string } {
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
   const syntax = findTransferSyntax(opened.transferSyntaxUid);
@@ -122,7 +136,7 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
       if (bigEndian && geometry.bitsAllocated <= 8 && pixelData.vr === 'OW') return hold(`${geometry.bitsAllocated}-bit pixel data in explicit VR big endian words`);
       checkNativeLength(pixelData, geometry);
       pixelData.stream = { length: pixelData.length, write: (emit) => redactNativePixelData(pixelData, source, geometry, mask, emit) };
-      return { kind: 'ready' };
+      return { kind: 'ready', geometry, mask };
     }
     const redact = codec.redactor(geometry, mask);
     const frames = framesOf(pixelData, source, geometry.frames);
@@ -138,28 +152,22 @@ function prepareRedaction(opened: OpenedDataset, zone: CompiledZone, scratch: st
       const stale = byTag.get(tag);
       if (stale) stale.removed = true;
     }
-    return { kind: 'ready' };
+    return { kind: 'ready', geometry, mask };
   } catch (error) {
     if (error instanceof PixelRedactionError) return hold(error.message);
     throw error;
   }
 }
 
-/**
- * Pixels that a zone does not reach and that the de-identification kept: Float and Double Float Pixel
- * Data, an Icon Image Sequence, overlay data (60xx,3000) a rule retains. Described, or undefined.
- */
+/** Pixels no zone reaches that the de-identification kept (Float and Double Float Pixel Data next to
+ * Pixel Data): described, or undefined. Icons and overlays are redacted (attached.ts). */
 function pixelsLeftUnredacted(elements: readonly EditableElement[]): string | undefined {
-  const kept = (element: EditableElement) => !element.removed;
-  if (elements.some((element) => kept(element) && (element.tag === FLOAT_PIXEL_DATA || element.tag === DOUBLE_FLOAT_PIXEL_DATA))) return 'float pixel data';
-  if (elements.some((element) => kept(element) && element.tag === ICON_IMAGE_SEQUENCE)) return 'the Icon Image Sequence kept by a rule';
-  if (elements.some((element) => kept(element) && element.tag >>> 16 >= 0x6000 && element.tag >>> 16 <= 0x601e && (element.tag & 0xffff) === 0x3000)) return 'overlay data kept by a rule';
+  if (elements.some((element) => !element.removed && (element.tag === FLOAT_PIXEL_DATA || element.tag === DOUBLE_FLOAT_PIXEL_DATA))) return 'float pixel data';
   return undefined;
 }
 
 const FLOAT_PIXEL_DATA = 0x7fe00008;
 const DOUBLE_FLOAT_PIXEL_DATA = 0x7fe00009;
-const ICON_IMAGE_SEQUENCE = 0x00880200;
 const PHOTOMETRIC_INTERPRETATION = 0x00280004;
 const EXTENDED_OFFSET_TABLE = 0x7fe00001;
 const EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;

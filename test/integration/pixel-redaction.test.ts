@@ -193,24 +193,71 @@ test('a pass rule does not switch a matching zone off; with a zone, a pass lets 
   assert.ok(storedPixels(join(dir, 'b.dcm')).subarray(0, COLUMNS * 8 * 3).every((value) => value === 0));
 });
 
-test('a zone made for another image size, or pixels it cannot reach, hold the instance back', () => {
+test('a zone made for another image size holds the instance back', () => {
   const dir = scratchDir('pixel-unreachable');
   const input = join(dir, 'us.dcm');
   writeUltrasound(input);
   const elsewhere = deidentify(input, join(dir, 'a.dcm'), 'zones:\n  - { name: big screen, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8], [900, 700, 100, 50]] }\n', dir);
   assert.equal(elsewhere.kind, 'quarantined');
   assert.match((elsewhere as { reason: string }).reason, /rectangle \[900, 700, 100, 50\] lies outside the 80×64 image/);
-  // An icon image kept by a rule: the zone does not reach it.
-  const iconItem = Buffer.concat([encodeElement(0x00280010, 'US', 4), encodeElement(0x00280011, 'US', 4)]);
-  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), iconItem]);
-  item.writeUInt32LE(iconItem.length, 4);
-  const withIcon = join(dir, 'icon.dcm');
-  writeUltrasound(withIcon, [[0x00880200, 'SQ', item]]);
+  assert.equal(deidentify(input, join(dir, 'd.dcm'), 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8]] }\n', dir).kind, 'deidentified');
+});
+
+test('an icon and an overlay kept by rules get the zone too: scaled to the icon, moved by the overlay origin', () => {
+  const dir = scratchDir('pixel-attached');
+  // A 20×16 RGB icon (a quarter of the 80×64 image), every sample 200.
+  const icon = Buffer.concat([
+    encodeElement(0x00280002, 'US', 3),
+    encodeElement(0x00280004, 'CS', 'RGB'),
+    encodeElement(0x00280006, 'US', 0),
+    encodeElement(0x00280010, 'US', 16),
+    encodeElement(0x00280011, 'US', 20),
+    encodeElement(0x00280100, 'US', 8),
+    encodeElement(0x00280101, 'US', 8),
+    encodeElement(0x00280102, 'US', 7),
+    encodeElement(0x00280103, 'US', 0),
+    encodeElement(0x7fe00010, 'OB', Buffer.alloc(16 * 20 * 3, 200)),
+  ]);
+  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), icon]);
+  item.writeUInt32LE(icon.length, 4);
+  const origin = Buffer.alloc(4);
+  origin.writeInt16LE(3, 0); // overlay row 1 is image row 3
+  origin.writeInt16LE(1, 2);
+  const input = join(dir, 'us.dcm');
+  writeUltrasound(input, [
+    [0x00880200, 'SQ', item],
+    [0x60000010, 'US', 64],
+    [0x60000011, 'US', 80],
+    [0x60000040, 'CS', 'G'],
+    [0x60000050, 'SS', origin],
+    [0x60000100, 'US', 1],
+    [0x60000102, 'US', 0],
+    [0x60003000, 'OW', Buffer.alloc((64 * 80) / 8, 0xff)],
+  ]);
   const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8]] }\n';
-  const kept = deidentify(withIcon, join(dir, 'b.dcm'), acme, dir, ['cleanPixelData'], [{ attribute: 'IconImageSequence', action: 'keep' }]);
-  assert.equal(kept.kind, 'quarantined');
-  assert.match((kept as { reason: string }).reason, /the Icon Image Sequence kept by a rule would leave unredacted/);
-  assert.equal(deidentify(withIcon, join(dir, 'c.dcm'), acme, dir).kind, 'deidentified', 'the profile removes the icon');
+  const output = join(dir, 'out.dcm');
+  const result = deidentify(input, output, acme, dir, ['cleanPixelData'], [
+    { attribute: 'IconImageSequence', action: 'keep' },
+    { attribute: '(6000,3000)', action: 'keep' },
+  ]);
+  assert.equal(result.kind, 'deidentified', JSON.stringify(result));
+  const parsed = parseFile(output);
+  try {
+    const iconPixels = parsed.elements.find((element) => element.tag === 0x00880200)?.items?.[0]?.elements.find((element) => element.tag === PIXEL_DATA);
+    assert.ok(iconPixels, 'the icon is kept');
+    const iconBytes = parsed.source.read(iconPixels.valueOffset, iconPixels.length);
+    // Image rows 0-7 are icon rows 0-1 (4 image rows per icon row).
+    assert.ok(iconBytes.subarray(0, 2 * 20 * 3).every((value) => value === 0), 'icon rows 0-1 black');
+    assert.ok(iconBytes.subarray(2 * 20 * 3).every((value) => value === 200), 'the rest of the icon unchanged');
+    const overlay = parsed.elements.find((element) => element.tag === 0x60003000);
+    assert.ok(overlay, 'the overlay is kept');
+    const bits = parsed.source.read(overlay.valueOffset, overlay.length);
+    const bit = (row: number, column: number) => ((bits[(row * 80 + column) >> 3] as number) >> ((row * 80 + column) & 7)) & 1;
+    // Overlay rows 0-5 lie on image rows 2-7, inside the zone; overlay row 6 is image row 8.
+    for (let row = 0; row < 64; row += 1) for (const column of [0, 40, 79]) assert.equal(bit(row, column), row < 6 ? 0 : 1, `overlay (${column}, ${row})`);
+  } finally {
+    parsed.close();
+  }
 });
 
 test('a syntax that cannot be redacted yet holds the instance back when a zone matches', async (t) => {
