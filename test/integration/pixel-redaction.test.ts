@@ -266,6 +266,10 @@ test('a syntax that cannot be redacted yet holds the instance back when a zone m
   const result = deidentify(join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm'), join(dir, 'out.dcm'), 'zones:\n  - { name: everything, match: { Rows: ">= 1" }, rects: [[0, 0, 10, 10]] }\n', dir);
   assert.equal(result.kind, 'quarantined');
   assert.match((result as { reason: string }).reason, /zone "everything" matches, but pixel data in JPEG Baseline.* cannot be redacted yet/);
+  // JPEG 12-bit (.51): no decoder here either.
+  const extended = deidentify(join(PYDICOM_TEST_FILES, 'JPEG-lossy.dcm'), join(dir, 'out-51.dcm'), 'zones:\n  - { name: everything, match: { Rows: ">= 1" }, rects: [[0, 0, 10, 10]] }\n', dir);
+  assert.equal(extended.kind, 'quarantined');
+  assert.match((extended as { reason: string }).reason, /pixel data in JPEG Extended.* cannot be redacted yet/);
 });
 
 const RLE_FILES: Array<[name: string, black: number[]]> = [
