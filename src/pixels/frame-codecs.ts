@@ -6,6 +6,7 @@
 import { decodeJpeg2000Frame, decodeJpegLsFrame, jpeg2000FrameRedactor, jpegLsFrameRedactor } from './codecs.js';
 import type { PixelGeometry, RowMask } from './native.js';
 import { decodeRleFrameSamples, rleFrameRedactor } from './rle.js';
+import { decodeJpegLosslessFrame, jpegLosslessFrameRedactor } from './jpeg-lossless.js';
 
 export interface FrameCodec {
   redactor(geometry: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer;
@@ -26,6 +27,10 @@ const jpegLs: FrameCodec = {
     return { samples: decoded.pixels, layout: decoded.geometry };
   },
 };
+const jpegLossless: FrameCodec = {
+  redactor: jpegLosslessFrameRedactor,
+  decode: decodeJpegLosslessFrame,
+};
 const jpeg2000: FrameCodec = {
   redactor: jpeg2000FrameRedactor,
   decode: (frame, g) => {
@@ -39,6 +44,8 @@ export const FRAME_CODECS: ReadonlyMap<string, FrameCodec> = new Map([
   ['1.2.840.10008.1.2.5', rle], // RLE Lossless
   ['1.2.840.10008.1.2.4.80', jpegLs], // JPEG-LS Lossless
   ['1.2.840.10008.1.2.4.81', jpegLs], // JPEG-LS Near-Lossless: encoded again losslessly
+  ['1.2.840.10008.1.2.4.57', jpegLossless], // JPEG Lossless, process 14: encoded again with selection value 1
+  ['1.2.840.10008.1.2.4.70', jpegLossless], // JPEG Lossless, first-order prediction (selection value 1)
   ['1.2.840.10008.1.2.4.90', jpeg2000], // JPEG 2000 Lossless Only
   ['1.2.840.10008.1.2.4.91', jpeg2000], // JPEG 2000: encoded again losslessly
 ]);

@@ -357,11 +357,14 @@ async function codecFiles(dir: string): Promise<string[]> {
   await encode('dcmcjpls', ['+el', join(PYDICOM_TEST_FILES, 'CT_small.dcm')], 'ct-jls.dcm');
   await encode('gdcmconv', ['--j2k', rgb], 'rgb-j2k.dcm');
   await encode('gdcmconv', ['--j2k', join(PYDICOM_TEST_FILES, 'CT_small.dcm')], 'ct-j2k.dcm');
+  await encode('dcmcjpeg', ['+e1', rgb], 'rgb-jpeg-lossless-sv1.dcm');
+  await encode('dcmcjpeg', ['+e1', rgb2], 'rgb-2frame-jpeg-lossless-sv1.dcm');
+  await encode('dcmcjpeg', ['+el', join(PYDICOM_TEST_FILES, 'CT_small.dcm')], 'ct-jpeg-lossless-14.dcm');
   return files;
 }
 
-test('JPEG-LS and JPEG 2000: the zone is black, every other pixel as decoded before, and the output lossless', async (t) => {
-  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'gdcmconv', 'dcmcjpls', 'dciodvfy'))) return;
+test('JPEG-LS, JPEG 2000 and JPEG lossless: the zone is black, every other pixel as decoded before, and the output lossless', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'gdcmconv', 'dcmcjpls', 'dcmcjpeg', 'dciodvfy'))) return;
   const dir = scratchDir('pixel-codecs');
   await loadCodecs();
   const zones = 'zones:\n  - { name: corner, match: { Rows: ">= 64" }, rects: [[3, 0, 20, 10]] }\n';
