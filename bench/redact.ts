@@ -1,6 +1,6 @@
 /**
  * bench/redact: Clean Pixel Data per transfer syntax. For 512×512 (MONOCHROME2, 16-bit) and 3000×2500
- * (RGB, 8-bit) multi-frame images in native, RLE, JPEG-LS and JPEG 2000, Gantry redacts a zone in
+ * (RGB, 8-bit) multi-frame images in native, RLE, JPEG Lossless, JPEG-LS and JPEG 2000, Gantry redacts a zone in
  * every frame (a process of its own: node dist/scripts/redact-file.js), and in the same run, the
  * reference transcodes the same file through DCMTK or GDCM (decode, then encode again in the same
  * syntax: what a redaction needs at least), interleaved, several rounds. Prints medians of frames/s
@@ -47,6 +47,7 @@ const IMAGES: Image[] = [
 const SYNTAXES: Array<{ name: string; make?: (from: string, to: string) => string[][]; reference: (from: string, scratch: string, to: string) => string[][] }> = [
   { name: 'native', reference: (from, _scratch, to) => [['dcmconv', '+te', from, to]] },
   { name: 'RLE', make: (from, to) => [['dcmcrle', from, to]], reference: (from, scratch, to) => [['dcmdrle', from, scratch], ['dcmcrle', scratch, to]] },
+  { name: 'JPEG Lossless', make: (from, to) => [['dcmcjpeg', '+e1', from, to]], reference: (from, scratch, to) => [['dcmdjpeg', from, scratch], ['dcmcjpeg', '+e1', scratch, to]] },
   { name: 'JPEG-LS', make: (from, to) => [['dcmcjpls', '+el', from, to]], reference: (from, scratch, to) => [['dcmdjpls', from, scratch], ['dcmcjpls', '+el', scratch, to]] },
   { name: 'JPEG 2000', make: (from, to) => [['gdcmconv', '--j2k', from, to]], reference: (from, scratch, to) => [['gdcmconv', '--raw', from, scratch], ['gdcmconv', '--j2k', scratch, to]] },
 ];
