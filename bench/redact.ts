@@ -6,7 +6,7 @@
  * syntax: what a redaction needs at least), interleaved, several rounds. Prints medians of frames/s
  * (whole process, start-up included), the ratio Gantry/reference and the peak RSS of each.
  *
- *   node dist/bench/redact.js [--rounds 5] [--frames-small 30] [--frames-large 2] [--data .bench-data]
+ *   node dist/bench/redact.js [--rounds 5] [--frames-small 30] [--frames-large 2] [--data .bench-data] [--syntax NAME]
  */
 import { createWriteStream, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
@@ -23,6 +23,7 @@ const { values } = parseArgs({
     'frames-small': { type: 'string', default: '30' },
     'frames-large': { type: 'string', default: '2' },
     data: { type: 'string', default: '.bench-data' },
+    syntax: { type: 'string' },
   },
 });
 const rounds = Number(values.rounds);
@@ -129,7 +130,7 @@ async function main(): Promise<void> {
   for (const image of IMAGES) {
     const native = join(root, `${image.label.replace(/\W+/g, '-')}-${image.frames}f-native.dcm`);
     if (!existsSync(native)) await writeNative(native, image);
-    for (const syntax of SYNTAXES) {
+    for (const syntax of SYNTAXES.filter((candidate) => values.syntax === undefined || candidate.name === values.syntax)) {
       const file = syntax.make ? native.replace('-native.dcm', `-${syntax.name.replace(/\W+/g, '')}.dcm`) : native;
       if (syntax.make && !existsSync(file)) for (const command of syntax.make(native, file)) await must(command);
       const gantry: Array<{ fps: number; rss: number }> = [];
