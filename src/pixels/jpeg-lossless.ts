@@ -47,47 +47,53 @@ function buildTable(counts: Uint8Array, values: Uint8Array): HuffmanTable {
 }
 
 class BitReader {
-  private bit = 0;
-  private byte = 0;
+  /** Bits not consumed yet, the oldest highest; `count` of them are valid. */
+  private buffer = 0;
+  private count = 0;
   constructor(
     private readonly data: Buffer,
     public at: number,
   ) {}
 
-  readBit(): number {
-    if (this.bit === 0) {
-      if (this.at >= this.data.length) throw new PixelRedactionError('the JPEG lossless frame ends in its entropy-coded data');
-      this.byte = this.data[this.at] as number;
-      this.at += 1;
-      if (this.byte === 0xff) {
-        const next = this.data[this.at];
-        if (next === 0x00) this.at += 1;
-        else throw new PixelRedactionError(`a marker 0xFF${(next ?? 0).toString(16)} inside the entropy-coded data`);
+  /** Tops the buffer up to at least 16 bits, undoing byte stuffing (0xFF 0x00). A marker ends the data:
+   * past it, zeros come (a well-formed stream never reads them). */
+  private fill(): void {
+    while (this.count <= 24) {
+      let byte = 0;
+      if (this.at < this.data.length) {
+        byte = this.data[this.at] as number;
+        if (byte === 0xff) {
+          const next = this.data[this.at + 1];
+          if (next === 0x00) this.at += 2;
+          else byte = 0; // a marker: leave it for restart()
+        } else this.at += 1;
       }
-      this.bit = 8;
+      this.buffer = ((this.buffer << 8) | byte) >>> 0;
+      this.count += 8;
     }
-    this.bit -= 1;
-    return (this.byte >> this.bit) & 1;
   }
 
   bits(count: number): number {
-    let value = 0;
-    for (let i = 0; i < count; i += 1) value = (value << 1) | this.readBit();
-    return value;
+    if (count === 0) return 0;
+    if (this.count < count) this.fill();
+    this.count -= count;
+    return (this.buffer >>> this.count) & ((1 << count) - 1);
   }
 
-  /** Skips to the next byte and over a restart marker. */
+  /** Drops the padding bits of the interval and skips its restart marker: reading stopped at the
+   * marker (fill() feeds zeros there), so `at` points at it. */
   restart(): void {
-    this.bit = 0;
+    this.count = 0;
+    this.buffer = 0;
     if (this.data[this.at] === 0xff && ((this.data[this.at + 1] as number) & 0xf8) === 0xd0) this.at += 2;
     else throw new PixelRedactionError('a restart marker is missing');
   }
 
   decode(table: HuffmanTable): number {
-    let code = this.readBit();
+    let code = this.bits(1);
     let length = 1;
     while (code > (table.maxCode[length] as number)) {
-      code = (code << 1) | this.readBit();
+      code = (code << 1) | this.bits(1);
       length += 1;
       if (length > 16) throw new PixelRedactionError('a Huffman code longer than 16 bits');
     }
@@ -152,6 +158,8 @@ export function decodeJpegLossless(data: Buffer): LosslessFrame {
       }
     } else if (marker === 0xffdd) {
       restartInterval = body.readUInt16BE(0);
+      // Not checked against a reference decoder here (no tool at hand writes them): hold, not guess.
+      if (restartInterval > 0) throw new PixelRedactionError('JPEG lossless with restart intervals is not supported');
     } else if (marker === 0xffda) {
       if (!frame) throw new PixelRedactionError('a JPEG scan before its frame header');
       return decodeScan(data, at + 2 + length, body, frame, tables, restartInterval);
@@ -265,28 +273,39 @@ function huffmanLengths(frequencies: number[]): { counts: Uint8Array; values: Ui
 }
 
 class BitWriter {
-  private readonly bytes: number[] = [];
-  private current = 0;
+  private out: Buffer;
+  private length = 0;
+  private buffer = 0;
   private used = 0;
 
-  write(value: number, count: number): void {
-    for (let i = count - 1; i >= 0; i -= 1) {
-      this.current = (this.current << 1) | ((value >> i) & 1);
-      this.used += 1;
-      if (this.used === 8) this.flushByte();
-    }
+  constructor(capacity: number) {
+    this.out = Buffer.allocUnsafe(capacity);
   }
 
-  private flushByte(): void {
-    this.bytes.push(this.current);
-    if (this.current === 0xff) this.bytes.push(0x00);
-    this.current = 0;
-    this.used = 0;
+  /** Appends the low `count` bits of `value` (count ≤ 16). */
+  write(value: number, count: number): void {
+    this.buffer = ((this.buffer << count) | (value & ((1 << count) - 1))) >>> 0;
+    this.used += count;
+    while (this.used >= 8) {
+      this.used -= 8;
+      this.push((this.buffer >>> this.used) & 0xff);
+    }
+    this.buffer &= (1 << this.used) - 1;
+  }
+
+  private push(byte: number): void {
+    if (this.length + 2 > this.out.length) {
+      const larger = Buffer.allocUnsafe(this.out.length * 2);
+      this.out.copy(larger, 0, 0, this.length);
+      this.out = larger;
+    }
+    this.out[this.length++] = byte;
+    if (byte === 0xff) this.out[this.length++] = 0x00;
   }
 
   finish(): Buffer {
     if (this.used > 0) this.write(0xff, 8 - this.used); // pad with ones
-    return Buffer.from(this.bytes);
+    return this.out.subarray(0, this.length);
   }
 }
 
@@ -328,7 +347,7 @@ export function encodeJpegLossless(frame: LosslessFrame): Buffer {
     for (let i = 0; i < (counts[length - 1] as number); i += 1) codes.set(values[k++] as number, { code: code++, length });
     code <<= 1;
   }
-  const writer = new BitWriter();
+  const writer = new BitWriter(Math.max(1024, samples.length * 2));
   for (const difference of differences) {
     const size = category(difference);
     const entry = codes.get(size) as { code: number; length: number };
