@@ -55,7 +55,7 @@ class BitReader {
     public at: number,
   ) {}
 
-  /** Tops the buffer up to at least 16 bits, undoing byte stuffing (0xFF 0x00). A marker ends the data:
+  /** Tops the buffer up to at least 24 bits, undoing byte stuffing (0xFF 0x00). A marker ends the data:
    * past it, zeros come (a well-formed stream never reads them). */
   private fill(): void {
     while (this.count <= 24) {
@@ -65,7 +65,7 @@ class BitReader {
         if (byte === 0xff) {
           const next = this.data[this.at + 1];
           if (next === 0x00) this.at += 2;
-          else byte = 0; // a marker: leave it for restart()
+          else byte = 0; // a marker (EOI): the data has ended
         } else this.at += 1;
       }
       this.buffer = ((this.buffer << 8) | byte) >>> 0;
@@ -78,15 +78,6 @@ class BitReader {
     if (this.count < count) this.fill();
     this.count -= count;
     return (this.buffer >>> this.count) & ((1 << count) - 1);
-  }
-
-  /** Drops the padding bits of the interval and skips its restart marker: reading stopped at the
-   * marker (fill() feeds zeros there), so `at` points at it. */
-  restart(): void {
-    this.count = 0;
-    this.buffer = 0;
-    if (this.data[this.at] === 0xff && ((this.data[this.at + 1] as number) & 0xf8) === 0xd0) this.at += 2;
-    else throw new PixelRedactionError('a restart marker is missing');
   }
 
   decode(table: HuffmanTable): number {
@@ -130,7 +121,6 @@ function predict(selection: number, a: number, b: number, c: number): number {
 export function decodeJpegLossless(data: Buffer): LosslessFrame {
   const tables = new Map<number, HuffmanTable>();
   let frame: { width: number; height: number; precision: number; ids: number[] } | undefined;
-  let restartInterval = 0;
   let at = 2;
   if (data.readUInt16BE(0) !== 0xffd8) throw new PixelRedactionError('not a JPEG stream (no SOI)');
   for (;;) {
@@ -157,12 +147,11 @@ export function decodeJpegLossless(data: Buffer): LosslessFrame {
         p += 17 + total;
       }
     } else if (marker === 0xffdd) {
-      restartInterval = body.readUInt16BE(0);
       // Not checked against a reference decoder here (no tool at hand writes them): hold, not guess.
-      if (restartInterval > 0) throw new PixelRedactionError('JPEG lossless with restart intervals is not supported');
+      if (body.readUInt16BE(0) > 0) throw new PixelRedactionError('JPEG lossless with restart intervals is not supported');
     } else if (marker === 0xffda) {
       if (!frame) throw new PixelRedactionError('a JPEG scan before its frame header');
-      return decodeScan(data, at + 2 + length, body, frame, tables, restartInterval);
+      return decodeScan(data, at + 2 + length, body, frame, tables);
     }
     at += 2 + length;
   }
@@ -174,7 +163,6 @@ function decodeScan(
   header: Buffer,
   frame: { width: number; height: number; precision: number; ids: number[] },
   tables: Map<number, HuffmanTable>,
-  restartInterval: number,
 ): LosslessFrame {
   const components = header[0] as number;
   if (components !== frame.ids.length) throw new PixelRedactionError('a JPEG lossless frame in several scans');
@@ -189,28 +177,19 @@ function decodeScan(
   const samples = new Uint16Array(width * height * components);
   const reader = new BitReader(data, start);
   const initial = 1 << (precision - pointTransform - 1);
-  let sinceRestart = 0;
-  let firstLineOfInterval = 0;
   for (let y = 0; y < height; y += 1) {
     for (let x = 0; x < width; x += 1) {
-      if (restartInterval > 0 && sinceRestart === restartInterval) {
-        reader.restart();
-        sinceRestart = 0;
-        firstLineOfInterval = y;
-      }
-      const startOfInterval = restartInterval > 0 && sinceRestart === 0;
       for (let c = 0; c < components; c += 1) {
         const index = (y * width + x) * components + c;
         const size = reader.decode(scanTables[c] as HuffmanTable);
         const difference = extend(reader.bits(size === 16 ? 0 : size), size);
         let prediction: number;
-        if (startOfInterval || (x === 0 && y === 0)) prediction = initial;
-        else if (y === firstLineOfInterval) prediction = samples[index - components] as number;
+        if (x === 0 && y === 0) prediction = initial;
+        else if (y === 0) prediction = samples[index - components] as number;
         else if (x === 0) prediction = samples[index - width * components] as number;
         else prediction = predict(selection, samples[index - components] as number, samples[index - width * components] as number, samples[index - (width + 1) * components] as number);
         samples[index] = (prediction + difference) & 0xffff;
       }
-      sinceRestart += 1;
     }
   }
   return { width, height, components, precision, pointTransform, samples };
