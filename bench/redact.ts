@@ -8,14 +8,12 @@
  *
  *   node dist/bench/redact.js [--rounds 5] [--frames-small 30] [--frames-large 2] [--data .bench-data] [--syntax NAME]
  */
-import { createWriteStream, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { encodePart10Header } from '../src/dicom/part10.js';
 import { run } from '../test/helpers/processes.js';
-import { elementHeader, encodeDataset, EXPLICIT_LE, newUid, type Element } from '../test/helpers/synthetic-dicom.js';
+import { writeMultiframe } from '../test/helpers/pixel-images.js';
 
 const { values } = parseArgs({
   options: {
@@ -54,28 +52,6 @@ const SYNTAXES: Array<{ name: string; make?: (from: string, to: string) => strin
 ];
 
 async function writeNative(path: string, image: Image): Promise<void> {
-  const sopClassUid = image.samples === 3 ? '1.2.840.10008.5.1.4.1.1.3.1' : '1.2.840.10008.5.1.4.1.1.7.3';
-  const sopInstanceUid = newUid();
-  const elements: Element[] = [
-    [0x00080016, 'UI', sopClassUid],
-    [0x00080018, 'UI', sopInstanceUid],
-    [0x00080060, 'CS', image.samples === 3 ? 'US' : 'OT'],
-    [0x00080070, 'LO', 'ACME'],
-    [0x00100010, 'PN', 'Bench^Redact'],
-    [0x00100020, 'LO', 'BENCH-R'],
-    [0x0020000d, 'UI', newUid()],
-    [0x0020000e, 'UI', newUid()],
-    [0x00280002, 'US', image.samples],
-    [0x00280004, 'CS', image.samples === 3 ? 'RGB' : 'MONOCHROME2'],
-    ...(image.samples === 3 ? ([[0x00280006, 'US', 0]] as Element[]) : []),
-    [0x00280008, 'IS', image.frames],
-    [0x00280010, 'US', image.rows],
-    [0x00280011, 'US', image.columns],
-    [0x00280100, 'US', image.bits],
-    [0x00280101, 'US', image.bits === 16 ? 12 : 8],
-    [0x00280102, 'US', image.bits === 16 ? 11 : 7],
-    [0x00280103, 'US', 0],
-  ];
   // A picture with structure (gradients and edges), so the codecs work as on real images.
   const frame = Buffer.alloc(image.rows * image.columns * image.samples * (image.bits / 8));
   for (let y = 0; y < image.rows; y += 1) {
@@ -88,12 +64,7 @@ async function writeNative(path: string, image: Image): Promise<void> {
       }
     }
   }
-  const out = createWriteStream(path);
-  out.write(encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }));
-  out.write(Buffer.concat([encodeDataset(elements), elementHeader(0x7fe00010, image.bits === 16 ? 'OW' : 'OB', frame.length * image.frames)]));
-  for (let i = 0; i < image.frames; i += 1) if (!out.write(frame)) await once(out, 'drain');
-  out.end();
-  await once(out, 'finish');
+  await writeMultiframe(path, { ...image, frame, patientName: 'Bench^Redact' });
 }
 
 async function must(command: string[]): Promise<number> {

@@ -1,7 +1,7 @@
 /**
- * PS3.15 E.1.1 and E.3.1: pixel data may carry identity that the Basic Profile does not touch. Until
- * it can be cleaned (Clean Pixel Data), an instance that says so, or is of a kind that usually carries
- * burned-in text, is held in quarantine rather than sent on.
+ * PS3.15 E.1.1 and E.3.1: pixel data may carry identity that the Basic Profile does not touch. An
+ * instance that says so, or is of a kind that usually carries burned-in text, is held in quarantine
+ * rather than sent on, unless a zone of deid.pixelZones cleans it (Clean Pixel Data, decide.ts).
  */
 import { storageSopClassName } from '../dicom/sop-classes.js';
 

@@ -39,7 +39,7 @@ export function elementNumber(element: ElementNode | undefined, source: ByteSour
   return Number.isFinite(number) ? number : undefined;
 }
 
-export function elementBytes(element: ElementNode | undefined, source: ByteSource | undefined): Buffer | undefined {
+function elementBytes(element: ElementNode | undefined, source: ByteSource | undefined): Buffer | undefined {
   if (!element) return undefined;
   if (element.value) return element.value;
   if (!source || element.length === UNDEFINED_LENGTH || element.length > MAX_TEXT_BYTES) return undefined;

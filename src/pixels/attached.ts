@@ -22,7 +22,7 @@ export function redactAttachedPixels(elements: readonly EditableElement[], sourc
   }
 }
 
-export function isOverlayData(tag: number): boolean {
+function isOverlayData(tag: number): boolean {
   const group = tag >>> 16;
   return group >= 0x6000 && group <= 0x601e && group % 2 === 0 && (tag & 0xffff) === 0x3000;
 }

@@ -1,5 +1,6 @@
 /** Synthetic images for the pixel tests: an RGB ultrasound cine with one ultrasound region. */
-import { writeFileSync } from 'node:fs';
+import { createWriteStream, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { elementHeader, encodeDataset, encodeElement, EXPLICIT_LE, newUid, type Element } from './synthetic-dicom.js';
@@ -60,3 +61,49 @@ function itemHeader(length: number): Buffer {
   return header;
 }
 
+
+export interface MultiframeSpec {
+  rows: number;
+  columns: number;
+  samples: 1 | 3;
+  bits: 8 | 16;
+  frames: number;
+  /** One frame's bytes (rows × columns × samples, little endian), written `frames` times. */
+  frame: Buffer;
+  patientName: string;
+}
+
+/**
+ * Writes a native multi-frame image (Manufacturer ACME; MONOCHROME2 12 of 16 bits, or RGB 8-bit) in
+ * pieces, one frame at a time, so that files of hundreds of MB cost no memory to make.
+ */
+export async function writeMultiframe(path: string, spec: MultiframeSpec): Promise<void> {
+  const sopClassUid = spec.samples === 3 ? US_MULTIFRAME : '1.2.840.10008.5.1.4.1.1.7.3';
+  const sopInstanceUid = newUid();
+  const elements: Element[] = [
+    [0x00080016, 'UI', sopClassUid],
+    [0x00080018, 'UI', sopInstanceUid],
+    [0x00080060, 'CS', spec.samples === 3 ? 'US' : 'OT'],
+    [0x00080070, 'LO', 'ACME'],
+    [0x00100010, 'PN', spec.patientName],
+    [0x00100020, 'LO', 'MULTIFRAME-1'],
+    [0x0020000d, 'UI', newUid()],
+    [0x0020000e, 'UI', newUid()],
+    [0x00280002, 'US', spec.samples],
+    [0x00280004, 'CS', spec.samples === 3 ? 'RGB' : 'MONOCHROME2'],
+    ...(spec.samples === 3 ? ([[0x00280006, 'US', 0]] as Element[]) : []),
+    [0x00280008, 'IS', spec.frames],
+    [0x00280010, 'US', spec.rows],
+    [0x00280011, 'US', spec.columns],
+    [0x00280100, 'US', spec.bits],
+    [0x00280101, 'US', spec.bits === 16 ? 12 : 8],
+    [0x00280102, 'US', spec.bits === 16 ? 11 : 7],
+    [0x00280103, 'US', 0],
+  ];
+  const out = createWriteStream(path);
+  out.write(encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }));
+  out.write(Buffer.concat([encodeDataset(elements), elementHeader(PIXEL_DATA, spec.bits === 16 ? 'OW' : 'OB', spec.frame.length * spec.frames)]));
+  for (let i = 0; i < spec.frames; i += 1) if (!out.write(spec.frame)) await once(out, 'drain');
+  out.end();
+  await once(out, 'finish');
+}

@@ -3,51 +3,23 @@
  * instance are redacted by a process whose peak RSS stays under 300 MB.
  */
 import assert from 'node:assert/strict';
-import { createWriteStream, writeFileSync } from 'node:fs';
-import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { parseFile } from '../../src/dicom/dataset-tree.js';
-import { encodePart10Header } from '../../src/dicom/part10.js';
 import { needPeers } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { elementHeader, encodeDataset, EXPLICIT_LE, newUid, type Element } from '../helpers/synthetic-dicom.js';
+import { writeMultiframe } from '../helpers/pixel-images.js';
 
 const REDACT_FILE = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'redact-file.js');
-const US_MULTIFRAME = '1.2.840.10008.5.1.4.1.1.3.1';
 
 /** A MONOCHROME2 16-bit cine of `frames` frames of 512×512 (0.5 MB each), written in pieces. */
-async function writeCine(path: string, frames: number): Promise<void> {
-  const sopInstanceUid = newUid();
-  const elements: Element[] = [
-    [0x00080016, 'UI', US_MULTIFRAME],
-    [0x00080018, 'UI', sopInstanceUid],
-    [0x00080060, 'CS', 'US'],
-    [0x00080070, 'LO', 'ACME'],
-    [0x00100010, 'PN', 'Long^Cine'],
-    [0x00100020, 'LO', 'MEM-1'],
-    [0x0020000d, 'UI', newUid()],
-    [0x0020000e, 'UI', newUid()],
-    [0x00280002, 'US', 1],
-    [0x00280004, 'CS', 'MONOCHROME2'],
-    [0x00280008, 'IS', frames],
-    [0x00280010, 'US', 512],
-    [0x00280011, 'US', 512],
-    [0x00280100, 'US', 16],
-    [0x00280101, 'US', 12],
-    [0x00280102, 'US', 11],
-    [0x00280103, 'US', 0],
-  ];
+function writeCine(path: string, frames: number): Promise<void> {
   const frame = Buffer.alloc(512 * 512 * 2);
   for (let i = 0; i < frame.length; i += 2) frame.writeUInt16LE((i * 13) & 0x0fff, i);
-  const out = createWriteStream(path);
-  out.write(encodePart10Header({ mediaStorageSopClassUid: US_MULTIFRAME, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }));
-  out.write(Buffer.concat([encodeDataset(elements), elementHeader(0x7fe00010, 'OW', frame.length * frames)]));
-  for (let index = 0; index < frames; index += 1) if (!out.write(frame)) await once(out, 'drain');
-  out.end();
-  await once(out, 'finish');
+  return writeMultiframe(path, { rows: 512, columns: 512, samples: 1, bits: 16, frames, frame, patientName: 'Long^Cine' });
 }
 
 /** The last frame's first 40 rows are black, and the row below is not. */
