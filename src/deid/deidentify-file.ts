@@ -120,7 +120,7 @@ function prepareRedaction(
   if (!pixelData) return { kind: 'nothing' };
   const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;
   const codec = encapsulated ? FRAME_CODECS.get(opened.transferSyntaxUid) : undefined;
-  if (encapsulated && !codec) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted yet`);
+  if (encapsulated && !codec) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted: Gantry has no decoder for it`);
   try {
     const bigEndian = opened.encoding === 'explicit-be';
     const geometry = pixelGeometry(byTag, opened.source, bigEndian);

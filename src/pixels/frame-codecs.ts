@@ -1,12 +1,14 @@
 /**
  * The encapsulated transfer syntaxes whose frames Gantry decodes: each one's redactor (decode, blank,
- * encode again losslessly) and its decoder (for previews). One table, so that what can be redacted and
- * what can be previewed never differ.
+ * encode again losslessly; for JPEG baseline and extended, blank in the DCT domain) and its decoder (for
+ * previews and decompression). One table, so that what can be redacted and what can be previewed never
+ * differ.
  */
 import { decodeJpeg2000Frame, decodeJpegLsFrame, jpeg2000FrameRedactor, jpegLsFrameRedactor } from './codecs.js';
 import type { PixelGeometry, RowMask } from './native.js';
 import { decodeRleFrameSamples, rleFrameRedactor } from './rle.js';
 import { decodeJpegLosslessFrame, jpegLosslessFrameRedactor } from './jpeg-lossless.js';
+import { decodeJpegDctFrame, jpegDctFrameRedactor } from './jpeg-dct.js';
 
 export interface FrameCodec {
   redactor(geometry: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer;
@@ -31,6 +33,10 @@ const jpegLossless: FrameCodec = {
   redactor: jpegLosslessFrameRedactor,
   decode: decodeJpegLosslessFrame,
 };
+const jpegDct: FrameCodec = {
+  redactor: jpegDctFrameRedactor,
+  decode: decodeJpegDctFrame,
+};
 const jpeg2000: FrameCodec = {
   redactor: jpeg2000FrameRedactor,
   decode: (frame, g) => {
@@ -44,6 +50,8 @@ export const FRAME_CODECS: ReadonlyMap<string, FrameCodec> = new Map([
   ['1.2.840.10008.1.2.5', rle], // RLE Lossless
   ['1.2.840.10008.1.2.4.80', jpegLs], // JPEG-LS Lossless
   ['1.2.840.10008.1.2.4.81', jpegLs], // JPEG-LS Near-Lossless: encoded again losslessly
+  ['1.2.840.10008.1.2.4.50', jpegDct], // JPEG Baseline: redacted in the DCT domain, no loss added
+  ['1.2.840.10008.1.2.4.51', jpegDct], // JPEG Extended (8 and 12 bits, Huffman): likewise
   ['1.2.840.10008.1.2.4.57', jpegLossless], // JPEG Lossless, process 14: encoded again with selection value 1
   ['1.2.840.10008.1.2.4.70', jpegLossless], // JPEG Lossless, first-order prediction (selection value 1)
   ['1.2.840.10008.1.2.4.90', jpeg2000], // JPEG 2000 Lossless Only

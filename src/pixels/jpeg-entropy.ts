@@ -100,6 +100,8 @@ export class BitReader {
   /** Bits not consumed yet, the oldest highest; `count` of them are valid. */
   private buffer = 0;
   private count = 0;
+  /** Zero bits supplied past a marker or the end of the data: never part of a whole stream's codes. */
+  private padding = 0;
   constructor(
     private readonly data: Buffer,
     public at: number,
@@ -115,9 +117,12 @@ export class BitReader {
         if (byte === 0xff) {
           const next = this.data[this.at + 1];
           if (next === 0x00) this.at += 2;
-          else byte = 0; // a marker: the entropy-coded segment has ended
+          else {
+            byte = 0; // a marker: the entropy-coded segment has ended
+            this.padding += 8;
+          }
         } else this.at += 1;
-      }
+      } else this.padding += 8;
       this.buffer = ((this.buffer << 8) | byte) >>> 0;
       this.count += 8;
     }
@@ -150,12 +155,21 @@ export class BitReader {
   /** At a restart interval's end: drops the padding bits and reads the expected RSTm marker (F.2.2.5 in
    * reverse). */
   restart(expected: number): void {
+    this.ensureComplete();
     this.buffer = 0;
     this.count = 0;
+    this.padding = 0;
+    while (this.data[this.at] === 0xff && this.data[this.at + 1] === 0xff) this.at += 1; // fill bytes (B.1.1.2)
     if (this.data[this.at] !== 0xff || this.data[this.at + 1] !== 0xd0 + expected) {
       throw new PixelRedactionError(`JPEG restart marker RST${expected} missing at byte ${this.at}`);
     }
     this.at += 2;
+  }
+
+  /** Throws when the codes read ran into a marker or the end of the data: the entropy-coded segment was
+   * cut short (or is corrupt), and what was decoded from the zeros after it is not the image. */
+  ensureComplete(): void {
+    if (this.padding > this.count) throw new PixelRedactionError('the JPEG entropy-coded data is cut short or corrupt (its codes run into a marker or the end)');
   }
 
   /** The offset just past the entropy-coded data read: the next marker. */

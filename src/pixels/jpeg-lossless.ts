@@ -104,6 +104,7 @@ function decodeScan(
       }
     }
   }
+  reader.ensureComplete();
   return { width, height, components, precision, pointTransform, samples };
 }
 

@@ -1,7 +1,7 @@
 /** Synthetic images for the pixel tests: an RGB ultrasound cine with one ultrasound region. */
-import { createWriteStream, writeFileSync } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
-import { PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
+import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { elementHeader, encodeDataset, encodeElement, EXPLICIT_LE, newUid, type Element } from './synthetic-dicom.js';
 
@@ -106,4 +106,25 @@ export async function writeMultiframe(path: string, spec: MultiframeSpec): Promi
   for (let i = 0; i < spec.frames; i += 1) if (!out.write(spec.frame)) await once(out, 'drain');
   out.end();
   await once(out, 'finish');
+}
+
+/** Writes a copy of the encapsulated `input` whose Pixel Data holds `frames` instead (one fragment
+ * each, an empty Basic Offset Table), everything before Pixel Data kept byte for byte. */
+export function withFrames(input: string, output: string, frames: readonly Buffer[]): void {
+  const parsed = parseFile(input);
+  try {
+    const pixelData = parsed.elements.find((element) => element.tag === PIXEL_DATA);
+    if (!pixelData?.items) throw new Error(`${input} has no encapsulated Pixel Data`);
+    const item = (bytes: Buffer) => {
+      const padded = bytes.length % 2 ? Buffer.concat([bytes, Buffer.alloc(1)]) : bytes;
+      return Buffer.concat([itemHeader(padded.length), padded]);
+    };
+    const delimiter = Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+    // The source is the dataset, which ends the file; what comes before it is the preamble and meta.
+    const file = readFileSync(input);
+    const datasetStart = file.length - parsed.source.length;
+    writeFileSync(output, Buffer.concat([file.subarray(0, datasetStart + pixelData.valueOffset), item(Buffer.alloc(0)), ...frames.map(item), delimiter]));
+  } finally {
+    parsed.close();
+  }
 }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
+import { dciodvfyErrors } from '../helpers/pixel-checks.js';
 import { test } from 'node:test';
 import { vrOf } from '../../src/dicom/dictionary.js';
 import { encodePart10Header, readFileMeta } from '../../src/dicom/part10.js';
@@ -54,13 +55,6 @@ async function realFiles(): Promise<string[]> {
     if (dump.code === 0 && !/^E: /m.test(dump.stderr)) files.push(path);
   }
   return files;
-}
-
-/** dciodvfy's error lines, without the parts that name values. */
-async function dciodvfyErrors(path: string): Promise<Set<string>> {
-  const result = await run('dciodvfy', [path], { timeoutMs: 60_000 });
-  const lines = `${result.stdout}\n${result.stderr}`.split('\n').filter((line) => line.startsWith('Error'));
-  return new Set(lines.map((line) => line.replace(/<[^>]*>/g, '<>').replace(/[0-9][0-9.]*/g, 'N').trim()));
 }
 
 test('real files under the Basic Profile: no original identity or UID left, no new dciodvfy error', async (t) => {
