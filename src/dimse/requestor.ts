@@ -181,10 +181,14 @@ export class RequestorAssociation implements PduStreamSink {
   /**
    * Why the peer accepted no context for an abstract syntax (PS3.8 Table 9-18): the abstract syntax
    * itself (result 3 everywhere), its transfer syntaxes (result 4, or 3 and 4), or for no stated
-   * reason (1 user rejection, 2 no reason: perhaps transient). Undefined when it was not proposed.
+   * reason (1 user rejection, 2 no reason: perhaps transient). Only the contexts that proposed one of
+   * `transferSyntaxes` count, when given: another accepted context of the same class cannot carry the
+   * object. Undefined when none was proposed.
    */
-  refusalOf(abstractSyntax: string): 'abstract-syntax' | 'transfer-syntax' | 'other' | undefined {
-    const results = this.options.contexts.filter((context) => context.abstractSyntax === abstractSyntax).map((context) => this.refused.get(context.id));
+  refusalOf(abstractSyntax: string, transferSyntaxes?: readonly string[]): 'abstract-syntax' | 'transfer-syntax' | 'other' | undefined {
+    const results = this.options.contexts
+      .filter((context) => context.abstractSyntax === abstractSyntax && (!transferSyntaxes || context.transferSyntaxes.some((syntax) => transferSyntaxes.includes(syntax))))
+      .map((context) => this.refused.get(context.id));
     if (results.length === 0) return undefined;
     if (results.every((result) => result === ContextResult.AbstractSyntaxNotSupported)) return 'abstract-syntax';
     const permanent: ReadonlyArray<number | undefined> = [ContextResult.AbstractSyntaxNotSupported, ContextResult.TransferSyntaxesNotSupported];

@@ -45,10 +45,13 @@ function hasLittleEndianForm(uid: string): boolean {
   return isLittleEndianNative(uid) || canDecompress(uid);
 }
 
-/** The stored syntax if accepted; else a little-endian one, for objects that have that form. */
-export function chooseContext(association: RequestorAssociation, sopClassUid: string, transferSyntaxUid: string): AcceptedPresentationContext | undefined {
-  const exact = association.contextFor(sopClassUid, [transferSyntaxUid]);
-  if (exact || !hasLittleEndianForm(transferSyntaxUid)) return exact;
-  return association.contextFor(sopClassUid, [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]);
+/** The syntaxes an object can go in, in order of preference: as stored, then little endian if it has
+ * that form. */
+export function candidateSyntaxes(transferSyntaxUid: string): string[] {
+  return [transferSyntaxUid, ...(hasLittleEndianForm(transferSyntaxUid) ? [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN] : [])];
 }
 
+/** The stored syntax if accepted; else a little-endian one, for objects that have that form. */
+export function chooseContext(association: RequestorAssociation, sopClassUid: string, transferSyntaxUid: string): AcceptedPresentationContext | undefined {
+  return association.contextFor(sopClassUid, candidateSyntaxes(transferSyntaxUid));
+}

@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { AssociationError, openStoreAssociation, type RequestorAssociation, type ScuSettings } from '../dimse/requestor.js';
-import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
+import { candidateSyntaxes, chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import { isWarning, Status } from '../dimse/status.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import type { Logger } from '../observability/logger.js';
@@ -354,7 +354,7 @@ class DestinationQueue {
   /** No accepted context fits the object: refused for good (abstract or transfer syntax not
    * supported: dead letter at once, with the reason) or for no stated reason (an attempt). */
   private refused(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem, stored: StoredDataset): false {
-    const refusal = association.refusalOf(stored.sopClassUid);
+    const refusal = association.refusalOf(stored.sopClassUid, candidateSyntaxes(stored.transferSyntaxUid));
     if (refusal === 'other' || refusal === undefined) {
       this.itemFailed(item, 'refused', `${destination.name} accepted no presentation context for the object`);
       return false;

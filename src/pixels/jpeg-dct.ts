@@ -489,6 +489,43 @@ function componentSamples(component: DctComponent, precision: number): Uint16Arr
 }
 
 /**
+ * One component's samples at the image's full size. Chroma subsampled 2:1 across (and down) is
+ * interpolated as libjpeg does by default ("fancy upsampling", jdsample.c: a triangle filter, the nearer
+ * sample weighted 3 to 1, edge samples repeated), so that decompressed pixels match what DCMTK and most
+ * viewers show; other ratios repeat samples.
+ */
+function fullSize(plane: Uint16Array, planeWidth: number, component: DctComponent, frame: DctFrame): Uint16Array {
+  const width = Math.ceil((frame.width * component.h) / frame.hMax);
+  const height = Math.ceil((frame.height * component.v) / frame.vMax);
+  const hRatio = frame.hMax / component.h;
+  const vRatio = frame.vMax / component.v;
+  const out = new Uint16Array(frame.width * frame.height);
+  const at = (x: number, y: number) => plane[Math.min(Math.max(y, 0), height - 1) * planeWidth + Math.min(Math.max(x, 0), width - 1)] as number;
+  if (hRatio === 2 && (vRatio === 1 || vRatio === 2) && width > 2) {
+    for (let y = 0; y < frame.height; y += 1) {
+      const row = vRatio === 2 ? y >> 1 : y;
+      // h2v2: each output row blends its own input row (×3) with the nearer neighbour row (×1).
+      const neighbour = vRatio === 2 ? (y % 2 === 0 ? row - 1 : row + 1) : row;
+      const column = (x: number) => (vRatio === 2 ? at(x, row) * 3 + at(x, neighbour) : at(x, row));
+      const [scale, bias0, bias1] = vRatio === 2 ? [4, 8, 7] : [2, 1, 2];
+      for (let x = 0; x < frame.width; x += 1) {
+        const i = x >> 1;
+        const here = column(i);
+        let value: number;
+        if (x % 2 === 0) value = i === 0 ? (here * 4 + bias0) >> scale : (here * 3 + column(i - 1) + bias0) >> scale;
+        else value = i === width - 1 ? (here * 4 + bias1) >> scale : (here * 3 + column(i + 1) + bias1) >> scale;
+        out[y * frame.width + x] = value;
+      }
+    }
+    return out;
+  }
+  for (let y = 0; y < frame.height; y += 1) {
+    for (let x = 0; x < frame.width; x += 1) out[y * frame.width + x] = at(Math.floor(x / hRatio), Math.floor(y / vRatio));
+  }
+  return out;
+}
+
+/**
  * A frame's pixels: components upsampled by replication to the full size and interleaved, in the
  * stream's colour space (YBR_FULL for YCbCr, RGB otherwise); 8-bit samples in bytes, 12-bit in 16-bit
  * little-endian words. The inverse DCT is exact floating point; decoders differ from it and from each
@@ -502,16 +539,11 @@ export function decodeJpegDctFrame(data: Buffer, g: PixelGeometry): { samples: B
   const size = frame.precision === 8 ? 1 : 2;
   const out = Buffer.alloc(frame.width * frame.height * count * size);
   frame.components.forEach((component, c) => {
-    const plane = planes[c] as Uint16Array;
-    const planeWidth = component.blocksPerLine * 8;
-    for (let y = 0; y < frame.height; y += 1) {
-      const source = Math.floor((y * component.v) / frame.vMax) * planeWidth;
-      for (let x = 0; x < frame.width; x += 1) {
-        const value = plane[source + Math.floor((x * component.h) / frame.hMax)] as number;
-        const at = ((y * frame.width + x) * count + c) * size;
-        if (size === 1) out[at] = value;
-        else out.writeUInt16LE(value, at);
-      }
+    const plane = fullSize(planes[c] as Uint16Array, component.blocksPerLine * 8, component, frame);
+    for (let p = 0; p < plane.length; p += 1) {
+      const at = (p * count + c) * size;
+      if (size === 1) out[at] = plane[p] as number;
+      else out.writeUInt16LE(plane[p] as number, at);
     }
   });
   const photometric = count === 3 ? (frame.ycc ? 'YBR_FULL' : 'RGB') : g.photometric;

@@ -128,3 +128,18 @@ export function withFrames(input: string, output: string, frames: readonly Buffe
     parsed.close();
   }
 }
+
+/** Writes a copy of `input` whose File Meta Information names `transferSyntaxUid` instead, the dataset
+ * byte for byte: a file in a syntax no tool here writes (HTJ2K, video), for paths that must refuse it
+ * before decoding anything. */
+export function relabelled(input: string, output: string, transferSyntaxUid: string): void {
+  const parsed = parseFile(input);
+  try {
+    const file = readFileSync(input);
+    const uid = (tag: number) => parsed.meta.get(tag)?.toString('latin1').replace(/[\0 ]+$/, '') ?? '';
+    const meta = encodePart10Header({ mediaStorageSopClassUid: uid(0x0002), mediaStorageSopInstanceUid: uid(0x0003), transferSyntaxUid });
+    writeFileSync(output, Buffer.concat([meta, file.subarray(file.length - parsed.source.length)]));
+  } finally {
+    parsed.close();
+  }
+}

@@ -17,6 +17,7 @@ import { startGantryProcess } from '../helpers/gantry.js';
 import { startOrthanc } from '../helpers/orthanc.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { freePort, GANTRY_CLI, run, sleep } from '../helpers/processes.js';
+import { relabelled } from '../helpers/pixel-images.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { datasetBytes, indexedRows, metaValue } from '../helpers/stored.js';
 import { writeCorpus } from '../helpers/synthetic-dicom.js';
@@ -191,32 +192,46 @@ test('dcmjs-dimse as destination: failure statuses are retried, then dead-letter
 });
 
 test('a compressed syntax the destination refuses is sent decompressed; one Gantry cannot decode is dead-lettered with the reason; explicit VR is converted', async (t) => {
-  if (!(await needPeers(t, 'storescu', 'storescp', 'dcmdump', 'dcmdjpls', PYDICOM_TEST_FILES))) return;
+  if (!(await needPeers(t, 'storescu', 'storescp', 'dcmdump', 'dcmdjpls', 'dcmdjpeg', PYDICOM_TEST_FILES))) return;
   const dir = scratchDir('forward-syntax');
   // storescp +xi accepts implicit VR little endian only.
   const scp = await startStorescp(join(dir, 'received'), ['+xi']);
   t.after(() => scp.stop());
   const gantry = await startGantryProcess(join(dir, 'gantry'), {
-    // The JPEG secondary capture would be held for burned-in text: this test lets it through.
-    deid: { rules: [{ action: 'pass', when: { attributes: { Modality: 'NM' } } }] },
+    // The JPEG secondary captures would be held for burned-in text: this test lets them through.
+    deid: {
+      rules: [
+        { action: 'pass', when: { attributes: { Modality: 'NM' } } },
+        { action: 'pass', when: { attributes: { Modality: 'OT' } } },
+      ],
+    },
     forward: { stableSeconds: 1, destinations: [{ name: 'research', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] },
   });
   t.after(() => gantry.stop());
   const files = ['MR_small_jpeg_ls_lossless.dcm', 'CT_small.dcm', 'JPEG-lossy.dcm'].map((name) => join(PYDICOM_TEST_FILES, name));
+  // Gantry has no video decoder: a JPEG file relabelled MPEG-4 stands for a video it cannot decompress.
+  const video = join(dir, 'video.dcm');
+  relabelled(join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm'), video, '1.2.840.10008.1.2.4.102');
+
   // Each file goes in its own transfer syntax (storescu would otherwise convert to uncompressed).
   const profile = join(dir, 'storescu.cfg');
   await writeStorescuProfile(files, profile);
   const sent = await storescu(gantry.port, gantry.aeTitle, files, ['-xf', profile, 'Corpus']);
   assert.equal(sent.acknowledged.length, 3, sent.output.slice(-1500));
-  await waitUntil('two sent, one dead', 30_000, () => {
+  // On an association of its own: storescu proposes one syntax per SOP class.
+  const videoProfile = join(dir, 'storescu-video.cfg');
+  await writeStorescuProfile([video], videoProfile);
+  const sentVideo = await storescu(gantry.port, gantry.aeTitle, [video], ['-xf', videoProfile, 'Corpus']);
+  assert.equal(sentVideo.acknowledged.length, 1, sentVideo.output.slice(-1500));
+  await waitUntil('three sent, one dead', 30_000, () => {
     const rows = outboxRows(gantry.storagePath);
-    return rows.filter((row) => row.state === 'sent').length === 2 && rows.some((row) => row.state === 'dead');
+    return rows.filter((row) => row.state === 'sent').length === 3 && rows.some((row) => row.state === 'dead');
   });
   const dead = outboxRows(gantry.storagePath).find((row) => row.state === 'dead');
-  assert.match(dead?.lastError ?? '', /transfer syntax JPEG Extended.* not accepted by research/);
-  assert.equal(dead?.attempts, 0, 'not an attempt: nothing was sent');
+  assert.match(dead?.lastError ?? '', /transfer syntax MPEG-4 .* not accepted by research/);
+  assert.equal(dead?.attempts, 0, `not an attempt: nothing was sent (${JSON.stringify(dead)})`);
   const received = readdirSync(join(dir, 'received')).map((name) => join(dir, 'received', name));
-  assert.equal(received.length, 2);
+  assert.equal(received.length, 3);
   const db = new Database(join(gantry.storagePath, 'index.sqlite'), { readonly: true });
   const copies = (db.prepare(`SELECT o.file_path AS path FROM forward_outbox o WHERE o.state = 'sent'`).all() as Array<{ path: string }>).map((row) => join(gantry.storagePath, row.path));
   db.close();
@@ -232,6 +247,13 @@ test('a compressed syntax the destination refuses is sent decompressed; one Gant
       const pixels = 128 * 128 * 2; // CT_small
       // Pixel Data ends both datasets: its bytes are the same.
       assert.ok(datasetBytes(arrived).subarray(-pixels).equals(datasetBytes(copy).subarray(-pixels)), 'pixel data unchanged');
+    } else if (metaValue(copy, 0x0010) === '1.2.840.10008.1.2.4.51') {
+      // Lossy JPEG decodes within rounding of the inverse DCT: every 12-bit sample within 1 of DCMTK's.
+      const pixels = 1024 * 256 * 2; // JPEG-lossy
+      const decoded = join(dir, 'decoded-jpeg.dcm');
+      assert.equal((await run('dcmdjpeg', [copy, decoded], { timeoutMs: 30_000 })).code, 0);
+      const [mine, reference] = [datasetBytes(arrived).subarray(-pixels), datasetBytes(decoded).subarray(-pixels)];
+      for (let at = 0; at < pixels; at += 2) assert.ok(Math.abs(mine.readUInt16LE(at) - reference.readUInt16LE(at)) <= 1, `JPEG sample ${at / 2} as DCMTK decodes it`);
     } else {
       assert.equal(metaValue(copy, 0x0010), '1.2.840.10008.1.2.4.80', 'stored in JPEG-LS');
       const pixels = 64 * 64 * 2; // MR_small

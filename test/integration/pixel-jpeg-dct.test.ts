@@ -7,10 +7,13 @@
  * encoded here by dcmcjpeg, one of them given restart intervals by Gantry's own coder.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { elementNumber, elementText } from '../../src/dicom/element-value.js';
+import { encodePart10Header } from '../../src/dicom/part10.js';
+import { decompressedDataset } from '../../src/pixels/decompress.js';
 import { frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
 import { decodeDct, encodeDct } from '../../src/pixels/jpeg-dct.js';
 import { segment } from '../../src/pixels/jpeg-entropy.js';
@@ -244,5 +247,26 @@ test('what the DCT coder cannot read is held back with its reason', async (t) =>
     const result = deidentifyWithZones(broken, join(dir, `out-${label}.dcm`), ZONES, dir);
     assert.equal(result.kind, 'quarantined', `${label}: ${JSON.stringify(result)}`);
     assert.match((result as { reason: string }).reason, reason, label);
+  }
+});
+
+test('decompressed for a destination that refuses JPEG: every sample within 1 of what DCMTK decodes', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'dcmdjpeg'))) return;
+  const dir = scratchDir('pixel-jpeg-dct-decompress');
+  for (const name of PYDICOM_FILES) {
+    const input = join(PYDICOM_TEST_FILES, name);
+    const decompressed = join(dir, `native-${name}`);
+    // Written as a file with the same meta, so that both sides are read the same way.
+    writeFileSync(decompressed, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: '1.2.3.4', transferSyntaxUid: '1.2.840.10008.1.2.1' }), decompressedDataset(input, '1.2.840.10008.1.2.1')]));
+    const mine = storedPixels(decompressed);
+    const reference = await dcmdjpeg(input, join(dir, `dcmtk-${name}`));
+    assert.equal(mine.length, reference.length, name);
+    const [bits, bitsStored] = imagePixelValues(decompressed, [0x00280100, 0x00280101]) as [number, number];
+    const size = bits / 8;
+    let worst = 0;
+    for (let at = 0; at < mine.length; at += size) worst = Math.max(worst, Math.abs(sampleValue(mine, at, size, bitsStored, false) - sampleValue(reference, at, size, bitsStored, false)));
+    assert.ok(worst <= 1, `${name}: a sample differs by ${worst}`);
+    const photometric = textValue(decompressed, 0x00280004);
+    if (name.startsWith('SC_')) assert.equal(photometric, streamFacts(firstFrame(input), textValue(input, 0x00280004) ?? '').ycc ? 'YBR_FULL' : 'RGB', `${name}: the colour space of the decoded samples`);
   }
 });

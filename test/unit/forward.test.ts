@@ -25,19 +25,22 @@ function item(id: number, sopClassUid: string, transferSyntaxUid: string): Outbo
 
 test('contexts: the stored syntax, and both little-endian syntaxes for what has a little-endian form, once per class', () => {
   const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
-  const { contexts, fitting } = proposeContexts([item(1, CT, EXPLICIT), item(2, CT, EXPLICIT), item(3, MR, JPEG_LS), item(4, CT, IMPLICIT), item(5, US, JPEG_BASELINE)]);
-  assert.equal(fitting.length, 5);
+  const MPEG4 = '1.2.840.10008.1.2.4.102';
+  const { contexts, fitting } = proposeContexts([item(1, CT, EXPLICIT), item(2, CT, EXPLICIT), item(3, MR, JPEG_LS), item(4, CT, IMPLICIT), item(5, US, JPEG_BASELINE), item(6, US, MPEG4)]);
+  assert.equal(fitting.length, 6);
   assert.deepEqual(
     contexts.map((context) => [context.id, context.abstractSyntax, context.transferSyntaxes.join(' ')]),
     [
       [1, CT, EXPLICIT],
       [3, CT, `${EXPLICIT} ${IMPLICIT}`],
       [5, MR, JPEG_LS],
-      // JPEG-LS can be decompressed: a fallback context in little endian.
+      // JPEG-LS and JPEG baseline can be decompressed: a fallback context in little endian.
       [7, MR, `${EXPLICIT} ${IMPLICIT}`],
       [9, CT, IMPLICIT],
-      // JPEG baseline cannot: its own syntax only.
       [11, US, JPEG_BASELINE],
+      [13, US, `${EXPLICIT} ${IMPLICIT}`],
+      // Video cannot: its own syntax only.
+      [15, US, MPEG4],
     ],
   );
 });
