@@ -1,6 +1,7 @@
 /**
  * bench/redact: Clean Pixel Data per transfer syntax. For 512×512 (MONOCHROME2, 16-bit) and 3000×2500
- * (RGB, 8-bit) multi-frame images in native, RLE, JPEG Lossless, JPEG-LS and JPEG 2000, Gantry redacts a zone in
+ * (RGB, 8-bit) multi-frame images in native, RLE, JPEG lossy (baseline or extended), JPEG Lossless, JPEG-LS
+ * and JPEG 2000, Gantry redacts a zone in
  * every frame (a process of its own: node dist/scripts/redact-file.js), and in the same run, the
  * reference transcodes the same file through DCMTK or GDCM (decode, then encode again in the same
  * syntax: what a redaction needs at least), interleaved, several rounds. Prints medians of frames/s
@@ -43,9 +44,16 @@ const IMAGES: Image[] = [
 ];
 
 /** How each syntax is made from the native file, and how the reference transcodes it. */
-const SYNTAXES: Array<{ name: string; make?: (from: string, to: string) => string[][]; reference: (from: string, scratch: string, to: string) => string[][] }> = [
+const SYNTAXES: Array<{ name: string; make?: (from: string, to: string, bits: number) => string[][]; reference: (from: string, scratch: string, to: string, bits: number) => string[][] }> = [
   { name: 'native', reference: (from, _scratch, to) => [['dcmconv', '+te', from, to]] },
   { name: 'RLE', make: (from, to) => [['dcmcrle', from, to]], reference: (from, scratch, to) => [['dcmdrle', from, scratch], ['dcmcrle', scratch, to]] },
+  // Lossy JPEG: baseline (.50) for 8-bit images, extended (.51) for 12-bit. Gantry blanks MCUs in the DCT
+  // domain; the reference decodes and encodes again (adding a generation of loss Gantry does not).
+  {
+    name: 'JPEG lossy',
+    make: (from, to, bits) => [['dcmcjpeg', bits === 8 ? '+eb' : '+ee', from, to]],
+    reference: (from, scratch, to, bits) => [['dcmdjpeg', from, scratch], ['dcmcjpeg', bits === 8 ? '+eb' : '+ee', scratch, to]],
+  },
   { name: 'JPEG Lossless', make: (from, to) => [['dcmcjpeg', '+e1', from, to]], reference: (from, scratch, to) => [['dcmdjpeg', from, scratch], ['dcmcjpeg', '+e1', scratch, to]] },
   { name: 'JPEG-LS', make: (from, to) => [['dcmcjpls', '+el', from, to]], reference: (from, scratch, to) => [['dcmdjpls', from, scratch], ['dcmcjpls', '+el', scratch, to]] },
   { name: 'JPEG 2000', make: (from, to) => [['gdcmconv', '--j2k', from, to]], reference: (from, scratch, to) => [['gdcmconv', '--raw', from, scratch], ['gdcmconv', '--j2k', scratch, to]] },
@@ -103,7 +111,7 @@ async function main(): Promise<void> {
     if (!existsSync(native)) await writeNative(native, image);
     for (const syntax of SYNTAXES.filter((candidate) => values.syntax === undefined || candidate.name === values.syntax)) {
       const file = syntax.make ? native.replace('-native.dcm', `-${syntax.name.replace(/\W+/g, '')}.dcm`) : native;
-      if (syntax.make && !existsSync(file)) for (const command of syntax.make(native, file)) await must(command);
+      if (syntax.make && !existsSync(file)) for (const command of syntax.make(native, file, image.bits)) await must(command);
       const gantry: Array<{ fps: number; rss: number }> = [];
       const reference: Array<{ fps: number; rss: number }> = [];
       for (let round = 0; round < rounds; round += 1) {
@@ -114,7 +122,7 @@ async function main(): Promise<void> {
         if (result.code !== 0 || outcome.kind !== 'deidentified') throw new Error(`Gantry on ${file}: ${outcome.reason ?? result.stderr}`);
         const rss = Number(/TIME [\d.]+ (\d+)/.exec(result.stderr)?.[1] ?? 0) / 1024;
         gantry.push({ fps: image.frames / (result.ms / 1000), rss });
-        const ref = await timed(syntax.reference(file, join(root, 'scratch.dcm'), join(root, 'ref.dcm')));
+        const ref = await timed(syntax.reference(file, join(root, 'scratch.dcm'), join(root, 'ref.dcm'), image.bits));
         reference.push({ fps: image.frames / ref.seconds, rss: ref.rssMb });
         const line = `${image.label} ${syntax.name} round ${round + 1}: gantry ${gantry.at(-1)?.fps.toFixed(1)} frames/s, reference ${reference.at(-1)?.fps.toFixed(1)} frames/s`;
         process.stdout.write(`${line}\n`);
