@@ -35,6 +35,9 @@ export interface DeidSettings {
   /** The pixel data was redacted with this zone (Clean Pixel Data, PS3.15 E.3.1); `key` names its
    * rectangles, so that a redacted copy has a UID of its own even under retainUIDs. */
   cleanedPixels?: { zone: string; key: string };
+  /** Under retainUIDs: instances of the same study whose pixels were redacted, by original SOP Instance
+   * UID, with the UID each got (renameRedacted); references to them follow. */
+  renamedUids?: ReadonlyMap<string, string>;
 }
 
 export const DEFAULT_DEID_SETTINGS: DeidSettings = {
@@ -65,6 +68,9 @@ export interface DeidOutcome {
   sopInstanceUid: string;
   studyInstanceUid: string;
   seriesInstanceUid: string;
+  /** Under retainUIDs, the original SOP Instance UID when the output has another (redacted pixels, a
+   * rule): references to it elsewhere in the study follow (renamedUids). */
+  renamedFrom?: string;
 }
 
 const TAG = {
@@ -156,6 +162,7 @@ export class DeidEngine {
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
     this.scanForResidualPhi(elements, '');
+    if (this.settings.options.has('retainUIDs') && this.settings.renamedUids?.size) this.followRenames(elements, '', this.settings.renamedUids);
     if (this.settings.cleanedPixels !== undefined && this.settings.options.has('retainUIDs')) this.renameRedacted(elements, original.sop, this.settings.cleanedPixels.key);
     // Redacted pixel data (streamed) is not an attribute to restore: its original stays out of the envelope.
     if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element) && !element.stream));
@@ -175,6 +182,7 @@ export class DeidEngine {
       sopInstanceUid,
       studyInstanceUid: finalUid(TAG.StudyInstanceUID),
       seriesInstanceUid: finalUid(TAG.SeriesInstanceUID),
+      ...(retainUids && original.sop !== '' && sopInstanceUid !== original.sop ? { renamedFrom: original.sop } : {}),
     };
   }
 
@@ -373,6 +381,27 @@ export class DeidEngine {
     if (originalSop === '') return;
     insertElement(elements, TAG.SOPInstanceUID, 'UI', padToEven(this.pseudonyms.uid(`${originalSop}|pixels ${zoneKey}`), '\0'));
     this.record(`(${tagText(TAG.SOPInstanceUID)})`, TAG.SOPInstanceUID, 'uid');
+  }
+
+  /** Every UID value left in the dataset (references in sequences included) that names a renamed
+   * instance names its new UID instead. */
+  private followRenames(elements: EditableElement[], path: string, renamed: ReadonlyMap<string, string>): void {
+    for (const element of elements) {
+      if (element.removed) continue;
+      const here = `${path}(${tagText(element.tag)})`;
+      if (element.items !== undefined && !element.encapsulated) {
+        (element.items as EditableItem[]).forEach((item, index) => {
+          if (!item.removed) this.followRenames(item.elements, `${here}[${index}]`, renamed);
+        });
+        continue;
+      }
+      if (element.vr !== 'UI') continue;
+      const uids = (element.replacement ? element.replacement.value.toString('latin1') : this.text(element)).replace(/[\0 ]+$/, '').split('\\');
+      const followed = uids.map((uid) => renamed.get(trimUid(uid)) ?? uid);
+      if (followed.every((uid, index) => uid === uids[index])) continue;
+      element.replacement = { value: padToEven(followed.join('\\'), '\0') };
+      this.record(here, element.tag, 'uid');
+    }
   }
 
   private replaceUids(element: EditableElement, path: string): void {

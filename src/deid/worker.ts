@@ -31,6 +31,8 @@ export interface DeidTask {
   callingAeTitle: string;
   /** An operator released this instance from quarantine letting its pixels through. */
   pass?: boolean;
+  /** Under retainUIDs: other instances of the study renamed by redaction, [original, new]. */
+  renamedUids?: Array<[string, string]>;
 }
 
 export type DeidTaskResult =
@@ -47,6 +49,8 @@ export type DeidTaskResult =
       findings: Finding[];
       /** The indexed attributes of the de-identified copy: the research view of the index. */
       attributes: IndexedAttributes;
+      /** Under retainUIDs, the original SOP Instance UID when the copy has another. */
+      renamedFrom?: string;
     }
   | { kind: 'quarantined'; reason: string };
 
@@ -75,7 +79,7 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
     settings: {
       // A release with --pass is a `pass` rule ahead of every profile's own.
       profiles: compileProfiles(task.pass ? task.profiles.map((profile) => ({ ...profile, rules: [{ action: 'pass' as const }, ...profile.rules] })) : task.profiles),
-      base: task.base,
+      base: task.renamedUids?.length ? { ...task.base, renamedUids: new Map(task.renamedUids) } : task.base,
       callingAeTitle: task.callingAeTitle,
     },
     pseudonyms,
@@ -93,5 +97,6 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
     audit: outcome.audit,
     findings: outcome.findings,
     attributes: await scanIndexedAttributes(task.temporary),
+    ...(outcome.renamedFrom !== undefined ? { renamedFrom: outcome.renamedFrom } : {}),
   };
 }

@@ -117,6 +117,8 @@ export class DeidScheduler {
       callingAeTitle: instance.callingAeTitle,
       ...(instance.override?.pass ? { pass: true } : {}),
     };
+    const renames = this.options.work.renamesInStudy(instance.studyPk, instance.id);
+    if (renames.size > 0) task.renamedUids = [...renames];
     const started = performance.now();
     const done = (this.options.pool.run(task) as Promise<DeidTaskResult>)
       .then((result) => this.report(this.settle(instance, task, settings, result), started))
@@ -153,7 +155,8 @@ export class DeidScheduler {
       mkdirSync(dirname(target), { recursive: true });
       renameSync(task.temporary, target);
     };
-    const recorded = work.markDeidentified(instance.id, instance.filePath, { ...result, profile: `${result.profile}: PS3.15 ${PROFILE_EDITION}` }, place);
+    const renamesSeen = task.renamedUids?.length ?? 0;
+    const recorded = work.markDeidentified(instance.id, instance.filePath, { ...result, profile: `${result.profile}: PS3.15 ${PROFILE_EDITION}`, renamesSeen }, place);
     // A re-sent copy replaced the original meanwhile: this output is stale, the new one comes.
     if (!recorded) {
       removeQuietly(task.temporary);
