@@ -20,6 +20,8 @@ import { loadCodecs } from '../pixels/codecs.js';
 import { renderPreview } from '../pixels/preview.js';
 import { compileZones, loadZonesFile } from '../pixels/zones.js';
 import { printStatus } from './status.js';
+import { runExport, runImport } from './toolkit.js';
+import { DEFAULT_LAYOUT } from '../toolkit/export.js';
 import { auditList, forwardStudy, queueStudies, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
 
 const program = new Command();
@@ -89,6 +91,39 @@ program
       `de-identified ${summary.done} file(s) into ${options.out}; ${summary.held.length} held back; ${summary.failed.length} failed; ${summary.findings} finding(s)\n`,
     );
     process.exitCode = summary.failed.length > 0 ? 1 : 0;
+  });
+
+program
+  .command('import')
+  .description('index folders of DICOM files in place (or --copy them into storage); they are de-identified like received instances')
+  .option('-c, --config <file>', 'YAML config file (storage.path: the session)')
+  .option('--copy', 'copy the files into storage instead of indexing them where they are', false)
+  .option('--forward', 'forward the instances once de-identified, like received ones', false)
+  .option('-w, --workers <n>', 'threads reading headers (default deid.workers)', (value) => Number.parseInt(value, 10))
+  .option('-q, --quiet', 'no progress line', false)
+  .argument('<folder...>', 'folders (or files) to import')
+  .action(async (folders: string[], options: { config?: string; copy: boolean; forward: boolean; workers?: number; quiet: boolean }) => {
+    const summary = await runImport(loadConfigFile(options.config), folders, options, (line) => process.stdout.write(`${line}\n`));
+    process.exitCode = summary.unreadable > 0 ? 1 : 0;
+  });
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+program
+  .command('export')
+  .description('write the de-identified form of the session (or a selection) into a folder; resumes where an interrupted run stopped')
+  .option('-c, --config <file>', 'YAML config file (storage.path: the session; deid: how to de-identify)')
+  .requiredOption('-o, --out <dir>', 'folder to write into (outside storage.path)')
+  .option('--study <uid>', 'only this original Study Instance UID (repeatable)', collect)
+  .option('--series <uid>', 'only this original Series Instance UID (repeatable)', collect)
+  .option('--patient <id>', 'only this original PatientID (repeatable)', collect)
+  .option('--modality <modality>', 'only series of this Modality (repeatable)', collect)
+  .option('--layout <template>', `file names from the de-identified attributes (default ${DEFAULT_LAYOUT})`)
+  .option('-w, --workers <n>', 'de-identification threads (default deid.workers)', (value) => Number.parseInt(value, 10))
+  .option('-q, --quiet', 'no progress line', false)
+  .action(async (options: { config?: string; out: string; study?: string[]; series?: string[]; patient?: string[]; modality?: string[]; layout?: string; workers?: number; quiet: boolean }) => {
+    const selection = { studyInstanceUids: options.study, seriesInstanceUids: options.series, patientIds: options.patient, modalities: options.modality };
+    const summary = await runExport(loadConfigFile(options.config), { ...options, selection }, (line) => process.stdout.write(`${line}\n`));
+    process.exitCode = summary.failed > 0 ? 1 : 0;
   });
 
 program

@@ -22,6 +22,12 @@ export interface InstanceRecord {
   fileSize: number;
   callingAeTitle: string;
   receivedAt: number;
+  /** gantry import: where the file was found (absolute). */
+  sourcePath?: string;
+  /** gantry import without --copy: `filePath` names that file in place, which Gantry never deletes. */
+  external?: boolean;
+  /** gantry import without --forward: the instance is de-identified but never routed. */
+  forwardHeld?: boolean;
 }
 
 export interface UpsertOutcome {
@@ -78,6 +84,7 @@ export class InstanceIndex {
     countsByState: Statement;
     deleteInstance: Statement;
     recentInstances: Statement;
+    knownSourcePaths: Statement;
   };
 
   private readonly research: ResearchIndex;
@@ -121,15 +128,15 @@ export class InstanceIndex {
           body_part_examined = coalesce(excluded.body_part_examined, body_part_examined),
           last_received_at = excluded.last_received_at
         RETURNING id`),
-      findInstancePath: db.prepare('SELECT file_path AS filePath FROM instances WHERE sop_instance_uid = ?'),
+      findInstancePath: db.prepare('SELECT file_path AS filePath, original_external AS external FROM instances WHERE sop_instance_uid = ?'),
       upsertInstance: db.prepare(`
         INSERT INTO instances (sop_instance_uid, series_pk, sop_class_uid, instance_number, content_date, content_time,
           number_of_frames, rows, columns, image_type, manufacturer, manufacturer_model_name, device_serial_number,
           station_name, institution_name, burned_in_annotation, recognizable_visual_features, transfer_syntax_uid,
-          file_path, file_size, calling_ae_title, received_at, state, state_changed_at)
+          file_path, file_size, calling_ae_title, received_at, state, state_changed_at, source_path, original_external, forward_held)
         VALUES (@uid, @seriesPk, @sopClass, @number, @contentDate, @contentTime, @frames, @rows, @columns, @imageType,
           @manufacturer, @model, @serial, @station, @institution, @burnedIn, @visualFeatures, @transferSyntax,
-          @filePath, @fileSize, @callingAe, @receivedAt, 'received', @receivedAt)
+          @filePath, @fileSize, @callingAe, @receivedAt, 'received', @receivedAt, @sourcePath, @external, @forwardHeld)
         ON CONFLICT (sop_instance_uid) DO UPDATE SET
           series_pk = excluded.series_pk, sop_class_uid = excluded.sop_class_uid,
           instance_number = excluded.instance_number, content_date = excluded.content_date,
@@ -144,7 +151,8 @@ export class InstanceIndex {
           received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at,
           state_reason = NULL, deid_file_path = NULL, deid_file_size = NULL, deid_sop_instance_uid = NULL,
           deid_series_instance_uid = NULL, deid_study_instance_uid = NULL, deid_profile = NULL,
-          routed_at = NULL, original_deleted_at = NULL, deid_deleted_at = NULL, deid_override = NULL`),
+          routed_at = NULL, original_deleted_at = NULL, deid_deleted_at = NULL, deid_override = NULL,
+          source_path = excluded.source_path, original_external = excluded.original_external, forward_held = excluded.forward_held`),
       findInstance: db.prepare(`
         SELECT i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid,
           se.series_instance_uid AS seriesInstanceUid, st.study_instance_uid AS studyInstanceUid,
@@ -153,6 +161,7 @@ export class InstanceIndex {
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
+      knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
         SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize
         FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ?`),
@@ -165,6 +174,12 @@ export class InstanceIndex {
 
   findInstance(sopInstanceUid: string): StoredInstance | undefined {
     return this.statements.findInstance.get(sopInstanceUid) as StoredInstance | undefined;
+  }
+
+  /** Which of these files (absolute paths) an import indexed already. */
+  knownSourcePaths(paths: readonly string[]): Set<string> {
+    const rows = this.statements.knownSourcePaths.all(JSON.stringify(paths)) as Array<{ path: string }>;
+    return new Set(rows.map((row) => row.path));
   }
 
   hasInstance(sopInstanceUid: string): boolean {
@@ -194,7 +209,7 @@ export class InstanceIndex {
   /** Inserts or updates one instance and its patient, study and series. Call inside a transaction. */
   upsert(record: InstanceRecord): UpsertOutcome {
     const remembered = this.recentSeriesPk(record);
-    const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string } | undefined;
+    const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string; external: number } | undefined;
     // A new copy of an instance waits for de-identification again: its old copy leaves the research view.
     if (previous) this.research.removeByOriginalUid(record.sopInstanceUid);
     try {
@@ -206,7 +221,8 @@ export class InstanceIndex {
       this.insertInstance(record, this.upsertHierarchy(record));
     }
     const outcome: UpsertOutcome = { inserted: previous === undefined };
-    if (previous && previous.filePath !== record.filePath) outcome.replacedFilePath = previous.filePath;
+    // An imported file in place is the user's: the new copy replaces it in the index, not on disk.
+    if (previous && previous.filePath !== record.filePath && !previous.external) outcome.replacedFilePath = previous.filePath;
     return outcome;
   }
 
@@ -305,6 +321,9 @@ export class InstanceIndex {
       fileSize: record.fileSize,
       callingAe: record.callingAeTitle,
       receivedAt: record.receivedAt,
+      sourcePath: record.sourcePath ?? null,
+      external: record.external ? 1 : 0,
+      forwardHeld: record.forwardHeld ? 1 : 0,
     });
   }
 }

@@ -81,13 +81,14 @@ export class QuarantineWork {
    * returns the files to delete, or undefined when it is not held. */
   delete(id: number): string[] | undefined {
     return this.db.transaction(() => {
-      const row = this.db.prepare(`SELECT file_path AS filePath, deid_file_path AS deidFilePath FROM instances WHERE id = ? AND state IN ('quarantined', 'failed')`).get(id) as
-        | { filePath: string; deidFilePath: string | null }
-        | undefined;
+      const row = this.db
+        .prepare(`SELECT file_path AS filePath, deid_file_path AS deidFilePath, original_external AS external FROM instances WHERE id = ? AND state IN ('quarantined', 'failed')`)
+        .get(id) as { filePath: string; deidFilePath: string | null; external: number } | undefined;
       if (!row) return undefined;
       new ResearchIndex(this.db).remove(id);
       this.db.prepare('DELETE FROM instances WHERE id = ?').run(id);
-      return [row.filePath, ...(row.deidFilePath ? [row.deidFilePath] : [])];
+      // An imported file in place is the user's: only its row goes.
+      return [...(row.external ? [] : [row.filePath]), ...(row.deidFilePath ? [row.deidFilePath] : [])];
     })();
   }
 }

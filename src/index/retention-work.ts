@@ -22,7 +22,7 @@ export class RetentionWork {
     const select =
       kind === 'original'
         ? `SELECT id, file_path AS filePath FROM instances INDEXED BY instances_forwarded
-           WHERE state = 'forwarded' AND state_changed_at <= ? AND original_deleted_at IS NULL LIMIT ?`
+           WHERE state = 'forwarded' AND state_changed_at <= ? AND original_deleted_at IS NULL AND original_external = 0 LIMIT ?`
         : `SELECT id, deid_file_path AS filePath FROM instances INDEXED BY instances_forwarded
            WHERE state = 'forwarded' AND state_changed_at <= ? AND deid_deleted_at IS NULL AND deid_file_path IS NOT NULL LIMIT ?`;
     const mark = this.db.prepare(`UPDATE instances SET ${kind === 'original' ? 'original_deleted_at' : 'deid_deleted_at'} = ? WHERE id = ?`);

@@ -99,7 +99,7 @@ test('migration 7 dates the failures recorded before it', async (t) => {
     study_pk, routed_at, state, attempts, next_attempt_at, last_status, last_error, queued_at) VALUES (?, ?, 'f', '1.2', '2.25.1', '1.2.840.10008.1.2.1', ?, 1, ?, 1, 1, ?, ?, 1000)`);
   insert.run('failing', id, studyPk, 'queued', '0xA700', 'refused');
   insert.run('fine', id, studyPk, 'sent', '0x0000', null);
-  assert.deepEqual(applyMigrations(db, MIGRATIONS), [7]);
+  assert.deepEqual(applyMigrations(db, MIGRATIONS.filter((migration) => migration.version <= 7)), [7]);
   const failures = new Outbox(db).recentFailures(10);
   assert.deepEqual(failures.map((row) => [row.destination, row.failedAt]), [['failing', 1000]]);
 });

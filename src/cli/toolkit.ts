@@ -1,0 +1,108 @@
+/**
+ * The toolkit's commands on the session under storage.path: gantry import and gantry export. They
+ * open the same index the node uses (SQLite in WAL mode: a running node and a command can share it).
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DATABASE_FILE } from '../app.js';
+import type { LoadedConfig } from '../config/load.js';
+import { openDatabase } from '../db/database.js';
+import { Piscina } from 'piscina';
+import { deidSettingsOf } from '../app.js';
+import { resolveDeidSecret } from '../config/secret.js';
+import { createLogger } from '../observability/logger.js';
+import { DEFAULT_LAYOUT, exportSelection, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
+import { importFolders, type ImportSummary } from '../toolkit/import.js';
+import { Progress } from '../toolkit/progress.js';
+
+export interface ImportCommandOptions {
+  copy: boolean;
+  forward: boolean;
+  workers?: number;
+  quiet?: boolean;
+}
+
+/** Opens (or creates) the index under storage.path. */
+function openSessionIndex(loaded: LoadedConfig): { db: ReturnType<typeof openDatabase>; storagePath: string } {
+  const storagePath = resolve(loaded.config.storage.path);
+  mkdirSync(storagePath, { recursive: true });
+  return { db: openDatabase(join(storagePath, DATABASE_FILE)), storagePath };
+}
+
+export async function runImport(loaded: LoadedConfig, roots: string[], options: ImportCommandOptions, print: (line: string) => void): Promise<ImportSummary> {
+  const { db, storagePath } = openSessionIndex(loaded);
+  try {
+    const progress = new Progress('import', process.stderr, undefined, options.quiet);
+    const summary = await importFolders(db, storagePath, {
+      roots,
+      copy: options.copy,
+      forward: options.forward,
+      workers: options.workers ?? loaded.config.deid.workers,
+      progress,
+    });
+    printImportSummary(summary, options, print);
+    return summary;
+  } finally {
+    db.close();
+  }
+}
+
+function printImportSummary(summary: ImportSummary, options: ImportCommandOptions, print: (line: string) => void): void {
+  print(
+    `indexed ${summary.indexed} instance(s) (${(summary.bytes / 1e6).toFixed(1)} MB) of ${summary.files} file(s)` +
+      `${options.copy ? ', copied into storage' : ', in place'}; already indexed ${summary.alreadyIndexed}; ` +
+      `duplicate SOP Instance UIDs ${summary.duplicates}; not DICOM ${summary.notDicom}; unreadable ${summary.unreadable}`,
+  );
+  for (const [reason, count] of [...summary.problems].sort((a, b) => b[1] - a[1])) print(`  ${count} × ${reason}`);
+  for (const example of summary.examples) print(`  e.g. ${example.path}: ${example.reason}`);
+  if (summary.indexed > 0) {
+    print(
+      options.forward
+        ? 'the running node de-identifies them and forwards them like received instances'
+        : 'the running node de-identifies them; they are not forwarded (import with --forward for that); gantry export writes them out',
+    );
+  }
+}
+
+export interface ExportCommandOptions {
+  out: string;
+  selection: ExportSelection;
+  layout?: string;
+  workers?: number;
+  quiet?: boolean;
+}
+
+export async function runExport(loaded: LoadedConfig, options: ExportCommandOptions, print: (line: string) => void): Promise<ExportSummary> {
+  const { db, storagePath } = openSessionIndex(loaded);
+  const log = createLogger(loaded.config.log.level);
+  const workers = options.workers ?? loaded.config.deid.workers;
+  // The node's own worker, settings and secret: an export de-identifies exactly as the node would.
+  const pool = new Piscina({
+    filename: new URL('../deid/worker.js', import.meta.url).href,
+    workerData: { secret: resolveDeidSecret(loaded, storagePath, log) },
+    minThreads: workers,
+    maxThreads: workers,
+    idleTimeout: 1000,
+  });
+  try {
+    const summary = await exportSelection(db, {
+      out: options.out,
+      selection: options.selection,
+      layout: options.layout ?? DEFAULT_LAYOUT,
+      pool,
+      settings: deidSettingsOf(loaded),
+      storagePath,
+      concurrency: Math.max(4, workers * 2),
+      progress: new Progress('export', process.stderr, undefined, options.quiet),
+    });
+    print(
+      `exported ${summary.written} instance(s) (${(summary.bytes / 1e6).toFixed(1)} MB) into ${options.out}: ${summary.copied} copied from the node's de-identified copies, ` +
+        `${summary.deidentified} de-identified now; ${summary.alreadyExported} already exported; ${summary.held} held back; ${summary.failed} failed (of ${summary.selected} selected)`,
+    );
+    for (const [reason, count] of [...summary.problems].sort((a, b) => b[1] - a[1])) print(`  ${count} × ${reason}`);
+    return summary;
+  } finally {
+    await pool.destroy();
+    db.close();
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * One file of a folder being imported: is it DICOM (PS3.10: preamble, "DICM", File Meta Information),
+ * and if so its index record, read with the receive path's header scanner up to Pixel Data (never the
+ * pixels). Runs in the import's worker threads; with --copy the worker also copies the file into the
+ * storage layout, so the main thread only writes the index.
+ */
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readSync, renameSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { createHeaderScanner } from '../dicom/header-scanner.js';
+import { readFileMeta } from '../dicom/part10.js';
+import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
+import { decodeIndexedAttributes, INDEXED_TAGS, type IndexedAttributes } from '../index/attributes.js';
+import { ORIGINALS_DIR, pathSegment } from '../store/object-store.js';
+
+const CHUNK = 64 * 1024;
+const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
+
+export interface ScannedInstance {
+  kind: 'dicom';
+  path: string;
+  size: number;
+  attributes: IndexedAttributes;
+  studyInstanceUid: string;
+  seriesInstanceUid: string;
+  sopInstanceUid: string;
+  sopClassUid: string;
+  transferSyntaxUid: string;
+  /** With --copy: where the copy was placed, relative to the storage root. */
+  copiedTo?: string;
+}
+
+export type ImportScan = ScannedInstance | { kind: 'not-dicom' | 'unreadable'; path: string; reason: string };
+
+export interface ScanTask {
+  paths: string[];
+  /** With --copy: the storage root to copy into. */
+  copyInto?: string;
+}
+
+const trimUid = (value: Buffer | undefined) => (value?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
+
+export async function scanForImport(path: string, copyInto?: string): Promise<ImportScan> {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (error) {
+    return { kind: 'unreadable', path, reason: `cannot be opened (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
+  }
+  try {
+    const size = statSync(path).size;
+    const first = Buffer.allocUnsafe(CHUNK);
+    const head = first.subarray(0, readSync(fd, first, 0, CHUNK, 0));
+    let meta;
+    try {
+      meta = readFileMeta(head);
+    } catch {
+      return { kind: 'not-dicom', path, reason: 'no DICOM Part 10 preamble and prefix' };
+    }
+    const transferSyntaxUid = trimUid(meta.elements.get(0x0010));
+    const syntax = findTransferSyntax(transferSyntaxUid);
+    if (!syntax) return { kind: 'unreadable', path, reason: transferSyntaxUid ? 'a transfer syntax Gantry does not know' : 'no transfer syntax in its File Meta Information' };
+    const scanner = createHeaderScanner(syntax.encoding, INDEXED_TAGS);
+    scanner.push(head.subarray(meta.datasetOffset));
+    for (let position = head.length; !scanner.done; ) {
+      const chunk = Buffer.allocUnsafe(CHUNK);
+      const read = readSync(fd, chunk, 0, CHUNK, position);
+      if (read === 0) break;
+      scanner.push(chunk.subarray(0, read));
+      position += read;
+    }
+    const attributes = decodeIndexedAttributes((await scanner.finish()).values);
+    const sopInstanceUid = attributes.SOPInstanceUID ?? trimUid(meta.elements.get(0x0003));
+    const sopClassUid = attributes.SOPClassUID ?? trimUid(meta.elements.get(0x0002));
+    if (sopClassUid === MEDIA_STORAGE_DIRECTORY) return { kind: 'not-dicom', path, reason: 'a DICOMDIR (the directory of a medium, not an instance)' };
+    const missing = [
+      ['SOPInstanceUID', sopInstanceUid],
+      ['SOPClassUID', sopClassUid],
+      ['StudyInstanceUID', attributes.StudyInstanceUID],
+      ['SeriesInstanceUID', attributes.SeriesInstanceUID],
+    ].filter(([, value]) => !value);
+    if (missing.length > 0) return { kind: 'unreadable', path, reason: `no ${missing.map(([keyword]) => keyword).join(', no ')}` };
+    const scanned: ScannedInstance = {
+      kind: 'dicom',
+      path,
+      size,
+      attributes,
+      studyInstanceUid: attributes.StudyInstanceUID as string,
+      seriesInstanceUid: attributes.SeriesInstanceUID as string,
+      sopInstanceUid,
+      sopClassUid,
+      transferSyntaxUid,
+    };
+    if (copyInto) scanned.copiedTo = copyIntoStorage(path, copyInto, scanned);
+    return scanned;
+  } catch (error) {
+    // The scanner's messages name what is wrong in the structure (tags, offsets), never a value.
+    return { kind: 'unreadable', path, reason: (error as Error).message.slice(0, 200) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Copies the file where the receive path would have put it (a temporary name, then renamed). Not
+ * synced: the source stays, and an interrupted import is run again. */
+function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): string {
+  const directory = join(ORIGINALS_DIR, pathSegment(scanned.studyInstanceUid), pathSegment(scanned.seriesInstanceUid));
+  // A stored copy of the same instance (received, or imported before) is never overwritten: the index
+  // decides which copy stays, and the import drops its own if it is a duplicate.
+  let relative = join(directory, `${pathSegment(scanned.sopInstanceUid)}.dcm`);
+  if (existsSync(join(root, relative))) relative = join(directory, `${pathSegment(scanned.sopInstanceUid)}.import-${process.pid}-${Date.now().toString(36)}.dcm`);
+  const target = join(root, relative);
+  mkdirSync(dirname(target), { recursive: true });
+  const temporary = `${target}.import-${process.pid}`;
+  copyFileSync(path, temporary);
+  renameSync(temporary, target);
+  return relative;
+}
+
+/** The worker's entry (piscina): a batch of paths, scanned one after the other. */
+export default async function scanBatch(task: ScanTask): Promise<ImportScan[]> {
+  const results: ImportScan[] = [];
+  for (const path of task.paths) results.push(await scanForImport(path, task.copyInto));
+  return results;
+}

@@ -1,0 +1,174 @@
+/**
+ * gantry import: a folder tree into the index, without a network. Files stay where they are (the index
+ * names them by their path, and Gantry never deletes or changes them, retention included) unless
+ * --copy puts a copy in the storage layout. Headers are read up to Pixel Data in worker threads; the
+ * main thread walks the tree and writes the index, a transaction per batch. A file whose path is
+ * already indexed is skipped, so an interrupted import resumes where it stopped. Imported instances
+ * wait for de-identification like received ones (the node picks them up), and are forwarded only when
+ * imported with --forward.
+ */
+import { opendir, stat, unlink } from 'node:fs/promises';
+import { join, relative, resolve, sep } from 'node:path';
+import { Piscina } from 'piscina';
+import type { Db } from '../db/database.js';
+import { InstanceIndex, type InstanceRecord } from '../index/instance-index.js';
+import type { ImportScan, ScannedInstance, ScanTask } from './import-scan.js';
+import type { Progress } from './progress.js';
+
+/** Files per task: enough to amortise a message between threads, few enough to keep all busy. */
+const BATCH = 128;
+/** The calling AE title imported instances carry (rules and destination conditions can name it). */
+export const IMPORT_CALLING_AE_TITLE = 'IMPORT';
+const MAX_EXAMPLES = 20;
+
+export interface ImportOptions {
+  roots: readonly string[];
+  /** Copy the files into storage instead of indexing them in place. */
+  copy: boolean;
+  /** Forward the instances once de-identified, like received ones. */
+  forward: boolean;
+  workers: number;
+  progress?: Progress;
+}
+
+export interface ImportSummary {
+  /** Regular files found under the roots. */
+  files: number;
+  indexed: number;
+  bytes: number;
+  /** Their path was indexed by an earlier import: skipped (a resumed import). */
+  alreadyIndexed: number;
+  /** Their SOP Instance UID is indexed already, from another file or the network: skipped. */
+  duplicates: number;
+  notDicom: number;
+  unreadable: number;
+  /** Why files were not indexed, with counts (offsets and lengths in the reasons folded, so this stays small). */
+  problems: Map<string, number>;
+  /** The first few such files, with their reason. */
+  examples: Array<{ path: string; reason: string }>;
+}
+
+export async function importFolders(db: Db, storagePath: string, options: ImportOptions): Promise<ImportSummary> {
+  const summary: ImportSummary = { files: 0, indexed: 0, bytes: 0, alreadyIndexed: 0, duplicates: 0, notDicom: 0, unreadable: 0, problems: new Map(), examples: [] };
+  const index = new InstanceIndex(db);
+  const pool = new Piscina({
+    filename: new URL('./import-scan.js', import.meta.url).href,
+    minThreads: options.workers,
+    maxThreads: options.workers,
+    idleTimeout: 1000,
+  });
+  const inFlight = new Set<Promise<void>>();
+  const record = (results: ImportScan[]) => recordBatch(db, index, storagePath, options, results, summary);
+  const dispatch = async (paths: string[]) => {
+    const known = index.knownSourcePaths(paths);
+    summary.alreadyIndexed += known.size;
+    options.progress?.add(known.size);
+    const remaining = paths.filter((path) => !known.has(path));
+    if (remaining.length === 0) return;
+    while (inFlight.size >= options.workers * 2) await Promise.race(inFlight);
+    const task: ScanTask = { paths: remaining, ...(options.copy ? { copyInto: storagePath } : {}) };
+    const running: Promise<void> = (pool.run(task) as Promise<ImportScan[]>).then(record).finally(() => inFlight.delete(running));
+    inFlight.add(running);
+  };
+  try {
+    let batch: string[] = [];
+    for await (const path of filesUnder(options.roots, storagePath)) {
+      summary.files += 1;
+      batch.push(path);
+      if (batch.length >= BATCH) {
+        await dispatch(batch);
+        batch = [];
+      }
+    }
+    if (batch.length > 0) await dispatch(batch);
+    await Promise.all(inFlight);
+  } finally {
+    await pool.destroy();
+  }
+  options.progress?.finish();
+  return summary;
+}
+
+/** The regular files under the roots, depth first, one directory open at a time per level; symbolic
+ * links to files are followed, to directories not (no cycles); the storage folder is left out. */
+async function* filesUnder(roots: readonly string[], storagePath: string): AsyncGenerator<string> {
+  const storage = resolve(storagePath) + sep;
+  for (const root of roots) {
+    const absolute = resolve(root);
+    const info = await stat(absolute);
+    if (info.isFile()) {
+      yield absolute;
+      continue;
+    }
+    if (!info.isDirectory()) throw new Error(`${root} is neither a folder nor a file`);
+    yield* walk(absolute, storage);
+  }
+}
+
+async function* walk(directory: string, storage: string): AsyncGenerator<string> {
+  if ((directory + sep).startsWith(storage)) return;
+  const entries = await opendir(directory);
+  for await (const entry of entries) {
+    const path = join(directory, entry.name);
+    if (entry.isDirectory()) yield* walk(path, storage);
+    else if (entry.isFile()) yield path;
+    else if (entry.isSymbolicLink()) {
+      const target = await stat(path).catch(() => undefined);
+      if (target?.isFile()) yield path;
+    }
+  }
+}
+
+/** One transaction for a batch's instances; problems counted. */
+function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options: ImportOptions, results: ImportScan[], summary: ImportSummary): void {
+  const now = Date.now();
+  const orphanCopies: string[] = [];
+  let bytes = 0;
+  db.transaction(() => {
+    for (const result of results) {
+      if (result.kind !== 'dicom') {
+        problem(summary, result.kind, result.path, result.reason);
+        continue;
+      }
+      if (index.hasInstance(result.sopInstanceUid)) {
+        summary.duplicates += 1;
+        if (result.copiedTo) orphanCopies.push(result.copiedTo);
+        continue;
+      }
+      index.upsert(toRecord(result, storagePath, options, now));
+      summary.indexed += 1;
+      bytes += result.size;
+    }
+  })();
+  index.commitPending();
+  summary.bytes += bytes;
+  options.progress?.add(results.length, bytes);
+  for (const copy of orphanCopies) void unlink(join(storagePath, copy)).catch(() => undefined);
+}
+
+function toRecord(scanned: ScannedInstance, storagePath: string, options: ImportOptions, now: number): InstanceRecord {
+  return {
+    attributes: scanned.attributes,
+    studyInstanceUid: scanned.studyInstanceUid,
+    seriesInstanceUid: scanned.seriesInstanceUid,
+    sopInstanceUid: scanned.sopInstanceUid,
+    sopClassUid: scanned.sopClassUid,
+    transferSyntaxUid: scanned.transferSyntaxUid,
+    // In place: relative to the storage root, as every path of the index is (it may start with ../).
+    filePath: scanned.copiedTo ?? relative(storagePath, scanned.path),
+    fileSize: scanned.size,
+    callingAeTitle: IMPORT_CALLING_AE_TITLE,
+    receivedAt: now,
+    sourcePath: scanned.path,
+    external: scanned.copiedTo === undefined,
+    forwardHeld: !options.forward,
+  };
+}
+
+function problem(summary: ImportSummary, kind: 'not-dicom' | 'unreadable', path: string, reason: string): void {
+  if (kind === 'not-dicom') summary.notDicom += 1;
+  else summary.unreadable += 1;
+  const key = `${kind === 'not-dicom' ? 'not DICOM' : 'unreadable'}: ${reason.replace(/0x[0-9a-f]+|\b\d{3,}\b/gi, 'N')}`;
+  summary.problems.set(key, (summary.problems.get(key) ?? 0) + 1);
+  if (summary.examples.length < MAX_EXAMPLES) summary.examples.push({ path, reason });
+}
