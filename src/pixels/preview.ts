@@ -4,13 +4,11 @@
  * windowed to their frame's range (MONOCHROME1 inverted), colour ones shown as RGB; PALETTE COLOR is
  * shown by index, in grey.
  */
-import { parseFile, PIXEL_DATA, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
+import { parseFile } from '../dicom/dataset-tree.js';
 import { attributeReader } from '../dicom/element-value.js';
-import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { frameBytes, framesOf } from './encapsulated.js';
-import { frameBits, pixelGeometry, PixelRedactionError, type PixelGeometry, type RowMask } from './native.js';
+import { decodeFrame } from './frames.js';
+import { pixelGeometry, PixelRedactionError, type PixelGeometry, type RowMask } from './native.js';
 import { encodePng } from './png.js';
-import { FRAME_CODECS } from './frame-codecs.js';
 import { zoneMask } from './ultrasound-regions.js';
 import { findZone, type CompiledZone } from './zones.js';
 
@@ -40,21 +38,6 @@ export function renderPreview(path: string, zones: readonly CompiledZone[], fram
   } finally {
     parsed.close();
   }
-}
-
-/** One frame's samples and how they lie. */
-function decodeFrame(byTag: ReadonlyMap<number, ElementNode>, source: ByteSource, transferSyntaxUid: string, g: PixelGeometry, index: number): { samples: Buffer; layout: PixelGeometry } {
-  const pixelData = byTag.get(PIXEL_DATA);
-  if (!pixelData) throw new PixelRedactionError('the instance has no Pixel Data');
-  const syntax = findTransferSyntax(transferSyntaxUid);
-  if (!syntax?.encapsulated) {
-    if (g.bitsAllocated === 1) throw new PixelRedactionError('previews of 1-bit images are not supported');
-    const length = frameBits(g) / 8;
-    return { samples: Buffer.from(source.read(pixelData.valueOffset + index * length, length)), layout: g };
-  }
-  const codec = FRAME_CODECS.get(transferSyntaxUid);
-  if (!codec) throw new PixelRedactionError(`previews of ${syntax.name} are not supported`);
-  return codec.decode(frameBytes(framesOf(pixelData, source, g.frames)[index] ?? [], source), g);
 }
 
 /** The value of sample `s` of pixel `p`, sign-extended when signed. */

@@ -1,0 +1,256 @@
+/**
+ * Patient, Study, Series and Instance: rows of the index as objects. The indexed attributes are plain
+ * properties named by their DICOM keywords and cost no file access; anything else is read from the
+ * file when first asked (attribute), frames are decoded when asked (frame, frames), and the children
+ * of a level are listed page by page (queries.ts), so that walking the whole index holds one page.
+ *
+ * Each object is a snapshot of its row when it was listed: a running node may change an instance's
+ * state and files meanwhile; `session.instance(uid)` reads it afresh.
+ */
+import { resolve } from 'node:path';
+import { parseFile, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
+import type { DeidFileResult } from '../deid/deidentify-file.js';
+import type { InstanceState } from '../index/instance-index.js';
+import { loadCodecs } from '../pixels/codecs.js';
+import { decodeFrame, type FrameSamples } from '../pixels/frames.js';
+import { pixelGeometry, type PixelGeometry } from '../pixels/native.js';
+import type { Deidentifier, DeidentifyOptions } from './deidentifier.js';
+import { LazyHeader, type AttributeKey } from './header.js';
+import {
+  pagedRows,
+  type IndexQueries,
+  type InstanceAttributes,
+  type InstanceRow,
+  type PatientAttributes,
+  type PatientRow,
+  type SeriesAttributes,
+  type SeriesRow,
+  type StudyAttributes,
+  type StudyRow,
+} from './queries.js';
+
+/** What the objects need of their session. */
+export interface SessionContext {
+  readonly storagePath: string;
+  /** The index's queries; throws once the session is closed. */
+  queries(): IndexQueries;
+  /** Built on first use (it needs deid.secret). */
+  deidentifier(): Deidentifier;
+}
+
+/** A row's parent was deleted (by the node or an operator) after the row was listed. */
+function stillIndexed<T>(row: T | undefined, what: string): T {
+  if (row === undefined) throw new Error(`the ${what} is no longer in the index`);
+  return row;
+}
+
+// Each class below is merged with an interface of its indexed attributes: the attributes are copied
+// onto the object in its constructor, so that `study.StudyDate` reads as plainly as the keyword.
+
+export interface Patient extends Readonly<PatientAttributes> {}
+
+export class Patient {
+  readonly #context: SessionContext;
+  readonly #id: number;
+
+  constructor(context: SessionContext, row: PatientRow) {
+    const { id, ...attributes } = row;
+    this.#context = context;
+    this.#id = id;
+    Object.assign(this, attributes);
+  }
+
+  /** The patient's studies, in the order they were first received. */
+  *studies(): Generator<Study> {
+    for (const row of pagedRows((afterId) => this.#context.queries().studiesOfPatientAfter(this.#id, afterId))) yield new Study(this.#context, row);
+  }
+}
+
+export interface Study extends Readonly<StudyAttributes> {}
+
+export class Study {
+  readonly #context: SessionContext;
+  readonly #id: number;
+  readonly #patientPk: number;
+
+  constructor(context: SessionContext, row: StudyRow) {
+    const { id, patientPk, ...attributes } = row;
+    this.#context = context;
+    this.#id = id;
+    this.#patientPk = patientPk;
+    Object.assign(this, attributes);
+  }
+
+  patient(): Patient {
+    return new Patient(this.#context, stillIndexed(this.#context.queries().patientByPk(this.#patientPk), 'patient of this study'));
+  }
+
+  *series(): Generator<Series> {
+    for (const row of pagedRows((afterId) => this.#context.queries().seriesOfStudyAfter(this.#id, afterId))) yield new Series(this.#context, row);
+  }
+
+  /** Every instance of the study, series by series. */
+  *instances(): Generator<Instance> {
+    for (const series of this.series()) yield* series.instances();
+  }
+}
+
+export interface Series extends Readonly<SeriesAttributes> {}
+
+export class Series {
+  readonly #context: SessionContext;
+  readonly #id: number;
+  readonly #studyPk: number;
+
+  constructor(context: SessionContext, row: SeriesRow) {
+    const { id, studyPk, ...attributes } = row;
+    this.#context = context;
+    this.#id = id;
+    this.#studyPk = studyPk;
+    Object.assign(this, attributes);
+  }
+
+  study(): Study {
+    return new Study(this.#context, stillIndexed(this.#context.queries().studyByPk(this.#studyPk), 'study of this series'));
+  }
+
+  /** The series' instances, in the order they were first received; with `state`, only those in it. */
+  *instances(state?: InstanceState): Generator<Instance> {
+    for (const row of pagedRows((afterId) => this.#context.queries().instancesOfSeriesAfter(this.#id, state, afterId))) yield new Instance(this.#context, row);
+  }
+}
+
+export interface Instance extends Readonly<InstanceAttributes> {}
+
+export class Instance {
+  /** received (waiting for de-identification), deidentified, quarantined, failed or forwarded. */
+  readonly state: InstanceState;
+  /** Why it is quarantined or failed (never patient data). */
+  readonly stateReason: string | undefined;
+  /** The original, absolute. */
+  readonly filePath: string;
+  /** The de-identified copy the node made, absolute; undefined until there is one, or once retention deleted it. */
+  readonly deidentifiedFilePath: string | undefined;
+  readonly fileSize: number;
+  /** The AE title that sent it (or the one `gantry import` recorded). */
+  readonly callingAeTitle: string;
+  readonly receivedAt: Date;
+  readonly #context: SessionContext;
+  readonly #row: InstanceRow;
+  readonly #header: LazyHeader;
+
+  constructor(context: SessionContext, row: InstanceRow) {
+    const { id, seriesPk, studyPk, filePath, fileSize, callingAeTitle, receivedAt, state, stateReason, deidFilePath, deidDeletedAt, originalDeletedAt, deidOverride, ...attributes } = row;
+    this.#context = context;
+    this.#row = row;
+    Object.assign(this, attributes);
+    this.state = state;
+    this.stateReason = stateReason;
+    // Relative to the storage folder; "../" paths name files imported where they were.
+    this.filePath = resolve(context.storagePath, filePath);
+    this.deidentifiedFilePath = deidFilePath !== undefined && deidDeletedAt === undefined ? resolve(context.storagePath, deidFilePath) : undefined;
+    this.fileSize = fileSize;
+    this.callingAeTitle = callingAeTitle;
+    this.receivedAt = new Date(receivedAt);
+    this.#header = new LazyHeader(() => this.#originalPath());
+  }
+
+  series(): Series {
+    return new Series(this.#context, stillIndexed(this.#context.queries().seriesByPk(this.#row.seriesPk), 'series of this instance'));
+  }
+
+  /**
+   * A top-level attribute of the original as text (several values joined by "\", binary numbers in
+   * decimal, padding removed), by keyword ("PhotometricInterpretation") or tag (0x00280004,
+   * "(0028,0004)"). The file's header is read on the first call and kept; "" for an attribute present
+   * without a value, undefined for one absent, a sequence, bulk binary data or longer than 64 KiB.
+   */
+  attribute(key: AttributeKey): string | undefined {
+    return this.#header.text(key);
+  }
+
+  /** The first value of a numeric attribute (US, SS, UL, SL, FL, FD, IS, DS), or undefined. */
+  attributeNumber(key: AttributeKey): number | undefined {
+    return this.#header.number(key);
+  }
+
+  /**
+   * Frame `index` (from 0) of the original's Pixel Data, decoded: native frames as stored, RLE, JPEG,
+   * JPEG-LS and JPEG 2000 through Gantry's codecs. `layout` says how the samples lie (a codec may
+   * change bit depth, planar configuration and byte order from the stored image's).
+   */
+  async frame(index = 0): Promise<FrameSamples> {
+    await loadCodecsIfPossible();
+    const image = this.#openImage();
+    try {
+      return decodeFrame(image.byTag, image.file.source, image.file.transferSyntaxUid, image.geometry, index);
+    } finally {
+      image.file.close();
+    }
+  }
+
+  /** Every frame in turn, decoded one at a time, the file opened once. */
+  async *frames(): AsyncGenerator<FrameSamples> {
+    await loadCodecsIfPossible();
+    const image = this.#openImage();
+    try {
+      for (let index = 0; index < image.geometry.frames; index += 1) {
+        yield decodeFrame(image.byTag, image.file.source, image.file.transferSyntaxUid, image.geometry, index);
+      }
+    } finally {
+      image.file.close();
+    }
+  }
+
+  /**
+   * De-identifies the original into `outputPath` as the node would (the config's profiles, rules and
+   * pixel zones, pseudonyms keyed by deid.secret, the calling AE title it came from); the original
+   * and the index are not changed. Resolves with what was done, or why the node would hold the
+   * instance back (then nothing is written). Findings are in the result: with
+   * deid.quarantineOnFindings the node would quarantine an instance that has any but empty-patient-id.
+   */
+  async deidentify(outputPath: string, options: DeidentifyOptions = {}): Promise<DeidFileResult> {
+    const input = this.#originalPath();
+    const output = resolve(outputPath);
+    if (output === input) throw new Error('the output path is the original itself: the original is never modified');
+    const facts = {
+      callingAeTitle: this.callingAeTitle,
+      pass: releasedWithPass(this.#row.deidOverride),
+      renamedUids: this.#context.queries().renamesInStudy(this.#row.studyPk, this.#row.id),
+    };
+    return this.#context.deidentifier().deidentify(input, output, facts, options);
+  }
+
+  // Export (the toolkit's `gantry export`, src/toolkit/export.ts) is being written separately; the
+  // library will offer it here and on Session once it exists.
+
+  #originalPath(): string {
+    if (this.#row.originalDeletedAt !== undefined) {
+      throw new Error(`the original of this instance was deleted by retention (storage.retainOriginals) on ${new Date(this.#row.originalDeletedAt).toISOString()}`);
+    }
+    return this.filePath;
+  }
+
+  #openImage(): { file: ParsedFile; byTag: Map<number, ElementNode>; geometry: PixelGeometry } {
+    // Values up to 64 KiB are loaded with the header; frames are read from the file when decoded.
+    const file = parseFile(this.#originalPath(), { loadLimit: 64 * 1024 });
+    try {
+      const byTag = new Map(file.elements.map((element) => [element.tag, element]));
+      return { file, byTag, geometry: pixelGeometry(byTag, file.source, file.encoding === 'explicit-be') };
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+}
+
+/** JPEG-LS and JPEG 2000 are WebAssembly modules, loaded once per thread. One that cannot load fails
+ * only the frames that need it, with the reason (codecs.ts), not native or RLE frames. */
+async function loadCodecsIfPossible(): Promise<void> {
+  await loadCodecs().catch(() => undefined);
+}
+
+function releasedWithPass(override: string | undefined): boolean {
+  if (override === undefined) return false;
+  return (JSON.parse(override) as { pass?: boolean }).pass === true;
+}

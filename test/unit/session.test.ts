@@ -1,0 +1,377 @@
+/**
+ * The library API (src/session/): an index built in a scratch storage folder from synthetic files,
+ * then listed, read and de-identified through openSession.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { inspect } from 'node:util';
+import { openDatabase } from '../../src/db/database.js';
+import { parseFile } from '../../src/dicom/dataset-tree.js';
+import { attributeReader } from '../../src/dicom/element-value.js';
+import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+import { scanIndexedAttributes } from '../../src/index/scan-file.js';
+import { openSession } from '../../src/session/index.js';
+import { PAGE_SIZE } from '../../src/session/queries.js';
+import { storedPixels } from '../helpers/pixel-checks.js';
+import { have, run } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { EXPLICIT_LE, newUid, writeCorpus, writeSyntheticFile, type SyntheticInstance } from '../helpers/synthetic-dicom.js';
+
+const SECRET = 'the secret of the session tests';
+
+/** The index record of a file, as the receive path would make it (attributes from its header). */
+async function recordOf(storage: string, path: string, callingAeTitle = 'TESTSCU'): Promise<InstanceRecord> {
+  const attributes = await scanIndexedAttributes(path);
+  const parsed = parseFile(path);
+  parsed.close();
+  const { StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID, SOPClassUID } = attributes;
+  assert.ok(StudyInstanceUID && SeriesInstanceUID && SOPInstanceUID && SOPClassUID, `${path} lacks a UID`);
+  return {
+    attributes,
+    studyInstanceUid: StudyInstanceUID,
+    seriesInstanceUid: SeriesInstanceUID,
+    sopInstanceUid: SOPInstanceUID,
+    sopClassUid: SOPClassUID,
+    transferSyntaxUid: parsed.transferSyntaxUid,
+    filePath: relative(storage, path),
+    fileSize: statSync(path).size,
+    callingAeTitle,
+    receivedAt: Date.now(),
+  };
+}
+
+/** Writes the records into the index of `storage` in one transaction, as the node's writer does. */
+function indexRecords(storage: string, records: readonly InstanceRecord[]): void {
+  const db = openDatabase(join(storage, 'index.sqlite'));
+  try {
+    const index = new InstanceIndex(db);
+    db.transaction(() => {
+      for (const record of records) index.upsert(record);
+    })();
+    index.commitPending();
+  } finally {
+    db.close();
+  }
+}
+
+async function indexFiles(storage: string, paths: readonly string[]): Promise<void> {
+  const records: InstanceRecord[] = [];
+  for (const path of paths) records.push(await recordOf(storage, path));
+  indexRecords(storage, records);
+}
+
+/** A storage folder with an empty index. */
+function newStorage(name: string): string {
+  const storage = join(scratchDir(`session-${name}`), 'storage');
+  mkdirSync(join(storage, 'originals'), { recursive: true });
+  openDatabase(join(storage, 'index.sqlite')).close();
+  return storage;
+}
+
+function spec(overrides: Partial<SyntheticInstance> = {}): SyntheticInstance {
+  return { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'SESSION-1', patientName: 'Doe^Jane', rows: 16, columns: 24, ...overrides };
+}
+
+function count(items: Iterable<unknown>): number {
+  let n = 0;
+  for (const _ of items) n += 1;
+  return n;
+}
+
+/** Top-level attributes of a file as text. */
+function fileAttribute(path: string, tag: number): string | undefined {
+  const parsed = parseFile(path);
+  try {
+    return attributeReader(parsed.elements, parsed.source, parsed.encoding === 'explicit-be', parsed.meta)(tag);
+  } finally {
+    parsed.close();
+  }
+}
+
+test('patients, studies, series and instances iterate from the index, their indexed attributes as properties', async (t) => {
+  const storage = newStorage('hierarchy');
+  const corpus = await writeCorpus(join(storage, 'originals'), { patients: 2, studiesPerPatient: 2, seriesPerStudy: 2, instancesPerSeries: 3, rows: 8, columns: 8 });
+  await indexFiles(storage, corpus.map((instance) => instance.path));
+  const session = openSession(storage);
+  t.after(() => session.close());
+
+  assert.deepEqual(session.counts(), { patients: 2, studies: 4, series: 8, instances: 24 });
+  const byUid = new Map(corpus.map((instance) => [instance.sopInstanceUid, instance]));
+  const seen = new Set<string>();
+  const patients = [...session.patients()];
+  assert.deepEqual(patients.map((patient) => [patient.PatientID, patient.PatientName]), [['PAT00000', 'Doe^Patient0'], ['PAT00001', 'Doe^Patient1']]);
+  for (const patient of patients) {
+    const studies = [...patient.studies()];
+    assert.equal(studies.length, 2);
+    for (const study of studies) {
+      assert.equal(study.patient().PatientID, patient.PatientID);
+      assert.match(study.AccessionNumber ?? '', /^A\d-\d$/);
+      const series = [...study.series()];
+      assert.equal(series.length, 2);
+      assert.equal(count(study.instances()), 6);
+      for (const one of series) {
+        assert.equal(one.study().StudyInstanceUID, study.StudyInstanceUID);
+        assert.equal(one.Modality, 'CT');
+        const instances = [...one.instances()];
+        assert.equal(instances.length, 3);
+        for (const instance of instances) {
+          const written = byUid.get(instance.SOPInstanceUID);
+          assert.ok(written, 'an instance of the corpus');
+          seen.add(instance.SOPInstanceUID);
+          assert.equal(written.seriesInstanceUid, one.SeriesInstanceUID);
+          assert.equal(instance.SeriesInstanceUID, one.SeriesInstanceUID);
+          assert.equal(instance.StudyInstanceUID, study.StudyInstanceUID);
+          assert.equal(instance.series().SeriesInstanceUID, one.SeriesInstanceUID);
+          assert.equal(instance.filePath, written.path);
+          assert.equal(instance.Modality, 'CT');
+          assert.equal(instance.Rows, 8);
+          assert.equal(instance.Columns, 8);
+          assert.equal(instance.NumberOfFrames, undefined);
+          assert.equal(instance.TransferSyntaxUID, EXPLICIT_LE);
+          assert.equal(instance.SOPClassUID, '1.2.840.10008.5.1.4.1.1.2');
+          assert.equal(instance.state, 'received');
+          assert.equal(instance.deidentifiedFilePath, undefined);
+          assert.equal(instance.callingAeTitle, 'TESTSCU');
+        }
+      }
+    }
+  }
+  assert.equal(seen.size, 24);
+});
+
+test('session.instances filters by study, series, patient, modality and state', async (t) => {
+  const storage = newStorage('filter');
+  const corpus = await writeCorpus(join(storage, 'originals'), { patients: 2, studiesPerPatient: 2, seriesPerStudy: 2, instancesPerSeries: 3, rows: 8, columns: 8 });
+  await indexFiles(storage, corpus.map((instance) => instance.path));
+  const quarantined = corpus.filter((instance) => instance.patientId === 'PAT00001').slice(0, 5);
+  const db = openDatabase(join(storage, 'index.sqlite'));
+  const quarantine = db.prepare("UPDATE instances SET state = 'quarantined', state_reason = 'test' WHERE sop_instance_uid = ?");
+  for (const instance of quarantined) quarantine.run(instance.sopInstanceUid);
+  db.close();
+  const session = openSession(storage);
+  t.after(() => session.close());
+
+  const first = corpus[0];
+  assert.ok(first);
+  assert.equal(count(session.instances()), 24);
+  assert.equal(count(session.instances({ StudyInstanceUID: first.studyInstanceUid })), 6);
+  assert.equal(count(session.instances({ SeriesInstanceUID: first.seriesInstanceUid })), 3);
+  assert.equal(count(session.instances({ PatientID: 'PAT00001' })), 12);
+  assert.equal(count(session.instances({ Modality: 'CT' })), 24);
+  assert.equal(count(session.instances({ Modality: 'MR' })), 0);
+  assert.equal(count(session.instances({ StudyInstanceUID: first.studyInstanceUid, PatientID: 'PAT00001' })), 0);
+  const held = [...session.instances({ state: 'quarantined' })];
+  assert.deepEqual(new Set(held.map((instance) => instance.SOPInstanceUID)), new Set(quarantined.map((instance) => instance.sopInstanceUid)));
+  assert.ok(held.every((instance) => instance.stateReason === 'test'));
+  assert.equal(count(session.instances({ PatientID: 'PAT00001', state: 'received' })), 7);
+  assert.equal(count(session.instances({ PatientID: 'PAT00000', state: 'quarantined' })), 0);
+  assert.throws(() => count(session.instances({ state: 'lost' as 'failed' })), /state "lost" is not one of/);
+});
+
+test('attributes not in the index are read from the file when first asked, once, also for a file outside the storage folder', async (t) => {
+  const storage = newStorage('lazy');
+  // Imported in place: the index names it by a path that leaves the storage folder.
+  const elsewhere = join(storage, '..', 'elsewhere');
+  mkdirSync(elsewhere);
+  const path = join(elsewhere, 'one.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ patientName: 'Müller^Jürgen', manufacturer: 'ACME' }));
+  await indexFiles(storage, [path]);
+  assert.match((await recordOf(storage, path)).filePath, /^\.\.\//);
+  const session = openSession(storage);
+  t.after(() => session.close());
+
+  // Moved away: whatever the index answers must not need the file.
+  renameSync(path, `${path}.away`);
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  assert.equal(instance.filePath, path);
+  assert.equal(instance.Manufacturer, 'ACME');
+  assert.equal(instance.Rows, 16);
+  assert.equal(instance.Columns, 24);
+  assert.equal(session.study(instance.StudyInstanceUID)?.StudyDescription, 'SYNTHETIC STUDY');
+  assert.throws(() => instance.attribute('BitsStored'), /ENOENT/, 'reading an attribute the index lacks opens the file');
+
+  renameSync(`${path}.away`, path);
+  assert.equal(instance.attribute('BitsStored'), '16');
+  assert.equal(instance.attributeNumber('BitsStored'), 16);
+  assert.equal(instance.attribute('PhotometricInterpretation'), 'MONOCHROME2');
+  assert.equal(instance.attribute(0x00280004), 'MONOCHROME2');
+  assert.equal(instance.attribute('(0028,0004)'), 'MONOCHROME2');
+  assert.equal(instance.attribute('StudyTime'), '101112');
+  assert.equal(instance.attribute('ImageType'), 'ORIGINAL\\PRIMARY\\AXIAL');
+  assert.equal(instance.attribute('PatientName'), 'Müller^Jürgen', 'decoded with Specific Character Set ISO_IR 192');
+  assert.equal(instance.attribute('ReferringPhysicianName'), '', 'present without a value');
+  assert.equal(instance.attribute('TransferSyntaxUID'), EXPLICIT_LE, 'File Meta Information');
+  assert.equal(instance.attribute('PatientWeight'), undefined);
+  assert.equal(instance.attribute('PixelData'), undefined);
+  assert.equal(instance.attributeNumber('PatientSex'), undefined);
+  assert.throws(() => instance.attribute('PatientNmae'), /not a DICOM keyword/);
+
+  // The header was read once: gone again, the file is not needed.
+  renameSync(path, `${path}.away`);
+  assert.equal(instance.attribute('SeriesNumber'), '1');
+  assert.equal(instance.attributeNumber('InstanceNumber'), 1);
+  renameSync(`${path}.away`, path);
+});
+
+test('native frames are read from the file on demand, one or all', async (t) => {
+  const storage = newStorage('native');
+  const path = join(storage, 'originals', 'multiframe.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ frames: 3 }));
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  assert.equal(instance.NumberOfFrames, 3);
+
+  const stored = storedPixels(path);
+  const frameLength = 16 * 24 * 2;
+  const second = await instance.frame(1);
+  assert.equal(second.layout.rows, 16);
+  assert.equal(second.layout.columns, 24);
+  assert.equal(second.layout.bitsAllocated, 16);
+  assert.deepEqual(second.samples, stored.subarray(frameLength, 2 * frameLength));
+  assert.notDeepEqual(second.samples, stored.subarray(0, frameLength), 'the frames differ, so the index is honoured');
+  const all: Buffer[] = [];
+  for await (const frame of instance.frames()) all.push(frame.samples);
+  assert.equal(all.length, 3);
+  assert.deepEqual(Buffer.concat(all), stored);
+  await assert.rejects(instance.frame(3), /no frame 3/);
+});
+
+/** Skips (or under CI fails) when a DCMTK tool is missing, naming its package. */
+async function needDcmtk(t: TestContext, tool: string): Promise<boolean> {
+  if (await have(tool)) return true;
+  const message = `needs ${tool} (apt-get install dcmtk)`;
+  if (process.env.CI) throw new Error(`peer missing: ${message}`);
+  t.skip(message);
+  return false;
+}
+
+for (const [tool, syntax, name] of [
+  ['dcmcrle', '1.2.840.10008.1.2.5', 'RLE Lossless'],
+  ['dcmcjpls', '1.2.840.10008.1.2.4.80', 'JPEG-LS Lossless'],
+] as const) {
+  test(`${name} frames (${tool}) decode through the codecs to the native samples`, async (t) => {
+    if (!(await needDcmtk(t, tool))) return;
+    const storage = newStorage(tool);
+    const native = join(storage, '..', 'native.dcm');
+    await writeSyntheticFile(native, spec({ frames: 3 }));
+    const encoded = join(storage, 'originals', `${tool}.dcm`);
+    const result = await run(tool, [native, encoded]);
+    assert.equal(result.code, 0, result.stderr);
+    await indexFiles(storage, [encoded]);
+    const session = openSession(storage);
+    t.after(() => session.close());
+    const [instance, ...others] = [...session.instances()];
+    assert.ok(instance);
+    assert.equal(others.length, 0);
+    assert.equal(instance.TransferSyntaxUID, syntax);
+
+    const stored = storedPixels(native);
+    const frameLength = 16 * 24 * 2;
+    const last = await instance.frame(2);
+    assert.equal(last.layout.bitsAllocated, 16);
+    assert.equal(last.layout.bigEndian, false);
+    assert.deepEqual(last.samples, stored.subarray(2 * frameLength, 3 * frameLength));
+    const all: Buffer[] = [];
+    for await (const frame of instance.frames()) all.push(frame.samples);
+    assert.deepEqual(Buffer.concat(all), stored);
+  });
+}
+
+test('a series of 1,200 instances is listed whole, page after page, in the order received', async (t) => {
+  assert.ok(1200 > 2 * PAGE_SIZE, 'the listing crosses more than two pages');
+  const storage = newStorage('paging');
+  const path = join(storage, 'originals', 'template.dcm');
+  const seriesInstanceUid = newUid();
+  await writeSyntheticFile(path, spec({ seriesInstanceUid, rows: 4, columns: 4 }));
+  const template = await recordOf(storage, path);
+  // 1,200 rows naming one file: the listing is what is checked, not the files.
+  const records = Array.from({ length: 1200 }, (_, index): InstanceRecord => {
+    const sopInstanceUid = newUid();
+    return { ...template, sopInstanceUid, attributes: { ...template.attributes, SOPInstanceUID: sopInstanceUid, InstanceNumber: index + 1 } };
+  });
+  indexRecords(storage, records);
+  const session = openSession(storage);
+  t.after(() => session.close());
+
+  const series = session.series(seriesInstanceUid);
+  assert.ok(series);
+  const listed = [...series.instances()];
+  assert.equal(listed.length, 1200);
+  assert.equal(new Set(listed.map((instance) => instance.SOPInstanceUID)).size, 1200);
+  assert.deepEqual(
+    listed.map((instance) => instance.InstanceNumber),
+    records.map((_, index) => index + 1),
+  );
+  assert.equal(count(session.instances()), 1200);
+  assert.equal(count(session.instances({ SeriesInstanceUID: seriesInstanceUid, state: 'received' })), 1200);
+});
+
+test('deidentify writes a de-identified copy as the node would; the original stays as it was', async (t) => {
+  const storage = newStorage('deid');
+  const path = join(storage, 'originals', 'one.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ patientName: 'Doe^Jane', patientId: 'MRN-12345' }));
+  await indexFiles(storage, [path]);
+  const before = createHash('sha256').update(readFileSync(path)).digest('hex');
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+  t.after(() => session.close());
+  assert.equal(session.config.deid.secret, SECRET);
+  assert.equal(session.config.storage.path, storage, 'the session\'s folder, whatever the config says');
+  assert.doesNotMatch(inspect(session, { depth: 5 }), new RegExp(SECRET), 'logging a session does not print the secret');
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+
+  const output = join(storage, '..', 'out', 'nested', 'one.dcm');
+  const result = await instance.deidentify(output);
+  assert.equal(result.kind, 'deidentified', result.kind === 'quarantined' ? result.reason : '');
+  assert.equal(fileAttribute(path, 0x00100010), 'Doe^Jane');
+  const patientName = fileAttribute(output, 0x00100010);
+  assert.ok(patientName !== undefined && patientName !== 'Doe^Jane', 'PatientName is replaced');
+  assert.notEqual(fileAttribute(output, 0x00100020), 'MRN-12345');
+  assert.equal(fileAttribute(output, 0x00080018), result.sopInstanceUid);
+  assert.notEqual(result.sopInstanceUid, sopInstanceUid);
+  assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), before, 'the original is untouched');
+  // Keyed by the secret: the same instance gives the same pseudonyms again.
+  const again = await instance.deidentify(join(storage, '..', 'out', 'again.dcm'));
+  assert.equal(again.kind === 'deidentified' && again.sopInstanceUid, result.sopInstanceUid);
+  assert.equal(fileAttribute(join(storage, '..', 'out', 'again.dcm'), 0x00100010), patientName);
+  await assert.rejects(instance.deidentify(path), /the original itself/);
+});
+
+test('de-identification without deid.secret says which key is missing; a bad config or folder stops openSession', async (t) => {
+  const storage = newStorage('nosecret');
+  const path = join(storage, 'originals', 'one.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec());
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  assert.equal(instance.attribute('PatientID'), 'SESSION-1', 'reading needs no secret');
+  await assert.rejects(instance.deidentify(join(storage, '..', 'out.dcm')), /deid\.secret is not set/);
+
+  assert.throws(() => openSession(storage, { config: { deid: { secret: 'short' } } }), /deid\.secret/);
+  assert.throws(() => openSession(join(storage, 'originals')), /no Gantry index/);
+});
+
+test('a closed session lists nothing more; what it listed keeps its properties', async () => {
+  const storage = newStorage('closed');
+  const corpus = await writeCorpus(join(storage, 'originals'), { patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 1, rows: 4, columns: 4 });
+  await indexFiles(storage, corpus.map((instance) => instance.path));
+  const session = openSession(storage);
+  const [patient] = [...session.patients()];
+  const [instance] = [...session.instances()];
+  assert.ok(patient && instance);
+  session.close();
+  session.close();
+  assert.throws(() => count(session.patients()), /the session is closed/);
+  assert.throws(() => count(patient.studies()), /the session is closed/);
+  assert.equal(patient.PatientID, 'PAT00000');
+  assert.equal(instance.attribute('PatientID'), 'PAT00000');
+});
