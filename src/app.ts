@@ -363,7 +363,7 @@ const RESTART_KEYS: ReadonlyArray<readonly [string, (config: GantryConfig) => un
  * names an attribute the dictionary does not know, or a certificate that cannot be read, stops start-up
  * (or a reload) with the key named.
  */
-export function deidSettingsOf(loaded: LoadedConfig): DeidSchedulerSettings {
+function deidSettingsOf(loaded: LoadedConfig): DeidSchedulerSettings {
   try {
     const profiles = profilesFromConfig(loaded.config);
     compileProfiles(profiles);

@@ -7,11 +7,9 @@ import { join, resolve } from 'node:path';
 import { DATABASE_FILE } from '../app.js';
 import type { LoadedConfig } from '../config/load.js';
 import { openDatabase } from '../db/database.js';
-import { Piscina } from 'piscina';
-import { deidSettingsOf } from '../app.js';
 import { resolveDeidSecret } from '../config/secret.js';
 import { createLogger } from '../observability/logger.js';
-import { DEFAULT_LAYOUT, exportSelection, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
+import { exportWithConfig, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
 import { importFolders, type ImportSummary } from '../toolkit/import.js';
 import { Progress } from '../toolkit/progress.js';
 
@@ -74,25 +72,13 @@ export interface ExportCommandOptions {
 
 export async function runExport(loaded: LoadedConfig, options: ExportCommandOptions, print: (line: string) => void): Promise<ExportSummary> {
   const { db, storagePath } = openSessionIndex(loaded);
-  const log = createLogger(loaded.config.log.level);
-  const workers = options.workers ?? loaded.config.deid.workers;
-  // The node's own worker, settings and secret: an export de-identifies exactly as the node would.
-  const pool = new Piscina({
-    filename: new URL('../deid/worker.js', import.meta.url).href,
-    workerData: { secret: resolveDeidSecret(loaded, storagePath, log) },
-    minThreads: workers,
-    maxThreads: workers,
-    idleTimeout: 1000,
-  });
   try {
-    const summary = await exportSelection(db, {
+    const secret = resolveDeidSecret(loaded, storagePath, createLogger(loaded.config.log.level));
+    const summary = await exportWithConfig(db, loaded, secret, {
       out: options.out,
       selection: options.selection,
-      layout: options.layout ?? DEFAULT_LAYOUT,
-      pool,
-      settings: deidSettingsOf(loaded),
-      storagePath,
-      concurrency: Math.max(4, workers * 2),
+      ...(options.layout ? { layout: options.layout } : {}),
+      ...(options.workers ? { workers: options.workers } : {}),
       progress: new Progress('export', process.stderr, undefined, options.quiet),
     });
     print(
@@ -102,7 +88,6 @@ export async function runExport(loaded: LoadedConfig, options: ExportCommandOpti
     for (const [reason, count] of [...summary.problems].sort((a, b) => b[1] - a[1])) print(`  ${count} × ${reason}`);
     return summary;
   } finally {
-    await pool.destroy();
     db.close();
   }
 }

@@ -14,7 +14,7 @@ import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
 import type { CompiledProfile } from './rules.js';
 import type { Pseudonymizer } from './pseudonyms.js';
-import { attributeReader } from '../dicom/element-value.js';
+import { attributeReader, elementText } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
@@ -32,9 +32,12 @@ export interface DeidentifyFileOptions {
   sync?: boolean;
   /** A read window of FileSource.WINDOW bytes to reuse (a worker thread keeps one for every file). */
   window?: Buffer;
+  /** Top-level attributes whose output values the result should carry (`values`), by tag: what an
+   * export names its files by, without reading the output again. */
+  collect?: readonly number[];
 }
 
-export type DeidFileResult = (DeidOutcome & { kind: 'deidentified'; profile: string }) | { kind: 'quarantined'; reason: string };
+export type DeidFileResult = (DeidOutcome & { kind: 'deidentified'; profile: string; values?: Map<number, string> }) | { kind: 'quarantined'; reason: string };
 
 export function deidentifyFile(input: string, output: string, options: DeidentifyFileOptions): DeidFileResult {
   const opened = openDataset(input, options.window);
@@ -66,22 +69,26 @@ export function deidentifyFile(input: string, output: string, options: Deidentif
     });
     try {
       writeThenRename(output, 0o640, options.sync ?? false, (fd) => {
-        writeAll(fd, header);
-        const emit = (bytes: Buffer) => writeAll(fd, bytes);
+        // The writer emits an element or two at a time: gathered into large writes, a small file is
+        // one write instead of dozens (measured: the system calls were a third of a small file's cost).
+        const out = new GatheredWrites(fd);
+        out.write(header);
         if (opened.deflated) {
           const chunks: Buffer[] = [];
           new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(Buffer.from(bytes))).writeElements(opened.elements);
-          emit(deflateDataset(Buffer.concat(chunks)));
+          out.write(deflateDataset(Buffer.concat(chunks)));
         } else {
-          new DatasetWriter(opened.source, opened.encoding, emit).writeElements(opened.elements);
+          new DatasetWriter(opened.source, opened.encoding, (bytes) => out.write(bytes)).writeElements(opened.elements);
         }
+        out.flush();
       });
     } catch (error) {
       // A frame that cannot be decoded or encoded again shows only while writing: hold the instance.
       if (zone && error instanceof PixelRedactionError) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` };
       throw error;
     }
-    return { ...outcome, kind: 'deidentified', profile: decision.profile };
+    const values = options.collect ? outputValues(opened, options.collect) : undefined;
+    return { ...outcome, kind: 'deidentified', profile: decision.profile, ...(values ? { values } : {}) };
   } finally {
     opened.close();
   }
@@ -159,6 +166,18 @@ function prepareRedaction(
   }
 }
 
+/** The values the output has for these top-level tags (as written: replaced, kept or absent). */
+function outputValues(opened: OpenedDataset, tags: readonly number[]): Map<number, string> {
+  const values = new Map<number, string>();
+  for (const tag of tags) {
+    const element = (opened.elements as EditableElement[]).find((candidate) => candidate.tag === tag);
+    if (!element || element.removed) continue;
+    const text = element.replacement ? element.replacement.value.toString('latin1').replace(/^[ \0]+|[ \0]+$/g, '') : elementText(element, opened.source, opened.encoding === 'explicit-be');
+    if (text !== undefined) values.set(tag, text);
+  }
+  return values;
+}
+
 /** Pixels no zone reaches that the de-identification kept (Float and Double Float Pixel Data next to
  * Pixel Data): described, or undefined. Icons and overlays are redacted (attached.ts). */
 function pixelsLeftUnredacted(elements: readonly EditableElement[]): string | undefined {
@@ -189,6 +208,35 @@ export function writeThenRename(output: string, mode: number, sync: boolean, fil
   }
   closeSync(fd);
   renameSync(temporary, output);
+}
+
+/** Writes gathered into a buffer of GATHER_BYTES and written when it fills (or at flush); a piece
+ * larger than the buffer goes straight out. Pieces are copied, so a view of a read buffer may be
+ * reused once `write` returns. */
+class GatheredWrites {
+  /** One per thread: a file is written by one synchronous call, so writes never interleave, and a
+   * buffer per file would be garbage per file. */
+  private static shared: Buffer | undefined;
+  private readonly buffer = (GatheredWrites.shared ??= Buffer.allocUnsafeSlow(256 * 1024));
+  private used = 0;
+
+  constructor(private readonly fd: number) {}
+
+  write(bytes: Buffer): void {
+    if (this.used + bytes.length > this.buffer.length) this.flush();
+    if (bytes.length >= this.buffer.length) {
+      writeAll(this.fd, bytes);
+      return;
+    }
+    bytes.copy(this.buffer, this.used);
+    this.used += bytes.length;
+  }
+
+  flush(): void {
+    if (this.used === 0) return;
+    writeAll(this.fd, this.buffer.subarray(0, this.used));
+    this.used = 0;
+  }
 }
 
 /** writeSync may write less than asked: loop until all is written. */

@@ -47,6 +47,8 @@ export interface StoredInstance {
   fileSize: number;
   state: InstanceState;
   callingAeTitle: string;
+  /** An imported file in place (gantry import): the user's, never deleted. */
+  external: boolean;
 }
 
 /** The states of an instance (migration 001's CHECK), in the order they are usually passed. */
@@ -157,14 +159,14 @@ export class InstanceIndex {
         SELECT i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid,
           se.series_instance_uid AS seriesInstanceUid, st.study_instance_uid AS studyInstanceUid,
           i.transfer_syntax_uid AS transferSyntaxUid, i.file_path AS filePath, i.file_size AS fileSize,
-          i.state AS state, i.calling_ae_title AS callingAeTitle
+          i.state AS state, i.calling_ae_title AS callingAeTitle, i.original_external AS external
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
         SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize
-        FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ?`),
+        FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ? AND original_external = 0`),
       counts: db.prepare(`SELECT
         (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
         (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`),
@@ -173,7 +175,8 @@ export class InstanceIndex {
   }
 
   findInstance(sopInstanceUid: string): StoredInstance | undefined {
-    return this.statements.findInstance.get(sopInstanceUid) as StoredInstance | undefined;
+    const row = this.statements.findInstance.get(sopInstanceUid) as (Omit<StoredInstance, 'external'> & { external: number }) | undefined;
+    return row ? { ...row, external: row.external === 1 } : undefined;
   }
 
   /** Which of these files (absolute paths) an import indexed already. */
@@ -191,7 +194,8 @@ export class InstanceIndex {
     this.statements.deleteInstance.run(sopInstanceUid);
   }
 
-  /** Instances received within `windowMs` of the newest one. */
+  /** Instances received within `windowMs` of the newest one (imported files in place are the user's,
+   * not checked: the start-up check deletes what it finds short). */
   recentInstances(windowMs: number): Array<{ sopInstanceUid: string; filePath: string; fileSize: number }> {
     return this.statements.recentInstances.all(windowMs) as Array<{ sopInstanceUid: string; filePath: string; fileSize: number }>;
   }

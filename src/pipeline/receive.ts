@@ -144,7 +144,8 @@ class ReceivingSink implements DatasetSink {
           await this.file.discard();
           return { status: Status.Success };
         }
-        if (existing) await this.replaceExisting(placing, existing.filePath);
+        // An imported file in place is the user's: the new copy replaces it in the index only.
+        if (existing) await this.replaceExisting(placing, existing.external ? undefined : existing.filePath);
         else await this.placeNew(placing);
         return warning ?? { status: Status.Success };
       });
@@ -189,7 +190,7 @@ class ReceivingSink implements DatasetSink {
    * A re-sent SOP Instance UID: the new copy gets a file name of its own and is made durable before
    * the index points at it; only then is the replaced file deleted.
    */
-  private async replaceExisting(record: InstanceRecord, replacedFilePath: string): Promise<void> {
+  private async replaceExisting(record: InstanceRecord, replacedFilePath: string | undefined): Promise<void> {
     record.filePath = this.deps.store.originalPath(record.studyInstanceUid, record.seriesInstanceUid, record.sopInstanceUid, this.deps.store.uniqueVariant());
     record.fileSize = await this.moveWhileCompleting(record);
     await this.deps.store.syncPlaced(this.file);
@@ -201,6 +202,7 @@ class ReceivingSink implements DatasetSink {
       if (this.deps.index.findInstance(record.sopInstanceUid)?.filePath === record.filePath) this.keepFile = true;
       throw error;
     }
+    if (replacedFilePath === undefined) return;
     await this.deps.store.remove(replacedFilePath).catch((error: Error) =>
       this.request.association.log.error({ err: error.message }, 'could not delete a replaced copy'),
     );

@@ -69,7 +69,7 @@ export class Deidentifier {
  * the storage folder (src/config/secret.ts), and that one is used, so that the session's pseudonyms are
  * the node's. A session never generates a secret: a new key would silently unlink every pseudonym.
  */
-function deidSecret(loaded: LoadedConfig, storagePath: string): string {
+export function deidSecret(loaded: LoadedConfig, storagePath: string): string {
   const configured = loaded.config.deid.secret;
   if (configured !== undefined) return configured;
   const generated = join(storagePath, GENERATED_SECRET_FILE);

@@ -15,3 +15,5 @@ export type { PixelGeometry } from '../pixels/native.js';
 export type { InstanceState } from '../index/instance-index.js';
 export type { ConfigInput, GantryConfig } from '../config/schema.js';
 export { ConfigError } from '../config/load.js';
+export type { ExportRequest, ExportSelection, ExportSummary } from '../toolkit/export.js';
+export { DEFAULT_LAYOUT, LAYOUT_KEYWORDS } from '../toolkit/layout.js';

@@ -10,7 +10,8 @@ import { ConfigError, loadConfigFile, type LoadedConfig } from '../config/load.j
 import { configSchema, type ConfigInput, type GantryConfig } from '../config/schema.js';
 import { openDatabase, type Db } from '../db/database.js';
 import { INSTANCE_STATES } from '../index/instance-index.js';
-import { Deidentifier } from './deidentifier.js';
+import { deidSecret, Deidentifier } from './deidentifier.js';
+import { exportWithConfig, type ExportRequest, type ExportSummary } from '../toolkit/export.js';
 import { Instance, Patient, Series, Study, type SessionContext } from './objects.js';
 import { IndexQueries, pagedRows, type InstanceFilter, type SeriesRow } from './queries.js';
 
@@ -108,8 +109,16 @@ export class Session {
     }
   }
 
-  // Export of instances to a folder (the toolkit's `gantry export`, src/toolkit/export.ts) is being
-  // written separately; `session.export(...)` belongs here once it exists.
+  /**
+   * Writes the de-identified form of the selection (default: everything not held back) under
+   * `request.out`, as `gantry export` does: the node's copies where it made them, the node's
+   * de-identification otherwise, in a pseudonymised layout; running it again on the same folder resumes.
+   */
+  async export(request: ExportRequest): Promise<ExportSummary> {
+    const db = this.#db;
+    if (!db) throw new Error('the session is closed');
+    return exportWithConfig(db, this.#loaded, deidSecret(this.#loaded, this.storagePath), request);
+  }
 
   patient(PatientID: string, IssuerOfPatientID = ''): Patient | undefined {
     const row = this.#openQueries().patientById(PatientID, IssuerOfPatientID);

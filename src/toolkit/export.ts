@@ -9,24 +9,29 @@
  * the index (export_items), so an interrupted export resumes, and pages of the index are read one at a
  * time, so memory stays flat whatever the size of the session.
  */
-import { copyFile, mkdir, rename, rm } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
-import type { Piscina } from 'piscina';
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { join, resolve, sep } from 'node:path';
+import { Piscina } from 'piscina';
+import type { LoadedConfig } from '../config/load.js';
+import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
+import { DeidWork } from '../index/deid-work.js';
+import { PseudonymLedger } from '../index/pseudonym-ledger.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
-import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
-import type { IndexedAttributes } from '../index/attributes.js';
+import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
+import { checkLayout, DEFAULT_LAYOUT, type LayoutValues } from './layout.js';
 import type { Progress } from './progress.js';
 
-export const DEFAULT_LAYOUT = '{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm';
-/** The keywords a layout may use: the de-identified copy's indexed attributes. */
-export const LAYOUT_KEYWORDS = ['PatientID', 'PatientName', 'StudyInstanceUID', 'SeriesInstanceUID', 'SOPInstanceUID', 'Modality', 'StudyDate', 'SeriesNumber', 'InstanceNumber', 'StudyID', 'AccessionNumber'] as const;
-type LayoutKeyword = (typeof LAYOUT_KEYWORDS)[number];
-export type LayoutValues = Partial<Record<LayoutKeyword, string | number | null>>;
+export { DEFAULT_LAYOUT } from './layout.js';
 
-const PAGE = 500;
-const TEMPORARY_DIR = '.gantry-export';
+const PAGE = 512;
+/** Instances per worker task: a message per batch, not per file. */
+const BATCH = 32;
+/** The export's identity in its folder: the journal is kept per identity, so a folder emptied or
+ * deleted starts afresh, and the same folder resumes. */
+const MARKER_FILE = '.gantry-export.json';
 
 export interface ExportSelection {
   studyInstanceUids?: string[];
@@ -39,11 +44,11 @@ export interface ExportOptions {
   out: string;
   selection: ExportSelection;
   layout: string;
-  /** The node's de-identification worker pool (src/deid/worker.ts), for instances not yet de-identified. */
+  /** A pool of export workers (export-worker.ts), given the de-identification secret. */
   pool: Piscina;
   settings: DeidSchedulerSettings;
   storagePath: string;
-  /** Tasks in flight at once. */
+  /** Batches in flight at once. */
   concurrency: number;
   progress?: Progress;
 }
@@ -63,25 +68,9 @@ export interface ExportSummary {
   problems: Map<string, number>;
 }
 
-/** What a layout names must be a keyword it knows: said at once, not after an hour of export. */
-export function checkLayout(layout: string): void {
-  const unknown = [...layout.matchAll(/\{([^}]*)\}/g)].map((match) => match[1] as string).filter((keyword) => !(LAYOUT_KEYWORDS as readonly string[]).includes(keyword));
-  if (unknown.length > 0) throw new Error(`--layout: unknown ${unknown.map((keyword) => `{${keyword}}`).join(', ')}; allowed: ${LAYOUT_KEYWORDS.map((keyword) => `{${keyword}}`).join(' ')}`);
-  if (!layout.includes('{SOPInstanceUID}')) throw new Error('--layout: must contain {SOPInstanceUID}, or instances would overwrite each other');
-}
-
-/** A layout filled in: each value made safe as one path segment (no separators, no "..", no control
- * characters), an empty one written as "_". */
-export function layoutPath(layout: string, values: LayoutValues): string {
-  return layout.replace(/\{([^}]*)\}/g, (_, keyword: string) => {
-    const raw = String(values[keyword as LayoutKeyword] ?? '').trim();
-    const safe = raw.replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_').replace(/^\.+/, '_');
-    return safe === '' ? '_' : safe.slice(0, 128);
-  });
-}
-
 interface SelectedInstance {
   id: number;
+  studyPk: number;
   filePath: string;
   callingAeTitle: string;
   state: string;
@@ -99,6 +88,9 @@ interface SelectedInstance {
   StudyID: string | null;
   AccessionNumber: string | null;
   deidFileSize: number | null;
+  /** The original's PatientID and PatientName (for the pseudonym ledger; never in a path or a log). */
+  originalPatientId: string | null;
+  originalPatientName: string | null;
 }
 
 export class ExportJournal {
@@ -122,12 +114,13 @@ export class ExportJournal {
     const where = `WHERE i.state IN ('received', 'deidentified', 'forwarded') ${filter.where}`;
     const exported = `SELECT 1 FROM export_items e WHERE e.out_dir = @outDir AND e.instance_pk = i.id`;
     this.page = db.prepare(`
-      SELECT i.id, i.file_path AS filePath, i.calling_ae_title AS callingAeTitle, i.state,
+      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.calling_ae_title AS callingAeTitle, i.state,
         CASE WHEN i.state != 'received' AND i.deid_deleted_at IS NULL THEN i.deid_file_path END AS deidFilePath, i.deid_file_size AS deidFileSize,
         rp.patient_id AS PatientID, rp.patient_name AS PatientName, rst.study_instance_uid AS StudyInstanceUID,
         rse.series_instance_uid AS SeriesInstanceUID, ri.sop_instance_uid AS SOPInstanceUID, rse.modality AS Modality,
         rst.study_date AS StudyDate, rse.series_number AS SeriesNumber, ri.instance_number AS InstanceNumber,
-        rst.study_id AS StudyID, rst.accession_number AS AccessionNumber
+        rst.study_id AS StudyID, rst.accession_number AS AccessionNumber,
+        p.patient_id AS originalPatientId, p.patient_name AS originalPatientName
       ${from} ${research} ${where} AND i.id > @afterId AND NOT EXISTS (${exported})
       ORDER BY i.id LIMIT ${PAGE}`);
     this.countSelected = db.prepare(`SELECT count(*) AS count ${from} ${where}`);
@@ -173,94 +166,141 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   const storage = resolve(options.storagePath) + sep;
   if ((out + sep).startsWith(storage)) throw new Error(`--out ${options.out} lies inside storage.path: choose a folder outside the session`);
   checkLayout(options.layout);
-  const temporaryDir = join(out, TEMPORARY_DIR);
-  await rm(temporaryDir, { recursive: true, force: true }); // what an interrupted run left half-written
-  await mkdir(temporaryDir, { recursive: true });
-  const journal = new ExportJournal(db, out, options.selection);
+  await mkdir(out, { recursive: true });
+  await removeTemporaries(out);
+  const journal = new ExportJournal(db, `${out}#${await exportIdentity(out)}`, options.selection);
+  const ledger = new PseudonymLedger(db);
+  const work = new DeidWork(db);
   const { selected, done } = journal.counts();
   const summary: ExportSummary = { selected, written: 0, bytes: 0, alreadyExported: done, copied: 0, deidentified: 0, held: 0, failed: 0, problems: new Map() };
   options.progress?.setTotal(selected - done);
-  let pending: Array<{ id: number; path: string }> = [];
   const inFlight = new Set<Promise<void>>();
-  let sequence = 0;
-  const flush = () => {
-    journal.record(pending);
-    pending = [];
-  };
-  const place = async (instance: SelectedInstance, values: LayoutValues, temporary: string, bytes: number) => {
-    const relative = layoutPath(options.layout, values);
-    const target = join(out, relative);
-    await mkdir(dirname(target), { recursive: true });
-    await rename(temporary, target);
-    pending.push({ id: instance.id, path: relative });
-    summary.written += 1;
-    summary.bytes += bytes;
-    options.progress?.add(1, bytes);
-  };
-  const held = (kind: 'held' | 'failed', reason: string) => {
-    summary[kind] += 1;
-    const key = `${kind}: ${reason.replace(/0x[0-9a-f]+|\b\d{3,}\b/gi, 'N')}`;
-    summary.problems.set(key, (summary.problems.get(key) ?? 0) + 1);
-    options.progress?.add(1);
-  };
-  const one = async (instance: SelectedInstance) => {
-    sequence += 1;
-    const temporary = join(temporaryDir, `${process.pid}-${sequence}.dcm`);
-    if (instance.deidFilePath !== null && instance.SOPInstanceUID !== null) {
-      try {
-        await copyFile(join(options.storagePath, instance.deidFilePath), temporary);
-        summary.copied += 1;
-        await place(instance, instance, temporary, instance.deidFileSize ?? 0);
-        return;
-      } catch (error) {
-        // The copy went (retention, a lost disk): de-identify the original instead.
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  const settle = (page: Map<number, SelectedInstance>, results: ExportItemResult[]) => {
+    const written: Array<{ id: number; path: string }> = [];
+    const mappings: Array<{ kind: string; original: string; pseudonym: string }> = [];
+    for (const result of results) {
+      if (result.kind !== 'written') {
+        summary[result.kind] += 1;
+        const key = `${result.kind}: ${result.reason.replace(/0x[0-9a-f]+|\b\d{3,}\b/gi, 'N')}`;
+        summary.problems.set(key, (summary.problems.get(key) ?? 0) + 1);
+        options.progress?.add(1);
+        continue;
       }
+      written.push({ id: result.id, path: result.path });
+      summary.written += 1;
+      summary.bytes += result.bytes;
+      summary[result.how === 'copied' ? 'copied' : 'deidentified'] += 1;
+      options.progress?.add(1, result.bytes);
+      const instance = page.get(result.id);
+      // Which original a pseudonym stands for, kept for an authorised operator (pseudonym-ledger.ts).
+      if (instance?.originalPatientId && result.pseudonyms?.PatientID) mappings.push({ kind: 'PatientID', original: instance.originalPatientId, pseudonym: result.pseudonyms.PatientID });
+      if (instance?.originalPatientName && result.pseudonyms?.PatientName) mappings.push({ kind: 'PatientName', original: instance.originalPatientName, pseudonym: result.pseudonyms.PatientName });
     }
-    const task: DeidTask = {
-      input: join(options.storagePath, instance.filePath),
-      temporary,
-      profiles: options.settings.profiles,
-      base: options.settings.base,
-      callingAeTitle: instance.callingAeTitle,
-    };
-    let result: DeidTaskResult;
-    try {
-      result = (await options.pool.run(task)) as DeidTaskResult;
-    } catch (error) {
-      held('failed', (error as Error).message.slice(0, 120));
-      return;
-    }
-    if (result.kind === 'quarantined') {
-      held('held', result.reason);
-      return;
-    }
-    summary.deidentified += 1;
-    await place(instance, layoutValues(result.attributes), temporary, result.fileSize);
+    journal.record(written);
+    if (mappings.length > 0) ledger.record(mappings);
   };
   let afterId = 0;
   for (;;) {
-    const page = journal.nextPage(afterId);
-    if (page.length === 0) break;
-    afterId = (page[page.length - 1] as SelectedInstance).id;
-    for (const instance of page) {
+    const rows = journal.nextPage(afterId);
+    if (rows.length === 0) break;
+    afterId = (rows[rows.length - 1] as SelectedInstance).id;
+    const page = new Map(rows.map((row) => [row.id, row]));
+    for (let start = 0; start < rows.length; start += BATCH) {
       while (inFlight.size >= options.concurrency) await Promise.race(inFlight);
-      const running: Promise<void> = one(instance).finally(() => inFlight.delete(running));
+      const batch: ExportBatch = {
+        items: rows.slice(start, start + BATCH).map((row) => exportItem(row, options.storagePath, work)),
+        out,
+        layout: options.layout,
+        profiles: options.settings.profiles,
+        base: options.settings.base,
+      };
+      const running: Promise<void> = (options.pool.run(batch) as Promise<ExportItemResult[]>).then((results) => settle(page, results)).finally(() => inFlight.delete(running));
       inFlight.add(running);
     }
-    await Promise.all(inFlight);
-    flush();
   }
-  await rm(temporaryDir, { recursive: true, force: true });
+  await Promise.all(inFlight);
   options.progress?.finish();
   return summary;
 }
 
-function layoutValues(attributes: IndexedAttributes): LayoutValues {
-  const values: LayoutValues = {};
-  for (const keyword of LAYOUT_KEYWORDS) {
-    const value = attributes[keyword as keyof IndexedAttributes];
-    if (value !== undefined) values[keyword] = value;
+function exportItem(row: SelectedInstance, storagePath: string, work: DeidWork): ExportItem {
+  if (row.deidFilePath !== null && row.SOPInstanceUID !== null) {
+    const values: LayoutValues = {
+      PatientID: row.PatientID,
+      PatientName: row.PatientName,
+      StudyInstanceUID: row.StudyInstanceUID,
+      SeriesInstanceUID: row.SeriesInstanceUID,
+      SOPInstanceUID: row.SOPInstanceUID,
+      Modality: row.Modality,
+      StudyDate: row.StudyDate,
+      SeriesNumber: row.SeriesNumber,
+      InstanceNumber: row.InstanceNumber,
+      StudyID: row.StudyID,
+      AccessionNumber: row.AccessionNumber,
+    };
+    return { id: row.id, copy: { path: join(storagePath, row.deidFilePath), values } };
   }
-  return values;
+  // Under retainUIDs, references to redacted instances of the study follow them, as in the node.
+  const renames = work.renamesInStudy(row.studyPk, row.id);
+  return { id: row.id, original: { path: join(storagePath, row.filePath), callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}) } };
+}
+
+/** The identity recorded in the folder's marker file, made on the first run. */
+async function exportIdentity(out: string): Promise<string> {
+  const marker = join(out, MARKER_FILE);
+  try {
+    const { id } = JSON.parse(await readFile(marker, 'utf8')) as { id?: unknown };
+    if (typeof id === 'string' && id.length > 0) return id;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof SyntaxError)) throw error;
+  }
+  const id = randomUUID();
+  await writeFile(marker, `${JSON.stringify({ id, note: 'gantry export: the identity of this export, so that running it again resumes it' })}\n`);
+  return id;
+}
+
+/** What an interrupted run left half-written. */
+async function removeTemporaries(out: string): Promise<void> {
+  for (const name of await readdir(out)) if (name.startsWith('.gantry-export-') && name.endsWith('.tmp')) await unlink(join(out, name)).catch(() => undefined);
+}
+
+export interface ExportRequest {
+  out: string;
+  selection?: ExportSelection;
+  /** Default DEFAULT_LAYOUT. */
+  layout?: string;
+  /** Threads (default deid.workers). */
+  workers?: number;
+  progress?: Progress;
+}
+
+/**
+ * An export with the node's de-identification settings and secret, in a pool of export workers made
+ * for it (gantry export, and Session.export of the library).
+ */
+export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: string, request: ExportRequest): Promise<ExportSummary> {
+  const workers = request.workers ?? loaded.config.deid.workers;
+  const profiles = profilesFromConfig(loaded.config);
+  const settings: DeidSchedulerSettings = { profiles, base: baseSettingsFromConfig(loaded.config), quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
+  const pool = new Piscina({
+    filename: new URL('./export-worker.js', import.meta.url).href,
+    workerData: { secret },
+    minThreads: workers,
+    maxThreads: workers,
+    idleTimeout: 1000,
+  });
+  try {
+    return await exportSelection(db, {
+      out: request.out,
+      selection: request.selection ?? {},
+      layout: request.layout ?? DEFAULT_LAYOUT,
+      pool,
+      settings,
+      storagePath: resolve(loaded.config.storage.path),
+      concurrency: workers * 2,
+      ...(request.progress ? { progress: request.progress } : {}),
+    });
+  } finally {
+    await pool.destroy();
+  }
 }

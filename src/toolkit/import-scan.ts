@@ -4,7 +4,7 @@
  * pixels). Runs in the import's worker threads; with --copy the worker also copies the file into the
  * storage layout, so the main thread only writes the index.
  */
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readSync, renameSync, statSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createHeaderScanner } from '../dicom/header-scanner.js';
 import { readFileMeta } from '../dicom/part10.js';
@@ -14,6 +14,7 @@ import { ORIGINALS_DIR, pathSegment } from '../store/object-store.js';
 
 const CHUNK = 64 * 1024;
 const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
+const firstChunk = Buffer.allocUnsafeSlow(CHUNK);
 
 export interface ScannedInstance {
   kind: 'dicom';
@@ -47,8 +48,10 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
     return { kind: 'unreadable', path, reason: `cannot be opened (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
   }
   try {
-    const size = statSync(path).size;
-    const first = Buffer.allocUnsafe(CHUNK);
+    const size = fstatSync(fd).size;
+    // The first chunk is read into one buffer per thread (the scanner copies what it keeps, and what
+    // it holds of a chunk is dropped when the file is done); later chunks of a large header get their own.
+    const first = firstChunk;
     const head = first.subarray(0, readSync(fd, first, 0, CHUNK, 0));
     let meta;
     try {

@@ -1,0 +1,91 @@
+/**
+ * The export's worker (one per thread of its piscina pool): a batch of instances, each copied (the
+ * node de-identified it already) or de-identified now from its original with the node's settings, and
+ * written straight to its place in the layout (a temporary name in the same folder, then renamed).
+ * Naming, creating folders and writing happen here, in parallel; the main thread only keeps the journal.
+ */
+import { copyFileSync, mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { threadId } from 'node:worker_threads';
+import { workerData } from 'piscina';
+import { FileSource } from '../dicom/dataset-tree.js';
+import { compileProfiles, type BaseSettings } from '../deid/decide.js';
+import { deidentifyFile } from '../deid/deidentify-file.js';
+import { Pseudonymizer } from '../deid/pseudonyms.js';
+import type { ProfileConfig } from '../deid/rules.js';
+import { loadCodecs } from '../pixels/codecs.js';
+import { layoutPath, LAYOUT_TAGS, type LayoutValues } from './layout.js';
+
+export interface ExportItem {
+  id: number;
+  /** The node's de-identified copy (absolute), with the layout values of its research view. */
+  copy?: { path: string; values: LayoutValues };
+  /** Otherwise: the original (absolute) and its calling AE title (rules may name it). */
+  original?: { path: string; callingAeTitle: string; renamedUids?: Array<[string, string]> };
+}
+
+export interface ExportBatch {
+  items: ExportItem[];
+  out: string;
+  layout: string;
+  profiles: ProfileConfig[];
+  base: BaseSettings;
+}
+
+export type ExportItemResult =
+  | { id: number; kind: 'written'; path: string; bytes: number; how: 'copied' | 'deidentified'; pseudonyms?: { PatientID?: string; PatientName?: string } }
+  | { id: number; kind: 'held' | 'failed'; reason: string };
+
+const pseudonyms = new Pseudonymizer((workerData as { secret: string }).secret);
+const window = Buffer.allocUnsafe(FileSource.WINDOW);
+let sequence = 0;
+
+export default async function exportBatch(batch: ExportBatch): Promise<ExportItemResult[]> {
+  await loadCodecs().catch(() => undefined);
+  const profiles = compileProfiles(batch.profiles);
+  return batch.items.map((item) => exportOne(item, batch, profiles));
+}
+
+function exportOne(item: ExportItem, batch: ExportBatch, profiles: ReturnType<typeof compileProfiles>): ExportItemResult {
+  sequence += 1;
+  // In the output folder, so the rename stays on one file system; a dot name no layout produces.
+  const temporary = join(batch.out, `.gantry-export-${process.pid}-${threadId}-${sequence}.tmp`);
+  try {
+    if (item.copy) {
+      copyFileSync(item.copy.path, temporary);
+      return place(item.id, temporary, layoutPath(batch.layout, item.copy.values), batch.out, 'copied');
+    }
+    if (!item.original) return { id: item.id, kind: 'failed', reason: 'nothing to export' };
+    const base = item.original.renamedUids?.length ? { ...batch.base, renamedUids: new Map(item.original.renamedUids) } : batch.base;
+    const result = deidentifyFile(item.original.path, temporary, {
+      settings: { profiles, base, callingAeTitle: item.original.callingAeTitle },
+      pseudonyms,
+      window,
+      collect: [...LAYOUT_TAGS.values()],
+    });
+    if (result.kind === 'quarantined') return { id: item.id, kind: 'held', reason: result.reason };
+    const values: LayoutValues = {};
+    for (const [keyword, tag] of LAYOUT_TAGS) {
+      const value = result.values?.get(tag);
+      if (value !== undefined) values[keyword] = value;
+    }
+    const written = place(item.id, temporary, layoutPath(batch.layout, values), batch.out, 'deidentified');
+    if (written.kind === 'written') written.pseudonyms = { ...(values.PatientID !== undefined ? { PatientID: String(values.PatientID) } : {}), ...(values.PatientName !== undefined ? { PatientName: String(values.PatientName) } : {}) };
+    return written;
+  } catch (error) {
+    try {
+      unlinkSync(temporary);
+    } catch {
+      // not written
+    }
+    const code = (error as NodeJS.ErrnoException).code;
+    return { id: item.id, kind: 'failed', reason: code ? `${code} while writing` : (error as Error).message.slice(0, 160) };
+  }
+}
+
+function place(id: number, temporary: string, relative: string, out: string, how: 'copied' | 'deidentified'): ExportItemResult {
+  const target = join(out, relative);
+  mkdirSync(dirname(target), { recursive: true });
+  renameSync(temporary, target);
+  return { id, kind: 'written', path: relative, bytes: statSync(target).size, how };
+}

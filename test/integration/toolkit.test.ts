@@ -1,0 +1,203 @@
+/**
+ * The toolkit (issue 8): gantry import indexes a folder tree in place (or --copy), skips what it
+ * indexed before, reports what is not DICOM or unreadable, and never deletes an imported file; the
+ * node de-identifies imported instances and forwards them only when imported with --forward; gantry
+ * export writes the de-identified form in a pseudonymised layout, resumes, and starts afresh in an
+ * emptied folder.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { stringify } from 'yaml';
+import { dcmdumpValues, storescu } from '../helpers/dcmtk.js';
+import { outboxRows, startStorescp, waitUntil } from '../helpers/destinations.js';
+import { startGantryProcess } from '../helpers/gantry.js';
+import { needPeers } from '../helpers/peers.js';
+import { writeUltrasound } from '../helpers/pixel-images.js';
+import { GANTRY_CLI, run } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { indexedRows } from '../helpers/stored.js';
+import { writeCorpus, type CorpusInstance } from '../helpers/synthetic-dicom.js';
+import { openSession } from '../../src/session/index.js';
+
+const SECRET = 'the secret of the toolkit tests';
+
+function gantry(args: string[]) {
+  return run(process.execPath, [GANTRY_CLI, ...args], { timeoutMs: 120_000 });
+}
+
+function writeConfig(dir: string, storagePath: string): string {
+  const path = join(dir, 'gantry.yaml');
+  writeFileSync(path, stringify({ storage: { path: storagePath }, deid: { secret: SECRET, workers: 2 }, log: { level: 'warn' } }));
+  return path;
+}
+
+interface ImportedRow {
+  filePath: string;
+  sourcePath: string | null;
+  external: number;
+  forwardHeld: number;
+}
+
+function importedRows(storagePath: string): ImportedRow[] {
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    return db.prepare('SELECT file_path AS filePath, source_path AS sourcePath, original_external AS external, forward_held AS forwardHeld FROM instances ORDER BY id').all() as ImportedRow[];
+  } finally {
+    db.close();
+  }
+}
+
+/** A folder tree: a corpus in nested folders, plus a text file, a truncated DICOM file and a file
+ * that is DICOM but has no hierarchy. */
+async function writeTree(root: string): Promise<CorpusInstance[]> {
+  const flat = join(root, '.corpus');
+  mkdirSync(flat, { recursive: true });
+  const corpus = await writeCorpus(flat, { patients: 3, studiesPerPatient: 2, seriesPerStudy: 2, instancesPerSeries: 3, rows: 8, columns: 8 });
+  const moved = corpus.map((instance, index) => {
+    const folder = join(root, `patient-${instance.patientId}`, `series-${index % 4}`);
+    mkdirSync(folder, { recursive: true });
+    const path = join(folder, `${index}.dcm`);
+    copyFileSync(instance.path, path);
+    return { ...instance, path };
+  });
+  rmSync(flat, { recursive: true });
+  writeFileSync(join(root, 'README.txt'), 'not a DICOM file\n');
+  const whole = readFileSync(moved[0]?.path as string);
+  writeFileSync(join(root, 'patient-PAT00000', 'truncated.dcm'), whole.subarray(0, 400));
+  return moved;
+}
+
+test('gantry import indexes a tree in place, resumes, reports what it could not read, and never touches the files', async (t) => {
+  if (!(await needPeers(t, 'storescu'))) return;
+  const dir = scratchDir('toolkit-import');
+  const tree = join(dir, 'tree');
+  const corpus = await writeTree(tree);
+  const storagePath = join(dir, 'data');
+  const config = writeConfig(dir, storagePath);
+  const before = new Map(corpus.map((instance) => [instance.path, readFileSync(instance.path)]));
+
+  const first = await gantry(['import', '-q', '--config', config, tree]);
+  assert.match(first.stdout, new RegExp(`indexed ${corpus.length} instance\\(s\\) .* of ${corpus.length + 2} file\\(s\\), in place; already indexed 0`), first.stdout + first.stderr);
+  assert.match(first.stdout, /not DICOM 1; unreadable 1/);
+  assert.match(first.stdout, /truncated\.dcm: /, 'the unreadable file is named');
+  assert.equal(first.code, 1, 'an unreadable file makes the exit code 1');
+  const rows = importedRows(storagePath);
+  assert.equal(rows.length, corpus.length);
+  for (const row of rows) {
+    assert.equal(row.external, 1);
+    assert.equal(row.forwardHeld, 1);
+    assert.ok(row.sourcePath && before.has(row.sourcePath), 'the source path is the file');
+    assert.equal(join(storagePath, row.filePath), row.sourcePath, 'the index names the file where it is');
+    assert.ok(row.filePath.startsWith(`..${'/'}`) || !row.filePath.startsWith('/'), 'relative to the storage root');
+  }
+
+  const again = await gantry(['import', '-q', '--config', config, tree]);
+  assert.match(again.stdout, new RegExp(`indexed 0 instance\\(s\\) .* already indexed ${corpus.length};`), again.stdout);
+
+  // The node de-identifies imported instances, does not forward them (no --forward), and a network
+  // copy of an imported instance replaces it in the index, not on disk.
+  const scp = await startStorescp(join(dir, 'received'));
+  t.after(() => scp.stop());
+  const node = await startGantryProcess(join(dir, 'node'), {
+    storage: { path: storagePath },
+    deid: { secret: SECRET },
+    forward: { stableSeconds: 1, destinations: [{ name: 'research', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] },
+  });
+  t.after(() => node.stop());
+  await waitUntil('imported instances de-identified', 60_000, () => indexedRows(storagePath).every((row) => row.state === 'deidentified'));
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  assert.equal(outboxRows(storagePath).length, 0, 'nothing imported without --forward is routed');
+  const sent = await storescu(node.port, node.aeTitle, [corpus[0]?.path as string]);
+  assert.equal(sent.acknowledged.length, 1, sent.output.slice(-800));
+  await waitUntil('the network copy forwarded', 30_000, () => outboxRows(storagePath).some((row) => row.state === 'sent'));
+  for (const [path, bytes] of before) assert.ok(readFileSync(path).equals(bytes), `${relative(dir, path)} unchanged and still there`);
+});
+
+test('gantry import --copy --forward: copies into storage, and the node forwards them', async (t) => {
+  if (!(await needPeers(t, 'storescp'))) return;
+  const dir = scratchDir('toolkit-import-copy');
+  const tree = join(dir, 'tree');
+  const corpus = await writeTree(tree);
+  const storagePath = join(dir, 'data');
+  const config = writeConfig(dir, storagePath);
+  const imported = await gantry(['import', '-q', '--copy', '--forward', '--config', config, tree]);
+  assert.match(imported.stdout, new RegExp(`indexed ${corpus.length} instance\\(s\\) .*, copied into storage`), imported.stdout);
+  const rows = importedRows(storagePath);
+  assert.ok(rows.every((row) => row.external === 0 && row.forwardHeld === 0 && row.filePath.startsWith('originals/') && existsSync(join(storagePath, row.filePath))));
+  rmSync(tree, { recursive: true });
+  const scp = await startStorescp(join(dir, 'received'));
+  t.after(() => scp.stop());
+  const node = await startGantryProcess(join(dir, 'node'), {
+    storage: { path: storagePath },
+    deid: { secret: SECRET },
+    forward: { stableSeconds: 1, destinations: [{ name: 'research', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] },
+  });
+  t.after(() => node.stop());
+  await waitUntil('all forwarded from the copies', 60_000, () => readdirSync(join(dir, 'received')).length === corpus.length);
+});
+
+test('gantry export: a pseudonymised layout, resumable, afresh in an emptied folder; held instances counted, not written', async (t) => {
+  if (!(await needPeers(t, 'dcmdump'))) return;
+  const dir = scratchDir('toolkit-export');
+  const tree = join(dir, 'tree');
+  const corpus = await writeTree(tree);
+  writeUltrasound(join(tree, 'burned-in.dcm')); // BurnedInAnnotation YES and no zone: held back
+  const storagePath = join(dir, 'data');
+  const config = writeConfig(dir, storagePath);
+  await gantry(['import', '-q', '--config', config, tree]);
+  const out = join(dir, 'out');
+  const exported = await gantry(['export', '-q', '--config', config, '--out', out]);
+  assert.equal(exported.code, 0, exported.stderr);
+  assert.match(exported.stdout, new RegExp(`exported ${corpus.length} instance\\(s\\).* ${corpus.length} de-identified now; 0 already exported; 1 held back; 0 failed \\(of ${corpus.length + 1} selected\\)`), exported.stdout);
+  assert.match(exported.stdout, /held: pixel data: BurnedInAnnotation is YES/);
+  const files = listTree(out).filter((path) => path.endsWith('.dcm'));
+  assert.equal(files.length, corpus.length);
+  const originals = new Set(corpus.flatMap((instance) => [instance.patientId, instance.studyInstanceUid, instance.seriesInstanceUid, instance.sopInstanceUid]));
+  for (const path of files) {
+    const segments = relative(out, path).split('/');
+    assert.equal(segments.length, 4, 'Patient/Study/Series/SOP Instance');
+    for (const segment of segments) assert.ok(!originals.has(segment.replace(/\.dcm$/, '')), `${segment}: no original identifier in a name`);
+    const values = await dcmdumpValues(path, ['0010,0020', '0008,0018']);
+    assert.equal(values['0010,0020'], segments[0], 'the folder is the pseudonymised PatientID');
+    assert.equal(`${values['0008,0018']}.dcm`, segments[3], 'the name is the de-identified SOP Instance UID');
+  }
+  const again = await gantry(['export', '-q', '--config', config, '--out', out]);
+  assert.match(again.stdout, new RegExp(`exported 0 instance\\(s\\).* ${corpus.length} already exported`), again.stdout);
+  const onePatient = join(dir, 'one-patient');
+  const selected = await gantry(['export', '-q', '--config', config, '--out', onePatient, '--patient', corpus[0]?.patientId as string, '--layout', '{StudyInstanceUID}/{SOPInstanceUID}.dcm']);
+  assert.match(selected.stdout, /exported 12 instance\(s\)/, selected.stdout);
+  assert.equal(listTree(onePatient).filter((path) => path.endsWith('.dcm')).length, 12);
+  rmSync(out, { recursive: true });
+  const afresh = await gantry(['export', '-q', '--config', config, '--out', out]);
+  assert.match(afresh.stdout, new RegExp(`exported ${corpus.length} instance\\(s\\)`), afresh.stdout);
+  const badLayout = await gantry(['export', '-q', '--config', config, '--out', join(dir, 'bad'), '--layout', '{PatientBirthDate}/{SOPInstanceUID}']);
+  assert.notEqual(badLayout.code, 0);
+  assert.match(badLayout.stderr, /--layout: unknown \{PatientBirthDate\}; allowed: /);
+
+  // The library's export is the same export; and each exported patient's pseudonyms are kept.
+  const session = openSession(storagePath, { config });
+  try {
+    const summary = await session.export({ out: join(dir, 'library'), selection: { modalities: ['CT'] }, layout: '{SOPInstanceUID}.dcm' });
+    assert.equal(summary.written, corpus.length);
+    assert.equal(readdirSync(join(dir, 'library')).filter((name) => name.endsWith('.dcm')).length, corpus.length);
+  } finally {
+    session.close();
+  }
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    const kept = db.prepare(`SELECT original, pseudonym FROM pseudonym_map WHERE kind = 'PatientID' ORDER BY original`).all() as Array<{ original: string; pseudonym: string }>;
+    assert.deepEqual(kept.map((row) => row.original), [...new Set(corpus.map((instance) => instance.patientId))].sort());
+    assert.ok(kept.every((row) => row.pseudonym !== row.original && row.pseudonym.length > 0));
+  } finally {
+    db.close();
+  }
+});
+
+function listTree(root: string): string[] {
+  return readdirSync(root, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath ?? (entry as unknown as { path: string }).path, entry.name));
+}

@@ -1,0 +1,67 @@
+/**
+ * The toolkit's pure parts and its promises to imported files: layouts name only de-identified values
+ * and stay inside the export folder; retention and the start-up check never delete an imported file;
+ * held instances are never routed.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openDatabase } from '../../src/db/database.js';
+import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+import { RetentionWork } from '../../src/index/retention-work.js';
+import { checkLayout, DEFAULT_LAYOUT, layoutPath } from '../../src/toolkit/layout.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+test('a layout is filled with safe path segments, and a bad one is refused with the allowed keywords', () => {
+  assert.equal(
+    layoutPath(DEFAULT_LAYOUT, { PatientID: 'ABC', StudyInstanceUID: '1.2', SeriesInstanceUID: '1.2.3', SOPInstanceUID: '1.2.3.4' }),
+    'ABC/1.2/1.2.3/1.2.3.4.dcm',
+  );
+  assert.equal(layoutPath('{PatientName}/{SOPInstanceUID}.dcm', { PatientName: '../../etc/passwd', SOPInstanceUID: '9' }), '__.._etc_passwd/9.dcm');
+  assert.equal(layoutPath('{PatientID}/{Modality}/{SOPInstanceUID}', { PatientID: '', SOPInstanceUID: '1' }), '_/_/1');
+  assert.equal(layoutPath('{PatientName}', { PatientName: 'a\u0000b:c*d' }), 'a_b_c_d');
+  assert.doesNotThrow(() => checkLayout(DEFAULT_LAYOUT));
+  assert.throws(() => checkLayout('{PatientBirthDate}/{SOPInstanceUID}'), /unknown \{PatientBirthDate\}; allowed: \{PatientID\}/);
+  assert.throws(() => checkLayout('{PatientID}/x.dcm'), /must contain \{SOPInstanceUID\}/);
+  assert.throws(() => checkLayout('../{SOPInstanceUID}'), /relative path without/);
+});
+
+function record(n: number, imported: boolean): InstanceRecord {
+  return {
+    attributes: { PatientID: 'P1', Modality: 'CT' },
+    studyInstanceUid: '1.2.1',
+    seriesInstanceUid: '1.2.1.1',
+    sopInstanceUid: `1.2.1.1.${n}`,
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath: imported ? `../tree/${n}.dcm` : `originals/${n}.dcm`,
+    fileSize: 10,
+    callingAeTitle: imported ? 'IMPORT' : 'CT01',
+    receivedAt: Date.now() - 60_000,
+    ...(imported ? { sourcePath: `/somewhere/tree/${n}.dcm`, external: true, forwardHeld: true } : {}),
+  };
+}
+
+test('retention deletes forwarded originals, never an imported file in place; the newest-rows check skips them too', () => {
+  const db = openDatabase(join(scratchDir('toolkit-retention'), 'index.sqlite'));
+  try {
+    const index = new InstanceIndex(db);
+    db.transaction(() => {
+      index.upsert(record(1, false));
+      index.upsert(record(2, true));
+    })();
+    db.prepare(`UPDATE instances SET state = 'forwarded', state_changed_at = 0, deid_file_path = 'deidentified/' || id || '.dcm'`).run();
+    const removed: string[] = [];
+    const count = new RetentionWork(db).deleteExpired('original', Date.now(), 100, (path) => removed.push(path));
+    assert.equal(count, 1);
+    assert.deepEqual(removed, ['originals/1.dcm']);
+    assert.deepEqual(
+      index.recentInstances(3_600_000).map((row) => row.filePath),
+      ['originals/1.dcm'],
+    );
+    assert.equal(index.findInstance('1.2.1.1.2')?.external, true);
+    assert.equal(index.findInstance('1.2.1.1.1')?.external, false);
+  } finally {
+    db.close();
+  }
+});
