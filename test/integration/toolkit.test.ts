@@ -110,6 +110,9 @@ test('gantry import indexes a tree in place, resumes, reports what it could not 
   await waitUntil('imported instances de-identified', 60_000, () => indexedRows(storagePath).every((row) => row.state === 'deidentified'));
   await new Promise((resolve) => setTimeout(resolve, 2500));
   assert.equal(outboxRows(storagePath).length, 0, 'nothing imported without --forward is routed');
+  // What the node de-identified is exported as it is: copied, not de-identified again.
+  const exported = await gantry(['export', '-q', '--config', config, '--out', join(dir, 'export')]);
+  assert.match(exported.stdout, new RegExp(`exported ${corpus.length} instance\\(s\\).*: ${corpus.length} copied from the node's de-identified copies, 0 de-identified now`), exported.stdout);
   const sent = await storescu(node.port, node.aeTitle, [corpus[0]?.path as string]);
   assert.equal(sent.acknowledged.length, 1, sent.output.slice(-800));
   await waitUntil('the network copy forwarded', 30_000, () => outboxRows(storagePath).some((row) => row.state === 'sent'));
