@@ -128,7 +128,7 @@ export class DeidWork {
       if (changed === 0) return false;
       if (record.renamedFrom !== undefined) this.statements.recordRename.run({ id, original: record.renamedFrom, renamed: record.sopInstanceUid });
       else this.statements.forgetRename.run(id);
-      this.statements.audit.run(id, JSON.stringify(record.audit), JSON.stringify(record.findings), Date.now());
+      this.writeAudit(id, record.audit, record.findings, Date.now());
       // The copy keeps the original's SOP class and transfer syntax.
       const stored = this.statements.stored.get(id) as { sopClassUid: string; transferSyntaxUid: string };
       this.research.record(id, { ...record, ...stored });
@@ -142,9 +142,25 @@ export class DeidWork {
   markQuarantinedWithFindings(id: number, sourcePath: string, reason: string, audit: unknown[], findings: unknown[]): boolean {
     return this.db.transaction(() => {
       if (!this.markHeld(id, sourcePath, 'quarantined', reason)) return false;
-      this.statements.audit.run(id, JSON.stringify(audit), JSON.stringify(findings), Date.now());
+      this.writeAudit(id, audit, findings, Date.now());
       return true;
     })();
+  }
+
+  /**
+   * Records many instances' audit entries and findings in one transaction (an instance's earlier
+   * audit is replaced), e.g. when a batch is de-identified or imported at once: one commit, and one
+   * WAL write, instead of one per instance. The instances must be indexed (foreign key).
+   */
+  recordAudits(rows: ReadonlyArray<{ instancePk: number; entries: unknown[]; findings: unknown[] }>, now = Date.now()): void {
+    this.db.transaction(() => {
+      for (const row of rows) this.writeAudit(row.instancePk, row.entries, row.findings, now);
+    })();
+  }
+
+  /** The one place an audit row is written: every path shares the one prepared statement. */
+  private writeAudit(instancePk: number, entries: unknown[], findings: unknown[], now: number): void {
+    this.statements.audit.run(instancePk, JSON.stringify(entries), JSON.stringify(findings), now);
   }
 
   /** Holds an instance back (quarantined) or records that it could not be de-identified (failed). */

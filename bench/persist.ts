@@ -1,0 +1,259 @@
+/**
+ * bench/persist: persisting pseudonym mappings (PseudonymLedger.record) and per-instance audit
+ * findings (DeidWork.recordAudits) in bulk, against the issue's target of 0.13 s for 100,000 of each.
+ *
+ *   node dist/bench/persist.js [--rounds 5] [--patients 50000] [--instances 100000] [--data .bench-data] [--explain]
+ *
+ * Every round opens a fresh index file (openDatabase: WAL, synchronous=NORMAL, every migration), so
+ * that no round writes into pages an earlier round left warm. Only the persisting call is timed: the
+ * values are made beforehand, and the instances the audit rows belong to (foreign key) are inserted
+ * before the clock starts. Each round checks that every row arrived, so that a round cannot time a
+ * no-op. Prints every round, then medians and whether each is under the target. --explain adds, per
+ * round, a second fresh index that splits each figure into its parts (see explainRound).
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { openDatabase, type Db } from '../src/db/database.js';
+import { Pseudonymizer } from '../src/deid/pseudonyms.js';
+import { DeidWork } from '../src/index/deid-work.js';
+import { InstanceIndex } from '../src/index/instance-index.js';
+import { PseudonymLedger, type PseudonymMapping } from '../src/index/pseudonym-ledger.js';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '5' },
+    patients: { type: 'string', default: '50000' },
+    instances: { type: 'string', default: '100000' },
+    data: { type: 'string', default: '.bench-data' },
+    explain: { type: 'boolean', default: false },
+  },
+});
+const MAX_PATIENTS = 64_000;
+const rounds = Number(values.rounds);
+const patients = Number(values.patients);
+const instances = Number(values.instances);
+const root = resolve(values.data);
+const TARGET_SECONDS = 0.13;
+if (patients > MAX_PATIENTS) throw new Error(`--patients: at most ${MAX_PATIENTS} (one made-up name each)`);
+
+type AuditRow = { instancePk: number; entries: unknown[]; findings: unknown[] };
+
+function median(numbers: number[]): number {
+  const sorted = [...numbers].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+const SYLLABLES = ['ka', 'lo', 'mi', 'ran', 'sen', 'to', 'vel', 'dor', 'ha', 'ne', 'gar', 'li', 'mon', 'su', 'ber', 'ta', 'ko', 'ri', 'van', 'de', 'ma', 'lin', 'os', 'te', 'bu', 'rel', 'an', 'zo', 'pe', 'kin', 'sa', 'wen', 'ol', 'fa', 'ric', 'mu', 'ya', 'del', 'no', 'gu'];
+const GIVEN = ['Anna', 'John', 'Maria', 'Wei', 'Fatima', 'Lars', 'Sofia', 'Ahmed', 'Emma', 'Luca', 'Yuki', 'Olga', 'Pierre', 'Grace', 'Tomas', 'Ines'];
+
+/** A made-up family name of three syllables, one per patient up to 64,000 patients. */
+function familyName(n: number): string {
+  const syllable = (digit: number) => SYLLABLES[Math.floor(n / SYLLABLES.length ** digit) % SYLLABLES.length] as string;
+  const name = `${syllable(2)}${syllable(1)}${syllable(0)}`;
+  return `${name.charAt(0).toUpperCase()}${name.slice(1)}`;
+}
+
+/**
+ * `count` patients' PatientID and PatientName mappings (two per patient), with the pseudonyms
+ * src/deid/pseudonyms.ts gives them. Patients come in the order they would arrive, unrelated to their
+ * MRNs' or names' order: input already in key order would flatter record's sort and the B-tree.
+ */
+function pseudonymMappings(count: number): PseudonymMapping[] {
+  const pseudonymizer = new Pseudonymizer('the benchmark secret, long enough');
+  const mappings: PseudonymMapping[] = [];
+  for (let n = 0; n < count; n += 1) {
+    // A multiplicative scramble of n: distinct 8-digit MRNs in no particular order.
+    const mrn = String(10_000_000 + ((n * 7_368_787) % 89_999_999)).padStart(8, '0');
+    const name = `${familyName(n)}^${GIVEN[n % GIVEN.length]}`;
+    const key = { issuerOfPatientId: 'HOSPITAL-A', patientId: mrn };
+    mappings.push({ kind: 'PatientID', original: mrn, pseudonym: pseudonymizer.patientId(key) });
+    mappings.push({ kind: 'PatientName', original: name, pseudonym: pseudonymizer.patientName(key) });
+  }
+  return mappings;
+}
+
+/** What the de-identifier records for an instance: a few audit entries (paths, keywords, actions;
+ * never values) and one finding. Each instance gets arrays of its own, as the engine hands them over. */
+function auditRows(instancePks: number[]): AuditRow[] {
+  return instancePks.map((instancePk) => ({
+    instancePk,
+    entries: [
+      { path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' },
+      { path: '(0008,0020)', keyword: 'StudyDate', action: 'clean' },
+      { path: '(0008,0090)', keyword: 'ReferringPhysicianName', action: 'empty' },
+      { path: '(0010,0010)', keyword: 'PatientName', action: 'dummy' },
+      { path: '(0010,0020)', keyword: 'PatientID', action: 'dummy' },
+    ],
+    findings: [{ code: 'identifier-in-text', message: "StudyDescription quotes the patient's name or an identifier", path: '(0008,1030)' }],
+  }));
+}
+
+/**
+ * Indexes `count` instances (the audit rows' foreign key), untimed: one through InstanceIndex, which
+ * makes its patient, study and series rows, then the rest copied from it in SQL, into that series
+ * (the audit rows need nothing more than the instance rows).
+ */
+function indexInstances(db: Db, count: number): number[] {
+  new InstanceIndex(db).upsert({
+    attributes: { PatientName: 'Bench^Persist', PatientID: 'BENCH01', Modality: 'CT' },
+    studyInstanceUid: '1.2.826.0.1.3680043.9.7433.1.1',
+    seriesInstanceUid: '1.2.826.0.1.3680043.9.7433.2.1',
+    sopInstanceUid: '1.2.826.0.1.3680043.9.7433.3.0',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath: 'originals/0.dcm',
+    fileSize: 524_288,
+    callingAeTitle: 'BENCH',
+    receivedAt: Date.now(),
+  });
+  db.prepare(
+    `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+     INSERT INTO instances (sop_instance_uid, series_pk, sop_class_uid, transfer_syntax_uid, file_path, file_size, calling_ae_title, received_at, state_changed_at)
+     SELECT '1.2.826.0.1.3680043.9.7433.3.' || n.i, f.series_pk, f.sop_class_uid, f.transfer_syntax_uid, 'originals/' || n.i || '.dcm', f.file_size, f.calling_ae_title, f.received_at, f.state_changed_at
+     FROM n, (SELECT * FROM instances LIMIT 1) f`,
+  ).run(count - 1);
+  return (db.prepare('SELECT id FROM instances ORDER BY id').pluck().all() as number[]).slice(0, count);
+}
+
+function countRows(db: Db, table: string): number {
+  return db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+}
+
+function seconds(work: () => void): number {
+  const began = performance.now();
+  work();
+  return (performance.now() - began) / 1000;
+}
+
+interface Round {
+  mappings: number;
+  audits: number;
+  /** originalOf on the full ledger, milliseconds (no index on the pseudonym: a scan of one kind). */
+  lookupMs: number;
+}
+
+/** A fresh index in the round's scratch folder, with `instances` instances indexed (untimed). */
+function freshIndex(name: string): { db: Db; rows: AuditRow[]; dispose: () => void } {
+  const dir = join(root, 'work', 'persist', name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const db = openDatabase(join(dir, 'index.sqlite'));
+  const rows = auditRows(indexInstances(db, instances));
+  return {
+    db,
+    rows,
+    dispose: () => {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function checkEverythingPersisted(db: Db, mappings: PseudonymMapping[], rows: AuditRow[]): void {
+  if (countRows(db, 'pseudonym_map') !== mappings.length) throw new Error('not every pseudonym mapping was persisted');
+  if (countRows(db, 'deid_audit') !== rows.length) throw new Error('not every audit row was persisted');
+}
+
+function runRound(round: number, mappings: PseudonymMapping[]): Round {
+  const { db, rows, dispose } = freshIndex(`round-${round}`);
+  try {
+    const ledger = new PseudonymLedger(db);
+    const work = new DeidWork(db);
+    const now = Date.now();
+    const mappingsSeconds = seconds(() => ledger.record(mappings, now));
+    const auditsSeconds = seconds(() => work.recordAudits(rows, now));
+    checkEverythingPersisted(db, mappings, rows);
+    const wanted = mappings[mappings.length - 1] as PseudonymMapping;
+    let found: string | undefined;
+    const lookupMs = seconds(() => (found = ledger.originalOf(wanted.kind, wanted.pseudonym))) * 1000;
+    if (found !== wanted.original) throw new Error('originalOf did not find the original');
+    return { mappings: mappingsSeconds, audits: auditsSeconds, lookupMs };
+  } finally {
+    dispose();
+  }
+}
+
+interface Explained {
+  mappingsWithoutCheckpoint: number;
+  mappingsCheckpoint: number;
+  auditsWithoutCheckpoint: number;
+  auditsCheckpoint: number;
+  /** JSON.stringify of every row's entries and findings, no database. */
+  stringify: number;
+}
+
+/**
+ * --explain: where the time goes. The same calls on another fresh index whose connection does not
+ * checkpoint at commit (wal_autocheckpoint = 0, set here only), then the checkpoint SQLite would
+ * have run (PASSIVE, as the automatic one) timed on its own; and the JSON encoding alone.
+ */
+function explainRound(round: number, mappings: PseudonymMapping[]): Explained {
+  const { db, rows, dispose } = freshIndex(`explain-${round}`);
+  try {
+    db.pragma('wal_autocheckpoint = 0');
+    db.pragma('wal_checkpoint(TRUNCATE)');
+    const ledger = new PseudonymLedger(db);
+    const work = new DeidWork(db);
+    const now = Date.now();
+    const checkpoint = () => db.pragma('wal_checkpoint(PASSIVE)');
+    const explained = {
+      mappingsWithoutCheckpoint: seconds(() => ledger.record(mappings, now)),
+      mappingsCheckpoint: seconds(checkpoint),
+      auditsWithoutCheckpoint: seconds(() => work.recordAudits(rows, now)),
+      auditsCheckpoint: seconds(checkpoint),
+      stringify: seconds(() => encodeAudits(rows)),
+    };
+    checkEverythingPersisted(db, mappings, rows);
+    return explained;
+  } finally {
+    dispose();
+  }
+}
+
+/** What recordAudits spends in JSON.stringify; the length is returned so the work is not skipped. */
+function encodeAudits(rows: AuditRow[]): number {
+  let length = 0;
+  for (const row of rows) length += JSON.stringify(row.entries).length + JSON.stringify(row.findings).length;
+  return length;
+}
+
+function verdict(value: number): string {
+  return value < TARGET_SECONDS ? `under the ${TARGET_SECONDS} s target` : `MISSES the ${TARGET_SECONDS} s target`;
+}
+
+function medianOf<T>(results: T[], pick: (result: T) => number): string {
+  return median(results.map(pick)).toFixed(3);
+}
+
+function printExplained(explained: Explained[]): void {
+  console.log(`where the time goes (--explain, medians of ${explained.length} more rounds; checkpoint = copying the WAL into the database file and its fsyncs, which SQLite runs at the commit that takes the WAL past 1000 pages):`);
+  console.log(
+    `pseudonym mappings: ${medianOf(explained, (e) => e.mappingsWithoutCheckpoint)} s without the checkpoint + ${medianOf(explained, (e) => e.mappingsCheckpoint)} s checkpoint`,
+  );
+  console.log(
+    `audit findings: ${medianOf(explained, (e) => e.auditsWithoutCheckpoint)} s without the checkpoint (of which JSON.stringify alone ${medianOf(explained, (e) => e.stringify)} s) + ${medianOf(explained, (e) => e.auditsCheckpoint)} s checkpoint`,
+  );
+}
+
+function main(): void {
+  const mappings = pseudonymMappings(patients);
+  const results: Round[] = [];
+  const explained: Explained[] = [];
+  for (let round = 1; round <= rounds; round += 1) {
+    const result = runRound(round, mappings);
+    results.push(result);
+    console.log(`round ${round}: ${mappings.length} pseudonym mappings ${result.mappings.toFixed(3)} s, ${instances} audit rows ${result.audits.toFixed(3)} s`);
+    if (values.explain) explained.push(explainRound(round, mappings));
+  }
+  const mappingsMedian = median(results.map((result) => result.mappings));
+  const auditsMedian = median(results.map((result) => result.audits));
+  console.log(`${rounds} rounds, medians (fresh index file each round, only the persisting call timed):`);
+  console.log(`pseudonym mappings (${mappings.length}): ${mappingsMedian.toFixed(3)} s, ${verdict(mappingsMedian)}`);
+  console.log(`audit findings (${instances} instances): ${auditsMedian.toFixed(3)} s, ${verdict(auditsMedian)}`);
+  console.log(`originalOf on ${mappings.length} mappings: ${median(results.map((result) => result.lookupMs)).toFixed(2)} ms`);
+  if (values.explain) printExplained(explained);
+}
+
+main();

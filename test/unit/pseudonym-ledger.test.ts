@@ -1,0 +1,174 @@
+/** The pseudonym ledger (record, upsert, lookups both ways) and DeidWork's bulk audit writes. */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { openDatabase, type Db } from '../../src/db/database.js';
+import { DeidWork } from '../../src/index/deid-work.js';
+import { InstanceIndex } from '../../src/index/instance-index.js';
+import { PseudonymLedger } from '../../src/index/pseudonym-ledger.js';
+import { QuarantineWork } from '../../src/index/quarantine-work.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+function openIndex(t: TestContext): Db {
+  const db = openDatabase(join(scratchDir('pseudonym-ledger'), 'index.sqlite'));
+  t.after(() => db.close());
+  return db;
+}
+
+function countRows(db: Db, table: string): number {
+  return db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+}
+
+test('recorded mappings are found both ways, per kind', (t) => {
+  const db = openIndex(t);
+  const ledger = new PseudonymLedger(db);
+  ledger.record([
+    { kind: 'PatientID', original: 'MRN-0042', pseudonym: 'GPAAAAAAAAAAAAAAAA' },
+    { kind: 'PatientName', original: 'Doe^Jane', pseudonym: 'ANONYMOUS^BBBBBBBB' },
+    { kind: 'StudyInstanceUID', original: '1.2.3.4', pseudonym: '2.25.1234' },
+  ]);
+  assert.equal(countRows(db, 'pseudonym_map'), 3);
+  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-0042'), 'GPAAAAAAAAAAAAAAAA');
+  assert.equal(ledger.pseudonymOf('PatientName', 'Doe^Jane'), 'ANONYMOUS^BBBBBBBB');
+  assert.equal(ledger.originalOf('PatientName', 'ANONYMOUS^BBBBBBBB'), 'Doe^Jane');
+  assert.equal(ledger.originalOf('StudyInstanceUID', '2.25.1234'), '1.2.3.4');
+  // The kind is part of the key: a value under another keyword is not found.
+  assert.equal(ledger.pseudonymOf('PatientName', 'MRN-0042'), undefined);
+  assert.equal(ledger.originalOf('PatientID', 'ANONYMOUS^BBBBBBBB'), undefined);
+  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-0043'), undefined);
+});
+
+test('an original recorded again keeps the newest pseudonym, in one row', (t) => {
+  const db = openIndex(t);
+  const ledger = new PseudonymLedger(db);
+  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPOLD' }], 1000);
+  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPNEW' }], 2000);
+  assert.equal(countRows(db, 'pseudonym_map'), 1);
+  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-1'), 'GPNEW');
+  assert.equal(ledger.originalOf('PatientID', 'GPNEW'), 'MRN-1');
+  assert.equal(ledger.originalOf('PatientID', 'GPOLD'), undefined, 'the replaced pseudonym no longer leads back');
+  // A record older than the one kept does not replace it.
+  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPSTALE' }], 1500);
+  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-1'), 'GPNEW');
+  // Within one call, the later entry wins.
+  ledger.record(
+    [
+      { kind: 'PatientID', original: 'MRN-2', pseudonym: 'GPFIRST' },
+      { kind: 'PatientID', original: 'MRN-2', pseudonym: 'GPSECOND' },
+    ],
+    3000,
+  );
+  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-2'), 'GPSECOND');
+  assert.equal(countRows(db, 'pseudonym_map'), 2);
+});
+
+test('a large batch, written many rows per statement in key order, keeps every mapping and the later of two', (t) => {
+  const db = openIndex(t);
+  const ledger = new PseudonymLedger(db);
+  // 130 distinct originals in no order (37 and 130 are coprime), then one of them again.
+  const entries = Array.from({ length: 130 }, (_, n) => ({ kind: n % 2 === 0 ? 'PatientID' : 'PatientName', original: `O${(n * 37) % 130}`, pseudonym: `P${n}` }));
+  entries.push({ kind: 'PatientID', original: 'O0', pseudonym: 'PLATER' });
+  ledger.record(entries);
+  assert.equal(countRows(db, 'pseudonym_map'), 130);
+  for (const entry of entries.slice(1, 130)) assert.equal(ledger.pseudonymOf(entry.kind, entry.original), entry.pseudonym, entry.original);
+  assert.equal(ledger.pseudonymOf('PatientID', 'O0'), 'PLATER');
+  assert.equal(ledger.originalOf('PatientName', 'P129'), `O${(129 * 37) % 130}`);
+});
+
+test('originals sharing a pseudonym (two spellings of one name): the last recorded answers, all are listed', (t) => {
+  const db = openIndex(t);
+  const ledger = new PseudonymLedger(db);
+  ledger.record([{ kind: 'PatientName', original: 'Doe^Jane', pseudonym: 'ANONYMOUS^SAME' }], 1000);
+  ledger.record([{ kind: 'PatientName', original: 'DOE^JANE^^^', pseudonym: 'ANONYMOUS^SAME' }], 2000);
+  assert.equal(ledger.originalOf('PatientName', 'ANONYMOUS^SAME'), 'DOE^JANE^^^');
+  assert.deepEqual(ledger.originalsOf('PatientName', 'ANONYMOUS^SAME'), ['DOE^JANE^^^', 'Doe^Jane']);
+  assert.deepEqual(ledger.originalsOf('PatientName', 'ANONYMOUS^OTHER'), []);
+});
+
+test('a batch that fails part-way records nothing (one transaction)', (t) => {
+  const db = openIndex(t);
+  const ledger = new PseudonymLedger(db);
+  assert.throws(() =>
+    ledger.record([
+      { kind: 'PatientID', original: 'MRN-1', pseudonym: 'GP1' },
+      { kind: 'PatientID', original: 'MRN-2', pseudonym: null as unknown as string },
+    ]),
+  );
+  assert.equal(countRows(db, 'pseudonym_map'), 0);
+  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-1'), undefined);
+});
+
+/** Indexes instances n = 1..count and returns their row ids. */
+function indexInstances(db: Db, count: number): number[] {
+  const index = new InstanceIndex(db);
+  const ids: number[] = [];
+  for (let n = 1; n <= count; n += 1) {
+    index.upsert({
+      attributes: { PatientName: 'Doe^Jane', PatientID: 'MRN-1', Modality: 'CT' },
+      studyInstanceUid: '1.2.3',
+      seriesInstanceUid: '1.2.3.1',
+      sopInstanceUid: `1.2.3.1.${n}`,
+      sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+      transferSyntaxUid: '1.2.840.10008.1.2.1',
+      filePath: `originals/${n}.dcm`,
+      fileSize: 1,
+      callingAeTitle: 'CT01',
+      receivedAt: Date.now(),
+    });
+    ids.push(db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').pluck().get(`1.2.3.1.${n}`) as number);
+  }
+  return ids;
+}
+
+const FINDING = { code: 'identifier-in-text', message: "StudyDescription quotes the patient's name or an identifier", path: '(0008,1030)' };
+
+function auditOf(db: Db, instancePk: number): { entries: unknown[]; findings: unknown[]; createdAt: number } | undefined {
+  const row = db.prepare('SELECT entries, findings, created_at AS createdAt FROM deid_audit WHERE instance_pk = ?').get(instancePk) as
+    | { entries: string; findings: string; createdAt: number }
+    | undefined;
+  return row && { entries: JSON.parse(row.entries) as unknown[], findings: JSON.parse(row.findings) as unknown[], createdAt: row.createdAt };
+}
+
+test('recordAudits writes every instance’s audit, seen by the quarantine’s reader', (t) => {
+  const db = openIndex(t);
+  const [first, second] = indexInstances(db, 2) as [number, number];
+  const work = new DeidWork(db);
+  work.recordAudits(
+    [
+      { instancePk: first, entries: [{ path: '(0010,0010)', keyword: 'PatientName', action: 'dummy' }], findings: [FINDING] },
+      { instancePk: second, entries: [{ path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' }], findings: [] },
+    ],
+    1234,
+  );
+  assert.equal(countRows(db, 'deid_audit'), 2);
+  assert.deepEqual(auditOf(db, first), { entries: [{ path: '(0010,0010)', keyword: 'PatientName', action: 'dummy' }], findings: [FINDING], createdAt: 1234 });
+  assert.deepEqual(auditOf(db, second), { entries: [{ path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' }], findings: [], createdAt: 1234 });
+  assert.deepEqual(new QuarantineWork(db).show(first)?.findings, [FINDING]);
+});
+
+test('recordAudits replaces the audit the quarantine path wrote, through the same statement', (t) => {
+  const db = openIndex(t);
+  const [id] = indexInstances(db, 1) as [number];
+  const work = new DeidWork(db);
+  assert.equal(work.markQuarantinedWithFindings(id, 'originals/1.dcm', 'identifier in text', [{ path: '(0010,0020)', keyword: 'PatientID', action: 'dummy' }], [FINDING]), true);
+  assert.deepEqual(auditOf(db, id)?.findings, [FINDING]);
+  work.recordAudits([{ instancePk: id, entries: [], findings: [] }], 5678);
+  assert.equal(countRows(db, 'deid_audit'), 1);
+  assert.deepEqual(auditOf(db, id), { entries: [], findings: [], createdAt: 5678 });
+  assert.deepEqual(new QuarantineWork(db).show(id)?.findings, []);
+});
+
+test('recordAudits for an instance that is not indexed records nothing of the batch (foreign key, one transaction)', (t) => {
+  const db = openIndex(t);
+  const [id] = indexInstances(db, 1) as [number];
+  const work = new DeidWork(db);
+  assert.throws(
+    () =>
+      work.recordAudits([
+        { instancePk: id, entries: [], findings: [FINDING] },
+        { instancePk: id + 1000, entries: [], findings: [FINDING] },
+      ]),
+    /FOREIGN KEY/,
+  );
+  assert.equal(countRows(db, 'deid_audit'), 0);
+});
