@@ -37,6 +37,8 @@ const rounds = Number(values.rounds);
 const root = join(resolve(values.data), 'scale');
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 const cores = availableParallelism();
+/** As the gantry command runs itself (its #! line in src/cli/main.ts). */
+const NODE_FLAGS = ['--max-semi-space-size=2'];
 
 interface Corpus {
   label: string;
@@ -159,13 +161,13 @@ async function measure(set: Corpus): Promise<Record<string, Sample[]>> {
     writeFileSync(config, `storage:\n  path: ${join(work, 'session')}\ndeid:\n  secret: "the secret of bench scale, 16+"\nlog:\n  level: warn\n`);
     // Interleaved: each tool and its reference one after the other, the tree warm before each.
     await warm(set.dir);
-    const imported = await timed([process.execPath, CLI, 'import', '-q', '--config', config, set.dir]);
+    const imported = await timed([process.execPath, ...NODE_FLAGS, CLI, 'import', '-q', '--config', config, set.dir]);
     if (!new RegExp(`indexed ${set.files} instance`).test(imported.output)) throw new Error(`import: ${imported.output}`);
     samples.import?.push(imported);
     await warm(set.dir);
     samples.dcmdump?.push(await timed(['sh', '-c', `find "${set.dir}" -type f -print0 | xargs -0 -P ${cores} -n 500 dcmdump -q -M > /dev/null`]));
     await warm(set.dir);
-    const exported = await timed([process.execPath, CLI, 'export', '-q', '--config', config, '--out', join(work, 'export')]);
+    const exported = await timed([process.execPath, ...NODE_FLAGS, CLI, 'export', '-q', '--config', config, '--out', join(work, 'export')]);
     if (!new RegExp(`exported ${set.files} instance`).test(exported.output)) throw new Error(`export: ${exported.output}`);
     samples.export?.push(exported);
     rmSync(join(work, 'export'), { recursive: true, force: true });

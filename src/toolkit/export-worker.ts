@@ -41,7 +41,10 @@ const window = Buffer.allocUnsafe(FileSource.WINDOW);
 let sequence = 0;
 
 export default async function exportBatch(batch: ExportBatch): Promise<ExportItemResult[]> {
-  await loadCodecs().catch(() => undefined);
+  // The WebAssembly codecs (tens of MB per thread) are needed only to redact JPEG-LS and JPEG 2000
+  // frames: loaded only when there are zones. A codec that cannot load holds back only the instances
+  // that need it, with the reason, as in the node.
+  if (batch.base.pixelZones?.length) await loadCodecs().catch(() => undefined);
   const profiles = compileProfiles(batch.profiles);
   return batch.items.map((item) => exportOne(item, batch, profiles));
 }

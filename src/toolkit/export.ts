@@ -288,6 +288,8 @@ export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: str
     minThreads: workers,
     maxThreads: workers,
     idleTimeout: 1000,
+    // One file at a time per thread (as the node's de-identification pool): small heaps, flat memory.
+    resourceLimits: { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 4 },
   });
   try {
     return await exportSelection(db, {

@@ -56,6 +56,8 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     minThreads: options.workers,
     maxThreads: options.workers,
     idleTimeout: 1000,
+    // A batch of headers at a time: small heaps keep the threads' memory flat however large the tree.
+    resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 4 },
   });
   const inFlight = new Set<Promise<void>>();
   const record = (results: ImportScan[]) => recordBatch(db, index, storagePath, options, results, summary);
