@@ -7,7 +7,7 @@
  * small young generation collects them sooner. Measured on 2,000 x 0.5 MB stores: peak RSS 126 MB
  * instead of 153 MB, and no loss of throughput. `npm start`, the Dockerfile and the tests pass it too.
  */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { stringify } from 'yaml';
 import { startGantry } from '../app.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
@@ -93,13 +93,20 @@ program
     process.exitCode = summary.failed.length > 0 ? 1 : 0;
   });
 
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const threads = (value: string) => {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1 || count > 64) throw new InvalidArgumentError('a whole number from 1 to 64');
+  return count;
+};
+
 program
   .command('import')
   .description('index folders of DICOM files in place (or --copy them into storage); they are de-identified like received instances')
   .option('-c, --config <file>', 'YAML config file (storage.path: the session)')
   .option('--copy', 'copy the files into storage instead of indexing them where they are', false)
   .option('--forward', 'forward the instances once de-identified, like received ones', false)
-  .option('-w, --workers <n>', 'threads reading headers (default deid.workers)', (value) => Number.parseInt(value, 10))
+  .option('-w, --workers <n>', 'threads reading headers (default deid.workers)', (value) => threads(value))
   .option('-q, --quiet', 'no progress line', false)
   .argument('<folder...>', 'folders (or files) to import')
   .action(async (folders: string[], options: { config?: string; copy: boolean; forward: boolean; workers?: number; quiet: boolean }) => {
@@ -107,7 +114,6 @@ program
     process.exitCode = summary.unreadable > 0 ? 1 : 0;
   });
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 program
   .command('export')
   .description('write the de-identified form of the session (or a selection) into a folder; resumes where an interrupted run stopped')
@@ -118,7 +124,7 @@ program
   .option('--patient <id>', 'only this original PatientID (repeatable)', collect)
   .option('--modality <modality>', 'only series of this Modality (repeatable)', collect)
   .option('--layout <template>', `file names from the de-identified attributes (default ${DEFAULT_LAYOUT})`)
-  .option('-w, --workers <n>', 'de-identification threads (default deid.workers)', (value) => Number.parseInt(value, 10))
+  .option('-w, --workers <n>', 'de-identification threads (default deid.workers)', (value) => threads(value))
   .option('-q, --quiet', 'no progress line', false)
   .action(async (options: { config?: string; out: string; study?: string[]; series?: string[]; patient?: string[]; modality?: string[]; layout?: string; workers?: number; quiet: boolean }) => {
     const selection = { studyInstanceUids: options.study, seriesInstanceUids: options.series, patientIds: options.patient, modalities: options.modality };

@@ -397,13 +397,17 @@ export function blankMcus(frame: DctFrame, g: PixelGeometry, mask: RowMask): num
   let count = 0;
   frame.components.forEach((component, c) => {
     const dc = flatDc(black[c] as number, frame.precision, component.quantisation[0] as number);
+    const coded = codedExtent(frame, c);
     for (let my = 0; my < frame.mcusPerColumn; my += 1) {
       for (let mx = 0; mx < frame.mcusPerLine; mx += 1) {
         if (!touched[my * frame.mcusPerLine + mx]) continue;
         if (c === 0) count += 1;
         for (let v = 0; v < component.v; v += 1) {
           for (let h = 0; h < component.h; h += 1) {
-            const offset = ((my * component.v + v) * component.blocksPerLine + mx * component.h + h) * 64;
+            const [row, column] = [my * component.v + v, mx * component.h + h];
+            // A block no scan codes (the padding of a component scanned on its own) stays as it is.
+            if (row >= coded.down || column >= coded.across) continue;
+            const offset = (row * component.blocksPerLine + column) * 64;
             component.coefficients.fill(0, offset, offset + 64);
             component.coefficients[offset] = dc;
           }
@@ -412,6 +416,39 @@ export function blankMcus(frame: DctFrame, g: PixelGeometry, mask: RowMask): num
     }
   });
   return count;
+}
+
+/** The blocks of a component that its scan codes (A.2): the whole MCU grid when interleaved, its own
+ * extent when scanned alone. */
+function codedExtent(frame: DctFrame, index: number): { across: number; down: number } {
+  const component = frame.components[index] as DctComponent;
+  const alone = frame.parts.some((part) => part.kind === 'scan' && part.scan.components.length === 1 && part.scan.components[0]?.index === index);
+  if (!alone) return { across: component.blocksPerLine, down: component.blocksPerColumn };
+  return { across: ceilDiv(ceilDiv(frame.width * component.h, frame.hMax), 8), down: ceilDiv(ceilDiv(frame.height * component.v, frame.vMax), 8) };
+}
+
+/**
+ * A redacted frame keeps only the segments that say how to decode it: quantisation tables, restart
+ * interval, frame header, JFIF (its thumbnail, a small copy of the unredacted image, removed) and
+ * Adobe (colour transform). EXIF and other APPn segments (camera data, thumbnails) and comments,
+ * which may name a patient or show the image, go.
+ */
+function keepDecodingSegmentsOnly(frame: DctFrame): void {
+  frame.parts = frame.parts.flatMap((part): Part[] => {
+    if (part.kind === 'scan') return [part];
+    const marker = part.bytes.readUInt16BE(0);
+    const body = part.bytes.subarray(4);
+    if (marker === 0xffe0) {
+      if (body.subarray(0, 5).toString('latin1') !== 'JFIF\0' || body.length < 14) return [];
+      const withoutThumbnail = Buffer.from(body.subarray(0, 14));
+      withoutThumbnail[12] = 0;
+      withoutThumbnail[13] = 0;
+      return [{ kind: 'segment', bytes: segment(marker, withoutThumbnail) }];
+    }
+    if (marker === 0xffee) return body.subarray(0, 5).toString('latin1') === 'Adobe' ? [part] : [];
+    if ((marker >= 0xffe1 && marker <= 0xffef) || marker === 0xfffe) return [];
+    return [part];
+  });
 }
 
 function checkFits(frame: DctFrame, g: PixelGeometry): void {
@@ -428,6 +465,7 @@ export function jpegDctFrameRedactor(g: PixelGeometry, mask: RowMask): (frame: B
     const frame = decodeDct(data, g.photometric);
     checkFits(frame, g);
     blankMcus(frame, g, mask);
+    keepDecodingSegmentsOnly(frame);
     const encoded = encodeDct(frame);
     const check = decodeDct(encoded, g.photometric);
     frame.components.forEach((component, c) => {

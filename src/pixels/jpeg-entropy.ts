@@ -175,7 +175,9 @@ export class BitReader {
   /** The offset just past the entropy-coded data read: the next marker. */
   get end(): number {
     let at = this.at;
-    while (at + 1 < this.data.length && !(this.data[at] === 0xff && this.data[at + 1] !== 0x00 && this.data[at + 1] !== 0xff)) at += this.data[at] === 0xff ? 2 : 1;
+    // A stuffed 0xFF 0x00 is data; 0xFF 0xFF is a fill byte before a marker (B.1.1.2): step one byte,
+    // so that the marker after it is found.
+    while (at + 1 < this.data.length && !(this.data[at] === 0xff && this.data[at + 1] !== 0x00 && this.data[at + 1] !== 0xff)) at += this.data[at] === 0xff && this.data[at + 1] === 0x00 ? 2 : 1;
     return at;
   }
 }

@@ -13,6 +13,8 @@ import { compileProfiles, type BaseSettings } from '../deid/decide.js';
 import { deidentifyFile } from '../deid/deidentify-file.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { ProfileConfig } from '../deid/rules.js';
+import type { ReleaseOverride } from '../index/deid-work.js';
+import { withoutUids } from '../observability/redact.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import { layoutPath, LAYOUT_TAGS, type LayoutValues } from './layout.js';
 
@@ -21,7 +23,7 @@ export interface ExportItem {
   /** The node's de-identified copy (absolute), with the layout values of its research view. */
   copy?: { path: string; values: LayoutValues };
   /** Otherwise: the original (absolute) and its calling AE title (rules may name it). */
-  original?: { path: string; callingAeTitle: string; renamedUids?: Array<[string, string]> };
+  original?: { path: string; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
 }
 
 export interface ExportBatch {
@@ -30,6 +32,8 @@ export interface ExportBatch {
   layout: string;
   profiles: ProfileConfig[];
   base: BaseSettings;
+  /** deid.quarantineOnFindings: residual risk in the output holds the instance back, as in the node. */
+  quarantineOnFindings: boolean;
 }
 
 export type ExportItemResult =
@@ -46,7 +50,9 @@ export default async function exportBatch(batch: ExportBatch): Promise<ExportIte
   // that need it, with the reason, as in the node.
   if (batch.base.pixelZones?.length) await loadCodecs().catch(() => undefined);
   const profiles = compileProfiles(batch.profiles);
-  return batch.items.map((item) => exportOne(item, batch, profiles));
+  // A release with --pass is a `pass` rule ahead of every profile's own (as src/deid/worker.ts does).
+  const passing = compileProfiles(batch.profiles.map((profile) => ({ ...profile, rules: [{ action: 'pass' as const }, ...profile.rules] })));
+  return batch.items.map((item) => exportOne(item, batch, item.original?.override?.pass ? passing : profiles));
 }
 
 function exportOne(item: ExportItem, batch: ExportBatch, profiles: ReturnType<typeof compileProfiles>): ExportItemResult {
@@ -67,6 +73,13 @@ function exportOne(item: ExportItem, batch: ExportBatch, profiles: ReturnType<ty
       collect: [...LAYOUT_TAGS.values()],
     });
     if (result.kind === 'quarantined') return { id: item.id, kind: 'held', reason: result.reason };
+    // The node's rule (src/pipeline/deidentify.ts): residual risk holds the instance back, unless an
+    // operator released it ignoring the findings. An empty PatientID is information, not risk.
+    const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
+    if (batch.quarantineOnFindings && !item.original.override?.ignoreFindings && risks.length > 0) {
+      unlinkSync(temporary);
+      return { id: item.id, kind: 'held', reason: `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 300) };
+    }
     const values: LayoutValues = {};
     for (const [keyword, tag] of LAYOUT_TAGS) {
       const value = result.values?.get(tag);
@@ -82,7 +95,9 @@ function exportOne(item: ExportItem, batch: ExportBatch, profiles: ReturnType<ty
       // not written
     }
     const code = (error as NodeJS.ErrnoException).code;
-    return { id: item.id, kind: 'failed', reason: code ? `${code} while writing` : (error as Error).message.slice(0, 160) };
+    const syscall = (error as NodeJS.ErrnoException).syscall;
+    // Codes and system calls only: an error's message may quote a value or a path.
+    return { id: item.id, kind: 'failed', reason: code ? `${code}${syscall ? ` (${syscall})` : ''}` : withoutUids((error as Error).message).replace(/\[[^\]]*\]|"[^"]*"/g, '<value>').slice(0, 160) };
   }
 }
 

@@ -17,7 +17,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
-import { DeidWork } from '../index/deid-work.js';
+import { DeidWork, type ReleaseOverride } from '../index/deid-work.js';
 import { PseudonymLedger } from '../index/pseudonym-ledger.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
@@ -71,6 +71,8 @@ export interface ExportSummary {
 interface SelectedInstance {
   id: number;
   studyPk: number;
+  /** An operator's release from quarantine (JSON), applied as the node applies it. */
+  override: string | null;
   filePath: string;
   callingAeTitle: string;
   state: string;
@@ -114,7 +116,7 @@ export class ExportJournal {
     const where = `WHERE i.state IN ('received', 'deidentified', 'forwarded') ${filter.where}`;
     const exported = `SELECT 1 FROM export_items e WHERE e.out_dir = @outDir AND e.instance_pk = i.id`;
     this.page = db.prepare(`
-      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.calling_ae_title AS callingAeTitle, i.state,
+      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state,
         CASE WHEN i.state != 'received' AND i.deid_deleted_at IS NULL THEN i.deid_file_path END AS deidFilePath, i.deid_file_size AS deidFileSize,
         rp.patient_id AS PatientID, rp.patient_name AS PatientName, rst.study_instance_uid AS StudyInstanceUID,
         rse.series_instance_uid AS SeriesInstanceUID, ri.sop_instance_uid AS SOPInstanceUID, rse.modality AS Modality,
@@ -166,12 +168,20 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   const storage = resolve(options.storagePath) + sep;
   if ((out + sep).startsWith(storage)) throw new Error(`--out ${options.out} lies inside storage.path: choose a folder outside the session`);
   checkLayout(options.layout);
+  // Files imported in place are the user's originals: an export must never write among them.
+  const imported = db.prepare(`SELECT source_path AS path FROM instances WHERE source_path >= ? AND source_path < ? LIMIT 1`).get(out + sep, `${out}${String.fromCharCode(sep.charCodeAt(0) + 1)}`) as { path: string } | undefined;
+  if (imported) throw new Error(`--out ${options.out} holds files imported in place (gantry import): choose a folder of its own`);
   await mkdir(out, { recursive: true });
   await removeTemporaries(out);
-  const journal = new ExportJournal(db, `${out}#${await exportIdentity(out)}`, options.selection);
+  let journal = new ExportJournal(db, `${out}#${await exportIdentity(out)}`, options.selection);
+  let { selected, done } = journal.counts();
+  // Emptied but for the marker (rm -rf out/*): nothing of the earlier run is left, so start afresh.
+  if (done > 0 && (await readdir(out)).every((name) => name.startsWith('.gantry-export'))) {
+    journal = new ExportJournal(db, `${out}#${await exportIdentity(out, true)}`, options.selection);
+    ({ selected, done } = journal.counts());
+  }
   const ledger = new PseudonymLedger(db);
   const work = new DeidWork(db);
-  const { selected, done } = journal.counts();
   const summary: ExportSummary = { selected, written: 0, bytes: 0, alreadyExported: done, copied: 0, deidentified: 0, held: 0, failed: 0, problems: new Map() };
   options.progress?.setTotal(selected - done);
   const inFlight = new Set<Promise<void>>();
@@ -199,8 +209,11 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
     journal.record(written);
     if (mappings.length > 0) ledger.record(mappings);
   };
+  // The first failure of a batch (the index unwritable, a thread lost) ends the export once the
+  // batches in flight are done; what was written is journalled, so a run again resumes.
+  let failure: Error | undefined;
   let afterId = 0;
-  for (;;) {
+  while (!failure) {
     const rows = journal.nextPage(afterId);
     if (rows.length === 0) break;
     afterId = (rows[rows.length - 1] as SelectedInstance).id;
@@ -213,12 +226,19 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
         layout: options.layout,
         profiles: options.settings.profiles,
         base: options.settings.base,
+        quarantineOnFindings: options.settings.quarantineOnFindings,
       };
-      const running: Promise<void> = (options.pool.run(batch) as Promise<ExportItemResult[]>).then((results) => settle(page, results)).finally(() => inFlight.delete(running));
+      const running: Promise<void> = (options.pool.run(batch) as Promise<ExportItemResult[]>)
+        .then((results) => settle(page, results))
+        .catch((error: Error) => {
+          failure ??= error;
+        })
+        .finally(() => inFlight.delete(running));
       inFlight.add(running);
     }
   }
   await Promise.all(inFlight);
+  if (failure) throw failure;
   options.progress?.finish();
   return summary;
 }
@@ -242,13 +262,17 @@ function exportItem(row: SelectedInstance, storagePath: string, work: DeidWork):
   }
   // Under retainUIDs, references to redacted instances of the study follow them, as in the node.
   const renames = work.renamesInStudy(row.studyPk, row.id);
-  return { id: row.id, original: { path: join(storagePath, row.filePath), callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}) } };
+  const override = row.override ? (JSON.parse(row.override) as ReleaseOverride) : undefined;
+  return {
+    id: row.id,
+    original: { path: join(storagePath, row.filePath), callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) },
+  };
 }
 
 /** The identity recorded in the folder's marker file, made on the first run. */
-async function exportIdentity(out: string): Promise<string> {
+async function exportIdentity(out: string, afresh = false): Promise<string> {
   const marker = join(out, MARKER_FILE);
-  try {
+  if (!afresh) try {
     const { id } = JSON.parse(await readFile(marker, 'utf8')) as { id?: unknown };
     if (typeof id === 'string' && id.length > 0) return id;
   } catch (error) {

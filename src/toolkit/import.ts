@@ -60,6 +60,9 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 4 },
   });
   const inFlight = new Set<Promise<void>>();
+  // The first failure of a batch (the index unwritable, a thread lost) ends the import, after the
+  // batches in flight; none is left as an unhandled rejection.
+  let failure: Error | undefined;
   const record = (results: ImportScan[]) => recordBatch(db, index, storagePath, options, results, summary);
   const dispatch = async (paths: string[]) => {
     const known = index.knownSourcePaths(paths);
@@ -69,12 +72,19 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     if (remaining.length === 0) return;
     while (inFlight.size >= options.workers * 2) await Promise.race(inFlight);
     const task: ScanTask = { paths: remaining, ...(options.copy ? { copyInto: storagePath } : {}) };
-    const running: Promise<void> = (pool.run(task) as Promise<ImportScan[]>).then(record).finally(() => inFlight.delete(running));
+    const running: Promise<void> = (pool.run(task) as Promise<ImportScan[]>)
+      .then(record)
+      .catch((error: Error) => {
+        failure ??= error;
+      })
+      .finally(() => inFlight.delete(running));
     inFlight.add(running);
   };
   try {
     let batch: string[] = [];
-    for await (const path of filesUnder(options.roots, storagePath)) {
+    const unreadableFolder = (path: string, error: NodeJS.ErrnoException) => problem(summary, 'unreadable', path, `a folder that cannot be read (${error.code ?? 'error'})`);
+    for await (const path of filesUnder(options.roots, storagePath, unreadableFolder)) {
+      if (failure) break;
       summary.files += 1;
       batch.push(path);
       if (batch.length >= BATCH) {
@@ -82,8 +92,9 @@ export async function importFolders(db: Db, storagePath: string, options: Import
         batch = [];
       }
     }
-    if (batch.length > 0) await dispatch(batch);
+    if (batch.length > 0 && !failure) await dispatch(batch);
     await Promise.all(inFlight);
+    if (failure) throw failure;
   } finally {
     await pool.destroy();
   }
@@ -93,7 +104,7 @@ export async function importFolders(db: Db, storagePath: string, options: Import
 
 /** The regular files under the roots, depth first, one directory open at a time per level; symbolic
  * links to files are followed, to directories not (no cycles); the storage folder is left out. */
-async function* filesUnder(roots: readonly string[], storagePath: string): AsyncGenerator<string> {
+async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, error: NodeJS.ErrnoException) => void): AsyncGenerator<string> {
   const storage = resolve(storagePath) + sep;
   for (const root of roots) {
     const absolute = resolve(root);
@@ -103,16 +114,23 @@ async function* filesUnder(roots: readonly string[], storagePath: string): Async
       continue;
     }
     if (!info.isDirectory()) throw new Error(`${root} is neither a folder nor a file`);
-    yield* walk(absolute, storage);
+    yield* walk(absolute, storage, unreadable);
   }
 }
 
-async function* walk(directory: string, storage: string): AsyncGenerator<string> {
+/** A folder that cannot be read is reported and skipped; the walk goes on. */
+async function* walk(directory: string, storage: string, unreadable: (path: string, error: NodeJS.ErrnoException) => void): AsyncGenerator<string> {
   if ((directory + sep).startsWith(storage)) return;
-  const entries = await opendir(directory);
+  let entries;
+  try {
+    entries = await opendir(directory);
+  } catch (error) {
+    unreadable(directory, error as NodeJS.ErrnoException);
+    return;
+  }
   for await (const entry of entries) {
     const path = join(directory, entry.name);
-    if (entry.isDirectory()) yield* walk(path, storage);
+    if (entry.isDirectory()) yield* walk(path, storage, unreadable);
     else if (entry.isFile()) yield path;
     else if (entry.isSymbolicLink()) {
       const target = await stat(path).catch(() => undefined);

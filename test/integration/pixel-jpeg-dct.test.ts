@@ -270,3 +270,45 @@ test('decompressed for a destination that refuses JPEG: every sample within 1 of
     if (name.startsWith('SC_')) assert.equal(photometric, streamFacts(firstFrame(input), textValue(input, 0x00280004) ?? '').ycc ? 'YBR_FULL' : 'RGB', `${name}: the colour space of the decoded samples`);
   }
 });
+
+test('a redacted frame keeps no EXIF, comment or thumbnail: only what decoding needs', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'dcmdjpeg'))) return;
+  const dir = scratchDir('pixel-jpeg-dct-segments');
+  const input = join(PYDICOM_TEST_FILES, 'SC_rgb_dcmtk_+eb+cy+s2.dcm'); // has a JFIF APP0
+  const stream = firstFrame(input);
+  const jfif = segmentBody(stream, 0xffe0);
+  assert.ok(jfif && jfif.subarray(0, 5).toString('latin1') === 'JFIF\0', 'the input has JFIF');
+  // A 1×1 thumbnail in the JFIF segment, an EXIF segment and a comment, all naming the patient.
+  const jfifWithThumbnail = Buffer.concat([jfif.subarray(0, 12), Buffer.from([1, 1, 0x44, 0x6f, 0x65])]);
+  const withSegments = Buffer.concat([
+    stream.subarray(0, 2),
+    segment(0xffe0, jfifWithThumbnail),
+    segment(0xffe1, Buffer.from('Exif\0\0Doe^John camera', 'latin1')),
+    segment(0xfffe, Buffer.from('Patient Doe^John', 'latin1')),
+    stream.subarray(2 + 4 + jfif.length), // the rest after the original JFIF segment
+  ]);
+  const sourced = join(dir, 'with-segments.dcm');
+  withFrames(input, sourced, [withSegments]);
+  const output = join(dir, 'out.dcm');
+  const result = deidentifyWithZones(sourced, output, ZONES, dir);
+  assert.equal(result.kind, 'deidentified', JSON.stringify(result));
+  const redacted = firstFrame(output);
+  assert.equal(redacted.indexOf('Doe^John', 0, 'latin1'), -1, 'no name left in the frame');
+  assert.equal(segmentBody(redacted, 0xffe1), undefined, 'no EXIF');
+  assert.equal(segmentBody(redacted, 0xfffe), undefined, 'no comment');
+  const kept = segmentBody(redacted, 0xffe0);
+  assert.ok(kept && kept.length === 14 && kept[12] === 0 && kept[13] === 0, 'JFIF kept, without its thumbnail');
+  await dcmdjpeg(output, join(dir, 'decoded.dcm'));
+});
+
+/** The body of the first marker segment `marker` before the first scan, read by hand. */
+function segmentBody(stream: Buffer, marker: number): Buffer | undefined {
+  for (let at = 2; at + 4 < stream.length; ) {
+    const found = stream.readUInt16BE(at);
+    if (found === 0xffda) return undefined;
+    const length = stream.readUInt16BE(at + 2);
+    if (found === marker) return stream.subarray(at + 4, at + 2 + length);
+    at += 2 + length;
+  }
+  return undefined;
+}
