@@ -255,13 +255,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   forwarder.start();
   const routeTimer = setInterval(() => {
     try {
-      // First: instances whose study gained a redacted (renamed) instance since go back, so that the
-      // study is not stable, and so not routed, until their references follow.
-      const redone = deidWork.redoStaleReferences();
-      if (redone > 0) {
-        log.info({ instances: redone }, 'instances de-identified again: an instance of their study was redacted and renamed since (retainUIDs)');
-        scheduler.nudge();
-      }
       router.routeStable();
     } catch (error) {
       log.error({ err: (error as Error).message }, 'routing stable studies failed');

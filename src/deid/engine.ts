@@ -71,10 +71,13 @@ export interface DeidOutcome {
   /** Under retainUIDs, the original SOP Instance UID when the output has another (redacted pixels, a
    * rule): references to it elsewhere in the study follow (renamedUids). */
   renamedFrom?: string;
+  /** Under retainUIDs: each Referenced SOP Instance UID of the dataset, with the UID written for it. */
+  references?: Array<[original: string, written: string]>;
 }
 
 const TAG = {
   SOPInstanceUID: 0x00080018,
+  ReferencedSOPInstanceUID: 0x00081155,
   StudyInstanceUID: 0x0020000d,
   SeriesInstanceUID: 0x0020000e,
   PatientName: 0x00100010,
@@ -162,7 +165,10 @@ export class DeidEngine {
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
     this.scanForResidualPhi(elements, '');
-    if (this.settings.options.has('retainUIDs') && this.settings.renamedUids?.size) this.followRenames(elements, '', this.settings.renamedUids);
+    // Under retainUIDs, references to instances of the study renamed by redaction follow them, and the
+    // references are reported, so that a later rename redoes exactly the instances that name it.
+    const references = new Map<string, string>();
+    if (this.settings.options.has('retainUIDs')) this.followRenames(elements, '', this.settings.renamedUids ?? new Map(), references);
     if (this.settings.cleanedPixels !== undefined && this.settings.options.has('retainUIDs')) this.renameRedacted(elements, original.sop, this.settings.cleanedPixels.key);
     // Redacted pixel data (streamed) is not an attribute to restore: its original stays out of the envelope.
     if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element) && !element.stream));
@@ -183,6 +189,7 @@ export class DeidEngine {
       studyInstanceUid: finalUid(TAG.StudyInstanceUID),
       seriesInstanceUid: finalUid(TAG.SeriesInstanceUID),
       ...(retainUids && original.sop !== '' && sopInstanceUid !== original.sop ? { renamedFrom: original.sop } : {}),
+      ...(retainUids ? { references: [...references] } : {}),
     };
   }
 
@@ -385,19 +392,20 @@ export class DeidEngine {
 
   /** Every UID value left in the dataset (references in sequences included) that names a renamed
    * instance names its new UID instead. */
-  private followRenames(elements: EditableElement[], path: string, renamed: ReadonlyMap<string, string>): void {
+  private followRenames(elements: EditableElement[], path: string, renamed: ReadonlyMap<string, string>, references: Map<string, string>): void {
     for (const element of elements) {
       if (element.removed) continue;
       const here = `${path}(${tagText(element.tag)})`;
       if (element.items !== undefined && !element.encapsulated) {
         (element.items as EditableItem[]).forEach((item, index) => {
-          if (!item.removed) this.followRenames(item.elements, `${here}[${index}]`, renamed);
+          if (!item.removed) this.followRenames(item.elements, `${here}[${index}]`, renamed, references);
         });
         continue;
       }
       if (element.vr !== 'UI') continue;
       const uids = (element.replacement ? element.replacement.value.toString('latin1') : this.text(element)).replace(/[\0 ]+$/, '').split('\\');
       const followed = uids.map((uid) => renamed.get(trimUid(uid)) ?? uid);
+      if (element.tag === TAG.ReferencedSOPInstanceUID) uids.forEach((uid, index) => uid !== '' && references.set(trimUid(uid), trimUid(followed[index] ?? uid)));
       if (followed.every((uid, index) => uid === uids[index])) continue;
       element.replacement = { value: padToEven(followed.join('\\'), '\0') };
       this.record(here, element.tag, 'uid');

@@ -51,6 +51,8 @@ export type DeidTaskResult =
       attributes: IndexedAttributes;
       /** Under retainUIDs, the original SOP Instance UID when the copy has another. */
       renamedFrom?: string;
+      /** Under retainUIDs: the instances it references, with the UID written for each. */
+      references?: Array<[string, string]>;
     }
   | { kind: 'quarantined'; reason: string };
 
@@ -98,5 +100,6 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
     findings: outcome.findings,
     attributes: await scanIndexedAttributes(task.temporary),
     ...(outcome.renamedFrom !== undefined ? { renamedFrom: outcome.renamedFrom } : {}),
+    ...(outcome.references?.length ? { references: outcome.references } : {}),
   };
 }

@@ -36,13 +36,26 @@ export interface DeidentifiedRecord {
   attributes: IndexedAttributes;
   /** Under retainUIDs, the original SOP Instance UID when the copy has another (its pixels were redacted). */
   renamedFrom?: string;
-  /** How many renames of other instances of the study the de-identification followed. */
-  renamesSeen: number;
+  /** Under retainUIDs: the instances the copy references (original UID) and the UID it wrote for each. */
+  references?: ReadonlyArray<readonly [string, string]>;
 }
 
 export class DeidWork {
   private readonly statements: Record<
-    'waiting' | 'deidentified' | 'audit' | 'held' | 'countByState' | 'stored' | 'renames' | 'recordRename' | 'forgetRename' | 'staleReferences' | 'redoStale',
+    | 'waiting'
+    | 'deidentified'
+    | 'audit'
+    | 'held'
+    | 'countByState'
+    | 'stored'
+    | 'renames'
+    | 'renameOf'
+    | 'currentName'
+    | 'recordRename'
+    | 'forgetRename'
+    | 'forgetReferences'
+    | 'recordReference'
+    | 'redoReferencing',
     Statement
   >;
   private readonly research: ResearchIndex;
@@ -58,21 +71,29 @@ export class DeidWork {
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
           deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
           deid_series_instance_uid = @seriesInstanceUid, deid_study_instance_uid = @studyInstanceUid,
-          deid_profile = @profile, routed_at = NULL, deid_deleted_at = NULL, deid_renames_seen = @renamesSeen
+          deid_profile = @profile, routed_at = NULL, deid_deleted_at = NULL
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath`),
       renames: db.prepare(`SELECT original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ? AND instance_pk != ?`),
+      renameOf: db.prepare(`SELECT study_pk AS studyPk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE instance_pk = ?`),
+      currentName: db.prepare(`
+        SELECT r.renamed_uid FROM redaction_renames r
+        WHERE r.study_pk = (SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = @id)
+          AND r.original_uid = @original AND r.instance_pk != @id`).pluck(),
       recordRename: db.prepare(`
         INSERT INTO redaction_renames (instance_pk, study_pk, original_uid, renamed_uid)
         VALUES (@id, (SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = @id), @original, @renamed)
         ON CONFLICT (instance_pk) DO UPDATE SET original_uid = excluded.original_uid, renamed_uid = excluded.renamed_uid`),
       forgetRename: db.prepare(`DELETE FROM redaction_renames WHERE instance_pk = ?`),
-      // Only studies with renames are looked at: without retainUIDs and redaction, this costs nothing.
-      staleReferences: db.prepare(`
-        SELECT i.id FROM instances i JOIN series s ON s.id = i.series_pk
-        WHERE s.study_pk IN (SELECT DISTINCT study_pk FROM redaction_renames)
-          AND i.state IN ('deidentified', 'forwarded') AND i.original_deleted_at IS NULL
-          AND coalesce(i.deid_renames_seen, 0) != (SELECT count(*) FROM redaction_renames r WHERE r.study_pk = s.study_pk AND r.instance_pk != i.id)`),
-      redoStale: db.prepare(`UPDATE instances SET state = 'received', state_changed_at = ?, state_reason = NULL WHERE id = ? AND state IN ('deidentified', 'forwarded')`),
+      forgetReferences: db.prepare(`DELETE FROM instance_references WHERE instance_pk = ?`),
+      recordReference: db.prepare(`
+        INSERT OR REPLACE INTO instance_references (instance_pk, study_pk, referenced_uid, written_uid)
+        VALUES (@id, (SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = @id), @original, @written)`),
+      // The instances of a study whose copies reference `original` by another UID than `name`: done again.
+      redoReferencing: db.prepare(`
+        UPDATE instances SET state = 'received', state_changed_at = @now, state_reason = NULL
+        WHERE id IN (SELECT instance_pk FROM instance_references WHERE study_pk = @studyPk AND referenced_uid = @original AND written_uid != @name)
+          AND id != @id AND state IN ('deidentified', 'forwarded') AND original_deleted_at IS NULL
+        RETURNING id`),
       audit: db.prepare(`
         INSERT INTO deid_audit (instance_pk, entries, findings, created_at) VALUES (?, ?, ?, ?)
         ON CONFLICT (instance_pk) DO UPDATE SET entries = excluded.entries, findings = excluded.findings, created_at = excluded.created_at`),
@@ -97,23 +118,6 @@ export class DeidWork {
   }
 
   /**
-   * De-identified instances whose study has gained or lost a rename since (an instance redacted after
-   * them): sent back to de-identification, and so to forwarding, so that their references follow.
-   * The study is not stable until they are done again. Returns how many.
-   */
-  redoStaleReferences(now = Date.now()): number {
-    const stale = this.statements.staleReferences.all() as Array<{ id: number }>;
-    if (stale.length === 0) return 0;
-    this.db.transaction(() => {
-      for (const { id } of stale) {
-        this.statements.redoStale.run(now, id);
-        this.research.remove(id);
-      }
-    })();
-    return stale.length;
-  }
-
-  /**
    * Records a de-identified copy. False when the instance changed meanwhile (a re-sent copy replaced
    * it): the output is then stale and the caller deletes it.
    */
@@ -124,10 +128,13 @@ export class DeidWork {
    */
   markDeidentified(id: number, sourcePath: string, record: DeidentifiedRecord, place: () => void = () => undefined): boolean {
     return this.db.transaction(() => {
+      // An instance it references was renamed (or stopped being) while this copy was made: stale.
+      if (record.references?.some(([original, written]) => this.currentName(id, original) !== written)) return false;
       const changed = this.statements.deidentified.run({ ...record, id, sourcePath, now: Date.now() }).changes;
       if (changed === 0) return false;
-      if (record.renamedFrom !== undefined) this.statements.recordRename.run({ id, original: record.renamedFrom, renamed: record.sopInstanceUid });
-      else this.statements.forgetRename.run(id);
+      this.statements.forgetReferences.run(id);
+      for (const [original, written] of record.references ?? []) this.statements.recordReference.run({ id, original, written });
+      this.setRename(id, record.renamedFrom === undefined ? undefined : { original: record.renamedFrom, renamed: record.sopInstanceUid });
       this.writeAudit(id, record.audit, record.findings, Date.now());
       // The copy keeps the original's SOP class and transfer syntax.
       const stored = this.statements.stored.get(id) as { sopClassUid: string; transferSyntaxUid: string };
@@ -169,9 +176,37 @@ export class DeidWork {
       if (this.statements.held.run({ id, sourcePath, state, reason, now: Date.now() }).changes === 0) return false;
       this.research.remove(id);
       // Held back, it is not forwarded: references to it keep the UID it had.
-      this.statements.forgetRename.run(id);
+      this.setRename(id, undefined);
       return true;
     })();
+  }
+
+  /** What a copy should write for a reference to `original` now: its rename, or itself. */
+  private currentName(id: number, original: string): string {
+    return (this.statements.currentName.get({ id, original }) as string | undefined) ?? original;
+  }
+
+  /**
+   * Records (or forgets) an instance's rename under retainUIDs, and sends back to de-identification
+   * the instances of its study whose copies reference it by another UID: exactly those, once per
+   * change, so that their references follow and the study is forwarded again with them. Call inside a
+   * transaction.
+   */
+  private setRename(id: number, rename: { original: string; renamed: string } | undefined): void {
+    const before = this.statements.renameOf.get(id) as { studyPk: number; original: string; renamed: string } | undefined;
+    if (before?.original === rename?.original && before?.renamed === rename?.renamed) return;
+    if (rename) this.statements.recordRename.run({ id, ...rename });
+    else this.statements.forgetRename.run(id);
+    const now = Date.now();
+    const redo = (studyPk: number, original: string, name: string) => {
+      const redone = this.statements.redoReferencing.all({ studyPk, original, name, id, now }) as Array<{ id: number }>;
+      for (const row of redone) this.research.remove(row.id);
+    };
+    if (before && before.original !== rename?.original) redo(before.studyPk, before.original, before.original);
+    if (rename) {
+      const after = this.statements.renameOf.get(id) as { studyPk: number };
+      redo(after.studyPk, rename.original, rename.renamed);
+    }
   }
 
   /** De-identified instances recorded within `windowMs` of the newest such record. */

@@ -155,9 +155,9 @@ export class DeidScheduler {
       mkdirSync(dirname(target), { recursive: true });
       renameSync(task.temporary, target);
     };
-    const renamesSeen = task.renamedUids?.length ?? 0;
-    const recorded = work.markDeidentified(instance.id, instance.filePath, { ...result, profile: `${result.profile}: PS3.15 ${PROFILE_EDITION}`, renamesSeen }, place);
-    // A re-sent copy replaced the original meanwhile: this output is stale, the new one comes.
+    const recorded = work.markDeidentified(instance.id, instance.filePath, { ...result, profile: `${result.profile}: PS3.15 ${PROFILE_EDITION}` }, place);
+    // A re-sent copy replaced the original meanwhile, or an instance it references was renamed while
+    // it was being done: this output is stale; the instance waits still and is done again.
     if (!recorded) {
       removeQuietly(task.temporary);
       return undefined;
