@@ -221,9 +221,6 @@ export class Instance {
     return this.#context.deidentifier().deidentify(input, output, facts, options);
   }
 
-  // Export (the toolkit's `gantry export`, src/toolkit/export.ts) is being written separately; the
-  // library will offer it here and on Session once it exists.
-
   #originalPath(): string {
     if (this.#row.originalDeletedAt !== undefined) {
       throw new Error(`the original of this instance was deleted by retention (storage.retainOriginals) on ${new Date(this.#row.originalDeletedAt).toISOString()}`);

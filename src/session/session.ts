@@ -81,7 +81,9 @@ export class Session {
   /** The effective config (defaults filled in; storage.path is the session's). A getter, so that
    * logging the session does not print deid.secret. */
   get config(): GantryConfig {
-    return this.#loaded.config;
+    const { config } = this.#loaded;
+    // The secret is the key of every pseudonym: it stays inside the session, even from its caller.
+    return config.deid.secret === undefined ? config : { ...config, deid: { ...config.deid, secret: '<set, not shown>' } };
   }
 
   /** Every patient, in the order first received. */

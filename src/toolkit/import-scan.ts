@@ -4,7 +4,7 @@
  * pixels). Runs in the import's worker threads; with --copy the worker also copies the file into the
  * storage layout, so the main thread only writes the index.
  */
-import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createHeaderScanner } from '../dicom/header-scanner.js';
 import { readFileMeta } from '../dicom/part10.js';
@@ -103,8 +103,8 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
   }
 }
 
-/** Copies the file where the receive path would have put it (a temporary name, then renamed). Not
- * synced: the source stays, and an interrupted import is run again. */
+/** Copies the file where the receive path would have put it: a temporary name, synced, then renamed,
+ * so that the index never names a copy a power cut left short (a run again skips indexed paths). */
 function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): string {
   const directory = join(ORIGINALS_DIR, pathSegment(scanned.studyInstanceUid), pathSegment(scanned.seriesInstanceUid));
   // A stored copy of the same instance (received, or imported before) is never overwritten: the index
@@ -115,6 +115,12 @@ function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): 
   mkdirSync(dirname(target), { recursive: true });
   const temporary = `${target}.import-${process.pid}`;
   copyFileSync(path, temporary);
+  const fd = openSync(temporary, 'r+');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
   renameSync(temporary, target);
   return relative;
 }
