@@ -158,7 +158,12 @@ async function measure(set: Corpus): Promise<Record<string, Sample[]>> {
     rmSync(work, { recursive: true, force: true });
     mkdirSync(work, { recursive: true });
     const config = join(work, 'gantry.yaml');
-    writeFileSync(config, `storage:\n  path: ${join(work, 'session')}\ndeid:\n  secret: "the secret of bench scale, 16+"\nlog:\n  level: warn\n`);
+    // Export without pixel redaction: the multi-frame secondary captures (OT, burned-in suspects) are
+    // let through by a pass rule, as a site exporting its own non-annotated series would.
+    writeFileSync(
+      config,
+      `storage:\n  path: ${join(work, 'session')}\ndeid:\n  secret: "the secret of bench scale, 16+"\n  rules:\n    - { action: pass, when: { attributes: { Modality: OT } } }\nlog:\n  level: warn\n`,
+    );
     // Interleaved: each tool and its reference one after the other, the tree warm before each.
     await warm(set.dir);
     const imported = await timed([process.execPath, ...NODE_FLAGS, CLI, 'import', '-q', '--config', config, set.dir]);
