@@ -48,7 +48,7 @@ export async function runImport(loaded: LoadedConfig, roots: string[], options: 
 function printImportSummary(summary: ImportSummary, options: ImportCommandOptions, print: (line: string) => void): void {
   print(
     `indexed ${summary.indexed} instance(s) (${(summary.bytes / 1e6).toFixed(1)} MB) of ${summary.files} file(s)` +
-      `${options.copy ? ', copied into storage' : ', in place'}; already indexed ${summary.alreadyIndexed}; ` +
+      `${options.copy ? ', copied into storage' : ', in place'}; already indexed ${summary.alreadyIndexed}${summary.released > 0 ? ` (${summary.released} now to be forwarded)` : ''}; ` +
       `duplicate SOP Instance UIDs ${summary.duplicates}; not DICOM ${summary.notDicom}; unreadable ${summary.unreadable}`,
   );
   for (const [reason, count] of [...summary.problems].sort((a, b) => b[1] - a[1])) print(`  ${count} × ${reason}`);

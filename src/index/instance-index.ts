@@ -87,6 +87,7 @@ export class InstanceIndex {
     deleteInstance: Statement;
     recentInstances: Statement;
     knownSourcePaths: Statement;
+    releaseForwarding: Statement;
   };
 
   private readonly research: ResearchIndex;
@@ -164,6 +165,7 @@ export class InstanceIndex {
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
+      releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
         SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize
         FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ? AND original_external = 0`),
@@ -183,6 +185,11 @@ export class InstanceIndex {
   knownSourcePaths(paths: readonly string[]): Set<string> {
     const rows = this.statements.knownSourcePaths.all(JSON.stringify(paths)) as Array<{ path: string }>;
     return new Set(rows.map((row) => row.path));
+  }
+
+  /** Imported files held from forwarding (imported without --forward) are forwarded from now on. */
+  releaseForwarding(paths: readonly string[]): number {
+    return this.statements.releaseForwarding.run(JSON.stringify(paths)).changes;
   }
 
   hasInstance(sopInstanceUid: string): boolean {

@@ -9,26 +9,22 @@ import { dirname, join } from 'node:path';
 import { createHeaderScanner } from '../dicom/header-scanner.js';
 import { readFileMeta } from '../dicom/part10.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { decodeIndexedAttributes, INDEXED_TAGS, type IndexedAttributes } from '../index/attributes.js';
+import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
+import type { InstanceRecord } from '../index/instance-index.js';
 import { ORIGINALS_DIR, pathSegment } from '../store/object-store.js';
 
 const CHUNK = 64 * 1024;
 const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
 const firstChunk = Buffer.allocUnsafeSlow(CHUNK);
 
-export interface ScannedInstance {
+/** What the index needs of a file, as the receive path records it (InstanceRecord), and where it is. */
+export type ScannedInstance = Pick<InstanceRecord, 'attributes' | 'studyInstanceUid' | 'seriesInstanceUid' | 'sopInstanceUid' | 'sopClassUid' | 'transferSyntaxUid'> & {
   kind: 'dicom';
   path: string;
   size: number;
-  attributes: IndexedAttributes;
-  studyInstanceUid: string;
-  seriesInstanceUid: string;
-  sopInstanceUid: string;
-  sopClassUid: string;
-  transferSyntaxUid: string;
   /** With --copy: where the copy was placed, relative to the storage root. */
   copiedTo?: string;
-}
+};
 
 export type ImportScan = ScannedInstance | { kind: 'not-dicom' | 'unreadable'; path: string; reason: string };
 

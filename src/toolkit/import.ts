@@ -38,6 +38,8 @@ export interface ImportSummary {
   bytes: number;
   /** Their path was indexed by an earlier import: skipped (a resumed import). */
   alreadyIndexed: number;
+  /** Indexed before without --forward, now imported again with it: forwarded from now on. */
+  released: number;
   /** Their SOP Instance UID is indexed already, from another file or the network: skipped. */
   duplicates: number;
   notDicom: number;
@@ -49,7 +51,7 @@ export interface ImportSummary {
 }
 
 export async function importFolders(db: Db, storagePath: string, options: ImportOptions): Promise<ImportSummary> {
-  const summary: ImportSummary = { files: 0, indexed: 0, bytes: 0, alreadyIndexed: 0, duplicates: 0, notDicom: 0, unreadable: 0, problems: new Map(), examples: [] };
+  const summary: ImportSummary = { files: 0, indexed: 0, bytes: 0, alreadyIndexed: 0, released: 0, duplicates: 0, notDicom: 0, unreadable: 0, problems: new Map(), examples: [] };
   const index = new InstanceIndex(db);
   const pool = new Piscina({
     filename: new URL('./import-scan.js', import.meta.url).href,
@@ -67,6 +69,8 @@ export async function importFolders(db: Db, storagePath: string, options: Import
   const dispatch = async (paths: string[]) => {
     const known = index.knownSourcePaths(paths);
     summary.alreadyIndexed += known.size;
+    // Imported before without --forward: a run again with --forward lets them be forwarded.
+    if (options.forward && known.size > 0) summary.released += index.releaseForwarding([...known]);
     options.progress?.add(known.size);
     const remaining = paths.filter((path) => !known.has(path));
     if (remaining.length === 0) return;

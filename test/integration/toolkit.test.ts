@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { stringify } from 'yaml';
 import { dcmdumpValues, storescu } from '../helpers/dcmtk.js';
@@ -39,6 +39,19 @@ interface ImportedRow {
   sourcePath: string | null;
   external: number;
   forwardHeld: number;
+}
+
+/** A node on the session's storage, forwarding to a storescp that writes under dir/received. */
+async function startNodeOnSession(t: TestContext, dir: string, storagePath: string) {
+  const scp = await startStorescp(join(dir, 'received'));
+  t.after(() => scp.stop());
+  const node = await startGantryProcess(join(dir, 'node'), {
+    storage: { path: storagePath },
+    deid: { secret: SECRET },
+    forward: { stableSeconds: 1, destinations: [{ name: 'research', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] },
+  });
+  t.after(() => node.stop());
+  return { node, scp };
 }
 
 function importedRows(storagePath: string): ImportedRow[] {
@@ -99,23 +112,20 @@ test('gantry import indexes a tree in place, resumes, reports what it could not 
 
   // The node de-identifies imported instances, does not forward them (no --forward), and a network
   // copy of an imported instance replaces it in the index, not on disk.
-  const scp = await startStorescp(join(dir, 'received'));
-  t.after(() => scp.stop());
-  const node = await startGantryProcess(join(dir, 'node'), {
-    storage: { path: storagePath },
-    deid: { secret: SECRET },
-    forward: { stableSeconds: 1, destinations: [{ name: 'research', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] },
-  });
-  t.after(() => node.stop());
+  const { node, scp } = await startNodeOnSession(t, dir, storagePath);
   await waitUntil('imported instances de-identified', 60_000, () => indexedRows(storagePath).every((row) => row.state === 'deidentified'));
   await new Promise((resolve) => setTimeout(resolve, 2500));
   assert.equal(outboxRows(storagePath).length, 0, 'nothing imported without --forward is routed');
+  // Imported again with --forward: the same files are now forwarded.
+  const released = await gantry(['import', '-q', '--forward', '--config', config, tree]);
+  assert.match(released.stdout, new RegExp(`already indexed ${corpus.length} \\(${corpus.length} now to be forwarded\\)`), released.stdout);
+  await waitUntil('released imports forwarded', 60_000, () => outboxRows(storagePath).filter((row) => row.state === 'sent').length === corpus.length);
   // What the node de-identified is exported as it is: copied, not de-identified again.
   const exported = await gantry(['export', '-q', '--config', config, '--out', join(dir, 'export')]);
   assert.match(exported.stdout, new RegExp(`exported ${corpus.length} instance\\(s\\).*: ${corpus.length} copied from the node's de-identified copies, 0 de-identified now`), exported.stdout);
   const sent = await storescu(node.port, node.aeTitle, [corpus[0]?.path as string]);
   assert.equal(sent.acknowledged.length, 1, sent.output.slice(-800));
-  await waitUntil('the network copy forwarded', 30_000, () => outboxRows(storagePath).some((row) => row.state === 'sent'));
+  await waitUntil('the network copy forwarded again', 30_000, () => outboxRows(storagePath).filter((row) => row.state === 'sent').length === corpus.length && scp.requests() > corpus.length);
   for (const [path, bytes] of before) assert.ok(readFileSync(path).equals(bytes), `${relative(dir, path)} unchanged and still there`);
 });
 
@@ -131,14 +141,7 @@ test('gantry import --copy --forward: copies into storage, and the node forwards
   const rows = importedRows(storagePath);
   assert.ok(rows.every((row) => row.external === 0 && row.forwardHeld === 0 && row.filePath.startsWith('originals/') && existsSync(join(storagePath, row.filePath))));
   rmSync(tree, { recursive: true });
-  const scp = await startStorescp(join(dir, 'received'));
-  t.after(() => scp.stop());
-  const node = await startGantryProcess(join(dir, 'node'), {
-    storage: { path: storagePath },
-    deid: { secret: SECRET },
-    forward: { stableSeconds: 1, destinations: [{ name: 'research', aeTitle: 'STORESCP', host: '127.0.0.1', port: scp.port }] },
-  });
-  t.after(() => node.stop());
+  await startNodeOnSession(t, dir, storagePath);
   await waitUntil('all forwarded from the copies', 60_000, () => readdirSync(join(dir, 'received')).length === corpus.length);
 });
 
