@@ -15,7 +15,7 @@ import { Pseudonymizer } from './deid/pseudonyms.js';
 import { baseSettingsFromConfig, profilesFromConfig } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
-import { indexSizeBytes, openDatabase, WalSync, type Db } from './db/database.js';
+import { DATABASE_FILE, indexSizeBytes, openDatabase, WalSync, type Db } from './db/database.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
 import {
   isStandardStorageSopClass,
@@ -45,7 +45,7 @@ import { Outbox } from './queue/outbox.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
 
-export const DATABASE_FILE = 'index.sqlite';
+export { DATABASE_FILE };
 
 export interface RunningGantry {
   dicom: AddressInfo;

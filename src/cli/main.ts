@@ -9,7 +9,6 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { stringify } from 'yaml';
-import { startGantry } from '../app.js';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../observability/logger.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -44,6 +43,8 @@ program
       process.exitCode = 1;
       setTimeout(() => process.exit(1), 100).unref();
     });
+    // Loaded here, not at the top: the other commands need none of the node, and start faster without it.
+    const { startGantry } = await import('../app.js');
     const gantry = await startGantry(loaded, log);
 
     let stopping = false;

@@ -5,9 +5,8 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DATABASE_FILE } from '../app.js';
 import type { LoadedConfig } from '../config/load.js';
-import { openDatabase, type Db } from '../db/database.js';
+import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
 import type { Logger } from '../observability/logger.js';
 import { routeDestinations, Router } from '../pipeline/route.js';
 import { runningGantry } from '../pipeline/recovery.js';

@@ -6,9 +6,8 @@
  */
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DATABASE_FILE } from '../app.js';
 import type { LoadedConfig } from '../config/load.js';
-import { indexSizeBytes } from '../db/database.js';
+import { DATABASE_FILE, indexSizeBytes } from '../db/database.js';
 import { INSTANCE_STATES, InstanceIndex } from '../index/instance-index.js';
 import { QuarantineWork } from '../index/quarantine-work.js';
 import { runningGantry } from '../pipeline/recovery.js';

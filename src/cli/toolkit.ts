@@ -4,9 +4,8 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DATABASE_FILE } from '../app.js';
 import type { LoadedConfig } from '../config/load.js';
-import { openDatabase } from '../db/database.js';
+import { DATABASE_FILE, openDatabase } from '../db/database.js';
 import { resolveDeidSecret } from '../config/secret.js';
 import { createLogger } from '../observability/logger.js';
 import { exportWithConfig, type ExportSelection, type ExportSummary } from '../toolkit/export.js';

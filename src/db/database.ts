@@ -15,6 +15,9 @@ export interface Migration {
   up(db: Db): void;
 }
 
+/** The index's file under storage.path. */
+export const DATABASE_FILE = 'index.sqlite';
+
 export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS): Db {
   const db = new Database(file);
   try {

@@ -5,10 +5,9 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DATABASE_FILE } from '../app.js';
 import { ConfigError, loadConfigFile, type LoadedConfig } from '../config/load.js';
 import { configSchema, type ConfigInput, type GantryConfig } from '../config/schema.js';
-import { openDatabase, type Db } from '../db/database.js';
+import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
 import { INSTANCE_STATES } from '../index/instance-index.js';
 import { deidSecret, Deidentifier } from './deidentifier.js';
 import { exportWithConfig, type ExportRequest, type ExportSummary } from '../toolkit/export.js';
