@@ -16,6 +16,7 @@ import { deidentifyFile } from './deidentify-file.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import type { AuditEntry, Finding } from './engine.js';
 import { Pseudonymizer } from './pseudonyms.js';
+import { withPassRule } from './settings.js';
 import type { ProfileConfig } from './rules.js';
 
 const WORKER_NICENESS = 10;
@@ -79,8 +80,7 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
   // not survive back to `received`.
   const outcome = deidentifyFile(task.input, task.temporary, {
     settings: {
-      // A release with --pass is a `pass` rule ahead of every profile's own.
-      profiles: compileProfiles(task.pass ? task.profiles.map((profile) => ({ ...profile, rules: [{ action: 'pass' as const }, ...profile.rules] })) : task.profiles),
+      profiles: compileProfiles(task.pass ? withPassRule(task.profiles) : task.profiles),
       base: task.renamedUids?.length ? { ...task.base, renamedUids: new Map(task.renamedUids) } : task.base,
       callingAeTitle: task.callingAeTitle,
     },

@@ -6,3 +6,8 @@
 export function withoutUids(text: string): string {
   return text.replace(/\b\d+(\.\d+){2,}\b/g, '<uid>');
 }
+
+/** Failure reasons are stored and logged: free of UIDs and of quoted values ([...] or "..."). */
+export function withoutValues(message: string, length = 200): string {
+  return withoutUids(message).replace(/\[[^\]]*\]|"[^"]*"/g, '<value>').slice(0, length);
+}

@@ -14,7 +14,8 @@ import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
 import type { DeidWork, WaitingInstance } from '../index/deid-work.js';
 import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
-import { withoutUids } from '../observability/redact.js';
+import { withoutValues } from '../observability/redact.js';
+import { residualRiskReason } from '../deid/settings.js';
 import { DEID_INCOMING_DIR } from '../store/object-store.js';
 
 export interface DeidSchedulerSettings {
@@ -143,9 +144,8 @@ export class DeidScheduler {
     if (result.kind === 'quarantined') {
       return work.markHeld(instance.id, instance.filePath, 'quarantined', result.reason) ? 'quarantined' : undefined;
     }
-    const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
-    if (settings.quarantineOnFindings && !instance.override?.ignoreFindings && risks.length > 0) {
-      const reason = `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);
+    const reason = residualRiskReason(result.findings, settings.quarantineOnFindings, instance.override?.ignoreFindings);
+    if (reason !== undefined) {
       const recorded = work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
       removeQuietly(task.temporary);
       return recorded ? 'quarantined' : undefined;
@@ -190,9 +190,4 @@ function removeQuietly(path: string): void {
   } catch {
     // already gone
   }
-}
-
-/** Failure reasons are stored and logged: keep them free of UIDs and quoted values. */
-function withoutValues(message: string): string {
-  return withoutUids(message).replace(/\[[^\]]*\]|"[^"]*"/g, '<value>').slice(0, 200);
 }

@@ -13,7 +13,7 @@ import { compileProfiles, type BaseSettings } from '../deid/decide.js';
 import { deidentifyFile, type DeidFileResult } from '../deid/deidentify-file.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { ProfileConfig } from '../deid/rules.js';
-import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
+import { baseSettingsFromConfig, profilesFromConfig, withPassRule } from '../deid/settings.js';
 import { loadCodecs } from '../pixels/codecs.js';
 
 export interface DeidentifyOptions {
@@ -50,8 +50,7 @@ export class Deidentifier {
     // codec that cannot load holds back only the instances that need it, with the reason, as in the node.
     await loadCodecs().catch(() => undefined);
     mkdirSync(dirname(output), { recursive: true });
-    // A release with --pass is a `pass` rule ahead of every profile's own (src/deid/worker.ts).
-    const profiles = facts.pass ? this.profiles.map((profile) => ({ ...profile, rules: [{ action: 'pass' as const }, ...profile.rules] })) : this.profiles;
+    const profiles = facts.pass ? withPassRule(this.profiles) : this.profiles;
     return deidentifyFile(input, output, {
       settings: {
         profiles: compileProfiles(profiles),

@@ -11,10 +11,11 @@ import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
 import { compileProfiles, type BaseSettings } from '../deid/decide.js';
 import { deidentifyFile } from '../deid/deidentify-file.js';
+import { residualRiskReason, withPassRule } from '../deid/settings.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { ProfileConfig } from '../deid/rules.js';
 import type { ReleaseOverride } from '../index/deid-work.js';
-import { withoutUids } from '../observability/redact.js';
+import { withoutValues } from '../observability/redact.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import { layoutPath, LAYOUT_TAGS, type LayoutValues } from './layout.js';
 
@@ -50,8 +51,7 @@ export default async function exportBatch(batch: ExportBatch): Promise<ExportIte
   // that need it, with the reason, as in the node.
   if (batch.base.pixelZones?.length) await loadCodecs().catch(() => undefined);
   const profiles = compileProfiles(batch.profiles);
-  // A release with --pass is a `pass` rule ahead of every profile's own (as src/deid/worker.ts does).
-  const passing = compileProfiles(batch.profiles.map((profile) => ({ ...profile, rules: [{ action: 'pass' as const }, ...profile.rules] })));
+  const passing = compileProfiles(withPassRule(batch.profiles));
   return batch.items.map((item) => exportOne(item, batch, item.original?.override?.pass ? passing : profiles));
 }
 
@@ -73,12 +73,11 @@ function exportOne(item: ExportItem, batch: ExportBatch, profiles: ReturnType<ty
       collect: [...LAYOUT_TAGS.values()],
     });
     if (result.kind === 'quarantined') return { id: item.id, kind: 'held', reason: result.reason };
-    // The node's rule (src/pipeline/deidentify.ts): residual risk holds the instance back, unless an
-    // operator released it ignoring the findings. An empty PatientID is information, not risk.
-    const risks = result.findings.filter((finding) => finding.code !== 'empty-patient-id');
-    if (batch.quarantineOnFindings && !item.original.override?.ignoreFindings && risks.length > 0) {
+    // The node's rule: residual risk holds the instance back.
+    const risk = residualRiskReason(result.findings, batch.quarantineOnFindings, item.original.override?.ignoreFindings);
+    if (risk !== undefined) {
       unlinkSync(temporary);
-      return { id: item.id, kind: 'held', reason: `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 300) };
+      return { id: item.id, kind: 'held', reason: risk };
     }
     const values: LayoutValues = {};
     for (const [keyword, tag] of LAYOUT_TAGS) {
@@ -97,7 +96,7 @@ function exportOne(item: ExportItem, batch: ExportBatch, profiles: ReturnType<ty
     const code = (error as NodeJS.ErrnoException).code;
     const syscall = (error as NodeJS.ErrnoException).syscall;
     // Codes and system calls only: an error's message may quote a value or a path.
-    return { id: item.id, kind: 'failed', reason: code ? `${code}${syscall ? ` (${syscall})` : ''}` : withoutUids((error as Error).message).replace(/\[[^\]]*\]|"[^"]*"/g, '<value>').slice(0, 160) };
+    return { id: item.id, kind: 'failed', reason: code ? `${code}${syscall ? ` (${syscall})` : ''}` : withoutValues((error as Error).message, 160) };
   }
 }
 

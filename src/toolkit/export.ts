@@ -21,8 +21,8 @@ import { DeidWork, type ReleaseOverride } from '../index/deid-work.js';
 import { PseudonymLedger } from '../index/pseudonym-ledger.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
-import { checkLayout, DEFAULT_LAYOUT, type LayoutValues } from './layout.js';
-import type { Progress } from './progress.js';
+import { checkLayout, DEFAULT_LAYOUT, LAYOUT_KEYWORDS, type LayoutKeyword, type LayoutValues } from './layout.js';
+import { tally, type Progress } from './progress.js';
 
 export { DEFAULT_LAYOUT } from './layout.js';
 
@@ -68,7 +68,9 @@ export interface ExportSummary {
   problems: Map<string, number>;
 }
 
-interface SelectedInstance {
+/** A selected instance, with the research view of its copy (set when the node de-identified it) under
+ * the layout's keywords. */
+type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   id: number;
   studyPk: number;
   /** An operator's release from quarantine (JSON), applied as the node applies it. */
@@ -77,23 +79,11 @@ interface SelectedInstance {
   callingAeTitle: string;
   state: string;
   deidFilePath: string | null;
-  /** The research view of the copy (set when the node de-identified it). */
-  PatientID: string | null;
-  PatientName: string | null;
-  StudyInstanceUID: string | null;
-  SeriesInstanceUID: string | null;
-  SOPInstanceUID: string | null;
-  Modality: string | null;
-  StudyDate: string | null;
-  SeriesNumber: number | null;
-  InstanceNumber: number | null;
-  StudyID: string | null;
-  AccessionNumber: string | null;
   deidFileSize: number | null;
   /** The original's PatientID and PatientName (for the pseudonym ledger; never in a path or a log). */
   originalPatientId: string | null;
   originalPatientName: string | null;
-}
+};
 
 export class ExportJournal {
   private readonly page: Statement;
@@ -191,8 +181,7 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
     for (const result of results) {
       if (result.kind !== 'written') {
         summary[result.kind] += 1;
-        const key = `${result.kind}: ${result.reason.replace(/0x[0-9a-f]+|\b\d{3,}\b/gi, 'N')}`;
-        summary.problems.set(key, (summary.problems.get(key) ?? 0) + 1);
+        tally(summary.problems, result.kind, result.reason);
         options.progress?.add(1);
         continue;
       }
@@ -245,19 +234,8 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
 
 function exportItem(row: SelectedInstance, storagePath: string, work: DeidWork): ExportItem {
   if (row.deidFilePath !== null && row.SOPInstanceUID !== null) {
-    const values: LayoutValues = {
-      PatientID: row.PatientID,
-      PatientName: row.PatientName,
-      StudyInstanceUID: row.StudyInstanceUID,
-      SeriesInstanceUID: row.SeriesInstanceUID,
-      SOPInstanceUID: row.SOPInstanceUID,
-      Modality: row.Modality,
-      StudyDate: row.StudyDate,
-      SeriesNumber: row.SeriesNumber,
-      InstanceNumber: row.InstanceNumber,
-      StudyID: row.StudyID,
-      AccessionNumber: row.AccessionNumber,
-    };
+    // The research view's columns are named by the layout's keywords.
+    const values: LayoutValues = Object.fromEntries(LAYOUT_KEYWORDS.map((keyword) => [keyword, row[keyword]]));
     return { id: row.id, copy: { path: join(storagePath, row.deidFilePath), values } };
   }
   // Under retainUIDs, references to redacted instances of the study follow them, as in the node.

@@ -13,7 +13,7 @@ import { Piscina } from 'piscina';
 import type { Db } from '../db/database.js';
 import { InstanceIndex, type InstanceRecord } from '../index/instance-index.js';
 import type { ImportScan, ScannedInstance, ScanTask } from './import-scan.js';
-import type { Progress } from './progress.js';
+import { tally, type Progress } from './progress.js';
 
 /** Files per task: enough to amortise a message between threads, few enough to keep all busy. */
 const BATCH = 128;
@@ -192,7 +192,6 @@ function toRecord(scanned: ScannedInstance, storagePath: string, options: Import
 function problem(summary: ImportSummary, kind: 'not-dicom' | 'unreadable', path: string, reason: string): void {
   if (kind === 'not-dicom') summary.notDicom += 1;
   else summary.unreadable += 1;
-  const key = `${kind === 'not-dicom' ? 'not DICOM' : 'unreadable'}: ${reason.replace(/0x[0-9a-f]+|\b\d{3,}\b/gi, 'N')}`;
-  summary.problems.set(key, (summary.problems.get(key) ?? 0) + 1);
+  tally(summary.problems, kind === 'not-dicom' ? 'not DICOM' : 'unreadable', reason);
   if (summary.examples.length < MAX_EXAMPLES) summary.examples.push({ path, reason });
 }

@@ -50,3 +50,10 @@ export class Progress {
     else this.stream.write(`${line}\n`);
   }
 }
+
+/** Counts a reason in a summary's tally: offsets, lengths and hex values folded to N, so that the
+ * tally stays a few lines however many files fail alike (the examples keep the exact reason). */
+export function tally(problems: Map<string, number>, label: string, reason: string): void {
+  const key = `${label}: ${reason.replace(/0x[0-9a-f]+|\b\d{3,}\b/gi, 'N')}`;
+  problems.set(key, (problems.get(key) ?? 0) + 1);
+}

@@ -63,8 +63,7 @@ function importedRows(storagePath: string): ImportedRow[] {
   }
 }
 
-/** A folder tree: a corpus in nested folders, plus a text file, a truncated DICOM file and a file
- * that is DICOM but has no hierarchy. */
+/** A folder tree: a corpus in nested folders, plus a text file and a truncated DICOM file. */
 async function writeTree(root: string): Promise<CorpusInstance[]> {
   const flat = join(root, '.corpus');
   mkdirSync(flat, { recursive: true });
@@ -83,13 +82,18 @@ async function writeTree(root: string): Promise<CorpusInstance[]> {
   return moved;
 }
 
-test('gantry import indexes a tree in place, resumes, reports what it could not read, and never touches the files', async (t) => {
-  if (!(await needPeers(t, 'storescu'))) return;
-  const dir = scratchDir('toolkit-import');
+/** A scratch folder with a tree to import, and a config whose storage (the session) is beside it. */
+async function preparedTree(name: string): Promise<{ dir: string; tree: string; corpus: CorpusInstance[]; storagePath: string; config: string }> {
+  const dir = scratchDir(name);
   const tree = join(dir, 'tree');
   const corpus = await writeTree(tree);
   const storagePath = join(dir, 'data');
-  const config = writeConfig(dir, storagePath);
+  return { dir, tree, corpus, storagePath, config: writeConfig(dir, storagePath) };
+}
+
+test('gantry import indexes a tree in place, resumes, reports what it could not read, and never touches the files', async (t) => {
+  if (!(await needPeers(t, 'storescu'))) return;
+  const { dir, tree, corpus, storagePath, config } = await preparedTree('toolkit-import');
   const before = new Map(corpus.map((instance) => [instance.path, readFileSync(instance.path)]));
 
   const first = await gantry(['import', '-q', '--config', config, tree]);
@@ -131,11 +135,7 @@ test('gantry import indexes a tree in place, resumes, reports what it could not 
 
 test('gantry import --copy --forward: copies into storage, and the node forwards them', async (t) => {
   if (!(await needPeers(t, 'storescp'))) return;
-  const dir = scratchDir('toolkit-import-copy');
-  const tree = join(dir, 'tree');
-  const corpus = await writeTree(tree);
-  const storagePath = join(dir, 'data');
-  const config = writeConfig(dir, storagePath);
+  const { dir, tree, corpus, storagePath, config } = await preparedTree('toolkit-import-copy');
   const imported = await gantry(['import', '-q', '--copy', '--forward', '--config', config, tree]);
   assert.match(imported.stdout, new RegExp(`indexed ${corpus.length} instance\\(s\\) .*, copied into storage`), imported.stdout);
   const rows = importedRows(storagePath);
@@ -147,12 +147,8 @@ test('gantry import --copy --forward: copies into storage, and the node forwards
 
 test('gantry export: a pseudonymised layout, resumable, afresh in an emptied folder; held instances counted, not written', async (t) => {
   if (!(await needPeers(t, 'dcmdump'))) return;
-  const dir = scratchDir('toolkit-export');
-  const tree = join(dir, 'tree');
-  const corpus = await writeTree(tree);
+  const { dir, tree, corpus, storagePath, config } = await preparedTree('toolkit-export');
   writeUltrasound(join(tree, 'burned-in.dcm')); // BurnedInAnnotation YES and no zone: held back
-  const storagePath = join(dir, 'data');
-  const config = writeConfig(dir, storagePath);
   await gantry(['import', '-q', '--config', config, tree]);
   const out = join(dir, 'out');
   const exported = await gantry(['export', '-q', '--config', config, '--out', out]);

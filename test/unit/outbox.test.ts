@@ -8,24 +8,10 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
-import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+import { IndexWriter, InstanceIndex } from '../../src/index/instance-index.js';
 import { Outbox, type OutboxItem } from '../../src/queue/outbox.js';
+import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
-
-function record(n: number): InstanceRecord {
-  return {
-    attributes: { PatientID: 'P1', Modality: 'CT' },
-    studyInstanceUid: '1.2.1',
-    seriesInstanceUid: '1.2.1.1',
-    sopInstanceUid: `1.2.1.1.${n}`,
-    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
-    transferSyntaxUid: '1.2.840.10008.1.2.1',
-    filePath: `originals/${n}.dcm`,
-    fileSize: 10,
-    callingAeTitle: 'CT01',
-    receivedAt: Date.now() - 60_000,
-  };
-}
 
 /** Two de-identified instances of one study, routed to destination "d". */
 async function routedStudy(t: TestContext): Promise<{ db: Db; outbox: Outbox; items: OutboxItem[] }> {
@@ -37,7 +23,7 @@ async function routedStudy(t: TestContext): Promise<{ db: Db; outbox: Outbox; it
     db.close();
   });
   const writer = new IndexWriter(db, new InstanceIndex(db), wal);
-  for (const n of [1, 2]) await writer.submit(record(n));
+  for (const n of [1, 2]) await writer.submit(instanceRecord(n));
   db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
   const outbox = new Outbox(db);
   const routable = outbox.routable(Date.now(), 10);

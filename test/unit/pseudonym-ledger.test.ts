@@ -7,6 +7,7 @@ import { DeidWork } from '../../src/index/deid-work.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { PseudonymLedger } from '../../src/index/pseudonym-ledger.js';
 import { QuarantineWork } from '../../src/index/quarantine-work.js';
+import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 function openIndex(t: TestContext): Db {
@@ -103,19 +104,8 @@ function indexInstances(db: Db, count: number): number[] {
   const index = new InstanceIndex(db);
   const ids: number[] = [];
   for (let n = 1; n <= count; n += 1) {
-    index.upsert({
-      attributes: { PatientName: 'Doe^Jane', PatientID: 'MRN-1', Modality: 'CT' },
-      studyInstanceUid: '1.2.3',
-      seriesInstanceUid: '1.2.3.1',
-      sopInstanceUid: `1.2.3.1.${n}`,
-      sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
-      transferSyntaxUid: '1.2.840.10008.1.2.1',
-      filePath: `originals/${n}.dcm`,
-      fileSize: 1,
-      callingAeTitle: 'CT01',
-      receivedAt: Date.now(),
-    });
-    ids.push(db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').pluck().get(`1.2.3.1.${n}`) as number);
+    index.upsert(instanceRecord(n, { attributes: { PatientName: 'Doe^Jane', PatientID: 'MRN-1', Modality: 'CT' } }));
+    ids.push(db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').pluck().get(`1.2.1.1.${n}`) as number);
   }
   return ids;
 }

@@ -10,6 +10,7 @@ import { openDatabase } from '../../src/db/database.js';
 import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { RetentionWork } from '../../src/index/retention-work.js';
 import { checkLayout, DEFAULT_LAYOUT, layoutPath } from '../../src/toolkit/layout.js';
+import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 test('a layout is filled with safe path segments, and a bad one is refused with the allowed keywords', () => {
@@ -26,20 +27,10 @@ test('a layout is filled with safe path segments, and a bad one is refused with 
   assert.throws(() => checkLayout('../{SOPInstanceUID}'), /relative path without/);
 });
 
+/** Instance n, received over the network or imported in place (held from forwarding). */
 function record(n: number, imported: boolean): InstanceRecord {
-  return {
-    attributes: { PatientID: 'P1', Modality: 'CT' },
-    studyInstanceUid: '1.2.1',
-    seriesInstanceUid: '1.2.1.1',
-    sopInstanceUid: `1.2.1.1.${n}`,
-    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
-    transferSyntaxUid: '1.2.840.10008.1.2.1',
-    filePath: imported ? `../tree/${n}.dcm` : `originals/${n}.dcm`,
-    fileSize: 10,
-    callingAeTitle: imported ? 'IMPORT' : 'CT01',
-    receivedAt: Date.now() - 60_000,
-    ...(imported ? { sourcePath: `/somewhere/tree/${n}.dcm`, external: true, forwardHeld: true } : {}),
-  };
+  if (!imported) return instanceRecord(n);
+  return instanceRecord(n, { filePath: `../tree/${n}.dcm`, callingAeTitle: 'IMPORT', sourcePath: `/somewhere/tree/${n}.dcm`, external: true, forwardHeld: true });
 }
 
 test('retention deletes forwarded originals, never an imported file in place; the newest-rows check skips them too', () => {
