@@ -15,6 +15,8 @@ import { storescu } from '../test/helpers/dcmtk.js';
 import { startOrthanc } from '../test/helpers/orthanc.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
 import { DEFAULT_DEID_SETTINGS } from '../src/deid/engine.js';
+import { shareSettings } from '../src/deid/shared-settings.js';
+import type { DeidTask } from '../src/deid/worker.js';
 
 const { values } = parseArgs({
   options: {
@@ -63,15 +65,17 @@ async function runGantry(files: string[], threads: number, out: string): Promise
   return seconds;
 }
 
-function task(input: string, out: string, n: number) {
+const settings = shareSettings([{ name: 'default', options: [], rules: [] }], {
+  dateShift: DEFAULT_DEID_SETTINGS.dateShift,
+  maxAgeYears: DEFAULT_DEID_SETTINGS.maxAgeYears,
+});
+
+function task(input: string, out: string, n: number): DeidTask {
   return {
     input,
     temporary: join(out, 'deidentified', '.incoming', `${n}.dcm`),
-    root: out,
-    profiles: [{ name: 'default', options: [], rules: [] }],
-    base: { dateShift: DEFAULT_DEID_SETTINGS.dateShift, maxAgeYears: DEFAULT_DEID_SETTINGS.maxAgeYears },
+    settings,
     callingAeTitle: 'BENCH',
-    sync: false,
   };
 }
 

@@ -11,13 +11,11 @@ import { FileSource } from '../dicom/dataset-tree.js';
 import { deidentifiedPath } from '../store/object-store.js';
 import type { IndexedAttributes } from '../index/attributes.js';
 import { scanIndexedAttributes } from '../index/scan-file.js';
-import { compileProfiles, type BaseSettings } from './decide.js';
 import { deidentifyFile } from './deidentify-file.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import type { AuditEntry, Finding } from './engine.js';
 import { Pseudonymizer } from './pseudonyms.js';
-import { withPassRule } from './settings.js';
-import type { ProfileConfig } from './rules.js';
+import { SettingsCache, type SharedSettings } from './shared-settings.js';
 
 const WORKER_NICENESS = 10;
 
@@ -26,9 +24,8 @@ export interface DeidTask {
   input: string;
   /** Where the output is written, on the same file system as the storage root. */
   temporary: string;
-  /** Named profiles first, the default last (settings.ts). */
-  profiles: ProfileConfig[];
-  base: BaseSettings;
+  /** Profiles (named first, the default last: settings.ts) and base settings, shared once per version. */
+  settings: SharedSettings;
   callingAeTitle: string;
   /** An operator released this instance from quarantine letting its pixels through. */
   pass?: boolean;
@@ -58,6 +55,7 @@ export type DeidTaskResult =
   | { kind: 'quarantined'; reason: string };
 
 const pseudonyms = new Pseudonymizer((workerData as { secret: string }).secret);
+const settingsCache = new SettingsCache();
 /** One read window for every file this thread de-identifies (one at a time). */
 const window = Buffer.allocUnsafe(FileSource.WINDOW);
 
@@ -78,10 +76,11 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
   // deterministic); syncing every copy measured as halving the receive path, whose syncs waited
   // behind these on the same disk. After an unclean stop the start-up check sends copies that did
   // not survive back to `received`.
+  const { profiles, passProfiles, base } = settingsCache.get(task.settings);
   const outcome = deidentifyFile(task.input, task.temporary, {
     settings: {
-      profiles: compileProfiles(task.pass ? withPassRule(task.profiles) : task.profiles),
-      base: task.renamedUids?.length ? { ...task.base, renamedUids: new Map(task.renamedUids) } : task.base,
+      profiles: task.pass ? passProfiles : profiles,
+      base: task.renamedUids?.length ? { ...base, renamedUids: new Map(task.renamedUids) } : base,
       callingAeTitle: task.callingAeTitle,
     },
     pseudonyms,

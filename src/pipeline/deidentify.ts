@@ -16,6 +16,7 @@ import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
 import { withoutValues } from '../observability/redact.js';
 import { residualRiskReason } from '../deid/settings.js';
+import { shareSettings, type SharedSettings } from '../deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../store/object-store.js';
 
 export interface DeidSchedulerSettings {
@@ -54,6 +55,7 @@ export class DeidScheduler {
   private sequence = 0;
   /** Set when an outcome could not be recorded: wait for the poll rather than retry at once. */
   private backOff = false;
+  private shared: { of: DeidSchedulerSettings; shared: SharedSettings } | undefined;
 
   constructor(private readonly options: DeidSchedulerOptions) {}
 
@@ -113,8 +115,7 @@ export class DeidScheduler {
     const task: DeidTask = {
       input: join(this.options.storagePath, instance.filePath),
       temporary: join(this.options.storagePath, DEID_INCOMING_DIR, `${process.pid}-${this.sequence}.dcm`),
-      profiles: settings.profiles,
-      base: settings.base,
+      settings: this.sharedSettings(settings),
       callingAeTitle: instance.callingAeTitle,
       ...(instance.override?.pass ? { pass: true } : {}),
     };
@@ -129,6 +130,12 @@ export class DeidScheduler {
         this.nudge();
       });
     this.inFlight.set(instance.id, done);
+  }
+
+  /** The settings as the workers take them, shared again only when a reload changed them. */
+  private sharedSettings(settings: DeidSchedulerSettings): SharedSettings {
+    if (this.shared?.of !== settings) this.shared = { of: settings, shared: shareSettings(settings.profiles, settings.base) };
+    return this.shared.shared;
   }
 
   private report(outcome: DeidOutcome | undefined, started: number): void {
