@@ -11,6 +11,7 @@
  */
 import { close, closeSync, fdatasync, openSync, renameSync, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';
+import type { OpenedFile } from './spare-files.js';
 
 const writevAsync = promisify(writev);
 const fdatasyncAsync = promisify(fdatasync);
@@ -40,12 +41,21 @@ export class IncomingFile {
   private syncedBytes = 0;
   private syncing: Promise<void> | undefined;
 
-  constructor(public path: string, first?: Buffer) {
-    try {
-      // 'wx': never reuse a name; incoming names are unique.
-      this.fd = openSync(path, 'wx', 0o640);
-    } catch (error) {
-      this.fail(error as Error);
+  public path: string;
+
+  /** @param file a new path to create, or a file created ahead (spare-files.ts) */
+  constructor(file: string | OpenedFile, first?: Buffer) {
+    if (typeof file === 'string') {
+      this.path = file;
+      try {
+        // 'wx': never reuse a name; incoming names are unique.
+        this.fd = openSync(file, 'wx', 0o640);
+      } catch (error) {
+        this.fail(error as Error);
+      }
+    } else {
+      this.path = file.path;
+      this.fd = file.fd;
     }
     if (first) this.write(first);
   }

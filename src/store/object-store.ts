@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import { dirname, join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { IncomingFile } from './incoming-file.js';
+import { SpareFiles } from './spare-files.js';
 import { syncDirectory } from './sync.js';
 
 export { syncDirectory };
@@ -23,6 +24,8 @@ export const DEIDENTIFIED_DIR = 'deidentified';
 /** Where de-identified files are written before they move under their new UIDs. */
 export const DEID_INCOMING_DIR = join(DEIDENTIFIED_DIR, '.incoming');
 const INCOMING_DIR = 'incoming';
+/** Incoming files kept created ahead: a few stores starting at once find theirs ready. */
+export const SPARE_INCOMING_FILES = 4;
 
 export class ObjectStore {
   readonly incomingDir: string;
@@ -32,9 +35,11 @@ export class ObjectStore {
   private readonly directories = new Map<string, Promise<void>>();
   private sequence = 0;
   private readonly prefix = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  private readonly spares: SpareFiles;
 
   constructor(readonly root: string) {
     this.incomingDir = join(root, INCOMING_DIR);
+    this.spares = new SpareFiles(() => this.nextIncomingPath(), SPARE_INCOMING_FILES);
   }
 
   /** Creates the layout and deletes what a previous run left half-written: received files never
@@ -48,13 +53,18 @@ export class ObjectStore {
       await Promise.all(names.map((name) => unlink(join(directory, name)).catch(() => undefined)));
       stale += names.length;
     }
+    this.spares.fill();
     return { staleIncoming: stale };
   }
 
-  /** A new incoming file, whose first bytes are `header`. */
+  /** A new incoming file, whose first bytes are `header`: one created ahead when one is ready. */
   createIncoming(header: Buffer): IncomingFile {
+    return new IncomingFile(this.spares.take() ?? this.nextIncomingPath(), header);
+  }
+
+  private nextIncomingPath(): string {
     this.sequence += 1;
-    return new IncomingFile(join(this.incomingDir, `${this.prefix}-${this.sequence}.part`), header);
+    return join(this.incomingDir, `${this.prefix}-${this.sequence}.part`);
   }
 
   /**
@@ -102,8 +112,9 @@ export class ObjectStore {
     });
   }
 
-  /** Closes what the store keeps open. */
+  /** Closes what the store keeps open, and deletes the incoming files made ahead. */
   close(): void {
+    this.spares.closeAll();
     this.directorySyncs.closeAll();
   }
 

@@ -1,9 +1,10 @@
 /** Reading what Gantry stored: its index rows and its files, for assertions. */
 import Database from 'better-sqlite3';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { datasetOffset, readFileMeta } from '../../src/dicom/part10.js';
 import { trimUid } from '../../src/dicom/values.js';
+import { SPARE_INCOMING_FILES } from '../../src/store/object-store.js';
 
 export interface IndexedRow {
   sopInstanceUid: string;
@@ -63,6 +64,16 @@ export function datasetBytes(path: string): Buffer {
 export function metaValue(path: string, element: number): string | undefined {
   const value = readFileMeta(readFileSync(path)).elements.get(element);
   return value === undefined ? undefined : trimUid(value.toString('latin1'));
+}
+
+/**
+ * What stores left in incoming/. Up to SPARE_INCOMING_FILES empty files there are made ahead for the
+ * next stores (src/store/spare-files.ts): files with content, or more empty files than that, are left.
+ */
+export function leftoverIncoming(storagePath: string): string[] {
+  const files = listFiles(join(storagePath, 'incoming'));
+  const empty = files.filter((path) => statSync(path).size === 0);
+  return empty.length > SPARE_INCOMING_FILES ? files : files.filter((path) => !empty.includes(path));
 }
 
 export function listFiles(dir: string): string[] {

@@ -14,7 +14,7 @@ import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
 import { DCMTK_ENV, run, sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
-import { countRows, listFiles } from '../helpers/stored.js';
+import { countRows, leftoverIncoming } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 const VERIFICATION = [{ id: 1, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] }];
@@ -167,8 +167,8 @@ describe('associations', () => {
     raw.write(Buffer.from([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]));
     assert.deepEqual(await raw.next(), { kind: 'closed' });
     const deadline = Date.now() + 3000;
-    while (listFiles(join(gantry.storagePath, 'incoming')).length > 0 && Date.now() < deadline) await sleep(20);
-    assert.deepEqual(listFiles(join(gantry.storagePath, 'incoming')), []);
+    while (leftoverIncoming(gantry.storagePath).length > 0 && Date.now() < deadline) await sleep(20);
+    assert.deepEqual(leftoverIncoming(gantry.storagePath), []);
     assert.equal(countRows(gantry.storagePath).instances, before);
   });
 

@@ -12,7 +12,7 @@ import { parseStorescu, storescu } from '../helpers/dcmtk.js';
 import { startGantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
 import { DCMTK_ENV, sleep, start } from '../helpers/processes.js';
-import { datasetBytes, indexedRows, listFiles } from '../helpers/stored.js';
+import { datasetBytes, indexedRows, leftoverIncoming } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 import { once } from 'node:events';
 
@@ -58,7 +58,7 @@ for (const killAfter of [25, 140]) {
       assert.equal(statSync(join(restarted.storagePath, row.filePath)).size, row.fileSize, `${row.filePath} is indexed but not whole`);
     }
     assert.match(restarted.output(), /did not stop cleanly/);
-    assert.deepEqual(listFiles(join(restarted.storagePath, 'incoming')), [], 'half-received files are cleared at start');
+    assert.deepEqual(leftoverIncoming(restarted.storagePath), [], 'half-received files are cleared at start');
   });
 }
 

@@ -17,7 +17,7 @@ import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
 import { sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
-import { countRows, datasetBytes, indexedRows, listFiles } from '../helpers/stored.js';
+import { countRows, datasetBytes, indexedRows, leftoverIncoming, listFiles } from '../helpers/stored.js';
 import { encodeDataset, instanceElements, newUid, writeCorpus, writeSyntheticFile, type Element } from '../helpers/synthetic-dicom.js';
 
 const CT = '1.2.840.10008.5.1.4.1.1.2';
@@ -158,7 +158,7 @@ test('a write that fails (the file system refuses it) answers 0xA700; the next s
   assert.equal(refused?.status, 0xa700);
   assert.match(refused?.errorComment ?? '', /out of resources/);
   assert.deepEqual(listFiles(join(gantry.storagePath, 'originals')), []);
-  assert.deepEqual(listFiles(join(gantry.storagePath, 'incoming')), []);
+  assert.deepEqual(leftoverIncoming(gantry.storagePath), []);
   const small = ctDataset();
   assert.equal((await raw.store(1, CT, small.sopInstanceUid, small.dataset, 2))?.status, 0);
   assert.equal(countRows(gantry.storagePath).instances, 1);
