@@ -19,9 +19,13 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse, stringify } from 'yaml';
+import { defaultDeidWorkers } from '../src/config/schema.js';
 import { startGantryProcess, type GantryProcess } from '../test/helpers/gantry.js';
 import { DCMTK_ENV, freePort, peakRss, run, sleep, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
+
+/** The node's default number of de-identification threads (the test helper fixes 2 for the tests). */
+const AS_DEPLOYED = { workers: defaultDeidWorkers() };
 
 const { values } = parseArgs({
   options: {
@@ -131,7 +135,7 @@ async function benchForward(): Promise<void> {
   rmSync(work, { recursive: true, force: true });
   const gantryDir = join(work, 'gantry');
   // Receive and de-identify once, untimed.
-  let gantry: GantryProcess = await startGantryProcess(gantryDir, { log: { level: 'warn' } });
+  let gantry: GantryProcess = await startGantryProcess(gantryDir, { log: { level: 'warn' }, deid: AS_DEPLOYED });
   await storescuSend(gantry.port, gantry.aeTitle, filesUnder(corpus));
   await waitFor('de-identification', 600_000, () => query<{ n: number }>(gantry.storagePath, `SELECT count(*) AS n FROM instances WHERE state = 'deidentified'`).n === count);
   await gantry.stop();
@@ -148,7 +152,7 @@ async function benchForward(): Promise<void> {
     try {
       // Started with no destination and given one by SIGHUP once warm (its worker threads load for
       // about a second at start), so that forwarding is measured alone.
-      gantry = await startGantryProcess(gantryDir, { log: { level: 'warn' }, forward: { stableSeconds: 1 } });
+      gantry = await startGantryProcess(gantryDir, { log: { level: 'warn' }, deid: AS_DEPLOYED, forward: { stableSeconds: 1 } });
       await sleep(2000);
       const config = parse(readFileSync(gantry.configPath, 'utf8')) as Record<string, unknown>;
       config['forward'] = { stableSeconds: 1, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] };
@@ -210,6 +214,7 @@ async function benchEndToEnd(): Promise<void> {
     const { scp, port } = await startStorescp(join(work, 'received'), sink);
     const gantry = await startGantryProcess(join(work, 'gantry'), {
       log: { level: 'warn' },
+      deid: AS_DEPLOYED,
       forward: { stableSeconds: 2, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] },
     });
     try {

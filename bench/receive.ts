@@ -14,6 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { defaultDeidWorkers } from '../src/config/schema.js';
 import { startGantryProcess } from '../test/helpers/gantry.js';
 import { startOrthanc } from '../test/helpers/orthanc.js';
 import { DCMTK_ENV, freePort, peakRss, run, start, stop, waitForPort } from '../test/helpers/processes.js';
@@ -136,7 +137,7 @@ async function runOrthanc(corpus: Corpus, work: string): Promise<Sample> {
 async function runGantry(corpus: Corpus, work: string, backlog?: Corpus): Promise<Sample> {
   const dir = join(work, 'gantry');
   rmSync(dir, { recursive: true, force: true });
-  const gantry = await startGantryProcess(dir, { log: { level: 'warn' } });
+  const gantry = await startGantryProcess(dir, { log: { level: 'warn' }, deid: { workers: defaultDeidWorkers() } });
   try {
     if (backlog) await sendWithStorescu(gantry.port, gantry.aeTitle, backlog);
     const seconds = await sendWithStorescu(gantry.port, gantry.aeTitle, corpus);

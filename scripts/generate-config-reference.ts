@@ -25,7 +25,7 @@ export const GENERATE_COMMAND = 'npm run generate:config-reference';
  * Defaults computed from the machine the schema is loaded on: the reference says what they depend on
  * instead of this machine's value, so that it is the same wherever it is generated.
  */
-const MACHINE_DEFAULTS: ReadonlyMap<string, string> = new Map([['deid.workers', 'number of CPUs']]);
+const MACHINE_DEFAULTS: ReadonlyMap<string, string> = new Map([['deid.workers', 'number of CPUs less one (at least 1)']]);
 
 /** One documented key. */
 export interface ReferenceRow {

@@ -32,6 +32,7 @@ export async function startGantryProcess(dir: string, config: ConfigInput = {}, 
     dicom: { host: '127.0.0.1', ...config.dicom, port: chosenPort },
     http: { host: '127.0.0.1', ...config.http, port: httpPort },
     storage: { minFreeBytes: 0, ...config.storage, path: storagePath },
+    // Two de-identification threads whatever the machine, so the tests run alike everywhere.
     deid: { secret: 'the secret of the test suite', workers: 2, ...config.deid },
     log: { level: 'info', ...config.log },
   };

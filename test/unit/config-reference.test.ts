@@ -92,7 +92,7 @@ test('known keys have their types and defaults', () => {
   assert.equal(defaultOf('forward.destinations[].name'), 'required');
   assert.equal(defaultOf('forward.destinations[].maxOperations'), '`16`');
   // Computed from the machine: the reference says so rather than carry this machine's count.
-  assert.equal(defaultOf('deid.workers'), 'number of CPUs');
+  assert.equal(defaultOf('deid.workers'), 'number of CPUs less one (at least 1)');
   assert.equal(rows.get('dicom.port')?.[0], 'integer (min 0, max 65535)');
   assert.equal(rows.get('forward.destinations[].port')?.[0], 'integer (min 1, max 65535)');
   assert.equal(rows.get('storage.duplicates')?.[0], 'one of `replace`, `keepFirst`');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { ConfigError, EMBEDDED_CONFIG_PATH, loadConfigFile, parseConfigText } from '../../src/config/load.js';
 import { configSchema } from '../../src/config/schema.js';
@@ -25,6 +26,8 @@ test('an empty config gets every default of the public contract', () => {
   assert.equal(config.forward.stableSeconds, 30);
   assert.deepEqual(config.forward.destinations, []);
   assert.equal(config.deid.secret, undefined);
+  // One CPU stays with the receive path.
+  assert.equal(config.deid.workers, Math.max(1, availableParallelism() - 1));
 });
 
 test('the embedded config validates and equals the schema defaults', () => {
