@@ -3,6 +3,7 @@
  * open the same index the node uses (SQLite in WAL mode: a running node and a command can share it).
  */
 import { mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, openDatabase } from '../db/database.js';
@@ -34,7 +35,8 @@ export async function runImport(loaded: LoadedConfig, roots: string[], options: 
       roots,
       copy: options.copy,
       forward: options.forward,
-      workers: options.workers ?? loaded.config.deid.workers,
+      // Every CPU: a batch command has no receive path to leave one to (deid.workers is the node's).
+      workers: options.workers ?? availableParallelism(),
       progress,
     });
     printImportSummary(summary, options, print);

@@ -10,6 +10,7 @@
  * time, so memory stays flat whatever the size of the session.
  */
 import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
@@ -271,7 +272,7 @@ export interface ExportRequest {
   selection?: ExportSelection;
   /** Default DEFAULT_LAYOUT. */
   layout?: string;
-  /** Threads (default deid.workers). */
+  /** Threads (default: every CPU; a batch command has no receive path to leave one to). */
   workers?: number;
   progress?: Progress;
 }
@@ -281,7 +282,7 @@ export interface ExportRequest {
  * for it (gantry export, and Session.export of the library).
  */
 export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: string, request: ExportRequest): Promise<ExportSummary> {
-  const workers = request.workers ?? loaded.config.deid.workers;
+  const workers = request.workers ?? availableParallelism();
   const profiles = profilesFromConfig(loaded.config);
   const settings: DeidSchedulerSettings = { profiles, base: baseSettingsFromConfig(loaded.config), quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
   const pool = new Piscina({
