@@ -3,7 +3,7 @@
  * DCMTK storescp (+B), interleaved, several rounds; and the sustained end-to-end rate of one node that
  * receives, de-identifies and forwards.
  *
- *   node dist/bench/forward.js [--rounds 5] [--count 2000] [--only forward|e2e] [--parallel N]
+ *   node dist/bench/forward.js [--rounds 5] [--count 2000] [--only forward|e2e] [--parallel N] [--deid-workers N]
  *
  * forward: the corpus is received and de-identified once (untimed); each round a fresh Gantry process,
  *   warm, is given the destination (SIGHUP) and forwards all of it (timed from the first item queued to
@@ -24,9 +24,6 @@ import { startGantryProcess, type GantryProcess } from '../test/helpers/gantry.j
 import { DCMTK_ENV, freePort, peakRss, run, sleep, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
 
-/** The node's default number of de-identification threads (the test helper fixes 2 for the tests). */
-const AS_DEPLOYED = { workers: defaultDeidWorkers() };
-
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
@@ -35,8 +32,12 @@ const { values } = parseArgs({
     parallel: { type: 'string', default: '1' },
     sink: { type: 'string', default: '+B' },
     data: { type: 'string', default: '.bench-data' },
+    'deid-workers': { type: 'string' },
   },
 });
+
+/** De-identification threads: the node's default unless --deid-workers (the test helper fixes 2 for the tests). */
+const AS_DEPLOYED = { workers: values['deid-workers'] ? Number(values['deid-workers']) : defaultDeidWorkers() };
 
 const root = resolve(values.data);
 const rounds = Number(values.rounds);
