@@ -221,7 +221,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     await wal.close();
     db?.close();
     db = undefined;
-    store.close();
+    await store.close();
     await releaseStorage(storagePath);
   };
   let dicom: AddressInfo;

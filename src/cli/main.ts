@@ -107,7 +107,7 @@ program
   .option('-c, --config <file>', 'YAML config file (storage.path: the session)')
   .option('--copy', 'copy the files into storage instead of indexing them where they are', false)
   .option('--forward', 'forward the instances once de-identified, like received ones', false)
-  .option('-w, --workers <n>', 'threads reading headers (default: the number of CPUs)', (value) => threads(value))
+  .option('-w, --workers <n>', 'threads reading headers (default: the number of CPUs; fewer leave CPUs to a node serving on this host)', (value) => threads(value))
   .option('-q, --quiet', 'no progress line', false)
   .argument('<folder...>', 'folders (or files) to import')
   .action(async (folders: string[], options: { config?: string; copy: boolean; forward: boolean; workers?: number; quiet: boolean }) => {
@@ -125,7 +125,7 @@ program
   .option('--patient <id>', 'only this original PatientID (repeatable)', collect)
   .option('--modality <modality>', 'only series of this Modality (repeatable)', collect)
   .option('--layout <template>', `file names from the de-identified attributes (default ${DEFAULT_LAYOUT})`)
-  .option('-w, --workers <n>', 'de-identification threads (default: the number of CPUs)', (value) => threads(value))
+  .option('-w, --workers <n>', 'de-identification threads (default: the number of CPUs; fewer leave CPUs to a node serving on this host)', (value) => threads(value))
   .option('-q, --quiet', 'no progress line', false)
   .action(async (options: { config?: string; out: string; study?: string[]; series?: string[]; patient?: string[]; modality?: string[]; layout?: string; workers?: number; quiet: boolean }) => {
     const selection = { studyInstanceUids: options.study, seriesInstanceUids: options.series, patientIds: options.patient, modalities: options.modality };

@@ -35,7 +35,8 @@ export async function runImport(loaded: LoadedConfig, roots: string[], options: 
       roots,
       copy: options.copy,
       forward: options.forward,
-      // Every CPU: a batch command has no receive path to leave one to (deid.workers is the node's).
+      // Every CPU, as a batch job (deid.workers is the serving node's); -w leaves some to a node serving
+      // on the same host.
       workers: options.workers ?? availableParallelism(),
       progress,
     });

@@ -39,11 +39,12 @@ const retention = z
   });
 /**
  * De-identification threads by default: one per CPU but one, which the receive path (the main thread)
- * keeps. On this project's 2-core VM a second thread cost 35 MB of peak RSS (178 against 145 MB
- * receiving 2,000 instances) and gained no end-to-end throughput.
+ * keeps. On this project's 2-core VM a second thread cost 34 MB of peak RSS and no throughput gained
+ * (bench/results-2026-11-29-forward.txt, end to end: 111.6 instances/s at 154 MB with one thread,
+ * 105.3 at 188 MB with two).
  */
-export function defaultDeidWorkers(): number {
-  return Math.max(1, availableParallelism() - 1);
+export function defaultDeidWorkers(cpus = availableParallelism()): number {
+  return Math.max(1, cpus - 1);
 }
 
 const DAY_MS = 86_400_000;

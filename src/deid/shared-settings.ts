@@ -40,8 +40,7 @@ export class SettingsCache {
 
   get(shared: SharedSettings): WorkerSettings {
     if (this.current?.version !== shared.version) {
-      // Copied out of shared memory first: deserialize reads a Buffer.
-      const { profiles, base } = deserialize(Buffer.from(new Uint8Array(shared.bytes))) as { profiles: ProfileConfig[]; base: BaseSettings };
+      const { profiles, base } = deserialize(new Uint8Array(shared.bytes)) as { profiles: ProfileConfig[]; base: BaseSettings };
       const settings = { profiles: compileProfiles(profiles), passProfiles: compileProfiles(withPassRule(profiles)), base };
       this.current = { version: shared.version, settings };
     }

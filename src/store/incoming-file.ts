@@ -3,11 +3,11 @@
  * reader never waits on the disk unless the queue passes its high-water mark (then the association
  * pauses its socket until the queue drains). The caller then completes, moves, syncs and closes it.
  *
- * Work that can block on the disk (writes, syncs) runs in the libuv thread pool; the metadata calls
- * of a local file system (create, rename, close) take microseconds and run inline. Each trip through
- * the thread pool costs context switches, which on this project's virtual machines cost more than
- * the calls themselves (perf: a quarter of the receive path in the hypervisor's handling of task
- * switches).
+ * Work that can block on the disk (writes, syncs) runs in the libuv thread pool; rename and close
+ * take microseconds and run inline (each trip through the thread pool costs context switches, which
+ * on this project's virtual machines cost more than those calls: perf put a quarter of the receive
+ * path in the hypervisor's handling of task switches). Creating the file is the exception: it can
+ * cost far more (spare-files.ts), so the store usually gets one created ahead.
  */
 import { close, closeSync, fdatasync, openSync, renameSync, unlink, writev } from 'node:fs';
 import { promisify } from 'node:util';

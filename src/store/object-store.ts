@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsync, openSync } from 'node:fs';
-import { mkdir, readdir, statfs, unlink } from 'node:fs/promises';
+import { mkdir, readdir, stat, statfs, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { dirname, join, relative, sep } from 'node:path';
 import { createHash } from 'node:crypto';
@@ -50,14 +50,15 @@ export class ObjectStore {
     for (const directory of [this.incomingDir, join(this.root, DEID_INCOMING_DIR)]) {
       await mkdir(directory, { recursive: true });
       const names = await readdir(directory);
-      await Promise.all(names.map((name) => unlink(join(directory, name)).catch(() => undefined)));
-      stale += names.length;
+      const sizes = await Promise.all(names.map((name) => removeReportingSize(join(directory, name))));
+      // Empty files are ones made ahead for stores that never came (spare-files.ts), not stores.
+      stale += sizes.filter((size) => size > 0).length;
     }
-    this.spares.fill();
     return { staleIncoming: stale };
   }
 
-  /** A new incoming file, whose first bytes are `header`: one created ahead when one is ready. */
+  /** A new incoming file, whose first bytes are `header`: one created ahead when one is ready (the
+   * first store creates its own, and starts the making ahead). */
   createIncoming(header: Buffer): IncomingFile {
     return new IncomingFile(this.spares.take() ?? this.nextIncomingPath(), header);
   }
@@ -112,9 +113,10 @@ export class ObjectStore {
     });
   }
 
-  /** Closes what the store keeps open, and deletes the incoming files made ahead. */
-  close(): void {
-    this.spares.closeAll();
+  /** Closes what the store keeps open, and deletes the incoming files made ahead (waiting for one
+   * being made). */
+  async close(): Promise<void> {
+    await this.spares.closeAll();
     this.directorySyncs.closeAll();
   }
 
@@ -193,4 +195,11 @@ export function deidentifiedPath(studyInstanceUid: string, seriesInstanceUid: st
 export function pathSegment(uid: string): string {
   if (/^[0-9][0-9.]{0,63}$/.test(uid) && !uid.includes('..')) return uid;
   return `x${createHash('sha256').update(uid).digest('hex').slice(0, 40)}`;
+}
+
+/** Deletes a file; resolves with the size it had (0 when it could not be read or deleted). */
+async function removeReportingSize(path: string): Promise<number> {
+  const size = await stat(path).then((info) => info.size, () => 0);
+  await unlink(path).catch(() => undefined);
+  return size;
 }

@@ -5,7 +5,7 @@
  * the last minutes when it allocates one) put a fifth of the receive thread's time in `open(O_CREAT)`.
  * Here files are created one at a time in the libuv thread pool, beside the receive path.
  */
-import { close, closeSync, open, unlink, unlinkSync } from 'node:fs';
+import { close, open, unlink } from 'node:fs';
 import { promisify } from 'node:util';
 
 const openAsync = promisify(open);
@@ -63,22 +63,17 @@ export class SpareFiles {
     })();
   }
 
-  /** Waits for a file being created (tests, shutdown). */
+  /** Waits for a file being created (tests). */
   async settled(): Promise<void> {
     while (this.filling) await this.filling;
   }
 
-  /** Closes and deletes the files not taken. */
-  closeAll(): void {
+  /** Closes and deletes the files not taken; a file being made meanwhile is deleted before this
+   * resolves. */
+  async closeAll(): Promise<void> {
     this.closed = true;
-    for (const file of this.ready.splice(0)) {
-      try {
-        closeSync(file.fd);
-        unlinkSync(file.path);
-      } catch {
-        // Deleted at the next start (incoming/ is emptied then).
-      }
-    }
+    await this.settled();
+    await Promise.all(this.ready.splice(0).map(discard));
   }
 }
 

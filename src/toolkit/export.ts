@@ -272,7 +272,7 @@ export interface ExportRequest {
   selection?: ExportSelection;
   /** Default DEFAULT_LAYOUT. */
   layout?: string;
-  /** Threads (default: every CPU; a batch command has no receive path to leave one to). */
+  /** Threads (default: every CPU, as a batch job; fewer leave CPUs to a node serving on the same host). */
   workers?: number;
   progress?: Progress;
 }

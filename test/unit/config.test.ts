@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { test } from 'node:test';
 import { ConfigError, EMBEDDED_CONFIG_PATH, loadConfigFile, parseConfigText } from '../../src/config/load.js';
-import { configSchema } from '../../src/config/schema.js';
+import { configSchema, defaultDeidWorkers } from '../../src/config/schema.js';
 
 function problemsOf(text: string, env: NodeJS.ProcessEnv = {}): string[] {
   try {
@@ -26,8 +25,11 @@ test('an empty config gets every default of the public contract', () => {
   assert.equal(config.forward.stableSeconds, 30);
   assert.deepEqual(config.forward.destinations, []);
   assert.equal(config.deid.secret, undefined);
-  // One CPU stays with the receive path.
-  assert.equal(config.deid.workers, Math.max(1, availableParallelism() - 1));
+  assert.equal(config.deid.workers, defaultDeidWorkers());
+});
+
+test('de-identification threads default to one per CPU but one, and at least one', () => {
+  assert.deepEqual([1, 2, 8].map((cpus) => defaultDeidWorkers(cpus)), [1, 1, 7]);
 });
 
 test('the embedded config validates and equals the schema defaults', () => {

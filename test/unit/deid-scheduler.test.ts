@@ -13,7 +13,8 @@ import type { DeidTask, DeidTaskResult } from '../../src/deid/worker.js';
 import { DeidWork } from '../../src/index/deid-work.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { DeidScheduler, type DeidObserver, type DeidOutcome } from '../../src/pipeline/deidentify.js';
+import { DeidScheduler, type DeidObserver, type DeidOutcome, type DeidSchedulerSettings } from '../../src/pipeline/deidentify.js';
+import { SettingsCache } from '../../src/deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../../src/store/object-store.js';
 import { sleep } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -86,6 +87,12 @@ async function setUp(t: TestContext, observer?: DeidObserver) {
   const writer = new IndexWriter(db, index, wal);
   const work = new DeidWork(db);
   const pool = new ManualPool();
+  const settingsOf = (maxAgeYears: number): DeidSchedulerSettings => ({ profiles: [], base: { dateShift: { minDays: 1, maxDays: 2 }, maxAgeYears }, quarantineOnFindings: false });
+  let settings = settingsOf(89);
+  /** As a reloaded config does: new settings objects. */
+  const reload = (maxAgeYears: number) => {
+    settings = settingsOf(maxAgeYears);
+  };
   const scheduler = new DeidScheduler({
     work,
     pool: pool as unknown as Piscina,
@@ -94,7 +101,7 @@ async function setUp(t: TestContext, observer?: DeidObserver) {
     maxInFlight: 2,
     pollMs: 50,
     ...(observer ? { observer } : {}),
-    settings: () => ({ profiles: [], base: { dateShift: { minDays: 1, maxDays: 2 }, maxAgeYears: 89 }, quarantineOnFindings: false }),
+    settings: () => settings,
   });
   t.after(async () => {
     const stopping = scheduler.stop(1000);
@@ -104,7 +111,7 @@ async function setUp(t: TestContext, observer?: DeidObserver) {
     db.close();
   });
   const state = () => db.prepare('SELECT state, file_path AS filePath, deid_file_path AS deidPath FROM instances').get() as { state: string; filePath: string; deidPath: string | null };
-  return { storagePath, writer, pool, scheduler, state };
+  return { storagePath, writer, pool, scheduler, state, reload };
 }
 
 function deidentified(filePath: string): DeidTaskResult {
@@ -183,4 +190,21 @@ test('a task that fails is recorded as failed, but one ended by stopping waits f
   await stopped;
   assert.equal(state().state, 'received', 'stopping is no failure of the instance');
   assert.deepEqual(observer.outcomes, ['failed'], 'the stopped task is not counted');
+});
+
+test('settings go to the workers shared once, and again only after a reload changed them', async (t) => {
+  const { writer, pool, scheduler, reload } = await setUp(t);
+  await writer.submit(record('originals/a.dcm'));
+  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' });
+  scheduler.start();
+  const [first, second] = [await pool.next(), await pool.next()];
+  assert.equal(first.task.settings, second.task.settings, 'one shared copy for both tasks');
+  reload(70);
+  await writer.submit({ ...record('originals/c.dcm'), sopInstanceUid: '1.2.1.1.3' });
+  first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  const third = await pool.next();
+  assert.notEqual(third.task.settings.version, first.task.settings.version);
+  assert.equal(new SettingsCache().get(third.task.settings).base.maxAgeYears, 70, 'the reloaded settings reach the workers');
+  second.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  third.resolve({ kind: 'quarantined', reason: 'the test holds it' });
 });

@@ -63,6 +63,7 @@ async function setUp(t: TestContext) {
   t.after(async () => {
     await wal.close();
     db.close();
+    await store.close();
     rmSync(root, { recursive: true, force: true });
   });
   return { root, store, index, writer, receive, wal };

@@ -4,11 +4,12 @@
  * taken; an incoming file made from one behaves as one the store created itself.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SpareFiles } from '../../src/store/spare-files.js';
-import { ObjectStore } from '../../src/store/object-store.js';
+import { ObjectStore, SPARE_INCOMING_FILES } from '../../src/store/object-store.js';
+import { sleep } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 function pool(dir: string, size: number): SpareFiles {
@@ -33,33 +34,49 @@ test('files are made ahead up to the pool size, each empty, writable and handed 
   }
   await spares.settled();
   assert.equal(readdirSync(dir).length, 5, 'refilled to three ready besides the two taken');
-  spares.closeAll();
+  await spares.closeAll();
   assert.deepEqual(readdirSync(dir).sort(), paths.map((path) => path?.split('/').pop()).sort(), 'the files not taken are deleted');
   assert.equal(spares.take(), undefined, 'a closed pool hands out nothing');
   await spares.settled();
   assert.equal(readdirSync(dir).length, 2, 'and makes nothing more');
 });
 
-test('a pool that cannot create files hands out none, and the store creates its own', async () => {
-  const dir = join(scratchDir('spares'), 'missing');
+test('a pool that cannot create files hands out none, and tries again at the next take', async () => {
+  const dir = join(scratchDir('spares'), 'not-yet');
   const spares = pool(dir, 2);
   spares.fill();
   await spares.settled();
   assert.equal(spares.take(), undefined);
+  await spares.settled();
   assert.equal(existsSync(dir), false);
+  mkdirSync(dir);
+  assert.equal(spares.take(), undefined, 'none was ready');
+  await spares.settled();
+  assert.equal(readdirSync(dir).length, 2, 'the take started filling again');
+  await spares.closeAll();
+  assert.deepEqual(readdirSync(dir), []);
 });
 
-test('the object store writes incoming files into files made ahead, and deletes the unused ones when closed', async () => {
+test('the object store hands out files made ahead once its first store started the making', async () => {
   const root = scratchDir('spares-store');
   const store = new ObjectStore(root);
   await store.init();
-  const file = store.createIncoming(Buffer.from('header'));
-  file.write(Buffer.from('-dataset'));
-  assert.equal(await file.complete(), 14);
-  await file.sync();
-  await file.close();
-  assert.equal(readFileSync(file.path, 'latin1'), 'header-dataset');
-  assert.ok(readdirSync(store.incomingDir).length > 1, 'other files wait in incoming/');
-  store.close();
-  assert.deepEqual(readdirSync(store.incomingDir), [file.path.split('/').pop()], 'only the file in use is left');
+  assert.deepEqual(readdirSync(store.incomingDir), [], 'nothing is made before a store needs it');
+  const first = store.createIncoming(Buffer.from('first'));
+  const deadline = Date.now() + 5000;
+  // The first store's own file is empty too until its bytes are written (they are queued).
+  const ready = () => readdirSync(store.incomingDir).map((name) => join(store.incomingDir, name)).filter((path) => path !== first.path);
+  while (ready().length < SPARE_INCOMING_FILES && Date.now() < deadline) await sleep(10);
+  const madeAhead = ready();
+  assert.equal(madeAhead.length, SPARE_INCOMING_FILES);
+  const second = store.createIncoming(Buffer.from('header'));
+  assert.ok(madeAhead.includes(second.path), 'the second store writes into a file made ahead');
+  second.write(Buffer.from('-dataset'));
+  assert.equal(await second.complete(), 14);
+  await second.sync();
+  await second.close();
+  assert.equal(readFileSync(second.path, 'latin1'), 'header-dataset');
+  await first.discard();
+  await store.close();
+  assert.deepEqual(readdirSync(store.incomingDir), [second.path.split('/').pop()], 'only the file in use is left');
 });
