@@ -1,0 +1,60 @@
+/**
+ * An incoming file (src/store/incoming-file.ts): what is written arrives whole and in order, whether
+ * batches are written inline or in the thread pool; the pool path (taken while a background sync of a
+ * large file runs) holds its producer back at the high-water mark until the queue drains.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { IncomingFile } from '../../src/store/incoming-file.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+/** Chunks of uneven sizes, as a socket gives them. */
+function chunksOf(bytes: Buffer): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let offset = 0, size = 1; offset < bytes.length; offset += size, size = (size * 7 + 13) % 70_000 || 1) {
+    chunks.push(bytes.subarray(offset, offset + size));
+  }
+  return chunks;
+}
+
+test('a small object is written whole and in order, its producer never held back', async () => {
+  const path = join(scratchDir('incoming'), 'small.part');
+  const header = Buffer.from('header');
+  const body = randomBytes(600_000);
+  const file = new IncomingFile(path, header);
+  for (const chunk of chunksOf(body)) assert.equal(file.write(chunk), true);
+  assert.equal(await file.complete(), header.length + body.length);
+  await file.sync();
+  await file.close();
+  assert.deepEqual(readFileSync(path), Buffer.concat([header, body]));
+});
+
+test('a large object written faster than the pool takes it is held back at the high-water mark, and arrives whole', async () => {
+  const path = join(scratchDir('incoming'), 'large.part');
+  const body = randomBytes(24 * 1024 * 1024);
+  const file = new IncomingFile(path);
+  let heldBack = 0;
+  for (let offset = 0; offset < body.length; offset += 64 * 1024) {
+    // Past 8 MB a background sync starts, and writes go to the thread pool while it runs.
+    if (!file.write(body.subarray(offset, offset + 64 * 1024))) {
+      heldBack += 1;
+      await file.whenDrained();
+    }
+  }
+  assert.ok(heldBack > 0, 'the producer was told to wait at least once');
+  assert.equal(await file.complete(), body.length);
+  await file.sync();
+  await file.close();
+  assert.ok(readFileSync(path).equals(body));
+});
+
+test('a write that fails is reported by complete, and the file can be discarded', async () => {
+  const path = join(scratchDir('incoming'), 'missing-dir', 'x.part');
+  const file = new IncomingFile(path, Buffer.from('header'));
+  file.write(randomBytes(100_000));
+  await assert.rejects(file.complete(), { code: 'ENOENT' });
+  await file.discard();
+});
