@@ -5,11 +5,14 @@
  * A write into the page cache takes tens of microseconds, less than a trip through the libuv thread
  * pool, whose context switches cost more than the calls themselves on this project's virtual machines
  * (perf put a quarter of the receive path in the hypervisor's handling of task switches; writing
- * inline measured 10-20% more instances/s receiving 0.5 MB instances). So batches are written on the
- * calling thread while the disk keeps up. A write that takes long says it does not (the kernel holds
- * writers back when dirty pages pile up): batches then go to the thread pool for a while, so the
- * event loop and the other associations never wait on the disk, and the socket reader waits only when
- * the queue passes its high-water mark (the association pauses its socket until it drains). Syncs
+ * inline measured about 8% more instances/s receiving 0.5 MB instances, interleaved A/B). So batches
+ * are written on the calling thread while the disk keeps up. A write that takes long says it does not
+ * (the kernel holds writers back when dirty pages pile up, or the device stalls): batches then go to
+ * the thread pool for a window that doubles with each slow write (1 s up to about a minute), so the
+ * event loop waits on a slow disk for at most one write per window, and the socket reader waits only
+ * when the queue passes its high-water mark (the association pauses its socket until it drains).
+ * Large objects write through the pool while their background sync runs (inline writes gained them
+ * nothing, measured, and keep the event loop clear of a write that waits behind the sync). Syncs
  * always run in the pool. Rename and close take microseconds and run inline; creating the file can
  * cost far more (spare-files.ts), so the store usually gets one created ahead.
  */
@@ -33,11 +36,31 @@ const SYNC_BEHIND_BYTES = 8 * 1024 * 1024;
 const MAX_BATCH_BUFFERS = 512;
 /** An inline write slower than this (tens of times a page-cache write) means the disk is behind... */
 const SLOW_INLINE_WRITE_MS = 2;
-/** ...and writes go to the thread pool for this long. */
-const THREAD_POOL_WRITES_MS = 1000;
+/** ...and writes go to the thread pool for this long, doubled after each slow write up to the last. */
+const POOL_WINDOW_MS = 1000;
+const MAX_POOL_WINDOW_MS = 64_000;
 
-/** Until when writes go to the thread pool (performance.now()), for every incoming file. */
-let threadPoolWritesUntil = 0;
+/** Whether batches are written inline or in the pool, for every incoming file of this thread. */
+const pace = { poolUntil: 0, window: POOL_WINDOW_MS };
+
+function writeInline(): boolean {
+  return performance.now() >= pace.poolUntil;
+}
+
+function inlineWriteTook(ms: number): void {
+  if (ms <= SLOW_INLINE_WRITE_MS) {
+    pace.window = POOL_WINDOW_MS;
+    return;
+  }
+  sendWritesToThreadPool(pace.window);
+  pace.window = Math.min(pace.window * 2, MAX_POOL_WINDOW_MS);
+}
+
+/** Writes of every incoming file go to the thread pool for `ms` (what a slow write does; 0 lets them
+ * go inline again at once: tests use it to check both paths). */
+export function sendWritesToThreadPool(ms: number): void {
+  pace.poolUntil = performance.now() + ms;
+}
 
 export class IncomingFile {
   private fd: number | undefined;
@@ -87,9 +110,10 @@ export class IncomingFile {
 
   /** Waits until everything queued is written. Returns the file's size. The file stays open. */
   async complete(): Promise<number> {
-    if (this.queue.length > 0) this.startWriting();
+    this.startWriting();
     while (this.flushing) await this.flushing;
     if (this.failure) throw this.failure;
+    if (this.queue.length > 0) throw new Error(`the file was closed with ${this.queuedBytes} bytes not written`);
     return this.writtenBytes;
   }
 
@@ -130,31 +154,35 @@ export class IncomingFile {
     await unlinkAsync(this.path).catch(() => undefined);
   }
 
-  /** Writes what is queued: inline while the disk keeps up, else in the thread pool (in order: never
-   * inline while a pool write runs). While a background sync of this file runs, writes go to the pool
-   * too: a sync holds the inode, and an inline write would wait for it. */
+  /** Writes what is queued, in order: inline while the disk keeps up and no background sync of this
+   * file runs, else (and for the rest, once either changes) in the thread pool; never inline while a
+   * pool write runs. */
   private startWriting(): void {
-    if (this.flushing) return;
-    if (this.syncing || performance.now() < threadPoolWritesUntil) {
-      this.flushing = this.flush();
-      return;
-    }
+    if (this.flushing || !this.canWrite()) return;
     try {
-      while (this.queue.length > 0 && !this.failure && this.fd !== undefined) {
+      while (this.canWrite() && !this.syncing && writeInline()) {
         const batch = this.queue.splice(0, MAX_BATCH_BUFFERS);
         const bytes = byteLength(batch);
         const started = performance.now();
-        writeAllSync(this.fd, batch, bytes);
-        if (performance.now() - started > SLOW_INLINE_WRITE_MS) threadPoolWritesUntil = performance.now() + THREAD_POOL_WRITES_MS;
+        writeAllSync(this.fd as number, batch, bytes);
+        inlineWriteTook(performance.now() - started);
         this.written(bytes);
       }
     } catch (error) {
       this.fail(error as Error);
+      return;
     }
+    // flush() awaits before it ends, so `flushing` is set before it is cleared.
+    if (this.canWrite()) this.flushing = this.flush();
+  }
+
+  private canWrite(): boolean {
+    return this.queue.length > 0 && !this.failure && this.fd !== undefined && !this.closed;
   }
 
   /** Accounts for a batch written, and starts a background sync when enough is unsynced. */
   private written(bytes: number): void {
+    if (this.failure || this.closed) return; // fail() and discard() emptied the queue already
     this.queuedBytes -= bytes;
     this.writtenBytes += bytes;
     if (this.queuedBytes < HIGH_WATER_MARK) this.releaseWaiters();
@@ -163,10 +191,10 @@ export class IncomingFile {
 
   private async flush(): Promise<void> {
     try {
-      while (this.queue.length > 0 && !this.failure && this.fd !== undefined) {
+      while (this.canWrite()) {
         const batch = this.queue.splice(0, MAX_BATCH_BUFFERS);
         const bytes = byteLength(batch);
-        await writeAll(this.fd, batch, bytes);
+        await writeAll(this.fd as number, batch, bytes);
         this.written(bytes);
       }
     } catch (error) {

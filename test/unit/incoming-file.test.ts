@@ -1,14 +1,15 @@
 /**
  * An incoming file (src/store/incoming-file.ts): what is written arrives whole and in order, whether
- * batches are written inline or in the thread pool; the pool path (taken while a background sync of a
- * large file runs) holds its producer back at the high-water mark until the queue drains.
+ * batches are written inline or in the thread pool, and when writes go inline again while a pool write
+ * is still queued; the pool path (taken after a slow write, and while a background sync of a large
+ * file runs) holds its producer back at the high-water mark until the queue drains.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { pbkdf2, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { IncomingFile } from '../../src/store/incoming-file.js';
+import { IncomingFile, sendWritesToThreadPool } from '../../src/store/incoming-file.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 /** Chunks of uneven sizes, as a socket gives them. */
@@ -21,6 +22,7 @@ function chunksOf(bytes: Buffer): Buffer[] {
 }
 
 test('a small object is written whole and in order, its producer never held back', async () => {
+  sendWritesToThreadPool(0);
   const path = join(scratchDir('incoming'), 'small.part');
   const header = Buffer.from('header');
   const body = randomBytes(600_000);
@@ -51,7 +53,24 @@ test('a large object written faster than the pool takes it is held back at the h
   assert.ok(readFileSync(path).equals(body));
 });
 
-test('a write that fails is reported by complete, and the file can be discarded', async () => {
+test('writes that go inline again while a pool write is still queued wait for it: the bytes stay in order', async (t) => {
+  // Every thread of the pool busy, so the pool write cannot have run when the inline writes come.
+  const busy = Array.from({ length: 8 }, () => new Promise((resolve) => pbkdf2('x', 'y', 300_000, 64, 'sha512', resolve)));
+  t.after(() => sendWritesToThreadPool(0));
+  const path = join(scratchDir('incoming'), 'order.part');
+  const body = randomBytes(2 * 1024 * 1024);
+  const file = new IncomingFile(path);
+  sendWritesToThreadPool(60_000);
+  file.write(body.subarray(0, 512 * 1024));
+  sendWritesToThreadPool(0);
+  for (let offset = 512 * 1024; offset < body.length; offset += 64 * 1024) file.write(body.subarray(offset, offset + 64 * 1024));
+  assert.equal(await file.complete(), body.length);
+  await file.close();
+  assert.ok(readFileSync(path).equals(body), 'the file holds the bytes in the order they were written');
+  await Promise.all(busy);
+});
+
+test('a file that cannot be created reports why at complete, and can be discarded', async () => {
   const path = join(scratchDir('incoming'), 'missing-dir', 'x.part');
   const file = new IncomingFile(path, Buffer.from('header'));
   file.write(randomBytes(100_000));
