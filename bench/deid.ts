@@ -17,6 +17,7 @@ import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
 import { DEFAULT_DEID_SETTINGS } from '../src/deid/engine.js';
 import { shareSettings } from '../src/deid/shared-settings.js';
 import type { DeidTask } from '../src/deid/worker.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -97,12 +98,6 @@ async function runOrthanc(dir: string, work: string): Promise<number> {
     await orthanc.stop();
     rmSync(work, { recursive: true, force: true });
   }
-}
-
-function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 async function main(): Promise<void> {

@@ -23,6 +23,7 @@ import { defaultDeidWorkers } from '../src/config/schema.js';
 import { startGantryProcess, type GantryProcess } from '../test/helpers/gantry.js';
 import { DCMTK_ENV, freePort, peakRss, run, sleep, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -116,12 +117,6 @@ async function waitFor(what: string, timeoutMs: number, check: () => boolean): P
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(50);
   }
-}
-
-function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 interface Sample {

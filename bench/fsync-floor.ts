@@ -12,6 +12,7 @@
 import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { median } from './stats.js';
 
 const fdatasyncAsync = promisify(fdatasync);
 const fsyncAsync = promisify(fsync);
@@ -26,11 +27,6 @@ const { values } = parseArgs({
 const size = Number(values.size);
 const count = Number(values.count);
 const dir = resolve(values.dir);
-
-function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-}
 
 async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>): Promise<void> {
   rmSync(dir, { recursive: true, force: true });

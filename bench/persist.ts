@@ -19,6 +19,7 @@ import { Pseudonymizer } from '../src/deid/pseudonyms.js';
 import { DeidWork } from '../src/index/deid-work.js';
 import { InstanceIndex } from '../src/index/instance-index.js';
 import { PseudonymLedger, type PseudonymMapping } from '../src/index/pseudonym-ledger.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -38,12 +39,6 @@ const TARGET_SECONDS = 0.13;
 if (patients > MAX_PATIENTS) throw new Error(`--patients: at most ${MAX_PATIENTS} (one made-up name each)`);
 
 type AuditRow = { instancePk: number; entries: unknown[]; findings: unknown[] };
-
-function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-}
 
 const SYLLABLES = ['ka', 'lo', 'mi', 'ran', 'sen', 'to', 'vel', 'dor', 'ha', 'ne', 'gar', 'li', 'mon', 'su', 'ber', 'ta', 'ko', 'ri', 'van', 'de', 'ma', 'lin', 'os', 'te', 'bu', 'rel', 'an', 'zo', 'pe', 'kin', 'sa', 'wen', 'ol', 'fa', 'ric', 'mu', 'ya', 'del', 'no', 'gu'];
 const GIVEN = ['Anna', 'John', 'Maria', 'Wei', 'Fatima', 'Lars', 'Sofia', 'Ahmed', 'Emma', 'Luca', 'Yuki', 'Olga', 'Pierre', 'Grace', 'Tomas', 'Ines'];

@@ -23,6 +23,7 @@ import { startGantryProcess } from '../test/helpers/gantry.js';
 import { startOrthanc } from '../test/helpers/orthanc.js';
 import { DCMTK_ENV, run } from '../test/helpers/processes.js';
 import { writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -39,12 +40,6 @@ const rounds = Number(values.rounds);
 /** Deterministic UIDs, so the corpus on disk and the queries agree across runs. */
 const uid = (kind: number, n: number) => `1.2.826.0.1.3680043.9.7433.${kind}.${n}`;
 const PER_PATIENT = 20;
-
-function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
-}
 
 /** Instance n's place: patient, study, series. */
 function place(n: number) {

@@ -19,6 +19,7 @@ import { startGantryProcess } from '../test/helpers/gantry.js';
 import { startOrthanc } from '../test/helpers/orthanc.js';
 import { DCMTK_ENV, freePort, peakRss, run, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -157,12 +158,6 @@ function countFiles(dir: string): number {
     count += entry.isDirectory() ? countFiles(join(dir, entry.name)) : 1;
   }
   return count;
-}
-
-function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 const mb = (bytes: number) => bytes / 1e6;

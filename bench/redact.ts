@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { run } from '../test/helpers/processes.js';
 import { writeMultiframe } from '../test/helpers/pixel-images.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -93,12 +94,6 @@ async function timed(commands: string[][]): Promise<{ seconds: number; rssMb: nu
     rssMb = Math.max(rssMb, Number(match?.[2] ?? 0) / 1024);
   }
   return { seconds, rssMb };
-}
-
-function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 async function main(): Promise<void> {

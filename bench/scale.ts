@@ -25,6 +25,7 @@ import { writeMultiframe } from '../test/helpers/pixel-images.js';
 import { encodeDataset, elementHeader, instanceElements, newUid } from '../test/helpers/synthetic-dicom.js';
 import { encodePart10Header } from '../src/dicom/part10.js';
 import { run } from '../test/helpers/processes.js';
+import { median } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -143,12 +144,6 @@ async function timed(command: string[], cwd?: string): Promise<{ seconds: number
 interface Sample {
   seconds: number;
   rssMb: number;
-}
-
-function median(numbers: number[]): number {
-  const sorted = [...numbers].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 async function measure(set: Corpus): Promise<Record<string, Sample[]>> {
