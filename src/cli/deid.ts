@@ -33,7 +33,7 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
   for (const path of inputs.flatMap((input) => filesUnder(resolve(input)))) {
     try {
       const temporary = join(staging, `${summary.done + summary.failed.length + summary.held.length}.dcm`);
-      const outcome = deidentifyFile(path, temporary, { settings, pseudonyms });
+      const outcome = deidentifyFile(path, temporary, { settings, pseudonyms, outputIsTemporary: true });
       if (outcome.kind === 'quarantined') {
         summary.held.push({ path, reason: outcome.reason });
         continue;

@@ -85,6 +85,8 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
     },
     pseudonyms,
     window,
+    // A name of the scheduler's own, moved into place only after the outcome is recorded.
+    outputIsTemporary: true,
   });
   if (outcome.kind === 'quarantined') return outcome;
   return {

@@ -15,6 +15,18 @@ export interface ReleaseOverride {
   ignoreFindings?: boolean;
 }
 
+/** A rename under retainUIDs (redaction_renames): the instance whose UID it renames. */
+export interface StudyRename {
+  instancePk: number;
+  original: string;
+  renamed: string;
+}
+
+/** The renames of a study that a copy of `instancePk` writes into its references (not its own). */
+export function renamesExcept(renames: readonly StudyRename[], instancePk: number): Map<string, string> {
+  return new Map(renames.filter((rename) => rename.instancePk !== instancePk).map((rename) => [rename.original, rename.renamed]));
+}
+
 export interface WaitingInstance {
   id: number;
   studyPk: number;
@@ -73,7 +85,7 @@ export class DeidWork {
           deid_series_instance_uid = @seriesInstanceUid, deid_study_instance_uid = @studyInstanceUid,
           deid_profile = @profile, routed_at = NULL, deid_deleted_at = NULL
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath`),
-      renames: db.prepare(`SELECT original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ? AND instance_pk != ?`),
+      renames: db.prepare(`SELECT instance_pk AS instancePk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ?`),
       renameOf: db.prepare(`SELECT study_pk AS studyPk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE instance_pk = ?`),
       currentName: db.prepare(`
         SELECT r.renamed_uid FROM redaction_renames r
@@ -113,8 +125,13 @@ export class DeidWork {
   /** Under retainUIDs: the other instances of a study that got a UID of their own when their pixels
    * were redacted, original UID → new UID. */
   renamesInStudy(studyPk: number, exceptInstancePk: number): Map<string, string> {
-    const rows = this.statements.renames.all(studyPk, exceptInstancePk) as Array<{ original: string; renamed: string }>;
-    return new Map(rows.map((row) => [row.original, row.renamed]));
+    return renamesExcept(this.studyRenames(studyPk), exceptInstancePk);
+  }
+
+  /** Every rename recorded in a study, with its instance (for callers that ask per instance of a
+   * study many times: gantry export asks once per study of a page). */
+  studyRenames(studyPk: number): StudyRename[] {
+    return this.statements.renames.all(studyPk) as StudyRename[];
   }
 
   /**

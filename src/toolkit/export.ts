@@ -18,7 +18,8 @@ import type { LoadedConfig } from '../config/load.js';
 import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
-import { DeidWork, type ReleaseOverride } from '../index/deid-work.js';
+import { shareSettings } from '../deid/shared-settings.js';
+import { DeidWork, renamesExcept, type ReleaseOverride, type StudyRename } from '../index/deid-work.js';
 import { PseudonymLedger } from '../index/pseudonym-ledger.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
@@ -203,19 +204,25 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   // batches in flight are done; what was written is journalled, so a run again resumes.
   let failure: Error | undefined;
   let afterId = 0;
+  const settings = shareSettings(options.settings.profiles, options.settings.base);
   while (!failure) {
     const rows = journal.nextPage(afterId);
     if (rows.length === 0) break;
     afterId = (rows[rows.length - 1] as SelectedInstance).id;
     const page = new Map(rows.map((row) => [row.id, row]));
+    const studyRenames = new Map<number, StudyRename[]>();
+    const renamesOf = (row: SelectedInstance) => {
+      let renames = studyRenames.get(row.studyPk);
+      if (!renames) studyRenames.set(row.studyPk, (renames = work.studyRenames(row.studyPk)));
+      return renamesExcept(renames, row.id);
+    };
     for (let start = 0; start < rows.length; start += BATCH) {
       while (inFlight.size >= options.concurrency) await Promise.race(inFlight);
       const batch: ExportBatch = {
-        items: rows.slice(start, start + BATCH).map((row) => exportItem(row, options.storagePath, work)),
+        items: rows.slice(start, start + BATCH).map((row) => exportItem(row, options.storagePath, renamesOf)),
         out,
         layout: options.layout,
-        profiles: options.settings.profiles,
-        base: options.settings.base,
+        settings,
         quarantineOnFindings: options.settings.quarantineOnFindings,
       };
       const running: Promise<void> = (options.pool.run(batch) as Promise<ExportItemResult[]>)
@@ -233,14 +240,14 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   return summary;
 }
 
-function exportItem(row: SelectedInstance, storagePath: string, work: DeidWork): ExportItem {
+function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row: SelectedInstance) => Map<string, string>): ExportItem {
   if (row.deidFilePath !== null && row.SOPInstanceUID !== null) {
     // The research view's columns are named by the layout's keywords.
     const values: LayoutValues = Object.fromEntries(LAYOUT_KEYWORDS.map((keyword) => [keyword, row[keyword]]));
     return { id: row.id, copy: { path: join(storagePath, row.deidFilePath), values } };
   }
   // Under retainUIDs, references to redacted instances of the study follow them, as in the node.
-  const renames = work.renamesInStudy(row.studyPk, row.id);
+  const renames = renamesOf(row);
   const override = row.override ? (JSON.parse(row.override) as ReleaseOverride) : undefined;
   return {
     id: row.id,

@@ -16,6 +16,7 @@ import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { listFiles } from '../helpers/stored.js';
 import { DCMTK_ENV, run } from '../helpers/processes.js';
+import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 function rewrite(path: string, edit: (elements: EditableElement[]) => void = () => {}): { before: Buffer; after: Buffer; transferSyntaxUid: string } {
   const parsed = parseFile(path);
@@ -143,4 +144,33 @@ test('a group length element of an edited group gets the group new length', () =
   new DatasetWriter(new BufferSource(dataset), 'explicit-le', (bytes) => out.push(bytes)).writeElements(elements);
   const written = Buffer.concat(out);
   assert.equal(written.readUInt32LE(8), written.length - 12);
+});
+
+test('a small file is parsed from its one read with values as views; a large one through a shared window, its values copied', async () => {
+  const dir = scratchDir('tree-sources');
+  const small = join(dir, 'small.dcm');
+  const large = join(dir, 'large.dcm');
+  const other = join(dir, 'other.dcm');
+  const spec = { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'TREE1', patientName: 'Tree^Small' };
+  await writeSyntheticFile(small, { ...spec, rows: 16, columns: 16 });
+  await writeSyntheticFile(large, { ...spec, patientName: 'Tree^Large', rows: 512, columns: 512 });
+  await writeSyntheticFile(other, { ...spec, patientName: 'Other^Name', rows: 512, columns: 512 });
+  const window = Buffer.alloc(1024 * 1024);
+  const nameOf = (elements: ElementNode[]) => elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim();
+
+  const parsedSmall = parseFile(small, { window });
+  assert.ok(parsedSmall.source instanceof BufferSource, 'a file under 64 KB is parsed from memory');
+  assert.equal(nameOf(parsedSmall.elements), 'Tree^Small');
+  parsedSmall.close();
+
+  const parsedLarge = parseFile(large, { window, loadLimit: 1024 });
+  assert.ok(!(parsedLarge.source instanceof BufferSource), 'a 0.5 MB file is read through the window');
+  const pixelData = parsedLarge.elements.find((element) => element.tag === 0x7fe00010);
+  assert.equal(pixelData?.value, undefined, 'a value over the load limit is left in the file');
+  // Another file read through the same window overwrites it: the first file's values must not change.
+  const parsedOther = parseFile(other, { window });
+  assert.equal(nameOf(parsedOther.elements), 'Other^Name');
+  assert.equal(nameOf(parsedLarge.elements), 'Tree^Large', 'values read through a shared window are copies');
+  parsedOther.close();
+  parsedLarge.close();
 });

@@ -4,7 +4,7 @@
  * and identifiers found in free text without cutting words.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { inflateRawSync, deflateRawSync } from 'node:zlib';
@@ -257,4 +257,20 @@ test('identifiers are scrubbed where they stand on their own, not inside other w
   assert.equal(scrubText('Ann Lee: annular tear', ['Ann', 'Lee']), 'XXXXXX XXXXXX: annular tear');
   assert.equal(scrubText('MRN12345 and 123456', ['12345']), 'MRNXXXXXX and 123456');
   assert.equal(scrubText('patient 12-345 seen', ['12-345']), 'patient XXXXXX seen');
+});
+
+test('an output named as the caller\'s temporary file is written in place; any other goes through a .partial name', () => {
+  const dir = scratchDir('deid-output');
+  const input = join(dir, 'in.dcm');
+  writePart10(input, '1.2.826.0.1.3680043.99.9.1', sortedDataset([[TAG.SOPClassUID, 'UI', SECONDARY_CAPTURE], [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.9.1'], [TAG.PatientName, 'PN', 'Doe^Jane']]));
+  // A folder where the .partial file would go: writing through it fails, writing in place does not.
+  const direct = join(dir, 'direct.dcm');
+  mkdirSync(`${direct}.partial`);
+  const result = deidentifyFile(input, direct, { settings: DEFAULT_DEID_SETTINGS, pseudonyms: PSEUDONYMS, outputIsTemporary: true });
+  assert.equal(result.kind, 'deidentified');
+  assert.ok(text(find(parseFile(direct).elements, TAG.PatientName)) !== 'Doe^Jane');
+  const atomic = join(dir, 'atomic.dcm');
+  mkdirSync(`${atomic}.partial`);
+  assert.throws(() => deidentifyFile(input, atomic, { settings: DEFAULT_DEID_SETTINGS, pseudonyms: PSEUDONYMS }), /EISDIR/);
+  assert.ok(!existsSync(atomic), 'a failed write leaves nothing under the output name');
 });

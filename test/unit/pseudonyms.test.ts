@@ -50,3 +50,20 @@ test('date offsets are per patient, whole days, inside the range', () => {
 test('a short secret is refused', () => {
   assert.throws(() => new Pseudonymizer('short'), /at least 16 bytes/);
 });
+
+test('remembered derivations are the ones computed afresh, past the memory size, and keys that differ only where a NUL falls stay apart', () => {
+  const p = new Pseudonymizer(SECRET);
+  const study = '1.2.826.0.1.3680043.9.7433.1.1';
+  const first = p.uid(study);
+  // 5,000 distinct UIDs: more than the pseudonymizer remembers, so its memory is cleared on the way.
+  for (let i = 0; i < 5000; i += 1) {
+    const uid = `1.2.826.0.1.3680043.9.7433.3.${i}`;
+    assert.equal(p.uid(uid), new Pseudonymizer(SECRET).uid(uid));
+  }
+  assert.equal(p.uid(study), first, 'the same UID again, remembered or not');
+  assert.equal(p.uid(study), new Pseudonymizer(SECRET).uid(study));
+  const a = { issuerOfPatientId: 'A\0B', patientId: 'C' };
+  const b = { issuerOfPatientId: 'A', patientId: 'B\0C' };
+  assert.notEqual(p.patientId(a), p.patientId(b));
+  assert.equal(p.patientId(b), new Pseudonymizer(SECRET).patientId(b));
+});
