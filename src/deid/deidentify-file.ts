@@ -44,58 +44,91 @@ export interface DeidentifyFileOptions {
 export type DeidFileResult = (DeidOutcome & { kind: 'deidentified'; profile: string; values?: Map<number, string> }) | { kind: 'quarantined'; reason: string };
 
 export function deidentifyFile(input: string, output: string, options: DeidentifyFileOptions): DeidFileResult {
+  const plan = planDeidentification(input, options);
+  try {
+    return plan.result.kind === 'quarantined' ? plan.result : plan.write(output, options);
+  } finally {
+    plan.close();
+  }
+}
+
+/** A de-identification decided and applied to the element tree, not yet written. */
+export interface DeidPlan {
+  /** Held back (nothing to write), or what the output will carry: its UIDs, audit, findings, values. */
+  readonly result: DeidFileResult;
+  /**
+   * Writes the output where the caller chose after reading `result` (gantry export names the file by
+   * its de-identified values). An instance whose frames cannot be redacted shows only now: it comes
+   * back quarantined, and nothing is left under `output`.
+   */
+  write(output: string, options?: Pick<DeidentifyFileOptions, 'sync' | 'outputIsTemporary'>): DeidFileResult;
+  /** Closes the input; call once done, written or not. */
+  close(): void;
+}
+
+export function planDeidentification(input: string, options: DeidentifyFileOptions): DeidPlan {
   const opened = openDataset(input, options.window);
+  const plan = (result: DeidFileResult, write: DeidPlan['write'] = () => result): DeidPlan => ({ result, write, close: () => opened.close() });
   try {
     const decision = decideFor(opened, options);
-    if (decision.kind === 'quarantine') return { kind: 'quarantined', reason: decision.reason };
+    if (decision.kind === 'quarantine') return plan({ kind: 'quarantined', reason: decision.reason });
     let settings = decision.settings;
     const zone = decision.redact;
-    const redaction = zone ? prepareRedaction(opened, zone, `${output}.frames`) : undefined;
-    if (redaction?.kind === 'quarantine') return { kind: 'quarantined', reason: redaction.reason };
+    // Where re-encoded frames wait while they are written: beside the output, known at write time.
+    const scratch = { path: '' };
+    const redaction = zone ? prepareRedaction(opened, zone, scratch) : undefined;
+    if (redaction?.kind === 'quarantine') return plan({ kind: 'quarantined', reason: redaction.reason });
     if (zone && redaction?.kind === 'ready') settings = { ...settings, cleanedPixels: { zone: zone.rule.name, key: zone.key } };
     const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
     if (zone && redaction?.kind === 'ready') {
       // What the de-identification kept of the attached pixels (icon, overlays) gets the zone too.
       const unredacted = pixelsLeftUnredacted(opened.elements as EditableElement[]);
-      if (unredacted) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${unredacted} would leave unredacted` };
+      if (unredacted) return plan({ kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${unredacted} would leave unredacted` });
       try {
         redactAttachedPixels(opened.elements as EditableElement[], opened.source, opened.encoding === 'explicit-be', redaction.geometry, redaction.mask);
       } catch (error) {
-        if (error instanceof PixelRedactionError) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` };
+        if (error instanceof PixelRedactionError) return plan({ kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` });
         throw error;
       }
     }
+    const values = options.collect ? outputValues(opened, options.collect) : undefined;
+    const result: DeidFileResult = { ...outcome, kind: 'deidentified', profile: decision.profile, ...(values ? { values } : {}) };
     const header = encodePart10Header({
       mediaStorageSopClassUid: opened.sopClassUid,
       mediaStorageSopInstanceUid: outcome.sopInstanceUid,
       transferSyntaxUid: opened.transferSyntaxUid,
     });
-    try {
-      writeThenRename(output, 0o640, options.sync ?? false, (fd) => {
-        // The writer emits an element or two at a time: gathered into large writes, a small file is
-        // one write instead of dozens (measured: the system calls were a third of a small file's cost).
-        const out = new GatheredWrites(fd);
-        out.write(header);
-        if (opened.deflated) {
-          const chunks: Buffer[] = [];
-          new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(Buffer.from(bytes))).writeElements(opened.elements);
-          out.write(deflateDataset(Buffer.concat(chunks)));
-        } else {
-          new DatasetWriter(opened.source, opened.encoding, (bytes) => out.write(bytes)).writeElements(opened.elements);
-        }
-        out.flush();
-      }, options.outputIsTemporary);
-    } catch (error) {
-      // A frame that cannot be decoded or encoded again shows only while writing: hold the instance.
-      if (zone && error instanceof PixelRedactionError) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` };
-      throw error;
-    }
-    const values = options.collect ? outputValues(opened, options.collect) : undefined;
-    return { ...outcome, kind: 'deidentified', profile: decision.profile, ...(values ? { values } : {}) };
-  } finally {
+    return plan(result, (output, writing = {}) => {
+      scratch.path = `${output}.frames`;
+      try {
+        writeThenRename(output, 0o640, writing.sync ?? false, (fd) => writeDataset(fd, header, opened), writing.outputIsTemporary);
+      } catch (error) {
+        // A frame that cannot be decoded or encoded again shows only while writing: hold the instance.
+        if (zone && error instanceof PixelRedactionError) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` };
+        throw error;
+      }
+      return result;
+    });
+  } catch (error) {
     opened.close();
+    throw error;
   }
+}
+
+function writeDataset(fd: number, header: Buffer, opened: OpenedDataset): void {
+  // The writer emits an element or two at a time: gathered into large writes, a small file is one
+  // write instead of dozens (measured: the system calls were a third of a small file's cost).
+  const out = new GatheredWrites(fd);
+  out.write(header);
+  if (opened.deflated) {
+    const chunks: Buffer[] = [];
+    new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(Buffer.from(bytes))).writeElements(opened.elements);
+    out.write(deflateDataset(Buffer.concat(chunks)));
+  } else {
+    new DatasetWriter(opened.source, opened.encoding, (bytes) => out.write(bytes)).writeElements(opened.elements);
+  }
+  out.flush();
 }
 
 function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decision {
@@ -121,7 +154,7 @@ function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decis
 function prepareRedaction(
   opened: OpenedDataset,
   zone: CompiledZone,
-  scratch: string,
+  scratch: { path: string },
 ): { kind: 'ready'; geometry: PixelGeometry; mask: RowMask } | { kind: 'nothing' } | { kind: 'quarantine'; reason: string } {
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
@@ -153,7 +186,7 @@ function prepareRedaction(
     const frames = framesOf(pixelData, source, geometry.frames);
     pixelData.stream = {
       length: UNDEFINED_LENGTH,
-      write: (emit) => writeEncapsulatedFrames(frames.length, (index) => redact(frameBytes(frames[index] ?? [], source)), scratch, emit),
+      write: (emit) => writeEncapsulatedFrames(frames.length, (index) => redact(frameBytes(frames[index] ?? [], source)), scratch.path, emit),
     };
     // OpenJPEG encodes colour with the reversible colour transform, and says so (PS3.5 A.4.4).
     const photometric = byTag.get(PHOTOMETRIC_INTERPRETATION);

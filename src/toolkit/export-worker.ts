@@ -1,16 +1,15 @@
 /**
  * The export's worker (one per thread of its piscina pool): a batch of instances, each copied (the
  * node de-identified it already) or de-identified now from its original with the node's settings, and
- * written straight to its place in the layout (a temporary name in the output folder, then renamed).
+ * written straight to its place in the layout (a temporary name beside it, then renamed).
  * Naming, creating folders and writing happen here, in parallel; the main thread only keeps the journal.
  */
-import { copyFileSync, mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { threadId } from 'node:worker_threads';
 import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
 import type { BaseSettings } from '../deid/decide.js';
-import { deidentifyFile } from '../deid/deidentify-file.js';
+import { planDeidentification } from '../deid/deidentify-file.js';
 import { residualRiskReason } from '../deid/settings.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { CompiledProfile } from '../deid/rules.js';
@@ -45,7 +44,6 @@ export type ExportItemResult =
 const pseudonyms = new Pseudonymizer((workerData as { secret: string }).secret);
 const window = Buffer.allocUnsafe(FileSource.WINDOW);
 const settingsCache = new SettingsCache();
-let sequence = 0;
 /** Folders this thread made or found (the most recent ones): a series' instances share one. */
 const folders = new Set<string>();
 const MAX_FOLDERS_REMEMBERED = 4096;
@@ -67,44 +65,45 @@ export default async function exportBatch(batch: ExportBatch): Promise<ExportIte
 }
 
 function exportOne(item: ExportItem, batch: ExportBatch, batchBase: BaseSettings, profiles: readonly CompiledProfile[]): ExportItemResult {
-  sequence += 1;
-  // In the output folder, so the rename stays on one file system; a dot name no layout produces.
-  const temporary = join(batch.out, `.gantry-export-${process.pid}-${threadId}-${sequence}.tmp`);
   try {
     if (item.copy) {
-      copyFileSync(item.copy.path, temporary);
-      return place(item.id, temporary, layoutPath(batch.layout, item.copy.values), batch.out, 'copied');
+      const source = item.copy.path;
+      const relative = layoutPath(batch.layout, item.copy.values);
+      const target = join(batch.out, relative);
+      intoFolder(target, () => copyThenRename(source, target));
+      return { id: item.id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'copied' };
     }
     if (!item.original) return { id: item.id, kind: 'failed', reason: 'nothing to export' };
     const base = item.original.renamedUids?.length ? { ...batchBase, renamedUids: new Map(item.original.renamedUids) } : batchBase;
-    const result = deidentifyFile(item.original.path, temporary, {
+    const plan = planDeidentification(item.original.path, {
       settings: { profiles, base, callingAeTitle: item.original.callingAeTitle },
       pseudonyms,
       window,
-      outputIsTemporary: true,
       collect: [...LAYOUT_TAGS.values()],
     });
-    if (result.kind === 'quarantined') return { id: item.id, kind: 'held', reason: result.reason };
-    // The node's rule: residual risk holds the instance back.
-    const risk = residualRiskReason(result.findings, batch.quarantineOnFindings, item.original.override?.ignoreFindings);
-    if (risk !== undefined) {
-      unlinkSync(temporary);
-      return { id: item.id, kind: 'held', reason: risk };
-    }
-    const values: LayoutValues = {};
-    for (const [keyword, tag] of LAYOUT_TAGS) {
-      const value = result.values?.get(tag);
-      if (value !== undefined) values[keyword] = value;
-    }
-    const written = place(item.id, temporary, layoutPath(batch.layout, values), batch.out, 'deidentified');
-    if (written.kind === 'written') written.pseudonyms = { ...(values.PatientID !== undefined ? { PatientID: String(values.PatientID) } : {}), ...(values.PatientName !== undefined ? { PatientName: String(values.PatientName) } : {}) };
-    return written;
-  } catch (error) {
     try {
-      unlinkSync(temporary);
-    } catch {
-      // not written
+      if (plan.result.kind === 'quarantined') return { id: item.id, kind: 'held', reason: plan.result.reason };
+      // The node's rule: residual risk holds the instance back. Decided before anything is written.
+      const risk = residualRiskReason(plan.result.findings, batch.quarantineOnFindings, item.original.override?.ignoreFindings);
+      if (risk !== undefined) return { id: item.id, kind: 'held', reason: risk };
+      const values: LayoutValues = {};
+      for (const [keyword, tag] of LAYOUT_TAGS) {
+        const value = plan.result.values?.get(tag);
+        if (value !== undefined) values[keyword] = value;
+      }
+      const relative = layoutPath(batch.layout, values);
+      const target = join(batch.out, relative);
+      // Written as target.partial in the target's own folder, then renamed: on a file system without
+      // a journal, files made in one shared folder right after a tree was removed cost several times
+      // as much (bench/scale's export: the file creations were most of its time).
+      const outcome = intoFolder(target, () => plan.write(target));
+      if (outcome.kind === 'quarantined') return { id: item.id, kind: 'held', reason: outcome.reason };
+      const pseudonymsOut = { ...(values.PatientID !== undefined ? { PatientID: String(values.PatientID) } : {}), ...(values.PatientName !== undefined ? { PatientName: String(values.PatientName) } : {}) };
+      return { id: item.id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'deidentified', pseudonyms: pseudonymsOut };
+    } finally {
+      plan.close();
     }
+  } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const syscall = (error as NodeJS.ErrnoException).syscall;
     // Codes and system calls only: an error's message may quote a value or a path.
@@ -112,18 +111,29 @@ function exportOne(item: ExportItem, batch: ExportBatch, batchBase: BaseSettings
   }
 }
 
-function place(id: number, temporary: string, relative: string, out: string, how: 'copied' | 'deidentified'): ExportItemResult {
-  const target = join(out, relative);
+/** Runs `write` for `target` once its folder is there; once more if the folder went meanwhile
+ * (removed by hand since this thread made it). */
+function intoFolder<T>(target: string, write: () => T): T {
   const folder = dirname(target);
   ensureFolder(folder);
   try {
-    renameSync(temporary, target);
+    return write();
   } catch (error) {
-    // The folder went since this thread made it (removed by hand): make it again, once.
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     folders.delete(folder);
     ensureFolder(folder);
-    renameSync(temporary, target);
+    return write();
   }
-  return { id, kind: 'written', path: relative, bytes: statSync(target).size, how };
+}
+
+/** The node's de-identified copy, copied under a temporary name beside the target, then renamed. */
+function copyThenRename(source: string, target: string): void {
+  const partial = `${target}.partial`;
+  try {
+    copyFileSync(source, partial);
+    renameSync(partial, target);
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw error;
+  }
 }

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
 import type { LoadedConfig } from '../config/load.js';
@@ -164,7 +164,6 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   const imported = db.prepare(`SELECT source_path AS path FROM instances WHERE source_path >= ? AND source_path < ? LIMIT 1`).get(out + sep, `${out}${String.fromCharCode(sep.charCodeAt(0) + 1)}`) as { path: string } | undefined;
   if (imported) throw new Error(`--out ${options.out} holds files imported in place (gantry import): choose a folder of its own`);
   await mkdir(out, { recursive: true });
-  await removeTemporaries(out);
   let journal = new ExportJournal(db, `${out}#${await exportIdentity(out)}`, options.selection);
   let { selected, done } = journal.counts();
   // Emptied but for the marker (rm -rf out/*): nothing of the earlier run is left, so start afresh.
@@ -267,11 +266,6 @@ async function exportIdentity(out: string, afresh = false): Promise<string> {
   const id = randomUUID();
   await writeFile(marker, `${JSON.stringify({ id, note: 'gantry export: the identity of this export, so that running it again resumes it' })}\n`);
   return id;
-}
-
-/** What an interrupted run left half-written. */
-async function removeTemporaries(out: string): Promise<void> {
-  for (const name of await readdir(out)) if (name.startsWith('.gantry-export-') && name.endsWith('.tmp')) await unlink(join(out, name)).catch(() => undefined);
 }
 
 export interface ExportRequest {
