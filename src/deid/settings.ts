@@ -7,7 +7,7 @@ import type { ProfileOption } from './profile-types.js';
 import type { ProfileConfig, RuleConfig } from './rules.js';
 import type { SafePrivateElement } from './safe-private.js';
 import { SAFE_PRIVATE_STARTER } from './safe-private-starter.js';
-import { loadZonesFile } from '../pixels/zones.js';
+import { loadZonesFile } from '../pixels/zones-file.js';
 
 /** The named profiles, then the default one (deid.options and deid.rules) last. */
 export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
@@ -24,23 +24,6 @@ export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
     })),
     { name: 'default', options: options(config.deid.options), cleanPixelData: cleanPixelData(config.deid.options), rules: config.deid.rules as RuleConfig[] },
   ];
-}
-
-/** An operator's release with --pass (gantry quarantine release): a `pass` rule ahead of every
- * profile's own. The node, the export and the library apply it alike. */
-export function withPassRule(profiles: readonly ProfileConfig[]): ProfileConfig[] {
-  return profiles.map((profile) => ({ ...profile, rules: [{ action: 'pass' as const }, ...profile.rules] }));
-}
-
-/**
- * deid.quarantineOnFindings: why a de-identified output is held back for residual risk, or undefined
- * when it is not (the option off, an operator's release with --ignore-findings, or no risk: an empty
- * PatientID is information, not risk). Finding messages name attributes, never values.
- */
-export function residualRiskReason(findings: ReadonlyArray<{ code: string; message: string }>, quarantineOnFindings: boolean, ignoreFindings = false): string | undefined {
-  if (!quarantineOnFindings || ignoreFindings) return undefined;
-  const risks = findings.filter((finding) => finding.code !== 'empty-patient-id');
-  return risks.length === 0 ? undefined : `residual risk: ${risks.map((finding) => finding.message).join('; ')}`.slice(0, 500);
 }
 
 /** What every profile shares. */

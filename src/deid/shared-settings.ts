@@ -8,7 +8,7 @@
 import { deserialize, serialize } from 'node:v8';
 import { compileProfiles, type BaseSettings } from './decide.js';
 import type { CompiledProfile, ProfileConfig } from './rules.js';
-import { withPassRule } from './settings.js';
+import { withPassRule } from './release-policy.js';
 
 export interface SharedSettings {
   /** Unique within the process: a worker recognises a version it has compiled. */

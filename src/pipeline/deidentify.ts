@@ -15,7 +15,7 @@ import type { DeidWork, WaitingInstance } from '../index/deid-work.js';
 import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
 import { withoutValues } from '../observability/redact.js';
-import { residualRiskReason } from '../deid/settings.js';
+import { residualRiskReason } from '../deid/release-policy.js';
 import { shareSettings, type SharedSettings } from '../deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../store/object-store.js';
 

@@ -13,11 +13,11 @@
  * A match value is an exact string or number, a /regular expression/ (flags allowed), or a numeric
  * comparison written as text: "<= 600", "> 480", "!= 0". Multi-valued attributes (ImageType) are
  * compared as their whole value, backslashes included.
+ *
+ * Reading and checking a zones file is zones-file.ts: the YAML parser and the schema stay out of the
+ * worker threads, which only test compiled zones.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
-import { z } from 'zod';
 import { tagOfKeyword } from '../dicom/dictionary.js';
 
 export type Rect = readonly [x: number, y: number, width: number, height: number];
@@ -31,53 +31,7 @@ export interface ZoneRule {
   source?: string;
 }
 
-const rect = z
-  .tuple([z.number().int().min(0), z.number().int().min(0), z.number().int().min(1), z.number().int().min(1)])
-  .describe('[x, y, width, height] in pixels, origin top left');
-
-const zoneSchema = z
-  .object({
-    name: z.string().min(1),
-    match: z.record(z.string(), z.union([z.string(), z.number()])).refine((match) => Object.keys(match).length > 0, { message: 'a zone needs at least one attribute to match' }),
-    rects: z.array(rect).default([]),
-    outsideUltrasoundRegions: z.boolean().default(false),
-    source: z.string().optional(),
-  })
-  .strict()
-  .refine((zone) => zone.rects.length > 0 || zone.outsideUltrasoundRegions, { message: 'a zone needs rects, or outsideUltrasoundRegions: true' });
-
-const fileSchema = z.object({ zones: z.array(zoneSchema) }).strict();
-
 export class ZonesError extends Error {}
-
-/** Reads and checks a zones file; every problem names the zone and the key. */
-export function loadZonesFile(path: string): ZoneRule[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new ZonesError(`deid.pixelZones: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  return parseZones(text, path);
-}
-
-export function parseZones(text: string, source: string): ZoneRule[] {
-  let document: unknown;
-  try {
-    document = parse(text);
-  } catch (error) {
-    throw new ZonesError(`${source}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
-  }
-  const parsed = fileSchema.safeParse(document);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(top)'}: ${issue.message}`);
-    throw new ZonesError(`${source}: ${problems.join('; ')}`);
-  }
-  const zones = parsed.data.zones.map((zone) => ({ ...zone, rects: zone.rects as Rect[] }));
-  // Checked here, so that a typo stops start-up instead of matching nothing at run time.
-  zones.forEach((zone, index) => compileZone(zone, `${source}: zones.${index} (${zone.name})`));
-  return zones;
-}
 
 /** A zone ready to test: each condition reads one attribute by tag. */
 export interface CompiledZone {

@@ -13,7 +13,8 @@ import { compileProfiles, type BaseSettings } from '../deid/decide.js';
 import { deidentifyFile, type DeidFileResult } from '../deid/deidentify-file.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { ProfileConfig } from '../deid/rules.js';
-import { baseSettingsFromConfig, profilesFromConfig, withPassRule } from '../deid/settings.js';
+import { withPassRule } from '../deid/release-policy.js';
+import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
 import { loadCodecs } from '../pixels/codecs.js';
 
 export interface DeidentifyOptions {

@@ -10,7 +10,7 @@ import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
 import type { BaseSettings } from '../deid/decide.js';
 import { planDeidentification } from '../deid/deidentify-file.js';
-import { residualRiskReason } from '../deid/settings.js';
+import { residualRiskReason } from '../deid/release-policy.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { CompiledProfile } from '../deid/rules.js';
 import { SettingsCache, type SharedSettings } from '../deid/shared-settings.js';

@@ -10,7 +10,8 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { tagOfKeyword } from '../../src/dicom/dictionary.js';
-import { compileZones, findZone, loadZonesFile, type ZoneRule } from '../../src/pixels/zones.js';
+import { compileZones, findZone, type ZoneRule } from '../../src/pixels/zones.js';
+import { loadZonesFile } from '../../src/pixels/zones-file.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const STARTER = join(ROOT, 'config', 'zones', 'ctp-starter.yaml');

@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { compileZones, findZone, parseZones, ZonesError } from '../../src/pixels/zones.js';
+import { compileZones, findZone, ZonesError } from '../../src/pixels/zones.js';
+import { parseZones } from '../../src/pixels/zones-file.js';
 
 const FILE = `
 zones:
