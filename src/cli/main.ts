@@ -24,6 +24,12 @@ import { runExport, runImport } from './toolkit.js';
 import { DEFAULT_LAYOUT } from '../toolkit/export.js';
 import { auditList, forwardStudy, queueStudies, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
 
+// A reader that stops early (`gantry queue ls | head`) closes the pipe: what is left to print has
+// nowhere to go, which is no failure of the command. It finishes its work; the output is dropped.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+});
+
 const program = new Command();
 program.name('gantry').description('Gantry: a DICOM de-identification gateway').version('0.1.0');
 

@@ -1,5 +1,6 @@
 /** The gantry command as an operator runs it. */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
@@ -42,4 +43,15 @@ test('gantry config check names every bad key', async (t) => {
   assert.equal(result.code, 2);
   assert.match(result.stderr, /dicom\.port: 70000 is not allowed; at most 65535/);
   assert.match(result.stderr, /dicom: unknown key "aetitle"/);
+});
+
+test('a reader that closes the pipe early does not crash the command', async () => {
+  const child = spawn(process.execPath, [GANTRY_CLI, 'config', 'show'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Closed before the command writes: every write of its output meets a closed pipe (EPIPE).
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(stderr, '', 'no stack trace');
+  assert.equal(code, 0);
 });
