@@ -64,50 +64,64 @@ export default async function exportBatch(batch: ExportBatch): Promise<ExportIte
   return batch.items.map((item) => exportOne(item, batch, base, item.original?.override?.pass ? passProfiles : profiles));
 }
 
-function exportOne(item: ExportItem, batch: ExportBatch, batchBase: BaseSettings, profiles: readonly CompiledProfile[]): ExportItemResult {
+function exportOne(item: ExportItem, batch: ExportBatch, base: BaseSettings, profiles: readonly CompiledProfile[]): ExportItemResult {
   try {
-    if (item.copy) {
-      const source = item.copy.path;
-      const relative = layoutPath(batch.layout, item.copy.values);
-      const target = join(batch.out, relative);
-      intoFolder(target, () => copyThenRename(source, target));
-      return { id: item.id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'copied' };
-    }
-    if (!item.original) return { id: item.id, kind: 'failed', reason: 'nothing to export' };
-    const base = item.original.renamedUids?.length ? { ...batchBase, renamedUids: new Map(item.original.renamedUids) } : batchBase;
-    const plan = planDeidentification(item.original.path, {
-      settings: { profiles, base, callingAeTitle: item.original.callingAeTitle },
-      pseudonyms,
-      window,
-      collect: [...LAYOUT_TAGS.values()],
-    });
-    try {
-      if (plan.result.kind === 'quarantined') return { id: item.id, kind: 'held', reason: plan.result.reason };
-      // The node's rule: residual risk holds the instance back. Decided before anything is written.
-      const risk = residualRiskReason(plan.result.findings, batch.quarantineOnFindings, item.original.override?.ignoreFindings);
-      if (risk !== undefined) return { id: item.id, kind: 'held', reason: risk };
-      const values: LayoutValues = {};
-      for (const [keyword, tag] of LAYOUT_TAGS) {
-        const value = plan.result.values?.get(tag);
-        if (value !== undefined) values[keyword] = value;
-      }
-      const relative = layoutPath(batch.layout, values);
-      const target = join(batch.out, relative);
-      // Written as target.partial in the target's own folder, then renamed: on a file system without
-      // a journal, files made in one shared folder right after a tree was removed cost several times
-      // as much (bench/scale's export: the file creations were most of its time).
-      const outcome = intoFolder(target, () => plan.write(target));
-      if (outcome.kind === 'quarantined') return { id: item.id, kind: 'held', reason: outcome.reason };
-      const pseudonymsOut = { ...(values.PatientID !== undefined ? { PatientID: String(values.PatientID) } : {}), ...(values.PatientName !== undefined ? { PatientName: String(values.PatientName) } : {}) };
-      return { id: item.id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'deidentified', pseudonyms: pseudonymsOut };
-    } finally {
-      plan.close();
-    }
+    if (item.copy) return exportCopy(item.id, item.copy, batch);
+    if (item.original) return exportDeidentified(item.id, item.original, batch, base, profiles);
+    return { id: item.id, kind: 'failed', reason: 'nothing to export' };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const syscall = (error as NodeJS.ErrnoException).syscall;
     // Codes and system calls only: an error's message may quote a value or a path.
     return { id: item.id, kind: 'failed', reason: code ? `${code}${syscall ? ` (${syscall})` : ''}` : withoutValues((error as Error).message, 160) };
+  }
+}
+
+/** The node's de-identified copy, copied to its place in the layout. */
+function exportCopy(id: number, copy: NonNullable<ExportItem['copy']>, batch: ExportBatch): ExportItemResult {
+  const relative = layoutPath(batch.layout, copy.values);
+  const target = join(batch.out, relative);
+  intoFolder(target, () => copyThenRename(copy.path, target));
+  return { id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'copied' };
+}
+
+/** The original de-identified now: held back (nothing written), or written to its place in the layout. */
+function exportDeidentified(
+  id: number,
+  original: NonNullable<ExportItem['original']>,
+  batch: ExportBatch,
+  batchBase: BaseSettings,
+  profiles: readonly CompiledProfile[],
+): ExportItemResult {
+  const base = original.renamedUids?.length ? { ...batchBase, renamedUids: new Map(original.renamedUids) } : batchBase;
+  const plan = planDeidentification(original.path, {
+    settings: { profiles, base, callingAeTitle: original.callingAeTitle },
+    pseudonyms,
+    window,
+    collect: [...LAYOUT_TAGS.values()],
+  });
+  try {
+    if (plan.result.kind === 'quarantined') return { id, kind: 'held', reason: plan.result.reason };
+    // The node's rule: residual risk holds the instance back. Decided before anything is written.
+    const risk = residualRiskReason(plan.result.findings, batch.quarantineOnFindings, original.override?.ignoreFindings);
+    if (risk !== undefined) return { id, kind: 'held', reason: risk };
+    const values: LayoutValues = {};
+    for (const [keyword, tag] of LAYOUT_TAGS) {
+      const value = plan.result.values?.get(tag);
+      if (value !== undefined) values[keyword] = value;
+    }
+    const relative = layoutPath(batch.layout, values);
+    const target = join(batch.out, relative);
+    // Written as target.partial in the target's own folder, then renamed: on a file system without
+    // a journal, files made in one shared folder right after a tree was removed cost several times
+    // as much (bench/scale's export: the file creations were most of its time).
+    const outcome = intoFolder(target, () => plan.write(target));
+    if (outcome.kind === 'quarantined') return { id, kind: 'held', reason: outcome.reason };
+    const { PatientID, PatientName } = values;
+    const pseudonymsWritten = { ...(PatientID !== undefined ? { PatientID: String(PatientID) } : {}), ...(PatientName !== undefined ? { PatientName: String(PatientName) } : {}) };
+    return { id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'deidentified', pseudonyms: pseudonymsWritten };
+  } finally {
+    plan.close();
   }
 }
 

@@ -157,6 +157,7 @@ test('gantry export: a pseudonymised layout, resumable, afresh in an emptied fol
   assert.match(exported.stdout, /held: pixel data: BurnedInAnnotation is YES/);
   const files = listTree(out).filter((path) => path.endsWith('.dcm'));
   assert.equal(files.length, corpus.length);
+  assert.deepEqual(listTree(out).filter((path) => path.endsWith('.partial')), [], 'no temporary file is left beside the exported ones');
   const originals = new Set(corpus.flatMap((instance) => [instance.patientId, instance.studyInstanceUid, instance.seriesInstanceUid, instance.sopInstanceUid]));
   for (const path of files) {
     const segments = relative(out, path).split('/');
