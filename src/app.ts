@@ -253,14 +253,20 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   );
   scheduler.start();
   forwarder.start();
-  const routeTimer = setInterval(() => {
+  // Routing looks again when the next study can become stable (its last arrival plus stableSeconds),
+  // and at least every ROUTE_INTERVAL_MS (a study also waits for its de-identification to finish).
+  let routeTimer: NodeJS.Timeout | undefined;
+  const routeStableStudies = () => {
+    let delay = ROUTE_INTERVAL_MS;
     try {
       router.routeStable();
+      delay = Math.min(ROUTE_INTERVAL_MS, Math.max(MIN_ROUTE_DELAY_MS, router.msUntilNextStable() ?? ROUTE_INTERVAL_MS));
     } catch (error) {
       log.error({ err: (error as Error).message }, 'routing stable studies failed');
     }
-  }, ROUTE_INTERVAL_MS);
-  routeTimer.unref();
+    routeTimer = setTimeout(routeStableStudies, delay).unref();
+  };
+  routeTimer = setTimeout(routeStableStudies, ROUTE_INTERVAL_MS).unref();
   const sweep = () => {
     try {
       const stale = outbox.dropStale();
@@ -298,7 +304,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       // Stores of associations cut at the end of the grace period may still be placing their file.
       await receive.drain(10_000);
       await scheduler.stop(10_000);
-      clearInterval(routeTimer);
+      clearTimeout(routeTimer);
       clearInterval(retentionTimer);
       // Responses in flight are awaited and recorded; what is not confirmed is sent again next time.
       await forwarder.stop(10_000);
@@ -368,6 +374,8 @@ function deidSettingsOf(loaded: LoadedConfig): DeidSchedulerSettings {
 
 /** Stable studies are looked for this often. */
 const ROUTE_INTERVAL_MS = 1000;
+/** The shortest wait between two routing passes. */
+const MIN_ROUTE_DELAY_MS = 50;
 const RETENTION_INTERVAL_MS = 60_000;
 
 function routeDestinationsOf(loaded: LoadedConfig): RouteDestination[] {

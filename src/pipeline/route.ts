@@ -56,6 +56,18 @@ export class Router {
     return this.routePages((afterId) => this.options.outbox.routable(now - stableMs, PAGE, afterId), now);
   }
 
+  /**
+   * How long until the next study that is not stable yet becomes stable (its last instance's arrival
+   * plus stableSeconds), or undefined when no such study has instances to route. The node looks again
+   * then rather than at its next tick. (A stable study that still waits for de-identification is
+   * looked at on the tick.)
+   */
+  msUntilNextStable(now = Date.now()): number | undefined {
+    const { stableMs } = this.options.settings();
+    const earliest = this.options.outbox.earliestArrivalToRoute(now - stableMs);
+    return earliest === undefined ? undefined : earliest + stableMs - now;
+  }
+
   /** Routes one study now, stable or not (gantry forward). */
   routeStudy(studyPk: number, now = Date.now()): number {
     return this.routePages((afterId) => this.options.outbox.routable(now, PAGE, afterId, studyPk), now);

@@ -75,7 +75,7 @@ const ITEM_COLUMNS = `o.id, o.destination, o.instance_pk AS instancePk, o.file_p
 
 export class Outbox {
   private readonly statements: Record<
-    'routable' | 'enqueue' | 'markRouted' | 'due' | 'sent' | 'forwarded' | 'retry' | 'dead' | 'note' | 'nextDue' | 'routingPending',
+    'routable' | 'earliestArrival' | 'enqueue' | 'markRouted' | 'due' | 'sent' | 'forwarded' | 'retry' | 'dead' | 'note' | 'nextDue' | 'routingPending',
     Statement
   >;
 
@@ -97,6 +97,12 @@ export class Outbox {
             AND NOT EXISTS (SELECT 1 FROM series s2 JOIN instances j ON j.series_pk = s2.id
                             WHERE s2.study_pk = st.id AND j.state = 'received'))
         ORDER BY i.id LIMIT @limit`),
+      // The earliest last arrival after `cutoff` among the studies with instances to route: the next
+      // study to become stable (the partial index holds only instances not routed yet).
+      earliestArrival: db.prepare(`
+        SELECT min(st.last_received_at) FROM instances i INDEXED BY instances_to_route
+        JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
+        WHERE i.state = 'deidentified' AND i.routed_at IS NULL AND i.forward_held = 0 AND st.last_received_at > ?`).pluck(),
       enqueue: db.prepare(`
         INSERT INTO forward_outbox (destination, instance_pk, file_path, sop_class_uid, sop_instance_uid,
           transfer_syntax_uid, study_pk, routed_at, state, attempts, next_attempt_at, queued_at)
@@ -152,6 +158,11 @@ export class Outbox {
         attributes,
       };
     });
+  }
+
+  /** The earliest last arrival (ms) after `cutoff` of a study with instances to route, or undefined. */
+  earliestArrivalToRoute(cutoff: number): number | undefined {
+    return (this.statements.earliestArrival.get(cutoff) as number | null) ?? undefined;
   }
 
   /** Queues each instance for its destinations and marks it routed, in one transaction. */

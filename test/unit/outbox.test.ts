@@ -1,7 +1,8 @@
 /**
  * The outbox's operator views: the latest failures (failed_at set by a failed attempt, an unreachable
  * destination and dead letter; cleared by a confirmation, a re-queue and a new routing), whether a
- * routing of a study still has queued items, and migration 7's backfill of failures recorded before it.
+ * routing of a study still has queued items, migration 7's backfill of failures recorded before it, and
+ * when routing looks again for the next study to become stable.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -9,6 +10,8 @@ import { test, type TestContext } from 'node:test';
 import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { IndexWriter, InstanceIndex } from '../../src/index/instance-index.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { Router } from '../../src/pipeline/route.js';
 import { Outbox, type OutboxItem } from '../../src/queue/outbox.js';
 import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -92,4 +95,25 @@ test('migration 7 dates the failures recorded before it', async (t) => {
   assert.deepEqual(applyMigrations(db, MIGRATIONS), MIGRATIONS.filter((migration) => migration.version >= 7).map((migration) => migration.version));
   const failures = new Outbox(db).recentFailures(10);
   assert.deepEqual(failures.map((row) => [row.destination, row.failedAt]), [['failing', 1000]]);
+});
+
+test('routing knows when the next study becomes stable: its last arrival plus stableSeconds', async (t) => {
+  const file = join(scratchDir('outbox'), 'index.sqlite');
+  const db = openDatabase(file);
+  const wal = new WalSync(file);
+  t.after(async () => {
+    await wal.close();
+    db.close();
+  });
+  const writer = new IndexWriter(db, new InstanceIndex(db), wal);
+  for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+  const router = new Router({ outbox: new Outbox(db), log: silentLogger(), settings: () => ({ stableMs: 2000, destinations: [{ name: 'd' }] }), onQueued: () => {} });
+  const lastArrival = 1_700_000_000_000;
+  db.prepare('UPDATE studies SET last_received_at = ?').run(lastArrival);
+  assert.equal(router.msUntilNextStable(lastArrival + 500), undefined, 'nothing de-identified yet: nothing to route');
+  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+  assert.equal(router.msUntilNextStable(lastArrival + 500), 1500);
+  assert.equal(router.msUntilNextStable(lastArrival + 2500), undefined, 'stable already: the next pass routes it');
+  assert.equal(router.routeStable(lastArrival + 2500), 2);
+  assert.equal(router.msUntilNextStable(lastArrival + 500), undefined, 'routed: nothing waits');
 });
