@@ -84,11 +84,11 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (zone && redaction?.kind === 'ready') {
       // What the de-identification kept of the attached pixels (icon, overlays) gets the zone too.
       const unredacted = pixelsLeftUnredacted(opened.elements as EditableElement[]);
-      if (unredacted) return plan({ kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${unredacted} would leave unredacted` });
+      if (unredacted) return plan(heldByZone(zone, `${unredacted} would leave unredacted`));
       try {
         redactAttachedPixels(opened.elements as EditableElement[], opened.source, opened.encoding === 'explicit-be', redaction.geometry, redaction.mask);
       } catch (error) {
-        if (error instanceof PixelRedactionError) return plan({ kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` });
+        if (error instanceof PixelRedactionError) return plan(heldByZone(zone, error.message));
         throw error;
       }
     }
@@ -105,7 +105,7 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
         writeThenRename(output, 0o640, writing.sync ?? false, (fd) => writeDataset(fd, header, opened), writing.outputIsTemporary);
       } catch (error) {
         // A frame that cannot be decoded or encoded again shows only while writing: hold the instance.
-        if (zone && error instanceof PixelRedactionError) return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${error.message}` };
+        if (zone && error instanceof PixelRedactionError) return heldByZone(zone, error.message);
         throw error;
       }
       return result;
@@ -114,6 +114,11 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     opened.close();
     throw error;
   }
+}
+
+/** An instance held back because a zone matches but cannot be applied, and why. */
+function heldByZone(zone: CompiledZone, why: string): { kind: 'quarantined'; reason: string } {
+  return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${why}` };
 }
 
 function writeDataset(fd: number, header: Buffer, opened: OpenedDataset): void {
@@ -159,7 +164,7 @@ function prepareRedaction(
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
   const syntax = findTransferSyntax(opened.transferSyntaxUid);
-  const hold = (why: string) => ({ kind: 'quarantine' as const, reason: `pixel data: zone "${zone.rule.name}" matches, but ${why}` });
+  const hold = (why: string) => ({ kind: 'quarantine' as const, reason: heldByZone(zone, why).reason });
   // An instance of the device without pixels (a report, a presentation state): nothing to redact.
   if (!pixelData) return { kind: 'nothing' };
   const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;
@@ -232,8 +237,8 @@ const PIXEL_GROUP_LENGTH = 0x7fe00000;
 
 /** Writes `output` through a temporary file renamed into place, so no half-written file ever has
  * its name; the temporary file goes if writing fails. A caller whose `output` is a temporary name of
- * its own (`direct`) has it written in place: the caller moves it when done, and a second rename
- * per file would only cost (measured: a tenth of a small file's export). */
+ * its own (`direct`: the node's worker, gantry deid) has it written in place: the caller moves it
+ * when done, and a second rename per file would only cost. */
 export function writeThenRename(output: string, mode: number, sync: boolean, fill: (fd: number) => void, direct = false): void {
   const temporary = direct ? output : `${output}.partial`;
   const fd = openSync(temporary, 'w', mode);

@@ -18,20 +18,22 @@ export class Pseudonymizer {
   }
 
   /**
-   * Digests computed lately, by label and parts: the instances of a series share their patient and
-   * their study's and series' UIDs, so most of an instance's derivations were made for the instance
-   * before (an HMAC cost ~4 µs, seven per small instance in an export). Cleared when full.
+   * UID and patient derivations computed lately, by label and parts: the instances of a series share
+   * their patient and their study's and series' UIDs, so most of an instance's derivations were made
+   * for the instance before (an HMAC cost ~4 µs, seven per small instance in an export). Cleared when
+   * full. A rule's "hash" of a value is not remembered: such values may be long free text.
    */
   private readonly recent = new Map<string, Buffer>();
 
   private digest(label: string, ...parts: string[]): Buffer {
+    if (label === 'value') return this.computeDigest(label, parts);
     // Length-prefixed, like the HMAC's input: no two label and part lists share a key.
     const key = `${label.length}:${label}${parts.map((part) => `${part.length}:${part}`).join('')}`;
     const known = this.recent.get(key);
     if (known) return known;
     const digest = this.computeDigest(label, parts);
     if (this.recent.size >= RECENT_DIGESTS) this.recent.clear();
-    this.recent.set(key, digest);
+    if (key.length <= MAX_REMEMBERED_KEY) this.recent.set(key, digest);
     return digest;
   }
 
@@ -107,8 +109,10 @@ function keyParts(key: PatientKey): string[] {
   return ['patient', key.issuerOfPatientId.trim(), key.patientId.trim()];
 }
 
-/** Digests remembered per Pseudonymizer (about 100 bytes each). */
+/** Digests remembered per Pseudonymizer, and the longest key remembered (UIDs have at most 64
+ * characters, patient IDs 64): at most about 1.5 MB. */
 const RECENT_DIGESTS = 4096;
+const MAX_REMEMBERED_KEY = 256;
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 

@@ -124,6 +124,9 @@ export interface ParseOptions {
   loadLimit?: number;
   /** A buffer of FileSource.WINDOW bytes to read files through (see FileSource). */
   window?: Buffer;
+  /** Copy values even when the dataset is in memory: for a tree kept long after the parse (a cached
+   * header), whose values would otherwise keep the whole file's bytes alive. */
+  copyValues?: boolean;
 }
 
 interface Context {
@@ -131,6 +134,8 @@ interface Context {
   implicit: boolean;
   bigEndian: boolean;
   loadLimit: number;
+  /** Values may be views of the source (stable, and not asked to copy). */
+  viewValues: boolean;
 }
 
 /** Parses the whole dataset of `source` in the given encoding. */
@@ -140,6 +145,7 @@ export function parseDataset(source: ByteSource, encoding: Exclude<DatasetEncodi
     implicit: encoding === 'implicit-le',
     bigEndian: encoding === 'explicit-be',
     loadLimit: options.loadLimit ?? 1024 * 1024,
+    viewValues: source.stable === true && !options.copyValues,
   };
   const { elements } = parseElements(context, 0, source.length, false);
   return elements;
@@ -250,7 +256,7 @@ function parseElementBody(context: Context, offset: number, header: Header): Ele
   if (header.vr === 'UN' && holdsSequence(context, node)) return node;
   if (header.length <= context.loadLimit) {
     const value = context.source.read(valueOffset, header.length);
-    node.value = context.source.stable ? value : Buffer.from(value);
+    node.value = context.viewValues ? value : Buffer.from(value);
   }
   return node;
 }

@@ -1,7 +1,7 @@
 /**
  * Reads and checks a zones file (deid.pixelZones, format in zones.ts). Apart from zones.ts so that
- * the threads that only test zones do not load the YAML parser and the schema library (about 180 ms
- * and 20 MB per thread, measured).
+ * the threads that only test zones do not load the YAML parser and the schema library (importing the
+ * de-identification worker's modules took about 150 ms and 11 MB less without them, measured).
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';

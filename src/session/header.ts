@@ -83,7 +83,8 @@ export class LazyHeader {
 }
 
 function readHeader(path: string): ParsedHeader {
-  const file = parseFile(path, { loadLimit: MAX_VALUE_BYTES });
+  // Copied values: the header is cached with its instance, and views would keep the whole file.
+  const file = parseFile(path, { loadLimit: MAX_VALUE_BYTES, copyValues: true });
   try {
     const byTag = new Map(file.elements.map((element) => [element.tag, element]));
     const bigEndian = file.encoding === 'explicit-be';

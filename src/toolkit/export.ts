@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, opendir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
 import type { LoadedConfig } from '../config/load.js';
@@ -164,6 +164,9 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   const imported = db.prepare(`SELECT source_path AS path FROM instances WHERE source_path >= ? AND source_path < ? LIMIT 1`).get(out + sep, `${out}${String.fromCharCode(sep.charCodeAt(0) + 1)}`) as { path: string } | undefined;
   if (imported) throw new Error(`--out ${options.out} holds files imported in place (gantry import): choose a folder of its own`);
   await mkdir(out, { recursive: true });
+  // An earlier run on this folder may have been interrupted while writing: what it left half-written
+  // (target.partial, target.frames) goes before this run writes anything.
+  if (await exists(join(out, MARKER_FILE))) await removeLeftovers(out);
   let journal = new ExportJournal(db, `${out}#${await exportIdentity(out)}`, options.selection);
   let { selected, done } = journal.counts();
   // Emptied but for the marker (rm -rf out/*): nothing of the earlier run is left, so start afresh.
@@ -252,6 +255,21 @@ function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row:
     id: row.id,
     original: { path: join(storagePath, row.filePath), callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) },
   };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Removes the temporary files of an interrupted run from the output tree (it is Gantry's own folder:
+ * the marker file says so); the files the run completed stay. */
+async function removeLeftovers(out: string): Promise<void> {
+  for await (const entry of await opendir(out, { recursive: true })) {
+    if (entry.isFile() && /\.(partial|frames)$/.test(entry.name)) await rm(join(entry.parentPath, entry.name), { force: true });
+  }
 }
 
 /** The identity recorded in the folder's marker file, made on the first run. */

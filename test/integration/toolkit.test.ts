@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { stringify } from 'yaml';
@@ -157,7 +157,10 @@ test('gantry export: a pseudonymised layout, resumable, afresh in an emptied fol
   assert.match(exported.stdout, /held: pixel data: BurnedInAnnotation is YES/);
   const files = listTree(out).filter((path) => path.endsWith('.dcm'));
   assert.equal(files.length, corpus.length);
-  assert.deepEqual(listTree(out).filter((path) => path.endsWith('.partial')), [], 'no temporary file is left beside the exported ones');
+  assert.deepEqual(listTree(out).filter((path) => /\.(partial|frames)$/.test(path)), [], 'no temporary file is left beside the exported ones');
+  // What an interrupted run would leave half-written goes at the next run on the folder.
+  const leftover = join(dirname(files[0] as string), 'interrupted.dcm.partial');
+  writeFileSync(leftover, 'half a file');
   const originals = new Set(corpus.flatMap((instance) => [instance.patientId, instance.studyInstanceUid, instance.seriesInstanceUid, instance.sopInstanceUid]));
   for (const path of files) {
     const segments = relative(out, path).split('/');
@@ -169,6 +172,7 @@ test('gantry export: a pseudonymised layout, resumable, afresh in an emptied fol
   }
   const again = await gantry(['export', '-q', '--config', config, '--out', out]);
   assert.match(again.stdout, new RegExp(`exported 0 instance\\(s\\).* ${corpus.length} already exported`), again.stdout);
+  assert.ok(!existsSync(leftover), 'an interrupted run\'s temporary file is removed');
   const onePatient = join(dir, 'one-patient');
   const selected = await gantry(['export', '-q', '--config', config, '--out', onePatient, '--patient', corpus[0]?.patientId as string, '--layout', '{StudyInstanceUID}/{SOPInstanceUID}.dcm']);
   assert.match(selected.stdout, /exported 12 instance\(s\)/, selected.stdout);

@@ -146,7 +146,7 @@ test('a group length element of an edited group gets the group new length', () =
   assert.equal(written.readUInt32LE(8), written.length - 12);
 });
 
-test('a small file is parsed from its one read with values as views; a large one through a shared window, its values copied', async () => {
+test('a small file is parsed from its one read with values as views (copies when asked); a large one through a shared window, its values copied', async () => {
   const dir = scratchDir('tree-sources');
   const small = join(dir, 'small.dcm');
   const large = join(dir, 'large.dcm');
@@ -161,7 +161,14 @@ test('a small file is parsed from its one read with values as views; a large one
   const parsedSmall = parseFile(small, { window });
   assert.ok(parsedSmall.source instanceof BufferSource, 'a file under 64 KB is parsed from memory');
   assert.equal(nameOf(parsedSmall.elements), 'Tree^Small');
+  // Views of one buffer: each value sits where its element says, at one distance from the dataset's start.
+  const shifts = new Set(parsedSmall.elements.filter((element) => element.value).map((element) => (element.value as Buffer).byteOffset - element.valueOffset));
+  assert.equal(shifts.size, 1, 'values are views of the file read, not copies');
   parsedSmall.close();
+  const copied = parseFile(small, { copyValues: true });
+  const copiedShifts = new Set(copied.elements.filter((element) => element.value).map((element) => (element.value as Buffer).byteOffset - element.valueOffset));
+  assert.ok(copiedShifts.size > 1, 'copyValues: copies, which keep nothing else of the file');
+  assert.equal(nameOf(copied.elements), 'Tree^Small');
 
   const parsedLarge = parseFile(large, { window, loadLimit: 1024 });
   assert.ok(!(parsedLarge.source instanceof BufferSource), 'a 0.5 MB file is read through the window');

@@ -4,7 +4,7 @@
  * and identifiers found in free text without cutting words.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { inflateRawSync, deflateRawSync } from 'node:zlib';
@@ -12,7 +12,7 @@ import { BufferSource, parseDataset, parseFile, type ElementNode } from '../../s
 import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header } from '../../src/dicom/part10.js';
 import { compileProfiles } from '../../src/deid/decide.js';
-import { deidentifyFile } from '../../src/deid/deidentify-file.js';
+import { deidentifyFile, writeThenRename } from '../../src/deid/deidentify-file.js';
 import { DEFAULT_DEID_SETTINGS, DeidEngine, scrubText } from '../../src/deid/engine.js';
 import { profileRowFor } from '../../src/deid/profile.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
@@ -269,8 +269,14 @@ test('an output named as the caller\'s temporary file is written in place; any o
   const result = deidentifyFile(input, direct, { settings: DEFAULT_DEID_SETTINGS, pseudonyms: PSEUDONYMS, outputIsTemporary: true });
   assert.equal(result.kind, 'deidentified');
   assert.ok(text(find(parseFile(direct).elements, TAG.PatientName)) !== 'Doe^Jane');
-  const atomic = join(dir, 'atomic.dcm');
-  mkdirSync(`${atomic}.partial`);
-  assert.throws(() => deidentifyFile(input, atomic, { settings: DEFAULT_DEID_SETTINGS, pseudonyms: PSEUDONYMS }), /EISDIR/);
-  assert.ok(!existsSync(atomic), 'a failed write leaves nothing under the output name');
+  // A write that fails half-way leaves nothing, in either mode.
+  const failing = (fd: number) => {
+    writeSync(fd, Buffer.from('half of a file'));
+    throw new Error('the disk is full');
+  };
+  for (const direct of [false, true]) {
+    const output = join(dir, `failed-${direct}.dcm`);
+    assert.throws(() => writeThenRename(output, 0o640, false, failing, direct), /the disk is full/);
+    assert.ok(!existsSync(output) && !existsSync(`${output}.partial`), `nothing left (${direct ? 'in place' : 'through .partial'})`);
+  }
 });
