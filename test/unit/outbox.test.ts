@@ -16,8 +16,8 @@ import { Outbox, type OutboxItem } from '../../src/queue/outbox.js';
 import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
-/** Two de-identified instances of one study, routed to destination "d". */
-async function routedStudy(t: TestContext): Promise<{ db: Db; outbox: Outbox; items: OutboxItem[] }> {
+/** Two instances of one study, indexed as received, in an index closed after the test. */
+async function receivedStudy(t: TestContext): Promise<Db> {
   const file = join(scratchDir('outbox'), 'index.sqlite');
   const db = openDatabase(file);
   const wal = new WalSync(file);
@@ -27,7 +27,17 @@ async function routedStudy(t: TestContext): Promise<{ db: Db; outbox: Outbox; it
   });
   const writer = new IndexWriter(db, new InstanceIndex(db), wal);
   for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+  return db;
+}
+
+function markDeidentified(db: Db): void {
   db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+}
+
+/** Two de-identified instances of one study, routed to destination "d". */
+async function routedStudy(t: TestContext): Promise<{ db: Db; outbox: Outbox; items: OutboxItem[] }> {
+  const db = await receivedStudy(t);
+  markDeidentified(db);
   const outbox = new Outbox(db);
   const routable = outbox.routable(Date.now(), 10);
   assert.equal(outbox.route(routable.map((instance) => ({ instance, destinations: ['d'] }))), 2);
@@ -98,20 +108,12 @@ test('migration 7 dates the failures recorded before it', async (t) => {
 });
 
 test('routing knows when the next study becomes stable: its last arrival plus stableSeconds', async (t) => {
-  const file = join(scratchDir('outbox'), 'index.sqlite');
-  const db = openDatabase(file);
-  const wal = new WalSync(file);
-  t.after(async () => {
-    await wal.close();
-    db.close();
-  });
-  const writer = new IndexWriter(db, new InstanceIndex(db), wal);
-  for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+  const db = await receivedStudy(t);
   const router = new Router({ outbox: new Outbox(db), log: silentLogger(), settings: () => ({ stableMs: 2000, destinations: [{ name: 'd' }] }), onQueued: () => {} });
   const lastArrival = 1_700_000_000_000;
   db.prepare('UPDATE studies SET last_received_at = ?').run(lastArrival);
   assert.equal(router.msUntilNextStable(lastArrival + 500), undefined, 'nothing de-identified yet: nothing to route');
-  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+  markDeidentified(db);
   assert.equal(router.msUntilNextStable(lastArrival + 500), 1500);
   assert.equal(router.msUntilNextStable(lastArrival + 2500), undefined, 'stable already: the next pass routes it');
   assert.equal(router.routeStable(lastArrival + 2500), 2);
