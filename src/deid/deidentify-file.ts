@@ -116,9 +116,13 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
   }
 }
 
-/** An instance held back because a zone matches but cannot be applied, and why. */
+/** Why an instance is held back when a zone matches but cannot be applied. */
+function zoneHoldReason(zone: CompiledZone, why: string): string {
+  return `pixel data: zone "${zone.rule.name}" matches, but ${why}`;
+}
+
 function heldByZone(zone: CompiledZone, why: string): { kind: 'quarantined'; reason: string } {
-  return { kind: 'quarantined', reason: `pixel data: zone "${zone.rule.name}" matches, but ${why}` };
+  return { kind: 'quarantined', reason: zoneHoldReason(zone, why) };
 }
 
 function writeDataset(fd: number, header: Buffer, opened: OpenedDataset): void {
@@ -164,7 +168,7 @@ function prepareRedaction(
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
   const syntax = findTransferSyntax(opened.transferSyntaxUid);
-  const hold = (why: string) => ({ kind: 'quarantine' as const, reason: heldByZone(zone, why).reason });
+  const hold = (why: string) => ({ kind: 'quarantine' as const, reason: zoneHoldReason(zone, why) });
   // An instance of the device without pixels (a report, a presentation state): nothing to redact.
   if (!pixelData) return { kind: 'nothing' };
   const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;

@@ -109,8 +109,8 @@ function keyParts(key: PatientKey): string[] {
   return ['patient', key.issuerOfPatientId.trim(), key.patientId.trim()];
 }
 
-/** Digests remembered per Pseudonymizer, and the longest key remembered (UIDs have at most 64
- * characters, patient IDs 64): at most about 1.5 MB. */
+/** Digests remembered per Pseudonymizer, and the longest key remembered (UIDs and patient IDs have
+ * at most 64 characters): a few MB at most. */
 const RECENT_DIGESTS = 4096;
 const MAX_REMEMBERED_KEY = 256;
 
