@@ -19,7 +19,7 @@ import { writeUltrasound } from '../helpers/pixel-images.js';
 import { GANTRY_CLI, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { indexedRows } from '../helpers/stored.js';
-import { writeCorpus, type CorpusInstance } from '../helpers/synthetic-dicom.js';
+import { newUid, writeCorpus, writeSyntheticFile, type CorpusInstance } from '../helpers/synthetic-dicom.js';
 import { openSession } from '../../src/session/index.js';
 
 const SECRET = 'the secret of the toolkit tests';
@@ -149,12 +149,15 @@ test('gantry export: a pseudonymised layout, resumable, afresh in an emptied fol
   if (!(await needPeers(t, 'dcmdump'))) return;
   const { dir, tree, corpus, storagePath, config } = await preparedTree('toolkit-export');
   writeUltrasound(join(tree, 'burned-in.dcm')); // BurnedInAnnotation YES and no zone: held back
+  // Kept free text that quotes the patient's name: held for residual risk (deid.quarantineOnFindings).
+  await writeSyntheticFile(join(tree, 'risky.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'RISK1', patientName: 'Smithson^Ann', manufacturer: 'ACME for Smithson', rows: 8, columns: 8 });
   await gantry(['import', '-q', '--config', config, tree]);
   const out = join(dir, 'out');
   const exported = await gantry(['export', '-q', '--config', config, '--out', out]);
   assert.equal(exported.code, 0, exported.stderr);
-  assert.match(exported.stdout, new RegExp(`exported ${corpus.length} instance\\(s\\).* ${corpus.length} de-identified now; 0 already exported; 1 held back; 0 failed \\(of ${corpus.length + 1} selected\\)`), exported.stdout);
+  assert.match(exported.stdout, new RegExp(`exported ${corpus.length} instance\\(s\\).* ${corpus.length} de-identified now; 0 already exported; 2 held back; 0 failed \\(of ${corpus.length + 2} selected\\)`), exported.stdout);
   assert.match(exported.stdout, /held: pixel data: BurnedInAnnotation is YES/);
+  assert.match(exported.stdout, /held: residual risk: Manufacturer quotes/);
   const files = listTree(out).filter((path) => path.endsWith('.dcm'));
   assert.equal(files.length, corpus.length);
   assert.deepEqual(listTree(out).filter((path) => /\.(partial|frames)$/.test(path)), [], 'no temporary file is left beside the exported ones');
