@@ -71,9 +71,17 @@ export function metaValue(path: string, element: number): string | undefined {
  * next stores (src/store/spare-files.ts): files with content, or more empty files than that, are left.
  */
 export function leftoverIncoming(storagePath: string): string[] {
-  const files = listFiles(join(storagePath, 'incoming'));
-  const empty = files.filter((path) => statSync(path).size === 0);
-  return empty.length > SPARE_INCOMING_FILES ? files : files.filter((path) => !empty.includes(path));
+  const files = listFiles(join(storagePath, 'incoming')).flatMap((path) => {
+    try {
+      return [{ path, size: statSync(path).size }];
+    } catch (error) {
+      // Removed between the listing and here (an aborted store's file going): not left over.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  });
+  const empty = files.filter((file) => file.size === 0);
+  return (empty.length > SPARE_INCOMING_FILES ? files : files.filter((file) => file.size > 0)).map((file) => file.path);
 }
 
 export function listFiles(dir: string): string[] {
