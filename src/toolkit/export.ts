@@ -107,6 +107,11 @@ export class ExportJournal {
       LEFT JOIN r_studies rst ON rst.id = rse.study_pk LEFT JOIN r_patients rp ON rp.id = rst.patient_pk`;
     const where = `WHERE i.state IN ('received', 'deidentified', 'forwarded') ${filter.where}`;
     const exported = `SELECT 1 FROM export_items e WHERE e.out_dir = @outDir AND e.instance_pk = i.id`;
+    // Without a selection, pages are read in id order from the table itself: through the state index
+    // SQLite gathered and sorted every row after the page's start for each page of 512 (11.7 ms a
+    // page at the start of 10,000 instances against 3.9 ms; quadratic in the session's size).
+    // A selection keeps the planner's choice: its study or series narrows the rows first.
+    const pageFrom = filter.where ? from : from.replace('FROM instances i', 'FROM instances i NOT INDEXED');
     this.page = db.prepare(`
       SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state,
         CASE WHEN i.state != 'received' AND i.deid_deleted_at IS NULL THEN i.deid_file_path END AS deidFilePath, i.deid_file_size AS deidFileSize,
@@ -115,7 +120,7 @@ export class ExportJournal {
         rst.study_date AS StudyDate, rse.series_number AS SeriesNumber, ri.instance_number AS InstanceNumber,
         rst.study_id AS StudyID, rst.accession_number AS AccessionNumber,
         p.patient_id AS originalPatientId, p.patient_name AS originalPatientName
-      ${from} ${research} ${where} AND i.id > @afterId AND NOT EXISTS (${exported})
+      ${pageFrom} ${research} ${where} AND i.id > @afterId AND NOT EXISTS (${exported})
       ORDER BY i.id LIMIT ${PAGE}`);
     this.countSelected = db.prepare(`SELECT count(*) AS count ${from} ${where}`);
     this.countDone = db.prepare(`SELECT count(*) AS count ${from} ${where} AND EXISTS (${exported})`);
