@@ -13,7 +13,7 @@ import { vrOf } from './dictionary.js';
 import { DatasetFormatError, tagText } from './header-scanner.js';
 import { readFileMeta } from './part10.js';
 import { findTransferSyntax, type DatasetEncoding } from './transfer-syntaxes.js';
-import { LONG_VRS } from './values.js';
+import { LONG_VRS, SHORT_VRS } from './values.js';
 
 export const UNDEFINED_LENGTH = 0xffffffff;
 const ITEM = 0xfffee000;
@@ -208,9 +208,8 @@ function readElementHeader(context: Context, offset: number): Header {
 /** The VRs of PS3.5 6.2 by their two bytes, and whether their length field is 4 bytes (7.1.2). The
  * lookup spares each element a string and two regular expressions (this parse runs for every file
  * an export or the node de-identifies). */
-const SHORT_VRS = ['AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FL', 'FD', 'IS', 'LO', 'LT', 'PN', 'SH', 'SL', 'SS', 'ST', 'TM', 'UI', 'UL', 'US'];
 const KNOWN_VRS: ReadonlyMap<number, { vr: string; long: boolean }> = new Map(
-  [...SHORT_VRS.map((vr) => ({ vr, long: false })), ...[...LONG_VRS].map((vr) => ({ vr, long: true }))].map((entry) => [entry.vr.charCodeAt(0) * 256 + entry.vr.charCodeAt(1), entry]),
+  [...[...SHORT_VRS].map((vr) => ({ vr, long: false })), ...[...LONG_VRS].map((vr) => ({ vr, long: true }))].map((entry) => [entry.vr.charCodeAt(0) * 256 + entry.vr.charCodeAt(1), entry]),
 );
 
 function parseElementBody(context: Context, offset: number, header: Header): ElementNode {

@@ -9,7 +9,7 @@
  */
 import { createInflateRaw, type InflateRaw } from 'node:zlib';
 import type { DatasetEncoding } from './transfer-syntaxes.js';
-import { LONG_VRS } from './values.js';
+import { LONG_VRS, SHORT_VRS } from './values.js';
 
 export class DatasetFormatError extends Error {
   override name = 'DatasetFormatError';
@@ -28,7 +28,6 @@ export interface HeaderScan {
   reachedStop: boolean;
 }
 
-const SHORT_VRS = new Set(['AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FL', 'FD', 'IS', 'LO', 'LT', 'PN', 'SH', 'SL', 'SS', 'ST', 'TM', 'UI', 'UL', 'US']);
 
 const ITEM = 0xfffee000;
 const ITEM_DELIMITER = 0xfffee00d;

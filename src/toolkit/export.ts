@@ -11,7 +11,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { mkdir, opendir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, opendir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
 import type { LoadedConfig } from '../config/load.js';
@@ -171,7 +172,7 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   await mkdir(out, { recursive: true });
   // An earlier run on this folder may have been interrupted while writing: what it left half-written
   // (target.partial, target.frames) goes before this run writes anything.
-  if (await exists(join(out, MARKER_FILE))) await removeLeftovers(out);
+  if (existsSync(join(out, MARKER_FILE))) await removeLeftovers(out);
   let journal = new ExportJournal(db, `${out}#${await exportIdentity(out)}`, options.selection);
   let { selected, done } = journal.counts();
   // Emptied but for the marker (rm -rf out/*): nothing of the earlier run is left, so start afresh.
@@ -260,13 +261,6 @@ function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row:
     id: row.id,
     original: { path: join(storagePath, row.filePath), callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) },
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Removes the temporary files of an interrupted run from the output tree (it is Gantry's own folder:
