@@ -13,7 +13,8 @@ import type { IndexedAttributes } from '../index/attributes.js';
 import { scanIndexedAttributes } from '../index/scan-file.js';
 import { deidentifyFile } from './deidentify-file.js';
 import { loadCodecs } from '../pixels/codecs.js';
-import type { AuditEntry, Finding } from './engine.js';
+import { auditText, type AuditText } from './audit-text.js';
+import type { Finding } from './engine.js';
 import { Pseudonymizer } from './pseudonyms.js';
 import { SettingsCache, type SharedSettings } from './shared-settings.js';
 
@@ -43,7 +44,9 @@ export type DeidTaskResult =
       seriesInstanceUid: string;
       studyInstanceUid: string;
       profile: string;
-      audit: AuditEntry[];
+      /** The audit entries, encoded here, in parallel, rather than on the main thread, which would
+       * otherwise copy hundreds of entry objects out of the message and encode them again. */
+      audit: AuditText;
       findings: Finding[];
       /** The indexed attributes of the de-identified copy: the research view of the index. */
       attributes: IndexedAttributes;
@@ -97,7 +100,7 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
     seriesInstanceUid: outcome.seriesInstanceUid,
     studyInstanceUid: outcome.studyInstanceUid,
     profile: outcome.profile,
-    audit: outcome.audit,
+    audit: auditText(outcome.audit),
     findings: outcome.findings,
     attributes: await scanIndexedAttributes(task.temporary),
     ...(outcome.renamedFrom !== undefined ? { renamedFrom: outcome.renamedFrom } : {}),

@@ -4,7 +4,9 @@
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
+import { findingsText, type AuditText } from '../deid/audit-text.js';
 import type { IndexedAttributes } from './attributes.js';
+import { DeidAudit, type EncodedAudit } from './deid-audit.js';
 import { ResearchIndex } from './research-index.js';
 
 /** What an operator decided when releasing an instance from quarantine. */
@@ -42,7 +44,8 @@ export interface DeidentifiedRecord {
   seriesInstanceUid: string;
   studyInstanceUid: string;
   profile: string;
-  audit: unknown[];
+  /** The audit entries, encoded by the worker (off the main thread). */
+  audit: AuditText;
   findings: unknown[];
   /** The copy's indexed attributes, for the research view. */
   attributes: IndexedAttributes;
@@ -56,7 +59,6 @@ export class DeidWork {
   private readonly statements: Record<
     | 'waiting'
     | 'deidentified'
-    | 'audit'
     | 'held'
     | 'countByState'
     | 'stored'
@@ -71,9 +73,11 @@ export class DeidWork {
     Statement
   >;
   private readonly research: ResearchIndex;
+  private readonly audit: DeidAudit;
 
   constructor(private readonly db: Db) {
     this.research = new ResearchIndex(db);
+    this.audit = new DeidAudit(db);
     this.statements = {
       stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
       waiting: db.prepare(`
@@ -106,9 +110,6 @@ export class DeidWork {
         WHERE id IN (SELECT instance_pk FROM instance_references WHERE study_pk = @studyPk AND referenced_uid = @original AND written_uid != @name)
           AND id != @id AND state IN ('deidentified', 'forwarded') AND original_deleted_at IS NULL
         RETURNING id`),
-      audit: db.prepare(`
-        INSERT INTO deid_audit (instance_pk, entries, findings, created_at) VALUES (?, ?, ?, ?)
-        ON CONFLICT (instance_pk) DO UPDATE SET entries = excluded.entries, findings = excluded.findings, created_at = excluded.created_at`),
       held: db.prepare(`
         UPDATE instances SET state = @state, state_changed_at = @now, state_reason = @reason
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath`),
@@ -135,16 +136,13 @@ export class DeidWork {
   }
 
   /**
-   * Records a de-identified copy. False when the instance changed meanwhile (a re-sent copy replaced
-   * it): the output is then stale and the caller deletes it.
-   */
-  /**
    * Records a de-identified copy, if the instance still waits for it from this original (a newer
    * copy of the instance may have replaced it meanwhile), and runs `place` (which puts the file
-   * where the record says) inside the transaction: if placing fails, nothing is recorded.
+   * where the record says) inside the transaction: if placing fails, nothing is recorded. False when
+   * the copy is stale (the caller deletes it).
    */
   markDeidentified(id: number, sourcePath: string, record: DeidentifiedRecord, place: () => void = () => undefined): boolean {
-    return this.db.transaction(() => {
+    return this.audit.transaction(() => {
       // An instance it references was renamed (or stopped being) while this copy was made: stale.
       if (record.references?.some(([original, written]) => this.currentName(id, original) !== written)) return false;
       const changed = this.statements.deidentified.run({ ...record, id, sourcePath, now: Date.now() }).changes;
@@ -152,39 +150,37 @@ export class DeidWork {
       this.statements.forgetReferences.run(id);
       for (const [original, written] of record.references ?? []) this.statements.recordReference.run({ id, original, written });
       this.setRename(id, record.renamedFrom === undefined ? undefined : { original: record.renamedFrom, renamed: record.sopInstanceUid });
-      this.writeAudit(id, record.audit, record.findings, Date.now());
+      this.audit.write([{ instancePk: id, entries: record.audit, findings: findingsText(record.findings) }], Date.now());
       // The copy keeps the original's SOP class and transfer syntax.
       const stored = this.statements.stored.get(id) as { sopClassUid: string; transferSyntaxUid: string };
       this.research.record(id, { ...record, ...stored });
       place();
       return true;
-    })();
+    });
   }
 
   /** Quarantines an instance whose de-identified form still shows residual risk, keeping the audit
    * and the findings (paths and keywords, never values) for the operator. */
-  markQuarantinedWithFindings(id: number, sourcePath: string, reason: string, audit: unknown[], findings: unknown[]): boolean {
-    return this.db.transaction(() => {
+  markQuarantinedWithFindings(id: number, sourcePath: string, reason: string, audit: AuditText, findings: unknown[]): boolean {
+    return this.audit.transaction(() => {
       if (!this.markHeld(id, sourcePath, 'quarantined', reason)) return false;
-      this.writeAudit(id, audit, findings, Date.now());
+      this.audit.write([{ instancePk: id, entries: audit, findings: findingsText(findings) }], Date.now());
       return true;
-    })();
+    });
   }
 
   /**
-   * Records many instances' audit entries and findings in one transaction (an instance's earlier
-   * audit is replaced), e.g. when a batch is de-identified or imported at once: one commit, and one
-   * WAL write, instead of one per instance. The instances must be indexed (foreign key).
+   * Records many instances' encoded audits (an instance's earlier audit is replaced), in one
+   * transaction, e.g. when a batch is de-identified or imported at once: one commit, and one WAL
+   * write, instead of one per instance. The instances must be indexed (foreign key).
    */
-  recordAudits(rows: ReadonlyArray<{ instancePk: number; entries: unknown[]; findings: unknown[] }>, now = Date.now()): void {
-    this.db.transaction(() => {
-      for (const row of rows) this.writeAudit(row.instancePk, row.entries, row.findings, now);
-    })();
+  recordAudits(audits: readonly EncodedAudit[], now = Date.now()): void {
+    this.audit.write(audits, now);
   }
 
-  /** The one place an audit row is written: every path shares the one prepared statement. */
-  private writeAudit(instancePk: number, entries: unknown[], findings: unknown[], now: number): void {
-    this.statements.audit.run(instancePk, JSON.stringify(entries), JSON.stringify(findings), now);
+  /** An instance's recorded audit entries and findings. */
+  auditOf(instancePk: number): ReturnType<DeidAudit['read']> {
+    return this.audit.read(instancePk);
   }
 
   /** Holds an instance back (quarantined) or records that it could not be de-identified (failed). */

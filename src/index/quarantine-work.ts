@@ -57,7 +57,7 @@ export class QuarantineWork {
            i.manufacturer, i.manufacturer_model_name AS manufacturerModelName, i.burned_in_annotation AS burnedInAnnotation,
            i.file_path AS filePath, a.findings
          FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk
-           LEFT JOIN deid_audit a ON a.instance_pk = i.id
+           LEFT JOIN deid_audit_json a ON a.instance_pk = i.id
          WHERE i.id = ?`,
       )
       .get(id) as (Omit<HeldDetails, 'findings'> & { findings: string | null }) | undefined;

@@ -35,7 +35,7 @@ function rows(storagePath: string): Row[] {
         `SELECT i.sop_instance_uid AS sop, st.study_instance_uid AS study, i.state, i.state_reason AS reason,
            i.deid_file_path AS deidPath, i.deid_study_instance_uid AS deidStudy, a.entries AS audit
          FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
-           LEFT JOIN deid_audit a ON a.instance_pk = i.id`,
+           LEFT JOIN deid_audit_json a ON a.instance_pk = i.id`,
       )
       .all() as Row[];
   } finally {

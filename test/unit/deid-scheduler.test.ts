@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Piscina } from 'piscina';
 import { openDatabase, WalSync } from '../../src/db/database.js';
+import { EMPTY_AUDIT_TEXT } from '../../src/deid/audit-text.js';
 import type { DeidTask, DeidTaskResult } from '../../src/deid/worker.js';
 import { DeidWork } from '../../src/index/deid-work.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
@@ -115,7 +116,7 @@ async function setUp(t: TestContext, observer?: DeidObserver) {
 }
 
 function deidentified(filePath: string): DeidTaskResult {
-  return { kind: 'deidentified', filePath, fileSize: 6, sopInstanceUid: '2.25.1', seriesInstanceUid: '2.25.2', studyInstanceUid: '2.25.3', profile: 'default', audit: [], findings: [], attributes: { PatientID: 'PSEUDO-1', PatientName: 'ANONYMOUS^1', Modality: 'CT' } };
+  return { kind: 'deidentified', filePath, fileSize: 6, sopInstanceUid: '2.25.1', seriesInstanceUid: '2.25.2', studyInstanceUid: '2.25.3', profile: 'default', audit: EMPTY_AUDIT_TEXT, findings: [], attributes: { PatientID: 'PSEUDO-1', PatientName: 'ANONYMOUS^1', Modality: 'CT' } };
 }
 
 const TARGET = 'deidentified/2.25.3/2.25.2/2.25.1.dcm';

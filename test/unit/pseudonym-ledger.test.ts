@@ -1,13 +1,9 @@
-/** The pseudonym ledger (record, upsert, lookups both ways) and DeidWork's bulk audit writes. */
+/** The pseudonym ledger (record, upsert, lookups both ways). */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { openDatabase, type Db } from '../../src/db/database.js';
-import { DeidWork } from '../../src/index/deid-work.js';
-import { InstanceIndex } from '../../src/index/instance-index.js';
 import { PseudonymLedger } from '../../src/index/pseudonym-ledger.js';
-import { QuarantineWork } from '../../src/index/quarantine-work.js';
-import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 function openIndex(t: TestContext): Db {
@@ -97,68 +93,4 @@ test('a batch that fails part-way records nothing (one transaction)', (t) => {
   );
   assert.equal(countRows(db, 'pseudonym_map'), 0);
   assert.equal(ledger.pseudonymOf('PatientID', 'MRN-1'), undefined);
-});
-
-/** Indexes instances n = 1..count and returns their row ids. */
-function indexInstances(db: Db, count: number): number[] {
-  const index = new InstanceIndex(db);
-  const ids: number[] = [];
-  for (let n = 1; n <= count; n += 1) {
-    index.upsert(instanceRecord(n, { attributes: { PatientName: 'Doe^Jane', PatientID: 'MRN-1', Modality: 'CT' } }));
-    ids.push(db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').pluck().get(`1.2.1.1.${n}`) as number);
-  }
-  return ids;
-}
-
-const FINDING = { code: 'identifier-in-text', message: "StudyDescription quotes the patient's name or an identifier", path: '(0008,1030)' };
-
-function auditOf(db: Db, instancePk: number): { entries: unknown[]; findings: unknown[]; createdAt: number } | undefined {
-  const row = db.prepare('SELECT entries, findings, created_at AS createdAt FROM deid_audit WHERE instance_pk = ?').get(instancePk) as
-    | { entries: string; findings: string; createdAt: number }
-    | undefined;
-  return row && { entries: JSON.parse(row.entries) as unknown[], findings: JSON.parse(row.findings) as unknown[], createdAt: row.createdAt };
-}
-
-test('recordAudits writes every instance’s audit, seen by the quarantine’s reader', (t) => {
-  const db = openIndex(t);
-  const [first, second] = indexInstances(db, 2) as [number, number];
-  const work = new DeidWork(db);
-  work.recordAudits(
-    [
-      { instancePk: first, entries: [{ path: '(0010,0010)', keyword: 'PatientName', action: 'dummy' }], findings: [FINDING] },
-      { instancePk: second, entries: [{ path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' }], findings: [] },
-    ],
-    1234,
-  );
-  assert.equal(countRows(db, 'deid_audit'), 2);
-  assert.deepEqual(auditOf(db, first), { entries: [{ path: '(0010,0010)', keyword: 'PatientName', action: 'dummy' }], findings: [FINDING], createdAt: 1234 });
-  assert.deepEqual(auditOf(db, second), { entries: [{ path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' }], findings: [], createdAt: 1234 });
-  assert.deepEqual(new QuarantineWork(db).show(first)?.findings, [FINDING]);
-});
-
-test('recordAudits replaces the audit the quarantine path wrote, through the same statement', (t) => {
-  const db = openIndex(t);
-  const [id] = indexInstances(db, 1) as [number];
-  const work = new DeidWork(db);
-  assert.equal(work.markQuarantinedWithFindings(id, 'originals/1.dcm', 'identifier in text', [{ path: '(0010,0020)', keyword: 'PatientID', action: 'dummy' }], [FINDING]), true);
-  assert.deepEqual(auditOf(db, id)?.findings, [FINDING]);
-  work.recordAudits([{ instancePk: id, entries: [], findings: [] }], 5678);
-  assert.equal(countRows(db, 'deid_audit'), 1);
-  assert.deepEqual(auditOf(db, id), { entries: [], findings: [], createdAt: 5678 });
-  assert.deepEqual(new QuarantineWork(db).show(id)?.findings, []);
-});
-
-test('recordAudits for an instance that is not indexed records nothing of the batch (foreign key, one transaction)', (t) => {
-  const db = openIndex(t);
-  const [id] = indexInstances(db, 1) as [number];
-  const work = new DeidWork(db);
-  assert.throws(
-    () =>
-      work.recordAudits([
-        { instancePk: id, entries: [], findings: [FINDING] },
-        { instancePk: id + 1000, entries: [], findings: [FINDING] },
-      ]),
-    /FOREIGN KEY/,
-  );
-  assert.equal(countRows(db, 'deid_audit'), 0);
 });

@@ -1,0 +1,120 @@
+/**
+ * What the de-identifier did to each instance (deid_audit) and the texts that say it (audit_texts):
+ * the audit entries (paths, keywords, actions) and the findings, as JSON, never an original value.
+ * Each distinct text is stored once under its SHA-256 (migration 011): the instances of a series
+ * mostly share theirs.
+ */
+import type { Statement } from 'better-sqlite3';
+import type { AuditText } from '../deid/audit-text.js';
+import type { Db } from '../db/database.js';
+
+/** An instance's audit as its writer encoded it (src/deid/audit-text.ts). */
+export interface EncodedAudit {
+  instancePk: number;
+  entries: AuditText;
+  findings: AuditText;
+}
+
+export interface StoredAudit {
+  entries: unknown[];
+  findings: unknown[];
+  createdAt: number;
+}
+
+/** Digests remembered with their texts' ids. */
+const REMEMBERED_DIGESTS = 16_384;
+/** Rows per INSERT in bulk: one statement per row costs about twice as much per row (bench/persist). */
+const ROWS_PER_STATEMENT = 50;
+
+const UPSERT = `INSERT INTO deid_audit (instance_pk, entries_id, findings_id, created_at) VALUES`;
+const ON_CONFLICT = `ON CONFLICT (instance_pk) DO UPDATE SET entries_id = excluded.entries_id, findings_id = excluded.findings_id, created_at = excluded.created_at`;
+
+export class DeidAudit {
+  private readonly statements: Record<'one' | 'many' | 'textId' | 'addText' | 'read', Statement>;
+  /** Digest → id, for texts committed to the database (see `transaction`). */
+  private readonly textIds = new Map<string, number>();
+  /** Texts added by the transaction running (see `transaction`). */
+  private pending: Map<string, number> | undefined;
+
+  constructor(private readonly db: Db) {
+    this.statements = {
+      one: db.prepare(`${UPSERT} (?, ?, ?, ?) ${ON_CONFLICT}`),
+      many: db.prepare(`${UPSERT} ${Array<string>(ROWS_PER_STATEMENT).fill('(?, ?, ?, ?)').join(', ')} ${ON_CONFLICT}`),
+      textId: db.prepare('SELECT id FROM audit_texts WHERE digest = ?').pluck(),
+      addText: db.prepare('INSERT INTO audit_texts (digest, text) VALUES (?, ?)'),
+      read: db.prepare('SELECT entries, findings, created_at AS createdAt FROM deid_audit_json WHERE instance_pk = ?'),
+    };
+  }
+
+  /**
+   * Records instances' audits (an instance's earlier audit is replaced), in one transaction, or in
+   * the caller's. The instances must be indexed (foreign key): one that is not fails the whole call.
+   */
+  write(audits: readonly EncodedAudit[], now: number): void {
+    this.transaction(() => this.insert(audits, now));
+  }
+
+  /**
+   * Runs `work` in a transaction, in which `write` may be called. The ids of texts it adds are
+   * remembered only once the outermost transaction has committed (a rolled-back text must not be
+   * named later); inside a transaction that is not one of these, which may yet roll back, nothing
+   * is remembered.
+   */
+  transaction<T>(work: () => T): T {
+    if (this.db.inTransaction) {
+      try {
+        return this.db.transaction(work)();
+      } catch (error) {
+        this.pending?.clear();
+        throw error;
+      }
+    }
+    const pending = new Map<string, number>();
+    this.pending = pending;
+    try {
+      const result = this.db.transaction(work)();
+      for (const [digest, id] of pending) this.remember(digest, id);
+      return result;
+    } finally {
+      this.pending = undefined;
+    }
+  }
+
+  /** An instance's audit, or undefined when none was recorded. */
+  read(instancePk: number): StoredAudit | undefined {
+    const row = this.statements.read.get(instancePk) as { entries: string; findings: string; createdAt: number } | undefined;
+    return row && { entries: JSON.parse(row.entries) as unknown[], findings: JSON.parse(row.findings) as unknown[], createdAt: row.createdAt };
+  }
+
+  private insert(audits: readonly EncodedAudit[], now: number): void {
+    const values: Array<number> = new Array<number>(ROWS_PER_STATEMENT * 4);
+    let next = 0;
+    for (; next + ROWS_PER_STATEMENT <= audits.length; next += ROWS_PER_STATEMENT) {
+      for (let row = 0; row < ROWS_PER_STATEMENT; row += 1) {
+        const audit = audits[next + row] as EncodedAudit;
+        values[row * 4] = audit.instancePk;
+        values[row * 4 + 1] = this.textId(audit.entries);
+        values[row * 4 + 2] = this.textId(audit.findings);
+        values[row * 4 + 3] = now;
+      }
+      this.statements.many.run(values);
+    }
+    for (const audit of audits.slice(next)) {
+      this.statements.one.run(audit.instancePk, this.textId(audit.entries), this.textId(audit.findings), now);
+    }
+  }
+
+  private textId(text: AuditText): number {
+    const known = this.textIds.get(text.digest) ?? this.pending?.get(text.digest);
+    if (known !== undefined) return known;
+    const id =
+      (this.statements.textId.get(text.digest) as number | undefined) ?? Number(this.statements.addText.run(text.digest, text.json).lastInsertRowid);
+    this.pending?.set(text.digest, id);
+    return id;
+  }
+
+  private remember(digest: string, id: number): void {
+    if (this.textIds.size >= REMEMBERED_DIGESTS) this.textIds.clear();
+    this.textIds.set(digest, id);
+  }
+}

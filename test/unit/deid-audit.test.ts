@@ -1,0 +1,131 @@
+/** The de-identification audit on the index: bulk and per-instance writes, each distinct text stored
+ * once, and ids of texts that a rolled-back transaction added never named later. */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { applyMigrations, openDatabase, type Db } from '../../src/db/database.js';
+import { MIGRATIONS } from '../../src/db/migrations/index.js';
+import { auditText } from '../../src/deid/audit-text.js';
+import type { EncodedAudit } from '../../src/index/deid-audit.js';
+import { DeidWork } from '../../src/index/deid-work.js';
+import { InstanceIndex } from '../../src/index/instance-index.js';
+import { QuarantineWork } from '../../src/index/quarantine-work.js';
+import { instanceRecord } from '../helpers/index-records.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+function openIndex(t: TestContext): Db {
+  const db = openDatabase(join(scratchDir('deid-audit'), 'index.sqlite'));
+  t.after(() => db.close());
+  return db;
+}
+
+function countRows(db: Db, table: string): number {
+  return db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+}
+
+/** Indexes instances n = 1..count and returns their row ids. */
+function indexInstances(db: Db, count: number): number[] {
+  const index = new InstanceIndex(db);
+  const ids: number[] = [];
+  for (let n = 1; n <= count; n += 1) {
+    index.upsert(instanceRecord(n, { attributes: { PatientName: 'Doe^Jane', PatientID: 'MRN-1', Modality: 'CT' } }));
+    ids.push(db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').pluck().get(`1.2.1.1.${n}`) as number);
+  }
+  return ids;
+}
+
+const FINDING = { code: 'identifier-in-text', message: "StudyDescription quotes the patient's name or an identifier", path: '(0008,1030)' };
+const NAME_ENTRY = { path: '(0010,0010)', keyword: 'PatientName', action: 'dummy' };
+const UID_ENTRY = { path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' };
+
+function encoded(instancePk: number, entries: unknown[], findings: unknown[]): EncodedAudit {
+  return { instancePk, entries: auditText(entries), findings: auditText(findings) };
+}
+
+test('recordAudits writes every instance’s audit, seen by the quarantine’s reader', (t) => {
+  const db = openIndex(t);
+  const [first, second] = indexInstances(db, 2) as [number, number];
+  const work = new DeidWork(db);
+  work.recordAudits([encoded(first, [NAME_ENTRY], [FINDING]), encoded(second, [UID_ENTRY], [])], 1234);
+  assert.equal(countRows(db, 'deid_audit'), 2);
+  assert.deepEqual(work.auditOf(first), { entries: [NAME_ENTRY], findings: [FINDING], createdAt: 1234 });
+  assert.deepEqual(work.auditOf(second), { entries: [UID_ENTRY], findings: [], createdAt: 1234 });
+  assert.deepEqual(new QuarantineWork(db).show(first)?.findings, [FINDING]);
+});
+
+test('a bulk write of more rows than one statement takes stores each distinct text once', (t) => {
+  const db = openIndex(t);
+  // 50 rows per statement: two full statements and a remainder of 23 written one by one.
+  const ids = indexInstances(db, 123);
+  const work = new DeidWork(db);
+  work.recordAudits(ids.map((id, n) => encoded(id, n % 2 === 0 ? [NAME_ENTRY, UID_ENTRY] : [UID_ENTRY], n === 122 ? [FINDING] : [])), 99);
+  assert.equal(countRows(db, 'deid_audit'), 123);
+  assert.equal(countRows(db, 'audit_texts'), 4, 'two entry lists and two findings lists');
+  ids.forEach((id, n) =>
+    assert.deepEqual(work.auditOf(id), { entries: n % 2 === 0 ? [NAME_ENTRY, UID_ENTRY] : [UID_ENTRY], findings: n === 122 ? [FINDING] : [], createdAt: 99 }),
+  );
+});
+
+test('recordAudits replaces the audit the quarantine path wrote', (t) => {
+  const db = openIndex(t);
+  const [id] = indexInstances(db, 1) as [number];
+  const work = new DeidWork(db);
+  assert.equal(work.markQuarantinedWithFindings(id, 'originals/1.dcm', 'identifier in text', auditText([NAME_ENTRY]), [FINDING]), true);
+  assert.deepEqual(work.auditOf(id)?.findings, [FINDING]);
+  work.recordAudits([encoded(id, [], [])], 5678);
+  assert.equal(countRows(db, 'deid_audit'), 1);
+  assert.deepEqual(work.auditOf(id), { entries: [], findings: [], createdAt: 5678 });
+  assert.deepEqual(new QuarantineWork(db).show(id)?.findings, []);
+});
+
+test('recordAudits for an instance that is not indexed records nothing of the batch (foreign key, one transaction)', (t) => {
+  const db = openIndex(t);
+  const [id] = indexInstances(db, 1) as [number];
+  const work = new DeidWork(db);
+  assert.throws(() => work.recordAudits([encoded(id, [], [FINDING]), encoded(id + 1000, [], [FINDING])]), /FOREIGN KEY/);
+  assert.equal(countRows(db, 'deid_audit'), 0);
+  assert.equal(countRows(db, 'audit_texts'), 0);
+});
+
+test('a text added by a rolled-back write is not named later, when its id has gone to another text', (t) => {
+  const db = openIndex(t);
+  const [id, other] = indexInstances(db, 2) as [number, number];
+  const work = new DeidWork(db);
+  // Its own transaction rolls back (foreign key) after adding [NAME_ENTRY]'s text.
+  assert.throws(() => work.recordAudits([encoded(id, [NAME_ENTRY], []), encoded(id + 1000, [NAME_ENTRY], [])]), /FOREIGN KEY/);
+  // A caller's transaction rolls back after the write added [UID_ENTRY]'s text.
+  assert.throws(() =>
+    db.transaction(() => {
+      work.recordAudits([encoded(other, [UID_ENTRY], [])]);
+      throw new Error('the caller changed its mind');
+    })(),
+  );
+  // The rolled-back ids are free again: other texts take them.
+  work.recordAudits([encoded(id, [{ path: '(0008,0020)', keyword: 'StudyDate', action: 'clean' }], [FINDING])]);
+  work.recordAudits([encoded(id, [NAME_ENTRY], []), encoded(other, [UID_ENTRY], [])]);
+  assert.deepEqual(work.auditOf(id)?.entries, [NAME_ENTRY]);
+  assert.deepEqual(work.auditOf(other)?.entries, [UID_ENTRY]);
+});
+
+test('migration 11 keeps every audit written before it, each distinct text once, under its digest', (t) => {
+  const file = join(scratchDir('deid-audit-migration'), 'index.sqlite');
+  const db = openDatabase(file, MIGRATIONS.filter((migration) => migration.version < 11));
+  t.after(() => db.close());
+  const [first, second, third] = indexInstances(db, 3) as [number, number, number];
+  const insert = db.prepare('INSERT INTO deid_audit (instance_pk, entries, findings, created_at) VALUES (?, ?, ?, ?)');
+  insert.run(first, JSON.stringify([NAME_ENTRY]), '[]', 1);
+  insert.run(second, JSON.stringify([NAME_ENTRY]), JSON.stringify([FINDING]), 2);
+  insert.run(third, JSON.stringify([UID_ENTRY]), '[]', 3);
+  assert.deepEqual(applyMigrations(db, MIGRATIONS), MIGRATIONS.filter((migration) => migration.version >= 11).map((migration) => migration.version));
+  const work = new DeidWork(db);
+  assert.deepEqual(work.auditOf(first), { entries: [NAME_ENTRY], findings: [], createdAt: 1 });
+  assert.deepEqual(work.auditOf(second), { entries: [NAME_ENTRY], findings: [FINDING], createdAt: 2 });
+  assert.deepEqual(work.auditOf(third), { entries: [UID_ENTRY], findings: [], createdAt: 3 });
+  assert.equal(countRows(db, 'audit_texts'), 4);
+  // A text written after it is found under the same digest.
+  work.recordAudits([encoded(third, [NAME_ENTRY], [FINDING])]);
+  assert.equal(countRows(db, 'audit_texts'), 4);
+  // Deleting an instance still takes its audit row with it.
+  db.prepare('DELETE FROM instances WHERE id = ?').run(first);
+  assert.equal(countRows(db, 'deid_audit'), 2);
+});
