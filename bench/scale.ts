@@ -39,7 +39,7 @@ const root = join(resolve(values.data), 'scale');
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 const cores = availableParallelism();
 /** As the gantry command runs itself (its #! line in src/cli/main.ts). */
-const NODE_FLAGS = ['--max-semi-space-size=2'];
+const NODE_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percent=60'];
 
 interface Corpus {
   label: string;

@@ -6,7 +6,7 @@ import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
 import { findingsText, type AuditText } from '../deid/audit-text.js';
 import type { IndexedAttributes } from './attributes.js';
-import { DeidAudit, type EncodedAudit } from './deid-audit.js';
+import { DeidAudit, type EncodedAudit, type StoredAudit } from './deid-audit.js';
 import { ResearchIndex } from './research-index.js';
 
 /** What an operator decided when releasing an instance from quarantine. */
@@ -179,7 +179,7 @@ export class DeidWork {
   }
 
   /** An instance's recorded audit entries and findings. */
-  auditOf(instancePk: number): ReturnType<DeidAudit['read']> {
+  auditOf(instancePk: number): StoredAudit | undefined {
     return this.audit.read(instancePk);
   }
 

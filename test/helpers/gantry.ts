@@ -38,7 +38,7 @@ export async function startGantryProcess(dir: string, config: ConfigInput = {}, 
   };
   const configPath = join(dir, 'gantry.yaml');
   writeFileSync(configPath, stringify(full));
-  const command = [process.execPath, '--max-semi-space-size=2', GANTRY_CLI, 'serve', '--config', configPath];
+  const command = [process.execPath, '--max-semi-space-size=2', '--heap-growing-percent=60', GANTRY_CLI, 'serve', '--config', configPath];
   const started =
     options.fileSizeLimitKiB === undefined
       ? start(command[0] as string, command.slice(1))
