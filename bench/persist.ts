@@ -203,7 +203,8 @@ interface Explained {
 /**
  * --explain: where the time goes. The same calls on another fresh index whose connection does not
  * checkpoint at commit (wal_autocheckpoint = 0, set here only), then the checkpoint SQLite would
- * have run (PASSIVE, as the automatic one) timed on its own; and the JSON encoding alone.
+ * have run (PASSIVE, as the automatic one) timed on its own; the audits' encoding (JSON and SHA-256, in
+ * the workers in the node); and the audits written when no two instances' entries are the same.
  */
 function explainRound(round: number, mappings: PseudonymMapping[]): Explained {
   const { db, rows, encodeSeconds, dispose } = freshIndex(`explain-${round}`);

@@ -10,9 +10,10 @@
  * --heap-growing-percent=60: V8 lets a heap grow to 1.6 times what it holds after a full collection,
  * instead of a factor of its own (up to 4 for a small heap); flags are per process, so the worker
  * threads' heaps too. A command that allocates steadily grew with its run's length: import and export
- * of 100,000 files peaked at 168-173 and 178 MB, and at 140-143 and 155 MB with it (10,000 files: 125
- * -> 118 and 149 -> 138 MB), with the same CPU time (import 12.4-13.3 s user either way). The node
+ * of 100,000 files peaked at 168-173 and 178 MB, and at 142-143 and 156 MB with it (10,000 files: 126
+ * -> 118 and 149 -> 140 MB), with the same CPU time (import 12.2-13.3 s user either way). The node
  * receiving 2,000 x 0.5 MB: 129-130 -> 121.5-122 MB, throughput within the machine's noise.
+ * (bench/results-2026-11-29-scale.txt and bench/results-2026-11-29.txt, 19:15-19:40 UTC.)
  *
  * `npm start`, the Dockerfile, the tests and bench/scale pass both flags too; run as `node
  * dist/src/cli/main.js`, pass them yourself.

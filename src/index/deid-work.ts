@@ -171,7 +171,7 @@ export class DeidWork {
 
   /**
    * Records many instances' encoded audits (an instance's earlier audit is replaced), in one
-   * transaction, e.g. when a batch is de-identified or imported at once: one commit, and one WAL
+   * transaction (bench/persist; the node records each instance's with its outcome): one commit, and one WAL
    * write, instead of one per instance. The instances must be indexed (foreign key).
    */
   recordAudits(audits: readonly EncodedAudit[], now = Date.now()): void {

@@ -55,9 +55,9 @@ export class QuarantineWork {
         `SELECT ${HELD_COLUMNS}, p.patient_name AS patientName, p.patient_id AS patientId, st.study_instance_uid AS studyInstanceUid,
            st.study_date AS studyDate, st.study_description AS studyDescription, se.series_description AS seriesDescription,
            i.manufacturer, i.manufacturer_model_name AS manufacturerModelName, i.burned_in_annotation AS burnedInAnnotation,
-           i.file_path AS filePath, a.findings
+           i.file_path AS filePath, f.text AS findings
          FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk
-           LEFT JOIN deid_audit_json a ON a.instance_pk = i.id
+           LEFT JOIN deid_audit a ON a.instance_pk = i.id LEFT JOIN audit_texts f ON f.id = a.findings_id
          WHERE i.id = ?`,
       )
       .get(id) as (Omit<HeldDetails, 'findings'> & { findings: string | null }) | undefined;

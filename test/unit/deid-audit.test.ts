@@ -6,8 +6,8 @@ import { test, type TestContext } from 'node:test';
 import { applyMigrations, openDatabase, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { auditText } from '../../src/deid/audit-text.js';
-import type { EncodedAudit } from '../../src/index/deid-audit.js';
-import { DeidWork } from '../../src/index/deid-work.js';
+import { DeidAudit, type EncodedAudit } from '../../src/index/deid-audit.js';
+import { DeidWork, type DeidentifiedRecord } from '../../src/index/deid-work.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { QuarantineWork } from '../../src/index/quarantine-work.js';
 import { instanceRecord } from '../helpers/index-records.js';
@@ -37,6 +37,14 @@ function indexInstances(db: Db, count: number): number[] {
 const FINDING = { code: 'identifier-in-text', message: "StudyDescription quotes the patient's name or an identifier", path: '(0008,1030)' };
 const NAME_ENTRY = { path: '(0010,0010)', keyword: 'PatientName', action: 'dummy' };
 const UID_ENTRY = { path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' };
+
+/** Audit rows whose entries or findings name no text (rows name texts without a foreign key). */
+function danglingTextIds(db: Db): number {
+  return db
+    .prepare(`SELECT count(*) FROM deid_audit a WHERE a.entries_id NOT IN (SELECT id FROM audit_texts) OR a.findings_id NOT IN (SELECT id FROM audit_texts)`)
+    .pluck()
+    .get() as number;
+}
 
 function encoded(instancePk: number, entries: unknown[], findings: unknown[]): EncodedAudit {
   return { instancePk, entries: auditText(entries), findings: auditText(findings) };
@@ -102,30 +110,82 @@ test('a text added by a rolled-back write is not named later, when its id has go
   );
   // The rolled-back ids are free again: other texts take them.
   work.recordAudits([encoded(id, [{ path: '(0008,0020)', keyword: 'StudyDate', action: 'clean' }], [FINDING])]);
-  work.recordAudits([encoded(id, [NAME_ENTRY], []), encoded(other, [UID_ENTRY], [])]);
-  assert.deepEqual(work.auditOf(id)?.entries, [NAME_ENTRY]);
+  work.recordAudits([encoded(id, [NAME_ENTRY], []), encoded(other, [UID_ENTRY], [])], 7);
+  assert.deepEqual(work.auditOf(id), { entries: [NAME_ENTRY], findings: [], createdAt: 7 });
   assert.deepEqual(work.auditOf(other)?.entries, [UID_ENTRY]);
+  assert.deepEqual(work.auditOf(other)?.findings, []);
+  assert.equal(danglingTextIds(db), 0);
 });
 
-test('migration 11 keeps every audit written before it, each distinct text once, under its digest', (t) => {
+test('a text that a caught savepoint rolled back, inside a transaction that commits, is not named later', (t) => {
+  const db = openIndex(t);
+  const [id, other] = indexInstances(db, 2) as [number, number];
+  const audit = new DeidAudit(db);
+  audit.transaction(() => {
+    assert.throws(() =>
+      db.transaction(() => {
+        audit.write([encoded(id, [NAME_ENTRY], [])], 1);
+        throw new Error('this part is given up');
+      })(),
+    );
+    // The id [NAME_ENTRY]'s text had is free again: this text takes it.
+    audit.write([encoded(other, [UID_ENTRY], [FINDING])], 2);
+  });
+  audit.write([encoded(id, [NAME_ENTRY], [])], 3);
+  assert.deepEqual(audit.read(id), { entries: [NAME_ENTRY], findings: [], createdAt: 3 });
+  assert.deepEqual(audit.read(other), { entries: [UID_ENTRY], findings: [FINDING], createdAt: 2 });
+  assert.equal(danglingTextIds(db), 0);
+});
+
+test('markDeidentified whose placing fails records no audit, and its text is not named later', (t) => {
+  const db = openIndex(t);
+  const [id, other] = indexInstances(db, 2) as [number, number];
+  const work = new DeidWork(db);
+  const record = (n: number, entries: unknown[]): DeidentifiedRecord => ({
+    filePath: `deidentified/${n}.dcm`,
+    fileSize: 10,
+    sopInstanceUid: `2.25.${n}`,
+    seriesInstanceUid: '2.25.100',
+    studyInstanceUid: '2.25.200',
+    profile: 'basic',
+    audit: auditText(entries),
+    findings: [],
+    attributes: { PatientID: 'PSEUDO', Modality: 'CT' },
+  });
+  assert.throws(
+    () =>
+      work.markDeidentified(id, 'originals/1.dcm', record(1, [NAME_ENTRY]), () => {
+        throw new Error('the disk is full');
+      }),
+    /the disk is full/,
+  );
+  assert.equal(work.auditOf(id), undefined);
+  assert.equal(work.markDeidentified(other, 'originals/2.dcm', record(2, [UID_ENTRY])), true);
+  assert.equal(work.markDeidentified(id, 'originals/1.dcm', record(1, [NAME_ENTRY])), true);
+  assert.deepEqual(work.auditOf(id)?.entries, [NAME_ENTRY]);
+  assert.deepEqual(work.auditOf(other)?.entries, [UID_ENTRY]);
+  assert.equal(danglingTextIds(db), 0);
+});
+
+test('migration 11 keeps every audit written before it, page after page, each distinct text once, under its digest', (t) => {
   const file = join(scratchDir('deid-audit-migration'), 'index.sqlite');
   const db = openDatabase(file, MIGRATIONS.filter((migration) => migration.version < 11));
   t.after(() => db.close());
-  const [first, second, third] = indexInstances(db, 3) as [number, number, number];
+  // More rows than the migration's page of 512, with three entries texts and two findings texts.
+  const ids = indexInstances(db, 600);
+  const entriesOf = (n: number) => [[NAME_ENTRY], [UID_ENTRY], [NAME_ENTRY, UID_ENTRY]][n % 3] as unknown[];
+  const findingsOf = (n: number) => (n % 2 === 0 ? [FINDING] : []);
   const insert = db.prepare('INSERT INTO deid_audit (instance_pk, entries, findings, created_at) VALUES (?, ?, ?, ?)');
-  insert.run(first, JSON.stringify([NAME_ENTRY]), '[]', 1);
-  insert.run(second, JSON.stringify([NAME_ENTRY]), JSON.stringify([FINDING]), 2);
-  insert.run(third, JSON.stringify([UID_ENTRY]), '[]', 3);
+  ids.forEach((id, n) => insert.run(id, JSON.stringify(entriesOf(n)), JSON.stringify(findingsOf(n)), n));
   assert.deepEqual(applyMigrations(db, MIGRATIONS), MIGRATIONS.filter((migration) => migration.version >= 11).map((migration) => migration.version));
   const work = new DeidWork(db);
-  assert.deepEqual(work.auditOf(first), { entries: [NAME_ENTRY], findings: [], createdAt: 1 });
-  assert.deepEqual(work.auditOf(second), { entries: [NAME_ENTRY], findings: [FINDING], createdAt: 2 });
-  assert.deepEqual(work.auditOf(third), { entries: [UID_ENTRY], findings: [], createdAt: 3 });
-  assert.equal(countRows(db, 'audit_texts'), 4);
+  assert.equal(countRows(db, 'deid_audit'), 600);
+  ids.forEach((id, n) => assert.deepEqual(work.auditOf(id), { entries: entriesOf(n), findings: findingsOf(n), createdAt: n }));
+  assert.equal(countRows(db, 'audit_texts'), 5);
   // A text written after it is found under the same digest.
-  work.recordAudits([encoded(third, [NAME_ENTRY], [FINDING])]);
-  assert.equal(countRows(db, 'audit_texts'), 4);
+  work.recordAudits([encoded(ids[0] as number, [UID_ENTRY], [FINDING])]);
+  assert.equal(countRows(db, 'audit_texts'), 5);
   // Deleting an instance still takes its audit row with it.
-  db.prepare('DELETE FROM instances WHERE id = ?').run(first);
-  assert.equal(countRows(db, 'deid_audit'), 2);
+  db.prepare('DELETE FROM instances WHERE id = ?').run(ids[1]);
+  assert.equal(countRows(db, 'deid_audit'), 599);
 });

@@ -1,5 +1,10 @@
-import { digestOf } from '../../deid/audit-text.js';
+import { createHash } from 'node:crypto';
 import type { Db, Migration } from '../database.js';
+
+/** The digest as src/deid/audit-text.ts makes it, written out here: a released migration never changes. */
+function digestOf(json: string): string {
+  return createHash('sha256').update(json).digest('base64');
+}
 
 /** Every audit row into the new tables, a page at a time (a text can run to tens of kilobytes). */
 function copyAudits(db: Db): void {
@@ -38,7 +43,7 @@ export const migration011AuditTexts: Migration = {
         id INTEGER PRIMARY KEY,
         digest TEXT NOT NULL UNIQUE,        -- SHA-256 of text, base64 (src/deid/audit-text.ts)
         text TEXT NOT NULL                  -- JSON: entries or findings; never an original value
-      );
+      );                                    -- never deleted: ids name their text for good
       CREATE TABLE deid_audit_by_text (
         instance_pk INTEGER PRIMARY KEY REFERENCES instances (id) ON DELETE CASCADE,
         -- audit_texts ids, without a foreign key: DeidAudit is their only writer and no text is ever
