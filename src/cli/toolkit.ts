@@ -25,9 +25,10 @@ export interface ImportCommandOptions {
  * (SQLITE_DEFAULT_CACHE_SIZE=-16000). A command walks the whole index (export counts and pages
  * through every instance), so the cache filled to its limit on a large session and stayed there:
  * the one part of peak RSS that grew with the corpus. Measured on bench/scale's corpora (two runs
- * each, bench/results-2026-11-29-scale.txt): 100,000 files, peak RSS of import 140-144 -> 131-132 MB, export 156-157 -> 147 MB; 10,000
- * files unchanged (116-119, 138-139 MB); CPU time within the machine's noise. 4 MB saved 4 MB more,
- * but one of its two exports of 100,000 files took 47 s of CPU against 35-38 s.
+ * each, bench/results-2026-11-29-scale.txt): 100,000 files, peak RSS of import 140-144 -> 131-132
+ * MB, export 156-157 -> 147 MB; 10,000 files unchanged (116-119, 138-139 MB); CPU time within the
+ * machine's noise. 4 MB saved 4 MB more, but one of its two exports of 100,000 files took 47 s of
+ * CPU against 35-38 s.
  */
 const PAGE_CACHE_KIB = 8000;
 
