@@ -98,7 +98,9 @@ export async function run(
   child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
-  const [code] = (await once(child, 'exit')) as [number | null];
+  // 'close', not 'exit': a process can exit before its output has been read from the pipes, and a
+  // command's whole stdout was once seen empty that way.
+  const [code] = (await once(child, 'close')) as [number | null];
   clearTimeout(timer);
   return { code, stdout, stderr, ms: performance.now() - began };
 }

@@ -174,15 +174,15 @@ test('gantry export: a pseudonymised layout, resumable, afresh in an emptied fol
     assert.equal(`${values['0008,0018']}.dcm`, segments[3], 'the name is the de-identified SOP Instance UID');
   }
   const again = await gantry(['export', '-q', '--config', config, '--out', out]);
-  assert.match(again.stdout, new RegExp(`exported 0 instance\\(s\\).* ${corpus.length} already exported`), again.stdout);
+  assert.match(again.stdout, new RegExp(`exported 0 instance\\(s\\).* ${corpus.length} already exported`), `exit ${again.code}: ${again.stdout}${again.stderr}`);
   assert.ok(!existsSync(leftover), 'an interrupted run\'s temporary file is removed');
   const onePatient = join(dir, 'one-patient');
   const selected = await gantry(['export', '-q', '--config', config, '--out', onePatient, '--patient', corpus[0]?.patientId as string, '--layout', '{StudyInstanceUID}/{SOPInstanceUID}.dcm']);
-  assert.match(selected.stdout, /exported 12 instance\(s\)/, selected.stdout);
+  assert.match(selected.stdout, /exported 12 instance\(s\)/, `exit ${selected.code}: ${selected.stdout}${selected.stderr}`);
   assert.equal(listTree(onePatient).filter((path) => path.endsWith('.dcm')).length, 12);
   rmSync(out, { recursive: true });
   const afresh = await gantry(['export', '-q', '--config', config, '--out', out]);
-  assert.match(afresh.stdout, new RegExp(`exported ${corpus.length} instance\\(s\\)`), afresh.stdout);
+  assert.match(afresh.stdout, new RegExp(`exported ${corpus.length} instance\\(s\\)`), `exit ${afresh.code}: ${afresh.stdout}${afresh.stderr}`);
   const badLayout = await gantry(['export', '-q', '--config', config, '--out', join(dir, 'bad'), '--layout', '{PatientBirthDate}/{SOPInstanceUID}']);
   assert.notEqual(badLayout.code, 0);
   assert.match(badLayout.stderr, /--layout: unknown \{PatientBirthDate\}; allowed: /);
