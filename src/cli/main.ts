@@ -13,7 +13,7 @@
  * of 100,000 files peaked at 168-173 and 178 MB, and at 142-143 and 156 MB with it (10,000 files: 126
  * -> 118 and 149 -> 140 MB), with the same CPU time (import 12.2-13.3 s user either way). The node
  * receiving 2,000 x 0.5 MB: 129-130 -> 121.5-122 MB, throughput within the machine's noise.
- * (bench/results-2026-11-29-scale.txt and bench/results-2026-11-29.txt, 19:15-19:40 UTC.)
+ * (bench/results-2026-11-29-scale.txt and bench/results-2026-11-29.txt, 19:05-19:45 UTC.)
  *
  * `npm start`, the Dockerfile, the tests and bench/scale pass both flags too; run as `node
  * dist/src/cli/main.js`, pass them yourself.
