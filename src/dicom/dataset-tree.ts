@@ -209,7 +209,7 @@ function readElementHeader(context: Context, offset: number): Header {
  * lookup spares each element a string and two regular expressions (this parse runs for every file
  * an export or the node de-identifies). */
 const KNOWN_VRS: ReadonlyMap<number, { vr: string; long: boolean }> = new Map(
-  [...[...SHORT_VRS].map((vr) => ({ vr, long: false })), ...[...LONG_VRS].map((vr) => ({ vr, long: true }))].map((entry) => [entry.vr.charCodeAt(0) * 256 + entry.vr.charCodeAt(1), entry]),
+  [...SHORT_VRS, ...LONG_VRS].map((vr) => [vr.charCodeAt(0) * 256 + vr.charCodeAt(1), { vr, long: LONG_VRS.has(vr) }]),
 );
 
 function parseElementBody(context: Context, offset: number, header: Header): ElementNode {

@@ -28,7 +28,6 @@ export interface HeaderScan {
   reachedStop: boolean;
 }
 
-
 const ITEM = 0xfffee000;
 const ITEM_DELIMITER = 0xfffee00d;
 const SEQUENCE_DELIMITER = 0xfffee0dd;

@@ -112,9 +112,9 @@ function exportDeidentified(
     }
     const relative = layoutPath(batch.layout, values);
     const target = join(batch.out, relative);
-    // Written as target.partial in the target's own folder, then renamed: on a file system without
-    // a journal, files made in one shared folder right after a tree was removed cost several times
-    // as much (bench/scale's export: the file creations were most of its time).
+    // Written as target.partial in the target's own folder, then renamed: on this machine's ext4
+    // (mounted with discard), files made in one shared folder right after a tree was removed cost
+    // several times as much (bench/scale's export: the file creations were most of its time).
     const outcome = intoFolder(target, () => plan.write(target));
     if (outcome.kind === 'quarantined') return { id, kind: 'held', reason: outcome.reason };
     const { PatientID, PatientName } = values;

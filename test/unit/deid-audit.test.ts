@@ -2,7 +2,7 @@
  * once, and ids of texts that a rolled-back transaction added never named later. */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { applyMigrations, openDatabase, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { auditText } from '../../src/deid/audit-text.js';
@@ -11,17 +11,8 @@ import { DeidWork, type DeidentifiedRecord } from '../../src/index/deid-work.js'
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { QuarantineWork } from '../../src/index/quarantine-work.js';
 import { instanceRecord } from '../helpers/index-records.js';
+import { countRows, openScratchIndex } from '../helpers/scratch-index.js';
 import { scratchDir } from '../helpers/scratch.js';
-
-function openIndex(t: TestContext): Db {
-  const db = openDatabase(join(scratchDir('deid-audit'), 'index.sqlite'));
-  t.after(() => db.close());
-  return db;
-}
-
-function countRows(db: Db, table: string): number {
-  return db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
-}
 
 /** Indexes instances n = 1..count and returns their row ids. */
 function indexInstances(db: Db, count: number): number[] {
@@ -51,7 +42,7 @@ function encoded(instancePk: number, entries: unknown[], findings: unknown[]): E
 }
 
 test('recordAudits writes every instance’s audit, seen by the quarantine’s reader', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'deid-audit');
   const [first, second] = indexInstances(db, 2) as [number, number];
   const work = new DeidWork(db);
   work.recordAudits([encoded(first, [NAME_ENTRY], [FINDING]), encoded(second, [UID_ENTRY], [])], 1234);
@@ -61,8 +52,8 @@ test('recordAudits writes every instance’s audit, seen by the quarantine’s r
   assert.deepEqual(new QuarantineWork(db).show(first)?.findings, [FINDING]);
 });
 
-test('a bulk write of more rows than one statement takes stores each distinct text once', (t) => {
-  const db = openIndex(t);
+test('a bulk write of more rows than one statement holds stores each distinct text once', (t) => {
+  const db = openScratchIndex(t, 'deid-audit');
   // 50 rows per statement: two full statements and a remainder of 23 written one by one.
   const ids = indexInstances(db, 123);
   const work = new DeidWork(db);
@@ -75,7 +66,7 @@ test('a bulk write of more rows than one statement takes stores each distinct te
 });
 
 test('recordAudits replaces the audit the quarantine path wrote', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'deid-audit');
   const [id] = indexInstances(db, 1) as [number];
   const work = new DeidWork(db);
   assert.equal(work.markQuarantinedWithFindings(id, 'originals/1.dcm', 'identifier in text', auditText([NAME_ENTRY]), [FINDING]), true);
@@ -87,7 +78,7 @@ test('recordAudits replaces the audit the quarantine path wrote', (t) => {
 });
 
 test('recordAudits for an instance that is not indexed records nothing of the batch (foreign key, one transaction)', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'deid-audit');
   const [id] = indexInstances(db, 1) as [number];
   const work = new DeidWork(db);
   assert.throws(() => work.recordAudits([encoded(id, [], [FINDING]), encoded(id + 1000, [], [FINDING])]), /FOREIGN KEY/);
@@ -96,7 +87,7 @@ test('recordAudits for an instance that is not indexed records nothing of the ba
 });
 
 test('a text added by a rolled-back write is not named later, when its id has gone to another text', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'deid-audit');
   const [id, other] = indexInstances(db, 2) as [number, number];
   const work = new DeidWork(db);
   // Its own transaction rolls back (foreign key) after adding [NAME_ENTRY]'s text.
@@ -118,7 +109,7 @@ test('a text added by a rolled-back write is not named later, when its id has go
 });
 
 test('a text that a caught savepoint rolled back, inside a transaction that commits, is not named later', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'deid-audit');
   const [id, other] = indexInstances(db, 2) as [number, number];
   const audit = new DeidAudit(db);
   audit.transaction(() => {
@@ -138,7 +129,7 @@ test('a text that a caught savepoint rolled back, inside a transaction that comm
 });
 
 test('markDeidentified whose placing fails records no audit, and its text is not named later', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'deid-audit');
   const [id, other] = indexInstances(db, 2) as [number, number];
   const work = new DeidWork(db);
   const record = (n: number, entries: unknown[]): DeidentifiedRecord => ({

@@ -1,23 +1,11 @@
 /** The pseudonym ledger (record, upsert, lookups both ways). */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { openDatabase, type Db } from '../../src/db/database.js';
+import { test } from 'node:test';
 import { PseudonymLedger } from '../../src/index/pseudonym-ledger.js';
-import { scratchDir } from '../helpers/scratch.js';
-
-function openIndex(t: TestContext): Db {
-  const db = openDatabase(join(scratchDir('pseudonym-ledger'), 'index.sqlite'));
-  t.after(() => db.close());
-  return db;
-}
-
-function countRows(db: Db, table: string): number {
-  return db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
-}
+import { countRows, openScratchIndex } from '../helpers/scratch-index.js';
 
 test('recorded mappings are found both ways, per kind', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'pseudonym-ledger');
   const ledger = new PseudonymLedger(db);
   ledger.record([
     { kind: 'PatientID', original: 'MRN-0042', pseudonym: 'GPAAAAAAAAAAAAAAAA' },
@@ -36,7 +24,7 @@ test('recorded mappings are found both ways, per kind', (t) => {
 });
 
 test('an original recorded again keeps the newest pseudonym, in one row', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'pseudonym-ledger');
   const ledger = new PseudonymLedger(db);
   ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPOLD' }], 1000);
   ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPNEW' }], 2000);
@@ -60,7 +48,7 @@ test('an original recorded again keeps the newest pseudonym, in one row', (t) =>
 });
 
 test('a large batch, written many rows per statement in key order, keeps every mapping and the later of two', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'pseudonym-ledger');
   const ledger = new PseudonymLedger(db);
   // 130 distinct originals in no order (37 and 130 are coprime), then one of them again.
   const entries = Array.from({ length: 130 }, (_, n) => ({ kind: n % 2 === 0 ? 'PatientID' : 'PatientName', original: `O${(n * 37) % 130}`, pseudonym: `P${n}` }));
@@ -73,7 +61,7 @@ test('a large batch, written many rows per statement in key order, keeps every m
 });
 
 test('originals sharing a pseudonym (two spellings of one name): the last recorded answers, all are listed', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'pseudonym-ledger');
   const ledger = new PseudonymLedger(db);
   ledger.record([{ kind: 'PatientName', original: 'Doe^Jane', pseudonym: 'ANONYMOUS^SAME' }], 1000);
   ledger.record([{ kind: 'PatientName', original: 'DOE^JANE^^^', pseudonym: 'ANONYMOUS^SAME' }], 2000);
@@ -83,7 +71,7 @@ test('originals sharing a pseudonym (two spellings of one name): the last record
 });
 
 test('a batch that fails part-way records nothing (one transaction)', (t) => {
-  const db = openIndex(t);
+  const db = openScratchIndex(t, 'pseudonym-ledger');
   const ledger = new PseudonymLedger(db);
   assert.throws(() =>
     ledger.record([
