@@ -7,11 +7,18 @@
  * file's, the directory's and the index WAL's syncs issued together from the thread pool, with and
  * without the directory's (what a landing zone of names made durable ahead would save).
  *
- *   node dist/bench/fsync-floor.js [--size 524288] [--count 400] [--dir .bench-data/fsync]
+ * The in-place lines are the floor under any design that keeps the rule "answer only once the data is
+ * on the disk": an object written as its PDUs arrive into a file prepared ahead (no allocation, no
+ * metadata) still has its last PDU to write and the device to flush after the last byte. With the
+ * storescp rate of the same hour (--storescp-rate, instances/s), the bench prints the ratio that such a
+ * receiver, costing nothing else, could reach: T / (T + floor), T being storescp's time per instance.
+ *
+ *   node dist/bench/fsync-floor.js [--size 524288] [--count 400] [--dir .bench-data/fsync] [--storescp-rate 839]
  */
-import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { boundOverStorescp, inPlaceSyncMs, LAST_PDU_BYTES } from './durable-floor.js';
 import { median } from './stats.js';
 
 const fdatasyncAsync = promisify(fdatasync);
@@ -22,13 +29,14 @@ const { values } = parseArgs({
     size: { type: 'string', default: String(512 * 1024) },
     count: { type: 'string', default: '400' },
     dir: { type: 'string', default: '.bench-data/fsync' },
+    'storescp-rate': { type: 'string' },
   },
 });
 const size = Number(values.size);
 const count = Number(values.count);
 const dir = resolve(values.dir);
 
-async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>): Promise<void> {
+async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>): Promise<number> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'in'), { recursive: true });
   mkdirSync(join(dir, 'out'), { recursive: true });
@@ -40,6 +48,22 @@ async function measure(name: string, step: (i: number, data: Buffer) => void | P
     times.push(performance.now() - began);
   }
   console.log(`${name.padEnd(48)} median ${median(times).toFixed(3)} ms  (${(size / 1e6 / (median(times) / 1000)).toFixed(0)} MB/s)`);
+  return median(times);
+}
+
+/** The device's write cache as Linux sees it ("write back": a flush empties a volatile cache;
+ * "write through": every write already waits for the medium), for the disk that holds `path`. */
+function writeCacheOf(path: string): string {
+  const { dev } = statSync(path);
+  const device = `${Math.floor(dev / 256) & 0xfff}:${(dev & 0xff) | ((dev >> 12) & 0xfff00)}`;
+  for (const file of [`/sys/dev/block/${device}/queue/write_cache`, `/sys/dev/block/${device}/../queue/write_cache`]) {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch {
+      // a partition has no queue of its own: its disk's is one level up
+    }
+  }
+  return 'unknown';
 }
 
 console.log(`${count} objects of ${size} bytes in ${dir}`);
@@ -86,4 +110,22 @@ const together = async (name: string, withDirectory: boolean) => {
 };
 await together('rename; file || dir || WAL syncs together', true);
 await together('no rename; file || WAL syncs together', false);
+
+const inPlace = (name: string, bytes: number): number => {
+  const ms = inPlaceSyncMs(dir, size, bytes, count);
+  console.log(`${name.padEnd(48)} median ${ms.toFixed(3)} ms  (${(size / 1e6 / (ms / 1000)).toFixed(0)} MB/s)`);
+  return ms;
+};
+const lastPdu = inPlace('in place: last 16 kB PDU + fdatasync', LAST_PDU_BYTES);
+inPlace('in place: whole object + fdatasync', size);
+console.log(`device write cache: ${writeCacheOf(dir)}`);
 rmSync(dir, { recursive: true, force: true });
+
+const storescpRate = values['storescp-rate'] ? Number(values['storescp-rate']) : undefined;
+if (storescpRate) {
+  const perInstance = 1000 / storescpRate;
+  console.log(
+    `storescp at ${storescpRate} instances/s is ${perInstance.toFixed(3)} ms per instance: a receiver that costs nothing but ` +
+      `the in-place floor (${lastPdu.toFixed(3)} ms) after each last byte reaches at most ${boundOverStorescp(perInstance, lastPdu).toFixed(2)}x storescp`,
+  );
+}

@@ -1,7 +1,10 @@
 /**
  * bench/receive: storescu sends one corpus to DCMTK storescp (default mode and +B) and to Gantry, in
  * the same run, interleaved, several rounds; prints per-round figures and the medians of
- * instances/s, MB/s, peak RSS and the ratio Gantry/storescp.
+ * instances/s, MB/s, peak RSS and the ratio Gantry/storescp. With one sender, each round also
+ * measures the disk's durable floor (bench/durable-floor.ts) and prints the ratio to storescp that a
+ * receiver costing nothing but that floor could reach in that round: the ceiling that syncing each
+ * instance before answering puts on any design, on this machine, in this hour.
  *
  *   node dist/bench/receive.js [--rounds 5] [--small 2000] [--large 3] [--large-frames 480] [--huge]
  *                              [--parallel N: N storescu processes at once, each a share of the files]
@@ -19,6 +22,7 @@ import { startGantryProcess } from '../test/helpers/gantry.js';
 import { startOrthanc } from '../test/helpers/orthanc.js';
 import { DCMTK_ENV, freePort, peakRss, run, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
+import { boundOverStorescp, inPlaceSyncMs, LAST_PDU_BYTES } from './durable-floor.js';
 import { median } from './stats.js';
 
 const { values } = parseArgs({
@@ -166,6 +170,8 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
   const work = join(root, 'work');
   mkdirSync(work, { recursive: true });
   const samples: Sample[] = [];
+  /** Per round, with one sender: the durable floor and the ratio it leaves (bench/durable-floor.ts). */
+  const bounds: number[] = [];
   const receivers = [
     () => runStorescp('default', corpus, work),
     () => runStorescp('+B', corpus, work),
@@ -185,6 +191,7 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
       );
       if (sample.stored < corpus.files) console.log(`  WARNING: ${sample.receiver} stored ${sample.stored} of ${corpus.files}`);
     }
+    if (parallel === 1) bounds.push(durableBound(corpus, work, samples.slice(-receivers.length)));
   }
   const by = (receiver: string) => samples.filter((sample) => sample.receiver === receiver);
   const gantry = by('gantry');
@@ -202,12 +209,31 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
     const ratios = gantry.map((sample, i) => (list[i] as Sample).seconds / sample.seconds);
     console.log(`  ratio gantry/${reference}: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
   }
+  if (bounds.length > 0) {
+    console.log(`  the most any receiver that syncs each instance before answering could reach: median ${median(bounds).toFixed(2)}x storescp default (per round: ${bounds.map((b) => b.toFixed(2)).join(' ')})`);
+  }
   if (backlog) {
     const loaded = by('gantry backlog');
     const ratios = loaded.map((sample, i) => (gantry[i] as Sample).seconds / sample.seconds);
     console.log(`  ratio gantry during a de-identification backlog / gantry idle: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
   }
   console.log('');
+}
+
+/**
+ * The round's bound: storescp's time per instance against the disk's in-place floor measured right
+ * after it (one sender waits for each response, so nothing overlaps an instance's final sync).
+ */
+function durableBound(corpus: Corpus, work: string, round: Sample[]): number {
+  const storescp = round.find((sample) => sample.receiver === 'storescp default') as Sample;
+  const storescpMs = (storescp.seconds * 1000) / corpus.files;
+  const floorMs = inPlaceSyncMs(join(work, 'floor'), Math.round(corpus.bytes / corpus.files), Math.min(LAST_PDU_BYTES, Math.round(corpus.bytes / corpus.files)), 200);
+  const bound = boundOverStorescp(storescpMs, floorMs);
+  console.log(
+    `  durable floor this round: ${floorMs.toFixed(3)} ms per instance after its last byte (last PDU + fdatasync in place); ` +
+      `storescp ${storescpMs.toFixed(3)} ms per instance; a receiver costing only the floor: ${bound.toFixed(2)}x`,
+  );
+  return bound;
 }
 
 async function hugeInstance(): Promise<void> {
@@ -226,7 +252,8 @@ async function main(): Promise<void> {
     const backlog = values.backlog ? await ensureCorpus('backlog', Number(values.small), 1) : undefined;
     await benchCorpus(await ensureCorpus('small', Number(values.small), 1), backlog);
   }
-  if (!only || only === 'large') await benchCorpus(await ensureCorpus('large', Number(values.large), Number(values['large-frames'])));
+  // --large 0: the small instances only.
+  if ((!only || only === 'large') && Number(values.large) > 0) await benchCorpus(await ensureCorpus('large', Number(values.large), Number(values['large-frames'])));
   if (values.huge || only === 'huge') await hugeInstance();
 }
 
