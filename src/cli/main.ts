@@ -24,16 +24,10 @@ import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../observability/logger.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { reidentifyFile } from '../deid/reidentify.js';
-import { runDeid } from './deid.js';
-import { loadCodecs } from '../pixels/codecs.js';
-import { renderPreview } from '../pixels/preview.js';
-import { compileZones } from '../pixels/zones.js';
-import { loadZonesFile } from '../pixels/zones-file.js';
-import { printStatus } from './status.js';
-import { runExport, runImport } from './toolkit.js';
-import { DEFAULT_LAYOUT } from '../toolkit/export.js';
-import { auditList, forwardStudy, queueStudies, quarantineDelete, quarantineList, quarantineRelease, quarantineShow, queueList, queuePurge, queueRetry } from './queue.js';
+import { DEFAULT_LAYOUT } from '../toolkit/layout.js';
+
+// Each command loads what it runs when it runs (the node, the toolkit, the engine, the codecs): a
+// command pays for its own modules only, and `gantry status` or `gantry queue ls` start faster.
 
 // A reader that stops early (`gantry queue ls | head`) closes the pipe: what is left to print has
 // nowhere to go, which is no failure of the command. It finishes its work; the output is dropped.
@@ -102,6 +96,7 @@ program
   .action(async (inputs: string[], options: { config?: string; out: string }) => {
     const loaded = loadConfigFile(options.config);
     const log = createLogger(loaded.config.log.level);
+    const [{ loadCodecs }, { runDeid }] = await Promise.all([import('../pixels/codecs.js'), import('./deid.js')]);
     await loadCodecs();
     const summary = runDeid(loaded, inputs, options.out, log);
     for (const held of summary.held) process.stderr.write(`held back: ${held.path}: ${held.reason}\n`);
@@ -129,6 +124,7 @@ program
   .option('-q, --quiet', 'no progress line', false)
   .argument('<folder...>', 'folders (or files) to import')
   .action(async (folders: string[], options: { config?: string; copy: boolean; forward: boolean; workers?: number; quiet: boolean }) => {
+    const { runImport } = await import('./toolkit.js');
     const summary = await runImport(loadConfigFile(options.config), folders, options, (line) => process.stdout.write(`${line}\n`));
     process.exitCode = summary.unreadable > 0 ? 1 : 0;
   });
@@ -147,6 +143,7 @@ program
   .option('-q, --quiet', 'no progress line', false)
   .action(async (options: { config?: string; out: string; study?: string[]; series?: string[]; patient?: string[]; modality?: string[]; layout?: string; workers?: number; quiet: boolean }) => {
     const selection = { studyInstanceUids: options.study, seriesInstanceUids: options.series, patientIds: options.patient, modalities: options.modality };
+    const { runExport } = await import('./toolkit.js');
     const summary = await runExport(loadConfigFile(options.config), { ...options, selection }, (line) => process.stdout.write(`${line}\n`));
     process.exitCode = summary.failed > 0 ? 1 : 0;
   });
@@ -157,7 +154,8 @@ program
   .requiredOption('-k, --key <file>', 'PEM private key of the deid.encryption recipient certificate')
   .requiredOption('-o, --out <dir>', 'folder for the re-identified files (same names)')
   .argument('<file...>', 'de-identified files')
-  .action((files: string[], options: { key: string; out: string }) => {
+  .action(async (files: string[], options: { key: string; out: string }) => {
+    const { reidentifyFile } = await import('../deid/reidentify.js');
     const key = readFileSync(options.key, 'utf8');
     mkdirSync(options.out, { recursive: true });
     let failed = 0;
@@ -181,6 +179,7 @@ program
   .action(async (studyInstanceUid: string, options: { config?: string }) => {
     const loaded = loadConfigFile(options.config);
     const log = createLogger(loaded.config.log.level);
+    const { forwardStudy } = await import('./queue.js');
     const { queued, nodeRunning } = await forwardStudy(loaded, studyInstanceUid.trim(), log);
     process.stdout.write(`queued ${queued} item(s); ${nodeRunning ? 'the running Gantry sends them' : 'no Gantry runs on this storage: they are sent when it starts'}\n`);
   });
@@ -191,6 +190,7 @@ program
   .option('-c, --config <file>', 'YAML config file')
   .option('-n, --limit <n>', 'failures listed of each kind', (value) => Number.parseInt(value, 10), 10)
   .action(async (options: { config?: string; limit: number }) => {
+    const { printStatus } = await import('./status.js');
     await printStatus(loadConfigFile(options.config), options, (line) => process.stdout.write(`${line}\n`));
   });
 
@@ -202,8 +202,9 @@ queueCommand
   .option('-s, --state <state>', 'queued, sent or dead', 'dead')
   .option('-d, --destination <name>', 'one destination')
   .option('-n, --limit <n>', 'items to list', (value) => Number.parseInt(value, 10), 50)
-  .action((options: { config?: string; state: string; destination?: string; limit: number }) => {
+  .action(async (options: { config?: string; state: string; destination?: string; limit: number }) => {
     if (!['queued', 'sent', 'dead'].includes(options.state)) throw new Error(`--state ${options.state}: expected queued, sent or dead`);
+    const { queueList } = await import('./queue.js');
     queueList(loadConfigFile(options.config), options, (line) => process.stdout.write(`${line}\n`));
   });
 queueCommand
@@ -212,9 +213,10 @@ queueCommand
   .option('-c, --config <file>', 'YAML config file')
   .requiredOption('-s, --state <state>', 'received, deidentified, quarantined, forwarded or failed')
   .option('-n, --limit <n>', 'studies to list', (value) => Number.parseInt(value, 10), 100)
-  .action((options: { config?: string; state: string; limit: number }) => {
+  .action(async (options: { config?: string; state: string; limit: number }) => {
     const states = ['received', 'deidentified', 'quarantined', 'forwarded', 'failed'];
     if (!states.includes(options.state)) throw new Error(`--state ${options.state}: expected ${states.join(', ')}`);
+    const { queueStudies } = await import('./queue.js');
     queueStudies(loadConfigFile(options.config), options.state, options.limit, (line) => process.stdout.write(`${line}\n`));
   });
 queueCommand
@@ -223,7 +225,8 @@ queueCommand
   .option('-c, --config <file>', 'YAML config file')
   .option('-d, --destination <name>', 'one destination')
   .argument('[ids...]', 'item ids (from gantry queue ls)')
-  .action((ids: string[], options: { config?: string; destination?: string }) => {
+  .action(async (ids: string[], options: { config?: string; destination?: string }) => {
+    const { queueRetry } = await import('./queue.js');
     const numbers = ids.map((id) => {
       const number = Number.parseInt(id, 10);
       if (!Number.isInteger(number) || String(number) !== id.trim()) throw new Error(`"${id}" is not an item id`);
@@ -238,8 +241,9 @@ queueCommand
   .option('-c, --config <file>', 'YAML config file')
   .option('-s, --state <state>', 'sent, dead, or queued (with --destination)', 'sent')
   .option('-d, --destination <name>', 'one destination')
-  .action((options: { config?: string; state: string; destination?: string }) => {
+  .action(async (options: { config?: string; state: string; destination?: string }) => {
     if (options.state !== 'sent' && options.state !== 'dead' && options.state !== 'queued') throw new Error(`--state ${options.state}: expected sent, dead or queued`);
+    const { queuePurge } = await import('./queue.js');
     if (options.state === 'queued' && !options.destination) throw new Error('--state queued needs --destination: only the queue of a removed destination is purged');
     const count = queuePurge(loadConfigFile(options.config), options.state, options.destination);
     process.stdout.write(`deleted ${count} ${options.state} item(s)\n`);
@@ -250,7 +254,8 @@ program
   .description('who queried original identities (source view), when, at what level, with how many results')
   .option('-c, --config <file>', 'YAML config file')
   .option('-n, --limit <n>', 'entries to list, newest first', (value) => Number.parseInt(value, 10), 100)
-  .action((options: { config?: string; limit: number }) => {
+  .action(async (options: { config?: string; limit: number }) => {
+    const { auditList } = await import('./queue.js');
     auditList(loadConfigFile(options.config), options.limit, (line) => process.stdout.write(`${line}\n`));
   });
 
@@ -266,7 +271,8 @@ quarantineCommand
   .option('-c, --config <file>', 'YAML config file')
   .option('--failed', 'failed instances too')
   .option('-n, --limit <n>', 'instances to list', (value) => Number.parseInt(value, 10), 100)
-  .action((options: { config?: string; failed?: boolean; limit: number }) => {
+  .action(async (options: { config?: string; failed?: boolean; limit: number }) => {
+    const { quarantineList } = await import('./queue.js');
     quarantineList(loadConfigFile(options.config), { failed: options.failed ?? false, limit: options.limit }, (line) => process.stdout.write(`${line}\n`));
   });
 quarantineCommand
@@ -274,7 +280,8 @@ quarantineCommand
   .description('one held instance: its attributes (patient data, on this terminal only) and findings')
   .option('-c, --config <file>', 'YAML config file')
   .argument('<id>')
-  .action((id: string, options: { config?: string }) => {
+  .action(async (id: string, options: { config?: string }) => {
+    const { quarantineShow } = await import('./queue.js');
     if (!quarantineShow(loadConfigFile(options.config), instanceId(id), (line) => process.stdout.write(`${line}\n`))) throw new Error(`no instance ${id}`);
   });
 quarantineCommand
@@ -285,10 +292,11 @@ quarantineCommand
   .option('--ignore-findings', 'do not hold it back again for the findings scan')
   .option('--again', 'no override: decide afresh under the current configuration (new zones, rules or profiles)')
   .argument('<id>')
-  .action((id: string, options: { config?: string; pass?: boolean; ignoreFindings?: boolean; again?: boolean }) => {
+  .action(async (id: string, options: { config?: string; pass?: boolean; ignoreFindings?: boolean; again?: boolean }) => {
     if (!options.pass && !options.ignoreFindings && !options.again) {
       throw new Error('say what overrides the reason it was held (--pass, --ignore-findings), or --again to decide afresh under the current configuration');
     }
+    const { quarantineRelease } = await import('./queue.js');
     const released = quarantineRelease(loadConfigFile(options.config), instanceId(id), { pass: options.pass ?? false, ignoreFindings: options.ignoreFindings ?? false });
     if (!released) throw new Error(`instance ${id} is not quarantined or failed`);
     process.stdout.write(`instance ${id} released to de-identification\n`);
@@ -298,7 +306,8 @@ quarantineCommand
   .description('delete a held instance: its files and its index rows')
   .option('-c, --config <file>', 'YAML config file')
   .argument('<id>')
-  .action((id: string, options: { config?: string }) => {
+  .action(async (id: string, options: { config?: string }) => {
+    const { quarantineDelete } = await import('./queue.js');
     if (!quarantineDelete(loadConfigFile(options.config), instanceId(id))) throw new Error(`instance ${id} is not quarantined or failed`);
     process.stdout.write(`instance ${id} deleted\n`);
   });
@@ -315,6 +324,12 @@ zonesCommand
   .action(async (file: string, options: { config?: string; zones?: string; frame: number; out: string }) => {
     const zonesFile = options.zones ?? loadConfigFile(options.config).config.deid.pixelZones;
     if (!zonesFile) throw new Error('no zones: give --zones FILE, or a config whose deid.pixelZones names one');
+    const [{ loadCodecs }, { renderPreview }, { compileZones }, { loadZonesFile }] = await Promise.all([
+      import('../pixels/codecs.js'),
+      import('../pixels/preview.js'),
+      import('../pixels/zones.js'),
+      import('../pixels/zones-file.js'),
+    ]);
     await loadCodecs();
     const preview = renderPreview(file, compileZones(loadZonesFile(zonesFile)), options.frame - 1);
     writeFileSync(options.out, preview.png);
