@@ -86,6 +86,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private info: AssociationInfo | undefined;
   private commandChunks: Buffer[] = [];
   private commandLength = 0;
+  /** The presentation context of the command being assembled (its first fragment's). */
+  private commandContextId: number | undefined;
   private incoming: IncomingDataset | undefined;
   private readonly operations = new Set<Promise<void>>();
   /** C-FINDs, C-MOVEs and C-GETs running, by message ID, for C-CANCEL (PS3.7 9.3.2.3). */
@@ -96,6 +98,9 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private storeChain: Promise<void> = Promise.resolve();
   private streamingDataset: Promise<void> | undefined;
   private pauses = 0;
+  /** Of `pauses`, those waiting for the peer to read what was written: they do not keep an idle
+   * association alive (a peer that reads nothing for the idle timeout is aborted). */
+  private writePauses = 0;
   private artimTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private closeWhenIdle = false;
@@ -123,6 +128,16 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
 
   get isAccepted(): boolean {
     return this.accepted;
+  }
+
+  /** Connected, but no association yet: no A-ASSOCIATE-RQ has come. */
+  get isAwaitingRequest(): boolean {
+    return this.phase === 'awaitingRequest';
+  }
+
+  /** Refused, aborted or released: waiting for the peer to close (ARTIM). */
+  get isEnding(): boolean {
+    return this.phase === 'closing';
   }
 
   // --- socket input ------------------------------------------------------------------------
@@ -166,7 +181,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     this.requireEstablished();
     if (isCommand) {
       if (this.incoming) throw new PduError('command fragment while a dataset is being received (PS3.7 9.1.2)', AbortReason.UnexpectedPduParameter);
-      this.requireContext(presentationContextId);
+      this.requireCommandContext(presentationContextId);
       this.commandLength += data.length;
       if (this.commandLength > MAX_COMMAND_LENGTH) throw new PduError('command set longer than 64 KiB', AbortReason.InvalidPduParameterValue);
       this.commandChunks.push(data);
@@ -181,12 +196,17 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   }
 
   pdvEnd(presentationContextId: number, isCommand: boolean, isLast: boolean): void {
+    // Checked here too: a PDV without data never reaches pdvData.
+    this.requireEstablished();
+    if (isCommand) this.requireCommandContext(presentationContextId);
+    else if (!this.incoming) throw new PduError('dataset fragment with no command before it', AbortReason.UnexpectedPduParameter);
     if (!isLast) return;
     if (isCommand) {
       const context = this.requireContext(presentationContextId);
       const bytes = this.commandChunks.length === 1 ? (this.commandChunks[0] as Buffer) : Buffer.concat(this.commandChunks);
       this.commandChunks = [];
       this.commandLength = 0;
+      this.commandContextId = undefined;
       let command: DimseCommand;
       try {
         command = decodeCommand(bytes);
@@ -294,7 +314,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       return;
     }
     if (this.phase !== 'established') return;
-    if (this.operations.size > 0 || this.pauses > 0) {
+    if (this.operations.size > 0 || this.pauses > this.writePauses) {
       this.idleTimer?.refresh();
       return;
     }
@@ -352,6 +372,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     this.incoming = undefined;
     this.commandChunks = [];
     this.commandLength = 0;
+    this.commandContextId = undefined;
     if (incoming) {
       try {
         incoming.sink.abort();
@@ -624,12 +645,23 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private writeMessage(buffer: Buffer): void {
     const streaming = this.streamingDataset;
     if (!streaming) {
-      this.socket.write(buffer);
+      this.writeHoldingBack(buffer);
       return;
     }
     void streaming.then(() => {
-      if (this.phase === 'established' || this.phase === 'releasing') this.socket.write(buffer);
+      if (this.phase === 'established' || this.phase === 'releasing') this.writeHoldingBack(buffer);
     });
+  }
+
+  /**
+   * Writes, and stops reading requests while the peer does not read the responses: a peer that sends
+   * C-ECHO-RQs without reading would otherwise fill this process's memory with its unread responses
+   * (about 8 bytes of memory per byte it sent, measured), each request being answered at once.
+   */
+  private writeHoldingBack(buffer: Buffer): void {
+    if (this.socket.write(buffer)) return;
+    this.writePauses += 1;
+    this.pauseUntil(this.writable().finally(() => (this.writePauses -= 1)));
   }
 
   /** Resolves when the socket takes more, or is gone. */
@@ -723,6 +755,15 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
 
   private requireEstablished(): void {
     if (this.phase !== 'established') throw new PduError('P-DATA-TF outside an established association', AbortReason.UnexpectedPdu);
+  }
+
+  /** PS3.8 9.3.5.1 and PS3.7 6.3.1: every fragment of a message comes on one presentation context. */
+  private requireCommandContext(id: number): void {
+    this.requireContext(id);
+    if (this.commandContextId === undefined) this.commandContextId = id;
+    else if (this.commandContextId !== id) {
+      throw new PduError(`command fragment on context ${id}, the command began on ${this.commandContextId}`, AbortReason.InvalidPduParameterValue);
+    }
   }
 
   private requireContext(id: number): NegotiatedContext {

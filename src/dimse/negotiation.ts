@@ -137,11 +137,15 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
 
 /** PS3.7 D.3.3.4: for each SOP class of an accepted context, the caller may act as SCU (Gantry is
  * the SCP); a caller that may use C-GET may also take the SCP role of storage classes, so that Gantry
- * sends it the retrieved instances on this association (the contexts are marked for that). */
+ * sends it the retrieved instances on this association (the contexts are marked for that). One reply
+ * per SOP class, to its first proposal: the standard has one sub-item per SOP class, and echoing
+ * repeats could overflow the user information item's 16-bit length (then the association would be
+ * aborted instead of accepted). */
 function replyToRoleSelections(proposed: RoleSelection[], contexts: Map<number, NegotiatedContext>, mayGet: boolean): RoleSelection[] {
   const accepted = new Set([...contexts.values()].map((context) => context.abstractSyntax));
+  const answered = new Set<string>();
   return proposed
-    .filter((role) => accepted.has(role.sopClassUid))
+    .filter((role) => accepted.has(role.sopClassUid) && !answered.has(role.sopClassUid) && answered.add(role.sopClassUid))
     .map((role) => {
       const storage = [...contexts.values()].filter((context) => context.abstractSyntax === role.sopClassUid && context.service === 'storage');
       const scpRole = mayGet && role.scpRole && storage.length > 0;

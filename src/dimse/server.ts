@@ -24,19 +24,22 @@ export interface DicomServerOptions {
   observer?: DimseObserver;
 }
 
+/** Connections without an association allowed per association of dicom.maxAssociations. */
+const CONNECTIONS_PER_ASSOCIATION = 4;
+
 export class DicomServer {
   private readonly server: Server;
   private readonly associations = new Set<AcceptorAssociation>();
   private readonly activeByCaller = new Map<string, number>();
   private activeCount = 0;
   private sequence = 0;
+  /** Connections closed for room since the last warning (logged at most every 10 s). */
+  private evicted = 0;
+  private lastEvictionLog = 0;
   private readonly idPrefix = Date.now().toString(36);
 
   constructor(private readonly options: DicomServerOptions) {
     this.server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
-    // Connections that are not associations yet cost little, but not nothing: beyond this many the
-    // operating system's backlog holds them (those over the limits still get their A-ASSOCIATE-RJ).
-    this.server.maxConnections = options.maxAssociations * 4;
     this.server.on('error', (error) => options.log.error({ err: error.message }, 'DICOM listener error'));
   }
 
@@ -71,6 +74,7 @@ export class DicomServer {
   }
 
   private onConnection(socket: Socket): void {
+    this.makeRoomForConnection();
     this.sequence += 1;
     const id = `${this.idPrefix}-${this.sequence}`;
     const log = this.options.log.child({ assoc: id });
@@ -87,6 +91,28 @@ export class DicomServer {
       onClosed: (closed, wasAccepted) => this.onClosed(closed, wasAccepted),
     });
     this.associations.add(association);
+  }
+
+  /**
+   * Connections that carry no association (none requested yet, or ending) are capped, the oldest
+   * closed first: ending ones, then those that sent no A-ASSOCIATE-RQ, the longest-waiting first. A
+   * real caller sends its request within milliseconds of connecting, so a flood of silent connections
+   * cannot lock it out (a cap that refused new connections instead let 128 silent ones refuse every
+   * caller until ARTIM). Associations are never closed for room; their number is admit()'s.
+   */
+  private makeRoomForConnection(): void {
+    const limit = this.options.maxAssociations * CONNECTIONS_PER_ASSOCIATION;
+    const unassociated = [...this.associations].filter((association) => association.isAwaitingRequest || association.isEnding);
+    if (unassociated.length < limit) return;
+    const oldest = unassociated.find((association) => association.isEnding) ?? unassociated[0];
+    oldest?.destroy();
+    this.evicted += 1;
+    const now = Date.now();
+    if (now - this.lastEvictionLog >= 10_000) {
+      this.options.log.warn({ evicted: this.evicted, limit }, 'too many connections without an association: the oldest are closed');
+      this.lastEvictionLog = now;
+      this.evicted = 0;
+    }
   }
 
   private admit(callingAeTitle: string): boolean {

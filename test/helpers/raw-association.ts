@@ -77,6 +77,7 @@ export class RawAssociation {
     contexts: RequestedContext[];
     maxPduLength?: number;
     asyncOperations?: { maxOperationsInvoked: number; maxOperationsPerformed: number };
+    roleSelections?: Array<{ sopClassUid: string; scuRole: boolean; scpRole: boolean }>;
   }): Promise<Received> {
     this.socket.write(
       encodeAssociateRequest({
@@ -89,7 +90,7 @@ export class RawAssociation {
           maxPduLength: options.maxPduLength ?? 16384,
           implementationClassUid: '1.2.3.4.5.6.7',
           implementationVersionName: 'RAWTEST',
-          roleSelections: [],
+          roleSelections: options.roleSelections ?? [],
           extendedNegotiations: [],
           ...(options.asyncOperations ? { asyncOperations: options.asyncOperations } : {}),
         },

@@ -1,0 +1,146 @@
+/**
+ * Peers that do not play by the rules, found by fuzzing the acceptor: one that sends requests and
+ * never reads the responses, a flood of connections that never ask for an association, repeated
+ * role selections, and PDVs that PS3.8 forbids where they came. The node must stay bounded in
+ * memory, keep serving real callers, and answer what is wrong with an A-ABORT.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CommandField, encodeCommand, NO_DATASET } from '../../src/dimse/command.js';
+import { encodePData } from '../../src/dimse/pdu.js';
+import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
+import { peakRss, sleep } from '../helpers/processes.js';
+import { RawAssociation } from '../helpers/raw-association.js';
+
+const VERIFICATION = '1.2.840.10008.1.1';
+const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
+const CONTEXTS = [
+  { id: 1, abstractSyntax: VERIFICATION, transferSyntaxes: ['1.2.840.10008.1.2'] },
+  { id: 3, abstractSyntax: CT_IMAGE_STORAGE, transferSyntaxes: ['1.2.840.10008.1.2.1'] },
+];
+const MAX_ASSOCIATIONS = 4;
+/** src/dimse/server.ts: connections without an association allowed per association. */
+const CONNECTIONS_PER_ASSOCIATION = 4;
+const IDLE_SECONDS = 2;
+
+function echoRequest(messageId: number): Buffer {
+  const command = encodeCommand({ commandField: CommandField.CEchoRq, messageId, affectedSopClassUid: VERIFICATION, commandDataSetType: NO_DATASET });
+  return Buffer.concat(encodePData(1, true, command, 16384));
+}
+
+async function associated(port: number, aeTitle: string): Promise<RawAssociation> {
+  const raw = await RawAssociation.open(port);
+  assert.equal((await raw.associate({ called: aeTitle, calling: 'HOSTILE', contexts: CONTEXTS })).kind, 'accept');
+  return raw;
+}
+
+describe('hostile peers', () => {
+  let dir: string;
+  let gantry: GantryProcess;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gantry-hostile-'));
+    gantry = await startGantryProcess(dir, {
+      // ARTIM stays at its default (30 s), so that silent connections outlive the test unless closed.
+      dicom: { maxAssociations: MAX_ASSOCIATIONS, maxAssociationsPerCaller: MAX_ASSOCIATIONS, idleTimeoutSeconds: IDLE_SECONDS },
+    });
+  });
+  after(async () => {
+    await gantry?.stop();
+    if (process.env.DUMP) console.log(gantry.output());
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a peer that sends C-ECHO requests without reading the responses is held back, not buffered, and aborted when idle', async () => {
+    const raw = await associated(gantry.port, gantry.aeTitle);
+    raw.socket.pause(); // never read what Gantry answers
+    const before = peakRss(gantry.pid);
+    const request = echoRequest(1);
+    let sent = 0;
+    const deadline = Date.now() + 20_000;
+    // Send until the node stops taking requests (they pile up in this socket's own buffer), or 60 MB.
+    while (sent < 60 * 1024 * 1024 && raw.socket.writableLength < 4 * 1024 * 1024 && Date.now() < deadline) {
+      for (let i = 0; i < 256; i += 1) raw.socket.write(request);
+      sent += 256 * request.length;
+      if (raw.socket.writableLength > 0) await sleep(5);
+    }
+    await sleep(500);
+    const grown = peakRss(gantry.pid) - before;
+    assert.ok(raw.socket.writableLength >= 4 * 1024 * 1024, `the node kept reading: ${(sent / 1e6).toFixed(1)} MB of requests were taken`);
+    assert.ok(grown < 40 * 1024 * 1024, `peak RSS grew by ${(grown / 1e6).toFixed(0)} MB while ${(sent / 1e6).toFixed(1)} MB of requests were sent`);
+
+    // A peer that reads nothing for the idle timeout is aborted, even with its requests held back.
+    await sleep(IDLE_SECONDS * 1000 + 1500);
+    raw.socket.destroy();
+    const fresh = await associated(gantry.port, gantry.aeTitle);
+    assert.equal(await fresh.echo(1), 0x0000);
+    await fresh.release();
+    assert.match(gantry.output(), /association idle too long: aborted/);
+  });
+
+  test('connections that never send an A-ASSOCIATE-RQ do not lock callers out: the oldest are closed', async () => {
+    const limit = MAX_ASSOCIATIONS * CONNECTIONS_PER_ASSOCIATION;
+    const silent: Socket[] = [];
+    let closedByNode = 0;
+    try {
+      for (let i = 0; i < limit + 20; i += 1) {
+        const socket = connect(gantry.port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.on('close', () => (closedByNode += 1));
+        await once(socket, 'connect');
+        silent.push(socket);
+      }
+      const raw = await associated(gantry.port, gantry.aeTitle);
+      assert.equal(await raw.echo(1), 0x0000);
+      await raw.release();
+      const deadline = Date.now() + 5000;
+      while (closedByNode < 20 && Date.now() < deadline) await sleep(50);
+      assert.ok(closedByNode >= 20, `${closedByNode} of ${silent.length} silent connections were closed; at most ${limit} may stay`);
+    } finally {
+      for (const socket of silent) socket.destroy();
+    }
+  });
+
+  test('a role selection repeated 1,984 times is answered once, and the association accepted', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    // As many 33-byte role selection items as the request's user information item holds (16-bit
+    // length); echoed back beside Gantry's longer implementation class UID, they would not fit.
+    const roleSelections = Array.from({ length: 1984 }, () => ({ sopClassUid: CT_IMAGE_STORAGE, scuRole: true, scpRole: false }));
+    const answer = await raw.associate({ called: gantry.aeTitle, calling: 'HOSTILE', contexts: CONTEXTS, roleSelections });
+    assert.equal(answer.kind, 'accept', JSON.stringify(answer).slice(0, 300));
+    if (answer.kind === 'accept') assert.equal(answer.accept.userInformation.roleSelections.length, 1);
+    await raw.release();
+  });
+
+  test('PDVs PS3.8 forbids where they come are answered with an A-ABORT', async () => {
+    // A P-DATA-TF (one empty PDV) before any association: unexpected PDU.
+    const early = await RawAssociation.open(gantry.port);
+    early.write(Buffer.from([0x04, 0, 0, 0, 0, 6, 0, 0, 0, 2, 1, 2]));
+    assert.deepEqual(await early.next(), { kind: 'abort', abort: { source: 2, reason: 2 } });
+    early.destroy();
+
+    // The last fragment of a dataset, empty, with no command before it: unexpected PDU parameter.
+    const orphan = await associated(gantry.port, gantry.aeTitle);
+    orphan.write(Buffer.from([0x04, 0, 0, 0, 0, 6, 0, 0, 0, 2, 3, 2]));
+    assert.deepEqual(await orphan.next(), { kind: 'abort', abort: { source: 2, reason: 5 } });
+    orphan.destroy();
+
+    // A command begun on context 1 and ended on context 3: invalid PDU parameter value.
+    const split = await associated(gantry.port, gantry.aeTitle);
+    const command = encodeCommand({ commandField: CommandField.CEchoRq, messageId: 1, affectedSopClassUid: VERIFICATION, commandDataSetType: NO_DATASET });
+    const half = Math.floor(command.length / 2);
+    split.write(Buffer.concat(encodePData(1, true, command.subarray(0, half), 16384)).fill(1, 11, 12)); // not last
+    split.write(Buffer.concat(encodePData(3, true, command.subarray(half), 16384)));
+    assert.deepEqual(await split.next(), { kind: 'abort', abort: { source: 2, reason: 6 } });
+    split.destroy();
+
+    const after = await associated(gantry.port, gantry.aeTitle);
+    assert.equal(await after.echo(1), 0x0000);
+    await after.release();
+  });
+});
