@@ -2,7 +2,9 @@
  * `gantry deid --out DIR IN...`: the de-identification engine over files, for dry runs and batches,
  * with the profiles and rules of the config (the calling AE title of a rule is the file's Source
  * Application Entity Title). Inputs are files or folders (read recursively); outputs go to
- * DIR/<Study>/<Series>/<SOP>.dcm under the new UIDs. The originals are never modified.
+ * DIR/<Study>/<Series>/<SOP>.dcm under the new UIDs. The originals are never modified. What the node
+ * would hold back is held back here too (pixel risk, and residual risk under
+ * deid.quarantineOnFindings), with its reason.
  */
 import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -11,6 +13,7 @@ import { resolveDeidSecret } from '../config/secret.js';
 import { compileProfiles } from '../deid/decide.js';
 import { deidentifyFile } from '../deid/deidentify-file.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
+import { residualRiskReason } from '../deid/release-policy.js';
 import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
 import type { Logger } from '../observability/logger.js';
 import { pathSegment } from '../store/object-store.js';
@@ -36,6 +39,13 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
       const outcome = deidentifyFile(path, temporary, { settings, pseudonyms, outputIsTemporary: true });
       if (outcome.kind === 'quarantined') {
         summary.held.push({ path, reason: outcome.reason });
+        continue;
+      }
+      // The node's rule (deid.quarantineOnFindings): residual risk holds the file back.
+      const risk = residualRiskReason(outcome.findings, loaded.config.deid.quarantineOnFindings);
+      if (risk !== undefined) {
+        rmSync(temporary, { force: true });
+        summary.held.push({ path, reason: risk });
         continue;
       }
       const directory = join(out, pathSegment(outcome.studyInstanceUid), pathSegment(outcome.seriesInstanceUid));

@@ -7,7 +7,7 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../dicom/dataset-writer.js';
-import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
+import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
 import { decide, type BaseSettings, type Decision } from './decide.js';
@@ -70,6 +70,12 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
   const opened = openDataset(input, options.window);
   const plan = (result: DeidFileResult, write: DeidPlan['write'] = () => result): DeidPlan => ({ result, write, close: () => opened.close() });
   try {
+    // A DICOMDIR's records repeat each patient's attributes, and its Referenced File IDs are paths
+    // that media writers name after patients (0004,1500): Table E.1-1 covers neither, and it
+    // indexes files by their original names. It is not an instance to release.
+    if (opened.sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID) {
+      return plan({ kind: 'quarantined', reason: 'a DICOMDIR (the directory of a medium, PS3.10 8.6): its records and file paths carry identifiers; de-identify the instances it lists instead' });
+    }
     const decision = decideFor(opened, options);
     if (decision.kind === 'quarantine') return plan({ kind: 'quarantined', reason: decision.reason });
     let settings = decision.settings;

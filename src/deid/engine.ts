@@ -9,11 +9,11 @@ import { PIXEL_DATA, UNDEFINED_LENGTH, type ByteSource, type ElementNode } from 
 import { insertElement, insertSequence, isDirty, newElement, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
 import { delimiter, delimiterWithLength, header, reencodeElements } from '../dicom/reencode.js';
 import { envelope } from './cms.js';
-import { keywordOf } from '../dicom/dictionary.js';
+import { keywordOf, vrOf } from '../dicom/dictionary.js';
 import { tagText } from '../dicom/header-scanner.js';
 import { padToEven, trimUid } from '../dicom/values.js';
 import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
-import type { ProfileOption } from './profile-types.js';
+import type { ProfileOption, ProfileRow } from './profile-types.js';
 import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
 import { HASHABLE_VRS, MAX_VALUE_LENGTH, type AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
@@ -116,6 +116,18 @@ const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic' | 'cleanPixelDat
 const BINARY_VRS = new Set(['OB', 'OW', 'OF', 'OD', 'OL', 'OV', 'UN']);
 
 /** UIDs that name what kind of thing something is, not which one: they identify no one. */
+/** How a date the table does not list is treated: as the table treats dates (removed, or kept or
+ * shifted under the longitudinal options), for the dates of its edition's successors and of other
+ * domains (PS3.6 has DICONDE's review and expiry dates, SecondaryReviewDate, StudyUpdateDateTime). */
+const UNLISTED_DATE: ProfileRow = {
+  tag: 'unlisted',
+  name: 'a date Table E.1-1 does not list',
+  keyword: undefined,
+  basic: 'X',
+  options: { retainLongitudinalFullDates: 'K', retainLongitudinalModifiedDates: 'C' },
+  inStandardIod: false,
+};
+
 const STANDARD_UID_KEYWORD = /ClassUID|TransferSyntaxUID|CodingScheme|ContextUID|MappingResourceUID|ApplicationContext|TemplateUID|PrivateInformationCreatorUID/;
 
 /** Where people write free text (cleaned by C, scanned for residual identity). */
@@ -253,14 +265,19 @@ export class DeidEngine {
    * table cannot foresee (attributes newer than its edition, or unknown to it): a UID that is not
    * one the standard defines and does not name a class, syntax or coding scheme is an instance UID
    * and gets a keyed replacement, so references stay consistent; links (UR) and birth or death
-   * dates go. Inside a sequence the profile replaces (D) or cleans (C), free text is replaced or
-   * cleaned: Content Sequence keeps its structure and coded values, and loses what people wrote.
+   * dates go; so do the names of people (PN) and dates, as the table treats its own dates. Inside
+   * a sequence the profile replaces (D) or cleans (C), free text is replaced or cleaned: Content
+   * Sequence keeps its structure and coded values, and loses what people wrote. An element sent as
+   * UN (PS3.5 6.2.2) is judged by the VR the dictionary gives its tag.
    */
   private actionForUnlisted(element: EditableElement, within: Within): ConcreteAction {
     const keyword = keywordOf(element.tag) ?? '';
-    if (element.vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !this.text(element).startsWith('1.2.840.10008.')) return 'uid';
-    if (element.vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
-    if (within !== 'dataset' && TEXT_VRS.has(element.vr)) return within === 'dummy' ? 'dummy' : 'clean';
+    const vr = element.vr === 'UN' && element.items === undefined ? vrOf(element.tag) : element.vr;
+    if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !this.text(element).startsWith('1.2.840.10008.')) return 'uid';
+    if (vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
+    if (within !== 'dataset' && TEXT_VRS.has(vr)) return within === 'dummy' ? 'dummy' : 'clean';
+    if (vr === 'PN') return 'remove';
+    if (vr === 'DA' || vr === 'DT') return concreteAction(actionCodeFor(UNLISTED_DATE, this.settings.options), vr);
     return 'keep';
   }
 

@@ -9,6 +9,8 @@ import { LONG_VRS, padToEven } from './values.js';
 
 export const IMPLEMENTATION_CLASS_UID = '2.25.321850691147362074619267135472068027305';
 export const IMPLEMENTATION_VERSION_NAME = 'GANTRY_0_1_0';
+/** Media Storage Directory Storage (PS3.10 8.6): a DICOMDIR, the directory of a medium, not an instance. */
+export const MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID = '1.2.840.10008.1.3.10';
 
 export interface FileMetaInformation {
   mediaStorageSopClassUid: string;

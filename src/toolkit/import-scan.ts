@@ -7,14 +7,13 @@
 import { closeSync, copyFileSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createHeaderScanner } from '../dicom/header-scanner.js';
-import { readFileMeta } from '../dicom/part10.js';
+import { MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID, readFileMeta } from '../dicom/part10.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
 import type { InstanceRecord } from '../index/instance-index.js';
 import { ORIGINALS_DIR, pathSegment } from '../store/object-store.js';
 
 const CHUNK = 64 * 1024;
-const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
 const firstChunk = Buffer.allocUnsafeSlow(CHUNK);
 
 /** What the index needs of a file, as the receive path records it (InstanceRecord), and where it is. */
@@ -70,7 +69,7 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
     const attributes = decodeIndexedAttributes((await scanner.finish()).values);
     const sopInstanceUid = attributes.SOPInstanceUID ?? trimUid(meta.elements.get(0x0003));
     const sopClassUid = attributes.SOPClassUID ?? trimUid(meta.elements.get(0x0002));
-    if (sopClassUid === MEDIA_STORAGE_DIRECTORY) return { kind: 'not-dicom', path, reason: 'a DICOMDIR (the directory of a medium, not an instance)' };
+    if (sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID) return { kind: 'not-dicom', path, reason: 'a DICOMDIR (the directory of a medium, not an instance)' };
     const missing = [
       ['SOPInstanceUID', sopInstanceUid],
       ['SOPClassUID', sopClassUid],

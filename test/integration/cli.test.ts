@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { GANTRY_CLI, run } from '../helpers/processes.js';
 import { listFiles } from '../helpers/stored.js';
+import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 test('gantry deid de-identifies files and folders into <Study>/<Series>/<SOP>.dcm, and says what failed', async (t) => {
   if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
@@ -24,6 +25,40 @@ test('gantry deid de-identifies files and folders into <Study>/<Series>/<SOP>.dc
   const written = listFiles(out);
   assert.equal(written.length, 2);
   for (const path of written) assert.match(path, /\/2\.25\.\d+\/2\.25\.\d+\/2\.25\.\d+\.dcm$/);
+});
+
+test('gantry deid holds back what the node would: a DICOMDIR, and kept text that quotes the patient (deid.quarantineOnFindings)', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('cli');
+  const quoting = join(dir, 'quoting.dcm');
+  // PositionReferenceIndicator is kept by Table E.1-1; here it quotes the patient's name and MRN.
+  await writeSyntheticFile(quoting, {
+    studyInstanceUid: newUid(),
+    seriesInstanceUid: newUid(),
+    patientId: 'MRN4455667',
+    patientName: 'Smithers^John',
+    modality: 'CT',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    rows: 8,
+    columns: 8,
+    extra: [[0x00201040, 'LO', 'Smithers MRN4455667']],
+  });
+  const inputs = [join(PYDICOM_TEST_FILES, 'dicomdirtests', 'DICOMDIR'), quoting, join(PYDICOM_TEST_FILES, 'CT_small.dcm')];
+  const deid = async (extra: string, out: string) => {
+    const config = join(dir, `gantry${extra ? '-lenient' : ''}.yaml`);
+    writeFileSync(config, `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests${extra}\n`);
+    return run(process.execPath, [GANTRY_CLI, 'deid', '--config', config, '--out', out, ...inputs]);
+  };
+  const strict = await deid('', join(dir, 'out'));
+  assert.equal(strict.code, 0, strict.stderr);
+  assert.match(strict.stdout, /de-identified 1 file\(s\) into .*; 2 held back; 0 failed/);
+  assert.match(strict.stderr, /DICOMDIR: a DICOMDIR \(the directory of a medium/);
+  assert.match(strict.stderr, /quoting\.dcm: residual risk: PositionReferenceIndicator quotes the patient's name or an identifier/);
+  assert.equal(listFiles(join(dir, 'out')).length, 1);
+
+  const lenient = await deid('\n  quarantineOnFindings: false', join(dir, 'out-lenient'));
+  assert.match(lenient.stdout, /de-identified 2 file\(s\) into .*; 1 held back; 0 failed/);
+  assert.equal(listFiles(join(dir, 'out-lenient')).length, 2);
 });
 
 test('an operator config without deid.secret is refused with the key named', async (t) => {

@@ -177,6 +177,30 @@ test('a UID the table does not list is remapped unless it names a class or synta
   assert.equal(text(find(out, TAG.RetrieveLocationUID)), PSEUDONYMS.uid('1.2.826.0.1.3680043.99.9'));
 });
 
+test('unlisted attributes: a UID sent as UN is remapped by its dictionary VR, people\'s names go, dates go or stay or shift with the longitudinal options', () => {
+  const MultiFrameSourceSOPInstanceUID = 0x00081167;
+  const SecondaryReviewerName = 0x00140104;
+  const StudyUpdateDateTime = 0x0008041f;
+  for (const tag of [MultiFrameSourceSOPInstanceUID, SecondaryReviewerName, StudyUpdateDateTime]) assert.equal(profileRowFor(tag), undefined, 'the test needs attributes Table E.1-1 does not list');
+  const source = '1.2.826.0.1.3680043.99.12';
+  const dataset = sortedDataset([
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', '1.2.3.4.5'],
+    [StudyUpdateDateTime, 'DT', '20230416101010'],
+    [MultiFrameSourceSOPInstanceUID, 'UN', Buffer.from(`${source}\0`, 'latin1')],
+    [SecondaryReviewerName, 'PN', 'Reviewer^Secret'],
+  ]);
+  const out = roundTrip(dataset);
+  assert.equal(text(find(out, MultiFrameSourceSOPInstanceUID)), PSEUDONYMS.uid(source), 'a UID as UN is a UID');
+  assert.equal(find(out, SecondaryReviewerName), undefined, 'a person\'s name the table does not list goes');
+  assert.equal(find(out, StudyUpdateDateTime), undefined, 'so does a date, without the longitudinal options');
+  const kept = roundTrip(dataset, { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainLongitudinalFullDates']) });
+  assert.equal(text(find(kept, StudyUpdateDateTime)), '20230416101010');
+  const shifted = text(find(roundTrip(dataset, { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainLongitudinalModifiedDates']) }), StudyUpdateDateTime));
+  assert.match(shifted, /^\d{14}$/);
+  assert.ok(shifted < '20230416101010', `shifted back: ${shifted}`);
+});
+
 test('D on a UI attribute gives a keyed UID, not a text dummy', () => {
   assert.equal(profileRowFor(TAG.AnnotationGroupUID)?.basic, 'D');
   const out = roundTrip(sortedDataset([[TAG.SOPInstanceUID, 'UI', '1.2.3.4.5'], [TAG.AnnotationGroupUID, 'UI', '1.2.826.0.1.3680043.99.10']]));
