@@ -140,6 +140,9 @@ type Within = 'dataset' | 'dummy' | 'clean';
 export class DeidEngine {
   private readonly audit: AuditEntry[] = [];
   private readonly findings: Finding[] = [];
+  /** Elements given a dummy value: Gantry's own text, never scanned for residual risk (a patient
+   * named "Anonymous" would otherwise be quoted by every ANONYMOUS dummy). */
+  private readonly dummies = new Set<EditableElement>();
   private dateOffsetDays = 0;
   private identifiers: string[] = [];
   private datesShifted = false;
@@ -367,6 +370,7 @@ export class DeidEngine {
         else if (element.vr === 'UI') this.replaceUids(element, path);
         else {
           element.replacement = { value: dummyValue(element.vr) };
+          this.dummies.add(element);
           if (isDate(element.vr)) this.datesRemoved = true;
           this.record(path, element.tag, 'dummy');
         }
@@ -487,7 +491,7 @@ export class DeidEngine {
       ((element.items ?? []) as EditableItem[]).forEach((item, index) => {
         if (!item.removed && !element.encapsulated) this.scanForResidualPhi(item.elements as EditableElement[], `${here}[${index}]`);
       });
-      if (!TEXT_VRS.has(element.vr) || element.tag === TAG.PatientName || element.tag === TAG.PatientID) continue;
+      if (!TEXT_VRS.has(element.vr) || element.tag === TAG.PatientName || element.tag === TAG.PatientID || this.dummies.has(element)) continue;
       const value = element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
       if (value.trim() === '') continue;
       const keyword = keywordOf(element.tag) ?? here;

@@ -201,6 +201,28 @@ test('unlisted attributes: a UID sent as UN is remapped by its dictionary VR, pe
   assert.ok(shifted < '20230416101010', `shifted back: ${shifted}`);
 });
 
+test('the dummies Gantry writes are not residual risk, even for a patient named Anonymous', () => {
+  const OperatorsName = 0x00081070;
+  const PositionReferenceIndicator = 0x00201040;
+  assert.match(profileRowFor(OperatorsName)?.basic ?? '', /D/, 'the test needs a name the profile replaces with a dummy');
+  const dir = scratchDir('deid-dummies');
+  const sop = '1.2.826.0.1.3680043.99.13.1';
+  const dataset = (indicator: string) =>
+    sortedDataset([
+      [TAG.SOPClassUID, 'UI', CT_IMAGE],
+      [TAG.SOPInstanceUID, 'UI', sop],
+      [OperatorsName, 'PN', 'Tech^Someone'],
+      [TAG.PatientName, 'PN', 'Anonymous'],
+      [TAG.PatientID, 'LO', 'MRN77'],
+      [PositionReferenceIndicator, 'LO', indicator],
+    ]);
+  writePart10(join(dir, 'in.dcm'), sop, dataset('ILIAC CREST'), CT_IMAGE);
+  assert.deepEqual(deid(join(dir, 'in.dcm'), join(dir, 'out.dcm')).findings, []);
+  // The scan still sees the patient's name where the original text quotes it.
+  writePart10(join(dir, 'quoting.dcm'), sop, dataset('ANONYMOUS PATIENT'), CT_IMAGE);
+  assert.deepEqual(deid(join(dir, 'quoting.dcm'), join(dir, 'quoting-out.dcm')).findings.map((finding) => finding.code), ['identifier-in-text']);
+});
+
 test('D on a UI attribute gives a keyed UID, not a text dummy', () => {
   assert.equal(profileRowFor(TAG.AnnotationGroupUID)?.basic, 'D');
   const out = roundTrip(sortedDataset([[TAG.SOPInstanceUID, 'UI', '1.2.3.4.5'], [TAG.AnnotationGroupUID, 'UI', '1.2.826.0.1.3680043.99.10']]));
