@@ -23,13 +23,18 @@ export interface DeidRunSummary {
   held: Array<{ path: string; reason: string }>;
   failed: Array<{ path: string; reason: string }>;
   findings: number;
+  /** Inputs whose output replaced an earlier input's: the same SOP Instance UID (one instance in
+   * two files, two encodings), hence the same de-identified name. */
+  replaced: Array<{ path: string; earlier: string }>;
 }
 
 export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log: Logger): DeidRunSummary {
   const secret = resolveDeidSecret(loaded, resolve(loaded.config.storage.path), log);
   const pseudonyms = new Pseudonymizer(secret);
   const settings = { profiles: compileProfiles(profilesFromConfig(loaded.config)), base: baseSettingsFromConfig(loaded.config) };
-  const summary: DeidRunSummary = { done: 0, held: [], failed: [], findings: 0 };
+  const summary: DeidRunSummary = { done: 0, held: [], failed: [], findings: 0, replaced: [] };
+  /** Which input each output of this run came from. */
+  const written = new Map<string, string>();
   // Each output is written here first, then moved under its new UIDs, which are known only after.
   const staging = join(out, '.staging');
   mkdirSync(staging, { recursive: true });
@@ -50,7 +55,11 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
       }
       const directory = join(out, pathSegment(outcome.studyInstanceUid), pathSegment(outcome.seriesInstanceUid));
       mkdirSync(directory, { recursive: true });
-      renameSync(temporary, join(directory, `${pathSegment(outcome.sopInstanceUid)}.dcm`));
+      const target = join(directory, `${pathSegment(outcome.sopInstanceUid)}.dcm`);
+      const earlier = written.get(target);
+      if (earlier !== undefined) summary.replaced.push({ path, earlier });
+      renameSync(temporary, target);
+      written.set(target, path);
       summary.done += 1;
       summary.findings += outcome.findings.length;
     } catch (error) {

@@ -101,8 +101,10 @@ program
     const summary = runDeid(loaded, inputs, options.out, log);
     for (const held of summary.held) process.stderr.write(`held back: ${held.path}: ${held.reason}\n`);
     for (const failure of summary.failed) process.stderr.write(`not de-identified: ${failure.path}: ${failure.reason}\n`);
+    for (const { path, earlier } of summary.replaced) process.stderr.write(`same SOP Instance UID as ${earlier}: its output was replaced by ${path}'s\n`);
     process.stdout.write(
-      `de-identified ${summary.done} file(s) into ${options.out}; ${summary.held.length} held back; ${summary.failed.length} failed; ${summary.findings} finding(s)\n`,
+      `de-identified ${summary.done} file(s) into ${options.out}; ${summary.held.length} held back; ${summary.failed.length} failed; ${summary.findings} finding(s)` +
+        `${summary.replaced.length > 0 ? `; ${summary.replaced.length} replaced an earlier output of the same SOP Instance UID` : ''}\n`,
     );
     process.exitCode = summary.failed.length > 0 ? 1 : 0;
   });

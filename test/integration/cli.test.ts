@@ -16,12 +16,15 @@ test('gantry deid de-identifies files and folders into <Study>/<Series>/<SOP>.dc
   const config = join(dir, 'gantry.yaml');
   writeFileSync(config, `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: \${TEST_SECRET}\n  options: [retainLongitudinalModifiedDates]\n`);
   const out = join(dir, 'out');
-  const result = await run(process.execPath, [GANTRY_CLI, 'deid', '--config', config, '--out', out, join(PYDICOM_TEST_FILES, 'CT_small.dcm'), join(PYDICOM_TEST_FILES, 'MR_small.dcm'), join(PYDICOM_TEST_FILES, 'README.txt')], {
+  // MR_small_implicit.dcm is MR_small.dcm in another transfer syntax: one instance, one output name.
+  const inputs = ['CT_small.dcm', 'MR_small.dcm', 'README.txt', 'MR_small_implicit.dcm'].map((name) => join(PYDICOM_TEST_FILES, name));
+  const result = await run(process.execPath, [GANTRY_CLI, 'deid', '--config', config, '--out', out, ...inputs], {
     env: { ...process.env, TEST_SECRET: 'a secret from the environment' },
   });
   assert.equal(result.code, 1, 'one input was not DICOM');
-  assert.match(result.stdout, /de-identified 2 file\(s\) into .*; 1 failed/);
+  assert.match(result.stdout, /de-identified 3 file\(s\) into .*; 1 failed; .*; 1 replaced an earlier output of the same SOP Instance UID/);
   assert.match(result.stderr, /README\.txt: not a DICOM Part 10 file/);
+  assert.match(result.stderr, /same SOP Instance UID as .*MR_small\.dcm: its output was replaced by .*MR_small_implicit\.dcm's/);
   const written = listFiles(out);
   assert.equal(written.length, 2);
   for (const path of written) assert.match(path, /\/2\.25\.\d+\/2\.25\.\d+\/2\.25\.\d+\.dcm$/);
