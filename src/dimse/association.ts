@@ -135,9 +135,10 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     return this.phase === 'awaitingRequest';
   }
 
-  /** Refused, aborted or released: waiting for the peer to close (ARTIM). */
+  /** Refused, aborted or released: waiting for the peer to close (ARTIM). Not once the connection
+   * is cut (its close is then only an event away). */
   get isEnding(): boolean {
-    return this.phase === 'closing';
+    return this.phase === 'closing' && !this.socket.destroyed;
   }
 
   // --- socket input ------------------------------------------------------------------------
