@@ -115,7 +115,6 @@ const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic' | 'cleanPixelDat
 
 const BINARY_VRS = new Set(['OB', 'OW', 'OF', 'OD', 'OL', 'OV', 'UN']);
 
-/** UIDs that name what kind of thing something is, not which one: they identify no one. */
 /** How a date the table does not list is treated: as the table treats dates (removed, or kept or
  * shifted under the longitudinal options), for the dates of its edition's successors and of other
  * domains (PS3.6 has DICONDE's review and expiry dates, SecondaryReviewDate, StudyUpdateDateTime). */
@@ -128,6 +127,7 @@ const UNLISTED_DATE: ProfileRow = {
   inStandardIod: false,
 };
 
+/** UIDs that name what kind of thing something is, not which one: they identify no one. */
 const STANDARD_UID_KEYWORD = /ClassUID|TransferSyntaxUID|CodingScheme|ContextUID|MappingResourceUID|ApplicationContext|TemplateUID|PrivateInformationCreatorUID/;
 
 /** Where people write free text (cleaned by C, scanned for residual identity). */
