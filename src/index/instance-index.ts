@@ -168,7 +168,8 @@ export class InstanceIndex {
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
         SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize
-        FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ? AND original_external = 0`),
+        FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ? AND original_external = 0
+          AND original_deleted_at IS NULL`),
       counts: db.prepare(`SELECT
         (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
         (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`),
@@ -202,7 +203,8 @@ export class InstanceIndex {
   }
 
   /** Instances received within `windowMs` of the newest one (imported files in place are the user's,
-   * not checked: the start-up check deletes what it finds short). */
+   * and originals retention deleted are meant to be gone: neither is checked, since the start-up
+   * check deletes the rows whose files it finds short or missing). */
   recentInstances(windowMs: number): Array<{ sopInstanceUid: string; filePath: string; fileSize: number }> {
     return this.statements.recentInstances.all(windowMs) as Array<{ sopInstanceUid: string; filePath: string; fileSize: number }>;
   }

@@ -15,6 +15,7 @@ import { DCMTK_ENV, sleep, start } from '../helpers/processes.js';
 import { datasetBytes, indexedRows, leftoverIncoming } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 import { once } from 'node:events';
+import Database from 'better-sqlite3';
 
 async function corpus(dir: string, count: number): Promise<Map<string, string>> {
   await mkdir(dir, { recursive: true });
@@ -62,7 +63,7 @@ for (const killAfter of [25, 140]) {
   });
 }
 
-test('after an unclean stop, a row whose file is short is removed with its file; whole ones stay', async (t) => {
+test('after an unclean stop, a row whose file is short is removed with its file; whole ones stay, and so do those whose originals retention deleted', async (t) => {
   if (!(await needPeers(t, 'storescu'))) return;
   const dir = scratchDir('short');
   const files = await corpus(join(dir, 'corpus'), 6);
@@ -74,11 +75,24 @@ test('after an unclean stop, a row whose file is short is removed with its file;
   const rows = indexedRows(gantry.storagePath);
   const victim = rows[rows.length - 1] as (typeof rows)[number];
   truncateSync(join(gantry.storagePath, victim.filePath), 100);
+  // Two of the newest were forwarded and their originals deleted by retention, as it records them.
+  const retained = rows.slice(-3, -1);
+  const db = new Database(join(gantry.storagePath, 'index.sqlite'));
+  try {
+    const mark = db.prepare('UPDATE instances SET original_deleted_at = ? WHERE sop_instance_uid = ?');
+    for (const row of retained) {
+      rmSync(join(gantry.storagePath, row.filePath));
+      mark.run(Date.now(), row.sopInstanceUid);
+    }
+  } finally {
+    db.close();
+  }
   const restarted = await startGantryProcess(join(dir, 'gantry'), {}, gantry.port);
   t.after(() => restarted.stop());
   const after = indexedRows(restarted.storagePath);
   assert.equal(after.length, 5);
   assert.ok(!after.some((row) => row.sopInstanceUid === victim.sopInstanceUid));
+  for (const row of retained) assert.ok(after.some((kept) => kept.sopInstanceUid === row.sopInstanceUid), 'a row whose original retention deleted stays');
   assert.ok(!existsSync(join(restarted.storagePath, victim.filePath)), 'the short file is deleted');
   assert.match(restarted.output(), /"removed":1/);
 });
