@@ -73,7 +73,10 @@ export class ReceiveService implements ServiceHandlers {
         errorComment: `out of resources: free disk below storage.minFreeBytes (${settings.minFreeBytes})`,
       });
     }
-    if (settings.duplicates === 'keepFirst' && this.context.index.hasInstance(request.sopInstanceUid)) {
+    // Only a row no store of this UID is still working on: until that store has synced its file and
+    // the index, or taken its row back after a failure, the first copy is not yet kept (the
+    // receiving sink waits for it under the lock instead).
+    if (settings.duplicates === 'keepFirst' && !this.context.locks.isHeld(request.sopInstanceUid) && this.context.index.hasInstance(request.sopInstanceUid)) {
       request.association.log.debug('instance already stored; keeping the first copy');
       return new DiscardingSink({ status: Status.Success });
     }
@@ -134,25 +137,35 @@ class ReceivingSink implements DatasetSink {
 
   private async finish(): Promise<DimseResult> {
     let record: InstanceRecord | undefined;
+    let cleanedUp = false;
     try {
       record = await this.readRecord();
       const warning = this.sopClassWarning(record);
       const placing = record;
       const result = await this.deps.locks.run(placing.sopInstanceUid, async () => {
-        const existing = this.deps.index.findInstance(placing.sopInstanceUid);
-        if (existing && this.settings.duplicates === 'keepFirst') {
-          await this.file.discard();
-          return { status: Status.Success };
+        try {
+          const existing = this.deps.index.findInstance(placing.sopInstanceUid);
+          if (existing && this.settings.duplicates === 'keepFirst') {
+            await this.file.discard();
+            return { status: Status.Success };
+          }
+          // An imported file in place is the user's: the new copy replaces it in the index only.
+          if (existing) await this.replaceExisting(placing, existing.external ? undefined : existing.filePath);
+          else await this.placeNew(placing);
+          return warning ?? { status: Status.Success };
+        } catch (error) {
+          // Under the lock: this store's file may already be at the instance's path, where the next
+          // store of the same UID would put its own; cleaned up after the lock, the next one's
+          // acknowledged file would be deleted.
+          cleanedUp = true;
+          await this.cleanUpAfterFailure(placing);
+          throw error;
         }
-        // An imported file in place is the user's: the new copy replaces it in the index only.
-        if (existing) await this.replaceExisting(placing, existing.external ? undefined : existing.filePath);
-        else await this.placeNew(placing);
-        return warning ?? { status: Status.Success };
       });
       this.deps.onStored?.();
       return result;
     } catch (error) {
-      await this.cleanUpAfterFailure(record);
+      if (!cleanedUp) await this.cleanUpAfterFailure(record);
       return failureResult(error);
     }
   }

@@ -29,7 +29,16 @@ function gate(): { promise: Promise<void>; open(): void } {
 /** An ObjectStore whose next syncs fail as a dying disk's would, or wait for a gate. */
 class FaultyStore extends ObjectStore {
   failSyncs = 0;
+  /** Moves that fail once the file is at its path: a late write failing (ENOSPC) after the rename. */
+  failMoves = 0;
   syncGate: Promise<void> | undefined;
+  override async moveIntoPlace(file: IncomingFile, relativePath: string): Promise<void> {
+    await super.moveIntoPlace(file, relativePath);
+    if (this.failMoves > 0) {
+      this.failMoves -= 1;
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    }
+  }
   override async syncPlaced(file: IncomingFile): Promise<void> {
     if (this.syncGate) await this.syncGate;
     if (this.failSyncs > 0) {
@@ -50,7 +59,7 @@ class GatedWal extends WalSync {
   }
 }
 
-async function setUp(t: TestContext) {
+async function setUp(t: TestContext, duplicates: 'replace' | 'keepFirst' = 'replace') {
   const root = scratchDir('receive');
   const store = new FaultyStore(root);
   await store.init();
@@ -59,7 +68,7 @@ async function setUp(t: TestContext) {
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
-  const receive = new ReceiveService({ store, index, writer, freeSpace, settings: () => ({ minFreeBytes: 0, duplicates: 'replace' }) });
+  const receive = new ReceiveService({ store, index, writer, freeSpace, settings: () => ({ minFreeBytes: 0, duplicates }) });
   t.after(async () => {
     await wal.close();
     db.close();
@@ -101,6 +110,53 @@ test('of two concurrent stores of one UID, the one that fails cannot take the ac
     assert.ok(row, 'the acknowledged instance keeps its row');
     assert.ok(datasetBytes(join(root, row.filePath)).equals(copies[succeeded] as Buffer), 'and its file, whole');
   }
+});
+
+test('a store that fails after its file reached the instance path cannot delete the next store\'s file', async (t) => {
+  const { root, store, index, receive } = await setUp(t);
+  for (let round = 0; round < 4; round += 1) {
+    const [study, series, sop] = [newUid(), newUid(), newUid()];
+    const copies = [dataset(study, series, sop, 'FIRST'), dataset(study, series, sop, 'SECOND')];
+    const sinks = copies.map(() => receive.store(request(sop)));
+    sinks.forEach((sink, i) => sink.write(copies[i] as Buffer));
+    store.failMoves = 1;
+    const results = await Promise.all(sinks.map((sink) => sink.end()));
+    assert.deepEqual(results.map((result) => result.status).sort(), [0x0000, 0xa700]);
+    const succeeded = results.findIndex((result) => result.status === 0x0000);
+    const row = index.findInstance(sop);
+    assert.ok(row, 'the acknowledged instance has its row');
+    assert.ok(datasetBytes(join(root, row.filePath)).equals(copies[succeeded] as Buffer), 'and its file, whole');
+  }
+});
+
+test('keepFirst: a re-send is not acknowledged on the strength of a first copy that is not yet durable, and is kept if the first fails', async (t) => {
+  const { root, store, index, receive } = await setUp(t, 'keepFirst');
+  const [study, series, sop] = [newUid(), newUid(), newUid()];
+  const first = receive.store(request(sop));
+  first.write(dataset(study, series, sop, 'FIRST'));
+  const hold = gate();
+  store.syncGate = hold.promise;
+  store.failSyncs = 1;
+  const firstResult = first.end();
+  // The first store is placed and waits for its file sync (its row may already be committed).
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const second = receive.store(request(sop));
+  const copy = dataset(study, series, sop, 'SECOND');
+  second.write(copy);
+  let answered = false;
+  const secondResult = second.end().then((result) => {
+    answered = true;
+    return result;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(answered, false, 'the re-send was answered before the first copy was durable');
+  hold.open();
+  assert.equal((await firstResult).status, 0xa700);
+  assert.equal((await secondResult).status, 0x0000);
+  const row = index.findInstance(sop);
+  assert.ok(row, 'the acknowledged re-send has its row');
+  assert.ok(datasetBytes(join(root, row.filePath)).equals(copy), 'and its file');
+  store.syncGate = undefined;
 });
 
 test('a failed store leaves neither row nor file behind', async (t) => {
