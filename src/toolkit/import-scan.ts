@@ -4,7 +4,8 @@
  * pixels). Runs in the import's worker threads; with --copy the worker also copies the file into the
  * storage layout, so the main thread only writes the index.
  */
-import { closeSync, copyFileSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { createHeaderScanner } from '../dicom/header-scanner.js';
 import { MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID, readFileMeta } from '../dicom/part10.js';
@@ -102,10 +103,12 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
  * so that the index never names a copy a power cut left short (a run again skips indexed paths). */
 function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): string {
   const directory = join(ORIGINALS_DIR, pathSegment(scanned.studyInstanceUid), pathSegment(scanned.seriesInstanceUid));
-  // A stored copy of the same instance (received, or imported before) is never overwritten: the index
-  // decides which copy stays, and the import drops its own if it is a duplicate.
-  let relative = join(directory, `${pathSegment(scanned.sopInstanceUid)}.dcm`);
-  if (existsSync(join(root, relative))) relative = join(directory, `${pathSegment(scanned.sopInstanceUid)}.import-${process.pid}-${Date.now().toString(36)}.dcm`);
+  // Always a name of the import's own, never the instance's plain name: a node serving this storage
+  // may place a received copy there at any moment (no lock spans the two processes), and the import
+  // deletes its copy when the index already has the instance. With the plain name, the import's
+  // rename could overwrite the node's acknowledged file, or its clean-up delete it. The index
+  // decides which copy stays.
+  const relative = join(directory, `${pathSegment(scanned.sopInstanceUid)}.import-${randomBytes(6).toString('hex')}.dcm`);
   const target = join(root, relative);
   mkdirSync(dirname(target), { recursive: true });
   const temporary = `${target}.import-${process.pid}`;

@@ -140,6 +140,8 @@ test('gantry import --copy --forward: copies into storage, and the node forwards
   assert.match(imported.stdout, new RegExp(`indexed ${corpus.length} instance\\(s\\) .*, copied into storage`), imported.stdout);
   const rows = importedRows(storagePath);
   assert.ok(rows.every((row) => row.external === 0 && row.forwardHeld === 0 && row.filePath.startsWith('originals/') && existsSync(join(storagePath, row.filePath))));
+  // Never the instance's plain name, which a node serving this storage may write at any moment.
+  for (const row of rows) assert.match(row.filePath, /\.import-[0-9a-f]{12}\.dcm$/);
   rmSync(tree, { recursive: true });
   await startNodeOnSession(t, dir, storagePath);
   await waitUntil('all forwarded from the copies', 60_000, () => readdirSync(join(dir, 'received')).length === corpus.length);
