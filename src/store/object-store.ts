@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fsync, openSync } from 'node:fs';
 import { mkdir, readdir, stat, statfs, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { dirname, join, relative, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import { createHash } from 'node:crypto';
 import { IncomingFile } from './incoming-file.js';
 import { SpareFiles } from './spare-files.js';
@@ -126,12 +126,22 @@ export class ObjectStore {
     return stats.bavail * stats.bsize;
   }
 
-  /** mkdir -p, syncing each new directory's parent so the new names are durable. Concurrent callers
-   * for one directory share the work and its outcome; a failure is not remembered. */
+  /**
+   * mkdir -p under the root, one level at a time, each directory's name made durable by a sync of its
+   * parent before anything below it counts as ready. Concurrent callers for one directory share the
+   * work and its outcome, and so do callers for two directories with a new parent in common (the
+   * second must not be answered while the first is still syncing the parent's parent). A directory
+   * found already there is synced into its parent all the same, once per run: a run that was killed
+   * may have made it without syncing. A failure is not remembered.
+   */
   private ensureDirectory(directory: string): Promise<void> {
     let ready = this.directories.get(directory);
     if (!ready) {
-      ready = makeDirectoryDurably(directory);
+      const parent = dirname(directory);
+      const root = resolve(this.root);
+      const underRoot = resolve(parent).startsWith(root + sep);
+      const parentReady = underRoot ? this.ensureDirectory(parent) : Promise.resolve();
+      ready = parentReady.then(() => makeDirectoryDurably(directory, !underRoot));
       this.directories.set(directory, ready);
       ready.catch(() => this.directories.delete(directory));
       if (this.directories.size > 50_000) this.directories.clear();
@@ -140,14 +150,13 @@ export class ObjectStore {
   }
 }
 
-async function makeDirectoryDurably(directory: string): Promise<void> {
-  const firstCreated = await mkdir(directory, { recursive: true });
-  if (firstCreated === undefined) return;
-  let parent = dirname(firstCreated);
-  for (const segment of relative(parent, directory).split(sep)) {
-    await syncDirectory(parent);
-    parent = join(parent, segment);
-  }
+/** One directory whose parent exists durably (or, at the top, whose ancestors are made as needed):
+ * made if missing, and its name synced. */
+async function makeDirectoryDurably(directory: string, atTop: boolean): Promise<void> {
+  await mkdir(directory, { recursive: atTop }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+  await syncDirectory(dirname(directory));
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { SpareFiles } from '../../src/store/spare-files.js';
 import { ObjectStore, SPARE_INCOMING_FILES } from '../../src/store/object-store.js';
@@ -79,4 +79,18 @@ test('the object store hands out files made ahead once its first store started t
   await first.discard();
   await store.close();
   assert.deepEqual(readdirSync(store.incomingDir), [second.path.split('/').pop()], 'only the file in use is left');
+});
+
+test('the object store places files of two new series of a new study at once, under a root given as ./relative/', async () => {
+  const root = scratchDir('store-directories');
+  const store = new ObjectStore(`./${relative(process.cwd(), root)}/`);
+  await store.init();
+  const files = ['1.2', '1.3'].map((series) => ({ series, file: store.createIncoming(Buffer.from(series)) }));
+  await Promise.all(files.map(({ series, file }) => store.moveIntoPlace(file, store.originalPath('1.1', series, `${series}.1`))));
+  for (const { series, file } of files) {
+    assert.equal(await file.complete(), 3);
+    await store.syncPlaced(file);
+    assert.equal(readFileSync(join(root, store.originalPath('1.1', series, `${series}.1`)), 'latin1'), series);
+  }
+  await store.close();
 });
