@@ -14,7 +14,8 @@ import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
 import { QuarantineWork } from '../index/quarantine-work.js';
 import { InstanceIndex } from '../index/instance-index.js';
-import { unlinkSync } from 'node:fs';
+import { renameSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 
 export function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string } {
   const storagePath = resolve(loaded.config.storage.path);
@@ -138,8 +139,27 @@ export function quarantineRelease(loaded: LoadedConfig, id: number, override: { 
 
 export function quarantineDelete(loaded: LoadedConfig, id: number): boolean {
   const { db, storagePath } = openIndex(loaded);
+  const moved: Array<[from: string, to: string]> = [];
+  const setAside = (file: string): string | undefined => {
+    const aside = `${file}.deleting-${randomBytes(6).toString('hex')}`;
+    try {
+      renameSync(join(storagePath, file), join(storagePath, aside));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    moved.push([file, aside]);
+    return aside;
+  };
   try {
-    const files = new QuarantineWork(db).delete(id);
+    let files: string[] | undefined;
+    try {
+      files = new QuarantineWork(db).delete(id, setAside);
+    } catch (error) {
+      // The rows stay: so do their files, under their names.
+      for (const [file, aside] of moved) renameSync(join(storagePath, aside), join(storagePath, file));
+      throw error;
+    }
     if (!files) return false;
     for (const file of files) {
       try {

@@ -79,16 +79,24 @@ export class QuarantineWork {
 
   /** Deletes a quarantined or failed instance's row (with its audit, outbox and research rows) and
    * returns the files to delete, or undefined when it is not held. */
-  delete(id: number): string[] | undefined {
+  /**
+   * Deletes a held instance's rows; returns the files to delete. `setAside` moves each file to a name
+   * of its own while the write lock is held and before the rows go (returning that name, or
+   * undefined when the file is already gone): once the row is gone, a node serving this storage may
+   * place a re-sent copy at the instance's path, which deleting by that path would take with it.
+   */
+  delete(id: number, setAside: (path: string) => string | undefined = (path) => path): string[] | undefined {
     return this.db.transaction(() => {
       const row = this.db
         .prepare(`SELECT file_path AS filePath, deid_file_path AS deidFilePath, original_external AS external FROM instances WHERE id = ? AND state IN ('quarantined', 'failed')`)
         .get(id) as { filePath: string; deidFilePath: string | null; external: number } | undefined;
       if (!row) return undefined;
+      // An imported file in place is the user's: only its row goes.
+      const files = [...(row.external ? [] : [row.filePath]), ...(row.deidFilePath ? [row.deidFilePath] : [])];
+      const aside = files.map(setAside).filter((path): path is string => path !== undefined);
       new ResearchIndex(this.db).remove(id);
       this.db.prepare('DELETE FROM instances WHERE id = ?').run(id);
-      // An imported file in place is the user's: only its row goes.
-      return [...(row.external ? [] : [row.filePath]), ...(row.deidFilePath ? [row.deidFilePath] : [])];
-    })();
+      return aside;
+    }).immediate();
   }
 }

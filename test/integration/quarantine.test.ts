@@ -12,7 +12,7 @@ import { startGantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
 import { GANTRY_CLI, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { indexedRows } from '../helpers/stored.js';
+import { listFiles, indexedRows } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 const ULTRASOUND = '1.2.840.10008.5.1.4.1.1.6.1';
@@ -63,6 +63,7 @@ test('held instances are listed without patient data, shown, released with an ov
   assert.equal(deleted.code, 0, deleted.stderr);
   assert.equal(indexedRows(gantry.storagePath).length, 1, 'its row is gone');
   assert.ok(!existsSync(join(gantry.storagePath, held.filePath)), 'its file is gone');
+  assert.deepEqual(listFiles(join(gantry.storagePath, 'originals')).filter((path) => path.includes('.deleting-')), [], 'and not left set aside');
   assert.notEqual((await cli('delete', second as string)).code, 0, 'deleting twice is refused');
 });
 
