@@ -95,31 +95,18 @@ function dataset(study: string, series: string, sop: string, description: string
   return encodeDataset([...elements.filter(([tag]) => tag !== 0x00081030), ...extra]);
 }
 
-test('of two concurrent stores of one UID, the one that fails cannot take the acknowledged one with it', async (t) => {
+/**
+ * Four rounds of two concurrent stores of one new UID, one of which meets `fault`: the one that
+ * succeeds keeps its row and its whole file.
+ */
+async function racingStores(t: TestContext, fault: (store: FaultyStore) => void): Promise<void> {
   const { root, store, index, receive } = await setUp(t);
   for (let round = 0; round < 4; round += 1) {
     const [study, series, sop] = [newUid(), newUid(), newUid()];
     const copies = [dataset(study, series, sop, 'FIRST'), dataset(study, series, sop, 'SECOND')];
     const sinks = copies.map(() => receive.store(request(sop)));
     sinks.forEach((sink, i) => sink.write(copies[i] as Buffer));
-    store.failSyncs = 1;
-    const results = await Promise.all(sinks.map((sink) => sink.end()));
-    const succeeded = results.findIndex((result) => result.status === 0x0000);
-    assert.deepEqual(results.map((result) => result.status).sort(), [0x0000, 0xa700]);
-    const row = index.findInstance(sop);
-    assert.ok(row, 'the acknowledged instance keeps its row');
-    assert.ok(datasetBytes(join(root, row.filePath)).equals(copies[succeeded] as Buffer), 'and its file, whole');
-  }
-});
-
-test('a store that fails after its file reached the instance path cannot delete the next store\'s file', async (t) => {
-  const { root, store, index, receive } = await setUp(t);
-  for (let round = 0; round < 4; round += 1) {
-    const [study, series, sop] = [newUid(), newUid(), newUid()];
-    const copies = [dataset(study, series, sop, 'FIRST'), dataset(study, series, sop, 'SECOND')];
-    const sinks = copies.map(() => receive.store(request(sop)));
-    sinks.forEach((sink, i) => sink.write(copies[i] as Buffer));
-    store.failMoves = 1;
+    fault(store);
     const results = await Promise.all(sinks.map((sink) => sink.end()));
     assert.deepEqual(results.map((result) => result.status).sort(), [0x0000, 0xa700]);
     const succeeded = results.findIndex((result) => result.status === 0x0000);
@@ -127,7 +114,13 @@ test('a store that fails after its file reached the instance path cannot delete 
     assert.ok(row, 'the acknowledged instance has its row');
     assert.ok(datasetBytes(join(root, row.filePath)).equals(copies[succeeded] as Buffer), 'and its file, whole');
   }
-});
+}
+
+test('of two concurrent stores of one UID, the one that fails cannot take the acknowledged one with it', (t) =>
+  racingStores(t, (store) => (store.failSyncs = 1)));
+
+test('a store that fails after its file reached the instance path cannot delete the next store\'s file', (t) =>
+  racingStores(t, (store) => (store.failMoves = 1)));
 
 test('keepFirst: a re-send is not acknowledged on the strength of a first copy that is not yet durable, and is kept if the first fails', async (t) => {
   const { root, store, index, receive } = await setUp(t, 'keepFirst');
