@@ -262,11 +262,6 @@ program
   });
 
 const quarantineCommand = program.command('quarantine').description('instances held back from de-identification or forwarding');
-const instanceId = (value: string): number => {
-  const id = Number.parseInt(value, 10);
-  if (!Number.isInteger(id) || String(id) !== value.trim()) throw new Error(`"${value}" is not an instance id (see gantry quarantine ls)`);
-  return id;
-};
 quarantineCommand
   .command('ls')
   .description('held instances with their reasons (no patient data)')
@@ -284,11 +279,11 @@ quarantineCommand
   .argument('<id>')
   .action(async (id: string, options: { config?: string }) => {
     const { quarantineShow } = await import('./queue.js');
-    if (!quarantineShow(loadConfigFile(options.config), instanceId(id), (line) => process.stdout.write(`${line}\n`))) throw new Error(`no instance ${id}`);
+    if (!quarantineShow(loadConfigFile(options.config), id, (line) => process.stdout.write(`${line}\n`))) throw new Error(`no instance ${id}`);
   });
 quarantineCommand
   .command('release')
-  .description('send a held instance back to de-identification, with an explicit override')
+  .description('send a held instance back to de-identification, with an explicit override (the id as ls or show print it: it names the copy reviewed)')
   .option('-c, --config <file>', 'YAML config file')
   .option('--pass', 'let pixel data that may show identity through (as a pass rule; a matching zone still redacts)')
   .option('--ignore-findings', 'do not hold it back again for the findings scan')
@@ -299,7 +294,7 @@ quarantineCommand
       throw new Error('say what overrides the reason it was held (--pass, --ignore-findings), or --again to decide afresh under the current configuration');
     }
     const { quarantineRelease } = await import('./queue.js');
-    const released = quarantineRelease(loadConfigFile(options.config), instanceId(id), { pass: options.pass ?? false, ignoreFindings: options.ignoreFindings ?? false });
+    const released = quarantineRelease(loadConfigFile(options.config), id, { pass: options.pass ?? false, ignoreFindings: options.ignoreFindings ?? false });
     if (!released) throw new Error(`instance ${id} is not quarantined or failed`);
     process.stdout.write(`instance ${id} released to de-identification\n`);
   });
@@ -310,7 +305,7 @@ quarantineCommand
   .argument('<id>')
   .action(async (id: string, options: { config?: string }) => {
     const { quarantineDelete } = await import('./queue.js');
-    if (!quarantineDelete(loadConfigFile(options.config), instanceId(id))) throw new Error(`instance ${id} is not quarantined or failed`);
+    if (!quarantineDelete(loadConfigFile(options.config), id)) throw new Error(`instance ${id} is not quarantined or failed`);
     process.stdout.write(`instance ${id} deleted\n`);
   });
 

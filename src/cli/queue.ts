@@ -12,7 +12,7 @@ import { routeDestinations, Router } from '../pipeline/route.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
-import { QuarantineWork } from '../index/quarantine-work.js';
+import { heldId, parseHeldId, QuarantineWork } from '../index/quarantine-work.js';
 import { InstanceIndex } from '../index/instance-index.js';
 import { renameSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -104,19 +104,21 @@ export function quarantineList(loaded: LoadedConfig, options: { failed: boolean;
     const rows = new QuarantineWork(db).list(options.failed ? ['quarantined', 'failed'] : ['quarantined'], options.limit);
     if (rows.length === 0) write('nothing held');
     else write('id\tstate\theld since\tcalling AE\tmodality\treason');
-    for (const row of rows) write([row.id, row.state, new Date(row.heldAt).toISOString(), row.callingAeTitle, row.modality ?? '', row.reason ?? ''].join('\t'));
+    for (const row of rows) write([heldId(row), row.state, new Date(row.heldAt).toISOString(), row.callingAeTitle, row.modality ?? '', row.reason ?? ''].join('\t'));
   } finally {
     db.close();
   }
 }
 
 /** One held instance, for the operator's eyes (its attributes are PHI: printed, never logged). */
-export function quarantineShow(loaded: LoadedConfig, id: number, write: (line: string) => void): boolean {
+export function quarantineShow(loaded: LoadedConfig, idText: string, write: (line: string) => void): boolean {
+  const ref = heldReference(idText);
   const { db } = openIndex(loaded);
   try {
-    const held = new QuarantineWork(db).show(id);
+    const held = new QuarantineWork(db).show(ref.id);
     if (!held) return false;
-    for (const [key, value] of Object.entries(held)) {
+    if (ref.receivedAt !== undefined && ref.receivedAt !== held.receivedAt) write(`received again since ${idText}: this is the copy held now`);
+    for (const [key, value] of Object.entries({ ...held, id: heldId(held) })) {
       if (key === 'findings') continue;
       write(`${key}: ${value ?? ''}`);
     }
@@ -128,16 +130,38 @@ export function quarantineShow(loaded: LoadedConfig, id: number, write: (line: s
   }
 }
 
-export function quarantineRelease(loaded: LoadedConfig, id: number, override: { pass: boolean; ignoreFindings: boolean }): boolean {
+/** An id as an operator typed it: the row, and the copy reviewed when it says. */
+function heldReference(idText: string): { id: number; receivedAt?: number } {
+  const ref = parseHeldId(idText);
+  if (!ref) throw new Error(`"${idText}" is not an instance id (see gantry quarantine ls)`);
+  return ref;
+}
+
+/** Refuses an id whose copy is not the one the row holds now: the instance was received again. */
+function requireReviewedCopy(work: QuarantineWork, idText: string, ref: { id: number; receivedAt?: number }): void {
+  if (ref.receivedAt !== undefined && work.receivedAgain(ref.id, ref.receivedAt)) {
+    throw new Error(`instance ${ref.id} was received again since the copy ${idText}: review the new copy (gantry quarantine show ${ref.id})`);
+  }
+}
+
+export function quarantineRelease(loaded: LoadedConfig, idText: string, override: { pass: boolean; ignoreFindings: boolean }): boolean {
+  const ref = heldReference(idText);
+  if (ref.receivedAt === undefined) {
+    throw new Error(`give the id as gantry quarantine ls or show print it (${ref.id}.<copy>): it names the copy you reviewed, and a copy received since is not released with it`);
+  }
   const { db } = openIndex(loaded);
   try {
-    return new QuarantineWork(db).release(id, override);
+    const work = new QuarantineWork(db);
+    requireReviewedCopy(work, idText, ref);
+    return work.release(ref.id, ref.receivedAt, override);
   } finally {
     db.close();
   }
 }
 
-export function quarantineDelete(loaded: LoadedConfig, id: number): boolean {
+export function quarantineDelete(loaded: LoadedConfig, idText: string): boolean {
+  const ref = heldReference(idText);
+  const id = ref.id;
   const { db, storagePath } = openIndex(loaded);
   const moved: Array<[from: string, to: string]> = [];
   const setAside = (file: string): string | undefined => {
@@ -153,8 +177,10 @@ export function quarantineDelete(loaded: LoadedConfig, id: number): boolean {
   };
   try {
     let files: string[] | undefined;
+    const work = new QuarantineWork(db);
+    requireReviewedCopy(work, idText, ref);
     try {
-      files = new QuarantineWork(db).delete(id, setAside);
+      files = work.delete(id, setAside);
     } catch (error) {
       // The rows stay: so do their files, under their names.
       for (const [file, aside] of moved) renameSync(join(storagePath, aside), join(storagePath, file));

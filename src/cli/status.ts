@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, indexSizeBytes } from '../db/database.js';
 import { INSTANCE_STATES, InstanceIndex } from '../index/instance-index.js';
-import { QuarantineWork } from '../index/quarantine-work.js';
+import { heldId, QuarantineWork } from '../index/quarantine-work.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type DestinationCounts } from '../queue/outbox.js';
 import { openIndex } from './queue.js';
@@ -52,7 +52,7 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
     if (held.length === 0) write('held instances: none');
     else write('latest held instances (newest first): time, id, state, calling AE, modality, reason');
     for (const row of held) {
-      write(`  ${iso(row.heldAt)}  ${row.id}  ${row.state}  ${row.callingAeTitle}  ${row.modality ?? '-'}  ${row.reason ?? ''}`);
+      write(`  ${iso(row.heldAt)}  ${heldId(row)}  ${row.state}  ${row.callingAeTitle}  ${row.modality ?? '-'}  ${row.reason ?? ''}`);
     }
     if (held.length > 0) write('  (gantry quarantine ls | show ID | release ID)');
   } finally {

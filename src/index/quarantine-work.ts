@@ -32,6 +32,22 @@ export interface HeldDetails extends HeldInstance {
   findings: unknown[];
 }
 
+/**
+ * The id operators see: the row's id and its copy (when it was received, base 36), e.g. "3.lx2k9a01".
+ * A re-send of the instance keeps the row and makes a new copy, held again for review: an id names
+ * the copy that was reviewed, so a release cannot let through one nobody looked at.
+ */
+export function heldId(held: Pick<HeldInstance, 'id' | 'receivedAt'>): string {
+  return `${held.id}.${held.receivedAt.toString(36)}`;
+}
+
+/** The row and copy of an id as heldId writes it; the copy is absent from a bare row id. */
+export function parseHeldId(text: string): { id: number; receivedAt?: number } | undefined {
+  const match = /^(\d+)(?:\.([0-9a-z]+))?$/.exec(text.trim());
+  if (!match) return undefined;
+  return { id: Number(match[1]), ...(match[2] !== undefined ? { receivedAt: Number.parseInt(match[2], 36) } : {}) };
+}
+
 const HELD_COLUMNS = `i.id, i.state, i.state_reason AS reason, se.modality, i.sop_class_uid AS sopClassUid,
   i.calling_ae_title AS callingAeTitle, i.received_at AS receivedAt, i.state_changed_at AS heldAt`;
 
@@ -65,16 +81,23 @@ export class QuarantineWork {
     return { ...row, findings: row.findings ? (JSON.parse(row.findings) as unknown[]) : [] };
   }
 
-  /** Sends a quarantined or failed instance back to de-identification with the operator's override. */
-  release(id: number, override: ReleaseOverride): boolean {
+  /** Sends a quarantined or failed instance back to de-identification with the operator's override:
+   * the copy received at `receivedAt` (the one reviewed), not one received since. */
+  release(id: number, receivedAt: number, override: ReleaseOverride): boolean {
     return (
       this.db
         .prepare(
           `UPDATE instances SET state = 'received', state_reason = NULL, state_changed_at = ?, deid_override = ?
-           WHERE id = ? AND state IN ('quarantined', 'failed')`,
+           WHERE id = ? AND received_at = ? AND state IN ('quarantined', 'failed')`,
         )
-        .run(Date.now(), JSON.stringify(override), id).changes > 0
+        .run(Date.now(), JSON.stringify(override), id, receivedAt).changes > 0
     );
+  }
+
+  /** Whether the row holds a different copy than the one received at `receivedAt`. */
+  receivedAgain(id: number, receivedAt: number): boolean {
+    const current = this.db.prepare('SELECT received_at FROM instances WHERE id = ?').pluck().get(id) as number | undefined;
+    return current !== undefined && current !== receivedAt;
   }
 
   /** Deletes a quarantined or failed instance's row (with its audit, outbox and research rows) and

@@ -38,7 +38,7 @@ test('held instances are listed without patient data, shown, released with an ov
   assert.equal(listed.code, 0, listed.stderr);
   const lines = listed.stdout.trim().split('\n').slice(1);
   assert.equal(lines.length, 2);
-  assert.ok(lines.every((line) => /^\d+\tquarantined\t.*\tSTORESCU\tUS\t.*burned-in|^\d+\tquarantined\t.*\tSTORESCU\tUS\t.*pixel/i.test(line)), listed.stdout);
+  assert.ok(lines.every((line) => /^\d+\.[0-9a-z]+\tquarantined\t.*\tSTORESCU\tUS\t.*(burned-in|pixel)/i.test(line)), listed.stdout);
   assert.ok(!/Held|HELD-/.test(listed.stdout), 'the list shows no patient data');
   const [first, second] = lines.map((line) => line.split('\t')[0] as string);
   const studies = await run(process.execPath, [GANTRY_CLI, 'queue', 'studies', '--state', 'quarantined', '--config', gantry.configPath], { timeoutMs: 30_000 });
@@ -53,7 +53,24 @@ test('held instances are listed without patient data, shown, released with an ov
   const refused = await cli('release', first as string);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /--pass, --ignore-findings\), or --again/);
-  const released = await cli('release', first as string, '--pass');
+  const bare = await cli('release', (first as string).split('.')[0] as string, '--pass');
+  assert.notEqual(bare.code, 0, 'a bare row id names no copy');
+  assert.match(bare.stderr, /it names the copy you reviewed/);
+
+  // The instance is sent again after the operator looked at it: the copy reviewed is not the one held.
+  const reviewed = files[Number(/patientId: HELD-(\d)/.exec(shown.stdout)?.[1])] as string;
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, [reviewed])).acknowledged.length, 1);
+  const rowId = (first as string).split('.')[0] as string;
+  let current = first as string;
+  await waitUntil('held again as a new copy', 30_000, async () => {
+    const line = (await cli('ls')).stdout.split('\n').find((candidate) => candidate.startsWith(`${rowId}.`));
+    current = line?.split('\t')[0] ?? current;
+    return current !== first && /\tquarantined\t/.test(line ?? '');
+  });
+  const stale = await cli('release', first as string, '--pass');
+  assert.notEqual(stale.code, 0, 'the copy reviewed is no longer the one held');
+  assert.match(stale.stderr, /was received again since the copy/);
+  const released = await cli('release', current, '--pass');
   assert.equal(released.code, 0, released.stderr);
   await waitUntil('released and de-identified', 30_000, () => indexedRows(gantry.storagePath).filter((row) => row.state === 'deidentified').length === 1);
 
