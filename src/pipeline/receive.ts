@@ -19,6 +19,7 @@ import type { FreeSpaceMonitor } from '../store/free-space.js';
 import type { IncomingFile } from '../store/incoming-file.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { KeyedLock } from './keyed-lock.js';
+import { withoutUids } from '../observability/redact.js';
 
 export interface ReceiveSettings {
   minFreeBytes: number;
@@ -217,7 +218,7 @@ class ReceivingSink implements DatasetSink {
     }
     if (replacedFilePath === undefined) return;
     await this.deps.store.remove(replacedFilePath).catch((error: Error) =>
-      this.request.association.log.error({ err: error.message }, 'could not delete a replaced copy'),
+      this.request.association.log.error({ err: withoutUids(error.message) }, 'could not delete a replaced copy'),
     );
   }
 

@@ -19,6 +19,7 @@ import { datasetInSyntax, needsDecompression, openStoredDataset, type StoredData
 import { loadCodecs } from '../pixels/codecs.js';
 import { parseQuery } from './find-service.js';
 import { FROM_BY_LEVEL, inView, MODEL_OF_SOP_CLASS, type View } from './keys.js';
+import { withoutUids } from '../observability/redact.js';
 
 
 /** PS3.4 C.4.2.1.5: C-MOVE statuses. */
@@ -172,7 +173,7 @@ export class MoveService {
       const status = await send(stored, path);
       return status === undefined ? 'failed' : outcomeOf(status);
     } catch (error) {
-      if (!(error instanceof AssociationError)) this.options.log.warn({ err: (error as Error).message }, 'a retrieve sub-operation failed');
+      if (!(error instanceof AssociationError)) this.options.log.warn({ err: withoutUids((error as Error).message) }, 'a retrieve sub-operation failed');
       return 'failed';
     } finally {
       await stored.close().catch(() => undefined);
