@@ -100,10 +100,9 @@ export class QuarantineWork {
     return current !== undefined && current !== receivedAt;
   }
 
-  /** Deletes a quarantined or failed instance's row (with its audit, outbox and research rows) and
-   * returns the files to delete, or undefined when it is not held. */
   /**
-   * Deletes a held instance's rows; returns the files to delete. `setAside` moves each file to a name
+   * Deletes a quarantined or failed instance's row (with its audit, outbox and research rows) and
+   * returns the files to delete, or undefined when it is not held. `setAside` moves each file to a name
    * of its own while the write lock is held and before the rows go (returning that name, or
    * undefined when the file is already gone): once the row is gone, a node serving this storage may
    * place a re-sent copy at the instance's path, which deleting by that path would take with it.
