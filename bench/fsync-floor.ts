@@ -36,7 +36,7 @@ const size = Number(values.size);
 const count = Number(values.count);
 const dir = resolve(values.dir);
 
-async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>): Promise<number> {
+async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'in'), { recursive: true });
   mkdirSync(join(dir, 'out'), { recursive: true });
@@ -48,7 +48,6 @@ async function measure(name: string, step: (i: number, data: Buffer) => void | P
     times.push(performance.now() - began);
   }
   console.log(`${name.padEnd(48)} median ${median(times).toFixed(3)} ms  (${(size / 1e6 / (median(times) / 1000)).toFixed(0)} MB/s)`);
-  return median(times);
 }
 
 /** The device's write cache as Linux sees it ("write back": a flush empties a volatile cache;
@@ -113,7 +112,8 @@ await together('no rename; file || WAL syncs together', false);
 
 const inPlace = (name: string, bytes: number): number => {
   const ms = inPlaceSyncMs(dir, size, bytes, count);
-  console.log(`${name.padEnd(48)} median ${ms.toFixed(3)} ms  (${(size / 1e6 / (ms / 1000)).toFixed(0)} MB/s)`);
+  // MB/s of what each step writes (the last PDU's bytes, or the whole object's).
+  console.log(`${name.padEnd(48)} median ${ms.toFixed(3)} ms  (${(bytes / 1e6 / (ms / 1000)).toFixed(0)} MB/s)`);
   return ms;
 };
 const lastPdu = inPlace('in place: last 16 kB PDU + fdatasync', LAST_PDU_BYTES);

@@ -227,7 +227,8 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
 function durableBound(corpus: Corpus, work: string, round: Sample[]): number {
   const storescp = round.find((sample) => sample.receiver === 'storescp default') as Sample;
   const storescpMs = (storescp.seconds * 1000) / corpus.files;
-  const floorMs = inPlaceSyncMs(join(work, 'floor'), Math.round(corpus.bytes / corpus.files), Math.min(LAST_PDU_BYTES, Math.round(corpus.bytes / corpus.files)), 200);
+  const instanceBytes = Math.round(corpus.bytes / corpus.files);
+  const floorMs = inPlaceSyncMs(join(work, 'floor'), instanceBytes, Math.min(LAST_PDU_BYTES, instanceBytes), 200);
   const bound = boundOverStorescp(storescpMs, floorMs);
   console.log(
     `  durable floor this round: ${floorMs.toFixed(3)} ms per instance after its last byte (last PDU + fdatasync in place); ` +

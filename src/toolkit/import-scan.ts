@@ -99,8 +99,9 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
   }
 }
 
-/** Copies the file where the receive path would have put it: a temporary name, synced, then renamed,
- * so that the index never names a copy a power cut left short (a run again skips indexed paths). */
+/** Copies the file into the instance's series folder under originals/, as the receive path does: a
+ * temporary name, synced, then renamed, so that the index never names a copy a power cut left short
+ * (a run again skips indexed paths). */
 function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): string {
   const directory = join(ORIGINALS_DIR, pathSegment(scanned.studyInstanceUid), pathSegment(scanned.seriesInstanceUid));
   // Always a name of the import's own, never the instance's plain name: a node serving this storage
