@@ -72,8 +72,9 @@ const HIERARCHY_REFRESH_MS = 1000;
 
 export class InstanceIndex {
   private readonly recentSeries = new Map<string, SeriesMemo>();
-  /** Series rows written in the open transaction: remembered only once it commits, since a rolled
-   * back row's key may be given to another series. */
+  /** Series rows written in the open transaction: reused within it (import writes a batch of a
+   * series' instances in one), remembered past it only once it commits, since a rolled back row's key
+   * may be given to another series. Whoever rolls back calls dropPending. */
   private pendingMemos: Array<[string, SeriesMemo]> = [];
   private readonly statements: {
     upsertPatient: Statement;
@@ -92,7 +93,7 @@ export class InstanceIndex {
 
   private readonly research: ResearchIndex;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.research = new ResearchIndex(db);
     this.statements = {
       upsertPatient: db.prepare(`
@@ -245,10 +246,20 @@ export class InstanceIndex {
    * series three upserts (and their index pages in the WAL); last_received_at stays exact to a second.
    */
   private recentSeriesPk(record: InstanceRecord): number | undefined {
-    const recent = this.recentSeries.get(record.seriesInstanceUid);
+    const recent = this.pendingMemo(record.seriesInstanceUid) ?? this.recentSeries.get(record.seriesInstanceUid);
     if (!recent || recent.studyInstanceUid !== record.studyInstanceUid) return undefined;
     if (record.receivedAt - recent.writtenAt >= HIERARCHY_REFRESH_MS) return undefined;
     return recent.seriesPk;
+  }
+
+  /** A series written earlier in the open transaction (the newest memo: batches are small). */
+  private pendingMemo(seriesInstanceUid: string): SeriesMemo | undefined {
+    if (!this.db.inTransaction) return undefined;
+    for (let i = this.pendingMemos.length - 1; i >= 0; i -= 1) {
+      const [uid, memo] = this.pendingMemos[i] as [string, SeriesMemo];
+      if (uid === seriesInstanceUid) return memo;
+    }
+    return undefined;
   }
 
   /** Marks where the open transaction's pending memos end, for a savepoint that may roll back. */

@@ -148,7 +148,7 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
   const now = Date.now();
   const orphanCopies: string[] = [];
   let bytes = 0;
-  db.transaction(() => {
+  const write = db.transaction(() => {
     for (const result of results) {
       if (result.kind !== 'dicom') {
         problem(summary, result.kind, result.path, result.reason);
@@ -163,7 +163,13 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
       summary.indexed += 1;
       bytes += result.size;
     }
-  })();
+  });
+  try {
+    write();
+  } catch (error) {
+    index.dropPending();
+    throw error;
+  }
   index.commitPending();
   summary.bytes += bytes;
   options.progress?.add(results.length, bytes);

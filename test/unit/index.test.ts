@@ -72,3 +72,33 @@ test('the patient key is issuer and ID: the same MRN from two issuers is two pat
   await writer.submit(record({ studyInstanceUid: '9.1', seriesInstanceUid: '9.1.1', sopInstanceUid: '9.1.1.1', attributes: { PatientID: '12345', IssuerOfPatientID: 'HOSP_B' } }));
   assert.equal(new InstanceIndex(db).counts().patients, 2);
 });
+
+test('a series written earlier in a transaction is reused within it, and never after a rollback gave its row away', (t) => {
+  const { db, index } = openIndex(t);
+  const seriesOf = (sopInstanceUid: string) => index.findInstance(sopInstanceUid)?.seriesInstanceUid;
+  const now = Date.now();
+  // One transaction, two instances of a new series (what import writes per batch): one series row.
+  db.transaction(() => {
+    index.upsert(record({ sopInstanceUid: '1.2.1.1.1', receivedAt: now }));
+    index.upsert(record({ sopInstanceUid: '1.2.1.1.2', receivedAt: now }));
+  })();
+  index.commitPending();
+  assert.deepEqual(index.counts(), { patients: 1, studies: 1, series: 1, instances: 2 });
+  // A transaction that writes series 1.2.1.2 and rolls back: its row id goes to the next new series.
+  const doomed = { studyInstanceUid: '1.2.2', seriesInstanceUid: '1.2.2.1', receivedAt: now };
+  assert.throws(() =>
+    db.transaction(() => {
+      index.upsert(record({ ...doomed, sopInstanceUid: '1.2.2.1.1' }));
+      throw new Error('the batch failed');
+    })(),
+  );
+  index.dropPending();
+  db.transaction(() => index.upsert(record({ studyInstanceUid: '1.2.3', seriesInstanceUid: '1.2.3.1', sopInstanceUid: '1.2.3.1.1', receivedAt: now })))();
+  index.commitPending();
+  db.transaction(() => index.upsert(record({ ...doomed, sopInstanceUid: '1.2.2.1.2' })))();
+  index.commitPending();
+  assert.equal(seriesOf('1.2.3.1.1'), '1.2.3.1');
+  assert.equal(seriesOf('1.2.2.1.2'), '1.2.2.1');
+  assert.equal(seriesOf('1.2.2.1.1'), undefined);
+  assert.deepEqual(index.counts(), { patients: 1, studies: 3, series: 3, instances: 4 });
+});
