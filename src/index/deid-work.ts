@@ -159,6 +159,12 @@ export class DeidWork {
     });
   }
 
+  /** Runs `work` in one transaction, inside which the mark* calls become savepoints: many outcomes,
+   * one commit. */
+  inOneTransaction<T>(work: () => T): T {
+    return this.audit.transaction(work);
+  }
+
   /** Quarantines an instance whose de-identified form still shows residual risk, keeping the audit
    * and the findings (paths and keywords, never values) for the operator. */
   markQuarantinedWithFindings(id: number, sourcePath: string, reason: string, audit: AuditText, findings: unknown[]): boolean {

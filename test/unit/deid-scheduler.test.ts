@@ -115,8 +115,8 @@ async function setUp(t: TestContext, observer?: DeidObserver) {
   return { storagePath, writer, pool, scheduler, state, reload };
 }
 
-function deidentified(filePath: string): DeidTaskResult {
-  return { kind: 'deidentified', filePath, fileSize: 6, sopInstanceUid: '2.25.1', seriesInstanceUid: '2.25.2', studyInstanceUid: '2.25.3', profile: 'default', audit: EMPTY_AUDIT_TEXT, findings: [], attributes: { PatientID: 'PSEUDO-1', PatientName: 'ANONYMOUS^1', Modality: 'CT' } };
+function deidentified(filePath: string, sopInstanceUid = '2.25.1'): DeidTaskResult {
+  return { kind: 'deidentified', filePath, fileSize: 6, sopInstanceUid, seriesInstanceUid: '2.25.2', studyInstanceUid: '2.25.3', profile: 'default', audit: EMPTY_AUDIT_TEXT, findings: [], attributes: { PatientID: 'PSEUDO-1', PatientName: 'ANONYMOUS^1', Modality: 'CT' } };
 }
 
 const TARGET = 'deidentified/2.25.3/2.25.2/2.25.1.dcm';
@@ -208,4 +208,26 @@ test('settings go to the workers shared once, and again only after a reload chan
   assert.equal(new SettingsCache().get(third.task.settings).base.maxAgeYears, 70, 'the reloaded settings reach the workers');
   second.resolve({ kind: 'quarantined', reason: 'the test holds it' });
   third.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+});
+
+test('outcomes finishing together are recorded together, and one that cannot be placed fails alone', async (t) => {
+  const observer = recordingObserver();
+  const { storagePath, writer, pool, scheduler } = await setUp(t, observer);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  t.after(() => db.close());
+  const stateOf = (filePath: string) => (db.prepare('SELECT state FROM instances WHERE file_path = ?').pluck().get(filePath) as string | undefined) ?? 'missing';
+  await writer.submit(record('originals/a.dcm'));
+  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' });
+  scheduler.start();
+  const [first, second] = [await pool.next(), await pool.next()];
+  // The first task's output never reached its temporary file: placing it fails.
+  writeFileSync(second.task.temporary, 'OUTPUT');
+  first.resolve(deidentified(TARGET));
+  second.resolve(deidentified('deidentified/2.25.3/2.25.2/2.25.9.dcm', '2.25.9'));
+  for (let tries = 0; tries < 100 && stateOf('originals/b.dcm') === 'received'; tries += 1) await sleep(10);
+  assert.equal(stateOf('originals/a.dcm'), 'failed');
+  assert.equal(stateOf('originals/b.dcm'), 'deidentified');
+  assert.equal(readFileSync(join(storagePath, 'deidentified/2.25.3/2.25.2/2.25.9.dcm'), 'utf8'), 'OUTPUT');
+  assert.deepEqual(observer.outcomes.sort(), ['failed', 'ok']);
+  assert.equal(scheduler.running, 0);
 });
