@@ -11,9 +11,9 @@
  * instead of a factor of its own (up to 4 for a small heap); flags are per process, so the worker
  * threads' heaps too. A command that allocates steadily grew with its run's length: import and export
  * of 100,000 files peaked at 168-173 and 178 MB, and at 142-143 and 156 MB with it (10,000 files: 126
- * -> 118 and 149 -> 140 MB), with the same CPU time (import 12.2-13.3 s user either way). The node
- * receiving 2,000 x 0.5 MB: 129-130 -> 121.5-122 MB, throughput within the machine's noise.
- * (bench/results-2026-11-29-scale.txt and bench/results-2026-11-29.txt, 19:05-19:45 UTC.)
+ * -> 118 and 149 -> 140 MB), with the same CPU time (import 12.2-13.3 s user either way).
+ * (bench/results-2026-11-29-scale.txt, 19:05-19:35 UTC.) `serve` sets it back to V8's own factor
+ * (see V8_OWN_HEAP_GROWTH below): for the node it cost throughput and saved little memory.
  *
  * `npm start`, the Dockerfile, the tests and bench/scale pass both flags too; run as `node
  * dist/src/cli/main.js`, pass them yourself.
@@ -24,6 +24,7 @@ import { ConfigError, loadConfigFile } from '../config/load.js';
 import { createLogger } from '../observability/logger.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_LAYOUT } from '../toolkit/layout.js';
 
 // Each command loads what it runs when it runs (the node, the toolkit, the engine, the codecs): a
@@ -35,6 +36,19 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   if (error.code !== 'EPIPE') throw error;
 });
 
+/**
+ * V8's own heap growth factor, for `serve`: set at run time, since the flag on the command line is
+ * the batch commands'. Receiving 0.5 MB instances makes garbage at the rate data arrives (socket
+ * buffers, PDU views); held to 1.6x its live size, the heap ran a full collection every dozen
+ * instances. Interleaved on bench/receive's corpus (scratch A/B, 2026-11-29 23:50-00:00 UTC):
+ * with no syncs and no de-identification, so that the main thread decides, 0.47x storescp with the
+ * flag and 0.64x without; the node as it runs, 163 and 193 instances/s (medians of 5); peak RSS
+ * 119-120 and 129-131 MB on 0.5 MB instances, 140-143 MB either way on 250 MB ones, 139-140 and
+ * 134-135 MB receiving 1 GB. The heuristic reads the flag each time it sets a new limit, so a change
+ * after start-up takes effect from the next collection.
+ */
+const V8_OWN_HEAP_GROWTH = '--heap-growing-percent=0';
+
 const program = new Command();
 program.name('gantry').description('Gantry: a DICOM de-identification gateway').version('0.1.0');
 
@@ -43,6 +57,7 @@ program
   .description('run the DICOM node (the embedded config/gantry.yaml unless --config names a file)')
   .option('-c, --config <file>', 'YAML config file')
   .action(async (options: { config?: string }) => {
+    setFlagsFromString(V8_OWN_HEAP_GROWTH);
     const loaded = loadConfigFile(options.config);
     const log = createLogger(loaded.config.log.level);
     log.info({ config: loaded.source, embedded: loaded.embedded }, 'configuration loaded');
