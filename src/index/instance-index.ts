@@ -64,7 +64,25 @@ export interface IndexCounts {
 interface SeriesMemo {
   seriesPk: number;
   studyInstanceUid: string;
+  /** The patient, study and series values written (hierarchyValues): an instance that brings others
+   * writes the hierarchy again, so no value an instance of the series carries is left out. */
+  hierarchy: string;
   writtenAt: number;
+}
+
+/** Every attribute upsertHierarchy writes to the patient, study and series rows. */
+const HIERARCHY_KEYWORDS = [
+  'PatientID', 'IssuerOfPatientID', 'PatientName', 'PatientBirthDate', 'PatientSex',
+  'StudyDate', 'StudyTime', 'AccessionNumber', 'StudyID', 'StudyDescription', 'ReferringPhysicianName', 'SpecificCharacterSet',
+  'Modality', 'SeriesNumber', 'SeriesDescription', 'SeriesDate', 'SeriesTime', 'BodyPartExamined',
+] as const satisfies ReadonlyArray<keyof IndexedAttributes>;
+
+/** An instance's hierarchy values as one string (absent and empty told apart). */
+function hierarchyValues(attributes: IndexedAttributes): string {
+  return HIERARCHY_KEYWORDS.map((keyword) => {
+    const value = attributes[keyword];
+    return value === undefined ? '\u0001' : String(value);
+  }).join('\u0000');
 }
 
 /** How long a series' hierarchy rows count as fresh (see InstanceIndex.recentSeriesPk). */
@@ -242,13 +260,15 @@ export class InstanceIndex {
 
   /**
    * The series of a burst: its patient, study and series rows were written less than
-   * HIERARCHY_REFRESH_MS ago, so this instance only adds its own row. This spares each instance of a
-   * series three upserts (and their index pages in the WAL); last_received_at stays exact to a second.
+   * HIERARCHY_REFRESH_MS ago, with the values this instance carries, so it only adds its own row. This
+   * spares each instance of a series three upserts (and their index pages in the WAL);
+   * last_received_at stays exact to a second.
    */
   private recentSeriesPk(record: InstanceRecord): number | undefined {
     const recent = this.pendingMemo(record.seriesInstanceUid) ?? this.recentSeries.get(record.seriesInstanceUid);
     if (!recent || recent.studyInstanceUid !== record.studyInstanceUid) return undefined;
     if (record.receivedAt - recent.writtenAt >= HIERARCHY_REFRESH_MS) return undefined;
+    if (recent.hierarchy !== hierarchyValues(record.attributes)) return undefined;
     return recent.seriesPk;
   }
 
@@ -316,7 +336,8 @@ export class InstanceIndex {
       bodyPart: a.BodyPartExamined ?? null,
       now,
     }) as { id: number };
-    this.pendingMemos.push([record.seriesInstanceUid, { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, writtenAt: now }]);
+    const memo = { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, hierarchy: hierarchyValues(a), writtenAt: now };
+    this.pendingMemos.push([record.seriesInstanceUid, memo]);
     return series.id;
   }
 
@@ -400,6 +421,10 @@ export class IndexWriter {
           try {
             results.push({ outcome: this.upsertOne(pending.record) });
           } catch (error) {
+            // An I/O error, a full disk or no memory can make SQLite roll back the whole transaction,
+            // not only the savepoint: what follows would run outside it, and the memos of rows it
+            // undid would name row ids SQLite gives out again. The whole batch fails instead.
+            if (!this.db.inTransaction) throw error;
             this.index.dropPending(mark);
             results.push({ error: error as Error });
           }

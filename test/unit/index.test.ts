@@ -102,3 +102,43 @@ test('a series written earlier in a transaction is reused within it, and never a
   assert.equal(seriesOf('1.2.2.1.1'), undefined);
   assert.deepEqual(index.counts(), { patients: 1, studies: 3, series: 3, instances: 4 });
 });
+
+test('an instance that brings hierarchy values the first of its series lacked writes them', (t) => {
+  const { db, index } = openIndex(t);
+  const now = Date.now();
+  db.transaction(() => {
+    index.upsert(record({ sopInstanceUid: '1.2.1.1.1', attributes: { PatientID: 'P1' }, receivedAt: now }));
+    index.upsert(record({ sopInstanceUid: '1.2.1.1.2', attributes: { PatientID: 'P1', PatientName: 'Doe^Jane', StudyDescription: 'CT CHEST', Modality: 'CT', BodyPartExamined: 'CHEST' }, receivedAt: now }));
+  })();
+  index.commitPending();
+  const row = db
+    .prepare('SELECT p.patient_name AS name, st.study_description AS study, se.modality AS modality, se.body_part_examined AS bodyPart FROM series se JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk')
+    .get();
+  assert.deepEqual(row, { name: 'Doe^Jane', study: 'CT CHEST', modality: 'CT', bodyPart: 'CHEST' });
+});
+
+test('a batch whose transaction SQLite rolled back whole fails whole, and files no instance under another series', async (t) => {
+  const { db, index, writer } = openIndex(t);
+  const instance = (study: string, series: string, sop: string) => record({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop, filePath: `originals/${sop}.dcm` });
+  // What SQLite does on an I/O error, a full disk or no memory inside a savepoint: it rolls back the
+  // whole transaction (not reproducible on demand, so done here by hand).
+  const upsert = index.upsert.bind(index);
+  index.upsert = (record) => {
+    if (record.sopInstanceUid !== '9.9.9') return upsert(record);
+    db.exec('ROLLBACK');
+    throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+  };
+  const batch = await Promise.allSettled([
+    writer.submit(instance('1', '1.1', '1.1.1')),
+    writer.submit(instance('9', '9.9', '9.9.9')),
+    writer.submit(instance('2', '2.1', '2.1.1')),
+    writer.submit(instance('1', '1.1', '1.1.2')),
+  ]);
+  assert.deepEqual(batch.map((outcome) => outcome.status), ['rejected', 'rejected', 'rejected', 'rejected']);
+  assert.equal(db.inTransaction, false);
+  assert.deepEqual(index.counts(), { patients: 0, studies: 0, series: 0, instances: 0 });
+  // Sent again (what a store that failed gets from its sender), each lands in its own series.
+  await Promise.all([writer.submit(instance('2', '2.1', '2.1.1')), writer.submit(instance('1', '1.1', '1.1.2'))]);
+  assert.equal(index.findInstance('2.1.1')?.seriesInstanceUid, '2.1');
+  assert.equal(index.findInstance('1.1.2')?.seriesInstanceUid, '1.1');
+});
