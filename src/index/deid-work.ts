@@ -1,6 +1,7 @@
 /**
- * The de-identification work on the index: which instances wait (state received), and the one
- * transaction per instance that records its outcome (deidentified, quarantined or failed).
+ * The de-identification work on the index: which instances wait (state received), and the records of
+ * their outcomes (deidentified, quarantined or failed), each a transaction, or a savepoint when the
+ * scheduler records several in one (inOneTransaction).
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
@@ -163,6 +164,11 @@ export class DeidWork {
    * one commit. */
   inOneTransaction<T>(work: () => T): T {
     return this.audit.transaction(work);
+  }
+
+  /** False once SQLite has rolled back the transaction whole (an I/O error, a full disk). */
+  inTransaction(): boolean {
+    return this.db.inTransaction;
   }
 
   /** Quarantines an instance whose de-identified form still shows residual risk, keeping the audit

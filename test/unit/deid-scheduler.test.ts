@@ -112,7 +112,7 @@ async function setUp(t: TestContext, observer?: DeidObserver) {
     db.close();
   });
   const state = () => db.prepare('SELECT state, file_path AS filePath, deid_file_path AS deidPath FROM instances').get() as { state: string; filePath: string; deidPath: string | null };
-  return { storagePath, writer, pool, scheduler, state, reload };
+  return { storagePath, db, writer, work, pool, scheduler, state, reload };
 }
 
 function deidentified(filePath: string, sopInstanceUid = '2.25.1'): DeidTaskResult {
@@ -230,4 +230,62 @@ test('outcomes finishing together are recorded together, and one that cannot be 
   assert.equal(readFileSync(join(storagePath, 'deidentified/2.25.3/2.25.2/2.25.9.dcm'), 'utf8'), 'OUTPUT');
   assert.deepEqual(observer.outcomes.sort(), ['failed', 'ok']);
   assert.equal(scheduler.running, 0);
+});
+
+test('outcomes whose transaction cannot commit are not recorded, and the outputs they placed are deleted again', async (t) => {
+  const observer = recordingObserver();
+  const { storagePath, writer, work, pool, scheduler, state } = await setUp(t, observer);
+  // The transaction fails at its end, as a COMMIT that meets a full disk does.
+  const inOneTransaction = work.inOneTransaction.bind(work);
+  let failures = 1;
+  work.inOneTransaction = <T>(fn: () => T): T =>
+    inOneTransaction(() => {
+      const result = fn();
+      if (failures-- > 0) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      return result;
+    });
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  const first = await pool.next();
+  writeFileSync(first.task.temporary, 'OUTPUT');
+  first.resolve(deidentified(TARGET));
+  // Done again at the next poll (the scheduler backs off until then): then recorded.
+  const again = await pool.next();
+  assert.equal(state().state, 'received');
+  assert.equal(existsSync(join(storagePath, TARGET)), false, 'no output without its record');
+  assert.deepEqual(observer.outcomes, [], 'nothing counted');
+  writeFileSync(again.task.temporary, 'OUTPUT');
+  again.resolve(deidentified(TARGET));
+  for (let tries = 0; tries < 100 && state().state !== 'deidentified'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'deidentified');
+  assert.equal(readFileSync(join(storagePath, TARGET), 'utf8'), 'OUTPUT');
+});
+
+test('outcomes whose transaction SQLite rolled back whole are not recorded one by one outside it', async (t) => {
+  const { db, writer, work, pool, scheduler } = await setUp(t);
+  const states = () => (db.prepare('SELECT state FROM instances ORDER BY id').pluck().all() as string[]).join(' ');
+  // What SQLite does on an I/O error inside a savepoint: it rolls back the whole transaction.
+  const markDeidentified = work.markDeidentified.bind(work);
+  let failures = 1;
+  work.markDeidentified = (...args) => {
+    if (failures-- <= 0) return markDeidentified(...args);
+    db.exec('ROLLBACK');
+    throw Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+  };
+  await writer.submit(record('originals/a.dcm'));
+  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' });
+  scheduler.start();
+  const [first, second] = [await pool.next(), await pool.next()];
+  writeFileSync(first.task.temporary, 'OUTPUT');
+  writeFileSync(second.task.temporary, 'OUTPUT');
+  first.resolve(deidentified(TARGET));
+  second.resolve(deidentified('deidentified/2.25.3/2.25.2/2.25.9.dcm', '2.25.9'));
+  // Neither is recorded, the first not as failed: both are done again.
+  const [again, againToo] = [await pool.next(), await pool.next()];
+  assert.equal(states(), 'received received');
+  assert.equal(db.inTransaction, false);
+  again.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  againToo.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  for (let tries = 0; tries < 100 && states() !== 'quarantined quarantined'; tries += 1) await sleep(10);
+  assert.equal(states(), 'quarantined quarantined');
 });
