@@ -43,10 +43,10 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
  * instances. Interleaved on bench/receive's corpus (scratch A/B, 2026-11-29 23:46-23:59 UTC, in
  * bench/results-2026-11-29.txt): with no syncs and no de-identification, so that the main thread
  * decides, 0.47x storescp with the flag and 0.64x without; the node as it runs, 163 and 193
- * instances/s (medians of 5, rounds overlapping); peak RSS
- * 119-120 and 129-131 MB on 0.5 MB instances, 140-143 MB either way on 250 MB ones, 139-140 and
- * 134-135 MB receiving 1 GB. The heuristic reads the flag each time it sets a new limit, so a change
- * after start-up takes effect from the next collection.
+ * instances/s (medians of 5, rounds overlapping). Peak RSS: 119-120 and 129-131 MB on 0.5 MB
+ * instances, 140-143 MB either way on 250 MB ones, 139-140 and 134-135 MB receiving 1 GB. The
+ * heuristic reads the flag each time it sets a new limit, so a change after start-up takes effect
+ * from the next collection.
  */
 const V8_OWN_HEAP_GROWTH = '--heap-growing-percent=0';
 
