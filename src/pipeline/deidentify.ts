@@ -56,6 +56,10 @@ export type DeidOutcome = 'ok' | 'quarantined' | 'failed';
 const RECORD_DELAY_MS = 20;
 const MAX_OUTCOMES_PER_RECORD = 32;
 
+/** Instances fetched beyond the free slots by one look at the index, for the next fills: a look per
+ * finished task was a query per instance on the thread that also receives. */
+const PREFETCH = 16;
+
 /** A task's result (or failure) waiting to be recorded. */
 interface FinishedTask {
   instance: WaitingInstance;
@@ -81,6 +85,17 @@ export class DeidScheduler {
   private recordTimer: NodeJS.Timeout | undefined;
   /** Outputs moved into place by the record under way: deleted again if its transaction fails. */
   private placed: string[] = [];
+  /**
+   * Instances the last look at the index found waiting and not handed out yet, oldest first. Looked
+   * up afresh when empty and at every poll, so a change there (a release, a re-send) is seen within
+   * pollMs. One that changed meanwhile costs a task at most: an outcome is recorded only while the
+   * row still waits for the original the task read (markDeidentified and markHeld check).
+   */
+  private queued: WaitingInstance[] = [];
+  /** The last look found nothing waiting that is not in flight: no look again until nudged (a store,
+   * a record, the poll). Without it each finished task looked once more, while the pool kept up,
+   * and found nothing: two of every three looks. */
+  private foundNothing = false;
   private timer: NodeJS.Timeout | undefined;
   private filling = false;
   private again = false;
@@ -95,6 +110,7 @@ export class DeidScheduler {
   start(): void {
     this.timer = setInterval(() => {
       this.backOff = false;
+      this.queued = [];
       this.nudge();
     }, this.options.pollMs ?? 1000);
     this.timer.unref();
@@ -103,6 +119,12 @@ export class DeidScheduler {
 
   /** Something may be waiting: look soon (coalesced). */
   nudge(): void {
+    this.foundNothing = false;
+    this.refill();
+  }
+
+  /** Free slots are filled soon (coalesced), from what the last look found. */
+  private refill(): void {
     if (this.stopped || this.backOff) return;
     if (this.filling) {
       this.again = true;
@@ -138,10 +160,25 @@ export class DeidScheduler {
   }
 
   private fill(): void {
-    const room = this.options.maxInFlight - this.runningTasks;
-    if (room <= 0) return;
-    const waiting = this.options.work.waiting(0, room + this.inFlight.size).filter((instance) => !this.inFlight.has(instance.id));
-    for (const instance of waiting.slice(0, room)) this.dispatch(instance);
+    for (let room = this.options.maxInFlight - this.runningTasks; room > 0; room -= 1) {
+      const next = this.nextWaiting(room);
+      if (!next) return;
+      this.dispatch(next);
+    }
+  }
+
+  /** The oldest instance waiting that is not in flight, from the prefetched ones or a new look. */
+  private nextWaiting(room: number): WaitingInstance | undefined {
+    const fromQueue = () => {
+      let next = this.queued.shift();
+      while (next && this.inFlight.has(next.id)) next = this.queued.shift();
+      return next;
+    };
+    const next = fromQueue();
+    if (next || this.foundNothing) return next;
+    this.queued = this.options.work.waiting(0, this.inFlight.size + room + PREFETCH).filter((instance) => !this.inFlight.has(instance.id));
+    this.foundNothing = this.queued.length === 0;
+    return fromQueue();
   }
 
   private dispatch(instance: WaitingInstance): void {
@@ -165,7 +202,7 @@ export class DeidScheduler {
       this.runningTasks -= 1;
       this.finished.push({ instance, task, settings, seconds: (performance.now() - started) / 1000, ...outcome, recorded });
       this.scheduleRecord();
-      this.nudge();
+      this.refill();
     };
     running.then(
       (result) => finish({ result }),
@@ -219,6 +256,8 @@ export class DeidScheduler {
       this.inFlight.delete(finished.instance.id);
       finished.recorded();
     });
+    // An outcome not recorded leaves its instance waiting, out of flight now; one recorded may have
+    // sent others back (redoReferencing): look again.
     this.nudge();
   }
 
@@ -280,10 +319,15 @@ export class DeidScheduler {
     // Stopping ends the tasks running: they are not failures, and are done again at the next start.
     if (this.stopped) return undefined;
     const reason = withoutValues(error.message);
-    this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');
     try {
-      if (!this.options.work.markHeld(instance.id, instance.filePath, 'failed', reason)) return undefined;
+      if (!this.options.work.markHeld(instance.id, instance.filePath, 'failed', reason)) {
+        // A newer copy replaced the one the task read (whose file may be gone): not this instance's failure.
+        this.options.log.debug({ instance: instance.id, err: reason }, 'de-identification of a replaced copy failed');
+        return undefined;
+      }
+      this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');
     } catch (recordError) {
+      this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');
       // The index cannot take it (disk full, read-only): the instance stays waiting and is tried
       // again at the next poll, not in a tight loop.
       this.options.log.error({ instance: instance.id, err: (recordError as Error).message }, 'could not record a failed de-identification');

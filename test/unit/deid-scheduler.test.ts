@@ -78,7 +78,7 @@ function record(filePath: string): InstanceRecord {
   };
 }
 
-async function setUp(t: TestContext, observer?: DeidObserver) {
+async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50) {
   const storagePath = scratchDir('scheduler');
   mkdirSync(join(storagePath, DEID_INCOMING_DIR), { recursive: true });
   const file = join(storagePath, 'index.sqlite');
@@ -100,7 +100,7 @@ async function setUp(t: TestContext, observer?: DeidObserver) {
     storagePath,
     log: silentLogger(),
     maxInFlight: 2,
-    pollMs: 50,
+    pollMs,
     ...(observer ? { observer } : {}),
     settings: () => settings,
   });
@@ -288,4 +288,25 @@ test('outcomes whose transaction SQLite rolled back whole are not recorded one b
   againToo.resolve({ kind: 'quarantined', reason: 'the test holds it' });
   for (let tries = 0; tries < 100 && states() !== 'quarantined quarantined'; tries += 1) await sleep(10);
   assert.equal(states(), 'quarantined quarantined');
+});
+
+test('instances waiting are looked up a batch at a time, not once per task', async (t) => {
+  // No poll during the test: only the scheduler's own looks are counted.
+  const { db, writer, work, pool, scheduler } = await setUp(t, undefined, 60_000);
+  const waiting = work.waiting.bind(work);
+  let looks = 0;
+  work.waiting = (afterId, limit) => {
+    looks += 1;
+    return waiting(afterId, limit);
+  };
+  const count = 40;
+  for (let n = 1; n <= count; n += 1) await writer.submit({ ...record(`originals/${n}.dcm`), sopInstanceUid: `1.2.1.1.${n}` });
+  scheduler.start();
+  for (let n = 1; n <= count; n += 1) (await pool.next()).resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  const held = () => db.prepare("SELECT count(*) FROM instances WHERE state = 'quarantined'").pluck().get() as number;
+  for (let tries = 0; tries < 100 && held() < count; tries += 1) await sleep(10);
+  assert.equal(held(), count);
+  // A look finds the free slots' instances and 16 more (three looks for 40), and at the end each
+  // finished task looks once more and finds none: 4-5 here, against one per task before (21-22).
+  assert.ok(looks <= 8, `${looks} looks at the index for ${count} instances`);
 });
