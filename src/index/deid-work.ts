@@ -30,10 +30,19 @@ export function renamesExcept(renames: readonly StudyRename[], instancePk: numbe
   return new Map(renames.filter((rename) => rename.instancePk !== instancePk).map((rename) => [rename.original, rename.renamed]));
 }
 
-export interface WaitingInstance {
+/**
+ * The copy of an instance a de-identification read: its outcome is recorded only while the row still
+ * holds that copy. A re-send changes both; a row deleted (a store that failed after its commit) whose
+ * id SQLite gives to the next copy keeps the path of the same UID but not the time.
+ */
+export interface SourceCopy {
+  filePath: string;
+  receivedAt: number;
+}
+
+export interface WaitingInstance extends SourceCopy {
   id: number;
   studyPk: number;
-  filePath: string;
   callingAeTitle: string;
   override?: ReleaseOverride;
 }
@@ -82,14 +91,15 @@ export class DeidWork {
     this.statements = {
       stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
       waiting: db.prepare(`
-        SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.calling_ae_title AS callingAeTitle, i.deid_override AS override
+        SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
+          i.deid_override AS override
         FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' AND i.id > ? ORDER BY i.id LIMIT ?`),
       deidentified: db.prepare(`
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
           deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
           deid_series_instance_uid = @seriesInstanceUid, deid_study_instance_uid = @studyInstanceUid,
           deid_profile = @profile, routed_at = NULL, deid_deleted_at = NULL
-        WHERE id = @id AND state = 'received' AND file_path = @sourcePath`),
+        WHERE id = @id AND state = 'received' AND file_path = @sourcePath AND received_at = @receivedAt`),
       renames: db.prepare(`SELECT instance_pk AS instancePk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ?`),
       renameOf: db.prepare(`SELECT study_pk AS studyPk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE instance_pk = ?`),
       currentName: db.prepare(`
@@ -113,7 +123,7 @@ export class DeidWork {
         RETURNING id`),
       held: db.prepare(`
         UPDATE instances SET state = @state, state_changed_at = @now, state_reason = @reason
-        WHERE id = @id AND state = 'received' AND file_path = @sourcePath`),
+        WHERE id = @id AND state = 'received' AND file_path = @sourcePath AND received_at = @receivedAt`),
       countByState: db.prepare('SELECT state, count(*) AS count FROM instances GROUP BY state'),
     };
   }
@@ -142,11 +152,11 @@ export class DeidWork {
    * where the record says) inside the transaction: if placing fails, nothing is recorded. False when
    * the copy is stale (the caller deletes it).
    */
-  markDeidentified(id: number, sourcePath: string, record: DeidentifiedRecord, place: () => void = () => undefined): boolean {
+  markDeidentified(id: number, source: SourceCopy, record: DeidentifiedRecord, place: () => void = () => undefined): boolean {
     return this.audit.transaction(() => {
       // An instance it references was renamed (or stopped being) while this copy was made: stale.
       if (record.references?.some(([original, written]) => this.currentName(id, original) !== written)) return false;
-      const changed = this.statements.deidentified.run({ ...record, id, sourcePath, now: Date.now() }).changes;
+      const changed = this.statements.deidentified.run({ ...record, id, sourcePath: source.filePath, receivedAt: source.receivedAt, now: Date.now() }).changes;
       if (changed === 0) return false;
       this.statements.forgetReferences.run(id);
       for (const [original, written] of record.references ?? []) this.statements.recordReference.run({ id, original, written });
@@ -173,9 +183,9 @@ export class DeidWork {
 
   /** Quarantines an instance whose de-identified form still shows residual risk, keeping the audit
    * and the findings (paths and keywords, never values) for the operator. */
-  markQuarantinedWithFindings(id: number, sourcePath: string, reason: string, audit: AuditText, findings: unknown[]): boolean {
+  markQuarantinedWithFindings(id: number, source: SourceCopy, reason: string, audit: AuditText, findings: unknown[]): boolean {
     return this.audit.transaction(() => {
-      if (!this.markHeld(id, sourcePath, 'quarantined', reason)) return false;
+      if (!this.markHeld(id, source, 'quarantined', reason)) return false;
       this.audit.write([{ instancePk: id, entries: audit, findings: findingsText(findings) }], Date.now());
       return true;
     });
@@ -196,9 +206,9 @@ export class DeidWork {
   }
 
   /** Holds an instance back (quarantined) or records that it could not be de-identified (failed). */
-  markHeld(id: number, sourcePath: string, state: 'quarantined' | 'failed', reason: string): boolean {
+  markHeld(id: number, source: SourceCopy, state: 'quarantined' | 'failed', reason: string): boolean {
     return this.db.transaction(() => {
-      if (this.statements.held.run({ id, sourcePath, state, reason, now: Date.now() }).changes === 0) return false;
+      if (this.statements.held.run({ id, sourcePath: source.filePath, receivedAt: source.receivedAt, state, reason, now: Date.now() }).changes === 0) return false;
       this.research.remove(id);
       // Held back, it is not forwarded: references to it keep the UID it had.
       this.setRename(id, undefined);

@@ -256,8 +256,9 @@ export class DeidScheduler {
       this.inFlight.delete(finished.instance.id);
       finished.recorded();
     });
-    // An outcome not recorded leaves its instance waiting, out of flight now; one recorded may have
-    // sent others back (redoReferencing): look again.
+    // An outcome not recorded leaves its instance waiting, out of flight now, and one recorded may
+    // have sent others back (redoReferencing): the next look finds them (once the entries fetched
+    // ahead are used, or at the poll).
     this.nudge();
   }
 
@@ -290,11 +291,11 @@ export class DeidScheduler {
     const { work, storagePath } = this.options;
     // A rule or the pixel check held it back (decide.ts): nothing was written.
     if (result.kind === 'quarantined') {
-      return work.markHeld(instance.id, instance.filePath, 'quarantined', result.reason) ? 'quarantined' : undefined;
+      return work.markHeld(instance.id, instance, 'quarantined', result.reason) ? 'quarantined' : undefined;
     }
     const reason = residualRiskReason(result.findings, settings.quarantineOnFindings, instance.override?.ignoreFindings);
     if (reason !== undefined) {
-      const recorded = work.markQuarantinedWithFindings(instance.id, instance.filePath, reason, result.audit, result.findings);
+      const recorded = work.markQuarantinedWithFindings(instance.id, instance, reason, result.audit, result.findings);
       removeQuietly(task.temporary);
       return recorded ? 'quarantined' : undefined;
     }
@@ -304,7 +305,7 @@ export class DeidScheduler {
       renameSync(task.temporary, target);
       this.placed.push(target);
     };
-    const recorded = work.markDeidentified(instance.id, instance.filePath, { ...result, profile: `${result.profile}: PS3.15 ${PROFILE_EDITION}` }, place);
+    const recorded = work.markDeidentified(instance.id, instance, { ...result, profile: `${result.profile}: PS3.15 ${PROFILE_EDITION}` }, place);
     // A re-sent copy replaced the original meanwhile, or an instance it references was renamed while
     // it was being done: this output is stale; the instance waits still and is done again.
     if (!recorded) {
@@ -320,9 +321,10 @@ export class DeidScheduler {
     if (this.stopped) return undefined;
     const reason = withoutValues(error.message);
     try {
-      if (!this.options.work.markHeld(instance.id, instance.filePath, 'failed', reason)) {
-        // A newer copy replaced the one the task read (whose file may be gone): not this instance's failure.
-        this.options.log.debug({ instance: instance.id, err: reason }, 'de-identification of a replaced copy failed');
+      if (!this.options.work.markHeld(instance.id, instance, 'failed', reason)) {
+        // The row no longer holds the copy the task read (replaced, deleted, or no longer waiting):
+        // not a failure of what the row holds now.
+        this.options.log.debug({ instance: instance.id, err: reason }, 'de-identification of a copy no longer waiting failed');
         return undefined;
       }
       this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');

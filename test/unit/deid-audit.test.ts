@@ -7,7 +7,7 @@ import { applyMigrations, openDatabase, type Db } from '../../src/db/database.js
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { auditText } from '../../src/deid/audit-text.js';
 import { DeidAudit, type EncodedAudit } from '../../src/index/deid-audit.js';
-import { DeidWork, type DeidentifiedRecord } from '../../src/index/deid-work.js';
+import { DeidWork, type DeidentifiedRecord, type SourceCopy } from '../../src/index/deid-work.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { QuarantineWork } from '../../src/index/quarantine-work.js';
 import { instanceRecord } from '../helpers/index-records.js';
@@ -30,6 +30,11 @@ const NAME_ENTRY = { path: '(0010,0010)', keyword: 'PatientName', action: 'dummy
 const UID_ENTRY = { path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' };
 
 /** Audit rows whose entries or findings name no text (rows name texts without a foreign key). */
+/** The copy an instance's row holds, as a de-identification that read it names it. */
+function copyOf(db: Db, id: number): SourceCopy {
+  return db.prepare('SELECT file_path AS filePath, received_at AS receivedAt FROM instances WHERE id = ?').get(id) as SourceCopy;
+}
+
 function danglingTextIds(db: Db): number {
   return db
     .prepare(`SELECT count(*) FROM deid_audit a WHERE a.entries_id NOT IN (SELECT id FROM audit_texts) OR a.findings_id NOT IN (SELECT id FROM audit_texts)`)
@@ -69,7 +74,7 @@ test('recordAudits replaces the audit the quarantine path wrote', (t) => {
   const db = openScratchIndex(t, 'deid-audit');
   const [id] = indexInstances(db, 1) as [number];
   const work = new DeidWork(db);
-  assert.equal(work.markQuarantinedWithFindings(id, 'originals/1.dcm', 'identifier in text', auditText([NAME_ENTRY]), [FINDING]), true);
+  assert.equal(work.markQuarantinedWithFindings(id, copyOf(db, id), 'identifier in text', auditText([NAME_ENTRY]), [FINDING]), true);
   assert.deepEqual(work.auditOf(id)?.findings, [FINDING]);
   work.recordAudits([encoded(id, [], [])], 5678);
   assert.equal(countRows(db, 'deid_audit'), 1);
@@ -145,14 +150,14 @@ test('markDeidentified whose placing fails records no audit, and its text is not
   });
   assert.throws(
     () =>
-      work.markDeidentified(id, 'originals/1.dcm', record(1, [NAME_ENTRY]), () => {
+      work.markDeidentified(id, copyOf(db, id), record(1, [NAME_ENTRY]), () => {
         throw new Error('the disk is full');
       }),
     /the disk is full/,
   );
   assert.equal(work.auditOf(id), undefined);
-  assert.equal(work.markDeidentified(other, 'originals/2.dcm', record(2, [UID_ENTRY])), true);
-  assert.equal(work.markDeidentified(id, 'originals/1.dcm', record(1, [NAME_ENTRY])), true);
+  assert.equal(work.markDeidentified(other, copyOf(db, other), record(2, [UID_ENTRY])), true);
+  assert.equal(work.markDeidentified(id, copyOf(db, id), record(1, [NAME_ENTRY])), true);
   assert.deepEqual(work.auditOf(id)?.entries, [NAME_ENTRY]);
   assert.deepEqual(work.auditOf(other)?.entries, [UID_ENTRY]);
   assert.equal(danglingTextIds(db), 0);

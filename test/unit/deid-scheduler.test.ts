@@ -310,3 +310,26 @@ test('instances waiting are looked up a batch at a time, not once per task', asy
   // finished task looks once more and finds none: 4-5 here, against one per task before (21-22).
   assert.ok(looks <= 8, `${looks} looks at the index for ${count} instances`);
 });
+
+test('the outcome of a copy whose row was deleted is not recorded against the next copy given its id and path', async (t) => {
+  const { db, writer, pool, scheduler } = await setUp(t, undefined, 60_000);
+  const row = () => db.prepare('SELECT id, state, received_at AS receivedAt FROM instances').get() as { id: number; state: string; receivedAt: number };
+  const firstAt = Date.now();
+  await writer.submit({ ...record('originals/a.dcm'), receivedAt: firstAt });
+  scheduler.start();
+  const stale = await pool.next();
+  // The store failed after its commit: its row is taken back, and the sender's retry, from another
+  // AE, gets the same id (the newest row's) and the same path (the same UID).
+  const id = row().id;
+  writer.takeBack('1.2.1.1.1');
+  await writer.submit({ ...record('originals/a.dcm'), callingAeTitle: 'US_SCANNER_3', receivedAt: firstAt + 5000 });
+  assert.equal(row().id, id);
+  stale.resolve({ kind: 'quarantined', reason: 'decided for the first copy and its caller' });
+  scheduler.nudge();
+  const fresh = await pool.next();
+  assert.equal(fresh.task.callingAeTitle, 'US_SCANNER_3');
+  assert.equal(row().state, 'received', 'the first copy\'s outcome is not the second\'s');
+  fresh.resolve({ kind: 'quarantined', reason: 'decided for the second copy' });
+  for (let tries = 0; tries < 100 && row().state !== 'quarantined'; tries += 1) await sleep(10);
+  assert.equal(row().state, 'quarantined');
+});
