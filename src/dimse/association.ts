@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
 import { withoutUids } from '../observability/redact.js';
-import { CommandError, CommandField, DATASET_PRESENT, decodeCommand, encodeCommand, isRequest, NO_DATASET, type DimseCommand } from './command.js';
+import { CommandError, CommandField, DATASET_PRESENT, decodeCommand, encodeCommand, isRequest, isWellFormedUid, NO_DATASET, type DimseCommand } from './command.js';
 import type { NegotiatedContext, NegotiationOutcome } from './negotiation.js';
 import type { DimseObserver } from './observer.js';
 import {
@@ -723,14 +723,18 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       this.log.warn({ status: statusHex(result.status), comment: result.errorComment === undefined ? undefined : withoutUids(result.errorComment), command: request.commandField }, 'operation failed');
     }
     if (this.phase !== 'established' && this.phase !== 'releasing') return false;
+    // The affected UIDs of a response are optional and, when present, the request's (PS3.7 9.1,
+    // "U(=)"): one the request spelled wrong is left out rather than echoed, since no peer can take it.
+    const { affectedSopClassUid, affectedSopInstanceUid } = request;
     const response: DimseCommand = {
       commandField: responseField,
       messageIdBeingRespondedTo: request.messageId ?? 0,
       commandDataSetType: NO_DATASET,
       status: result.status,
-      affectedSopClassUid: request.affectedSopClassUid ?? context.abstractSyntax,
     };
-    if (request.affectedSopInstanceUid !== undefined) response.affectedSopInstanceUid = request.affectedSopInstanceUid;
+    if (affectedSopClassUid === undefined) response.affectedSopClassUid = context.abstractSyntax;
+    else if (isWellFormedUid(affectedSopClassUid)) response.affectedSopClassUid = affectedSopClassUid;
+    if (affectedSopInstanceUid !== undefined && isWellFormedUid(affectedSopInstanceUid)) response.affectedSopInstanceUid = affectedSopInstanceUid;
     if (result.errorComment !== undefined && result.status !== Status.Success) response.errorComment = result.errorComment;
     if (result.offendingElements) response.offendingElements = result.offendingElements;
     if (result.suboperations) Object.assign(response, countFields(result.suboperations));

@@ -182,6 +182,12 @@ function hex(value: number): string {
   return value.toString(16).padStart(4, '0');
 }
 
+/** A UID as PS3.5 9.1 spells one: numeric components separated by periods, at most 64 characters
+ * (leading zeros in a component are let through: real peers send them). */
+export function isWellFormedUid(value: string): boolean {
+  return value.length <= 64 && /^[0-9]+(\.[0-9]+)*$/.test(value);
+}
+
 /** True when the command is a request that has a response (its field has bit 15 clear). */
 export function isRequest(commandField: number): boolean {
   return (commandField & 0x8000) === 0;

@@ -16,6 +16,7 @@ import { encodePData } from '../../src/dimse/pdu.js';
 import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { peakRss, sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
+import { encodeDataset } from '../helpers/synthetic-dicom.js';
 
 const VERIFICATION = '1.2.840.10008.1.1';
 const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
@@ -146,5 +147,22 @@ describe('hostile peers', () => {
     const after = await associated(gantry.port, gantry.aeTitle);
     assert.equal(await after.echo(1), 0x0000);
     await after.release();
+  });
+
+  test('a response never echoes a UID the request spelled wrong (over 64 characters)', async () => {
+    const raw = await associated(gantry.port, gantry.aeTitle);
+    const tooLong = `${CT_IMAGE_STORAGE}${'.1'.repeat(40)}`;
+    const dataset = encodeDataset([
+      [0x00080016, 'UI', CT_IMAGE_STORAGE],
+      [0x00080018, 'UI', tooLong],
+      [0x0020000d, 'UI', '1.2.3.4'],
+      [0x0020000e, 'UI', '1.2.3.4.5'],
+    ]);
+    const response = await raw.store(3, tooLong, tooLong, dataset);
+    assert.equal(response?.status, 0xb007, 'stored with a warning: the command\'s SOP class is not the dataset\'s');
+    // Both are optional in a response, and equal to the request's when present (U(=), PS3.7 9.1.1.1).
+    assert.equal(response?.affectedSopClassUid, undefined, 'an Affected SOP Class UID spelled wrong is left out');
+    assert.equal(response?.affectedSopInstanceUid, undefined, 'an Affected SOP Instance UID spelled wrong is left out');
+    await raw.release();
   });
 });
