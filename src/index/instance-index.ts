@@ -240,17 +240,18 @@ export class InstanceIndex {
 
   /** Inserts or updates one instance and its patient, study and series. Call inside a transaction. */
   upsert(record: InstanceRecord): UpsertOutcome {
-    const remembered = this.recentSeriesPk(record);
+    const hierarchy = hierarchyValues(record.attributes);
+    const remembered = this.recentSeriesPk(record, hierarchy);
     const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string; external: number } | undefined;
     // A new copy of an instance waits for de-identification again: its old copy leaves the research view.
     if (previous) this.research.removeByOriginalUid(record.sopInstanceUid);
     try {
-      this.insertInstance(record, remembered ?? this.upsertHierarchy(record));
+      this.insertInstance(record, remembered ?? this.upsertHierarchy(record, hierarchy));
     } catch (error) {
       // A remembered series deleted since: write the hierarchy again.
       if (remembered === undefined || (error as { code?: string }).code !== 'SQLITE_CONSTRAINT_FOREIGNKEY') throw error;
       this.recentSeries.clear();
-      this.insertInstance(record, this.upsertHierarchy(record));
+      this.insertInstance(record, this.upsertHierarchy(record, hierarchy));
     }
     const outcome: UpsertOutcome = { inserted: previous === undefined };
     // An imported file in place is the user's: the new copy replaces it in the index, not on disk.
@@ -264,11 +265,11 @@ export class InstanceIndex {
    * spares each instance of a series three upserts (and their index pages in the WAL);
    * last_received_at stays exact to a second.
    */
-  private recentSeriesPk(record: InstanceRecord): number | undefined {
+  private recentSeriesPk(record: InstanceRecord, hierarchy: string): number | undefined {
     const recent = this.pendingMemo(record.seriesInstanceUid) ?? this.recentSeries.get(record.seriesInstanceUid);
     if (!recent || recent.studyInstanceUid !== record.studyInstanceUid) return undefined;
     if (record.receivedAt - recent.writtenAt >= HIERARCHY_REFRESH_MS) return undefined;
-    if (recent.hierarchy !== hierarchyValues(record.attributes)) return undefined;
+    if (recent.hierarchy !== hierarchy) return undefined;
     return recent.seriesPk;
   }
 
@@ -299,7 +300,8 @@ export class InstanceIndex {
     this.pendingMemos = [];
   }
 
-  private upsertHierarchy(record: InstanceRecord): number {
+  /** Writes the patient, study and series rows; `hierarchy` is hierarchyValues of the record. */
+  private upsertHierarchy(record: InstanceRecord, hierarchy: string): number {
     const a = record.attributes;
     const now = record.receivedAt;
     const patientId = a.PatientID ?? '';
@@ -336,7 +338,7 @@ export class InstanceIndex {
       bodyPart: a.BodyPartExamined ?? null,
       now,
     }) as { id: number };
-    const memo = { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, hierarchy: hierarchyValues(a), writtenAt: now };
+    const memo = { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, hierarchy, writtenAt: now };
     this.pendingMemos.push([record.seriesInstanceUid, memo]);
     return series.id;
   }

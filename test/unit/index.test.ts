@@ -78,9 +78,12 @@ test('a series written earlier in a transaction is reused within it, and never a
   const seriesOf = (sopInstanceUid: string) => index.findInstance(sopInstanceUid)?.seriesInstanceUid;
   const now = Date.now();
   // One transaction, two instances of a new series (what import writes per batch): one series row.
+  const changes = () => db.prepare('SELECT total_changes()').pluck().get() as number;
   db.transaction(() => {
     index.upsert(record({ sopInstanceUid: '1.2.1.1.1', receivedAt: now }));
+    const before = changes();
     index.upsert(record({ sopInstanceUid: '1.2.1.1.2', receivedAt: now }));
+    assert.equal(changes() - before, 1, 'the second instance writes its own row only');
   })();
   index.commitPending();
   assert.deepEqual(index.counts(), { patients: 1, studies: 1, series: 1, instances: 2 });
