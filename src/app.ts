@@ -35,6 +35,7 @@ import { HttpServer, type ReadinessCheck } from './observability/http-server.js'
 import type { Logger } from './observability/logger.js';
 import { GantryMetrics } from './observability/metrics.js';
 import { ReceiveService } from './pipeline/receive.js';
+import { ReceiveFirst } from './pipeline/receive-first.js';
 import { checkNewestDeidentified, checkNewestRows, claimStorage, releaseStorage } from './pipeline/recovery.js';
 import { Forwarder, type ForwardSettings } from './pipeline/forward.js';
 import { Retention } from './pipeline/retention.js';
@@ -111,6 +112,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     maxInFlight: config.deid.workers * 2,
     settings: () => deidSettings,
     observer: metrics,
+    receiveFirst: new ReceiveFirst(() => ({ enabled: config.deid.receiveFirst, maxWaitMs: (config.forward.stableSeconds * 1000) / 2 })),
   });
   const outbox = new Outbox(db);
   const settled = outbox.reconcileForwarded();
@@ -137,7 +139,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     writer,
     freeSpace,
     settings: () => ({ minFreeBytes: config.storage.minFreeBytes, duplicates: config.storage.duplicates }),
-    onStored: () => scheduler.nudge(),
+    onStored: () => scheduler.stored(),
   });
 
   const audit = new AccessAudit(db);

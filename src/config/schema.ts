@@ -306,6 +306,12 @@ export const configSchema = z
           .max(64)
           .default(defaultDeidWorkers())
           .describe('Worker threads that de-identify (default: the number of CPUs less one, at least 1: the receive path keeps a CPU).'),
+        receiveFirst: z
+          .boolean()
+          .default(true)
+          .describe(
+            'While stores keep arriving (until a pause of 250 ms), de-identification waits, each instance at most half of forward.stableSeconds after it was received: a burst is acknowledged at the rate of the receive path alone, and its study is still de-identified before it can be forwarded.',
+          ),
         quarantineOnFindings: z
           .boolean()
           .default(true)

@@ -20,6 +20,7 @@ import { withoutValues } from '../observability/redact.js';
 import { residualRiskReason } from '../deid/release-policy.js';
 import { shareSettings, type SharedSettings } from '../deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../store/object-store.js';
+import type { ReceiveFirst } from './receive-first.js';
 
 export interface DeidSchedulerSettings {
   /** Named profiles first, the default last (settings.ts). */
@@ -40,6 +41,8 @@ export interface DeidSchedulerOptions {
   pollMs?: number;
   /** Told of each outcome and how long the task took (metrics). */
   observer?: DeidObserver;
+  /** Holds de-identification back while stores keep arriving (receive-first.ts); absent: never. */
+  receiveFirst?: ReceiveFirst;
 }
 
 export type DeidOutcome = 'ok' | 'quarantined' | 'failed';
@@ -97,6 +100,8 @@ export class DeidScheduler {
    * and found nothing: two of every three looks. */
   private foundNothing = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Armed while the oldest waiting instance is held back for the senders (receive-first.ts). */
+  private holdTimer: NodeJS.Timeout | undefined;
   private filling = false;
   private again = false;
   private stopped = false;
@@ -114,6 +119,12 @@ export class DeidScheduler {
       this.nudge();
     }, this.options.pollMs ?? 1000);
     this.timer.unref();
+    this.nudge();
+  }
+
+  /** An instance was stored: it waits, and so may what waited before it while stores keep coming. */
+  stored(): void {
+    this.options.receiveFirst?.stored();
     this.nudge();
   }
 
@@ -150,6 +161,7 @@ export class DeidScheduler {
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    if (this.holdTimer) clearTimeout(this.holdTimer);
     this.recordFinished();
     const deadline = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
     await Promise.race([Promise.allSettled([...this.inFlight.values()]), deadline]);
@@ -163,8 +175,26 @@ export class DeidScheduler {
     for (let room = this.options.maxInFlight - this.runningTasks; room > 0; room -= 1) {
       const next = this.nextWaiting(room);
       if (!next) return;
+      // Oldest first: while the oldest waits for the senders, so does everything after it.
+      const holdMs = this.options.receiveFirst?.waitMs(next.receivedAt) ?? 0;
+      if (holdMs > 0) {
+        this.queued.unshift(next);
+        this.lookAgainIn(holdMs);
+        return;
+      }
       this.dispatch(next);
     }
+  }
+
+  /** Fills again once `ms` have passed. One timer: a store meanwhile may make it early, and the fill
+   * it runs then holds back again for what is left. */
+  private lookAgainIn(ms: number): void {
+    if (this.holdTimer || this.stopped) return;
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = undefined;
+      this.refill();
+    }, ms);
+    this.holdTimer.unref();
   }
 
   /** The oldest instance waiting that is not in flight, from the prefetched ones or a new look. */

@@ -15,6 +15,7 @@ import { DeidWork } from '../../src/index/deid-work.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { DeidScheduler, type DeidObserver, type DeidOutcome, type DeidSchedulerSettings } from '../../src/pipeline/deidentify.js';
+import { QUIET_MS, ReceiveFirst } from '../../src/pipeline/receive-first.js';
 import { SettingsCache } from '../../src/deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../../src/store/object-store.js';
 import { sleep } from '../helpers/processes.js';
@@ -57,6 +58,11 @@ class ManualPool {
     return task;
   }
 
+  /** Tasks handed to the pool and not taken by next() yet. */
+  get handedOver(): number {
+    return this.queued.length;
+  }
+
   /** Ends every task not settled yet, as terminating the pool does. */
   terminate(): void {
     for (const pending of [...this.unsettled]) pending.reject(new Error('Terminating worker thread'));
@@ -78,7 +84,7 @@ function record(filePath: string): InstanceRecord {
   };
 }
 
-async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50) {
+async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, receiveFirst?: ReceiveFirst) {
   const storagePath = scratchDir('scheduler');
   mkdirSync(join(storagePath, DEID_INCOMING_DIR), { recursive: true });
   const file = join(storagePath, 'index.sqlite');
@@ -102,6 +108,7 @@ async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50) {
     maxInFlight: 2,
     pollMs,
     ...(observer ? { observer } : {}),
+    ...(receiveFirst ? { receiveFirst } : {}),
     settings: () => settings,
   });
   t.after(async () => {
@@ -332,4 +339,71 @@ test('the outcome of a copy whose row was deleted is not recorded against the ne
   fresh.resolve({ kind: 'quarantined', reason: 'decided for the second copy' });
   for (let tries = 0; tries < 100 && row().state !== 'quarantined'; tries += 1) await sleep(10);
   assert.equal(row().state, 'quarantined');
+});
+
+/** Calls `stored` every 50 ms for `ms`, as a sender's stores do; resolves with the most tasks the pool held meanwhile. */
+async function storesFor(scheduler: DeidScheduler, ms: number, pool: ManualPool): Promise<{ handedOverDuring: number }> {
+  const until = performance.now() + ms;
+  let handedOverDuring = 0;
+  for (let n = 0; n < 1000 && performance.now() < until; n += 1) {
+    scheduler.stored();
+    await sleep(50);
+    handedOverDuring = Math.max(handedOverDuring, pool.handedOver);
+  }
+  return { handedOverDuring };
+}
+
+test('receiving first: an instance waits while stores keep arriving, and starts once they pause', async (t) => {
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 60_000 }));
+  const { writer, pool, scheduler } = await setUp(t, undefined, 50, receiveFirst);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  const { handedOverDuring } = await storesFor(scheduler, 800, pool);
+  assert.equal(handedOverDuring, 0, 'nothing was de-identified while stores arrived every 50 ms (the poll ran meanwhile too)');
+  const pausedAt = performance.now();
+  const pending = await pool.next();
+  const waited = performance.now() - pausedAt;
+  assert.ok(waited < QUIET_MS + 400, `started ${waited.toFixed(0)} ms after the last store`);
+  pending.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+});
+
+test('receiving first: an instance waits no longer than its longest wait, however busy the senders stay', async (t) => {
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 400 }));
+  const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
+  await writer.submit(record('originals/a.dcm'));
+  const receivedAt = Date.now();
+  scheduler.start();
+  const storing = storesFor(scheduler, 2000, pool);
+  const pending = await pool.next();
+  const waited = Date.now() - receivedAt;
+  assert.ok(waited >= 350 && waited < 1500, `started ${waited} ms after it was received, while stores still arrived`);
+  pending.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  await storing;
+});
+
+test('receiving first, switched off: an instance starts at once while stores arrive', async (t) => {
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: false, maxWaitMs: 60_000 }));
+  const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  const storing = storesFor(scheduler, 600, pool);
+  const began = performance.now();
+  const pending = await pool.next();
+  assert.ok(performance.now() - began < 200, 'handed over at once');
+  pending.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  await storing;
+});
+
+test('ReceiveFirst: the wait ends at the pause or at the longest wait, whichever comes first', () => {
+  let enabled = true;
+  const first = new ReceiveFirst(() => ({ enabled, maxWaitMs: 1000 }), 250);
+  assert.equal(first.waitMs(0, 10_000), 0, 'no store seen yet: no wait');
+  first.stored(10_000);
+  assert.equal(first.waitMs(9_900, 10_000), 250, 'the pause ends it first');
+  assert.equal(first.waitMs(9_000, 10_100), 0, 'received 1100 ms ago: waited its longest');
+  assert.equal(first.waitMs(9_200, 10_100), 100, 'due before the pause');
+  assert.equal(first.waitMs(10_000, 10_300), 0, 'the senders paused');
+  enabled = false;
+  first.stored(10_300);
+  assert.equal(first.waitMs(10_300, 10_300), 0, 'switched off');
 });

@@ -1,0 +1,51 @@
+/**
+ * Receiving first: while a sender's stores keep arriving, de-identification waits, so that a burst is
+ * acknowledged at the rate of the receive path alone. On two cores, de-identifying alongside cost the
+ * receive path a quarter of its rate (bench/results-2026-11-30.txt): the worker threads' CPU and,
+ * more, their output written to the disk that each received instance is synced to before its
+ * response. Lowering the threads' scheduling priority (worker.ts) gives back the CPU, not the disk.
+ *
+ * The wait is bounded by what it is for. A study is forwarded only once nothing arrived for it for
+ * forward.stableSeconds; an instance de-identified within half of that after its arrival is done
+ * before its study can be forwarded, with the other half left to work through what waited. So an
+ * instance waits at most `maxWaitMs` after it was received, however busy the senders stay: a steady
+ * feed is de-identified that far behind it, at its own rate. A pause of `quietMs` between stores ends
+ * the wait at once (a modality sending one image every second does not wait at all).
+ */
+
+/** A pause between stores this long ends the wait: the sender is done or slow. */
+export const QUIET_MS = 250;
+
+export interface ReceiveFirstSettings {
+  /** Off: de-identification starts as soon as an instance is stored. */
+  enabled: boolean;
+  /** The longest an instance waits after it was received (half of forward.stableSeconds). */
+  maxWaitMs: number;
+}
+
+export class ReceiveFirst {
+  private lastStoreAt = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly settings: () => ReceiveFirstSettings,
+    private readonly quietMs = QUIET_MS,
+  ) {}
+
+  /** An instance was stored (ms since the epoch, as received_at). */
+  stored(now = Date.now()): void {
+    this.lastStoreAt = now;
+  }
+
+  /**
+   * How long de-identification of the oldest waiting instance (received at `receivedAt`) should still
+   * wait: 0 to start it now; else the time until the senders count as paused or the instance has
+   * waited its longest, whichever comes first.
+   */
+  waitMs(receivedAt: number, now = Date.now()): number {
+    const { enabled, maxWaitMs } = this.settings();
+    if (!enabled) return 0;
+    const untilQuiet = this.lastStoreAt + this.quietMs - now;
+    const untilDue = receivedAt + maxWaitMs - now;
+    return Math.max(0, Math.min(untilQuiet, untilDue));
+  }
+}
