@@ -208,6 +208,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   metrics.watch({
     activeAssociations: () => server.activeAssociations,
     instancesByState: () => index.countsByState(),
+    oldestWaitingSince: () => deidWork.oldestWaitingSince(),
     outbox: () => outbox.counts(),
     pool: () => ({ running: scheduler.running, threads: pool.threads.length }),
     indexBytes: () => indexSizeBytes(databaseFile),

@@ -68,6 +68,7 @@ export interface DeidentifiedRecord {
 export class DeidWork {
   private readonly statements: Record<
     | 'waiting'
+    | 'oldestWaiting'
     | 'deidentified'
     | 'held'
     | 'countByState'
@@ -93,7 +94,8 @@ export class DeidWork {
       waiting: db.prepare(`
         SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
           i.deid_override AS override
-        FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' AND i.id > ? ORDER BY i.id LIMIT ?`),
+        FROM instances i INDEXED BY instances_waiting JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' ORDER BY i.received_at, i.id LIMIT ?`),
+      oldestWaiting: db.prepare(`SELECT min(received_at) FROM instances INDEXED BY instances_waiting WHERE state = 'received'`).pluck(),
       deidentified: db.prepare(`
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
           deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
@@ -128,9 +130,9 @@ export class DeidWork {
     };
   }
 
-  /** Instances waiting for de-identification after `afterId`, oldest first. */
-  waiting(afterId: number, limit: number): WaitingInstance[] {
-    const rows = this.statements.waiting.all(afterId, limit) as Array<Omit<WaitingInstance, 'override'> & { override: string | null }>;
+  /** Instances waiting for de-identification, in the order they arrived (a re-sent one arrived anew). */
+  waiting(limit: number): WaitingInstance[] {
+    const rows = this.statements.waiting.all(limit) as Array<Omit<WaitingInstance, 'override'> & { override: string | null }>;
     return rows.map(({ override, ...row }) => (override ? { ...row, override: JSON.parse(override) as ReleaseOverride } : row));
   }
 
@@ -260,6 +262,11 @@ export class DeidWork {
       this.db.prepare(`UPDATE instances SET state = 'received', state_changed_at = ?, state_reason = NULL WHERE id = ? AND state = 'deidentified'`).run(Date.now(), id);
       this.research.remove(id);
     })();
+  }
+
+  /** When the instance waiting longest for de-identification arrived (ms since the epoch), if any waits. */
+  oldestWaitingSince(): number | undefined {
+    return (this.statements.oldestWaiting.get() as number | null) ?? undefined;
   }
 
   countByState(): Record<string, number> {

@@ -175,7 +175,7 @@ export class DeidScheduler {
     for (let room = this.options.maxInFlight - this.runningTasks; room > 0; room -= 1) {
       const next = this.nextWaiting(room);
       if (!next) return;
-      // Oldest first: while the oldest waits for the senders, so does everything after it.
+      // In the order they arrived: while the first waits for the senders, so does everything after it.
       const holdMs = this.options.receiveFirst?.waitMs(next.receivedAt) ?? 0;
       if (holdMs > 0) {
         this.queued.unshift(next);
@@ -206,7 +206,7 @@ export class DeidScheduler {
     };
     const next = fromQueue();
     if (next || this.foundNothing) return next;
-    this.queued = this.options.work.waiting(0, this.inFlight.size + room + PREFETCH).filter((instance) => !this.inFlight.has(instance.id));
+    this.queued = this.options.work.waiting(this.inFlight.size + room + PREFETCH).filter((instance) => !this.inFlight.has(instance.id));
     this.foundNothing = this.queued.length === 0;
     return fromQueue();
   }

@@ -10,7 +10,8 @@
  * before its study can be forwarded, with the other half left to work through what waited. So an
  * instance waits at most `maxWaitMs` after it was received, however busy the senders stay: a steady
  * feed is de-identified that far behind it, at its own rate. A pause of `quietMs` between stores ends
- * the wait at once (a modality sending one image every second does not wait at all).
+ * the wait at once (a modality sending one image every second does not wait at all). Instances are
+ * taken in the order they arrived (a re-sent one arrived anew), so the first of them decides.
  */
 
 /** A pause between stores this long ends the wait: the sender is done or slow. */
@@ -23,6 +24,17 @@ export interface ReceiveFirstSettings {
   maxWaitMs: number;
 }
 
+/** Now, on both clocks: the pause is timed on the monotonic one (a wall clock stepped back must not
+ * stretch it), an instance's wait from its received_at (ms since the epoch, as the index keeps it). */
+export interface Now {
+  wall: number;
+  monotonic: number;
+}
+
+function now(): Now {
+  return { wall: Date.now(), monotonic: performance.now() };
+}
+
 export class ReceiveFirst {
   private lastStoreAt = Number.NEGATIVE_INFINITY;
 
@@ -31,21 +43,22 @@ export class ReceiveFirst {
     private readonly quietMs = QUIET_MS,
   ) {}
 
-  /** An instance was stored (ms since the epoch, as received_at). */
-  stored(now = Date.now()): void {
-    this.lastStoreAt = now;
+  /** An instance was stored (`monotonicNow`: performance.now()). */
+  stored(monotonicNow = performance.now()): void {
+    this.lastStoreAt = monotonicNow;
   }
 
   /**
-   * How long de-identification of the oldest waiting instance (received at `receivedAt`) should still
-   * wait: 0 to start it now; else the time until the senders count as paused or the instance has
-   * waited its longest, whichever comes first.
+   * How long de-identification of the instance that arrived first of those waiting (received at
+   * `receivedAt`) should still wait: 0 to start it now; else the time until the senders count as
+   * paused or the instance has waited its longest, whichever comes first.
    */
-  waitMs(receivedAt: number, now = Date.now()): number {
+  waitMs(receivedAt: number, at: Now = now()): number {
     const { enabled, maxWaitMs } = this.settings();
     if (!enabled) return 0;
-    const untilQuiet = this.lastStoreAt + this.quietMs - now;
-    const untilDue = receivedAt + maxWaitMs - now;
+    const untilQuiet = this.lastStoreAt + this.quietMs - at.monotonic;
+    // Never more than the longest wait, even if the wall clock was set back since it arrived.
+    const untilDue = Math.min(receivedAt + maxWaitMs - at.wall, maxWaitMs);
     return Math.max(0, Math.min(untilQuiet, untilDue));
   }
 }

@@ -302,9 +302,9 @@ test('instances waiting are looked up a batch at a time, not once per task', asy
   const { db, writer, work, pool, scheduler } = await setUp(t, undefined, 60_000);
   const waiting = work.waiting.bind(work);
   let looks = 0;
-  work.waiting = (afterId, limit) => {
+  work.waiting = (limit) => {
     looks += 1;
-    return waiting(afterId, limit);
+    return waiting(limit);
   };
   const count = 40;
   for (let n = 1; n <= count; n += 1) await writer.submit({ ...record(`originals/${n}.dcm`), sopInstanceUid: `1.2.1.1.${n}` });
@@ -355,11 +355,12 @@ async function storesFor(scheduler: DeidScheduler, ms: number, pool: ManualPool)
 
 test('receiving first: an instance waits while stores keep arriving, and starts once they pause', async (t) => {
   const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 60_000 }));
-  const { writer, pool, scheduler } = await setUp(t, undefined, 50, receiveFirst);
+  // No poll during the test: only the scheduler's own timer may start it after the pause.
+  const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
   await writer.submit(record('originals/a.dcm'));
   scheduler.start();
   const { handedOverDuring } = await storesFor(scheduler, 800, pool);
-  assert.equal(handedOverDuring, 0, 'nothing was de-identified while stores arrived every 50 ms (the poll ran meanwhile too)');
+  assert.equal(handedOverDuring, 0, 'nothing was de-identified while stores arrived every 50 ms');
   const pausedAt = performance.now();
   const pending = await pool.next();
   const waited = performance.now() - pausedAt;
@@ -381,6 +382,27 @@ test('receiving first: an instance waits no longer than its longest wait, howeve
   await storing;
 });
 
+test('receiving first: instances are taken in the order they arrived, so a re-sent one holds back none that arrived before it', async (t) => {
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 400 }));
+  const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
+  // A has the lower id and was just sent again; B arrived 300 ms before that and is due in 100 ms.
+  await writer.submit({ ...record('originals/a.dcm'), sopInstanceUid: '1.2.1.1.1' });
+  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2', receivedAt: Date.now() - 300 });
+  await writer.submit({ ...record('originals/a-again.dcm'), sopInstanceUid: '1.2.1.1.1' });
+  const began = Date.now();
+  scheduler.start();
+  const storing = storesFor(scheduler, 1500, pool);
+  const first = await pool.next();
+  const waited = Date.now() - began;
+  assert.match(first.task.input, /b\.dcm$/, 'the one that arrived first goes first');
+  assert.ok(waited < 350, `B started ${waited} ms later, past its longest wait`);
+  first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  const second = await pool.next();
+  assert.match(second.task.input, /a-again\.dcm$/);
+  second.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  await storing;
+});
+
 test('receiving first, switched off: an instance starts at once while stores arrive', async (t) => {
   const receiveFirst = new ReceiveFirst(() => ({ enabled: false, maxWaitMs: 60_000 }));
   const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
@@ -397,13 +419,20 @@ test('receiving first, switched off: an instance starts at once while stores arr
 test('ReceiveFirst: the wait ends at the pause or at the longest wait, whichever comes first', () => {
   let enabled = true;
   const first = new ReceiveFirst(() => ({ enabled, maxWaitMs: 1000 }), 250);
-  assert.equal(first.waitMs(0, 10_000), 0, 'no store seen yet: no wait');
-  first.stored(10_000);
-  assert.equal(first.waitMs(9_900, 10_000), 250, 'the pause ends it first');
-  assert.equal(first.waitMs(9_000, 10_100), 0, 'received 1100 ms ago: waited its longest');
-  assert.equal(first.waitMs(9_200, 10_100), 100, 'due before the pause');
-  assert.equal(first.waitMs(10_000, 10_300), 0, 'the senders paused');
+  const at = (wall: number, monotonic: number) => ({ wall, monotonic });
+  assert.equal(first.waitMs(0, at(10_000, 500)), 0, 'no store seen yet: no wait');
+  first.stored(500);
+  assert.equal(first.waitMs(9_900, at(10_000, 500)), 250, 'the pause ends it first');
+  assert.equal(first.waitMs(9_000, at(10_100, 600)), 0, 'received 1100 ms ago: waited its longest');
+  assert.equal(first.waitMs(9_200, at(10_100, 600)), 100, 'due before the pause');
+  assert.equal(first.waitMs(10_000, at(10_300, 800)), 0, 'the senders paused');
+  first.stored(800);
+  assert.equal(first.waitMs(10_000, at(7_000, 800)), 250, 'the wall clock set back 3 s: the pause is timed on the monotonic clock');
+  assert.equal(first.waitMs(10_000, at(7_000, 800)) <= 1000, true);
+  const longWait = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 1000 }), 60_000);
+  longWait.stored(0);
+  assert.equal(longWait.waitMs(10_000, at(4_000, 0)), 1000, 'never more than the longest wait, whatever the wall clock did');
   enabled = false;
-  first.stored(10_300);
-  assert.equal(first.waitMs(10_300, 10_300), 0, 'switched off');
+  first.stored(800);
+  assert.equal(first.waitMs(10_000, at(10_000, 800)), 0, 'switched off');
 });

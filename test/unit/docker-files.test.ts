@@ -190,6 +190,7 @@ async function exportedSeries(): Promise<Map<string, ReadonlySet<string>>> {
   const sources: MetricsSources = {
     activeAssociations: () => 0,
     instancesByState: () => ({}),
+    oldestWaitingSince: () => undefined,
     outbox: () => [],
     pool: () => ({ running: 0, threads: 0 }),
     indexBytes: () => 0,
@@ -767,10 +768,15 @@ const SCENARIOS: Scenario[] = [
     at: '25m',
     fires: [],
   },
-  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '100+10x90']], at: '60m', fires: [BASE] },
-  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '5x90']], at: '60m', fires: [BASE] },
-  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '1000-10x90']], at: '60m', fires: [] },
-  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '0 5 0 3 0 0 7 0x80']], at: '60m', fires: [] },
+  // Falling behind: the backlog grows and the oldest has waited ever longer.
+  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '100+10x90'], [`gantry_deid_oldest_waiting_seconds{${L}}`, '700+60x90']], at: '60m', fires: [BASE] },
+  // Stuck: nothing leaves the backlog.
+  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '5x90'], [`gantry_deid_oldest_waiting_seconds{${L}}`, '700+60x90']], at: '60m', fires: [BASE] },
+  // A steady feed de-identified 15 s behind it (deid.receiveFirst): a flat backlog that is never old.
+  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '60x90'], [`gantry_deid_oldest_waiting_seconds{${L}}`, '15x90']], at: '60m', fires: [] },
+  // A large backlog being worked through.
+  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '1000-10x90'], [`gantry_deid_oldest_waiting_seconds{${L}}`, '700+60x90']], at: '60m', fires: [] },
+  { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '0 5 0 3 0 0 7 0x80'], [`gantry_deid_oldest_waiting_seconds{${L}}`, '0 1 0 2 0 0 1 0x80']], at: '60m', fires: [] },
   {
     alert: 'GantryQuarantineGrowing',
     series: [[`gantry_instances{${L},state="quarantined"}`, '0+1x60'], [`gantry_instances{${L},state="received"}`, '0+100x60']],

@@ -18,6 +18,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
   return {
     activeAssociations: () => 3,
     instancesByState: () => ({ received: 4, quarantined: 2 }),
+    oldestWaitingSince: () => Date.now() - 90_000,
     outbox: () => [{ destination: 'research', queued: 5, sent: 7, dead: 1, oldestQueuedAt: Date.now() - 60_000 }],
     pool: () => ({ running: 5, threads: 2 }),
     indexBytes: () => 4096,
@@ -130,6 +131,9 @@ test('scrape-time gauges read their sources', async () => {
   const age = Number(/^gantry_outbox_oldest_age_seconds\{destination="research"\} (\S+)$/m.exec(text)?.[1]);
   assert.ok(age >= 59 && age < 70, `oldest age ${age}`);
   assert.match(text, /^gantry_deid_waiting_instances 4$/m);
+  const waited = Number(/^gantry_deid_oldest_waiting_seconds (\S+)$/m.exec(text)?.[1]);
+  assert.ok(waited >= 89 && waited < 100, `oldest waiting ${waited}`);
+  assert.match((await watching({ oldestWaitingSince: () => undefined }).exposition()).body, /^gantry_deid_oldest_waiting_seconds 0$/m);
   assert.match(text, /^gantry_deid_pool_queue_depth 3$/m);
   assert.match(text, /^gantry_deid_pool_utilization_ratio 1$/m);
   assert.match(text, /^gantry_storage_free_bytes 10000$/m);

@@ -1,0 +1,12 @@
+import type { Migration } from '../database.js';
+
+/** The instances waiting for de-identification in the order they arrived: a re-sent instance keeps
+ * its row (and id) but arrives anew, and the scheduler takes the oldest arrival first
+ * (src/pipeline/receive-first.ts). Also answers how long the oldest has waited (metrics). */
+export const migration012WaitingByArrival: Migration = {
+  version: 12,
+  name: 'instances waiting for de-identification, by arrival',
+  up(db) {
+    db.exec(`CREATE INDEX instances_waiting ON instances (received_at, id) WHERE state = 'received';`);
+  },
+};
