@@ -310,7 +310,7 @@ export const configSchema = z
           .boolean()
           .default(true)
           .describe(
-            'While stores keep arriving (until a pause of 250 ms), de-identification waits, each instance at most half of forward.stableSeconds after it was received, taken in the order they arrived: a burst is acknowledged at the rate of the receive path alone, and, when the backlog clears in the other half, its study is forwarded no later.',
+            'While stores keep arriving (until a pause of 250 ms), de-identification waits, at most until the instance waiting that arrived first has waited half of forward.stableSeconds: a burst is acknowledged at the rate of the receive path alone, and, when the backlog clears in the other half, its study is forwarded no later.',
           ),
         quarantineOnFindings: z
           .boolean()

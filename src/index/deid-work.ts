@@ -69,6 +69,7 @@ export class DeidWork {
   private readonly statements: Record<
     | 'waiting'
     | 'oldestWaiting'
+    | 'earliestArrivals'
     | 'deidentified'
     | 'held'
     | 'countByState'
@@ -94,8 +95,10 @@ export class DeidWork {
       waiting: db.prepare(`
         SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
           i.deid_override AS override
-        FROM instances i INDEXED BY instances_waiting JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' ORDER BY i.received_at, i.id LIMIT ?`),
-      oldestWaiting: db.prepare(`SELECT min(received_at) FROM instances INDEXED BY instances_waiting WHERE state = 'received'`).pluck(),
+        FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' ORDER BY i.id LIMIT ?`),
+      earliestArrivals: db.prepare(`SELECT id, received_at AS receivedAt FROM instances INDEXED BY instances_waiting WHERE state = 'received' ORDER BY received_at, id LIMIT ?`),
+      // Since it last became waiting: arrived, or was released, or sent back to be done again.
+      oldestWaiting: db.prepare(`SELECT min(state_changed_at) FROM instances WHERE state = 'received'`).pluck(),
       deidentified: db.prepare(`
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
           deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
@@ -130,7 +133,7 @@ export class DeidWork {
     };
   }
 
-  /** Instances waiting for de-identification, in the order they arrived (a re-sent one arrived anew). */
+  /** Instances waiting for de-identification, oldest row first. */
   waiting(limit: number): WaitingInstance[] {
     const rows = this.statements.waiting.all(limit) as Array<Omit<WaitingInstance, 'override'> & { override: string | null }>;
     return rows.map(({ override, ...row }) => (override ? { ...row, override: JSON.parse(override) as ReleaseOverride } : row));
@@ -264,7 +267,14 @@ export class DeidWork {
     })();
   }
 
-  /** When the instance waiting longest for de-identification arrived (ms since the epoch), if any waits. */
+  /** The `limit` instances waiting for de-identification that arrived first (a re-sent one arrived
+   * anew), with when (ms since the epoch). */
+  earliestArrivals(limit: number): Array<{ id: number; receivedAt: number }> {
+    return this.statements.earliestArrivals.all(limit) as Array<{ id: number; receivedAt: number }>;
+  }
+
+  /** Since when the instance waiting longest for de-identification has waited (ms since the epoch:
+   * its arrival, release or redo), if any waits. */
   oldestWaitingSince(): number | undefined {
     return (this.statements.oldestWaiting.get() as number | null) ?? undefined;
   }

@@ -22,7 +22,7 @@ import { INSTANCE_STATES } from '../index/instance-index.js';
 export interface MetricsSources {
   activeAssociations(): number;
   instancesByState(): Record<string, number>;
-  /** When the instance waiting longest for de-identification arrived (ms since the epoch), if any. */
+  /** Since when the instance waiting longest for de-identification has waited (ms since the epoch), if any. */
   oldestWaitingSince(): number | undefined;
   outbox(): ReadonlyArray<{ destination: string; queued: number; sent: number; dead: number; oldestQueuedAt: number | null }>;
   /** De-identification tasks running or handed to the pool now, and the pool's threads. */
@@ -194,7 +194,7 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     const states = this.oncePerScrape(() => sources.instancesByState());
     this.gauge('gantry_associations_active', 'Associations open now.', [], (set) => set({}, sources.activeAssociations()));
     this.gauge('gantry_deid_waiting_instances', 'Instances received and waiting for de-identification (the backlog).', [], (set) => set({}, states().received ?? 0));
-    this.gauge('gantry_deid_oldest_waiting_seconds', 'How long the instance waiting longest for de-identification has waited (0 when none waits).', [], (set) => {
+    this.gauge('gantry_deid_oldest_waiting_seconds', 'How long the instance waiting longest for de-identification has waited since it arrived, was released or sent back to be done again (0 when none waits).', [], (set) => {
       const since = sources.oldestWaitingSince();
       set({}, since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000));
     });

@@ -175,8 +175,8 @@ export class DeidScheduler {
     for (let room = this.options.maxInFlight - this.runningTasks; room > 0; room -= 1) {
       const next = this.nextWaiting(room);
       if (!next) return;
-      // In the order they arrived: while the first waits for the senders, so does everything after it.
-      const holdMs = this.options.receiveFirst?.waitMs(next.receivedAt) ?? 0;
+      // While the instance that arrived first may still wait for the senders, so may every other.
+      const holdMs = this.options.receiveFirst?.waitMs(() => this.firstArrivalWaiting()) ?? 0;
       if (holdMs > 0) {
         this.queued.unshift(next);
         this.lookAgainIn(holdMs);
@@ -184,6 +184,11 @@ export class DeidScheduler {
       }
       this.dispatch(next);
     }
+  }
+
+  /** When the instance that arrived first of those waiting and not in flight was received. */
+  private firstArrivalWaiting(): number | undefined {
+    return this.options.work.earliestArrivals(this.inFlight.size + 1).find((row) => !this.inFlight.has(row.id))?.receivedAt;
   }
 
   /** Fills again once `ms` have passed. One timer: a store meanwhile may make it early, and the fill

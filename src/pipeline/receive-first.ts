@@ -10,8 +10,8 @@
  * before its study can be forwarded, with the other half left to work through what waited. So an
  * instance waits at most `maxWaitMs` after it was received, however busy the senders stay: a steady
  * feed is de-identified that far behind it, at its own rate. A pause of `quietMs` between stores ends
- * the wait at once (a modality sending one image every second does not wait at all). Instances are
- * taken in the order they arrived (a re-sent one arrived anew), so the first of them decides.
+ * the wait at once (a modality sending one image every second does not wait at all). The instance
+ * that arrived first decides (a re-sent one arrived anew, with its old row), whatever its row.
  */
 
 /** A pause between stores this long ends the wait: the sender is done or slow. */
@@ -49,15 +49,21 @@ export class ReceiveFirst {
   }
 
   /**
-   * How long de-identification of the instance that arrived first of those waiting (received at
-   * `receivedAt`) should still wait: 0 to start it now; else the time until the senders count as
-   * paused or the instance has waited its longest, whichever comes first.
+   * How long de-identification should still wait: 0 to go on now; else the time until the senders
+   * count as paused or the instance waiting that arrived first has waited its longest, whichever comes
+   * first. `firstArrival` gives when that instance was received (ms since the epoch, undefined: none
+   * waits); it is asked only while the senders are busy.
    */
-  waitMs(receivedAt: number, at: Now = now()): number {
+  waitMs(firstArrival: () => number | undefined, at: Now = now()): number {
     const { enabled, maxWaitMs } = this.settings();
     if (!enabled) return 0;
     const untilQuiet = this.lastStoreAt + this.quietMs - at.monotonic;
-    // Never more than the longest wait, even if the wall clock was set back since it arrived.
+    if (untilQuiet <= 0) return 0;
+    const receivedAt = firstArrival();
+    if (receivedAt === undefined) return 0;
+    // Never more than the longest wait at one time, whatever the wall clock did. (Set back, it gives
+    // the instances received since smaller times: those become the first arrivals, and the wait is
+    // bounded from theirs.)
     const untilDue = Math.min(receivedAt + maxWaitMs - at.wall, maxWaitMs);
     return Math.max(0, Math.min(untilQuiet, untilDue));
   }

@@ -94,7 +94,7 @@ export class Outbox {
         JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.state = 'deidentified' AND i.routed_at IS NULL AND i.forward_held = 0 AND i.id > @afterId
           AND (@studyPk IS NOT NULL AND st.id = @studyPk OR @studyPk IS NULL AND st.last_received_at <= @cutoff
-            AND NOT EXISTS (SELECT 1 FROM series s2 JOIN instances j ON j.series_pk = s2.id
+            AND NOT EXISTS (SELECT 1 FROM series s2 JOIN instances j INDEXED BY instances_waiting_by_series ON j.series_pk = s2.id
                             WHERE s2.study_pk = st.id AND j.state = 'received'))
         ORDER BY i.id LIMIT @limit`),
       // The earliest last arrival after `cutoff` among the studies with instances to route: the next

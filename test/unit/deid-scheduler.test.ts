@@ -382,7 +382,7 @@ test('receiving first: an instance waits no longer than its longest wait, howeve
   await storing;
 });
 
-test('receiving first: instances are taken in the order they arrived, so a re-sent one holds back none that arrived before it', async (t) => {
+test('receiving first: the instance that arrived first decides, so a re-sent one (an old row arriving anew) holds back none that arrived before it', async (t) => {
   const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 400 }));
   const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
   // A has the lower id and was just sent again; B arrived 300 ms before that and is due in 100 ms.
@@ -393,13 +393,32 @@ test('receiving first: instances are taken in the order they arrived, so a re-se
   scheduler.start();
   const storing = storesFor(scheduler, 1500, pool);
   const first = await pool.next();
+  const second = await pool.next();
   const waited = Date.now() - began;
-  assert.match(first.task.input, /b\.dcm$/, 'the one that arrived first goes first');
+  assert.deepEqual([first.task.input, second.task.input].map((input) => input.replace(/.*\//, '')).sort(), ['a-again.dcm', 'b.dcm']);
   assert.ok(waited < 350, `B started ${waited} ms later, past its longest wait`);
   first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
-  const second = await pool.next();
-  assert.match(second.task.input, /a-again\.dcm$/);
   second.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  await storing;
+});
+
+test('receiving first: a wall clock set back does not stretch the wait of what arrived before', async (t) => {
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 400 }));
+  const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
+  // A arrived before the clock was set back a minute: its received_at is a minute ahead of now.
+  await writer.submit({ ...record('originals/a.dcm'), sopInstanceUid: '1.2.1.1.1', receivedAt: Date.now() + 60_000 });
+  scheduler.start();
+  const storing = storesFor(scheduler, 2000, pool);
+  await sleep(100);
+  // The senders keep storing: B arrives after the step.
+  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' });
+  const bArrived = Date.now();
+  const first = await pool.next();
+  const waited = Date.now() - bArrived;
+  assert.match(first.task.input, /a\.dcm$/, 'the older row goes first');
+  assert.ok(waited >= 300 && waited < 1200, `started ${waited} ms after B arrived, while stores still arrived`);
+  first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  (await pool.next()).resolve({ kind: 'quarantined', reason: 'the test holds it' });
   await storing;
 });
 
@@ -420,19 +439,26 @@ test('ReceiveFirst: the wait ends at the pause or at the longest wait, whichever
   let enabled = true;
   const first = new ReceiveFirst(() => ({ enabled, maxWaitMs: 1000 }), 250);
   const at = (wall: number, monotonic: number) => ({ wall, monotonic });
-  assert.equal(first.waitMs(0, at(10_000, 500)), 0, 'no store seen yet: no wait');
+  const arrived = (receivedAt: number | undefined) => () => receivedAt;
+  assert.equal(first.waitMs(arrived(0), at(10_000, 500)), 0, 'no store seen yet: no wait');
   first.stored(500);
-  assert.equal(first.waitMs(9_900, at(10_000, 500)), 250, 'the pause ends it first');
-  assert.equal(first.waitMs(9_000, at(10_100, 600)), 0, 'received 1100 ms ago: waited its longest');
-  assert.equal(first.waitMs(9_200, at(10_100, 600)), 100, 'due before the pause');
-  assert.equal(first.waitMs(10_000, at(10_300, 800)), 0, 'the senders paused');
+  assert.equal(first.waitMs(arrived(9_900), at(10_000, 500)), 250, 'the pause ends it first');
+  assert.equal(first.waitMs(arrived(9_000), at(10_100, 600)), 0, 'received 1100 ms ago: waited its longest');
+  assert.equal(first.waitMs(arrived(9_200), at(10_100, 600)), 100, 'due before the pause');
+  assert.equal(first.waitMs(arrived(undefined), at(10_100, 600)), 0, 'nothing waits');
+  assert.equal(first.waitMs(arrived(10_000), at(10_300, 800)), 0, 'the senders paused');
+  let asked = false;
+  first.waitMs(() => {
+    asked = true;
+    return 0;
+  }, at(10_300, 800));
+  assert.equal(asked, false, 'the index is not asked once the senders paused');
   first.stored(800);
-  assert.equal(first.waitMs(10_000, at(7_000, 800)), 250, 'the wall clock set back 3 s: the pause is timed on the monotonic clock');
-  assert.equal(first.waitMs(10_000, at(7_000, 800)) <= 1000, true);
+  assert.equal(first.waitMs(arrived(10_000), at(7_000, 800)), 250, 'the wall clock set back 3 s: the pause is timed on the monotonic clock');
   const longWait = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 1000 }), 60_000);
   longWait.stored(0);
-  assert.equal(longWait.waitMs(10_000, at(4_000, 0)), 1000, 'never more than the longest wait, whatever the wall clock did');
+  assert.equal(longWait.waitMs(arrived(10_000), at(4_000, 0)), 1000, 'never more than the longest wait at one time');
   enabled = false;
   first.stored(800);
-  assert.equal(first.waitMs(10_000, at(10_000, 800)), 0, 'switched off');
+  assert.equal(first.waitMs(arrived(10_000), at(10_000, 800)), 0, 'switched off');
 });
