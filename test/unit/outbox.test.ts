@@ -119,3 +119,17 @@ test('routing knows when the next study becomes stable: its last arrival plus st
   assert.equal(router.routeStable(lastArrival + 2500), 2);
   assert.equal(router.msUntilNextStable(lastArrival + 500), undefined, 'routed: nothing waits');
 });
+
+test('a study is not routable while any of its instances waits for de-identification, in any series', async (t) => {
+  const db = await receivedStudy(t);
+  // Instance 1 is done; instance 2 (put in a series of its own, of the same study) still waits.
+  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/1.dcm', deid_sop_instance_uid = '2.25.1' WHERE id = 1`).run();
+  const studyPk = db.prepare('SELECT study_pk FROM series LIMIT 1').pluck().get() as number;
+  const seriesPk = Number(db.prepare(`INSERT INTO series (study_pk, series_instance_uid, created_at, last_received_at) VALUES (?, '1.2.9.9', 1, 1)`).run(studyPk).lastInsertRowid);
+  db.prepare('UPDATE instances SET series_pk = ? WHERE id = 2').run(seriesPk);
+  const outbox = new Outbox(db);
+  const later = Date.now() + 60_000;
+  assert.deepEqual(outbox.routable(later, 10), [], 'instance 2 of another series waits: nothing of the study is routed');
+  db.prepare(`UPDATE instances SET state = 'quarantined' WHERE id = 2`).run();
+  assert.deepEqual(outbox.routable(later, 10).map((instance) => instance.id), [1], 'a quarantined instance does not hold the rest back');
+});

@@ -12,5 +12,6 @@ import { migration009Toolkit } from './009-toolkit.js';
 import { migration010InstanceReferences } from './010-instance-references.js';
 import { migration011AuditTexts } from './011-audit-texts.js';
 import { migration012WaitingByArrival } from './012-waiting-by-arrival.js';
+import { migration013WaitingBySeries } from './013-waiting-by-series.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release, migration007OutboxFailedAt, migration008RedactionRenames, migration009Toolkit, migration010InstanceReferences, migration011AuditTexts, migration012WaitingByArrival];
+export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release, migration007OutboxFailedAt, migration008RedactionRenames, migration009Toolkit, migration010InstanceReferences, migration011AuditTexts, migration012WaitingByArrival, migration013WaitingBySeries];
