@@ -4,12 +4,16 @@
  * instances/s, MB/s, peak RSS and the ratio Gantry/storescp. With one sender, each round also
  * measures the disk's durable floor (bench/durable-floor.ts) and prints the ratio to storescp that a
  * receiver costing nothing but that floor could reach in that round: the ceiling that syncing each
- * instance before answering puts on any design, on this machine, in this hour.
+ * instance before answering puts on any design, on this machine, in this hour. For Gantry it also
+ * waits, after the sender is done, until every instance is de-identified, and prints how long that
+ * took and the rate of receiving and de-identifying together: deid.receiveFirst holds
+ * de-identification while stores keep arriving, and the timed figure alone would hide that work.
  *
  *   node dist/bench/receive.js [--rounds 5] [--small 2000] [--large 3] [--large-frames 480] [--huge]
  *                              [--parallel N: N storescu processes at once, each a share of the files]
  *                              [--orthanc: Orthanc as a fourth receiver]
  *                              [--backlog: also Gantry receiving while it de-identifies another corpus]
+ *                              [--receive-first off: Gantry with deid.receiveFirst switched off]
  *
  * Corpora are generated once under .bench-data/ (about 1.8 GB; --huge adds a 1 GB instance whose
  * peak RSS is measured on its own).
@@ -17,6 +21,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import Database from 'better-sqlite3';
 import { defaultDeidWorkers } from '../src/config/schema.js';
 import { startGantryProcess } from '../test/helpers/gantry.js';
 import { startOrthanc } from '../test/helpers/orthanc.js';
@@ -37,8 +42,12 @@ const { values } = parseArgs({
     parallel: { type: 'string', default: '1' },
     orthanc: { type: 'boolean', default: false },
     backlog: { type: 'boolean', default: false },
+    'receive-first': { type: 'string', default: 'on' },
   },
 });
+if (!['on', 'off'].includes(values['receive-first'])) throw new Error('--receive-first: on or off');
+/** Gantry's de-identification settings in every run: the deployed default, or receiveFirst switched off. */
+const DEID = { workers: defaultDeidWorkers(), receiveFirst: values['receive-first'] === 'on' };
 
 const root = resolve(values.data);
 const rounds = Number(values.rounds);
@@ -83,6 +92,28 @@ interface Sample {
   seconds: number;
   rss: number;
   stored: number;
+  /** Gantry: seconds from the sender's end to the last instance de-identified (deid.receiveFirst holds
+   * de-identification while stores keep arriving; this is the work the timed figure leaves for after). */
+  deidentifiedAfter?: number;
+}
+
+/** Longest wait for the de-identification of a round's corpus after the sender is done. */
+const DEID_DEADLINE_MS = 10 * 60_000;
+
+/** Seconds until no instance of the index waits for de-identification (or is being de-identified). */
+async function secondsUntilDeidentified(storagePath: string): Promise<number> {
+  const began = performance.now();
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    const waiting = db.prepare(`SELECT count(*) FROM instances WHERE state = 'received'`).pluck();
+    while ((waiting.get() as number) > 0) {
+      if (performance.now() - began > DEID_DEADLINE_MS) throw new Error('de-identification did not finish within 10 minutes');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    db.close();
+  }
+  return (performance.now() - began) / 1000;
 }
 
 async function sendWithStorescu(port: number, aeTitle: string, corpus: Corpus): Promise<number> {
@@ -142,13 +173,14 @@ async function runOrthanc(corpus: Corpus, work: string): Promise<Sample> {
 async function runGantry(corpus: Corpus, work: string, backlog?: Corpus): Promise<Sample> {
   const dir = join(work, 'gantry');
   rmSync(dir, { recursive: true, force: true });
-  const gantry = await startGantryProcess(dir, { log: { level: 'warn' }, deid: { workers: defaultDeidWorkers() } });
+  const gantry = await startGantryProcess(dir, { log: { level: 'warn' }, deid: DEID });
   try {
     if (backlog) await sendWithStorescu(gantry.port, gantry.aeTitle, backlog);
     const seconds = await sendWithStorescu(gantry.port, gantry.aeTitle, corpus);
-    const rss = peakRss(gantry.pid);
     const stored = countFiles(join(gantry.storagePath, 'originals')) - (backlog?.files ?? 0);
-    return { receiver: backlog ? 'gantry backlog' : 'gantry', seconds, rss, stored };
+    const deidentifiedAfter = backlog ? undefined : await secondsUntilDeidentified(gantry.storagePath);
+    const rss = peakRss(gantry.pid);
+    return { receiver: backlog ? 'gantry backlog' : 'gantry', seconds, rss, stored, ...(deidentifiedAfter !== undefined ? { deidentifiedAfter } : {}) };
   } finally {
     await gantry.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -187,7 +219,8 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
       samples.push(sample);
       console.log(
         `${corpus.name} round ${round} ${sample.receiver.padEnd(16)} ${(corpus.files / sample.seconds).toFixed(1).padStart(8)} inst/s ` +
-          `${(mb(corpus.bytes) / sample.seconds).toFixed(1).padStart(7)} MB/s  peak RSS ${mb(sample.rss).toFixed(1)} MB  stored ${sample.stored}`,
+          `${(mb(corpus.bytes) / sample.seconds).toFixed(1).padStart(7)} MB/s  peak RSS ${mb(sample.rss).toFixed(1)} MB  stored ${sample.stored}` +
+          (sample.deidentifiedAfter !== undefined ? `  all de-identified ${sample.deidentifiedAfter.toFixed(1)} s after the sender's end` : ''),
       );
       if (sample.stored < corpus.files) console.log(`  WARNING: ${sample.receiver} stored ${sample.stored} of ${corpus.files}`);
     }
@@ -208,6 +241,14 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
     const list = by(reference);
     const ratios = gantry.map((sample, i) => (list[i] as Sample).seconds / sample.seconds);
     console.log(`  ratio gantry/${reference}: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
+  }
+  const lags = gantry.flatMap((sample) => (sample.deidentifiedAfter === undefined ? [] : [sample.deidentifiedAfter]));
+  if (lags.length > 0) {
+    const total = gantry.map((sample) => corpus.files / (sample.seconds + (sample.deidentifiedAfter ?? 0)));
+    console.log(
+      `  gantry: all de-identified a median ${median(lags).toFixed(1)} s after the sender's end (deid.receiveFirst ${values['receive-first']}); ` +
+        `received and de-identified: median ${median(total).toFixed(1)} inst/s`,
+    );
   }
   if (bounds.length > 0) {
     console.log(`  the most any receiver that syncs each instance before answering could reach: median ${median(bounds).toFixed(2)}x storescp default (per round: ${bounds.map((b) => b.toFixed(2)).join(' ')})`);
