@@ -4,10 +4,11 @@
  * instances/s, MB/s, peak RSS and the ratio Gantry/storescp. With one sender, each round also
  * measures the disk's durable floor (bench/durable-floor.ts) and prints the ratio to storescp that a
  * receiver costing nothing but that floor could reach in that round: the ceiling that syncing each
- * instance before answering puts on any design, on this machine, in this hour. For Gantry it also
- * waits, after the sender is done, until every instance is de-identified, and prints how long that
- * took and the rate of receiving and de-identifying together: deid.receiveFirst holds
- * de-identification while stores keep arriving, and the timed figure alone would hide that work.
+ * instance before answering puts on any design, on this machine, in this hour. For Gantry's rounds
+ * (not --huge) it also waits, after the sender is done, until every instance is de-identified, and
+ * prints how long that took and the rate of receiving and de-identifying together (peak RSS is read
+ * after it): deid.receiveFirst holds de-identification while stores keep arriving, and the timed
+ * figure alone would hide that work.
  *
  *   node dist/bench/receive.js [--rounds 5] [--small 2000] [--large 3] [--large-frames 480] [--huge]
  *                              [--parallel N: N storescu processes at once, each a share of the files]
@@ -101,13 +102,14 @@ interface Sample {
 const DEID_DEADLINE_MS = 10 * 60_000;
 
 /** Seconds until no instance of the index waits for de-identification (or is being de-identified). */
-async function secondsUntilDeidentified(storagePath: string): Promise<number> {
+async function secondsUntilDeidentified(storagePath: string, pid: number): Promise<number> {
   const began = performance.now();
   const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
   try {
     const waiting = db.prepare(`SELECT count(*) FROM instances WHERE state = 'received'`).pluck();
     while ((waiting.get() as number) > 0) {
       if (performance.now() - began > DEID_DEADLINE_MS) throw new Error('de-identification did not finish within 10 minutes');
+      if (!isAlive(pid)) throw new Error('Gantry exited before it had de-identified the corpus');
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   } finally {
@@ -168,17 +170,21 @@ async function runOrthanc(corpus: Corpus, work: string): Promise<Sample> {
 
 /**
  * Gantry receiving the corpus; with `backlog`, first another corpus of the same size is sent untimed,
- * so that the timed run happens while the de-identification pool works through it.
+ * so that the timed run happens while the de-identification pool works through it (an outage's
+ * backlog: old, so deid.receiveFirst does not hold it; here forward.stableSeconds 1 bounds the hold to
+ * half a second). With `waitForDeid`, the run then waits until every instance is de-identified
+ * (deidentifiedAfter), and peak RSS is read after that.
  */
-async function runGantry(corpus: Corpus, work: string, backlog?: Corpus): Promise<Sample> {
+async function runGantry(corpus: Corpus, work: string, options: { backlog?: Corpus; waitForDeid: boolean }): Promise<Sample> {
+  const { backlog, waitForDeid } = options;
   const dir = join(work, 'gantry');
   rmSync(dir, { recursive: true, force: true });
-  const gantry = await startGantryProcess(dir, { log: { level: 'warn' }, deid: DEID });
+  const gantry = await startGantryProcess(dir, { log: { level: 'warn' }, deid: DEID, ...(backlog ? { forward: { stableSeconds: 1 } } : {}) });
   try {
     if (backlog) await sendWithStorescu(gantry.port, gantry.aeTitle, backlog);
     const seconds = await sendWithStorescu(gantry.port, gantry.aeTitle, corpus);
+    const deidentifiedAfter = waitForDeid ? await secondsUntilDeidentified(gantry.storagePath, gantry.pid) : undefined;
     const stored = countFiles(join(gantry.storagePath, 'originals')) - (backlog?.files ?? 0);
-    const deidentifiedAfter = backlog ? undefined : await secondsUntilDeidentified(gantry.storagePath);
     const rss = peakRss(gantry.pid);
     return { receiver: backlog ? 'gantry backlog' : 'gantry', seconds, rss, stored, ...(deidentifiedAfter !== undefined ? { deidentifiedAfter } : {}) };
   } finally {
@@ -198,6 +204,15 @@ function countFiles(dir: string): number {
 
 const mb = (bytes: number) => bytes / 1e6;
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
   const work = join(root, 'work');
   mkdirSync(work, { recursive: true });
@@ -207,9 +222,9 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
   const receivers = [
     () => runStorescp('default', corpus, work),
     () => runStorescp('+B', corpus, work),
-    () => runGantry(corpus, work),
+    () => runGantry(corpus, work, { waitForDeid: true }),
     ...(values.orthanc ? [() => runOrthanc(corpus, work)] : []),
-    ...(backlog ? [() => runGantry(corpus, work, backlog)] : []),
+    ...(backlog ? [() => runGantry(corpus, work, { backlog, waitForDeid: true })] : []),
   ];
   for (let round = 1; round <= rounds; round += 1) {
     // Rotate the order each round so no receiver always runs on a warm or cold page cache.
@@ -283,7 +298,8 @@ async function hugeInstance(): Promise<void> {
   const work = join(root, 'work');
   mkdirSync(work, { recursive: true });
   for (let round = 1; round <= Math.min(rounds, 3); round += 1) {
-    const sample = await runGantry(corpus, work);
+    // Receiving's peak RSS: read as the sender ends, before the 1 GB instance is de-identified.
+    const sample = await runGantry(corpus, work, { waitForDeid: false });
     console.log(`huge (${mb(corpus.bytes).toFixed(0)} MB) round ${round}: gantry ${(mb(corpus.bytes) / sample.seconds).toFixed(1)} MB/s, peak RSS ${mb(sample.rss).toFixed(1)} MB, stored ${sample.stored}`);
   }
 }

@@ -100,7 +100,7 @@ export class DeidScheduler {
    * and found nothing: two of every three looks. */
   private foundNothing = false;
   private timer: NodeJS.Timeout | undefined;
-  /** Armed while the oldest waiting instance is held back for the senders (receive-first.ts). */
+  /** Armed while de-identification is held back for the senders (receive-first.ts). */
   private holdTimer: NodeJS.Timeout | undefined;
   private filling = false;
   private again = false;

@@ -10,7 +10,7 @@
  * before its study can be forwarded, with the other half left to work through what waited. So an
  * instance waits at most `maxWaitMs` after it was received, however busy the senders stay: a steady
  * feed is de-identified that far behind it, at its own rate. A pause of `quietMs` between stores ends
- * the wait at once (a modality sending one image every second does not wait at all). The instance
+ * the wait (a modality sending one image every second holds it 250 ms after each). The instance
  * that arrived first decides (a re-sent one arrived anew, with its old row), whatever its row.
  */
 

@@ -112,7 +112,7 @@ test('gantry import indexes a tree in place, resumes, reports what it could not 
   }
 
   const again = await gantry(['import', '-q', '--config', config, tree]);
-  assert.match(again.stdout, new RegExp(`indexed 0 instance\\(s\\) .* already indexed ${corpus.length};`), again.stdout);
+  assert.match(again.stdout, new RegExp(`indexed 0 instance\\(s\\) .* already indexed ${corpus.length};`), `exit ${again.code}: ${again.stdout}${again.stderr}`);
 
   // The node de-identifies imported instances, does not forward them (no --forward), and a network
   // copy of an imported instance replaces it in the index, not on disk.

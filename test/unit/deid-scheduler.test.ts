@@ -15,7 +15,7 @@ import { DeidWork } from '../../src/index/deid-work.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { DeidScheduler, type DeidObserver, type DeidOutcome, type DeidSchedulerSettings } from '../../src/pipeline/deidentify.js';
-import { QUIET_MS, ReceiveFirst } from '../../src/pipeline/receive-first.js';
+import { ReceiveFirst } from '../../src/pipeline/receive-first.js';
 import { SettingsCache } from '../../src/deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../../src/store/object-store.js';
 import { sleep } from '../helpers/processes.js';
@@ -50,9 +50,10 @@ class ManualPool {
     });
   }
 
-  /** The next task handed to the pool (waits up to 2 s). */
-  async next(): Promise<PendingTask> {
-    for (let tries = 0; tries < 200 && this.queued.length === 0; tries += 1) await sleep(10);
+  /** The next task handed to the pool (waits up to `withinMs`). */
+  async next(withinMs = 2000): Promise<PendingTask> {
+    const deadline = performance.now() + withinMs;
+    while (this.queued.length === 0 && performance.now() < deadline) await sleep(10);
     const task = this.queued.shift();
     assert.ok(task, 'a task reached the pool');
     return task;
@@ -354,49 +355,77 @@ async function storesFor(scheduler: DeidScheduler, ms: number, pool: ManualPool)
 }
 
 test('receiving first: an instance waits while stores keep arriving, and starts once they pause', async (t) => {
-  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 60_000 }));
+  // A pause of a second ends the wait here, so that a slow machine's hiccup between stores does not.
+  const quietMs = 1000;
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 60_000 }), quietMs);
   // No poll during the test: only the scheduler's own timer may start it after the pause.
   const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
   await writer.submit(record('originals/a.dcm'));
   scheduler.start();
-  const { handedOverDuring } = await storesFor(scheduler, 800, pool);
+  const { handedOverDuring } = await storesFor(scheduler, 1500, pool);
   assert.equal(handedOverDuring, 0, 'nothing was de-identified while stores arrived every 50 ms');
   const pausedAt = performance.now();
-  const pending = await pool.next();
+  const pending = await pool.next(quietMs + 2000);
   const waited = performance.now() - pausedAt;
-  assert.ok(waited < QUIET_MS + 400, `started ${waited.toFixed(0)} ms after the last store`);
+  assert.ok(waited < quietMs + 1000, `started ${waited.toFixed(0)} ms after the last store`);
   pending.resolve({ kind: 'quarantined', reason: 'the test holds it' });
 });
 
 test('receiving first: an instance waits no longer than its longest wait, however busy the senders stay', async (t) => {
   const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 400 }));
   const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
-  await writer.submit(record('originals/a.dcm'));
-  const receivedAt = Date.now();
+  const a = record('originals/a.dcm');
+  await writer.submit(a);
   scheduler.start();
-  const storing = storesFor(scheduler, 2000, pool);
+  const storing = storesFor(scheduler, 3000, pool);
   const pending = await pool.next();
-  const waited = Date.now() - receivedAt;
-  assert.ok(waited >= 350 && waited < 1500, `started ${waited} ms after it was received, while stores still arrived`);
+  const waited = Date.now() - a.receivedAt;
+  // Timers never fire early: not before its longest wait; and well before the stores end.
+  assert.ok(waited >= 395 && waited < 2000, `started ${waited} ms after it was received, while stores still arrived`);
   pending.resolve({ kind: 'quarantined', reason: 'the test holds it' });
   await storing;
 });
 
 test('receiving first: the instance that arrived first decides, so a re-sent one (an old row arriving anew) holds back none that arrived before it', async (t) => {
-  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 400 }));
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 2000 }));
   const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
-  // A has the lower id and was just sent again; B arrived 300 ms before that and is due in 100 ms.
+  // A has the lower id and was just sent again; B arrived 1900 ms before that and is due in 100 ms.
   await writer.submit({ ...record('originals/a.dcm'), sopInstanceUid: '1.2.1.1.1' });
-  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2', receivedAt: Date.now() - 300 });
+  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2', receivedAt: Date.now() - 1900 });
   await writer.submit({ ...record('originals/a-again.dcm'), sopInstanceUid: '1.2.1.1.1' });
   const began = Date.now();
   scheduler.start();
-  const storing = storesFor(scheduler, 1500, pool);
+  const storing = storesFor(scheduler, 3000, pool);
   const first = await pool.next();
   const second = await pool.next();
   const waited = Date.now() - began;
   assert.deepEqual([first.task.input, second.task.input].map((input) => input.replace(/.*\//, '')).sort(), ['a-again.dcm', 'b.dcm']);
-  assert.ok(waited < 350, `B started ${waited} ms later, past its longest wait`);
+  // Held by A's arrival instead, both would start about 2000 ms in.
+  assert.ok(waited < 1000, `B started ${waited} ms later, past its longest wait`);
+  first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  second.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  await storing;
+});
+
+test('receiving first: an instance already being de-identified does not end the wait of those after it', async (t) => {
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 1500 }));
+  const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
+  // A waited its longest already; B and C have just arrived.
+  await writer.submit({ ...record('originals/a.dcm'), sopInstanceUid: '1.2.1.1.1', receivedAt: Date.now() - 60_000 });
+  const b = { ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' };
+  await writer.submit(b);
+  await writer.submit({ ...record('originals/c.dcm'), sopInstanceUid: '1.2.1.1.3' });
+  scheduler.start();
+  const storing = storesFor(scheduler, 4000, pool);
+  const first = await pool.next();
+  assert.match(first.task.input, /a\.dcm$/, 'A goes at once');
+  // A stays in flight (the pool holds it): B and C still wait for the senders.
+  await sleep(600);
+  assert.equal(pool.handedOver, 0, 'nothing else started while A was being de-identified');
+  const second = await pool.next(3000);
+  const waited = Date.now() - b.receivedAt;
+  assert.match(second.task.input, /b\.dcm$/);
+  assert.ok(waited >= 1495, `B started ${waited} ms after it arrived`);
   first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
   second.resolve({ kind: 'quarantined', reason: 'the test holds it' });
   await storing;
@@ -408,15 +437,15 @@ test('receiving first: a wall clock set back does not stretch the wait of what a
   // A arrived before the clock was set back a minute: its received_at is a minute ahead of now.
   await writer.submit({ ...record('originals/a.dcm'), sopInstanceUid: '1.2.1.1.1', receivedAt: Date.now() + 60_000 });
   scheduler.start();
-  const storing = storesFor(scheduler, 2000, pool);
+  const storing = storesFor(scheduler, 3000, pool);
   await sleep(100);
   // The senders keep storing: B arrives after the step.
-  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' });
-  const bArrived = Date.now();
+  const b = { ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' };
+  await writer.submit(b);
   const first = await pool.next();
-  const waited = Date.now() - bArrived;
+  const waited = Date.now() - b.receivedAt;
   assert.match(first.task.input, /a\.dcm$/, 'the older row goes first');
-  assert.ok(waited >= 300 && waited < 1200, `started ${waited} ms after B arrived, while stores still arrived`);
+  assert.ok(waited >= 395 && waited < 2000, `started ${waited} ms after B arrived, while stores still arrived`);
   first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
   (await pool.next()).resolve({ kind: 'quarantined', reason: 'the test holds it' });
   await storing;

@@ -10,6 +10,6 @@ export const migration013WaitingBySeries: Migration = {
   version: 13,
   name: 'instances waiting for de-identification, by series',
   up(db) {
-    db.exec(`CREATE INDEX instances_waiting_by_series ON instances (series_pk) WHERE state = 'received';`);
+    db.exec(`CREATE INDEX IF NOT EXISTS instances_waiting_by_series ON instances (series_pk) WHERE state = 'received';`);
   },
 };
