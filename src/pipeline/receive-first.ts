@@ -1,7 +1,7 @@
 /**
  * Receiving first: while a sender's stores keep arriving, de-identification waits, so that a burst is
  * acknowledged at the rate of the receive path alone. On two cores, de-identifying alongside cost the
- * receive path a quarter of its rate (bench/results-2026-11-30.txt): the worker threads' CPU and,
+ * receive path about a third of its rate (bench/results-2026-11-30.txt): the worker threads' CPU and,
  * more, their output written to the disk that each received instance is synced to before its
  * response. Lowering the threads' scheduling priority (worker.ts) gives back the CPU, not the disk.
  *
