@@ -50,18 +50,21 @@ export function applyMigrations(db: Db, migrations: readonly Migration[]): numbe
   if (newest > known) {
     throw new Error(`the database has schema version ${newest}, newer than this Gantry knows (${known}); use a newer Gantry`);
   }
+  const isApplied = db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?');
+  const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  // IMMEDIATE: the write lock from the start, and the version checked again under it. A node and a
+  // command (gantry status, import) opening the same index at once both read the versions above;
+  // without this the second applied a migration the first had just applied ("table already exists").
+  const apply = db.transaction((migration: Migration): boolean => {
+    if (isApplied.get(migration.version)) return false;
+    migration.up(db);
+    record.run(migration.version, migration.name, new Date().toISOString());
+    return true;
+  });
   const done: number[] = [];
   for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
     if (applied.has(migration.version)) continue;
-    db.transaction(() => {
-      migration.up(db);
-      db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
-        migration.version,
-        migration.name,
-        new Date().toISOString(),
-      );
-    })();
-    done.push(migration.version);
+    if (apply.immediate(migration)) done.push(migration.version);
   }
   return done;
 }
