@@ -38,6 +38,11 @@ const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 /** Routing to confirmation: a second to a day (a destination down overnight). */
 const FORWARD_DELAY_BUCKETS = [1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400];
 
+/** Seconds from `since` (ms since the epoch) to `now`; 0 when nothing is that old (null) or the clock went back. */
+function ageSeconds(since: number | null, now: number): number {
+  return since === null ? 0 : Math.max(0, (now - since) / 1000);
+}
+
 const QUERY_COMMANDS: ReadonlyMap<number, string> = new Map([
   [CommandField.CFindRq, 'find'],
   [CommandField.CMoveRq, 'move'],
@@ -195,8 +200,7 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     this.gauge('gantry_associations_active', 'Associations open now.', [], (set) => set({}, sources.activeAssociations()));
     this.gauge('gantry_deid_waiting_instances', 'Instances received and waiting for de-identification (the backlog).', [], (set) => set({}, states().received ?? 0));
     this.gauge('gantry_deid_oldest_waiting_seconds', 'How long the instance waiting longest for de-identification has waited since it arrived, was released or sent back to be done again (0 when none waits).', [], (set) => {
-      const since = sources.oldestWaitingSince();
-      set({}, since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000));
+      set({}, ageSeconds(sources.oldestWaitingSince() ?? null, Date.now()));
     });
     this.gauge('gantry_deid_pool_threads', 'Worker threads in the de-identification pool (deid.workers).', [], (set) => set({}, sources.pool().threads));
     this.gauge('gantry_deid_pool_utilization_ratio', 'Share of the worker threads busy at the scrape (0 to 1).', [], (set) => {
@@ -216,7 +220,7 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     });
     this.gauge('gantry_outbox_oldest_age_seconds', 'Age of the oldest queued item per destination (0 when none is queued).', ['destination'], (set) => {
       const now = Date.now();
-      for (const row of outbox()) set({ destination: row.destination }, row.oldestQueuedAt === null ? 0 : Math.max(0, (now - row.oldestQueuedAt) / 1000));
+      for (const row of outbox()) set({ destination: row.destination }, ageSeconds(row.oldestQueuedAt, now));
     });
     this.gauge('gantry_instances', 'Instances in the index by state (received, deidentified, quarantined, failed, forwarded).', ['state'], (set) => {
       const counts = states();

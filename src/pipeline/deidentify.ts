@@ -173,15 +173,14 @@ export class DeidScheduler {
 
   private fill(): void {
     for (let room = this.options.maxInFlight - this.runningTasks; room > 0; room -= 1) {
-      const next = this.nextWaiting(room);
-      if (!next) return;
       // While the instance that arrived first may still wait for the senders, so may every other.
       const holdMs = this.options.receiveFirst?.waitMs(() => this.firstArrivalWaiting()) ?? 0;
       if (holdMs > 0) {
-        this.queued.unshift(next);
         this.lookAgainIn(holdMs);
         return;
       }
+      const next = this.nextWaiting(room);
+      if (!next) return;
       this.dispatch(next);
     }
   }
