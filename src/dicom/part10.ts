@@ -3,10 +3,10 @@
  * (group 0002, explicit VR little endian) — ahead of the dataset bytes exactly as they were received.
  */
 
-/** Gantry's Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name. */
 import { deflateRawSync } from 'node:zlib';
-import { LONG_VRS, padToEven } from './values.js';
+import { LONG_VRS } from './values.js';
 
+/** Gantry's Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name. */
 export const IMPLEMENTATION_CLASS_UID = '2.25.321850691147362074619267135472068027305';
 export const IMPLEMENTATION_VERSION_NAME = 'GANTRY_0_1_0';
 /** Media Storage Directory Storage (PS3.10 8.6): a DICOMDIR, the directory of a medium, not an instance. */
@@ -20,35 +20,66 @@ export interface FileMetaInformation {
   sourceApplicationEntityTitle?: string;
 }
 
-function element(group: number, elementNumber: number, vr: string, value: Buffer): Buffer {
-  const long = LONG_VRS.has(vr);
-  const header = Buffer.alloc(long ? 12 : 8);
-  header.writeUInt16LE(group, 0);
-  header.writeUInt16LE(elementNumber, 2);
-  header.write(vr, 4, 'latin1');
-  if (long) header.writeUInt32LE(value.length, 8);
-  else header.writeUInt16LE(value.length, 6);
-  return Buffer.concat([header, value]);
+/** One group 0002 element's number, VR and value (a string, padded to even length with `pad`). */
+interface MetaElement {
+  elementNumber: number;
+  vr: 'OB' | 'UI' | 'SH' | 'AE' | 'UL';
+  value: string | Buffer;
+  pad: '\0' | ' ';
 }
 
-/** The preamble, the DICM prefix and the File Meta Information, ready to be followed by the dataset. */
+const PREAMBLE_BYTES = 128;
+/** A 2-byte length for these VRs, a 4-byte one after two reserved bytes for OB (PS3.5 7.1.2). */
+const headerBytes = (vr: MetaElement['vr']) => (vr === 'OB' ? 12 : 8);
+const valueBytes = (element: MetaElement) => (typeof element.value === 'string' ? element.value.length + (element.value.length % 2) : element.value.length);
+
+/**
+ * The preamble, the DICM prefix and the File Meta Information, ready to be followed by the dataset.
+ * Written into one buffer: every received instance and every de-identified copy starts with one.
+ */
 export function encodePart10Header(meta: FileMetaInformation): Buffer {
-  const elements = [
-    element(0x0002, 0x0001, 'OB', Buffer.from([0x00, 0x01])),
-    element(0x0002, 0x0002, 'UI', padToEven(meta.mediaStorageSopClassUid, '\0')),
-    element(0x0002, 0x0003, 'UI', padToEven(meta.mediaStorageSopInstanceUid, '\0')),
-    element(0x0002, 0x0010, 'UI', padToEven(meta.transferSyntaxUid, '\0')),
-    element(0x0002, 0x0012, 'UI', padToEven(IMPLEMENTATION_CLASS_UID, '\0')),
-    element(0x0002, 0x0013, 'SH', padToEven(IMPLEMENTATION_VERSION_NAME, ' ')),
+  const elements: MetaElement[] = [
+    { elementNumber: 0x0001, vr: 'OB', value: FILE_META_VERSION, pad: '\0' },
+    { elementNumber: 0x0002, vr: 'UI', value: meta.mediaStorageSopClassUid, pad: '\0' },
+    { elementNumber: 0x0003, vr: 'UI', value: meta.mediaStorageSopInstanceUid, pad: '\0' },
+    { elementNumber: 0x0010, vr: 'UI', value: meta.transferSyntaxUid, pad: '\0' },
+    { elementNumber: 0x0012, vr: 'UI', value: IMPLEMENTATION_CLASS_UID, pad: '\0' },
+    { elementNumber: 0x0013, vr: 'SH', value: IMPLEMENTATION_VERSION_NAME, pad: ' ' },
   ];
   if (meta.sourceApplicationEntityTitle) {
-    elements.push(element(0x0002, 0x0016, 'AE', padToEven(meta.sourceApplicationEntityTitle, ' ')));
+    elements.push({ elementNumber: 0x0016, vr: 'AE', value: meta.sourceApplicationEntityTitle, pad: ' ' });
   }
-  const body = Buffer.concat(elements);
+  let groupBytes = 0;
+  for (const element of elements) groupBytes += headerBytes(element.vr) + valueBytes(element);
   const groupLength = Buffer.alloc(4);
-  groupLength.writeUInt32LE(body.length);
-  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), element(0x0002, 0x0000, 'UL', groupLength), body]);
+  groupLength.writeUInt32LE(groupBytes);
+  elements.unshift({ elementNumber: 0x0000, vr: 'UL', value: groupLength, pad: '\0' });
+  const out = Buffer.alloc(PREAMBLE_BYTES + 4 + 12 + groupBytes);
+  let at = out.write('DICM', PREAMBLE_BYTES, 'latin1') + PREAMBLE_BYTES;
+  for (const element of elements) at = writeMetaElement(out, at, element);
+  return out;
 }
+
+/** Writes one element at `at` (explicit VR little endian); returns where the next one starts. */
+function writeMetaElement(out: Buffer, at: number, element: MetaElement): number {
+  const length = valueBytes(element);
+  out.writeUInt16LE(0x0002, at);
+  out.writeUInt16LE(element.elementNumber, at + 2);
+  out.write(element.vr, at + 4, 'latin1');
+  if (element.vr === 'OB') out.writeUInt32LE(length, at + 8);
+  else out.writeUInt16LE(length, at + 6);
+  const valueAt = at + headerBytes(element.vr);
+  if (typeof element.value === 'string') {
+    out.write(element.value, valueAt, 'latin1');
+    if (element.value.length % 2 === 1) out.write(element.pad, valueAt + length - 1, 'latin1');
+  } else {
+    element.value.copy(out, valueAt);
+  }
+  return valueAt + length;
+}
+
+/** File Meta Information Version (0002,0001): 00 01 (PS3.10 7.1). */
+const FILE_META_VERSION = Buffer.from([0x00, 0x01]);
 
 export interface ReadFileMeta {
   /** Element number (of group 0002) → value bytes. */
