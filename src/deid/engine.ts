@@ -132,6 +132,8 @@ const STANDARD_UID_KEYWORD = /ClassUID|TransferSyntaxUID|CodingScheme|ContextUID
 
 /** Where people write free text (cleaned by C, scanned for residual identity). */
 const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
+/** Bytes that read as text (printable ASCII and Latin-1, tabs and line ends; padding trimmed). */
+const PRINTABLE_TEXT = /^[\t\r\n\x20-\x7e\xa0-\xff]+$/;
 
 /** Where the engine is: the dataset (or a sequence it keeps), or inside a sequence the profile
  * replaces with a dummy (D) or cleans (C). */
@@ -256,6 +258,10 @@ export class DeidEngine {
     if (element.tag === TAG.PatientName || element.tag === TAG.PatientID) return 'dummy';
     // Someone else's encrypted originals never leave; ours replace them (encryptOriginals).
     if (element.tag === TAG.EncryptedAttributesSequence) return 'remove';
+    // A sequence sent as UN whose content is not implicit VR little endian (PS3.5 6.2.2; some nodes
+    // relabel a sequence UN and leave its items explicit) could not be read: its items cannot be
+    // de-identified one by one, and passing it on unread would pass on whatever they hold.
+    if (element.vr === 'UN' && element.items === undefined && vrOf(element.tag) === 'SQ') return 'remove';
     const row = profileRowFor(element.tag);
     // A sequence written as UN (dataset-tree.ts) is a sequence to the profile too.
     const vr = element.items !== undefined && !element.encapsulated ? 'SQ' : element.vr;
@@ -491,8 +497,9 @@ export class DeidEngine {
       ((element.items ?? []) as EditableItem[]).forEach((item, index) => {
         if (!item.removed && !element.encapsulated) this.scanForResidualPhi(item.elements as EditableElement[], `${here}[${index}]`);
       });
-      if (!TEXT_VRS.has(element.vr) || element.tag === TAG.PatientName || element.tag === TAG.PatientID || this.dummies.has(element)) continue;
-      const value = element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
+      if (element.tag === TAG.PatientName || element.tag === TAG.PatientID || this.dummies.has(element)) continue;
+      const value = this.scannableText(element);
+      if (value === undefined) continue;
       if (value.trim() === '') continue;
       const keyword = keywordOf(element.tag) ?? here;
       if (quotesIdentifier(value, this.identifiers)) {
@@ -569,6 +576,18 @@ export class DeidEngine {
   }
 
   /** The value of an element as Latin-1 text (ASCII for every VR the engine reads as text). */
+  /**
+   * What the findings scan reads of an element: free text, and an element sent as UN (PS3.5 6.2.2:
+   * every private element of an implicit VR dataset) when its dictionary VR is text or its bytes read
+   * as text, so that the scan does not depend on the transfer syntax. Undefined for anything else.
+   */
+  private scannableText(element: EditableElement): string | undefined {
+    const value = element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
+    if (TEXT_VRS.has(element.vr)) return value;
+    if (element.vr !== 'UN' || element.items !== undefined) return undefined;
+    return TEXT_VRS.has(vrOf(element.tag)) || PRINTABLE_TEXT.test(value) ? value : undefined;
+  }
+
   private text(element: ElementNode | undefined): string {
     if (!element) return '';
     const bytes = element.value ?? (this.source && element.length !== 0xffffffff ? this.source.read(element.valueOffset, element.length) : undefined);

@@ -78,26 +78,36 @@ function shiftOneDate(date: string, days: number): string {
   return `${shifted.getUTCFullYear().toString().padStart(4, '0')}${(shifted.getUTCMonth() + 1).toString().padStart(2, '0')}${shifted.getUTCDate().toString().padStart(2, '0')}`;
 }
 
-/** Shifts the date part of DT values (YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX]); a DT with only a year or a
- * year and month keeps its precision after the shift of its first day. */
+/** One DT value: YYYY[MM[DD[HH[MM[SS[.F]]]]]] and an optional UTC offset &ZZXX (PS3.5 6.2, Table 6.2-1). */
+const DATE_TIME = String.raw`\d{4}[\d.]*(?:[+-]\d{4})?`;
+const ONE_DATE_TIME = new RegExp(`^${DATE_TIME}$`);
+/** A range "A-B" (either side may be empty) of such values, as a query key holds one (PS3.4 C.2.2.2.5). */
+const DATE_TIME_RANGE = new RegExp(`^(${DATE_TIME})?-(${DATE_TIME})?$`);
+
+/** Shifts the date part of DT values (possibly multi-valued, or a range "A-B"); times and UTC offsets
+ * stay as they are ("-0500" is an offset, not the end of a range). Unparsable values are replaced by
+ * the dummy date-time rather than kept. */
 export function shiftDateTime(value: string, days: number): string {
   return value
     .split('\\')
-    .map((one) =>
-      one
-        .split('-')
-        .map((part) => {
-          const trimmed = part.trim();
-          if (trimmed === '') return '';
-          const match = /^(\d{4})(\d{2})?(\d{2})?(.*)$/.exec(trimmed);
-          if (!match) return '19000101000000';
-          const shifted = shiftOneDate(`${match[1]}${match[2] ?? '01'}${match[3] ?? '01'}`, days);
-          const precision = match[3] !== undefined ? 8 : match[2] !== undefined ? 6 : 4;
-          return `${shifted.slice(0, precision)}${match[4] ?? ''}`;
-        })
-        .join('-'),
-    )
+    .map((one) => {
+      const trimmed = one.trim();
+      if (trimmed === '') return '';
+      if (ONE_DATE_TIME.test(trimmed)) return shiftOneDateTime(trimmed, days);
+      const range = DATE_TIME_RANGE.exec(trimmed);
+      if (!range) return '19000101000000';
+      return `${range[1] ? shiftOneDateTime(range[1], days) : ''}-${range[2] ? shiftOneDateTime(range[2], days) : ''}`;
+    })
     .join('\\');
+}
+
+/** A DT with only a year or a year and month keeps its precision after the shift of its first day. */
+function shiftOneDateTime(dateTime: string, days: number): string {
+  const match = /^(\d{4})(\d{2})?(\d{2})?(.*)$/.exec(dateTime);
+  if (!match) return '19000101000000';
+  const shifted = shiftOneDate(`${match[1]}${match[2] ?? '01'}${match[3] ?? '01'}`, days);
+  const precision = match[3] !== undefined ? 8 : match[2] !== undefined ? 6 : 4;
+  return `${shifted.slice(0, precision)}${match[4] ?? ''}`;
 }
 
 /** HIPAA Safe Harbor: ages over 89 are reported as 90 (AS cannot say "90 or older"). */
