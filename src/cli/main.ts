@@ -263,8 +263,15 @@ queueCommand
     if (options.state !== 'sent' && options.state !== 'dead' && options.state !== 'queued') throw new Error(`--state ${options.state}: expected sent, dead or queued`);
     const { queuePurge } = await import('./queue.js');
     if (options.state === 'queued' && !options.destination) throw new Error('--state queued needs --destination: only the queue of a removed destination is purged');
-    const count = queuePurge(loadConfigFile(options.config), options.state, options.destination);
-    process.stdout.write(`deleted ${count} ${options.state} item(s)\n`);
+    const { deleted, forwarded } = queuePurge(loadConfigFile(options.config), options.state, options.destination);
+    process.stdout.write(`deleted ${deleted} ${options.state} item(s)\n`);
+    // Giving up on a delivery is what lets retention delete the original: say so, with the way back.
+    if (forwarded > 0) {
+      process.stdout.write(
+        `${forwarded} instance(s) now count as forwarded (no destination waits for them): retention deletes their originals ` +
+          `storage.retainOriginals from now, unless it is 0; gantry forward STUDY_UID sends a study again\n`,
+      );
+    }
   });
 
 program

@@ -62,7 +62,7 @@ export function queueRetry(loaded: LoadedConfig, options: { destination?: string
   );
 }
 
-export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queued', destination: string | undefined): number {
+export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queued', destination: string | undefined): { deleted: number; forwarded: number } {
   return withOutbox(loaded, (outbox) => outbox.purge(state, destination));
 }
 

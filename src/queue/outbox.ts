@@ -315,18 +315,22 @@ export class Outbox {
     return this.db.transaction(() => (filter.ids ? filter.ids.reduce((sum, id) => sum + run(id), 0) : run(null)))();
   }
 
-  /** Deletes items in a state, of one destination or all: sent or dead ones to keep the outbox small,
-   * queued ones of a destination that was removed from the config. Instances whose every remaining
-   * item is sent then count as forwarded. */
-  purge(state: 'sent' | 'dead' | 'queued', destination?: string): number {
+  /**
+   * Deletes items in a state, of one destination or all: sent or dead ones to keep the outbox small,
+   * queued ones of a destination that was removed from the config. Purging dead or queued items gives
+   * up on those deliveries: instances whose every remaining item is sent then count as forwarded, and
+   * retention deletes their files storage.retainOriginals later (docs/operations.md section 8).
+   * Returns the items deleted and the instances that became forwarded.
+   */
+  purge(state: 'sent' | 'dead' | 'queued', destination?: string): { deleted: number; forwarded: number } {
     return this.db.transaction(() => {
       // Sent items are what makes an instance `forwarded`: settle before they go.
       if (state === 'sent') this.reconcileForwarded();
       const deleted = this.db
         .prepare(`DELETE FROM forward_outbox WHERE state = ? AND (? IS NULL OR destination = ?)`)
         .run(state, destination ?? null, destination ?? null).changes;
-      if (state !== 'sent') this.reconcileForwarded();
-      return deleted;
+      const forwarded = state === 'sent' ? 0 : this.reconcileForwarded();
+      return { deleted, forwarded };
     })();
   }
 

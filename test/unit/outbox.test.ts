@@ -133,3 +133,28 @@ test('a study is not routable while any of its instances waits for de-identifica
   db.prepare(`UPDATE instances SET state = 'quarantined' WHERE id = 2`).run();
   assert.deepEqual(outbox.routable(later, 10).map((instance) => instance.id), [1], 'a quarantined instance does not hold the rest back');
 });
+
+// docs/operations.md section 8: an original goes only after every destination confirmed, unless the
+// operator gives up on a delivery. Purging dead items is that: the command reports what it concerns.
+test('purging dead items gives up on those deliveries and says how many instances now count as forwarded', async (t) => {
+  const file = join(scratchDir('outbox-purge-dead'), 'index.sqlite');
+  const db = openDatabase(file);
+  const wal = new WalSync(file);
+  t.after(async () => {
+    await wal.close();
+    db.close();
+  });
+  await new IndexWriter(db, new InstanceIndex(db), wal).submit(instanceRecord(1));
+  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/1.dcm', deid_sop_instance_uid = '2.25.1'`).run();
+  const outbox = new Outbox(db);
+  const [instance] = outbox.routable(Date.now(), 10);
+  assert.ok(instance);
+  assert.equal(outbox.route([{ instance, destinations: ['a', 'b'] }]), 2);
+  outbox.markSent(outbox.due('a', 10)[0] as OutboxItem, 'Success');
+  outbox.markDead(outbox.due('b', 10)[0] as OutboxItem, '0xA700', 'b answered 0xA700: out of resources');
+  outbox.settleForwarded([instance.id]);
+  const state = () => db.prepare('SELECT state FROM instances').pluck().get();
+  assert.equal(state(), 'deidentified', 'b never confirmed: not forwarded');
+  assert.deepEqual(outbox.purge('dead'), { deleted: 1, forwarded: 1 });
+  assert.equal(state(), 'forwarded');
+});
