@@ -126,12 +126,19 @@ function decodeValue(vr: Vr, value: Buffer, element: number): unknown {
   }
 }
 
+/**
+ * The sub-operation counts of C-MOVE and C-GET responses (PS3.7 9.3.4.2) are US: a retrieve of more
+ * than 65535 instances reports 65535, the most it can say, instead of a count wrapped to a small one.
+ * (A Message ID, also US, wraps as intended.)
+ */
+const SUBOPERATION_COUNTS = new Set([0x1020, 0x1021, 0x1022, 0x1023]);
+
 export function encodeCommand(command: DimseCommand): Buffer {
   const parts: Buffer[] = [];
   for (const [element, vr, field] of ELEMENTS) {
     const value = command[field];
     if (value === undefined) continue;
-    parts.push(encodeElement(element, encodeValue(vr, value)));
+    parts.push(encodeElement(element, encodeValue(vr, SUBOPERATION_COUNTS.has(element) ? Math.min(Number(value), 0xffff) : value)));
   }
   const body = Buffer.concat(parts);
   const groupLength = Buffer.alloc(4);

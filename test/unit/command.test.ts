@@ -31,3 +31,22 @@ test('a command set without CommandField or with a foreign group is refused', ()
   assert.throws(() => decodeCommand(Buffer.from([0, 0, 0, 8, 2, 0, 0, 0, 1, 0])), CommandError);
   assert.throws(() => decodeCommand(Buffer.from([8, 0, 0x18, 0, 2, 0, 0, 0, 1, 0])), CommandError);
 });
+
+// Found in review: 70,000 failed sub-operations were reported as 4,464 (70000 & 0xffff).
+test('C-MOVE/C-GET sub-operation counts above 65535 are reported as 65535, not wrapped (PS3.7 9.3.4.2)', () => {
+  const decoded = decodeCommand(
+    encodeCommand({
+      commandField: CommandField.CMoveRsp,
+      messageIdBeingRespondedTo: 1,
+      commandDataSetType: NO_DATASET,
+      status: 0xa702,
+      numberOfRemainingSuboperations: 0,
+      numberOfCompletedSuboperations: 65_535,
+      numberOfFailedSuboperations: 70_000,
+      numberOfWarningSuboperations: 3,
+    }),
+  );
+  assert.equal(decoded.numberOfFailedSuboperations, 0xffff);
+  assert.equal(decoded.numberOfCompletedSuboperations, 65_535);
+  assert.equal(decoded.numberOfWarningSuboperations, 3);
+});
