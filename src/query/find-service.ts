@@ -165,7 +165,7 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
     const key = keys.get(element.tag);
     returnKeys.push(key ? { tag: element.tag, key } : { tag: element.tag });
     if (!key || element.items) continue;
-    const value = textOf(elements, element.tag, charsets, key.vr === 'PN') ?? '';
+    const value = key.vr === 'US' ? unsignedShortsText(element.value) : (textOf(elements, element.tag, charsets, key.vr === 'PN') ?? '');
     try {
       const condition =
         element.tag === TAG.ModalitiesInStudy
@@ -208,6 +208,14 @@ function anyOfCondition(fromWhere: string, column: string, value: string): Colum
     sql: `EXISTS (SELECT 1 FROM ${fromWhere} AND (${conditions.map((condition) => condition.sql).join(' OR ')}))`,
     params: conditions.flatMap((condition) => condition.params),
   };
+}
+
+/** A US key's value as text for matching: binary in the identifier (PS3.5 6.2), two bytes little
+ * endian per value (the identifiers Gantry reads are little endian). Empty: universal matching. */
+function unsignedShortsText(value: Buffer | undefined): string {
+  const values: number[] = [];
+  for (let at = 0; value && at + 2 <= value.length; at += 2) values.push(value.readUInt16LE(at));
+  return values.join('\\');
 }
 
 function textOf(elements: readonly ElementNode[], tag: number, charsets: readonly string[], personName = false): string | undefined {
