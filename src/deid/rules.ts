@@ -142,6 +142,7 @@ export function compileProfile(profile: ProfileConfig): CompiledProfile {
       }
       if (rule.action === 'replace' && rule.value === undefined) throw new RuleError('a replace rule needs a value');
       const target = resolveAttribute(rule.attribute);
+      if (target.tag !== undefined) checkPrivateTagNamesCreator(rule.action, target.tag);
       if (target.tag !== undefined) checkRuleFitsVr(rule.action, target.tag, rule.value);
       attributeRules.push({ kind: 'attribute', target, action: rule.action, ...(rule.value !== undefined ? { value: rule.value } : {}), ...(when ? { when } : {}) });
     } catch (error) {
@@ -150,6 +151,21 @@ export function compileProfile(profile: ProfileConfig): CompiledProfile {
   });
   const when = compileCondition(profile.when);
   return { name: profile.name, options: new Set(profile.options), cleanPixelData: profile.cleanPixelData ?? false, attributeRules, instanceRules, ...(when ? { when } : {}) };
+}
+
+/**
+ * A private data element is known only by its creator (PS3.5 7.8.1): (0019,1023) is whatever the
+ * creator that reserved block 10 of group 0019 put there, another vendor's in another instance. A rule
+ * that keeps one by its bare tag would keep any vendor's element there; removing one is harmless.
+ */
+function checkPrivateTagNamesCreator(action: RuleAction, tag: number): void {
+  const group = tag >>> 16;
+  const element = tag & 0xffff;
+  if (action === 'remove' || action === 'empty' || group % 2 === 0 || element < 0x1000) return;
+  const hex = (value: number) => value.toString(16).toUpperCase().padStart(4, '0');
+  throw new RuleError(
+    `(${hex(group)},${hex(element)}) is a private element, which only its creator names: write { creator: NAME, tag: "${hex(group)},xx${hex(element & 0xff).slice(2)}" } for ${action}`,
+  );
 }
 
 /** The first named profile whose condition holds, else the default (the last of the list). */

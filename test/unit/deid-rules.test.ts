@@ -124,3 +124,15 @@ test('named profiles: the first whose condition holds, else the default', () => 
 test('a rule naming an attribute the dictionary does not know is refused, with the profile and rule', () => {
   assert.throws(() => compileProfiles(profile([{ attribute: 'StationNmae', action: 'keep' }])), (error: unknown) => error instanceof RuleError && /profile default, rule 1: "StationNmae" is neither a DICOM keyword/.test(error.message));
 });
+
+// Found in review: a bare private tag kept whatever vendor's element sat in that block (PS3.5 7.8.1).
+test('a rule that keeps a private element by its bare tag is refused and told to name the creator; removing one by tag is allowed', () => {
+  assert.throws(
+    () => compileProfiles(profile([{ attribute: '(0019,1023)', action: 'keep' }])),
+    (error: unknown) => error instanceof RuleError && /rule 1: \(0019,1023\) is a private element.*\{ creator: NAME, tag: "0019,xx23" \} for keep/.test(error.message),
+  );
+  assert.throws(() => compileProfiles(profile([{ attribute: '0029,1010', action: 'hash' }])), RuleError);
+  assert.doesNotThrow(() => compileProfiles(profile([{ attribute: '(0019,1023)', action: 'remove' }])));
+  assert.doesNotThrow(() => compileProfiles(profile([{ attribute: { creator: 'GEMS_ACQU_01', tag: '0019,xx23' }, action: 'keep' }])));
+  assert.doesNotThrow(() => compileProfiles(profile([{ attribute: '(0019,0010)', action: 'keep' }])), 'a private creator element names itself');
+});
