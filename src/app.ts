@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Piscina } from 'piscina';
 import { ConfigError, type LoadedConfig } from './config/load.js';
-import type { GantryConfig } from './config/schema.js';
+import { callerEntryParts, type GantryConfig } from './config/schema.js';
 import { resolveDeidSecret } from './config/secret.js';
 import { compileProfiles } from './deid/decide.js';
 import { Pseudonymizer } from './deid/pseudonyms.js';
@@ -65,7 +65,8 @@ interface AllowedCaller {
 
 export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<RunningGantry> {
   let config = loaded.config;
-  let callers = await resolveAllowedCallers(config, log);
+  let callers = await resolveCallers(config.dicom.allowedCallers, 'dicom.allowedCallers', log);
+  let sources = await resolveCallers(config.query.sourceCallers, 'query.sourceCallers', log);
   let destinations = routeDestinationsOf(loaded);
   let knownCallers = knownCallersOf(config);
   const storagePath = resolve(config.storage.path);
@@ -148,14 +149,14 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     log,
     aeTitle: () => config.dicom.aeTitle,
     maxResults: () => config.query.maxResults,
-    viewFor: (callingAeTitle) => queryViewFor(config, callingAeTitle),
+    viewFor: (callingAeTitle, remoteAddress) => queryViewFor(config, sources, callingAeTitle, remoteAddress),
     audit,
   });
   const mover = new MoveService({
     db,
     log,
     storagePath,
-    viewFor: (callingAeTitle) => queryViewFor(config, callingAeTitle),
+    viewFor: (callingAeTitle, remoteAddress) => queryViewFor(config, sources, callingAeTitle, remoteAddress),
     settings: () => ({
       ...scuSettingsOf(config),
       aeTitle: config.dicom.aeTitle,
@@ -193,11 +194,11 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
         return config.dicom.maxAsyncOperations;
       },
       callerAllowed: (callingAeTitle, remoteAddress) => callerAllowed(callers, callingAeTitle, remoteAddress),
-      serviceFor: (abstractSyntax, callingAeTitle) => serviceFor(config, abstractSyntax, callingAeTitle),
+      serviceFor: (abstractSyntax, callingAeTitle, remoteAddress) => serviceFor(config, abstractSyntax, queryViewFor(config, sources, callingAeTitle, remoteAddress)),
       // Identifiers are read and written in little-endian VR only; stored objects come in any syntax.
       transferSyntaxAccepted: (kind: ServiceKind, syntax: string) =>
         kind === 'find' || kind === 'move' || kind === 'get' ? syntax === IMPLICIT_VR_LITTLE_ENDIAN || syntax === EXPLICIT_VR_LITTLE_ENDIAN : findTransferSyntax(syntax) !== undefined,
-      mayGet: (callingAeTitle) => queryViewFor(config, callingAeTitle) !== undefined,
+      mayGet: (callingAeTitle, remoteAddress) => queryViewFor(config, sources, callingAeTitle, remoteAddress) !== undefined,
     },
   });
   const readiness = (): ReadinessCheck[] => [
@@ -292,7 +293,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       const restartNeeded = RESTART_KEYS.filter(([key, read]) => read(next) !== read(config)).map(([key]) => key);
       const nextDeid = deidSettingsOf(nextLoaded);
       const nextDestinations = routeDestinationsOf(nextLoaded);
-      callers = await resolveAllowedCallers(next, log);
+      callers = await resolveCallers(next.dicom.allowedCallers, 'dicom.allowedCallers', log);
+      sources = await resolveCallers(next.query.sourceCallers, 'query.sourceCallers', log);
       knownCallers = knownCallersOf(next);
       deidSettings = nextDeid;
       destinations = nextDestinations;
@@ -321,8 +323,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
 
 /** Calling AE titles named in the config: metrics label them by name, every other caller as "other". */
 function knownCallersOf(config: GantryConfig): Set<string> {
-  const allowed = config.dicom.allowedCallers.map((entry) => (typeof entry === 'string' ? splitCaller(entry)[0] : entry.aeTitle));
-  return new Set([...allowed, ...config.query.sourceCallers, ...config.query.researchCallers]);
+  const named = [...config.dicom.allowedCallers, ...config.query.sourceCallers].map((entry) => callerEntryParts(entry)[0]);
+  return new Set([...named, ...config.query.researchCallers]);
 }
 
 function indexCheck(db: Db | undefined): ReadinessCheck {
@@ -417,33 +419,42 @@ function scuSettingsOf(config: GantryConfig): ScuSettings {
   };
 }
 
-function serviceFor(config: GantryConfig, abstractSyntax: string, callingAeTitle: string): ServiceKind | undefined {
+function serviceFor(config: GantryConfig, abstractSyntax: string, view: View | undefined): ServiceKind | undefined {
   if (abstractSyntax === VERIFICATION_SOP_CLASS) return 'verification';
   const queryRetrieve = queryRetrieveOperationOf(abstractSyntax);
-  if (queryRetrieve) return queryViewFor(config, callingAeTitle) ? queryRetrieve : undefined;
+  if (queryRetrieve) return view ? queryRetrieve : undefined;
   if (isStandardStorageSopClass(abstractSyntax)) return 'storage';
   if (config.dicom.extraSopClasses.includes(abstractSyntax)) return 'storage';
   if (config.dicom.acceptUnknownSopClasses && mayBeUnlistedStorageSopClass(abstractSyntax)) return 'storage';
   return undefined;
 }
 
-/** Source callers see the originals; research callers the de-identified copies; others nothing. */
-function queryViewFor(config: GantryConfig, callingAeTitle: string): View | undefined {
-  if (config.query.sourceCallers.includes(callingAeTitle)) return 'source';
+/**
+ * Source callers see the originals, and only from their host (query.sourceCallers: an AE title alone
+ * proves nothing); research callers the de-identified copies; others nothing. A source caller's AE
+ * title from another address gets no query service.
+ */
+export function queryViewFor(config: GantryConfig, sources: readonly AllowedCaller[], callingAeTitle: string, remoteAddress: string): View | undefined {
+  if (sources.some((source) => source.aeTitle === callingAeTitle)) return callerAllowed(sources, callingAeTitle, remoteAddress) ? 'source' : undefined;
   if (config.query.researchCallers.includes(callingAeTitle)) return 'research';
   return undefined;
 }
 
-function callerAllowed(callers: AllowedCaller[], callingAeTitle: string, remoteAddress: string): boolean {
+function callerAllowed(callers: readonly AllowedCaller[], callingAeTitle: string, remoteAddress: string): boolean {
   if (callers.length === 0) return true;
-  return callers.some((caller) => caller.aeTitle === callingAeTitle && (!caller.addresses || caller.addresses.has(remoteAddress)));
+  return callers.some((caller) => caller.aeTitle === callingAeTitle && (!caller.addresses || caller.addresses.has(normalizedAddress(remoteAddress))));
+}
+
+/** An IPv4 peer of a dual-stack listener shows as ::ffff:a.b.c.d; configs name it a.b.c.d. */
+function normalizedAddress(address: string): string {
+  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
 }
 
 /** "AE@host" entries name a host; a host name is resolved to its addresses once, at start or reload. */
-async function resolveAllowedCallers(config: GantryConfig, log: Logger): Promise<AllowedCaller[]> {
+async function resolveCallers(entries: ReadonlyArray<Parameters<typeof callerEntryParts>[0]>, key: string, log: Logger): Promise<AllowedCaller[]> {
   const callers: AllowedCaller[] = [];
-  for (const entry of config.dicom.allowedCallers) {
-    const [aeTitle, host] = typeof entry === 'string' ? splitCaller(entry) : [entry.aeTitle, entry.host];
+  for (const entry of entries) {
+    const [aeTitle, host] = callerEntryParts(entry);
     if (host === undefined) {
       callers.push({ aeTitle });
       continue;
@@ -456,14 +467,10 @@ async function resolveAllowedCallers(config: GantryConfig, log: Logger): Promise
       const found = await lookup(host, { all: true });
       callers.push({ aeTitle, addresses: new Set(found.map((address) => address.address)) });
     } catch (error) {
-      log.error({ host, aeTitle, err: (error as Error).message }, 'dicom.allowedCallers: host name does not resolve; that caller is refused');
+      log.error({ host, aeTitle, err: (error as Error).message }, `${key}: host name does not resolve; that caller is refused`);
       callers.push({ aeTitle, addresses: new Set() });
     }
   }
   return callers;
 }
 
-function splitCaller(entry: string): [string, string | undefined] {
-  const at = entry.lastIndexOf('@');
-  return at < 0 ? [entry.trim(), undefined] : [entry.slice(0, at).trim(), entry.slice(at + 1).trim()];
-}

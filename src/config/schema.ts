@@ -26,6 +26,20 @@ const allowedCaller = z.union([
   z.object({ aeTitle, host: z.string().min(1).optional().describe('An IP address or a host name (resolved at start and at each reload) the caller must come from; absent: any address.') }).strict(),
 ]);
 
+/** A caller that sees original identities (query.sourceCallers): its AE title and the host it must
+ * come from, since an AE title alone proves nothing (any peer can send any calling AE title). */
+const sourceCaller = z.union([
+  z.string().regex(/^[^@\\]{1,16}@[^@\s]+$/, 'expected "AE_TITLE@host": a source caller sees original identities, and an AE title alone proves nothing'),
+  z.object({ aeTitle, host: z.string().min(1).describe('An IP address or a host name (resolved at start and at each reload) the caller must come from.') }).strict(),
+]);
+
+/** The AE title and, if given, the host of an allowedCallers or sourceCallers entry. */
+export function callerEntryParts(entry: string | { aeTitle: string; host?: string | undefined }): [string, string | undefined] {
+  if (typeof entry !== 'string') return [entry.aeTitle, entry.host];
+  const at = entry.lastIndexOf('@');
+  return at < 0 ? [entry.trim(), undefined] : [entry.slice(0, at).trim(), entry.slice(at + 1).trim()];
+}
+
 const sopClassUid = z.string().regex(/^[0-9]+(\.[0-9]+)*$/, 'expected a UID such as 1.3.12.2.1107.5.9.1');
 
 /** How long to keep files after every destination confirmed them: a number of days, or a duration
@@ -223,9 +237,9 @@ export const configSchema = z
     query: z
       .object({
         sourceCallers: z
-          .array(aeTitle)
+          .array(sourceCaller)
           .default([])
-          .describe('Calling AE titles (the hospital side) that may query the index with C-FIND and see original identities; other callers get no query service.'),
+          .describe('Callers (the hospital side) that may query the index with C-FIND and see original identities, as "AE@host" or { aeTitle, host }: the AE title from that host only; other callers get no query service.'),
         researchCallers: z
           .array(aeTitle)
           .default([])
@@ -250,7 +264,7 @@ export const configSchema = z
           .describe('Source callers get the originals when they move to a sourceSide destination, or C-GET as a sourceSide entry of moveDestinations (AE title and address); else the de-identified copies. Originals never go elsewhere.'),
       })
       .strict()
-      .refine((query) => !query.sourceCallers.some((ae) => query.researchCallers.includes(ae)), {
+      .refine((query) => !query.sourceCallers.some((entry) => query.researchCallers.includes(callerEntryParts(entry)[0])), {
         message: 'an AE title is in both query.sourceCallers and query.researchCallers; a caller sees one view',
       })
       .prefault({}),

@@ -33,11 +33,11 @@ export interface NegotiationPolicy {
   /** Reserves a place for the caller under the association limits; false when a limit is reached. */
   admit(callingAeTitle: string): boolean;
   /** The service of an abstract syntax for this caller; undefined refuses the context (result 3). */
-  serviceFor(abstractSyntax: string, callingAeTitle: string): ServiceKind | undefined;
+  serviceFor(abstractSyntax: string, callingAeTitle: string, remoteAddress: string): ServiceKind | undefined;
   transferSyntaxAccepted(kind: ServiceKind, transferSyntax: string): boolean;
   /** Whether this caller may retrieve with C-GET: then it may take the SCP role of storage classes
    * (PS3.7 D.3.3.4), and Gantry sends it C-STORE requests on the association. */
-  mayGet?(callingAeTitle: string): boolean;
+  mayGet?(callingAeTitle: string, remoteAddress: string): boolean;
 }
 
 export interface NegotiatedContext {
@@ -82,7 +82,7 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
 
   const contexts = new Map<number, NegotiatedContext>();
   const results: AcceptedContext[] = rq.presentationContexts.map((context) => {
-    const service = policy.serviceFor(context.abstractSyntax, rq.callingAeTitle);
+    const service = policy.serviceFor(context.abstractSyntax, rq.callingAeTitle, remoteAddress);
     if (service === undefined) return { id: context.id, result: ContextResult.AbstractSyntaxNotSupported, transferSyntax: context.transferSyntaxes[0] ?? '' };
     // The caller lists its syntaxes in its order of preference; take the first one Gantry reads.
     const chosen = context.transferSyntaxes.find((syntax) => policy.transferSyntaxAccepted(service, syntax));
@@ -109,7 +109,7 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
     maxPduLength: policy.maxPduLength,
     implementationClassUid: policy.implementationClassUid,
     implementationVersionName: policy.implementationVersionName,
-    roleSelections: replyToRoleSelections(offered.roleSelections, contexts, policy.mayGet?.(rq.callingAeTitle) ?? false),
+    roleSelections: replyToRoleSelections(offered.roleSelections, contexts, policy.mayGet?.(rq.callingAeTitle, remoteAddress) ?? false),
     extendedNegotiations: [],
   };
   let operationsWindow = 1;

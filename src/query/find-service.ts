@@ -42,7 +42,8 @@ export interface FindServiceOptions {
   /** At most this many matches are returned; the rest are left out (and logged). */
   maxResults(): number;
   /** Which view of the index a caller sees (source: originals; research: de-identified copies only). */
-  viewFor(callingAeTitle: string): View | undefined;
+  /** The view of a caller, by its AE title and the address it connected from. */
+  viewFor(callingAeTitle: string, remoteAddress: string): View | undefined;
   /** Where queries of the source view are recorded. */
   audit?: AccessAudit;
 }
@@ -65,7 +66,7 @@ export class FindService {
 
   /** The find handler of the DIMSE layer (services.ts). */
   async *find(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer> {
-    const view = this.options.viewFor(request.association.callingAeTitle);
+    const view = this.options.viewFor(request.association.callingAeTitle, request.association.remoteAddress);
     if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not query (query.sourceCallers, query.researchCallers)');
     let sent = 0;
     let status = 0x0000;

@@ -41,7 +41,8 @@ export interface MoveServiceOptions {
   db: Db;
   log: Logger;
   storagePath: string;
-  viewFor(callingAeTitle: string): View | undefined;
+  /** The view of a caller, by its AE title and the address it connected from. */
+  viewFor(callingAeTitle: string, remoteAddress: string): View | undefined;
   settings(): ScuSettings & {
     aeTitle: string;
     destinations: readonly MoveDestination[];
@@ -102,7 +103,7 @@ export class MoveService {
   }
 
   private viewOf(request: FindRequest): View {
-    const view = this.options.viewFor(request.association.callingAeTitle);
+    const view = this.options.viewFor(request.association.callingAeTitle, request.association.remoteAddress);
     if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not retrieve (query.sourceCallers, query.researchCallers)');
     return view;
   }

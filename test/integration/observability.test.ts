@@ -88,7 +88,7 @@ test('/metrics moves by the right amounts around an end-to-end run, with bounded
   t.after(() => picky.close());
   const nowherePort = await freePort();
   const gantry = await startGantryProcess(join(dir, 'gantry'), {
-    query: { sourceCallers: ['HOSPITAL'] },
+    query: { sourceCallers: ['HOSPITAL@127.0.0.1'] },
     forward: {
       stableSeconds: 1,
       retry: { baseSeconds: 0.2, multiplier: 2, maxSeconds: 1, maxAttempts: 3 },

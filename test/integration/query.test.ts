@@ -89,7 +89,7 @@ test('C-FIND on the index: matching types, levels, models, charset and callers',
     columns: 16,
   });
   files.push(ultrasound);
-  const gantry = await startGantryProcess(join(dir, 'gantry'), { query: { sourceCallers: ['HOSPITAL'], researchCallers: ['RESEARCH'] } });
+  const gantry = await startGantryProcess(join(dir, 'gantry'), { query: { sourceCallers: ['HOSPITAL@127.0.0.1'], researchCallers: ['RESEARCH'] } });
   t.after(() => gantry.stop());
   const sent = await storescu(gantry.port, gantry.aeTitle, files);
   assert.equal(sent.acknowledged.length, files.length);

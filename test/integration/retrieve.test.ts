@@ -46,7 +46,7 @@ test('C-MOVE: research callers move de-identified copies, originals only to a so
   t.after(() => orthanc.stop());
   const gantry = await startGantryProcess(join(dir, 'gantry'), {
     query: {
-      sourceCallers: ['HOSPITAL'],
+      sourceCallers: ['HOSPITAL@127.0.0.1'],
       researchCallers: ['RESEARCH', orthanc.aeTitle],
       sourceRetrievesOriginals: true,
       moveDestinations: [

@@ -117,3 +117,12 @@ test('retention takes days or a duration, 0 keeps files forever, and a bad value
   assert.equal(parseConfigText('{}', 'defaults.yaml').storage.retainOriginals, 7 * 86_400_000);
   assert.throws(() => parseConfigText('storage: { retainOriginals: "7 weeks" }', 'bad.yaml'), /storage\.retainOriginals/);
 });
+
+// The source view shows original identities; a calling AE title is whatever the peer sends.
+test('a source caller without a host is refused, saying why and what to write', () => {
+  const problems = problemsOf('query:\n  sourceCallers: [HOSPITAL]\n');
+  assert.ok(problems.some((p) => p.startsWith('query.sourceCallers') && p.includes('"AE_TITLE@host"') && p.includes('an AE title alone proves nothing')), problems.join('\n'));
+  assert.doesNotThrow(() => parseConfigText('query:\n  sourceCallers: [HOSPITAL@10.0.0.5, { aeTitle: PACS, host: pacs.example.org }]\n', 'test.yaml', {}));
+  const both = problemsOf('query:\n  sourceCallers: [HOSPITAL@10.0.0.5]\n  researchCallers: [HOSPITAL]\n');
+  assert.ok(both.some((p) => p.includes('in both query.sourceCallers and query.researchCallers')), both.join('\n'));
+});
