@@ -7,7 +7,9 @@ export function withoutUids(text: string): string {
   return text.replace(/\b\d+(\.\d+){2,}\b/g, '<uid>');
 }
 
-/** Failure reasons are stored and logged: free of UIDs and of quoted values ([...] or "..."). */
+/** Failure reasons are stored and logged: free of UIDs and of quoted values ([...], "..." or '...': Node's
+ * file system errors quote the path, and a file imported in place lives where its user put it, often
+ * in a folder named after the patient). */
 export function withoutValues(message: string, length = 200): string {
-  return withoutUids(message).replace(/\[[^\]]*\]|"[^"]*"/g, '<value>').slice(0, length);
+  return withoutUids(message).replace(/\[[^\]]*\]|"[^"]*"|'[^']*'/g, '<value>').slice(0, length);
 }

@@ -81,6 +81,8 @@ type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   filePath: string;
   callingAeTitle: string;
   state: string;
+  /** Why the node quarantined or failed it (free of values, as stored). */
+  stateReason: string | null;
   deidFilePath: string | null;
   deidFileSize: number | null;
   /** The original's PatientID and PatientName (for the pseudonym ledger; never in a path or a log). */
@@ -106,7 +108,8 @@ export class ExportJournal {
     // The research view holds the copy's pseudonymised names, for the layout of copies.
     const research = `LEFT JOIN r_instances ri ON ri.id = i.id LEFT JOIN r_series rse ON rse.id = ri.series_pk
       LEFT JOIN r_studies rst ON rst.id = rse.study_pk LEFT JOIN r_patients rp ON rp.id = rst.patient_pk`;
-    const where = `WHERE i.state IN ('received', 'deidentified', 'forwarded') ${filter.where}`;
+    // Quarantined and failed instances are selected too: counted as held back with their reason.
+    const where = `WHERE i.state IN ('received', 'deidentified', 'forwarded', 'quarantined', 'failed') ${filter.where}`;
     const exported = `SELECT 1 FROM export_items e WHERE e.out_dir = @outDir AND e.instance_pk = i.id`;
     // Without a selection, pages are read in id order from the table itself: through the state index
     // SQLite gathered and sorted every row after the page's start for each page of 512 (11.7 ms a
@@ -114,7 +117,7 @@ export class ExportJournal {
     // A selection keeps the planner's choice: its study or series narrows the rows first.
     const pageFrom = filter.where ? from : from.replace('FROM instances i', 'FROM instances i NOT INDEXED');
     this.page = db.prepare(`
-      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state,
+      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state, i.state_reason AS stateReason,
         CASE WHEN i.state != 'received' AND i.deid_deleted_at IS NULL THEN i.deid_file_path END AS deidFilePath, i.deid_file_size AS deidFileSize,
         rp.patient_id AS PatientID, rp.patient_name AS PatientName, rst.study_instance_uid AS StudyInstanceUID,
         rse.series_instance_uid AS SeriesInstanceUID, ri.sop_instance_uid AS SOPInstanceUID, rse.modality AS Modality,
@@ -214,9 +217,14 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   let afterId = 0;
   const settings = shareSettings(options.settings.profiles, options.settings.base);
   while (!failure) {
-    const rows = journal.nextPage(afterId);
-    if (rows.length === 0) break;
-    afterId = (rows[rows.length - 1] as SelectedInstance).id;
+    const selected = journal.nextPage(afterId);
+    if (selected.length === 0) break;
+    afterId = (selected[selected.length - 1] as SelectedInstance).id;
+    const rows = heldByTheNode(selected, (reason) => {
+      summary.held += 1;
+      tally(summary.problems, 'held', reason);
+      options.progress?.add(1);
+    });
     const page = new Map(rows.map((row) => [row.id, row]));
     const studyRenames = new Map<number, StudyRename[]>();
     const renamesOf = (row: SelectedInstance) => {
@@ -246,6 +254,16 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   if (failure) throw failure;
   options.progress?.finish();
   return summary;
+}
+
+/** The rows to export; those the node quarantined or failed are reported to `held` instead: they stay
+ * held until an operator releases them (gantry quarantine release), as in the node. */
+function heldByTheNode(rows: SelectedInstance[], held: (reason: string) => void): SelectedInstance[] {
+  return rows.filter((row) => {
+    if (row.state !== 'quarantined' && row.state !== 'failed') return true;
+    held(`${row.state} by the node${row.stateReason ? `: ${row.stateReason}` : ''}`);
+    return false;
+  });
 }
 
 function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row: SelectedInstance) => Map<string, string>): ExportItem {

@@ -7,7 +7,7 @@
  * wait for de-identification like received ones (the node picks them up), and are forwarded only when
  * imported with --forward.
  */
-import { opendir, stat, unlink } from 'node:fs/promises';
+import { opendir, realpath, stat, unlink } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
 import type { Db } from '../db/database.js';
@@ -107,14 +107,15 @@ export async function importFolders(db: Db, storagePath: string, options: Import
 }
 
 /** The regular files under the roots, depth first, one directory open at a time per level; symbolic
- * links to files are followed, to directories not (no cycles); the storage folder is left out. */
+ * links to files are followed, to directories not (no cycles); the storage folder is left out, by its
+ * real path (a root may reach it through a symbolic link, or name it by another path). */
 async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, error: NodeJS.ErrnoException) => void): AsyncGenerator<string> {
-  const storage = resolve(storagePath) + sep;
+  const storage = (await realpath(storagePath).catch(() => resolve(storagePath))) + sep;
   for (const root of roots) {
     const absolute = resolve(root);
     const info = await stat(absolute);
     if (info.isFile()) {
-      yield absolute;
+      if (!(await insideStorage(absolute, storage))) yield absolute;
       continue;
     }
     if (!info.isDirectory()) throw new Error(`${root} is neither a folder nor a file`);
@@ -122,9 +123,15 @@ async function* filesUnder(roots: readonly string[], storagePath: string, unread
   }
 }
 
+/** Whether a path is the storage folder or under it, by real path (one call per folder walked). */
+async function insideStorage(path: string, storage: string): Promise<boolean> {
+  const real = await realpath(path).catch(() => resolve(path));
+  return (real + sep).startsWith(storage);
+}
+
 /** A folder that cannot be read is reported and skipped; the walk goes on. */
 async function* walk(directory: string, storage: string, unreadable: (path: string, error: NodeJS.ErrnoException) => void): AsyncGenerator<string> {
-  if ((directory + sep).startsWith(storage)) return;
+  if (await insideStorage(directory, storage)) return;
   let entries;
   try {
     entries = await opendir(directory);

@@ -2,6 +2,7 @@
  * An export's layout: a path template whose {Keyword}s are filled from the de-identified copy, so
  * every name in it is a pseudonym or a de-identified UID, never an original value.
  */
+import { createHash } from 'node:crypto';
 import { tagOfKeyword } from '../dicom/dictionary.js';
 
 export const DEFAULT_LAYOUT = '{PatientID}/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm';
@@ -20,11 +21,39 @@ export function checkLayout(layout: string): void {
 }
 
 /** A layout filled in: each value made safe as one path segment (no separators, no leading dots, no
- * control characters), an empty one written as "_". */
+ * control characters), an empty one written as "_", at most MAX_VALUE_BYTES; a segment still longer
+ * than a file name may be (several values in one) is cut, with a digest of it to keep it distinct. */
 export function layoutPath(layout: string, values: LayoutValues): string {
-  return layout.replace(/\{([^}]*)\}/g, (_, keyword: string) => {
+  const filled = layout.replace(/\{([^}]*)\}/g, (_, keyword: string) => {
     const raw = String(values[keyword as LayoutKeyword] ?? '').trim();
     const safe = raw.replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_').replace(/^\.+/, '_');
-    return safe === '' ? '_' : safe.slice(0, 128);
+    return safe === '' ? '_' : cutToBytes(safe, MAX_VALUE_BYTES);
   });
+  return filled.split('/').map(fitSegment).join('/');
+}
+
+/** A value's share of a path segment, in UTF-8 bytes (a CJK character is three). */
+const MAX_VALUE_BYTES = 128;
+/** NAME_MAX of Linux file systems: a file or folder name in bytes. */
+const MAX_SEGMENT_BYTES = 255;
+
+function fitSegment(segment: string): string {
+  if (Buffer.byteLength(segment) <= MAX_SEGMENT_BYTES) return segment;
+  const extension = /\.[A-Za-z0-9]{1,8}$/.exec(segment)?.[0] ?? '';
+  const digest = createHash('sha256').update(segment).digest('hex').slice(0, 16);
+  const stem = cutToBytes(segment.slice(0, segment.length - extension.length), MAX_SEGMENT_BYTES - extension.length - digest.length - 1);
+  return `${stem}~${digest}${extension}`;
+}
+
+/** The longest prefix of `text` of at most `max` UTF-8 bytes, whole characters only. */
+function cutToBytes(text: string, max: number): string {
+  let out = '';
+  let bytes = 0;
+  for (const character of text) {
+    const size = Buffer.byteLength(character);
+    if (bytes + size > max) break;
+    out += character;
+    bytes += size;
+  }
+  return out;
 }

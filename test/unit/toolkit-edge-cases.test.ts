@@ -1,0 +1,108 @@
+/**
+ * Edge cases of the toolkit (gantry import / export) and the library API found in review: each test
+ * states a promise of the toolkit, and failed before its fix.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { openDatabase } from '../../src/db/database.js';
+import { withoutValues } from '../../src/observability/redact.js';
+import { openSession } from '../../src/session/index.js';
+import { importFolders } from '../../src/toolkit/import.js';
+import { layoutPath } from '../../src/toolkit/layout.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+
+const SECRET = 'the secret of the toolkit review';
+
+/** A session (storage folder with its index) holding `count` synthetic instances imported in place from dir/tree. */
+async function importedSession(name: string, count: number): Promise<{ dir: string; storagePath: string }> {
+  const dir = scratchDir(name);
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  const studyInstanceUid = newUid();
+  const seriesInstanceUid = newUid();
+  for (let n = 0; n < count; n += 1) {
+    await writeSyntheticFile(join(tree, `${n}.dcm`), { studyInstanceUid, seriesInstanceUid, patientId: 'PAT-REVIEW', patientName: 'Review^Pat', instanceNumber: n + 1, rows: 8, columns: 8 });
+  }
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
+  } finally {
+    db.close();
+  }
+  return { dir, storagePath };
+}
+
+test('export: an instance the node quarantined is counted as held back with its reason, not silently left out', async () => {
+  const { dir, storagePath } = await importedSession('review-export-held', 3);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    // What the node records when it quarantines an instance (e.g. a burned-in annotation).
+    db.prepare(`UPDATE instances SET state = 'quarantined', state_reason = 'pixel data: BurnedInAnnotation is YES' WHERE id = (SELECT min(id) FROM instances)`).run();
+  } finally {
+    db.close();
+  }
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const out = join(dir, 'out');
+    const summary = await session.export({ out, workers: 1 });
+    assert.equal(summary.written, 2);
+    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, 2);
+    // export.ts: "Instances held back (quarantined, failed, or held by this de-identification) are
+    // counted with their reason, never written"; README: "held-back instances are counted with their reason".
+    assert.equal(summary.selected, 3, 'the quarantined instance is part of the selection');
+    assert.equal(summary.held, 1, 'the quarantined instance is counted as held back');
+  } finally {
+    session.close();
+  }
+});
+
+test('import never walks into the storage folder, also when a root reaches it through a symbolic link', async () => {
+  const dir = scratchDir('review-import-storage-link');
+  const real = join(dir, 'real');
+  const storagePath = join(real, 'data');
+  // The node's own de-identified copy, under storage.path.
+  const deidFolder = join(storagePath, 'deidentified', '1.2', '1.2.3');
+  mkdirSync(deidFolder, { recursive: true });
+  await writeSyntheticFile(join(deidFolder, 'copy.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PSEUDO', patientName: 'Pseudo^Nym', rows: 8, columns: 8 });
+  // The user's own file beside it.
+  mkdirSync(join(real, 'incoming'), { recursive: true });
+  await writeSyntheticFile(join(real, 'incoming', 'mine.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P1', patientName: 'Doe^Jane', rows: 8, columns: 8 });
+  // /mnt/archive -> /srv/real, say: the same folder by another path.
+  const link = join(dir, 'archive-link');
+  symlinkSync(real, link);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const summary = await importFolders(db, storagePath, { roots: [link], copy: false, forward: false, workers: 1 });
+    const sources = (db.prepare('SELECT source_path AS path FROM instances').all() as Array<{ path: string }>).map((row) => realpathSync(row.path));
+    assert.ok(
+      sources.every((path) => !path.startsWith(realpathSync(storagePath))),
+      `the storage folder was imported as user files: ${sources.join(', ')}`,
+    );
+    assert.equal(summary.indexed, 1, 'only the user file is indexed');
+  } finally {
+    db.close();
+  }
+});
+
+test('a layout value is cut to a path segment the file system takes (NAME_MAX is 255 bytes)', () => {
+  // A rule-kept PatientName (PN: up to 3 x 64 characters) in a CJK character set: 128 characters of 3 bytes.
+  const name = '山田'.repeat(64);
+  const path = layoutPath('{PatientName}/{SOPInstanceUID}.dcm', { PatientName: name, SOPInstanceUID: '2.25.1' });
+  const dir = scratchDir('review-layout-long');
+  const folder = join(dir, path.split('/')[0] as string);
+  assert.doesNotThrow(() => mkdirSync(folder), 'the folder can be made');
+  writeFileSync(join(dir, path), '');
+});
+
+test('a failure reason that goes to the log and the index does not carry the path of a file imported in place', () => {
+  // What Node's fs says when an imported file has gone (the node's de-identification opening it): the
+  // path is the user's, and archives name folders after patients.
+  const message = "ENOENT: no such file or directory, open '/archive/SMITHSON^ANN 19700101/CT/1.dcm'";
+  const reason = withoutValues(message);
+  assert.doesNotMatch(reason, /SMITHSON|19700101/, reason);
+});
