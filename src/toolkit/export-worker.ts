@@ -82,7 +82,16 @@ function exportCopy(id: number, copy: NonNullable<ExportItem['copy']>, batch: Ex
   const relative = layoutPath(batch.layout, copy.values);
   const target = join(batch.out, relative);
   intoFolder(target, () => copyThenRename(copy.path, target));
-  return { id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'copied' };
+  return { id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'copied', pseudonyms: pseudonymsOf(copy.values) };
+}
+
+/** The pseudonymous PatientID and PatientName an exported file carries, for the pseudonym ledger. */
+function pseudonymsOf(values: LayoutValues): { PatientID?: string; PatientName?: string } {
+  const { PatientID, PatientName } = values;
+  return {
+    ...(PatientID !== undefined && PatientID !== null ? { PatientID: String(PatientID) } : {}),
+    ...(PatientName !== undefined && PatientName !== null ? { PatientName: String(PatientName) } : {}),
+  };
 }
 
 /** The original de-identified now: held back (nothing written), or written to its place in the layout. */
@@ -117,9 +126,7 @@ function exportDeidentified(
     // several times as much (bench/scale's export: the file creations were most of its time).
     const outcome = intoFolder(target, () => plan.write(target));
     if (outcome.kind === 'quarantined') return { id, kind: 'held', reason: outcome.reason };
-    const { PatientID, PatientName } = values;
-    const pseudonymsWritten = { ...(PatientID !== undefined ? { PatientID: String(PatientID) } : {}), ...(PatientName !== undefined ? { PatientName: String(PatientName) } : {}) };
-    return { id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'deidentified', pseudonyms: pseudonymsWritten };
+    return { id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'deidentified', pseudonyms: pseudonymsOf(values) };
   } finally {
     plan.close();
   }
