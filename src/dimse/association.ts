@@ -417,6 +417,17 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       return;
     }
     const responseField = command.commandField | 0x8000;
+    // A message belongs to the abstract syntax of the context it came on (PS3.7 9.1.1, PS3.8 9.3.5):
+    // a C-STORE of a class refused at negotiation, sent on another class's context, is refused too.
+    if (command.affectedSopClassUid !== undefined && command.affectedSopClassUid !== context.abstractSyntax) {
+      const refusal: DimseResult = {
+        status: Status.SopClassNotSupported,
+        errorComment: `Affected SOP Class UID ${command.affectedSopClassUid} is not the abstract syntax of presentation context ${context.id} (${context.abstractSyntax})`,
+      };
+      if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
+      else this.track(context, command, responseField, () => refusal);
+      return;
+    }
     if (command.commandField === CommandField.CStoreRq && context.service === 'storage') {
       if (!hasDataset) {
         this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: 'C-STORE-RQ without a dataset' }));
@@ -426,6 +437,12 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       return;
     }
     if (command.commandField === CommandField.CEchoRq && context.service === 'verification') {
+      if (hasDataset) {
+        // PS3.7 9.3.5: a C-ECHO-RQ has no data set; one announced is read and the request refused.
+        const refusal = { status: Status.MistypedArgument, errorComment: 'C-ECHO-RQ announces a data set (Command Data Set Type must be 0x0101, PS3.7 9.3.5)' };
+        this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
+        return;
+      }
       this.track(context, command, responseField, () => this.options.handlers.echo(info));
       return;
     }
@@ -483,6 +500,11 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: `${name} without ${missing}` }));
       return;
     }
+    const refusal = this.queryRetrieveRefusal(command.messageId ?? 0);
+    if (refusal) {
+      this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
+      return;
+    }
     const controller = new AbortController();
     this.finds.set(command.messageId ?? 0, controller);
     const run = (identifier: Buffer) => {
@@ -497,6 +519,20 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       return kind === 'find' ? this.runFind(context, request, controller) : this.runRetrieve(context, request, controller, kind);
     };
     this.incoming = { context, command, sink: new CollectingSink(MAX_IDENTIFIER_LENGTH, run), responseField, keepReading: true, startedAt: performance.now() };
+  }
+
+  /**
+   * Why a C-FIND, C-MOVE or C-GET cannot start, if it cannot. These keep the association reading (for
+   * their C-CANCEL), so the window is enforced here rather than by pausing the socket.
+   */
+  private queryRetrieveRefusal(messageId: number): DimseResult | undefined {
+    // PS3.7 9.1.2.1.1: outstanding operations have distinct Message IDs; a C-CANCEL names one.
+    if (this.finds.has(messageId)) return { status: Status.DuplicateInvocation, errorComment: `Message ID ${messageId} is already in use by an outstanding operation` };
+    // PS3.7 D.3.3.3: no more outstanding operations than the asynchronous operations window negotiated.
+    if (Math.max(this.finds.size, this.operations.size) >= this.operationsWindow) {
+      return { status: Status.OutOfResources, errorComment: `out of resources: the negotiated asynchronous operations window (${this.operationsWindow}) is full` };
+    }
+    return undefined;
   }
 
   /**

@@ -445,6 +445,11 @@ export function decodeAssociateRequest(body: Buffer): AssociateRequest {
           else throw new PduError(`presentation context has an unexpected sub-item 0x${sub.type.toString(16)}`, AbortReason.UnexpectedPduParameter);
         }
         if (context.id % 2 === 0) throw new PduError(`presentation context ID ${context.id} is not odd (PS3.8 9.3.2.2)`, AbortReason.InvalidPduParameterValue);
+        // Each ID names one context, with one result in the A-ASSOCIATE-AC (PS3.8 9.3.2.2, 9.3.3.2):
+        // with two, the peer and Gantry could each read the data on it in a different transfer syntax.
+        if (presentationContexts.some((known) => known.id === context.id)) {
+          throw new PduError(`presentation context ID ${context.id} is proposed twice (PS3.8 9.3.2.2)`, AbortReason.InvalidPduParameterValue);
+        }
         presentationContexts.push(context);
         break;
       }

@@ -30,6 +30,9 @@ import { PduStream, type PduStreamSink } from './pdu-stream.js';
 import { sendDatasetPdus, type DatasetBody } from './dataset-pdus.js';
 
 export type { DatasetBody };
+
+/** The longest response command set read (a C-STORE-RSP is a few hundred bytes). */
+const MAX_RESPONSE_COMMAND_LENGTH = 64 * 1024;
 import { statusHex, type DimseResult } from './status.js';
 
 export interface RequestorOptions {
@@ -145,6 +148,7 @@ export class RequestorAssociation implements PduStreamSink {
   private sending: Promise<void> = Promise.resolve();
   private windowWaiters: Array<() => void> = [];
   private commandChunks: Buffer[] = [];
+  private commandBytes = 0;
   private establishment: { resolve(): void; reject(error: Error): void } | undefined;
   private releaseDone: { resolve(): void; reject(error: Error): void } | undefined;
   private artimTimer: NodeJS.Timeout | undefined;
@@ -521,7 +525,13 @@ export class RequestorAssociation implements PduStreamSink {
 
   pdvData(_contextId: number, isCommand: boolean, data: Buffer): void {
     if (this.phase !== 'established' && this.phase !== 'releasing') throw new PduError('P-DATA-TF outside an established association', AbortReason.UnexpectedPdu);
-    if (isCommand) this.commandChunks.push(data);
+    if (isCommand) {
+      // A C-STORE-RSP command set is a few hundred bytes: one that never ends is a protocol error
+      // (PS3.7 6.3.1), not something to buffer (the acceptor's limit is the same, association.ts).
+      this.commandBytes += data.length;
+      if (this.commandBytes > MAX_RESPONSE_COMMAND_LENGTH) throw new PduError('response command set longer than 64 KiB', AbortReason.InvalidPduParameterValue);
+      this.commandChunks.push(data);
+    }
     // Datasets in responses (none for C-STORE) are read and dropped.
   }
 
@@ -529,6 +539,7 @@ export class RequestorAssociation implements PduStreamSink {
     if (!isCommand || !isLast) return;
     const bytes = Buffer.concat(this.commandChunks);
     this.commandChunks = [];
+    this.commandBytes = 0;
     this.onResponse(decodeCommand(bytes));
   }
 

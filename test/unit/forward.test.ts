@@ -151,3 +151,58 @@ test('an abort fails the request on the wire as sent, and those behind it as nev
   const sent = outcomes.map((outcome) => (outcome.status === 'rejected' ? (outcome.reason as AssociationError).requestSent : 'resolved'));
   assert.deepEqual(sent, [true, false, false]);
 });
+
+test('a destination that sends a command set without end is aborted, not buffered without bound', async (t) => {
+  const { decodeAssociateRequest, encodeAssociateAccept, encodePDataHeader } = await import('../../src/dimse/pdu.js');
+  const FRAGMENT = 64 * 1024;
+  const MAX_FRAGMENTS = 512; // 32 MiB in all
+  let sentBytes = 0;
+  let peerSawAbortOrClose = false;
+  const peer = await listen((socket) => {
+    let buffered = Buffer.alloc(0);
+    let accepted = false;
+    socket.on('error', () => undefined);
+    socket.on('close', () => (peerSawAbortOrClose = true));
+    socket.on('data', (chunk: Buffer) => {
+      if (accepted) {
+        if (chunk.includes(0x07)) peerSawAbortOrClose = true;
+        return;
+      }
+      buffered = Buffer.concat([buffered, chunk]);
+      if (buffered.length < 6 || buffered.length < 6 + buffered.readUInt32BE(2)) return;
+      accepted = true;
+      const request = decodeAssociateRequest(buffered.subarray(6, 6 + buffered.readUInt32BE(2)));
+      socket.write(
+        encodeAssociateAccept({
+          protocolVersion: 1,
+          calledAeTitle: request.calledAeTitle,
+          callingAeTitle: request.callingAeTitle,
+          applicationContext: request.applicationContext,
+          presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
+          userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [] },
+        }),
+      );
+      // Then command fragments on context 1, none of them the last (PS3.8 E.2), bounded at 32 MiB.
+      void (async () => {
+        const body = Buffer.alloc(FRAGMENT, 0x41);
+        for (let i = 0; i < MAX_FRAGMENTS && !peerSawAbortOrClose && !socket.destroyed; i += 1) {
+          const ok = socket.write(Buffer.concat([encodePDataHeader(1, true, false, FRAGMENT), body]));
+          sentBytes += FRAGMENT;
+          if (!ok) await new Promise((resolve) => { socket.once('drain', resolve); socket.once('close', resolve); });
+        }
+      })();
+    });
+  });
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(options(peer.port));
+  t.after(() => association.abort());
+  const heldBefore = process.memoryUsage().arrayBuffers;
+  const deadline = Date.now() + 10_000;
+  while (association.isUsable && sentBytes < MAX_FRAGMENTS * FRAGMENT && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The acceptor refuses a command set over 64 KiB (association.ts MAX_COMMAND_LENGTH); the requestor
+  // (requestor.ts pdvData) keeps every fragment in memory until a last one that never comes.
+  global.gc?.();
+  const held = Math.round((process.memoryUsage().arrayBuffers - heldBefore) / 1024 / 1024);
+  assert.equal(association.isUsable, false, `still usable after ${sentBytes / 1024 / 1024} MiB of one command set (${held} MiB of buffers held)`);
+});

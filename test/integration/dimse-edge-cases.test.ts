@@ -1,0 +1,249 @@
+/**
+ * Edge cases of the acceptor (src/dimse/association.ts, negotiation.ts) found in review: each test
+ * failed before its fix and names the rule of PS3.7 / PS3.8 it holds the acceptor to. In-process DicomServer
+ * on loopback (port 0) with handlers of the test's own, except the first, which runs Gantry itself.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CommandField, DATASET_PRESENT, NO_DATASET } from '../../src/dimse/command.js';
+import { DicomServer } from '../../src/dimse/server.js';
+import { DiscardingSink, type FindRequest, type StoreRequest } from '../../src/dimse/services.js';
+import { Status } from '../../src/dimse/status.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
+import { sleep } from '../helpers/processes.js';
+import { RawAssociation, type Received } from '../helpers/raw-association.js';
+import { countRows } from '../helpers/stored.js';
+import { encodeDataset, newUid } from '../helpers/synthetic-dicom.js';
+
+const VERIFICATION = '1.2.840.10008.1.1';
+const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
+const MR_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.4';
+const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
+const IMPLICIT_LE = '1.2.840.10008.1.2';
+const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+/** A private SOP class: not in PS3.4 Table B.5-1, refused by Gantry's default policy. */
+const PRIVATE_SOP_CLASS = '1.3.6.1.4.1.99999.1.1';
+
+interface InProcess {
+  server: DicomServer;
+  port: number;
+  stores: StoreRequest[];
+  /** C-FIND handlers running now, and the most that ever ran at once. */
+  finds: { running: number; peak: number; started: FindRequest[] };
+}
+
+/** A DicomServer whose C-FIND handler yields nothing and runs until its C-CANCEL. */
+async function startServer(): Promise<InProcess> {
+  const stores: StoreRequest[] = [];
+  const finds = { running: 0, peak: 0, started: [] as FindRequest[] };
+  const server = new DicomServer({
+    host: '127.0.0.1',
+    port: 0,
+    log: silentLogger(),
+    artimMs: 2000,
+    idleMs: 30_000,
+    maxAssociations: 4,
+    maxAssociationsPerCaller: 4,
+    policy: {
+      aeTitle: 'GANTRY',
+      implementationClassUid: '1.2.3.4',
+      implementationVersionName: 'TEST',
+      maxPduLength: 16384,
+      maxAsyncOperations: 4,
+      callerAllowed: () => true,
+      serviceFor: (abstractSyntax) =>
+        abstractSyntax === VERIFICATION
+          ? 'verification'
+          : abstractSyntax === STUDY_ROOT_FIND
+            ? 'find'
+            : abstractSyntax === CT_IMAGE_STORAGE || abstractSyntax === MR_IMAGE_STORAGE
+              ? 'storage'
+              : undefined,
+      transferSyntaxAccepted: (_kind, syntax) => syntax === IMPLICIT_LE || syntax === EXPLICIT_LE,
+    },
+    handlers: {
+      echo: () => ({ status: Status.Success }),
+      store: (request) => {
+        stores.push(request);
+        return new DiscardingSink({ status: Status.Success });
+      },
+      find: (request, signal) =>
+        (async function* () {
+          finds.started.push(request);
+          finds.running += 1;
+          finds.peak = Math.max(finds.peak, finds.running);
+          try {
+            // Bounded: a find no C-CANCEL reaches ends by itself after 10 s.
+            const deadline = Date.now() + 10_000;
+            while (!signal.aborted && Date.now() < deadline) await sleep(20);
+          } finally {
+            finds.running -= 1;
+          }
+          yield* [];
+        })(),
+    },
+  });
+  const address = await server.listen();
+  return { server, port: address.port, stores, finds };
+}
+
+function findRequest(raw: RawAssociation, contextId: number, messageId: number): void {
+  raw.sendCommand(contextId, { commandField: CommandField.CFindRq, messageId, priority: 0, affectedSopClassUid: STUDY_ROOT_FIND, commandDataSetType: DATASET_PRESENT });
+  raw.sendDataset(contextId, encodeDataset([[0x00080052, 'CS', 'STUDY']]));
+}
+
+function cancel(raw: RawAssociation, contextId: number, messageId: number): void {
+  raw.sendCommand(contextId, { commandField: CommandField.CCancelRq, messageIdBeingRespondedTo: messageId, commandDataSetType: NO_DATASET });
+}
+
+/** Everything received within `ms` (bounded). */
+async function drain(raw: RawAssociation, ms: number): Promise<Received[]> {
+  const received: Received[] = [];
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const left = deadline - Date.now();
+    if (left <= 0) return received;
+    try {
+      const event = await raw.next(left);
+      received.push(event);
+      if (event.kind === 'closed') return received;
+    } catch {
+      return received;
+    }
+  }
+}
+
+describe('a C-STORE whose Affected SOP Class UID is not its presentation context\'s (Gantry process)', () => {
+  let dir: string;
+  let gantry: GantryProcess;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gantry-review-'));
+    gantry = await startGantryProcess(dir, {});
+  });
+  after(async () => {
+    await gantry?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('is refused (0x0122), not stored: negotiation refused that SOP class', async () => {
+    // Negotiation refuses the private class (dicom.acceptUnknownSopClasses is false by default)...
+    const refused = await RawAssociation.open(gantry.port);
+    const offer = await refused.associate({ called: gantry.aeTitle, calling: 'RAW', contexts: [{ id: 1, abstractSyntax: PRIVATE_SOP_CLASS, transferSyntaxes: [EXPLICIT_LE] }] });
+    assert.equal(offer.kind, 'reject', 'the private SOP class on its own is refused at negotiation');
+    refused.destroy();
+
+    // ...but a C-STORE of that class on an accepted CT context is stored all the same.
+    const raw = await RawAssociation.open(gantry.port);
+    assert.equal((await raw.associate({ called: gantry.aeTitle, calling: 'RAW', contexts: [{ id: 1, abstractSyntax: CT_IMAGE_STORAGE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+    const before = countRows(gantry.storagePath).instances;
+    const sopInstanceUid = newUid();
+    const dataset = encodeDataset([
+      [0x00080016, 'UI', PRIVATE_SOP_CLASS],
+      [0x00080018, 'UI', sopInstanceUid],
+      [0x00100010, 'PN', 'Doe^John'],
+      [0x0020000d, 'UI', newUid()],
+      [0x0020000e, 'UI', newUid()],
+    ]);
+    const response = await raw.store(1, PRIVATE_SOP_CLASS, sopInstanceUid, dataset);
+    await raw.release();
+    assert.deepEqual(
+      { status: response?.status, indexed: countRows(gantry.storagePath).instances - before },
+      { status: Status.SopClassNotSupported, indexed: 0 },
+      'PS3.8 9.3.5 / PS3.7 9.1.1: a C-STORE on a context is of its abstract syntax; a SOP class negotiation refused is not stored',
+    );
+  });
+});
+
+describe('acceptor (in process)', () => {
+  let gantry: InProcess;
+  before(async () => {
+    gantry = await startServer();
+  });
+  after(async () => {
+    await gantry?.server.close(1000);
+  });
+
+  test('duplicate presentation context IDs in A-ASSOCIATE-RQ are not answered with two different contexts of one ID', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    const answer = await raw.associate({
+      called: 'GANTRY',
+      calling: 'RAW',
+      contexts: [
+        { id: 1, abstractSyntax: CT_IMAGE_STORAGE, transferSyntaxes: [EXPLICIT_LE] },
+        { id: 1, abstractSyntax: MR_IMAGE_STORAGE, transferSyntaxes: [IMPLICIT_LE] },
+      ],
+    });
+    if (answer.kind === 'accept') {
+      const ids = answer.accept.presentationContexts.map((context) => context.id);
+      // What the peer now believes context 1 is (the first item), and what Gantry uses it as.
+      raw.sendCommand(1, { commandField: CommandField.CStoreRq, messageId: 1, priority: 0, affectedSopClassUid: CT_IMAGE_STORAGE, affectedSopInstanceUid: '1.2.3', commandDataSetType: DATASET_PRESENT });
+      raw.sendDataset(1, encodeDataset([[0x00080018, 'UI', '1.2.3']]));
+      await raw.next();
+      raw.destroy();
+      assert.deepEqual(
+        { ids, storedAs: gantry.stores.at(-1)?.transferSyntaxUid },
+        { ids: [...new Set(ids)], storedAs: answer.accept.presentationContexts[0]?.transferSyntax },
+        'PS3.8 9.3.2.2 / 9.3.3.2: one result per presentation context ID; the dataset the peer sent in explicit VR is read as implicit VR',
+      );
+    } else {
+      raw.destroy();
+    }
+  });
+
+  test('without an asynchronous operations window, a second C-FIND is not run beside the first (PS3.7 D.3.3.3)', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RAW', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_FIND, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+    const peakBefore = gantry.finds.peak;
+    gantry.finds.peak = 0;
+    for (let messageId = 1; messageId <= 8; messageId += 1) findRequest(raw, 1, messageId);
+    await sleep(500);
+    const peak = gantry.finds.peak;
+    for (let messageId = 1; messageId <= 8; messageId += 1) cancel(raw, 1, messageId);
+    await drain(raw, 1000);
+    raw.destroy();
+    gantry.finds.peak = Math.max(peakBefore, peak);
+    assert.ok(peak <= 1, `the window negotiated is 1 (none proposed), yet ${peak} C-FIND operations ran at once`);
+  });
+
+  test('a C-FIND reusing the Message ID of an outstanding one gets 0x0210, and one C-CANCEL ends every invocation of that ID', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    const accepted = await raw.associate({
+      called: 'GANTRY',
+      calling: 'RAW',
+      contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_FIND, transferSyntaxes: [EXPLICIT_LE] }],
+      asyncOperations: { maxOperationsInvoked: 2, maxOperationsPerformed: 1 },
+    });
+    assert.equal(accepted.kind, 'accept');
+    findRequest(raw, 1, 7);
+    findRequest(raw, 1, 7);
+    await sleep(300);
+    cancel(raw, 1, 7);
+    const received = await drain(raw, 2000);
+    raw.destroy();
+    const finals = received.flatMap((event) => (event.kind === 'command' && event.command.messageIdBeingRespondedTo === 7 ? [event.command.status] : []));
+    // PS3.7 9.1.2.1.1 (Message ID): no two outstanding operations share one; PS3.7 C.5.x 0x0210
+    // Duplicate invocation. Without it, C-CANCEL 7 reaches only the second: the first runs on.
+    assert.equal(finals.length, 2, `both requests with Message ID 7 are answered (received ${JSON.stringify(finals)})`);
+    assert.ok(finals.includes(Status.DuplicateInvocation), `the second is refused as a duplicate invocation (received ${JSON.stringify(finals)})`);
+  });
+
+  test('a C-ECHO-RQ whose Command Data Set Type says a data set follows is not answered Success and then aborted', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RAW', contexts: [{ id: 1, abstractSyntax: VERIFICATION, transferSyntaxes: [IMPLICIT_LE] }] })).kind, 'accept');
+    raw.sendCommand(1, { commandField: CommandField.CEchoRq, messageId: 1, affectedSopClassUid: VERIFICATION, commandDataSetType: DATASET_PRESENT });
+    await sleep(200); // the data set in a later TCP segment, as over any real network
+    raw.sendDataset(1, Buffer.alloc(8));
+    raw.sendCommand(1, { commandField: CommandField.CEchoRq, messageId: 2, affectedSopClassUid: VERIFICATION, commandDataSetType: NO_DATASET });
+    const received = await drain(raw, 1500);
+    raw.destroy();
+    const summary = received.map((event) => (event.kind === 'command' ? `rsp ${event.command.messageIdBeingRespondedTo} 0x${event.command.status?.toString(16)}` : event.kind));
+    // Either the malformed request is refused before any answer (A-ABORT only), or its data set is
+    // read and it gets a failure status (as association.ts does for other commands with a data set).
+    // Success followed by A-ABORT tells the peer the operation succeeded and then kills the association.
+    assert.ok(!(summary[0] === 'rsp 1 0x0' && summary[1] === 'abort'), `received: ${summary.join(', ')}`);
+  });
+});
