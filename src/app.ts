@@ -442,12 +442,7 @@ export function queryViewFor(config: GantryConfig, sources: readonly AllowedCall
 
 function callerAllowed(callers: readonly AllowedCaller[], callingAeTitle: string, remoteAddress: string): boolean {
   if (callers.length === 0) return true;
-  return callers.some((caller) => caller.aeTitle === callingAeTitle && (!caller.addresses || caller.addresses.has(normalizedAddress(remoteAddress))));
-}
-
-/** An IPv4 peer of a dual-stack listener shows as ::ffff:a.b.c.d; configs name it a.b.c.d. */
-function normalizedAddress(address: string): string {
-  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  return callers.some((caller) => caller.aeTitle === callingAeTitle && (!caller.addresses || caller.addresses.has(remoteAddress)));
 }
 
 /** "AE@host" entries name a host; a host name is resolved to its addresses once, at start or reload. */

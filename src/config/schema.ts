@@ -115,7 +115,7 @@ const privateTag = z
   })
   .strict();
 
-const attributeRef = z.union([z.string().min(1), privateTag]).describe('A keyword (PatientName), a tag "(0010,0010)", or a private element { creator, tag }.');
+const attributeRef = z.union([z.string().min(1), privateTag]).describe('A keyword (PatientName), a tag "(0010,0010)", or a private element { creator, tag } (a private element by its bare tag only to remove or empty it).');
 
 /** A rule of deid.rules or of a named profile (see src/deid/rules.ts). */
 const ruleWhen = condition.optional().describe('The rule applies only to instances for which this holds.');

@@ -132,6 +132,9 @@ const STANDARD_UID_KEYWORD = /ClassUID|TransferSyntaxUID|CodingScheme|ContextUID
 
 /** Where people write free text (cleaned by C, scanned for residual identity). */
 const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
+/** The longest UN value the findings scan reads as possible text (UT's own limit is far above, but a
+ * UN this long is a blob, not a kept label). */
+const MAX_SCANNED_UN_BYTES = 64 * 1024;
 /** Bytes that read as text (printable ASCII and Latin-1, tabs and line ends; padding trimmed). */
 const PRINTABLE_TEXT = /^[\t\r\n\x20-\x7e\xa0-\xff]+$/;
 
@@ -582,9 +585,12 @@ export class DeidEngine {
    * as text, so that the scan does not depend on the transfer syntax. Undefined for anything else.
    */
   private scannableText(element: EditableElement): string | undefined {
+    // The VR first: Pixel Data and other binary values are never read here (a 600 MB one cannot
+    // even be a string).
+    const text = TEXT_VRS.has(element.vr);
+    if (!text && (element.vr !== 'UN' || element.items !== undefined || element.length > MAX_SCANNED_UN_BYTES)) return undefined;
     const value = element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
-    if (TEXT_VRS.has(element.vr)) return value;
-    if (element.vr !== 'UN' || element.items !== undefined) return undefined;
+    if (text) return value;
     return TEXT_VRS.has(vrOf(element.tag)) || PRINTABLE_TEXT.test(value) ? value : undefined;
   }
 

@@ -78,8 +78,9 @@ function shiftOneDate(date: string, days: number): string {
   return `${shifted.getUTCFullYear().toString().padStart(4, '0')}${(shifted.getUTCMonth() + 1).toString().padStart(2, '0')}${shifted.getUTCDate().toString().padStart(2, '0')}`;
 }
 
-/** One DT value: YYYY[MM[DD[HH[MM[SS[.F]]]]]] and an optional UTC offset &ZZXX (PS3.5 6.2, Table 6.2-1). */
-const DATE_TIME = String.raw`\d{4}[\d.]*(?:[+-]\d{4})?`;
+/** One DT value: YYYY[MM[DD[HH[MM[SS[.F]]]]]] and an optional UTC offset &ZZXX, -1200 to +1400 (PS3.5
+ * 6.2, Table 6.2-1): "2020-2021" is a range of years, not 2020 at offset -2021. */
+const DATE_TIME = String.raw`\d{4}[\d.]*(?:[+-](?:0\d|1[0-4])[0-5]\d)?`;
 const ONE_DATE_TIME = new RegExp(`^${DATE_TIME}$`);
 /** A range "A-B" (either side may be empty) of such values, as a query key holds one (PS3.4 C.2.2.2.5). */
 const DATE_TIME_RANGE = new RegExp(`^(${DATE_TIME})?-(${DATE_TIME})?$`);

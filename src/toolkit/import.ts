@@ -145,7 +145,7 @@ async function* walk(directory: string, storage: string, unreadable: (path: stri
     else if (entry.isFile()) yield path;
     else if (entry.isSymbolicLink()) {
       const target = await stat(path).catch(() => undefined);
-      if (target?.isFile()) yield path;
+      if (target?.isFile() && !(await insideStorage(path, storage))) yield path;
     }
   }
 }

@@ -159,7 +159,7 @@ describe('hostile peers', () => {
       [0x0020000e, 'UI', '1.2.3.4.5'],
     ]);
     const response = await raw.store(3, tooLong, tooLong, dataset);
-    assert.equal(response?.status, 0xb007, 'stored with a warning: the command\'s SOP class is not the dataset\'s');
+    assert.equal(response?.status, 0x0122, 'refused: the command\'s SOP class is not its presentation context\'s (PS3.7 9.1.1)');
     // Both are optional in a response, and equal to the request's when present (U(=), PS3.7 9.1.1.1).
     assert.equal(response?.affectedSopClassUid, undefined, 'an Affected SOP Class UID spelled wrong is left out');
     assert.equal(response?.affectedSopInstanceUid, undefined, 'an Affected SOP Instance UID spelled wrong is left out');

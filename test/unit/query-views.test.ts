@@ -12,7 +12,6 @@ const sources = [{ aeTitle: 'HOSPITAL', addresses: new Set(['10.0.0.5']) }];
 
 test('a source caller gets the source view from its host only; a research caller the research view from anywhere', () => {
   assert.equal(queryViewFor(config, sources, 'HOSPITAL', '10.0.0.5'), 'source');
-  assert.equal(queryViewFor(config, sources, 'HOSPITAL', '::ffff:10.0.0.5'), 'source', 'an IPv4 peer of a dual-stack listener');
   assert.equal(queryViewFor(config, sources, 'HOSPITAL', '10.0.0.6'), undefined, 'the AE title from elsewhere: no query service');
   assert.equal(queryViewFor(config, sources, 'RESEARCH', '192.168.1.9'), 'research');
   assert.equal(queryViewFor(config, sources, 'MODALITY', '10.0.0.5'), undefined);

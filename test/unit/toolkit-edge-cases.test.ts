@@ -106,3 +106,25 @@ test('a failure reason that goes to the log and the index does not carry the pat
   const reason = withoutValues(message);
   assert.doesNotMatch(reason, /SMITHSON|19700101/, reason);
 });
+
+// Found in the session's final review: the walk followed a link to a file under storage.path.
+test('a link to a file under storage.path, inside a walked folder, is not imported', async () => {
+  const dir = scratchDir('import-file-link');
+  const storagePath = join(dir, 'data');
+  const deidFolder = join(storagePath, 'deidentified', '1.2');
+  mkdirSync(deidFolder, { recursive: true });
+  const copy = join(deidFolder, 'copy.dcm');
+  await writeSyntheticFile(copy, { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PSEUDO', patientName: 'Pseudo^Nym', rows: 8, columns: 8 });
+  const incoming = join(dir, 'incoming');
+  mkdirSync(incoming, { recursive: true });
+  symlinkSync(copy, join(incoming, 'linked.dcm'));
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const asRoot = await importFolders(db, storagePath, { roots: [join(incoming, 'linked.dcm')], copy: false, forward: false, workers: 1 });
+    assert.equal(asRoot.indexed, 0, 'as a root: left out');
+    const walked = await importFolders(db, storagePath, { roots: [incoming], copy: false, forward: false, workers: 1 });
+    assert.equal(walked.indexed, 0, 'walked: left out too');
+  } finally {
+    db.close();
+  }
+});
