@@ -47,6 +47,7 @@ function fitSegment(segment: string): string {
 
 /** The longest prefix of `text` of at most `max` UTF-8 bytes, whole characters only. */
 function cutToBytes(text: string, max: number): string {
+  if (Buffer.byteLength(text) <= max) return text; // nearly always: one call per value of every file
   let out = '';
   let bytes = 0;
   for (const character of text) {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { test } from 'node:test';
 import { AssociationError, RequestorAssociation, type RequestorOptions } from '../../src/dimse/requestor.js';
-import { encodeAssociateReject } from '../../src/dimse/pdu.js';
+import { decodeAssociateRequest, encodeAssociateAccept, encodeAssociateReject } from '../../src/dimse/pdu.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { backoffMs } from '../../src/pipeline/forward.js';
 import { isWarning } from '../../src/dimse/status.js';
@@ -86,6 +86,20 @@ function options(port: number): RequestorOptions {
   };
 }
 
+/** The A-ASSOCIATE-AC of a peer that accepts every context of `rqPdu` (a whole A-ASSOCIATE-RQ PDU) in
+ * its first transfer syntax. */
+function acceptEverything(rqPdu: Buffer): Buffer {
+  const request = decodeAssociateRequest(rqPdu.subarray(6, 6 + rqPdu.readUInt32BE(2)));
+  return encodeAssociateAccept({
+    protocolVersion: 1,
+    calledAeTitle: request.calledAeTitle,
+    callingAeTitle: request.callingAeTitle,
+    applicationContext: request.applicationContext,
+    presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
+    userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [] },
+  });
+}
+
 async function listen(onConnection: Parameters<typeof createServer>[1]): Promise<{ server: Server; port: number }> {
   const server = createServer(onConnection);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -116,7 +130,7 @@ test('the requestor reports a rejection, a refused connection and a silent peer 
 });
 
 test('an abort fails the request on the wire as sent, and those behind it as never sent', async (t) => {
-  const { decodeAssociateRequest, encodeAbort, encodeAssociateAccept } = await import('../../src/dimse/pdu.js');
+  const { encodeAbort } = await import('../../src/dimse/pdu.js');
   const peer = await listen((socket) => {
     let buffered = Buffer.alloc(0);
     let accepted = false;
@@ -124,18 +138,8 @@ test('an abort fails the request on the wire as sent, and those behind it as nev
       buffered = Buffer.concat([buffered, chunk]);
       if (!accepted && buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
         accepted = true;
-        const request = decodeAssociateRequest(buffered.subarray(6, 6 + buffered.readUInt32BE(2)));
+        socket.write(acceptEverything(buffered));
         buffered = buffered.subarray(6 + buffered.readUInt32BE(2));
-        socket.write(
-          encodeAssociateAccept({
-            protocolVersion: 1,
-            calledAeTitle: request.calledAeTitle,
-            callingAeTitle: request.callingAeTitle,
-            applicationContext: request.applicationContext,
-            presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
-            userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [] },
-          }),
-        );
         return;
       }
       // The first request's data arrives: abort instead of answering.
@@ -153,7 +157,7 @@ test('an abort fails the request on the wire as sent, and those behind it as nev
 });
 
 test('a destination that sends a command set without end is aborted, not buffered without bound', async (t) => {
-  const { decodeAssociateRequest, encodeAssociateAccept, encodePDataHeader } = await import('../../src/dimse/pdu.js');
+  const { encodePDataHeader } = await import('../../src/dimse/pdu.js');
   const FRAGMENT = 64 * 1024;
   const MAX_FRAGMENTS = 512; // 32 MiB in all
   let sentBytes = 0;
@@ -171,17 +175,7 @@ test('a destination that sends a command set without end is aborted, not buffere
       buffered = Buffer.concat([buffered, chunk]);
       if (buffered.length < 6 || buffered.length < 6 + buffered.readUInt32BE(2)) return;
       accepted = true;
-      const request = decodeAssociateRequest(buffered.subarray(6, 6 + buffered.readUInt32BE(2)));
-      socket.write(
-        encodeAssociateAccept({
-          protocolVersion: 1,
-          calledAeTitle: request.calledAeTitle,
-          callingAeTitle: request.callingAeTitle,
-          applicationContext: request.applicationContext,
-          presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
-          userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [] },
-        }),
-      );
+      socket.write(acceptEverything(buffered));
       // Then command fragments on context 1, none of them the last (PS3.8 E.2), bounded at 32 MiB.
       void (async () => {
         const body = Buffer.alloc(FRAGMENT, 0x41);
