@@ -101,6 +101,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   /** Of `pauses`, those waiting for the peer to read what was written: they do not keep an idle
    * association alive (a peer that reads nothing for the idle timeout is aborted). */
   private writePauses = 0;
+  private drainWait: Promise<void> | undefined;
   private artimTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private closeWhenIdle = false;
@@ -696,22 +697,26 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
    * (about 8 bytes of memory per byte it sent, measured), each request being answered at once.
    */
   private writeHoldingBack(buffer: Buffer): void {
-    if (this.socket.write(buffer)) return;
+    // Requests already read (a 64 KiB chunk holds hundreds of C-ECHOs) are answered after the pause
+    // began: one hold-back is enough for all of them.
+    if (this.socket.write(buffer) || this.writePauses > 0) return;
     this.writePauses += 1;
     this.pauseUntil(this.writable().finally(() => (this.writePauses -= 1)));
   }
 
-  /** Resolves when the socket takes more, or is gone. */
+  /** Resolves when the socket takes more, or is gone; one wait shared by every writer behind it. */
   private writable(): Promise<void> {
-    return new Promise<void>((resolve) => {
+    this.drainWait ??= new Promise<void>((resolve) => {
       const done = () => {
         this.socket.off('drain', done);
         this.socket.off('close', done);
+        this.drainWait = undefined;
         resolve();
       };
       this.socket.on('drain', done);
       this.socket.on('close', done);
     });
+    return this.drainWait;
   }
 
   /** Runs one operation and answers it; reading pauses while the peer has more outstanding than
