@@ -23,6 +23,7 @@ import { defaultDeidWorkers } from '../src/config/schema.js';
 import { startGantryProcess, type GantryProcess } from '../test/helpers/gantry.js';
 import { DCMTK_ENV, freePort, peakRss, run, sleep, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
+import { checkFreeDisk, Deletions, writeBack } from './ext4.js';
 import { median } from './stats.js';
 
 const { values } = parseArgs({
@@ -41,6 +42,8 @@ const { values } = parseArgs({
 const AS_DEPLOYED = { workers: values['deid-workers'] ? Number(values['deid-workers']) : defaultDeidWorkers() };
 
 const root = resolve(values.data);
+/** Every bench's deletions are noted in one place: any of them slows the next one's file creation. */
+const deletions = new Deletions(root);
 const rounds = Number(values.rounds);
 const count = Number(values.count);
 const parallel = Number(values.parallel);
@@ -93,8 +96,8 @@ async function storescuSend(port: number, aeTitle: string, files: string[]): Pro
   for (const result of results) if (result.code !== 0) throw new Error(`storescu failed (${result.code}): ${result.stderr.slice(-2000)}`);
 }
 
+/** A destination storescp writing into `out`, a folder of its own kept until the bench ends (bench/ext4.ts). */
 async function startStorescp(out: string, mode: '+B' | '--ignore' = '+B') {
-  rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const port = await freePort();
   const scp = start('storescp', [mode, '-od', out, String(port)], { env: DCMTK_ENV });
@@ -128,7 +131,6 @@ interface Sample {
 async function benchForward(): Promise<void> {
   const corpus = await ensureCorpus('forward', count);
   const work = join(root, 'work', 'forward');
-  rmSync(work, { recursive: true, force: true });
   const gantryDir = join(work, 'gantry');
   // Receive and de-identify once, untimed.
   let gantry: GantryProcess = await startGantryProcess(gantryDir, { log: { level: 'warn' }, deid: AS_DEPLOYED });
@@ -140,11 +142,14 @@ async function benchForward(): Promise<void> {
   const bytes = deidentified.reduce((sum, file) => sum + statSync(file).size, 0);
 
   const samples: Sample[] = [];
+  let runs = 0;
+  const destinationFolder = () => join(work, `received-${(runs += 1)}`);
   const runGantry = async (): Promise<Sample> => {
     const db = new Database(join(storagePath, 'index.sqlite'));
     db.exec(`DELETE FROM forward_outbox; UPDATE instances SET state = 'deidentified', routed_at = NULL`);
     db.close();
-    const { scp, port } = await startStorescp(join(work, 'received'));
+    const received = destinationFolder();
+    const { scp, port } = await startStorescp(received);
     try {
       // Started with no destination and given one by SIGHUP once warm (its worker threads load for
       // about a second at start), so that forwarding is measured alone.
@@ -158,15 +163,16 @@ async function benchForward(): Promise<void> {
       const span = query<{ first: number; last: number }>(storagePath, `SELECT min(queued_at) AS first, max(sent_at) AS last FROM forward_outbox`);
       const rss = peakRss(gantry.pid);
       await gantry.stop();
-      const received = readdirSync(join(work, 'received')).length;
-      if (received !== count) console.log(`  WARNING: storescp received ${received} of ${count}`);
+      const files = readdirSync(received).length;
+      if (files !== count) console.log(`  WARNING: storescp received ${files} of ${count}`);
       return { sender: 'gantry', seconds: (span.last - span.first) / 1000, rss };
     } finally {
       await stop(scp, 'SIGKILL');
+      writeBack();
     }
   };
   const runStorescu = async (): Promise<Sample> => {
-    const { scp, port } = await startStorescp(join(work, 'received'));
+    const { scp, port } = await startStorescp(destinationFolder());
     try {
       const began = performance.now();
       const sender = start('storescu', ['-aec', 'STORESCP', '127.0.0.1', String(port), ...deidentified], { env: DCMTK_ENV });
@@ -176,6 +182,7 @@ async function benchForward(): Promise<void> {
       return { sender: 'storescu', seconds, rss: Number.NaN };
     } finally {
       await stop(scp, 'SIGKILL');
+      writeBack();
     }
   };
   for (let round = 1; round <= rounds; round += 1) {
@@ -206,9 +213,8 @@ async function benchEndToEnd(): Promise<void> {
   const rates: number[] = [];
   const rsses: number[] = [];
   for (let round = 1; round <= rounds; round += 1) {
-    rmSync(work, { recursive: true, force: true });
-    const { scp, port } = await startStorescp(join(work, 'received'), sink);
-    const gantry = await startGantryProcess(join(work, 'gantry'), {
+    const { scp, port } = await startStorescp(join(work, `received-${round}`), sink);
+    const gantry = await startGantryProcess(join(work, `gantry-${round}`), {
       log: { level: 'warn' },
       deid: AS_DEPLOYED,
       forward: { stableSeconds: 2, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] },
@@ -231,14 +237,26 @@ async function benchEndToEnd(): Promise<void> {
     } finally {
       await gantry.stop();
       await stop(scp, 'SIGKILL');
+      writeBack();
     }
   }
   console.log(`\ne2e: ${count} instances in ${count / 20} studies, ${parallel} sender(s), storescp ${sink}, stableSeconds 2, ${rounds} rounds: median ${median(rates).toFixed(1)} inst/s, peak RSS ${mb(median(rsses)).toFixed(1)} MB\n`);
 }
 
 async function main(): Promise<void> {
-  if (!values.only || values.only === 'forward') await benchForward();
-  if (!values.only || values.only === 'e2e') await benchEndToEnd();
+  // Kept until the end: a 0.5 MB instance's original, de-identified and received copies, per run.
+  const runsKept = (values.only === 'e2e' ? 0 : 2 * rounds + 2) + (values.only === 'forward' ? 0 : 3 * rounds);
+  checkFreeDisk(root, count * 0.53e6 * runsKept, 'bench/forward');
+  const work = join(root, 'work');
+  deletions.delete(work);
+  await deletions.settle();
+  try {
+    if (!values.only || values.only === 'forward') await benchForward();
+    if (!values.only || values.only === 'e2e') await benchEndToEnd();
+  } finally {
+    // After the summaries: deleting between runs would time ext4 instead of the senders.
+    deletions.delete(work);
+  }
 }
 
 main().catch((error: unknown) => {

@@ -29,6 +29,7 @@ import { startOrthanc } from '../test/helpers/orthanc.js';
 import { DCMTK_ENV, freePort, peakRss, run, start, stop, waitForPort } from '../test/helpers/processes.js';
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
 import { boundOverStorescp, inPlaceSyncMs, LAST_PDU_BYTES } from './durable-floor.js';
+import { checkFreeDisk, Deletions, writeBack } from './ext4.js';
 import { median } from './stats.js';
 
 const { values } = parseArgs({
@@ -51,6 +52,7 @@ if (!['on', 'off'].includes(values['receive-first'])) throw new Error('--receive
 const DEID = { workers: defaultDeidWorkers(), receiveFirst: values['receive-first'] === 'on' };
 
 const root = resolve(values.data);
+const deletions = new Deletions(root);
 const rounds = Number(values.rounds);
 /** How many storescu processes send at once, each a share of the corpus (one association each). */
 const parallel = Number(values.parallel);
@@ -136,7 +138,6 @@ async function sendWithStorescu(port: number, aeTitle: string, corpus: Corpus): 
 
 async function runStorescp(mode: 'default' | '+B', corpus: Corpus, work: string): Promise<Sample> {
   const out = join(work, 'storescp-out');
-  rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
   const port = await freePort();
   const args = [...(mode === '+B' ? ['+B'] : []), '-od', out, port.toString()];
@@ -149,13 +150,12 @@ async function runStorescp(mode: 'default' | '+B', corpus: Corpus, work: string)
     return { receiver: `storescp ${mode}`, seconds, rss, stored };
   } finally {
     await stop(scp, 'SIGKILL');
-    rmSync(out, { recursive: true, force: true });
+    writeBack();
   }
 }
 
 async function runOrthanc(corpus: Corpus, work: string): Promise<Sample> {
   const dir = join(work, 'orthanc');
-  rmSync(dir, { recursive: true, force: true });
   const orthanc = await startOrthanc(dir);
   try {
     const seconds = await sendWithStorescu(orthanc.dicomPort, orthanc.aeTitle, corpus);
@@ -164,7 +164,7 @@ async function runOrthanc(corpus: Corpus, work: string): Promise<Sample> {
     return { receiver: 'orthanc', seconds, rss, stored };
   } finally {
     await orthanc.stop();
-    rmSync(dir, { recursive: true, force: true });
+    writeBack();
   }
 }
 
@@ -178,7 +178,6 @@ async function runOrthanc(corpus: Corpus, work: string): Promise<Sample> {
 async function runGantry(corpus: Corpus, work: string, options: { backlog?: Corpus; waitForDeid: boolean }): Promise<Sample> {
   const { backlog, waitForDeid } = options;
   const dir = join(work, 'gantry');
-  rmSync(dir, { recursive: true, force: true });
   const gantry = await startGantryProcess(dir, { log: { level: 'warn' }, deid: DEID, ...(backlog ? { forward: { stableSeconds: 1 } } : {}) });
   try {
     if (backlog) await sendWithStorescu(gantry.port, gantry.aeTitle, backlog);
@@ -189,7 +188,7 @@ async function runGantry(corpus: Corpus, work: string, options: { backlog?: Corp
     return { receiver: backlog ? 'gantry backlog' : 'gantry', seconds, rss, stored, ...(deidentifiedAfter !== undefined ? { deidentifiedAfter } : {}) };
   } finally {
     await gantry.stop();
-    rmSync(dir, { recursive: true, force: true });
+    writeBack();
   }
 }
 
@@ -213,19 +212,27 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Where each run keeps what it received until the bench ends (bench/ext4.ts): a folder of its own. */
+let runs = 0;
+function runFolder(): string {
+  runs += 1;
+  return join(root, 'work', `run-${runs}`);
+}
+
 async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
-  const work = join(root, 'work');
-  mkdirSync(work, { recursive: true });
   const samples: Sample[] = [];
   /** Per round, with one sender: the durable floor and the ratio it leaves (bench/durable-floor.ts). */
   const bounds: number[] = [];
   const receivers = [
-    () => runStorescp('default', corpus, work),
-    () => runStorescp('+B', corpus, work),
-    () => runGantry(corpus, work, { waitForDeid: true }),
-    ...(values.orthanc ? [() => runOrthanc(corpus, work)] : []),
-    ...(backlog ? [() => runGantry(corpus, work, { backlog, waitForDeid: true })] : []),
+    () => runStorescp('default', corpus, runFolder()),
+    () => runStorescp('+B', corpus, runFolder()),
+    () => runGantry(corpus, runFolder(), { waitForDeid: true }),
+    ...(values.orthanc ? [() => runOrthanc(corpus, runFolder())] : []),
+    ...(backlog ? [() => runGantry(corpus, runFolder(), { backlog, waitForDeid: true })] : []),
   ];
+  // Every run's output is kept: storescp's once, Gantry's twice (original and de-identified copy).
+  const copiesPerRound = 2 + 2 + (values.orthanc ? 1 : 0) + (backlog ? 4 : 0);
+  checkFreeDisk(root, corpus.bytes * copiesPerRound * rounds, 'bench/receive');
   for (let round = 1; round <= rounds; round += 1) {
     // Rotate the order each round so no receiver always runs on a warm or cold page cache.
     const order = receivers.map((_, i) => receivers[(i + round) % receivers.length] as () => Promise<Sample>);
@@ -239,7 +246,7 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
       );
       if (sample.stored < corpus.files) console.log(`  WARNING: ${sample.receiver} stored ${sample.stored} of ${corpus.files}`);
     }
-    if (parallel === 1) bounds.push(durableBound(corpus, work, samples.slice(-receivers.length)));
+    if (parallel === 1) bounds.push(durableBound(corpus, runFolder(), samples.slice(-receivers.length)));
   }
   const by = (receiver: string) => samples.filter((sample) => sample.receiver === receiver);
   const gantry = by('gantry');
@@ -295,16 +302,26 @@ function durableBound(corpus: Corpus, work: string, round: Sample[]): number {
 
 async function hugeInstance(): Promise<void> {
   const corpus = await ensureCorpus('huge', 1, 2000);
-  const work = join(root, 'work');
-  mkdirSync(work, { recursive: true });
   for (let round = 1; round <= Math.min(rounds, 3); round += 1) {
     // Receiving's peak RSS: read as the sender ends, before the 1 GB instance is de-identified.
-    const sample = await runGantry(corpus, work, { waitForDeid: false });
+    const sample = await runGantry(corpus, runFolder(), { waitForDeid: false });
     console.log(`huge (${mb(corpus.bytes).toFixed(0)} MB) round ${round}: gantry ${(mb(corpus.bytes) / sample.seconds).toFixed(1)} MB/s, peak RSS ${mb(sample.rss).toFixed(1)} MB, stored ${sample.stored}`);
   }
 }
 
 async function main(): Promise<void> {
+  const work = join(root, 'work');
+  deletions.delete(work);
+  await deletions.settle();
+  try {
+    await benchCorpora();
+  } finally {
+    // After the summaries: deleting between runs would time ext4 instead of the receivers.
+    deletions.delete(work);
+  }
+}
+
+async function benchCorpora(): Promise<void> {
   const only = values.only;
   if (!only || only === 'small') {
     const backlog = values.backlog ? await ensureCorpus('backlog', Number(values.small), 1) : undefined;

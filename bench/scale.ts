@@ -12,12 +12,12 @@
  * the same state for each). Prints medians of files/s, MB/s, peak RSS and the ratios to the targets:
  * import ≥ 5,000 files/s; export ≥ 50% of cp; peak RSS for 100,000 files within 10% of 10,000's and
  * under 500 MB. Nothing is deleted while commands are timed: each round writes into a folder of its own,
- * and the run waits 6 minutes after the bench's last deletion of many files (SETTLE_AFTER_DELETING_MS).
+ * and the run waits 6 minutes after the bench's last deletion of many files (bench/ext4.ts).
  *
  *   node dist/bench/scale.js [--rounds 5] [--sets 10k,100k,mixed] [--data .bench-data]
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,7 @@ import { writeMultiframe } from '../test/helpers/pixel-images.js';
 import { encodeDataset, elementHeader, instanceElements, newUid } from '../test/helpers/synthetic-dicom.js';
 import { encodePart10Header } from '../src/dicom/part10.js';
 import { run } from '../test/helpers/processes.js';
+import { checkFreeDisk, Deletions } from './ext4.js';
 import { median } from './stats.js';
 
 const { values } = parseArgs({
@@ -37,6 +38,8 @@ const { values } = parseArgs({
 });
 const rounds = Number(values.rounds);
 const root = join(resolve(values.data), 'scale');
+/** Every bench's deletions are noted in one place: any of them slows the next one's file creation. */
+const deletions = new Deletions(resolve(values.data));
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 const cores = availableParallelism();
 /** As the gantry command runs itself (its #! line in src/cli/main.ts). */
@@ -120,14 +123,6 @@ async function corpus(label: string): Promise<Corpus> {
   return { label, dir, ...treeSize(dir) };
 }
 
-/** Source, session, export and the reference copy must fit, with room to spare. */
-function checkFreeDisk(needed: number): void {
-  mkdirSync(root, { recursive: true });
-  const stats = statfsSync(root);
-  const free = stats.bavail * stats.bsize;
-  if (free < needed * 1.2) throw new Error(`bench/scale needs about ${(needed / 1e9).toFixed(1)} GB free under ${root}; ${(free / 1e9).toFixed(1)} GB are`);
-}
-
 /** Reads every file of the tree into the page cache: the same state before every command. */
 async function warm(dir: string): Promise<void> {
   await run('sh', ['-c', `find "${dir}" -type f -print0 | xargs -0 -P ${cores} -n 200 cat > /dev/null`], { timeoutMs: 3_600_000 });
@@ -147,39 +142,11 @@ interface Sample {
   rssMb: number;
 }
 
-/**
- * How long ext4 keeps skipping a freed inode when it allocates one, when the file system has no journal
- * (this VM's; fs/ext4/ialloc.c, recently_deleted(): 60 s, 360 s while the inode table block is dirty,
- * which creating files beside it keeps it). Each file created meanwhile walks past all of them:
- * perf put 60% of a `cp -r` of 10,000 files there (5.7 s, against 0.4 s on a settled file system).
- * So nothing is deleted while commands are timed, and a run starts this long after the last deletion.
- */
-const SETTLE_AFTER_DELETING_MS = 370_000;
-/** Touched after the bench deletes its outputs: when that was. */
-const DELETED_MARKER = join(root, 'deleted-at');
-
-/** Deletes a folder of many files and notes when, for the next run's settle(). */
-function deleteNoting(dir: string): void {
-  if (!existsSync(dir)) return;
-  rmSync(dir, { recursive: true, force: true });
-  writeFileSync(DELETED_MARKER, '');
-}
-
-/** Waits until the bench's last deletion no longer slows creating files (SETTLE_AFTER_DELETING_MS). */
-async function settle(): Promise<void> {
-  if (!existsSync(DELETED_MARKER)) return;
-  const wait = statSync(DELETED_MARKER).mtimeMs + SETTLE_AFTER_DELETING_MS - Date.now();
-  if (wait <= 0) return;
-  process.stdout.write(`waiting ${Math.ceil(wait / 1000)} s after the last deletion of many files (ext4 skips freed inodes for minutes; see SETTLE_AFTER_DELETING_MS)\n`);
-  execFileSync('sync');
-  await new Promise((resolve) => setTimeout(resolve, wait));
-}
-
 async function measure(set: Corpus, work: string): Promise<Record<string, Sample[]>> {
   const samples: Record<string, Sample[]> = { import: [], dcmdump: [], export: [], cp: [] };
   for (let round = 1; round <= rounds; round += 1) {
     // A folder per round, kept until the run ends: deleting between commands would time ext4's walk
-    // over the freed inodes (SETTLE_AFTER_DELETING_MS) instead of the commands.
+    // over the freed inodes (bench/ext4.ts) instead of the commands.
     const dir = join(work, `${set.label}-${round}`);
     mkdirSync(dir, { recursive: true });
     const config = join(dir, 'gantry.yaml');
@@ -217,13 +184,13 @@ async function measure(set: Corpus, work: string): Promise<Record<string, Sample
 
 async function main(): Promise<void> {
   const sets = (values.sets ?? '').split(',').filter(Boolean);
-  // Each round's export and copy of the small sets are kept until the end (SETTLE_AFTER_DELETING_MS).
+  // Each round's export and copy of the small sets are kept until the end (bench/ext4.ts).
   const keptRounds = (bytes: number) => bytes * (1 + 2 * rounds);
-  checkFreeDisk((sets.includes('mixed') ? 8.2e9 * 3 : 0) + (sets.includes('100k') ? keptRounds(0.3e9) : 0) + (sets.includes('10k') ? keptRounds(0.03e9) : 0) + 0.5e9);
+  checkFreeDisk(root, (sets.includes('mixed') ? 8.2e9 * 3 : 0) + (sets.includes('100k') ? keptRounds(0.3e9) : 0) + (sets.includes('10k') ? keptRounds(0.03e9) : 0) + 0.5e9, 'bench/scale');
   const results: Array<{ set: Corpus; samples: Record<string, Sample[]> }> = [];
   const work = join(root, 'work');
-  deleteNoting(work);
-  await settle();
+  deletions.delete(work);
+  await deletions.settle();
   try {
     for (const label of sets) {
       const set = await corpus(label);
@@ -233,7 +200,7 @@ async function main(): Promise<void> {
     printSummary(results);
   } finally {
     // After the summary: deleting a million files takes minutes here.
-    deleteNoting(work);
+    deletions.delete(work);
   }
 }
 
