@@ -24,12 +24,25 @@ export function checkLayout(layout: string): void {
  * control characters), an empty one written as "_", at most MAX_VALUE_BYTES; a segment still longer
  * than a file name may be (several values in one) is cut, with a digest of it to keep it distinct. */
 export function layoutPath(layout: string, values: LayoutValues): string {
-  const filled = layout.replace(/\{([^}]*)\}/g, (_, keyword: string) => {
-    const raw = String(values[keyword as LayoutKeyword] ?? '').trim();
-    const safe = raw.replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_').replace(/^\.+/, '_');
-    return safe === '' ? '_' : cutToBytes(safe, MAX_VALUE_BYTES);
-  });
+  const filled = layout.replace(/\{([^}]*)\}/g, (_, keyword: string) => safeValue(String(values[keyword as LayoutKeyword] ?? '').trim()));
   return filled.split('/').map(fitSegment).join('/');
+}
+
+/** A value as one safe path segment. A value changed to be safe (a character replaced, a prefix cut)
+ * carries a digest of what it was: two UIDs kept by retainUIDs that differ only in a character
+ * replaced, "1.2/3" and "1.2:3", would otherwise share one name, and one export overwrite the other. */
+function safeValue(raw: string): string {
+  if (raw === '') return '_';
+  const safe = raw.replace(/[\\/:*?"<>|\u0000-\u001f]/g, '_').replace(/^\.+/, '_');
+  if (safe === raw && Buffer.byteLength(safe) <= MAX_VALUE_BYTES) return safe;
+  return `${cutToBytes(safe, MAX_VALUE_BYTES - DIGEST_CHARACTERS - 1)}~${digestOf(raw)}`;
+}
+
+/** Hex characters of a digest that keeps a changed name distinct (64 bits). */
+const DIGEST_CHARACTERS = 16;
+
+function digestOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, DIGEST_CHARACTERS);
 }
 
 /** A value's share of a path segment, in UTF-8 bytes (a CJK character is three). */
@@ -40,7 +53,7 @@ const MAX_SEGMENT_BYTES = 255;
 function fitSegment(segment: string): string {
   if (Buffer.byteLength(segment) <= MAX_SEGMENT_BYTES) return segment;
   const extension = /\.[A-Za-z0-9]{1,8}$/.exec(segment)?.[0] ?? '';
-  const digest = createHash('sha256').update(segment).digest('hex').slice(0, 16);
+  const digest = digestOf(segment);
   const stem = cutToBytes(segment.slice(0, segment.length - extension.length), MAX_SEGMENT_BYTES - extension.length - digest.length - 1);
   return `${stem}~${digest}${extension}`;
 }

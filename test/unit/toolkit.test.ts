@@ -18,9 +18,17 @@ test('a layout is filled with safe path segments, and a bad one is refused with 
     layoutPath(DEFAULT_LAYOUT, { PatientID: 'ABC', StudyInstanceUID: '1.2', SeriesInstanceUID: '1.2.3', SOPInstanceUID: '1.2.3.4' }),
     'ABC/1.2/1.2.3/1.2.3.4.dcm',
   );
-  assert.equal(layoutPath('{PatientName}/{SOPInstanceUID}.dcm', { PatientName: '../../etc/passwd', SOPInstanceUID: '9' }), '__.._etc_passwd/9.dcm');
+  assert.match(layoutPath('{PatientName}/{SOPInstanceUID}.dcm', { PatientName: '../../etc/passwd', SOPInstanceUID: '9' }), /^__\.\._etc_passwd~[0-9a-f]{16}\/9\.dcm$/);
   assert.equal(layoutPath('{PatientID}/{Modality}/{SOPInstanceUID}', { PatientID: '', SOPInstanceUID: '1' }), '_/_/1');
-  assert.equal(layoutPath('{PatientName}', { PatientName: 'a\u0000b:c*d' }), 'a_b_c_d');
+  assert.match(layoutPath('{PatientName}', { PatientName: 'a\u0000b:c*d' }), /^a_b_c_d~[0-9a-f]{16}$/);
+  // Values changed to be safe stay distinct: two invalid UIDs kept by retainUIDs (found in a review).
+  const names = ['1.2/3', '1.2:3', '1.2_3', '1.2*3'].map((uid) => layoutPath('{SOPInstanceUID}.dcm', { SOPInstanceUID: uid }));
+  assert.equal(new Set(names).size, names.length, names.join(' '));
+  assert.equal(names[2], '1.2_3.dcm', 'a value that needed no change keeps its name');
+  // Likewise two long values that share their first 128 bytes.
+  const long = ['a', 'b'].map((last) => layoutPath('{PatientName}', { PatientName: `${'x'.repeat(140)}${last}` }));
+  assert.notEqual(long[0], long[1]);
+  assert.ok(long.every((name) => Buffer.byteLength(name) <= 128), long.join(' '));
   assert.doesNotThrow(() => checkLayout(DEFAULT_LAYOUT));
   assert.throws(() => checkLayout('{PatientBirthDate}/{SOPInstanceUID}'), /unknown \{PatientBirthDate\}; allowed: \{PatientID\}/);
   assert.throws(() => checkLayout('{PatientID}/x.dcm'), /must contain \{SOPInstanceUID\}/);
