@@ -459,6 +459,14 @@ export class DeidEngine {
       this.walkItems(element, path, patientKey, 'clean');
       return;
     }
+    if (isCurveGroup(element.tag)) {
+      // Table E.1-1 lists the whole repeating group (50xx,xxxx) as Curve Data. Its bytes cannot be
+      // cleaned (below), and its counts and descriptors given dummies would describe a curve that is
+      // not there: cleaning a curve removes all of it, as the Basic Profile does.
+      element.removed = true;
+      this.record(path, element.tag, 'remove');
+      return;
+    }
     const value = this.text(element);
     if (element.vr === 'DA') {
       this.datesShifted = true;
@@ -661,4 +669,10 @@ export function scrubText(text: string, identifiers: readonly string[]): string 
   return out
     .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
     .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');
+}
+
+/** An element of a curve's repeating group (50xx,xxxx: even groups 5000-50FE, PS3.5 7.6; retired). */
+function isCurveGroup(tag: number): boolean {
+  const group = tag >>> 16;
+  return group >= 0x5000 && group <= 0x50ff && (group & 1) === 0;
 }

@@ -266,3 +266,23 @@ test('cleanGraphics keeps graphic annotations with their text cleaned, and remov
   assert.equal(unformatted.replacement?.value.toString('latin1').trim(), 'XXXXXX XXXXXXXX arrow');
   for (const tag of [0x60000010, 0x60000011, 0x60003000]) assert.ok(tree.find((element) => element.tag === tag)?.removed, `(${tag.toString(16)}) goes with the overlay`);
 });
+
+test('cleanGraphics removes a curve whole: its group is Curve Data, whose bytes cannot be cleaned', () => {
+  // Found in a review: the curve's counts and descriptors got dummy values around a removed bitmap.
+  const curve: Element[] = [
+    ...BASE,
+    [0x50000005, 'US', 1],
+    [0x50000010, 'US', 3],
+    [0x50000020, 'CS', 'TAC'],
+    [0x50000022, 'LO', 'curve by Smithson'],
+    [0x50003000, 'OW', Buffer.alloc(6)],
+  ];
+  const bytes = encodeDataset(curve);
+  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set(['cleanGraphics']) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+  for (const [tag] of curve.slice(BASE.length)) {
+    const element = tree.find((candidate) => candidate.tag === tag);
+    assert.ok(element?.removed, `(${tag.toString(16)}) is removed`);
+    assert.equal(element?.replacement, undefined, `(${tag.toString(16)}) is not given a dummy`);
+  }
+});
