@@ -548,14 +548,15 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       if (!find) return { status: Status.UnrecognizedOperation, errorComment: 'C-FIND is not served' };
       for await (const match of find(request, controller.signal)) {
         if (controller.signal.aborted || (this.phase !== 'established' && this.phase !== 'releasing')) break;
+        const { identifier, status } = Buffer.isBuffer(match) ? { identifier: match, status: Status.Pending } : match;
         const pending: DimseCommand = {
           commandField: CommandField.CFindRsp,
           messageIdBeingRespondedTo: messageId,
           affectedSopClassUid: request.sopClassUid,
           commandDataSetType: DATASET_PRESENT,
-          status: Status.Pending,
+          status,
         };
-        const pdus = [...encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength), ...encodePData(context.id, false, match, this.peerMaxPduLength)];
+        const pdus = [...encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength), ...encodePData(context.id, false, identifier, this.peerMaxPduLength)];
         if (this.streamingDataset) await this.streamingDataset;
         if (!this.socket.write(Buffer.concat(pdus))) await this.writable();
       }

@@ -51,6 +51,13 @@ export interface FindRequest {
   identifier: Buffer;
 }
 
+/** A C-FIND match with the pending status of its response (0xFF00, or 0xFF01 when keys of the
+ * request were not used for matching). */
+export interface FindMatch {
+  identifier: Buffer;
+  status: number;
+}
+
 /** A C-MOVE request (PS3.7 9.1.4): where to, and which instances (its identifier). */
 export interface MoveRequest extends FindRequest {
   moveDestination: string;
@@ -69,10 +76,11 @@ export interface ServiceHandlers {
   echo(association: AssociationInfo): DimseResult | Promise<DimseResult>;
   store(request: StoreRequest): DatasetSink;
   /**
-   * Answers a C-FIND: yields each match's identifier, encoded in the request's transfer syntax, and
-   * stops when `signal` aborts (C-CANCEL). Throwing DimseStatusError answers with that status.
+   * Answers a C-FIND: yields each match's identifier, encoded in the request's transfer syntax (alone:
+   * pending 0xFF00, or with the pending status to give it), and stops when `signal` aborts (C-CANCEL).
+   * Throwing DimseStatusError answers with that status.
    */
-  find?(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer>;
+  find?(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer | FindMatch>;
   /**
    * Performs a C-MOVE: yields the sub-operation counts as it goes (each becomes a pending response) and
    * returns the final result with the last counts; stops when `signal` aborts (C-CANCEL).

@@ -24,6 +24,8 @@ export const Status = {
   MistypedArgument: 0x0212,
   Cancel: 0xfe00,
   Pending: 0xff00,
+  /** C-FIND pending: one or more optional keys were not supported for matching (PS3.4 C.4.1.1.4). */
+  PendingOptionalKeysUnsupported: 0xff01,
 } as const;
 
 /** The outcome of one DIMSE operation, as it goes into the response's command set. */

@@ -11,10 +11,11 @@ import type { Db } from '../db/database.js';
 import { decodeText, parseSpecificCharacterSet } from '../dicom/charset.js';
 import { encodeTextDataset, type TextElement } from '../dicom/dataset-encoder.js';
 import { BufferSource, parseDataset, type ElementNode } from '../dicom/dataset-tree.js';
+import { tagText } from '../dicom/header-scanner.js';
 import { vrOf } from '../dicom/dictionary.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
-import type { FindRequest } from '../dimse/services.js';
-import { DimseStatusError } from '../dimse/status.js';
+import type { FindMatch, FindRequest } from '../dimse/services.js';
+import { DimseStatusError, Status } from '../dimse/status.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
 import { FROM_BY_LEVEL, inView, keysAt, LEVELS, MODEL_OF_SOP_CLASS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type View } from './keys.js';
@@ -57,6 +58,9 @@ export interface ParsedQuery {
   /** The keys asked for, in the identifier's order: known ones with their column. */
   returnKeys: Array<{ tag: number; key?: KeyColumn & { keyword: string } }>;
   conditions: ColumnCondition[];
+  /** Keys that carry a value Gantry does not match on (an attribute it does not index, a sequence
+   * item's keys): every response then says 0xFF01, so the caller knows its filter was not applied. */
+  unmatchedKeys: number[];
   /** The identifier names the unique key of its level with a value (a retrieve must). */
   uniqueKeyGiven: boolean;
 }
@@ -65,7 +69,7 @@ export class FindService {
   constructor(private readonly options: FindServiceOptions) {}
 
   /** The find handler of the DIMSE layer (services.ts). */
-  async *find(request: FindRequest, signal: AbortSignal): AsyncIterable<Buffer> {
+  async *find(request: FindRequest, signal: AbortSignal): AsyncIterable<FindMatch> {
     const view = this.options.viewFor(request.association.callingAeTitle, request.association.remoteAddress);
     if (!view) throw new DimseStatusError(NotAuthorized, 'this calling AE title may not query (query.sourceCallers, query.researchCallers)');
     let sent = 0;
@@ -73,8 +77,11 @@ export class FindService {
     let query: ParsedQuery | undefined;
     try {
       query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
-      for (const match of this.matches(query, view, request, signal)) {
-        yield match;
+      // PS3.4 C.4.1.1.4: 0xFF01 when optional keys were not supported for matching.
+      const pending = query.unmatchedKeys.length > 0 ? Status.PendingOptionalKeysUnsupported : Status.Pending;
+      if (pending !== Status.Pending) this.options.log.info({ keys: query.unmatchedKeys.map(tagText) }, 'C-FIND keys not used for matching: answered 0xFF01');
+      for (const identifier of this.matches(query, view, request, signal)) {
+        yield { identifier, status: pending };
         sent += 1;
       }
       if (signal.aborted) status = 0xfe00;
@@ -161,11 +168,16 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
   requireHierarchy(model, level, elements, charsets);
   const returnKeys: ParsedQuery['returnKeys'] = [];
   const conditions: ColumnCondition[] = [];
+  const unmatchedKeys: number[] = [];
   for (const element of elements) {
     if (element.tag === TAG.SpecificCharacterSet || element.tag === TAG.QueryRetrieveLevel) continue;
     const key = keys.get(element.tag);
     returnKeys.push(key ? { tag: element.tag, key } : { tag: element.tag });
-    if (!key || element.items) continue;
+    if (!key || element.items) {
+      // Sequence matching (C.2.2.2.6) and attributes outside the index are not supported.
+      if (carriesValue(element)) unmatchedKeys.push(element.tag);
+      continue;
+    }
     const value = key.vr === 'US' ? unsignedShortsText(element.value) : (textOf(elements, element.tag, charsets, key.vr === 'PN') ?? '');
     try {
       const condition =
@@ -181,7 +193,13 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
     }
   }
   const unique = textOf(elements, UNIQUE_KEY[level], charsets);
-  return { model, level, returnKeys, conditions, uniqueKeyGiven: unique !== undefined && unique.trim() !== '' && !/[*?]/.test(unique) };
+  return { model, level, returnKeys, conditions, unmatchedKeys, uniqueKeyGiven: unique !== undefined && unique.trim() !== '' && !/[*?]/.test(unique) };
+}
+
+/** A key with a value to match (padding aside), or a sequence with such a key in an item. */
+function carriesValue(element: ElementNode): boolean {
+  if (element.items) return element.items.some((item) => item.elements.some(carriesValue));
+  return element.value !== undefined && /[^\0 ]/.test(element.value.toString('latin1'));
 }
 
 /** PS3.4 C.4.1.2.1: a hierarchical search names the unique key of every level above the one asked. */

@@ -107,6 +107,16 @@ test('C-FIND on the index: matching types, levels, models, charset and callers',
   assert.deepEqual(uids((await study(['StudyDate=20240101-20240301'])).answers), [STUDIES[0]?.uid, STUDIES[1]?.uid].sort(), 'date range');
   assert.deepEqual(uids((await study(['StudyDate=-20231231'])).answers), [STUDIES[3]?.uid], 'open date range');
   assert.equal((await study(['StudyDate'])).answers.length, 4, 'universal matching');
+  // Keys Gantry does not match on say so (PS3.4 C.4.1.1.4, 0xFF01): before, the answers said 0xFF00
+  // and the caller took a superset for its filter (found in a review).
+  const unindexed = await study(['PatientAge=045Y']);
+  assert.equal(unindexed.answers.length, 4, 'an attribute outside the index is not matched');
+  assert.match(unindexed.output, /Pending: WarningUnsupportedOptionalKeys/);
+  const sequence = await study(['ProcedureCodeSequence[0].CodeValue=XYZ']);
+  assert.match(sequence.output, /Pending: WarningUnsupportedOptionalKeys/, 'sequence matching is not supported');
+  const returnOnly = await study(['PatientAge', 'ProcedureCodeSequence[0].CodeValue']);
+  assert.doesNotMatch(returnOnly.output, /WarningUnsupportedOptionalKeys/, 'keys asked without a value are only returned');
+  assert.match(returnOnly.output, /Find Response 1 \(Pending\)/);
   const mr = await study(['ModalitiesInStudy=MR', 'NumberOfStudyRelatedInstances']);
   assert.deepEqual(uids(mr.answers), [STUDIES[1]?.uid, STUDIES[3]?.uid].sort(), 'ModalitiesInStudy');
   assert.ok(mr.answers.every((answer) => answer['0008,0061'] === 'MR' && answer['0020,1208'] === '2'));
