@@ -63,6 +63,13 @@ export function queueRetry(loaded: LoadedConfig, options: { destination?: string
 }
 
 export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queued', destination: string | undefined): { deleted: number; forwarded: number } {
+  // Queued items of a destination still configured are deliveries under way: dropping them would let
+  // retention delete originals that destination never confirmed (found in a review).
+  if (state === 'queued' && loaded.config.forward.destinations.some((configured) => configured.name === destination)) {
+    throw new Error(
+      `--state queued: ${destination} is in forward.destinations of ${loaded.source}; only the queue of a destination removed from the config is purged (remove it, or let it be sent)`,
+    );
+  }
   return withOutbox(loaded, (outbox) => outbox.purge(state, destination));
 }
 

@@ -1,8 +1,9 @@
 /** The gantry command as an operator runs it. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { openDatabase } from '../../src/db/database.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
@@ -92,4 +93,22 @@ test('a reader that closes the pipe early does not crash the command', async () 
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
   assert.equal(stderr, '', 'no stack trace');
   assert.equal(code, 0);
+});
+
+test('gantry queue purge refuses the queued items of a destination still configured: retention would delete originals it never confirmed', async () => {
+  // Found in a review: the help said "of a destination removed from the config", and nothing checked it.
+  const dir = scratchDir('cli-purge');
+  const config = join(dir, 'gantry.yaml');
+  writeFileSync(
+    config,
+    `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests\nforward:\n  destinations:\n    - { name: research, aeTitle: RESEARCH, host: 127.0.0.1, port: 4242 }\n`,
+  );
+  mkdirSync(join(dir, 'data'));
+  openDatabase(join(dir, 'data', 'index.sqlite')).close();
+  const configured = await run(process.execPath, [GANTRY_CLI, 'queue', 'purge', '--config', config, '--state', 'queued', '--destination', 'research']);
+  assert.notEqual(configured.code, 0);
+  assert.match(configured.stderr, /research is in forward\.destinations .*only the queue of a destination removed from the config is purged/);
+  const removed = await run(process.execPath, [GANTRY_CLI, 'queue', 'purge', '--config', config, '--state', 'queued', '--destination', 'old-pacs']);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.match(removed.stdout, /deleted 0 queued item\(s\)/);
 });

@@ -126,3 +126,9 @@ test('a source caller without a host is refused, saying why and what to write', 
   const both = problemsOf('query:\n  sourceCallers: [HOSPITAL@10.0.0.5]\n  researchCallers: [HOSPITAL]\n');
   assert.ok(both.some((p) => p.includes('in both query.sourceCallers and query.researchCallers')), both.join('\n'));
 });
+
+test('a timeout longer than Node.js can time is refused, not run as an immediate one', () => {
+  // Found in a review: idleTimeoutSeconds 3,000,000 validated, and every association was aborted at once.
+  assert.deepEqual(problemsOf('dicom: { idleTimeoutSeconds: 3000000 }'), ['dicom.idleTimeoutSeconds: 3000000 is not allowed; at most 2147483']);
+  assert.equal(parseConfigText('dicom: { idleTimeoutSeconds: 2147483 }', 'max.yaml', {}).dicom.idleTimeoutSeconds, 2147483);
+});
