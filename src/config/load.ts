@@ -51,9 +51,13 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
     throw new ConfigError(source, [`not valid YAML${where}: ${(error as Error).message.split('\n')[0]}`]);
   }
   const problems: string[] = [];
-  const resolved = resolveEnvironment(raw, [], env, problems);
+  const scalars: ReadScalar[] = [];
+  const resolved = resolveEnvironment(raw, [], env, problems, scalars);
   if (problems.length > 0) throw new ConfigError(source, problems);
-  const result = configSchema.safeParse(resolved);
+  let result = configSchema.safeParse(resolved);
+  // A reference read as a number or a boolean where the key takes text stays the text it was: an AE
+  // title or a secret of digits (found in a review: `aeTitle: "${AE}"` with AE=1234 was refused).
+  if (!result.success && restoreText(resolved, result.error.issues, scalars)) result = configSchema.safeParse(resolved);
   if (!result.success) throw new ConfigError(source, result.error.issues.map((issue) => describeIssue(issue, resolved)));
   const config = result.data;
   const level = env.GANTRY_LOG_LEVEL;
@@ -70,9 +74,15 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
 
 const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
 
+/** A value that was one whole ${NAME} reference and was read as a number or a boolean. */
+interface ReadScalar {
+  path: string[];
+  text: string;
+}
+
 /** Replaces ${NAME} references in every string value. A value that is one whole reference is read as
- * a YAML scalar, so `port: ${DICOM_PORT}` gives a number. */
-function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: string[]): unknown {
+ * a YAML scalar, so `port: ${DICOM_PORT}` gives a number (noted in `scalars`, see restoreText). */
+function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: string[], scalars: ReadScalar[]): unknown {
   if (typeof value === 'string') {
     let whole = false;
     const replaced = value.replace(REFERENCE, (match, name: string, fallback: string | undefined) => {
@@ -86,18 +96,36 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
     if (!whole) return replaced;
     try {
       const scalar: unknown = parseYaml(replaced);
-      return typeof scalar === 'number' || typeof scalar === 'boolean' ? scalar : replaced;
+      if (typeof scalar !== 'number' && typeof scalar !== 'boolean') return replaced;
+      scalars.push({ path, text: replaced });
+      return scalar;
     } catch {
       return replaced;
     }
   }
-  if (Array.isArray(value)) return value.map((item, index) => resolveEnvironment(item, [...path, String(index)], env, problems));
+  if (Array.isArray(value)) return value.map((item, index) => resolveEnvironment(item, [...path, String(index)], env, problems, scalars));
   if (value !== null && typeof value === 'object') {
     return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, resolveEnvironment(item, [...path, key], env, problems)]),
+      Object.entries(value).map(([key, item]) => [key, resolveEnvironment(item, [...path, key], env, problems, scalars)]),
     );
   }
   return value;
+}
+
+/** Puts back the text of each scalar the schema wanted as a string; true when one was. */
+function restoreText(resolved: unknown, issues: readonly z.core.$ZodIssue[], scalars: readonly ReadScalar[]): boolean {
+  let restored = false;
+  for (const issue of issues) {
+    if (issue.code !== 'invalid_type' || issue.expected !== 'string') continue;
+    const key = keyOf(issue.path);
+    const scalar = scalars.find((candidate) => keyOf(candidate.path) === key);
+    const parent = valueAt(resolved, issue.path.slice(0, -1));
+    const last = issue.path.at(-1);
+    if (!scalar || last === undefined || parent === null || typeof parent !== 'object') continue;
+    (parent as Record<PropertyKey, unknown>)[last] = scalar.text;
+    restored = true;
+  }
+  return restored;
 }
 
 function keyOf(path: ReadonlyArray<PropertyKey>): string {

@@ -132,3 +132,12 @@ test('a timeout longer than Node.js can time is refused, not run as an immediate
   assert.deepEqual(problemsOf('dicom: { idleTimeoutSeconds: 3000000 }'), ['dicom.idleTimeoutSeconds: 3000000 is not allowed; at most 2147483']);
   assert.equal(parseConfigText('dicom: { idleTimeoutSeconds: 2147483 }', 'max.yaml', {}).dicom.idleTimeoutSeconds, 2147483);
 });
+
+test('a whole ${NAME} reference of digits stays text where the key takes text, and a number where it takes one', () => {
+  // Found in a review: an AE title or a secret of digits from the environment was refused as a number.
+  const config = parseConfigText('dicom:\n  aeTitle: "${AE}"\n  port: ${PORT}\ndeid:\n  secret: ${SECRET}\n', 'env.yaml', { AE: '1234', PORT: '4242', SECRET: '12345678901234567890' });
+  assert.equal(config.dicom.aeTitle, '1234');
+  assert.equal(config.dicom.port, 4242);
+  assert.equal(config.deid.secret, '12345678901234567890');
+  assert.deepEqual(problemsOf('dicom:\n  port: ${PORT}\n', { PORT: 'abc' }), ['dicom.port: "abc" is not allowed; expected number']);
+});
