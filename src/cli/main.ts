@@ -21,6 +21,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { stringify } from 'yaml';
 import { ConfigError, loadConfigFile } from '../config/load.js';
+import { retentionText } from '../config/schema.js';
 import { createLogger } from '../observability/logger.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -377,7 +378,9 @@ configCommand
   .action((options: { config?: string }) => {
     const { config } = loadConfigFile(options.config);
     if (config.deid.secret !== undefined) config.deid.secret = '(hidden)';
-    process.stdout.write(stringify(config));
+    // Retentions are held in milliseconds; printed as days they were read as 86 million days.
+    const storage = { ...config.storage, retainOriginals: retentionText(config.storage.retainOriginals), retainDeidentified: retentionText(config.storage.retainDeidentified) };
+    process.stdout.write(stringify({ ...config, storage }));
   });
 
 program.parseAsync(process.argv).catch((error: unknown) => {

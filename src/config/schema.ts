@@ -67,6 +67,14 @@ export function defaultDeidWorkers(cpus = availableParallelism()): number {
 const DAY_MS = 86_400_000;
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: DAY_MS } as const;
 
+/** A retention in milliseconds written back as the config takes it ("7d", "36h"; 0 forever), so that
+ * what `gantry config show` prints means the same when pasted into a config. */
+export function retentionText(ms: number): number | string {
+  if (ms === 0) return 0;
+  const unit = (['d', 'h', 'm', 's'] as const).find((candidate) => ms % UNIT_MS[candidate] === 0) ?? 's';
+  return `${ms / UNIT_MS[unit]}${unit}`;
+}
+
 /** Which instances a destination, rule or profile applies to; every part given must hold. */
 const condition = z
   .object({

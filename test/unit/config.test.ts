@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { ConfigError, EMBEDDED_CONFIG_PATH, loadConfigFile, parseConfigText } from '../../src/config/load.js';
-import { configSchema, defaultDeidWorkers } from '../../src/config/schema.js';
+import { configSchema, defaultDeidWorkers, retentionText } from '../../src/config/schema.js';
 
 function problemsOf(text: string, env: NodeJS.ProcessEnv = {}): string[] {
   try {
@@ -140,4 +140,15 @@ test('a whole ${NAME} reference of digits stays text where the key takes text, a
   assert.equal(config.dicom.port, 4242);
   assert.equal(config.deid.secret, '12345678901234567890');
   assert.deepEqual(problemsOf('dicom:\n  port: ${PORT}\n', { PORT: 'abc' }), ['dicom.port: "abc" is not allowed; expected number']);
+});
+
+test('a retention is written back as the config takes it, so config show means what it says', () => {
+  // Found in a review: config show printed retainOriginals: 86400000, which a config reads as days.
+  for (const written of [1, '36h', '90m', '45s', 0, 0.5]) {
+    const config = parseConfigText(`storage: { retainOriginals: ${JSON.stringify(written)} }`, 'r.yaml', {});
+    const text = retentionText(config.storage.retainOriginals);
+    const again = parseConfigText(`storage: { retainOriginals: ${JSON.stringify(text)} }`, 'again.yaml', {});
+    assert.equal(again.storage.retainOriginals, config.storage.retainOriginals, `${written} → ${text}`);
+  }
+  assert.equal(retentionText(parseConfigText('storage: { retainOriginals: 7 }', 'r.yaml', {}).storage.retainOriginals), '7d');
 });
