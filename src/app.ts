@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { Piscina } from 'piscina';
 import { ConfigError, type LoadedConfig } from './config/load.js';
 import { callerEntryParts, type GantryConfig } from './config/schema.js';
-import { resolveDeidSecret } from './config/secret.js';
+import { requireOperatorSecret, resolveDeidSecret } from './config/secret.js';
 import { compileProfiles } from './deid/decide.js';
 import { Pseudonymizer } from './deid/pseudonyms.js';
 import { baseSettingsFromConfig, profilesFromConfig } from './deid/settings.js';
@@ -65,9 +65,11 @@ interface AllowedCaller {
 
 export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<RunningGantry> {
   let config = loaded.config;
+  // Every problem of the config at once, before storage is touched.
+  const checked = checkConfigForStart(loaded);
   let callers = await resolveCallers(config.dicom.allowedCallers, 'dicom.allowedCallers', log);
   let sources = await resolveCallers(config.query.sourceCallers, 'query.sourceCallers', log);
-  let destinations = routeDestinationsOf(loaded);
+  let destinations = checked.destinations;
   let knownCallers = knownCallersOf(config);
   const storagePath = resolve(config.storage.path);
   await mkdir(storagePath, { recursive: true });
@@ -86,7 +88,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   const secret = resolveDeidSecret(loaded, storagePath, log);
   // Checked here, where a bad secret is a start-up error, not in every worker thread.
   new Pseudonymizer(secret);
-  let deidSettings = deidSettingsOf(loaded);
+  let deidSettings = checked.deidSettings;
   const metrics = new GantryMetrics(
     (callingAeTitle) => (knownCallers.has(callingAeTitle) ? callingAeTitle : 'other'),
     (metric, error) => log.warn({ metric, err: error.message }, 'a metric could not be read; it keeps its last value'),
@@ -291,8 +293,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     async reload(nextLoaded: LoadedConfig): Promise<string[]> {
       const next = nextLoaded.config;
       const restartNeeded = RESTART_KEYS.filter(([key, read]) => read(next) !== read(config)).map(([key]) => key);
-      const nextDeid = deidSettingsOf(nextLoaded);
-      const nextDestinations = routeDestinationsOf(nextLoaded);
+      const { deidSettings: nextDeid, destinations: nextDestinations } = checkConfigForStart(nextLoaded);
       callers = await resolveCallers(next.dicom.allowedCallers, 'dicom.allowedCallers', log);
       sources = await resolveCallers(next.query.sourceCallers, 'query.sourceCallers', log);
       knownCallers = knownCallersOf(next);
@@ -361,6 +362,30 @@ const RESTART_KEYS: ReadonlyArray<readonly [string, (config: GantryConfig) => un
   ['http.host', (c) => c.http.host],
   ['http.port', (c) => c.http.port],
 ];
+
+/**
+ * What start-up checks in a config beyond its schema, every problem at once: the secret an operator
+ * config must name, the de-identification settings (rules, profiles, zones, certificate) and the
+ * routes. `gantry config check` and a reload run it too, so that a config they accept starts (found in
+ * a review: check said "valid" to a config without deid.secret, which then did not start, and start
+ * reported one problem per run).
+ */
+export function checkConfigForStart(loaded: LoadedConfig): { deidSettings: DeidSchedulerSettings; destinations: RouteDestination[] } {
+  const problems: string[] = [];
+  const attempt = <T>(make: () => T): T | undefined => {
+    try {
+      return make();
+    } catch (error) {
+      problems.push(...(error instanceof ConfigError ? error.problems : [(error as Error).message]));
+      return undefined;
+    }
+  };
+  attempt(() => requireOperatorSecret(loaded));
+  const deidSettings = attempt(() => deidSettingsOf(loaded));
+  const destinations = attempt(() => routeDestinationsOf(loaded));
+  if (problems.length > 0 || deidSettings === undefined || destinations === undefined) throw new ConfigError(loaded.source, problems);
+  return { deidSettings, destinations };
+}
 
 /**
  * The de-identification settings of a config, made once (the certificate is read once): a rule that

@@ -367,8 +367,11 @@ configCommand
   .command('check')
   .description('validate a config file and exit 0 if it is valid')
   .option('-c, --config <file>', 'YAML config file')
-  .action((options: { config?: string }) => {
+  .action(async (options: { config?: string }) => {
     const loaded = loadConfigFile(options.config);
+    // What start-up checks beyond the schema (secret, rules, zones, certificate, routes), all at once.
+    const { checkConfigForStart } = await import('../app.js');
+    checkConfigForStart(loaded);
     process.stdout.write(`${loaded.source}: valid\n`);
   });
 configCommand

@@ -14,14 +14,18 @@ import { ConfigError, type LoadedConfig } from './load.js';
 
 export const GENERATED_SECRET_FILE = 'deid-secret';
 
+/** An operator's config names its secret (only the embedded config may go without). */
+export function requireOperatorSecret(loaded: LoadedConfig): void {
+  if (loaded.config.deid.secret !== undefined || loaded.embedded) return;
+  throw new ConfigError(loaded.source, [
+    'deid.secret: is required; name it in the config, best from the environment: deid.secret: ${GANTRY_SECRET} (at least 16 characters)',
+  ]);
+}
+
 export function resolveDeidSecret(loaded: LoadedConfig, storagePath: string, log: Logger): string {
+  requireOperatorSecret(loaded);
   const configured = loaded.config.deid.secret;
   if (configured !== undefined) return configured;
-  if (!loaded.embedded) {
-    throw new ConfigError(loaded.source, [
-      'deid.secret: is required; name it in the config, best from the environment: deid.secret: ${GANTRY_SECRET} (at least 16 characters)',
-    ]);
-  }
   const file = join(storagePath, GENERATED_SECRET_FILE);
   try {
     const secret = readFileSync(file, 'utf8').trim();

@@ -108,7 +108,11 @@ export function compileCondition(condition: ConditionConfig | undefined): Compil
     attributes: Object.entries(condition.attributes ?? {}).map(([reference, expected]) => {
       const { tag } = resolveAttribute(reference);
       if (tag === undefined) throw new RuleError(`a condition names a private attribute ${reference}; name a standard one`);
-      return { tag, test: valueTest(expected) };
+      try {
+        return { tag, test: valueTest(expected) };
+      } catch (error) {
+        throw new RuleError(`when.attributes.${reference}: ${(error as Error).message}`);
+      }
     }),
   };
 }
@@ -118,7 +122,12 @@ export function valueTest(expected: string | number): (value: string | undefined
   if (typeof expected === 'number') return (value) => value !== undefined && Number(value) === expected;
   const regex = /^\/(.*)\/([a-z]*)$/s.exec(expected);
   if (regex) {
-    const pattern = new RegExp(regex[1] as string, regex[2]);
+    let pattern: RegExp;
+    try {
+      pattern = new RegExp(regex[1] as string, regex[2]);
+    } catch (error) {
+      throw new RuleError(`${expected} is not a regular expression JavaScript reads (${(error as Error).message.replace(/^Invalid regular expression: /, '')})`);
+    }
     return (value) => value !== undefined && pattern.test(value);
   }
   return (value) => value !== undefined && value === expected;
@@ -149,7 +158,12 @@ export function compileProfile(profile: ProfileConfig): CompiledProfile {
       throw new RuleError(`profile ${profile.name}, rule ${index + 1}: ${(error as Error).message}`);
     }
   });
-  const when = compileCondition(profile.when);
+  let when;
+  try {
+    when = compileCondition(profile.when);
+  } catch (error) {
+    throw new RuleError(`profile ${profile.name}: ${(error as Error).message}`);
+  }
   return { name: profile.name, options: new Set(profile.options), cleanPixelData: profile.cleanPixelData ?? false, attributeRules, instanceRules, ...(when ? { when } : {}) };
 }
 

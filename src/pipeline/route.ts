@@ -34,7 +34,12 @@ export function routeDestinations(destinations: readonly DestinationConfig[]): R
         );
       }
     }
-    const when = compileCondition(destination.when);
+    let when;
+    try {
+      when = compileCondition(destination.when);
+    } catch (error) {
+      throw new Error(`forward.destinations[${index}].${(error as Error).message}`);
+    }
     return { name: destination.name, ...(when ? { when } : {}) };
   });
 }

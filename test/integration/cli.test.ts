@@ -1,7 +1,7 @@
 /** The gantry command as an operator runs it. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/db/database.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -82,6 +82,27 @@ test('gantry config check names every bad key', async (t) => {
   assert.equal(result.code, 2);
   assert.match(result.stderr, /dicom\.port: 70000 is not allowed; at most 65535/);
   assert.match(result.stderr, /dicom: unknown key "aetitle"/);
+});
+
+test('gantry config check finds what start-up would refuse, every problem at once', async () => {
+  // Found in a review: check said "valid" to a config without deid.secret, which then did not start,
+  // and start reported one problem per run.
+  const dir = scratchDir('cli');
+  const config = join(dir, 'starts-not.yaml');
+  writeFileSync(
+    config,
+    `storage: { path: ${join(dir, 'data')} }\nforward:\n  destinations:\n    - { name: r, aeTitle: R, host: 127.0.0.1, port: 4242, when: { attributes: { Modality: "/[/" } } }\n` +
+      'deid:\n  rules:\n    - { action: pass, when: { attributes: { NoSuchKeyword: CT } } }\n',
+  );
+  const checked = await run(process.execPath, [GANTRY_CLI, 'config', 'check', '--config', config]);
+  assert.equal(checked.code, 2, checked.stdout);
+  assert.match(checked.stderr, /deid\.secret: is required/);
+  assert.match(checked.stderr, /profile default, rule 1: "NoSuchKeyword" is neither a DICOM keyword/);
+  assert.match(checked.stderr, /forward\.destinations\[0\]\.when\.attributes\.Modality: \/\[\/ is not a regular expression/);
+  const served = await run(process.execPath, [GANTRY_CLI, 'serve', '--config', config], { timeoutMs: 30_000 });
+  assert.equal(served.code, 2);
+  assert.equal(served.stderr, checked.stderr, 'serve refuses it with the same problems');
+  assert.equal(existsSync(join(dir, 'data')), false, 'before storage is touched');
 });
 
 test('a reader that closes the pipe early does not crash the command', async () => {
