@@ -53,19 +53,37 @@ function uidCondition(column: string, value: string): ColumnCondition {
 }
 
 function singleValue(column: string, vr: string, value: string): ColumnCondition {
-  if (vr === 'PN') return { sql: `${column} = ? COLLATE NOCASE`, params: [value] };
+  if (vr === 'PN') return { sql: `${personName(column)} = ? COLLATE NOCASE`, params: [withoutEmptyTrailingComponents(value)] };
   // Numbers match as numbers ("007" matches 7; PS3.4 C.2.2.2.1 leaves IS matching to the SCP), also
   // against computed counts, which have no column affinity.
   if ((vr === 'IS' || vr === 'US') && /^[+-]?\d+$/.test(value)) return { sql: `${column} = CAST(? AS INTEGER)`, params: [value] };
   return { sql: `${column} = ?`, params: [value] };
 }
 
+/**
+ * PS3.5 6.2.1.1: trailing empty components of a person name, and their "^", may be left out: "Doe^John^^"
+ * and "Doe^John" are one name (found in a review: neither matched the other). The key drops them from
+ * each component group; the stored value, as the sender wrote it, is compared without its trailing "^"
+ * (which covers a name of one component group, the usual case).
+ */
+function withoutEmptyTrailingComponents(name: string): string {
+  return name
+    .split('=')
+    .map((group) => group.replace(/\^+$/, ''))
+    .join('=')
+    .replace(/=+$/, '');
+}
+
+function personName(column: string): string {
+  return `rtrim(${column}, '^')`;
+}
+
 /** C.2.2.2.4: "*" any run of characters, "?" any one character. GLOB is case-sensitive; PN uses
  * LIKE, which SQLite compares without case for ASCII letters. */
 function wildcard(column: string, vr: string, value: string): ColumnCondition {
   if (vr === 'PN') {
-    const pattern = value.replace(/[\\%_]/g, (character) => `\\${character}`).replace(/\*/g, '%').replace(/\?/g, '_');
-    return { sql: `${column} LIKE ? ESCAPE '\\'`, params: [pattern] };
+    const pattern = withoutEmptyTrailingComponents(value).replace(/[\\%_]/g, (character) => `\\${character}`).replace(/\*/g, '%').replace(/\?/g, '_');
+    return { sql: `${personName(column)} LIKE ? ESCAPE '\\'`, params: [pattern] };
   }
   // GLOB knows [...] too: a literal "[" must not open a character class.
   const pattern = value.replace(/\[/g, '[[]');

@@ -69,3 +69,20 @@ test('empty value matching: "" matches an empty or absent value', () => {
   assert.deepEqual(matching('date', 'DA', '""'), ['Smith_Ann']);
   assert.deepEqual(matching('desc', 'LO', '""'), ['Smith_Ann']);
 });
+
+test('a person name matches without its empty trailing components (PS3.5 6.2.1.1: "Doe^John^^" is "Doe^John")', () => {
+  // Found in a review: neither form matched the other.
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE p (name TEXT)');
+  for (const name of ['Doe^John^^', 'Roe^Jane', 'Poe^Edgar^^^Mr']) db.prepare('INSERT INTO p VALUES (?)').run(name);
+  const names = (value: string) => {
+    const condition = matchCondition('name', 'PN', value);
+    return (db.prepare(`SELECT name FROM p WHERE ${condition?.sql ?? '1'} ORDER BY rowid`).all(...(condition?.params ?? [])) as Array<{ name: string }>).map((row) => row.name);
+  };
+  assert.deepEqual(names('Doe^John'), ['Doe^John^^']);
+  assert.deepEqual(names('Roe^Jane^'), ['Roe^Jane']);
+  assert.deepEqual(names('roe^jane^^='), ['Roe^Jane'], 'an empty trailing component group too');
+  assert.deepEqual(names('*^John'), ['Doe^John^^'], 'wild card');
+  assert.deepEqual(names('Poe^Edgar'), [], 'a component that is not empty still counts');
+  db.close();
+});
