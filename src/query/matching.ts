@@ -92,6 +92,7 @@ function wildcard(column: string, vr: string, value: string): ColumnCondition {
 
 function dateTimeCondition(column: string, vr: string, value: string): ColumnCondition {
   checkForm(vr, value);
+  if (vr === 'TM') return timeCondition(column, value);
   const dash = rangeDash(vr, value);
   if (dash < 0) {
     // A single date is exact; a time or date-time stands for every value it is a prefix of
@@ -114,6 +115,44 @@ function dateTimeCondition(column: string, vr: string, value: string): ColumnCon
     params.push(vr === 'DA' ? high : `${high}\u{10FFFF}`);
   }
   return { sql: `(${column} IS NOT NULL AND ${column} != '' AND ${parts.join(' AND ')})`, params };
+}
+
+/**
+ * TM single values and ranges, compared at one precision: stored value and key as HHMMSS.ffffff, a low
+ * bound and a stored value padded with zeros, a high bound with nines, so that a bound covers every
+ * value it is a prefix of and a stored 101112 is the instant 101112.000 (found in a review: the range
+ * "101112.000-" left out a stored 101112). A single value is the range of the values it stands for.
+ */
+function timeCondition(column: string, value: string): ColumnCondition {
+  const dash = value.indexOf('-');
+  const low = dash < 0 ? value : value.slice(0, dash);
+  const high = dash < 0 ? value : value.slice(dash + 1);
+  if (low === '' && high === '') throw new MatchingError('"-" alone is not a range');
+  const stored = fullPrecisionTime(column);
+  const parts: string[] = [];
+  const params: string[] = [];
+  if (low !== '') {
+    parts.push(`${stored} >= ?`);
+    params.push(paddedTime(low, '0'));
+  }
+  if (high !== '') {
+    parts.push(`${stored} <= ?`);
+    params.push(paddedTime(high, '9'));
+  }
+  return { sql: `(${column} IS NOT NULL AND ${column} != '' AND ${parts.join(' AND ')})`, params };
+}
+
+/** A TM value as HHMMSS.ffffff, its missing digits `fill`. */
+function paddedTime(time: string, fill: '0' | '9'): string {
+  const [main = '', fraction = ''] = time.split('.');
+  return `${main.padEnd(6, fill)}.${fraction.padEnd(6, fill)}`;
+}
+
+/** paddedTime(column, '0') in SQL. */
+function fullPrecisionTime(column: string): string {
+  return `(CASE WHEN instr(${column}, '.') > 0
+    THEN substr(substr(${column}, 1, instr(${column}, '.') - 1) || '000000', 1, 6) || '.' || substr(substr(${column}, instr(${column}, '.') + 1) || '000000', 1, 6)
+    ELSE substr(${column} || '000000', 1, 6) || '.000000' END)`;
 }
 
 /** Where the range's "-" is: a DT value can carry a UTC offset "-0500", which is not a range. */

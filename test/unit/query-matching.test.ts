@@ -86,3 +86,22 @@ test('a person name matches without its empty trailing components (PS3.5 6.2.1.1
   assert.deepEqual(names('Poe^Edgar'), [], 'a component that is not empty still counts');
   db.close();
 });
+
+test('TM keys and stored times are compared at one precision: a stored 101112 is the instant 101112.000', () => {
+  // Found in a review: "101112.000-" left out a stored 101112, and the single value 101112.000 too.
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE t (time TEXT)');
+  for (const time of ['101112', '101112.7', '1013', '0930', '']) db.prepare('INSERT INTO t VALUES (?)').run(time);
+  const times = (value: string) => {
+    const condition = matchCondition('time', 'TM', value);
+    return (db.prepare(`SELECT time FROM t WHERE ${condition?.sql ?? '1'} ORDER BY rowid`).all(...(condition?.params ?? [])) as Array<{ time: string }>).map((row) => row.time);
+  };
+  assert.deepEqual(times('101112.000'), ['101112']);
+  assert.deepEqual(times('101112'), ['101112', '101112.7'], 'a single value covers the finer values it is a prefix of');
+  assert.deepEqual(times('101112.000-'), ['101112', '101112.7', '1013']);
+  assert.deepEqual(times('101112.0-101112.5'), ['101112']);
+  assert.deepEqual(times('-101112.000'), ['101112', '0930']);
+  assert.deepEqual(times('1011-1012'), ['101112', '101112.7'], 'an upper bound covers its minute');
+  assert.deepEqual(times('0930'), ['0930']);
+  db.close();
+});
