@@ -72,9 +72,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   let destinations = checked.destinations;
   let knownCallers = knownCallersOf(config);
   const storagePath = resolve(config.storage.path);
-  await mkdir(storagePath, { recursive: true });
-
-  const { unclean } = await claimStorage(storagePath);
+  const { unclean } = await claimStoragePath(loaded, storagePath);
   const store = new ObjectStore(storagePath);
   const { staleIncoming } = await store.init();
   if (staleIncoming > 0) log.warn({ files: staleIncoming }, 'deleted incomplete incoming files from a previous run (none was acknowledged)');
@@ -362,6 +360,22 @@ const RESTART_KEYS: ReadonlyArray<readonly [string, (config: GantryConfig) => un
   ['http.host', (c) => c.http.host],
   ['http.port', (c) => c.http.port],
 ];
+
+/** Makes storage.path and claims it; a folder the node cannot make or write is a config problem,
+ * named by its key (found in a review: the bare "EACCES: permission denied, mkdir ..." left the
+ * operator to guess which key it was). */
+async function claimStoragePath(loaded: LoadedConfig, storagePath: string): Promise<{ unclean: boolean }> {
+  try {
+    await mkdir(storagePath, { recursive: true });
+    return await claimStorage(storagePath);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === undefined || !['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'ENOSPC'].includes(code)) throw error;
+    throw new ConfigError(loaded.source, [
+      `storage.path: ${storagePath} cannot be used (${code}: ${(error as Error).message.replace(/^[A-Z]+: /, '')}); name a folder this user may create and write, on a file system with room`,
+    ]);
+  }
+}
 
 /**
  * What start-up checks in a config beyond its schema, every problem at once: the secret an operator

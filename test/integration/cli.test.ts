@@ -133,3 +133,14 @@ test('gantry queue purge refuses the queued items of a destination still configu
   assert.equal(removed.code, 0, removed.stderr);
   assert.match(removed.stdout, /deleted 0 queued item\(s\)/);
 });
+
+test('a storage.path the node cannot make is refused with its key named', async () => {
+  // Found in a review: the bare "EACCES: permission denied, mkdir ..." did not say which key it was.
+  const dir = scratchDir('cli');
+  writeFileSync(join(dir, 'a-file'), '');
+  const config = join(dir, 'under-a-file.yaml');
+  writeFileSync(config, `storage: { path: ${join(dir, 'a-file', 'data')} }\ndeid: { secret: a secret of the cli tests }\n`);
+  const served = await run(process.execPath, [GANTRY_CLI, 'serve', '--config', config], { timeoutMs: 30_000 });
+  assert.equal(served.code, 2);
+  assert.match(served.stderr, /storage\.path: .*a-file\/data cannot be used \(ENOTDIR/);
+});
