@@ -132,6 +132,13 @@ const threads = (value: string) => {
   if (!Number.isInteger(count) || count < 1 || count > 64) throw new InvalidArgumentError('a whole number from 1 to 64');
   return count;
 };
+/** A count of at least `min` (a list's length, a frame number): "abc" is refused here, not by SQLite
+ * as a "datatype mismatch" after half a screen of output (found in a review). */
+const count = (min: number) => (value: string) => {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < min) throw new InvalidArgumentError(`a whole number of at least ${min}`);
+  return number;
+};
 
 program
   .command('import')
@@ -207,7 +214,7 @@ program
   .command('status')
   .description('one screen: node running and ready, instances by state, the outbox per destination, the latest failures')
   .option('-c, --config <file>', 'YAML config file')
-  .option('-n, --limit <n>', 'failures listed of each kind', (value) => Number.parseInt(value, 10), 10)
+  .option('-n, --limit <n>', 'failures listed of each kind', count(0), 10)
   .action(async (options: { config?: string; limit: number }) => {
     const { printStatus } = await import('./status.js');
     await printStatus(loadConfigFile(options.config), options, (line) => process.stdout.write(`${line}\n`));
@@ -220,7 +227,7 @@ queueCommand
   .option('-c, --config <file>', 'YAML config file')
   .option('-s, --state <state>', 'queued, sent or dead', 'dead')
   .option('-d, --destination <name>', 'one destination')
-  .option('-n, --limit <n>', 'items to list', (value) => Number.parseInt(value, 10), 50)
+  .option('-n, --limit <n>', 'items to list', count(1), 50)
   .action(async (options: { config?: string; state: string; destination?: string; limit: number }) => {
     if (!['queued', 'sent', 'dead'].includes(options.state)) throw new Error(`--state ${options.state}: expected queued, sent or dead`);
     const { queueList } = await import('./queue.js');
@@ -231,7 +238,7 @@ queueCommand
   .description('studies with instances in a state, newest first (operators; shows original Study Instance UIDs)')
   .option('-c, --config <file>', 'YAML config file')
   .requiredOption('-s, --state <state>', 'received, deidentified, quarantined, forwarded or failed')
-  .option('-n, --limit <n>', 'studies to list', (value) => Number.parseInt(value, 10), 100)
+  .option('-n, --limit <n>', 'studies to list', count(1), 100)
   .action(async (options: { config?: string; state: string; limit: number }) => {
     const states = ['received', 'deidentified', 'quarantined', 'forwarded', 'failed'];
     if (!states.includes(options.state)) throw new Error(`--state ${options.state}: expected ${states.join(', ')}`);
@@ -279,7 +286,7 @@ program
   .command('audit')
   .description('who queried original identities (source view), when, at what level, with how many results')
   .option('-c, --config <file>', 'YAML config file')
-  .option('-n, --limit <n>', 'entries to list, newest first', (value) => Number.parseInt(value, 10), 100)
+  .option('-n, --limit <n>', 'entries to list, newest first', count(1), 100)
   .action(async (options: { config?: string; limit: number }) => {
     const { auditList } = await import('./queue.js');
     auditList(loadConfigFile(options.config), options.limit, (line) => process.stdout.write(`${line}\n`));
@@ -291,7 +298,7 @@ quarantineCommand
   .description('held instances with their reasons (no patient data)')
   .option('-c, --config <file>', 'YAML config file')
   .option('--failed', 'failed instances too')
-  .option('-n, --limit <n>', 'instances to list', (value) => Number.parseInt(value, 10), 100)
+  .option('-n, --limit <n>', 'instances to list', count(1), 100)
   .action(async (options: { config?: string; failed?: boolean; limit: number }) => {
     const { quarantineList } = await import('./queue.js');
     quarantineList(loadConfigFile(options.config), { failed: options.failed ?? false, limit: options.limit }, (line) => process.stdout.write(`${line}\n`));
@@ -339,7 +346,7 @@ zonesCommand
   .description('render a frame as PNG with what its zone would blank tinted red, and name the zone')
   .option('-c, --config <file>', 'YAML config file (deid.pixelZones)')
   .option('-z, --zones <file>', 'a zones file to try instead of deid.pixelZones')
-  .option('-f, --frame <n>', 'the frame to render, from 1', (value) => Number.parseInt(value, 10), 1)
+  .option('-f, --frame <n>', 'the frame to render, from 1', count(1), 1)
   .requiredOption('-o, --out <png>', 'the PNG to write')
   .argument('<file>', 'a DICOM file')
   .action(async (file: string, options: { config?: string; zones?: string; frame: number; out: string }) => {

@@ -144,3 +144,11 @@ test('a storage.path the node cannot make is refused with its key named', async 
   assert.equal(served.code, 2);
   assert.match(served.stderr, /storage\.path: .*a-file\/data cannot be used \(ENOTDIR/);
 });
+
+test('a count that is not a number is refused as an argument', async () => {
+  // Found in a review: "queue ls -n abc" ended in SQLite's "datatype mismatch".
+  const listed = await run(process.execPath, [GANTRY_CLI, 'queue', 'ls', '-n', 'abc']);
+  assert.equal(listed.code, 1);
+  assert.match(listed.stderr, /argument 'abc' is invalid\. a whole number of at least 1/);
+  assert.doesNotMatch(listed.stderr, /datatype mismatch/);
+});
