@@ -22,7 +22,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { stringify } from 'yaml';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { retentionText } from '../config/schema.js';
-import { createLogger } from '../observability/logger.js';
+import { commandLogger, createLogger } from '../observability/logger.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -112,7 +112,7 @@ program
   .argument('<input...>', 'files or folders')
   .action(async (inputs: string[], options: { config?: string; out: string }) => {
     const loaded = loadConfigFile(options.config);
-    const log = createLogger(loaded.config.log.level);
+    const log = commandLogger(loaded.config.log.level);
     const [{ loadCodecs }, { runDeid }] = await Promise.all([import('../pixels/codecs.js'), import('./deid.js')]);
     await loadCodecs();
     const summary = runDeid(loaded, inputs, options.out, log);
@@ -204,7 +204,7 @@ program
   .argument('<studyInstanceUid>')
   .action(async (studyInstanceUid: string, options: { config?: string }) => {
     const loaded = loadConfigFile(options.config);
-    const log = createLogger(loaded.config.log.level);
+    const log = commandLogger(loaded.config.log.level);
     const { forwardStudy } = await import('./queue.js');
     const { queued, nodeRunning } = await forwardStudy(loaded, studyInstanceUid.trim(), log);
     process.stdout.write(`queued ${queued} item(s); ${nodeRunning ? 'the running Gantry sends them' : 'no Gantry runs on this storage: they are sent when it starts'}\n`);

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, openDatabase } from '../db/database.js';
 import { resolveDeidSecret } from '../config/secret.js';
-import { createLogger } from '../observability/logger.js';
+import { commandLogger } from '../observability/logger.js';
 import { exportWithConfig, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
 import { importFolders, type ImportSummary } from '../toolkit/import.js';
 import { Progress } from '../toolkit/progress.js';
@@ -89,7 +89,7 @@ export interface ExportCommandOptions {
 export async function runExport(loaded: LoadedConfig, options: ExportCommandOptions, print: (line: string) => void): Promise<ExportSummary> {
   const { db, storagePath } = openSessionIndex(loaded);
   try {
-    const secret = resolveDeidSecret(loaded, storagePath, createLogger(loaded.config.log.level));
+    const secret = resolveDeidSecret(loaded, storagePath, commandLogger(loaded.config.log.level));
     const summary = await exportWithConfig(db, loaded, secret, {
       out: options.out,
       selection: options.selection,

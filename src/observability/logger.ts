@@ -19,6 +19,12 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   );
 }
 
+/** The logger of a one-shot command (deid, forward, export): on stderr, so that the command's own
+ * output on stdout stays what it prints (found in a review: a JSON line among `gantry forward`'s). */
+export function commandLogger(level: string): Logger {
+  return createLogger(level, pino.destination({ dest: 2, sync: true }));
+}
+
 /** A logger that writes nothing, for tests and library use. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });

@@ -282,6 +282,8 @@ test('gantry forward sends a study before it is stable; retention deletes forwar
   const forwarded = await gantryCli(['forward', study, '--config', gantry.configPath]);
   assert.equal(forwarded.code, 0, forwarded.stderr);
   assert.match(forwarded.stdout, /queued 3 item\(s\); the running Gantry sends them/);
+  // Its output is what it prints; its log goes to stderr (found in a review: a JSON line among them).
+  assert.equal(forwarded.stdout, 'queued 3 item(s); the running Gantry sends them\n');
   await waitUntil('the study sent', 30_000, () => outboxRows(gantry.storagePath).filter((row) => row.state === 'sent').length === 3);
   await sleep(1500);
   assert.equal(outboxRows(gantry.storagePath).length, 3, 'the other study, not stable, waits');
