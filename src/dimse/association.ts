@@ -771,7 +771,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     const response: DimseCommand = {
       commandField: responseField,
       messageIdBeingRespondedTo: request.messageId ?? 0,
-      commandDataSetType: NO_DATASET,
+      commandDataSetType: result.identifier ? DATASET_PRESENT : NO_DATASET,
       status: result.status,
     };
     if (affectedSopClassUid === undefined) response.affectedSopClassUid = context.abstractSyntax;
@@ -781,6 +781,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (result.offendingElements) response.offendingElements = result.offendingElements;
     if (result.suboperations) Object.assign(response, countFields(result.suboperations));
     const pdus = encodePData(context.id, true, encodeCommand(response), this.peerMaxPduLength);
+    if (result.identifier) pdus.push(...encodePData(context.id, false, result.identifier, this.peerMaxPduLength));
     this.writeMessage(pdus.length === 1 ? (pdus[0] as Buffer) : Buffer.concat(pdus));
     return true;
   }

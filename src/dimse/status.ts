@@ -35,6 +35,9 @@ export interface DimseResult {
   offendingElements?: number[];
   /** C-MOVE and C-GET: the sub-operation counts (PS3.7 9.1.4.1.6–9). */
   suboperations?: SuboperationCounts;
+  /** A data set that goes with the final response (C-MOVE and C-GET: the Failed SOP Instance UID
+   * List), encoded in the request's transfer syntax. */
+  identifier?: Buffer;
 }
 
 export interface SuboperationCounts {

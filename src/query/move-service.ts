@@ -8,6 +8,7 @@
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { Db } from '../db/database.js';
+import { encodeTextDataset } from '../dicom/dataset-encoder.js';
 import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import { AssociationError, openStoreAssociation, type RequestorAssociation, type ScuSettings } from '../dimse/requestor.js';
 import type { FindRequest, MoveRequest, StoreChannel } from '../dimse/services.js';
@@ -52,6 +53,8 @@ export interface MoveServiceOptions {
 }
 
 interface FileToSend {
+  /** As the caller's view names the instance (a de-identified UID in the research view). */
+  sopInstanceUid: string;
   filePath: string;
   sopClassUid: string;
   transferSyntaxUid: string;
@@ -66,12 +69,12 @@ export class MoveService {
     const destination = settings.destinations.find((known) => known.aeTitle === request.moveDestination.trim());
     if (!destination) return { status: MoveDestinationUnknown, errorComment: 'the Move Destination is not in query.moveDestinations' };
     const originals = view === 'source' && settings.sourceRetrievesOriginals && destination.sourceSide;
-    return yield* this.retrieve(request, view, originals, 'C-MOVE', signal, async function* (this: MoveService, files, counts) {
+    return yield* this.retrieve(request, view, originals, 'C-MOVE', signal, async function* (this: MoveService, files, counts, failed) {
       // Batches of at most 128 presentation contexts; what does not fit goes in the next association.
       let pending = files;
       while (pending.length > 0 && !signal.aborted) {
         const { contexts, fitting } = proposeContexts(pending);
-        yield* this.sendBatch(request, destination, fitting, contexts, counts, signal);
+        yield* this.sendBatch(request, destination, fitting, contexts, counts, failed, signal);
         const sent = new Set(fitting);
         pending = pending.filter((file) => !sent.has(file));
       }
@@ -92,11 +95,11 @@ export class MoveService {
       (known) => known.sourceSide && known.aeTitle === request.association.callingAeTitle && isIP(known.host) && known.host === request.association.remoteAddress,
     );
     const originals = view === 'source' && settings.sourceRetrievesOriginals && callerIsSourceSide;
-    return yield* this.retrieve(request, view, originals, 'C-GET', signal, async function* (this: MoveService, files, counts) {
+    return yield* this.retrieve(request, view, originals, 'C-GET', signal, async function* (this: MoveService, files, counts, failed) {
       for (const file of files) {
         if (signal.aborted) break;
         counts.remaining -= 1;
-        counts[await this.getOne(channel, file)] += 1;
+        count(counts, failed, file, await this.getOne(channel, file));
         yield { ...counts };
       }
     });
@@ -119,9 +122,10 @@ export class MoveService {
     originals: boolean,
     operation: 'C-MOVE' | 'C-GET',
     signal: AbortSignal,
-    send: (this: MoveService, files: FileToSend[], counts: SuboperationCounts) => AsyncGenerator<SuboperationCounts, void>,
+    send: (this: MoveService, files: FileToSend[], counts: SuboperationCounts, failed: string[]) => AsyncGenerator<SuboperationCounts, void>,
   ): AsyncGenerator<SuboperationCounts, DimseResult> {
     const counts: SuboperationCounts = { remaining: 0, completed: 0, failed: 0, warning: 0 };
+    const failed: string[] = [];
     let status: number = Status.Success;
     let query: ReturnType<typeof parseQuery> | undefined;
     try {
@@ -129,12 +133,17 @@ export class MoveService {
       if (!query.uniqueKeyGiven) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `a ${query.level} retrieve names the ${query.level} unique key`);
       const files = this.filesOf(query.conditions, view, originals);
       counts.remaining = files.length;
-      yield* send.call(this, files, counts);
+      yield* send.call(this, files, counts, failed);
       if (signal.aborted) status = Status.Cancel;
       // PS3.4 C.4.2.1.5: all sub-operations failed is a refusal; some is a warning.
       else if (counts.failed > 0 && counts.completed + counts.warning === 0) status = UnableToPerformSuboperations;
       else if (counts.failed > 0 || counts.warning > 0) status = SuboperationsCompleteWithFailures;
-      return { status, suboperations: { ...counts }, ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed` } : {}) };
+      return {
+        status,
+        suboperations: { ...counts },
+        ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed` } : {}),
+        ...(status !== Status.Success && failed.length > 0 ? { identifier: failedList(failed, request.transferSyntaxUid) } : {}),
+      };
     } catch (error) {
       status = error instanceof DimseStatusError ? error.status : Status.ProcessingFailure;
       throw error;
@@ -188,6 +197,7 @@ export class MoveService {
     files: readonly FileToSend[],
     contexts: ReturnType<typeof proposeContexts>['contexts'],
     counts: SuboperationCounts,
+    failed: string[],
     signal: AbortSignal,
   ): AsyncGenerator<SuboperationCounts, void> {
     const settings = this.options.settings();
@@ -199,14 +209,14 @@ export class MoveService {
       this.options.log.warn({ destination: destination.aeTitle, why: (error as Error).message }, 'C-MOVE: the Move Destination cannot be reached');
       counts.failed += files.length;
       counts.remaining -= files.length;
+      failed.push(...files.map((file) => file.sopInstanceUid));
       return;
     }
     try {
       for (const file of files) {
         if (signal.aborted) break;
         counts.remaining -= 1;
-        const outcome = await this.sendOne(association, request, file);
-        counts[outcome] += 1;
+        count(counts, failed, file, await this.sendOne(association, request, file));
         yield { ...counts };
       }
       await association.release();
@@ -239,13 +249,39 @@ export class MoveService {
           ? { join: '', path: 'i.file_path', present: 'i.original_deleted_at IS NULL' }
           : { join: '', path: 'i.deid_file_path', present: `i.state IN ('deidentified', 'forwarded') AND i.deid_deleted_at IS NULL` };
     const sql = inView(
-      `SELECT ${file.path} AS filePath, i.sop_class_uid AS sopClassUid, i.transfer_syntax_uid AS transferSyntaxUid
+      `SELECT i.sop_instance_uid AS sopInstanceUid, ${file.path} AS filePath, i.sop_class_uid AS sopClassUid, i.transfer_syntax_uid AS transferSyntaxUid
        FROM ${FROM_BY_LEVEL.IMAGE} ${file.join} WHERE ${[file.present, ...where].join(' AND ')} ORDER BY i.id`,
       view,
     );
     return this.options.db.prepare(sql).all(...params) as FileToSend[];
   }
 }
+
+/** Counts a sub-operation's outcome; a failed one's SOP Instance UID goes on the failed list. */
+function count(counts: SuboperationCounts, failed: string[], file: FileToSend, outcome: 'completed' | 'failed' | 'warning'): void {
+  counts[outcome] += 1;
+  if (outcome === 'failed') failed.push(file.sopInstanceUid);
+}
+
+/** An explicit VR length field holds 65,534 bytes at most (PS3.5 7.1.2): about 1,000 UIDs. */
+const MAX_FAILED_LIST_BYTES = 65_534;
+
+/**
+ * The identifier of a final C-MOVE or C-GET response whose status is not Success: the Failed SOP
+ * Instance UID List (0008,0058), PS3.4 C.4.2.1.4 and C.4.3.1.4 (found in a review: it was left out).
+ * A list longer than one value may hold ends at the last UID that fits.
+ */
+function failedList(uids: readonly string[], transferSyntaxUid: string): Buffer {
+  let value = '';
+  for (const uid of uids) {
+    const next = value === '' ? uid : `${value}\\${uid}`;
+    if (Buffer.byteLength(next) > MAX_FAILED_LIST_BYTES) break;
+    value = next;
+  }
+  return encodeTextDataset([{ tag: FAILED_SOP_INSTANCE_UID_LIST, value }], transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le');
+}
+
+const FAILED_SOP_INSTANCE_UID_LIST = 0x00080058;
 
 /** PS3.4 C.4.2.3.1: how a C-STORE sub-operation's status counts. */
 function outcomeOf(status: number): 'completed' | 'failed' | 'warning' {

@@ -15,7 +15,7 @@ import { startStorescp, waitUntil } from '../helpers/destinations.js';
 import { startGantryProcess } from '../helpers/gantry.js';
 import { startOrthanc } from '../helpers/orthanc.js';
 import { needPeers } from '../helpers/peers.js';
-import { DCMTK_ENV, GANTRY_CLI, run } from '../helpers/processes.js';
+import { DCMTK_ENV, freePort, GANTRY_CLI, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { indexedRows } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
@@ -55,6 +55,8 @@ test('C-MOVE: research callers move de-identified copies, originals only to a so
         // The hospital workstation that retrieves with C-GET: originals only because it is listed here,
         // source side, at this address.
         { aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true },
+        // Listed, and nothing listens there.
+        { aeTitle: 'CLOSED', host: '127.0.0.1', port: await freePort() },
       ],
     },
   });
@@ -93,6 +95,19 @@ test('C-MOVE: research callers move de-identified copies, originals only to a so
   // An unknown destination is refused.
   const unknown = await movescu(gantry.port, 'RESEARCH', 'NOWHERE', ['QueryRetrieveLevel=STUDY', `StudyInstanceUID=${deidStudy}`]);
   assert.match(`${unknown.stdout}${unknown.stderr}`, /Received Final Move Response \(Refused: MoveDestinationUnknown\)/);
+  // A destination that cannot be reached: every sub-operation failed, and the final response lists
+  // them (PS3.4 C.4.2.1.4, Failed SOP Instance UID List; found in a review: it was left out).
+  const closed = await run('movescu', ['-d', '-S', '-aet', 'RESEARCH', '-aec', 'GANTRY', '-aem', 'CLOSED', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${deidStudy}`, '127.0.0.1', String(gantry.port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 60_000,
+  });
+  const closedOutput = `${closed.stdout}${closed.stderr}`;
+  assert.match(closedOutput, /DIMSE Status *: 0xa702/, closedOutput.slice(-3000));
+  const failedList = /\(0008,0058\) UI \[([^\]]*)\]/.exec(closedOutput)?.[1];
+  const index = new Database(join(gantry.storagePath, 'index.sqlite'), { readonly: true });
+  const deidUids = (index.prepare('SELECT deid_sop_instance_uid AS uid FROM instances').all() as Array<{ uid: string }>).map((row) => row.uid).sort();
+  index.close();
+  assert.deepEqual(failedList?.split('\\').sort(), deidUids, 'the research caller is told the UIDs it knows');
 
   // C-GET: the instances come back on the caller's own association (getscu takes the storage SCP role).
   const getDir = join(dir, 'got-research');
