@@ -21,7 +21,7 @@ const port = z.number().int().min(0).max(65535);
 /** Node's timers take at most 2^31-1 ms; a longer one fires at once (TimeoutOverflowWarning), which
  * made an idle timeout of 3,000,000 s abort every association (found in a review). */
 const MAX_TIMER_SECONDS = 2_147_483;
-const seconds = z.number().positive().max(MAX_TIMER_SECONDS, `at most ${MAX_TIMER_SECONDS} seconds (about 24 days: the longest timer Node.js runs)`);
+const seconds = z.number().positive().max(MAX_TIMER_SECONDS);
 
 /** A caller on the allow-list: "AE_TITLE" or "AE_TITLE@host" (host: an IP address or a name). */
 const allowedCaller = z.union([

@@ -265,6 +265,7 @@ function count(counts: SuboperationCounts, failed: string[], file: FileToSend, o
 
 /** An explicit VR length field holds 65,534 bytes at most (PS3.5 7.1.2): about 1,000 UIDs. */
 const MAX_FAILED_LIST_BYTES = 65_534;
+const FAILED_SOP_INSTANCE_UID_LIST = 0x00080058;
 
 /**
  * The identifier of a final C-MOVE or C-GET response whose status is not Success: the Failed SOP
@@ -280,8 +281,6 @@ function failedList(uids: readonly string[], transferSyntaxUid: string): Buffer 
   }
   return encodeTextDataset([{ tag: FAILED_SOP_INSTANCE_UID_LIST, value }], transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le');
 }
-
-const FAILED_SOP_INSTANCE_UID_LIST = 0x00080058;
 
 /** PS3.4 C.4.2.3.1: how a C-STORE sub-operation's status counts. */
 function outcomeOf(status: number): 'completed' | 'failed' | 'warning' {
