@@ -217,8 +217,14 @@ export class InstanceIndex {
   }
 
   /** Deletes an instance's row (its patient, study and series stay). */
+  /** Deletes an instance's row, and its research-view row with the patient, study and series rows it
+   * leaves empty there (the cascade alone left them: research C-FIND listed empty studies; found in
+   * a review). */
   deleteInstance(sopInstanceUid: string): void {
-    this.statements.deleteInstance.run(sopInstanceUid);
+    this.db.transaction(() => {
+      this.research.removeByOriginalUid(sopInstanceUid);
+      this.statements.deleteInstance.run(sopInstanceUid);
+    })();
   }
 
   /** Instances received within `windowMs` of the newest one (imported files in place are the user's,

@@ -57,3 +57,34 @@ test('a copy is recorded under its de-identified hierarchy; removing it drops wh
   assert.deepEqual([count('r_patients'), count('r_studies'), count('r_series'), count('r_instances')], [0, 0, 0, 0], 'nothing left');
   db.close();
 });
+
+test('deleting an instance (the unclean-stop check, a store taken back) leaves no empty research study behind', () => {
+  // Found in a review: the cascade removed the research instance row only.
+  const db = openDatabase(join(scratchDir('research-index'), 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  index.upsert({
+    attributes: { PatientName: 'Real^Name', PatientID: 'MRN' },
+    studyInstanceUid: '1.2.4',
+    seriesInstanceUid: '1.2.4.1',
+    sopInstanceUid: '1.2.4.9.1',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath: 'f1',
+    fileSize: 1,
+    callingAeTitle: 'X',
+    receivedAt: Date.now(),
+  });
+  const id = (db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').get('1.2.4.9.1') as { id: number }).id;
+  new ResearchIndex(db).record(id, {
+    sopInstanceUid: '2.25.91',
+    seriesInstanceUid: '2.25.81',
+    studyInstanceUid: '2.25.71',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    attributes: { PatientName: 'ANON^1', PatientID: 'PSEUDO', Modality: 'CT' },
+  });
+  index.deleteInstance('1.2.4.9.1');
+  const count = (table: string) => (db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
+  assert.deepEqual([count('instances'), count('r_patients'), count('r_studies'), count('r_series'), count('r_instances')], [0, 0, 0, 0, 0]);
+  db.close();
+});
