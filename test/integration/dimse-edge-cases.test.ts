@@ -9,15 +9,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CommandField, DATASET_PRESENT, NO_DATASET } from '../../src/dimse/command.js';
-import { DicomServer } from '../../src/dimse/server.js';
+import type { DicomServer } from '../../src/dimse/server.js';
 import { DiscardingSink, type FindRequest, type StoreRequest } from '../../src/dimse/services.js';
 import { Status } from '../../src/dimse/status.js';
-import { silentLogger } from '../../src/observability/logger.js';
 import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { sleep } from '../helpers/processes.js';
 import { RawAssociation, type Received } from '../helpers/raw-association.js';
 import { countRows } from '../helpers/stored.js';
 import { encodeDataset, newUid } from '../helpers/synthetic-dicom.js';
+import { startTestServer } from '../helpers/test-server.js';
 
 const VERIFICATION = '1.2.840.10008.1.1';
 const CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2';
@@ -40,31 +40,17 @@ interface InProcess {
 async function startServer(): Promise<InProcess> {
   const stores: StoreRequest[] = [];
   const finds = { running: 0, peak: 0, started: [] as FindRequest[] };
-  const server = new DicomServer({
-    host: '127.0.0.1',
-    port: 0,
-    log: silentLogger(),
+  const { server, port } = await startTestServer({
     artimMs: 2000,
-    idleMs: 30_000,
-    maxAssociations: 4,
-    maxAssociationsPerCaller: 4,
-    policy: {
-      aeTitle: 'GANTRY',
-      implementationClassUid: '1.2.3.4',
-      implementationVersionName: 'TEST',
-      maxPduLength: 16384,
-      maxAsyncOperations: 4,
-      callerAllowed: () => true,
-      serviceFor: (abstractSyntax) =>
-        abstractSyntax === VERIFICATION
-          ? 'verification'
-          : abstractSyntax === STUDY_ROOT_FIND
-            ? 'find'
-            : abstractSyntax === CT_IMAGE_STORAGE || abstractSyntax === MR_IMAGE_STORAGE
-              ? 'storage'
-              : undefined,
-      transferSyntaxAccepted: (_kind, syntax) => syntax === IMPLICIT_LE || syntax === EXPLICIT_LE,
-    },
+    maxAsyncOperations: 4,
+    serviceFor: (abstractSyntax) =>
+      abstractSyntax === VERIFICATION
+        ? 'verification'
+        : abstractSyntax === STUDY_ROOT_FIND
+          ? 'find'
+          : abstractSyntax === CT_IMAGE_STORAGE || abstractSyntax === MR_IMAGE_STORAGE
+            ? 'storage'
+            : undefined,
     handlers: {
       echo: () => ({ status: Status.Success }),
       store: (request) => {
@@ -87,8 +73,7 @@ async function startServer(): Promise<InProcess> {
         })(),
     },
   });
-  const address = await server.listen();
-  return { server, port: address.port, stores, finds };
+  return { server, port, stores, finds };
 }
 
 function findRequest(raw: RawAssociation, contextId: number, messageId: number): void {

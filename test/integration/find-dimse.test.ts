@@ -9,38 +9,22 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { encodeTextDataset } from '../../src/dicom/dataset-encoder.js';
 import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
-import { DicomServer } from '../../src/dimse/server.js';
+import type { DicomServer } from '../../src/dimse/server.js';
 import type { DimseObserver } from '../../src/dimse/observer.js';
 import type { FindRequest } from '../../src/dimse/services.js';
 import { DimseStatusError, Status } from '../../src/dimse/status.js';
-import { silentLogger } from '../../src/observability/logger.js';
 import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers } from '../helpers/peers.js';
 import { DCMTK_ENV, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
+import { startTestServer } from '../helpers/test-server.js';
 
 const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
 
 async function startFindServer(find: (request: FindRequest) => AsyncIterable<Buffer>, observer?: DimseObserver): Promise<{ server: DicomServer; port: number }> {
-  const server = new DicomServer({
-    observer,
-    host: '127.0.0.1',
-    port: 0,
-    log: silentLogger(),
-    artimMs: 5000,
-    idleMs: 30_000,
-    maxAssociations: 4,
-    maxAssociationsPerCaller: 4,
-    policy: {
-      aeTitle: 'GANTRY',
-      implementationClassUid: '1.2.3.4',
-      implementationVersionName: 'TEST',
-      maxPduLength: 16384,
-      maxAsyncOperations: 1,
-      callerAllowed: () => true,
-      serviceFor: (abstractSyntax, callingAeTitle) => (abstractSyntax === STUDY_ROOT_FIND && callingAeTitle === 'RESEARCHER' ? 'find' : undefined),
-      transferSyntaxAccepted: (_kind, syntax) => syntax === '1.2.840.10008.1.2' || syntax === '1.2.840.10008.1.2.1',
-    },
+  return startTestServer({
+    ...(observer ? { observer } : {}),
+    serviceFor: (abstractSyntax, callingAeTitle) => (abstractSyntax === STUDY_ROOT_FIND && callingAeTitle === 'RESEARCHER' ? 'find' : undefined),
     handlers: {
       echo: () => ({ status: Status.Success }),
       store: () => {
@@ -49,8 +33,6 @@ async function startFindServer(find: (request: FindRequest) => AsyncIterable<Buf
       find: (request) => find(request),
     },
   });
-  const address = await server.listen();
-  return { server, port: address.port };
 }
 
 function findscu(port: number, dir: string, keys: string[], calling = 'RESEARCHER') {
