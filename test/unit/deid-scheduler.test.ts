@@ -371,6 +371,25 @@ test('receiving first: an instance waits while stores keep arriving, and starts 
   pending.resolve({ kind: 'quarantined', reason: 'the test holds it' });
 });
 
+test('receiving first: stores that arrive while de-identification is held back do not each look at the index again', async (t) => {
+  const quietMs = 1000;
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 60_000 }), quietMs);
+  const { writer, work, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
+  let looks = 0;
+  const earliestArrivals = work.earliestArrivals.bind(work);
+  work.earliestArrivals = (limit) => {
+    looks += 1;
+    return earliestArrivals(limit);
+  };
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  await storesFor(scheduler, 1500, pool);
+  // About 30 stores: the first holds back, the hold's timer looks again about once a second.
+  assert.ok(looks <= 5, `${looks} looks at the first arrival during 1.5 s of stores`);
+  const pending = await pool.next(quietMs + 2000);
+  pending.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+});
+
 test('receiving first: an instance waits no longer than its longest wait, however busy the senders stay', async (t) => {
   const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 400 }));
   const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
