@@ -105,13 +105,20 @@ function darkestPaletteIndex(byTag: ReadonlyMap<number, ElementNode>, source: By
     throw new PixelRedactionError('PALETTE COLOR without a readable palette of equal red, green and blue tables (segmented palettes are not supported)');
   }
   const firstMapped = descriptor[1] ?? 0;
-  // Entries are 16-bit words whatever the bits per entry (PS3.3 C.7.6.3.1.6); only their order matters.
-  const entries = Math.floor((tables[0]?.length ?? 0) / 2);
+  // PS3.3 C.7.6.3.1.5: 8-bit entries are stored as 8 bits allocated (one byte each), 16-bit ones as
+  // words; some writers put 8-bit entries in words. The data's length against the number of entries
+  // (0 meaning 65,536) tells which; only the entries' order matters.
+  const entries = (descriptor[0] ?? 0) || 65536;
+  const length = tables[0]?.length ?? 0;
+  const entryBytes = descriptor[2] === 8 && length < entries * 2 ? 1 : 2;
+  if (length < entries * entryBytes) throw new PixelRedactionError(`a palette of ${entries} entries of ${descriptor[2]} bits in ${length} bytes`);
+  if (entryBytes === 1 && bigEndian) throw new PixelRedactionError('a palette of 8-bit entries in explicit VR big endian');
+  const read = (table: Buffer, index: number) => (entryBytes === 1 ? (table[index] as number) : bigEndian ? table.readUInt16BE(index * 2) : table.readUInt16LE(index * 2));
   let darkest = 0;
   let lowest = Number.POSITIVE_INFINITY;
   for (let index = 0; index < entries; index += 1) {
     let sum = 0;
-    for (const table of tables) sum += bigEndian ? table.readUInt16BE(index * 2) : table.readUInt16LE(index * 2);
+    for (const table of tables) sum += read(table, index);
     if (sum < lowest) {
       lowest = sum;
       darkest = index;

@@ -4,8 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BufferSource, type ElementNode } from '../../src/dicom/dataset-tree.js';
-import { blackSamples, frameBits, outsideMask, rectMask, redactNativePixelData, type PixelGeometry, type RowMask } from '../../src/pixels/native.js';
+import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
+import { blackSamples, frameBits, outsideMask, pixelGeometry, PixelRedactionError, rectMask, redactNativePixelData, type PixelGeometry, type RowMask } from '../../src/pixels/native.js';
+import { encodeDataset } from '../helpers/synthetic-dicom.js';
 
 function geometry(overrides: Partial<PixelGeometry>): PixelGeometry {
   const bitsAllocated = overrides.bitsAllocated ?? 8;
@@ -166,4 +167,43 @@ test('pixel data shorter than its frames is refused, not half redacted; longer t
   assert.throws(() => redact(g, short, rectMask(RECT, g.rows, g.columns)), /Pixel Data has \d+ bytes; 3 frame\(s\)/);
   const long = Buffer.alloc(g.rows * g.columns * (g.frames + 1));
   assert.throws(() => redact(g, long, rectMask(RECT, g.rows, g.columns)), /Pixel Data has \d+ bytes; 3 frame\(s\)/);
+});
+
+/** The Image Pixel module of an 8-bit PALETTE COLOR image whose palette has `entries` entries of
+ * `bitsPerEntry` bits, every entry white but `darkest`, which is black. */
+function paletteGeometry(entries: number, bitsPerEntry: 8 | 16, bytesPerEntry: 1 | 2, darkest: number, firstMapped = 0): PixelGeometry {
+  const table = Buffer.alloc(entries * bytesPerEntry);
+  for (let k = 0; k < entries; k += 1) {
+    const value = k === darkest ? 0 : bitsPerEntry === 8 ? 0xff : 0xffff;
+    if (bytesPerEntry === 1) table[k] = value;
+    else table.writeUInt16LE(value, k * 2);
+  }
+  const descriptor = Buffer.alloc(6);
+  descriptor.writeUInt16LE(entries === 65536 ? 0 : entries, 0);
+  descriptor.writeUInt16LE(firstMapped, 2);
+  descriptor.writeUInt16LE(bitsPerEntry, 4);
+  const source = new BufferSource(
+    encodeDataset([
+      [0x00280002, 'US', 1],
+      [0x00280004, 'CS', 'PALETTE COLOR'],
+      [0x00280010, 'US', 4],
+      [0x00280011, 'US', 4],
+      [0x00280100, 'US', 8],
+      [0x00280101, 'US', 8],
+      [0x00280102, 'US', 7],
+      [0x00280103, 'US', 0],
+      ...[0x00281101, 0x00281102, 0x00281103].map((tag) => [tag, 'US', descriptor] as const),
+      ...[0x00281201, 0x00281202, 0x00281203].map((tag) => [tag, 'OW', table] as const),
+    ]),
+  );
+  const elements = parseDataset(source, 'explicit-le');
+  return pixelGeometry(new Map(elements.map((element) => [element.tag, element])), source, false);
+}
+
+test('PALETTE COLOR: black is the darkest palette entry, whether entries are 16-bit words or 8-bit bytes (PS3.3 C.7.6.3.1.5)', () => {
+  assert.equal(paletteGeometry(256, 16, 2, 200).paletteBlack, 200, '16-bit entries');
+  assert.equal(paletteGeometry(256, 8, 2, 200).paletteBlack, 200, '8-bit entries in 16-bit words');
+  assert.equal(paletteGeometry(256, 8, 1, 200).paletteBlack, 200, '8-bit entries, one byte each (as many bytes as entries)');
+  assert.equal(paletteGeometry(256, 8, 1, 7, 16).paletteBlack, 23, 'offset by the first value mapped');
+  assert.throws(() => paletteGeometry(256, 16, 1, 200), PixelRedactionError, 'a table shorter than its entries is refused');
 });
