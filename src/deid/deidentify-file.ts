@@ -87,10 +87,14 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (zone && redaction?.kind === 'ready') settings = { ...settings, cleanedPixels: { zone: zone.rule.name, key: zone.key } };
     const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
-    if (zone && redaction?.kind === 'ready') {
-      // What the de-identification kept of the attached pixels (icon, overlays) gets the zone too.
+    if (zone) {
+      // Pixels no zone reaches hold the instance, with Pixel Data beside them or not: without Pixel
+      // Data there is nothing to redact, and the zone must not clear it of the burned-in text risk.
       const unredacted = pixelsLeftUnredacted(opened.elements as EditableElement[]);
       if (unredacted) return plan(heldByZone(zone, `${unredacted} would leave unredacted`));
+    }
+    if (zone && redaction?.kind === 'ready') {
+      // What the de-identification kept of the attached pixels (icon, overlays) gets the zone too.
       try {
         redactAttachedPixels(opened.elements as EditableElement[], opened.source, opened.encoding === 'explicit-be', redaction.geometry, redaction.mask);
       } catch (error) {

@@ -6,14 +6,14 @@
  * native files from pydicom are redacted too.
  */
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { elementText } from '../../src/dicom/element-value.js';
 import { type DeidFileResult } from '../../src/deid/deidentify-file.js';
 import { findTransferSyntax } from '../../src/dicom/transfer-syntaxes.js';
-import { IMPLEMENTATION_VERSION_NAME } from '../../src/dicom/part10.js';
+import { encodePart10Header, IMPLEMENTATION_VERSION_NAME } from '../../src/dicom/part10.js';
 import { loadCodecs } from '../../src/pixels/codecs.js';
 import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
@@ -21,7 +21,7 @@ import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { deidentifyWithZones, imagePixelValues, noNewErrors, sampleValue, storedPixels } from '../helpers/pixel-checks.js';
 import { COLUMNS, FRAMES, relabelled, ROWS, writeUltrasound } from '../helpers/pixel-images.js';
-import { encodeElement } from '../helpers/synthetic-dicom.js';
+import { encodeDataset, encodeElement, EXPLICIT_LE, newUid } from '../helpers/synthetic-dicom.js';
 
 function checkPixels(input: Buffer, output: Buffer, inside: (x: number, y: number) => boolean): void {
   assert.equal(output.length, input.length);
@@ -141,6 +141,45 @@ test('a pass rule does not switch a matching zone off; with a zone, a pass lets 
   const facesPassed = deidentifyWithZones(faces, join(dir, 'b.dcm'), acme, dir, ['cleanPixelData'], [{ action: 'pass' }]);
   assert.equal(facesPassed.kind, 'deidentified');
   assert.ok(storedPixels(join(dir, 'b.dcm')).subarray(0, COLUMNS * 8 * 3).every((value) => value === 0));
+});
+
+test('float pixels no zone can reach hold the instance back, with or without Pixel Data beside them', () => {
+  const dir = scratchDir('pixel-float');
+  const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 2]] }\n';
+  const write = (name: string, withPixelData: boolean) => {
+    const sopClassUid = '1.2.840.10008.5.1.4.1.1.30'; // Parametric Map Storage
+    const sopInstanceUid = newUid();
+    const path = join(dir, name);
+    writeFileSync(
+      path,
+      Buffer.concat([
+        encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }),
+        encodeDataset([
+          [0x00080016, 'UI', sopClassUid],
+          [0x00080018, 'UI', sopInstanceUid],
+          [0x00080060, 'CS', 'US'],
+          [0x00080070, 'LO', 'ACME'],
+          [0x00100010, 'PN', 'Float^Pixels'],
+          [0x0020000d, 'UI', newUid()],
+          [0x0020000e, 'UI', newUid()],
+          [0x00280002, 'US', 1],
+          [0x00280004, 'CS', 'MONOCHROME2'],
+          [0x00280010, 'US', 4],
+          [0x00280011, 'US', 4],
+          [0x00280100, 'US', withPixelData ? 8 : 32],
+          [0x00280301, 'CS', 'YES'],
+          [0x7fe00008, 'OF', Buffer.alloc(4 * 4 * 4, 0x41)],
+          ...(withPixelData ? ([[0x00280101, 'US', 8], [0x00280102, 'US', 7], [0x00280103, 'US', 0], [PIXEL_DATA, 'OB', Buffer.alloc(16, 0x80)]] as const) : []),
+        ]),
+      ]),
+    );
+    return path;
+  };
+  for (const [name, withPixelData] of [['float-only.dcm', false], ['float-and-pixel-data.dcm', true]] as const) {
+    const result = deidentifyWithZones(write(name, withPixelData), join(dir, `out-${name}`), acme, dir);
+    assert.equal(result.kind, 'quarantined', `${name}: ${JSON.stringify(result)}`);
+    assert.match((result as { reason: string }).reason, /zone "acme" matches, but float pixel data/);
+  }
 });
 
 test('a zone made for another image size holds the instance back', () => {
