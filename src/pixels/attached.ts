@@ -37,6 +37,8 @@ function redactIcon(elements: EditableElement[], source: ByteSource, bigEndian: 
   if (!pixels) return;
   if (pixels.encapsulated || pixels.length === 0xffffffff) throw new PixelRedactionError('the kept Icon Image Sequence holds compressed pixel data');
   const icon = pixelGeometry(byTag, source, bigEndian);
+  // As for the image (deidentify-file.ts): explicit VR big endian words hold 8-bit pixels swapped in pairs.
+  if (bigEndian && icon.bitsAllocated <= 8 && pixels.vr === 'OW') throw new PixelRedactionError(`the kept Icon Image Sequence has ${icon.bitsAllocated}-bit pixels in explicit VR big endian words`);
   checkNativeLength(pixels, icon);
   const scaled = scaledMask(mask, image, icon);
   const bytes = valueCopy(pixels, source);

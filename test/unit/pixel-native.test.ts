@@ -7,6 +7,8 @@ import { test } from 'node:test';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { blackSamples, frameBits, outsideMask, pixelGeometry, PixelRedactionError, rectMask, redactNativePixelData, type PixelGeometry, type RowMask } from '../../src/pixels/native.js';
 import { encodeDataset } from '../helpers/synthetic-dicom.js';
+import type { EditableElement } from '../../src/dicom/dataset-writer.js';
+import { redactAttachedPixels } from '../../src/pixels/attached.js';
 
 function geometry(overrides: Partial<PixelGeometry>): PixelGeometry {
   const bitsAllocated = overrides.bitsAllocated ?? 8;
@@ -206,4 +208,39 @@ test('PALETTE COLOR: black is the darkest palette entry, whether entries are 16-
   assert.equal(paletteGeometry(256, 8, 1, 200).paletteBlack, 200, '8-bit entries, one byte each (as many bytes as entries)');
   assert.equal(paletteGeometry(256, 8, 1, 7, 16).paletteBlack, 23, 'offset by the first value mapped');
   assert.throws(() => paletteGeometry(256, 16, 1, 200), PixelRedactionError, 'a table shorter than its entries is refused');
+});
+
+/** An element in explicit VR big endian (values given as their bytes, already big endian). */
+function bigEndianElement(tag: number, vr: string, value: Buffer): Buffer {
+  const long = ['OB', 'OW', 'SQ'].includes(vr);
+  const header = Buffer.alloc(long ? 12 : 8);
+  header.writeUInt16BE(tag >>> 16, 0);
+  header.writeUInt16BE(tag & 0xffff, 2);
+  header.write(vr, 4, 'latin1');
+  if (long) header.writeUInt32BE(value.length, 8);
+  else header.writeUInt16BE(value.length, 6);
+  return Buffer.concat([header, value]);
+}
+
+test('a kept 8-bit icon in explicit VR big endian words (OW) is refused, as the image itself is: its pixels are swapped in pairs', () => {
+  const us = (value: number) => Buffer.from([value >> 8, value & 0xff]);
+  const item = Buffer.concat([
+    bigEndianElement(0x00280002, 'US', us(1)),
+    bigEndianElement(0x00280004, 'CS', Buffer.from('MONOCHROME2 ')),
+    bigEndianElement(0x00280010, 'US', us(2)),
+    bigEndianElement(0x00280011, 'US', us(4)),
+    bigEndianElement(0x00280100, 'US', us(8)),
+    bigEndianElement(0x00280101, 'US', us(8)),
+    bigEndianElement(0x00280102, 'US', us(7)),
+    bigEndianElement(0x00280103, 'US', us(0)),
+    // Pixels 0 to 7 as 16-bit words, big endian: each pair's second pixel comes first.
+    bigEndianElement(0x7fe00010, 'OW', Buffer.from([11, 10, 13, 12, 15, 14, 17, 16])),
+  ]);
+  const itemHeader = Buffer.alloc(8);
+  itemHeader.writeUInt32BE(0xfffee000, 0);
+  itemHeader.writeUInt32BE(item.length, 4);
+  const source = new BufferSource(bigEndianElement(0x00880200, 'SQ', Buffer.concat([itemHeader, item])));
+  const elements = parseDataset(source, 'explicit-be') as EditableElement[];
+  const image = geometry({ rows: 2, columns: 4, frames: 1, bigEndian: true });
+  assert.throws(() => redactAttachedPixels(elements, source, true, image, rectMask([[1, 0, 1, 2]], 2, 4)), PixelRedactionError);
 });
