@@ -8,7 +8,7 @@ import { PIXEL_DATA, type ByteSource, type ElementNode } from '../dicom/dataset-
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { frameBytes, framesOf } from './encapsulated.js';
 import { FRAME_CODECS } from './frame-codecs.js';
-import { frameBits, PixelRedactionError, type PixelGeometry } from './native.js';
+import { checkNativeLayout, frameBits, PixelRedactionError, type PixelGeometry } from './native.js';
 
 /** A decoded frame: its samples, and how they lie (a codec may change bit depth, planar configuration
  * and byte order from those of the stored image). */
@@ -26,6 +26,7 @@ export function decodeFrame(byTag: ReadonlyMap<number, ElementNode>, source: Byt
   if (!syntax?.encapsulated) {
     // Frames of 1-bit images need not start on a byte boundary: not sliced here.
     if (g.bitsAllocated === 1) throw new PixelRedactionError('decoding frames of 1-bit images is not supported');
+    checkNativeLayout(g);
     const length = frameBits(g) / 8;
     return { samples: Buffer.from(source.read(pixelData.valueOffset + index * length, length)), layout: g };
   }

@@ -87,6 +87,12 @@ function checkSamples(g: PixelGeometry): void {
   if (samples === undefined) throw new PixelRedactionError(`Photometric Interpretation "${g.photometric}" cannot be redacted`);
   if (g.samplesPerPixel !== samples) throw new PixelRedactionError(`${g.photometric} with SamplesPerPixel ${g.samplesPerPixel}`);
   if (g.bitsAllocated === 1 && samples !== 1) throw new PixelRedactionError(`BitsAllocated 1 with ${g.photometric}`);
+}
+
+/** Native YBR_FULL_422 as Gantry lays it out (pairs of pixels, Y1 Y2 Cb Cr): 8-bit, interleaved, an
+ * even number of columns. Not asked of encapsulated frames, whose codec lays out its own samples (a
+ * JPEG of an odd width is as good as any). */
+export function checkNativeLayout(g: PixelGeometry): void {
   if (g.photometric === 'YBR_FULL_422' && (g.planar || g.bitsAllocated !== 8 || g.columns % 2 !== 0)) {
     throw new PixelRedactionError('YBR_FULL_422 other than 8-bit, interleaved, with an even number of columns');
   }
@@ -295,9 +301,10 @@ export function redactNativePixelData(element: ElementNode, source: ByteSource, 
 /**
  * The Pixel Data value must hold exactly the frames the Image Pixel module describes (plus one
  * padding byte): fewer is a broken object, and more would be frames that NumberOfFrames does not
- * count, which would leave unredacted.
+ * count, which would leave unredacted. The layout must be one Gantry reads (checkNativeLayout).
  */
 export function checkNativeLength(element: ElementNode, g: PixelGeometry): void {
+  checkNativeLayout(g);
   const needed = Math.ceil((frameBits(g) * g.frames) / 8);
   if (element.length < needed || element.length > needed + 1) {
     throw new PixelRedactionError(`Pixel Data has ${element.length} bytes; ${g.frames} frame(s) of ${g.rows}×${g.columns}×${g.samplesPerPixel} at ${g.bitsAllocated} bits need ${needed}`);

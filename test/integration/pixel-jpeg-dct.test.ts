@@ -186,19 +186,21 @@ function strokes(rows: number, columns: number, samples: number, size: number): 
   return out;
 }
 
-test('multi-frame baseline (grey, YBR_FULL_422) and 12-bit extended images encoded by dcmcjpeg, every frame redacted', async (t) => {
+test('multi-frame baseline (grey, YBR_FULL_422, odd widths too) and 12-bit extended images encoded by dcmcjpeg, every frame redacted', async (t) => {
   if (!(await needPeers(t, 'dcmcjpeg', 'dcmdjpeg', 'dciodvfy'))) return;
   const dir = scratchDir('pixel-jpeg-dct-frames');
   const cases = [
-    { name: 'grey8', samples: 1 as const, bits: 8 as const, option: '+eb' },
-    { name: 'rgb8', samples: 3 as const, bits: 8 as const, option: '+eb' },
-    { name: 'grey12', samples: 1 as const, bits: 16 as const, option: '+ee' },
+    { name: 'grey8', samples: 1 as const, bits: 8 as const, option: '+eb', columns: 100 },
+    { name: 'rgb8', samples: 3 as const, bits: 8 as const, option: '+eb', columns: 100 },
+    // YBR_FULL_422 of an odd width, as dcmcjpeg writes it: the pairs of native 4:2:2 do not apply.
+    { name: 'rgb8-odd', samples: 3 as const, bits: 8 as const, option: '+eb', columns: 99 },
+    { name: 'grey12', samples: 1 as const, bits: 16 as const, option: '+ee', columns: 100 },
   ];
   for (const spec of cases) {
     const native = join(dir, `${spec.name}-native.dcm`);
     const frames = 4;
-    const frame = strokes(70, 100, spec.samples, spec.bits / 8);
-    await writeMultiframe(native, { rows: 70, columns: 100, samples: spec.samples, bits: spec.bits, frames, frame, patientName: 'Jpeg^Strokes' });
+    const frame = strokes(70, spec.columns, spec.samples, spec.bits / 8);
+    await writeMultiframe(native, { rows: 70, columns: spec.columns, samples: spec.samples, bits: spec.bits, frames, frame, patientName: 'Jpeg^Strokes' });
     const encoded = join(dir, `${spec.name}.dcm`);
     const result = await run('dcmcjpeg', [spec.option, native, encoded], { timeoutMs: 60_000 });
     assert.equal(result.code, 0, `dcmcjpeg ${spec.option}: ${result.stderr}`);

@@ -110,6 +110,13 @@ for (const [name, overrides, black] of CASES) {
   });
 }
 
+test('native YBR_FULL_422 of an odd width, or planar, is refused: its pairs of pixels do not fit the rows', () => {
+  for (const overrides of [{ columns: 9 }, { planar: true }]) {
+    const g = geometry({ samplesPerPixel: 3, photometric: 'YBR_FULL_422', ...overrides });
+    assert.throws(() => redact(g, Buffer.alloc(Math.ceil(frameBits(g) / 8) * g.frames), rectMask(RECT, g.rows, g.columns)), /YBR_FULL_422 other than 8-bit/);
+  }
+});
+
 test('YBR_FULL_422: pairs of pixels share Cb and Cr, so a zone widens to whole pairs', () => {
   const g = geometry({ samplesPerPixel: 3, photometric: 'YBR_FULL_422' });
   const frameLength = g.rows * g.columns * 2;
