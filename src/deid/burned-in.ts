@@ -5,11 +5,14 @@
  */
 import { storageSopClassName } from '../dicom/sop-classes.js';
 
-/** Modalities whose images usually carry burned-in text (ultrasound, endoscopy, photography, scans). */
-const MODALITIES = new Set(['US', 'ES', 'XC', 'GM', 'SM', 'OT', 'SC', 'DOC']);
+/** Modalities whose images usually carry burned-in text or a recognisable face (ultrasound,
+ * endoscopy, photography including the eye's, scans). */
+const MODALITIES = new Set(['US', 'ES', 'XC', 'GM', 'SM', 'OP', 'OT', 'SC', 'DOC']);
 
-/** Kinds of SOP class that usually carry burned-in text, by their PS3.4 names. */
-const SOP_CLASS_NAMES = /Secondary Capture|Ultrasound|Video|^VL |Visible Light|Encapsulated PDF/;
+/** Kinds of SOP class that usually carry burned-in text, by their PS3.4 names. Ophthalmic and
+ * dermoscopic photographs are photographs (the eye's surroundings, the skin), often with the patient's
+ * name in the corner as the camera printed it. */
+const SOP_CLASS_NAMES = /Secondary Capture|Ultrasound|Video|^VL |Visible Light|Ophthalmic Photography|Dermoscopic Photography|Encapsulated PDF/;
 
 /** Retired ultrasound classes, not in the current table, that old machines still send. */
 const RETIRED_ULTRASOUND = new Set(['1.2.840.10008.5.1.4.1.1.6', '1.2.840.10008.5.1.4.1.1.3']);

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
+import { burnedInTextReason } from '../../src/deid/burned-in.js';
 import { deidentifyFile } from '../../src/deid/deidentify-file.js';
 import { DEFAULT_DEID_SETTINGS, DeidEngine, type DeidSettings } from '../../src/deid/engine.js';
 import { profileRowFor } from '../../src/deid/profile.js';
@@ -175,4 +176,14 @@ test('the findings scan never reads Pixel Data or another binary value', () => {
   source.largestRead = 0;
   new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, source, false, false).run(tree);
   assert.ok(source.largestRead < pixelBytes, `a read of ${source.largestRead} bytes: the pixel data was read`);
+});
+
+test('photographs of the eye and the skin are held for burned-in text like other photographs; a CT is not', () => {
+  const facts = (sopClassUid: string, modality: string | null) => ({ sopClassUid, modality, burnedInAnnotation: null, recognizableVisualFeatures: null });
+  // Ophthalmic Photography 8 Bit, Wide Field Ophthalmic Photography Stereographic Projection, Dermoscopic Photography.
+  for (const uid of ['1.2.840.10008.5.1.4.1.1.77.1.5.1', '1.2.840.10008.5.1.4.1.1.77.1.5.5', '1.2.840.10008.5.1.4.1.1.77.1.7']) {
+    assert.match(burnedInTextReason(facts(uid, null)) ?? '', /Photography .*usually carries burned-in text/, uid);
+  }
+  assert.match(burnedInTextReason(facts('1.2.840.10008.5.1.4.1.1.7', 'OP')) ?? '', /modality OP/);
+  assert.equal(burnedInTextReason(facts('1.2.840.10008.5.1.4.1.1.2', 'CT')), undefined);
 });
