@@ -478,7 +478,7 @@ export class DeidEngine {
       // Whole-day shifts leave times of day as they are.
     } else if (TEXT_VRS.has(element.vr)) {
       const scrubbed = scrubText(value, this.identifiers);
-      if (scrubbed !== value) this.replaceText(element, scrubbed, path, 'clean');
+      if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, element.vr), path, 'clean');
     } else if (BINARY_VRS.has(element.vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
       element.removed = true;
@@ -669,6 +669,31 @@ export function scrubText(text: string, identifiers: readonly string[]): string 
   return out
     .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
     .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');
+}
+
+/** Single-valued text VRs (PS3.5 6.2: a backslash is text there, not a value separator). */
+const SINGLE_VALUED_TEXT = new Set(['LT', 'ST', 'UT']);
+
+/**
+ * A cleaned text value cut to the longest its VR allows (PS3.5 Table 6.2-1; per value, and for PN per
+ * component group): the mask of an identifier can be longer than the identifier. Lengths are counted
+ * in bytes (the text is read as Latin-1), which is never more than PS3.5 counts in characters; a cut
+ * does not split a UTF-8 sequence.
+ */
+function fitToVr(value: string, vr: string): string {
+  const max = MAX_VALUE_LENGTH[vr];
+  if (max === undefined || value.length <= max) return value;
+  const cut = (one: string) => {
+    if (one.length <= max) return one;
+    let end = max;
+    while (end > 0 && /[\x80-\xbf]/.test(one[end] as string)) end -= 1;
+    return one.slice(0, end);
+  };
+  if (SINGLE_VALUED_TEXT.has(vr)) return cut(value);
+  return value
+    .split('\\')
+    .map((one) => (vr === 'PN' ? one.split('=').map(cut).join('=') : cut(one)))
+    .join('\\');
 }
 
 /** An element of a curve's repeating group (50xx,xxxx: even groups 5000-50FE, PS3.5 7.6; retired). */

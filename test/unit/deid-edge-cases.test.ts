@@ -187,3 +187,24 @@ test('photographs of the eye and the skin are held for burned-in text like other
   assert.match(burnedInTextReason(facts('1.2.840.10008.5.1.4.1.1.7', 'OP')) ?? '', /modality OP/);
   assert.equal(burnedInTextReason(facts('1.2.840.10008.5.1.4.1.1.2', 'CT')), undefined);
 });
+
+
+// PS3.5 6.2 Table 6.2-1: LO holds at most 64 characters, SH 16. Cleaning (PS3.15 E.3.5, Clean
+// Descriptors) writes XXXXXX for each identifier it quotes, which can be longer than the identifier:
+// the cleaned value must still fit its VR, or the output is not valid DICOM.
+test('a cleaned description still fits its VR when the identifiers it quotes are shorter than their mask', () => {
+  const settings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['cleanDescriptors'] as const) };
+  const SeriesDescription = 0x0008103e;
+  const description = "Ann Lee follow-up, Ann asked for Lee to see Ann's scans too Ann";
+  assert.ok(description.length <= 64);
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.504.1'],
+    [SeriesDescription, 'LO', description],
+    [TAG.PatientName, 'PN', 'Lee^Ann'],
+    [TAG.PatientID, 'LO', 'MRN504'],
+  ]);
+  const cleaned = text(run(dataset, 'explicit-le', settings).elements.find((element) => element.tag === SeriesDescription));
+  assert.ok(!/\bAnn\b|\bLee\b/.test(cleaned), `the name is cleaned out: ${cleaned}`);
+  assert.ok(cleaned.length <= 64, `LO allows 64 characters; the cleaned value has ${cleaned.length}`);
+});
