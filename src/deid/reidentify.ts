@@ -6,7 +6,7 @@
 import { BufferSource, parseDataset, parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
-import { reencodeElements } from '../dicom/reencode.js';
+import { header, reencodeElements } from '../dicom/reencode.js';
 import { trimUid } from '../dicom/values.js';
 import { openEnvelope } from './cms.js';
 import { writeAll, writeThenRename } from './deidentify-file.js';
@@ -28,15 +28,30 @@ export function reidentifyFile(input: string, output: string, privateKeyPem: str
     const originals = decryptOriginals(parsed.elements, parsed.source, privateKeyPem);
     const restoredTags = new Set(originals.elements.map((element) => element.tag));
     const kept = parsed.elements.filter((element) => !restoredTags.has(element.tag) && !ADDED_BY_DEIDENTIFICATION.has(element.tag));
-    const pieces: Buffer[] = [];
+    let pieces: Buffer[] = [];
     const emit = (bytes: Buffer) => pieces.push(Buffer.from(bytes));
     const writer = new DatasetWriter(parsed.source, parsed.encoding, emit);
     const all = [...kept.map((element) => ({ element, original: false })), ...originals.elements.map((element) => ({ element, original: true }))].sort(
       (a, b) => a.element.tag - b.element.tag,
     );
+    // Group lengths (PS3.5 7.2) are written anew from what the group now holds: the restored values
+    // are not as long as the ones they replace, so neither the copy's nor the original's is right.
+    const withGroupLength = new Set(all.filter(({ element }) => (element.tag & 0xffff) === 0).map(({ element }) => element.tag >>> 16));
+    const groups = new Map<number, Buffer[]>();
     for (const { element, original } of all) {
+      if ((element.tag & 0xffff) === 0) continue;
+      pieces = [];
       if (original) reencodeElements([element], originals.source, originals.encoding, parsed.encoding, emit);
       else writer.writeElements([element]);
+      const group = element.tag >>> 16;
+      const bytes = groups.get(group) ?? [];
+      for (const piece of pieces) bytes.push(piece);
+      groups.set(group, bytes);
+    }
+    pieces = [];
+    for (const [group, bytes] of groups) {
+      if (withGroupLength.has(group)) pieces.push(groupLength(group, bytes.reduce((sum, piece) => sum + piece.length, 0), parsed.encoding));
+      pieces.push(...bytes);
     }
     const sop = originals.elements.find((element) => element.tag === TAG.SOPInstanceUID);
     const meta = (element: number) => trimUid(parsed.meta.get(element)?.toString('latin1') ?? '');
@@ -54,6 +69,14 @@ export function reidentifyFile(input: string, output: string, privateKeyPem: str
   } finally {
     parsed.close();
   }
+}
+
+/** A Group Length element (gggg,0000), UL, in the dataset's encoding. */
+function groupLength(group: number, length: number, encoding: 'implicit-le' | 'explicit-le' | 'explicit-be'): Buffer {
+  const value = Buffer.alloc(4);
+  if (encoding === 'explicit-be') value.writeUInt32BE(length);
+  else value.writeUInt32LE(length);
+  return Buffer.concat([header(((group << 16) >>> 0), 'UL', 4, encoding), value]);
 }
 
 function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, privateKeyPem: string) {

@@ -10,6 +10,9 @@ import { BufferSource, parseDataset, parseFile } from '../../src/dicom/dataset-t
 import { deidentifyFile } from '../../src/deid/deidentify-file.js';
 import { DEFAULT_DEID_SETTINGS } from '../../src/deid/engine.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
+import { reidentifyFile } from '../../src/deid/reidentify.js';
+import { encodePart10Header } from '../../src/dicom/part10.js';
+import { encodeDataset } from '../helpers/synthetic-dicom.js';
 import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { GANTRY_CLI, run } from '../helpers/processes.js';
@@ -59,4 +62,53 @@ test('original values travel encrypted as standard CMS, and gantry reidentify re
     for (const tag of ['0010,0010', '0010,0020', '0020,000d', '0008,0018', '0008,0020']) assert.equal(restored[tag], original[tag], `${name}: (${tag}) restored`);
     assert.equal(restored['0012,0062'], undefined, `${name}: no longer marked de-identified`);
   }
+});
+
+// PS3.5 7.2: a Group Length (gggg,0000) is the length of the rest of its group. Re-identification
+// restores original values of other lengths than the pseudonyms it replaces, so a group length kept
+// from the de-identified file no longer says the truth.
+test('a re-identified file has no group length that disagrees with its group', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-group-length');
+  const key = join(dir, 'key.pem');
+  const certificate = join(dir, 'cert.pem');
+  const made = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certificate, '-days', '30', '-subj', '/CN=Gantry test recipient']);
+  assert.equal(made.code, 0, made.stderr);
+  const sop = '1.2.826.0.1.3680043.99.505.1';
+  const groups = (elements: Array<readonly [number, string, string]>) => {
+    const lengths = new Map<number, number>();
+    for (const [tag, , value] of elements) lengths.set(tag >>> 16, (lengths.get(tag >>> 16) ?? 0) + 8 + value.length + (value.length % 2));
+    return [...lengths].map(([group, length]) => [((group << 16) >>> 0), 'UL', length] as const);
+  };
+  const elements: Array<readonly [number, string, string]> = [
+    [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.2'],
+    [0x00080018, 'UI', sop],
+    [0x00080020, 'DA', '20200304'],
+    [0x00100010, 'PN', 'Jones^Alice^Margaret'],
+    [0x00100020, 'LO', 'MRN505'],
+    [0x0020000d, 'UI', '1.2.3.4'],
+    [0x0020000e, 'UI', '1.2.3.5'],
+  ];
+  const input = join(dir, 'in.dcm');
+  writeFileSync(input, Buffer.concat([
+    encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.2', mediaStorageSopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.1' }),
+    encodeDataset([...elements, ...groups(elements)]),
+  ]));
+  const output = join(dir, 'deid.dcm');
+  const outcome = deidentifyFile(input, output, {
+    settings: { ...DEFAULT_DEID_SETTINGS, encryptFor: readFileSync(certificate, 'utf8') },
+    pseudonyms: new Pseudonymizer('the secret of the encryption test'),
+  });
+  assert.equal(outcome.kind, 'deidentified');
+  const back = join(dir, 'back.dcm');
+  reidentifyFile(output, back, readFileSync(key, 'utf8'));
+  const parsed = parseFile(back);
+  parsed.close();
+  for (const groupLength of parsed.elements.filter((element) => (element.tag & 0xffff) === 0)) {
+    const group = groupLength.tag >>> 16;
+    const members = parsed.elements.filter((element) => element.tag >>> 16 === group && element !== groupLength);
+    const actual = members.reduce((sum, element) => sum + (element.end - element.offset), 0);
+    assert.equal(groupLength.value?.readUInt32LE(0), actual, `(${group.toString(16).padStart(4, '0')},0000) says the length of its group`);
+  }
+  assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Jones^Alice^Margaret', 'the name is restored');
 });
