@@ -151,7 +151,6 @@ export class DeidEngine {
   private dateOffsetDays = 0;
   private identifiers: string[] = [];
   private datesShifted = false;
-  private datesRemoved = false;
 
   constructor(
     private readonly settings: DeidSettings,
@@ -361,7 +360,6 @@ export class DeidEngine {
         return;
       case 'remove':
         element.removed = true;
-        if (isDate(element.vr)) this.datesRemoved = true;
         this.record(path, element.tag, 'remove');
         return;
       case 'empty':
@@ -380,7 +378,6 @@ export class DeidEngine {
         else {
           element.replacement = { value: dummyValue(element.vr) };
           this.dummies.add(element);
-          if (isDate(element.vr)) this.datesRemoved = true;
           this.record(path, element.tag, 'dummy');
         }
         return;
@@ -407,7 +404,6 @@ export class DeidEngine {
       for (const item of element.items ?? []) item.removed = true;
     } else {
       element.replacement = { value: Buffer.alloc(0) };
-      if (isDate(element.vr)) this.datesRemoved = true;
     }
     this.record(path, element.tag, 'empty');
   }
@@ -572,15 +568,14 @@ export class DeidEngine {
         newElement(TAG.CodeMeaning, 'LO', padToEven(meaning, ' ')),
       ]),
     );
-    // PS3.15 E.3.6: say whether dates were kept, shifted or removed.
+    // PS3.15 E.2 and E.3.6: say whether dates were kept, shifted or removed, whether or not this
+    // instance had any (REMOVED "shall be added" when no longitudinal option applies).
     const longitudinal = this.settings.options.has('retainLongitudinalFullDates')
       ? 'UNMODIFIED'
-      : this.datesShifted
+      : this.datesShifted || this.settings.options.has('retainLongitudinalModifiedDates')
         ? 'MODIFIED'
-        : this.datesRemoved
-          ? 'REMOVED'
-          : undefined;
-    if (longitudinal) insertElement(elements, TAG.LongitudinalTemporalInformationModified, 'CS', padToEven(longitudinal, ' '));
+        : 'REMOVED';
+    insertElement(elements, TAG.LongitudinalTemporalInformationModified, 'CS', padToEven(longitudinal, ' '));
     for (const tag of [TAG.PatientIdentityRemoved, TAG.DeidentificationMethod, TAG.DeidentificationMethodCodeSequence]) {
       this.audit.push({ path: `(${tagText(tag)})`, keyword: keywordOf(tag), action: 'added' });
     }

@@ -208,3 +208,21 @@ test('a cleaned description still fits its VR when the identifiers it quotes are
   assert.ok(!/\bAnn\b|\bLee\b/.test(cleaned), `the name is cleaned out: ${cleaned}`);
   assert.ok(cleaned.length <= 64, `LO allows 64 characters; the cleaned value has ${cleaned.length}`);
 });
+
+// PS3.15 E.2: "The Attribute Longitudinal Temporal Information Modified (0028,0303) shall be added to
+// the Dataset with a value of REMOVED if none of the Retain Longitudinal Temporal Information Options
+// is applied" — whether or not the instance had a date to remove (a recipient reads its absence as
+// "not said", not as "no dates kept"). With the Modified Dates Option it says MODIFIED.
+test('Longitudinal Temporal Information Modified is always said, even for an instance without dates', () => {
+  const LongitudinalTemporalInformationModified = 0x00280303;
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.506.1'],
+    [TAG.PatientName, 'PN', 'Doe^Jane'],
+    [TAG.PatientID, 'LO', 'MRN506'],
+  ]);
+  const said = (settings: DeidSettings) => text(run(dataset, 'explicit-le', settings).elements.find((element) => element.tag === LongitudinalTemporalInformationModified));
+  assert.equal(said(DEFAULT_DEID_SETTINGS), 'REMOVED', 'the Basic Profile');
+  assert.equal(said({ ...DEFAULT_DEID_SETTINGS, options: new Set(['retainLongitudinalModifiedDates']) }), 'MODIFIED', 'the Modified Dates Option');
+  assert.equal(said({ ...DEFAULT_DEID_SETTINGS, options: new Set(['retainLongitudinalFullDates']) }), 'UNMODIFIED', 'the Full Dates Option');
+});
