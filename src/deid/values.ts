@@ -111,10 +111,13 @@ function shiftOneDateTime(dateTime: string, days: number): string {
   return `${shifted.slice(0, precision)}${match[4] ?? ''}`;
 }
 
-/** HIPAA Safe Harbor: ages over 89 are reported as 90 (AS cannot say "90 or older"). */
+/** HIPAA Safe Harbor: ages over 89 are reported as 90 (AS cannot say "90 or older"). Values written
+ * loosely ("95Y", "95", "095y") are read as senders mean them (a missing unit is years), so that
+ * none passes uncapped. */
 export function capAge(value: string, maxYears = 89): string {
-  const match = /^(\d{3})([DWMY])$/.exec(value.trim());
+  const match = /^(\d+)\s*([DWMY]?)$/i.exec(value.trim());
   if (!match) return value;
-  const years = match[2] === 'Y' ? Number(match[1]) : match[2] === 'M' ? Number(match[1]) / 12 : match[2] === 'W' ? Number(match[1]) / 52 : Number(match[1]) / 365;
+  const unit = (match[2] ?? '').toUpperCase() || 'Y';
+  const years = unit === 'Y' ? Number(match[1]) : unit === 'M' ? Number(match[1]) / 12 : unit === 'W' ? Number(match[1]) / 52 : Number(match[1]) / 365;
   return years > maxYears ? `${String(maxYears + 1).padStart(3, '0')}Y` : value.trim();
 }

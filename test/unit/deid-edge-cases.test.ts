@@ -226,3 +226,19 @@ test('Longitudinal Temporal Information Modified is always said, even for an ins
   assert.equal(said({ ...DEFAULT_DEID_SETTINGS, options: new Set(['retainLongitudinalModifiedDates']) }), 'MODIFIED', 'the Modified Dates Option');
   assert.equal(said({ ...DEFAULT_DEID_SETTINGS, options: new Set(['retainLongitudinalFullDates']) }), 'UNMODIFIED', 'the Full Dates Option');
 });
+
+// HIPAA Safe Harbor (deid.maxAgeYears): an age over 89 is written as 90 under Retain Patient
+// Characteristics. Senders write Patient's Age (AS, PS3.5 "nnnD/W/M/Y") without its leading zeros,
+// its unit or in lower case too; such a value of 95 years must not pass uncapped.
+test('an age over the cap is capped however loosely its AS value is written', async () => {
+  const { capAge } = await import('../../src/deid/values.js');
+  assert.equal(capAge('095Y', 89), '090Y');
+  assert.equal(capAge('95Y', 89), '090Y', 'without the leading zero');
+  assert.equal(capAge('095y', 89), '090Y', 'lower case');
+  assert.equal(capAge('95', 89), '090Y', 'without a unit');
+  assert.equal(capAge(' 95 Y', 89), '090Y', 'with spaces');
+  assert.equal(capAge('1200M', 89), '090Y', 'four digits of months');
+  assert.equal(capAge('045Y', 89), '045Y', 'an age under the cap stays as written');
+  assert.equal(capAge('45Y', 89), '45Y');
+  assert.equal(capAge('006M', 89), '006M');
+});
