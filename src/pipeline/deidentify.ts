@@ -361,6 +361,14 @@ export class DeidScheduler {
     // Stopping ends the tasks running: they are not failures, and are done again at the next start.
     if (this.stopped) return undefined;
     const reason = withoutValues(error.message);
+    const shortage = resourceShortage(error);
+    if (shortage) {
+      // Not this instance's fault: a full disk or too many open files passes. Recorded as failed, it
+      // would wait for an operator; it waits for the next poll instead, and so does the rest.
+      this.options.log.warn({ instance: instance.id, err: shortage }, 'de-identification postponed: the machine is short of a resource');
+      this.backOff = true;
+      return undefined;
+    }
     try {
       if (!this.options.work.markHeld(instance.id, instance, 'failed', reason)) {
         // The row no longer holds the copy the task read (replaced, deleted, or no longer waiting):
@@ -379,6 +387,17 @@ export class DeidScheduler {
     }
     return 'failed';
   }
+}
+
+/** Error codes (errno) that say the machine, not the instance, is at fault for now. A message carries
+ * the code first (`ENOSPC: no space left on device, write`): an error that crossed from a worker
+ * thread keeps its message but not its `code` property. */
+const RESOURCE_SHORTAGES = ['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN'];
+
+/** The errno of a resource shortage that `error` reports, if it reports one. */
+export function resourceShortage(error: Error): string | undefined {
+  const code = (error as NodeJS.ErrnoException).code ?? /^([A-Z]+):/.exec(error.message)?.[1];
+  return code !== undefined && RESOURCE_SHORTAGES.includes(code) ? code : undefined;
 }
 
 function removeQuietly(path: string): void {

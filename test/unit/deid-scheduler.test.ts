@@ -201,6 +201,24 @@ test('a task that fails is recorded as failed, but one ended by stopping waits f
   assert.deepEqual(observer.outcomes, ['failed'], 'the stopped task is not counted');
 });
 
+test('a task that fails for want of disk space or file descriptors is not recorded as failed: the instance is done again after the poll', async (t) => {
+  const observer = recordingObserver();
+  const { writer, pool, scheduler, state } = await setUp(t, observer, 300);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  // As an error reaches the main thread from a worker: the message names the code, `code` is gone.
+  (await pool.next()).reject(new Error('ENOSPC: no space left on device, write'));
+  const again = await pool.next(3000);
+  assert.equal(state().state, 'received', 'it still waits');
+  const withCode = Object.assign(new Error('too many open files'), { code: 'EMFILE' });
+  again.reject(withCode);
+  const third = await pool.next(3000);
+  third.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  for (let tries = 0; tries < 100 && state().state !== 'quarantined'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'quarantined');
+  assert.deepEqual(observer.outcomes, ['quarantined'], 'the postponed attempts are no outcomes');
+});
+
 test('settings go to the workers shared once, and again only after a reload changed them', async (t) => {
   const { writer, pool, scheduler, reload } = await setUp(t);
   await writer.submit(record('originals/a.dcm'));
