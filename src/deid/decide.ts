@@ -33,7 +33,7 @@ export function compileProfiles(profiles: readonly ProfileConfig[]): CompiledPro
   return found;
 }
 
-const TAG = { Modality: 0x00080060, BurnedInAnnotation: 0x00280301, RecognizableVisualFeatures: 0x00280302 };
+const TAG = { SOPClassUID: 0x00080016, Modality: 0x00080060, BurnedInAnnotation: 0x00280301, RecognizableVisualFeatures: 0x00280302 };
 
 /**
  * PS3.15 E.3.1 (Clean Pixel Data): with the option, the first zone of deid.pixelZones whose signature
@@ -53,12 +53,19 @@ export function decide(profiles: readonly CompiledProfile[], facts: DecisionFact
   const zone = profile.cleanPixelData ? findZone(compileZones(pixelZones ?? []), (tag) => facts.attribute(tag)) : undefined;
   const faces = facts.attribute(TAG.RecognizableVisualFeatures)?.trim().toUpperCase() === 'YES';
   if (zone && (!faces || passed)) return { kind: 'deidentify', profile: profile.name, settings, redact: zone };
-  const pixels = burnedInTextReason({
-    sopClassUid: facts.sopClassUid,
-    modality: facts.attribute(TAG.Modality) ?? null,
-    burnedInAnnotation: facts.attribute(TAG.BurnedInAnnotation) ?? null,
-    recognizableVisualFeatures: facts.attribute(TAG.RecognizableVisualFeatures) ?? null,
-  });
+  // The class the sender named (the File Meta Information's) and the one the dataset says: a sender
+  // that names CT Image for a Secondary Capture must not carry its text past the check.
+  const classes = new Set([facts.sopClassUid, facts.attribute(TAG.SOPClassUID)?.replace(/\0/g, '').trim() || facts.sopClassUid]);
+  const pixels = [...classes]
+    .map((sopClassUid) =>
+      burnedInTextReason({
+        sopClassUid,
+        modality: facts.attribute(TAG.Modality) ?? null,
+        burnedInAnnotation: facts.attribute(TAG.BurnedInAnnotation) ?? null,
+        recognizableVisualFeatures: facts.attribute(TAG.RecognizableVisualFeatures) ?? null,
+      }),
+    )
+    .find((reason) => reason !== undefined);
   if (pixels !== undefined && !passed) {
     const why = faces
       ? 'zones cannot clean faces'

@@ -136,3 +136,17 @@ test('a rule that keeps a private element by its bare tag is refused and told to
   assert.doesNotThrow(() => compileProfiles(profile([{ attribute: { creator: 'GEMS_ACQU_01', tag: '0019,xx23' }, action: 'keep' }])));
   assert.doesNotThrow(() => compileProfiles(profile([{ attribute: '(0019,0010)', action: 'keep' }])), 'a private creator element names itself');
 });
+
+test('a dataset whose SOPClassUID is a Secondary Capture is held for burned-in text though its sender named another class', () => {
+  const dataset = DATASET.map((element): Element => (element[0] === 0x00080016 ? [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.7'] : element));
+  const bytes = encodeDataset(dataset);
+  const byTag = new Map((parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[]).map((element) => [element.tag, element]));
+  const decision = decide(compileProfiles(profile([])), {
+    callingAeTitle: 'CT01',
+    // As the File Meta Information says: the class of the C-STORE request.
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    attribute: (tag) => byTag.get(tag)?.value?.toString('latin1').replace(/[\0 ]+$/, '').trim(),
+  }, BASE);
+  assert.equal(decision.kind, 'quarantine');
+  assert.match(decision.kind === 'quarantine' ? decision.reason : '', /Secondary Capture/);
+});
