@@ -550,8 +550,7 @@ export class DeidEngine {
     const options: string[] = [...this.settings.options].sort();
     insertElement(elements, TAG.PatientIdentityRemoved, 'CS', padToEven('YES', ' '));
     if (this.settings.cleanedPixels !== undefined) options.push('cleanPixelData');
-    const method = `PS3.15 ${PROFILE_EDITION} Basic Profile${options.length > 0 ? ` + ${options.join(', ')}` : ''} (Gantry)`;
-    insertElement(elements, TAG.DeidentificationMethod, 'LO', padToEven(method.slice(0, 64), ' '));
+    insertElement(elements, TAG.DeidentificationMethod, 'LO', padToEven(methodValues(options).join('\\'), ' '));
     const codes = CID_7050.filter(([option]) => option === 'basic' || (option === 'cleanPixelData' ? this.settings.cleanedPixels !== undefined : this.settings.options.has(option)));
     // Only zones were applied: code 113101; Gantry never claims 113102 (Clean Recognizable Visual Features).
     if (this.settings.cleanedPixels !== undefined) {
@@ -664,6 +663,31 @@ export function scrubText(text: string, identifiers: readonly string[]): string 
   return out
     .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
     .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');
+}
+
+/** The longest LO value (PS3.5 Table 6.2-1). */
+const LO_MAX = 64;
+
+/**
+ * De-identification Method (0012,0063) as LO values of at most 64 characters each: the profile and
+ * its options in one value while they fit, else the options carried on in further values (the
+ * attribute is multi-valued, PS3.3 C.7.1.1), never cut inside a name.
+ */
+export function methodValues(options: readonly string[], edition = PROFILE_EDITION): string[] {
+  const whole = `PS3.15 ${edition} Basic Profile${options.length > 0 ? ` + ${options.join(', ')}` : ''} (Gantry)`;
+  if (whole.length <= LO_MAX) return [whole];
+  const values = [`PS3.15 ${edition} Basic Profile (Gantry), options:`];
+  let line = '';
+  for (const option of options.map((name) => name.slice(0, LO_MAX))) {
+    if (line === '') line = option;
+    else if (line.length + 2 + option.length <= LO_MAX) line = `${line}, ${option}`;
+    else {
+      values.push(line);
+      line = option;
+    }
+  }
+  if (line !== '') values.push(line);
+  return values;
 }
 
 /** Single-valued text VRs (PS3.5 6.2: a backslash is text there, not a value separator). */

@@ -10,7 +10,7 @@ import { ConfigError, parseConfigText, type LoadedConfig } from '../../src/confi
 import { resolveDeidSecret } from '../../src/config/secret.js';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
-import { DeidEngine, DEFAULT_DEID_SETTINGS, scrubText, type DeidSettings } from '../../src/deid/engine.js';
+import { DeidEngine, DEFAULT_DEID_SETTINGS, methodValues, scrubText, type DeidSettings } from '../../src/deid/engine.js';
 import type { ProfileOption } from '../../src/deid/profile-types.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { safePrivateFromConfig } from '../../src/deid/settings.js';
@@ -285,4 +285,12 @@ test('cleanGraphics removes a curve whole: its group is Curve Data, whose bytes 
     assert.ok(element?.removed, `(${tag.toString(16)}) is removed`);
     assert.equal(element?.replacement, undefined, `(${tag.toString(16)}) is not given a dummy`);
   }
+});
+
+test('De-identification Method stays within LO\'s 64 characters a value, every option named whole', () => {
+  assert.deepEqual(methodValues(['cleanDescriptors']), ['PS3.15 2024b Basic Profile + cleanDescriptors (Gantry)']);
+  const options = ['cleanDescriptors', 'cleanGraphics', 'cleanPixelData', 'cleanStructuredContent', 'retainDeviceIdentity', 'retainInstitutionIdentity', 'retainLongitudinalModifiedDates', 'retainPatientCharacteristics', 'retainSafePrivate', 'retainUIDs'];
+  const values = methodValues(options);
+  for (const value of values) assert.ok(value.length <= 64, `${value.length} characters: ${value}`);
+  assert.deepEqual(values.slice(1).join(', ').split(', '), options, 'each option whole, in order');
 });
