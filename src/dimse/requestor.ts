@@ -34,6 +34,7 @@ export type { DatasetBody };
 /** The longest response command set read (a C-STORE-RSP is a few hundred bytes). */
 const MAX_RESPONSE_COMMAND_LENGTH = 64 * 1024;
 import { statusHex, type DimseResult } from './status.js';
+import { trimUid } from '../dicom/values.js';
 
 export interface RequestorOptions {
   host: string;
@@ -123,6 +124,9 @@ export interface StoreResult extends DimseResult {
 }
 
 interface Outstanding {
+  /** What the request was about: a response that names other UIDs answers some other request. */
+  sopClassUid: string;
+  sopInstanceUid: string;
   resolve(result: StoreResult): void;
   onResponse: ((result: StoreResult) => void) | undefined;
   reject(error: Error): void;
@@ -288,7 +292,7 @@ export class RequestorAssociation implements PduStreamSink {
     };
     let pending!: Outstanding;
     const response = new Promise<StoreResult>((resolve, reject) => {
-      pending = { resolve, reject, onResponse: options.onResponse, timer: undefined };
+      pending = { sopClassUid: context.abstractSyntax, sopInstanceUid, resolve, reject, onResponse: options.onResponse, timer: undefined };
     });
     let onWire = false;
     const sent = this.sending.then(async () => {
@@ -550,6 +554,14 @@ export class RequestorAssociation implements PduStreamSink {
     const id = command.messageIdBeingRespondedTo ?? -1;
     const pending = this.outstanding.get(id);
     if (!pending) throw new PduError(`a C-STORE-RSP for message ${id}, which is not outstanding`, AbortReason.UnexpectedPduParameter);
+    // PS3.7 9.3.1.2: the response's Affected SOP Class and Instance UIDs are optional, but when present
+    // equal the request's. One that names another instance is not a confirmation of this one.
+    if (
+      (command.affectedSopInstanceUid && command.affectedSopInstanceUid !== trimUid(pending.sopInstanceUid)) ||
+      (command.affectedSopClassUid && command.affectedSopClassUid !== trimUid(pending.sopClassUid))
+    ) {
+      throw new PduError(`the C-STORE-RSP for message ${id} names another SOP instance or class than its request`, AbortReason.UnexpectedPduParameter);
+    }
     this.outstanding.delete(id);
     if (pending.timer) clearTimeout(pending.timer);
     const status = command.status ?? 0xffff;

@@ -1,0 +1,226 @@
+/** Gantry's C-STORE SCU against a scripted peer that sees every PDU: fragmentation at exact sizes,
+ * responses matched to their requests, and responses that answer some other request. */
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { CommandField, decodeCommand, encodeCommand, NO_DATASET, type DimseCommand } from '../../src/dimse/command.js';
+import { READ_CHUNK } from '../../src/dimse/dataset-pdus.js';
+import { decodeAssociateRequest, encodeAssociateAccept, encodePData, encodeReleaseResponse, PduType } from '../../src/dimse/pdu.js';
+import { RequestorAssociation, type RequestorOptions } from '../../src/dimse/requestor.js';
+import { silentLogger } from '../../src/observability/logger.js';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const EXPLICIT = '1.2.840.10008.1.2.1';
+
+interface Pdv {
+  contextId: number;
+  isCommand: boolean;
+  isLast: boolean;
+  data: Buffer;
+}
+
+interface PeerRequest {
+  command: DimseCommand;
+  dataset: Buffer;
+  /** Every P-DATA-TF PDU of the dataset: its length field and its PDVs. */
+  pdus: Array<{ length: number; pdvs: Pdv[] }>;
+}
+
+interface PeerOptions {
+  maxPduLength: number;
+  maxOperationsInvoked?: number;
+  /** Called when a request's dataset is complete; answers with `send`. */
+  onRequest(request: PeerRequest, send: (response: DimseCommand) => void): void;
+}
+
+function response(request: PeerRequest, overrides: Partial<DimseCommand> = {}): DimseCommand {
+  return {
+    commandField: CommandField.CStoreRsp,
+    messageIdBeingRespondedTo: request.command.messageId as number,
+    commandDataSetType: NO_DATASET,
+    affectedSopClassUid: request.command.affectedSopClassUid as string,
+    affectedSopInstanceUid: request.command.affectedSopInstanceUid as string,
+    status: 0,
+    ...overrides,
+  };
+}
+
+/** A storage SCP that parses what arrives PDU by PDU. */
+async function scriptedPeer(options: PeerOptions): Promise<{ server: Server; port: number; requests: PeerRequest[] }> {
+  const requests: PeerRequest[] = [];
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => undefined);
+    let buffered = Buffer.alloc(0);
+    let command: Buffer[] = [];
+    let current: PeerRequest | undefined;
+    const send = (rsp: DimseCommand) => {
+      for (const pdu of encodePData(1, true, encodeCommand(rsp), 16384)) socket.write(pdu);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+        const type = buffered[0] as number;
+        const length = buffered.readUInt32BE(2);
+        const body = buffered.subarray(6, 6 + length);
+        buffered = buffered.subarray(6 + length);
+        if (type === PduType.AssociateRq) {
+          const request = decodeAssociateRequest(body);
+          socket.write(
+            encodeAssociateAccept({
+              protocolVersion: 1,
+              calledAeTitle: request.calledAeTitle,
+              callingAeTitle: request.callingAeTitle,
+              applicationContext: request.applicationContext,
+              presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
+              userInformation: {
+                maxPduLength: options.maxPduLength,
+                implementationClassUid: '1.2.3.4',
+                roleSelections: [],
+                extendedNegotiations: [],
+                ...(options.maxOperationsInvoked !== undefined ? { asyncOperations: { maxOperationsInvoked: options.maxOperationsInvoked, maxOperationsPerformed: 1 } } : {}),
+              },
+            }),
+          );
+        } else if (type === PduType.ReleaseRq) {
+          socket.end(encodeReleaseResponse());
+        } else if (type === PduType.PDataTf) {
+          const pdvs: Pdv[] = [];
+          for (let offset = 0; offset < body.length; ) {
+            const itemLength = body.readUInt32BE(offset);
+            const header = body[offset + 5] as number;
+            pdvs.push({ contextId: body[offset + 4] as number, isCommand: (header & 1) === 1, isLast: (header & 2) === 2, data: Buffer.from(body.subarray(offset + 6, offset + 4 + itemLength)) });
+            offset += 4 + itemLength;
+          }
+          const pdu = { length, pdvs };
+          for (const pdv of pdvs) {
+            if (pdv.isCommand) {
+              command.push(pdv.data);
+              if (pdv.isLast) {
+                current = { command: decodeCommand(Buffer.concat(command)), dataset: Buffer.alloc(0), pdus: [] };
+                command = [];
+              }
+              continue;
+            }
+            assert.ok(current, 'dataset before its command');
+            current.dataset = Buffer.concat([current.dataset, pdv.data]);
+            if (!current.pdus.includes(pdu)) current.pdus.push(pdu);
+            if (pdv.isLast) {
+              const done = current;
+              current = undefined;
+              requests.push(done);
+              options.onRequest(done, send);
+            }
+          }
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port, requests };
+}
+
+function options(port: number, overrides: Partial<RequestorOptions> = {}): RequestorOptions {
+  return {
+    host: '127.0.0.1',
+    port,
+    calledAeTitle: 'PEER',
+    callingAeTitle: 'GANTRY',
+    contexts: [{ id: 1, abstractSyntax: CT, transferSyntaxes: [EXPLICIT] }],
+    implementationClassUid: '1.2.3',
+    implementationVersionName: 'TEST',
+    maxPduLength: 16384,
+    maxOperations: 1,
+    connectTimeoutMs: 2000,
+    artimMs: 1000,
+    responseTimeoutMs: 3000,
+    log: silentLogger(),
+    ...overrides,
+  };
+}
+
+function pattern(length: number): Buffer {
+  const bytes = Buffer.alloc(length);
+  for (let i = 0; i < length; i += 1) bytes[i] = (i * 7 + (i >> 8)) & 0xff;
+  return bytes;
+}
+
+test('datasets are cut into PDUs no longer than the peer allows, only the last flagged, at exact boundary sizes and with no limit (0)', async (t) => {
+  for (const maxPduLength of [16384, 4097, 0]) {
+    const peer = await scriptedPeer({ maxPduLength, onRequest: (request, send) => send(response(request)) });
+    t.after(() => peer.server.close());
+    const association = await RequestorAssociation.open(options(peer.port));
+    const context = [...association.contexts.values()][0];
+    assert.ok(context);
+    const fragment = maxPduLength === 0 ? READ_CHUNK : maxPduLength - 6;
+    const whole = fragment * Math.max(1, Math.floor(READ_CHUNK / fragment));
+    const lengths = [1, 2, fragment - 1, fragment, fragment + 1, 3 * fragment, whole, whole + 1, 2 * whole, 2 * whole - 1];
+    for (const [index, length] of lengths.entries()) {
+      const bytes = pattern(length);
+      const viaRead = index % 2 === 0;
+      const body = viaRead ? { length, read: async (target: Buffer, position: number) => bytes.copy(target, 0, position, position + Math.min(target.length, 777_777)) } : { length, read: async () => 0, bytes };
+      const result = await association.store(context, `1.2.3.${index}`, body);
+      assert.equal(result.status, 0);
+      const request = peer.requests[peer.requests.length - 1] as PeerRequest;
+      assert.equal(request.command.affectedSopInstanceUid, `1.2.3.${index}`);
+      assert.ok(request.dataset.equals(bytes), `maximum ${maxPduLength}, ${length} bytes arrive whole`);
+      const pdvs = request.pdus.flatMap((pdu) => pdu.pdvs);
+      for (const pdu of request.pdus) if (maxPduLength !== 0) assert.ok(pdu.length <= maxPduLength, `PDU of ${pdu.length} over ${maxPduLength}`);
+      assert.deepEqual(pdvs.map((pdv) => pdv.isLast), pdvs.map((_, i) => i === pdvs.length - 1), `maximum ${maxPduLength}, ${length} bytes: only the last fragment flagged`);
+      assert.equal(pdvs.length, Math.ceil(length / fragment));
+    }
+    await association.release();
+  }
+});
+
+test('responses out of order in the window go to their own requests; one without Affected SOP Instance UID is accepted', async (t) => {
+  const held: Array<{ request: PeerRequest; send: (response: DimseCommand) => void }> = [];
+  const peer = await scriptedPeer({
+    maxPduLength: 16384,
+    maxOperationsInvoked: 3,
+    onRequest: (request, send) => {
+      held.push({ request, send });
+      if (held.length < 3) return;
+      // The last first; the first without its SOP Instance UID (PS3.7 9.3.1.2: U).
+      const statuses = [0x0000, 0xa700, 0xb000];
+      for (const [index, { request: answered, send: answer }] of [...held.entries()].reverse()) {
+        const rsp = response(answered, { status: statuses[index] as number });
+        if (index === 0) delete rsp.affectedSopInstanceUid;
+        answer(rsp);
+      }
+      held.length = 0;
+    },
+  });
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(options(peer.port, { maxOperations: 3 }));
+  assert.equal(association.operationsWindow, 3);
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  const results = await Promise.all([1, 2, 3].map((n) => association.store(context, `1.2.3.${n}`, { length: 100, read: async () => 0, bytes: pattern(100) })));
+  assert.deepEqual(
+    results.map((result) => result.status),
+    [0x0000, 0xa700, 0xb000],
+  );
+  await association.release();
+});
+
+test('a C-STORE-RSP whose Affected SOP Instance UID is another instance is not taken as the answer to the request', async (t) => {
+  const peer = await scriptedPeer({
+    maxPduLength: 16384,
+    // The peer answers message 1 with Success for an instance that is not the one sent as message 1.
+    onRequest: (request, send) => send(response(request, { affectedSopInstanceUid: '1.2.3.999' })),
+  });
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(options(peer.port));
+  t.after(() => association.abort());
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  let confirmed = false;
+  const outcome = await association
+    .store(context, '1.2.3.1', { length: 10, read: async () => 0, bytes: pattern(10) }, { onResponse: (result) => (confirmed = result.status === 0) })
+    .then(
+      (result) => `resolved ${result.status}`,
+      (error: Error) => `rejected: ${error.message}`,
+    );
+  assert.equal(confirmed, false, `a response for 1.2.3.999 confirmed 1.2.3.1 (${outcome})`);
+  assert.match(outcome, /^rejected/);
+});
