@@ -16,9 +16,10 @@ export class RetentionWork {
    * Deletes up to `limit` files of instances every destination confirmed before `before`, and marks
    * them deleted, in one transaction on the thread that also places and re-routes files: no copy can
    * be re-sent, re-queued or replaced between the check and the deletion. `remove` deletes one file
-   * (relative path) synchronously. Returns how many were deleted.
+   * (relative path) synchronously; false: it could not, and the file stays recorded as present (a
+   * throw would undo the records of the files of the page already deleted). Returns how many were deleted.
    */
-  deleteExpired(kind: 'original' | 'deidentified', before: number, limit: number, remove: (filePath: string) => void, now = Date.now()): number {
+  deleteExpired(kind: 'original' | 'deidentified', before: number, limit: number, remove: (filePath: string) => unknown, now = Date.now()): number {
     const select =
       kind === 'original'
         ? `SELECT id, file_path AS filePath FROM instances INDEXED BY instances_forwarded
@@ -28,11 +29,13 @@ export class RetentionWork {
     const mark = this.db.prepare(`UPDATE instances SET ${kind === 'original' ? 'original_deleted_at' : 'deid_deleted_at'} = ? WHERE id = ?`);
     return this.db.transaction(() => {
       const files = this.db.prepare(select).all(before, limit) as ExpiredFile[];
+      let deleted = 0;
       for (const file of files) {
-        remove(file.filePath);
+        if (remove(file.filePath) === false) continue;
         mark.run(now, file.id);
+        deleted += 1;
       }
-      return files.length;
+      return deleted;
     })();
   }
 }

@@ -40,19 +40,31 @@ export class Retention {
 
   private async deleteAll(kind: 'original' | 'deidentified', before: number): Promise<number> {
     let deleted = 0;
+    // A file that cannot be deleted is skipped (it stays recorded as present and is tried again next
+    // sweep): throwing would stop retention at it for good, and undo the records of the files of its
+    // page already deleted. Its path holds original UIDs: only the error code is logged.
+    const failures = new Map<string, number>();
     for (let round = 0; round < 1000; round += 1) {
+      let failed = 0;
       const count = this.options.work.deleteExpired(kind, before, PAGE, (filePath) => {
         try {
           unlinkSync(join(this.options.storagePath, filePath));
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+          const code = (error as NodeJS.ErrnoException).code ?? 'error';
+          if (code === 'ENOENT') return true;
+          failed += 1;
+          failures.set(code, (failures.get(code) ?? 0) + 1);
+          return false;
         }
+        return true;
       });
       deleted += count;
-      if (count < PAGE) break;
+      // The files skipped are selected again: done when a page has nothing more to delete.
+      if (count === 0 || count + failed < PAGE) break;
       // Pages are short, and other work runs between them.
       await new Promise((resolve) => setImmediate(resolve));
     }
+    if (failures.size > 0) this.options.log.warn({ kind, failures: Object.fromEntries(failures) }, 'retention: files that could not be deleted are kept');
     return deleted;
   }
 }
