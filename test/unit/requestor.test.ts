@@ -224,3 +224,50 @@ test('a C-STORE-RSP whose Affected SOP Instance UID is another instance is not t
   assert.equal(confirmed, false, `a response for 1.2.3.999 confirmed 1.2.3.1 (${outcome})`);
   assert.match(outcome, /^rejected/);
 });
+
+test('an A-ABORT or a closed connection mid-dataset, from a peer that stopped reading, fails the request at once', async (t) => {
+  const { encodeAbort } = await import('../../src/dimse/pdu.js');
+  for (const how of ['abort', 'close'] as const) {
+    const server = createServer((socket) => {
+      socket.on('error', () => undefined);
+      let seen = 0;
+      let accepted = false;
+      socket.on('data', (chunk: Buffer) => {
+        seen += chunk.length;
+        if (!accepted) {
+          accepted = true;
+          const request = decodeAssociateRequest(chunk.subarray(6, 6 + chunk.readUInt32BE(2)));
+          socket.write(
+            encodeAssociateAccept({
+              protocolVersion: 1,
+              calledAeTitle: request.calledAeTitle,
+              callingAeTitle: request.callingAeTitle,
+              applicationContext: request.applicationContext,
+              presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
+              userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [] },
+            }),
+          );
+          return;
+        }
+        if (seen > 2_000_000) {
+          socket.pause();
+          if (how === 'abort') socket.write(encodeAbort({ source: 2, reason: 0 }));
+          else socket.destroy();
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => server.close());
+    const association = await RequestorAssociation.open(options((server.address() as { port: number }).port, { responseTimeoutMs: 30_000 }));
+    const context = [...association.contexts.values()][0];
+    assert.ok(context);
+    const began = Date.now();
+    const length = 200 * 1024 * 1024;
+    await assert.rejects(
+      association.store(context, '1.2.3.1', { length, read: async (target: Buffer) => target.fill(5).length }),
+      (error: Error & { requestSent?: boolean }) => error.requestSent === true,
+    );
+    assert.ok(Date.now() - began < 5000, `${how}: settled after ${Date.now() - began} ms`);
+    assert.equal(association.isUsable, false);
+  }
+});
