@@ -67,9 +67,11 @@ export function resultFromError(error: unknown, fallbackStatus: number = Status.
   return { status: fallbackStatus, errorComment: message };
 }
 
-/** PS3.7 C.1.3, PS3.4 B.2.3: 0x0001 and 0xBxxx are warnings: the operation was performed. */
+/** PS3.7 C.1.3, PS3.4 B.2.3: 0x0001 and 0xBxxx are warnings: the operation was performed. So are
+ * the general 0x0107 (Attribute List Error) and 0x0116 (Attribute Value Out of Range) of PS3.7 C.4,
+ * which some SCPs answer a C-STORE with after storing the object. */
 export function isWarning(status: number): boolean {
-  return status === 0x0001 || (status & 0xf000) === 0xb000;
+  return status === 0x0001 || status === 0x0107 || status === 0x0116 || (status & 0xf000) === 0xb000;
 }
 
 export function statusHex(status: number): string {

@@ -57,6 +57,8 @@ test('backoff grows by the multiplier up to the cap; warnings are 0x0001 and 0xB
   const retry = { baseSeconds: 10, multiplier: 2, maxSeconds: 60, maxAttempts: 5 };
   assert.deepEqual([1, 2, 3, 4, 5].map((failures) => backoffMs(failures, retry)), [10_000, 20_000, 40_000, 60_000, 60_000]);
   assert.ok(isWarning(0x0001) && isWarning(0xb000) && isWarning(0xb007));
+  assert.ok(isWarning(0x0107) && isWarning(0x0116), 'the general warnings of PS3.7 C.4');
+  assert.ok(!isWarning(0x0110) && !isWarning(0x0122), 'processing failure and SOP class not supported fail');
   assert.ok(!isWarning(0x0000) && !isWarning(0xa700) && !isWarning(0xc000));
 });
 
