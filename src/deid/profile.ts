@@ -45,8 +45,12 @@ export function profileRowFor(tag: number): ProfileRow | undefined {
 /**
  * The action of a row under the enabled options. An enabled option that says K (keep) wins over one
  * that says C (clean), which wins over the Basic Profile: a retain option is the more specific wish.
+ * Except for dates under the Modified Dates Option (E.3.6): a device date (calibration, installation)
+ * that Retain Device Identity would keep is modified all the same, because the instance then says
+ * MODIFIED (0028,0303), and one original date beside the shifted ones gives the shift away.
  */
 export function actionCodeFor(row: ProfileRow, options: ReadonlySet<ProfileOption>): ActionCode {
+  if (options.has('retainLongitudinalModifiedDates') && row.options.retainLongitudinalModifiedDates === 'C') return 'C';
   let clean = false;
   for (const [option, code] of Object.entries(row.options) as Array<[ProfileOption, ActionCode]>) {
     if (!options.has(option)) continue;

@@ -47,6 +47,22 @@ function deid(elements: Element[], options: ProfileOption[] = []): Map<number, s
   return new Map(result.map((element: ElementNode) => [element.tag, (element.value ?? Buffer.alloc(0)).toString('latin1').replace(/[\0 ]+$/, '')]));
 }
 
+test('retainDeviceIdentity with retainLongitudinalModifiedDates: device dates are shifted like every other date, not kept', () => {
+  const deviceDates: Element[] = [
+    [0x0014407e, 'DA', '20240301'],
+    [0x00181205, 'DA', '20200110'],
+  ];
+  const dated = [...BASE, ...deviceDates].sort((a, b) => a[0] - b[0]);
+  const kept = deid(dated, ['retainDeviceIdentity']);
+  assert.equal(kept.get(0x0014407e), '20240301', 'device identity alone keeps CalibrationDate');
+  const out = deid(dated, ['retainDeviceIdentity', 'retainLongitudinalModifiedDates']);
+  assert.equal(out.get(0x00280303), 'MODIFIED');
+  const days = (date: string) => Date.UTC(Number(date.slice(0, 4)), Number(date.slice(4, 6)) - 1, Number(date.slice(6, 8))) / 86_400_000;
+  const shift = days('20240315') - days(out.get(0x00080020) as string);
+  assert.equal(days('20240301') - days(out.get(0x0014407e) as string), shift, 'CalibrationDate shifted by the patient\'s offset');
+  assert.equal(days('20200110') - days(out.get(0x00181205) as string), shift, 'DateOfInstallation shifted by the patient\'s offset');
+});
+
 test('Basic Profile: identity replaced by pseudonyms, dates gone, institution and device replaced', () => {
   const out = deid(BASE);
   assert.match(out.get(0x00100010) ?? '', /^ANONYMOUS\^/);
