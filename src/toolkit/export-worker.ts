@@ -17,7 +17,11 @@ import { SettingsCache, type SharedSettings } from '../deid/shared-settings.js';
 import type { ReleaseOverride } from '../index/deid-work.js';
 import { withoutValues } from '../observability/redact.js';
 import { loadCodecs } from '../pixels/codecs.js';
+import type { ScannedValue } from '../dicom/header-scanner.js';
+import { decodeIndexedAttributes } from '../index/attributes.js';
 import { layoutPath, LAYOUT_TAGS, type LayoutValues } from './layout.js';
+
+const SPECIFIC_CHARACTER_SET = 0x00080005;
 
 export interface ExportItem {
   id: number;
@@ -107,18 +111,14 @@ function exportDeidentified(
     settings: { profiles, base, callingAeTitle: original.callingAeTitle },
     pseudonyms,
     window,
-    collect: [...LAYOUT_TAGS.values()],
+    collect: [...LAYOUT_TAGS.values(), SPECIFIC_CHARACTER_SET],
   });
   try {
     if (plan.result.kind === 'quarantined') return { id, kind: 'held', reason: plan.result.reason };
     // The node's rule: residual risk holds the instance back. Decided before anything is written.
     const risk = residualRiskReason(plan.result.findings, batch.quarantineOnFindings, original.override?.ignoreFindings);
     if (risk !== undefined) return { id, kind: 'held', reason: risk };
-    const values: LayoutValues = {};
-    for (const [keyword, tag] of LAYOUT_TAGS) {
-      const value = plan.result.values?.get(tag);
-      if (value !== undefined) values[keyword] = value;
-    }
+    const values = layoutValues(plan.result.values);
     const relative = layoutPath(batch.layout, values);
     const target = join(batch.out, relative);
     // Written as target.partial in the target's own folder, then renamed: on this machine's ext4
@@ -130,6 +130,26 @@ function exportDeidentified(
   } finally {
     plan.close();
   }
+}
+
+/** The layout values of a copy made here, decoded as the research view decodes the node's copies
+ * (decodeIndexedAttributes: IS as a number, text by its character set): "0001" and "1" would otherwise
+ * name one series two ways, and an instance written by an interrupted run and copied from the node's
+ * copy by the next would be exported twice. */
+function layoutValues(output: ReadonlyMap<number, string> | undefined): LayoutValues {
+  const scanned = new Map<number, ScannedValue>();
+  for (const tag of [...LAYOUT_TAGS.values(), SPECIFIC_CHARACTER_SET]) {
+    const value = output?.get(tag);
+    // The collected text is the value's bytes as latin1: the same bytes again.
+    if (value !== undefined) scanned.set(tag, { vr: undefined, bytes: Buffer.from(value, 'latin1'), bigEndian: false });
+  }
+  const attributes = decodeIndexedAttributes(scanned);
+  const values: LayoutValues = {};
+  for (const keyword of LAYOUT_TAGS.keys()) {
+    const value = attributes[keyword];
+    if (value !== undefined) values[keyword] = value;
+  }
+  return values;
 }
 
 /** Runs `write` for `target` once its folder is there; once more if the folder went meanwhile

@@ -3,10 +3,14 @@
  * states a promise of the toolkit, and failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, realpathSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
+import { EMPTY_AUDIT_TEXT } from '../../src/deid/audit-text.js';
+import { DeidWork } from '../../src/index/deid-work.js';
+import { scanIndexedAttributes } from '../../src/index/scan-file.js';
+import { deidentifiedPath } from '../../src/store/object-store.js';
 import { withoutValues } from '../../src/observability/redact.js';
 import { openSession } from '../../src/session/index.js';
 import { importFolders } from '../../src/toolkit/import.js';
@@ -126,5 +130,84 @@ test('a link to a file under storage.path, inside a walked folder, is not import
     assert.equal(walked.indexed, 0, 'walked: left out too');
   } finally {
     db.close();
+  }
+});
+
+// Found in a review: names of instances de-identified by the export came from the output's raw text,
+// names of the node's copies from the research view (IS as a number, text decoded by its character
+// set), so one series went to two folders, and an instance written by an interrupted run and copied by
+// the next (the node de-identified it meanwhile) was exported twice, under two names.
+test("export names an instance de-identified now as it names the node's copy of its series", async () => {
+  const dir = scratchDir('review-export-layout-values');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  const studyInstanceUid = newUid();
+  const seriesInstanceUid = newUid();
+  for (let n = 1; n <= 2; n += 1) {
+    // IS may carry leading zeros (PS3.5 6.2): "01", "0001".
+    await writeSyntheticFile(join(tree, `${n}.dcm`), {
+      studyInstanceUid,
+      seriesInstanceUid,
+      patientId: 'PAT-LAYOUT',
+      patientName: 'Layout^Lee',
+      seriesNumber: '01' as unknown as number,
+      instanceNumber: `000${n}` as unknown as number,
+      rows: 8,
+      columns: 8,
+    });
+  }
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
+  } finally {
+    db.close();
+  }
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    // The node de-identifies the first instance (as its scheduler records a copy); the second waits.
+    const first = [...session.instances()].find((instance) => instance.InstanceNumber === 1);
+    assert.ok(first);
+    const temporary = join(dir, 'copy.dcm');
+    const result = await first.deidentify(temporary);
+    assert.equal(result.kind, 'deidentified');
+    if (result.kind !== 'deidentified') return;
+    const relative = deidentifiedPath(result.studyInstanceUid, result.seriesInstanceUid, result.sopInstanceUid);
+    mkdirSync(dirname(join(storagePath, relative)), { recursive: true });
+    renameSync(temporary, join(storagePath, relative));
+    const indexDb = openDatabase(join(storagePath, 'index.sqlite'));
+    try {
+      const row = indexDb.prepare('SELECT id, file_path AS filePath, received_at AS receivedAt FROM instances WHERE sop_instance_uid = ?').get(first.SOPInstanceUID) as {
+        id: number;
+        filePath: string;
+        receivedAt: number;
+      };
+      const recorded = new DeidWork(indexDb).markDeidentified(row.id, row, {
+        filePath: relative,
+        fileSize: statSync(join(storagePath, relative)).size,
+        sopInstanceUid: result.sopInstanceUid,
+        seriesInstanceUid: result.seriesInstanceUid,
+        studyInstanceUid: result.studyInstanceUid,
+        profile: result.profile,
+        audit: EMPTY_AUDIT_TEXT,
+        findings: [],
+        attributes: await scanIndexedAttributes(join(storagePath, relative)),
+      });
+      assert.ok(recorded);
+    } finally {
+      indexDb.close();
+    }
+    const out = join(dir, 'out');
+    const summary = await session.export({ out, workers: 1, layout: '{PatientName}/{SeriesNumber}/{InstanceNumber}-{SOPInstanceUID}.dcm' });
+    assert.equal(summary.copied, 1);
+    assert.equal(summary.deidentified, 1);
+    const files = readdirSync(out, { recursive: true })
+      .map(String)
+      .filter((name) => name.endsWith('.dcm'));
+    assert.equal(new Set(files.map((name) => dirname(name))).size, 1, `one series, one folder: ${files.join(' ')}`);
+    assert.deepEqual(files.map((name) => /\/(\d+)-[^/]*$/.exec(name)?.[1]).sort(), ['1', '2'], files.join(' '));
+  } finally {
+    session.close();
   }
 });
