@@ -211,3 +211,29 @@ test("export names an instance de-identified now as it names the node's copy of 
     session.close();
   }
 });
+
+// Found in a review: a link to a folder was skipped without a word, so an archive whose year folders
+// are links to other disks was "imported" with none of their files, and the summary did not say so.
+test('import follows links to folders, each folder once, and a link back up the tree is no loop', async () => {
+  const dir = scratchDir('review-import-folder-links');
+  const elsewhere = join(dir, 'disk2', '2023');
+  mkdirSync(elsewhere, { recursive: true });
+  await writeSyntheticFile(join(elsewhere, 'a.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P1', patientName: 'Link^Lou', rows: 8, columns: 8 });
+  const tree = join(dir, 'archive');
+  mkdirSync(join(tree, '2024'), { recursive: true });
+  await writeSyntheticFile(join(tree, '2024', 'b.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P2', patientName: 'Link^Lia', rows: 8, columns: 8 });
+  symlinkSync(elsewhere, join(tree, '2023'));
+  symlinkSync(elsewhere, join(tree, '2023-again'));
+  symlinkSync(tree, join(tree, '2024', 'up'));
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const summary = await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
+    assert.equal(summary.indexed, 2, 'the file behind the folder link is indexed');
+    assert.equal(summary.files, 2, 'each folder is walked once');
+    assert.equal(summary.duplicates, 0);
+  } finally {
+    db.close();
+  }
+});
