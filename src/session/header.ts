@@ -53,14 +53,16 @@ export class LazyHeader {
   constructor(private readonly path: () => string) {}
 
   /** The value of a top-level attribute as text (several values joined by "\"; binary numbers in
-   * decimal; padding removed): "" when it is present without a value, undefined when it is absent, a
+   * decimal, tags (AT) as "ggggeeee"; padding removed): "" when it is present without a value, undefined when it is absent, a
    * sequence, binary bulk data, or longer than 64 KiB. */
   text(key: AttributeKey): string | undefined {
     const tag = tagOf(key);
     const header = this.header();
-    if (tag >>> 16 === 0x0002) return trimPadding(header.meta.get(tag & 0xffff)?.toString('latin1'));
+    if (tag >>> 16 === 0x0002) return metaText(tag & 0xffff, header.meta.get(tag & 0xffff));
     const element = header.byTag.get(tag);
     if (!element || NO_TEXT_VRS.has(element.vr)) return undefined;
+    const binary = BINARY_TEXT[element.vr];
+    if (binary) return element.value ? binary(element.value, header.bigEndian) : undefined;
     // Values were loaded with the header; the file is closed, so nothing else can be read.
     if (CHARACTER_SET_VRS.has(element.vr)) {
       return element.value ? trimPadding(decodeText(element.value, header.charsets, element.vr === 'PN')) : undefined;
@@ -93,6 +95,38 @@ function readHeader(path: string): ParsedHeader {
   } finally {
     file.close();
   }
+}
+
+/** Binary VRs that elementText does not know: AT as PS3.18 F.2.3 writes a tag ("ggggeeee"), SV and
+ * UV (64 bits) in decimal, exactly. */
+const BINARY_TEXT: Readonly<Record<string, (bytes: Buffer, bigEndian: boolean) => string>> = {
+  AT: (bytes, bigEndian) =>
+    values(bytes, 4, (offset) => {
+      const group = bigEndian ? bytes.readUInt16BE(offset) : bytes.readUInt16LE(offset);
+      const element = bigEndian ? bytes.readUInt16BE(offset + 2) : bytes.readUInt16LE(offset + 2);
+      return `${hex4(group)}${hex4(element)}`;
+    }),
+  SV: (bytes, bigEndian) => values(bytes, 8, (offset) => String(bigEndian ? bytes.readBigInt64BE(offset) : bytes.readBigInt64LE(offset))),
+  UV: (bytes, bigEndian) => values(bytes, 8, (offset) => String(bigEndian ? bytes.readBigUInt64BE(offset) : bytes.readBigUInt64LE(offset))),
+};
+
+function values(bytes: Buffer, size: number, read: (offset: number) => string): string {
+  const out: string[] = [];
+  for (let offset = 0; offset + size <= bytes.length; offset += size) out.push(read(offset));
+  return out.join('\\');
+}
+
+function hex4(value: number): string {
+  return value.toString(16).toUpperCase().padStart(4, '0');
+}
+
+/** A File Meta Information value (always explicit VR little endian, PS3.10 7.1): its group length
+ * (UL) in decimal, its OB values (version, private information) binary, the rest text. */
+function metaText(element: number, value: Buffer | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (element === 0x0000) return value.length >= 4 ? String(value.readUInt32LE(0)) : undefined;
+  if (element === 0x0001 || element === 0x0102) return undefined;
+  return trimPadding(value.toString('latin1'));
 }
 
 /** PS3.5 6.2: leading and trailing spaces (and NUL padding) are not significant. */

@@ -161,7 +161,7 @@ export class Instance {
 
   /**
    * A top-level attribute of the original as text (several values joined by "\", binary numbers in
-   * decimal, padding removed), by keyword ("PhotometricInterpretation") or tag (0x00280004,
+   * decimal, tags (AT) as "ggggeeee", padding removed), by keyword ("PhotometricInterpretation") or tag (0x00280004,
    * "(0028,0004)"). The file's header is read on the first call and kept; "" for an attribute present
    * without a value, undefined for one absent, a sequence, bulk binary data or longer than 64 KiB.
    */

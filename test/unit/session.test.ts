@@ -376,3 +376,32 @@ test('a closed session lists nothing more; what it listed keeps its properties',
   assert.equal(patient.PatientID, 'PAT00000');
   assert.equal(instance.attribute('PatientID'), 'PAT00000');
 });
+
+// Found in a review: attribute() promises binary numbers in decimal, but gave an AT value (Frame
+// Increment Pointer, read to step through a multi-frame object), a 64-bit SV/UV value and the File
+// Meta Information Group Length as the raw bytes read as text.
+test('attribute() gives AT values as tags, SV and UV in decimal, and the group length of the File Meta Information in decimal', async (t) => {
+  const storage = newStorage('binary-text');
+  const path = join(storage, 'originals', 'binary.dcm');
+  const sv = Buffer.alloc(16);
+  sv.writeBigInt64LE(-5n, 0);
+  sv.writeBigInt64LE(2n ** 40n, 8);
+  const uv = Buffer.alloc(8);
+  uv.writeBigUInt64LE(2n ** 63n + 1n, 0);
+  const at = Buffer.from([0x18, 0x00, 0x63, 0x10, 0x18, 0x00, 0x65, 0x10]); // (0018,1063)\(0018,1065)
+  const { sopInstanceUid } = await writeSyntheticFile(
+    path,
+    spec({ frames: 2, extra: [[0x00280009, 'AT', at], [0x00720082, 'SV', sv], [0x00080428, 'UV', uv]] }),
+  );
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  assert.equal(instance.attribute('FrameIncrementPointer'), '00181063\\00181065', 'PS3.18 F.2.3: an AT value as "ggggeeee"');
+  assert.equal(instance.attribute(0x00720082), '-5\\1099511627776');
+  assert.equal(instance.attribute(0x00080428), '9223372036854775809');
+  const groupLength = instance.attributeNumber('FileMetaInformationGroupLength');
+  assert.ok(groupLength !== undefined && groupLength > 50 && groupLength < 400, `group length ${instance.attribute('(0002,0000)')}`);
+  assert.equal(instance.attribute('FileMetaInformationVersion'), undefined, 'OB: bulk binary');
+});
