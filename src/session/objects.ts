@@ -7,6 +7,7 @@
  * Each object is a snapshot of its row when it was listed: a running node may change an instance's
  * state and files meanwhile; `session.instance(uid)` reads it afresh.
  */
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseFile, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
 import type { DeidFileResult } from '../deid/deidentify-file.js';
@@ -212,7 +213,9 @@ export class Instance {
   async deidentify(outputPath: string, options: DeidentifyOptions = {}): Promise<DeidFileResult> {
     const input = this.#originalPath();
     const output = resolve(outputPath);
-    if (output === input) throw new Error('the output path is the original itself: the original is never modified');
+    // By file, not only by name: the original reached through a link, or a hard link to it, would be
+    // replaced by its copy just the same.
+    if (output === input || sameFile(output, input)) throw new Error('the output path is the original itself: the original is never modified');
     const facts = {
       callingAeTitle: this.callingAeTitle,
       pass: releasedWithPass(this.#row.deidOverride),
@@ -245,6 +248,13 @@ export class Instance {
  * only the frames that need it, with the reason (codecs.ts), not native or RLE frames. */
 async function loadCodecsIfPossible(): Promise<void> {
   await loadCodecs().catch(() => undefined);
+}
+
+/** Whether two paths name one file (device and inode); false when either is not there. */
+function sameFile(a: string, b: string): boolean {
+  const first = statSync(a, { bigint: true, throwIfNoEntry: false });
+  const second = statSync(b, { bigint: true, throwIfNoEntry: false });
+  return first !== undefined && second !== undefined && first.dev === second.dev && first.ino === second.ino;
 }
 
 function releasedWithPass(override: string | undefined): boolean {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { inspect } from 'node:util';
@@ -404,4 +404,30 @@ test('attribute() gives AT values as tags, SV and UV in decimal, and the group l
   const groupLength = instance.attributeNumber('FileMetaInformationGroupLength');
   assert.ok(groupLength !== undefined && groupLength > 50 && groupLength < 400, `group length ${instance.attribute('(0002,0000)')}`);
   assert.equal(instance.attribute('FileMetaInformationVersion'), undefined, 'OB: bulk binary');
+});
+
+// Found in a review: only the very path the index holds was refused as an output, so the original
+// named another way (the real path of a folder reached through a link, say /tmp and /private/tmp, or
+// a hard link) was replaced by its de-identified copy: the one file Gantry promises never to change.
+test('deidentify refuses any name of the original as its output, not only the indexed one', async (t) => {
+  const storage = newStorage('deid-alias');
+  const real = join(storage, '..', 'real');
+  mkdirSync(real, { recursive: true });
+  const path = join(real, 'one.dcm');
+  await writeSyntheticFile(path, spec({ patientName: 'Doe^Jane', patientId: 'MRN-ALIAS' }));
+  const linked = join(storage, '..', 'linked');
+  symlinkSync(real, linked);
+  const record = await recordOf(storage, join(linked, 'one.dcm'));
+  indexRecords(storage, [{ ...record, filePath: relative(storage, join(linked, 'one.dcm')) }]);
+  linkSync(path, join(storage, '..', 'hard.dcm'));
+  const before = createHash('sha256').update(readFileSync(path)).digest('hex');
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+  t.after(() => session.close());
+  const instance = session.instance(record.sopInstanceUid);
+  assert.ok(instance);
+  assert.equal(instance.filePath, join(linked, 'one.dcm'));
+  await assert.rejects(instance.deidentify(path), /the original itself/);
+  await assert.rejects(instance.deidentify(join(storage, '..', 'hard.dcm')), /the original itself/);
+  assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), before, 'the original is untouched');
+  assert.equal(fileAttribute(path, 0x00100010), 'Doe^Jane');
 });
