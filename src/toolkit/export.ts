@@ -243,8 +243,26 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
       };
       const running: Promise<void> = (options.pool.run(batch) as Promise<ExportItemResult[]>)
         .then((results) => settle(page, results))
-        .catch((error: Error) => {
-          failure ??= error;
+        .catch(async (error: Error) => {
+          if (!outOfMemory(error)) {
+            failure ??= error;
+            return;
+          }
+          // One instance too large for a thread's heap (an RT Structure Set of a hundred thousand
+          // contours, an enhanced multi-frame's per-frame groups) took its batch's thread down: the
+          // batch is done again instance by instance, and that one is counted as failed, with why,
+          // instead of ending the export (which a run again would end at the same place).
+          for (const item of batch.items) {
+            try {
+              settle(page, (await options.pool.run({ ...batch, items: [item] })) as ExportItemResult[]);
+            } catch (itemError) {
+              if (!outOfMemory(itemError as Error)) {
+                failure ??= itemError as Error;
+                return;
+              }
+              settle(page, [{ id: item.id, kind: 'failed', reason: `${OUT_OF_MEMORY}: the instance needs more memory than an export thread has` }]);
+            }
+          }
         })
         .finally(() => inFlight.delete(running));
       inFlight.add(running);
@@ -254,6 +272,13 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   if (failure) throw failure;
   options.progress?.finish();
   return summary;
+}
+
+const OUT_OF_MEMORY = 'ERR_WORKER_OUT_OF_MEMORY';
+
+/** A worker thread ended by its heap limit (resourceLimits), which one instance can reach alone. */
+function outOfMemory(error: Error): boolean {
+  return (error as NodeJS.ErrnoException).code === OUT_OF_MEMORY;
 }
 
 /** The rows to export; those the node quarantined or failed are reported to `held` instead: they stay

@@ -16,7 +16,8 @@ import { openSession } from '../../src/session/index.js';
 import { importFolders } from '../../src/toolkit/import.js';
 import { layoutPath } from '../../src/toolkit/layout.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { EXPLICIT_LE, encodeElement, newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { encodePart10Header } from '../../src/dicom/part10.js';
 
 const SECRET = 'the secret of the toolkit review';
 
@@ -235,5 +236,59 @@ test('import follows links to folders, each folder once, and a link back up the 
     assert.equal(summary.duplicates, 0);
   } finally {
     db.close();
+  }
+});
+
+/** An RT Structure Set of `contours` contours (one sequence item each): a few MB, but a tree of
+ * hundreds of thousands of elements once parsed. */
+function writeLargeStructureSet(path: string, contours: number): void {
+  const item = (body: Buffer) => {
+    const header = Buffer.alloc(8);
+    header.writeUInt16LE(0xfffe, 0);
+    header.writeUInt16LE(0xe000, 2);
+    header.writeUInt32LE(body.length, 4);
+    return Buffer.concat([header, body]);
+  };
+  const contour = item(Buffer.concat([encodeElement(0x30060042, 'CS', 'CLOSED_PLANAR'), encodeElement(0x30060046, 'IS', '2'), encodeElement(0x30060050, 'DS', '1.5\\2.5\\3.5\\1.5\\2.5\\3.5')]));
+  const contourSequence = encodeElement(0x30060040, 'SQ', Buffer.concat(Array.from({ length: contours }, () => contour)));
+  const sopClassUid = '1.2.840.10008.5.1.4.1.1.481.3';
+  const sopInstanceUid = newUid();
+  const dataset = Buffer.concat([
+    encodeElement(0x00080016, 'UI', sopClassUid),
+    encodeElement(0x00080018, 'UI', sopInstanceUid),
+    encodeElement(0x00080060, 'CS', 'RTSTRUCT'),
+    encodeElement(0x00100010, 'PN', 'Large^Struct'),
+    encodeElement(0x00100020, 'LO', 'PAT-LARGE'),
+    encodeElement(0x0020000d, 'UI', newUid()),
+    encodeElement(0x0020000e, 'UI', newUid()),
+    encodeElement(0x30060039, 'SQ', item(Buffer.concat([contourSequence, encodeElement(0x30060084, 'IS', '1')]))),
+  ]);
+  writeFileSync(path, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }), dataset]));
+}
+
+// Found in a review: an instance too large for an export thread's heap (96 MB) ended the thread, and
+// with it the whole export; a run again ended at the same instance, so nothing after it was ever exported.
+test('export: an instance too large for a thread fails alone; the rest of its batch and of the export is written', async () => {
+  const { dir, storagePath } = await importedSession('review-export-oom', 2);
+  const tree = join(dir, 'tree');
+  writeLargeStructureSet(join(tree, 'large-rtstruct.dcm'), 250_000);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const imported = await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
+    assert.equal(imported.indexed, 1);
+  } finally {
+    db.close();
+  }
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const out = join(dir, 'out');
+    const summary = await session.export({ out, workers: 1 });
+    assert.equal(summary.selected, 3);
+    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, summary.written);
+    assert.ok(summary.written >= 2, `the other instances are written: ${JSON.stringify(summary, (_, value) => (value instanceof Map ? [...value] : value))}`);
+    assert.equal(summary.written + summary.failed, 3);
+    if (summary.failed > 0) assert.match([...summary.problems.keys()].join(' '), /ERR_WORKER_OUT_OF_MEMORY/);
+  } finally {
+    session.close();
   }
 });
