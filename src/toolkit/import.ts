@@ -108,12 +108,13 @@ export async function importFolders(db: Db, storagePath: string, options: Import
 
 /** The regular files under the roots, depth first, one directory open at a time per level; symbolic
  * links are followed, to files and to folders (an archive's year folders are often links to other
- * disks), each folder walked once (by device and inode: a link back up the tree is no loop, and
- * a folder reached twice, or under two roots, is not read twice); the storage folder is left out, by
- * its real path (a root may reach it through a symbolic link, or name it by another path). */
+ * disks): a link to a folder the walk is inside is no loop, and a folder reached through several
+ * links is walked once (folders known by device and inode; only those of the current path and those
+ * reached through a link are remembered, so memory does not grow with the tree); the storage folder is
+ * left out, by its real path (a root may reach it through a symbolic link, or name it by another path). */
 async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, error: NodeJS.ErrnoException) => void): AsyncGenerator<string> {
   const storage = (await realpath(storagePath).catch(() => resolve(storagePath))) + sep;
-  const walked = new Set<string>();
+  const folders: Folders = { path: new Set(), linked: new Set() };
   for (const root of roots) {
     const absolute = resolve(root);
     const info = await stat(absolute);
@@ -122,8 +123,15 @@ async function* filesUnder(roots: readonly string[], storagePath: string, unread
       continue;
     }
     if (!info.isDirectory()) throw new Error(`${root} is neither a folder nor a file`);
-    yield* walk(absolute, storage, unreadable, walked);
+    yield* walk(absolute, storage, unreadable, folders, false);
   }
+}
+
+/** Folders by device:inode: those of the current path (a link to one of them is a loop), and those
+ * reached through a link (walked once however many links name them). */
+interface Folders {
+  path: Set<string>;
+  linked: Set<string>;
 }
 
 /** Whether a path is the storage folder or under it, by real path (one call per folder walked). */
@@ -132,31 +140,45 @@ async function insideStorage(path: string, storage: string): Promise<boolean> {
   return (real + sep).startsWith(storage);
 }
 
-/** A folder that cannot be read is reported and skipped; the walk goes on. `walked` holds the
- * folders walked already (device:inode). */
-async function* walk(directory: string, storage: string, unreadable: (path: string, error: NodeJS.ErrnoException) => void, walked: Set<string>): AsyncGenerator<string> {
+/** A folder that cannot be read is reported and skipped; the walk goes on. */
+async function* walk(
+  directory: string,
+  storage: string,
+  unreadable: (path: string, error: NodeJS.ErrnoException) => void,
+  folders: Folders,
+  throughLink: boolean,
+): AsyncGenerator<string> {
   if (await insideStorage(directory, storage)) return;
   let entries;
+  let identity;
   try {
     // As bigints: an inode number may pass 2^53 (XFS, NFS).
     const info = await stat(directory, { bigint: true });
-    const identity = `${info.dev}:${info.ino}`;
-    if (walked.has(identity)) return;
-    walked.add(identity);
+    identity = `${info.dev}:${info.ino}`;
+    if (folders.path.has(identity)) return;
+    if (throughLink) {
+      if (folders.linked.has(identity)) return;
+      folders.linked.add(identity);
+    }
     entries = await opendir(directory);
   } catch (error) {
     unreadable(directory, error as NodeJS.ErrnoException);
     return;
   }
-  for await (const entry of entries) {
-    const path = join(directory, entry.name);
-    if (entry.isDirectory()) yield* walk(path, storage, unreadable, walked);
-    else if (entry.isFile()) yield path;
-    else if (entry.isSymbolicLink()) {
-      const target = await stat(path).catch(() => undefined);
-      if (target?.isFile() && !(await insideStorage(path, storage))) yield path;
-      else if (target?.isDirectory()) yield* walk(path, storage, unreadable, walked);
+  folders.path.add(identity);
+  try {
+    for await (const entry of entries) {
+      const path = join(directory, entry.name);
+      if (entry.isDirectory()) yield* walk(path, storage, unreadable, folders, false);
+      else if (entry.isFile()) yield path;
+      else if (entry.isSymbolicLink()) {
+        const target = await stat(path).catch(() => undefined);
+        if (target?.isFile() && !(await insideStorage(path, storage))) yield path;
+        else if (target?.isDirectory()) yield* walk(path, storage, unreadable, folders, true);
+      }
     }
+  } finally {
+    folders.path.delete(identity);
   }
 }
 
