@@ -9,7 +9,7 @@
  * the index (export_items), so an interrupted export resumes, and pages of the index are read one at a
  * time, so memory stays flat whatever the size of the session.
  */
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
 import { mkdir, opendir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -53,6 +53,9 @@ export interface ExportOptions {
   storagePath: string;
   /** Batches in flight at once. */
   concurrency: number;
+  /** A digest of the de-identification secret (secretDigest), kept in the folder's marker: a run
+   * again with another secret would give the same patients other pseudonyms in the same export. */
+  secretDigest?: string;
   progress?: Progress;
 }
 
@@ -176,11 +179,11 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   // An earlier run on this folder may have been interrupted while writing: what it left half-written
   // (target.partial, target.frames) goes before this run writes anything.
   if (existsSync(join(out, MARKER_FILE))) await removeLeftovers(out);
-  let journal = new ExportJournal(db, `${out}#${await exportIdentity(out)}`, options.selection);
+  let journal = new ExportJournal(db, `${out}#${await exportIdentity(out, false, options.secretDigest)}`, options.selection);
   let { selected, done } = journal.counts();
   // Emptied but for the marker (rm -rf out/*): nothing of the earlier run is left, so start afresh.
   if (done > 0 && (await readdir(out)).every((name) => name.startsWith('.gantry-export'))) {
-    journal = new ExportJournal(db, `${out}#${await exportIdentity(out, true)}`, options.selection);
+    journal = new ExportJournal(db, `${out}#${await exportIdentity(out, true, options.secretDigest)}`, options.selection);
     ({ selected, done } = journal.counts());
   }
   const ledger = new PseudonymLedger(db);
@@ -315,17 +318,28 @@ async function removeLeftovers(out: string): Promise<void> {
 }
 
 /** The identity recorded in the folder's marker file, made on the first run. */
-async function exportIdentity(out: string, afresh = false): Promise<string> {
+async function exportIdentity(out: string, afresh = false, secretDigest?: string): Promise<string> {
   const marker = join(out, MARKER_FILE);
   if (!afresh) try {
-    const { id } = JSON.parse(await readFile(marker, 'utf8')) as { id?: unknown };
-    if (typeof id === 'string' && id.length > 0) return id;
+    const { id, secret } = JSON.parse(await readFile(marker, 'utf8')) as { id?: unknown; secret?: unknown };
+    if (typeof id === 'string' && id.length > 0) {
+      if (typeof secret === 'string' && secretDigest !== undefined && secret !== secretDigest) {
+        throw new Error(`--out ${out} holds an export made with another deid.secret: resumed, the same patients would get other pseudonyms in it; choose a new folder`);
+      }
+      return id;
+    }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof SyntaxError)) throw error;
   }
   const id = randomUUID();
-  await writeFile(marker, `${JSON.stringify({ id, note: 'gantry export: the identity of this export, so that running it again resumes it' })}\n`);
+  const note = 'gantry export: the identity of this export, so that running it again resumes it (and a digest of the secret its pseudonyms are keyed by)';
+  await writeFile(marker, `${JSON.stringify({ id, ...(secretDigest !== undefined ? { secret: secretDigest } : {}), note })}\n`);
   return id;
+}
+
+/** A digest that tells secrets apart without revealing one (HMAC keyed by the secret, 64 bits). */
+export function secretDigest(secret: string): string {
+  return createHmac('sha256', secret).update('gantry export marker').digest('hex').slice(0, 16);
 }
 
 export interface ExportRequest {
@@ -364,6 +378,7 @@ export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: str
       settings,
       storagePath: resolve(loaded.config.storage.path),
       concurrency: workers * 2,
+      secretDigest: secretDigest(secret),
       ...(request.progress ? { progress: request.progress } : {}),
     });
   } finally {

@@ -292,3 +292,47 @@ test('export: an instance too large for a thread fails alone; the rest of its ba
     session.close();
   }
 });
+
+// Found in a review: the folder's marker named the export but not the key of its pseudonyms, so a
+// run again with another deid.secret (rotated, or another config) resumed it: the patients written
+// before and after carried unrelated pseudonyms in one export, with nothing to tell.
+test('export: a folder exported with one secret is not resumed with another', async () => {
+  const dir = scratchDir('review-export-secret');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  for (const patientId of ['PAT-A', 'PAT-B']) {
+    await writeSyntheticFile(join(tree, `${patientId}.dcm`), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId, patientName: 'Key^Kim', rows: 8, columns: 8 });
+  }
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
+  } finally {
+    db.close();
+  }
+  const out = join(dir, 'out');
+  const first = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    assert.equal((await first.export({ out, workers: 1, selection: { patientIds: ['PAT-A'] } })).written, 1);
+  } finally {
+    first.close();
+  }
+  const rotated = openSession(storagePath, { config: { deid: { secret: `${SECRET}, rotated` } } });
+  try {
+    await assert.rejects(rotated.export({ out, workers: 1 }), /another deid\.secret/);
+    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, 1, 'nothing written with the other key');
+    // A folder of its own is fine.
+    assert.equal((await rotated.export({ out: join(dir, 'out-rotated'), workers: 1 })).written, 2);
+  } finally {
+    rotated.close();
+  }
+  const again = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const resumed = await again.export({ out, workers: 1 });
+    assert.equal(resumed.alreadyExported, 1);
+    assert.equal(resumed.written, 1, 'the same secret resumes it');
+  } finally {
+    again.close();
+  }
+});
