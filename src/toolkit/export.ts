@@ -12,8 +12,8 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { existsSync } from 'node:fs';
-import { mkdir, opendir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join, resolve, sep } from 'node:path';
+import { mkdir, opendir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
 import type { LoadedConfig } from '../config/load.js';
 import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
@@ -169,12 +169,19 @@ function selectionFilter(selection: ExportSelection): { where: string; parameter
 
 export async function exportSelection(db: Db, options: ExportOptions): Promise<ExportSummary> {
   const out = resolve(options.out);
-  const storage = resolve(options.storagePath) + sep;
-  if ((out + sep).startsWith(storage)) throw new Error(`--out ${options.out} lies inside storage.path: choose a folder outside the session`);
+  // Both checks by the path given and by the real one: a folder reached through a symbolic link is
+  // the same folder (the storage, or an imported tree, by another name).
+  const outs = [...new Set([out, await realPathOf(out)])];
+  const storages = [...new Set([resolve(options.storagePath), await realPathOf(resolve(options.storagePath))])];
+  if (outs.some((folder) => storages.some((storage) => (folder + sep).startsWith(storage + sep)))) {
+    throw new Error(`--out ${options.out} lies inside storage.path: choose a folder outside the session`);
+  }
   checkLayout(options.layout);
   // Files imported in place are the user's originals: an export must never write among them.
-  const imported = db.prepare(`SELECT source_path AS path FROM instances WHERE source_path >= ? AND source_path < ? LIMIT 1`).get(out + sep, `${out}${String.fromCharCode(sep.charCodeAt(0) + 1)}`) as { path: string } | undefined;
-  if (imported) throw new Error(`--out ${options.out} holds files imported in place (gantry import): choose a folder of its own`);
+  const importedUnder = db.prepare(`SELECT source_path AS path FROM instances WHERE source_path >= ? AND source_path < ? LIMIT 1`);
+  if (outs.some((folder) => importedUnder.get(folder + sep, `${folder}${String.fromCharCode(sep.charCodeAt(0) + 1)}`) !== undefined)) {
+    throw new Error(`--out ${options.out} holds files imported in place (gantry import): choose a folder of its own`);
+  }
   await mkdir(out, { recursive: true });
   // An earlier run on this folder may have been interrupted while writing: what it left half-written
   // (target.partial, target.frames) goes before this run writes anything.
@@ -282,6 +289,17 @@ const OUT_OF_MEMORY = 'ERR_WORKER_OUT_OF_MEMORY';
 /** A worker thread ended by its heap limit (resourceLimits), which one instance can reach alone. */
 function outOfMemory(error: Error): boolean {
   return (error as NodeJS.ErrnoException).code === OUT_OF_MEMORY;
+}
+
+/** The real path of `path` (symbolic links resolved), the part not there yet appended as it is. */
+async function realPathOf(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const parent = dirname(path);
+    return parent === path ? path : join(await realPathOf(parent), basename(path));
+  }
 }
 
 /** The rows to export; those the node quarantined or failed are reported to `held` instead: they stay

@@ -336,3 +336,23 @@ test('export: a folder exported with one secret is not resumed with another', as
     again.close();
   }
 });
+
+// Found in a review: --out was checked against storage.path and the imported files by the path as
+// given only, so the imported tree (or the storage) named through a symbolic link was written into:
+// pseudonymised folders among the user's originals, and, on a run again, its *.partial files removed.
+test('export refuses an imported tree or the storage folder also when --out reaches it through a link', async () => {
+  const { dir, storagePath } = await importedSession('review-export-out-link', 1);
+  const treeLink = join(dir, 'tree-link');
+  symlinkSync(join(dir, 'tree'), treeLink);
+  const storageLink = join(dir, 'data-link');
+  symlinkSync(storagePath, storageLink);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    await assert.rejects(session.export({ out: treeLink, workers: 1 }), /holds files imported in place/);
+    await assert.rejects(session.export({ out: join(storageLink, 'export'), workers: 1 }), /inside storage\.path/);
+    assert.deepEqual(readdirSync(join(dir, 'tree')).sort(), ['0.dcm'], 'nothing written among the originals');
+    assert.equal((await session.export({ out: join(dir, 'out'), workers: 1 })).written, 1);
+  } finally {
+    session.close();
+  }
+});
