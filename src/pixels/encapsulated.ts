@@ -20,10 +20,22 @@ export function framesOf(element: ElementNode, source: ByteSource, frames: numbe
     if (offsets.length / 4 !== frames) throw new PixelRedactionError(`the Basic Offset Table has ${offsets.length / 4} entries for ${frames} frames`);
     const first = fragments[0]?.offset ?? 0;
     const starts = Array.from({ length: frames }, (_, index) => first + offsets.readUInt32LE(index * 4));
-    return starts.map((start, index) => {
+    const byFrame = (start: number, index: number) => {
       const end = starts[index + 1] ?? Number.POSITIVE_INFINITY;
       return fragments.filter((fragment) => fragment.offset >= start && fragment.offset < end);
-    });
+    };
+    // Offsets out of order (not what PS3.5 A.4 allows): each frame's fragments sought as before.
+    if (starts.some((start, index) => index > 0 && start < (starts[index - 1] as number))) return starts.map(byFrame);
+    // Otherwise one pass over the fragments (in file order): a pass per frame made reading every
+    // frame of a long object cubic in its frames (each frame asked for works this out again).
+    // Frame i holds the fragments from its start up to the next frame's.
+    const out: ItemNode[][] = starts.map(() => []);
+    let frame = 0;
+    for (const fragment of fragments) {
+      while (frame + 1 < frames && fragment.offset >= (starts[frame + 1] as number)) frame += 1;
+      if (fragment.offset >= (starts[frame] as number)) out[frame]?.push(fragment);
+    }
+    return out;
   }
   throw new PixelRedactionError(`${fragments.length} fragments for ${frames} frames and no Basic Offset Table to tell them apart`);
 }
