@@ -3,14 +3,14 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { test } from 'node:test';
-import { AssociationError, RequestorAssociation, type RequestorOptions } from '../../src/dimse/requestor.js';
-import { decodeAssociateRequest, encodeAssociateAccept, encodeAssociateReject } from '../../src/dimse/pdu.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { AssociationError, RequestorAssociation } from '../../src/dimse/requestor.js';
+import { encodeAssociateReject } from '../../src/dimse/pdu.js';
 import { backoffMs } from '../../src/pipeline/forward.js';
 import { isWarning } from '../../src/dimse/status.js';
 import { proposeContexts } from '../../src/dimse/store-contexts.js';
 import { routeDestinations } from '../../src/pipeline/route.js';
 import type { OutboxItem } from '../../src/queue/outbox.js';
+import { acceptEverything, requestorOptions } from '../helpers/requestor-peer.js';
 
 const CT = '1.2.840.10008.5.1.4.1.1.2';
 const MR = '1.2.840.10008.5.1.4.1.1.4';
@@ -18,6 +18,8 @@ const US = '1.2.840.10008.5.1.4.1.1.6.1';
 const EXPLICIT = '1.2.840.10008.1.2.1';
 const IMPLICIT = '1.2.840.10008.1.2';
 const JPEG_LS = '1.2.840.10008.1.2.4.80';
+/** Short timeouts: the tests of refusals and silences wait for them. */
+const QUICK = { artimMs: 300, responseTimeoutMs: 1000 };
 
 function item(id: number, sopClassUid: string, transferSyntaxUid: string): OutboxItem {
   return { id, destination: 'd', instancePk: id, filePath: `f${id}`, sopClassUid, sopInstanceUid: `1.2.${id}`, transferSyntaxUid, attempts: 0, routedAt: 1, studyPk: 1 };
@@ -70,38 +72,6 @@ test('destination conditions name only indexed attributes, and names differ', ()
   assert.equal(ct?.when?.attributes.length, 1);
 });
 
-function options(port: number): RequestorOptions {
-  return {
-    host: '127.0.0.1',
-    port,
-    calledAeTitle: 'PEER',
-    callingAeTitle: 'GANTRY',
-    contexts: [{ id: 1, abstractSyntax: CT, transferSyntaxes: [EXPLICIT] }],
-    implementationClassUid: '1.2.3',
-    implementationVersionName: 'TEST',
-    maxPduLength: 16384,
-    maxOperations: 1,
-    connectTimeoutMs: 2000,
-    artimMs: 300,
-    responseTimeoutMs: 1000,
-    log: silentLogger(),
-  };
-}
-
-/** The A-ASSOCIATE-AC of a peer that accepts every context of `rqPdu` (a whole A-ASSOCIATE-RQ PDU) in
- * its first transfer syntax. */
-function acceptEverything(rqPdu: Buffer): Buffer {
-  const request = decodeAssociateRequest(rqPdu.subarray(6, 6 + rqPdu.readUInt32BE(2)));
-  return encodeAssociateAccept({
-    protocolVersion: 1,
-    calledAeTitle: request.calledAeTitle,
-    callingAeTitle: request.callingAeTitle,
-    applicationContext: request.applicationContext,
-    presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
-    userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [] },
-  });
-}
-
 async function listen(onConnection: Parameters<typeof createServer>[1]): Promise<{ server: Server; port: number }> {
   const server = createServer(onConnection);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -113,7 +83,7 @@ async function listen(onConnection: Parameters<typeof createServer>[1]): Promise
 test('the requestor reports a rejection, a refused connection and a silent peer as AssociationError kinds', async (t) => {
   const rejecting = await listen((socket) => socket.once('data', () => socket.end(encodeAssociateReject({ result: 1, source: 1, reason: 7 }))));
   t.after(() => rejecting.server.close());
-  await assert.rejects(RequestorAssociation.open(options(rejecting.port)), (error: AssociationError) => {
+  await assert.rejects(RequestorAssociation.open(requestorOptions(rejecting.port, QUICK)), (error: AssociationError) => {
     assert.equal(error.kind, 'rejected');
     assert.equal(error.reject?.reason, 7);
     return true;
@@ -122,13 +92,13 @@ test('the requestor reports a rejection, a refused connection and a silent peer 
   const silent = await listen(() => undefined);
   t.after(() => silent.server.close());
   const began = Date.now();
-  await assert.rejects(RequestorAssociation.open(options(silent.port)), (error: AssociationError) => error.kind === 'timeout');
+  await assert.rejects(RequestorAssociation.open(requestorOptions(silent.port, QUICK)), (error: AssociationError) => error.kind === 'timeout');
   assert.ok(Date.now() - began < 2000, 'ARTIM ends the wait');
 
   const closed = await listen(() => undefined);
   const port = (closed.server.address() as { port: number }).port;
   await new Promise((resolve) => closed.server.close(resolve));
-  await assert.rejects(RequestorAssociation.open(options(port)), (error: AssociationError) => error.kind === 'connect');
+  await assert.rejects(RequestorAssociation.open(requestorOptions(port, QUICK)), (error: AssociationError) => error.kind === 'connect');
 });
 
 test('an abort fails the request on the wire as sent, and those behind it as never sent', async (t) => {
@@ -149,7 +119,7 @@ test('an abort fails the request on the wire as sent, and those behind it as nev
     });
   });
   t.after(() => peer.server.close());
-  const association = await RequestorAssociation.open(options(peer.port));
+  const association = await RequestorAssociation.open(requestorOptions(peer.port, QUICK));
   const context = [...association.contexts.values()][0];
   assert.ok(context);
   const body = { length: 1000, read: async (target: Buffer) => target.fill(1).length };
@@ -190,7 +160,7 @@ test('a destination that sends a command set without end is aborted, not buffere
     });
   });
   t.after(() => peer.server.close());
-  const association = await RequestorAssociation.open(options(peer.port));
+  const association = await RequestorAssociation.open(requestorOptions(peer.port, QUICK));
   t.after(() => association.abort());
   const heldBefore = process.memoryUsage().arrayBuffers;
   const deadline = Date.now() + 10_000;

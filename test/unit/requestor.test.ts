@@ -5,12 +5,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
 import { CommandField, decodeCommand, encodeCommand, NO_DATASET, type DimseCommand } from '../../src/dimse/command.js';
 import { READ_CHUNK } from '../../src/dimse/dataset-pdus.js';
-import { decodeAssociateRequest, encodeAssociateAccept, encodePData, encodeReleaseResponse, PduType } from '../../src/dimse/pdu.js';
-import { RequestorAssociation, type RequestorOptions } from '../../src/dimse/requestor.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { encodePData, encodeReleaseResponse, PduType } from '../../src/dimse/pdu.js';
+import { RequestorAssociation } from '../../src/dimse/requestor.js';
+import { acceptEverything, requestorOptions } from '../helpers/requestor-peer.js';
 
-const CT = '1.2.840.10008.5.1.4.1.1.2';
-const EXPLICIT = '1.2.840.10008.1.2.1';
 
 interface Pdv {
   contextId: number;
@@ -61,24 +59,14 @@ async function scriptedPeer(options: PeerOptions): Promise<{ server: Server; por
       while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
         const type = buffered[0] as number;
         const length = buffered.readUInt32BE(2);
-        const body = buffered.subarray(6, 6 + length);
+        const pdu = buffered.subarray(0, 6 + length);
+        const body = pdu.subarray(6);
         buffered = buffered.subarray(6 + length);
         if (type === PduType.AssociateRq) {
-          const request = decodeAssociateRequest(body);
           socket.write(
-            encodeAssociateAccept({
-              protocolVersion: 1,
-              calledAeTitle: request.calledAeTitle,
-              callingAeTitle: request.callingAeTitle,
-              applicationContext: request.applicationContext,
-              presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
-              userInformation: {
-                maxPduLength: options.maxPduLength,
-                implementationClassUid: '1.2.3.4',
-                roleSelections: [],
-                extendedNegotiations: [],
-                ...(options.maxOperationsInvoked !== undefined ? { asyncOperations: { maxOperationsInvoked: options.maxOperationsInvoked, maxOperationsPerformed: 1 } } : {}),
-              },
+            acceptEverything(pdu, {
+              maxPduLength: options.maxPduLength,
+              ...(options.maxOperationsInvoked !== undefined ? { asyncOperations: { maxOperationsInvoked: options.maxOperationsInvoked, maxOperationsPerformed: 1 } } : {}),
             }),
           );
         } else if (type === PduType.ReleaseRq) {
@@ -119,25 +107,6 @@ async function scriptedPeer(options: PeerOptions): Promise<{ server: Server; por
   return { server, port: (server.address() as { port: number }).port, requests };
 }
 
-function options(port: number, overrides: Partial<RequestorOptions> = {}): RequestorOptions {
-  return {
-    host: '127.0.0.1',
-    port,
-    calledAeTitle: 'PEER',
-    callingAeTitle: 'GANTRY',
-    contexts: [{ id: 1, abstractSyntax: CT, transferSyntaxes: [EXPLICIT] }],
-    implementationClassUid: '1.2.3',
-    implementationVersionName: 'TEST',
-    maxPduLength: 16384,
-    maxOperations: 1,
-    connectTimeoutMs: 2000,
-    artimMs: 1000,
-    responseTimeoutMs: 3000,
-    log: silentLogger(),
-    ...overrides,
-  };
-}
-
 function pattern(length: number): Buffer {
   const bytes = Buffer.alloc(length);
   for (let i = 0; i < length; i += 1) bytes[i] = (i * 7 + (i >> 8)) & 0xff;
@@ -148,7 +117,7 @@ test('datasets are cut into PDUs no longer than the peer allows, only the last f
   for (const maxPduLength of [16384, 4097, 0]) {
     const peer = await scriptedPeer({ maxPduLength, onRequest: (request, send) => send(response(request)) });
     t.after(() => peer.server.close());
-    const association = await RequestorAssociation.open(options(peer.port));
+    const association = await RequestorAssociation.open(requestorOptions(peer.port));
     const context = [...association.contexts.values()][0];
     assert.ok(context);
     const fragment = maxPduLength === 0 ? READ_CHUNK : maxPduLength - 6;
@@ -191,7 +160,7 @@ test('responses out of order in the window go to their own requests; one without
     },
   });
   t.after(() => peer.server.close());
-  const association = await RequestorAssociation.open(options(peer.port, { maxOperations: 3 }));
+  const association = await RequestorAssociation.open(requestorOptions(peer.port, { maxOperations: 3 }));
   assert.equal(association.operationsWindow, 3);
   const context = [...association.contexts.values()][0];
   assert.ok(context);
@@ -210,7 +179,7 @@ test('a C-STORE-RSP whose Affected SOP Instance UID is another instance is not t
     onRequest: (request, send) => send(response(request, { affectedSopInstanceUid: '1.2.3.999' })),
   });
   t.after(() => peer.server.close());
-  const association = await RequestorAssociation.open(options(peer.port));
+  const association = await RequestorAssociation.open(requestorOptions(peer.port));
   t.after(() => association.abort());
   const context = [...association.contexts.values()][0];
   assert.ok(context);
@@ -236,17 +205,7 @@ test('an A-ABORT or a closed connection mid-dataset, from a peer that stopped re
         seen += chunk.length;
         if (!accepted) {
           accepted = true;
-          const request = decodeAssociateRequest(chunk.subarray(6, 6 + chunk.readUInt32BE(2)));
-          socket.write(
-            encodeAssociateAccept({
-              protocolVersion: 1,
-              calledAeTitle: request.calledAeTitle,
-              callingAeTitle: request.callingAeTitle,
-              applicationContext: request.applicationContext,
-              presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
-              userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [] },
-            }),
-          );
+          socket.write(acceptEverything(chunk));
           return;
         }
         if (seen > 2_000_000) {
@@ -258,7 +217,7 @@ test('an A-ABORT or a closed connection mid-dataset, from a peer that stopped re
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     t.after(() => server.close());
-    const association = await RequestorAssociation.open(options((server.address() as { port: number }).port, { responseTimeoutMs: 30_000 }));
+    const association = await RequestorAssociation.open(requestorOptions((server.address() as { port: number }).port, { responseTimeoutMs: 30_000 }));
     const context = [...association.contexts.values()][0];
     assert.ok(context);
     const began = Date.now();
