@@ -23,6 +23,20 @@ export interface StartOptions {
 }
 
 export async function startGantryProcess(dir: string, config: ConfigInput = {}, port?: number, options: StartOptions = {}): Promise<GantryProcess> {
+  // A free port is free when asked for, not necessarily when Gantry binds it (another test, or a
+  // client's ephemeral port, may take it between): with ports of its own choosing, Gantry is started
+  // again on others, at most three times (seen once in CI: http.port EADDRINUSE).
+  const portsChosenHere = port === undefined && config.http?.port === undefined;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startOnce(dir, config, port, options);
+    } catch (error) {
+      if (!portsChosenHere || attempt >= 3 || !(error as Error).message.includes('EADDRINUSE')) throw error;
+    }
+  }
+}
+
+async function startOnce(dir: string, config: ConfigInput, port: number | undefined, options: StartOptions): Promise<GantryProcess> {
   mkdirSync(dir, { recursive: true });
   const chosenPort = port ?? (await freePort());
   const httpPort = config.http?.port ?? (await freePort());
