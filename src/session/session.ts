@@ -14,6 +14,9 @@ import { exportWithConfig, type ExportRequest, type ExportSummary } from '../too
 import { Instance, Patient, Series, Study, type SessionContext } from './objects.js';
 import { IndexQueries, pagedRows, type InstanceFilter, type SeriesRow } from './queries.js';
 
+/** The keys instances() filters on (InstanceFilter). */
+const FILTER_KEYS = ['StudyInstanceUID', 'SeriesInstanceUID', 'PatientID', 'Modality', 'state'] as const satisfies ReadonlyArray<keyof InstanceFilter>;
+
 export interface SessionOptions {
   /**
    * The config whose de-identification settings (deid.*) the session uses: a YAML file's path (with
@@ -95,6 +98,10 @@ export class Session {
    * filter names a study, series, patient or modality, otherwise in the order received.
    */
   *instances(filter: InstanceFilter = {}): Generator<Instance> {
+    // A misspelt key would otherwise match everything (JavaScript callers have no type check).
+    for (const key of Object.keys(filter)) {
+      if (!(FILTER_KEYS as readonly string[]).includes(key)) throw new RangeError(`"${key}" is not a filter of instances(): use ${FILTER_KEYS.join(', ')}`);
+    }
     if (filter.state !== undefined && !(INSTANCE_STATES as readonly string[]).includes(filter.state)) {
       throw new RangeError(`state "${filter.state}" is not one of ${INSTANCE_STATES.join(', ')}`);
     }

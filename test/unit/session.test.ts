@@ -14,7 +14,7 @@ import { attributeReader } from '../../src/dicom/element-value.js';
 import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { scanIndexedAttributes } from '../../src/index/scan-file.js';
 import { openSession } from '../../src/session/index.js';
-import { PAGE_SIZE } from '../../src/session/queries.js';
+import { PAGE_SIZE, type InstanceFilter } from '../../src/session/queries.js';
 import { storedPixels } from '../helpers/pixel-checks.js';
 import { have, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -170,6 +170,8 @@ test('session.instances filters by study, series, patient, modality and state', 
   assert.equal(count(session.instances({ PatientID: 'PAT00001', state: 'received' })), 7);
   assert.equal(count(session.instances({ PatientID: 'PAT00000', state: 'quarantined' })), 0);
   assert.throws(() => count(session.instances({ state: 'lost' as 'failed' })), /state "lost" is not one of/);
+  // A misspelt key (a JavaScript caller has no type check) is refused rather than matching everything.
+  assert.throws(() => count(session.instances({ StudyInstanceUid: first.studyInstanceUid } as InstanceFilter)), /"StudyInstanceUid" is not a filter of instances\(\): use StudyInstanceUID, /);
 });
 
 test('attributes not in the index are read from the file when first asked, once, also for a file outside the storage folder', async (t) => {
