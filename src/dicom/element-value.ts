@@ -14,9 +14,21 @@ const BINARY: Readonly<Record<string, [size: number, read: (bytes: Buffer, offse
   SS: [2, (b, o, be) => (be ? b.readInt16BE(o) : b.readInt16LE(o))],
   UL: [4, (b, o, be) => (be ? b.readUInt32BE(o) : b.readUInt32LE(o))],
   SL: [4, (b, o, be) => (be ? b.readInt32BE(o) : b.readInt32LE(o))],
-  FL: [4, (b, o, be) => (be ? b.readFloatBE(o) : b.readFloatLE(o))],
+  FL: [4, (b, o, be) => shortestFloat32(be ? b.readFloatBE(o) : b.readFloatLE(o))],
   FD: [8, (b, o, be) => (be ? b.readDoubleBE(o) : b.readDoubleLE(o))],
 };
+
+/**
+ * The number with the fewest significant digits that is the same single-precision value: an FL of 3.1
+ * is read as 3.0999999046325684 in double precision, which a rule "below 3.1" would take as below.
+ */
+export function shortestFloat32(value: number): number {
+  for (let digits = 1; digits <= 9; digits += 1) {
+    const candidate = Number(value.toPrecision(digits));
+    if (Math.fround(candidate) === value) return candidate;
+  }
+  return value;
+}
 
 export function elementText(element: ElementNode | undefined, source: ByteSource | undefined, bigEndian: boolean): string | undefined {
   const bytes = elementBytes(element, source);

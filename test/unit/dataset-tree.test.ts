@@ -9,6 +9,7 @@ import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, parseFile, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, insertElement, insertSequence, newElement, type EditableElement } from '../../src/dicom/dataset-writer.js';
+import { elementText } from '../../src/dicom/element-value.js';
 import { encodePart10Header, readFileMeta } from '../../src/dicom/part10.js';
 import { findTransferSyntax } from '../../src/dicom/transfer-syntaxes.js';
 import { padToEven } from '../../src/dicom/values.js';
@@ -180,4 +181,14 @@ test('a small file is parsed from its one read with values as views (copies when
   assert.equal(nameOf(parsedLarge.elements), 'Tree^Large', 'values read through a shared window are copies');
   parsedOther.close();
   parsedLarge.close();
+});
+
+test('FL values read as text are the shortest decimals of their single-precision values, as a rule compares them', () => {
+  const bytes = Buffer.alloc(16);
+  [3.1, 0.1, -1024, 1e-7].forEach((value, index) => bytes.writeFloatLE(value, index * 4));
+  const element = { tag: 0x00189089, vr: 'FL', value: bytes, length: bytes.length } as unknown as ElementNode;
+  assert.equal(elementText(element, undefined, false), '3.1\\0.1\\-1024\\1e-7');
+  const bigEndian = Buffer.alloc(4);
+  bigEndian.writeFloatBE(2.2, 0);
+  assert.equal(elementText({ ...element, value: bigEndian, length: 4 } as ElementNode, undefined, true), '2.2');
 });
