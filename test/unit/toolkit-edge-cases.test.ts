@@ -21,6 +21,18 @@ import { encodePart10Header } from '../../src/dicom/part10.js';
 
 const SECRET = 'the secret of the toolkit review';
 
+/** Imports `tree` in place into a new session under dir/data; returns its storage path and the import's summary. */
+async function importInPlace(dir: string, tree: string): Promise<{ storagePath: string; summary: Awaited<ReturnType<typeof importFolders>> }> {
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    return { storagePath, summary: await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 }) };
+  } finally {
+    db.close();
+  }
+}
+
 /** A session (storage folder with its index) holding `count` synthetic instances imported in place from dir/tree. */
 async function importedSession(name: string, count: number): Promise<{ dir: string; storagePath: string }> {
   const dir = scratchDir(name);
@@ -31,14 +43,7 @@ async function importedSession(name: string, count: number): Promise<{ dir: stri
   for (let n = 0; n < count; n += 1) {
     await writeSyntheticFile(join(tree, `${n}.dcm`), { studyInstanceUid, seriesInstanceUid, patientId: 'PAT-REVIEW', patientName: 'Review^Pat', instanceNumber: n + 1, rows: 8, columns: 8 });
   }
-  const storagePath = join(dir, 'data');
-  mkdirSync(storagePath, { recursive: true });
-  const db = openDatabase(join(storagePath, 'index.sqlite'));
-  try {
-    await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
-  } finally {
-    db.close();
-  }
+  const { storagePath } = await importInPlace(dir, tree);
   return { dir, storagePath };
 }
 
@@ -157,14 +162,7 @@ test("export names an instance de-identified now as it names the node's copy of 
       columns: 8,
     });
   }
-  const storagePath = join(dir, 'data');
-  mkdirSync(storagePath, { recursive: true });
-  const db = openDatabase(join(storagePath, 'index.sqlite'));
-  try {
-    await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
-  } finally {
-    db.close();
-  }
+  const { storagePath } = await importInPlace(dir, tree);
   const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
   try {
     // The node de-identifies the first instance (as its scheduler records a copy); the second waits.
@@ -226,17 +224,10 @@ test('import follows links to folders, each folder once, and a link back up the 
   symlinkSync(elsewhere, join(tree, '2023'));
   symlinkSync(elsewhere, join(tree, '2023-again'));
   symlinkSync(tree, join(tree, '2024', 'up'));
-  const storagePath = join(dir, 'data');
-  mkdirSync(storagePath, { recursive: true });
-  const db = openDatabase(join(storagePath, 'index.sqlite'));
-  try {
-    const summary = await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
-    assert.equal(summary.indexed, 2, 'the file behind the folder link is indexed');
-    assert.equal(summary.files, 2, 'each folder is walked once');
-    assert.equal(summary.duplicates, 0);
-  } finally {
-    db.close();
-  }
+  const { summary } = await importInPlace(dir, tree);
+  assert.equal(summary.indexed, 2, 'the file behind the folder link is indexed');
+  assert.equal(summary.files, 2, 'each folder is walked once');
+  assert.equal(summary.duplicates, 0);
 });
 
 /** An RT Structure Set of `contours` contours (one sequence item each): a few MB, but a tree of
@@ -303,14 +294,7 @@ test('export: a folder exported with one secret is not resumed with another', as
   for (const patientId of ['PAT-A', 'PAT-B']) {
     await writeSyntheticFile(join(tree, `${patientId}.dcm`), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId, patientName: 'Key^Kim', rows: 8, columns: 8 });
   }
-  const storagePath = join(dir, 'data');
-  mkdirSync(storagePath, { recursive: true });
-  const db = openDatabase(join(storagePath, 'index.sqlite'));
-  try {
-    await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
-  } finally {
-    db.close();
-  }
+  const { storagePath } = await importInPlace(dir, tree);
   const out = join(dir, 'out');
   const first = openSession(storagePath, { config: { deid: { secret: SECRET } } });
   try {
