@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../helpers/processes.js';
+import { openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
-import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/database.js';
+import { applyMigrations, openDatabase, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 
@@ -54,16 +55,9 @@ test('two processes opening a fresh index at once both get it migrated (a node a
 /** A fresh index in a temporary folder, removed after the test. */
 function openIndex(t: TestContext): { db: Db; index: InstanceIndex; writer: IndexWriter } {
   const dir = scratchDir('db');
-  const file = join(dir, 'index.sqlite');
-  const db = openDatabase(file);
-  const wal = new WalSync(file);
-  t.after(async () => {
-    await wal.close();
-    db.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const index = new InstanceIndex(db);
-  return { db, index, writer: new IndexWriter(db, index, wal) };
+  const opened = openTestIndex(t, dir);
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return opened;
 }
 
 test('the index keeps the hierarchy, and a re-sent SOP Instance UID never makes a second row', async (t) => {

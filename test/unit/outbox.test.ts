@@ -13,19 +13,12 @@ import { IndexWriter, InstanceIndex } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { Router } from '../../src/pipeline/route.js';
 import { Outbox, type OutboxItem } from '../../src/queue/outbox.js';
-import { instanceRecord } from '../helpers/index-records.js';
+import { instanceRecord, openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 /** Two instances of one study, indexed as received, in an index closed after the test. */
 async function receivedStudy(t: TestContext): Promise<Db> {
-  const file = join(scratchDir('outbox'), 'index.sqlite');
-  const db = openDatabase(file);
-  const wal = new WalSync(file);
-  t.after(async () => {
-    await wal.close();
-    db.close();
-  });
-  const writer = new IndexWriter(db, new InstanceIndex(db), wal);
+  const { db, writer } = openTestIndex(t, scratchDir('outbox'));
   for (const n of [1, 2]) await writer.submit(instanceRecord(n));
   return db;
 }

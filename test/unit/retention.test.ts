@@ -5,24 +5,15 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openDatabase, WalSync } from '../../src/db/database.js';
-import { IndexWriter, InstanceIndex } from '../../src/index/instance-index.js';
 import { RetentionWork } from '../../src/index/retention-work.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { Retention } from '../../src/pipeline/retention.js';
-import { instanceRecord } from '../helpers/index-records.js';
+import { instanceRecord, openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 test('an original that cannot be deleted is skipped: the others are deleted and recorded, and the sweep goes on', async (t) => {
   const storagePath = scratchDir('retention-undeletable');
-  const file = join(storagePath, 'index.sqlite');
-  const db = openDatabase(file);
-  const wal = new WalSync(file);
-  t.after(async () => {
-    await wal.close();
-    db.close();
-  });
-  const writer = new IndexWriter(db, new InstanceIndex(db), wal);
+  const { db, writer } = openTestIndex(t, storagePath);
   const paths = [1, 2, 3].map((n) => `originals/1.2.1/1.2.1.1/1.2.1.1.${n}.dcm`);
   for (const [index, filePath] of paths.entries()) await writer.submit(instanceRecord(index + 1, { filePath }));
   db.prepare(`UPDATE instances SET state = 'forwarded', state_changed_at = 1`).run();
