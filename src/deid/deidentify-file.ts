@@ -20,7 +20,7 @@ import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
 import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
-import { frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
+import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
 
@@ -202,7 +202,7 @@ function prepareRedaction(
       return { kind: 'ready', geometry, mask };
     }
     const redact = codec.redactor(geometry, mask);
-    const frames = framesOf(pixelData, source, geometry.frames);
+    const frames = framesOf(pixelData, source, geometry.frames, byTag.get(EXTENDED_OFFSET_TABLE));
     pixelData.stream = {
       length: UNDEFINED_LENGTH,
       write: (emit) => writeEncapsulatedFrames(frames.length, (index) => redact(frameBytes(frames[index] ?? [], source)), scratch.path, emit),
@@ -244,8 +244,6 @@ function pixelsLeftUnredacted(elements: readonly EditableElement[]): string | un
 const FLOAT_PIXEL_DATA = 0x7fe00008;
 const DOUBLE_FLOAT_PIXEL_DATA = 0x7fe00009;
 const PHOTOMETRIC_INTERPRETATION = 0x00280004;
-const EXTENDED_OFFSET_TABLE = 0x7fe00001;
-const EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;
 const PIXEL_GROUP_LENGTH = 0x7fe00000;
 
 

@@ -44,7 +44,7 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
     if (!pixelData) throw new PixelRedactionError('the object has no Pixel Data');
     const geometry = pixelGeometry(byTag, parsed.source, false);
     if ((frameBits(geometry) / 8) * geometry.frames > MAX_DECOMPRESSED_BYTES) throw new PixelRedactionError('the decompressed object would exceed 1 GB');
-    const frames = framesOf(pixelData, parsed.source, geometry.frames);
+    const frames = framesOf(pixelData, parsed.source, geometry.frames, byTag.get(TAG.ExtendedOffsetTable));
     let planar = false;
     let photometric = geometry.photometric;
     const decoded = frames.map((fragments) => {

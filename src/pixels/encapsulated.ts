@@ -7,38 +7,93 @@ import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import type { ByteSource, ElementNode, ItemNode } from '../dicom/dataset-tree.js';
 import { PixelRedactionError } from './native.js';
 
-/** The fragments of each frame (the Basic Offset Table item left out). */
-export function framesOf(element: ElementNode, source: ByteSource, frames: number): ItemNode[][] {
+/** (7FE0,0001) Extended Offset Table and (7FE0,0002) its lengths, PS3.3 C.7.6.3. */
+export const EXTENDED_OFFSET_TABLE = 0x7fe00001;
+export const EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;
+
+/**
+ * The fragments of each frame (the Basic Offset Table item left out). Where the frames begin comes,
+ * in this order, from one fragment per frame, the Basic Offset Table, the Extended Offset Table
+ * (7FE0,0001) given as `extendedOffsetTable`, or the start of a codestream at the head of a fragment.
+ */
+export function framesOf(element: ElementNode, source: ByteSource, frames: number, extendedOffsetTable?: ElementNode): ItemNode[][] {
   const [table, ...fragments] = element.items ?? [];
   if (!table) throw new PixelRedactionError('encapsulated Pixel Data without items');
   if (fragments.length === frames) return fragments.map((fragment) => [fragment]);
   // One frame in several fragments; an offset table of several entries says NumberOfFrames is wrong.
   if (frames === 1 && table.length <= 4) return [fragments];
-  if (table.length > 0) {
+  const offsets = tableOffsets(table, extendedOffsetTable, source);
+  if (offsets) {
+    if (offsets.length !== frames) throw new PixelRedactionError(`the ${offsets.name} has ${offsets.length} entries for ${frames} frames`);
     // PS3.5 A.4: offsets of each frame's first fragment, from the first byte of the first fragment.
-    const offsets = source.read(table.valueOffset, table.length);
-    if (offsets.length / 4 !== frames) throw new PixelRedactionError(`the Basic Offset Table has ${offsets.length / 4} entries for ${frames} frames`);
     const first = fragments[0]?.offset ?? 0;
-    const starts = Array.from({ length: frames }, (_, index) => first + offsets.readUInt32LE(index * 4));
-    const byFrame = (start: number, index: number) => {
+    return fragmentsFrom(fragments, offsets.values.map((offset) => first + offset));
+  }
+  const starts = codestreamStarts(fragments, source);
+  if (starts.length !== frames) {
+    throw new PixelRedactionError(`${fragments.length} fragments for ${frames} frames, no offset table, and ${starts.length} of the fragments begin a codestream`);
+  }
+  return fragmentsFrom(fragments, starts);
+}
+
+interface Offsets {
+  name: string;
+  values: number[];
+  length: number;
+}
+
+/** The frames' offsets from the Basic Offset Table, or else from the Extended Offset Table, which
+ * PS3.5 A.4 uses instead of a Basic Offset Table left empty (64-bit offsets, for values over 4 GiB). */
+function tableOffsets(table: ItemNode, extendedOffsetTable: ElementNode | undefined, source: ByteSource): Offsets | undefined {
+  if (table.length > 0) {
+    const bytes = source.read(table.valueOffset, table.length);
+    const values = Array.from({ length: Math.floor(bytes.length / 4) }, (_, index) => bytes.readUInt32LE(index * 4));
+    return { name: 'Basic Offset Table', values, length: bytes.length / 4 };
+  }
+  if (!extendedOffsetTable || extendedOffsetTable.length === 0 || extendedOffsetTable.length === 0xffffffff) return undefined;
+  const bytes = source.read(extendedOffsetTable.valueOffset, extendedOffsetTable.length);
+  const values = Array.from({ length: Math.floor(bytes.length / 8) }, (_, index) => Number(bytes.readBigUInt64LE(index * 8)));
+  return { name: 'Extended Offset Table', values, length: bytes.length / 8 };
+}
+
+/** Each frame's fragments: frame i holds those from its start up to the next frame's. */
+function fragmentsFrom(fragments: ItemNode[], starts: number[]): ItemNode[][] {
+  // Offsets out of order (not what PS3.5 A.4 allows): each frame's fragments sought on their own.
+  if (starts.some((start, index) => index > 0 && start < (starts[index - 1] as number))) {
+    return starts.map((start, index) => {
       const end = starts[index + 1] ?? Number.POSITIVE_INFINITY;
       return fragments.filter((fragment) => fragment.offset >= start && fragment.offset < end);
-    };
-    // Offsets out of order (not what PS3.5 A.4 allows): each frame's fragments sought as before.
-    if (starts.some((start, index) => index > 0 && start < (starts[index - 1] as number))) return starts.map(byFrame);
-    // Otherwise one pass over the fragments (in file order): a pass per frame made reading every
-    // frame of a long object cubic in its frames (each frame asked for works this out again).
-    // Frame i holds the fragments from its start up to the next frame's.
-    const out: ItemNode[][] = starts.map(() => []);
-    let frame = 0;
-    for (const fragment of fragments) {
-      while (frame + 1 < frames && fragment.offset >= (starts[frame + 1] as number)) frame += 1;
-      if (fragment.offset >= (starts[frame] as number)) out[frame]?.push(fragment);
-    }
-    return out;
+    });
   }
-  throw new PixelRedactionError(`${fragments.length} fragments for ${frames} frames and no Basic Offset Table to tell them apart`);
+  // Otherwise one pass over the fragments (in file order): a pass per frame made reading every
+  // frame of a long object cubic in its frames (each frame asked for works this out again).
+  const out: ItemNode[][] = starts.map(() => []);
+  let frame = 0;
+  for (const fragment of fragments) {
+    while (frame + 1 < starts.length && fragment.offset >= (starts[frame + 1] as number)) frame += 1;
+    if (fragment.offset >= (starts[frame] as number)) out[frame]?.push(fragment);
+  }
+  return out;
 }
+
+/**
+ * Where frames begin when no table says so: in PS3.5 A.4 a fragment holds data of one frame only, so
+ * every frame starts a fragment, and a fragment that opens with the marker the first fragment opens with begins a frame. JPEG, JPEG
+ * Lossless and JPEG-LS open with SOI and a marker (FFD8 FF); JPEG 2000 and HTJ2K codestreams with SOC
+ * and SIZ (FF4F FF51). Neither can occur at the head of a continuation: entropy-coded data escapes
+ * every FF (ITU-T T.81 B.1.1.5, T.800 A.1.1), and a frame cut inside a marker segment that happens to
+ * hold the bytes makes more frames than NumberOfFrames, which the caller refuses. Other codestreams
+ * (RLE, which PS3.5 A.4.2 keeps to one fragment per frame) give no starts.
+ */
+function codestreamStarts(fragments: ItemNode[], source: ByteSource): number[] {
+  const head = (fragment: ItemNode) => (fragment.length >= 4 ? source.read(fragment.valueOffset, 4) : Buffer.alloc(0));
+  const first = fragments[0] ? head(fragments[0]) : Buffer.alloc(0);
+  const marker = CODESTREAM_STARTS.find((start) => start.equals(first.subarray(0, start.length)));
+  if (!marker) return [];
+  return fragments.filter((fragment) => marker.equals(head(fragment).subarray(0, marker.length))).map((fragment) => fragment.offset);
+}
+
+const CODESTREAM_STARTS = [Buffer.from([0xff, 0xd8, 0xff]), Buffer.from([0xff, 0x4f, 0xff, 0x51])];
 
 /** The bytes of one frame, its fragments joined. */
 export function frameBytes(fragments: readonly ItemNode[], source: ByteSource): Buffer {

@@ -6,7 +6,7 @@
  */
 import { PIXEL_DATA, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { frameBytes, framesOf } from './encapsulated.js';
+import { EXTENDED_OFFSET_TABLE, frameBytes, framesOf } from './encapsulated.js';
 import { FRAME_CODECS } from './frame-codecs.js';
 import { checkNativeLayout, frameBits, PixelRedactionError, type PixelGeometry } from './native.js';
 
@@ -32,5 +32,5 @@ export function decodeFrame(byTag: ReadonlyMap<number, ElementNode>, source: Byt
   }
   const codec = FRAME_CODECS.get(transferSyntaxUid);
   if (!codec) throw new PixelRedactionError(`Gantry has no decoder for frames in ${syntax.name}`);
-  return codec.decode(frameBytes(framesOf(pixelData, source, g.frames)[index] ?? [], source), g);
+  return codec.decode(frameBytes(framesOf(pixelData, source, g.frames, byTag.get(EXTENDED_OFFSET_TABLE))[index] ?? [], source), g);
 }

@@ -58,6 +58,16 @@ function firstFrame(path: string): Buffer {
   }
 }
 
+/** How many fragments the encapsulated Pixel Data of `path` has (the Basic Offset Table item left out). */
+function fragmentCount(path: string): number {
+  const parsed = parseFile(path);
+  try {
+    return (parsed.elements.find((element) => element.tag === PIXEL_DATA)?.items?.length ?? 1) - 1;
+  } finally {
+    parsed.close();
+  }
+}
+
 /** The MCU size in pixels and whether colour is YCbCr, read from the stream by hand (not by the code
  * under test), with libjpeg's rules: an Adobe segment's transform flag, a JFIF segment, component
  * identifiers 1, 2, 3 or 'R', 'G', 'B', and otherwise the Photometric Interpretation. */
@@ -186,7 +196,7 @@ function strokes(rows: number, columns: number, samples: number, size: number): 
   return out;
 }
 
-test('multi-frame baseline (grey, YBR_FULL_422, odd widths too) and 12-bit extended images encoded by dcmcjpeg, every frame redacted', async (t) => {
+test('multi-frame baseline (grey, YBR_FULL_422, odd widths too) and 12-bit extended images encoded by dcmcjpeg, frames in several fragments without an offset table too, every frame redacted', async (t) => {
   if (!(await needPeers(t, 'dcmcjpeg', 'dcmdjpeg', 'dciodvfy'))) return;
   const dir = scratchDir('pixel-jpeg-dct-frames');
   const cases = [
@@ -195,6 +205,10 @@ test('multi-frame baseline (grey, YBR_FULL_422, odd widths too) and 12-bit exten
     // YBR_FULL_422 of an odd width, as dcmcjpeg writes it: the pairs of native 4:2:2 do not apply.
     { name: 'rgb8-odd', samples: 3 as const, bits: 8 as const, option: '+eb', columns: 99 },
     { name: 'grey12', samples: 1 as const, bits: 16 as const, option: '+ee', columns: 100 },
+    // Frames spread over fragments of at most 1 KB with an empty Basic Offset Table (PS3.5 A.4 allows
+    // both): where each frame begins is found from the SOI marker at the head of its first fragment.
+    { name: 'grey8-fragments', samples: 1 as const, bits: 8 as const, option: '+eb', columns: 100, fragments: ['+fs', '1', '-ot'] },
+    { name: 'rgb8-fragments', samples: 3 as const, bits: 8 as const, option: '+eb', columns: 99, fragments: ['+fs', '1', '-ot'] },
   ];
   for (const spec of cases) {
     const native = join(dir, `${spec.name}-native.dcm`);
@@ -202,8 +216,9 @@ test('multi-frame baseline (grey, YBR_FULL_422, odd widths too) and 12-bit exten
     const frame = strokes(70, spec.columns, spec.samples, spec.bits / 8);
     await writeMultiframe(native, { rows: 70, columns: spec.columns, samples: spec.samples, bits: spec.bits, frames, frame, patientName: 'Jpeg^Strokes' });
     const encoded = join(dir, `${spec.name}.dcm`);
-    const result = await run('dcmcjpeg', [spec.option, native, encoded], { timeoutMs: 60_000 });
+    const result = await run('dcmcjpeg', [spec.option, ...(spec.fragments ?? []), native, encoded], { timeoutMs: 60_000 });
     assert.equal(result.code, 0, `dcmcjpeg ${spec.option}: ${result.stderr}`);
+    if (spec.fragments) assert.ok(fragmentCount(encoded) > 2 * frames, `${spec.name}: frames in several fragments each (${fragmentCount(encoded)})`);
     const darkPixels = await checkRedaction(encoded, dir);
     assert.ok(darkPixels >= frames * (20 + 5) * (10 + 5), `${spec.name}: every frame's zones dark (${darkPixels} pixels)`);
   }
