@@ -18,6 +18,7 @@ import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
 import { HASHABLE_VRS, MAX_VALUE_LENGTH, type AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
 import { capAge, dummyValue, shiftDate, shiftDateTime } from './values.js';
+import { identifiersToScrub, quotesIdentifier, scrubText, textFolding, type TextFolding } from './free-text.js';
 
 export interface DeidSettings {
   options: ReadonlySet<ProfileOption>;
@@ -76,6 +77,7 @@ export interface DeidOutcome {
 }
 
 const TAG = {
+  SpecificCharacterSet: 0x00080005,
   SOPInstanceUID: 0x00080018,
   ReferencedSOPInstanceUID: 0x00081155,
   StudyInstanceUID: 0x0020000d,
@@ -150,6 +152,7 @@ export class DeidEngine {
   private readonly dummies = new Set<EditableElement>();
   private dateOffsetDays = 0;
   private identifiers: string[] = [];
+  private folding: TextFolding = 'latin1';
   private datesShifted = false;
 
   constructor(
@@ -180,7 +183,8 @@ export class DeidEngine {
       this.findings.push({ code: 'empty-patient-id', message: 'PatientID is empty: the pseudonyms of this study stand for a patient of their own' });
     }
     this.dateOffsetDays = this.pseudonyms.dateOffsetDays(patientKey, this.settings.dateShift.minDays, this.settings.dateShift.maxDays);
-    this.identifiers = identifiersToScrub([text(TAG.PatientName), patientKey.patientId, text(0x00080050)]);
+    this.identifiers = identifiersToScrub([text(TAG.PatientName)], [patientKey.patientId, text(0x00080050)]);
+    this.folding = textFolding(text(TAG.SpecificCharacterSet));
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
     this.scanForResidualPhi(elements, '');
@@ -473,7 +477,7 @@ export class DeidEngine {
     } else if (element.vr === 'TM') {
       // Whole-day shifts leave times of day as they are.
     } else if (TEXT_VRS.has(element.vr)) {
-      const scrubbed = scrubText(value, this.identifiers);
+      const scrubbed = scrubText(value, this.identifiers, this.folding);
       if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, element.vr), path, 'clean');
     } else if (BINARY_VRS.has(element.vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
@@ -509,9 +513,9 @@ export class DeidEngine {
       if (value === undefined) continue;
       if (value.trim() === '') continue;
       const keyword = keywordOf(element.tag) ?? here;
-      if (quotesIdentifier(value, this.identifiers)) {
+      if (quotesIdentifier(value, this.identifiers, this.folding)) {
         this.findings.push({ code: 'identifier-in-text', message: `${keyword} quotes the patient's name or an identifier`, path: here });
-      } else if (scrubText(value, []) !== value) {
+      } else if (scrubText(value, [], this.folding) !== value) {
         this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
       }
     }
@@ -628,41 +632,6 @@ function isPrivateCreator(tag: number): boolean {
 
 function isDate(vr: string): boolean {
   return vr === 'DA' || vr === 'DT';
-}
-
-/** The name's components and the IDs, long enough to be worth looking for in free text. An ID is
- * split only where a name's parts are (spaces, ^ and =): "12-345" is looked for whole. */
-function identifiersToScrub(values: string[]): string[] {
-  const parts = values.flatMap((value) => value.split(/[\^=\s]+/)).map((part) => part.replace(/^[,.;:]+|[,.;:]+$/g, ''));
-  return [...new Set(parts.filter((part) => part.length >= 3))].sort((a, b) => b.length - a.length);
-}
-
-/**
- * An identifier where it stands on its own: a run of letters or of digits is not cut, so "ANN" is
- * found in "Ann Lee" but not in "annular", and "12345" in "MRN12345" but not in "123456". Case
- * folding is left to ASCII identifiers (text is read as Latin-1, whatever its character set).
- */
-function identifierPattern(identifier: string): RegExp {
-  const escaped = identifier.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const run = (char: string | undefined) => (char !== undefined && /[0-9]/.test(char) ? '[0-9]' : char !== undefined && /[A-Za-z]/.test(char) ? '[A-Za-z]' : undefined);
-  const before = run(identifier[0]);
-  const after = run(identifier[identifier.length - 1]);
-  const pattern = `${before ? `(?<!${before})` : ''}${escaped}${after ? `(?!${after})` : ''}`;
-  return new RegExp(pattern, /^[\x20-\x7e]*$/.test(identifier) ? 'gi' : 'g');
-}
-
-/** Whether free text quotes one of the identifiers. */
-export function quotesIdentifier(text: string, identifiers: readonly string[]): boolean {
-  return identifiers.some((identifier) => identifierPattern(identifier).test(text));
-}
-
-/** Removes quoted identifiers and date-like strings from free text. */
-export function scrubText(text: string, identifiers: readonly string[]): string {
-  let out = text;
-  for (const identifier of identifiers) out = out.replace(identifierPattern(identifier), 'XXXXXX');
-  return out
-    .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
-    .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');
 }
 
 /** The longest LO value (PS3.5 Table 6.2-1). */

@@ -10,7 +10,8 @@ import { ConfigError, parseConfigText, type LoadedConfig } from '../../src/confi
 import { resolveDeidSecret } from '../../src/config/secret.js';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
-import { DeidEngine, DEFAULT_DEID_SETTINGS, methodValues, scrubText, type DeidSettings } from '../../src/deid/engine.js';
+import { DeidEngine, DEFAULT_DEID_SETTINGS, methodValues, type DeidSettings } from '../../src/deid/engine.js';
+import { identifiersToScrub, scrubText, textFolding } from '../../src/deid/free-text.js';
 import type { ProfileOption } from '../../src/deid/profile-types.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { safePrivateFromConfig } from '../../src/deid/settings.js';
@@ -209,6 +210,40 @@ test('the starter list of PS3.15 Table E.3.10-1 keeps a listed vendor element un
   assert.ok(!byDefault.has(0x00191099), 'an unlisted element of the same block goes');
   const without = keptWith('deid: { options: [retainSafePrivate], safePrivateStarter: false }');
   assert.ok(!without.has(0x0019100c) && !without.has(0x00190010), 'without the starter list the block goes');
+});
+
+// Found in a review of the findings scan: a family name of two letters (Ng, Li, Wu) was never looked
+// for, and an accented name was found only in the case it was stored in (MÜLLER in PatientName, Müller in
+// text), in Latin-1 and UTF-8 datasets alike.
+test('the findings scan finds two-letter names, and accented names in any case, in Latin-1 and UTF-8 text', () => {
+  const utf8 = (text: string) => Buffer.from(text, 'utf8');
+  const latin1 = (text: string) => Buffer.from(text, 'latin1');
+  const findings = (charset: string | undefined, name: Buffer, manufacturer: Buffer) => {
+    const elements: Element[] = BASE.filter(([tag]) => tag !== 0x00080070 && tag !== 0x00100010 && tag !== 0x00081030);
+    elements.push([0x00080070, 'LO', manufacturer], [0x00100010, 'PN', name]);
+    if (charset) elements.push([0x00080005, 'CS', charset]);
+    const bytes = encodeDataset(elements);
+    const outcome = new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, new BufferSource(bytes), false).run(parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[]);
+    return outcome.findings.filter((finding) => finding.code === 'identifier-in-text').map((finding) => finding.path);
+  };
+  assert.deepEqual(findings(undefined, latin1('NG^WEI'), latin1('ACME for Ng')), ['(0008,0070)'], 'a two-letter family name');
+  assert.deepEqual(findings(undefined, latin1('DE LA CRUZ^ANA'), latin1('ACME La Plata')), [], 'particles of a longer name are not looked for');
+  assert.deepEqual(findings('ISO_IR 100', latin1('MÜLLER^JÜRGEN'), latin1('Gerät von Müller')), ['(0008,0070)'], 'Latin-1, another case');
+  assert.deepEqual(findings('ISO_IR 100', latin1('MÜLLER^JÜRGEN'), latin1('Müllerei GmbH')), [], 'Latin-1: not inside a longer word');
+  assert.deepEqual(findings('ISO_IR 192', utf8('MÜLLER^JÜRGEN'), utf8('Gerät von Müller')), ['(0008,0070)'], 'UTF-8, another case');
+  assert.deepEqual(findings('ISO_IR 192', utf8('MÜLLER^JÜRGEN'), utf8('Müllerei GmbH')), [], 'UTF-8: not inside a longer word');
+});
+
+test('scrubbed free text masks identifiers in any case and stays in its character set', () => {
+  const utf8 = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+  const names = identifiersToScrub([utf8('MÜLLER^JÜRGEN')], []);
+  assert.equal(scrubText(utf8('Befund jürgen müller, Ärztin Özil'), names, textFolding('ISO_IR 192')), utf8('Befund XXXXXX XXXXXX, Ärztin Özil'));
+  assert.equal(scrubText('Befund j\xfcrgen M\xfcller', identifiersToScrub(['M\xdcLLER^J\xdcRGEN'], []), textFolding('ISO_IR 100')), 'Befund XXXXXX XXXXXX');
+  // Prefixes and suffixes of two letters, and words of a longer name, are not identifiers.
+  assert.deepEqual(identifiersToScrub(['LI^WEI^^DR^JR', 'VAN DE BERG^JO'], ['AB', 'MRN778899']), ['MRN778899', 'BERG', 'WEI', 'VAN', 'LI', 'JO']);
+  assert.equal(textFolding(undefined), 'latin1');
+  assert.equal(textFolding('ISO 2022 IR 87'), 'ascii');
+  assert.equal(textFolding('ISO_IR 144'), 'ascii');
 });
 
 test('the findings scan reports kept free text that quotes the patient or a date, by path, never by value', () => {

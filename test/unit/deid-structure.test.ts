@@ -13,7 +13,8 @@ import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-wri
 import { deflateDataset, encodePart10Header } from '../../src/dicom/part10.js';
 import { compileProfiles } from '../../src/deid/decide.js';
 import { deidentifyFile, writeThenRename } from '../../src/deid/deidentify-file.js';
-import { DEFAULT_DEID_SETTINGS, DeidEngine, scrubText } from '../../src/deid/engine.js';
+import { DEFAULT_DEID_SETTINGS, DeidEngine } from '../../src/deid/engine.js';
+import { scrubText } from '../../src/deid/free-text.js';
 import { profileRowFor } from '../../src/deid/profile.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { compileProfile, RuleError, type RuleConfig } from '../../src/deid/rules.js';
