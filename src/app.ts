@@ -28,6 +28,7 @@ import { EXPLICIT_VR_LITTLE_ENDIAN, findTransferSyntax, IMPLICIT_VR_LITTLE_ENDIA
 import { FindService } from './query/find-service.js';
 import { queryRetrieveOperationOf, type View } from './query/keys.js';
 import { MoveService } from './query/move-service.js';
+import { Transcoder } from './store/transcoder.js';
 import type { ServiceKind } from './dimse/negotiation.js';
 import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
@@ -118,7 +119,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   const outbox = new Outbox(db);
   const settled = outbox.reconcileForwarded();
   if (settled > 0) log.info({ instances: settled }, 'instances confirmed by every destination before the last stop marked forwarded');
-  const forwarder = new Forwarder({ outbox, storagePath, log, settings: () => forwardSettingsOf(config), observer: metrics });
+  const transcoder = new Transcoder();
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder, log, settings: () => forwardSettingsOf(config), observer: metrics });
   const router = new Router({
     outbox,
     log,
@@ -156,6 +158,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     db,
     log,
     storagePath,
+    transcoder,
     viewFor: (callingAeTitle, remoteAddress) => queryViewFor(config, sources, callingAeTitle, remoteAddress),
     settings: () => ({
       ...scuSettingsOf(config),
@@ -221,6 +224,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   /** What start-up and stop() both close, after the listeners and the pipeline. */
   const releaseResources = async () => {
     await pool.destroy();
+    await transcoder.close();
     freeSpace.stop();
     await wal.close();
     db?.close();

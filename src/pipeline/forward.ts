@@ -16,8 +16,8 @@ import { isWarning, Status } from '../dimse/status.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import type { Logger } from '../observability/logger.js';
 import type { Outbox, OutboxItem } from '../queue/outbox.js';
-import { datasetInSyntax, needsDecompression, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
-import { loadCodecs } from '../pixels/codecs.js';
+import { openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
+import type { Transcoder } from '../store/transcoder.js';
 import { PixelRedactionError } from '../pixels/native.js';
 import { observeSafely } from '../observability/observe.js';
 import { withoutUids } from '../observability/redact.js';
@@ -41,6 +41,8 @@ export interface ForwardSettings extends ScuSettings {
 export interface ForwarderOptions {
   outbox: Outbox;
   storagePath: string;
+  /** Converts an object for a destination that refuses its stored transfer syntax. */
+  transcoder: Transcoder;
   log: Logger;
   settings(): ForwardSettings;
   /** How often senders look at the outbox without a nudge. */
@@ -313,9 +315,8 @@ class DestinationQueue {
     try {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context) return this.refused(association, destination, item, stored);
-      // A compressed object the destination refuses is decompressed (the codecs load on first use).
-      if (needsDecompression(stored, context.transferSyntax)) await loadCodecs();
-      const body = datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
+      // A compressed object the destination refuses is decompressed, on the transcoder's thread.
+      const body = await this.options.transcoder.datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
       const result = await association.store(context, stored.sopInstanceUid, body, {
         onResponse: (response) => {

@@ -16,8 +16,8 @@ import { DimseStatusError, isWarning, Status, type DimseResult, type Suboperatio
 import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
-import { datasetInSyntax, needsDecompression, openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
-import { loadCodecs } from '../pixels/codecs.js';
+import { openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
+import type { Transcoder } from '../store/transcoder.js';
 import { parseQuery } from './find-service.js';
 import { FROM_BY_LEVEL, inView, MODEL_OF_SOP_CLASS, type View } from './keys.js';
 import { withoutUids } from '../observability/redact.js';
@@ -42,6 +42,8 @@ export interface MoveServiceOptions {
   db: Db;
   log: Logger;
   storagePath: string;
+  /** Converts an object for a peer that refuses its stored transfer syntax. */
+  transcoder: Transcoder;
   /** The view of a caller, by its AE title and the address it connected from. */
   viewFor(callingAeTitle: string, remoteAddress: string): View | undefined;
   settings(): ScuSettings & {
@@ -165,7 +167,8 @@ export class MoveService {
       // The caller proposed no context that can take this object: that sub-operation fails.
       const context = channel.contextFor(stored.sopClassUid, stored.transferSyntaxUid);
       if (!context) return undefined;
-      return (await channel.store(context.id, stored.sopClassUid, stored.sopInstanceUid, datasetInSyntax(path, stored, context.transferSyntax))).status;
+      const body = await this.options.transcoder.datasetInSyntax(path, stored, context.transferSyntax);
+      return (await channel.store(context.id, stored.sopClassUid, stored.sopInstanceUid, body)).status;
     });
   }
 
@@ -229,9 +232,9 @@ export class MoveService {
     return this.subOperation(file, async (stored, path) => {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context || !association.isUsable) return undefined;
-      // A compressed object the destination refuses is decompressed (the codecs load on first use).
-      if (needsDecompression(stored, context.transferSyntax)) await loadCodecs();
-      const result = await association.store(context, stored.sopInstanceUid, datasetInSyntax(path, stored, context.transferSyntax), {
+      // A compressed object the destination refuses is decompressed, on the transcoder's thread.
+      const body = await this.options.transcoder.datasetInSyntax(path, stored, context.transferSyntax);
+      const result = await association.store(context, stored.sopInstanceUid, body, {
         moveOriginator: { aeTitle: request.association.callingAeTitle, messageId: request.messageId },
       });
       return result.status;

@@ -1,14 +1,12 @@
 /**
  * A stored Part 10 file read back for sending: its File Meta Information, and its dataset bytes from
- * disk as they are, or re-encoded between explicit and implicit VR little endian when the destination
- * accepted only the other one.
+ * disk as they are (transcoder.ts converts them when the destination accepted another syntax).
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { parseFile } from '../dicom/dataset-tree.js';
 import { readFileMeta } from '../dicom/part10.js';
 import { reencodeElements } from '../dicom/reencode.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { decompressedDataset } from '../pixels/decompress.js';
 
 export interface StoredDataset {
   sopClassUid: string;
@@ -89,20 +87,8 @@ function metaOf(metaBytes: Buffer): Pick<StoredDataset, 'sopClassUid' | 'sopInst
   return { sopClassUid: text(0x0002), sopInstanceUid: text(0x0003), transferSyntaxUid: text(0x0010) };
 }
 
-/**
- * What to send of a stored file on a context of `transferSyntaxUid`: the stored dataset itself, or, when
- * the destination accepted only the other little-endian syntax, the dataset re-encoded into it.
- */
-export function datasetInSyntax(path: string, stored: StoredDataset, transferSyntaxUid: string): Pick<StoredDataset, 'length' | 'read' | 'bytes'> {
-  if (transferSyntaxUid === stored.transferSyntaxUid) return stored;
-  // A compressed object for a destination that refuses its syntax: decompressed (loadCodecs first).
-  const bytes = needsDecompression(stored, transferSyntaxUid) ? decompressedDataset(path, transferSyntaxUid) : reencodedDataset(path, transferSyntaxUid);
-  return {
-    length: bytes.length,
-    bytes,
-    read: async (target, position) => bytes.copy(target, 0, position, Math.min(bytes.length, position + target.length)),
-  };
-}
+/** The dataset bytes to send: a stored dataset, or one converted for the destination (transcoder.ts). */
+export type DatasetBody = Pick<StoredDataset, 'length' | 'read' | 'bytes'>;
 
 /** Whether sending on a context of `transferSyntaxUid` decompresses the object (codecs needed). */
 export function needsDecompression(stored: Pick<StoredDataset, 'transferSyntaxUid'>, transferSyntaxUid: string): boolean {

@@ -1,0 +1,46 @@
+/**
+ * The transcoding worker: a stored object in the transfer syntax a destination accepted instead of the
+ * stored one (decompressed, or re-encoded between explicit and implicit VR little endian). Decoding the
+ * frames of a large JPEG 2000 object takes seconds of CPU: run on the main thread it stalled every
+ * association the node serves, receiving included. Owned by src/store/transcoder.ts.
+ */
+import { Piscina } from 'piscina';
+import { decompressedDataset } from '../pixels/decompress.js';
+import { loadCodecs } from '../pixels/codecs.js';
+import { PixelRedactionError } from '../pixels/native.js';
+import { needsDecompression, reencodedDataset } from './stored-dataset.js';
+
+export interface TranscodeTask {
+  path: string;
+  storedTransferSyntaxUid: string;
+  transferSyntaxUid: string;
+}
+
+/** The dataset bytes (moved, not copied, to the main thread), or why the frames cannot be decoded (an
+ * error's class does not cross threads). */
+export type TranscodeResult = Uint8Array | { undecodable: string };
+
+export default async function transcode(task: TranscodeTask): Promise<TranscodeResult> {
+  try {
+    let bytes: Buffer;
+    if (needsDecompression({ transferSyntaxUid: task.storedTransferSyntaxUid }, task.transferSyntaxUid)) {
+      await loadCodecs();
+      bytes = decompressedDataset(task.path, task.transferSyntaxUid);
+    } else {
+      bytes = reencodedDataset(task.path, task.transferSyntaxUid);
+    }
+    return Piscina.move(ownMemory(bytes)) as Uint8Array;
+  } catch (error) {
+    if (error instanceof PixelRedactionError) return { undecodable: error.message };
+    throw error;
+  }
+}
+
+/** `bytes` in an ArrayBuffer of its own, which can be moved to the main thread without a copy (a small
+ * Buffer can be a slice of Node's shared pool, which must not be moved). */
+function ownMemory(bytes: Buffer): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length) return bytes;
+  const own = new Uint8Array(bytes.length);
+  own.set(bytes);
+  return own;
+}

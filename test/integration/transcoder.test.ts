@@ -1,0 +1,83 @@
+/**
+ * The transcoder converts a stored object for a destination that refuses its transfer syntax on a
+ * thread of its own: the event loop that receives keeps turning while a large object is decoded, the
+ * pixels arrive as stored, and frames that cannot be decoded are refused with the reason.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { BufferSource, parseDataset, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
+import { EXPLICIT_VR_LITTLE_ENDIAN } from '../../src/dicom/transfer-syntaxes.js';
+import { PixelRedactionError } from '../../src/pixels/native.js';
+import { openStoredDataset } from '../../src/store/stored-dataset.js';
+import { Transcoder } from '../../src/store/transcoder.js';
+import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
+import { storedPixels } from '../helpers/pixel-checks.js';
+import { relabelled, writeMultiframe } from '../helpers/pixel-images.js';
+import { run } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+/** A 512 × 512 12-bit frame of noise: JPEG-LS gains little on it, so decoding it is real work. */
+function noiseFrame(): Buffer {
+  const frame = Buffer.alloc(512 * 512 * 2);
+  let seed = 12345;
+  for (let at = 0; at < frame.length; at += 2) {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    frame.writeUInt16LE(seed % 4096, at);
+  }
+  return frame;
+}
+
+/** The longest gap between turns of the event loop while `work` runs, and how long it ran (ms). */
+async function loopGapsDuring<T>(work: () => Promise<T>): Promise<{ result: T; longestGapMs: number; durationMs: number }> {
+  let last = performance.now();
+  let longestGapMs = 0;
+  const ticker = setInterval(() => {
+    const now = performance.now();
+    longestGapMs = Math.max(longestGapMs, now - last);
+    last = now;
+  }, 5);
+  const began = performance.now();
+  try {
+    const result = await work();
+    return { result, longestGapMs: Math.max(longestGapMs, performance.now() - last), durationMs: performance.now() - began };
+  } finally {
+    clearInterval(ticker);
+  }
+}
+
+test('a large JPEG-LS object is decompressed beside the event loop, to the pixels that were compressed', async (t) => {
+  if (!(await needPeers(t, 'dcmcjpls'))) return;
+  const dir = scratchDir('transcoder-beside');
+  const native = join(dir, 'native.dcm');
+  const compressed = join(dir, 'jpeg-ls.dcm');
+  await writeMultiframe(native, { rows: 512, columns: 512, samples: 1, bits: 16, frames: 60, frame: noiseFrame(), patientName: 'Transcode^Large' });
+  const encoded = await run('dcmcjpls', ['+el', native, compressed], { timeoutMs: 300_000 });
+  assert.equal(encoded.code, 0, `dcmcjpls: ${encoded.stderr}`);
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  const stored = await openStoredDataset(compressed);
+  t.after(() => stored.close());
+  const { result, longestGapMs, durationMs } = await loopGapsDuring(() => transcoder.datasetInSyntax(compressed, stored, EXPLICIT_VR_LITTLE_ENDIAN));
+  assert.ok(durationMs > 200, `decoding 30 MB of JPEG-LS takes long enough to tell (${durationMs.toFixed(0)} ms)`);
+  assert.ok(longestGapMs < durationMs / 3, `the event loop turned while decoding: longest gap ${longestGapMs.toFixed(0)} ms of ${durationMs.toFixed(0)} ms`);
+  assert.ok(result.bytes, 'the converted dataset is in memory');
+  const source = new BufferSource(result.bytes);
+  const pixelData = parseDataset(source, 'explicit-le').find((element) => element.tag === PIXEL_DATA);
+  assert.ok(pixelData && !pixelData.items, 'native Pixel Data');
+  assert.ok(Buffer.from(source.read(pixelData.valueOffset, pixelData.length)).equals(storedPixels(native)), 'the pixels that were compressed');
+});
+
+test('frames the transcoder cannot decode are refused with the reason, as a PixelRedactionError', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('transcoder-undecodable');
+  // Gantry has no video decoder: a JPEG file relabelled MPEG-4 stands for a video.
+  const video = join(dir, 'video.dcm');
+  relabelled(join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm'), video, '1.2.840.10008.1.2.4.102');
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  const stored = await openStoredDataset(video);
+  t.after(() => stored.close());
+  await assert.rejects(transcoder.datasetInSyntax(video, stored, EXPLICIT_VR_LITTLE_ENDIAN), (error: unknown) => error instanceof PixelRedactionError && /cannot decompress/.test(error.message));
+  assert.equal(await transcoder.datasetInSyntax(video, stored, '1.2.840.10008.1.2.4.102'), stored, 'the stored syntax needs no conversion');
+});
