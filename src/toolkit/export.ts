@@ -113,7 +113,8 @@ export class ExportJournal {
       LEFT JOIN r_studies rst ON rst.id = rse.study_pk LEFT JOIN r_patients rp ON rp.id = rst.patient_pk`;
     // Quarantined and failed instances are selected too: counted as held back with their reason.
     const where = `WHERE i.state IN ('received', 'deidentified', 'forwarded', 'quarantined', 'failed') ${filter.where}`;
-    const exported = `SELECT 1 FROM export_items e WHERE e.out_dir = @outDir AND e.instance_pk = i.id`;
+    // Exported since it was last received: an instance sent again (replaced) is exported again.
+    const exported = `SELECT 1 FROM export_items e WHERE e.out_dir = @outDir AND e.instance_pk = i.id AND e.exported_at >= i.received_at`;
     // Without a selection, pages are read in id order from the table itself: through the state index
     // SQLite gathered and sorted every row after the page's start for each page of 512 (11.7 ms a
     // page at the start of 10,000 instances against 3.9 ms; quadratic in the session's size).

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { inspect } from 'node:util';
@@ -519,4 +519,38 @@ test('frames of many fragments each are listed once per frame asked for, not by 
   assert.equal(index, frames);
   assert.deepEqual((await instance.frame(1234)).samples, Buffer.alloc(rows * columns, 1234 % 256));
   assert.ok(seconds < 5, `${frames} frames took ${seconds.toFixed(1)} s`);
+});
+
+// An instance sent again after it was exported (the modality corrected it) was skipped by the next run
+// of the same export as "already exported": the folder kept the copy of the old content.
+test('export: an instance received again since the folder was exported is exported again, the rest is not', async (t) => {
+  const storage = newStorage('export-resent');
+  const study = spec({ patientId: 'PAT-RESENT' });
+  const first = join(storage, 'originals', 'a.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(first, { ...study, instanceNumber: 1, manufacturer: 'FIRST' });
+  await writeSyntheticFile(join(storage, 'originals', 'b.dcm'), { ...study, instanceNumber: 2 });
+  await indexFiles(storage, [first, join(storage, 'originals', 'b.dcm')]);
+  const out = join(storage, '..', 'out');
+  const exportOnce = async () => {
+    const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+    try {
+      return await session.export({ out, workers: 1, layout: '{SOPInstanceUID}.dcm' });
+    } finally {
+      session.close();
+    }
+  };
+  assert.equal((await exportOnce()).written, 2);
+  const exported = () => readdirSync(out).filter((name) => name.endsWith('.dcm')).map((name) => join(out, name));
+  const before = new Map(exported().map((path) => [path, readFileSync(path)]));
+  // The same SOP Instance UID received again, corrected: the index points at the new file.
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const corrected = join(storage, 'originals', 'a-again.dcm');
+  await writeSyntheticFile(corrected, { ...study, sopInstanceUid, instanceNumber: 1, manufacturer: 'CORRECTED' });
+  await indexFiles(storage, [corrected]);
+  const second = await exportOnce();
+  assert.equal(second.written, 1, 'the instance received again is written again');
+  assert.equal(second.alreadyExported, 1, 'the other one is not');
+  const changed = exported().filter((path) => !readFileSync(path).equals(before.get(path) as Buffer));
+  assert.equal(changed.length, 1, 'one exported file has new content');
+  assert.ok(readFileSync(changed[0] as string).includes('CORRECTED'), 'the corrected content');
 });
