@@ -34,6 +34,18 @@ export function vrOf(tag: number): string {
   return AMBIGUOUS[entry.vr] ?? entry.vr;
 }
 
+/**
+ * Whether the tag is "US or SS" in PS3.6 and signed exactly when Pixel Representation (0028,0103) is 1
+ * (PS3.3 C.7.6.1.1.4 and the attributes that follow it: smallest and largest pixel values, pixel
+ * padding, real world value mapping, ...). Implicit VR cannot say which: it reads as US. The LUT
+ * descriptors, whose first and third values are always unsigned (PS3.3 C.11.1.1, C.7.6.3.1.5), stay US.
+ */
+export function isSignedWithPixelRepresentation(tag: number): boolean {
+  return byTag.get(tag)?.vr === 'xs' && !LUT_DESCRIPTORS.has(tag);
+}
+
+const LUT_DESCRIPTORS = new Set([0x00281100, 0x00281101, 0x00281102, 0x00281103, 0x00281111, 0x00281112, 0x00281113, 0x00283002]);
+
 /** The PS3.6 keyword of a tag, if the dictionary knows it. */
 export function keywordOf(tag: number): string | undefined {
   return (byTag.get(tag) ?? byTag.get(repeatingGroupTag(tag)))?.keyword;

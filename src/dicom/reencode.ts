@@ -6,26 +6,36 @@
  * counted in advance.
  */
 import type { ByteSource, ElementNode, ItemNode } from './dataset-tree.js';
+import { isSignedWithPixelRepresentation } from './dictionary.js';
 import type { DatasetEncoding } from './transfer-syntaxes.js';
 import { LONG_VRS } from './values.js';
 
 type Encoding = Exclude<DatasetEncoding, 'deflated-explicit-le'>;
 
-export function reencodeElements(elements: readonly ElementNode[], source: ByteSource, from: Encoding, to: Encoding, emit: (bytes: Buffer) => void): void {
+/**
+ * `signed` says whether the pixels of the dataset the elements belong to are signed, for "US or SS"
+ * elements read in implicit VR when the list does not hold Pixel Representation itself.
+ */
+export function reencodeElements(elements: readonly ElementNode[], source: ByteSource, from: Encoding, to: Encoding, emit: (bytes: Buffer) => void, signed = false): void {
   if ((from === 'explicit-be') !== (to === 'explicit-be')) throw new Error('re-encoding between byte orders is not supported');
   if (from === to) {
     // The same encoding: the bytes are right as they are.
     for (const element of elements) emit(Buffer.from(source.read(element.offset, element.end - element.offset)));
     return;
   }
-  for (const element of elements) reencodeElement(element, source, to, emit);
+  const signedHere = signedPixels(elements, source) ?? signed;
+  for (const element of elements) reencodeElement(element, source, from, to, emit, signedHere);
 }
 
-function reencodeElement(element: ElementNode, source: ByteSource, to: Encoding, emit: (bytes: Buffer) => void): void {
+function reencodeElement(element: ElementNode, source: ByteSource, from: Encoding, to: Encoding, emit: (bytes: Buffer) => void, signed: boolean): void {
   const bigEndian = to === 'explicit-be';
   if (element.items && !element.encapsulated) {
     emit(header(element.tag, element.implicitInside ? 'UN' : 'SQ', 0xffffffff, to));
-    for (const item of element.items) reencodeItem(item, source, element.implicitInside ? 'implicit-le' : to, emit);
+    // A UN sequence holds implicit VR little endian, and keeps it (PS3.5 6.2.2).
+    for (const item of element.items) {
+      if (element.implicitInside) reencodeItem(item, source, 'implicit-le', 'implicit-le', emit, signed);
+      else reencodeItem(item, source, from, to, emit, signed);
+    }
     emit(delimiter(0xfffee0dd, bigEndian));
     return;
   }
@@ -35,16 +45,36 @@ function reencodeElement(element: ElementNode, source: ByteSource, to: Encoding,
     emit(Buffer.from(source.read(element.valueOffset, element.end - element.valueOffset)));
     return;
   }
-  const vr = to === 'implicit-le' ? element.vr : element.vr === '' ? 'UN' : element.vr;
-  emit(header(element.tag, vr, element.length, to));
+  emit(header(element.tag, explicitVr(element, from, to, signed), element.length, to));
   if (element.length > 0) emit(element.value ?? Buffer.from(source.read(element.valueOffset, element.length)));
 }
 
-function reencodeItem(item: ItemNode, source: ByteSource, to: Encoding, emit: (bytes: Buffer) => void): void {
+/** The VR to write: implicit VR writes none; a "US or SS" element read in implicit VR (as US) is SS
+ * in a dataset of signed pixels, as PS3.3 C.7.6.1.1.4 rules, or its value would be read as unsigned. */
+function explicitVr(element: ElementNode, from: Encoding, to: Encoding, signed: boolean): string {
+  if (to === 'implicit-le') return element.vr;
+  if (element.vr === '') return 'UN';
+  if (from === 'implicit-le' && signed && element.vr === 'US' && isSignedWithPixelRepresentation(element.tag)) return 'SS';
+  return element.vr;
+}
+
+function reencodeItem(item: ItemNode, source: ByteSource, from: Encoding, to: Encoding, emit: (bytes: Buffer) => void, signed: boolean): void {
   const bigEndian = to === 'explicit-be';
   emit(delimiterWithLength(0xfffee000, 0xffffffff, bigEndian));
-  for (const element of item.elements) reencodeElement(element, source, to, emit);
+  // An item with pixels of its own (an icon, a functional group) says its own Pixel Representation.
+  const signedHere = signedPixels(item.elements, source) ?? signed;
+  for (const element of item.elements) reencodeElement(element, source, from, to, emit, signedHere);
   emit(delimiter(0xfffee00d, bigEndian));
+}
+
+const PIXEL_REPRESENTATION = 0x00280103;
+
+/** Whether Pixel Representation among `elements` says signed; undefined when it is not there. */
+function signedPixels(elements: readonly ElementNode[], source: ByteSource): boolean | undefined {
+  const element = elements.find((candidate) => candidate.tag === PIXEL_REPRESENTATION);
+  if (!element || element.length < 2) return undefined;
+  const value = element.value ?? source.read(element.valueOffset, 2);
+  return value.readUInt16LE(0) === 1;
 }
 
 /** An element header in an encoding (a length of 0xFFFFFFFF: undefined). */
