@@ -558,7 +558,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
         };
         const pdus = [...encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength), ...encodePData(context.id, false, identifier, this.peerMaxPduLength)];
         if (this.streamingDataset) await this.streamingDataset;
-        if (!this.socket.write(Buffer.concat(pdus))) await this.writable();
+        if (!this.socket.write(Buffer.concat(pdus))) await this.peerTakesMore();
       }
       return controller.signal.aborted ? { status: Status.Cancel } : { status: Status.Success };
     } finally {
@@ -591,7 +591,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
           ...countFields(next.value),
         };
         if (this.streamingDataset) await this.streamingDataset;
-        if (!this.socket.write(Buffer.concat(encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength)))) await this.writable();
+        if (!this.socket.write(Buffer.concat(encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength)))) await this.peerTakesMore();
       }
     } finally {
       this.finds.delete(messageId);
@@ -645,7 +645,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       await sendDatasetPdus(
         {
           write: (buffers) => this.socket.write(Buffer.concat(buffers)),
-          drained: () => this.writable(),
+          drained: () => this.peerTakesMore(),
           checkUsable: () => {
             if (this.phase !== 'established') throw new Error('the association ended');
           },
@@ -703,6 +703,31 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (this.socket.write(buffer) || this.writePauses > 0) return;
     this.writePauses += 1;
     this.pauseUntil(this.writable().finally(() => (this.writePauses -= 1)));
+  }
+
+  /**
+   * Resolves when the socket takes more, as writable() does, for an operation that writes as it goes
+   * (C-FIND matches, C-MOVE/C-GET progress, a C-GET sub-operation's dataset). An operation in progress
+   * keeps the association from idling out, so without a bound a peer that reads nothing would hold the
+   * operation, the association and its place under dicom.maxAssociations for ever: after the idle
+   * timeout it is aborted instead (A-ABORT source 2, reason 0, as for an idle association: PS3.8 9.3.8;
+   * conformance statement 4.2.1.4), and the wait rejects.
+   */
+  private async peerTakesMore(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.log.warn({ idleSeconds: this.options.idleMs / 1000, ...this.summaryFields() }, 'peer read nothing for the idle timeout: aborted');
+        this.sendAbort(AbortSource.ServiceProvider, AbortReason.NotSpecified);
+        reject(new Error(`the peer read nothing for ${this.options.idleMs / 1000} s`));
+      }, this.options.idleMs);
+      timer.unref();
+    });
+    try {
+      await Promise.race([this.writable(), gaveUp]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Resolves when the socket takes more, or is gone; one wait shared by every writer behind it. */

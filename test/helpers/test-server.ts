@@ -15,6 +15,7 @@ export interface TestServerOptions {
   serviceFor: NegotiationPolicy['serviceFor'];
   maxAsyncOperations?: number;
   artimMs?: number;
+  idleMs?: number;
   observer?: DimseObserver;
 }
 
@@ -25,7 +26,7 @@ export async function startTestServer(options: TestServerOptions): Promise<{ ser
     port: 0,
     log: silentLogger(),
     artimMs: options.artimMs ?? 5000,
-    idleMs: 30_000,
+    idleMs: options.idleMs ?? 30_000,
     maxAssociations: 4,
     maxAssociationsPerCaller: 4,
     policy: {

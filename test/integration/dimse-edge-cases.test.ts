@@ -232,3 +232,48 @@ describe('acceptor (in process)', () => {
     assert.deepEqual(summary.slice(0, 2), ['rsp 1 0x212', 'rsp 2 0x0'], `received: ${summary.join(', ')}`);
   });
 });
+
+describe('acceptor with a short idle timeout (in process)', () => {
+  const IDLE_MS = 500;
+
+  test('a C-FIND requester that reads none of its pending responses is aborted after the idle timeout', async () => {
+    const find = { yielded: 0, ended: false };
+    const { server, port } = await startTestServer({
+      artimMs: 500,
+      idleMs: IDLE_MS,
+      serviceFor: (abstractSyntax) => (abstractSyntax === STUDY_ROOT_FIND ? 'find' : undefined),
+      handlers: {
+        echo: () => ({ status: Status.Success }),
+        store: () => new DiscardingSink({ status: Status.Success }),
+        find: (_request, signal) =>
+          (async function* () {
+            try {
+              // Bounded: 4096 matches of 64 KiB (256 MB) is far more than the socket buffers hold.
+              for (let i = 0; i < 4096 && !signal.aborted; i += 1) {
+                find.yielded += 1;
+                yield Buffer.alloc(64 * 1024);
+              }
+            } finally {
+              find.ended = true;
+            }
+          })(),
+      },
+    });
+    const raw = await RawAssociation.open(port);
+    try {
+      assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RAW', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_FIND, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+      raw.socket.pause(); // never read what Gantry answers
+      findRequest(raw, 1, 1);
+      const deadline = Date.now() + IDLE_MS + 8000;
+      while ((server.activeAssociations > 0 || !find.ended) && Date.now() < deadline) await sleep(50);
+      assert.deepEqual(
+        { active: server.activeAssociations, findEnded: find.ended },
+        { active: 0, findEnded: true },
+        `a peer that reads nothing for the idle timeout is aborted (conformance statement 4.2.1.4); ${find.yielded} matches were taken before the socket filled`,
+      );
+    } finally {
+      raw.destroy();
+      await server.close(1000);
+    }
+  });
+});
