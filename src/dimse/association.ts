@@ -189,11 +189,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       this.commandChunks.push(data);
       return;
     }
-    const incoming = this.incoming;
-    if (!incoming) throw new PduError('dataset fragment with no command before it', AbortReason.UnexpectedPduParameter);
-    if (incoming.context.id !== presentationContextId) {
-      throw new PduError(`dataset fragment on context ${presentationContextId}, its command came on ${incoming.context.id}`, AbortReason.InvalidPduParameterValue);
-    }
+    const incoming = this.requireDatasetContext(presentationContextId);
     if (!incoming.sink.write(data)) this.pauseUntil(incoming.sink.whenDrained());
   }
 
@@ -201,7 +197,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     // Checked here too: a PDV without data never reaches pdvData.
     this.requireEstablished();
     if (isCommand) this.requireCommandContext(presentationContextId);
-    else if (!this.incoming) throw new PduError('dataset fragment with no command before it', AbortReason.UnexpectedPduParameter);
+    else this.requireDatasetContext(presentationContextId);
     if (!isLast) return;
     if (isCommand) {
       const context = this.requireContext(presentationContextId);
@@ -837,6 +833,17 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     else if (this.commandContextId !== id) {
       throw new PduError(`command fragment on context ${id}, the command began on ${this.commandContextId}`, AbortReason.InvalidPduParameterValue);
     }
+  }
+
+  /** PS3.8 9.3.5.1 and PS3.7 6.3.1: a dataset fragment, even an empty last one, belongs to the message
+   * whose command came before it, on that command's presentation context. */
+  private requireDatasetContext(id: number): IncomingDataset {
+    const incoming = this.incoming;
+    if (!incoming) throw new PduError('dataset fragment with no command before it', AbortReason.UnexpectedPduParameter);
+    if (incoming.context.id !== id) {
+      throw new PduError(`dataset fragment on context ${id}, its command came on ${incoming.context.id}`, AbortReason.InvalidPduParameterValue);
+    }
+    return incoming;
   }
 
   private requireContext(id: number): NegotiatedContext {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CommandField, DATASET_PRESENT, NO_DATASET } from '../../src/dimse/command.js';
+import { encodePDataHeader } from '../../src/dimse/pdu.js';
 import type { DicomServer } from '../../src/dimse/server.js';
 import { DiscardingSink, type FindRequest, type StoreRequest } from '../../src/dimse/services.js';
 import { Status } from '../../src/dimse/status.js';
@@ -230,6 +231,24 @@ describe('acceptor (in process)', () => {
     // with an unexpected data set do; the association goes on and answers the next C-ECHO. (Success then
     // A-ABORT, as before, told the peer the operation succeeded and then killed the association.)
     assert.deepEqual(summary.slice(0, 2), ['rsp 1 0x212', 'rsp 2 0x0'], `received: ${summary.join(', ')}`);
+  });
+  test('the last fragment of a dataset, empty, on another presentation context than its command is an A-ABORT, not the end of the C-STORE', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    const contexts = [
+      { id: 1, abstractSyntax: CT_IMAGE_STORAGE, transferSyntaxes: [EXPLICIT_LE] },
+      { id: 3, abstractSyntax: VERIFICATION, transferSyntaxes: [IMPLICIT_LE] },
+    ];
+    assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RAW', contexts })).kind, 'accept');
+    const sopInstanceUid = newUid();
+    raw.sendCommand(1, { commandField: CommandField.CStoreRq, messageId: 1, priority: 0, affectedSopClassUid: CT_IMAGE_STORAGE, affectedSopInstanceUid: sopInstanceUid, commandDataSetType: DATASET_PRESENT });
+    const dataset = encodeDataset([[0x00080018, 'UI', sopInstanceUid]]);
+    raw.write(Buffer.concat([encodePDataHeader(1, false, false, dataset.length), dataset]));
+    raw.write(encodePDataHeader(3, false, true, 0));
+    const received = await drain(raw, 1500);
+    raw.destroy();
+    // PS3.8 9.3.5.1, PS3.7 6.3.1: every fragment of a message comes on the presentation context of its
+    // command; the same fragment with data in it is already refused so (conformance statement 4.2.1.4).
+    assert.deepEqual(received[0], { kind: 'abort', abort: { source: 2, reason: 6 } }, `received: ${JSON.stringify(received)}`);
   });
 });
 
