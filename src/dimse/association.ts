@@ -515,7 +515,27 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       };
       return kind === 'find' ? this.runFind(context, request, controller) : this.runRetrieve(context, request, controller, kind);
     };
-    this.incoming = { context, command, sink: new CollectingSink(MAX_IDENTIFIER_LENGTH, run), responseField, keepReading: true, startedAt: performance.now() };
+    const sink = this.forgettingWhenEnded(new CollectingSink(MAX_IDENTIFIER_LENGTH, run), command.messageId ?? 0, controller);
+    this.incoming = { context, command, sink, responseField, keepReading: true, startedAt: performance.now() };
+  }
+
+  /**
+   * However a C-FIND, C-MOVE or C-GET ends, run or refused before it ran (an identifier over the limit
+   * never reaches the handler), it is no longer outstanding once answered: its Message ID may be used
+   * again (PS3.7 9.1.2.1.1) and its place in the asynchronous operations window is free (D.3.3.3).
+   * Kept otherwise, the ID would be refused as a duplicate and, in a window of 1, every later C-FIND,
+   * C-MOVE and C-GET on the association with 0xA700.
+   */
+  private forgettingWhenEnded(sink: DatasetSink, messageId: number, controller: AbortController): DatasetSink {
+    return {
+      write: (chunk) => sink.write(chunk),
+      whenDrained: () => sink.whenDrained(),
+      end: () =>
+        sink.end().finally(() => {
+          if (this.finds.get(messageId) === controller) this.finds.delete(messageId);
+        }),
+      abort: () => sink.abort(),
+    };
   }
 
   /**
@@ -540,26 +560,22 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private async runFind(context: NegotiatedContext, request: FindRequest, controller: AbortController): Promise<DimseResult> {
     const { messageId } = request;
     const find = this.options.handlers.find;
-    try {
-      if (!find) return { status: Status.UnrecognizedOperation, errorComment: 'C-FIND is not served' };
-      for await (const match of find(request, controller.signal)) {
-        if (controller.signal.aborted || (this.phase !== 'established' && this.phase !== 'releasing')) break;
-        const { identifier, status } = Buffer.isBuffer(match) ? { identifier: match, status: Status.Pending } : match;
-        const pending: DimseCommand = {
-          commandField: CommandField.CFindRsp,
-          messageIdBeingRespondedTo: messageId,
-          affectedSopClassUid: request.sopClassUid,
-          commandDataSetType: DATASET_PRESENT,
-          status,
-        };
-        const pdus = [...encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength), ...encodePData(context.id, false, identifier, this.peerMaxPduLength)];
-        if (this.streamingDataset) await this.streamingDataset;
-        if (!this.socket.write(Buffer.concat(pdus))) await this.peerTakesMore();
-      }
-      return controller.signal.aborted ? { status: Status.Cancel } : { status: Status.Success };
-    } finally {
-      this.finds.delete(messageId);
+    if (!find) return { status: Status.UnrecognizedOperation, errorComment: 'C-FIND is not served' };
+    for await (const match of find(request, controller.signal)) {
+      if (controller.signal.aborted || (this.phase !== 'established' && this.phase !== 'releasing')) break;
+      const { identifier, status } = Buffer.isBuffer(match) ? { identifier: match, status: Status.Pending } : match;
+      const pending: DimseCommand = {
+        commandField: CommandField.CFindRsp,
+        messageIdBeingRespondedTo: messageId,
+        affectedSopClassUid: request.sopClassUid,
+        commandDataSetType: DATASET_PRESENT,
+        status,
+      };
+      const pdus = [...encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength), ...encodePData(context.id, false, identifier, this.peerMaxPduLength)];
+      if (this.streamingDataset) await this.streamingDataset;
+      if (!this.socket.write(Buffer.concat(pdus))) await this.peerTakesMore();
     }
+    return controller.signal.aborted ? { status: Status.Cancel } : { status: Status.Success };
   }
 
   /**
@@ -571,26 +587,22 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private async runRetrieve(context: NegotiatedContext, request: MoveRequest, controller: AbortController, kind: 'move' | 'get'): Promise<DimseResult> {
     const { messageId } = request;
     const { move, get } = this.options.handlers;
-    try {
-      const progress = kind === 'move' ? move?.(request, controller.signal) : get?.(request, this, controller.signal);
-      if (!progress) return { status: Status.UnrecognizedOperation, errorComment: `C-${kind.toUpperCase()} is not served` };
-      for (;;) {
-        const next = await progress.next();
-        if (next.done) return next.value;
-        if (this.phase !== 'established' && this.phase !== 'releasing') continue;
-        const pending: DimseCommand = {
-          commandField: kind === 'move' ? CommandField.CMoveRsp : CommandField.CGetRsp,
-          messageIdBeingRespondedTo: messageId,
-          affectedSopClassUid: request.sopClassUid,
-          commandDataSetType: NO_DATASET,
-          status: Status.Pending,
-          ...countFields(next.value),
-        };
-        if (this.streamingDataset) await this.streamingDataset;
-        if (!this.socket.write(Buffer.concat(encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength)))) await this.peerTakesMore();
-      }
-    } finally {
-      this.finds.delete(messageId);
+    const progress = kind === 'move' ? move?.(request, controller.signal) : get?.(request, this, controller.signal);
+    if (!progress) return { status: Status.UnrecognizedOperation, errorComment: `C-${kind.toUpperCase()} is not served` };
+    for (;;) {
+      const next = await progress.next();
+      if (next.done) return next.value;
+      if (this.phase !== 'established' && this.phase !== 'releasing') continue;
+      const pending: DimseCommand = {
+        commandField: kind === 'move' ? CommandField.CMoveRsp : CommandField.CGetRsp,
+        messageIdBeingRespondedTo: messageId,
+        affectedSopClassUid: request.sopClassUid,
+        commandDataSetType: NO_DATASET,
+        status: Status.Pending,
+        ...countFields(next.value),
+      };
+      if (this.streamingDataset) await this.streamingDataset;
+      if (!this.socket.write(Buffer.concat(encodePData(context.id, true, encodeCommand(pending), this.peerMaxPduLength)))) await this.peerTakesMore();
     }
   }
 

@@ -250,6 +250,23 @@ describe('acceptor (in process)', () => {
     // command; the same fragment with data in it is already refused so (conformance statement 4.2.1.4).
     assert.deepEqual(received[0], { kind: 'abort', abort: { source: 2, reason: 6 } }, `received: ${JSON.stringify(received)}`);
   });
+  test('a C-FIND refused for an identifier over 1 MiB does not keep its Message ID and its place in the window', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RAW', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_FIND, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+    raw.sendCommand(1, { commandField: CommandField.CFindRq, messageId: 1, priority: 0, affectedSopClassUid: STUDY_ROOT_FIND, commandDataSetType: DATASET_PRESENT });
+    raw.sendDataset(1, Buffer.alloc(1024 * 1024 + 2));
+    const refused = await raw.next();
+    // Then another C-FIND, in the window of 1 (none proposed) that the first no longer takes: it runs
+    // until its C-CANCEL, and answers Cancel.
+    findRequest(raw, 1, 2);
+    await sleep(300);
+    cancel(raw, 1, 2);
+    const received = await drain(raw, 2000);
+    raw.destroy();
+    const statuses = [refused, ...received].flatMap((event) => (event.kind === 'command' ? [`${event.command.messageIdBeingRespondedTo} 0x${event.command.status?.toString(16)}`] : [event.kind]));
+    // PS3.7 D.3.3.3: an operation answered is no longer outstanding; 9.1.2.1.1: nor is its Message ID.
+    assert.deepEqual(statuses.slice(0, 2), ['1 0xc000', '2 0xfe00'], `received: ${statuses.join(', ')}`);
+  });
 });
 
 describe('acceptor with a short idle timeout (in process)', () => {
