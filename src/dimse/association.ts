@@ -492,12 +492,17 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
    * on (its C-CANCEL, a C-GET's C-STORE responses), and C-CANCEL can name it. */
   private startQueryRetrieve(context: NegotiatedContext, command: DimseCommand, responseField: number, hasDataset: boolean, kind: 'find' | 'move' | 'get'): void {
     const name = `C-${kind.toUpperCase()}-RQ`;
-    if (!hasDataset || (kind === 'move' && !command.moveDestination)) {
-      const missing = kind === 'move' ? 'an identifier or a Move Destination' : 'an identifier';
-      this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: `${name} without ${missing}` }));
+    if (!hasDataset) {
+      this.track(context, command, responseField, () => ({ status: Status.CannotUnderstand, errorComment: `${name} without an identifier` }));
       return;
     }
-    const refusal = this.queryRetrieveRefusal(command.messageId ?? 0);
+    // The identifier follows whatever is wrong with the command: it is read (and dropped) before the
+    // refusal, as a message's data set belongs to it (PS3.7 6.3.1); left unread, it was taken for a
+    // data set with no command before it, and the association aborted before the refusal went out.
+    const refusal =
+      kind === 'move' && !command.moveDestination
+        ? { status: Status.CannotUnderstand, errorComment: `${name} without a Move Destination (PS3.7 9.1.4.1.3)` }
+        : this.queryRetrieveRefusal(command.messageId ?? 0);
     if (refusal) {
       this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
       return;

@@ -269,6 +269,46 @@ describe('acceptor (in process)', () => {
   });
 });
 
+describe('acceptor serving C-MOVE (in process)', () => {
+  const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
+
+  test('a C-MOVE-RQ without a Move Destination has its identifier read and is refused, not answered and then aborted', async () => {
+    const moves: string[] = [];
+    const { server, port } = await startTestServer({
+      serviceFor: (abstractSyntax) => (abstractSyntax === VERIFICATION ? 'verification' : abstractSyntax === STUDY_ROOT_MOVE ? 'move' : undefined),
+      handlers: {
+        echo: () => ({ status: Status.Success }),
+        store: () => new DiscardingSink({ status: Status.Success }),
+        move: (request) =>
+          (async function* () {
+            moves.push(request.moveDestination);
+            yield* [];
+            return { status: Status.Success, suboperations: { remaining: 0, completed: 0, failed: 0, warning: 0 } };
+          })(),
+      },
+    });
+    const raw = await RawAssociation.open(port);
+    try {
+      const contexts = [
+        { id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] },
+        { id: 3, abstractSyntax: VERIFICATION, transferSyntaxes: [IMPLICIT_LE] },
+      ];
+      assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RAW', contexts })).kind, 'accept');
+      raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId: 1, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, commandDataSetType: DATASET_PRESENT });
+      raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', '1.2.3']]));
+      raw.sendCommand(3, { commandField: CommandField.CEchoRq, messageId: 2, affectedSopClassUid: VERIFICATION, commandDataSetType: NO_DATASET });
+      const received = await drain(raw, 1500);
+      const summary = received.map((event) => (event.kind === 'command' ? `rsp ${event.command.messageIdBeingRespondedTo} 0x${event.command.status?.toString(16)}` : event.kind));
+      // PS3.7 9.1.4.1.3: Move Destination is mandatory in a C-MOVE-RQ, whose identifier (9.1.4.1.5)
+      // follows all the same; refused, the request's data set is read and the association goes on.
+      assert.deepEqual({ summary: summary.slice(0, 2), moves }, { summary: ['rsp 1 0xc000', 'rsp 2 0x0'], moves: [] }, `received: ${summary.join(', ')}`);
+    } finally {
+      raw.destroy();
+      await server.close(1000);
+    }
+  });
+});
+
 describe('acceptor with a short idle timeout (in process)', () => {
   const IDLE_MS = 500;
 
