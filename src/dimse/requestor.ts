@@ -33,7 +33,7 @@ export type { DatasetBody };
 
 /** The longest response command set read (a C-STORE-RSP is a few hundred bytes). */
 const MAX_RESPONSE_COMMAND_LENGTH = 64 * 1024;
-import { statusHex, type DimseResult } from './status.js';
+import { isWarning, Status, statusHex, type DimseResult } from './status.js';
 import { trimUid } from '../dicom/values.js';
 
 export interface RequestorOptions {
@@ -320,10 +320,17 @@ export class RequestorAssociation implements PduStreamSink {
       this.abort(failure);
     });
     // Settles once the request is done with its body too (a peer may answer early): the caller may
-    // then reuse the body's memory.
+    // then reuse the body's memory. An early answer whose dataset then could not be sent whole is not
+    // the outcome: a peer that said Success before it had the dataset cannot have stored it.
     return response.then(
       async (result) => {
-        await sent.catch(() => undefined);
+        const failed = await sent.then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        if (failed !== undefined && (result.status === Status.Success || isWarning(result.status))) {
+          throw new AssociationError('the peer answered before the whole dataset was sent, which then could not be', 'aborted').forRequest(true);
+        }
         return result;
       },
       async (error: unknown) => {

@@ -230,3 +230,45 @@ test('an A-ABORT or a closed connection mid-dataset, from a peer that stopped re
     assert.equal(association.isUsable, false);
   }
 });
+
+// Found in a review: a peer that answered Success before it had the whole dataset, and then dropped
+// the connection, had the object counted as stored: forwarding marked it confirmed, and retention
+// would later delete the original of an object the destination never had whole.
+test('a Success answered before the whole dataset was sent does not count when the rest cannot be sent', async (t) => {
+  const server = createServer((socket) => {
+    socket.on('error', () => undefined);
+    let buffered = Buffer.alloc(0);
+    let command: DimseCommand | undefined;
+    let datasetBytes = 0;
+    let answered = false;
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+        const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
+        buffered = buffered.subarray(pdu.length);
+        if (pdu[0] === PduType.AssociateRq) socket.write(acceptEverything(pdu));
+        if (pdu[0] !== PduType.PDataTf) continue;
+        const header = pdu[11] as number;
+        if ((header & 1) === 1) command = decodeCommand(pdu.subarray(12, 6 + 4 + pdu.readUInt32BE(6)));
+        else datasetBytes += pdu.length;
+        if (!answered && command && datasetBytes > 1_000_000) {
+          answered = true;
+          const rsp = { commandField: CommandField.CStoreRsp, messageIdBeingRespondedTo: command.messageId as number, commandDataSetType: NO_DATASET, affectedSopClassUid: command.affectedSopClassUid as string, affectedSopInstanceUid: command.affectedSopInstanceUid as string, status: 0 };
+          for (const pdata of encodePData(1, true, encodeCommand(rsp), 16384)) socket.write(pdata);
+          setTimeout(() => socket.destroy(), 50);
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const association = await RequestorAssociation.open(requestorOptions((server.address() as { port: number }).port));
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  const length = 64 * 1024 * 1024;
+  await assert.rejects(
+    association.store(context, '1.2.3.9', { length, read: async (target: Buffer) => target.fill(3).length }),
+    (error: Error & { requestSent?: boolean }) => error.requestSent === true,
+    'the early Success is not the outcome: the dataset never arrived whole',
+  );
+});
