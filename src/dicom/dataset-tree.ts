@@ -164,6 +164,9 @@ function parseElements(context: Context, start: number, end: number, untilItemDe
       throw new DatasetFormatError(`(${tagText(header.tag)}) where a data element was expected at ${offset}`);
     }
     const element = parseElementBody(context, offset, header);
+    // PS3.5 7.5.1: an item of defined length holds its elements whole. One that runs past would be
+    // read twice (its tail also as what follows the item) and copied whole when its item is edited.
+    if (element.end > end) throw new DatasetFormatError(`element (${tagText(header.tag)}) runs past the item holding it at ${offset}`);
     elements.push(element);
     offset = element.end;
   }

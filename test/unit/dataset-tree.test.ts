@@ -13,11 +13,12 @@ import { elementText } from '../../src/dicom/element-value.js';
 import { encodePart10Header, readFileMeta } from '../../src/dicom/part10.js';
 import { findTransferSyntax } from '../../src/dicom/transfer-syntaxes.js';
 import { padToEven } from '../../src/dicom/values.js';
+import { DatasetFormatError } from '../../src/dicom/header-scanner.js';
 import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { listFiles } from '../helpers/stored.js';
 import { DCMTK_ENV, run } from '../helpers/processes.js';
-import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { elementHeader, encodeElement, newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 function rewrite(path: string, edit: (elements: EditableElement[]) => void = () => {}): { before: Buffer; after: Buffer; transferSyntaxUid: string } {
   const parsed = parseFile(path);
@@ -191,4 +192,17 @@ test('FL values read as text are the shortest decimals of their single-precision
   const bigEndian = Buffer.alloc(4);
   bigEndian.writeFloatBE(2.2, 0);
   assert.equal(elementText({ ...element, value: bigEndian, length: 4 } as ElementNode, undefined, true), '2.2');
+});
+
+test('an element that runs past the item holding it is refused, not read twice', () => {
+  const itemHeader = Buffer.alloc(8);
+  itemHeader.writeUInt32LE(0xe000fffe, 0);
+  const patientName = encodeElement(0x00100010, 'PN', 'DOE^JOHN');
+  // SliceThickness's value is the PatientName element that follows the item: the item's length
+  // stops at SliceThickness's header. Read as it was, the name was a top-level element and also the
+  // kept value of SliceThickness, which the writer copied whole once the item was edited.
+  const content = Buffer.concat([encodeElement(0x00081155, 'UI', '1.2.3.4.5'), elementHeader(0x00180050, 'DS', patientName.length)]);
+  itemHeader.writeUInt32LE(content.length, 4);
+  const dataset = Buffer.concat([elementHeader(0x00081115, 'SQ', 8 + content.length), itemHeader, content, patientName]);
+  assert.throws(() => parseDataset(new BufferSource(dataset), 'explicit-le'), DatasetFormatError);
 });
