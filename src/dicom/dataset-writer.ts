@@ -117,7 +117,9 @@ export class DatasetWriter {
     const length = undefinedLength ? UNDEFINED_LENGTH : items.reduce((sum, item) => sum + inner.itemSize(item), 0);
     this.emit(this.header(element.tag, element.vr, length));
     for (const item of items) inner.writeItem(item);
-    if (undefinedLength) this.emit(this.delimiter(0xfffee0dd));
+    // The delimiter of a UN's items is in their encoding, implicit VR little endian (PS3.5 6.2.2),
+    // as the reader expects it: in the dataset's big endian it ended the output's readable part.
+    if (undefinedLength) this.emit(inner.delimiter(0xfffee0dd));
   }
 
   private writeItem(item: EditableItem): void {

@@ -206,3 +206,51 @@ test('an element that runs past the item holding it is refused, not read twice',
   const dataset = Buffer.concat([elementHeader(0x00081115, 'SQ', 8 + content.length), itemHeader, content, patientName]);
   assert.throws(() => parseDataset(new BufferSource(dataset), 'explicit-le'), DatasetFormatError);
 });
+
+test('an edited UN of undefined length in explicit VR big endian ends with its delimiter in implicit VR little endian, as its items', () => {
+  const bigEndian = (tag: number, vr: string, text: string) => {
+    const value = padToEven(text, vr === 'UI' ? '\0' : ' ');
+    const header = Buffer.alloc(8);
+    header.writeUInt16BE(tag >>> 16, 0);
+    header.writeUInt16BE(tag & 0xffff, 2);
+    header.write(vr, 4, 'latin1');
+    header.writeUInt16BE(value.length, 6);
+    return Buffer.concat([header, value]);
+  };
+  const unHeader = Buffer.alloc(12);
+  unHeader.writeUInt16BE(0x0009, 0);
+  unHeader.writeUInt16BE(0x1001, 2);
+  unHeader.write('UN', 4, 'latin1');
+  unHeader.writeUInt32BE(0xffffffff, 8);
+  // PS3.5 6.2.2: the value of a UN of undefined length is implicit VR little endian, whatever the
+  // transfer syntax; its Sequence Delimitation Item with it.
+  const name = Buffer.alloc(8);
+  name.writeUInt16LE(0x0010, 0);
+  name.writeUInt16LE(0x0010, 2);
+  name.writeUInt32LE(8, 4);
+  const item = Buffer.alloc(8);
+  item.writeUInt32LE(0xe000fffe, 0);
+  item.writeUInt32LE(16, 4);
+  const sequenceDelimiter = Buffer.alloc(8);
+  sequenceDelimiter.writeUInt32LE(0xe0ddfffe, 0);
+  const dataset = Buffer.concat([
+    bigEndian(0x00090010, 'LO', 'ACME'),
+    unHeader,
+    item,
+    name,
+    Buffer.from('DOE^JOHN', 'latin1'),
+    sequenceDelimiter,
+    bigEndian(0x00100020, 'LO', 'ID1'),
+  ]);
+  const elements = parseDataset(new BufferSource(dataset), 'explicit-be') as EditableElement[];
+  const inner = find(elements, 0x00091001).items?.[0]?.elements[0] as EditableElement;
+  inner.replacement = { value: padToEven('ANONYMOUS', ' ') };
+  const out: Buffer[] = [];
+  new DatasetWriter(new BufferSource(dataset), 'explicit-be', (bytes) => out.push(Buffer.from(bytes))).writeElements(elements);
+  const written = parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-be');
+  assert.deepEqual(
+    written.map((element) => element.tag),
+    [0x00090010, 0x00091001, 0x00100020],
+  );
+  assert.equal(elementText(written[1]?.items?.[0]?.elements[0], undefined, false), 'ANONYMOUS');
+});
