@@ -23,8 +23,35 @@ export function reencodeElements(elements: readonly ElementNode[], source: ByteS
     for (const element of elements) emit(Buffer.from(source.read(element.offset, element.end - element.offset)));
     return;
   }
+  reencodeList(elements, source, from, to, emit, signed);
+}
+
+/** The elements of a dataset or an item, with the value of each Group Length (gggg,0000) counted
+ * again: PS3.5 7.2 makes it the number of bytes of its group's elements after it, and the other
+ * encoding gives them other headers (and sequences undefined lengths). */
+function reencodeList(elements: readonly ElementNode[], source: ByteSource, from: Encoding, to: Encoding, emit: (bytes: Buffer) => void, signed: boolean): void {
+  // A dataset or an item with pixels of its own (an icon, a functional group) says its own Pixel Representation.
   const signedHere = signedPixels(elements, source) ?? signed;
-  for (const element of elements) reencodeElement(element, source, from, to, emit, signedHere);
+  for (let index = 0; index < elements.length; index += 1) {
+    const element = elements[index] as ElementNode;
+    if ((element.tag & 0xffff) !== 0) {
+      reencodeElement(element, source, from, to, emit, signedHere);
+      continue;
+    }
+    const group = element.tag >>> 16;
+    const members: Buffer[] = [];
+    let next = index + 1;
+    for (; next < elements.length && (elements[next] as ElementNode).tag >>> 16 === group; next += 1) {
+      reencodeElement(elements[next] as ElementNode, source, from, to, (bytes) => members.push(bytes), signedHere);
+    }
+    // Little endian: between byte orders nothing is re-encoded (reencodeElements).
+    const groupLength = Buffer.alloc(4);
+    groupLength.writeUInt32LE(members.reduce((sum, bytes) => sum + bytes.length, 0));
+    emit(header(element.tag, 'UL', 4, to));
+    emit(groupLength);
+    for (const bytes of members) emit(bytes);
+    index = next - 1;
+  }
 }
 
 function reencodeElement(element: ElementNode, source: ByteSource, from: Encoding, to: Encoding, emit: (bytes: Buffer) => void, signed: boolean): void {
@@ -61,9 +88,7 @@ function explicitVr(element: ElementNode, from: Encoding, to: Encoding, signed: 
 function reencodeItem(item: ItemNode, source: ByteSource, from: Encoding, to: Encoding, emit: (bytes: Buffer) => void, signed: boolean): void {
   const bigEndian = to === 'explicit-be';
   emit(delimiterWithLength(0xfffee000, 0xffffffff, bigEndian));
-  // An item with pixels of its own (an icon, a functional group) says its own Pixel Representation.
-  const signedHere = signedPixels(item.elements, source) ?? signed;
-  for (const element of item.elements) reencodeElement(element, source, from, to, emit, signedHere);
+  reencodeList(item.elements, source, from, to, emit, signed);
   emit(delimiter(0xfffee00d, bigEndian));
 }
 

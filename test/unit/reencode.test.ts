@@ -1,19 +1,24 @@
 /**
- * Re-encoding from implicit to explicit VR little endian (a destination that accepts only explicit VR):
- * "US or SS" elements, which implicit VR reads as US, are written SS in a dataset of signed pixels
- * (PS3.3 C.7.6.1.1.4), so that a value of -100 stays -100; values are copied byte for byte.
+ * Re-encoding between implicit and explicit VR little endian (a destination that accepted only the
+ * other one): the same elements and values, with headers of the other encoding; "US or SS" elements,
+ * which implicit VR reads as US, written SS in a dataset of signed pixels (PS3.3 C.7.6.1.1.4).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { reencodeElements } from '../../src/dicom/reencode.js';
+import { encodeElement } from '../helpers/synthetic-dicom.js';
 
-const PixelRepresentation = 0x00280103;
-const SmallestImagePixelValue = 0x00280106;
-const PixelPaddingValue = 0x00280120;
-const RedPaletteColorLookupTableDescriptor = 0x00281101;
-const IconImageSequence = 0x00880200;
+type LittleEndian = 'explicit-le' | 'implicit-le';
 
+function reencode(dataset: Buffer, from: LittleEndian, to: LittleEndian): ElementNode[] {
+  const source = new BufferSource(dataset);
+  const out: Buffer[] = [];
+  reencodeElements(parseDataset(source, from), source, from, to, (bytes) => out.push(Buffer.from(bytes)));
+  return parseDataset(new BufferSource(Buffer.concat(out)), to);
+}
+
+/** An element of an implicit VR little endian dataset. */
 function implicitElement(tag: number, value: Buffer): Buffer {
   const header = Buffer.alloc(8);
   header.writeUInt16LE(tag >>> 16, 0);
@@ -21,6 +26,38 @@ function implicitElement(tag: number, value: Buffer): Buffer {
   header.writeUInt32LE(value.length, 4);
   return Buffer.concat([header, value]);
 }
+
+function groupLengthAndBytes(elements: readonly ElementNode[], group: number): [said: number | undefined, counted: number] {
+  const said = elements.find((element) => element.tag === group << 16)?.value?.readUInt32LE(0);
+  const members = elements.filter((element) => element.tag >>> 16 === group && element.tag !== group << 16);
+  return [said, members.reduce((sum, element) => sum + element.end - element.offset, 0)];
+}
+
+test('a group length counts the bytes of its group as re-encoded, not as they were (PS3.5 7.2)', () => {
+  // OB, SQ and UT headers are 12 bytes in explicit VR and 8 in implicit, and sequences are written
+  // with undefined length: the byte count of a group changes with the encoding.
+  const explicitMembers = Buffer.concat([
+    encodeElement(0x00080018, 'UI', '1.2.3.4'),
+    encodeElement(0x00081115, 'SQ', Buffer.alloc(0)),
+    encodeElement(0x00082111, 'ST', 'derived'),
+  ]);
+  const explicit = Buffer.concat([encodeElement(0x00080000, 'UL', explicitMembers.length), explicitMembers, encodeElement(0x00100010, 'PN', 'DOE^JOHN')]);
+  const [said, counted] = groupLengthAndBytes(reencode(explicit, 'explicit-le', 'implicit-le'), 0x0008);
+  assert.equal(said, counted, 'explicit to implicit');
+
+  const implicitMembers = Buffer.concat([implicitElement(0x00080018, Buffer.from('1.2.3.4\0', 'latin1')), implicitElement(0x0008030e, Buffer.from('a private element ', 'latin1'))]);
+  const lengthValue = Buffer.alloc(4);
+  lengthValue.writeUInt32LE(implicitMembers.length);
+  const implicit = Buffer.concat([implicitElement(0x00080000, lengthValue), implicitMembers, implicitElement(0x00100010, Buffer.from('DOE^JOHN', 'latin1'))]);
+  const [saidImplicit, countedImplicit] = groupLengthAndBytes(reencode(implicit, 'implicit-le', 'explicit-le'), 0x0008);
+  assert.equal(saidImplicit, countedImplicit, 'implicit to explicit');
+});
+
+const PixelRepresentation = 0x00280103;
+const SmallestImagePixelValue = 0x00280106;
+const PixelPaddingValue = 0x00280120;
+const RedPaletteColorLookupTableDescriptor = 0x00281101;
+const IconImageSequence = 0x00880200;
 
 function int16s(...values: number[]): Buffer {
   const out = Buffer.alloc(values.length * 2);
@@ -48,10 +85,7 @@ function implicitDataset(pixelRepresentation: number): Buffer {
 }
 
 function toExplicit(implicit: Buffer): ElementNode[] {
-  const source = new BufferSource(implicit);
-  const parts: Buffer[] = [];
-  reencodeElements(parseDataset(source, 'implicit-le'), source, 'implicit-le', 'explicit-le', (bytes) => parts.push(Buffer.from(bytes)));
-  return parseDataset(new BufferSource(Buffer.concat(parts)), 'explicit-le');
+  return reencode(implicit, 'implicit-le', 'explicit-le');
 }
 
 function vrOfTag(elements: readonly ElementNode[], tag: number): string | undefined {
