@@ -8,7 +8,7 @@
 import type { ByteSource, ElementNode, ItemNode } from './dataset-tree.js';
 import { UNDEFINED_LENGTH } from './dataset-tree.js';
 import type { DatasetEncoding } from './transfer-syntaxes.js';
-import { LONG_VRS } from './values.js';
+import { SHORT_VRS } from './values.js';
 
 /** Marks an edit on a node of the tree. */
 export interface Edited {
@@ -218,8 +218,10 @@ export class DatasetWriter {
   }
 }
 
+/** PS3.5 7.1.2: the VRs of Table 7.1-2 have a 2-byte length; every other VR, one this dictionary does
+ * not know included, a 4-byte one, as dataset-tree.ts reads it. */
 function isShortVr(vr: string): boolean {
-  return !LONG_VRS.has(vr) && /^[A-Z]{2}$/.test(vr);
+  return SHORT_VRS.has(vr);
 }
 
 export function isDirty(element: EditableElement): boolean {

@@ -254,3 +254,24 @@ test('an edited UN of undefined length in explicit VR big endian ends with its d
   );
   assert.equal(elementText(written[1]?.items?.[0]?.elements[0], undefined, false), 'ANONYMOUS');
 });
+
+test('an element of a VR this dictionary does not know is written back with the 4-byte length it was read with', () => {
+  // PS3.5 7.1.2: every VR added since the short ones has the 12-byte header; the reader reads an
+  // unknown VR so, and the writer must write it so too, or nothing after it reads.
+  const unknown = Buffer.concat([elementHeader(0x00091001, 'OB', 4), Buffer.from('abcd', 'latin1')]);
+  unknown.write('ZZ', 4, 'latin1');
+  const dataset = Buffer.concat([encodeElement(0x00090010, 'LO', 'ACME'), unknown, encodeElement(0x00100020, 'LO', 'ID1')]);
+  const elements = parseDataset(new BufferSource(dataset), 'explicit-le') as EditableElement[];
+  find(elements, 0x00091001).replacement = { value: Buffer.alloc(2) };
+  const out: Buffer[] = [];
+  new DatasetWriter(new BufferSource(dataset), 'explicit-le', (bytes) => out.push(Buffer.from(bytes))).writeElements(elements);
+  const written = parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-le');
+  assert.deepEqual(
+    written.map((element) => [element.tag, element.vr, element.length]),
+    [
+      [0x00090010, 'LO', 4],
+      [0x00091001, 'ZZ', 2],
+      [0x00100020, 'LO', 4],
+    ],
+  );
+});
