@@ -136,7 +136,16 @@ interface Context {
   loadLimit: number;
   /** Values may be views of the source (stable, and not asked to copy). */
   viewValues: boolean;
+  /** How many sequences hold the elements being read. */
+  depth: number;
 }
+
+/**
+ * Sequences nested deeper than this are refused as a format error. Structured reports nest their
+ * Content Sequences tens of levels deep; a few thousand levels (48 KB of empty sequences) would
+ * overflow the call stack of this recursive reader and of every walk after it.
+ */
+const MAX_SEQUENCE_DEPTH = 256;
 
 /** Parses the whole dataset of `source` in the given encoding. */
 export function parseDataset(source: ByteSource, encoding: Exclude<DatasetEncoding, 'deflated-explicit-le'>, options: ParseOptions = {}): ElementNode[] {
@@ -146,6 +155,7 @@ export function parseDataset(source: ByteSource, encoding: Exclude<DatasetEncodi
     bigEndian: encoding === 'explicit-be',
     loadLimit: options.loadLimit ?? 1024 * 1024,
     viewValues: source.stable === true && !options.copyValues,
+    depth: 0,
   };
   const { elements } = parseElements(context, 0, source.length, false);
   return elements;
@@ -284,7 +294,9 @@ function holdsSequence(context: Context, node: ElementNode): boolean {
   }
 }
 
-function parseItems(context: Context, start: number, end: number, untilDelimiter: boolean): { items: ItemNode[]; next: number } {
+function parseItems(outer: Context, start: number, end: number, untilDelimiter: boolean): { items: ItemNode[]; next: number } {
+  if (outer.depth >= MAX_SEQUENCE_DEPTH) throw new DatasetFormatError(`sequences nested more than ${MAX_SEQUENCE_DEPTH} deep at ${start}`);
+  const context = { ...outer, depth: outer.depth + 1 };
   const items: ItemNode[] = [];
   let offset = start;
   while (offset < end) {

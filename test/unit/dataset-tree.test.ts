@@ -275,3 +275,18 @@ test('an element of a VR this dictionary does not know is written back with the 
     ],
   );
 });
+
+// Found in a review: a few thousand nested sequences (48 KB) overflowed the call stack of the reader,
+// an error no caller names; nesting is now bounded with a format error, deep enough for real reports.
+test('sequences nested beyond 256 levels are a format error; 200 levels are read', () => {
+  const nested = (levels: number) => {
+    // (0040,A730) Content Sequence, undefined length, one item of undefined length, in explicit VR LE.
+    const open = Buffer.from([0x40, 0x00, 0x30, 0xa7, 0x53, 0x51, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]);
+    const close = Buffer.from([0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0, 0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+    return Buffer.concat([...Array<Buffer>(levels).fill(open), ...Array<Buffer>(levels).fill(close)]);
+  };
+  let depth = 0;
+  for (let elements = parseDataset(new BufferSource(nested(200)), 'explicit-le'); elements[0]?.items?.[0]; elements = elements[0].items[0].elements) depth += 1;
+  assert.equal(depth, 200);
+  assert.throws(() => parseDataset(new BufferSource(nested(3000)), 'explicit-le'), (error: unknown) => error instanceof DatasetFormatError && /nested more than 256 deep/.test(error.message));
+});
