@@ -365,7 +365,7 @@ export function parseFile(path: string, options: ParseOptions = {}): ParsedFile 
     const size = fstatSync(fd).size;
     const head = Buffer.allocUnsafe(Math.min(size, WHOLE_FILE_BYTES));
     readFully(fd, head, 0);
-    const { elements: meta, datasetOffset } = readFileMeta(head);
+    const { elements: meta, datasetOffset } = readFileMeta(head, size);
     const transferSyntaxUid = (meta.get(0x0010)?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
     const syntax = findTransferSyntax(transferSyntaxUid);
     if (!syntax) throw new DatasetFormatError(`transfer syntax ${transferSyntaxUid || '(none)'} is not supported`);

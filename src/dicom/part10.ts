@@ -4,6 +4,7 @@
  */
 
 import { deflateRawSync } from 'node:zlib';
+import { DatasetFormatError } from './header-scanner.js';
 import { LONG_VRS } from './values.js';
 
 /** Gantry's Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name. */
@@ -88,20 +89,35 @@ export interface ReadFileMeta {
   datasetOffset: number;
 }
 
-/** Reads the File Meta Information of a Part 10 file (explicit VR little endian, PS3.10 7.1). */
-export function readFileMeta(file: Buffer): ReadFileMeta {
+/**
+ * Reads the File Meta Information of a Part 10 file (explicit VR little endian, PS3.10 7.1) from `file`,
+ * its first bytes or all of it; `fileSize` is the size of the whole file. An element that runs past the
+ * end of the file is a format error (a dataset read from beyond it would be empty or negative). One that
+ * runs past the bytes given but not the file (a private element of more than 64 KiB) is left out, and
+ * datasetOffset still says where the dataset starts: the caller reads from there.
+ */
+export function readFileMeta(file: Buffer, fileSize = file.length): ReadFileMeta {
   if (file.length < 132 || file.toString('latin1', 128, 132) !== 'DICM') throw new Error('not a DICOM Part 10 file');
   const elements = new Map<number, Buffer>();
   let offset = 132;
-  while (offset + 8 <= file.length && file.readUInt16LE(offset) === 0x0002) {
+  while (offset + 8 <= Math.min(file.length, fileSize) && file.readUInt16LE(offset) === 0x0002) {
+    const element = file.readUInt16LE(offset + 2);
     const vr = file.toString('latin1', offset + 4, offset + 6);
     const long = LONG_VRS.has(vr);
+    if (long && offset + 12 > file.length) {
+      throw new DatasetFormatError(fileSize > file.length ? `File Meta Information longer than the ${file.length} bytes read` : `File Meta Information element (0002,${hex(element)}) is cut short`);
+    }
     const length = long ? file.readUInt32LE(offset + 8) : file.readUInt16LE(offset + 6);
     const start = offset + (long ? 12 : 8);
-    elements.set(file.readUInt16LE(offset + 2), file.subarray(start, start + length));
+    if (start + length > fileSize) throw new DatasetFormatError(`File Meta Information element (0002,${hex(element)}) runs past the end of the file`);
+    if (start + length <= file.length) elements.set(element, file.subarray(start, start + length));
     offset = start + length;
   }
   return { elements, datasetOffset: offset };
+}
+
+function hex(element: number): string {
+  return element.toString(16).toUpperCase().padStart(4, '0');
 }
 
 /** Where the dataset starts in a Part 10 file. */

@@ -7,7 +7,7 @@
 import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { createHeaderScanner } from '../dicom/header-scanner.js';
+import { createHeaderScanner, DatasetFormatError } from '../dicom/header-scanner.js';
 import { MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID, readFileMeta } from '../dicom/part10.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
@@ -51,16 +51,18 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
     const head = first.subarray(0, readSync(fd, first, 0, CHUNK, 0));
     let meta;
     try {
-      meta = readFileMeta(head);
-    } catch {
+      meta = readFileMeta(head, size);
+    } catch (error) {
+      if (error instanceof DatasetFormatError) return { kind: 'unreadable', path, reason: error.message };
       return { kind: 'not-dicom', path, reason: 'no DICOM Part 10 preamble and prefix' };
     }
     const transferSyntaxUid = trimUid(meta.elements.get(0x0010));
     const syntax = findTransferSyntax(transferSyntaxUid);
     if (!syntax) return { kind: 'unreadable', path, reason: transferSyntaxUid ? 'a transfer syntax Gantry does not know' : 'no transfer syntax in its File Meta Information' };
     const scanner = createHeaderScanner(syntax.encoding, INDEXED_TAGS);
-    scanner.push(head.subarray(meta.datasetOffset));
-    for (let position = head.length; !scanner.done; ) {
+    // A File Meta Information longer than the first chunk: the dataset is read from where it starts.
+    if (meta.datasetOffset < head.length) scanner.push(head.subarray(meta.datasetOffset));
+    for (let position = Math.max(head.length, meta.datasetOffset); !scanner.done; ) {
       const chunk = Buffer.allocUnsafe(CHUNK);
       const read = readSync(fd, chunk, 0, CHUNK, position);
       if (read === 0) break;

@@ -44,3 +44,49 @@ test('without a source AE title the header has no (0002,0016), and its group len
   assert.equal((elements.get(0x0003) as Buffer).toString('latin1'), '1.2.3.4.5\0');
   assert.equal(header.subarray(0, 128).every((byte) => byte === 0), true, 'the preamble is zeros');
 });
+
+// Found in a review: a File Meta Information longer than the 64 KiB first read (a private element) had
+// its dataset read from inside the meta, and an element running past the end of the file gave a
+// dataset offset beyond it (an empty dataset, or a negative length) instead of a format error.
+test('a File Meta Information longer than the first read is skipped whole; one running past the file is a format error', async () => {
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const { scratchDir } = await import('../helpers/scratch.js');
+  const { encodeDataset } = await import('../helpers/synthetic-dicom.js');
+  const { scanIndexedAttributes } = await import('../../src/index/scan-file.js');
+  const { scanForImport } = await import('../../src/toolkit/import-scan.js');
+  const { parseFile } = await import('../../src/dicom/dataset-tree.js');
+  const { DatasetFormatError } = await import('../../src/dicom/header-scanner.js');
+  const sop = '1.2.826.0.1.3680043.9.7433.77.1';
+  const header = encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.1' });
+  const dataset = encodeDataset([
+    [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.7'],
+    [0x00080018, 'UI', sop],
+    [0x00100020, 'LO', 'META-LONG'],
+    [0x0020000d, 'UI', '1.2.826.0.1.3680043.9.7433.77.2'],
+    [0x0020000e, 'UI', '1.2.826.0.1.3680043.9.7433.77.3'],
+  ]);
+  const withPrivate = (privateValueLength: number, declaredLength = privateValueLength) => {
+    const creator = metaElement(0x0100, 'UI', uid('1.2.3.4'));
+    const information = metaElement(0x0102, 'OB', Buffer.alloc(privateValueLength, 0x41));
+    information.writeUInt32LE(declaredLength, 8);
+    const file = Buffer.concat([header, creator, information, dataset]);
+    file.writeUInt32LE(file.readUInt32LE(140) + creator.length + information.length, 140);
+    return file;
+  };
+  const dir = scratchDir('part10-long-meta');
+  const long = join(dir, 'long-meta.dcm');
+  writeFileSync(long, withPrivate(70 * 1024));
+  assert.equal((await scanIndexedAttributes(long)).PatientID, 'META-LONG', 'the index reads the dataset after the meta');
+  const scanned = await scanForImport(long);
+  assert.equal(scanned.kind, 'dicom', JSON.stringify(scanned));
+  assert.equal((scanned as { attributes: { PatientID?: string } }).attributes.PatientID, 'META-LONG', 'import reads the dataset after the meta');
+  const parsed = parseFile(long);
+  parsed.close();
+  assert.ok(parsed.elements.some((element) => element.tag === 0x00100020), 'the parser finds the dataset');
+  const broken = join(dir, 'past-the-end.dcm');
+  writeFileSync(broken, withPrivate(16, 10 * 1024 * 1024));
+  assert.throws(() => parseFile(broken), (error: unknown) => error instanceof DatasetFormatError && /\(0002,0102\) runs past the end of the file/.test(error.message));
+  const refused = await scanForImport(broken);
+  assert.deepEqual([refused.kind, (refused as { reason?: string }).reason], ['unreadable', 'File Meta Information element (0002,0102) runs past the end of the file']);
+});
