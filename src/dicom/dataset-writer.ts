@@ -66,11 +66,12 @@ export class DatasetWriter {
     if (element.stream) {
       // Only parents of defined length ask; top-level pixel data has none.
       if (element.stream.length === UNDEFINED_LENGTH) throw new Error('the size of a streamed value of undefined length is not known before it is written');
-      return this.headerLength(element.vr) + element.stream.length;
+      return this.headerLength(element.vr, element.stream.length) + element.stream.length;
     }
     if (element.replacement || (element.inserted && !element.items)) {
       const vr = element.replacement?.vr ?? element.vr;
-      return this.headerLength(vr) + (element.replacement?.value.length ?? element.value?.length ?? 0);
+      const valueLength = element.replacement?.value.length ?? element.value?.length ?? 0;
+      return this.headerLength(vr, valueLength) + valueLength;
     }
     const inner = this.innerWriter(element);
     const content = (element.items ?? []).reduce((sum, item) => sum + inner.itemSize(item), 0);
@@ -161,18 +162,22 @@ export class DatasetWriter {
     }
   }
 
-  private headerLength(vr: string): number {
+  private headerLength(vr: string, length = 0): number {
     if (this.implicit) return 8;
-    return isShortVr(vr) ? 8 : 12;
+    return isShortVr(vr) && length <= 0xffff ? 8 : 12;
   }
 
   private header(tag: number, vr: string, length: number): Buffer {
-    const header = Buffer.alloc(this.headerLength(vr));
+    const header = Buffer.alloc(this.headerLength(vr, length));
     this.writeTag(header, tag);
     if (this.implicit) {
       this.writeU32(header, 4, length);
+    } else if (isShortVr(vr) && length > 0xffff) {
+      // A value grown past the 16-bit length of its VR (a list of UIDs remapped to longer ones) is
+      // written UN, whose length is 32-bit (PS3.5 6.2.2), rather than not at all.
+      header.write('UN', 4, 'latin1');
+      this.writeU32(header, 8, length);
     } else if (isShortVr(vr)) {
-      if (length > 0xffff) throw new Error(`a ${vr} value of ${length} bytes does not fit a 16-bit length`);
       header.write(vr, 4, 'latin1');
       if (this.bigEndian) header.writeUInt16BE(length, 6);
       else header.writeUInt16LE(length, 6);

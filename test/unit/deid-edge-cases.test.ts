@@ -242,3 +242,22 @@ test('an age over the cap is capped however loosely its AS value is written', as
   assert.equal(capAge('45Y', 89), '45Y');
   assert.equal(capAge('006M', 89), '006M');
 });
+
+// Suggested in a review: a multi-valued UI whose UIDs the profile replaces with longer ones can outgrow
+// the 16-bit length of UI; the writer threw, and the instance failed de-identification for good.
+test('a list of UIDs that outgrows the 16-bit length of UI when replaced is written as UN, every UID replaced', () => {
+  const originals = Array.from({ length: 3000 }, (_, index) => `1.2.3.${index}`);
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.503.1'],
+    [0x00080058, 'UI', originals.join('\\')], // Failed SOP Instance UID List, U in PS3.15 Table E.1-1
+    [TAG.PatientID, 'LO', 'MRN503'],
+  ]);
+  const { elements } = run(dataset, 'explicit-le', DEFAULT_DEID_SETTINGS);
+  const list = elements.find((element) => element.tag === 0x00080058);
+  assert.ok(list?.value, 'the list is kept, replaced');
+  assert.equal(list.vr, 'UN', 'written with a 32-bit length');
+  const written = list.value.toString('latin1').replace(/\0$/, '').split('\\');
+  assert.equal(written.length, originals.length, 'every UID is there');
+  assert.ok(written.every((uid, index) => uid !== originals[index] && /^2\.25\.\d+$/.test(uid)), 'every UID is replaced');
+});
