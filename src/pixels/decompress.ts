@@ -4,11 +4,11 @@
  * explicit (or implicit) VR little endian with native Pixel Data. Nothing else changes but what must:
  * PhotometricInterpretation (a JPEG 2000 colour transform is undone: RGB), PlanarConfiguration (as the
  * decoder lays samples out), the offset tables (gone). LossyImageCompression stays as it was. The
- * object is built in memory: a fallback, up to MAX_DECOMPRESSED_BYTES.
+ * object is built in memory, its decoded frames once: a fallback, up to MAX_DECOMPRESSED_BYTES.
  */
-import { BufferSource, parseDataset, parseFile, PIXEL_DATA } from '../dicom/dataset-tree.js';
+import { BufferSource, parseDataset, parseFile, PIXEL_DATA, type ByteSource } from '../dicom/dataset-tree.js';
 import { DatasetWriter, insertElement, type EditableElement } from '../dicom/dataset-writer.js';
-import { reencodeElements } from '../dicom/reencode.js';
+import { header, reencodeElements } from '../dicom/reencode.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import { frameBytes, framesOf } from './encapsulated.js';
 import { FRAME_CODECS } from './frame-codecs.js';
@@ -29,11 +29,17 @@ export function canDecompress(transferSyntaxUid: string): boolean {
   return FRAME_CODECS.has(transferSyntaxUid);
 }
 
-/** The dataset of `path`, decompressed, in `toTransferSyntaxUid` (explicit or implicit VR LE). */
-export function decompressedDataset(path: string, toTransferSyntaxUid: string): Buffer {
+/**
+ * The dataset of `path`, decompressed, in `toTransferSyntaxUid` (explicit or implicit VR LE), as pieces
+ * to send in order: the elements before Pixel Data, its header, each frame in a Buffer of its own, and
+ * the elements after it. The frames are never joined: a large object costs its decoded size once,
+ * not again for each copy a single Buffer would take.
+ */
+export function decompressedDataset(path: string, toTransferSyntaxUid: string): Buffer[] {
   if (toTransferSyntaxUid !== EXPLICIT_VR_LITTLE_ENDIAN && toTransferSyntaxUid !== IMPLICIT_VR_LITTLE_ENDIAN) {
     throw new PixelRedactionError(`cannot decompress into ${toTransferSyntaxUid}`);
   }
+  const to = toTransferSyntaxUid === EXPLICIT_VR_LITTLE_ENDIAN ? 'explicit-le' : 'implicit-le';
   const parsed = parseFile(path);
   try {
     const codec = FRAME_CODECS.get(parsed.transferSyntaxUid);
@@ -43,7 +49,8 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
     const pixelData = byTag.get(PIXEL_DATA);
     if (!pixelData) throw new PixelRedactionError('the object has no Pixel Data');
     const geometry = pixelGeometry(byTag, parsed.source, false);
-    if ((frameBits(geometry) / 8) * geometry.frames > MAX_DECOMPRESSED_BYTES) throw new PixelRedactionError('the decompressed object would exceed 1 GB');
+    const frameLength = frameBits(geometry) / 8;
+    if (frameLength * geometry.frames > MAX_DECOMPRESSED_BYTES) throw new PixelRedactionError('the decompressed object would exceed 1 GB');
     const frames = framesOf(pixelData, parsed.source, geometry.frames, byTag.get(TAG.ExtendedOffsetTable));
     let planar = false;
     let photometric = geometry.photometric;
@@ -54,26 +61,36 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
       photometric = layout.photometric;
       return samples;
     });
-    const native = Buffer.concat(decoded);
-    const pixels = native.length % 2 === 0 ? native : Buffer.concat([native, Buffer.alloc(1)]);
-    pixelData.replacement = { value: pixels, vr: geometry.bitsAllocated > 8 ? 'OW' : 'OB' };
-    pixelData.items = undefined;
-    pixelData.encapsulated = false;
     if (photometric !== geometry.photometric) insertElement(elements, TAG.PhotometricInterpretation, 'CS', Buffer.from(photometric.length % 2 ? `${photometric} ` : photometric, 'latin1'));
     if (geometry.samplesPerPixel > 1) insertElement(elements, TAG.PlanarConfiguration, 'US', Buffer.from([planar ? 1 : 0, 0]));
     for (const tag of [TAG.PixelGroupLength, TAG.ExtendedOffsetTable, TAG.ExtendedOffsetTableLengths]) {
       const stale = byTag.get(tag);
       if (stale) stale.removed = true;
     }
-    const parts: Buffer[] = [];
-    new DatasetWriter(parsed.source, 'explicit-le', (bytes) => parts.push(Buffer.from(bytes))).writeElements(elements);
-    const explicit = Buffer.concat(parts);
-    if (toTransferSyntaxUid === EXPLICIT_VR_LITTLE_ENDIAN) return explicit;
-    const implicit: Buffer[] = [];
-    const source = new BufferSource(explicit);
-    reencodeElements(parseDataset(source, 'explicit-le'), source, 'explicit-le', 'implicit-le', (bytes) => implicit.push(Buffer.from(bytes)));
-    return Buffer.concat(implicit);
+    // Not frameLength × frames: YBR_FULL_422 decodes to three samples a pixel (YBR_FULL).
+    const nativeLength = decoded.reduce((sum, samples) => sum + samples.length, 0);
+    const padding = nativeLength % 2 === 0 ? [] : [Buffer.alloc(1)];
+    const at = elements.indexOf(pixelData);
+    return [
+      encodedElements(parsed.source, elements.slice(0, at), to),
+      header(PIXEL_DATA, geometry.bitsAllocated > 8 ? 'OW' : 'OB', nativeLength + padding.length, to),
+      ...decoded,
+      ...padding,
+      encodedElements(parsed.source, elements.slice(at + 1), to),
+    ];
   } finally {
     parsed.close();
   }
+}
+
+/** Elements of an explicit VR little endian dataset, edits applied, in `to`. */
+function encodedElements(source: ByteSource, elements: EditableElement[], to: 'explicit-le' | 'implicit-le'): Buffer {
+  const parts: Buffer[] = [];
+  new DatasetWriter(source, 'explicit-le', (bytes) => parts.push(Buffer.from(bytes))).writeElements(elements);
+  const explicit = Buffer.concat(parts);
+  if (to === 'explicit-le') return explicit;
+  const implicit: Buffer[] = [];
+  const written = new BufferSource(explicit);
+  reencodeElements(parseDataset(written, 'explicit-le'), written, 'explicit-le', 'implicit-le', (bytes) => implicit.push(Buffer.from(bytes)));
+  return Buffer.concat(implicit);
 }

@@ -16,28 +16,42 @@ export interface TranscodeTask {
   transferSyntaxUid: string;
 }
 
-/** The dataset bytes (moved, not copied, to the main thread), or why the frames cannot be decoded (an
- * error's class does not cross threads). */
-export type TranscodeResult = Uint8Array | { undecodable: string };
+/** The dataset's pieces, in order (moved, not copied, to the main thread), or why the frames cannot be
+ * decoded (an error's class does not cross threads). */
+export type TranscodeResult = Uint8Array[] | { undecodable: string };
 
 export default async function transcode(task: TranscodeTask): Promise<TranscodeResult> {
   try {
-    let bytes: Buffer;
+    let pieces: Buffer[];
     if (needsDecompression({ transferSyntaxUid: task.storedTransferSyntaxUid }, task.transferSyntaxUid)) {
       await loadCodecs();
-      bytes = decompressedDataset(task.path, task.transferSyntaxUid);
+      pieces = decompressedDataset(task.path, task.transferSyntaxUid);
     } else {
-      bytes = reencodedDataset(task.path, task.transferSyntaxUid);
+      pieces = [reencodedDataset(task.path, task.transferSyntaxUid)];
     }
-    return Piscina.move(ownMemory(bytes)) as Uint8Array;
+    return Piscina.move(new MovedPieces(pieces.map(ownMemory)) as unknown as ArrayBuffer) as unknown as Uint8Array[];
   } catch (error) {
     if (error instanceof PixelRedactionError) return { undecodable: error.message };
     throw error;
   }
 }
 
-/** `bytes` in an ArrayBuffer of its own, which can be moved to the main thread without a copy (a small
- * Buffer can be a slice of Node's shared pool, which must not be moved). */
+/** Pieces whose memory moves to the main thread with the answer (piscina's transferable protocol:
+ * Piscina.move marks it to be moved). */
+class MovedPieces {
+  constructor(private readonly pieces: Uint8Array[]) {}
+
+  get [Piscina.transferableSymbol](): ArrayBufferLike[] {
+    return this.pieces.map((piece) => piece.buffer);
+  }
+
+  get [Piscina.valueSymbol](): Uint8Array[] {
+    return this.pieces;
+  }
+}
+
+/** `bytes` in an ArrayBuffer of its own, which can be moved without a copy (a small Buffer can be a
+ * slice of Node's shared pool, and two pieces must not share one ArrayBuffer). */
 function ownMemory(bytes: Buffer): Uint8Array {
   if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length) return bytes;
   const own = new Uint8Array(bytes.length);

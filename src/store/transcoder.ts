@@ -29,16 +29,37 @@ export class Transcoder {
     if (transferSyntaxUid === stored.transferSyntaxUid) return stored;
     const task: TranscodeTask = { path, storedTransferSyntaxUid: stored.transferSyntaxUid, transferSyntaxUid };
     const result = (await this.pool.run(task)) as TranscodeResult;
-    if (!(result instanceof Uint8Array)) throw new PixelRedactionError(result.undecodable);
-    const bytes = Buffer.from(result.buffer, result.byteOffset, result.byteLength);
-    return {
-      length: bytes.length,
-      bytes,
-      read: async (target, position) => bytes.copy(target, 0, position, Math.min(bytes.length, position + target.length)),
-    };
+    if (!Array.isArray(result)) throw new PixelRedactionError(result.undecodable);
+    return piecesBody(result.map((piece) => Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)));
   }
 
   close(): Promise<void> {
     return this.pool.destroy();
   }
+}
+
+/** A dataset sent from its pieces in order, never joined into one Buffer. */
+export function piecesBody(pieces: readonly Buffer[]): DatasetBody {
+  const starts: number[] = [];
+  let length = 0;
+  for (const piece of pieces) {
+    starts.push(length);
+    length += piece.length;
+  }
+  if (pieces.length === 1) return { length, bytes: pieces[0], read: async (target, position) => (pieces[0] as Buffer).copy(target, 0, position) };
+  return {
+    length,
+    read: async (target, position) => {
+      let filled = 0;
+      // The piece holding `position`: the last that starts at or before it.
+      let index = starts.findLastIndex((start) => start <= position);
+      while (index >= 0 && index < pieces.length && filled < target.length) {
+        const piece = pieces[index] as Buffer;
+        const from = position + filled - (starts[index] as number);
+        filled += piece.copy(target, filled, from);
+        index += 1;
+      }
+      return filled;
+    },
+  };
 }

@@ -274,7 +274,7 @@ test('decompressed for a destination that refuses JPEG: every sample within 1 of
     const input = join(PYDICOM_TEST_FILES, name);
     const decompressed = join(dir, `native-${name}`);
     // Written as a file with the same meta, so that both sides are read the same way.
-    writeFileSync(decompressed, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: '1.2.3.4', transferSyntaxUid: '1.2.840.10008.1.2.1' }), decompressedDataset(input, '1.2.840.10008.1.2.1')]));
+    writeFileSync(decompressed, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: '1.2.3.4', transferSyntaxUid: '1.2.840.10008.1.2.1' }), ...decompressedDataset(input, '1.2.840.10008.1.2.1')]));
     const mine = storedPixels(decompressed);
     const reference = await dcmdjpeg(input, join(dir, `dcmtk-${name}`));
     assert.equal(mine.length, reference.length, name);

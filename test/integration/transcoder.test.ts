@@ -10,7 +10,7 @@ import { BufferSource, parseDataset, PIXEL_DATA } from '../../src/dicom/dataset-
 import { EXPLICIT_VR_LITTLE_ENDIAN } from '../../src/dicom/transfer-syntaxes.js';
 import { PixelRedactionError } from '../../src/pixels/native.js';
 import { openStoredDataset } from '../../src/store/stored-dataset.js';
-import { Transcoder } from '../../src/store/transcoder.js';
+import { piecesBody, Transcoder } from '../../src/store/transcoder.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { storedPixels } from '../helpers/pixel-checks.js';
 import { relabelled, writeMultiframe } from '../helpers/pixel-images.js';
@@ -61,8 +61,10 @@ test('a large JPEG-LS object is decompressed beside the event loop, to the pixel
   const { result, longestGapMs, durationMs } = await loopGapsDuring(() => transcoder.datasetInSyntax(compressed, stored, EXPLICIT_VR_LITTLE_ENDIAN));
   assert.ok(durationMs > 200, `decoding 30 MB of JPEG-LS takes long enough to tell (${durationMs.toFixed(0)} ms)`);
   assert.ok(longestGapMs < durationMs / 3, `the event loop turned while decoding: longest gap ${longestGapMs.toFixed(0)} ms of ${durationMs.toFixed(0)} ms`);
-  assert.ok(result.bytes, 'the converted dataset is in memory');
-  const source = new BufferSource(result.bytes);
+  assert.equal(result.bytes, undefined, 'the frames are not joined into one Buffer');
+  const whole = Buffer.alloc(result.length);
+  for (let position = 0; position < whole.length; ) position += await result.read(whole.subarray(position, position + 1_000_003), position);
+  const source = new BufferSource(whole);
   const pixelData = parseDataset(source, 'explicit-le').find((element) => element.tag === PIXEL_DATA);
   assert.ok(pixelData && !pixelData.items, 'native Pixel Data');
   assert.ok(Buffer.from(source.read(pixelData.valueOffset, pixelData.length)).equals(storedPixels(native)), 'the pixels that were compressed');
@@ -80,4 +82,18 @@ test('frames the transcoder cannot decode are refused with the reason, as a Pixe
   t.after(() => stored.close());
   await assert.rejects(transcoder.datasetInSyntax(video, stored, EXPLICIT_VR_LITTLE_ENDIAN), (error: unknown) => error instanceof PixelRedactionError && /cannot decompress/.test(error.message));
   assert.equal(await transcoder.datasetInSyntax(video, stored, '1.2.840.10008.1.2.4.102'), stored, 'the stored syntax needs no conversion');
+});
+
+test('a dataset in pieces reads as the pieces joined, from any position and in any size', async () => {
+  const pieces = [Buffer.from('abc'), Buffer.alloc(0), Buffer.from('defgh'), Buffer.from('i'), Buffer.alloc(0), Buffer.from('jklmnop')];
+  const joined = Buffer.concat(pieces);
+  const body = piecesBody(pieces);
+  assert.equal(body.length, joined.length);
+  for (let position = 0; position <= joined.length; position += 1) {
+    for (const size of [1, 2, 4, 7, 16]) {
+      const target = Buffer.alloc(size);
+      const read = await body.read(target, position);
+      assert.deepEqual(target.subarray(0, read), joined.subarray(position, position + size), `at ${position}, ${size} bytes`);
+    }
+  }
 });
