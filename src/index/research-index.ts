@@ -19,7 +19,20 @@ export interface ResearchCopy {
 
 export class ResearchIndex {
   private readonly statements: Record<
-    'patient' | 'study' | 'series' | 'clash' | 'instance' | 'remove' | 'place' | 'idOf' | 'orphanSeries' | 'orphanStudy' | 'orphanPatient',
+    | 'patient'
+    | 'study'
+    | 'series'
+    | 'clash'
+    | 'instance'
+    | 'remove'
+    | 'place'
+    | 'idOf'
+    | 'patientOfStudy'
+    | 'studyOfSeries'
+    | 'patientOfStudyPk'
+    | 'orphanSeries'
+    | 'orphanStudy'
+    | 'orphanPatient',
     Statement
   >;
 
@@ -53,6 +66,9 @@ export class ResearchIndex {
           VALUES (@id, @uid, @seriesPk, @sopClassUid, @number, @contentDate, @contentTime, @frames, @rows, @columns, @imageType, @transferSyntaxUid)`),
       remove: db.prepare(`DELETE FROM r_instances WHERE id = ?`),
       idOf: db.prepare(`SELECT id FROM instances WHERE sop_instance_uid = ?`),
+      patientOfStudy: db.prepare(`SELECT patient_pk FROM r_studies WHERE study_instance_uid = ?`).pluck(),
+      studyOfSeries: db.prepare(`SELECT study_pk FROM r_series WHERE series_instance_uid = ?`).pluck(),
+      patientOfStudyPk: db.prepare(`SELECT patient_pk FROM r_studies WHERE id = ?`).pluck(),
       place: db.prepare(`
         SELECT x.id AS seriesPk, s.id AS studyPk, s.patient_pk AS patientPk
         FROM r_instances i JOIN r_series x ON x.id = i.series_pk JOIN r_studies s ON s.id = x.study_pk WHERE i.id = ?`),
@@ -67,6 +83,10 @@ export class ResearchIndex {
     const a = copy.attributes;
     const { patient, study, series, clash, instance } = this.statements;
     const previous = this.placeOf(id);
+    // The study and series rows are shared with the study's other copies, and the upserts below may
+    // move them (a corrected Patient ID, a series under another study UID): where they were.
+    const patientOfStudy = this.statements.patientOfStudy.get(copy.studyInstanceUid) as number | undefined;
+    const studyOfSeries = this.statements.studyOfSeries.get(copy.seriesInstanceUid) as number | undefined;
     const patientPk = (patient.get({
       key: `${a.IssuerOfPatientID ?? ''}\\${a.PatientID ?? ''}`,
       patientId: a.PatientID ?? '',
@@ -112,6 +132,16 @@ export class ResearchIndex {
     });
     // The copy may have moved (another series or patient after a rule change): drop what is left empty.
     if (previous && previous.seriesPk !== seriesPk) this.dropOrphans(previous);
+    // So may the study's row and the series' row: the patient or study they left may be empty now.
+    if (studyOfSeries !== undefined && studyOfSeries !== studyPk) this.dropEmptyStudy(studyOfSeries);
+    if (patientOfStudy !== undefined && patientOfStudy !== patientPk) this.statements.orphanPatient.run({ pk: patientOfStudy });
+  }
+
+  /** Deletes a study row with no series left, and its patient's row if that has no study left. */
+  private dropEmptyStudy(studyPk: number): void {
+    const patientPk = this.statements.patientOfStudyPk.get(studyPk) as number | undefined;
+    this.statements.orphanStudy.run({ pk: studyPk });
+    if (patientPk !== undefined) this.statements.orphanPatient.run({ pk: patientPk });
   }
 
   /** Instance `id` has no de-identified copy any more (re-sent, quarantined, failed). */

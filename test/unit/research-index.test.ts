@@ -88,3 +88,48 @@ test('deleting an instance (the unclean-stop check, a store taken back) leaves n
   assert.deepEqual([count('instances'), count('r_patients'), count('r_studies'), count('r_series'), count('r_instances')], [0, 0, 0, 0, 0]);
   db.close();
 });
+
+/** Instance `n` of original study 1.2.5 (series 1.2.5.1), indexed; returns its row id. */
+function indexedInstance(index: InstanceIndex, db: ReturnType<typeof openDatabase>, n: number): number {
+  index.upsert({
+    attributes: { PatientName: 'Real^Name', PatientID: 'MRN' },
+    studyInstanceUid: '1.2.5',
+    seriesInstanceUid: '1.2.5.1',
+    sopInstanceUid: `1.2.5.9.${n}`,
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    filePath: `g${n}`,
+    fileSize: 1,
+    callingAeTitle: 'X',
+    receivedAt: Date.now(),
+  });
+  return (db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').get(`1.2.5.9.${n}`) as { id: number }).id;
+}
+
+test('a study whose copies move to another patient, or a series to another study, leaves no empty research patient or study behind', () => {
+  // Found in a review: only the recorded instance's own series was checked for being left empty, so
+  // the patient a corrected Patient ID moved the study from (or the study a series moved from) stayed
+  // in research C-FIND with nothing under it.
+  const db = openDatabase(join(scratchDir('research-index'), 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  const research = new ResearchIndex(db);
+  const ids = [indexedInstance(index, db, 1), indexedInstance(index, db, 2)];
+  const copy = (n: number, patientId: string, studyUid: string) => ({
+    sopInstanceUid: `2.25.9${n}`,
+    seriesInstanceUid: '2.25.81',
+    studyInstanceUid: studyUid,
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    attributes: { PatientName: 'ANON', PatientID: patientId, Modality: 'CT' },
+  });
+  for (const [i, id] of ids.entries()) research.record(id, copy(i + 1, 'PSEUDO-OLD', '2.25.71'));
+  const patients = () => db.prepare('SELECT patient_id FROM r_patients ORDER BY patient_id').pluck().all();
+  const studies = () => db.prepare('SELECT study_instance_uid FROM r_studies ORDER BY study_instance_uid').pluck().all();
+  // The study's copies are made again under a corrected Patient ID: its study row moves to the new patient.
+  research.record(ids[0] as number, copy(1, 'PSEUDO-NEW', '2.25.71'));
+  assert.deepEqual(patients(), ['PSEUDO-NEW'], 'the patient left without studies is gone');
+  // The series' copies are made again under another study UID: its series row moves to that study.
+  research.record(ids[1] as number, copy(2, 'PSEUDO-NEW', '2.25.72'));
+  assert.deepEqual(studies(), ['2.25.72'], 'the study left without series is gone');
+  db.close();
+});
