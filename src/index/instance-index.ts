@@ -107,6 +107,7 @@ export class InstanceIndex {
     recentInstances: Statement;
     knownSourcePaths: Statement;
     releaseForwarding: Statement;
+    forgetAudit: Statement;
   };
 
   private readonly research: ResearchIndex;
@@ -183,6 +184,7 @@ export class InstanceIndex {
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
+      forgetAudit: db.prepare('DELETE FROM deid_audit WHERE instance_pk = (SELECT id FROM instances WHERE sop_instance_uid = ?)'),
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
@@ -249,8 +251,13 @@ export class InstanceIndex {
     const hierarchy = hierarchyValues(record.attributes);
     const remembered = this.recentSeriesPk(record, hierarchy);
     const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string; external: number } | undefined;
-    // A new copy of an instance waits for de-identification again: its old copy leaves the research view.
-    if (previous) this.research.removeByOriginalUid(record.sopInstanceUid);
+    // A new copy of an instance waits for de-identification again: its old copy leaves the research
+    // view, and its audit goes (a rule may hold the new copy back without writing one, and the
+    // operator reviewing it must not be shown the findings of a copy that is gone).
+    if (previous) {
+      this.research.removeByOriginalUid(record.sopInstanceUid);
+      this.statements.forgetAudit.run(record.sopInstanceUid);
+    }
     try {
       this.insertInstance(record, remembered ?? this.upsertHierarchy(record, hierarchy));
     } catch (error) {

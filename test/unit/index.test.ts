@@ -8,6 +8,9 @@ import { test, type TestContext } from 'node:test';
 import { applyMigrations, openDatabase, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+import { DeidWork } from '../../src/index/deid-work.js';
+import { QuarantineWork } from '../../src/index/quarantine-work.js';
+import { auditText } from '../../src/deid/audit-text.js';
 
 function record(overrides: Partial<InstanceRecord> = {}): InstanceRecord {
   return {
@@ -154,4 +157,22 @@ test('a batch whose transaction SQLite rolled back whole fails whole, and files 
   await Promise.all([writer.submit(instance('2', '2.1', '2.1.1')), writer.submit(instance('1', '1.1', '1.1.2'))]);
   assert.equal(index.findInstance('2.1.1')?.seriesInstanceUid, '2.1');
   assert.equal(index.findInstance('1.1.2')?.seriesInstanceUid, '1.1');
+});
+
+test('a re-sent copy held back by a rule is shown with no findings but its own, not those of the copy it replaced', (t) => {
+  // Found in a review: the replaced copy's audit stayed on the row, so gantry quarantine show listed
+  // findings of a copy that is gone beside the id of the new one, for the operator to release on.
+  const { db, index } = openTestIndex(t, scratchDir('db'));
+  const first = record({ receivedAt: Date.now() - 1000 });
+  index.upsert(first);
+  const id = db.prepare('SELECT id FROM instances').pluck().get() as number;
+  const work = new DeidWork(db);
+  const finding = { path: '(0008,1030)', keyword: 'StudyDescription', kind: 'name' };
+  assert.ok(work.markQuarantinedWithFindings(id, first, 'residual risk', auditText([]), [finding]));
+  assert.deepEqual(new QuarantineWork(db).show(id)?.findings, [finding]);
+  const second = record({ filePath: 'originals/1.2.1/1.2.1.1/1.2.1.1.1.b.dcm' });
+  index.upsert(second);
+  assert.equal(work.auditOf(id), undefined, 'the replaced copy audit is gone with it');
+  assert.ok(work.markHeld(id, second, 'quarantined', 'rule: burned-in annotation'));
+  assert.deepEqual(new QuarantineWork(db).show(id)?.findings, []);
 });
