@@ -107,6 +107,10 @@ export class InstanceIndex {
     recentInstances: Statement;
     knownSourcePaths: Statement;
     releaseForwarding: Statement;
+    studyParent: Statement;
+    seriesParent: Statement;
+    deleteEmptyStudy: Statement;
+    deleteEmptyPatient: Statement;
     forgetAudit: Statement;
   };
 
@@ -129,6 +133,7 @@ export class InstanceIndex {
           study_description, referring_physician_name, specific_character_set, created_at, last_received_at)
         VALUES (@uid, @patientPk, @date, @time, @accession, @studyId, @description, @referring, @charset, @now, @now)
         ON CONFLICT (study_instance_uid) DO UPDATE SET
+          patient_pk = excluded.patient_pk,
           study_date = coalesce(excluded.study_date, study_date),
           study_time = coalesce(excluded.study_time, study_time),
           accession_number = coalesce(excluded.accession_number, accession_number),
@@ -143,6 +148,7 @@ export class InstanceIndex {
           series_time, body_part_examined, created_at, last_received_at)
         VALUES (@uid, @studyPk, @modality, @number, @description, @date, @time, @bodyPart, @now, @now)
         ON CONFLICT (series_instance_uid) DO UPDATE SET
+          study_pk = excluded.study_pk,
           modality = coalesce(excluded.modality, modality),
           series_number = coalesce(excluded.series_number, series_number),
           series_description = coalesce(excluded.series_description, series_description),
@@ -184,6 +190,11 @@ export class InstanceIndex {
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
+      studyParent: db.prepare('SELECT patient_pk FROM studies WHERE study_instance_uid = ?').pluck(),
+      seriesParent: db.prepare('SELECT study_pk FROM series WHERE series_instance_uid = ?').pluck(),
+      deleteEmptyStudy: db.prepare(`DELETE FROM studies WHERE id = @id AND NOT EXISTS (SELECT 1 FROM series WHERE study_pk = @id)
+        AND NOT EXISTS (SELECT 1 FROM redaction_renames WHERE study_pk = @id) RETURNING patient_pk`).pluck(),
+      deleteEmptyPatient: db.prepare('DELETE FROM patients WHERE id = @id AND NOT EXISTS (SELECT 1 FROM studies WHERE patient_pk = @id)'),
       forgetAudit: db.prepare('DELETE FROM deid_audit WHERE instance_pk = (SELECT id FROM instances WHERE sop_instance_uid = ?)'),
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
@@ -328,6 +339,11 @@ export class InstanceIndex {
       sex: a.PatientSex ?? null,
       now,
     }) as { id: number };
+    // The newest instance says whose study and which study's series it is (a corrected PatientID sent
+    // again): the rows move there, and a patient or study they leave empty goes, so that a source
+    // C-FIND neither files the study under the old patient nor lists that patient empty.
+    const formerPatientPk = this.statements.studyParent.get(record.studyInstanceUid) as number | undefined;
+    const formerStudyPk = this.statements.seriesParent.get(record.seriesInstanceUid) as number | undefined;
     const study = this.statements.upsertStudy.get({
       uid: record.studyInstanceUid,
       patientPk: patient.id,
@@ -351,9 +367,17 @@ export class InstanceIndex {
       bodyPart: a.BodyPartExamined ?? null,
       now,
     }) as { id: number };
+    if (formerStudyPk !== undefined && formerStudyPk !== study.id) this.dropEmptyStudy(formerStudyPk);
+    if (formerPatientPk !== undefined && formerPatientPk !== patient.id) this.statements.deleteEmptyPatient.run({ id: formerPatientPk });
     const memo = { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, hierarchy, writtenAt: now };
     this.pendingMemos.push([record.seriesInstanceUid, memo]);
     return series.id;
+  }
+
+  /** Deletes a study left without series, and then its patient if left without studies. */
+  private dropEmptyStudy(studyPk: number): void {
+    const patientPk = this.statements.deleteEmptyStudy.get({ id: studyPk }) as number | undefined;
+    if (patientPk !== undefined) this.statements.deleteEmptyPatient.run({ id: patientPk });
   }
 
   private insertInstance(record: InstanceRecord, seriesPk: number): void {

@@ -176,3 +176,19 @@ test('a re-sent copy held back by a rule is shown with no findings but its own, 
   assert.ok(work.markHeld(id, second, 'quarantined', 'rule: burned-in annotation'));
   assert.deepEqual(new QuarantineWork(db).show(id)?.findings, []);
 });
+
+// Suspected in a review: a study's patient and a series' study were written by the first instance only,
+// so a study sent again under a corrected PatientID stayed filed under the old patient for a source
+// C-FIND (found by the old MRN, not by the new one), and the old patient stayed listed.
+test('a study sent again under a corrected PatientID moves to that patient, and the patient it leaves empty goes', async (t) => {
+  const { db, writer } = openIndex(t);
+  const receivedAt = Date.now();
+  await writer.submit(record({ receivedAt, attributes: { PatientID: 'WRONG-MRN', PatientName: 'Doe^Jane', Modality: 'CT' } }));
+  await writer.submit(record({ receivedAt: receivedAt + 5000, sopInstanceUid: '1.2.1.1.2', attributes: { PatientID: 'RIGHT-MRN', PatientName: 'Doe^Jane', Modality: 'CT' } }));
+  const rows = db.prepare(`SELECT p.patient_id AS patientId, count(DISTINCT i.id) AS instances FROM patients p LEFT JOIN studies st ON st.patient_pk = p.id
+    LEFT JOIN series se ON se.study_pk = st.id LEFT JOIN instances i ON i.series_pk = se.id GROUP BY p.id ORDER BY p.patient_id`).all();
+  assert.deepEqual(rows, [{ patientId: 'RIGHT-MRN', instances: 2 }], 'the study and both instances are under the corrected patient; the old one is gone');
+  // A series filed under another study by a later instance moves too; the study it leaves empty goes.
+  await writer.submit(record({ receivedAt: receivedAt + 9000, studyInstanceUid: '1.2.9', sopInstanceUid: '1.2.1.1.3', attributes: { PatientID: 'RIGHT-MRN', Modality: 'CT' } }));
+  assert.deepEqual(db.prepare('SELECT study_instance_uid AS uid FROM studies').all(), [{ uid: '1.2.9' }]);
+});
