@@ -293,8 +293,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     http: httpAddress,
     storagePath,
     async reload(nextLoaded: LoadedConfig): Promise<string[]> {
-      const next = nextLoaded.config;
-      const restartNeeded = RESTART_KEYS.filter(([key, read]) => read(next) !== read(config)).map(([key]) => key);
+      const restartNeeded = restartKeysChanged(config, nextLoaded.config);
+      // What needs a restart stays as the node runs it: a later reload names it again, and what reads
+      // it (the readiness detail) tells what runs (found in a review: the second reload named nothing).
+      const next = withRunningRestartKeys(config, nextLoaded.config);
       const { deidSettings: nextDeid, destinations: nextDestinations } = checkConfigForStart(nextLoaded);
       callers = await resolveCallers(next.dicom.allowedCallers, 'dicom.allowedCallers', log);
       sources = await resolveCallers(next.query.sourceCallers, 'query.sourceCallers', log);
@@ -350,20 +352,41 @@ function diskCheck(freeSpace: FreeSpaceMonitor, minFreeBytes: number): Readiness
   return { name: 'disk', ok: false, detail: `free disk under storage.path is ${freeSpace.freeBytes} bytes, below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700` };
 }
 
-/** Keys read once at start; a reload reports them instead of applying them. */
-const RESTART_KEYS: ReadonlyArray<readonly [string, (config: GantryConfig) => unknown]> = [
-  ['dicom.host', (c) => c.dicom.host],
-  ['dicom.port', (c) => c.dicom.port],
-  ['dicom.maxAssociations', (c) => c.dicom.maxAssociations],
-  ['dicom.maxAssociationsPerCaller', (c) => c.dicom.maxAssociationsPerCaller],
-  ['dicom.artimTimeoutSeconds', (c) => c.dicom.artimTimeoutSeconds],
-  ['dicom.idleTimeoutSeconds', (c) => c.dicom.idleTimeoutSeconds],
-  ['storage.path', (c) => c.storage.path],
-  ['deid.secret', (c) => c.deid.secret],
-  ['deid.workers', (c) => c.deid.workers],
-  ['http.host', (c) => c.http.host],
-  ['http.port', (c) => c.http.port],
-];
+/** Keys read once at start: a reload names those it would change instead of applying them. */
+const RESTART_KEYS = [
+  ['dicom', 'host'],
+  ['dicom', 'port'],
+  ['dicom', 'maxAssociations'],
+  ['dicom', 'maxAssociationsPerCaller'],
+  ['dicom', 'artimTimeoutSeconds'],
+  ['dicom', 'idleTimeoutSeconds'],
+  ['storage', 'path'],
+  ['deid', 'secret'],
+  ['deid', 'workers'],
+  ['http', 'host'],
+  ['http', 'port'],
+] as const satisfies ReadonlyArray<readonly [keyof GantryConfig, string]>;
+
+type ConfigSections = Record<string, Record<string, unknown>>;
+
+function restartKeyValue(config: GantryConfig, [section, key]: (typeof RESTART_KEYS)[number]): unknown {
+  return (config as unknown as ConfigSections)[section]?.[key];
+}
+
+/** The restart keys whose value differs between the running config and the next, as "section.key". */
+function restartKeysChanged(running: GantryConfig, next: GantryConfig): string[] {
+  return RESTART_KEYS.filter((entry) => restartKeyValue(next, entry) !== restartKeyValue(running, entry)).map(([section, key]) => `${section}.${key}`);
+}
+
+/** The next config with the running values of the restart keys. */
+function withRunningRestartKeys(running: GantryConfig, next: GantryConfig): GantryConfig {
+  const kept = { ...next } as unknown as ConfigSections;
+  for (const entry of RESTART_KEYS) {
+    const [section, key] = entry;
+    kept[section] = { ...kept[section], [key]: restartKeyValue(running, entry) };
+  }
+  return kept as unknown as GantryConfig;
+}
 
 /** Makes storage.path and claims it; a folder the node cannot make or write is a config problem,
  * named by its key (found in a review: the bare "EACCES: permission denied, mkdir ..." left the

@@ -1,0 +1,40 @@
+/**
+ * SIGHUP reloads, in process: what needs a restart is named until the node restarts.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { stringify } from 'yaml';
+import { startGantry, type RunningGantry } from '../../src/app.js';
+import { parseConfigText, type LoadedConfig } from '../../src/config/load.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+function loadedConfig(storagePath: string, changes: { dicom?: ConfigInput['dicom']; storage?: ConfigInput['storage'] } = {}): LoadedConfig {
+  const input: ConfigInput = {
+    dicom: { host: '127.0.0.1', port: 0, ...changes.dicom },
+    http: { host: '127.0.0.1', port: 0 },
+    storage: { path: storagePath, minFreeBytes: 0, ...changes.storage },
+    deid: { secret: 'the secret of the test suite', workers: 1 },
+    log: { level: 'silent' },
+  };
+  return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
+}
+
+async function startNode(name: string, t: { after(fn: () => Promise<void>): void }): Promise<{ gantry: RunningGantry; storagePath: string }> {
+  const storagePath = join(scratchDir(name), 'data');
+  const gantry = await startGantry(loadedConfig(storagePath), silentLogger());
+  t.after(() => gantry.stop());
+  return { gantry, storagePath };
+}
+
+test('a key that needs a restart is named at every reload until the node restarts, not only at the first', async (t) => {
+  const { gantry, storagePath } = await startNode('reload-restart-keys', t);
+  const changed = loadedConfig(storagePath, { dicom: { idleTimeoutSeconds: 60 } });
+  assert.deepEqual(await gantry.reload(changed), ['dicom.idleTimeoutSeconds']);
+  // The node still aborts idle associations after 300 s: a second reload must still say so.
+  assert.deepEqual(await gantry.reload(changed), ['dicom.idleTimeoutSeconds']);
+  // Back to what the node runs with: nothing waits for a restart any more.
+  assert.deepEqual(await gantry.reload(loadedConfig(storagePath)), []);
+});
