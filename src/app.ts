@@ -288,25 +288,37 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   retentionTimer.unref();
   sweep();
 
+  let reloading: Promise<unknown> = Promise.resolve();
+  const applyReload = async (nextLoaded: LoadedConfig): Promise<string[]> => {
+    const restartNeeded = restartKeysChanged(config, nextLoaded.config);
+    // What needs a restart stays as the node runs it: a later reload names it again, and what reads
+    // it (the readiness detail) tells what runs (found in a review: the second reload named nothing).
+    const next = withRunningRestartKeys(config, nextLoaded.config);
+    const { deidSettings: nextDeid, destinations: nextDestinations } = checkConfigForStart(nextLoaded);
+    const nextCallers = await resolveCallers(next.dicom.allowedCallers, 'dicom.allowedCallers', log);
+    const nextSources = await resolveCallers(next.query.sourceCallers, 'query.sourceCallers', log);
+    // Everything at once, with no wait between: no association sees half of the old config.
+    callers = nextCallers;
+    sources = nextSources;
+    knownCallers = knownCallersOf(next);
+    deidSettings = nextDeid;
+    destinations = nextDestinations;
+    config = next;
+    forwarder.reconfigure();
+    log.level = next.log.level;
+    return restartNeeded;
+  };
+
   return {
     dicom,
     http: httpAddress,
     storagePath,
-    async reload(nextLoaded: LoadedConfig): Promise<string[]> {
-      const restartNeeded = restartKeysChanged(config, nextLoaded.config);
-      // What needs a restart stays as the node runs it: a later reload names it again, and what reads
-      // it (the readiness detail) tells what runs (found in a review: the second reload named nothing).
-      const next = withRunningRestartKeys(config, nextLoaded.config);
-      const { deidSettings: nextDeid, destinations: nextDestinations } = checkConfigForStart(nextLoaded);
-      callers = await resolveCallers(next.dicom.allowedCallers, 'dicom.allowedCallers', log);
-      sources = await resolveCallers(next.query.sourceCallers, 'query.sourceCallers', log);
-      knownCallers = knownCallersOf(next);
-      deidSettings = nextDeid;
-      destinations = nextDestinations;
-      config = next;
-      forwarder.reconfigure();
-      log.level = next.log.level;
-      return restartNeeded;
+    reload(nextLoaded: LoadedConfig): Promise<string[]> {
+      // One at a time, in the order asked: a reload waiting on DNS must not land after a later one
+      // (found in a review: the file reloaded first won when its host names took longer to resolve).
+      const applied = reloading.then(() => applyReload(nextLoaded));
+      reloading = applied.catch(() => undefined);
+      return applied;
     },
     async stop(): Promise<void> {
       log.info({ associations: server.activeAssociations }, 'stopping: no new associations, finishing stores in flight');

@@ -1,5 +1,6 @@
 /**
- * SIGHUP reloads, in process: what needs a restart is named until the node restarts.
+ * SIGHUP reloads, in process: what needs a restart is named until the node restarts, and reloads
+ * asked one after the other apply in that order.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -29,6 +30,10 @@ async function startNode(name: string, t: { after(fn: () => Promise<void>): void
   return { gantry, storagePath };
 }
 
+async function readyStatus(gantry: RunningGantry): Promise<number> {
+  return (await fetch(`http://127.0.0.1:${gantry.http.port}/readyz`)).status;
+}
+
 test('a key that needs a restart is named at every reload until the node restarts, not only at the first', async (t) => {
   const { gantry, storagePath } = await startNode('reload-restart-keys', t);
   const changed = loadedConfig(storagePath, { dicom: { idleTimeoutSeconds: 60 } });
@@ -37,4 +42,14 @@ test('a key that needs a restart is named at every reload until the node restart
   assert.deepEqual(await gantry.reload(changed), ['dicom.idleTimeoutSeconds']);
   // Back to what the node runs with: nothing waits for a restart any more.
   assert.deepEqual(await gantry.reload(loadedConfig(storagePath)), []);
+});
+
+test('reloads apply in the order they were asked, whatever their host names take to resolve', async (t) => {
+  const { gantry, storagePath } = await startNode('reload-order', t);
+  assert.equal(await readyStatus(gantry), 200);
+  // The first names a host to resolve (a lookup off the event loop); the second resolves nothing.
+  const first = loadedConfig(storagePath, { dicom: { allowedCallers: ['CT01@localhost'] }, storage: { minFreeBytes: Number.MAX_SAFE_INTEGER } });
+  const second = loadedConfig(storagePath);
+  await Promise.all([gantry.reload(first), gantry.reload(second)]);
+  assert.equal(await readyStatus(gantry), 200, 'the configuration reloaded last is the one running');
 });
