@@ -116,7 +116,7 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
 function restoreText(resolved: unknown, issues: readonly z.core.$ZodIssue[], scalars: readonly ReadScalar[]): boolean {
   let restored = false;
   for (const issue of issues) {
-    if (issue.code !== 'invalid_type' || issue.expected !== 'string') continue;
+    if (!wantedText(issue)) continue;
     const key = keyOf(issue.path);
     const scalar = scalars.find((candidate) => keyOf(candidate.path) === key);
     const parent = valueAt(resolved, issue.path.slice(0, -1));
@@ -126,6 +126,14 @@ function restoreText(resolved: unknown, issues: readonly z.core.$ZodIssue[], sca
     restored = true;
   }
   return restored;
+}
+
+/** The issue says the value should have been text: the key takes a string, or a union of which one
+ * member does (allowedCallers: "AE@host" or { aeTitle, host }; callingAeTitle: one title or a list). */
+function wantedText(issue: z.core.$ZodIssue): boolean {
+  if (issue.code === 'invalid_type') return issue.expected === 'string';
+  if (issue.code !== 'invalid_union') return false;
+  return issue.errors.some((member) => member.some((inner) => inner.path.length === 0 && wantedText(inner)));
 }
 
 function keyOf(path: ReadonlyArray<PropertyKey>): string {

@@ -142,6 +142,28 @@ test('a whole ${NAME} reference of digits stays text where the key takes text, a
   assert.deepEqual(problemsOf('dicom:\n  port: ${PORT}\n', { PORT: 'abc' }), ['dicom.port: "abc" is not allowed; expected number']);
 });
 
+test('a whole ${NAME} reference of digits stays text where the key takes text or a list of texts', () => {
+  // Found in a review: allowedCallers, sourceCallers, a condition's callingAeTitle and a rule's attribute
+  // take text or something else (an object, a list), and a calling AE title of digits was refused.
+  const text = [
+    'dicom:',
+    '  allowedCallers: ["${AE}", "${AE}@10.0.0.5"]',
+    'query:',
+    '  sourceCallers: ["${SOURCE}"]',
+    'forward:',
+    '  destinations: [{ name: lab, aeTitle: LAB, host: lab.example, port: 104, when: { callingAeTitle: "${AE}" } }]',
+    'deid:',
+    '  secret: a-very-long-secret-value',
+    '  rules: [{ action: remove, attribute: "${TAG}", when: { callingAeTitle: "${AE}" } }]',
+  ].join('\n');
+  const config = parseConfigText(text, 'env.yaml', { AE: '1234', SOURCE: '5678@10.0.0.6', TAG: '00100010' });
+  assert.deepEqual(config.dicom.allowedCallers, ['1234', '1234@10.0.0.5']);
+  assert.deepEqual(config.query.sourceCallers, ['5678@10.0.0.6']);
+  assert.equal(config.forward.destinations[0]?.when?.callingAeTitle, '1234');
+  assert.equal(config.deid.rules[0]?.when?.callingAeTitle, '1234');
+  assert.equal((config.deid.rules[0] as { attribute: unknown }).attribute, '00100010');
+});
+
 test('a retention is written back as the config takes it, so config show means what it says', () => {
   // Found in a review: config show printed retainOriginals: 86400000, which a config reads as days.
   for (const written of [1, '36h', '90m', '45s', 0, 0.5]) {
