@@ -170,9 +170,21 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
       return `${key}: ${shown} is not allowed; at most ${String(issue.maximum)}${issue.origin === 'string' ? ' characters' : ''}`;
     case 'too_small':
       return `${key}: ${shown} is not allowed; at least ${String(issue.minimum)}${issue.origin === 'string' ? ' characters' : ''}`;
+    case 'invalid_union': {
+      const forms = unionForms(issue);
+      if (forms === undefined) return `${key}: ${shown} is not allowed; ${issue.message}`;
+      return bad === undefined ? `${key}: is required (expected ${forms})` : `${key}: ${shown} is not allowed; expected ${forms}`;
+    }
     default:
       return `${key}: ${shown} is not allowed; ${issue.message}`;
   }
+}
+
+/** The types a union takes ("string or object"), when the value was of none of them. */
+function unionForms(issue: z.core.$ZodIssueInvalidUnion): string | undefined {
+  const forms = issue.errors.map((member) => member.find((inner) => inner.path.length === 0 && inner.code === 'invalid_type'));
+  if (forms.some((form) => form === undefined)) return undefined;
+  return [...new Set(forms.map((form) => (form as z.core.$ZodIssueInvalidType).expected))].join(' or ');
 }
 
 function allowedKeysAt(path: ReadonlyArray<PropertyKey>): string[] {

@@ -62,6 +62,13 @@ test('a bad value names the key, the value and what is allowed', () => {
   assert.ok(problems.some((p) => p.startsWith('storage.duplicates: "maybe"') && p.includes('"replace", "keepFirst"')), problems.join('\n'));
 });
 
+test('a value of none of the forms a key takes names the forms, and a missing one says it is required', () => {
+  // Found in a review: these said "Invalid input", naming neither what was allowed nor that it was missing.
+  assert.deepEqual(problemsOf('dicom:\n  allowedCallers: [[CT01]]\n'), ['dicom.allowedCallers.0: ["CT01"] is not allowed; expected string or object']);
+  assert.deepEqual(problemsOf('storage:\n  retainOriginals: true\n'), ['storage.retainOriginals: true is not allowed; expected number or string']);
+  assert.deepEqual(problemsOf('deid:\n  rules: [{ action: keep }]\n'), ['deid.rules.0.attribute: is required (expected string or object)']);
+});
+
 test('an unknown key is refused with the allowed keys listed', () => {
   const [problem] = problemsOf('dicom:\n  aetitle: X\n');
   assert.match(problem ?? '', /^dicom: unknown key "aetitle"; allowed keys: aeTitle, host, port/);
