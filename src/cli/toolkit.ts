@@ -2,7 +2,7 @@
  * The toolkit's commands on the session under storage.path: gantry import and gantry export. They
  * open the same index the node uses (SQLite in WAL mode: a running node and a command can share it).
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
@@ -32,17 +32,21 @@ export interface ImportCommandOptions {
  */
 const PAGE_CACHE_KIB = 8000;
 
-/** Opens (or creates) the index under storage.path. */
-function openSessionIndex(loaded: LoadedConfig): { db: ReturnType<typeof openDatabase>; storagePath: string } {
+/** Opens the index under storage.path; import creates it, export needs one there. */
+function openSessionIndex(loaded: LoadedConfig, use: 'create' | 'existing'): { db: ReturnType<typeof openDatabase>; storagePath: string } {
   const storagePath = resolve(loaded.config.storage.path);
+  const file = join(storagePath, DATABASE_FILE);
+  // Found in a review: export on a wrong storage.path made an empty index (and, with the embedded
+  // config, a new secret) there and said "exported 0 instance(s)", exit 0.
+  if (use === 'existing' && !existsSync(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
   mkdirSync(storagePath, { recursive: true });
-  const db = openDatabase(join(storagePath, DATABASE_FILE));
+  const db = openDatabase(file);
   db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   return { db, storagePath };
 }
 
 export async function runImport(loaded: LoadedConfig, roots: string[], options: ImportCommandOptions, print: (line: string) => void): Promise<ImportSummary> {
-  const { db, storagePath } = openSessionIndex(loaded);
+  const { db, storagePath } = openSessionIndex(loaded, 'create');
   try {
     const progress = new Progress('import', process.stderr, undefined, options.quiet);
     const summary = await importFolders(db, storagePath, {
@@ -87,7 +91,7 @@ export interface ExportCommandOptions {
 }
 
 export async function runExport(loaded: LoadedConfig, options: ExportCommandOptions, print: (line: string) => void): Promise<ExportSummary> {
-  const { db, storagePath } = openSessionIndex(loaded);
+  const { db, storagePath } = openSessionIndex(loaded, 'existing');
   try {
     const secret = resolveDeidSecret(loaded, storagePath, commandLogger(loaded.config.log.level));
     const summary = await exportWithConfig(db, loaded, secret, {

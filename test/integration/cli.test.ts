@@ -134,6 +134,22 @@ test('gantry queue purge refuses the queued items of a destination still configu
   assert.match(removed.stdout, /deleted 0 queued item\(s\)/);
 });
 
+test('gantry export refuses a storage.path that holds no index, instead of exporting an empty session made there', async () => {
+  // Found in a review: a wrong --config (or the embedded one run from another folder) made an empty
+  // index there, and a secret with the embedded config, and said "exported 0 instance(s)", exit 0.
+  const dir = scratchDir('cli-export-nowhere');
+  const config = join(dir, 'gantry.yaml');
+  writeFileSync(config, `storage: { path: ${join(dir, 'typo')} }\ndeid: { secret: a secret of the cli tests }\n`);
+  const exported = await run(process.execPath, [GANTRY_CLI, 'export', '--config', config, '--out', join(dir, 'out'), '--quiet']);
+  assert.equal(exported.code, 1, exported.stdout);
+  assert.match(exported.stderr, /no Gantry index at .*typo\/index\.sqlite \(storage\.path of .*gantry\.yaml\)/);
+  assert.equal(existsSync(join(dir, 'typo')), false, 'nothing is made under the wrong storage.path');
+  // The embedded config, from a folder that is not the node's: no index, no secret made there.
+  const embedded = await run(process.execPath, [GANTRY_CLI, 'export', '--out', join(dir, 'out'), '--quiet'], { cwd: dir });
+  assert.equal(embedded.code, 1, embedded.stdout);
+  assert.equal(existsSync(join(dir, 'data')), false);
+});
+
 test('a storage.path the node cannot make is refused with its key named', async () => {
   // Found in a review: the bare "EACCES: permission denied, mkdir ..." did not say which key it was.
   const dir = scratchDir('cli');
