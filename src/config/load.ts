@@ -156,7 +156,7 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const shown = /secret/i.test(key) ? '(hidden)' : JSON.stringify(bad);
   switch (issue.code) {
     case 'unrecognized_keys': {
-      const allowed = allowedKeysAt(issue.path);
+      const allowed = allowedKeysAt(issue.path, input);
       return `${key}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` +
         (allowed.length > 0 ? `; allowed keys: ${allowed.join(', ')}` : '');
     }
@@ -187,16 +187,27 @@ function unionForms(issue: z.core.$ZodIssueInvalidUnion): string | undefined {
   return [...new Set(forms.map((form) => (form as z.core.$ZodIssueInvalidType).expected))].join(' or ');
 }
 
-function allowedKeysAt(path: ReadonlyArray<PropertyKey>): string[] {
+function allowedKeysAt(path: ReadonlyArray<PropertyKey>, input: unknown): string[] {
   let schema: unknown = configSchema;
-  for (const key of path) {
-    schema = unwrapSchema(schema);
+  for (const [depth, key] of path.entries()) {
+    schema = formWritten(unwrapSchema(schema), valueAt(input, path.slice(0, depth)));
     if (schema instanceof z.ZodObject) schema = (schema.shape as Record<string, unknown>)[String(key)];
     else if (schema instanceof z.ZodArray) schema = schema.element;
     else return [];
   }
-  schema = unwrapSchema(schema);
+  schema = formWritten(unwrapSchema(schema), valueAt(input, path));
   return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+}
+
+/** Of a union, the object form the value was written in: the one whose fixed-choice keys (a rule's
+ * action) take the value's; other schemas as they are. */
+function formWritten(schema: unknown, value: unknown): unknown {
+  if (!(schema instanceof z.ZodUnion)) return schema;
+  const objects = (schema.options as unknown[]).map(unwrapSchema).filter((option): option is z.ZodObject => option instanceof z.ZodObject);
+  const fields = (value !== null && typeof value === 'object' ? value : {}) as Record<string, unknown>;
+  const takes = (object: z.ZodObject) =>
+    Object.entries(object.shape).every(([key, field]) => !(field instanceof z.ZodLiteral || field instanceof z.ZodEnum) || field.safeParse(fields[key]).success);
+  return objects.find(takes) ?? schema;
 }
 
 function unwrapSchema(schema: unknown): unknown {

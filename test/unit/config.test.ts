@@ -74,6 +74,19 @@ test('an unknown key is refused with the allowed keys listed', () => {
   assert.match(problem ?? '', /^dicom: unknown key "aetitle"; allowed keys: aeTitle, host, port/);
 });
 
+test('an unknown key in an entry of several forms lists the keys of the form it was written in', () => {
+  // Found in a review: allowedCallers, sourceCallers, rules and private attributes listed no allowed keys.
+  assert.deepEqual(problemsOf('dicom: { allowedCallers: [{ aeTitle: CT01, hots: 10.0.0.5 }] }'), ['dicom.allowedCallers.0: unknown key "hots"; allowed keys: aeTitle, host']);
+  assert.deepEqual(problemsOf('deid: { rules: [{ action: keep, atribute: PatientAge }] }'), [
+    'deid.rules.0.attribute: is required (expected string or object)',
+    'deid.rules.0: unknown key "atribute"; allowed keys: action, attribute, when',
+  ]);
+  assert.deepEqual(problemsOf('deid: { rules: [{ action: quarantine, reason: consent, attribute: X }] }'), ['deid.rules.0: unknown key "attribute"; allowed keys: action, reason, when']);
+  assert.deepEqual(problemsOf('deid: { rules: [{ action: keep, attribute: { creator: A, tag: "0019,xx01", element: 1 } }] }'), [
+    'deid.rules.0.attribute: unknown key "element"; allowed keys: creator, tag',
+  ]);
+});
+
 test('an AE title longer than 16 characters is refused', () => {
   const [problem] = problemsOf('dicom:\n  aeTitle: SEVENTEEN_CHARS_X\n');
   assert.match(problem ?? '', /dicom.aeTitle: "SEVENTEEN_CHARS_X".*16 characters/);
