@@ -59,6 +59,15 @@ program
   .description('run the DICOM node (the embedded config/gantry.yaml unless --config names a file)')
   .option('-c, --config <file>', 'YAML config file')
   .action(async (options: { config?: string }) => {
+    // Installed first, before start-up, which may take a while (the index, a check after an unclean stop):
+    // SIGHUP's default action would end the node (found in a review). Asked meanwhile, the reload
+    // runs once the node has started.
+    let reloadConfig: (() => void) | undefined;
+    let reloadAskedWhileStarting = false;
+    process.on('SIGHUP', () => {
+      if (reloadConfig) reloadConfig();
+      else reloadAskedWhileStarting = true;
+    });
     setFlagsFromString(V8_OWN_HEAP_GROWTH);
     const loaded = loadConfigFile(options.config);
     const log = createLogger(loaded.config.log.level);
@@ -91,7 +100,7 @@ program
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
+    reloadConfig = () => {
       try {
         const next = loadConfigFile(options.config);
         void gantry.reload(next).then((restartKeys) => {
@@ -101,7 +110,8 @@ program
       } catch (error) {
         log.error({ err: (error as Error).message }, 'configuration reload refused; the running configuration stays');
       }
-    });
+    };
+    if (reloadAskedWhileStarting) reloadConfig();
   });
 
 program

@@ -7,7 +7,10 @@ import { openDatabase } from '../../src/db/database.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
-import { GANTRY_CLI, run } from '../helpers/processes.js';
+import { freePort, GANTRY_CLI, run, sleep, start, stop, waitForPort, type Started } from '../helpers/processes.js';
+import { once } from 'node:events';
+import { waitUntil } from '../helpers/destinations.js';
+import { stringify } from 'yaml';
 import { listFiles } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
@@ -159,6 +162,33 @@ test('a storage.path the node cannot make is refused with its key named', async 
   const served = await run(process.execPath, [GANTRY_CLI, 'serve', '--config', config], { timeoutMs: 30_000 });
   assert.equal(served.code, 2);
   assert.match(served.stderr, /storage\.path: .*a-file\/data cannot be used \(ENOTDIR/);
+});
+
+/** Resolves as soon as the process has printed `text` (not at the next poll), bounded by `timeoutMs`. */
+async function outputShows(node: Started, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!node.output().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for "${text}":\n${node.output()}`);
+    await Promise.race([once(node.child.stdout as NodeJS.ReadableStream, 'data'), sleep(50)]);
+  }
+}
+
+test('a SIGHUP while the node starts is a reload once it has started, not the end of the process', async (t) => {
+  // Found in a review: the handler was installed after start-up, and SIGHUP's default action ended a
+  // node still opening its index (a config-management "reload" right after a restart).
+  const dir = scratchDir('cli-early-hup');
+  const config = join(dir, 'gantry.yaml');
+  const [port, httpPort] = [await freePort(), await freePort()];
+  writeFileSync(config, stringify({ dicom: { host: '127.0.0.1', port }, http: { host: '127.0.0.1', port: httpPort }, storage: { path: join(dir, 'data'), minFreeBytes: 0 }, deid: { secret: 'a secret of the cli tests', workers: 1 } }));
+  const node = start(process.execPath, [GANTRY_CLI, 'serve', '--config', config]);
+  t.after(() => stop(node, 'SIGKILL'));
+  await outputShows(node, 'configuration loaded', 15_000);
+  node.child.kill('SIGHUP');
+  await waitForPort(port).catch((error: Error) => assert.fail(`${error.message}; exit ${node.child.exitCode ?? node.child.signalCode}:\n${node.output()}`));
+  await waitUntil('the reload asked during start-up is done', 15_000, () => node.output().includes('"msg":"configuration reloaded"'));
+  assert.equal(node.child.exitCode, null, node.output());
+  assert.equal(node.child.signalCode, null, node.output());
+  assert.equal(await stop(node, 'SIGTERM'), 0);
 });
 
 test('a count that is not a number is refused as an argument', async () => {
