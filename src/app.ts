@@ -29,6 +29,7 @@ import { FindService } from './query/find-service.js';
 import { queryRetrieveOperationOf, type View } from './query/keys.js';
 import { MoveService } from './query/move-service.js';
 import { Transcoder } from './store/transcoder.js';
+import { canonicalAddress } from './dimse/peer-address.js';
 import type { ServiceKind } from './dimse/negotiation.js';
 import { DicomServer } from './dimse/server.js';
 import { IndexWriter, InstanceIndex } from './index/instance-index.js';
@@ -520,11 +521,12 @@ export function queryViewFor(config: GantryConfig, sources: readonly AllowedCall
 
 function callerAllowed(callers: readonly AllowedCaller[], callingAeTitle: string, remoteAddress: string): boolean {
   if (callers.length === 0) return true;
-  return callers.some((caller) => caller.aeTitle === callingAeTitle && (!caller.addresses || caller.addresses.has(remoteAddress)));
+  const address = canonicalAddress(remoteAddress);
+  return callers.some((caller) => caller.aeTitle === callingAeTitle && (!caller.addresses || caller.addresses.has(address)));
 }
 
 /** "AE@host" entries name a host; a host name is resolved to its addresses once, at start or reload. */
-async function resolveCallers(entries: ReadonlyArray<Parameters<typeof callerEntryParts>[0]>, key: string, log: Logger): Promise<AllowedCaller[]> {
+export async function resolveCallers(entries: ReadonlyArray<Parameters<typeof callerEntryParts>[0]>, key: string, log: Logger): Promise<AllowedCaller[]> {
   const callers: AllowedCaller[] = [];
   for (const entry of entries) {
     const [aeTitle, host] = callerEntryParts(entry);
@@ -533,12 +535,12 @@ async function resolveCallers(entries: ReadonlyArray<Parameters<typeof callerEnt
       continue;
     }
     if (isIP(host)) {
-      callers.push({ aeTitle, addresses: new Set([host]) });
+      callers.push({ aeTitle, addresses: new Set([canonicalAddress(host)]) });
       continue;
     }
     try {
       const found = await lookup(host, { all: true });
-      callers.push({ aeTitle, addresses: new Set(found.map((address) => address.address)) });
+      callers.push({ aeTitle, addresses: new Set(found.map((address) => canonicalAddress(address.address))) });
     } catch (error) {
       log.error({ host, aeTitle, err: (error as Error).message }, `${key}: host name does not resolve; that caller is refused`);
       callers.push({ aeTitle, addresses: new Set() });
