@@ -90,7 +90,7 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
       const found = env[name];
       if (found !== undefined && found !== '') return found;
       if (fallback !== undefined) return fallback;
-      problems.push(`${keyOf(path)}: refers to the environment variable ${name}, which is not set; set it or write \${${name}:-fallback}`);
+      problems.push(`${keyOf(path)}: refers to the environment variable ${name}, which is ${found === '' ? 'set but empty' : 'not set'}; set it or write \${${name}:-fallback}`);
       return '';
     });
     if (!whole) return replaced;

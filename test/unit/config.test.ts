@@ -101,6 +101,9 @@ test('environment references are resolved, as numbers where the whole value is o
 test('an unset environment reference names the variable and the key', () => {
   const [problem] = problemsOf('deid:\n  secret: ${GANTRY_SECRET}\n');
   assert.match(problem ?? '', /^deid.secret: refers to the environment variable GANTRY_SECRET, which is not set/);
+  // A compose file that passes the variable empty: said so, not "not set" (suggested in a review).
+  const [empty] = problemsOf('deid:\n  secret: ${GANTRY_SECRET}\n', { GANTRY_SECRET: '' });
+  assert.match(empty ?? '', /^deid.secret: refers to the environment variable GANTRY_SECRET, which is set but empty/);
 });
 
 test('a secret is never echoed in an error', () => {
