@@ -241,6 +241,14 @@ export class DeidScheduler {
     this.runningTasks += 1;
     const finish = (outcome: { result: DeidTaskResult } | { error: Error }) => {
       this.runningTasks -= 1;
+      if (this.stopped && 'error' in outcome) {
+        // Ended by the stop (the pool destroyed after the grace): no failure, done again at the next
+        // start, and nothing to record in an index that may be closed by now.
+        removeQuietly(task.temporary);
+        this.inFlight.delete(instance.id);
+        recorded();
+        return;
+      }
       this.finished.push({ instance, task, settings, seconds: (performance.now() - started) / 1000, ...outcome, recorded });
       this.scheduleRecord();
       this.refill();

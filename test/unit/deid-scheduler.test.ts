@@ -201,6 +201,30 @@ test('a task that fails is recorded as failed, but one ended by stopping waits f
   assert.deepEqual(observer.outcomes, ['failed'], 'the stopped task is not counted');
 });
 
+// Suspected in a review: a task still running when the stop's grace ended was ended by the pool's
+// destruction, and its outcome recorded afterwards, once the index was closed: every shutdown with
+// de-identification running logged "could not record de-identification outcomes".
+test("a task ended after the stop's grace is not recorded: the index is left alone, the instance waits for the next start", async (t) => {
+  const { writer, work, pool, scheduler, state } = await setUp(t);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  const running = await pool.next();
+  // The stop's grace timer does not hold the process open (unref): this does, meanwhile.
+  const alive = setInterval(() => undefined, 10);
+  t.after(() => clearInterval(alive));
+  await scheduler.stop(30);
+  let transactions = 0;
+  const inOneTransaction = work.inOneTransaction.bind(work);
+  work.inOneTransaction = (body) => {
+    transactions += 1;
+    return inOneTransaction(body);
+  };
+  running.reject(new Error('Terminating worker thread'));
+  await sleep(50);
+  assert.equal(transactions, 0, 'nothing is recorded after the stop returned');
+  assert.equal(state().state, 'received', 'the instance waits for the next start');
+});
+
 test('a task that fails for want of disk space or file descriptors is not recorded as failed: the instance is done again after the poll', async (t) => {
   const observer = recordingObserver();
   const { writer, pool, scheduler, state } = await setUp(t, observer, 300);
