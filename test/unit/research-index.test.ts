@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { ResearchIndex } from '../../src/index/research-index.js';
+import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 test('a copy is recorded under its de-identified hierarchy; removing it drops what is left empty', () => {
@@ -91,18 +92,7 @@ test('deleting an instance (the unclean-stop check, a store taken back) leaves n
 
 /** Instance `n` of original study 1.2.5 (series 1.2.5.1), indexed; returns its row id. */
 function indexedInstance(index: InstanceIndex, db: ReturnType<typeof openDatabase>, n: number): number {
-  index.upsert({
-    attributes: { PatientName: 'Real^Name', PatientID: 'MRN' },
-    studyInstanceUid: '1.2.5',
-    seriesInstanceUid: '1.2.5.1',
-    sopInstanceUid: `1.2.5.9.${n}`,
-    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
-    transferSyntaxUid: '1.2.840.10008.1.2.1',
-    filePath: `g${n}`,
-    fileSize: 1,
-    callingAeTitle: 'X',
-    receivedAt: Date.now(),
-  });
+  index.upsert(instanceRecord(n, { attributes: { PatientName: 'Real^Name', PatientID: 'MRN' }, studyInstanceUid: '1.2.5', seriesInstanceUid: '1.2.5.1', sopInstanceUid: `1.2.5.9.${n}` }));
   return (db.prepare('SELECT id FROM instances WHERE sop_instance_uid = ?').get(`1.2.5.9.${n}`) as { id: number }).id;
 }
 
