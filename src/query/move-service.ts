@@ -13,6 +13,7 @@ import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import { AssociationError, openStoreAssociation, type RequestorAssociation, type ScuSettings } from '../dimse/requestor.js';
 import type { FindRequest, MoveRequest, StoreChannel } from '../dimse/services.js';
 import { DimseStatusError, isWarning, Status, type DimseResult, type SuboperationCounts } from '../dimse/status.js';
+import { canonicalAddress } from '../dimse/peer-address.js';
 import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
@@ -93,8 +94,11 @@ export class MoveService {
   async *get(request: FindRequest, channel: StoreChannel, signal: AbortSignal): AsyncGenerator<SuboperationCounts, DimseResult> {
     const view = this.viewOf(request);
     const settings = this.options.settings();
+    // Addresses in one spelling, as for query.sourceCallers (an IPv4 peer on a '::' listener, an IPv6
+    // address written in upper case or with its zeros).
+    const address = canonicalAddress(request.association.remoteAddress);
     const callerIsSourceSide = settings.destinations.some(
-      (known) => known.sourceSide && known.aeTitle === request.association.callingAeTitle && isIP(known.host) && known.host === request.association.remoteAddress,
+      (known) => known.sourceSide && known.aeTitle === request.association.callingAeTitle && isIP(known.host) !== 0 && canonicalAddress(known.host) === address,
     );
     const originals = view === 'source' && settings.sourceRetrievesOriginals && callerIsSourceSide;
     return yield* this.retrieve(request, view, originals, 'C-GET', signal, async function* (this: MoveService, files, counts, failed) {

@@ -1,0 +1,113 @@
+/**
+ * Which files a C-GET sends (src/query/move-service.ts): a source caller gets the originals only as a
+ * sourceSide entry of query.moveDestinations at that entry's address, compared in one spelling of the
+ * address as for query.sourceCallers (src/dimse/peer-address.ts).
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { encodeTextDataset } from '../../src/dicom/dataset-encoder.js';
+import type { FindRequest, StoreChannel } from '../../src/dimse/services.js';
+import { InstanceIndex } from '../../src/index/instance-index.js';
+import { ResearchIndex } from '../../src/index/research-index.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { MoveService, type MoveDestination } from '../../src/query/move-service.js';
+import { Transcoder } from '../../src/store/transcoder.js';
+import { openScratchIndex } from '../helpers/scratch-index.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+
+const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+
+async function storageWithOneInstance(t: Parameters<typeof openScratchIndex>[0], name: string) {
+  const storagePath = scratchDir(name);
+  mkdirSync(join(storagePath, 'originals'));
+  mkdirSync(join(storagePath, 'deid'));
+  const original = { studyInstanceUid: '1.2.826.1.1', seriesInstanceUid: '1.2.826.1.1.1', sopInstanceUid: '1.2.826.1.1.1.1' };
+  const copy = { studyInstanceUid: '2.25.11', seriesInstanceUid: '2.25.12', sopInstanceUid: '2.25.13' };
+  await writeSyntheticFile(join(storagePath, 'originals', '1.dcm'), { ...original, patientId: 'MRN-1', patientName: 'Real^Name', rows: 4, columns: 4 });
+  await writeSyntheticFile(join(storagePath, 'deid', '1.dcm'), { ...copy, patientId: 'PSEUDO', patientName: 'ANON', rows: 4, columns: 4 });
+  const db = openScratchIndex(t, `${name}-index`);
+  const index = new InstanceIndex(db);
+  db.transaction(() => {
+    index.upsert({
+      attributes: { PatientID: 'MRN-1', PatientName: 'Real^Name', Modality: 'CT' },
+      ...original,
+      sopClassUid: CT,
+      transferSyntaxUid: EXPLICIT_LE,
+      filePath: 'originals/1.dcm',
+      fileSize: 1,
+      callingAeTitle: 'CT01',
+      receivedAt: Date.now(),
+    });
+    const id = db.prepare('SELECT id FROM instances').pluck().get() as number;
+    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deid/1.dcm' WHERE id = ?`).run(id);
+    new ResearchIndex(db).record(id, { ...copy, sopClassUid: CT, transferSyntaxUid: EXPLICIT_LE, attributes: { PatientID: 'PSEUDO', PatientName: 'ANON', Modality: 'CT' } });
+  })();
+  return { db, storagePath, original, copy };
+}
+
+/** The SOP Instance UIDs a C-GET by `callingAeTitle` from `remoteAddress` sends back. */
+async function getFrom(
+  service: MoveService,
+  callingAeTitle: string,
+  remoteAddress: string,
+  studyInstanceUid: string,
+): Promise<string[]> {
+  const sent: string[] = [];
+  const channel: StoreChannel = {
+    contextFor: () => ({ id: 1, transferSyntax: EXPLICIT_LE }),
+    store: async (_contextId, _sopClassUid, sopInstanceUid) => {
+      sent.push(sopInstanceUid);
+      return { status: 0x0000 };
+    },
+  };
+  const request: FindRequest = {
+    association: { id: 'a', callingAeTitle, calledAeTitle: 'GANTRY', remoteAddress, remotePort: 1, log: silentLogger() },
+    messageId: 1,
+    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
+    transferSyntaxUid: EXPLICIT_LE,
+    identifier: encodeTextDataset(
+      [
+        { tag: 0x00080052, value: 'STUDY' },
+        { tag: 0x0020000d, value: studyInstanceUid },
+      ],
+      'explicit-le',
+    ),
+  };
+  const progress = service.get(request, channel, new AbortController().signal);
+  for (let next = await progress.next(); !next.done; next = await progress.next());
+  return sent;
+}
+
+// Found in a review: the caller's address was compared with the moveDestinations host as written, so a
+// sourceSide entry whose IPv6 address was written in upper case or with its zeros (as query.sourceCallers
+// accepts it) never matched, and the hospital workstation got the de-identified copies.
+test('a C-GET by a sourceSide moveDestinations entry gets the originals however its address is spelt', async (t) => {
+  const { db, storagePath, original, copy } = await storageWithOneInstance(t, 'retrieve-views-get');
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  const destinations: MoveDestination[] = [{ aeTitle: 'HOSPITAL', host: '2001:DB8:0:0:0:0:0:7', port: 104, sourceSide: true }];
+  const service = new MoveService({
+    db,
+    log: silentLogger(),
+    storagePath,
+    transcoder,
+    viewFor: (callingAeTitle) => (callingAeTitle === 'HOSPITAL' ? 'source' : callingAeTitle === 'RESEARCH' ? 'research' : undefined),
+    settings: () => ({
+      connectTimeoutMs: 1000,
+      responseTimeoutMs: 1000,
+      maxPduLength: 65536,
+      implementationClassUid: '1.2.3',
+      implementationVersionName: 'TEST',
+      aeTitle: 'GANTRY',
+      destinations,
+      sourceRetrievesOriginals: true,
+    }),
+  });
+  assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::7', original.studyInstanceUid), [original.sopInstanceUid], 'the listed workstation gets the original');
+  assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::8', original.studyInstanceUid), [copy.sopInstanceUid], 'from another address: the copy');
+  assert.deepEqual(await getFrom(service, 'RESEARCH', '2001:db8::7', copy.studyInstanceUid), [copy.sopInstanceUid], 'a research caller: the copy');
+});
