@@ -70,7 +70,11 @@ export class MoveService {
     const view = this.viewOf(request);
     const settings = this.options.settings();
     const destination = settings.destinations.find((known) => known.aeTitle === request.moveDestination.trim());
-    if (!destination) return { status: MoveDestinationUnknown, errorComment: 'the Move Destination is not in query.moveDestinations' };
+    if (!destination) {
+      // Refused before any matching, yet a source caller's attempt is audited as every retrieve of its.
+      if (view === 'source') this.auditSource(request, 'C-MOVE', undefined, 0, MoveDestinationUnknown);
+      return { status: MoveDestinationUnknown, errorComment: 'the Move Destination is not in query.moveDestinations' };
+    }
     const originals = view === 'source' && settings.sourceRetrievesOriginals && destination.sourceSide;
     return yield* this.retrieve(request, view, originals, 'C-MOVE', signal, async function* (this: MoveService, files, counts, failed) {
       // Batches of at most 128 presentation contexts; what does not fit goes in the next association.
@@ -154,16 +158,19 @@ export class MoveService {
       status = error instanceof DimseStatusError ? error.status : Status.ProcessingFailure;
       throw error;
     } finally {
-      if (view === 'source') {
-        this.options.audit?.recordOperation(request.association, {
-          operation,
-          model: query?.model ?? MODEL_OF_SOP_CLASS.get(request.sopClassUid) ?? '?',
-          level: query?.level ?? '?',
-          results: counts.completed + counts.warning,
-          status,
-        });
-      }
+      if (view === 'source') this.auditSource(request, operation, query, counts.completed + counts.warning, status);
     }
+  }
+
+  /** A source-view retrieve in the access audit (its keys are original values; never the values). */
+  private auditSource(request: FindRequest, operation: 'C-MOVE' | 'C-GET', query: ReturnType<typeof parseQuery> | undefined, results: number, status: number): void {
+    this.options.audit?.recordOperation(request.association, {
+      operation,
+      model: query?.model ?? MODEL_OF_SOP_CLASS.get(request.sopClassUid) ?? '?',
+      level: query?.level ?? '?',
+      results,
+      status,
+    });
   }
 
   private getOne(channel: StoreChannel, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {

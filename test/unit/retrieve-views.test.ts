@@ -8,7 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { encodeTextDataset } from '../../src/dicom/dataset-encoder.js';
-import type { FindRequest, StoreChannel } from '../../src/dimse/services.js';
+import type { FindRequest, MoveRequest, StoreChannel } from '../../src/dimse/services.js';
+import { AccessAudit } from '../../src/index/access-audit.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { ResearchIndex } from '../../src/index/research-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
@@ -110,4 +111,38 @@ test('a C-GET by a sourceSide moveDestinations entry gets the originals however 
   assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::7', original.studyInstanceUid), [original.sopInstanceUid], 'the listed workstation gets the original');
   assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::8', original.studyInstanceUid), [copy.sopInstanceUid], 'from another address: the copy');
   assert.deepEqual(await getFrom(service, 'RESEARCH', '2001:db8::7', copy.studyInstanceUid), [copy.sopInstanceUid], 'a research caller: the copy');
+});
+
+// Found in a review: a source caller's C-MOVE to a Move Destination not in query.moveDestinations was
+// refused (0xA801) before the audit, though the conformance statement has every retrieve by a source
+// caller in the access audit, whatever it sends.
+test("a source caller's C-MOVE to an unknown Move Destination is refused and still audited", async (t) => {
+  const { db, storagePath, original } = await storageWithOneInstance(t, 'retrieve-views-unknown');
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  const audit = new AccessAudit(db);
+  const service = new MoveService({
+    db,
+    log: silentLogger(),
+    storagePath,
+    transcoder,
+    audit,
+    viewFor: () => 'source',
+    settings: () => ({ connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations: [], sourceRetrievesOriginals: true }),
+  });
+  const request: MoveRequest = {
+    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '10.0.0.5', remotePort: 1, log: silentLogger() },
+    messageId: 1,
+    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.2',
+    transferSyntaxUid: EXPLICIT_LE,
+    moveDestination: 'ELSEWHERE',
+    identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: original.studyInstanceUid }], 'explicit-le'),
+  };
+  const moving = service.move(request, new AbortController().signal);
+  let next = await moving.next();
+  while (!next.done) next = await moving.next();
+  assert.equal(next.value.status, 0xa801);
+  const entries = audit.list(10);
+  assert.equal(entries.length, 1, 'the refused retrieve is in the access audit');
+  assert.deepEqual([entries[0]?.operation, entries[0]?.callingAeTitle, entries[0]?.status], ['C-MOVE', 'HOSPITAL', '0xA801']);
 });
