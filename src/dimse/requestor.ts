@@ -266,7 +266,9 @@ export class RequestorAssociation implements PduStreamSink {
   /**
    * Sends a C-STORE request (PS3.7 9.1.1) with its dataset and resolves with the response. Requests
    * go out in the order of the calls; with a window, the next starts before earlier ones answer.
-   * `onResponse` runs synchronously when the response arrives, before any further request goes out.
+   * `onResponse` runs synchronously when the response arrives, before any further request goes out;
+   * a Success or warning that arrives before the whole dataset was sent, once it has been (never if it
+   * cannot be).
    */
   store(
     context: AcceptedPresentationContext,
@@ -290,9 +292,20 @@ export class RequestorAssociation implements PduStreamSink {
       affectedSopInstanceUid: sopInstanceUid,
       ...(options.moveOriginator ? { moveOriginatorAeTitle: options.moveOriginator.aeTitle, moveOriginatorMessageId: options.moveOriginator.messageId } : {}),
     };
+    // A Success or warning answered before the whole dataset went out is told to onResponse (a durable
+    // confirmation) only once it has: if the rest cannot be sent, the destination cannot have stored it.
+    let datasetSent = false;
+    let earlySuccess: StoreResult | undefined;
+    const onResponse = options.onResponse;
+    const confirm = onResponse
+      ? (result: StoreResult) => {
+          if (datasetSent || !(result.status === Status.Success || isWarning(result.status))) onResponse(result);
+          else earlySuccess = result;
+        }
+      : undefined;
     let pending!: Outstanding;
     const response = new Promise<StoreResult>((resolve, reject) => {
-      pending = { sopClassUid: context.abstractSyntax, sopInstanceUid, resolve, reject, onResponse: options.onResponse, timer: undefined };
+      pending = { sopClassUid: context.abstractSyntax, sopInstanceUid, resolve, reject, onResponse: confirm, timer: undefined };
     });
     let onWire = false;
     const sent = this.sending.then(async () => {
@@ -302,6 +315,9 @@ export class RequestorAssociation implements PduStreamSink {
       onWire = true;
       this.writeAll(encodePData(context.id, true, encodeCommand(command), this.peerMaxPduLength));
       await this.sendDataset(context.id, body);
+      datasetSent = true;
+      // Before the next request goes out: it waits for this one's dataset (this.sending).
+      if (earlySuccess) onResponse?.(earlySuccess);
       // The peer answers once it has the whole dataset: the response timer starts now.
       if (this.outstanding.has(messageId)) {
         pending.timer = setTimeout(() => {

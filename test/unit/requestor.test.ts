@@ -234,7 +234,8 @@ test('an A-ABORT or a closed connection mid-dataset, from a peer that stopped re
 // Found in a review: a peer that answered Success before it had the whole dataset, and then dropped
 // the connection, had the object counted as stored: forwarding marked it confirmed, and retention
 // would later delete the original of an object the destination never had whole.
-test('a Success answered before the whole dataset was sent does not count when the rest cannot be sent', async (t) => {
+/** A peer that answers Success once 1 MB of the dataset has arrived, and drops the connection 50 ms later. */
+async function earlyAnsweringPeer(t: { after(fn: () => void): void }): Promise<number> {
   const server = createServer((socket) => {
     socket.on('error', () => undefined);
     let buffered = Buffer.alloc(0);
@@ -262,7 +263,11 @@ test('a Success answered before the whole dataset was sent does not count when t
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => server.close());
-  const association = await RequestorAssociation.open(requestorOptions((server.address() as { port: number }).port));
+  return (server.address() as { port: number }).port;
+}
+
+test('a Success answered before the whole dataset was sent does not count when the rest cannot be sent', async (t) => {
+  const association = await RequestorAssociation.open(requestorOptions(await earlyAnsweringPeer(t)));
   const context = [...association.contexts.values()][0];
   assert.ok(context);
   const length = 64 * 1024 * 1024;
@@ -271,4 +276,19 @@ test('a Success answered before the whole dataset was sent does not count when t
     (error: Error & { requestSent?: boolean }) => error.requestSent === true,
     'the early Success is not the outcome: the dataset never arrived whole',
   );
+});
+
+// Found in a review: the store's promise rejected, but onResponse (where the forwarder commits its
+// confirmation, before the promise settles) had already been told Success: the outbox row stayed
+// 'sent', the instance became 'forwarded', and retention could delete its original.
+test('an early Success reaches onResponse only once the whole dataset is sent: never when the rest cannot be', async (t) => {
+  const association = await RequestorAssociation.open(requestorOptions(await earlyAnsweringPeer(t)));
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  const confirmations: number[] = [];
+  await assert.rejects(
+    association.store(context, '1.2.3.9', { length: 64 * 1024 * 1024, read: async (target: Buffer) => target.fill(3).length }, { onResponse: (result) => confirmations.push(result.status) }),
+    (error: Error & { requestSent?: boolean }) => error.requestSent === true,
+  );
+  assert.deepEqual(confirmations, [], 'no confirmation of an object the destination never had whole');
 });
