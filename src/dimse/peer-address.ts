@@ -10,6 +10,10 @@ export function canonicalAddress(address: string): string {
   const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
   if (mapped) return mapped[1] as string;
   if (isIP(address) !== 6) return address;
+  // A link-local address carries its zone ("fe80::1%eth0", as the socket reports it), which the URL
+  // parser refuses: the zone is kept as it is, the address before it is put in canonical form.
+  const zoneAt = address.indexOf('%');
+  if (zoneAt >= 0) return `${canonicalAddress(address.slice(0, zoneAt))}${address.slice(zoneAt)}`;
   // The WHATWG URL parser writes an IPv6 host in its one canonical form (RFC 5952): lower case, zeros
   // compressed; an IPv4-mapped address comes out as two hex groups.
   const compressed = new URL(`http://[${address}]/`).hostname.slice(1, -1);

@@ -32,3 +32,14 @@ test("a caller's address matches however it is spelt: an IPv4 peer through a lis
   assert.equal(canonicalAddress('::1'), '::1');
   assert.equal(canonicalAddress('192.0.2.1'), '192.0.2.1');
 });
+
+// Found in a review: canonicalAddress put every IPv6 address through the URL parser, which refuses a
+// zone ("fe80::1%eth0", what the socket reports for a link-local peer): start-up with such a caller
+// listed failed with "Invalid URL", and a link-local peer's association request threw.
+test('a link-local IPv6 address with its zone keeps the zone, the rest in one spelling', async () => {
+  assert.equal(canonicalAddress('fe80::1%eth0'), 'fe80::1%eth0');
+  assert.equal(canonicalAddress('FE80:0:0:0:0:0:0:1%eth0'), 'fe80::1%eth0');
+  const linkLocal = await resolveCallers(['HOSPITAL@FE80::0001%eth0'], 'query.sourceCallers', silentLogger());
+  assert.equal(queryViewFor(config, linkLocal, 'HOSPITAL', 'fe80::1%eth0'), 'source');
+  assert.equal(queryViewFor(config, linkLocal, 'HOSPITAL', 'fe80::1%eth1'), undefined, 'another interface is another address');
+});
