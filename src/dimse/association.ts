@@ -32,6 +32,7 @@ import { PduStream, type PduStreamSink } from './pdu-stream.js';
 import { CollectingSink, DiscardingSink, type AssociationInfo, type DatasetSink, type FindRequest, type MoveRequest, type ServiceHandlers, type StoreChannel } from './services.js';
 import { sendDatasetPdus, type DatasetBody } from './dataset-pdus.js';
 import { resultFromError, Status, statusHex, type DimseResult, type SuboperationCounts } from './status.js';
+import { canonicalAddress } from './peer-address.js';
 
 export interface AcceptorOptions {
   id: string;
@@ -230,7 +231,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private onAssociateRequest(request: AssociateRequest): void {
     this.stopArtim();
     this.callingAeTitle = request.callingAeTitle;
-    const remoteAddress = normalizeAddress(this.socket.remoteAddress);
+    // IPv4 peers on a dual-stack socket appear as ::ffff:a.b.c.d: the address in the one spelling config is compared in.
+    const remoteAddress = canonicalAddress(this.socket.remoteAddress ?? '');
     const outcome = this.options.negotiate(request, remoteAddress);
     const who = { calling: request.callingAeTitle, called: request.calledAeTitle, remote: remoteAddress };
     const { calling: _calling, ...whoElse } = who;
@@ -895,8 +897,3 @@ function countFields(counts: SuboperationCounts): Partial<DimseCommand> {
   };
 }
 
-/** IPv4 peers on a dual-stack socket appear as ::ffff:a.b.c.d. */
-export function normalizeAddress(address: string | undefined): string {
-  if (!address) return '';
-  return address.startsWith('::ffff:') ? address.slice(7) : address;
-}
