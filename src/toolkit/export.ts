@@ -11,7 +11,7 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { existsSync } from 'node:fs';
+import { existsSync, rmdirSync, rmSync } from 'node:fs';
 import { mkdir, opendir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
@@ -96,6 +96,7 @@ type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
 export class ExportJournal {
   private readonly page: Statement;
   private readonly done: Statement;
+  private readonly exportedPath: Statement;
   private readonly countSelected: Statement;
   private readonly countDone: Statement;
   private readonly parameters: Record<string, string>;
@@ -134,6 +135,7 @@ export class ExportJournal {
     this.countDone = db.prepare(`SELECT count(*) AS count ${from} ${where} AND EXISTS (${exported})`);
     this.done = db.prepare(`INSERT INTO export_items (out_dir, instance_pk, path, exported_at) VALUES (?, ?, ?, ?)
       ON CONFLICT (out_dir, instance_pk) DO UPDATE SET path = excluded.path, exported_at = excluded.exported_at`);
+    this.exportedPath = db.prepare(`SELECT path FROM export_items WHERE out_dir = ? AND instance_pk = ?`).pluck();
   }
 
   counts(): { selected: number; done: number } {
@@ -146,10 +148,18 @@ export class ExportJournal {
     return this.page.all({ ...this.parameters, outDir: this.outDir, afterId }) as SelectedInstance[];
   }
 
-  record(written: ReadonlyArray<{ id: number; path: string }>, now = Date.now()): void {
+  /** Records what was written; answers the paths (relative to the folder) of earlier exports of these
+   * instances that were written elsewhere (an instance received again under another PatientID). */
+  record(written: ReadonlyArray<{ id: number; path: string }>, now = Date.now()): string[] {
+    const replaced: string[] = [];
     this.db.transaction(() => {
-      for (const item of written) this.done.run(this.outDir, item.id, item.path, now);
+      for (const item of written) {
+        const earlier = this.exportedPath.get(this.outDir, item.id) as string | undefined;
+        if (earlier !== undefined && earlier !== item.path) replaced.push(earlier);
+        this.done.run(this.outDir, item.id, item.path, now);
+      }
     })();
+    return replaced;
   }
 }
 
@@ -219,7 +229,9 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
       if (instance?.originalPatientId && result.pseudonyms?.PatientID) mappings.push({ kind: 'PatientID', original: instance.originalPatientId, pseudonym: result.pseudonyms.PatientID });
       if (instance?.originalPatientName && result.pseudonyms?.PatientName) mappings.push({ kind: 'PatientName', original: instance.originalPatientName, pseudonym: result.pseudonyms.PatientName });
     }
-    journal.record(written);
+    // An instance written again elsewhere (received again, under another patient): its copy at the
+    // old path goes, or the folder would hold it twice, once under a patient it does not belong to.
+    for (const path of journal.record(written)) removeExported(out, path);
     if (mappings.length > 0) ledger.record(mappings);
   };
   // The first failure of a batch (the index unwritable, a thread lost) ends the export once the
@@ -290,6 +302,18 @@ const OUT_OF_MEMORY = 'ERR_WORKER_OUT_OF_MEMORY';
 /** A worker thread ended by its heap limit (resourceLimits), which one instance can reach alone. */
 function outOfMemory(error: Error): boolean {
   return (error as NodeJS.ErrnoException).code === OUT_OF_MEMORY;
+}
+
+/** Removes an exported file, and the folders of the layout it leaves empty. */
+function removeExported(out: string, path: string): void {
+  rmSync(join(out, path), { force: true });
+  for (let folder = dirname(join(out, path)); folder.startsWith(out + sep); folder = dirname(folder)) {
+    try {
+      rmdirSync(folder);
+    } catch {
+      return; // not empty (or gone): the folders above it are not empty either
+    }
+  }
 }
 
 /** The real path of `path` (symbolic links resolved), the part not there yet appended as it is. */

@@ -554,3 +554,34 @@ test('export: an instance received again since the folder was exported is export
   assert.equal(changed.length, 1, 'one exported file has new content');
   assert.ok(readFileSync(changed[0] as string).includes('CORRECTED'), 'the corrected content');
 });
+
+// Found in a review: an instance received again under another PatientID (the modality's correction)
+// was written again under its new pseudonymous patient, and the copy under the old one stayed: the
+// folder held the instance twice, the old copy filed under a patient it does not belong to.
+test('export: an instance exported again to another path leaves no copy at the old one', async () => {
+  const storage = newStorage('export-moved');
+  const study = spec({ patientId: 'PAT-WRONG' });
+  const first = join(storage, 'originals', 'a.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(first, { ...study, instanceNumber: 1 });
+  await indexFiles(storage, [first]);
+  const out = join(storage, '..', 'out');
+  const exportOnce = async () => {
+    const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+    try {
+      return await session.export({ out, workers: 1 });
+    } finally {
+      session.close();
+    }
+  };
+  const exported = () => (readdirSync(out, { recursive: true }) as string[]).filter((name) => name.endsWith('.dcm'));
+  assert.equal((await exportOnce()).written, 1);
+  const [before] = exported();
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const corrected = join(storage, 'originals', 'a-again.dcm');
+  await writeSyntheticFile(corrected, { ...study, patientId: 'PAT-RIGHT', sopInstanceUid, instanceNumber: 1 });
+  await indexFiles(storage, [corrected]);
+  assert.equal((await exportOnce()).written, 1);
+  const after = exported();
+  assert.equal(after.length, 1, `one copy of the instance: ${after.join(', ')}`);
+  assert.notEqual(after[0], before, 'under the corrected patient');
+});
