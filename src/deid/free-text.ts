@@ -16,11 +16,15 @@ export type TextFolding = 'ascii' | 'latin1' | 'unicode';
 
 /** How free text of a dataset whose Specific Character Set (0008,0005) is `value` is compared. */
 export function textFolding(value: string | undefined): TextFolding {
-  const first = parseSpecificCharacterSet(value?.trim() === '' ? undefined : value)[0] ?? '';
-  if (first === 'ISO_IR 192') return 'unicode';
-  if (first === '' || first === 'ISO_IR 100' || first === 'ISO 2022 IR 100') return 'latin1';
+  const sets = parseSpecificCharacterSet(value?.trim() === '' ? undefined : value);
+  if (sets[0] === 'ISO_IR 192') return 'unicode';
+  // Every set, code extensions included ("\ISO 2022 IR 149" puts Korean in the upper half).
+  if (sets.every((set) => LATIN1_SETS.has(set))) return 'latin1';
   return 'ascii';
 }
+
+/** The character sets whose bytes are ASCII or Latin-1 letters (the default repertoire as devices fill it). */
+const LATIN1_SETS: ReadonlySet<string> = new Set(['', 'ISO_IR 6', 'ISO 2022 IR 6', 'ISO_IR 100', 'ISO 2022 IR 100']);
 
 /**
  * The name's parts and the IDs worth looking for in free text. A part of three characters or more

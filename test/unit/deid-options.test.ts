@@ -345,3 +345,18 @@ test('De-identification Method stays within LO\'s 64 characters a value, every o
   for (const value of values) assert.ok(value.length <= 64, `${value.length} characters: ${value}`);
   assert.deepEqual(values.slice(1).join(', ').split(', '), options, 'each option whole, in order');
 });
+
+// Found in a review: only the first value of Specific Character Set was looked at, so "\ISO 2022 IR 149"
+// (Korean: the default repertoire first, as PS3.3 C.12.1.1.2 writes code extensions) folded as Latin-1,
+// and EUC-KR bytes that differ in one bit (another syllable) matched the patient's name: free text was
+// masked and reported (quarantined, by default) for a name it did not hold.
+test('free text in a character set with code extensions beyond Latin-1 folds ASCII letters only', () => {
+  const korean = (bytes: number[]) => `\x1b$)C${String.fromCharCode(...bytes)}`;
+  const names = identifiersToScrub([`HONG^GILDONG=${korean([0xc8, 0xab])}^${korean([0xb1, 0xe6, 0xb5, 0xbf])}`], []);
+  const otherName = `${korean([0xe8, 0xab])} ${korean([0xd1, 0xe6, 0xd5, 0xbf])}`;
+  assert.equal(textFolding('\\ISO 2022 IR 149'), 'ascii');
+  assert.equal(textFolding('ISO 2022 IR 6\\ISO 2022 IR 87'), 'ascii');
+  assert.equal(scrubText(otherName, names, textFolding('\\ISO 2022 IR 149')), otherName, 'another name is left as it is');
+  assert.equal(scrubText(`seen by ${korean([0xc8, 0xab])}, hong`, names, textFolding('\\ISO 2022 IR 149')), 'seen by XXXXXX, XXXXXX', 'the name itself is masked');
+  assert.equal(textFolding('ISO 2022 IR 6\\ISO 2022 IR 100'), 'latin1', 'Latin-1 by code extension');
+});
