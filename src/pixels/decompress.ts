@@ -10,7 +10,7 @@ import { BufferSource, parseDataset, parseFile, PIXEL_DATA, type ByteSource } fr
 import { DatasetWriter, insertElement, type EditableElement } from '../dicom/dataset-writer.js';
 import { header, reencodeElements } from '../dicom/reencode.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
-import { frameBytes, framesOf } from './encapsulated.js';
+import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf } from './encapsulated.js';
 import { FRAME_CODECS } from './frame-codecs.js';
 import { frameBits, pixelGeometry, PixelRedactionError } from './native.js';
 
@@ -20,8 +20,6 @@ const TAG = {
   PhotometricInterpretation: 0x00280004,
   PlanarConfiguration: 0x00280006,
   PixelGroupLength: 0x7fe00000,
-  ExtendedOffsetTable: 0x7fe00001,
-  ExtendedOffsetTableLengths: 0x7fe00002,
 } as const;
 
 /** Whether a stored syntax can be sent decompressed, in explicit or implicit VR little endian. */
@@ -51,7 +49,7 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
     const geometry = pixelGeometry(byTag, parsed.source, false);
     const frameLength = frameBits(geometry) / 8;
     if (frameLength * geometry.frames > MAX_DECOMPRESSED_BYTES) throw new PixelRedactionError('the decompressed object would exceed 1 GB');
-    const frames = framesOf(pixelData, parsed.source, geometry.frames, byTag.get(TAG.ExtendedOffsetTable));
+    const frames = framesOf(pixelData, parsed.source, geometry.frames, byTag.get(EXTENDED_OFFSET_TABLE));
     let planar = false;
     let photometric = geometry.photometric;
     const decoded = frames.map((fragments) => {
@@ -63,7 +61,7 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
     });
     if (photometric !== geometry.photometric) insertElement(elements, TAG.PhotometricInterpretation, 'CS', Buffer.from(photometric.length % 2 ? `${photometric} ` : photometric, 'latin1'));
     if (geometry.samplesPerPixel > 1) insertElement(elements, TAG.PlanarConfiguration, 'US', Buffer.from([planar ? 1 : 0, 0]));
-    for (const tag of [TAG.PixelGroupLength, TAG.ExtendedOffsetTable, TAG.ExtendedOffsetTableLengths]) {
+    for (const tag of [TAG.PixelGroupLength, EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS]) {
       const stale = byTag.get(tag);
       if (stale) stale.removed = true;
     }

@@ -16,9 +16,9 @@ export interface TranscodeTask {
   transferSyntaxUid: string;
 }
 
-/** The dataset's pieces, in order (moved, not copied, to the main thread), or why the frames cannot be
- * decoded (an error's class does not cross threads). */
-export type TranscodeResult = Uint8Array[] | { undecodable: string };
+/** The dataset's pieces, in order (moved, not copied, to the main thread), why the frames cannot be
+ * decoded, or a system error's code and message: an error's class and code do not cross threads. */
+export type TranscodeResult = Uint8Array[] | { undecodable: string } | { systemError: string; message: string };
 
 export default async function transcode(task: TranscodeTask): Promise<TranscodeResult> {
   try {
@@ -32,6 +32,8 @@ export default async function transcode(task: TranscodeTask): Promise<TranscodeR
     return Piscina.move(new MovedPieces(pieces.map(ownMemory)) as unknown as ArrayBuffer) as unknown as Uint8Array[];
   } catch (error) {
     if (error instanceof PixelRedactionError) return { undecodable: error.message };
+    const code = (error as NodeJS.ErrnoException).code;
+    if (typeof code === 'string') return { systemError: code, message: (error as Error).message };
     throw error;
   }
 }

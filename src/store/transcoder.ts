@@ -29,7 +29,8 @@ export class Transcoder {
     if (transferSyntaxUid === stored.transferSyntaxUid) return stored;
     const task: TranscodeTask = { path, storedTransferSyntaxUid: stored.transferSyntaxUid, transferSyntaxUid };
     const result = (await this.pool.run(task)) as TranscodeResult;
-    if (!Array.isArray(result)) throw new PixelRedactionError(result.undecodable);
+    if ('undecodable' in result) throw new PixelRedactionError(result.undecodable);
+    if ('systemError' in result) throw Object.assign(new Error(result.message), { code: result.systemError });
     return piecesBody(result.map((piece) => Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)));
   }
 

@@ -4,6 +4,7 @@
  * pixels arrive as stored, and frames that cannot be decoded are refused with the reason.
  */
 import assert from 'node:assert/strict';
+import { copyFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
@@ -96,4 +97,17 @@ test('a dataset in pieces reads as the pieces joined, from any position and in a
       assert.deepEqual(target.subarray(0, read), joined.subarray(position, position + size), `at ${position}, ${size} bytes`);
     }
   }
+});
+
+test('a system error in the transcoder keeps its code (the forwarder reports ENOENT, not the path that holds UIDs)', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('transcoder-missing');
+  const gone = join(dir, 'gone.dcm');
+  copyFileSync(join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm'), gone);
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  const stored = await openStoredDataset(gone);
+  t.after(() => stored.close());
+  unlinkSync(gone);
+  await assert.rejects(transcoder.datasetInSyntax(gone, stored, EXPLICIT_VR_LITTLE_ENDIAN), (error: NodeJS.ErrnoException) => error.code === 'ENOENT');
 });
