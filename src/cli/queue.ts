@@ -169,6 +169,11 @@ export function quarantineRelease(loaded: LoadedConfig, idText: string, override
 export function quarantineDelete(loaded: LoadedConfig, idText: string): boolean {
   const ref = heldReference(idText);
   const id = ref.id;
+  // As for release: a copy received since the operator looked is not deleted unreviewed.
+  if (ref.receivedAt === undefined) {
+    throw new Error(`give the id as gantry quarantine ls or show print it (${ref.id}.<copy>): it names the copy you reviewed, and a copy received since is not deleted with it`);
+  }
+  const { receivedAt } = ref;
   const { db, storagePath } = openIndex(loaded);
   const moved: Array<[from: string, to: string]> = [];
   const setAside = (file: string): string | undefined => {
@@ -187,7 +192,7 @@ export function quarantineDelete(loaded: LoadedConfig, idText: string): boolean 
     const work = new QuarantineWork(db);
     requireReviewedCopy(work, idText, ref);
     try {
-      files = work.delete(id, setAside);
+      files = work.delete(id, receivedAt, setAside);
     } catch (error) {
       // The rows stay: so do their files, under their names.
       for (const [file, aside] of moved) renameSync(join(storagePath, aside), join(storagePath, file));

@@ -102,16 +102,18 @@ export class QuarantineWork {
 
   /**
    * Deletes a quarantined or failed instance's row (with its audit, outbox and research rows) and
-   * returns the files to delete, or undefined when it is not held. `setAside` moves each file to a name
+   * returns the files to delete, or undefined when it is not held, or holds another copy than the one
+   * received at `receivedAt` (checked in the same transaction as the delete). `setAside` moves each file to a name
    * of its own while the write lock is held and before the rows go (returning that name, or
    * undefined when the file is already gone): once the row is gone, a node serving this storage may
    * place a re-sent copy at the instance's path, which deleting by that path would take with it.
    */
-  delete(id: number, setAside: (path: string) => string | undefined = (path) => path): string[] | undefined {
+  delete(id: number, receivedAt: number, setAside: (path: string) => string | undefined = (path) => path): string[] | undefined {
     return this.db.transaction(() => {
       const row = this.db
-        .prepare(`SELECT file_path AS filePath, deid_file_path AS deidFilePath, original_external AS external FROM instances WHERE id = ? AND state IN ('quarantined', 'failed')`)
-        .get(id) as { filePath: string; deidFilePath: string | null; external: number } | undefined;
+        .prepare(`SELECT file_path AS filePath, deid_file_path AS deidFilePath, original_external AS external FROM instances
+          WHERE id = ? AND received_at = ? AND state IN ('quarantined', 'failed')`)
+        .get(id, receivedAt) as { filePath: string; deidFilePath: string | null; external: number } | undefined;
       if (!row) return undefined;
       // An imported file in place is the user's: only its row goes.
       const files = [...(row.external ? [] : [row.filePath]), ...(row.deidFilePath ? [row.deidFilePath] : [])];

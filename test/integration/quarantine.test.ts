@@ -76,6 +76,9 @@ test('held instances are listed without patient data, shown, released with an ov
 
   const held = indexedRows(gantry.storagePath).find((row) => row.state === 'quarantined');
   assert.ok(held);
+  const bareDelete = await cli('delete', (second as string).split('.')[0] as string);
+  assert.notEqual(bareDelete.code, 0, 'a bare row id names no copy to delete');
+  assert.match(bareDelete.stderr, /it names the copy you reviewed/);
   const deleted = await cli('delete', second as string);
   assert.equal(deleted.code, 0, deleted.stderr);
   assert.equal(indexedRows(gantry.storagePath).length, 1, 'its row is gone');

@@ -192,3 +192,21 @@ test('a study sent again under a corrected PatientID moves to that patient, and 
   await writer.submit(record({ receivedAt: receivedAt + 9000, studyInstanceUid: '1.2.9', sopInstanceUid: '1.2.1.1.3', attributes: { PatientID: 'RIGHT-MRN', Modality: 'CT' } }));
   assert.deepEqual(db.prepare('SELECT study_instance_uid AS uid FROM studies').all(), [{ uid: '1.2.9' }]);
 });
+
+// Suspected in a review: quarantine delete took a bare row id and checked the copy outside the delete,
+// so a copy received again and held again could be deleted without anyone having reviewed it.
+test('deleting a held instance names the copy reviewed: a copy received since is not deleted with it', (t) => {
+  const { db, index } = openTestIndex(t, scratchDir('db'));
+  const reviewed = record({ receivedAt: Date.now() - 1000 });
+  index.upsert(reviewed);
+  const id = db.prepare('SELECT id FROM instances').pluck().get() as number;
+  const work = new DeidWork(db);
+  const newer = record({ filePath: 'originals/1.2.1/1.2.1.1/1.2.1.1.1.b.dcm' });
+  index.upsert(newer);
+  assert.ok(work.markHeld(id, newer, 'quarantined', 'rule: burned-in annotation'));
+  const quarantine = new QuarantineWork(db);
+  assert.equal(quarantine.delete(id, reviewed.receivedAt), undefined, 'the copy reviewed is no longer the one held');
+  assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 1, 'the newer copy stays');
+  assert.deepEqual(quarantine.delete(id, newer.receivedAt), [newer.filePath], 'the copy held now, named, is deleted');
+  assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 0);
+});
