@@ -341,7 +341,7 @@ quarantineCommand
   });
 quarantineCommand
   .command('delete')
-  .description('delete a held instance: its files and its index rows')
+  .description('delete the held copy <id> names (as ls and show print it): its files and its index rows')
   .option('-c, --config <file>', 'YAML config file')
   .argument('<id>')
   .action(async (id: string, options: { config?: string }) => {
