@@ -144,6 +144,16 @@ function heldReference(idText: string): { id: number; receivedAt?: number } {
   return ref;
 }
 
+/** The row and copy an operator acts on: a bare row id names no copy, and a copy received since the
+ * operator looked must not be released or deleted with it. */
+function reviewedCopyReference(idText: string, verb: 'released' | 'deleted'): { id: number; receivedAt: number } {
+  const ref = heldReference(idText);
+  if (ref.receivedAt === undefined) {
+    throw new Error(`give the id as gantry quarantine ls or show print it (${ref.id}.<copy>): it names the copy you reviewed, and a copy received since is not ${verb} with it`);
+  }
+  return { id: ref.id, receivedAt: ref.receivedAt };
+}
+
 /** Refuses an id whose copy is not the one the row holds now: the instance was received again. */
 function requireReviewedCopy(work: QuarantineWork, idText: string, ref: { id: number; receivedAt?: number }): void {
   if (ref.receivedAt !== undefined && work.receivedAgain(ref.id, ref.receivedAt)) {
@@ -152,10 +162,7 @@ function requireReviewedCopy(work: QuarantineWork, idText: string, ref: { id: nu
 }
 
 export function quarantineRelease(loaded: LoadedConfig, idText: string, override: { pass: boolean; ignoreFindings: boolean }): boolean {
-  const ref = heldReference(idText);
-  if (ref.receivedAt === undefined) {
-    throw new Error(`give the id as gantry quarantine ls or show print it (${ref.id}.<copy>): it names the copy you reviewed, and a copy received since is not released with it`);
-  }
+  const ref = reviewedCopyReference(idText, 'released');
   const { db } = openIndex(loaded);
   try {
     const work = new QuarantineWork(db);
@@ -167,13 +174,8 @@ export function quarantineRelease(loaded: LoadedConfig, idText: string, override
 }
 
 export function quarantineDelete(loaded: LoadedConfig, idText: string): boolean {
-  const ref = heldReference(idText);
-  const id = ref.id;
-  // As for release: a copy received since the operator looked is not deleted unreviewed.
-  if (ref.receivedAt === undefined) {
-    throw new Error(`give the id as gantry quarantine ls or show print it (${ref.id}.<copy>): it names the copy you reviewed, and a copy received since is not deleted with it`);
-  }
-  const { receivedAt } = ref;
+  const ref = reviewedCopyReference(idText, 'deleted');
+  const { id, receivedAt } = ref;
   const { db, storagePath } = openIndex(loaded);
   const moved: Array<[from: string, to: string]> = [];
   const setAside = (file: string): string | undefined => {

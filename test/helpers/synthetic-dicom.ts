@@ -185,3 +185,21 @@ export async function writeCorpus(dir: string, spec: CorpusSpec): Promise<Corpus
   }
   return written;
 }
+
+/** An item of defined length holding `body` (PS3.5 7.5), little endian. */
+export function definedItem(body: Buffer): Buffer {
+  const header = Buffer.alloc(8);
+  header.writeUInt16LE(0xfffe, 0);
+  header.writeUInt16LE(0xe000, 2);
+  header.writeUInt32LE(body.length, 4);
+  return Buffer.concat([header, body]);
+}
+
+/** An element of an implicit VR little endian dataset, its value as given (padded by the caller). */
+export function implicitElementOf(tag: number, value: Buffer): Buffer {
+  const header = Buffer.alloc(8);
+  header.writeUInt16LE(tag >>> 16, 0);
+  header.writeUInt16LE(tag & 0xffff, 2);
+  header.writeUInt32LE(value.length, 4);
+  return Buffer.concat([header, value]);
+}

@@ -14,7 +14,7 @@ import { DEFAULT_DEID_SETTINGS, DeidEngine, type DeidSettings } from '../../src/
 import { profileRowFor } from '../../src/deid/profile.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { elementHeader, encodeElement, type Element } from '../helpers/synthetic-dicom.js';
+import { definedItem, elementHeader, encodeElement, type Element } from '../helpers/synthetic-dicom.js';
 
 const PSEUDONYMS = new Pseudonymizer('the secret of the review tests');
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -41,12 +41,6 @@ function text(element: ElementNode | undefined): string {
   return (element?.value ?? Buffer.alloc(0)).toString('latin1').replace(/[\0 ]+$/, '');
 }
 
-function item(content: Buffer): Buffer {
-  const header = Buffer.alloc(8);
-  header.writeUInt32LE(0xe000fffe, 0);
-  header.writeUInt32LE(content.length, 4);
-  return Buffer.concat([header, content]);
-}
 
 /** An element of an implicit VR little endian dataset. */
 function implicitElement(tag: number, value: string): Buffer {
@@ -87,7 +81,7 @@ test('a sequence sent as UN that does not parse as implicit VR is not passed on 
   const dir = scratchDir('review-un-explicit');
   const originalSeries = '1.2.826.0.1.3680043.99.501.7';
   // Written by a node that relabelled the sequence UN but left its content in explicit VR.
-  const content = item(Buffer.concat([encodeElement(TAG.PatientName, 'PN', 'Doe^Jane'), encodeElement(TAG.SeriesInstanceUID, 'UI', originalSeries)]));
+  const content = definedItem(Buffer.concat([encodeElement(TAG.PatientName, 'PN', 'Doe^Jane'), encodeElement(TAG.SeriesInstanceUID, 'UI', originalSeries)]));
   const sop = '1.2.826.0.1.3680043.99.501.1';
   const dataset = sorted([
     [TAG.SOPClassUID, 'UI', CT_IMAGE],

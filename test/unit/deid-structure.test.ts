@@ -20,7 +20,7 @@ import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { compileProfile, RuleError, type RuleConfig } from '../../src/deid/rules.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { metaValue } from '../helpers/stored.js';
-import { elementHeader, encodeElement, type Element } from '../helpers/synthetic-dicom.js';
+import { definedItem, elementHeader, encodeElement, type Element } from '../helpers/synthetic-dicom.js';
 
 const SECRET = 'the secret of the structure tests';
 const PSEUDONYMS = new Pseudonymizer(SECRET);
@@ -56,17 +56,11 @@ function implicitElement(tag: number, text: string): Buffer {
   return Buffer.concat([header, value]);
 }
 
-function item(content: Buffer): Buffer {
-  const header = Buffer.alloc(8);
-  header.writeUInt32LE(0xe000fffe, 0);
-  header.writeUInt32LE(content.length, 4);
-  return Buffer.concat([header, content]);
-}
 
 /** A reference to another instance, as a node that did not know the sequence wrote it: a UN of
  * defined length holding one implicit VR item. */
 function referenceAsUn(sopInstanceUid: string): Buffer {
-  const content = item(Buffer.concat([implicitElement(TAG.ReferencedSOPClassUID, '1.2.840.10008.5.1.4.1.1.2'), implicitElement(TAG.ReferencedSOPInstanceUID, sopInstanceUid)]));
+  const content = definedItem(Buffer.concat([implicitElement(TAG.ReferencedSOPClassUID, '1.2.840.10008.5.1.4.1.1.2'), implicitElement(TAG.ReferencedSOPInstanceUID, sopInstanceUid)]));
   return Buffer.concat([elementHeader(TAG.ReferencedImageSequence, 'UN', content.length), content]);
 }
 
@@ -146,7 +140,7 @@ test('a reference from one instance to another follows the keyed UID of the othe
   ];
   writePart10(join(dir, 'a.dcm'), first, sortedDataset([...common, [TAG.SOPInstanceUID, 'UI', first]]));
   const referenceSequence = (() => {
-    const content = item(Buffer.concat([encodeElement(TAG.ReferencedSOPClassUID, 'UI', SECONDARY_CAPTURE), encodeElement(TAG.ReferencedSOPInstanceUID, 'UI', first)]));
+    const content = definedItem(Buffer.concat([encodeElement(TAG.ReferencedSOPClassUID, 'UI', SECONDARY_CAPTURE), encodeElement(TAG.ReferencedSOPInstanceUID, 'UI', first)]));
     return Buffer.concat([elementHeader(TAG.ReferencedImageSequence, 'SQ', content.length), content]);
   })();
   writePart10(join(dir, 'b.dcm'), second, sortedDataset([...common, [TAG.SOPInstanceUID, 'UI', second], referenceSequence]));

@@ -8,18 +8,11 @@ import { test } from 'node:test';
 import { BufferSource, parseDataset, PIXEL_DATA, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { EXTENDED_OFFSET_TABLE, frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
 import { PixelRedactionError } from '../../src/pixels/native.js';
-import { elementHeader } from '../helpers/synthetic-dicom.js';
+import { definedItem, elementHeader } from '../helpers/synthetic-dicom.js';
 
 const JPEG_START = [0xff, 0xd8, 0xff, 0xe0];
 const J2K_START = [0xff, 0x4f, 0xff, 0x51];
 
-function item(body: Buffer): Buffer {
-  const header = Buffer.alloc(8);
-  header.writeUInt16LE(0xfffe, 0);
-  header.writeUInt16LE(0xe000, 2);
-  header.writeUInt32LE(body.length, 4);
-  return Buffer.concat([header, body]);
-}
 
 /** Frame `index`'s bytes in `pieces` fragments: the codestream start, then bytes that name the frame. */
 function frame(start: readonly number[], index: number, pieces: number): Buffer[] {
@@ -52,7 +45,7 @@ function encapsulated(frames: readonly Buffer[][], options: { basic?: boolean; e
     offsets.forEach((offset, index) => table.writeBigUInt64LE(BigInt(offset), index * 8));
     parts.push(elementHeader(EXTENDED_OFFSET_TABLE, 'OV', table.length), table);
   }
-  parts.push(elementHeader(PIXEL_DATA, 'OB', 0xffffffff), item(basic), ...frames.flat().map(item), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]));
+  parts.push(elementHeader(PIXEL_DATA, 'OB', 0xffffffff), definedItem(basic), ...frames.flat().map(definedItem), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]));
   const source = new BufferSource(Buffer.concat(parts));
   const elements = parseDataset(source, 'explicit-le');
   const pixelData = elements.find((element) => element.tag === PIXEL_DATA);

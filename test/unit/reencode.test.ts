@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { reencodeElements } from '../../src/dicom/reencode.js';
-import { encodeElement } from '../helpers/synthetic-dicom.js';
+import { definedItem, encodeElement, implicitElementOf } from '../helpers/synthetic-dicom.js';
 
 type LittleEndian = 'explicit-le' | 'implicit-le';
 
@@ -18,14 +18,6 @@ function reencode(dataset: Buffer, from: LittleEndian, to: LittleEndian): Elemen
   return parseDataset(new BufferSource(Buffer.concat(out)), to);
 }
 
-/** An element of an implicit VR little endian dataset. */
-function implicitElement(tag: number, value: Buffer): Buffer {
-  const header = Buffer.alloc(8);
-  header.writeUInt16LE(tag >>> 16, 0);
-  header.writeUInt16LE(tag & 0xffff, 2);
-  header.writeUInt32LE(value.length, 4);
-  return Buffer.concat([header, value]);
-}
 
 function groupLengthAndBytes(elements: readonly ElementNode[], group: number): [said: number | undefined, counted: number] {
   const said = elements.find((element) => element.tag === group << 16)?.value?.readUInt32LE(0);
@@ -45,10 +37,10 @@ test('a group length counts the bytes of its group as re-encoded, not as they we
   const [said, counted] = groupLengthAndBytes(reencode(explicit, 'explicit-le', 'implicit-le'), 0x0008);
   assert.equal(said, counted, 'explicit to implicit');
 
-  const implicitMembers = Buffer.concat([implicitElement(0x00080018, Buffer.from('1.2.3.4\0', 'latin1')), implicitElement(0x0008030e, Buffer.from('a private element ', 'latin1'))]);
+  const implicitMembers = Buffer.concat([implicitElementOf(0x00080018, Buffer.from('1.2.3.4\0', 'latin1')), implicitElementOf(0x0008030e, Buffer.from('a private element ', 'latin1'))]);
   const lengthValue = Buffer.alloc(4);
   lengthValue.writeUInt32LE(implicitMembers.length);
-  const implicit = Buffer.concat([implicitElement(0x00080000, lengthValue), implicitMembers, implicitElement(0x00100010, Buffer.from('DOE^JOHN', 'latin1'))]);
+  const implicit = Buffer.concat([implicitElementOf(0x00080000, lengthValue), implicitMembers, implicitElementOf(0x00100010, Buffer.from('DOE^JOHN', 'latin1'))]);
   const [saidImplicit, countedImplicit] = groupLengthAndBytes(reencode(implicit, 'implicit-le', 'explicit-le'), 0x0008);
   assert.equal(saidImplicit, countedImplicit, 'implicit to explicit');
 });
@@ -73,14 +65,13 @@ function uint16s(...values: number[]): Buffer {
 
 /** An implicit VR dataset whose pixels are signed or not, with an icon whose pixels are unsigned. */
 function implicitDataset(pixelRepresentation: number): Buffer {
-  const icon = Buffer.concat([implicitElement(PixelRepresentation, uint16s(0)), implicitElement(SmallestImagePixelValue, uint16s(5))]);
-  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), uint16s(icon.length & 0xffff, icon.length >>> 16), icon]);
+  const icon = Buffer.concat([implicitElementOf(PixelRepresentation, uint16s(0)), implicitElementOf(SmallestImagePixelValue, uint16s(5))]);
   return Buffer.concat([
-    implicitElement(PixelRepresentation, uint16s(pixelRepresentation)),
-    implicitElement(SmallestImagePixelValue, int16s(-100)),
-    implicitElement(PixelPaddingValue, int16s(-2000)),
-    implicitElement(RedPaletteColorLookupTableDescriptor, uint16s(256, 0, 16)),
-    implicitElement(IconImageSequence, item),
+    implicitElementOf(PixelRepresentation, uint16s(pixelRepresentation)),
+    implicitElementOf(SmallestImagePixelValue, int16s(-100)),
+    implicitElementOf(PixelPaddingValue, int16s(-2000)),
+    implicitElementOf(RedPaletteColorLookupTableDescriptor, uint16s(256, 0, 16)),
+    implicitElementOf(IconImageSequence, definedItem(icon)),
   ]);
 }
 
