@@ -8,6 +8,7 @@ import type { Db } from '../db/database.js';
 import { findingsText, type AuditText } from '../deid/audit-text.js';
 import type { IndexedAttributes } from './attributes.js';
 import { DeidAudit, type EncodedAudit, type StoredAudit } from './deid-audit.js';
+import { EmptyRows } from './empty-rows.js';
 import { ResearchIndex } from './research-index.js';
 
 /** What an operator decided when releasing an instance from quarantine. */
@@ -81,14 +82,17 @@ export class DeidWork {
     | 'forgetRename'
     | 'forgetReferences'
     | 'recordReference'
-    | 'redoReferencing',
+    | 'redoReferencing'
+    | 'studyOf',
     Statement
   >;
   private readonly research: ResearchIndex;
   private readonly audit: DeidAudit;
+  private readonly emptyRows: EmptyRows;
 
   constructor(private readonly db: Db) {
     this.research = new ResearchIndex(db);
+    this.emptyRows = new EmptyRows(db);
     this.audit = new DeidAudit(db);
     this.statements = {
       stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
@@ -114,7 +118,8 @@ export class DeidWork {
       recordRename: db.prepare(`
         INSERT INTO redaction_renames (instance_pk, study_pk, original_uid, renamed_uid)
         VALUES (@id, (SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = @id), @original, @renamed)
-        ON CONFLICT (instance_pk) DO UPDATE SET original_uid = excluded.original_uid, renamed_uid = excluded.renamed_uid`),
+        ON CONFLICT (instance_pk) DO UPDATE SET study_pk = excluded.study_pk, original_uid = excluded.original_uid, renamed_uid = excluded.renamed_uid`),
+      studyOf: db.prepare(`SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = ?`).pluck(),
       forgetRename: db.prepare(`DELETE FROM redaction_renames WHERE instance_pk = ?`),
       forgetReferences: db.prepare(`DELETE FROM instance_references WHERE instance_pk = ?`),
       recordReference: db.prepare(`
@@ -234,7 +239,9 @@ export class DeidWork {
    */
   private setRename(id: number, rename: { original: string; renamed: string } | undefined): void {
     const before = this.statements.renameOf.get(id) as { studyPk: number; original: string; renamed: string } | undefined;
-    if (before?.original === rename?.original && before?.renamed === rename?.renamed) return;
+    // Sent again into another study (a corrected Study Instance UID), the rename moves with it.
+    const moved = before !== undefined && rename !== undefined && before.studyPk !== this.statements.studyOf.get(id);
+    if (!moved && before?.original === rename?.original && before?.renamed === rename?.renamed) return;
     if (rename) this.statements.recordRename.run({ id, ...rename });
     else this.statements.forgetRename.run(id);
     const now = Date.now();
@@ -242,7 +249,9 @@ export class DeidWork {
       const redone = this.statements.redoReferencing.all({ studyPk, original, name, id, now }) as Array<{ id: number }>;
       for (const row of redone) this.research.remove(row.id);
     };
-    if (before && before.original !== rename?.original) redo(before.studyPk, before.original, before.original);
+    if (before && (moved || before.original !== rename?.original)) redo(before.studyPk, before.original, before.original);
+    // The study it left may be empty now that no rename names it.
+    if (before && (moved || !rename)) this.emptyRows.dropStudy(before.studyPk);
     if (rename) {
       const after = this.statements.renameOf.get(id) as { studyPk: number };
       redo(after.studyPk, rename.original, rename.renamed);

@@ -7,6 +7,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db, WalSync } from '../db/database.js';
 import type { IndexedAttributes } from './attributes.js';
+import { EmptyRows } from './empty-rows.js';
 import { ResearchIndex } from './research-index.js';
 
 export type InstanceState = 'received' | 'deidentified' | 'quarantined' | 'failed' | 'forwarded';
@@ -109,15 +110,15 @@ export class InstanceIndex {
     releaseForwarding: Statement;
     studyParent: Statement;
     seriesParent: Statement;
-    deleteEmptyStudy: Statement;
-    deleteEmptyPatient: Statement;
     forgetAudit: Statement;
   };
 
   private readonly research: ResearchIndex;
+  private readonly emptyRows: EmptyRows;
 
   constructor(private readonly db: Db) {
     this.research = new ResearchIndex(db);
+    this.emptyRows = new EmptyRows(db);
     this.statements = {
       upsertPatient: db.prepare(`
         INSERT INTO patients (patient_key, patient_id, issuer_of_patient_id, patient_name, patient_birth_date, patient_sex, created_at, updated_at)
@@ -157,7 +158,7 @@ export class InstanceIndex {
           body_part_examined = coalesce(excluded.body_part_examined, body_part_examined),
           last_received_at = excluded.last_received_at
         RETURNING id`),
-      findInstancePath: db.prepare('SELECT file_path AS filePath, original_external AS external FROM instances WHERE sop_instance_uid = ?'),
+      findInstancePath: db.prepare('SELECT file_path AS filePath, original_external AS external, series_pk AS seriesPk FROM instances WHERE sop_instance_uid = ?'),
       upsertInstance: db.prepare(`
         INSERT INTO instances (sop_instance_uid, series_pk, sop_class_uid, instance_number, content_date, content_time,
           number_of_frames, rows, columns, image_type, manufacturer, manufacturer_model_name, device_serial_number,
@@ -192,9 +193,6 @@ export class InstanceIndex {
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
       studyParent: db.prepare('SELECT patient_pk FROM studies WHERE study_instance_uid = ?').pluck(),
       seriesParent: db.prepare('SELECT study_pk FROM series WHERE series_instance_uid = ?').pluck(),
-      deleteEmptyStudy: db.prepare(`DELETE FROM studies WHERE id = @id AND NOT EXISTS (SELECT 1 FROM series WHERE study_pk = @id)
-        AND NOT EXISTS (SELECT 1 FROM redaction_renames WHERE study_pk = @id) RETURNING patient_pk`).pluck(),
-      deleteEmptyPatient: db.prepare('DELETE FROM patients WHERE id = @id AND NOT EXISTS (SELECT 1 FROM studies WHERE patient_pk = @id)'),
       forgetAudit: db.prepare('DELETE FROM deid_audit WHERE instance_pk = (SELECT id FROM instances WHERE sop_instance_uid = ?)'),
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
@@ -261,7 +259,7 @@ export class InstanceIndex {
   upsert(record: InstanceRecord): UpsertOutcome {
     const hierarchy = hierarchyValues(record.attributes);
     const remembered = this.recentSeriesPk(record, hierarchy);
-    const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string; external: number } | undefined;
+    const previous = this.statements.findInstancePath.get(record.sopInstanceUid) as { filePath: string; external: number; seriesPk: number } | undefined;
     // A new copy of an instance waits for de-identification again: its old copy leaves the research
     // view, and its audit goes (a rule may hold the new copy back without writing one, and the
     // operator reviewing it must not be shown the findings of a copy that is gone).
@@ -269,14 +267,18 @@ export class InstanceIndex {
       this.research.removeByOriginalUid(record.sopInstanceUid);
       this.statements.forgetAudit.run(record.sopInstanceUid);
     }
+    let seriesPk = remembered ?? this.upsertHierarchy(record, hierarchy);
     try {
-      this.insertInstance(record, remembered ?? this.upsertHierarchy(record, hierarchy));
+      this.insertInstance(record, seriesPk);
     } catch (error) {
       // A remembered series deleted since: write the hierarchy again.
       if (remembered === undefined || (error as { code?: string }).code !== 'SQLITE_CONSTRAINT_FOREIGNKEY') throw error;
       this.recentSeries.clear();
-      this.insertInstance(record, this.upsertHierarchy(record, hierarchy));
+      seriesPk = this.upsertHierarchy(record, hierarchy);
+      this.insertInstance(record, seriesPk);
     }
+    // Sent again under another Series Instance UID: the series it leaves may be empty now.
+    if (previous && previous.seriesPk !== seriesPk) this.emptyRows.dropSeries(previous.seriesPk);
     const outcome: UpsertOutcome = { inserted: previous === undefined };
     // An imported file in place is the user's: the new copy replaces it in the index, not on disk.
     if (previous && previous.filePath !== record.filePath && !previous.external) outcome.replacedFilePath = previous.filePath;
@@ -367,18 +369,13 @@ export class InstanceIndex {
       bodyPart: a.BodyPartExamined ?? null,
       now,
     }) as { id: number };
-    if (formerStudyPk !== undefined && formerStudyPk !== study.id) this.dropEmptyStudy(formerStudyPk);
-    if (formerPatientPk !== undefined && formerPatientPk !== patient.id) this.statements.deleteEmptyPatient.run({ id: formerPatientPk });
+    if (formerStudyPk !== undefined && formerStudyPk !== study.id) this.emptyRows.dropStudy(formerStudyPk);
+    if (formerPatientPk !== undefined && formerPatientPk !== patient.id) this.emptyRows.dropPatient(formerPatientPk);
     const memo = { seriesPk: series.id, studyInstanceUid: record.studyInstanceUid, hierarchy, writtenAt: now };
     this.pendingMemos.push([record.seriesInstanceUid, memo]);
     return series.id;
   }
 
-  /** Deletes a study left without series, and then its patient if left without studies. */
-  private dropEmptyStudy(studyPk: number): void {
-    const patientPk = this.statements.deleteEmptyStudy.get({ id: studyPk }) as number | undefined;
-    if (patientPk !== undefined) this.statements.deleteEmptyPatient.run({ id: patientPk });
-  }
 
   private insertInstance(record: InstanceRecord, seriesPk: number): void {
     const a = record.attributes;

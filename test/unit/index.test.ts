@@ -193,6 +193,20 @@ test('a study sent again under a corrected PatientID moves to that patient, and 
   assert.deepEqual(db.prepare('SELECT study_instance_uid AS uid FROM studies').all(), [{ uid: '1.2.9' }]);
 });
 
+// An instance sent again under a corrected Series (and Study) Instance UID left its old series, study
+// and patient in the source index, empty: a source C-FIND listed them with no instances.
+test('an instance sent again under another series leaves no empty series, study or patient behind', async (t) => {
+  const { db, writer } = openIndex(t);
+  const receivedAt = Date.now();
+  await writer.submit(record({ receivedAt, attributes: { PatientID: 'WRONG-MRN', Modality: 'CT' } }));
+  await writer.submit(record({ receivedAt: receivedAt + 5000, studyInstanceUid: '1.2.9', seriesInstanceUid: '1.2.9.1', attributes: { PatientID: 'RIGHT-MRN', Modality: 'CT' } }));
+  const hierarchy = (table: string, uid: string) => db.prepare(`SELECT ${uid} FROM ${table}`).pluck().all();
+  assert.deepEqual(hierarchy('series', 'series_instance_uid'), ['1.2.9.1']);
+  assert.deepEqual(hierarchy('studies', 'study_instance_uid'), ['1.2.9']);
+  assert.deepEqual(hierarchy('patients', 'patient_id'), ['RIGHT-MRN']);
+  assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 1);
+});
+
 // Suspected in a review: quarantine delete took a bare row id and checked the copy outside the delete,
 // so a copy received again and held again could be deleted without anyone having reviewed it.
 test('deleting a held instance names the copy reviewed: a copy received since is not deleted with it', (t) => {
