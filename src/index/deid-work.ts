@@ -83,7 +83,8 @@ export class DeidWork {
     | 'forgetReferences'
     | 'recordReference'
     | 'redoReferencing'
-    | 'studyOf',
+    | 'studyOf'
+    | 'earlierCopies',
     Statement
   >;
   private readonly research: ResearchIndex;
@@ -107,8 +108,10 @@ export class DeidWork {
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
           deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
           deid_series_instance_uid = @seriesInstanceUid, deid_study_instance_uid = @studyInstanceUid,
-          deid_profile = @profile, routed_at = NULL, deid_deleted_at = NULL
+          deid_profile = @profile, routed_at = NULL, deid_deleted_at = NULL, deid_superseded_path = NULL
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath AND received_at = @receivedAt`),
+      earlierCopies: db.prepare(`SELECT deid_superseded_path AS superseded, CASE WHEN deid_deleted_at IS NULL THEN deid_file_path END AS current
+        FROM instances WHERE id = ?`),
       renames: db.prepare(`SELECT instance_pk AS instancePk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ?`),
       renameOf: db.prepare(`SELECT study_pk AS studyPk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE instance_pk = ?`),
       currentName: db.prepare(`
@@ -132,10 +135,22 @@ export class DeidWork {
           AND id != @id AND state IN ('deidentified', 'forwarded') AND original_deleted_at IS NULL
         RETURNING id`),
       held: db.prepare(`
-        UPDATE instances SET state = @state, state_changed_at = @now, state_reason = @reason
+        UPDATE instances SET state = @state, state_changed_at = @now, state_reason = @reason, deid_superseded_path = NULL
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath AND received_at = @receivedAt`),
       countByState: db.prepare('SELECT state, count(*) AS count FROM instances GROUP BY state'),
     };
+  }
+
+  /**
+   * The de-identified copies of an instance waiting for de-identification that its next outcome makes
+   * obsolete (paths under storage.path): `superseded`, the copy of the original it was received again
+   * over, which a recorded outcome forgets; and `current`, the copy its row still names when it was sent
+   * back to be done again, which a new copy replaces. Read before the outcome is recorded; the caller
+   * deletes them once it is, unless the new copy took the same path.
+   */
+  earlierCopies(id: number): { superseded?: string; current?: string } {
+    const row = this.statements.earlierCopies.get(id) as { superseded: string | null; current: string | null } | undefined;
+    return { ...(row?.superseded ? { superseded: row.superseded } : {}), ...(row?.current ? { current: row.current } : {}) };
   }
 
   /** Instances waiting for de-identification, oldest row first. */

@@ -179,6 +179,7 @@ export class InstanceIndex {
           transfer_syntax_uid = excluded.transfer_syntax_uid, file_path = excluded.file_path,
           file_size = excluded.file_size, calling_ae_title = excluded.calling_ae_title,
           received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at,
+          deid_superseded_path = CASE WHEN deid_file_path IS NOT NULL AND deid_deleted_at IS NULL THEN deid_file_path ELSE deid_superseded_path END,
           state_reason = NULL, deid_file_path = NULL, deid_file_size = NULL, deid_sop_instance_uid = NULL,
           deid_series_instance_uid = NULL, deid_study_instance_uid = NULL, deid_profile = NULL,
           routed_at = NULL, original_deleted_at = NULL, deid_deleted_at = NULL, deid_override = NULL,

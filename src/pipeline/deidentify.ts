@@ -338,15 +338,20 @@ export class DeidScheduler {
    * undefined when a newer copy made this one stale (nothing was recorded). */
   private settle(instance: WaitingInstance, task: DeidTask, settings: DeidSchedulerSettings, result: DeidTaskResult): DeidOutcome | undefined {
     const { work, storagePath } = this.options;
+    const earlier = work.earlierCopies(instance.id);
     // A rule or the pixel check held it back (decide.ts): nothing was written.
     if (result.kind === 'quarantined') {
-      return work.markHeld(instance.id, instance, 'quarantined', result.reason) ? 'quarantined' : undefined;
+      if (!work.markHeld(instance.id, instance, 'quarantined', result.reason)) return undefined;
+      this.removeEarlierCopies([earlier.superseded]);
+      return 'quarantined';
     }
     const reason = residualRiskReason(result.findings, settings.quarantineOnFindings, instance.override?.ignoreFindings);
     if (reason !== undefined) {
       const recorded = work.markQuarantinedWithFindings(instance.id, instance, reason, result.audit, result.findings);
       removeQuietly(task.temporary);
-      return recorded ? 'quarantined' : undefined;
+      if (!recorded) return undefined;
+      this.removeEarlierCopies([earlier.superseded]);
+      return 'quarantined';
     }
     const target = join(storagePath, result.filePath);
     const place = () => {
@@ -361,7 +366,20 @@ export class DeidScheduler {
       removeQuietly(task.temporary);
       return undefined;
     }
+    this.removeEarlierCopies([earlier.superseded, earlier.current], result.filePath);
     return 'ok';
+  }
+
+  /**
+   * Deletes de-identified copies that a recorded outcome made obsolete (DeidWork.earlierCopies), except
+   * the path the new copy took. Nothing serves them any more: the instance was received again or sent
+   * back to be done again, so it is neither routed nor retrievable until its new outcome. Should the
+   * transaction then roll back, the row only names a copy that is gone while it waits to be done again.
+   */
+  private removeEarlierCopies(paths: ReadonlyArray<string | undefined>, newCopy?: string): void {
+    for (const path of new Set(paths)) {
+      if (path !== undefined && path !== newCopy) removeQuietly(join(this.options.storagePath, path));
+    }
   }
 
   private fail(instance: WaitingInstance, task: DeidTask, error: Error): DeidOutcome | undefined {
@@ -378,12 +396,14 @@ export class DeidScheduler {
       return undefined;
     }
     try {
+      const earlier = this.options.work.earlierCopies(instance.id);
       if (!this.options.work.markHeld(instance.id, instance, 'failed', reason)) {
         // The row no longer holds the copy the task read (replaced, deleted, or no longer waiting):
         // not a failure of what the row holds now.
         this.options.log.debug({ instance: instance.id, err: reason }, 'de-identification of a copy no longer waiting failed');
         return undefined;
       }
+      this.removeEarlierCopies([earlier.superseded]);
       this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');
     } catch (recordError) {
       this.options.log.warn({ instance: instance.id, err: reason }, 'de-identification failed');

@@ -29,6 +29,19 @@ const FINDING = { code: 'identifier-in-text', message: "StudyDescription quotes 
 const NAME_ENTRY = { path: '(0010,0010)', keyword: 'PatientName', action: 'dummy' };
 const UID_ENTRY = { path: '(0008,0018)', keyword: 'SOPInstanceUID', action: 'uid' };
 
+/**
+ * Instances n = 1..count written in SQL, for a schema older than the code: InstanceIndex's statements
+ * name the newest columns. Returns their row ids.
+ */
+function insertInstanceRows(db: Db, count: number): number[] {
+  db.exec(`INSERT INTO patients (id, patient_key, patient_id, created_at, updated_at) VALUES (1, 'MRN-1', 'MRN-1', 0, 0);
+    INSERT INTO studies (id, study_instance_uid, patient_pk, created_at, last_received_at) VALUES (1, '1.2.1', 1, 0, 0);
+    INSERT INTO series (id, series_instance_uid, study_pk, created_at, last_received_at) VALUES (1, '1.2.1.1', 1, 0, 0);`);
+  const insert = db.prepare(`INSERT INTO instances (sop_instance_uid, series_pk, sop_class_uid, transfer_syntax_uid, file_path, file_size,
+    calling_ae_title, received_at, state_changed_at) VALUES (?, 1, '1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.1.2.1', ?, 10, 'CT01', 0, 0)`);
+  return Array.from({ length: count }, (_, n) => Number(insert.run(`1.2.1.1.${n + 1}`, `originals/${n + 1}.dcm`).lastInsertRowid));
+}
+
 /** Audit rows whose entries or findings name no text (rows name texts without a foreign key). */
 /** The copy an instance's row holds, as a de-identification that read it names it. */
 function copyOf(db: Db, id: number): SourceCopy {
@@ -168,7 +181,7 @@ test('migration 11 keeps every audit written before it, page after page, each di
   const db = openDatabase(file, MIGRATIONS.filter((migration) => migration.version < 11));
   t.after(() => db.close());
   // More rows than the migration's page of 512, with three entries texts and two findings texts.
-  const ids = indexInstances(db, 600);
+  const ids = insertInstanceRows(db, 600);
   const entriesOf = (n: number) => [[NAME_ENTRY], [UID_ENTRY], [NAME_ENTRY, UID_ENTRY]][n % 3] as unknown[];
   const findingsOf = (n: number) => (n % 2 === 0 ? [FINDING] : []);
   const insert = db.prepare('INSERT INTO deid_audit (instance_pk, entries, findings, created_at) VALUES (?, ?, ?, ?)');

@@ -181,6 +181,63 @@ test('a stale output (the instance was re-sent meanwhile) is dropped without tou
   assert.deepEqual(observer.outcomes, [], 'a stale outcome is not counted');
 });
 
+/** De-identifies the instance's current copy (the next task) into `target`; waits until it is recorded. */
+async function deidentifyInto(setup: Awaited<ReturnType<typeof setUp>>, target: string, sopInstanceUid: string): Promise<void> {
+  const pending = await setup.pool.next();
+  writeFileSync(pending.task.temporary, `OUTPUT ${target}`);
+  pending.resolve(deidentified(target, sopInstanceUid));
+  for (let tries = 0; tries < 100 && setup.state().deidPath !== target; tries += 1) await sleep(10);
+  assert.equal(setup.state().deidPath, target);
+}
+
+// Found on re-reading the index: a new original cleared the row's de-identified copy without deleting
+// it, so when the new copy went elsewhere (a corrected Study Instance UID, a rename under retainUIDs)
+// the old one stayed on disk for good, out of retention's reach.
+test('a copy received again under other UIDs: its old de-identified copy is deleted once the new one is recorded', async (t) => {
+  const setup = await setUp(t);
+  const { storagePath, writer, scheduler } = setup;
+  await writer.submit(record('originals/first.dcm'));
+  scheduler.start();
+  await deidentifyInto(setup, TARGET, '2.25.1');
+  await writer.submit({ ...record('originals/second.dcm'), studyInstanceUid: '1.2.9' });
+  assert.equal(existsSync(join(storagePath, TARGET)), true, 'kept while the new original waits');
+  const moved = 'deidentified/2.25.8/2.25.2/2.25.1.dcm';
+  await deidentifyInto(setup, moved, '2.25.1');
+  assert.equal(existsSync(join(storagePath, TARGET)), false, 'the superseded copy is deleted');
+  assert.equal(readFileSync(join(storagePath, moved), 'utf8'), `OUTPUT ${moved}`);
+  // Received again with the same UIDs: the new copy takes the old one's path and stays.
+  await writer.submit({ ...record('originals/third.dcm'), studyInstanceUid: '1.2.9' });
+  await deidentifyInto(setup, moved, '2.25.1');
+  assert.equal(readFileSync(join(storagePath, moved), 'utf8'), `OUTPUT ${moved}`);
+});
+
+test('an instance sent back to be done again: the copy its row named is deleted when the new one goes elsewhere', async (t) => {
+  const setup = await setUp(t);
+  const { db, storagePath, writer, work, scheduler } = setup;
+  await writer.submit(record('originals/first.dcm'));
+  scheduler.start();
+  await deidentifyInto(setup, TARGET, '2.25.1');
+  work.redo(db.prepare('SELECT id FROM instances').pluck().get() as number);
+  // Under retainUIDs, redacted this time: a UID of its own, so another path.
+  const renamed = 'deidentified/2.25.3/2.25.2/2.25.77.dcm';
+  await deidentifyInto(setup, renamed, '2.25.77');
+  assert.equal(existsSync(join(storagePath, TARGET)), false);
+  assert.equal(existsSync(join(storagePath, renamed)), true);
+});
+
+test('a copy received again and held back: its old de-identified copy is deleted too', async (t) => {
+  const setup = await setUp(t);
+  const { storagePath, writer, pool, scheduler, state } = setup;
+  await writer.submit(record('originals/first.dcm'));
+  scheduler.start();
+  await deidentifyInto(setup, TARGET, '2.25.1');
+  await writer.submit(record('originals/second.dcm'));
+  (await pool.next()).resolve({ kind: 'quarantined', reason: 'rule: burned-in annotation' });
+  for (let tries = 0; tries < 100 && state().state !== 'quarantined'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'quarantined');
+  assert.equal(existsSync(join(storagePath, TARGET)), false);
+});
+
 test('a task that fails is recorded as failed, but one ended by stopping waits for the next start', async (t) => {
   const observer = recordingObserver();
   const { writer, pool, scheduler, state } = await setUp(t, observer);
