@@ -58,8 +58,7 @@ export class ResearchIndex {
             series_number = excluded.series_number, series_description = excluded.series_description,
             series_date = excluded.series_date, series_time = excluded.series_time, body_part_examined = excluded.body_part_examined
           RETURNING id`),
-      // A copy of another instance with the same de-identified UID (a rule keeping UIDs) replaces it.
-      clash: db.prepare(`DELETE FROM r_instances WHERE sop_instance_uid = @uid AND id != @id`),
+      clash: db.prepare(`SELECT id FROM r_instances WHERE sop_instance_uid = @uid AND id != @id`).pluck(),
       instance: db.prepare(`
           INSERT OR REPLACE INTO r_instances (id, sop_instance_uid, series_pk, sop_class_uid, instance_number, content_date, content_time,
             number_of_frames, rows, columns, image_type, transfer_syntax_uid)
@@ -82,6 +81,10 @@ export class ResearchIndex {
   record(id: number, copy: ResearchCopy): void {
     const a = copy.attributes;
     const { patient, study, series, clash, instance } = this.statements;
+    // A copy of another instance with the same de-identified UID (a rule keeping UIDs) replaces it,
+    // first, so that the rows written below are not dropped as that instance's orphans.
+    const clashing = clash.get({ uid: copy.sopInstanceUid, id }) as number | undefined;
+    if (clashing !== undefined) this.remove(clashing);
     const previous = this.placeOf(id);
     // The study and series rows are shared with the study's other copies, and the upserts below may
     // move them (a corrected Patient ID, a series under another study UID): where they were.
@@ -115,7 +118,6 @@ export class ResearchIndex {
       time: a.SeriesTime ?? null,
       bodyPart: a.BodyPartExamined ?? null,
     }) as { id: number }).id;
-    clash.run({ uid: copy.sopInstanceUid, id });
     instance.run({
       id,
       uid: copy.sopInstanceUid,

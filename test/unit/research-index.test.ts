@@ -123,3 +123,49 @@ test('a study whose copies move to another patient, or a series to another study
   assert.deepEqual(studies(), ['2.25.72'], 'the study left without series is gone');
   db.close();
 });
+
+// Suspected on re-reading: a copy that took over another instance's de-identified SOP Instance UID (a
+// rule keeping UIDs) deleted that instance's research row but left its series, study and patient rows,
+// listed empty by a research C-FIND.
+test('a copy that takes over another instance’s de-identified UID leaves no empty research rows of the other behind', () => {
+  const db = openDatabase(join(scratchDir('research-index'), 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  const research = new ResearchIndex(db);
+  const [first, second] = [indexedInstance(index, db, 1), indexedInstance(index, db, 2)] as [number, number];
+  const copy = (patientId: string, studyUid: string, seriesUid: string) => ({
+    sopInstanceUid: '2.25.90',
+    seriesInstanceUid: seriesUid,
+    studyInstanceUid: studyUid,
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    attributes: { PatientName: 'ANON', PatientID: patientId, Modality: 'CT' },
+  });
+  research.record(first, copy('PSEUDO-A', '2.25.71', '2.25.81'));
+  research.record(second, copy('PSEUDO-B', '2.25.72', '2.25.82'));
+  const uids = (table: string, column: string) => db.prepare(`SELECT ${column} FROM ${table}`).pluck().all();
+  assert.deepEqual(uids('r_instances', 'id'), [second]);
+  assert.deepEqual(uids('r_series', 'series_instance_uid'), ['2.25.82']);
+  assert.deepEqual(uids('r_studies', 'study_instance_uid'), ['2.25.72']);
+  assert.deepEqual(uids('r_patients', 'patient_id'), ['PSEUDO-B']);
+  db.close();
+});
+
+test('a copy that takes over another instance’s de-identified UID in the same series keeps that series', () => {
+  const db = openDatabase(join(scratchDir('research-index'), 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  const research = new ResearchIndex(db);
+  const [first, second] = [indexedInstance(index, db, 1), indexedInstance(index, db, 2)] as [number, number];
+  const copy = {
+    sopInstanceUid: '2.25.90',
+    seriesInstanceUid: '2.25.81',
+    studyInstanceUid: '2.25.71',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    attributes: { PatientName: 'ANON', PatientID: 'PSEUDO-A', Modality: 'CT' },
+  };
+  research.record(first, copy);
+  research.record(second, copy);
+  const row = db.prepare('SELECT i.id, se.series_instance_uid AS series FROM r_instances i JOIN r_series se ON se.id = i.series_pk').all();
+  assert.deepEqual(row, [{ id: second, series: '2.25.81' }]);
+  db.close();
+});
