@@ -12,7 +12,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { existsSync, rmdirSync, rmSync } from 'node:fs';
-import { mkdir, opendir, readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { mkdir, opendir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
 import type { LoadedConfig } from '../config/load.js';
@@ -97,6 +97,8 @@ export class ExportJournal {
   private readonly page: Statement;
   private readonly done: Statement;
   private readonly exportedPath: Statement;
+  private readonly journalPage: Statement;
+  private readonly forget: Statement;
   private readonly countSelected: Statement;
   private readonly countDone: Statement;
   private readonly parameters: Record<string, string>;
@@ -133,8 +135,10 @@ export class ExportJournal {
       ORDER BY i.id LIMIT ${PAGE}`);
     this.countSelected = db.prepare(`SELECT count(*) AS count ${from} ${where}`);
     this.countDone = db.prepare(`SELECT count(*) AS count ${from} ${where} AND EXISTS (${exported})`);
-    this.done = db.prepare(`INSERT INTO export_items (out_dir, instance_pk, path, exported_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (out_dir, instance_pk) DO UPDATE SET path = excluded.path, exported_at = excluded.exported_at`);
+    this.done = db.prepare(`INSERT INTO export_items (out_dir, instance_pk, path, exported_at, bytes) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (out_dir, instance_pk) DO UPDATE SET path = excluded.path, exported_at = excluded.exported_at, bytes = excluded.bytes`);
+    this.journalPage = db.prepare(`SELECT instance_pk AS id, path, bytes FROM export_items WHERE out_dir = ? AND instance_pk > ? ORDER BY instance_pk LIMIT ${PAGE}`);
+    this.forget = db.prepare(`DELETE FROM export_items WHERE out_dir = ? AND instance_pk = ?`);
     this.exportedPath = db.prepare(`SELECT path FROM export_items WHERE out_dir = ? AND instance_pk = ?`).pluck();
   }
 
@@ -150,16 +154,37 @@ export class ExportJournal {
 
   /** Records what was written; answers the paths (relative to the folder) of earlier exports of these
    * instances that were written elsewhere (an instance received again under another PatientID). */
-  record(written: ReadonlyArray<{ id: number; path: string }>, now = Date.now()): string[] {
+  record(written: ReadonlyArray<{ id: number; path: string; bytes: number }>, now = Date.now()): string[] {
     const replaced: string[] = [];
     this.db.transaction(() => {
       for (const item of written) {
         const earlier = this.exportedPath.get(this.outDir, item.id) as string | undefined;
         if (earlier !== undefined && earlier !== item.path) replaced.push(earlier);
-        this.done.run(this.outDir, item.id, item.path, now);
+        this.done.run(this.outDir, item.id, item.path, now, item.bytes);
       }
     })();
     return replaced;
+  }
+
+  /**
+   * Forgets the files the journal lists that the folder `out` lacks or holds at another size, so that
+   * this run writes them again; answers how many. Files are written without a sync each (as cp does):
+   * after a power loss the journal can list a file that is gone, or empty (its data never allocated).
+   * On ext4 (data=ordered) a file whose size survived has its data too.
+   */
+  async forgetMissing(out: string): Promise<number> {
+    let forgotten = 0;
+    for (let afterId = 0; ; ) {
+      const rows = this.journalPage.all(this.outDir, afterId) as Array<{ id: number; path: string; bytes: number | null }>;
+      if (rows.length === 0) return forgotten;
+      afterId = (rows[rows.length - 1] as { id: number }).id;
+      const sizes = await Promise.all(rows.map((row) => stat(join(out, row.path)).then((info) => info.size, () => undefined)));
+      const lost = rows.filter((row, n) => sizes[n] === undefined || (row.bytes !== null && sizes[n] !== row.bytes));
+      this.db.transaction(() => {
+        for (const row of lost) this.forget.run(this.outDir, row.id);
+      })();
+      forgotten += lost.length;
+    }
   }
 }
 
@@ -204,13 +229,14 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
     journal = new ExportJournal(db, `${out}#${await exportIdentity(out, true, options.secretDigest)}`, options.selection);
     ({ selected, done } = journal.counts());
   }
+  if (done > 0 && (await journal.forgetMissing(out)) > 0) ({ selected, done } = journal.counts());
   const ledger = new PseudonymLedger(db);
   const work = new DeidWork(db);
   const summary: ExportSummary = { selected, written: 0, bytes: 0, alreadyExported: done, copied: 0, deidentified: 0, held: 0, failed: 0, problems: new Map() };
   options.progress?.setTotal(selected - done);
   const inFlight = new Set<Promise<void>>();
   const settle = (page: Map<number, SelectedInstance>, results: ExportItemResult[]) => {
-    const written: Array<{ id: number; path: string }> = [];
+    const written: Array<{ id: number; path: string; bytes: number }> = [];
     const mappings: Array<{ kind: string; original: string; pseudonym: string }> = [];
     for (const result of results) {
       if (result.kind !== 'written') {
@@ -219,7 +245,7 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
         options.progress?.add(1);
         continue;
       }
-      written.push({ id: result.id, path: result.path });
+      written.push({ id: result.id, path: result.path, bytes: result.bytes });
       summary.written += 1;
       summary.bytes += result.bytes;
       summary[result.how === 'copied' ? 'copied' : 'deidentified'] += 1;

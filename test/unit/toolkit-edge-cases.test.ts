@@ -3,7 +3,7 @@
  * states a promise of the toolkit, and failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, realpathSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
@@ -336,6 +336,31 @@ test('export refuses an imported tree or the storage folder also when --out reac
     await assert.rejects(session.export({ out: join(storageLink, 'export'), workers: 1 }), /inside storage\.path/);
     assert.deepEqual(readdirSync(join(dir, 'tree')).sort(), ['0.dcm'], 'nothing written among the originals');
     assert.equal((await session.export({ out: join(dir, 'out'), workers: 1 })).written, 1);
+  } finally {
+    session.close();
+  }
+});
+
+// Found on re-reading the export: the journal recorded a file as exported once it was written, not
+// once it was on disk. After a power loss a file can be gone or empty (delayed allocation) while the
+// journal says it is done, and a run again skipped it: the export lacked it, with nothing to tell.
+test('export: a run again writes again what its journal lists but the folder lacks or holds cut short', async () => {
+  const { dir, storagePath } = await importedSession('review-export-journal', 3);
+  const out = join(dir, 'out');
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    assert.equal((await session.export({ out, workers: 1 })).written, 3);
+    const files = (readdirSync(out, { recursive: true }) as string[]).filter((name) => name.endsWith('.dcm')).map((name) => join(out, name));
+    assert.equal(files.length, 3);
+    const [gone, emptied] = files as [string, string];
+    const sizes = new Map(files.map((file) => [file, statSync(file).size]));
+    rmSync(gone);
+    truncateSync(emptied, 0);
+    const again = await session.export({ out, workers: 1 });
+    assert.equal(again.alreadyExported, 1);
+    assert.equal(again.written, 2);
+    for (const file of files) assert.equal(statSync(file).size, sizes.get(file), 'written whole again');
+    assert.equal((await session.export({ out, workers: 1 })).alreadyExported, 3, 'and then done');
   } finally {
     session.close();
   }
