@@ -10,9 +10,11 @@
  *       match: { Modality: US }
  *       outsideUltrasoundRegions: true         # blank everything outside SequenceOfUltrasoundRegions
  *
- * A match value is an exact string or number, a /regular expression/ (flags allowed), or a numeric
+ * A match value is a string or a number, a /regular expression/ (flags allowed), or a numeric
  * comparison written as text: "<= 600", "> 480", "!= 0". Multi-valued attributes (ImageType) are
- * compared as their whole value, backslashes included.
+ * compared as their whole value, backslashes included. A plain string matches whatever the case and
+ * the spacing (ACME, "Acme ", "acme" alike; runs of spaces count as one): a zone that misses its
+ * device's images for a spelling lets them out unredacted when nothing else says they carry text.
  *
  * Reading and checking a zones file is zones-file.ts: the YAML parser and the schema stay out of the
  * worker threads, which only test compiled zones.
@@ -81,7 +83,21 @@ function valueTest(expected: string | number, where: string): (value: string | u
       return Number.isFinite(number) && compare(number, operand);
     };
   }
-  return (value) => value === expected;
+  const wanted = comparableText(expected);
+  return (value) => value !== undefined && comparableText(value) === wanted;
+}
+
+/**
+ * A value as plain strings are compared: each value of a multi-valued attribute trimmed (PS3.5 6.2:
+ * leading and trailing spaces of CS, LO and SH are not significant), runs of spaces as one, upper
+ * case (devices and their software versions write the same name in either case).
+ */
+function comparableText(text: string): string {
+  return text
+    .split('\\')
+    .map((value) => value.trim().replace(/\s+/g, ' '))
+    .join('\\')
+    .toUpperCase();
 }
 
 const COMPARATORS = {

@@ -1,6 +1,6 @@
 /**
  * Zone files: the documented form parses, every problem names the zone and the key, and signatures
- * match by exact value, number, regular expression and numeric comparison, the first zone winning.
+ * match by value (case and spacing aside), number, regular expression and numeric comparison, the first zone winning.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -49,9 +49,30 @@ test('signatures match exact values, numbers, expressions and comparisons; the f
   assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME', [ROWS]: '600' }))?.rule.name, 'Acme small screens');
   assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME', [ROWS]: '768' })), undefined);
   assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME' })), undefined, 'a missing attribute matches no comparison');
-  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'acme', [ROWS]: '480' })), undefined, 'exact strings are case-sensitive');
   assert.equal(findZone(zones, facts({ [MODALITY]: 'US', [IMAGE_TYPE]: 'DERIVED\\PRIMARY' }))?.rule.name, 'any ultrasound');
   assert.equal(findZone(zones, facts({ [MODALITY]: 'US', [IMAGE_TYPE]: 'ORIGINAL\\PRIMARY' })), undefined);
+});
+
+test('a plain string matches whatever the case and the spacing: a device that writes its name otherwise must not pass with its text', () => {
+  // A zone that misses an instance with no other sign of burned-in text (a CT dose screen, say) lets
+  // it out unredacted: nothing tells that the zone was meant for it. Case and spacing carry no meaning
+  // in these values (PS3.5 6.2: leading and trailing spaces of CS, LO, SH are not significant).
+  const zones = compileZones(
+    parseZones(
+      `zones:
+  - { name: acme, match: { Manufacturer: "Acme Medical ", ManufacturerModelName: "Sono  Star", DeviceSerialNumber: "sn-42" }, rects: [[0, 0, 1, 1]] }
+  - { name: types, match: { ImageType: "DERIVED\\\\SECONDARY" }, rects: [[0, 0, 1, 1]] }
+`,
+      'spacing.yaml',
+    ),
+  );
+  const DEVICE_SERIAL_NUMBER = 0x00181000;
+  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME MEDICAL', [MODEL]: 'SONO STAR', [DEVICE_SERIAL_NUMBER]: 'SN-42' }))?.rule.name, 'acme');
+  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'acme  medical', [MODEL]: 'Sono Star', [DEVICE_SERIAL_NUMBER]: ' sn-42' }))?.rule.name, 'acme');
+  assert.equal(findZone(zones, facts({ [IMAGE_TYPE]: 'derived \\SECONDARY ' }))?.rule.name, 'types');
+  // Other letters still differ.
+  assert.equal(findZone(zones, facts({ [MANUFACTURER]: 'ACME MEDICAL', [MODEL]: 'SONOSTAR', [DEVICE_SERIAL_NUMBER]: 'SN-42' })), undefined);
+  assert.equal(findZone(zones, facts({ [IMAGE_TYPE]: 'DERIVED\\PRIMARY' })), undefined);
 });
 
 test('zones of the same rectangles share a key; different rectangles do not', () => {
