@@ -17,6 +17,7 @@ import type { Pseudonymizer } from './pseudonyms.js';
 import { attributeReader, elementText } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
+import { tagText } from '../dicom/header-scanner.js';
 import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
 import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
@@ -175,10 +176,12 @@ function prepareRedaction(
   zone: CompiledZone,
   scratch: { path: string },
 ): { kind: 'ready'; geometry: PixelGeometry; mask: RowMask } | { kind: 'nothing' } | { kind: 'quarantine'; reason: string } {
+  const hold = (why: string) => ({ kind: 'quarantine' as const, reason: zoneHoldReason(zone, why) });
+  const repeated = repeatedOrDisordered(opened.elements);
+  if (repeated !== undefined) return hold(`the dataset has (${tagText(repeated)}) more than once or out of tag order (PS3.5 7.1): which value a reader takes is not certain`);
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
   const syntax = findTransferSyntax(opened.transferSyntaxUid);
-  const hold = (why: string) => ({ kind: 'quarantine' as const, reason: zoneHoldReason(zone, why) });
   // An instance of the device without pixels (a report, a presentation state): nothing to redact.
   if (!pixelData) return { kind: 'nothing' };
   const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;
@@ -220,6 +223,20 @@ function prepareRedaction(
     if (error instanceof PixelRedactionError) return hold(error.message);
     throw error;
   }
+}
+
+/**
+ * The first top-level element whose tag does not follow its predecessor's, or undefined. PS3.5 7.1 has
+ * each element once, in ascending order; a dataset that breaks it may show a reader other values than
+ * the ones redaction used: DCMTK keeps the first of two Pixel Data elements, the lookup here the last,
+ * so the first was copied out with its text (and a second Rows or Columns would misplace the zone).
+ */
+function repeatedOrDisordered(elements: readonly ElementNode[]): number | undefined {
+  for (let index = 1; index < elements.length; index += 1) {
+    const tag = (elements[index] as ElementNode).tag;
+    if (tag <= (elements[index - 1] as ElementNode).tag) return tag;
+  }
+  return undefined;
 }
 
 /** The values the output has for these top-level tags (as written: replaced, kept or absent). */

@@ -6,7 +6,7 @@
  * native files from pydicom are redacted too.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
@@ -180,6 +180,27 @@ test('float pixels no zone can reach hold the instance back, with or without Pix
     assert.equal(result.kind, 'quarantined', `${name}: ${JSON.stringify(result)}`);
     assert.match((result as { reason: string }).reason, /zone "acme" matches, but float pixel data/);
   }
+});
+
+test('a dataset whose elements repeat or run out of tag order is held back: the Pixel Data redacted might not be the one a reader shows', () => {
+  // PS3.5 7.1: elements occur once, in ascending order. DCMTK keeps the first of two Pixel Data
+  // elements ("found twice ..., ignoring second entry"); Gantry read the last, redacted it, and copied
+  // the first, text and all, into the output.
+  const dir = scratchDir('pixel-repeated');
+  const zones = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8]] }\n';
+  const repeated = join(dir, 'repeated.dcm');
+  writeUltrasound(repeated);
+  writeFileSync(repeated, Buffer.concat([readFileSync(repeated), encodeElement(PIXEL_DATA, 'OB', Buffer.alloc(ROWS * COLUMNS * 3 * FRAMES, 0x40))]));
+  const result = deidentifyWithZones(repeated, join(dir, 'out-repeated.dcm'), zones, dir);
+  assert.equal(result.kind, 'quarantined', JSON.stringify(result));
+  assert.match((result as { reason: string }).reason, /\(7FE0,0010\) more than once or out of tag order/);
+  // Rows after Pixel Data: which Rows a reader takes is not certain either.
+  const disordered = join(dir, 'disordered.dcm');
+  writeUltrasound(disordered);
+  writeFileSync(disordered, Buffer.concat([readFileSync(disordered), encodeElement(0x7fe10010, 'LO', 'AFTER'), encodeElement(0x00280010, 'US', ROWS)]));
+  const late = deidentifyWithZones(disordered, join(dir, 'out-disordered.dcm'), zones, dir);
+  assert.equal(late.kind, 'quarantined', JSON.stringify(late));
+  assert.match((late as { reason: string }).reason, /\(0028,0010\) more than once or out of tag order/);
 });
 
 test('a zone made for another image size holds the instance back', () => {
