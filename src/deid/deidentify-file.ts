@@ -77,6 +77,10 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (opened.sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID) {
       return plan({ kind: 'quarantined', reason: 'a DICOMDIR (the directory of a medium, PS3.10 8.6): its records and file paths carry identifiers; de-identify the instances it lists instead' });
     }
+    const repeated = repeatedTag(opened.elements);
+    if (repeated !== undefined) {
+      return plan({ kind: 'quarantined', reason: `the dataset has (${tagText(repeated)}) more than once (PS3.5 7.1): the decision reads one value, a reader may show the other` });
+    }
     const decision = decideFor(opened, options);
     if (decision.kind === 'quarantine') return plan({ kind: 'quarantined', reason: decision.reason });
     let settings = decision.settings;
@@ -177,8 +181,6 @@ function prepareRedaction(
   scratch: { path: string },
 ): { kind: 'ready'; geometry: PixelGeometry; mask: RowMask } | { kind: 'nothing' } | { kind: 'quarantine'; reason: string } {
   const hold = (why: string) => ({ kind: 'quarantine' as const, reason: zoneHoldReason(zone, why) });
-  const repeated = repeatedOrDisordered(opened.elements);
-  if (repeated !== undefined) return hold(`the dataset has (${tagText(repeated)}) more than once or out of tag order (PS3.5 7.1): which value a reader takes is not certain`);
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
   const syntax = findTransferSyntax(opened.transferSyntaxUid);
@@ -226,15 +228,16 @@ function prepareRedaction(
 }
 
 /**
- * The first top-level element whose tag does not follow its predecessor's, or undefined. PS3.5 7.1 has
- * each element once, in ascending order; a dataset that breaks it may show a reader other values than
- * the ones redaction used: DCMTK keeps the first of two Pixel Data elements, the lookup here the last,
- * so the first was copied out with its text (and a second Rows or Columns would misplace the zone).
+ * The first top-level tag that occurs a second time, or undefined. PS3.5 7.1 has each element once;
+ * DCMTK keeps the first of two, while the decision (attributeReader) and the redaction (its map of
+ * the Image Pixel module) took the last: a second BurnedInAnnotation NO let a CT whose readers see YES
+ * leave unredacted, and of two Pixel Data elements the first, which readers show, was copied as it was.
  */
-function repeatedOrDisordered(elements: readonly ElementNode[]): number | undefined {
-  for (let index = 1; index < elements.length; index += 1) {
-    const tag = (elements[index] as ElementNode).tag;
-    if (tag <= (elements[index - 1] as ElementNode).tag) return tag;
+function repeatedTag(elements: readonly ElementNode[]): number | undefined {
+  const seen = new Set<number>();
+  for (const { tag } of elements) {
+    if (seen.has(tag)) return tag;
+    seen.add(tag);
   }
   return undefined;
 }
