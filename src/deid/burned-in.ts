@@ -22,12 +22,35 @@ export interface PixelIdentityFacts {
   modality: string | null;
   burnedInAnnotation: string | null;
   recognizableVisualFeatures: string | null;
+  /** The group (0x6000 to 0x601E) of an overlay held in the unused bits of Pixel Data, if any. */
+  embeddedOverlayGroup?: number;
+}
+
+/**
+ * PS3.5 8.1.2 and PS3.3 C.9.2 (retired usage, still in old archives): an overlay plane may lie in the
+ * bits of Pixel Data above BitsStored, which its group says by OverlayBitsAllocated above 1 or an
+ * OverlayBitPosition other than 0 (an overlay of its own, 60xx,3000, has 1 and 0). Viewers draw it, and
+ * Table E.1-1 removes only Overlay Data: such an overlay's text would leave with the pixels. The first
+ * such group, or undefined; `attribute` gives a top-level value as text.
+ */
+export function embeddedOverlayGroup(attribute: (tag: number) => string | undefined): number | undefined {
+  const differs = (tag: number, standard: number) => {
+    const value = attribute(tag)?.trim();
+    return value !== undefined && value !== '' && Number(value) !== standard;
+  };
+  for (let group = 0x6000; group <= 0x601e; group += 2) {
+    if (differs(((group << 16) | 0x0100) >>> 0, 1) || differs(((group << 16) | 0x0102) >>> 0, 0)) return group;
+  }
+  return undefined;
 }
 
 /** Why an instance may show identity in its pixels, or undefined. */
 export function burnedInTextReason(facts: PixelIdentityFacts): string | undefined {
   if (facts.burnedInAnnotation?.trim().toUpperCase() === 'YES') return 'BurnedInAnnotation is YES';
   if (facts.recognizableVisualFeatures?.trim().toUpperCase() === 'YES') return 'RecognizableVisualFeatures is YES';
+  if (facts.embeddedOverlayGroup !== undefined) {
+    return `an overlay (group ${facts.embeddedOverlayGroup.toString(16).toUpperCase()}) lies in the unused bits of Pixel Data, where removing Overlay Data does not reach`;
+  }
   const modality = facts.modality?.trim().toUpperCase();
   if (modality && MODALITIES.has(modality)) return `modality ${modality} usually carries burned-in text`;
   const name = storageSopClassName(facts.sopClassUid);

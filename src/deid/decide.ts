@@ -3,7 +3,7 @@
  * holds, else the default), whether a rule quarantines it, and whether its pixels may show identity
  * (then it is quarantined too, unless a `pass` rule of its profile lets it through).
  */
-import { burnedInTextReason } from './burned-in.js';
+import { burnedInTextReason, embeddedOverlayGroup } from './burned-in.js';
 import type { DeidSettings } from './engine.js';
 import { chooseProfile, compileProfile, conditionHolds, type CompiledProfile, type InstanceFacts, type ProfileConfig } from './rules.js';
 import { compileZones, findZone, type CompiledZone, type ZoneRule } from '../pixels/zones.js';
@@ -56,9 +56,11 @@ export function decide(profiles: readonly CompiledProfile[], facts: DecisionFact
   // The class the sender named (the File Meta Information's) and the one the dataset says: a sender
   // that names CT Image for a Secondary Capture must not carry its text past the check.
   const classes = new Set([facts.sopClassUid, facts.attribute(TAG.SOPClassUID)?.replace(/\0/g, '').trim() || facts.sopClassUid]);
+  const overlayGroup = embeddedOverlayGroup(facts.attribute);
   const pixels = [...classes]
     .map((sopClassUid) =>
       burnedInTextReason({
+        ...(overlayGroup !== undefined ? { embeddedOverlayGroup: overlayGroup } : {}),
         sopClassUid,
         modality: facts.attribute(TAG.Modality) ?? null,
         burnedInAnnotation: facts.attribute(TAG.BurnedInAnnotation) ?? null,

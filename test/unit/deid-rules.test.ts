@@ -8,6 +8,7 @@ import { DEFAULT_DEID_SETTINGS, DeidEngine } from '../../src/deid/engine.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { RuleError, type ProfileConfig } from '../../src/deid/rules.js';
 import { encodeDataset, type Element } from '../helpers/synthetic-dicom.js';
+import { attributeReader } from '../../src/dicom/element-value.js';
 
 const PSEUDONYMS = new Pseudonymizer('the secret of the rule tests');
 const BASE = { dateShift: DEFAULT_DEID_SETTINGS.dateShift, maxAgeYears: DEFAULT_DEID_SETTINGS.maxAgeYears };
@@ -149,4 +150,35 @@ test('a dataset whose SOPClassUID is a Secondary Capture is held for burned-in t
   }, BASE);
   assert.equal(decision.kind, 'quarantine');
   assert.match(decision.kind === 'quarantine' ? decision.reason : '', /Secondary Capture/);
+});
+
+test('an overlay embedded in the unused high bits of Pixel Data holds a CT back: removing Overlay Data does not reach it', () => {
+  // PS3.5 8.1.2 (retired usage, still in old archives): OverlayBitsAllocated 16 and OverlayBitPosition 12
+  // put the overlay plane in bits 12 to 15 of every pixel, and viewers draw it; there is no (60xx,3000)
+  // for Table E.1-1 to remove, so the instance would leave with whatever the overlay writes.
+  const decideOn = (overlay: Element[]) => {
+    const dataset: Element[] = [...DATASET.filter(([tag]) => tag < 0x00280000), [0x00280100, 'US', 16], [0x00280101, 'US', 12], [0x00280102, 'US', 11], ...overlay];
+    const bytes = encodeDataset(dataset);
+    const source = new BufferSource(bytes);
+    return decide(compileProfiles(profile([])), { callingAeTitle: 'CT01', sopClassUid: '1.2.840.10008.5.1.4.1.1.2', attribute: attributeReader(parseDataset(source, 'explicit-le'), source, false) }, BASE);
+  };
+  const embedded = decideOn([
+    [0x60020010, 'US', 512],
+    [0x60020011, 'US', 512],
+    [0x60020040, 'CS', 'G'],
+    [0x60020050, 'SS', Buffer.from([1, 0, 1, 0])],
+    [0x60020100, 'US', 16],
+    [0x60020102, 'US', 12],
+  ]);
+  assert.equal(embedded.kind, 'quarantine');
+  assert.match(embedded.kind === 'quarantine' ? embedded.reason : '', /overlay .*6002.* unused bits of Pixel Data/);
+  // An overlay of its own (60xx,3000; one bit, position 0) is removed with its Overlay Data: no hold.
+  const separate = decideOn([
+    [0x60000010, 'US', 2],
+    [0x60000011, 'US', 4],
+    [0x60000100, 'US', 1],
+    [0x60000102, 'US', 0],
+    [0x60003000, 'OW', Buffer.alloc(2)],
+  ]);
+  assert.equal(separate.kind, 'deidentify');
 });
