@@ -10,6 +10,7 @@ import { DatasetWriter, type EditableElement } from '../dicom/dataset-writer.js'
 import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
+import { embeddedOverlayGroup } from './burned-in.js';
 import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
 import type { CompiledProfile } from './rules.js';
@@ -186,6 +187,10 @@ function prepareRedaction(
   const syntax = findTransferSyntax(opened.transferSyntaxUid);
   // An instance of the device without pixels (a report, a presentation state): nothing to redact.
   if (!pixelData) return { kind: 'nothing' };
+  // The zone's rectangles say where the device writes into the image; an overlay plane in the unused
+  // bits of Pixel Data is drawn over all of it, and `gantry zones preview` does not show it (burned-in.ts).
+  const overlayGroup = embeddedOverlayGroup((tag) => elementText(byTag.get(tag), opened.source, opened.encoding === 'explicit-be'));
+  if (overlayGroup !== undefined) return hold(`an overlay (group ${overlayGroup.toString(16).toUpperCase()}) lies in the unused bits of Pixel Data, which it may draw outside the rectangles`);
   const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;
   const codec = encapsulated ? FRAME_CODECS.get(opened.transferSyntaxUid) : undefined;
   if (encapsulated && !codec) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted: Gantry has no decoder for it`);

@@ -232,6 +232,46 @@ test('an attribute given twice holds the instance back: a second BurnedInAnnotat
   assert.match((result as { reason: string }).reason, /\(0028,0301\) more than once/);
 });
 
+test('a zone does not clear an overlay held in the unused bits of Pixel Data: it may draw text outside the rectangles, and the preview does not show it', () => {
+  const dir = scratchDir('pixel-embedded-overlay');
+  const sopClassUid = '1.2.840.10008.5.1.4.1.1.7'; // Secondary Capture
+  const sopInstanceUid = newUid();
+  const path = join(dir, 'sc.dcm');
+  writeFileSync(
+    path,
+    Buffer.concat([
+      encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }),
+      encodeDataset([
+        [0x00080016, 'UI', sopClassUid],
+        [0x00080018, 'UI', sopInstanceUid],
+        [0x00080060, 'CS', 'OT'],
+        [0x00080070, 'LO', 'ACME'],
+        [0x0020000d, 'UI', newUid()],
+        [0x0020000e, 'UI', newUid()],
+        [0x00280002, 'US', 1],
+        [0x00280004, 'CS', 'MONOCHROME2'],
+        [0x00280010, 'US', 4],
+        [0x00280011, 'US', 4],
+        [0x00280100, 'US', 16],
+        [0x00280101, 'US', 12],
+        [0x00280102, 'US', 11],
+        [0x00280103, 'US', 0],
+        [0x60000010, 'US', 4],
+        [0x60000011, 'US', 4],
+        [0x60000040, 'CS', 'G'],
+        [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
+        [0x60000100, 'US', 16],
+        [0x60000102, 'US', 15],
+        // Bit 15 set in every pixel: the overlay covers the image, the zone only its top row.
+        [PIXEL_DATA, 'OW', Buffer.alloc(32, 0x80)],
+      ]),
+    ]),
+  );
+  const result = deidentifyWithZones(path, join(dir, 'out.dcm'), 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 1]] }\n', dir);
+  assert.equal(result.kind, 'quarantined', JSON.stringify(result));
+  assert.match((result as { reason: string }).reason, /zone "acme" matches, but an overlay \(group 6000\) lies in the unused bits of Pixel Data/);
+});
+
 test('a zone made for another image size holds the instance back', () => {
   const dir = scratchDir('pixel-unreachable');
   const input = join(dir, 'us.dcm');
