@@ -7,7 +7,10 @@
 
 import { blackSamples, PixelRedactionError, type PixelGeometry, type RowMask } from './native.js';
 
-export class RleError extends Error {}
+/** A damaged RLE frame. A PixelRedactionError, so that redaction holds the instance with the reason
+ * and the decompression fallback refuses it, as for a damaged frame of any other codec; it escaped
+ * both as an unexpected error (a failed de-identification, an aborted transcoding). */
+export class RleError extends PixelRedactionError {}
 
 const HEADER_BYTES = 64;
 const MAX_SEGMENTS = 15;

@@ -20,7 +20,7 @@ import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { deidentifyWithZones, imagePixelValues, noNewErrors, sampleValue, storedPixels } from '../helpers/pixel-checks.js';
-import { COLUMNS, FRAMES, relabelled, ROWS, writeUltrasound } from '../helpers/pixel-images.js';
+import { COLUMNS, FRAMES, relabelled, ROWS, withFrames, writeUltrasound } from '../helpers/pixel-images.js';
 import { encodeDataset, encodeElement, EXPLICIT_LE, newUid } from '../helpers/synthetic-dicom.js';
 
 function checkPixels(input: Buffer, output: Buffer, inside: (x: number, y: number) => boolean): void {
@@ -270,6 +270,22 @@ test('a zone does not clear an overlay held in the unused bits of Pixel Data: it
   const result = deidentifyWithZones(path, join(dir, 'out.dcm'), 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 1]] }\n', dir);
   assert.equal(result.kind, 'quarantined', JSON.stringify(result));
   assert.match((result as { reason: string }).reason, /zone "acme" matches, but an overlay \(group 6000\) lies in the unused bits of Pixel Data/);
+});
+
+test('a damaged RLE frame holds the instance back with its reason, as a damaged frame of any other codec does', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('pixel-rle-damaged');
+  const input = join(PYDICOM_TEST_FILES, 'MR_small_RLE.dcm');
+  const parsed = parseFile(input);
+  const fragment = parsed.elements.find((element) => element.tag === PIXEL_DATA)?.items?.[1];
+  assert.ok(fragment, 'the RLE frame');
+  const frame = Buffer.from(parsed.source.read(fragment.valueOffset, fragment.length));
+  parsed.close();
+  const damaged = join(dir, 'damaged.dcm');
+  withFrames(input, damaged, [frame.subarray(0, frame.length >> 1)]);
+  const result = deidentifyWithZones(damaged, join(dir, 'out.dcm'), 'zones:\n  - { name: corner, match: { Rows: ">= 1" }, rects: [[0, 0, 8, 8]] }\n', dir);
+  assert.equal(result.kind, 'quarantined', JSON.stringify(result));
+  assert.match((result as { reason: string }).reason, /zone "corner" matches, but RLE segment/);
 });
 
 test('a zone made for another image size holds the instance back', () => {
