@@ -288,6 +288,25 @@ test('a damaged RLE frame holds the instance back with its reason, as a damaged 
   assert.match((result as { reason: string }).reason, /zone "corner" matches, but RLE segment/);
 });
 
+test('a JPEG frame cut inside its headers holds the instance back with a reason, not as an unexpected error', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('pixel-jpeg-cut');
+  const zones = 'zones:\n  - { name: corner, match: { Rows: ">= 1" }, rects: [[0, 0, 8, 8]] }\n';
+  // A frame header (SOF3) whose segment runs past the stream, one (SOF0) too short for its fields:
+  // reading them went out of bounds.
+  const frames = [
+    ['SC_rgb_jpeg_gdcm.dcm', [0xff, 0xd8, 0xff, 0xc3, 0x00, 0x11, 0x08, 0x00]],
+    ['SC_rgb_jpeg_dcmtk.dcm', [0xff, 0xd8, 0xff, 0xc0, 0x00, 0x03, 0x08, 0xff, 0xd9]],
+  ] as const;
+  for (const [name, frame] of frames) {
+    const damaged = join(dir, `cut-${name}`);
+    withFrames(join(PYDICOM_TEST_FILES, name), damaged, [Buffer.from(frame)]);
+    const result = deidentifyWithZones(damaged, join(dir, `out-${name}`), zones, dir);
+    assert.equal(result.kind, 'quarantined', `${name}: ${JSON.stringify(result)}`);
+    assert.match((result as { reason: string }).reason, /zone "corner" matches, but the frame is damaged/);
+  }
+});
+
 test('a zone made for another image size holds the instance back', () => {
   const dir = scratchDir('pixel-unreachable');
   const input = join(dir, 'us.dcm');
