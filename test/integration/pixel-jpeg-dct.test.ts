@@ -7,7 +7,7 @@
  * encoded here by dcmcjpeg, one of them given restart intervals by Gantry's own coder.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
@@ -286,6 +286,26 @@ test('decompressed for a destination that refuses JPEG: every sample within 1 of
     const photometric = textValue(decompressed, 0x00280004);
     if (name.startsWith('SC_')) assert.equal(photometric, streamFacts(firstFrame(input), textValue(input, 0x00280004) ?? '').ycc ? 'YBR_FULL' : 'RGB', `${name}: the colour space of the decoded samples`);
   }
+});
+
+// Suspected in a review: decompressing a JPEG baseline or extended object whose dataset does not say
+// it was compressed lossily (LossyImageCompression is Type 3) dropped the only sign of it, the transfer
+// syntax, and the destination got native pixels that looked original (PS3.3 C.7.6.1.1.5).
+test('decompressed from a lossy JPEG: the copy says it was lossily compressed, and how', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'dcmodify'))) return;
+  const dir = scratchDir('pixel-jpeg-dct-lossy-flag');
+  const input = join(dir, 'unflagged.dcm');
+  writeFileSync(input, readFileSync(join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm')));
+  const removed = await run('dcmodify', ['-nb', '-ea', '(0028,2110)', '-ea', '(0028,2112)', '-ea', '(0028,2114)', input], { timeoutMs: 30_000 });
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.equal(textValue(input, 0x00282110), undefined);
+  const decompressed = join(dir, 'native.dcm');
+  const meta = { mediaStorageSopClassUid: textValue(input, 0x00080016) as string, mediaStorageSopInstanceUid: textValue(input, 0x00080018) as string, transferSyntaxUid: '1.2.840.10008.1.2.1' };
+  writeFileSync(decompressed, Buffer.concat([encodePart10Header(meta), ...decompressedDataset(input, '1.2.840.10008.1.2.1')]));
+  assert.equal(textValue(decompressed, 0x00282110), '01', 'LossyImageCompression');
+  assert.equal(textValue(decompressed, 0x00282114), 'ISO_10918_1', 'LossyImageCompressionMethod');
+  assert.ok(Number(textValue(decompressed, 0x00282112)) > 1, 'LossyImageCompressionRatio');
+  await noNewErrors(input, decompressed);
 });
 
 test('a redacted frame keeps no EXIF, comment or thumbnail: only what decoding needs', async (t) => {
