@@ -15,7 +15,8 @@ export class RetentionWork {
   /**
    * Deletes up to `limit` files of instances every destination confirmed before `before`, and marks
    * them deleted, in one transaction on the thread that also places and re-routes files: no copy can
-   * be re-sent, re-queued or replaced between the check and the deletion. `remove` deletes one file
+   * be re-sent, re-queued or replaced between the check and the deletion (nor, under the write lock
+   * taken before the check, by another process). `remove` deletes one file
    * (relative path) synchronously; false: it could not, and the file stays recorded as present (a
    * throw would undo the records of the files of the page already deleted). Returns how many were deleted.
    */
@@ -27,6 +28,10 @@ export class RetentionWork {
         : `SELECT id, deid_file_path AS filePath FROM instances INDEXED BY instances_forwarded
            WHERE state = 'forwarded' AND state_changed_at <= ? AND deid_deleted_at IS NULL AND deid_file_path IS NOT NULL LIMIT ?`;
     const mark = this.db.prepare(`UPDATE instances SET ${kind === 'original' ? 'original_deleted_at' : 'deid_deleted_at'} = ? WHERE id = ?`);
+    // IMMEDIATE: the write lock before the choice. Commands share the index from other processes
+    // (gantry forward, import, quarantine release); in a deferred transaction one of them could commit
+    // between this choice and its record, after the files were deleted: the record then fails
+    // (SQLITE_BUSY_SNAPSHOT) and a copy the command just queued again is gone though recorded present.
     return this.db.transaction(() => {
       const files = this.db.prepare(select).all(before, limit) as ExpiredFile[];
       let deleted = 0;
@@ -36,6 +41,6 @@ export class RetentionWork {
         deleted += 1;
       }
       return deleted;
-    })();
+    }).immediate();
   }
 }

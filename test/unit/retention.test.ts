@@ -1,12 +1,15 @@
 /** Retention on disk: a file that cannot be deleted neither stops the sweep nor leaves the other files
- * of its page deleted but recorded as present, and its path (original UIDs) is not what gets logged. */
+ * of its page deleted but recorded as present, and its path (original UIDs) is not what gets logged;
+ * a command on the index from another process cannot slip between a sweep's choice and its record. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { RetentionWork } from '../../src/index/retention-work.js';
+import { openDatabase } from '../../src/db/database.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { Outbox } from '../../src/queue/outbox.js';
 import { Retention } from '../../src/pipeline/retention.js';
 import { instanceRecord, openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -40,4 +43,41 @@ test('an original that cannot be deleted is skipped: the others are deleted and 
   assert.deepEqual(outcome, { originals: 2, deidentified: 0 });
   assert.deepEqual(rows.map((row) => row.deletedAt !== null), [true, false, true]);
   assert.ok(!lines.some((line) => line.includes('1.2.1.1.')), `no path of an original in the log: ${lines.join('')}`);
+});
+
+test('a study re-queued by another process (gantry forward) while a sweep picks its files keeps them: deleted exactly when recorded deleted', async (t) => {
+  const storagePath = scratchDir('retention-other-process');
+  const { db, writer } = openTestIndex(t, storagePath);
+  await writer.submit(instanceRecord(1));
+  mkdirSync(join(storagePath, 'deidentified'), { recursive: true });
+  writeFileSync(join(storagePath, 'deidentified/1.dcm'), 'dicom');
+  db.prepare(
+    `UPDATE instances SET state = 'forwarded', state_changed_at = 1, deid_file_path = 'deidentified/1.dcm', deid_sop_instance_uid = '2.25.1',
+       deid_study_instance_uid = '2.25.10', routed_at = 1`,
+  ).run();
+  // The CLI's own connection to the same index, as `gantry forward` opens it; it gives up at once
+  // rather than after the busy timeout (this test runs both on one thread).
+  const cli = openDatabase(join(storagePath, 'index.sqlite'));
+  t.after(() => cli.close());
+  cli.pragma('busy_timeout = 0');
+  let forwardedAgain: unknown;
+  const sweep = () =>
+    new RetentionWork(db).deleteExpired('deidentified', Date.now(), 200, (filePath) => {
+      // Between the sweep's choice of files and its record of them, the operator re-forwards the study.
+      try {
+        forwardedAgain = new Outbox(cli).forwardStudyNow('2.25.10');
+      } catch (error) {
+        forwardedAgain = error;
+      }
+      unlinkSync(join(storagePath, filePath));
+      return true;
+    });
+  try {
+    sweep();
+  } catch {
+    // A sweep that cannot record what it chose records nothing: checked below.
+  }
+  const row = db.prepare(`SELECT state, deid_deleted_at AS deletedAt FROM instances`).get() as { state: string; deletedAt: number | null };
+  assert.equal(row.deletedAt !== null, !existsSync(join(storagePath, 'deidentified/1.dcm')), `recorded deleted exactly when gone (${String(forwardedAgain)})`);
+  if (row.state === 'deidentified') assert.ok(existsSync(join(storagePath, 'deidentified/1.dcm')), 'a copy queued again is still there to be sent');
 });
