@@ -49,6 +49,8 @@ export interface ForwarderOptions {
   pollMs?: number;
   /** Told of attempts and their outcomes (metrics). */
   observer?: ForwardObserver;
+  /** Bytes of converted objects held in memory at once (see CONVERTED_BYTES). */
+  convertedBytes?: number;
 }
 
 /** Failures without a DIMSE status: the association ended with the request on the wire, or the
@@ -76,6 +78,9 @@ const PRELOAD_BYTES = 1024 * 1024;
 const SETTLE_MS = 200;
 /** Items opened (and, when small, read) ahead of the window. */
 const LOOKAHEAD = 3;
+/** Bytes of converted objects (transcoder.ts: decompressed, held whole in memory until answered) that
+ * the senders hold at once, over all destinations; one object is let through whatever its size. */
+const CONVERTED_BYTES = 256 * 1024 * 1024;
 
 /** Delay before attempt `failures + 1`: base × multiplier^(failures − 1), capped. */
 export function backoffMs(failures: number, retry: ForwardSettings['retry']): number {
@@ -91,9 +96,13 @@ export class Forwarder {
   private readonly claims = new Map<string, Set<number>>();
   /** Queues of destinations removed or resized by a reload, finishing what they had in flight. */
   private readonly retiring = new Set<Promise<void>>();
+  /** Converted objects in memory, shared by every destination's senders. */
+  private readonly conversions: ConversionBudget;
   private stopped = false;
 
-  constructor(private readonly options: ForwarderOptions) {}
+  constructor(private readonly options: ForwarderOptions) {
+    this.conversions = new ConversionBudget(options.convertedBytes ?? CONVERTED_BYTES);
+  }
 
   start(): void {
     for (const destination of this.options.settings().destinations) this.ensure(destination.name);
@@ -133,7 +142,7 @@ export class Forwarder {
         claimed = new Set<number>();
         this.claims.set(name, claimed);
       }
-      queue = new DestinationQueue(name, this.options, claimed);
+      queue = new DestinationQueue(name, this.options, claimed, this.conversions);
       this.destinations.set(name, queue);
       queue.start();
     }
@@ -160,6 +169,7 @@ class DestinationQueue {
     private readonly name: string,
     private readonly options: ForwarderOptions,
     private readonly claimed: Set<number>,
+    private readonly conversions: ConversionBudget,
   ) {
     this.log = options.log.child({ destination: name });
   }
@@ -312,11 +322,15 @@ class DestinationQueue {
       } else this.itemFailed(item, 'unreadable', `the de-identified copy cannot be read: ${code ?? withoutUids((error as Error).message)}`);
       return false;
     }
+    let conversion: Conversion | undefined;
     try {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context) return this.refused(association, destination, item, stored);
-      // A compressed object the destination refuses is decompressed, on the transcoder's thread.
+      // A compressed object the destination refuses is decompressed, on the transcoder's thread, and
+      // held whole until answered: only within the budget, not one per place in the window.
+      if (context.transferSyntax !== stored.transferSyntaxUid) conversion = await this.conversions.start();
       const body = await this.options.transcoder.datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
+      conversion?.converted(body.length);
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
       const result = await association.store(context, stored.sopInstanceUid, body, {
         onResponse: (response) => {
@@ -346,6 +360,7 @@ class DestinationQueue {
       // Never on the wire: not an attempt; it stays queued for the next association.
       return false;
     } finally {
+      conversion?.done();
       await stored.close().catch(() => undefined);
       // The request is done with the buffer (sent and answered, or its association gone).
       this.preloadBuffers.push(buffer);
@@ -457,4 +472,56 @@ class DestinationQueue {
   }
 }
 
+/** One object converted for a destination: its size once known, and the end of its request. */
+interface Conversion {
+  converted(bytes: number): void;
+  done(): void;
+}
 
+/**
+ * How many converted objects the senders hold at once. A converted object is in memory whole (up to
+ * 1 GB decompressed) from its conversion to its response; without a bound each place of the window
+ * and of the lookahead held one (19 by default: gigabytes of decompressed multi-frame objects). A
+ * conversion starts when no other is under way (their size is not known yet; the transcoder runs one
+ * at a time anyway) and the objects held are under the budget, or none is held.
+ */
+class ConversionBudget {
+  private held = 0;
+  private objects = 0;
+  private converting = false;
+  private waiters: Array<() => void> = [];
+
+  constructor(private readonly bytes: number) {}
+
+  async start(): Promise<Conversion> {
+    while (this.converting || (this.objects > 0 && this.held >= this.bytes)) {
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+    this.converting = true;
+    this.objects += 1;
+    let size = 0;
+    let state: 'converting' | 'held' | 'done' = 'converting';
+    return {
+      converted: (bytes) => {
+        if (state !== 'converting') return;
+        state = 'held';
+        size = bytes;
+        this.held += bytes;
+        this.converting = false;
+        this.wake();
+      },
+      done: () => {
+        if (state === 'done') return;
+        if (state === 'converting') this.converting = false;
+        else this.held -= size;
+        state = 'done';
+        this.objects -= 1;
+        this.wake();
+      },
+    };
+  }
+
+  private wake(): void {
+    for (const wake of this.waiters.splice(0)) wake();
+  }
+}

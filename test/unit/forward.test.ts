@@ -1,15 +1,24 @@
 /** The forwarder's pure parts: context proposals, backoff, warning statuses, destination conditions,
- * and the requestor against a peer that rejects or does not answer. */
+ * the requestor against a peer that rejects or does not answer, and the memory objects converted for a
+ * destination may hold. */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { AssociationError, RequestorAssociation } from '../../src/dimse/requestor.js';
 import { encodeAssociateReject } from '../../src/dimse/pdu.js';
-import { backoffMs } from '../../src/pipeline/forward.js';
+import { backoffMs, Forwarder } from '../../src/pipeline/forward.js';
 import { isWarning } from '../../src/dimse/status.js';
 import { proposeContexts } from '../../src/dimse/store-contexts.js';
 import { routeDestinations } from '../../src/pipeline/route.js';
-import type { OutboxItem } from '../../src/queue/outbox.js';
+import type { Outbox, OutboxItem } from '../../src/queue/outbox.js';
+import { encodePart10Header } from '../../src/dicom/part10.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { piecesBody, type Transcoder } from '../../src/store/transcoder.js';
+import { startCountingServer, waitUntil } from '../helpers/destinations.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { encodeDataset } from '../helpers/synthetic-dicom.js';
 import { acceptEverything, requestorOptions } from '../helpers/requestor-peer.js';
 
 const CT = '1.2.840.10008.5.1.4.1.1.2';
@@ -171,4 +180,69 @@ test('a destination that sends a command set without end is aborted, not buffere
   global.gc?.();
   const held = Math.round((process.memoryUsage().arrayBuffers - heldBefore) / 1024 / 1024);
   assert.equal(association.isUsable, false, `still usable after ${sentBytes / 1024 / 1024} MiB of one command set (${held} MiB of buffers held)`);
+});
+
+test('objects converted for a destination are held in memory within a budget, not one per place in the window', async (t) => {
+  const storagePath = scratchDir('forward-converted');
+  const count = 8;
+  const items: OutboxItem[] = [];
+  for (let n = 1; n <= count; n += 1) {
+    const sopInstanceUid = `1.2.3.${n}`;
+    // Stored in JPEG-LS, which the destination refuses: each goes converted to explicit VR little endian.
+    const header = encodePart10Header({ mediaStorageSopClassUid: CT, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: JPEG_LS });
+    writeFileSync(join(storagePath, `f${n}`), Buffer.concat([header, encodeDataset([[0x00080018, 'UI', sopInstanceUid]])]));
+    items.push({ ...item(n, CT, JPEG_LS), sopInstanceUid });
+  }
+  let converting = 0;
+  let recorded = 0;
+  let mostHeld = 0;
+  const transcoder = {
+    datasetInSyntax: async (_path: string, stored: { sopInstanceUid: string }) => {
+      converting += 1;
+      mostHeld = Math.max(mostHeld, converting - recorded);
+      const pixels = Buffer.alloc(600 * 1024);
+      return piecesBody([encodeDataset([[0x00080016, 'UI', CT], [0x00080018, 'UI', stored.sopInstanceUid], [0x7fe00010, 'OB', pixels]])]);
+    },
+  } as unknown as Transcoder;
+  let due = items;
+  const outbox = {
+    due: () => {
+      const batch = due;
+      due = [];
+      return batch;
+    },
+    nextDueAt: () => undefined,
+    markSent: () => (recorded += 1),
+    settleForwarded: () => undefined,
+    routingPending: () => false,
+    markRetry: () => assert.fail('no item fails'),
+    markDead: () => assert.fail('no item fails'),
+    noteUnreachable: () => assert.fail('the destination is reachable'),
+  } as unknown as Outbox;
+  const destination = await startCountingServer();
+  t.after(() => destination.close());
+  const forwarder = new Forwarder({
+    outbox,
+    storagePath,
+    transcoder,
+    log: silentLogger(),
+    pollMs: 50,
+    convertedBytes: 1024 * 1024,
+    settings: () => ({
+      destinations: [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: destination.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 16 }],
+      retry: { baseSeconds: 1, multiplier: 2, maxSeconds: 10, maxAttempts: 3 },
+      warningIsSuccess: true,
+      implementationClassUid: '1.2.3',
+      implementationVersionName: 'TEST',
+      maxPduLength: 65536,
+      connectTimeoutMs: 2000,
+      responseTimeoutMs: 5000,
+    }),
+  });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('every item confirmed', 20_000, () => recorded === count);
+  assert.deepEqual(destination.received, items.map((sent) => sent.sopInstanceUid));
+  // 600 KiB each under a 1 MiB budget: one held while the next is converted, never more.
+  assert.ok(mostHeld <= 2, `converted objects held at once: ${mostHeld}`);
 });
