@@ -328,7 +328,12 @@ class DestinationQueue {
       if (!context) return this.refused(association, destination, item, stored);
       // A compressed object the destination refuses is decompressed, on the transcoder's thread, and
       // held whole until answered: only within the budget, not one per place in the window.
-      if (context.transferSyntax !== stored.transferSyntaxUid) conversion = await this.conversions.start();
+      if (context.transferSyntax !== stored.transferSyntaxUid) {
+        conversion = await this.conversions.start();
+        // The association ended during the wait (a stop, an abort): never on the wire, it stays queued,
+        // and no conversion is made for nothing.
+        if (!association.isUsable) return false;
+      }
       const body = await this.options.transcoder.datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
       conversion?.converted(body.length);
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
