@@ -316,19 +316,27 @@ export class Outbox {
   }
 
   /**
-   * Deletes items in a state, of one destination or all: sent or dead ones to keep the outbox small,
-   * queued ones of a destination that was removed from the config. Purging dead or queued items gives
+   * Deletes items in a state, of one destination or all: sent or dead ones to keep the outbox small
+   * (sent ones of instances still waiting for another destination stay), queued ones of a destination
+   * that was removed from the config. Purging dead or queued items gives
    * up on those deliveries: instances whose every remaining item is sent then count as forwarded, and
    * retention deletes their files storage.retainOriginals later (docs/operations.md section 8).
    * Returns the items deleted and the instances that became forwarded.
    */
   purge(state: 'sent' | 'dead' | 'queued', destination?: string): { deleted: number; forwarded: number } {
     return this.db.transaction(() => {
-      // Sent items are what makes an instance `forwarded`: settle before they go.
+      // Sent items are what makes an instance `forwarded`: settle before they go. Those of an instance
+      // still waiting for another destination stay: they say this one has it, and without them giving
+      // up on the other later left no item, and the instance never counted as forwarded (its original
+      // kept forever).
       if (state === 'sent') this.reconcileForwarded();
       const deleted = this.db
-        .prepare(`DELETE FROM forward_outbox WHERE state = ? AND (? IS NULL OR destination = ?)`)
-        .run(state, destination ?? null, destination ?? null).changes;
+        .prepare(
+          `DELETE FROM forward_outbox WHERE state = @state AND (@destination IS NULL OR destination = @destination)
+             AND (state != 'sent' OR NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = forward_outbox.instance_pk
+               AND i.state = 'deidentified' AND i.routed_at = forward_outbox.routed_at))`,
+        )
+        .run({ state, destination: destination ?? null }).changes;
       const forwarded = state === 'sent' ? 0 : this.reconcileForwarded();
       return { deleted, forwarded };
     })();

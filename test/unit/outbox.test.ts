@@ -151,3 +151,28 @@ test('purging dead items gives up on those deliveries and says how many instance
   assert.deepEqual(outbox.purge('dead'), { deleted: 1, forwarded: 1 });
   assert.equal(state(), 'forwarded');
 });
+
+// The routine purge of sent items keeps the outbox small; it must not delete what says that a
+// destination has an instance still waiting for another, or giving up on the other later kept the
+// original forever (no item left: never forwarded).
+test('purging sent items keeps those of instances not forwarded yet: giving up on the other destination later still counts them forwarded', async (t) => {
+  const { db, outbox, items } = await routedStudy(t);
+  for (const item of items) outbox.markSent(item, 'Success');
+  outbox.settleForwarded(items.map((item) => item.instancePk));
+  const [instance] = outbox.routable(Date.now(), 10);
+  assert.equal(instance, undefined);
+  // A second destination for instance 1 (routed again to both), which gives up.
+  db.prepare(`UPDATE instances SET state = 'deidentified', routed_at = NULL WHERE id = 1`).run();
+  const [again] = outbox.routable(Date.now(), 10);
+  assert.ok(again);
+  outbox.route([{ instance: again, destinations: ['d', 'e'] }], Date.now() + 1);
+  outbox.markSent(outbox.due('d', 10, Date.now() + 10)[0] as OutboxItem, 'Success');
+  outbox.markDead(outbox.due('e', 10, Date.now() + 10)[0] as OutboxItem, '0xA700', 'e answered 0xA700: out of resources');
+  const state = (id: number) => db.prepare('SELECT state FROM instances WHERE id = ?').pluck().get(id);
+  assert.equal(state(1), 'deidentified');
+  assert.equal(state(2), 'forwarded');
+
+  assert.deepEqual(outbox.purge('sent'), { deleted: 1, forwarded: 0 }, "instance 2's item goes; instance 1's stays");
+  assert.deepEqual(outbox.purge('dead'), { deleted: 1, forwarded: 1 });
+  assert.equal(state(1), 'forwarded', 'd confirmed it: once e is given up on, it counts as forwarded');
+});
