@@ -110,12 +110,14 @@ export class Forwarder {
 
   /** The outbox has new items: wake the senders. */
   nudge(): void {
-    for (const destination of this.options.settings().destinations) this.ensure(destination.name).wake();
+    for (const destination of this.options.settings().destinations) this.ensure(destination.name)?.wake();
   }
 
   /** Destinations removed from config stop; new ones start; one whose number of associations changed
-   * starts again with it (SIGHUP). Other settings are read at each association. */
+   * starts again with it (SIGHUP). Other settings are read at each association. Once stopping, a
+   * reload changes nothing: a queue retired then would outlive the stop (and the index it writes to). */
   reconfigure(): void {
+    if (this.stopped) return;
     const wanted = new Map(this.options.settings().destinations.map((destination) => [destination.name, destination]));
     for (const [name, queue] of this.destinations) {
       const destination = wanted.get(name);
@@ -134,7 +136,8 @@ export class Forwarder {
     await Promise.all([...[...this.destinations.values()].map((queue) => queue.stop(graceMs)), ...this.retiring]);
   }
 
-  private ensure(name: string): DestinationQueue {
+  /** The destination's queue, started if need be; undefined once the forwarder stops. */
+  private ensure(name: string): DestinationQueue | undefined {
     let queue = this.destinations.get(name);
     if (!queue && !this.stopped) {
       let claimed = this.claims.get(name);
@@ -146,7 +149,7 @@ export class Forwarder {
       this.destinations.set(name, queue);
       queue.start();
     }
-    return queue as DestinationQueue;
+    return queue;
   }
 }
 

@@ -246,3 +246,32 @@ test('objects converted for a destination are held in memory within a budget, no
   // 600 KiB each under a 1 MiB budget: one held while the next is converted, never more.
   assert.ok(mostHeld <= 2, `converted objects held at once: ${mostHeld}`);
 });
+
+test('a reload that arrives while the forwarder stops changes nothing and does not throw', async () => {
+  const outbox = { due: () => [], nextDueAt: () => undefined } as unknown as Outbox;
+  let destinations = [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: 9, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1 }];
+  const forwarder = new Forwarder({
+    outbox,
+    storagePath: '/nonexistent',
+    transcoder: {} as Transcoder,
+    log: silentLogger(),
+    pollMs: 20,
+    settings: () => ({
+      destinations,
+      retry: { baseSeconds: 1, multiplier: 2, maxSeconds: 10, maxAttempts: 3 },
+      warningIsSuccess: true,
+      implementationClassUid: '1.2.3',
+      implementationVersionName: 'TEST',
+      maxPduLength: 65536,
+      connectTimeoutMs: 500,
+      responseTimeoutMs: 500,
+    }),
+  });
+  forwarder.start();
+  const stopping = forwarder.stop(1000);
+  // SIGHUP during the stop: one destination resized, one added.
+  destinations = [{ ...(destinations[0] as (typeof destinations)[number]), maxAssociations: 2 }, { ...(destinations[0] as (typeof destinations)[number]), name: 'e' }];
+  assert.doesNotThrow(() => forwarder.reconfigure());
+  assert.doesNotThrow(() => forwarder.nudge());
+  await stopping;
+});
