@@ -411,10 +411,7 @@ class DestinationQueue {
     this.observe((observer) => observer.forwardStored(this.name, response.status, item.routedAt));
     this.toSettle.add(item.instancePk);
     if (this.options.observer) this.routingsToCheck.set(`${item.studyPk}:${item.routedAt}`, item);
-    if (!this.settleTimer) {
-      this.settleTimer = setTimeout(() => this.settle(), SETTLE_MS);
-      this.settleTimer.unref();
-    }
+    this.settleAgainIn(SETTLE_MS);
   }
 
   /** Instances whose items were confirmed lately move to `forwarded` if every destination has them. */
@@ -427,10 +424,19 @@ class DestinationQueue {
     try {
       this.options.outbox.settleForwarded(instancePks);
     } catch (error) {
-      // Tried again at the next start (reconcileForwarded).
-      this.log.error({ instances: instancePks.length, err: (error as Error).message }, 'cannot mark instances forwarded');
+      // Tried again shortly (and at the next start, reconcileForwarded): dropped, they stayed
+      // `deidentified` until a restart, months maybe, and retention kept their originals.
+      this.log.error({ instances: instancePks.length, err: (error as Error).message }, 'cannot mark instances forwarded: will try again');
+      for (const instancePk of instancePks) this.toSettle.add(instancePk);
+      this.settleAgainIn(Math.max(SETTLE_MS, this.options.pollMs ?? 1000));
     }
     this.reportStudiesDone();
+  }
+
+  private settleAgainIn(ms: number): void {
+    if (this.settleTimer) return;
+    this.settleTimer = setTimeout(() => this.settle(), ms);
+    this.settleTimer.unref();
   }
 
   /** Routings of studies whose last queued item was just confirmed: their forwarding time (metrics). */

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { AssociationError, RequestorAssociation } from '../../src/dimse/requestor.js';
 import { encodeAssociateReject } from '../../src/dimse/pdu.js';
-import { backoffMs, Forwarder } from '../../src/pipeline/forward.js';
+import { backoffMs, Forwarder, type DestinationSettings, type ForwardSettings } from '../../src/pipeline/forward.js';
 import { isWarning } from '../../src/dimse/status.js';
 import { proposeContexts } from '../../src/dimse/store-contexts.js';
 import { routeDestinations } from '../../src/pipeline/route.js';
@@ -182,29 +182,41 @@ test('a destination that sends a command set without end is aborted, not buffere
   assert.equal(association.isUsable, false, `still usable after ${sentBytes / 1024 / 1024} MiB of one command set (${held} MiB of buffers held)`);
 });
 
-test('objects converted for a destination are held in memory within a budget, not one per place in the window', async (t) => {
-  const storagePath = scratchDir('forward-converted');
-  const count = 8;
+/** Forwarding settings with one destination "d" on 127.0.0.1:`port`, or `destinations`. */
+function forwardSettings(port: number, destinations?: DestinationSettings[]): ForwardSettings {
+  return {
+    destinations: destinations ?? [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 16 }],
+    retry: { baseSeconds: 1, multiplier: 2, maxSeconds: 10, maxAttempts: 3 },
+    warningIsSuccess: true,
+    implementationClassUid: '1.2.3',
+    implementationVersionName: 'TEST',
+    maxPduLength: 65536,
+    connectTimeoutMs: 2000,
+    responseTimeoutMs: 5000,
+  };
+}
+
+/** `count` stored CT files in `transferSyntaxUid` under `storagePath`, as outbox items f1, f2… */
+function storedItems(storagePath: string, count: number, transferSyntaxUid: string): OutboxItem[] {
   const items: OutboxItem[] = [];
   for (let n = 1; n <= count; n += 1) {
     const sopInstanceUid = `1.2.3.${n}`;
-    // Stored in JPEG-LS, which the destination refuses: each goes converted to explicit VR little endian.
-    const header = encodePart10Header({ mediaStorageSopClassUid: CT, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: JPEG_LS });
-    writeFileSync(join(storagePath, `f${n}`), Buffer.concat([header, encodeDataset([[0x00080018, 'UI', sopInstanceUid]])]));
-    items.push({ ...item(n, CT, JPEG_LS), sopInstanceUid });
+    const header = encodePart10Header({ mediaStorageSopClassUid: CT, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid });
+    const dataset = encodeDataset([[0x00080016, 'UI', CT], [0x00080018, 'UI', sopInstanceUid]]);
+    writeFileSync(join(storagePath, `f${n}`), Buffer.concat([header, dataset]));
+    items.push({ ...item(n, CT, transferSyntaxUid), sopInstanceUid });
   }
-  let converting = 0;
-  let recorded = 0;
-  let mostHeld = 0;
-  const transcoder = {
-    datasetInSyntax: async (_path: string, stored: { sopInstanceUid: string }) => {
-      converting += 1;
-      mostHeld = Math.max(mostHeld, converting - recorded);
-      const pixels = Buffer.alloc(600 * 1024);
-      return piecesBody([encodeDataset([[0x00080016, 'UI', CT], [0x00080018, 'UI', stored.sopInstanceUid], [0x7fe00010, 'OB', pixels]])]);
-    },
-  } as unknown as Transcoder;
+  return items;
+}
+
+/** A transcoder for objects sent in their stored syntax: the stored dataset itself. */
+const asStored = { datasetInSyntax: async (_path: string, stored: unknown) => stored } as unknown as Transcoder;
+
+/** An outbox that hands `items` out once and records what the forwarder tells it; `overrides` replace
+ * its methods. */
+function fakeOutbox(items: OutboxItem[], overrides: Record<string, unknown> = {}): { outbox: Outbox; sent: OutboxItem[] } {
   let due = items;
+  const sent: OutboxItem[] = [];
   const outbox = {
     due: () => {
       const batch = due;
@@ -212,13 +224,33 @@ test('objects converted for a destination are held in memory within a budget, no
       return batch;
     },
     nextDueAt: () => undefined,
-    markSent: () => (recorded += 1),
+    markSent: (confirmed: OutboxItem) => sent.push(confirmed),
     settleForwarded: () => undefined,
     routingPending: () => false,
-    markRetry: () => assert.fail('no item fails'),
+    markRetry: (...args: unknown[]) => assert.fail(`no item fails: ${JSON.stringify(args)}`),
     markDead: () => assert.fail('no item fails'),
     noteUnreachable: () => assert.fail('the destination is reachable'),
+    ...overrides,
   } as unknown as Outbox;
+  return { outbox, sent };
+}
+
+test('objects converted for a destination are held in memory within a budget, not one per place in the window', async (t) => {
+  const storagePath = scratchDir('forward-converted');
+  const count = 8;
+  // Stored in JPEG-LS, which the destination refuses: each goes converted to explicit VR little endian.
+  const items = storedItems(storagePath, count, JPEG_LS);
+  let converting = 0;
+  let mostHeld = 0;
+  const { outbox, sent } = fakeOutbox(items);
+  const transcoder = {
+    datasetInSyntax: async (_path: string, stored: { sopInstanceUid: string }) => {
+      converting += 1;
+      mostHeld = Math.max(mostHeld, converting - sent.length);
+      const pixels = Buffer.alloc(600 * 1024);
+      return piecesBody([encodeDataset([[0x00080016, 'UI', CT], [0x00080018, 'UI', stored.sopInstanceUid], [0x7fe00010, 'OB', pixels]])]);
+    },
+  } as unknown as Transcoder;
   const destination = await startCountingServer();
   t.after(() => destination.close());
   const forwarder = new Forwarder({
@@ -228,49 +260,48 @@ test('objects converted for a destination are held in memory within a budget, no
     log: silentLogger(),
     pollMs: 50,
     convertedBytes: 1024 * 1024,
-    settings: () => ({
-      destinations: [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: destination.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 16 }],
-      retry: { baseSeconds: 1, multiplier: 2, maxSeconds: 10, maxAttempts: 3 },
-      warningIsSuccess: true,
-      implementationClassUid: '1.2.3',
-      implementationVersionName: 'TEST',
-      maxPduLength: 65536,
-      connectTimeoutMs: 2000,
-      responseTimeoutMs: 5000,
-    }),
+    settings: () => forwardSettings(destination.port),
   });
   forwarder.start();
   t.after(() => forwarder.stop(1000));
-  await waitUntil('every item confirmed', 20_000, () => recorded === count);
-  assert.deepEqual(destination.received, items.map((sent) => sent.sopInstanceUid));
+  await waitUntil('every item confirmed', 20_000, () => sent.length === count);
+  assert.deepEqual(destination.received, items.map((stored) => stored.sopInstanceUid));
   // 600 KiB each under a 1 MiB budget: one held while the next is converted, never more.
   assert.ok(mostHeld <= 2, `converted objects held at once: ${mostHeld}`);
 });
 
+test('confirmed instances that could not be marked forwarded (the index failed for a moment) are tried again, not left until a restart', async (t) => {
+  const storagePath = scratchDir('forward-settle');
+  const items = storedItems(storagePath, 3, EXPLICIT);
+  const settled = new Set<number>();
+  let failures = 0;
+  const { outbox } = fakeOutbox(items, {
+    settleForwarded: (instancePks: Iterable<number>) => {
+      if (failures === 0) {
+        failures += 1;
+        throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+      }
+      for (const instancePk of instancePks) settled.add(instancePk);
+    },
+  });
+  const destination = await startCountingServer();
+  t.after(() => destination.close());
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings: () => forwardSettings(destination.port) });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('every instance marked forwarded', 10_000, () => settled.size === items.length);
+  assert.equal(failures, 1);
+});
+
 test('a reload that arrives while the forwarder stops changes nothing and does not throw', async () => {
   const outbox = { due: () => [], nextDueAt: () => undefined } as unknown as Outbox;
-  let destinations = [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: 9, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1 }];
-  const forwarder = new Forwarder({
-    outbox,
-    storagePath: '/nonexistent',
-    transcoder: {} as Transcoder,
-    log: silentLogger(),
-    pollMs: 20,
-    settings: () => ({
-      destinations,
-      retry: { baseSeconds: 1, multiplier: 2, maxSeconds: 10, maxAttempts: 3 },
-      warningIsSuccess: true,
-      implementationClassUid: '1.2.3',
-      implementationVersionName: 'TEST',
-      maxPduLength: 65536,
-      connectTimeoutMs: 500,
-      responseTimeoutMs: 500,
-    }),
-  });
+  const first: DestinationSettings = { name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: 9, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1 };
+  let destinations = [first];
+  const forwarder = new Forwarder({ outbox, storagePath: '/nonexistent', transcoder: {} as Transcoder, log: silentLogger(), pollMs: 20, settings: () => forwardSettings(9, destinations) });
   forwarder.start();
   const stopping = forwarder.stop(1000);
   // SIGHUP during the stop: one destination resized, one added.
-  destinations = [{ ...(destinations[0] as (typeof destinations)[number]), maxAssociations: 2 }, { ...(destinations[0] as (typeof destinations)[number]), name: 'e' }];
+  destinations = [{ ...first, maxAssociations: 2 }, { ...first, name: 'e' }];
   assert.doesNotThrow(() => forwarder.reconfigure());
   assert.doesNotThrow(() => forwarder.nudge());
   await stopping;
