@@ -428,7 +428,8 @@ class DestinationQueue {
       // `deidentified` until a restart, months maybe, and retention kept their originals.
       this.log.error({ instances: instancePks.length, err: (error as Error).message }, 'cannot mark instances forwarded: will try again');
       for (const instancePk of instancePks) this.toSettle.add(instancePk);
-      this.settleAgainIn(Math.max(SETTLE_MS, this.options.pollMs ?? 1000));
+      // Stopping, the index is about to close: the next start settles them.
+      if (!this.stopping) this.settleAgainIn(Math.max(SETTLE_MS, this.options.pollMs ?? 1000));
     }
     this.reportStudiesDone();
   }
