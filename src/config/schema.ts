@@ -85,7 +85,7 @@ const condition = z
     attributes: z
       .record(z.string(), z.union([z.string(), z.number()]))
       .optional()
-      .describe('Attribute keyword → an exact value, or a /regular expression/ on the value.'),
+      .describe('Attribute keyword → an exact value, or a /regular expression/ on the value (flags i, m, s, u; not g or y).'),
   })
   .strict();
 

@@ -123,6 +123,9 @@ export function valueTest(expected: string | number): (value: string | undefined
   const regex = /^\/(.*)\/([a-z]*)$/s.exec(expected);
   if (regex) {
     let pattern: RegExp;
+    // g and y make a RegExp remember where it stopped: of two instances with the same value, the
+    // second failed the test (half a study routed nowhere, or given another profile). As zones.ts does.
+    if (/[gy]/.test(regex[2] ?? '')) throw new RuleError(`${expected}: the flags g and y are not allowed (use i, m, s or u)`);
     try {
       pattern = new RegExp(regex[1] as string, regex[2]);
     } catch (error) {

@@ -12,6 +12,7 @@ import { backoffMs, Forwarder, type DestinationSettings, type ForwardSettings } 
 import { isWarning } from '../../src/dimse/status.js';
 import { proposeContexts } from '../../src/dimse/store-contexts.js';
 import { routeDestinations } from '../../src/pipeline/route.js';
+import { conditionHolds } from '../../src/deid/rules.js';
 import type { Outbox, OutboxItem } from '../../src/queue/outbox.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { silentLogger } from '../../src/observability/logger.js';
@@ -88,6 +89,18 @@ async function listen(onConnection: Parameters<typeof createServer>[1]): Promise
   if (address === null || typeof address === 'string') throw new Error('no port');
   return { server, port: address.port };
 }
+
+test('a destination condition never depends on the instance tested before it: regular expressions with g or y are refused', () => {
+  const base = { aeTitle: 'R', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1 };
+  // With g, RegExp.test goes on from where the last match ended: every other CT instance failed the
+  // condition and was routed to no destination.
+  for (const flags of ['g', 'gi', 'y']) {
+    assert.throws(() => routeDestinations([{ ...base, name: 'ct', when: { attributes: { Modality: `/^CT$/${flags}` } } }]), /forward\.destinations\[0\]\.when\.attributes\.Modality: .*flags g and y/);
+  }
+  const [ct] = routeDestinations([{ ...base, name: 'ct', when: { attributes: { Modality: '/^ct$/i' } } }]);
+  const facts = { callingAeTitle: 'CT01', attribute: () => 'CT' };
+  assert.deepEqual([1, 2, 3].map(() => conditionHolds(ct?.when, facts)), [true, true, true]);
+});
 
 test('the requestor reports a rejection, a refused connection and a silent peer as AssociationError kinds', async (t) => {
   const rejecting = await listen((socket) => socket.once('data', () => socket.end(encodeAssociateReject({ result: 1, source: 1, reason: 7 }))));
