@@ -306,6 +306,13 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     destinations = nextDestinations;
     config = next;
     forwarder.reconfigure();
+    // A destination added, or a condition mended, reaches the instances that none took before.
+    try {
+      const again = outbox.routeAgainRoutedToNowhere();
+      if (again > 0) log.info({ instances: again }, 'instances no destination took are routed again with the reloaded destinations');
+    } catch (error) {
+      log.error({ err: (error as Error).message }, 'could not route again the instances no destination took');
+    }
     log.level = next.log.level;
     return restartNeeded;
   };

@@ -228,6 +228,22 @@ export class Outbox {
       .run().changes;
   }
 
+  /**
+   * Makes routable again the de-identified instances that no destination took (routed, and no item of
+   * that routing): called when the destinations change (SIGHUP), so that one added for them, or a
+   * condition mended, reaches them, as a first destination reaches the studies that waited while there
+   * was none. Those still taken by none are routed to none again. Returns how many.
+   */
+  routeAgainRoutedToNowhere(): number {
+    return this.db
+      .prepare(
+        `UPDATE instances SET routed_at = NULL
+         WHERE state = 'deidentified' AND routed_at IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at)`,
+      )
+      .run().changes;
+  }
+
   /** Whether items of this routing of a study to this destination are still queued. */
   routingPending(destination: string, studyPk: number, routedAt: number): boolean {
     return (this.statements.routingPending.get({ destination, studyPk, routedAt }) as { pending: number }).pending === 1;

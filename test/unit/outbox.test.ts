@@ -11,7 +11,7 @@ import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/da
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { IndexWriter, InstanceIndex } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { Router } from '../../src/pipeline/route.js';
+import { Router, routeDestinations, type RouteDestination } from '../../src/pipeline/route.js';
 import { Outbox, type OutboxItem } from '../../src/queue/outbox.js';
 import { instanceRecord, openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -175,4 +175,25 @@ test('purging sent items keeps those of instances not forwarded yet: giving up o
   assert.deepEqual(outbox.purge('sent'), { deleted: 1, forwarded: 0 }, "instance 2's item goes; instance 1's stays");
   assert.deepEqual(outbox.purge('dead'), { deleted: 1, forwarded: 1 });
   assert.equal(state(1), 'forwarded', 'd confirmed it: once e is given up on, it counts as forwarded');
+});
+
+// A study whose instances no destination's condition took is kept, routed to nowhere; a reload that
+// adds a destination for them (or mends a condition) must reach them, as it reaches the stable studies
+// that waited while forward.destinations was empty.
+test('instances no destination took are routed again after a reload: a destination added for them gets them', async (t) => {
+  const db = await receivedStudy(t);
+  markDeidentified(db);
+  const outbox = new Outbox(db);
+  const log = silentLogger();
+  let destinations: RouteDestination[] = routeDestinations([{ name: 'mr', aeTitle: 'MR', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1, when: { attributes: { Modality: 'MR' } } }]);
+  const router = new Router({ outbox, log, settings: () => ({ stableMs: 0, destinations }), onQueued: () => undefined });
+  assert.equal(router.routeStable(), 0, 'CT instances: no destination takes them');
+  destinations = routeDestinations([
+    { name: 'mr', aeTitle: 'MR', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1, when: { attributes: { Modality: 'MR' } } },
+    { name: 'ct', aeTitle: 'CT', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1, when: { attributes: { Modality: 'CT' } } },
+  ]);
+  assert.equal(outbox.routeAgainRoutedToNowhere(), 2);
+  assert.equal(router.routeStable(), 2);
+  assert.deepEqual(outbox.due('ct', 10).map((item) => item.instancePk), [1, 2]);
+  assert.equal(outbox.routeAgainRoutedToNowhere(), 0, 'routed now: left alone');
 });
