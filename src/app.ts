@@ -298,6 +298,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     const { deidSettings: nextDeid, destinations: nextDestinations } = checkConfigForStart(nextLoaded);
     const nextCallers = await resolveCallers(next.dicom.allowedCallers, 'dicom.allowedCallers', log);
     const nextSources = await resolveCallers(next.query.sourceCallers, 'query.sourceCallers', log);
+    const routingChanged = routingOf(config) !== routingOf(next);
     // Everything at once, with no wait between: no association sees half of the old config.
     callers = nextCallers;
     sources = nextSources;
@@ -306,12 +307,15 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     destinations = nextDestinations;
     config = next;
     forwarder.reconfigure();
-    // A destination added, or a condition mended, reaches the instances that none took before.
-    try {
-      const again = outbox.routeAgainRoutedToNowhere();
-      if (again > 0) log.info({ instances: again }, 'instances no destination took are routed again with the reloaded destinations');
-    } catch (error) {
-      log.error({ err: (error as Error).message }, 'could not route again the instances no destination took');
+    // A destination added, or a condition mended, reaches the instances that none took before. Only
+    // when the destinations or their conditions changed: it looks at every such instance.
+    if (routingChanged) {
+      try {
+        const again = outbox.routeAgainRoutedToNowhere();
+        if (again > 0) log.info({ instances: again }, 'instances no destination took are routed again with the reloaded destinations');
+      } catch (error) {
+        log.error({ err: (error as Error).message }, 'could not route again the instances no destination took');
+      }
     }
     log.level = next.log.level;
     return restartNeeded;
@@ -344,6 +348,11 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
       log.info('stopped');
     },
   };
+}
+
+/** What decides where an instance goes: the destinations' names and conditions. */
+function routingOf(config: GantryConfig): string {
+  return JSON.stringify(config.forward.destinations.map((destination) => [destination.name, destination.when ?? null]));
 }
 
 /** Calling AE titles named in the config: metrics label them by name, every other caller as "other". */
