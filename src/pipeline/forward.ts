@@ -125,7 +125,7 @@ export class Forwarder {
         const stopping = queue.stop(10_000).finally(() => this.retiring.delete(stopping));
         this.retiring.add(stopping);
         this.destinations.delete(name);
-      }
+      } else queue.reconfigured();
     }
     this.nudge();
   }
@@ -166,6 +166,8 @@ class DestinationQueue {
   private stopping = false;
   private consecutiveFailures = 0;
   private retryAt: number | undefined;
+  /** The address (AE titles, host, port) that failed last, while backing off. */
+  private failedAddress: string | undefined;
   private readonly log: Logger;
 
   constructor(
@@ -188,6 +190,18 @@ class DestinationQueue {
 
   wake(): void {
     for (const wake of this.wakers.splice(0)) wake();
+  }
+
+  /** A reload kept this destination: if it changed the address that failed, the backoff earned there
+   * ends, and sending starts again at once (an operator mending a port or an AE title otherwise waited
+   * up to forward.retry.maxSeconds). */
+  reconfigured(): void {
+    const destination = this.settings();
+    if (this.retryAt === undefined || !destination || addressOf(destination) === this.failedAddress) return;
+    this.consecutiveFailures = 0;
+    this.retryAt = undefined;
+    this.failedAddress = undefined;
+    this.wake();
   }
 
   async stop(graceMs: number): Promise<void> {
@@ -263,7 +277,7 @@ class DestinationQueue {
     try {
       association = await openStoreAssociation(destination, destination.callingAeTitle, contexts, destination.maxOperations, settings, this.log);
     } catch (error) {
-      this.unreachable(fitting, (error as Error).message);
+      this.unreachable(fitting, (error as Error).message, destination);
       return;
     }
     this.open.add(association);
@@ -298,10 +312,11 @@ class DestinationQueue {
       this.open.delete(association);
     }
     const failure = association.failureReason;
-    if (failure && !this.stopping) this.unreachable([], failure.message);
+    if (failure && !this.stopping) this.unreachable([], failure.message, destination);
     else if (!failure) {
       this.consecutiveFailures = 0;
       this.retryAt = undefined;
+      this.failedAddress = undefined;
     }
     this.log.info({ sent, failed, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
   }
@@ -473,8 +488,9 @@ class DestinationQueue {
   }
 
   /** The destination cannot be reached or refused the association: back off, drop nothing. */
-  private unreachable(items: readonly OutboxItem[], message: string): void {
+  private unreachable(items: readonly OutboxItem[], message: string, destination: DestinationSettings): void {
     this.consecutiveFailures += 1;
+    this.failedAddress = addressOf(destination);
     const delay = backoffMs(this.consecutiveFailures, this.options.settings().retry);
     this.retryAt = Date.now() + delay;
     this.observe((observer) => observer.destinationUnreachable(this.name));
@@ -485,6 +501,11 @@ class DestinationQueue {
     }
     this.log.warn({ why: message, failures: this.consecutiveFailures, retryInSeconds: delay / 1000 }, 'destination unreachable: will retry');
   }
+}
+
+/** What a reload may mend of a destination that cannot be reached or refuses the association. */
+function addressOf(destination: DestinationSettings): string {
+  return JSON.stringify([destination.aeTitle, destination.host, destination.port, destination.callingAeTitle]);
 }
 
 /** One object converted for a destination: its size once known, and the end of its request. */

@@ -18,6 +18,7 @@ import { encodePart10Header } from '../../src/dicom/part10.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { piecesBody, type Transcoder } from '../../src/store/transcoder.js';
 import { startCountingServer, waitUntil } from '../helpers/destinations.js';
+import { sleep } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { encodeDataset } from '../helpers/synthetic-dicom.js';
 import { acceptEverything, requestorOptions } from '../helpers/requestor-peer.js';
@@ -225,17 +226,12 @@ function storedItems(storagePath: string, count: number, transferSyntaxUid: stri
 /** A transcoder for objects sent in their stored syntax: the stored dataset itself. */
 const asStored = { datasetInSyntax: async (_path: string, stored: unknown) => stored } as unknown as Transcoder;
 
-/** An outbox that hands `items` out once and records what the forwarder tells it; `overrides` replace
- * its methods. */
+/** An outbox that hands out the `items` not confirmed yet and records what the forwarder tells it;
+ * `overrides` replace its methods. */
 function fakeOutbox(items: OutboxItem[], overrides: Record<string, unknown> = {}): { outbox: Outbox; sent: OutboxItem[] } {
-  let due = items;
   const sent: OutboxItem[] = [];
   const outbox = {
-    due: () => {
-      const batch = due;
-      due = [];
-      return batch;
-    },
+    due: () => items.filter((queued) => !sent.includes(queued)),
     nextDueAt: () => undefined,
     markSent: (confirmed: OutboxItem) => sent.push(confirmed),
     settleForwarded: () => undefined,
@@ -318,4 +314,26 @@ test('a reload that arrives while the forwarder stops changes nothing and does n
   assert.doesNotThrow(() => forwarder.reconfigure());
   assert.doesNotThrow(() => forwarder.nudge());
   await stopping;
+});
+
+test('a reload that mends a destination (its port, AE title or host) ends its backoff: sending starts again at once, not after maxSeconds', async (t) => {
+  const storagePath = scratchDir('forward-mended');
+  const items = storedItems(storagePath, 2, EXPLICIT);
+  const { outbox, sent } = fakeOutbox(items, { noteUnreachable: () => undefined });
+  const destination = await startCountingServer();
+  t.after(() => destination.close());
+  const closed = await listen(() => undefined);
+  const wrongPort = (closed.server.address() as { port: number }).port;
+  await new Promise((resolve) => closed.server.close(resolve));
+  let port = wrongPort;
+  const settings = () => ({ ...forwardSettings(port), retry: { baseSeconds: 60, multiplier: 2, maxSeconds: 3600, maxAttempts: 3 } });
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  // The first association fails (nothing listens there): the destination backs off for 60 s.
+  await sleep(300);
+  assert.equal(sent.length, 0);
+  port = destination.port;
+  forwarder.reconfigure();
+  await waitUntil('both items sent to the mended destination', 5000, () => sent.length === items.length);
 });
