@@ -363,6 +363,8 @@ export class Outbox {
    * found by its original or its de-identified Study Instance UID. Returns the study's key, or undefined.
    */
   forwardStudyNow(studyInstanceUid: string): { studyPk: number; instances: number } | undefined {
+    // IMMEDIATE: it reads, then writes. Deferred, a commit of the running node between the two failed
+    // the write at once with SQLITE_BUSY_SNAPSHOT (no busy wait for a stale snapshot).
     return this.db.transaction(() => {
       const study = this.db
         .prepare(
@@ -380,6 +382,6 @@ export class Outbox {
         )
         .run(study.id).changes;
       return { studyPk: study.id, instances: changed };
-    })();
+    }).immediate();
   }
 }
