@@ -37,6 +37,10 @@ export function identifiersToScrub(personNames: readonly string[], ids: readonly
   const trim = (part: string) => part.replace(/^[,.;:]+|[,.;:]+$/g, '').trim();
   const parts: string[] = [];
   for (const name of personNames) {
+    if (name.includes(ESC)) {
+      parts.push(...iso2022NameWords(name));
+      continue;
+    }
     for (const group of name.split('=')) {
       group.split('^').forEach((component, index) => {
         const words = component.split(/\s+/).map(trim).filter((word) => word !== '');
@@ -50,16 +54,19 @@ export function identifiersToScrub(personNames: readonly string[], ids: readonly
 
 /** Whether free text quotes one of the identifiers. */
 export function quotesIdentifier(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1'): boolean {
+  if (identifiers.some((identifier) => identifier.includes(ESC) && iso2022Matches(iso2022Tokens(text), iso2022Characters(identifier)).length > 0)) return true;
   const { value, unicode } = comparable(text, folding);
-  return identifiers.some((identifier) => identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode).test(value));
+  return identifiers.some((identifier) => !identifier.includes(ESC) && identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode).test(value));
 }
 
 /** Removes quoted identifiers and date-like strings from free text; the result is again a Latin-1
  * string of the bytes to store. */
 export function scrubText(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1'): string {
-  const { value, unicode } = comparable(text, folding);
+  let masked = text;
+  for (const identifier of identifiers) if (identifier.includes(ESC)) masked = maskIso2022(masked, iso2022Characters(identifier));
+  const { value, unicode } = comparable(masked, folding);
   let out = value;
-  for (const identifier of identifiers) out = out.replace(identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode), 'XXXXXX');
+  for (const identifier of identifiers.filter((one) => !one.includes(ESC))) out = out.replace(identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode), 'XXXXXX');
   out = out
     .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
     .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');
@@ -97,4 +104,204 @@ function identifierPattern(identifier: string, folding: TextFolding, unicode: bo
   if (unicode) return new RegExp(pattern, 'giu');
   const folds = folding === 'latin1' || /^[\x20-\x7e]*$/.test(identifier);
   return new RegExp(pattern, folds ? 'gi' : 'g');
+}
+
+/*
+ * ISO 2022 text (PS3.5 6.1.2.5): escape sequences designate the sets of the characters that follow, in
+ * G0 (bytes 21-7E) or G1 (bytes A1-FE), some of them two bytes a character (JIS X 0208 and 0212 in G0,
+ * KS X 1001 and GB 2312 in G1). A name and the free text that quotes it escape differently (a person
+ * name escapes per component, PS3.5 6.1.2.5.3; text once per run), and a two-byte character may hold
+ * the bytes of "^", "=" or "\\" (春 is 3D 55): names are compared character by character, with the
+ * escapes read, not as bytes.
+ */
+const ESC = '\x1b';
+
+interface Iso2022Character {
+  kind: 'character';
+  /** The character's bytes (Latin-1 string). */
+  bytes: string;
+  twoByte: boolean;
+  /** In G0 (bytes 21-7E and controls) rather than G1. */
+  inG0: boolean;
+  /** The escape sequence that designated G0 here ('' for the initial set). */
+  g0: string;
+}
+
+type Iso2022Token = Iso2022Character | { kind: 'escape'; bytes: string; g0?: string; twoByteG0?: boolean };
+
+/** CR, LF, FF and TAB return the sets to their initial state (PS3.5 6.1.2.5.3). */
+const RESETTING_CONTROLS = new Set(['\r', '\n', '\f', '\t']);
+
+/**
+ * The escapes and characters of ISO 2022 text. `personName`: "^" and "=" (and "\\" between values)
+ * are delimiters in a single-byte G0, after which the sets are initial again (PS3.5 6.1.2.5.3).
+ * The initial sets are single-byte: PS3.3 C.12.1.1.2 allows multi-byte sets only as code extensions.
+ */
+function iso2022Tokens(text: string, personName = false): Iso2022Token[] {
+  const tokens: Iso2022Token[] = [];
+  let g0 = '';
+  let twoByteG0 = false;
+  let twoByteG1 = false;
+  let index = 0;
+  while (index < text.length) {
+    const char = text[index] as string;
+    if (char === ESC) {
+      const escape = /^\x1b([\x20-\x2f]+)[\x30-\x7e]/.exec(text.slice(index, index + 5));
+      if (escape) {
+        const intermediates = escape[1] as string;
+        const designatesG0 = intermediates === '(' || intermediates === '$' || intermediates === '$(';
+        if (designatesG0) {
+          g0 = escape[0];
+          twoByteG0 = intermediates.startsWith('$');
+        } else if (/^\$?[)-]$/.test(intermediates)) {
+          twoByteG1 = intermediates.startsWith('$');
+        }
+        tokens.push({ kind: 'escape', bytes: escape[0], ...(designatesG0 ? { g0, twoByteG0 } : {}) });
+        index += escape[0].length;
+        continue;
+      }
+    }
+    const code = char.charCodeAt(0);
+    const inG0 = code < 0x80;
+    const twoByte = inG0 ? twoByteG0 && code >= 0x21 && code <= 0x7e : twoByteG1 && code >= 0xa1;
+    const bytes = text.slice(index, twoByte ? index + 2 : index + 1);
+    tokens.push({ kind: 'character', bytes, twoByte, inG0, g0 });
+    index += bytes.length;
+    const delimiter = !twoByteG0 && (RESETTING_CONTROLS.has(char) || (personName && (char === '^' || char === '=' || char === '\\')));
+    if (delimiter) {
+      g0 = '';
+      twoByteG0 = false;
+      twoByteG1 = false;
+    }
+  }
+  return tokens;
+}
+
+function iso2022Characters(text: string): Iso2022Character[] {
+  return iso2022Tokens(text).filter((token): token is Iso2022Character => token.kind === 'character');
+}
+
+function sameCharacter(a: Iso2022Character, b: Iso2022Character): boolean {
+  if (a.twoByte !== b.twoByte || a.inG0 !== b.inG0) return false;
+  return a.twoByte || !/^[A-Za-z]$/.test(a.bytes) ? a.bytes === b.bytes : a.bytes.toUpperCase() === b.bytes.toUpperCase();
+}
+
+/** Where `identifier` stands in the tokens (start and end token indexes, not overlapping). Ideographic
+ * text has no spaces between words: a name is found wherever its characters are. */
+function iso2022Matches(tokens: readonly Iso2022Token[], identifier: readonly Iso2022Character[]): Array<[number, number]> {
+  const matches: Array<[number, number]> = [];
+  if (identifier.length === 0) return matches;
+  const positions = tokens.flatMap((token, index) => (token.kind === 'character' ? [index] : []));
+  for (let at = 0; at + identifier.length <= positions.length; at += 1) {
+    const matched = identifier.every((character, offset) => sameCharacter(tokens[positions[at + offset] as number] as Iso2022Character, character));
+    if (!matched) continue;
+    matches.push([positions[at] as number, positions[at + identifier.length - 1] as number]);
+    at += identifier.length - 1;
+  }
+  return matches;
+}
+
+/**
+ * `text` with each occurrence of `identifier` masked by XXXXXX in the single-byte set: before the mask,
+ * an escape back to it where the text was in a two-byte G0; after it, the two-byte set designated again
+ * before the next character that needs it. The result is again valid ISO 2022.
+ */
+function maskIso2022(text: string, identifier: readonly Iso2022Character[]): string {
+  const tokens = iso2022Tokens(text);
+  const matches = iso2022Matches(tokens, identifier);
+  if (matches.length === 0) return text;
+  let out = '';
+  let outG0 = '';
+  let outTwoByteG0 = false;
+  let singleByteG0 = '\x1b(B';
+  let next = 0;
+  tokens.forEach((token, index) => {
+    const match = matches[next];
+    if (match && index >= match[0] && index <= match[1]) {
+      if (index === match[0]) {
+        if (outTwoByteG0) out += singleByteG0;
+        outG0 = singleByteG0;
+        outTwoByteG0 = false;
+        out += 'XXXXXX';
+      }
+      if (index === match[1]) next += 1;
+      return;
+    }
+    if (token.kind === 'escape') {
+      out += token.bytes;
+      if (token.g0 !== undefined) {
+        outG0 = token.g0;
+        outTwoByteG0 = token.twoByteG0 === true;
+        if (!outTwoByteG0) singleByteG0 = token.g0;
+      }
+      return;
+    }
+    if (token.inG0 && token.twoByte && outG0 !== token.g0) {
+      out += token.g0;
+      outG0 = token.g0;
+      outTwoByteG0 = true;
+    }
+    out += token.bytes;
+    if (RESETTING_CONTROLS.has(token.bytes) && !token.twoByte) {
+      outG0 = '';
+      outTwoByteG0 = false;
+    }
+  });
+  return out;
+}
+
+/**
+ * The words of an ISO 2022 person name worth looking for, each with the escapes that designate its
+ * characters' sets, so that it reads alone as it read in the name. A word of two-byte characters
+ * counts from two characters, or as the whole family, given or middle name (a one-kanji given name).
+ */
+function iso2022NameWords(name: string): string[] {
+  const tokens = iso2022Tokens(name, true);
+  const words: string[] = [];
+  let component = 0;
+  let componentWords: Array<{ text: string; characters: Iso2022Character[] }> = [];
+  let word: Iso2022Character[] = [];
+  let wordText = '';
+  let designation = '';
+  const endWord = () => {
+    if (word.length > 0) componentWords.push({ text: wordText, characters: word });
+    word = [];
+    wordText = '';
+  };
+  const endComponent = () => {
+    endWord();
+    for (const { text, characters } of componentWords) {
+      const length = characters.length;
+      const twoByte = characters.some((character) => character.twoByte);
+      const whole = componentWords.length === 1 && component <= 2;
+      if (twoByte ? length >= 2 || whole : length >= 3 || (length === 2 && whole)) words.push(text);
+    }
+    componentWords = [];
+  };
+  let g1 = '';
+  for (const token of tokens) {
+    if (token.kind === 'escape') {
+      if (token.g0 !== undefined) designation = token.g0;
+      else g1 = token.bytes;
+      if (word.length > 0) wordText += token.bytes;
+      continue;
+    }
+    const delimiter = !token.twoByte && token.inG0 && (token.bytes === '^' || token.bytes === '=' || token.bytes === '\\');
+    if (delimiter) {
+      endComponent();
+      component = token.bytes === '^' ? component + 1 : 0;
+      designation = '';
+      g1 = '';
+      continue;
+    }
+    if (!token.twoByte && /^\s$/.test(token.bytes)) {
+      endWord();
+      continue;
+    }
+    if (word.length === 0) wordText = `${token.inG0 && token.twoByte ? designation : ''}${!token.inG0 ? g1 : ''}`;
+    word.push(token);
+    wordText += token.bytes;
+  }
+  endComponent();
+  return words.map((text) => text.replace(/^[,.;:]+|[,.;:]+$/g, ''));
 }

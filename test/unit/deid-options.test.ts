@@ -11,7 +11,8 @@ import { resolveDeidSecret } from '../../src/config/secret.js';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
 import { DeidEngine, DEFAULT_DEID_SETTINGS, methodValues, type DeidSettings } from '../../src/deid/engine.js';
-import { identifiersToScrub, scrubText, textFolding } from '../../src/deid/free-text.js';
+import { identifiersToScrub, quotesIdentifier, scrubText, textFolding } from '../../src/deid/free-text.js';
+import { decodeText } from '../../src/dicom/charset.js';
 import type { ProfileOption } from '../../src/deid/profile-types.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { safePrivateFromConfig } from '../../src/deid/settings.js';
@@ -357,6 +358,28 @@ test('free text in a character set with code extensions beyond Latin-1 folds ASC
   assert.equal(textFolding('\\ISO 2022 IR 149'), 'ascii');
   assert.equal(textFolding('ISO 2022 IR 6\\ISO 2022 IR 87'), 'ascii');
   assert.equal(scrubText(otherName, names, textFolding('\\ISO 2022 IR 149')), otherName, 'another name is left as it is');
-  assert.equal(scrubText(`seen by ${korean([0xc8, 0xab])}, hong`, names, textFolding('\\ISO 2022 IR 149')), 'seen by XXXXXX, XXXXXX', 'the name itself is masked');
+  // The designation escape stays (it names a set, not a person): the text after it reads as before.
+  assert.equal(scrubText(`seen by ${korean([0xc8, 0xab])}, hong`, names, textFolding('\\ISO 2022 IR 149')), 'seen by \x1b$)CXXXXXX, XXXXXX', 'the name itself is masked');
   assert.equal(textFolding('ISO 2022 IR 6\\ISO 2022 IR 100'), 'latin1', 'Latin-1 by code extension');
+});
+
+// Found in a review: in ISO 2022 text (PS3.5 6.1.2.5) a designation escape starts a run of characters,
+// and a name's ideographic group escapes per component (ESC $ B family ESC ( B ^ ESC $ B given ...), while
+// free text escapes once per run ("山田春子の画像"). Looked for with their escapes, the names were found
+// only where the text escaped them the same way; split on "=" and "^" bytes, a kanji whose code holds
+// one (春, 0x3D55) cut the name apart. The kanji name passed through a cleaned description unmasked.
+test('a name in ISO 2022 text is found by its characters, whatever the escapes around it', () => {
+  const jis = (text: string) => `\x1b$B${text}\x1b(B`;
+  const name = `Yamada^Haruko=${jis(';3ED')}^${jis('=U;R')}=${jis('$d$^$@')}^${jis('$O$k$3')}`;
+  const japanese = ['', 'ISO 2022 IR 87'];
+  const names = identifiersToScrub([name], []);
+  const text = `${jis(';3ED=U;R$N2hA|')} CT`; // 山田春子の画像 CT
+  assert.equal(quotesIdentifier(text, names, textFolding('\\ISO 2022 IR 87')), true, 'the finding is raised');
+  const scrubbed = scrubText(text, names, textFolding('\\ISO 2022 IR 87'));
+  assert.equal(decodeText(Buffer.from(scrubbed, 'latin1'), japanese), 'XXXXXXXXXXXXの画像 CT', 'family and given name masked, the rest intact');
+  assert.equal(quotesIdentifier(jis('=U;J'), names, textFolding('\\ISO 2022 IR 87')), false, 'another kanji (春休) is not the name');
+  // Korean (PS3.5 H): one designation at the start of a line, a name in the middle of it.
+  const korean = `\x1b$)C\xb0\xa1 \xc8\xab\xb1\xe6\xb5\xbf`; // 가 홍길동
+  const koreanNames = identifiersToScrub([`HONG^GILDONG=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf`], []);
+  assert.equal(decodeText(Buffer.from(scrubText(korean, koreanNames, textFolding('\\ISO 2022 IR 149')), 'latin1'), ['', 'ISO 2022 IR 149']), '가 XXXXXXXXXXXX');
 });
