@@ -390,7 +390,7 @@ export class DeidEngine {
           this.walkItems(element, path, patientKey, within);
           return;
         }
-        if (this.settings.options.has('retainUIDs')) return;
+        if (this.settings.options.has('retainUIDs') && !replacedUnderRetainUids(element.tag)) return;
         this.replaceUids(element, path);
         return;
       case 'clean':
@@ -628,6 +628,15 @@ function isPrivate(tag: number): boolean {
 function isPrivateCreator(tag: number): boolean {
   const element = tag & 0xffff;
   return isPrivate(tag) && element >= 0x0010 && element <= 0x00ff;
+}
+
+/**
+ * A UID that Table E.1-1 replaces (U) with no Retain UIDs Option entry (UID (0040,A124), Digital
+ * Signature UID (0400,0100)): the option keeps the UIDs its column says K, and these are not among them.
+ */
+function replacedUnderRetainUids(tag: number): boolean {
+  const row = profileRowFor(tag);
+  return row !== undefined && row.tag !== 'private' && row.basic === 'U' && row.options.retainUIDs === undefined;
 }
 
 function isDate(vr: string): boolean {

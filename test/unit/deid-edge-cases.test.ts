@@ -255,3 +255,23 @@ test('a list of UIDs that outgrows the 16-bit length of UI when replaced is writ
   assert.equal(written.length, originals.length, 'every UID is there');
   assert.ok(written.every((uid, index) => uid !== originals[index] && /^2\.25\.\d+$/.test(uid)), 'every UID is replaced');
 });
+
+// Found in a review: PS3.15 Table E.1-1 gives UID (0040,A124) and Digital Signature UID (0400,0100) the
+// action U with no Retain UIDs column entry: they are replaced even under the option. The engine kept
+// every U under retainUIDs, these two included.
+test('under retainUIDs the UIDs Table E.1-1 replaces whatever the option (UID in a content item) are still replaced', () => {
+  const settings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainUIDs', 'cleanStructuredContent'] as const) };
+  const contentItem = definedItem(Buffer.concat([encodeElement(0x0040a040, 'CS', 'UIDREF'), encodeElement(0x0040a124, 'UI', '1.2.826.0.1.3680043.99.504.9')]));
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', '1.2.840.10008.5.1.4.1.1.88.11'],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.504.1'],
+    [TAG.PatientID, 'LO', 'MRN504'],
+    Buffer.concat([elementHeader(0x0040a730, 'SQ', contentItem.length), contentItem]),
+  ]);
+  const { elements } = run(dataset, 'explicit-le', settings);
+  const uid = elements.find((element) => element.tag === 0x0040a730)?.items?.[0]?.elements.find((element) => element.tag === 0x0040a124);
+  assert.ok(uid, 'the content item keeps its UID attribute');
+  assert.notEqual(text(uid), '1.2.826.0.1.3680043.99.504.9', 'UID (0040,A124) is replaced');
+  assert.match(text(uid), /^2\.25\.\d+$/);
+  assert.equal(text(elements.find((element) => element.tag === TAG.SOPInstanceUID)), '1.2.826.0.1.3680043.99.504.1', 'the option still keeps what it keeps');
+});
