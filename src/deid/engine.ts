@@ -85,6 +85,9 @@ const TAG = {
   PatientName: 0x00100010,
   PatientID: 0x00100020,
   IssuerOfPatientID: 0x00100021,
+  AccessionNumber: 0x00080050,
+  OtherPatientIDs: 0x00101000,
+  OtherPatientIDsSequence: 0x00101002,
   PatientAge: 0x00101010,
   PatientIdentityRemoved: 0x00120062,
   DeidentificationMethod: 0x00120063,
@@ -98,6 +101,9 @@ const TAG = {
   EncryptedContent: 0x04000520,
   BurnedInAnnotation: 0x00280301,
 } as const;
+
+/** Names the patient had or has besides Patient's Name: Other Patient Names, Patient's Birth Name. */
+const OTHER_NAMES_OF_THE_PATIENT = [0x00101001, 0x00101005] as const;
 
 /** PS3.16 CID 7050 (De-identification Method), the codes of the profile and its options. */
 const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic' | 'cleanPixelData', string, string]> = [
@@ -183,7 +189,10 @@ export class DeidEngine {
       this.findings.push({ code: 'empty-patient-id', message: 'PatientID is empty: the pseudonyms of this study stand for a patient of their own' });
     }
     this.dateOffsetDays = this.pseudonyms.dateOffsetDays(patientKey, this.settings.dateShift.minDays, this.settings.dateShift.maxDays);
-    this.identifiers = identifiersToScrub([text(TAG.PatientName)], [patientKey.patientId, text(0x00080050)]);
+    this.identifiers = identifiersToScrub(
+      [TAG.PatientName, ...OTHER_NAMES_OF_THE_PATIENT].map(text).filter((name) => name !== ''),
+      [patientKey.patientId, text(TAG.AccessionNumber), ...this.otherPatientIds(elements)],
+    );
     this.folding = textFolding(text(TAG.SpecificCharacterSet));
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
@@ -214,6 +223,18 @@ export class DeidEngine {
       ...(retainUids && original.sop !== '' && sopInstanceUid !== original.sop ? { renamedFrom: original.sop } : {}),
       ...(retainUids ? { references: [...references] } : {}),
     };
+  }
+
+  /**
+   * The IDs other issuers gave the patient: Other Patient IDs (0010,1000, retired, backslash-separated)
+   * and the PatientID of each Other Patient IDs Sequence item (0010,1002). Table E.1-1 removes them;
+   * free text that quotes one must lose it like the PatientID.
+   */
+  private otherPatientIds(elements: readonly EditableElement[]): string[] {
+    const listed = this.text(elements.find((element) => element.tag === TAG.OtherPatientIDs)).split('\\');
+    const sequence = elements.find((element) => element.tag === TAG.OtherPatientIDsSequence);
+    const items = (sequence?.items ?? []).map((item) => this.text(item.elements.find((element) => element.tag === TAG.PatientID)));
+    return [...listed, ...items].map((id) => id.trim()).filter((id) => id !== '');
   }
 
   private walk(elements: EditableElement[], path: string, patientKey: PatientKey, within: Within = 'dataset'): void {

@@ -41,7 +41,8 @@ export function identifiersToScrub(personNames: readonly string[], ids: readonly
       parts.push(...iso2022NameWords(name));
       continue;
     }
-    for (const group of name.split('=')) {
+    // Several values (Other Patient Names) are several names; an ISO 2022 name's "\\" was read above.
+    for (const group of name.split('\\').flatMap((value) => value.split('='))) {
       group.split('^').forEach((component, index) => {
         const words = component.split(/\s+/).map(trim).filter((word) => word !== '');
         for (const word of words) if (word.length >= 3 || (word.length === 2 && words.length === 1 && index <= 2)) parts.push(word);

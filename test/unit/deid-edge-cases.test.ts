@@ -275,3 +275,27 @@ test('under retainUIDs the UIDs Table E.1-1 replaces whatever the option (UID in
   assert.match(text(uid), /^2\.25\.\d+$/);
   assert.equal(text(elements.find((element) => element.tag === TAG.SOPInstanceUID)), '1.2.826.0.1.3680043.99.504.1', 'the option still keeps what it keeps');
 });
+
+// Found in a review: free text was cleaned of the patient's name, PatientID and AccessionNumber only.
+// The IDs other issuers gave the same patient (Other Patient IDs Sequence, Other Patient IDs) and the
+// names the patient had (Other Patient Names, Patient's Birth Name) are identifiers too (PS3.15 Table
+// E.1-1 removes them all): a description quoting one was kept, cleaned, and not reported.
+test('free text is cleaned of the other IDs and names of the patient, as of PatientID and PatientName', () => {
+  const settings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['cleanDescriptors'] as const) };
+  const otherId = definedItem(Buffer.concat([encodeElement(TAG.PatientID, 'LO', 'HOSP2-99817'), encodeElement(0x00100021, 'LO', 'HOSPITAL TWO')]));
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.505.1'],
+    [TAG.PatientName, 'PN', 'Doe^Jane'],
+    [TAG.PatientID, 'LO', 'MRN505'],
+    [0x00101000, 'LO', 'OLDMRN-4411'], // Other Patient IDs (retired)
+    [0x00101001, 'PN', 'Roe^Janet\\Poe^Ann'], // Other Patient Names, two values
+    Buffer.concat([elementHeader(0x00101002, 'SQ', otherId.length), otherId]), // Other Patient IDs Sequence
+    [0x00081030, 'LO', 'CT HOSP2-99817 OLDMRN-4411 Roe Janet'], // Study Description, C under cleanDescriptors
+  ]);
+  const { elements, outcome } = run(dataset, 'explicit-le', settings);
+  const description = text(elements.find((element) => element.tag === 0x00081030));
+  assert.equal(description, 'CT XXXXXX XXXXXX XXXXXX XXXXXX', 'each identifier is masked');
+  assert.equal(elements.find((element) => element.tag === 0x00101002), undefined, 'the sequence itself is removed (X)');
+  assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'identifier-in-text'), []);
+});
