@@ -251,7 +251,8 @@ export class DeidEngine {
       if (rule) {
         this.applyRule(element, rule, here, patientKey, within);
       } else if (safePrivate && isPrivate(element.tag)) {
-        this.apply(element, safePrivate.actionFor(element.tag), here, patientKey, within);
+        const action = safePrivate.actionFor(element.tag);
+        this.apply(element, action === 'keep' ? this.retainedPrivateAction(element, safePrivate.listedVr(element.tag)) : action, here, patientKey, within);
       } else {
         this.apply(element, this.actionFor(element, within), here, patientKey, within);
       }
@@ -313,6 +314,20 @@ export class DeidEngine {
     if (vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
     if (within !== 'dataset' && TEXT_VRS.has(vr)) return within === 'dummy' ? 'dummy' : 'clean';
     if (vr === 'PN') return 'remove';
+    if (vr === 'DA' || vr === 'DT') return concreteAction(actionCodeFor(UNLISTED_DATE, this.settings.options), vr);
+    return 'keep';
+  }
+
+  /**
+   * Table E.1-1 cleans (C), not keeps, the private attributes the Retain Safe Private Option retains.
+   * Safe text and numbers stay; a UID (Table E.3.10-1 lists some, e.g. an analyzed series' UID) gets
+   * its keyed replacement like every other instance UID, so the original does not pass beside it; a
+   * date is treated as dates are (one original date beside shifted ones gives the shift away). The VR
+   * is the element's, or the list's where the dataset is implicit VR (PS3.5 6.2.2: UN).
+   */
+  private retainedPrivateAction(element: EditableElement, listedVr: string | undefined): ConcreteAction {
+    const vr = element.vr === 'UN' ? (listedVr ?? 'UN') : element.vr;
+    if (vr === 'UI') return 'uid';
     if (vr === 'DA' || vr === 'DT') return concreteAction(actionCodeFor(UNLISTED_DATE, this.settings.options), vr);
     return 'keep';
   }

@@ -14,6 +14,8 @@ export interface SafePrivateElement {
   group: number;
   /** The element's low byte within its block, e.g. 0x23 for (0019,xx23). */
   element: number;
+  /** The VR Table E.3.10-1 gives it, where known: what an implicit VR dataset does not say. */
+  vr?: string;
 }
 
 const TAG = {
@@ -39,10 +41,11 @@ export class SafePrivatePolicy {
   private readonly declared = new Map<string, BlockRule>();
   /** (group << 8 | block) → creator, from the private creator elements (gggg,00xx). */
   private readonly creators = new Map<number, string>();
-  private readonly configured: Set<string>;
+  /** Configured safe elements by key, with their VR where the list gives one. */
+  private readonly configured: Map<string, string | undefined>;
 
   constructor(elements: readonly ElementNode[], configured: readonly SafePrivateElement[], bigEndian: boolean) {
-    this.configured = new Set(configured.map((safe) => key(safe.group, safe.creator, safe.element)));
+    this.configured = new Map(configured.map((safe) => [key(safe.group, safe.creator, safe.element), safe.vr]));
     for (const element of elements) {
       const group = element.tag >>> 16;
       const number = element.tag & 0xffff;
@@ -89,6 +92,13 @@ export class SafePrivatePolicy {
       return 'remove';
     }
     return this.configured.has(key(group, creator, element)) ? 'keep' : 'remove';
+  }
+
+  /** The VR the configured list gives a private element, if it names one. */
+  listedVr(tag: number): string | undefined {
+    const group = tag >>> 16;
+    const creator = this.creators.get((group << 8) | ((tag >>> 8) & 0xff));
+    return creator === undefined ? undefined : this.configured.get(key(group, creator, tag & 0xff));
   }
 
 }

@@ -59,5 +59,6 @@ export function safePrivateFromConfig(config: GantryConfig): SafePrivateElement[
     creator: entry.creator,
     group: Number.parseInt(entry.tag.slice(0, 4), 16),
     element: Number.parseInt(entry.tag.slice(7, 9), 16),
+    ...('vr' in entry && typeof entry.vr === 'string' ? { vr: entry.vr } : {}),
   }));
 }

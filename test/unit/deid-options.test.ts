@@ -17,7 +17,7 @@ import type { ProfileOption } from '../../src/deid/profile-types.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { safePrivateFromConfig } from '../../src/deid/settings.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { encodeDataset, type Element } from '../helpers/synthetic-dicom.js';
+import { encodeDataset, implicitElementOf, type Element } from '../helpers/synthetic-dicom.js';
 
 const PSEUDONYMS = new Pseudonymizer('golden tests secret, long enough');
 
@@ -382,4 +382,49 @@ test('a name in ISO 2022 text is found by its characters, whatever the escapes a
   const korean = `\x1b$)C\xb0\xa1 \xc8\xab\xb1\xe6\xb5\xbf`; // 가 홍길동
   const koreanNames = identifiersToScrub([`HONG^GILDONG=\x1b$)C\xc8\xab^\x1b$)C\xb1\xe6\xb5\xbf`], []);
   assert.equal(decodeText(Buffer.from(scrubText(korean, koreanNames, textFolding('\\ISO 2022 IR 149')), 'latin1'), ['', 'ISO 2022 IR 149']), '가 XXXXXXXXXXXX');
+});
+
+// Found in a review: Table E.1-1 cleans (C) the private attributes the Retain Safe Private Option
+// retains, and the engine kept them as they were. Table E.3.10-1 lists UIDs among them (NQHeader
+// (0099,xx02) Analyzed Series UID: the original Series Instance UID), so the original UID passed
+// beside its replacement, linking the output back to the source; a private date beside shifted ones
+// gives the shift away. A retained private UID gets the keyed UID, a retained private date the dates'
+// treatment, whichever the VR is known from: the element (explicit VR) or the starter list (implicit).
+test('retainSafePrivate replaces the UIDs and treats the dates of the private elements it retains', () => {
+  const originalSeries = '1.2.826.0.1.3680043.99.600.2';
+  const elements: Element[] = [
+    ...BASE,
+    [0x0020000e, 'UI', originalSeries],
+    [0x00990010, 'LO', 'NQHeader'],
+    [0x00991002, 'UI', originalSeries], // Analyzed Series UID: a row of Table E.3.10-1
+    [0x00230010, 'LO', 'DECLARED_SAFE'],
+    [0x00231001, 'DA', '20240315'],
+  ];
+  const bytes = encodeDataset(elements);
+  const config = parseConfigText('deid: { options: [retainSafePrivate] }', 'test');
+  const run = (options: ProfileOption[], encoding: 'explicit-le' | 'implicit-le', dataset: Buffer) => {
+    const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate', ...options]), safePrivate: [...safePrivateFromConfig(config), { creator: 'DECLARED_SAFE', group: 0x0023, element: 0x01 }] };
+    const tree = parseDataset(new BufferSource(dataset), encoding) as EditableElement[];
+    new DeidEngine(settings, PSEUDONYMS, new BufferSource(dataset), false, encoding === 'implicit-le').run(tree);
+    const out: Buffer[] = [];
+    new DatasetWriter(new BufferSource(dataset), encoding, (piece) => out.push(Buffer.from(piece))).writeElements(tree);
+    const written = parseDataset(new BufferSource(Buffer.concat(out)), encoding);
+    const value = (tag: number) => written.find((element) => element.tag === tag)?.value?.toString('latin1').replace(/[\0 ]+$/, '');
+    return { value };
+  };
+  const explicit = run([], 'explicit-le', bytes);
+  assert.notEqual(explicit.value(0x00991002), originalSeries, 'the original UID does not pass');
+  assert.equal(explicit.value(0x00991002), explicit.value(0x0020000e), 'it gets the UID its series got, so the reference holds');
+  assert.equal(explicit.value(0x00231001), undefined, 'without a longitudinal option a date goes, as dates do');
+  const shifted = run(['retainLongitudinalModifiedDates'], 'explicit-le', bytes);
+  assert.equal(shifted.value(0x00231001), shifted.value(0x00080020), 'under modified dates it moves with the other dates');
+  const kept = run(['retainUIDs', 'retainLongitudinalFullDates'], 'explicit-le', bytes);
+  assert.equal(kept.value(0x00991002), originalSeries, 'retainUIDs keeps it');
+  assert.equal(kept.value(0x00231001), '20240315', 'full dates keep it');
+  // Implicit VR: the private element is UN to the reader; the starter list says UI.
+  const padded = (vr: string, value: string | number | Buffer) => (typeof value !== 'string' ? Buffer.from(String(value), 'latin1') : Buffer.from(value.length % 2 ? `${value}${vr === 'UI' ? '\0' : ' '}` : value, 'latin1'));
+  const implicitBytes = Buffer.concat([...elements].sort((a, b) => a[0] - b[0]).map(([tag, vr, value]) => implicitElementOf(tag, padded(vr, value))));
+  const implicit = run([], 'implicit-le', implicitBytes);
+  assert.notEqual(implicit.value(0x00991002), originalSeries, 'implicit VR: the original UID does not pass');
+  assert.equal(implicit.value(0x00991002), implicit.value(0x0020000e));
 });
