@@ -96,17 +96,26 @@ export function parseSpecificCharacterSet(value: string | undefined): string[] {
 
 /**
  * Decodes a text value. `personName` marks PN values, in which "^" and "=" also return the
- * character sets to their initial state (PS3.5 6.1.2.5.3).
+ * character sets to their initial state (PS3.5 6.1.2.5.3); `multiValued` a VR whose values "\\"
+ * separates (every text VR but LT, ST and UT; PN is one), each of which starts in the initial state too.
  */
-export function decodeText(bytes: Buffer, charsets: readonly string[], personName = false): string {
+export function decodeText(bytes: Buffer, charsets: readonly string[], personName = false, multiValued = personName): string {
   const first = charsets[0] ?? '';
   const single = SINGLE_SETS[first];
   if (charsets.length <= 1 && single !== undefined) return decodeWith(single, bytes);
   if (!bytes.includes(0x1b) && single !== undefined) return decodeWith(single, bytes);
-  return decodeIso2022(bytes, charsets, personName);
+  return decodeIso2022(bytes, charsets, personName, multiValued);
 }
 
-function decodeIso2022(bytes: Buffer, charsets: readonly string[], personName: boolean): string {
+/** The text VRs of one value, in which "\\" is a character (PS3.5 6.2). */
+const SINGLE_VALUED_TEXT_VRS: ReadonlySet<string> = new Set(['LT', 'ST', 'UT']);
+
+/** Whether values of this VR are separated by "\\" (decodeText's `multiValued`). */
+export function isMultiValuedText(vr: string): boolean {
+  return !SINGLE_VALUED_TEXT_VRS.has(vr);
+}
+
+function decodeIso2022(bytes: Buffer, charsets: readonly string[], personName: boolean, multiValued: boolean): string {
   const initial = ISO2022_INITIAL[charsets[0] ?? ''] ?? { g0: 'ascii' as G0Set, g1: 'none' as G1Set };
   let g0 = initial.g0;
   let g1 = initial.g1;
@@ -125,9 +134,11 @@ function decodeIso2022(bytes: Buffer, charsets: readonly string[], personName: b
       index += 1; // an escape Gantry does not know: drop the ESC byte, keep going
       continue;
     }
-    // In a two-byte G0 set, "^" and "=" bytes are halves of characters, not delimiters.
-    const nameDelimiters = personName && g0 !== 'jis-x-0208' && g0 !== 'jis-x-0212';
-    if (isDelimiter(byte, nameDelimiters)) {
+    // In a two-byte G0 set, "^", "=" and "\\" bytes are halves of characters, not delimiters.
+    const singleByteG0 = g0 !== 'jis-x-0208' && g0 !== 'jis-x-0212';
+    const nameDelimiters = personName && singleByteG0;
+    const valueDelimiter = multiValued && singleByteG0;
+    if (isDelimiter(byte, nameDelimiters, valueDelimiter)) {
       out += String.fromCharCode(byte);
       g0 = initial.g0;
       g1 = initial.g1;
@@ -139,7 +150,7 @@ function decodeIso2022(bytes: Buffer, charsets: readonly string[], personName: b
     const high = byte >= 0x80;
     while (end < bytes.length) {
       const next = bytes[end] as number;
-      if (next === 0x1b || isDelimiter(next, nameDelimiters) || next >= 0x80 !== high) break;
+      if (next === 0x1b || isDelimiter(next, nameDelimiters, valueDelimiter) || next >= 0x80 !== high) break;
       end += 1;
     }
     out += high ? decodeG1(bytes.subarray(index, end), g1) : decodeG0(bytes.subarray(index, end), g0);
@@ -148,9 +159,9 @@ function decodeIso2022(bytes: Buffer, charsets: readonly string[], personName: b
   return out;
 }
 
-function isDelimiter(byte: number, personName: boolean): boolean {
-  // CR, LF, FF, TAB always; "^" and "=" in person names (PS3.5 6.1.2.5.3).
-  return byte === 0x0d || byte === 0x0a || byte === 0x0c || byte === 0x09 || (personName && (byte === 0x5e || byte === 0x3d));
+function isDelimiter(byte: number, personName: boolean, multiValued: boolean): boolean {
+  // CR, LF, FF, TAB always; "^" and "=" in person names; "\\" between values (PS3.5 6.1.2.5.3).
+  return byte === 0x0d || byte === 0x0a || byte === 0x0c || byte === 0x09 || (personName && (byte === 0x5e || byte === 0x3d)) || (multiValued && byte === 0x5c);
 }
 
 function decodeG0(run: Buffer, set: G0Set): string {

@@ -86,7 +86,7 @@ function decodeValue(scanned: ScannedValue, vr: Vr, charsets: readonly string[])
     case 'PN':
     case 'LO':
     case 'SH':
-      return trimText(decodeText(bytes, charsets, vr === 'PN'));
+      return trimText(decodeText(bytes, charsets, vr === 'PN', true));
     default:
       return trimText(bytes.toString('latin1'));
   }

@@ -240,5 +240,6 @@ function unsignedShortsText(value: Buffer | undefined): string {
 function textOf(elements: readonly ElementNode[], tag: number, charsets: readonly string[], personName = false): string | undefined {
   const value = elements.find((element) => element.tag === tag)?.value;
   if (!value) return value === undefined ? undefined : '';
-  return decodeText(value, charsets, personName).replace(/[\0 ]+$/, '');
+  // Query keys are never LT, ST or UT: a backslash separates values (a UID list, PS3.4 C.2.2.2.2).
+  return decodeText(value, charsets, personName, true).replace(/[\0 ]+$/, '');
 }

@@ -5,7 +5,7 @@
  * at once, so an instance object never holds a file descriptor.
  */
 import { parseFile, type ElementNode } from '../dicom/dataset-tree.js';
-import { decodeText, parseSpecificCharacterSet } from '../dicom/charset.js';
+import { decodeText, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
 import { tagOfKeyword } from '../dicom/dictionary.js';
 import { elementText } from '../dicom/element-value.js';
 
@@ -65,7 +65,7 @@ export class LazyHeader {
     if (binary) return element.value ? binary(element.value, header.bigEndian) : undefined;
     // Values were loaded with the header; the file is closed, so nothing else can be read.
     if (CHARACTER_SET_VRS.has(element.vr)) {
-      return element.value ? trimPadding(decodeText(element.value, header.charsets, element.vr === 'PN')) : undefined;
+      return element.value ? trimPadding(decodeText(element.value, header.charsets, element.vr === 'PN', isMultiValuedText(element.vr))) : undefined;
     }
     return elementText(element, undefined, header.bigEndian);
   }

@@ -32,3 +32,16 @@ test('no Specific Character Set means the default repertoire', () => {
   assert.deepEqual(parseSpecificCharacterSet(undefined), ['']);
   assert.equal(decodeText(bytes('DOE^JOHN'), ['']), 'DOE^JOHN');
 });
+
+// Found in a review: PS3.5 6.1.2.5.3 makes the character sets of Specific Character Set value 1 active
+// again at the end of each value (the "\" delimiter) as before "^" and "=" in a name; the decoder
+// carried a designation of one value into the next, so "ESC - F Greek \ Müller" read Müller in Greek.
+test('each value of a multi-valued element starts in the initial character sets (ISO 2022)', () => {
+  const charsets = parseSpecificCharacterSet('ISO 2022 IR 100\\ISO 2022 IR 126');
+  const names = bytes('\x1b-F\xc4\xe9\xef\\M\xfcller^Hans');
+  assert.equal(decodeText(names, charsets, true), 'Διο\\Müller^Hans', 'a person name');
+  assert.equal(decodeText(bytes('\x1b-F\xc4\xe9\xef\\M\xfcller'), charsets, false, true), 'Διο\\Müller', 'a multi-valued LO');
+  assert.equal(decodeText(bytes('\x1b-F\xc4\xe9\xef\\\xc4'), charsets), 'Διο\\Δ', 'LT, ST and UT have one value: a backslash is text');
+  // In a two-byte G0 a 5C byte is half a character (本 is 4B 5C), never a delimiter.
+  assert.equal(decodeText(bytes('\x1b$B;3K\\\x1b(B'), parseSpecificCharacterSet('\\ISO 2022 IR 87'), true), '山本');
+});
