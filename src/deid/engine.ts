@@ -18,7 +18,7 @@ import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
 import { HASHABLE_VRS, MAX_VALUE_LENGTH, type AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
 import { capAge, dummyValue, shiftDate, shiftDateTime } from './values.js';
-import { identifiersToScrub, quotesIdentifier, scrubText, textFolding, type TextFolding } from './free-text.js';
+import { fitIso2022, identifiersToScrub, quotesIdentifier, scrubText, textFolding, type TextFolding } from './free-text.js';
 
 export interface DeidSettings {
   options: ReadonlySet<ProfileOption>;
@@ -716,6 +716,8 @@ const SINGLE_VALUED_TEXT = new Set(['LT', 'ST', 'UT']);
 function fitToVr(value: string, vr: string): string {
   const max = MAX_VALUE_LENGTH[vr];
   if (max === undefined || value.length <= max) return value;
+  // ISO 2022 (PS3.5 6.1.2.5): characters of one or two bytes between escapes, counted as characters.
+  if (value.includes('\x1b')) return fitIso2022(value, max, SINGLE_VALUED_TEXT.has(vr) ? '' : vr === 'PN' ? '\\=' : '\\');
   const cut = (one: string) => {
     if (one.length <= max) return one;
     let end = max;

@@ -252,6 +252,31 @@ function maskIso2022(text: string, identifier: readonly Iso2022Character[]): str
 }
 
 /**
+ * ISO 2022 text cut to at most `max` characters a value (PS3.5 Table 6.2-1 counts characters; escapes
+ * are none, a kanji is one of two bytes), never inside a character: the escapes all stay, so each set
+ * designated is designated as in the original, and the value ends in the state it ended in. Values
+ * are separated by the single-byte characters of `separators` ("\\", and "=" between a name's groups).
+ */
+export function fitIso2022(text: string, max: number, separators: string): string {
+  let out = '';
+  let count = 0;
+  for (const token of iso2022Tokens(text)) {
+    if (token.kind === 'escape') {
+      out += token.bytes;
+      continue;
+    }
+    if (!token.twoByte && token.inG0 && separators.includes(token.bytes)) {
+      out += token.bytes;
+      count = 0;
+      continue;
+    }
+    if (count < max) out += token.bytes;
+    count += 1;
+  }
+  return out;
+}
+
+/**
  * The words of an ISO 2022 person name worth looking for, each with the escapes that designate its
  * characters' sets, so that it reads alone as it read in the name. A word of two-byte characters
  * counts from two characters, or as the whole family, given or middle name (a one-kanji given name).

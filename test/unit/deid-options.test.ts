@@ -428,3 +428,16 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
   assert.notEqual(implicit.value(0x00991002), originalSeries, 'implicit VR: the original UID does not pass');
   assert.equal(implicit.value(0x00991002), implicit.value(0x0020000e));
 });
+
+// Found in a review: a cleaned value longer than its VR allows is cut, and the cut counted bytes. An LO
+// of 64 characters may hold far more bytes in ISO 2022 (two a kanji, and the escapes): a legal Japanese
+// description was cut, in the middle of a kanji and with its two-byte set left designated, after its
+// patient ID was masked.
+test('a cleaned ISO 2022 value is measured in characters and never cut inside one', () => {
+  const kanji = ';3ED'.repeat(15); // 30 kanji (山田 fifteen times), 60 bytes
+  const description = `\x1b$B${kanji}\x1b(B MRN778899`; // 41 characters, 76 bytes: a legal LO
+  const elements = BASE.map((element): Element => (element[0] === 0x00081030 ? [0x00081030, 'LO', description] : element));
+  const out = deid([[0x00080005, 'CS', '\\ISO 2022 IR 87'], ...elements], ['cleanDescriptors']);
+  const cleaned = out.get(0x00081030) ?? '';
+  assert.equal(decodeText(Buffer.from(cleaned, 'latin1'), ['', 'ISO 2022 IR 87']), `${'山田'.repeat(15)} XXXXXX`);
+});
