@@ -260,6 +260,7 @@ export class DeidEngine {
       // half overlay is left (dciodvfy would flag it).
       if (element.removed && (element.tag & 0xff01ffff) === 0x60003000) removedOverlayGroups.add(element.tag >>> 16);
     }
+    for (const group of this.embeddedOverlayGroups(elements)) removedOverlayGroups.add(group);
     for (const element of elements) {
       if (removedOverlayGroups.has(element.tag >>> 16) && !element.removed) {
         element.removed = true;
@@ -280,6 +281,20 @@ export class DeidEngine {
       const members = elements.filter((element) => element.tag >>> 16 === groupLength.tag >>> 16 && element !== groupLength);
       if (members.every((member) => member.removed)) groupLength.removed = true;
     }
+  }
+
+  /**
+   * Overlay groups without Overlay Data (60xx,3000): their bits are embedded in Pixel Data (PS3.5
+   * 8.1.2, Overlay Bit Position; retired). Table E.1-1 removes Overlay Data (X, and C under
+   * cleanGraphics, which cannot clean a bitmap); there is no element to remove, and a group left whole
+   * has viewers draw the overlay from the pixels. Its description goes, so none is drawn. (The bits
+   * themselves stay in the unused high bits of Pixel Data, beyond Bits Stored.)
+   */
+  private embeddedOverlayGroups(elements: readonly EditableElement[]): number[] {
+    const row = profileRowFor(0x60003000);
+    if (row && concreteAction(actionCodeFor(row, this.settings.options), 'OW') === 'keep') return [];
+    const groups = new Set(elements.filter((element) => (element.tag & 0xff010000) === 0x60000000).map((element) => element.tag >>> 16));
+    return [...groups].filter((group) => !elements.some((element) => element.tag === ((group << 16) | 0x3000) >>> 0));
   }
 
   private actionFor(element: EditableElement, within: Within): ConcreteAction {

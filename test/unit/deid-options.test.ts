@@ -441,3 +441,24 @@ test('a cleaned ISO 2022 value is measured in characters and never cut inside on
   const cleaned = out.get(0x00081030) ?? '';
   assert.equal(decodeText(Buffer.from(cleaned, 'latin1'), ['', 'ISO 2022 IR 87']), `${'山田'.repeat(15)} XXXXXX`);
 });
+
+// Found in a review: an overlay whose bits are embedded in Pixel Data (PS3.5 8.1.2, Overlay Bit
+// Position in unused high bits; retired, still sent by older scanners) has no Overlay Data element to
+// remove, so its group stayed whole and viewers went on drawing it, with whatever text it holds. Table
+// E.1-1 removes Overlay Data (X; C under cleanGraphics, which cannot clean a bitmap): an embedded overlay
+// goes the same way, its group with it.
+test('an overlay embedded in Pixel Data goes like an overlay of its own, its whole group removed', () => {
+  const embedded: Element[] = [
+    ...BASE,
+    [0x60020010, 'US', 4], // Overlay Rows
+    [0x60020011, 'US', 4], // Overlay Columns
+    [0x60020040, 'CS', 'G'], // Overlay Type
+    [0x60020050, 'SS', Buffer.from([1, 0, 1, 0])], // Overlay Origin
+    [0x60020100, 'US', 16], // Overlay Bits Allocated
+    [0x60020102, 'US', 12], // Overlay Bit Position: bit 12 of each Pixel Data sample
+  ];
+  for (const options of [[], ['cleanGraphics']] as ProfileOption[][]) {
+    const out = deid(embedded, options);
+    assert.deepEqual([...out.keys()].filter((tag) => tag >>> 16 === 0x6002), [], `options ${options.join(',') || 'none'}: the group is gone`);
+  }
+});
