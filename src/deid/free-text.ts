@@ -85,6 +85,13 @@ function decodedUtf8(latin1: string): string {
   return Buffer.from(latin1, 'latin1').toString('utf8');
 }
 
+/**
+ * A letter of a script that bounds words: Han, kana and Hangul are left out. Chinese and Japanese
+ * write words together ("山田太郎の画像") and Korean joins particles to names ("홍길동님"): a name in
+ * them is found wherever its characters are.
+ */
+const SPACED_LETTER = '(?:(?![\\p{Script=Han}\\p{Script=Hiragana}\\p{Script=Katakana}\\p{Script=Hangul}])\\p{L})';
+
 const LATIN1_LETTER = 'A-Za-z\\u00aa\\u00b5\\u00ba\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u00ff';
 
 /**
@@ -93,7 +100,7 @@ const LATIN1_LETTER = 'A-Za-z\\u00aa\\u00b5\\u00ba\\u00c0-\\u00d6\\u00d8-\\u00f6
  */
 function identifierPattern(identifier: string, folding: TextFolding, unicode: boolean): RegExp {
   const escaped = identifier.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const letters = unicode ? '\\p{L}' : folding === 'latin1' ? `[${LATIN1_LETTER}]` : '[A-Za-z]';
+  const letters = unicode ? SPACED_LETTER : folding === 'latin1' ? `[${LATIN1_LETTER}]` : '[A-Za-z]';
   const digits = unicode ? '\\p{Nd}' : '[0-9]';
   const isLetter = new RegExp(`^${letters}$`, unicode ? 'u' : '');
   const isDigit = new RegExp(`^${digits}$`, unicode ? 'u' : '');

@@ -462,3 +462,21 @@ test('an overlay embedded in Pixel Data goes like an overlay of its own, its who
     assert.deepEqual([...out.keys()].filter((tag) => tag >>> 16 === 0x6002), [], `options ${options.join(',') || 'none'}: the group is gone`);
   }
 });
+
+// Found in a review: in UTF-8 (ISO_IR 192) an identifier was looked for only where no letter touched
+// it, and Han, kana and Hangul are letters: Chinese and Japanese run words together ("山田太郎の画像",
+// "王小东的CT"), Korean adds particles to names ("홍길동님"), so an ideographic name in free text was
+// never found, cleaned or reported.
+test('a name in Han, kana or Hangul is found in UTF-8 free text without spaces around it', () => {
+  const utf8 = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+  const folding = textFolding('ISO_IR 192');
+  const japanese = identifiersToScrub([utf8('Yamada^Tarou=山田^太郎=やまだ^たろう')], []);
+  assert.equal(scrubText(utf8('山田太郎の画像'), japanese, folding), utf8('XXXXXXXXXXXXの画像'));
+  const chinese = identifiersToScrub([utf8('Wang^XiaoDong=王^小东')], []);
+  assert.equal(scrubText(utf8('王小东的CT'), chinese, folding), utf8('XXXXXXXXXXXX的CT'));
+  assert.equal(quotesIdentifier(utf8('王小东的CT'), chinese, folding), true);
+  const korean = identifiersToScrub([utf8('Hong^Gildong=洪^吉洞=홍^길동')], []);
+  assert.equal(scrubText(utf8('길동님 CT'), korean, folding), utf8('XXXXXX님 CT'));
+  // Letters of alphabetic scripts still bound a name: "Ann" is not in "annular".
+  assert.equal(scrubText(utf8('annular Ann'), identifiersToScrub(['Ann^Lee'], []), folding), utf8('annular XXXXXX'));
+});
