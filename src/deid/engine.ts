@@ -318,8 +318,9 @@ export class DeidEngine {
    * one the standard defines and does not name a class, syntax or coding scheme is an instance UID
    * and gets a keyed replacement, so references stay consistent; links (UR) and birth or death
    * dates go; so do the names of people (PN) and dates, as the table treats its own dates. Inside
-   * a sequence the profile replaces (D) or cleans (C), free text is replaced or cleaned: Content
-   * Sequence keeps its structure and coded values, and loses what people wrote. An element sent as
+   * a sequence the profile replaces (D) or cleans (C), free text is replaced or cleaned, and names of
+   * people replaced: Content Sequence keeps its structure and coded values, and loses what people
+   * wrote. An element sent as
    * UN (PS3.5 6.2.2) is judged by the VR the dictionary gives its tag.
    */
   private actionForUnlisted(element: EditableElement, within: Within): ConcreteAction {
@@ -327,8 +328,9 @@ export class DeidEngine {
     const vr = element.vr === 'UN' && element.items === undefined ? vrOf(element.tag) : element.vr;
     if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !this.text(element).startsWith('1.2.840.10008.')) return 'uid';
     if (vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
+    // A person's name is not free text: cleaning it of the patient's identifiers leaves anyone else's.
+    if (vr === 'PN') return within === 'dataset' ? 'remove' : 'dummy';
     if (within !== 'dataset' && TEXT_VRS.has(vr)) return within === 'dummy' ? 'dummy' : 'clean';
-    if (vr === 'PN') return 'remove';
     if (vr === 'DA' || vr === 'DT') return concreteAction(actionCodeFor(UNLISTED_DATE, this.settings.options), vr);
     return 'keep';
   }

@@ -299,3 +299,22 @@ test('free text is cleaned of the other IDs and names of the patient, as of Pati
   assert.equal(elements.find((element) => element.tag === 0x00101002), undefined, 'the sequence itself is removed (X)');
   assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'identifier-in-text'), []);
 });
+
+// Found in a review: inside a sequence an option cleans (Content Sequence under cleanStructuredContent),
+// a person's name Table E.1-1 does not list (Document Author (Trial), Evaluator Name) was cleaned as
+// free text: of the patient's identifiers only, so anyone else's name passed. A name is not free text:
+// it gets a dummy there, as inside a sequence replaced by dummies, and is removed at the top level.
+test('an unlisted person name inside a cleaned sequence gets a dummy, not a scrub for the patient only', () => {
+  const settings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['cleanStructuredContent'] as const) };
+  const contentItem = definedItem(Buffer.concat([encodeElement(0x0040a040, 'CS', 'PNAME'), encodeElement(0x0040a067, 'PN', 'Nightingale^Florence')]));
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', '1.2.840.10008.5.1.4.1.1.88.11'],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.506.1'],
+    [TAG.PatientName, 'PN', 'Doe^Jane'],
+    [TAG.PatientID, 'LO', 'MRN506'],
+    Buffer.concat([elementHeader(0x0040a730, 'SQ', contentItem.length), contentItem]),
+  ]);
+  const { bytes, elements } = run(dataset, 'explicit-le', settings);
+  assert.ok(elements.find((element) => element.tag === 0x0040a730)?.items?.[0], 'the content item stays (cleaned)');
+  assert.equal(bytes.includes(Buffer.from('Nightingale')), false, 'the other person\'s name is gone');
+});
