@@ -55,23 +55,39 @@ export function identifiersToScrub(personNames: readonly string[], ids: readonly
 
 /** Whether free text quotes one of the identifiers. */
 export function quotesIdentifier(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1'): boolean {
-  if (identifiers.some((identifier) => identifier.includes(ESC) && iso2022Matches(iso2022Tokens(text), iso2022Characters(identifier)).length > 0)) return true;
+  const byCharacters = identifiers.filter((identifier) => readByCharacters(text, identifier, folding));
+  const tokens = byCharacters.length > 0 ? iso2022Tokens(text) : [];
+  if (byCharacters.some((identifier) => iso2022Matches(tokens, iso2022Characters(identifier)).length > 0)) return true;
   const { value, unicode } = comparable(text, folding);
-  return identifiers.some((identifier) => !identifier.includes(ESC) && identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode).test(value));
+  return identifiers.some((identifier) => !readByCharacters(text, identifier, folding) && identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode).test(value));
 }
 
 /** Removes quoted identifiers and date-like strings from free text; the result is again a Latin-1
  * string of the bytes to store. */
 export function scrubText(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1'): string {
   let masked = text;
-  for (const identifier of identifiers) if (identifier.includes(ESC)) masked = maskIso2022(masked, iso2022Characters(identifier));
+  for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier));
   const { value, unicode } = comparable(masked, folding);
   let out = value;
-  for (const identifier of identifiers.filter((one) => !one.includes(ESC))) out = out.replace(identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode), 'XXXXXX');
-  out = out
+  for (const identifier of identifiers.filter((one) => !readByCharacters(text, one, folding))) out = out.replace(identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode), 'XXXXXX');
+  // In ISO 2022 text dates are ASCII digits between escapes, never the bytes of a two-byte character.
+  out = !unicode && out.includes(ESC) ? mapSingleByteRuns(out, maskDates) : maskDates(out);
+  return unicode ? Buffer.from(out, 'utf8').toString('latin1') : out;
+}
+
+function maskDates(text: string): string {
+  return text
     .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
     .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');
-  return unicode ? Buffer.from(out, 'utf8').toString('latin1') : out;
+}
+
+/**
+ * Whether an identifier is looked for character by character (below): an ISO 2022 name, or any
+ * identifier in text with escapes whose sets are not Latin-1, where an escape (ESC ( B ends in a
+ * letter) must not bound a name and a kanji's bytes must not read as ASCII letters or digits.
+ */
+function readByCharacters(text: string, identifier: string, folding: TextFolding): boolean {
+  return identifier.includes(ESC) || (folding === 'ascii' && text.includes(ESC));
 }
 
 /** The text as compared: decoded when it is UTF-8 that decodes cleanly, else its bytes as they are. */
@@ -189,6 +205,27 @@ function iso2022Characters(text: string): Iso2022Character[] {
   return iso2022Tokens(text).filter((token): token is Iso2022Character => token.kind === 'character');
 }
 
+/** Whether a character is an ASCII letter or digit (single-byte, in G0), for the edges of a name. */
+function runOf(character: Iso2022Character | undefined): 'letter' | 'digit' | undefined {
+  if (!character || character.twoByte || !character.inG0) return undefined;
+  return /^[A-Za-z]$/.test(character.bytes) ? 'letter' : /^[0-9]$/.test(character.bytes) ? 'digit' : undefined;
+}
+
+/** `text` with each run of single-byte G0 characters (between escapes and two-byte characters) mapped. */
+function mapSingleByteRuns(text: string, map: (run: string) => string): string {
+  let out = '';
+  let run = '';
+  for (const token of iso2022Tokens(text)) {
+    if (token.kind === 'character' && token.inG0 && !token.twoByte) {
+      run += token.bytes;
+      continue;
+    }
+    out += map(run) + token.bytes;
+    run = '';
+  }
+  return out + map(run);
+}
+
 function sameCharacter(a: Iso2022Character, b: Iso2022Character): boolean {
   if (a.twoByte !== b.twoByte || a.inG0 !== b.inG0) return false;
   return a.twoByte || !/^[A-Za-z]$/.test(a.bytes) ? a.bytes === b.bytes : a.bytes.toUpperCase() === b.bytes.toUpperCase();
@@ -200,9 +237,13 @@ function iso2022Matches(tokens: readonly Iso2022Token[], identifier: readonly Is
   const matches: Array<[number, number]> = [];
   if (identifier.length === 0) return matches;
   const positions = tokens.flatMap((token, index) => (token.kind === 'character' ? [index] : []));
+  const character = (at: number) => (at < 0 || at >= positions.length ? undefined : (tokens[positions[at] as number] as Iso2022Character));
+  const before = runOf(identifier[0]);
+  const after = runOf(identifier[identifier.length - 1]);
   for (let at = 0; at + identifier.length <= positions.length; at += 1) {
-    const matched = identifier.every((character, offset) => sameCharacter(tokens[positions[at + offset] as number] as Iso2022Character, character));
-    if (!matched) continue;
+    const matched = identifier.every((wanted, offset) => sameCharacter(character(at + offset) as Iso2022Character, wanted));
+    // A run of ASCII letters or digits is not cut (as identifierPattern does), escapes between or not.
+    if (!matched || (before && runOf(character(at - 1)) === before) || (after && runOf(character(at + identifier.length)) === after)) continue;
     matches.push([positions[at] as number, positions[at + identifier.length - 1] as number]);
     at += identifier.length - 1;
   }

@@ -480,3 +480,20 @@ test('a name in Han, kana or Hangul is found in UTF-8 free text without spaces a
   // Letters of alphabetic scripts still bound a name: "Ann" is not in "annular".
   assert.equal(scrubText(utf8('annular Ann'), identifiersToScrub(['Ann^Lee'], []), folding), utf8('annular XXXXXX'));
 });
+
+// Found in a review: in ISO 2022 text the escape back to ASCII ends in a letter (ESC ( B), so a name or
+// a date written right after a kanji run ("ESC $ B 患者 ESC ( B Yamada 2024-03-15") touched a "letter"
+// and was not looked at, while bytes inside a kanji run that spell ASCII letters or digits were.
+// Escapes are not characters: names and dates are looked for in the characters they separate.
+test('in ISO 2022 text a name or a date right after an escape is found, and kanji bytes are not read as ASCII', () => {
+  const jis = (text: string) => `\x1b$B${text}\x1b(B`;
+  const folding = textFolding('\\ISO 2022 IR 87');
+  const names = identifiersToScrub(['Yamada^Tarou'], ['MRN778899']);
+  const text = `${jis('45<T')}Yamada${jis('$N')}2024-03-15`; // 患者Yamadaの2024-03-15
+  assert.equal(quotesIdentifier(text, names, folding), true);
+  const scrubbed = scrubText(text, names, folding);
+  assert.equal(decodeText(Buffer.from(scrubbed, 'latin1'), ['', 'ISO 2022 IR 87']), '患者XXXXXXのXXXXXXXX');
+  // 2020 and Tarou as JIS bytes: the kanji 鋳 (32 30) twice, and 5 kanji-byte letters, are not text to mask.
+  const kanji = jis('2020TarouA');
+  assert.equal(scrubText(`${kanji} CT`, names, folding), `${kanji} CT`);
+});
