@@ -326,7 +326,7 @@ export class DeidEngine {
   private actionForUnlisted(element: EditableElement, within: Within): ConcreteAction {
     const keyword = keywordOf(element.tag) ?? '';
     const vr = element.vr === 'UN' && element.items === undefined ? vrOf(element.tag) : element.vr;
-    if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !this.text(element).startsWith('1.2.840.10008.')) return 'uid';
+    if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !onlyStandardUids(this.text(element))) return 'uid';
     if (vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
     // A person's name is not free text: cleaning it of the patient's identifiers leaves anyone else's.
     if (vr === 'PN') return within === 'dataset' ? 'remove' : 'dummy';
@@ -690,6 +690,11 @@ function isPrivateCreator(tag: number): boolean {
 function replacedUnderRetainUids(tag: number): boolean {
   const row = profileRowFor(tag);
   return row !== undefined && row.tag !== 'private' && row.basic === 'U' && row.options.retainUIDs === undefined;
+}
+
+/** Whether every value of a UI is a UID of the standard itself (replaceUids keeps those, value by value). */
+function onlyStandardUids(value: string): boolean {
+  return value.split('\\').every((uid) => uid.trim() === '' || uid.trim().startsWith('1.2.840.10008.'));
 }
 
 function isDate(vr: string): boolean {

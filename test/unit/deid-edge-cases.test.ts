@@ -318,3 +318,19 @@ test('an unlisted person name inside a cleaned sequence gets a dummy, not a scru
   assert.ok(elements.find((element) => element.tag === 0x0040a730)?.items?.[0], 'the content item stays (cleaned)');
   assert.equal(bytes.includes(Buffer.from('Nightingale')), false, 'the other person\'s name is gone');
 });
+
+// Found in a review: an unlisted UI was taken for a standard UID when its first value was one, so a
+// list such as Selector UI Value (0072,007F) that starts with a class UID kept the instance UIDs after it.
+test('an unlisted list of UIDs gets each instance UID replaced, whatever its first value', () => {
+  const list = '1.2.840.10008.5.1.4.1.1.2\\1.2.826.0.1.3680043.99.507.7';
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.507.1'],
+    [TAG.PatientID, 'LO', 'MRN507'],
+    [0x0072007f, 'UI', list],
+  ]);
+  assert.equal(profileRowFor(0x0072007f), undefined, 'the test needs an attribute the table does not list');
+  const values = text(run(dataset, 'explicit-le', DEFAULT_DEID_SETTINGS).elements.find((element) => element.tag === 0x0072007f)).split('\\');
+  assert.equal(values[0], '1.2.840.10008.5.1.4.1.1.2', 'the standard UID keeps its meaning');
+  assert.match(values[1] ?? '', /^2\.25\.\d+$/, 'the instance UID is replaced');
+});
