@@ -316,8 +316,8 @@ export class DeidEngine {
    * Attributes Table E.1-1 does not list are retained (PS3.15 E.1.1), with safety nets for what the
    * table cannot foresee (attributes newer than its edition, or unknown to it): a UID that is not
    * one the standard defines and does not name a class, syntax or coding scheme is an instance UID
-   * and gets a keyed replacement, so references stay consistent; links (UR) and birth or death
-   * dates go; so do the names of people (PN) and dates, as the table treats its own dates. Inside
+   * and gets a keyed replacement, so references stay consistent; links (UR), AE titles and birth or
+   * death dates go; so do the names of people (PN) and dates, as the table treats its own dates. Inside
    * a sequence the profile replaces (D) or cleans (C), free text is replaced or cleaned, and names of
    * people replaced: Content Sequence keeps its structure and coded values, and loses what people
    * wrote. An element sent as
@@ -328,6 +328,9 @@ export class DeidEngine {
     const vr = element.vr === 'UN' && element.items === undefined ? vrOf(element.tag) : element.vr;
     if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !onlyStandardUids(this.text(element))) return 'uid';
     if (vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
+    // Table E.1-1 removes or replaces every AE it lists; the unlisted ones are command and meta elements
+    // left in a dataset (Move Originator, Source AE Title), which name the sender's devices too.
+    if (vr === 'AE') return 'remove';
     // A person's name is not free text: cleaning it of the patient's identifiers leaves anyone else's.
     if (vr === 'PN') return within === 'dataset' ? 'remove' : 'dummy';
     if (within !== 'dataset' && TEXT_VRS.has(vr)) return within === 'dummy' ? 'dummy' : 'clean';

@@ -334,3 +334,19 @@ test('an unlisted list of UIDs gets each instance UID replaced, whatever its fir
   assert.equal(values[0], '1.2.840.10008.5.1.4.1.1.2', 'the standard UID keeps its meaning');
   assert.match(values[1] ?? '', /^2\.25\.\d+$/, 'the instance UID is replaced');
 });
+
+// Found in a review: every AE of Table E.1-1 is removed or given a dummy (Station AE Title, Retrieve
+// AE Title, Requesting AE...), but an AE the table does not list was kept: the command and meta
+// elements some systems leave in a stored dataset (Move Originator AE Title (0000,1030), Move
+// Destination (0000,0600), Source AE Title (0002,0016)) named the sending site's devices in the output.
+test('an application entity title the table does not list is removed, as the table removes its own', () => {
+  const dataset = sorted([
+    [0x00000600, 'AE', 'ST_ELSEWHERE_PACS'], // Move Destination
+    [0x00001030, 'AE', 'ST_ELSEWHERE_CT1'], // Move Originator Application Entity Title
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.508.1'],
+    [TAG.PatientID, 'LO', 'MRN508'],
+  ]);
+  const { bytes } = run(dataset, 'explicit-le', DEFAULT_DEID_SETTINGS);
+  assert.equal(bytes.includes(Buffer.from('ST_ELSEWHERE')), false);
+});
