@@ -191,7 +191,8 @@ function iso2022Tokens(text: string, personName = false): Iso2022Token[] {
     const bytes = text.slice(index, twoByte ? index + 2 : index + 1);
     tokens.push({ kind: 'character', bytes, twoByte, inG0, g0 });
     index += bytes.length;
-    const delimiter = !twoByteG0 && (RESETTING_CONTROLS.has(char) || (personName && (char === '^' || char === '=' || char === '\\')));
+    // Control characters reset in any set (they are never half a character, as in charset.ts).
+    const delimiter = RESETTING_CONTROLS.has(char) || (!twoByteG0 && personName && (char === '^' || char === '=' || char === '\\'));
     if (delimiter) {
       g0 = '';
       twoByteG0 = false;
