@@ -534,7 +534,7 @@ export class DeidEngine {
       // Whole-day shifts leave times of day as they are.
     } else if (TEXT_VRS.has(element.vr)) {
       const scrubbed = scrubText(value, this.identifiers, this.folding);
-      if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, element.vr), path, 'clean');
+      if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, element.vr, this.folding === 'unicode'), path, 'clean');
     } else if (BINARY_VRS.has(element.vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
       element.removed = true;
@@ -738,13 +738,17 @@ const SINGLE_VALUED_TEXT = new Set(['LT', 'ST', 'UT']);
  * in bytes (the text is read as Latin-1), which is never more than PS3.5 counts in characters; a cut
  * does not split a UTF-8 sequence.
  */
-function fitToVr(value: string, vr: string): string {
+function fitToVr(value: string, vr: string, utf8 = false): string {
   const max = MAX_VALUE_LENGTH[vr];
   if (max === undefined || value.length <= max) return value;
   // ISO 2022 (PS3.5 6.1.2.5): characters of one or two bytes between escapes, counted as characters.
   if (value.includes('\x1b')) return fitIso2022(value, max, SINGLE_VALUED_TEXT.has(vr) ? '' : vr === 'PN' ? '\\=' : '\\');
   const cut = (one: string) => {
     if (one.length <= max) return one;
+    // UTF-8 (ISO_IR 192): up to four bytes a character; cut after the max-th character (bytes that
+    // are not UTF-8 are cut as bytes below, never rewritten as replacement characters).
+    const characters = utf8 ? [...Buffer.from(one, 'latin1').toString('utf8')] : [];
+    if (utf8 && !characters.includes('\ufffd')) return Buffer.from(characters.slice(0, max).join(''), 'utf8').toString('latin1');
     let end = max;
     while (end > 0 && /[\x80-\xbf]/.test(one[end] as string)) end -= 1;
     return one.slice(0, end);

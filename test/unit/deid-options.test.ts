@@ -497,3 +497,12 @@ test('in ISO 2022 text a name or a date right after an escape is found, and kanj
   const kanji = jis('2020TarouA');
   assert.equal(scrubText(`${kanji} CT`, names, folding), `${kanji} CT`);
 });
+
+// Found in a review: the cut of a cleaned value counted bytes, and PS3.5 counts characters: an LO of 30
+// CJK characters in UTF-8 (90 bytes, legal) lost its tail when the patient ID in it was masked.
+test('a cleaned UTF-8 value is measured in characters, not bytes', () => {
+  const description = `${'山田'.repeat(15)} MRN778899`; // 40 characters, 100 bytes
+  const elements = BASE.map((element): Element => (element[0] === 0x00081030 ? [0x00081030, 'LO', description] : element));
+  const out = deid([[0x00080005, 'CS', 'ISO_IR 192'], ...elements], ['cleanDescriptors']);
+  assert.equal(Buffer.from(out.get(0x00081030) ?? '', 'latin1').toString('utf8'), `${'山田'.repeat(15)} XXXXXX`);
+});
