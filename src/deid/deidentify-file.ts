@@ -5,7 +5,7 @@
  * never changes.
  */
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
+import { parseFile, type ByteSource, type ElementNode, type ItemNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
@@ -23,6 +23,7 @@ import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeomet
 import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
 import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
+import { jpegMetadataIn, JPEG_STREAM_SYNTAXES, withoutJpegMetadata } from '../pixels/jpeg-metadata.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
 
@@ -91,6 +92,8 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     const redaction = zone ? prepareRedaction(opened, zone, scratch) : undefined;
     if (redaction?.kind === 'quarantine') return plan({ kind: 'quarantined', reason: redaction.reason });
     if (zone && redaction?.kind === 'ready') settings = { ...settings, cleanedPixels: { zone: zone.rule.name, key: zone.key } };
+    // Pixels that leave as they are leave without the codestream's own metadata (EXIF, comments).
+    if (redaction?.kind !== 'ready') removeJpegMetadata(opened, scratch);
     const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
     if (zone) {
@@ -220,15 +223,61 @@ function prepareRedaction(
     // OpenJPEG encodes colour with the reversible colour transform, and says so (PS3.5 A.4.4).
     const photometric = byTag.get(PHOTOMETRIC_INTERPRETATION);
     if (codec.colourBecomesYbrRct && geometry.samplesPerPixel === 3 && photometric) photometric.replacement = { value: Buffer.from('YBR_RCT ', 'latin1') };
-    // The new fragments have new offsets: the Extended Offset Table and a group length would lie.
-    for (const tag of [EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, PIXEL_GROUP_LENGTH]) {
-      const stale = byTag.get(tag);
-      if (stale) stale.removed = true;
-    }
+    dropStaleOffsets(byTag);
     return { kind: 'ready', geometry, mask };
   } catch (error) {
     if (error instanceof PixelRedactionError) return hold(error.message);
     throw error;
+  }
+}
+
+/**
+ * Sets Pixel Data to be written without the metadata segments of its JPEG or JPEG-LS frames
+ * (jpeg-metadata.ts), when any frame has some; frames without any are copied as they are. A dataset
+ * whose frames cannot be told apart is left as it was: its pixels are not read, only copied.
+ */
+function removeJpegMetadata(opened: OpenedDataset, scratch: { path: string }): void {
+  if (!JPEG_STREAM_SYNTAXES.has(opened.transferSyntaxUid)) return;
+  const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
+  const pixelData = byTag.get(PIXEL_DATA);
+  if (!pixelData || !(pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH)) return;
+  const source = opened.source;
+  let frames: ItemNode[][];
+  try {
+    frames = framesOf(pixelData, source, pixelGeometry(byTag, source, false).frames, byTag.get(EXTENDED_OFFSET_TABLE));
+  } catch (error) {
+    if (error instanceof PixelRedactionError) return;
+    throw error;
+  }
+  // The segments before the first scan are nearly always in the frame's first fragment.
+  const hasMetadata = (fragments: ItemNode[]) => {
+    const first = fragments[0];
+    const state = first ? jpegMetadataIn(frameBytes([first], source)) : 'none';
+    return state === 'present' || (state === 'unknown' && withoutJpegMetadata(frameBytes(fragments, source)) !== undefined);
+  };
+  if (!frames.some(hasMetadata)) return;
+  pixelData.stream = {
+    length: UNDEFINED_LENGTH,
+    write: (emit) =>
+      writeEncapsulatedFrames(
+        frames.length,
+        (index) => {
+          const frame = frameBytes(frames[index] ?? [], source);
+          return withoutJpegMetadata(frame) ?? frame;
+        },
+        scratch.path,
+        emit,
+      ),
+  };
+  dropStaleOffsets(byTag);
+}
+
+/** Pixel Data written in new fragments has new offsets: the Extended Offset Table and a group length
+ * would lie, and go. */
+function dropStaleOffsets(byTag: ReadonlyMap<number, EditableElement>): void {
+  for (const tag of [EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, PIXEL_GROUP_LENGTH]) {
+    const stale = byTag.get(tag);
+    if (stale) stale.removed = true;
   }
 }
 

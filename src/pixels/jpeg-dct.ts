@@ -11,6 +11,7 @@
  */
 import { BitReader, BitWriter, category, extend, extraBits, huffmanCodes, huffmanLengths, huffmanTableBytes, MARKER, readHuffmanTables, segment, segmentAt, type HuffmanCodes, type HuffmanTable } from './jpeg-entropy.js';
 import { blackSamples, PixelRedactionError, type PixelGeometry, type RowMask } from './native.js';
+import { cleanedSegment } from './jpeg-metadata.js';
 
 interface DctComponent {
   id: number;
@@ -436,18 +437,9 @@ function codedExtent(frame: DctFrame, index: number): { across: number; down: nu
 function keepDecodingSegmentsOnly(frame: DctFrame): void {
   frame.parts = frame.parts.flatMap((part): Part[] => {
     if (part.kind === 'scan') return [part];
-    const marker = part.bytes.readUInt16BE(0);
-    const body = part.bytes.subarray(4);
-    if (marker === 0xffe0) {
-      if (body.subarray(0, 5).toString('latin1') !== 'JFIF\0' || body.length < 14) return [];
-      const withoutThumbnail = Buffer.from(body.subarray(0, 14));
-      withoutThumbnail[12] = 0;
-      withoutThumbnail[13] = 0;
-      return [{ kind: 'segment', bytes: segment(marker, withoutThumbnail) }];
-    }
-    if (marker === 0xffee) return body.subarray(0, 5).toString('latin1') === 'Adobe' ? [part] : [];
-    if ((marker >= 0xffe1 && marker <= 0xffef) || marker === 0xfffe) return [];
-    return [part];
+    const outcome = cleanedSegment(part.bytes.readUInt16BE(0), part.bytes);
+    if (outcome === 'keep') return [part];
+    return outcome === 'drop' ? [] : [{ kind: 'segment', bytes: outcome }];
   });
 }
 

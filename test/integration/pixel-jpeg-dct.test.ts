@@ -338,6 +338,42 @@ test('a redacted frame keeps no EXIF, comment or thumbnail: only what decoding n
   await dcmdjpeg(output, join(dir, 'decoded.dcm'));
 });
 
+// Suspected in a review: the codestream's own metadata was removed only from frames a zone redacted.
+// An instance whose pixels leave as they are (passed by a rule here; a CT or MR with no sign of
+// burned-in text alike) carried its EXIF (camera serial numbers, dates, owners) and comments out.
+test('pixels that leave as they are leave without EXIF or comments, decoding to the same samples', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'dcmdjpeg'))) return;
+  const dir = scratchDir('pixel-jpeg-dct-metadata');
+  const input = join(PYDICOM_TEST_FILES, 'SC_rgb_dcmtk_+eb+cy+s2.dcm'); // has a JFIF APP0
+  const stream = firstFrame(input);
+  const jfif = segmentBody(stream, 0xffe0) as Buffer;
+  const withSegments = Buffer.concat([
+    stream.subarray(0, 2 + 4 + jfif.length),
+    segment(0xffe1, Buffer.from('Exif\0\0Doe^John camera SN 47110', 'latin1')), // an even length: no padding
+    segment(0xfffe, Buffer.from('Patient Doe^John', 'latin1')),
+    stream.subarray(2 + 4 + jfif.length),
+  ]);
+  const sourced = join(dir, 'with-segments.dcm');
+  withFrames(input, sourced, [withSegments]);
+  const output = join(dir, 'out.dcm');
+  // No zone for this size: the rule passes the pixels as they are.
+  const noZone = 'zones:\n  - { name: elsewhere, match: { Rows: 4096 }, rects: [[0, 0, 8, 8]] }\n';
+  const result = deidentifyWithZones(sourced, output, noZone, dir, ['cleanPixelData'], [{ action: 'pass' }]);
+  assert.equal(result.kind, 'deidentified', JSON.stringify(result));
+  const frame = firstFrame(output);
+  assert.equal(frame.indexOf('Doe^John', 0, 'latin1'), -1, 'no name left in the frame');
+  assert.equal(segmentBody(frame, 0xffe1), undefined, 'no EXIF');
+  assert.equal(segmentBody(frame, 0xfffe), undefined, 'no comment');
+  assert.deepEqual(segmentBody(frame, 0xffe0), jfif, 'JFIF kept');
+  assert.equal(frame.length, stream.length, 'nothing else changed');
+  assert.deepEqual(await dcmdjpeg(output, join(dir, 'decoded-out.dcm')), await dcmdjpeg(input, join(dir, 'decoded-in.dcm')));
+  await noNewErrors(sourced, output);
+  // A frame without any is copied as it was.
+  const plain = join(dir, 'plain-out.dcm');
+  assert.equal(deidentifyWithZones(input, plain, noZone, dir, ['cleanPixelData'], [{ action: 'pass' }]).kind, 'deidentified');
+  assert.deepEqual(firstFrame(plain), stream);
+});
+
 /** The body of the first marker segment `marker` before the first scan, read by hand. */
 function segmentBody(stream: Buffer, marker: number): Buffer | undefined {
   for (let at = 2; at + 4 < stream.length; ) {

@@ -1,0 +1,101 @@
+/**
+ * Metadata in JPEG streams (ITU-T T.81 B.2.4.5-6, and JPEG-LS, ITU-T T.87, which uses the same marker
+ * segments) that is not image: EXIF and other application segments (APPn: camera serial numbers, dates,
+ * owners, places, thumbnails) and comments (COM). The Basic Profile cleans the dataset, not the
+ * codestream inside Pixel Data, so an instance whose pixels leave as they are (no burned-in text, or
+ * passed by a rule) carried them out. Here a frame's segments before its first scan are rewritten
+ * without them; what decoding needs stays: tables, headers, restart interval, JFIF (without its
+ * thumbnail), Adobe (colour transform) and JPEG-LS's colour transform (APP8 "mrfx").
+ */
+
+const SOI = 0xffd8;
+const SOS = 0xffda;
+const APP0 = 0xffe0;
+const APP8 = 0xffe8;
+const APP14 = 0xffee;
+const COM = 0xfffe;
+
+/** Transfer syntaxes whose frames are JPEG or JPEG-LS marker streams. */
+export const JPEG_STREAM_SYNTAXES = new Set([
+  '1.2.840.10008.1.2.4.50',
+  '1.2.840.10008.1.2.4.51',
+  '1.2.840.10008.1.2.4.57',
+  '1.2.840.10008.1.2.4.70',
+  '1.2.840.10008.1.2.4.80',
+  '1.2.840.10008.1.2.4.81',
+]);
+
+/**
+ * What to do with one marker segment before the first scan: keep it, drop it, or keep it changed.
+ * `bytes` is the whole segment, marker and length included.
+ */
+export function cleanedSegment(marker: number, bytes: Buffer): Buffer | 'keep' | 'drop' {
+  const body = bytes.subarray(4);
+  const signature = (text: string) => body.subarray(0, text.length).toString('latin1') === text;
+  if (marker === COM) return 'drop';
+  if (marker === APP0) {
+    // JFIF says how to read the colours; its thumbnail (and a JFXX extension's) is a copy of the image.
+    if (!signature('JFIF\0') || body.length < 14) return 'drop';
+    if (body.length === 14 && body[12] === 0 && body[13] === 0) return 'keep';
+    const withoutThumbnail = Buffer.from(bytes.subarray(0, 4 + 14));
+    withoutThumbnail.writeUInt16BE(16, 2);
+    withoutThumbnail[4 + 12] = 0;
+    withoutThumbnail[4 + 13] = 0;
+    return withoutThumbnail;
+  }
+  if (marker === APP14) return signature('Adobe') ? 'keep' : 'drop';
+  if (marker === APP8) return signature('mrfx') ? 'keep' : 'drop';
+  if (marker > APP0 && marker <= 0xffef) return 'drop';
+  return 'keep';
+}
+
+/**
+ * The frame without its metadata segments, or undefined when it has none, or is not a marker stream
+ * this reader can walk to its first scan (it is then left as it was, as before).
+ */
+export function withoutJpegMetadata(frame: Buffer): Buffer | undefined {
+  const walked = walkToFirstScan(frame);
+  return walked.kind === 'cleaned' ? walked.frame : undefined;
+}
+
+/**
+ * Whether the start of a frame (its first fragment, say) shows metadata segments: 'unknown' when the
+ * bytes end before the first scan, so that only the whole frame can tell.
+ */
+export function jpegMetadataIn(start: Buffer): 'none' | 'present' | 'unknown' {
+  const walked = walkToFirstScan(start);
+  return walked.kind === 'cleaned' ? 'present' : walked.kind === 'clean' ? 'none' : 'unknown';
+}
+
+type Walked = { kind: 'cleaned'; frame: Buffer } | { kind: 'clean' } | { kind: 'unreadable' };
+
+function walkToFirstScan(frame: Buffer): Walked {
+  if (frame.length < 4 || frame.readUInt16BE(0) !== SOI) return { kind: 'unreadable' };
+  const parts: Buffer[] = [frame.subarray(0, 2)];
+  let changed = false;
+  let at = 2;
+  while (at + 4 <= frame.length) {
+    const marker = frame.readUInt16BE(at);
+    // Fill bytes (0xFF) may precede a marker (T.81 B.1.1.2).
+    if (marker === 0xffff) {
+      at += 1;
+      continue;
+    }
+    if (marker >>> 8 !== 0xff) return { kind: 'unreadable' };
+    if (marker === SOS) {
+      parts.push(frame.subarray(at));
+      return changed ? { kind: 'cleaned', frame: Buffer.concat(parts) } : { kind: 'clean' };
+    }
+    const end = at + 2 + frame.readUInt16BE(at + 2);
+    if (end > frame.length) return { kind: 'unreadable' };
+    const bytes = frame.subarray(at, end);
+    const outcome = cleanedSegment(marker, bytes);
+    if (outcome === 'keep') parts.push(bytes);
+    else {
+      changed = true;
+      if (outcome !== 'drop') parts.push(outcome);
+    }
+    at = end;
+  }
+  return { kind: 'unreadable' };
+}
