@@ -77,6 +77,8 @@ export interface DeidOutcome {
 }
 
 const TAG = {
+  EncapsulatedDocument: 0x00420011,
+  EncapsulatedDocumentLength: 0x00420015,
   SpecificCharacterSet: 0x00080005,
   SOPInstanceUID: 0x00080018,
   ReferencedSOPInstanceUID: 0x00081155,
@@ -173,6 +175,25 @@ export class DeidEngine {
    * De-identifies a top-level dataset in place (its elements get edit marks and new elements).
    * `metaSopInstanceUid` stands in for a dataset without SOPInstanceUID.
    */
+  /**
+   * PS3.3 C.24.2: Encapsulated Document Length (0042,0015) is the length of Encapsulated Document
+   * (0042,0011). Table E.1-1 replaces the document (D) and does not list its length, which would
+   * otherwise keep the original's and send a reader past the dummy.
+   */
+  private matchEncapsulatedDocumentLength(elements: EditableElement[]): void {
+    const document = elements.find((element) => element.tag === TAG.EncapsulatedDocument);
+    const length = elements.find((element) => element.tag === TAG.EncapsulatedDocumentLength);
+    if (!document || !length || !isDirty(document)) return;
+    if (document.removed) {
+      length.removed = true;
+      return;
+    }
+    const value = Buffer.alloc(4);
+    if (this.bigEndian) value.writeUInt32BE(document.replacement?.value.length ?? 0, 0);
+    else value.writeUInt32LE(document.replacement?.value.length ?? 0, 0);
+    length.replacement = { value };
+  }
+
   run(elements: EditableElement[], metaSopInstanceUid = ''): DeidOutcome {
     const text = (tag: number) => this.text(elements.find((element) => element.tag === tag));
     const original = {
@@ -196,6 +217,7 @@ export class DeidEngine {
     this.folding = textFolding(text(TAG.SpecificCharacterSet));
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
+    this.matchEncapsulatedDocumentLength(elements);
     this.scanForResidualPhi(elements, '');
     // Under retainUIDs, references to instances of the study renamed by redaction follow them, and the
     // references are reported, so that a later rename redoes exactly the instances that name it.

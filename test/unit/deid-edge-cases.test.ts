@@ -350,3 +350,28 @@ test('an application entity title the table does not list is removed, as the tab
   const { bytes } = run(dataset, 'explicit-le', DEFAULT_DEID_SETTINGS);
   assert.equal(bytes.includes(Buffer.from('ST_ELSEWHERE')), false);
 });
+
+// Suspected in a review: Table E.1-1 replaces Encapsulated Document (D) with a dummy, but Encapsulated
+// Document Length (0042,0015) kept the original's length, so a reader taking it read past the value.
+test('a replaced Encapsulated Document gets an Encapsulated Document Length that matches it', () => {
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(1000, 0);
+  const dataset = Buffer.concat([
+    sorted([
+      [TAG.SOPClassUID, 'UI', '1.2.840.10008.5.1.4.1.1.104.1'],
+      [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.504.1'],
+      [TAG.PatientName, 'PN', 'Doe^Jane'],
+      [TAG.PatientID, 'LO', 'MRN504'],
+    ]),
+    elementHeader(0x00420011, 'OB', 1000),
+    Buffer.alloc(1000, 0x25),
+    elementHeader(0x00420015, 'UL', 4),
+    length,
+  ]);
+  const { elements } = run(dataset, 'explicit-le', DEFAULT_DEID_SETTINGS);
+  const document = elements.find((element) => element.tag === 0x00420011);
+  const written = elements.find((element) => element.tag === 0x00420015);
+  assert.ok(document && written);
+  assert.notEqual(document.length, 1000, 'the document was replaced');
+  assert.equal(written.value?.readUInt32LE(0), document.length);
+});
