@@ -5,6 +5,7 @@
  */
 import type { ByteSource, ElementNode } from './dataset-tree.js';
 import { UNDEFINED_LENGTH } from './dataset-tree.js';
+import { decodeText, isMultiValuedText, parseSpecificCharacterSet } from './charset.js';
 
 /** Values longer than this are not read for matching (they are pixel data or documents, not signatures). */
 const MAX_TEXT_BYTES = 64 * 1024;
@@ -64,8 +65,24 @@ function elementBytes(element: ElementNode | undefined, source: ByteSource | und
  */
 export function attributeReader(elements: readonly ElementNode[], source: ByteSource, bigEndian: boolean, meta?: ReadonlyMap<number, Buffer>): (tag: number) => string | undefined {
   const byTag = new Map(elements.map((element) => [element.tag, element]));
+  const declared = elementText(byTag.get(SPECIFIC_CHARACTER_SET), source, bigEndian);
+  const charsets = declared ? parseSpecificCharacterSet(declared) : undefined;
   return (tag) => {
     if (tag >>> 16 === 0x0002) return meta?.get(tag & 0xffff)?.toString('latin1').replace(/^[ \0]+|[ \0]+$/g, '');
-    return elementText(byTag.get(tag), source, bigEndian)?.trim();
+    const element = byTag.get(tag);
+    // Text beyond ASCII is read in the dataset's character set (PS3.5 6.1), as the rule or zone that
+    // names it was written (YAML is Unicode): read as Latin-1, a UTF-8 device name matched nothing.
+    if (charsets && element && CHARACTER_STRING_VRS.has(element.vr)) {
+      const bytes = elementBytes(element, source);
+      if (bytes?.some((byte) => byte >= 0x80 || byte === ESC)) {
+        return decodeText(bytes, charsets, element.vr === 'PN', isMultiValuedText(element.vr)).replace(/^[ \0]+|[ \0]+$/g, '').trim();
+      }
+    }
+    return elementText(element, source, bigEndian)?.trim();
   };
 }
+
+const SPECIFIC_CHARACTER_SET = 0x00080005;
+const ESC = 0x1b;
+/** VRs whose text Specific Character Set governs (PS3.5 6.1.2.3). */
+const CHARACTER_STRING_VRS = new Set(['SH', 'LO', 'ST', 'LT', 'UT', 'UC', 'PN']);

@@ -4,8 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
+import { attributeReader } from '../../src/dicom/element-value.js';
 import { compileZones, findZone, ZonesError } from '../../src/pixels/zones.js';
 import { parseZones } from '../../src/pixels/zones-file.js';
+import { encodeDataset } from '../helpers/synthetic-dicom.js';
 
 const FILE = `
 zones:
@@ -108,4 +111,22 @@ test('every problem names the zone and the key', () => {
   assert.match(problem('zones:\n  - { name: a, match: { Modality: "/US/g" }, rects: [[0, 0, 1, 1]] }\n'), /match\.Modality: the flags g and y are not allowed/);
   assert.match(problem('zones: [\n'), /bad\.yaml: not valid YAML/);
   assert.match(problem('zone: []\n'), /bad\.yaml: .*zone/);
+});
+
+// Suspected in a review: signatures read every text value as Latin-1 whatever Specific Character Set
+// said, so a device name with a letter outside ASCII in a UTF-8 dataset never matched the zone written
+// for it (YAML is UTF-8), and its instances left unredacted.
+test('a signature matches a device name in the dataset’s own character set', () => {
+  const zones = compileZones(parseZones('zones:\n  - { name: Gerät, match: { Manufacturer: "Müller Medizintechnik" }, rects: [[0, 0, 8, 8]] }\n', 'zones.yaml'));
+  for (const [charset, encoding] of [
+    ['ISO_IR 192', 'utf8'],
+    ['ISO_IR 100', 'latin1'],
+  ] as const) {
+    const bytes = encodeDataset([
+      [0x00080005, 'CS', charset],
+      [MANUFACTURER, 'LO', Buffer.from('Müller Medizintechnik ', encoding)],
+    ]);
+    const source = new BufferSource(bytes);
+    assert.equal(findZone(zones, attributeReader(parseDataset(source, 'explicit-le'), source, false))?.rule.name, 'Gerät', charset);
+  }
 });
