@@ -5,14 +5,15 @@
  *   loss). Then the newest index rows are checked against their files: a new instance's file sync and
  *   its index commit run side by side (receive.ts), so a crash between them can leave a row whose file
  *   is short or missing. Such a row was never acknowledged: it and its file are removed. (A copy that
- *   replaces a stored one is synced before its row is committed, so it never looks like this.)
+ *   replaces a stored one is synced before its row is committed, so it never looks like this; the copy
+ *   it replaced, or one never committed, is deleted when no row names it.)
  */
-import { readFile, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { DeidWork } from '../index/deid-work.js';
 import type { InstanceIndex } from '../index/instance-index.js';
 import type { Logger } from '../observability/logger.js';
-import { syncDirectory, type ObjectStore } from '../store/object-store.js';
+import { pathSegment, syncDirectory, type ObjectStore } from '../store/object-store.js';
 
 const MARKER = 'gantry.running';
 /** Rows received this long before the newest one are checked (the window of a crash is far shorter). */
@@ -58,6 +59,7 @@ async function isLiveGantry(pid: number): Promise<boolean> {
 export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, log: Logger): Promise<number> {
   const recent = index.recentInstances(CHECK_WINDOW_MS);
   let removed = 0;
+  let unnamed = 0;
   for (const row of recent) {
     const size = await stat(store.absolute(row.filePath)).then(
       (stats) => stats.size,
@@ -67,10 +69,32 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
       index.deleteInstance(row.sopInstanceUid);
       await store.remove(row.filePath);
       removed += 1;
-    }
+    } else unnamed += await removeUnnamedCopies(store, row);
   }
-  log.warn({ checked: recent.length, removed }, 'the last run did not stop cleanly; checked the newest instances against their files');
+  log.warn({ checked: recent.length, removed, unnamed }, 'the last run did not stop cleanly; checked the newest instances against their files');
   return removed;
+}
+
+/**
+ * Deletes the other copies of a row's instance beside its file, which no row names: a copy received
+ * again is committed, then the one it replaced is deleted (receive.ts), so a crash between the two, or
+ * between placing a new copy and committing it, left an original (PHI) that retention never reaches.
+ * Copies are named by the SOP Instance UID's path segment, alone or with a variant of letters and
+ * digits (ObjectStore.uniqueVariant); a name with no letter after the segment could be another
+ * instance's UID ("1.2.3" and "1.2.3.4") and is never taken. Answers how many were deleted.
+ */
+async function removeUnnamedCopies(store: ObjectStore, row: { sopInstanceUid: string; filePath: string }): Promise<number> {
+  const segment = pathSegment(row.sopInstanceUid);
+  const folder = dirname(row.filePath);
+  const names = await readdir(store.absolute(folder)).catch(() => [] as string[]);
+  const copies = names.filter((name) => {
+    if (join(folder, name) === row.filePath || !name.endsWith('.dcm')) return false;
+    if (name === `${segment}.dcm`) return true;
+    const variant = name.startsWith(`${segment}.`) ? name.slice(segment.length + 1, -'.dcm'.length) : '';
+    return /^[0-9a-z]*[a-z][0-9a-z]*$/.test(variant);
+  });
+  for (const name of copies) await store.remove(join(folder, name));
+  return copies.length;
 }
 
 /**

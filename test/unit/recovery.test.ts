@@ -1,0 +1,39 @@
+/** The check after an unclean stop (src/pipeline/recovery.ts), on an index and a store in a folder. */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { test } from 'node:test';
+import { InstanceIndex } from '../../src/index/instance-index.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { checkNewestRows } from '../../src/pipeline/recovery.js';
+import { ObjectStore } from '../../src/store/object-store.js';
+import { instanceRecord } from '../helpers/index-records.js';
+import { openScratchIndex } from '../helpers/scratch-index.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+// Suspected in a review: a copy received again is committed, then the copy it replaced is deleted; a
+// crash between the two (or a failed delete), or one between placing a new copy and committing it,
+// left an original (PHI) on disk that no row names, which retention never reaches.
+test('after an unclean stop, an original that no row names beside a newest row is deleted; named files stay', async (t) => {
+  const storagePath = scratchDir('recovery');
+  const store = new ObjectStore(storagePath);
+  const index = new InstanceIndex(openScratchIndex(t, 'recovery-index'));
+  const place = (relativePath: string, bytes = 'DICM') => {
+    mkdirSync(dirname(store.absolute(relativePath)), { recursive: true });
+    writeFileSync(store.absolute(relativePath), bytes);
+  };
+  const uid = '1.2.1.1.5';
+  const current = store.originalPath('1.2.1', '1.2.1.1', uid, 'm3k9q2a1');
+  const replaced = store.originalPath('1.2.1', '1.2.1.1', uid);
+  const neverCommitted = store.originalPath('1.2.1', '1.2.1.1', uid, 'm3k9q2b7');
+  // Another instance whose UID extends this one's: its file must not be taken for a variant.
+  const longer = store.originalPath('1.2.1', '1.2.1.1', `${uid}.7`);
+  for (const path of [current, replaced, neverCommitted, longer]) place(path);
+  index.upsert(instanceRecord(5, { filePath: current, fileSize: 4, receivedAt: Date.now() }));
+  index.upsert(instanceRecord(7, { sopInstanceUid: `${uid}.7`, filePath: longer, fileSize: 4, receivedAt: Date.now() }));
+  await checkNewestRows(index, store, silentLogger());
+  assert.equal(existsSync(store.absolute(current)), true, 'the copy its row names stays');
+  assert.equal(existsSync(store.absolute(longer)), true, "another instance's file stays");
+  assert.equal(existsSync(store.absolute(replaced)), false, 'the replaced copy is gone');
+  assert.equal(existsSync(store.absolute(neverCommitted)), false, 'the copy never committed is gone');
+});
