@@ -14,6 +14,7 @@ import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
 import { heldId, parseHeldId, QuarantineWork } from '../index/quarantine-work.js';
 import { InstanceIndex } from '../index/instance-index.js';
+import { DeidWork } from '../index/deid-work.js';
 import { renameSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 
@@ -74,7 +75,7 @@ export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queue
 }
 
 /** Queues a study for its destinations now, stable or not. The running node sends it. */
-export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: string, log: Logger): Promise<{ queued: number; nodeRunning: boolean }> {
+export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: string, log: Logger): Promise<{ queued: number; redone: number; nodeRunning: boolean }> {
   const destinations = routeDestinations(loaded.config.forward.destinations);
   if (destinations.length === 0) throw new Error(`forward.destinations is empty in ${loaded.source}: nowhere to forward to`);
   const { db, storagePath } = openIndex(loaded);
@@ -84,7 +85,9 @@ export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: strin
     if (!study) throw new Error(`no study with Study Instance UID ${studyInstanceUid} (original or de-identified) in the index`);
     const router = new Router({ outbox, log, settings: () => ({ stableMs: 0, destinations }), onQueued: () => undefined });
     const queued = router.routeStudy(study.studyPk);
-    return { queued, nodeRunning: (await runningGantry(storagePath)) !== undefined };
+    // Instances whose copy retention deleted are made again from their original, and follow.
+    const redone = new DeidWork(db).redoDeletedCopies(study.studyPk);
+    return { queued, redone, nodeRunning: (await runningGantry(storagePath)) !== undefined };
   } finally {
     db.close();
   }

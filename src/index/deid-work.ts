@@ -84,7 +84,8 @@ export class DeidWork {
     | 'recordReference'
     | 'redoReferencing'
     | 'studyOf'
-    | 'earlierCopies',
+    | 'earlierCopies'
+    | 'redoDeletedCopies',
     Statement
   >;
   private readonly research: ResearchIndex;
@@ -122,6 +123,11 @@ export class DeidWork {
         INSERT INTO redaction_renames (instance_pk, study_pk, original_uid, renamed_uid)
         VALUES (@id, (SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = @id), @original, @renamed)
         ON CONFLICT (instance_pk) DO UPDATE SET study_pk = excluded.study_pk, original_uid = excluded.original_uid, renamed_uid = excluded.renamed_uid`),
+      redoDeletedCopies: db.prepare(`
+        UPDATE instances SET state = 'received', state_changed_at = @now, state_reason = NULL, routed_at = NULL
+        WHERE series_pk IN (SELECT id FROM series WHERE study_pk = @studyPk) AND state IN ('deidentified', 'forwarded')
+          AND deid_deleted_at IS NOT NULL AND original_deleted_at IS NULL
+        RETURNING id`),
       studyOf: db.prepare(`SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = ?`).pluck(),
       forgetRename: db.prepare(`DELETE FROM redaction_renames WHERE instance_pk = ?`),
       forgetReferences: db.prepare(`DELETE FROM instance_references WHERE instance_pk = ?`),
@@ -281,6 +287,19 @@ export class DeidWork {
          WHERE state = 'deidentified' AND state_changed_at >= (SELECT max(state_changed_at) FROM instances WHERE state = 'deidentified') - ?`,
       )
       .all(windowMs) as Array<{ id: number; deidFilePath: string; deidFileSize: number }>;
+  }
+
+  /**
+   * Sends back to de-identification the instances of a study whose de-identified copy retention deleted
+   * while their original is still kept (gantry forward of a whole study: without a copy they could not
+   * be sent, and the study would go out in part). Answers how many.
+   */
+  redoDeletedCopies(studyPk: number, now = Date.now()): number {
+    return this.db.transaction(() => {
+      const redone = this.statements.redoDeletedCopies.all({ studyPk, now }) as Array<{ id: number }>;
+      for (const row of redone) this.research.remove(row.id);
+      return redone.length;
+    })();
   }
 
   /** Sends an instance back to de-identification (its copy was lost). */

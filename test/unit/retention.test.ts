@@ -6,9 +6,11 @@ import { existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { forwardStudy } from '../../src/cli/queue.js';
+import { parseConfigText } from '../../src/config/load.js';
 import { RetentionWork } from '../../src/index/retention-work.js';
 import { openDatabase } from '../../src/db/database.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { Outbox } from '../../src/queue/outbox.js';
 import { Retention } from '../../src/pipeline/retention.js';
 import { instanceRecord, openTestIndex } from '../helpers/index-records.js';
@@ -80,4 +82,28 @@ test('a study re-queued by another process (gantry forward) while a sweep picks 
   const row = db.prepare(`SELECT state, deid_deleted_at AS deletedAt FROM instances`).get() as { state: string; deletedAt: number | null };
   assert.equal(row.deletedAt !== null, !existsSync(join(storagePath, 'deidentified/1.dcm')), `recorded deleted exactly when gone (${String(forwardedAgain)})`);
   if (row.state === 'deidentified') assert.ok(existsSync(join(storagePath, 'deidentified/1.dcm')), 'a copy queued again is still there to be sent');
+});
+
+// Suspected in a review: gantry forward of a whole study queued only the instances whose de-identified
+// copy was still there; those whose copy retention had deleted, originals kept, were skipped without a
+// word, and the study went out in part.
+test('forwarding a study again makes again the copies retention deleted, from the originals still kept', async (t) => {
+  const storagePath = scratchDir('retention-forward-again');
+  const { db, writer } = openTestIndex(t, storagePath);
+  for (const n of [1, 2, 3]) await writer.submit(instanceRecord(n));
+  db.prepare(`UPDATE instances SET state = 'forwarded', state_changed_at = 1, deid_file_path = 'deidentified/x.dcm', routed_at = 1, deid_deleted_at = 2`).run();
+  db.prepare(`UPDATE instances SET original_deleted_at = 3 WHERE sop_instance_uid = '1.2.1.1.3'`).run();
+  const config = parseConfigText(JSON.stringify({ storage: { path: storagePath }, forward: { destinations: [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 11113 }] } }), 'test.yaml', {});
+  const outcome = await forwardStudy({ config, source: 'test.yaml', embedded: false }, '1.2.1', silentLogger());
+  assert.equal(outcome.redone, 2);
+  const states = db.prepare('SELECT sop_instance_uid AS uid, state FROM instances ORDER BY uid').all();
+  assert.deepEqual(
+    states,
+    [
+      { uid: '1.2.1.1.1', state: 'received' },
+      { uid: '1.2.1.1.2', state: 'received' },
+      { uid: '1.2.1.1.3', state: 'forwarded' },
+    ],
+    'made again, but for the instance whose original is gone too',
+  );
 });
