@@ -378,6 +378,7 @@ zonesCommand
         ? `zone "${zone.rule.name}"${zone.rule.source ? ` (${zone.rule.source})` : ''} matches: what it blanks is tinted red in ${options.out} (frame ${options.frame} of ${preview.frames})\n`
         : `no zone of ${zonesFile} matches this instance: nothing would be blanked (${options.out}, frame ${options.frame} of ${preview.frames})\n`,
     );
+    if (preview.held) process.stdout.write(`de-identification holds this instance back whatever the zone: ${preview.held}\n`);
   });
 
 const configCommand = program.command('config').description('inspect a configuration');

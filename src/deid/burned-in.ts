@@ -3,6 +3,7 @@
  * instance that says so, or is of a kind that usually carries burned-in text, is held in quarantine
  * rather than sent on, unless a zone of deid.pixelZones cleans it (Clean Pixel Data, decide.ts).
  */
+import { tagText } from '../dicom/header-scanner.js';
 import { storageSopClassName } from '../dicom/sop-classes.js';
 
 /** Modalities whose images usually carry burned-in text or a recognisable face (ultrasound,
@@ -44,12 +45,32 @@ export function embeddedOverlayGroup(attribute: (tag: number) => string | undefi
   return undefined;
 }
 
+/** Why an overlay of `group` embedded in Pixel Data escapes the profile, as reasons give it. */
+export function embeddedOverlayText(group: number): string {
+  return `an overlay (group ${group.toString(16).toUpperCase()}) lies in the unused bits of Pixel Data`;
+}
+
+/**
+ * Why a dataset is held whatever its zones and rules, or undefined: a top-level tag given twice
+ * (PS3.5 7.1 has each element once). DCMTK shows the first of two, while the decision and the
+ * redaction (maps by tag) read the last: a second BurnedInAnnotation NO let a CT whose readers see YES
+ * leave unredacted, and of two Pixel Data elements the first, which readers show, was copied as it was.
+ */
+export function repeatedTagReason(elements: ReadonlyArray<{ tag: number }>): string | undefined {
+  const seen = new Set<number>();
+  for (const { tag } of elements) {
+    if (seen.has(tag)) return `the dataset has (${tagText(tag)}) more than once (PS3.5 7.1): the decision reads one value, a reader may show the other`;
+    seen.add(tag);
+  }
+  return undefined;
+}
+
 /** Why an instance may show identity in its pixels, or undefined. */
 export function burnedInTextReason(facts: PixelIdentityFacts): string | undefined {
   if (facts.burnedInAnnotation?.trim().toUpperCase() === 'YES') return 'BurnedInAnnotation is YES';
   if (facts.recognizableVisualFeatures?.trim().toUpperCase() === 'YES') return 'RecognizableVisualFeatures is YES';
   if (facts.embeddedOverlayGroup !== undefined) {
-    return `an overlay (group ${facts.embeddedOverlayGroup.toString(16).toUpperCase()}) lies in the unused bits of Pixel Data, where removing Overlay Data does not reach`;
+    return `${embeddedOverlayText(facts.embeddedOverlayGroup)}, where removing Overlay Data does not reach`;
   }
   const modality = facts.modality?.trim().toUpperCase();
   if (modality && MODALITIES.has(modality)) return `modality ${modality} usually carries burned-in text`;

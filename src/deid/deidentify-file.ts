@@ -10,7 +10,7 @@ import { DatasetWriter, type EditableElement } from '../dicom/dataset-writer.js'
 import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
-import { embeddedOverlayGroup } from './burned-in.js';
+import { embeddedOverlayGroup, embeddedOverlayText, repeatedTagReason } from './burned-in.js';
 import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
 import type { CompiledProfile } from './rules.js';
@@ -18,7 +18,6 @@ import type { Pseudonymizer } from './pseudonyms.js';
 import { attributeReader, elementText } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { tagText } from '../dicom/header-scanner.js';
 import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
 import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
@@ -79,10 +78,8 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (opened.sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID) {
       return plan({ kind: 'quarantined', reason: 'a DICOMDIR (the directory of a medium, PS3.10 8.6): its records and file paths carry identifiers; de-identify the instances it lists instead' });
     }
-    const repeated = repeatedTag(opened.elements);
-    if (repeated !== undefined) {
-      return plan({ kind: 'quarantined', reason: `the dataset has (${tagText(repeated)}) more than once (PS3.5 7.1): the decision reads one value, a reader may show the other` });
-    }
+    const repeated = repeatedTagReason(opened.elements);
+    if (repeated !== undefined) return plan({ kind: 'quarantined', reason: repeated });
     const decision = decideFor(opened, options);
     if (decision.kind === 'quarantine') return plan({ kind: 'quarantined', reason: decision.reason });
     let settings = decision.settings;
@@ -193,7 +190,7 @@ function prepareRedaction(
   // The zone's rectangles say where the device writes into the image; an overlay plane in the unused
   // bits of Pixel Data is drawn over all of it, and `gantry zones preview` does not show it (burned-in.ts).
   const overlayGroup = embeddedOverlayGroup((tag) => elementText(byTag.get(tag), opened.source, opened.encoding === 'explicit-be'));
-  if (overlayGroup !== undefined) return hold(`an overlay (group ${overlayGroup.toString(16).toUpperCase()}) lies in the unused bits of Pixel Data, which it may draw outside the rectangles`);
+  if (overlayGroup !== undefined) return hold(`${embeddedOverlayText(overlayGroup)}, which it may draw outside the rectangles`);
   const encapsulated = syntax?.encapsulated || pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH;
   const codec = encapsulated ? FRAME_CODECS.get(opened.transferSyntaxUid) : undefined;
   if (encapsulated && !codec) return hold(`pixel data in ${syntax?.name ?? opened.transferSyntaxUid} cannot be redacted: Gantry has no decoder for it`);
@@ -279,21 +276,6 @@ function dropStaleOffsets(byTag: ReadonlyMap<number, EditableElement>): void {
     const stale = byTag.get(tag);
     if (stale) stale.removed = true;
   }
-}
-
-/**
- * The first top-level tag that occurs a second time, or undefined. PS3.5 7.1 has each element once;
- * DCMTK keeps the first of two, while the decision (attributeReader) and the redaction (its map of
- * the Image Pixel module) took the last: a second BurnedInAnnotation NO let a CT whose readers see YES
- * leave unredacted, and of two Pixel Data elements the first, which readers show, was copied as it was.
- */
-function repeatedTag(elements: readonly ElementNode[]): number | undefined {
-  const seen = new Set<number>();
-  for (const { tag } of elements) {
-    if (seen.has(tag)) return tag;
-    seen.add(tag);
-  }
-  return undefined;
 }
 
 /** The values the output has for these top-level tags (as written: replaced, kept or absent). */

@@ -5,6 +5,7 @@
  * shown by index, in grey.
  */
 import { parseFile } from '../dicom/dataset-tree.js';
+import { embeddedOverlayGroup, embeddedOverlayText, repeatedTagReason } from '../deid/burned-in.js';
 import { attributeReader } from '../dicom/element-value.js';
 import { decodeFrame } from './frames.js';
 import { pixelGeometry, PixelRedactionError, type PixelGeometry, type RowMask } from './native.js';
@@ -16,6 +17,8 @@ export interface Preview {
   png: Buffer;
   zone: CompiledZone | undefined;
   frames: number;
+  /** Why de-identification holds the instance back whatever the zone blanks (what the PNG cannot show). */
+  held?: string;
 }
 
 export function renderPreview(path: string, zones: readonly CompiledZone[], frameIndex = 0): Preview {
@@ -23,7 +26,9 @@ export function renderPreview(path: string, zones: readonly CompiledZone[], fram
   try {
     const bigEndian = parsed.encoding === 'explicit-be';
     const byTag = new Map(parsed.elements.map((element) => [element.tag, element]));
-    const zone = findZone(zones, attributeReader(parsed.elements, parsed.source, bigEndian, parsed.meta));
+    const attribute = attributeReader(parsed.elements, parsed.source, bigEndian, parsed.meta);
+    const zone = findZone(zones, attribute);
+    const held = heldWhateverTheZone(parsed.elements, attribute);
     const geometry = pixelGeometry(byTag, parsed.source, bigEndian);
     if (frameIndex < 0 || frameIndex >= geometry.frames) throw new PixelRedactionError(`frame ${frameIndex + 1} of ${geometry.frames}`);
     const { samples, layout } = decodeFrame(byTag, parsed.source, parsed.transferSyntaxUid, geometry, frameIndex);
@@ -34,10 +39,23 @@ export function renderPreview(path: string, zones: readonly CompiledZone[], fram
       const shown: RowMask = layout.photometric === 'YBR_FULL_422' ? (row) => mask(row).map(([from, to]) => [from - (from % 2), Math.min(layout.columns, to + (to % 2))] as const) : mask;
       tint(rgb, layout, shown);
     }
-    return { png: encodePng(rgb, layout.columns, layout.rows), zone, frames: geometry.frames };
+    return { png: encodePng(rgb, layout.columns, layout.rows), zone, frames: geometry.frames, ...(held !== undefined ? { held } : {}) };
   } finally {
     parsed.close();
   }
+}
+
+/**
+ * What holds the instance back in de-identification (deidentify-file.ts) that the picture does not
+ * show: a repeated top-level tag, and an overlay in the bits of Pixel Data above BitsStored (the
+ * preview draws the stored bits only; the overlay, which viewers draw over the whole image, is not
+ * in it). Without this the preview named the zone as if it would redact, and the instance was held.
+ */
+function heldWhateverTheZone(elements: ReadonlyArray<{ tag: number }>, attribute: (tag: number) => string | undefined): string | undefined {
+  const repeated = repeatedTagReason(elements);
+  if (repeated !== undefined) return repeated;
+  const overlayGroup = embeddedOverlayGroup(attribute);
+  return overlayGroup === undefined ? undefined : `${embeddedOverlayText(overlayGroup)}, which the preview does not draw and a zone does not clear (PS3.5 8.1.2)`;
 }
 
 /** The value of sample `s` of pixel `p`, sign-extended when signed. */
