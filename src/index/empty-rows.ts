@@ -23,10 +23,13 @@ export class EmptyRows {
     };
   }
 
-  /** Deletes a series left without instances, then its study and patient if left empty. */
-  dropSeries(seriesPk: number): void {
+  /** Deletes a series left without instances, then its study and patient if left empty; whether the
+   * series was deleted (its id may then be reused: SQLite gives the next row the largest id plus one). */
+  dropSeries(seriesPk: number): boolean {
     const studyPk = this.statements.series.get({ id: seriesPk }) as number | undefined;
-    if (studyPk !== undefined) this.dropStudy(studyPk);
+    if (studyPk === undefined) return false;
+    this.dropStudy(studyPk);
+    return true;
   }
 
   /** Deletes a study left without series, then its patient if left without studies. */

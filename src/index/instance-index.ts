@@ -69,6 +69,8 @@ interface SeriesMemo {
    * writes the hierarchy again, so no value an instance of the series carries is left out. */
   hierarchy: string;
   writtenAt: number;
+  /** The series row was deleted since (left empty): its id may be another series' now. */
+  dropped?: true;
 }
 
 /** Every attribute upsertHierarchy writes to the patient, study and series rows. */
@@ -279,7 +281,7 @@ export class InstanceIndex {
       this.insertInstance(record, seriesPk);
     }
     // Sent again under another Series Instance UID: the series it leaves may be empty now.
-    if (previous && previous.seriesPk !== seriesPk) this.emptyRows.dropSeries(previous.seriesPk);
+    if (previous && previous.seriesPk !== seriesPk) this.dropSeriesIfEmpty(previous.seriesPk);
     const outcome: UpsertOutcome = { inserted: previous === undefined };
     // An imported file in place is the user's: the new copy replaces it in the index, not on disk.
     if (previous && previous.filePath !== record.filePath && !previous.external) outcome.replacedFilePath = previous.filePath;
@@ -294,10 +296,23 @@ export class InstanceIndex {
    */
   private recentSeriesPk(record: InstanceRecord, hierarchy: string): number | undefined {
     const recent = this.pendingMemo(record.seriesInstanceUid) ?? this.recentSeries.get(record.seriesInstanceUid);
-    if (!recent || recent.studyInstanceUid !== record.studyInstanceUid) return undefined;
+    if (!recent || recent.dropped || recent.studyInstanceUid !== record.studyInstanceUid) return undefined;
     if (record.receivedAt - recent.writtenAt >= HIERARCHY_REFRESH_MS) return undefined;
     if (recent.hierarchy !== hierarchy) return undefined;
     return recent.seriesPk;
+  }
+
+  /**
+   * Deletes a series left without instances (and the study and patient it leaves empty), and forgets
+   * its memos: series ids are rowids, and the id of the newest series, deleted, goes to the next new
+   * one, under which the memo would otherwise file the old series' next instance. Marked, not removed,
+   * so that the marks of savepoints into the pending memos stay right; a rollback only loses a hit.
+   */
+  private dropSeriesIfEmpty(seriesPk: number): void {
+    if (!this.emptyRows.dropSeries(seriesPk)) return;
+    for (const memo of [...this.recentSeries.values(), ...this.pendingMemos.map(([, pending]) => pending)]) {
+      if (memo.seriesPk === seriesPk) memo.dropped = true;
+    }
   }
 
   /** A series written earlier in the open transaction (the newest memo: batches are small). */

@@ -207,6 +207,25 @@ test('an instance sent again under another series leaves no empty series, study 
   assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 1);
 });
 
+// Found in a review: series ids are rowids (INTEGER PRIMARY KEY, no AUTOINCREMENT), so the id of the
+// newest series, once an instance moving away left it empty and it was deleted, went to the next new
+// series; the memo of recent series still gave that id for the old Series Instance UID, and its next
+// instance was filed under the other series (a source C-FIND or C-MOVE of either found the wrong one).
+test('a series deleted as empty is forgotten by the series memo: its next instance is not filed under the series that took its id', async (t) => {
+  const { db, writer } = openIndex(t);
+  const receivedAt = Date.now();
+  await writer.submit(record({ receivedAt, seriesInstanceUid: '1.2.1.1', sopInstanceUid: '1.2.1.1.1', filePath: 'a' }));
+  await writer.submit(record({ receivedAt, seriesInstanceUid: '1.2.1.2', sopInstanceUid: '1.2.1.2.1', filePath: 'b' }));
+  // The only instance of the newest series moves to the first: that series is deleted, its id free.
+  await writer.submit(record({ receivedAt: receivedAt + 1, seriesInstanceUid: '1.2.1.1', sopInstanceUid: '1.2.1.2.1', filePath: 'c' }));
+  await writer.submit(record({ receivedAt: receivedAt + 2, seriesInstanceUid: '1.2.1.3', sopInstanceUid: '1.2.1.3.1', filePath: 'd' }));
+  await writer.submit(record({ receivedAt: receivedAt + 3, seriesInstanceUid: '1.2.1.2', sopInstanceUid: '1.2.1.2.2', filePath: 'e' }));
+  const filedUnder = (sopInstanceUid: string) =>
+    db.prepare('SELECT s.series_instance_uid FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.sop_instance_uid = ?').pluck().get(sopInstanceUid);
+  assert.equal(filedUnder('1.2.1.3.1'), '1.2.1.3');
+  assert.equal(filedUnder('1.2.1.2.2'), '1.2.1.2');
+});
+
 // Suspected in a review: quarantine delete took a bare row id and checked the copy outside the delete,
 // so a copy received again and held again could be deleted without anyone having reviewed it.
 test('deleting a held instance names the copy reviewed: a copy received since is not deleted with it', (t) => {
