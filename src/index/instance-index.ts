@@ -230,14 +230,16 @@ export class InstanceIndex {
     return this.statements.findInstancePath.get(sopInstanceUid) !== undefined;
   }
 
-  /** Deletes an instance's row (its patient, study and series stay). */
   /** Deletes an instance's row, and its research-view row with the patient, study and series rows it
    * leaves empty there (the cascade alone left them: research C-FIND listed empty studies; found in
-   * a review). */
+   * a review), and likewise the series, study and patient it leaves empty in the source index (a row
+   * taken back after a failed store listed its study, empty, in a source C-FIND). */
   deleteInstance(sopInstanceUid: string): void {
     this.db.transaction(() => {
+      const previous = this.statements.findInstancePath.get(sopInstanceUid) as { seriesPk: number } | undefined;
       this.research.removeByOriginalUid(sopInstanceUid);
       this.statements.deleteInstance.run(sopInstanceUid);
+      if (previous) this.dropSeriesIfEmpty(previous.seriesPk);
     })();
   }
 

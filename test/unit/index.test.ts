@@ -207,6 +207,18 @@ test('an instance sent again under another series leaves no empty series, study 
   assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 1);
 });
 
+// Found in a review: a row taken back (its store failed after the commit, or the start-up check found
+// its file short) left its series, study and patient in the source index, empty: a source C-FIND
+// listed a study with no instances, for a store the sender was told had failed.
+test('an instance row taken back leaves no empty series, study or patient behind', async (t) => {
+  const { db, writer } = openIndex(t);
+  await writer.submit(record({ attributes: { PatientID: 'MRN-1', Modality: 'CT' } }));
+  writer.takeBack('1.2.1.1.1');
+  for (const table of ['instances', 'series', 'studies', 'patients']) {
+    assert.equal(db.prepare(`SELECT count(*) FROM ${table}`).pluck().get(), 0, `no ${table} row left`);
+  }
+});
+
 // Found in a review: series ids are rowids (INTEGER PRIMARY KEY, no AUTOINCREMENT), so the id of the
 // newest series, once an instance moving away left it empty and it was deleted, went to the next new
 // series; the memo of recent series still gave that id for the old Series Instance UID, and its next
