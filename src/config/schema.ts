@@ -361,7 +361,7 @@ export const configSchema = z
           .min(1)
           .optional()
           .describe(
-            'With the option cleanPixelData: a YAML file of redaction zones per device, `zones: [{ name, match: { Keyword: value | "/regex/" | "<= 600" }, rects: [[x, y, width, height]], outsideUltrasoundRegions? }]`; the first zone whose match holds is blanked in every frame. Read at start and reload; a bad file names the zone and key.',
+            'With the option cleanPixelData: a YAML file of redaction zones per device, `zones: [{ name, match: { Keyword: value | "/regex/" | "<= 600" }, rects: [[x, y, width, height]], outsideUltrasoundRegions? }]`; a plain value matches whatever its case and spacing; the first zone whose match holds is blanked in every frame. Read at start and reload; a bad file names the zone and key.',
           ),
         rules: z.array(deidRule).default([]).describe('Rules that override the profile per attribute, or quarantine or pass an instance.'),
         profiles: z

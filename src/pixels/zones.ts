@@ -10,7 +10,7 @@
  *       match: { Modality: US }
  *       outsideUltrasoundRegions: true         # blank everything outside SequenceOfUltrasoundRegions
  *
- * A match value is a string or a number, a /regular expression/ (flags allowed), or a numeric
+ * A match value is a string or a number, a /regular expression/ (flags i, m, s, u), or a numeric
  * comparison written as text: "<= 600", "> 480", "!= 0". Multi-valued attributes (ImageType) are
  * compared as their whole value, backslashes included. A plain string matches whatever the case and
  * the spacing (ACME, "Acme ", "acme" alike; runs of spaces count as one): a zone that misses its
