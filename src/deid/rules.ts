@@ -15,6 +15,7 @@
  * A condition matches attribute values of the instance (exact string or number, or a /regular
  * expression/) and the calling AE title. The first rule that names an attribute and matches wins.
  */
+import { regexValue } from '../config/regex-value.js';
 import { keywordOf, tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 import type { ProfileOption } from './profile-types.js';
 
@@ -120,17 +121,11 @@ export function compileCondition(condition: ConditionConfig | undefined): Compil
 /** An exact string or number, or a /regular expression/ (PS3.5 values are compared trimmed). */
 export function valueTest(expected: string | number): (value: string | undefined) => boolean {
   if (typeof expected === 'number') return (value) => value !== undefined && Number(value) === expected;
-  const regex = /^\/(.*)\/([a-z]*)$/s.exec(expected);
+  const regex = regexValue(expected);
+  if (regex?.kind === 'refused') throw new RuleError(`${expected}: ${regex.why}`);
+  if (regex?.kind === 'invalid') throw new RuleError(`${expected} is not a regular expression JavaScript reads (${regex.why.replace(/^Invalid regular expression: /, '')})`);
   if (regex) {
-    let pattern: RegExp;
-    // g and y make a RegExp remember where it stopped: of two instances with the same value, the
-    // second failed the test (half a study routed nowhere, or given another profile). As zones.ts does.
-    if (/[gy]/.test(regex[2] ?? '')) throw new RuleError(`${expected}: the flags g and y are not allowed (use i, m, s or u)`);
-    try {
-      pattern = new RegExp(regex[1] as string, regex[2]);
-    } catch (error) {
-      throw new RuleError(`${expected} is not a regular expression JavaScript reads (${(error as Error).message.replace(/^Invalid regular expression: /, '')})`);
-    }
+    const { pattern } = regex;
     return (value) => value !== undefined && pattern.test(value);
   }
   return (value) => value !== undefined && value === expected;

@@ -20,6 +20,7 @@
  * worker threads, which only test compiled zones.
  */
 import { createHash } from 'node:crypto';
+import { regexValue } from '../config/regex-value.js';
 import { tagOfKeyword } from '../dicom/dictionary.js';
 
 export type Rect = readonly [x: number, y: number, width: number, height: number];
@@ -57,20 +58,13 @@ export function compileZone(rule: ZoneRule, where = `zone ${rule.name}`): Compil
 }
 
 const COMPARISON = /^\s*(<=|>=|<|>|!=|=)\s*(-?\d+(?:\.\d+)?)\s*$/;
-const REGULAR_EXPRESSION = /^\/(.*)\/([a-z]*)$/s;
 
 function valueTest(expected: string | number, where: string): (value: string | undefined) => boolean {
   if (typeof expected === 'number') return (value) => value !== undefined && value !== '' && Number(value) === expected;
-  const expression = REGULAR_EXPRESSION.exec(expected);
+  const expression = regexValue(expected);
+  if (expression && expression.kind !== 'pattern') throw new ZonesError(`${where}: ${expression.why}`);
   if (expression) {
-    let pattern: RegExp;
-    // g and y make a RegExp remember where it stopped: the same device would match every other time.
-    if (/[gy]/.test(expression[2] ?? '')) throw new ZonesError(`${where}: the flags g and y are not allowed (use i, m, s or u)`);
-    try {
-      pattern = new RegExp(expression[1] ?? '', expression[2]);
-    } catch (error) {
-      throw new ZonesError(`${where}: ${(error as Error).message}`);
-    }
+    const { pattern } = expression;
     return (value) => value !== undefined && pattern.test(value);
   }
   const comparison = COMPARISON.exec(expected);
