@@ -337,3 +337,26 @@ test('a reload that mends a destination (its port, AE title or host) ends its ba
   forwarder.reconfigure();
   await waitUntil('both items sent to the mended destination', 5000, () => sent.length === items.length);
 });
+
+// Found in a review: a reload that mends the address while an association to the old one is still
+// being opened found no backoff to end; the attempt then failed and backed off (60 s here, up to
+// maxSeconds) although the address it failed at was no longer the destination's.
+test('an association that fails at an address a reload has mended meanwhile does not back off', async (t) => {
+  const storagePath = scratchDir('forward-mended-during');
+  const items = storedItems(storagePath, 2, EXPLICIT);
+  const { outbox, sent } = fakeOutbox(items, { noteUnreachable: () => undefined });
+  const destination = await startCountingServer();
+  t.after(() => destination.close());
+  // The old address accepts the connection and drops it a moment later, unanswered.
+  const slow = await listen((socket) => void setTimeout(() => socket.destroy(), 400));
+  t.after(() => new Promise((resolve) => slow.server.close(resolve)));
+  let port = slow.port;
+  const settings = () => ({ ...forwardSettings(port), retry: { baseSeconds: 60, multiplier: 2, maxSeconds: 3600, maxAttempts: 3 } });
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await sleep(150);
+  port = destination.port;
+  forwarder.reconfigure();
+  await waitUntil('both items sent to the mended destination', 5000, () => sent.length === items.length);
+});
