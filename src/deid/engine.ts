@@ -555,7 +555,7 @@ export class DeidEngine {
     } else if (element.vr === 'TM') {
       // Whole-day shifts leave times of day as they are.
     } else if (TEXT_VRS.has(element.vr)) {
-      const scrubbed = scrubText(value, this.identifiers, this.folding);
+      const scrubbed = scrubText(value, this.identifiers, this.folding, !SINGLE_VALUED_TEXT.has(element.vr));
       if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, element.vr, this.folding === 'unicode'), path, 'clean');
     } else if (BINARY_VRS.has(element.vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
@@ -591,9 +591,10 @@ export class DeidEngine {
       if (value === undefined) continue;
       if (value.trim() === '') continue;
       const keyword = keywordOf(element.tag) ?? here;
-      if (quotesIdentifier(value, this.identifiers, this.folding)) {
+      const multiValued = !SINGLE_VALUED_TEXT.has(element.vr);
+      if (quotesIdentifier(value, this.identifiers, this.folding, multiValued)) {
         this.findings.push({ code: 'identifier-in-text', message: `${keyword} quotes the patient's name or an identifier`, path: here });
-      } else if (scrubText(value, [], this.folding) !== value) {
+      } else if (scrubText(value, [], this.folding, multiValued) !== value) {
         this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
       }
     }

@@ -53,10 +53,11 @@ export function identifiersToScrub(personNames: readonly string[], ids: readonly
   return [...new Set(parts)].sort((a, b) => b.length - a.length);
 }
 
-/** Whether free text quotes one of the identifiers. */
-export function quotesIdentifier(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1'): boolean {
+/** Whether free text quotes one of the identifiers. `multiValued`: a VR whose values "\\" separates
+ * (every text VR but LT, ST and UT), where ISO 2022 text returns to its initial sets at each "\\". */
+export function quotesIdentifier(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1', multiValued = false): boolean {
   const byCharacters = identifiers.filter((identifier) => readByCharacters(text, identifier, folding));
-  const tokens = byCharacters.length > 0 ? iso2022Tokens(text) : [];
+  const tokens = byCharacters.length > 0 ? iso2022Tokens(text, false, multiValued) : [];
   if (byCharacters.some((identifier) => iso2022Matches(tokens, iso2022Characters(identifier)).length > 0)) return true;
   const { value, unicode } = comparable(text, folding);
   return identifiers.some((identifier) => !readByCharacters(text, identifier, folding) && identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode).test(value));
@@ -64,14 +65,14 @@ export function quotesIdentifier(text: string, identifiers: readonly string[], f
 
 /** Removes quoted identifiers and date-like strings from free text; the result is again a Latin-1
  * string of the bytes to store. */
-export function scrubText(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1'): string {
+export function scrubText(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1', multiValued = false): string {
   let masked = text;
-  for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier));
+  for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier), multiValued);
   const { value, unicode } = comparable(masked, folding);
   let out = value;
   for (const identifier of identifiers.filter((one) => !readByCharacters(text, one, folding))) out = out.replace(identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode), 'XXXXXX');
   // In ISO 2022 text dates are ASCII digits between escapes, never the bytes of a two-byte character.
-  out = !unicode && out.includes(ESC) ? mapSingleByteRuns(out, maskDates) : maskDates(out);
+  out = !unicode && out.includes(ESC) ? mapSingleByteRuns(out, maskDates, multiValued) : maskDates(out);
   return unicode ? Buffer.from(out, 'utf8').toString('latin1') : out;
 }
 
@@ -157,11 +158,12 @@ type Iso2022Token = Iso2022Character | { kind: 'escape'; bytes: string; g0?: str
 const RESETTING_CONTROLS = new Set(['\r', '\n', '\f', '\t']);
 
 /**
- * The escapes and characters of ISO 2022 text. `personName`: "^" and "=" (and "\\" between values)
- * are delimiters in a single-byte G0, after which the sets are initial again (PS3.5 6.1.2.5.3).
+ * The escapes and characters of ISO 2022 text. `personName`: "^" and "=" are delimiters in a
+ * single-byte G0, after which the sets are initial again (PS3.5 6.1.2.5.3); `multiValued` (a PN, and
+ * every text VR but LT, ST and UT): so is "\\" between values, as charset.ts decodes it.
  * The initial sets are single-byte: PS3.3 C.12.1.1.2 allows multi-byte sets only as code extensions.
  */
-function iso2022Tokens(text: string, personName = false): Iso2022Token[] {
+function iso2022Tokens(text: string, personName = false, multiValued = personName): Iso2022Token[] {
   const tokens: Iso2022Token[] = [];
   let g0 = '';
   let twoByteG0 = false;
@@ -192,7 +194,7 @@ function iso2022Tokens(text: string, personName = false): Iso2022Token[] {
     tokens.push({ kind: 'character', bytes, twoByte, inG0, g0 });
     index += bytes.length;
     // Control characters reset in any set (they are never half a character, as in charset.ts).
-    const delimiter = RESETTING_CONTROLS.has(char) || (!twoByteG0 && personName && (char === '^' || char === '=' || char === '\\'));
+    const delimiter = RESETTING_CONTROLS.has(char) || (!twoByteG0 && ((personName && (char === '^' || char === '=')) || (multiValued && char === '\\')));
     if (delimiter) {
       g0 = '';
       twoByteG0 = false;
@@ -213,10 +215,10 @@ function runOf(character: Iso2022Character | undefined): 'letter' | 'digit' | un
 }
 
 /** `text` with each run of single-byte G0 characters (between escapes and two-byte characters) mapped. */
-function mapSingleByteRuns(text: string, map: (run: string) => string): string {
+function mapSingleByteRuns(text: string, map: (run: string) => string, multiValued: boolean): string {
   let out = '';
   let run = '';
-  for (const token of iso2022Tokens(text)) {
+  for (const token of iso2022Tokens(text, false, multiValued)) {
     if (token.kind === 'character' && token.inG0 && !token.twoByte) {
       run += token.bytes;
       continue;
@@ -256,8 +258,8 @@ function iso2022Matches(tokens: readonly Iso2022Token[], identifier: readonly Is
  * an escape back to it where the text was in a two-byte G0; after it, the two-byte set designated again
  * before the next character that needs it. The result is again valid ISO 2022.
  */
-function maskIso2022(text: string, identifier: readonly Iso2022Character[]): string {
-  const tokens = iso2022Tokens(text);
+function maskIso2022(text: string, identifier: readonly Iso2022Character[], multiValued: boolean): string {
+  const tokens = iso2022Tokens(text, false, multiValued);
   const matches = iso2022Matches(tokens, identifier);
   if (matches.length === 0) return text;
   let out = '';
@@ -292,7 +294,7 @@ function maskIso2022(text: string, identifier: readonly Iso2022Character[]): str
       outTwoByteG0 = true;
     }
     out += token.bytes;
-    if (RESETTING_CONTROLS.has(token.bytes) && !token.twoByte) {
+    if ((RESETTING_CONTROLS.has(token.bytes) || (multiValued && token.bytes === '\\' && token.inG0)) && !token.twoByte) {
       outG0 = '';
       outTwoByteG0 = false;
     }
@@ -309,7 +311,8 @@ function maskIso2022(text: string, identifier: readonly Iso2022Character[]): str
 export function fitIso2022(text: string, max: number, separators: string): string {
   let out = '';
   let count = 0;
-  for (const token of iso2022Tokens(text)) {
+  // A name's "^" and "=", and "\\" between values, return the sets to their initial state (PS3.5 6.1.2.5.3).
+  for (const token of iso2022Tokens(text, separators.includes('='), separators.includes('\\'))) {
     if (token.kind === 'escape') {
       out += token.bytes;
       continue;

@@ -506,3 +506,18 @@ test('a cleaned UTF-8 value is measured in characters, not bytes', () => {
   const out = deid([[0x00080005, 'CS', 'ISO_IR 192'], ...elements], ['cleanDescriptors']);
   assert.equal(Buffer.from(out.get(0x00081030) ?? '', 'latin1').toString('utf8'), `${'山田'.repeat(15)} XXXXXX`);
 });
+
+// Found in a review: decoders return to the initial sets at each "\\" of a multi-valued VR (PS3.5
+// 6.1.2.5.3, charset.ts since 648dfdf), but the free-text matcher kept a two-byte G1 across it, so in
+// "ISO 2022 IR 100\ISO 2022 IR 149" text the Latin-1 name of a second value, after a Korean first one,
+// was read as Hangul halves: neither cleaned nor reported.
+test('in multi-valued ISO 2022 text a value after one in a two-byte G1 set is read in the initial sets, as decoders read it', () => {
+  const folding = textFolding('ISO 2022 IR 100\\ISO 2022 IR 149');
+  const names = identifiersToScrub(['M\xfcller^Hans'], []);
+  const text = '\x1b$)C\xc8\xab\\M\xfcller';
+  assert.equal(decodeText(Buffer.from(text, 'latin1'), ['ISO 2022 IR 100', 'ISO 2022 IR 149'], false, true).endsWith('\\Müller'), true, 'decoders read Müller');
+  assert.equal(quotesIdentifier(text, names, folding, true), true);
+  assert.equal(scrubText(text, names, folding, true), '\x1b$)C\xc8\xab\\XXXXXX');
+  // In LT, ST and UT "\\" is a character: nothing resets there.
+  assert.equal(scrubText(text, names, folding), text);
+});
