@@ -45,7 +45,13 @@ export class SafePrivatePolicy {
   private readonly configured: Map<string, string | undefined>;
 
   constructor(elements: readonly ElementNode[], configured: readonly SafePrivateElement[], bigEndian: boolean) {
-    this.configured = new Map(configured.map((safe) => [key(safe.group, safe.creator, safe.element), safe.vr]));
+    // An element may be listed twice (the starter list, then deid.safePrivate, whose entries name no
+    // VR): the VR one of them gives stays, for implicit VR datasets (retainedPrivateAction in engine.ts).
+    this.configured = new Map();
+    for (const safe of configured) {
+      const at = key(safe.group, safe.creator, safe.element);
+      this.configured.set(at, safe.vr ?? this.configured.get(at));
+    }
     for (const element of elements) {
       const group = element.tag >>> 16;
       const number = element.tag & 0xffff;

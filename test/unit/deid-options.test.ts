@@ -521,3 +521,21 @@ test('in multi-valued ISO 2022 text a value after one in a two-byte G1 set is re
   // In LT, ST and UT "\\" is a character: nothing resets there.
   assert.equal(scrubText(text, names, folding), text);
 });
+
+// Found in a review: the VR of a retained private element came from the last entry naming it, and
+// deid.safePrivate entries name none; a starter element listed again in the config (as operators do
+// to be sure) lost the starter's UI, and in an implicit VR dataset its original UID passed as UN.
+test('a safe private element listed again in deid.safePrivate keeps the VR the starter list gives it', () => {
+  const originalSeries = '1.2.826.0.1.3680043.99.600.2';
+  const elements: Element[] = [...BASE, [0x0020000e, 'UI', originalSeries], [0x00990010, 'LO', 'NQHeader'], [0x00991002, 'UI', `${originalSeries}\0`]];
+  const dataset = Buffer.concat([...elements].sort((a, b) => a[0] - b[0]).map(([tag, , value]) => implicitElementOf(tag, typeof value === 'string' ? Buffer.from(value.length % 2 ? `${value} ` : value, 'latin1') : Buffer.from(String(value), 'latin1'))));
+  const config = parseConfigText('deid: { options: [retainSafePrivate], safePrivate: [{ creator: NQHeader, tag: "0099,xx02" }] }', 'test');
+  const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate']), safePrivate: safePrivateFromConfig(config) };
+  const tree = parseDataset(new BufferSource(dataset), 'implicit-le') as EditableElement[];
+  new DeidEngine(settings, PSEUDONYMS, new BufferSource(dataset), false, true).run(tree);
+  const out: Buffer[] = [];
+  new DatasetWriter(new BufferSource(dataset), 'implicit-le', (piece) => out.push(Buffer.from(piece))).writeElements(tree);
+  const written = parseDataset(new BufferSource(Buffer.concat(out)), 'implicit-le');
+  const value = written.find((element) => element.tag === 0x00991002)?.value?.toString('latin1').replace(/[\0 ]+$/, '');
+  assert.notEqual(value, originalSeries, 'the original UID does not pass');
+});
