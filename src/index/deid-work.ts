@@ -85,6 +85,8 @@ export class DeidWork {
     | 'redoReferencing'
     | 'studyOf'
     | 'earlierCopies'
+    | 'namedInStudy'
+    | 'namedAnywhere'
     | 'redoDeletedCopies',
     Statement
   >;
@@ -111,6 +113,8 @@ export class DeidWork {
           deid_series_instance_uid = @seriesInstanceUid, deid_study_instance_uid = @studyInstanceUid,
           deid_profile = @profile, routed_at = NULL, deid_deleted_at = NULL, deid_superseded_path = NULL
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath AND received_at = @receivedAt`),
+      namedInStudy: db.prepare(`SELECT 1 FROM instances WHERE deid_study_instance_uid = @study AND deid_file_path = @path AND id != @id LIMIT 1`),
+      namedAnywhere: db.prepare(`SELECT 1 FROM instances WHERE deid_file_path = @path AND id != @id LIMIT 1`),
       earlierCopies: db.prepare(`SELECT deid_superseded_path AS superseded, CASE WHEN deid_deleted_at IS NULL THEN deid_file_path END AS current
         FROM instances WHERE id = ?`),
       renames: db.prepare(`SELECT instance_pk AS instancePk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ?`),
@@ -156,7 +160,19 @@ export class DeidWork {
    */
   earlierCopies(id: number): { superseded?: string; current?: string } {
     const row = this.statements.earlierCopies.get(id) as { superseded: string | null; current: string | null } | undefined;
-    return { ...(row?.superseded ? { superseded: row.superseded } : {}), ...(row?.current ? { current: row.current } : {}) };
+    // Under a rule keeping UIDs two instances can name one path (research-index.ts: clash): a path
+    // another row names now is that row's copy, not an earlier one.
+    const own = (path: string | null): path is string => path !== null && !this.namedByAnother(id, path);
+    return { ...(own(row?.superseded ?? null) ? { superseded: row?.superseded as string } : {}), ...(own(row?.current ?? null) ? { current: row?.current as string } : {}) };
+  }
+
+  /** Whether another instance's row names this de-identified copy; looked up through the index of
+   * de-identified studies when the path's study folder is a plain UID (deidentifiedPath), as it is but
+   * for UIDs that are not. */
+  private namedByAnother(id: number, path: string): boolean {
+    const study = path.split('/')[1] ?? '';
+    const named = /^[0-9][0-9.]*$/.test(study) ? this.statements.namedInStudy.get({ id, path, study }) : this.statements.namedAnywhere.get({ id, path });
+    return named !== undefined;
   }
 
   /** Instances waiting for de-identification, oldest row first. */

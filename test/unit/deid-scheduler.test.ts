@@ -225,6 +225,28 @@ test('an instance sent back to be done again: the copy its row named is deleted 
   assert.equal(existsSync(join(storagePath, renamed)), true);
 });
 
+// Suspected in a review: the superseded copy was deleted by its path alone; under a rule keeping UIDs
+// two instances can name one de-identified path (research-index.ts: clash), and the other's live copy
+// went with it.
+test('an earlier copy whose path another instance names now is not deleted', async (t) => {
+  const setup = await setUp(t);
+  const { db, storagePath, writer, scheduler } = setup;
+  await writer.submit(record('originals/first.dcm'));
+  scheduler.start();
+  await deidentifyInto(setup, TARGET, '2.25.1');
+  await writer.submit({ ...record('originals/second.dcm'), studyInstanceUid: '1.2.9' });
+  // Another instance now names the same path, as a clash of kept UIDs makes it.
+  await writer.submit({ ...record('originals/other.dcm'), sopInstanceUid: '1.2.1.1.2' });
+  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = ?, deid_study_instance_uid = '2.25.3' WHERE sop_instance_uid = '1.2.1.1.2'`).run(TARGET);
+  const moved = 'deidentified/2.25.8/2.25.2/2.25.1.dcm';
+  const pending = await setup.pool.next();
+  writeFileSync(pending.task.temporary, 'OUTPUT');
+  pending.resolve(deidentified(moved));
+  for (let tries = 0; tries < 100 && !existsSync(join(storagePath, moved)); tries += 1) await sleep(10);
+  assert.equal(existsSync(join(storagePath, moved)), true);
+  assert.equal(existsSync(join(storagePath, TARGET)), true, "the other instance's copy stays");
+});
+
 test('a copy received again and held back: its old de-identified copy is deleted too', async (t) => {
   const setup = await setUp(t);
   const { storagePath, writer, pool, scheduler, state } = setup;
