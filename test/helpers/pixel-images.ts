@@ -54,6 +54,38 @@ export function writeUltrasound(path: string, extra: Element[] = []): Buffer {
   return pixels;
 }
 
+/**
+ * Writes a 4×4 monochrome image (explicit VR little endian; Manufacturer ACME) of `sopClassUid` and
+ * `modality`, its samples of `bitsAllocated` bits (stored 8 of 8, or 12 of 16) all bytes 0x80, with
+ * `extra` elements (sorted in) and `trailing` bytes after the dataset (an element given again, out of
+ * order); returns `path`.
+ */
+export function writeTinyImage(path: string, image: { sopClassUid: string; modality: string; bitsAllocated: 8 | 16; extra?: Element[]; trailing?: Buffer }): string {
+  const sopInstanceUid = newUid();
+  const wide = image.bitsAllocated === 16;
+  const elements: Element[] = [
+    [0x00080016, 'UI', image.sopClassUid],
+    [0x00080018, 'UI', sopInstanceUid],
+    [0x00080060, 'CS', image.modality],
+    [0x00080070, 'LO', 'ACME'],
+    [0x0020000d, 'UI', newUid()],
+    [0x0020000e, 'UI', newUid()],
+    [0x00280002, 'US', 1],
+    [0x00280004, 'CS', 'MONOCHROME2'],
+    [0x00280010, 'US', 4],
+    [0x00280011, 'US', 4],
+    [0x00280100, 'US', image.bitsAllocated],
+    [0x00280101, 'US', wide ? 12 : 8],
+    [0x00280102, 'US', wide ? 11 : 7],
+    [0x00280103, 'US', 0],
+    ...(image.extra ?? []),
+    [PIXEL_DATA, wide ? 'OW' : 'OB', Buffer.alloc(wide ? 32 : 16, 0x80)],
+  ];
+  const header = encodePart10Header({ mediaStorageSopClassUid: image.sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE });
+  writeFileSync(path, Buffer.concat([header, encodeDataset(elements), image.trailing ?? Buffer.alloc(0)]));
+  return path;
+}
+
 function itemHeader(length: number): Buffer {
   const header = Buffer.alloc(8);
   header.writeUInt32LE(0xe000fffe, 0);

@@ -20,7 +20,7 @@ import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { deidentifyWithZones, imagePixelValues, noNewErrors, sampleValue, storedPixels } from '../helpers/pixel-checks.js';
-import { COLUMNS, FRAMES, relabelled, ROWS, withFrames, writeUltrasound } from '../helpers/pixel-images.js';
+import { COLUMNS, FRAMES, relabelled, ROWS, withFrames, writeTinyImage, writeUltrasound } from '../helpers/pixel-images.js';
 import { encodeDataset, encodeElement, EXPLICIT_LE, newUid } from '../helpers/synthetic-dicom.js';
 
 function checkPixels(input: Buffer, output: Buffer, inside: (x: number, y: number) => boolean): void {
@@ -200,33 +200,14 @@ test('an attribute given twice holds the instance back: a second BurnedInAnnotat
   // DCMTK keeps the first of two elements of a tag; the decision read the last, found NO, and sent a CT
   // that says YES to every reader on, unredacted.
   const dir = scratchDir('pixel-repeated-flag');
-  const sopClassUid = '1.2.840.10008.5.1.4.1.1.2'; // CT Image Storage: no other sign of burned-in text
-  const sopInstanceUid = newUid();
-  const path = join(dir, 'ct.dcm');
-  writeFileSync(
-    path,
-    Buffer.concat([
-      encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }),
-      encodeDataset([
-        [0x00080016, 'UI', sopClassUid],
-        [0x00080018, 'UI', sopInstanceUid],
-        [0x00080060, 'CS', 'CT'],
-        [0x0020000d, 'UI', newUid()],
-        [0x0020000e, 'UI', newUid()],
-        [0x00280002, 'US', 1],
-        [0x00280004, 'CS', 'MONOCHROME2'],
-        [0x00280010, 'US', 4],
-        [0x00280011, 'US', 4],
-        [0x00280100, 'US', 8],
-        [0x00280101, 'US', 8],
-        [0x00280102, 'US', 7],
-        [0x00280103, 'US', 0],
-        [0x00280301, 'CS', 'YES'],
-        [PIXEL_DATA, 'OB', Buffer.alloc(16, 0x80)],
-      ]),
-      encodeElement(0x00280301, 'CS', 'NO'),
-    ]),
-  );
+  // CT Image Storage: no other sign of burned-in text.
+  const path = writeTinyImage(join(dir, 'ct.dcm'), {
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    modality: 'CT',
+    bitsAllocated: 8,
+    extra: [[0x00280301, 'CS', 'YES']],
+    trailing: encodeElement(0x00280301, 'CS', 'NO'),
+  });
   const result = deidentifyWithZones(path, join(dir, 'out.dcm'), 'zones:\n  - { name: other, match: { Manufacturer: NOBODY }, rects: [[0, 0, 1, 1]] }\n', dir);
   assert.equal(result.kind, 'quarantined', JSON.stringify(result));
   assert.match((result as { reason: string }).reason, /\(0028,0301\) more than once/);
@@ -234,39 +215,20 @@ test('an attribute given twice holds the instance back: a second BurnedInAnnotat
 
 test('a zone does not clear an overlay held in the unused bits of Pixel Data: it may draw text outside the rectangles, and the preview does not show it', () => {
   const dir = scratchDir('pixel-embedded-overlay');
-  const sopClassUid = '1.2.840.10008.5.1.4.1.1.7'; // Secondary Capture
-  const sopInstanceUid = newUid();
-  const path = join(dir, 'sc.dcm');
-  writeFileSync(
-    path,
-    Buffer.concat([
-      encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }),
-      encodeDataset([
-        [0x00080016, 'UI', sopClassUid],
-        [0x00080018, 'UI', sopInstanceUid],
-        [0x00080060, 'CS', 'OT'],
-        [0x00080070, 'LO', 'ACME'],
-        [0x0020000d, 'UI', newUid()],
-        [0x0020000e, 'UI', newUid()],
-        [0x00280002, 'US', 1],
-        [0x00280004, 'CS', 'MONOCHROME2'],
-        [0x00280010, 'US', 4],
-        [0x00280011, 'US', 4],
-        [0x00280100, 'US', 16],
-        [0x00280101, 'US', 12],
-        [0x00280102, 'US', 11],
-        [0x00280103, 'US', 0],
-        [0x60000010, 'US', 4],
-        [0x60000011, 'US', 4],
-        [0x60000040, 'CS', 'G'],
-        [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
-        [0x60000100, 'US', 16],
-        [0x60000102, 'US', 15],
-        // Bit 15 set in every pixel: the overlay covers the image, the zone only its top row.
-        [PIXEL_DATA, 'OW', Buffer.alloc(32, 0x80)],
-      ]),
-    ]),
-  );
+  // Bit 15 set in every pixel (bytes 0x80): the overlay covers the image, the zone only its top row.
+  const path = writeTinyImage(join(dir, 'sc.dcm'), {
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.7', // Secondary Capture
+    modality: 'OT',
+    bitsAllocated: 16,
+    extra: [
+      [0x60000010, 'US', 4],
+      [0x60000011, 'US', 4],
+      [0x60000040, 'CS', 'G'],
+      [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
+      [0x60000100, 'US', 16],
+      [0x60000102, 'US', 15],
+    ],
+  });
   const result = deidentifyWithZones(path, join(dir, 'out.dcm'), 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 1]] }\n', dir);
   assert.equal(result.kind, 'quarantined', JSON.stringify(result));
   assert.match((result as { reason: string }).reason, /zone "acme" matches, but an overlay \(group 6000\) lies in the unused bits of Pixel Data/);

@@ -4,48 +4,21 @@
  * the preview does not draw; a top-level attribute given twice) is reported as held, not as redacted.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
-import { encodePart10Header } from '../../src/dicom/part10.js';
 import { renderPreview } from '../../src/pixels/preview.js';
 import { compileZones } from '../../src/pixels/zones.js';
 import { parseZones } from '../../src/pixels/zones-file.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { encodeDataset, EXPLICIT_LE, newUid } from '../helpers/synthetic-dicom.js';
+import { writeTinyImage } from '../helpers/pixel-images.js';
+import type { Element } from '../helpers/synthetic-dicom.js';
 
 const ZONES = compileZones(parseZones('zones:\n  - { name: acme, match: { Manufacturer: acme }, rects: [[0, 0, 4, 1]] }\n', 'zones.yaml'));
 
-type Extra = Array<[number, string, string | number | Buffer]>;
+type Extra = Element[];
 
 function writeImage(name: string, extra: Extra): string {
-  const sopClassUid = '1.2.840.10008.5.1.4.1.1.7'; // Secondary Capture
-  const sopInstanceUid = newUid();
-  const path = join(scratchDir('zones-preview'), name);
-  const elements: Extra = [
-    [0x00080016, 'UI', sopClassUid],
-    [0x00080018, 'UI', sopInstanceUid],
-    [0x00080060, 'CS', 'OT'],
-    [0x00080070, 'LO', 'ACME'],
-    [0x0020000d, 'UI', newUid()],
-    [0x0020000e, 'UI', newUid()],
-    [0x00280002, 'US', 1],
-    [0x00280004, 'CS', 'MONOCHROME2'],
-    [0x00280010, 'US', 4],
-    [0x00280011, 'US', 4],
-    [0x00280100, 'US', 16],
-    [0x00280101, 'US', 12],
-    [0x00280102, 'US', 11],
-    [0x00280103, 'US', 0],
-    ...extra,
-    [PIXEL_DATA, 'OW', Buffer.alloc(32, 0x80)],
-  ];
-  writeFileSync(
-    path,
-    Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }), encodeDataset(elements)]),
-  );
-  return path;
+  return writeTinyImage(join(scratchDir('zones-preview'), name), { sopClassUid: '1.2.840.10008.5.1.4.1.1.7', modality: 'OT', bitsAllocated: 16, extra });
 }
 
 test('the preview of a plain image names its zone and no hold', () => {
