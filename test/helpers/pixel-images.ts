@@ -54,6 +54,17 @@ export function writeUltrasound(path: string, extra: Element[] = []): Buffer {
   return pixels;
 }
 
+/** An overlay plane of a 4×4 image held in bit 15 of Pixel Data (OverlayBitsAllocated 16, bit
+ * position 15: the retired usage of PS3.5 8.1.2), as writeTinyImage's `extra`. */
+export const OVERLAY_IN_BIT_15: Element[] = [
+  [0x60000010, 'US', 4],
+  [0x60000011, 'US', 4],
+  [0x60000040, 'CS', 'G'],
+  [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
+  [0x60000100, 'US', 16],
+  [0x60000102, 'US', 15],
+];
+
 /**
  * Writes a 4×4 monochrome image (explicit VR little endian; Manufacturer ACME) of `sopClassUid` and
  * `modality`, its samples of `bitsAllocated` bits (stored 8 of 8, or 12 of 16) all bytes 0x80, with

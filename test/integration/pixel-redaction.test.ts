@@ -20,7 +20,7 @@ import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { deidentifyWithZones, imagePixelValues, noNewErrors, sampleValue, storedPixels } from '../helpers/pixel-checks.js';
-import { COLUMNS, FRAMES, relabelled, ROWS, withFrames, writeTinyImage, writeUltrasound } from '../helpers/pixel-images.js';
+import { COLUMNS, FRAMES, OVERLAY_IN_BIT_15, relabelled, ROWS, withFrames, writeTinyImage, writeUltrasound } from '../helpers/pixel-images.js';
 import { encodeDataset, encodeElement, EXPLICIT_LE, newUid } from '../helpers/synthetic-dicom.js';
 
 function checkPixels(input: Buffer, output: Buffer, inside: (x: number, y: number) => boolean): void {
@@ -220,14 +220,7 @@ test('a zone does not clear an overlay held in the unused bits of Pixel Data: it
     sopClassUid: '1.2.840.10008.5.1.4.1.1.7', // Secondary Capture
     modality: 'OT',
     bitsAllocated: 16,
-    extra: [
-      [0x60000010, 'US', 4],
-      [0x60000011, 'US', 4],
-      [0x60000040, 'CS', 'G'],
-      [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
-      [0x60000100, 'US', 16],
-      [0x60000102, 'US', 15],
-    ],
+    extra: OVERLAY_IN_BIT_15,
   });
   const result = deidentifyWithZones(path, join(dir, 'out.dcm'), 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 1]] }\n', dir);
   assert.equal(result.kind, 'quarantined', JSON.stringify(result));

@@ -10,7 +10,7 @@ import { renderPreview } from '../../src/pixels/preview.js';
 import { compileZones } from '../../src/pixels/zones.js';
 import { parseZones } from '../../src/pixels/zones-file.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { writeTinyImage } from '../helpers/pixel-images.js';
+import { OVERLAY_IN_BIT_15, writeTinyImage } from '../helpers/pixel-images.js';
 import type { Element } from '../helpers/synthetic-dicom.js';
 
 const ZONES = compileZones(parseZones('zones:\n  - { name: acme, match: { Manufacturer: acme }, rects: [[0, 0, 4, 1]] }\n', 'zones.yaml'));
@@ -28,15 +28,7 @@ test('the preview of a plain image names its zone and no hold', () => {
 });
 
 test('the preview says an image with an overlay in the unused bits of Pixel Data is held back, zone or not', () => {
-  const overlay: Extra = [
-    [0x60000010, 'US', 4],
-    [0x60000011, 'US', 4],
-    [0x60000040, 'CS', 'G'],
-    [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
-    [0x60000100, 'US', 16],
-    [0x60000102, 'US', 15],
-  ];
-  const preview = renderPreview(writeImage('overlay.dcm', overlay), ZONES);
+  const preview = renderPreview(writeImage('overlay.dcm', OVERLAY_IN_BIT_15), ZONES);
   assert.equal(preview.zone?.rule.name, 'acme');
   assert.match(preview.held ?? '', /overlay \(group 6000\) lies in the unused bits of Pixel Data/);
 });
