@@ -46,6 +46,10 @@ export interface WaitingInstance extends SourceCopy {
   studyPk: number;
   callingAeTitle: string;
   override?: ReleaseOverride;
+  /** The de-identified copy of the original this one was received over (migration 14), if any. */
+  supersededCopy?: string;
+  /** The de-identified copy the row still names, when it was sent back to be done again. */
+  currentCopy?: string;
 }
 
 export interface DeidentifiedRecord {
@@ -84,7 +88,6 @@ export class DeidWork {
     | 'recordReference'
     | 'redoReferencing'
     | 'studyOf'
-    | 'earlierCopies'
     | 'namedInStudy'
     | 'namedAnywhere'
     | 'redoDeletedCopies',
@@ -102,7 +105,8 @@ export class DeidWork {
       stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
       waiting: db.prepare(`
         SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
-          i.deid_override AS override
+          i.deid_override AS override, i.deid_superseded_path AS supersededCopy,
+          CASE WHEN i.deid_deleted_at IS NULL THEN i.deid_file_path END AS currentCopy
         FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' ORDER BY i.id LIMIT ?`),
       earliestArrivals: db.prepare(`SELECT id, received_at AS receivedAt FROM instances INDEXED BY instances_waiting WHERE state = 'received' ORDER BY received_at, id LIMIT ?`),
       // Since it last became waiting: arrived, or was released, or sent back to be done again.
@@ -115,8 +119,6 @@ export class DeidWork {
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath AND received_at = @receivedAt`),
       namedInStudy: db.prepare(`SELECT 1 FROM instances WHERE deid_study_instance_uid = @study AND deid_file_path = @path AND id != @id LIMIT 1`),
       namedAnywhere: db.prepare(`SELECT 1 FROM instances WHERE deid_file_path = @path AND id != @id LIMIT 1`),
-      earlierCopies: db.prepare(`SELECT deid_superseded_path AS superseded, CASE WHEN deid_deleted_at IS NULL THEN deid_file_path END AS current
-        FROM instances WHERE id = ?`),
       renames: db.prepare(`SELECT instance_pk AS instancePk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ?`),
       renameOf: db.prepare(`SELECT study_pk AS studyPk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE instance_pk = ?`),
       currentName: db.prepare(`
@@ -152,18 +154,17 @@ export class DeidWork {
   }
 
   /**
-   * The de-identified copies of an instance waiting for de-identification that its next outcome makes
-   * obsolete (paths under storage.path): `superseded`, the copy of the original it was received again
+   * The de-identified copies that the next outcome of a waiting instance makes obsolete (paths under
+   * storage.path), as `waiting` read them: `superseded`, the copy of the original it was received again
    * over, which a recorded outcome forgets; and `current`, the copy its row still names when it was sent
-   * back to be done again, which a new copy replaces. Read before the outcome is recorded; the caller
-   * deletes them once it is, unless the new copy took the same path.
+   * back to be done again, which a new copy replaces. The caller deletes them once the outcome is
+   * recorded (the row then still holds the copy `waiting` read), unless the new copy took the same path.
    */
-  earlierCopies(id: number): { superseded?: string; current?: string } {
-    const row = this.statements.earlierCopies.get(id) as { superseded: string | null; current: string | null } | undefined;
+  earlierCopies(instance: WaitingInstance): { superseded?: string; current?: string } {
     // Under a rule keeping UIDs two instances can name one path (research-index.ts: clash): a path
     // another row names now is that row's copy, not an earlier one.
-    const own = (path: string | null): path is string => path !== null && !this.namedByAnother(id, path);
-    return { ...(own(row?.superseded ?? null) ? { superseded: row?.superseded as string } : {}), ...(own(row?.current ?? null) ? { current: row?.current as string } : {}) };
+    const own = (path: string | undefined): path is string => path !== undefined && !this.namedByAnother(instance.id, path);
+    return { ...(own(instance.supersededCopy) ? { superseded: instance.supersededCopy } : {}), ...(own(instance.currentCopy) ? { current: instance.currentCopy } : {}) };
   }
 
   /** Whether another instance's row names this de-identified copy; looked up through the index of
@@ -177,8 +178,13 @@ export class DeidWork {
 
   /** Instances waiting for de-identification, oldest row first. */
   waiting(limit: number): WaitingInstance[] {
-    const rows = this.statements.waiting.all(limit) as Array<Omit<WaitingInstance, 'override'> & { override: string | null }>;
-    return rows.map(({ override, ...row }) => (override ? { ...row, override: JSON.parse(override) as ReleaseOverride } : row));
+    type Row = Omit<WaitingInstance, 'override' | 'supersededCopy' | 'currentCopy'> & { override: string | null; supersededCopy: string | null; currentCopy: string | null };
+    return (this.statements.waiting.all(limit) as Row[]).map(({ override, supersededCopy, currentCopy, ...row }) => ({
+      ...row,
+      ...(override ? { override: JSON.parse(override) as ReleaseOverride } : {}),
+      ...(supersededCopy ? { supersededCopy } : {}),
+      ...(currentCopy ? { currentCopy } : {}),
+    }));
   }
 
   /** Under retainUIDs: the other instances of a study that got a UID of their own when their pixels

@@ -338,7 +338,7 @@ export class DeidScheduler {
    * undefined when a newer copy made this one stale (nothing was recorded). */
   private settle(instance: WaitingInstance, task: DeidTask, settings: DeidSchedulerSettings, result: DeidTaskResult): DeidOutcome | undefined {
     const { work, storagePath } = this.options;
-    const earlier = work.earlierCopies(instance.id);
+    const earlier = work.earlierCopies(instance);
     // A rule or the pixel check held it back (decide.ts): nothing was written.
     if (result.kind === 'quarantined') {
       if (!work.markHeld(instance.id, instance, 'quarantined', result.reason)) return undefined;
@@ -396,7 +396,7 @@ export class DeidScheduler {
       return undefined;
     }
     try {
-      const earlier = this.options.work.earlierCopies(instance.id);
+      const earlier = this.options.work.earlierCopies(instance);
       if (!this.options.work.markHeld(instance.id, instance, 'failed', reason)) {
         // The row no longer holds the copy the task read (replaced, deleted, or no longer waiting):
         // not a failure of what the row holds now.
