@@ -9,7 +9,7 @@
  *   it replaced, or one never committed, is deleted when no row names it.)
  */
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { DeidWork } from '../index/deid-work.js';
 import type { InstanceIndex } from '../index/instance-index.js';
 import type { Logger } from '../observability/logger.js';
@@ -59,7 +59,8 @@ async function isLiveGantry(pid: number): Promise<boolean> {
 export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, log: Logger): Promise<number> {
   const recent = index.recentInstances(CHECK_WINDOW_MS);
   let removed = 0;
-  let unnamed = 0;
+  /** The kept rows by folder: each folder is read once, however many of its instances are recent. */
+  const kept = new Map<string, Map<string, string>>();
   for (const row of recent) {
     const size = await stat(store.absolute(row.filePath)).then(
       (stats) => stats.size,
@@ -69,29 +70,34 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
       index.deleteInstance(row.sopInstanceUid);
       await store.remove(row.filePath);
       removed += 1;
-    } else unnamed += await removeUnnamedCopies(store, row);
+      continue;
+    }
+    const folder = dirname(row.filePath);
+    if (!kept.has(folder)) kept.set(folder, new Map());
+    kept.get(folder)?.set(pathSegment(row.sopInstanceUid), basename(row.filePath));
   }
+  let unnamed = 0;
+  for (const [folder, named] of kept) unnamed += await removeUnnamedCopies(store, folder, named);
   log.warn({ checked: recent.length, removed, unnamed }, 'the last run did not stop cleanly; checked the newest instances against their files');
   return removed;
 }
 
 /**
- * Deletes the other copies of a row's instance beside its file, which no row names: a copy received
- * again is committed, then the one it replaced is deleted (receive.ts), so a crash between the two, or
- * between placing a new copy and committing it, left an original (PHI) that retention never reaches.
- * Copies are named by the SOP Instance UID's path segment, alone or with a variant of letters and
- * digits (ObjectStore.uniqueVariant); a name with no letter after the segment could be another
- * instance's UID ("1.2.3" and "1.2.3.4") and is never taken. Answers how many were deleted.
+ * Deletes, in `folder`, the copies of the instances `named` (UID path segment → the file its row names)
+ * that no row names: a copy received again is committed, then the one it replaced is deleted
+ * (receive.ts), so a crash between the two, or between placing a new copy and committing it, left an
+ * original (PHI) that retention never reaches. Copies are named by the segment, alone or with a variant
+ * of letters and digits (ObjectStore.uniqueVariant); a name with no letter after the segment could be
+ * another instance's UID ("1.2.3" and "1.2.3.4") and is never taken. Answers how many were deleted.
  */
-async function removeUnnamedCopies(store: ObjectStore, row: { sopInstanceUid: string; filePath: string }): Promise<number> {
-  const segment = pathSegment(row.sopInstanceUid);
-  const folder = dirname(row.filePath);
+async function removeUnnamedCopies(store: ObjectStore, folder: string, named: ReadonlyMap<string, string>): Promise<number> {
   const names = await readdir(store.absolute(folder)).catch(() => [] as string[]);
   const copies = names.filter((name) => {
-    if (join(folder, name) === row.filePath || !name.endsWith('.dcm')) return false;
-    if (name === `${segment}.dcm`) return true;
-    const variant = name.startsWith(`${segment}.`) ? name.slice(segment.length + 1, -'.dcm'.length) : '';
-    return /^[0-9a-z]*[a-z][0-9a-z]*$/.test(variant);
+    if (!name.endsWith('.dcm')) return false;
+    const stem = name.slice(0, -'.dcm'.length);
+    const dot = stem.lastIndexOf('.');
+    const segment = named.has(stem) ? stem : dot > 0 && /^[0-9a-z]*[a-z][0-9a-z]*$/.test(stem.slice(dot + 1)) ? stem.slice(0, dot) : undefined;
+    return segment !== undefined && named.has(segment) && named.get(segment) !== name;
   });
   for (const name of copies) await store.remove(join(folder, name));
   return copies.length;
