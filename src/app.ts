@@ -268,8 +268,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   const routeStableStudies = () => {
     let delay = ROUTE_INTERVAL_MS;
     try {
-      router.routeStable();
-      delay = Math.min(ROUTE_INTERVAL_MS, Math.max(MIN_ROUTE_DELAY_MS, router.msUntilNextStable() ?? ROUTE_INTERVAL_MS));
+      // One page per turn of the event loop: the associations served meanwhile wait for one page,
+      // not for a whole backlog (route.ts PAGE).
+      router.routeStable(Date.now(), 1);
+      delay = router.moreToRoute ? 0 : Math.min(ROUTE_INTERVAL_MS, Math.max(MIN_ROUTE_DELAY_MS, router.msUntilNextStable() ?? ROUTE_INTERVAL_MS));
     } catch (error) {
       log.error({ err: (error as Error).message }, 'routing stable studies failed');
     }

@@ -197,3 +197,30 @@ test('instances no destination took are routed again after a reload: a destinati
   assert.deepEqual(outbox.due('ct', 10).map((item) => item.instancePk), [1, 2]);
   assert.equal(outbox.routeAgainRoutedToNowhere(), 0, 'routed now: left alone');
 });
+
+// A backlog that becomes stable at once (an outage, an import) was routed in one go on the node's
+// event loop: 50,000 instances held every association for 4 s. The node now routes a page per turn.
+test('routing a page at a time: a pass cut short goes on where it stopped, as one routing logged once', async (t) => {
+  const { db, writer } = openTestIndex(t, scratchDir('outbox-pages'));
+  for (const n of [1, 2, 3, 4, 5]) await writer.submit(instanceRecord(n));
+  markDeidentified(db);
+  const outbox = new Outbox(db);
+  const lines: Array<[unknown, string]> = [];
+  const log = silentLogger();
+  log.info = ((fields: unknown, message: string) => void lines.push([fields, message])) as typeof log.info;
+  const destinations = routeDestinations([{ name: 'd', aeTitle: 'D', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1 }]);
+  let woken = 0;
+  const router = new Router({ outbox, log, settings: () => ({ stableMs: 0, destinations }), onQueued: () => (woken += 1), pageSize: 2 });
+  const first = Date.now();
+  assert.deepEqual([router.routeStable(first, 1), router.moreToRoute], [2, true]);
+  assert.equal(woken, 1, 'the senders start with the first page');
+  assert.deepEqual(lines, [], 'the pass is not finished');
+  assert.deepEqual([router.routeStable(first + 10_000, 1), router.moreToRoute], [2, true]);
+  assert.deepEqual([router.routeStable(first + 20_000, 1), router.moreToRoute], [1, false]);
+  assert.equal(outbox.due('d', 10, first + 20_000).length, 5);
+  const routedAt = db.prepare(`SELECT DISTINCT routed_at FROM forward_outbox`).pluck().all();
+  assert.deepEqual(routedAt, [first], 'one routing: every page carries the time the pass began');
+  assert.equal(lines.length, 1);
+  assert.deepEqual(lines[0]?.[0], { studies: 1, instances: 5, queued: 5, heldBack: 0 });
+  assert.deepEqual([router.routeStable(first + 30_000, 1), router.moreToRoute], [0, false], 'nothing left');
+});
