@@ -12,7 +12,24 @@ import type { TranscodeResult, TranscodeTask } from './transcode-worker.js';
 /** A thread that has not converted anything for this long is stopped: most nodes never convert. */
 const IDLE_MS = 60_000;
 
+/**
+ * The longest a conversion may take before its thread is stopped: a minute, and a second more per MB
+ * stored (decoding runs at tens of MB/s here, so this is many times what a sound object needs). A
+ * codec caught in a damaged stream would otherwise hold the one conversion thread, and with it every
+ * later conversion, forever.
+ */
+export function conversionTimeoutMs(storedBytes: number): number {
+  return 60_000 + Math.ceil(storedBytes / 1_000_000) * 1000;
+}
+
+export interface TranscoderOptions {
+  /** How long a conversion of a stored object of this size may take (default conversionTimeoutMs). */
+  timeoutMs?: (storedBytes: number) => number;
+}
+
 export class Transcoder {
+  constructor(private readonly options: TranscoderOptions = {}) {}
+
   private readonly pool = new Piscina({
     filename: new URL('./transcode-worker.js', import.meta.url).href,
     minThreads: 0,
@@ -23,12 +40,21 @@ export class Transcoder {
   /**
    * What to send of the stored file at `path` on a context of `transferSyntaxUid`: the stored dataset
    * itself, or the dataset converted (in memory: a fallback, up to 1 GB decompressed). Frames that
-   * cannot be decoded throw a PixelRedactionError.
+   * cannot be decoded, or not within the time allowed, throw a PixelRedactionError.
    */
   async datasetInSyntax(path: string, stored: StoredDataset, transferSyntaxUid: string): Promise<DatasetBody> {
     if (transferSyntaxUid === stored.transferSyntaxUid) return stored;
     const task: TranscodeTask = { path, storedTransferSyntaxUid: stored.transferSyntaxUid, transferSyntaxUid };
-    const result = (await this.pool.run(task)) as TranscodeResult;
+    const timeoutMs = (this.options.timeoutMs ?? conversionTimeoutMs)(stored.length);
+    const signal = AbortSignal.timeout(timeoutMs);
+    let result: TranscodeResult;
+    try {
+      // Aborting a running task stops its thread (piscina): the next conversion gets a fresh one.
+      result = (await this.pool.run(task, { signal })) as TranscodeResult;
+    } catch (error) {
+      if (!signal.aborted) throw error;
+      throw new PixelRedactionError(`the conversion did not finish within ${(timeoutMs / 1000).toFixed(0)} s`);
+    }
     if ('undecodable' in result) throw new PixelRedactionError(result.undecodable);
     if ('systemError' in result) throw Object.assign(new Error(result.message), { code: result.systemError });
     return piecesBody(result.map((piece) => Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)));

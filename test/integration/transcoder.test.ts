@@ -11,7 +11,7 @@ import { BufferSource, parseDataset, PIXEL_DATA } from '../../src/dicom/dataset-
 import { EXPLICIT_VR_LITTLE_ENDIAN } from '../../src/dicom/transfer-syntaxes.js';
 import { PixelRedactionError } from '../../src/pixels/native.js';
 import { openStoredDataset } from '../../src/store/stored-dataset.js';
-import { piecesBody, Transcoder } from '../../src/store/transcoder.js';
+import { conversionTimeoutMs, piecesBody, Transcoder } from '../../src/store/transcoder.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { storedPixels } from '../helpers/pixel-checks.js';
 import { relabelled, writeMultiframe } from '../helpers/pixel-images.js';
@@ -110,4 +110,29 @@ test('a system error in the transcoder keeps its code (the forwarder reports ENO
   t.after(() => stored.close());
   unlinkSync(gone);
   await assert.rejects(transcoder.datasetInSyntax(gone, stored, EXPLICIT_VR_LITTLE_ENDIAN), (error: NodeJS.ErrnoException) => error.code === 'ENOENT');
+});
+
+// A codec caught in a damaged stream held the one conversion thread, and every later conversion,
+// forever. A conversion now has a time limit; here one too short for any conversion stands for it.
+test('a conversion that takes too long is stopped with the reason, and the next one gets a fresh thread', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const jpeg = join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm');
+  const stored = await openStoredDataset(jpeg);
+  t.after(() => stored.close());
+  let limitMs = 1;
+  const transcoder = new Transcoder({ timeoutMs: () => limitMs });
+  t.after(() => transcoder.close());
+  await assert.rejects(
+    transcoder.datasetInSyntax(jpeg, stored, EXPLICIT_VR_LITTLE_ENDIAN),
+    (error: unknown) => error instanceof PixelRedactionError && /did not finish within 0 s/.test(error.message),
+  );
+  limitMs = 60_000;
+  const converted = await transcoder.datasetInSyntax(jpeg, stored, EXPLICIT_VR_LITTLE_ENDIAN);
+  assert.ok(converted.length > stored.length, 'decompressed after all');
+});
+
+test('the time allowed for a conversion: a minute, and a second per MB stored', () => {
+  assert.equal(conversionTimeoutMs(0), 60_000);
+  assert.equal(conversionTimeoutMs(500_000), 61_000);
+  assert.equal(conversionTimeoutMs(1_000_000_000), 1_060_000);
 });
