@@ -43,6 +43,8 @@ export interface SourceCopy {
 
 export interface WaitingInstance extends SourceCopy {
   id: number;
+  /** The original's size in bytes (bounds how long de-identifying it may take). */
+  fileSize: number;
   studyPk: number;
   callingAeTitle: string;
   override?: ReleaseOverride;
@@ -104,7 +106,7 @@ export class DeidWork {
     this.statements = {
       stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
       waiting: db.prepare(`
-        SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
+        SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
           i.deid_override AS override, i.deid_superseded_path AS supersededCopy,
           CASE WHEN i.deid_deleted_at IS NULL THEN i.deid_file_path END AS currentCopy
         FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' ORDER BY i.id LIMIT ?`),

@@ -43,6 +43,19 @@ export interface DeidSchedulerOptions {
   observer?: DeidObserver;
   /** Holds de-identification back while stores keep arriving (receive-first.ts); absent: never. */
   receiveFirst?: ReceiveFirst;
+  /** How long de-identifying an original of this size may take (default deidTimeoutMs). */
+  timeoutMs?: (fileBytes: number) => number;
+}
+
+/**
+ * How long de-identifying one instance may take before its thread is stopped and the instance is
+ * recorded as failed: five minutes, and two seconds more per MB (redaction decodes and encodes every
+ * frame; an instance of 0.5 MB takes tens of milliseconds here). A task caught in a damaged stream
+ * would otherwise hold its thread forever, and as many such instances as threads would stop
+ * de-identification, and forwarding with it, while stores were still acknowledged.
+ */
+export function deidTimeoutMs(fileBytes: number): number {
+  return 300_000 + Math.ceil(fileBytes / 1_000_000) * 2000;
 }
 
 export type DeidOutcome = 'ok' | 'quarantined' | 'failed';
@@ -235,7 +248,12 @@ export class DeidScheduler {
     const renames = this.options.work.renamesInStudy(instance.studyPk, instance.id);
     if (renames.size > 0) task.renamedUids = [...renames];
     const started = performance.now();
-    const running = this.options.pool.run(task) as Promise<DeidTaskResult>;
+    const timeoutMs = (this.options.timeoutMs ?? deidTimeoutMs)(instance.fileSize);
+    const signal = AbortSignal.timeout(timeoutMs);
+    // Aborting a running task stops its thread (piscina); the pool starts another.
+    const running = (this.options.pool.run(task, { signal }) as Promise<DeidTaskResult>).catch((error: Error) => {
+      throw signal.aborted ? new Error(`de-identification did not finish within ${(timeoutMs / 1000).toFixed(0)} s`) : error;
+    });
     let recorded = () => {};
     this.inFlight.set(instance.id, new Promise<void>((resolve) => (recorded = resolve)));
     this.runningTasks += 1;

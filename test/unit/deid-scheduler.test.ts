@@ -14,7 +14,7 @@ import type { DeidTask, DeidTaskResult } from '../../src/deid/worker.js';
 import { DeidWork } from '../../src/index/deid-work.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { DeidScheduler, type DeidObserver, type DeidOutcome, type DeidSchedulerSettings } from '../../src/pipeline/deidentify.js';
+import { DeidScheduler, deidTimeoutMs, type DeidObserver, type DeidOutcome, type DeidSchedulerSettings } from '../../src/pipeline/deidentify.js';
 import { ReceiveFirst } from '../../src/pipeline/receive-first.js';
 import { SettingsCache } from '../../src/deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../../src/store/object-store.js';
@@ -32,7 +32,8 @@ class ManualPool {
   private readonly queued: PendingTask[] = [];
   private readonly unsettled = new Set<PendingTask>();
 
-  run(task: DeidTask): Promise<DeidTaskResult> {
+  /** As piscina does, a task whose signal aborts is rejected with an AbortError. */
+  run(task: DeidTask, options: { signal?: AbortSignal } = {}): Promise<DeidTaskResult> {
     return new Promise((resolve, reject) => {
       const pending: PendingTask = {
         task,
@@ -47,6 +48,7 @@ class ManualPool {
       };
       this.queued.push(pending);
       this.unsettled.add(pending);
+      options.signal?.addEventListener('abort', () => pending.reject(Object.assign(new Error('The task has been aborted'), { name: 'AbortError' })));
     });
   }
 
@@ -85,7 +87,7 @@ function record(filePath: string): InstanceRecord {
   };
 }
 
-async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, receiveFirst?: ReceiveFirst) {
+async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, receiveFirst?: ReceiveFirst, timeoutMs?: (fileBytes: number) => number) {
   const storagePath = scratchDir('scheduler');
   mkdirSync(join(storagePath, DEID_INCOMING_DIR), { recursive: true });
   const file = join(storagePath, 'index.sqlite');
@@ -110,6 +112,7 @@ async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, recei
     pollMs,
     ...(observer ? { observer } : {}),
     ...(receiveFirst ? { receiveFirst } : {}),
+    ...(timeoutMs ? { timeoutMs } : {}),
     settings: () => settings,
   });
   t.after(async () => {
@@ -278,6 +281,29 @@ test('a task that fails is recorded as failed, but one ended by stopping waits f
   await stopped;
   assert.equal(state().state, 'received', 'stopping is no failure of the instance');
   assert.deepEqual(observer.outcomes, ['failed'], 'the stopped task is not counted');
+});
+
+// A task caught in a damaged stream held its thread forever: as many such instances as threads
+// stopped de-identification, and forwarding with it, while stores were still acknowledged.
+test('a task that runs past its time limit is stopped and its instance recorded as failed, with the reason', async (t) => {
+  const sizes: number[] = [];
+  const { writer, pool, scheduler, db, state } = await setUp(t, undefined, 50, undefined, (fileBytes) => {
+    sizes.push(fileBytes);
+    return 100;
+  });
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  await pool.next();
+  for (let tries = 0; tries < 200 && state().state !== 'failed'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'failed');
+  assert.equal(db.prepare('SELECT state_reason FROM instances').pluck().get(), 'de-identification did not finish within 0 s');
+  assert.deepEqual(sizes, [10], 'the limit is asked for the size of the original');
+});
+
+test('the time allowed to de-identify an instance: five minutes, and two seconds per MB', () => {
+  assert.equal(deidTimeoutMs(0), 300_000);
+  assert.equal(deidTimeoutMs(500_000), 302_000);
+  assert.equal(deidTimeoutMs(1_000_000_000), 2_300_000);
 });
 
 // Suspected in a review: a task still running when the stop's grace ended was ended by the pool's
