@@ -22,6 +22,7 @@ import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeomet
 import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
 import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
+import { j2kCommentsIn, J2K_STREAM_SYNTAXES, withoutJ2kComments } from '../pixels/j2k-metadata.js';
 import { jpegMetadataIn, JPEG_STREAM_SYNTAXES, withoutJpegMetadata } from '../pixels/jpeg-metadata.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
@@ -90,7 +91,7 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (redaction?.kind === 'quarantine') return plan({ kind: 'quarantined', reason: redaction.reason });
     if (zone && redaction?.kind === 'ready') settings = { ...settings, cleanedPixels: { zone: zone.rule.name, key: zone.key } };
     // Pixels that leave as they are leave without the codestream's own metadata (EXIF, comments).
-    if (redaction?.kind !== 'ready') removeJpegMetadata(opened, scratch);
+    if (redaction?.kind !== 'ready') removeCodestreamMetadata(opened, scratch);
     const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
     if (zone) {
@@ -228,13 +229,32 @@ function prepareRedaction(
   }
 }
 
+/** How to find and remove a codestream's metadata, by transfer syntax. */
+interface MetadataCleaner {
+  /** In the start of a frame (its first fragment): 'unknown' when only the whole frame can tell. */
+  presentIn(start: Buffer): 'none' | 'present' | 'unknown';
+  /** The frame without its metadata, or undefined when it has none or cannot be walked. */
+  without(frame: Buffer): Buffer | undefined;
+}
+
+const JPEG_CLEANER: MetadataCleaner = { presentIn: jpegMetadataIn, without: withoutJpegMetadata };
+const J2K_CLEANER: MetadataCleaner = { presentIn: j2kCommentsIn, without: withoutJ2kComments };
+
+function metadataCleanerFor(transferSyntaxUid: string): MetadataCleaner | undefined {
+  if (JPEG_STREAM_SYNTAXES.has(transferSyntaxUid)) return JPEG_CLEANER;
+  if (J2K_STREAM_SYNTAXES.has(transferSyntaxUid)) return J2K_CLEANER;
+  return undefined;
+}
+
 /**
- * Sets Pixel Data to be written without the metadata segments of its JPEG or JPEG-LS frames
- * (jpeg-metadata.ts), when any frame has some; frames without any are copied as they are. A dataset
- * whose frames cannot be told apart is left as it was: its pixels are not read, only copied.
+ * Sets Pixel Data to be written without the metadata of its frames: the APPn and COM segments of
+ * JPEG and JPEG-LS (jpeg-metadata.ts), the main header comments of JPEG 2000 (j2k-metadata.ts), when
+ * any frame has some; frames without any are copied as they are. A dataset whose frames cannot be told
+ * apart is left as it was: its pixels are not read, only copied.
  */
-function removeJpegMetadata(opened: OpenedDataset, scratch: { path: string }): void {
-  if (!JPEG_STREAM_SYNTAXES.has(opened.transferSyntaxUid)) return;
+function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string }): void {
+  const cleaner = metadataCleanerFor(opened.transferSyntaxUid);
+  if (!cleaner) return;
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
   if (!pixelData || !(pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH)) return;
@@ -246,11 +266,11 @@ function removeJpegMetadata(opened: OpenedDataset, scratch: { path: string }): v
     if (error instanceof PixelRedactionError) return;
     throw error;
   }
-  // The segments before the first scan are nearly always in the frame's first fragment.
+  // The metadata is nearly always in the frame's first fragment.
   const hasMetadata = (fragments: ItemNode[]) => {
     const first = fragments[0];
-    const state = first ? jpegMetadataIn(frameBytes([first], source)) : 'none';
-    return state === 'present' || (state === 'unknown' && withoutJpegMetadata(frameBytes(fragments, source)) !== undefined);
+    const state = first ? cleaner.presentIn(frameBytes([first], source)) : 'none';
+    return state === 'present' || (state === 'unknown' && cleaner.without(frameBytes(fragments, source)) !== undefined);
   };
   if (!frames.some(hasMetadata)) return;
   pixelData.stream = {
@@ -260,7 +280,7 @@ function removeJpegMetadata(opened: OpenedDataset, scratch: { path: string }): v
         frames.length,
         (index) => {
           const frame = frameBytes(frames[index] ?? [], source);
-          return withoutJpegMetadata(frame) ?? frame;
+          return cleaner.without(frame) ?? frame;
         },
         scratch.path,
         emit,

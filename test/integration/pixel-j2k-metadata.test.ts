@@ -1,0 +1,98 @@
+/**
+ * JPEG 2000 comments (COM in the main header, T.800 A.9.2) leave with pixels that leave as they are
+ * no more: encoders write their name there ("Kakadu-2.2", "Created by GDCM/OpenJPEG"), and a device may
+ * write anything. The walker on hand-built codestreams, then real files of pydicom's test set, decoded
+ * by GDCM before and after.
+ */
+import assert from 'node:assert/strict';
+import { basename, join } from 'node:path';
+import { test } from 'node:test';
+import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
+import { elementNumber } from '../../src/dicom/element-value.js';
+import { frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
+import { j2kCommentsIn, withoutJ2kComments } from '../../src/pixels/j2k-metadata.js';
+import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
+import { deidentifyWithZones, noNewErrors, storedPixels } from '../helpers/pixel-checks.js';
+import { withFrames } from '../helpers/pixel-images.js';
+import { run } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+/** A marker segment: marker, length (itself included) and body. */
+function markerSegment(marker: number, body: Buffer): Buffer {
+  const head = Buffer.alloc(4);
+  head.writeUInt16BE(marker, 0);
+  head.writeUInt16BE(body.length + 2, 2);
+  return Buffer.concat([head, body]);
+}
+
+const SOC = Buffer.from([0xff, 0x4f]);
+const SIZ = markerSegment(0xff51, Buffer.alloc(41, 1));
+const COD = markerSegment(0xff52, Buffer.from([0, 0, 0, 1, 0, 5, 4, 4, 0, 0]));
+const QCD = markerSegment(0xff5c, Buffer.from([0x40, 0x40, 0x48]));
+const comment = (text: string) => markerSegment(0xff64, Buffer.concat([Buffer.from([0, 1]), Buffer.from(text, 'latin1')]));
+/** A tile-part: SOT (Psot 0: to the end), a comment of its own, SOD and data, EOC. */
+const TILE = Buffer.concat([markerSegment(0xff90, Buffer.from([0, 0, 0, 0, 0, 0, 0, 1])), comment('tile note'), Buffer.from([0xff, 0x93, 1, 2, 3, 0xff, 0xd9])]);
+
+test('main header comments go; every other segment and the tile-parts stay as they were', () => {
+  const stream = Buffer.concat([SOC, SIZ, comment('Patient Doe^John'), COD, QCD, comment('Created by a device'), TILE]);
+  assert.deepEqual(withoutJ2kComments(stream), Buffer.concat([SOC, SIZ, COD, QCD, TILE]));
+  assert.equal(j2kCommentsIn(stream), 'present');
+  assert.equal(j2kCommentsIn(stream.subarray(0, stream.length - 4)), 'present', 'a first fragment that holds the main header tells');
+});
+
+test('a codestream without main header comments, one that is no codestream and one cut before its first tile-part are left alone', () => {
+  const clean = Buffer.concat([SOC, SIZ, COD, QCD, TILE]);
+  assert.equal(withoutJ2kComments(clean), undefined);
+  assert.equal(j2kCommentsIn(clean), 'none');
+  assert.equal(withoutJ2kComments(Buffer.concat([Buffer.from([0xff, 0xd8]), comment('x'), TILE])), undefined, 'JPEG, not JPEG 2000');
+  const cut = Buffer.concat([SOC, SIZ, comment('Doe^John'), COD]);
+  assert.equal(withoutJ2kComments(cut), undefined);
+  assert.equal(j2kCommentsIn(Buffer.concat([SOC, SIZ])), 'unknown');
+  const lyingLength = Buffer.concat([SOC, SIZ, Buffer.from([0xff, 0x64, 0xff, 0xf0]), TILE]);
+  assert.equal(withoutJ2kComments(lyingLength), undefined, 'a length past the end');
+  const zeroLength = Buffer.concat([SOC, Buffer.from([0xff, 0x64, 0, 0]), TILE]);
+  assert.equal(withoutJ2kComments(zeroLength), undefined, 'a length shorter than itself');
+});
+
+function firstFrame(path: string): Buffer {
+  const parsed = parseFile(path);
+  try {
+    const pixelData = parsed.elements.find((element) => element.tag === PIXEL_DATA);
+    assert.ok(pixelData, `${basename(path)}: Pixel Data`);
+    const frames = elementNumber(parsed.elements.find((element) => element.tag === 0x00280008), parsed.source, false) ?? 1;
+    return frameBytes(framesOf(pixelData, parsed.source, frames)[0] ?? [], parsed.source);
+  } finally {
+    parsed.close();
+  }
+}
+
+async function gdcmDecoded(path: string, to: string): Promise<Buffer> {
+  const result = await run('gdcmconv', ['--raw', path, to], { timeoutMs: 60_000 });
+  assert.equal(result.code, 0, `gdcmconv ${basename(path)}: ${result.stderr}`);
+  return storedPixels(to);
+}
+
+// Suspected in a review of the JPEG metadata fix: JPEG 2000 frames that leave as they are kept their
+// comments. Real encoders' comments (GDCM/OpenJPEG, Kakadu, JasPer) stand for a device's.
+test('pixels in JPEG 2000 that leave as they are leave without comments, decoding to the same samples', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'gdcmconv'))) return;
+  const dir = scratchDir('pixel-j2k-metadata');
+  const noZone = 'zones:\n  - { name: elsewhere, match: { Rows: 4096 }, rects: [[0, 0, 8, 8]] }\n';
+  for (const name of ['MR_small_jp2klossless.dcm', 'JPEG2000.dcm', 'J2K_pixelrep_mismatch.dcm']) {
+    const input = join(PYDICOM_TEST_FILES, name);
+    const stream = firstFrame(input);
+    // A device's comment beside the encoder's, right after SOC.
+    const withName = Buffer.concat([stream.subarray(0, 2), comment('Patient Doe^John'), stream.subarray(2)]);
+    const sourced = join(dir, `named-${name}`);
+    withFrames(input, sourced, [withName]);
+    const output = join(dir, `out-${name}`);
+    const result = deidentifyWithZones(sourced, output, noZone, dir, ['cleanPixelData'], [{ action: 'pass' }]);
+    assert.equal(result.kind, 'deidentified', `${name}: ${JSON.stringify(result)}`);
+    const frame = firstFrame(output);
+    assert.equal(frame.indexOf('Doe^John', 0, 'latin1'), -1, `${name}: no name left in the frame`);
+    assert.equal(j2kCommentsIn(frame), 'none', `${name}: no comment left in the main header`);
+    assert.ok(frame.length < stream.length, `${name}: the encoder's comment went too`);
+    assert.deepEqual(await gdcmDecoded(output, join(dir, `decoded-out-${name}`)), await gdcmDecoded(input, join(dir, `decoded-in-${name}`)), `${name}: the same samples`);
+    await noNewErrors(sourced, output);
+  }
+});
