@@ -819,7 +819,13 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (affectedSopInstanceUid !== undefined && isWellFormedUid(affectedSopInstanceUid)) response.affectedSopInstanceUid = affectedSopInstanceUid;
     if (result.errorComment !== undefined && result.status !== Status.Success) response.errorComment = result.errorComment;
     if (result.offendingElements) response.offendingElements = result.offendingElements;
-    if (result.suboperations) Object.assign(response, countFields(result.suboperations));
+    if (result.suboperations) {
+      // PS3.4 C.4.2.1.6, C.4.3.1.6: a final response carries Number of Remaining Sub-operations only
+      // when it is a Cancel; Success, Warning and Failure shall not.
+      const counts = countFields(result.suboperations);
+      if (result.status !== Status.Cancel) delete counts.numberOfRemainingSuboperations;
+      Object.assign(response, counts);
+    }
     const pdus = encodePData(context.id, true, encodeCommand(response), this.peerMaxPduLength);
     if (result.identifier) pdus.push(...encodePData(context.id, false, result.identifier, this.peerMaxPduLength));
     this.writeMessage(pdus.length === 1 ? (pdus[0] as Buffer) : Buffer.concat(pdus));

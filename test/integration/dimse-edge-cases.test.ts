@@ -307,6 +307,47 @@ describe('acceptor serving C-MOVE (in process)', () => {
       await server.close(1000);
     }
   });
+
+  // Found in a review: every final C-MOVE and C-GET response carried Number of Remaining Sub-operations
+  // (0), which PS3.4 C.4.2.1.6 and C.4.3.1.6 allow in Pending and Cancel responses only: "Warning,
+  // Failure or Success shall not contain" it.
+  test('the final response has Number of Remaining Sub-operations only after a cancel; the pending ones always', async () => {
+    const { server, port } = await startTestServer({
+      serviceFor: (abstractSyntax) => (abstractSyntax === STUDY_ROOT_MOVE ? 'move' : undefined),
+      handlers: {
+        echo: () => ({ status: Status.Success }),
+        store: () => new DiscardingSink({ status: Status.Success }),
+        move: (request) =>
+          (async function* () {
+            yield { remaining: 1, completed: 1, failed: 0, warning: 0 };
+            const counts = { remaining: 0, completed: 1, failed: 1, warning: 0 };
+            if (request.moveDestination === 'CANCELLED') return { status: Status.Cancel, suboperations: { ...counts, remaining: 1 } };
+            return request.moveDestination === 'WARNED' ? { status: 0xb000, suboperations: counts } : { status: Status.Success, suboperations: { ...counts, failed: 0, completed: 2 } };
+          })(),
+      },
+    });
+    const raw = await RawAssociation.open(port);
+    try {
+      assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RAW', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+      const remainingIn = async (destination: string, messageId: number) => {
+        raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, commandDataSetType: DATASET_PRESENT, moveDestination: destination });
+        raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', '1.2.3']]));
+        const responses: Array<[number | undefined, number | undefined]> = [];
+        for (;;) {
+          const event = await raw.next(5000);
+          if (event.kind !== 'command') throw new Error(`expected a C-MOVE-RSP, received ${event.kind}`);
+          responses.push([event.command.status, event.command.numberOfRemainingSuboperations]);
+          if (event.command.status !== Status.Pending) return responses;
+        }
+      };
+      assert.deepEqual(await remainingIn('DONE', 1), [[Status.Pending, 1], [Status.Success, undefined]]);
+      assert.deepEqual(await remainingIn('WARNED', 2), [[Status.Pending, 1], [0xb000, undefined]]);
+      assert.deepEqual(await remainingIn('CANCELLED', 3), [[Status.Pending, 1], [Status.Cancel, 1]], 'a Cancel response may say what was left');
+    } finally {
+      raw.destroy();
+      await server.close(1000);
+    }
+  });
 });
 
 describe('acceptor with a short idle timeout (in process)', () => {
