@@ -18,7 +18,7 @@ const DATE_TIME_VRS = new Set(['DA', 'TM', 'DT']);
 
 /**
  * The condition a key puts on `column`, or undefined when the key matches everything (universal
- * matching: an empty value, or "*"). Values are compared as the index stores them: text without its
+ * matching: an empty value, or "*", "**", ...). Values are compared as the index stores them: text without its
  * padding.
  *
  * - PN: wild cards and single values are matched insensitive to case (PS3.4 C.2.2.2.1 allows it for PN
@@ -30,7 +30,9 @@ const DATE_TIME_VRS = new Set(['DA', 'TM', 'DT']);
  */
 export function matchCondition(column: string, vr: string, rawValue: string): ColumnCondition | undefined {
   const value = rawValue.replace(/[\0 ]+$/, '').replace(/^ +/, '');
-  if (value === '' || value === '*') return undefined;
+  // "*" matches any run of characters, none too (C.2.2.2.4): a key of "*" alone, however many, is
+  // universal matching, and finds entities without the attribute, which GLOB and LIKE never would.
+  if (/^\**$/.test(value)) return undefined;
   if (value === '""') return { sql: `(${column} IS NULL OR ${column} = '')`, params: [] };
   if (vr === 'UI') return uidCondition(column, value);
   if (DATE_TIME_VRS.has(vr)) return dateTimeCondition(column, vr, value);

@@ -105,3 +105,21 @@ test('TM keys and stored times are compared at one precision: a stored 101112 is
   assert.deepEqual(times('0930'), ['0930']);
   db.close();
 });
+
+test('a key of "*" runs only is universal matching too: it matches an absent value, as "*" does', () => {
+  // Found in a review: "**" went to GLOB / LIKE, which never match NULL, so an entity without the
+  // attribute was left out though "*" matches any sequence of characters, a zero-length one included
+  // (PS3.4 C.2.2.2.4), and "*" alone found it.
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE t (name TEXT, desc TEXT)');
+  for (const [name, desc] of [['Doe^John', 'CT HEAD'], [null, null]]) db.prepare('INSERT INTO t VALUES (?, ?)').run(name, desc);
+  const count = (column: string, vr: string, value: string) => {
+    const condition = matchCondition(column, vr, value);
+    return db.prepare(`SELECT count(*) FROM t WHERE ${condition?.sql ?? '1'}`).pluck().get(...(condition?.params ?? [])) as number;
+  };
+  assert.equal(count('desc', 'LO', '*'), 2);
+  assert.equal(count('desc', 'LO', '**'), 2);
+  assert.equal(count('name', 'PN', '***'), 2);
+  assert.equal(count('desc', 'LO', '*HEAD'), 1, 'a pattern with other characters still needs a value');
+  db.close();
+});
