@@ -156,7 +156,10 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
   if (!model) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${request.sopClassUid} is not a Query/Retrieve model Gantry serves`);
   let elements: ElementNode[];
   try {
-    elements = parseDataset(new BufferSource(request.identifier), encoding).filter((element) => element.tag >>> 16 !== 0x0000 && element.tag >>> 16 !== 0x0002);
+    // Group lengths (gggg,0000), which some requesters still write, describe the encoding: no key.
+    elements = parseDataset(new BufferSource(request.identifier), encoding).filter(
+      (element) => element.tag >>> 16 !== 0x0000 && element.tag >>> 16 !== 0x0002 && (element.tag & 0xffff) !== 0x0000,
+    );
   } catch (error) {
     throw new DimseStatusError(UnableToProcess, `the identifier cannot be read: ${(error as Error).message}`);
   }

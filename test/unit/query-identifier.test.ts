@@ -1,0 +1,49 @@
+/**
+ * What of a C-FIND request identifier is a key (src/query/find-service.ts): group length elements
+ * (gggg,0000) some requesters still write are not (PS3.5 7.2: they describe the encoding).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
+import { InstanceIndex } from '../../src/index/instance-index.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { FindService } from '../../src/query/find-service.js';
+import { instanceRecord } from '../helpers/index-records.js';
+import { openScratchIndex } from '../helpers/scratch-index.js';
+import { encodeDataset } from '../helpers/synthetic-dicom.js';
+
+function ulValue(value: number): Buffer {
+  const out = Buffer.alloc(4);
+  out.writeUInt32LE(value);
+  return out;
+}
+
+// Found in a review: a group length was taken for a key Gantry does not match on, so every match was
+// answered 0xFF01 ("optional keys not supported"), and each response carried an empty (0008,0000) and
+// (0020,0000), group lengths of length 0 that no longer said anything true of the response.
+test('group lengths in a C-FIND identifier are neither keys nor returned, and the matches are 0xFF00', async (t) => {
+  const db = openScratchIndex(t, 'query-identifier-group-length');
+  const index = new InstanceIndex(db);
+  db.transaction(() => index.upsert(instanceRecord(1, { attributes: { PatientID: 'P1', Modality: 'CT', StudyDescription: 'HEAD' } })))();
+  const find = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
+  const identifier = encodeDataset([
+    [0x00080000, 'UL', ulValue(32)],
+    [0x00080052, 'CS', 'STUDY'],
+    [0x00081030, 'LO', 'HEAD'],
+    [0x00200000, 'UL', ulValue(10)],
+    [0x0020000d, 'UI', ''],
+  ]);
+  const request = {
+    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
+    messageId: 1,
+    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    identifier,
+  };
+  const matches: Array<{ status: number; tags: number[] }> = [];
+  for await (const match of find.find(request, new AbortController().signal)) {
+    const { identifier: response, status } = Buffer.isBuffer(match) ? { identifier: match, status: 0xff00 } : match;
+    matches.push({ status, tags: parseDataset(new BufferSource(response), 'explicit-le').map((element) => element.tag) });
+  }
+  assert.deepEqual(matches, [{ status: 0xff00, tags: [0x00080052, 0x00080054, 0x00081030, 0x0020000d] }]);
+});
