@@ -93,6 +93,14 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
       problems.push(`${keyOf(path)}: refers to the environment variable ${name}, which is ${found === '' ? 'set but empty' : 'not set'}; set it or write \${${name}:-fallback}`);
       return '';
     });
+    // What is left of "${" after the references is one written wrong (${NAME:fallback}, ${SITE-NAME}, no
+    // closing brace): taken as text, it became the value itself (found in a review: the secret).
+    const malformed = /\$\{[^}]*\}?/.exec(value.replace(REFERENCE, ''));
+    if (malformed) {
+      const shown = /secret/i.test(keyOf(path)) ? '(hidden)' : JSON.stringify(malformed[0]);
+      problems.push(`${keyOf(path)}: ${shown} is not an environment reference; write \${NAME} or \${NAME:-fallback} (NAME: letters, digits and _, not first a digit)`);
+      return replaced;
+    }
     if (!whole) return replaced;
     try {
       const scalar: unknown = parseYaml(replaced);

@@ -197,3 +197,17 @@ test('a retention is written back as the config takes it, so config show means w
   }
   assert.equal(retentionText(parseConfigText('storage: { retainOriginals: 7 }', 'r.yaml', {}).storage.retainOriginals), '7d');
 });
+
+test('a malformed ${...} reference is refused with the key named, not taken as the text of the value', () => {
+  // Found in a review: `secret: ${GANTRY_SECRET:fallback-of-the-secret}` (":" for ":-") validated, and the
+  // literal text was the secret every pseudonym was keyed with.
+  const [secret] = problemsOf('deid:\n  secret: ${GANTRY_SECRET:fallback-of-the-secret}\n', { GANTRY_SECRET: 'the secret from the environment' });
+  assert.match(secret ?? '', /^deid\.secret: .*not an environment reference; write \$\{NAME\} or \$\{NAME:-fallback\}/);
+  assert.ok(!secret?.includes('fallback-of-the-secret'), secret);
+  assert.deepEqual(problemsOf('dicom:\n  aeTitle: GW_${SITE-NAME}\n'), [
+    'dicom.aeTitle: "${SITE-NAME}" is not an environment reference; write ${NAME} or ${NAME:-fallback} (NAME: letters, digits and _, not first a digit)',
+  ]);
+  assert.deepEqual(problemsOf('storage:\n  path: /data/${SITE\n'), [
+    'storage.path: "${SITE" is not an environment reference; write ${NAME} or ${NAME:-fallback} (NAME: letters, digits and _, not first a digit)',
+  ]);
+});
