@@ -105,6 +105,8 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
     try {
       const scalar: unknown = parseYaml(replaced);
       if (typeof scalar !== 'number' && typeof scalar !== 'boolean') return replaced;
+      // 1e400 or .inf read as a number is Infinity: kept as the text, it is named as the variable held it.
+      if (typeof scalar === 'number' && !Number.isFinite(scalar)) return replaced;
       scalars.push({ path, text: replaced });
       return scalar;
     } catch {
@@ -161,7 +163,8 @@ function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
 function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const key = keyOf(issue.path);
   const bad = valueAt(input, issue.path);
-  const shown = /secret/i.test(key) ? '(hidden)' : JSON.stringify(bad);
+  // JSON writes Infinity and NaN (YAML's .inf, .nan) as null.
+  const shown = /secret/i.test(key) ? '(hidden)' : typeof bad === 'number' && !Number.isFinite(bad) ? String(bad) : JSON.stringify(bad);
   switch (issue.code) {
     case 'unrecognized_keys': {
       const allowed = allowedKeysAt(issue.path, input);

@@ -211,3 +211,10 @@ test('a malformed ${...} reference is refused with the key named, not taken as t
     'storage.path: "${SITE" is not an environment reference; write ${NAME} or ${NAME:-fallback} (NAME: letters, digits and _, not first a digit)',
   ]);
 });
+
+test('a value that is no finite number is named as written, not as null', () => {
+  // Found in a review: PORT=1e400 and `port: .inf` were both reported as "null is not allowed".
+  assert.deepEqual(problemsOf('dicom:\n  port: ${PORT}\n', { PORT: '1e400' }), ['dicom.port: "1e400" is not allowed; expected number']);
+  assert.deepEqual(problemsOf('dicom:\n  port: .inf\n'), ['dicom.port: Infinity is not allowed; expected number']);
+  assert.deepEqual(problemsOf('forward:\n  retry: { multiplier: .nan }\n'), ['forward.retry.multiplier: NaN is not allowed; expected number']);
+});
