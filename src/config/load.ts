@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import { identifiesPatient } from './patient-values.js';
 import { configSchema, type GantryConfig } from './schema.js';
 
 /** The config `npm start` and `gantry serve` without --config use: config/gantry.yaml of the package. */
@@ -164,7 +165,7 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const key = keyOf(issue.path);
   const bad = valueAt(input, issue.path);
   // JSON writes Infinity and NaN (YAML's .inf, .nan) as null.
-  const shown = /secret/i.test(key) ? '(hidden)' : typeof bad === 'number' && !Number.isFinite(bad) ? String(bad) : JSON.stringify(bad);
+  const shown = /secret/i.test(key) || aboutPatient(issue.path, bad) ? '(hidden)' : typeof bad === 'number' && !Number.isFinite(bad) ? String(bad) : JSON.stringify(bad);
   switch (issue.code) {
     case 'unrecognized_keys': {
       const allowed = allowedKeysAt(issue.path, input);
@@ -189,6 +190,15 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
     default:
       return `${key}: ${shown} is not allowed; ${issue.message}`;
   }
+}
+
+/** The value is a condition's on the patient (when.attributes.PatientID), or a condition's attributes
+ * that name one: it may list identifiers (see patient-values.ts). */
+function aboutPatient(path: ReadonlyArray<PropertyKey>, bad: unknown): boolean {
+  const at = path.lastIndexOf('attributes');
+  if (at < 0) return false;
+  const reference = path[at + 1];
+  return reference === undefined ? identifiesPatient(JSON.stringify(bad) ?? '') : identifiesPatient(String(reference));
 }
 
 /** The types a union takes ("string or object"), when the value was of none of them. */

@@ -15,6 +15,7 @@
  * A condition matches attribute values of the instance (exact string or number, or a /regular
  * expression/) and the calling AE title. The first rule that names an attribute and matches wins.
  */
+import { HIDDEN_PATIENT_VALUE, identifiesPatient } from '../config/patient-values.js';
 import { regexValue } from '../config/regex-value.js';
 import { keywordOf, tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 import type { ProfileOption } from './profile-types.js';
@@ -110,7 +111,7 @@ export function compileCondition(condition: ConditionConfig | undefined): Compil
       const { tag } = resolveAttribute(reference);
       if (tag === undefined) throw new RuleError(`a condition names a private attribute ${reference}; name a standard one`);
       try {
-        return { tag, test: valueTest(expected) };
+        return { tag, test: valueTest(expected, identifiesPatient(reference) ? HIDDEN_PATIENT_VALUE : undefined) };
       } catch (error) {
         throw new RuleError(`when.attributes.${reference}: ${(error as Error).message}`);
       }
@@ -118,12 +119,17 @@ export function compileCondition(condition: ConditionConfig | undefined): Compil
   };
 }
 
-/** An exact string or number, or a /regular expression/ (PS3.5 values are compared trimmed). */
-export function valueTest(expected: string | number): (value: string | undefined) => boolean {
+/** An exact string or number, or a /regular expression/ (PS3.5 values are compared trimmed). A
+ * refused one is named `shown` when given (a value about the patient is not quoted). */
+export function valueTest(expected: string | number, shown?: string): (value: string | undefined) => boolean {
   if (typeof expected === 'number') return (value) => value !== undefined && Number(value) === expected;
   const regex = regexValue(expected);
-  if (regex?.kind === 'refused') throw new RuleError(`${expected}: ${regex.why}`);
-  if (regex?.kind === 'invalid') throw new RuleError(`${expected} is not a regular expression JavaScript reads (${regex.why.replace(/^Invalid regular expression: /, '')})`);
+  if (regex?.kind === 'refused') throw new RuleError(`${shown ?? expected}: ${regex.why}`);
+  if (regex?.kind === 'invalid') {
+    // JavaScript's message quotes the expression: "Invalid regular expression: /(MRN1/: Unterminated group".
+    const why = shown === undefined ? regex.why.replace(/^Invalid regular expression: /, '') : regex.why.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
+    throw new RuleError(`${shown ?? expected} is not a regular expression JavaScript reads (${why})`);
+  }
   if (regex) {
     const { pattern } = regex;
     return (value) => value !== undefined && pattern.test(value);

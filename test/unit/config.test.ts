@@ -218,3 +218,14 @@ test('a value that is no finite number is named as written, not as null', () => 
   assert.deepEqual(problemsOf('dicom:\n  port: .inf\n'), ['dicom.port: Infinity is not allowed; expected number']);
   assert.deepEqual(problemsOf('forward:\n  retry: { multiplier: .nan }\n'), ['forward.retry.multiplier: NaN is not allowed; expected number']);
 });
+
+test('a bad value of a condition on the patient names its key, never the value', () => {
+  // A refused reload logs these problems; a patient's identifiers must not go with them.
+  assert.deepEqual(problemsOf('deid:\n  rules: [{ action: quarantine, reason: no consent, when: { attributes: { PatientID: [MRN12345, MRN67890] } } }]\n'), [
+    'deid.rules.0.when.attributes.PatientID: (hidden) is not allowed; expected string or number',
+  ]);
+  assert.deepEqual(problemsOf('deid:\n  profiles: [{ name: p, when: { attributes: [PatientName, Smithers] } }]\n'), ['deid.profiles.0.when.attributes: (hidden) is not allowed; expected record']);
+  assert.deepEqual(problemsOf('deid:\n  rules: [{ action: pass, when: { attributes: { Modality: [US, CT] } } }]\n'), [
+    'deid.rules.0.when.attributes.Modality: ["US","CT"] is not allowed; expected string or number',
+  ]);
+});

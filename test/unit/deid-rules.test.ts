@@ -182,3 +182,23 @@ test('an overlay embedded in the unused high bits of Pixel Data holds a CT back:
   ]);
   assert.equal(separate.kind, 'deidentify');
 });
+
+// Found in a review: a reload refused for `when: { attributes: { PatientID: "/(MRN12345/" } }` logged the
+// patient ID (a quarantine rule for patients who gave no consent lists their identifiers).
+test('a condition on the patient that is refused names its key, never its value', () => {
+  for (const [reference, expected] of [
+    ['PatientID', '/(MRN12345/'],
+    ['(0010,0010)', '/Smithers^John/g'],
+    ['AccessionNumber', '/[ACC4711/i'],
+  ] as const) {
+    assert.throws(
+      () => compileProfiles(profile([{ action: 'quarantine', reason: 'no consent', when: { attributes: { [reference]: expected } } }])),
+      (error: unknown) =>
+        error instanceof RuleError &&
+        error.message.startsWith(`profile default, rule 1: when.attributes.${reference}: (hidden: it may identify a patient)`) &&
+        !/MRN12345|Smithers|ACC4711/.test(error.message),
+    );
+  }
+  // Other attributes are named with their value, as before.
+  assert.throws(() => compileProfiles(profile([{ action: 'pass', when: { attributes: { Modality: '/(US/' } } }])), /when\.attributes\.Modality: \/\(US\/ is not a regular expression/);
+});

@@ -1,0 +1,14 @@
+/**
+ * Values of a config that may identify a patient: a condition on PatientID, PatientName or
+ * AccessionNumber (a quarantine rule for the patients who gave no consent lists their identifiers).
+ * A message about such a value names its key, never the value: a refused reload is logged.
+ */
+
+/** What a message says instead of the value. */
+export const HIDDEN_PATIENT_VALUE = '(hidden: it may identify a patient)';
+
+/** The attribute a condition names (a keyword or a tag as written) is about the patient: the patient
+ * module's group 0010, or the accession number. */
+export function identifiesPatient(reference: string): boolean {
+  return /Patient|Accession/i.test(reference) || /^\(?(0010,[0-9A-F]{4}|0008,0050)\)?$/i.test(reference.trim());
+}
