@@ -37,8 +37,18 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
   const written = new Map<string, string>();
   // Each output is written here first, then moved under its new UIDs, which are known only after.
   const staging = join(out, '.staging');
+  // An input that cannot be read (not there, no permission) fails alone, as an unreadable file does:
+  // it ended the run before any file, and left the staging folder behind (found in a review).
+  const files = inputs.flatMap((input) => {
+    try {
+      return filesUnder(resolve(input));
+    } catch (error) {
+      summary.failed.push({ path: input, reason: (error as Error).message });
+      return [];
+    }
+  });
   mkdirSync(staging, { recursive: true });
-  for (const path of inputs.flatMap((input) => filesUnder(resolve(input)))) {
+  for (const path of files) {
     try {
       const temporary = join(staging, `${summary.done + summary.failed.length + summary.held.length}.dcm`);
       const outcome = deidentifyFile(path, temporary, { settings, pseudonyms, outputIsTemporary: true });

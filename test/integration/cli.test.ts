@@ -198,3 +198,20 @@ test('a count that is not a number is refused as an argument', async () => {
   assert.match(listed.stderr, /argument 'abc' is invalid\. a whole number of at least 1/);
   assert.doesNotMatch(listed.stderr, /datatype mismatch/);
 });
+
+test('gantry deid names an input that is not there as failed and goes on with the others, leaving no staging folder', async () => {
+  // Found in a review: a missing input ended the run before any file, with out/.staging left behind.
+  const dir = scratchDir('cli');
+  const config = join(dir, 'gantry.yaml');
+  writeFileSync(config, `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests\n`);
+  const present = join(dir, 'present.dcm');
+  await writeSyntheticFile(present, { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P1', patientName: 'Test^One', modality: 'CT', sopClassUid: '1.2.840.10008.5.1.4.1.1.2', rows: 8, columns: 8 });
+  const out = join(dir, 'out');
+  const result = await run(process.execPath, [GANTRY_CLI, 'deid', '--config', config, '--out', out, join(dir, 'missing.dcm'), present]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /not de-identified: .*missing\.dcm: /);
+  const counts = /de-identified (\d+) file\(s\) into .*; (\d+) held back; 1 failed/.exec(result.stdout);
+  assert.ok(counts, result.stdout);
+  assert.equal(Number(counts[1]) + Number(counts[2]), 1, 'the input that is there went through de-identification');
+  assert.equal(existsSync(join(out, '.staging')), false);
+});
