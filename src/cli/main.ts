@@ -23,6 +23,7 @@ import { stringify } from 'yaml';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { retentionText } from '../config/schema.js';
 import { commandLogger, createLogger } from '../observability/logger.js';
+import { escapedErrorFields } from '../observability/redact.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -75,9 +76,9 @@ program
     // A lost promise is a bug to log, not a reason to drop every association; an exception that
     // escaped everything leaves the process in an unknown state, so it exits (nothing acknowledged is
     // lost: acknowledgements wait for durable writes) and its supervisor restarts it.
-    process.on('unhandledRejection', (reason) => log.error({ err: String(reason) }, 'unhandled promise rejection'));
+    process.on('unhandledRejection', (reason) => log.error(escapedErrorFields(reason), 'unhandled promise rejection'));
     process.on('uncaughtException', (error) => {
-      log.fatal({ err: error.message, stack: error.stack }, 'uncaught exception; exiting');
+      log.fatal(escapedErrorFields(error), 'uncaught exception; exiting');
       process.exitCode = 1;
       setTimeout(() => process.exit(1), 100).unref();
     });

@@ -165,7 +165,11 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const key = keyOf(issue.path);
   const bad = valueAt(input, issue.path);
   // JSON writes Infinity and NaN (YAML's .inf, .nan) as null.
-  const shown = /secret/i.test(key) || aboutPatient(issue.path, bad) ? '(hidden)' : typeof bad === 'number' && !Number.isFinite(bad) ? String(bad) : JSON.stringify(bad);
+  // The whole document is named by its kind, never echoed: it holds the secret.
+  const shown =
+    issue.path.length === 0
+      ? Array.isArray(bad) ? 'a list' : `a ${typeof bad}`
+      : /secret/i.test(key) || aboutPatient(issue.path, bad) ? '(hidden)' : typeof bad === 'number' && !Number.isFinite(bad) ? String(bad) : JSON.stringify(bad);
   switch (issue.code) {
     case 'unrecognized_keys': {
       const allowed = allowedKeysAt(issue.path, input);

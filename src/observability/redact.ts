@@ -13,3 +13,10 @@ export function withoutUids(text: string): string {
 export function withoutValues(message: string, length = 200): string {
   return withoutUids(message).replace(/\[[^\]]*\]|"[^"]*"|'[^']*'/g, '<value>').slice(0, length);
 }
+
+/** What a log line says of an error that escaped every handler: its message and stack without UIDs
+ * or quoted values, since such an error may come from any parser that quotes what it read. */
+export function escapedErrorFields(error: unknown): { err: string; stack?: string } {
+  if (!(error instanceof Error)) return { err: withoutValues(String(error)) };
+  return { err: withoutValues(error.message), ...(error.stack ? { stack: withoutValues(error.stack, 4000) } : {}) };
+}

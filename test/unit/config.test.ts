@@ -229,3 +229,10 @@ test('a bad value of a condition on the patient names its key, never the value',
     'deid.rules.0.when.attributes.Modality: ["US","CT"] is not allowed; expected string or number',
   ]);
 });
+
+// Found in a review: a problem at the top level echoed the whole document, so a config written as a
+// YAML list printed its secret.
+test('a document that is not a mapping is named by its kind, never echoed', () => {
+  assert.deepEqual(problemsOf('- deid:\n    secret: "my very secret secret 123"\n'), ['(top level): a list is not allowed; expected object']);
+  assert.deepEqual(problemsOf('just some text with a secret in it'), ['(top level): a string is not allowed; expected object']);
+});
