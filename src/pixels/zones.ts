@@ -19,6 +19,7 @@
  * Reading and checking a zones file is zones-file.ts: the YAML parser and the schema stay out of the
  * worker threads, which only test compiled zones.
  */
+import { HIDDEN_PATIENT_VALUE, identifiesPatient } from '../config/patient-values.js';
 import { createHash } from 'node:crypto';
 import { regexValue } from '../config/regex-value.js';
 import { tagOfKeyword } from '../dicom/dictionary.js';
@@ -48,7 +49,7 @@ export function compileZone(rule: ZoneRule, where = `zone ${rule.name}`): Compil
   const conditions = Object.entries(rule.match).map(([keyword, expected]) => {
     const tag = tagOfKeyword(keyword);
     if (tag === undefined) throw new ZonesError(`${where}: match.${keyword} is not a DICOM keyword (e.g. Manufacturer, ManufacturerModelName, Rows)`);
-    return { tag, holds: valueTest(expected, `${where}: match.${keyword}`) };
+    return { tag, holds: valueTest(expected, `${where}: match.${keyword}`, identifiesPatient(keyword)) };
   });
   const key = createHash('sha256')
     .update(JSON.stringify([rule.rects, rule.outsideUltrasoundRegions]))
@@ -59,10 +60,12 @@ export function compileZone(rule: ZoneRule, where = `zone ${rule.name}`): Compil
 
 const COMPARISON = /^\s*(<=|>=|<|>|!=|=)\s*(-?\d+(?:\.\d+)?)\s*$/;
 
-function valueTest(expected: string | number, where: string): (value: string | undefined) => boolean {
+/** `aboutPatient`: the value may identify a patient, and a message names the key only (a refused
+ * reload is logged; a RegExp's own message quotes its pattern). */
+function valueTest(expected: string | number, where: string, aboutPatient: boolean): (value: string | undefined) => boolean {
   if (typeof expected === 'number') return (value) => value !== undefined && value !== '' && Number(value) === expected;
   const expression = regexValue(expected);
-  if (expression && expression.kind !== 'pattern') throw new ZonesError(`${where}: ${expression.why}`);
+  if (expression && expression.kind !== 'pattern') throw new ZonesError(`${where}: ${expression.kind === 'invalid' && aboutPatient ? `not a valid regular expression ${HIDDEN_PATIENT_VALUE}` : expression.why}`);
   if (expression) {
     const { pattern } = expression;
     return (value) => value !== undefined && pattern.test(value);

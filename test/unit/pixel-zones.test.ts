@@ -109,6 +109,10 @@ test('every problem names the zone and the key', () => {
   assert.match(problem('zones:\n  - { name: a, match: {}, rects: [[0, 0, 1, 1]] }\n'), /zones\.0\.match: a zone needs at least one attribute/);
   assert.match(problem('zones:\n  - { name: a, match: { Modality: US }, rects: [[0, 0, 0, 1]] }\n'), /zones\.0\.rects\.0\.2/);
   assert.match(problem('zones:\n  - { name: a, match: { Modality: "/US/g" }, rects: [[0, 0, 1, 1]] }\n'), /match\.Modality: the flags g and y are not allowed/);
+  // Found in a review: a RegExp's own message quotes its pattern, and a zone may match on the patient.
+  const patient = problem('zones:\n  - { name: a, match: { PatientID: "/(MRN12345/" }, rects: [[0, 0, 1, 1]] }\n');
+  assert.match(patient, /match\.PatientID: not a valid regular expression \(hidden/);
+  assert.ok(!patient.includes('MRN12345'), patient);
   assert.match(problem('zones: [\n'), /bad\.yaml: not valid YAML/);
   assert.match(problem('zone: []\n'), /bad\.yaml: .*zone/);
 });
