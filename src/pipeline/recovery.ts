@@ -59,14 +59,18 @@ async function isLiveGantry(pid: number): Promise<boolean> {
 export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, log: Logger): Promise<number> {
   const recent = index.recentInstances(CHECK_WINDOW_MS);
   let removed = 0;
+  let unchecked = 0;
   /** The kept rows by folder: each folder is read once, however many of its instances are recent. */
   const kept = new Map<string, Map<string, string>>();
   for (const row of recent) {
+    // Only a file that is gone or short says the row was never acknowledged. Any other error (a folder
+    // the node may not read, EACCES; a failing disk, EIO) says nothing about the file: its row stays.
     const size = await stat(store.absolute(row.filePath)).then(
       (stats) => stats.size,
-      () => -1,
+      (error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? -1 : undefined),
     );
-    if (size !== row.fileSize) {
+    if (size === undefined) unchecked += 1;
+    else if (size !== row.fileSize) {
       index.deleteInstance(row.sopInstanceUid);
       await store.remove(row.filePath);
       removed += 1;
@@ -78,7 +82,7 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
   }
   let unnamed = 0;
   for (const [folder, named] of kept) unnamed += await removeUnnamedCopies(store, folder, named);
-  log.warn({ checked: recent.length, removed, unnamed }, 'the last run did not stop cleanly; checked the newest instances against their files');
+  log.warn({ checked: recent.length, removed, unnamed, unchecked }, 'the last run did not stop cleanly; checked the newest instances against their files');
   return removed;
 }
 

@@ -1,6 +1,6 @@
 /** The check after an unclean stop (src/pipeline/recovery.ts), on an index and a store in a folder. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { test } from 'node:test';
 import { InstanceIndex } from '../../src/index/instance-index.js';
@@ -36,4 +36,22 @@ test('after an unclean stop, an original that no row names beside a newest row i
   assert.equal(existsSync(store.absolute(longer)), true, "another instance's file stays");
   assert.equal(existsSync(store.absolute(replaced)), false, 'the replaced copy is gone');
   assert.equal(existsSync(store.absolute(neverCommitted)), false, 'the copy never committed is gone');
+});
+
+// Found in a review: any error reading a newest row's file counted as "missing", so the row (an
+// acknowledged instance) was deleted. A folder the node may not read (a volume restored under another
+// owner: EACCES), or a failing disk (EIO), then lost one acknowledged instance per start, since the
+// delete of the file failed next and stopped the start with the marker left. Root passes EACCES,
+// so a link that loops (ELOOP) stands in for it here: the file is there, it only cannot be checked.
+test('after an unclean stop, a newest row whose file cannot be checked (not missing) stays', async (t) => {
+  const storagePath = scratchDir('recovery-unreadable');
+  const store = new ObjectStore(storagePath);
+  const index = new InstanceIndex(openScratchIndex(t, 'recovery-unreadable-index'));
+  const path = store.originalPath('1.2.1', '1.2.1.1', '1.2.1.1.9');
+  mkdirSync(dirname(store.absolute(path)), { recursive: true });
+  symlinkSync(store.absolute(path), store.absolute(path));
+  index.upsert(instanceRecord(9, { filePath: path, fileSize: 4, receivedAt: Date.now() }));
+  assert.equal(await checkNewestRows(index, store, silentLogger()), 0);
+  assert.ok(index.hasInstance('1.2.1.1.9'), 'the row of a file that could not be checked stays');
+  assert.ok(lstatSync(store.absolute(path)), 'and so does its file');
 });
