@@ -428,7 +428,7 @@ async function claimStoragePath(loaded: LoadedConfig, storagePath: string): Prom
     return await claimStorage(storagePath);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === undefined || !['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'ENOSPC'].includes(code)) throw error;
+    if (code === undefined || !['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EEXIST', 'ENOSPC', 'SQLITE_CANTOPEN', 'SQLITE_READONLY'].includes(code)) throw error;
     throw new ConfigError(loaded.source, [
       `storage.path: ${storagePath} cannot be used (${code}: ${(error as Error).message.replace(/^[A-Z]+: /, '')}); name a folder this user may create and write, on a file system with room`,
     ]);

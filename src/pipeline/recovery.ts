@@ -7,7 +7,13 @@
  *   is short or missing. Such a row was never acknowledged: it and its file are removed. (A copy that
  *   replaces a stored one is synced before its row is committed, so it never looks like this; the copy
  *   it replaced, or one never committed, is deleted when no row names it.)
+ *
+ * The PID alone cannot say whether a Gantry runs: in a container it is always 1, and a second
+ * container on the same volume took the marker for its own previous run. So a running Gantry also
+ * holds a lock on gantry.lock (SQLite's, on the file: the kernel drops it with the process, however
+ * it ends, and it holds across the containers of one host): a start that cannot take it is refused.
  */
+import Database from 'better-sqlite3';
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { DeidWork } from '../index/deid-work.js';
@@ -16,6 +22,9 @@ import type { Logger } from '../observability/logger.js';
 import { pathSegment, syncDirectory, type ObjectStore } from '../store/object-store.js';
 
 const MARKER = 'gantry.running';
+const LOCK = 'gantry.lock';
+/** The locks this process holds, by storage.path. */
+const locks = new Map<string, Database.Database>();
 /** Rows received this long before the newest one are checked (the window of a crash is far shorter). */
 const CHECK_WINDOW_MS = 60_000;
 
@@ -23,11 +32,24 @@ const CHECK_WINDOW_MS = 60_000;
 export async function claimStorage(storagePath: string): Promise<{ unclean: boolean }> {
   const marker = join(storagePath, MARKER);
   const previous = await readFile(marker, 'utf8').catch(() => undefined);
-  if (previous !== undefined) {
-    const pid = Number.parseInt(previous, 10);
-    if (pid !== process.pid && (await isLiveGantry(pid))) {
-      throw new Error(`storage.path ${storagePath} is in use by another Gantry (PID ${pid}); give each Gantry its own storage.path`);
+  const pid = previous === undefined ? Number.NaN : Number.parseInt(previous, 10);
+  const inUse = () => new Error(`storage.path ${storagePath} is in use by another Gantry (PID ${pid}); give each Gantry its own storage.path`);
+  if (!locks.has(storagePath)) {
+    const lock = new Database(join(storagePath, LOCK), { timeout: 0 });
+    try {
+      lock.pragma('locking_mode = EXCLUSIVE');
+      // Held until the lock's connection closes (releaseStorage) or the process ends.
+      lock.exec('BEGIN EXCLUSIVE');
+    } catch (error) {
+      lock.close();
+      if ((error as { code?: string }).code === 'SQLITE_BUSY') throw inUse();
+      throw error;
     }
+    locks.set(storagePath, lock);
+  }
+  if (pid !== process.pid && (await isLiveGantry(pid))) {
+    releaseStorageLock(storagePath);
+    throw inUse();
   }
   await writeFile(marker, `${process.pid}\n`);
   await syncDirectory(storagePath);
@@ -131,4 +153,10 @@ export async function checkNewestDeidentified(work: DeidWork, storagePath: strin
 /** Called last in a clean stop. */
 export async function releaseStorage(storagePath: string): Promise<void> {
   await unlink(join(storagePath, MARKER)).catch(() => undefined);
+  releaseStorageLock(storagePath);
+}
+
+function releaseStorageLock(storagePath: string): void {
+  locks.get(storagePath)?.close();
+  locks.delete(storagePath);
 }

@@ -1,11 +1,13 @@
 /** The check after an unclean stop (src/pipeline/recovery.ts), on an index and a store in a folder. */
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { checkNewestRows } from '../../src/pipeline/recovery.js';
+import { checkNewestRows, claimStorage, releaseStorage } from '../../src/pipeline/recovery.js';
 import { ObjectStore } from '../../src/store/object-store.js';
 import { instanceRecord } from '../helpers/index-records.js';
 import { openScratchIndex } from '../helpers/scratch-index.js';
@@ -54,4 +56,32 @@ test('after an unclean stop, a newest row whose file cannot be checked (not miss
   assert.equal(await checkNewestRows(index, store, silentLogger()), 0);
   assert.ok(index.hasInstance('1.2.1.1.9'), 'the row of a file that could not be checked stays');
   assert.ok(lstatSync(store.absolute(path)), 'and so does its file');
+});
+
+// Found in a review: the claim on storage.path was only the PID in the marker, and every container
+// runs Gantry as PID 1. A second container on the same volume (a rolling update, a scaled service)
+// read PID 1, took it for its own previous run, and ran the unclean-stop check beside the live node:
+// it deleted the live node's incoming files and a re-sent copy placed but not yet committed, which
+// the live node then acknowledged (and deleted the copy it replaced). Here a process of its own holds
+// the storage, and the marker is made to hold this process's PID, as the other container sees it.
+test('a storage.path claimed by a live process is refused even when the marker holds our own PID', async (t) => {
+  const storagePath = scratchDir('claim');
+  const recovery = new URL('../../src/pipeline/recovery.js', import.meta.url).href;
+  const holder = spawn(process.execPath, ['--input-type=module', '-e', `
+    const { claimStorage } = await import(${JSON.stringify(recovery)});
+    await claimStorage(${JSON.stringify(storagePath)});
+    process.stdout.write('claimed\\n');
+    setInterval(() => {}, 1000);`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => holder.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('claimed') && resolve());
+    holder.once('exit', (code) => reject(new Error(`the holder exited (${code})`)));
+  });
+  writeFileSync(join(storagePath, 'gantry.running'), `${process.pid}\n`);
+  await assert.rejects(claimStorage(storagePath), /storage\.path .* is in use by another Gantry/);
+  holder.kill('SIGKILL');
+  await once(holder, 'exit');
+  // Killed, it holds nothing: the next start takes the storage, after an unclean stop.
+  assert.deepEqual(await claimStorage(storagePath), { unclean: true });
+  await releaseStorage(storagePath);
 });
