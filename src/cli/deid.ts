@@ -6,7 +6,7 @@
  * would hold back is held back here too (pixel risk, and residual risk under
  * deid.quarantineOnFindings), with its reason.
  */
-import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveDeidSecret } from '../config/secret.js';
@@ -35,8 +35,6 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
   const summary: DeidRunSummary = { done: 0, held: [], failed: [], findings: 0, replaced: [] };
   /** Which input each output of this run came from. */
   const written = new Map<string, string>();
-  // Each output is written here first, then moved under its new UIDs, which are known only after.
-  const staging = join(out, '.staging');
   // An input that cannot be read (not there, no permission) fails alone, as an unreadable file does:
   // it ended the run before any file, and left the staging folder behind (found in a review).
   const files = inputs.flatMap((input) => {
@@ -47,7 +45,10 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
       return [];
     }
   });
-  mkdirSync(staging, { recursive: true });
+  // Each output is written here first, then moved under its new UIDs, which are known only after. A
+  // folder made for this run: it is deleted whole at the end, and DIR may hold folders of the user's.
+  mkdirSync(out, { recursive: true });
+  const staging = mkdtempSync(join(out, '.staging-'));
   for (const path of files) {
     try {
       const temporary = join(staging, `${summary.done + summary.failed.length + summary.held.length}.dcm`);
