@@ -200,7 +200,7 @@ export class InstanceIndex {
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
-        SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize
+        SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize, state
         FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ? AND original_external = 0
           AND original_deleted_at IS NULL`),
       counts: db.prepare(`SELECT
@@ -246,8 +246,13 @@ export class InstanceIndex {
   /** Instances received within `windowMs` of the newest one (imported files in place are the user's,
    * and originals retention deleted are meant to be gone: neither is checked, since the start-up
    * check deletes the rows whose files it finds short or missing). */
-  recentInstances(windowMs: number): Array<{ sopInstanceUid: string; filePath: string; fileSize: number }> {
-    return this.statements.recentInstances.all(windowMs) as Array<{ sopInstanceUid: string; filePath: string; fileSize: number }>;
+  recentInstances(windowMs: number): Array<{ sopInstanceUid: string; filePath: string; fileSize: number; state: string }> {
+    return this.statements.recentInstances.all(windowMs) as Array<{ sopInstanceUid: string; filePath: string; fileSize: number; state: string }>;
+  }
+
+  /** Records that an instance's original is gone (retention deleted it; the record did not survive). */
+  markOriginalDeleted(sopInstanceUid: string, now = Date.now()): void {
+    this.db.prepare(`UPDATE instances SET original_deleted_at = ? WHERE sop_instance_uid = ? AND original_deleted_at IS NULL`).run(now, sopInstanceUid);
   }
 
   counts(): IndexCounts {

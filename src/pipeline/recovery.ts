@@ -92,7 +92,14 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
       (error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? -1 : undefined),
     );
     if (size === undefined) unchecked += 1;
-    else if (size !== row.fileSize) {
+    else if (row.state === 'forwarded' && size !== row.fileSize) {
+      // Forwarded: acknowledged long ago. Its original is gone because retention deleted it, and the
+      // record of that did not survive (the delete runs inside the transaction that records it). The
+      // row is the instance's history and names its de-identified copy: it stays, marked.
+      if (size === -1) index.markOriginalDeleted(row.sopInstanceUid);
+      else unchecked += 1;
+      continue;
+    } else if (size !== row.fileSize) {
       index.deleteInstance(row.sopInstanceUid);
       await store.remove(row.filePath);
       removed += 1;

@@ -85,3 +85,20 @@ test('a storage.path claimed by a live process is refused even when the marker h
   assert.deepEqual(await claimStorage(storagePath), { unclean: true });
   await releaseStorage(storagePath);
 });
+
+// Suspected in a review: retention deletes an original inside the transaction that records it, so a
+// power loss before the commit left a forwarded row whose original was gone; when that row was among
+// the newest (a quiet node, a short retainOriginals) the unclean-stop check deleted the whole row: the
+// instance's history, its research row, and the record of its de-identified copy.
+test('after an unclean stop, a forwarded newest row whose original is gone stays, marked as retention would have', async (t) => {
+  const storagePath = scratchDir('recovery-forwarded');
+  const store = new ObjectStore(storagePath);
+  const db = openScratchIndex(t, 'recovery-forwarded-index');
+  const index = new InstanceIndex(db);
+  const path = store.originalPath('1.2.1', '1.2.1.1', '1.2.1.1.3');
+  index.upsert(instanceRecord(3, { filePath: path, fileSize: 4, receivedAt: Date.now() }));
+  db.prepare(`UPDATE instances SET state = 'forwarded'`).run();
+  assert.equal(await checkNewestRows(index, store, silentLogger()), 0);
+  assert.ok(index.hasInstance('1.2.1.1.3'), 'the row stays');
+  assert.ok(db.prepare('SELECT original_deleted_at FROM instances').pluck().get(), 'its original is recorded as deleted');
+});
