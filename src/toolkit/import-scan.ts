@@ -4,7 +4,7 @@
  * pixels). Runs in the import's worker threads; with --copy the worker also copies the file into the
  * storage layout, so the main thread only writes the index.
  */
-import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync } from 'node:fs';
+import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { createHeaderScanner, DatasetFormatError } from '../dicom/header-scanner.js';
@@ -103,8 +103,10 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
 
 /** Copies the file into the instance's series folder under originals/, as the receive path does: a
  * temporary name, synced, then renamed, so that the index never names a copy a power cut left short
- * (a run again skips indexed paths). */
-function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): string {
+ * (a run again skips indexed paths). A file whose size changed since it was scanned (still being
+ * written) is refused: the row would give the copy a size it does not have, and the check after an
+ * unclean stop deletes a newest row whose file is short or long. */
+export function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): string {
   const directory = join(ORIGINALS_DIR, pathSegment(scanned.studyInstanceUid), pathSegment(scanned.seriesInstanceUid));
   // Always a name of the import's own, never the instance's plain name: a node serving this storage
   // may place a received copy there at any moment (no lock spans the two processes), and the import
@@ -118,7 +120,11 @@ function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): 
   copyFileSync(path, temporary);
   const fd = openSync(temporary, 'r+');
   try {
+    if (fstatSync(fd).size !== scanned.size) throw new Error('the file changed while it was imported (still being written?); import it again once it is complete');
     fsyncSync(fd);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
   } finally {
     closeSync(fd);
   }
