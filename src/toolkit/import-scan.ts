@@ -91,7 +91,18 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
       sopClassUid,
       transferSyntaxUid,
     };
-    if (copyInto) scanned.copiedTo = copyIntoStorage(path, copyInto, scanned);
+    if (copyInto) {
+      try {
+        scanned.copiedTo = copyIntoStorage(path, copyInto, scanned);
+      } catch (error) {
+        // By its code only: Node's message quotes the user's path and the storage path, which is
+        // named by the original Study and Series Instance UIDs (and would make a tally line per file).
+        // (A file that changed while it was copied is refused by copyIntoStorage's own message.)
+        const { code, syscall } = error as NodeJS.ErrnoException;
+        if (code === undefined) return { kind: 'unreadable', path, reason: (error as Error).message };
+        return { kind: 'unreadable', path, reason: `could not be copied into storage (${code}${syscall ? `, ${syscall}` : ''})` };
+      }
+    }
     return scanned;
   } catch (error) {
     // The scanner's messages name what is wrong in the structure (tags, offsets), never a value.
@@ -117,18 +128,22 @@ export function copyIntoStorage(path: string, root: string, scanned: ScannedInst
   const target = join(root, relative);
   mkdirSync(dirname(target), { recursive: true });
   const temporary = `${target}.import-${process.pid}`;
-  copyFileSync(path, temporary);
-  const fd = openSync(temporary, 'r+');
   try {
-    if (fstatSync(fd).size !== scanned.size) throw new Error('the file changed while it was imported (still being written?); import it again once it is complete');
-    fsyncSync(fd);
+    copyFileSync(path, temporary);
+    const fd = openSync(temporary, 'r+');
+    try {
+      if (fstatSync(fd).size !== scanned.size) throw new Error('the file changed while it was imported (still being written?); import it again once it is complete');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, target);
   } catch (error) {
+    // A copy cut short (disk full), or of a file that changed, is not left in storage, where nothing
+    // would ever name it.
     rmSync(temporary, { force: true });
     throw error;
-  } finally {
-    closeSync(fd);
   }
-  renameSync(temporary, target);
   return relative;
 }
 

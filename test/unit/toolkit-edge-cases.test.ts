@@ -365,3 +365,35 @@ test('export: a run again writes again what its journal lists but the folder lac
     session.close();
   }
 });
+
+// Found in a review: with --copy, a copy that failed (disk full, storage not writable) was reported
+// as "unreadable" with Node's message, which quotes the user's path and the storage path named by
+// the original Study and Series Instance UIDs: one tally line per file, and identifiers in the output.
+test('import --copy: a file that cannot be copied into storage is reported by its error code, not by its paths', async () => {
+  const dir = scratchDir('review-import-copy-error');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  const studyUids = [newUid(), newUid(), newUid()];
+  for (const [n, studyInstanceUid] of studyUids.entries()) {
+    await writeSyntheticFile(join(tree, `SMITHSON-ANN-${n}.dcm`), { studyInstanceUid, seriesInstanceUid: newUid(), patientId: 'PAT-COPY', patientName: 'Smithson^Ann', rows: 8, columns: 8 });
+  }
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  // originals/ cannot be made: every copy fails, as on a full or read-only disk.
+  writeFileSync(join(storagePath, 'originals'), '');
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const summary = await importFolders(db, storagePath, { roots: [tree], copy: true, forward: false, workers: 1 });
+    assert.equal(summary.indexed, 0);
+    assert.equal(summary.unreadable, 3, 'counted as not imported (the command exits 1)');
+    const reasons = [...summary.problems.keys()];
+    assert.equal(reasons.length, 1, `one line for files that failed alike: ${reasons.join(' | ')}`);
+    assert.match(reasons[0] as string, /cop(y|ied) into storage.*ENOTDIR/);
+    for (const text of [...reasons, ...summary.examples.map((example) => example.reason)]) {
+      assert.doesNotMatch(text, /SMITHSON|originals/, text);
+      for (const uid of studyUids) assert.ok(!text.includes(uid), text);
+    }
+  } finally {
+    db.close();
+  }
+});
