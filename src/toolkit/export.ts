@@ -222,11 +222,11 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   // An earlier run on this folder may have been interrupted while writing: what it left half-written
   // (target.partial, target.frames) goes before this run writes anything.
   if (existsSync(join(out, MARKER_FILE))) await removeLeftovers(out);
-  let journal = new ExportJournal(db, `${out}#${await exportIdentity(out, false, options.secretDigest)}`, options.selection);
+  let journal = new ExportJournal(db, `${out}#${await exportIdentity(out, false, options.secretDigest, options.layout)}`, options.selection);
   let { selected, done } = journal.counts();
   // Emptied but for the marker (rm -rf out/*): nothing of the earlier run is left, so start afresh.
   if (done > 0 && (await readdir(out)).every((name) => name.startsWith('.gantry-export'))) {
-    journal = new ExportJournal(db, `${out}#${await exportIdentity(out, true, options.secretDigest)}`, options.selection);
+    journal = new ExportJournal(db, `${out}#${await exportIdentity(out, true, options.secretDigest, options.layout)}`, options.selection);
     ({ selected, done } = journal.counts());
   }
   if (done > 0 && (await journal.forgetMissing(out)) > 0) ({ selected, done } = journal.counts());
@@ -386,14 +386,20 @@ async function removeLeftovers(out: string): Promise<void> {
   }
 }
 
-/** The identity recorded in the folder's marker file, made on the first run. */
-async function exportIdentity(out: string, afresh = false, secretDigest?: string): Promise<string> {
+/** The identity recorded in the folder's marker file, made on the first run, with the secret's digest
+ * and the layout: resumed in another layout, the folder would hold what the first run wrote in one and
+ * the rest in the other (the journal skips what was written, wherever). */
+async function exportIdentity(out: string, afresh = false, secretDigest?: string, layout?: string): Promise<string> {
   const marker = join(out, MARKER_FILE);
   if (!afresh) try {
-    const { id, secret } = JSON.parse(await readFile(marker, 'utf8')) as { id?: unknown; secret?: unknown };
+    const recorded = JSON.parse(await readFile(marker, 'utf8')) as { id?: unknown; secret?: unknown; layout?: unknown };
+    const { id, secret } = recorded;
     if (typeof id === 'string' && id.length > 0) {
       if (typeof secret === 'string' && secretDigest !== undefined && secret !== secretDigest) {
         throw new Error(`--out ${out} holds an export made with another deid.secret: resumed, the same patients would get other pseudonyms in it; choose a new folder`);
+      }
+      if (typeof recorded.layout === 'string' && layout !== undefined && recorded.layout !== layout) {
+        throw new Error(`--out ${out} holds an export in the layout ${recorded.layout}: resumed with --layout ${layout}, it would hold both; run again with that layout, or choose a new folder`);
       }
       return id;
     }
@@ -401,8 +407,8 @@ async function exportIdentity(out: string, afresh = false, secretDigest?: string
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof SyntaxError)) throw error;
   }
   const id = randomUUID();
-  const note = 'gantry export: the identity of this export, so that running it again resumes it (and a digest of the secret its pseudonyms are keyed by)';
-  await writeFile(marker, `${JSON.stringify({ id, ...(secretDigest !== undefined ? { secret: secretDigest } : {}), note })}\n`);
+  const note = 'gantry export: the identity of this export, so that running it again resumes it (with a digest of the secret its pseudonyms are keyed by, and its layout)';
+  await writeFile(marker, `${JSON.stringify({ id, ...(secretDigest !== undefined ? { secret: secretDigest } : {}), ...(layout !== undefined ? { layout } : {}), note })}\n`);
   return id;
 }
 

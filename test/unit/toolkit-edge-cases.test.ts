@@ -397,3 +397,32 @@ test('import --copy: a file that cannot be copied into storage is reported by it
     db.close();
   }
 });
+
+// Found in a review: the marker named the export and its secret, not its layout, so a run again on
+// the same folder with another --layout resumed it: what the first run wrote stayed in one layout, the
+// rest went into another, and the folder mixed the two with nothing to tell.
+test('export: a folder exported in one layout is not resumed in another', async () => {
+  const dir = scratchDir('review-export-layout-resume');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  for (const patientId of ['PAT-A', 'PAT-B']) {
+    await writeSyntheticFile(join(tree, `${patientId}.dcm`), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId, patientName: 'Layout^Lou', rows: 8, columns: 8 });
+  }
+  const { storagePath } = await importInPlace(dir, tree);
+  const out = join(dir, 'out');
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    assert.equal((await session.export({ out, workers: 1, selection: { patientIds: ['PAT-A'] } })).written, 1);
+    await assert.rejects(session.export({ out, workers: 1, layout: 'flat/{SOPInstanceUID}.dcm' }), /--layout/);
+    assert.deepEqual(
+      readdirSync(out).filter((name) => !name.startsWith('.')),
+      readdirSync(out).filter((name) => !name.startsWith('.') && name !== 'flat'),
+      'nothing written in the other layout',
+    );
+    const resumed = await session.export({ out, workers: 1 });
+    assert.equal(resumed.alreadyExported, 1);
+    assert.equal(resumed.written, 1, 'the same layout resumes it');
+  } finally {
+    session.close();
+  }
+});
