@@ -27,8 +27,8 @@ export interface ExportItem {
   id: number;
   /** The node's de-identified copy (absolute), with the layout values of its research view. */
   copy?: { path: string; values: LayoutValues };
-  /** Otherwise: the original (absolute) and its calling AE title (rules may name it). */
-  original?: { path: string; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
+  /** Otherwise: the original (absolute), its size when indexed, and its calling AE title (rules may name it). */
+  original?: { path: string; size: number; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
 }
 
 export interface ExportBatch {
@@ -106,6 +106,12 @@ function exportDeidentified(
   batchBase: BaseSettings,
   profiles: readonly CompiledProfile[],
 ): ExportItemResult {
+  // A file imported in place is the user's and may have been changed or replaced since: what it holds
+  // now is not the instance the index describes (its selection, its patient in the pseudonym ledger,
+  // its journal entry), and could be another patient's.
+  if (statSync(original.path).size !== original.size) {
+    return { id, kind: 'failed', reason: 'the original changed since it was indexed (its size differs): not exported as the instance the index describes' };
+  }
   const base = original.renamedUids?.length ? { ...batchBase, renamedUids: new Map(original.renamedUids) } : batchBase;
   const plan = planDeidentification(original.path, {
     settings: { profiles, base, callingAeTitle: original.callingAeTitle },

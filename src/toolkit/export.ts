@@ -82,6 +82,8 @@ type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   /** An operator's release from quarantine (JSON), applied as the node applies it. */
   override: string | null;
   filePath: string;
+  /** The original's size when it was indexed. */
+  fileSize: number;
   callingAeTitle: string;
   state: string;
   /** Why the node quarantined or failed it (free of values, as stored). */
@@ -124,7 +126,7 @@ export class ExportJournal {
     // A selection keeps the planner's choice: its study or series narrows the rows first.
     const pageFrom = filter.where ? from : from.replace('FROM instances i', 'FROM instances i NOT INDEXED');
     this.page = db.prepare(`
-      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state, i.state_reason AS stateReason,
+      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state, i.state_reason AS stateReason,
         CASE WHEN i.state != 'received' AND i.deid_deleted_at IS NULL THEN i.deid_file_path END AS deidFilePath, i.deid_file_size AS deidFileSize,
         rp.patient_id AS PatientID, rp.patient_name AS PatientName, rst.study_instance_uid AS StudyInstanceUID,
         rse.series_instance_uid AS SeriesInstanceUID, ri.sop_instance_uid AS SOPInstanceUID, rse.modality AS Modality,
@@ -374,7 +376,7 @@ function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row:
   const override = row.override ? (JSON.parse(row.override) as ReleaseOverride) : undefined;
   return {
     id: row.id,
-    original: { path: join(storagePath, row.filePath), callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) },
+    original: { path: join(storagePath, row.filePath), size: row.fileSize, callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) },
   };
 }
 

@@ -426,3 +426,27 @@ test('export: a folder exported in one layout is not resumed in another', async 
     session.close();
   }
 });
+
+// Found in a review: a file imported in place is the user's, and may be changed or replaced after
+// the import. The export de-identified whatever the path held then: another patient's instance was
+// written as this one (named after the other, journalled as this one), and the pseudonym ledger
+// recorded the indexed patient's PatientID as standing for the other patient's pseudonym.
+test('export: a file imported in place that changed since is not exported as the instance the index describes', async () => {
+  const { dir, storagePath } = await importedSession('review-export-changed', 2);
+  const changed = join(dir, 'tree', '0.dcm');
+  const before = statSync(changed).size;
+  // Overwritten by the user with another patient's instance.
+  await writeSyntheticFile(changed, { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'ANOTHER-PATIENT-ALTOGETHER', patientName: 'Other^Olga', rows: 8, columns: 8 });
+  assert.notEqual(statSync(changed).size, before);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const out = join(dir, 'out');
+    const summary = await session.export({ out, workers: 1 });
+    assert.equal(summary.written, 1, 'only the unchanged file is written');
+    assert.equal(summary.failed, 1);
+    assert.match([...summary.problems.keys()].join(' '), /changed since it was (indexed|imported)/);
+    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, 1);
+  } finally {
+    session.close();
+  }
+});
