@@ -90,6 +90,8 @@ type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   stateReason: string | null;
   deidFilePath: string | null;
   deidFileSize: number | null;
+  /** When retention deleted the original (storage.retainOriginals). */
+  originalDeletedAt: number | null;
   /** The original's PatientID and PatientName (for the pseudonym ledger; never in a path or a log). */
   originalPatientId: string | null;
   originalPatientName: string | null;
@@ -128,6 +130,7 @@ export class ExportJournal {
     this.page = db.prepare(`
       SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state, i.state_reason AS stateReason,
         CASE WHEN i.state != 'received' AND i.deid_deleted_at IS NULL THEN i.deid_file_path END AS deidFilePath, i.deid_file_size AS deidFileSize,
+        i.original_deleted_at AS originalDeletedAt,
         rp.patient_id AS PatientID, rp.patient_name AS PatientName, rst.study_instance_uid AS StudyInstanceUID,
         rse.series_instance_uid AS SeriesInstanceUID, ri.sop_instance_uid AS SOPInstanceUID, rse.modality AS Modality,
         rst.study_date AS StudyDate, rse.series_number AS SeriesNumber, ri.instance_number AS InstanceNumber,
@@ -276,17 +279,25 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
       tally(summary.problems, 'held', reason);
       options.progress?.add(1);
     });
-    const page = new Map(rows.map((row) => [row.id, row]));
+    const exportable = rows.filter((row) => {
+      if (!needsOriginal(row) || row.originalDeletedAt === null) return true;
+      // Nothing left to export: said so, not as the ENOENT of a file deleted on purpose.
+      summary.failed += 1;
+      tally(summary.problems, 'failed', 'the original and the de-identified copy were deleted by retention (storage.retainOriginals, storage.retainDeidentified)');
+      options.progress?.add(1);
+      return false;
+    });
+    const page = new Map(exportable.map((row) => [row.id, row]));
     const studyRenames = new Map<number, StudyRename[]>();
     const renamesOf = (row: SelectedInstance) => {
       let renames = studyRenames.get(row.studyPk);
       if (!renames) studyRenames.set(row.studyPk, (renames = work.studyRenames(row.studyPk)));
       return renamesExcept(renames, row.id);
     };
-    for (let start = 0; start < rows.length; start += BATCH) {
+    for (let start = 0; start < exportable.length; start += BATCH) {
       while (inFlight.size >= options.concurrency) await Promise.race(inFlight);
       const batch: ExportBatch = {
-        items: rows.slice(start, start + BATCH).map((row) => exportItem(row, options.storagePath, renamesOf)),
+        items: exportable.slice(start, start + BATCH).map((row) => exportItem(row, options.storagePath, renamesOf)),
         out,
         layout: options.layout,
         settings,
@@ -363,6 +374,11 @@ function heldByTheNode(rows: SelectedInstance[], held: (reason: string) => void)
     held(`${row.state} by the node${row.stateReason ? `: ${row.stateReason}` : ''}`);
     return false;
   });
+}
+
+/** Whether the instance is de-identified from its original (the node made no copy, or retention deleted it), as exportItem decides. */
+function needsOriginal(row: SelectedInstance): boolean {
+  return row.deidFilePath === null || row.SOPInstanceUID === null;
 }
 
 function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row: SelectedInstance) => Map<string, string>): ExportItem {

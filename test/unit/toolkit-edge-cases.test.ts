@@ -450,3 +450,30 @@ test('export: a file imported in place that changed since is not exported as the
     session.close();
   }
 });
+
+// Found in a review: an instance whose original retention deleted (storage.retainOriginals), and
+// whose de-identified copy it deleted too, was sent to a worker to be de-identified from the file that
+// is gone, and failed as "ENOENT" on every run, with nothing to tell the operator why.
+test('export: an instance whose original and copy retention deleted fails with that reason, without opening a file', async () => {
+  const { dir, storagePath } = await importedSession('review-export-retained', 2);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    // What retention records of an instance received over the network, forwarded long ago.
+    const row = db.prepare('SELECT id, file_path AS filePath FROM instances ORDER BY id LIMIT 1').get() as { id: number; filePath: string };
+    rmSync(join(storagePath, row.filePath));
+    db.prepare(
+      `UPDATE instances SET original_external = 0, state = 'forwarded', original_deleted_at = 1, deid_file_path = 'deidentified/gone.dcm', deid_file_size = 10, deid_deleted_at = 2 WHERE id = ?`,
+    ).run(row.id);
+  } finally {
+    db.close();
+  }
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const summary = await session.export({ out: join(dir, 'out'), workers: 1 });
+    assert.equal(summary.written, 1);
+    assert.equal(summary.failed, 1);
+    assert.match([...summary.problems.keys()].join(' '), /deleted by retention/);
+  } finally {
+    session.close();
+  }
+});
