@@ -100,6 +100,9 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     await Promise.all(inFlight);
     if (failure) throw failure;
   } finally {
+    // Also when the walk failed: the batches under way are recorded (their copies are in storage),
+    // not cut off by the pool's end. They never reject (dispatch keeps the failure).
+    await Promise.all(inFlight);
     await pool.destroy();
   }
   options.progress?.finish();
@@ -115,14 +118,22 @@ export async function importFolders(db: Db, storagePath: string, options: Import
 async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, error: NodeJS.ErrnoException) => void): AsyncGenerator<string> {
   const storage = (await realpath(storagePath).catch(() => resolve(storagePath))) + sep;
   const folders: Folders = { path: new Set(), linked: new Set() };
+  // Every root checked before the first file: a mistyped last root must not end the import once the
+  // first roots' batches are under way.
+  const checked = [];
   for (const root of roots) {
     const absolute = resolve(root);
-    const info = await stat(absolute);
-    if (info.isFile()) {
+    const info = await stat(absolute).catch((error: NodeJS.ErrnoException) => {
+      throw new Error(`${root}: ${error.code === 'ENOENT' ? 'no such folder or file' : `cannot be read (${error.code ?? 'error'})`}; nothing was imported`);
+    });
+    if (!info.isFile() && !info.isDirectory()) throw new Error(`${root} is neither a folder nor a file; nothing was imported`);
+    checked.push({ absolute, isFile: info.isFile() });
+  }
+  for (const { absolute, isFile } of checked) {
+    if (isFile) {
       if (!(await insideStorage(absolute, storage))) yield absolute;
       continue;
     }
-    if (!info.isDirectory()) throw new Error(`${root} is neither a folder nor a file`);
     yield* walk(absolute, storage, unreadable, folders, false);
   }
 }

@@ -477,3 +477,32 @@ test('export: an instance whose original and copy retention deleted fails with t
     session.close();
   }
 });
+
+// Found in a review: roots were checked one by one as the walk reached them, so a mistyped second
+// root ended the import after the first root's batches had started: the pool was destroyed under
+// them, and with --copy the files they had copied stayed in storage, named by no row of the index.
+test('import: a root that is not there stops the import before anything is read or copied', async () => {
+  const dir = scratchDir('review-import-missing-root');
+  // Two trees of batches enough that the walk waits for the first batches before it reaches the last root.
+  const trees = [join(dir, 'tree-1'), join(dir, 'tree-2')];
+  const studyInstanceUid = newUid();
+  const seriesInstanceUid = newUid();
+  for (const tree of trees) {
+    mkdirSync(tree, { recursive: true });
+    for (let n = 0; n < 200; n += 1) {
+      await writeSyntheticFile(join(tree, `${n}.dcm`), { studyInstanceUid, seriesInstanceUid, patientId: 'PAT-ROOTS', patientName: 'Roots^Rae', instanceNumber: n + 1, rows: 8, columns: 8 });
+    }
+  }
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const missing = join(dir, 'mistyped');
+    await assert.rejects(importFolders(db, storagePath, { roots: [...trees, missing], copy: true, forward: false, workers: 1 }), (error: Error) => error.message.includes(missing));
+    assert.equal((db.prepare('SELECT count(*) AS count FROM instances').get() as { count: number }).count, 0);
+    const copies = readdirSync(storagePath, { recursive: true }).map(String).filter((name) => name.includes('.dcm'));
+    assert.deepEqual(copies, [], 'no copy left in storage');
+  } finally {
+    db.close();
+  }
+});
