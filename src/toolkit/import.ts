@@ -46,7 +46,7 @@ export interface ImportSummary {
   unreadable: number;
   /** Why files were not indexed, with counts (offsets and lengths in the reasons folded, so this stays small). */
   problems: Map<string, number>;
-  /** The first few such files, with their reason. */
+  /** The first few files not indexed (not DICOM, unreadable, a duplicate SOP Instance UID), with their reason. */
   examples: Array<{ path: string; reason: string }>;
 }
 
@@ -206,6 +206,9 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
       }
       if (index.hasInstance(result.sopInstanceUid)) {
         summary.duplicates += 1;
+        // Named like the files not read: two files of one UID may hold different images, and the
+        // operator must be able to find the one left out.
+        if (summary.examples.length < MAX_EXAMPLES) summary.examples.push({ path: result.path, reason: 'its SOP Instance UID is indexed already (another file, or an instance received): not imported' });
         if (result.copiedTo) orphanCopies.push(result.copiedTo);
         continue;
       }

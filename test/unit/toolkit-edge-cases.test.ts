@@ -506,3 +506,21 @@ test('import: a root that is not there stops the import before anything is read 
     db.close();
   }
 });
+
+// Found in a review: a file whose SOP Instance UID was indexed already (another file of the tree, or
+// an instance received) was left out with a count only: the operator could not tell which files of the
+// tree are not in the session, though two files of one UID may hold different images.
+test('import names, among its examples, the files left out for a SOP Instance UID indexed already', async () => {
+  const dir = scratchDir('review-import-duplicate-named');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  const same = { sopInstanceUid: newUid(), studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PAT-DUP', patientName: 'Dup^Dee', rows: 8, columns: 8 };
+  await writeSyntheticFile(join(tree, 'a.dcm'), same);
+  await writeSyntheticFile(join(tree, 'b.dcm'), { ...same, instanceNumber: 2 });
+  const { summary } = await importInPlace(dir, tree);
+  assert.equal(summary.indexed, 1);
+  assert.equal(summary.duplicates, 1);
+  const named = summary.examples.filter((example) => /SOP Instance UID/.test(example.reason));
+  assert.equal(named.length, 1, JSON.stringify(summary.examples));
+  assert.ok([join(tree, 'a.dcm'), join(tree, 'b.dcm')].includes(named[0]?.path as string));
+});
