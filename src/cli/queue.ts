@@ -3,8 +3,8 @@
  * and the quarantine seen and managed by an operator, on the index of storage.path (the running node
  * shares it: SQLite WAL lets both in).
  */
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
 import type { Logger } from '../observability/logger.js';
@@ -15,7 +15,6 @@ import { AccessAudit } from '../index/access-audit.js';
 import { heldId, parseHeldId, QuarantineWork } from '../index/quarantine-work.js';
 import { InstanceIndex } from '../index/instance-index.js';
 import { DeidWork } from '../index/deid-work.js';
-import { renameSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 
 export function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string } {
@@ -176,12 +175,32 @@ export function quarantineRelease(loaded: LoadedConfig, idText: string, override
   }
 }
 
+/**
+ * The copies of `file` that an earlier `quarantine delete` set aside and left (killed, or the machine
+ * lost power, between setting them aside and its commit): its row stayed, naming a file that was gone,
+ * and the copy set aside (patient data) was named by nothing. Deleted with the row this time.
+ */
+function setAsideEarlier(storagePath: string, file: string): string[] {
+  const prefix = `${basename(file)}.deleting-`;
+  const names = (() => {
+    try {
+      return readdirSync(join(storagePath, dirname(file)));
+    } catch {
+      return [];
+    }
+  })();
+  return names.filter((name) => name.startsWith(prefix) && /^[0-9a-f]{12}$/.test(name.slice(prefix.length))).map((name) => join(dirname(file), name));
+}
+
 export function quarantineDelete(loaded: LoadedConfig, idText: string): boolean {
   const ref = reviewedCopyReference(idText, 'deleted');
   const { id, receivedAt } = ref;
   const { db, storagePath } = openIndex(loaded);
   const moved: Array<[from: string, to: string]> = [];
+  /** Files an earlier delete set aside and did not get to delete (a crash before its commit). */
+  const leftovers: string[] = [];
   const setAside = (file: string): string | undefined => {
+    leftovers.push(...setAsideEarlier(storagePath, file));
     const aside = `${file}.deleting-${randomBytes(6).toString('hex')}`;
     try {
       renameSync(join(storagePath, file), join(storagePath, aside));
@@ -204,7 +223,7 @@ export function quarantineDelete(loaded: LoadedConfig, idText: string): boolean 
       throw error;
     }
     if (!files) return false;
-    for (const file of files) {
+    for (const file of [...files, ...leftovers]) {
       try {
         unlinkSync(join(storagePath, file));
       } catch (error) {

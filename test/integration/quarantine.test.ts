@@ -1,6 +1,6 @@
 /** The quarantine workflow of operators: gantry quarantine ls, show, release (with an override), delete. */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -79,6 +79,10 @@ test('held instances are listed without patient data, shown, released with an ov
   const bareDelete = await cli('delete', (second as string).split('.')[0] as string);
   assert.notEqual(bareDelete.code, 0, 'a bare row id names no copy to delete');
   assert.match(bareDelete.stderr, /it names the copy you reviewed/);
+  // An earlier delete was killed after it set the file aside and before its commit (suspected in the
+  // deletion review): the row stayed, naming a file that was gone, and the copy set aside was named by
+  // nothing. Deleting again takes it too.
+  renameSync(join(gantry.storagePath, held.filePath), join(gantry.storagePath, `${held.filePath}.deleting-0123456789ab`));
   const deleted = await cli('delete', second as string);
   assert.equal(deleted.code, 0, deleted.stderr);
   assert.equal(indexedRows(gantry.storagePath).length, 1, 'its row is gone');
