@@ -6,7 +6,7 @@
  * would hold back is held back here too (pixel risk, and residual risk under
  * deid.quarantineOnFindings), with its reason.
  */
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveDeidSecret } from '../config/secret.js';
@@ -45,6 +45,9 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
       return [];
     }
   });
+  // Under retainUIDs an output is named by the input's own UIDs: with --out inside the inputs, laid
+  // out by UID, it would replace the input it came from (suspected in a review).
+  const inputFiles = new Set(files.map((file) => realOrSelf(file)));
   // Each output is written here first, then moved under its new UIDs, which are known only after. A
   // folder made for this run: it is deleted whole at the end, and DIR may hold folders of the user's.
   mkdirSync(out, { recursive: true });
@@ -67,6 +70,11 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
       const directory = join(out, pathSegment(outcome.studyInstanceUid), pathSegment(outcome.seriesInstanceUid));
       mkdirSync(directory, { recursive: true });
       const target = join(directory, `${pathSegment(outcome.sopInstanceUid)}.dcm`);
+      if (!written.has(target) && inputFiles.has(realOrSelf(target))) {
+        rmSync(temporary, { force: true });
+        summary.failed.push({ path, reason: 'its output would replace an input file (--out among the inputs, and UIDs kept): choose an --out outside the inputs' });
+        continue;
+      }
       const earlier = written.get(target);
       if (earlier !== undefined) summary.replaced.push({ path, earlier });
       renameSync(temporary, target);
@@ -79,6 +87,15 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
   }
   rmSync(staging, { recursive: true, force: true });
   return summary;
+}
+
+/** The path with its links resolved, or itself when it does not exist. */
+function realOrSelf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return resolve(path);
+  }
 }
 
 function filesUnder(path: string): string[] {

@@ -1,12 +1,13 @@
 /** gantry deid --out DIR (src/cli/deid.ts): what it leaves in DIR besides its outputs. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runDeid } from '../../src/cli/deid.js';
 import { parseConfigText, type LoadedConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { scratchDir } from '../helpers/scratch.js';
+import { writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 // Found in a review: the outputs were staged in DIR/.staging, deleted with everything in it at the
 // end: a folder of that name the user already had in DIR went with the run.
@@ -21,4 +22,33 @@ test('gantry deid stages its outputs in a folder of its own, and leaves the fold
   assert.equal(summary.done, 0);
   assert.ok(existsSync(join(out, '.staging', 'notes.txt')), "the user's folder and file stay");
   assert.deepEqual(readdirSync(out), ['.staging'], 'the run leaves no staging folder of its own');
+});
+
+// Suspected in the deletion review: under retainUIDs an output is named by the input's own UIDs, so
+// `gantry deid --out ./archive ./archive` over a tree laid out by UID replaced the user's originals
+// with their de-identified copies, though "originals are never modified".
+test('gantry deid never replaces an input file with an output, even under retainUIDs', async () => {
+  const dir = scratchDir('deid-cli-in-place');
+  const storagePath = join(dir, 'data');
+  const loaded: LoadedConfig = {
+    config: parseConfigText(`storage:\n  path: ${storagePath}\ndeid:\n  secret: a secret of this test\n  options: [retainUIDs]\n`, 'test'),
+    source: 'test',
+    embedded: false,
+  };
+  const archive = join(dir, 'archive');
+  const study = '1.2.826.0.1.3680043.2.1125.7';
+  const series = `${study}.1`;
+  const sop = `${series}.1`;
+  const original = join(archive, study, series, `${sop}.dcm`);
+  mkdirSync(join(archive, study, series), { recursive: true });
+  await writeSyntheticFile(original, { studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop, patientId: 'KEEP-ME', patientName: 'Doe^John' });
+  const before = readFileSync(original);
+  const summary = runDeid(loaded, [archive], archive, silentLogger());
+  assert.equal(summary.done, 0);
+  assert.match(summary.failed[0]?.reason ?? '', /would replace an input file/);
+  assert.deepEqual(readFileSync(original), before, 'the original is as it was');
+  // Into another folder, the same input is de-identified under its own UIDs.
+  const elsewhere = runDeid(loaded, [archive], join(dir, 'out'), silentLogger());
+  assert.equal(elsewhere.done, 1, JSON.stringify(elsewhere.failed));
+  assert.ok(existsSync(join(dir, 'out', study, series, `${sop}.dcm`)));
 });
