@@ -268,6 +268,11 @@ export const configSchema = z
               .strict(),
           )
           .default([])
+          // A C-MOVE names its destination by AE title alone: listed twice, the first entry won, and
+          // whether it is sourceSide (gets originals) depended on the order (found in a review).
+          .refine((destinations) => new Set(destinations.map((destination) => destination.aeTitle.trim())).size === destinations.length, {
+            message: 'an AE title is listed twice; a C-MOVE names its destination by AE title alone, so each must be listed once',
+          })
           .describe('The AEs a C-MOVE may send to, by AE title: { aeTitle, host, port, sourceSide? }. Research callers move de-identified copies.'),
         sourceRetrievesOriginals: z
           .boolean()

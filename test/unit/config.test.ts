@@ -236,3 +236,13 @@ test('a document that is not a mapping is named by its kind, never echoed', () =
   assert.deepEqual(problemsOf('- deid:\n    secret: "my very secret secret 123"\n'), ['(top level): a list is not allowed; expected object']);
   assert.deepEqual(problemsOf('just some text with a secret in it'), ['(top level): a string is not allowed; expected object']);
 });
+
+// Suspected in the operations review: a C-MOVE names its destination by AE title alone; an AE title
+// listed twice in query.moveDestinations went to the first entry, sourceSide or not, by the order.
+test('an AE title listed twice in query.moveDestinations is refused', () => {
+  const problems = problemsOf(
+    'query:\n  moveDestinations:\n    - { aeTitle: PACS, host: 10.0.0.1, port: 104, sourceSide: true }\n    - { aeTitle: "PACS ", host: 10.0.0.2, port: 104 }\n',
+  );
+  assert.equal(problems.length, 1);
+  assert.match(problems[0] as string, /^query\.moveDestinations: .* is not allowed; an AE title is listed twice; a C-MOVE names its destination by AE title alone/);
+});
