@@ -6,7 +6,7 @@
  * more than the outcome's own statements (see RECORD_DELAY_MS). The receive path only nudges the
  * scheduler; it never waits for it.
  */
-import { mkdirSync, renameSync, unlinkSync } from 'node:fs';
+import { mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Piscina } from 'piscina';
 import type { BaseSettings } from '../deid/decide.js';
@@ -250,10 +250,13 @@ export class DeidScheduler {
     const started = performance.now();
     const timeoutMs = (this.options.timeoutMs ?? deidTimeoutMs)(instance.fileSize);
     const signal = AbortSignal.timeout(timeoutMs);
+    const changed = originalChanged(task.input, instance.fileSize);
     // Aborting a running task stops its thread (piscina); the pool starts another.
-    const running = (this.options.pool.run(task, { signal }) as Promise<DeidTaskResult>).catch((error: Error) => {
-      throw signal.aborted ? new Error(`de-identification did not finish within ${(timeoutMs / 1000).toFixed(0)} s`) : error;
-    });
+    const running = changed
+      ? Promise.reject(new Error(changed))
+      : (this.options.pool.run(task, { signal }) as Promise<DeidTaskResult>).catch((error: Error) => {
+          throw signal.aborted ? new Error(`de-identification did not finish within ${(timeoutMs / 1000).toFixed(0)} s`) : error;
+        });
     let recorded = () => {};
     this.inFlight.set(instance.id, new Promise<void>((resolve) => (recorded = resolve)));
     this.runningTasks += 1;
@@ -444,6 +447,21 @@ const RESOURCE_SHORTAGES = ['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE', 'ENOMEM', 'E
 export function resourceShortage(error: Error): string | undefined {
   const code = (error as NodeJS.ErrnoException).code ?? /^([A-Z]+):/.exec(error.message)?.[1];
   return code !== undefined && RESOURCE_SHORTAGES.includes(code) ? code : undefined;
+}
+
+/**
+ * Why an original is no longer the file its row describes, or undefined. A file imported in place is
+ * its user's, who may replace it (another patient's instance under the same name): de-identified, it
+ * would be recorded, and forwarded, as the indexed instance. (A missing file fails in the task.)
+ */
+function originalChanged(path: string, indexedSize: number): string | undefined {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    return undefined;
+  }
+  return size === indexedSize ? undefined : `the original changed since it was indexed (${size} bytes, not ${indexedSize}): delete this row (gantry quarantine delete) and import the file again`;
 }
 
 function removeQuietly(path: string): void {

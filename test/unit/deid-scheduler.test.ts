@@ -300,6 +300,20 @@ test('a task that runs past its time limit is stopped and its instance recorded 
   assert.deepEqual(sizes, [10], 'the limit is asked for the size of the original');
 });
 
+// Suspected in the toolkit review: a file imported in place is its user's, who may replace it; the
+// node de-identified whatever the path held and recorded it, and forwarded it, as the indexed instance.
+test('an original whose size is not the size indexed is recorded as failed, and not de-identified', async (t) => {
+  const { storagePath, writer, pool, scheduler, db, state } = await setUp(t);
+  mkdirSync(join(storagePath, 'originals'), { recursive: true });
+  writeFileSync(join(storagePath, 'originals/a.dcm'), 'CHANGED');
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  for (let tries = 0; tries < 200 && state().state !== 'failed'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'failed');
+  assert.match(db.prepare('SELECT state_reason FROM instances').pluck().get() as string, /^the original changed since it was indexed \(7 bytes, not 10\)/);
+  assert.equal(pool.handedOver, 0, 'no task reached the pool');
+});
+
 test('the time allowed to de-identify an instance: five minutes, and two seconds per MB', () => {
   assert.equal(deidTimeoutMs(0), 300_000);
   assert.equal(deidTimeoutMs(500_000), 302_000);
