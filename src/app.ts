@@ -45,6 +45,7 @@ import { routeDestinations, Router, type RouteDestination } from './pipeline/rou
 import { RetentionWork } from './index/retention-work.js';
 import { AccessAudit } from './index/access-audit.js';
 import { Outbox } from './queue/outbox.js';
+import { StorageProbe, storageWritable } from './store/storage-probe.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
 
@@ -136,6 +137,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   });
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
   await freeSpace.start();
+  const storageProbe = new StorageProbe(store.incomingDir);
+  await storageProbe.start();
 
   const receive = new ReceiveService({
     store,
@@ -209,6 +212,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     server.listening ? { name: 'dicomListener', ok: true } : { name: 'dicomListener', ok: false, detail: `the DICOM listener (dicom.host ${config.dicom.host}, dicom.port ${config.dicom.port}) is closed` },
     indexCheck(db),
     diskCheck(freeSpace, config.storage.minFreeBytes),
+    { name: 'storage', ...storageWritable(storageProbe.status) },
   ];
   metrics.watch({
     activeAssociations: () => server.activeAssociations,
@@ -227,6 +231,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     await pool.destroy();
     await transcoder.close();
     freeSpace.stop();
+    storageProbe.stop();
     await wal.close();
     db?.close();
     db = undefined;
