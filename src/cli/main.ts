@@ -88,7 +88,13 @@ program
 
     let stopping = false;
     const stop = (signal: string) => {
-      if (stopping) return;
+      if (stopping) {
+        // A second signal: the operator will not wait out the grace periods (up to 40 s with
+        // associations and tasks in flight). As safe as a crash: nothing is acknowledged before it is
+        // durable, and the next start checks the newest rows.
+        log.warn({ signal }, 'a second signal while stopping: exiting now, without waiting for what is in flight');
+        process.exit(1);
+      }
       stopping = true;
       log.info({ signal }, 'shutting down');
       gantry.stop().then(

@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { parseStorescu, storescu } from '../helpers/dcmtk.js';
 import { startGantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
+import { RawAssociation } from '../helpers/raw-association.js';
 import { DCMTK_ENV, sleep, start } from '../helpers/processes.js';
 import { datasetBytes, indexedRows, leftoverIncoming } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
@@ -115,6 +116,28 @@ test('SIGTERM stops accepting, finishes in-flight stores and exits 0', async (t)
   const again = await startGantryProcess(join(dir, 'gantry'), {}, gantry.port);
   t.after(() => again.stop());
   assert.doesNotMatch(again.output(), /did not stop cleanly/, 'a clean stop needs no recovery');
+});
+
+// Suspected in the operations review: a second SIGTERM or SIGINT while stopping was ignored, and a stop
+// waits up to 10 s for each of its grace periods; only SIGKILL cut it short.
+test('a second signal while stopping exits at once', async (t) => {
+  const dir = scratchDir('second-signal');
+  const gantry = await startGantryProcess(join(dir, 'gantry'));
+  t.after(() => gantry.stop('SIGKILL'));
+  // An association held open: the stop waits for it (dicom listener's grace).
+  const raw = await RawAssociation.open(gantry.port);
+  t.after(() => raw.destroy());
+  assert.equal((await raw.associate({ called: gantry.aeTitle, calling: 'RAW', contexts: [{ id: 1, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] }] })).kind, 'accept');
+  const exited = once(gantry.child, 'exit') as Promise<[number | null]>;
+  gantry.child.kill('SIGTERM');
+  const deadline = Date.now() + 10_000;
+  while (!/shutting down/.test(gantry.output()) && Date.now() < deadline) await sleep(10);
+  const began = performance.now();
+  gantry.child.kill('SIGINT');
+  const [code] = await exited;
+  assert.ok(performance.now() - began < 3000, `exited ${(performance.now() - began).toFixed(0)} ms after the second signal`);
+  assert.equal(code, 1);
+  assert.match(gantry.output(), /a second signal while stopping: exiting now/);
 });
 
 test('a second Gantry on the same storage.path refuses to start and says why', async () => {
