@@ -9,7 +9,8 @@ import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
 import type { Logger } from '../observability/logger.js';
 import { routeDestinations, Router } from '../pipeline/route.js';
-import { runningGantry } from '../pipeline/recovery.js';
+import { MIGRATIONS } from '../db/migrations/index.js';
+import { refuseMigrationUnderNode, runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
 import { heldId, parseHeldId, QuarantineWork } from '../index/quarantine-work.js';
@@ -21,7 +22,7 @@ export function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string }
   const storagePath = resolve(loaded.config.storage.path);
   const file = join(storagePath, DATABASE_FILE);
   if (!existsSync(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
-  return { db: openDatabase(file), storagePath };
+  return { db: openDatabase(file, MIGRATIONS, { beforeMigrating: refuseMigrationUnderNode(storagePath) }), storagePath };
 }
 
 function withOutbox<T>(loaded: LoadedConfig, run: (outbox: Outbox, db: Db) => T): T {

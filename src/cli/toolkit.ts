@@ -7,6 +7,8 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, openDatabase } from '../db/database.js';
+import { MIGRATIONS } from '../db/migrations/index.js';
+import { refuseMigrationUnderNode } from '../pipeline/recovery.js';
 import { resolveDeidSecret } from '../config/secret.js';
 import { commandLogger } from '../observability/logger.js';
 import { exportWithConfig, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
@@ -40,7 +42,7 @@ function openSessionIndex(loaded: LoadedConfig, use: 'create' | 'existing'): { d
   // config, a new secret) there and said "exported 0 instance(s)", exit 0.
   if (use === 'existing' && !existsSync(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
   mkdirSync(storagePath, { recursive: true });
-  const db = openDatabase(file);
+  const db = openDatabase(file, MIGRATIONS, { beforeMigrating: refuseMigrationUnderNode(storagePath) });
   db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   return { db, storagePath };
 }

@@ -18,7 +18,16 @@ export interface Migration {
 /** The index's file under storage.path. */
 export const DATABASE_FILE = 'index.sqlite';
 
-export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS): Db {
+export interface OpenOptions {
+  /**
+   * Called when the index needs migrating, before anything is applied, with its schema version and
+   * the one it would be migrated to: throws to refuse. The commands refuse while a node runs on the
+   * index (src/pipeline/recovery.ts, refuseMigrationUnderNode).
+   */
+  beforeMigrating?: (from: number, to: number) => void;
+}
+
+export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS, options: OpenOptions = {}): Db {
   const db = new Database(file);
   try {
     db.pragma('busy_timeout = 5000');
@@ -28,7 +37,7 @@ export function openDatabase(file: string, migrations: readonly Migration[] = MI
     // before they answer; that is what FULL would do, without blocking the event loop.
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
-    applyMigrations(db, migrations);
+    applyMigrations(db, migrations, options.beforeMigrating);
   } catch (error) {
     db.close();
     throw error;
@@ -53,7 +62,7 @@ function switchToWal(db: Db): void {
   }
 }
 
-export function applyMigrations(db: Db, migrations: readonly Migration[]): number[] {
+export function applyMigrations(db: Db, migrations: readonly Migration[], beforeMigrating?: OpenOptions['beforeMigrating']): number[] {
   db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
     version INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
@@ -67,6 +76,7 @@ export function applyMigrations(db: Db, migrations: readonly Migration[]): numbe
   if (newest > known) {
     throw new Error(`the database has schema version ${newest}, newer than this Gantry knows (${known}); use a newer Gantry`);
   }
+  if (beforeMigrating && migrations.some((migration) => !applied.has(migration.version))) beforeMigrating(newest, known);
   const isApplied = db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?');
   const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
   // IMMEDIATE: the write lock from the start, and the version checked again under it. A node and a

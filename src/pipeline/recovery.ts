@@ -14,6 +14,7 @@
  * it ends, and it holds across the containers of one host): a start that cannot take it is refused.
  */
 import Database from 'better-sqlite3';
+import { existsSync, readFileSync } from 'node:fs';
 import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { DeidWork } from '../index/deid-work.js';
@@ -61,6 +62,65 @@ export async function runningGantry(storagePath: string): Promise<number | undef
   const marker = await readFile(join(storagePath, MARKER), 'utf8').catch(() => undefined);
   const pid = marker === undefined ? Number.NaN : Number.parseInt(marker, 10);
   return (await isLiveGantry(pid)) ? pid : undefined;
+}
+
+/**
+ * For the commands and the library (not the node, which migrates at its own start): refuses to
+ * migrate the index of storage.path while a Gantry node runs on it. After a new version is installed
+ * and before the node is restarted, the node still running is the old version: a command that
+ * migrated the index under it (gantry status, to check the upgrade) left it writing to a schema it
+ * does not know (past migration 11, every audit it recorded failed). A node is known by its lock on
+ * gantry.lock, or, for a version of before that lock, by its marker naming a live Gantry process
+ * other than this one.
+ */
+export function refuseMigrationUnderNode(storagePath: string): (from: number, to: number) => void {
+  return (from, to) => {
+    const running = nodeRunningOn(storagePath);
+    if (running === undefined) return;
+    throw new Error(
+      `the index under ${storagePath} has schema version ${from} and this Gantry migrates it to ${to}, but a Gantry node ` +
+        `${running === 'lock' ? '' : `(PID ${running}) `}runs on ${storagePath}: stop it and start this version's node, which migrates the index ` +
+        '(docs/operations.md section 9, Upgrades), then run this command again',
+    );
+  };
+}
+
+/** 'lock' when a process holds gantry.lock, else the PID of a live Gantry the marker names, else undefined. */
+function nodeRunningOn(storagePath: string): 'lock' | number | undefined {
+  if (locks.has(storagePath)) return 'lock';
+  const lockFile = join(storagePath, LOCK);
+  if (existsSync(lockFile)) {
+    let probe: Database.Database | undefined;
+    try {
+      probe = new Database(lockFile, { timeout: 0, fileMustExist: true });
+      probe.prepare('SELECT count(*) FROM sqlite_master').get();
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_BUSY') return 'lock';
+      throw error;
+    } finally {
+      probe?.close();
+    }
+  }
+  let marker: string | undefined;
+  try {
+    marker = readFileSync(join(storagePath, MARKER), 'utf8');
+  } catch {
+    return undefined;
+  }
+  const pid = Number.parseInt(marker, 10);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  let commandLine: string | undefined;
+  try {
+    commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return undefined;
+    }
+    return pid; // alive, and no /proc to tell what it is: assume the worst (as isLiveGantry)
+  }
+  return /gantry|main\.js/.test(commandLine) ? pid : undefined;
 }
 
 async function isLiveGantry(pid: number): Promise<boolean> {

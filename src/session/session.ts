@@ -8,6 +8,8 @@ import { join, resolve } from 'node:path';
 import { ConfigError, loadConfigFile, type LoadedConfig } from '../config/load.js';
 import { configSchema, type ConfigInput, type GantryConfig } from '../config/schema.js';
 import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
+import { MIGRATIONS } from '../db/migrations/index.js';
+import { refuseMigrationUnderNode } from '../pipeline/recovery.js';
 import { INSTANCE_STATES } from '../index/instance-index.js';
 import { deidSecret, Deidentifier } from './deidentifier.js';
 import { exportWithConfig, type ExportRequest, type ExportSummary } from '../toolkit/export.js';
@@ -42,7 +44,7 @@ export function openSession(path: string, options: SessionOptions = {}): Session
   const databaseFile = join(storagePath, DATABASE_FILE);
   if (!existsSync(databaseFile)) throw new Error(`no Gantry index at ${databaseFile}: give the storage folder (storage.path) of a node`);
   const loaded = withStoragePath(loadSessionConfig(options.config), storagePath);
-  return new Session(openDatabase(databaseFile), loaded);
+  return new Session(openDatabase(databaseFile, MIGRATIONS, { beforeMigrating: refuseMigrationUnderNode(storagePath) }), loaded);
 }
 
 function loadSessionConfig(config: string | ConfigInput | undefined): LoadedConfig {
