@@ -36,7 +36,9 @@ export async function claimStorage(storagePath: string): Promise<{ unclean: bool
   const pid = previous === undefined ? Number.NaN : Number.parseInt(previous, 10);
   const inUse = () => new Error(`storage.path ${storagePath} is in use by another Gantry (PID ${pid}); give each Gantry its own storage.path`);
   if (!locks.has(storagePath)) {
-    const lock = new Database(join(storagePath, LOCK), { timeout: 0 });
+    // A short wait: a command checking for a node (refuseMigrationUnderNode) holds the lock for a
+    // moment; a node holds it for as long as it runs.
+    const lock = new Database(join(storagePath, LOCK), { timeout: 2000 });
     try {
       lock.pragma('locking_mode = EXCLUSIVE');
       // Held until the lock's connection closes (releaseStorage) or the process ends.
@@ -48,7 +50,7 @@ export async function claimStorage(storagePath: string): Promise<{ unclean: bool
     }
     locks.set(storagePath, lock);
   }
-  if (pid !== process.pid && (await isLiveGantry(pid))) {
+  if (pid !== process.pid && isLiveGantry(pid)) {
     releaseStorageLock(storagePath);
     throw inUse();
   }
@@ -61,7 +63,7 @@ export async function claimStorage(storagePath: string): Promise<{ unclean: bool
 export async function runningGantry(storagePath: string): Promise<number | undefined> {
   const marker = await readFile(join(storagePath, MARKER), 'utf8').catch(() => undefined);
   const pid = marker === undefined ? Number.NaN : Number.parseInt(marker, 10);
-  return (await isLiveGantry(pid)) ? pid : undefined;
+  return isLiveGantry(pid) ? pid : undefined;
 }
 
 /**
@@ -109,24 +111,16 @@ function nodeRunningOn(storagePath: string): 'lock' | number | undefined {
   }
   const pid = Number.parseInt(marker, 10);
   if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
-  let commandLine: string | undefined;
+  return isLiveGantry(pid) ? pid : undefined;
+}
+
+/** Whether `pid` is a live Gantry process (by its command line; alive and no /proc to tell: assumed). */
+function isLiveGantry(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  let commandLine: string;
   try {
     commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
   } catch {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return undefined;
-    }
-    return pid; // alive, and no /proc to tell what it is: assume the worst (as isLiveGantry)
-  }
-  return /gantry|main\.js/.test(commandLine) ? pid : undefined;
-}
-
-async function isLiveGantry(pid: number): Promise<boolean> {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  const commandLine = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
-  if (commandLine === undefined) {
     try {
       process.kill(pid, 0);
       return true; // alive, and no /proc to tell what it is: assume the worst
