@@ -265,7 +265,7 @@ export class DeidScheduler {
       if (this.stopped && 'error' in outcome) {
         // Ended by the stop (the pool destroyed after the grace): no failure, done again at the next
         // start, and nothing to record in an index that may be closed by now.
-        removeQuietly(task.temporary);
+        removeTaskFiles(task);
         this.inFlight.delete(instance.id);
         recorded();
         return;
@@ -404,7 +404,7 @@ export class DeidScheduler {
   }
 
   private fail(instance: WaitingInstance, task: DeidTask, error: Error): DeidOutcome | undefined {
-    removeQuietly(task.temporary);
+    removeTaskFiles(task);
     // Stopping ends the tasks running: they are not failures, and are done again at the next start.
     if (this.stopped) return undefined;
     const reason = withoutValues(error.message);
@@ -462,6 +462,16 @@ function originalChanged(path: string, indexedSize: number): string | undefined 
     return undefined;
   }
   return size === indexedSize ? undefined : `the original changed since it was indexed (${size} bytes, not ${indexedSize}): delete this row (gantry quarantine delete) and import the file again`;
+}
+
+/**
+ * Deletes what a task that failed or was ended may have left: its output, and the scratch file of
+ * frames beside it (deidentify-file.ts), which holds pixel data. A thread stopped at the time limit,
+ * or by the stop, ends without deleting either itself.
+ */
+function removeTaskFiles(task: DeidTask): void {
+  removeQuietly(task.temporary);
+  removeQuietly(`${task.temporary}.frames`);
 }
 
 function removeQuietly(path: string): void {

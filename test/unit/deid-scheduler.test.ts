@@ -300,6 +300,23 @@ test('a task that runs past its time limit is stopped and its instance recorded 
   assert.deepEqual(sizes, [10], 'the limit is asked for the size of the original');
 });
 
+// Found in a review: a task stopped at its time limit ends with its thread, so the thread never
+// deletes what it was writing: the scheduler deleted the output, but not the scratch file of frames
+// beside it (pixel data, burned-in text included), which stayed until the next start.
+test('a task stopped at its time limit leaves neither its output nor its scratch file of frames', async (t) => {
+  const { writer, pool, scheduler, state } = await setUp(t, undefined, 50, undefined, () => 100);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  const { task } = await pool.next();
+  // What the thread had written when it was stopped (deidentify-file.ts: output, output.frames).
+  writeFileSync(task.temporary, 'DICM');
+  writeFileSync(`${task.temporary}.frames`, 'frames');
+  for (let tries = 0; tries < 200 && state().state !== 'failed'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'failed');
+  assert.equal(existsSync(task.temporary), false, 'the output is deleted');
+  assert.equal(existsSync(`${task.temporary}.frames`), false, 'the scratch file of frames is deleted');
+});
+
 // Suspected in the toolkit review: a file imported in place is its user's, who may replace it; the
 // node de-identified whatever the path held and recorded it, and forwarded it, as the indexed instance.
 test('an original whose size is not the size indexed is recorded as failed, and not de-identified', async (t) => {
