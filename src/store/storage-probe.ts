@@ -18,6 +18,9 @@ export interface ProbeStatus {
 export class StorageProbe {
   private last: ProbeStatus = { at: 0 };
   private timer: NodeJS.Timeout | undefined;
+  /** A probe under way: on a device that stopped answering it never ends, and each probe started
+   * beside it would hold another thread of libuv's pool (four), which the rest of the node needs. */
+  private probing = false;
   private readonly file: string;
 
   constructor(
@@ -30,7 +33,11 @@ export class StorageProbe {
 
   async start(): Promise<void> {
     await this.probe();
-    this.timer = setInterval(() => void this.probe(), this.intervalMs);
+    this.timer = setInterval(() => {
+      if (this.probing) return;
+      this.probing = true;
+      void this.probe().finally(() => (this.probing = false));
+    }, this.intervalMs);
     this.timer.unref();
   }
 

@@ -36,3 +36,21 @@ test('a probe that has not ended for a minute is not ready either (a device that
   assert.match(stale.ok ? '' : stale.detail, /has not answered a write for 61 s/);
   assert.equal(storageWritable({ at: 0 }, now).ok, false, 'never probed');
 });
+
+// Found in a review: the probe ran every interval whether or not the last one had ended. On a device
+// that stopped answering, each probe waits forever on a thread of libuv's pool (four by default), and
+// in 40 s they held every one: the file system, DNS look-ups of destinations and statfs all waited
+// behind them. A probe that has not ended is left to end (readiness says it is stale).
+test('a probe that has not ended is not joined by another', async (t) => {
+  const probe = new StorageProbe(scratchDir('storage-probe-hung'), 5);
+  t.after(() => probe.stop());
+  let started = 0;
+  probe.probe = () => {
+    started += 1;
+    // The first (at start) ends; the next never does, as on a device that stopped answering.
+    return started === 1 ? Promise.resolve({ at: Date.now() }) : new Promise(() => {});
+  };
+  await probe.start();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(started, 2, 'one probe under way at a time');
+});
