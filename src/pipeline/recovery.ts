@@ -34,8 +34,12 @@ export async function claimStorage(storagePath: string): Promise<{ unclean: bool
   const marker = join(storagePath, MARKER);
   const previous = await readFile(marker, 'utf8').catch(() => undefined);
   const pid = previous === undefined ? Number.NaN : Number.parseInt(previous, 10);
-  const inUse = () => new Error(`storage.path ${storagePath} is in use by another Gantry (PID ${pid}); give each Gantry its own storage.path`);
-  if (!locks.has(storagePath)) {
+  // The marker's PID when it names another process; in a container the other node's PID may be ours
+  // (1), or the marker unreadable: then the lock is what tells.
+  const holder = Number.isInteger(pid) && pid > 0 && pid !== process.pid ? `PID ${pid}` : `it holds ${LOCK}`;
+  const inUse = () => new Error(`storage.path ${storagePath} is in use by another Gantry (${holder}); give each Gantry its own storage.path`);
+  const taken = !locks.has(storagePath);
+  if (taken) {
     // A short wait: a command checking for a node (refuseMigrationUnderNode) holds the lock for a
     // moment; a node holds it for as long as it runs.
     const lock = new Database(join(storagePath, LOCK), { timeout: 2000 });
@@ -50,12 +54,16 @@ export async function claimStorage(storagePath: string): Promise<{ unclean: bool
     }
     locks.set(storagePath, lock);
   }
-  if (pid !== process.pid && isLiveGantry(pid)) {
-    releaseStorageLock(storagePath);
-    throw inUse();
+  try {
+    if (pid !== process.pid && isLiveGantry(pid)) throw inUse();
+    await writeFile(marker, `${process.pid}\n`);
+    await syncDirectory(storagePath);
+  } catch (error) {
+    // Not claimed (another Gantry, or a marker that cannot be written): the lock taken here is not
+    // kept either, or the storage stays locked by a node that never started.
+    if (taken) releaseStorageLock(storagePath);
+    throw error;
   }
-  await writeFile(marker, `${process.pid}\n`);
-  await syncDirectory(storagePath);
   return { unclean: previous !== undefined };
 }
 

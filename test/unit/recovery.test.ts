@@ -1,6 +1,6 @@
 /** The check after an unclean stop (src/pipeline/recovery.ts), on an index and a store in a folder. */
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { dirname, join } from 'node:path';
@@ -78,7 +78,7 @@ test('a storage.path claimed by a live process is refused even when the marker h
     holder.once('exit', (code) => reject(new Error(`the holder exited (${code})`)));
   });
   writeFileSync(join(storagePath, 'gantry.running'), `${process.pid}\n`);
-  await assert.rejects(claimStorage(storagePath), /storage\.path .* is in use by another Gantry/);
+  await assert.rejects(claimStorage(storagePath), /storage\.path .* is in use by another Gantry \(it holds gantry\.lock\)/, "not our own PID: the lock tells");
   holder.kill('SIGKILL');
   await once(holder, 'exit');
   // Killed, it holds nothing: the next start takes the storage, after an unclean stop.
@@ -101,4 +101,24 @@ test('after an unclean stop, a forwarded newest row whose original is gone stays
   assert.equal(await checkNewestRows(index, store, silentLogger()), 0);
   assert.ok(index.hasInstance('1.2.1.1.3'), 'the row stays');
   assert.ok(db.prepare('SELECT original_deleted_at FROM instances').pluck().get(), 'its original is recorded as deleted');
+});
+
+// Found in a review: a claim that took the lock and then could not write its marker (a full or
+// read-only storage.path, refused as a config problem) kept the lock's connection open: the storage
+// stayed locked by a node that never started, and another process was told a Gantry used it.
+test('a claim that fails after taking the lock releases it', async () => {
+  const storagePath = scratchDir('claim-fails');
+  // The marker cannot be written where a folder has its name.
+  mkdirSync(join(storagePath, 'gantry.running'));
+  await assert.rejects(claimStorage(storagePath), (error: NodeJS.ErrnoException) => error.code === 'EISDIR');
+  rmSync(join(storagePath, 'gantry.running'), { recursive: true });
+  const recovery = new URL('../../src/pipeline/recovery.js', import.meta.url).href;
+  const other = spawn(process.execPath, ['--input-type=module', '-e', `
+    const { claimStorage, releaseStorage } = await import(${JSON.stringify(recovery)});
+    await claimStorage(${JSON.stringify(storagePath)}).then(() => process.stdout.write('claimed'), (error) => process.stdout.write(error.message));
+    await releaseStorage(${JSON.stringify(storagePath)});`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  other.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await once(other, 'exit');
+  assert.equal(output, 'claimed', 'another process takes the storage');
 });
