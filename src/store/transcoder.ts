@@ -30,6 +30,9 @@ export interface TranscoderOptions {
 export class Transcoder {
   constructor(private readonly options: TranscoderOptions = {}) {}
 
+  /** The conversion asked for last: each waits for the one before it, as the one thread would. */
+  private previous: Promise<unknown> = Promise.resolve();
+
   private readonly pool = new Piscina({
     filename: new URL('./transcode-worker.js', import.meta.url).href,
     minThreads: 0,
@@ -46,18 +49,27 @@ export class Transcoder {
     if (transferSyntaxUid === stored.transferSyntaxUid) return stored;
     const task: TranscodeTask = { path, storedTransferSyntaxUid: stored.transferSyntaxUid, transferSyntaxUid };
     const timeoutMs = (this.options.timeoutMs ?? conversionTimeoutMs)(stored.length);
+    // The time limit counts from the conversion's start, not from its turn's request: the conversions
+    // waiting for the one thread behind one caught in a damaged stream were stopped with it, and went
+    // to dead letter without having been tried (found in a review).
+    const converted = this.previous.then(() => this.convert(task, timeoutMs));
+    this.previous = converted.catch(() => undefined);
+    const result = await converted;
+    if ('undecodable' in result) throw new PixelRedactionError(result.undecodable);
+    if ('systemError' in result) throw Object.assign(new Error(result.message), { code: result.systemError });
+    return piecesBody(result.map((piece) => Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)));
+  }
+
+  /** Runs one conversion on the thread, stopped after `timeoutMs`. */
+  private async convert(task: TranscodeTask, timeoutMs: number): Promise<TranscodeResult> {
     const signal = AbortSignal.timeout(timeoutMs);
-    let result: TranscodeResult;
     try {
       // Aborting a running task stops its thread (piscina): the next conversion gets a fresh one.
-      result = (await this.pool.run(task, { signal })) as TranscodeResult;
+      return (await this.pool.run(task, { signal })) as TranscodeResult;
     } catch (error) {
       if (!signal.aborted) throw error;
       throw new PixelRedactionError(`the conversion did not finish within ${(timeoutMs / 1000).toFixed(0)} s`);
     }
-    if ('undecodable' in result) throw new PixelRedactionError(result.undecodable);
-    if ('systemError' in result) throw Object.assign(new Error(result.message), { code: result.systemError });
-    return piecesBody(result.map((piece) => Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength)));
   }
 
   close(): Promise<void> {

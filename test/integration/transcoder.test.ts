@@ -136,3 +136,31 @@ test('the time allowed for a conversion: a minute, and a second per MB stored', 
   assert.equal(conversionTimeoutMs(500_000), 61_000);
   assert.equal(conversionTimeoutMs(1_000_000_000), 1_060_000);
 });
+
+// Found in a review: the time limit counted from the request, and conversions take turns on one
+// thread, so those waiting behind a long one (or one caught in a damaged stream) were stopped while
+// they waited, and their objects went to dead letter without having been tried.
+test('the time limit of a conversion counts from its start, not from its wait for the thread', async (t) => {
+  if (!(await needPeers(t, 'dcmcjpls', PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('transcoder-turns');
+  const native = join(dir, 'native.dcm');
+  const long = join(dir, 'jpeg-ls.dcm');
+  await writeMultiframe(native, { rows: 512, columns: 512, samples: 1, bits: 16, frames: 20, frame: noiseFrame(), patientName: 'Transcode^Turns' });
+  const encoded = await run('dcmcjpls', ['+el', native, long], { timeoutMs: 300_000 });
+  assert.equal(encoded.code, 0, `dcmcjpls: ${encoded.stderr}`);
+  const short = join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm');
+  const [longStored, shortStored] = [await openStoredDataset(long), await openStoredDataset(short)];
+  t.after(() => (longStored.close(), shortStored.close()));
+  // The long one has all the time it needs; the short one far more than its own conversion takes.
+  const limitMs = 200;
+  const transcoder = new Transcoder({ timeoutMs: (bytes) => (bytes === shortStored.length ? limitMs : 600_000) });
+  t.after(() => transcoder.close());
+  const began = performance.now();
+  const first = transcoder.datasetInSyntax(long, longStored, EXPLICIT_VR_LITTLE_ENDIAN).then(() => performance.now() - began);
+  const second = transcoder.datasetInSyntax(short, shortStored, EXPLICIT_VR_LITTLE_ENDIAN);
+  second.catch(() => undefined); // awaited below, once the first is done
+  const firstMs = await first;
+  assert.ok(firstMs > limitMs, `the first conversion (${firstMs.toFixed(0)} ms) outlasts the second's limit`);
+  const converted = await second;
+  assert.ok(converted.length > shortStored.length, 'the second, which waited, is converted');
+});
