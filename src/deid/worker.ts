@@ -32,6 +32,9 @@ export interface DeidTask {
   pass?: boolean;
   /** Under retainUIDs: other instances of the study renamed by redaction, [original, new]. */
   renamedUids?: Array<[string, string]>;
+  /** Shared with the scheduler: the time (ms) the thread began the task, 0 before. Its time limit
+   * counts from then, not from the wait in the pool's queue. */
+  startedAt?: BigInt64Array;
 }
 
 export type DeidTaskResult =
@@ -72,6 +75,7 @@ try {
 }
 
 export default async function deidentify(task: DeidTask): Promise<DeidTaskResult> {
+  if (task.startedAt) Atomics.store(task.startedAt, 0, BigInt(Date.now()));
   // A codec that failed on the last instance is loaded afresh. A codec that cannot load at all holds
   // back only the instances that need it (their redaction says so), not every de-identification.
   await loadCodecs().catch(() => undefined);

@@ -52,12 +52,14 @@ class ManualPool {
     });
   }
 
-  /** The next task handed to the pool (waits up to `withinMs`). */
+  /** The next task handed to the pool, begun by a thread now (waits up to `withinMs`). */
   async next(withinMs = 2000): Promise<PendingTask> {
     const deadline = performance.now() + withinMs;
     while (this.queued.length === 0 && performance.now() < deadline) await sleep(10);
     const task = this.queued.shift();
     assert.ok(task, 'a task reached the pool');
+    // Taken: a thread begins it, and says when, as the worker does.
+    if (task.task.startedAt) Atomics.store(task.task.startedAt, 0, BigInt(Date.now()));
     return task;
   }
 
@@ -298,6 +300,27 @@ test('a task that runs past its time limit is stopped and its instance recorded 
   assert.equal(state().state, 'failed');
   assert.equal(db.prepare('SELECT state_reason FROM instances').pluck().get(), 'de-identification did not finish within 0 s');
   assert.deepEqual(sizes, [10], 'the limit is asked for the size of the original');
+});
+
+// Found in a review: the time limit counted from the hand-over to the pool, which takes up to twice as
+// many tasks as it has threads. A task waiting behind one caught in a damaged stream was stopped as it
+// waited, and its instance recorded as failed without having been tried.
+test('the time limit of a task counts from when a thread begins it, not from its wait in the pool', async (t) => {
+  const { writer, pool, scheduler, db } = await setUp(t, undefined, 50, undefined, () => 100);
+  await writer.submit(record('originals/a.dcm'));
+  await writer.submit({ ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' });
+  scheduler.start();
+  await pool.next();
+  const states = () => db.prepare('SELECT state FROM instances ORDER BY id').pluck().all();
+  for (let tries = 0; tries < 200 && states()[0] !== 'failed'; tries += 1) await sleep(10);
+  assert.deepEqual(states(), ['failed', 'received'], 'the task begun is stopped; the one waiting is not');
+  await sleep(150);
+  assert.deepEqual(states(), ['failed', 'received'], 'nor while it waits on');
+  const waiting = await pool.next();
+  writeFileSync(waiting.task.temporary, 'output');
+  waiting.resolve(deidentified('deidentified/b.dcm'));
+  for (let tries = 0; tries < 200 && states()[1] !== 'deidentified'; tries += 1) await sleep(10);
+  assert.deepEqual(states(), ['failed', 'deidentified']);
 });
 
 // Found in a review: a task stopped at its time limit ends with its thread, so the thread never
