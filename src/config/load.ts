@@ -73,7 +73,10 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
   return config;
 }
 
-const REFERENCE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+/** ${NAME} or ${NAME:-fallback}; or `$${`, a `${` written as text (in a regular expression, a
+ * secret), as in Docker Compose. */
+const REFERENCE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g;
+const ESCAPED = '$${';
 
 /** A value that was one whole ${NAME} reference and was read as a number or a boolean. */
 interface ReadScalar {
@@ -86,7 +89,8 @@ interface ReadScalar {
 function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: string[], scalars: ReadScalar[]): unknown {
   if (typeof value === 'string') {
     let whole = false;
-    const replaced = value.replace(REFERENCE, (match, name: string, fallback: string | undefined) => {
+    const replaced = value.replace(REFERENCE, (match, name: string | undefined, fallback: string | undefined) => {
+      if (match === ESCAPED || name === undefined) return '${';
       whole = match === value;
       const found = env[name];
       if (found !== undefined && found !== '') return found;

@@ -246,3 +246,18 @@ test('an AE title listed twice in query.moveDestinations is refused', () => {
   assert.equal(problems.length, 1);
   assert.match(problems[0] as string, /^query\.moveDestinations: .* is not allowed; an AE title is listed twice; a C-MOVE names its destination by AE title alone/);
 });
+
+// Suspected in the review of the day's diff: since a malformed ${...} is refused, a value that needs a
+// literal "${" (a regular expression, a secret) could not be written at all. `$${` writes it.
+test('$${ writes a literal ${, beside references, and is no malformed reference', () => {
+  const config = parseConfigText(
+    'deid:\n  secret: "keep $${THIS} literal, 16+ chars"\ndicom:\n  aeTitle: "${AE}$${"\n',
+    'test.yaml',
+    { AE: 'SITE' },
+  );
+  assert.equal(config.deid.secret, 'keep ${THIS} literal, 16+ chars');
+  assert.equal(config.dicom.aeTitle, 'SITE${');
+  assert.deepEqual(problemsOf('deid:\n  secret: "still ${wrong:x} 16+ characters"\n'), [
+    'deid.secret: (hidden) is not an environment reference; write ${NAME} or ${NAME:-fallback} (NAME: letters, digits and _, not first a digit)',
+  ]);
+});
