@@ -86,8 +86,11 @@ export class Router {
     const pass = this.stablePass ?? newPass(now);
     const { stableMs } = this.options.settings();
     const before = pass.queued;
+    // A page that fails (the index busy or full) ends the pass: the next one begins afresh, with the
+    // time of its own, rather than going on with this one's cutoff.
+    this.stablePass = undefined;
     const finished = this.routePages(pass, (afterId, limit) => this.options.outbox.routable(pass.now - stableMs, limit, afterId), maxPages);
-    this.stablePass = finished ? undefined : pass;
+    if (!finished) this.stablePass = pass;
     return pass.queued - before;
   }
 
@@ -125,9 +128,9 @@ export class Router {
     for (let pages = 0; pages < maxPages; pages += 1) {
       const instances = page(pass.afterId, pageSize);
       if (instances.length > 0) {
-        pass.afterId = (instances[instances.length - 1] as RoutableInstance).id;
         const routes = instances.map((instance) => ({ instance, destinations: this.destinationsFor(instance, destinations) }));
         pass.queued += this.options.outbox.route(routes, pass.now);
+        pass.afterId = (instances[instances.length - 1] as RoutableInstance).id;
         pass.routed += instances.length;
         for (const instance of instances) pass.studies.add(instance.studyPk);
       }

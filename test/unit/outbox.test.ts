@@ -224,3 +224,26 @@ test('routing a page at a time: a pass cut short goes on where it stopped, as on
   assert.deepEqual(lines[0]?.[0], { studies: 1, instances: 5, queued: 5, heldBack: 0 });
   assert.deepEqual([router.routeStable(first + 30_000, 1), router.moreToRoute], [0, false], 'nothing left');
 });
+
+// Suspected in the review of the day's diff: a page that failed (the index busy) left the pass cut
+// short in place, so the calls after it went on with its old time as the cutoff.
+test('a routing page that fails ends its pass: the next call begins afresh, with its own time', async (t) => {
+  const { db, writer } = openTestIndex(t, scratchDir('outbox-page-fails'));
+  for (const n of [1, 2, 3, 4, 5]) await writer.submit(instanceRecord(n));
+  markDeidentified(db);
+  const outbox = new Outbox(db);
+  const destinations = routeDestinations([{ name: 'd', aeTitle: 'D', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1 }]);
+  const router = new Router({ outbox, log: silentLogger(), settings: () => ({ stableMs: 0, destinations }), onQueued: () => undefined, pageSize: 2 });
+  const first = Date.now();
+  assert.equal(router.routeStable(first, 1), 2);
+  const route = outbox.route.bind(outbox);
+  outbox.route = () => {
+    throw new Error('database is locked');
+  };
+  assert.throws(() => router.routeStable(first + 10_000, 1), /database is locked/);
+  assert.equal(router.moreToRoute, false, 'the pass ended with its failure');
+  outbox.route = route;
+  const later = first + 20_000;
+  assert.equal(router.routeStable(later, 5), 3);
+  assert.deepEqual(db.prepare('SELECT DISTINCT routed_at FROM forward_outbox ORDER BY routed_at').pluck().all(), [first, later], 'the rest routed by a pass of its own time');
+});
