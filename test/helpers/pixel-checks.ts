@@ -8,6 +8,7 @@ import { basename, join } from 'node:path';
 import { parseConfigText } from '../../src/config/load.js';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { elementNumber } from '../../src/dicom/element-value.js';
+import { frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
 import { compileProfiles } from '../../src/deid/decide.js';
 import { deidentifyFile, type DeidFileResult } from '../../src/deid/deidentify-file.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
@@ -70,4 +71,17 @@ export function sampleValue(bytes: Buffer, at: number, size: number, bitsStored:
   const raw = size === 1 ? bytes.readUInt8(at) : bytes.readUInt16LE(at);
   const value = raw % 2 ** bitsStored;
   return signed && value >= 2 ** (bitsStored - 1) ? value - 2 ** bitsStored : value;
+}
+
+/** The first frame of an encapsulated file's Pixel Data, its fragments joined. */
+export function firstFrame(path: string): Buffer {
+  const parsed = parseFile(path);
+  try {
+    const pixelData = parsed.elements.find((element) => element.tag === PIXEL_DATA);
+    assert.ok(pixelData, `${basename(path)}: Pixel Data`);
+    const frames = elementNumber(parsed.elements.find((element) => element.tag === 0x00280008), parsed.source, false) ?? 1;
+    return frameBytes(framesOf(pixelData, parsed.source, frames)[0] ?? [], parsed.source);
+  } finally {
+    parsed.close();
+  }
 }

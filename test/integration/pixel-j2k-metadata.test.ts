@@ -7,12 +7,9 @@
 import assert from 'node:assert/strict';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
-import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
-import { elementNumber } from '../../src/dicom/element-value.js';
-import { frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
 import { j2kCommentsIn, withoutJ2kComments } from '../../src/pixels/j2k-metadata.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
-import { deidentifyWithZones, noNewErrors, storedPixels } from '../helpers/pixel-checks.js';
+import { deidentifyWithZones, firstFrame, noNewErrors, storedPixels } from '../helpers/pixel-checks.js';
 import { withFrames } from '../helpers/pixel-images.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -54,17 +51,6 @@ test('a codestream without main header comments, one that is no codestream and o
   assert.equal(withoutJ2kComments(zeroLength), undefined, 'a length shorter than itself');
 });
 
-function firstFrame(path: string): Buffer {
-  const parsed = parseFile(path);
-  try {
-    const pixelData = parsed.elements.find((element) => element.tag === PIXEL_DATA);
-    assert.ok(pixelData, `${basename(path)}: Pixel Data`);
-    const frames = elementNumber(parsed.elements.find((element) => element.tag === 0x00280008), parsed.source, false) ?? 1;
-    return frameBytes(framesOf(pixelData, parsed.source, frames)[0] ?? [], parsed.source);
-  } finally {
-    parsed.close();
-  }
-}
 
 async function gdcmDecoded(path: string, to: string): Promise<Buffer> {
   const result = await run('gdcmconv', ['--raw', path, to], { timeoutMs: 60_000 });

@@ -11,14 +11,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
-import { elementNumber, elementText } from '../../src/dicom/element-value.js';
+import { elementText } from '../../src/dicom/element-value.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { decompressedDataset } from '../../src/pixels/decompress.js';
-import { frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
 import { decodeDct, encodeDct } from '../../src/pixels/jpeg-dct.js';
 import { segment } from '../../src/pixels/jpeg-entropy.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
-import { deidentifyWithZones, imagePixelValues, noNewErrors, sampleValue, storedPixels } from '../helpers/pixel-checks.js';
+import { deidentifyWithZones, firstFrame, imagePixelValues, noNewErrors, sampleValue, storedPixels } from '../helpers/pixel-checks.js';
 import { withFrames, writeMultiframe } from '../helpers/pixel-images.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -46,17 +45,6 @@ const PYDICOM_FILES = [
 ];
 
 /** The first frame's JPEG stream. */
-function firstFrame(path: string): Buffer {
-  const parsed = parseFile(path);
-  try {
-    const pixelData = parsed.elements.find((element) => element.tag === PIXEL_DATA);
-    assert.ok(pixelData, `${basename(path)}: Pixel Data`);
-    const frames = elementNumber(parsed.elements.find((element) => element.tag === 0x00280008), parsed.source, false) ?? 1;
-    return frameBytes(framesOf(pixelData, parsed.source, frames)[0] ?? [], parsed.source);
-  } finally {
-    parsed.close();
-  }
-}
 
 /** How many fragments the encapsulated Pixel Data of `path` has (the Basic Offset Table item left out). */
 function fragmentCount(path: string): number {
