@@ -283,7 +283,13 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
       if (!needsOriginal(row) || row.originalDeletedAt === null) return true;
       // Nothing left to export: said so, not as the ENOENT of a file deleted on purpose.
       summary.failed += 1;
-      tally(summary.problems, 'failed', 'the original and the de-identified copy were deleted by retention (storage.retainOriginals, storage.retainDeidentified)');
+      tally(
+        summary.problems,
+        'failed',
+        row.deidFilePath === null
+          ? 'the original and the de-identified copy were deleted by retention (storage.retainOriginals, storage.retainDeidentified)'
+          : 'the original was deleted by retention (storage.retainOriginals), and its de-identified copy has no row in the research view to name it by',
+      );
       options.progress?.add(1);
       return false;
     });

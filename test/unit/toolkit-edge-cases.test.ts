@@ -472,7 +472,32 @@ test('export: an instance whose original and copy retention deleted fails with t
     const summary = await session.export({ out: join(dir, 'out'), workers: 1 });
     assert.equal(summary.written, 1);
     assert.equal(summary.failed, 1);
-    assert.match([...summary.problems.keys()].join(' '), /deleted by retention/);
+    assert.match([...summary.problems.keys()].join(' '), /the original and the de-identified copy were deleted by retention/);
+  } finally {
+    session.close();
+  }
+});
+
+// Suspected in the review of the day's diff: an instance whose copy is there but has no research row
+// (so it is exported from its original) and whose original retention deleted was said to have lost
+// its copy too.
+test('export: an original retention deleted, beside a copy without a research row, is said to be just that', async () => {
+  const { dir, storagePath } = await importedSession('review-export-retained-copy', 2);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const row = db.prepare('SELECT id, file_path AS filePath FROM instances ORDER BY id LIMIT 1').get() as { id: number; filePath: string };
+    rmSync(join(storagePath, row.filePath));
+    db.prepare(
+      `UPDATE instances SET original_external = 0, state = 'forwarded', original_deleted_at = 1, deid_file_path = 'deidentified/kept.dcm', deid_file_size = 10 WHERE id = ?`,
+    ).run(row.id);
+  } finally {
+    db.close();
+  }
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const summary = await session.export({ out: join(dir, 'out'), workers: 1 });
+    assert.equal(summary.failed, 1);
+    assert.match([...summary.problems.keys()].join(' '), /the original was deleted by retention .* has no row in the research view/);
   } finally {
     session.close();
   }
