@@ -47,6 +47,18 @@ async function importedSession(name: string, count: number): Promise<{ dir: stri
   return { dir, storagePath };
 }
 
+/** A session holding two patients, PAT-A and PAT-B, one instance each, imported in place from dir/tree. */
+async function twoPatientSession(name: string, patientName: string): Promise<{ dir: string; storagePath: string }> {
+  const dir = scratchDir(name);
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  for (const patientId of ['PAT-A', 'PAT-B']) {
+    await writeSyntheticFile(join(tree, `${patientId}.dcm`), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId, patientName, rows: 8, columns: 8 });
+  }
+  const { storagePath } = await importInPlace(dir, tree);
+  return { dir, storagePath };
+}
+
 test('export: an instance the node quarantined is counted as held back with its reason, not silently left out', async () => {
   const { dir, storagePath } = await importedSession('review-export-held', 3);
   const db = openDatabase(join(storagePath, 'index.sqlite'));
@@ -288,13 +300,7 @@ test('export: an instance too large for a thread fails alone; the rest of its ba
 // run again with another deid.secret (rotated, or another config) resumed it: the patients written
 // before and after carried unrelated pseudonyms in one export, with nothing to tell.
 test('export: a folder exported with one secret is not resumed with another', async () => {
-  const dir = scratchDir('review-export-secret');
-  const tree = join(dir, 'tree');
-  mkdirSync(tree, { recursive: true });
-  for (const patientId of ['PAT-A', 'PAT-B']) {
-    await writeSyntheticFile(join(tree, `${patientId}.dcm`), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId, patientName: 'Key^Kim', rows: 8, columns: 8 });
-  }
-  const { storagePath } = await importInPlace(dir, tree);
+  const { dir, storagePath } = await twoPatientSession('review-export-secret', 'Key^Kim');
   const out = join(dir, 'out');
   const first = openSession(storagePath, { config: { deid: { secret: SECRET } } });
   try {
@@ -402,13 +408,7 @@ test('import --copy: a file that cannot be copied into storage is reported by it
 // the same folder with another --layout resumed it: what the first run wrote stayed in one layout, the
 // rest went into another, and the folder mixed the two with nothing to tell.
 test('export: a folder exported in one layout is not resumed in another', async () => {
-  const dir = scratchDir('review-export-layout-resume');
-  const tree = join(dir, 'tree');
-  mkdirSync(tree, { recursive: true });
-  for (const patientId of ['PAT-A', 'PAT-B']) {
-    await writeSyntheticFile(join(tree, `${patientId}.dcm`), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId, patientName: 'Layout^Lou', rows: 8, columns: 8 });
-  }
-  const { storagePath } = await importInPlace(dir, tree);
+  const { dir, storagePath } = await twoPatientSession('review-export-layout-resume', 'Layout^Lou');
   const out = join(dir, 'out');
   const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
   try {
