@@ -22,8 +22,9 @@ import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeomet
 import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
 import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
-import { j2kCommentsIn, J2K_STREAM_SYNTAXES, withoutJ2kComments } from '../pixels/j2k-metadata.js';
-import { jpegMetadataIn, JPEG_STREAM_SYNTAXES, withoutJpegMetadata } from '../pixels/jpeg-metadata.js';
+import { J2K_MAIN_HEADER, J2K_STREAM_SYNTAXES } from '../pixels/j2k-metadata.js';
+import { JPEG_HEADER, JPEG_STREAM_SYNTAXES } from '../pixels/jpeg-metadata.js';
+import { segmentsToCleanIn, withCleanHeader, type HeaderGrammar } from '../pixels/marker-segments.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
 
@@ -229,20 +230,10 @@ function prepareRedaction(
   }
 }
 
-/** How to find and remove a codestream's metadata, by transfer syntax. */
-interface MetadataCleaner {
-  /** In the start of a frame (its first fragment): 'unknown' when only the whole frame can tell. */
-  presentIn(start: Buffer): 'none' | 'present' | 'unknown';
-  /** The frame without its metadata, or undefined when it has none or cannot be walked. */
-  without(frame: Buffer): Buffer | undefined;
-}
-
-const JPEG_CLEANER: MetadataCleaner = { presentIn: jpegMetadataIn, without: withoutJpegMetadata };
-const J2K_CLEANER: MetadataCleaner = { presentIn: j2kCommentsIn, without: withoutJ2kComments };
-
-function metadataCleanerFor(transferSyntaxUid: string): MetadataCleaner | undefined {
-  if (JPEG_STREAM_SYNTAXES.has(transferSyntaxUid)) return JPEG_CLEANER;
-  if (J2K_STREAM_SYNTAXES.has(transferSyntaxUid)) return J2K_CLEANER;
+/** The header grammar whose metadata segments go, by transfer syntax (marker-segments.ts). */
+function metadataGrammarFor(transferSyntaxUid: string): HeaderGrammar | undefined {
+  if (JPEG_STREAM_SYNTAXES.has(transferSyntaxUid)) return JPEG_HEADER;
+  if (J2K_STREAM_SYNTAXES.has(transferSyntaxUid)) return J2K_MAIN_HEADER;
   return undefined;
 }
 
@@ -253,8 +244,8 @@ function metadataCleanerFor(transferSyntaxUid: string): MetadataCleaner | undefi
  * apart is left as it was: its pixels are not read, only copied.
  */
 function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string }): void {
-  const cleaner = metadataCleanerFor(opened.transferSyntaxUid);
-  if (!cleaner) return;
+  const grammar = metadataGrammarFor(opened.transferSyntaxUid);
+  if (!grammar) return;
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
   if (!pixelData || !(pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH)) return;
@@ -269,8 +260,8 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
   // The metadata is nearly always in the frame's first fragment.
   const hasMetadata = (fragments: ItemNode[]) => {
     const first = fragments[0];
-    const state = first ? cleaner.presentIn(frameBytes([first], source)) : 'none';
-    return state === 'present' || (state === 'unknown' && cleaner.without(frameBytes(fragments, source)) !== undefined);
+    const state = first ? segmentsToCleanIn(frameBytes([first], source), grammar) : 'none';
+    return state === 'present' || (state === 'unknown' && withCleanHeader(frameBytes(fragments, source), grammar) !== undefined);
   };
   if (!frames.some(hasMetadata)) return;
   pixelData.stream = {
@@ -280,7 +271,7 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
         frames.length,
         (index) => {
           const frame = frameBytes(frames[index] ?? [], source);
-          return cleaner.without(frame) ?? frame;
+          return withCleanHeader(frame, grammar) ?? frame;
         },
         scratch.path,
         emit,

@@ -6,6 +6,7 @@
  * its comments; everything decoding needs stays. Comments in tile-part headers are left: removing one
  * changes the tile-part's length (SOT's Psot, and TLM's) and encoders put theirs in the main header.
  */
+import { segmentsToCleanIn, withCleanHeader, type HeaderGrammar } from './marker-segments.js';
 
 const SOC = 0xff4f;
 const SOT = 0xff90;
@@ -22,43 +23,19 @@ export const J2K_STREAM_SYNTAXES = new Set([
   '1.2.840.10008.1.2.4.203',
 ]);
 
-type Walked = { kind: 'cleaned'; frame: Buffer } | { kind: 'clean' } | { kind: 'unreadable' };
+/** Comments go; every other segment of the main header stays. */
+export const J2K_MAIN_HEADER: HeaderGrammar = { start: SOC, end: SOT, fillBytes: false, clean: (marker) => (marker === COM ? 'drop' : 'keep') };
 
 /**
  * The frame without the comments of its main header, or undefined when it has none, or is not a
  * codestream this reader can walk to its first tile-part (it is then left as it was).
  */
 export function withoutJ2kComments(frame: Buffer): Buffer | undefined {
-  const walked = walkMainHeader(frame);
-  return walked.kind === 'cleaned' ? walked.frame : undefined;
+  return withCleanHeader(frame, J2K_MAIN_HEADER);
 }
 
 /** Whether the start of a frame shows comments in the main header: 'unknown' when the bytes end
  * before the first tile-part, so that only the whole frame can tell. */
 export function j2kCommentsIn(start: Buffer): 'none' | 'present' | 'unknown' {
-  const walked = walkMainHeader(start);
-  return walked.kind === 'cleaned' ? 'present' : walked.kind === 'clean' ? 'none' : 'unknown';
-}
-
-function walkMainHeader(frame: Buffer): Walked {
-  if (frame.length < 4 || frame.readUInt16BE(0) !== SOC) return { kind: 'unreadable' };
-  const parts: Buffer[] = [frame.subarray(0, 2)];
-  let changed = false;
-  let at = 2;
-  // Every main header segment has a length (T.800 A.1.3); the first SOT ends the main header.
-  while (at + 4 <= frame.length) {
-    const marker = frame.readUInt16BE(at);
-    if (marker >>> 8 !== 0xff) return { kind: 'unreadable' };
-    if (marker === SOT) {
-      parts.push(frame.subarray(at));
-      return changed ? { kind: 'cleaned', frame: Buffer.concat(parts) } : { kind: 'clean' };
-    }
-    const length = frame.readUInt16BE(at + 2);
-    const end = at + 2 + length;
-    if (length < 2 || end > frame.length) return { kind: 'unreadable' };
-    if (marker === COM) changed = true;
-    else parts.push(frame.subarray(at, end));
-    at = end;
-  }
-  return { kind: 'unreadable' };
+  return segmentsToCleanIn(start, J2K_MAIN_HEADER);
 }

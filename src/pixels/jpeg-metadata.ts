@@ -7,6 +7,7 @@
  * without them; what decoding needs stays: tables, headers, restart interval, JFIF (without its
  * thumbnail), Adobe (colour transform) and JPEG-LS's colour transform (APP8 "mrfx").
  */
+import { segmentsToCleanIn, withCleanHeader, type HeaderGrammar } from './marker-segments.js';
 
 const SOI = 0xffd8;
 const SOS = 0xffda;
@@ -49,13 +50,14 @@ export function cleanedSegment(marker: number, bytes: Buffer): Buffer | 'keep' |
   return 'keep';
 }
 
+export const JPEG_HEADER: HeaderGrammar = { start: SOI, end: SOS, fillBytes: true, clean: cleanedSegment };
+
 /**
  * The frame without its metadata segments, or undefined when it has none, or is not a marker stream
  * this reader can walk to its first scan (it is then left as it was, as before).
  */
 export function withoutJpegMetadata(frame: Buffer): Buffer | undefined {
-  const walked = walkToFirstScan(frame);
-  return walked.kind === 'cleaned' ? walked.frame : undefined;
+  return withCleanHeader(frame, JPEG_HEADER);
 }
 
 /**
@@ -63,39 +65,5 @@ export function withoutJpegMetadata(frame: Buffer): Buffer | undefined {
  * bytes end before the first scan, so that only the whole frame can tell.
  */
 export function jpegMetadataIn(start: Buffer): 'none' | 'present' | 'unknown' {
-  const walked = walkToFirstScan(start);
-  return walked.kind === 'cleaned' ? 'present' : walked.kind === 'clean' ? 'none' : 'unknown';
-}
-
-type Walked = { kind: 'cleaned'; frame: Buffer } | { kind: 'clean' } | { kind: 'unreadable' };
-
-function walkToFirstScan(frame: Buffer): Walked {
-  if (frame.length < 4 || frame.readUInt16BE(0) !== SOI) return { kind: 'unreadable' };
-  const parts: Buffer[] = [frame.subarray(0, 2)];
-  let changed = false;
-  let at = 2;
-  while (at + 4 <= frame.length) {
-    const marker = frame.readUInt16BE(at);
-    // Fill bytes (0xFF) may precede a marker (T.81 B.1.1.2).
-    if (marker === 0xffff) {
-      at += 1;
-      continue;
-    }
-    if (marker >>> 8 !== 0xff) return { kind: 'unreadable' };
-    if (marker === SOS) {
-      parts.push(frame.subarray(at));
-      return changed ? { kind: 'cleaned', frame: Buffer.concat(parts) } : { kind: 'clean' };
-    }
-    const end = at + 2 + frame.readUInt16BE(at + 2);
-    if (end > frame.length) return { kind: 'unreadable' };
-    const bytes = frame.subarray(at, end);
-    const outcome = cleanedSegment(marker, bytes);
-    if (outcome === 'keep') parts.push(bytes);
-    else {
-      changed = true;
-      if (outcome !== 'drop') parts.push(outcome);
-    }
-    at = end;
-  }
-  return { kind: 'unreadable' };
+  return segmentsToCleanIn(start, JPEG_HEADER);
 }
