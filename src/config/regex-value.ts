@@ -5,7 +5,12 @@
  */
 
 /** What a configured /regular expression/ gives, or undefined for a value that is not one. */
-export type RegexValue = { kind: 'pattern'; pattern: RegExp } | { kind: 'refused'; why: string } | { kind: 'invalid'; why: string };
+export type RegexValue =
+  | { kind: 'pattern'; pattern: RegExp }
+  | { kind: 'refused'; why: string }
+  /** `why`: JavaScript's message, which quotes the expression; `reason`: what is wrong, without it
+   * (for messages about a value that may identify a patient). */
+  | { kind: 'invalid'; why: string; reason: string };
 
 const REGULAR_EXPRESSION = /^\/(.*)\/([a-z]*)$/s;
 
@@ -19,6 +24,7 @@ export function regexValue(expected: string): RegexValue | undefined {
   try {
     return { kind: 'pattern', pattern: new RegExp(expression[1] ?? '', flags) };
   } catch (error) {
-    return { kind: 'invalid', why: (error as Error).message };
+    const why = (error as Error).message;
+    return { kind: 'invalid', why, reason: why.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '') };
   }
 }

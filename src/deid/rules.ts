@@ -126,9 +126,7 @@ export function valueTest(expected: string | number, shown?: string): (value: st
   const regex = regexValue(expected);
   if (regex?.kind === 'refused') throw new RuleError(`${shown ?? expected}: ${regex.why}`);
   if (regex?.kind === 'invalid') {
-    // JavaScript's message quotes the expression: "Invalid regular expression: /(MRN1/: Unterminated group".
-    const why = shown === undefined ? regex.why.replace(/^Invalid regular expression: /, '') : regex.why.replace(/^Invalid regular expression: \/.*\/[a-z]*: /s, '');
-    throw new RuleError(`${shown ?? expected} is not a regular expression JavaScript reads (${why})`);
+    throw new RuleError(`${shown ?? expected} is not a regular expression JavaScript reads (${regex.reason})`);
   }
   if (regex) {
     const { pattern } = regex;

@@ -65,7 +65,7 @@ const COMPARISON = /^\s*(<=|>=|<|>|!=|=)\s*(-?\d+(?:\.\d+)?)\s*$/;
 function valueTest(expected: string | number, where: string, aboutPatient: boolean): (value: string | undefined) => boolean {
   if (typeof expected === 'number') return (value) => value !== undefined && value !== '' && Number(value) === expected;
   const expression = regexValue(expected);
-  if (expression && expression.kind !== 'pattern') throw new ZonesError(`${where}: ${expression.kind === 'invalid' && aboutPatient ? `not a valid regular expression ${HIDDEN_PATIENT_VALUE}` : expression.why}`);
+  if (expression && expression.kind !== 'pattern') throw new ZonesError(`${where}: ${expression.kind === 'invalid' && aboutPatient ? `not a valid regular expression ${HIDDEN_PATIENT_VALUE}: ${expression.reason}` : expression.why}`);
   if (expression) {
     const { pattern } = expression;
     return (value) => value !== undefined && pattern.test(value);
