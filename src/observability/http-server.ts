@@ -28,7 +28,8 @@ export class HttpServer {
   ) {
     this.server = createServer((request, response) => {
       this.handle(request, response).catch((error: Error) => {
-        this.log.error({ err: error.message, path: request.url }, 'HTTP request failed');
+        // The path only: a query string is whatever the caller typed, patient data included.
+        this.log.error({ err: error.message, path: pathOf(request) }, 'HTTP request failed');
         if (!response.headersSent) send(response, 500, 'text/plain; charset=utf-8', 'internal error\n');
         else response.destroy();
       });
@@ -55,7 +56,7 @@ export class HttpServer {
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const path = (request.url ?? '/').split('?')[0];
+    const path = pathOf(request);
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.setHeader('Allow', 'GET, HEAD');
       send(response, 405, 'text/plain; charset=utf-8', 'only GET and HEAD\n');
@@ -86,4 +87,8 @@ export class HttpServer {
 function send(response: ServerResponse, status: number, contentType: string, body: string): void {
   response.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
   response.end(body);
+}
+
+function pathOf(request: IncomingMessage): string {
+  return (request.url ?? '/').split('?')[0] ?? '/';
 }
