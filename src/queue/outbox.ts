@@ -346,6 +346,7 @@ export class Outbox {
       // up on the other later left no item, and the instance never counted as forwarded (its original
       // kept forever).
       if (state === 'sent') this.reconcileForwarded();
+      const givenUp = state === 'sent' ? 0 : this.settleGivenUp(state, destination);
       const deleted = this.db
         .prepare(
           `DELETE FROM forward_outbox WHERE state = @state AND (@destination IS NULL OR destination = @destination)
@@ -353,9 +354,28 @@ export class Outbox {
                AND i.state = 'deidentified' AND i.routed_at = forward_outbox.routed_at))`,
         )
         .run({ state, destination: destination ?? null }).changes;
-      const forwarded = state === 'sent' ? 0 : this.reconcileForwarded();
+      const forwarded = state === 'sent' ? 0 : givenUp + this.reconcileForwarded();
       return { deleted, forwarded };
     })();
+  }
+
+  /**
+   * Before a purge of dead or queued items: the instances whose routing is left with nothing but sent
+   * items count as forwarded, those left with no item at all too. Settled after the delete instead, an
+   * instance whose only items went looked routed to nowhere: the next reload routed it again to the
+   * destination given up on, and retention kept its original forever.
+   */
+  private settleGivenUp(state: 'dead' | 'queued', destination: string | undefined): number {
+    return this.db
+      .prepare(
+        `UPDATE instances SET state = 'forwarded', state_changed_at = @now
+         WHERE state = 'deidentified' AND routed_at IS NOT NULL
+           AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at
+             AND o.state = @state AND (@destination IS NULL OR o.destination = @destination))
+           AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at
+             AND o.state != 'sent' AND NOT (o.state = @state AND (@destination IS NULL OR o.destination = @destination)))`,
+      )
+      .run({ state, destination: destination ?? null, now: Date.now() }).changes;
   }
 
   /**

@@ -152,6 +152,21 @@ test('purging dead items gives up on those deliveries and says how many instance
   assert.equal(state(), 'forwarded');
 });
 
+// Giving up on an instance's only delivery left it routed, with no item: "routed to nowhere", so the
+// next reload routed it again to the destination given up on, and retention kept its original forever.
+test('purging the only items of an instance gives up on it: it counts as forwarded, and a reload does not route it again', async (t) => {
+  const { db, outbox, items } = await routedStudy(t);
+  const [first, second] = items as [OutboxItem, OutboxItem];
+  outbox.markDead(first, '0xA700', 'd answered 0xA700: out of resources');
+  outbox.markRetry(second, Date.now() + 60_000, '0xA700', 'd answered 0xA700: out of resources');
+  assert.deepEqual(outbox.purge('dead', 'd'), { deleted: 1, forwarded: 1 });
+  const state = (id: number) => db.prepare('SELECT state FROM instances WHERE id = ?').pluck().get(id);
+  assert.equal(state(first.instancePk), 'forwarded');
+  assert.equal(state(second.instancePk), 'deidentified', 'its item is still queued');
+  assert.equal(outbox.routeAgainRoutedToNowhere(), 0, 'given up on, not routed to nowhere');
+  assert.deepEqual(outbox.routable(Date.now(), 10), []);
+});
+
 // The routine purge of sent items keeps the outbox small; it must not delete what says that a
 // destination has an instance still waiting for another, or giving up on the other later kept the
 // original forever (no item left: never forwarded).
