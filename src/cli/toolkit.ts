@@ -71,6 +71,7 @@ function printImportSummary(summary: ImportSummary, options: ImportCommandOption
   print(
     `indexed ${summary.indexed} instance(s) (${(summary.bytes / 1e6).toFixed(1)} MB) of ${summary.files} file(s)` +
       `${options.copy ? ', copied into storage' : ', in place'}; already indexed ${summary.alreadyIndexed}${summary.released > 0 ? ` (${summary.released} now to be forwarded)` : ''}; ` +
+      `${summary.moved > 0 ? `moved here since indexed ${summary.moved}; ` : ''}` +
       `duplicate SOP Instance UIDs ${summary.duplicates}; not DICOM ${summary.notDicom}; unreadable ${summary.unreadable}`,
   );
   for (const [reason, count] of [...summary.problems].sort((a, b) => b[1] - a[1])) print(`  ${count} × ${reason}`);

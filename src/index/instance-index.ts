@@ -109,6 +109,7 @@ export class InstanceIndex {
     deleteInstance: Statement;
     recentInstances: Statement;
     knownSourcePaths: Statement;
+    relocateImported: Statement;
     releaseForwarding: Statement;
     studyParent: Statement;
     seriesParent: Statement;
@@ -198,6 +199,8 @@ export class InstanceIndex {
       seriesParent: db.prepare('SELECT study_pk FROM series WHERE series_instance_uid = ?').pluck(),
       forgetAudit: db.prepare('DELETE FROM deid_audit WHERE instance_pk = (SELECT id FROM instances WHERE sop_instance_uid = ?)'),
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
+      relocateImported: db.prepare(`UPDATE instances SET file_path = @filePath, source_path = @sourcePath, original_external = @external
+        WHERE sop_instance_uid = @sopInstanceUid AND original_external = 1`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
         SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize, state
@@ -224,6 +227,12 @@ export class InstanceIndex {
   /** Imported files held from forwarding (imported without --forward) are forwarded from now on. */
   releaseForwarding(paths: readonly string[]): number {
     return this.statements.releaseForwarding.run(JSON.stringify(paths)).changes;
+  }
+
+  /** An instance imported in place whose file moved: the index names it at its new place (or its
+   * copy in storage, `external` false). */
+  relocateImported(sopInstanceUid: string, filePath: string, sourcePath: string, external: boolean): void {
+    this.statements.relocateImported.run({ sopInstanceUid, filePath, sourcePath, external: external ? 1 : 0 });
   }
 
   hasInstance(sopInstanceUid: string): boolean {

@@ -7,6 +7,7 @@
  * wait for de-identification like received ones (the node picks them up), and are forwarded only when
  * imported with --forward.
  */
+import { statSync } from 'node:fs';
 import { opendir, realpath, stat, unlink } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
@@ -40,6 +41,9 @@ export interface ImportSummary {
   alreadyIndexed: number;
   /** Indexed before without --forward, now imported again with it: forwarded from now on. */
   released: number;
+  /** Imported in place before from a path where they are no more, found here at the size indexed:
+   * the index names them here from now on (a tree moved, then imported again). */
+  moved: number;
   /** Their SOP Instance UID is indexed already, from another file or the network: skipped. */
   duplicates: number;
   notDicom: number;
@@ -51,7 +55,7 @@ export interface ImportSummary {
 }
 
 export async function importFolders(db: Db, storagePath: string, options: ImportOptions): Promise<ImportSummary> {
-  const summary: ImportSummary = { files: 0, indexed: 0, bytes: 0, alreadyIndexed: 0, released: 0, duplicates: 0, notDicom: 0, unreadable: 0, problems: new Map(), examples: [] };
+  const summary: ImportSummary = { files: 0, indexed: 0, bytes: 0, alreadyIndexed: 0, released: 0, moved: 0, duplicates: 0, notDicom: 0, unreadable: 0, problems: new Map(), examples: [] };
   const index = new InstanceIndex(db);
   const pool = new Piscina({
     filename: new URL('./import-scan.js', import.meta.url).href,
@@ -205,6 +209,11 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
         continue;
       }
       if (index.hasInstance(result.sopInstanceUid)) {
+        if (movedHere(index, storagePath, result)) {
+          index.relocateImported(result.sopInstanceUid, recordedPath(result, storagePath), result.path, result.copiedTo === undefined);
+          summary.moved += 1;
+          continue;
+        }
         summary.duplicates += 1;
         // Named like the files not read: two files of one UID may hold different images, and the
         // operator must be able to find the one left out.
@@ -237,8 +246,7 @@ function toRecord(scanned: ScannedInstance, storagePath: string, options: Import
     sopInstanceUid: scanned.sopInstanceUid,
     sopClassUid: scanned.sopClassUid,
     transferSyntaxUid: scanned.transferSyntaxUid,
-    // In place: relative to the storage root, as every path of the index is (it may start with ../).
-    filePath: scanned.copiedTo ?? relative(storagePath, scanned.path),
+    filePath: recordedPath(scanned, storagePath),
     fileSize: scanned.size,
     callingAeTitle: IMPORT_CALLING_AE_TITLE,
     receivedAt: now,
@@ -246,6 +254,28 @@ function toRecord(scanned: ScannedInstance, storagePath: string, options: Import
     external: scanned.copiedTo === undefined,
     forwardHeld: !options.forward,
   };
+}
+
+/** Where the index finds a scanned file: its copy in storage, or in place, relative to the storage
+ * root as every path of the index is (it may start with ../). */
+function recordedPath(scanned: ScannedInstance, storagePath: string): string {
+  return scanned.copiedTo ?? relative(storagePath, scanned.path);
+}
+
+/**
+ * Whether a file whose SOP Instance UID is indexed is that instance's file, moved: the index names a
+ * file imported in place that is gone (only ENOENT: a file that cannot be checked may still be there),
+ * and this one has the size indexed. Anything else is a duplicate, left out.
+ */
+function movedHere(index: InstanceIndex, storagePath: string, scanned: ScannedInstance): boolean {
+  const indexed = index.findInstance(scanned.sopInstanceUid);
+  if (!indexed?.external || indexed.fileSize !== scanned.size) return false;
+  try {
+    statSync(join(storagePath, indexed.filePath));
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
+  }
 }
 
 function problem(summary: ImportSummary, kind: 'not-dicom' | 'unreadable', path: string, reason: string): void {

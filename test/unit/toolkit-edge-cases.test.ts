@@ -3,7 +3,7 @@
  * states a promise of the toolkit, and failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
@@ -548,4 +548,42 @@ test('import names, among its examples, the files left out for a SOP Instance UI
   const named = summary.examples.filter((example) => /SOP Instance UID/.test(example.reason));
   assert.equal(named.length, 1, JSON.stringify(summary.examples));
   assert.ok([join(tree, 'a.dcm'), join(tree, 'b.dcm')].includes(named[0]?.path as string));
+});
+
+// Found in a review: a tree imported in place and then moved (to a larger disk, say) and imported again
+// from its new place was all "duplicate SOP Instance UIDs": the index kept naming the old paths, where
+// nothing was any more, and no instance of the tree could be de-identified or exported again.
+test('import: a tree imported in place, moved and imported again from its new place is found there, not left out as duplicates', async () => {
+  const dir = scratchDir('review-import-moved-tree');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  const studyInstanceUid = newUid();
+  const seriesInstanceUid = newUid();
+  for (let n = 0; n < 3; n += 1) {
+    await writeSyntheticFile(join(tree, `${n}.dcm`), { studyInstanceUid, seriesInstanceUid, patientId: 'PAT-MOVED', patientName: 'Moved^Mo', instanceNumber: n + 1, rows: 8, columns: 8 });
+  }
+  const { storagePath, summary: first } = await importInPlace(dir, tree);
+  assert.equal(first.indexed, 3);
+  const moved = join(dir, 'moved');
+  renameSync(tree, moved);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const again = await importFolders(db, storagePath, { roots: [moved], copy: false, forward: false, workers: 1 });
+    assert.equal(again.duplicates, 0, JSON.stringify(again.examples));
+    assert.equal(again.moved, 3);
+    assert.equal(again.indexed, 0);
+    const paths = db.prepare('SELECT source_path FROM instances ORDER BY source_path').pluck().all() as string[];
+    assert.deepEqual(paths, [0, 1, 2].map((n) => join(moved, `${n}.dcm`)));
+    for (const filePath of db.prepare('SELECT file_path FROM instances').pluck().all() as string[]) {
+      assert.ok(statSync(join(storagePath, filePath)).isFile(), `${filePath} names the moved file`);
+    }
+    // Imported again from the old place, a copy of one file (the tree was copied, not moved): the index
+    // names a file that is there, so this one is a duplicate, as before.
+    mkdirSync(tree);
+    writeFileSync(join(tree, 'copy.dcm'), readFileSync(join(moved, '0.dcm')));
+    const copy = await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
+    assert.deepEqual([copy.duplicates, copy.moved], [1, 0]);
+  } finally {
+    db.close();
+  }
 });
