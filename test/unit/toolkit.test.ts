@@ -33,6 +33,10 @@ test('a layout is filled with safe path segments, and a bad one is refused with 
   assert.throws(() => checkLayout('{PatientBirthDate}/{SOPInstanceUID}'), /unknown \{PatientBirthDate\}; allowed: \{PatientID\}/);
   assert.throws(() => checkLayout('{PatientID}/x.dcm'), /must contain \{SOPInstanceUID\}/);
   assert.throws(() => checkLayout('../{SOPInstanceUID}'), /relative path without/);
+  // An export run again deletes what an interrupted one left half-written by these suffixes.
+  assert.throws(() => checkLayout('{SOPInstanceUID}.partial'), /must not end in \.partial or \.frames/);
+  assert.throws(() => checkLayout('{SOPInstanceUID}.frames'), /must not end in/);
+  assert.doesNotThrow(() => checkLayout('{SOPInstanceUID}.partial/x.dcm'));
 });
 
 /** Instance n, received over the network or imported in place (held from forwarding). */
