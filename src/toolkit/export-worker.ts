@@ -4,7 +4,7 @@
  * written straight to its place in the layout (a temporary name beside it, then renamed).
  * Naming, creating folders and writing happen here, in parallel; the main thread only keeps the journal.
  */
-import { copyFileSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
@@ -27,7 +27,8 @@ export interface ExportItem {
   id: number;
   /** The node's de-identified copy (absolute), with the layout values of its research view. */
   copy?: { path: string; values: LayoutValues };
-  /** Otherwise: the original (absolute), its size when indexed, and its calling AE title (rules may name it). */
+  /** Otherwise, or when the copy is gone by the time it is copied (retention, a re-send): the original
+   * (absolute), its size when indexed, and its calling AE title (rules may name it). */
   original?: { path: string; size: number; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
 }
 
@@ -70,7 +71,15 @@ export default async function exportBatch(batch: ExportBatch): Promise<ExportIte
 
 function exportOne(item: ExportItem, batch: ExportBatch, base: BaseSettings, profiles: readonly CompiledProfile[]): ExportItemResult {
   try {
-    if (item.copy) return exportCopy(item.id, item.copy, batch);
+    if (item.copy) {
+      try {
+        return exportCopy(item.id, item.copy, batch);
+      } catch (error) {
+        if (!item.original || !gone(error, item.copy.path)) throw error;
+        // Deleted since the export chose it: the original is de-identified here, as for an instance
+        // whose copy was deleted before the export began.
+      }
+    }
     if (item.original) return exportDeidentified(item.id, item.original, batch, base, profiles);
     return { id: item.id, kind: 'failed', reason: 'nothing to export' };
   } catch (error) {
@@ -79,6 +88,11 @@ function exportOne(item: ExportItem, batch: ExportBatch, base: BaseSettings, pro
     // Codes and system calls only: an error's message may quote a value or a path.
     return { id: item.id, kind: 'failed', reason: code ? `${code}${syscall ? ` (${syscall})` : ''}` : withoutValues((error as Error).message, 160) };
   }
+}
+
+/** Whether `error` is a missing file, and `path` the file that is missing. */
+function gone(error: unknown, path: string): boolean {
+  return (error as NodeJS.ErrnoException).code === 'ENOENT' && !existsSync(path);
 }
 
 /** The node's de-identified copy, copied to its place in the layout. */

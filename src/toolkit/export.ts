@@ -388,18 +388,20 @@ function needsOriginal(row: SelectedInstance): boolean {
 }
 
 function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row: SelectedInstance) => Map<string, string>): ExportItem {
+  const original = row.originalDeletedAt === null ? originalOf(row, storagePath, renamesOf) : undefined;
   if (row.deidFilePath !== null && row.SOPInstanceUID !== null) {
     // The research view's columns are named by the layout's keywords.
     const values: LayoutValues = Object.fromEntries(LAYOUT_KEYWORDS.map((keyword) => [keyword, row[keyword]]));
-    return { id: row.id, copy: { path: join(storagePath, row.deidFilePath), values } };
+    return { id: row.id, copy: { path: join(storagePath, row.deidFilePath), values }, ...(original ? { original } : {}) };
   }
+  return { id: row.id, ...(original ? { original } : {}) };
+}
+
+function originalOf(row: SelectedInstance, storagePath: string, renamesOf: (row: SelectedInstance) => Map<string, string>): ExportItem['original'] {
   // Under retainUIDs, references to redacted instances of the study follow them, as in the node.
   const renames = renamesOf(row);
   const override = row.override ? (JSON.parse(row.override) as ReleaseOverride) : undefined;
-  return {
-    id: row.id,
-    original: { path: join(storagePath, row.filePath), size: row.fileSize, callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) },
-  };
+  return { path: join(storagePath, row.filePath), size: row.fileSize, callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) };
 }
 
 /** Removes the temporary files of an interrupted run from the output tree (it is Gantry's own folder:

@@ -13,6 +13,7 @@ import { scanIndexedAttributes } from '../../src/index/scan-file.js';
 import { deidentifiedPath } from '../../src/store/object-store.js';
 import { withoutValues } from '../../src/observability/redact.js';
 import { openSession } from '../../src/session/index.js';
+import type { Instance } from '../../src/session/objects.js';
 import { importFolders } from '../../src/toolkit/import.js';
 import { layoutPath } from '../../src/toolkit/layout.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -151,6 +152,40 @@ test('a link to a file under storage.path, inside a walked folder, is not import
   }
 });
 
+/** De-identifies `instance` and records the copy as the node's scheduler does; returns its path under storagePath. */
+async function recordNodeCopy(instance: Instance, storagePath: string, dir: string): Promise<string> {
+  const temporary = join(dir, 'copy.dcm');
+  const result = await instance.deidentify(temporary);
+  assert.equal(result.kind, 'deidentified');
+  if (result.kind !== 'deidentified') throw new Error('not de-identified');
+  const relative = deidentifiedPath(result.studyInstanceUid, result.seriesInstanceUid, result.sopInstanceUid);
+  mkdirSync(dirname(join(storagePath, relative)), { recursive: true });
+  renameSync(temporary, join(storagePath, relative));
+  const indexDb = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const row = indexDb.prepare('SELECT id, file_path AS filePath, received_at AS receivedAt FROM instances WHERE sop_instance_uid = ?').get(instance.SOPInstanceUID) as {
+      id: number;
+      filePath: string;
+      receivedAt: number;
+    };
+    const recorded = new DeidWork(indexDb).markDeidentified(row.id, row, {
+      filePath: relative,
+      fileSize: statSync(join(storagePath, relative)).size,
+      sopInstanceUid: result.sopInstanceUid,
+      seriesInstanceUid: result.seriesInstanceUid,
+      studyInstanceUid: result.studyInstanceUid,
+      profile: result.profile,
+      audit: EMPTY_AUDIT_TEXT,
+      findings: [],
+      attributes: await scanIndexedAttributes(join(storagePath, relative)),
+    });
+    assert.ok(recorded);
+  } finally {
+    indexDb.close();
+  }
+  return relative;
+}
+
 // Found in a review: names of instances de-identified by the export came from the output's raw text,
 // names of the node's copies from the research view (IS as a number, text decoded by its character
 // set), so one series went to two folders, and an instance written by an interrupted run and copied by
@@ -180,35 +215,7 @@ test("export names an instance de-identified now as it names the node's copy of 
     // The node de-identifies the first instance (as its scheduler records a copy); the second waits.
     const first = [...session.instances()].find((instance) => instance.InstanceNumber === 1);
     assert.ok(first);
-    const temporary = join(dir, 'copy.dcm');
-    const result = await first.deidentify(temporary);
-    assert.equal(result.kind, 'deidentified');
-    if (result.kind !== 'deidentified') return;
-    const relative = deidentifiedPath(result.studyInstanceUid, result.seriesInstanceUid, result.sopInstanceUid);
-    mkdirSync(dirname(join(storagePath, relative)), { recursive: true });
-    renameSync(temporary, join(storagePath, relative));
-    const indexDb = openDatabase(join(storagePath, 'index.sqlite'));
-    try {
-      const row = indexDb.prepare('SELECT id, file_path AS filePath, received_at AS receivedAt FROM instances WHERE sop_instance_uid = ?').get(first.SOPInstanceUID) as {
-        id: number;
-        filePath: string;
-        receivedAt: number;
-      };
-      const recorded = new DeidWork(indexDb).markDeidentified(row.id, row, {
-        filePath: relative,
-        fileSize: statSync(join(storagePath, relative)).size,
-        sopInstanceUid: result.sopInstanceUid,
-        seriesInstanceUid: result.seriesInstanceUid,
-        studyInstanceUid: result.studyInstanceUid,
-        profile: result.profile,
-        audit: EMPTY_AUDIT_TEXT,
-        findings: [],
-        attributes: await scanIndexedAttributes(join(storagePath, relative)),
-      });
-      assert.ok(recorded);
-    } finally {
-      indexDb.close();
-    }
+    await recordNodeCopy(first, storagePath, dir);
     const out = join(dir, 'out');
     const summary = await session.export({ out, workers: 1, layout: '{PatientName}/{SeriesNumber}/{InstanceNumber}-{SOPInstanceUID}.dcm' });
     assert.equal(summary.copied, 1);
@@ -585,5 +592,32 @@ test('import: a tree imported in place, moved and imported again from its new pl
     assert.deepEqual([copy.duplicates, copy.moved], [1, 0]);
   } finally {
     db.close();
+  }
+});
+
+// Found in a review: an export that found the node's de-identified copy of an instance when it chose
+// what to write, and not when it copied it (retention, or a re-send, deleted it meanwhile), failed the
+// instance with ENOENT, though its original was there to be de-identified as the export does for an
+// instance whose copy was deleted before.
+test("export: a node's copy gone when it is copied is de-identified from the original instead", async () => {
+  const dir = scratchDir('review-export-copy-gone');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  await writeSyntheticFile(join(tree, '1.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PAT-GONE', patientName: 'Gone^Gil', rows: 8, columns: 8 });
+  const { storagePath } = await importInPlace(dir, tree);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const [instance] = [...session.instances()];
+    assert.ok(instance);
+    const copy = await recordNodeCopy(instance, storagePath, dir);
+    const copied = await session.export({ out: join(dir, 'with-copy'), workers: 1 });
+    rmSync(join(storagePath, copy));
+    const summary = await session.export({ out: join(dir, 'out'), workers: 1 });
+    assert.deepEqual([summary.written, summary.copied, summary.deidentified, summary.failed], [1, 0, 1, 0], JSON.stringify([...summary.problems]));
+    const names = (folder: string) => readdirSync(join(dir, folder), { recursive: true }).map(String).filter((name) => name.endsWith('.dcm'));
+    assert.deepEqual(names('out'), names('with-copy'), 'named as the copy was');
+    assert.equal(copied.copied, 1);
+  } finally {
+    session.close();
   }
 });
