@@ -188,7 +188,7 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
           ? anyOfCondition('{series} x WHERE x.study_pk = st.id', 'x.modality', value)
           : element.tag === TAG.StudyStatusID
             ? anyOfCondition('{instances} y JOIN {series} x ON x.id = y.series_pk WHERE x.study_pk = st.id', 'upper(y.state)', value)
-            : matchCondition(key.column, key.vr, value);
+            : matchCondition(key.column, key.vr, value, { multiValued: key.multiValued });
       if (condition) conditions.push(condition);
     } catch (error) {
       if (error instanceof MatchingError) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${key.keyword}: ${error.message}`);

@@ -14,6 +14,9 @@ export interface KeyColumn {
   column: string;
   /** Matching on it needs a subquery (counts, ModalitiesInStudy): value filters are applied to it. */
   computed?: boolean;
+  /** Its VM may be more than 1 (PS3.6): the column holds the values "\\"-separated, and a key matches when
+   * it matches any of them (PS3.4 C.2.2.3). */
+  multiValued?: true;
   /** Only in the source view (Gantry's own states are not the research callers' business). */
   sourceOnly?: boolean;
 }
@@ -96,7 +99,7 @@ const IMAGE_KEYS: Record<string, KeyColumn> = {
   NumberOfFrames: { tag: 0x00280008, vr: 'IS', column: 'i.number_of_frames' },
   Rows: { tag: 0x00280010, vr: 'US', column: 'i.rows' },
   Columns: { tag: 0x00280011, vr: 'US', column: 'i.columns' },
-  ImageType: { tag: 0x00080008, vr: 'CS', column: 'i.image_type' },
+  ImageType: { tag: 0x00080008, vr: 'CS', column: 'i.image_type', multiValued: true },
   AvailableTransferSyntaxUID: { tag: 0x00083002, vr: 'UI', column: 'i.transfer_syntax_uid' },
 };
 

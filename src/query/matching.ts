@@ -16,6 +16,12 @@ export class MatchingError extends Error {
 
 const DATE_TIME_VRS = new Set(['DA', 'TM', 'DT']);
 
+export interface MatchOptions {
+  /** The stored attribute may hold several values ("\\"-separated, e.g. ImageType): an entity matches when
+   * any of them matches (PS3.4 C.2.2.3). */
+  multiValued?: boolean | undefined;
+}
+
 /**
  * The condition a key puts on `column`, or undefined when the key matches everything (universal
  * matching: an empty value, or "*", "**", ...). Values are compared as the index stores them: text without its
@@ -26,9 +32,10 @@ const DATE_TIME_VRS = new Set(['DA', 'TM', 'DT']);
  * - DA, TM, DT: "a-b", "a-", "-b" are ranges (C.2.2.2.5), compared as strings, which orders DICOM
  *   dates and times correctly; a TM or DT range bound covers every value it is a prefix of.
  * - UI: a backslash-separated list matches any of its UIDs (C.2.2.2.2).
+ * - A stored attribute of several values (options.multiValued) matches when any value does (C.2.2.3).
  * - `""` matches an empty or absent value (C.2.2.2.1, empty value matching).
  */
-export function matchCondition(column: string, vr: string, rawValue: string): ColumnCondition | undefined {
+export function matchCondition(column: string, vr: string, rawValue: string, options: MatchOptions = {}): ColumnCondition | undefined {
   const value = rawValue.replace(/[\0 ]+$/, '').replace(/^ +/, '');
   // "*" matches any run of characters, none too (C.2.2.2.4): a key of "*" alone, however many, is
   // universal matching, and finds entities without the attribute, which GLOB and LIKE never would.
@@ -40,8 +47,28 @@ export function matchCondition(column: string, vr: string, rawValue: string): Co
     // Only UIDs take lists in C-FIND keys (C.2.2.2.2); other multi-valued keys are matched whole.
     return singleValue(column, vr, value);
   }
-  if (/[*?]/.test(value)) return wildcard(column, vr, value);
-  return singleValue(column, vr, value);
+  if (options.multiValued) return anyValue(column, '\\', (one) => valueCondition(one, vr, value));
+  return valueCondition(column, vr, value);
+}
+
+function valueCondition(column: string, vr: string, value: string): ColumnCondition {
+  return /[*?]/.test(value) ? wildcard(column, vr, value) : singleValue(column, vr, value);
+}
+
+/**
+ * An entity matches when one of the parts of `column` split at `separator` (its values, or a name's
+ * component groups) meets `condition`; each part without the spaces around it (PS3.5 6.2: not
+ * significant). A wild card then never runs from one value into the next.
+ */
+function anyValue(column: string, separator: string, condition: (part: string) => ColumnCondition): ColumnCondition {
+  const inner = condition('key_parts.part');
+  return { sql: `EXISTS (${splitParts(column, separator)} SELECT 1 FROM key_parts WHERE key_parts.n > 0 AND ${inner.sql})`, params: inner.params };
+}
+
+/** A recursive table key_parts(n, part, rest) of the parts of `column`, numbered from 1. */
+function splitParts(column: string, separator: string): string {
+  return `WITH RECURSIVE key_parts(n, part, rest) AS (SELECT 0, NULL, ${column} || '${separator}'
+    UNION ALL SELECT n + 1, trim(substr(rest, 1, instr(rest, '${separator}') - 1)), substr(rest, instr(rest, '${separator}') + 1) FROM key_parts WHERE rest != '')`;
 }
 
 function uidCondition(column: string, value: string): ColumnCondition {

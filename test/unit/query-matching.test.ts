@@ -2,7 +2,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
+import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
+import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { FindService } from '../../src/query/find-service.js';
 import { matchCondition, MatchingError } from '../../src/query/matching.js';
+import { instanceRecord } from '../helpers/index-records.js';
+import { openScratchIndex } from '../helpers/scratch-index.js';
+import { encodeDataset } from '../helpers/synthetic-dicom.js';
 
 const ROWS: Array<{ name: string; date: string; time: string; uid: string; desc: string }> = [
   { name: 'Doe^John', date: '20240115', time: '093015.5', uid: '1.2.3.4', desc: 'CT HEAD' },
@@ -122,4 +129,62 @@ test('a key of "*" runs only is universal matching too: it matches an absent val
   assert.equal(count('name', 'PN', '***'), 2);
   assert.equal(count('desc', 'LO', '*HEAD'), 1, 'a pattern with other characters still needs a value');
   db.close();
+});
+
+test('a stored attribute with several values matches when any of its values matches (PS3.4 C.2.2.3)', () => {
+  // Found in a review: ImageType ORIGINAL\PRIMARY\AXIAL was compared whole, so the key PRIMARY (or
+  // PRIM*) found nothing, and "O*Y" matched across two values.
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE t (v TEXT)');
+  for (const value of ['ORIGINAL\\PRIMARY\\AXIAL', 'DERIVED \\SECONDARY', 'PRIMARY', null]) db.prepare('INSERT INTO t VALUES (?)').run(value);
+  const values = (key: string) => {
+    const condition = matchCondition('v', 'CS', key, { multiValued: true });
+    return db.prepare(`SELECT v FROM t WHERE ${condition?.sql ?? '1'} ORDER BY rowid`).pluck().all(...(condition?.params ?? []));
+  };
+  assert.deepEqual(values('PRIMARY'), ['ORIGINAL\\PRIMARY\\AXIAL', 'PRIMARY']);
+  assert.deepEqual(values('DERIVED'), ['DERIVED \\SECONDARY'], "a value's padding is not significant");
+  assert.deepEqual(values('PRIM*'), ['ORIGINAL\\PRIMARY\\AXIAL', 'PRIMARY']);
+  assert.deepEqual(values('O*Y'), [], 'a wild card does not run across values');
+  assert.deepEqual(values('ORIGINAL\\PRIMARY\\AXIAL'), ['ORIGINAL\\PRIMARY\\AXIAL'], 'a key of several values is matched whole (C.2.2.2.8: undefined without extended negotiation)');
+  assert.deepEqual(values(''), ['ORIGINAL\\PRIMARY\\AXIAL', 'DERIVED \\SECONDARY', 'PRIMARY', null]);
+  assert.deepEqual(values('""'), [null]);
+  db.close();
+});
+
+async function findIdentifiers(t: import('node:test').TestContext, name: string, records: InstanceRecord[], keys: Array<[number, string, string]>): Promise<Array<Map<number, string>>> {
+  const db = openScratchIndex(t, name);
+  const index = new InstanceIndex(db);
+  db.transaction(() => records.forEach((record) => index.upsert(record)))();
+  const find = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
+  const request = {
+    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
+    messageId: 1,
+    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    identifier: encodeDataset(keys),
+  };
+  const out: Array<Map<number, string>> = [];
+  for await (const match of find.find(request, new AbortController().signal)) {
+    const response = Buffer.isBuffer(match) ? match : match.identifier;
+    out.push(new Map(parseDataset(new BufferSource(response), 'explicit-le').map((element) => [element.tag, (element.value ?? Buffer.alloc(0)).toString('latin1').replace(/[\0 ]+$/, '')])));
+  }
+  return out;
+}
+
+test('C-FIND: ImageType matches an instance with the value among its values, and returns them all (C.2.2.3)', async (t) => {
+  const records = [
+    instanceRecord(1, { attributes: { PatientID: 'P1', Modality: 'CT', ImageType: 'ORIGINAL\\PRIMARY\\AXIAL' } }),
+    instanceRecord(2, { attributes: { PatientID: 'P1', Modality: 'CT', ImageType: 'DERIVED\\SECONDARY' } }),
+  ];
+  const found = await findIdentifiers(t, 'query-matching-image-type', records, [
+    [0x00080008, 'CS', 'AXIAL'],
+    [0x00080018, 'UI', ''],
+    [0x00080052, 'CS', 'IMAGE'],
+    [0x0020000d, 'UI', '1.2.1'],
+    [0x0020000e, 'UI', '1.2.1.1'],
+  ]);
+  assert.deepEqual(
+    found.map((identifier) => [identifier.get(0x00080018), identifier.get(0x00080008)]),
+    [['1.2.1.1.1', 'ORIGINAL\\PRIMARY\\AXIAL']],
+  );
 });
