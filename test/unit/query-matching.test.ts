@@ -188,3 +188,12 @@ test('C-FIND: ImageType matches an instance with the value among its values, and
     [['1.2.1.1.1', 'ORIGINAL\\PRIMARY\\AXIAL']],
   );
 });
+
+test('C-FIND: a StudyInstanceUID key of several UIDs finds each of those studies (List of UID Matching, C.2.2.2.2)', async (t) => {
+  const records = ['1.2.1', '1.2.2', '1.2.3'].map((study, n) => instanceRecord(n, { studyInstanceUid: study, seriesInstanceUid: `${study}.1`, sopInstanceUid: `${study}.1.1` }));
+  const found = await findIdentifiers(t, 'query-matching-uid-list', records, [
+    [0x00080052, 'CS', 'STUDY'],
+    [0x0020000d, 'UI', '1.2.1\\1.2.3'],
+  ]);
+  assert.deepEqual(found.map((identifier) => identifier.get(0x0020000d)), ['1.2.1', '1.2.3']);
+});
