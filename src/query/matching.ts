@@ -27,8 +27,7 @@ export interface MatchOptions {
  * matching: an empty value, or "*", "**", ...). Values are compared as the index stores them: text without its
  * padding.
  *
- * - PN: wild cards and single values are matched insensitive to case (PS3.4 C.2.2.2.1 allows it for PN
- *   only; names are entered by hand in many spellings of case).
+ * - PN: group by group, insensitive to case and to empty trailing components (personNameCondition).
  * - DA, TM, DT: "a-b", "a-", "-b" are ranges (C.2.2.2.5), compared as strings, which orders DICOM
  *   dates and times correctly; a TM or DT range bound covers every value it is a prefix of.
  * - UI: a backslash-separated list matches any of its UIDs (C.2.2.2.2).
@@ -41,6 +40,7 @@ export function matchCondition(column: string, vr: string, rawValue: string, opt
   // universal matching, and finds entities without the attribute, which GLOB and LIKE never would.
   if (/^\**$/.test(value)) return undefined;
   if (value === '""') return { sql: `(${column} IS NULL OR ${column} = '')`, params: [] };
+  if (vr === 'PN') return personNameCondition(column, value);
   if (vr === 'UI') return uidCondition(column, value);
   if (DATE_TIME_VRS.has(vr)) return dateTimeCondition(column, vr, value);
   if (value.includes('\\')) {
@@ -52,7 +52,7 @@ export function matchCondition(column: string, vr: string, rawValue: string, opt
 }
 
 function valueCondition(column: string, vr: string, value: string): ColumnCondition {
-  return /[*?]/.test(value) ? wildcard(column, vr, value) : singleValue(column, vr, value);
+  return /[*?]/.test(value) ? wildcard(column, value) : singleValue(column, vr, value);
 }
 
 /**
@@ -63,6 +63,12 @@ function valueCondition(column: string, vr: string, value: string): ColumnCondit
 function anyValue(column: string, separator: string, condition: (part: string) => ColumnCondition): ColumnCondition {
   const inner = condition('key_parts.part');
   return { sql: `EXISTS (${splitParts(column, separator)} SELECT 1 FROM key_parts WHERE key_parts.n > 0 AND ${inner.sql})`, params: inner.params };
+}
+
+/** The part `position` (from 1) of `column` split at `separator` meets `condition`. */
+function partAt(column: string, separator: string, position: number, condition: (part: string) => ColumnCondition): ColumnCondition {
+  const inner = condition('key_parts.part');
+  return { sql: `EXISTS (${splitParts(column, separator)} SELECT 1 FROM key_parts WHERE key_parts.n = ${position} AND ${inner.sql})`, params: inner.params };
 }
 
 /** A recursive table key_parts(n, part, rest) of the parts of `column`, numbered from 1. */
@@ -82,7 +88,6 @@ function uidCondition(column: string, value: string): ColumnCondition {
 }
 
 function singleValue(column: string, vr: string, value: string): ColumnCondition {
-  if (vr === 'PN') return { sql: `${personName(column)} = ? COLLATE NOCASE`, params: [withoutEmptyTrailingComponents(value)] };
   // Numbers match as numbers ("007" matches 7; PS3.4 C.2.2.2.1 leaves IS matching to the SCP), also
   // against computed counts, which have no column affinity.
   if ((vr === 'IS' || vr === 'US') && /^[+-]?\d+$/.test(value)) return { sql: `${column} = CAST(? AS INTEGER)`, params: [value] };
@@ -90,11 +95,48 @@ function singleValue(column: string, vr: string, value: string): ColumnCondition
 }
 
 /**
- * PS3.5 6.2.1.1: trailing empty components of a person name, and their "^", may be left out: "Doe^John^^"
- * and "Doe^John" are one name (found in a review: neither matched the other). The key drops them from
- * each component group; the stored value, as the sender wrote it, is compared without its trailing "^"
- * (which covers a name of one component group, the usual case).
+ * PN keys, group by group. A name has up to three component groups, alphabetic=ideographic=phonetic
+ * (PS3.5 6.2.1.2); how a key with "=" matches is left to the SCP (PS3.4 C.2.2.2.1, C.2.2.2.4 notes).
+ * A key of one group matches a name any of whose groups matches it (the caller seldom knows which
+ * groups a site fills: found in a review, Yamada^Tarou did not find Yamada^Tarou=山田^太郎=やまだ^たろう);
+ * a key of several groups matches each of its groups against the name's group in that place, an empty
+ * or "*" group matching any. A wild card never runs from one group into the next.
  */
+function personNameCondition(column: string, value: string): ColumnCondition | undefined {
+  const groups = withoutEmptyTrailingComponents(value).split('=');
+  // "^", "=", "*=*": no group asks for anything (PS3.4 C.2.2.2.3, universal matching).
+  if (groups.every(isUniversalGroup)) return undefined;
+  const [only] = groups;
+  if (groups.length === 1 && only !== undefined) return anyNameGroup(column, only);
+  const conditions = groups.flatMap((group, index) => (isUniversalGroup(group) ? [] : [partAt(column, '=', index + 1, (part) => nameGroupCondition(part, group))]));
+  return { sql: `(${conditions.map((condition) => condition.sql).join(' AND ')})`, params: conditions.flatMap((condition) => condition.params) };
+}
+
+function isUniversalGroup(group: string): boolean {
+  return /^\**$/.test(group);
+}
+
+/** One key group against every group of the name; a name of one group (most) without the split. */
+function anyNameGroup(column: string, group: string): ColumnCondition {
+  const whole = nameGroupCondition(column, group);
+  const split = anyValue(column, '=', (part) => nameGroupCondition(part, group));
+  return { sql: `(CASE WHEN instr(${column}, '=') = 0 THEN ${whole.sql} ELSE ${split.sql} END)`, params: [...whole.params, ...split.params] };
+}
+
+/**
+ * One group of a name: without regard to the case of ASCII letters (PS3.4 C.2.2.2.1 allows it for PN
+ * only; names are entered by hand in many spellings of case) and to empty trailing components (PS3.5
+ * 6.2.1.1: "Doe^John^^" and "Doe^John" are one name; found in a review: neither matched the other).
+ * "*" and "?" as C.2.2.2.4 says, through LIKE, which SQLite compares without case for ASCII letters.
+ */
+function nameGroupCondition(part: string, group: string): ColumnCondition {
+  const stored = `rtrim(${part}, '^')`;
+  if (!/[*?]/.test(group)) return { sql: `${stored} = ? COLLATE NOCASE`, params: [group] };
+  const pattern = group.replace(/[\\%_]/g, (character) => `\\${character}`).replace(/\*/g, '%').replace(/\?/g, '_');
+  return { sql: `${stored} LIKE ? ESCAPE '\\'`, params: [pattern] };
+}
+
+/** The key without the empty trailing components of each group, and without empty trailing groups. */
 function withoutEmptyTrailingComponents(name: string): string {
   return name
     .split('=')
@@ -103,17 +145,8 @@ function withoutEmptyTrailingComponents(name: string): string {
     .replace(/=+$/, '');
 }
 
-function personName(column: string): string {
-  return `rtrim(${column}, '^')`;
-}
-
-/** C.2.2.2.4: "*" any run of characters, "?" any one character. GLOB is case-sensitive; PN uses
- * LIKE, which SQLite compares without case for ASCII letters. */
-function wildcard(column: string, vr: string, value: string): ColumnCondition {
-  if (vr === 'PN') {
-    const pattern = withoutEmptyTrailingComponents(value).replace(/[\\%_]/g, (character) => `\\${character}`).replace(/\*/g, '%').replace(/\?/g, '_');
-    return { sql: `${personName(column)} LIKE ? ESCAPE '\\'`, params: [pattern] };
-  }
+/** C.2.2.2.4: "*" any run of characters, "?" any one character. GLOB is case-sensitive. */
+function wildcard(column: string, value: string): ColumnCondition {
   // GLOB knows [...] too: a literal "[" must not open a character class.
   const pattern = value.replace(/\[/g, '[[]');
   return { sql: `${column} GLOB ?`, params: [pattern] };

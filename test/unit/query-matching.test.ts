@@ -197,3 +197,26 @@ test('C-FIND: a StudyInstanceUID key of several UIDs finds each of those studies
   ]);
   assert.deepEqual(found.map((identifier) => identifier.get(0x0020000d)), ['1.2.1', '1.2.3']);
 });
+
+test('a person name key is matched group by group: one group matches any of the name\'s component groups (PS3.5 6.2.1.2)', () => {
+  // Found in a review: the key Yamada^Tarou did not find Yamada^Tarou=山田^太郎=やまだ^たろう (the whole
+  // value was compared), though yamada* did, its "*" running across the "=" into the other groups.
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE p (name TEXT)');
+  for (const name of ['Yamada^Tarou=山田^太郎=やまだ^たろう', 'Yamada^Hanako', 'Doe^John^^=', '=山田^花子', null]) db.prepare('INSERT INTO p VALUES (?)').run(name);
+  const names = (value: string) => {
+    const condition = matchCondition('name', 'PN', value);
+    return db.prepare(`SELECT name FROM p WHERE ${condition?.sql ?? '1'} ORDER BY rowid`).pluck().all(...(condition?.params ?? []));
+  };
+  assert.deepEqual(names('yamada^tarou'), ['Yamada^Tarou=山田^太郎=やまだ^たろう'], 'the alphabetic group');
+  assert.deepEqual(names('山田^太郎'), ['Yamada^Tarou=山田^太郎=やまだ^たろう'], 'the ideographic group');
+  assert.deepEqual(names('山田*'), ['Yamada^Tarou=山田^太郎=やまだ^たろう', '=山田^花子']);
+  assert.deepEqual(names('Yamada^Tarou=山田^太郎'), ['Yamada^Tarou=山田^太郎=やまだ^たろう'], 'each group of the key against its own group');
+  assert.deepEqual(names('Yamada^Tarou=山田^花子'), []);
+  assert.deepEqual(names('=山田*'), ['Yamada^Tarou=山田^太郎=やまだ^たろう', '=山田^花子'], 'an empty key group matches any');
+  assert.deepEqual(names('*=*'), ['Yamada^Tarou=山田^太郎=やまだ^たろう', 'Yamada^Hanako', 'Doe^John^^=', '=山田^花子', null], 'groups of "*" only are universal matching');
+  assert.deepEqual(names('Doe^John'), ['Doe^John^^='], 'empty trailing components and groups of the stored name are not significant');
+  assert.deepEqual(names('*Tarou*たろう'), [], 'a wild card does not run across groups');
+  assert.equal(matchCondition('name', 'PN', '^^'), undefined, 'a name of empty components only is an empty key: universal matching');
+  db.close();
+});
