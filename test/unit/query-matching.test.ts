@@ -220,3 +220,11 @@ test('a person name key is matched group by group: one group matches any of the 
   assert.equal(matchCondition('name', 'PN', '^^'), undefined, 'a name of empty components only is an empty key: universal matching');
   db.close();
 });
+
+test('a range whose first bound is later than its second matches nothing: TM ranges do not cross midnight (PS3.4 C.2.2.2.5)', () => {
+  // The standard defines "<time1>-<time2>" only where time1 is not later than time2, and says range
+  // matching crossing midnight is not supported; DA and TM are matched apart (no combined date-time
+  // matching without extended negotiation, which Gantry does not offer).
+  assert.deepEqual(matching('time', 'TM', '2300-0100'), []);
+  assert.deepEqual(matching('date', 'DA', '20240131-20240115'), []);
+});
