@@ -69,6 +69,9 @@ interface SeriesMemo {
    * writes the hierarchy again, so no value an instance of the series carries is left out. */
   hierarchy: string;
   writtenAt: number;
+  /** PRAGMA data_version when the row was committed: it changes when another connection (a command:
+   * quarantine delete, an import) commits, which may have deleted the series and given its id away. */
+  dataVersion?: number;
   /** The series row was deleted since (left empty): its id may be another series' now. */
   dropped?: true;
 }
@@ -107,6 +110,7 @@ export class InstanceIndex {
     counts: Statement;
     countsByState: Statement;
     deleteInstance: Statement;
+    dataVersion: Statement;
     recentInstances: Statement;
     knownSourcePaths: Statement;
     relocateImported: Statement;
@@ -195,6 +199,7 @@ export class InstanceIndex {
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
       studyParent: db.prepare('SELECT patient_pk FROM studies WHERE study_instance_uid = ?').pluck(),
       seriesParent: db.prepare('SELECT study_pk FROM series WHERE series_instance_uid = ?').pluck(),
       forgetAudit: db.prepare('DELETE FROM deid_audit WHERE instance_pk = (SELECT id FROM instances WHERE sop_instance_uid = ?)'),
@@ -311,8 +316,10 @@ export class InstanceIndex {
    * last_received_at stays exact to a second.
    */
   private recentSeriesPk(record: InstanceRecord, hierarchy: string): number | undefined {
-    const recent = this.pendingMemo(record.seriesInstanceUid) ?? this.recentSeries.get(record.seriesInstanceUid);
+    const pending = this.pendingMemo(record.seriesInstanceUid);
+    const recent = pending ?? this.recentSeries.get(record.seriesInstanceUid);
     if (!recent || recent.dropped || recent.studyInstanceUid !== record.studyInstanceUid) return undefined;
+    if (!pending && recent.dataVersion !== this.dataVersion()) return undefined;
     if (record.receivedAt - recent.writtenAt >= HIERARCHY_REFRESH_MS) return undefined;
     if (recent.hierarchy !== hierarchy) return undefined;
     return recent.seriesPk;
@@ -329,6 +336,10 @@ export class InstanceIndex {
     for (const memo of [...this.recentSeries.values(), ...this.pendingMemos.map(([, pending]) => pending)]) {
       if (memo.seriesPk === seriesPk) memo.dropped = true;
     }
+  }
+
+  private dataVersion(): number {
+    return this.statements.dataVersion.get() as number;
   }
 
   /** A series written earlier in the open transaction (the newest memo: batches are small). */
@@ -354,7 +365,11 @@ export class InstanceIndex {
   /** The transaction committed: its series rows may be reused by the next instances. */
   commitPending(): void {
     if (this.recentSeries.size + this.pendingMemos.length > 10_000) this.recentSeries.clear();
-    for (const [uid, memo] of this.pendingMemos) this.recentSeries.set(uid, memo);
+    const dataVersion = this.pendingMemos.length > 0 ? this.dataVersion() : 0;
+    for (const [uid, memo] of this.pendingMemos) {
+      memo.dataVersion = dataVersion;
+      this.recentSeries.set(uid, memo);
+    }
     this.pendingMemos = [];
   }
 

@@ -238,6 +238,25 @@ test('a series deleted as empty is forgotten by the series memo: its next instan
   assert.equal(filedUnder('1.2.1.2.2'), '1.2.1.2');
 });
 
+// The same through another process: a command (quarantine delete, an import) deleting the newest
+// series and another taking its id while the node's memo of it was still fresh.
+test('a series deleted by another connection is not used from the memo: its next instance is not filed under the series that took its id', async (t) => {
+  const { db, writer } = openIndex(t);
+  const other = openDatabase(db.name);
+  t.after(() => other.close());
+  const otherIndex = new InstanceIndex(other);
+  const receivedAt = Date.now();
+  await writer.submit(record({ receivedAt, seriesInstanceUid: '1.2.1.1', sopInstanceUid: '1.2.1.1.1', filePath: 'a' }));
+  await writer.submit(record({ receivedAt, seriesInstanceUid: '1.2.1.2', sopInstanceUid: '1.2.1.2.1', filePath: 'b' }));
+  otherIndex.deleteInstance('1.2.1.2.1');
+  otherIndex.upsert(record({ receivedAt, seriesInstanceUid: '1.2.1.3', sopInstanceUid: '1.2.1.3.1', filePath: 'c' }));
+  await writer.submit(record({ receivedAt: receivedAt + 1, seriesInstanceUid: '1.2.1.2', sopInstanceUid: '1.2.1.2.2', filePath: 'd' }));
+  const filedUnder = (sopInstanceUid: string) =>
+    db.prepare('SELECT s.series_instance_uid FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.sop_instance_uid = ?').pluck().get(sopInstanceUid);
+  assert.equal(filedUnder('1.2.1.3.1'), '1.2.1.3');
+  assert.equal(filedUnder('1.2.1.2.2'), '1.2.1.2');
+});
+
 // Suspected in a review: quarantine delete took a bare row id and checked the copy outside the delete,
 // so a copy received again and held again could be deleted without anyone having reviewed it.
 test('deleting a held instance names the copy reviewed: a copy received since is not deleted with it', (t) => {
