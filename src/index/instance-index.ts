@@ -204,7 +204,8 @@ export class InstanceIndex {
       seriesParent: db.prepare('SELECT study_pk FROM series WHERE series_instance_uid = ?').pluck(),
       forgetAudit: db.prepare('DELETE FROM deid_audit WHERE instance_pk = (SELECT id FROM instances WHERE sop_instance_uid = ?)'),
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
-      relocateImported: db.prepare(`UPDATE instances SET file_path = @filePath, source_path = @sourcePath, original_external = @external
+      relocateImported: db.prepare(`UPDATE instances SET file_path = @filePath, source_path = @sourcePath, original_external = @external,
+          forward_held = forward_held AND NOT @release
         WHERE sop_instance_uid = @sopInstanceUid AND original_external = 1`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
@@ -235,9 +236,9 @@ export class InstanceIndex {
   }
 
   /** An instance imported in place whose file moved: the index names it at its new place (or its
-   * copy in storage, `external` false). */
-  relocateImported(sopInstanceUid: string, filePath: string, sourcePath: string, external: boolean): void {
-    this.statements.relocateImported.run({ sopInstanceUid, filePath, sourcePath, external: external ? 1 : 0 });
+   * copy in storage, `external` false); `release`: forwarded from now on (imported again with --forward). */
+  relocateImported(sopInstanceUid: string, filePath: string, sourcePath: string, external: boolean, release: boolean): void {
+    this.statements.relocateImported.run({ sopInstanceUid, filePath, sourcePath, external: external ? 1 : 0, release: release ? 1 : 0 });
   }
 
   hasInstance(sopInstanceUid: string): boolean {

@@ -210,7 +210,7 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
       }
       if (index.hasInstance(result.sopInstanceUid)) {
         if (movedHere(index, storagePath, result)) {
-          index.relocateImported(result.sopInstanceUid, recordedPath(result, storagePath), result.path, result.copiedTo === undefined);
+          index.relocateImported(result.sopInstanceUid, recordedPath(result, storagePath), result.path, result.copiedTo === undefined, options.forward);
           summary.moved += 1;
           continue;
         }

@@ -575,12 +575,13 @@ test('import: a tree imported in place, moved and imported again from its new pl
   renameSync(tree, moved);
   const db = openDatabase(join(storagePath, 'index.sqlite'));
   try {
-    const again = await importFolders(db, storagePath, { roots: [moved], copy: false, forward: false, workers: 1 });
+    const again = await importFolders(db, storagePath, { roots: [moved], copy: false, forward: true, workers: 1 });
     assert.equal(again.duplicates, 0, JSON.stringify(again.examples));
     assert.equal(again.moved, 3);
     assert.equal(again.indexed, 0);
     const paths = db.prepare('SELECT source_path FROM instances ORDER BY source_path').pluck().all() as string[];
     assert.deepEqual(paths, [0, 1, 2].map((n) => join(moved, `${n}.dcm`)));
+    assert.equal(db.prepare('SELECT count(*) FROM instances WHERE forward_held = 0').pluck().get(), 3, 'imported again with --forward: released');
     for (const filePath of db.prepare('SELECT file_path FROM instances').pluck().all() as string[]) {
       assert.ok(statSync(join(storagePath, filePath)).isFile(), `${filePath} names the moved file`);
     }
