@@ -10,9 +10,8 @@ import { Piscina } from 'piscina';
 import { ConfigError, type LoadedConfig } from './config/load.js';
 import { callerEntryParts, type GantryConfig } from './config/schema.js';
 import { requireOperatorSecret, resolveDeidSecret } from './config/secret.js';
-import { compileProfiles } from './deid/decide.js';
 import { Pseudonymizer } from './deid/pseudonyms.js';
-import { baseSettingsFromConfig, profilesFromConfig } from './deid/settings.js';
+import { checkedDeidSettings } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
 import { DATABASE_FILE, indexSizeBytes, openDatabase, WalSync, type Db } from './db/database.js';
@@ -470,13 +469,7 @@ export function checkConfigForStart(loaded: LoadedConfig): { deidSettings: DeidS
  * (or a reload) with the key named.
  */
 function deidSettingsOf(loaded: LoadedConfig): DeidSchedulerSettings {
-  try {
-    const profiles = profilesFromConfig(loaded.config);
-    compileProfiles(profiles);
-    return { profiles, base: baseSettingsFromConfig(loaded.config), quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
-  } catch (error) {
-    throw new ConfigError(loaded.source, [(error as Error).message]);
-  }
+  return { ...checkedDeidSettings(loaded), quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
 }
 
 /** Stable studies are looked for this often. */

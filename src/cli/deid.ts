@@ -14,7 +14,7 @@ import { compileProfiles } from '../deid/decide.js';
 import { deidentifyFile } from '../deid/deidentify-file.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import { residualRiskReason } from '../deid/release-policy.js';
-import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
+import { checkedDeidSettings } from '../deid/settings.js';
 import type { Logger } from '../observability/logger.js';
 import { pathSegment } from '../store/object-store.js';
 
@@ -29,9 +29,11 @@ export interface DeidRunSummary {
 }
 
 export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log: Logger): DeidRunSummary {
+  // A wrong rule, profile or zones file is the config's problem (exit 2), found before anything is written.
+  const checked = checkedDeidSettings(loaded);
   const secret = resolveDeidSecret(loaded, resolve(loaded.config.storage.path), log);
   const pseudonyms = new Pseudonymizer(secret);
-  const settings = { profiles: compileProfiles(profilesFromConfig(loaded.config)), base: baseSettingsFromConfig(loaded.config) };
+  const settings = { profiles: compileProfiles(checked.profiles), base: checked.base };
   const summary: DeidRunSummary = { done: 0, held: [], failed: [], findings: 0, replaced: [] };
   /** Which input each output of this run came from. */
   const written = new Map<string, string>();

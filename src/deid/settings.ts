@@ -1,8 +1,9 @@
 /** De-identification settings from the validated config, as the engine and its workers take them. */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { ConfigError, type LoadedConfig } from '../config/load.js';
 import type { GantryConfig } from '../config/schema.js';
-import type { BaseSettings } from './decide.js';
+import { compileProfiles, type BaseSettings } from './decide.js';
 import type { ProfileOption } from './profile-types.js';
 import type { ProfileConfig, RuleConfig } from './rules.js';
 import type { SafePrivateElement } from './safe-private.js';
@@ -24,6 +25,22 @@ export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
     })),
     { name: 'default', options: options(config.deid.options), cleanPixelData: cleanPixelData(config.deid.options), rules: config.deid.rules as RuleConfig[] },
   ];
+}
+
+/**
+ * The profiles and shared settings of a config, checked: a rule that names an attribute the
+ * dictionary does not know, a zones file or a certificate that cannot be read is a ConfigError (exit 2
+ * from a command, start-up or a reload refused), with the key named. The node, `gantry config check`
+ * and `gantry deid` all check here.
+ */
+export function checkedDeidSettings(loaded: LoadedConfig): { profiles: ProfileConfig[]; base: BaseSettings } {
+  try {
+    const profiles = profilesFromConfig(loaded.config);
+    compileProfiles(profiles);
+    return { profiles, base: baseSettingsFromConfig(loaded.config) };
+  } catch (error) {
+    throw new ConfigError(loaded.source, [(error as Error).message]);
+  }
 }
 
 /** What every profile shares. */

@@ -215,3 +215,17 @@ test('gantry deid names an input that is not there as failed and goes on with th
   assert.equal(Number(counts[1]) + Number(counts[2]), 1, 'the input that is there went through de-identification');
   assert.equal(existsSync(join(out, '.staging')), false);
 });
+
+test('gantry deid refuses a config whose rules or zones are wrong as a config error (exit 2), before it writes anything', async () => {
+  // Found in a review: a rule naming no attribute ended the run with exit 1, the code of a file that
+  // failed; main.ts gives config and usage errors 2 (a script cannot tell the two apart otherwise).
+  const dir = scratchDir('cli-deid-bad-rule');
+  const config = join(dir, 'gantry.yaml');
+  writeFileSync(config, `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests\n  rules:\n    - { attribute: NoSuchKeyword, action: keep }\n`);
+  const out = join(dir, 'out');
+  const result = await run(process.execPath, [GANTRY_CLI, 'deid', '--config', config, '--out', out, config]);
+  assert.equal(result.code, 2, result.stderr);
+  assert.match(result.stderr, /invalid configuration in .*gantry\.yaml/);
+  assert.match(result.stderr, /"NoSuchKeyword" is neither a DICOM keyword nor a tag/);
+  assert.equal(existsSync(out), false, 'nothing written');
+});
