@@ -11,6 +11,7 @@ import { ConfigError, type LoadedConfig } from './config/load.js';
 import { callerEntryParts, type GantryConfig } from './config/schema.js';
 import { requireOperatorSecret, resolveDeidSecret } from './config/secret.js';
 import { Pseudonymizer } from './deid/pseudonyms.js';
+import { RuleError } from './deid/rules.js';
 import { checkedDeidSettings } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
@@ -482,7 +483,7 @@ function routeDestinationsOf(loaded: LoadedConfig): RouteDestination[] {
   try {
     return routeDestinations(loaded.config.forward.destinations);
   } catch (error) {
-    throw new ConfigError(loaded.source, [(error as Error).message]);
+    throw new ConfigError(loaded.source, error instanceof RuleError ? error.problems : [(error as Error).message]);
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { burnedInTextReason, embeddedOverlayGroup } from './burned-in.js';
 import type { DeidSettings } from './engine.js';
-import { chooseProfile, compileProfile, conditionHolds, type CompiledProfile, type InstanceFacts, type ProfileConfig } from './rules.js';
+import { chooseProfile, compileProfileList, conditionHolds, type CompiledProfile, type InstanceFacts, type ProfileConfig } from './rules.js';
 import { compileZones, findZone, type CompiledZone, type ZoneRule } from '../pixels/zones.js';
 
 export type Decision =
@@ -26,7 +26,7 @@ export function compileProfiles(profiles: readonly ProfileConfig[]): CompiledPro
   const key = JSON.stringify(profiles);
   let found = compiled.get(key);
   if (!found) {
-    found = profiles.map(compileProfile);
+    found = compileProfileList(profiles);
     if (compiled.size > 16) compiled.clear();
     compiled.set(key, found);
   }

@@ -36,6 +36,8 @@ export type RuleConfig =
 
 export interface ProfileConfig {
   name: string;
+  /** Where the profile is in the config (deid, deid.profiles.0): problems name the key. */
+  key?: string;
   options: ProfileOption[];
   /** PS3.15 Clean Pixel Data Option: burned-in text is blanked with the zones of deid.pixelZones. */
   cleanPixelData?: boolean;
@@ -84,8 +86,20 @@ export interface CompiledProfile {
   when?: CompiledCondition;
 }
 
+/** What is wrong with rules or profiles: every problem found, one line each (`problems`). */
 export class RuleError extends Error {
   override name = 'RuleError';
+  readonly problems: string[];
+  constructor(problems: string | readonly string[]) {
+    const list = typeof problems === 'string' ? [problems] : [...problems];
+    super(list.join('; '));
+    this.problems = list;
+  }
+}
+
+/** The problems of a RuleError, or of another error its message. */
+function problemsOf(error: unknown): string[] {
+  return error instanceof RuleError ? error.problems : [(error as Error).message];
 }
 
 /** Resolves a keyword or a "(gggg,eeee)" / "gggg,eeee" tag. */
@@ -105,18 +119,29 @@ export function resolveAttribute(reference: AttributeRef): CompiledAttribute {
 export function compileCondition(condition: ConditionConfig | undefined): CompiledCondition | undefined {
   if (!condition) return undefined;
   const aeTitles = condition.callingAeTitle === undefined ? undefined : [condition.callingAeTitle].flat();
-  return {
-    ...(aeTitles ? { callingAeTitles: new Set(aeTitles.map((ae) => ae.trim())) } : {}),
-    attributes: Object.entries(condition.attributes ?? {}).map(([reference, expected]) => {
-      const { tag } = resolveAttribute(reference);
-      if (tag === undefined) throw new RuleError(`a condition names a private attribute ${reference}; name a standard one`);
-      try {
-        return { tag, test: valueTest(expected, identifiesPatient(reference) ? HIDDEN_PATIENT_VALUE : undefined) };
-      } catch (error) {
-        throw new RuleError(`when.attributes.${reference}: ${(error as Error).message}`);
-      }
-    }),
-  };
+  // Every attribute is checked, and the condition refused with all that is wrong in it.
+  const problems: string[] = [];
+  const attributes: CompiledCondition['attributes'] = [];
+  for (const [reference, expected] of Object.entries(condition.attributes ?? {})) {
+    let tag: number | undefined;
+    try {
+      tag = resolveAttribute(reference).tag;
+    } catch (error) {
+      problems.push(`when.attributes.${reference}: ${(error as Error).message}`);
+      continue;
+    }
+    if (tag === undefined) {
+      problems.push(`when.attributes.${reference}: a condition names a private attribute; name a standard one`);
+      continue;
+    }
+    try {
+      attributes.push({ tag, test: valueTest(expected, identifiesPatient(reference) ? HIDDEN_PATIENT_VALUE : undefined) });
+    } catch (error) {
+      problems.push(`when.attributes.${reference}: ${(error as Error).message}`);
+    }
+  }
+  if (problems.length > 0) throw new RuleError(problems);
+  return { ...(aeTitles ? { callingAeTitles: new Set(aeTitles.map((ae) => ae.trim())) } : {}), attributes };
 }
 
 /** An exact string or number, or a /regular expression/ (PS3.5 values are compared trimmed). A
@@ -141,32 +166,63 @@ export function conditionHolds(condition: CompiledCondition | undefined, facts: 
   return condition.attributes.every(({ tag, test }) => test(facts.attribute(tag)));
 }
 
+/**
+ * Compiles a profile, or refuses it with every problem of its rules and its condition at once (an
+ * operator mending a config sees all there is to mend in one run). Each problem names the profile and
+ * the rule, and the config key when the profile has one (`key`, from settings.ts).
+ */
 export function compileProfile(profile: ProfileConfig): CompiledProfile {
   const attributeRules: AttributeRule[] = [];
   const instanceRules: InstanceRule[] = [];
+  const problems: string[] = [];
   profile.rules.forEach((rule, index) => {
+    const where = profile.key !== undefined ? `${profile.key}.rules.${index} (profile ${profile.name}, rule ${index + 1})` : `profile ${profile.name}, rule ${index + 1}`;
+    const found: string[] = [];
+    let when: CompiledCondition | undefined;
     try {
-      const when = compileCondition(rule.when);
-      if (rule.action === 'quarantine' || rule.action === 'pass') {
-        instanceRules.push({ kind: rule.action, ...(rule.action === 'quarantine' ? { reason: rule.reason } : {}), ...(when ? { when } : {}) });
-        return;
-      }
-      if (rule.action === 'replace' && rule.value === undefined) throw new RuleError('a replace rule needs a value');
-      const target = resolveAttribute(rule.attribute);
-      if (target.tag !== undefined) checkPrivateTagNamesCreator(rule.action, target.tag);
-      if (target.tag !== undefined) checkRuleFitsVr(rule.action, target.tag, rule.value);
-      attributeRules.push({ kind: 'attribute', target, action: rule.action, ...(rule.value !== undefined ? { value: rule.value } : {}), ...(when ? { when } : {}) });
+      when = compileCondition(rule.when);
     } catch (error) {
-      throw new RuleError(`profile ${profile.name}, rule ${index + 1}: ${(error as Error).message}`);
+      found.push(...problemsOf(error));
     }
+    if (rule.action === 'quarantine' || rule.action === 'pass') {
+      instanceRules.push({ kind: rule.action, ...(rule.action === 'quarantine' ? { reason: rule.reason } : {}), ...(when ? { when } : {}) });
+    } else {
+      try {
+        if (rule.action === 'replace' && rule.value === undefined) throw new RuleError('a replace rule needs a value');
+        const target = resolveAttribute(rule.attribute);
+        if (target.tag !== undefined) checkPrivateTagNamesCreator(rule.action, target.tag);
+        if (target.tag !== undefined) checkRuleFitsVr(rule.action, target.tag, rule.value);
+        attributeRules.push({ kind: 'attribute', target, action: rule.action, ...(rule.value !== undefined ? { value: rule.value } : {}), ...(when ? { when } : {}) });
+      } catch (error) {
+        found.push(...problemsOf(error));
+      }
+    }
+    problems.push(...found.map((problem) => `${where}: ${problem}`));
   });
   let when;
   try {
     when = compileCondition(profile.when);
   } catch (error) {
-    throw new RuleError(`profile ${profile.name}: ${(error as Error).message}`);
+    const where = profile.key !== undefined ? `${profile.key} (profile ${profile.name})` : `profile ${profile.name}`;
+    problems.push(...problemsOf(error).map((problem) => `${where}: ${problem}`));
   }
+  if (problems.length > 0) throw new RuleError(problems);
   return { name: profile.name, options: new Set(profile.options), cleanPixelData: profile.cleanPixelData ?? false, attributeRules, instanceRules, ...(when ? { when } : {}) };
+}
+
+/** Compiles every profile, or refuses them with the problems of all of them. */
+export function compileProfileList(profiles: readonly ProfileConfig[]): CompiledProfile[] {
+  const compiled: CompiledProfile[] = [];
+  const problems: string[] = [];
+  for (const profile of profiles) {
+    try {
+      compiled.push(compileProfile(profile));
+    } catch (error) {
+      problems.push(...problemsOf(error));
+    }
+  }
+  if (problems.length > 0) throw new RuleError(problems);
+  return compiled;
 }
 
 /**

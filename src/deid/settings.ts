@@ -5,10 +5,11 @@ import { ConfigError, type LoadedConfig } from '../config/load.js';
 import type { GantryConfig } from '../config/schema.js';
 import { compileProfiles, type BaseSettings } from './decide.js';
 import type { ProfileOption } from './profile-types.js';
-import type { ProfileConfig, RuleConfig } from './rules.js';
+import { RuleError, type ProfileConfig, type RuleConfig } from './rules.js';
 import type { SafePrivateElement } from './safe-private.js';
 import { SAFE_PRIVATE_STARTER } from './safe-private-starter.js';
 import { loadZonesFile } from '../pixels/zones-file.js';
+import { ZonesError, type ZoneRule } from '../pixels/zones.js';
 
 /** The named profiles, then the default one (deid.options and deid.rules) last. */
 export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
@@ -16,14 +17,15 @@ export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
   const options = (list: readonly string[]) => list.filter((option) => option !== 'cleanPixelData') as ProfileOption[];
   const cleanPixelData = (list: readonly string[]) => list.includes('cleanPixelData');
   return [
-    ...config.deid.profiles.map((profile) => ({
+    ...config.deid.profiles.map((profile, index) => ({
       name: profile.name,
+      key: `deid.profiles.${index}`,
       when: profile.when,
       options: options(profile.options),
       cleanPixelData: cleanPixelData(profile.options),
       rules: profile.rules as RuleConfig[],
     })),
-    { name: 'default', options: options(config.deid.options), cleanPixelData: cleanPixelData(config.deid.options), rules: config.deid.rules as RuleConfig[] },
+    { name: 'default', key: 'deid', options: options(config.deid.options), cleanPixelData: cleanPixelData(config.deid.options), rules: config.deid.rules as RuleConfig[] },
   ];
 }
 
@@ -34,25 +36,47 @@ export function profilesFromConfig(config: GantryConfig): ProfileConfig[] {
  * and `gantry deid` all check here.
  */
 export function checkedDeidSettings(loaded: LoadedConfig): { profiles: ProfileConfig[]; base: BaseSettings } {
-  try {
-    const profiles = profilesFromConfig(loaded.config);
-    compileProfiles(profiles);
-    return { profiles, base: baseSettingsFromConfig(loaded.config) };
-  } catch (error) {
-    throw new ConfigError(loaded.source, [(error as Error).message]);
-  }
+  // Every part is checked, also when another is wrong: an operator mending a file sees every problem
+  // of its rules, profiles, zones and certificate in one run.
+  const problems: string[] = [];
+  const attempt = <T>(make: () => T): T | undefined => {
+    try {
+      return make();
+    } catch (error) {
+      problems.push(...(error instanceof RuleError || error instanceof ZonesError ? error.problems : [(error as Error).message]));
+      return undefined;
+    }
+  };
+  const profiles = profilesFromConfig(loaded.config);
+  attempt(() => compileProfiles(profiles));
+  const pixelZones = attempt(() => pixelZonesFromConfig(loaded.config));
+  const encryptFor = attempt(() => certificateFromConfig(loaded.config));
+  if (problems.length > 0) throw new ConfigError(loaded.source, problems);
+  return { profiles, base: baseSettingsWith(loaded.config, pixelZones ?? [], encryptFor) };
 }
 
-/** What every profile shares. */
+/** What every profile shares (reads deid.pixelZones and the recipient certificate). */
 export function baseSettingsFromConfig(config: GantryConfig): BaseSettings {
-  const certificate = config.deid.encryption?.recipientCertificate;
+  return baseSettingsWith(config, pixelZonesFromConfig(config), certificateFromConfig(config));
+}
+
+function baseSettingsWith(config: GantryConfig, pixelZones: ZoneRule[], encryptFor: string | undefined): BaseSettings {
   return {
     dateShift: { minDays: config.deid.dateShift.minDays, maxDays: config.deid.dateShift.maxDays },
     maxAgeYears: config.deid.maxAgeYears,
     safePrivate: safePrivateFromConfig(config),
-    pixelZones: config.deid.pixelZones ? loadZonesFile(config.deid.pixelZones) : [],
-    ...(certificate ? { encryptFor: readCertificate(certificate) } : {}),
+    pixelZones,
+    ...(encryptFor !== undefined ? { encryptFor } : {}),
   };
+}
+
+function pixelZonesFromConfig(config: GantryConfig): ZoneRule[] {
+  return config.deid.pixelZones ? loadZonesFile(config.deid.pixelZones) : [];
+}
+
+function certificateFromConfig(config: GantryConfig): string | undefined {
+  const certificate = config.deid.encryption?.recipientCertificate;
+  return certificate ? readCertificate(certificate) : undefined;
 }
 
 /** The recipient certificate, checked once: a wrong file stops start-up, not every instance. */

@@ -5,7 +5,7 @@
  * routed on their own once their study is stable again. Quarantined and failed instances stay behind.
  */
 import type { DestinationConfig } from '../config/schema.js';
-import { compileCondition, conditionHolds, type CompiledCondition } from '../deid/rules.js';
+import { compileCondition, conditionHolds, RuleError, type CompiledCondition } from '../deid/rules.js';
 import { tagOfKeyword } from '../dicom/dictionary.js';
 import type { Logger } from '../observability/logger.js';
 import { ROUTING_ATTRIBUTES, type Outbox, type RoutableInstance } from '../queue/outbox.js';
@@ -25,25 +25,27 @@ const KEYWORD_OF_TAG = new Map(Object.keys(ROUTING_ATTRIBUTES).map((keyword) => 
 /** Destination conditions from config, checked: an attribute Gantry does not index is refused with the
  * allowed ones named. */
 export function routeDestinations(destinations: readonly DestinationConfig[]): RouteDestination[] {
+  // Every destination is checked, and the list refused with all that is wrong in it.
   const names = new Set<string>();
-  return destinations.map((destination, index) => {
-    if (names.has(destination.name)) throw new Error(`forward.destinations[${index}].name: "${destination.name}" is used twice; names must differ`);
+  const problems: string[] = [];
+  const routes = destinations.map((destination, index) => {
+    if (names.has(destination.name)) problems.push(`forward.destinations[${index}].name: "${destination.name}" is used twice; names must differ`);
     names.add(destination.name);
-    for (const keyword of Object.keys(destination.when?.attributes ?? {})) {
-      if (!(keyword in ROUTING_ATTRIBUTES)) {
-        throw new Error(
-          `forward.destinations[${index}].when.attributes: "${keyword}" cannot be tested; allowed: ${Object.keys(ROUTING_ATTRIBUTES).join(', ')}`,
-        );
-      }
+    const untestable = Object.keys(destination.when?.attributes ?? {}).filter((keyword) => !(keyword in ROUTING_ATTRIBUTES));
+    for (const keyword of untestable) {
+      problems.push(`forward.destinations[${index}].when.attributes: "${keyword}" cannot be tested; allowed: ${Object.keys(ROUTING_ATTRIBUTES).join(', ')}`);
     }
+    if (untestable.length > 0) return { name: destination.name };
     let when;
     try {
       when = compileCondition(destination.when);
     } catch (error) {
-      throw new Error(`forward.destinations[${index}].${(error as Error).message}`);
+      problems.push(...(error instanceof RuleError ? error.problems : [(error as Error).message]).map((problem) => `forward.destinations[${index}].${problem}`));
     }
     return { name: destination.name, ...(when ? { when } : {}) };
   });
+  if (problems.length > 0) throw new RuleError(problems);
+  return routes;
 }
 
 export interface RouterOptions {

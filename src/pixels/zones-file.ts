@@ -44,13 +44,24 @@ export function parseZones(text: string, source: string): ZoneRule[] {
     throw new ZonesError(`${source}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
   }
   const parsed = fileSchema.safeParse(document);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `${issue.path.length > 0 ? issue.path.join('.') : '(top)'}: ${issue.message}`);
-    throw new ZonesError(`${source}: ${problems.join('; ')}`);
-  }
-  const zones = parsed.data.zones.map((zone) => ({ ...zone, rects: zone.rects as Rect[] }));
-  // Checked here, so that a typo stops start-up instead of matching nothing at run time.
-  zones.forEach((zone, index) => compileZone(zone, `${source}: zones.${index} (${zone.name})`));
+  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `${source}: ${issue.path.length > 0 ? issue.path.join('.') : '(top)'}: ${issue.message}`);
+  // Each zone the schema takes is compiled, also when another is wrong: a typo in a keyword stops
+  // start-up instead of matching nothing at run time, and one run names all there is to mend.
+  const written = (document as { zones?: unknown } | null)?.zones;
+  const entries: unknown[] = Array.isArray(written) ? written : [];
+  const zones: ZoneRule[] = [];
+  entries.forEach((entry, index) => {
+    const zone = zoneSchema.safeParse(entry);
+    if (!zone.success) return;
+    const rule = { ...zone.data, rects: zone.data.rects as Rect[] };
+    zones.push(rule);
+    try {
+      compileZone(rule, `${source}: zones.${index} (${rule.name})`);
+    } catch (error) {
+      problems.push(...(error instanceof ZonesError ? error.problems : [(error as Error).message]));
+    }
+  });
+  if (problems.length > 0) throw new ZonesError(problems);
   return zones;
 }
 

@@ -35,7 +35,15 @@ export interface ZoneRule {
   source?: string;
 }
 
-export class ZonesError extends Error {}
+/** What is wrong with zones: every problem found, one line each (`problems`). */
+export class ZonesError extends Error {
+  readonly problems: string[];
+  constructor(problems: string | readonly string[]) {
+    const list = typeof problems === 'string' ? [problems] : [...problems];
+    super(list.join('; '));
+    this.problems = list;
+  }
+}
 
 /** A zone ready to test: each condition reads one attribute by tag. */
 export interface CompiledZone {
@@ -46,11 +54,22 @@ export interface CompiledZone {
 }
 
 export function compileZone(rule: ZoneRule, where = `zone ${rule.name}`): CompiledZone {
-  const conditions = Object.entries(rule.match).map(([keyword, expected]) => {
+  // Every condition is checked, and the zone refused with all that is wrong in it.
+  const problems: string[] = [];
+  const conditions: CompiledZone['conditions'] = [];
+  for (const [keyword, expected] of Object.entries(rule.match)) {
     const tag = tagOfKeyword(keyword);
-    if (tag === undefined) throw new ZonesError(`${where}: match.${keyword} is not a DICOM keyword (e.g. Manufacturer, ManufacturerModelName, Rows)`);
-    return { tag, holds: valueTest(expected, `${where}: match.${keyword}`, identifiesPatient(keyword)) };
-  });
+    if (tag === undefined) {
+      problems.push(`${where}: match.${keyword} is not a DICOM keyword (e.g. Manufacturer, ManufacturerModelName, Rows)`);
+      continue;
+    }
+    try {
+      conditions.push({ tag, holds: valueTest(expected, `${where}: match.${keyword}`, identifiesPatient(keyword)) });
+    } catch (error) {
+      problems.push((error as Error).message);
+    }
+  }
+  if (problems.length > 0) throw new ZonesError(problems);
   const key = createHash('sha256')
     .update(JSON.stringify([rule.rects, rule.outsideUltrasoundRegions]))
     .digest('hex')

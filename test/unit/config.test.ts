@@ -261,3 +261,65 @@ test('$${ writes a literal ${, beside references, and is no malformed reference'
     'deid.secret: (hidden) is not an environment reference; write ${NAME} or ${NAME:-fallback} (NAME: letters, digits and _, not first a digit)',
   ]);
 });
+
+// Found in a review: rules, profiles, zones and routes were each refused at their first problem, so an
+// operator mending a file learnt of the next one only on the next run.
+test('start-up names every problem of the rules, profiles, zones and routes at once, each with its key, never a patient value', async () => {
+  const { scratchDir } = await import('../helpers/scratch.js');
+  const { join } = await import('node:path');
+  const { writeFileSync } = await import('node:fs');
+  const { checkConfigForStart } = await import('../../src/app.js');
+  const dir = scratchDir('config-every-problem');
+  const zones = join(dir, 'zones.yaml');
+  writeFileSync(
+    zones,
+    'zones:\n' +
+      '  - { name: a, match: { Manufactrer: ACME, Modality: "/[/" }, rects: [[0, 0, 1, 1]] }\n' +
+      '  - { name: b, match: { Modality: US }, rects: [[0, 0, 0, 1]] }\n' +
+      '  - { name: c, match: { PatientID: "/(MRN12345/" }, rects: [[0, 0, 1, 1]] }\n',
+  );
+  const text = [
+    `storage: { path: ${join(dir, 'data')} }`,
+    'forward:',
+    '  destinations:',
+    '    - { name: r, aeTitle: R, host: 127.0.0.1, port: 4242, when: { attributes: { Modality: "/[/" } } }',
+    '    - { name: r, aeTitle: S, host: 127.0.0.1, port: 4243 }',
+    'deid:',
+    '  secret: a secret of the config tests',
+    `  pixelZones: ${zones}`,
+    '  rules:',
+    '    - { attribute: StationNmae, action: keep }',
+    '    - { attribute: StudyDate, action: hash }',
+    '  profiles:',
+    '    - name: trial',
+    '      when: { attributes: { PatientID: "/(MRN67890/", Modality: CT } }',
+    '      rules:',
+    '        - { action: quarantine, reason: no consent, when: { attributes: { AccessionNumber: "/[ACC4711/", NoSuchKeyword: x } } }',
+  ].join('\n');
+  const loaded = { config: parseConfigText(text, 'every.yaml', {}), source: 'every.yaml', embedded: false };
+  let problems: string[] = [];
+  try {
+    checkConfigForStart(loaded);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    problems = error.problems;
+  }
+  const all = problems.join('\n');
+  for (const expected of [
+    /^deid\.rules\.0 \(profile default, rule 1\): "StationNmae" is neither a DICOM keyword nor a tag/m,
+    /^deid\.rules\.1 \(profile default, rule 2\): hash applies to text attributes .*StudyDate has VR DA/m,
+    /^deid\.profiles\.0\.rules\.0 \(profile trial, rule 1\): when\.attributes\.AccessionNumber: \(hidden: it may identify a patient\)/m,
+    /^deid\.profiles\.0\.rules\.0 \(profile trial, rule 1\): when\.attributes\.NoSuchKeyword: "NoSuchKeyword" is neither a DICOM keyword/m,
+    /^deid\.profiles\.0 \(profile trial\): when\.attributes\.PatientID: \(hidden: it may identify a patient\)/m,
+    /zones\.yaml: zones\.0 \(a\): match\.Manufactrer is not a DICOM keyword/,
+    /zones\.yaml: zones\.0 \(a\): match\.Modality: .*Unterminated character class/,
+    /zones\.yaml: zones\.1\.rects\.0\.2: /,
+    /zones\.yaml: zones\.2 \(c\): match\.PatientID: not a valid regular expression \(hidden: it may identify a patient\)/,
+    /^forward\.destinations\[0\]\.when\.attributes\.Modality: \/\[\/ is not a regular expression/m,
+    /^forward\.destinations\[1\]\.name: "r" is used twice/m,
+  ]) {
+    assert.match(all, expected);
+  }
+  assert.equal(problems.length, 11, all);
+  assert.doesNotMatch(all, /MRN12345|MRN67890|ACC4711/);
+});
