@@ -66,7 +66,22 @@ interface AllowedCaller {
   addresses?: Set<string>;
 }
 
-export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<RunningGantry> {
+/** Start-up was stopped (StartOptions.signal) before it finished; what it had opened is closed again. */
+export class StartAborted extends Error {
+  override name = 'StartAborted';
+  constructor() {
+    super('stopped before start-up finished');
+  }
+}
+
+export interface StartOptions {
+  /** Aborted (SIGTERM while starting): start-up opens no listener from then on, closes those it
+   * opened, releases the storage and rejects with StartAborted. */
+  signal?: AbortSignal;
+}
+
+export async function startGantry(loaded: LoadedConfig, log: Logger, options: StartOptions = {}): Promise<RunningGantry> {
+  const aborted = () => options.signal?.aborted === true;
   let config = loaded.config;
   // Every problem of the config at once, before storage is touched.
   const checked = checkConfigForStart(loaded);
@@ -75,6 +90,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
   let destinations = checked.destinations;
   let knownCallers = knownCallersOf(config);
   const storagePath = resolve(config.storage.path);
+  if (aborted()) throw new StartAborted();
   const { unclean } = await claimStoragePath(loaded, storagePath);
   const store = new ObjectStore(storagePath);
   const { staleIncoming } = await store.init();
@@ -238,12 +254,22 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     await store.close();
     await releaseStorage(storagePath);
   };
+  // A stop asked while the index was opened and checked: no port is bound, and what was opened closes.
+  if (aborted()) {
+    await releaseResources();
+    throw new StartAborted();
+  }
   let dicom: AddressInfo;
   try {
     dicom = await server.listen();
   } catch (error) {
     await releaseResources();
     throw new Error(`cannot listen on ${config.dicom.host}:${config.dicom.port} (dicom.host, dicom.port): ${(error as Error).message}`);
+  }
+  if (aborted()) {
+    await server.close(0);
+    await releaseResources();
+    throw new StartAborted();
   }
   let httpAddress: AddressInfo;
   try {
@@ -252,6 +278,12 @@ export async function startGantry(loaded: LoadedConfig, log: Logger): Promise<Ru
     await server.close(0);
     await releaseResources();
     throw new Error(`cannot serve HTTP on ${config.http.host}:${config.http.port} (http.host, http.port): ${(error as Error).message}`);
+  }
+  if (aborted()) {
+    await http.close();
+    await server.close(0);
+    await releaseResources();
+    throw new StartAborted();
   }
   log.info(
     {
