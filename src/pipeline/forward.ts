@@ -221,13 +221,21 @@ class DestinationQueue {
   private async runSender(): Promise<void> {
     while (!this.stopping) {
       const now = Date.now();
+      const pollMs = this.options.pollMs ?? 1000;
       if (this.retryAt !== undefined && now < this.retryAt) {
-        await this.sleep(this.retryAt - now);
+        // Items an operator re-queued (gantry queue retry) are tried at the next poll, not after the
+        // backoff (up to forward.retry.maxSeconds): one attempt per retry asked; when it fails, the
+        // backoff goes on, longer, so a destination still down is not hammered.
+        if (this.retryAsked()) {
+          this.log.info('items re-queued by an operator: trying the destination now, before its backoff ends');
+          this.retryAt = undefined;
+          continue;
+        }
+        await this.sleep(Math.min(this.retryAt - now, pollMs));
         continue;
       }
       const destination = this.settings();
       if (!destination) return;
-      const pollMs = this.options.pollMs ?? 1000;
       let due: OutboxItem[];
       try {
         due = this.options.outbox.due(this.name, BATCH + this.claimed.size, now);
@@ -253,6 +261,15 @@ class DestinationQueue {
         for (const item of items) this.claimed.delete(item.id);
         this.wake();
       }
+    }
+  }
+
+  private retryAsked(): boolean {
+    try {
+      return this.options.outbox.takeRetryAsked(this.name);
+    } catch (error) {
+      this.log.error({ err: (error as Error).message }, 'cannot read the outbox');
+      return false;
     }
   }
 

@@ -73,6 +73,10 @@ const ITEM_COLUMNS = `o.id, o.destination, o.instance_pk AS instancePk, o.file_p
   o.sop_class_uid AS sopClassUid, o.sop_instance_uid AS sopInstanceUid,
   o.transfer_syntax_uid AS transferSyntaxUid, o.attempts, o.routed_at AS routedAt, o.study_pk AS studyPk`;
 
+/** next_attempt_at of items an operator re-queued (gantry queue retry): due at once, and a sign to
+ * a destination in backoff (takeRetryAsked) that is cleared by its next attempt. */
+const RETRY_ASKED = 0;
+
 export class Outbox {
   private readonly statements: Record<
     'routable' | 'earliestArrival' | 'enqueue' | 'markRouted' | 'due' | 'sent' | 'forwarded' | 'retry' | 'dead' | 'note' | 'nextDue' | 'routingPending',
@@ -319,16 +323,33 @@ export class Outbox {
       .all({ state: filter.state ?? null, destination: filter.destination ?? null, limit: filter.limit }) as OutboxRow[];
   }
 
-  /** Puts dead items (all, of one destination, or by id) back in the queue, due now. */
-  requeueDead(filter: { destination?: string; ids?: readonly number[] }, now = Date.now()): number {
+  /** Puts dead items (all, of one destination, or by id) back in the queue, due now: their
+   * next_attempt_at is RETRY_ASKED, which a sender in backoff looks for (takeRetryAsked). */
+  requeueDead(filter: { destination?: string; ids?: readonly number[] }): number {
     const run = (id: number | null) =>
       this.db
         .prepare(
-          `UPDATE forward_outbox SET state = 'queued', attempts = 0, next_attempt_at = @now, last_error = NULL, failed_at = NULL
+          `UPDATE forward_outbox SET state = 'queued', attempts = 0, next_attempt_at = ${RETRY_ASKED}, last_error = NULL, failed_at = NULL
            WHERE state = 'dead' AND (@destination IS NULL OR destination = @destination) AND (@id IS NULL OR id = @id)`,
         )
-        .run({ now, destination: filter.destination ?? null, id }).changes;
+        .run({ destination: filter.destination ?? null, id }).changes;
     return this.db.transaction(() => (filter.ids ? filter.ids.reduce((sum, id) => sum + run(id), 0) : run(null)))();
+  }
+
+  /**
+   * Whether an operator re-queued items of the destination (gantry queue retry) since the last call:
+   * a sender in backoff asks at each poll, and makes one attempt at once instead of waiting out the
+   * backoff (up to forward.retry.maxSeconds). The items become due now, as other queued ones.
+   */
+  takeRetryAsked(destination: string, now = Date.now()): boolean {
+    // Read first (forward_outbox_due): asked at every poll, it takes the write lock only when there is something to take.
+    const asked = this.db.prepare(`SELECT 1 FROM forward_outbox WHERE destination = ? AND state = 'queued' AND next_attempt_at = ${RETRY_ASKED} LIMIT 1`).get(destination);
+    if (asked === undefined) return false;
+    return (
+      this.db
+        .prepare(`UPDATE forward_outbox SET next_attempt_at = @now WHERE destination = @destination AND state = 'queued' AND next_attempt_at = ${RETRY_ASKED}`)
+        .run({ destination, now }).changes > 0
+    );
   }
 
   /**

@@ -361,3 +361,34 @@ test('an association that fails at an address a reload has mended meanwhile does
   forwarder.reconfigure();
   await waitUntil('both items sent to the mended destination', 5000, () => sent.length === items.length);
 });
+
+// Found in a review: `gantry queue retry` re-queued dead items, but a node whose destination was in
+// backoff (up to forward.retry.maxSeconds) sent nothing until the backoff ended.
+test('items an operator re-queues reach a destination in backoff at the next poll: one attempt, then the backoff goes on', async (t) => {
+  const storagePath = scratchDir('forward-retry-asked');
+  const items = storedItems(storagePath, 2, EXPLICIT);
+  let unreachable = 0;
+  let retryAsked = false;
+  const { outbox } = fakeOutbox(items, {
+    noteUnreachable: () => (unreachable += 1),
+    takeRetryAsked: () => {
+      const asked = retryAsked;
+      retryAsked = false;
+      return asked;
+    },
+  });
+  const closed = await listen(() => undefined);
+  const port = (closed.server.address() as { port: number }).port;
+  await new Promise((resolve) => closed.server.close(resolve));
+  const settings = () => ({ ...forwardSettings(port), retry: { baseSeconds: 60, multiplier: 2, maxSeconds: 3600, maxAttempts: 3 } });
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('the first association failed: 60 s of backoff', 5000, () => unreachable === 1);
+  await sleep(300);
+  assert.equal(unreachable, 1, 'nothing is tried during the backoff');
+  retryAsked = true;
+  await waitUntil('the re-queued items are tried at once', 5000, () => unreachable === 2);
+  await sleep(500);
+  assert.equal(unreachable, 2, 'one attempt per retry: the destination is not hammered');
+});

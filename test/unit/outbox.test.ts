@@ -262,3 +262,16 @@ test('a routing page that fails ends its pass: the next call begins afresh, with
   assert.equal(router.routeStable(later, 5), 3);
   assert.deepEqual(db.prepare('SELECT DISTINCT routed_at FROM forward_outbox ORDER BY routed_at').pluck().all(), [first, later], 'the rest routed by a pass of its own time');
 });
+
+test('items an operator re-queues are due at once and asked for once (takeRetryAsked), for their destination only', async (t) => {
+  const { outbox, items } = await routedStudy(t);
+  const [first] = items as [OutboxItem];
+  assert.equal(outbox.takeRetryAsked('d'), false, 'routed items are no operator retry');
+  outbox.markDead(first, '0xC000', 'd answered 0xC000');
+  assert.equal(outbox.requeueDead({ destination: 'd' }), 1);
+  assert.ok(outbox.due('d', 10).some((item) => item.id === first.id), 'due at once');
+  assert.equal(outbox.takeRetryAsked('other'), false);
+  assert.equal(outbox.takeRetryAsked('d'), true);
+  assert.equal(outbox.takeRetryAsked('d'), false, 'one attempt per retry');
+  assert.ok(outbox.due('d', 10).some((item) => item.id === first.id), 'still due');
+});
