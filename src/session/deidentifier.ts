@@ -14,7 +14,7 @@ import { deidentifyFile, type DeidFileResult } from '../deid/deidentify-file.js'
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { ProfileConfig } from '../deid/rules.js';
 import { withPassRule } from '../deid/release-policy.js';
-import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
+import { checkedDeidSettings } from '../deid/settings.js';
 import { loadCodecs } from '../pixels/codecs.js';
 
 export interface DeidentifyOptions {
@@ -41,9 +41,11 @@ export class Deidentifier {
 
   constructor(loaded: LoadedConfig, storagePath: string) {
     this.pseudonyms = new Pseudonymizer(deidSecret(loaded, storagePath));
-    this.profiles = profilesFromConfig(loaded.config);
-    // Reads deid.pixelZones and the recipient certificate: a bad file says so here, once.
-    this.base = baseSettingsFromConfig(loaded.config);
+    // Rules, profiles, deid.pixelZones and the recipient certificate checked as the node checks them:
+    // what is wrong is said here, once, with every problem, not at each instance.
+    const { profiles, base } = checkedDeidSettings(loaded);
+    this.profiles = profiles;
+    this.base = base;
   }
 
   async deidentify(input: string, output: string, facts: InstanceFacts, options: DeidentifyOptions = {}): Promise<DeidFileResult> {

@@ -16,7 +16,7 @@ import { mkdir, opendir, readdir, readFile, realpath, rm, stat, writeFile } from
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
 import type { LoadedConfig } from '../config/load.js';
-import { baseSettingsFromConfig, profilesFromConfig } from '../deid/settings.js';
+import { checkedDeidSettings } from '../deid/settings.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
 import { shareSettings } from '../deid/shared-settings.js';
@@ -459,8 +459,10 @@ export interface ExportRequest {
  */
 export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: string, request: ExportRequest): Promise<ExportSummary> {
   const workers = request.workers ?? availableParallelism();
-  const profiles = profilesFromConfig(loaded.config);
-  const settings: DeidSchedulerSettings = { profiles, base: baseSettingsFromConfig(loaded.config), quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
+  // Checked as the node checks them, before anything is written: a wrong rule is a config error said
+  // once, not a failure of every instance.
+  const { profiles, base } = checkedDeidSettings(loaded);
+  const settings: DeidSchedulerSettings = { profiles, base, quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
   const pool = new Piscina({
     filename: new URL('./export-worker.js', import.meta.url).href,
     workerData: { secret },

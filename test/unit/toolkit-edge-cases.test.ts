@@ -3,7 +3,7 @@
  * states a promise of the toolkit, and failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
@@ -618,6 +618,23 @@ test("export: a node's copy gone when it is copied is de-identified from the ori
     const names = (folder: string) => readdirSync(join(dir, folder), { recursive: true }).map(String).filter((name) => name.endsWith('.dcm'));
     assert.deepEqual(names('out'), names('with-copy'), 'named as the copy was');
     assert.equal(copied.copied, 1);
+  } finally {
+    session.close();
+  }
+});
+
+// Suspected in a review: export built its settings unchecked, so a wrong rule failed every instance
+// one by one (the same message thousands of times) instead of stopping the export as a config error.
+test('export: a wrong rule is a config error before anything is written, not a failure of every instance', async () => {
+  const { dir, storagePath } = await importedSession('review-export-bad-rule', 2);
+  const session = openSession(storagePath, {
+    config: { deid: { secret: SECRET, rules: [{ action: 'replace', attribute: 'NoSuchKeyword', value: 'x' }] } },
+  });
+  try {
+    const out = join(dir, 'out');
+    await assert.rejects(session.export({ out, workers: 1 }), (error: Error) => error.name === 'ConfigError' && /deid\.rules\.0.*NoSuchKeyword/.test(error.message));
+    const written = existsSync(out) ? readdirSync(out, { recursive: true }).map(String).filter((name) => name.endsWith('.dcm')) : [];
+    assert.deepEqual(written, []);
   } finally {
     session.close();
   }
