@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/db/database.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { freePort, GANTRY_CLI, run, sleep, start, stop, waitForPort, type Started } from '../helpers/processes.js';
 import { once } from 'node:events';
@@ -173,16 +173,23 @@ async function outputShows(node: Started, text: string, timeoutMs: number): Prom
   }
 }
 
-test('a SIGHUP while the node starts is a reload once it has started, not the end of the process', async (t) => {
-  // Found in a review: the handler was installed after start-up, and SIGHUP's default action ended a
-  // node still opening its index (a config-management "reload" right after a restart).
-  const dir = scratchDir('cli-early-hup');
+/** `gantry serve` on loopback in a scratch folder, caught as it starts (its config loaded, its index
+ * not yet open); killed after the test. */
+async function nodeStarting(t: TestContext, name: string): Promise<{ dir: string; config: string; port: number; httpPort: number; node: ReturnType<typeof start> }> {
+  const dir = scratchDir(name);
   const config = join(dir, 'gantry.yaml');
   const [port, httpPort] = [await freePort(), await freePort()];
   writeFileSync(config, stringify({ dicom: { host: '127.0.0.1', port }, http: { host: '127.0.0.1', port: httpPort }, storage: { path: join(dir, 'data'), minFreeBytes: 0 }, deid: { secret: 'a secret of the cli tests', workers: 1 } }));
   const node = start(process.execPath, [GANTRY_CLI, 'serve', '--config', config]);
   t.after(() => stop(node, 'SIGKILL'));
   await outputShows(node, 'configuration loaded', 15_000);
+  return { dir, config, port, httpPort, node };
+}
+
+test('a SIGHUP while the node starts is a reload once it has started, not the end of the process', async (t) => {
+  // Found in a review: the handler was installed after start-up, and SIGHUP's default action ended a
+  // node still opening its index (a config-management "reload" right after a restart).
+  const { port, node } = await nodeStarting(t, 'cli-early-hup');
   node.child.kill('SIGHUP');
   await waitForPort(port).catch((error: Error) => assert.fail(`${error.message}; exit ${node.child.exitCode ?? node.child.signalCode}:\n${node.output()}`));
   await waitUntil('the reload asked during start-up is done', 15_000, () => node.output().includes('"msg":"configuration reloaded"'));
@@ -234,13 +241,7 @@ test('a SIGTERM while the node starts stops it cleanly: exit 0, storage released
   // Found in a review: SIGTERM and SIGINT were handled only once start-up was done; before, the
   // signal's default action ended the node mid-start, with no word in the log, and the marker it
   // left made the next start check its index as after a crash.
-  const dir = scratchDir('cli-early-term');
-  const config = join(dir, 'gantry.yaml');
-  const [port, httpPort] = [await freePort(), await freePort()];
-  writeFileSync(config, stringify({ dicom: { host: '127.0.0.1', port }, http: { host: '127.0.0.1', port: httpPort }, storage: { path: join(dir, 'data'), minFreeBytes: 0 }, deid: { secret: 'a secret of the cli tests', workers: 1 } }));
-  const node = start(process.execPath, [GANTRY_CLI, 'serve', '--config', config]);
-  t.after(() => stop(node, 'SIGKILL'));
-  await outputShows(node, 'configuration loaded', 15_000);
+  const { dir, config, port, httpPort, node } = await nodeStarting(t, 'cli-early-term');
   node.child.kill('SIGTERM');
   const [code, signal] = (await Promise.race([once(node.child, 'exit'), sleep(30_000).then(() => ['timeout', null])])) as [number | string | null, string | null];
   assert.equal(signal, null, `ended by the signal's default action:\n${node.output()}`);
