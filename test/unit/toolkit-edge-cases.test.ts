@@ -601,11 +601,7 @@ test('import: a tree imported in place, moved and imported again from its new pl
 // instance with ENOENT, though its original was there to be de-identified as the export does for an
 // instance whose copy was deleted before.
 test("export: a node's copy gone when it is copied is de-identified from the original instead", async () => {
-  const dir = scratchDir('review-export-copy-gone');
-  const tree = join(dir, 'tree');
-  mkdirSync(tree, { recursive: true });
-  await writeSyntheticFile(join(tree, '1.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PAT-GONE', patientName: 'Gone^Gil', rows: 8, columns: 8 });
-  const { storagePath } = await importInPlace(dir, tree);
+  const { dir, storagePath } = await importedSession('review-export-copy-gone', 1);
   const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
   try {
     const [instance] = [...session.instances()];
