@@ -163,34 +163,63 @@ async function makeDirectoryDurably(directory: string, atTop: boolean): Promise<
  * Syncs directories through descriptors kept open for the most recently used ones: one thread-pool
  * trip per sync instead of three (open, fsync, close). Whatever deletes directories under originals/
  * (retention, later) must drop them from here and from ensureDirectory's map.
+ *
+ * A descriptor is closed only once no sync of it is waiting or running: a sync queued in the thread
+ * pool (behind the stores' file syncs, under load) whose descriptor was closed meanwhile ran on a
+ * closed one (EBADF), or on whatever file was opened next under its number, leaving the directory
+ * unsynced while its store was acknowledged (found in a review).
  */
 class DirectorySyncs {
-  private readonly open = new Map<string, number>();
+  private readonly open = new Map<string, DirectoryDescriptor>();
 
   constructor(private readonly capacity: number) {}
 
   async sync(directory: string): Promise<void> {
-    let fd = this.open.get(directory);
-    if (fd === undefined) {
-      fd = openSync(directory, 'r');
-      this.open.set(directory, fd);
-      if (this.open.size > this.capacity) {
-        const [oldest, oldestFd] = this.open.entries().next().value as [string, number];
-        this.open.delete(oldest);
-        closeSync(oldestFd);
-      }
+    let entry = this.open.get(directory);
+    if (entry === undefined) {
+      entry = { fd: openSync(directory, 'r'), users: 0, dropped: false };
+      this.open.set(directory, entry);
     } else {
       // Most recently used last.
       this.open.delete(directory);
-      this.open.set(directory, fd);
+      this.open.set(directory, entry);
     }
-    await fsyncAsync(fd);
+    entry.users += 1;
+    this.evict();
+    try {
+      await fsyncAsync(entry.fd);
+    } finally {
+      entry.users -= 1;
+      if (entry.dropped && entry.users === 0) closeSync(entry.fd);
+    }
+  }
+
+  /** Drops the least recently used descriptors past the capacity; one in use closes when its syncs end. */
+  private evict(): void {
+    for (const [directory, entry] of this.open) {
+      if (this.open.size <= this.capacity) return;
+      this.open.delete(directory);
+      this.drop(entry);
+    }
+  }
+
+  private drop(entry: DirectoryDescriptor): void {
+    entry.dropped = true;
+    if (entry.users === 0) closeSync(entry.fd);
   }
 
   closeAll(): void {
-    for (const fd of this.open.values()) closeSync(fd);
+    for (const entry of this.open.values()) this.drop(entry);
     this.open.clear();
   }
+}
+
+interface DirectoryDescriptor {
+  fd: number;
+  /** Syncs of this descriptor waiting or running. */
+  users: number;
+  /** No longer in the map: closed once `users` is 0. */
+  dropped: boolean;
 }
 
 

@@ -1,0 +1,33 @@
+/**
+ * The object store's placing of files (src/store/object-store.ts): a file's name is made durable by a
+ * sync of its directory, through descriptors kept open for the directories used lately.
+ */
+import assert from 'node:assert/strict';
+import { pbkdf2 } from 'node:crypto';
+import { test } from 'node:test';
+import { ObjectStore } from '../../src/store/object-store.js';
+import { newUid } from '../helpers/synthetic-dicom.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+// Found in a review: past 64 directories the least recently used descriptor was closed at once, even
+// while a sync of it still waited for a thread of the pool (under load, behind the stores' file
+// syncs). That sync then ran on a closed descriptor (EBADF: a store failed for nothing) or on the
+// next file opened under its number (the directory was never synced, and the store acknowledged).
+test('a directory sync waiting in the thread pool keeps its descriptor, however many directories follow', async (t) => {
+  const store = new ObjectStore(scratchDir('object-store'));
+  await store.init();
+  t.after(() => store.close());
+  const files = [];
+  for (let i = 0; i < 70; i += 1) {
+    const file = store.createIncoming(Buffer.from('DICM'));
+    await store.moveIntoPlace(file, store.originalPath(newUid(), newUid(), newUid()));
+    await file.complete();
+    files.push(file);
+  }
+  // Every thread of the pool busy: the syncs wait in its queue while the later directories are opened.
+  const busy = Array.from({ length: 8 }, () => new Promise((resolve) => pbkdf2('x', 'y', 200_000, 64, 'sha512', resolve)));
+  const results = await Promise.allSettled(files.map((file) => store.syncPlaced(file)));
+  await Promise.all(busy);
+  const failed = results.filter((result) => result.status === 'rejected').map((result) => (result as PromiseRejectedResult).reason.code);
+  assert.deepEqual(failed, [], 'every sync of a healthy directory succeeds');
+});
