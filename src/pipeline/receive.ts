@@ -181,7 +181,11 @@ class ReceivingSink implements DatasetSink {
       try {
         this.deps.writer.takeBack(record.sopInstanceUid);
       } catch {
-        // The database is failing too; the start-up check removes a row whose file is gone.
+        // The database is failing too (a full disk fails its writes as well): the row stays, and so
+        // does the file it names, or the index would point at nothing until an unclean stop's check
+        // (a clean stop never runs it). The file is whole: only its sync or the index's failed.
+        await this.file.close().catch(() => undefined);
+        return;
       }
     }
     await this.file.discard();

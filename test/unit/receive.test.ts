@@ -3,7 +3,7 @@
  * injected where a real disk would fail.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
@@ -207,4 +207,25 @@ test('the answer waits for the file sync and for the index sync, each', async (t
     store.syncGate = undefined;
     wal.syncGate = undefined;
   }
+});
+
+// Found in a review: a new instance whose file sync failed after its row was committed took the row
+// back, and when that failed too (a full disk fails the index's writes as well: SQLITE_FULL), the file
+// was deleted all the same. The row then named a file that was gone, and stayed so after a clean stop
+// (only an unclean one runs the start-up check): de-identification failed it, and a keepFirst re-send
+// was acknowledged on the strength of it.
+test('a row that cannot be taken back after a failed store keeps its file', async (t) => {
+  const { root, store, index, writer, receive } = await setUp(t);
+  const sop = newUid();
+  const sink = receive.store(request(sop));
+  sink.write(dataset(newUid(), newUid(), sop, 'KEPT'));
+  store.failSyncs = 1;
+  const takeBack = writer.takeBack;
+  writer.takeBack = () => {
+    throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+  };
+  t.after(() => (writer.takeBack = takeBack));
+  assert.equal((await sink.end()).status, 0xa700);
+  const row = index.findInstance(sop);
+  if (row) assert.ok(existsSync(join(root, row.filePath)), 'the row names a file that is there');
 });
