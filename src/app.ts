@@ -226,7 +226,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   const readiness = (): ReadinessCheck[] => [
     server.listening ? { name: 'dicomListener', ok: true } : { name: 'dicomListener', ok: false, detail: `the DICOM listener (dicom.host ${config.dicom.host}, dicom.port ${config.dicom.port}) is closed` },
-    indexCheck(db),
+    indexCheck(db, wal),
     diskCheck(freeSpace, config.storage.minFreeBytes),
     { name: 'storage', ...storageWritable(storageProbe.status) },
   ];
@@ -400,9 +400,10 @@ function knownCallersOf(config: GantryConfig): Set<string> {
   return new Set([...named, ...config.query.researchCallers]);
 }
 
-function indexCheck(db: Db | undefined): ReadinessCheck {
+function indexCheck(db: Db | undefined, wal: WalSync): ReadinessCheck {
   try {
     if (!db?.open) return { name: 'index', ok: false, detail: 'the index database is closed' };
+    if (wal.failure) return { name: 'index', ok: false, detail: wal.failure.message };
     db.prepare('SELECT 1').get();
     return { name: 'index', ok: true };
   } catch (error) {

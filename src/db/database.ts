@@ -104,10 +104,23 @@ export class WalSync {
   private handle: Promise<FileHandle> | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  private lost: Error | undefined;
 
   constructor(private readonly databaseFile: string) {}
 
+  /**
+   * Set once a sync of the WAL failed; every later sync fails with it. Linux marks the pages whose
+   * write-back failed clean and reports the error once: a later sync that succeeds does not bring them
+   * to the disk, and after a crash SQLite's recovery of the WAL stops at the first page missing, with
+   * every commit after it. Only a restart (SQLite reading the WAL afresh) is safe, as PostgreSQL does.
+   * A failed open (EMFILE) is not this: it is tried again at the next sync.
+   */
+  get failure(): Error | undefined {
+    return this.lost;
+  }
+
   async sync(): Promise<void> {
+    if (this.lost) throw this.lost;
     if (this.running) {
       // A sync is under way, but it may have started before this caller's commit: run one more.
       this.again = true;
@@ -126,14 +139,19 @@ export class WalSync {
     do {
       this.again = false;
       this.handle ??= open(`${this.databaseFile}-wal`, 'r');
+      let handle: FileHandle;
       try {
-        await (await this.handle).datasync();
+        handle = await this.handle;
       } catch (error) {
         // Open afresh next time: a failed open (EMFILE) must not fail every later commit.
-        const failed = this.handle;
         this.handle = undefined;
-        void failed.then((handle) => handle.close()).catch(() => undefined);
         throw error;
+      }
+      try {
+        await handle.datasync();
+      } catch (error) {
+        this.lost ??= walLost(error as NodeJS.ErrnoException);
+        throw this.lost;
       }
     } while (this.again);
   }
@@ -143,6 +161,16 @@ export class WalSync {
     this.handle = undefined;
     await (await handle)?.close();
   }
+}
+
+/** The sticky failure of WalSync, with the failed sync's code (stores answer it as out of resources). */
+function walLost(error: NodeJS.ErrnoException): Error {
+  const code = error.code ?? 'EIO';
+  const lost = new Error(
+    `the index's write-ahead log could not be synced (${code}): commits since then may not be on the disk, so Gantry takes no more instances until it is restarted (check the disk under storage.path first)`,
+  ) as NodeJS.ErrnoException;
+  lost.code = code;
+  return lost;
 }
 
 /** The index's size on disk: the database file and its write-ahead log. */

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../helpers/processes.js';
 import { openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
-import { applyMigrations, openDatabase, type Db } from '../../src/db/database.js';
+import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/database.js';
 import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { DeidWork } from '../../src/index/deid-work.js';
@@ -273,4 +274,37 @@ test('deleting a held instance names the copy reviewed: a copy received since is
   assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 1, 'the newer copy stays');
   assert.deepEqual(quarantine.delete(id, newer.receivedAt), [newer.filePath], 'the copy held now, named, is deleted');
   assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 0);
+});
+
+// Suspected in a review: after a failed sync of the WAL, the next one was run on a reopened file and
+// could succeed, though Linux had marked the pages it failed to write clean: commits acknowledged
+// after it could be lost in a crash (SQLite's recovery stops at the first page missing).
+test('a failed sync of the WAL fails every later one until a restart; a failed open of the WAL does not', async (t) => {
+  const dir = scratchDir('wal-lost');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'index.sqlite');
+  const missing = new WalSync(join(dir, 'not-yet.sqlite'));
+  await assert.rejects(missing.sync(), { code: 'ENOENT' });
+  assert.equal(missing.failure, undefined, 'an open that failed is tried again');
+  const db = openDatabase(file);
+  t.after(() => db.close());
+  const wal = new WalSync(file);
+  t.after(() => wal.close());
+  await wal.sync();
+  const probe = await open(file, 'r');
+  const prototype = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+  await probe.close();
+  const datasync = prototype.datasync;
+  prototype.datasync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+  try {
+    await assert.rejects(wal.sync(), { code: 'EIO' });
+  } finally {
+    prototype.datasync = datasync;
+  }
+  await assert.rejects(wal.sync(), (error: NodeJS.ErrnoException) => error.code === 'EIO' && /until it is restarted/.test(error.message));
+  assert.match(wal.failure?.message ?? '', /write-ahead log could not be synced \(EIO\)/);
+  // A new WalSync (a restart reads the WAL afresh) syncs again.
+  const restarted = new WalSync(file);
+  await restarted.sync();
+  await restarted.close();
 });
