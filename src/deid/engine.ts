@@ -326,7 +326,9 @@ export class DeidEngine {
     // A sequence sent as UN whose content is not implicit VR little endian (PS3.5 6.2.2; some nodes
     // relabel a sequence UN and leave its items explicit) could not be read: its items cannot be
     // de-identified one by one, and passing it on unread would pass on whatever they hold.
-    if (element.vr === 'UN' && element.items === undefined && vrOf(element.tag) === 'SQ') return 'remove';
+    // The same for a tag the dictionary does not know (an attribute newer than it): a value that opens
+    // with an item tag is a sequence that did not parse (dataset-tree.ts holdsSequence).
+    if (element.vr === 'UN' && element.items === undefined && (vrOf(element.tag) === 'SQ' || this.opensWithItem(element))) return 'remove';
     const row = profileRowFor(element.tag);
     // A sequence written as UN (dataset-tree.ts) is a sequence to the profile too.
     const vr = element.items !== undefined && !element.encapsulated ? 'SQ' : element.vr;
@@ -677,6 +679,14 @@ export class DeidEngine {
     const value = element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
     if (text) return value;
     return TEXT_VRS.has(vrOf(element.tag)) || PRINTABLE_TEXT.test(value) ? value : undefined;
+  }
+
+  /** Whether a value opens with an Item tag (FFFE,E000), in either byte order (PS3.5 7.5). */
+  private opensWithItem(element: ElementNode): boolean {
+    if (element.length < 8 || element.length === UNDEFINED_LENGTH) return false;
+    const start = element.value?.subarray(0, 4) ?? this.source?.read(element.valueOffset, 4);
+    if (!start || start.length < 4) return false;
+    return start.readUInt32LE(0) === 0xe000fffe || start.readUInt32BE(0) === 0xfffee000;
   }
 
   private text(element: ElementNode | undefined): string {
