@@ -351,6 +351,9 @@ export class DeidEngine {
     const keyword = keywordOf(element.tag) ?? '';
     const vr = element.vr === 'UN' && element.items === undefined ? vrOf(element.tag) : element.vr;
     if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !onlyStandardUids(this.text(element))) return 'uid';
+    // A tag the dictionary does not know, sent as UN (every element of an implicit VR dataset, PS3.5
+    // 6.2.2), says no VR: a value that reads as a list of UIDs is treated as the UI it would be.
+    if (vr === 'UN' && element.items === undefined && element.length <= MAX_UID_LIST_BYTES && readsAsUids(this.text(element)) && !onlyStandardUids(this.text(element))) return 'uid';
     if (vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
     // Table E.1-1 removes or replaces every AE it lists; the unlisted ones are command and meta elements
     // left in a dataset (Move Originator, Source AE Title), which name the sender's devices too.
@@ -726,6 +729,17 @@ function isPrivateCreator(tag: number): boolean {
 function replacedUnderRetainUids(tag: number): boolean {
   const row = profileRowFor(tag);
   return row !== undefined && row.tag !== 'private' && row.basic === 'U' && row.options.retainUIDs === undefined;
+}
+
+/** The longest UN value read as a possible list of UIDs (a thousand UIDs of the longest). */
+const MAX_UID_LIST_BYTES = 65 * 1000;
+/** A UID (PS3.5 9.1) of three components or more: a decimal number (DS) has two at most. */
+const UID_SYNTAX = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*)){2,}$/;
+
+/** Whether a value is a backslash-separated list of UIDs (padding trimmed), each of 64 characters at most. */
+function readsAsUids(value: string): boolean {
+  if (value === '') return false;
+  return value.split('\\').every((uid) => uid.length <= 64 && UID_SYNTAX.test(uid.trim()));
 }
 
 /** Whether every value of a UI is a UID of the standard itself (replaceUids keeps those, value by value). */

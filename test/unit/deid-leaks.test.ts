@@ -57,3 +57,38 @@ test('a UN value of an unknown attribute that holds unreadable items is not pass
   assert.ok(!written.includes('Zabriskie'), "the patient's name leaves inside the unread items");
   assert.ok(!written.includes(originalUid), 'an original UID leaves inside the unread items');
 });
+
+/** An element of an implicit VR little endian dataset. */
+function implicitElement(tag: number, value: string): Buffer {
+  const bytes = Buffer.from(value.length % 2 === 1 ? `${value}\0` : value, 'latin1');
+  const header = Buffer.alloc(8);
+  header.writeUInt16LE(tag >>> 16, 0);
+  header.writeUInt16LE(tag & 0xffff, 2);
+  header.writeUInt32LE(bytes.length, 4);
+  return Buffer.concat([header, bytes]);
+}
+
+// PS3.15 E.1.1 and Table E.1-1: instance UIDs are replaced; Gantry remaps the UIDs of attributes the
+// table does not list by their VR. An attribute the dictionary does not know, sent in implicit VR (or
+// as UN in explicit VR), has no VR to say so: the same UID that was remapped when sent as UI left as
+// it came.
+test('a UID in an attribute the dictionary does not know is remapped whatever the transfer syntax', () => {
+  const originalUid = '1.2.826.0.1.3680043.99.600.88';
+  const implicit = Buffer.concat([
+    implicitElement(0x00080016, CT_IMAGE),
+    implicitElement(0x00080018, SOP),
+    implicitElement(0x00100010, 'Zabriskie^Quentin'),
+    implicitElement(0x00100020, 'MRN600'),
+    implicitElement(UNKNOWN_STANDARD_TAG, `${originalUid}\\1.2.840.10008.5.1.4.1.1.2`),
+  ]);
+  const viaImplicit = deidentified('leak-un-uid-implicit', implicit, '1.2.840.10008.1.2');
+  assert.ok(viaImplicit.written !== undefined && !viaImplicit.written.includes(originalUid), 'implicit VR: the original UID leaves');
+  assert.ok(viaImplicit.written.includes('1.2.840.10008.5.1.4.1.1.2'), 'a UID of the standard itself stays');
+  const asUn = deidentified('leak-un-uid-explicit', dataset([...patient(), encodeElement(UNKNOWN_STANDARD_TAG, 'UN', Buffer.from(`${originalUid}\0`, 'latin1'))]));
+  assert.ok(asUn.written !== undefined && !asUn.written.includes(originalUid), 'explicit VR, sent as UN: the original UID leaves');
+  const asUi = deidentified('leak-un-uid-ui', dataset([...patient(), encodeElement(UNKNOWN_STANDARD_TAG, 'UI', originalUid)]));
+  assert.ok(asUi.written !== undefined && !asUi.written.includes(originalUid), 'explicit VR, sent as UI: remapped');
+  // Numbers stay numbers: a decimal of two components is no UID.
+  const decimal = deidentified('leak-un-decimal', dataset([...patient(), encodeElement(UNKNOWN_STANDARD_TAG, 'UN', Buffer.from('12.5', 'latin1'))]));
+  assert.ok(decimal.written?.includes('12.5'));
+});
