@@ -348,6 +348,10 @@ export class DeidEngine {
    * UN (PS3.5 6.2.2) is judged by the VR the dictionary gives its tag.
    */
   private actionForUnlisted(element: EditableElement, within: Within): ConcreteAction {
+    // Directory attributes (group 0004) belong to a DICOMDIR (PS3.3 F.3), never de-identified here
+    // (deidentify-file.ts): in an instance they are a medium's records and file paths, which media
+    // writers name after patients (Referenced File ID, File-set ID).
+    if (element.tag >>> 16 === 0x0004) return 'remove';
     const keyword = keywordOf(element.tag) ?? '';
     const vr = element.vr === 'UN' && element.items === undefined ? vrOf(element.tag) : element.vr;
     if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !onlyStandardUids(this.text(element))) return 'uid';

@@ -92,3 +92,16 @@ test('a UID in an attribute the dictionary does not know is remapped whatever th
   const decimal = deidentified('leak-un-decimal', dataset([...patient(), encodeElement(UNKNOWN_STANDARD_TAG, 'UN', Buffer.from('12.5', 'latin1'))]));
   assert.ok(decimal.written?.includes('12.5'));
 });
+
+// PS3.3 F.3 and PS3.10 8.6: the directory attributes of group 0004 belong to a DICOMDIR, which Gantry
+// holds back because its Referenced File IDs are paths media writers name after patients. Copied into
+// an instance (a media importer that kept a record's keys), the same paths were kept: Table E.1-1 does
+// not list them, and as CS they were not even scanned for the patient's name or ID.
+test('directory attributes (group 0004) copied into an instance do not leave with it', () => {
+  const { result, written } = deidentified(
+    'leak-group-0004',
+    dataset([...patient(), encodeElement(0x00041500, 'CS', 'ZABRISKIE\\MRN600\\IM0001'), encodeElement(0x00041130, 'CS', 'ZABRISKIE_Q')]),
+  );
+  assert.equal(result.kind, 'deidentified');
+  assert.ok(written !== undefined && !/ZABRISKIE|MRN600/i.test(written), 'a file path named after the patient leaves');
+});
