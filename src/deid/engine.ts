@@ -358,14 +358,18 @@ export class DeidEngine {
     // A tag the dictionary does not know, sent as UN (every element of an implicit VR dataset, PS3.5
     // 6.2.2), says no VR: a value that reads as a list of UIDs is treated as the UI it would be.
     if (vr === 'UN' && element.items === undefined && element.length <= MAX_UID_LIST_BYTES && readsAsUids(this.text(element)) && !onlyStandardUids(this.text(element))) return 'uid';
-    if (vr === 'UR' || /Birth|Death/.test(keyword)) return 'remove';
+    // What goes for its VR goes whether the element or the dictionary gives that VR: a sender that
+    // writes a person's name with the wrong explicit VR (LO for PN) does not keep it in.
+    const listed = element.items === undefined ? vrOf(element.tag) : 'SQ';
+    const is = (one: string) => vr === one || listed === one;
+    if (is('UR') || /Birth|Death/.test(keyword)) return 'remove';
     // Table E.1-1 removes or replaces every AE it lists; the unlisted ones are command and meta elements
     // left in a dataset (Move Originator, Source AE Title), which name the sender's devices too.
-    if (vr === 'AE') return 'remove';
+    if (is('AE')) return 'remove';
     // A person's name is not free text: cleaning it of the patient's identifiers leaves anyone else's.
-    if (vr === 'PN') return within === 'dataset' ? 'remove' : 'dummy';
+    if (is('PN')) return within === 'dataset' ? 'remove' : 'dummy';
     if (within !== 'dataset' && TEXT_VRS.has(vr)) return within === 'dummy' ? 'dummy' : 'clean';
-    if (vr === 'DA' || vr === 'DT') return concreteAction(actionCodeFor(UNLISTED_DATE, this.settings.options), vr);
+    if (is('DA') || is('DT')) return concreteAction(actionCodeFor(UNLISTED_DATE, this.settings.options), vr);
     return 'keep';
   }
 

@@ -105,3 +105,12 @@ test('directory attributes (group 0004) copied into an instance do not leave wit
   assert.equal(result.kind, 'deidentified');
   assert.ok(written !== undefined && !/ZABRISKIE|MRN600/i.test(written), 'a file path named after the patient leaves');
 });
+
+// PS3.15 E.1.1: Gantry removes the names of people the table does not list (DICONDE's reviewers and
+// evaluators) by their VR. The VR an explicit VR element states was the only one looked at: the same
+// name written with a wrong VR (LO, as some writers do for every text) was kept.
+test("an unlisted person's name sent with a wrong explicit VR is removed as a PN is", () => {
+  const { result, written } = deidentified('leak-pn-as-lo', dataset([...patient(), encodeElement(0x00142006, 'LO', 'Quimby^Evaluator'), encodeElement(0x00140104, 'SH', 'Quimby^Second')]));
+  assert.equal(result.kind, 'deidentified');
+  assert.ok(written !== undefined && !written.includes('Quimby'), "a person's name leaves");
+});
