@@ -220,7 +220,8 @@ class ReceivingSink implements DatasetSink {
       if (this.deps.index.findInstance(record.sopInstanceUid)?.filePath === record.filePath) this.keepFile = true;
       throw error;
     }
-    if (replacedFilePath === undefined) return;
+    // Never the copy just made durable, whatever names the two were given.
+    if (replacedFilePath === undefined || replacedFilePath === record.filePath) return;
     await this.deps.store.remove(replacedFilePath).catch((error: Error) =>
       this.request.association.log.error({ err: withoutUids(error.message) }, 'could not delete a replaced copy'),
     );

@@ -35,6 +35,7 @@ export class ObjectStore {
   private readonly directories = new Map<string, Promise<void>>();
   private sequence = 0;
   private readonly prefix = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  private readonly variantSalt = randomBytes(4).toString('hex');
   private readonly spares: SpareFiles;
 
   constructor(readonly root: string) {
@@ -77,10 +78,12 @@ export class ObjectStore {
     return join(ORIGINALS_DIR, pathSegment(studyInstanceUid), pathSegment(seriesInstanceUid), `${name}.dcm`);
   }
 
-  /** A name suffix unique to this process and moment, for originalPath's `variant`. */
+  /** A name suffix unique to this process and moment, for originalPath's `variant`: letters and digits
+   * only (recovery.ts tells variants from UIDs by them). The time and the sequence alone could repeat
+   * a name after a restart with the clock stepped back; the run's random salt keeps runs apart. */
   uniqueVariant(): string {
     this.sequence += 1;
-    return `${Date.now().toString(36)}${this.sequence.toString(36)}`;
+    return `${Date.now().toString(36)}${this.variantSalt}${this.sequence.toString(36)}`;
   }
 
   absolute(relativePath: string): string {

@@ -31,3 +31,13 @@ test('a directory sync waiting in the thread pool keeps its descriptor, however 
   const failed = results.filter((result) => result.status === 'rejected').map((result) => (result as PromiseRejectedResult).reason.code);
   assert.deepEqual(failed, [], 'every sync of a healthy directory succeeds');
 });
+
+// Suspected in a review: a replacement's name was the time and a sequence run together, so a restart
+// with the clock stepped back could name a new copy as an earlier run named one.
+test('two runs name their replacement copies apart, at the same moment and sequence', (t) => {
+  t.mock.method(Date, 'now', () => 1_700_000_000_000);
+  const [first, second] = [new ObjectStore(scratchDir('variant-a')), new ObjectStore(scratchDir('variant-b'))];
+  const [a, b] = [first.uniqueVariant(), second.uniqueVariant()];
+  assert.notEqual(a, b);
+  for (const variant of [a, b]) assert.match(variant, /^[0-9a-z]*[a-z][0-9a-z]*$/, 'letters and digits, with a letter: recovery.ts tells variants from UIDs by them');
+});
