@@ -243,7 +243,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   const http = new HttpServer({ metrics: () => metrics.exposition(), readiness }, log);
   /** What start-up and stop() both close, after the listeners and the pipeline. */
-  const releaseResources = async () => {
+  const releaseResources = async (clean = true) => {
     await pool.destroy();
     await transcoder.close();
     freeSpace.stop();
@@ -252,7 +252,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     db?.close();
     db = undefined;
     await store.close();
-    await releaseStorage(storagePath);
+    await releaseStorage(storagePath, clean);
   };
   // A stop asked while the index was opened and checked: no port is bound, and what was opened closes.
   if (aborted()) {
@@ -375,7 +375,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
       log.info({ associations: server.activeAssociations }, 'stopping: no new associations, finishing stores in flight');
       await server.close(10_000);
       // Stores of associations cut at the end of the grace period may still be placing their file.
-      await receive.drain(10_000);
+      // One still at it when the index closes can leave its file (an original, PHI) with no row, or a
+      // row whose file is short: the next start checks the newest instances, as after a crash.
+      const drained = await receive.drain(10_000);
+      if (!drained) log.warn('stores still placing their files at the end of the grace period: the next start checks the newest instances, as after a crash');
       await scheduler.stop(10_000);
       clearTimeout(routeTimer);
       clearInterval(retentionTimer);
@@ -383,7 +386,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
       await forwarder.stop(10_000);
       // /readyz said unready from the moment the listener closed; the endpoints go before the index.
       await http.close();
-      await releaseResources();
+      await releaseResources(drained);
       log.info('stopped');
     },
   };

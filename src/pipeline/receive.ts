@@ -49,12 +49,14 @@ export class ReceiveService implements ServiceHandlers {
     this.context = { ...deps, locks: new KeyedLock(), inFlight: new Set() };
   }
 
-  /** Waits (up to `timeoutMs`) for stores that are placing their file and index row. */
-  async drain(timeoutMs: number): Promise<void> {
+  /** Waits (up to `timeoutMs`) for stores that are placing their file and index row. Resolves with
+   * whether none is left. */
+  async drain(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     while (this.context.inFlight.size > 0 && Date.now() < deadline) {
       await Promise.race([Promise.allSettled([...this.context.inFlight]), new Promise((resolve) => setTimeout(resolve, 100))]);
     }
+    return this.context.inFlight.size === 0;
   }
 
   echo(_association: AssociationInfo): DimseResult {

@@ -219,9 +219,10 @@ export async function checkNewestDeidentified(work: DeidWork, storagePath: strin
   return redone;
 }
 
-/** Called last in a clean stop. */
-export async function releaseStorage(storagePath: string): Promise<void> {
-  await unlink(join(storagePath, MARKER)).catch(() => undefined);
+/** Called last in a stop. `clean` false (stores were still placing their files when the stop went
+ * on): the marker stays, so the next start checks the newest instances as after a crash. */
+export async function releaseStorage(storagePath: string, clean = true): Promise<void> {
+  if (clean) await unlink(join(storagePath, MARKER)).catch(() => undefined);
   releaseStorageLock(storagePath);
 }
 

@@ -84,6 +84,11 @@ test('a storage.path claimed by a live process is refused even when the marker h
   // Killed, it holds nothing: the next start takes the storage, after an unclean stop.
   assert.deepEqual(await claimStorage(storagePath), { unclean: true });
   await releaseStorage(storagePath);
+  assert.deepEqual(await claimStorage(storagePath), { unclean: false });
+  // A stop that left stores unfinished releases the storage but keeps the marker: the next start checks.
+  await releaseStorage(storagePath, false);
+  assert.deepEqual(await claimStorage(storagePath), { unclean: true });
+  await releaseStorage(storagePath);
 });
 
 // Suspected in a review: retention deletes an original inside the transaction that records it, so a
