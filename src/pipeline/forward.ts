@@ -164,6 +164,8 @@ class DestinationQueue {
   private readonly open = new Set<RequestorAssociation>();
   private wakers: Array<() => void> = [];
   private stopping = false;
+  /** The abort of the associations a stop's grace period left open: Gantry's own, not the destination's. */
+  private stopAbort: AssociationError | undefined;
   private consecutiveFailures = 0;
   private retryAt: number | undefined;
   /** The address (AE titles, host, port) that failed last, while backing off. */
@@ -209,7 +211,8 @@ class DestinationQueue {
     this.wake();
     const timer = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), graceMs).unref());
     if ((await Promise.race([Promise.all(this.senders), timer])) === 'late') {
-      for (const association of this.open) association.abort();
+      this.stopAbort = new AssociationError('aborted by Gantry: stopping', 'aborted');
+      for (const association of this.open) association.abort(this.stopAbort);
       await Promise.all(this.senders);
     }
   }
@@ -390,14 +393,16 @@ class DestinationQueue {
         this.log.warn({ item: item.id, why: reason }, 'item cannot be sent: dead letter');
       } else if (!(error instanceof AssociationError)) {
         this.itemFailed(item, 'send_error', `cannot send: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-      } else if (error.requestSent) {
+      } else if (error.requestSent && association.failureReason !== this.stopAbort) {
         // The association ended with this item on the wire: an attempt, so that an object that makes
         // the destination abort every time ends in dead letter rather than looping. (The destination
         // as a whole backs off once, in sendBatch.)
         this.observe((observer) => observer.forwardAttempted(this.name));
         this.itemFailed(item, 'association_ended', `association ended while sending: ${error.message}`);
       }
-      // Never on the wire: not an attempt; it stays queued for the next association.
+      // Never on the wire, or cut by a stop (the end of its grace period, or a reload retiring the
+      // queue: no fault of the object nor of the destination, and with maxAttempts 1 it went to dead
+      // letter): not an attempt; it stays queued for the next association.
       return false;
     } finally {
       conversion?.done();

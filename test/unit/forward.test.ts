@@ -392,3 +392,42 @@ test('items an operator re-queues reach a destination in backoff at the next pol
   await sleep(500);
   assert.equal(unreachable, 2, 'one attempt per retry: the destination is not hammered');
 });
+
+// Found in a review: a stop (SIGTERM) whose grace period ended with responses outstanding aborted the
+// association and charged each request on the wire one attempt, as if the destination had failed it:
+// with forward.retry.maxAttempts 1 a restart put them in dead letter, never retried without an operator.
+test('requests Gantry aborts itself at the end of a stop are not attempts: they stay queued, not dead-lettered', async (t) => {
+  const storagePath = scratchDir('forward-stop-abort');
+  const items = storedItems(storagePath, 3, EXPLICIT);
+  const failed: string[] = [];
+  const { outbox, sent } = fakeOutbox(items, {
+    markRetry: () => failed.push('retry'),
+    markDead: () => failed.push('dead'),
+  });
+  // A destination that accepts and reads every request, and answers none (slow storage).
+  let requests = 0;
+  const peer = await listen((socket) => {
+    let buffered = Buffer.alloc(0);
+    let accepted = false;
+    socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => {
+      if (accepted) {
+        requests += 1;
+        return;
+      }
+      buffered = Buffer.concat([buffered, chunk]);
+      if (buffered.length < 6 || buffered.length < 6 + buffered.readUInt32BE(2)) return;
+      accepted = true;
+      socket.write(acceptEverything(buffered, { asyncOperations: { maxOperationsInvoked: 16, maxOperationsPerformed: 1 } }));
+    });
+  });
+  t.after(() => peer.server.close());
+  const settings = () => ({ ...forwardSettings(peer.port), retry: { baseSeconds: 1, multiplier: 2, maxSeconds: 10, maxAttempts: 1 }, responseTimeoutMs: 30_000 });
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  await waitUntil('requests on the wire', 5000, () => requests > 0);
+  await sleep(200);
+  await forwarder.stop(300);
+  assert.equal(sent.length, 0);
+  assert.deepEqual(failed, [], 'no item charged an attempt for an abort of Gantry’s own');
+});
