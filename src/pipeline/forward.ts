@@ -332,7 +332,13 @@ class DestinationQueue {
       this.open.delete(association);
     }
     const failure = association.failureReason;
-    if (failure && !this.stopping) this.unreachable([], failure.message, destination);
+    if (failure && !this.stopping) {
+      // An association that stored instances before it ended found the destination up: the failures
+      // before it were not consecutive to this one. Otherwise a destination (or a firewall) that ends
+      // every association after N instances made the delay grow to maxSeconds, N instances an hour.
+      if (sent > 0) this.consecutiveFailures = 0;
+      this.unreachable([], failure.message, destination);
+    }
     else if (!failure) {
       this.consecutiveFailures = 0;
       this.retryAt = undefined;

@@ -431,3 +431,84 @@ test('requests Gantry aborts itself at the end of a stop are not attempts: they 
   assert.equal(sent.length, 0);
   assert.deepEqual(failed, [], 'no item charged an attempt for an abort of Gantry’s own');
 });
+
+/** A storage SCP that answers Success to each request and closes the connection after `perAssociation`
+ * answers (a PACS or a firewall that ends long associations). */
+async function closingPeer(perAssociation: number): Promise<{ server: Server; port: number; stored: string[] }> {
+  const { encodeCommand, decodeCommand, CommandField, NO_DATASET } = await import('../../src/dimse/command.js');
+  const { encodePData, encodeReleaseResponse, PduType } = await import('../../src/dimse/pdu.js');
+  const stored: string[] = [];
+  const peer = await listen((socket) => {
+    socket.on('error', () => undefined);
+    let buffered = Buffer.alloc(0);
+    let command: Buffer[] = [];
+    let current: { messageId: number; sopClassUid: string; sopInstanceUid: string } | undefined;
+    let answered = 0;
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (!socket.destroyed && buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+        const type = buffered[0] as number;
+        const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
+        buffered = buffered.subarray(pdu.length);
+        if (type === PduType.AssociateRq) socket.write(acceptEverything(pdu));
+        else if (type === PduType.ReleaseRq) socket.end(encodeReleaseResponse());
+        else if (type === PduType.PDataTf) {
+          const body = pdu.subarray(6);
+          for (let offset = 0; offset < body.length; ) {
+            const itemLength = body.readUInt32BE(offset);
+            const header = body[offset + 5] as number;
+            const data = body.subarray(offset + 6, offset + 4 + itemLength);
+            offset += 4 + itemLength;
+            if ((header & 1) === 1) {
+              command.push(Buffer.from(data));
+              if ((header & 2) === 2) {
+                const decoded = decodeCommand(Buffer.concat(command));
+                command = [];
+                current = { messageId: decoded.messageId as number, sopClassUid: decoded.affectedSopClassUid as string, sopInstanceUid: decoded.affectedSopInstanceUid as string };
+              }
+            } else if ((header & 2) === 2 && current) {
+              stored.push(current.sopInstanceUid);
+              const rsp = encodeCommand({
+                commandField: CommandField.CStoreRsp,
+                messageIdBeingRespondedTo: current.messageId,
+                commandDataSetType: NO_DATASET,
+                affectedSopClassUid: current.sopClassUid,
+                affectedSopInstanceUid: current.sopInstanceUid,
+                status: 0,
+              });
+              for (const out of encodePData(1, true, rsp, 16384)) socket.write(out);
+              current = undefined;
+              answered += 1;
+              if (answered >= perAssociation) {
+                socket.destroy();
+                return;
+              }
+            }
+          }
+        }
+      }
+    });
+  });
+  return { ...peer, stored };
+}
+
+// Found in a review: the destination's backoff grew with every association that ended other than by
+// release, even one that stored instances: a PACS (or a firewall) that ends each association after N
+// instances made the delay between associations reach forward.retry.maxSeconds (an hour by default),
+// and a backlog went N instances an hour.
+test('an association that stored instances before it ended does not make the backoff grow: the destination is up', async (t) => {
+  const storagePath = scratchDir('forward-progress');
+  const items = storedItems(storagePath, 8, EXPLICIT);
+  const { outbox, sent } = fakeOutbox(items, { noteUnreachable: () => undefined, markRetry: () => undefined });
+  const peer = await closingPeer(2);
+  t.after(() => peer.server.close());
+  const settings = () => ({
+    ...forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1 }]),
+    retry: { baseSeconds: 0.5, multiplier: 10, maxSeconds: 60, maxAttempts: 10 },
+  });
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  // Four associations of two: 0.5 s between them, not 0.5, 5 and 50 s.
+  await waitUntil('every item sent', 8000, () => sent.length === items.length);
+});
