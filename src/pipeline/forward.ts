@@ -307,7 +307,7 @@ class DestinationQueue {
     try {
       const inFlight = new Set<Promise<void>>();
       for (const item of fitting) {
-        if (this.stopping || !association.isUsable) break;
+        if (this.stopping || !association.isUsable || this.moved(destination)) break;
         const operation = this.sendItem(association, destination, item).then(
           (ok) => {
             if (ok) sent += 1;
@@ -345,6 +345,14 @@ class DestinationQueue {
       this.failedAddress = undefined;
     }
     this.log.info({ sent, failed, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
+  }
+
+  /** Whether a reload pointed the destination elsewhere (or removed it) since `destination` was read:
+   * the association to the former address takes no more items (a wrong address mended, a PACS moved:
+   * the rest of a batch, up to BATCH, went there and was recorded sent). */
+  private moved(destination: DestinationSettings): boolean {
+    const current = this.settings();
+    return !current || addressOf(current) !== addressOf(destination);
   }
 
   /** Sends one item; true when the destination stored it. Throws only when its outcome cannot be

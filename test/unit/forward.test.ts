@@ -434,7 +434,7 @@ test('requests Gantry aborts itself at the end of a stop are not attempts: they 
 
 /** A storage SCP that answers Success to each request and closes the connection after `perAssociation`
  * answers (a PACS or a firewall that ends long associations). */
-async function closingPeer(perAssociation: number): Promise<{ server: Server; port: number; stored: string[] }> {
+async function closingPeer(perAssociation: number, answerAfterMs = 0): Promise<{ server: Server; port: number; stored: string[] }> {
   const { encodeCommand, decodeCommand, CommandField, NO_DATASET } = await import('../../src/dimse/command.js');
   const { encodePData, encodeReleaseResponse, PduType } = await import('../../src/dimse/pdu.js');
   const stored: string[] = [];
@@ -444,8 +444,12 @@ async function closingPeer(perAssociation: number): Promise<{ server: Server; po
     let command: Buffer[] = [];
     let current: { messageId: number; sopClassUid: string; sopInstanceUid: string } | undefined;
     let answered = 0;
+    let reading = Promise.resolve();
     socket.on('data', (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
+      reading = reading.then(() => readPdus());
+    });
+    const readPdus = async () => {
       while (!socket.destroyed && buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
         const type = buffered[0] as number;
         const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
@@ -468,6 +472,7 @@ async function closingPeer(perAssociation: number): Promise<{ server: Server; po
               }
             } else if ((header & 2) === 2 && current) {
               stored.push(current.sopInstanceUid);
+              if (answerAfterMs > 0) await sleep(answerAfterMs);
               const rsp = encodeCommand({
                 commandField: CommandField.CStoreRsp,
                 messageIdBeingRespondedTo: current.messageId,
@@ -487,7 +492,7 @@ async function closingPeer(perAssociation: number): Promise<{ server: Server; po
           }
         }
       }
-    });
+    };
   });
   return { ...peer, stored };
 }
@@ -511,4 +516,29 @@ test('an association that stored instances before it ended does not make the bac
   t.after(() => forwarder.stop(1000));
   // Four associations of two: 0.5 s between them, not 0.5, 5 and 50 s.
   await waitUntil('every item sent', 8000, () => sent.length === items.length);
+});
+
+// Found in a review: a reload that points a destination elsewhere (a wrong address mended, a PACS
+// moved) left the association open to the former address carrying the rest of its batch, up to 500
+// instances, recorded as sent though the destination now configured never got them.
+test('a reload that changes the address of a destination ends the batch going to the former one: the rest goes to the new address', async (t) => {
+  const storagePath = scratchDir('forward-moved');
+  const items = storedItems(storagePath, 20, EXPLICIT);
+  const { outbox, sent } = fakeOutbox(items);
+  const former = await closingPeer(Infinity, 100);
+  t.after(() => former.server.close());
+  const moved = await startCountingServer();
+  t.after(() => moved.close());
+  let port = former.port;
+  const settings = () => forwardSettings(port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1 }]);
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('the former address storing', 5000, () => former.stored.length >= 2);
+  port = moved.port;
+  forwarder.reconfigure();
+  await waitUntil('every item sent', 10_000, () => sent.length === items.length);
+  // The request on the wire at the reload (and perhaps the one behind it) still went to the former address.
+  assert.ok(former.stored.length <= 5, `instances sent to the former address after the reload: ${former.stored.length}`);
+  assert.equal(former.stored.length + moved.received.length, items.length);
 });
