@@ -55,9 +55,12 @@ function ceilDiv(a: number, b: number): number {
   return Math.ceil(a / b);
 }
 
-/** Decodes a whole stream to its quantised coefficients. `photometric` settles RGB against YCbCr when
- * the stream's own markers do not. */
-export function decodeDct(data: Buffer, photometric = ''): DctFrame {
+/** Decodes a whole stream to its quantised coefficients. The image's Photometric Interpretation settles
+ * RGB against YCbCr when the stream's own markers do not. Given the image, the frame header must fit it
+ * before any coefficient is allocated or decoded: a header claiming 65000×65000 in a frame of a few
+ * bytes had 8 GB allocated and decoded from nothing before the size was compared. */
+export function decodeDct(data: Buffer, image?: PixelGeometry): DctFrame {
+  const photometric = image?.photometric ?? '';
   if (data.length < 4 || data.readUInt16BE(0) !== MARKER.SOI) throw new PixelRedactionError('not a JPEG stream (no SOI)');
   const huffman = new Map<number, HuffmanTable>();
   const quantisation = new Map<number, Uint16Array>();
@@ -89,7 +92,7 @@ export function decodeDct(data: Buffer, photometric = ''): DctFrame {
     else if (marker === 0xffee && body.subarray(0, 5).toString('latin1') === 'Adobe' && body.length >= 12) adobeTransform = body[11];
     else if (marker === 0xffc0 || marker === 0xffc1) {
       if (frame) throw new PixelRedactionError('a JPEG stream with two frames');
-      frame = readFrameHeader(body, quantisation);
+      frame = readFrameHeader(body, quantisation, image);
     } else if ((marker & 0xfff0) === 0xffc0 && marker !== 0xffc4 && marker !== 0xffc8 && marker !== 0xffcc) {
       throw new PixelRedactionError(`JPEG process of marker 0x${marker.toString(16)} is not baseline or extended sequential with Huffman coding`);
     }
@@ -123,11 +126,12 @@ function readQuantisationTables(body: Buffer, into: Map<number, Uint16Array>): v
   }
 }
 
-function readFrameHeader(body: Buffer, quantisation: Map<number, Uint16Array>): DctFrame {
+function readFrameHeader(body: Buffer, quantisation: Map<number, Uint16Array>, image: PixelGeometry | undefined): DctFrame {
   const precision = body[0] as number;
   const height = body.readUInt16BE(1);
   const width = body.readUInt16BE(3);
   const count = body[5] as number;
+  if (image) checkFits({ width, height, components: count, precision }, image);
   if (precision !== 8 && precision !== 12) throw new PixelRedactionError(`JPEG sample precision ${precision}`);
   if (height === 0) throw new PixelRedactionError('a JPEG stream whose height comes in a DNL segment');
   if (width === 0 || count < 1 || count > 4) throw new PixelRedactionError('a JPEG frame header without width or components');
@@ -443,9 +447,9 @@ function keepDecodingSegmentsOnly(frame: DctFrame): void {
   });
 }
 
-function checkFits(frame: DctFrame, g: PixelGeometry): void {
-  if (frame.width !== g.columns || frame.height !== g.rows || frame.components.length !== g.samplesPerPixel) {
-    throw new PixelRedactionError(`a JPEG frame of ${frame.width}×${frame.height}×${frame.components.length} in an image of ${g.columns}×${g.rows}×${g.samplesPerPixel}`);
+function checkFits(frame: { width: number; height: number; components: number; precision: number }, g: PixelGeometry): void {
+  if (frame.width !== g.columns || frame.height !== g.rows || frame.components !== g.samplesPerPixel) {
+    throw new PixelRedactionError(`a JPEG frame of ${frame.width}×${frame.height}×${frame.components} in an image of ${g.columns}×${g.rows}×${g.samplesPerPixel}`);
   }
   if (g.bitsAllocated !== (frame.precision === 8 ? 8 : 16)) throw new PixelRedactionError(`JPEG of ${frame.precision}-bit precision with BitsAllocated ${g.bitsAllocated}`);
 }
@@ -454,12 +458,11 @@ function checkFits(frame: DctFrame, g: PixelGeometry): void {
  * to exactly the redacted coefficients. */
 export function jpegDctFrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer {
   return (data) => {
-    const frame = decodeDct(data, g.photometric);
-    checkFits(frame, g);
+    const frame = decodeDct(data, g);
     blankMcus(frame, g, mask);
     keepDecodingSegmentsOnly(frame);
     const encoded = encodeDct(frame);
-    const check = decodeDct(encoded, g.photometric);
+    const check = decodeDct(encoded, g);
     frame.components.forEach((component, c) => {
       const again = (check.components[c] as DctComponent).coefficients;
       if (again.length !== component.coefficients.length || !Buffer.from(again.buffer, again.byteOffset, again.byteLength).equals(Buffer.from(component.coefficients.buffer, component.coefficients.byteOffset, component.coefficients.byteLength))) {
@@ -562,8 +565,7 @@ function fullSize(plane: Uint16Array, planeWidth: number, component: DctComponen
  * other by rounding (T.81 A.3.3 allows it).
  */
 export function decodeJpegDctFrame(data: Buffer, g: PixelGeometry): { samples: Buffer; layout: PixelGeometry } {
-  const frame = decodeDct(data, g.photometric);
-  checkFits(frame, g);
+  const frame = decodeDct(data, g);
   const planes = frame.components.map((component) => componentSamples(component, frame.precision));
   const count = frame.components.length;
   const size = frame.precision === 8 ? 1 : 2;

@@ -37,7 +37,10 @@ function predict(selection: number, a: number, b: number, c: number): number {
   }
 }
 
-export function decodeJpegLossless(data: Buffer): LosslessFrame {
+/** Decodes a lossless stream. Given the image, the frame header must fit it before the samples are
+ * allocated and decoded (a few bytes claiming 65000×65000 would otherwise cost 8 GB and a decoding of
+ * nothing that long). */
+export function decodeJpegLossless(data: Buffer, image?: PixelGeometry): LosslessFrame {
   const tables = new Map<number, HuffmanTable>();
   let frame: { width: number; height: number; precision: number; ids: number[] } | undefined;
   let at = 2;
@@ -54,6 +57,7 @@ export function decodeJpegLossless(data: Buffer): LosslessFrame {
         if (body[7 + i * 3] !== 0x11) throw new PixelRedactionError('JPEG lossless with subsampled components');
       }
       frame = { precision: body[0] as number, height: body.readUInt16BE(1), width: body.readUInt16BE(3), ids };
+      if (image) checkSize({ ...frame, components: ids.length }, image);
     } else if ((marker & 0xfff0) === 0xffc0 && marker !== 0xffc4 && marker !== 0xffc8 && marker !== 0xffcc) {
       throw new PixelRedactionError(`JPEG process of marker 0x${marker.toString(16)} is not lossless (SOF3)`);
     } else if (marker === 0xffc4) {
@@ -164,15 +168,19 @@ function toNative(frame: LosslessFrame, g: PixelGeometry): Buffer {
   return out;
 }
 
-function checkLossless(frame: LosslessFrame, g: PixelGeometry): void {
+function checkSize(frame: { width: number; height: number; components: number }, g: PixelGeometry): void {
   if (frame.width !== g.columns || frame.height !== g.rows || frame.components !== g.samplesPerPixel) {
     throw new PixelRedactionError(`a JPEG lossless frame of ${frame.width}×${frame.height}×${frame.components} in an image of ${g.columns}×${g.rows}×${g.samplesPerPixel}`);
   }
+}
+
+function checkLossless(frame: LosslessFrame, g: PixelGeometry): void {
+  checkSize(frame, g);
   if (g.bitsAllocated !== 8 && g.bitsAllocated !== 16) throw new PixelRedactionError(`JPEG lossless with BitsAllocated ${g.bitsAllocated}`);
 }
 
 export function decodeJpegLosslessFrame(data: Buffer, g: PixelGeometry): { samples: Buffer; layout: PixelGeometry } {
-  const frame = decodeJpegLossless(data);
+  const frame = decodeJpegLossless(data, g);
   checkLossless(frame, g);
   return { samples: toNative(frame, g), layout: { ...g, planar: false, bigEndian: false, frames: 1 } };
 }
@@ -182,7 +190,7 @@ export function decodeJpegLosslessFrame(data: Buffer, g: PixelGeometry): { sampl
 export function jpegLosslessFrameRedactor(g: PixelGeometry, mask: RowMask): (frame: Buffer) => Buffer {
   if (!['MONOCHROME1', 'MONOCHROME2', 'PALETTE COLOR', 'RGB', 'YBR_FULL'].includes(g.photometric)) throw new PixelRedactionError(`JPEG lossless with ${g.photometric}`);
   return (data) => {
-    const frame = decodeJpegLossless(data);
+    const frame = decodeJpegLossless(data, g);
     checkLossless(frame, g);
     const modulus = 2 ** frame.precision;
     const black = blackSamples({ ...g, highBit: g.bitsStored - 1 }).map((value) => (((value % modulus) + modulus) % modulus) >> frame.pointTransform);
@@ -194,7 +202,7 @@ export function jpegLosslessFrameRedactor(g: PixelGeometry, mask: RowMask): (fra
       }
     }
     const encoded = encodeJpegLossless(frame);
-    const check = decodeJpegLossless(encoded).samples;
+    const check = decodeJpegLossless(encoded, g).samples;
     if (check.length !== frame.samples.length || check.some((value, index) => value !== frame.samples[index])) {
       throw new PixelRedactionError('the JPEG lossless frame encoded again does not decode to the redacted samples');
     }

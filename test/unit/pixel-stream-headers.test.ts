@@ -1,0 +1,53 @@
+/**
+ * A frame whose codestream header claims another size than the image is refused from its header,
+ * before anything of that size is allocated or decoded: a JPEG frame of 136 bytes in a 4×4 image that
+ * said 65000×65000 had the DCT decoder allocate 8 GB of coefficients and run 15 seconds before the
+ * size was compared (and 4 components sampled 4×4 would exceed memory: the worker killed, not the
+ * instance held).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { FRAME_CODECS } from '../../src/pixels/frame-codecs.js';
+import { segment } from '../../src/pixels/jpeg-entropy.js';
+import { PixelRedactionError, rectMask, type PixelGeometry } from '../../src/pixels/native.js';
+
+const IMAGE: PixelGeometry = { rows: 4, columns: 4, samplesPerPixel: 1, bitsAllocated: 8, bitsStored: 8, highBit: 7, signed: false, planar: false, photometric: 'MONOCHROME2', frames: 1, bigEndian: false };
+const CLAIMED = 8000;
+
+/** A JPEG stream of `sof` (SOF0 or SOF3) whose header says CLAIMED × CLAIMED, one component, with
+ * Huffman tables of one 1-bit code each, and no entropy-coded data at all. */
+function oversizedStream(sof: number): Buffer {
+  const frameHeader = Buffer.from([8, CLAIMED >> 8, CLAIMED & 0xff, CLAIMED >> 8, CLAIMED & 0xff, 1, 1, 0x11, 0]);
+  const counts = Buffer.alloc(16);
+  counts[0] = 1;
+  const tables = Buffer.concat([Buffer.from([0x00]), counts, Buffer.from([0]), Buffer.from([0x10]), counts, Buffer.from([0])]);
+  const scan = sof === 0xffc3 ? Buffer.from([1, 1, 0x00, 1, 0, 0]) : Buffer.from([1, 1, 0x00, 0, 63, 0]);
+  return Buffer.concat([
+    Buffer.from([0xff, 0xd8]),
+    segment(0xffdb, Buffer.concat([Buffer.from([0]), Buffer.alloc(64, 1)])),
+    segment(sof, frameHeader),
+    segment(0xffc4, tables),
+    segment(0xffda, scan),
+    Buffer.from([0xff, 0xd9]),
+  ]);
+}
+
+for (const [name, syntax, sof] of [
+  ['JPEG baseline', '1.2.840.10008.1.2.4.50', 0xffc0],
+  ['JPEG lossless', '1.2.840.10008.1.2.4.70', 0xffc3],
+] as const) {
+  test(`${name}: a frame header of another size is refused before its data is decoded`, () => {
+    const codec = FRAME_CODECS.get(syntax);
+    assert.ok(codec);
+    const stream = oversizedStream(sof);
+    const before = process.memoryUsage().arrayBuffers;
+    const refused = (error: unknown) => {
+      assert.ok(error instanceof PixelRedactionError, String(error));
+      assert.match(error.message, new RegExp(`frame of ${CLAIMED}×${CLAIMED}×1 in an image of 4×4×1`));
+      return true;
+    };
+    assert.throws(() => codec.redactor(IMAGE, rectMask([[0, 0, 2, 2]], 4, 4))(stream), refused);
+    assert.throws(() => codec.decode(stream, IMAGE), refused);
+    assert.ok(process.memoryUsage().arrayBuffers - before < 16 * 1024 * 1024, 'nothing of the claimed size was allocated');
+  });
+}
