@@ -6,7 +6,7 @@
  */
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { parseFile, type ByteSource, type ElementNode, type ItemNode } from '../dicom/dataset-tree.js';
-import { DatasetWriter, type EditableElement } from '../dicom/dataset-writer.js';
+import { DatasetWriter, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
@@ -98,7 +98,7 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (zone) {
       // Pixels no zone reaches hold the instance, with Pixel Data beside them or not: without Pixel
       // Data there is nothing to redact, and the zone must not clear it of the burned-in text risk.
-      const unredacted = pixelsLeftUnredacted(opened.elements as EditableElement[]);
+      const unredacted = pixelsLeftUnredacted(opened.elements as EditableElement[], redaction?.kind === 'ready');
       if (unredacted) return plan(heldByZone(zone, `${unredacted} would leave unredacted`));
     }
     if (zone && redaction?.kind === 'ready') {
@@ -302,13 +302,22 @@ function outputValues(opened: OpenedDataset, tags: readonly number[]): Map<numbe
 }
 
 /** Pixels no zone reaches that the de-identification kept (Float and Double Float Pixel Data next to
- * Pixel Data): described, or undefined. Icons and overlays are redacted (attached.ts). */
-function pixelsLeftUnredacted(elements: readonly EditableElement[]): string | undefined {
+ * Pixel Data): described, or undefined. Icons and overlays are redacted with the image's mask
+ * (attached.ts) when the image is (`imageRedacted`); without Pixel Data there is no mask, and a kept
+ * icon or overlay, a copy of the image and text drawn over it, would leave as it came. */
+function pixelsLeftUnredacted(elements: readonly EditableElement[], imageRedacted: boolean): string | undefined {
   if (elements.some((element) => !element.removed && (element.tag === FLOAT_PIXEL_DATA || element.tag === DOUBLE_FLOAT_PIXEL_DATA))) return 'float pixel data';
+  if (imageRedacted) return undefined;
+  const kept = elements.filter((element) => !element.removed);
+  if (kept.some((element) => element.tag === ICON_IMAGE_SEQUENCE && ((element.items ?? []) as EditableItem[]).some((item) => !item.removed && (item.elements as EditableElement[]).some((inner) => inner.tag === PIXEL_DATA && !inner.removed)))) {
+    return 'the icon image (without Pixel Data to take the zone from)';
+  }
+  if (kept.some((element) => element.tag >>> 16 >= 0x6000 && element.tag >>> 16 <= 0x601e && (element.tag & 0xffff) === 0x3000)) return 'overlay data (without Pixel Data to take the zone from)';
   return undefined;
 }
 
 const FLOAT_PIXEL_DATA = 0x7fe00008;
+const ICON_IMAGE_SEQUENCE = 0x00880200;
 const DOUBLE_FLOAT_PIXEL_DATA = 0x7fe00009;
 const PHOTOMETRIC_INTERPRETATION = 0x00280004;
 const PIXEL_GROUP_LENGTH = 0x7fe00000;

@@ -182,6 +182,72 @@ test('float pixels no zone can reach hold the instance back, with or without Pix
   }
 });
 
+test('an icon or overlay a rule keeps, beside no Pixel Data to take the zone from, holds the instance back', () => {
+  // A JPIP-referenced ultrasound image (PS3.5 A.6: the pixels are fetched from Pixel Data Provider URL)
+  // carries no Pixel Data, and the zone had nothing to redact: its icon and overlay, which attached.ts
+  // redacts with the image's mask, left as they came, the patient's name drawn in them.
+  const dir = scratchDir('pixel-attached-alone');
+  const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 2]] }\n';
+  const icon = Buffer.concat([
+    encodeElement(0x00280002, 'US', 1),
+    encodeElement(0x00280004, 'CS', 'MONOCHROME2'),
+    encodeElement(0x00280010, 'US', 4),
+    encodeElement(0x00280011, 'US', 4),
+    encodeElement(0x00280100, 'US', 8),
+    encodeElement(0x00280101, 'US', 8),
+    encodeElement(0x00280102, 'US', 7),
+    encodeElement(0x00280103, 'US', 0),
+    encodeElement(PIXEL_DATA, 'OB', Buffer.alloc(16, 0xc8)),
+  ]);
+  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), icon]);
+  item.writeUInt32LE(icon.length, 4);
+  const overlay = [
+    [0x60000010, 'US', 4],
+    [0x60000011, 'US', 4],
+    [0x60000040, 'CS', 'G'],
+    [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
+    [0x60000100, 'US', 1],
+    [0x60000102, 'US', 0],
+    [0x60003000, 'OW', Buffer.alloc(2, 0xff)],
+  ] as const;
+  const cases = [
+    ['icon', [[0x00880200, 'SQ', item]], { attribute: 'IconImageSequence', action: 'keep' }, /the icon image/],
+    ['overlay', overlay, { attribute: '(6000,3000)', action: 'keep' }, /overlay data/],
+  ] as const;
+  for (const [name, extra, rule, why] of cases) {
+    const sopClassUid = '1.2.840.10008.5.1.4.1.1.6.1';
+    const sopInstanceUid = newUid();
+    const input = join(dir, `${name}.dcm`);
+    writeFileSync(
+      input,
+      Buffer.concat([
+        encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }),
+        encodeDataset([
+          [0x00080016, 'UI', sopClassUid],
+          [0x00080018, 'UI', sopInstanceUid],
+          [0x00080060, 'CS', 'US'],
+          [0x00080070, 'LO', 'ACME'],
+          ...extra,
+          [0x00100010, 'PN', 'Attached^Alone'],
+          [0x0020000d, 'UI', newUid()],
+          [0x0020000e, 'UI', newUid()],
+          [0x00280002, 'US', 1],
+          [0x00280004, 'CS', 'MONOCHROME2'],
+          [0x00280010, 'US', 4],
+          [0x00280011, 'US', 4],
+          [0x00280100, 'US', 8],
+          [0x00280301, 'CS', 'YES'],
+          [0x00287fe0, 'UR', 'http://jpip.example/pixels'],
+        ].sort((a, b) => (a[0] as number) - (b[0] as number)) as Parameters<typeof encodeDataset>[0]),
+      ]),
+    );
+    const result = deidentifyWithZones(input, join(dir, `out-${name}.dcm`), acme, dir, ['cleanPixelData'], [rule]);
+    assert.equal(result.kind, 'quarantined', `${name}: ${JSON.stringify(result)}`);
+    assert.match((result as { reason: string }).reason, /zone "acme" matches, but /);
+    assert.match((result as { reason: string }).reason, why);
+  }
+});
+
 test('a dataset with two Pixel Data elements is held back: the one redacted might not be the one a reader shows', () => {
   // PS3.5 7.1: an element occurs once. DCMTK keeps the first of two Pixel Data
   // elements ("found twice ..., ignoring second entry"); Gantry read the last, redacted it, and copied
