@@ -8,6 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import { blackSamples, blankFrame, PixelRedactionError, type PixelGeometry, type RowMask } from './native.js';
+import { segmentAt } from './jpeg-entropy.js';
 
 interface FrameInfo {
   width: number;
@@ -115,7 +116,43 @@ export interface DecodedFrame {
   geometry: PixelGeometry;
 }
 
+/**
+ * The size a codestream's header claims, compared with the image's before the codec decodes anything:
+ * the codecs allocate and decode what the header says, and a frame of a few hundred bytes whose SIZ
+ * said 20000×20000 in a 4×4 image kept OpenJPEG busy 17 s and took 2.9 GB before checkFrame could
+ * compare. A header this cannot find is left to the codec (which then fails or is compared after).
+ */
+function checkClaimedSize(claimed: { width: number; height: number; components: number } | undefined, g: PixelGeometry, codec: string): void {
+  if (claimed && (claimed.width !== g.columns || claimed.height !== g.rows || claimed.components !== g.samplesPerPixel)) {
+    throw new PixelRedactionError(`a ${codec} frame of ${claimed.width}×${claimed.height}×${claimed.components} in an image of ${g.columns}×${g.rows}×${g.samplesPerPixel}`);
+  }
+}
+
+/** JPEG 2000 (T.800 A.5.1): SOC, then SIZ with Xsiz, Ysiz, XOsiz, YOsiz and, after the tile sizes, Csiz. */
+function j2kClaimedSize(frame: Buffer): { width: number; height: number; components: number } | undefined {
+  if (frame.length < 42 || frame.readUInt16BE(0) !== 0xff4f || frame.readUInt16BE(2) !== 0xff51) return undefined;
+  return { width: frame.readUInt32BE(8) - frame.readUInt32BE(16), height: frame.readUInt32BE(12) - frame.readUInt32BE(20), components: frame.readUInt16BE(40) };
+}
+
+/** JPEG-LS (T.87 C.2.2): the SOF55 segment's Y, X and Nf, after SOI and the segments before it. */
+function jpegLsClaimedSize(frame: Buffer): { width: number; height: number; components: number } | undefined {
+  if (frame.length < 4 || frame.readUInt16BE(0) !== 0xffd8) return undefined;
+  let at = 2;
+  try {
+    for (;;) {
+      const { marker, body, end } = segmentAt(frame, at);
+      if (marker === 0xfff7) return body.length >= 6 ? { height: body.readUInt16BE(1), width: body.readUInt16BE(3), components: body[5] as number } : undefined;
+      if (marker === 0xffda) return undefined;
+      at = end;
+    }
+  } catch (error) {
+    if (error instanceof PixelRedactionError) return undefined;
+    throw error;
+  }
+}
+
 export function decodeJpegLsFrame(frame: Buffer, g: PixelGeometry): DecodedFrame {
+  checkClaimedSize(jpegLsClaimedSize(frame), g, 'JPEG-LS');
   return guarded(
     () => (charls = undefined),
     () => {
@@ -136,6 +173,7 @@ export function decodeJpegLsFrame(frame: Buffer, g: PixelGeometry): DecodedFrame
 }
 
 export function decodeJpeg2000Frame(frame: Buffer, g: PixelGeometry): DecodedFrame {
+  checkClaimedSize(j2kClaimedSize(frame), g, 'JPEG 2000');
   return guarded(
     () => (openjpeg = undefined),
     () => {

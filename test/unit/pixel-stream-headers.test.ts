@@ -3,10 +3,12 @@
  * before anything of that size is allocated or decoded: a JPEG frame of 136 bytes in a 4×4 image that
  * said 65000×65000 had the DCT decoder allocate 8 GB of coefficients and run 15 seconds before the
  * size was compared (and 4 components sampled 4×4 would exceed memory: the worker killed, not the
- * instance held).
+ * instance held). OpenJPEG likewise: a JPEG 2000 frame whose SIZ said 20000×20000 took 17 s and 2.9 GB.
  */
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { test } from 'node:test';
+import { loadCodecs } from '../../src/pixels/codecs.js';
 import { FRAME_CODECS } from '../../src/pixels/frame-codecs.js';
 import { segment } from '../../src/pixels/jpeg-entropy.js';
 import { PixelRedactionError, rectMask, type PixelGeometry } from '../../src/pixels/native.js';
@@ -49,5 +51,59 @@ for (const [name, syntax, sof] of [
     assert.throws(() => codec.redactor(IMAGE, rectMask([[0, 0, 2, 2]], 4, 4))(stream), refused);
     assert.throws(() => codec.decode(stream, IMAGE), refused);
     assert.ok(process.memoryUsage().arrayBuffers - before < 16 * 1024 * 1024, 'nothing of the claimed size was allocated');
+  });
+}
+
+interface Encoder {
+  getDecodedBuffer(info: { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned?: boolean }): Uint8Array;
+  getEncodedBuffer(): Uint8Array;
+  setQuality?(lossless: boolean, layers: number): void;
+  setNearLossless?(near: number): void;
+  encode(): void;
+  delete(): void;
+}
+
+/** A 64×64 frame encoded by the codec module Gantry uses, then its header changed to say CLAIMED × CLAIMED. */
+async function oversizedCodestream(kind: 'JPEG 2000' | 'JPEG-LS'): Promise<Buffer> {
+  const require = createRequire(import.meta.url);
+  const quiet = { print: () => undefined, printErr: () => undefined };
+  const module = kind === 'JPEG 2000' ? await require('@cornerstonejs/codec-openjpeg/wasmjs')(quiet) : await require('@cornerstonejs/codec-charls/wasmjs')(quiet);
+  const encoder: Encoder = kind === 'JPEG 2000' ? new module.J2KEncoder() : new module.JpegLSEncoder();
+  try {
+    encoder.getDecodedBuffer({ width: 64, height: 64, bitsPerSample: 8, componentCount: 1, isSigned: false }).set(Buffer.alloc(64 * 64, 7));
+    encoder.setQuality?.(true, 0);
+    encoder.setNearLossless?.(0);
+    encoder.encode();
+    const stream = Buffer.from(encoder.getEncodedBuffer());
+    if (kind === 'JPEG 2000') {
+      // SIZ (T.800 A.5.1) right after SOC: Xsiz, Ysiz, then the offsets, then XTsiz, YTsiz.
+      for (const at of [8, 12, 24, 28]) stream.writeUInt32BE(CLAIMED, at);
+    } else {
+      const sof = stream.indexOf(Buffer.from([0xff, 0xf7]));
+      stream.writeUInt16BE(CLAIMED, sof + 5);
+      stream.writeUInt16BE(CLAIMED, sof + 7);
+    }
+    return stream;
+  } finally {
+    encoder.delete();
+  }
+}
+
+for (const [name, syntax] of [
+  ['JPEG 2000', '1.2.840.10008.1.2.4.90'],
+  ['JPEG-LS', '1.2.840.10008.1.2.4.80'],
+] as const) {
+  test(`${name}: a codestream header of another size is refused before the codec decodes it`, async () => {
+    await loadCodecs();
+    const codec = FRAME_CODECS.get(syntax);
+    assert.ok(codec);
+    const stream = await oversizedCodestream(name);
+    const refused = (error: unknown) => {
+      assert.ok(error instanceof PixelRedactionError, String(error));
+      assert.match(error.message, new RegExp(`a ${name} frame of ${CLAIMED}×${CLAIMED}×1 in an image of 4×4×1`));
+      return true;
+    };
+    assert.throws(() => codec.redactor(IMAGE, rectMask([[0, 0, 2, 2]], 4, 4))(stream), refused);
+    assert.throws(() => codec.decode(stream, IMAGE), refused);
   });
 }
