@@ -23,6 +23,27 @@ import { deidentifyWithZones, imagePixelValues, noNewErrors, sampleValue, stored
 import { COLUMNS, FRAMES, OVERLAY_IN_BIT_15, relabelled, ROWS, withFrames, writeTinyImage, writeUltrasound } from '../helpers/pixel-images.js';
 import { encodeDataset, encodeElement, EXPLICIT_LE, newUid } from '../helpers/synthetic-dicom.js';
 
+/** An item of IconImageSequence: an 8-bit icon of `rows` × `columns`, MONOCHROME2 or RGB
+ * (interleaved), every sample `value`. */
+function iconItem(photometric: 'MONOCHROME2' | 'RGB', rows: number, columns: number, value: number): Buffer {
+  const samples = photometric === 'RGB' ? 3 : 1;
+  const icon = Buffer.concat([
+    encodeElement(0x00280002, 'US', samples),
+    encodeElement(0x00280004, 'CS', photometric),
+    ...(samples === 3 ? [encodeElement(0x00280006, 'US', 0)] : []),
+    encodeElement(0x00280010, 'US', rows),
+    encodeElement(0x00280011, 'US', columns),
+    encodeElement(0x00280100, 'US', 8),
+    encodeElement(0x00280101, 'US', 8),
+    encodeElement(0x00280102, 'US', 7),
+    encodeElement(0x00280103, 'US', 0),
+    encodeElement(PIXEL_DATA, 'OB', Buffer.alloc(rows * columns * samples, value)),
+  ]);
+  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), icon]);
+  item.writeUInt32LE(icon.length, 4);
+  return item;
+}
+
 function checkPixels(input: Buffer, output: Buffer, inside: (x: number, y: number) => boolean): void {
   assert.equal(output.length, input.length);
   for (let f = 0; f < FRAMES; f += 1) {
@@ -188,19 +209,7 @@ test('an icon or overlay a rule keeps, beside no Pixel Data to take the zone fro
   // redacts with the image's mask, left as they came, the patient's name drawn in them.
   const dir = scratchDir('pixel-attached-alone');
   const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 2]] }\n';
-  const icon = Buffer.concat([
-    encodeElement(0x00280002, 'US', 1),
-    encodeElement(0x00280004, 'CS', 'MONOCHROME2'),
-    encodeElement(0x00280010, 'US', 4),
-    encodeElement(0x00280011, 'US', 4),
-    encodeElement(0x00280100, 'US', 8),
-    encodeElement(0x00280101, 'US', 8),
-    encodeElement(0x00280102, 'US', 7),
-    encodeElement(0x00280103, 'US', 0),
-    encodeElement(PIXEL_DATA, 'OB', Buffer.alloc(16, 0xc8)),
-  ]);
-  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), icon]);
-  item.writeUInt32LE(icon.length, 4);
+  const item = iconItem('MONOCHROME2', 4, 4, 0xc8);
   const overlay = [
     [0x60000010, 'US', 4],
     [0x60000011, 'US', 4],
@@ -341,20 +350,7 @@ test('a zone made for another image size holds the instance back', () => {
 test('an icon and an overlay kept by rules get the zone too: scaled to the icon, moved by the overlay origin', () => {
   const dir = scratchDir('pixel-attached');
   // A 20×16 RGB icon (a quarter of the 80×64 image), every sample 200.
-  const icon = Buffer.concat([
-    encodeElement(0x00280002, 'US', 3),
-    encodeElement(0x00280004, 'CS', 'RGB'),
-    encodeElement(0x00280006, 'US', 0),
-    encodeElement(0x00280010, 'US', 16),
-    encodeElement(0x00280011, 'US', 20),
-    encodeElement(0x00280100, 'US', 8),
-    encodeElement(0x00280101, 'US', 8),
-    encodeElement(0x00280102, 'US', 7),
-    encodeElement(0x00280103, 'US', 0),
-    encodeElement(0x7fe00010, 'OB', Buffer.alloc(16 * 20 * 3, 200)),
-  ]);
-  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), icon]);
-  item.writeUInt32LE(icon.length, 4);
+  const item = iconItem('RGB', 16, 20, 200);
   const origin = Buffer.alloc(4);
   origin.writeInt16LE(3, 0); // overlay row 1 is image row 3
   origin.writeInt16LE(1, 2);
