@@ -458,56 +458,46 @@ test('export: a file imported in place that changed since is not exported as the
   }
 });
 
-// Found in a review: an instance whose original retention deleted (storage.retainOriginals), and
-// whose de-identified copy it deleted too, was sent to a worker to be de-identified from the file that
-// is gone, and failed as "ENOENT" on every run, with nothing to tell the operator why.
-test('export: an instance whose original and copy retention deleted fails with that reason, without opening a file', async () => {
-  const { dir, storagePath } = await importedSession('review-export-retained', 2);
+/**
+ * Exports a session of two instances after retention deleted the first one's original (as it records
+ * an instance received over the network and forwarded long ago), its de-identified copy as `deidColumns`
+ * says (SQL assignments to the instance's row).
+ */
+async function exportAfterRetention(name: string, deidColumns: string): Promise<Awaited<ReturnType<ReturnType<typeof openSession>['export']>>> {
+  const { dir, storagePath } = await importedSession(name, 2);
   const db = openDatabase(join(storagePath, 'index.sqlite'));
   try {
-    // What retention records of an instance received over the network, forwarded long ago.
     const row = db.prepare('SELECT id, file_path AS filePath FROM instances ORDER BY id LIMIT 1').get() as { id: number; filePath: string };
     rmSync(join(storagePath, row.filePath));
-    db.prepare(
-      `UPDATE instances SET original_external = 0, state = 'forwarded', original_deleted_at = 1, deid_file_path = 'deidentified/gone.dcm', deid_file_size = 10, deid_deleted_at = 2 WHERE id = ?`,
-    ).run(row.id);
+    db.prepare(`UPDATE instances SET original_external = 0, state = 'forwarded', original_deleted_at = 1, ${deidColumns} WHERE id = ?`).run(row.id);
   } finally {
     db.close();
   }
   const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
   try {
-    const summary = await session.export({ out: join(dir, 'out'), workers: 1 });
-    assert.equal(summary.written, 1);
-    assert.equal(summary.failed, 1);
-    assert.match([...summary.problems.keys()].join(' '), /the original and the de-identified copy were deleted by retention/);
+    return await session.export({ out: join(dir, 'out'), workers: 1 });
   } finally {
     session.close();
   }
+}
+
+// Found in a review: an instance whose original retention deleted (storage.retainOriginals), and
+// whose de-identified copy it deleted too, was sent to a worker to be de-identified from the file that
+// is gone, and failed as "ENOENT" on every run, with nothing to tell the operator why.
+test('export: an instance whose original and copy retention deleted fails with that reason, without opening a file', async () => {
+  const summary = await exportAfterRetention('review-export-retained', `deid_file_path = 'deidentified/gone.dcm', deid_file_size = 10, deid_deleted_at = 2`);
+  assert.equal(summary.written, 1);
+  assert.equal(summary.failed, 1);
+  assert.match([...summary.problems.keys()].join(' '), /the original and the de-identified copy were deleted by retention/);
 });
 
 // Suspected in the review of the day's diff: an instance whose copy is there but has no research row
 // (so it is exported from its original) and whose original retention deleted was said to have lost
 // its copy too.
 test('export: an original retention deleted, beside a copy without a research row, is said to be just that', async () => {
-  const { dir, storagePath } = await importedSession('review-export-retained-copy', 2);
-  const db = openDatabase(join(storagePath, 'index.sqlite'));
-  try {
-    const row = db.prepare('SELECT id, file_path AS filePath FROM instances ORDER BY id LIMIT 1').get() as { id: number; filePath: string };
-    rmSync(join(storagePath, row.filePath));
-    db.prepare(
-      `UPDATE instances SET original_external = 0, state = 'forwarded', original_deleted_at = 1, deid_file_path = 'deidentified/kept.dcm', deid_file_size = 10 WHERE id = ?`,
-    ).run(row.id);
-  } finally {
-    db.close();
-  }
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    const summary = await session.export({ out: join(dir, 'out'), workers: 1 });
-    assert.equal(summary.failed, 1);
-    assert.match([...summary.problems.keys()].join(' '), /the original was deleted by retention .* has no row in the research view/);
-  } finally {
-    session.close();
-  }
+  const summary = await exportAfterRetention('review-export-retained-copy', `deid_file_path = 'deidentified/kept.dcm', deid_file_size = 10`);
+  assert.equal(summary.failed, 1);
+  assert.match([...summary.problems.keys()].join(' '), /the original was deleted by retention .* has no row in the research view/);
 });
 
 // Found in a review: roots were checked one by one as the walk reached them, so a mistyped second
