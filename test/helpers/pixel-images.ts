@@ -72,28 +72,45 @@ export const OVERLAY_IN_BIT_15: Element[] = [
  * order); returns `path`.
  */
 export function writeTinyImage(path: string, image: { sopClassUid: string; modality: string; bitsAllocated: 8 | 16; extra?: Element[]; trailing?: Buffer }): string {
-  const sopInstanceUid = newUid();
   const wide = image.bitsAllocated === 16;
-  const elements: Element[] = [
-    [0x00080016, 'UI', image.sopClassUid],
+  return writeAcmeInstance(
+    path,
+    image.sopClassUid,
+    image.modality,
+    [
+      [0x00280002, 'US', 1],
+      [0x00280004, 'CS', 'MONOCHROME2'],
+      [0x00280010, 'US', 4],
+      [0x00280011, 'US', 4],
+      [0x00280100, 'US', image.bitsAllocated],
+      [0x00280101, 'US', wide ? 12 : 8],
+      [0x00280102, 'US', wide ? 11 : 7],
+      [0x00280103, 'US', 0],
+      ...(image.extra ?? []),
+      [PIXEL_DATA, wide ? 'OW' : 'OB', Buffer.alloc(wide ? 32 : 16, 0x80)],
+    ],
+    image.trailing,
+  );
+}
+
+/**
+ * An instance of `sopClassUid` and `modality` from Manufacturer ACME (the zones of the tests match it),
+ * with new SOP Instance, Study and Series UIDs, and `elements` (encodeDataset sorts them in), then
+ * `trailing` bytes after the dataset; explicit VR little endian under a Part 10 header. Returns `path`.
+ */
+export function writeAcmeInstance(path: string, sopClassUid: string, modality: string, elements: readonly Element[], trailing?: Buffer): string {
+  const sopInstanceUid = newUid();
+  const all: Element[] = [
+    [0x00080016, 'UI', sopClassUid],
     [0x00080018, 'UI', sopInstanceUid],
-    [0x00080060, 'CS', image.modality],
+    [0x00080060, 'CS', modality],
     [0x00080070, 'LO', 'ACME'],
     [0x0020000d, 'UI', newUid()],
     [0x0020000e, 'UI', newUid()],
-    [0x00280002, 'US', 1],
-    [0x00280004, 'CS', 'MONOCHROME2'],
-    [0x00280010, 'US', 4],
-    [0x00280011, 'US', 4],
-    [0x00280100, 'US', image.bitsAllocated],
-    [0x00280101, 'US', wide ? 12 : 8],
-    [0x00280102, 'US', wide ? 11 : 7],
-    [0x00280103, 'US', 0],
-    ...(image.extra ?? []),
-    [PIXEL_DATA, wide ? 'OW' : 'OB', Buffer.alloc(wide ? 32 : 16, 0x80)],
+    ...elements,
   ];
-  const header = encodePart10Header({ mediaStorageSopClassUid: image.sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE });
-  writeFileSync(path, Buffer.concat([header, encodeDataset(elements), image.trailing ?? Buffer.alloc(0)]));
+  const header = encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE });
+  writeFileSync(path, Buffer.concat([header, encodeDataset(all), trailing ?? Buffer.alloc(0)]));
   return path;
 }
 

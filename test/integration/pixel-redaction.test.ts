@@ -13,15 +13,15 @@ import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { elementText } from '../../src/dicom/element-value.js';
 import { type DeidFileResult } from '../../src/deid/deidentify-file.js';
 import { findTransferSyntax } from '../../src/dicom/transfer-syntaxes.js';
-import { encodePart10Header, IMPLEMENTATION_VERSION_NAME } from '../../src/dicom/part10.js';
+import { IMPLEMENTATION_VERSION_NAME } from '../../src/dicom/part10.js';
 import { loadCodecs } from '../../src/pixels/codecs.js';
 import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { deidentifyWithZones, imagePixelValues, noNewErrors, sampleValue, storedPixels } from '../helpers/pixel-checks.js';
-import { COLUMNS, FRAMES, OVERLAY_IN_BIT_15, relabelled, ROWS, withFrames, writeTinyImage, writeUltrasound } from '../helpers/pixel-images.js';
-import { encodeDataset, encodeElement, EXPLICIT_LE, newUid } from '../helpers/synthetic-dicom.js';
+import { COLUMNS, FRAMES, OVERLAY_IN_BIT_15, relabelled, ROWS, withFrames, writeAcmeInstance, writeTinyImage, writeUltrasound } from '../helpers/pixel-images.js';
+import { encodeElement } from '../helpers/synthetic-dicom.js';
 
 /** An item of IconImageSequence: an 8-bit icon of `rows` × `columns`, MONOCHROME2 or RGB
  * (interleaved), every sample `value`. */
@@ -167,35 +167,19 @@ test('a pass rule does not switch a matching zone off; with a zone, a pass lets 
 test('float pixels no zone can reach hold the instance back, with or without Pixel Data beside them', () => {
   const dir = scratchDir('pixel-float');
   const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 2]] }\n';
-  const write = (name: string, withPixelData: boolean) => {
-    const sopClassUid = '1.2.840.10008.5.1.4.1.1.30'; // Parametric Map Storage
-    const sopInstanceUid = newUid();
-    const path = join(dir, name);
-    writeFileSync(
-      path,
-      Buffer.concat([
-        encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }),
-        encodeDataset([
-          [0x00080016, 'UI', sopClassUid],
-          [0x00080018, 'UI', sopInstanceUid],
-          [0x00080060, 'CS', 'US'],
-          [0x00080070, 'LO', 'ACME'],
-          [0x00100010, 'PN', 'Float^Pixels'],
-          [0x0020000d, 'UI', newUid()],
-          [0x0020000e, 'UI', newUid()],
-          [0x00280002, 'US', 1],
-          [0x00280004, 'CS', 'MONOCHROME2'],
-          [0x00280010, 'US', 4],
-          [0x00280011, 'US', 4],
-          [0x00280100, 'US', withPixelData ? 8 : 32],
-          [0x00280301, 'CS', 'YES'],
-          [0x7fe00008, 'OF', Buffer.alloc(4 * 4 * 4, 0x41)],
-          ...(withPixelData ? ([[0x00280101, 'US', 8], [0x00280102, 'US', 7], [0x00280103, 'US', 0], [PIXEL_DATA, 'OB', Buffer.alloc(16, 0x80)]] as const) : []),
-        ]),
-      ]),
-    );
-    return path;
-  };
+  const write = (name: string, withPixelData: boolean) =>
+    // Parametric Map Storage
+    writeAcmeInstance(join(dir, name), '1.2.840.10008.5.1.4.1.1.30', 'US', [
+      [0x00100010, 'PN', 'Float^Pixels'],
+      [0x00280002, 'US', 1],
+      [0x00280004, 'CS', 'MONOCHROME2'],
+      [0x00280010, 'US', 4],
+      [0x00280011, 'US', 4],
+      [0x00280100, 'US', withPixelData ? 8 : 32],
+      [0x00280301, 'CS', 'YES'],
+      [0x7fe00008, 'OF', Buffer.alloc(4 * 4 * 4, 0x41)],
+      ...(withPixelData ? ([[0x00280101, 'US', 8], [0x00280102, 'US', 7], [0x00280103, 'US', 0], [PIXEL_DATA, 'OB', Buffer.alloc(16, 0x80)]] as const) : []),
+    ]);
   for (const [name, withPixelData] of [['float-only.dcm', false], ['float-and-pixel-data.dcm', true]] as const) {
     const result = deidentifyWithZones(write(name, withPixelData), join(dir, `out-${name}`), acme, dir);
     assert.equal(result.kind, 'quarantined', `${name}: ${JSON.stringify(result)}`);
@@ -224,32 +208,18 @@ test('an icon or overlay a rule keeps, beside no Pixel Data to take the zone fro
     ['overlay', overlay, { attribute: '(6000,3000)', action: 'keep' }, /overlay data/],
   ] as const;
   for (const [name, extra, rule, why] of cases) {
-    const sopClassUid = '1.2.840.10008.5.1.4.1.1.6.1';
-    const sopInstanceUid = newUid();
-    const input = join(dir, `${name}.dcm`);
-    writeFileSync(
-      input,
-      Buffer.concat([
-        encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }),
-        encodeDataset([
-          [0x00080016, 'UI', sopClassUid],
-          [0x00080018, 'UI', sopInstanceUid],
-          [0x00080060, 'CS', 'US'],
-          [0x00080070, 'LO', 'ACME'],
-          ...extra,
-          [0x00100010, 'PN', 'Attached^Alone'],
-          [0x0020000d, 'UI', newUid()],
-          [0x0020000e, 'UI', newUid()],
-          [0x00280002, 'US', 1],
-          [0x00280004, 'CS', 'MONOCHROME2'],
-          [0x00280010, 'US', 4],
-          [0x00280011, 'US', 4],
-          [0x00280100, 'US', 8],
-          [0x00280301, 'CS', 'YES'],
-          [0x00287fe0, 'UR', 'http://jpip.example/pixels'],
-        ].sort((a, b) => (a[0] as number) - (b[0] as number)) as Parameters<typeof encodeDataset>[0]),
-      ]),
-    );
+    // Ultrasound Image Storage, its pixels at a JPIP provider (PS3.5 A.6).
+    const input = writeAcmeInstance(join(dir, `${name}.dcm`), '1.2.840.10008.5.1.4.1.1.6.1', 'US', [
+      ...extra,
+      [0x00100010, 'PN', 'Attached^Alone'],
+      [0x00280002, 'US', 1],
+      [0x00280004, 'CS', 'MONOCHROME2'],
+      [0x00280010, 'US', 4],
+      [0x00280011, 'US', 4],
+      [0x00280100, 'US', 8],
+      [0x00280301, 'CS', 'YES'],
+      [0x00287fe0, 'UR', 'http://jpip.example/pixels'],
+    ]);
     const result = deidentifyWithZones(input, join(dir, `out-${name}.dcm`), acme, dir, ['cleanPixelData'], [rule]);
     assert.equal(result.kind, 'quarantined', `${name}: ${JSON.stringify(result)}`);
     assert.match((result as { reason: string }).reason, /zone "acme" matches, but /);
