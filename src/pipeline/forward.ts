@@ -525,10 +525,9 @@ class DestinationQueue {
 
   /** The destination cannot be reached or refused the association: back off, drop nothing. */
   private unreachable(items: readonly OutboxItem[], message: string, destination: DestinationSettings): void {
-    const current = this.settings();
     // A reload changed the address while this association was being opened (reconfigured() found no
     // backoff to end): the failure says nothing of the address now configured, which is tried at once.
-    if (current && addressOf(current) !== addressOf(destination)) {
+    if (this.settings() !== undefined && this.moved(destination)) {
       this.log.warn({ why: message }, 'destination unreachable at its former address: trying the reloaded one');
       return;
     }
