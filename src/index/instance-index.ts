@@ -52,6 +52,16 @@ export interface StoredInstance {
   external: boolean;
 }
 
+/** A row the check after an unclean stop looks at (recovery.ts). */
+export interface RecentInstance {
+  sopInstanceUid: string;
+  filePath: string;
+  fileSize: number;
+  state: string;
+  /** The original this row's copy replaced (migration 016), when it was received again. */
+  replacedPath: string | null;
+}
+
 /** The states of an instance (migration 001's CHECK), in the order they are usually passed. */
 export const INSTANCE_STATES = ['received', 'deidentified', 'quarantined', 'failed', 'forwarded'] as const;
 
@@ -112,6 +122,7 @@ export class InstanceIndex {
     deleteInstance: Statement;
     dataVersion: Statement;
     recentInstances: Statement;
+    namesFile: Statement;
     knownSourcePaths: Statement;
     relocateImported: Statement;
     releaseForwarding: Statement;
@@ -186,6 +197,8 @@ export class InstanceIndex {
           transfer_syntax_uid = excluded.transfer_syntax_uid, file_path = excluded.file_path,
           file_size = excluded.file_size, calling_ae_title = excluded.calling_ae_title,
           received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at,
+          replaced_path = CASE WHEN original_external = 0 AND original_deleted_at IS NULL AND file_path != excluded.file_path
+            THEN file_path ELSE replaced_path END,
           deid_superseded_path = CASE WHEN deid_file_path IS NOT NULL AND deid_deleted_at IS NULL THEN deid_file_path ELSE deid_superseded_path END,
           state_reason = NULL, deid_file_path = NULL, deid_file_size = NULL, deid_sop_instance_uid = NULL,
           deid_series_instance_uid = NULL, deid_study_instance_uid = NULL, deid_profile = NULL,
@@ -199,6 +212,7 @@ export class InstanceIndex {
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
+      namesFile: db.prepare('SELECT EXISTS (SELECT 1 FROM instances WHERE file_path = ?)').pluck(),
       dataVersion: db.prepare('PRAGMA data_version').pluck(),
       studyParent: db.prepare('SELECT patient_pk FROM studies WHERE study_instance_uid = ?').pluck(),
       seriesParent: db.prepare('SELECT study_pk FROM series WHERE series_instance_uid = ?').pluck(),
@@ -209,7 +223,7 @@ export class InstanceIndex {
         WHERE sop_instance_uid = @sopInstanceUid AND original_external = 1`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
-        SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize, state
+        SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize, state, replaced_path AS replacedPath
         FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ? AND original_external = 0
           AND original_deleted_at IS NULL`),
       counts: db.prepare(`SELECT
@@ -261,8 +275,13 @@ export class InstanceIndex {
   /** Instances received within `windowMs` of the newest one (imported files in place are the user's,
    * and originals retention deleted are meant to be gone: neither is checked, since the start-up
    * check deletes the rows whose files it finds short or missing). */
-  recentInstances(windowMs: number): Array<{ sopInstanceUid: string; filePath: string; fileSize: number; state: string }> {
-    return this.statements.recentInstances.all(windowMs) as Array<{ sopInstanceUid: string; filePath: string; fileSize: number; state: string }>;
+  recentInstances(windowMs: number): RecentInstance[] {
+    return this.statements.recentInstances.all(windowMs) as RecentInstance[];
+  }
+
+  /** Whether a row names this original (relative to storage.path). A scan: for the check after an unclean stop. */
+  namesFile(filePath: string): boolean {
+    return this.statements.namesFile.get(filePath) === 1;
   }
 
   /** Records that an instance's original is gone (retention deleted it; the record did not survive). */

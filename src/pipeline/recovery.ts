@@ -6,7 +6,8 @@
  *   its index commit run side by side (receive.ts), so a crash between them can leave a row whose file
  *   is short or missing. Such a row was never acknowledged: it and its file are removed. (A copy that
  *   replaces a stored one is synced before its row is committed, so it never looks like this; the copy
- *   it replaced, or one never committed, is deleted when no row names it.)
+ *   it replaced, which the row names (replaced_path), or one never committed, is deleted when no row
+ *   names it.)
  *
  * The PID alone cannot say whether a Gantry runs: in a container it is always 1, and a second
  * container on the same volume took the marker for its own previous run. So a running Gantry also
@@ -144,6 +145,8 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
   const recent = index.recentInstances(CHECK_WINDOW_MS);
   let removed = 0;
   let unchecked = 0;
+  /** Originals replaced by a copy received again, in a folder of their own (another study or series). */
+  let replaced = 0;
   /** The kept rows by folder: each folder is read once, however many of its instances are recent. */
   const kept = new Map<string, Map<string, string>>();
   for (const row of recent) {
@@ -167,14 +170,28 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
       removed += 1;
       continue;
     }
+    if (row.replacedPath !== null && row.replacedPath !== row.filePath && !index.namesFile(row.replacedPath)) {
+      replaced += await removeIfPresent(store, row.replacedPath);
+    }
     const folder = dirname(row.filePath);
     if (!kept.has(folder)) kept.set(folder, new Map());
     kept.get(folder)?.set(pathSegment(row.sopInstanceUid), basename(row.filePath));
   }
   let unnamed = 0;
   for (const [folder, named] of kept) unnamed += await removeUnnamedCopies(store, folder, named);
-  log.warn({ checked: recent.length, removed, unnamed, unchecked }, 'the last run did not stop cleanly; checked the newest instances against their files');
+  log.warn({ checked: recent.length, removed, unnamed, replaced, unchecked }, 'the last run did not stop cleanly; checked the newest instances against their files');
   return removed;
+}
+
+/** Deletes a file that may be gone already (the receiver deleted it before the crash); 1 when it was there. */
+async function removeIfPresent(store: ObjectStore, filePath: string): Promise<number> {
+  const present = await stat(store.absolute(filePath)).then(
+    () => true,
+    () => false,
+  );
+  if (!present) return 0;
+  await store.remove(filePath);
+  return 1;
 }
 
 /**

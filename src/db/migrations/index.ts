@@ -15,5 +15,6 @@ import { migration012WaitingByArrival } from './012-waiting-by-arrival.js';
 import { migration013WaitingBySeries } from './013-waiting-by-series.js';
 import { migration014SupersededCopies } from './014-superseded-copies.js';
 import { migration015ExportItemSizes } from './015-export-item-sizes.js';
+import { migration016ReplacedOriginals } from './016-replaced-originals.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release, migration007OutboxFailedAt, migration008RedactionRenames, migration009Toolkit, migration010InstanceReferences, migration011AuditTexts, migration012WaitingByArrival, migration013WaitingBySeries, migration014SupersededCopies, migration015ExportItemSizes];
+export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release, migration007OutboxFailedAt, migration008RedactionRenames, migration009Toolkit, migration010InstanceReferences, migration011AuditTexts, migration012WaitingByArrival, migration013WaitingBySeries, migration014SupersededCopies, migration015ExportItemSizes, migration016ReplacedOriginals];
