@@ -68,6 +68,13 @@ export class ReceiveService implements ServiceHandlers {
     if (request.sopInstanceUid === '') {
       return new DiscardingSink({ status: StoreFailure.DatasetUnreadable, errorComment: 'C-STORE-RQ has no Affected SOP Instance UID' });
     }
+    // Only a row no store of this UID is still working on: until that store has synced its file and
+    // the index, or taken its row back after a failure, the first copy is not yet kept (the
+    // receiving sink waits for it under the lock instead). Before the disk check: nothing is written.
+    if (settings.duplicates === 'keepFirst' && !this.context.locks.isHeld(request.sopInstanceUid) && this.context.index.hasInstance(request.sopInstanceUid)) {
+      request.association.log.debug('instance already stored; keeping the first copy');
+      return new DiscardingSink({ status: Status.Success });
+    }
     const free = this.context.freeSpace.freeBytes;
     if (free < settings.minFreeBytes) {
       request.association.log.error({ freeBytes: free, minFreeBytes: settings.minFreeBytes }, 'store refused: free disk below storage.minFreeBytes');
@@ -75,13 +82,6 @@ export class ReceiveService implements ServiceHandlers {
         status: Status.OutOfResources,
         errorComment: `out of resources: free disk below storage.minFreeBytes (${settings.minFreeBytes})`,
       });
-    }
-    // Only a row no store of this UID is still working on: until that store has synced its file and
-    // the index, or taken its row back after a failure, the first copy is not yet kept (the
-    // receiving sink waits for it under the lock instead).
-    if (settings.duplicates === 'keepFirst' && !this.context.locks.isHeld(request.sopInstanceUid) && this.context.index.hasInstance(request.sopInstanceUid)) {
-      request.association.log.debug('instance already stored; keeping the first copy');
-      return new DiscardingSink({ status: Status.Success });
     }
     return new ReceivingSink(request, this.context, settings);
   }

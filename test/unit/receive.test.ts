@@ -59,7 +59,7 @@ class GatedWal extends WalSync {
   }
 }
 
-async function setUp(t: TestContext, duplicates: 'replace' | 'keepFirst' = 'replace') {
+async function setUp(t: TestContext, duplicates: 'replace' | 'keepFirst' = 'replace', settings = { minFreeBytes: 0 }) {
   const root = scratchDir('receive');
   const store = new FaultyStore(root);
   await store.init();
@@ -68,14 +68,14 @@ async function setUp(t: TestContext, duplicates: 'replace' | 'keepFirst' = 'repl
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
-  const receive = new ReceiveService({ store, index, writer, freeSpace, settings: () => ({ minFreeBytes: 0, duplicates }) });
+  const receive = new ReceiveService({ store, index, writer, freeSpace, settings: () => ({ minFreeBytes: settings.minFreeBytes, duplicates }) });
   t.after(async () => {
     await wal.close();
     db.close();
     await store.close();
     rmSync(root, { recursive: true, force: true });
   });
-  return { root, store, index, writer, receive, wal };
+  return { root, store, index, writer, receive, wal, freeSpace };
 }
 
 function request(sopInstanceUid: string): StoreRequest {
@@ -121,6 +121,28 @@ test('of two concurrent stores of one UID, the one that fails cannot take the ac
 
 test('a store that fails after its file reached the instance path cannot delete the next store\'s file', (t) =>
   racingStores(t, (store) => (store.failMoves = 1)));
+
+// A sender that retries a batch after the disk filled gets Success for the instances kept already:
+// keepFirst writes nothing for them. They were refused with 0xA700 like new ones, so the sender kept
+// retrying instances the node had.
+test('keepFirst: a re-send of a stored instance succeeds while the disk is below storage.minFreeBytes; a new instance is refused', async (t) => {
+  const settings = { minFreeBytes: 0 };
+  const { index, receive, freeSpace } = await setUp(t, 'keepFirst', settings);
+  await freeSpace.refresh();
+  const [study, series, sop] = [newUid(), newUid(), newUid()];
+  const first = receive.store(request(sop));
+  first.write(dataset(study, series, sop, 'FIRST'));
+  assert.equal((await first.end()).status, 0x0000);
+  settings.minFreeBytes = Number.MAX_SAFE_INTEGER;
+  const again = receive.store(request(sop));
+  again.write(dataset(study, series, sop, 'SECOND'));
+  assert.equal((await again.end()).status, 0x0000, 'the instance is kept already');
+  const other = newUid();
+  const fresh = receive.store(request(other));
+  fresh.write(dataset(study, series, other, 'NEW'));
+  assert.equal((await fresh.end()).status, 0xa700, 'a new instance needs the space');
+  assert.equal(index.hasInstance(other), false);
+});
 
 test('keepFirst: a re-send is not acknowledged on the strength of a first copy that is not yet durable, and is kept if the first fails', async (t) => {
   const { root, store, index, receive } = await setUp(t, 'keepFirst');
