@@ -9,9 +9,10 @@ export function withoutUids(text: string): string {
 
 /** Failure reasons are stored and logged: free of UIDs and of quoted values ([...], "..." or '...': Node's
  * file system errors quote the path, and a file imported in place lives where its user put it, often
- * in a folder named after the patient). */
+ * in a folder named after the patient). A quote runs to the last closing mark on its line, not the
+ * first: a path or a name may hold the mark itself (O'BRIEN), and what followed it was kept. */
 export function withoutValues(message: string, length = 200): string {
-  return withoutUids(message).replace(/\[[^\]]*\]|"[^"]*"|'[^']*'/g, '<value>').slice(0, length);
+  return withoutUids(message).replace(/\[[^\n]*\]|"[^\n]*"|'[^\n]*'/g, '<value>').slice(0, length);
 }
 
 /** What a log line says of an error that escaped every handler: its message and stack without UIDs

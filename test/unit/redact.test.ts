@@ -1,7 +1,7 @@
 /** What logs say of errors: no UIDs, no quoted values, for errors that escaped every handler too. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { escapedErrorFields } from '../../src/observability/redact.js';
+import { escapedErrorFields, withoutValues } from '../../src/observability/redact.js';
 
 // Found in a review: the node's last-resort handlers logged an escaped error's message and stack as
 // they were; a parser error that quotes the value it read (a patient's name) would land in the log.
@@ -12,4 +12,19 @@ test('an error that escaped every handler is logged without the values or UIDs i
   assert.ok(fields.stack?.startsWith('Error: cannot read <value> of <uid> at <value>\n'), fields.stack);
   assert.ok(!fields.stack?.includes('Doe^John') && !fields.stack?.includes('PAT-4711'));
   assert.deepEqual(escapedErrorFields('rejected with "Doe^John"'), { err: 'rejected with <value>' });
+});
+
+// Found in a review: a quoted path was taken to end at the first apostrophe in it, so a folder named
+// after a patient with one in the name (O'BRIEN, D'ANGELO) left the rest of the name in the reason that
+// is stored, logged and shown by gantry quarantine ls.
+test('a quoted path with an apostrophe in it is left out whole', () => {
+  const message = "ENOENT: no such file or directory, open '/archive/O'BRIEN^SEAN 19700101/CT/1.dcm'";
+  const reason = withoutValues(message);
+  assert.doesNotMatch(reason, /BRIEN|SEAN|19700101/, reason);
+  assert.equal(reason, 'ENOENT: no such file or directory, open <value>');
+  const renamed = withoutValues("EACCES: permission denied, rename '/a/D'ANGELO/x' -> '/b/y'");
+  assert.doesNotMatch(renamed, /ANGELO/, renamed);
+  const stack = escapedErrorFields(Object.assign(new Error(message), { stack: `Error: ${message}\n    at open (node:fs:1:1)` })).stack ?? '';
+  assert.doesNotMatch(stack, /BRIEN|SEAN/, stack);
+  assert.match(stack, /\n    at open \(node:fs:1:1\)$/, 'the frames of the stack are kept');
 });
