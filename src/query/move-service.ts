@@ -21,7 +21,7 @@ import { openStoredDataset, type StoredDataset } from '../store/stored-dataset.j
 import type { Transcoder } from '../store/transcoder.js';
 import { parseQuery } from './find-service.js';
 import { FROM_BY_LEVEL, inView, MODEL_OF_SOP_CLASS, type View } from './keys.js';
-import { withoutUids } from '../observability/redact.js';
+import { withoutValues } from '../observability/redact.js';
 
 
 /** PS3.4 C.4.2.1.5: C-MOVE statuses. */
@@ -197,7 +197,9 @@ export class MoveService {
       const status = await send(stored, path);
       return status === undefined ? 'failed' : outcomeOf(status);
     } catch (error) {
-      if (!(error instanceof AssociationError)) this.options.log.warn({ err: withoutUids((error as Error).message) }, 'a retrieve sub-operation failed');
+      // Without quoted values: the transcoder's thread opens the file again, and Node's message quotes
+      // its path, which for a file imported in place is its user's (folders named after patients).
+      if (!(error instanceof AssociationError)) this.options.log.warn({ err: withoutValues((error as Error).message) }, 'a retrieve sub-operation failed');
       return 'failed';
     } finally {
       await stored.close().catch(() => undefined);

@@ -4,22 +4,25 @@
  * address as for query.sourceCallers (src/dimse/peer-address.ts).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { encodeTextDataset } from '../../src/dicom/dataset-encoder.js';
 import type { FindRequest, MoveRequest, StoreChannel } from '../../src/dimse/services.js';
 import { AccessAudit } from '../../src/index/access-audit.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { ResearchIndex } from '../../src/index/research-index.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { MoveService, type MoveDestination } from '../../src/query/move-service.js';
+import type { StoredDataset } from '../../src/store/stored-dataset.js';
 import { Transcoder } from '../../src/store/transcoder.js';
 import { openScratchIndex } from '../helpers/scratch-index.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+const IMPLICIT_LE = '1.2.840.10008.1.2';
 const CT = '1.2.840.10008.5.1.4.1.1.2';
 
 async function storageWithOneInstance(t: Parameters<typeof openScratchIndex>[0], name: string) {
@@ -145,4 +148,55 @@ test("a source caller's C-MOVE to an unknown Move Destination is refused and sti
   const entries = audit.list(10);
   assert.equal(entries.length, 1, 'the refused retrieve is in the access audit');
   assert.deepEqual([entries[0]?.operation, entries[0]?.callingAeTitle, entries[0]?.status], ['C-MOVE', 'HOSPITAL', '0xA801']);
+});
+
+// Found in a review: a sub-operation that failed was logged with the error's message, UIDs taken out;
+// the transcoder's thread opens the file again by its path, and a file imported in place lives where
+// its user put it, in a folder named after the patient: the name and birth date went into the node's log.
+test('a retrieve sub-operation that fails on the file logs no path of it', async (t) => {
+  const { db, storagePath, original } = await storageWithOneInstance(t, 'retrieve-views-path');
+  const folder = join(scratchDir('retrieve-views-archive'), "O'BRIEN^SEAN 19700101");
+  mkdirSync(folder, { recursive: true });
+  const imported = join(folder, 'IM1.dcm');
+  renameSync(join(storagePath, 'originals', '1.dcm'), imported);
+  db.prepare('UPDATE instances SET file_path = ?').run(relative(storagePath, imported));
+  const real = new Transcoder();
+  t.after(() => real.close());
+  // The file goes between its opening and the conversion (a user tidying the archive): the thread's
+  // own open fails with Node's message, which quotes the path.
+  const transcoder = {
+    datasetInSyntax: (path: string, stored: StoredDataset, syntax: string) => {
+      rmSync(path);
+      return real.datasetInSyntax(path, stored, syntax);
+    },
+  } as unknown as Transcoder;
+  const lines: string[] = [];
+  const log = createLogger('debug', new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+  const service = new MoveService({
+    db,
+    log,
+    storagePath,
+    transcoder,
+    viewFor: () => 'source',
+    settings: () => ({ connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations: [{ aeTitle: 'HOSPITAL', host: '10.0.0.5', port: 104, sourceSide: true }], sourceRetrievesOriginals: true }),
+  });
+  const channel: StoreChannel = {
+    contextFor: () => ({ id: 1, transferSyntax: IMPLICIT_LE }),
+    store: async () => ({ status: 0x0000 }),
+  };
+  const request: FindRequest = {
+    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '10.0.0.5', remotePort: 1, log },
+    messageId: 1,
+    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
+    transferSyntaxUid: EXPLICIT_LE,
+    identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: original.studyInstanceUid }], 'explicit-le'),
+  };
+  const progress = service.get(request, channel, new AbortController().signal);
+  let next = await progress.next();
+  while (!next.done) next = await progress.next();
+  assert.equal(next.value.suboperations?.failed, 1, 'the sub-operation failed');
+  const logged = lines.join('');
+  assert.match(logged, /a retrieve sub-operation failed/);
+  assert.match(logged, /ENOENT/, 'the log still says why');
+  assert.doesNotMatch(logged, /BRIEN|SEAN|19700101|IM1/, logged);
 });
