@@ -89,6 +89,9 @@ function send(response: ServerResponse, status: number, contentType: string, bod
   response.end(body);
 }
 
+/** The path of the request target, in origin form (/metrics) or absolute form (http://host/metrics,
+ * RFC 9112 3.2.2: a server must accept it; a client going through a proxy may send it). */
 function pathOf(request: IncomingMessage): string {
-  return (request.url ?? '/').split('?')[0] ?? '/';
+  const target = (request.url ?? '/').replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '');
+  return (target.split('?')[0] ?? '') || '/';
 }

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { HttpServer } from '../../src/observability/http-server.js';
 import { createLogger } from '../../src/observability/logger.js';
@@ -26,4 +27,40 @@ test('a failed request is logged with its path, not its query string (which may 
   assert.ok(failure, `no failure logged: ${lines.join('')}`);
   assert.equal(failure.path, '/metrics');
   assert.doesNotMatch(lines.join(''), /DOE|MRN123/);
+});
+
+/** The status line of the answer to `request`, sent as it is on a raw connection. */
+function statusLineOf(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (chunk) => (answer += String(chunk)));
+    socket.on('end', () => resolve(answer.split('\r\n')[0] ?? ''));
+    socket.on('error', reject);
+    socket.end(request);
+  });
+}
+
+// Found in a review: a request in absolute form (RFC 9112 3.2.2, which a server must accept; a client
+// that goes through a proxy may send it) was answered 404, its whole URL taken for the path.
+test('a request in absolute form is answered by its path', async () => {
+  const server = new HttpServer(
+    {
+      metrics: () => Promise.resolve({ contentType: 'text/plain; version=0.0.4', body: 'gantry_ready 1\n' }),
+      readiness: () => [{ name: 'index', ok: true }],
+    },
+    createLogger('silent'),
+  );
+  const address = await server.listen('127.0.0.1', 0);
+  try {
+    const ask = (target: string) => statusLineOf(address.port, `GET ${target} HTTP/1.1\r\nHost: gantry.example.org\r\nConnection: close\r\n\r\n`);
+    assert.equal(await ask('http://gantry.example.org:8080/metrics'), 'HTTP/1.1 200 OK');
+    assert.equal(await ask('http://gantry.example.org/readyz?verbose=1'), 'HTTP/1.1 200 OK');
+    assert.equal(await ask('HTTP://GANTRY.EXAMPLE.ORG/healthz'), 'HTTP/1.1 200 OK');
+    assert.equal(await ask('http://gantry.example.org'), 'HTTP/1.1 404 Not Found', 'no path: /, which serves nothing');
+    assert.equal(await ask('/metrics'), 'HTTP/1.1 200 OK');
+    assert.equal(await ask('/elsewhere'), 'HTTP/1.1 404 Not Found');
+  } finally {
+    await server.close();
+  }
 });
