@@ -57,6 +57,10 @@ export class HttpServer {
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = pathOf(request);
+    if (!PATHS.has(path)) {
+      send(response, 404, 'text/plain; charset=utf-8', 'not found: GET /metrics, /healthz or /readyz\n');
+      return;
+    }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.setHeader('Allow', 'GET, HEAD');
       send(response, 405, 'text/plain; charset=utf-8', 'only GET and HEAD\n');
@@ -77,11 +81,12 @@ export class HttpServer {
         send(response, ready ? 200 : 503, 'application/json', `${JSON.stringify({ status: ready ? 'ready' : 'unready', checks })}\n`);
         return;
       }
-      default:
-        send(response, 404, 'text/plain; charset=utf-8', 'not found: GET /metrics, /healthz or /readyz\n');
     }
   }
 }
+
+/** The paths served; any other is 404 whatever the method (a 405 would say it exists). */
+const PATHS: ReadonlySet<string> = new Set(['/metrics', '/healthz', '/readyz']);
 
 /** Node leaves the body out of an answer to HEAD by itself. */
 function send(response: ServerResponse, status: number, contentType: string, body: string): void {

@@ -64,3 +64,31 @@ test('a request in absolute form is answered by its path', async () => {
     await server.close();
   }
 });
+
+// Found in a review: a request of another method to a path that serves nothing was answered 405 with
+// "Allow: GET, HEAD", which says the path exists and takes those (RFC 9110 15.5.6); it is 404.
+test('an unknown path is 404 whatever the method; a known one is 405 to other methods', async () => {
+  const server = new HttpServer(
+    {
+      metrics: () => Promise.resolve({ contentType: 'text/plain; version=0.0.4', body: 'gantry_ready 1\n' }),
+      readiness: () => [{ name: 'index', ok: true }],
+    },
+    createLogger('silent'),
+  );
+  const address = await server.listen('127.0.0.1', 0);
+  try {
+    const base = `http://127.0.0.1:${address.port}`;
+    const unknown = await fetch(`${base}/admin`, { method: 'POST', body: 'x' });
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.headers.get('allow'), null);
+    await unknown.text();
+    for (const path of ['/metrics', '/healthz', '/readyz']) {
+      const refused = await fetch(`${base}${path}`, { method: 'DELETE' });
+      assert.equal(refused.status, 405, path);
+      assert.equal(refused.headers.get('allow'), 'GET, HEAD');
+      await refused.text();
+    }
+  } finally {
+    await server.close();
+  }
+});
