@@ -58,8 +58,10 @@ async function startOnce(dir: string, config: ConfigInput, port: number | undefi
       ? start(command[0] as string, command.slice(1))
       : start('sh', ['-c', `trap '' XFSZ; ulimit -f ${options.fileSizeLimitKiB * 2}; exec "$@"`, 'gantry', ...command]);
   try {
+    // Both listeners: the DICOM one opens first, and a test that asked /readyz right after it was
+    // refused now and then (fetch failed) before the HTTP one had opened.
     await Promise.race([
-      waitForPort(chosenPort),
+      Promise.all([waitForPort(chosenPort), waitForPort(httpPort)]),
       new Promise((_, reject) => started.child.once('exit', (code) => reject(new Error(`exited with code ${code}`)))),
     ]);
   } catch (error) {
