@@ -232,7 +232,7 @@ export const configSchema = z
     http: z
       .object({
         host: z.string().min(1).default('0.0.0.0').describe('The address of the HTTP endpoints (/metrics, /healthz, /readyz).'),
-        port: port.default(8080).describe('The port of GET /metrics (Prometheus), /healthz (the process answers) and /readyz (the DICOM listener is bound, the index open, free disk at least storage.minFreeBytes; else 503 with the failing checks).'),
+        port: port.default(8080).describe('The port of GET /metrics (Prometheus), /healthz (the process answers) and /readyz (the DICOM listener is bound, the index open, free disk at least storage.minFreeBytes, storage.path taking writes; else 503 with the failing checks).'),
       })
       .strict()
       .prefault({}),

@@ -229,7 +229,7 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     this.gauge('gantry_index_size_bytes', 'Size of the SQLite index (database and write-ahead log).', [], (set) => set({}, sources.indexBytes()));
     this.gauge('gantry_storage_free_bytes', 'Free disk under storage.path.', [], (set) => set({}, sources.freeBytes()));
     this.gauge('gantry_storage_min_free_bytes', 'storage.minFreeBytes: below it C-STORE answers 0xA700 and /readyz is unready.', [], (set) => set({}, sources.minFreeBytes()));
-    this.gauge('gantry_ready', '1 when /readyz answers ready (listener bound, index open, disk above the floor).', [], (set) => set({}, sources.ready() ? 1 : 0));
+    this.gauge('gantry_ready', '1 when /readyz answers ready (listener bound, index open, disk above the floor, storage.path taking writes).', [], (set) => set({}, sources.ready() ? 1 : 0));
   }
 
   /** A reading shared by the gauges of one scrape (they are collected one after the other). */
