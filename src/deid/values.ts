@@ -112,12 +112,15 @@ function shiftOneDateTime(dateTime: string, days: number): string {
 }
 
 /** HIPAA Safe Harbor: ages over 89 are reported as 90 (AS cannot say "90 or older"). Values written
- * loosely ("95Y", "95", "095y") are read as senders mean them (a missing unit is years), so that
- * none passes uncapped. */
+ * loosely ("95Y", "95", "095y", "95 years", "95.5Y") are read as senders mean them (a unit by its
+ * first letter; a missing or unknown one is years), and a number in a value that is no age at all
+ * counts as years, so that none passes uncapped. */
 export function capAge(value: string, maxYears = 89): string {
-  const match = /^(\d+)\s*([DWMY]?)$/i.exec(value.trim());
-  if (!match) return value;
-  const unit = (match[2] ?? '').toUpperCase() || 'Y';
-  const years = unit === 'Y' ? Number(match[1]) : unit === 'M' ? Number(match[1]) / 12 : unit === 'W' ? Number(match[1]) / 52 : Number(match[1]) / 365;
-  return years > maxYears ? `${String(maxYears + 1).padStart(3, '0')}Y` : value.trim();
+  const cap = `${String(maxYears + 1).padStart(3, '0')}Y`;
+  const match = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)\.?$/.exec(value.trim());
+  if (!match) return (value.match(/\d+(?:\.\d+)?/g) ?? []).some((number) => Number(number) > maxYears) ? cap : value;
+  const amount = Number(match[1]);
+  const unit = (match[2] ?? '').charAt(0).toUpperCase();
+  const years = unit === 'M' ? amount / 12 : unit === 'W' ? amount / 52 : unit === 'D' ? amount / 365 : amount;
+  return years > maxYears ? cap : value.trim();
 }

@@ -237,6 +237,22 @@ test('an age over the cap is capped however loosely its AS value is written', as
   assert.equal(capAge('006M', 89), '006M');
 });
 
+// Found in a documentation review: deid.maxAgeYears says ages above it are written as it + 1, but a
+// Patient's Age written in words ("95 years", "95 YRS") or with a fraction ("95.5Y") did not parse
+// and passed unchanged, an age over 89 in a de-identified copy.
+test('an age over the cap written in words or with a fraction is capped too', async () => {
+  const { capAge } = await import('../../src/deid/values.js');
+  assert.equal(capAge('95 years', 89), '090Y', 'a unit in words');
+  assert.equal(capAge('95 YRS', 89), '090Y', 'an abbreviated unit');
+  assert.equal(capAge('95.5Y', 89), '090Y', 'a fraction');
+  assert.equal(capAge('1200 months', 89), '090Y', 'months in words');
+  assert.equal(capAge('95 Jahre', 89), '090Y', 'a unit it cannot read counts as years');
+  assert.equal(capAge('age 95', 89), '090Y', 'a number it cannot place counts as years');
+  assert.equal(capAge('45 years', 89), '45 years', 'an age under the cap stays as written');
+  assert.equal(capAge('30 days', 89), '30 days');
+  assert.equal(capAge('unknown', 89), 'unknown', 'no number: nothing to cap');
+});
+
 // Suggested in a review: a multi-valued UI whose UIDs the profile replaces with longer ones can outgrow
 // the 16-bit length of UI; the writer threw, and the instance failed de-identification for good.
 test('a list of UIDs that outgrows the 16-bit length of UI when replaced is written as UN, every UID replaced', () => {
