@@ -34,8 +34,25 @@ function withOutbox<T>(loaded: LoadedConfig, run: (outbox: Outbox, db: Db) => T)
   }
 }
 
+/**
+ * A --destination an operator typed names a destination of the config or of the outbox: a typo matched
+ * nothing and the command said "re-queued 0 item(s)", as if there were nothing to do.
+ */
+function checkDestination(loaded: LoadedConfig, outbox: Outbox, destination: string | undefined): void {
+  if (destination === undefined) return;
+  const configured = loaded.config.forward.destinations.map((entry) => entry.name);
+  const inOutbox = outbox.counts().map((row) => row.destination);
+  if (configured.includes(destination) || inOutbox.includes(destination)) return;
+  const known = [...new Set([...configured, ...inOutbox])].sort();
+  throw new Error(
+    `--destination ${destination}: no destination of that name in forward.destinations of ${loaded.source} nor in the outbox` +
+      `${known.length > 0 ? ` (known: ${known.join(', ')})` : ' (none is known)'}`,
+  );
+}
+
 export function queueList(loaded: LoadedConfig, options: { state?: string; destination?: string; limit: number }, write: (line: string) => void): void {
   withOutbox(loaded, (outbox, db) => {
+    checkDestination(loaded, outbox, options.destination);
     const counts = outbox.counts();
     const states = Object.entries(new InstanceIndex(db).countsByState()).sort(([a], [b]) => a.localeCompare(b));
     write(`instances: ${states.map(([state, count]) => `${state} ${count}`).join(', ') || 'none'}`);
@@ -58,9 +75,10 @@ function formatRow(row: OutboxRow): string {
 }
 
 export function queueRetry(loaded: LoadedConfig, options: { destination?: string; ids: number[] }): number {
-  return withOutbox(loaded, (outbox) =>
-    outbox.requeueDead({ ...(options.destination ? { destination: options.destination } : {}), ...(options.ids.length > 0 ? { ids: options.ids } : {}) }),
-  );
+  return withOutbox(loaded, (outbox) => {
+    checkDestination(loaded, outbox, options.destination);
+    return outbox.requeueDead({ ...(options.destination ? { destination: options.destination } : {}), ...(options.ids.length > 0 ? { ids: options.ids } : {}) });
+  });
 }
 
 export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queued', destination: string | undefined): { deleted: number; forwarded: number } {
@@ -71,7 +89,10 @@ export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queue
       `--state queued: ${destination} is in forward.destinations of ${loaded.source}; only the queue of a destination removed from the config is purged (remove it, or let it be sent)`,
     );
   }
-  return withOutbox(loaded, (outbox) => outbox.purge(state, destination));
+  return withOutbox(loaded, (outbox) => {
+    checkDestination(loaded, outbox, destination);
+    return outbox.purge(state, destination);
+  });
 }
 
 /** Queues a study for its destinations now, stable or not. The running node sends it. */

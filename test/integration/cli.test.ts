@@ -128,13 +128,40 @@ test('gantry queue purge refuses the queued items of a destination still configu
     `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests\nforward:\n  destinations:\n    - { name: research, aeTitle: RESEARCH, host: 127.0.0.1, port: 4242 }\n`,
   );
   mkdirSync(join(dir, 'data'));
-  openDatabase(join(dir, 'data', 'index.sqlite')).close();
+  const db = openDatabase(join(dir, 'data', 'index.sqlite'));
+  // An item of old-pacs, removed from the config (no instance behind it: nothing here reads one).
+  db.pragma('foreign_keys = OFF');
+  db.prepare(
+    `INSERT INTO forward_outbox (destination, instance_pk, file_path, sop_class_uid, sop_instance_uid, transfer_syntax_uid, study_pk, routed_at, state, attempts, next_attempt_at, queued_at)
+     VALUES ('old-pacs', 1, 'deidentified/1.dcm', '1.2.840.10008.5.1.4.1.1.2', '2.25.1', '1.2.840.10008.1.2.1', 1, 1, 'queued', 0, 1, 1)`,
+  ).run();
+  db.close();
   const configured = await run(process.execPath, [GANTRY_CLI, 'queue', 'purge', '--config', config, '--state', 'queued', '--destination', 'research']);
   assert.notEqual(configured.code, 0);
   assert.match(configured.stderr, /research is in forward\.destinations .*only the queue of a destination removed from the config is purged/);
   const removed = await run(process.execPath, [GANTRY_CLI, 'queue', 'purge', '--config', config, '--state', 'queued', '--destination', 'old-pacs']);
   assert.equal(removed.code, 0, removed.stderr);
-  assert.match(removed.stdout, /deleted 0 queued item\(s\)/);
+  assert.match(removed.stdout, /deleted 1 queued item\(s\)/);
+});
+
+test('gantry queue ls, retry and purge refuse a --destination that names nothing, and name the ones known', async () => {
+  // Found in a review: a typo matched nothing, and retry said "re-queued 0 item(s)" with exit 0.
+  const dir = scratchDir('cli-destination');
+  const config = join(dir, 'gantry.yaml');
+  writeFileSync(
+    config,
+    `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests\nforward:\n  destinations:\n    - { name: research, aeTitle: RESEARCH, host: 127.0.0.1, port: 4242 }\n`,
+  );
+  mkdirSync(join(dir, 'data'));
+  openDatabase(join(dir, 'data', 'index.sqlite')).close();
+  for (const args of [['ls', '-d', 'reserch'], ['retry', '-d', 'reserch'], ['purge', '-s', 'dead', '-d', 'reserch']]) {
+    const result = await run(process.execPath, [GANTRY_CLI, 'queue', ...args, '--config', config]);
+    assert.notEqual(result.code, 0, `queue ${args.join(' ')}`);
+    assert.match(result.stderr, /--destination reserch: no destination of that name .*\(known: research\)/);
+  }
+  const known = await run(process.execPath, [GANTRY_CLI, 'queue', 'retry', '-d', 'research', '--config', config]);
+  assert.equal(known.code, 0, known.stderr);
+  assert.match(known.stdout, /re-queued 0 item\(s\)/);
 });
 
 test('gantry export refuses a storage.path that holds no index, instead of exporting an empty session made there', async () => {
