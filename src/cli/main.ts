@@ -244,10 +244,8 @@ program
   .action(async (studyInstanceUid: string, options: { config?: string }) => {
     const loaded = loadConfigFile(options.config);
     const log = commandLogger(loaded.config.log.level);
-    const { forwardStudy } = await import('./queue.js');
-    const { queued, redone, nodeRunning } = await forwardStudy(loaded, studyInstanceUid.trim(), log);
-    const again = redone > 0 ? `; ${redone} instance(s) whose de-identified copy retention deleted are de-identified again from their original and follow` : '';
-    process.stdout.write(`queued ${queued} item(s)${again}; ${nodeRunning ? 'the running Gantry sends them' : 'no Gantry runs on this storage: they are sent when it starts'}\n`);
+    const { forwardStudy, forwardStudyReport } = await import('./queue.js');
+    process.stdout.write(`${forwardStudyReport(await forwardStudy(loaded, studyInstanceUid.trim(), log))}\n`);
   });
 
 program

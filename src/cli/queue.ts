@@ -96,7 +96,17 @@ export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queue
 }
 
 /** Queues a study for its destinations now, stable or not. The running node sends it. */
-export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: string, log: Logger): Promise<{ queued: number; redone: number; nodeRunning: boolean }> {
+export interface ForwardStudyOutcome {
+  queued: number;
+  redone: number;
+  nodeRunning: boolean;
+  /** Instances of the study with a de-identified copy to send (made routable again). */
+  sendable: number;
+  /** Of those, instances imported without --forward: never routed (gantry import --forward releases them). */
+  held: number;
+}
+
+export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: string, log: Logger): Promise<ForwardStudyOutcome> {
   const destinations = routeDestinations(loaded.config.forward.destinations);
   if (destinations.length === 0) throw new Error(`forward.destinations is empty in ${loaded.source}: nowhere to forward to`);
   const { db, storagePath } = openIndex(loaded);
@@ -108,10 +118,33 @@ export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: strin
     const queued = router.routeStudy(study.studyPk);
     // Instances whose copy retention deleted are made again from their original, and follow.
     const redone = new DeidWork(db).redoDeletedCopies(study.studyPk);
-    return { queued, redone, nodeRunning: (await runningGantry(storagePath)) !== undefined };
+    // Made routable above, and left so by routing: held from forwarding.
+    const held = db
+      .prepare(
+        `SELECT count(*) FROM instances i JOIN series se ON se.id = i.series_pk
+         WHERE se.study_pk = ? AND i.forward_held = 1 AND i.state = 'deidentified' AND i.routed_at IS NULL AND i.deid_deleted_at IS NULL`,
+      )
+      .pluck()
+      .get(study.studyPk) as number;
+    return { queued, redone, nodeRunning: (await runningGantry(storagePath)) !== undefined, sendable: study.instances, held };
   } finally {
     db.close();
   }
+}
+
+/** What gantry forward prints: what was queued, or why nothing was. */
+export function forwardStudyReport(outcome: ForwardStudyOutcome): string {
+  const again = outcome.redone > 0 ? `; ${outcome.redone} instance(s) whose de-identified copy retention deleted are de-identified again from their original and follow` : '';
+  const sender = outcome.nodeRunning ? 'the running Gantry sends them' : 'no Gantry runs on this storage: they are sent when it starts';
+  const held = outcome.held > 0 ? `; ${outcome.held} instance(s) imported without --forward stay (gantry import --forward on their files releases them)` : '';
+  if (outcome.queued > 0 || outcome.redone > 0) return `queued ${outcome.queued} item(s)${again}${held}; ${sender}`;
+  const why =
+    outcome.sendable - outcome.held > 0
+      ? 'no destination of forward.destinations takes this study (their when rules)'
+      : outcome.held > 0
+        ? `its ${outcome.held} instance(s) with a de-identified copy were imported without --forward (gantry import --forward on their files releases them)`
+        : 'no instance of the study has a de-identified copy to send (gantry queue studies -s received, quarantined or failed shows where they are)';
+  return `queued nothing: ${why}`;
 }
 
 /** The newest entries of the access audit (queries and retrieves of original identities). */

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, openDatabase } from '../db/database.js';
 import { MIGRATIONS } from '../db/migrations/index.js';
-import { refuseMigrationUnderNode } from '../pipeline/recovery.js';
+import { refuseMigrationUnderNode, runningGantry } from '../pipeline/recovery.js';
 import { resolveDeidSecret } from '../config/secret.js';
 import { commandLogger } from '../observability/logger.js';
 import { exportWithConfig, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
@@ -60,14 +60,14 @@ export async function runImport(loaded: LoadedConfig, roots: string[], options: 
       workers: options.workers ?? availableParallelism(),
       progress,
     });
-    printImportSummary(summary, options, print);
+    printImportSummary(summary, options, (await runningGantry(storagePath)) !== undefined, print);
     return summary;
   } finally {
     db.close();
   }
 }
 
-function printImportSummary(summary: ImportSummary, options: ImportCommandOptions, print: (line: string) => void): void {
+function printImportSummary(summary: ImportSummary, options: ImportCommandOptions, nodeRunning: boolean, print: (line: string) => void): void {
   print(
     `indexed ${summary.indexed} instance(s) (${(summary.bytes / 1e6).toFixed(1)} MB) of ${summary.files} file(s)` +
       `${options.copy ? ', copied into storage' : ', in place'}; already indexed ${summary.alreadyIndexed}${summary.released > 0 ? ` (${summary.released} now to be forwarded)` : ''}; ` +
@@ -77,10 +77,12 @@ function printImportSummary(summary: ImportSummary, options: ImportCommandOption
   for (const [reason, count] of [...summary.problems].sort((a, b) => b[1] - a[1])) print(`  ${count} × ${reason}`);
   for (const example of summary.examples) print(`  e.g. ${example.path}: ${example.reason}`);
   if (summary.indexed > 0) {
+    // Said only when true: with no node running, nothing de-identifies them until one starts.
+    const who = nodeRunning ? 'the running node de-identifies them' : 'no Gantry node runs on this storage: one started on it (gantry serve) de-identifies them';
     print(
       options.forward
-        ? 'the running node de-identifies them and forwards them like received instances'
-        : 'the running node de-identifies them; they are not forwarded (import with --forward for that); gantry export writes them out',
+        ? `${who} and forwards them like received instances`
+        : `${who}; they are not forwarded (import with --forward for that); gantry export writes them out (de-identifying what is not yet)`,
     );
   }
 }

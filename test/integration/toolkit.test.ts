@@ -101,6 +101,8 @@ test('gantry import indexes a tree in place, resumes, reports what it could not 
   assert.match(first.stdout, /not DICOM 1; unreadable 1/);
   assert.match(first.stdout, /truncated\.dcm: /, 'the unreadable file is named');
   assert.equal(first.code, 1, 'an unreadable file makes the exit code 1');
+  // Found in a review: it said "the running node de-identifies them" with no node running.
+  assert.match(first.stdout, /no Gantry node runs on this storage: one started on it \(gantry serve\) de-identifies them/);
   const rows = importedRows(storagePath);
   assert.equal(rows.length, corpus.length);
   for (const row of rows) {
