@@ -136,6 +136,9 @@ export class Instance {
   /** The AE title that sent it (or the one `gantry import` recorded). */
   readonly callingAeTitle: string;
   readonly receivedAt: Date;
+  /** When retention deleted the original (storage.retainOriginals): from then on attribute(),
+   * frame() and deidentify() throw, and the indexed attributes and the de-identified copy remain. */
+  readonly originalDeletedAt: Date | undefined;
   readonly #context: SessionContext;
   readonly #row: InstanceRow;
   readonly #header: LazyHeader;
@@ -153,6 +156,7 @@ export class Instance {
     this.fileSize = fileSize;
     this.callingAeTitle = callingAeTitle;
     this.receivedAt = new Date(receivedAt);
+    this.originalDeletedAt = originalDeletedAt === undefined ? undefined : new Date(originalDeletedAt);
     this.#header = new LazyHeader(() => this.#originalPath());
   }
 

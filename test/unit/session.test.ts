@@ -218,6 +218,26 @@ test('attributes not in the index are read from the file when first asked, once,
   assert.equal(instance.attribute('SeriesNumber'), '1');
   assert.equal(instance.attributeNumber('InstanceNumber'), 1);
   renameSync(`${path}.away`, path);
+  assert.equal(instance.originalDeletedAt, undefined);
+});
+
+// Found in a review: attribute() throws once retention deleted the original, and nothing on the
+// instance told a loop over an old index which ones to skip.
+test('an instance whose original retention deleted says when, and reading its file says why it cannot', async (t) => {
+  const storage = newStorage('retained');
+  const path = join(storage, 'one.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({}));
+  await indexFiles(storage, [path]);
+  const deletedAt = Date.UTC(2026, 10, 1);
+  const db = openDatabase(join(storage, 'index.sqlite'));
+  db.prepare('UPDATE instances SET original_deleted_at = ? WHERE sop_instance_uid = ?').run(deletedAt, sopInstanceUid);
+  db.close();
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  assert.deepEqual(instance.originalDeletedAt, new Date(deletedAt));
+  assert.throws(() => instance.attribute('BitsStored'), /deleted by retention \(storage\.retainOriginals\) on 2026-11-01/);
 });
 
 test('native frames are read from the file on demand, one or all', async (t) => {
