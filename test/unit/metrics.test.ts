@@ -97,6 +97,8 @@ test('the pipeline observers count de-identification and forwarding outcomes', a
   metrics.forwardAttempted('research');
   metrics.forwardAttempted('research');
   metrics.forwardStored('research', 0, Date.now() - 7000);
+  // A destination that keeps up: confirmed within a fraction of a second of the routing.
+  metrics.forwardStored('research', 0, Date.now() - 200);
   metrics.forwardStudyDone('research', Date.now() - 20_000);
   metrics.forwardFailed('research', 0xa700, false);
   metrics.forwardFailed('research', 0xa7fe, false);
@@ -106,16 +108,18 @@ test('the pipeline observers count de-identification and forwarding outcomes', a
   assert.equal(await sample(metrics, 'gantry_deid_instances_total', { outcome: 'quarantined' }), 1);
   assert.equal(await sample(metrics, 'gantry_deid_instances_total', { outcome: 'failed' }), 1);
   assert.equal(await sample(metrics, 'gantry_forward_attempts_total', { destination: 'research' }), 2);
-  assert.equal(await sample(metrics, 'gantry_forward_successes_total', { destination: 'research', status: '0x0000' }), 1);
+  assert.equal(await sample(metrics, 'gantry_forward_successes_total', { destination: 'research', status: '0x0000' }), 2);
   assert.equal(await sample(metrics, 'gantry_forward_failures_total', { destination: 'research' }), 3);
   assert.equal(await sample(metrics, 'gantry_forward_failures_total', { status: '0xA700' }), 1);
   assert.equal(await sample(metrics, 'gantry_forward_failures_total', { status: '0xA7xx' }), 1, 'a code outside the standard folds into its class');
   assert.equal(await sample(metrics, 'gantry_forward_dead_letters_total', { destination: 'research' }), 1);
   assert.equal(await sample(metrics, 'gantry_forward_unreachable_total', { destination: 'archive' }), 1);
   const text = (await metrics.exposition()).body;
-  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="2",destination="research"\} 0/);
-  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="5",destination="research"\} 0/);
-  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="10",destination="research"\} 1/);
+  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="0.1",destination="research"\} 0/);
+  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="0.25",destination="research"\} 1/, 'sub-second delays are told apart');
+  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="2",destination="research"\} 1/);
+  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="5",destination="research"\} 1/);
+  assert.match(text, /gantry_forward_delay_seconds_bucket\{le="10",destination="research"\} 2/);
   assert.match(text, /gantry_forward_study_delay_seconds_bucket\{le="10",destination="research"\} 0/);
   assert.match(text, /gantry_forward_study_delay_seconds_bucket\{le="30",destination="research"\} 1/);
 });
