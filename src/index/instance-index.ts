@@ -122,7 +122,6 @@ export class InstanceIndex {
     deleteInstance: Statement;
     dataVersion: Statement;
     recentInstances: Statement;
-    namesFile: Statement;
     knownSourcePaths: Statement;
     relocateImported: Statement;
     releaseForwarding: Statement;
@@ -212,7 +211,6 @@ export class InstanceIndex {
         FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE i.sop_instance_uid = ?`),
       deleteInstance: db.prepare('DELETE FROM instances WHERE sop_instance_uid = ?'),
-      namesFile: db.prepare('SELECT EXISTS (SELECT 1 FROM instances WHERE file_path = ?)').pluck(),
       dataVersion: db.prepare('PRAGMA data_version').pluck(),
       studyParent: db.prepare('SELECT patient_pk FROM studies WHERE study_instance_uid = ?').pluck(),
       seriesParent: db.prepare('SELECT study_pk FROM series WHERE series_instance_uid = ?').pluck(),
@@ -277,11 +275,6 @@ export class InstanceIndex {
    * check deletes the rows whose files it finds short or missing). */
   recentInstances(windowMs: number): RecentInstance[] {
     return this.statements.recentInstances.all(windowMs) as RecentInstance[];
-  }
-
-  /** Whether a row names this original (relative to storage.path). A scan: for the check after an unclean stop. */
-  namesFile(filePath: string): boolean {
-    return this.statements.namesFile.get(filePath) === 1;
   }
 
   /** Records that an instance's original is gone (retention deleted it; the record did not survive). */

@@ -170,7 +170,7 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
       removed += 1;
       continue;
     }
-    if (row.replacedPath !== null && row.replacedPath !== row.filePath && !index.namesFile(row.replacedPath)) {
+    if (row.replacedPath !== null && row.replacedPath !== row.filePath && isCopyOf(row.sopInstanceUid, row.replacedPath)) {
       replaced += await removeIfPresent(store, row.replacedPath);
     }
     const folder = dirname(row.filePath);
@@ -181,6 +181,18 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
   for (const [folder, named] of kept) unnamed += await removeUnnamedCopies(store, folder, named);
   log.warn({ checked: recent.length, removed, unnamed, replaced, unchecked }, 'the last run did not stop cleanly; checked the newest instances against their files');
   return removed;
+}
+
+/** A copy's variant (ObjectStore.uniqueVariant): letters and digits, at least one letter, so that it
+ * is never taken for the next component of a UID. */
+const VARIANT = /^[0-9a-z]*[a-z][0-9a-z]*$/;
+
+/** Whether `filePath` is named as a copy of this instance (its UID's segment, alone or with a variant):
+ * no other instance's file is, so no other row can name it. */
+function isCopyOf(sopInstanceUid: string, filePath: string): boolean {
+  const segment = pathSegment(sopInstanceUid);
+  const name = basename(filePath);
+  return name === `${segment}.dcm` || (name.startsWith(`${segment}.`) && name.endsWith('.dcm') && VARIANT.test(name.slice(segment.length + 1, -'.dcm'.length)));
 }
 
 /** Deletes a file that may be gone already (the receiver deleted it before the crash); 1 when it was there. */
@@ -208,7 +220,7 @@ async function removeUnnamedCopies(store: ObjectStore, folder: string, named: Re
     if (!name.endsWith('.dcm')) return false;
     const stem = name.slice(0, -'.dcm'.length);
     const dot = stem.lastIndexOf('.');
-    const segment = named.has(stem) ? stem : dot > 0 && /^[0-9a-z]*[a-z][0-9a-z]*$/.test(stem.slice(dot + 1)) ? stem.slice(0, dot) : undefined;
+    const segment = named.has(stem) ? stem : dot > 0 && VARIANT.test(stem.slice(dot + 1)) ? stem.slice(0, dot) : undefined;
     return segment !== undefined && named.has(segment) && named.get(segment) !== name;
   });
   for (const name of copies) await store.remove(join(folder, name));
