@@ -108,7 +108,9 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
     }
     if (!whole) return replaced;
     try {
-      const scalar: unknown = parseYaml(replaced);
+      // logLevel 'error': a value that starts as a tag or a directive ("!...", "%...") made the yaml
+      // package print a warning quoting it on stderr (found in a review: the secret).
+      const scalar: unknown = parseYaml(replaced, { logLevel: 'error' });
       if (typeof scalar !== 'number' && typeof scalar !== 'boolean') return replaced;
       // 1e400 or .inf read as a number is Infinity: kept as the text, it is named as the variable held it.
       if (typeof scalar === 'number' && !Number.isFinite(scalar)) return replaced;

@@ -323,3 +323,30 @@ test('start-up names every problem of the rules, profiles, zones and routes at o
   assert.equal(problems.length, 11, all);
   assert.doesNotMatch(all, /MRN12345|MRN67890|ACC4711/);
 });
+
+/** The process warnings emitted while `run` runs (the yaml package reports through process.emitWarning). */
+async function warningsDuring(run: () => void): Promise<string[]> {
+  const seen: string[] = [];
+  const listener = (warning: Error) => seen.push(warning.message);
+  process.on('warning', listener);
+  try {
+    run();
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('warning', listener);
+  }
+  return seen;
+}
+
+// Found in a review: an environment value is read as a YAML scalar, and one that starts as a YAML tag
+// or directive (a secret "!Sup3r...") made the yaml package print a warning quoting it on stderr.
+test('an environment value read as a scalar is never echoed in a warning', async () => {
+  for (const secret of ['!Sup3rS3cretPassw0rd-env', '%Sup3rS3cretPassw0rd-env']) {
+    let config: ReturnType<typeof parseConfigText> | undefined;
+    const warnings = await warningsDuring(() => {
+      config = parseConfigText('deid:\n  secret: ${GANTRY_SECRET}\n', 'env.yaml', { GANTRY_SECRET: secret });
+    });
+    assert.equal(config?.deid.secret, secret);
+    assert.deepEqual(warnings.filter((warning) => warning.includes('Sup3r')), []);
+  }
+});
