@@ -350,3 +350,19 @@ test('an environment value read as a scalar is never echoed in a warning', async
     assert.deepEqual(warnings.filter((warning) => warning.includes('Sup3r')), []);
   }
 });
+
+// Found in a review: a YAML tag the config does not know (`secret: !secret ...`, `!!int` on text) was
+// taken silently, and the yaml package printed a warning on stderr quoting the line, secret and all.
+test('a YAML tag or directive the config does not take is refused by its line, never echoed', async () => {
+  let problems: string[] = [];
+  const warnings = await warningsDuring(() => {
+    problems = problemsOf('dicom:\n  port: 104\ndeid:\n  secret: !secret topsecretvalue-XYZ-123\n');
+  });
+  assert.deepEqual(warnings.filter((warning) => warning.includes('topsecret')), []);
+  assert.equal(problems.length, 1);
+  assert.match(problems[0] as string, /^not valid YAML at line 4: Unresolved tag: !secret/);
+  assert.ok(!problems[0]?.includes('topsecret'), problems[0]);
+  assert.match(problemsOf('%FOO bar\n---\ndicom: {}\n')[0] as string, /^not valid YAML at line 1: Unknown directive %FOO/);
+  // Tags YAML itself defines are fine.
+  assert.equal(parseConfigText('deid:\n  secret: !!str 1234567890123456789\n', 'tags.yaml', {}).deid.secret, '1234567890123456789');
+});
