@@ -366,3 +366,13 @@ test('a YAML tag or directive the config does not take is refused by its line, n
   // Tags YAML itself defines are fine.
   assert.equal(parseConfigText('deid:\n  secret: !!str 1234567890123456789\n', 'tags.yaml', {}).deid.secret, '1234567890123456789');
 });
+
+// Found in a review: the deid section written in the wrong form was echoed whole, secret included
+// (`deid:` followed by `- secret: ...`, or `deid: ${GANTRY_SECRET}` for `deid: { secret: ... }`).
+test('a value that holds the secret, or stands where it belongs, is never echoed', () => {
+  assert.deepEqual(problemsOf('deid:\n  - secret: "my very secret secret 123"\n'), ['deid: (hidden) is not allowed; expected object']);
+  assert.deepEqual(problemsOf('deid: ${GANTRY_SECRET}\n', { GANTRY_SECRET: 'my very secret secret 123' }), ['deid: (hidden) is not allowed; expected object']);
+  assert.deepEqual(problemsOf('forward:\n  destinations: { secret: "my very secret secret 123" }\n'), ['forward.destinations: (hidden) is not allowed; expected array']);
+  // Other values are still named.
+  assert.deepEqual(problemsOf('forward:\n  destinations: { name: a }\n'), ['forward.destinations: {"name":"a"} is not allowed; expected array']);
+});
