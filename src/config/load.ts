@@ -206,6 +206,13 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
     case 'too_small':
       return `${key}: ${shown} is not allowed; at least ${String(issue.minimum)}${issue.origin === 'string' ? ' characters' : ''}`;
     case 'invalid_union': {
+      // A discriminated union (a rule's action) whose key takes none of its values: no member was
+      // tried, so there are no forms to name; the values are (found in a review: "expected " and nothing).
+      const choices = (issue as { options?: unknown }).options;
+      if (issue.errors.length === 0 && Array.isArray(choices)) {
+        const allowed = `allowed: ${choices.map((choice) => JSON.stringify(choice)).join(', ')}`;
+        return bad === undefined ? `${key}: is required; ${allowed}` : `${key}: ${shown} is not allowed; ${allowed}`;
+      }
       const forms = unionForms(issue);
       if (forms === undefined) return `${key}: ${shown} is not allowed; ${issue.message}`;
       return bad === undefined ? `${key}: is required (expected ${forms})` : `${key}: ${shown} is not allowed; expected ${forms}`;

@@ -376,3 +376,11 @@ test('a value that holds the secret, or stands where it belongs, is never echoed
   // Other values are still named.
   assert.deepEqual(problemsOf('forward:\n  destinations: { name: a }\n'), ['forward.destinations: {"name":"a"} is not allowed; expected array']);
 });
+
+// Found in a review: a rule's action misspelt, or left out, was reported as "expected " and nothing
+// after it: the choices of a discriminated union were not named.
+test('a rule with an unknown or missing action names the actions allowed', () => {
+  const allowed = 'allowed: "quarantine", "pass", "replace", "keep", "remove", "empty", "hash", "shiftDate", "remapUid"';
+  assert.deepEqual(problemsOf('deid:\n  rules: [{ action: delete, attribute: PatientName }]\n'), [`deid.rules.0.action: "delete" is not allowed; ${allowed}`]);
+  assert.deepEqual(problemsOf('deid:\n  rules: [{ attribute: PatientName }]\n'), [`deid.rules.0.action: is required; ${allowed}`]);
+});
