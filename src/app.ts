@@ -329,7 +329,14 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   sweep();
 
   let reloading: Promise<unknown> = Promise.resolve();
+  // Once stop() began a reload changes nothing (found in a review: a SIGHUP while stopping started the
+  // queues of destinations it added and routed instances again into an outbox being drained).
+  let stopping = false;
+  const refuseWhileStopping = () => {
+    if (stopping) throw new Error('the node is stopping: the reload is not applied');
+  };
   const applyReload = async (nextLoaded: LoadedConfig): Promise<string[]> => {
+    refuseWhileStopping();
     const restartNeeded = restartKeysChanged(config, nextLoaded.config);
     // What needs a restart stays as the node runs it: a later reload names it again, and what reads
     // it (the readiness detail) tells what runs (found in a review: the second reload named nothing).
@@ -338,6 +345,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     const nextCallers = await resolveCallers(next.dicom.allowedCallers, 'dicom.allowedCallers', log);
     const nextSources = await resolveCallers(next.query.sourceCallers, 'query.sourceCallers', log);
     const routingChanged = routingOf(config) !== routingOf(next);
+    // The host names took a while to resolve: a stop may have begun meanwhile.
+    refuseWhileStopping();
     // Everything at once, with no wait between: no association sees half of the old config.
     callers = nextCallers;
     sources = nextSources;
@@ -372,6 +381,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
       return applied;
     },
     async stop(): Promise<void> {
+      stopping = true;
       log.info({ associations: server.activeAssociations }, 'stopping: no new associations, finishing stores in flight');
       await server.close(10_000);
       // Stores of associations cut at the end of the grace period may still be placing their file.

@@ -53,3 +53,15 @@ test('reloads apply in the order they were asked, whatever their host names take
   await Promise.all([gantry.reload(first), gantry.reload(second)]);
   assert.equal(await readyStatus(gantry), 200, 'the configuration reloaded last is the one running');
 });
+
+// Found in a review: a SIGHUP while the node stops reloaded it all the same: the forwarder could start
+// the queues of destinations the reload added, instances were routed again into an outbox being
+// drained (or a closed index: an error logged), and the log said "configuration reloaded".
+test('a reload asked once the node is stopping is refused, saying why', async () => {
+  const storagePath = join(scratchDir('reload-while-stopping'), 'data');
+  const gantry = await startGantry(loadedConfig(storagePath), silentLogger());
+  const stopped = gantry.stop();
+  await assert.rejects(gantry.reload(loadedConfig(storagePath, { dicom: { aeTitle: 'OTHER' } })), /stopping/);
+  await stopped;
+  await assert.rejects(gantry.reload(loadedConfig(storagePath)), /stopping/);
+});
