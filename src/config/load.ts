@@ -105,6 +105,12 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
     const replaced = value.replace(REFERENCE, (match, name: string | undefined, fallback: string | undefined) => {
       if (match === ESCAPED || name === undefined) return '${';
       whole = match === value;
+      // ${A:-${B}} (Docker Compose nests references) was read up to the first "}": the value of A and a
+      // "}", or the text "${B" and a "}" (found in a review: the secret).
+      if (fallback?.includes('${')) {
+        problems.push(`${keyOf(path)}: the fallback of \${${name}} holds a reference; a fallback is text: set ${name}, or write the fallback without \${`);
+        return '';
+      }
       const found = env[name];
       if (found !== undefined && found !== '') return found;
       if (fallback !== undefined) return fallback;

@@ -384,3 +384,18 @@ test('a rule with an unknown or missing action names the actions allowed', () =>
   assert.deepEqual(problemsOf('deid:\n  rules: [{ action: delete, attribute: PatientName }]\n'), [`deid.rules.0.action: "delete" is not allowed; ${allowed}`]);
   assert.deepEqual(problemsOf('deid:\n  rules: [{ attribute: PatientName }]\n'), [`deid.rules.0.action: is required; ${allowed}`]);
 });
+
+// Found in a review: a nested reference in a fallback (as Docker Compose takes it) was read up to the
+// first "}": `${GANTRY_SECRET:-${GANTRY_OLD_SECRET}}` keyed every pseudonym with the secret and a "}",
+// or, with GANTRY_SECRET unset, with the text "${GANTRY_OLD_SECRET}".
+test('a reference in the fallback of a reference is refused, not read as text', () => {
+  for (const env of [{ GANTRY_SECRET: 'the current secret 123' }, { GANTRY_OLD_SECRET: 'the former secret 123' }]) {
+    const problems = problemsOf('deid:\n  secret: ${GANTRY_SECRET:-${GANTRY_OLD_SECRET}}\n', env);
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0] as string, /^deid\.secret: the fallback of \$\{GANTRY_SECRET\} holds a reference; a fallback is text/);
+    assert.ok(!problems[0]?.includes('secret 123'), problems[0]);
+  }
+  assert.deepEqual(problemsOf('dicom:\n  aeTitle: "${AE:-${SITE}_GW}"\n', { AE: 'GW' }), [
+    'dicom.aeTitle: the fallback of ${AE} holds a reference; a fallback is text: set AE, or write the fallback without ${',
+  ]);
+});
