@@ -53,7 +53,9 @@ const retention = z
     if (typeof value === 'number') return value * DAY_MS;
     const match = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/.exec(value) as RegExpExecArray;
     return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
-  });
+  })
+  // 1e308 days is Infinity ms: config show printed "Infinitys", which the config refuses (found in a review).
+  .refine((ms) => Number.isFinite(ms), { message: 'too long to count in milliseconds; write 0 to keep files forever' });
 /**
  * De-identification threads by default: one per CPU but one, which the receive path (the main thread)
  * keeps. On this project's 2-core VM a second thread cost 34 MB of peak RSS and no throughput gained

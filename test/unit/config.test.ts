@@ -399,3 +399,12 @@ test('a reference in the fallback of a reference is refused, not read as text', 
     'dicom.aeTitle: the fallback of ${AE} holds a reference; a fallback is text: set AE, or write the fallback without ${',
   ]);
 });
+
+// Found in a review: a retention too long for a number of milliseconds (1e308 days) became Infinity,
+// which config show printed as "Infinitys", a value the config then refused.
+test('a retention longer than a number of milliseconds holds is refused, naming 0 for forever', () => {
+  assert.deepEqual(problemsOf('storage: { retainOriginals: 1e308 }'), [
+    'storage.retainOriginals: 1e+308 is not allowed; too long to count in milliseconds; write 0 to keep files forever',
+  ]);
+  assert.equal(problemsOf(`storage: { retainDeidentified: "${'9'.repeat(400)}d" }`).length, 1);
+});
