@@ -247,10 +247,20 @@ function holdsSecretKey(value: unknown, depth: number): boolean {
 /** The value is a condition's on the patient (when.attributes.PatientID), or a condition's attributes
  * that name one: it may list identifiers (see patient-values.ts). */
 function aboutPatient(path: ReadonlyArray<PropertyKey>, bad: unknown): boolean {
+  // A condition written in the wrong form ("when: [PatientID, MRN...]"), or a value of the wrong form
+  // holding one (rules written as a mapping): found in a review, both were echoed whole.
+  if (path.includes('when') && identifiesPatient(JSON.stringify(bad) ?? '')) return true;
+  if (namesPatientAttribute(bad, 0)) return true;
   const at = path.lastIndexOf('attributes');
   if (at < 0) return false;
   const reference = path[at + 1];
   return reference === undefined ? identifiesPatient(JSON.stringify(bad) ?? '') : identifiesPatient(String(reference));
+}
+
+/** The value holds, at any depth, a mapping with a key about the patient (a condition's attributes). */
+function namesPatientAttribute(value: unknown, depth: number): boolean {
+  if (value === null || typeof value !== 'object' || depth > 32) return false;
+  return Object.entries(value).some(([key, item]) => identifiesPatient(key) || namesPatientAttribute(item, depth + 1));
 }
 
 /** The types a union takes ("string or object"), when the value was of none of them. */

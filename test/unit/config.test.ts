@@ -408,3 +408,20 @@ test('a retention longer than a number of milliseconds holds is refused, naming 
   ]);
   assert.equal(problemsOf(`storage: { retainDeidentified: "${'9'.repeat(400)}d" }`).length, 1);
 });
+
+// Found in a review: a condition on the patient inside a value of the wrong form (rules written as a
+// mapping, a rule nested in a list, a condition written as a list) was echoed whole, identifiers and
+// all, in the start-up error and in the log of a refused reload.
+test('a value of the wrong form that holds a condition on the patient is never echoed', () => {
+  const rule = '{ action: quarantine, reason: no consent, when: { attributes: { PatientID: MRN12345 } } }';
+  for (const [text, problem] of [
+    [`deid:\n  rules: ${rule}\n`, 'deid.rules: (hidden) is not allowed; expected array'],
+    [`deid:\n  rules: [[${rule}]]\n`, 'deid.rules.0: (hidden) is not allowed; expected object'],
+    ['deid:\n  rules: [{ action: quarantine, reason: no consent, when: [PatientID, MRN12345] }]\n', 'deid.rules.0.when: (hidden) is not allowed; expected object'],
+    ['forward:\n  destinations: { name: a, when: { attributes: { "(0010,0020)": MRN12345 } } }\n', 'forward.destinations: (hidden) is not allowed; expected array'],
+  ] as const) {
+    assert.deepEqual(problemsOf(text), [problem]);
+  }
+  // A value with no patient in it is still named.
+  assert.deepEqual(problemsOf('deid:\n  rules: [{ action: pass, when: [Modality, US] }]\n'), ['deid.rules.0.when: ["Modality","US"] is not allowed; expected object']);
+});
