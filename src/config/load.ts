@@ -83,6 +83,10 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
 /** A YAML error or warning by its line and its first line of text: the rest quotes the source. */
 function yamlProblem(error: Error): string {
   const where = error instanceof YAMLError && error.linePos ? ` at line ${error.linePos[0].line}` : '';
+  // The yaml package's own text for it advises its programmers ("please use YAML.parseAllDocuments()").
+  if (error instanceof YAMLError && error.code === 'MULTIPLE_DOCS') {
+    return `not valid YAML${where}: a second YAML document begins here; a config is one document: remove the "---" line and merge what follows into the first`;
+  }
   return `not valid YAML${where}: ${error.message.split('\n')[0]}`;
 }
 

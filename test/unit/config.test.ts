@@ -425,3 +425,11 @@ test('a value of the wrong form that holds a condition on the patient is never e
   // A value with no patient in it is still named.
   assert.deepEqual(problemsOf('deid:\n  rules: [{ action: pass, when: [Modality, US] }]\n'), ['deid.rules.0.when: ["Modality","US"] is not allowed; expected object']);
 });
+
+// Found in a review: a file of two YAML documents was refused with the yaml package's advice to its
+// programmers ("please use YAML.parseAllDocuments()"), nothing an operator can act on.
+test('a file of more than one YAML document says where the second begins and what to do', () => {
+  assert.deepEqual(problemsOf('dicom:\n  port: 104\n---\nhttp:\n  port: 8081\n'), [
+    'not valid YAML at line 3: a second YAML document begins here; a config is one document: remove the "---" line and merge what follows into the first',
+  ]);
+});
