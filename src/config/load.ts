@@ -52,11 +52,11 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
     const document = parseDocument(text);
     const [error] = document.errors;
     if (error) throw error;
-    if (document.warnings.length > 0) throw new ConfigError(source, document.warnings.map(yamlProblem));
+    if (document.warnings.length > 0) throw new ConfigError(source, document.warnings.map((warning) => yamlProblem(warning, text)));
     raw = document.toJS() ?? {};
   } catch (error) {
     if (error instanceof ConfigError) throw error;
-    throw new ConfigError(source, [yamlProblem(error as Error)]);
+    throw new ConfigError(source, [yamlProblem(error as Error, text)]);
   }
   const problems: string[] = [];
   const scalars: ReadScalar[] = [];
@@ -81,13 +81,19 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
 }
 
 /** A YAML error or warning by its line and its first line of text: the rest quotes the source. */
-function yamlProblem(error: Error): string {
-  const where = error instanceof YAMLError && error.linePos ? ` at line ${error.linePos[0].line}` : '';
+function yamlProblem(error: Error, text: string): string {
+  const line = error instanceof YAMLError ? error.linePos?.[0].line : undefined;
+  const where = line === undefined ? '' : ` at line ${line}`;
   // The yaml package's own text for it advises its programmers ("please use YAML.parseAllDocuments()").
   if (error instanceof YAMLError && error.code === 'MULTIPLE_DOCS') {
     return `not valid YAML${where}: a second YAML document begins here; a config is one document: remove the "---" line and merge what follows into the first`;
   }
-  return `not valid YAML${where}: ${error.message.split('\n')[0]}`;
+  // In a flow collection ([ ] or { } on one line) "{" opens a mapping: ${NAME} there must be quoted
+  // (found in a review: "Unexpected flow-map-start" said nothing of it).
+  const quote = line !== undefined && /\$\{/.test(text.split(/\r?\n/)[line - 1] ?? '') && /[[{]/.test(text.split(/\r?\n/)[line - 1] ?? '')
+    ? '; a ${NAME} reference inside [ ] or { } must be quoted: "${NAME}"'
+    : '';
+  return `not valid YAML${where}: ${(error.message.split('\n')[0] ?? '').replace(/:$/, '')}${quote}`;
 }
 
 /** ${NAME} or ${NAME:-fallback}; or `$${`, a `${` written as text (in a regular expression, a

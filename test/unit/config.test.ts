@@ -433,3 +433,18 @@ test('a file of more than one YAML document says where the second begins and wha
     'not valid YAML at line 3: a second YAML document begins here; a config is one document: remove the "---" line and merge what follows into the first',
   ]);
 });
+
+// Found in a review: ${NAME} in a flow collection ([ ] or { } on one line) is YAML's own syntax, "{"
+// opening a mapping: the file was refused with "Unexpected flow-map-start", and nothing said to quote it.
+test('an unquoted ${NAME} inside [ ] or { } is refused with the quoting that mends it', () => {
+  for (const text of [
+    'forward:\n  destinations:\n    - { name: a, aeTitle: A, host: ${HOST}, port: 104 }\n',
+    'dicom:\n  allowedCallers: [CT@${HOST}]\n',
+  ]) {
+    const [problem] = problemsOf(text, { HOST: 'pacs' });
+    assert.match(problem ?? '', /^not valid YAML at line \d: .*; a \$\{NAME\} reference inside \[ \] or \{ \} must be quoted: "\$\{NAME\}"$/);
+  }
+  // Quoted, it is read.
+  const config = parseConfigText('forward:\n  destinations:\n    - { name: a, aeTitle: A, host: "${HOST}", port: "${PORT}" }\n', 'flow.yaml', { HOST: 'pacs', PORT: '104' });
+  assert.deepEqual([config.forward.destinations[0]?.host, config.forward.destinations[0]?.port], ['pacs', 104]);
+});
