@@ -49,7 +49,8 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
     // Read as a document, not with parse(): parse() printed each warning (a tag it does not know,
     // `secret: !secret ...`) on stderr with the line quoted, secret and all, and took the value anyway
     // (found in a review). A warning is a problem of the file, named by its line like an error.
-    const document = parseDocument(text);
+    // merge: `<<: *anchor` shares keys between entries (found in a review: refused as an unknown key "<<").
+    const document = parseDocument(text, { merge: true });
     const [error] = document.errors;
     if (error) throw error;
     if (document.warnings.length > 0) throw new ConfigError(source, document.warnings.map((warning) => yamlProblem(warning, text)));

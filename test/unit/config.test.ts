@@ -448,3 +448,24 @@ test('an unquoted ${NAME} inside [ ] or { } is refused with the quoting that men
   const config = parseConfigText('forward:\n  destinations:\n    - { name: a, aeTitle: A, host: "${HOST}", port: "${PORT}" }\n', 'flow.yaml', { HOST: 'pacs', PORT: '104' });
   assert.deepEqual([config.forward.destinations[0]?.host, config.forward.destinations[0]?.port], ['pacs', 104]);
 });
+
+// Found in a review: anchors were read but YAML's merge key was not, so `<<: *defaults`, the usual way
+// to share settings between destinations (as in Compose files), was refused as an unknown key "<<"
+// along with "is required" for every key it had brought.
+test('a merge key (<<: *anchor) brings the keys of the anchored mapping, which the entry may override', () => {
+  const config = parseConfigText(
+    'forward:\n  destinations:\n    - &pacs { name: main, aeTitle: PACS, host: pacs.example, port: 104, maxAssociations: 2 }\n    - <<: *pacs\n      name: second\n      host: pacs2.example\n',
+    'merge.yaml',
+    {},
+  );
+  assert.deepEqual(
+    config.forward.destinations.map((destination) => [destination.name, destination.aeTitle, destination.host, destination.maxAssociations]),
+    [
+      ['main', 'PACS', 'pacs.example', 2],
+      ['second', 'PACS', 'pacs2.example', 2],
+    ],
+  );
+  // A merged key that the schema does not take is still refused.
+  assert.match(problemsOf('x: &x { nmae: a }\n')[0] as string, /unknown key "x"/);
+  assert.deepEqual(problemsOf('dicom:\n  <<: { prot: 104 }\n'), ['dicom: unknown key "prot"; allowed keys: aeTitle, host, port, allowedCallers, maxAssociations, maxAssociationsPerCaller, maxPduLength, maxAsyncOperations, artimTimeoutSeconds, idleTimeoutSeconds, acceptUnknownSopClasses, extraSopClasses']);
+});
