@@ -110,7 +110,7 @@ interface ReadScalar {
 
 /** Replaces ${NAME} references in every string value. A value that is one whole reference is read as
  * a YAML scalar, so `port: ${DICOM_PORT}` gives a number (noted in `scalars`, see restoreText). */
-function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: string[], scalars: ReadScalar[]): unknown {
+function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: string[], scalars: ReadScalar[], within = new Set<object>()): unknown {
   if (typeof value === 'string') {
     let whole = false;
     const replaced = value.replace(REFERENCE, (match, name: string | undefined, fallback: string | undefined) => {
@@ -150,13 +150,22 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
       return replaced;
     }
   }
-  if (Array.isArray(value)) return value.map((item, index) => resolveEnvironment(item, [...path, String(index)], env, problems, scalars));
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, resolveEnvironment(item, [...path, key], env, problems, scalars)]),
-    );
+  if (value === null || typeof value !== 'object') return value;
+  // `&a [ *a ]` holds itself: walked, it overflowed the stack (found in a review: start-up ended with
+  // "Maximum call stack size exceeded", no key named).
+  if (within.has(value)) {
+    problems.push(`${keyOf(path)}: a YAML alias refers to the list or mapping it is in (*name inside &name); write the value out`);
+    return undefined;
   }
-  return value;
+  within.add(value);
+  try {
+    if (Array.isArray(value)) return value.map((item, index) => resolveEnvironment(item, [...path, String(index)], env, problems, scalars, within));
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, resolveEnvironment(item, [...path, key], env, problems, scalars, within)]),
+    );
+  } finally {
+    within.delete(value);
+  }
 }
 
 /** Puts back the text of each scalar the schema wanted as a string; true when one was. */

@@ -469,3 +469,12 @@ test('a merge key (<<: *anchor) brings the keys of the anchored mapping, which t
   assert.match(problemsOf('x: &x { nmae: a }\n')[0] as string, /unknown key "x"/);
   assert.deepEqual(problemsOf('dicom:\n  <<: { prot: 104 }\n'), ['dicom: unknown key "prot"; allowed keys: aeTitle, host, port, allowedCallers, maxAssociations, maxAssociationsPerCaller, maxPduLength, maxAsyncOperations, artimTimeoutSeconds, idleTimeoutSeconds, acceptUnknownSopClasses, extraSopClasses']);
 });
+
+// Found in a review: an alias inside its own anchor (`&a [ *a ]`) is a value that holds itself; reading
+// the environment references walked it until the stack overflowed, and start-up ended with "Maximum
+// call stack size exceeded", no key named.
+test('a YAML alias inside its own anchor is refused with its key named', () => {
+  assert.deepEqual(problemsOf('dicom:\n  allowedCallers: &callers [ CT01, *callers ]\n'), [
+    'dicom.allowedCallers.1: a YAML alias refers to the list or mapping it is in (*name inside &name); write the value out',
+  ]);
+});
