@@ -223,10 +223,14 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
     }
     case 'invalid_value':
       return `${key}: ${shown} is not allowed; allowed: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
-    case 'invalid_type':
-      return bad === undefined
-        ? `${key}: is required (expected ${issue.expected})`
-        : `${key}: ${shown} is not allowed; expected ${issue.expected}`;
+    case 'invalid_type': {
+      if (bad === undefined) return `${key}: is required (expected ${issue.expected})`;
+      // A number or a boolean in quotes is text to YAML: say that the quotes are what is wrong.
+      const quoted =
+        typeof bad === 'string' &&
+        ((issue.expected === 'number' && bad.trim() !== '' && Number.isFinite(Number(bad))) || (issue.expected === 'boolean' && /^(true|false)$/.test(bad.trim())));
+      return `${key}: ${shown} is not allowed; expected ${issue.expected}${quoted ? ': write it without quotes' : ''}`;
+    }
     case 'too_big':
       return `${key}: ${shown} is not allowed; at most ${String(issue.maximum)}${issue.origin === 'string' ? ' characters' : ''}`;
     case 'too_small':

@@ -478,3 +478,12 @@ test('a YAML alias inside its own anchor is refused with its key named', () => {
     'dicom.allowedCallers.1: a YAML alias refers to the list or mapping it is in (*name inside &name); write the value out',
   ]);
 });
+
+// Found in a review: `port: "11112"` was refused as "expected number", and an operator who quoted it
+// on purpose (as env files and Compose files are written) was not told that the quotes were the problem.
+test('a number or a boolean written in quotes is refused, saying to write it without them', () => {
+  assert.deepEqual(problemsOf('dicom:\n  port: "11112"\n  acceptUnknownSopClasses: "true"\n'), [
+    'dicom.port: "11112" is not allowed; expected number: write it without quotes',
+    'dicom.acceptUnknownSopClasses: "true" is not allowed; expected boolean: write it without quotes',
+  ]);
+});
