@@ -429,8 +429,17 @@ configCommand
     if (config.deid.secret !== undefined) config.deid.secret = '(hidden)';
     // Retentions are held in milliseconds; printed as days they were read as 86 million days.
     const storage = { ...config.storage, retainOriginals: retentionText(config.storage.retainOriginals), retainDeidentified: retentionText(config.storage.retainDeidentified) };
-    process.stdout.write(stringify({ ...config, storage }));
+    // A literal "${" (written "$${") is printed as the config takes it: as "${" it reads as a reference.
+    process.stdout.write(stringify(escapeReferences({ ...config, storage })));
   });
+
+function escapeReferences(value: unknown): unknown {
+  // A function: in a replacement string "$$" stands for one "$".
+  if (typeof value === 'string') return value.replaceAll('${', () => '$${');
+  if (Array.isArray(value)) return value.map(escapeReferences);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, escapeReferences(item)]));
+  return value;
+}
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {

@@ -284,3 +284,23 @@ test('a SIGTERM while the node starts stops it cleanly: exit 0, storage released
   assert.doesNotMatch(next.output(), /did not stop cleanly/);
   assert.equal(await stop(next, 'SIGTERM'), 0);
 });
+
+// Found in a review: config show printed a literal "${" (written "$${" in the file) as "${", which a
+// config reads as an environment reference: pasted back, the value changed or was refused.
+test('gantry config show writes a literal ${ as the config takes it, and hides the secret', async () => {
+  const dir = scratchDir('cli-config-show');
+  const config = join(dir, 'gantry.yaml');
+  writeFileSync(
+    config,
+    'deid:\n  secret: ${SHOW_SECRET}\n  rules:\n    - { action: replace, attribute: StudyDescription, value: "cost $${PRICE}" }\n',
+  );
+  const shown = await run(process.execPath, [GANTRY_CLI, 'config', 'show', '--config', config], {
+    env: { ...process.env, SHOW_SECRET: 'the secret config show must hide' },
+  });
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.ok(!shown.stdout.includes('the secret config show must hide'));
+  assert.match(shown.stdout, /value: cost \$\$\{PRICE\}/);
+  const { parseConfigText } = await import('../../src/config/load.js');
+  const again = parseConfigText(shown.stdout.replace('secret: (hidden)', 'secret: another secret of 16+ chars'), 'shown.yaml', {});
+  assert.deepEqual(again.deid.rules[0], { action: 'replace', attribute: 'StudyDescription', value: 'cost ${PRICE}' });
+});
