@@ -50,7 +50,8 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
     // `secret: !secret ...`) on stderr with the line quoted, secret and all, and took the value anyway
     // (found in a review). A warning is a problem of the file, named by its line like an error.
     // merge: `<<: *anchor` shares keys between entries (found in a review: refused as an unknown key "<<").
-    const document = parseDocument(text, { merge: true });
+    // logLevel 'error': toJS() printed a warning quoting a key written as a collection (found in a review).
+    const document = parseDocument(text, { merge: true, logLevel: 'error' });
     const [error] = document.errors;
     if (error) throw error;
     if (document.warnings.length > 0) throw new ConfigError(source, document.warnings.map((warning) => yamlProblem(warning, text)));

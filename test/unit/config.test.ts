@@ -487,3 +487,14 @@ test('a number or a boolean written in quotes is refused, saying to write it wit
     'dicom.acceptUnknownSopClasses: "true" is not allowed; expected boolean: write it without quotes',
   ]);
 });
+
+// Found in a review: a key written as a list (`? [a, b]`) made the yaml package print a process warning
+// quoting it on stderr while it read the file, besides the problem the config names.
+test('a key that is a collection is named in the problem only, with no warning printed', async () => {
+  let problems: string[] = [];
+  const warnings = await warningsDuring(() => {
+    problems = problemsOf('dicom:\n  ? [ MRN12345, x ]\n  : 1\n');
+  });
+  assert.deepEqual(warnings.filter((warning) => warning.includes('MRN12345')), []);
+  assert.match(problems[0] as string, /^dicom: unknown key/);
+});
