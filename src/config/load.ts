@@ -68,6 +68,9 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
   // A reference read as a number or a boolean where the key takes text stays the text it was: an AE
   // title or a secret of digits (found in a review: `aeTitle: "${AE}"` with AE=1234 was refused).
   if (!result.success && restoreText(resolved, result.error.issues, scalars)) result = configSchema.safeParse(resolved);
+  // A section whose keys are all commented out (`log:` over `# level: info`) is null to YAML: it takes
+  // its defaults, as an absent one does (found in a review: "log: null is not allowed").
+  if (!result.success && dropEmptySections(resolved, result.error.issues)) result = configSchema.safeParse(resolved);
   if (!result.success) throw new ConfigError(source, result.error.issues.map((issue) => describeIssue(issue, resolved)));
   const config = result.data;
   const level = env.GANTRY_LOG_LEVEL;
@@ -183,6 +186,24 @@ function restoreText(resolved: unknown, issues: readonly z.core.$ZodIssue[], sca
     restored = true;
   }
   return restored;
+}
+
+/** Removes each section (a key of the config's nested mappings, outside lists) whose value is null where
+ * the schema takes a mapping; true when one was. */
+function dropEmptySections(resolved: unknown, issues: readonly z.core.$ZodIssue[]): boolean {
+  let dropped = false;
+  for (const issue of issues) {
+    // Sections only, not a list entry's parts: an empty `when:` of a destination, taken as absent, would
+    // send it every instance.
+    if (issue.code !== 'invalid_type' || issue.expected !== 'object' || issue.path.some((key) => typeof key === 'number')) continue;
+    const last = issue.path.at(-1);
+    const parent = valueAt(resolved, issue.path.slice(0, -1));
+    if (last === undefined || parent === null || typeof parent !== 'object' || Array.isArray(parent)) continue;
+    if ((parent as Record<PropertyKey, unknown>)[last] !== null) continue;
+    delete (parent as Record<PropertyKey, unknown>)[last];
+    dropped = true;
+  }
+  return dropped;
 }
 
 /** The issue says the value should have been text: the key takes a string, or a union of which one

@@ -498,3 +498,19 @@ test('a key that is a collection is named in the problem only, with no warning p
   assert.deepEqual(warnings.filter((warning) => warning.includes('MRN12345')), []);
   assert.match(problems[0] as string, /^dicom: unknown key/);
 });
+
+// Found in a review: a section whose keys were all commented out (`log:` over `# level: info`, as the
+// embedded config invites) is null to YAML, and was refused: "log: null is not allowed; expected object".
+test('a section left empty takes its defaults, as an absent one does', () => {
+  const config = parseConfigText('dicom:\n  # port: 104\nlog:\nforward:\n  retry:\n  destinations: []\n', 'empty-sections.yaml', {});
+  assert.equal(config.dicom.port, 11112);
+  assert.equal(config.log.level, 'info');
+  assert.equal(config.forward.retry.baseSeconds, 10);
+  // An empty value where a value is taken, and an empty list entry, are still refused.
+  assert.deepEqual(problemsOf('dicom:\n  port:\n'), ['dicom.port: null is not allowed; expected number']);
+  assert.deepEqual(problemsOf('forward:\n  destinations:\n    -\n'), ['forward.destinations.0: null is not allowed; expected object']);
+  // A destination's empty condition is no section: taken as absent, it would send it every instance.
+  assert.deepEqual(problemsOf('forward:\n  destinations:\n    - { name: a, aeTitle: A, host: h, port: 104, when: }\n'), [
+    'forward.destinations.0.when: null is not allowed; expected object',
+  ]);
+});
