@@ -299,6 +299,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   );
   scheduler.start();
   forwarder.start();
+  warnOfUnsentQueues(outbox, config, log);
   // Routing looks again when the next study can become stable (its last arrival plus stableSeconds),
   // and at least every ROUTE_INTERVAL_MS (a study also waits for its de-identification to finish).
   let routeTimer: NodeJS.Timeout | undefined;
@@ -366,6 +367,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
       }
     }
     log.level = next.log.level;
+    warnOfUnsentQueues(outbox, config, log);
     return restartNeeded;
   };
 
@@ -400,6 +402,26 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
       log.info('stopped');
     },
   };
+}
+
+/**
+ * Queued items of a destination no longer in the config are never sent, and their instances never
+ * count as forwarded: retention keeps their originals (PHI). Said at start and at each reload, with
+ * the two ways out (found in a review: a reload that removed a destination said nothing of them).
+ */
+function warnOfUnsentQueues(outbox: Outbox, config: GantryConfig, log: Logger): void {
+  try {
+    const configured = new Set(config.forward.destinations.map((destination) => destination.name));
+    for (const { destination, queued } of outbox.counts()) {
+      if (queued === 0 || configured.has(destination)) continue;
+      log.warn(
+        { destination, queued },
+        `queued items of a destination not in forward.destinations are never sent, and retention keeps their originals: add it back, or give them up with gantry queue purge -s queued -d ${destination}`,
+      );
+    }
+  } catch (error) {
+    log.error({ err: (error as Error).message }, 'could not read the outbox');
+  }
 }
 
 /** What decides where an instance goes: the destinations' names and conditions. */

@@ -3,13 +3,16 @@
  * asked one after the other apply in that order.
  */
 import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
 import { startGantry, type RunningGantry } from '../../src/app.js';
 import { parseConfigText, type LoadedConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { openDatabase } from '../../src/db/database.js';
+import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 function loadedConfig(storagePath: string, changes: { dicom?: ConfigInput['dicom']; storage?: ConfigInput['storage'] } = {}): LoadedConfig {
@@ -64,4 +67,42 @@ test('a reload asked once the node is stopping is refused, saying why', async ()
   await assert.rejects(gantry.reload(loadedConfig(storagePath, { dicom: { aeTitle: 'OTHER' } })), /stopping/);
   await stopped;
   await assert.rejects(gantry.reload(loadedConfig(storagePath)), /stopping/);
+});
+
+// Found in a review: a reload that removed a destination said nothing of its queued items. They are
+// never sent, their instances never count as forwarded, and retention keeps the originals (PHI).
+test('queued items of a destination not in the config are named at start and at each reload, with the ways out', async (t) => {
+  const storagePath = join(scratchDir('reload-unsent'), 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  db.pragma('foreign_keys = OFF');
+  const insert = db.prepare(
+    `INSERT INTO forward_outbox (destination, instance_pk, file_path, sop_class_uid, sop_instance_uid, transfer_syntax_uid, study_pk, routed_at, state, attempts, next_attempt_at, queued_at)
+     VALUES (?, ?, 'deidentified/x.dcm', '1.2.840.10008.5.1.4.1.1.2', '2.25.1', '1.2.840.10008.1.2.1', 1, 1, 'queued', 0, 1, 1)`,
+  );
+  insert.run('old-pacs', 1);
+  insert.run('research', 2);
+  db.close();
+  const lines: string[] = [];
+  const log = createLogger('warn', new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+  const withResearch = (present: boolean): LoadedConfig => {
+    const input: ConfigInput = {
+      dicom: { host: '127.0.0.1', port: 0 },
+      http: { host: '127.0.0.1', port: 0 },
+      storage: { path: storagePath, minFreeBytes: 0 },
+      deid: { secret: 'the secret of the test suite', workers: 1 },
+      // An address where nothing listens: its item stays queued.
+      forward: { destinations: present ? [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9 }] : [] },
+      log: { level: 'warn' },
+    };
+    return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
+  };
+  const gantry = await startGantry(withResearch(true), log);
+  t.after(() => gantry.stop());
+  const unsent = () => lines.map((line) => JSON.parse(line) as { msg: string; destination?: string; queued?: number }).filter((line) => /never sent/.test(line.msg));
+  assert.deepEqual(unsent().map(({ destination, queued }) => ({ destination, queued })), [{ destination: 'old-pacs', queued: 1 }]);
+  assert.match(unsent()[0]?.msg ?? '', /gantry queue purge -s queued -d old-pacs/);
+  lines.length = 0;
+  await gantry.reload(withResearch(false));
+  assert.deepEqual(unsent().map(({ destination }) => destination).sort(), ['old-pacs', 'research'], 'the destination the reload removed is named too');
 });
