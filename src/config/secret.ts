@@ -18,7 +18,7 @@ export const GENERATED_SECRET_FILE = 'deid-secret';
 export function requireOperatorSecret(loaded: LoadedConfig): void {
   if (loaded.config.deid.secret !== undefined || loaded.embedded) return;
   throw new ConfigError(loaded.source, [
-    'deid.secret: is required; name it in the config, best from the environment: deid.secret: ${GANTRY_SECRET} (at least 16 characters)',
+    'deid.secret: is required; name it in the config, best from the environment: deid.secret: ${GANTRY_DEID_SECRET} (at least 16 characters)',
   ]);
 }
 

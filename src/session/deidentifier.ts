@@ -78,6 +78,6 @@ export function deidSecret(loaded: LoadedConfig, storagePath: string): string {
   if (loaded.embedded && existsSync(generated)) return readFileSync(generated, 'utf8').trim();
   throw new Error(
     `deid.secret is not set (config ${loaded.source}): de-identification needs it, the key of every pseudonym; ` +
-      'pass a config that names it, e.g. openSession(path, { config: { deid: { secret: process.env.GANTRY_SECRET } } })',
+      'pass a config that names it, e.g. openSession(path, { config: { deid: { secret: process.env.GANTRY_DEID_SECRET } } })',
   );
 }
