@@ -479,7 +479,14 @@ function restartKeyValue(config: GantryConfig, [section, key]: (typeof RESTART_K
 
 /** The restart keys whose value differs between the running config and the next, as "section.key". */
 function restartKeysChanged(running: GantryConfig, next: GantryConfig): string[] {
-  return RESTART_KEYS.filter((entry) => restartKeyValue(next, entry) !== restartKeyValue(running, entry)).map(([section, key]) => `${section}.${key}`);
+  return RESTART_KEYS.filter((entry) => !sameRestartValue(entry, restartKeyValue(next, entry), restartKeyValue(running, entry))).map(([section, key]) => `${section}.${key}`);
+}
+
+/** storage.path by the folder it names ("./data", "data/" and its absolute path are one folder: found in
+ * a review, a reload that only respelled it was told to restart); the other keys as written. */
+function sameRestartValue([section, key]: (typeof RESTART_KEYS)[number], a: unknown, b: unknown): boolean {
+  if (section === 'storage' && key === 'path') return resolve(String(a)) === resolve(String(b));
+  return a === b;
 }
 
 /** The next config with the running values of the restart keys. */

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
@@ -45,6 +45,9 @@ test('a key that needs a restart is named at every reload until the node restart
   assert.deepEqual(await gantry.reload(changed), ['dicom.idleTimeoutSeconds']);
   // Back to what the node runs with: nothing waits for a restart any more.
   assert.deepEqual(await gantry.reload(loadedConfig(storagePath)), []);
+  // storage.path spelled otherwise, the same folder: no restart (found in a review).
+  assert.deepEqual(await gantry.reload(loadedConfig(`${storagePath}/`)), []);
+  assert.deepEqual(await gantry.reload(loadedConfig(relative(process.cwd(), storagePath))), []);
 });
 
 test('reloads apply in the order they were asked, whatever their host names take to resolve', async (t) => {
