@@ -119,15 +119,22 @@ test('a reader that closes the pipe early does not crash the command', async () 
   assert.equal(code, 0);
 });
 
-test('gantry queue purge refuses the queued items of a destination still configured: retention would delete originals it never confirmed', async () => {
-  // Found in a review: the help said "of a destination removed from the config", and nothing checked it.
-  const dir = scratchDir('cli-purge');
+/** A config with one destination, research, over a storage folder with a fresh index. */
+function storageWithResearch(name: string): { dir: string; config: string } {
+  const dir = scratchDir(name);
   const config = join(dir, 'gantry.yaml');
   writeFileSync(
     config,
     `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests\nforward:\n  destinations:\n    - { name: research, aeTitle: RESEARCH, host: 127.0.0.1, port: 4242 }\n`,
   );
   mkdirSync(join(dir, 'data'));
+  openDatabase(join(dir, 'data', 'index.sqlite')).close();
+  return { dir, config };
+}
+
+test('gantry queue purge refuses the queued items of a destination still configured: retention would delete originals it never confirmed', async () => {
+  // Found in a review: the help said "of a destination removed from the config", and nothing checked it.
+  const { dir, config } = storageWithResearch('cli-purge');
   const db = openDatabase(join(dir, 'data', 'index.sqlite'));
   // An item of old-pacs, removed from the config (no instance behind it: nothing here reads one).
   db.pragma('foreign_keys = OFF');
@@ -146,14 +153,7 @@ test('gantry queue purge refuses the queued items of a destination still configu
 
 test('gantry queue ls, retry and purge refuse a --destination that names nothing, and name the ones known', async () => {
   // Found in a review: a typo matched nothing, and retry said "re-queued 0 item(s)" with exit 0.
-  const dir = scratchDir('cli-destination');
-  const config = join(dir, 'gantry.yaml');
-  writeFileSync(
-    config,
-    `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests\nforward:\n  destinations:\n    - { name: research, aeTitle: RESEARCH, host: 127.0.0.1, port: 4242 }\n`,
-  );
-  mkdirSync(join(dir, 'data'));
-  openDatabase(join(dir, 'data', 'index.sqlite')).close();
+  const { config } = storageWithResearch('cli-destination');
   for (const args of [['ls', '-d', 'reserch'], ['retry', '-d', 'reserch'], ['purge', '-s', 'dead', '-d', 'reserch']]) {
     const result = await run(process.execPath, [GANTRY_CLI, 'queue', ...args, '--config', config]);
     assert.notEqual(result.code, 0, `queue ${args.join(' ')}`);

@@ -41,16 +41,21 @@ function statusLineOf(port: number, request: string): Promise<string> {
   });
 }
 
-// Found in a review: a request in absolute form (RFC 9112 3.2.2, which a server must accept; a client
-// that goes through a proxy may send it) was answered 404, its whole URL taken for the path.
-test('a request in absolute form is answered by its path', async () => {
-  const server = new HttpServer(
+/** A server whose metrics and readiness say ready. */
+function readyServer(): HttpServer {
+  return new HttpServer(
     {
       metrics: () => Promise.resolve({ contentType: 'text/plain; version=0.0.4', body: 'gantry_ready 1\n' }),
       readiness: () => [{ name: 'index', ok: true }],
     },
     createLogger('silent'),
   );
+}
+
+// Found in a review: a request in absolute form (RFC 9112 3.2.2, which a server must accept; a client
+// that goes through a proxy may send it) was answered 404, its whole URL taken for the path.
+test('a request in absolute form is answered by its path', async () => {
+  const server = readyServer();
   const address = await server.listen('127.0.0.1', 0);
   try {
     const ask = (target: string) => statusLineOf(address.port, `GET ${target} HTTP/1.1\r\nHost: gantry.example.org\r\nConnection: close\r\n\r\n`);
@@ -68,13 +73,7 @@ test('a request in absolute form is answered by its path', async () => {
 // Found in a review: a request of another method to a path that serves nothing was answered 405 with
 // "Allow: GET, HEAD", which says the path exists and takes those (RFC 9110 15.5.6); it is 404.
 test('an unknown path is 404 whatever the method; a known one is 405 to other methods', async () => {
-  const server = new HttpServer(
-    {
-      metrics: () => Promise.resolve({ contentType: 'text/plain; version=0.0.4', body: 'gantry_ready 1\n' }),
-      readiness: () => [{ name: 'index', ok: true }],
-    },
-    createLogger('silent'),
-  );
+  const server = readyServer();
   const address = await server.listen('127.0.0.1', 0);
   try {
     const base = `http://127.0.0.1:${address.port}`;
