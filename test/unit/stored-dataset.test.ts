@@ -1,0 +1,63 @@
+/** A stored file read back for sending (src/store/stored-dataset.ts): preloaded whole when it fits,
+ * read as it is sent when it does not, and refused when it is not a Part 10 file Gantry wrote. */
+import assert from 'node:assert/strict';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { encodePart10Header } from '../../src/dicom/part10.js';
+import { openStoredDataset } from '../../src/store/stored-dataset.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+
+function storedFile(dir: string, name: string, datasetLength: number): { path: string; dataset: Buffer } {
+  const dataset = Buffer.alloc(datasetLength);
+  for (let i = 0; i < datasetLength; i += 1) dataset[i] = (i * 31 + (i >> 10)) & 0xff;
+  const path = join(dir, name);
+  writeFileSync(path, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: CT, mediaStorageSopInstanceUid: `1.2.3.${datasetLength}`, transferSyntaxUid: EXPLICIT_LE }), dataset]));
+  return { path, dataset };
+}
+
+async function readAll(stored: { length: number; read(target: Buffer, position: number): Promise<number> }): Promise<Buffer> {
+  const out = Buffer.alloc(stored.length);
+  for (let position = 0; position < stored.length; ) {
+    const read = await stored.read(out.subarray(position, Math.min(out.length, position + 300_000)), position);
+    assert.ok(read > 0, 'reads until the end');
+    position += read;
+  }
+  return out;
+}
+
+test('a file that fits the preload buffer is read whole; a larger one is read as it is sent; both give the dataset as stored', async () => {
+  const dir = scratchDir('stored-dataset');
+  const preload = Buffer.alloc(1024 * 1024);
+  for (const length of [10, 600_000, 1024 * 1024 + 10, 3 * 1024 * 1024]) {
+    const { path, dataset } = storedFile(dir, `${length}.dcm`, length);
+    const stored = await openStoredDataset(path, preload);
+    try {
+      assert.equal(stored.sopClassUid, CT);
+      assert.equal(stored.sopInstanceUid, `1.2.3.${length}`);
+      assert.equal(stored.transferSyntaxUid, EXPLICIT_LE);
+      assert.equal(stored.length, length);
+      assert.equal(stored.bytes !== undefined, length < 1024 * 1024 - 200, `${length} bytes preloaded only when it fits`);
+      assert.ok((await readAll(stored)).equals(dataset), `${length} bytes as stored`);
+    } finally {
+      await stored.close();
+    }
+  }
+});
+
+test('a file that is not Part 10, or is missing, is refused with the reason', async () => {
+  const dir = scratchDir('stored-dataset-bad');
+  writeFileSync(join(dir, 'plain.txt'), 'not DICOM at all');
+  const preload = Buffer.alloc(1024 * 1024);
+  const descriptors = () => readdirSync('/proc/self/fd').length;
+  const before = descriptors();
+  await assert.rejects(openStoredDataset(join(dir, 'plain.txt'), preload), /not a DICOM Part 10 file/);
+  await assert.rejects(openStoredDataset(join(dir, 'plain.txt')), /not a DICOM Part 10 file/);
+  await assert.rejects(openStoredDataset(join(dir, 'missing.dcm'), preload), (error: NodeJS.ErrnoException) => error.code === 'ENOENT');
+  // The descriptors are closed in the thread pool: given a moment.
+  for (let tries = 0; tries < 50 && descriptors() > before; tries += 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(descriptors(), before, 'no file left open');
+});
