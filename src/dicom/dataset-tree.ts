@@ -10,7 +10,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { inflateRawSync } from 'node:zlib';
 import { vrOf } from './dictionary.js';
-import { DatasetFormatError, tagText } from './header-scanner.js';
+import { DatasetFormatError, MAX_SEQUENCE_DEPTH, tagText } from './header-scanner.js';
 import { readFileMeta } from './part10.js';
 import { findTransferSyntax, type DatasetEncoding } from './transfer-syntaxes.js';
 import { LONG_VRS, SHORT_VRS } from './values.js';
@@ -139,13 +139,6 @@ interface Context {
   /** How many sequences hold the elements being read. */
   depth: number;
 }
-
-/**
- * Sequences nested deeper than this are refused as a format error. Structured reports nest their
- * Content Sequences tens of levels deep; a few thousand levels (48 KB of empty sequences) would
- * overflow the call stack of this recursive reader and of every walk after it.
- */
-const MAX_SEQUENCE_DEPTH = 256;
 
 /** Parses the whole dataset of `source` in the given encoding. */
 export function parseDataset(source: ByteSource, encoding: Exclude<DatasetEncoding, 'deflated-explicit-le'>, options: ParseOptions = {}): ElementNode[] {

@@ -34,6 +34,14 @@ const SEQUENCE_DELIMITER = 0xfffee0dd;
 const UNDEFINED = 0xffffffff;
 /** Values larger than this are never kept, even when asked for. */
 const MAX_KEPT_VALUE = 64 * 1024;
+/**
+ * Sequences nested deeper than this are refused as a format error, here and by the dataset reader
+ * (dataset-tree.ts). Structured reports nest their Content Sequences tens of levels deep; a few
+ * thousand levels (48 KB of empty sequences) would overflow the call stack of the recursive reader,
+ * and without a bound here each 20 bytes of nesting cost this scanner two frames: a few hundred MB
+ * of them exhausted the heap of the receiving process.
+ */
+export const MAX_SEQUENCE_DEPTH = 256;
 
 interface Frame {
   /** 'dataset' and 'item' hold elements; 'sequence' holds items. */
@@ -55,6 +63,8 @@ export class HeaderScanner implements ByteScanner {
   private keep: { tag: number; vr: string | undefined; length: number; bigEndian: boolean } | undefined;
   private readonly stack: Frame[];
   private readonly values = new Map<number, ScannedValue>();
+  /** How many sequences hold the elements being read. */
+  private sequenceDepth = 0;
   private stopped = false;
   private totalBytes = 0;
 
@@ -135,6 +145,7 @@ export class HeaderScanner implements ByteScanner {
     if (frame.kind === 'sequence') {
       if (tag === SEQUENCE_DELIMITER) {
         this.stack.pop();
+        this.sequenceDepth -= 1;
         return;
       }
       if (tag !== ITEM) throw new DatasetFormatError(`expected an item in a sequence, found (${tagText(tag)})`);
@@ -159,6 +170,8 @@ export class HeaderScanner implements ByteScanner {
       // PS3.5 6.2.2: the content of a UN of undefined length is implicit VR little endian.
       const implicit = vr === 'UN' ? true : frame.implicit;
       const bigEndian = vr === 'UN' ? false : frame.bigEndian;
+      if (this.sequenceDepth >= MAX_SEQUENCE_DEPTH) throw new DatasetFormatError(`sequences nested more than ${MAX_SEQUENCE_DEPTH} deep (after ${this.totalBytes} bytes)`);
+      this.sequenceDepth += 1;
       this.stack.push({ kind: 'sequence', implicit, bigEndian });
       return;
     }

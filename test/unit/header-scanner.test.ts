@@ -98,3 +98,22 @@ test('a dataset that ends inside an element, or with an invalid VR, is a format 
   const garbage = Buffer.from('this is not a deflate stream at all');
   await assert.rejects(scan(createHeaderScanner('deflated-explicit-le', INDEXED_TAGS), garbage, 10), DatasetFormatError);
 });
+
+// Found in the robustness review: the scanner kept a frame for every sequence and item of undefined
+// length, unbounded, on the main thread: 300 MB of nesting grew the heap by 2 GB before any error.
+test('sequences nested beyond 256 levels are a format error as soon as they are seen; 200 levels are read', async () => {
+  const nested = (levels: number, closed: boolean) => {
+    const open = Buffer.concat([elementHeader(0x0040a730, 'SQ', UNDEFINED), ITEM(UNDEFINED)]);
+    const close = Buffer.concat([ITEM_END, SEQ_END]);
+    return Buffer.concat([...Array<Buffer>(levels).fill(open), ...Array<Buffer>(closed ? levels : 0).fill(close)]);
+  };
+  const ok = await scan(createHeaderScanner('explicit-le', INDEXED_TAGS), Buffer.concat([nested(200, true), pixelData]), 1000);
+  assert.equal(ok.reachedStop, true);
+  const tooDeep = /nested more than 256 deep/;
+  await assert.rejects(scan(createHeaderScanner('explicit-le', INDEXED_TAGS), Buffer.concat([nested(257, true), pixelData]), 1000), tooDeep);
+  // Refused while the bytes stream in, not only at their end.
+  const scanner = createHeaderScanner('explicit-le', INDEXED_TAGS);
+  assert.throws(() => scanner.push(nested(300, false)), (error: unknown) => error instanceof DatasetFormatError && tooDeep.test(error.message));
+  // The deflate scanner says so too.
+  await assert.rejects(scan(createHeaderScanner('deflated-explicit-le', INDEXED_TAGS), deflateRawSync(nested(257, true)), 1000), tooDeep);
+});
