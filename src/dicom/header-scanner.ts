@@ -61,6 +61,11 @@ export class HeaderScanner implements ByteScanner {
   private pending: Buffer = Buffer.alloc(0);
   private skip = 0;
   private keep: { tag: number; vr: string | undefined; length: number; bigEndian: boolean } | undefined;
+  /** The value being kept, filled as its bytes arrive (`keepFilled` of them so far): joined to what
+   * was pending at each push instead, a value that came in PDVs of a byte each was copied once per
+   * byte (65 KB of value: 2 GB of copying on the main thread). */
+  private keepBuffer: Buffer | undefined;
+  private keepFilled = 0;
   private readonly stack: Frame[];
   private readonly values = new Map<number, ScannedValue>();
   /** How many sequences hold the elements being read. */
@@ -90,6 +95,18 @@ export class HeaderScanner implements ByteScanner {
       data = data.subarray(skipped);
       if (data.length === 0) return;
     }
+    if (this.keep && this.keepBuffer) {
+      const taken = Math.min(this.keep.length - this.keepFilled, data.length);
+      data.copy(this.keepBuffer, this.keepFilled, 0, taken);
+      this.keepFilled += taken;
+      data = data.subarray(taken);
+      if (this.keepFilled < this.keep.length) return;
+      const { tag, vr, bigEndian } = this.keep;
+      this.values.set(tag, { vr, bytes: this.keepBuffer, bigEndian });
+      this.keep = undefined;
+      this.keepBuffer = undefined;
+      if (data.length === 0) return;
+    }
     this.pending = this.pending.length === 0 ? data : Buffer.concat([this.pending, data]);
     this.consume();
   }
@@ -116,7 +133,13 @@ export class HeaderScanner implements ByteScanner {
     const buffer = this.pending;
     while (!this.stopped) {
       if (this.keep) {
-        if (buffer.length - offset < this.keep.length) break;
+        if (buffer.length - offset < this.keep.length) {
+          // The rest of the value comes with later pushes, straight into its own buffer.
+          this.keepBuffer = Buffer.allocUnsafe(this.keep.length);
+          this.keepFilled = buffer.copy(this.keepBuffer, 0, offset);
+          offset = buffer.length;
+          break;
+        }
         const { tag, vr, length, bigEndian } = this.keep;
         this.values.set(tag, { vr, bytes: Buffer.from(buffer.subarray(offset, offset + length)), bigEndian });
         offset += length;

@@ -117,3 +117,26 @@ test('sequences nested beyond 256 levels are a format error as soon as they are 
   // The deflate scanner says so too.
   await assert.rejects(scan(createHeaderScanner('deflated-explicit-le', INDEXED_TAGS), deflateRawSync(nested(257, true)), 1000), tooDeep);
 });
+
+// Found in the robustness review: a kept value was joined to the bytes pending at every push, so a
+// peer sending it in PDVs of one byte had the main thread copy 2 GB for 65 KB of Patient's Name.
+test('a kept value arriving a byte at a time is read whole, without copying what came before at each byte', async () => {
+  const name = `${'A'.repeat(65532)}^B`;
+  const dataset = Buffer.concat([encodeElement(0x00100010, 'PN', name), encodeElement(0x00100020, 'LO', 'ID1'), pixelData]);
+  const concat = Buffer.concat;
+  let copied = 0;
+  Buffer.concat = (list: readonly Uint8Array[], totalLength?: number) => {
+    copied += list.reduce((sum, buffer) => sum + buffer.length, 0);
+    return concat(list, totalLength);
+  };
+  let result;
+  try {
+    result = await scan(createHeaderScanner('explicit-le', INDEXED_TAGS), dataset, 1);
+  } finally {
+    Buffer.concat = concat;
+  }
+  assert.equal(result.reachedStop, true);
+  assert.equal(result.values.get(0x00100010)?.bytes.toString('latin1'), name);
+  assert.equal(result.values.get(0x00100020)?.bytes.toString('latin1'), 'ID1 ');
+  assert.ok(copied < 1024 * 1024, `${copied} bytes copied for a dataset of ${dataset.length}`);
+});
