@@ -52,6 +52,9 @@ interface Frame {
 
 export interface ByteScanner {
   push(chunk: Buffer): void;
+  /** Resolves when the scanner can take more: a reader of a file, which can push faster than the
+   * scanner works, waits for it between chunks. */
+  ready(): Promise<void>;
   /** The dataset is complete. Resolves with what was found. */
   finish(): Promise<HeaderScan>;
   readonly done: boolean;
@@ -83,6 +86,10 @@ export class HeaderScanner implements ByteScanner {
 
   get done(): boolean {
     return this.stopped;
+  }
+
+  ready(): Promise<void> {
+    return Promise.resolve();
   }
 
   push(chunk: Buffer): void {
@@ -290,8 +297,27 @@ export class DeflatedHeaderScanner implements ByteScanner {
     this.inflater.write(chunk);
   }
 
+  /** Once what was pushed is inflated, but for less than the inflater's buffer: pushed without a
+   * wait, as a file is read, more than MAX_QUEUED_DEFLATED waited and the scan gave up before it had
+   * inflated a byte (a deflated file of 5 MB could not be imported). */
+  ready(): Promise<void> {
+    if (this.done || this.inflater.destroyed || !this.inflater.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      const settle = () => {
+        this.inflater.off('drain', settle).off('close', settle).off('error', settle);
+        resolve();
+      };
+      this.inflater.on('drain', settle).on('close', settle).on('error', settle);
+    });
+  }
+
   async finish(): Promise<HeaderScan> {
-    if (!this.inflater.destroyed) this.inflater.end();
+    // Scanned far enough: the rest of the stream is not inflated (ended, a stream cut short there
+    // would be an error).
+    if (!this.inflater.destroyed) {
+      if (this.done) this.inflater.destroy();
+      else this.inflater.end();
+    }
     await this.drained;
     if (this.failure) throw this.failure;
     if (this.gaveUp) return { values: this.inner.valuesSoFar(), reachedStop: false };

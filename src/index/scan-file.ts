@@ -30,6 +30,7 @@ export async function scanIndexedAttributes(path: string): Promise<IndexedAttrib
       if (read === 0) break;
       scanner.push(chunk.subarray(0, read));
       position += read;
+      await scanner.ready();
     }
     return decodeIndexedAttributes((await scanner.finish()).values);
   } finally {

@@ -68,6 +68,7 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
       if (read === 0) break;
       scanner.push(chunk.subarray(0, read));
       position += read;
+      await scanner.ready();
     }
     const attributes = decodeIndexedAttributes((await scanner.finish()).values);
     const sopInstanceUid = attributes.SOPInstanceUID ?? trimUid(meta.elements.get(0x0003));
