@@ -96,3 +96,19 @@ test('one frame in several fragments, and one fragment per frame, need no table'
   const each = [frame([0x01, 0x02], 0, 1), frame([0x01, 0x02], 1, 1)];
   assert.deepEqual(splitFrames(encapsulated(each), 2), each.map((fragments) => Buffer.concat(fragments)));
 });
+
+// Found in the robustness review: offsets out of order were sought frame by frame over every
+// fragment, frames × fragments steps (20,000 frames in a 320 KB object: 2.6 s of de-identification;
+// 200,000 in 3 MB: minutes), and gave frames that were empty or held other frames' fragments.
+test('an offset table whose entries are out of order is refused with the reason', () => {
+  const frames = [frame(JPEG_START, 0, 2), frame(JPEG_START, 1, 2), frame(JPEG_START, 2, 1)];
+  const data = encapsulated(frames, { basic: true });
+  // Frames 1 and 2 swapped in the Basic Offset Table (its item is the first of the value).
+  const table = data.pixelData.items?.[0];
+  assert.ok(table);
+  const bytes = data.source.read(table.valueOffset, table.length);
+  const [first, second] = [bytes.readUInt32LE(0), bytes.readUInt32LE(4)];
+  bytes.writeUInt32LE(second, 0);
+  bytes.writeUInt32LE(first, 4);
+  assert.throws(() => splitFrames(data, 3), (error: unknown) => error instanceof PixelRedactionError && /out of order \(frame 2 starts before frame 1\)/.test(error.message));
+});
