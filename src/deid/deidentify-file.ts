@@ -92,7 +92,10 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (redaction?.kind === 'quarantine') return plan({ kind: 'quarantined', reason: redaction.reason });
     if (zone && redaction?.kind === 'ready') settings = { ...settings, cleanedPixels: { zone: zone.rule.name, key: zone.key } };
     // Pixels that leave as they are leave without the codestream's own metadata (EXIF, comments).
-    if (redaction?.kind !== 'ready') removeCodestreamMetadata(opened, scratch);
+    if (redaction?.kind !== 'ready') {
+      const held = removeCodestreamMetadata(opened, scratch);
+      if (held !== undefined) return plan({ kind: 'quarantined', reason: held });
+    }
     const engine = new DeidEngine(settings, options.pseudonyms, opened.source, opened.encoding === 'explicit-be', opened.encoding === 'implicit-le');
     const outcome = engine.run(opened.elements as EditableElement[], opened.sopInstanceUid);
     if (zone) {
@@ -241,21 +244,25 @@ function metadataGrammarFor(transferSyntaxUid: string): HeaderGrammar | undefine
  * Sets Pixel Data to be written without the metadata of its frames: the APPn and COM segments of
  * JPEG and JPEG-LS (jpeg-metadata.ts), the main header comments of JPEG 2000 (j2k-metadata.ts), when
  * any frame has some; frames without any are copied as they are. A dataset whose frames cannot be told
- * apart is left as it was: its pixels are not read, only copied.
+ * apart is left as it was (its pixels are not read, only copied) when no fragment opens with metadata;
+ * when one does, the reason to hold the instance is returned: the metadata cannot be taken out.
  */
-function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string }): void {
+function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string }): string | undefined {
   const grammar = metadataGrammarFor(opened.transferSyntaxUid);
-  if (!grammar) return;
+  if (!grammar) return undefined;
   const byTag = new Map(opened.elements.map((element) => [element.tag, element as EditableElement]));
   const pixelData = byTag.get(PIXEL_DATA);
-  if (!pixelData || !(pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH)) return;
+  if (!pixelData || !(pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH)) return undefined;
   const source = opened.source;
   let frames: ItemNode[][];
   try {
     frames = framesOf(pixelData, source, pixelGeometry(byTag, source, false).frames, byTag.get(EXTENDED_OFFSET_TABLE));
   } catch (error) {
-    if (error instanceof PixelRedactionError) return;
-    throw error;
+    if (!(error instanceof PixelRedactionError)) throw error;
+    // Copied as they are, the fragments would release what the metadata holds (a COM segment, EXIF).
+    const fragments = (pixelData.items ?? []).slice(1);
+    const withMetadata = fragments.some((fragment) => segmentsToCleanIn(frameBytes([fragment], source), grammar) === 'present');
+    return withMetadata ? `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (APPn or comment segments) that would leave with them` : undefined;
   }
   // The metadata is nearly always in the frame's first fragment.
   const hasMetadata = (fragments: ItemNode[]) => {
@@ -263,7 +270,7 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
     const state = first ? segmentsToCleanIn(frameBytes([first], source), grammar) : 'none';
     return state === 'present' || (state === 'unknown' && withCleanHeader(frameBytes(fragments, source), grammar) !== undefined);
   };
-  if (!frames.some(hasMetadata)) return;
+  if (!frames.some(hasMetadata)) return undefined;
   pixelData.stream = {
     length: UNDEFINED_LENGTH,
     write: (emit) =>
@@ -278,6 +285,7 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
       ),
   };
   dropStaleOffsets(byTag);
+  return undefined;
 }
 
 /** Pixel Data written in new fragments has new offsets: the Extended Offset Table and a group length

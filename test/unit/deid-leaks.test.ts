@@ -114,3 +114,41 @@ test("an unlisted person's name sent with a wrong explicit VR is removed as a PN
   assert.equal(result.kind, 'deidentified');
   assert.ok(written !== undefined && !written.includes('Quimby'), "a person's name leaves");
 });
+
+// Found in the robustness review: the JPEG comments and APPn segments of frames go (PS3.15 E.1.1:
+// identifying information anywhere in the object), but a dataset whose frames could not be told apart
+// (an offset table with too many entries, or more fragments opening with SOI than frames) was copied
+// with them.
+test('JPEG frames with a comment that cannot be told apart hold the instance; told apart, the comment goes', () => {
+  const comment = Buffer.from('Zabriskie^Quentin MRN600', 'latin1');
+  const commentSegment = Buffer.alloc(4);
+  commentSegment.writeUInt16BE(0xfffe, 0);
+  commentSegment.writeUInt16BE(comment.length + 2, 2);
+  const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8]), commentSegment, comment, Buffer.from([0xff, 0xda, 0x00, 0x02, 0x01, 0x02, 0xff, 0xd9])]);
+  const image = [
+    encodeElement(0x00280002, 'US', 1),
+    encodeElement(0x00280004, 'CS', 'MONOCHROME2'),
+    encodeElement(0x00280008, 'IS', '2'),
+    encodeElement(0x00280010, 'US', 8),
+    encodeElement(0x00280011, 'US', 8),
+    encodeElement(0x00280100, 'US', 8),
+    encodeElement(0x00280101, 'US', 8),
+    encodeElement(0x00280102, 'US', 7),
+    encodeElement(0x00280103, 'US', 0),
+  ];
+  const pixelData = (table: Buffer, fragments: number) =>
+    Buffer.concat([elementHeader(0x7fe00010, 'OB', 0xffffffff), definedItem(table), ...Array<Buffer>(fragments).fill(definedItem(jpeg)), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
+  const threeEntries = Buffer.alloc(12);
+  [0, 40, 80].forEach((offset, index) => threeEntries.writeUInt32LE(offset, index * 4));
+  for (const [name, table, fragments] of [
+    ['a table of three entries for two frames', threeEntries, 3],
+    ['no table and three frame starts for two frames', Buffer.alloc(0), 3],
+  ] as const) {
+    const { result, written } = deidentified('leak-jpeg-comment', dataset([...patient(), ...image, pixelData(table, fragments)]), '1.2.840.10008.1.2.4.50');
+    assert.equal(result.kind, 'quarantined', `${name}: ${written?.includes('Zabriskie') ? 'the comment left' : 'written'}`);
+    assert.match((result as { reason: string }).reason, /frames cannot be told apart .* codestream metadata/);
+  }
+  const { result, written } = deidentified('leak-jpeg-comment', dataset([...patient(), ...image, pixelData(Buffer.alloc(0), 2)]), '1.2.840.10008.1.2.4.50');
+  assert.equal(result.kind, 'deidentified');
+  assert.ok(written && !written.includes('Zabriskie'), 'one fragment per frame: the comment goes');
+});
