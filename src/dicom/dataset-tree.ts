@@ -361,7 +361,7 @@ export function parseFile(path: string, options: ParseOptions = {}): ParsedFile 
     const { elements: meta, datasetOffset } = readFileMeta(head, size);
     const transferSyntaxUid = (meta.get(0x0010)?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
     const syntax = findTransferSyntax(transferSyntaxUid);
-    if (!syntax) throw new DatasetFormatError(`transfer syntax ${transferSyntaxUid || '(none)'} is not supported`);
+    if (!syntax) throw new DatasetFormatError(`transfer syntax ${uidForMessage(transferSyntaxUid)} is not supported`);
     if (syntax.encoding === 'deflated-explicit-le') {
       const deflated = Buffer.allocUnsafe(size - datasetOffset);
       readFully(fd, deflated, datasetOffset);
@@ -382,6 +382,14 @@ export function parseFile(path: string, options: ParseOptions = {}): ParsedFile 
     close();
     throw error;
   }
+}
+
+/** A UID read from a file, for an error message: the file's bytes shown only when they are a UID
+ * (PS3.5 9.1). Shown as they are, they went to the terminal of gantry deid and to the index's failure
+ * reasons, control characters (ESC sequences) included. */
+function uidForMessage(uid: string): string {
+  if (uid === '') return '(none)';
+  return /^[0-9.]{1,64}$/.test(uid) ? uid : '(not a UID)';
 }
 
 /** Files up to this size are read whole (the File Meta Information is read from the same bytes). */

@@ -290,3 +290,14 @@ test('sequences nested beyond 256 levels are a format error; 200 levels are read
   assert.equal(depth, 200);
   assert.throws(() => parseDataset(new BufferSource(nested(3000)), 'explicit-le'), (error: unknown) => error instanceof DatasetFormatError && /nested more than 256 deep/.test(error.message));
 });
+
+// Found in the robustness review: the file's Transfer Syntax UID went into the message as it was, and
+// gantry deid wrote it to the terminal, escape sequences included.
+test('a transfer syntax that is not a UID is not quoted in the error', () => {
+  const path = join(scratchDir('tree-bad-syntax'), 'bad.dcm');
+  const header = encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: '1.2.3', transferSyntaxUid: '\x1b]0;owned\x07' });
+  writeFileSync(path, Buffer.concat([header, encodeElement(0x00100010, 'PN', 'Doe^Jane')]));
+  assert.throws(() => parseFile(path), (error: unknown) => error instanceof DatasetFormatError && error.message === 'transfer syntax (not a UID) is not supported');
+  writeFileSync(path, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: '1.2.3', transferSyntaxUid: '1.2.3.4' }), encodeElement(0x00100010, 'PN', 'Doe^Jane')]));
+  assert.throws(() => parseFile(path), /^DatasetFormatError: transfer syntax 1\.2\.3\.4 is not supported$/);
+});
