@@ -55,6 +55,8 @@ export interface ByteScanner {
   /** Resolves when the scanner can take more: a reader of a file, which can push faster than the
    * scanner works, waits for it between chunks. */
   ready(): Promise<void>;
+  /** True when the next push should wait for ready() (a stream applies back-pressure then). */
+  readonly busy: boolean;
   /** The dataset is complete. Resolves with what was found. */
   finish(): Promise<HeaderScan>;
   readonly done: boolean;
@@ -90,6 +92,10 @@ export class HeaderScanner implements ByteScanner {
 
   ready(): Promise<void> {
     return Promise.resolve();
+  }
+
+  get busy(): boolean {
+    return false;
   }
 
   push(chunk: Buffer): void {
@@ -289,12 +295,17 @@ export class DeflatedHeaderScanner implements ByteScanner {
 
   push(chunk: Buffer): void {
     // Inflating slower than the network: stop rather than queue the dataset in memory.
+    // (The receive path waits while the scanner is busy; this bounds a caller that does not.)
     if (!this.done && this.inflater.writableLength > MAX_QUEUED_DEFLATED) this.gaveUp = true;
     if (this.done) {
       if (!this.inflater.destroyed) this.inflater.destroy();
       return;
     }
     this.inflater.write(chunk);
+  }
+
+  get busy(): boolean {
+    return !this.done && !this.inflater.destroyed && this.inflater.writableNeedDrain;
   }
 
   /** Once what was pushed is inflated, but for less than the inflater's buffer: pushed without a

@@ -120,11 +120,15 @@ class ReceivingSink implements DatasetSink {
         this.scanError = error as Error;
       }
     }
-    return this.file.write(chunk);
+    const written = this.file.write(chunk);
+    // A deflated dataset is inflated as it arrives (PS3.5 A.5): a sender faster than the inflater
+    // waits for it, or the scanner gave up on a header a few MB in and the store failed with C001.
+    return written && !(this.scanner.busy && !this.scanError);
   }
 
   whenDrained(): Promise<void> {
-    return this.file.whenDrained();
+    if (!this.scanner.busy || this.scanError) return this.file.whenDrained();
+    return Promise.all([this.file.whenDrained(), this.scanner.ready()]).then(() => undefined);
   }
 
   abort(): void {

@@ -3,8 +3,10 @@
  * injected where a real disk would fail.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
 import { openDatabase, WalSync } from '../../src/db/database.js';
@@ -268,4 +270,25 @@ test('drain says whether a store is still placing its file when its time is up',
   assert.equal(await receive.drain(10_000), true);
   assert.equal((await result).status, 0x0000);
   store.syncGate = undefined;
+});
+
+// Found in the robustness review: a deflated dataset is inflated as it arrives, and a sender faster
+// than the inflater had its bytes queued until the scanner gave up, past 4 MB: a valid dataset whose
+// Study Instance UID came after 2 MB of other elements was refused with C001 on a fast network.
+test('a deflated dataset is read as fast as it inflates: the store waits for the inflater, and the header 2 MB in is read', async (t) => {
+  const { receive, index } = await setUp(t);
+  const [study, series, sop] = [newUid(), newUid(), newUid()];
+  const { elements } = instanceElements({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop, patientId: 'U1', patientName: 'Unit^Test', rows: 4, columns: 4 });
+  const noise = randomBytes(2 * 1024 * 1024);
+  const pixels = randomBytes(8 * 1024 * 1024);
+  let deflated = deflateRawSync(encodeDataset([...elements, [0x00091010, 'OB', noise], [0x7fe00010, 'OB', pixels]]));
+  if (deflated.length % 2 === 1) deflated = Buffer.concat([deflated, Buffer.alloc(1)]);
+  const sink = receive.store({ ...request(sop), transferSyntaxUid: '1.2.840.10008.1.2.1.99' });
+  // As the association feeds it: PDVs of 16 KB, waiting only when write() says so.
+  for (let offset = 0; offset < deflated.length; offset += 16 * 1024) {
+    if (!sink.write(deflated.subarray(offset, offset + 16 * 1024))) await sink.whenDrained();
+  }
+  const result = await sink.end();
+  assert.equal(result.status, 0x0000, result.errorComment);
+  assert.equal(index.findInstance(sop)?.studyInstanceUid, study);
 });
