@@ -20,8 +20,13 @@ export function framesOf(element: ElementNode, source: ByteSource, frames: numbe
   const [table, ...fragments] = element.items ?? [];
   if (!table) throw new PixelRedactionError('encapsulated Pixel Data without items');
   if (fragments.length === frames) return fragments.map((fragment) => [fragment]);
-  // One frame in several fragments; an offset table of several entries says NumberOfFrames is wrong.
-  if (frames === 1 && table.length <= 4) return [fragments];
+  // One frame in several fragments; an offset table of several entries says NumberOfFrames is wrong,
+  // and so do several fragments that open a codestream (PS3.5 A.4: a fragment holds one frame's data).
+  if (frames === 1 && table.length <= 4) {
+    const starts = fragments.length > 1 ? codestreamStarts(fragments, source).length : 0;
+    if (starts > 1) throw new PixelRedactionError(`${starts} fragments begin a codestream for 1 frame`);
+    return [fragments];
+  }
   const offsets = tableOffsets(table, extendedOffsetTable, source);
   if (offsets) {
     if (offsets.length !== frames) throw new PixelRedactionError(`the ${offsets.name} has ${offsets.length} entries for ${frames} frames`);

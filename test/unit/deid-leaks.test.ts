@@ -140,11 +140,14 @@ test('JPEG frames with a comment that cannot be told apart hold the instance; to
     Buffer.concat([elementHeader(0x7fe00010, 'OB', 0xffffffff), definedItem(table), ...Array<Buffer>(fragments).fill(definedItem(jpeg)), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
   const threeEntries = Buffer.alloc(12);
   [0, 40, 80].forEach((offset, index) => threeEntries.writeUInt32LE(offset, index * 4));
-  for (const [name, table, fragments] of [
-    ['a table of three entries for two frames', threeEntries, 3],
-    ['no table and three frame starts for two frames', Buffer.alloc(0), 3],
+  const oneFrame = image.map((element) => (element.readUInt32LE(0) === 0x00080028 ? encodeElement(0x00280008, 'IS', '1') : element));
+  for (const [name, table, fragments, attributes] of [
+    ['a table of three entries for two frames', threeEntries, 3, image],
+    ['no table and three frame starts for two frames', Buffer.alloc(0), 3, image],
+    // The comments of the codestreams after the first were past the header of "the" frame.
+    ['no table and three frame starts for one frame', Buffer.alloc(0), 3, oneFrame],
   ] as const) {
-    const { result, written } = deidentified('leak-jpeg-comment', dataset([...patient(), ...image, pixelData(table, fragments)]), '1.2.840.10008.1.2.4.50');
+    const { result, written } = deidentified('leak-jpeg-comment', dataset([...patient(), ...attributes, pixelData(table, fragments)]), '1.2.840.10008.1.2.4.50');
     assert.equal(result.kind, 'quarantined', `${name}: ${written?.includes('Zabriskie') ? 'the comment left' : 'written'}`);
     assert.match((result as { reason: string }).reason, /frames cannot be told apart .* codestream metadata/);
   }
