@@ -120,14 +120,17 @@ class ReceivingSink implements DatasetSink {
         this.scanError = error as Error;
       }
     }
+    // A dataset that cannot be read is refused at its end (C000) and its file deleted: the rest of
+    // it, which may be gigabytes, is not written.
+    if (this.scanError) return true;
     const written = this.file.write(chunk);
     // A deflated dataset is inflated as it arrives (PS3.5 A.5): a sender faster than the inflater
     // waits for it, or the scanner gave up on a header a few MB in and the store failed with C001.
-    return written && !(this.scanner.busy && !this.scanError);
+    return written && !this.scanner.busy;
   }
 
   whenDrained(): Promise<void> {
-    if (!this.scanner.busy || this.scanError) return this.file.whenDrained();
+    if (!this.scanner.busy) return this.file.whenDrained();
     return Promise.all([this.file.whenDrained(), this.scanner.ready()]).then(() => undefined);
   }
 

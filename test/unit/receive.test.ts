@@ -292,3 +292,30 @@ test('a deflated dataset is read as fast as it inflates: the store waits for the
   assert.equal(result.status, 0x0000, result.errorComment);
   assert.equal(index.findInstance(sop)?.studyInstanceUid, study);
 });
+
+// Found in the robustness review: after its header failed to parse, the rest of a dataset was still
+// written to the incoming file, only to be deleted at its end: a peer could have the node write
+// gigabytes it had already decided to refuse.
+test('the bytes of a dataset after a format error are not written, and the store fails with C000', async (t) => {
+  const { receive, store } = await setUp(t);
+  let written = 0;
+  const createIncoming = store.createIncoming.bind(store);
+  store.createIncoming = (header: Buffer) => {
+    const file = createIncoming(header);
+    const write = file.write.bind(file);
+    file.write = (chunk: Buffer) => {
+      written += chunk.length;
+      return write(chunk);
+    };
+    return file;
+  };
+  const sop = newUid();
+  const sink = receive.store(request(sop));
+  // (0010,0010) with the VR bytes 0x01 0xFF: not a VR (PS3.5 7.1.1).
+  sink.write(Buffer.from([0x10, 0x00, 0x10, 0x00, 0x01, 0xff, 0x02, 0x00, 0x41, 0x41]));
+  for (let chunk = 0; chunk < 64; chunk += 1) if (!sink.write(Buffer.alloc(64 * 1024))) await sink.whenDrained();
+  const result = await sink.end();
+  assert.equal(result.status, 0xc000);
+  assert.match(result.errorComment ?? '', /has no valid VR/);
+  assert.ok(written < 64 * 1024, `${written} bytes written`);
+});
