@@ -102,7 +102,16 @@ function realOrSelf(path: string): string {
 
 function filesUnder(path: string): string[] {
   if (!statSync(path).isDirectory()) return [path];
+  // Within a folder, regular files only (a symbolic link to one too), as gantry import reads: a named
+  // pipe or a device among them was opened and read, and the run waited on it for ever.
   return readdirSync(path, { withFileTypes: true })
     .sort((a, b) => a.name.localeCompare(b.name))
-    .flatMap((entry) => filesUnder(join(path, entry.name)));
+    .flatMap((entry) => {
+      const full = join(path, entry.name);
+      if (entry.isFile()) return [full];
+      if (entry.isDirectory()) return filesUnder(full);
+      if (!entry.isSymbolicLink()) return [];
+      const target = statSync(full, { throwIfNoEntry: false });
+      return target?.isDirectory() ? filesUnder(full) : target?.isFile() ? [full] : [];
+    });
 }

@@ -1,5 +1,6 @@
 /** gantry deid --out DIR (src/cli/deid.ts): what it leaves in DIR besides its outputs. */
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -51,4 +52,22 @@ test('gantry deid never replaces an input file with an output, even under retain
   const elsewhere = runDeid(loaded, [archive], join(dir, 'out'), silentLogger());
   assert.equal(elsewhere.done, 1, JSON.stringify(elsewhere.failed));
   assert.ok(existsSync(join(dir, 'out', study, series, `${sop}.dcm`)));
+});
+
+// Found in the robustness review: every entry of a folder was taken as a file, and a named pipe among
+// them was opened for reading, which waits for a writer: the run hung there for ever.
+test('gantry deid reads the regular files of a folder and passes over a named pipe', async (t) => {
+  const dir = scratchDir('deid-cli-fifo');
+  const storagePath = join(dir, 'data');
+  const loaded: LoadedConfig = { config: parseConfigText(`storage:\n  path: ${storagePath}\ndeid:\n  secret: a secret of this test\n`, 'test'), source: 'test', embedded: false };
+  const inputs = join(dir, 'in');
+  mkdirSync(inputs, { recursive: true });
+  await writeSyntheticFile(join(inputs, 'a.dcm'), { studyInstanceUid: '1.2.3.1', seriesInstanceUid: '1.2.3.1.1', patientId: 'P1', patientName: 'Doe^Jane', rows: 4, columns: 4 });
+  const fifo = join(inputs, 'b.dcm');
+  execFileSync('mkfifo', [fifo]);
+  // A writer, so that a run that opens the pipe reads a few bytes and goes on (it would wait for ever).
+  const writer = spawn('sh', ['-c', 'echo not DICOM > "$0"', fifo], { stdio: 'ignore' });
+  t.after(() => writer.kill());
+  const summary = runDeid(loaded, [inputs], join(dir, 'out'), silentLogger());
+  assert.deepEqual([summary.done, summary.failed.length], [1, 0]);
 });
