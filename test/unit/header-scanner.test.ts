@@ -140,3 +140,18 @@ test('a kept value arriving a byte at a time is read whole, without copying what
   assert.equal(result.values.get(0x00100020)?.bytes.toString('latin1'), 'ID1 ');
   assert.ok(copied < 1024 * 1024, `${copied} bytes copied for a dataset of ${dataset.length}`);
 });
+
+// Found in the robustness review: the 13 text attributes of the index were decoded whole, up to the
+// 64 KiB the scanner keeps; in ISO 2022 (ESC sequences, or bytes alternating between G0 and G1) that
+// took about 85 ms each, on the main thread, for values PS3.5 6.2 limits to 64 characters.
+test('the index decodes at most 4 KiB of a text attribute', () => {
+  const alternating = Buffer.from(Array.from({ length: 65534 }, (_, index) => (index % 2 ? 0xa4 : 0x41)));
+  const values = new Map([
+    [0x00080005, { vr: 'CS', bytes: Buffer.from('ISO 2022 IR 6\\ISO 2022 IR 87', 'latin1'), bigEndian: false }],
+    [0x00100010, { vr: 'PN', bytes: alternating, bigEndian: false }],
+    [0x00100020, { vr: 'LO', bytes: Buffer.from('ID1 ', 'latin1'), bigEndian: false }],
+  ]);
+  const attributes = decodeIndexedAttributes(values);
+  assert.equal(attributes.PatientID, 'ID1');
+  assert.ok((attributes.PatientName?.length ?? 0) <= 4096, `${attributes.PatientName?.length} characters`);
+});
