@@ -222,7 +222,10 @@ export class DeidScheduler {
     // One received "later" than now (the wall clock was set back since) may come after a store of
     // now: looked up afresh.
     if (remembered !== undefined && remembered.receivedAt <= Date.now()) return remembered.receivedAt;
-    this.arrivals = this.options.work.earliestArrivals(this.inFlight.size + 1 + PREFETCH);
+    // Those in flight now are left out: their rows stay waiting until their outcomes are recorded,
+    // and remembered past that, one would decide with an arrival no longer waiting (the hold ended
+    // early for every instance after it, until the poll).
+    this.arrivals = this.options.work.earliestArrivals(this.inFlight.size + 1 + PREFETCH).filter((row) => !this.inFlight.has(row.id));
     return first()?.receivedAt;
   }
 

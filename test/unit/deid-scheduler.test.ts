@@ -676,6 +676,29 @@ test('receiving first: an instance already being de-identified does not end the 
   await storing;
 });
 
+test('receiving first: an instance de-identified before the stores began, recorded while they go on, does not end the wait of those after it', async (t) => {
+  const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 1500 }));
+  const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
+  // A arrived long ago and goes at once, while no stores arrive.
+  await writer.submit({ ...record('originals/a.dcm'), sopInstanceUid: '1.2.1.1.1', receivedAt: Date.now() - 60_000 });
+  scheduler.start();
+  const first = await pool.next();
+  assert.match(first.task.input, /a\.dcm$/);
+  // Then a burst: B arrives, and waits for the senders while A is still being de-identified.
+  const b = { ...record('originals/b.dcm'), sopInstanceUid: '1.2.1.1.2' };
+  await writer.submit(b);
+  const storing = storesFor(scheduler, 4000, pool);
+  await sleep(300);
+  // A's outcome is recorded: it waits no longer, and its arrival no longer decides.
+  first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  const second = await pool.next(3000);
+  const waited = Date.now() - b.receivedAt;
+  assert.match(second.task.input, /b\.dcm$/);
+  assert.ok(waited >= 1495, `B started ${waited} ms after it arrived, while stores still arrived`);
+  second.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  await storing;
+});
+
 test('receiving first: a wall clock set back does not stretch the wait of what arrived before', async (t) => {
   const receiveFirst = new ReceiveFirst(() => ({ enabled: true, maxWaitMs: 400 }));
   const { writer, pool, scheduler } = await setUp(t, undefined, 60_000, receiveFirst);
