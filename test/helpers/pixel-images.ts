@@ -3,7 +3,7 @@ import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { parseFile, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
-import { elementHeader, encodeDataset, encodeElement, EXPLICIT_LE, newUid, type Element } from './synthetic-dicom.js';
+import { eightBitImagePixel, elementHeader, encodeDataset, encodeElement, EXPLICIT_LE, newUid, type Element } from './synthetic-dicom.js';
 
 const US_MULTIFRAME = '1.2.840.10008.5.1.4.1.1.3.1';
 export const ROWS = 64;
@@ -32,16 +32,7 @@ export function writeUltrasound(path: string, extra: Element[] = []): Buffer {
     [0x00100020, 'LO', 'PIX-0001'],
     [0x0020000d, 'UI', newUid()],
     [0x0020000e, 'UI', newUid()],
-    [0x00280002, 'US', 3],
-    [0x00280004, 'CS', 'RGB'],
-    [0x00280006, 'US', 0],
-    [0x00280008, 'IS', FRAMES],
-    [0x00280010, 'US', ROWS],
-    [0x00280011, 'US', COLUMNS],
-    [0x00280100, 'US', 8],
-    [0x00280101, 'US', 8],
-    [0x00280102, 'US', 7],
-    [0x00280103, 'US', 0],
+    ...eightBitImagePixel({ rows: ROWS, columns: COLUMNS, photometric: 'RGB', frames: FRAMES }),
     [0x00280301, 'CS', 'YES'],
     ...extra,
   ];
@@ -54,16 +45,22 @@ export function writeUltrasound(path: string, extra: Element[] = []): Buffer {
   return pixels;
 }
 
+/** Overlay plane 6000 of a 4×4 image (PS3.3 C.9.2): graphics at the origin, in `bitsAllocated`
+ * bits at `bitPosition`; Overlay Data, when it has any, is the caller's to add. */
+export function overlayPlane4x4(bitsAllocated: number, bitPosition: number): Element[] {
+  return [
+    [0x60000010, 'US', 4],
+    [0x60000011, 'US', 4],
+    [0x60000040, 'CS', 'G'],
+    [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
+    [0x60000100, 'US', bitsAllocated],
+    [0x60000102, 'US', bitPosition],
+  ];
+}
+
 /** An overlay plane of a 4×4 image held in bit 15 of Pixel Data (OverlayBitsAllocated 16, bit
  * position 15: the retired usage of PS3.5 8.1.2), as writeTinyImage's `extra`. */
-export const OVERLAY_IN_BIT_15: Element[] = [
-  [0x60000010, 'US', 4],
-  [0x60000011, 'US', 4],
-  [0x60000040, 'CS', 'G'],
-  [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
-  [0x60000100, 'US', 16],
-  [0x60000102, 'US', 15],
-];
+export const OVERLAY_IN_BIT_15: Element[] = overlayPlane4x4(16, 15);
 
 /**
  * Writes a 4×4 monochrome image (explicit VR little endian; Manufacturer ACME) of `sopClassUid` and

@@ -50,6 +50,26 @@ export function elementHeader(tag: number, vr: string, length: number): Buffer {
   return header;
 }
 
+/**
+ * The Image Pixel Module's description of 8-bit unsigned samples, stored in 8 of 8 bits (PS3.3 C.7.6.3):
+ * RGB by pixel, or one sample (MONOCHROME2, PALETTE COLOR); with `frames`, Number of Frames.
+ */
+export function eightBitImagePixel(image: { rows: number; columns: number; photometric?: 'MONOCHROME2' | 'RGB' | 'PALETTE COLOR'; frames?: number }): Element[] {
+  const photometric = image.photometric ?? 'MONOCHROME2';
+  return [
+    [0x00280002, 'US', photometric === 'RGB' ? 3 : 1],
+    [0x00280004, 'CS', photometric],
+    ...(photometric === 'RGB' ? ([[0x00280006, 'US', 0]] as const) : []),
+    ...(image.frames === undefined ? [] : ([[0x00280008, 'IS', String(image.frames)]] as const)),
+    [0x00280010, 'US', image.rows],
+    [0x00280011, 'US', image.columns],
+    [0x00280100, 'US', 8],
+    [0x00280101, 'US', 8],
+    [0x00280102, 'US', 7],
+    [0x00280103, 'US', 0],
+  ];
+}
+
 export function encodeDataset(elements: readonly Element[]): Buffer {
   return Buffer.concat([...elements].sort((a, b) => a[0] - b[0]).map(([tag, vr, value]) => encodeElement(tag, vr, value)));
 }

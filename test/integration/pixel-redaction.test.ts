@@ -20,25 +20,14 @@ import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { deidentifyWithZones, imagePixelValues, noNewErrors, sampleValue, storedPixels } from '../helpers/pixel-checks.js';
-import { COLUMNS, FRAMES, OVERLAY_IN_BIT_15, relabelled, ROWS, withFrames, writeAcmeInstance, writeTinyImage, writeUltrasound } from '../helpers/pixel-images.js';
-import { encodeElement } from '../helpers/synthetic-dicom.js';
+import { COLUMNS, FRAMES, OVERLAY_IN_BIT_15, overlayPlane4x4, relabelled, ROWS, withFrames, writeAcmeInstance, writeTinyImage, writeUltrasound } from '../helpers/pixel-images.js';
+import { eightBitImagePixel, encodeDataset, encodeElement, type Element } from '../helpers/synthetic-dicom.js';
 
 /** An item of IconImageSequence: an 8-bit icon of `rows` × `columns`, MONOCHROME2 or RGB
  * (interleaved), every sample `value`. */
 function iconItem(photometric: 'MONOCHROME2' | 'RGB', rows: number, columns: number, value: number): Buffer {
   const samples = photometric === 'RGB' ? 3 : 1;
-  const icon = Buffer.concat([
-    encodeElement(0x00280002, 'US', samples),
-    encodeElement(0x00280004, 'CS', photometric),
-    ...(samples === 3 ? [encodeElement(0x00280006, 'US', 0)] : []),
-    encodeElement(0x00280010, 'US', rows),
-    encodeElement(0x00280011, 'US', columns),
-    encodeElement(0x00280100, 'US', 8),
-    encodeElement(0x00280101, 'US', 8),
-    encodeElement(0x00280102, 'US', 7),
-    encodeElement(0x00280103, 'US', 0),
-    encodeElement(PIXEL_DATA, 'OB', Buffer.alloc(rows * columns * samples, value)),
-  ]);
+  const icon = encodeDataset([...eightBitImagePixel({ rows, columns, photometric }), [PIXEL_DATA, 'OB', Buffer.alloc(rows * columns * samples, value)]]);
   const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), icon]);
   item.writeUInt32LE(icon.length, 4);
   return item;
@@ -194,15 +183,7 @@ test('an icon or overlay a rule keeps, beside no Pixel Data to take the zone fro
   const dir = scratchDir('pixel-attached-alone');
   const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 2]] }\n';
   const item = iconItem('MONOCHROME2', 4, 4, 0xc8);
-  const overlay = [
-    [0x60000010, 'US', 4],
-    [0x60000011, 'US', 4],
-    [0x60000040, 'CS', 'G'],
-    [0x60000050, 'SS', Buffer.from([1, 0, 1, 0])],
-    [0x60000100, 'US', 1],
-    [0x60000102, 'US', 0],
-    [0x60003000, 'OW', Buffer.alloc(2, 0xff)],
-  ] as const;
+  const overlay: Element[] = [...overlayPlane4x4(1, 0), [0x60003000, 'OW', Buffer.alloc(2, 0xff)]];
   const cases = [
     ['icon', [[0x00880200, 'SQ', item]], { attribute: 'IconImageSequence', action: 'keep' }, /the icon image/],
     ['overlay', overlay, { attribute: '(6000,3000)', action: 'keep' }, /overlay data/],

@@ -11,7 +11,7 @@ import { DEFAULT_DEID_SETTINGS } from '../../src/deid/engine.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { definedItem, elementHeader, encodeElement } from '../helpers/synthetic-dicom.js';
+import { definedItem, eightBitImagePixel, elementHeader, encodeDataset, encodeElement } from '../helpers/synthetic-dicom.js';
 
 const PSEUDONYMS = new Pseudonymizer('the secret of the leak hunt tests');
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -125,17 +125,7 @@ test('JPEG frames with a comment that cannot be told apart hold the instance; to
   commentSegment.writeUInt16BE(0xfffe, 0);
   commentSegment.writeUInt16BE(comment.length + 2, 2);
   const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8]), commentSegment, comment, Buffer.from([0xff, 0xda, 0x00, 0x02, 0x01, 0x02, 0xff, 0xd9])]);
-  const image = [
-    encodeElement(0x00280002, 'US', 1),
-    encodeElement(0x00280004, 'CS', 'MONOCHROME2'),
-    encodeElement(0x00280008, 'IS', '2'),
-    encodeElement(0x00280010, 'US', 8),
-    encodeElement(0x00280011, 'US', 8),
-    encodeElement(0x00280100, 'US', 8),
-    encodeElement(0x00280101, 'US', 8),
-    encodeElement(0x00280102, 'US', 7),
-    encodeElement(0x00280103, 'US', 0),
-  ];
+  const image = [encodeDataset(eightBitImagePixel({ rows: 8, columns: 8, frames: 2 }))];
   const pixelData = (table: Buffer, fragments: number) =>
     Buffer.concat([elementHeader(0x7fe00010, 'OB', 0xffffffff), definedItem(table), ...Array<Buffer>(fragments).fill(definedItem(jpeg)), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
   const threeEntries = Buffer.alloc(12);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { blackSamples, frameBits, outsideMask, pixelGeometry, PixelRedactionError, rectMask, redactNativePixelData, type PixelGeometry, type RowMask } from '../../src/pixels/native.js';
-import { encodeDataset } from '../helpers/synthetic-dicom.js';
+import { eightBitImagePixel, encodeDataset } from '../helpers/synthetic-dicom.js';
 import type { EditableElement } from '../../src/dicom/dataset-writer.js';
 import { redactAttachedPixels } from '../../src/pixels/attached.js';
 
@@ -193,14 +193,7 @@ function paletteGeometry(entries: number, bitsPerEntry: 8 | 16, bytesPerEntry: 1
   descriptor.writeUInt16LE(bitsPerEntry, 4);
   const source = new BufferSource(
     encodeDataset([
-      [0x00280002, 'US', 1],
-      [0x00280004, 'CS', 'PALETTE COLOR'],
-      [0x00280010, 'US', 4],
-      [0x00280011, 'US', 4],
-      [0x00280100, 'US', 8],
-      [0x00280101, 'US', 8],
-      [0x00280102, 'US', 7],
-      [0x00280103, 'US', 0],
+      ...eightBitImagePixel({ rows: 4, columns: 4, photometric: 'PALETTE COLOR' }),
       ...[0x00281101, 0x00281102, 0x00281103].map((tag) => [tag, 'US', descriptor] as const),
       ...[0x00281201, 0x00281202, 0x00281203].map((tag) => [tag, 'OW', table] as const),
     ]),

@@ -18,7 +18,7 @@ import { PAGE_SIZE, type InstanceFilter } from '../../src/session/queries.js';
 import { storedPixels } from '../helpers/pixel-checks.js';
 import { have, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { encodeElement, EXPLICIT_LE, newUid, writeCorpus, writeSyntheticFile, type SyntheticInstance } from '../helpers/synthetic-dicom.js';
+import { eightBitImagePixel, encodeDataset, encodeElement, EXPLICIT_LE, newUid, writeCorpus, writeSyntheticFile, type SyntheticInstance } from '../helpers/synthetic-dicom.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 
 const SECRET = 'the secret of the session tests';
@@ -509,15 +509,7 @@ test('frames of many fragments each are listed once per frame asked for, not by 
     encodeElement(0x00100020, 'LO', 'SESSION-FRAG'),
     encodeElement(0x0020000d, 'UI', newUid()),
     encodeElement(0x0020000e, 'UI', newUid()),
-    encodeElement(0x00280002, 'US', 1),
-    encodeElement(0x00280004, 'CS', 'MONOCHROME2'),
-    encodeElement(0x00280008, 'IS', String(frames)),
-    encodeElement(0x00280010, 'US', rows),
-    encodeElement(0x00280011, 'US', columns),
-    encodeElement(0x00280100, 'US', 8),
-    encodeElement(0x00280101, 'US', 8),
-    encodeElement(0x00280102, 'US', 7),
-    encodeElement(0x00280103, 'US', 0),
+    encodeDataset(eightBitImagePixel({ rows, columns, frames })),
     pixelHeader,
     item(offsets),
     ...fragments,
