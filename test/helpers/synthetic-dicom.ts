@@ -215,6 +215,12 @@ export function definedItem(body: Buffer): Buffer {
   return Buffer.concat([header, body]);
 }
 
+/** An element of an implicit VR little endian dataset holding `text`, padded to even length with a NUL
+ * (as a UI is; the content of a UN, PS3.5 6.2.2, is written this way). */
+export function implicitElement(tag: number, text: string): Buffer {
+  return implicitElementOf(tag, Buffer.from(text.length % 2 === 1 ? `${text}\0` : text, 'latin1'));
+}
+
 /** An element of an implicit VR little endian dataset, its value as given (padded by the caller). */
 export function implicitElementOf(tag: number, value: Buffer): Buffer {
   const header = Buffer.alloc(8);

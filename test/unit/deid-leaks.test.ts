@@ -11,7 +11,7 @@ import { DEFAULT_DEID_SETTINGS } from '../../src/deid/engine.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { definedItem, eightBitImagePixel, elementHeader, encodeDataset, encodeElement } from '../helpers/synthetic-dicom.js';
+import { definedItem, eightBitImagePixel, elementHeader, encodeDataset, encodeElement, implicitElement } from '../helpers/synthetic-dicom.js';
 
 const PSEUDONYMS = new Pseudonymizer('the secret of the leak hunt tests');
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -57,16 +57,6 @@ test('a UN value of an unknown attribute that holds unreadable items is not pass
   assert.ok(!written.includes('Zabriskie'), "the patient's name leaves inside the unread items");
   assert.ok(!written.includes(originalUid), 'an original UID leaves inside the unread items');
 });
-
-/** An element of an implicit VR little endian dataset. */
-function implicitElement(tag: number, value: string): Buffer {
-  const bytes = Buffer.from(value.length % 2 === 1 ? `${value}\0` : value, 'latin1');
-  const header = Buffer.alloc(8);
-  header.writeUInt16LE(tag >>> 16, 0);
-  header.writeUInt16LE(tag & 0xffff, 2);
-  header.writeUInt32LE(bytes.length, 4);
-  return Buffer.concat([header, bytes]);
-}
 
 // PS3.15 E.1.1 and Table E.1-1: instance UIDs are replaced; Gantry remaps the UIDs of attributes the
 // table does not list by their VR. An attribute the dictionary does not know, sent in implicit VR (or

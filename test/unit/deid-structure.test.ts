@@ -20,7 +20,7 @@ import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { compileProfile, RuleError, type RuleConfig } from '../../src/deid/rules.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { metaValue } from '../helpers/stored.js';
-import { definedItem, elementHeader, encodeElement, type Element } from '../helpers/synthetic-dicom.js';
+import { definedItem, elementHeader, encodeElement, implicitElement, type Element } from '../helpers/synthetic-dicom.js';
 
 const SECRET = 'the secret of the structure tests';
 const PSEUDONYMS = new Pseudonymizer(SECRET);
@@ -45,16 +45,6 @@ const TAG = {
   RetrieveLocationUID: 0x0040e011,
   AnnotationGroupUID: 0x006a0003,
 } as const;
-
-/** An element of an implicit VR little endian dataset (the content of a UN, PS3.5 6.2.2). */
-function implicitElement(tag: number, text: string): Buffer {
-  const value = Buffer.from(text.length % 2 === 1 ? `${text}\0` : text, 'latin1');
-  const header = Buffer.alloc(8);
-  header.writeUInt16LE(tag >>> 16, 0);
-  header.writeUInt16LE(tag & 0xffff, 2);
-  header.writeUInt32LE(value.length, 4);
-  return Buffer.concat([header, value]);
-}
 
 
 /** A reference to another instance, as a node that did not know the sequence wrote it: a UN of
