@@ -118,14 +118,7 @@ export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: strin
     const queued = router.routeStudy(study.studyPk);
     // Instances whose copy retention deleted are made again from their original, and follow.
     const redone = new DeidWork(db).redoDeletedCopies(study.studyPk);
-    // Made routable above, and left so by routing: held from forwarding.
-    const held = db
-      .prepare(
-        `SELECT count(*) FROM instances i JOIN series se ON se.id = i.series_pk
-         WHERE se.study_pk = ? AND i.forward_held = 1 AND i.state = 'deidentified' AND i.routed_at IS NULL AND i.deid_deleted_at IS NULL`,
-      )
-      .pluck()
-      .get(study.studyPk) as number;
+    const held = outbox.heldFromForwarding(study.studyPk);
     return { queued, redone, nodeRunning: (await runningGantry(storagePath)) !== undefined, sendable: study.instances, held };
   } finally {
     db.close();

@@ -399,6 +399,18 @@ export class Outbox {
       .run({ state, destination: destination ?? null, now: Date.now() }).changes;
   }
 
+  /** Instances of a study with a de-identified copy that routing leaves alone: imported without
+   * --forward (gantry import --forward releases them). */
+  heldFromForwarding(studyPk: number): number {
+    return this.db
+      .prepare(
+        `SELECT count(*) FROM instances i JOIN series se ON se.id = i.series_pk
+         WHERE se.study_pk = ? AND i.forward_held = 1 AND i.state = 'deidentified' AND i.routed_at IS NULL AND i.deid_deleted_at IS NULL`,
+      )
+      .pluck()
+      .get(studyPk) as number;
+  }
+
   /**
    * Makes a study's de-identified instances routable again now, whatever its stability (gantry forward):
    * found by its original or its de-identified Study Instance UID. Returns the study's key, or undefined.
