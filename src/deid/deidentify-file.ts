@@ -24,7 +24,7 @@ import { FRAME_CODECS } from '../pixels/frame-codecs.js';
 import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
 import { J2K_MAIN_HEADER, J2K_STREAM_SYNTAXES } from '../pixels/j2k-metadata.js';
 import { JPEG_HEADER, JPEG_STREAM_SYNTAXES } from '../pixels/jpeg-metadata.js';
-import { segmentsToCleanIn, withCleanHeader, type HeaderGrammar } from '../pixels/marker-segments.js';
+import { segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from '../pixels/marker-segments.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
 
@@ -242,7 +242,8 @@ function metadataGrammarFor(transferSyntaxUid: string): HeaderGrammar | undefine
 
 /**
  * Sets Pixel Data to be written without the metadata of its frames: the APPn and COM segments of
- * JPEG and JPEG-LS (jpeg-metadata.ts), the main header comments of JPEG 2000 (j2k-metadata.ts), when
+ * JPEG and JPEG-LS, before any scan, and the bytes after their EOI (jpeg-metadata.ts), the main header
+ * comments of JPEG 2000 (j2k-metadata.ts), when
  * any frame has some; frames without any are copied as they are. A dataset whose frames cannot be told
  * apart is left as it was (its pixels are not read, only copied) when no fragment opens with metadata;
  * when one does, the reason to hold the instance is returned: the metadata cannot be taken out.
@@ -262,13 +263,14 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
     // Copied as they are, the fragments would release what the metadata holds (a COM segment, EXIF).
     const fragments = (pixelData.items ?? []).slice(1);
     const withMetadata = fragments.some((fragment) => segmentsToCleanIn(frameBytes([fragment], source), grammar) === 'present');
-    return withMetadata ? `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (APPn or comment segments) that would leave with them` : undefined;
+    return withMetadata ? `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (APPn or comment segments, or bytes after the codestream's end) that would leave with them` : undefined;
   }
-  // The metadata is nearly always in the frame's first fragment.
+  // The metadata is nearly always in the frame's first fragment; a JPEG frame cut in several is read
+  // whole, for its end.
   const hasMetadata = (fragments: ItemNode[]) => {
     const first = fragments[0];
     const state = first ? segmentsToCleanIn(frameBytes([first], source), grammar) : 'none';
-    return state === 'present' || (state === 'unknown' && withCleanHeader(frameBytes(fragments, source), grammar) !== undefined);
+    return state === 'present' || (state === 'unknown' && withCleanCodestream(frameBytes(fragments, source), grammar) !== undefined);
   };
   if (!frames.some(hasMetadata)) return undefined;
   pixelData.stream = {
@@ -278,7 +280,7 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
         frames.length,
         (index) => {
           const frame = frameBytes(frames[index] ?? [], source);
-          return withCleanHeader(frame, grammar) ?? frame;
+          return withCleanCodestream(frame, grammar) ?? frame;
         },
         scratch.path,
         emit,

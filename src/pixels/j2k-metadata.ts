@@ -6,7 +6,7 @@
  * its comments; everything decoding needs stays. Comments in tile-part headers are left: removing one
  * changes the tile-part's length (SOT's Psot, and TLM's) and encoders put theirs in the main header.
  */
-import { segmentsToCleanIn, withCleanHeader, type HeaderGrammar } from './marker-segments.js';
+import { segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
 
 const SOC = 0xff4f;
 const SOT = 0xff90;
@@ -31,7 +31,7 @@ export const J2K_MAIN_HEADER: HeaderGrammar = { start: SOC, end: SOT, fillBytes:
  * codestream this reader can walk to its first tile-part (it is then left as it was).
  */
 export function withoutJ2kComments(frame: Buffer): Buffer | undefined {
-  return withCleanHeader(frame, J2K_MAIN_HEADER);
+  return withCleanCodestream(frame, J2K_MAIN_HEADER);
 }
 
 /** Whether the start of a frame shows comments in the main header: 'unknown' when the bytes end

@@ -3,14 +3,18 @@
  * segments) that is not image: EXIF and other application segments (APPn: camera serial numbers, dates,
  * owners, places, thumbnails) and comments (COM). The Basic Profile cleans the dataset, not the
  * codestream inside Pixel Data, so an instance whose pixels leave as they are (no burned-in text, or
- * passed by a rule) carried them out. Here a frame's segments before its first scan are rewritten
- * without them; what decoding needs stays: tables, headers, restart interval, JFIF (without its
- * thumbnail), Adobe (colour transform) and JPEG-LS's colour transform (APP8 "mrfx").
+ * passed by a rule) carried them out. Here a frame is rewritten without them, before its first scan
+ * and between scans (T.81 B.2.4 lets the same segments come before any scan), and without whatever
+ * follows its end (EOI), which no decoder reads and which can hold anything; what decoding needs
+ * stays: tables, headers, restart interval, JFIF (without its thumbnail), Adobe (colour transform) and
+ * JPEG-LS's colour transform (APP8 "mrfx").
  */
-import { segmentsToCleanIn, withCleanHeader, type HeaderGrammar } from './marker-segments.js';
+import { segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
 
 const SOI = 0xffd8;
 const SOS = 0xffda;
+const EOI = 0xffd9;
+const TEM = 0xff01;
 const APP0 = 0xffe0;
 const APP8 = 0xffe8;
 const APP14 = 0xffee;
@@ -50,19 +54,93 @@ export function cleanedSegment(marker: number, bytes: Buffer): Buffer | 'keep' |
   return 'keep';
 }
 
-export const JPEG_HEADER: HeaderGrammar = { start: SOI, end: SOS, fillBytes: true, clean: cleanedSegment };
+export const JPEG_HEADER: HeaderGrammar = { start: SOI, end: SOS, fillBytes: true, clean: cleanedSegment, cleanBody: cleanedScans };
 
 /**
- * The frame without its metadata segments, or undefined when it has none, or is not a marker stream
- * this reader can walk to its first scan (it is then left as it was, as before).
+ * The stream from its first SOS on: each scan's header and entropy-coded data are kept, the segments
+ * between scans are cleaned as the header's are, and the stream ends at EOI. Bytes after EOI are
+ * dropped unless each is 0x00 or 0xFF: padding, which says nothing (PS3.5 A.4 pads an odd frame with
+ * one 0x00; some encoders wrote a fill byte, 0xFF, as pydicom's JPEG-lossy.dcm shows). 'unreadable'
+ * when no EOI ends it (a first fragment of a frame cut in several, or a stream cut short).
  */
-export function withoutJpegMetadata(frame: Buffer): Buffer | undefined {
-  return withCleanHeader(frame, JPEG_HEADER);
+function cleanedScans(body: Buffer): Buffer | 'clean' | 'unreadable' {
+  const parts: Buffer[] = [];
+  let changed = false;
+  let at = 0;
+  while (at + 2 <= body.length) {
+    if (body[at] !== 0xff) return 'unreadable';
+    if (body[at + 1] === 0xff) {
+      parts.push(body.subarray(at, at + 1)); // a fill byte before a marker (T.81 B.1.1.2)
+      at += 1;
+      continue;
+    }
+    const marker = body.readUInt16BE(at);
+    if (marker === EOI) {
+      parts.push(body.subarray(at, at + 2));
+      const after = body.subarray(at + 2);
+      if (after.some((byte) => byte !== 0 && byte !== 0xff)) changed = true;
+      else parts.push(after);
+      return changed ? Buffer.concat(parts) : 'clean';
+    }
+    if (marker === TEM) {
+      parts.push(body.subarray(at, at + 2));
+      at += 2;
+      continue;
+    }
+    if (at + 4 > body.length) return 'unreadable';
+    const end = at + 2 + body.readUInt16BE(at + 2);
+    if (end < at + 4 || end > body.length) return 'unreadable';
+    const segment = body.subarray(at, end);
+    const outcome = marker === SOS ? 'keep' : cleanedSegment(marker, segment);
+    if (outcome === 'keep') parts.push(segment);
+    else {
+      changed = true;
+      if (outcome !== 'drop') parts.push(outcome);
+    }
+    at = end;
+    if (marker === SOS) {
+      const next = nextMarkerAfterScan(body, at);
+      if (next === undefined) return 'unreadable';
+      parts.push(body.subarray(at, next));
+      at = next;
+    }
+  }
+  return 'unreadable';
 }
 
 /**
- * Whether the start of a frame (its first fragment, say) shows metadata segments: 'unknown' when the
- * bytes end before the first scan, so that only the whole frame can tell.
+ * Where the entropy-coded data that starts at `from` ends: at the first 0xFF that begins a marker.
+ * In JPEG a data 0xFF is followed by a stuffed 0x00 (T.81 B.1.1.5), in JPEG-LS by a byte whose high bit
+ * is 0 (T.87 A.1); restart markers (RSTn) belong to the scan. Markers that can follow a scan are all
+ * 0xFFC0 or above.
+ */
+function nextMarkerAfterScan(body: Buffer, from: number): number | undefined {
+  let at = from;
+  for (;;) {
+    const ff = body.indexOf(0xff, at);
+    if (ff < 0 || ff + 1 >= body.length) return undefined;
+    const next = body[ff + 1] as number;
+    if (next === 0xff) return ff; // fill bytes, then the marker
+    if (next < 0xc0 || (next >= 0xd0 && next <= 0xd7)) {
+      at = ff + 2;
+      continue;
+    }
+    return ff;
+  }
+}
+
+/**
+ * The frame without its metadata segments and without what follows its end, or undefined when it has
+ * neither, or is not a marker stream this reader can walk to its first scan (it is then left as it
+ * was, as before). A stream that cannot be walked to its EOI loses only its header's metadata.
+ */
+export function withoutJpegMetadata(frame: Buffer): Buffer | undefined {
+  return withCleanCodestream(frame, JPEG_HEADER);
+}
+
+/**
+ * Whether the start of a frame (its first fragment, say) shows metadata segments or bytes after its
+ * end: 'unknown' when the bytes end before EOI, so that only the whole frame can tell.
  */
 export function jpegMetadataIn(start: Buffer): 'none' | 'present' | 'unknown' {
   return segmentsToCleanIn(start, JPEG_HEADER);

@@ -2,7 +2,8 @@
  * The header of a marker-segment codestream, JPEG (ITU-T T.81 B.1.1) and JPEG-LS, or JPEG 2000
  * (T.800 A.1): a start marker, then segments of a marker and a two-byte length (itself included), up
  * to the marker after which the image data follows. Walked to rewrite the header without the segments
- * that carry metadata (jpeg-metadata.ts, j2k-metadata.ts); what follows the header is copied as it is.
+ * that carry metadata (jpeg-metadata.ts, j2k-metadata.ts); what follows the header is copied as it is,
+ * or cleaned by the grammar's `cleanBody` (segments between scans, bytes after the end marker).
  */
 
 export interface HeaderGrammar {
@@ -14,22 +15,27 @@ export interface HeaderGrammar {
   fillBytes: boolean;
   /** What becomes of one segment (`bytes`: marker and length included): kept, dropped, or replaced. */
   clean(marker: number, bytes: Buffer): Buffer | 'keep' | 'drop';
+  /** What follows the header (`body` starts at the `end` marker): cleaned, clean, or not walkable to
+   * its end (it is then kept as it is; a first fragment of a frame cut in several ends so). */
+  cleanBody?(body: Buffer): Buffer | 'clean' | 'unreadable';
 }
 
-type Walked = { kind: 'cleaned'; frame: Buffer } | { kind: 'clean' } | { kind: 'unreadable' };
+type Walked = { kind: 'cleaned'; frame: Buffer } | { kind: 'clean'; bodyUnread: boolean } | { kind: 'unreadable' };
 
-/** The frame with its header cleaned, or undefined when nothing changed or the header cannot be
- * walked to its end (the frame is then left as it was). */
-export function withCleanHeader(frame: Buffer, grammar: HeaderGrammar): Buffer | undefined {
+/** The frame with its header (and body, when the grammar cleans one) cleaned, or undefined when
+ * nothing changed or the header cannot be walked to its end (the frame is then left as it was). */
+export function withCleanCodestream(frame: Buffer, grammar: HeaderGrammar): Buffer | undefined {
   const walked = walkHeader(frame, grammar);
   return walked.kind === 'cleaned' ? walked.frame : undefined;
 }
 
 /** Whether the start of a frame (its first fragment, say) has segments to clean: 'unknown' when the
- * bytes end before the header does, so that only the whole frame can tell. */
+ * bytes end before the header does, or before a body the grammar cleans does, so that only the whole
+ * frame can tell. */
 export function segmentsToCleanIn(start: Buffer, grammar: HeaderGrammar): 'none' | 'present' | 'unknown' {
   const walked = walkHeader(start, grammar);
-  return walked.kind === 'cleaned' ? 'present' : walked.kind === 'clean' ? 'none' : 'unknown';
+  if (walked.kind === 'cleaned') return 'present';
+  return walked.kind === 'clean' && !walked.bodyUnread ? 'none' : 'unknown';
 }
 
 function walkHeader(frame: Buffer, grammar: HeaderGrammar): Walked {
@@ -45,8 +51,11 @@ function walkHeader(frame: Buffer, grammar: HeaderGrammar): Walked {
     }
     if (marker >>> 8 !== 0xff) return { kind: 'unreadable' };
     if (marker === grammar.end) {
-      parts.push(frame.subarray(at));
-      return changed ? { kind: 'cleaned', frame: Buffer.concat(parts) } : { kind: 'clean' };
+      const body = frame.subarray(at);
+      const cleaned = grammar.cleanBody?.(body) ?? 'unreadable';
+      parts.push(typeof cleaned === 'string' ? body : cleaned);
+      if (typeof cleaned !== 'string') changed = true;
+      return changed ? { kind: 'cleaned', frame: Buffer.concat(parts) } : { kind: 'clean', bodyUnread: grammar.cleanBody !== undefined && cleaned === 'unreadable' };
     }
     const length = frame.readUInt16BE(at + 2);
     const end = at + 2 + length;

@@ -135,3 +135,21 @@ test('JPEG frames with a comment that cannot be told apart hold the instance; to
   assert.equal(result.kind, 'deidentified');
   assert.ok(written && !written.includes('Zabriskie'), 'one fragment per frame: the comment goes');
 });
+
+// Found reviewing the codestream cleaning: only the segments before the first scan were looked at, so
+// a comment between two scans, or bytes after EOI, left with frames copied as they were.
+test('a comment between scans and bytes after the end of a JPEG frame do not leave', () => {
+  const segment = (marker: number, body: Buffer) => Buffer.concat([Buffer.from([marker >> 8, marker & 0xff, (body.length + 2) >> 8, (body.length + 2) & 0xff]), body]);
+  const scan = segment(0xffda, Buffer.from([1, 1, 0, 0, 63, 0]));
+  const jpeg = (extra: Buffer, tail: Buffer) => Buffer.concat([Buffer.from([0xff, 0xd8]), scan, Buffer.from([0x12, 0x34]), extra, scan, Buffer.from([0x56, 0x78, 0xff, 0xd9]), tail]);
+  const image = [encodeDataset(eightBitImagePixel({ rows: 8, columns: 8, frames: 2 }))];
+  const pixelData = (frames: Buffer[]) =>
+    Buffer.concat([elementHeader(0x7fe00010, 'OB', 0xffffffff), definedItem(Buffer.alloc(0)), ...frames.map((frame) => definedItem(frame)), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
+  const between = jpeg(segment(0xfffe, Buffer.from('Zabriskie^Quentin', 'latin1')), Buffer.alloc(0));
+  const after = jpeg(Buffer.alloc(0), Buffer.from('MRN600 Yablonski', 'latin1'));
+  const { result, written } = deidentified('leak-jpeg-scans', dataset([...patient(), ...image, pixelData([between, after])]), '1.2.840.10008.1.2.4.50');
+  assert.equal(result.kind, 'deidentified');
+  assert.ok(written !== undefined && !written.includes('Zabriskie'), 'a comment between scans leaves');
+  assert.ok(!written.includes('Yablonski'), 'bytes after EOI leave');
+  assert.ok(written.includes(Buffer.concat([scan, Buffer.from([0x12, 0x34]), scan, Buffer.from([0x56, 0x78, 0xff, 0xd9])]).toString('latin1')), 'the scans stay as they were');
+});

@@ -33,3 +33,38 @@ test('a stream without metadata, one that is not a marker stream, and one cut be
   assert.equal(jpegMetadataIn(cut), 'unknown');
   assert.equal(withoutJpegMetadata(cut), undefined);
 });
+
+// T.81 B.2.4 lets comments and application segments come before any scan, not only the first; and a
+// decoder stops at EOI, so bytes after it reach no viewer but leave with the object. Both were copied.
+test('segments between scans are cleaned as the header is, and bytes after EOI go', () => {
+  /** A baseline frame header and two scans of one component each (non-interleaved). */
+  const sof = segment(0xffc0, Buffer.from([8, 0, 2, 0, 2, 2, 1, 0x11, 0, 2, 0x11, 0]));
+  const huffman = segment(0xffc4, Buffer.from([0x00, ...Array<number>(16).fill(0)]));
+  // Entropy-coded data with a stuffed 0xFF, a restart marker and fill bytes before the next marker.
+  const scan = (component: number) => Buffer.concat([segment(0xffda, Buffer.from([1, component, 0, 0, 63, 0])), Buffer.from([0x12, 0xff, 0x00, 0x34, 0xff, 0xd0, 0x56, 0xff, 0xff])]);
+  const comment = segment(0xfffe, 'Zabriskie^Quentin');
+  const exif = segment(0xffe1, 'Exif\0\0MRN600');
+  const EOI = Buffer.from([0xff, 0xd9]);
+  const stream = Buffer.concat([SOI, sof, huffman, scan(1), comment, huffman, exif, scan(2), EOI, Buffer.from('MRN600 Zabriskie', 'latin1')]);
+  assert.equal(jpegMetadataIn(stream), 'present');
+  assert.deepEqual(withoutJpegMetadata(stream), Buffer.concat([SOI, sof, huffman, scan(1), huffman, scan(2), EOI]));
+  // A stream whose only extra is after its end: found too.
+  const tailOnly = Buffer.concat([SOI, sof, scan(1), EOI, Buffer.from('MRN600', 'latin1')]);
+  assert.equal(jpegMetadataIn(tailOnly), 'present');
+  assert.deepEqual(withoutJpegMetadata(tailOnly), Buffer.concat([SOI, sof, scan(1), EOI]));
+});
+
+test('padding after EOI, JPEG-LS bit stuffing and a scan cut before its end are left alone', () => {
+  for (const padding of [0x00, 0xff]) {
+    const padded = Buffer.concat([SOI, FRAME_HEADER, SCAN, Buffer.from([padding])]);
+    assert.equal(jpegMetadataIn(padded), 'none');
+    assert.equal(withoutJpegMetadata(padded), undefined);
+  }
+  // 0xFF 0x7F in SCAN is JPEG-LS data (T.87 A.1), not a marker; 0xFF 0xFE (COM) after it would be.
+  const lsComment = Buffer.concat([SOI, FRAME_HEADER, SCAN.subarray(0, -2), segment(0xfffe, 'Doe^John'), Buffer.from([0xff, 0xd9])]);
+  assert.deepEqual(withoutJpegMetadata(lsComment), Buffer.concat([SOI, FRAME_HEADER, SCAN]));
+  // The first fragment of a frame whose scan goes on in the next one: only the whole frame can tell.
+  const cut = Buffer.concat([SOI, FRAME_HEADER, SCAN.subarray(0, -2)]);
+  assert.equal(jpegMetadataIn(cut), 'unknown');
+  assert.equal(withoutJpegMetadata(cut), undefined);
+});
