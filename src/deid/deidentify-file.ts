@@ -242,8 +242,8 @@ function metadataGrammarFor(transferSyntaxUid: string): HeaderGrammar | undefine
 
 /**
  * Sets Pixel Data to be written without the metadata of its frames: the APPn and COM segments of
- * JPEG and JPEG-LS, before any scan, and the bytes after their EOI (jpeg-metadata.ts), the main header
- * comments of JPEG 2000 (j2k-metadata.ts), when
+ * JPEG and JPEG-LS, before any scan, and the bytes after their EOI (jpeg-metadata.ts), the comments
+ * of JPEG 2000 and the bytes after its EOC (j2k-metadata.ts), when
  * any frame has some; frames without any are copied as they are. A dataset whose frames cannot be told
  * apart is left as it was (its pixels are not read, only copied) when no fragment opens with metadata;
  * when one does, the reason to hold the instance is returned: the metadata cannot be taken out.
@@ -265,8 +265,8 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
     const withMetadata = fragments.some((fragment) => segmentsToCleanIn(frameBytes([fragment], source), grammar) === 'present');
     return withMetadata ? `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (APPn or comment segments, or bytes after the codestream's end) that would leave with them` : undefined;
   }
-  // The metadata is nearly always in the frame's first fragment; a JPEG frame cut in several is read
-  // whole, for its end.
+  // The metadata is nearly always in the frame's first fragment; a frame cut in several is read whole,
+  // for its end.
   const hasMetadata = (fragments: ItemNode[]) => {
     const first = fragments[0];
     const state = first ? segmentsToCleanIn(frameBytes([first], source), grammar) : 'none';

@@ -1,16 +1,19 @@
 /**
  * Comments in JPEG 2000 codestreams (ITU-T T.800 A.9.2, COM, 0xFF64; HTJ2K, T.814, uses the same
- * main header): free text or binary data that an encoder or a device put beside the image, which the
+ * markers): free text or binary data that an encoder or a device put beside the image, which the
  * Basic Profile's cleaning of the dataset never reaches, so an instance whose pixels leave as they are
  * carried it out. Here a frame's main header (from SOC to the first tile-part, SOT) is rewritten without
- * its comments; everything decoding needs stays. Comments in tile-part headers are left: removing one
- * changes the tile-part's length (SOT's Psot, and TLM's) and encoders put theirs in the main header.
+ * its comments; the comments of tile-part headers are blanked in place (removing one would change the
+ * tile-part's length, which SOT's Psot and the main header's TLM record); bytes after the codestream's
+ * end (EOC), which no decoder reads, go. Everything decoding needs stays.
  */
 import { segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
 
 const SOC = 0xff4f;
 const SOT = 0xff90;
 const COM = 0xff64;
+const SOD = 0xff93;
+const EOC = 0xffd9;
 
 /** Transfer syntaxes whose frames are JPEG 2000 codestreams (Part 1, Part 2 and High-Throughput). */
 export const J2K_STREAM_SYNTAXES = new Set([
@@ -23,19 +26,81 @@ export const J2K_STREAM_SYNTAXES = new Set([
   '1.2.840.10008.1.2.4.203',
 ]);
 
-/** Comments go; every other segment of the main header stays. */
-export const J2K_MAIN_HEADER: HeaderGrammar = { start: SOC, end: SOT, fillBytes: false, clean: (marker) => (marker === COM ? 'drop' : 'keep') };
+/** Comments go; every other segment of the main header stays; the tile-parts are cleaned (below). */
+export const J2K_MAIN_HEADER: HeaderGrammar = { start: SOC, end: SOT, fillBytes: false, clean: (marker) => (marker === COM ? 'drop' : 'keep'), cleanBody: cleanedTileParts };
 
 /**
- * The frame without the comments of its main header, or undefined when it has none, or is not a
- * codestream this reader can walk to its first tile-part (it is then left as it was).
+ * The tile-parts, from the first SOT, walked by their lengths (Psot; 0 for a last one that runs to
+ * EOC, T.800 A.4.2): the comments of their headers blanked, their data kept, and the stream ended at
+ * EOC, without bytes after it unless each is 0x00 or 0xFF (padding). 'unreadable' when the lengths do
+ * not lead to EOC (a first fragment of a frame cut in several, or a stream cut short).
+ */
+function cleanedTileParts(body: Buffer): Buffer | 'clean' | 'unreadable' {
+  const parts: Buffer[] = [];
+  let changed = false;
+  let at = 0;
+  while (at + 2 <= body.length) {
+    const marker = body.readUInt16BE(at);
+    if (marker === EOC) {
+      parts.push(body.subarray(at, at + 2));
+      const after = body.subarray(at + 2);
+      if (after.some((byte) => byte !== 0 && byte !== 0xff)) changed = true;
+      else parts.push(after);
+      return changed ? Buffer.concat(parts) : 'clean';
+    }
+    if (marker !== SOT || at + 12 > body.length) return 'unreadable';
+    const length = body.readUInt32BE(at + 6);
+    const end = length === 0 ? body.lastIndexOf(EOC_BYTES) : at + length;
+    if (end < at + 12 || end > body.length) return 'unreadable';
+    const tilePart = body.subarray(at, end);
+    const blanked = withBlankComments(tilePart);
+    if (blanked === 'unreadable') return 'unreadable';
+    if (blanked) changed = true;
+    parts.push(blanked ?? tilePart);
+    at = end;
+  }
+  return 'unreadable';
+}
+
+const EOC_BYTES = Buffer.from([0xff, 0xd9]);
+
+/** The tile-part with the text of its header's comments blanked (spaces for Latin text, else zeros),
+ * or undefined when it has none with anything in them. */
+function withBlankComments(tilePart: Buffer): Buffer | undefined | 'unreadable' {
+  let copy: Buffer | undefined;
+  let at = 2 + tilePart.readUInt16BE(2); // after SOT's segment (Lsot)
+  while (at + 2 <= tilePart.length) {
+    const marker = tilePart.readUInt16BE(at);
+    if (marker === SOD) return copy;
+    if (marker >>> 8 !== 0xff || at + 4 > tilePart.length) return 'unreadable';
+    const end = at + 2 + tilePart.readUInt16BE(at + 2);
+    if (end < at + 4 || end > tilePart.length) return 'unreadable';
+    if (marker === COM && end > at + 6) {
+      // Rcom 1: Latin text (T.800 A.9.2); anything else: binary.
+      const blank = tilePart.readUInt16BE(at + 4) === 1 ? 0x20 : 0;
+      const text = tilePart.subarray(at + 6, end);
+      if (text.some((byte) => byte !== blank)) {
+        copy ??= Buffer.from(tilePart);
+        copy.fill(blank, at + 6, end);
+      }
+    }
+    at = end;
+  }
+  return 'unreadable';
+}
+
+/**
+ * The frame without the comments of its main header, with those of its tile-parts blanked and without
+ * bytes after EOC, or undefined when it has none of them, or is not a codestream this reader can walk
+ * to its first tile-part (it is then left as it was). A stream whose tile-parts cannot be walked to EOC
+ * loses only its main header's comments.
  */
 export function withoutJ2kComments(frame: Buffer): Buffer | undefined {
   return withCleanCodestream(frame, J2K_MAIN_HEADER);
 }
 
-/** Whether the start of a frame shows comments in the main header: 'unknown' when the bytes end
- * before the first tile-part, so that only the whole frame can tell. */
+/** Whether the start of a frame shows comments, or bytes after its end: 'unknown' when the bytes end
+ * before EOC, so that only the whole frame can tell. */
 export function j2kCommentsIn(start: Buffer): 'none' | 'present' | 'unknown' {
   return segmentsToCleanIn(start, J2K_MAIN_HEADER);
 }

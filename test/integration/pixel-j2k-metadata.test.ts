@@ -1,5 +1,5 @@
 /**
- * JPEG 2000 comments (COM in the main header, T.800 A.9.2) leave with pixels that leave as they are
+ * JPEG 2000 comments (COM, T.800 A.9.2) and bytes after EOC leave with pixels that leave as they are
  * no more: encoders write their name there ("Kakadu-2.2", "Created by GDCM/OpenJPEG"), and a device may
  * write anything. The walker on hand-built codestreams, then real files of pydicom's test set, decoded
  * by GDCM before and after.
@@ -27,14 +27,46 @@ const SIZ = markerSegment(0xff51, Buffer.alloc(41, 1));
 const COD = markerSegment(0xff52, Buffer.from([0, 0, 0, 1, 0, 5, 4, 4, 0, 0]));
 const QCD = markerSegment(0xff5c, Buffer.from([0x40, 0x40, 0x48]));
 const comment = (text: string) => markerSegment(0xff64, Buffer.concat([Buffer.from([0, 1]), Buffer.from(text, 'latin1')]));
-/** A tile-part: SOT (Psot 0: to the end), a comment of its own, SOD and data, EOC. */
-const TILE = Buffer.concat([markerSegment(0xff90, Buffer.from([0, 0, 0, 0, 0, 0, 0, 1])), comment('tile note'), Buffer.from([0xff, 0x93, 1, 2, 3, 0xff, 0xd9])]);
+/** A tile-part: SOT (Psot 0: to the end), SOD and data, EOC. */
+const TILE = Buffer.concat([markerSegment(0xff90, Buffer.from([0, 0, 0, 0, 0, 0, 0, 1])), Buffer.from([0xff, 0x93, 1, 2, 3, 0xff, 0xd9])]);
 
 test('main header comments go; every other segment and the tile-parts stay as they were', () => {
   const stream = Buffer.concat([SOC, SIZ, comment('Patient Doe^John'), COD, QCD, comment('Created by a device'), TILE]);
   assert.deepEqual(withoutJ2kComments(stream), Buffer.concat([SOC, SIZ, COD, QCD, TILE]));
   assert.equal(j2kCommentsIn(stream), 'present');
   assert.equal(j2kCommentsIn(stream.subarray(0, stream.length - 4)), 'present', 'a first fragment that holds the main header tells');
+});
+
+/** A tile-part of tile `index` whose Psot gives its length, with `header` segments before SOD. */
+function tilePart(index: number, header: Buffer[], data: Buffer): Buffer {
+  const rest = Buffer.concat([...header, Buffer.from([0xff, 0x93]), data]);
+  const sot = markerSegment(0xff90, Buffer.from([0, index, 0, 0, 0, 0, 0, 1]));
+  sot.writeUInt32BE(sot.length + rest.length, 6);
+  return Buffer.concat([sot, rest]);
+}
+
+// Found reviewing the JPEG fix after it: comments in tile-part headers were left, and bytes after EOC
+// (which no decoder reads) were copied. A tile-part comment is blanked in place, so that SOT's Psot and
+// TLM stay true.
+test("tile-part comments are blanked in place, and bytes after EOC go unless they are padding", () => {
+  const EOC = Buffer.from([0xff, 0xd9]);
+  const first = tilePart(0, [comment('Zabriskie^Quentin')], Buffer.from([1, 0xff, 0x7f, 2]));
+  const second = tilePart(1, [markerSegment(0xff64, Buffer.from([0, 0, 0xde, 0xad]))], Buffer.from([3, 4]));
+  const stream = Buffer.concat([SOC, SIZ, COD, QCD, first, second, EOC, Buffer.from('MRN600', 'latin1')]);
+  const cleaned = withoutJ2kComments(stream);
+  assert.ok(cleaned);
+  const blankFirst = tilePart(0, [comment(' '.repeat('Zabriskie^Quentin'.length))], Buffer.from([1, 0xff, 0x7f, 2]));
+  const blankSecond = tilePart(1, [markerSegment(0xff64, Buffer.from([0, 0, 0, 0]))], Buffer.from([3, 4]));
+  assert.deepEqual(cleaned, Buffer.concat([SOC, SIZ, COD, QCD, blankFirst, blankSecond, EOC]));
+  assert.equal(j2kCommentsIn(stream), 'present');
+  assert.equal(j2kCommentsIn(Buffer.concat([SOC, SIZ, COD, QCD, first])), 'unknown', 'a first fragment that ends before EOC');
+  for (const padding of [0x00, 0xff]) {
+    const padded = Buffer.concat([SOC, SIZ, COD, QCD, tilePart(0, [], Buffer.from([1, 2])), EOC, Buffer.from([padding])]);
+    assert.equal(withoutJ2kComments(padded), undefined);
+    assert.equal(j2kCommentsIn(padded), 'none');
+  }
+  const tail = Buffer.concat([SOC, SIZ, COD, QCD, TILE, Buffer.from('Doe^John', 'latin1')]);
+  assert.deepEqual(withoutJ2kComments(tail), Buffer.concat([SOC, SIZ, COD, QCD, TILE]), 'after a last tile-part that runs to EOC');
 });
 
 test('a codestream without main header comments, one that is no codestream and one cut before its first tile-part are left alone', () => {
