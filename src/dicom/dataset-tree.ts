@@ -10,7 +10,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { inflateRawSync } from 'node:zlib';
 import { vrOf } from './dictionary.js';
-import { DatasetFormatError, MAX_SEQUENCE_DEPTH, tagText } from './header-scanner.js';
+import { DatasetFormatError, MAX_SEQUENCE_DEPTH, tagInError } from './header-scanner.js';
 import { readFileMeta } from './part10.js';
 import { findTransferSyntax, type DatasetEncoding } from './transfer-syntaxes.js';
 import { LONG_VRS, SHORT_VRS } from './values.js';
@@ -164,12 +164,12 @@ function parseElements(context: Context, start: number, end: number, untilItemDe
       return { elements, next: offset + 8 };
     }
     if (header.tag === ITEM || header.tag === SEQUENCE_DELIMITER) {
-      throw new DatasetFormatError(`(${tagText(header.tag)}) where a data element was expected at ${offset}`);
+      throw new DatasetFormatError(`${tagInError(header.tag)} where a data element was expected at ${offset}`);
     }
     const element = parseElementBody(context, offset, header);
     // PS3.5 7.5.1: an item of defined length holds its elements whole. One that runs past would be
     // read twice (its tail also as what follows the item) and copied whole when its item is edited.
-    if (element.end > end) throw new DatasetFormatError(`element (${tagText(header.tag)}) runs past the item holding it at ${offset}`);
+    if (element.end > end) throw new DatasetFormatError(`${tagInError(header.tag)} runs past the item holding it at ${offset}`);
     elements.push(element);
     offset = element.end;
   }
@@ -208,7 +208,7 @@ function readElementHeader(context: Context, offset: number): Header {
     if (head.length < 12) throw new DatasetFormatError(`the dataset ends inside an element header at ${offset}`);
     return { tag, vr, length: u32(8), headerLength: 12 };
   }
-  throw new DatasetFormatError(`element (${tagText(tag)}) has no valid VR at ${offset}`);
+  throw new DatasetFormatError(`${tagInError(tag)} has no valid VR at ${offset}`);
 }
 
 /** The VRs of PS3.5 6.2 by their two bytes, and whether their length field is 4 bytes (7.1.2). The
@@ -253,7 +253,7 @@ function parseElementBody(context: Context, offset: number, header: Header): Ele
     return node;
   }
   node.end = valueOffset + header.length;
-  if (node.end > context.source.length) throw new DatasetFormatError(`element (${tagText(header.tag)}) runs past the end of the dataset`);
+  if (node.end > context.source.length) throw new DatasetFormatError(`${tagInError(header.tag)} runs past the end of the dataset`);
   if (isSequence) {
     node.items = parseItems(context, valueOffset, node.end, false).items;
     return node;
@@ -298,7 +298,7 @@ function parseItems(outer: Context, start: number, end: number, untilDelimiter: 
       if (!untilDelimiter) throw new DatasetFormatError(`sequence delimiter in a sequence of defined length at ${offset}`);
       return { items, next: offset + 8 };
     }
-    if (header.tag !== ITEM) throw new DatasetFormatError(`(${tagText(header.tag)}) where an item was expected at ${offset}`);
+    if (header.tag !== ITEM) throw new DatasetFormatError(`${tagInError(header.tag)} where an item was expected at ${offset}`);
     const valueOffset = offset + 8;
     if (header.length === UNDEFINED_LENGTH) {
       const { elements, next } = parseElements(context, valueOffset, context.source.length, true);

@@ -9,6 +9,7 @@
  */
 import { createInflateRaw, type InflateRaw } from 'node:zlib';
 import type { DatasetEncoding } from './transfer-syntaxes.js';
+import { keywordOf } from './dictionary.js';
 import { LONG_VRS, SHORT_VRS } from './values.js';
 
 export class DatasetFormatError extends Error {
@@ -184,7 +185,7 @@ export class HeaderScanner implements ByteScanner {
         this.sequenceDepth -= 1;
         return;
       }
-      if (tag !== ITEM) throw new DatasetFormatError(`expected an item in a sequence, found (${tagText(tag)})`);
+      if (tag !== ITEM) throw new DatasetFormatError(`expected an item in a sequence, found ${tagInError(tag)}`);
       if (length === UNDEFINED) this.stack.push({ kind: 'item', implicit: frame.implicit, bigEndian: frame.bigEndian });
       else this.skip = length;
       return;
@@ -195,7 +196,7 @@ export class HeaderScanner implements ByteScanner {
       return;
     }
     if (tag === ITEM || tag === SEQUENCE_DELIMITER) {
-      throw new DatasetFormatError(`(${tagText(tag)}) where a data element was expected`);
+      throw new DatasetFormatError(`${tagInError(tag)} where a data element was expected`);
     }
     if (depth === 1 && tag >= this.stopAtTag) {
       this.stopped = true;
@@ -239,7 +240,7 @@ export class HeaderScanner implements ByteScanner {
       if (available < 12) return undefined;
       return { tag, vr, length: readUInt32(buffer, offset + 8, frame.bigEndian), headerLength: 12 };
     }
-    throw new DatasetFormatError(`element (${tagText(tag)}) has no valid VR (bytes 0x${buffer.toString('hex', offset + 4, offset + 6)})`);
+    throw new DatasetFormatError(`${tagInError(tag)} has no valid VR (not two letters: implicit VR data under an explicit VR transfer syntax, or a wrong length before it)`);
   }
 }
 
@@ -250,6 +251,16 @@ function readUInt32(buffer: Buffer, offset: number, bigEndian: boolean): number 
 export function tagText(tag: number): string {
   const hex = tag.toString(16).toUpperCase().padStart(8, '0');
   return `${hex.slice(0, 4)},${hex.slice(4)}`;
+}
+
+/**
+ * A tag read where the data broke, for an error message that operators, logs and the sender see: shown
+ * only when the dictionary knows it (or it is an item or delimiter). Read at the wrong place (after a
+ * wrong length, or implicit VR data sent as explicit), its four bytes, and a VR's two, may be part of a
+ * value: a patient's name.
+ */
+export function tagInError(tag: number): string {
+  return tag >>> 16 === 0xfffe || keywordOf(tag) !== undefined ? `element (${tagText(tag)})` : 'an element of an unknown tag';
 }
 
 /**

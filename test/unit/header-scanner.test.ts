@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
 import { test } from 'node:test';
 import { createHeaderScanner, DatasetFormatError, type ByteScanner } from '../../src/dicom/header-scanner.js';
+import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../../src/index/attributes.js';
 import { elementHeader, encodeElement } from '../helpers/synthetic-dicom.js';
 
@@ -97,6 +98,19 @@ test('a dataset that ends inside an element, or with an invalid VR, is a format 
   await assert.rejects(scan(createHeaderScanner('explicit-le', INDEXED_TAGS), badVr, 10), DatasetFormatError);
   const garbage = Buffer.from('this is not a deflate stream at all');
   await assert.rejects(scan(createHeaderScanner('deflated-explicit-le', INDEXED_TAGS), garbage, 10), DatasetFormatError);
+});
+
+// Found reviewing the receive path's messages: bytes read as an element header where the data broke
+// (after a wrong length, say) were quoted in hex, tag and VR, and they may be part of a value: the
+// error comment goes to the sender, the log and the quarantine reason.
+test('a format error does not quote, in hex, bytes that may belong to a value; a known tag is still named', async () => {
+  const lost = Buffer.concat([encodeElement(0x00080060, 'CS', 'MR'), Buffer.from('Quimby^zed', 'latin1')]);
+  const error = await scan(createHeaderScanner('explicit-le', INDEXED_TAGS), lost, 100).then(() => undefined, (caught: Error) => caught);
+  assert.ok(error instanceof DatasetFormatError);
+  assert.doesNotMatch(error.message, /7551|6d69|6279|Quimby/i);
+  assert.throws(() => parseDataset(new BufferSource(lost), 'explicit-le'), (caught: Error) => caught instanceof DatasetFormatError && !/7551|6d69|6279|Quimby/i.test(caught.message));
+  const knownTag = Buffer.from([0x10, 0x00, 0x10, 0x00, 0x01, 0x02, 0x02, 0x00, 0x41, 0x41]);
+  await assert.rejects(scan(createHeaderScanner('explicit-le', INDEXED_TAGS), knownTag, 10), /element \(0010,0010\) has no valid VR/);
 });
 
 // Found in the robustness review: the scanner kept a frame for every sequence and item of undefined
