@@ -6,7 +6,7 @@
  * would hold back is held back here too (pixel risk, and residual risk under
  * deid.quarantineOnFindings), with its reason.
  */
-import { mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync, type Dirent, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { resolveDeidSecret } from '../config/secret.js';
@@ -39,9 +39,10 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
   const written = new Map<string, string>();
   // An input that cannot be read (not there, no permission) fails alone, as an unreadable file does:
   // it ended the run before any file, and left the staging folder behind (found in a review).
+  const failed = (path: string, reason: string) => summary.failed.push({ path, reason });
   const files = inputs.flatMap((input) => {
     try {
-      return filesUnder(resolve(input));
+      return filesUnder(resolve(input), failed);
     } catch (error) {
       summary.failed.push({ path: input, reason: (error as Error).message });
       return [];
@@ -100,18 +101,50 @@ function realOrSelf(path: string): string {
   }
 }
 
-function filesUnder(path: string): string[] {
+/**
+ * The files to de-identify under an input: itself when it is no folder; within folders, regular files
+ * only (a symbolic link to one too), as gantry import reads: a named pipe or a device among them was
+ * opened and read, and the run waited on it for ever. Each folder is walked once, as gantry import
+ * walks: a link back to a folder above (a loop) ran until the path was too long, and that failed the
+ * whole input; a folder linked twice was de-identified twice. A folder that cannot be read fails alone.
+ */
+function filesUnder(path: string, failed: (path: string, reason: string) => void): string[] {
   if (!statSync(path).isDirectory()) return [path];
-  // Within a folder, regular files only (a symbolic link to one too), as gantry import reads: a named
-  // pipe or a device among them was opened and read, and the run waited on it for ever.
-  return readdirSync(path, { withFileTypes: true })
-    .sort((a, b) => a.name.localeCompare(b.name))
-    .flatMap((entry) => {
-      const full = join(path, entry.name);
-      if (entry.isFile()) return [full];
-      if (entry.isDirectory()) return filesUnder(full);
-      if (!entry.isSymbolicLink()) return [];
-      const target = statSync(full, { throwIfNoEntry: false });
-      return target?.isDirectory() ? filesUnder(full) : target?.isFile() ? [full] : [];
-    });
+  const files: string[] = [];
+  const walked = new Set<string>();
+  const walk = (directory: string): void => {
+    let entries: Dirent[];
+    try {
+      // As bigints: an inode number may pass 2^53 (XFS, NFS).
+      const info = statSync(directory, { bigint: true });
+      const identity = `${info.dev}:${info.ino}`;
+      if (walked.has(identity)) return;
+      walked.add(identity);
+      entries = readdirSync(directory, { withFileTypes: true });
+    } catch (error) {
+      failed(directory, (error as Error).message);
+      return;
+    }
+    for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      const full = join(directory, entry.name);
+      if (entry.isFile()) files.push(full);
+      else if (entry.isDirectory()) walk(full);
+      else if (entry.isSymbolicLink()) {
+        // A link to nothing, or to itself (ELOOP), is passed over, as a pipe is.
+        const target = linkTarget(full);
+        if (target?.isDirectory()) walk(full);
+        else if (target?.isFile()) files.push(full);
+      }
+    }
+  };
+  walk(path);
+  return files;
+}
+
+function linkTarget(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
 }

@@ -1,7 +1,7 @@
 /** gantry deid --out DIR (src/cli/deid.ts): what it leaves in DIR besides its outputs. */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { runDeid } from '../../src/cli/deid.js';
@@ -70,4 +70,29 @@ test('gantry deid reads the regular files of a folder and passes over a named pi
   t.after(() => writer.kill());
   const summary = runDeid(loaded, [inputs], join(dir, 'out'), silentLogger());
   assert.deepEqual([summary.done, summary.failed.length], [1, 0]);
+});
+
+// Found in the seventh session's review of known leads: a link back to a folder above it was followed
+// until the path was too long, and that error failed the whole input; a folder linked twice was
+// de-identified twice; a subfolder that cannot be read failed every file beside it.
+test('gantry deid walks each folder once, through links too, and a folder it cannot read fails alone', async () => {
+  const dir = scratchDir('deid-cli-links');
+  const storagePath = join(dir, 'data');
+  const loaded: LoadedConfig = { config: parseConfigText(`storage:\n  path: ${storagePath}\ndeid:\n  secret: a secret of this test\n`, 'test'), source: 'test', embedded: false };
+  const inputs = join(dir, 'in');
+  mkdirSync(join(inputs, 'series'), { recursive: true });
+  await writeSyntheticFile(join(inputs, 'series', 'a.dcm'), { studyInstanceUid: '1.2.3.2', seriesInstanceUid: '1.2.3.2.1', patientId: 'P2', patientName: 'Doe^Jane', rows: 4, columns: 4 });
+  symlinkSync('..', join(inputs, 'series', 'loop'));
+  symlinkSync('series', join(inputs, 'again'));
+  symlinkSync('self', join(inputs, 'self'));
+  const locked = join(inputs, 'locked');
+  mkdirSync(locked);
+  chmodSync(locked, 0);
+  const summary = runDeid(loaded, [inputs], join(dir, 'out'), silentLogger());
+  chmodSync(locked, 0o755);
+  assert.equal(summary.done, 1, JSON.stringify(summary));
+  assert.deepEqual(summary.replaced, [], 'the file is de-identified once');
+  // root reads every folder: the locked one fails only where permissions hold.
+  if (process.getuid?.() !== 0) assert.deepEqual(summary.failed.map((failure) => failure.path), [locked]);
+  else assert.deepEqual(summary.failed, []);
 });
