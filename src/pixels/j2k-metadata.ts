@@ -7,7 +7,7 @@
  * tile-part's length, which SOT's Psot and the main header's TLM record); bytes after the codestream's
  * end (EOC), which no decoder reads, go. Everything decoding needs stays.
  */
-import { segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
+import { endedAt, segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
 
 const SOC = 0xff4f;
 const SOT = 0xff90;
@@ -32,7 +32,7 @@ export const J2K_MAIN_HEADER: HeaderGrammar = { start: SOC, end: SOT, fillBytes:
 /**
  * The tile-parts, from the first SOT, walked by their lengths (Psot; 0 for a last one that runs to
  * EOC, T.800 A.4.2): the comments of their headers blanked, their data kept, and the stream ended at
- * EOC, without bytes after it unless each is 0x00 or 0xFF (padding). 'unreadable' when the lengths do
+ * EOC, without bytes after it unless they are padding (endedAt). 'unreadable' when the lengths do
  * not lead to EOC (a first fragment of a frame cut in several, or a stream cut short).
  */
 function cleanedTileParts(body: Buffer): Buffer | 'clean' | 'unreadable' {
@@ -41,13 +41,7 @@ function cleanedTileParts(body: Buffer): Buffer | 'clean' | 'unreadable' {
   let at = 0;
   while (at + 2 <= body.length) {
     const marker = body.readUInt16BE(at);
-    if (marker === EOC) {
-      parts.push(body.subarray(at, at + 2));
-      const after = body.subarray(at + 2);
-      if (after.some((byte) => byte !== 0 && byte !== 0xff)) changed = true;
-      else parts.push(after);
-      return changed ? Buffer.concat(parts) : 'clean';
-    }
+    if (marker === EOC) return endedAt(body, at, parts, changed);
     if (marker !== SOT || at + 12 > body.length) return 'unreadable';
     const length = body.readUInt32BE(at + 6);
     const end = length === 0 ? body.lastIndexOf(EOC_BYTES) : at + length;

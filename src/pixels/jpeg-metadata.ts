@@ -9,7 +9,7 @@
  * stays: tables, headers, restart interval, JFIF (without its thumbnail), Adobe (colour transform) and
  * JPEG-LS's colour transform (APP8 "mrfx").
  */
-import { segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
+import { endedAt, segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
 
 const SOI = 0xffd8;
 const SOS = 0xffda;
@@ -58,9 +58,8 @@ export const JPEG_HEADER: HeaderGrammar = { start: SOI, end: SOS, fillBytes: tru
 
 /**
  * The stream from its first SOS on: each scan's header and entropy-coded data are kept, the segments
- * between scans are cleaned as the header's are, and the stream ends at EOI. Bytes after EOI are
- * dropped unless each is 0x00 or 0xFF: padding, which says nothing (PS3.5 A.4 pads an odd frame with
- * one 0x00; some encoders wrote a fill byte, 0xFF, as pydicom's JPEG-lossy.dcm shows). 'unreadable'
+ * between scans are cleaned as the header's are, and the stream ends at EOI, without bytes after it
+ * unless they are padding (endedAt). 'unreadable'
  * when no EOI ends it (a first fragment of a frame cut in several, or a stream cut short).
  */
 function cleanedScans(body: Buffer): Buffer | 'clean' | 'unreadable' {
@@ -75,13 +74,7 @@ function cleanedScans(body: Buffer): Buffer | 'clean' | 'unreadable' {
       continue;
     }
     const marker = body.readUInt16BE(at);
-    if (marker === EOI) {
-      parts.push(body.subarray(at, at + 2));
-      const after = body.subarray(at + 2);
-      if (after.some((byte) => byte !== 0 && byte !== 0xff)) changed = true;
-      else parts.push(after);
-      return changed ? Buffer.concat(parts) : 'clean';
-    }
+    if (marker === EOI) return endedAt(body, at, parts, changed);
     if (marker === TEM) {
       parts.push(body.subarray(at, at + 2));
       at += 2;

@@ -71,3 +71,18 @@ function walkHeader(frame: Buffer, grammar: HeaderGrammar): Walked {
   }
   return { kind: 'unreadable' };
 }
+
+/**
+ * A stream that ends with its end marker at `at` (JPEG's EOI and JPEG 2000's EOC are both 0xFFD9),
+ * `parts` holding what comes before it: the cleaned stream, or 'clean' when nothing changed. What
+ * follows the marker, which no decoder reads, is dropped unless each byte is 0x00 or 0xFF: padding,
+ * which says nothing (PS3.5 A.4 pads an odd frame with one 0x00; some encoders wrote a fill byte,
+ * 0xFF, as pydicom's JPEG-lossy.dcm shows).
+ */
+export function endedAt(body: Buffer, at: number, parts: Buffer[], changed: boolean): Buffer | 'clean' {
+  parts.push(body.subarray(at, at + 2));
+  const after = body.subarray(at + 2);
+  const padding = after.every((byte) => byte === 0 || byte === 0xff);
+  if (padding) parts.push(after);
+  return changed || !padding ? Buffer.concat(parts) : 'clean';
+}
