@@ -44,13 +44,16 @@ function cleanedTileParts(body: Buffer): Buffer | 'clean' | 'unreadable' {
     if (marker === EOC) return endedAt(body, at, parts, changed);
     if (marker !== SOT || at + 12 > body.length) return 'unreadable';
     const length = body.readUInt32BE(at + 6);
-    const end = length === 0 ? body.lastIndexOf(EOC_BYTES) : at + length;
-    if (end < at + 12 || end > body.length) return 'unreadable';
-    const tilePart = body.subarray(at, end);
-    const blanked = withBlankComments(tilePart);
-    if (blanked === 'unreadable') return 'unreadable';
-    if (blanked) changed = true;
-    parts.push(blanked ?? tilePart);
+    if (length !== 0 && (length < 12 || at + length > body.length)) return 'unreadable';
+    const header = withBlankComments(body.subarray(at, length === 0 ? body.length : at + length));
+    if (header === 'unreadable') return 'unreadable';
+    // Psot 0: the last tile-part, up to EOC, the first 0xFFD9 after its header: packet data never holds
+    // 0xFF followed by a byte above 0x8F (T.800's bit stuffing), and the last 0xFFD9 could be in bytes
+    // after EOC.
+    const end = length === 0 ? body.indexOf(EOC_BYTES, at + header.data) : at + length;
+    if (end < 0) return 'unreadable';
+    if (header.blanked) changed = true;
+    parts.push(header.blanked ? header.blanked.subarray(0, end - at) : body.subarray(at, end));
     at = end;
   }
   return 'unreadable';
@@ -58,14 +61,15 @@ function cleanedTileParts(body: Buffer): Buffer | 'clean' | 'unreadable' {
 
 const EOC_BYTES = Buffer.from([0xff, 0xd9]);
 
-/** The tile-part with the text of its header's comments blanked (spaces for Latin text, else zeros),
- * or undefined when it has none with anything in them. */
-function withBlankComments(tilePart: Buffer): Buffer | undefined | 'unreadable' {
+/** The tile-part (or the rest of the stream, from its SOT) with the text of its header's comments
+ * blanked (spaces for Latin text, else zeros), `blanked` undefined when none has anything in it;
+ * `data`: where its data begins, after SOD. */
+function withBlankComments(tilePart: Buffer): { blanked: Buffer | undefined; data: number } | 'unreadable' {
   let copy: Buffer | undefined;
   let at = 2 + tilePart.readUInt16BE(2); // after SOT's segment (Lsot)
   while (at + 2 <= tilePart.length) {
     const marker = tilePart.readUInt16BE(at);
-    if (marker === SOD) return copy;
+    if (marker === SOD) return { blanked: copy, data: at + 2 };
     if (marker >>> 8 !== 0xff || at + 4 > tilePart.length) return 'unreadable';
     const end = at + 2 + tilePart.readUInt16BE(at + 2);
     if (end < at + 4 || end > tilePart.length) return 'unreadable';

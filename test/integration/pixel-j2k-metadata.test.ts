@@ -67,6 +67,8 @@ test("tile-part comments are blanked in place, and bytes after EOC go unless the
   }
   const tail = Buffer.concat([SOC, SIZ, COD, QCD, TILE, Buffer.from('Doe^John', 'latin1')]);
   assert.deepEqual(withoutJ2kComments(tail), Buffer.concat([SOC, SIZ, COD, QCD, TILE]), 'after a last tile-part that runs to EOC');
+  const tailWithEnd = Buffer.concat([SOC, SIZ, COD, QCD, TILE, Buffer.from('Doe^John', 'latin1'), EOC, Buffer.from('MRN600', 'latin1')]);
+  assert.deepEqual(withoutJ2kComments(tailWithEnd), Buffer.concat([SOC, SIZ, COD, QCD, TILE]), 'a tile-part that runs to EOC ends at the first one');
 });
 
 test('a codestream without main header comments, one that is no codestream and one cut before its first tile-part are left alone', () => {
