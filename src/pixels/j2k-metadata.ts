@@ -7,7 +7,7 @@
  * tile-part's length, which SOT's Psot and the main header's TLM record); bytes after the codestream's
  * end (EOC), which no decoder reads, go. Everything decoding needs stays.
  */
-import { endedAt, segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
+import { endedAt, endedEarly, segmentsToCleanIn, withCleanCodestream, type BodyOutcome, type HeaderGrammar } from './marker-segments.js';
 
 const SOC = 0xff4f;
 const SOT = 0xff90;
@@ -32,31 +32,31 @@ export const J2K_MAIN_HEADER: HeaderGrammar = { start: SOC, end: SOT, fillBytes:
 /**
  * The tile-parts, from the first SOT, walked by their lengths (Psot; 0 for a last one that runs to
  * EOC, T.800 A.4.2): the comments of their headers blanked, their data kept, and the stream ended at
- * EOC, without bytes after it unless they are padding (endedAt). 'unreadable' when the lengths do
- * not lead to EOC (a first fragment of a frame cut in several, or a stream cut short).
+ * EOC, without bytes after it unless they are padding (endedAt). Cleaned as far as the lengths lead
+ * when they do not lead to EOC (a first fragment of a frame cut in several, or a stream cut short).
  */
-function cleanedTileParts(body: Buffer): Buffer | 'clean' | 'unreadable' {
+function cleanedTileParts(body: Buffer): BodyOutcome {
   const parts: Buffer[] = [];
   let changed = false;
   let at = 0;
   while (at + 2 <= body.length) {
     const marker = body.readUInt16BE(at);
     if (marker === EOC) return endedAt(body, at, parts, changed);
-    if (marker !== SOT || at + 12 > body.length) return 'unreadable';
+    if (marker !== SOT || at + 12 > body.length) return endedEarly(body, at, parts, changed);
     const length = body.readUInt32BE(at + 6);
-    if (length !== 0 && (length < 12 || at + length > body.length)) return 'unreadable';
+    if (length !== 0 && (length < 12 || at + length > body.length)) return endedEarly(body, at, parts, changed);
     const header = withBlankComments(body.subarray(at, length === 0 ? body.length : at + length));
-    if (header === 'unreadable') return 'unreadable';
+    if (header === 'unreadable') return endedEarly(body, at, parts, changed);
     // Psot 0: the last tile-part, up to EOC, the first 0xFFD9 after its header: packet data never holds
     // 0xFF followed by a byte above 0x8F (T.800's bit stuffing), and the last 0xFFD9 could be in bytes
     // after EOC.
     const end = length === 0 ? body.indexOf(EOC_BYTES, at + header.data) : at + length;
-    if (end < 0) return 'unreadable';
+    if (end < 0) return endedEarly(body, at, parts, changed);
     if (header.blanked) changed = true;
     parts.push(header.blanked ? header.blanked.subarray(0, end - at) : body.subarray(at, end));
     at = end;
   }
-  return 'unreadable';
+  return endedEarly(body, at, parts, changed);
 }
 
 const EOC_BYTES = Buffer.from([0xff, 0xd9]);

@@ -9,7 +9,7 @@
  * stays: tables, headers, restart interval, JFIF (without its thumbnail), Adobe (colour transform) and
  * JPEG-LS's colour transform (APP8 "mrfx").
  */
-import { endedAt, segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from './marker-segments.js';
+import { endedAt, endedEarly, segmentsToCleanIn, withCleanCodestream, type BodyOutcome, type HeaderGrammar } from './marker-segments.js';
 
 const SOI = 0xffd8;
 const SOS = 0xffda;
@@ -59,15 +59,23 @@ export const JPEG_HEADER: HeaderGrammar = { start: SOI, end: SOS, fillBytes: tru
 /**
  * The stream from its first SOS on: each scan's header and entropy-coded data are kept, the segments
  * between scans are cleaned as the header's are, and the stream ends at EOI, without bytes after it
- * unless they are padding (endedAt). 'unreadable'
- * when no EOI ends it (a first fragment of a frame cut in several, or a stream cut short).
+ * unless they are padding (endedAt). A stream that no EOI ends (a first fragment of a frame cut in
+ * several, or a stream cut short, which decoders read as far as it goes) is cleaned as far as it goes.
  */
-function cleanedScans(body: Buffer): Buffer | 'clean' | 'unreadable' {
+function cleanedScans(body: Buffer): BodyOutcome {
   const parts: Buffer[] = [];
   let changed = false;
   let at = 0;
   while (at + 2 <= body.length) {
-    if (body[at] !== 0xff) return 'unreadable';
+    if (body[at] !== 0xff) {
+      // Bytes where a marker should be: decoders skip them to the next marker (libjpeg warns of
+      // "extraneous bytes") and decode on, so they go, as bytes after EOI do.
+      const next = body.indexOf(0xff, at);
+      if (next < 0) return { cleaned: Buffer.concat(parts), complete: false };
+      changed = true;
+      at = next;
+      continue;
+    }
     if (body[at + 1] === 0xff) {
       parts.push(body.subarray(at, at + 1)); // a fill byte before a marker (T.81 B.1.1.2)
       at += 1;
@@ -80,9 +88,12 @@ function cleanedScans(body: Buffer): Buffer | 'clean' | 'unreadable' {
       at += 2;
       continue;
     }
-    if (at + 4 > body.length) return 'unreadable';
+    if (at + 4 > body.length) return endedEarly(body, at, parts, changed);
     const end = at + 2 + body.readUInt16BE(at + 2);
-    if (end < at + 4 || end > body.length) return 'unreadable';
+    if (end < at + 4) return endedEarly(body, at, parts, changed);
+    // A segment cut by the end of the bytes: one that goes goes now (in a first fragment, that says
+    // the frame has metadata; in a whole frame, nothing follows it).
+    if (end > body.length) return marker !== SOS && cleanedSegment(marker, body.subarray(at)) !== 'keep' ? { cleaned: Buffer.concat(parts), complete: false } : endedEarly(body, at, parts, changed);
     const segment = body.subarray(at, end);
     const outcome = marker === SOS ? 'keep' : cleanedSegment(marker, segment);
     if (outcome === 'keep') parts.push(segment);
@@ -93,12 +104,12 @@ function cleanedScans(body: Buffer): Buffer | 'clean' | 'unreadable' {
     at = end;
     if (marker === SOS) {
       const next = nextMarkerAfterScan(body, at);
-      if (next === undefined) return 'unreadable';
+      if (next === undefined) return endedEarly(body, at, parts, changed);
       parts.push(body.subarray(at, next));
       at = next;
     }
   }
-  return 'unreadable';
+  return endedEarly(body, at, parts, changed);
 }
 
 /**

@@ -15,9 +15,19 @@ export interface HeaderGrammar {
   fillBytes: boolean;
   /** What becomes of one segment (`bytes`: marker and length included): kept, dropped, or replaced. */
   clean(marker: number, bytes: Buffer): Buffer | 'keep' | 'drop';
-  /** What follows the header (`body` starts at the `end` marker): cleaned, clean, or not walkable to
-   * its end (it is then kept as it is; a first fragment of a frame cut in several ends so). */
-  cleanBody?(body: Buffer): Buffer | 'clean' | 'unreadable';
+  /** What follows the header (`body` starts at the `end` marker), cleaned. */
+  cleanBody?(body: Buffer): BodyOutcome;
+}
+
+/**
+ * `cleaned`: the body rewritten, when something went (undefined: nothing did). `complete`: whether it
+ * was walked to its end marker; a body that ends early (a first fragment of a frame cut in several, a
+ * stream cut short) or cannot be walked further is cleaned as far as it was walked and copied as it is
+ * from there.
+ */
+export interface BodyOutcome {
+  cleaned: Buffer | undefined;
+  complete: boolean;
 }
 
 type Walked = { kind: 'cleaned'; frame: Buffer } | { kind: 'clean'; bodyUnread: boolean } | { kind: 'unreadable' };
@@ -52,10 +62,10 @@ function walkHeader(frame: Buffer, grammar: HeaderGrammar): Walked {
     if (marker >>> 8 !== 0xff) return { kind: 'unreadable' };
     if (marker === grammar.end) {
       const body = frame.subarray(at);
-      const cleaned = grammar.cleanBody?.(body) ?? 'unreadable';
-      parts.push(typeof cleaned === 'string' ? body : cleaned);
-      if (typeof cleaned !== 'string') changed = true;
-      return changed ? { kind: 'cleaned', frame: Buffer.concat(parts) } : { kind: 'clean', bodyUnread: grammar.cleanBody !== undefined && cleaned === 'unreadable' };
+      const outcome = grammar.cleanBody?.(body) ?? { cleaned: undefined, complete: true };
+      parts.push(outcome.cleaned ?? body);
+      if (outcome.cleaned) changed = true;
+      return changed ? { kind: 'cleaned', frame: Buffer.concat(parts) } : { kind: 'clean', bodyUnread: !outcome.complete };
     }
     const length = frame.readUInt16BE(at + 2);
     const end = at + 2 + length;
@@ -74,15 +84,21 @@ function walkHeader(frame: Buffer, grammar: HeaderGrammar): Walked {
 
 /**
  * A stream that ends with its end marker at `at` (JPEG's EOI and JPEG 2000's EOC are both 0xFFD9),
- * `parts` holding what comes before it: the cleaned stream, or 'clean' when nothing changed. What
+ * `parts` holding what comes before it: the stream cleaned, when anything went. What
  * follows the marker, which no decoder reads, is dropped unless each byte is 0x00 or 0xFF: padding,
  * which says nothing (PS3.5 A.4 pads an odd frame with one 0x00; some encoders wrote a fill byte,
  * 0xFF, as pydicom's JPEG-lossy.dcm shows).
  */
-export function endedAt(body: Buffer, at: number, parts: Buffer[], changed: boolean): Buffer | 'clean' {
+export function endedAt(body: Buffer, at: number, parts: Buffer[], changed: boolean): BodyOutcome {
   parts.push(body.subarray(at, at + 2));
   const after = body.subarray(at + 2);
   const padding = after.every((byte) => byte === 0 || byte === 0xff);
   if (padding) parts.push(after);
-  return changed || !padding ? Buffer.concat(parts) : 'clean';
+  return { cleaned: changed || !padding ? Buffer.concat(parts) : undefined, complete: true };
+}
+
+/** A body walked up to `at` and no further (it ends early, or cannot be walked on): what was walked,
+ * cleaned, then the rest as it is. */
+export function endedEarly(body: Buffer, at: number, parts: Buffer[], changed: boolean): BodyOutcome {
+  return { cleaned: changed ? Buffer.concat([...parts, body.subarray(at)]) : undefined, complete: false };
 }

@@ -59,7 +59,8 @@ test("tile-part comments are blanked in place, and bytes after EOC go unless the
   const blankSecond = tilePart(1, [markerSegment(0xff64, Buffer.from([0, 0, 0, 0]))], Buffer.from([3, 4]));
   assert.deepEqual(cleaned, Buffer.concat([SOC, SIZ, COD, QCD, blankFirst, blankSecond, EOC]));
   assert.equal(j2kCommentsIn(stream), 'present');
-  assert.equal(j2kCommentsIn(Buffer.concat([SOC, SIZ, COD, QCD, first])), 'unknown', 'a first fragment that ends before EOC');
+  assert.equal(j2kCommentsIn(Buffer.concat([SOC, SIZ, COD, QCD, first])), 'present', 'a first fragment whose tile-part has a comment tells');
+  assert.equal(j2kCommentsIn(Buffer.concat([SOC, SIZ, COD, QCD, tilePart(0, [], Buffer.from([1, 2]))])), 'unknown', 'a first fragment that ends before EOC');
   for (const padding of [0x00, 0xff]) {
     const padded = Buffer.concat([SOC, SIZ, COD, QCD, tilePart(0, [], Buffer.from([1, 2])), EOC, Buffer.from([padding])]);
     assert.equal(withoutJ2kComments(padded), undefined);

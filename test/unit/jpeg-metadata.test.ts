@@ -68,3 +68,18 @@ test('padding after EOI, JPEG-LS bit stuffing and a scan cut before its end are 
   assert.equal(jpegMetadataIn(cut), 'unknown');
   assert.equal(withoutJpegMetadata(cut), undefined);
 });
+
+// Found reviewing the walker: a stream that no EOI ends kept everything after its first scan, and
+// decoders read such a stream as far as it goes; bytes between segments, which decoders skip, were kept.
+test('a stream cut short is cleaned as far as it goes; bytes between segments go', () => {
+  const scanData = SCAN.subarray(0, -2);
+  const comment = segment(0xfffe, 'Patient Doe^John');
+  const cutAfterComment = Buffer.concat([SOI, FRAME_HEADER, scanData, comment, scanData]);
+  assert.equal(jpegMetadataIn(cutAfterComment), 'present');
+  assert.deepEqual(withoutJpegMetadata(cutAfterComment), Buffer.concat([SOI, FRAME_HEADER, scanData, scanData]));
+  const cutInComment = Buffer.concat([SOI, FRAME_HEADER, scanData, comment.subarray(0, 10)]);
+  assert.equal(jpegMetadataIn(cutInComment), 'present', 'a first fragment cut inside a comment has metadata');
+  assert.deepEqual(withoutJpegMetadata(cutInComment), Buffer.concat([SOI, FRAME_HEADER, scanData]));
+  const extraneous = Buffer.concat([SOI, FRAME_HEADER, scanData, segment(0xffdd, Buffer.from([0, 0])), Buffer.from('Doe^John', 'latin1'), SCAN]);
+  assert.deepEqual(withoutJpegMetadata(extraneous), Buffer.concat([SOI, FRAME_HEADER, scanData, segment(0xffdd, Buffer.from([0, 0])), SCAN]));
+});
