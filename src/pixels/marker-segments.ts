@@ -11,7 +11,8 @@ export interface HeaderGrammar {
   start: number;
   /** The marker that ends the header (JPEG's first SOS, JPEG 2000's first SOT). */
   end: number;
-  /** Whether fill bytes (0xFF) may precede a marker (T.81 B.1.1.2). */
+  /** Whether fill bytes (0xFF) may precede a marker (T.81 B.1.1.2), and decoders skip other bytes
+   * where a marker should be (JPEG's, not JPEG 2000's). */
   fillBytes: boolean;
   /** What becomes of one segment (`bytes`: marker and length included): kept, dropped, or replaced. */
   clean(marker: number, bytes: Buffer): Buffer | 'keep' | 'drop';
@@ -57,6 +58,15 @@ function walkHeader(frame: Buffer, grammar: HeaderGrammar): Walked {
     const marker = frame.readUInt16BE(at);
     if (grammar.fillBytes && marker === 0xffff) {
       at += 1;
+      continue;
+    }
+    if (marker >>> 8 !== 0xff && grammar.fillBytes) {
+      // Bytes where a marker should be: JPEG decoders skip them to the next marker (libjpeg warns of
+      // "extraneous bytes") and decode on, so they go.
+      const next = frame.indexOf(0xff, at);
+      if (next < 0) return { kind: 'unreadable' };
+      changed = true;
+      at = next;
       continue;
     }
     if (marker >>> 8 !== 0xff) return { kind: 'unreadable' };

@@ -82,4 +82,7 @@ test('a stream cut short is cleaned as far as it goes; bytes between segments go
   assert.deepEqual(withoutJpegMetadata(cutInComment), Buffer.concat([SOI, FRAME_HEADER, scanData]));
   const extraneous = Buffer.concat([SOI, FRAME_HEADER, scanData, segment(0xffdd, Buffer.from([0, 0])), Buffer.from('Doe^John', 'latin1'), SCAN]);
   assert.deepEqual(withoutJpegMetadata(extraneous), Buffer.concat([SOI, FRAME_HEADER, scanData, segment(0xffdd, Buffer.from([0, 0])), SCAN]));
+  const extraneousInHeader = Buffer.concat([SOI, Buffer.from('Doe^John', 'latin1'), FRAME_HEADER, SCAN]);
+  assert.equal(jpegMetadataIn(extraneousInHeader), 'present');
+  assert.deepEqual(withoutJpegMetadata(extraneousInHeader), Buffer.concat([SOI, FRAME_HEADER, SCAN]));
 });
