@@ -27,7 +27,43 @@ export const J2K_STREAM_SYNTAXES = new Set([
 ]);
 
 /** Comments go; every other segment of the main header stays; the tile-parts are cleaned (below). */
-export const J2K_MAIN_HEADER: HeaderGrammar = { start: SOC, end: SOT, fillBytes: false, clean: (marker) => (marker === COM ? 'drop' : 'keep'), cleanBody: cleanedTileParts };
+export const J2K_MAIN_HEADER: HeaderGrammar = {
+  start: SOC,
+  end: SOT,
+  fillBytes: false,
+  clean: (marker) => (marker === COM ? 'drop' : 'keep'),
+  cleanBody: cleanedTileParts,
+  container: { opens: opensJp2File, streamIn: codestreamOfJp2File },
+};
+
+/** The JP2 file format's signature box (T.800 I.5.1), which some writers leave around the codestream. */
+const JP2_SIGNATURE = Buffer.from([0, 0, 0, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]);
+
+function opensJp2File(start: Buffer): boolean {
+  return start.subarray(0, JP2_SIGNATURE.length).equals(JP2_SIGNATURE);
+}
+
+/**
+ * The codestream of a JP2 file: the content of its contiguous codestream box (jp2c, T.800 I.5.4).
+ * PS3.5 A.4.4 wants the codestream alone; the boxes beside it (XML, UUID boxes such as XMP, the
+ * header) can hold anything, and go with the container. Undefined when no jp2c box is found.
+ */
+function codestreamOfJp2File(frame: Buffer): Buffer | undefined {
+  let at = 0;
+  while (at + 8 <= frame.length) {
+    let length = frame.readUInt32BE(at);
+    let header = 8;
+    if (length === 1) {
+      if (at + 16 > frame.length) return undefined;
+      length = Number(frame.readBigUInt64BE(at + 8));
+      header = 16;
+    } else if (length === 0) length = frame.length - at; // the last box, to the end (I.4)
+    if (length < header || at + length > frame.length) return undefined;
+    if (frame.toString('latin1', at + 4, at + 8) === 'jp2c') return frame.subarray(at + header, at + length);
+    at += length;
+  }
+  return undefined;
+}
 
 /**
  * The tile-parts, from the first SOT, walked by their lengths (Psot; 0 for a last one that runs to

@@ -18,6 +18,9 @@ export interface HeaderGrammar {
   clean(marker: number, bytes: Buffer): Buffer | 'keep' | 'drop';
   /** What follows the header (`body` starts at the `end` marker), cleaned. */
   cleanBody?(body: Buffer): BodyOutcome;
+  /** A container some writers put the stream in: whether `start` opens one, and the stream inside a
+   * whole frame's (undefined when it holds none). The container goes, with what it holds beside. */
+  container?: { opens(start: Buffer): boolean; streamIn(frame: Buffer): Buffer | undefined };
 }
 
 /**
@@ -36,6 +39,10 @@ type Walked = { kind: 'cleaned'; frame: Buffer } | { kind: 'clean'; bodyUnread: 
 /** The frame with its header (and body, when the grammar cleans one) cleaned, or undefined when
  * nothing changed or the header cannot be walked to its end (the frame is then left as it was). */
 export function withCleanCodestream(frame: Buffer, grammar: HeaderGrammar): Buffer | undefined {
+  if (grammar.container?.opens(frame)) {
+    const stream = grammar.container.streamIn(frame);
+    return stream && (withCleanCodestream(stream, grammar) ?? stream);
+  }
   const walked = walkHeader(frame, grammar);
   return walked.kind === 'cleaned' ? walked.frame : undefined;
 }
@@ -44,6 +51,7 @@ export function withCleanCodestream(frame: Buffer, grammar: HeaderGrammar): Buff
  * bytes end before the header does, or before a body the grammar cleans does, so that only the whole
  * frame can tell. */
 export function segmentsToCleanIn(start: Buffer, grammar: HeaderGrammar): 'none' | 'present' | 'unknown' {
+  if (grammar.container?.opens(start)) return 'present';
   const walked = walkHeader(start, grammar);
   if (walked.kind === 'cleaned') return 'present';
   return walked.kind === 'clean' && !walked.bodyUnread ? 'none' : 'unknown';

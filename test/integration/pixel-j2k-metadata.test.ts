@@ -87,6 +87,26 @@ test('a codestream without main header comments, one that is no codestream and o
 });
 
 
+/** A JP2 box: length, type and content. */
+function box(type: string, content: Buffer): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(8 + content.length, 0);
+  head.write(type, 4, 'latin1');
+  return Buffer.concat([head, content]);
+}
+
+// Found in pydicom's GDCMJ2K_TextGBR.dcm: a codestream in the JP2 file format, whose UUID boxes (XMP,
+// say) and XML boxes can hold anything, was left whole because it opens with no SOC. PS3.5 A.4.4 wants
+// the codestream alone: it is taken out of its container and cleaned.
+test('a codestream in a JP2 file leaves without the boxes around it', () => {
+  const codestream = Buffer.concat([SOC, SIZ, comment('Created by a device'), COD, QCD, TILE]);
+  const signature = Buffer.from([0, 0, 0, 0x0c, 0x6a, 0x50, 0x20, 0x20, 0x0d, 0x0a, 0x87, 0x0a]);
+  const wrapped = Buffer.concat([signature, box('ftyp', Buffer.from('jp2 \0\0\0\0jp2 ', 'latin1')), box('xml ', Buffer.from('<patient>Doe^John</patient>', 'latin1')), box('jp2c', codestream)]);
+  assert.equal(j2kCommentsIn(wrapped.subarray(0, 40)), 'present', 'a first fragment that opens a JP2 file tells');
+  assert.deepEqual(withoutJ2kComments(wrapped), Buffer.concat([SOC, SIZ, COD, QCD, TILE]));
+  assert.equal(withoutJ2kComments(Buffer.concat([signature, box('xml ', Buffer.from('Doe^John', 'latin1'))])), undefined, 'no codestream box: left as it was');
+});
+
 async function gdcmDecoded(path: string, to: string): Promise<Buffer> {
   const result = await run('gdcmconv', ['--raw', path, to], { timeoutMs: 60_000 });
   assert.equal(result.code, 0, `gdcmconv ${basename(path)}: ${result.stderr}`);
@@ -116,4 +136,20 @@ test('pixels in JPEG 2000 that leave as they are leave without comments, decodin
     assert.deepEqual(await gdcmDecoded(output, join(dir, `decoded-out-${name}`)), await gdcmDecoded(input, join(dir, `decoded-in-${name}`)), `${name}: the same samples`);
     await noNewErrors(sourced, output);
   }
+});
+
+test("pydicom's JPEG 2000 in a JP2 file leaves as a bare codestream that decodes to the same samples", async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'gdcmconv'))) return;
+  const dir = scratchDir('pixel-j2k-jp2');
+  const input = join(PYDICOM_TEST_FILES, 'GDCMJ2K_TextGBR.dcm');
+  assert.equal(firstFrame(input).toString('latin1', 4, 8), 'jP  ', 'the sample is a JP2 file');
+  const output = join(dir, 'out.dcm');
+  const noZone = 'zones:\n  - { name: elsewhere, match: { Rows: 4096 }, rects: [[0, 0, 8, 8]] }\n';
+  const result = deidentifyWithZones(input, output, noZone, dir, ['cleanPixelData'], [{ action: 'pass' }]);
+  assert.equal(result.kind, 'deidentified', JSON.stringify(result));
+  const frame = firstFrame(output);
+  assert.equal(frame.readUInt16BE(0), 0xff4f, 'the frame opens with SOC');
+  assert.equal(frame.indexOf('uuid', 0, 'latin1'), -1, 'no box is left');
+  assert.deepEqual(await gdcmDecoded(output, join(dir, 'decoded-out.dcm')), await gdcmDecoded(input, join(dir, 'decoded-in.dcm')));
+  await noNewErrors(input, output);
 });
