@@ -15,6 +15,8 @@ const SOI = 0xffd8;
 const SOS = 0xffda;
 const EOI = 0xffd9;
 const TEM = 0xff01;
+const RST0 = 0xffd0;
+const RST7 = 0xffd7;
 const APP0 = 0xffe0;
 const APP8 = 0xffe8;
 const APP14 = 0xffee;
@@ -54,7 +56,13 @@ export function cleanedSegment(marker: number, bytes: Buffer): Buffer | 'keep' |
   return 'keep';
 }
 
-export const JPEG_HEADER: HeaderGrammar = { start: SOI, end: SOS, fillBytes: true, clean: cleanedSegment, cleanBody: cleanedScans };
+/** RSTn and TEM: markers that start no segment (T.81 Table B.1; T.87 uses the same). libjpeg's
+ * read_markers passes a stray one outside a scan as parameterless, so the stream still decodes. */
+function standalone(marker: number): boolean {
+  return marker === TEM || (marker >= RST0 && marker <= RST7);
+}
+
+export const JPEG_HEADER: HeaderGrammar = { start: SOI, end: SOS, fillBytes: true, standalone, clean: cleanedSegment, cleanBody: cleanedScans };
 
 /**
  * The stream from its first SOS on: each scan's header and entropy-coded data are kept, the segments
@@ -83,7 +91,7 @@ function cleanedScans(body: Buffer): BodyOutcome {
     }
     const marker = body.readUInt16BE(at);
     if (marker === EOI) return endedAt(body, at, parts, changed);
-    if (marker === TEM) {
+    if (standalone(marker)) {
       parts.push(body.subarray(at, at + 2));
       at += 2;
       continue;

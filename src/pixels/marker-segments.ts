@@ -14,6 +14,10 @@ export interface HeaderGrammar {
   /** Whether fill bytes (0xFF) may precede a marker (T.81 B.1.1.2), and decoders skip other bytes
    * where a marker should be (JPEG's, not JPEG 2000's). */
   fillBytes: boolean;
+  /** Whether a marker stands alone, with no length after it (JPEG's RSTn and TEM, T.81 Table B.1): kept
+   * as its two bytes. A decoder passes a stray one wherever it is; read as a segment's start, the two
+   * bytes after it (a comment's marker, say) would be taken for a length. */
+  standalone?(marker: number): boolean;
   /** What becomes of one segment (`bytes`: marker and length included): kept, dropped, or replaced. */
   clean(marker: number, bytes: Buffer): Buffer | 'keep' | 'drop';
   /** What follows the header (`body` starts at the `end` marker), cleaned. */
@@ -84,6 +88,11 @@ function walkHeader(frame: Buffer, grammar: HeaderGrammar): Walked {
       parts.push(outcome.cleaned ?? body);
       if (outcome.cleaned) changed = true;
       return changed ? { kind: 'cleaned', frame: Buffer.concat(parts) } : { kind: 'clean', bodyUnread: !outcome.complete };
+    }
+    if (grammar.standalone?.(marker)) {
+      parts.push(frame.subarray(at, at + 2));
+      at += 2;
+      continue;
     }
     const length = frame.readUInt16BE(at + 2);
     const end = at + 2 + length;

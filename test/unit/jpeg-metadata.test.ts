@@ -54,6 +54,26 @@ test('segments between scans are cleaned as the header is, and bytes after EOI g
   assert.deepEqual(withoutJpegMetadata(tailOnly), Buffer.concat([SOI, sof, scan(1), EOI]));
 });
 
+// Found in review: RSTn and TEM stand alone (T.81 Table B.1), and a decoder passes a stray one anywhere
+// (libjpeg's read_markers skips them as parameterless); the walker read the two bytes after one as a
+// length, so a comment right behind it made the frame unreadable and it was copied whole, or a
+// crafted length carried the comment through as part of the "segment".
+test('a restart or TEM marker outside a scan is two bytes, and the comment after it goes', () => {
+  const sof = segment(0xffc0, Buffer.from([8, 0, 2, 0, 2, 1, 1, 0x11, 0]));
+  const scan = Buffer.concat([segment(0xffda, Buffer.from([1, 1, 0, 0, 63, 0])), Buffer.from([0x12, 0x34])]);
+  const comment = segment(0xfffe, 'Zabriskie^Quentin');
+  const EOI = Buffer.from([0xff, 0xd9]);
+  for (const marker of [0xffd0, 0xffd7, 0xff01]) {
+    const stray = Buffer.from([marker >>> 8, marker & 0xff]);
+    const inHeader = Buffer.concat([SOI, stray, comment, sof, scan, EOI]);
+    assert.equal(jpegMetadataIn(inHeader), 'present', `${marker.toString(16)} in the header`);
+    assert.deepEqual(withoutJpegMetadata(inHeader), Buffer.concat([SOI, stray, sof, scan, EOI]));
+    const huffman = segment(0xffc4, Buffer.from([0x00, ...Array<number>(16).fill(0)]));
+    const betweenScans = Buffer.concat([SOI, sof, scan, huffman, stray, comment, scan, EOI]);
+    assert.deepEqual(withoutJpegMetadata(betweenScans), Buffer.concat([SOI, sof, scan, huffman, stray, scan, EOI]), `${marker.toString(16)} between scans`);
+  }
+});
+
 test('padding after EOI, JPEG-LS bit stuffing and a scan cut before its end are left alone', () => {
   for (const padding of [0x00, 0xff]) {
     const padded = Buffer.concat([SOI, FRAME_HEADER, SCAN, Buffer.from([padding])]);
