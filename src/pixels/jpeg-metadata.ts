@@ -50,7 +50,7 @@ export function cleanedSegment(marker: number, bytes: Buffer): Buffer | 'keep' |
     withoutThumbnail[4 + 13] = 0;
     return withoutThumbnail;
   }
-  if (marker === APP14) return signature('Adobe') ? 'keep' : 'drop';
+  if (marker === APP14) return signature('Adobe') ? withoutTail(bytes, ADOBE_LENGTH) : 'drop';
   if (marker === APP8) return signature('mrfx') ? 'keep' : 'drop';
   if (marker > APP0 && marker <= 0xffef) return 'drop';
   return 'keep';
@@ -60,6 +60,18 @@ export function cleanedSegment(marker: number, bytes: Buffer): Buffer | 'keep' |
  * read_markers passes a stray one outside a scan as parameterless, so the stream still decodes. */
 function standalone(marker: number): boolean {
   return marker === TEM || (marker >= RST0 && marker <= RST7);
+}
+
+/** Adobe's APP14 body: "Adobe", version, flags0, flags1, colour transform. libjpeg's examine_app14
+ * reads these 12 bytes and skips the rest, where text can be put. */
+const ADOBE_LENGTH = 12;
+
+/** The segment cut to a body of `length` bytes, or 'keep' when it has no more. */
+function withoutTail(bytes: Buffer, length: number): Buffer | 'keep' {
+  if (bytes.length <= 4 + length) return 'keep';
+  const cut = Buffer.from(bytes.subarray(0, 4 + length));
+  cut.writeUInt16BE(2 + length, 2);
+  return cut;
 }
 
 export const JPEG_HEADER: HeaderGrammar = { start: SOI, end: SOS, fillBytes: true, standalone, clean: cleanedSegment, cleanBody: cleanedScans };

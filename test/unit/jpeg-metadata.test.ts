@@ -74,6 +74,18 @@ test('a restart or TEM marker outside a scan is two bytes, and the comment after
   }
 });
 
+// Found in review: an Adobe segment was kept whole whatever its length, and a decoder reads only its
+// first 12 bytes (libjpeg's examine_app14 skips the rest), so text appended to it left with the frame.
+test("an Adobe segment keeps its 12 bytes (the colour transform) and loses what follows them", () => {
+  const adobe = Buffer.from([0x41, 0x64, 0x6f, 0x62, 0x65, 0, 100, 0, 0, 0, 0, 1]);
+  const sof = segment(0xffc0, Buffer.from([8, 0, 2, 0, 2, 1, 1, 0x11, 0]));
+  const scan = Buffer.concat([segment(0xffda, Buffer.from([1, 1, 0, 0, 63, 0])), Buffer.from([0x12, 0x34, 0xff, 0xd9])]);
+  const padded = Buffer.concat([SOI, segment(0xffee, Buffer.concat([adobe, Buffer.from('Zabriskie^Quentin', 'latin1')])), sof, scan]);
+  assert.equal(jpegMetadataIn(padded), 'present');
+  assert.deepEqual(withoutJpegMetadata(padded), Buffer.concat([SOI, segment(0xffee, adobe), sof, scan]));
+  assert.equal(withoutJpegMetadata(Buffer.concat([SOI, segment(0xffee, adobe), sof, scan])), undefined, 'a plain Adobe segment stays');
+});
+
 test('padding after EOI, JPEG-LS bit stuffing and a scan cut before its end are left alone', () => {
   for (const padding of [0x00, 0xff]) {
     const padded = Buffer.concat([SOI, FRAME_HEADER, SCAN, Buffer.from([padding])]);
