@@ -26,12 +26,24 @@ export const J2K_STREAM_SYNTAXES = new Set([
   '1.2.840.10008.1.2.4.203',
 ]);
 
-/** Comments go; every other segment of the main header stays; the tile-parts are cleaned (below). */
+/**
+ * The header markers JPEG 2000 defines: T.800 Table A.2 (SIZ, COD, COC, TLM, PRF, PLM, PLT, QCD, QCC,
+ * RGN, POC, PPM, PPT, CRG; CAP and CPF, which HTJ2K, T.814, needs), JPSEC's SEC (T.807) and Part 2's
+ * (T.801 A.2: DCO, VMS, DFS, ADS, MCT, MCC, NLT, MCO, CBD, ATK). A segment of any other marker is
+ * nothing a decoder reads (OpenJPEG and Kakadu pass over it) and can hold anything.
+ */
+const HEADER_MARKERS = new Set([
+  0xff50, 0xff51, 0xff52, 0xff53, 0xff55, 0xff56, 0xff57, 0xff58, 0xff59, 0xff5c, 0xff5d, 0xff5e, 0xff5f, 0xff60, 0xff61, 0xff63, 0xff65,
+  0xff70, 0xff71, 0xff72, 0xff73, 0xff74, 0xff75, 0xff76, 0xff77, 0xff78, 0xff79,
+]);
+
+/** Comments and segments of markers JPEG 2000 does not define go; every other segment of the main
+ * header stays; the tile-parts are cleaned (below). */
 export const J2K_MAIN_HEADER: HeaderGrammar = {
   start: SOC,
   end: SOT,
   fillBytes: false,
-  clean: (marker) => (marker === COM ? 'drop' : 'keep'),
+  clean: (marker) => (HEADER_MARKERS.has(marker) ? 'keep' : 'drop'),
   cleanBody: cleanedTileParts,
   container: { opens: opensJp2File, streamIn: codestreamOfJp2File },
 };
@@ -98,7 +110,8 @@ function cleanedTileParts(body: Buffer): BodyOutcome {
 const EOC_BYTES = Buffer.from([0xff, 0xd9]);
 
 /** The tile-part (or the rest of the stream, from its SOT) with the text of its header's comments
- * blanked (spaces for Latin text, else zeros), `blanked` undefined when none has anything in it;
+ * blanked (spaces for Latin text, else zeros), and the bodies of segments of markers JPEG 2000 does not
+ * define (zeros), `blanked` undefined when none has anything in it;
  * `data`: where its data begins, after SOD. */
 function withBlankComments(tilePart: Buffer): { blanked: Buffer | undefined; data: number } | 'unreadable' {
   let copy: Buffer | undefined;
@@ -117,6 +130,9 @@ function withBlankComments(tilePart: Buffer): { blanked: Buffer | undefined; dat
         copy ??= Buffer.from(tilePart);
         copy.fill(blank, at + 6, end);
       }
+    } else if (marker !== COM && !HEADER_MARKERS.has(marker) && tilePart.subarray(at + 4, end).some((byte) => byte !== 0)) {
+      copy ??= Buffer.from(tilePart);
+      copy.fill(0, at + 4, end); // no decoder reads it (above)
     }
     at = end;
   }

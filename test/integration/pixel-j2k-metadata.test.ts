@@ -72,6 +72,22 @@ test("tile-part comments are blanked in place, and bytes after EOC go unless the
   assert.deepEqual(withoutJ2kComments(tailWithEnd), Buffer.concat([SOC, SIZ, COD, QCD, TILE]), 'a tile-part that runs to EOC ends at the first one');
 });
 
+// Found in the seventh session's review: a segment of a marker no part of JPEG 2000 defines (0xFF6F,
+// 0xFF80) was kept, and decoders pass over it: MR_small_jp2klossless.dcm with one holding a name after
+// SIZ decodes with gdcmconv (OpenJPEG) to the same samples, and the name left with it.
+test('segments of markers JPEG 2000 does not define go from the main header and are blanked in tile-parts', () => {
+  const unknown = (marker: number) => markerSegment(marker, Buffer.from('Patient Doe^John', 'latin1'));
+  const stream = Buffer.concat([SOC, SIZ, unknown(0xff6f), COD, unknown(0xff80), QCD, TILE]);
+  assert.equal(j2kCommentsIn(stream), 'present');
+  assert.deepEqual(withoutJ2kComments(stream), Buffer.concat([SOC, SIZ, COD, QCD, TILE]));
+  const inTilePart = Buffer.concat([SOC, SIZ, COD, QCD, tilePart(0, [unknown(0xff6f)], Buffer.from([1, 2])), Buffer.from([0xff, 0xd9])]);
+  const blanked = Buffer.concat([SOC, SIZ, COD, QCD, tilePart(0, [markerSegment(0xff6f, Buffer.alloc(16))], Buffer.from([1, 2])), Buffer.from([0xff, 0xd9])]);
+  assert.deepEqual(withoutJ2kComments(inTilePart), blanked);
+  // Part 2 (T.801), HTJ2K (CAP, CPF) and profile (PRF) segments are known, and stay.
+  const extended = Buffer.concat([SOC, markerSegment(0xff50, Buffer.from([0, 2, 0, 0, 0, 0])), markerSegment(0xff56, Buffer.from([0, 1])), SIZ, markerSegment(0xff59, Buffer.from([0, 0])), COD, markerSegment(0xff74, Buffer.from([0, 0, 0])), QCD, TILE]);
+  assert.equal(withoutJ2kComments(extended), undefined);
+});
+
 test('a codestream without main header comments, one that is no codestream and one cut before its first tile-part are left alone', () => {
   const clean = Buffer.concat([SOC, SIZ, COD, QCD, TILE]);
   assert.equal(withoutJ2kComments(clean), undefined);
