@@ -51,7 +51,7 @@ export function cleanedSegment(marker: number, bytes: Buffer): Buffer | 'keep' |
     return withoutThumbnail;
   }
   if (marker === APP14) return signature('Adobe') ? withoutTail(bytes, ADOBE_LENGTH) : 'drop';
-  if (marker === APP8) return signature('mrfx') ? 'keep' : 'drop';
+  if (marker === APP8) return signature('mrfx') ? withTailZeroed(bytes, MRFX_LENGTH) : 'drop';
   if (marker > APP0 && marker <= 0xffef) return 'drop';
   return 'keep';
 }
@@ -65,6 +65,19 @@ function standalone(marker: number): boolean {
 /** Adobe's APP14 body: "Adobe", version, flags0, flags1, colour transform. libjpeg's examine_app14
  * reads these 12 bytes and skips the rest, where text can be put. */
 const ADOBE_LENGTH = 12;
+
+/** JPEG-LS's colour transform (APP8): "mrfx" and the transform. Decoders differ on a longer segment
+ * (CharLS 2 reads it only when it is 5 bytes long), so what follows is zeroed, not cut: the length
+ * stays, and so does what each decoder makes of it. */
+const MRFX_LENGTH = 5;
+
+/** The segment with what follows a body of `length` bytes zeroed, or 'keep' when that is all zeros. */
+function withTailZeroed(bytes: Buffer, length: number): Buffer | 'keep' {
+  if (bytes.subarray(4 + length).every((byte) => byte === 0)) return 'keep';
+  const zeroed = Buffer.from(bytes);
+  zeroed.fill(0, 4 + length);
+  return zeroed;
+}
 
 /** The segment cut to a body of `length` bytes, or 'keep' when it has no more. */
 function withoutTail(bytes: Buffer, length: number): Buffer | 'keep' {

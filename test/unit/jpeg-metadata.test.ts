@@ -86,6 +86,17 @@ test("an Adobe segment keeps its 12 bytes (the colour transform) and loses what 
   assert.equal(withoutJpegMetadata(Buffer.concat([SOI, segment(0xffee, adobe), sof, scan])), undefined, 'a plain Adobe segment stays');
 });
 
+// Found in review: a JPEG-LS colour transform segment (APP8 "mrfx") was kept whole whatever its
+// length: pydicom's CT_small.dcm encoded by dcmcjpls, with "mrfx", 0 and a name after SOI, decodes with
+// dcmdjpls and gdcmconv to the same samples, and the name left. Its tail is zeroed, not cut: decoders
+// differ on a longer segment (CharLS 2 reads it only when it is 5 bytes long), so a cut could change
+// what one of them decodes; zeros change none.
+test('a JPEG-LS colour transform segment keeps its 5 bytes and length, and what follows them is zeroed', () => {
+  const tail = Buffer.concat([SOI, segment(0xffe8, Buffer.concat([Buffer.from('mrfx\u0001', 'latin1'), Buffer.from('Zabriskie', 'latin1')])), FRAME_HEADER, SCAN]);
+  assert.equal(jpegMetadataIn(tail), 'present');
+  assert.deepEqual(withoutJpegMetadata(tail), Buffer.concat([SOI, segment(0xffe8, Buffer.concat([Buffer.from('mrfx\u0001', 'latin1'), Buffer.alloc(9)])), FRAME_HEADER, SCAN]));
+});
+
 test('padding after EOI, JPEG-LS bit stuffing and a scan cut before its end are left alone', () => {
   for (const padding of [0x00, 0xff]) {
     const padded = Buffer.concat([SOI, FRAME_HEADER, SCAN, Buffer.from([padding])]);
