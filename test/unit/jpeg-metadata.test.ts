@@ -114,18 +114,31 @@ test('padding after EOI, JPEG-LS bit stuffing and a scan cut before its end are 
 
 // Found reviewing the walker: a stream that no EOI ends kept everything after its first scan, and
 // decoders read such a stream as far as it goes; bytes between segments, which decoders skip, were kept.
-test('a stream cut short is cleaned as far as it goes; bytes between segments go', () => {
+test('a stream cut short is cleaned as far as it goes, and ends with EOI; bytes between segments go', () => {
   const scanData = SCAN.subarray(0, -2);
   const comment = segment(0xfffe, 'Patient Doe^John');
   const cutAfterComment = Buffer.concat([SOI, FRAME_HEADER, scanData, comment, scanData]);
   assert.equal(jpegMetadataIn(cutAfterComment), 'present');
-  assert.deepEqual(withoutJpegMetadata(cutAfterComment), Buffer.concat([SOI, FRAME_HEADER, scanData, scanData]));
+  // Cleaned, it ends with an EOI: scan data last is what gdcmconv does not decode.
+  assert.deepEqual(withoutJpegMetadata(cutAfterComment), Buffer.concat([SOI, FRAME_HEADER, scanData, scanData, Buffer.from([0xff, 0xd9])]));
   const cutInComment = Buffer.concat([SOI, FRAME_HEADER, scanData, comment.subarray(0, 10)]);
   assert.equal(jpegMetadataIn(cutInComment), 'present', 'a first fragment cut inside a comment has metadata');
-  assert.deepEqual(withoutJpegMetadata(cutInComment), Buffer.concat([SOI, FRAME_HEADER, scanData]));
+  assert.deepEqual(withoutJpegMetadata(cutInComment), Buffer.concat([SOI, FRAME_HEADER, scanData, Buffer.from([0xff, 0xd9])]));
   const extraneous = Buffer.concat([SOI, FRAME_HEADER, scanData, segment(0xffdd, Buffer.from([0, 0])), Buffer.from('Doe^John', 'latin1'), SCAN]);
   assert.deepEqual(withoutJpegMetadata(extraneous), Buffer.concat([SOI, FRAME_HEADER, scanData, segment(0xffdd, Buffer.from([0, 0])), SCAN]));
   const extraneousInHeader = Buffer.concat([SOI, Buffer.from('Doe^John', 'latin1'), FRAME_HEADER, SCAN]);
   assert.equal(jpegMetadataIn(extraneousInHeader), 'present');
   assert.deepEqual(withoutJpegMetadata(extraneousInHeader), Buffer.concat([SOI, FRAME_HEADER, SCAN]));
+});
+
+// Found by the review helper: fill bytes between scans were kept one Buffer view each, some 130 bytes
+// of heap for every byte of the frame (a frame of 100 MB of 0xFF before its EOI took the thread down).
+test('a long run of fill bytes is copied as one piece', () => {
+  const fill = Buffer.alloc(4_000_000, 0xff);
+  const stream = Buffer.concat([SOI, FRAME_HEADER, SCAN.subarray(0, -2), fill, Buffer.from([0xff, 0xd9]), Buffer.from('MRN600', 'latin1')]);
+  const before = process.memoryUsage().heapUsed;
+  const cleaned = withoutJpegMetadata(stream);
+  const grown = process.memoryUsage().heapUsed - before;
+  assert.deepEqual(cleaned, Buffer.concat([SOI, FRAME_HEADER, SCAN.subarray(0, -2), fill, Buffer.from([0xff, 0xd9])]));
+  assert.ok(grown < 64 * 1024 * 1024, `the heap grew by ${Math.round(grown / 1024 / 1024)} MB`);
 });
