@@ -263,7 +263,7 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
     // Copied as they are, the fragments would release what the metadata holds (a COM segment, EXIF).
     const fragments = (pixelData.items ?? []).slice(1);
     const withMetadata = fragments.some((fragment) => segmentsToCleanIn(frameBytes([fragment], source), grammar) === 'present');
-    return withMetadata ? `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (APPn or comment segments, or bytes after the codestream's end) that would leave with them` : undefined;
+    return withMetadata ? `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (comments, application segments or other segments no decoder needs, or bytes outside the codestream) that would leave with them` : undefined;
   }
   // The metadata is nearly always in the frame's first fragment; a frame cut in several is read whole,
   // for its end.
