@@ -29,6 +29,21 @@ export function deidentifyWithZones(input: string, output: string, zonesYaml: st
   });
 }
 
+/** De-identifies `input` with its pixels passed as they are (cleanPixelData, no zone for its size, a
+ * rule that passes them): what leaves the frames then is the codestream cleaning alone. */
+export function deidentifyPassingPixels(input: string, output: string, dir: string): void {
+  const noZone = 'zones:\n  - { name: elsewhere, match: { Rows: 4096 }, rects: [[0, 0, 8, 8]] }\n';
+  const result = deidentifyWithZones(input, output, noZone, dir, ['cleanPixelData'], [{ action: 'pass' }]);
+  assert.equal(result.kind, 'deidentified', `${basename(input)}: ${JSON.stringify(result)}`);
+}
+
+/** The samples of a compressed file, decoded by GDCM (gdcmconv --raw into `to`). */
+export async function gdcmDecoded(path: string, to: string): Promise<Buffer> {
+  const result = await run('gdcmconv', ['--raw', path, to], { timeoutMs: 60_000 });
+  assert.equal(result.code, 0, `gdcmconv ${basename(path)}: ${result.stderr}`);
+  return storedPixels(to);
+}
+
 /** The Pixel Data value of a native file. */
 export function storedPixels(path: string): Buffer {
   const parsed = parseFile(path);
