@@ -99,6 +99,7 @@ function cleanedScans(body: Buffer): BodyOutcome {
   const parts: Buffer[] = [];
   let changed = false;
   let at = 0;
+  const endedHere = () => endedWithoutEoi(endedEarly(body, at, parts, changed));
   while (at + 2 <= body.length) {
     if (body[at] !== 0xff) {
       // Bytes where a marker should be: decoders skip them to the next marker (libjpeg warns of
@@ -125,12 +126,15 @@ function cleanedScans(body: Buffer): BodyOutcome {
       at += 2;
       continue;
     }
-    if (at + 4 > body.length) return endedWithoutEoi(endedEarly(body, at, parts, changed));
+    if (at + 4 > body.length) return endedHere();
     const end = at + 2 + body.readUInt16BE(at + 2);
-    if (end < at + 4) return endedWithoutEoi(endedEarly(body, at, parts, changed));
+    if (end < at + 4) return endedHere();
     // A segment cut by the end of the bytes: one that goes goes now (in a first fragment, that says
     // the frame has metadata; in a whole frame, nothing follows it).
-    if (end > body.length) return marker !== SOS && cleanedSegment(marker, body.subarray(at)) !== 'keep' ? endedWithoutEoi({ cleaned: Buffer.concat(parts), complete: false }) : endedWithoutEoi(endedEarly(body, at, parts, changed));
+    if (end > body.length) {
+      const goes = marker !== SOS && cleanedSegment(marker, body.subarray(at)) !== 'keep';
+      return goes ? endedWithoutEoi({ cleaned: Buffer.concat(parts), complete: false }) : endedHere();
+    }
     const segment = body.subarray(at, end);
     const outcome = marker === SOS ? 'keep' : cleanedSegment(marker, segment);
     if (outcome === 'keep') parts.push(segment);
@@ -141,12 +145,12 @@ function cleanedScans(body: Buffer): BodyOutcome {
     at = end;
     if (marker === SOS) {
       const next = nextMarkerAfterScan(body, at);
-      if (next === undefined) return endedWithoutEoi(endedEarly(body, at, parts, changed));
+      if (next === undefined) return endedHere();
       parts.push(body.subarray(at, next));
       at = next;
     }
   }
-  return endedWithoutEoi(endedEarly(body, at, parts, changed));
+  return endedHere();
 }
 
 /**
