@@ -280,14 +280,15 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
 function mayHoldSecret(path: ReadonlyArray<PropertyKey>, bad: unknown): boolean {
   if (/secret/i.test(keyOf(path))) return true;
   if (path.length < SECRET_PATH.length && path.every((key, index) => key === SECRET_PATH[index])) return true;
-  return holdsSecretKey(bad, 0);
+  return holdsKey(bad, (key) => /secret/i.test(key));
 }
 
 const SECRET_PATH = ['deid', 'secret'] as const;
 
-function holdsSecretKey(value: unknown, depth: number): boolean {
+/** Whether the value holds, at any depth (up to 32 levels), a mapping with a key that passes `test`. */
+function holdsKey(value: unknown, test: (key: string) => boolean, depth = 0): boolean {
   if (value === null || typeof value !== 'object' || depth > 32) return false;
-  return Object.entries(value).some(([key, item]) => /secret/i.test(key) || holdsSecretKey(item, depth + 1));
+  return Object.entries(value).some(([key, item]) => test(key) || holdsKey(item, test, depth + 1));
 }
 
 /** The value is a condition's on the patient (when.attributes.PatientID), or a condition's attributes
@@ -296,17 +297,12 @@ function aboutPatient(path: ReadonlyArray<PropertyKey>, bad: unknown): boolean {
   // A condition written in the wrong form ("when: [PatientID, MRN...]"), or a value of the wrong form
   // holding one (rules written as a mapping): found in a review, both were echoed whole.
   if (path.includes('when') && identifiesPatient(JSON.stringify(bad) ?? '')) return true;
-  if (namesPatientAttribute(bad, 0)) return true;
+  // A mapping at any depth with a key about the patient (a condition's attributes).
+  if (holdsKey(bad, identifiesPatient)) return true;
   const at = path.lastIndexOf('attributes');
   if (at < 0) return false;
   const reference = path[at + 1];
   return reference === undefined ? identifiesPatient(JSON.stringify(bad) ?? '') : identifiesPatient(String(reference));
-}
-
-/** The value holds, at any depth, a mapping with a key about the patient (a condition's attributes). */
-function namesPatientAttribute(value: unknown, depth: number): boolean {
-  if (value === null || typeof value !== 'object' || depth > 32) return false;
-  return Object.entries(value).some(([key, item]) => identifiesPatient(key) || namesPatientAttribute(item, depth + 1));
 }
 
 /** The types a union takes ("string or object"), when the value was of none of them. */

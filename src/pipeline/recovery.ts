@@ -190,9 +190,17 @@ const VARIANT = /^[0-9a-z]*[a-z][0-9a-z]*$/;
 /** Whether `filePath` is named as a copy of this instance (its UID's segment, alone or with a variant):
  * no other instance's file is, so no other row can name it. */
 function isCopyOf(sopInstanceUid: string, filePath: string): boolean {
-  const segment = pathSegment(sopInstanceUid);
   const name = basename(filePath);
-  return name === `${segment}.dcm` || (name.startsWith(`${segment}.`) && name.endsWith('.dcm') && VARIANT.test(name.slice(segment.length + 1, -'.dcm'.length)));
+  if (!name.endsWith('.dcm')) return false;
+  const stem = name.slice(0, -'.dcm'.length);
+  const segment = pathSegment(sopInstanceUid);
+  return stem === segment || withoutVariant(stem) === segment;
+}
+
+/** The UID segment of a copy's name stem with a variant ("1.2.3.k7" gives "1.2.3"), else undefined. */
+function withoutVariant(stem: string): string | undefined {
+  const dot = stem.lastIndexOf('.');
+  return dot > 0 && VARIANT.test(stem.slice(dot + 1)) ? stem.slice(0, dot) : undefined;
 }
 
 /** Deletes a file that may be gone already (the receiver deleted it before the crash); 1 when it was there. */
@@ -219,8 +227,7 @@ async function removeUnnamedCopies(store: ObjectStore, folder: string, named: Re
   const copies = names.filter((name) => {
     if (!name.endsWith('.dcm')) return false;
     const stem = name.slice(0, -'.dcm'.length);
-    const dot = stem.lastIndexOf('.');
-    const segment = named.has(stem) ? stem : dot > 0 && VARIANT.test(stem.slice(dot + 1)) ? stem.slice(0, dot) : undefined;
+    const segment = named.has(stem) ? stem : withoutVariant(stem);
     return segment !== undefined && named.has(segment) && named.get(segment) !== name;
   });
   for (const name of copies) await store.remove(join(folder, name));
