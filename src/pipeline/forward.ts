@@ -30,6 +30,9 @@ export interface DestinationSettings {
   callingAeTitle: string;
   maxAssociations: number;
   maxOperations: number;
+  /** Which instances the destination takes (its `when`, as JSON): a reload that changes it may
+   * withdraw items of the batch in progress (route.ts withdrawUnmet). */
+  conditions: string;
 }
 
 export interface ForwardSettings extends ScuSettings {
@@ -307,7 +310,7 @@ class DestinationQueue {
     try {
       const inFlight = new Set<Promise<void>>();
       for (const item of fitting) {
-        if (this.stopping || !association.isUsable || this.moved(destination)) break;
+        if (this.stopping || !association.isUsable || this.reconfiguredSince(destination)) break;
         const operation = this.sendItem(association, destination, item).then(
           (ok) => {
             if (ok) sent += 1;
@@ -347,9 +350,15 @@ class DestinationQueue {
     this.log.info({ sent, failed, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
   }
 
-  /** Whether a reload pointed the destination elsewhere (or removed it) since `destination` was read:
-   * the association to the former address takes no more items (a wrong address mended, a PACS moved:
-   * the rest of a batch, up to BATCH, went there and was recorded sent). */
+  /** Whether a reload pointed the destination elsewhere, changed its condition or removed it since
+   * `destination` was read: the association takes no more items (a wrong address mended, a PACS moved:
+   * the rest of a batch, up to BATCH, went there and was recorded sent; a condition narrowed: items
+   * withdrawn from the outbox went all the same). The next batch reads the outbox again. */
+  private reconfiguredSince(destination: DestinationSettings): boolean {
+    return this.moved(destination) || this.settings()?.conditions !== destination.conditions;
+  }
+
+  /** Whether a reload pointed the destination elsewhere (or removed it) since `destination` was read. */
   private moved(destination: DestinationSettings): boolean {
     const current = this.settings();
     return !current || addressOf(current) !== addressOf(destination);

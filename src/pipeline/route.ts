@@ -5,7 +5,7 @@
  * routed on their own once their study is stable again. Quarantined and failed instances stay behind.
  */
 import type { DestinationConfig } from '../config/schema.js';
-import { compileCondition, conditionHolds, RuleError, type CompiledCondition } from '../deid/rules.js';
+import { compileCondition, conditionHolds, RuleError, type CompiledCondition, type InstanceFacts } from '../deid/rules.js';
 import { tagOfKeyword } from '../dicom/dictionary.js';
 import type { Logger } from '../observability/logger.js';
 import { ROUTING_ATTRIBUTES, type Outbox, type RoutableInstance } from '../queue/outbox.js';
@@ -151,14 +151,44 @@ export class Router {
     return finished;
   }
 
+  /**
+   * Withdraws the items not sent (queued or dead) of the named destinations whose instances their
+   * condition no longer takes: a reload narrowed it, and what it now excludes must not go there, nor
+   * wait in its dead letter for an operator to send it. Page by page, in one go: the reload calls it
+   * before any sender reads the outbox again. Returns the items withdrawn per destination.
+   */
+  withdrawUnmet(names: ReadonlySet<string>): Map<string, number> {
+    const withdrawn = new Map<string, number>();
+    const pageSize = this.options.pageSize ?? PAGE;
+    for (const destination of this.options.settings().destinations) {
+      if (!names.has(destination.name) || destination.when === undefined) continue;
+      let count = 0;
+      for (let afterId = 0; ; ) {
+        const items = this.options.outbox.unsentOf(destination.name, pageSize, afterId);
+        const unmet = items.filter((item) => !conditionHolds(destination.when, factsOf(item)));
+        if (unmet.length > 0) count += this.options.outbox.withdraw(unmet.map((item) => item.id));
+        const last = items[items.length - 1];
+        if (last === undefined || items.length < pageSize) break;
+        afterId = last.id;
+      }
+      if (count > 0) withdrawn.set(destination.name, count);
+    }
+    return withdrawn;
+  }
+
   private destinationsFor(instance: RoutableInstance, destinations: readonly RouteDestination[]): string[] {
-    const facts = {
-      callingAeTitle: instance.callingAeTitle,
-      attribute: (tag: number) => {
-        const keyword = KEYWORD_OF_TAG.get(tag);
-        return keyword === undefined ? undefined : (instance.attributes[keyword]?.trim() ?? undefined);
-      },
-    };
+    const facts = factsOf(instance);
     return destinations.filter((destination) => conditionHolds(destination.when, facts)).map((destination) => destination.name);
   }
+}
+
+/** What a destination's condition tests of an instance: its calling AE title and indexed attributes. */
+function factsOf(instance: { callingAeTitle: string; attributes: Record<string, string | null> }): InstanceFacts {
+  return {
+    callingAeTitle: instance.callingAeTitle,
+    attribute: (tag: number) => {
+      const keyword = KEYWORD_OF_TAG.get(tag);
+      return keyword === undefined ? undefined : (instance.attributes[keyword]?.trim() ?? undefined);
+    },
+  };
 }

@@ -20,6 +20,14 @@ export interface RoutableInstance {
   attributes: Record<string, string | null>;
 }
 
+/** An item not sent (queued or dead) of its instance's current routing, with what its destination's
+ * condition tests. */
+export interface UnsentItemFacts {
+  id: number;
+  callingAeTitle: string;
+  attributes: Record<string, string | null>;
+}
+
 /** One item to send. */
 export interface OutboxItem {
   id: number;
@@ -79,7 +87,21 @@ const RETRY_ASKED = 0;
 
 export class Outbox {
   private readonly statements: Record<
-    'routable' | 'earliestArrival' | 'enqueue' | 'markRouted' | 'due' | 'sent' | 'forwarded' | 'retry' | 'dead' | 'note' | 'nextDue' | 'routingPending',
+    | 'routable'
+    | 'earliestArrival'
+    | 'enqueue'
+    | 'markRouted'
+    | 'due'
+    | 'sent'
+    | 'forwarded'
+    | 'retry'
+    | 'dead'
+    | 'note'
+    | 'nextDue'
+    | 'routingPending'
+    | 'unsent'
+    | 'instanceOfUnsent'
+    | 'withdraw',
     Statement
   >;
 
@@ -142,6 +164,14 @@ export class Outbox {
       routingPending: db.prepare(`SELECT EXISTS (SELECT 1 FROM forward_outbox INDEXED BY forward_outbox_routing_queued
         WHERE study_pk = @studyPk AND destination = @destination AND routed_at = @routedAt AND state = 'queued') AS pending`),
       note: db.prepare(`UPDATE forward_outbox SET last_error = @error, failed_at = @now WHERE id = @id AND state = 'queued'`),
+      unsent: db.prepare(`
+        SELECT o.id, i.calling_ae_title AS callingAeTitle, ${attributeColumns}
+        FROM forward_outbox o INDEXED BY forward_outbox_state JOIN instances i ON i.id = o.instance_pk
+        JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
+        WHERE o.state IN ('queued', 'dead') AND o.destination = @destination AND o.id > @afterId AND i.routed_at = o.routed_at
+        ORDER BY o.id LIMIT @limit`),
+      instanceOfUnsent: db.prepare(`SELECT instance_pk FROM forward_outbox WHERE id = ? AND state IN ('queued', 'dead')`).pluck(),
+      withdraw: db.prepare(`DELETE FROM forward_outbox WHERE id = ? AND state IN ('queued', 'dead')`),
     };
   }
 
@@ -149,8 +179,7 @@ export class Outbox {
   routable(cutoff: number, limit: number, afterId = 0, studyPk: number | null = null): RoutableInstance[] {
     const rows = this.statements.routable.all({ cutoff, limit, afterId, studyPk }) as Array<Record<string, unknown>>;
     return rows.map((row) => {
-      const attributes: Record<string, string | null> = {};
-      for (const keyword of Object.keys(ROUTING_ATTRIBUTES)) attributes[keyword] = (row[keyword] as string | null) ?? null;
+      const attributes = routingAttributesOf(row);
       return {
         id: row['id'] as number,
         studyPk: row['studyPk'] as number,
@@ -162,6 +191,35 @@ export class Outbox {
         attributes,
       };
     });
+  }
+
+  /** Items of a destination not sent (queued or dead) of their instances' current routings, after
+   * `afterId` in id order, with what the destination's condition tests. */
+  unsentOf(destination: string, limit: number, afterId = 0): UnsentItemFacts[] {
+    const rows = this.statements.unsent.all({ destination, limit, afterId }) as Array<Record<string, unknown>>;
+    return rows.map((row) => ({ id: row['id'] as number, callingAeTitle: row['callingAeTitle'] as string, attributes: routingAttributesOf(row) }));
+  }
+
+  /**
+   * Withdraws items not sent (a reload narrowed their destination's condition: they must not go). An
+   * instance left with sent items only counts as forwarded; one left with none is routed to nowhere,
+   * and the reload routes it again under the new conditions (routeAgainRoutedToNowhere). Returns how
+   * many items were withdrawn.
+   */
+  withdraw(ids: readonly number[]): number {
+    return this.db.transaction(() => {
+      let withdrawn = 0;
+      const instances = new Set<number>();
+      for (const id of ids) {
+        const instancePk = this.statements.instanceOfUnsent.get(id) as number | undefined;
+        if (instancePk === undefined) continue;
+        withdrawn += this.statements.withdraw.run(id).changes;
+        instances.add(instancePk);
+      }
+      const now = Date.now();
+      for (const instancePk of instances) this.statements.forwarded.run({ instancePk, now });
+      return withdrawn;
+    })();
   }
 
   /** The earliest last arrival (ms) after `cutoff` of a study with instances to route, or undefined. */
@@ -437,4 +495,11 @@ export class Outbox {
       return { studyPk: study.id, instances: changed };
     }).immediate();
   }
+}
+
+/** The indexed attributes a destination's condition tests, from a row that selected them by keyword. */
+function routingAttributesOf(row: Record<string, unknown>): Record<string, string | null> {
+  const attributes: Record<string, string | null> = {};
+  for (const keyword of Object.keys(ROUTING_ATTRIBUTES)) attributes[keyword] = (row[keyword] as string | null) ?? null;
+  return attributes;
 }

@@ -13,6 +13,8 @@ import { parseConfigText, type LoadedConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
 import { openDatabase } from '../../src/db/database.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
+import { Outbox } from '../../src/queue/outbox.js';
+import { instanceRecord, openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 function loadedConfig(storagePath: string, changes: { dicom?: ConfigInput['dicom']; storage?: ConfigInput['storage'] } = {}): LoadedConfig {
@@ -108,4 +110,49 @@ test('queued items of a destination not in the config are named at start and at 
   lines.length = 0;
   await gantry.reload(withResearch(false));
   assert.deepEqual(unsent().map(({ destination }) => destination).sort(), ['old-pacs', 'research'], 'the destination the reload removed is named too');
+});
+
+// Found in a review: a reload that narrowed a destination's condition left the items queued under the
+// old one in its queue, and they were sent when the destination came back.
+test('a reload that narrows a destination condition withdraws the queued items it no longer takes, and says so', async (t) => {
+  const storagePath = join(scratchDir('reload-narrowed'), 'data');
+  mkdirSync(storagePath, { recursive: true });
+  await t.test('two CT instances queued for research', async (setup) => {
+    const { db, writer } = openTestIndex(setup, storagePath);
+    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+    const outbox = new Outbox(db);
+    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
+  });
+  const lines: string[] = [];
+  const log = createLogger('warn', new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+  const withCondition = (modality: string | undefined): LoadedConfig => {
+    const input: ConfigInput = {
+      dicom: { host: '127.0.0.1', port: 0 },
+      http: { host: '127.0.0.1', port: 0 },
+      storage: { path: storagePath, minFreeBytes: 0 },
+      deid: { secret: 'the secret of the test suite', workers: 1 },
+      // An address where nothing listens: the items stay queued.
+      forward: { destinations: [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) }] },
+      log: { level: 'warn' },
+    };
+    return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
+  };
+  const gantry = await startGantry(withCondition(undefined), log);
+  t.after(() => gantry.stop());
+  const queued = () => {
+    const db = openDatabase(join(storagePath, 'index.sqlite'));
+    try {
+      return db.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get();
+    } finally {
+      db.close();
+    }
+  };
+  assert.equal(queued(), 2);
+  await gantry.reload(withCondition('CT'));
+  assert.equal(queued(), 2, 'a condition that still takes them leaves them');
+  await gantry.reload(withCondition('MR'));
+  assert.equal(queued(), 0);
+  const said = lines.map((line) => JSON.parse(line) as { msg: string; destination?: string; items?: number }).filter((line) => /withdrawn/.test(line.msg));
+  assert.deepEqual(said.map(({ destination, items }) => ({ destination, items })), [{ destination: 'research', items: 2 }]);
 });

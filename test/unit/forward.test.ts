@@ -199,7 +199,7 @@ test('a destination that sends a command set without end is aborted, not buffere
 /** Forwarding settings with one destination "d" on 127.0.0.1:`port`, or `destinations`. */
 function forwardSettings(port: number, destinations?: DestinationSettings[]): ForwardSettings {
   return {
-    destinations: destinations ?? [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 16 }],
+    destinations: destinations ?? [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 16, conditions: 'null' }],
     retry: { baseSeconds: 1, multiplier: 2, maxSeconds: 10, maxAttempts: 3 },
     warningIsSuccess: true,
     implementationClassUid: '1.2.3',
@@ -305,7 +305,7 @@ test('confirmed instances that could not be marked forwarded (the index failed f
 
 test('a reload that arrives while the forwarder stops changes nothing and does not throw', async () => {
   const outbox = { due: () => [], nextDueAt: () => undefined } as unknown as Outbox;
-  const first: DestinationSettings = { name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: 9, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1 };
+  const first: DestinationSettings = { name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: 9, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions: 'null' };
   let destinations = [first];
   const forwarder = new Forwarder({ outbox, storagePath: '/nonexistent', transcoder: {} as Transcoder, log: silentLogger(), pollMs: 20, settings: () => forwardSettings(9, destinations) });
   forwarder.start();
@@ -508,7 +508,7 @@ test('an association that stored instances before it ended does not make the bac
   const peer = await closingPeer(2);
   t.after(() => peer.server.close());
   const settings = () => ({
-    ...forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1 }]),
+    ...forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions: 'null' }]),
     retry: { baseSeconds: 0.5, multiplier: 10, maxSeconds: 60, maxAttempts: 10 },
   });
   const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
@@ -530,7 +530,7 @@ test('a reload that changes the address of a destination ends the batch going to
   const moved = await startCountingServer();
   t.after(() => moved.close());
   let port = former.port;
-  const settings = () => forwardSettings(port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1 }]);
+  const settings = () => forwardSettings(port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions: 'null' }]);
   const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
   forwarder.start();
   t.after(() => forwarder.stop(1000));
@@ -541,4 +541,30 @@ test('a reload that changes the address of a destination ends the batch going to
   // The request on the wire at the reload (and perhaps the one behind it) still went to the former address.
   assert.ok(former.stored.length <= 5, `instances sent to the former address after the reload: ${former.stored.length}`);
   assert.equal(former.stored.length + moved.received.length, items.length);
+});
+
+// Found in a review: a reload that narrowed a destination's condition left the batch in progress
+// carrying the items it had taken, up to 500, although the reload withdrew them from the outbox.
+test('a reload that changes the condition of a destination ends the batch in progress: the items it withdrew are not sent', async (t) => {
+  const storagePath = scratchDir('forward-narrowed');
+  const items = storedItems(storagePath, 20, EXPLICIT);
+  const withdrawn = new Set<OutboxItem>();
+  const { outbox, sent } = fakeOutbox(items, { due: () => items.filter((queued) => !sent.includes(queued) && !withdrawn.has(queued)) });
+  const peer = await closingPeer(Infinity, 100);
+  t.after(() => peer.server.close());
+  let conditions = 'null';
+  const settings = () => forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions }]);
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('the destination storing', 5000, () => peer.stored.length >= 2);
+  // The reload: the condition now takes the first 10 items only, the rest is withdrawn.
+  conditions = '{"attributes":{"Modality":"MR"}}';
+  for (const item of items.slice(10)) withdrawn.add(item);
+  forwarder.reconfigure();
+  await waitUntil('the items still taken sent', 10_000, () => sent.filter((item) => !withdrawn.has(item)).length === 10);
+  await sleep(300);
+  const withdrawnUids = new Set([...withdrawn].map((item) => item.sopInstanceUid));
+  const sentAfterWithdrawal = peer.stored.filter((uid) => withdrawnUids.has(uid));
+  assert.deepEqual(sentAfterWithdrawal, [], 'withdrawn items went to the destination');
 });

@@ -275,3 +275,35 @@ test('items an operator re-queues are due at once and asked for once (takeRetryA
   assert.equal(outbox.takeRetryAsked('d'), false, 'one attempt per retry');
   assert.ok(outbox.due('d', 10).some((item) => item.id === first.id), 'still due');
 });
+
+// Found in a review: a reload that narrowed a destination's condition changed only what later routings
+// queued; the items queued under the old condition (and its dead letter) still went there.
+test('a narrowed condition withdraws the unsent items it no longer takes: an instance another destination has counts as forwarded, one left with none is routed again', async (t) => {
+  const db = await receivedStudy(t);
+  markDeidentified(db);
+  db.prepare(`UPDATE series SET modality = 'MR' WHERE id = (SELECT series_pk FROM instances WHERE id = 2)`).run();
+  const outbox = new Outbox(db);
+  const destination = (name: string, modality?: string) => ({ name, aeTitle: 'X', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) });
+  let destinations = routeDestinations([destination('research'), destination('archive')]);
+  const router = new Router({ outbox, log: silentLogger(), settings: () => ({ stableMs: 0, destinations }), onQueued: () => undefined, pageSize: 1 });
+  assert.equal(router.routeStable(), 4);
+  const [first, second] = outbox.due('research', 10) as [OutboxItem, OutboxItem];
+  outbox.markDead(second, '0xA700', 'research answered 0xA700: out of resources');
+  // Instance 1 is on archive already; instance 2 is not.
+  outbox.markSent(outbox.due('archive', 10).find((item) => item.instancePk === first.instancePk) as OutboxItem, 'Success');
+  db.prepare(`DELETE FROM forward_outbox WHERE destination = 'archive' AND instance_pk = ?`).run(second.instancePk);
+
+  destinations = routeDestinations([destination('research', 'NM'), destination('archive')]);
+  assert.deepEqual([...router.withdrawUnmet(new Set(['research']))], [['research', 2]], 'the queued item and the dead one');
+  assert.deepEqual(outbox.list({ destination: 'research', limit: 10 }), []);
+  const state = (id: number) => db.prepare('SELECT state FROM instances WHERE id = ?').pluck().get(id);
+  assert.equal(state(first.instancePk), 'forwarded', 'archive has it, and nothing else is owed');
+  assert.equal(state(second.instancePk), 'deidentified');
+  assert.equal(outbox.routeAgainRoutedToNowhere(), 1, 'left with no item: routed again under the new conditions');
+  assert.equal(router.routeStable(), 1, 'to archive, whose condition takes it');
+  assert.deepEqual(outbox.due('archive', 10).map((item) => item.instancePk), [second.instancePk]);
+  assert.deepEqual(outbox.due('research', 10), []);
+
+  destinations = routeDestinations([destination('research', 'MR'), destination('archive')]);
+  assert.deepEqual([...router.withdrawUnmet(new Set(['research']))], [], 'nothing unsent left to withdraw');
+});
