@@ -22,6 +22,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { stringify } from 'yaml';
 import { ConfigError, loadConfigFile } from '../config/load.js';
 import { retentionText } from '../config/schema.js';
+import { withPatientValuesHidden } from '../config/patient-values.js';
 import { commandLogger, createLogger } from '../observability/logger.js';
 import { escapedErrorFields } from '../observability/redact.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -422,7 +423,7 @@ configCommand
   });
 configCommand
   .command('show')
-  .description('print the effective configuration, defaults filled in (secrets hidden)')
+  .description('print the effective configuration, defaults filled in (secrets and conditions on patient attributes hidden)')
   .option('-c, --config <file>', 'YAML config file')
   .action((options: { config?: string }) => {
     const { config } = loadConfigFile(options.config);
@@ -430,7 +431,7 @@ configCommand
     // Retentions are held in milliseconds; printed as days they were read as 86 million days.
     const storage = { ...config.storage, retainOriginals: retentionText(config.storage.retainOriginals), retainDeidentified: retentionText(config.storage.retainDeidentified) };
     // A literal "${" (written "$${") is printed as the config takes it: as "${" it reads as a reference.
-    process.stdout.write(stringify(escapeReferences({ ...config, storage })));
+    process.stdout.write(stringify(escapeReferences(withPatientValuesHidden({ ...config, storage }))));
   });
 
 function escapeReferences(value: unknown): unknown {

@@ -12,3 +12,20 @@ export const HIDDEN_PATIENT_VALUE = '(hidden: it may identify a patient)';
 export function identifiesPatient(reference: string): boolean {
   return /Patient|Accession/i.test(reference) || /^\(?(0010,[0-9A-F]{4}|0008,0050)\)?$/i.test(reference.trim());
 }
+
+/**
+ * The config with the values of conditions on the patient hidden (`when.attributes.PatientID: [...]`
+ * becomes HIDDEN_PATIENT_VALUE), for `gantry config show`: its output gets pasted into tickets and
+ * chats, and a quarantine rule may list the identifiers of every patient who refused consent.
+ */
+export function withPatientValuesHidden<T>(config: T): T {
+  return hideUnder(config, false) as T;
+}
+
+function hideUnder(value: unknown, inAttributes: boolean): unknown {
+  if (Array.isArray(value)) return value.map((item) => hideUnder(item, false));
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, item]) => [key, inAttributes && identifiesPatient(key) ? HIDDEN_PATIENT_VALUE : hideUnder(item, key === 'attributes')]),
+  );
+}

@@ -287,12 +287,13 @@ test('a SIGTERM while the node starts stops it cleanly: exit 0, storage released
 
 // Found in a review: config show printed a literal "${" (written "$${" in the file) as "${", which a
 // config reads as an environment reference: pasted back, the value changed or was refused.
-test('gantry config show writes a literal ${ as the config takes it, and hides the secret', async () => {
+test('gantry config show writes a literal ${ as the config takes it, and hides the secret and conditions on the patient', async () => {
   const dir = scratchDir('cli-config-show');
   const config = join(dir, 'gantry.yaml');
   writeFileSync(
     config,
-    'deid:\n  secret: ${SHOW_SECRET}\n  rules:\n    - { action: replace, attribute: StudyDescription, value: "cost $${PRICE}" }\n',
+    'deid:\n  secret: ${SHOW_SECRET}\n  rules:\n    - { action: replace, attribute: StudyDescription, value: "cost $${PRICE}" }\n' +
+      '    - { action: remove, attribute: StudyDescription, when: { attributes: { PatientID: "/^(PAT-0042|PAT-0043)$/", Modality: US } } }\n',
   );
   const shown = await run(process.execPath, [GANTRY_CLI, 'config', 'show', '--config', config], {
     env: { ...process.env, SHOW_SECRET: 'the secret config show must hide' },
@@ -300,6 +301,11 @@ test('gantry config show writes a literal ${ as the config takes it, and hides t
   assert.equal(shown.code, 0, shown.stderr);
   assert.ok(!shown.stdout.includes('the secret config show must hide'));
   assert.match(shown.stdout, /value: cost \$\$\{PRICE\}/);
+  // Found in a review: conditions on patient attributes were printed whole (a quarantine rule may list
+  // every patient who refused consent); others stay as written.
+  assert.doesNotMatch(shown.stdout, /PAT-004/);
+  assert.match(shown.stdout, /PatientID: "?\(hidden: it may identify a patient\)"?/);
+  assert.match(shown.stdout, /Modality: US/);
   const { parseConfigText } = await import('../../src/config/load.js');
   const again = parseConfigText(shown.stdout.replace('secret: (hidden)', 'secret: another secret of 16+ chars'), 'shown.yaml', {});
   assert.deepEqual(again.deid.rules[0], { action: 'replace', attribute: 'StudyDescription', value: 'cost ${PRICE}' });
