@@ -24,7 +24,7 @@ import { FRAME_CODECS } from '../pixels/frame-codecs.js';
 import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
 import { J2K_MAIN_HEADER, J2K_STREAM_SYNTAXES } from '../pixels/j2k-metadata.js';
 import { JPEG_HEADER, JPEG_STREAM_SYNTAXES } from '../pixels/jpeg-metadata.js';
-import { segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from '../pixels/marker-segments.js';
+import { cleanedCodestream, segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from '../pixels/marker-segments.js';
 import { zoneMask } from '../pixels/ultrasound-regions.js';
 import type { CompiledZone } from '../pixels/zones.js';
 
@@ -246,7 +246,8 @@ function metadataGrammarFor(transferSyntaxUid: string): HeaderGrammar | undefine
  * of JPEG 2000 and the bytes after its EOC (j2k-metadata.ts), when
  * any frame has some; frames without any are copied as they are. A dataset whose frames cannot be told
  * apart is left as it was (its pixels are not read, only copied) when no fragment opens with metadata;
- * when one does, the reason to hold the instance is returned: the metadata cannot be taken out.
+ * when one does, the reason to hold the instance is returned: the metadata cannot be taken out. So it
+ * is when a frame's codestream cannot be read from its start: what it carries cannot be told.
  */
 function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string }): string | undefined {
   const grammar = metadataGrammarFor(opened.transferSyntaxUid);
@@ -266,13 +267,20 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
     return withMetadata ? `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (comments, application segments or other segments no decoder needs, or bytes outside the codestream) that would leave with them` : undefined;
   }
   // The metadata is nearly always in the frame's first fragment; a frame cut in several is read whole,
-  // for its end.
-  const hasMetadata = (fragments: ItemNode[]) => {
+  // for its end. Every frame is looked at: one that cannot be read holds the instance.
+  const outcomes = frames.map((fragments): 'clean' | 'to clean' | 'unreadable' => {
     const first = fragments[0];
     const state = first ? segmentsToCleanIn(frameBytes([first], source), grammar) : 'none';
-    return state === 'present' || (state === 'unknown' && withCleanCodestream(frameBytes(fragments, source), grammar) !== undefined);
-  };
-  if (!frames.some(hasMetadata)) return undefined;
+    if (state !== 'unknown') return state === 'present' ? 'to clean' : 'clean';
+    const outcome = cleanedCodestream(frameBytes(fragments, source), grammar);
+    return typeof outcome === 'string' ? outcome : 'to clean';
+  });
+  const unreadable = outcomes.indexOf('unreadable');
+  if (unreadable >= 0) {
+    // Copied as it is, whatever it carries (a comment, EXIF) would leave with it.
+    return `frame ${unreadable + 1} of ${frames.length} is not a codestream that can be read from its start: whether it carries metadata (comments, application segments) cannot be checked`;
+  }
+  if (!outcomes.includes('to clean')) return undefined;
   pixelData.stream = {
     length: UNDEFINED_LENGTH,
     write: (emit) =>

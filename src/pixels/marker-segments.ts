@@ -43,12 +43,24 @@ type Walked = { kind: 'cleaned'; frame: Buffer } | { kind: 'clean'; bodyUnread: 
 /** The frame with its header (and body, when the grammar cleans one) cleaned, or undefined when
  * nothing changed or the header cannot be walked to its end (the frame is then left as it was). */
 export function withCleanCodestream(frame: Buffer, grammar: HeaderGrammar): Buffer | undefined {
+  const outcome = cleanedCodestream(frame, grammar);
+  return typeof outcome === 'string' ? undefined : outcome;
+}
+
+/**
+ * A whole frame cleaned: the stream without its metadata; 'clean' when nothing goes; 'unreadable' when
+ * it does not start with the start marker (nor a container holding a stream) or its header cannot be
+ * walked to its end, so that what it carries cannot be told (no decoder reads such a frame either).
+ */
+export function cleanedCodestream(frame: Buffer, grammar: HeaderGrammar): Buffer | 'clean' | 'unreadable' {
   if (grammar.container?.opens(frame)) {
     const stream = grammar.container.streamIn(frame);
-    return stream && (withCleanCodestream(stream, grammar) ?? stream);
+    if (stream === undefined) return 'unreadable';
+    const inner = cleanedCodestream(stream, grammar);
+    return inner === 'clean' ? stream : inner;
   }
   const walked = walkHeader(frame, grammar);
-  return walked.kind === 'cleaned' ? walked.frame : undefined;
+  return walked.kind === 'cleaned' ? walked.frame : walked.kind;
 }
 
 /** Whether the start of a frame (its first fragment, say) has segments to clean: 'unknown' when the

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { j2kCommentsIn, withoutJ2kComments } from '../../src/pixels/j2k-metadata.js';
+import { J2K_MAIN_HEADER, j2kCommentsIn, withoutJ2kComments } from '../../src/pixels/j2k-metadata.js';
+import { cleanedCodestream } from '../../src/pixels/marker-segments.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { deidentifyPassingPixels, firstFrame, gdcmDecoded, noNewErrors } from '../helpers/pixel-checks.js';
 import { withFrames } from '../helpers/pixel-images.js';
@@ -119,7 +120,11 @@ test('a codestream in a JP2 file leaves without the boxes around it', () => {
   const wrapped = Buffer.concat([signature, box('ftyp', Buffer.from('jp2 \0\0\0\0jp2 ', 'latin1')), box('xml ', Buffer.from('<patient>Doe^John</patient>', 'latin1')), box('jp2c', codestream)]);
   assert.equal(j2kCommentsIn(wrapped.subarray(0, 40)), 'present', 'a first fragment that opens a JP2 file tells');
   assert.deepEqual(withoutJ2kComments(wrapped), Buffer.concat([SOC, SIZ, COD, QCD, TILE]));
-  assert.equal(withoutJ2kComments(Buffer.concat([signature, box('xml ', Buffer.from('Doe^John', 'latin1'))])), undefined, 'no codestream box: left as it was');
+  const withoutCodestream = Buffer.concat([signature, box('xml ', Buffer.from('Doe^John', 'latin1'))]);
+  assert.equal(withoutJ2kComments(withoutCodestream), undefined, 'no codestream box: nothing to take out');
+  // ...and nothing that can be read: the instance is held rather than its frame copied (deidentify-file.ts).
+  assert.equal(cleanedCodestream(withoutCodestream, J2K_MAIN_HEADER), 'unreadable');
+  assert.equal(cleanedCodestream(Buffer.concat([signature, box('jp2c', Buffer.concat([SOC, SIZ, COD, QCD, TILE]))]), J2K_MAIN_HEADER).length, SOC.length + SIZ.length + COD.length + QCD.length + TILE.length, 'the bare codestream');
 });
 
 

@@ -153,3 +153,26 @@ test('a comment between scans and bytes after the end of a JPEG frame do not lea
   assert.ok(!written.includes('Yablonski'), 'bytes after EOI leave');
   assert.ok(written.includes(Buffer.concat([scan, Buffer.from([0x12, 0x34]), scan, Buffer.from([0x56, 0x78, 0xff, 0xd9])]).toString('latin1')), 'the scans stay as they were');
 });
+
+// Found reviewing the codestream cleaning: a frame whose header could not be walked (a segment's length
+// running past the frame, a frame that does not start with SOI, a JP2 file without its codestream) was
+// copied whole, comment and all, as a frame "with nothing to clean".
+test('a frame whose codestream cannot be read from its start holds the instance, whatever it carries', () => {
+  const segment = (marker: number, body: Buffer, length = body.length + 2) => Buffer.concat([Buffer.from([marker >> 8, marker & 0xff, length >> 8, length & 0xff]), body]);
+  const comment = segment(0xfffe, Buffer.from('Zabriskie^Quentin MRN600', 'latin1'));
+  const scan = Buffer.concat([segment(0xffda, Buffer.from([1, 1, 0, 0, 63, 0])), Buffer.from([0x12, 0x34, 0xff, 0xd9])]);
+  const readable = Buffer.concat([Buffer.from([0xff, 0xd8]), scan]);
+  const image = [encodeDataset(eightBitImagePixel({ rows: 8, columns: 8, frames: 2 }))];
+  const pixelData = (frames: Buffer[]) =>
+    Buffer.concat([elementHeader(0x7fe00010, 'OB', 0xffffffff), definedItem(Buffer.alloc(0)), ...frames.map((frame) => definedItem(frame)), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
+  for (const [name, unreadable] of [
+    ['a segment whose length runs past the frame', Buffer.concat([Buffer.from([0xff, 0xd8]), comment, segment(0xffe1, Buffer.from('EXIF'), 0x7000), scan])],
+    ['no SOI before the comment', Buffer.concat([comment, scan])],
+  ] as const) {
+    const { result, written } = deidentified('leak-jpeg-unreadable', dataset([...patient(), ...image, pixelData([readable, unreadable])]), '1.2.840.10008.1.2.4.50');
+    assert.equal(result.kind, 'quarantined', `${name}: ${written?.includes('Zabriskie') ? 'the comment left' : 'written'}`);
+    assert.match((result as { reason: string }).reason, /frame 2 of 2 is not a codestream that can be read from its start/);
+  }
+  const { result } = deidentified('leak-jpeg-unreadable', dataset([...patient(), ...image, pixelData([readable, readable])]), '1.2.840.10008.1.2.4.50');
+  assert.equal(result.kind, 'deidentified', 'readable frames with nothing to clean leave as they are');
+});
