@@ -14,7 +14,7 @@ import { AssociationError, openStoreAssociation, type RequestorAssociation, type
 import type { FindRequest, MoveRequest, StoreChannel } from '../dimse/services.js';
 import { DimseStatusError, isWarning, Status, type DimseResult, type SuboperationCounts } from '../dimse/status.js';
 import { canonicalAddress } from '../dimse/peer-address.js';
-import { chooseContext, proposeContexts } from '../dimse/store-contexts.js';
+import { candidateSyntaxes, chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import type { AccessAudit } from '../index/access-audit.js';
 import type { Logger } from '../observability/logger.js';
 import { openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
@@ -175,8 +175,11 @@ export class MoveService {
 
   private getOne(channel: StoreChannel, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
     return this.subOperation(file, async (stored, path) => {
-      // The caller proposed no context that can take this object: that sub-operation fails.
-      const context = channel.contextFor(stored.sopClassUid, stored.transferSyntaxUid);
+      // As for C-MOVE (chooseContext): the stored syntax, else little endian, decompressed if need be
+      // (getscu proposes uncompressed syntaxes only). No context for any of them: the sub-operation fails.
+      const context = candidateSyntaxes(stored.transferSyntaxUid)
+        .map((syntax) => channel.contextFor(stored.sopClassUid, syntax))
+        .find((accepted) => accepted !== undefined);
       if (!context) return undefined;
       const body = await this.options.transcoder.datasetInSyntax(path, stored, context.transferSyntax);
       return (await channel.store(context.id, stored.sopClassUid, stored.sopInstanceUid, body)).status;

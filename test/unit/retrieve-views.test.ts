@@ -4,11 +4,12 @@
  * address as for query.sourceCallers (src/dimse/peer-address.ts).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { encodeTextDataset } from '../../src/dicom/dataset-encoder.js';
+import { BufferSource, parseDataset, PIXEL_DATA } from '../../src/dicom/dataset-tree.js';
 import type { FindRequest, MoveRequest, StoreChannel } from '../../src/dimse/services.js';
 import { AccessAudit } from '../../src/index/access-audit.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
@@ -17,6 +18,7 @@ import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { MoveService, type MoveDestination } from '../../src/query/move-service.js';
 import type { StoredDataset } from '../../src/store/stored-dataset.js';
 import { Transcoder } from '../../src/store/transcoder.js';
+import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { openScratchIndex } from '../helpers/scratch-index.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { writeSyntheticFile } from '../helpers/synthetic-dicom.js';
@@ -24,6 +26,8 @@ import { writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 const IMPLICIT_LE = '1.2.840.10008.1.2';
 const CT = '1.2.840.10008.5.1.4.1.1.2';
+const SECONDARY_CAPTURE = '1.2.840.10008.5.1.4.1.1.7';
+const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 
 async function storageWithOneInstance(t: Parameters<typeof openScratchIndex>[0], name: string) {
   const storagePath = scratchDir(name);
@@ -199,4 +203,72 @@ test('a retrieve sub-operation that fails on the file logs no path of it', async
   assert.match(logged, /a retrieve sub-operation failed/);
   assert.match(logged, /ENOENT/, 'the log still says why');
   assert.doesNotMatch(logged, /BRIEN|SEAN|19700101|IM1/, logged);
+});
+
+// Found in the query review: a C-GET sub-operation used only a context of the stored transfer syntax
+// (or the other little-endian one), so a compressed object the caller took no compressed context for
+// failed, though a C-MOVE of it decompresses for a destination that refuses the compressed syntax.
+// getscu proposes uncompressed syntaxes only by default: a C-GET of a JPEG study ended 0xA702.
+test('a C-GET decompresses an object whose stored syntax the caller accepted no context for, as a C-MOVE does', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const storagePath = scratchDir('retrieve-views-get-jpeg');
+  mkdirSync(join(storagePath, 'originals'));
+  copyFileSync(join(PYDICOM_TEST_FILES, 'SC_rgb_jpeg_dcmtk.dcm'), join(storagePath, 'originals', 'jpeg.dcm'));
+  const db = openScratchIndex(t, 'retrieve-views-get-jpeg-index');
+  const jpeg = { studyInstanceUid: '1.2.826.7.1', seriesInstanceUid: '1.2.826.7.1.1', sopInstanceUid: '1.2.276.0.7230010.3.1.4.8323329.15150.1506363677.126194' };
+  db.transaction(() =>
+    new InstanceIndex(db).upsert({
+      attributes: { PatientID: 'MRN-7', Modality: 'OT' },
+      ...jpeg,
+      sopClassUid: SECONDARY_CAPTURE,
+      transferSyntaxUid: JPEG_BASELINE,
+      filePath: 'originals/jpeg.dcm',
+      fileSize: 1,
+      callingAeTitle: 'CT01',
+      receivedAt: Date.now(),
+    }),
+  )();
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  const service = new MoveService({
+    db,
+    log: silentLogger(),
+    storagePath,
+    transcoder,
+    viewFor: () => 'source',
+    settings: () => ({ connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations: [{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }], sourceRetrievesOriginals: true }),
+  });
+  // The caller took the SCP role for Secondary Capture in explicit VR little endian only; the channel
+  // answers as the association does (the syntax asked, or the other little-endian one).
+  const sent: Array<{ contextId: number; pixelDataLength: number | undefined }> = [];
+  const channel: StoreChannel = {
+    contextFor: (sopClassUid, transferSyntaxUid) =>
+      sopClassUid === SECONDARY_CAPTURE && (transferSyntaxUid === EXPLICIT_LE || transferSyntaxUid === IMPLICIT_LE) ? { id: 3, transferSyntax: EXPLICIT_LE } : undefined,
+    store: async (contextId, _sopClassUid, _sopInstanceUid, body) => {
+      const bytes = Buffer.alloc(body.length);
+      for (let at = 0; at < bytes.length; ) {
+        const read = await body.read(bytes.subarray(at), at);
+        if (read === 0) break;
+        at += read;
+      }
+      sent.push({ contextId, pixelDataLength: parseDataset(new BufferSource(bytes), 'explicit-le').find((element) => element.tag === PIXEL_DATA)?.length });
+      return { status: 0x0000 };
+    },
+  };
+  const request: FindRequest = {
+    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
+    messageId: 1,
+    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
+    transferSyntaxUid: EXPLICIT_LE,
+    identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: jpeg.studyInstanceUid }], 'explicit-le'),
+  };
+  const progress = service.get(request, channel, new AbortController().signal);
+  let next = await progress.next();
+  for (let guard = 0; !next.done && guard < 10; guard += 1) next = await progress.next();
+  assert.ok(next.done);
+  assert.equal(next.value.status, 0x0000, `final status 0x${next.value.status.toString(16)}`);
+  assert.deepEqual(next.value.suboperations, { remaining: 0, completed: 1, failed: 0, warning: 0 });
+  // SC_rgb_jpeg_dcmtk.dcm is 100 x 100 RGB: 30,000 bytes once decompressed, where encapsulated
+  // Pixel Data has an undefined length.
+  assert.deepEqual(sent, [{ contextId: 3, pixelDataLength: 30_000 }]);
 });
