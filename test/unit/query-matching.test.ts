@@ -228,3 +228,57 @@ test('a range whose first bound is later than its second matches nothing: TM ran
   assert.deepEqual(matching('time', 'TM', '2300-0100'), []);
   assert.deepEqual(matching('date', 'DA', '20240131-20240115'), []);
 });
+
+// Suspected in an earlier review ("C-FIND one-char CJK over-match"): that "?" or a one-character key
+// in Chinese, Japanese or Korean text matched more than one character (a byte, or a code unit, at a
+// time). It does not: keys are decoded by their Specific Character Set (ISO 2022 escapes included)
+// before matching, and SQLite's LIKE and GLOB take "_" and "?" for one character, whatever its length
+// in UTF-8 or UTF-16 (𠮷 is outside the BMP). This pins it, through the identifier's bytes.
+test('C-FIND: "?" and a one-character key match one CJK character, in ISO 2022 and UTF-8 identifiers, group by group', async (t) => {
+  const names = ['山田^太郎', '山^太郎', '山田', '山', 'Yamada^Tarou=山田^太郎=やまだ^たろう', '𠮷田^太郎', 'Hong^Gildong=洪^吉洞=홍^길동', '김희중', '王^小東'];
+  const records = names.map((name, n) =>
+    instanceRecord(n, { attributes: { PatientID: `P${n}`, PatientName: name }, studyInstanceUid: `1.2.${n}`, seriesInstanceUid: `1.2.${n}.1`, sopInstanceUid: `1.2.${n}.1.1` }),
+  );
+  const db = openScratchIndex(t, 'query-matching-cjk');
+  const index = new InstanceIndex(db);
+  db.transaction(() => records.forEach((record) => index.upsert(record)))();
+  const find = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
+  const namesFound = async (charset: string, key: Buffer): Promise<string[]> => {
+    const request = {
+      association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
+      messageId: 1,
+      sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1',
+      transferSyntaxUid: '1.2.840.10008.1.2.1',
+      identifier: encodeDataset([
+        [0x00080005, 'CS', charset],
+        [0x00080052, 'CS', 'STUDY'],
+        [0x00100010, 'PN', key],
+        [0x00100020, 'LO', ''],
+      ]),
+    };
+    const found: string[] = [];
+    for await (const match of find.find(request, new AbortController().signal)) {
+      const response = Buffer.isBuffer(match) ? match : match.identifier;
+      const id = parseDataset(new BufferSource(response), 'explicit-le').find((element) => element.tag === 0x00100020)?.value?.toString('latin1').trim();
+      found.push(names[Number(id?.slice(1))] ?? '?');
+    }
+    return found;
+  };
+  const utf8 = (key: string) => namesFound('ISO_IR 192', Buffer.from(key, 'utf8'));
+  assert.deepEqual(await utf8('?'), ['山']);
+  assert.deepEqual(await utf8('山'), ['山']);
+  assert.deepEqual(await utf8('??'), ['山田']);
+  assert.deepEqual(await utf8('?^太郎'), ['山^太郎']);
+  assert.deepEqual(await utf8('?田^太郎'), ['山田^太郎', 'Yamada^Tarou=山田^太郎=やまだ^たろう', '𠮷田^太郎']);
+  assert.deepEqual(await utf8('???'), ['김희중']);
+  assert.deepEqual(await utf8('?^??'), ['山^太郎', 'Hong^Gildong=洪^吉洞=홍^길동', '王^小東']);
+  // ISO 2022 IR 87: ESC $ B switches to JIS X 0208 (山 is 0x3B 0x33, 太郎 0x42 0x40 0x4F 0x3A), ESC ( B back.
+  const jis = (...parts: Array<string | number[]>) => Buffer.concat(parts.map((part) => (typeof part === 'string' ? Buffer.from(part, 'latin1') : Buffer.from(part))));
+  const japanese = (key: Buffer) => namesFound('\\ISO 2022 IR 87', key);
+  assert.deepEqual(await japanese(jis('\x1b$B', [0x3b, 0x33], '\x1b(B')), ['山']);
+  assert.deepEqual(await japanese(jis('?^\x1b$B', [0x42, 0x40, 0x4f, 0x3a], '\x1b(B')), ['山^太郎']);
+  assert.deepEqual(await japanese(jis('\x1b$B', [0x3b, 0x33], '\x1b(B?^\x1b$B', [0x42, 0x40, 0x4f, 0x3a], '\x1b(B')), ['山田^太郎', 'Yamada^Tarou=山田^太郎=やまだ^たろう']);
+  // ISO 2022 IR 149: Korean in G1 after ESC $ ) C (김 is 0xB1 0xE8).
+  assert.deepEqual(await namesFound('\\ISO 2022 IR 149', jis('\x1b$)C', [0xb1, 0xe8], '??')), ['김희중']);
+  assert.deepEqual(await namesFound('\\ISO 2022 IR 149', jis('\x1b$)C', [0xb1, 0xe8], '?')), []);
+});
