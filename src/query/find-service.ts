@@ -23,9 +23,10 @@ import { matchCondition, MatchingError, type ColumnCondition } from './matching.
 
 export const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
 
-/** PS3.4 C.4.1.1.4: failure statuses of C-FIND. */
+/** PS3.4 C.4.1.1.4: failure statuses of C-FIND, and Cancel. */
 const IdentifierDoesNotMatchSopClass = 0xa900;
 const UnableToProcess = 0xc000;
+const MatchingTerminated = 0xfe00;
 
 const TAG = {
   SpecificCharacterSet: 0x00080005,
@@ -80,11 +81,17 @@ export class FindService {
       // PS3.4 C.4.1.1.4: 0xFF01 when optional keys were not supported for matching.
       const pending = query.unmatchedKeys.length > 0 ? Status.PendingOptionalKeysUnsupported : Status.Pending;
       if (pending !== Status.Pending) this.options.log.info({ keys: query.unmatchedKeys.map(tagText) }, 'C-FIND keys not used for matching: answered 0xFF01');
-      for (const identifier of this.matches(query, view, request, signal)) {
-        yield { identifier, status: pending };
+      const encoding = request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
+      const { rows, cut } = this.matchingRows(query, view);
+      for (const row of rows) {
+        if (signal.aborted) break;
+        yield { identifier: this.response(query, row, encoding), status: pending };
         sent += 1;
       }
-      if (signal.aborted) status = 0xfe00;
+      if (signal.aborted) status = MatchingTerminated;
+      // PS3.4 C.4.1.3.1: Success says a response went for every match. A query cut at query.maxResults
+      // ends as a cancelled one does (Orthanc's LimitFindResults ends it so too).
+      else if (cut) throw new DimseStatusError(MatchingTerminated, `more matches than query.maxResults (${rows.length}): the rest were left out`);
     } catch (error) {
       // What the DIMSE layer answers (status.ts: anything but DimseStatusError is a processing failure).
       status = error instanceof DimseStatusError ? error.status : 0x0110;
@@ -103,8 +110,8 @@ export class FindService {
     }
   }
 
-  private *matches(query: ParsedQuery, view: View, request: FindRequest, signal: AbortSignal): Iterable<Buffer> {
-    const encoding = request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
+  /** The rows of the matches, at most query.maxResults of them; `cut` when there were more. */
+  private matchingRows(query: ParsedQuery, view: View): { rows: unknown[][]; cut: boolean } {
     const limit = this.options.maxResults();
     const columns = query.returnKeys.map(({ key }, index) => (key ? `${key.column} AS k${index}` : `NULL AS k${index}`));
     const where = query.conditions.map((condition) => condition.sql);
@@ -119,14 +126,12 @@ export class FindService {
       .prepare(sql)
       .raw()
       .all(...query.conditions.flatMap((condition) => condition.params), limit + 1) as unknown[][];
-    if (rows.length > limit) {
+    const cut = rows.length > limit;
+    if (cut) {
       this.options.log.warn({ level: query.level, limit }, 'C-FIND matched more than query.maxResults; the rest are left out');
       rows.length = limit;
     }
-    for (const row of rows) {
-      if (signal.aborted) return;
-      yield this.response(query, row, encoding);
-    }
+    return { rows, cut };
   }
 
   private response(query: ParsedQuery, row: unknown[], encoding: 'implicit-le' | 'explicit-le'): Buffer {
