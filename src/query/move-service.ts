@@ -141,8 +141,12 @@ export class MoveService {
     try {
       query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
       if (!query.uniqueKeyGiven) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `a ${query.level} retrieve names the ${query.level} unique key`);
-      const files = this.filesOf(query.conditions, view, originals);
+      const { files, gone } = this.filesOf(query.conditions, view, originals);
       counts.remaining = files.length;
+      // PS3.4 C.4.2.3.1: an instance the identifier names that cannot be sent is a failed
+      // sub-operation, not one left out: the caller found it with C-FIND and must learn it did not come.
+      counts.failed = gone.length;
+      failed.push(...gone);
       yield* send.call(this, files, counts, failed);
       if (signal.aborted) status = Status.Cancel;
       // PS3.4 C.4.2.1.5: all sub-operations failed is a refusal; some is a warning.
@@ -257,8 +261,11 @@ export class MoveService {
     });
   }
 
-  /** The files the identifier names at IMAGE granularity, in the caller's view. */
-  private filesOf(conditions: ReturnType<typeof parseQuery>['conditions'], view: View, originals: boolean): FileToSend[] {
+  /**
+   * The instances the identifier names, in the caller's view: the files to send, and the SOP Instance
+   * UIDs of those without one (an original or copy deleted by retention, a copy not made).
+   */
+  private filesOf(conditions: ReturnType<typeof parseQuery>['conditions'], view: View, originals: boolean): { files: FileToSend[]; gone: string[] } {
     const where = conditions.map((condition) => condition.sql);
     const params = conditions.flatMap((condition) => condition.params);
     const file =
@@ -268,11 +275,16 @@ export class MoveService {
           ? { join: '', path: 'i.file_path', present: 'i.original_deleted_at IS NULL' }
           : { join: '', path: 'i.deid_file_path', present: `i.state IN ('deidentified', 'forwarded') AND i.deid_deleted_at IS NULL` };
     const sql = inView(
-      `SELECT i.sop_instance_uid AS sopInstanceUid, ${file.path} AS filePath, i.sop_class_uid AS sopClassUid, i.transfer_syntax_uid AS transferSyntaxUid
-       FROM ${FROM_BY_LEVEL.IMAGE} ${file.join} WHERE ${[file.present, ...where].join(' AND ')} ORDER BY i.id`,
+      `SELECT i.sop_instance_uid AS sopInstanceUid, CASE WHEN ${file.present} THEN ${file.path} END AS filePath,
+         i.sop_class_uid AS sopClassUid, i.transfer_syntax_uid AS transferSyntaxUid
+       FROM ${FROM_BY_LEVEL.IMAGE} ${file.join} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY i.id`,
       view,
     );
-    return this.options.db.prepare(sql).all(...params) as FileToSend[];
+    const rows = this.options.db.prepare(sql).all(...params) as Array<Omit<FileToSend, 'filePath'> & { filePath: string | null }>;
+    return {
+      files: rows.filter((row): row is FileToSend => row.filePath !== null),
+      gone: rows.filter((row) => row.filePath === null).map((row) => row.sopInstanceUid),
+    };
   }
 }
 

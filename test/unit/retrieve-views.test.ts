@@ -272,3 +272,55 @@ test('a C-GET decompresses an object whose stored syntax the caller accepted no 
   // Pixel Data has an undefined length.
   assert.deepEqual(sent, [{ contextId: 3, pixelDataLength: 30_000 }]);
 });
+
+// Found in the query review: an instance whose file was gone (its copy or original deleted after
+// storage.retainDeidentified or storage.retainOriginals, 7 days by default; or a copy not made, for a
+// source caller who gets copies) was left out of a retrieve without a word: C-FIND still listed it, and
+// the C-MOVE or C-GET of it ended 0x0000 with nothing completed and nothing failed. It is a failed
+// sub-operation now (PS3.4 C.4.2.3.1), in the Failed SOP Instance UID List.
+test('a retrieve of an instance whose file was deleted counts it as a failed sub-operation and lists it', async (t) => {
+  const { db, storagePath, original, copy } = await storageWithOneInstance(t, 'retrieve-views-deleted');
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  const service = new MoveService({
+    db,
+    log: silentLogger(),
+    storagePath,
+    transcoder,
+    viewFor: (callingAeTitle) => (callingAeTitle === 'RESEARCH' ? 'research' : 'source'),
+    settings: () => ({ connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations: [{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }], sourceRetrievesOriginals: true }),
+  });
+  const outcome = async (callingAeTitle: string, studyInstanceUid: string) => {
+    const sent: string[] = [];
+    const channel: StoreChannel = {
+      contextFor: () => ({ id: 1, transferSyntax: EXPLICIT_LE }),
+      store: async (_contextId, _sopClassUid, sopInstanceUid) => (sent.push(sopInstanceUid), { status: 0x0000 }),
+    };
+    const request: FindRequest = {
+      association: { id: 'a', callingAeTitle, calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
+      messageId: 1,
+      sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
+      transferSyntaxUid: EXPLICIT_LE,
+      identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: studyInstanceUid }], 'explicit-le'),
+    };
+    const progress = service.get(request, channel, new AbortController().signal);
+    let next = await progress.next();
+    for (let guard = 0; !next.done && guard < 10; guard += 1) next = await progress.next();
+    assert.ok(next.done);
+    const failedList = next.value.identifier
+      ? parseDataset(new BufferSource(next.value.identifier), 'explicit-le').find((element) => element.tag === 0x00080058)?.value?.toString('latin1').replace(/\0$/, '')
+      : undefined;
+    return { sent, status: next.value.status, suboperations: next.value.suboperations, failedList };
+  };
+  const allFailed = { remaining: 0, completed: 0, failed: 1, warning: 0 };
+  db.prepare('UPDATE instances SET deid_deleted_at = ?').run(Date.now());
+  assert.deepEqual(await outcome('RESEARCH', copy.studyInstanceUid), { sent: [], status: 0xa702, suboperations: allFailed, failedList: copy.sopInstanceUid }, 'a research caller, its copy deleted');
+  db.prepare('UPDATE instances SET original_deleted_at = ?').run(Date.now());
+  assert.deepEqual(await outcome('HOSPITAL', original.studyInstanceUid), { sent: [], status: 0xa702, suboperations: allFailed, failedList: original.sopInstanceUid }, 'a source caller, the original deleted');
+  db.prepare('UPDATE instances SET original_deleted_at = NULL, deid_deleted_at = NULL').run();
+  assert.deepEqual(
+    await outcome('HOSPITAL', original.studyInstanceUid),
+    { sent: [original.sopInstanceUid], status: 0x0000, suboperations: { remaining: 0, completed: 1, failed: 0, warning: 0 }, failedList: undefined },
+    'both files there: sent',
+  );
+});
