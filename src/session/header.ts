@@ -6,7 +6,7 @@
  */
 import { parseFile, type ElementNode } from '../dicom/dataset-tree.js';
 import { decodeText, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
-import { tagOfKeyword } from '../dicom/dictionary.js';
+import { tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 import { elementText } from '../dicom/element-value.js';
 
 /** A DICOM keyword as PS3.6 spells it ("PatientName"), a tag as a number (0x00100010), or a tag as
@@ -59,7 +59,8 @@ export class LazyHeader {
     const tag = tagOf(key);
     const header = this.header();
     if (tag >>> 16 === 0x0002) return metaText(tag & 0xffff, header.meta.get(tag & 0xffff));
-    const element = header.byTag.get(tag);
+    const stored = header.byTag.get(tag);
+    const element = stored && withDictionaryVr(stored);
     if (!element || NO_TEXT_VRS.has(element.vr)) return undefined;
     const binary = BINARY_TEXT[element.vr];
     if (binary) return element.value ? binary(element.value, header.bigEndian) : undefined;
@@ -82,6 +83,16 @@ export class LazyHeader {
     this.parsed ??= readHeader(this.path());
     return this.parsed;
   }
+}
+
+/**
+ * A standard attribute written as UN (by a device or archive that did not know it, PS3.5 6.2.2) read
+ * in the VR the data dictionary gives it, as the index reads it; a private one has none and stays UN.
+ */
+function withDictionaryVr(element: ElementNode): ElementNode {
+  if (element.vr !== 'UN' || element.items !== undefined) return element;
+  const vr = vrOf(element.tag);
+  return vr === 'UN' ? element : { ...element, vr };
 }
 
 function readHeader(path: string): ParsedHeader {

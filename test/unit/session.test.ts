@@ -597,3 +597,32 @@ test('export: an instance exported again to another path leaves no copy at the o
   assert.equal(after.length, 1, `one copy of the instance: ${after.join(', ')}`);
   assert.notEqual(after[0], before, 'under the corrected patient');
 });
+
+// Found in the session review: a file whose standard attributes are encoded with VR UN (written by a
+// tool or archive that did not know them, PS3.5 6.2.2) was indexed with its values (the index reads
+// by tag), yet attribute() answered undefined for them, as if absent: instance.Modality said "RTDOSE"
+// and instance.attribute('Modality') said nothing.
+test('attribute() reads a standard attribute encoded as UN in the VR of the data dictionary', async (t) => {
+  const storage = newStorage('un-vr');
+  const path = join(storage, 'originals', 'un.dcm');
+  const smallest = Buffer.alloc(2);
+  smallest.writeUInt16LE(7);
+  const { sopInstanceUid } = await writeSyntheticFile(
+    path,
+    spec({
+      extra: [
+        [0x00181030, 'UN', Buffer.from('PROTOCOL A\\B ', 'latin1')], // ProtocolName, LO
+        [0x00280106, 'UN', smallest], // SmallestImagePixelValue, US or SS (US here)
+        [0x00191010, 'UN', Buffer.from('PRIV')], // private: no dictionary VR
+      ],
+    }),
+  );
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  assert.equal(instance.attribute('ProtocolName'), 'PROTOCOL A\\B');
+  assert.equal(instance.attributeNumber('SmallestImagePixelValue'), 7);
+  assert.equal(instance.attribute(0x00191010), undefined, 'a private element without a known VR stays without a text form');
+});
