@@ -232,6 +232,12 @@ export class Instance {
     if (this.#row.originalDeletedAt !== undefined) {
       throw new Error(`the original of this instance was deleted by retention (storage.retainOriginals) on ${new Date(this.#row.originalDeletedAt).toISOString()}`);
     }
+    // As the node and `gantry export` do: a file imported in place is its user's, who may put another
+    // instance under its name, which must not be read or de-identified as the one the index describes.
+    const size = statSync(this.filePath, { throwIfNoEntry: false })?.size;
+    if (size !== undefined && size !== this.fileSize) {
+      throw new Error(`the original changed since it was indexed (${size} bytes, not ${this.fileSize}): it is not the instance the index describes`);
+    }
     return this.filePath;
   }
 

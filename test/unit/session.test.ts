@@ -626,3 +626,24 @@ test('attribute() reads a standard attribute encoded as UN in the VR of the data
   assert.equal(instance.attributeNumber('SmallestImagePixelValue'), 7);
   assert.equal(instance.attribute(0x00191010), undefined, 'a private element without a known VR stays without a text form');
 });
+
+// Found in the session review: the node and `gantry export` refuse an original whose size changed
+// since it was indexed (a file imported in place is its user's, who may put another patient's
+// instance under the same name), but the session read it and de-identified it as the indexed
+// instance: another patient's attributes and pixels under this instance's properties.
+test('an original changed since it was indexed is not read or de-identified as the indexed instance', async (t) => {
+  const storage = newStorage('changed');
+  const path = join(storage, 'originals', 'one.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ patientId: 'MRN-INDEXED' }));
+  await indexFiles(storage, [path]);
+  await writeSyntheticFile(path, spec({ patientId: 'MRN-OTHER', rows: 32 }));
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  assert.throws(() => instance.attribute('PatientID'), /changed since it was indexed/);
+  await assert.rejects(instance.frame(0), /changed since it was indexed/);
+  const out = join(storage, '..', 'out', 'one.dcm');
+  await assert.rejects(instance.deidentify(out), /changed since it was indexed/);
+  assert.equal(statSync(out, { throwIfNoEntry: false }), undefined, 'nothing written');
+});
