@@ -9,12 +9,12 @@
  */
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseFile, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
+import { parseFile, PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
 import type { DeidFileResult } from '../deid/deidentify-file.js';
 import type { InstanceState } from '../index/instance-index.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import { decodeFrame, type FrameSamples } from '../pixels/frames.js';
-import { pixelGeometry, type PixelGeometry } from '../pixels/native.js';
+import { pixelGeometry, PixelRedactionError, type PixelGeometry } from '../pixels/native.js';
 import type { Deidentifier, DeidentifyOptions } from './deidentifier.js';
 import { LazyHeader, type AttributeKey } from './header.js';
 import {
@@ -246,6 +246,9 @@ export class Instance {
     const file = parseFile(this.#originalPath(), { loadLimit: 64 * 1024 });
     try {
       const byTag = new Map(file.elements.map((element) => [element.tag, element]));
+      // Before the geometry: a report or plan has no Image Pixel module either, and "BitsAllocated is
+      // missing" would read as a damaged image.
+      if (!byTag.has(PIXEL_DATA)) throw new PixelRedactionError('the instance has no Pixel Data');
       return { file, byTag, geometry: pixelGeometry(byTag, file.source, file.encoding === 'explicit-be') };
     } catch (error) {
       file.close();

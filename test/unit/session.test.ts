@@ -647,3 +647,32 @@ test('an original changed since it was indexed is not read or de-identified as t
   await assert.rejects(instance.deidentify(out), /changed since it was indexed/);
   assert.equal(statSync(out, { throwIfNoEntry: false }), undefined, 'nothing written');
 });
+
+// Found in the session review: frame() of an instance without pixels (a structured report, an RT
+// plan) said "BitsAllocated is missing", as if its image were damaged, because the image's geometry
+// was read before anyone looked for Pixel Data.
+test('frame() and frames() of an instance without Pixel Data say so', async (t) => {
+  const storage = newStorage('no-pixels');
+  const path = join(storage, 'originals', 'report.dcm');
+  const sopInstanceUid = newUid();
+  const sopClassUid = '1.2.840.10008.5.1.4.1.1.88.11'; // Basic Text SR
+  const header = encodePart10Header({ mediaStorageSopClassUid: sopClassUid, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE });
+  const dataset = encodeDataset([
+    [0x00080016, 'UI', sopClassUid],
+    [0x00080018, 'UI', sopInstanceUid],
+    [0x00080060, 'CS', 'SR'],
+    [0x00100020, 'LO', 'MRN-REPORT'],
+    [0x0020000d, 'UI', newUid()],
+    [0x0020000e, 'UI', newUid()],
+  ]);
+  writeFileSync(path, Buffer.concat([header, dataset]));
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  await assert.rejects(instance.frame(0), /no Pixel Data/);
+  await assert.rejects(async () => {
+    for await (const _ of instance.frames()) assert.fail('a frame of an instance without pixels');
+  }, /no Pixel Data/);
+});
