@@ -7,8 +7,8 @@
  * Each object is a snapshot of its row when it was listed: a running node may change an instance's
  * state and files meanwhile; `session.instance(uid)` reads it afresh.
  */
-import { statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { realpathSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { parseFile, PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
 import type { DeidFileResult } from '../deid/deidentify-file.js';
 import type { InstanceState } from '../index/instance-index.js';
@@ -210,7 +210,8 @@ export class Instance {
   /**
    * De-identifies the original into `outputPath` as the node would (the config's profiles, rules and
    * pixel zones, pseudonyms keyed by deid.secret, the calling AE title it came from); the original
-   * and the index are not changed. Resolves with what was done, or why the node would hold the
+   * and the index are not changed. `outputPath` may not lie inside the storage folder or be a file
+   * imported in place. Resolves with what was done, or why the node would hold the
    * instance back (then nothing is written). Findings are in the result: with
    * deid.quarantineOnFindings the node would quarantine an instance that has any but empty-patient-id.
    */
@@ -220,6 +221,7 @@ export class Instance {
     // By file, not only by name: the original reached through a link, or a hard link to it, would be
     // replaced by its copy just the same.
     if (output === input || sameFile(output, input)) throw new Error('the output path is the original itself: the original is never modified');
+    refuseSessionFile(output, this.#context);
     const facts = {
       callingAeTitle: this.callingAeTitle,
       pass: releasedWithPass(this.#row.deidOverride),
@@ -261,6 +263,33 @@ export class Instance {
  * only the frames that need it, with the reason (codecs.ts), not native or RLE frames. */
 async function loadCodecsIfPossible(): Promise<void> {
   await loadCodecs().catch(() => undefined);
+}
+
+/**
+ * Refuses an output among the node's files (the index, originals, de-identified copies) or over a
+ * file imported in place, another instance's original: as `gantry export` refuses such a folder.
+ * Both by the path given and by the real one (a folder reached through a link is the same folder).
+ */
+function refuseSessionFile(output: string, context: SessionContext): void {
+  const names = [...new Set([output, realPathOf(output)])];
+  const storages = [...new Set([context.storagePath, realPathOf(context.storagePath)])];
+  if (names.some((name) => storages.some((storage) => name.startsWith(storage + sep)))) {
+    throw new Error('the output path lies inside the storage folder (storage.path): choose one outside the session');
+  }
+  if (names.some((name) => context.queries().isImportedInPlace(name))) {
+    throw new Error('the output path is a file imported in place (gantry import), the original of another instance');
+  }
+}
+
+/** The real path of `path`, or of its nearest existing folder joined with the rest. */
+function realPathOf(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    const parent = dirname(path);
+    return parent === path ? path : join(realPathOf(parent), basename(path));
+  }
 }
 
 /** Whether two paths name one file (device and inode); false when either is not there. */

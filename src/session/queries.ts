@@ -257,6 +257,11 @@ export class IndexQueries {
     return new Map(rows.map((row) => [row.original, row.renamed]));
   }
 
+  /** Whether `path` (absolute) is a file `gantry import` indexed in place. */
+  isImportedInPlace(path: string): boolean {
+    return this.statement('SELECT 1 FROM instances WHERE source_path = ? LIMIT 1').get(path) !== undefined;
+  }
+
   counts(): { patients: number; studies: number; series: number; instances: number } {
     return this.statement(`SELECT (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
       (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`).get() as {

@@ -676,3 +676,31 @@ test('frame() and frames() of an instance without Pixel Data say so', async (t) 
     for await (const _ of instance.frames()) assert.fail('a frame of an instance without pixels');
   }, /no Pixel Data/);
 });
+
+// Found in the session review: deidentify() refused only its own original as the output, so a loop
+// writing copies by a name of its choosing could replace another instance's original (in the
+// storage folder, or a file imported in place, another patient's), or the index itself, where
+// `gantry export` refuses a folder inside storage.path or one holding files imported in place.
+test('deidentify refuses to write inside the storage folder or over any file imported in place', async (t) => {
+  const storage = newStorage('deid-others');
+  const inStorage = join(storage, 'originals', 'a.dcm');
+  const elsewhere = join(storage, '..', 'imported');
+  mkdirSync(elsewhere, { recursive: true });
+  const inPlace = join(elsewhere, 'b.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(inStorage, spec({ patientId: 'MRN-A' }));
+  await writeSyntheticFile(inPlace, spec({ patientId: 'MRN-B' }));
+  indexRecords(storage, [await recordOf(storage, inStorage), { ...(await recordOf(storage, inPlace)), sourcePath: inPlace, external: true }]);
+  const digest = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+  const before = [digest(inStorage), digest(inPlace), digest(join(storage, 'index.sqlite'))];
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  await assert.rejects(instance.deidentify(inPlace), /imported in place/);
+  await assert.rejects(instance.deidentify(join(storage, 'index.sqlite')), /inside the storage folder/);
+  await assert.rejects(instance.deidentify(join(storage, 'originals', 'copy.dcm')), /inside the storage folder/);
+  assert.deepEqual([digest(inStorage), digest(inPlace), digest(join(storage, 'index.sqlite'))], before, 'nothing of the session was changed');
+  assert.equal(statSync(join(storage, 'originals', 'copy.dcm'), { throwIfNoEntry: false }), undefined);
+  const result = await instance.deidentify(join(elsewhere, 'copy-of-a.dcm'));
+  assert.equal(result.kind, 'deidentified', 'beside files imported in place, under a name of its own, it writes');
+});
