@@ -11,7 +11,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { parseFile, PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
 import type { DeidFileResult } from '../deid/deidentify-file.js';
-import type { InstanceState } from '../index/instance-index.js';
+import { INSTANCE_STATES, type InstanceState } from '../index/instance-index.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import { decodeFrame, type FrameSamples } from '../pixels/frames.js';
 import { pixelGeometry, PixelRedactionError, type PixelGeometry } from '../pixels/native.js';
@@ -43,6 +43,13 @@ export interface SessionContext {
 function stillIndexed<T>(row: T | undefined, what: string): T {
   if (row === undefined) throw new Error(`the ${what} is no longer in the index`);
   return row;
+}
+
+/** A misspelt state would match nothing and read as "none in that state" (JavaScript callers have no type check). */
+export function checkState(state: string | undefined): void {
+  if (state !== undefined && !(INSTANCE_STATES as readonly string[]).includes(state)) {
+    throw new RangeError(`state "${state}" is not one of ${INSTANCE_STATES.join(', ')}`);
+  }
 }
 
 // Each class below is merged with an interface of its indexed attributes: the attributes are copied
@@ -117,6 +124,7 @@ export class Series {
 
   /** The series' instances, in the order they were first received; with `state`, only those in it. */
   *instances(state?: InstanceState): Generator<Instance> {
+    checkState(state);
     for (const row of pagedRows((afterId) => this.#context.queries().instancesOfSeriesAfter(this.#id, state, afterId))) yield new Instance(this.#context, row);
   }
 }

@@ -10,10 +10,9 @@ import { configSchema, type ConfigInput, type GantryConfig } from '../config/sch
 import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
 import { MIGRATIONS } from '../db/migrations/index.js';
 import { refuseMigrationUnderNode } from '../pipeline/recovery.js';
-import { INSTANCE_STATES } from '../index/instance-index.js';
 import { deidSecret, Deidentifier } from './deidentifier.js';
 import { exportWithConfig, type ExportRequest, type ExportSummary } from '../toolkit/export.js';
-import { Instance, Patient, Series, Study, type SessionContext } from './objects.js';
+import { checkState, Instance, Patient, Series, Study, type SessionContext } from './objects.js';
 import { IndexQueries, pagedRows, type InstanceFilter, type SeriesRow } from './queries.js';
 
 /** The keys instances() filters on (InstanceFilter). */
@@ -104,9 +103,7 @@ export class Session {
     for (const key of Object.keys(filter)) {
       if (!(FILTER_KEYS as readonly string[]).includes(key)) throw new RangeError(`"${key}" is not a filter of instances(): use ${FILTER_KEYS.join(', ')}`);
     }
-    if (filter.state !== undefined && !(INSTANCE_STATES as readonly string[]).includes(filter.state)) {
-      throw new RangeError(`state "${filter.state}" is not one of ${INSTANCE_STATES.join(', ')}`);
-    }
+    checkState(filter.state);
     const byHierarchy = filter.StudyInstanceUID !== undefined || filter.SeriesInstanceUID !== undefined || filter.PatientID !== undefined || filter.Modality !== undefined;
     if (!byHierarchy) {
       for (const row of pagedRows((afterId) => this.#openQueries().instancesAfter(filter.state, afterId))) yield new Instance(this.#context, row);

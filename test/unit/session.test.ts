@@ -704,3 +704,20 @@ test('deidentify refuses to write inside the storage folder or over any file imp
   const result = await instance.deidentify(join(elsewhere, 'copy-of-a.dcm'));
   assert.equal(result.kind, 'deidentified', 'beside files imported in place, under a name of its own, it writes');
 });
+
+// Found in the session review: session.instances() refuses a state that is not one (JavaScript
+// callers have no type check), but series.instances(state) took any text and listed nothing, so a
+// misspelt state read as "none in that state".
+test('series.instances(state) refuses a state that is not one, as session.instances does', async (t) => {
+  const storage = newStorage('series-state');
+  const path = join(storage, 'originals', 'one.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({}));
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const series = session.instance(sopInstanceUid)?.series();
+  assert.ok(series);
+  assert.equal(count(series.instances('received')), 1);
+  assert.throws(() => count(series.instances('Received' as never)), /state "Received" is not one of/);
+  assert.throws(() => count(session.instances({ state: 'Received' as never })), /state "Received" is not one of/);
+});
