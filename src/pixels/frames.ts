@@ -4,7 +4,7 @@
  * and the library API (src/session/), so that what can be shown and what can be read never differ.
  * JPEG-LS and JPEG 2000 are WebAssembly modules: call loadCodecs() (codecs.ts) before decoding them.
  */
-import { PIXEL_DATA, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
+import { PIXEL_DATA, UNDEFINED_LENGTH, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { EXTENDED_OFFSET_TABLE, frameBytes, framesOf } from './encapsulated.js';
 import { FRAME_CODECS } from './frame-codecs.js';
@@ -28,6 +28,12 @@ export function decodeFrame(byTag: ReadonlyMap<number, ElementNode>, source: Byt
     if (g.bitsAllocated === 1) throw new PixelRedactionError('decoding frames of 1-bit images is not supported');
     checkNativeLayout(g);
     const length = frameBits(g) / 8;
+    // The geometry says where a frame lies; the value must hold it, or what follows Pixel Data would
+    // be read as its samples.
+    const end = (index + 1) * length;
+    if (pixelData.length === UNDEFINED_LENGTH || end > pixelData.length) {
+      throw new PixelRedactionError(`Pixel Data holds ${pixelData.length === UNDEFINED_LENGTH ? 'no value of defined length' : `${pixelData.length} bytes`}: frame ${index} would end at byte ${end} (Rows, Columns, bits and NumberOfFrames say so)`);
+    }
     return { samples: Buffer.from(source.read(pixelData.valueOffset + index * length, length)), layout: g };
   }
   const codec = FRAME_CODECS.get(transferSyntaxUid);

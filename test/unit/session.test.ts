@@ -266,6 +266,28 @@ test('native frames are read from the file on demand, one or all', async (t) => 
   await assert.rejects(instance.frame(3), /no frame 3/);
 });
 
+// Suspected in the session review: a native frame was sliced from Pixel Data by the geometry alone, so
+// for an image whose Pixel Data is shorter than Rows, Columns and NumberOfFrames say, the last frame
+// came back as whatever follows Pixel Data (a trailing padding element here).
+test('a native frame that Pixel Data does not hold whole is refused, not read from the bytes after it', async (t) => {
+  const storage = newStorage('short-pixels');
+  const path = join(storage, 'originals', 'short.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ frames: 3 }));
+  const file = readFileSync(path);
+  const numberOfFrames = file.indexOf(Buffer.from([0x28, 0x00, 0x08, 0x00, 0x49, 0x53]));
+  assert.ok(numberOfFrames > 0 && file.toString('latin1', numberOfFrames + 8, numberOfFrames + 10) === '3 ');
+  file.write('4 ', numberOfFrames + 8, 'latin1');
+  const padding = encodeElement(0xfffcfffc, 'OB', Buffer.alloc(16 * 24 * 2, 0x55));
+  writeFileSync(path, Buffer.concat([file, padding]));
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  assert.equal((await instance.frame(2)).samples.length, 16 * 24 * 2, 'the frames it holds are read');
+  await assert.rejects(instance.frame(3), /Pixel Data holds 2304 bytes: frame 3 would end at byte 3072/);
+});
+
 /** Skips (or under CI fails) when a DCMTK tool is missing, naming its package. */
 async function needDcmtk(t: TestContext, tool: string): Promise<boolean> {
   if (await have(tool)) return true;
