@@ -64,6 +64,8 @@ export class Session {
   readonly storagePath: string;
   #db: Db | undefined;
   #queries: IndexQueries | undefined;
+  /** Exports running: the index must stay open under them. */
+  #exporting = 0;
   #deidentifier: Deidentifier | undefined;
   readonly #loaded: LoadedConfig;
   readonly #context: SessionContext;
@@ -124,7 +126,12 @@ export class Session {
   async export(request: ExportRequest): Promise<ExportSummary> {
     const db = this.#db;
     if (!db) throw new Error('the session is closed');
-    return exportWithConfig(db, this.#loaded, deidSecret(this.#loaded, this.storagePath), request);
+    this.#exporting += 1;
+    try {
+      return await exportWithConfig(db, this.#loaded, deidSecret(this.#loaded, this.storagePath), request);
+    } finally {
+      this.#exporting -= 1;
+    }
   }
 
   patient(PatientID: string, IssuerOfPatientID = ''): Patient | undefined {
@@ -153,8 +160,10 @@ export class Session {
   }
 
   /** Closes the index. Objects listed before keep their indexed properties, attributes and frames;
-   * listing or de-identifying through them throws. Closing twice does nothing. */
+   * listing or de-identifying through them throws. Closing twice does nothing. Refused while an export
+   * runs: closed under it, the export failed half-way with the driver's "connection is not open". */
   close(): void {
+    if (this.#exporting > 0) throw new Error('an export of this session is running: await it before closing the session');
     this.#db?.close();
     this.#db = undefined;
     this.#queries = undefined;

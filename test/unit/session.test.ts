@@ -589,6 +589,21 @@ test('export: an instance received again since the folder was exported is export
   assert.ok(readFileSync(changed[0] as string).includes('CORRECTED'), 'the corrected content');
 });
 
+// Suspected in the session review: close() while export() ran closed the index under it, and the
+// export failed half-way with better-sqlite3's "The database connection is not open".
+test('close() is refused while an export runs, and closes once it is done', async () => {
+  const storage = newStorage('export-close');
+  const path = join(storage, 'originals', 'a.dcm');
+  await writeSyntheticFile(path, spec({ patientId: 'PAT-CLOSE' }));
+  await indexFiles(storage, [path]);
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+  const exporting = session.export({ out: join(storage, '..', 'out'), workers: 1 });
+  assert.throws(() => session.close(), /an export of this session is running/);
+  assert.equal((await exporting).written, 1);
+  session.close();
+  assert.throws(() => session.counts(), /the session is closed/);
+});
+
 // Found in a review: an instance received again under another PatientID (the modality's correction)
 // was written again under its new pseudonymous patient, and the copy under the old one stayed: the
 // folder held the instance twice, the old copy filed under a patient it does not belong to.
