@@ -29,6 +29,11 @@ const CT = '1.2.840.10008.5.1.4.1.1.2';
 const SECONDARY_CAPTURE = '1.2.840.10008.5.1.4.1.1.7';
 const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 
+/** The retrieve settings of these tests: Gantry's SCU side, and the Move Destinations `destinations`. */
+function moveSettings(destinations: MoveDestination[]) {
+  return { connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations, sourceRetrievesOriginals: true };
+}
+
 async function storageWithOneInstance(t: Parameters<typeof openScratchIndex>[0], name: string) {
   const storagePath = scratchDir(name);
   mkdirSync(join(storagePath, 'originals'));
@@ -104,16 +109,7 @@ test('a C-GET by a sourceSide moveDestinations entry gets the originals however 
     storagePath,
     transcoder,
     viewFor: (callingAeTitle) => (callingAeTitle === 'HOSPITAL' ? 'source' : callingAeTitle === 'RESEARCH' ? 'research' : undefined),
-    settings: () => ({
-      connectTimeoutMs: 1000,
-      responseTimeoutMs: 1000,
-      maxPduLength: 65536,
-      implementationClassUid: '1.2.3',
-      implementationVersionName: 'TEST',
-      aeTitle: 'GANTRY',
-      destinations,
-      sourceRetrievesOriginals: true,
-    }),
+    settings: () => moveSettings(destinations),
   });
   assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::7', original.studyInstanceUid), [original.sopInstanceUid], 'the listed workstation gets the original');
   assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::8', original.studyInstanceUid), [copy.sopInstanceUid], 'from another address: the copy');
@@ -135,7 +131,7 @@ test("a source caller's C-MOVE to an unknown Move Destination is refused and sti
     transcoder,
     audit,
     viewFor: () => 'source',
-    settings: () => ({ connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations: [], sourceRetrievesOriginals: true }),
+    settings: () => moveSettings([]),
   });
   const request: MoveRequest = {
     association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '10.0.0.5', remotePort: 1, log: silentLogger() },
@@ -182,7 +178,7 @@ test('a retrieve sub-operation that fails on the file logs no path of it', async
     storagePath,
     transcoder,
     viewFor: () => 'source',
-    settings: () => ({ connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations: [{ aeTitle: 'HOSPITAL', host: '10.0.0.5', port: 104, sourceSide: true }], sourceRetrievesOriginals: true }),
+    settings: () => moveSettings([{ aeTitle: 'HOSPITAL', host: '10.0.0.5', port: 104, sourceSide: true }]),
   });
   const channel: StoreChannel = {
     contextFor: () => ({ id: 1, transferSyntax: IMPLICIT_LE }),
@@ -236,7 +232,7 @@ test('a C-GET decompresses an object whose stored syntax the caller accepted no 
     storagePath,
     transcoder,
     viewFor: () => 'source',
-    settings: () => ({ connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations: [{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }], sourceRetrievesOriginals: true }),
+    settings: () => moveSettings([{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }]),
   });
   // The caller took the SCP role for Secondary Capture in explicit VR little endian only; the channel
   // answers as the association does (the syntax asked, or the other little-endian one).
@@ -288,7 +284,7 @@ test('a retrieve of an instance whose file was deleted counts it as a failed sub
     storagePath,
     transcoder,
     viewFor: (callingAeTitle) => (callingAeTitle === 'RESEARCH' ? 'research' : 'source'),
-    settings: () => ({ connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations: [{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }], sourceRetrievesOriginals: true }),
+    settings: () => moveSettings([{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }]),
   });
   const outcome = async (callingAeTitle: string, studyInstanceUid: string) => {
     const sent: string[] = [];
