@@ -355,12 +355,12 @@ class DestinationQueue {
    * the rest of a batch, up to BATCH, went there and was recorded sent; a condition narrowed: items
    * withdrawn from the outbox went all the same). The next batch reads the outbox again. */
   private reconfiguredSince(destination: DestinationSettings): boolean {
-    return this.moved(destination) || this.settings()?.conditions !== destination.conditions;
+    const current = this.settings();
+    return this.moved(destination, current) || current?.conditions !== destination.conditions;
   }
 
   /** Whether a reload pointed the destination elsewhere (or removed it) since `destination` was read. */
-  private moved(destination: DestinationSettings): boolean {
-    const current = this.settings();
+  private moved(destination: DestinationSettings, current = this.settings()): boolean {
     return !current || addressOf(current) !== addressOf(destination);
   }
 
