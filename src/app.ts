@@ -4,6 +4,7 @@
  */
 import { lookup } from 'node:dns/promises';
 import { isIP, type AddressInfo } from 'node:net';
+import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Piscina } from 'piscina';
@@ -99,6 +100,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const databaseFile = join(storagePath, DATABASE_FILE);
   let db: Db | undefined = openDatabase(databaseFile);
   const wal = new WalSync(databaseFile);
+  const indexWatch = new IndexWatch(databaseFile);
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
   if (unclean) await checkNewestRows(index, store, log);
@@ -226,7 +228,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   const readiness = (): ReadinessCheck[] => [
     server.listening ? { name: 'dicomListener', ok: true } : { name: 'dicomListener', ok: false, detail: `the DICOM listener (dicom.host ${config.dicom.host}, dicom.port ${config.dicom.port}) is closed` },
-    indexCheck(db, wal),
+    indexWatch.check(db, wal),
     diskCheck(freeSpace, config.storage.minFreeBytes),
     { name: 'storage', ...storageWritable(storageProbe.status) },
   ];
@@ -461,14 +463,80 @@ function knownCallersOf(config: GantryConfig): Set<string> {
   return new Set([...named, ...config.query.researchCallers]);
 }
 
-function indexCheck(db: Db | undefined, wal: WalSync): ReadinessCheck {
+/**
+ * The index as /readyz sees it. A query tells little: every page the node reads is in its cache, and
+ * `SELECT 1` reads none and takes no lock. What stops the node taking instances is checked instead:
+ * the write lock held by another process (every C-STORE waits out the busy timeout, then answers
+ * 0xA700), and index.sqlite no longer being the file the node opened (removed or replaced under it:
+ * the node writes on into a file the next start does not find).
+ */
+class IndexWatch {
+  private readonly opened: { dev: number; ino: number } | undefined;
+  /** When the write lock was first found taken by another process, since the last time it was free. */
+  private lockedSince: number | undefined;
+
+  constructor(private readonly file: string) {
+    this.opened = fileIdentity(file);
+  }
+
+  check(db: Db | undefined, wal: WalSync, now = Date.now()): ReadinessCheck {
+    try {
+      if (!db?.open) return { name: 'index', ok: false, detail: 'the index database is closed' };
+      if (wal.failure) return { name: 'index', ok: false, detail: wal.failure.message };
+      const current = fileIdentity(this.file);
+      if (this.opened && (current?.dev !== this.opened.dev || current.ino !== this.opened.ino)) {
+        return {
+          name: 'index',
+          ok: false,
+          detail: `${this.file} was removed or replaced while Gantry runs: Gantry records into the file it opened, which the next start would not find. Put that file back where it was; to restore a backup, stop Gantry first`,
+        };
+      }
+      if (!writeLockFree(db)) {
+        this.lockedSince ??= now;
+        if (now - this.lockedSince >= INDEX_LOCK_UNREADY_MS) {
+          return {
+            name: 'index',
+            ok: false,
+            detail: `another process has held the write lock of ${this.file} for ${Math.round((now - this.lockedSince) / 1000)} s: every C-STORE waits ${INDEX_LOCK_UNREADY_MS / 1000} s for it, then answers 0xA700. End that process's transaction (an sqlite3 shell left in BEGIN, a stuck gantry command: fuser ${this.file})`,
+          };
+        }
+      } else {
+        this.lockedSince = undefined;
+      }
+      return { name: 'index', ok: true };
+    } catch (error) {
+      return { name: 'index', ok: false, detail: `the index database does not answer: ${(error as Error).message}` };
+    }
+  }
+}
+
+/** The index's busy timeout (db/database.ts): a write lock taken longer than this fails the stores. */
+const INDEX_LOCK_UNREADY_MS = 5000;
+
+function fileIdentity(file: string): { dev: number; ino: number } | undefined {
   try {
-    if (!db?.open) return { name: 'index', ok: false, detail: 'the index database is closed' };
-    if (wal.failure) return { name: 'index', ok: false, detail: wal.failure.message };
-    db.prepare('SELECT 1').get();
-    return { name: 'index', ok: true };
+    const { dev, ino } = statSync(file);
+    return { dev, ino };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the node can take the index's write lock now, without waiting for it. */
+function writeLockFree(db: Db): boolean {
+  // The node's own transactions are synchronous: none is open while /readyz runs.
+  if (db.inTransaction) return true;
+  const timeout = db.pragma('busy_timeout', { simple: true }) as number;
+  db.pragma('busy_timeout = 0');
+  try {
+    db.exec('BEGIN IMMEDIATE');
+    db.exec('ROLLBACK');
+    return true;
   } catch (error) {
-    return { name: 'index', ok: false, detail: `the index database does not answer: ${(error as Error).message}` };
+    if ((error as { code?: string }).code === 'SQLITE_BUSY') return false;
+    throw error;
+  } finally {
+    db.pragma(`busy_timeout = ${timeout}`);
   }
 }
 

@@ -5,7 +5,8 @@
  * and when the DICOM listener closes; `gantry status` shows the same state.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse, stringify } from 'yaml';
@@ -17,6 +18,7 @@ import { DCMTK_ENV, freePort, GANTRY_CLI, run, sleep } from '../helpers/processe
 import { RawAssociation } from '../helpers/raw-association.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { CT_IMAGE_STORAGE, EXPLICIT_LE, newUid, writeCorpus } from '../helpers/synthetic-dicom.js';
+import { DATABASE_FILE } from '../../src/db/database.js';
 import { CommandField, DATASET_PRESENT } from '../../src/dimse/command.js';
 
 const CT_STORAGE = [{ id: 1, abstractSyntax: CT_IMAGE_STORAGE, transferSyntaxes: [EXPLICIT_LE] }];
@@ -287,4 +289,48 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   assert.match(listener?.detail ?? '', /dicom\.port/);
   assert.equal((await fetch(`http://127.0.0.1:${gantry.httpPort}/healthz`)).status, 200);
   held.destroy();
+});
+
+test('/readyz is unready while another process holds the index\'s write lock and while index.sqlite is not the file the node opened; ready again when that clears', async (t) => {
+  const dir = scratchDir('observability-index');
+  const gantry = await startGantryProcess(join(dir, 'gantry'));
+  t.after(() => gantry.stop('SIGKILL'));
+  const indexCheck = async () => (await readyz(gantry.httpPort)).body.checks.find((check) => check.name === 'index');
+  assert.equal((await readyz(gantry.httpPort)).status, 200);
+
+  // An operator's sqlite3 shell left in a write transaction: every C-STORE waits out the busy timeout
+  // (5 s) and is answered 0xA700, so the node cannot take instances. SELECT 1 reads no page and takes
+  // no lock: it said ready throughout.
+  const other = new Database(join(gantry.storagePath, DATABASE_FILE), { timeout: 0 });
+  t.after(() => other.close());
+  other.exec('BEGIN IMMEDIATE');
+  await waitUntil('/readyz unready while another process holds the write lock', 15_000, async () => (await readyz(gantry.httpPort)).status === 503);
+  const locked = await indexCheck();
+  assert.equal(locked?.ok, false);
+  assert.match(locked?.detail ?? '', /lock/);
+  assert.match(locked?.detail ?? '', /0xA700/);
+  // What the detail says: a store meanwhile is refused.
+  const corpusDir = join(dir, 'corpus');
+  mkdirSync(corpusDir, { recursive: true });
+  const corpus = await writeCorpus(corpusDir, { patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 1 });
+  const refused = await storescu(gantry.port, gantry.aeTitle, corpus.map((instance) => instance.path), ['-aet', 'MODALITY7'], 30_000);
+  assert.equal(refused.acknowledged.length, 0, refused.output);
+  assert.match(refused.refused[0]?.status ?? '', /OutOfResources/, refused.output);
+  other.exec('ROLLBACK');
+  await waitUntil('/readyz ready once the lock is released', 10_000, async () => (await readyz(gantry.httpPort)).status === 200);
+
+  // A lock taken for a moment (a gantry command's write) is no failure: the stores wait for it.
+  other.exec('BEGIN IMMEDIATE');
+  assert.equal((await readyz(gantry.httpPort)).status, 200, 'a write lock just taken is not yet a failure');
+  other.exec('ROLLBACK');
+
+  // index.sqlite moved away (a clean-up script, a restore over a running node): the node keeps writing
+  // into the file it opened, which the next start would not find; every page it reads is in its cache,
+  // so no query notices.
+  const file = join(gantry.storagePath, DATABASE_FILE);
+  renameSync(file, `${file}.moved`);
+  await waitUntil('/readyz unready while index.sqlite is gone', 10_000, async () => (await readyz(gantry.httpPort)).status === 503);
+  assert.match((await indexCheck())?.detail ?? '', /index\.sqlite/);
+  renameSync(`${file}.moved`, file);
+  await waitUntil('/readyz ready once index.sqlite is back', 10_000, async () => (await readyz(gantry.httpPort)).status === 200);
 });
