@@ -242,6 +242,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     freeBytes: () => freeSpace.freeBytes,
     minFreeBytes: () => config.storage.minFreeBytes,
     ready: () => readiness().every((check) => check.ok),
+    destinations: () => config.forward.destinations.map((destination) => destination.name),
   });
   const http = new HttpServer({ metrics: () => metrics.exposition(), readiness }, log);
   /** What start-up and stop() both close, after the listeners and the pipeline. */

@@ -31,6 +31,8 @@ export interface MetricsSources {
   freeBytes(): number;
   minFreeBytes(): number;
   ready(): boolean;
+  /** The names of forward.destinations as the node runs them now (a reload may add some). */
+  destinations(): readonly string[];
 }
 
 /** Durations from a millisecond to ten minutes: a C-STORE of a small object to a slow C-MOVE. */
@@ -45,6 +47,23 @@ function ageSeconds(since: number | null, now: number): number {
   return since === null ? 0 : Math.max(0, (now - since) / 1000);
 }
 
+/**
+ * The label values known in advance, exported at 0 before their first event: a series that appears
+ * at 1 shows no increase to increase() and rate() (found in the operations review: the first failed
+ * de-identification or dead letter after a start, and a lone one for good, raised no alert).
+ */
+const REJECT_LABELS: Record<RejectLabel, true> = {
+  protocol_version: true,
+  application_context: true,
+  called_ae_title: true,
+  calling_ae_title: true,
+  max_pdu_length: true,
+  no_presentation_context: true,
+  local_limit: true,
+};
+const DEID_OUTCOMES: Record<DeidOutcome, true> = { ok: true, quarantined: true, failed: true };
+const STORE_OUTCOMES: Record<ReturnType<typeof outcomeOf>, true> = { success: true, warning: true, failure: true };
+
 const QUERY_COMMANDS: ReadonlyMap<number, string> = new Map([
   [CommandField.CFindRq, 'find'],
   [CommandField.CMoveRq, 'move'],
@@ -56,6 +75,8 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
   private readonly registers = [this.registry];
   /** Scrapes so far: readings shared within one scrape are taken afresh in the next. */
   private scrapes = 0;
+  /** The configured destinations, whose forwarding counters are exported at 0 from the start. */
+  private destinations: () => readonly string[] = () => [];
 
   private readonly associationsAccepted: Counter<'calling_ae'>;
   private readonly associationsRejected: Counter<'reason'>;
@@ -193,10 +214,28 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
       buckets: FORWARD_DELAY_BUCKETS,
       registers,
     });
+    for (const reason of Object.keys(REJECT_LABELS) as RejectLabel[]) this.associationsRejected.inc({ reason }, 0);
+    for (const outcome of Object.keys(DEID_OUTCOMES) as DeidOutcome[]) {
+      this.deidOutcomes.inc({ outcome }, 0);
+      this.deidDuration.zero({ outcome });
+    }
+    for (const outcome of Object.keys(STORE_OUTCOMES)) this.storeDuration.zero({ outcome });
+  }
+
+  /** The forwarding series of each configured destination, at 0 until something moves them (a
+   * destination a reload adds gets them at the next scrape); those that moved keep their counts. */
+  private zeroDestinations(): void {
+    for (const destination of this.destinations()) {
+      this.forwardAttempts.inc({ destination }, 0);
+      this.forwardSuccesses.inc({ destination, status: boundedStatus(0) }, 0);
+      this.forwardDeadLetters.inc({ destination }, 0);
+      this.forwardUnreachable.inc({ destination }, 0);
+    }
   }
 
   /** Registers the gauges read when Prometheus scrapes. */
   watch(sources: MetricsSources): void {
+    this.destinations = () => sources.destinations();
     const outbox = this.oncePerScrape(() => sources.outbox());
     const states = this.oncePerScrape(() => sources.instancesByState());
     this.gauge('gantry_associations_active', 'Associations open now.', [], (set) => set({}, sources.activeAssociations()));
@@ -334,6 +373,11 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
   /** The exposition text and its content type, for GET /metrics. */
   async exposition(): Promise<{ contentType: string; body: string }> {
     this.scrapes += 1;
+    try {
+      this.zeroDestinations();
+    } catch (error) {
+      this.onCollectError('destinations', error as Error);
+    }
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }

@@ -197,6 +197,7 @@ async function exportedSeries(): Promise<Map<string, ReadonlySet<string>>> {
     freeBytes: () => 0,
     minFreeBytes: () => 0,
     ready: () => true,
+    destinations: () => ['orthanc'],
   };
   const metrics = new GantryMetrics();
   metrics.watch(sources);

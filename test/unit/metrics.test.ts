@@ -25,6 +25,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
     freeBytes: () => 10_000,
     minFreeBytes: () => 20_000,
     ready: () => false,
+    destinations: () => ['research'],
     ...overrides,
   };
 }
@@ -196,4 +197,30 @@ test('DIMSE statuses are labels from a bounded set', () => {
   assert.equal(boundedStatus(0x0133), '0x01xx');
   const labels = new Set(Array.from({ length: 0x10000 }, (_, status) => boundedStatus(status)));
   assert.ok(labels.size < 120, `${labels.size} labels for every 16-bit status`);
+});
+
+// A labelled series exists only once something moved it, and it appears at 1: increase() and rate()
+// see no increase in a series' first sample, so GantryDeidFailures and GantryForwardDeadLetters
+// (increase(...[1h]) > 0) stayed quiet on the first failure after each start, and on a lone one for
+// good. The series an alert watches are exported at 0 before their first event.
+test('the counters the alerts watch are exported at 0 before their first event, for every configured destination', async () => {
+  let destinations = ['research'];
+  const metrics = watching({ destinations: () => destinations });
+  let text = (await metrics.exposition()).body;
+  for (const outcome of ['ok', 'quarantined', 'failed']) {
+    assert.match(text, new RegExp(`^gantry_deid_instances_total\\{outcome="${outcome}"\\} 0$`, 'm'));
+    assert.match(text, new RegExp(`^gantry_deid_duration_seconds_count\\{outcome="${outcome}"\\} 0$`, 'm'));
+  }
+  for (const outcome of ['success', 'warning', 'failure']) assert.match(text, new RegExp(`^gantry_cstore_duration_seconds_count\\{outcome="${outcome}"\\} 0$`, 'm'));
+  assert.match(text, /^gantry_associations_rejected_total\{reason="local_limit"\} 0$/m);
+  for (const name of ['gantry_forward_attempts_total', 'gantry_forward_dead_letters_total', 'gantry_forward_unreachable_total']) {
+    assert.match(text, new RegExp(`^${name}\\{destination="research"\\} 0$`, 'm'));
+  }
+  assert.match(text, /^gantry_forward_successes_total\{destination="research",status="0x0000"\} 0$/m);
+  // A destination added by a reload is there at the next scrape; the counts are kept.
+  metrics.forwardFailed('research', 'missing', true);
+  destinations = ['research', 'archive'];
+  text = (await metrics.exposition()).body;
+  assert.match(text, /^gantry_forward_dead_letters_total\{destination="research"\} 1$/m);
+  assert.match(text, /^gantry_forward_dead_letters_total\{destination="archive"\} 0$/m);
 });
