@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, indexSizeBytes } from '../db/database.js';
 import { INSTANCE_STATES, InstanceIndex } from '../index/instance-index.js';
+import { DeidWork } from '../index/deid-work.js';
 import { heldId, QuarantineWork } from '../index/quarantine-work.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type DestinationCounts } from '../queue/outbox.js';
@@ -34,6 +35,7 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
     write('');
     write(`instances: ${instances} (patients ${patients}, studies ${studies}, series ${series})`);
     write(`  ${INSTANCE_STATES.map((state) => `${state} ${byState[state] ?? 0}`).join(', ')}`);
+    write(waitingLine(byState.received ?? 0, new DeidWork(db).oldestWaitingSince(), now));
 
     const outbox = new Outbox(db);
     write('');
@@ -58,6 +60,13 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
   } finally {
     db.close();
   }
+}
+
+/** The de-identification backlog and its age (gantry_deid_oldest_waiting_seconds): a burst being
+ * worked through, or a pool that is stuck. */
+function waitingLine(waiting: number, oldestSince: number | undefined, now: number): string {
+  if (waiting === 0 || oldestSince === undefined) return '  waiting for de-identification: none';
+  return `  waiting for de-identification: ${waiting}, the oldest for ${duration(now - oldestSince)} (since ${iso(oldestSince)})`;
 }
 
 function writeOutbox(counts: readonly DestinationCounts[], configured: readonly string[], now: number, write: (line: string) => void): void {
