@@ -77,10 +77,10 @@ export class ReceiveService implements ServiceHandlers {
     }
     const free = this.context.freeSpace.freeBytes;
     if (free < settings.minFreeBytes) {
-      request.association.log.error({ freeBytes: free, minFreeBytes: settings.minFreeBytes }, 'store refused: free disk below storage.minFreeBytes');
+      // Logged once, by the association with the response ("operation failed"): one line per failure.
       return new DiscardingSink({
         status: Status.OutOfResources,
-        errorComment: `out of resources: free disk below storage.minFreeBytes (${settings.minFreeBytes})`,
+        errorComment: `out of resources: free disk under storage.path (${free} bytes) below storage.minFreeBytes (${settings.minFreeBytes})`,
       });
     }
     return new ReceivingSink(request, this.context, settings);

@@ -245,6 +245,24 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   const metrics = parseExposition(await (await fetch(`http://127.0.0.1:${gantry.httpPort}/metrics`)).text());
   assert.equal(total(metrics, 'gantry_ready'), 0);
 
+  // A store meanwhile is refused 0xA700, and that failure is one log line (docs/operations.md section
+  // 6), on its association, saying why with the free disk against the floor.
+  const corpusDir = join(dir, 'corpus');
+  mkdirSync(corpusDir, { recursive: true });
+  const corpus = await writeCorpus(corpusDir, { patients: 1, studiesPerPatient: 1, seriesPerStudy: 1, instancesPerSeries: 1 });
+  const refused = await storescu(gantry.port, gantry.aeTitle, corpus.map((instance) => instance.path), ['-aet', 'MODALITY7'], 30_000);
+  assert.match(refused.refused[0]?.status ?? '', /OutOfResources/, refused.output);
+  await waitUntil('the association ended', 5000, () => gantry.output().includes('"msg":"association released"'));
+  const logged = gantry
+    .output()
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const failures = logged.filter((line) => line.level === 'warn' || line.level === 'error');
+  assert.equal(failures.length, 1, `one line for the one refused store:\n${failures.map((line) => JSON.stringify(line)).join('\n')}`);
+  assert.equal(typeof failures[0]?.assoc, 'string');
+  assert.match(String(failures[0]?.comment), /free disk under storage\.path \(\d+ bytes\) below storage\.minFreeBytes/);
+
   // The floor lowered by a reload (SIGHUP): ready.
   const config = parse(readFileSync(gantry.configPath, 'utf8')) as { storage: { minFreeBytes: number } };
   config.storage.minFreeBytes = 0;
