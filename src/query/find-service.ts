@@ -80,7 +80,7 @@ export class FindService {
       query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
       // PS3.4 C.4.1.1.4: 0xFF01 when optional keys were not supported for matching.
       const pending = query.unmatchedKeys.length > 0 ? Status.PendingOptionalKeysUnsupported : Status.Pending;
-      if (pending !== Status.Pending) this.options.log.info({ keys: query.unmatchedKeys.map(tagText) }, 'C-FIND keys not used for matching: answered 0xFF01');
+      if (pending !== Status.Pending) request.association.log.info({ keys: query.unmatchedKeys.map(tagText) }, 'C-FIND keys not used for matching: answered 0xFF01');
       const encoding = request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
       const { rows, cut } = this.matchingRows(query, view);
       for (const row of rows) {
@@ -127,10 +127,8 @@ export class FindService {
       .raw()
       .all(...query.conditions.flatMap((condition) => condition.params), limit + 1) as unknown[][];
     const cut = rows.length > limit;
-    if (cut) {
-      this.options.log.warn({ level: query.level, limit }, 'C-FIND matched more than query.maxResults; the rest are left out');
-      rows.length = limit;
-    }
+    // Logged once, by the association with the final status and its comment (one line per failure).
+    if (cut) rows.length = limit;
     return { rows, cut };
   }
 

@@ -109,7 +109,7 @@ export class MoveService {
       for (const file of files) {
         if (signal.aborted) break;
         counts.remaining -= 1;
-        count(counts, failed, file, await this.getOne(channel, file));
+        count(counts, failed, file, await this.getOne(request, channel, file));
         yield { ...counts };
       }
     });
@@ -177,8 +177,8 @@ export class MoveService {
     });
   }
 
-  private getOne(channel: StoreChannel, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
-    return this.subOperation(file, async (stored, path) => {
+  private getOne(request: FindRequest, channel: StoreChannel, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
+    return this.subOperation(request, file, async (stored, path) => {
       // As for C-MOVE (chooseContext): the stored syntax, else little endian, decompressed if need be
       // (getscu proposes uncompressed syntaxes only). No context for any of them: the sub-operation fails.
       const context = candidateSyntaxes(stored.transferSyntaxUid)
@@ -192,7 +192,7 @@ export class MoveService {
 
   /** One C-STORE sub-operation of a stored file: `send` answers its status, or undefined when no
    * context can carry it; a file that cannot be read, or a send that fails, is a failed one. */
-  private async subOperation(file: FileToSend, send: (stored: StoredDataset, path: string) => Promise<number | undefined>): Promise<'completed' | 'failed' | 'warning'> {
+  private async subOperation(request: FindRequest, file: FileToSend, send: (stored: StoredDataset, path: string) => Promise<number | undefined>): Promise<'completed' | 'failed' | 'warning'> {
     const path = join(this.options.storagePath, file.filePath);
     let stored: StoredDataset;
     try {
@@ -206,7 +206,7 @@ export class MoveService {
     } catch (error) {
       // Without quoted values: the transcoder's thread opens the file again, and Node's message quotes
       // its path, which for a file imported in place is its user's (folders named after patients).
-      if (!(error instanceof AssociationError)) this.options.log.warn({ err: withoutValues((error as Error).message) }, 'a retrieve sub-operation failed');
+      if (!(error instanceof AssociationError)) request.association.log.warn({ err: withoutValues((error as Error).message) }, 'a retrieve sub-operation failed');
       return 'failed';
     } finally {
       await stored.close().catch(() => undefined);
@@ -226,10 +226,10 @@ export class MoveService {
     const settings = this.options.settings();
     let association: RequestorAssociation;
     try {
-      association = await openStoreAssociation(destination, settings.aeTitle, contexts, 1, settings, this.options.log);
+      association = await openStoreAssociation(destination, settings.aeTitle, contexts, 1, settings, request.association.log);
     } catch (error) {
       // PS3.4 C.4.2.3.1: sub-operations that could not be started count as failed.
-      this.options.log.warn({ destination: destination.aeTitle, why: (error as Error).message }, 'C-MOVE: the Move Destination cannot be reached');
+      request.association.log.warn({ destination: destination.aeTitle, why: (error as Error).message }, 'C-MOVE: the Move Destination cannot be reached');
       counts.failed += files.length;
       counts.remaining -= files.length;
       failed.push(...files.map((file) => file.sopInstanceUid));
@@ -249,7 +249,7 @@ export class MoveService {
   }
 
   private sendOne(association: RequestorAssociation, request: MoveRequest, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
-    return this.subOperation(file, async (stored, path) => {
+    return this.subOperation(request, file, async (stored, path) => {
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
       if (!context || !association.isUsable) return undefined;
       // A compressed object the destination refuses is decompressed, on the transcoder's thread.

@@ -17,6 +17,7 @@ import { needPeers } from '../helpers/peers.js';
 import { DCMTK_ENV, freePort, GANTRY_CLI, run, sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
 import { scratchDir } from '../helpers/scratch.js';
+import { indexedRows } from '../helpers/stored.js';
 import { CT_IMAGE_STORAGE, EXPLICIT_LE, newUid, writeCorpus } from '../helpers/synthetic-dicom.js';
 import { DATABASE_FILE } from '../../src/db/database.js';
 import { CommandField, DATASET_PRESENT } from '../../src/dimse/command.js';
@@ -351,4 +352,52 @@ test('/readyz is unready while another process holds the index\'s write lock and
   assert.match((await indexCheck())?.detail ?? '', /index\.sqlite/);
   renameSync(`${file}.moved`, file);
   await waitUntil('/readyz ready once index.sqlite is back', 10_000, async () => (await readyz(gantry.httpPort)).status === 200);
+});
+
+test('the log lines of a C-FIND or a C-MOVE carry the id of their association', async (t) => {
+  if (!(await needPeers(t, 'storescu', 'findscu', 'movescu'))) return;
+  const dir = scratchDir('observability-query-log');
+  const corpusDir = join(dir, 'corpus');
+  mkdirSync(corpusDir, { recursive: true });
+  const corpus = await writeCorpus(corpusDir, { patients: 1, studiesPerPatient: 2, seriesPerStudy: 1, instancesPerSeries: 1 });
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    query: {
+      sourceCallers: ['HOSPITAL@127.0.0.1'],
+      maxResults: 1,
+      // Listed, and nothing listens there.
+      moveDestinations: [{ aeTitle: 'CLOSED', host: '127.0.0.1', port: await freePort(), sourceSide: true }],
+    },
+  });
+  t.after(() => gantry.stop('SIGKILL'));
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, corpus.map((instance) => instance.path))).acknowledged.length, 2);
+  // The move sends de-identified copies: with none yet, nothing would be sent and no line logged.
+  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
+
+  const queryDir = join(dir, 'find');
+  mkdirSync(queryDir, { recursive: true });
+  await run('findscu', ['-S', '-aet', 'HOSPITAL', '-aec', gantry.aeTitle, '-k', 'QueryRetrieveLevel=STUDY', '-k', 'StudyInstanceUID', '127.0.0.1', String(gantry.port)], { env: DCMTK_ENV, timeoutMs: 30_000, cwd: queryDir });
+  const study = corpus[0]?.studyInstanceUid ?? '';
+  await run('movescu', ['-S', '-aet', 'HOSPITAL', '-aec', gantry.aeTitle, '-aem', 'CLOSED', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${study}`, '127.0.0.1', String(gantry.port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 30_000,
+  });
+  const lines = () =>
+    gantry
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  const moveLine = 'Move Destination cannot be reached';
+  await waitUntil(`the move's line logged:\n${gantry.output()}`, 10_000, () => lines().some((line) => String(line.msg).includes(moveLine)));
+  const move = lines().find((line) => String(line.msg).includes(moveLine));
+  assert.match(String(move?.assoc), /^[0-9a-z]+-\d+$/, JSON.stringify(move));
+  assert.equal(move?.calling, 'HOSPITAL', JSON.stringify(move));
+  // The C-FIND cut at query.maxResults: one line, on its association, saying so. It was two, the
+  // first without the association and with a field of its own named "level" after pino's, which
+  // replaced it: jq 'select(.level == "warn")' (operations.md section 6) missed the line.
+  const cut = lines().filter((line) => JSON.stringify(line).includes('maxResults'));
+  assert.equal(cut.length, 1, cut.map((line) => JSON.stringify(line)).join('\n'));
+  assert.match(String(cut[0]?.assoc), /^[0-9a-z]+-\d+$/);
+  assert.equal(cut[0]?.level, 'warn');
+  for (const line of lines()) assert.ok(['trace', 'debug', 'info', 'warn', 'error', 'fatal'].includes(String(line.level)), JSON.stringify(line));
 });
