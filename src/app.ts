@@ -100,7 +100,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const databaseFile = join(storagePath, DATABASE_FILE);
   let db: Db | undefined = openDatabase(databaseFile);
   const wal = new WalSync(databaseFile);
-  const indexWatch = new IndexWatch(databaseFile);
+  const indexWatch = new IndexWatch(databaseFile, () => db);
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
   if (unclean) await checkNewestRows(index, store, log);
@@ -157,6 +157,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   await freeSpace.start();
   const storageProbe = new StorageProbe(store.incomingDir);
   await storageProbe.start();
+  indexWatch.start();
 
   const receive = new ReceiveService({
     store,
@@ -247,6 +248,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const http = new HttpServer({ metrics: () => metrics.exposition(), readiness }, log);
   /** What start-up and stop() both close, after the listeners and the pipeline. */
   const releaseResources = async (clean = true) => {
+    indexWatch.stop();
     await pool.destroy();
     await transcoder.close();
     freeSpace.stop();
@@ -473,11 +475,38 @@ function knownCallersOf(config: GantryConfig): Set<string> {
  */
 class IndexWatch {
   private readonly opened: { dev: number; ino: number } | undefined;
-  /** When the write lock was first found taken by another process, since the last time it was free. */
+  /** Since when every probe found the write lock taken by another process (undefined: free at the last). */
   private lockedSince: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly file: string) {
+  constructor(
+    private readonly file: string,
+    private readonly db: () => Db | undefined,
+  ) {
     this.opened = fileIdentity(file);
+  }
+
+  /** Probes the write lock every second: a lock is a failure once held through every probe for
+   * INDEX_LOCK_UNREADY_MS, not when a probe meets a command's brief write. */
+  start(): void {
+    this.timer = setInterval(() => this.probeLock(), INDEX_LOCK_PROBE_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private probeLock(now = Date.now()): void {
+    const db = this.db();
+    if (!db?.open) return;
+    try {
+      if (writeLockFree(db)) this.lockedSince = undefined;
+      else this.lockedSince ??= now;
+    } catch {
+      // An index that fails otherwise is what check() reports.
+    }
   }
 
   check(db: Db | undefined, wal: WalSync, now = Date.now()): ReadinessCheck {
@@ -492,18 +521,14 @@ class IndexWatch {
           detail: `${this.file} was removed or replaced while Gantry runs: Gantry records into the file it opened, which the next start would not find. Put that file back where it was; to restore a backup, stop Gantry first`,
         };
       }
-      if (!writeLockFree(db)) {
-        this.lockedSince ??= now;
-        if (now - this.lockedSince >= INDEX_LOCK_UNREADY_MS) {
-          return {
-            name: 'index',
-            ok: false,
-            detail: `another process has held the write lock of ${this.file} for ${Math.round((now - this.lockedSince) / 1000)} s: every C-STORE waits ${INDEX_LOCK_UNREADY_MS / 1000} s for it, then answers 0xA700. End that process's transaction (an sqlite3 shell left in BEGIN, a stuck gantry command: fuser ${this.file})`,
-          };
-        }
-      } else {
-        this.lockedSince = undefined;
+      if (this.lockedSince !== undefined && now - this.lockedSince >= INDEX_LOCK_UNREADY_MS) {
+        return {
+          name: 'index',
+          ok: false,
+          detail: `another process has held the write lock of ${this.file} for ${Math.round((now - this.lockedSince) / 1000)} s: every C-STORE waits ${INDEX_LOCK_UNREADY_MS / 1000} s for it, then answers 0xA700. End that process's transaction (an sqlite3 shell left in BEGIN, a stuck gantry command: fuser ${this.file})`,
+        };
       }
+      db.prepare('SELECT 1').get();
       return { name: 'index', ok: true };
     } catch (error) {
       return { name: 'index', ok: false, detail: `the index database does not answer: ${(error as Error).message}` };
@@ -511,6 +536,7 @@ class IndexWatch {
   }
 }
 
+const INDEX_LOCK_PROBE_MS = 1000;
 /** The index's busy timeout (db/database.ts): a write lock taken longer than this fails the stores. */
 const INDEX_LOCK_UNREADY_MS = 5000;
 
