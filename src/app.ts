@@ -228,7 +228,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     },
   });
   const readiness = (): ReadinessCheck[] => [
-    server.listening ? { name: 'dicomListener', ok: true } : { name: 'dicomListener', ok: false, detail: `the DICOM listener (dicom.host ${config.dicom.host}, dicom.port ${config.dicom.port}) is closed` },
+    server.listening ? { name: 'dicomListener', ok: true } : { name: 'dicomListener', ok: false, detail: `the DICOM listener (dicom.host ${config.dicom.host}, dicom.port ${config.dicom.port}) is closed: Gantry is stopping (the listener closes first); if it is not, restart it` },
     indexWatch.check(db, wal),
     diskCheck(freeSpace, config.storage.minFreeBytes),
     { name: 'storage', ...storageWritable(storageProbe.status) },
@@ -511,7 +511,7 @@ class IndexWatch {
 
   check(db: Db | undefined, wal: WalSync, now = Date.now()): ReadinessCheck {
     try {
-      if (!db?.open) return { name: 'index', ok: false, detail: 'the index database is closed' };
+      if (!db?.open) return { name: 'index', ok: false, detail: 'the index database is closed: Gantry is stopping' };
       if (wal.failure) return { name: 'index', ok: false, detail: wal.failure.message };
       const current = fileIdentity(this.file);
       if (this.opened && (current?.dev !== this.opened.dev || current.ino !== this.opened.ino)) {
@@ -572,9 +572,13 @@ const FREE_SPACE_STALE_MS = 10_000;
 
 function diskCheck(freeSpace: FreeSpaceMonitor, minFreeBytes: number): ReadinessCheck {
   const age = Date.now() - freeSpace.readAt;
-  if (age > FREE_SPACE_STALE_MS) return { name: 'disk', ok: false, detail: `free disk under storage.path could not be read for ${Math.round(age / 1000)} s` };
+  if (age > FREE_SPACE_STALE_MS) return { name: 'disk', ok: false, detail: `free disk under storage.path could not be read for ${Math.round(age / 1000)} s (statfs fails): check the file system it is on (mounted, device answering)` };
   if (freeSpace.freeBytes >= minFreeBytes) return { name: 'disk', ok: true };
-  return { name: 'disk', ok: false, detail: `free disk under storage.path is ${freeSpace.freeBytes} bytes, below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700` };
+  return {
+    name: 'disk',
+    ok: false,
+    detail: `free disk under storage.path is ${freeSpace.freeBytes} bytes, below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700. Make free space under storage.path: gantry status shows what waits (forwarding and retention delete what the destinations confirmed)`,
+  };
 }
 
 /** Keys read once at start: a reload names those it would change instead of applying them. */

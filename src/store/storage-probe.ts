@@ -70,6 +70,6 @@ export function storageWritable(status: ProbeStatus, now = Date.now()): { ok: tr
   if (status.failure !== undefined) {
     return { ok: false, detail: `storage.path does not take writes (${status.failure}): C-STORE fails; make it writable (a read-only remount after a disk error, permissions)` };
   }
-  if (now - status.at > PROBE_STALE_MS) return { ok: false, detail: `storage.path has not answered a write for ${Math.round((now - status.at) / 1000)} s` };
+  if (now - status.at > PROBE_STALE_MS) return { ok: false, detail: `storage.path has not answered a write for ${Math.round((now - status.at) / 1000)} s: check the device under it (a disk or a network file system that stopped answering)` };
   return { ok: true };
 }

@@ -239,6 +239,8 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   const disk = low.body.checks.find((check) => check.name === 'disk');
   assert.equal(disk?.ok, false);
   assert.match(disk?.detail ?? '', /storage\.minFreeBytes/);
+  // What is wrong, and what to do about it.
+  assert.match(disk?.detail ?? '', /free space under storage\.path/);
   assert.equal(low.body.checks.find((check) => check.name === 'dicomListener')?.ok, true);
   assert.equal(low.body.checks.find((check) => check.name === 'index')?.ok, true);
   assert.equal(low.body.checks.find((check) => check.name === 'storage')?.ok, true, 'storage.path takes writes');
@@ -306,6 +308,7 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   const listener = closing?.body.checks.find((check) => check.name === 'dicomListener');
   assert.equal(listener?.ok, false);
   assert.match(listener?.detail ?? '', /dicom\.port/);
+  assert.match(listener?.detail ?? '', /Gantry is stopping/);
   assert.equal((await fetch(`http://127.0.0.1:${gantry.httpPort}/healthz`)).status, 200);
   held.destroy();
 });

@@ -34,6 +34,7 @@ test('a probe that has not ended for a minute is not ready either (a device that
   const stale = storageWritable({ at: now - 61_000 }, now);
   assert.equal(stale.ok, false);
   assert.match(stale.ok ? '' : stale.detail, /has not answered a write for 61 s/);
+  assert.match(stale.ok ? '' : stale.detail, /check the device/);
   assert.equal(storageWritable({ at: 0 }, now).ok, false, 'never probed');
 });
 
