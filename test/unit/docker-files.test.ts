@@ -687,6 +687,19 @@ test('every alert rule has a duration, a severity and a summary and description'
   }
 });
 
+// The description an operator is paged with named three of the four checks of /readyz: a node whose
+// storage.path took no writes (remounted read-only) was not ready for a reason it did not list.
+test('GantryNotReady names every check of /readyz', () => {
+  const description = alertRules().find((rule) => rule.alert === 'GantryNotReady')?.annotations?.description ?? '';
+  const checks: Array<[string, RegExp]> = [
+    ['dicomListener', /DICOM listener/],
+    ['index', /index/],
+    ['disk', /storage\.minFreeBytes/],
+    ['storage', /storage\.path (does not take|takes no) writes/],
+  ];
+  for (const [check, phrase] of checks) assert.match(description.replace(/\s+/g, ' '), phrase, `the ${check} check`);
+});
+
 test('promtool check rules accepts docker/prometheus/alerts.yml', async (t) => {
   const result = await promtool(t, ['check', 'rules', ALERTS_YML]);
   if (!result) return;
