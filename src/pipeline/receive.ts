@@ -80,7 +80,8 @@ export class ReceiveService implements ServiceHandlers {
       // Logged once, by the association with the response ("operation failed"): one line per failure.
       return new DiscardingSink({
         status: Status.OutOfResources,
-        errorComment: `out of resources: free disk under storage.path (${free} bytes) below storage.minFreeBytes (${settings.minFreeBytes})`,
+        // The floor first: an Error Comment is cut at 64 characters on the wire (the log has it whole).
+        errorComment: `out of resources: free disk below storage.minFreeBytes (${settings.minFreeBytes} bytes; ${free} free under storage.path)`,
       });
     }
     return new ReceivingSink(request, this.context, settings);

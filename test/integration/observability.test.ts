@@ -264,7 +264,7 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   const failures = logged.filter((line) => line.level === 'warn' || line.level === 'error');
   assert.equal(failures.length, 1, `one line for the one refused store:\n${failures.map((line) => JSON.stringify(line)).join('\n')}`);
   assert.equal(typeof failures[0]?.assoc, 'string');
-  assert.match(String(failures[0]?.comment), /free disk under storage\.path \(\d+ bytes\) below storage\.minFreeBytes/);
+  assert.match(String(failures[0]?.comment), /below storage\.minFreeBytes \(\d+ bytes; \d+ free under storage\.path\)/);
 
   // The floor lowered by a reload (SIGHUP): ready.
   const config = parse(readFileSync(gantry.configPath, 'utf8')) as { storage: { minFreeBytes: number } };
