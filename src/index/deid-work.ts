@@ -112,7 +112,9 @@ export class DeidWork {
         FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' ORDER BY i.id LIMIT ?`),
       earliestArrivals: db.prepare(`SELECT id, received_at AS receivedAt FROM instances INDEXED BY instances_waiting WHERE state = 'received' ORDER BY received_at, id LIMIT ?`),
       // Since it last became waiting: arrived, or was released, or sent back to be done again.
-      oldestWaiting: db.prepare(`SELECT min(state_changed_at) FROM instances WHERE state = 'received'`).pluck(),
+      // The partial index by waiting time (migration 017), named: without statistics SQLite takes the
+      // index on state, and reads the row of every waiting instance at each scrape.
+      oldestWaiting: db.prepare(`SELECT min(state_changed_at) FROM instances INDEXED BY instances_waiting_since WHERE state = 'received'`).pluck(),
       deidentified: db.prepare(`
         UPDATE instances SET state = 'deidentified', state_changed_at = @now, state_reason = NULL,
           deid_file_path = @filePath, deid_file_size = @fileSize, deid_sop_instance_uid = @sopInstanceUid,
