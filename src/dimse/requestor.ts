@@ -279,6 +279,9 @@ export class RequestorAssociation implements PduStreamSink {
       onResponse?: (result: StoreResult) => void;
       /** A C-STORE sub-operation of a C-MOVE carries who asked for it (PS3.7 9.1.1.1.8–9). */
       moveOriginator?: { aeTitle: string; messageId: number };
+      /** Asked when the request's turn on the wire comes (it may have waited for the window): false
+       * leaves it unsent, failed as never sent, and the association goes on. */
+      stillWanted?: () => boolean;
     } = {},
   ): Promise<StoreResult> {
     if (this.phase !== 'established') return Promise.reject(this.failure ?? new AssociationError('the association is not established', 'closed'));
@@ -308,9 +311,14 @@ export class RequestorAssociation implements PduStreamSink {
       pending = { sopClassUid: context.abstractSyntax, sopInstanceUid, resolve, reject, onResponse: confirm, timer: undefined };
     });
     let onWire = false;
+    let withdrawn = false;
     const sent = this.sending.then(async () => {
       await this.placeInWindow();
       if (this.phase !== 'established') throw this.failure ?? new AssociationError('the association ended', 'closed');
+      if (options.stillWanted && !options.stillWanted()) {
+        withdrawn = true;
+        throw new AssociationError('the request was withdrawn before it was sent', 'closed');
+      }
       this.outstanding.set(messageId, pending);
       onWire = true;
       this.writeAll(encodePData(context.id, true, encodeCommand(command), this.peerMaxPduLength));
@@ -333,7 +341,8 @@ export class RequestorAssociation implements PduStreamSink {
       // Not yet on the wire: only this request fails. Part-way: the peer waits mid-message, so the
       // association is unusable.
       if (!this.outstanding.has(messageId)) pending.reject(failure.forRequest(onWire));
-      this.abort(failure);
+      // A request its caller withdrew never began: the association is as usable as before.
+      if (!withdrawn) this.abort(failure);
     });
     // Settles once the request is done with its body too (a peer may answer early): the caller may
     // then reuse the body's memory. An early answer whose dataset then could not be sent whole is not

@@ -399,6 +399,10 @@ class DestinationQueue {
       conversion?.converted(body.length);
       const isStored = (status: number) => status === Status.Success || (settings.warningIsSuccess && isWarning(status));
       const result = await association.store(context, stored.sopInstanceUid, body, {
+        // A request opened ahead (LOOKAHEAD) may wait for the window past a reload: one that moved the
+        // destination or withdrew items (a narrowed condition) sends it nowhere; it stays queued, or
+        // is gone from the outbox.
+        stillWanted: () => !this.reconfiguredSince(destination),
         onResponse: (response) => {
           this.observe((observer) => observer.forwardAttempted(this.name));
           if (isStored(response.status)) this.confirmed(item, response);

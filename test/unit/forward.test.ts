@@ -568,3 +568,29 @@ test('a reload that changes the condition of a destination ends the batch in pro
   const sentAfterWithdrawal = peer.stored.filter((uid) => withdrawnUids.has(uid));
   assert.deepEqual(sentAfterWithdrawal, [], 'withdrawn items went to the destination');
 });
+
+// Found in the forward review: the requests opened ahead of the window (LOOKAHEAD) were waiting for
+// their place inside the association when the reload came, and went on the wire after it: items the
+// reload had withdrawn reached the destination its narrowed condition no longer takes.
+test('a reload that changes the condition of a destination sends none of the requests waiting for the window: only the one on the wire is answered', async (t) => {
+  const storagePath = scratchDir('forward-narrowed-lookahead');
+  const items = storedItems(storagePath, 12, EXPLICIT);
+  const withdrawn = new Set<OutboxItem>();
+  const { outbox, sent } = fakeOutbox(items, { due: () => items.filter((queued) => !sent.includes(queued) && !withdrawn.has(queued)) });
+  // Window 1: the peer answers each request 300 ms after its dataset arrived, so the ones behind it wait.
+  const peer = await closingPeer(Infinity, 300);
+  t.after(() => peer.server.close());
+  let conditions = 'null';
+  const settings = () => forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions }]);
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('the destination storing', 5000, () => peer.stored.length >= 2);
+  // The reload, while the request of item k waits for its answer: every item behind it is withdrawn.
+  const onTheWire = peer.stored.length;
+  conditions = '{"attributes":{"Modality":"MR"}}';
+  for (const queued of items.slice(onTheWire)) withdrawn.add(queued);
+  forwarder.reconfigure();
+  await sleep(1500);
+  assert.deepEqual(peer.stored.slice(onTheWire), [], 'withdrawn items went to the destination after the reload');
+});
