@@ -303,6 +303,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     'Gantry is listening',
   );
   scheduler.start();
+  // The file may have narrowed a condition while the node was stopped (a restart, not a SIGHUP, is how
+  // many deployments apply a config): what it now excludes never goes, as at a reload. Which conditions
+  // changed is not known here: every destination with one is looked at, before any sender starts.
+  if (withdrawUnmet(router, conditionedDestinations(config), log)) routeAgainRoutedToNowhere(outbox, log);
   forwarder.start();
   warnOfUnsentQueues(outbox, config, log);
   // Routing looks again when the next study can become stable (its last arrival plus stableSeconds),
@@ -367,14 +371,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     forwarder.reconfigure();
     // A destination added, or a condition mended, reaches the instances that none took before. Only
     // when the destinations or their conditions changed: it looks at every such instance.
-    if (routingChanged) {
-      try {
-        const again = outbox.routeAgainRoutedToNowhere();
-        if (again > 0) log.info({ instances: again }, 'instances no destination took are routed again with the reloaded destinations');
-      } catch (error) {
-        log.error({ err: (error as Error).message }, 'could not route again the instances no destination took');
-      }
-    }
+    if (routingChanged) routeAgainRoutedToNowhere(outbox, log);
     log.level = next.log.level;
     warnOfUnsentQueues(outbox, config, log);
     return restartNeeded;
@@ -443,15 +440,35 @@ function conditionsChanged(before: GantryConfig, after: GantryConfig): Set<strin
   return new Set(changed.map((destination) => destination.name));
 }
 
-/** Withdraws the unsent items that the destinations' changed conditions no longer take, and says so. */
-function withdrawUnmet(router: Router, destinations: ReadonlySet<string>, log: Logger): void {
-  if (destinations.size === 0) return;
+/** Destinations with a condition: at start, any of them may have changed since their items were queued. */
+function conditionedDestinations(config: GantryConfig): Set<string> {
+  return new Set(config.forward.destinations.filter((destination) => destination.when !== undefined).map((destination) => destination.name));
+}
+
+/** Withdraws the unsent items that the destinations' changed conditions no longer take, and says so.
+ * Returns whether any was withdrawn. */
+function withdrawUnmet(router: Router, destinations: ReadonlySet<string>, log: Logger): boolean {
+  if (destinations.size === 0) return false;
   try {
-    for (const [destination, items] of router.withdrawUnmet(destinations)) {
-      log.warn({ destination, items }, 'queued and dead items whose instances the reloaded condition of their destination no longer takes are withdrawn: they will not be sent there');
+    const withdrawn = router.withdrawUnmet(destinations);
+    for (const [destination, items] of withdrawn) {
+      log.warn({ destination, items }, 'queued and dead items whose instances the condition of their destination no longer takes are withdrawn: they will not be sent there');
     }
+    return withdrawn.size > 0;
   } catch (error) {
-    log.error({ err: (error as Error).message }, 'could not withdraw the items that the reloaded conditions no longer take');
+    log.error({ err: (error as Error).message }, 'could not withdraw the items that the changed conditions no longer take');
+    return false;
+  }
+}
+
+/** Instances no destination took (or whose every item was withdrawn) are routed again with the
+ * destinations configured now. */
+function routeAgainRoutedToNowhere(outbox: Outbox, log: Logger): void {
+  try {
+    const again = outbox.routeAgainRoutedToNowhere();
+    if (again > 0) log.info({ instances: again }, 'instances no destination took are routed again with the configured destinations');
+  } catch (error) {
+    log.error({ err: (error as Error).message }, 'could not route again the instances no destination took');
   }
 }
 

@@ -156,3 +156,38 @@ test('a reload that narrows a destination condition withdraws the queued items i
   const said = lines.map((line) => JSON.parse(line) as { msg: string; destination?: string; items?: number }).filter((line) => /withdrawn/.test(line.msg));
   assert.deepEqual(said.map(({ destination, items }) => ({ destination, items })), [{ destination: 'research', items: 2 }]);
 });
+
+// Found in the forward review: only a SIGHUP withdrew what a narrowed condition excludes. A restart
+// with the edited file (how a container is given a new config) sent the queue built under the old one.
+test('a start with a narrowed destination condition withdraws the queued items it no longer takes, and says so', async (t) => {
+  const storagePath = join(scratchDir('start-narrowed'), 'data');
+  mkdirSync(storagePath, { recursive: true });
+  await t.test('two CT instances queued for research while it took everything', async (setup) => {
+    const { db, writer } = openTestIndex(setup, storagePath);
+    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+    const outbox = new Outbox(db);
+    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
+  });
+  const lines: string[] = [];
+  const log = createLogger('warn', new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+  const input: ConfigInput = {
+    dicom: { host: '127.0.0.1', port: 0 },
+    http: { host: '127.0.0.1', port: 0 },
+    storage: { path: storagePath, minFreeBytes: 0 },
+    deid: { secret: 'the secret of the test suite', workers: 1 },
+    // An address where nothing listens: items left would stay queued.
+    forward: { destinations: [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9, when: { attributes: { Modality: 'MR' } } }] },
+    log: { level: 'warn' },
+  };
+  const gantry = await startGantry({ config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false }, log);
+  t.after(() => gantry.stop());
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    assert.equal(db.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get(), 0);
+  } finally {
+    db.close();
+  }
+  const said = lines.map((line) => JSON.parse(line) as { msg: string; destination?: string; items?: number }).filter((line) => /withdrawn/.test(line.msg));
+  assert.deepEqual(said.map(({ destination, items }) => ({ destination, items })), [{ destination: 'research', items: 2 }]);
+});
