@@ -207,6 +207,9 @@ export class Outbox {
    * many items were withdrawn.
    */
   withdraw(ids: readonly number[]): number {
+    // IMMEDIATE: it reads before it writes. Deferred, the write found another process's lock (gantry
+    // queue, forward, import) and failed at once with SQLITE_BUSY: SQLite runs no busy handler for a
+    // read transaction that would become a write one.
     return this.db.transaction(() => {
       let withdrawn = 0;
       const instances = new Set<number>();
@@ -219,7 +222,7 @@ export class Outbox {
       const now = Date.now();
       for (const instancePk of instances) this.statements.forwarded.run({ instancePk, now });
       return withdrawn;
-    })();
+    }).immediate();
   }
 
   /** The earliest last arrival (ms) after `cutoff` of a study with instances to route, or undefined. */

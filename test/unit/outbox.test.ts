@@ -5,6 +5,7 @@
  * when routing looks again for the next study to become stable.
  */
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { applyMigrations, openDatabase, WalSync, type Db } from '../../src/db/database.js';
@@ -14,6 +15,7 @@ import { silentLogger } from '../../src/observability/logger.js';
 import { Router, routeDestinations, type RouteDestination } from '../../src/pipeline/route.js';
 import { Outbox, type OutboxItem } from '../../src/queue/outbox.js';
 import { instanceRecord, openTestIndex } from '../helpers/index-records.js';
+import { sleep, start, stop } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 /** Two instances of one study, indexed as received, in an index closed after the test. */
@@ -306,4 +308,25 @@ test('a narrowed condition withdraws the unsent items it no longer takes: an ins
 
   destinations = routeDestinations([destination('research', 'MR'), destination('archive')]);
   assert.deepEqual([...router.withdrawUnmet(new Set(['research']))], [], 'nothing unsent left to withdraw');
+});
+
+// Found in the forward review: withdraw() read before it wrote in a deferred transaction. While another
+// process held the write lock (gantry queue purge, gantry forward, gantry import), its first delete
+// failed at once with SQLITE_BUSY, the busy timeout never waited: the reload logged an error, and the
+// items its narrowed condition excludes were sent all the same.
+test('withdrawing items waits for another process that holds the write lock, as every other write of the outbox does', async (t) => {
+  const { db, outbox, items } = await routedStudy(t);
+  const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+  const holder = start(process.execPath, [
+    '-e',
+    `const db = new (require(${JSON.stringify(driver)}))(${JSON.stringify(db.name)}); db.pragma('busy_timeout = 5000');
+     db.prepare('BEGIN IMMEDIATE').run(); console.log('locked'); setTimeout(() => { db.prepare('COMMIT').run(); db.close(); }, 600);`,
+  ]);
+  t.after(() => stop(holder));
+  for (let waited = 0; !holder.output().includes('locked'); waited += 20) {
+    assert.ok(waited < 10_000, `the other process never took the lock: ${holder.output()}`);
+    await sleep(20);
+  }
+  assert.equal(outbox.withdraw(items.map((item) => item.id)), 2);
+  assert.deepEqual(outbox.list({ limit: 10 }), []);
 });
