@@ -163,13 +163,15 @@ export class Router {
     for (const destination of this.options.settings().destinations) {
       if (!names.has(destination.name) || destination.when === undefined) continue;
       let count = 0;
-      for (let afterId = 0; ; ) {
-        const items = this.options.outbox.unsentOf(destination.name, pageSize, afterId);
-        const unmet = items.filter((item) => !conditionHolds(destination.when, factsOf(item)));
-        if (unmet.length > 0) count += this.options.outbox.withdraw(unmet.map((item) => item.id));
-        const last = items[items.length - 1];
-        if (last === undefined || items.length < pageSize) break;
-        afterId = last.id;
+      for (const state of ['queued', 'dead'] as const) {
+        for (let afterId = 0; ; ) {
+          const items = this.options.outbox.unsentOf(destination.name, state, pageSize, afterId);
+          const unmet = items.filter((item) => !conditionHolds(destination.when, factsOf(item)));
+          if (unmet.length > 0) count += this.options.outbox.withdraw(unmet.map((item) => item.id));
+          const last = items[items.length - 1];
+          if (last === undefined || items.length < pageSize) break;
+          afterId = last.id;
+        }
       }
       if (count > 0) withdrawn.set(destination.name, count);
     }

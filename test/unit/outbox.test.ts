@@ -330,3 +330,27 @@ test('withdrawing items waits for another process that holds the write lock, as 
   assert.equal(outbox.withdraw(items.map((item) => item.id)), 2);
   assert.deepEqual(outbox.list({ limit: 10 }), []);
 });
+
+// Found in the forward review: the items a changed condition may withdraw were read page by page, but
+// each page sorted every unsent item after it (queued and dead together cannot come in id order from
+// forward_outbox_state): quadratic, a queue of 80,000 held the event loop 5 s at a reload, and at
+// every start. Each page must come from the index in order.
+test('the unsent items of a destination are paged in index order, without sorting the rest of the queue at each page', async (t) => {
+  const db = await receivedStudy(t);
+  const prepared: string[] = [];
+  const spy = new Proxy(db, {
+    get(target, key) {
+      if (key === 'prepare') return (sql: string) => (prepared.push(sql), target.prepare(sql));
+      const value = Reflect.get(target, key) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  new Outbox(spy);
+  const unsent = prepared.filter((sql) => /INDEXED BY forward_outbox_state/.test(sql));
+  assert.equal(unsent.length, 1);
+  const plan = db
+    .prepare(`EXPLAIN QUERY PLAN ${unsent[0] as string}`)
+    .all({ destination: 'd', state: 'queued', afterId: 0, limit: 500 })
+    .map((row) => (row as { detail: string }).detail);
+  assert.deepEqual(plan.filter((detail) => /TEMP B-TREE/.test(detail)), [], plan.join('; '));
+});
