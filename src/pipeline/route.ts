@@ -163,7 +163,10 @@ export class Router {
     for (const destination of this.options.settings().destinations) {
       if (!names.has(destination.name) || destination.when === undefined) continue;
       let count = 0;
-      for (const state of ['queued', 'dead'] as const) {
+      // Dead ones first: an operator's gantry queue retry (another process, between two pages) moves
+      // items from dead to queued, never back; read in the other order, one it moved after the queued
+      // were read and before the dead were was missed, and sent.
+      for (const state of ['dead', 'queued'] as const) {
         for (let afterId = 0; ; ) {
           const items = this.options.outbox.unsentOf(destination.name, state, pageSize, afterId);
           const unmet = items.filter((item) => !conditionHolds(destination.when, factsOf(item)));

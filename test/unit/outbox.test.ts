@@ -354,3 +354,32 @@ test('the unsent items of a destination are paged in index order, without sortin
     .map((row) => (row as { detail: string }).detail);
   assert.deepEqual(plan.filter((detail) => /TEMP B-TREE/.test(detail)), [], plan.join('; '));
 });
+
+// Found in the forward review: the withdrawal read the queued items, then the dead ones, each page in a
+// transaction of its own. `gantry queue retry`, run from another process meanwhile, could move a dead
+// item into the queue after the queued ones were read and before the dead ones were: it was withdrawn
+// as neither, and sent where the narrowed condition no longer sends it.
+test('a dead item an operator re-queues while the withdrawal runs is withdrawn all the same', async (t) => {
+  const { db, outbox, items } = await routedStudy(t);
+  const [queued, dead] = items as [OutboxItem, OutboxItem];
+  outbox.markDead(dead, '0xA700', 'd answered 0xA700');
+  let reads = 0;
+  // Before every read of the outbox but the first, the operator's gantry queue retry commits.
+  const racing = new Proxy(outbox, {
+    get(target, key) {
+      if (key === 'unsentOf') {
+        return (...args: Parameters<Outbox['unsentOf']>) => {
+          if (reads++ > 0) target.requeueDead({});
+          return target.unsentOf(...args);
+        };
+      }
+      const value = Reflect.get(target, key) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  const destinations = routeDestinations([{ name: 'd', aeTitle: 'X', host: 'h', port: 1, maxAssociations: 1, maxOperations: 1, when: { attributes: { Modality: 'MR' } } }]);
+  const router = new Router({ outbox: racing, log: silentLogger(), settings: () => ({ stableMs: 0, destinations }), onQueued: () => undefined });
+  assert.deepEqual([...router.withdrawUnmet(new Set(['d']))], [['d', 2]]);
+  assert.deepEqual(outbox.list({ limit: 10 }).map((row) => [row.id, row.state]), [], `of ${queued.id} queued and ${dead.id} dead`);
+  assert.equal(db.prepare(`SELECT count(*) FROM forward_outbox`).pluck().get(), 0);
+});
