@@ -147,6 +147,13 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     settings: () => ({ stableMs: config.forward.stableSeconds * 1000, destinations }),
     onQueued: () => forwarder.nudge(),
   });
+  // The file may have narrowed a condition while the node was stopped (a restart, not a SIGHUP, is how
+  // many deployments apply a config): what it now excludes never goes, as at a reload. Which conditions
+  // changed is not known here: every destination with one is looked at, before anything is sent. When
+  // that fails the start does: the node would send what the condition excludes.
+  const withdrawnAtStart = withdrawUnmet(router, destinations);
+  logWithdrawn(withdrawnAtStart, log);
+  if (withdrawnAtStart.size > 0) routeAgainRoutedToNowhere(outbox, log);
   const retention = new Retention({
     work: new RetentionWork(db),
     storagePath,
@@ -303,10 +310,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     'Gantry is listening',
   );
   scheduler.start();
-  // The file may have narrowed a condition while the node was stopped (a restart, not a SIGHUP, is how
-  // many deployments apply a config): what it now excludes never goes, as at a reload. Which conditions
-  // changed is not known here: every destination with one is looked at, before any sender starts.
-  if (withdrawUnmet(router, conditionedDestinations(config), log)) routeAgainRoutedToNowhere(outbox, log);
   forwarder.start();
   warnOfUnsentQueues(outbox, config, log);
   // Routing looks again when the next study can become stable (its last arrival plus stableSeconds),
@@ -358,6 +361,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     const narrowable = conditionsChanged(config, next);
     // The host names took a while to resolve: a stop may have begun meanwhile.
     refuseWhileStopping();
+    // What a narrowed condition excludes never goes: withdrawn before any sender reads the outbox
+    // again (the swap below follows in the same turn of the event loop). When it cannot be, the reload
+    // is refused as a whole: applied without it, the excluded items were sent (found in a review).
+    const withdrawn = withdrawUnmet(router, nextDestinations.filter((destination) => narrowable.has(destination.name)));
     // Everything at once, with no wait between: no association sees half of the old config.
     callers = nextCallers;
     sources = nextSources;
@@ -365,9 +372,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     deidSettings = nextDeid;
     destinations = nextDestinations;
     config = next;
-    // Before any sender reads the outbox again (this runs in the same turn of the event loop): what a
-    // narrowed condition excludes never goes (found in a review: items queued under the old one went).
-    withdrawUnmet(router, narrowable, log);
+    logWithdrawn(withdrawn, log);
     forwarder.reconfigure();
     // A destination added, or a condition mended, reaches the instances that none took before. Only
     // when the destinations or their conditions changed: it looks at every such instance.
@@ -440,24 +445,20 @@ function conditionsChanged(before: GantryConfig, after: GantryConfig): Set<strin
   return new Set(changed.map((destination) => destination.name));
 }
 
-/** Destinations with a condition: at start, any of them may have changed since their items were queued. */
-function conditionedDestinations(config: GantryConfig): Set<string> {
-  return new Set(config.forward.destinations.filter((destination) => destination.when !== undefined).map((destination) => destination.name));
+/** Withdraws the unsent items of `destinations` that their conditions no longer take (all or none);
+ * throws, saying so, when it cannot: applied without it, they would be sent. */
+function withdrawUnmet(router: Router, destinations: readonly RouteDestination[]): Map<string, number> {
+  if (destinations.length === 0) return new Map();
+  try {
+    return router.withdrawUnmet(destinations);
+  } catch (error) {
+    throw new Error(`cannot withdraw the queued and dead items that the changed destination conditions no longer take: ${(error as Error).message}`);
+  }
 }
 
-/** Withdraws the unsent items that the destinations' changed conditions no longer take, and says so.
- * Returns whether any was withdrawn. */
-function withdrawUnmet(router: Router, destinations: ReadonlySet<string>, log: Logger): boolean {
-  if (destinations.size === 0) return false;
-  try {
-    const withdrawn = router.withdrawUnmet(destinations);
-    for (const [destination, items] of withdrawn) {
-      log.warn({ destination, items }, 'queued and dead items whose instances the condition of their destination no longer takes are withdrawn: they will not be sent there');
-    }
-    return withdrawn.size > 0;
-  } catch (error) {
-    log.error({ err: (error as Error).message }, 'could not withdraw the items that the changed conditions no longer take');
-    return false;
+function logWithdrawn(withdrawn: ReadonlyMap<string, number>, log: Logger): void {
+  for (const [destination, items] of withdrawn) {
+    log.warn({ destination, items }, 'queued and dead items whose instances the condition of their destination no longer takes are withdrawn: they will not be sent there');
   }
 }
 

@@ -152,16 +152,21 @@ export class Router {
   }
 
   /**
-   * Withdraws the items not sent (queued or dead) of the named destinations whose instances their
-   * condition no longer takes: a reload narrowed it, and what it now excludes must not go there, nor
-   * wait in its dead letter for an operator to send it. Page by page, in one go: the reload calls it
-   * before any sender reads the outbox again. Returns the items withdrawn per destination.
+   * Withdraws the items not sent (queued or dead) of `destinations` whose instances their condition
+   * no longer takes: a reload narrowed it, and what it now excludes must not go there, nor wait in its
+   * dead letter for an operator to send it. Page by page, in one transaction: all or nothing, so that
+   * a reload it fails for is refused as a whole (the reload calls it before it applies the new
+   * destinations, in the same turn of the event loop). Returns the items withdrawn per destination.
    */
-  withdrawUnmet(names: ReadonlySet<string>): Map<string, number> {
+  withdrawUnmet(destinations: readonly RouteDestination[]): Map<string, number> {
+    return this.options.outbox.atomically(() => this.withdrawUnmetPages(destinations));
+  }
+
+  private withdrawUnmetPages(destinations: readonly RouteDestination[]): Map<string, number> {
     const withdrawn = new Map<string, number>();
     const pageSize = this.options.pageSize ?? PAGE;
-    for (const destination of this.options.settings().destinations) {
-      if (!names.has(destination.name) || destination.when === undefined) continue;
+    for (const destination of destinations) {
+      if (destination.when === undefined) continue;
       let count = 0;
       // Dead ones first: an operator's gantry queue retry (another process, between two pages) moves
       // items from dead to queued, never back; read in the other order, one it moved after the queued

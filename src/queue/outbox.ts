@@ -228,6 +228,11 @@ export class Outbox {
     }).immediate();
   }
 
+  /** Runs `work` in one IMMEDIATE transaction: all of it is committed, or none. */
+  atomically<T>(work: () => T): T {
+    return this.db.transaction(work).immediate();
+  }
+
   /** The earliest last arrival (ms) after `cutoff` of a study with instances to route, or undefined. */
   earliestArrivalToRoute(cutoff: number): number | undefined {
     return (this.statements.earliestArrival.get(cutoff) as number | null) ?? undefined;

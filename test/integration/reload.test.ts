@@ -191,3 +191,41 @@ test('a start with a narrowed destination condition withdraws the queued items i
   const said = lines.map((line) => JSON.parse(line) as { msg: string; destination?: string; items?: number }).filter((line) => /withdrawn/.test(line.msg));
   assert.deepEqual(said.map(({ destination, items }) => ({ destination, items })), [{ destination: 'research', items: 2 }]);
 });
+
+// Found in the forward review: a reload whose withdrawal failed (the index locked by another process
+// beyond the busy timeout, full, or failing) was applied all the same, with an error in the log: the
+// senders then sent the items the narrowed condition excludes. It is refused, and nothing is withdrawn.
+test('a reload that cannot withdraw what its narrowed condition excludes is refused, and a later one withdraws it', async (t) => {
+  const storagePath = join(scratchDir('reload-narrowed-locked'), 'data');
+  mkdirSync(storagePath, { recursive: true });
+  await t.test('two CT instances queued for research', async (setup) => {
+    const { db, writer } = openTestIndex(setup, storagePath);
+    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+    const outbox = new Outbox(db);
+    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
+  });
+  const withCondition = (modality: string | undefined): LoadedConfig => {
+    const input: ConfigInput = {
+      dicom: { host: '127.0.0.1', port: 0 },
+      http: { host: '127.0.0.1', port: 0 },
+      storage: { path: storagePath, minFreeBytes: 0 },
+      deid: { secret: 'the secret of the test suite', workers: 1 },
+      forward: { destinations: [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) }] },
+      log: { level: 'silent' },
+    };
+    return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
+  };
+  const gantry = await startGantry(withCondition(undefined), silentLogger());
+  t.after(() => gantry.stop());
+  const other = openDatabase(join(storagePath, 'index.sqlite'));
+  t.after(() => other.close());
+  const queued = () => other.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get();
+  // Another writer holds the index beyond the busy timeout (5 s).
+  other.prepare('BEGIN IMMEDIATE').run();
+  await assert.rejects(gantry.reload(withCondition('MR')), /withdraw/);
+  other.prepare('COMMIT').run();
+  assert.equal(queued(), 2);
+  await gantry.reload(withCondition('MR'));
+  assert.equal(queued(), 0, 'the reload asked again applies');
+});
