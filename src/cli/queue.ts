@@ -112,10 +112,14 @@ export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: strin
   const { db, storagePath } = openIndex(loaded);
   try {
     const outbox = new Outbox(db);
-    const study = outbox.forwardStudyNow(studyInstanceUid);
-    if (!study) throw new Error(`no study with Study Instance UID ${studyInstanceUid} (original or de-identified) in the index`);
     const router = new Router({ outbox, log, settings: () => ({ stableMs: 0, destinations }), onQueued: () => undefined });
-    const queued = router.routeStudy(study.studyPk);
+    // One transaction: made routable, then routed by another transaction, the study could be routed by
+    // the running node in between, and this said no destination takes it (found in a review).
+    const { study, queued } = outbox.atomically(() => {
+      const found = outbox.forwardStudyNow(studyInstanceUid);
+      return { study: found, queued: found ? router.routeStudy(found.studyPk) : 0 };
+    });
+    if (!study) throw new Error(`no study with Study Instance UID ${studyInstanceUid} (original or de-identified) in the index`);
     // Instances whose copy retention deleted are made again from their original, and follow.
     const redone = new DeidWork(db).redoDeletedCopies(study.studyPk);
     const held = outbox.heldFromForwarding(study.studyPk);

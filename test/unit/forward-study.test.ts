@@ -8,6 +8,7 @@ import { openDatabase } from '../../src/db/database.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { forwardStudy, forwardStudyReport } from '../../src/cli/queue.js';
+import { Outbox } from '../../src/queue/outbox.js';
 import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
@@ -45,4 +46,37 @@ test('gantry forward says why it queued nothing: instances imported without --fo
   const none = await forwardStudy(configFor(other, ', when: { attributes: { Modality: MR } }'), '1.2.1', silentLogger());
   assert.equal(none.queued, 0);
   assert.match(forwardStudyReport(none), /^queued nothing: no destination of forward\.destinations takes this study/);
+});
+
+// Found in the forward review: gantry forward made the study routable in one transaction and routed it
+// in others. The running node, routing stable studies meanwhile, could take the instances in between:
+// the study went all the same, but the operator read "queued nothing: no destination of
+// forward.destinations takes this study".
+test('gantry forward queues the study itself, even when the running node routes stable studies at that moment', async (t) => {
+  const storagePath = storageWith('forward-study-race', [false, false]);
+  const node = openDatabase(join(storagePath, 'index.sqlite'));
+  node.pragma('busy_timeout = 100');
+  const nodeOutbox = new Outbox(node);
+  const routable = Outbox.prototype.routable;
+  let raced = false;
+  // The node's routing pass runs as the command first reads what is routable.
+  Outbox.prototype.routable = function (this: Outbox, ...args: Parameters<Outbox['routable']>) {
+    if (this !== nodeOutbox && !raced) {
+      raced = true;
+      try {
+        nodeOutbox.route(routable.call(nodeOutbox, Date.now(), 500).map((instance) => ({ instance, destinations: ['research'] })));
+      } catch (error) {
+        // The command holds the index: the node routes later, and finds nothing left to route.
+        if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
+      }
+    }
+    return routable.apply(this, args);
+  };
+  t.after(() => {
+    Outbox.prototype.routable = routable;
+    node.close();
+  });
+  const outcome = await forwardStudy(configFor(storagePath), '1.2.1', silentLogger());
+  assert.ok(raced);
+  assert.equal(outcome.queued, 2, forwardStudyReport(outcome));
 });
