@@ -535,13 +535,14 @@ test('a reload that changes the address of a destination ends the batch going to
   forwarder.start();
   t.after(() => forwarder.stop(1000));
   await waitUntil('the former address storing', 5000, () => former.stored.length >= 2);
-  const onTheWire = former.stored.length;
+  // Window 1: beyond the confirmed items, at most one request is on the wire at the reload.
+  const confirmedOrOnTheWire = sent.length + 1;
   port = moved.port;
   forwarder.reconfigure();
   await waitUntil('every item sent', 10_000, () => sent.length === items.length);
   // The request on the wire at the reload is answered there; none of those waiting for the window
   // behind it goes there (found in the forward review: up to LOOKAHEAD of them did).
-  assert.equal(former.stored.length, onTheWire, `instances sent to the former address after the reload: ${former.stored.length - onTheWire}`);
+  assert.ok(former.stored.length <= confirmedOrOnTheWire, `instances sent to the former address after the reload: ${former.stored.length - confirmedOrOnTheWire}`);
   assert.equal(former.stored.length + moved.received.length, items.length);
 });
 
@@ -588,11 +589,13 @@ test('a reload that changes the condition of a destination sends none of the req
   forwarder.start();
   t.after(() => forwarder.stop(1000));
   await waitUntil('the destination storing', 5000, () => peer.stored.length >= 2);
-  // The reload, while the request of item k waits for its answer: every item behind it is withdrawn.
-  const onTheWire = peer.stored.length;
+  // The reload: every item behind the confirmed ones and the one request that may be on the wire
+  // (window 1) is withdrawn.
+  const confirmedOrOnTheWire = sent.length + 1;
   conditions = '{"attributes":{"Modality":"MR"}}';
-  for (const queued of items.slice(onTheWire)) withdrawn.add(queued);
+  for (const queued of items.slice(confirmedOrOnTheWire)) withdrawn.add(queued);
   forwarder.reconfigure();
   await sleep(1500);
-  assert.deepEqual(peer.stored.slice(onTheWire), [], 'withdrawn items went to the destination after the reload');
+  assert.deepEqual(peer.stored.slice(confirmedOrOnTheWire), [], 'withdrawn items went to the destination after the reload');
 });
+
