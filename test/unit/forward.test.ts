@@ -589,13 +589,13 @@ test('a reload that changes the condition of a destination sends none of the req
   forwarder.start();
   t.after(() => forwarder.stop(1000));
   await waitUntil('the destination storing', 5000, () => peer.stored.length >= 2);
-  // The reload: every item behind the confirmed ones and the one request that may be on the wire
-  // (window 1) is withdrawn.
+  // The reload withdraws every item not confirmed. Window 1: beyond the confirmed items, at most one
+  // request is on the wire (the files open out of order: which one is not known).
   const confirmedOrOnTheWire = sent.length + 1;
   conditions = '{"attributes":{"Modality":"MR"}}';
-  for (const queued of items.slice(confirmedOrOnTheWire)) withdrawn.add(queued);
+  for (const queued of items) if (!sent.includes(queued)) withdrawn.add(queued);
   forwarder.reconfigure();
   await sleep(1500);
-  assert.deepEqual(peer.stored.slice(confirmedOrOnTheWire), [], 'withdrawn items went to the destination after the reload');
+  assert.ok(peer.stored.length <= confirmedOrOnTheWire, `withdrawn items that went to the destination after the reload: ${peer.stored.length - confirmedOrOnTheWire}`);
 });
 
