@@ -85,6 +85,9 @@ const LOOKAHEAD = 3;
  * the senders hold at once, over all destinations; one object is let through whatever its size. */
 const CONVERTED_BYTES = 256 * 1024 * 1024;
 
+/** What became of one item an association was to carry. */
+type ItemOutcome = 'stored' | 'failed' | 'unsent';
+
 /** Delay before attempt `failures + 1`: base × multiplier^(failures − 1), capped. */
 export function backoffMs(failures: number, retry: ForwardSettings['retry']): number {
   const seconds = retry.baseSeconds * retry.multiplier ** Math.max(0, failures - 1);
@@ -307,14 +310,17 @@ class DestinationQueue {
     const started = Date.now();
     let sent = 0;
     let failed = 0;
+    /** Requests never sent (withdrawn by a reload, cut by a stop): not failures, they stay queued. */
+    let unsent = 0;
     try {
       const inFlight = new Set<Promise<void>>();
       for (const item of fitting) {
         if (this.stopping || !association.isUsable || this.reconfiguredSince(destination)) break;
         const operation = this.sendItem(association, destination, item).then(
-          (ok) => {
-            if (ok) sent += 1;
-            else failed += 1;
+          (outcome) => {
+            if (outcome === 'stored') sent += 1;
+            else if (outcome === 'failed') failed += 1;
+            else unsent += 1;
           },
           (error: Error) => {
             // Recording the outcome failed (the index is full or locked): the item stays queued.
@@ -347,7 +353,7 @@ class DestinationQueue {
       this.retryAt = undefined;
       this.failedAddress = undefined;
     }
-    this.log.info({ sent, failed, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
+    this.log.info({ sent, failed, unsent, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
   }
 
   /** Whether a reload pointed the destination elsewhere, changed its condition or removed it since
@@ -364,9 +370,9 @@ class DestinationQueue {
     return !current || addressOf(current) !== addressOf(destination);
   }
 
-  /** Sends one item; true when the destination stored it. Throws only when its outcome cannot be
-   * recorded. */
-  private async sendItem(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem): Promise<boolean> {
+  /** Sends one item: stored by the destination, failed (an attempt, or dead letter), or never sent
+   * and left queued. Throws only when its outcome cannot be recorded. */
+  private async sendItem(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem): Promise<ItemOutcome> {
     const { outbox } = this.options;
     const settings = this.options.settings();
     let stored: StoredDataset;
@@ -381,7 +387,7 @@ class DestinationQueue {
         outbox.markDead(item, null, 'the de-identified copy is missing', false);
         this.observe((observer) => observer.forwardFailed(this.name, 'missing', true));
       } else this.itemFailed(item, 'unreadable', `the de-identified copy cannot be read: ${code ?? withoutUids((error as Error).message)}`);
-      return false;
+      return 'failed';
     }
     let conversion: Conversion | undefined;
     try {
@@ -393,7 +399,7 @@ class DestinationQueue {
         conversion = await this.conversions.start();
         // The association ended during the wait (a stop, an abort): never on the wire, it stays queued,
         // and no conversion is made for nothing.
-        if (!association.isUsable) return false;
+        if (!association.isUsable) return 'unsent';
       }
       const body = await this.options.transcoder.datasetInSyntax(join(this.options.storagePath, item.filePath), stored, context.transferSyntax);
       conversion?.converted(body.length);
@@ -408,9 +414,9 @@ class DestinationQueue {
           if (isStored(response.status)) this.confirmed(item, response);
         },
       });
-      if (isStored(result.status)) return true;
+      if (isStored(result.status)) return 'stored';
       this.itemFailed(item, result, `${destination.name} answered ${result.statusText}${result.errorComment ? `: ${result.errorComment}` : ''}`);
-      return false;
+      return 'failed';
     } catch (error) {
       if (error instanceof PixelRedactionError) {
         // Its frames cannot be decoded: no later attempt would do better.
@@ -418,19 +424,22 @@ class DestinationQueue {
         outbox.markDead(item, null, reason, false);
         this.observe((observer) => observer.forwardFailed(this.name, 'send_error', true));
         this.log.warn({ item: item.id, why: reason }, 'item cannot be sent: dead letter');
+        return 'failed';
       } else if (!(error instanceof AssociationError)) {
         this.itemFailed(item, 'send_error', `cannot send: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+        return 'failed';
       } else if (error.requestSent && association.failureReason !== this.stopAbort) {
         // The association ended with this item on the wire: an attempt, so that an object that makes
         // the destination abort every time ends in dead letter rather than looping. (The destination
         // as a whole backs off once, in sendBatch.)
         this.observe((observer) => observer.forwardAttempted(this.name));
         this.itemFailed(item, 'association_ended', `association ended while sending: ${error.message}`);
+        return 'failed';
       }
       // Never on the wire, or cut by a stop (the end of its grace period, or a reload retiring the
       // queue: no fault of the object nor of the destination, and with maxAttempts 1 it went to dead
       // letter): not an attempt; it stays queued for the next association.
-      return false;
+      return 'unsent';
     } finally {
       conversion?.done();
       await stored.close().catch(() => undefined);
@@ -441,11 +450,11 @@ class DestinationQueue {
 
   /** No accepted context fits the object: refused for good (abstract or transfer syntax not
    * supported: dead letter at once, with the reason) or for no stated reason (an attempt). */
-  private refused(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem, stored: StoredDataset): false {
+  private refused(association: RequestorAssociation, destination: DestinationSettings, item: OutboxItem, stored: StoredDataset): 'failed' {
     const refusal = association.refusalOf(stored.sopClassUid, candidateSyntaxes(stored.transferSyntaxUid));
     if (refusal === 'other' || refusal === undefined) {
       this.itemFailed(item, 'refused', `${destination.name} accepted no presentation context for the object`);
-      return false;
+      return 'failed';
     }
     const syntax = findTransferSyntax(stored.transferSyntaxUid)?.name ?? stored.transferSyntaxUid;
     const reason =
@@ -455,7 +464,7 @@ class DestinationQueue {
     this.options.outbox.markDead(item, null, reason, false);
     this.observe((observer) => observer.forwardFailed(this.name, 'refused', true));
     this.log.warn({ item: item.id, why: reason }, 'item cannot be sent: dead letter');
-    return false;
+    return 'failed';
   }
 
   /**

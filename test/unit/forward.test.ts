@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { AssociationError, RequestorAssociation } from '../../src/dimse/requestor.js';
 import { encodeAssociateReject } from '../../src/dimse/pdu.js';
@@ -15,7 +16,7 @@ import { routeDestinations } from '../../src/pipeline/route.js';
 import { conditionHolds } from '../../src/deid/rules.js';
 import type { Outbox, OutboxItem } from '../../src/queue/outbox.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { piecesBody, type Transcoder } from '../../src/store/transcoder.js';
 import { startCountingServer, waitUntil } from '../helpers/destinations.js';
 import { sleep } from '../helpers/processes.js';
@@ -599,3 +600,30 @@ test('a reload that changes the condition of a destination sends none of the req
   assert.ok(peer.stored.length <= confirmedOrOnTheWire, `withdrawn items that went to the destination after the reload: ${peer.stored.length - confirmedOrOnTheWire}`);
 });
 
+// Found in the forward review: the line that ends each association counted the requests it never sent
+// (withdrawn by a reload, cut by a stop) as failed: after a reload an operator read failures where the
+// destination had refused nothing.
+test('the association log counts requests never sent apart from failures', async (t) => {
+  const storagePath = scratchDir('forward-unsent-logged');
+  const items = storedItems(storagePath, 8, EXPLICIT);
+  const withdrawn = new Set<OutboxItem>();
+  const { outbox, sent } = fakeOutbox(items, { due: () => items.filter((queued) => !sent.includes(queued) && !withdrawn.has(queued)) });
+  const peer = await closingPeer(Infinity, 300);
+  t.after(() => peer.server.close());
+  let conditions = 'null';
+  const settings = () => forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions }]);
+  const lines: Array<{ msg: string; sent?: number; failed?: number; unsent?: number }> = [];
+  const log = createLogger('info', new Writable({ write: (chunk, _encoding, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log, pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('the destination storing', 5000, () => peer.stored.length >= 2);
+  conditions = '{"attributes":{"Modality":"MR"}}';
+  for (const queued of items) if (!sent.includes(queued)) withdrawn.add(queued);
+  forwarder.reconfigure();
+  await waitUntil('the association ended', 5000, () => lines.some((line) => line.msg === 'association to destination done'));
+  const done = lines.find((line) => line.msg === 'association to destination done');
+  assert.equal(done?.failed, 0, JSON.stringify(done));
+  assert.equal(done?.sent, peer.stored.length);
+  assert.ok((done?.unsent ?? 0) > 0, JSON.stringify(done));
+});
