@@ -145,7 +145,7 @@ test('forwarding to another Gantry uses the asynchronous window it grants', asyn
   await waitUntil('all confirmed', 60_000, () => outboxRows(gantry.storagePath).filter((row) => row.state === 'sent').length === corpus.length);
   assert.match(research.output(), /"calling":"GANTRY"[^\n]*"window":8[^\n]*"association accepted"/, 'the research node granted 8');
   // Items are recorded as they are confirmed; the association's summary is logged after its release.
-  await waitUntil('the association summary', 10_000, () => /"destination":"research","sent":\d+,"failed":0,"window":8/.test(gantry.output()));
+  await waitUntil('the association summary', 10_000, () => /"destination":"research","sent":\d+,"failed":0,"unsent":0,"window":8/.test(gantry.output()));
   assert.equal(indexedRows(research.storagePath).length, corpus.length);
 });
 
