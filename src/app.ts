@@ -435,12 +435,13 @@ function warnOfUnsentQueues(outbox: Outbox, config: GantryConfig, log: Logger): 
   }
 }
 
-/** Destinations kept by a reload whose condition it changed: their unsent items may no longer meet it. */
+/** Destinations whose condition a reload changed, or that it added with one: their unsent items may
+ * no longer meet it (one added may be one removed earlier, whose queue stayed, or renamed back). */
 function conditionsChanged(before: GantryConfig, after: GantryConfig): Set<string> {
   const conditionOf = new Map(before.forward.destinations.map((destination) => [destination.name, JSON.stringify(destination.when ?? null)]));
   const changed = after.forward.destinations.filter((destination) => {
     const previous = conditionOf.get(destination.name);
-    return previous !== undefined && previous !== JSON.stringify(destination.when ?? null);
+    return previous === undefined ? destination.when !== undefined : previous !== JSON.stringify(destination.when ?? null);
   });
   return new Set(changed.map((destination) => destination.name));
 }

@@ -229,3 +229,44 @@ test('a reload that cannot withdraw what its narrowed condition excludes is refu
   await gantry.reload(withCondition('MR'));
   assert.equal(queued(), 0, 'the reload asked again applies');
 });
+
+// Found in the forward review: only destinations kept by a reload had their unsent items checked
+// against a changed condition. One removed, then added back with a narrower condition (as the log
+// advises for the queue it left), sent the items queued under its former condition.
+test('a destination a reload adds back with a narrower condition withdraws the items it left queued', async (t) => {
+  const storagePath = join(scratchDir('reload-added-back'), 'data');
+  mkdirSync(storagePath, { recursive: true });
+  await t.test('two CT instances queued for research', async (setup) => {
+    const { db, writer } = openTestIndex(setup, storagePath);
+    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+    const outbox = new Outbox(db);
+    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
+  });
+  const withResearch = (research: boolean, modality?: string): LoadedConfig => {
+    const input: ConfigInput = {
+      dicom: { host: '127.0.0.1', port: 0 },
+      http: { host: '127.0.0.1', port: 0 },
+      storage: { path: storagePath, minFreeBytes: 0 },
+      deid: { secret: 'the secret of the test suite', workers: 1 },
+      forward: {
+        destinations: [
+          { name: 'archive', aeTitle: 'ARCHIVE', host: '127.0.0.1', port: 9 },
+          ...(research ? [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) }] : []),
+        ],
+      },
+      log: { level: 'silent' },
+    };
+    return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
+  };
+  const gantry = await startGantry(withResearch(true), silentLogger());
+  t.after(() => gantry.stop());
+  await gantry.reload(withResearch(false));
+  await gantry.reload(withResearch(true, 'MR'));
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    assert.equal(db.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get(), 0);
+  } finally {
+    db.close();
+  }
+});
