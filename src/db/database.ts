@@ -27,10 +27,13 @@ export interface OpenOptions {
   beforeMigrating?: (from: number, to: number) => void;
 }
 
+/** How long a write waits for another connection's write lock before it fails (SQLITE_BUSY). */
+export const BUSY_TIMEOUT_MS = 5000;
+
 export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS, options: OpenOptions = {}): Db {
   const db = new Database(file);
   try {
-    db.pragma('busy_timeout = 5000');
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     switchToWal(db);
     // NORMAL: a commit writes the WAL without syncing it on the main thread. Writers that promise
     // durability sync the WAL themselves off the main thread (WalSync), after their commit and
