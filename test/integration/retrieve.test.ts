@@ -14,7 +14,7 @@ import { dcmdumpValues, storescu } from '../helpers/dcmtk.js';
 import { startStorescp, waitUntil } from '../helpers/destinations.js';
 import { startGantryProcess } from '../helpers/gantry.js';
 import { startOrthanc } from '../helpers/orthanc.js';
-import { needPeers } from '../helpers/peers.js';
+import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { DCMTK_ENV, freePort, GANTRY_CLI, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { indexedRows } from '../helpers/stored.js';
@@ -150,4 +150,52 @@ test('C-MOVE: research callers move de-identified copies, originals only to a so
   assert.equal(answers.length, 1);
   const answer = JSON.stringify(answers[0]);
   assert.ok(answer.includes(deidStudy) && !answer.includes(study) && !answer.includes('MOVE-4711') && !answer.includes('Moved'), answer);
+});
+
+test('C-MOVE and C-GET of an instance received deflated reach peers that take only the uncompressed syntaxes, inflated', async (t) => {
+  const deflated = join(PYDICOM_TEST_FILES, 'image_dfl.dcm');
+  if (!(await needPeers(t, 'storescu', 'movescu', 'getscu', 'storescp', 'dcmdump', deflated))) return;
+  const dir = scratchDir('retrieve-deflated');
+  // storescp without +xa, getscu as it comes: explicit and implicit VR little endian and explicit big
+  // endian, no Deflated Explicit VR Little Endian (as many PACS are configured).
+  const archive = await startStorescp(join(dir, 'archive'));
+  t.after(() => archive.stop());
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    query: {
+      sourceCallers: ['HOSPITAL@127.0.0.1'],
+      sourceRetrievesOriginals: true,
+      moveDestinations: [
+        { aeTitle: 'ARCHIVE', host: '127.0.0.1', port: archive.port, sourceSide: true },
+        { aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true },
+      ],
+    },
+  });
+  t.after(() => gantry.stop());
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, [deflated], ['-xd'])).acknowledged.length, 1);
+  const [row] = indexedRows(gantry.storagePath);
+  assert.equal(row?.transferSyntaxUid, '1.2.840.10008.1.2.1.99', 'stored as received, deflated');
+  const study = `StudyInstanceUID=${row?.studyInstanceUid ?? ''}`;
+  const datasetDump = async (path: string) =>
+    (await run('dcmdump', ['-q', '+L', path], { timeoutMs: 30_000 })).stdout
+      .split('\n')
+      .filter((line) => line.startsWith('(') && !line.startsWith('(0002,'))
+      .join('\n');
+  const expected = await datasetDump(deflated);
+
+  const moved = await movescu(gantry.port, 'HOSPITAL', 'ARCHIVE', ['QueryRetrieveLevel=STUDY', study]);
+  assert.match(`${moved.stdout}${moved.stderr}`, /Received Final Move Response \(Success\)/, `${moved.stdout}${moved.stderr}`);
+  const archived = readdirSync(join(dir, 'archive'));
+  assert.equal(archived.length, 1);
+  assert.equal(await datasetDump(join(dir, 'archive', archived[0] as string)), expected, 'the same dataset, inflated');
+
+  const getDir = join(dir, 'got');
+  await mkdir(getDir);
+  const got = await run('getscu', ['-v', '-S', '-aet', 'HOSPITAL', '-aec', 'GANTRY', '-od', getDir, '-k', 'QueryRetrieveLevel=STUDY', '-k', study, '127.0.0.1', String(gantry.port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 60_000,
+  });
+  assert.match(`${got.stdout}${got.stderr}`, /Received C-GET Response \(Success\)[^]*Number of Completed Suboperations : 1/, `${got.stdout}${got.stderr}`);
+  const gotFiles = readdirSync(getDir);
+  assert.equal(gotFiles.length, 1);
+  assert.equal(await datasetDump(join(getDir, gotFiles[0] as string)), expected, 'the same dataset, inflated');
 });
