@@ -5,7 +5,7 @@
 import { canDecompress } from '../pixels/decompress.js';
 import type { RequestedContext } from './pdu.js';
 import type { AcceptedPresentationContext, RequestorAssociation } from './requestor.js';
-import { DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
+import { DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 
 /** PS3.8 9.3.2.2: presentation context ids are odd numbers 1–255. */
 const MAX_CONTEXTS = 128;
@@ -35,17 +35,16 @@ export function proposeContexts<T extends StoredObject>(items: readonly T[]): { 
   return { contexts: [...byKey.values()], fitting };
 }
 
-/** Deflated Explicit VR Little Endian is explicit VR little endian once inflated (PS3.5 A.5). */
-function isLittleEndianNative(uid: string): boolean {
-  return uid === EXPLICIT_VR_LITTLE_ENDIAN || uid === IMPLICIT_VR_LITTLE_ENDIAN || uid === DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN;
-}
+/** The uncompressed syntaxes re-encoded into explicit or implicit VR little endian: those two, Deflated
+ * Explicit VR Little Endian (inflated, PS3.5 A.5) and Explicit VR Big Endian (byte-swapped, PS3.5 A.3). */
+const RE_ENCODED = new Set([EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN]);
 
-/** Objects that can also go in explicit or implicit VR little endian: uncompressed little-endian ones
- * (re-encoded; deflated ones inflated), and compressed ones Gantry decodes (decompressed, a fallback).
- * Deflate is an option few archives accept (storescp and getscu leave it out as they come): an object
- * received deflated went nowhere else (found in the interop review). */
+/** Objects that can also go in explicit or implicit VR little endian: uncompressed ones (re-encoded),
+ * and compressed ones Gantry decodes (decompressed, a fallback). Deflate is an option few archives
+ * accept, and getscu, proposing both little and big endian, is answered little endian: an object
+ * received deflated or big endian went nowhere else (found in the interop review). */
 function hasLittleEndianForm(uid: string): boolean {
-  return isLittleEndianNative(uid) || canDecompress(uid);
+  return RE_ENCODED.has(uid) || canDecompress(uid);
 }
 
 /** The syntaxes an object can go in, in order of preference: as stored, then little endian if it has

@@ -114,8 +114,8 @@ export function needsDecompression(stored: Pick<StoredDataset, 'transferSyntaxUi
 
 /**
  * The dataset of a stored file in another little-endian encoding (explicit ↔ implicit VR, a deflated
- * one inflated), in memory: used only when a destination refuses the stored one, for uncompressed
- * objects.
+ * one inflated, a big-endian one byte-swapped), in memory: used only when a destination refuses the
+ * stored one, for uncompressed objects.
  */
 export function reencodedDataset(path: string, toTransferSyntaxUid: string): Buffer {
   const to = findTransferSyntax(toTransferSyntaxUid);
@@ -125,7 +125,6 @@ export function reencodedDataset(path: string, toTransferSyntaxUid: string): Buf
   const parsed = parseFile(path);
   try {
     // A deflated file is parsed from its inflated bytes, explicit VR little endian (PS3.5 A.5).
-    if (parsed.encoding === 'explicit-be') throw new Error(`cannot re-encode from transfer syntax ${parsed.transferSyntaxUid}`);
     const parts: Buffer[] = [];
     reencodeElements(parsed.elements, parsed.source, parsed.encoding, to.encoding, (bytes) => parts.push(Buffer.from(bytes)));
     return Buffer.concat(parts);

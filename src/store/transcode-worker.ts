@@ -1,6 +1,6 @@
 /**
  * The transcoding worker: a stored object in the transfer syntax a destination accepted instead of the
- * stored one (decompressed, or re-encoded between explicit and implicit VR little endian). Decoding the
+ * stored one (decompressed, or re-encoded into explicit or implicit VR little endian). Decoding the
  * frames of a large JPEG 2000 object takes seconds of CPU: run on the main thread it stalled every
  * association the node serves, receiving included. Owned by src/store/transcoder.ts.
  */
@@ -8,6 +8,7 @@ import { Piscina } from 'piscina';
 import { decompressedDataset } from '../pixels/decompress.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import { PixelRedactionError } from '../pixels/native.js';
+import { ByteOrderError } from '../dicom/reencode.js';
 import { needsDecompression, reencodedDataset } from './stored-dataset.js';
 
 export interface TranscodeTask {
@@ -31,7 +32,7 @@ export default async function transcode(task: TranscodeTask): Promise<TranscodeR
     }
     return Piscina.move(new MovedPieces(pieces.map(ownMemory)) as unknown as ArrayBuffer) as unknown as Uint8Array[];
   } catch (error) {
-    if (error instanceof PixelRedactionError) return { undecodable: error.message };
+    if (error instanceof PixelRedactionError || error instanceof ByteOrderError) return { undecodable: error.message };
     const code = (error as NodeJS.ErrnoException).code;
     if (typeof code === 'string') return { systemError: code, message: (error as Error).message };
     throw error;

@@ -199,3 +199,47 @@ test('C-MOVE and C-GET of an instance received deflated reach peers that take on
   assert.equal(gotFiles.length, 1);
   assert.equal(await datasetDump(join(getDir, gotFiles[0] as string)), expected, 'the same dataset, inflated');
 });
+
+test('C-GET of instances received in Explicit VR Big Endian reaches getscu, which Gantry answers in little endian', async (t) => {
+  // Retired (PS3.5 A.3), yet still sent by old modalities. getscu proposes explicit little endian
+  // first for each storage class and Gantry takes it, so a big-endian object has to be byte-swapped.
+  // MR_small_bigendian: SS and 16-bit OW pixels; ExplVR_BigEnd: group lengths, 8-bit OB pixels;
+  // liver_expb_1frame: nested sequences, UL, AT, FD.
+  const files = ['MR_small_bigendian.dcm', 'ExplVR_BigEnd.dcm', 'liver_expb_1frame.dcm'].map((name) => join(PYDICOM_TEST_FILES, name));
+  if (!(await needPeers(t, 'storescu', 'getscu', 'dcmdump', ...files))) return;
+  const dir = scratchDir('retrieve-big-endian');
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    query: {
+      sourceCallers: ['HOSPITAL@127.0.0.1'],
+      sourceRetrievesOriginals: true,
+      moveDestinations: [{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }],
+    },
+  });
+  t.after(() => gantry.stop());
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, files, ['-R'])).acknowledged.length, files.length);
+  const rows = indexedRows(gantry.storagePath);
+  assert.deepEqual(rows.map((row) => row.transferSyntaxUid), files.map(() => '1.2.840.10008.1.2.2'), 'stored as received');
+  // The values as dcmdump reads them, whatever the byte order: every element but group lengths and
+  // item delimiters, long values whole, sequence lengths left out (Gantry writes undefined lengths).
+  const values = async (path: string) =>
+    (await run('dcmdump', ['-q', '+L', path], { timeoutMs: 30_000 })).stdout
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line.startsWith('(') && !/^\((0002|[0-9a-f]{4},0000|fffe),/.test(line))
+      .map((line) => line.replace(/\s*#.*$/, '').replace(/\((Sequence|Item) with .*$/, ''))
+      .join('\n');
+
+  for (const [index, row] of rows.entries()) {
+    const getDir = join(dir, `got-${index}`);
+    await mkdir(getDir);
+    const keys = ['QueryRetrieveLevel=IMAGE', `StudyInstanceUID=${row.studyInstanceUid}`, `SeriesInstanceUID=${row.seriesInstanceUid}`, `SOPInstanceUID=${row.sopInstanceUid}`];
+    const got = await run('getscu', ['-v', '-S', '-aet', 'HOSPITAL', '-aec', 'GANTRY', '-od', getDir, ...keys.flatMap((key) => ['-k', key]), '127.0.0.1', String(gantry.port)], {
+      env: DCMTK_ENV,
+      timeoutMs: 60_000,
+    });
+    const output = `${got.stdout}${got.stderr}`;
+    assert.match(output, /Received C-GET Response \(Success\)[^]*Number of Completed Suboperations : 1/, output);
+    const [gotFile] = readdirSync(getDir);
+    assert.equal(await values(join(getDir, gotFile as string)), await values(join(gantry.storagePath, row.filePath)), `${row.sopClassUid}: the same values, in little endian`);
+  }
+});

@@ -1,7 +1,8 @@
 /**
  * Re-encoding between implicit and explicit VR little endian (a destination that accepted only the
  * other one): the same elements and values, with headers of the other encoding; "US or SS" elements,
- * which implicit VR reads as US, written SS in a dataset of signed pixels (PS3.3 C.7.6.1.1.4).
+ * which implicit VR reads as US, written SS in a dataset of signed pixels (PS3.3 C.7.6.1.1.4). And out
+ * of explicit VR big endian: binary values byte-swapped, pixels of more than 16 bits refused.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -94,4 +95,59 @@ test('"US or SS" elements read in implicit VR are written SS when Pixel Represen
   const unsigned = toExplicit(implicitDataset(0));
   assert.equal(vrOfTag(unsigned, SmallestImagePixelValue), 'US');
   assert.equal(vrOfTag(unsigned, PixelPaddingValue), 'US');
+});
+
+/** An explicit VR big endian element, its value given as the bytes it has in big endian. */
+function bigEndianElement(tag: number, vr: string, value: Buffer): Buffer {
+  const long = ['OB', 'OW', 'OF', 'OD', 'OL', 'OV', 'SQ', 'UN', 'UT', 'SV', 'UV'].includes(vr);
+  const header = Buffer.alloc(long ? 12 : 8);
+  header.writeUInt16BE(tag >>> 16, 0);
+  header.writeUInt16BE(tag & 0xffff, 2);
+  header.write(vr, 4, 'latin1');
+  if (long) header.writeUInt32BE(value.length, 8);
+  else header.writeUInt16BE(value.length, 6);
+  return Buffer.concat([header, value]);
+}
+
+test('explicit VR big endian into little endian: the values of binary VRs byte-swapped, text as it is (PS3.5 7.3)', () => {
+  const be = (write: (out: Buffer) => void, size: number) => {
+    const out = Buffer.alloc(size);
+    write(out);
+    return out;
+  };
+  const dataset = Buffer.concat([
+    bigEndianElement(0x00080018, 'UI', Buffer.from('1.2.3.4\0', 'latin1')),
+    bigEndianElement(0x00280009, 'AT', be((out) => (out.writeUInt16BE(0x3004, 0), out.writeUInt16BE(0x000c, 2)), 4)),
+    bigEndianElement(0x00280010, 'US', be((out) => out.writeUInt16BE(2, 0), 2)),
+    bigEndianElement(0x00280100, 'US', be((out) => out.writeUInt16BE(16, 0), 2)),
+    bigEndianElement(0x00280106, 'SS', be((out) => out.writeInt16BE(-5, 0), 2)),
+    bigEndianElement(0x00209157, 'UL', be((out) => out.writeUInt32BE(0x01020304, 0), 4)),
+    bigEndianElement(0x00289503, 'SS', be((out) => (out.writeInt16BE(-1, 0), out.writeInt16BE(300, 2)), 4)),
+    bigEndianElement(0x3004000e, 'DS', Buffer.from('1.5 ', 'latin1')),
+    bigEndianElement(0x00189087, 'FD', be((out) => out.writeDoubleBE(1000.25, 0), 8)),
+    bigEndianElement(0x7fe00010, 'OW', be((out) => [1, 2, 0x0102, 0xfffe].forEach((value, index) => out.writeUInt16BE(value, index * 2)), 8)),
+  ]);
+  const source = new BufferSource(dataset);
+  const out: Buffer[] = [];
+  reencodeElements(parseDataset(source, 'explicit-be'), source, 'explicit-be', 'explicit-le', (bytes) => out.push(Buffer.from(bytes)));
+  const byTag = new Map(parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-le').map((element) => [element.tag, element]));
+  const value = (tag: number) => byTag.get(tag)?.value ?? Buffer.alloc(0);
+  assert.equal(value(0x00080018).toString('latin1'), '1.2.3.4\0');
+  assert.deepEqual([value(0x00280009).readUInt16LE(0), value(0x00280009).readUInt16LE(2)], [0x3004, 0x000c]);
+  assert.equal(value(0x00280010).readUInt16LE(0), 2);
+  assert.equal(value(0x00280106).readInt16LE(0), -5);
+  assert.equal(value(0x00209157).readUInt32LE(0), 0x01020304);
+  assert.deepEqual([value(0x00289503).readInt16LE(0), value(0x00289503).readInt16LE(2)], [-1, 300]);
+  assert.equal(value(0x3004000e).toString('latin1'), '1.5 ');
+  assert.equal(value(0x00189087).readDoubleLE(0), 1000.25);
+  assert.deepEqual([0, 2, 4, 6].map((offset) => value(0x7fe00010).readUInt16LE(offset)), [1, 2, 0x0102, 0xfffe]);
+});
+
+test('big-endian Pixel Data in OW with 32 bits allocated is refused, not guessed at', () => {
+  // 32-bit samples as big-endian words or as 16-bit words: DCMTK and pydicom read them differently.
+  const bitsAllocated = Buffer.alloc(2);
+  bitsAllocated.writeUInt16BE(32);
+  const dataset = Buffer.concat([bigEndianElement(0x00280100, 'US', bitsAllocated), bigEndianElement(0x7fe00010, 'OW', Buffer.from([0, 0x13, 0x0e, 0xe8]))]);
+  const source = new BufferSource(dataset);
+  assert.throws(() => reencodeElements(parseDataset(source, 'explicit-be'), source, 'explicit-be', 'implicit-le', () => undefined), /32 bits allocated/);
 });
