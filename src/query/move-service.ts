@@ -55,6 +55,9 @@ export interface MoveServiceOptions {
   audit?: AccessAudit;
 }
 
+/** Sub-operations no accepted presentation context could carry, by "SOP class in transfer syntax". */
+type Unsendable = Map<string, number>;
+
 interface FileToSend {
   /** As the caller's view names the instance (a de-identified UID in the research view). */
   sopInstanceUid: string;
@@ -76,12 +79,12 @@ export class MoveService {
       return { status: MoveDestinationUnknown, errorComment: 'the Move Destination is not in query.moveDestinations' };
     }
     const originals = view === 'source' && settings.sourceRetrievesOriginals && destination.sourceSide;
-    return yield* this.retrieve(request, view, originals, 'C-MOVE', signal, async function* (this: MoveService, files, counts, failed) {
+    return yield* this.retrieve(request, view, originals, 'C-MOVE', signal, async function* (this: MoveService, files, counts, failed, unsendable) {
       // Batches of at most 128 presentation contexts; what does not fit goes in the next association.
       let pending = files;
       while (pending.length > 0 && !signal.aborted) {
         const { contexts, fitting } = proposeContexts(pending);
-        yield* this.sendBatch(request, destination, fitting, contexts, counts, failed, signal);
+        yield* this.sendBatch(request, destination, fitting, contexts, counts, failed, unsendable, signal);
         const sent = new Set(fitting);
         pending = pending.filter((file) => !sent.has(file));
       }
@@ -105,11 +108,11 @@ export class MoveService {
       (known) => known.sourceSide && known.aeTitle === request.association.callingAeTitle && isIP(known.host) !== 0 && canonicalAddress(known.host) === address,
     );
     const originals = view === 'source' && settings.sourceRetrievesOriginals && callerIsSourceSide;
-    return yield* this.retrieve(request, view, originals, 'C-GET', signal, async function* (this: MoveService, files, counts, failed) {
+    return yield* this.retrieve(request, view, originals, 'C-GET', signal, async function* (this: MoveService, files, counts, failed, unsendable) {
       for (const file of files) {
         if (signal.aborted) break;
         counts.remaining -= 1;
-        count(counts, failed, file, await this.getOne(request, channel, file));
+        count(counts, failed, file, await this.getOne(request, channel, file, unsendable));
         yield { ...counts };
       }
     });
@@ -132,10 +135,11 @@ export class MoveService {
     originals: boolean,
     operation: 'C-MOVE' | 'C-GET',
     signal: AbortSignal,
-    send: (this: MoveService, files: FileToSend[], counts: SuboperationCounts, failed: string[]) => AsyncGenerator<SuboperationCounts, void>,
+    send: (this: MoveService, files: FileToSend[], counts: SuboperationCounts, failed: string[], unsendable: Unsendable) => AsyncGenerator<SuboperationCounts, void>,
   ): AsyncGenerator<SuboperationCounts, DimseResult> {
     const counts: SuboperationCounts = { remaining: 0, completed: 0, failed: 0, warning: 0 };
     const failed: string[] = [];
+    const unsendable: Unsendable = new Map();
     let status: number = Status.Success;
     let query: ReturnType<typeof parseQuery> | undefined;
     try {
@@ -147,7 +151,8 @@ export class MoveService {
       // sub-operation, not one left out: the caller found it with C-FIND and must learn it did not come.
       counts.failed = gone.length;
       failed.push(...gone);
-      yield* send.call(this, files, counts, failed);
+      yield* send.call(this, files, counts, failed, unsendable);
+      const withoutContext = this.reportUnsendable(request, operation, unsendable);
       if (signal.aborted) status = Status.Cancel;
       // PS3.4 C.4.2.1.5: all sub-operations failed is a refusal; some is a warning.
       else if (counts.failed > 0 && counts.completed + counts.warning === 0) status = UnableToPerformSuboperations;
@@ -155,7 +160,7 @@ export class MoveService {
       return {
         status,
         suboperations: { ...counts },
-        ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed` } : {}),
+        ...(counts.failed > 0 ? { errorComment: `${counts.failed} sub-operation(s) failed${withoutContext > 0 ? `, ${withoutContext} with no presentation context` : ''}` } : {}),
         ...(status !== Status.Success && failed.length > 0 ? { identifier: failedList(failed, request.transferSyntaxUid) } : {}),
       };
     } catch (error) {
@@ -164,6 +169,25 @@ export class MoveService {
     } finally {
       if (view === 'source') this.auditSource(request, operation, query, counts.completed + counts.warning, status);
     }
+  }
+
+  /**
+   * The sub-operations that failed because the peer accepted no presentation context that could carry
+   * them (their SOP class not proposed, or refused, or none of the syntaxes Gantry can send them in):
+   * one warning per retrieve naming the SOP classes and transfer syntaxes (no instance, no value), so
+   * that whoever runs the peer learns what to add to it. Silent, they showed only as a failed count.
+   * Returns how many there were.
+   */
+  private reportUnsendable(request: FindRequest, operation: 'C-MOVE' | 'C-GET', unsendable: Unsendable): number {
+    let total = 0;
+    for (const number of unsendable.values()) total += number;
+    if (total > 0) {
+      request.association.log.warn(
+        { operation, ...(operation === 'C-MOVE' ? { destination: (request as MoveRequest).moveDestination } : {}), withoutContext: Object.fromEntries(unsendable) },
+        'retrieve sub-operations failed: the peer accepted no presentation context for their SOP class in a transfer syntax Gantry can send',
+      );
+    }
+    return total;
   }
 
   /** A source-view retrieve in the access audit (its keys are original values; never the values). */
@@ -177,8 +201,8 @@ export class MoveService {
     });
   }
 
-  private getOne(request: FindRequest, channel: StoreChannel, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
-    return this.subOperation(request, file, async (stored, path) => {
+  private getOne(request: FindRequest, channel: StoreChannel, file: FileToSend, unsendable: Unsendable): Promise<'completed' | 'failed' | 'warning'> {
+    return this.subOperation(request, file, unsendable, async (stored, path) => {
       // As for C-MOVE (chooseContext): the stored syntax, else little endian, decompressed if need be
       // (getscu proposes uncompressed syntaxes only). No context for any of them: the sub-operation fails.
       const context = candidateSyntaxes(stored.transferSyntaxUid)
@@ -190,9 +214,15 @@ export class MoveService {
     });
   }
 
-  /** One C-STORE sub-operation of a stored file: `send` answers its status, or undefined when no
-   * context can carry it; a file that cannot be read, or a send that fails, is a failed one. */
-  private async subOperation(request: FindRequest, file: FileToSend, send: (stored: StoredDataset, path: string) => Promise<number | undefined>): Promise<'completed' | 'failed' | 'warning'> {
+  /** One C-STORE sub-operation of a stored file: `send` answers its status, undefined when no context
+   * can carry it (counted in `unsendable`), or null when the association ended before it; a file that
+   * cannot be read, or a send that fails, is a failed one. */
+  private async subOperation(
+    request: FindRequest,
+    file: FileToSend,
+    unsendable: Unsendable,
+    send: (stored: StoredDataset, path: string) => Promise<number | undefined | null>,
+  ): Promise<'completed' | 'failed' | 'warning'> {
     const path = join(this.options.storagePath, file.filePath);
     let stored: StoredDataset;
     try {
@@ -202,7 +232,11 @@ export class MoveService {
     }
     try {
       const status = await send(stored, path);
-      return status === undefined ? 'failed' : outcomeOf(status);
+      if (status === null) return 'failed';
+      if (status !== undefined) return outcomeOf(status);
+      const key = `${stored.sopClassUid} in ${stored.transferSyntaxUid}`;
+      unsendable.set(key, (unsendable.get(key) ?? 0) + 1);
+      return 'failed';
     } catch (error) {
       // Without quoted values: the transcoder's thread opens the file again, and Node's message quotes
       // its path, which for a file imported in place is its user's (folders named after patients).
@@ -221,6 +255,7 @@ export class MoveService {
     contexts: ReturnType<typeof proposeContexts>['contexts'],
     counts: SuboperationCounts,
     failed: string[],
+    unsendable: Unsendable,
     signal: AbortSignal,
   ): AsyncGenerator<SuboperationCounts, void> {
     const settings = this.options.settings();
@@ -239,7 +274,7 @@ export class MoveService {
       for (const file of files) {
         if (signal.aborted) break;
         counts.remaining -= 1;
-        count(counts, failed, file, await this.sendOne(association, request, file));
+        count(counts, failed, file, await this.sendOne(association, request, file, unsendable));
         yield { ...counts };
       }
       await association.release();
@@ -248,10 +283,11 @@ export class MoveService {
     }
   }
 
-  private sendOne(association: RequestorAssociation, request: MoveRequest, file: FileToSend): Promise<'completed' | 'failed' | 'warning'> {
-    return this.subOperation(request, file, async (stored, path) => {
+  private sendOne(association: RequestorAssociation, request: MoveRequest, file: FileToSend, unsendable: Unsendable): Promise<'completed' | 'failed' | 'warning'> {
+    return this.subOperation(request, file, unsendable, async (stored, path) => {
+      if (!association.isUsable) return null;
       const context = chooseContext(association, stored.sopClassUid, stored.transferSyntaxUid);
-      if (!context || !association.isUsable) return undefined;
+      if (!context) return undefined;
       // A compressed object the destination refuses is decompressed, on the transcoder's thread.
       const body = await this.options.transcoder.datasetInSyntax(path, stored, context.transferSyntax);
       const result = await association.store(context, stored.sopInstanceUid, body, {

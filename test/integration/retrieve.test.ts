@@ -243,3 +243,40 @@ test('C-GET of instances received in Explicit VR Big Endian reaches getscu, whic
     assert.equal(await values(join(getDir, gotFile as string)), await values(join(gantry.storagePath, row.filePath)), `${row.sopClassUid}: the same values, in little endian`);
   }
 });
+
+test('a sub-operation no presentation context can carry is named in the log and the Error Comment, not only counted', async (t) => {
+  if (!(await needPeers(t, 'dcmsend', 'movescu', 'storescp'))) return;
+  const dir = scratchDir('retrieve-no-context');
+  // Siemens CSA Non-Image: accepted by Gantry (dicom.extraSopClasses), unknown to a storescp as it comes.
+  const csaNonImage = '1.3.12.2.1107.5.9.1';
+  const file = join(dir, 'csa.dcm');
+  await mkdir(dir, { recursive: true });
+  const study = newUid();
+  await writeSyntheticFile(file, { sopClassUid: csaNonImage, studyInstanceUid: study, seriesInstanceUid: newUid(), patientId: 'CSA-1', patientName: 'Private^Class', rows: 8, columns: 8 });
+  const archive = await startStorescp(join(dir, 'archive'));
+  t.after(() => archive.stop());
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    dicom: { extraSopClasses: [csaNonImage] },
+    query: {
+      sourceCallers: ['HOSPITAL@127.0.0.1'],
+      sourceRetrievesOriginals: true,
+      moveDestinations: [{ aeTitle: 'ARCHIVE', host: '127.0.0.1', port: archive.port, sourceSide: true }],
+    },
+  });
+  t.after(() => gantry.stop());
+  // storescu refuses a SOP class it does not know; dcmsend sends it.
+  const sent = await run('dcmsend', ['-v', '-aec', gantry.aeTitle, '127.0.0.1', String(gantry.port), file], { env: DCMTK_ENV, timeoutMs: 60_000 });
+  assert.match(`${sent.stdout}${sent.stderr}`, /Received C-STORE Response \(Success\)/);
+
+  const moved = await run('movescu', ['-d', '-S', '-aet', 'HOSPITAL', '-aec', 'GANTRY', '-aem', 'ARCHIVE', '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${study}`, '127.0.0.1', String(gantry.port)], {
+    env: DCMTK_ENV,
+    timeoutMs: 60_000,
+  });
+  const output = `${moved.stdout}${moved.stderr}`;
+  assert.match(output, /DIMSE Status *: 0xa702/, output.slice(-3000));
+  assert.match(output, /\(0000,0902\) LO \[1 sub-operation\(s\) failed, 1 with no presentation context\]/, output.slice(-3000));
+  await waitUntil('the warning', 10_000, () => gantry.output().includes('no presentation context'));
+  const warning = gantry.output().split('\n').find((line) => line.includes('no presentation context')) ?? '';
+  assert.ok(warning.includes(`${csaNonImage} in 1.2.840.10008.1.2.1`) && warning.includes('"destination":"ARCHIVE"'), warning);
+  assert.ok(!warning.includes('Private') && !warning.includes('CSA-1') && !warning.includes(study), 'no value of the instance');
+});
