@@ -80,8 +80,10 @@ export class ReceiveService implements ServiceHandlers {
       // Logged once, by the association with the response ("operation failed"): one line per failure.
       return new DiscardingSink({
         status: Status.OutOfResources,
-        // The floor first: an Error Comment is cut at 64 characters on the wire (the log has it whole).
-        errorComment: `out of resources: free disk below storage.minFreeBytes (${settings.minFreeBytes} bytes; ${free} free under storage.path)`,
+        // The floor first, and no words before it that 0xA700 says already: an Error Comment is cut at
+        // 64 characters on the wire (the log has it whole), and "out of resources: " in front cut the
+        // default floor of 10 digits to 8.
+        errorComment: `free disk below storage.minFreeBytes (${settings.minFreeBytes} bytes; ${free} free under storage.path)`,
       });
     }
     return new ReceivingSink(request, this.context, settings);

@@ -319,3 +319,20 @@ test('the bytes of a dataset after a format error are not written, and the store
   assert.match(result.errorComment ?? '', /has no valid VR/);
   assert.ok(written < 64 * 1024, `${written} bytes written`);
 });
+
+// Found in the review of the day: the Error Comment (0000,0902) is LO, cut at 64 characters on the
+// wire (command.ts), and the comment that put "the floor first" began with 56 characters of words:
+// the default floor, 1073741824, reached the sender as "(10737418", a hundred times too small.
+test('below storage.minFreeBytes the Error Comment holds the whole floor within the 64 characters the wire keeps', async (t) => {
+  // The largest floor there is, above any free disk.
+  const settings = { minFreeBytes: Number.MAX_SAFE_INTEGER };
+  const { receive, freeSpace } = await setUp(t, 'replace', settings);
+  await freeSpace.refresh();
+  const sop = newUid();
+  const refused = receive.store(request(sop));
+  refused.write(dataset(newUid(), newUid(), sop, 'LOW'));
+  const result = await refused.end();
+  assert.equal(result.status, 0xa700);
+  const onTheWire = (result.errorComment ?? '').slice(0, 64);
+  assert.match(onTheWire, new RegExp(`storage\\.minFreeBytes \\(${settings.minFreeBytes}\\D`), onTheWire);
+});
