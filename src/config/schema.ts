@@ -234,7 +234,7 @@ export const configSchema = z
     http: z
       .object({
         host: z.string().min(1).default('0.0.0.0').describe('The address of the HTTP endpoints (/metrics, /healthz, /readyz).'),
-        port: port.default(8080).describe('The port of GET /metrics (Prometheus), /healthz (the process answers) and /readyz (the DICOM listener is bound, the index open, free disk at least storage.minFreeBytes, storage.path taking writes; else 503 with the failing checks).'),
+        port: port.default(8080).describe('The port of GET /metrics (Prometheus), /healthz (the process answers) and /readyz (the DICOM listener is bound, the index open, its write lock not held by another process for 5 s and index.sqlite still the file opened, free disk at least storage.minFreeBytes, storage.path taking writes; else 503 with the failing checks).'),
       })
       .strict()
       .prefault({}),
@@ -257,7 +257,7 @@ export const configSchema = z
           .array(aeTitle)
           .default([])
           .describe('Calling AE titles (researchers) that may query with C-FIND and see only de-identified attributes and UIDs of de-identified instances.'),
-        maxResults: z.number().int().min(1).max(1_000_000).default(10_000).describe('At most this many matches per C-FIND; the rest are left out and logged.'),
+        maxResults: z.number().int().min(1).max(1_000_000).default(10_000).describe('At most this many matches per C-FIND; the rest are left out and logged, and the query ends with 0xFE00, not Success.'),
         moveDestinations: z
           .array(
             z
