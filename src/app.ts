@@ -100,7 +100,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const databaseFile = join(storagePath, DATABASE_FILE);
   let db: Db | undefined = openDatabase(databaseFile);
   const wal = new WalSync(databaseFile);
-  const indexWatch = new IndexWatch(databaseFile, () => db);
+  const indexWatch = new IndexWatch(databaseFile, () => db, wal);
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
   if (unclean) await checkNewestRows(index, store, log);
@@ -236,7 +236,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   const readiness = (): ReadinessCheck[] => [
     server.listening ? { name: 'dicomListener', ok: true } : { name: 'dicomListener', ok: false, detail: `the DICOM listener (dicom.host ${config.dicom.host}, dicom.port ${config.dicom.port}) is closed: Gantry is stopping (the listener closes first); if it is not, restart it` },
-    indexWatch.check(db, wal),
+    indexWatch.check(),
     diskCheck(freeSpace, config.storage.minFreeBytes),
     { name: 'storage', ...storageWritable(storageProbe.status) },
   ];

@@ -21,7 +21,9 @@ export class IndexWatch {
 
   constructor(
     private readonly file: string,
+    /** The node's connection; undefined once it is closed (a stop). */
     private readonly db: () => Db | undefined,
+    private readonly wal: WalSync,
   ) {
     this.opened = fileIdentity(file);
   }
@@ -49,10 +51,11 @@ export class IndexWatch {
     }
   }
 
-  check(db: Db | undefined, wal: WalSync, now = Date.now()): ReadinessCheck {
+  check(now = Date.now()): ReadinessCheck {
+    const db = this.db();
     try {
       if (!db?.open) return { name: 'index', ok: false, detail: 'the index database is closed: Gantry is stopping' };
-      if (wal.failure) return { name: 'index', ok: false, detail: wal.failure.message };
+      if (this.wal.failure) return { name: 'index', ok: false, detail: this.wal.failure.message };
       const current = fileIdentity(this.file);
       if (this.opened && (current?.dev !== this.opened.dev || current.ino !== this.opened.ino)) {
         return {
