@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Writable } from 'node:stream';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { stringify } from 'yaml';
 import { startGantry, type RunningGantry } from '../../src/app.js';
 import { parseConfigText, type LoadedConfig } from '../../src/config/load.js';
@@ -112,10 +112,27 @@ test('queued items of a destination not in the config are named at start and at 
   assert.deepEqual(unsent().map(({ destination }) => destination).sort(), ['old-pacs', 'research'], 'the destination the reload removed is named too');
 });
 
-// Found in a review: a reload that narrowed a destination's condition left the items queued under the
-// old one in its queue, and they were sent when the destination came back.
-test('a reload that narrows a destination condition withdraws the queued items it no longer takes, and says so', async (t) => {
-  const storagePath = join(scratchDir('reload-narrowed'), 'data');
+/** A destination at an address where nothing listens: what is queued for it stays queued. */
+type Destination = NonNullable<NonNullable<ConfigInput['forward']>['destinations']>[number];
+function unreachable(name: string, modality?: string): Destination {
+  return { name, aeTitle: name.toUpperCase(), host: '127.0.0.1', port: 9, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) };
+}
+
+function forwardingConfig(storagePath: string, destinations: Destination[], level: 'warn' | 'silent' = 'silent'): LoadedConfig {
+  const input: ConfigInput = {
+    dicom: { host: '127.0.0.1', port: 0 },
+    http: { host: '127.0.0.1', port: 0 },
+    storage: { path: storagePath, minFreeBytes: 0 },
+    deid: { secret: 'the secret of the test suite', workers: 1 },
+    forward: { destinations },
+    log: { level },
+  };
+  return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
+}
+
+/** A storage folder whose index has two de-identified CT instances queued for "research". */
+async function twoQueuedForResearch(t: TestContext, name: string): Promise<string> {
+  const storagePath = join(scratchDir(name), 'data');
   mkdirSync(storagePath, { recursive: true });
   await t.test('two CT instances queued for research', async (setup) => {
     const { db, writer } = openTestIndex(setup, storagePath);
@@ -124,149 +141,83 @@ test('a reload that narrows a destination condition withdraws the queued items i
     const outbox = new Outbox(db);
     assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
   });
+  return storagePath;
+}
+
+/** The items of "research" still queued, read by a connection of the test's own. */
+function queuedForResearch(storagePath: string): unknown {
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    return db.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get();
+  } finally {
+    db.close();
+  }
+}
+
+/** A warn-level logger whose lines are kept, and the withdrawals those lines announce. */
+function withdrawalLog(): { log: ReturnType<typeof createLogger>; withdrawn(): Array<{ destination?: string; items?: number }> } {
   const lines: string[] = [];
   const log = createLogger('warn', new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
-  const withCondition = (modality: string | undefined): LoadedConfig => {
-    const input: ConfigInput = {
-      dicom: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      storage: { path: storagePath, minFreeBytes: 0 },
-      deid: { secret: 'the secret of the test suite', workers: 1 },
-      // An address where nothing listens: the items stay queued.
-      forward: { destinations: [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) }] },
-      log: { level: 'warn' },
-    };
-    return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
-  };
-  const gantry = await startGantry(withCondition(undefined), log);
+  const withdrawn = () =>
+    lines
+      .map((line) => JSON.parse(line) as { msg: string; destination?: string; items?: number })
+      .filter((line) => /withdrawn/.test(line.msg))
+      .map(({ destination, items }) => ({ destination, items }));
+  return { log, withdrawn };
+}
+
+// Found in a review: a reload that narrowed a destination's condition left the items queued under the
+// old one in its queue, and they were sent when the destination came back.
+test('a reload that narrows a destination condition withdraws the queued items it no longer takes, and says so', async (t) => {
+  const storagePath = await twoQueuedForResearch(t, 'reload-narrowed');
+  const { log, withdrawn } = withdrawalLog();
+  const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('research')], 'warn'), log);
   t.after(() => gantry.stop());
-  const queued = () => {
-    const db = openDatabase(join(storagePath, 'index.sqlite'));
-    try {
-      return db.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get();
-    } finally {
-      db.close();
-    }
-  };
-  assert.equal(queued(), 2);
-  await gantry.reload(withCondition('CT'));
-  assert.equal(queued(), 2, 'a condition that still takes them leaves them');
-  await gantry.reload(withCondition('MR'));
-  assert.equal(queued(), 0);
-  const said = lines.map((line) => JSON.parse(line) as { msg: string; destination?: string; items?: number }).filter((line) => /withdrawn/.test(line.msg));
-  assert.deepEqual(said.map(({ destination, items }) => ({ destination, items })), [{ destination: 'research', items: 2 }]);
+  assert.equal(queuedForResearch(storagePath), 2);
+  await gantry.reload(forwardingConfig(storagePath, [unreachable('research', 'CT')], 'warn'));
+  assert.equal(queuedForResearch(storagePath), 2, 'a condition that still takes them leaves them');
+  await gantry.reload(forwardingConfig(storagePath, [unreachable('research', 'MR')], 'warn'));
+  assert.equal(queuedForResearch(storagePath), 0);
+  assert.deepEqual(withdrawn(), [{ destination: 'research', items: 2 }]);
 });
 
 // Found in the forward review: only a SIGHUP withdrew what a narrowed condition excludes. A restart
 // with the edited file (how a container is given a new config) sent the queue built under the old one.
 test('a start with a narrowed destination condition withdraws the queued items it no longer takes, and says so', async (t) => {
-  const storagePath = join(scratchDir('start-narrowed'), 'data');
-  mkdirSync(storagePath, { recursive: true });
-  await t.test('two CT instances queued for research while it took everything', async (setup) => {
-    const { db, writer } = openTestIndex(setup, storagePath);
-    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
-    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
-    const outbox = new Outbox(db);
-    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
-  });
-  const lines: string[] = [];
-  const log = createLogger('warn', new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
-  const input: ConfigInput = {
-    dicom: { host: '127.0.0.1', port: 0 },
-    http: { host: '127.0.0.1', port: 0 },
-    storage: { path: storagePath, minFreeBytes: 0 },
-    deid: { secret: 'the secret of the test suite', workers: 1 },
-    // An address where nothing listens: items left would stay queued.
-    forward: { destinations: [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9, when: { attributes: { Modality: 'MR' } } }] },
-    log: { level: 'warn' },
-  };
-  const gantry = await startGantry({ config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false }, log);
+  const storagePath = await twoQueuedForResearch(t, 'start-narrowed');
+  const { log, withdrawn } = withdrawalLog();
+  const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('research', 'MR')], 'warn'), log);
   t.after(() => gantry.stop());
-  const db = openDatabase(join(storagePath, 'index.sqlite'));
-  try {
-    assert.equal(db.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get(), 0);
-  } finally {
-    db.close();
-  }
-  const said = lines.map((line) => JSON.parse(line) as { msg: string; destination?: string; items?: number }).filter((line) => /withdrawn/.test(line.msg));
-  assert.deepEqual(said.map(({ destination, items }) => ({ destination, items })), [{ destination: 'research', items: 2 }]);
+  assert.equal(queuedForResearch(storagePath), 0);
+  assert.deepEqual(withdrawn(), [{ destination: 'research', items: 2 }]);
 });
 
 // Found in the forward review: a reload whose withdrawal failed (the index locked by another process
 // beyond the busy timeout, full, or failing) was applied all the same, with an error in the log: the
 // senders then sent the items the narrowed condition excludes. It is refused, and nothing is withdrawn.
 test('a reload that cannot withdraw what its narrowed condition excludes is refused, and a later one withdraws it', async (t) => {
-  const storagePath = join(scratchDir('reload-narrowed-locked'), 'data');
-  mkdirSync(storagePath, { recursive: true });
-  await t.test('two CT instances queued for research', async (setup) => {
-    const { db, writer } = openTestIndex(setup, storagePath);
-    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
-    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
-    const outbox = new Outbox(db);
-    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
-  });
-  const withCondition = (modality: string | undefined): LoadedConfig => {
-    const input: ConfigInput = {
-      dicom: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      storage: { path: storagePath, minFreeBytes: 0 },
-      deid: { secret: 'the secret of the test suite', workers: 1 },
-      forward: { destinations: [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) }] },
-      log: { level: 'silent' },
-    };
-    return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
-  };
-  const gantry = await startGantry(withCondition(undefined), silentLogger());
+  const storagePath = await twoQueuedForResearch(t, 'reload-narrowed-locked');
+  const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('research')]), silentLogger());
   t.after(() => gantry.stop());
   const other = openDatabase(join(storagePath, 'index.sqlite'));
   t.after(() => other.close());
-  const queued = () => other.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get();
   // Another writer holds the index beyond the busy timeout (5 s).
   other.prepare('BEGIN IMMEDIATE').run();
-  await assert.rejects(gantry.reload(withCondition('MR')), /withdraw/);
+  await assert.rejects(gantry.reload(forwardingConfig(storagePath, [unreachable('research', 'MR')])), /withdraw/);
   other.prepare('COMMIT').run();
-  assert.equal(queued(), 2);
-  await gantry.reload(withCondition('MR'));
-  assert.equal(queued(), 0, 'the reload asked again applies');
+  assert.equal(queuedForResearch(storagePath), 2);
+  await gantry.reload(forwardingConfig(storagePath, [unreachable('research', 'MR')]));
+  assert.equal(queuedForResearch(storagePath), 0, 'the reload asked again applies');
 });
 
 // Found in the forward review: only destinations kept by a reload had their unsent items checked
 // against a changed condition. One removed, then added back with a narrower condition (as the log
 // advises for the queue it left), sent the items queued under its former condition.
 test('a destination a reload adds back with a narrower condition withdraws the items it left queued', async (t) => {
-  const storagePath = join(scratchDir('reload-added-back'), 'data');
-  mkdirSync(storagePath, { recursive: true });
-  await t.test('two CT instances queued for research', async (setup) => {
-    const { db, writer } = openTestIndex(setup, storagePath);
-    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
-    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
-    const outbox = new Outbox(db);
-    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
-  });
-  const withResearch = (research: boolean, modality?: string): LoadedConfig => {
-    const input: ConfigInput = {
-      dicom: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      storage: { path: storagePath, minFreeBytes: 0 },
-      deid: { secret: 'the secret of the test suite', workers: 1 },
-      forward: {
-        destinations: [
-          { name: 'archive', aeTitle: 'ARCHIVE', host: '127.0.0.1', port: 9 },
-          ...(research ? [{ name: 'research', aeTitle: 'RESEARCH', host: '127.0.0.1', port: 9, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) }] : []),
-        ],
-      },
-      log: { level: 'silent' },
-    };
-    return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
-  };
-  const gantry = await startGantry(withResearch(true), silentLogger());
+  const storagePath = await twoQueuedForResearch(t, 'reload-added-back');
+  const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('archive'), unreachable('research')]), silentLogger());
   t.after(() => gantry.stop());
-  await gantry.reload(withResearch(false));
-  await gantry.reload(withResearch(true, 'MR'));
-  const db = openDatabase(join(storagePath, 'index.sqlite'));
-  try {
-    assert.equal(db.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'research' AND state = 'queued'`).pluck().get(), 0);
-  } finally {
-    db.close();
-  }
+  await gantry.reload(forwardingConfig(storagePath, [unreachable('archive')]));
+  await gantry.reload(forwardingConfig(storagePath, [unreachable('archive'), unreachable('research', 'MR')]));
+  assert.equal(queuedForResearch(storagePath), 0);
 });
