@@ -137,8 +137,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     receiveFirst: new ReceiveFirst(() => ({ enabled: config.deid.receiveFirst, maxWaitMs: (config.forward.stableSeconds * 1000) / 2 })),
   });
   const outbox = new Outbox(db);
-  const settled = outbox.reconcileForwarded();
-  if (settled > 0) log.info({ instances: settled }, 'instances confirmed by every destination before the last stop marked forwarded');
   const transcoder = new Transcoder();
   const forwarder = new Forwarder({ outbox, storagePath, transcoder, log, settings: () => forwardSettingsOf(config), observer: metrics });
   const router = new Router({
@@ -147,13 +145,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     settings: () => ({ stableMs: config.forward.stableSeconds * 1000, destinations }),
     onQueued: () => forwarder.nudge(),
   });
-  // The file may have narrowed a condition while the node was stopped (a restart, not a SIGHUP, is how
-  // many deployments apply a config): what it now excludes never goes, as at a reload. Which conditions
-  // changed is not known here: every destination with one is looked at, before anything is sent. When
-  // that fails the start does: the node would send what the condition excludes.
-  const withdrawnAtStart = withdrawUnmet(router, destinations);
-  logWithdrawn(withdrawnAtStart, log);
-  if (withdrawnAtStart.size > 0) routeAgainRoutedToNowhere(outbox, log);
   const retention = new Retention({
     work: new RetentionWork(db),
     storagePath,
@@ -270,6 +261,14 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   if (aborted()) {
     await releaseResources();
     throw new StartAborted();
+  }
+  // Writes to the index, which another process may hold locked: once they fail, what was opened closes
+  // too (storage.path was left claimed, and the threads running, by a start that had failed).
+  try {
+    settleOutboxAtStart(outbox, router, destinations, log);
+  } catch (error) {
+    await releaseResources();
+    throw error;
   }
   let dicom: AddressInfo;
   try {
@@ -433,6 +432,21 @@ function warnOfUnsentQueues(outbox: Outbox, config: GantryConfig, log: Logger): 
   } catch (error) {
     log.error({ err: (error as Error).message }, 'could not read the outbox');
   }
+}
+
+/**
+ * The outbox as the last stop and the config file leave it, before anything is sent: instances every
+ * destination confirmed marked forwarded; and, as the file may have narrowed a condition while the
+ * node was stopped (a restart, not a SIGHUP, is how many deployments apply a config), what it now
+ * excludes withdrawn, as at a reload. Which conditions changed is not known here: every destination
+ * with one is looked at. When that fails the start does: the node would send what a condition excludes.
+ */
+function settleOutboxAtStart(outbox: Outbox, router: Router, destinations: readonly RouteDestination[], log: Logger): void {
+  const settled = outbox.reconcileForwarded();
+  if (settled > 0) log.info({ instances: settled }, 'instances confirmed by every destination before the last stop marked forwarded');
+  const withdrawn = withdrawUnmet(router, destinations);
+  logWithdrawn(withdrawn, log);
+  if (withdrawn.size > 0) routeAgainRoutedToNowhere(outbox, log);
 }
 
 /** Destinations whose condition a reload changed, or that it added with one: their unsent items may

@@ -3,7 +3,7 @@
  * asked one after the other apply in that order.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
@@ -220,4 +220,23 @@ test('a destination a reload adds back with a narrower condition withdraws the i
   await gantry.reload(forwardingConfig(storagePath, [unreachable('archive')]));
   await gantry.reload(forwardingConfig(storagePath, [unreachable('archive'), unreachable('research', 'MR')]));
   assert.equal(queuedForResearch(storagePath), 0);
+});
+
+// Found in the review of the day: a start that could not write the index at its start (the outbox
+// settled, the items a narrowed condition excludes withdrawn: another process held the write lock
+// beyond the busy timeout) threw before anything it had opened was closed: storage.path stayed claimed
+// (gantry.running, gantry.lock), the index open and the de-identification threads running.
+test('a start that cannot write the index fails, and releases storage.path; the next start withdraws what a narrowed condition excludes', async (t) => {
+  const storagePath = await twoQueuedForResearch(t, 'start-narrowed-locked');
+  const other = openDatabase(join(storagePath, 'index.sqlite'));
+  t.after(() => other.close());
+  // Another writer holds the index beyond the busy timeout (5 s).
+  other.prepare('BEGIN IMMEDIATE').run();
+  await assert.rejects(startGantry(forwardingConfig(storagePath, [unreachable('research', 'MR')]), silentLogger()), /locked/);
+  other.prepare('ROLLBACK').run();
+  assert.equal(existsSync(join(storagePath, 'gantry.running')), false, 'storage.path is still marked as a running node');
+  assert.equal(queuedForResearch(storagePath), 2, 'nothing withdrawn');
+  const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('research', 'MR')]), silentLogger());
+  t.after(() => gantry.stop());
+  assert.equal(queuedForResearch(storagePath), 0, 'the next start withdraws them');
 });
