@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { AssociationError, RequestorAssociation } from '../../src/dimse/requestor.js';
 import { encodeAssociateReject } from '../../src/dimse/pdu.js';
 import { backoffMs, Forwarder, type DestinationSettings, type ForwardSettings } from '../../src/pipeline/forward.js';
@@ -547,25 +547,38 @@ test('a reload that changes the address of a destination ends the batch going to
   assert.equal(former.stored.length + moved.received.length, items.length);
 });
 
-// Found in a review: a reload that narrowed a destination's condition left the batch in progress
-// carrying the items it had taken, up to 500, although the reload withdrew them from the outbox.
-test('a reload that changes the condition of a destination ends the batch in progress: the items it withdrew are not sent', async (t) => {
-  const storagePath = scratchDir('forward-narrowed');
-  const items = storedItems(storagePath, 20, EXPLICIT);
+/**
+ * A forwarder sending `count` items, with a window of 1, to a peer that answers each request
+ * `answerAfterMs` after its dataset, once the peer has stored two. `narrow(items)` is a reload that
+ * changes the destination's condition and withdraws `items` from the outbox, as route.ts withdrawUnmet does.
+ */
+async function forwardingThenNarrowed(t: TestContext, name: string, count: number, answerAfterMs: number, log = silentLogger()) {
+  const storagePath = scratchDir(name);
+  const items = storedItems(storagePath, count, EXPLICIT);
   const withdrawn = new Set<OutboxItem>();
   const { outbox, sent } = fakeOutbox(items, { due: () => items.filter((queued) => !sent.includes(queued) && !withdrawn.has(queued)) });
-  const peer = await closingPeer(Infinity, 100);
+  const peer = await closingPeer(Infinity, answerAfterMs);
   t.after(() => peer.server.close());
   let conditions = 'null';
   const settings = () => forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions }]);
-  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log, pollMs: 50, settings });
   forwarder.start();
   t.after(() => forwarder.stop(1000));
   await waitUntil('the destination storing', 5000, () => peer.stored.length >= 2);
+  const narrow = (items: Iterable<OutboxItem>) => {
+    conditions = '{"attributes":{"Modality":"MR"}}';
+    for (const item of items) withdrawn.add(item);
+    forwarder.reconfigure();
+  };
+  return { items, sent, withdrawn, peer, narrow };
+}
+
+// Found in a review: a reload that narrowed a destination's condition left the batch in progress
+// carrying the items it had taken, up to 500, although the reload withdrew them from the outbox.
+test('a reload that changes the condition of a destination ends the batch in progress: the items it withdrew are not sent', async (t) => {
+  const { items, sent, withdrawn, peer, narrow } = await forwardingThenNarrowed(t, 'forward-narrowed', 20, 100);
   // The reload: the condition now takes the first 10 items only, the rest is withdrawn.
-  conditions = '{"attributes":{"Modality":"MR"}}';
-  for (const item of items.slice(10)) withdrawn.add(item);
-  forwarder.reconfigure();
+  narrow(items.slice(10));
   await waitUntil('the items still taken sent', 10_000, () => sent.filter((item) => !withdrawn.has(item)).length === 10);
   await sleep(300);
   const withdrawnUids = new Set([...withdrawn].map((item) => item.sopInstanceUid));
@@ -577,25 +590,12 @@ test('a reload that changes the condition of a destination ends the batch in pro
 // their place inside the association when the reload came, and went on the wire after it: items the
 // reload had withdrawn reached the destination its narrowed condition no longer takes.
 test('a reload that changes the condition of a destination sends none of the requests waiting for the window: only the one on the wire is answered', async (t) => {
-  const storagePath = scratchDir('forward-narrowed-lookahead');
-  const items = storedItems(storagePath, 12, EXPLICIT);
-  const withdrawn = new Set<OutboxItem>();
-  const { outbox, sent } = fakeOutbox(items, { due: () => items.filter((queued) => !sent.includes(queued) && !withdrawn.has(queued)) });
-  // Window 1: the peer answers each request 300 ms after its dataset arrived, so the ones behind it wait.
-  const peer = await closingPeer(Infinity, 300);
-  t.after(() => peer.server.close());
-  let conditions = 'null';
-  const settings = () => forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions }]);
-  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
-  forwarder.start();
-  t.after(() => forwarder.stop(1000));
-  await waitUntil('the destination storing', 5000, () => peer.stored.length >= 2);
+  // The peer answers each request 300 ms after its dataset arrived, so the ones behind it wait.
+  const { items, sent, peer, narrow } = await forwardingThenNarrowed(t, 'forward-narrowed-lookahead', 12, 300);
   // The reload withdraws every item not confirmed. Window 1: beyond the confirmed items, at most one
   // request is on the wire (the files open out of order: which one is not known).
   const confirmedOrOnTheWire = sent.length + 1;
-  conditions = '{"attributes":{"Modality":"MR"}}';
-  for (const queued of items) if (!sent.includes(queued)) withdrawn.add(queued);
-  forwarder.reconfigure();
+  narrow(items.filter((queued) => !sent.includes(queued)));
   await sleep(1500);
   assert.ok(peer.stored.length <= confirmedOrOnTheWire, `withdrawn items that went to the destination after the reload: ${peer.stored.length - confirmedOrOnTheWire}`);
 });
@@ -604,23 +604,10 @@ test('a reload that changes the condition of a destination sends none of the req
 // (withdrawn by a reload, cut by a stop) as failed: after a reload an operator read failures where the
 // destination had refused nothing.
 test('the association log counts requests never sent apart from failures', async (t) => {
-  const storagePath = scratchDir('forward-unsent-logged');
-  const items = storedItems(storagePath, 8, EXPLICIT);
-  const withdrawn = new Set<OutboxItem>();
-  const { outbox, sent } = fakeOutbox(items, { due: () => items.filter((queued) => !sent.includes(queued) && !withdrawn.has(queued)) });
-  const peer = await closingPeer(Infinity, 300);
-  t.after(() => peer.server.close());
-  let conditions = 'null';
-  const settings = () => forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions }]);
   const lines: Array<{ msg: string; sent?: number; failed?: number; unsent?: number }> = [];
   const log = createLogger('info', new Writable({ write: (chunk, _encoding, done) => (lines.push(JSON.parse(String(chunk))), done()) }));
-  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log, pollMs: 50, settings });
-  forwarder.start();
-  t.after(() => forwarder.stop(1000));
-  await waitUntil('the destination storing', 5000, () => peer.stored.length >= 2);
-  conditions = '{"attributes":{"Modality":"MR"}}';
-  for (const queued of items) if (!sent.includes(queued)) withdrawn.add(queued);
-  forwarder.reconfigure();
+  const { items, sent, peer, narrow } = await forwardingThenNarrowed(t, 'forward-unsent-logged', 8, 300, log);
+  narrow(items.filter((queued) => !sent.includes(queued)));
   await waitUntil('the association ended', 5000, () => lines.some((line) => line.msg === 'association to destination done'));
   const done = lines.find((line) => line.msg === 'association to destination done');
   assert.equal(done?.failed, 0, JSON.stringify(done));
