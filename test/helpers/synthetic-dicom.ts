@@ -229,3 +229,16 @@ export function implicitElementOf(tag: number, value: Buffer): Buffer {
   header.writeUInt32LE(value.length, 4);
   return Buffer.concat([header, value]);
 }
+
+/** An element of an explicit VR big endian dataset (PS3.5 A.3), its value given as the bytes it has
+ * in big endian. */
+export function bigEndianElement(tag: number, vr: string, value: Buffer): Buffer {
+  const long = LONG_VRS.has(vr);
+  const header = Buffer.alloc(long ? 12 : 8);
+  header.writeUInt16BE(tag >>> 16, 0);
+  header.writeUInt16BE(tag & 0xffff, 2);
+  header.write(vr, 4, 'latin1');
+  if (long) header.writeUInt32BE(value.length, 8);
+  else header.writeUInt16BE(value.length, 6);
+  return Buffer.concat([header, value]);
+}

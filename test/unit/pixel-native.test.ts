@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { blackSamples, frameBits, outsideMask, pixelGeometry, PixelRedactionError, rectMask, redactNativePixelData, type PixelGeometry, type RowMask } from '../../src/pixels/native.js';
-import { eightBitImagePixel, encodeDataset } from '../helpers/synthetic-dicom.js';
+import { bigEndianElement, eightBitImagePixel, encodeDataset } from '../helpers/synthetic-dicom.js';
 import type { EditableElement } from '../../src/dicom/dataset-writer.js';
 import { redactAttachedPixels } from '../../src/pixels/attached.js';
 
@@ -209,18 +209,6 @@ test('PALETTE COLOR: black is the darkest palette entry, whether entries are 16-
   assert.equal(paletteGeometry(256, 8, 1, 7, 16).paletteBlack, 23, 'offset by the first value mapped');
   assert.throws(() => paletteGeometry(256, 16, 1, 200), PixelRedactionError, 'a table shorter than its entries is refused');
 });
-
-/** An element in explicit VR big endian (values given as their bytes, already big endian). */
-function bigEndianElement(tag: number, vr: string, value: Buffer): Buffer {
-  const long = ['OB', 'OW', 'SQ'].includes(vr);
-  const header = Buffer.alloc(long ? 12 : 8);
-  header.writeUInt16BE(tag >>> 16, 0);
-  header.writeUInt16BE(tag & 0xffff, 2);
-  header.write(vr, 4, 'latin1');
-  if (long) header.writeUInt32BE(value.length, 8);
-  else header.writeUInt16BE(value.length, 6);
-  return Buffer.concat([header, value]);
-}
 
 test('a kept 8-bit icon in explicit VR big endian words (OW) is refused, as the image itself is: its pixels are swapped in pairs', () => {
   const us = (value: number) => Buffer.from([value >> 8, value & 0xff]);

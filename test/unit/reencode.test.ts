@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { reencodeElements } from '../../src/dicom/reencode.js';
-import { definedItem, encodeElement, implicitElementOf } from '../helpers/synthetic-dicom.js';
+import { bigEndianElement, definedItem, encodeElement, implicitElementOf } from '../helpers/synthetic-dicom.js';
 
 type LittleEndian = 'explicit-le' | 'implicit-le';
 
@@ -96,18 +96,6 @@ test('"US or SS" elements read in implicit VR are written SS when Pixel Represen
   assert.equal(vrOfTag(unsigned, SmallestImagePixelValue), 'US');
   assert.equal(vrOfTag(unsigned, PixelPaddingValue), 'US');
 });
-
-/** An explicit VR big endian element, its value given as the bytes it has in big endian. */
-function bigEndianElement(tag: number, vr: string, value: Buffer): Buffer {
-  const long = ['OB', 'OW', 'OF', 'OD', 'OL', 'OV', 'SQ', 'UN', 'UT', 'SV', 'UV'].includes(vr);
-  const header = Buffer.alloc(long ? 12 : 8);
-  header.writeUInt16BE(tag >>> 16, 0);
-  header.writeUInt16BE(tag & 0xffff, 2);
-  header.write(vr, 4, 'latin1');
-  if (long) header.writeUInt32BE(value.length, 8);
-  else header.writeUInt16BE(value.length, 6);
-  return Buffer.concat([header, value]);
-}
 
 test('explicit VR big endian into little endian: the values of binary VRs byte-swapped, text as it is (PS3.5 7.3)', () => {
   const be = (write: (out: Buffer) => void, size: number) => {
