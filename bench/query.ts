@@ -92,7 +92,7 @@ async function inside(): Promise<void> {
   });
   for (let from = 0; from < count; from += 10_000) insert(from, Math.min(count, from + 10_000));
   console.log(`inside: ${count} instances indexed in ${((performance.now() - began) / 1000).toFixed(1)} s`);
-  const service = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 10_000, viewFor: () => 'source' });
+  const service = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 10_000, viewFor: () => 'source' });
   const ask = async (elements: ReadonlyArray<readonly [number, string]>): Promise<{ ms: number; matches: number }> => {
     const identifier = encodeTextDataset(elements.map(([tag, value]) => ({ tag, value })), 'explicit-le');
     const request = {

@@ -169,7 +169,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const audit = new AccessAudit(db);
   const finder = new FindService({
     db,
-    log,
     aeTitle: () => config.dicom.aeTitle,
     maxResults: () => config.query.maxResults,
     viewFor: (callingAeTitle, remoteAddress) => queryViewFor(config, sources, callingAeTitle, remoteAddress),
@@ -177,7 +176,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   const mover = new MoveService({
     db,
-    log,
     storagePath,
     transcoder,
     viewFor: (callingAeTitle, remoteAddress) => queryViewFor(config, sources, callingAeTitle, remoteAddress),

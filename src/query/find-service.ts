@@ -17,7 +17,6 @@ import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import type { FindMatch, FindRequest } from '../dimse/services.js';
 import { DimseStatusError, Status } from '../dimse/status.js';
 import type { AccessAudit } from '../index/access-audit.js';
-import type { Logger } from '../observability/logger.js';
 import { FROM_BY_LEVEL, inView, keysAt, LEVELS, MODEL_OF_SOP_CLASS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type View } from './keys.js';
 import { matchCondition, MatchingError, type ColumnCondition } from './matching.js';
 
@@ -38,10 +37,9 @@ const TAG = {
 
 export interface FindServiceOptions {
   db: Db;
-  log: Logger;
   /** Gantry's AE title, returned as RetrieveAETitle. */
   aeTitle(): string;
-  /** At most this many matches are returned; the rest are left out (and logged). */
+  /** At most this many matches are returned; the rest are left out, and the query ends with 0xFE00. */
   maxResults(): number;
   /** Which view of the index a caller sees (source: originals; research: de-identified copies only). */
   /** The view of a caller, by its AE title and the address it connected from. */

@@ -16,7 +16,6 @@ import { DimseStatusError, isWarning, Status, type DimseResult, type Suboperatio
 import { canonicalAddress } from '../dimse/peer-address.js';
 import { candidateSyntaxes, chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import type { AccessAudit } from '../index/access-audit.js';
-import type { Logger } from '../observability/logger.js';
 import { openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
 import type { Transcoder } from '../store/transcoder.js';
 import { parseQuery } from './find-service.js';
@@ -41,7 +40,6 @@ export interface MoveDestination {
 
 export interface MoveServiceOptions {
   db: Db;
-  log: Logger;
   storagePath: string;
   /** Converts an object for a peer that refuses its stored transfer syntax. */
   transcoder: Transcoder;

@@ -19,7 +19,7 @@ test('an IMAGE query on Rows = 512 (US, binary in the identifier) matches an ins
     index.upsert(instanceRecord(1, { attributes: { PatientID: 'P1', Modality: 'CT', Rows: 512, Columns: 512 } }));
     index.upsert(instanceRecord(2, { attributes: { PatientID: 'P1', Modality: 'CT', Rows: 256, Columns: 256 } }));
   })();
-  const find = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
+  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
   const ask = async (elements: TextElement[]): Promise<number> => {
     let count = 0;
     const request = {

@@ -25,7 +25,7 @@ test('group lengths in a C-FIND identifier are neither keys nor returned, and th
   const db = openScratchIndex(t, 'query-identifier-group-length');
   const index = new InstanceIndex(db);
   db.transaction(() => index.upsert(instanceRecord(1, { attributes: { PatientID: 'P1', Modality: 'CT', StudyDescription: 'HEAD' } })))();
-  const find = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
+  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
   const identifier = encodeDataset([
     [0x00080000, 'UL', ulValue(32)],
     [0x00080052, 'CS', 'STUDY'],

@@ -155,7 +155,7 @@ async function findIdentifiers(t: import('node:test').TestContext, name: string,
   const db = openScratchIndex(t, name);
   const index = new InstanceIndex(db);
   db.transaction(() => records.forEach((record) => index.upsert(record)))();
-  const find = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
+  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
   const request = {
     association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
     messageId: 1,
@@ -242,7 +242,7 @@ test('C-FIND: "?" and a one-character key match one CJK character, in ISO 2022 a
   const db = openScratchIndex(t, 'query-matching-cjk');
   const index = new InstanceIndex(db);
   db.transaction(() => records.forEach((record) => index.upsert(record)))();
-  const find = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
+  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
   const namesFound = async (charset: string, key: Buffer): Promise<string[]> => {
     const request = {
       association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },

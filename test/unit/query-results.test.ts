@@ -35,7 +35,7 @@ test('a C-FIND cut at query.maxResults sends the first matches, then ends with 0
       [0x0020000d, 'UI', studyInstanceUid],
     ]),
   });
-  const find = new FindService({ db, log: silentLogger(), aeTitle: () => 'GANTRY', maxResults: () => 2, viewFor: () => 'source', audit });
+  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 2, viewFor: () => 'source', audit });
   const studies = async (studyInstanceUid: string): Promise<{ found: string[]; ending: unknown }> => {
     const found: string[] = [];
     try {

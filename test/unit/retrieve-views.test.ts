@@ -105,7 +105,6 @@ test('a C-GET by a sourceSide moveDestinations entry gets the originals however 
   const destinations: MoveDestination[] = [{ aeTitle: 'HOSPITAL', host: '2001:DB8:0:0:0:0:0:7', port: 104, sourceSide: true }];
   const service = new MoveService({
     db,
-    log: silentLogger(),
     storagePath,
     transcoder,
     viewFor: (callingAeTitle) => (callingAeTitle === 'HOSPITAL' ? 'source' : callingAeTitle === 'RESEARCH' ? 'research' : undefined),
@@ -126,7 +125,6 @@ test("a source caller's C-MOVE to an unknown Move Destination is refused and sti
   const audit = new AccessAudit(db);
   const service = new MoveService({
     db,
-    log: silentLogger(),
     storagePath,
     transcoder,
     audit,
@@ -174,7 +172,6 @@ test('a retrieve sub-operation that fails on the file logs no path of it', async
   const log = createLogger('debug', new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
   const service = new MoveService({
     db,
-    log,
     storagePath,
     transcoder,
     viewFor: () => 'source',
@@ -228,7 +225,6 @@ test('a C-GET decompresses an object whose stored syntax the caller accepted no 
   t.after(() => transcoder.close());
   const service = new MoveService({
     db,
-    log: silentLogger(),
     storagePath,
     transcoder,
     viewFor: () => 'source',
@@ -280,7 +276,6 @@ test('a retrieve of an instance whose file was deleted counts it as a failed sub
   t.after(() => transcoder.close());
   const service = new MoveService({
     db,
-    log: silentLogger(),
     storagePath,
     transcoder,
     viewFor: (callingAeTitle) => (callingAeTitle === 'RESEARCH' ? 'research' : 'source'),
