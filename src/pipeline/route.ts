@@ -168,9 +168,10 @@ export class Router {
     for (const destination of destinations) {
       if (destination.when === undefined) continue;
       let count = 0;
-      // Dead ones first: an operator's gantry queue retry (another process, between two pages) moves
-      // items from dead to queued, never back; read in the other order, one it moved after the queued
-      // were read and before the dead were was missed, and sent.
+      // Every page is read in withdrawUnmet's one IMMEDIATE transaction: an operator's gantry queue
+      // retry (another process, which moves items from dead to queued) cannot commit between two of
+      // them. Dead ones first all the same: so it was when each page had a transaction of its own
+      // (23a23b9), and should they again, the order keeps a re-queued item from being missed.
       for (const state of ['dead', 'queued'] as const) {
         for (let afterId = 0; ; ) {
           const items = this.options.outbox.unsentOf(destination.name, state, pageSize, afterId);
