@@ -63,6 +63,26 @@ async function storageWithOneInstance(t: Parameters<typeof openScratchIndex>[0],
 }
 
 /** The SOP Instance UIDs a C-GET by `callingAeTitle` from `remoteAddress` sends back. */
+/** A Study Root C-GET of one study, by `callingAeTitle` from `remoteAddress`. */
+function studyGetRequest(studyInstanceUid: string, callingAeTitle: string, remoteAddress = '127.0.0.1', log = silentLogger()): FindRequest {
+  return {
+    association: { id: 'a', callingAeTitle, calledAeTitle: 'GANTRY', remoteAddress, remotePort: 1, log },
+    messageId: 1,
+    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
+    transferSyntaxUid: EXPLICIT_LE,
+    identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: studyInstanceUid }], 'explicit-le'),
+  };
+}
+
+/** The final response of a retrieve, after its pending ones (at most 10). */
+async function finalResponse<T>(progress: AsyncGenerator<unknown, T>): Promise<T> {
+  for (let guard = 0; guard < 10; guard += 1) {
+    const next = await progress.next();
+    if (next.done) return next.value;
+  }
+  assert.fail('the retrieve did not end after 10 pending responses');
+}
+
 async function getFrom(
   service: MoveService,
   callingAeTitle: string,
@@ -77,21 +97,7 @@ async function getFrom(
       return { status: 0x0000 };
     },
   };
-  const request: FindRequest = {
-    association: { id: 'a', callingAeTitle, calledAeTitle: 'GANTRY', remoteAddress, remotePort: 1, log: silentLogger() },
-    messageId: 1,
-    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
-    transferSyntaxUid: EXPLICIT_LE,
-    identifier: encodeTextDataset(
-      [
-        { tag: 0x00080052, value: 'STUDY' },
-        { tag: 0x0020000d, value: studyInstanceUid },
-      ],
-      'explicit-le',
-    ),
-  };
-  const progress = service.get(request, channel, new AbortController().signal);
-  for (let next = await progress.next(); !next.done; next = await progress.next());
+  await finalResponse(service.get(studyGetRequest(studyInstanceUid, callingAeTitle, remoteAddress), channel, new AbortController().signal));
   return sent;
 }
 
@@ -181,17 +187,8 @@ test('a retrieve sub-operation that fails on the file logs no path of it', async
     contextFor: () => ({ id: 1, transferSyntax: IMPLICIT_LE }),
     store: async () => ({ status: 0x0000 }),
   };
-  const request: FindRequest = {
-    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '10.0.0.5', remotePort: 1, log },
-    messageId: 1,
-    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
-    transferSyntaxUid: EXPLICIT_LE,
-    identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: original.studyInstanceUid }], 'explicit-le'),
-  };
-  const progress = service.get(request, channel, new AbortController().signal);
-  let next = await progress.next();
-  while (!next.done) next = await progress.next();
-  assert.equal(next.value.suboperations?.failed, 1, 'the sub-operation failed');
+  const final = await finalResponse(service.get(studyGetRequest(original.studyInstanceUid, 'HOSPITAL', '10.0.0.5', log), channel, new AbortController().signal));
+  assert.equal(final.suboperations?.failed, 1, 'the sub-operation failed');
   const logged = lines.join('');
   assert.match(logged, /a retrieve sub-operation failed/);
   assert.match(logged, /ENOENT/, 'the log still says why');
@@ -247,19 +244,9 @@ test('a C-GET decompresses an object whose stored syntax the caller accepted no 
       return { status: 0x0000 };
     },
   };
-  const request: FindRequest = {
-    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
-    messageId: 1,
-    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
-    transferSyntaxUid: EXPLICIT_LE,
-    identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: jpeg.studyInstanceUid }], 'explicit-le'),
-  };
-  const progress = service.get(request, channel, new AbortController().signal);
-  let next = await progress.next();
-  for (let guard = 0; !next.done && guard < 10; guard += 1) next = await progress.next();
-  assert.ok(next.done);
-  assert.equal(next.value.status, 0x0000, `final status 0x${next.value.status.toString(16)}`);
-  assert.deepEqual(next.value.suboperations, { remaining: 0, completed: 1, failed: 0, warning: 0 });
+  const final = await finalResponse(service.get(studyGetRequest(jpeg.studyInstanceUid, 'HOSPITAL'), channel, new AbortController().signal));
+  assert.equal(final.status, 0x0000, `final status 0x${final.status.toString(16)}`);
+  assert.deepEqual(final.suboperations, { remaining: 0, completed: 1, failed: 0, warning: 0 });
   // SC_rgb_jpeg_dcmtk.dcm is 100 x 100 RGB: 30,000 bytes once decompressed, where encapsulated
   // Pixel Data has an undefined length.
   assert.deepEqual(sent, [{ contextId: 3, pixelDataLength: 30_000 }]);
@@ -287,21 +274,11 @@ test('a retrieve of an instance whose file was deleted counts it as a failed sub
       contextFor: () => ({ id: 1, transferSyntax: EXPLICIT_LE }),
       store: async (_contextId, _sopClassUid, sopInstanceUid) => (sent.push(sopInstanceUid), { status: 0x0000 }),
     };
-    const request: FindRequest = {
-      association: { id: 'a', callingAeTitle, calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
-      messageId: 1,
-      sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
-      transferSyntaxUid: EXPLICIT_LE,
-      identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: studyInstanceUid }], 'explicit-le'),
-    };
-    const progress = service.get(request, channel, new AbortController().signal);
-    let next = await progress.next();
-    for (let guard = 0; !next.done && guard < 10; guard += 1) next = await progress.next();
-    assert.ok(next.done);
-    const failedList = next.value.identifier
-      ? parseDataset(new BufferSource(next.value.identifier), 'explicit-le').find((element) => element.tag === 0x00080058)?.value?.toString('latin1').replace(/\0$/, '')
+    const final = await finalResponse(service.get(studyGetRequest(studyInstanceUid, callingAeTitle), channel, new AbortController().signal));
+    const failedList = final.identifier
+      ? parseDataset(new BufferSource(final.identifier), 'explicit-le').find((element) => element.tag === 0x00080058)?.value?.toString('latin1').replace(/\0$/, '')
       : undefined;
-    return { sent, status: next.value.status, suboperations: next.value.suboperations, failedList };
+    return { sent, status: final.status, suboperations: final.suboperations, failedList };
   };
   const allFailed = { remaining: 0, completed: 0, failed: 1, warning: 0 };
   db.prepare('UPDATE instances SET deid_deleted_at = ?').run(Date.now());
