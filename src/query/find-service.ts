@@ -74,12 +74,13 @@ export class FindService {
     let sent = 0;
     let status = 0x0000;
     let query: ParsedQuery | undefined;
+    // The identifier is read, and the responses written, in the context's transfer syntax.
+    const encoding = request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
     try {
-      query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
+      query = parseQuery(request, encoding, view);
       // PS3.4 C.4.1.1.4: 0xFF01 when optional keys were not supported for matching.
       const pending = query.unmatchedKeys.length > 0 ? Status.PendingOptionalKeysUnsupported : Status.Pending;
       if (pending !== Status.Pending) request.association.log.info({ keys: query.unmatchedKeys.map(tagText) }, 'C-FIND keys not used for matching: answered 0xFF01');
-      const encoding = request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
       const { rows, cut } = this.matchingRows(query, view);
       for (const row of rows) {
         if (signal.aborted) break;
