@@ -138,7 +138,14 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   const outbox = new Outbox(db);
   const transcoder = new Transcoder();
-  const forwarder = new Forwarder({ outbox, storagePath, transcoder, log, settings: () => forwardSettingsOf(config), observer: metrics });
+  // Read before every request sent (whether a reload changed the destination): made once per config,
+  // not once per request.
+  let forwardSettings = { of: config, settings: forwardSettingsOf(config) };
+  const currentForwardSettings = () => {
+    if (forwardSettings.of !== config) forwardSettings = { of: config, settings: forwardSettingsOf(config) };
+    return forwardSettings.settings;
+  };
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder, log, settings: currentForwardSettings, observer: metrics });
   const router = new Router({
     outbox,
     log,
