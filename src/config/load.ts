@@ -254,9 +254,10 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
       return `${key}: ${shown} is not allowed; expected ${issue.expected}${quoted ? ': write it without quotes' : ''}`;
     }
     case 'too_big':
-      return `${key}: ${shown} is not allowed; at most ${String(issue.maximum)}${issue.origin === 'string' ? ' characters' : ''}`;
+      return `${key}: ${shown} is not allowed; ${issue.inclusive === false ? 'less than' : 'at most'} ${String(issue.maximum)}${issue.origin === 'string' ? ' characters' : ''}`;
     case 'too_small':
-      return `${key}: ${shown} is not allowed; at least ${String(issue.minimum)}${issue.origin === 'string' ? ' characters' : ''}`;
+      // positive() is an exclusive bound: "at least 0" would name the refused value as allowed.
+      return `${key}: ${shown} is not allowed; ${issue.inclusive === false ? 'more than' : 'at least'} ${String(issue.minimum)}${issue.origin === 'string' ? ' characters' : ''}`;
     case 'invalid_union': {
       // A discriminated union (a rule's action) whose key takes none of its values: no member was
       // tried, so there are no forms to name; the values are (found in a review: "expected " and nothing).

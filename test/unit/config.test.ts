@@ -156,6 +156,13 @@ test('a timeout longer than Node.js can time is refused, not run as an immediate
   assert.equal(parseConfigText('dicom: { idleTimeoutSeconds: 2147483 }', 'max.yaml', {}).dicom.idleTimeoutSeconds, 2147483);
 });
 
+// Found in the ninth session: a bound the value may not reach was named as one it may ("0 is not
+// allowed; at least 0" for a duration that must be positive).
+test('a bound the value must pass, not reach, is said as such', () => {
+  assert.deepEqual(problemsOf('forward: { stableSeconds: 0 }'), ['forward.stableSeconds: 0 is not allowed; more than 0']);
+  assert.deepEqual(problemsOf('dicom: { port: -1 }').filter((p) => p.startsWith('dicom.port')), ['dicom.port: -1 is not allowed; at least 0']);
+});
+
 test('a whole ${NAME} reference of digits stays text where the key takes text, and a number where it takes one', () => {
   // Found in a review: an AE title or a secret of digits from the environment was refused as a number.
   const config = parseConfigText('dicom:\n  aeTitle: "${AE}"\n  port: ${PORT}\ndeid:\n  secret: ${SECRET}\n', 'env.yaml', { AE: '1234', PORT: '4242', SECRET: '12345678901234567890' });
