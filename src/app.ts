@@ -270,7 +270,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   // Writes to the index, which another process may hold locked: once they fail, what was opened closes
   // too (storage.path was left claimed, and the threads running, by a start that had failed).
   try {
-    settleOutboxAtStart(outbox, router, destinations, log);
+    settleOutboxAtStart(outbox, router, config, destinations, log);
   } catch (error) {
     await releaseResources();
     throw error;
@@ -361,7 +361,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     const { deidSettings: nextDeid, destinations: nextDestinations } = checkConfigForStart(nextLoaded);
     const nextCallers = await resolveCallers(next.dicom.allowedCallers, 'dicom.allowedCallers', log);
     const nextSources = await resolveCallers(next.query.sourceCallers, 'query.sourceCallers', log);
-    const routingChanged = routingOf(config) !== routingOf(next);
     const narrowable = conditionsChanged(config, next);
     // The host names took a while to resolve: a stop may have begun meanwhile.
     refuseWhileStopping();
@@ -380,7 +379,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     forwarder.reconfigure();
     // A destination added, or a condition mended, reaches the instances that none took before. Only
     // when the destinations or their conditions changed: it looks at every such instance.
-    if (routingChanged) routeAgainRoutedToNowhere(outbox, log);
+    routeAgainIfChanged(outbox, next, log);
     log.level = next.log.level;
     warnOfUnsentQueues(outbox, config, log);
     return restartNeeded;
@@ -446,12 +445,14 @@ function warnOfUnsentQueues(outbox: Outbox, config: GantryConfig, log: Logger): 
  * excludes withdrawn, as at a reload. Which conditions changed is not known here: every destination
  * with one is looked at. When that fails the start does: the node would send what a condition excludes.
  */
-function settleOutboxAtStart(outbox: Outbox, router: Router, destinations: readonly RouteDestination[], log: Logger): void {
+function settleOutboxAtStart(outbox: Outbox, router: Router, config: GantryConfig, destinations: readonly RouteDestination[], log: Logger): void {
   const settled = outbox.reconcileForwarded();
   if (settled > 0) log.info({ instances: settled }, 'instances confirmed by every destination before the last stop marked forwarded');
   const withdrawn = withdrawUnmet(router, destinations);
   logWithdrawn(withdrawn, log);
-  if (withdrawn.size > 0) routeAgainRoutedToNowhere(outbox, log);
+  // A destination added to the file while the node was stopped reaches what no destination took,
+  // as at a reload; and so do instances whose every item was just withdrawn.
+  routeAgainIfChanged(outbox, config, log, withdrawn.size > 0);
 }
 
 /** Destinations whose condition a reload changed, or that it added with one: their unsent items may
@@ -483,11 +484,13 @@ function logWithdrawn(withdrawn: ReadonlyMap<string, number>, log: Logger): void
 }
 
 /** Instances no destination took (or whose every item was withdrawn) are routed again with the
- * destinations configured now. */
-function routeAgainRoutedToNowhere(outbox: Outbox, log: Logger): void {
+ * destinations configured now, when those or their conditions changed since the instances were last
+ * routed (or `always`). One that fails is tried again at the next start or reload: the routing it
+ * would have recorded is not. */
+function routeAgainIfChanged(outbox: Outbox, config: GantryConfig, log: Logger, always = false): void {
   try {
-    const again = outbox.routeAgainRoutedToNowhere();
-    if (again > 0) log.info({ instances: again }, 'instances no destination took are routed again with the configured destinations');
+    const again = outbox.routeAgainUnder(routingOf(config), always);
+    if (again !== undefined && again > 0) log.info({ instances: again }, 'instances no destination took are routed again with the configured destinations');
   } catch (error) {
     log.error({ err: (error as Error).message }, 'could not route again the instances no destination took');
   }

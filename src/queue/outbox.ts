@@ -317,6 +317,25 @@ export class Outbox {
       .run().changes;
   }
 
+  /**
+   * routeAgainRoutedToNowhere when `routing` (what decides where an instance goes: the destinations'
+   * names and conditions) differs from the routing recorded by the last call, or when `always`; then
+   * records it, in the same transaction. A start has no config of the last run to compare with: this
+   * record is how it learns that a destination was added to the file meanwhile. Returns how many
+   * instances were made routable again, or undefined when the routing had not changed.
+   */
+  routeAgainUnder(routing: string, always = false, now = Date.now()): number | undefined {
+    return this.db.transaction(() => {
+      const recorded = this.db.prepare(`SELECT routing FROM forward_routing WHERE id = 1`).pluck().get() as string | undefined;
+      if (recorded === routing && !always) return undefined;
+      const again = this.routeAgainRoutedToNowhere();
+      this.db
+        .prepare(`INSERT INTO forward_routing (id, routing, recorded_at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET routing = excluded.routing, recorded_at = excluded.recorded_at`)
+        .run(routing, now);
+      return again;
+    }).immediate();
+  }
+
   /** Whether items of this routing of a study to this destination are still queued. */
   routingPending(destination: string, studyPk: number, routedAt: number): boolean {
     return (this.statements.routingPending.get({ destination, studyPk, routedAt }) as { pending: number }).pending === 1;

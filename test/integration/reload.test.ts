@@ -118,13 +118,13 @@ function unreachable(name: string, modality?: string): Destination {
   return { name, aeTitle: name.toUpperCase(), host: '127.0.0.1', port: 9, ...(modality ? { when: { attributes: { Modality: modality } } } : {}) };
 }
 
-function forwardingConfig(storagePath: string, destinations: Destination[], level: 'warn' | 'silent' = 'silent'): LoadedConfig {
+function forwardingConfig(storagePath: string, destinations: Destination[], level: 'warn' | 'silent' = 'silent', stableSeconds?: number): LoadedConfig {
   const input: ConfigInput = {
     dicom: { host: '127.0.0.1', port: 0 },
     http: { host: '127.0.0.1', port: 0 },
     storage: { path: storagePath, minFreeBytes: 0 },
     deid: { secret: 'the secret of the test suite', workers: 1 },
-    forward: { destinations },
+    forward: { destinations, ...(stableSeconds === undefined ? {} : { stableSeconds }) },
     log: { level },
   };
   return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
@@ -165,6 +165,27 @@ function withdrawalLog(): { log: ReturnType<typeof createLogger>; withdrawn(): A
       .map(({ destination, items }) => ({ destination, items }));
   return { log, withdrawn };
 }
+
+// Found at the end of the eighth session: a reload that added a destination routed again the
+// instances no destination had taken, but a start did so only when it withdrew something. A
+// destination added to the file while the node was stopped never got them.
+test('a destination added while the node was stopped gets the instances no destination took', async (t) => {
+  const storagePath = join(scratchDir('start-added'), 'data');
+  mkdirSync(storagePath, { recursive: true });
+  await t.test('two de-identified CT instances that no destination took', async (setup) => {
+    const { db, writer } = openTestIndex(setup, storagePath);
+    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+    const outbox = new Outbox(db);
+    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: [] }))), 0);
+    assert.equal(db.prepare(`SELECT count(*) FROM instances WHERE routed_at IS NOT NULL`).pluck().get(), 2, 'routed, to nowhere');
+  });
+  const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('research')], 'silent', 0.1), silentLogger());
+  t.after(() => gantry.stop());
+  const deadline = Date.now() + 10_000;
+  while (queuedForResearch(storagePath) !== 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(queuedForResearch(storagePath), 2, 'routed again to the destination the file now has');
+});
 
 // Found in a review: a reload that narrowed a destination's condition left the items queued under the
 // old one in its queue, and they were sent when the destination came back.

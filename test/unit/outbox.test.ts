@@ -215,6 +215,22 @@ test('instances no destination took are routed again after a reload: a destinati
   assert.equal(outbox.routeAgainRoutedToNowhere(), 0, 'routed now: left alone');
 });
 
+// A start has no config of the last run to compare with: the routing recorded in the index is how it
+// knows whether to look at the instances no destination took (at every start, a condition that
+// excludes most studies for good would have them all routed again).
+test('instances no destination took are routed again when the routing differs from the one recorded, once', async (t) => {
+  const db = await receivedStudy(t);
+  markDeidentified(db);
+  const outbox = new Outbox(db);
+  assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: [] }))), 0);
+  assert.equal(outbox.routeAgainUnder('[["mr",{"attributes":{"Modality":"MR"}}]]'), 2, 'nothing recorded yet: routed again');
+  assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: [] }))), 0);
+  assert.equal(outbox.routeAgainUnder('[["mr",{"attributes":{"Modality":"MR"}}]]'), undefined, 'the same routing: left alone');
+  assert.equal(outbox.routeAgainUnder('[["mr",{"attributes":{"Modality":"MR"}}]]', true), 2, 'unless asked to');
+  assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: [] }))), 0);
+  assert.equal(outbox.routeAgainUnder('[["mr",null]]'), 2, 'a condition changed');
+});
+
 // A backlog that becomes stable at once (an outage, an import) was routed in one go on the node's
 // event loop: 50,000 instances held every association for 4 s. The node now routes a page per turn.
 test('routing a page at a time: a pass cut short goes on where it stopped, as one routing logged once', async (t) => {
