@@ -430,7 +430,7 @@ function warnOfUnsentQueues(outbox: Outbox, config: GantryConfig, log: Logger): 
       if (queued === 0 || configured.has(destination)) continue;
       log.warn(
         { destination, queued },
-        `queued items of a destination not in forward.destinations are never sent, and retention keeps their originals: add it back, or give them up with gantry queue purge -s queued -d ${destination}`,
+        `queued items of a destination not in forward.destinations are never sent, and retention keeps their originals: add it back, send them to the destinations configured now with gantry queue reroute -d ${destination} (after a rename, say), or give them up with gantry queue purge -s queued -d ${destination}`,
       );
     }
   } catch (error) {

@@ -320,6 +320,18 @@ queueCommand
       );
     }
   });
+queueCommand
+  .command('reroute')
+  .description('give up the queued and dead items of a destination removed from the config (renamed, replaced) and route their instances again to the destinations configured now')
+  .option('-c, --config <file>', 'YAML config file')
+  .requiredOption('-d, --destination <name>', 'the destination removed from forward.destinations')
+  .action(async (options: { config?: string; destination: string }) => {
+    const { queueReroute } = await import('./queue.js');
+    const { deleted, rerouted } = queueReroute(loadConfigFile(options.config), options.destination);
+    process.stdout.write(
+      `deleted ${deleted} queued or dead item(s) of ${options.destination}; ${rerouted} instance(s) are routed again to the destinations of forward.destinations that take them (by the running Gantry, or when it starts)\n`,
+    );
+  });
 
 program
   .command('audit')

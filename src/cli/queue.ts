@@ -95,6 +95,23 @@ export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queue
   });
 }
 
+/**
+ * Gives up the queued and dead items of a destination removed from the config (renamed, or replaced)
+ * and routes their instances again under forward.destinations as configured now (Outbox.reroute).
+ * Refused for a destination still configured: its items are deliveries under way.
+ */
+export function queueReroute(loaded: LoadedConfig, destination: string): { deleted: number; rerouted: number } {
+  if (loaded.config.forward.destinations.some((configured) => configured.name === destination)) {
+    throw new Error(
+      `--destination ${destination} is in forward.destinations of ${loaded.source}; only the queue of a destination removed from the config is routed again (gantry queue retry re-queues its dead items)`,
+    );
+  }
+  return withOutbox(loaded, (outbox) => {
+    checkDestination(loaded, outbox, destination);
+    return outbox.reroute(destination);
+  });
+}
+
 /** Queues a study for its destinations now, stable or not. The running node sends it. */
 export interface ForwardStudyOutcome {
   queued: number;

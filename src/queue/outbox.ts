@@ -469,6 +469,29 @@ export class Outbox {
   }
 
   /**
+   * The queued and dead items of a destination removed from the config (renamed, or replaced by
+   * another) are given up, and their instances routed again under the destinations configured now:
+   * the running node routes them at its next pass, as a new study. An instance whose current routing
+   * also took another destination is routed again as a whole, so one that confirmed it gets it once
+   * more (a destination keeps one copy per SOP Instance UID). Instances whose de-identified copy is gone
+   * are left alone (`gantry forward STUDY_UID` makes the copy again). One IMMEDIATE transaction.
+   */
+  reroute(destination: string): { deleted: number; rerouted: number } {
+    return this.db.transaction(() => {
+      const rerouted = this.db
+        .prepare(
+          `UPDATE instances SET routed_at = NULL
+           WHERE state = 'deidentified' AND routed_at IS NOT NULL AND deid_deleted_at IS NULL
+             AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at
+               AND o.destination = ? AND o.state IN ('queued', 'dead'))`,
+        )
+        .run(destination).changes;
+      const deleted = this.db.prepare(`DELETE FROM forward_outbox WHERE destination = ? AND state IN ('queued', 'dead')`).run(destination).changes;
+      return { deleted, rerouted };
+    }).immediate();
+  }
+
+  /**
    * Before a purge of dead or queued items: the instances whose routing is left with nothing but sent
    * items count as forwarded, those left with no item at all too. Settled after the delete instead, an
    * instance whose only items went looked routed to nowhere: the next reload routed it again to the

@@ -4,6 +4,9 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/db/database.js';
+import { InstanceIndex } from '../../src/index/instance-index.js';
+import { Outbox } from '../../src/queue/outbox.js';
+import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
@@ -149,6 +152,32 @@ test('gantry queue purge refuses the queued items of a destination still configu
   const removed = await run(process.execPath, [GANTRY_CLI, 'queue', 'purge', '--config', config, '--state', 'queued', '--destination', 'old-pacs']);
   assert.equal(removed.code, 0, removed.stderr);
   assert.match(removed.stdout, /deleted 1 queued item\(s\)/);
+});
+
+test('gantry queue reroute sends the queue of a renamed destination to the destinations configured now, and refuses a configured one', async () => {
+  // Found in the ninth session: after a rename, the only way out of the old queue (purge) counted its
+  // instances as forwarded, and retention deleted originals that no destination had.
+  const { dir, config } = storageWithResearch('cli-reroute');
+  const db = openDatabase(join(dir, 'data', 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  index.upsert(instanceRecord(1));
+  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/1.dcm', deid_sop_instance_uid = '2.25.1'`).run();
+  const outbox = new Outbox(db);
+  outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['old-pacs'] })));
+  db.close();
+  const configured = await run(process.execPath, [GANTRY_CLI, 'queue', 'reroute', '--config', config, '--destination', 'research']);
+  assert.notEqual(configured.code, 0);
+  assert.match(configured.stderr, /research is in forward\.destinations .*only the queue of a destination removed from the config is routed again/);
+  const renamed = await run(process.execPath, [GANTRY_CLI, 'queue', 'reroute', '--config', config, '--destination', 'old-pacs']);
+  assert.equal(renamed.code, 0, renamed.stderr);
+  assert.match(renamed.stdout, /deleted 1 queued or dead item\(s\) of old-pacs; 1 instance\(s\) are routed again/);
+  const after = openDatabase(join(dir, 'data', 'index.sqlite'));
+  try {
+    assert.deepEqual(after.prepare(`SELECT state, routed_at FROM instances`).all(), [{ state: 'deidentified', routed_at: null }], 'routable again, not forwarded');
+    assert.equal(after.prepare(`SELECT count(*) FROM forward_outbox`).pluck().get(), 0);
+  } finally {
+    after.close();
+  }
 });
 
 test('gantry queue ls, retry and purge refuse a --destination that names nothing, and name the ones known', async () => {

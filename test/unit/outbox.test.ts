@@ -169,6 +169,27 @@ test('purging the only items of an instance gives up on it: it counts as forward
   assert.deepEqual(outbox.routable(Date.now(), 10), []);
 });
 
+// A destination renamed in the config left its queue under the old name: never sent, and the only
+// way out (purge) counted the instances as forwarded, so retention deleted originals no destination
+// had. reroute gives the old queue up and routes its instances again under the destinations now.
+test('rerouting the queue of a removed destination routes its instances again, and leaves other destinations alone', async (t) => {
+  const { db, outbox, items } = await routedStudy(t);
+  const [first, second] = items as [OutboxItem, OutboxItem];
+  outbox.markDead(first, '0xA700', 'd answered 0xA700: out of resources');
+  const [again] = (() => {
+    // A third instance, routed to another destination only.
+    db.prepare(`UPDATE instances SET routed_at = NULL WHERE id = ?`).run(second.instancePk);
+    return outbox.routable(Date.now(), 10);
+  })();
+  assert.ok(again);
+  outbox.route([{ instance: again, destinations: ['e'] }], Date.now() + 1);
+  assert.deepEqual(outbox.reroute('d'), { deleted: 2, rerouted: 1 }, "d's dead and stale queued items go; the instance routed to d is routed again");
+  assert.deepEqual(outbox.routable(Date.now() + 10, 10).map((instance) => instance.id), [first.instancePk]);
+  assert.equal(outbox.due('e', 10, Date.now() + 10).length, 1, "e's item stays");
+  assert.equal(db.prepare(`SELECT state FROM instances WHERE id = ?`).pluck().get(first.instancePk), 'deidentified', 'not given up on: not forwarded');
+  assert.deepEqual(outbox.reroute('d'), { deleted: 0, rerouted: 0 });
+});
+
 // The routine purge of sent items keeps the outbox small; it must not delete what says that a
 // destination has an instance still waiting for another, or giving up on the other later kept the
 // original forever (no item left: never forwarded).
