@@ -8,7 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
 import type { Logger } from '../observability/logger.js';
-import { routeDestinations, Router } from '../pipeline/route.js';
+import { routeDestinations, routingOf, Router } from '../pipeline/route.js';
 import { MIGRATIONS } from '../db/migrations/index.js';
 import { refuseMigrationUnderNode, runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
@@ -134,7 +134,11 @@ export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: strin
     // the running node in between, and this said no destination takes it (found in a review).
     const { study, queued } = outbox.atomically(() => {
       const found = outbox.forwardStudyNow(studyInstanceUid);
-      return { study: found, queued: found ? router.routeStudy(found.studyPk) : 0 };
+      const routed = found ? router.routeStudy(found.studyPk) : 0;
+      // Queued under this file's conditions, which may not be the node's: its next start must look
+      // at the queue again, not trust the routing recorded (src/app.ts settleOutboxAtStart).
+      if (routed > 0 && outbox.recordedRouting() !== routingOf(loaded.config.forward.destinations)) outbox.forgetRouting();
+      return { study: found, queued: routed };
     });
     if (!study) throw new Error(`no study with Study Instance UID ${studyInstanceUid} (original or de-identified) in the index`);
     // Instances whose copy retention deleted are made again from their original, and follow.

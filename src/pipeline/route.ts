@@ -22,6 +22,12 @@ const PAGE = 500;
 
 const KEYWORD_OF_TAG = new Map(Object.keys(ROUTING_ATTRIBUTES).map((keyword) => [tagOfKeyword(keyword) as number, keyword]));
 
+/** What decides where an instance goes: the destinations' names and conditions, as text to compare
+ * with the routing the index recorded (Outbox.routeAgainUnder). */
+export function routingOf(destinations: readonly DestinationConfig[]): string {
+  return JSON.stringify(destinations.map((destination) => [destination.name, destination.when ?? null]));
+}
+
 /** Destination conditions from config, checked: an attribute Gantry does not index is refused with the
  * allowed ones named. */
 export function routeDestinations(destinations: readonly DestinationConfig[]): RouteDestination[] {

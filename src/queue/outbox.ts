@@ -317,6 +317,17 @@ export class Outbox {
       .run().changes;
   }
 
+  /** The routing recorded by the last routeAgainUnder (undefined before the first). */
+  recordedRouting(): string | undefined {
+    return this.db.prepare(`SELECT routing FROM forward_routing WHERE id = 1`).pluck().get() as string | undefined;
+  }
+
+  /** Forgets the recorded routing: items were queued under another (gantry forward with another
+   * file), so the next start looks at every unsent item again. */
+  forgetRouting(): void {
+    this.db.prepare(`DELETE FROM forward_routing`).run();
+  }
+
   /**
    * routeAgainRoutedToNowhere when `routing` (what decides where an instance goes: the destinations'
    * names and conditions) differs from the routing recorded by the last call, or when `always`; then
@@ -326,8 +337,7 @@ export class Outbox {
    */
   routeAgainUnder(routing: string, always = false, now = Date.now()): number | undefined {
     return this.db.transaction(() => {
-      const recorded = this.db.prepare(`SELECT routing FROM forward_routing WHERE id = 1`).pluck().get() as string | undefined;
-      if (recorded === routing && !always) return undefined;
+      if (this.recordedRouting() === routing && !always) return undefined;
       const again = this.routeAgainRoutedToNowhere();
       this.db
         .prepare(`INSERT INTO forward_routing (id, routing, recorded_at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET routing = excluded.routing, recorded_at = excluded.recorded_at`)

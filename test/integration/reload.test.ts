@@ -14,6 +14,7 @@ import type { ConfigInput } from '../../src/config/schema.js';
 import { openDatabase } from '../../src/db/database.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { Outbox } from '../../src/queue/outbox.js';
+import { forwardStudy } from '../../src/cli/queue.js';
 import { instanceRecord, openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 
@@ -185,6 +186,26 @@ test('a destination added while the node was stopped gets the instances no desti
   const deadline = Date.now() + 10_000;
   while (queuedForResearch(storagePath) !== 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(queuedForResearch(storagePath), 2, 'routed again to the destination the file now has');
+});
+
+// A start trusts the routing the index recorded and does not read the whole queue again when the file
+// gives the same one; gantry forward run with another file queues under other conditions, so it
+// makes the next start look again.
+test('a start after gantry forward under another file withdraws what its own conditions exclude', async (t) => {
+  const storagePath = join(scratchDir('start-after-cli-forward'), 'data');
+  mkdirSync(storagePath, { recursive: true });
+  await t.test('two de-identified CT instances, not routed yet', async (setup) => {
+    const { db, writer } = openTestIndex(setup, storagePath);
+    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
+    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+  });
+  const mrOnly = forwardingConfig(storagePath, [unreachable('research', 'MR')]);
+  await (await startGantry(mrOnly, silentLogger())).stop();
+  const outcome = await forwardStudy(forwardingConfig(storagePath, [unreachable('research')]), '1.2.1', silentLogger());
+  assert.equal(outcome.queued, 2, 'the other file takes them');
+  const gantry = await startGantry(mrOnly, silentLogger());
+  t.after(() => gantry.stop());
+  assert.equal(queuedForResearch(storagePath), 0, "withdrawn: the node's file takes MR only");
 });
 
 // Found in a review: a reload that narrowed a destination's condition left the items queued under the
