@@ -37,12 +37,20 @@ const HEADER_MARKERS = new Set([
   0xff70, 0xff71, 0xff72, 0xff73, 0xff74, 0xff75, 0xff76, 0xff77, 0xff78, 0xff79,
 ]);
 
+/** Markers 0xFF30 to 0xFF3F have no segment, no length after them (T.800 A.1.3): decoders skip their
+ * two bytes. Read as a segment's start, the two bytes after one (a comment's marker, say) were taken
+ * for a length. The conformance codestream p0_02.j2k holds one. */
+function markerOnly(marker: number): boolean {
+  return marker >= 0xff30 && marker <= 0xff3f;
+}
+
 /** Comments and segments of markers JPEG 2000 does not define go; every other segment of the main
  * header stays; the tile-parts are cleaned (below). */
 export const J2K_MAIN_HEADER: HeaderGrammar = {
   start: SOC,
   end: SOT,
   fillBytes: false,
+  standalone: markerOnly,
   clean: (marker) => (HEADER_MARKERS.has(marker) ? 'keep' : 'drop'),
   cleanBody: cleanedTileParts,
   container: { opens: opensJp2File, streamIn: codestreamOfJp2File },
@@ -119,6 +127,10 @@ function withBlankComments(tilePart: Buffer): { blanked: Buffer | undefined; dat
   while (at + 2 <= tilePart.length) {
     const marker = tilePart.readUInt16BE(at);
     if (marker === SOD) return { blanked: copy, data: at + 2 };
+    if (markerOnly(marker)) {
+      at += 2;
+      continue;
+    }
     if (marker >>> 8 !== 0xff || at + 4 > tilePart.length) return 'unreadable';
     const end = at + 2 + tilePart.readUInt16BE(at + 2);
     if (end < at + 4 || end > tilePart.length) return 'unreadable';

@@ -88,6 +88,22 @@ test('segments of markers JPEG 2000 does not define go from the main header and 
   assert.equal(withoutJ2kComments(extended), undefined);
 });
 
+// Found in the ninth session: markers 0xFF30-0xFF3F have no segment (T.800 A.1.3), and were read with
+// a length: one before a comment hid it (its two bytes and the comment's marker taken for a length
+// ran past the frame, and the instance was held) or took a comment's bytes for the next marker.
+test('markers without a segment (0xFF30-0xFF3F) stay as their two bytes, in the main header and in tile-parts', () => {
+  const reserved = Buffer.from([0xff, 0x30]);
+  const stream = Buffer.concat([SOC, SIZ, reserved, comment('Patient Doe^John'), COD, QCD, TILE]);
+  assert.deepEqual(withoutJ2kComments(stream), Buffer.concat([SOC, SIZ, reserved, COD, QCD, TILE]));
+  assert.equal(j2kCommentsIn(stream), 'present');
+  const clean = Buffer.concat([SOC, SIZ, Buffer.from([0xff, 0x3f]), COD, QCD, TILE]);
+  assert.equal(withoutJ2kComments(clean), undefined);
+  assert.equal(j2kCommentsIn(clean), 'none');
+  const inTilePart = Buffer.concat([SOC, SIZ, COD, QCD, tilePart(0, [reserved, comment('Doe')], Buffer.from([1, 2])), Buffer.from([0xff, 0xd9])]);
+  const blanked = Buffer.concat([SOC, SIZ, COD, QCD, tilePart(0, [reserved, comment('   ')], Buffer.from([1, 2])), Buffer.from([0xff, 0xd9])]);
+  assert.deepEqual(withoutJ2kComments(inTilePart), blanked);
+});
+
 test('a codestream without main header comments, one that is no codestream and one cut before its first tile-part are left alone', () => {
   const clean = Buffer.concat([SOC, SIZ, COD, QCD, TILE]);
   assert.equal(withoutJ2kComments(clean), undefined);
@@ -136,8 +152,9 @@ test('pixels in JPEG 2000 that leave as they are leave without comments, decodin
   for (const name of ['MR_small_jp2klossless.dcm', 'JPEG2000.dcm', 'J2K_pixelrep_mismatch.dcm']) {
     const input = join(PYDICOM_TEST_FILES, name);
     const stream = firstFrame(input);
-    // A device's comment beside the encoder's, right after SOC.
-    const withName = Buffer.concat([stream.subarray(0, 2), comment('Patient Doe^John'), stream.subarray(2)]);
+    // A device's comment beside the encoder's, right after SOC, behind a marker without a segment
+    // (T.800 A.1.3), which decoders skip.
+    const withName = Buffer.concat([stream.subarray(0, 2), Buffer.from([0xff, 0x30]), comment('Patient Doe^John'), stream.subarray(2)]);
     const sourced = join(dir, `named-${name}`);
     withFrames(input, sourced, [withName]);
     const output = join(dir, `out-${name}`);
