@@ -179,6 +179,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     aeTitle: () => config.dicom.aeTitle,
     maxResults: () => config.query.maxResults,
     viewFor: (callingAeTitle, remoteAddress) => queryViewFor(config, sources, callingAeTitle, remoteAddress),
+    // A source caller's retrieve gets originals only to a sourceSide destination (move-service.ts).
+    sourceRetrieves: () => (config.query.sourceRetrievesOriginals && config.query.moveDestinations.some((destination) => destination.sourceSide) ? 'original' : 'copy'),
     audit,
   });
   const mover = new MoveService({

@@ -17,7 +17,7 @@ import { IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import type { FindMatch, FindRequest } from '../dimse/services.js';
 import { DimseStatusError, Status } from '../dimse/status.js';
 import type { AccessAudit } from '../index/access-audit.js';
-import { FROM_BY_LEVEL, inView, keysAt, LEVELS, MODEL_OF_SOP_CLASS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type View } from './keys.js';
+import { FROM_BY_LEVEL, inView, keysAt, LEVELS, MODEL_OF_SOP_CLASS, ORDER_BY_LEVEL, UNIQUE_KEY, type KeyColumn, type Level, type Model, type RetrievedFile, type View } from './keys.js';
 import { matchCondition, MatchingError, type ColumnCondition } from './matching.js';
 
 export const STUDY_ROOT_FIND = '1.2.840.10008.5.1.4.1.2.2.1';
@@ -41,9 +41,13 @@ export interface FindServiceOptions {
   aeTitle(): string;
   /** At most this many matches are returned; the rest are left out, and the query ends with 0xFE00. */
   maxResults(): number;
-  /** Which view of the index a caller sees (source: originals; research: de-identified copies only). */
-  /** The view of a caller, by its AE title and the address it connected from. */
+  /** Which view of the index a caller sees (source: originals; research: de-identified copies only),
+   * by its AE title and the address it connected from. */
   viewFor(callingAeTitle: string, remoteAddress: string): View | undefined;
+  /** The file whose presence InstanceAvailability reports to a source caller: the original where a
+   * source caller's retrieve can get originals, else the de-identified copy (default). Research
+   * callers only ever retrieve copies. */
+  sourceRetrieves?(): RetrievedFile;
   /** Where queries of the source view are recorded. */
   audit?: AccessAudit;
 }
@@ -118,6 +122,7 @@ export class FindService {
       `SELECT ${columns.length > 0 ? columns.join(', ') : '1'} FROM ${FROM_BY_LEVEL[query.level]}
       ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ${ORDER_BY_LEVEL[query.level]} LIMIT ?`,
       view,
+      this.options.sourceRetrieves?.() ?? 'copy',
     );
     // All rows at once (bounded by the limit): the connection is shared, and an open iterator would
     // keep it busy across the awaits of sending.

@@ -21,6 +21,24 @@ export interface KeyColumn {
   sourceOnly?: boolean;
 }
 
+/**
+ * InstanceAvailability (0008,0056), PS3.4 C.4.1.1.3.2: how soon the instances of the entity can be
+ * retrieved; at a level above IMAGE, "the availability of the least rapidly available" of its
+ * instances. Gantry keeps every file on its own disk, so an instance is ONLINE while the file the
+ * caller's retrieve would send is there ({file_present}, on `instances f`: see inView), and
+ * UNAVAILABLE once it is not (deleted under storage.retainOriginals or storage.retainDeidentified, or
+ * never made). An entity without instances has none that is less available: ONLINE. Read from the
+ * index alone: no file is looked at.
+ */
+function availabilityOf(instancesBelow: string): KeyColumn {
+  return {
+    tag: 0x00080056,
+    vr: 'CS',
+    column: `(CASE WHEN EXISTS (SELECT 1 FROM ${instancesBelow} AND NOT {file_present}) THEN 'UNAVAILABLE' ELSE 'ONLINE' END)`,
+    computed: true,
+  };
+}
+
 const PATIENT_KEYS: Record<string, KeyColumn> = {
   PatientName: { tag: 0x00100010, vr: 'PN', column: 'p.patient_name' },
   PatientID: { tag: 0x00100020, vr: 'LO', column: 'p.patient_id' },
@@ -45,6 +63,9 @@ const PATIENT_KEYS: Record<string, KeyColumn> = {
     column: '(SELECT count(*) FROM {instances} y JOIN {series} x ON x.id = y.series_pk JOIN {studies} s2 ON s2.id = x.study_pk WHERE s2.patient_pk = p.id)',
     computed: true,
   },
+  InstanceAvailability: availabilityOf(
+    '{instances} y JOIN {series} x ON x.id = y.series_pk JOIN {studies} s2 ON s2.id = x.study_pk JOIN instances f ON f.id = y.id WHERE s2.patient_pk = p.id',
+  ),
 };
 
 const STUDY_KEYS: Record<string, KeyColumn> = {
@@ -77,6 +98,7 @@ const STUDY_KEYS: Record<string, KeyColumn> = {
     column: '(SELECT count(*) FROM {instances} y JOIN {series} x ON x.id = y.series_pk WHERE x.study_pk = st.id)',
     computed: true,
   },
+  InstanceAvailability: availabilityOf('{instances} y JOIN {series} x ON x.id = y.series_pk JOIN instances f ON f.id = y.id WHERE x.study_pk = st.id'),
 };
 
 const SERIES_KEYS: Record<string, KeyColumn> = {
@@ -88,6 +110,7 @@ const SERIES_KEYS: Record<string, KeyColumn> = {
   SeriesTime: { tag: 0x00080031, vr: 'TM', column: 'se.series_time' },
   BodyPartExamined: { tag: 0x00180015, vr: 'CS', column: 'se.body_part_examined' },
   NumberOfSeriesRelatedInstances: { tag: 0x00201209, vr: 'IS', column: '(SELECT count(*) FROM {instances} y WHERE y.series_pk = se.id)', computed: true },
+  InstanceAvailability: availabilityOf('{instances} y JOIN instances f ON f.id = y.id WHERE y.series_pk = se.id'),
 };
 
 const IMAGE_KEYS: Record<string, KeyColumn> = {
@@ -101,6 +124,7 @@ const IMAGE_KEYS: Record<string, KeyColumn> = {
   Columns: { tag: 0x00280011, vr: 'US', column: 'i.columns' },
   ImageType: { tag: 0x00080008, vr: 'CS', column: 'i.image_type', multiValued: true },
   AvailableTransferSyntaxUID: { tag: 0x00083002, vr: 'UI', column: 'i.transfer_syntax_uid' },
+  InstanceAvailability: availabilityOf('instances f WHERE f.id = i.id'),
 };
 
 export type Model = 'patient' | 'study';
@@ -158,8 +182,25 @@ export const FROM_BY_LEVEL: Record<Level, string> = {
  */
 export type View = 'source' | 'research';
 
-export function inView(sql: string, view: View): string {
-  return view === 'source' ? sql.replace(/\{(patients|studies|series|instances)\}/g, '$1') : sql.replace(/\{(patients|studies|series|instances)\}/g, 'r_$1');
+/**
+ * Which file of an instance a retrieve sends (move-service.ts): its original, or its de-identified
+ * copy. A research caller only ever gets copies.
+ */
+export type RetrievedFile = 'original' | 'copy';
+
+/** SQL: the file `retrieved` of the `instances` row `alias` is there to send. A copy exists once the
+ * instance is de-identified; either file is gone once retention deleted it (retention-work.ts). */
+export function filePresent(retrieved: RetrievedFile, alias: string): string {
+  return retrieved === 'original'
+    ? `(${alias}.original_deleted_at IS NULL)`
+    : `(${alias}.state IN ('deidentified', 'forwarded') AND ${alias}.deid_deleted_at IS NULL)`;
+}
+
+/** SQL for one view: its tables, and {file_present} (InstanceAvailability) on the file `retrieved`
+ * (in the research view, always the copy). */
+export function inView(sql: string, view: View, retrieved: RetrievedFile = 'copy'): string {
+  const tables = view === 'source' ? sql.replace(/\{(patients|studies|series|instances)\}/g, '$1') : sql.replace(/\{(patients|studies|series|instances)\}/g, 'r_$1');
+  return tables.replace(/\{file_present\}/g, filePresent(view === 'research' ? 'copy' : retrieved, 'f'));
 }
 
 /** The unique key of each level (PS3.4 C.6.1.1, C.6.2.1). */

@@ -19,7 +19,7 @@ import type { AccessAudit } from '../index/access-audit.js';
 import { openStoredDataset, type StoredDataset } from '../store/stored-dataset.js';
 import type { Transcoder } from '../store/transcoder.js';
 import { parseQuery } from './find-service.js';
-import { FROM_BY_LEVEL, inView, MODEL_OF_SOP_CLASS, type View } from './keys.js';
+import { filePresent, FROM_BY_LEVEL, inView, MODEL_OF_SOP_CLASS, type View } from './keys.js';
 import { withoutValues } from '../observability/redact.js';
 
 
@@ -302,17 +302,19 @@ export class MoveService {
   private filesOf(conditions: ReturnType<typeof parseQuery>['conditions'], view: View, originals: boolean): { files: FileToSend[]; gone: string[] } {
     const where = conditions.map((condition) => condition.sql);
     const params = conditions.flatMap((condition) => condition.params);
+    // filePresent is also what C-FIND's InstanceAvailability reads (keys.ts): ONLINE there is a file here.
     const file =
       view === 'research'
-        ? { join: 'JOIN instances f ON f.id = i.id', path: 'f.deid_file_path', present: `f.state IN ('deidentified', 'forwarded') AND f.deid_deleted_at IS NULL` }
+        ? { join: 'JOIN instances f ON f.id = i.id', path: 'f.deid_file_path', present: filePresent('copy', 'f') }
         : originals
-          ? { join: '', path: 'i.file_path', present: 'i.original_deleted_at IS NULL' }
-          : { join: '', path: 'i.deid_file_path', present: `i.state IN ('deidentified', 'forwarded') AND i.deid_deleted_at IS NULL` };
+          ? { join: '', path: 'i.file_path', present: filePresent('original', 'i') }
+          : { join: '', path: 'i.deid_file_path', present: filePresent('copy', 'i') };
     const sql = inView(
       `SELECT i.sop_instance_uid AS sopInstanceUid, CASE WHEN ${file.present} THEN ${file.path} END AS filePath,
          i.sop_class_uid AS sopClassUid, i.transfer_syntax_uid AS transferSyntaxUid
        FROM ${FROM_BY_LEVEL.IMAGE} ${file.join} ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY i.id`,
       view,
+      originals ? 'original' : 'copy',
     );
     const rows = this.options.db.prepare(sql).all(...params) as Array<Omit<FileToSend, 'filePath'> & { filePath: string | null }>;
     return {
