@@ -180,9 +180,31 @@ function encodeValue(vr: Vr, value: unknown): Buffer {
     case 'AE':
       return padToEven(String(value), ' ');
     case 'LO':
-      // PS3.5 6.2: LO holds at most 64 characters and no backslash.
-      return padToEven(String(value).replace(/[\\\r\n]/g, ' ').slice(0, 64), ' ');
+      return padToEven(errorCommentText(String(value)), ' ');
   }
+}
+
+/** PS3.5 6.2: an LO value holds at most 64 characters. */
+const LO_MAX = 64;
+const CUT_MARK = '...';
+
+/**
+ * The text of Error Comment (0000,0902), the one LO element of a command set (PS3.7 Annex E), as it
+ * can go on the wire: at most 64 characters (PS3.5 6.2), of the default repertoire, since a command set
+ * has no Specific Character Set (so ASCII; bytes were written as latin1, which turned "ü" into a byte
+ * no peer may read and "山" into "q"), with no backslash (LO has one value) and no control characters.
+ * A longer text is cut at a word and ends with "...", so that the reader knows it was cut; the full
+ * text is what Gantry logs.
+ */
+export function errorCommentText(text: string): string {
+  // Per code point (the u flag): a character outside the BMP becomes one "?", not two.
+  const ascii = text.replace(/[^\x20-\x7e]|\\/gu, (character) => (character === '\\' ? '/' : /\s/.test(character) ? ' ' : '?'));
+  if (ascii.length <= LO_MAX) return ascii;
+  const room = ascii.slice(0, LO_MAX - CUT_MARK.length + 1);
+  const space = room.lastIndexOf(' ');
+  // At a space unless the last one is early (a long UID or path): then the word itself is cut.
+  const kept = space >= LO_MAX / 2 ? room.slice(0, space) : room.slice(0, LO_MAX - CUT_MARK.length);
+  return `${kept.replace(/[\s,:;(]+$/, '')}${CUT_MARK}`;
 }
 
 function hex(value: number): string {

@@ -94,7 +94,8 @@ export class FindService {
       if (signal.aborted) status = MatchingTerminated;
       // PS3.4 C.4.1.3.1: Success says a response went for every match. A query cut at query.maxResults
       // ends as a cancelled one does (Orthanc's LimitFindResults ends it so too).
-      else if (cut) throw new DimseStatusError(MatchingTerminated, `more matches than query.maxResults (${rows.length}): the rest were left out`);
+      // Worded to fit the 64 characters of Error Comment (LO) at the largest query.maxResults.
+      else if (cut) throw new DimseStatusError(MatchingTerminated, `more matches than query.maxResults (${rows.length}); rest left out`);
     } catch (error) {
       // What the DIMSE layer answers (status.ts: anything but DimseStatusError is a processing failure).
       status = error instanceof DimseStatusError ? error.status : 0x0110;

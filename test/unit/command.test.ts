@@ -27,6 +27,40 @@ test('an error comment is cut to the 64 characters of LO', () => {
   assert.equal(decoded.errorComment?.length, 64);
 });
 
+/** The Error Comment (0000,0902) element of an encoded command set, as bytes. */
+function errorCommentBytes(command: Buffer): Buffer {
+  for (let at = 0; at + 8 <= command.length; ) {
+    const element = command.readUInt16LE(at + 2);
+    const length = command.readUInt32LE(at + 4);
+    if (element === 0x0902) return command.subarray(at + 8, at + 8 + length);
+    at += 8 + length;
+  }
+  throw new Error('no Error Comment');
+}
+
+// Found in a review: a C-FIND cut at query.maxResults of 100,000 or more said "more matches than
+// query.maxResults (100000): the rest were left out", 66 characters, and went out as "... left o".
+test('a long error comment is cut at a word, within the 64 characters of LO, and says it was cut', () => {
+  const text = 'more matches than query.maxResults (100000): the rest were left out';
+  const bytes = errorCommentBytes(encodeCommand({ commandField: CommandField.CFindRsp, commandDataSetType: NO_DATASET, status: 0xfe00, errorComment: text }));
+  const sent = bytes.toString('latin1').trimEnd();
+  assert.ok(bytes.length <= 64, `${bytes.length} bytes`);
+  assert.ok(sent.endsWith('...'), sent);
+  const kept = sent.slice(0, -3);
+  assert.ok(text.startsWith(kept) && /^[ ,:;(]/.test(text.slice(kept.length)), `cut at a word: "${sent}"`);
+});
+
+// The command set has no Specific Character Set: Error Comment is of the default repertoire. Written
+// as latin1, "ü" went out as the byte 0xFC and "山" (U+5C71) as "q".
+test('an error comment with characters outside ASCII goes out as ASCII, one "?" per character, within 64 bytes', () => {
+  const text = 'cannot open /in/Müller^Jörg/山田/😀\\x\tdone';
+  const bytes = errorCommentBytes(encodeCommand({ commandField: CommandField.CStoreRsp, commandDataSetType: NO_DATASET, status: 0xa700, errorComment: text }));
+  assert.ok(bytes.every((byte) => byte >= 0x20 && byte <= 0x7e), bytes.toString('latin1'));
+  assert.equal(bytes.toString('latin1').trimEnd(), 'cannot open /in/M?ller^J?rg/??/?/x done');
+  const long = errorCommentBytes(encodeCommand({ commandField: CommandField.CStoreRsp, commandDataSetType: NO_DATASET, status: 0xa700, errorComment: '山'.repeat(100) }));
+  assert.ok(long.length <= 64 && long.every((byte) => byte >= 0x20 && byte <= 0x7e), long.toString('latin1'));
+});
+
 test('a command set without CommandField or with a foreign group is refused', () => {
   assert.throws(() => decodeCommand(Buffer.from([0, 0, 0, 8, 2, 0, 0, 0, 1, 0])), CommandError);
   assert.throws(() => decodeCommand(Buffer.from([8, 0, 0x18, 0, 2, 0, 0, 0, 1, 0])), CommandError);

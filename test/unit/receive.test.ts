@@ -11,6 +11,7 @@ import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
 import { openDatabase, WalSync } from '../../src/db/database.js';
 import type { StoreRequest } from '../../src/dimse/services.js';
+import { errorCommentText } from '../../src/dimse/command.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { ReceiveService } from '../../src/pipeline/receive.js';
@@ -321,7 +322,7 @@ test('the bytes of a dataset after a format error are not written, and the store
 });
 
 // Found in the review of the day: the Error Comment (0000,0902) is LO, cut at 64 characters on the
-// wire (command.ts), and the comment that put "the floor first" began with 56 characters of words:
+// wire (command.ts, errorCommentText), and the comment that put "the floor first" began with 56 characters of words:
 // the default floor, 1073741824, reached the sender as "(10737418", a hundred times too small.
 test('below storage.minFreeBytes the Error Comment holds the whole floor within the 64 characters the wire keeps', async (t) => {
   // The largest floor there is, above any free disk.
@@ -333,6 +334,6 @@ test('below storage.minFreeBytes the Error Comment holds the whole floor within 
   refused.write(dataset(newUid(), newUid(), sop, 'LOW'));
   const result = await refused.end();
   assert.equal(result.status, 0xa700);
-  const onTheWire = (result.errorComment ?? '').slice(0, 64);
+  const onTheWire = errorCommentText(result.errorComment ?? '');
   assert.match(onTheWire, new RegExp(`storage\\.minFreeBytes \\(${settings.minFreeBytes}\\D`), onTheWire);
 });
