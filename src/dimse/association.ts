@@ -519,6 +519,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
         transferSyntaxUid: context.transferSyntax,
         identifier,
         moveDestination: command.moveDestination ?? '',
+        priority: command.priority ?? 0,
       };
       return kind === 'find' ? this.runFind(context, request, controller) : this.runRetrieve(context, request, controller, kind);
     };
@@ -629,8 +630,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
    * PS3.7 D.3.3.3), and while its dataset streams, other messages (responses) wait for it: PDVs of two
    * messages never interleave.
    */
-  store(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody): Promise<DimseResult> {
-    const turn = this.storeChain.then(() => this.storeNow(contextId, sopClassUid, sopInstanceUid, body));
+  store(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody, priority = 0): Promise<DimseResult> {
+    const turn = this.storeChain.then(() => this.storeNow(contextId, sopClassUid, sopInstanceUid, body, priority));
     this.storeChain = turn.then(
       () => undefined,
       () => undefined,
@@ -638,7 +639,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     return turn;
   }
 
-  private async storeNow(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody): Promise<DimseResult> {
+  private async storeNow(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody, priority: number): Promise<DimseResult> {
     if (this.phase !== 'established') throw new Error('the association ended');
     const messageId = this.nextOutgoingId;
     this.nextOutgoingId = messageId >= 0xffff ? 1 : messageId + 1;
@@ -648,7 +649,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     const command: DimseCommand = {
       commandField: CommandField.CStoreRq,
       messageId,
-      priority: 0,
+      priority,
       commandDataSetType: DATASET_PRESENT,
       affectedSopClassUid: sopClassUid,
       affectedSopInstanceUid: sopInstanceUid,

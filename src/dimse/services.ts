@@ -49,6 +49,8 @@ export interface FindRequest {
   sopClassUid: string;
   transferSyntaxUid: string;
   identifier: Buffer;
+  /** Priority (0000,0700) of the request (PS3.7 9.1.2–9.1.4: 0 MEDIUM, 1 HIGH, 2 LOW); absent: MEDIUM. */
+  priority?: number;
 }
 
 /** A C-FIND match with the pending status of its response (0xFF00, or 0xFF01 when keys of the
@@ -68,8 +70,9 @@ export interface StoreChannel {
   /** The accepted storage context (the requester in the SCP role) for this SOP class that carries this
    * transfer syntax, or, for an uncompressed little-endian object, the other little-endian one. */
   contextFor(sopClassUid: string, transferSyntaxUid: string): { id: number; transferSyntax: string } | undefined;
-  /** Sends one C-STORE-RQ with its dataset and resolves with the response's status. */
-  store(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody): Promise<DimseResult>;
+  /** Sends one C-STORE-RQ with its dataset, at `priority` (default MEDIUM), and resolves with the
+   * response's status. */
+  store(contextId: number, sopClassUid: string, sopInstanceUid: string, body: DatasetBody, priority?: number): Promise<DimseResult>;
 }
 
 export interface ServiceHandlers {

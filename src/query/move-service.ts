@@ -208,7 +208,7 @@ export class MoveService {
         .find((accepted) => accepted !== undefined);
       if (!context) return undefined;
       const body = await this.options.transcoder.datasetInSyntax(path, stored, context.transferSyntax);
-      return (await channel.store(context.id, stored.sopClassUid, stored.sopInstanceUid, body)).status;
+      return (await channel.store(context.id, stored.sopClassUid, stored.sopInstanceUid, body, subOperationPriority(request))).status;
     });
   }
 
@@ -290,6 +290,7 @@ export class MoveService {
       const body = await this.options.transcoder.datasetInSyntax(path, stored, context.transferSyntax);
       const result = await association.store(context, stored.sopInstanceUid, body, {
         moveOriginator: { aeTitle: request.association.callingAeTitle, messageId: request.messageId },
+        priority: subOperationPriority(request),
       });
       return result.status;
     });
@@ -347,6 +348,20 @@ function failedList(uids: readonly string[], transferSyntaxUid: string): Buffer 
     value = next;
   }
   return encodeTextDataset([{ tag: FAILED_SOP_INSTANCE_UID_LIST, value }], transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le');
+}
+
+/** PS3.7 9.3: the values of Priority (0000,0700). */
+const MEDIUM = 0x0000;
+const PRIORITIES = new Set([MEDIUM, 0x0001, 0x0002]);
+
+/**
+ * The Priority of a retrieve's C-STORE sub-operations: the C-MOVE's or C-GET's own. PS3.4 C.4.2.1.2 and
+ * C.4.3.1.2: its Priority "defines the requested priority of the C-MOVE [C-GET] operation and
+ * corresponding C-STORE sub-operations", the same for all of them (they went out MEDIUM whatever was
+ * asked). A value PS3.7 does not define: MEDIUM.
+ */
+function subOperationPriority(request: FindRequest): number {
+  return request.priority !== undefined && PRIORITIES.has(request.priority) ? request.priority : MEDIUM;
 }
 
 /** PS3.4 C.4.2.3.1: how a C-STORE sub-operation's status counts. */

@@ -13,6 +13,8 @@ const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 export interface TestServerOptions {
   handlers: ServiceHandlers;
   serviceFor: NegotiationPolicy['serviceFor'];
+  /** Who may take the SCP role of storage classes for C-GET (none unless given). */
+  mayGet?: NegotiationPolicy['mayGet'];
   maxAsyncOperations?: number;
   artimMs?: number;
   idleMs?: number;
@@ -37,6 +39,7 @@ export async function startTestServer(options: TestServerOptions): Promise<{ ser
       maxAsyncOperations: options.maxAsyncOperations ?? 1,
       callerAllowed: () => true,
       serviceFor: options.serviceFor,
+      ...(options.mayGet ? { mayGet: options.mayGet } : {}),
       transferSyntaxAccepted: (_kind, syntax) => syntax === IMPLICIT_LE || syntax === EXPLICIT_LE,
     },
     handlers: options.handlers,

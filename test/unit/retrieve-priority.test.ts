@@ -1,0 +1,167 @@
+/**
+ * The Priority of a retrieve's C-STORE sub-operations (PS3.4 C.4.2.1.2, C.4.3.1.2): the C-MOVE's or
+ * C-GET's Priority "defines the requested priority of the ... operation and corresponding C-STORE
+ * sub-operations". Through the wire on both sides: a requester's C-MOVE-RQ or C-GET-RQ to Gantry's
+ * acceptor, the MoveService, and the C-STORE-RQ that reaches the destination (or comes back).
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { CommandField, DATASET_PRESENT, NO_DATASET } from '../../src/dimse/command.js';
+import { DiscardingSink } from '../../src/dimse/services.js';
+import { Status } from '../../src/dimse/status.js';
+import { InstanceIndex } from '../../src/index/instance-index.js';
+import { ResearchIndex } from '../../src/index/research-index.js';
+import { MoveService } from '../../src/query/move-service.js';
+import { Transcoder } from '../../src/store/transcoder.js';
+import { RawAssociation } from '../helpers/raw-association.js';
+import { openScratchIndex } from '../helpers/scratch-index.js';
+import { scratchDir } from '../helpers/scratch.js';
+import { encodeDataset, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { startTestServer } from '../helpers/test-server.js';
+
+const EXPLICIT_LE = '1.2.840.10008.1.2.1';
+const CT = '1.2.840.10008.5.1.4.1.1.2';
+const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
+const STUDY_ROOT_GET = '1.2.840.10008.5.1.4.1.2.2.3';
+const HIGH = 0x0001;
+const LOW = 0x0002;
+const COPY = { studyInstanceUid: '2.25.21', seriesInstanceUid: '2.25.22', sopInstanceUid: '2.25.23' };
+
+/** One de-identified CT instance in the research view, its copy on disk. */
+async function researchInstance(t: TestContext): Promise<{ db: ReturnType<typeof openScratchIndex>; storagePath: string }> {
+  const storagePath = scratchDir('retrieve-priority');
+  mkdirSync(join(storagePath, 'deid'));
+  await writeSyntheticFile(join(storagePath, 'deid', '1.dcm'), { ...COPY, patientId: 'PSEUDO', patientName: 'ANON', rows: 4, columns: 4 });
+  const db = openScratchIndex(t, 'retrieve-priority-index');
+  db.transaction(() => {
+    new InstanceIndex(db).upsert({
+      attributes: { PatientID: 'MRN-1', Modality: 'CT' },
+      studyInstanceUid: '1.2.826.2.1',
+      seriesInstanceUid: '1.2.826.2.1.1',
+      sopInstanceUid: '1.2.826.2.1.1.1',
+      sopClassUid: CT,
+      transferSyntaxUid: EXPLICIT_LE,
+      filePath: 'originals/1.dcm',
+      fileSize: 1,
+      callingAeTitle: 'CT01',
+      receivedAt: Date.now(),
+    });
+    const id = db.prepare('SELECT id FROM instances').pluck().get() as number;
+    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deid/1.dcm' WHERE id = ?`).run(id);
+    new ResearchIndex(db).record(id, { ...COPY, sopClassUid: CT, transferSyntaxUid: EXPLICIT_LE, attributes: { PatientID: 'PSEUDO', Modality: 'CT' } });
+  })();
+  return { db, storagePath };
+}
+
+/** Gantry's Q/R acceptor over a MoveService, and a Storage SCP (its AE title GANTRY, as every test server's) that records each C-STORE's Priority. */
+async function startRetrieve(t: TestContext): Promise<{ port: number; priorities: number[] }> {
+  const { db, storagePath } = await researchInstance(t);
+  const priorities: number[] = [];
+  const destination = await startTestServer({
+    serviceFor: (abstractSyntax) => (abstractSyntax === CT ? 'storage' : undefined),
+    handlers: {
+      echo: () => ({ status: Status.Success }),
+      store: (request) => {
+        priorities.push(request.priority);
+        return new DiscardingSink({ status: Status.Success });
+      },
+    },
+  });
+  t.after(() => destination.server.close(1000));
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  const service = new MoveService({
+    db,
+    storagePath,
+    transcoder,
+    viewFor: () => 'research',
+    settings: () => ({
+      connectTimeoutMs: 2000,
+      responseTimeoutMs: 2000,
+      maxPduLength: 65536,
+      implementationClassUid: '1.2.3',
+      implementationVersionName: 'TEST',
+      aeTitle: 'GANTRY',
+      destinations: [{ aeTitle: 'GANTRY', host: '127.0.0.1', port: destination.port, sourceSide: false }],
+      sourceRetrievesOriginals: false,
+    }),
+  });
+  const gantry = await startTestServer({
+    serviceFor: (abstractSyntax) => (abstractSyntax === STUDY_ROOT_MOVE ? 'move' : abstractSyntax === STUDY_ROOT_GET ? 'get' : abstractSyntax === CT ? 'storage' : undefined),
+    mayGet: () => true,
+    handlers: {
+      echo: () => ({ status: Status.Success }),
+      store: () => new DiscardingSink({ status: Status.Success }),
+      move: (request, signal) => service.move(request, signal),
+      get: (request, channel, signal) => service.get(request, channel, signal),
+    },
+  });
+  t.after(() => gantry.server.close(1000));
+  return { port: gantry.port, priorities };
+}
+
+const identifier = encodeDataset([
+  [0x00080052, 'CS', 'STUDY'],
+  [0x0020000d, 'UI', COPY.studyInstanceUid],
+]);
+
+test('the C-STORE sub-operations of a C-MOVE carry its Priority', async (t) => {
+  const { port, priorities } = await startRetrieve(t);
+  const raw = await RawAssociation.open(port);
+  t.after(() => raw.destroy());
+  assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RESEARCH', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+  const move = async (priority: number, messageId: number): Promise<number | undefined> => {
+    raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId, priority, affectedSopClassUid: STUDY_ROOT_MOVE, commandDataSetType: DATASET_PRESENT, moveDestination: 'GANTRY' });
+    raw.sendDataset(1, identifier);
+    for (;;) {
+      const event = await raw.next(10_000);
+      if (event.kind !== 'command') throw new Error(`expected a C-MOVE-RSP, received ${event.kind}`);
+      if (event.command.status !== Status.Pending) return event.command.status;
+    }
+  };
+  assert.equal(await move(HIGH, 1), Status.Success);
+  assert.equal(await move(LOW, 2), Status.Success);
+  assert.equal(await move(0x0007, 3), Status.Success, 'a Priority PS3.7 does not define');
+  assert.deepEqual(priorities, [HIGH, LOW, 0x0000], 'HIGH, LOW, then MEDIUM');
+});
+
+test('the C-STORE sub-operations of a C-GET carry its Priority', async (t) => {
+  const { port } = await startRetrieve(t);
+  const raw = await RawAssociation.open(port);
+  t.after(() => raw.destroy());
+  const accepted = await raw.associate({
+    called: 'GANTRY',
+    calling: 'RESEARCH',
+    contexts: [
+      { id: 1, abstractSyntax: STUDY_ROOT_GET, transferSyntaxes: [EXPLICIT_LE] },
+      { id: 3, abstractSyntax: CT, transferSyntaxes: [EXPLICIT_LE] },
+    ],
+    roleSelections: [{ sopClassUid: CT, scuRole: false, scpRole: true }],
+  });
+  assert.equal(accepted.kind, 'accept');
+  raw.sendCommand(1, { commandField: CommandField.CGetRq, messageId: 1, priority: HIGH, affectedSopClassUid: STUDY_ROOT_GET, commandDataSetType: DATASET_PRESENT });
+  raw.sendDataset(1, identifier);
+  const stores: number[] = [];
+  for (;;) {
+    const event = await raw.next(10_000);
+    if (event.kind !== 'command') throw new Error(`expected a C-STORE-RQ or C-GET-RSP, received ${event.kind}`);
+    const { command } = event;
+    if (command.commandField === CommandField.CStoreRq) {
+      stores.push(command.priority ?? -1);
+      raw.sendCommand(3, {
+        commandField: CommandField.CStoreRsp,
+        messageIdBeingRespondedTo: command.messageId ?? 0,
+        affectedSopClassUid: CT,
+        affectedSopInstanceUid: command.affectedSopInstanceUid ?? '',
+        commandDataSetType: NO_DATASET,
+        status: Status.Success,
+      });
+    } else if (command.status !== Status.Pending) {
+      assert.equal(command.status, Status.Success);
+      break;
+    }
+  }
+  assert.deepEqual(stores, [HIGH]);
+});
