@@ -13,6 +13,11 @@ import { checkNativeLayout, frameBits, PixelRedactionError, type PixelGeometry }
 /** A decoded frame: its samples, and how they lie (a codec may change bit depth, planar configuration
  * and byte order from those of the stored image). */
 export interface FrameSamples {
+  /**
+   * The frame's samples as `layout` says. A 1-bit image (BitsAllocated 1: a BINARY segmentation, a
+   * bitmap) is unpacked to one byte per sample holding 0 or 1, row by row: its layout says
+   * bitsAllocated 8, bitsStored 1, highBit 0.
+   */
   samples: Buffer;
   layout: PixelGeometry;
 }
@@ -24,8 +29,7 @@ export function decodeFrame(byTag: ReadonlyMap<number, ElementNode>, source: Byt
   if (!Number.isInteger(index) || index < 0 || index >= g.frames) throw new PixelRedactionError(`there is no frame ${index} (frames 0 to ${g.frames - 1})`);
   const syntax = findTransferSyntax(transferSyntaxUid);
   if (!syntax?.encapsulated) {
-    // Frames of 1-bit images need not start on a byte boundary: not sliced here.
-    if (g.bitsAllocated === 1) throw new PixelRedactionError('decoding frames of 1-bit images is not supported');
+    if (g.bitsAllocated === 1) return { samples: unpackedBitFrame(pixelData, source, g, index), layout: unpackedBitLayout(g) };
     checkNativeLayout(g);
     const length = frameBits(g) / 8;
     // The geometry says where a frame lies; the value must hold it, or what follows Pixel Data would
@@ -36,7 +40,38 @@ export function decodeFrame(byTag: ReadonlyMap<number, ElementNode>, source: Byt
     }
     return { samples: Buffer.from(source.read(pixelData.valueOffset + index * length, length)), layout: g };
   }
+  // PS3.5 8.2 (CP 2301) lets RLE and JPEG 2000 hold 1-bit frames, but encoders disagree on whether an
+  // RLE segment holds packed bits or a byte per pixel: refused rather than decoded by a guess.
+  if (g.bitsAllocated === 1) throw new PixelRedactionError(`1-bit frames are decoded from native or deflated Pixel Data only, not from ${syntax.name}`);
   const codec = FRAME_CODECS.get(transferSyntaxUid);
   if (!codec) throw new PixelRedactionError(`Gantry has no decoder for frames in ${syntax.name}`);
   return codec.decode(frameBytes(framesOf(pixelData, source, g.frames, byTag.get(EXTENDED_OFFSET_TABLE))[index] ?? [], source), g);
+}
+
+/**
+ * Frame `index` of native 1-bit Pixel Data, one byte (0 or 1) per sample. PS3.5 8.1.1: the bits are
+ * packed 8 to a byte, the first pixel in the least significant bit, and frames follow one another
+ * without padding, so frame n starts at bit n × Rows × Columns × SamplesPerPixel: inside a byte
+ * whenever that is not a multiple of 8 (a 5×5 segmentation, PS3.3 C.8.20.2, BINARY).
+ */
+function unpackedBitFrame(pixelData: ElementNode, source: ByteSource, g: PixelGeometry, index: number): Buffer {
+  // PS3.5 A.3: explicit VR big endian (retired) swaps the bytes of each OW word, bits with them.
+  if (g.bigEndian && pixelData.vr === 'OW') throw new PixelRedactionError('1-bit Pixel Data in explicit VR big endian words (OW)');
+  const bits = frameBits(g);
+  const firstBit = index * bits;
+  const firstByte = Math.floor(firstBit / 8);
+  const end = Math.ceil((firstBit + bits) / 8);
+  if (pixelData.length === UNDEFINED_LENGTH || end > pixelData.length) {
+    throw new PixelRedactionError(`Pixel Data holds ${pixelData.length === UNDEFINED_LENGTH ? 'no value of defined length' : `${pixelData.length} bytes`}: 1-bit frame ${index} would end in byte ${end} (Rows, Columns, SamplesPerPixel and NumberOfFrames say so)`);
+  }
+  const packed = source.read(pixelData.valueOffset + firstByte, end - firstByte);
+  const samples = Buffer.alloc(bits);
+  const shift = firstBit % 8;
+  for (let i = 0; i < bits; i += 1) samples[i] = ((packed[(shift + i) >> 3] as number) >> ((shift + i) & 7)) & 1;
+  return samples;
+}
+
+/** How unpackedBitFrame lays its samples out: one 8-bit container per sample, its value in bit 0. */
+function unpackedBitLayout(g: PixelGeometry): PixelGeometry {
+  return { ...g, bitsAllocated: 8, bitsStored: 1, highBit: 0, planar: false, bigEndian: false };
 }

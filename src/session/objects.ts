@@ -190,7 +190,9 @@ export class Instance {
   /**
    * Frame `index` (from 0) of the original's Pixel Data, decoded: native frames as stored, RLE, JPEG,
    * JPEG-LS and JPEG 2000 through Gantry's codecs. `layout` says how the samples lie (a codec may
-   * change bit depth, planar configuration and byte order from the stored image's).
+   * change bit depth, planar configuration and byte order from the stored image's). Native 1-bit
+   * frames (a BINARY segmentation) come unpacked, one byte of 0 or 1 per pixel (`layout.bitsAllocated`
+   * 8, `layout.bitsStored` 1); 1-bit frames in an encapsulated syntax are refused.
    */
   async frame(index = 0): Promise<FrameSamples> {
     await loadCodecsIfPossible();

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { test, type TestContext } from 'node:test';
 import { inspect } from 'node:util';
 import { openDatabase } from '../../src/db/database.js';
@@ -18,7 +19,7 @@ import { PAGE_SIZE, type InstanceFilter } from '../../src/session/queries.js';
 import { storedPixels } from '../helpers/pixel-checks.js';
 import { have, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { eightBitImagePixel, encodeDataset, encodeElement, EXPLICIT_LE, newUid, writeCorpus, writeSyntheticFile, type SyntheticInstance } from '../helpers/synthetic-dicom.js';
+import { eightBitImagePixel, elementHeader, encodeDataset, encodeElement, EXPLICIT_LE, newUid, writeCorpus, writeSyntheticFile, type SyntheticInstance } from '../helpers/synthetic-dicom.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 
 const SECRET = 'the secret of the session tests';
@@ -286,6 +287,125 @@ test('a native frame that Pixel Data does not hold whole is refused, not read fr
   assert.ok(instance);
   assert.equal((await instance.frame(2)).samples.length, 16 * 24 * 2, 'the frames it holds are read');
   await assert.rejects(instance.frame(3), /Pixel Data holds 2304 bytes: frame 3 would end at byte 3072/);
+});
+
+/** Segmentation Storage (PS3.4 B.5): BINARY segmentations are 1-bit (PS3.3 C.8.20.2). */
+const SEGMENTATION_STORAGE = '1.2.840.10008.5.1.4.1.1.66.4';
+const DEFLATED_EXPLICIT_LE = '1.2.840.10008.1.2.1.99';
+
+/**
+ * A BINARY segmentation of `frames` as rows of 0/1 pixels, bit-packed as PS3.5 8.1.1 says: pixel i of
+ * the value in bit i mod 8 of byte i / 8, frames end to end (a 5×5 frame is 25 bits, so frame 1
+ * starts at bit 1 of byte 3), the value padded to even length.
+ */
+function segmentationFile(path: string, frames: ReadonlyArray<ReadonlyArray<ReadonlyArray<0 | 1>>>, transferSyntaxUid = EXPLICIT_LE): string {
+  const rows = frames[0]?.length ?? 0;
+  const columns = frames[0]?.[0]?.length ?? 0;
+  const pixels = frames.flatMap((frame) => frame.flat());
+  const packed = Buffer.alloc(Math.ceil(pixels.length / 8) + (Math.ceil(pixels.length / 8) % 2));
+  pixels.forEach((bit, i) => {
+    if (bit) packed[i >> 3] = (packed[i >> 3] as number) | (1 << (i & 7));
+  });
+  const sopInstanceUid = newUid();
+  const header = encodePart10Header({ mediaStorageSopClassUid: SEGMENTATION_STORAGE, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid });
+  const dataset = encodeDataset([
+    [0x00080016, 'UI', SEGMENTATION_STORAGE],
+    [0x00080018, 'UI', sopInstanceUid],
+    [0x00080060, 'CS', 'SEG'],
+    [0x00100020, 'LO', 'MRN-SEG'],
+    [0x0020000d, 'UI', newUid()],
+    [0x0020000e, 'UI', newUid()],
+    [0x00280002, 'US', 1],
+    [0x00280004, 'CS', 'MONOCHROME2'],
+    [0x00280008, 'IS', String(frames.length)],
+    [0x00280010, 'US', rows],
+    [0x00280011, 'US', columns],
+    [0x00280100, 'US', 1],
+    [0x00280101, 'US', 1],
+    [0x00280102, 'US', 0],
+    [0x00280103, 'US', 0],
+    [0x00620001, 'CS', 'BINARY'],
+    [0x7fe00010, 'OB', packed],
+  ]);
+  writeFileSync(path, Buffer.concat([header, transferSyntaxUid === DEFLATED_EXPLICIT_LE ? deflateRawSync(dataset) : dataset]));
+  return sopInstanceUid;
+}
+
+/** A 5×5 frame with 1 where `on(row, column)`. */
+function bitFrame(on: (row: number, column: number) => boolean): Array<Array<0 | 1>> {
+  return Array.from({ length: 5 }, (_, row) => Array.from({ length: 5 }, (_, column) => (on(row, column) ? 1 : 0)));
+}
+
+// Found in the session review: frame() of a 1-bit image (a BINARY segmentation, a bitmap) threw "not
+// supported", though the node indexes and forwards such objects.
+test('1-bit frames (a BINARY segmentation of 5×5 frames, not starting on byte boundaries) decode to one byte per pixel, 0 or 1', async (t) => {
+  const storage = newStorage('one-bit');
+  const frames = [bitFrame((row, column) => row === column), bitFrame((row) => row === 0), bitFrame((row, column) => (row + column) % 2 === 0), bitFrame((row, column) => row === 4 && column >= 3)];
+  const paths = [join(storage, 'originals', 'seg.dcm'), join(storage, 'originals', 'seg-deflated.dcm')];
+  const uids = [segmentationFile(paths[0] as string, frames), segmentationFile(paths[1] as string, frames, DEFLATED_EXPLICIT_LE)];
+  await indexFiles(storage, paths);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  for (const [uid, syntax] of [[uids[0], EXPLICIT_LE], [uids[1], DEFLATED_EXPLICIT_LE]] as const) {
+    const instance = session.instance(uid as string);
+    assert.ok(instance);
+    assert.equal(instance.TransferSyntaxUID, syntax);
+    for (const index of [0, 1, 3]) {
+      const { samples, layout } = await instance.frame(index);
+      assert.deepEqual([...samples], frames[index]?.flat(), `frame ${index} of ${instance.TransferSyntaxUID}`);
+      assert.deepEqual([layout.rows, layout.columns, layout.bitsAllocated, layout.bitsStored, layout.highBit], [5, 5, 8, 1, 0]);
+    }
+    const all: number[] = [];
+    for await (const frame of instance.frames()) all.push(...frame.samples);
+    assert.deepEqual(all, frames.flat(2));
+    await assert.rejects(instance.frame(4), /no frame 4/);
+  }
+});
+
+// CP 2301 allows 1-bit RLE, but writers disagree on the segment (packed bits or a byte per pixel): a
+// guess would give a wrong mask, so it is refused by name (it failed with "the image needs 0.125 segments").
+test('1-bit frames in RLE Lossless are refused with the reason, not decoded by a guess', async (t) => {
+  const storage = newStorage('one-bit-rle');
+  const path = join(storage, 'originals', 'seg-rle.dcm');
+  const uid = segmentationFile(path, [bitFrame(() => true)], '1.2.840.10008.1.2.5');
+  // The native value replaced by an encapsulated one: an empty offset table and one RLE frame of one
+  // segment (PS3.5 G.2) of 4 packed bytes.
+  const file = readFileSync(path);
+  const pixelData = file.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00]));
+  const segment = Buffer.from([3, 0xff, 0xff, 0xff, 0x01, 0x00]);
+  const rleHeader = Buffer.alloc(64);
+  rleHeader.writeUInt32LE(1, 0);
+  rleHeader.writeUInt32LE(64, 4);
+  const item = (body: Buffer) => Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.from(Uint32Array.of(body.length).buffer), body]);
+  const encapsulated = Buffer.concat([elementHeader(0x7fe00010, 'OB', 0xffffffff), item(Buffer.alloc(0)), item(Buffer.concat([rleHeader, segment])), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
+  writeFileSync(path, Buffer.concat([file.subarray(0, pixelData), encapsulated]));
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(uid);
+  assert.ok(instance);
+  await assert.rejects(instance.frame(0), /1-bit frames are decoded from native or deflated Pixel Data only, not from RLE Lossless/);
+});
+
+// The value must hold every bit of the frame asked for: the last frame of a value cut one byte short
+// is refused, not completed with zero bits.
+test('a 1-bit frame that Pixel Data does not hold whole is refused', async (t) => {
+  const storage = newStorage('one-bit-short');
+  const path = join(storage, 'originals', 'seg.dcm');
+  const full = bitFrame(() => true);
+  const uid = segmentationFile(path, [full, full, full, full]);
+  const file = readFileSync(path);
+  // 4 × 25 bits need 13 bytes: claim 5 frames (125 bits, 16 bytes) over the 14 held.
+  const numberOfFrames = file.indexOf(Buffer.from([0x28, 0x00, 0x08, 0x00, 0x49, 0x53]));
+  file.write('5 ', numberOfFrames + 8, 'latin1');
+  writeFileSync(path, file);
+  await indexFiles(storage, [path]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const instance = session.instance(uid);
+  assert.ok(instance);
+  assert.deepEqual([...(await instance.frame(3)).samples], full.flat());
+  await assert.rejects(instance.frame(4), /Pixel Data holds 14 bytes: 1-bit frame 4 would end in byte 16/);
 });
 
 /** Skips (or under CI fails) when a DCMTK tool is missing, naming its package. */
