@@ -8,6 +8,7 @@ import type { Statement } from 'better-sqlite3';
 import type { Db, WalSync } from '../db/database.js';
 import type { IndexedAttributes } from './attributes.js';
 import { EmptyRows } from './empty-rows.js';
+import type { FileStamp } from './file-stamp.js';
 import { ResearchIndex } from './research-index.js';
 
 export type InstanceState = 'received' | 'deidentified' | 'quarantined' | 'failed' | 'forwarded';
@@ -21,6 +22,9 @@ export interface InstanceRecord {
   transferSyntaxUid: string;
   filePath: string;
   fileSize: number;
+  /** The file's modification time and inode once it is in place (file-stamp.ts): what tells a reader
+   * that a file of the same size is no longer this instance's. */
+  fileStamp?: FileStamp;
   callingAeTitle: string;
   receivedAt: number;
   /** gantry import: where the file was found (absolute). */
@@ -180,10 +184,10 @@ export class InstanceIndex {
         INSERT INTO instances (sop_instance_uid, series_pk, sop_class_uid, instance_number, content_date, content_time,
           number_of_frames, rows, columns, image_type, manufacturer, manufacturer_model_name, device_serial_number,
           station_name, institution_name, burned_in_annotation, recognizable_visual_features, transfer_syntax_uid,
-          file_path, file_size, calling_ae_title, received_at, state, state_changed_at, source_path, original_external, forward_held)
+          file_path, file_size, file_mtime_ns, file_ino, calling_ae_title, received_at, state, state_changed_at, source_path, original_external, forward_held)
         VALUES (@uid, @seriesPk, @sopClass, @number, @contentDate, @contentTime, @frames, @rows, @columns, @imageType,
           @manufacturer, @model, @serial, @station, @institution, @burnedIn, @visualFeatures, @transferSyntax,
-          @filePath, @fileSize, @callingAe, @receivedAt, 'received', @receivedAt, @sourcePath, @external, @forwardHeld)
+          @filePath, @fileSize, @fileMtimeNs, @fileIno, @callingAe, @receivedAt, 'received', @receivedAt, @sourcePath, @external, @forwardHeld)
         ON CONFLICT (sop_instance_uid) DO UPDATE SET
           series_pk = excluded.series_pk, sop_class_uid = excluded.sop_class_uid,
           instance_number = excluded.instance_number, content_date = excluded.content_date,
@@ -194,7 +198,8 @@ export class InstanceIndex {
           institution_name = excluded.institution_name, burned_in_annotation = excluded.burned_in_annotation,
           recognizable_visual_features = excluded.recognizable_visual_features,
           transfer_syntax_uid = excluded.transfer_syntax_uid, file_path = excluded.file_path,
-          file_size = excluded.file_size, calling_ae_title = excluded.calling_ae_title,
+          file_size = excluded.file_size, file_mtime_ns = excluded.file_mtime_ns, file_ino = excluded.file_ino,
+          calling_ae_title = excluded.calling_ae_title,
           received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at,
           replaced_path = CASE WHEN original_external = 0 AND original_deleted_at IS NULL AND file_path != excluded.file_path
             THEN file_path ELSE replaced_path END,
@@ -216,7 +221,8 @@ export class InstanceIndex {
       seriesParent: db.prepare('SELECT study_pk FROM series WHERE series_instance_uid = ?').pluck(),
       forgetAudit: db.prepare('DELETE FROM deid_audit WHERE instance_pk = (SELECT id FROM instances WHERE sop_instance_uid = ?)'),
       knownSourcePaths: db.prepare(`SELECT source_path AS path FROM instances WHERE source_path IN (SELECT value FROM json_each(?))`),
-      relocateImported: db.prepare(`UPDATE instances SET file_path = @filePath, source_path = @sourcePath, original_external = @external,
+      relocateImported: db.prepare(`UPDATE instances SET file_path = @filePath, file_mtime_ns = @fileMtimeNs, file_ino = @fileIno,
+          source_path = @sourcePath, original_external = @external,
           forward_held = forward_held AND NOT @release
         WHERE sop_instance_uid = @sopInstanceUid AND original_external = 1`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
@@ -248,9 +254,10 @@ export class InstanceIndex {
   }
 
   /** An instance imported in place whose file moved: the index names it at its new place (or its
-   * copy in storage, `external` false); `release`: forwarded from now on (imported again with --forward). */
-  relocateImported(sopInstanceUid: string, filePath: string, sourcePath: string, external: boolean, release: boolean): void {
-    this.statements.relocateImported.run({ sopInstanceUid, filePath, sourcePath, external: external ? 1 : 0, release: release ? 1 : 0 });
+   * copy in storage, `external` false), with that file's stamp; `release`: forwarded from now on
+   * (imported again with --forward). */
+  relocateImported(sopInstanceUid: string, filePath: string, fileStamp: FileStamp | undefined, sourcePath: string, external: boolean, release: boolean): void {
+    this.statements.relocateImported.run({ sopInstanceUid, filePath, ...stampParameters(fileStamp), sourcePath, external: external ? 1 : 0, release: release ? 1 : 0 });
   }
 
   hasInstance(sopInstanceUid: string): boolean {
@@ -460,6 +467,7 @@ export class InstanceIndex {
       transferSyntax: record.transferSyntaxUid,
       filePath: record.filePath,
       fileSize: record.fileSize,
+      ...stampParameters(record.fileStamp),
       callingAe: record.callingAeTitle,
       receivedAt: record.receivedAt,
       sourcePath: record.sourcePath ?? null,
@@ -544,4 +552,9 @@ export class IndexWriter {
       else pending.reject(result?.error ?? new Error('index write lost'));
     });
   }
+}
+
+/** A file's stamp as the statements' @fileMtimeNs and @fileIno (NULL when unknown). */
+function stampParameters(stamp: FileStamp | undefined): { fileMtimeNs: string | null; fileIno: string | null } {
+  return { fileMtimeNs: stamp?.mtimeNs ?? null, fileIno: stamp?.ino ?? null };
 }

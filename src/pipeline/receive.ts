@@ -8,6 +8,7 @@
  * one is written under a name of its own: an acknowledged file is never overwritten, only deleted
  * once the index points at its durable successor.
  */
+import { stat } from 'node:fs/promises';
 import { createHeaderScanner, DatasetFormatError, type ByteScanner } from '../dicom/header-scanner.js';
 import { encodePart10Header } from '../dicom/part10.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
@@ -18,6 +19,7 @@ import type { IndexWriter, InstanceIndex, InstanceRecord } from '../index/instan
 import type { FreeSpaceMonitor } from '../store/free-space.js';
 import type { IncomingFile } from '../store/incoming-file.js';
 import type { ObjectStore } from '../store/object-store.js';
+import { stampOf } from '../index/file-stamp.js';
 import { KeyedLock } from './keyed-lock.js';
 import { withoutUids } from '../observability/redact.js';
 
@@ -239,12 +241,14 @@ class ReceivingSink implements DatasetSink {
     );
   }
 
-  /** Moves the file to record.filePath while its last writes finish; returns its size. */
+  /** Moves the file to record.filePath while its last writes finish; returns its size. Records the
+   * placed file's stamp (file-stamp.ts): taken after the last write, it is what readers compare. */
   private async moveWhileCompleting(record: InstanceRecord): Promise<number> {
     const [moved, completed] = await Promise.allSettled([this.deps.store.moveIntoPlace(this.file, record.filePath), this.file.complete()]);
     if (moved.status === 'rejected') throw moved.reason;
     if (completed.status === 'rejected') throw completed.reason;
     this.deps.freeSpace.consumed(completed.value);
+    record.fileStamp = stampOf(await stat(this.deps.store.absolute(record.filePath), { bigint: true }));
     return completed.value;
   }
 

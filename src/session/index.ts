@@ -4,7 +4,7 @@
  * point (package.json "exports"); see "Library API (openSession)" in the README.
  */
 export { openSession, Session, type IndexCounts, type SessionOptions } from './session.js';
-export { Instance, Patient, Series, Study } from './objects.js';
+export { Instance, OriginalChangedError, Patient, Series, Study } from './objects.js';
 export type { InstanceAttributes, InstanceFilter, PatientAttributes, SeriesAttributes, StudyAttributes } from './queries.js';
 export type { AttributeKey } from './header.js';
 export type { DeidentifyOptions } from './deidentifier.js';

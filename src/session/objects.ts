@@ -11,6 +11,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { parseFile, PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
 import type { DeidFileResult } from '../deid/deidentify-file.js';
+import { fileChange, stampFromColumns } from '../index/file-stamp.js';
 import { INSTANCE_STATES, type InstanceState } from '../index/instance-index.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import { decodeFrame, type FrameSamples } from '../pixels/frames.js';
@@ -37,6 +38,23 @@ export interface SessionContext {
   queries(): IndexQueries;
   /** Built on first use (it needs deid.secret). */
   deidentifier(): Deidentifier;
+}
+
+/**
+ * The original of an instance is no longer the file that was indexed: its size or modification time
+ * differs (a file rewritten, or another put under its name). Its attributes, frames and
+ * de-identification are refused; the message names the file and what changed, never a value in it.
+ */
+export class OriginalChangedError extends Error {
+  constructor(
+    /** The original's path, absolute. */
+    readonly filePath: string,
+    /** What differs from the index, in words. */
+    readonly change: string,
+  ) {
+    super(`the original ${filePath} changed since it was indexed (${change}): it is not the instance the index describes`);
+    this.name = 'OriginalChangedError';
+  }
 }
 
 /** A row's parent was deleted (by the node or an operator) after the row was listed. */
@@ -152,7 +170,7 @@ export class Instance {
   readonly #header: LazyHeader;
 
   constructor(context: SessionContext, row: InstanceRow) {
-    const { id, seriesPk, studyPk, filePath, fileSize, callingAeTitle, receivedAt, state, stateReason, deidFilePath, deidDeletedAt, originalDeletedAt, deidOverride, ...attributes } = row;
+    const { id, seriesPk, studyPk, filePath, fileSize, fileMtimeNs, fileIno, callingAeTitle, receivedAt, state, stateReason, deidFilePath, deidDeletedAt, originalDeletedAt, deidOverride, ...attributes } = row;
     this.#context = context;
     this.#row = row;
     Object.assign(this, attributes);
@@ -177,6 +195,8 @@ export class Instance {
    * decimal, tags (AT) as "ggggeeee", padding removed), by keyword ("PhotometricInterpretation") or tag (0x00280004,
    * "(0028,0004)"). The file's header is read on the first call and kept; "" for an attribute present
    * without a value, undefined for one absent, a sequence, bulk binary data or longer than 64 KiB.
+   * Throws OriginalChangedError when the file's size or modification time is not what the index
+   * recorded (as do frame, frames and deidentify).
    */
   attribute(key: AttributeKey): string | undefined {
     return this.#header.text(key);
@@ -244,12 +264,11 @@ export class Instance {
     if (this.#row.originalDeletedAt !== undefined) {
       throw new Error(`the original of this instance was deleted by retention (storage.retainOriginals) on ${new Date(this.#row.originalDeletedAt).toISOString()}`);
     }
-    // As the node and `gantry export` do: a file imported in place is its user's, who may put another
-    // instance under its name, which must not be read or de-identified as the one the index describes.
-    const size = statSync(this.filePath, { throwIfNoEntry: false })?.size;
-    if (size !== undefined && size !== this.fileSize) {
-      throw new Error(`the original changed since it was indexed (${size} bytes, not ${this.fileSize}): it is not the instance the index describes`);
-    }
+    // A file imported in place is its user's, who may put another instance under its name, which must
+    // not be read or de-identified as the one the index describes. By size and modification time (ns),
+    // from a stat: a file of the same size rewritten passed the size check alone.
+    const change = fileChange(this.filePath, { size: this.fileSize, stamp: stampFromColumns(this.#row.fileMtimeNs, this.#row.fileIno) });
+    if (change !== undefined) throw new OriginalChangedError(this.filePath, change);
     return this.filePath;
   }
 

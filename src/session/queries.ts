@@ -89,6 +89,10 @@ export interface InstanceRow extends InstanceAttributes {
   /** Relative to the storage folder (../ for files imported in place). */
   filePath: string;
   fileSize: number;
+  /** The file's modification time (ns) and inode when indexed, as decimal text; absent for rows
+   * indexed before migration 019. */
+  fileMtimeNs?: string;
+  fileIno?: string;
   callingAeTitle: string;
   receivedAt: number;
   state: InstanceState;
@@ -131,7 +135,7 @@ const INSTANCE_FROM = `SELECT i.id AS id, i.series_pk AS seriesPk, se.study_pk A
   i.device_serial_number AS DeviceSerialNumber, i.station_name AS StationName, i.institution_name AS InstitutionName,
   i.burned_in_annotation AS BurnedInAnnotation, i.recognizable_visual_features AS RecognizableVisualFeatures,
   i.transfer_syntax_uid AS TransferSyntaxUID, i.file_path AS filePath, i.file_size AS fileSize,
-  i.calling_ae_title AS callingAeTitle, i.received_at AS receivedAt, i.state AS state, i.state_reason AS stateReason,
+  i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno, i.calling_ae_title AS callingAeTitle, i.received_at AS receivedAt, i.state AS state, i.state_reason AS stateReason,
   i.deid_file_path AS deidFilePath, i.deid_deleted_at AS deidDeletedAt, i.original_deleted_at AS originalDeletedAt,
   i.deid_override AS deidOverride
   FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk`;

@@ -11,6 +11,7 @@ import { createHeaderScanner, DatasetFormatError } from '../dicom/header-scanner
 import { MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID, readFileMeta } from '../dicom/part10.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
+import { stampOf, type FileStamp } from '../index/file-stamp.js';
 import type { InstanceRecord } from '../index/instance-index.js';
 import { ORIGINALS_DIR, pathSegment } from '../store/object-store.js';
 
@@ -22,6 +23,8 @@ export type ScannedInstance = Pick<InstanceRecord, 'attributes' | 'studyInstance
   kind: 'dicom';
   path: string;
   size: number;
+  /** The stamp of the file the index will name: the one found, or with --copy its copy. */
+  stamp: FileStamp;
   /** With --copy: where the copy was placed, relative to the storage root. */
   copiedTo?: string;
 };
@@ -44,7 +47,8 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
     return { kind: 'unreadable', path, reason: `cannot be opened (${(error as NodeJS.ErrnoException).code ?? 'error'})` };
   }
   try {
-    const size = fstatSync(fd).size;
+    const stats = fstatSync(fd, { bigint: true });
+    const size = Number(stats.size);
     // The first chunk is read into one buffer per thread (the scanner copies what it keeps, and what
     // it holds of a chunk is dropped when the file is done); later chunks of a large header get their own.
     const first = firstChunk;
@@ -85,6 +89,7 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
       kind: 'dicom',
       path,
       size,
+      stamp: stampOf(stats),
       attributes,
       studyInstanceUid: attributes.StudyInstanceUID as string,
       seriesInstanceUid: attributes.SeriesInstanceUID as string,
@@ -133,8 +138,11 @@ export function copyIntoStorage(path: string, root: string, scanned: ScannedInst
     copyFileSync(path, temporary);
     const fd = openSync(temporary, 'r+');
     try {
-      if (fstatSync(fd).size !== scanned.size) throw new Error('the file changed while it was imported (still being written?); import it again once it is complete');
+      const copied = fstatSync(fd, { bigint: true });
+      if (Number(copied.size) !== scanned.size) throw new Error('the file changed while it was imported (still being written?); import it again once it is complete');
       fsyncSync(fd);
+      // The index names the copy: its stamp is the copy's (a rename keeps both time and inode).
+      scanned.stamp = stampOf(copied);
     } finally {
       closeSync(fd);
     }

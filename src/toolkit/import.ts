@@ -210,7 +210,7 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
       }
       if (index.hasInstance(result.sopInstanceUid)) {
         if (movedHere(index, storagePath, result)) {
-          index.relocateImported(result.sopInstanceUid, recordedPath(result, storagePath), result.path, result.copiedTo === undefined, options.forward);
+          index.relocateImported(result.sopInstanceUid, recordedPath(result, storagePath), result.stamp, result.path, result.copiedTo === undefined, options.forward);
           summary.moved += 1;
           continue;
         }
@@ -248,6 +248,7 @@ function toRecord(scanned: ScannedInstance, storagePath: string, options: Import
     transferSyntaxUid: scanned.transferSyntaxUid,
     filePath: recordedPath(scanned, storagePath),
     fileSize: scanned.size,
+    fileStamp: scanned.stamp,
     callingAeTitle: IMPORT_CALLING_AE_TITLE,
     receivedAt: now,
     sourcePath: scanned.path,

@@ -5,7 +5,7 @@
  * configured; re-sent instances.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
@@ -121,6 +121,11 @@ test('dcmjs-dimse Client, a second implementation, stores and is indexed', async
   const rows = indexedRows(gantry.storagePath);
   assert.equal(rows.length, 5);
   assert.ok(rows.every((row) => row.studyInstanceUid === study && row.patientId === 'DCMJS1'));
+  // The stamp a reader compares (migration 018) is the placed file's, taken after its last write.
+  for (const row of rows) {
+    const stats = statSync(join(gantry.storagePath, row.filePath), { bigint: true });
+    assert.deepEqual([row.fileMtimeNs, row.fileIno], [String(stats.mtimeNs), String(stats.ino)], row.filePath);
+  }
 });
 
 test('below storage.minFreeBytes a store answers 0xA700; after the floor is lowered (SIGHUP) the next succeeds', async (t) => {

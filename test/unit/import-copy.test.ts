@@ -11,6 +11,7 @@ function scannedOf(path: string, size: number): ScannedInstance {
     kind: 'dicom',
     path,
     size,
+    stamp: { mtimeNs: '0', ino: '0' },
     attributes: {},
     studyInstanceUid: '1.2.1',
     seriesInstanceUid: '1.2.1.1',

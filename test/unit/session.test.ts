@@ -12,6 +12,7 @@ import { inspect } from 'node:util';
 import { openDatabase } from '../../src/db/database.js';
 import { parseFile } from '../../src/dicom/dataset-tree.js';
 import { attributeReader } from '../../src/dicom/element-value.js';
+import { fileStampAt } from '../../src/index/file-stamp.js';
 import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { scanIndexedAttributes } from '../../src/index/scan-file.js';
 import { openSession } from '../../src/session/index.js';
@@ -40,6 +41,7 @@ async function recordOf(storage: string, path: string, callingAeTitle = 'TESTSCU
     transferSyntaxUid: parsed.transferSyntaxUid,
     filePath: relative(storage, path),
     fileSize: statSync(path).size,
+    fileStamp: fileStampAt(path),
     callingAeTitle,
     receivedAt: Date.now(),
   };
@@ -75,6 +77,11 @@ function newStorage(name: string): string {
 
 function spec(overrides: Partial<SyntheticInstance> = {}): SyntheticInstance {
   return { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'SESSION-1', patientName: 'Doe^Jane', rows: 16, columns: 24, ...overrides };
+}
+
+/** `text` as a regular expression that matches it literally. */
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function count(items: Iterable<unknown>): number {
@@ -803,6 +810,51 @@ test('an original changed since it was indexed is not read or de-identified as t
   const out = join(storage, '..', 'out', 'one.dcm');
   await assert.rejects(instance.deidentify(out), /changed since it was indexed/);
   assert.equal(statSync(out, { throwIfNoEntry: false }), undefined, 'nothing written');
+});
+
+/** Waits past the granularity of file times (Linux stamps writes from a clock of a few ms ticks), so
+ * that a write after it is not given the time of one before. */
+async function pastFileClockTick(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, 30));
+}
+
+// Found in the session review: the check compared sizes only, so another instance of the same size
+// written under the original's name (a folder imported in place is its user's) was read as the indexed
+// instance. The index now records the modification time (ns) and inode (migration 018).
+test('an original rewritten with the same size, in place or by another file under its name, is refused, naming the file and what changed', async (t) => {
+  const storage = newStorage('same-size');
+  const inPlace = join(storage, 'originals', 'in-place.dcm');
+  const replaced = join(storage, 'originals', 'replaced.dcm');
+  const first = await writeSyntheticFile(inPlace, spec({ patientId: 'MRN-INDEXED' }));
+  const second = await writeSyntheticFile(replaced, spec({ patientId: 'MRN-INDEXED' }));
+  await indexFiles(storage, [inPlace, replaced]);
+  await pastFileClockTick();
+  const swapped = (path: string) => {
+    const bytes = readFileSync(path);
+    const at = bytes.indexOf('MRN-INDEXED');
+    assert.ok(at > 0);
+    bytes.write('MRN-REPLACE', at, 'latin1');
+    return bytes;
+  };
+  writeFileSync(inPlace, swapped(inPlace));
+  const other = `${replaced}.new`;
+  writeFileSync(other, swapped(replaced));
+  renameSync(other, replaced);
+  for (const path of [inPlace, replaced]) assert.equal(statSync(path).size, (path === inPlace ? first : second).size, 'the same size as indexed');
+
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const rewritten = session.instance(first.sopInstanceUid);
+  const another = session.instance(second.sopInstanceUid);
+  assert.ok(rewritten && another);
+  const inPlaceChange = new RegExp(`the original ${escape(inPlace)} changed since it was indexed \\(it was modified at \\d{4}-\\d\\d-\\d\\dT[\\d:]+\\.\\d{9}Z, not [^)]+\\)`);
+  assert.throws(() => rewritten.attribute('PatientID'), inPlaceChange);
+  await assert.rejects(rewritten.frame(0), inPlaceChange);
+  assert.throws(() => another.attribute('PatientID'), (error: Error) => {
+    assert.match(error.message, new RegExp(`the original ${escape(replaced)} changed since it was indexed \\(it was modified at .*; it is another file \\(inode \\d+, not \\d+\\)\\)`));
+    assert.doesNotMatch(error.message, /MRN-/, 'no attribute value in the message');
+    return true;
+  });
 });
 
 // Found in the session review: frame() of an instance without pixels (a structured report, an RT

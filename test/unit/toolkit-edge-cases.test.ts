@@ -625,3 +625,53 @@ test('export: a wrong rule is a config error before anything is written, not a f
     session.close();
   }
 });
+
+/** The stamps the index holds (migration 018) by file path, as the stat of each file gives them now. */
+function stampsOf(storagePath: string): Array<{ recorded: [string | null, string | null]; now: [string, string] }> {
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const rows = db.prepare('SELECT file_path AS filePath, file_mtime_ns AS mtimeNs, file_ino AS ino FROM instances').all() as Array<{ filePath: string; mtimeNs: string | null; ino: string | null }>;
+    return rows.map((row) => {
+      const stats = statSync(join(storagePath, row.filePath), { bigint: true });
+      return { recorded: [row.mtimeNs, row.ino], now: [String(stats.mtimeNs), String(stats.ino)] };
+    });
+  } finally {
+    db.close();
+  }
+}
+
+// Found in the session review: the index kept only a file's size, so a file imported in place and
+// rewritten with the same size (another patient's instance under its name) was read by the session as
+// the indexed one. Import now records each file's modification time and inode: in place the file's,
+// with --copy the copy's, which the session compares.
+test('import records the modification time and inode of the file the index names, and the session refuses it rewritten with the same size', async (t) => {
+  const { dir, storagePath } = await importedSession('review-import-stamps', 2);
+  for (const { recorded, now } of stampsOf(storagePath)) assert.deepEqual(recorded, now, 'in place: the file found');
+
+  const copied = join(dir, 'copied');
+  mkdirSync(copied, { recursive: true });
+  const tree = join(dir, 'tree-for-copy');
+  mkdirSync(tree, { recursive: true });
+  await writeSyntheticFile(join(tree, 'c.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PAT-COPY', patientName: 'Copy^Co', rows: 8, columns: 8 });
+  const db = openDatabase(join(copied, 'index.sqlite'));
+  try {
+    await importFolders(db, copied, { roots: [tree], copy: true, forward: false, workers: 1 });
+  } finally {
+    db.close();
+  }
+  const [copy] = stampsOf(copied);
+  assert.ok(copy);
+  assert.deepEqual(copy.recorded, copy.now, 'with --copy: the copy in storage');
+  assert.notEqual(copy.now[1], String(statSync(join(tree, 'c.dcm'), { bigint: true }).ino), 'not the source');
+
+  const session = openSession(storagePath);
+  t.after(() => session.close());
+  const [instance] = [...session.instances()];
+  assert.ok(instance);
+  await new Promise((resolve) => setTimeout(resolve, 30)); // past the tick of the file clock
+  const bytes = readFileSync(instance.filePath);
+  const at = bytes.indexOf('PAT-REVIEW');
+  bytes.write('PAT-OTHERS', at, 'latin1');
+  writeFileSync(instance.filePath, bytes);
+  assert.throws(() => instance.attribute('PatientID'), /changed since it was indexed \(it was modified at /);
+});
