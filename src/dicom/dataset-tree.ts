@@ -253,7 +253,10 @@ function parseElementBody(context: Context, offset: number, header: Header): Ele
     return node;
   }
   node.end = valueOffset + header.length;
-  if (node.end > context.source.length) throw new DatasetFormatError(`${tagInError(header.tag)} runs past the end of the dataset`);
+  if (node.end > context.source.length) {
+    // How far past, not where: offsets here count from the dataset, not from the file a reader has.
+    throw new DatasetFormatError(`${tagInError(header.tag)} runs past the end of the dataset: its value of ${header.length} bytes would end ${node.end - context.source.length} bytes after it`);
+  }
   if (isSequence) {
     node.items = parseItems(context, valueOffset, node.end, false).items;
     return node;

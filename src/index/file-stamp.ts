@@ -30,8 +30,8 @@ export interface IndexedFile {
 }
 
 /**
- * How the file at `path` differs from what the index recorded, in words for an error ("its size is
- * 1200 bytes, not 1180"), or undefined when it does not; undefined too when there is no file (the
+ * How the file at `path` differs from what the index recorded, in words for an error ("it ends at
+ * byte 300, short of the 998 bytes indexed"), or undefined when it does not; undefined too when there is no file (the
  * caller's open then says so). Size and modification time decide: a file rewritten in place or
  * replaced by another changes them. The inode alone does not: a storage folder copied or restored
  * with its times kept (cp -a, rsync -a) gets new inodes for the same bytes. It is named when it
@@ -41,7 +41,8 @@ export function fileChange(path: string, indexed: IndexedFile): string | undefin
   const now = statSync(path, { bigint: true, throwIfNoEntry: false });
   if (now === undefined) return undefined;
   const changes: string[] = [];
-  if (now.size !== BigInt(indexed.size)) changes.push(`its size is ${now.size} bytes, not ${indexed.size}`);
+  if (now.size < BigInt(indexed.size)) changes.push(`it ends at byte ${now.size}, short of the ${indexed.size} bytes indexed`);
+  else if (now.size > BigInt(indexed.size)) changes.push(`its size is ${now.size} bytes, not ${indexed.size}`);
   const stamp = indexed.stamp;
   const current = stampOf(now);
   if (stamp !== undefined && current.mtimeNs !== stamp.mtimeNs) changes.push(`it was modified at ${isoNs(now.mtimeNs)}, not ${isoNs(BigInt(stamp.mtimeNs))}`);

@@ -4,7 +4,9 @@
  * files. The header is parsed, the values a caller may ask for are kept, and the file is closed again
  * at once, so an instance object never holds a file descriptor.
  */
-import { parseFile, type ElementNode } from '../dicom/dataset-tree.js';
+import { statSync } from 'node:fs';
+import { parseFile, type ElementNode, type ParsedFile, type ParseOptions } from '../dicom/dataset-tree.js';
+import { DatasetFormatError } from '../dicom/header-scanner.js';
 import { decodeText, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
 import { tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 import { elementText } from '../dicom/element-value.js';
@@ -95,9 +97,42 @@ function withDictionaryVr(element: ElementNode): ElementNode {
   return vr === 'UN' ? element : { ...element, vr };
 }
 
+/**
+ * The original cannot be parsed: it ends early (an element runs past the end of the file, a header is
+ * cut) or its structure is damaged. The message names the file, how it fails and where the file
+ * ends; DatasetFormatError never quotes a value, so it carries no patient data.
+ */
+export class OriginalUnreadableError extends Error {
+  constructor(
+    /** The original's path, absolute. */
+    readonly filePath: string,
+    /** The file's size now: where it ends. */
+    readonly fileSize: number | undefined,
+    /** What the parser found wrong (tags and offsets, never values). */
+    readonly reason: string,
+  ) {
+    super(`the original ${filePath} cannot be read: ${reason}${fileSize === undefined ? '' : ` (the file ends at byte ${fileSize})`}`);
+    this.name = 'OriginalUnreadableError';
+  }
+}
+
+/**
+ * parseFile for the session: a file that ends early or is damaged fails with the file's name and
+ * where it ends, not the parser's bare "runs past the end of the dataset", which named neither (a
+ * file imported in place is indexed from its header alone, so one cut inside Pixel Data is indexed).
+ */
+export function parseOriginal(path: string, options: ParseOptions): ParsedFile {
+  try {
+    return parseFile(path, options);
+  } catch (error) {
+    if (!(error instanceof DatasetFormatError)) throw error;
+    throw new OriginalUnreadableError(path, statSync(path, { throwIfNoEntry: false })?.size, error.message);
+  }
+}
+
 function readHeader(path: string): ParsedHeader {
   // Copied values: the header is cached with its instance, and views would keep the whole file.
-  const file = parseFile(path, { loadLimit: MAX_VALUE_BYTES, copyValues: true });
+  const file = parseOriginal(path, { loadLimit: MAX_VALUE_BYTES, copyValues: true });
   try {
     const byTag = new Map(file.elements.map((element) => [element.tag, element]));
     const bigEndian = file.encoding === 'explicit-be';

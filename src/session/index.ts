@@ -6,7 +6,7 @@
 export { openSession, Session, type IndexCounts, type SessionOptions } from './session.js';
 export { Instance, OriginalChangedError, Patient, Series, Study } from './objects.js';
 export type { InstanceAttributes, InstanceFilter, PatientAttributes, SeriesAttributes, StudyAttributes } from './queries.js';
-export type { AttributeKey } from './header.js';
+export { OriginalUnreadableError, type AttributeKey } from './header.js';
 export type { DeidentifyOptions } from './deidentifier.js';
 export type { DeidFileResult } from '../deid/deidentify-file.js';
 export type { AuditEntry, Finding } from '../deid/engine.js';

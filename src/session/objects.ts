@@ -9,7 +9,7 @@
  */
 import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { parseFile, PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
+import { PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
 import type { DeidFileResult } from '../deid/deidentify-file.js';
 import { fileChange, stampFromColumns } from '../index/file-stamp.js';
 import { INSTANCE_STATES, type InstanceState } from '../index/instance-index.js';
@@ -17,7 +17,7 @@ import { loadCodecs } from '../pixels/codecs.js';
 import { decodeFrame, type FrameSamples } from '../pixels/frames.js';
 import { pixelGeometry, PixelRedactionError, type PixelGeometry } from '../pixels/native.js';
 import type { Deidentifier, DeidentifyOptions } from './deidentifier.js';
-import { LazyHeader, type AttributeKey } from './header.js';
+import { LazyHeader, parseOriginal, type AttributeKey } from './header.js';
 import {
   pagedRows,
   type IndexQueries,
@@ -196,7 +196,8 @@ export class Instance {
    * "(0028,0004)"). The file's header is read on the first call and kept; "" for an attribute present
    * without a value, undefined for one absent, a sequence, bulk binary data or longer than 64 KiB.
    * Throws OriginalChangedError when the file's size or modification time is not what the index
-   * recorded (as do frame, frames and deidentify).
+   * recorded (as do frame, frames and deidentify), OriginalUnreadableError when it cannot be parsed
+   * (cut short or damaged: the error says where the file ends).
    */
   attribute(key: AttributeKey): string | undefined {
     return this.#header.text(key);
@@ -274,7 +275,7 @@ export class Instance {
 
   #openImage(): { file: ParsedFile; byTag: Map<number, ElementNode>; geometry: PixelGeometry } {
     // Values up to 64 KiB are loaded with the header; frames are read from the file when decoded.
-    const file = parseFile(this.#originalPath(), { loadLimit: 64 * 1024 });
+    const file = parseOriginal(this.#originalPath(), { loadLimit: 64 * 1024 });
     try {
       const byTag = new Map(file.elements.map((element) => [element.tag, element]));
       // Before the geometry: a report or plan has no Image Pixel module either, and "BitsAllocated is

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { test, type TestContext } from 'node:test';
@@ -855,6 +855,35 @@ test('an original rewritten with the same size, in place or by another file unde
     assert.doesNotMatch(error.message, /MRN-/, 'no attribute value in the message');
     return true;
   });
+});
+
+// Found in the session review: a file cut short failed with the parser's bare "(7FE0,0010) runs past
+// the end of the dataset", naming neither the file nor where it ends. A file imported in place is indexed
+// from its header (the import never reads Pixel Data), so one cut inside Pixel Data is indexed as it is.
+test('an original cut short fails attribute() and frame() with the file and where it ends, whether it was cut before or after it was indexed', async (t) => {
+  const storage = newStorage('truncated');
+  const cutBefore = join(storage, 'originals', 'cut-before.dcm');
+  const cutAfter = join(storage, 'originals', 'cut-after.dcm');
+  const before = await writeSyntheticFile(cutBefore, spec({ rows: 8, columns: 8 }));
+  const after = await writeSyntheticFile(cutAfter, spec({ rows: 8, columns: 8 }));
+  // Cut before: indexed as an import indexes it, from its header, at the size it has now.
+  const record = await recordOf(storage, cutBefore);
+  truncateSync(cutBefore, before.size - 20);
+  indexRecords(storage, [{ ...record, fileSize: before.size - 20, fileStamp: fileStampAt(cutBefore) }]);
+  await indexFiles(storage, [cutAfter]);
+  truncateSync(cutAfter, 300);
+
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const imported = session.instance(before.sopInstanceUid);
+  const shortened = session.instance(after.sopInstanceUid);
+  assert.ok(imported && shortened);
+  const unreadable = new RegExp(`the original ${escape(cutBefore)} cannot be read: element \\(7FE0,0010\\) runs past the end of the dataset: its value of 128 bytes would end 20 bytes after it \\(the file ends at byte ${before.size - 20}\\)`);
+  assert.throws(() => imported.attribute('PatientID'), unreadable);
+  await assert.rejects(imported.frame(0), unreadable);
+  const cut = new RegExp(`the original ${escape(cutAfter)} changed since it was indexed \\(it ends at byte 300, short of the ${after.size} bytes indexed`);
+  assert.throws(() => shortened.attribute('PatientID'), cut);
+  await assert.rejects(shortened.frame(0), cut);
 });
 
 // Found in the session review: frame() of an instance without pixels (a structured report, an RT
