@@ -3,7 +3,7 @@
  * states a promise of the toolkit, and failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
@@ -674,4 +674,26 @@ test('import records the modification time and inode of the file the index names
   bytes.write('PAT-OTHERS', at, 'latin1');
   writeFileSync(instance.filePath, bytes);
   assert.throws(() => instance.attribute('PatientID'), /changed since it was indexed \(it was modified at /);
+});
+
+// A tree imported in place and moved to another disk (copied, then removed) is found at its new place:
+// the index must take the new files' stamps, or the session would refuse every one of them as changed.
+test('import: a tree found again at a new place records the stamps of the files there', async (t) => {
+  const { dir, storagePath } = await importedSession('review-import-stamps-moved', 2);
+  const tree = join(dir, 'tree');
+  const moved = join(dir, 'moved');
+  await new Promise((resolve) => setTimeout(resolve, 30)); // past the tick of the file clock
+  cpSync(tree, moved, { recursive: true, preserveTimestamps: false });
+  rmSync(tree, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const again = await importFolders(db, storagePath, { roots: [moved], copy: false, forward: false, workers: 1 });
+    assert.equal(again.moved, 2);
+  } finally {
+    db.close();
+  }
+  for (const { recorded, now } of stampsOf(storagePath)) assert.deepEqual(recorded, now);
+  const session = openSession(storagePath);
+  t.after(() => session.close());
+  for (const instance of session.instances()) assert.equal(instance.attribute('PatientID'), 'PAT-REVIEW');
 });
