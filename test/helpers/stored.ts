@@ -16,7 +16,7 @@ export interface IndexedRow {
   transferSyntaxUid: string;
   filePath: string;
   fileSize: number;
-  /** The file's modification time (ns) and inode when indexed (migration 018), decimal. */
+  /** The file's modification time (ns) and inode when indexed (migration 019), decimal. */
   fileMtimeNs: string | null;
   fileIno: string | null;
   state: string;

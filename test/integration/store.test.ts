@@ -121,7 +121,7 @@ test('dcmjs-dimse Client, a second implementation, stores and is indexed', async
   const rows = indexedRows(gantry.storagePath);
   assert.equal(rows.length, 5);
   assert.ok(rows.every((row) => row.studyInstanceUid === study && row.patientId === 'DCMJS1'));
-  // The stamp a reader compares (migration 018) is the placed file's, taken after its last write.
+  // The stamp a reader compares (migration 019) is the placed file's, taken after its last write.
   for (const row of rows) {
     const stats = statSync(join(gantry.storagePath, row.filePath), { bigint: true });
     assert.deepEqual([row.fileMtimeNs, row.fileIno], [String(stats.mtimeNs), String(stats.ino)], row.filePath);

@@ -820,7 +820,7 @@ async function pastFileClockTick(): Promise<void> {
 
 // Found in the session review: the check compared sizes only, so another instance of the same size
 // written under the original's name (a folder imported in place is its user's) was read as the indexed
-// instance. The index now records the modification time (ns) and inode (migration 018).
+// instance. The index now records the modification time (ns) and inode (migration 019).
 test('an original rewritten with the same size, in place or by another file under its name, is refused, naming the file and what changed', async (t) => {
   const storage = newStorage('same-size');
   const inPlace = join(storage, 'originals', 'in-place.dcm');

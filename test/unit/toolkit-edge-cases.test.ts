@@ -626,7 +626,7 @@ test('export: a wrong rule is a config error before anything is written, not a f
   }
 });
 
-/** The stamps the index holds (migration 018) by file path, as the stat of each file gives them now. */
+/** The stamps the index holds (migration 019) by file path, as the stat of each file gives them now. */
 function stampsOf(storagePath: string): Array<{ recorded: [string | null, string | null]; now: [string, string] }> {
   const db = openDatabase(join(storagePath, 'index.sqlite'));
   try {
