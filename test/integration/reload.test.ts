@@ -131,18 +131,28 @@ function forwardingConfig(storagePath: string, destinations: Destination[], leve
   return { config: parseConfigText(stringify(input), 'reload-test.yaml'), source: 'reload-test.yaml', embedded: false };
 }
 
-/** A storage folder whose index has two de-identified CT instances queued for "research". */
-async function twoQueuedForResearch(t: TestContext, name: string): Promise<string> {
+/**
+ * A storage folder whose index has two de-identified CT instances, routed to `destinations` (an empty
+ * list: routed to nowhere), or not routed yet when none is given.
+ */
+async function twoDeidentified(t: TestContext, name: string, destinations?: string[]): Promise<string> {
   const storagePath = join(scratchDir(name), 'data');
   mkdirSync(storagePath, { recursive: true });
-  await t.test('two CT instances queued for research', async (setup) => {
+  await t.test(`two de-identified CT instances, ${destinations === undefined ? 'not routed yet' : `routed to [${destinations.join(', ')}]`}`, async (setup) => {
     const { db, writer } = openTestIndex(setup, storagePath);
     for (const n of [1, 2]) await writer.submit(instanceRecord(n));
     db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+    if (destinations === undefined) return;
     const outbox = new Outbox(db);
-    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] }))), 2);
+    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations }))), 2 * destinations.length);
+    assert.equal(db.prepare(`SELECT count(*) FROM instances WHERE routed_at IS NOT NULL`).pluck().get(), 2);
   });
   return storagePath;
+}
+
+/** A storage folder whose index has two de-identified CT instances queued for "research". */
+function twoQueuedForResearch(t: TestContext, name: string): Promise<string> {
+  return twoDeidentified(t, name, ['research']);
 }
 
 /** The items of "research" still queued, read by a connection of the test's own. */
@@ -171,16 +181,7 @@ function withdrawalLog(): { log: ReturnType<typeof createLogger>; withdrawn(): A
 // instances no destination had taken, but a start did so only when it withdrew something. A
 // destination added to the file while the node was stopped never got them.
 test('a destination added while the node was stopped gets the instances no destination took', async (t) => {
-  const storagePath = join(scratchDir('start-added'), 'data');
-  mkdirSync(storagePath, { recursive: true });
-  await t.test('two de-identified CT instances that no destination took', async (setup) => {
-    const { db, writer } = openTestIndex(setup, storagePath);
-    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
-    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
-    const outbox = new Outbox(db);
-    assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: [] }))), 0);
-    assert.equal(db.prepare(`SELECT count(*) FROM instances WHERE routed_at IS NOT NULL`).pluck().get(), 2, 'routed, to nowhere');
-  });
+  const storagePath = await twoDeidentified(t, 'start-added', []);
   const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('research')], 'silent', 0.1), silentLogger());
   t.after(() => gantry.stop());
   const deadline = Date.now() + 10_000;
@@ -192,13 +193,7 @@ test('a destination added while the node was stopped gets the instances no desti
 // gives the same one; gantry forward run with another file queues under other conditions, so it
 // makes the next start look again.
 test('a start after gantry forward under another file withdraws what its own conditions exclude', async (t) => {
-  const storagePath = join(scratchDir('start-after-cli-forward'), 'data');
-  mkdirSync(storagePath, { recursive: true });
-  await t.test('two de-identified CT instances, not routed yet', async (setup) => {
-    const { db, writer } = openTestIndex(setup, storagePath);
-    for (const n of [1, 2]) await writer.submit(instanceRecord(n));
-    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
-  });
+  const storagePath = await twoDeidentified(t, 'start-after-cli-forward');
   const mrOnly = forwardingConfig(storagePath, [unreachable('research', 'MR')]);
   await (await startGantry(mrOnly, silentLogger())).stop();
   const outcome = await forwardStudy(forwardingConfig(storagePath, [unreachable('research')]), '1.2.1', silentLogger());
