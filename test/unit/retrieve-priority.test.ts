@@ -5,20 +5,15 @@
  * acceptor, the MoveService, and the C-STORE-RQ that reaches the destination (or comes back).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { CommandField, DATASET_PRESENT, NO_DATASET } from '../../src/dimse/command.js';
 import { DiscardingSink } from '../../src/dimse/services.js';
 import { Status } from '../../src/dimse/status.js';
-import { InstanceIndex } from '../../src/index/instance-index.js';
-import { ResearchIndex } from '../../src/index/research-index.js';
 import { MoveService } from '../../src/query/move-service.js';
 import { Transcoder } from '../../src/store/transcoder.js';
 import { RawAssociation } from '../helpers/raw-association.js';
-import { openScratchIndex } from '../helpers/scratch-index.js';
-import { scratchDir } from '../helpers/scratch.js';
-import { encodeDataset, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { storageWithOneInstance } from '../helpers/retrieve-storage.js';
+import { encodeDataset } from '../helpers/synthetic-dicom.js';
 import { startTestServer } from '../helpers/test-server.js';
 
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -27,37 +22,12 @@ const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
 const STUDY_ROOT_GET = '1.2.840.10008.5.1.4.1.2.2.3';
 const HIGH = 0x0001;
 const LOW = 0x0002;
-const COPY = { studyInstanceUid: '2.25.21', seriesInstanceUid: '2.25.22', sopInstanceUid: '2.25.23' };
-
-/** One de-identified CT instance in the research view, its copy on disk. */
-async function researchInstance(t: TestContext): Promise<{ db: ReturnType<typeof openScratchIndex>; storagePath: string }> {
-  const storagePath = scratchDir('retrieve-priority');
-  mkdirSync(join(storagePath, 'deid'));
-  await writeSyntheticFile(join(storagePath, 'deid', '1.dcm'), { ...COPY, patientId: 'PSEUDO', patientName: 'ANON', rows: 4, columns: 4 });
-  const db = openScratchIndex(t, 'retrieve-priority-index');
-  db.transaction(() => {
-    new InstanceIndex(db).upsert({
-      attributes: { PatientID: 'MRN-1', Modality: 'CT' },
-      studyInstanceUid: '1.2.826.2.1',
-      seriesInstanceUid: '1.2.826.2.1.1',
-      sopInstanceUid: '1.2.826.2.1.1.1',
-      sopClassUid: CT,
-      transferSyntaxUid: EXPLICIT_LE,
-      filePath: 'originals/1.dcm',
-      fileSize: 1,
-      callingAeTitle: 'CT01',
-      receivedAt: Date.now(),
-    });
-    const id = db.prepare('SELECT id FROM instances').pluck().get() as number;
-    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deid/1.dcm' WHERE id = ?`).run(id);
-    new ResearchIndex(db).record(id, { ...COPY, sopClassUid: CT, transferSyntaxUid: EXPLICIT_LE, attributes: { PatientID: 'PSEUDO', Modality: 'CT' } });
-  })();
-  return { db, storagePath };
-}
+/** The research view's Study Instance UID of storageWithOneInstance's copy. */
+const COPY = { studyInstanceUid: '2.25.11' };
 
 /** Gantry's Q/R acceptor over a MoveService, and a Storage SCP (its AE title GANTRY, as every test server's) that records each C-STORE's Priority. */
 async function startRetrieve(t: TestContext): Promise<{ port: number; priorities: number[] }> {
-  const { db, storagePath } = await researchInstance(t);
+  const { db, storagePath } = await storageWithOneInstance(t, 'retrieve-priority');
   const priorities: number[] = [];
   const destination = await startTestServer({
     serviceFor: (abstractSyntax) => (abstractSyntax === CT ? 'storage' : undefined),

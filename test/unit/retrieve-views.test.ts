@@ -13,7 +13,6 @@ import { BufferSource, parseDataset, PIXEL_DATA } from '../../src/dicom/dataset-
 import type { FindRequest, MoveRequest, StoreChannel } from '../../src/dimse/services.js';
 import { AccessAudit } from '../../src/index/access-audit.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
-import { ResearchIndex } from '../../src/index/research-index.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { MoveService, type MoveDestination } from '../../src/query/move-service.js';
 import type { StoredDataset } from '../../src/store/stored-dataset.js';
@@ -21,45 +20,16 @@ import { Transcoder } from '../../src/store/transcoder.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { openScratchIndex } from '../helpers/scratch-index.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { storageWithOneInstance } from '../helpers/retrieve-storage.js';
 
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 const IMPLICIT_LE = '1.2.840.10008.1.2';
-const CT = '1.2.840.10008.5.1.4.1.1.2';
 const SECONDARY_CAPTURE = '1.2.840.10008.5.1.4.1.1.7';
 const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 
 /** The retrieve settings of these tests: Gantry's SCU side, and the Move Destinations `destinations`. */
 function moveSettings(destinations: MoveDestination[]) {
   return { connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations, sourceRetrievesOriginals: true };
-}
-
-async function storageWithOneInstance(t: Parameters<typeof openScratchIndex>[0], name: string) {
-  const storagePath = scratchDir(name);
-  mkdirSync(join(storagePath, 'originals'));
-  mkdirSync(join(storagePath, 'deid'));
-  const original = { studyInstanceUid: '1.2.826.1.1', seriesInstanceUid: '1.2.826.1.1.1', sopInstanceUid: '1.2.826.1.1.1.1' };
-  const copy = { studyInstanceUid: '2.25.11', seriesInstanceUid: '2.25.12', sopInstanceUid: '2.25.13' };
-  await writeSyntheticFile(join(storagePath, 'originals', '1.dcm'), { ...original, patientId: 'MRN-1', patientName: 'Real^Name', rows: 4, columns: 4 });
-  await writeSyntheticFile(join(storagePath, 'deid', '1.dcm'), { ...copy, patientId: 'PSEUDO', patientName: 'ANON', rows: 4, columns: 4 });
-  const db = openScratchIndex(t, `${name}-index`);
-  const index = new InstanceIndex(db);
-  db.transaction(() => {
-    index.upsert({
-      attributes: { PatientID: 'MRN-1', PatientName: 'Real^Name', Modality: 'CT' },
-      ...original,
-      sopClassUid: CT,
-      transferSyntaxUid: EXPLICIT_LE,
-      filePath: 'originals/1.dcm',
-      fileSize: 1,
-      callingAeTitle: 'CT01',
-      receivedAt: Date.now(),
-    });
-    const id = db.prepare('SELECT id FROM instances').pluck().get() as number;
-    db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deid/1.dcm' WHERE id = ?`).run(id);
-    new ResearchIndex(db).record(id, { ...copy, sopClassUid: CT, transferSyntaxUid: EXPLICIT_LE, attributes: { PatientID: 'PSEUDO', PatientName: 'ANON', Modality: 'CT' } });
-  })();
-  return { db, storagePath, original, copy };
 }
 
 /** The SOP Instance UIDs a C-GET by `callingAeTitle` from `remoteAddress` sends back. */
