@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { Db } from '../../src/db/database.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { ResearchIndex } from '../../src/index/research-index.js';
+import type { MoveDestination } from '../../src/query/move-service.js';
 import { openScratchIndex } from './scratch-index.js';
 import { scratchDir } from './scratch.js';
 import { writeSyntheticFile } from './synthetic-dicom.js';
@@ -42,4 +43,9 @@ export async function storageWithOneInstance(t: Parameters<typeof openScratchInd
     new ResearchIndex(db).record(id, { ...copy, sopClassUid: CT, transferSyntaxUid: EXPLICIT_LE, attributes: { PatientID: 'PSEUDO', PatientName: 'ANON', Modality: 'CT' } });
   })();
   return { db, storagePath, original, copy };
+}
+
+/** The retrieve settings of these tests: Gantry's SCU side, and the Move Destinations `destinations`. */
+export function moveSettings(destinations: MoveDestination[]) {
+  return { connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations, sourceRetrievesOriginals: true };
 }

@@ -12,7 +12,7 @@ import { Status } from '../../src/dimse/status.js';
 import { MoveService } from '../../src/query/move-service.js';
 import { Transcoder } from '../../src/store/transcoder.js';
 import { RawAssociation } from '../helpers/raw-association.js';
-import { storageWithOneInstance } from '../helpers/retrieve-storage.js';
+import { moveSettings, storageWithOneInstance } from '../helpers/retrieve-storage.js';
 import { encodeDataset } from '../helpers/synthetic-dicom.js';
 import { startTestServer } from '../helpers/test-server.js';
 
@@ -47,16 +47,7 @@ async function startRetrieve(t: TestContext): Promise<{ port: number; priorities
     storagePath,
     transcoder,
     viewFor: () => 'research',
-    settings: () => ({
-      connectTimeoutMs: 2000,
-      responseTimeoutMs: 2000,
-      maxPduLength: 65536,
-      implementationClassUid: '1.2.3',
-      implementationVersionName: 'TEST',
-      aeTitle: 'GANTRY',
-      destinations: [{ aeTitle: 'GANTRY', host: '127.0.0.1', port: destination.port, sourceSide: false }],
-      sourceRetrievesOriginals: false,
-    }),
+    settings: () => moveSettings([{ aeTitle: 'GANTRY', host: '127.0.0.1', port: destination.port, sourceSide: false }]),
   });
   const gantry = await startTestServer({
     serviceFor: (abstractSyntax) => (abstractSyntax === STUDY_ROOT_MOVE ? 'move' : abstractSyntax === STUDY_ROOT_GET ? 'get' : abstractSyntax === CT ? 'storage' : undefined),

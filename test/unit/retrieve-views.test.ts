@@ -20,17 +20,13 @@ import { Transcoder } from '../../src/store/transcoder.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { openScratchIndex } from '../helpers/scratch-index.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { storageWithOneInstance } from '../helpers/retrieve-storage.js';
+import { moveSettings, storageWithOneInstance } from '../helpers/retrieve-storage.js';
 
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 const IMPLICIT_LE = '1.2.840.10008.1.2';
 const SECONDARY_CAPTURE = '1.2.840.10008.5.1.4.1.1.7';
 const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 
-/** The retrieve settings of these tests: Gantry's SCU side, and the Move Destinations `destinations`. */
-function moveSettings(destinations: MoveDestination[]) {
-  return { connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations, sourceRetrievesOriginals: true };
-}
 
 /** The SOP Instance UIDs a C-GET by `callingAeTitle` from `remoteAddress` sends back. */
 /** A Study Root C-GET of one study, by `callingAeTitle` from `remoteAddress`. */
