@@ -43,8 +43,14 @@ export interface SourceCopy {
 
 export interface WaitingInstance extends SourceCopy {
   id: number;
-  /** The original's size in bytes (bounds how long de-identifying it may take). */
+  /** The original's size in bytes (bounds how long de-identifying it may take, and tells a file changed since). */
   fileSize: number;
+  /** The original's modification time (ns) and inode when indexed (file-stamp.ts); null for rows
+   * indexed before migration 019. */
+  fileMtimeNs: string | null;
+  fileIno: string | null;
+  /** Indexed by gantry import (in place or --copy), not received: how a changed original is recovered. */
+  imported: 0 | 1;
   studyPk: number;
   callingAeTitle: string;
   override?: ReleaseOverride;
@@ -106,7 +112,8 @@ export class DeidWork {
     this.statements = {
       stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
       waiting: db.prepare(`
-        SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
+        SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno,
+          i.source_path IS NOT NULL AS imported, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
           i.deid_override AS override, i.deid_superseded_path AS supersededCopy,
           CASE WHEN i.deid_deleted_at IS NULL THEN i.deid_file_path END AS currentCopy
         FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.state = 'received' ORDER BY i.id LIMIT ?`),

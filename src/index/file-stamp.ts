@@ -38,8 +38,15 @@ export interface IndexedFile {
  * changed too, to tell a file replaced from one rewritten in place.
  */
 export function fileChange(path: string, indexed: IndexedFile): string | undefined {
+  const difference = fileDifference(path, indexed);
+  return difference !== undefined && 'change' in difference ? difference.change : undefined;
+}
+
+/** As fileChange, and `gone` when there is no file at `path` (deleted, or its folder moved): one stat
+ * either way. Errors other than a missing file (EACCES, EIO) are thrown. */
+export function fileDifference(path: string, indexed: IndexedFile): { change: string } | { gone: true } | undefined {
   const now = statSync(path, { bigint: true, throwIfNoEntry: false });
-  if (now === undefined) return undefined;
+  if (now === undefined) return { gone: true };
   const changes: string[] = [];
   if (now.size < BigInt(indexed.size)) changes.push(`it ends at byte ${now.size}, short of the ${indexed.size} bytes indexed`);
   else if (now.size > BigInt(indexed.size)) changes.push(`its size is ${now.size} bytes, not ${indexed.size}`);
@@ -48,7 +55,7 @@ export function fileChange(path: string, indexed: IndexedFile): string | undefin
   if (stamp !== undefined && current.mtimeNs !== stamp.mtimeNs) changes.push(`it was modified at ${isoNs(now.mtimeNs)}, not ${isoNs(BigInt(stamp.mtimeNs))}`);
   if (changes.length === 0) return undefined;
   if (stamp !== undefined && current.ino !== stamp.ino) changes.push(`it is another file (inode ${current.ino}, not ${stamp.ino})`);
-  return changes.join('; ');
+  return { change: changes.join('; ') };
 }
 
 /** An instant in nanoseconds as ISO 8601 with its nanoseconds: two writes within a millisecond differ. */
@@ -59,6 +66,6 @@ function isoNs(ns: bigint): string {
 }
 
 /** A stamp from the index's columns; undefined for a row indexed before migration 019. */
-export function stampFromColumns(mtimeNs: string | undefined, ino: string | undefined): FileStamp | undefined {
-  return mtimeNs === undefined || ino === undefined ? undefined : { mtimeNs, ino };
+export function stampFromColumns(mtimeNs: string | null | undefined, ino: string | null | undefined): FileStamp | undefined {
+  return mtimeNs === undefined || mtimeNs === null || ino === undefined || ino === null ? undefined : { mtimeNs, ino };
 }

@@ -6,14 +6,16 @@
  * more than the outcome's own statements (see RECORD_DELAY_MS). The receive path only nudges the
  * scheduler; it never waits for it.
  */
-import { mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Piscina } from 'piscina';
 import type { BaseSettings } from '../deid/decide.js';
+import { heldOriginal, HeldOriginalError } from '../deid/original-check.js';
 import { PROFILE_EDITION } from '../deid/profile.js';
 import type { ProfileConfig } from '../deid/rules.js';
 import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
 import type { DeidWork, WaitingInstance } from '../index/deid-work.js';
+import { stampFromColumns } from '../index/file-stamp.js';
 import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
 import { withoutValues } from '../observability/redact.js';
@@ -269,9 +271,9 @@ export class DeidScheduler {
     if (renames.size > 0) task.renamedUids = [...renames];
     const started = performance.now();
     const timeoutMs = (this.options.timeoutMs ?? deidTimeoutMs)(instance.fileSize);
-    const changed = originalChanged(task.input, instance.fileSize);
+    const held = originalHeld(task.input, instance);
     // Aborting a running task stops its thread (piscina); the pool starts another.
-    const running = changed ? Promise.reject(new Error(changed)) : this.runWithin(task, timeoutMs);
+    const running = held ? Promise.reject(held) : this.runWithin(task, timeoutMs);
     let recorded = () => {};
     this.inFlight.set(instance.id, new Promise<void>((resolve) => (recorded = resolve)));
     this.runningTasks += 1;
@@ -450,8 +452,9 @@ export class DeidScheduler {
     removeTaskFiles(task);
     // Stopping ends the tasks running: they are not failures, and are done again at the next start.
     if (this.stopped) return undefined;
-    const reason = withoutValues(error.message);
-    const shortage = resourceShortage(error);
+    // An original that is not the indexed file any more: the reason is Gantry's own, free of values.
+    const reason = error instanceof HeldOriginalError ? error.message : withoutValues(error.message);
+    const shortage = error instanceof HeldOriginalError ? undefined : resourceShortage(error);
     if (shortage) {
       // Not this instance's fault: a full disk or too many open files passes. Recorded as failed, it
       // would wait for an operator; it waits for the next poll instead, and so does the rest.
@@ -493,18 +496,20 @@ export function resourceShortage(error: Error): string | undefined {
 }
 
 /**
- * Why an original is no longer the file its row describes, or undefined. A file imported in place is
- * its user's, who may replace it (another patient's instance under the same name): de-identified, it
- * would be recorded, and forwarded, as the indexed instance. (A missing file fails in the task.)
+ * Why an original is no longer the file its row describes, or undefined (original-check.ts). A file
+ * imported in place is its user's, who may replace it (another patient's instance under the same
+ * name, of the same size or not) or delete it; de-identified, it would be recorded, and forwarded, as
+ * the indexed instance. Held as failed before any thread reads it: one stat on this thread, as the
+ * size check before it. A stat that fails otherwise (EACCES, EIO) leaves it to the task, whose open
+ * fails with the error's code.
  */
-function originalChanged(path: string, indexedSize: number): string | undefined {
-  let size: number;
+function originalHeld(path: string, instance: WaitingInstance): HeldOriginalError | undefined {
   try {
-    size = statSync(path).size;
+    const held = heldOriginal(path, { size: instance.fileSize, stamp: stampFromColumns(instance.fileMtimeNs, instance.fileIno) }, instance.imported ? 'imported' : 'received');
+    return held ? new HeldOriginalError(held) : undefined;
   } catch {
     return undefined;
   }
-  return size === indexedSize ? undefined : `the original changed since it was indexed (${size} bytes, not ${indexedSize}): delete this row (gantry quarantine delete) and import the file again`;
 }
 
 /**

@@ -4,7 +4,7 @@
  * and stopping leaves running work waiting rather than failed.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { Piscina } from 'piscina';
@@ -12,6 +12,7 @@ import { openDatabase, WalSync } from '../../src/db/database.js';
 import { EMPTY_AUDIT_TEXT } from '../../src/deid/audit-text.js';
 import type { DeidTask, DeidTaskResult } from '../../src/deid/worker.js';
 import { DeidWork } from '../../src/index/deid-work.js';
+import { stampOf } from '../../src/index/file-stamp.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { DeidScheduler, deidTimeoutMs, type DeidObserver, type DeidOutcome, type DeidSchedulerSettings } from '../../src/pipeline/deidentify.js';
@@ -20,6 +21,8 @@ import { SettingsCache } from '../../src/deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../../src/store/object-store.js';
 import { sleep } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
+import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { importFolders } from '../../src/toolkit/import.js';
 
 interface PendingTask {
   task: DeidTask;
@@ -350,8 +353,110 @@ test('an original whose size is not the size indexed is recorded as failed, and 
   scheduler.start();
   for (let tries = 0; tries < 200 && state().state !== 'failed'; tries += 1) await sleep(10);
   assert.equal(state().state, 'failed');
-  assert.match(db.prepare('SELECT state_reason FROM instances').pluck().get() as string, /^the original changed since it was indexed \(7 bytes, not 10\)/);
+  assert.match(db.prepare('SELECT state_reason FROM instances').pluck().get() as string, /^the original changed since it was received \(it ends at byte 7, short of the 10 bytes indexed\): .*delete this row \(gantry quarantine delete\) and have the instance sent again$/);
   assert.equal(pool.handedOver, 0, 'no task reached the pool');
+});
+
+/** Imports a tree of two synthetic instances (0.dcm and 1.dcm) in place into the scheduler's index; returns the tree. */
+async function importTwoInPlace(setup: Awaited<ReturnType<typeof setUp>>): Promise<string> {
+  const tree = scratchDir('scheduler-tree');
+  const studyInstanceUid = newUid();
+  const seriesInstanceUid = newUid();
+  for (let n = 0; n < 2; n += 1) {
+    await writeSyntheticFile(join(tree, `${n}.dcm`), { studyInstanceUid, seriesInstanceUid, patientId: 'PAT-STAMP', patientName: 'Stamp^Pat', instanceNumber: n + 1, rows: 8, columns: 8 });
+  }
+  await importFolders(setup.db, setup.storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
+  return tree;
+}
+
+/** The state and reason of the instance whose original is `file` (absolute), once it is no longer waiting. */
+async function heldState(setup: Awaited<ReturnType<typeof setUp>>, file: string): Promise<{ state: string; reason: string | null }> {
+  const row = () => setup.db.prepare(`SELECT state, state_reason AS reason FROM instances WHERE source_path = ? OR file_path = ?`).get(file, file) as { state: string; reason: string | null };
+  for (let tries = 0; tries < 200 && row().state === 'received'; tries += 1) await sleep(10);
+  return row();
+}
+
+// Found in the file-stamps review: the node told a changed original by its size alone, so a file
+// imported in place and rewritten by its user with the same size (an edited copy, or another patient's
+// instance) was de-identified, recorded and forwarded as the indexed instance.
+test('an original imported in place and rewritten with the same size is recorded as failed, with how to recover, and not de-identified', async (t) => {
+  const setup = await setUp(t);
+  const tree = await importTwoInPlace(setup);
+  const changed = join(tree, '0.dcm');
+  await sleep(30); // past the tick of the file clock
+  const bytes = readFileSync(changed);
+  bytes.write('PAT-OTHER', bytes.indexOf('PAT-STAMP'), 'latin1');
+  writeFileSync(changed, bytes);
+  setup.scheduler.start();
+  const unchanged = await setup.pool.next();
+  assert.equal(unchanged.task.input, join(tree, '1.dcm'), 'the unchanged file is de-identified');
+  const held = await heldState(setup, changed);
+  assert.equal(held.state, 'failed');
+  assert.match(held.reason ?? '', /^the original changed since it was imported \(it was modified at [^)]*\): it is not the instance the index describes; /);
+  assert.match(held.reason ?? '', /gantry quarantine delete.*import/);
+  assert.doesNotMatch(held.reason ?? '', /PAT-|Stamp/, 'no value in the reason');
+  assert.ok(!(held.reason ?? '').includes(tree), 'nor the path (a folder may be named after the patient)');
+  assert.equal(setup.pool.handedOver, 0, 'the changed file reached no thread');
+});
+
+test('an original imported in place and rewritten with another size is recorded as failed, with how to recover', async (t) => {
+  const setup = await setUp(t);
+  const tree = await importTwoInPlace(setup);
+  const changed = join(tree, '0.dcm');
+  await writeSyntheticFile(changed, { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'ANOTHER-PATIENT-ALTOGETHER', patientName: 'Other^Olga', rows: 8, columns: 8 });
+  setup.scheduler.start();
+  await setup.pool.next();
+  const held = await heldState(setup, changed);
+  assert.equal(held.state, 'failed');
+  assert.match(held.reason ?? '', /^the original changed since it was imported \(its size is \d+ bytes, not \d+/);
+  assert.match(held.reason ?? '', /gantry quarantine delete.*import/);
+  assert.equal(setup.pool.handedOver, 0);
+});
+
+test('an original imported in place and deleted since is recorded as failed with why, without a task', async (t) => {
+  const setup = await setUp(t);
+  const tree = await importTwoInPlace(setup);
+  const gone = join(tree, '0.dcm');
+  rmSync(gone);
+  setup.scheduler.start();
+  await setup.pool.next();
+  const held = await heldState(setup, gone);
+  assert.equal(held.state, 'failed');
+  assert.match(held.reason ?? '', /^the original is gone since it was imported/);
+  assert.match(held.reason ?? '', /gantry import/);
+  assert.doesNotMatch(held.reason ?? '', /ENOENT/);
+  assert.ok(!(held.reason ?? '').includes(tree));
+  assert.equal(setup.pool.handedOver, 0, 'no task for a file that is not there');
+});
+
+test('a received original rewritten in storage with the same size is recorded as failed, to be sent again', async (t) => {
+  const setup = await setUp(t);
+  const original = join(setup.storagePath, 'originals/a.dcm');
+  mkdirSync(dirname(original), { recursive: true });
+  writeFileSync(original, 'TEN BYTES!');
+  const received = record('originals/a.dcm');
+  received.fileStamp = stampOf(statSync(original, { bigint: true }));
+  await sleep(30);
+  writeFileSync(original, 'TEN OTHERS');
+  await setup.writer.submit(received);
+  setup.scheduler.start();
+  const held = await heldState(setup, 'originals/a.dcm');
+  assert.equal(held.state, 'failed');
+  assert.match(held.reason ?? '', /^the original changed since it was received \(it was modified at /);
+  assert.match(held.reason ?? '', /sent again/);
+  assert.equal(setup.pool.handedOver, 0);
+});
+
+test('an original indexed without a stamp (before migration 019) and rewritten with the same size is de-identified as before', async (t) => {
+  const setup = await setUp(t);
+  const original = join(setup.storagePath, 'originals/a.dcm');
+  mkdirSync(dirname(original), { recursive: true });
+  writeFileSync(original, 'TEN BYTES!');
+  await setup.writer.submit(record('originals/a.dcm'));
+  writeFileSync(original, 'TEN OTHERS');
+  setup.scheduler.start();
+  const pending = await setup.pool.next();
+  assert.equal(pending.task.input, original);
 });
 
 test('the time allowed to de-identify an instance: five minutes, and two seconds per MB', () => {

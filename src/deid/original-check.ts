@@ -1,0 +1,51 @@
+/**
+ * Whether an original is still the file the index describes, before the node or `gantry export`
+ * de-identifies it. A file imported in place is its user's, who may rewrite it or put another
+ * instance under its name (of the same size or not), or delete it; a received original in storage
+ * may be changed by hand or by a restore. De-identified, such a file would be recorded, forwarded or
+ * exported as the indexed instance, though its attributes, UIDs and patient may be another's (the
+ * research view, the routing conditions and the pseudonym ledger come from the index). One stat
+ * (file-stamp.ts): size and modification time, and whether the file is there at all, for rows indexed
+ * with a stamp (migration 019); by size alone for older rows. The reasons name neither the file (a folder may be named after its patient)
+ * nor a value in it: `gantry quarantine show` gives the path.
+ */
+import { fileDifference, type IndexedFile } from '../index/file-stamp.js';
+
+/** Where the original came from: `gantry import` (in place or --copy), or a C-STORE. */
+export type OriginalOrigin = 'imported' | 'received';
+
+export interface HeldOriginal {
+  /** Why, with what changed (its size, its modification time, another inode), and how to recover. */
+  reason: string;
+  /** The same without what changed: one line for every such instance in an export's summary. */
+  brief: string;
+}
+
+/** Why the original at `path` must not be de-identified as the indexed instance, or undefined. */
+export function heldOriginal(path: string, indexed: IndexedFile, origin: OriginalOrigin): HeldOriginal | undefined {
+  const difference = fileDifference(path, indexed);
+  if (difference === undefined) return undefined;
+  if ('gone' in difference) {
+    // A row indexed before migration 019 keeps what it had: its task's open fails with ENOENT.
+    if (indexed.stamp === undefined) return undefined;
+    const reason =
+      origin === 'imported'
+        ? 'the original is gone since it was imported (deleted, or moved with its folder): run gantry import on its folder where it is now (a moved tree is found there), then gantry quarantine release --again; or delete this row (gantry quarantine delete)'
+        : 'the original is gone from storage since it was received: delete this row (gantry quarantine delete) and have the instance sent again';
+    return { reason, brief: reason };
+  }
+  const changed = (what: string) =>
+    origin === 'imported'
+      ? `the original changed since it was imported (${what}): it is not the instance the index describes; delete this row (gantry quarantine delete) and import the file again`
+      : `the original changed since it was received (${what}): it is not the instance the index describes; delete this row (gantry quarantine delete) and have the instance sent again`;
+  return { reason: changed(difference.change), brief: changed(indexed.stamp ? 'its size or modification time differs' : 'its size differs') };
+}
+
+/** An original held by heldOriginal: its reason is recorded as it is (no value in it to remove, and
+ * longer than the 200 characters other failure reasons are cut to). */
+export class HeldOriginalError extends Error {
+  constructor(readonly held: HeldOriginal) {
+    super(held.reason);
+    this.name = 'HeldOriginalError';
+  }
+}
