@@ -10,11 +10,13 @@ import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
 import type { BaseSettings } from '../deid/decide.js';
 import { planDeidentification } from '../deid/deidentify-file.js';
+import { heldOriginal, type OriginalOrigin } from '../deid/original-check.js';
 import { residualRiskReason } from '../deid/release-policy.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { CompiledProfile } from '../deid/rules.js';
 import { SettingsCache, type SharedSettings } from '../deid/shared-settings.js';
 import type { ReleaseOverride } from '../index/deid-work.js';
+import type { FileStamp } from '../index/file-stamp.js';
 import { withoutValues } from '../observability/redact.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import type { ScannedValue } from '../dicom/header-scanner.js';
@@ -28,8 +30,9 @@ export interface ExportItem {
   /** The node's de-identified copy (absolute), with the layout values of its research view. */
   copy?: { path: string; values: LayoutValues };
   /** Otherwise, or when the copy is gone by the time it is copied (retention, a re-send): the original
-   * (absolute), its size when indexed, and its calling AE title (rules may name it). */
-  original?: { path: string; size: number; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
+   * (absolute), its size and stamp when indexed (to tell it changed since), where it came from, and its
+   * calling AE title (rules may name it). */
+  original?: { path: string; size: number; stamp?: FileStamp; origin: OriginalOrigin; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
 }
 
 export interface ExportBatch {
@@ -44,7 +47,7 @@ export interface ExportBatch {
 
 export type ExportItemResult =
   | { id: number; kind: 'written'; path: string; bytes: number; how: 'copied' | 'deidentified'; pseudonyms?: { PatientID?: string; PatientName?: string } }
-  | { id: number; kind: 'held' | 'failed'; reason: string };
+  | { id: number; kind: 'held' | 'failed'; reason: string; /** The original is not the indexed file any more: the reason to record it as failed with in the index (what changed, how to recover), as the node would. */ originalChanged?: string };
 
 const pseudonyms = new Pseudonymizer((workerData as { secret: string }).secret);
 const window = Buffer.allocUnsafe(FileSource.WINDOW);
@@ -120,12 +123,12 @@ function exportDeidentified(
   batchBase: BaseSettings,
   profiles: readonly CompiledProfile[],
 ): ExportItemResult {
-  // A file imported in place is the user's and may have been changed or replaced since: what it holds
-  // now is not the instance the index describes (its selection, its patient in the pseudonym ledger,
-  // its journal entry), and could be another patient's.
-  if (statSync(original.path).size !== original.size) {
-    return { id, kind: 'failed', reason: 'the original changed since it was indexed (its size differs): not exported as the instance the index describes' };
-  }
+  // A file imported in place is the user's and may have been changed, replaced (with the same size or
+  // not) or deleted since: what it holds now is not the instance the index describes (its selection,
+  // its patient in the pseudonym ledger, its journal entry), and could be another patient's. One stat:
+  // size and modification time (original-check.ts). A stat that fails otherwise fails by its code.
+  const held = heldOriginal(original.path, { size: original.size, ...(original.stamp ? { stamp: original.stamp } : {}) }, original.origin);
+  if (held !== undefined) return { id, kind: 'failed', reason: held.brief, originalChanged: held.reason };
   const base = original.renamedUids?.length ? { ...batchBase, renamedUids: new Map(original.renamedUids) } : batchBase;
   const plan = planDeidentification(original.path, {
     settings: { profiles, base, callingAeTitle: original.callingAeTitle },

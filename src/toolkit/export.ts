@@ -20,6 +20,7 @@ import { checkedDeidSettings } from '../deid/settings.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
 import { shareSettings } from '../deid/shared-settings.js';
+import { stampFromColumns } from '../index/file-stamp.js';
 import { DeidWork, renamesExcept, type ReleaseOverride, type StudyRename } from '../index/deid-work.js';
 import { PseudonymLedger } from '../index/pseudonym-ledger.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
@@ -82,8 +83,14 @@ type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   /** An operator's release from quarantine (JSON), applied as the node applies it. */
   override: string | null;
   filePath: string;
-  /** The original's size when it was indexed. */
+  /** The original's size when it was indexed, and its stamp (null for rows indexed before migration 019). */
   fileSize: number;
+  fileMtimeNs: string | null;
+  fileIno: string | null;
+  /** Indexed by gantry import (1), or received (0). */
+  imported: number;
+  /** Which copy of the instance the row holds (DeidWork.markHeld checks it). */
+  receivedAt: number;
   callingAeTitle: string;
   state: string;
   /** Why the node quarantined or failed it (free of values, as stored). */
@@ -128,7 +135,8 @@ export class ExportJournal {
     // A selection keeps the planner's choice: its study or series narrows the rows first.
     const pageFrom = filter.where ? from : from.replace('FROM instances i', 'FROM instances i NOT INDEXED');
     this.page = db.prepare(`
-      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state, i.state_reason AS stateReason,
+      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno,
+        i.source_path IS NOT NULL AS imported, i.received_at AS receivedAt, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state, i.state_reason AS stateReason,
         CASE WHEN i.state != 'received' AND i.deid_deleted_at IS NULL THEN i.deid_file_path END AS deidFilePath, i.deid_file_size AS deidFileSize,
         i.original_deleted_at AS originalDeletedAt,
         rp.patient_id AS PatientID, rp.patient_name AS PatientName, rst.study_instance_uid AS StudyInstanceUID,
@@ -245,6 +253,11 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
     const mappings: Array<{ kind: string; original: string; pseudonym: string }> = [];
     for (const result of results) {
       if (result.kind !== 'written') {
+        const row = page.get(result.id);
+        // Held in the index as the node holds it (failed, with what changed and how to recover), so
+        // that neither the node nor a run again de-identifies it, and gantry quarantine deletes it.
+        // Only while it waits: a row the node de-identified keeps its copy and state.
+        if (result.originalChanged !== undefined && row?.state === 'received') work.markHeld(row.id, row, 'failed', result.originalChanged);
         summary[result.kind] += 1;
         tally(summary.problems, result.kind, result.reason);
         options.progress?.add(1);
@@ -401,7 +414,8 @@ function originalOf(row: SelectedInstance, storagePath: string, renamesOf: (row:
   // Under retainUIDs, references to redacted instances of the study follow them, as in the node.
   const renames = renamesOf(row);
   const override = row.override ? (JSON.parse(row.override) as ReleaseOverride) : undefined;
-  return { path: join(storagePath, row.filePath), size: row.fileSize, callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) };
+  const stamp = stampFromColumns(row.fileMtimeNs, row.fileIno);
+  return { path: join(storagePath, row.filePath), size: row.fileSize, ...(stamp ? { stamp } : {}), origin: row.imported ? 'imported' : 'received', callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) };
 }
 
 /** Removes the temporary files of an interrupted run from the output tree (it is Gantry's own folder:

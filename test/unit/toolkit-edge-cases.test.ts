@@ -697,3 +697,44 @@ test('import: a tree found again at a new place records the stamps of the files 
   t.after(() => session.close());
   for (const instance of session.instances()) assert.equal(instance.attribute('PatientID'), 'PAT-REVIEW');
 });
+
+// Found in the file-stamps review: the export told a changed original by its size alone, so a file
+// imported in place and rewritten by its user with the same size was exported, named, journalled and
+// entered in the pseudonym ledger as the indexed instance; one deleted failed as a bare "ENOENT (stat)".
+// Both are now refused with why, and held in the index (failed) as the node holds them, so that
+// `gantry quarantine delete` and an import again recover them.
+test('export: a file imported in place and rewritten with the same size, or deleted, is held as failed with how to recover, never exported', async () => {
+  const { dir, storagePath } = await importedSession('review-export-stamps', 3);
+  const rewritten = join(dir, 'tree', '0.dcm');
+  const deleted = join(dir, 'tree', '1.dcm');
+  await new Promise((resolve) => setTimeout(resolve, 30)); // past the tick of the file clock
+  const bytes = readFileSync(rewritten);
+  bytes.write('PAT-OTHERS', bytes.indexOf('PAT-REVIEW'), 'latin1');
+  writeFileSync(rewritten, bytes);
+  rmSync(deleted);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const out = join(dir, 'out');
+    const summary = await session.export({ out, workers: 1 });
+    assert.equal(summary.written, 1, 'only the unchanged file is written');
+    assert.equal(summary.failed, 2);
+    const problems = [...summary.problems.keys()].join('\n');
+    assert.match(problems, /changed since it was imported \(its size or modification time differs\)/);
+    assert.match(problems, /gone since it was imported/);
+    assert.doesNotMatch(problems, /ENOENT|PAT-OTHERS/);
+    assert.ok(!problems.includes(join(dir, 'tree')), 'no path in the summary');
+    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, 1);
+  } finally {
+    session.close();
+  }
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const row = (path: string) => db.prepare('SELECT state, state_reason AS reason FROM instances WHERE source_path = ?').get(path) as { state: string; reason: string };
+    assert.equal(row(rewritten).state, 'failed', 'held in the index, as the node holds it');
+    assert.match(row(rewritten).reason, /^the original changed since it was imported \(it was modified at .*gantry quarantine delete/);
+    assert.equal(row(deleted).state, 'failed');
+    assert.match(row(deleted).reason, /^the original is gone since it was imported/);
+  } finally {
+    db.close();
+  }
+});
