@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { openDatabase } from '../../src/db/database.js';
 import { EMPTY_AUDIT_TEXT } from '../../src/deid/audit-text.js';
 import { DeidWork } from '../../src/index/deid-work.js';
+import { QuarantineWork } from '../../src/index/quarantine-work.js';
 import { scanIndexedAttributes } from '../../src/index/scan-file.js';
 import { deidentifiedPath } from '../../src/store/object-store.js';
 import { withoutValues } from '../../src/observability/redact.js';
@@ -737,4 +738,35 @@ test('export: a file imported in place and rewritten with the same size, or dele
   } finally {
     db.close();
   }
+});
+
+// The recovery the reason of a file gone since its import names: its folder was moved, so an import
+// of the new place finds it there, and a release sends it back to de-identification.
+test('export: an instance held because its folder moved is exported once the new place is imported and it is released', async () => {
+  const { dir, storagePath } = await importedSession('review-export-moved', 1);
+  const moved = join(dir, 'moved');
+  renameSync(join(dir, 'tree'), moved);
+  const exportOnce = async (out: string) => {
+    const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+    try {
+      return await session.export({ out: join(dir, out), workers: 1 });
+    } finally {
+      session.close();
+    }
+  };
+  const first = await exportOnce('out-1');
+  assert.equal(first.failed, 1);
+  assert.match([...first.problems.keys()].join(' '), /gone since it was imported/);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const again = await importFolders(db, storagePath, { roots: [moved], copy: false, forward: false, workers: 1 });
+    assert.equal(again.moved, 1);
+    const row = db.prepare('SELECT id, received_at AS receivedAt, state FROM instances').get() as { id: number; receivedAt: number; state: string };
+    assert.equal(row.state, 'failed');
+    assert.equal(new QuarantineWork(db).release(row.id, row.receivedAt, {}), true);
+  } finally {
+    db.close();
+  }
+  const second = await exportOnce('out-2');
+  assert.equal(second.written, 1);
 });
