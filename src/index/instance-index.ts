@@ -233,7 +233,9 @@ export class InstanceIndex {
       counts: db.prepare(`SELECT
         (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
         (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`),
-      countsByState: db.prepare('SELECT state, count(*) AS count FROM instances GROUP BY state'),
+      // Kept by triggers (migration 020): a count of the rows read every one of them, 164 ms with
+      // 2,000,000 instances, on the main thread at every scrape.
+      countsByState: db.prepare('SELECT state, count FROM instance_state_counts WHERE count > 0'),
     };
   }
 

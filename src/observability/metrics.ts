@@ -18,7 +18,9 @@ import type { DeidObserver, DeidOutcome } from '../pipeline/deidentify.js';
 import type { ForwardFailureKind, ForwardObserver } from '../pipeline/forward.js';
 import { INSTANCE_STATES } from '../index/instance-index.js';
 
-/** What the scrape-time gauges read; app.ts supplies it once everything is built. */
+/** What the scrape-time gauges read; app.ts supplies it once everything is built. Each is read on the
+ * main thread, which also serves the associations, at every scrape: it must cost the same with millions
+ * of rows in the index (counts kept by the index, seeks in small partial indexes), never a scan. */
 export interface MetricsSources {
   activeAssociations(): number;
   instancesByState(): Record<string, number>;

@@ -384,13 +384,22 @@ export class Outbox {
 
   // --- operators (gantry queue) ---------------------------------------------------------------
 
+  /**
+   * Items per destination and state, for every scrape (gantry_outbox_items) and the commands: counts
+   * kept by triggers (migration 020) and, per destination, a seek in the partial index of queued items
+   * for the oldest. Counting the rows read the whole outbox, 1.9 s with 2,850,000 items, on the main
+   * thread. Destinations whose items are all gone are left out.
+   */
   counts(): DestinationCounts[] {
     return this.db
       .prepare(
-        `SELECT destination,
-           sum(state = 'queued') AS queued, sum(state = 'sent') AS sent, sum(state = 'dead') AS dead,
-           min(CASE WHEN state = 'queued' THEN queued_at END) AS oldestQueuedAt
-         FROM forward_outbox GROUP BY destination ORDER BY destination`,
+        `SELECT c.destination,
+           sum(CASE WHEN c.state = 'queued' THEN c.count ELSE 0 END) AS queued,
+           sum(CASE WHEN c.state = 'sent' THEN c.count ELSE 0 END) AS sent,
+           sum(CASE WHEN c.state = 'dead' THEN c.count ELSE 0 END) AS dead,
+           (SELECT min(o.queued_at) FROM forward_outbox o INDEXED BY forward_outbox_queued_since
+             WHERE o.destination = c.destination AND o.state = 'queued') AS oldestQueuedAt
+         FROM forward_outbox_counts c GROUP BY c.destination HAVING sum(c.count) > 0 ORDER BY c.destination`,
       )
       .all() as DestinationCounts[];
   }

@@ -97,7 +97,8 @@ test('a series written earlier in a transaction is reused within it, and never a
     index.upsert(record({ sopInstanceUid: '1.2.1.1.1', receivedAt: now }));
     const before = changes();
     index.upsert(record({ sopInstanceUid: '1.2.1.1.2', receivedAt: now }));
-    assert.equal(changes() - before, 1, 'the second instance writes its own row only');
+    // Its own row, and the trigger's count of instances by state (migration 020), nothing more.
+    assert.equal(changes() - before, 2, 'the second instance writes its own row only');
   })();
   index.commitPending();
   assert.deepEqual(index.counts(), { patients: 1, studies: 1, series: 1, instances: 2 });
