@@ -85,7 +85,6 @@ export class DeidWork {
     | 'earliestArrivals'
     | 'deidentified'
     | 'held'
-    | 'countByState'
     | 'stored'
     | 'renames'
     | 'renameOf'
@@ -160,7 +159,6 @@ export class DeidWork {
       held: db.prepare(`
         UPDATE instances SET state = @state, state_changed_at = @now, state_reason = @reason, deid_superseded_path = NULL
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath AND received_at = @receivedAt`),
-      countByState: db.prepare('SELECT state, count(*) AS count FROM instances GROUP BY state'),
     };
   }
 
@@ -353,10 +351,5 @@ export class DeidWork {
    * its arrival, release or redo), if any waits. */
   oldestWaitingSince(): number | undefined {
     return (this.statements.oldestWaiting.get() as number | null) ?? undefined;
-  }
-
-  countByState(): Record<string, number> {
-    const rows = this.statements.countByState.all() as Array<{ state: string; count: number }>;
-    return Object.fromEntries(rows.map((row) => [row.state, row.count]));
   }
 }
