@@ -14,7 +14,7 @@ import { Pseudonymizer } from './deid/pseudonyms.js';
 import { RuleError } from './deid/rules.js';
 import { checkedDeidSettings } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
-import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
+import { DEID_THREAD_HEAP_MB, DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
 import { DATABASE_FILE, indexSizeBytes, openDatabase, WalSync, type Db } from './db/database.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
 import {
@@ -119,11 +119,11 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     minThreads: config.deid.workers,
     maxThreads: config.deid.workers,
     idleTimeout: Number.MAX_SAFE_INTEGER,
-    // Each task holds one header and a 1 MB read window: small heaps keep the threads' memory flat.
-    resourceLimits: { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 4 },
+    resourceLimits: { maxOldGenerationSizeMb: DEID_THREAD_HEAP_MB, maxYoungGenerationSizeMb: 4 },
   });
   // A thread that dies (out of memory, a native fault) is replaced by piscina; say so.
   pool.on('error', (error: Error) => log.error({ err: error.message }, 'a de-identification thread failed'));
+  const largePool = largeInstancePool(config.deid.largeInstanceHeapMb, secret, log);
   const deidWork = new DeidWork(db);
   if (unclean) await checkNewestDeidentified(deidWork, storagePath, log);
   const scheduler = new DeidScheduler({
@@ -135,6 +135,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     settings: () => deidSettings,
     observer: metrics,
     receiveFirst: new ReceiveFirst(() => ({ enabled: config.deid.receiveFirst, maxWaitMs: (config.forward.stableSeconds * 1000) / 2 })),
+    ...(largePool ? { largeInstances: { pool: largePool, heapMb: config.deid.largeInstanceHeapMb } } : {}),
   });
   const outbox = new Outbox(db);
   const transcoder = new Transcoder();
@@ -255,6 +256,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const releaseResources = async (clean = true) => {
     indexWatch.stop();
     await pool.destroy();
+    await largePool?.destroy();
     await transcoder.close();
     freeSpace.stop();
     storageProbe.stop();
@@ -523,6 +525,26 @@ function diskCheck(freeSpace: FreeSpaceMonitor, minFreeBytes: number): Readiness
   };
 }
 
+/**
+ * The thread that does once more an instance whose header ran a de-identification thread out of heap
+ * (deid.largeInstanceHeapMb; 0: none). One thread, so that at most one such heap is in use at a time,
+ * and none while there is no such instance: it starts when one comes and ends once idle, giving its
+ * memory back, so the node's memory in the normal case does not change.
+ */
+function largeInstancePool(heapMb: number, secret: string, log: Logger): Piscina | undefined {
+  if (heapMb === 0) return undefined;
+  const pool = new Piscina({
+    filename: new URL('./deid/worker.js', import.meta.url).href,
+    workerData: { secret },
+    minThreads: 0,
+    maxThreads: 1,
+    idleTimeout: 1000,
+    resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: 16 },
+  });
+  pool.on('error', (error: Error) => log.error({ err: error.message }, 'the large-instance de-identification thread failed'));
+  return pool;
+}
+
 /** Keys read once at start: a reload names those it would change instead of applying them. */
 const RESTART_KEYS = [
   ['dicom', 'host'],
@@ -534,6 +556,7 @@ const RESTART_KEYS = [
   ['storage', 'path'],
   ['deid', 'secret'],
   ['deid', 'workers'],
+  ['deid', 'largeInstanceHeapMb'],
   ['http', 'host'],
   ['http', 'port'],
 ] as const satisfies ReadonlyArray<readonly [keyof GantryConfig, string]>;

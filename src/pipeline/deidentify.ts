@@ -47,6 +47,29 @@ export interface DeidSchedulerOptions {
   receiveFirst?: ReceiveFirst;
   /** How long de-identifying an original of this size may take (default deidTimeoutMs). */
   timeoutMs?: (fileBytes: number) => number;
+  /** Where an instance that ran a thread of `pool` out of heap is done once more (deid.largeInstanceHeapMb):
+   * a pool of one thread with a larger heap. Absent: such an instance fails at once. */
+  largeInstances?: { pool: Piscina; heapMb: number };
+}
+
+/** The heap (old generation) of a de-identification thread: each task holds one header and a 1 MB read
+ * window, so small heaps keep the threads' memory flat. About 200,000 data elements fit (docs/operations.md). */
+export const DEID_THREAD_HEAP_MB = 96;
+
+const OUT_OF_MEMORY = 'ERR_WORKER_OUT_OF_MEMORY';
+
+/** A worker thread ended by its heap limit (resourceLimits), which one instance's header can reach alone. */
+export function outOfMemory(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === OUT_OF_MEMORY;
+}
+
+/** The failure reason of an instance too large for the threads it was tried in: what to change. Kept
+ * under the 200 characters a reason is cut to (withoutValues). */
+export function outOfMemoryReason(largeHeapMb: number | undefined): string {
+  if (largeHeapMb === undefined) {
+    return `${OUT_OF_MEMORY}: its header needs more than a de-identification thread's ${DEID_THREAD_HEAP_MB} MB heap; set deid.largeInstanceHeapMb, restart, then gantry quarantine release ID --again`;
+  }
+  return `${OUT_OF_MEMORY}: its header needs more than deid.largeInstanceHeapMb (${largeHeapMb} MB) of heap; raise it, restart, then gantry quarantine release ID --again`;
 }
 
 /**
@@ -273,7 +296,7 @@ export class DeidScheduler {
     const timeoutMs = (this.options.timeoutMs ?? deidTimeoutMs)(instance.fileSize);
     const held = originalHeld(task.input, instance);
     // Aborting a running task stops its thread (piscina); the pool starts another.
-    const running = held ? Promise.reject(held) : this.runWithin(task, timeoutMs);
+    const running = held ? Promise.reject(held) : this.runOrRunLarge(task, timeoutMs, instance.id);
     let recorded = () => {};
     this.inFlight.set(instance.id, new Promise<void>((resolve) => (recorded = resolve)));
     this.runningTasks += 1;
@@ -298,12 +321,36 @@ export class DeidScheduler {
   }
 
   /**
+   * Runs the task on the pool; one whose header ran its thread out of heap (the thread died; piscina
+   * starts another, and the tasks of the other threads go on) runs once more on the large-instance
+   * thread, one at a time, so that memory stays bounded. The instance stays in flight meanwhile, and
+   * its outcome is recorded once: de-identified, or failed with what to change.
+   */
+  private async runOrRunLarge(task: DeidTask, timeoutMs: number, instanceId: number): Promise<DeidTaskResult> {
+    try {
+      return await this.runWithin(this.options.pool, task, timeoutMs);
+    } catch (error) {
+      if (!outOfMemory(error) || this.stopped) throw error;
+      const large = this.options.largeInstances;
+      if (!large) throw new Error(outOfMemoryReason(undefined));
+      // The thread died while writing: its partial output goes before the next try writes it anew.
+      removeTaskFiles(task);
+      this.options.log.warn({ instance: instanceId, heapMb: large.heapMb }, 'an instance ran a de-identification thread out of memory: done again in the large-instance thread');
+      try {
+        return await this.runWithin(large.pool, task, timeoutMs);
+      } catch (largeError) {
+        throw outOfMemory(largeError) ? new Error(outOfMemoryReason(large.heapMb)) : largeError;
+      }
+    }
+  }
+
+  /**
    * Runs the task on the pool, stopped once it has run `timeoutMs`. Counted from when its thread began
    * it, which the thread writes in `startedAt`: up to twice as many tasks as threads are handed over,
    * and one waiting behind a long task, or one caught in a damaged stream, was stopped as it waited and
    * recorded as failed without having been tried (found in a review).
    */
-  private async runWithin(task: DeidTask, timeoutMs: number): Promise<DeidTaskResult> {
+  private async runWithin(pool: Piscina, task: DeidTask, timeoutMs: number): Promise<DeidTaskResult> {
     const controller = new AbortController();
     task.startedAt = new BigInt64Array(new SharedArrayBuffer(8));
     const startedAt = task.startedAt;
@@ -317,7 +364,7 @@ export class DeidScheduler {
     };
     check();
     try {
-      return (await this.options.pool.run(task, { signal: controller.signal })) as DeidTaskResult;
+      return (await pool.run(task, { signal: controller.signal })) as DeidTaskResult;
     } catch (error) {
       throw controller.signal.aborted ? new Error(`de-identification did not finish within ${(timeoutMs / 1000).toFixed(0)} s`) : error;
     } finally {

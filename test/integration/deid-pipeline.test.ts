@@ -16,6 +16,7 @@ import { sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { elementHeader, encodeDataset, instanceElements, newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { ELEMENTS_PER_CONTOUR, writeLargeStructureSet } from '../helpers/large-header.js';
 
 interface Row {
   sop: string;
@@ -94,4 +95,76 @@ test('received instances are de-identified, quarantined or failed, each with its
   assert.equal(failed?.state, 'failed');
   assert.match(failed?.reason ?? '', /past the end|ends early/);
   assert.doesNotMatch(gantry.output(), /Pipeline|PIPE-ID-4711|Broken\^Pixels/, 'no PHI in the log');
+});
+
+/** Contours enough to run a 96 MB de-identification thread out of heap: 360,000 data elements, 8.6 MB
+ * (the threads failed from about 250,000 elements of this structure set, 2026-12-01). */
+const CONTOURS_OVER_THREAD_HEAP = 40_000;
+
+/** Waits until no row is `received` (30 s at most), and returns the rows. */
+async function settledRows(storagePath: string): Promise<Row[]> {
+  const deadline = Date.now() + 30_000;
+  while (rows(storagePath).some((row) => row.state === 'received') && Date.now() < deadline) await sleep(100);
+  return rows(storagePath);
+}
+
+// Such an instance ran its thread out of memory and was recorded as failed for good, with piscina's
+// message only; the PHI was held, but a legitimate object could never be de-identified.
+test('an instance whose header runs a thread out of memory is de-identified in the large-instance thread, beside normal ones', async (t) => {
+  if (!(await needPeers(t, 'storescu'))) return;
+  const dir = scratchDir('pipeline-large');
+  const corpus = join(dir, 'corpus');
+  await mkdir(corpus);
+  const large = join(corpus, 'rtstruct.dcm');
+  const study = newUid();
+  const patient = { patientId: 'LARGE-ID-5150', patientName: 'Contour^Patient' };
+  const { sopInstanceUid } = await writeLargeStructureSet(large, { contours: CONTOURS_OVER_THREAD_HEAP, studyInstanceUid: study, seriesInstanceUid: newUid(), ...patient });
+  assert.ok(CONTOURS_OVER_THREAD_HEAP * ELEMENTS_PER_CONTOUR > 250_000);
+  const normal = [0, 1, 2].map((i) => join(corpus, `ct${i}.dcm`));
+  for (const [i, path] of normal.entries()) await writeSyntheticFile(path, { studyInstanceUid: study, seriesInstanceUid: `${study}.1`, ...patient, instanceNumber: i + 1, rows: 64, columns: 64 });
+
+  const gantry = await startGantryProcess(join(dir, 'gantry'), { deid: { largeInstanceHeapMb: 512 } });
+  t.after(() => gantry.stop());
+  const sent = await storescu(gantry.port, gantry.aeTitle, [large, ...normal]);
+  assert.equal(sent.acknowledged.length, 4, sent.output.slice(-2000));
+
+  const all = await settledRows(gantry.storagePath);
+  assert.deepEqual(all.map((row) => row.state), ['deidentified', 'deidentified', 'deidentified', 'deidentified'], JSON.stringify(all.map((row) => row.reason)));
+  const structureSet = all.find((row) => row.sop === sopInstanceUid);
+  const bytes = readFileSync(join(gantry.storagePath, structureSet?.deidPath as string)).toString('latin1');
+  for (const value of [patient.patientId, 'Contour^Patient', study]) assert.ok(!bytes.includes(value), `${value} left in the output`);
+  const output = gantry.output();
+  assert.equal(output.match(/done again in the large-instance thread/g)?.length, 1, 'done again once');
+  assert.doesNotMatch(output, /de-identification failed/);
+  assert.doesNotMatch(output, /LARGE-ID-5150|Contour\^Patient/, 'no PHI in the log');
+});
+
+test('an instance too large for the large-instance thread too is recorded as failed once, saying what to change, and one beside it succeeds', async (t) => {
+  if (!(await needPeers(t, 'storescu'))) return;
+  const dir = scratchDir('pipeline-too-large');
+  const corpus = join(dir, 'corpus');
+  await mkdir(corpus);
+  const large = join(corpus, 'rtstruct.dcm');
+  const normal = join(corpus, 'ct.dcm');
+  const patient = { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'LARGE-ID-5151', patientName: 'Contour^Patient' };
+  const { sopInstanceUid } = await writeLargeStructureSet(large, { contours: CONTOURS_OVER_THREAD_HEAP, ...patient });
+  await writeSyntheticFile(normal, { ...patient, rows: 64, columns: 64 });
+
+  // A heap smaller than the threads' own: the second try fails as the first did.
+  const gantry = await startGantryProcess(join(dir, 'gantry'), { deid: { largeInstanceHeapMb: 48 } });
+  t.after(() => gantry.stop());
+  const sent = await storescu(gantry.port, gantry.aeTitle, [large, normal]);
+  assert.equal(sent.acknowledged.length, 2, sent.output.slice(-2000));
+
+  const all = await settledRows(gantry.storagePath);
+  const structureSet = all.find((row) => row.sop === sopInstanceUid);
+  assert.equal(structureSet?.state, 'failed');
+  assert.match(structureSet?.reason ?? '', /^ERR_WORKER_OUT_OF_MEMORY: its header needs more than deid\.largeInstanceHeapMb \(48 MB\) of heap; raise it/);
+  assert.equal(all.find((row) => row.sop !== sopInstanceUid)?.state, 'deidentified');
+  // Recorded once: later polls do not try it again.
+  await sleep(1500);
+  const output = gantry.output();
+  assert.equal(output.match(/done again in the large-instance thread/g)?.length, 1);
+  assert.equal(output.match(/"msg":"de-identification failed"/g)?.length, 1);
+  assert.doesNotMatch(output, /LARGE-ID-5151|Contour\^Patient/, 'no PHI in the log');
 });

@@ -92,7 +92,7 @@ function record(filePath: string): InstanceRecord {
   };
 }
 
-async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, receiveFirst?: ReceiveFirst, timeoutMs?: (fileBytes: number) => number) {
+async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, receiveFirst?: ReceiveFirst, timeoutMs?: (fileBytes: number) => number, largePool?: ManualPool) {
   const storagePath = scratchDir('scheduler');
   mkdirSync(join(storagePath, DEID_INCOMING_DIR), { recursive: true });
   const file = join(storagePath, 'index.sqlite');
@@ -118,11 +118,13 @@ async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, recei
     ...(observer ? { observer } : {}),
     ...(receiveFirst ? { receiveFirst } : {}),
     ...(timeoutMs ? { timeoutMs } : {}),
+    ...(largePool ? { largeInstances: { pool: largePool as unknown as Piscina, heapMb: LARGE_HEAP_MB } } : {}),
     settings: () => settings,
   });
   t.after(async () => {
     const stopping = scheduler.stop(1000);
     pool.terminate();
+    largePool?.terminate();
     await stopping;
     await wal.close();
     db.close();
@@ -136,6 +138,13 @@ function deidentified(filePath: string, sopInstanceUid = '2.25.1'): DeidTaskResu
 }
 
 const TARGET = 'deidentified/2.25.3/2.25.2/2.25.1.dcm';
+
+const LARGE_HEAP_MB = 256;
+
+/** What piscina rejects a task with when its thread reached the heap limit (resourceLimits). */
+function outOfMemoryError(): Error {
+  return Object.assign(new Error('Worker terminated due to reaching memory limit: JS heap out of memory'), { code: 'ERR_WORKER_OUT_OF_MEMORY' });
+}
 
 /** Outcomes reported for metrics; the first call throws, which must change nothing. */
 function recordingObserver(): DeidObserver & { outcomes: DeidOutcome[] } {
@@ -863,4 +872,60 @@ test('ReceiveFirst: the wait ends at the pause or at the longest wait, whichever
   enabled = false;
   first.stored(800);
   assert.equal(first.waitMs(arrived(10_000), at(10_000, 800)), 0, 'switched off');
+});
+
+// An instance with a very large header (an RT Structure Set of tens of thousands of contours) ran a
+// thread out of its 96 MB heap and was recorded as failed for good, with piscina's message only.
+test('an instance that runs a thread out of memory is done again in the large-instance thread, and one beside it is not held up', async (t) => {
+  const observer = recordingObserver();
+  const large = new ManualPool();
+  const { storagePath, writer, pool, scheduler, db } = await setUp(t, observer, 50, undefined, undefined, large);
+  const stateOf = (filePath: string) => db.prepare('SELECT state FROM instances WHERE file_path = ?').pluck().get(filePath) as string;
+  await writer.submit(record('originals/large.dcm'));
+  await writer.submit({ ...record('originals/normal.dcm'), sopInstanceUid: '1.2.1.1.2' });
+  scheduler.start();
+  const [huge, normal] = [await pool.next(), await pool.next()];
+  huge.reject(outOfMemoryError());
+  const again = await large.next();
+  assert.equal(again.task.input, huge.task.input, 'the same instance, in the large-instance thread');
+  writeFileSync(normal.task.temporary, 'NORMAL');
+  normal.resolve(deidentified('deidentified/2.25.3/2.25.2/2.25.9.dcm', '2.25.9'));
+  for (let tries = 0; tries < 100 && stateOf('originals/normal.dcm') === 'received'; tries += 1) await sleep(10);
+  assert.equal(stateOf('originals/normal.dcm'), 'deidentified', 'the instance beside it is recorded while the large one runs');
+  assert.equal(stateOf('originals/large.dcm'), 'received', 'not failed while it is done again');
+  writeFileSync(again.task.temporary, 'LARGE');
+  again.resolve(deidentified(TARGET));
+  for (let tries = 0; tries < 100 && stateOf('originals/large.dcm') === 'received'; tries += 1) await sleep(10);
+  assert.equal(stateOf('originals/large.dcm'), 'deidentified');
+  assert.equal(readFileSync(join(storagePath, TARGET), 'utf8'), 'LARGE');
+  assert.deepEqual(observer.outcomes.sort(), ['ok', 'ok'], 'each outcome recorded once');
+  assert.equal(pool.handedOver + large.handedOver, 0, 'no task handed out again');
+});
+
+test('an instance that runs the large-instance thread out of memory too is recorded as failed once, saying what to change', async (t) => {
+  const observer = recordingObserver();
+  const large = new ManualPool();
+  const { writer, pool, scheduler, db, state } = await setUp(t, observer, 50, undefined, undefined, large);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  (await pool.next()).reject(outOfMemoryError());
+  (await large.next()).reject(outOfMemoryError());
+  for (let tries = 0; tries < 100 && state().state !== 'failed'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'failed');
+  const reason = db.prepare('SELECT state_reason FROM instances').pluck().get() as string;
+  assert.match(reason, /^ERR_WORKER_OUT_OF_MEMORY: .*deid\.largeInstanceHeapMb \(256 MB\).*raise it/);
+  // Polls pass: the failed instance is not tried again on its own.
+  await sleep(200);
+  assert.equal(pool.handedOver + large.handedOver, 0, 'tried once in each thread, not again');
+  assert.deepEqual(observer.outcomes, ['failed']);
+});
+
+test('without a large-instance thread (deid.largeInstanceHeapMb: 0), an instance out of memory fails at once, saying which key to set', async (t) => {
+  const { writer, pool, scheduler, db, state } = await setUp(t);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  (await pool.next()).reject(outOfMemoryError());
+  for (let tries = 0; tries < 100 && state().state !== 'failed'; tries += 1) await sleep(10);
+  assert.equal(state().state, 'failed');
+  assert.match(db.prepare('SELECT state_reason FROM instances').pluck().get() as string, /96 MB heap; set deid\.largeInstanceHeapMb/);
 });
