@@ -53,7 +53,7 @@ export interface DeidSchedulerOptions {
 }
 
 /** The heap (old generation) of a de-identification thread: each task holds one header and a 1 MB read
- * window, so small heaps keep the threads' memory flat. About 200,000 data elements fit (docs/operations.md). */
+ * window, so small heaps keep the threads' memory flat. About 250,000 data elements fit (docs/operations.md). */
 export const DEID_THREAD_HEAP_MB = 96;
 
 const OUT_OF_MEMORY = 'ERR_WORKER_OUT_OF_MEMORY';

@@ -49,13 +49,13 @@ export async function writeLargeStructureSet(path: string, spec: LargeStructureS
   };
   await write(encodePart10Header({ mediaStorageSopClassUid: RT_STRUCTURE_SET_STORAGE, mediaStorageSopInstanceUid: sopInstanceUid, transferSyntaxUid: EXPLICIT_LE }));
   await write(encodeDataset(top));
-  // ROI Contour Sequence (3006,0039), one item, its Contour Sequence of undefined length.
+  // ROI Contour Sequence (3006,0039), one item: its Contour Sequence, of undefined length, and its Referenced ROI Number.
   await write(undefinedLength(0x30060039));
   await write(itemOfUndefinedLength());
-  await write(encodeElement(0x30060084, 'IS', '1'));
   await write(undefinedLength(0x30060040));
   for (let i = 0; i < spec.contours; i += 1) await write(contour(i, slices[i % slices.length] ?? ''));
   await write(SEQUENCE_DELIMITER);
+  await write(encodeElement(0x30060084, 'IS', '1'));
   await write(ITEM_DELIMITER);
   await write(SEQUENCE_DELIMITER);
   out.end();
