@@ -14,7 +14,8 @@ import { Pseudonymizer } from './deid/pseudonyms.js';
 import { RuleError } from './deid/rules.js';
 import { checkedDeidSettings } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
-import { DEID_THREAD_HEAP_MB, DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
+import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
+import { DEID_THREAD_HEAP_MB, largeInstancePool } from './deid/large-instances.js';
 import { DATABASE_FILE, indexSizeBytes, openDatabase, WalSync, type Db } from './db/database.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
 import {
@@ -123,7 +124,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   // A thread that dies (out of memory, a native fault) is replaced by piscina; say so.
   pool.on('error', (error: Error) => log.error({ err: error.message }, 'a de-identification thread failed'));
-  const largePool = largeInstancePool(config.deid.largeInstanceHeapMb, secret, log);
+  const largePool = largeInstancePool(new URL('./deid/worker.js', import.meta.url).href, config.deid.largeInstanceHeapMb, secret);
+  largePool?.on('error', (error: Error) => log.error({ err: error.message }, 'the large-instance de-identification thread failed'));
   const deidWork = new DeidWork(db);
   if (unclean) await checkNewestDeidentified(deidWork, storagePath, log);
   const scheduler = new DeidScheduler({
@@ -523,26 +525,6 @@ function diskCheck(freeSpace: FreeSpaceMonitor, minFreeBytes: number): Readiness
     ok: false,
     detail: `free disk under storage.path is ${freeSpace.freeBytes} bytes, below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700. Make free space under storage.path: gantry status shows what waits (forwarding and retention delete what the destinations confirmed)`,
   };
-}
-
-/**
- * The thread that does once more an instance whose header ran a de-identification thread out of heap
- * (deid.largeInstanceHeapMb; 0: none). One thread, so that at most one such heap is in use at a time,
- * and none while there is no such instance: it starts when one comes and ends once idle, giving its
- * memory back, so the node's memory in the normal case does not change.
- */
-function largeInstancePool(heapMb: number, secret: string, log: Logger): Piscina | undefined {
-  if (heapMb === 0) return undefined;
-  const pool = new Piscina({
-    filename: new URL('./deid/worker.js', import.meta.url).href,
-    workerData: { secret },
-    minThreads: 0,
-    maxThreads: 1,
-    idleTimeout: 1000,
-    resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: 16 },
-  });
-  pool.on('error', (error: Error) => log.error({ err: error.message }, 'the large-instance de-identification thread failed'));
-  return pool;
 }
 
 /** Keys read once at start: a reload names those it would change instead of applying them. */

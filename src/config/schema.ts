@@ -345,7 +345,7 @@ export const configSchema = z
           .max(16384)
           .default(1024)
           .describe(
-            'An instance whose header runs a de-identification thread out of its 96 MB heap (about 250,000 data elements: an RT Structure Set of tens of thousands of contours, a large SR or Segmentation) is done once more in a thread of its own with a heap of this many MB, one such instance at a time; only then is it recorded as failed. 0: such instances fail at once.',
+            'An instance whose header runs a de-identification thread out of its 96 MB heap (about 250,000 data elements: an RT Structure Set of tens of thousands of contours, a large SR or Segmentation) is done once more in a thread of its own with a heap of this many MB, one such instance at a time (in the node and in gantry export); only then is it recorded as failed. 0: such instances fail at once.',
           ),
         receiveFirst: z
           .boolean()

@@ -19,6 +19,7 @@ import { stampFromColumns } from '../index/file-stamp.js';
 import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
 import { withoutValues } from '../observability/redact.js';
+import { outOfMemory, outOfMemoryReason } from '../deid/large-instances.js';
 import { residualRiskReason } from '../deid/release-policy.js';
 import { shareSettings, type SharedSettings } from '../deid/shared-settings.js';
 import { DEID_INCOMING_DIR } from '../store/object-store.js';
@@ -52,25 +53,8 @@ export interface DeidSchedulerOptions {
   largeInstances?: { pool: Piscina; heapMb: number };
 }
 
-/** The heap (old generation) of a de-identification thread: each task holds one header and a 1 MB read
- * window, so small heaps keep the threads' memory flat. About 250,000 data elements fit (docs/operations.md). */
-export const DEID_THREAD_HEAP_MB = 96;
-
-const OUT_OF_MEMORY = 'ERR_WORKER_OUT_OF_MEMORY';
-
-/** A worker thread ended by its heap limit (resourceLimits), which one instance's header can reach alone. */
-export function outOfMemory(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === OUT_OF_MEMORY;
-}
-
-/** The failure reason of an instance too large for the threads it was tried in: what to change. Kept
- * under the 200 characters a reason is cut to (withoutValues). */
-export function outOfMemoryReason(largeHeapMb: number | undefined): string {
-  if (largeHeapMb === undefined) {
-    return `${OUT_OF_MEMORY}: its header needs more than a de-identification thread's ${DEID_THREAD_HEAP_MB} MB heap; set deid.largeInstanceHeapMb, restart, then gantry quarantine release ID --again`;
-  }
-  return `${OUT_OF_MEMORY}: its header needs more than deid.largeInstanceHeapMb (${largeHeapMb} MB) of heap; raise it, restart, then gantry quarantine release ID --again`;
-}
+/** What to do once deid.largeInstanceHeapMb is changed, said in the reason of an instance that failed for want of it. */
+const AFTER_LARGER_HEAP = 'restart, then gantry quarantine release ID --again';
 
 /**
  * How long de-identifying one instance may take before its thread is stopped and the instance is
@@ -332,14 +316,14 @@ export class DeidScheduler {
     } catch (error) {
       if (!outOfMemory(error) || this.stopped) throw error;
       const large = this.options.largeInstances;
-      if (!large) throw new Error(outOfMemoryReason(undefined));
+      if (!large) throw new Error(outOfMemoryReason(undefined, AFTER_LARGER_HEAP));
       // The thread died while writing: its partial output goes before the next try writes it anew.
       removeTaskFiles(task);
       this.options.log.warn({ instance: instanceId, heapMb: large.heapMb }, 'an instance ran a de-identification thread out of memory: done again in the large-instance thread');
       try {
         return await this.runWithin(large.pool, task, timeoutMs);
       } catch (largeError) {
-        throw outOfMemory(largeError) ? new Error(outOfMemoryReason(large.heapMb)) : largeError;
+        throw outOfMemory(largeError) ? new Error(outOfMemoryReason(large.heapMb, AFTER_LARGER_HEAP)) : largeError;
       }
     }
   }

@@ -16,6 +16,7 @@ import { mkdir, opendir, readdir, readFile, realpath, rm, stat, writeFile } from
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { Piscina } from 'piscina';
 import type { LoadedConfig } from '../config/load.js';
+import { DEID_THREAD_HEAP_MB, largeInstancePool, outOfMemory, outOfMemoryReason } from '../deid/large-instances.js';
 import { checkedDeidSettings } from '../deid/settings.js';
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
@@ -50,6 +51,9 @@ export interface ExportOptions {
   layout: string;
   /** A pool of export workers (export-worker.ts), given the de-identification secret. */
   pool: Piscina;
+  /** Where an instance that ran a thread of `pool` out of heap is exported once more: one export
+   * worker with a larger heap (deid.largeInstanceHeapMb). Absent: such an instance fails at once. */
+  largeInstances?: { pool: Piscina; heapMb: number };
   settings: DeidSchedulerSettings;
   storagePath: string;
   /** Batches in flight at once. */
@@ -331,17 +335,15 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
           }
           // One instance too large for a thread's heap (an RT Structure Set of a hundred thousand
           // contours, an enhanced multi-frame's per-frame groups) took its batch's thread down: the
-          // batch is done again instance by instance, and that one is counted as failed, with why,
-          // instead of ending the export (which a run again would end at the same place).
+          // batch is done again instance by instance, that one once more in the large-instance thread,
+          // and counted as failed, with why, only when it does not fit there either, instead of ending
+          // the export (which a run again would end at the same place).
           for (const item of batch.items) {
             try {
-              settle(page, (await options.pool.run({ ...batch, items: [item] })) as ExportItemResult[]);
+              settle(page, await runAlone(options, { ...batch, items: [item] }));
             } catch (itemError) {
-              if (!outOfMemory(itemError as Error)) {
-                failure ??= itemError as Error;
-                return;
-              }
-              settle(page, [{ id: item.id, kind: 'failed', reason: `${OUT_OF_MEMORY}: the instance needs more memory than an export thread has` }]);
+              failure ??= itemError as Error;
+              return;
             }
           }
         })
@@ -355,11 +357,26 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   return summary;
 }
 
-const OUT_OF_MEMORY = 'ERR_WORKER_OUT_OF_MEMORY';
-
-/** A worker thread ended by its heap limit (resourceLimits), which one instance can reach alone. */
-function outOfMemory(error: Error): boolean {
-  return (error as NodeJS.ErrnoException).code === OUT_OF_MEMORY;
+/**
+ * The results of a batch of one instance: exported by a thread of the pool, or, when its header ran
+ * that thread out of heap, by the large-instance thread (one at a time); failed with what to change
+ * when it does not fit there either. Any other failure of a thread is thrown.
+ */
+async function runAlone(options: ExportOptions, batch: ExportBatch): Promise<ExportItemResult[]> {
+  const failed = (heapMb: number | undefined) => batch.items.map((item) => ({ id: item.id, kind: 'failed' as const, reason: outOfMemoryReason(heapMb, 'then export again') }));
+  try {
+    return (await options.pool.run(batch)) as ExportItemResult[];
+  } catch (error) {
+    if (!outOfMemory(error)) throw error;
+  }
+  const large = options.largeInstances;
+  if (!large) return failed(undefined);
+  try {
+    return (await large.pool.run(batch)) as ExportItemResult[];
+  } catch (error) {
+    if (!outOfMemory(error)) throw error;
+    return failed(large.heapMb);
+  }
 }
 
 /** Removes an exported file, and the folders of the layout it leaves empty. */
@@ -484,8 +501,10 @@ export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: str
     maxThreads: workers,
     idleTimeout: 1000,
     // One file at a time per thread (as the node's de-identification pool): small heaps, flat memory.
-    resourceLimits: { maxOldGenerationSizeMb: 96, maxYoungGenerationSizeMb: 4 },
+    resourceLimits: { maxOldGenerationSizeMb: DEID_THREAD_HEAP_MB, maxYoungGenerationSizeMb: 4 },
   });
+  const heapMb = loaded.config.deid.largeInstanceHeapMb;
+  const largePool = largeInstancePool(new URL('./export-worker.js', import.meta.url).href, heapMb, secret);
   try {
     return await exportSelection(db, {
       out: request.out,
@@ -495,10 +514,12 @@ export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: str
       settings,
       storagePath: resolve(loaded.config.storage.path),
       concurrency: workers * 2,
+      ...(largePool ? { largeInstances: { pool: largePool, heapMb } } : {}),
       secretDigest: secretDigest(secret),
       ...(request.progress ? { progress: request.progress } : {}),
     });
   } finally {
     await pool.destroy();
+    await largePool?.destroy();
   }
 }

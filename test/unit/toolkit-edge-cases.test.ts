@@ -20,6 +20,7 @@ import { layoutPath } from '../../src/toolkit/layout.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { EXPLICIT_LE, encodeElement, newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
+import { writeLargeStructureSet as writeContours } from '../helpers/large-header.js';
 
 const SECRET = 'the secret of the toolkit review';
 
@@ -302,6 +303,34 @@ test('export: an instance too large for a thread fails alone; the rest of its ba
   } finally {
     session.close();
   }
+});
+
+// The node does such an instance again in a thread with a larger heap; an export failed it for good.
+test('export: an instance too large for an export thread is exported by the large-instance thread, or fails alone saying what to change', async () => {
+  const { dir, storagePath } = await importedSession('export-large-heap', 2);
+  const tree = join(dir, 'tree');
+  // 540,000 data elements: over an export thread's 96 MB heap (it ran out from 360,000 of them, 2026-12-01).
+  await writeContours(join(tree, 'large-rtstruct.dcm'), { contours: 60_000, studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PAT-LARGE', patientName: 'Large^Struct' });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    assert.equal((await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 })).indexed, 1);
+  } finally {
+    db.close();
+  }
+  const exportWith = async (largeInstanceHeapMb: number) => {
+    const session = openSession(storagePath, { config: { deid: { secret: SECRET, largeInstanceHeapMb } } });
+    try {
+      return await session.export({ out: join(dir, `out-${largeInstanceHeapMb}`), workers: 1 });
+    } finally {
+      session.close();
+    }
+  };
+  const fits = await exportWith(512);
+  assert.equal(fits.written, 3, JSON.stringify([...fits.problems.keys()]));
+  const tooSmall = await exportWith(48);
+  assert.equal(tooSmall.written, 2, 'the rest of its batch is written');
+  assert.equal(tooSmall.failed, 1);
+  assert.match([...tooSmall.problems.keys()].join(' '), /ERR_WORKER_OUT_OF_MEMORY: its header needs more than deid\.largeInstanceHeapMb \(48 MB\) of heap; raise it, then export again/);
 });
 
 // Found in a review: the folder's marker named the export but not the key of its pseudonyms, so a
