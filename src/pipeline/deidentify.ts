@@ -104,7 +104,8 @@ export interface DeidObserver {
 export class DeidScheduler {
   /** Instances handed to the pool and not yet recorded: never handed out twice. */
   private readonly inFlight = new Map<number, Promise<void>>();
-  /** Tasks the pool is running (at most maxInFlight). */
+  /** Tasks handed to the pool and not finished (at most maxInFlight); not those gone on to the
+   * large-instance thread, which has a queue of its own. */
   private runningTasks = 0;
   private finished: FinishedTask[] = [];
   private recordTimer: NodeJS.Timeout | undefined;
@@ -279,13 +280,24 @@ export class DeidScheduler {
     const started = performance.now();
     const timeoutMs = (this.options.timeoutMs ?? deidTimeoutMs)(instance.fileSize);
     const held = originalHeld(task.input, instance);
-    // Aborting a running task stops its thread (piscina); the pool starts another.
-    const running = held ? Promise.reject(held) : this.runOrRunLarge(task, timeoutMs, instance.id);
     let recorded = () => {};
     this.inFlight.set(instance.id, new Promise<void>((resolve) => (recorded = resolve)));
     this.runningTasks += 1;
+    let holdsSlot = true;
+    const freeSlot = () => {
+      if (holdsSlot) this.runningTasks -= 1;
+      holdsSlot = false;
+    };
+    // A task waiting for the large-instance thread leaves its slot to the next instance: several such
+    // instances would otherwise hold every slot while they wait their turn, one at a time.
+    const waitsForLargeThread = () => {
+      freeSlot();
+      this.refill();
+    };
+    // Aborting a running task stops its thread (piscina); the pool starts another.
+    const running = held ? Promise.reject(held) : this.runOrRunLarge(task, timeoutMs, instance.id, waitsForLargeThread);
     const finish = (outcome: { result: DeidTaskResult } | { error: Error }) => {
-      this.runningTasks -= 1;
+      freeSlot();
       if (this.stopped && 'error' in outcome) {
         // Ended by the stop (the pool destroyed after the grace): no failure, done again at the next
         // start, and nothing to record in an index that may be closed by now.
@@ -307,10 +319,10 @@ export class DeidScheduler {
   /**
    * Runs the task on the pool; one whose header ran its thread out of heap (the thread died; piscina
    * starts another, and the tasks of the other threads go on) runs once more on the large-instance
-   * thread, one at a time, so that memory stays bounded. The instance stays in flight meanwhile, and
-   * its outcome is recorded once: de-identified, or failed with what to change.
+   * thread, one at a time, so that memory stays bounded. The instance stays in flight meanwhile (never
+   * handed out again), and its outcome is recorded once: de-identified, or failed with what to change.
    */
-  private async runOrRunLarge(task: DeidTask, timeoutMs: number, instanceId: number): Promise<DeidTaskResult> {
+  private async runOrRunLarge(task: DeidTask, timeoutMs: number, instanceId: number, waitsForLargeThread: () => void): Promise<DeidTaskResult> {
     try {
       return await this.runWithin(this.options.pool, task, timeoutMs);
     } catch (error) {
@@ -320,6 +332,7 @@ export class DeidScheduler {
       // The thread died while writing: its partial output goes before the next try writes it anew.
       removeTaskFiles(task);
       this.options.log.warn({ instance: instanceId, heapMb: large.heapMb }, 'an instance ran a de-identification thread out of memory: done again in the large-instance thread');
+      waitsForLargeThread();
       try {
         return await this.runWithin(large.pool, task, timeoutMs);
       } catch (largeError) {

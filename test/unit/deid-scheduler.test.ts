@@ -902,6 +902,32 @@ test('an instance that runs a thread out of memory is done again in the large-in
   assert.equal(pool.handedOver + large.handedOver, 0, 'no task handed out again');
 });
 
+test('instances waiting for the large-instance thread leave their slots to the next instances', async (t) => {
+  const large = new ManualPool();
+  const { writer, pool, scheduler, db } = await setUp(t, undefined, 50, undefined, undefined, large);
+  const stateOf = (filePath: string) => db.prepare('SELECT state FROM instances WHERE file_path = ?').pluck().get(filePath) as string;
+  await writer.submit(record('originals/large-1.dcm'));
+  await writer.submit({ ...record('originals/large-2.dcm'), sopInstanceUid: '1.2.1.1.2' });
+  await writer.submit({ ...record('originals/normal.dcm'), sopInstanceUid: '1.2.1.1.3' });
+  scheduler.start();
+  // Two slots (maxInFlight): both large instances, which run their threads out of memory.
+  (await pool.next()).reject(outOfMemoryError());
+  (await pool.next()).reject(outOfMemoryError());
+  const first = await large.next();
+  // The second waits behind the first in the large-instance thread; the normal one runs meanwhile.
+  const normal = await pool.next();
+  assert.equal(normal.task.input.endsWith('normal.dcm'), true);
+  writeFileSync(normal.task.temporary, 'NORMAL');
+  normal.resolve(deidentified('deidentified/2.25.3/2.25.2/2.25.9.dcm', '2.25.9'));
+  for (let tries = 0; tries < 100 && stateOf('originals/normal.dcm') === 'received'; tries += 1) await sleep(10);
+  assert.equal(stateOf('originals/normal.dcm'), 'deidentified');
+  first.resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  (await large.next()).resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  for (let tries = 0; tries < 100 && stateOf('originals/large-2.dcm') === 'received'; tries += 1) await sleep(10);
+  assert.deepEqual([stateOf('originals/large-1.dcm'), stateOf('originals/large-2.dcm')], ['quarantined', 'quarantined']);
+  assert.equal(scheduler.running, 0);
+});
+
 test('an instance that runs the large-instance thread out of memory too is recorded as failed once, saying what to change', async (t) => {
   const observer = recordingObserver();
   const large = new ManualPool();
