@@ -506,7 +506,6 @@ function routeAgainIfChanged(outbox: Outbox, config: GantryConfig, log: Logger, 
   }
 }
 
-
 /** Calling AE titles named in the config: metrics label them by name, every other caller as "other". */
 function knownCallersOf(config: GantryConfig): Set<string> {
   const named = [...config.dicom.allowedCallers, ...config.query.sourceCallers].map((entry) => callerEntryParts(entry)[0]);
