@@ -135,9 +135,10 @@ export async function forwardStudy(loaded: LoadedConfig, studyInstanceUid: strin
     const { study, queued } = outbox.atomically(() => {
       const found = outbox.forwardStudyNow(studyInstanceUid);
       const routed = found ? router.routeStudy(found.studyPk) : 0;
-      // Queued under this file's conditions, which may not be the node's: its next start must look
-      // at the queue again, not trust the routing recorded (src/app.ts settleOutboxAtStart).
-      if (routed > 0 && outbox.recordedRouting() !== routingOf(loaded.config.forward.destinations)) outbox.forgetRouting();
+      // Routed under this file's conditions, which may not be the node's: queued where the node's
+      // would not send it, or to nowhere where the node's would (nothing queued, yet routed). Its next
+      // start must look at the queue again, not trust the routing recorded (src/app.ts settleOutboxAtStart).
+      if (found && outbox.recordedRouting() !== routingOf(loaded.config.forward.destinations)) outbox.forgetRouting();
       return { study: found, queued: routed };
     });
     if (!study) throw new Error(`no study with Study Instance UID ${studyInstanceUid} (original or de-identified) in the index`);

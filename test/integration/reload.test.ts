@@ -203,6 +203,22 @@ test('a start after gantry forward under another file withdraws what its own con
   assert.equal(queuedForResearch(storagePath), 0, "withdrawn: the node's file takes MR only");
 });
 
+// Found in the final review: gantry forward under another file forgot the recorded routing only when
+// it queued something. One whose conditions took none of the study routed it to nowhere, and the
+// next start, trusting the record, never routed it again to the destination of its own file.
+test('a start after gantry forward under another file that queued nothing routes the study to its own destinations', async (t) => {
+  const storagePath = await twoDeidentified(t, 'start-after-cli-forward-nowhere');
+  // Not stable for an hour: this start records its routing and routes nothing.
+  await (await startGantry(forwardingConfig(storagePath, [unreachable('research')], 'silent', 3600), silentLogger())).stop();
+  const outcome = await forwardStudy(forwardingConfig(storagePath, [unreachable('research', 'MR')]), '1.2.1', silentLogger());
+  assert.equal(outcome.queued, 0, "the other file's condition takes none");
+  const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('research')], 'silent', 0.1), silentLogger());
+  t.after(() => gantry.stop());
+  const deadline = Date.now() + 10_000;
+  while (queuedForResearch(storagePath) !== 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(queuedForResearch(storagePath), 2, "routed again under the node's own file");
+});
+
 // Found in a review: a reload that narrowed a destination's condition left the items queued under the
 // old one in its queue, and they were sent when the destination came back.
 test('a reload that narrows a destination condition withdraws the queued items it no longer takes, and says so', async (t) => {
