@@ -370,6 +370,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     const narrowable = conditionsChanged(config, next);
     // The host names took a while to resolve: a stop may have begun meanwhile.
     refuseWhileStopping();
+    // The routing recorded goes before anything is queued under the new one: should recording that
+    // fail (routeAgainIfChanged, below), the old record stayed, and a start back under the old file
+    // trusted it and withdrew nothing of what this one queued (found in the final review).
+    if (routingOf(config.forward.destinations) !== routingOf(next.forward.destinations)) forgetRecordedRouting(outbox);
     // What a narrowed condition excludes never goes: withdrawn before any sender reads the outbox
     // again (the swap below follows in the same turn of the event loop). When it cannot be, the reload
     // is refused as a whole: applied without it, the excluded items were sent (found in a review).
@@ -474,6 +478,16 @@ function conditionsChanged(before: GantryConfig, after: GantryConfig): Set<strin
     return previous === undefined ? destination.when !== undefined : previous !== JSON.stringify(destination.when ?? null);
   });
   return new Set(changed.map((destination) => destination.name));
+}
+
+/** Forgets the routing the index recorded (the next start then looks at every unsent item); throws,
+ * saying so, when it cannot: the reload is then refused, before it withdraws anything. */
+function forgetRecordedRouting(outbox: Outbox): void {
+  try {
+    outbox.forgetRouting();
+  } catch (error) {
+    throw new Error(`cannot forget the routing recorded in the index, so nothing is withdrawn or routed under the changed destinations: ${(error as Error).message}`);
+  }
 }
 
 /** Withdraws the unsent items of `destinations` that their conditions no longer take (all or none);

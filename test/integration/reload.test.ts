@@ -219,6 +219,32 @@ test('a start after gantry forward under another file that queued nothing routes
   assert.equal(queuedForResearch(storagePath), 2, "routed again under the node's own file");
 });
 
+// Found in the final review: a reload whose record of the new routing failed (the index locked or
+// full) left the old record, and a start back under the old file trusted it: the items the reloaded
+// file had queued, which the old file's condition excludes, were not withdrawn, and were sent.
+test('a start after a reload that could not record its routing withdraws what its own conditions exclude', async (t) => {
+  const storagePath = await twoDeidentified(t, 'reload-unrecorded');
+  const mrOnly = (stableSeconds: number) => forwardingConfig(storagePath, [unreachable('research', 'MR')], 'silent', stableSeconds);
+  const gantry = await startGantry(mrOnly(3600), silentLogger());
+  let stopped = false;
+  t.after(() => (stopped ? undefined : gantry.stop()));
+  const other = openDatabase(join(storagePath, 'index.sqlite'));
+  t.after(() => other.close());
+  // The index refuses the record of the reload's routing (as a lock held past the busy timeout would).
+  other.exec(`CREATE TRIGGER refuse_record_insert BEFORE INSERT ON forward_routing BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;
+    CREATE TRIGGER refuse_record_update BEFORE UPDATE ON forward_routing BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;`);
+  await gantry.reload(forwardingConfig(storagePath, [unreachable('research')], 'silent', 0.1));
+  const deadline = Date.now() + 10_000;
+  while (queuedForResearch(storagePath) !== 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(queuedForResearch(storagePath), 2, 'queued under the reloaded file');
+  stopped = true;
+  await gantry.stop();
+  other.exec('DROP TRIGGER refuse_record_insert; DROP TRIGGER refuse_record_update;');
+  const again = await startGantry(mrOnly(3600), silentLogger());
+  t.after(() => again.stop());
+  assert.equal(queuedForResearch(storagePath), 0, "withdrawn: the node's file takes MR only");
+});
+
 // Found in a review: a reload that narrowed a destination's condition left the items queued under the
 // old one in its queue, and they were sent when the destination came back.
 test('a reload that narrows a destination condition withdraws the queued items it no longer takes, and says so', async (t) => {
