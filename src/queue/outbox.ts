@@ -336,6 +336,9 @@ export class Outbox {
    * instances were made routable again, or undefined when the routing had not changed.
    */
   routeAgainUnder(routing: string, always = false, now = Date.now()): number | undefined {
+    // Read first: the routing is most often unchanged, and the write lock taken for nothing would wait
+    // out another process's lock (the busy timeout) at every start and reload.
+    if (!always && this.recordedRouting() === routing) return undefined;
     return this.db.transaction(() => {
       if (this.recordedRouting() === routing && !always) return undefined;
       const again = this.routeAgainRoutedToNowhere();

@@ -5,6 +5,7 @@
  * when routing looks again for the next study to become stable.
  */
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -250,6 +251,24 @@ test('instances no destination took are routed again when the routing differs fr
   assert.equal(outbox.routeAgainUnder('[["mr",{"attributes":{"Modality":"MR"}}]]', true), 2, 'unless asked to');
   assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: [] }))), 0);
   assert.equal(outbox.routeAgainUnder('[["mr",null]]'), 2, 'a condition changed');
+});
+
+// Found in the final review: the unchanged routing of every start and reload took the write lock, and
+// so waited out another process's lock (the busy timeout, 5 s) for nothing.
+test('an unchanged routing is told without the write lock: another process holding it does not hold up a start', async (t) => {
+  const db = await receivedStudy(t);
+  const outbox = new Outbox(db);
+  outbox.routeAgainUnder('[]');
+  const other = new Database(db.name);
+  t.after(() => other.close());
+  other.exec('BEGIN IMMEDIATE');
+  try {
+    const began = performance.now();
+    assert.equal(outbox.routeAgainUnder('[]'), undefined);
+    assert.ok(performance.now() - began < 1000, 'answered at once');
+  } finally {
+    other.exec('ROLLBACK');
+  }
 });
 
 // A backlog that becomes stable at once (an outage, an import) was routed in one go on the node's
