@@ -5,8 +5,8 @@
  * may be changed by hand or by a restore. De-identified, such a file would be recorded, forwarded or
  * exported as the indexed instance, though its attributes, UIDs and patient may be another's (the
  * research view, the routing conditions and the pseudonym ledger come from the index). One stat
- * (file-stamp.ts): size and modification time, and whether the file is there at all, for rows indexed
- * with a stamp (migration 019); by size alone for older rows. The reasons name neither the file (a folder may be named after its patient)
+ * (file-stamp.ts): size and, for a file imported in place, modification time, and whether the file is
+ * there at all, for rows indexed with a stamp (migration 019); by size alone for older rows. The reasons name neither the file (a folder may be named after its patient)
  * nor a value in it: `gantry quarantine show` gives the path.
  */
 import { fileDifference, type IndexedFile } from '../index/file-stamp.js';
@@ -23,7 +23,11 @@ export interface HeldOriginal {
 
 /** Why the original at `path` must not be de-identified as the indexed instance, or undefined. */
 export function heldOriginal(path: string, indexed: IndexedFile, origin: OriginalOrigin): HeldOriginal | undefined {
-  const difference = fileDifference(path, indexed);
+  // A received original is Gantry's own file: a copy or restore of storage.path (cp -r, a backup tool)
+  // gives it a new modification time without changing a byte, so its size is what is compared. Held on
+  // a time alone, every instance waiting after such a restore failed, with the advice to delete it and
+  // have it sent again, which a sender may not be able to do (found in the final review).
+  const difference = fileDifference(path, origin === 'received' ? { size: indexed.size } : indexed);
   if (difference === undefined) return undefined;
   if ('gone' in difference) {
     // A row indexed before migration 019 keeps what it had: its task's open fails with ENOENT.
@@ -38,7 +42,7 @@ export function heldOriginal(path: string, indexed: IndexedFile, origin: Origina
     origin === 'imported'
       ? `the original changed since it was imported (${what}): it is not the instance the index describes; delete this row (gantry quarantine delete) and import the file again`
       : `the original changed since it was received (${what}): it is not the instance the index describes; delete this row (gantry quarantine delete) and have the instance sent again`;
-  return { reason: changed(difference.change), brief: changed(indexed.stamp ? 'its size or modification time differs' : 'its size differs') };
+  return { reason: changed(difference.change), brief: changed(indexed.stamp && origin === 'imported' ? 'its size or modification time differs' : 'its size differs') };
 }
 
 /** An original held by heldOriginal: its reason is recorded as it is (no value in it to remove, and

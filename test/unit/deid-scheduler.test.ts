@@ -438,7 +438,10 @@ test('an original imported in place and deleted since is recorded as failed with
   assert.equal(setup.pool.handedOver, 0, 'no task for a file that is not there');
 });
 
-test('a received original rewritten in storage with the same size is recorded as failed, to be sent again', async (t) => {
+// Found in the final review: a received original whose modification time alone changed (storage.path
+// copied or restored without its times) was failed, with the advice to delete it and have it sent
+// again. Gantry's own file is compared by size: it is de-identified.
+test('a received original with a new modification time and its size (a restore without times) is de-identified', async (t) => {
   const setup = await setUp(t);
   const original = join(setup.storagePath, 'originals/a.dcm');
   mkdirSync(dirname(original), { recursive: true });
@@ -446,14 +449,12 @@ test('a received original rewritten in storage with the same size is recorded as
   const received = record('originals/a.dcm');
   received.fileStamp = stampOf(statSync(original, { bigint: true }));
   await sleep(30);
-  writeFileSync(original, 'TEN OTHERS');
+  writeFileSync(original, 'TEN BYTES!');
+  assert.notEqual(String(statSync(original, { bigint: true }).mtimeNs), received.fileStamp.mtimeNs, 'a new modification time');
   await setup.writer.submit(received);
   setup.scheduler.start();
-  const held = await heldState(setup, 'originals/a.dcm');
-  assert.equal(held.state, 'failed');
-  assert.match(held.reason ?? '', /^the original changed since it was received \(it was modified at /);
-  assert.match(held.reason ?? '', /sent again/);
-  assert.equal(setup.pool.handedOver, 0);
+  const pending = await setup.pool.next();
+  assert.equal(pending.task.input, original);
 });
 
 test('an original indexed without a stamp (before migration 019) and rewritten with the same size is de-identified as before', async (t) => {
