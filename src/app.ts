@@ -50,6 +50,7 @@ import { Outbox } from './queue/outbox.js';
 import { StorageProbe, storageWritable } from './store/storage-probe.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
+import { WORKER_EXEC_ARGV } from './worker-loading.js';
 
 export { DATABASE_FILE };
 
@@ -114,6 +115,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     (metric, error) => log.warn({ metric, err: error.message }, 'a metric could not be read; it keeps its last value'),
   );
   const pool = new Piscina({
+    execArgv: [...WORKER_EXEC_ARGV],
     filename: new URL('./deid/worker.js', import.meta.url).href,
     workerData: { secret },
     // Threads live as long as the node: a new thread pays for loading the engine and its dictionary.

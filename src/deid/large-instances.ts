@@ -5,6 +5,7 @@
  * gantry export alike; one that does not fit there either fails with what to change.
  */
 import { Piscina } from 'piscina';
+import { WORKER_EXEC_ARGV } from '../worker-loading.js';
 
 /** The heap (old generation) of a de-identification or export thread: each task holds one header and a
  * 1 MB read window, so small heaps keep the threads' memory flat. About 250,000 data elements fit. */
@@ -35,6 +36,7 @@ export function outOfMemoryReason(largeHeapMb: number | undefined, then: string)
 export function largeInstancePool(filename: string, heapMb: number, secret: string): Piscina | undefined {
   if (heapMb === 0) return undefined;
   return new Piscina({
+    execArgv: [...WORKER_EXEC_ARGV],
     filename,
     workerData: { secret },
     minThreads: 0,

@@ -8,6 +8,7 @@ import { Piscina } from 'piscina';
 import { PixelRedactionError } from '../pixels/native.js';
 import type { DatasetBody, StoredDataset } from './stored-dataset.js';
 import type { TranscodeResult, TranscodeTask } from './transcode-worker.js';
+import { WORKER_EXEC_ARGV } from '../worker-loading.js';
 
 /** A thread that has not converted anything for this long is stopped: most nodes never convert. */
 const IDLE_MS = 60_000;
@@ -34,6 +35,7 @@ export class Transcoder {
   private previous: Promise<unknown> = Promise.resolve();
 
   private readonly pool = new Piscina({
+    execArgv: [...WORKER_EXEC_ARGV],
     filename: new URL('./transcode-worker.js', import.meta.url).href,
     minThreads: 0,
     maxThreads: 1,

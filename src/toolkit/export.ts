@@ -28,6 +28,7 @@ import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
 import { checkLayout, DEFAULT_LAYOUT, LAYOUT_KEYWORDS, type LayoutKeyword, type LayoutValues } from './layout.js';
 import { tally, type Progress } from './progress.js';
+import { WORKER_EXEC_ARGV } from '../worker-loading.js';
 
 export { DEFAULT_LAYOUT } from './layout.js';
 
@@ -495,6 +496,7 @@ export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: str
   const { profiles, base } = checkedDeidSettings(loaded);
   const settings: DeidSchedulerSettings = { profiles, base, quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
   const pool = new Piscina({
+    execArgv: [...WORKER_EXEC_ARGV],
     filename: new URL('./export-worker.js', import.meta.url).href,
     workerData: { secret },
     minThreads: workers,

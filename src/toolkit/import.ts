@@ -15,6 +15,7 @@ import type { Db } from '../db/database.js';
 import { InstanceIndex, type InstanceRecord } from '../index/instance-index.js';
 import type { ImportScan, ScannedInstance, ScanTask } from './import-scan.js';
 import { tally, type Progress } from './progress.js';
+import { WORKER_EXEC_ARGV } from '../worker-loading.js';
 
 /** Files per task: enough to amortise a message between threads, few enough to keep all busy. */
 const BATCH = 128;
@@ -58,6 +59,7 @@ export async function importFolders(db: Db, storagePath: string, options: Import
   const summary: ImportSummary = { files: 0, indexed: 0, bytes: 0, alreadyIndexed: 0, released: 0, moved: 0, duplicates: 0, notDicom: 0, unreadable: 0, problems: new Map(), examples: [] };
   const index = new InstanceIndex(db);
   const pool = new Piscina({
+    execArgv: [...WORKER_EXEC_ARGV],
     filename: new URL('./import-scan.js', import.meta.url).href,
     minThreads: options.workers,
     maxThreads: options.workers,
