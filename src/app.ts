@@ -142,7 +142,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     ...(largePool ? { largeInstances: { pool: largePool, heapMb: config.deid.largeInstanceHeapMb } } : {}),
   });
   const outbox = new Outbox(db);
-  const transcoder = new Transcoder();
+  const transcoder = new Transcoder({ onThreadError: (error) => log.error({ err: error.message }, 'the conversion thread failed') });
   // Read before every request sent (whether a reload changed the destination): made once per config,
   // not once per request.
   let forwardSettings = { of: config, settings: forwardSettingsOf(config) };

@@ -26,10 +26,16 @@ export function conversionTimeoutMs(storedBytes: number): number {
 export interface TranscoderOptions {
   /** How long a conversion of a stored object of this size may take (default conversionTimeoutMs). */
   timeoutMs?: (storedBytes: number) => number;
+  /** A failure of the thread that no conversion was waiting for (piscina's 'error' event). */
+  onThreadError?: (error: Error) => void;
 }
 
 export class Transcoder {
-  constructor(private readonly options: TranscoderOptions = {}) {}
+  constructor(private readonly options: TranscoderOptions = {}) {
+    // An 'error' event with no listener is thrown, and would end the node: the thread's failure is
+    // told instead (a conversion that was running gets its own error).
+    this.pool.on('error', (error: Error) => this.options.onThreadError?.(error));
+  }
 
   /** The conversion asked for last: each waits for the one before it, as the one thread would. */
   private previous: Promise<unknown> = Promise.resolve();

@@ -164,3 +164,14 @@ test('the time limit of a conversion counts from its start, not from its wait fo
   const converted = await second;
   assert.ok(converted.length > shortStored.length, 'the second, which waited, is converted');
 });
+
+// Found at the end of the ninth session: piscina emits 'error' for a thread failure no task waits for,
+// and an 'error' event with no listener is thrown: it would have ended the node.
+test('a failure of the conversion thread that no conversion waits for is told, not thrown', async (t) => {
+  const told: string[] = [];
+  const transcoder = new Transcoder({ onThreadError: (error) => told.push(error.message) });
+  t.after(() => transcoder.close());
+  const pool = (transcoder as unknown as { pool: { emit(event: 'error', error: Error): boolean } }).pool;
+  assert.doesNotThrow(() => pool.emit('error', new Error('the thread failed while idle')));
+  assert.deepEqual(told, ['the thread failed while idle']);
+});
