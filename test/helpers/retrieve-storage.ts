@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { Db } from '../../src/db/database.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { ResearchIndex } from '../../src/index/research-index.js';
-import type { MoveDestination } from '../../src/query/move-service.js';
+import { MoveService, type MoveDestination } from '../../src/query/move-service.js';
+import { Transcoder } from '../../src/store/transcoder.js';
 import { openScratchIndex } from './scratch-index.js';
 import { scratchDir } from './scratch.js';
 import { writeSyntheticFile } from './synthetic-dicom.js';
@@ -48,4 +49,20 @@ export async function storageWithOneInstance(t: Parameters<typeof openScratchInd
 /** The retrieve settings of these tests: Gantry's SCU side, and the Move Destinations `destinations`. */
 export function moveSettings(destinations: MoveDestination[]) {
   return { connectTimeoutMs: 1000, responseTimeoutMs: 1000, maxPduLength: 65536, implementationClassUid: '1.2.3', implementationVersionName: 'TEST', aeTitle: 'GANTRY', destinations, sourceRetrievesOriginals: true };
+}
+
+type MoveServiceOptions = ConstructorParameters<typeof MoveService>[0];
+
+/** A MoveService over a storage of these tests, with the Move Destinations `destinations` and a
+ * Transcoder the test closes; `more` adds options (an audit). */
+export function moveServiceOver(
+  t: { after(fn: () => Promise<void> | void): void },
+  storage: { db: Db; storagePath: string },
+  viewFor: MoveServiceOptions['viewFor'],
+  destinations: MoveDestination[],
+  more: Partial<MoveServiceOptions> = {},
+): MoveService {
+  const transcoder = new Transcoder();
+  t.after(() => transcoder.close());
+  return new MoveService({ db: storage.db, storagePath: storage.storagePath, transcoder, viewFor, settings: () => moveSettings(destinations), ...more });
 }

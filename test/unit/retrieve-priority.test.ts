@@ -9,10 +9,8 @@ import { test, type TestContext } from 'node:test';
 import { CommandField, DATASET_PRESENT, NO_DATASET } from '../../src/dimse/command.js';
 import { DiscardingSink } from '../../src/dimse/services.js';
 import { Status } from '../../src/dimse/status.js';
-import { MoveService } from '../../src/query/move-service.js';
-import { Transcoder } from '../../src/store/transcoder.js';
 import { RawAssociation } from '../helpers/raw-association.js';
-import { moveSettings, storageWithOneInstance } from '../helpers/retrieve-storage.js';
+import { moveServiceOver, storageWithOneInstance } from '../helpers/retrieve-storage.js';
 import { encodeDataset } from '../helpers/synthetic-dicom.js';
 import { startTestServer } from '../helpers/test-server.js';
 
@@ -40,15 +38,7 @@ async function startRetrieve(t: TestContext): Promise<{ port: number; priorities
     },
   });
   t.after(() => destination.server.close(1000));
-  const transcoder = new Transcoder();
-  t.after(() => transcoder.close());
-  const service = new MoveService({
-    db,
-    storagePath,
-    transcoder,
-    viewFor: () => 'research',
-    settings: () => moveSettings([{ aeTitle: 'GANTRY', host: '127.0.0.1', port: destination.port, sourceSide: false }]),
-  });
+  const service = moveServiceOver(t, { db, storagePath }, () => 'research', [{ aeTitle: 'GANTRY', host: '127.0.0.1', port: destination.port, sourceSide: false }]);
   const gantry = await startTestServer({
     serviceFor: (abstractSyntax) => (abstractSyntax === STUDY_ROOT_MOVE ? 'move' : abstractSyntax === STUDY_ROOT_GET ? 'get' : abstractSyntax === CT ? 'storage' : undefined),
     mayGet: () => true,

@@ -20,7 +20,7 @@ import { Transcoder } from '../../src/store/transcoder.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { openScratchIndex } from '../helpers/scratch-index.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { moveSettings, storageWithOneInstance } from '../helpers/retrieve-storage.js';
+import { moveServiceOver, moveSettings, storageWithOneInstance } from '../helpers/retrieve-storage.js';
 
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 const IMPLICIT_LE = '1.2.840.10008.1.2';
@@ -72,16 +72,8 @@ async function getFrom(
 // accepts it) never matched, and the hospital workstation got the de-identified copies.
 test('a C-GET by a sourceSide moveDestinations entry gets the originals however its address is spelt', async (t) => {
   const { db, storagePath, original, copy } = await storageWithOneInstance(t, 'retrieve-views-get');
-  const transcoder = new Transcoder();
-  t.after(() => transcoder.close());
   const destinations: MoveDestination[] = [{ aeTitle: 'HOSPITAL', host: '2001:DB8:0:0:0:0:0:7', port: 104, sourceSide: true }];
-  const service = new MoveService({
-    db,
-    storagePath,
-    transcoder,
-    viewFor: (callingAeTitle) => (callingAeTitle === 'HOSPITAL' ? 'source' : callingAeTitle === 'RESEARCH' ? 'research' : undefined),
-    settings: () => moveSettings(destinations),
-  });
+  const service = moveServiceOver(t, { db, storagePath }, (callingAeTitle) => (callingAeTitle === 'HOSPITAL' ? 'source' : callingAeTitle === 'RESEARCH' ? 'research' : undefined), destinations);
   assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::7', original.studyInstanceUid), [original.sopInstanceUid], 'the listed workstation gets the original');
   assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::8', original.studyInstanceUid), [copy.sopInstanceUid], 'from another address: the copy');
   assert.deepEqual(await getFrom(service, 'RESEARCH', '2001:db8::7', copy.studyInstanceUid), [copy.sopInstanceUid], 'a research caller: the copy');
@@ -92,17 +84,8 @@ test('a C-GET by a sourceSide moveDestinations entry gets the originals however 
 // caller in the access audit, whatever it sends.
 test("a source caller's C-MOVE to an unknown Move Destination is refused and still audited", async (t) => {
   const { db, storagePath, original } = await storageWithOneInstance(t, 'retrieve-views-unknown');
-  const transcoder = new Transcoder();
-  t.after(() => transcoder.close());
   const audit = new AccessAudit(db);
-  const service = new MoveService({
-    db,
-    storagePath,
-    transcoder,
-    audit,
-    viewFor: () => 'source',
-    settings: () => moveSettings([]),
-  });
+  const service = moveServiceOver(t, { db, storagePath }, () => 'source', [], { audit });
   const request: MoveRequest = {
     association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '10.0.0.5', remotePort: 1, log: silentLogger() },
     messageId: 1,
@@ -184,15 +167,7 @@ test('a C-GET decompresses an object whose stored syntax the caller accepted no 
       receivedAt: Date.now(),
     }),
   )();
-  const transcoder = new Transcoder();
-  t.after(() => transcoder.close());
-  const service = new MoveService({
-    db,
-    storagePath,
-    transcoder,
-    viewFor: () => 'source',
-    settings: () => moveSettings([{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }]),
-  });
+  const service = moveServiceOver(t, { db, storagePath }, () => 'source', [{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }]);
   // The caller took the SCP role for Secondary Capture in explicit VR little endian only; the channel
   // answers as the association does (the syntax asked, or the other little-endian one).
   const sent: Array<{ contextId: number; pixelDataLength: number | undefined }> = [];
@@ -225,15 +200,7 @@ test('a C-GET decompresses an object whose stored syntax the caller accepted no 
 // sub-operation now (PS3.4 C.4.2.3.1), in the Failed SOP Instance UID List.
 test('a retrieve of an instance whose file was deleted counts it as a failed sub-operation and lists it', async (t) => {
   const { db, storagePath, original, copy } = await storageWithOneInstance(t, 'retrieve-views-deleted');
-  const transcoder = new Transcoder();
-  t.after(() => transcoder.close());
-  const service = new MoveService({
-    db,
-    storagePath,
-    transcoder,
-    viewFor: (callingAeTitle) => (callingAeTitle === 'RESEARCH' ? 'research' : 'source'),
-    settings: () => moveSettings([{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }]),
-  });
+  const service = moveServiceOver(t, { db, storagePath }, (callingAeTitle) => (callingAeTitle === 'RESEARCH' ? 'research' : 'source'), [{ aeTitle: 'HOSPITAL', host: '127.0.0.1', port: 104, sourceSide: true }]);
   const outcome = async (callingAeTitle: string, studyInstanceUid: string) => {
     const sent: string[] = [];
     const channel: StoreChannel = {
