@@ -6,7 +6,6 @@ import { lookup } from 'node:dns/promises';
 import { isIP, type AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Piscina } from 'piscina';
 import { ConfigError, type LoadedConfig } from './config/load.js';
 import { callerEntryParts, type GantryConfig } from './config/schema.js';
 import { requireOperatorSecret, resolveDeidSecret } from './config/secret.js';
@@ -50,7 +49,7 @@ import { Outbox } from './queue/outbox.js';
 import { StorageProbe, storageWritable } from './store/storage-probe.js';
 import { FreeSpaceMonitor } from './store/free-space.js';
 import { ObjectStore } from './store/object-store.js';
-import { WORKER_EXEC_ARGV } from './worker-loading.js';
+import { workerPool } from './worker-loading.js';
 
 export { DATABASE_FILE };
 
@@ -114,8 +113,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     (callingAeTitle) => (knownCallers.has(callingAeTitle) ? callingAeTitle : 'other'),
     (metric, error) => log.warn({ metric, err: error.message }, 'a metric could not be read; it keeps its last value'),
   );
-  const pool = new Piscina({
-    execArgv: [...WORKER_EXEC_ARGV],
+  // A thread that dies (out of memory, a native fault) is replaced by piscina; say so.
+  const pool = workerPool({
     filename: new URL('./deid/worker.js', import.meta.url).href,
     workerData: { secret },
     // Threads live as long as the node: a new thread pays for loading the engine and its dictionary.
@@ -123,11 +122,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     maxThreads: config.deid.workers,
     idleTimeout: Number.MAX_SAFE_INTEGER,
     resourceLimits: { maxOldGenerationSizeMb: DEID_THREAD_HEAP_MB, maxYoungGenerationSizeMb: 4 },
-  });
-  // A thread that dies (out of memory, a native fault) is replaced by piscina; say so.
-  pool.on('error', (error: Error) => log.error({ err: error.message }, 'a de-identification thread failed'));
-  const largePool = largeInstancePool(new URL('./deid/worker.js', import.meta.url).href, config.deid.largeInstanceHeapMb, secret);
-  largePool?.on('error', (error: Error) => log.error({ err: error.message }, 'the large-instance de-identification thread failed'));
+  }, (error) => log.error({ err: error.message }, 'a de-identification thread failed'));
+  const largePool = largeInstancePool(new URL('./deid/worker.js', import.meta.url).href, config.deid.largeInstanceHeapMb, secret, (error) =>
+    log.error({ err: error.message }, 'the large-instance de-identification thread failed'),
+  );
   const deidWork = new DeidWork(db);
   if (unclean) await checkNewestDeidentified(deidWork, storagePath, log);
   const scheduler = new DeidScheduler({

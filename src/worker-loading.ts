@@ -10,4 +10,18 @@
  * require() refuses at once (ERR_REQUIRE_ESM) and piscina falls back to import(). A Node without the
  * option has no require(esm) to turn off. V8's flags stay the process's own: a thread has no others.
  */
+import { Piscina } from 'piscina';
+
 export const WORKER_EXEC_ARGV: readonly string[] = process.allowedNodeEnvironmentFlags.has('--experimental-require-module') ? ['--no-experimental-require-module'] : [];
+
+/**
+ * A worker pool: threads that import their entry (above), and a listener for the failures of a thread
+ * that no task waits for. piscina emits those as 'error' on the pool (a task that was running gets
+ * its own rejection), and an 'error' event without a listener is thrown: it would end the node, or an
+ * import or export half done. piscina replaces the thread; `onThreadError` says so.
+ */
+export function workerPool(options: Omit<NonNullable<ConstructorParameters<typeof Piscina>[0]>, 'execArgv'>, onThreadError: (error: Error) => void): Piscina {
+  const pool = new Piscina({ ...options, execArgv: [...WORKER_EXEC_ARGV] });
+  pool.on('error', onThreadError);
+  return pool;
+}

@@ -59,6 +59,7 @@ export async function runImport(loaded: LoadedConfig, roots: string[], options: 
       // on the same host.
       workers: options.workers ?? availableParallelism(),
       progress,
+      log: commandLogger(loaded.config.log.level),
     });
     printImportSummary(summary, options, (await runningGantry(storagePath)) !== undefined, print);
     return summary;

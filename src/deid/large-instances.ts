@@ -4,8 +4,8 @@
  * once more in a thread of their own with a larger heap (deid.largeInstanceHeapMb), in the node and in
  * gantry export alike; one that does not fit there either fails with what to change.
  */
-import { Piscina } from 'piscina';
-import { WORKER_EXEC_ARGV } from '../worker-loading.js';
+import type { Piscina } from 'piscina';
+import { workerPool } from '../worker-loading.js';
 
 /** The heap (old generation) of a de-identification or export thread: each task holds one header and a
  * 1 MB read window, so small heaps keep the threads' memory flat. About 250,000 data elements fit. */
@@ -33,15 +33,14 @@ export function outOfMemoryReason(largeHeapMb: number | undefined, then: string)
  * while there is no such instance: it starts when one comes and ends a second after, giving its memory
  * back, so memory in the normal case does not change.
  */
-export function largeInstancePool(filename: string, heapMb: number, secret: string): Piscina | undefined {
+export function largeInstancePool(filename: string, heapMb: number, secret: string, onThreadError: (error: Error) => void): Piscina | undefined {
   if (heapMb === 0) return undefined;
-  return new Piscina({
-    execArgv: [...WORKER_EXEC_ARGV],
+  return workerPool({
     filename,
     workerData: { secret },
     minThreads: 0,
     maxThreads: 1,
     idleTimeout: 1000,
     resourceLimits: { maxOldGenerationSizeMb: heapMb, maxYoungGenerationSizeMb: 16 },
-  });
+  }, onThreadError);
 }

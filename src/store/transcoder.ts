@@ -4,11 +4,10 @@
  * (src/store/transcode-worker.ts), started on first use and stopped when idle, so that decoding a large
  * compressed object never holds up the event loop that receives.
  */
-import { Piscina } from 'piscina';
 import { PixelRedactionError } from '../pixels/native.js';
 import type { DatasetBody, StoredDataset } from './stored-dataset.js';
 import type { TranscodeResult, TranscodeTask } from './transcode-worker.js';
-import { WORKER_EXEC_ARGV } from '../worker-loading.js';
+import { workerPool } from '../worker-loading.js';
 
 /** A thread that has not converted anything for this long is stopped: most nodes never convert. */
 const IDLE_MS = 60_000;
@@ -31,22 +30,16 @@ export interface TranscoderOptions {
 }
 
 export class Transcoder {
-  constructor(private readonly options: TranscoderOptions = {}) {
-    // An 'error' event with no listener is thrown, and would end the node: the thread's failure is
-    // told instead (a conversion that was running gets its own error).
-    this.pool.on('error', (error: Error) => this.options.onThreadError?.(error));
-  }
+  constructor(private readonly options: TranscoderOptions = {}) {}
 
   /** The conversion asked for last: each waits for the one before it, as the one thread would. */
   private previous: Promise<unknown> = Promise.resolve();
 
-  private readonly pool = new Piscina({
-    execArgv: [...WORKER_EXEC_ARGV],
-    filename: new URL('./transcode-worker.js', import.meta.url).href,
-    minThreads: 0,
-    maxThreads: 1,
-    idleTimeout: IDLE_MS,
-  });
+  // A failure of the thread that no conversion waits for is told (a running conversion gets its own).
+  private readonly pool = workerPool(
+    { filename: new URL('./transcode-worker.js', import.meta.url).href, minThreads: 0, maxThreads: 1, idleTimeout: IDLE_MS },
+    (error) => this.options.onThreadError?.(error),
+  );
 
   /**
    * What to send of the stored file at `path` on a context of `transferSyntaxUid`: the stored dataset

@@ -14,7 +14,8 @@ import { availableParallelism } from 'node:os';
 import { existsSync, rmdirSync, rmSync } from 'node:fs';
 import { mkdir, opendir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
+import type { Logger } from 'pino';
 import type { LoadedConfig } from '../config/load.js';
 import { DEID_THREAD_HEAP_MB, largeInstancePool, outOfMemory, outOfMemoryReason } from '../deid/large-instances.js';
 import { checkedDeidSettings } from '../deid/settings.js';
@@ -28,7 +29,8 @@ import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
 import { checkLayout, DEFAULT_LAYOUT, LAYOUT_KEYWORDS, type LayoutKeyword, type LayoutValues } from './layout.js';
 import { tally, type Progress } from './progress.js';
-import { WORKER_EXEC_ARGV } from '../worker-loading.js';
+import { workerPool } from '../worker-loading.js';
+import { commandLogger } from '../observability/logger.js';
 
 export { DEFAULT_LAYOUT } from './layout.js';
 
@@ -483,6 +485,8 @@ export interface ExportRequest {
   /** Threads (default: every CPU, as a batch job; fewer leave CPUs to a node serving on the same host). */
   workers?: number;
   progress?: Progress;
+  /** Where a failure of a thread that no instance waits for is told (default: stderr, at log.level). */
+  log?: Logger;
 }
 
 /**
@@ -495,8 +499,9 @@ export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: str
   // once, not a failure of every instance.
   const { profiles, base } = checkedDeidSettings(loaded);
   const settings: DeidSchedulerSettings = { profiles, base, quarantineOnFindings: loaded.config.deid.quarantineOnFindings };
-  const pool = new Piscina({
-    execArgv: [...WORKER_EXEC_ARGV],
+  const log = request.log ?? commandLogger(loaded.config.log.level);
+  const threadFailed = (error: Error) => log.error({ err: error.message }, 'an export thread failed (replaced; the export goes on)');
+  const pool = workerPool({
     filename: new URL('./export-worker.js', import.meta.url).href,
     workerData: { secret },
     minThreads: workers,
@@ -504,9 +509,9 @@ export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: str
     idleTimeout: 1000,
     // One file at a time per thread (as the node's de-identification pool): small heaps, flat memory.
     resourceLimits: { maxOldGenerationSizeMb: DEID_THREAD_HEAP_MB, maxYoungGenerationSizeMb: 4 },
-  });
+  }, threadFailed);
   const heapMb = loaded.config.deid.largeInstanceHeapMb;
-  const largePool = largeInstancePool(new URL('./export-worker.js', import.meta.url).href, heapMb, secret);
+  const largePool = largeInstancePool(new URL('./export-worker.js', import.meta.url).href, heapMb, secret, threadFailed);
   try {
     return await exportSelection(db, {
       out: request.out,

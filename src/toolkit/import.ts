@@ -10,12 +10,13 @@
 import { statSync } from 'node:fs';
 import { opendir, realpath, stat, unlink } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import { Piscina } from 'piscina';
+import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { InstanceIndex, type InstanceRecord } from '../index/instance-index.js';
 import type { ImportScan, ScannedInstance, ScanTask } from './import-scan.js';
 import { tally, type Progress } from './progress.js';
-import { WORKER_EXEC_ARGV } from '../worker-loading.js';
+import { workerPool } from '../worker-loading.js';
+import { commandLogger } from '../observability/logger.js';
 
 /** Files per task: enough to amortise a message between threads, few enough to keep all busy. */
 const BATCH = 128;
@@ -31,6 +32,8 @@ export interface ImportOptions {
   forward: boolean;
   workers: number;
   progress?: Progress;
+  /** Where a failure of a thread that no batch waits for is told (default: stderr, warnings and worse). */
+  log?: Logger;
 }
 
 export interface ImportSummary {
@@ -58,15 +61,15 @@ export interface ImportSummary {
 export async function importFolders(db: Db, storagePath: string, options: ImportOptions): Promise<ImportSummary> {
   const summary: ImportSummary = { files: 0, indexed: 0, bytes: 0, alreadyIndexed: 0, released: 0, moved: 0, duplicates: 0, notDicom: 0, unreadable: 0, problems: new Map(), examples: [] };
   const index = new InstanceIndex(db);
-  const pool = new Piscina({
-    execArgv: [...WORKER_EXEC_ARGV],
+  const log = options.log ?? commandLogger('warn');
+  const pool = workerPool({
     filename: new URL('./import-scan.js', import.meta.url).href,
     minThreads: options.workers,
     maxThreads: options.workers,
     idleTimeout: 1000,
     // A batch of headers at a time: small heaps keep the threads' memory flat however large the tree.
     resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 4 },
-  });
+  }, (error) => log.error({ err: error.message }, 'an import thread failed (replaced; the import goes on)'));
   const inFlight = new Set<Promise<void>>();
   // The first failure of a batch (the index unwritable, a thread lost) ends the import, after the
   // batches in flight; none is left as an unhandled rejection.

@@ -1,16 +1,16 @@
 /**
  * Every worker pool loads its threads' ES module entry through import(), never require(): piscina
  * tries require() first, and Node's require(esm) once aborted a `gantry export` process with a native
- * assertion (src/worker-loading.ts).
+ * assertion (src/worker-loading.ts); and every pool listens for its threads' failures.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { WORKER_EXEC_ARGV } from '../../src/worker-loading.js';
+import { WORKER_EXEC_ARGV, workerPool } from '../../src/worker-loading.js';
 
 const SOURCES = join(import.meta.dirname, '..', '..', '..', 'src');
 
@@ -20,13 +20,22 @@ function sourceFiles(dir: string): string[] {
   );
 }
 
-test('every piscina pool of the source starts its threads with WORKER_EXEC_ARGV', () => {
-  const pools = sourceFiles(SOURCES).flatMap((file) => {
-    const text = readFileSync(file, 'utf8');
-    return [...text.matchAll(/new Piscina\(\{([^]*?)\n\s*\}\)/g)].map((match) => ({ file, options: match[1] ?? '' }));
-  });
-  assert.ok(pools.length >= 5, `the pools found: ${pools.length}`);
-  for (const { file, options } of pools) assert.match(options, /execArgv: \[\.\.\.WORKER_EXEC_ARGV\]/, file);
+test('every piscina pool of the source is made by workerPool (its threads import their entry; its thread failures have a listener)', () => {
+  const constructing = sourceFiles(SOURCES).filter((file) => /new Piscina\b/.test(readFileSync(file, 'utf8')));
+  assert.deepEqual(constructing.map((file) => relative(SOURCES, file)), ['worker-loading.ts']);
+  const callers = sourceFiles(SOURCES).filter((file) => /\bworkerPool\(/.test(readFileSync(file, 'utf8')) && !file.endsWith('worker-loading.ts'));
+  assert.ok(callers.length >= 5, `the files that make pools: ${callers.length}`);
+});
+
+// Found at the start of the tenth session: the pools of gantry import and export had no 'error'
+// listener, and piscina emits 'error' for a thread failure that no task waits for: an 'error' event
+// without a listener is thrown, and would have ended the command half done.
+test('a failure of a thread that no task waits for is told to onThreadError, not thrown', async (t) => {
+  const told: string[] = [];
+  const pool = workerPool({ filename: new URL('../../src/store/transcode-worker.js', import.meta.url).href, minThreads: 0, maxThreads: 1 }, (error) => told.push(error.message));
+  t.after(() => pool.destroy());
+  assert.doesNotThrow(() => pool.emit('error', new Error('the thread failed while idle')));
+  assert.deepEqual(told, ['the thread failed while idle']);
 });
 
 test('a thread started with WORKER_EXEC_ARGV cannot require() an ES module, so piscina imports it', async (t) => {
