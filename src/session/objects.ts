@@ -41,8 +41,8 @@ export interface SessionContext {
 }
 
 /**
- * The original of an instance is no longer the file that was indexed: its size or modification time
- * differs (a file rewritten, or another put under its name). Its attributes, frames and
+ * The original of an instance is no longer the file that was indexed: its size differs, or, for a file
+ * imported, its modification time (a file rewritten, or another put under its name). Its attributes, frames and
  * de-identification are refused; the message names the file and what changed, never a value in it.
  */
 export class OriginalChangedError extends Error {
@@ -170,7 +170,7 @@ export class Instance {
   readonly #header: LazyHeader;
 
   constructor(context: SessionContext, row: InstanceRow) {
-    const { id, seriesPk, studyPk, filePath, fileSize, fileMtimeNs, fileIno, callingAeTitle, receivedAt, state, stateReason, deidFilePath, deidDeletedAt, originalDeletedAt, deidOverride, ...attributes } = row;
+    const { id, seriesPk, studyPk, filePath, fileSize, fileMtimeNs, fileIno, imported, callingAeTitle, receivedAt, state, stateReason, deidFilePath, deidDeletedAt, originalDeletedAt, deidOverride, ...attributes } = row;
     this.#context = context;
     this.#row = row;
     Object.assign(this, attributes);
@@ -195,7 +195,7 @@ export class Instance {
    * decimal, tags (AT) as "ggggeeee", padding removed), by keyword ("PhotometricInterpretation") or tag (0x00280004,
    * "(0028,0004)"). The file's header is read on the first call and kept; "" for an attribute present
    * without a value, undefined for one absent, a sequence, bulk binary data or longer than 64 KiB.
-   * Throws OriginalChangedError when the file's size or modification time is not what the index
+   * Throws OriginalChangedError when the file's size (and, for a file imported, its modification time) is not what the index
    * recorded (as do frame, frames and deidentify), OriginalUnreadableError when it cannot be parsed
    * (cut short or damaged: the error says where the file ends).
    */
@@ -267,8 +267,11 @@ export class Instance {
     }
     // A file imported in place is its user's, who may put another instance under its name, which must
     // not be read or de-identified as the one the index describes. By size and modification time (ns),
-    // from a stat: a file of the same size rewritten passed the size check alone.
-    const change = fileChange(this.filePath, { size: this.fileSize, stamp: stampFromColumns(this.#row.fileMtimeNs, this.#row.fileIno) });
+    // from a stat: a file of the same size rewritten passed the size check alone. A received original
+    // is Gantry's own file, compared by size only, as the node and gantry export compare it
+    // (original-check.ts): a restore of storage.path gives it a new time without changing a byte.
+    const stamp = this.#row.imported ? stampFromColumns(this.#row.fileMtimeNs, this.#row.fileIno) : undefined;
+    const change = fileChange(this.filePath, { size: this.fileSize, ...(stamp ? { stamp } : {}) });
     if (change !== undefined) throw new OriginalChangedError(this.filePath, change);
     return this.filePath;
   }

@@ -93,6 +93,8 @@ export interface InstanceRow extends InstanceAttributes {
    * indexed before migration 019. */
   fileMtimeNs?: string;
   fileIno?: string;
+  /** Indexed by gantry import (1: in place or --copy), or received (0). */
+  imported: 0 | 1;
   callingAeTitle: string;
   receivedAt: number;
   state: InstanceState;
@@ -137,7 +139,7 @@ const INSTANCE_FROM = `SELECT i.id AS id, i.series_pk AS seriesPk, se.study_pk A
   i.transfer_syntax_uid AS TransferSyntaxUID, i.file_path AS filePath, i.file_size AS fileSize,
   i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno, i.calling_ae_title AS callingAeTitle, i.received_at AS receivedAt, i.state AS state, i.state_reason AS stateReason,
   i.deid_file_path AS deidFilePath, i.deid_deleted_at AS deidDeletedAt, i.original_deleted_at AS originalDeletedAt,
-  i.deid_override AS deidOverride
+  i.deid_override AS deidOverride, i.source_path IS NOT NULL AS imported
   FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk`;
 
 const PAGE = `ORDER BY id LIMIT ${PAGE_SIZE}`;

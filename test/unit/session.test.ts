@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { test, type TestContext } from 'node:test';
@@ -827,7 +827,8 @@ test('an original rewritten with the same size, in place or by another file unde
   const replaced = join(storage, 'originals', 'replaced.dcm');
   const first = await writeSyntheticFile(inPlace, spec({ patientId: 'MRN-INDEXED' }));
   const second = await writeSyntheticFile(replaced, spec({ patientId: 'MRN-INDEXED' }));
-  await indexFiles(storage, [inPlace, replaced]);
+  // Imported in place, as gantry import indexes them: the user's files, checked by their time too.
+  indexRecords(storage, await Promise.all([inPlace, replaced].map(async (path) => ({ ...(await recordOf(storage, path)), sourcePath: path, external: true }))));
   await pastFileClockTick();
   const swapped = (path: string) => {
     const bytes = readFileSync(path);
@@ -855,6 +856,34 @@ test('an original rewritten with the same size, in place or by another file unde
     assert.doesNotMatch(error.message, /MRN-/, 'no attribute value in the message');
     return true;
   });
+});
+
+// Found at the start of the tenth session: the session compared every original's modification time,
+// while the node and gantry export compare a received original by its size only (original-check.ts):
+// after a restore of the storage folder (cp -r), the session refused every received instance that the
+// node and the export de-identify.
+test('a received original restored with the same bytes (a new time and inode) is read as the node reads it; a new size is still refused', async (t) => {
+  const storage = newStorage('restored');
+  const restored = join(storage, 'originals', 'restored.dcm');
+  const resized = join(storage, 'originals', 'resized.dcm');
+  const first = await writeSyntheticFile(restored, spec({ patientId: 'MRN-RESTORED' }));
+  const second = await writeSyntheticFile(resized, spec({ patientId: 'MRN-RESIZED' }));
+  await indexFiles(storage, [restored, resized]);
+  await pastFileClockTick();
+  const copy = `${restored}.restore`;
+  copyFileSync(restored, copy);
+  renameSync(copy, restored);
+  appendFileSync(resized, Buffer.alloc(2));
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+  t.after(() => session.close());
+  const back = session.instance(first.sopInstanceUid);
+  const grown = session.instance(second.sopInstanceUid);
+  assert.ok(back && grown);
+  assert.equal(back.attribute('PatientID'), 'MRN-RESTORED');
+  assert.equal((await back.frame(0)).layout.rows, 16);
+  const out = join(storage, '..', 'out', 'restored.dcm');
+  assert.equal((await back.deidentify(out)).kind, 'deidentified');
+  assert.throws(() => grown.attribute('PatientID'), /changed since it was indexed \(its size is \d+ bytes, not \d+\)/);
 });
 
 // Found in the session review: a file cut short failed with the parser's bare "(7FE0,0010) runs past
