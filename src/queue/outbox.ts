@@ -496,7 +496,8 @@ export class Outbox {
    * the running node routes them at its next pass, as a new study. An instance whose current routing
    * also took another destination is routed again as a whole, so one that confirmed it gets it once
    * more (a destination keeps one copy per SOP Instance UID). Instances whose de-identified copy is gone
-   * are left alone (`gantry forward STUDY_UID` makes the copy again). One IMMEDIATE transaction.
+   * are not routed again (`gantry forward STUDY_UID` makes the copy again); those that every other
+   * destination of their routing confirmed count as forwarded. One IMMEDIATE transaction.
    */
   reroute(destination: string): { deleted: number; rerouted: number } {
     return this.db.transaction(() => {
@@ -508,7 +509,20 @@ export class Outbox {
                AND o.destination = ? AND o.state IN ('queued', 'dead'))`,
         )
         .run(destination).changes;
+      // An instance whose de-identified copy is gone is not routed again: nothing to send. With its
+      // given-up item deleted, it counts as forwarded when its other items were all confirmed, now
+      // rather than at the next start (reconcileForwarded, which would), so that retention does not
+      // keep its original (PHI) past storage.retainOriginals.
+      const notRouted = this.db
+        .prepare(
+          `SELECT o.instance_pk FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
+           WHERE o.destination = ? AND o.state IN ('queued', 'dead') AND i.state = 'deidentified' AND i.routed_at = o.routed_at`,
+        )
+        .pluck()
+        .all(destination) as number[];
       const deleted = this.db.prepare(`DELETE FROM forward_outbox WHERE destination = ? AND state IN ('queued', 'dead')`).run(destination).changes;
+      const now = Date.now();
+      for (const instancePk of notRouted) this.statements.forwarded.run({ instancePk, now });
       return { deleted, rerouted };
     }).immediate();
   }

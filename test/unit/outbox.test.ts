@@ -191,6 +191,25 @@ test('rerouting the queue of a removed destination routes its instances again, a
   assert.deepEqual(outbox.reroute('d'), { deleted: 0, rerouted: 0 });
 });
 
+// Found in the ninth session's review, mended in the tenth: an instance whose de-identified copy is
+// gone is not routed again by reroute (nothing to send); with its given-up item deleted and its other
+// destinations' items all confirmed, it stayed 'deidentified' until the next start's reconciliation,
+// and retention kept its original (PHI) until then.
+test('rerouting counts as forwarded an instance whose copy is gone and whose other destinations confirmed it', async (t) => {
+  const db = await receivedStudy(t);
+  markDeidentified(db);
+  const outbox = new Outbox(db);
+  const [one, two] = outbox.routable(Date.now(), 10);
+  assert.ok(one && two);
+  outbox.route([{ instance: one, destinations: ['b', 'd'] }, { instance: two, destinations: ['b', 'd'] }]);
+  for (const item of outbox.due('b', 10)) outbox.markSent(item, 'Success');
+  db.prepare('UPDATE instances SET deid_deleted_at = ? WHERE id = ?').run(Date.now(), one.id);
+  assert.deepEqual(outbox.reroute('d'), { deleted: 2, rerouted: 1 });
+  const state = (id: number) => db.prepare('SELECT state FROM instances WHERE id = ?').pluck().get(id);
+  assert.equal(state(one.id), 'forwarded', 'its copy is gone and b has it: nothing is left to send');
+  assert.equal(state(two.id), 'deidentified', 'routed again: its new routing is still to be sent');
+});
+
 // The routine purge of sent items keeps the outbox small; it must not delete what says that a
 // destination has an instance still waiting for another, or giving up on the other later kept the
 // original forever (no item left: never forwarded).
