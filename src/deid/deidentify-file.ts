@@ -15,6 +15,7 @@ import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
 import type { CompiledProfile } from './rules.js';
 import type { Pseudonymizer } from './pseudonyms.js';
+import { AnotherInstanceError, anotherInstance, type OriginalOrigin } from './original-check.js';
 import { attributeReader, elementText } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
@@ -43,6 +44,9 @@ export interface DeidentifyFileOptions {
   /** Top-level attributes whose output values the result should carry (`values`), by tag: what an
    * export names its files by, without reading the output again. */
   collect?: readonly number[];
+  /** The SOP Instance UID the index holds for `input`, and where the file came from: a file that
+   * names another is not de-identified as this instance (AnotherInstanceError, original-check.ts). */
+  expected?: { sopInstanceUid: string; origin: OriginalOrigin };
 }
 
 export type DeidFileResult = (DeidOutcome & { kind: 'deidentified'; profile: string; values?: Map<number, string> }) | { kind: 'quarantined'; reason: string };
@@ -74,6 +78,7 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
   const opened = openDataset(input, options.window);
   const plan = (result: DeidFileResult, write: DeidPlan['write'] = () => result): DeidPlan => ({ result, write, close: () => opened.close() });
   try {
+    if (options.expected && sopInstanceUidOf(opened) !== options.expected.sopInstanceUid) throw new AnotherInstanceError(anotherInstance(options.expected.origin));
     // A DICOMDIR's records repeat each patient's attributes, and its Referenced File IDs are paths
     // that media writers name after patients (0004,1500): Table E.1-1 covers neither, and it
     // indexes files by their original names. It is not an instance to release.
@@ -306,6 +311,17 @@ function dropStaleOffsets(byTag: ReadonlyMap<number, EditableElement>): void {
     if (stale) stale.removed = true;
   }
 }
+
+/** The instance's SOP Instance UID as the index took it, padding removed as decodeIndexedAttributes
+ * removes it: the dataset's, or its File Meta Information's when the dataset has none (import-scan.ts;
+ * a received dataset's equals the command's, which Gantry wrote into the meta, receive.ts). */
+function sopInstanceUidOf(opened: OpenedDataset): string {
+  const element = opened.elements.find((candidate) => candidate.tag === SOP_INSTANCE_UID);
+  const text = element ? elementText(element, opened.source, opened.encoding === 'explicit-be') : undefined;
+  return trimUid(text ?? '').trim() || opened.sopInstanceUid;
+}
+
+const SOP_INSTANCE_UID = 0x00080018;
 
 /** The values the output has for these top-level tags (as written: replaced, kept or absent). */
 function outputValues(opened: OpenedDataset, tags: readonly number[]): Map<number, string> {

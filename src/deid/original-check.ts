@@ -45,6 +45,29 @@ export function heldOriginal(path: string, indexed: IndexedFile, origin: Origina
   return { reason: changed(difference.change), brief: changed(indexed.stamp && origin === 'imported' ? 'its size or modification time differs' : 'its size differs') };
 }
 
+/**
+ * The original names another SOP Instance UID than its row: replaced after the stat that checked it
+ * (heldOriginal), or, on a row indexed before file stamps (migration 019), by another instance of the
+ * same size. Told by the thread that parsed it (the dataset's SOPInstanceUID, or its File Meta
+ * Information's without one, against the index's), before anything is written.
+ */
+export class AnotherInstanceError extends Error {
+  constructor(readonly held: HeldOriginal) {
+    super(held.reason);
+    this.name = 'AnotherInstanceError';
+  }
+}
+
+/** Why an original that names another instance is held, and how to recover (under 200 characters:
+ * the node's worker sends it as an error message, which the scheduler records cut there). */
+export function anotherInstance(origin: OriginalOrigin): HeldOriginal {
+  const reason =
+    origin === 'imported'
+      ? 'the original is another instance than the one imported (its SOP Instance UID differs): delete this row (gantry quarantine delete) and import the file again'
+      : 'the original is another instance than the one received (its SOP Instance UID differs): delete this row (gantry quarantine delete) and have it sent again';
+  return { reason, brief: reason };
+}
+
 /** An original held by heldOriginal: its reason is recorded as it is (no value in it to remove, and
  * longer than the 200 characters other failure reasons are cut to). */
 export class HeldOriginalError extends Error {

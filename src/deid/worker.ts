@@ -16,6 +16,7 @@ import { loadCodecs } from '../pixels/codecs.js';
 import { auditText, type AuditText } from './audit-text.js';
 import type { Finding } from './engine.js';
 import { Pseudonymizer } from './pseudonyms.js';
+import type { OriginalOrigin } from './original-check.js';
 import { SettingsCache, type SharedSettings } from './shared-settings.js';
 
 const WORKER_NICENESS = 10;
@@ -30,6 +31,9 @@ export interface DeidTask {
   callingAeTitle: string;
   /** An operator released this instance from quarantine letting its pixels through. */
   pass?: boolean;
+  /** The original's SOP Instance UID in the index, and where it came from: a file that names another
+   * instance is not de-identified as this one (original-check.ts, AnotherInstanceError). */
+  expected?: { sopInstanceUid: string; origin: OriginalOrigin };
   /** Under retainUIDs: other instances of the study renamed by redaction, [original, new]. */
   renamedUids?: Array<[string, string]>;
   /** Shared with the scheduler: the time (ms) the thread began the task, 0 before. Its time limit
@@ -94,6 +98,7 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
     window,
     // A name of the scheduler's own, moved into place only after the outcome is recorded.
     outputIsTemporary: true,
+    ...(task.expected ? { expected: task.expected } : {}),
   });
   if (outcome.kind === 'quarantined') return outcome;
   return {

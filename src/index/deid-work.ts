@@ -43,6 +43,8 @@ export interface SourceCopy {
 
 export interface WaitingInstance extends SourceCopy {
   id: number;
+  /** The original's, as indexed: the task checks the file it parses names it. */
+  sopInstanceUid: string;
   /** The original's size in bytes (bounds how long de-identifying it may take, and tells a file changed since). */
   fileSize: number;
   /** The original's modification time (ns) and inode when indexed (file-stamp.ts); null for rows
@@ -111,7 +113,7 @@ export class DeidWork {
     this.statements = {
       stored: db.prepare(`SELECT sop_class_uid AS sopClassUid, transfer_syntax_uid AS transferSyntaxUid FROM instances WHERE id = ?`),
       waiting: db.prepare(`
-        SELECT i.id, s.study_pk AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno,
+        SELECT i.id, i.sop_instance_uid AS sopInstanceUid, s.study_pk AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno,
           i.source_path IS NOT NULL AS imported, i.received_at AS receivedAt, i.calling_ae_title AS callingAeTitle,
           i.deid_override AS override, i.deid_superseded_path AS supersededCopy,
           CASE WHEN i.deid_deleted_at IS NULL THEN i.deid_file_path END AS currentCopy

@@ -274,6 +274,7 @@ export class DeidScheduler {
       settings: this.sharedSettings(settings),
       callingAeTitle: instance.callingAeTitle,
       ...(instance.override?.pass ? { pass: true } : {}),
+      expected: { sopInstanceUid: instance.sopInstanceUid, origin: instance.imported ? 'imported' : 'received' },
     };
     const renames = this.options.work.renamesInStudy(instance.studyPk, instance.id);
     if (renames.size > 0) task.renamedUids = [...renames];

@@ -9,8 +9,8 @@ import { dirname, join } from 'node:path';
 import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
 import type { BaseSettings } from '../deid/decide.js';
-import { planDeidentification } from '../deid/deidentify-file.js';
-import { heldOriginal, type OriginalOrigin } from '../deid/original-check.js';
+import { planDeidentification, type DeidPlan } from '../deid/deidentify-file.js';
+import { AnotherInstanceError, heldOriginal, type OriginalOrigin } from '../deid/original-check.js';
 import { residualRiskReason } from '../deid/release-policy.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { CompiledProfile } from '../deid/rules.js';
@@ -30,9 +30,9 @@ export interface ExportItem {
   /** The node's de-identified copy (absolute), with the layout values of its research view. */
   copy?: { path: string; values: LayoutValues };
   /** Otherwise, or when the copy is gone by the time it is copied (retention, a re-send): the original
-   * (absolute), its size and stamp when indexed (to tell it changed since), where it came from, and its
-   * calling AE title (rules may name it). */
-  original?: { path: string; size: number; stamp?: FileStamp; origin: OriginalOrigin; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
+   * (absolute), its SOP Instance UID, size and stamp when indexed (to tell it changed since), where it
+   * came from, and its calling AE title (rules may name it). */
+  original?: { path: string; size: number; sopInstanceUid: string; stamp?: FileStamp; origin: OriginalOrigin; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
 }
 
 export interface ExportBatch {
@@ -130,12 +130,20 @@ function exportDeidentified(
   const held = heldOriginal(original.path, { size: original.size, ...(original.stamp ? { stamp: original.stamp } : {}) }, original.origin);
   if (held !== undefined) return { id, kind: 'failed', reason: held.brief, originalChanged: held.reason };
   const base = original.renamedUids?.length ? { ...batchBase, renamedUids: new Map(original.renamedUids) } : batchBase;
-  const plan = planDeidentification(original.path, {
-    settings: { profiles, base, callingAeTitle: original.callingAeTitle },
-    pseudonyms,
-    window,
-    collect: [...LAYOUT_TAGS.values(), SPECIFIC_CHARACTER_SET],
-  });
+  let plan: DeidPlan;
+  try {
+    plan = planDeidentification(original.path, {
+      settings: { profiles, base, callingAeTitle: original.callingAeTitle },
+      pseudonyms,
+      window,
+      collect: [...LAYOUT_TAGS.values(), SPECIFIC_CHARACTER_SET],
+      expected: { sopInstanceUid: original.sopInstanceUid, origin: original.origin },
+    });
+  } catch (error) {
+    // Replaced since the stat above, or a row without a stamp replaced by another of the same size.
+    if (error instanceof AnotherInstanceError) return { id, kind: 'failed', reason: error.held.brief, originalChanged: error.held.reason };
+    throw error;
+  }
   try {
     if (plan.result.kind === 'quarantined') return { id, kind: 'held', reason: plan.result.reason };
     // The node's rule: residual risk holds the instance back. Decided before anything is written.

@@ -86,6 +86,8 @@ export interface ExportSummary {
  * the layout's keywords. */
 type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   id: number;
+  /** The original's SOP Instance UID (SOPInstanceUID is the research view's). */
+  originalSopInstanceUid: string;
   studyPk: number;
   /** An operator's release from quarantine (JSON), applied as the node applies it. */
   override: string | null;
@@ -142,7 +144,7 @@ export class ExportJournal {
     // A selection keeps the planner's choice: its study or series narrows the rows first.
     const pageFrom = filter.where ? from : from.replace('FROM instances i', 'FROM instances i NOT INDEXED');
     this.page = db.prepare(`
-      SELECT i.id, st.id AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno,
+      SELECT i.id, i.sop_instance_uid AS originalSopInstanceUid, st.id AS studyPk, i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno,
         i.source_path IS NOT NULL AS imported, i.received_at AS receivedAt, i.deid_override AS override, i.calling_ae_title AS callingAeTitle, i.state, i.state_reason AS stateReason,
         CASE WHEN i.state != 'received' AND i.deid_deleted_at IS NULL THEN i.deid_file_path END AS deidFilePath, i.deid_file_size AS deidFileSize,
         i.original_deleted_at AS originalDeletedAt,
@@ -435,7 +437,7 @@ function originalOf(row: SelectedInstance, storagePath: string, renamesOf: (row:
   const renames = renamesOf(row);
   const override = row.override ? (JSON.parse(row.override) as ReleaseOverride) : undefined;
   const stamp = stampFromColumns(row.fileMtimeNs, row.fileIno);
-  return { path: join(storagePath, row.filePath), size: row.fileSize, ...(stamp ? { stamp } : {}), origin: row.imported ? 'imported' : 'received', callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) };
+  return { path: join(storagePath, row.filePath), size: row.fileSize, sopInstanceUid: row.originalSopInstanceUid, ...(stamp ? { stamp } : {}), origin: row.imported ? 'imported' : 'received', callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) };
 }
 
 /** Removes the temporary files of an interrupted run from the output tree (it is Gantry's own folder:

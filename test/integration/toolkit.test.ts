@@ -245,6 +245,41 @@ test('the node never logs the path of a file imported in place (archives name fo
   }
 });
 
+// Found in the ninth session's review, mended in the tenth: a row indexed before file stamps (migration
+// 019) is checked by size alone, so the node de-identified another instance of the same size under its
+// name as the indexed one. Its thread now compares the file's SOP Instance UID with the row's.
+test('the node holds as failed a file of another instance, of the same size, under the name of a row without a stamp', async (t) => {
+  const dir = scratchDir('review-node-another-instance');
+  const tree = join(dir, 'tree');
+  const file = join(tree, 'CT1.dcm');
+  mkdirSync(tree, { recursive: true });
+  const { sopInstanceUid } = await writeSyntheticFile(file, { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'MRN-78', patientName: 'Other^Olga', rows: 8, columns: 8 });
+  const storagePath = join(dir, 'data');
+  const imported = await gantry(['import', '-q', '--config', writeConfig(dir, storagePath), tree]);
+  assert.equal(imported.code, 0, imported.stdout + imported.stderr);
+  const db = new Database(join(storagePath, 'index.sqlite'));
+  try {
+    db.prepare('UPDATE instances SET file_mtime_ns = NULL, file_ino = NULL').run();
+  } finally {
+    db.close();
+  }
+  // Another instance of the same size: its SOP Instance UID changed in place, keeping its length.
+  const otherUid = `${sopInstanceUid.slice(0, -1)}${sopInstanceUid.endsWith('7') ? '8' : '7'}`;
+  writeFileSync(file, Buffer.from(readFileSync(file).toString('latin1').split(sopInstanceUid).join(otherUid), 'latin1'));
+  const node = await startGantryProcess(join(dir, 'node'), { storage: { path: storagePath }, deid: { secret: SECRET } });
+  t.after(() => node.stop());
+  await waitUntil('the instance held', 30_000, () => indexedRows(storagePath).some((row) => row.state !== 'received'));
+  const reader = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    const row = reader.prepare('SELECT state, state_reason AS reason, deid_file_path AS copy FROM instances').get() as { state: string; reason: string; copy: string | null };
+    assert.equal(row.state, 'failed', row.reason);
+    assert.equal(row.reason, 'the original is another instance than the one imported (its SOP Instance UID differs): delete this row (gantry quarantine delete) and import the file again');
+    assert.equal(row.copy, null, 'no de-identified copy');
+  } finally {
+    reader.close();
+  }
+});
+
 test("gantry export keeps the pseudonyms of the patients it exports from the node's copies too", async (t) => {
   const dir = scratchDir('review-export-ledger');
   const tree = join(dir, 'tree');

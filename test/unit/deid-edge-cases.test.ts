@@ -2,7 +2,7 @@
  * Edge cases of the de-identification path found in review: each of these tests failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
@@ -10,6 +10,7 @@ import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-wri
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { burnedInTextReason } from '../../src/deid/burned-in.js';
 import { deidentifyFile } from '../../src/deid/deidentify-file.js';
+import { AnotherInstanceError } from '../../src/deid/original-check.js';
 import { DEFAULT_DEID_SETTINGS, DeidEngine, type DeidSettings } from '../../src/deid/engine.js';
 import { profileRowFor } from '../../src/deid/profile.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
@@ -390,4 +391,39 @@ test('a replaced Encapsulated Document gets an Encapsulated Document Length that
   assert.ok(document && written);
   assert.notEqual(document.length, 1000, 'the document was replaced');
   assert.equal(written.value?.readUInt32LE(0), document.length);
+});
+
+// Found in the ninth session's review, mended in the tenth: the thread that de-identifies an original
+// compares its SOP Instance UID with the row's, so that a file replaced since its check (or, on a row
+// without a file stamp, by another instance of the same size) is not de-identified as the indexed one.
+test('an original that names another SOP Instance UID than expected is refused before anything is written; its own, padded, is not', () => {
+  const dir = scratchDir('deid-expected-uid');
+  const sop = '1.2.826.0.1.3680043.99.502.1';
+  const withoutSopInDataset = '1.2.826.0.1.3680043.99.502.2';
+  const write = (name: string, metaUid: string, dataset: Element[]) =>
+    writeFileSync(join(dir, name), Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: CT_IMAGE, mediaStorageSopInstanceUid: metaUid, transferSyntaxUid: EXPLICIT_LE }), sorted(dataset)]));
+  write('in.dcm', sop, [
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', sop],
+    [TAG.PatientID, 'LO', 'MRN502'],
+  ]);
+  write('meta-only.dcm', withoutSopInDataset, [
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.PatientID, 'LO', 'MRN502'],
+  ]);
+  const options = (sopInstanceUid: string, origin: 'imported' | 'received') => ({ settings: DEFAULT_DEID_SETTINGS, pseudonyms: PSEUDONYMS, expected: { sopInstanceUid, origin } });
+  assert.throws(
+    () => deidentifyFile(join(dir, 'in.dcm'), join(dir, 'out.dcm'), options(`${sop}9`, 'imported')),
+    (error: Error) => {
+      assert.ok(error instanceof AnotherInstanceError);
+      assert.match(error.message, /^the original is another instance than the one imported \(its SOP Instance UID differs\): .*import the file again$/);
+      assert.ok(!error.message.includes(sop), 'no UID in the reason');
+      return true;
+    },
+  );
+  assert.throws(() => deidentifyFile(join(dir, 'in.dcm'), join(dir, 'out.dcm'), options(`${sop}9`, 'received')), /than the one received .*have it sent again$/);
+  assert.equal(existsSync(join(dir, 'out.dcm')), false, 'nothing written');
+  assert.equal(deidentifyFile(join(dir, 'in.dcm'), join(dir, 'out.dcm'), options(sop, 'received')).kind, 'deidentified');
+  // Without SOPInstanceUID in the dataset, the index took the File Meta Information's.
+  assert.equal(deidentifyFile(join(dir, 'meta-only.dcm'), join(dir, 'out-2.dcm'), options(withoutSopInDataset, 'imported')).kind, 'deidentified');
 });

@@ -467,6 +467,8 @@ test('an original indexed without a stamp (before migration 019) and rewritten w
   setup.scheduler.start();
   const pending = await setup.pool.next();
   assert.equal(pending.task.input, original);
+  // The thread compares the file's SOP Instance UID with the row's (deidentify-file.test.ts).
+  assert.deepEqual(pending.task.expected, { sopInstanceUid: '1.2.1.1.1', origin: 'received' });
 });
 
 test('the time allowed to de-identify an instance: five minutes, and two seconds per MB', () => {

@@ -769,6 +769,48 @@ test('export: a file imported in place and rewritten with the same size, or dele
   }
 });
 
+// Found in the ninth session's review, mended in the tenth: a row indexed before file stamps (migration
+// 019) is checked by size alone, so another instance of the same size under its name was exported as
+// the indexed instance (and so was a file replaced between the stat and the read). The thread that
+// parses it now compares its SOP Instance UID with the row's.
+test('export: a file of another instance, of the same size, under the name of a row without a stamp is held as failed, never exported', async () => {
+  const { dir, storagePath } = await importedSession('review-export-another-instance', 2);
+  const replaced = join(dir, 'tree', '0.dcm');
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  let indexedUid: string;
+  try {
+    indexedUid = db.prepare('SELECT sop_instance_uid FROM instances WHERE source_path = ?').pluck().get(replaced) as string;
+    db.prepare('UPDATE instances SET file_mtime_ns = NULL, file_ino = NULL').run();
+  } finally {
+    db.close();
+  }
+  // Another instance: the same bytes but its SOP Instance UID, which keeps its length.
+  const otherUid = `${indexedUid.slice(0, -1)}${indexedUid.endsWith('7') ? '8' : '7'}`;
+  const bytes = readFileSync(replaced);
+  let at = bytes.indexOf(indexedUid);
+  for (let tries = 0; at >= 0 && tries < 4; tries += 1, at = bytes.indexOf(indexedUid, at + 1)) bytes.write(otherUid, at, 'latin1');
+  assert.equal(bytes.indexOf(indexedUid), -1, 'the indexed UID is nowhere in the file');
+  writeFileSync(replaced, bytes);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const out = join(dir, 'out');
+    const summary = await session.export({ out, workers: 1 });
+    assert.equal(summary.written, 1, 'only the other file is written');
+    assert.equal(summary.failed, 1);
+    assert.match([...summary.problems.keys()].join('\n'), /another instance than the one imported \(its SOP Instance UID differs\)/);
+  } finally {
+    session.close();
+  }
+  const after = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const row = after.prepare('SELECT state, state_reason AS reason FROM instances WHERE source_path = ?').get(replaced) as { state: string; reason: string };
+    assert.equal(row.state, 'failed', 'held in the index, as the node holds it');
+    assert.match(row.reason, /^the original is another instance than the one imported .*gantry quarantine delete.*import the file again/);
+  } finally {
+    after.close();
+  }
+});
+
 // The recovery the reason of a file gone since its import names: its folder was moved, so an import
 // of the new place finds it there, and a release sends it back to de-identification.
 test('export: an instance held because its folder moved is exported once the new place is imported and it is released', async () => {
