@@ -5,7 +5,7 @@
  * never changes.
  */
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { parseFile, type ByteSource, type ElementNode, type ItemNode } from '../dicom/dataset-tree.js';
+import { parseFile, type ByteSource, type ElementNode, type ItemNode, type ParsedFile } from '../dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
@@ -78,7 +78,7 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
   const opened = openDataset(input, options.window);
   const plan = (result: DeidFileResult, write: DeidPlan['write'] = () => result): DeidPlan => ({ result, write, close: () => opened.close() });
   try {
-    if (options.expected && sopInstanceUidOf(opened) !== options.expected.sopInstanceUid) throw new AnotherInstanceError(anotherInstance(options.expected.origin));
+    if (options.expected && sopInstanceUidAsIndexed(opened) !== options.expected.sopInstanceUid) throw new AnotherInstanceError(anotherInstance(options.expected.origin));
     // A DICOMDIR's records repeat each patient's attributes, and its Referenced File IDs are paths
     // that media writers name after patients (0004,1500): Table E.1-1 covers neither, and it
     // indexes files by their original names. It is not an instance to release.
@@ -312,13 +312,13 @@ function dropStaleOffsets(byTag: ReadonlyMap<number, EditableElement>): void {
   }
 }
 
-/** The instance's SOP Instance UID as the index took it, padding removed as decodeIndexedAttributes
+/** A parsed file's SOP Instance UID as the index took it, padding removed as decodeIndexedAttributes
  * removes it: the dataset's, or its File Meta Information's when the dataset has none (import-scan.ts;
  * a received dataset's equals the command's, which Gantry wrote into the meta, receive.ts). */
-function sopInstanceUidOf(opened: OpenedDataset): string {
-  const element = opened.elements.find((candidate) => candidate.tag === SOP_INSTANCE_UID);
-  const text = element ? elementText(element, opened.source, opened.encoding === 'explicit-be') : undefined;
-  return trimUid(text ?? '').trim() || opened.sopInstanceUid;
+export function sopInstanceUidAsIndexed(file: Pick<ParsedFile, 'elements' | 'source' | 'encoding'> & { meta: ReadonlyMap<number, Buffer> }): string {
+  const element = file.elements.find((candidate) => candidate.tag === SOP_INSTANCE_UID);
+  const text = element ? elementText(element, file.source, file.encoding === 'explicit-be') : undefined;
+  return trimUid(text ?? '').trim() || trimUid(file.meta.get(0x0003)?.toString('latin1') ?? '');
 }
 
 const SOP_INSTANCE_UID = 0x00080018;

@@ -11,6 +11,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { GENERATED_SECRET_FILE } from '../config/secret.js';
 import { compileProfiles, type BaseSettings } from '../deid/decide.js';
 import { deidentifyFile, type DeidFileResult } from '../deid/deidentify-file.js';
+import type { OriginalOrigin } from '../deid/original-check.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { ProfileConfig } from '../deid/rules.js';
 import { withPassRule } from '../deid/release-policy.js';
@@ -32,6 +33,8 @@ export interface InstanceFacts {
   pass: boolean;
   /** Under retainUIDs: other instances of its study renamed by redaction, original → new UID. */
   renamedUids: ReadonlyMap<string, string>;
+  /** Its SOP Instance UID in the index and where it came from: a file naming another is refused. */
+  expected: { sopInstanceUid: string; origin: OriginalOrigin };
 }
 
 export class Deidentifier {
@@ -61,6 +64,7 @@ export class Deidentifier {
         callingAeTitle: options.callingAeTitle ?? facts.callingAeTitle,
       },
       pseudonyms: this.pseudonyms,
+      expected: facts.expected,
       ...(options.sync !== undefined ? { sync: options.sync } : {}),
     });
   }

@@ -52,7 +52,11 @@ export class LazyHeader {
   private parsed: ParsedHeader | undefined;
 
   /** `path()` says where the file is, or throws why it cannot be read (asked only when needed). */
-  constructor(private readonly path: () => string) {}
+  constructor(
+    private readonly path: () => string,
+    /** Throws when the parsed file is not the instance it should be (before anything is kept). */
+    private readonly check: (file: ParsedFile) => void = () => undefined,
+  ) {}
 
   /** The value of a top-level attribute as text (several values joined by "\"; binary numbers in
    * decimal, tags (AT) as "ggggeeee"; padding removed): "" when it is present without a value, undefined when it is absent, a
@@ -82,7 +86,7 @@ export class LazyHeader {
   }
 
   private header(): ParsedHeader {
-    this.parsed ??= readHeader(this.path());
+    this.parsed ??= readHeader(this.path(), this.check);
     return this.parsed;
   }
 }
@@ -130,10 +134,11 @@ export function parseOriginal(path: string, options: ParseOptions): ParsedFile {
   }
 }
 
-function readHeader(path: string): ParsedHeader {
+function readHeader(path: string, check: (file: ParsedFile) => void): ParsedHeader {
   // Copied values: the header is cached with its instance, and views would keep the whole file.
   const file = parseOriginal(path, { loadLimit: MAX_VALUE_BYTES, copyValues: true });
   try {
+    check(file);
     const byTag = new Map(file.elements.map((element) => [element.tag, element]));
     const bigEndian = file.encoding === 'explicit-be';
     const charsetValue = elementText(byTag.get(SPECIFIC_CHARACTER_SET), undefined, bigEndian);

@@ -10,7 +10,8 @@
 import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
-import type { DeidFileResult } from '../deid/deidentify-file.js';
+import { sopInstanceUidAsIndexed, type DeidFileResult } from '../deid/deidentify-file.js';
+import { AnotherInstanceError } from '../deid/original-check.js';
 import { fileChange, stampFromColumns } from '../index/file-stamp.js';
 import { INSTANCE_STATES, type InstanceState } from '../index/instance-index.js';
 import { loadCodecs } from '../pixels/codecs.js';
@@ -56,6 +57,9 @@ export class OriginalChangedError extends Error {
     this.name = 'OriginalChangedError';
   }
 }
+
+/** What an OriginalChangedError says of a file that names another instance. */
+const ANOTHER_SOP_INSTANCE_UID = 'it names another SOP Instance UID';
 
 /** A row's parent was deleted (by the node or an operator) after the row was listed. */
 function stillIndexed<T>(row: T | undefined, what: string): T {
@@ -183,7 +187,7 @@ export class Instance {
     this.callingAeTitle = callingAeTitle;
     this.receivedAt = new Date(receivedAt);
     this.originalDeletedAt = originalDeletedAt === undefined ? undefined : new Date(originalDeletedAt);
-    this.#header = new LazyHeader(() => this.#originalPath());
+    this.#header = new LazyHeader(() => this.#originalPath(), (file) => this.#checkIdentity(file));
   }
 
   series(): Series {
@@ -196,7 +200,7 @@ export class Instance {
    * "(0028,0004)"). The file's header is read on the first call and kept; "" for an attribute present
    * without a value, undefined for one absent, a sequence, bulk binary data or longer than 64 KiB.
    * Throws OriginalChangedError when the file's size (and, for a file imported, its modification time) is not what the index
-   * recorded (as do frame, frames and deidentify), OriginalUnreadableError when it cannot be parsed
+   * recorded, or the file names another SOP Instance UID (as do frame, frames and deidentify), OriginalUnreadableError when it cannot be parsed
    * (cut short or damaged: the error says where the file ends).
    */
   attribute(key: AttributeKey): string | undefined {
@@ -257,8 +261,20 @@ export class Instance {
       callingAeTitle: this.callingAeTitle,
       pass: releasedWithPass(this.#row.deidOverride),
       renamedUids: this.#context.queries().renamesInStudy(this.#row.studyPk, this.#row.id),
+      expected: { sopInstanceUid: this.#row.SOPInstanceUID, origin: this.#row.imported ? ('imported' as const) : ('received' as const) },
     };
-    return this.#context.deidentifier().deidentify(input, output, facts, options);
+    try {
+      return await this.#context.deidentifier().deidentify(input, output, facts, options);
+    } catch (error) {
+      if (error instanceof AnotherInstanceError) throw new OriginalChangedError(this.filePath, ANOTHER_SOP_INSTANCE_UID);
+      throw error;
+    }
+  }
+
+  /** A file of another instance under the original's name (on a row without a stamp, of the same size,
+   * which the stat cannot tell) is refused as changed, as the node and gantry export refuse it. */
+  #checkIdentity(file: ParsedFile): void {
+    if (sopInstanceUidAsIndexed(file) !== this.#row.SOPInstanceUID) throw new OriginalChangedError(this.filePath, ANOTHER_SOP_INSTANCE_UID);
   }
 
   #originalPath(): string {
@@ -280,6 +296,7 @@ export class Instance {
     // Values up to 64 KiB are loaded with the header; frames are read from the file when decoded.
     const file = parseOriginal(this.#originalPath(), { loadLimit: 64 * 1024 });
     try {
+      this.#checkIdentity(file);
       const byTag = new Map(file.elements.map((element) => [element.tag, element]));
       // Before the geometry: a report or plan has no Image Pixel module either, and "BitsAllocated is
       // missing" would read as a damaged image.

@@ -15,7 +15,7 @@ import { attributeReader } from '../../src/dicom/element-value.js';
 import { fileStampAt } from '../../src/index/file-stamp.js';
 import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { scanIndexedAttributes } from '../../src/index/scan-file.js';
-import { openSession } from '../../src/session/index.js';
+import { openSession, OriginalChangedError } from '../../src/session/index.js';
 import { PAGE_SIZE, type InstanceFilter } from '../../src/session/queries.js';
 import { storedPixels } from '../helpers/pixel-checks.js';
 import { have, run } from '../helpers/processes.js';
@@ -884,6 +884,29 @@ test('a received original restored with the same bytes (a new time and inode) is
   const out = join(storage, '..', 'out', 'restored.dcm');
   assert.equal((await back.deidentify(out)).kind, 'deidentified');
   assert.throws(() => grown.attribute('PatientID'), /changed since it was indexed \(its size is \d+ bytes, not \d+\)/);
+});
+
+// Found at the end of the tenth session: a row indexed before file stamps is checked by a stat of its
+// size alone, so another instance of the same size under its name was read and de-identified by the
+// session as the indexed one (the node and gantry export compare the SOP Instance UID since then).
+test('an original replaced by another instance of the same size, on a row without a stamp, is refused by its SOP Instance UID', async (t) => {
+  const storage = newStorage('another-instance');
+  const path = join(storage, 'originals', 'one.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ patientId: 'MRN-INDEXED' }));
+  const { fileStamp: _stamp, ...withoutStamp } = await recordOf(storage, path);
+  indexRecords(storage, [withoutStamp]);
+  const otherUid = `${sopInstanceUid.slice(0, -1)}${sopInstanceUid.endsWith('7') ? '8' : '7'}`;
+  writeFileSync(path, Buffer.from(readFileSync(path).toString('latin1').split(sopInstanceUid).join(otherUid), 'latin1'));
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  const another = new RegExp(`the original ${escape(path)} changed since it was indexed \\(it names another SOP Instance UID\\)`);
+  assert.throws(() => instance.attribute('PatientID'), another);
+  await assert.rejects(instance.frame(0), another);
+  const out = join(storage, '..', 'out', 'another.dcm');
+  await assert.rejects(instance.deidentify(out), (error: Error) => error instanceof OriginalChangedError && another.test(error.message));
+  assert.equal(statSync(out, { throwIfNoEntry: false }), undefined, 'nothing written');
 });
 
 // Found in the session review: a file cut short failed with the parser's bare "(7FE0,0010) runs past
