@@ -4,7 +4,7 @@
  * object costs no memory.
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { LONG_VRS } from '../../src/dicom/values.js';
@@ -241,4 +241,17 @@ export function bigEndianElement(tag: number, vr: string, value: Buffer): Buffer
   if (long) header.writeUInt32BE(value.length, 8);
   else header.writeUInt16BE(value.length, 6);
   return Buffer.concat([header, value]);
+}
+
+/**
+ * Makes the file at `path` another instance of the same size: every occurrence of its SOP Instance UID
+ * (the dataset's and the File Meta Information's) becomes another UID of the same length. What a
+ * check by size alone cannot tell from the indexed instance.
+ */
+export function renameInstanceInPlace(path: string, sopInstanceUid: string): string {
+  const otherUid = `${sopInstanceUid.slice(0, -1)}${sopInstanceUid.endsWith('7') ? '8' : '7'}`;
+  const bytes = readFileSync(path).toString('latin1');
+  if (!bytes.includes(sopInstanceUid)) throw new Error(`${path} does not hold ${sopInstanceUid}`);
+  writeFileSync(path, Buffer.from(bytes.split(sopInstanceUid).join(otherUid), 'latin1'));
+  return otherUid;
 }
