@@ -5,7 +5,7 @@
  * never changes.
  */
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { parseFile, type ByteSource, type ElementNode, type ItemNode, type ParsedFile } from '../dicom/dataset-tree.js';
+import { parseFile, type ByteSource, type ElementNode, type ItemNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
@@ -15,7 +15,7 @@ import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
 import type { CompiledProfile } from './rules.js';
 import type { Pseudonymizer } from './pseudonyms.js';
-import { AnotherInstanceError, anotherInstance, type OriginalOrigin } from './original-check.js';
+import { AnotherInstanceError, anotherInstance, sopInstanceUidAsIndexed, type OriginalOrigin } from './original-check.js';
 import { attributeReader, elementText } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
@@ -311,17 +311,6 @@ function dropStaleOffsets(byTag: ReadonlyMap<number, EditableElement>): void {
     if (stale) stale.removed = true;
   }
 }
-
-/** A parsed file's SOP Instance UID as the index took it, padding removed as decodeIndexedAttributes
- * removes it: the dataset's, or its File Meta Information's when the dataset has none (import-scan.ts;
- * a received dataset's equals the command's, which Gantry wrote into the meta, receive.ts). */
-export function sopInstanceUidAsIndexed(file: Pick<ParsedFile, 'elements' | 'source' | 'encoding'> & { meta: ReadonlyMap<number, Buffer> }): string {
-  const element = file.elements.find((candidate) => candidate.tag === SOP_INSTANCE_UID);
-  const text = element ? elementText(element, file.source, file.encoding === 'explicit-be') : undefined;
-  return trimUid(text ?? '').trim() || trimUid(file.meta.get(0x0003)?.toString('latin1') ?? '');
-}
-
-const SOP_INSTANCE_UID = 0x00080018;
 
 /** The values the output has for these top-level tags (as written: replaced, kept or absent). */
 function outputValues(opened: OpenedDataset, tags: readonly number[]): Map<number, string> {

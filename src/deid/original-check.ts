@@ -9,10 +9,29 @@
  * there at all, for rows indexed with a stamp (migration 019); by size alone for older rows. The reasons name neither the file (a folder may be named after its patient)
  * nor a value in it: `gantry quarantine show` gives the path.
  */
+import type { ParsedFile } from '../dicom/dataset-tree.js';
+import { elementText } from '../dicom/element-value.js';
+import { trimUid } from '../dicom/values.js';
 import { fileDifference, type IndexedFile } from '../index/file-stamp.js';
 
 /** Where the original came from: `gantry import` (in place or --copy), or a C-STORE. */
 export type OriginalOrigin = 'imported' | 'received';
+
+/** The origin of a row by its `source_path IS NOT NULL AS imported` column. */
+export function originOf(imported: number | boolean): OriginalOrigin {
+  return imported ? 'imported' : 'received';
+}
+
+/**
+ * What of the indexed file is compared with the file now. A received original is Gantry's own file: a
+ * copy or restore of storage.path (cp -r, a backup tool) gives it a new modification time without
+ * changing a byte, so its size is what is compared. Held on a time alone, every instance waiting after
+ * such a restore failed, with the advice to delete it and have it sent again, which a sender may not
+ * be able to do (found in the final review). A file imported is its user's: its time counts too.
+ */
+export function comparedOf(indexed: IndexedFile, origin: OriginalOrigin): IndexedFile {
+  return origin === 'received' ? { size: indexed.size } : indexed;
+}
 
 export interface HeldOriginal {
   /** Why, with what changed (its size, its modification time, another inode), and how to recover. */
@@ -23,11 +42,7 @@ export interface HeldOriginal {
 
 /** Why the original at `path` must not be de-identified as the indexed instance, or undefined. */
 export function heldOriginal(path: string, indexed: IndexedFile, origin: OriginalOrigin): HeldOriginal | undefined {
-  // A received original is Gantry's own file: a copy or restore of storage.path (cp -r, a backup tool)
-  // gives it a new modification time without changing a byte, so its size is what is compared. Held on
-  // a time alone, every instance waiting after such a restore failed, with the advice to delete it and
-  // have it sent again, which a sender may not be able to do (found in the final review).
-  const difference = fileDifference(path, origin === 'received' ? { size: indexed.size } : indexed);
+  const difference = fileDifference(path, comparedOf(indexed, origin));
   if (difference === undefined) return undefined;
   if ('gone' in difference) {
     // A row indexed before migration 019 keeps what it had: its task's open fails with ENOENT.
@@ -67,6 +82,17 @@ export function anotherInstance(origin: OriginalOrigin): HeldOriginal {
       : 'the original is another instance than the one received (its SOP Instance UID differs): delete this row (gantry quarantine delete) and have it sent again';
   return { reason, brief: reason };
 }
+
+/** A parsed file's SOP Instance UID as the index took it, padding removed as decodeIndexedAttributes
+ * removes it: the dataset's, or its File Meta Information's when the dataset has none (import-scan.ts;
+ * a received dataset's equals the command's, which Gantry wrote into the meta, receive.ts). */
+export function sopInstanceUidAsIndexed(file: Pick<ParsedFile, 'elements' | 'source' | 'encoding'> & { meta: ReadonlyMap<number, Buffer> }): string {
+  const element = file.elements.find((candidate) => candidate.tag === SOP_INSTANCE_UID);
+  const text = element ? elementText(element, file.source, file.encoding === 'explicit-be') : undefined;
+  return trimUid(text ?? '').trim() || trimUid(file.meta.get(0x0003)?.toString('latin1') ?? '');
+}
+
+const SOP_INSTANCE_UID = 0x00080018;
 
 /** An original held by heldOriginal: its reason is recorded as it is (no value in it to remove, and
  * longer than the 200 characters other failure reasons are cut to). */

@@ -10,7 +10,7 @@ import { mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Piscina } from 'piscina';
 import type { BaseSettings } from '../deid/decide.js';
-import { heldOriginal, HeldOriginalError } from '../deid/original-check.js';
+import { heldOriginal, HeldOriginalError, originOf } from '../deid/original-check.js';
 import { PROFILE_EDITION } from '../deid/profile.js';
 import type { ProfileConfig } from '../deid/rules.js';
 import type { DeidTask, DeidTaskResult } from '../deid/worker.js';
@@ -274,7 +274,7 @@ export class DeidScheduler {
       settings: this.sharedSettings(settings),
       callingAeTitle: instance.callingAeTitle,
       ...(instance.override?.pass ? { pass: true } : {}),
-      expected: { sopInstanceUid: instance.sopInstanceUid, origin: instance.imported ? 'imported' : 'received' },
+      expected: { sopInstanceUid: instance.sopInstanceUid, origin: originOf(instance.imported) },
     };
     const renames = this.options.work.renamesInStudy(instance.studyPk, instance.id);
     if (renames.size > 0) task.renamedUids = [...renames];
@@ -550,7 +550,7 @@ export function resourceShortage(error: Error): string | undefined {
  */
 function originalHeld(path: string, instance: WaitingInstance): HeldOriginalError | undefined {
   try {
-    const held = heldOriginal(path, { size: instance.fileSize, stamp: stampFromColumns(instance.fileMtimeNs, instance.fileIno) }, instance.imported ? 'imported' : 'received');
+    const held = heldOriginal(path, { size: instance.fileSize, stamp: stampFromColumns(instance.fileMtimeNs, instance.fileIno) }, originOf(instance.imported));
     return held ? new HeldOriginalError(held) : undefined;
   } catch {
     return undefined;

@@ -496,8 +496,8 @@ export class Outbox {
    * the running node routes them at its next pass, as a new study. An instance whose current routing
    * also took another destination is routed again as a whole, so one that confirmed it gets it once
    * more (a destination keeps one copy per SOP Instance UID). Instances whose de-identified copy is gone
-   * are not routed again (`gantry forward STUDY_UID` makes the copy again); those that every other
-   * destination of their routing confirmed count as forwarded. One IMMEDIATE transaction.
+   * are not routed again (`gantry forward STUDY_UID` makes the copy again); those whose routing has
+   * other destinations, all of which confirmed them, count as forwarded. One IMMEDIATE transaction.
    */
   reroute(destination: string): { deleted: number; rerouted: number } {
     return this.db.transaction(() => {

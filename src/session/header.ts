@@ -55,7 +55,7 @@ export class LazyHeader {
   constructor(
     private readonly path: () => string,
     /** Throws when the parsed file is not the instance it should be (before anything is kept). */
-    private readonly check: (file: ParsedFile) => void = () => undefined,
+    private readonly check: (file: ParsedFile) => void,
   ) {}
 
   /** The value of a top-level attribute as text (several values joined by "\"; binary numbers in

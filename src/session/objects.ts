@@ -10,8 +10,8 @@
 import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
-import { sopInstanceUidAsIndexed, type DeidFileResult } from '../deid/deidentify-file.js';
-import { AnotherInstanceError } from '../deid/original-check.js';
+import type { DeidFileResult } from '../deid/deidentify-file.js';
+import { AnotherInstanceError, comparedOf, originOf, sopInstanceUidAsIndexed } from '../deid/original-check.js';
 import { fileChange, stampFromColumns } from '../index/file-stamp.js';
 import { INSTANCE_STATES, type InstanceState } from '../index/instance-index.js';
 import { loadCodecs } from '../pixels/codecs.js';
@@ -261,7 +261,7 @@ export class Instance {
       callingAeTitle: this.callingAeTitle,
       pass: releasedWithPass(this.#row.deidOverride),
       renamedUids: this.#context.queries().renamesInStudy(this.#row.studyPk, this.#row.id),
-      expected: { sopInstanceUid: this.#row.SOPInstanceUID, origin: this.#row.imported ? ('imported' as const) : ('received' as const) },
+      expected: { sopInstanceUid: this.#row.SOPInstanceUID, origin: originOf(this.#row.imported) },
     };
     try {
       return await this.#context.deidentifier().deidentify(input, output, facts, options);
@@ -284,10 +284,9 @@ export class Instance {
     // A file imported in place is its user's, who may put another instance under its name, which must
     // not be read or de-identified as the one the index describes. By size and modification time (ns),
     // from a stat: a file of the same size rewritten passed the size check alone. A received original
-    // is Gantry's own file, compared by size only, as the node and gantry export compare it
-    // (original-check.ts): a restore of storage.path gives it a new time without changing a byte.
-    const stamp = this.#row.imported ? stampFromColumns(this.#row.fileMtimeNs, this.#row.fileIno) : undefined;
-    const change = fileChange(this.filePath, { size: this.fileSize, ...(stamp ? { stamp } : {}) });
+    // is compared by size only, as the node and gantry export compare it (original-check.ts).
+    const stamp = stampFromColumns(this.#row.fileMtimeNs, this.#row.fileIno);
+    const change = fileChange(this.filePath, comparedOf({ size: this.fileSize, ...(stamp ? { stamp } : {}) }, originOf(this.#row.imported)));
     if (change !== undefined) throw new OriginalChangedError(this.filePath, change);
     return this.filePath;
   }

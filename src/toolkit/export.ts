@@ -23,6 +23,7 @@ import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
 import { shareSettings } from '../deid/shared-settings.js';
 import { stampFromColumns } from '../index/file-stamp.js';
+import { originOf } from '../deid/original-check.js';
 import { DeidWork, renamesExcept, type ReleaseOverride, type StudyRename } from '../index/deid-work.js';
 import { PseudonymLedger } from '../index/pseudonym-ledger.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
@@ -437,7 +438,7 @@ function originalOf(row: SelectedInstance, storagePath: string, renamesOf: (row:
   const renames = renamesOf(row);
   const override = row.override ? (JSON.parse(row.override) as ReleaseOverride) : undefined;
   const stamp = stampFromColumns(row.fileMtimeNs, row.fileIno);
-  return { path: join(storagePath, row.filePath), size: row.fileSize, sopInstanceUid: row.originalSopInstanceUid, ...(stamp ? { stamp } : {}), origin: row.imported ? 'imported' : 'received', callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) };
+  return { path: join(storagePath, row.filePath), size: row.fileSize, sopInstanceUid: row.originalSopInstanceUid, ...(stamp ? { stamp } : {}), origin: originOf(row.imported), callingAeTitle: row.callingAeTitle, ...(renames.size > 0 ? { renamedUids: [...renames] } : {}), ...(override ? { override } : {}) };
 }
 
 /** Removes the temporary files of an interrupted run from the output tree (it is Gantry's own folder:
