@@ -25,7 +25,7 @@ import { DCMTK_ENV, freePort, peakRss, run, sleep, start, stop, waitForPort } fr
 import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
 import { checkFreeDisk, Deletions, writeBack } from './ext4.js';
 import { median } from './stats.js';
-import { touchMemoryOncePerBoot } from './vm-memory.js';
+import { fillFreeMemory } from './vm-memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -187,6 +187,7 @@ async function benchForward(): Promise<void> {
     }
   };
   for (let round = 1; round <= rounds; round += 1) {
+    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
     const order = round % 2 === 1 ? [runGantry, runStorescu] : [runStorescu, runGantry];
     for (const next of order) {
       const sample = await next();
@@ -214,6 +215,7 @@ async function benchEndToEnd(): Promise<void> {
   const rates: number[] = [];
   const rsses: number[] = [];
   for (let round = 1; round <= rounds; round += 1) {
+    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
     const { scp, port } = await startStorescp(join(work, `received-${round}`), sink);
     const gantry = await startGantryProcess(join(work, `gantry-${round}`), {
       log: { level: 'warn' },
@@ -246,7 +248,7 @@ async function benchEndToEnd(): Promise<void> {
 
 async function main(): Promise<void> {
   // Before anything is timed (bench/vm-memory.ts).
-  touchMemoryOncePerBoot(resolve(values.data));
+  fillFreeMemory(resolve(values.data));
   // Kept until the end: a 0.5 MB instance's original, de-identified and received copies, per run.
   const runsKept = (values.only === 'e2e' ? 0 : 2 * rounds + 2) + (values.only === 'forward' ? 0 : 3 * rounds);
   checkFreeDisk(root, count * 0.53e6 * runsKept, 'bench/forward');

@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { boundOverStorescp, inPlaceSyncMs, LAST_PDU_BYTES } from './durable-floor.js';
 import { median } from './stats.js';
-import { touchMemoryOncePerBoot } from './vm-memory.js';
+import { fillFreeMemory } from './vm-memory.js';
 
 const fdatasyncAsync = promisify(fdatasync);
 const fsyncAsync = promisify(fsync);
@@ -37,7 +37,7 @@ const size = Number(values.size);
 const count = Number(values.count);
 const dir = resolve(values.dir);
 // Before anything is timed (bench/vm-memory.ts), under the folder that holds the bench's.
-touchMemoryOncePerBoot(resolve(dir, '..'));
+fillFreeMemory(resolve(dir, '..'));
 
 async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>): Promise<void> {
   rmSync(dir, { recursive: true, force: true });

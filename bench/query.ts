@@ -24,7 +24,7 @@ import { startOrthanc } from '../test/helpers/orthanc.js';
 import { DCMTK_ENV, run } from '../test/helpers/processes.js';
 import { writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
 import { median } from './stats.js';
-import { touchMemoryOncePerBoot } from './vm-memory.js';
+import { fillFreeMemory } from './vm-memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -218,7 +218,7 @@ async function againstOrthanc(): Promise<void> {
 
 async function main(): Promise<void> {
   // Before anything is timed (bench/vm-memory.ts).
-  touchMemoryOncePerBoot(resolve(values.data));
+  fillFreeMemory(resolve(values.data));
   if (!values.only || values.only === 'inside') await inside();
   if (!values.only || values.only === 'orthanc') await againstOrthanc();
 }

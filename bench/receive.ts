@@ -31,7 +31,7 @@ import { newUid, writeSyntheticFile } from '../test/helpers/synthetic-dicom.js';
 import { boundOverStorescp, inPlaceSyncMs, LAST_PDU_BYTES } from './durable-floor.js';
 import { checkFreeDisk, Deletions, writeBack } from './ext4.js';
 import { median } from './stats.js';
-import { touchMemoryOncePerBoot } from './vm-memory.js';
+import { fillFreeMemory } from './vm-memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -238,6 +238,7 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
     // Rotate the order each round so no receiver always runs on a warm or cold page cache.
     const order = receivers.map((_, i) => receivers[(i + round) % receivers.length] as () => Promise<Sample>);
     for (const receiver of order) {
+      fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
       const sample = await receiver();
       samples.push(sample);
       console.log(
@@ -304,6 +305,7 @@ function durableBound(corpus: Corpus, work: string, round: Sample[]): number {
 async function hugeInstance(): Promise<void> {
   const corpus = await ensureCorpus('huge', 1, 2000);
   for (let round = 1; round <= Math.min(rounds, 3); round += 1) {
+    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
     // Receiving's peak RSS: read as the sender ends, before the 1 GB instance is de-identified.
     const sample = await runGantry(corpus, runFolder(), { waitForDeid: false });
     console.log(`huge (${mb(corpus.bytes).toFixed(0)} MB) round ${round}: gantry ${(mb(corpus.bytes) / sample.seconds).toFixed(1)} MB/s, peak RSS ${mb(sample.rss).toFixed(1)} MB, stored ${sample.stored}`);
@@ -312,7 +314,7 @@ async function hugeInstance(): Promise<void> {
 
 async function main(): Promise<void> {
   // Before anything is timed (bench/vm-memory.ts).
-  touchMemoryOncePerBoot(resolve(values.data));
+  fillFreeMemory(resolve(values.data));
   const work = join(root, 'work');
   deletions.delete(work);
   await deletions.settle();

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { run } from '../test/helpers/processes.js';
 import { writeMultiframe } from '../test/helpers/pixel-images.js';
 import { median } from './stats.js';
-import { touchMemoryOncePerBoot } from './vm-memory.js';
+import { fillFreeMemory } from './vm-memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -99,7 +99,7 @@ async function timed(commands: string[][]): Promise<{ seconds: number; rssMb: nu
 
 async function main(): Promise<void> {
   // Before anything is timed (bench/vm-memory.ts).
-  touchMemoryOncePerBoot(resolve(values.data));
+  fillFreeMemory(resolve(values.data));
   mkdirSync(root, { recursive: true });
   const zones = join(root, 'zones.yaml');
   writeFileSync(zones, 'zones:\n  - { name: header band, match: { Manufacturer: ACME }, rects: [[0, 0, 4000, 48], [0, 100, 300, 60]] }\n');

@@ -9,7 +9,8 @@
  * Every command runs as a process of its own under /usr/bin/time (peak RSS: the largest process; for
  * Gantry that is the whole node, threads included). The page cache is not dropped (on some of these
  * VMs /proc/sys is read-only): every command runs with the source tree read into it just before ("warm"
- * for all, the same state for each), on a memory touched once since boot (bench/vm-memory.ts).
+ * for all, the same state for each), with the free memory filled with page cache before each round
+ * (bench/vm-memory.ts).
  * Prints medians of files/s, MB/s, peak RSS and the ratios to the targets:
  * import ≥ 5,000 files/s; export ≥ 50% of cp; peak RSS for 100,000 files within 10% of 10,000's and
  * under 500 MB. Nothing is deleted while commands are timed: each round writes into a folder of its own,
@@ -29,7 +30,7 @@ import { encodePart10Header } from '../src/dicom/part10.js';
 import { run } from '../test/helpers/processes.js';
 import { checkFreeDisk, Deletions } from './ext4.js';
 import { median } from './stats.js';
-import { touchMemoryOncePerBoot } from './vm-memory.js';
+import { fillFreeMemory } from './vm-memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -147,6 +148,7 @@ interface Sample {
 async function measure(set: Corpus, work: string): Promise<Record<string, Sample[]>> {
   const samples: Record<string, Sample[]> = { import: [], dcmdump: [], export: [], cp: [] };
   for (let round = 1; round <= rounds; round += 1) {
+    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
     // A folder per round, kept until the run ends: deleting between commands would time ext4's walk
     // over the freed inodes (bench/ext4.ts) instead of the commands.
     const dir = join(work, `${set.label}-${round}`);
@@ -186,7 +188,7 @@ async function measure(set: Corpus, work: string): Promise<Record<string, Sample
 
 async function main(): Promise<void> {
   // Before anything is timed (bench/vm-memory.ts).
-  touchMemoryOncePerBoot(resolve(values.data));
+  fillFreeMemory(resolve(values.data));
   const sets = (values.sets ?? '').split(',').filter(Boolean);
   // Each round's export and copy of the small sets are kept until the end (bench/ext4.ts).
   const keptRounds = (bytes: number) => bytes * (1 + 2 * rounds);
@@ -209,7 +211,7 @@ async function main(): Promise<void> {
 }
 
 function printSummary(results: Array<{ set: Corpus; samples: Record<string, Sample[]> }>): void {
-  const lines = [`${rounds} rounds, medians; the tree read into the page cache before every command, the memory touched once since boot; ${cores} cores`];
+  const lines = [`${rounds} rounds, medians; the tree read into the page cache before every command, the free memory filled with page cache before each round; ${cores} cores`];
   const rss = new Map<string, number>();
   for (const { set, samples } of results) {
     const rate = (name: string) => {

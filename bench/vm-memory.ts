@@ -1,48 +1,82 @@
 /**
- * What a bench must know about this VM's memory: the host backs a page of the guest's memory only
- * once the guest first touches it. Until every page has been used once since boot, the page cache
- * grows into pages the host has not given yet, and filling each new one costs a fault on the host,
- * charged to whatever writes the file.
+ * What a bench must know about this VM's memory: its free memory is not really there.
  *
- * Measured on 2026-12-01 on a machine up for three hours, most of its 24 GB never touched: `dd`
- * writing 1 GB into a new file took 2.15 s of system time; once a sparse file as large as the memory
- * had been read through the page cache, 0.26-0.85 s. Gantry's end-to-end rate (bench/forward --only
- * e2e, 2,000 instances) went from 94-141 to 195-220 instances/s, its system time from 8.1 to 3.3-5.0 s,
- * whether the page cache was then full or emptied. The reference tools pay the same per byte, but a
- * node writes each instance twice (the original and its de-identified copy): a fresh machine timed it
- * at a disadvantage that a server whose memory is in use does not have, and made runs of the same code
- * on two machines, or two hours, differ for reasons that were not the code's.
+ * The VM (a Firecracker guest, kernel 6.18 "fc") has a virtio balloon with free page reporting
+ * (feature bit 5, VIRTIO_BALLOON_F_REPORTING): the guest tells the host which of its pages are free,
+ * and the host takes them back (/sys/module/page_reporting/parameters/reported_kib counts what was
+ * handed back: 209 GB in the first 5.5 hours of 2026-12-01's boot). The next time the guest uses such
+ * a page, the host has to back it again, and that fault is charged to whatever touched the page: for
+ * a bench, the process that writes a new file into the page cache.
  *
- * So every bench touches the whole memory once per boot before it times anything.
+ * Measured on 2026-12-01: `dd` writing 1 GB into a new file took 2.15 s of system time on pages given
+ * back, 0.26-0.85 s on pages in use. In a `perf record` of Gantry's end-to-end run (bench/forward
+ * --only e2e, 2,000 instances) with 15 GB of the memory free, filling written pages
+ * (`copy_folio_from_iter_atomic`) took 25.6% of Gantry's samples, and the run made 157 instances/s;
+ * with the free memory first filled with page cache, 3.2% and 209 instances/s. A node writes each
+ * instance twice (the original and its de-identified copy), so it paid twice what storescp paid, and
+ * two runs of the same code differed with how much had been freed since (a deleted bench output, a
+ * process that ended).
+ *
+ * A server that has run for a while has its memory full of page cache, and a new file takes pages the
+ * kernel reclaims from older files, pages in use, never given back. So a bench fills the free memory
+ * with page cache before it times anything, and again before each round (a top-up: what ended
+ * processes freed): reading a sparse file takes no disk space, and its pages are the first the kernel
+ * reclaims. The files stay while the bench runs (deleting one frees its pages) and go when it ends.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** Reads a sparse file as large as the memory through the page cache, once per boot (a marker under
- * `dataRoot` holds the boot's id). The file takes no disk space; reading its holes fills cache pages. */
-export function touchMemoryOncePerBoot(dataRoot: string): void {
-  const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+/** Below this much free memory nothing is filled: what is left is the kernel's own reserve. */
+const FILL_ABOVE_BYTES = 1024 * 2 ** 20;
+/** Left free by a fill, so that the fill itself does not make the kernel reclaim. */
+const LEAVE_FREE_BYTES = 512 * 2 ** 20;
+const FILE_PATTERN = /^memory-fill-(\d+)-\d+\.sparse$/;
+
+let fills = 0;
+
+/** Fills the free memory above FILL_ABOVE_BYTES with page cache (a sparse file under `dataRoot`,
+ * read through). Fast when there is nothing to fill: call it before each round. */
+export function fillFreeMemory(dataRoot: string): void {
   mkdirSync(dataRoot, { recursive: true });
-  const marker = join(dataRoot, 'memory-touched');
-  if (existsSync(marker) && readFileSync(marker, 'utf8').trim() === bootId) return;
-  const bytes = memoryBytes();
-  const file = join(dataRoot, 'memory-toucher.sparse');
-  process.stdout.write(`touching the machine's ${(bytes / 2 ** 30).toFixed(1)} GiB of memory once since boot (bench/vm-memory.ts)\n`);
+  if (fills === 0) removeFillsOfEndedBenches(dataRoot);
+  const free = freeBytes();
+  if (free <= FILL_ABOVE_BYTES) return;
+  const bytes = free - LEAVE_FREE_BYTES;
+  const file = join(dataRoot, `memory-fill-${process.pid}-${fills}.sparse`);
+  if (fills === 0) process.on('exit', () => removeFills(dataRoot, (pid) => pid === process.pid));
+  fills += 1;
+  process.stdout.write(`filling ${(bytes / 2 ** 30).toFixed(1)} GiB of free memory with page cache (bench/vm-memory.ts)\n`);
   const started = Date.now();
   closeSync(openSync(file, 'w'));
-  try {
-    truncateSync(file, bytes);
-    execFileSync('sh', ['-c', 'cat "$1" > /dev/null', 'sh', file], { stdio: 'inherit' });
-  } finally {
-    rmSync(file, { force: true });
-  }
-  writeFileSync(marker, `${bootId}\n`);
-  process.stdout.write(`  done in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+  truncateSync(file, bytes);
+  execFileSync('sh', ['-c', 'cat "$1" > /dev/null', 'sh', file], { stdio: 'inherit' });
+  process.stdout.write(`  done in ${((Date.now() - started) / 1000).toFixed(0)} s; ${(freeBytes() / 2 ** 20).toFixed(0)} MiB free\n`);
 }
 
-function memoryBytes(): number {
-  const match = /^MemTotal:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
-  if (!match) throw new Error('cannot read MemTotal from /proc/meminfo');
+/** A bench stopped by a signal leaves its files: their pages would be freed at some later deletion. */
+function removeFillsOfEndedBenches(dataRoot: string): void {
+  removeFills(dataRoot, (pid) => pid !== process.pid && !isRunning(pid));
+}
+
+function removeFills(dataRoot: string, whose: (pid: number) => boolean): void {
+  for (const name of readdirSync(dataRoot)) {
+    const match = FILE_PATTERN.exec(name);
+    if (match && whose(Number(match[1]))) rmSync(join(dataRoot, name), { force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function freeBytes(): number {
+  const match = /^MemFree:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+  if (!match) throw new Error('cannot read MemFree from /proc/meminfo');
   return Number(match[1]) * 1024;
 }
