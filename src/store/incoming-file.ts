@@ -3,14 +3,10 @@
  * completes, moves, syncs and closes it.
  *
  * A write into the page cache takes tens of microseconds, less than a trip through the libuv thread
- * pool, whose context switches cost more than the calls themselves on this project's virtual machines
- * (perf put a quarter of the receive path in the hypervisor's handling of task switches; writing
- * inline measured about 8% more instances/s receiving 0.5 MB instances, interleaved A/B). So batches
- * are written on the calling thread while the disk keeps up. A write that takes long says it does not
- * (the kernel holds writers back when dirty pages pile up, or the device stalls): batches then go to
- * the thread pool for a window that doubles with each slow write (1 s up to about a minute), so the
- * event loop waits on a slow disk for at most one write per window, and the socket reader waits only
- * when the queue passes its high-water mark (the association pauses its socket until it drains).
+ * pool (inline-pace.ts; writing inline measured about 8% more instances/s receiving 0.5 MB instances,
+ * interleaved A/B). So batches are written on the calling thread while the disk keeps up, and in the
+ * pool for a while after a slow write; the socket reader waits only when the queue passes its
+ * high-water mark (the association pauses its socket until it drains).
  * Large objects write through the pool while their background sync runs (inline writes gained them
  * nothing, measured, and keep the event loop clear of a write that waits behind the sync). Syncs
  * always run in the pool. Rename and close take microseconds and run inline; creating the file can
@@ -18,6 +14,7 @@
  */
 import { close, closeSync, fdatasync, openSync, renameSync, unlink, writev, writevSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { InlinePace } from './inline-pace.js';
 import type { OpenedFile } from './spare-files.js';
 
 const writevAsync = promisify(writev);
@@ -34,32 +31,13 @@ const BATCH_BYTES = 64 * 1024;
 const SYNC_BEHIND_BYTES = 8 * 1024 * 1024;
 /** Writes are batched up to this many buffers (below IOV_MAX). */
 const MAX_BATCH_BUFFERS = 512;
-/** An inline write slower than this (tens of times a page-cache write) means the disk is behind... */
-const SLOW_INLINE_WRITE_MS = 2;
-/** ...and writes go to the thread pool for this long, doubled after each slow write up to the last. */
-const POOL_WINDOW_MS = 1000;
-const MAX_POOL_WINDOW_MS = 64_000;
-
 /** Whether batches are written inline or in the pool, for every incoming file of this thread. */
-const pace = { poolUntil: 0, window: POOL_WINDOW_MS };
-
-function writeInline(): boolean {
-  return performance.now() >= pace.poolUntil;
-}
-
-function inlineWriteTook(ms: number): void {
-  if (ms <= SLOW_INLINE_WRITE_MS) {
-    pace.window = POOL_WINDOW_MS;
-    return;
-  }
-  sendWritesToThreadPool(pace.window);
-  pace.window = Math.min(pace.window * 2, MAX_POOL_WINDOW_MS);
-}
+const pace = new InlinePace();
 
 /** Writes of every incoming file go to the thread pool for `ms` (what a slow write does; 0 lets them
  * go inline again at once: tests use it to check both paths). */
 export function sendWritesToThreadPool(ms: number): void {
-  pace.poolUntil = performance.now() + ms;
+  pace.sendToThreadPool(ms);
 }
 
 export class IncomingFile {
@@ -160,12 +138,10 @@ export class IncomingFile {
   private startWriting(): void {
     if (this.flushing || !this.canWrite()) return;
     try {
-      while (this.canWrite() && !this.syncing && writeInline()) {
+      while (this.canWrite() && !this.syncing && pace.inline()) {
         const batch = this.queue.splice(0, MAX_BATCH_BUFFERS);
         const bytes = byteLength(batch);
-        const started = performance.now();
-        writeAllSync(this.fd as number, batch, bytes);
-        inlineWriteTook(performance.now() - started);
+        pace.timed(() => writeAllSync(this.fd as number, batch, bytes));
         this.written(bytes);
       }
     } catch (error) {

@@ -1,11 +1,12 @@
-/** A stored file read back for sending (src/store/stored-dataset.ts): preloaded whole when it fits,
- * read as it is sent when it does not, and refused when it is not a Part 10 file Gantry wrote. */
+/** A stored file read back for sending (src/store/stored-dataset.ts): preloaded whole when it fits
+ * (inline, or in the thread pool after a slow read), read as it is sent when it does not, and refused
+ * when it is not a Part 10 file Gantry wrote. */
 import assert from 'node:assert/strict';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { encodePart10Header } from '../../src/dicom/part10.js';
-import { openStoredDataset } from '../../src/store/stored-dataset.js';
+import { openStoredDataset, sendPreloadsToThreadPool } from '../../src/store/stored-dataset.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const CT = '1.2.840.10008.5.1.4.1.1.2';
@@ -29,34 +30,46 @@ async function readAll(stored: { length: number; read(target: Buffer, position: 
   return out;
 }
 
-test('a file that fits the preload buffer is read whole; a larger one is read as it is sent; both give the dataset as stored', async () => {
+/** Each case runs with preloads inline, then in the thread pool. */
+const PRELOAD_PATHS = [
+  ['inline', 0],
+  ['in the thread pool', 60_000],
+] as const;
+
+test('a file that fits the preload buffer is read whole; a larger one is read as it is sent; both give the dataset as stored', async (t) => {
+  t.after(() => sendPreloadsToThreadPool(0));
   const dir = scratchDir('stored-dataset');
   const preload = Buffer.alloc(1024 * 1024);
-  for (const length of [10, 600_000, 1024 * 1024 + 10, 3 * 1024 * 1024]) {
-    const { path, dataset } = storedFile(dir, `${length}.dcm`, length);
+  for (const [[name, poolMs], length] of PRELOAD_PATHS.flatMap((path) => [10, 600_000, 1024 * 1024 + 10, 3 * 1024 * 1024].map((length) => [path, length] as const))) {
+    sendPreloadsToThreadPool(poolMs);
+    const { path, dataset } = storedFile(dir, `${length}-${poolMs}.dcm`, length);
     const stored = await openStoredDataset(path, preload);
     try {
       assert.equal(stored.sopClassUid, CT);
       assert.equal(stored.sopInstanceUid, `1.2.3.${length}`);
       assert.equal(stored.transferSyntaxUid, EXPLICIT_LE);
       assert.equal(stored.length, length);
-      assert.equal(stored.bytes !== undefined, length < 1024 * 1024 - 200, `${length} bytes preloaded only when it fits`);
-      assert.ok((await readAll(stored)).equals(dataset), `${length} bytes as stored`);
+      assert.equal(stored.bytes !== undefined, length < 1024 * 1024 - 200, `${length} bytes preloaded only when it fits (${name})`);
+      assert.ok((await readAll(stored)).equals(dataset), `${length} bytes as stored (${name})`);
     } finally {
       await stored.close();
     }
   }
 });
 
-test('a file that is not Part 10, or is missing, is refused with the reason', async () => {
+test('a file that is not Part 10, or is missing, is refused with the reason', async (t) => {
+  t.after(() => sendPreloadsToThreadPool(0));
   const dir = scratchDir('stored-dataset-bad');
   writeFileSync(join(dir, 'plain.txt'), 'not DICOM at all');
   const preload = Buffer.alloc(1024 * 1024);
   const descriptors = () => readdirSync('/proc/self/fd').length;
   const before = descriptors();
-  await assert.rejects(openStoredDataset(join(dir, 'plain.txt'), preload), /not a DICOM Part 10 file/);
+  for (const [name, poolMs] of PRELOAD_PATHS) {
+    sendPreloadsToThreadPool(poolMs);
+    await assert.rejects(openStoredDataset(join(dir, 'plain.txt'), preload), /not a DICOM Part 10 file/, name);
+    await assert.rejects(openStoredDataset(join(dir, 'missing.dcm'), preload), (error: NodeJS.ErrnoException) => error.code === 'ENOENT', name);
+  }
   await assert.rejects(openStoredDataset(join(dir, 'plain.txt')), /not a DICOM Part 10 file/);
-  await assert.rejects(openStoredDataset(join(dir, 'missing.dcm'), preload), (error: NodeJS.ErrnoException) => error.code === 'ENOENT');
   // The descriptors are closed in the thread pool: given a moment.
   for (let tries = 0; tries < 50 && descriptors() > before; tries += 1) await new Promise((resolve) => setTimeout(resolve, 10));
   assert.equal(descriptors(), before, 'no file left open');
