@@ -3,9 +3,11 @@
  * DICOM: a fresh page-cache write, the same plus fdatasync, plus the rename and directory sync that
  * put the file in place. It is the floor under Gantry's per-instance latency when a sender waits for
  * each C-STORE response (no asynchronous window), next to which storescp's whole per-instance time
- * can be set (storescp does not sync). The last two lines are the receive path's own shape: the
+ * can be set (storescp does not sync). The next lines are the receive path's own shape: the
  * file's, the directory's and the index WAL's syncs issued together from the thread pool, with and
- * without the directory's (what a landing zone of names made durable ahead would save).
+ * without the directory's (what a landing zone of names made durable ahead would save), and with the
+ * file's blocks written and synced ahead (zeros, before the clock: what spare files written ahead
+ * would save; the object overwrites them and the file is cut to its size).
  *
  * The in-place lines are the floor under any design that keeps the rule "answer only once the data is
  * on the disk": an object written as its PDUs arrive into a file prepared ahead (no allocation, no
@@ -15,7 +17,7 @@
  *
  *   node dist/bench/fsync-floor.js [--size 524288] [--count 400] [--dir .bench-data/fsync] [--storescp-rate 839]
  */
-import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { boundOverStorescp, inPlaceSyncMs, LAST_PDU_BYTES } from './durable-floor.js';
@@ -39,13 +41,16 @@ const dir = resolve(values.dir);
 // Before anything is timed (bench/vm-memory.ts), under the folder that holds the bench's.
 fillFreeMemory(resolve(dir, '..'));
 
-async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>): Promise<void> {
+/** Times `step` for each object; `prepare`, if given, runs before the clock starts (what a receiver
+ * would do ahead of the object's arrival). */
+async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>, prepare?: (i: number) => void): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'in'), { recursive: true });
   mkdirSync(join(dir, 'out'), { recursive: true });
   const times: number[] = [];
   for (let i = 0; i < count; i += 1) {
     const data = Buffer.alloc(size, i & 0xff); // fresh memory each time, as received data is
+    prepare?.(i);
     const began = performance.now();
     await step(i, data);
     times.push(performance.now() - began);
@@ -93,25 +98,39 @@ await measure('create + write + rename + fdatasync + dir fsync', (i, data) => {
 
 /** A WAL-like file: a 4 kB page written and synced with each object, as an index commit is. */
 const walPage = Buffer.alloc(4096, 1);
-const together = async (name: string, withDirectory: boolean) => {
+const together = async (name: string, withDirectory: boolean, writtenAhead = false) => {
   const wal = openSync(join(dir, 'wal'), 'w');
   const directory = openSync(join(dir, 'out'), 'r');
   try {
     await measure(name, async (i, data) => {
-      const fd = openSync(join(dir, 'in', `${i}`), 'wx');
-      writeSync(fd, data);
+      const fd = openSync(join(dir, 'in', `${i}`), writtenAhead ? 'r+' : 'wx');
+      writeSync(fd, data, 0, data.length, 0);
+      if (writtenAhead) ftruncateSync(fd, data.length);
       if (withDirectory) renameSync(join(dir, 'in', `${i}`), join(dir, 'out', `${i}`));
       writeSync(wal, walPage, 0, walPage.length, (i % 1024) * walPage.length);
       await Promise.all([fdatasyncAsync(fd), fdatasyncAsync(wal), ...(withDirectory ? [fsyncAsync(directory)] : [])]);
       closeSync(fd);
-    });
+    }, writtenAhead ? writeAhead : undefined);
   } finally {
     closeSync(directory);
     closeSync(wal);
   }
 };
+
+/** A file made ahead with its blocks written and synced (zeros, 64 KiB more than the object): the
+ * object then overwrites pages and blocks that exist, and only its size changes. */
+function writeAhead(i: number): void {
+  const fd = openSync(join(dir, 'in', `${i}`), 'wx');
+  writeSync(fd, Buffer.alloc(size + 64 * 1024));
+  fdatasyncSync(fd);
+  closeSync(fd);
+  const directory = openSync(join(dir, 'in'), 'r');
+  fsyncSync(directory);
+  closeSync(directory);
+}
 await together('rename; file || dir || WAL syncs together', true);
 await together('no rename; file || WAL syncs together', false);
+await together('written ahead; rename; file || dir || WAL syncs', true, true);
 
 const inPlace = (name: string, bytes: number): number => {
   const ms = inPlaceSyncMs(dir, size, bytes, count);
