@@ -102,14 +102,12 @@ async function runOrthanc(dir: string, work: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  // Before anything is timed (bench/vm-memory.ts).
-  fillFreeMemory(resolve(values.data));
   const corpus = await ensureCorpus();
   const mb = corpus.bytes / 1e6;
   const samples: Record<string, number[]> = { 'gantry 1 thread': [], 'gantry 2 threads': [], orthanc: [] };
   const work = join(root, 'work-deid');
   for (let round = 1; round <= rounds; round += 1) {
-    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
+    fillFreeMemory(resolve(values.data)); // before anything is timed, and what ended processes freed since (bench/vm-memory.ts)
     const runs: Array<[string, () => Promise<number>]> = [
       ['gantry 1 thread', () => runGantry(corpus.files, 1, join(work, 'g1'))],
       ['gantry 2 threads', () => runGantry(corpus.files, 2, join(work, 'g2'))],

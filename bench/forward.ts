@@ -187,9 +187,9 @@ async function benchForward(): Promise<void> {
     }
   };
   for (let round = 1; round <= rounds; round += 1) {
-    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
     const order = round % 2 === 1 ? [runGantry, runStorescu] : [runStorescu, runGantry];
     for (const next of order) {
+      fillFreeMemory(resolve(values.data)); // before anything is timed, and what ended processes freed since (bench/vm-memory.ts)
       const sample = await next();
       samples.push(sample);
       console.log(
@@ -215,7 +215,7 @@ async function benchEndToEnd(): Promise<void> {
   const rates: number[] = [];
   const rsses: number[] = [];
   for (let round = 1; round <= rounds; round += 1) {
-    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
+    fillFreeMemory(resolve(values.data)); // before anything is timed, and what ended processes freed since (bench/vm-memory.ts)
     const { scp, port } = await startStorescp(join(work, `received-${round}`), sink);
     const gantry = await startGantryProcess(join(work, `gantry-${round}`), {
       log: { level: 'warn' },
@@ -247,8 +247,6 @@ async function benchEndToEnd(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  // Before anything is timed (bench/vm-memory.ts).
-  fillFreeMemory(resolve(values.data));
   // Kept until the end: a 0.5 MB instance's original, de-identified and received copies, per run.
   const runsKept = (values.only === 'e2e' ? 0 : 2 * rounds + 2) + (values.only === 'forward' ? 0 : 3 * rounds);
   checkFreeDisk(root, count * 0.53e6 * runsKept, 'bench/forward');

@@ -6,8 +6,8 @@
  * can be set (storescp does not sync). The next lines are the receive path's own shape: the
  * file's, the directory's and the index WAL's syncs issued together from the thread pool, with and
  * without the directory's (what a landing zone of names made durable ahead would save), and with the
- * file's blocks written and synced ahead (zeros, before the clock: what spare files written ahead
- * would save; the object overwrites them and the file is cut to its size).
+ * file's blocks written and synced ahead (zeros of the object's size, before the clock: what spare
+ * files written ahead would save at best).
  *
  * The in-place lines are the floor under any design that keeps the rule "answer only once the data is
  * on the disk": an object written as its PDUs arrive into a file prepared ahead (no allocation, no
@@ -17,7 +17,7 @@
  *
  *   node dist/bench/fsync-floor.js [--size 524288] [--count 400] [--dir .bench-data/fsync] [--storescp-rate 839]
  */
-import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { boundOverStorescp, inPlaceSyncMs, LAST_PDU_BYTES } from './durable-floor.js';
@@ -43,10 +43,14 @@ fillFreeMemory(resolve(dir, '..'));
 
 /** Times `step` for each object; `prepare`, if given, runs before the clock starts (what a receiver
  * would do ahead of the object's arrival). */
-async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>, prepare?: (i: number) => void): Promise<void> {
+/** Empties the bench's folder: before each measurement, and before anything of it is opened. */
+function resetFolder(): void {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'in'), { recursive: true });
   mkdirSync(join(dir, 'out'), { recursive: true });
+}
+
+async function measure(name: string, step: (i: number, data: Buffer) => void | Promise<void>, prepare?: (i: number) => void): Promise<void> {
   const times: number[] = [];
   for (let i = 0; i < count; i += 1) {
     const data = Buffer.alloc(size, i & 0xff); // fresh memory each time, as received data is
@@ -74,17 +78,20 @@ function writeCacheOf(path: string): string {
 }
 
 console.log(`${count} objects of ${size} bytes in ${dir}`);
+resetFolder();
 await measure('create + write (page cache only)', (i, data) => {
   const fd = openSync(join(dir, 'in', `${i}`), 'wx');
   writeSync(fd, data);
   closeSync(fd);
 });
+resetFolder();
 await measure('create + write + fdatasync', (i, data) => {
   const fd = openSync(join(dir, 'in', `${i}`), 'wx');
   writeSync(fd, data);
   fdatasyncSync(fd);
   closeSync(fd);
 });
+resetFolder();
 await measure('create + write + rename + fdatasync + dir fsync', (i, data) => {
   const fd = openSync(join(dir, 'in', `${i}`), 'wx');
   writeSync(fd, data);
@@ -99,13 +106,13 @@ await measure('create + write + rename + fdatasync + dir fsync', (i, data) => {
 /** A WAL-like file: a 4 kB page written and synced with each object, as an index commit is. */
 const walPage = Buffer.alloc(4096, 1);
 const together = async (name: string, withDirectory: boolean, writtenAhead = false) => {
+  resetFolder();
   const wal = openSync(join(dir, 'wal'), 'w');
   const directory = openSync(join(dir, 'out'), 'r');
   try {
     await measure(name, async (i, data) => {
       const fd = openSync(join(dir, 'in', `${i}`), writtenAhead ? 'r+' : 'wx');
       writeSync(fd, data, 0, data.length, 0);
-      if (writtenAhead) ftruncateSync(fd, data.length);
       if (withDirectory) renameSync(join(dir, 'in', `${i}`), join(dir, 'out', `${i}`));
       writeSync(wal, walPage, 0, walPage.length, (i % 1024) * walPage.length);
       await Promise.all([fdatasyncAsync(fd), fdatasyncAsync(wal), ...(withDirectory ? [fsyncAsync(directory)] : [])]);
@@ -117,11 +124,12 @@ const together = async (name: string, withDirectory: boolean, writtenAhead = fal
   }
 };
 
-/** A file made ahead with its blocks written and synced (zeros, 64 KiB more than the object): the
- * object then overwrites pages and blocks that exist, and only its size changes. */
+/** A file made ahead with its blocks written and synced (zeros, the object's size: the best case for
+ * the idea, as a receiver does not know the size ahead): the object then overwrites pages and blocks
+ * that exist, and its sync has nothing but data to write. */
 function writeAhead(i: number): void {
   const fd = openSync(join(dir, 'in', `${i}`), 'wx');
-  writeSync(fd, Buffer.alloc(size + 64 * 1024));
+  writeSync(fd, Buffer.alloc(size));
   fdatasyncSync(fd);
   closeSync(fd);
   const directory = openSync(join(dir, 'in'), 'r');

@@ -238,7 +238,7 @@ async function benchCorpus(corpus: Corpus, backlog?: Corpus): Promise<void> {
     // Rotate the order each round so no receiver always runs on a warm or cold page cache.
     const order = receivers.map((_, i) => receivers[(i + round) % receivers.length] as () => Promise<Sample>);
     for (const receiver of order) {
-      fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
+      fillFreeMemory(resolve(values.data)); // before anything is timed, and what ended processes freed since (bench/vm-memory.ts)
       const sample = await receiver();
       samples.push(sample);
       console.log(
@@ -305,7 +305,7 @@ function durableBound(corpus: Corpus, work: string, round: Sample[]): number {
 async function hugeInstance(): Promise<void> {
   const corpus = await ensureCorpus('huge', 1, 2000);
   for (let round = 1; round <= Math.min(rounds, 3); round += 1) {
-    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
+    fillFreeMemory(resolve(values.data)); // before anything is timed, and what ended processes freed since (bench/vm-memory.ts)
     // Receiving's peak RSS: read as the sender ends, before the 1 GB instance is de-identified.
     const sample = await runGantry(corpus, runFolder(), { waitForDeid: false });
     console.log(`huge (${mb(corpus.bytes).toFixed(0)} MB) round ${round}: gantry ${(mb(corpus.bytes) / sample.seconds).toFixed(1)} MB/s, peak RSS ${mb(sample.rss).toFixed(1)} MB, stored ${sample.stored}`);
@@ -313,8 +313,6 @@ async function hugeInstance(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  // Before anything is timed (bench/vm-memory.ts).
-  fillFreeMemory(resolve(values.data));
   const work = join(root, 'work');
   deletions.delete(work);
   await deletions.settle();

@@ -148,7 +148,7 @@ interface Sample {
 async function measure(set: Corpus, work: string): Promise<Record<string, Sample[]>> {
   const samples: Record<string, Sample[]> = { import: [], dcmdump: [], export: [], cp: [] };
   for (let round = 1; round <= rounds; round += 1) {
-    fillFreeMemory(resolve(values.data)); // what ended processes freed (bench/vm-memory.ts)
+    fillFreeMemory(resolve(values.data)); // before anything is timed, and what ended processes freed since (bench/vm-memory.ts)
     // A folder per round, kept until the run ends: deleting between commands would time ext4's walk
     // over the freed inodes (bench/ext4.ts) instead of the commands.
     const dir = join(work, `${set.label}-${round}`);
@@ -187,8 +187,6 @@ async function measure(set: Corpus, work: string): Promise<Record<string, Sample
 }
 
 async function main(): Promise<void> {
-  // Before anything is timed (bench/vm-memory.ts).
-  fillFreeMemory(resolve(values.data));
   const sets = (values.sets ?? '').split(',').filter(Boolean);
   // Each round's export and copy of the small sets are kept until the end (bench/ext4.ts).
   const keptRounds = (bytes: number) => bytes * (1 + 2 * rounds);

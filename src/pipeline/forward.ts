@@ -376,7 +376,9 @@ class DestinationQueue {
     const { outbox } = this.options;
     const settings = this.options.settings();
     let stored: StoredDataset;
-    const buffer = this.preloadBuffers.pop() ?? Buffer.allocUnsafeSlow(PRELOAD_BYTES);
+    // A new buffer's pages are touched here, not by the first read into it: the read is timed, and a
+    // megabyte of page faults would count as a slow disk (inline-pace.ts).
+    const buffer = this.preloadBuffers.pop() ?? Buffer.allocUnsafeSlow(PRELOAD_BYTES).fill(0);
     try {
       stored = await openStoredDataset(join(this.options.storagePath, item.filePath), buffer);
     } catch (error) {

@@ -138,10 +138,10 @@ export class IncomingFile {
   private startWriting(): void {
     if (this.flushing || !this.canWrite()) return;
     try {
-      while (this.canWrite() && !this.syncing && pace.inline()) {
+      while (this.canWrite() && !this.syncing && pace.shouldRunInline()) {
         const batch = this.queue.splice(0, MAX_BATCH_BUFFERS);
         const bytes = byteLength(batch);
-        pace.timed(() => writeAllSync(this.fd as number, batch, bytes));
+        pace.runInlineTimed(() => writeAllSync(this.fd as number, batch, bytes));
         this.written(bytes);
       }
     } catch (error) {

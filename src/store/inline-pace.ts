@@ -8,6 +8,9 @@
  * disk is behind (a write held back by dirty pages, a read of a file no longer cached): operations
  * then go to the pool for a window that doubles with each slow one (1 s up to about a minute), so the
  * event loop waits on a slow disk for at most one operation per window.
+ *
+ * Each user keeps a pace of its own (received bytes written, files read for forwarding): a slow write
+ * says nothing certain about reads, and the other way round.
  */
 
 /** An inline operation slower than this (tens of times a page-cache one) means the disk is behind... */
@@ -20,24 +23,28 @@ export class InlinePace {
   private poolUntil = 0;
   private window = POOL_WINDOW_MS;
 
+  /** @param now the clock, in ms (tests give their own) */
+  constructor(private readonly now: () => number = () => performance.now()) {}
+
   /** Whether the next operation should run inline. */
-  inline(): boolean {
-    return performance.now() >= this.poolUntil;
+  shouldRunInline(): boolean {
+    return this.now() >= this.poolUntil;
   }
 
-  /** Runs `operation` inline and learns from how long it took. */
-  timed<T>(operation: () => T): T {
-    const started = performance.now();
+  /** Runs `operation` inline and learns from how long it took (a throw counts too: a write that
+   * failed after a long wait says as much about the disk). */
+  runInlineTimed<T>(operation: () => T): T {
+    const started = this.now();
     try {
       return operation();
     } finally {
-      this.took(performance.now() - started);
+      this.took(this.now() - started);
     }
   }
 
   /** Sends operations to the thread pool for `ms` (0 lets them run inline again at once). */
   sendToThreadPool(ms: number): void {
-    this.poolUntil = performance.now() + ms;
+    this.poolUntil = this.now() + ms;
   }
 
   private took(ms: number): void {

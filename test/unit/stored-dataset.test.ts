@@ -30,8 +30,8 @@ async function readAll(stored: { length: number; read(target: Buffer, position: 
   return out;
 }
 
-/** Each case runs with preloads inline, then in the thread pool. */
-const PRELOAD_PATHS = [
+/** Each case runs with preloads read inline, then in the thread pool. */
+const PRELOAD_MODES = [
   ['inline', 0],
   ['in the thread pool', 60_000],
 ] as const;
@@ -40,34 +40,51 @@ test('a file that fits the preload buffer is read whole; a larger one is read as
   t.after(() => sendPreloadsToThreadPool(0));
   const dir = scratchDir('stored-dataset');
   const preload = Buffer.alloc(1024 * 1024);
-  for (const [[name, poolMs], length] of PRELOAD_PATHS.flatMap((path) => [10, 600_000, 1024 * 1024 + 10, 3 * 1024 * 1024].map((length) => [path, length] as const))) {
+  for (const [mode, poolMs] of PRELOAD_MODES) {
     sendPreloadsToThreadPool(poolMs);
-    const { path, dataset } = storedFile(dir, `${length}-${poolMs}.dcm`, length);
-    const stored = await openStoredDataset(path, preload);
-    try {
-      assert.equal(stored.sopClassUid, CT);
-      assert.equal(stored.sopInstanceUid, `1.2.3.${length}`);
-      assert.equal(stored.transferSyntaxUid, EXPLICIT_LE);
-      assert.equal(stored.length, length);
-      assert.equal(stored.bytes !== undefined, length < 1024 * 1024 - 200, `${length} bytes preloaded only when it fits (${name})`);
-      assert.ok((await readAll(stored)).equals(dataset), `${length} bytes as stored (${name})`);
-    } finally {
-      await stored.close();
+    for (const length of [10, 600_000, 1024 * 1024 + 10, 3 * 1024 * 1024]) {
+      const { path, dataset } = storedFile(dir, `${length}-${poolMs}.dcm`, length);
+      const stored = await openStoredDataset(path, preload);
+      try {
+        assert.equal(stored.sopClassUid, CT);
+        assert.equal(stored.sopInstanceUid, `1.2.3.${length}`);
+        assert.equal(stored.transferSyntaxUid, EXPLICIT_LE);
+        assert.equal(stored.length, length);
+        assert.equal(stored.bytes !== undefined, length < 1024 * 1024 - 200, `${length} bytes preloaded only when it fits (${mode})`);
+        assert.ok((await readAll(stored)).equals(dataset), `${length} bytes as stored (${mode})`);
+      } finally {
+        await stored.close();
+      }
     }
   }
 });
 
-test('a file that is not Part 10, or is missing, is refused with the reason', async (t) => {
+test('a preload runs inline (read before openStoredDataset returns) until a slow read sends it to the thread pool', async (t) => {
+  t.after(() => sendPreloadsToThreadPool(0));
+  const { path } = storedFile(scratchDir('stored-dataset-pace'), 'one.dcm', 1000);
+  const preload = Buffer.alloc(1024 * 1024);
+  for (const [mode, poolMs] of PRELOAD_MODES) {
+    sendPreloadsToThreadPool(poolMs);
+    preload.fill(0);
+    const opening = openStoredDataset(path, preload);
+    assert.equal(preload.toString('latin1', 128, 132) === 'DICM', mode === 'inline', `read at once only inline (${mode})`);
+    assert.equal((await opening).length, 1000);
+  }
+});
+
+test('a file that is not Part 10, cannot be read, or is missing, is refused with the reason', async (t) => {
   t.after(() => sendPreloadsToThreadPool(0));
   const dir = scratchDir('stored-dataset-bad');
   writeFileSync(join(dir, 'plain.txt'), 'not DICOM at all');
   const preload = Buffer.alloc(1024 * 1024);
   const descriptors = () => readdirSync('/proc/self/fd').length;
   const before = descriptors();
-  for (const [name, poolMs] of PRELOAD_PATHS) {
+  for (const [mode, poolMs] of PRELOAD_MODES) {
     sendPreloadsToThreadPool(poolMs);
-    await assert.rejects(openStoredDataset(join(dir, 'plain.txt'), preload), /not a DICOM Part 10 file/, name);
-    await assert.rejects(openStoredDataset(join(dir, 'missing.dcm'), preload), (error: NodeJS.ErrnoException) => error.code === 'ENOENT', name);
+    await assert.rejects(openStoredDataset(join(dir, 'plain.txt'), preload), /not a DICOM Part 10 file/, mode);
+    // A directory opens, and its read fails: the descriptor is closed all the same.
+    await assert.rejects(openStoredDataset(dir, preload), (error: NodeJS.ErrnoException) => error.code === 'EISDIR', mode);
+    await assert.rejects(openStoredDataset(join(dir, 'missing.dcm'), preload), (error: NodeJS.ErrnoException) => error.code === 'ENOENT', mode);
   }
   await assert.rejects(openStoredDataset(join(dir, 'plain.txt')), /not a DICOM Part 10 file/);
   // The descriptors are closed in the thread pool: given a moment.
