@@ -3,6 +3,12 @@
  * destination, queued → sent, or dead after its attempts ran out. Routing of stable studies into it,
  * and the instance's move to `forwarded` once every destination has it, happen in the same
  * transactions. Nothing here opens sockets.
+ *
+ * A confirmation is committed as it arrives, before the next request goes out, into a table of its
+ * own (forward_confirmations, migration 021: one page, where marking the outbox row sent wrote about
+ * seven), and folded into the outbox by the next call of any other method here, many at a time. So
+ * every reader of this class sees confirmed items as sent; only a reader of the table itself, in SQL,
+ * sees them queued until then (the node's next settle, within SETTLE_MS of pipeline/forward.ts).
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
@@ -92,7 +98,6 @@ export class Outbox {
     | 'enqueue'
     | 'markRouted'
     | 'due'
-    | 'sent'
     | 'forwarded'
     | 'retry'
     | 'dead'
@@ -101,7 +106,11 @@ export class Outbox {
     | 'routingPending'
     | 'unsent'
     | 'instanceOfUnsent'
-    | 'withdraw',
+    | 'withdraw'
+    | 'confirm'
+    | 'anyConfirmation'
+    | 'foldConfirmations'
+    | 'clearConfirmations',
     Statement
   >;
 
@@ -150,8 +159,6 @@ export class Outbox {
       nextDue: db.prepare(`
         SELECT min(o.next_attempt_at) AS at FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
         WHERE o.destination = ? AND o.state = 'queued' AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL`),
-      sent: db.prepare(`UPDATE forward_outbox SET state = 'sent', sent_at = @now, last_status = @status, last_error = NULL, failed_at = NULL, attempts = attempts + 1
-        WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       forwarded: db.prepare(`
         UPDATE instances SET state = 'forwarded', state_changed_at = @now
         WHERE id = @instancePk AND state = 'deidentified' AND routed_at IS NOT NULL
@@ -175,7 +182,44 @@ export class Outbox {
         ORDER BY o.id LIMIT @limit`),
       instanceOfUnsent: db.prepare(`SELECT instance_pk FROM forward_outbox WHERE id = ? AND state IN ('queued', 'dead')`).pluck(),
       withdraw: db.prepare(`DELETE FROM forward_outbox WHERE id = ? AND state IN ('queued', 'dead')`),
+      confirm: db.prepare(`INSERT OR REPLACE INTO forward_confirmations (outbox_id, routed_at, sent_at, status) VALUES (@id, @routedAt, @now, @status)`),
+      anyConfirmation: db.prepare(`SELECT EXISTS (SELECT 1 FROM forward_confirmations)`).pluck(),
+      // What markSent did before migration 021, for every confirmation at once: only a queued item of
+      // the routing it was sent under (a purge or a new routing since makes the confirmation moot).
+      // NOT INDEXED and `id IN`: the items are looked up by key, one per confirmation. Without them
+      // SQLite walked the state index over every queued item (it cannot know the confirmations are few),
+      // which with a backlog of millions would run at every fold.
+      foldConfirmations: db.prepare(`
+        UPDATE forward_outbox NOT INDEXED SET state = 'sent',
+          sent_at = (SELECT c.sent_at FROM forward_confirmations c WHERE c.outbox_id = forward_outbox.id),
+          last_status = (SELECT c.status FROM forward_confirmations c WHERE c.outbox_id = forward_outbox.id),
+          last_error = NULL, failed_at = NULL, attempts = attempts + 1
+        WHERE id IN (SELECT outbox_id FROM forward_confirmations) AND state = 'queued'
+          AND routed_at = (SELECT c.routed_at FROM forward_confirmations c WHERE c.outbox_id = forward_outbox.id)`),
+      clearConfirmations: db.prepare(`DELETE FROM forward_confirmations`),
     };
+  }
+
+  /**
+   * Folds the confirmations recorded since the last call into the outbox (one transaction). Every
+   * method that reads or changes forward_outbox calls it first; it costs one lookup when there are none.
+   * A fold that finds the index locked by another process past the busy timeout, or opened read-only,
+   * is left to a later call: until then confirmed items read as queued, which at worst sends one again
+   * (a destination keeps one copy per SOP Instance UID) or counts its instance forwarded later.
+   */
+  private foldConfirmations(): void {
+    try {
+      if (this.statements.anyConfirmation.get() !== 1) return;
+      this.db
+        .transaction(() => {
+          this.statements.foldConfirmations.run();
+          this.statements.clearConfirmations.run();
+        })
+        .immediate();
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? '';
+      if (!code.startsWith('SQLITE_BUSY') && code !== 'SQLITE_READONLY') throw error;
+    }
   }
 
   /** Instances ready to be routed: of stable studies (or of `studyPk`, on demand), not routed yet. */
@@ -199,6 +243,7 @@ export class Outbox {
   /** Items of a destination not sent (queued or dead: `state`) of their instances' current routings,
    * after `afterId` in id order, with what the destination's condition tests. */
   unsentOf(destination: string, state: 'queued' | 'dead', limit: number, afterId = 0): UnsentItemFacts[] {
+    this.foldConfirmations();
     const rows = this.statements.unsent.all({ destination, state, limit, afterId }) as Array<Record<string, unknown>>;
     return rows.map((row) => ({ id: row['id'] as number, callingAeTitle: row['callingAeTitle'] as string, attributes: routingAttributesOf(row) }));
   }
@@ -210,6 +255,7 @@ export class Outbox {
    * many items were withdrawn.
    */
   withdraw(ids: readonly number[]): number {
+    this.foldConfirmations();
     // IMMEDIATE: it reads before it writes. Deferred, the write found another process's lock (gantry
     // queue, forward, import) and failed at once with SQLITE_BUSY: SQLite runs no busy handler for a
     // read transaction that would become a write one.
@@ -230,6 +276,7 @@ export class Outbox {
 
   /** Runs `work` in one IMMEDIATE transaction: all of it is committed, or none. */
   atomically<T>(work: () => T): T {
+    this.foldConfirmations();
     return this.db.transaction(work).immediate();
   }
 
@@ -240,6 +287,7 @@ export class Outbox {
 
   /** Queues each instance for its destinations and marks it routed, in one transaction. */
   route(routes: ReadonlyArray<{ instance: RoutableInstance; destinations: readonly string[] }>, now = Date.now()): number {
+    this.foldConfirmations();
     return this.db.transaction(() => {
       let queued = 0;
       for (const { instance, destinations } of routes) {
@@ -255,23 +303,27 @@ export class Outbox {
 
   /** Queued items of a destination whose time has come, oldest first. */
   due(destination: string, limit: number, now = Date.now()): OutboxItem[] {
+    this.foldConfirmations();
     return this.statements.due.all({ destination, now, limit }) as OutboxItem[];
   }
 
   /** When the next queued item of a destination is due (ms), or undefined when none is queued. */
   nextDueAt(destination: string): number | undefined {
+    this.foldConfirmations();
     const row = this.statements.nextDue.get(destination) as { at: number | null };
     return row.at ?? undefined;
   }
 
-  /** The destination confirmed the item. (Its instance moves to `forwarded` in settleForwarded.) */
+  /** The destination confirmed the item: recorded at once (one small commit), folded into the outbox
+   * by the next other call. (Its instance moves to `forwarded` in settleForwarded.) */
   markSent(item: OutboxItem, status: string, now = Date.now()): void {
-    this.statements.sent.run({ id: item.id, routedAt: item.routedAt, status, now });
+    this.statements.confirm.run({ id: item.id, routedAt: item.routedAt, status, now });
   }
 
   /** Moves instances whose every outbox row is sent to `forwarded` (one transaction). Kept off the
    * per-item path, where each confirmation must be one small commit. */
   settleForwarded(instancePks: Iterable<number>, now = Date.now()): void {
+    this.foldConfirmations();
     this.db.transaction(() => {
       for (const instancePk of instancePks) this.statements.forwarded.run({ instancePk, now });
     })();
@@ -279,6 +331,7 @@ export class Outbox {
 
   /** Instances whose rows were all confirmed but not settled yet (an unclean stop, a purge). */
   reconcileForwarded(now = Date.now()): number {
+    this.foldConfirmations();
     return this.db
       .prepare(
         `UPDATE instances SET state = 'forwarded', state_changed_at = @now
@@ -292,6 +345,7 @@ export class Outbox {
   /** Deletes queued rows that can never be sent: their instance was quarantined or failed after a
    * re-send, or was routed again since (a newer row replaced them). */
   dropStale(): number {
+    this.foldConfirmations();
     return this.db
       .prepare(
         `DELETE FROM forward_outbox WHERE id IN (
@@ -308,6 +362,7 @@ export class Outbox {
    * was none. Those still taken by none are routed to none again. Returns how many.
    */
   routeAgainRoutedToNowhere(): number {
+    this.foldConfirmations();
     return this.db
       .prepare(
         `UPDATE instances SET routed_at = NULL
@@ -351,22 +406,26 @@ export class Outbox {
 
   /** Whether items of this routing of a study to this destination are still queued. */
   routingPending(destination: string, studyPk: number, routedAt: number): boolean {
+    this.foldConfirmations();
     return (this.statements.routingPending.get({ destination, studyPk, routedAt }) as { pending: number }).pending === 1;
   }
 
   /** A failed attempt: try again at `nextAttemptAt`. */
   markRetry(item: OutboxItem, nextAttemptAt: number, status: string | null, error: string): void {
+    this.foldConfirmations();
     this.statements.retry.run({ id: item.id, routedAt: item.routedAt, nextAttemptAt, status, error, now: Date.now() });
   }
 
   /** No more attempts: the item waits for an operator (`gantry queue retry`). `counted`: whether this
    * failure was an attempt at sending (a refused transfer syntax is not). */
   markDead(item: OutboxItem, status: string | null, error: string, counted = true): void {
+    this.foldConfirmations();
     this.statements.dead.run({ id: item.id, routedAt: item.routedAt, status, error, counted: counted ? 1 : 0, now: Date.now() });
   }
 
   /** Records why the destination could not be reached, without counting an attempt. */
   noteUnreachable(items: readonly OutboxItem[], error: string): void {
+    this.foldConfirmations();
     const now = Date.now();
     this.db.transaction(() => {
       for (const item of items) this.statements.note.run({ id: item.id, error, now });
@@ -394,6 +453,7 @@ export class Outbox {
    * thread. Destinations whose items are all gone are left out.
    */
   counts(): DestinationCounts[] {
+    this.foldConfirmations();
     return this.db
       .prepare(
         `SELECT c.destination,
@@ -410,6 +470,7 @@ export class Outbox {
   /** Items not sent (queued or dead; a confirmation clears failed_at) whose last attempt failed, the
    * latest failure first. */
   recentFailures(limit: number): Array<OutboxRow & { failedAt: number }> {
+    this.foldConfirmations();
     return this.db
       .prepare(
         `SELECT ${ITEM_COLUMNS}, o.state, o.next_attempt_at AS nextAttemptAt, o.last_status AS lastStatus,
@@ -422,6 +483,7 @@ export class Outbox {
   }
 
   list(filter: { state?: string; destination?: string; limit: number }): OutboxRow[] {
+    this.foldConfirmations();
     return this.db
       .prepare(
         `SELECT ${ITEM_COLUMNS}, o.state, o.next_attempt_at AS nextAttemptAt, o.last_status AS lastStatus,
@@ -436,6 +498,7 @@ export class Outbox {
   /** Puts dead items (all, of one destination, or by id) back in the queue, due now: their
    * next_attempt_at is RETRY_ASKED, which a sender in backoff looks for (takeRetryAsked). */
   requeueDead(filter: { destination?: string; ids?: readonly number[] }): number {
+    this.foldConfirmations();
     const run = (id: number | null) =>
       this.db
         .prepare(
@@ -452,6 +515,7 @@ export class Outbox {
    * backoff (up to forward.retry.maxSeconds). The items become due now, as other queued ones.
    */
   takeRetryAsked(destination: string, now = Date.now()): boolean {
+    this.foldConfirmations();
     // Read first (forward_outbox_due): asked at every poll, it takes the write lock only when there is something to take.
     const asked = this.db.prepare(`SELECT 1 FROM forward_outbox WHERE destination = ? AND state = 'queued' AND next_attempt_at = ${RETRY_ASKED} LIMIT 1`).get(destination);
     if (asked === undefined) return false;
@@ -471,6 +535,7 @@ export class Outbox {
    * Returns the items deleted and the instances that became forwarded.
    */
   purge(state: 'sent' | 'dead' | 'queued', destination?: string): { deleted: number; forwarded: number } {
+    this.foldConfirmations();
     return this.db.transaction(() => {
       // Sent items are what makes an instance `forwarded`: settle before they go. Those of an instance
       // still waiting for another destination stay: they say this one has it, and without them giving
@@ -500,6 +565,7 @@ export class Outbox {
    * other destinations, all of which confirmed them, count as forwarded. One IMMEDIATE transaction.
    */
   reroute(destination: string): { deleted: number; rerouted: number } {
+    this.foldConfirmations();
     return this.db.transaction(() => {
       const rerouted = this.db
         .prepare(

@@ -1,8 +1,9 @@
 /**
  * The outbox's operator views: the latest failures (failed_at set by a failed attempt, an unreachable
  * destination and dead letter; cleared by a confirmation, a re-queue and a new routing), whether a
- * routing of a study still has queued items, migration 7's backfill of failures recorded before it, and
- * when routing looks again for the next study to become stable.
+ * routing of a study still has queued items, migration 7's backfill of failures recorded before it,
+ * when routing looks again for the next study to become stable, and confirmations recorded apart
+ * (migration 21) and folded into the outbox by the next call.
  */
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
@@ -66,6 +67,51 @@ test('failures are listed newest first until a confirmation, a re-queue or a new
   const [requeued] = outbox.due('d', 10) as [OutboxItem];
   outbox.noteUnreachable([requeued], 'd unreachable: connection refused');
   assert.deepEqual(outbox.recentFailures(10).map((row) => row.lastError), ['d unreachable: connection refused']);
+});
+
+/** The outbox row and the confirmations as SQL sees them, without an Outbox call that would fold. */
+function rawStates(db: Db): { states: string[]; confirmations: number } {
+  return {
+    states: db.prepare(`SELECT state FROM forward_outbox ORDER BY id`).pluck().all() as string[],
+    confirmations: db.prepare(`SELECT count(*) FROM forward_confirmations`).pluck().get() as number,
+  };
+}
+
+test('a confirmation is one row of its own, and every Outbox call after it sees the item sent', async (t) => {
+  const { db, outbox, items } = await routedStudy(t);
+  const [first, second] = items as [OutboxItem, OutboxItem];
+  outbox.markSent(first, '0x0000', 1234);
+  assert.deepEqual(rawStates(db), { states: ['queued', 'queued'], confirmations: 1 }, 'recorded apart, the outbox untouched');
+  assert.deepEqual(outbox.due('d', 10).map((item) => item.id), [second.id], 'never due again');
+  assert.deepEqual(rawStates(db), { states: ['sent', 'queued'], confirmations: 0 }, 'folded by the call');
+  const [row] = outbox.list({ state: 'sent', limit: 10 });
+  assert.equal(row?.id, first.id);
+  assert.equal(row?.sentAt, 1234);
+  assert.equal(row?.lastStatus, '0x0000');
+  assert.equal(row?.attempts, 1);
+  assert.deepEqual(outbox.counts().map((count) => [count.queued, count.sent]), [[1, 1]]);
+});
+
+test('a confirmation survives a restart; one of a routing replaced while the item was on the wire is moot', async (t) => {
+  const { db, outbox, items } = await routedStudy(t);
+  const [first, second] = items as [OutboxItem, OutboxItem];
+  outbox.markSent(first, '0x0000');
+  // The second item's instance was routed again while its request was on the wire (a reload): its
+  // confirmation names the routing the item no longer has.
+  outbox.markSent({ ...second, routedAt: second.routedAt - 1 }, '0x0000');
+  assert.deepEqual(rawStates(db), { states: ['queued', 'queued'], confirmations: 2 });
+  // A new Outbox on the same index, as after a crash and a restart.
+  const restarted = new Outbox(db);
+  assert.deepEqual(restarted.due('d', 10).map((item) => item.id), [second.id], 'the first never sent again; the second still due');
+  assert.deepEqual(rawStates(db), { states: ['sent', 'queued'], confirmations: 0 });
+});
+
+test('folding looks each confirmed item up by its key, not through every queued item', async (t) => {
+  const { db, outbox } = await routedStudy(t);
+  const fold = (outbox as unknown as { statements: Record<string, { source: string }> }).statements['foldConfirmations'];
+  assert.ok(fold, 'the fold statement');
+  const plan = (db.prepare(`EXPLAIN QUERY PLAN ${fold.source}`).all() as Array<{ detail: string }>).map((step) => step.detail);
+  assert.match(plan[0] ?? '', /^SEARCH forward_outbox USING INTEGER PRIMARY KEY/, plan.join(' | '));
 });
 
 test('a routing is pending while any of its items is queued for that destination', async (t) => {

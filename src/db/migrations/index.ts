@@ -20,5 +20,6 @@ import { migration017WaitingSince } from './017-waiting-since.js';
 import { migration018RoutingRecord } from './018-routing-record.js';
 import { migration019FileStamps } from './019-file-stamps.js';
 import { migration020StateCounts } from './020-state-counts.js';
+import { migration021ForwardConfirmations } from './021-forward-confirmations.js';
 
-export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release, migration007OutboxFailedAt, migration008RedactionRenames, migration009Toolkit, migration010InstanceReferences, migration011AuditTexts, migration012WaitingByArrival, migration013WaitingBySeries, migration014SupersededCopies, migration015ExportItemSizes, migration016ReplacedOriginals, migration017WaitingSince, migration018RoutingRecord, migration019FileStamps, migration020StateCounts];
+export const MIGRATIONS: readonly Migration[] = [migration001Index, migration002Deid, migration003Forward, migration004Research, migration005AccessAudit, migration006Release, migration007OutboxFailedAt, migration008RedactionRenames, migration009Toolkit, migration010InstanceReferences, migration011AuditTexts, migration012WaitingByArrival, migration013WaitingBySeries, migration014SupersededCopies, migration015ExportItemSizes, migration016ReplacedOriginals, migration017WaitingSince, migration018RoutingRecord, migration019FileStamps, migration020StateCounts, migration021ForwardConfirmations];
