@@ -6,9 +6,13 @@
  *
  * A confirmation is committed as it arrives, before the next request goes out, into a table of its
  * own (forward_confirmations, migration 021: one page, where marking the outbox row sent wrote about
- * seven), and folded into the outbox by the next call of any other method here, many at a time. So
- * every reader of this class sees confirmed items as sent; only a reader of the table itself, in SQL,
- * sees them queued until then (the node's next settle, within SETTLE_MS of pipeline/forward.ts).
+ * seven), and folded into the outbox, many at a time, first thing in the transaction of the next
+ * method here that routes, settles, withdraws, purges or reroutes (`writing`; the node settles within
+ * SETTLE_MS of pipeline/forward.ts, and a start reconciles). The other changes touch only items that
+ * failed or are dead, never confirmed ones, and need no fold. The reads
+ * that decide what is sent and when (due, nextDueAt, routingPending, unsentOf) leave confirmed items
+ * out; the other reads (counts, list, recentFailures: metrics and the commands) see them queued until
+ * the fold. Reads never write.
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
@@ -150,15 +154,18 @@ export class Outbox {
           queued_at = excluded.queued_at, sent_at = NULL`),
       markRouted: db.prepare(`UPDATE instances SET routed_at = ? WHERE id = ?`),
       // Only rows of the instance's current routing: a re-sent original (routed_at reset) or a copy
-      // routed again makes older rows stale (dropStale removes them).
+      // routed again makes older rows stale (dropStale removes them). Never one confirmed and not yet
+      // folded (here and in the next three: the reads that decide what is sent, and when).
       due: db.prepare(`
         SELECT ${ITEM_COLUMNS} FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
         WHERE o.destination = @destination AND o.state = 'queued' AND o.next_attempt_at <= @now
           AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = o.id AND c.routed_at = o.routed_at)
         ORDER BY o.next_attempt_at, o.id LIMIT @limit`),
       nextDue: db.prepare(`
         SELECT min(o.next_attempt_at) AS at FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
-        WHERE o.destination = ? AND o.state = 'queued' AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL`),
+        WHERE o.destination = ? AND o.state = 'queued' AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL
+          AND NOT EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = o.id AND c.routed_at = o.routed_at)`),
       forwarded: db.prepare(`
         UPDATE instances SET state = 'forwarded', state_changed_at = @now
         WHERE id = @instancePk AND state = 'deidentified' AND routed_at IS NOT NULL
@@ -168,8 +175,9 @@ export class Outbox {
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       dead: db.prepare(`UPDATE forward_outbox SET state = 'dead', attempts = attempts + @counted, last_status = @status, last_error = @error, failed_at = @now
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
-      routingPending: db.prepare(`SELECT EXISTS (SELECT 1 FROM forward_outbox INDEXED BY forward_outbox_routing_queued
-        WHERE study_pk = @studyPk AND destination = @destination AND routed_at = @routedAt AND state = 'queued') AS pending`),
+      routingPending: db.prepare(`SELECT EXISTS (SELECT 1 FROM forward_outbox o INDEXED BY forward_outbox_routing_queued
+        WHERE o.study_pk = @studyPk AND o.destination = @destination AND o.routed_at = @routedAt AND o.state = 'queued'
+          AND NOT EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = o.id AND c.routed_at = o.routed_at)) AS pending`),
       note: db.prepare(`UPDATE forward_outbox SET last_error = @error, failed_at = @now WHERE id = @id AND state = 'queued'`),
       // One state at a time: the index then gives the rows in id order. With both states, each page
       // sorted every row after it (a temporary B-tree), and a queue of 80,000 took 5 s, the event loop
@@ -179,6 +187,7 @@ export class Outbox {
         FROM forward_outbox o INDEXED BY forward_outbox_state JOIN instances i ON i.id = o.instance_pk
         JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE o.state = @state AND o.destination = @destination AND o.id > @afterId AND i.routed_at = o.routed_at
+          AND NOT EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = o.id AND c.routed_at = o.routed_at)
         ORDER BY o.id LIMIT @limit`),
       instanceOfUnsent: db.prepare(`SELECT instance_pk FROM forward_outbox WHERE id = ? AND state IN ('queued', 'dead')`).pluck(),
       withdraw: db.prepare(`DELETE FROM forward_outbox WHERE id = ? AND state IN ('queued', 'dead')`),
@@ -200,26 +209,19 @@ export class Outbox {
     };
   }
 
-  /**
-   * Folds the confirmations recorded since the last call into the outbox (one transaction). Every
-   * method that reads or changes forward_outbox calls it first; it costs one lookup when there are none.
-   * A fold that finds the index locked by another process past the busy timeout, or opened read-only,
-   * is left to a later call: until then confirmed items read as queued, which at worst sends one again
-   * (a destination keeps one copy per SOP Instance UID) or counts its instance forwarded later.
-   */
-  private foldConfirmations(): void {
-    try {
-      if (this.statements.anyConfirmation.get() !== 1) return;
-      this.db
-        .transaction(() => {
+  /** Runs `work` in one IMMEDIATE transaction that first folds the confirmations recorded since the
+   * last one into the outbox: every method that changes forward_outbox runs in one (a fold outside it
+   * could miss a confirmation the node commits before the work begins). */
+  private writing<T>(work: () => T): T {
+    return this.db
+      .transaction(() => {
+        if (this.statements.anyConfirmation.get() === 1) {
           this.statements.foldConfirmations.run();
           this.statements.clearConfirmations.run();
-        })
-        .immediate();
-    } catch (error) {
-      const code = (error as { code?: string }).code ?? '';
-      if (!code.startsWith('SQLITE_BUSY') && code !== 'SQLITE_READONLY') throw error;
-    }
+        }
+        return work();
+      })
+      .immediate();
   }
 
   /** Instances ready to be routed: of stable studies (or of `studyPk`, on demand), not routed yet. */
@@ -243,7 +245,6 @@ export class Outbox {
   /** Items of a destination not sent (queued or dead: `state`) of their instances' current routings,
    * after `afterId` in id order, with what the destination's condition tests. */
   unsentOf(destination: string, state: 'queued' | 'dead', limit: number, afterId = 0): UnsentItemFacts[] {
-    this.foldConfirmations();
     const rows = this.statements.unsent.all({ destination, state, limit, afterId }) as Array<Record<string, unknown>>;
     return rows.map((row) => ({ id: row['id'] as number, callingAeTitle: row['callingAeTitle'] as string, attributes: routingAttributesOf(row) }));
   }
@@ -255,11 +256,10 @@ export class Outbox {
    * many items were withdrawn.
    */
   withdraw(ids: readonly number[]): number {
-    this.foldConfirmations();
     // IMMEDIATE: it reads before it writes. Deferred, the write found another process's lock (gantry
     // queue, forward, import) and failed at once with SQLITE_BUSY: SQLite runs no busy handler for a
     // read transaction that would become a write one.
-    return this.db.transaction(() => {
+    return this.writing(() => {
       let withdrawn = 0;
       const instances = new Set<number>();
       for (const id of ids) {
@@ -271,13 +271,12 @@ export class Outbox {
       const now = Date.now();
       for (const instancePk of instances) this.statements.forwarded.run({ instancePk, now });
       return withdrawn;
-    }).immediate();
+    });
   }
 
   /** Runs `work` in one IMMEDIATE transaction: all of it is committed, or none. */
   atomically<T>(work: () => T): T {
-    this.foldConfirmations();
-    return this.db.transaction(work).immediate();
+    return this.writing(work);
   }
 
   /** The earliest last arrival (ms) after `cutoff` of a study with instances to route, or undefined. */
@@ -287,8 +286,7 @@ export class Outbox {
 
   /** Queues each instance for its destinations and marks it routed, in one transaction. */
   route(routes: ReadonlyArray<{ instance: RoutableInstance; destinations: readonly string[] }>, now = Date.now()): number {
-    this.foldConfirmations();
-    return this.db.transaction(() => {
+    return this.writing(() => {
       let queued = 0;
       for (const { instance, destinations } of routes) {
         for (const destination of destinations) {
@@ -298,18 +296,16 @@ export class Outbox {
         this.statements.markRouted.run(now, instance.id);
       }
       return queued;
-    })();
+    });
   }
 
   /** Queued items of a destination whose time has come, oldest first. */
   due(destination: string, limit: number, now = Date.now()): OutboxItem[] {
-    this.foldConfirmations();
     return this.statements.due.all({ destination, now, limit }) as OutboxItem[];
   }
 
   /** When the next queued item of a destination is due (ms), or undefined when none is queued. */
   nextDueAt(destination: string): number | undefined {
-    this.foldConfirmations();
     const row = this.statements.nextDue.get(destination) as { at: number | null };
     return row.at ?? undefined;
   }
@@ -323,36 +319,33 @@ export class Outbox {
   /** Moves instances whose every outbox row is sent to `forwarded` (one transaction). Kept off the
    * per-item path, where each confirmation must be one small commit. */
   settleForwarded(instancePks: Iterable<number>, now = Date.now()): void {
-    this.foldConfirmations();
-    this.db.transaction(() => {
+    this.writing(() => {
       for (const instancePk of instancePks) this.statements.forwarded.run({ instancePk, now });
-    })();
+    });
   }
 
   /** Instances whose rows were all confirmed but not settled yet (an unclean stop, a purge). */
   reconcileForwarded(now = Date.now()): number {
-    this.foldConfirmations();
-    return this.db
-      .prepare(
+    return this.writing(() =>
+      this.db.prepare(
         `UPDATE instances SET state = 'forwarded', state_changed_at = @now
          WHERE state = 'deidentified' AND routed_at IS NOT NULL
            AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at)
            AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at AND o.state != 'sent')`,
-      )
-      .run({ now }).changes;
+      ).run({ now }).changes,
+    );
   }
 
   /** Deletes queued rows that can never be sent: their instance was quarantined or failed after a
    * re-send, or was routed again since (a newer row replaced them). */
   dropStale(): number {
-    this.foldConfirmations();
-    return this.db
-      .prepare(
+    return this.writing(() =>
+      this.db.prepare(
         `DELETE FROM forward_outbox WHERE id IN (
            SELECT o.id FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
            WHERE o.state = 'queued' AND (i.state IN ('quarantined', 'failed') OR (i.routed_at IS NOT NULL AND i.routed_at != o.routed_at)))`,
-      )
-      .run().changes;
+      ).run().changes,
+    );
   }
 
   /**
@@ -362,14 +355,13 @@ export class Outbox {
    * was none. Those still taken by none are routed to none again. Returns how many.
    */
   routeAgainRoutedToNowhere(): number {
-    this.foldConfirmations();
-    return this.db
-      .prepare(
+    return this.writing(() =>
+      this.db.prepare(
         `UPDATE instances SET routed_at = NULL
          WHERE state = 'deidentified' AND routed_at IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at)`,
-      )
-      .run().changes;
+      ).run().changes,
+    );
   }
 
   /** The routing recorded by the last routeAgainUnder (undefined before the first). */
@@ -406,26 +398,22 @@ export class Outbox {
 
   /** Whether items of this routing of a study to this destination are still queued. */
   routingPending(destination: string, studyPk: number, routedAt: number): boolean {
-    this.foldConfirmations();
     return (this.statements.routingPending.get({ destination, studyPk, routedAt }) as { pending: number }).pending === 1;
   }
 
   /** A failed attempt: try again at `nextAttemptAt`. */
   markRetry(item: OutboxItem, nextAttemptAt: number, status: string | null, error: string): void {
-    this.foldConfirmations();
     this.statements.retry.run({ id: item.id, routedAt: item.routedAt, nextAttemptAt, status, error, now: Date.now() });
   }
 
   /** No more attempts: the item waits for an operator (`gantry queue retry`). `counted`: whether this
    * failure was an attempt at sending (a refused transfer syntax is not). */
   markDead(item: OutboxItem, status: string | null, error: string, counted = true): void {
-    this.foldConfirmations();
     this.statements.dead.run({ id: item.id, routedAt: item.routedAt, status, error, counted: counted ? 1 : 0, now: Date.now() });
   }
 
   /** Records why the destination could not be reached, without counting an attempt. */
   noteUnreachable(items: readonly OutboxItem[], error: string): void {
-    this.foldConfirmations();
     const now = Date.now();
     this.db.transaction(() => {
       for (const item of items) this.statements.note.run({ id: item.id, error, now });
@@ -453,7 +441,6 @@ export class Outbox {
    * thread. Destinations whose items are all gone are left out.
    */
   counts(): DestinationCounts[] {
-    this.foldConfirmations();
     return this.db
       .prepare(
         `SELECT c.destination,
@@ -470,7 +457,6 @@ export class Outbox {
   /** Items not sent (queued or dead; a confirmation clears failed_at) whose last attempt failed, the
    * latest failure first. */
   recentFailures(limit: number): Array<OutboxRow & { failedAt: number }> {
-    this.foldConfirmations();
     return this.db
       .prepare(
         `SELECT ${ITEM_COLUMNS}, o.state, o.next_attempt_at AS nextAttemptAt, o.last_status AS lastStatus,
@@ -483,7 +469,6 @@ export class Outbox {
   }
 
   list(filter: { state?: string; destination?: string; limit: number }): OutboxRow[] {
-    this.foldConfirmations();
     return this.db
       .prepare(
         `SELECT ${ITEM_COLUMNS}, o.state, o.next_attempt_at AS nextAttemptAt, o.last_status AS lastStatus,
@@ -498,7 +483,6 @@ export class Outbox {
   /** Puts dead items (all, of one destination, or by id) back in the queue, due now: their
    * next_attempt_at is RETRY_ASKED, which a sender in backoff looks for (takeRetryAsked). */
   requeueDead(filter: { destination?: string; ids?: readonly number[] }): number {
-    this.foldConfirmations();
     const run = (id: number | null) =>
       this.db
         .prepare(
@@ -515,7 +499,6 @@ export class Outbox {
    * backoff (up to forward.retry.maxSeconds). The items become due now, as other queued ones.
    */
   takeRetryAsked(destination: string, now = Date.now()): boolean {
-    this.foldConfirmations();
     // Read first (forward_outbox_due): asked at every poll, it takes the write lock only when there is something to take.
     const asked = this.db.prepare(`SELECT 1 FROM forward_outbox WHERE destination = ? AND state = 'queued' AND next_attempt_at = ${RETRY_ASKED} LIMIT 1`).get(destination);
     if (asked === undefined) return false;
@@ -535,8 +518,7 @@ export class Outbox {
    * Returns the items deleted and the instances that became forwarded.
    */
   purge(state: 'sent' | 'dead' | 'queued', destination?: string): { deleted: number; forwarded: number } {
-    this.foldConfirmations();
-    return this.db.transaction(() => {
+    return this.writing(() => {
       // Sent items are what makes an instance `forwarded`: settle before they go. Those of an instance
       // still waiting for another destination stay: they say this one has it, and without them giving
       // up on the other later left no item, and the instance never counted as forwarded (its original
@@ -552,7 +534,7 @@ export class Outbox {
         .run({ state, destination: destination ?? null }).changes;
       const forwarded = state === 'sent' ? 0 : givenUp + this.reconcileForwarded();
       return { deleted, forwarded };
-    })();
+    });
   }
 
   /**
@@ -565,8 +547,7 @@ export class Outbox {
    * other destinations, all of which confirmed them, count as forwarded. One IMMEDIATE transaction.
    */
   reroute(destination: string): { deleted: number; rerouted: number } {
-    this.foldConfirmations();
-    return this.db.transaction(() => {
+    return this.writing(() => {
       const rerouted = this.db
         .prepare(
           `UPDATE instances SET routed_at = NULL
@@ -590,7 +571,7 @@ export class Outbox {
       const now = Date.now();
       for (const instancePk of notRouted) this.statements.forwarded.run({ instancePk, now });
       return { deleted, rerouted };
-    }).immediate();
+    });
   }
 
   /**
