@@ -9,10 +9,9 @@
  * seven), and folded into the outbox, many at a time, first thing in the transaction of the next
  * method here that routes, settles, withdraws, purges or reroutes (`writing`; the node settles within
  * SETTLE_MS of pipeline/forward.ts, and a start reconciles). The other changes touch only items that
- * failed or are dead, never confirmed ones, and need no fold. The reads
- * that decide what is sent and when (due, nextDueAt, routingPending, unsentOf) leave confirmed items
- * out; the other reads (counts, list, recentFailures: metrics and the commands) see them queued until
- * the fold. Reads never write.
+ * failed or are dead, never confirmed ones, and need no fold. The reads that decide what is sent and
+ * when (due, nextDueAt, routingPending, unsentOf) leave confirmed items out; the other reads (counts,
+ * list, recentFailures: metrics and the commands) see them queued until the fold. Reads never write.
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
@@ -311,7 +310,7 @@ export class Outbox {
   }
 
   /** The destination confirmed the item: recorded at once (one small commit), folded into the outbox
-   * by the next other call. (Its instance moves to `forwarded` in settleForwarded.) */
+   * by the next method that changes it (`writing`). (Its instance moves to `forwarded` in settleForwarded.) */
   markSent(item: OutboxItem, status: string, now = Date.now()): void {
     this.statements.confirm.run({ id: item.id, routedAt: item.routedAt, status, now });
   }
