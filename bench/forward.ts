@@ -147,7 +147,7 @@ async function benchForward(): Promise<void> {
   const destinationFolder = () => join(work, `received-${(runs += 1)}`);
   const runGantry = async (): Promise<Sample> => {
     const db = new Database(join(storagePath, 'index.sqlite'));
-    db.exec(`DELETE FROM forward_outbox; UPDATE instances SET state = 'deidentified', routed_at = NULL`);
+    db.exec(`DELETE FROM forward_outbox; DELETE FROM forward_confirmations; UPDATE instances SET state = 'deidentified', routed_at = NULL`);
     db.close();
     const received = destinationFolder();
     const { scp, port } = await startStorescp(received);

@@ -51,6 +51,21 @@ async function importedSession(name: string, count: number): Promise<{ dir: stri
 }
 
 /** A session holding two patients, PAT-A and PAT-B, one instance each, imported in place from dir/tree. */
+type ExportSummary = Awaited<ReturnType<ReturnType<typeof openSession>['export']>>;
+
+/** Exports the session under `storagePath` into dir/out on one worker: its summary, and how many
+ * .dcm files the folder holds after it. */
+async function exportOnOneWorker(dir: string, storagePath: string): Promise<{ summary: ExportSummary; files: number }> {
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const out = join(dir, 'out');
+    const summary = await session.export({ out, workers: 1 });
+    return { summary, files: readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length };
+  } finally {
+    session.close();
+  }
+}
+
 async function twoPatientSession(name: string, patientName: string): Promise<{ dir: string; storagePath: string }> {
   const dir = scratchDir(name);
   const tree = join(dir, 'tree');
@@ -71,19 +86,13 @@ test('export: an instance the node quarantined is counted as held back with its 
   } finally {
     db.close();
   }
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    const out = join(dir, 'out');
-    const summary = await session.export({ out, workers: 1 });
-    assert.equal(summary.written, 2);
-    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, 2);
-    // export.ts: "Instances held back (quarantined, failed, or held by this de-identification) are
-    // counted with their reason, never written"; README: "held-back instances are counted with their reason".
-    assert.equal(summary.selected, 3, 'the quarantined instance is part of the selection');
-    assert.equal(summary.held, 1, 'the quarantined instance is counted as held back');
-  } finally {
-    session.close();
-  }
+  const { summary, files } = await exportOnOneWorker(dir, storagePath);
+  assert.equal(summary.written, 2);
+  assert.equal(files, 2);
+  // export.ts: "Instances held back (quarantined, failed, or held by this de-identification) are
+  // counted with their reason, never written"; README: "held-back instances are counted with their reason".
+  assert.equal(summary.selected, 3, 'the quarantined instance is part of the selection');
+  assert.equal(summary.held, 1, 'the quarantined instance is counted as held back');
 });
 
 test('import never walks into the storage folder, also when a root reaches it through a symbolic link', async () => {
@@ -291,18 +300,12 @@ test('export: an instance too large for a thread fails alone; the rest of its ba
   } finally {
     db.close();
   }
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    const out = join(dir, 'out');
-    const summary = await session.export({ out, workers: 1 });
-    assert.equal(summary.selected, 3);
-    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, summary.written);
-    assert.ok(summary.written >= 2, `the other instances are written: ${JSON.stringify(summary, (_, value) => (value instanceof Map ? [...value] : value))}`);
-    assert.equal(summary.written + summary.failed, 3);
-    if (summary.failed > 0) assert.match([...summary.problems.keys()].join(' '), /ERR_WORKER_OUT_OF_MEMORY/);
-  } finally {
-    session.close();
-  }
+  const { summary, files } = await exportOnOneWorker(dir, storagePath);
+  assert.equal(summary.selected, 3);
+  assert.equal(files, summary.written);
+  assert.ok(summary.written >= 2, `the other instances are written: ${JSON.stringify(summary, (_, value) => (value instanceof Map ? [...value] : value))}`);
+  assert.equal(summary.written + summary.failed, 3);
+  if (summary.failed > 0) assert.match([...summary.problems.keys()].join(' '), /ERR_WORKER_OUT_OF_MEMORY/);
 });
 
 // The node does such an instance again in a thread with a larger heap; an export failed it for good.
@@ -475,17 +478,11 @@ test('export: a file imported in place that changed since is not exported as the
   // Overwritten by the user with another patient's instance.
   await writeSyntheticFile(changed, { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'ANOTHER-PATIENT-ALTOGETHER', patientName: 'Other^Olga', rows: 8, columns: 8 });
   assert.notEqual(statSync(changed).size, before);
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    const out = join(dir, 'out');
-    const summary = await session.export({ out, workers: 1 });
-    assert.equal(summary.written, 1, 'only the unchanged file is written');
-    assert.equal(summary.failed, 1);
-    assert.match([...summary.problems.keys()].join(' '), /changed since it was (indexed|imported)/);
-    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, 1);
-  } finally {
-    session.close();
-  }
+  const { summary, files } = await exportOnOneWorker(dir, storagePath);
+  assert.equal(summary.written, 1, 'only the unchanged file is written');
+  assert.equal(summary.failed, 1);
+  assert.match([...summary.problems.keys()].join(' '), /changed since it was (indexed|imported)/);
+  assert.equal(files, 1);
 });
 
 /**
@@ -493,7 +490,7 @@ test('export: a file imported in place that changed since is not exported as the
  * an instance received over the network and forwarded long ago), its de-identified copy as `deidColumns`
  * says (SQL assignments to the instance's row).
  */
-async function exportAfterRetention(name: string, deidColumns: string): Promise<Awaited<ReturnType<ReturnType<typeof openSession>['export']>>> {
+async function exportAfterRetention(name: string, deidColumns: string): Promise<ExportSummary> {
   const { dir, storagePath } = await importedSession(name, 2);
   const db = openDatabase(join(storagePath, 'index.sqlite'));
   try {
@@ -503,12 +500,7 @@ async function exportAfterRetention(name: string, deidColumns: string): Promise<
   } finally {
     db.close();
   }
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    return await session.export({ out: join(dir, 'out'), workers: 1 });
-  } finally {
-    session.close();
-  }
+  return (await exportOnOneWorker(dir, storagePath)).summary;
 }
 
 // Found in a review: an instance whose original retention deleted (storage.retainOriginals), and
@@ -742,21 +734,15 @@ test('export: a file imported in place and rewritten with the same size, or dele
   bytes.write('PAT-OTHERS', bytes.indexOf('PAT-REVIEW'), 'latin1');
   writeFileSync(rewritten, bytes);
   rmSync(deleted);
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    const out = join(dir, 'out');
-    const summary = await session.export({ out, workers: 1 });
-    assert.equal(summary.written, 1, 'only the unchanged file is written');
-    assert.equal(summary.failed, 2);
-    const problems = [...summary.problems.keys()].join('\n');
-    assert.match(problems, /changed since it was imported \(its size or modification time differs\)/);
-    assert.match(problems, /gone since it was imported/);
-    assert.doesNotMatch(problems, /ENOENT|PAT-OTHERS/);
-    assert.ok(!problems.includes(join(dir, 'tree')), 'no path in the summary');
-    assert.equal(readdirSync(out, { recursive: true }).filter((name) => String(name).endsWith('.dcm')).length, 1);
-  } finally {
-    session.close();
-  }
+  const { summary, files } = await exportOnOneWorker(dir, storagePath);
+  assert.equal(summary.written, 1, 'only the unchanged file is written');
+  assert.equal(summary.failed, 2);
+  const problems = [...summary.problems.keys()].join('\n');
+  assert.match(problems, /changed since it was imported \(its size or modification time differs\)/);
+  assert.match(problems, /gone since it was imported/);
+  assert.doesNotMatch(problems, /ENOENT|PAT-OTHERS/);
+  assert.ok(!problems.includes(join(dir, 'tree')), 'no path in the summary');
+  assert.equal(files, 1);
   const db = openDatabase(join(storagePath, 'index.sqlite'));
   try {
     const row = (path: string) => db.prepare('SELECT state, state_reason AS reason FROM instances WHERE source_path = ?').get(path) as { state: string; reason: string };
@@ -785,16 +771,10 @@ test('export: a file of another instance, of the same size, under the name of a 
     db.close();
   }
   renameInstanceInPlace(replaced, indexedUid);
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    const out = join(dir, 'out');
-    const summary = await session.export({ out, workers: 1 });
-    assert.equal(summary.written, 1, 'only the other file is written');
-    assert.equal(summary.failed, 1);
-    assert.match([...summary.problems.keys()].join('\n'), /another instance than the one imported \(its SOP Instance UID differs\)/);
-  } finally {
-    session.close();
-  }
+  const { summary } = await exportOnOneWorker(dir, storagePath);
+  assert.equal(summary.written, 1, 'only the other file is written');
+  assert.equal(summary.failed, 1);
+  assert.match([...summary.problems.keys()].join('\n'), /another instance than the one imported \(its SOP Instance UID differs\)/);
   const after = openDatabase(join(storagePath, 'index.sqlite'));
   try {
     const row = after.prepare('SELECT state, state_reason AS reason FROM instances WHERE source_path = ?').get(replaced) as { state: string; reason: string };
