@@ -312,8 +312,7 @@ export class RequestorAssociation implements PduStreamSink {
     });
     let onWire = false;
     let withdrawn = false;
-    const sent = this.sending.then(async () => {
-      await this.placeInWindow();
+    const begin = (): Promise<void> => {
       if (this.phase !== 'established') throw this.failure ?? new AssociationError('the association ended', 'closed');
       if (options.stillWanted && !options.stillWanted()) {
         withdrawn = true;
@@ -321,8 +320,10 @@ export class RequestorAssociation implements PduStreamSink {
       }
       this.outstanding.set(messageId, pending);
       onWire = true;
-      this.writeAll(encodePData(context.id, true, encodeCommand(command), this.peerMaxPduLength));
-      await this.sendDataset(context.id, body);
+      return this.sendRequest(context.id, command, body);
+    };
+    const sent = this.sending.then(async () => {
+      await this.inWindow(begin);
       datasetSent = true;
       // Before the next request goes out: it waits for this one's dataset (this.sending).
       if (earlySuccess) onResponse?.(earlySuccess);
@@ -371,10 +372,42 @@ export class RequestorAssociation implements PduStreamSink {
     return id;
   }
 
-  /** Waits until fewer than `window` sent requests wait for their response. */
-  private async placeInWindow(): Promise<void> {
-    while (this.phase === 'established' && this.outstanding.size >= this.window) {
-      await new Promise<void>((resolve) => this.windowWaiters.push(resolve));
+  /**
+   * Runs `begin` once fewer than `window` sent requests wait for their response (or the association
+   * ended: `begin` then throws). When the window is full, `begin` runs synchronously in the handling
+   * of the response that frees a place, so the next request is on the wire before the promise
+   * continuations of the answered one (its caller reading files ahead, say) take the event loop:
+   * measured on the forwarding bench, those put 85 µs (median) between a response and the next
+   * request, and the destination waited for them.
+   */
+  private inWindow(begin: () => Promise<void>): Promise<void> {
+    if (this.phase !== 'established' || this.outstanding.size < this.window) return begin();
+    return new Promise<void>((resolve, reject) => {
+      const waiter = () => {
+        if (this.phase === 'established' && this.outstanding.size >= this.window) {
+          this.windowWaiters.push(waiter);
+          return;
+        }
+        // Never throws into the response's handling (the PDU parser would take it for a protocol error).
+        try {
+          begin().then(resolve, reject);
+        } catch (error) {
+          reject(error as Error);
+        }
+      };
+      this.windowWaiters.push(waiter);
+    });
+  }
+
+  /** Writes the command and the dataset's first PDUs in one go (one system call instead of two); the
+   * rest of the dataset follows as the socket takes it. */
+  private sendRequest(contextId: number, command: DimseCommand, body: DatasetBody): Promise<void> {
+    this.socket.cork();
+    try {
+      this.writeAll(encodePData(contextId, true, encodeCommand(command), this.peerMaxPduLength));
+      return this.sendDataset(contextId, body);
+    } finally {
+      this.socket.uncork();
     }
   }
 

@@ -172,6 +172,41 @@ test('responses out of order in the window go to their own requests; one without
   await association.release();
 });
 
+// Measured on bench/forward: the answered request's promise continuations (the forwarder reading its
+// next files) ran before the waiting request went out, 85 µs of every instance with storescp waiting.
+test('with the window full, the waiting request goes out within the handling of the response that frees its place, before any promise continuation', async (t) => {
+  const peer = await scriptedPeer({ maxPduLength: 16384, onRequest: (request, send) => send(response(request)) });
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(requestorOptions(peer.port));
+  t.after(() => association.abort());
+  assert.equal(association.operationsWindow, 1);
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  const events: string[] = [];
+  const body = () => ({ length: 1000, read: async () => 0, bytes: pattern(1000) });
+  const results = await Promise.all(
+    [1, 2, 3].map((n) =>
+      association.store(context, `1.2.3.${n}`, body(), {
+        onResponse: () => {
+          events.push(`answered ${n}`);
+          queueMicrotask(() => events.push(`continuation after ${n}`));
+        },
+        stillWanted: () => {
+          events.push(`sending ${n}`);
+          return true;
+        },
+      }),
+    ),
+  );
+  assert.deepEqual(
+    results.map((result) => result.status),
+    [0, 0, 0],
+  );
+  assert.deepEqual(events, ['sending 1', 'answered 1', 'sending 2', 'continuation after 1', 'answered 2', 'sending 3', 'continuation after 2', 'answered 3', 'continuation after 3']);
+  assert.equal(peer.requests.length, 3);
+  await association.release();
+});
+
 test('a C-STORE-RSP whose Affected SOP Instance UID is another instance is not taken as the answer to the request', async (t) => {
   const peer = await scriptedPeer({
     maxPduLength: 16384,
