@@ -370,6 +370,64 @@ test('an unchanged routing is told without the write lock: another process holdi
 
 // A backlog that becomes stable at once (an outage, an import) was routed in one go on the node's
 // event loop: 50,000 instances held every association for 4 s. The node now routes a page per turn.
+test('routing queues its items many per statement: each with the values of its own instance, counted, and an item routed again starts afresh', async (t) => {
+  const { db, writer } = openTestIndex(t, scratchDir('outbox-many'));
+  // 60 instances to two destinations: two statements of 50 items and 20 of one.
+  for (let n = 1; n <= 60; n += 1) await writer.submit(instanceRecord(n));
+  markDeidentified(db);
+  const outbox = new Outbox(db);
+  const routable = outbox.routable(Date.now(), 100);
+  assert.equal(routable.length, 60);
+  const items = () =>
+    db
+      .prepare(
+        `SELECT destination, instance_pk, file_path, sop_class_uid, sop_instance_uid, transfer_syntax_uid, study_pk, routed_at, state, attempts,
+           next_attempt_at, queued_at, last_status, failed_at FROM forward_outbox ORDER BY destination, instance_pk`,
+      )
+      .all();
+  const expected = (at: number) =>
+    ['a', 'b'].flatMap((destination) =>
+      routable.map((instance) => ({
+        destination,
+        instance_pk: instance.id,
+        file_path: instance.deidFilePath,
+        sop_class_uid: instance.sopClassUid,
+        sop_instance_uid: instance.deidSopInstanceUid,
+        transfer_syntax_uid: instance.transferSyntaxUid,
+        study_pk: instance.studyPk,
+        routed_at: at,
+        state: 'queued',
+        attempts: 0,
+        next_attempt_at: at,
+        queued_at: at,
+        last_status: null,
+        failed_at: null,
+      })),
+    );
+  const first = Date.now();
+  assert.equal(outbox.route(routable.map((instance) => ({ instance, destinations: ['a', 'b'] })), first), 120);
+  assert.deepEqual(items(), expected(first));
+  assert.deepEqual(
+    outbox.counts().map((row) => [row.destination, row.queued]),
+    [
+      ['a', 60],
+      ['b', 60],
+    ],
+  );
+  for (const item of outbox.due('a', 100, first)) outbox.markDead(item, '0xC000', 'refused');
+  db.prepare('UPDATE instances SET routed_at = NULL').run();
+  const again = first + 1000;
+  assert.equal(outbox.route(outbox.routable(again, 100).map((instance) => ({ instance, destinations: ['a', 'b'] })), again), 120);
+  assert.deepEqual(items(), expected(again), 'dead items routed again are queued afresh, failures forgotten');
+  assert.deepEqual(
+    outbox.counts().map((row) => [row.destination, row.queued, row.dead]),
+    [
+      ['a', 60, 0],
+      ['b', 60, 0],
+    ],
+  );
+});
+
 test('routing a page at a time: a pass cut short goes on where it stopped, as one routing logged once', async (t) => {
   const { db, writer } = openTestIndex(t, scratchDir('outbox-pages'));
   for (const n of [1, 2, 3, 4, 5]) await writer.submit(instanceRecord(n));
