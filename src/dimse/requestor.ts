@@ -399,8 +399,8 @@ export class RequestorAssociation implements PduStreamSink {
     });
   }
 
-  /** Writes the command and the dataset's first PDUs in one go (one system call instead of two); the
-   * rest of the dataset follows as the socket takes it. */
+  /** Writes the command and, when the body is in memory, the dataset's first PDUs in one go (one
+   * system call instead of two); the rest of the dataset follows as the socket takes it. */
   private sendRequest(contextId: number, command: DimseCommand, body: DatasetBody): Promise<void> {
     this.socket.cork();
     try {
@@ -637,11 +637,15 @@ export class RequestorAssociation implements PduStreamSink {
       ...(command.offendingElements !== undefined ? { offendingElements: command.offendingElements } : {}),
     };
     // The caller's synchronous handling (a durable record of the outcome) comes before the next
-    // request is let through, so that no more than the window is ever unrecorded.
+    // request is let through, so that no more than the window is ever unrecorded. When it throws, the
+    // next request stays off the wire: the parser's handler aborts the association, and the abort
+    // fails the waiting requests as never sent.
+    let handled = false;
     try {
       pending.onResponse?.(result);
+      handled = true;
     } finally {
-      for (const wake of this.windowWaiters.splice(0)) wake();
+      if (handled) for (const wake of this.windowWaiters.splice(0)) wake();
       pending.resolve(result);
     }
   }

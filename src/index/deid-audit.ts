@@ -8,6 +8,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { AuditText } from '../deid/audit-text.js';
 import type { Db } from '../db/database.js';
+import { RowsPerStatement, valuesList } from '../db/rows-per-statement.js';
 
 /** An instance's audit as its writer encoded it (src/deid/audit-text.ts). */
 export interface EncodedAudit {
@@ -24,15 +25,16 @@ export interface StoredAudit {
 
 /** Digests remembered with their texts' ids. */
 const REMEMBERED_DIGESTS = 16_384;
-/** Rows per INSERT in bulk: in a scratch measurement of 100,000 rows like these, one statement per
- * row took 207-240 ms, 50 rows per statement 111-116 ms (100 rows: 3% less again). */
-const ROWS_PER_STATEMENT = 50;
-
-const UPSERT = `INSERT INTO deid_audit (instance_pk, entries_id, findings_id, created_at) VALUES`;
-const ON_CONFLICT = `ON CONFLICT (instance_pk) DO UPDATE SET entries_id = excluded.entries_id, findings_id = excluded.findings_id, created_at = excluded.created_at`;
+/** The upsert of `rows` audits. One row per statement, 100,000 rows like these took 207-240 ms in a
+ * scratch measurement, 50 per statement 111-116 ms (rows-per-statement.ts). */
+function upsertSql(rows: number): string {
+  return `INSERT INTO deid_audit (instance_pk, entries_id, findings_id, created_at) VALUES ${valuesList('(?, ?, ?, ?)', rows)}
+    ON CONFLICT (instance_pk) DO UPDATE SET entries_id = excluded.entries_id, findings_id = excluded.findings_id, created_at = excluded.created_at`;
+}
 
 export class DeidAudit {
-  private readonly statements: Record<'one' | 'many' | 'textId' | 'addText' | 'read', Statement>;
+  private readonly statements: Record<'textId' | 'addText' | 'read', Statement>;
+  private readonly upsert: RowsPerStatement<EncodedAudit, { now: number; found: Map<string, number> }>;
   /** Digest → id, for texts committed to the database (see `transaction`). Texts are never deleted,
    * so an id, once committed, names its text for good. */
   private readonly textIds = new Map<string, number>();
@@ -40,9 +42,13 @@ export class DeidAudit {
   private pending: Map<string, number> | undefined;
 
   constructor(private readonly db: Db) {
+    this.upsert = new RowsPerStatement<EncodedAudit, { now: number; found: Map<string, number> }>(db, upsertSql, 4, (audit, into, at, { now, found }) => {
+      into[at] = audit.instancePk;
+      into[at + 1] = this.textId(audit.entries, found);
+      into[at + 2] = this.textId(audit.findings, found);
+      into[at + 3] = now;
+    });
     this.statements = {
-      one: db.prepare(`${UPSERT} (?, ?, ?, ?) ${ON_CONFLICT}`),
-      many: db.prepare(`${UPSERT} ${Array<string>(ROWS_PER_STATEMENT).fill('(?, ?, ?, ?)').join(', ')} ${ON_CONFLICT}`),
       textId: db.prepare('SELECT id FROM audit_texts WHERE digest = ?').pluck(),
       addText: db.prepare('INSERT INTO audit_texts (digest, text) VALUES (?, ?)'),
       read: db.prepare('SELECT entries, findings, created_at AS createdAt FROM deid_audit_json WHERE instance_pk = ?'),
@@ -58,7 +64,7 @@ export class DeidAudit {
     this.transaction(() => {
       // Ids found by this call are reused only within it: a savepoint around it may yet roll back.
       const found = new Map<string, number>();
-      this.insert(audits, now, found);
+      this.upsert.run(audits, { now, found });
       for (const [digest, id] of found) this.pending?.set(digest, id);
     });
   }
@@ -94,24 +100,6 @@ export class DeidAudit {
   read(instancePk: number): StoredAudit | undefined {
     const row = this.statements.read.get(instancePk) as { entries: string; findings: string; createdAt: number } | undefined;
     return row && { entries: JSON.parse(row.entries) as unknown[], findings: JSON.parse(row.findings) as unknown[], createdAt: row.createdAt };
-  }
-
-  private insert(audits: readonly EncodedAudit[], now: number, found: Map<string, number>): void {
-    const values: Array<number> = new Array<number>(ROWS_PER_STATEMENT * 4);
-    let next = 0;
-    for (; next + ROWS_PER_STATEMENT <= audits.length; next += ROWS_PER_STATEMENT) {
-      for (let row = 0; row < ROWS_PER_STATEMENT; row += 1) {
-        const audit = audits[next + row] as EncodedAudit;
-        values[row * 4] = audit.instancePk;
-        values[row * 4 + 1] = this.textId(audit.entries, found);
-        values[row * 4 + 2] = this.textId(audit.findings, found);
-        values[row * 4 + 3] = now;
-      }
-      this.statements.many.run(values);
-    }
-    for (const audit of audits.slice(next)) {
-      this.statements.one.run(audit.instancePk, this.textId(audit.entries, found), this.textId(audit.findings, found), now);
-    }
   }
 
   private textId(text: AuditText, found: Map<string, number>): number {

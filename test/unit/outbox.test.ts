@@ -368,8 +368,6 @@ test('an unchanged routing is told without the write lock: another process holdi
   }
 });
 
-// A backlog that becomes stable at once (an outage, an import) was routed in one go on the node's
-// event loop: 50,000 instances held every association for 4 s. The node now routes a page per turn.
 test('routing queues its items many per statement: each with the values of its own instance, counted, and an item routed again starts afresh', async (t) => {
   const { db, writer } = openTestIndex(t, scratchDir('outbox-many'));
   // 60 instances to two destinations: two statements of 50 items and 20 of one.
@@ -428,6 +426,8 @@ test('routing queues its items many per statement: each with the values of its o
   );
 });
 
+// A backlog that becomes stable at once (an outage, an import) was routed in one go on the node's
+// event loop: 50,000 instances held every association for 4 s. The node now routes a page per turn.
 test('routing a page at a time: a pass cut short goes on where it stopped, as one routing logged once', async (t) => {
   const { db, writer } = openTestIndex(t, scratchDir('outbox-pages'));
   for (const n of [1, 2, 3, 4, 5]) await writer.submit(instanceRecord(n));

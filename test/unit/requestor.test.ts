@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandField, decodeCommand, encodeCommand, NO_DATASET, type DimseCommand } from '../../src/dimse/command.js';
 import { READ_CHUNK } from '../../src/dimse/dataset-pdus.js';
 import { encodePData, encodeReleaseResponse, PduType } from '../../src/dimse/pdu.js';
@@ -172,9 +173,22 @@ test('responses out of order in the window go to their own requests; one without
   await association.release();
 });
 
+/** Logs "on the wire" each time the association's socket hands bytes to the kernel (a corked write
+ * reaches it at the uncork). */
+function logWrites(association: RequestorAssociation, events: string[]): void {
+  const socket = (association as unknown as { socket: Socket & { _write: (...args: unknown[]) => unknown; _writev: (...args: unknown[]) => unknown } }).socket;
+  for (const method of ['_write', '_writev'] as const) {
+    const original = socket[method].bind(socket);
+    socket[method] = (...args: unknown[]) => {
+      events.push('on the wire');
+      return original(...args);
+    };
+  }
+}
+
 // Measured on bench/forward: the answered request's promise continuations (the forwarder reading its
 // next files) ran before the waiting request went out, 85 µs of every instance with storescp waiting.
-test('with the window full, the waiting request goes out within the handling of the response that frees its place, before any promise continuation', async (t) => {
+test('with the window full, the waiting request goes on the wire within the handling of the response that frees its place, before any promise continuation', async (t) => {
   const peer = await scriptedPeer({ maxPduLength: 16384, onRequest: (request, send) => send(response(request)) });
   t.after(() => peer.server.close());
   const association = await RequestorAssociation.open(requestorOptions(peer.port));
@@ -183,6 +197,7 @@ test('with the window full, the waiting request goes out within the handling of 
   const context = [...association.contexts.values()][0];
   assert.ok(context);
   const events: string[] = [];
+  logWrites(association, events);
   const body = () => ({ length: 1000, read: async () => 0, bytes: pattern(1000) });
   const results = await Promise.all(
     [1, 2, 3].map((n) =>
@@ -202,9 +217,37 @@ test('with the window full, the waiting request goes out within the handling of 
     results.map((result) => result.status),
     [0, 0, 0],
   );
-  assert.deepEqual(events, ['sending 1', 'answered 1', 'sending 2', 'continuation after 1', 'answered 2', 'sending 3', 'continuation after 2', 'answered 3', 'continuation after 3']);
+  // The command and the dataset go in one write (corked).
+  const expected = ['sending 1', 'on the wire', 'answered 1', 'sending 2', 'on the wire', 'continuation after 1', 'answered 2', 'sending 3', 'on the wire', 'continuation after 2', 'answered 3', 'continuation after 3'];
+  assert.deepEqual(events, expected);
   assert.equal(peer.requests.length, 3);
   await association.release();
+});
+
+// Found in the review of the change above: the waiting request went out even when the caller's
+// handling of the response threw (its confirmation not recorded), and was then failed as sent.
+test('when the handling of a response throws, the waiting request stays off the wire and fails as never sent', async (t) => {
+  const peer = await scriptedPeer({ maxPduLength: 16384, onRequest: (request, send) => send(response(request)) });
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(requestorOptions(peer.port));
+  t.after(() => association.abort());
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  const body = () => ({ length: 1000, read: async () => 0, bytes: pattern(1000) });
+  const first = association.store(context, '1.2.3.1', body(), {
+    onResponse: () => {
+      throw new Error('the index cannot record the confirmation');
+    },
+  });
+  const second = association.store(context, '1.2.3.2', body());
+  const [, secondOutcome] = await Promise.allSettled([first, second]);
+  assert.equal(secondOutcome.status, 'rejected');
+  assert.equal((secondOutcome.reason as { requestSent?: boolean }).requestSent, false, 'the second request never went out');
+  await sleep(100);
+  assert.deepEqual(
+    peer.requests.map((request) => request.command.affectedSopInstanceUid),
+    ['1.2.3.1'],
+  );
 });
 
 test('a C-STORE-RSP whose Affected SOP Instance UID is another instance is not taken as the answer to the request', async (t) => {

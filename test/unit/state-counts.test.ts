@@ -32,8 +32,8 @@ function assertCountsMatchRows(db: Db, step: string): void {
   assert.deepEqual(new Outbox(db).counts(), rows.outbox, `outbox counts, ${step}`);
 }
 
-/** An outbox item of `instancePk` for `destination`, written as Outbox's enqueue writes it (an upsert
- * that puts an item sent or dead back in the queue). */
+/** An outbox item of `instancePk` for `destination`, written as Outbox's route writes it (an upsert
+ * that puts an item sent or dead back in the queue), one row per statement. */
 function enqueue(db: Db, destination: string, instancePk: number, now: number): void {
   db.prepare(
     `INSERT INTO forward_outbox (destination, instance_pk, file_path, sop_class_uid, sop_instance_uid, transfer_syntax_uid, study_pk, routed_at, state, attempts, next_attempt_at, queued_at)
