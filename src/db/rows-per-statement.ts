@@ -2,11 +2,11 @@
  * Writes many rows with one statement per chunk of them instead of one per row.
  *
  * Why: inside a transaction, SQLite's cost per statement is large on Gantry's busiest tables, beyond
- * the cost per row. A statement whose table has triggers (the counts of migration 20) opens a
- * statement journal and runs the trigger's program afresh. Measured on 2,000 outbox items
- * (forward_outbox: seven B-trees and a counting trigger, 2-core VM): 43-49 ms one row per statement,
- * 16-19 ms with the trigger dropped, 19-26 ms for the same rows 50 per statement. Calls from
- * JavaScript into SQLite cost less too (bench/persist's mappings).
+ * the cost per row: a statement on a table with triggers (the counts of migration 20) sets up the
+ * trigger's program, and a statement journal since a trigger may fail, each time. Measured on 2,000
+ * outbox items (forward_outbox: seven B-trees and a counting trigger, 2-core VM): 43-49 ms one row
+ * per statement, 16-19 ms with the trigger dropped, 19-26 ms for the same rows 50 per statement.
+ * Calls from JavaScript into SQLite cost less too (bench/persist's mappings).
  */
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './database.js';
