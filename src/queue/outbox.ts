@@ -95,6 +95,12 @@ const ITEM_COLUMNS = `o.id, o.destination, o.instance_pk AS instancePk, o.file_p
  * a destination in backoff (takeRetryAsked) that is cleared by its next attempt. */
 const RETRY_ASKED = 0;
 
+/** An instance (`instances`) routed and de-identified whose every item of its current routing is sent:
+ * it becomes `forwarded` (markForwarded, reconcileForwarded). */
+const EVERY_ITEM_SENT = `instances.state = 'deidentified' AND instances.routed_at IS NOT NULL
+  AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at)
+  AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at AND o.state != 'sent')`;
+
 /** The queueing of `rows` items (destination, instance, its copy's path, SOP class, SOP instance UID,
  * transfer syntax, study, time): an item routed again starts afresh. */
 function enqueueSql(rows: number): string {
@@ -187,9 +193,7 @@ export class Outbox {
       // counts' trigger its statement journal and program each time (rows-per-statement.ts).
       forwarded: db.prepare(`
         UPDATE instances SET state = 'forwarded', state_changed_at = @now
-        WHERE id IN (SELECT value FROM json_each(@instancePks)) AND state = 'deidentified' AND routed_at IS NOT NULL
-          AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at)
-          AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at AND o.state != 'sent')`),
+        WHERE id IN (SELECT value FROM json_each(@instancePks)) AND ${EVERY_ITEM_SENT}`),
       retry: db.prepare(`UPDATE forward_outbox SET attempts = attempts + 1, next_attempt_at = @nextAttemptAt, last_status = @status, last_error = @error, failed_at = @now
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       dead: db.prepare(`UPDATE forward_outbox SET state = 'dead', attempts = attempts + @counted, last_status = @status, last_error = @error, failed_at = @now
@@ -348,9 +352,7 @@ export class Outbox {
     return this.writing(() =>
       this.db.prepare(
         `UPDATE instances SET state = 'forwarded', state_changed_at = @now
-         WHERE state = 'deidentified' AND routed_at IS NOT NULL
-           AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at)
-           AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at AND o.state != 'sent')`,
+         WHERE ${EVERY_ITEM_SENT}`,
       ).run({ now }).changes,
     );
   }
