@@ -11,6 +11,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
 import { RowsPerStatement, valuesList } from '../db/rows-per-statement.js';
+import { stableStringOrder } from '../db/string-order.js';
 
 export interface PseudonymMapping {
   /** The DICOM keyword the value belongs to: PatientID, PatientName, StudyInstanceUID, ... */
@@ -27,12 +28,24 @@ function upsertSql(rows: number): string {
     WHERE excluded.recorded_at >= pseudonym_map.recorded_at`;
 }
 
-/** The table's key order (JavaScript compares UTF-16 code units, SQLite UTF-8 bytes: they disagree
- * only between astral and U+E000..U+FFFF characters, which costs locality, never correctness). */
-function byKey(a: PseudonymMapping, b: PseudonymMapping): number {
-  if (a.kind !== b.kind) return a.kind < b.kind ? -1 : 1;
-  if (a.original !== b.original) return a.original < b.original ? -1 : 1;
-  return 0;
+/**
+ * The mappings in the table's key order, (kind, original): grouped by kind (a handful of keywords),
+ * then each kind's originals by stableStringOrder (src/db/string-order.ts), which is stable, so a kind
+ * and original given twice keep their order.
+ */
+function inKeyOrder(entries: ReadonlyArray<PseudonymMapping>): PseudonymMapping[] {
+  const byKind = new Map<string, PseudonymMapping[]>();
+  for (const entry of entries) {
+    const group = byKind.get(entry.kind);
+    if (group) group.push(entry);
+    else byKind.set(entry.kind, [entry]);
+  }
+  const ordered: PseudonymMapping[] = [];
+  for (const kind of [...byKind.keys()].sort()) {
+    const group = byKind.get(kind) as PseudonymMapping[];
+    for (const index of stableStringOrder(group.map((entry) => entry.original))) ordered.push(group[index] as PseudonymMapping);
+  }
+  return ordered;
 }
 
 export class PseudonymLedger {
@@ -62,10 +75,10 @@ export class PseudonymLedger {
 
   /**
    * Records mappings in one transaction. A kind and original given twice keep the later pseudonym:
-   * the sort into key order is stable, and SQLite applies a statement's rows in order.
+   * the key order is stable, and SQLite applies a statement's rows in order.
    */
   record(entries: ReadonlyArray<PseudonymMapping>, now = Date.now()): void {
-    const ordered = [...entries].sort(byKey);
+    const ordered = inKeyOrder(entries);
     this.db.transaction(() => this.upsert.run(ordered, now))();
   }
 
