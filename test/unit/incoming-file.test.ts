@@ -77,3 +77,35 @@ test('a file that cannot be created reports why at complete, and can be discarde
   await assert.rejects(file.complete(), { code: 'ENOENT' });
   await file.discard();
 });
+
+test('a sync started with the last byte covers the content written before it, under the name given after it', async () => {
+  sendWritesToThreadPool(0);
+  const dir = scratchDir('incoming');
+  const header = Buffer.from('header');
+  const body = randomBytes(700_000);
+  const file = new IncomingFile(join(dir, 'early.part'), header);
+  for (const chunk of chunksOf(body)) file.write(chunk);
+  file.startSync();
+  // One sync: sync() waits for the one already started rather than running another.
+  assert.equal(file.sync(), file.sync());
+  file.moveTo(join(dir, 'placed.dcm'));
+  assert.equal(await file.complete(), header.length + body.length);
+  await file.sync();
+  await file.close();
+  assert.deepEqual(readFileSync(join(dir, 'placed.dcm')), Buffer.concat([header, body]));
+});
+
+test('a sync started early reports a failed file at sync(), and a discard waits for it', async () => {
+  const failing = new IncomingFile(join(scratchDir('incoming'), 'missing-dir', 'x.part'), Buffer.from('header'));
+  failing.startSync();
+  await assert.rejects(failing.sync(), { code: 'ENOENT' });
+  await failing.discard();
+  // Discarded while its early sync may still run: the descriptor stays open until the sync ends.
+  const path = join(scratchDir('incoming'), 'discarded.part');
+  const file = new IncomingFile(path, Buffer.from('header'));
+  file.write(randomBytes(300_000));
+  file.startSync();
+  await file.discard();
+  assert.throws(() => readFileSync(path), { code: 'ENOENT' });
+  await file.sync(); // the early sync ended, without error, before the file was closed
+});
