@@ -13,8 +13,8 @@
 /** Ranges this short are sorted by insertion instead of another radix pass (a pass costs ~260 buckets). */
 const INSERTION_BELOW = 32;
 /** Buckets of one pass: 0 for a string that has ended, 1 + the code unit below 256, and one bucket for
- * every code unit from 256 up, sorted by comparison (rare in DICOM values, whose default character
- * repertoire is ASCII). */
+ * every code unit from 256 up, sorted by comparison (DICOM's default character repertoire is ASCII;
+ * values in other scripts, names in CJK for instance, fall back to the comparison sort there). */
 const ENDED = 0;
 const WIDE = 257;
 const BUCKETS = 258;

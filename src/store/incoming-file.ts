@@ -1,6 +1,6 @@
 /**
  * A file being received: chunks are queued and written with writev in batches. The caller then
- * completes, moves, syncs and closes it.
+ * completes, moves, syncs and closes it; a receiver starts the sync with the last byte (startSync).
  *
  * A write into the page cache takes tens of microseconds, less than a trip through the libuv thread
  * pool (inline-pace.ts; writing inline measured about 8% more instances/s receiving 0.5 MB instances,
@@ -77,6 +77,11 @@ export class IncomingFile {
   /** Queues a chunk. False: the queue is over its high-water mark; wait for whenDrained(). */
   write(chunk: Buffer): boolean {
     if (this.failure || this.closed) return true; // the failure is reported by complete()
+    if (this.finalSync) {
+      // Bytes the sync may not cover: the store fails rather than acknowledge them.
+      this.fail(new Error('a chunk was written after the file\'s final sync began'));
+      return true;
+    }
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
     if (this.queuedBytes >= BATCH_BYTES) this.startWriting();
@@ -115,26 +120,32 @@ export class IncomingFile {
    * the size, not the name.
    */
   startSync(): void {
-    this.finalSync ??= this.complete().then(() => this.syncWritten());
+    if (this.finalSync) return;
+    this.finalSync = this.complete().then(() => this.syncWritten());
     // Its failure is reported by sync(); a store that fails first (discard) never asks.
     this.finalSync.catch(() => undefined);
   }
 
   /** Makes the written content durable (fdatasync), or waits for the sync startSync began. */
-  sync(): Promise<void> {
-    return this.finalSync ?? this.syncWritten();
+  async sync(): Promise<void> {
+    if (!this.finalSync) return this.syncWritten();
+    await this.finalSync;
+    if (this.failure) throw this.failure; // e.g. a chunk written after it
   }
 
   private async syncWritten(): Promise<void> {
     while (this.syncing) await this.syncing;
     if (this.failure) throw this.failure;
-    await fdatasyncAsync(this.fd as number);
+    const fd = this.fd;
+    if (fd === undefined || this.closed) throw new Error('the file was closed before its sync');
+    await fdatasyncAsync(fd);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.finalSyncEnded();
+    // A sync in the pool must not outlive its descriptor (closed, its number could name another file).
+    await this.finalSync?.catch(() => undefined);
     while (this.syncing) await this.syncing;
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
@@ -147,18 +158,19 @@ export class IncomingFile {
     this.releaseWaiters();
     if (!this.closed) {
       this.closed = true;
-      // A sync in the pool must not outlive its descriptor (closed, the number could name another file).
-      await this.finalSyncEnded();
       while (this.flushing) await this.flushing.catch(() => undefined);
       while (this.syncing) await this.syncing;
-      if (this.fd !== undefined) await closeAsync(this.fd).catch(() => undefined);
+      const fd = this.fd;
       this.fd = undefined;
+      if (fd !== undefined) {
+        // A final sync already in the pool keeps the descriptor until it ends (closed, its number could
+        // name another file); the discard does not wait for a sync of a file being deleted (a
+        // duplicate, an unreadable dataset, a multi-gigabyte one among them).
+        const closing = (this.finalSync?.catch(() => undefined) ?? Promise.resolve()).then(() => closeAsync(fd)).catch(() => undefined);
+        if (!this.finalSync) await closing;
+      }
     }
     await unlinkAsync(this.path).catch(() => undefined);
-  }
-
-  private async finalSyncEnded(): Promise<void> {
-    await this.finalSync?.catch(() => undefined);
   }
 
   /** Writes what is queued, in order: inline while the disk keeps up and no background sync of this

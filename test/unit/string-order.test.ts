@@ -58,6 +58,11 @@ describe('stableStringOrder', () => {
     assert.deepEqual(Array.from(stableStringOrder(input)), comparisonOrder(input));
   });
 
+  it('orders many keys in scripts beyond Latin-1 (the comparison bucket), past a shared first character', () => {
+    const input = Array.from({ length: 200 }, (_, i) => `\u5c71${String.fromCharCode(0x4e00 + ((i * 37) % 50))}${i % 3 === 0 ? '' : '\u7530'}`);
+    assert.deepEqual(Array.from(stableStringOrder(input)), comparisonOrder(input));
+  });
+
   it('keeps the input order of many equal keys (stable), and handles no keys and one key', () => {
     const input = Array.from({ length: 500 }, (_, i) => (i % 2 === 0 ? 'PatientName' : 'PatientID'));
     const order = Array.from(stableStringOrder(input));
