@@ -5,12 +5,13 @@
  * U+E000..U+FFFF, a difference that costs locality, never correctness.
  *
  * Why not Array.prototype.sort: 100,000 pseudonym mappings (bench/persist's, 2-core VM) sorted by a
- * comparator in 38-45 ms, a third of persisting them; this orders the same in 24-28 ms. A comparison
+ * comparator in 34-45 ms, a third of persisting them; this orders the same in 18-25 ms. A comparison
  * sort compares the same leading characters again at every level; a radix pass reads each character
  * once per string and only as deep as strings share a prefix.
  */
 
-/** Ranges this short are sorted by insertion instead of another radix pass (a pass costs ~260 buckets). */
+/** Ranges this short are sorted by insertion instead of another radix pass (a pass counts, sums and
+ * moves through its buckets: more than a few comparisons of a short range). */
 const INSERTION_BELOW = 32;
 /** Buckets of one pass: 0 for a string that has ended, 1 + the code unit below 256, and one bucket for
  * every code unit from 256 up, sorted by comparison (DICOM's default character repertoire is ASCII;

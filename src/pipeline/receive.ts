@@ -210,8 +210,8 @@ class ReceivingSink implements DatasetSink {
   /**
    * A SOP Instance UID with no index row: nothing acknowledged is at its path, so the file is moved
    * there while its last bytes are still being written; its data sync, begun with the last byte
-   * (finish), runs beside the directory's sync and the index commit. A crash between the two can leave a row whose file is short;
-   * the start-up check removes such rows (none was acknowledged).
+   * (finish), runs beside the directory's sync and the index commit. A crash between them can leave a
+   * row whose file is short; the start-up check removes such rows (none was acknowledged).
    */
   private async placeNew(record: InstanceRecord): Promise<void> {
     record.fileSize = await this.moveWhileCompleting(record);
