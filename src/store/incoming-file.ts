@@ -166,8 +166,8 @@ export class IncomingFile {
         // A final sync already in the pool keeps the descriptor until it ends (closed, its number could
         // name another file); the discard does not wait for a sync of a file being deleted (a
         // duplicate, an unreadable dataset, a multi-gigabyte one among them).
-        const closing = (this.finalSync?.catch(() => undefined) ?? Promise.resolve()).then(() => closeAsync(fd)).catch(() => undefined);
-        if (!this.finalSync) await closing;
+        if (this.finalSync) void this.finalSync.catch(() => undefined).then(() => closeAsync(fd)).catch(() => undefined);
+        else await closeAsync(fd).catch(() => undefined);
       }
     }
     await unlinkAsync(this.path).catch(() => undefined);
