@@ -87,7 +87,7 @@ test('a file that is not Part 10, cannot be read, or is missing, is refused with
     await assert.rejects(openStoredDataset(join(dir, 'missing.dcm'), preload), (error: NodeJS.ErrnoException) => error.code === 'ENOENT', mode);
   }
   await assert.rejects(openStoredDataset(join(dir, 'plain.txt')), /not a DICOM Part 10 file/);
-  // The descriptors are closed in the thread pool: given a moment.
+  // The descriptors are closed as the reads end: given a moment.
   for (let tries = 0; tries < 50 && descriptors() > before; tries += 1) await new Promise((resolve) => setTimeout(resolve, 10));
   assert.equal(descriptors(), before, 'no file left open');
 });
