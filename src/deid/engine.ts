@@ -159,7 +159,7 @@ export class DeidEngine {
    * named "Anonymous" would otherwise be quoted by every ANONYMOUS dummy). */
   private readonly dummies = new Set<EditableElement>();
   private dateOffsetDays = 0;
-  private identifiers: string[] = [];
+  private identifiers: readonly string[] = [];
   private folding: TextFolding = 'latin1';
   private datesShifted = false;
 
