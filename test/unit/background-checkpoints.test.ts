@@ -1,0 +1,121 @@
+/**
+ * The index's checkpoints in a thread of their own (src/db/background-checkpoints.ts): a commit on the
+ * node's connection copies nothing into the database file, the thread does, the WAL stays bounded
+ * under a steady load, and a failed thread gives the connection SQLite's own checkpoints back.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { BackgroundCheckpoints, DEFAULT_AUTOCHECKPOINT_PAGES, SAFETY_PAGES } from '../../src/db/background-checkpoints.js';
+import { openDatabase, type Db } from '../../src/db/database.js';
+import { silentLogger } from '../../src/observability/logger.js';
+import { scratchDir } from '../helpers/scratch.js';
+
+/** A pace at which the thread checkpoints once, as it starts, and not again within a test. */
+const NEVER_AGAIN = { busyMs: 600_000, idleMs: 600_000 };
+const PAGE = 4096;
+
+function freshIndex(name: string): { db: Db; file: string; dir: string } {
+  const dir = scratchDir(name);
+  const file = join(dir, 'index.sqlite');
+  const db = openDatabase(file);
+  db.exec('CREATE TABLE filler (id INTEGER PRIMARY KEY, bytes BLOB NOT NULL)');
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  return { db, file, dir };
+}
+
+/** Commits `pages` pages of rows, `perCommit` rows a commit. */
+function fill(db: Db, pages: number, perCommit = 50): void {
+  const insert = db.prepare('INSERT INTO filler (bytes) VALUES (?)');
+  const row = Buffer.alloc(PAGE - 200, 7); // about a page a row
+  for (let done = 0; done < pages; done += perCommit) db.transaction(() => {
+    for (let i = 0; i < perCommit; i += 1) insert.run(row);
+  })();
+}
+
+/** The rows the database file holds without its WAL: what checkpoints copied there. */
+function rowsInDatabaseFile(dir: string, file: string): number {
+  const alone = join(dir, `alone-${Date.now()}-${Math.random()}.sqlite`);
+  copyFileSync(file, alone);
+  const db = new Database(alone);
+  try {
+    return (db.prepare(`SELECT count(*) FROM sqlite_schema WHERE name = 'filler'`).pluck().get() as number) === 0 ? 0 : (db.prepare('SELECT count(*) FROM filler').pluck().get() as number);
+  } finally {
+    db.close();
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('with the thread running, a commit past 1000 pages copies nothing into the database file; the thread copies it', async () => {
+  const { db, file, dir } = freshIndex('ckpt-commit');
+  const idle = new BackgroundCheckpoints(db, file, silentLogger(), NEVER_AGAIN);
+  try {
+    assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), SAFETY_PAGES);
+    fill(db, 1500, 1500);
+    assert.equal(rowsInDatabaseFile(dir, file), 0, 'the commit ran a checkpoint on the committing connection');
+  } finally {
+    await idle.stop();
+  }
+  assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), DEFAULT_AUTOCHECKPOINT_PAGES, 'stopped: SQLite checkpoints at commits again');
+
+  const busy = new BackgroundCheckpoints(db, file, silentLogger(), { busyMs: 20, idleMs: 20 });
+  try {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const { log, checkpointed } = await withTimeout(busy.nextCheckpoint(), 30_000, 'a checkpoint by the thread');
+      if (log > 0 && checkpointed === log) break;
+      assert.ok(Date.now() < deadline, 'the thread did not copy the WAL within 30 s');
+    }
+    assert.equal(rowsInDatabaseFile(dir, file), 1500);
+  } finally {
+    await busy.stop();
+    db.close();
+  }
+});
+
+test('under a steady load the WAL stays within the bound: the connection checkpoints at SAFETY_PAGES and the WAL restarts', async () => {
+  const { db, file } = freshIndex('ckpt-bound');
+  // A thread that never copies anything after its first look: the connection's bound alone holds the WAL.
+  const checkpoints = new BackgroundCheckpoints(db, file, silentLogger(), NEVER_AGAIN);
+  try {
+    fill(db, SAFETY_PAGES * 1.5);
+    const walBytes = statSync(`${file}-wal`).size;
+    // A WAL frame is a page and its 24-byte header; the commit that passes the bound adds its own 50.
+    assert.ok(walBytes <= (SAFETY_PAGES + 200) * (PAGE + 24) + 32, `the WAL grew to ${walBytes} bytes`);
+    assert.ok(walBytes >= SAFETY_PAGES * PAGE, `the WAL (${walBytes} bytes) never reached the bound: the test did not load it`);
+  } finally {
+    await checkpoints.stop();
+    db.close();
+  }
+});
+
+test('a thread that fails gives the connection SQLite\'s own checkpoints back, and says so', async () => {
+  const dir = scratchDir('ckpt-failed');
+  const db = openDatabase(join(dir, 'index.sqlite'));
+  const errors: string[] = [];
+  const log = { ...silentLogger(), warn: () => undefined, error: (_: unknown, message: string) => void errors.push(message) } as unknown as ReturnType<typeof silentLogger>;
+  // The thread's own connection cannot open a file that is not there.
+  const checkpoints = new BackgroundCheckpoints(db, join(dir, 'missing.sqlite'), log, NEVER_AGAIN);
+  try {
+    const deadline = Date.now() + 30_000;
+    while (db.pragma('wal_autocheckpoint', { simple: true }) !== DEFAULT_AUTOCHECKPOINT_PAGES) {
+      assert.ok(Date.now() < deadline, 'the connection kept the bound of a thread that is gone');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(errors.length, 1);
+    assert.match(errors[0] ?? '', /checkpoint thread ended/);
+  } finally {
+    await checkpoints.stop();
+    db.close();
+  }
+});
