@@ -29,6 +29,8 @@ const BUSY_MS = 100;
 const IDLE_MS = 500;
 /** How long stop() waits for the thread to close its connection before it is terminated. */
 const STOP_GRACE_MS = 2000;
+/** The same failure, told again after this long. */
+const WARN_AGAIN_MS = 60_000;
 
 export interface WalCheckpoint {
   /** Frames in the WAL. */
@@ -41,8 +43,10 @@ export class BackgroundCheckpoints {
   private readonly worker: Worker;
   private stopping = false;
   private failure: string | undefined;
-  private exited: Promise<void>;
-  private readonly waiters: Array<(checkpoint: WalCheckpoint) => void> = [];
+  private readonly exited: Promise<void>;
+  private readonly waiters: Array<{ resolve: (checkpoint: WalCheckpoint) => void; reject: (error: Error) => void }> = [];
+  /** The failure told last, and when: a checkpoint failing at every pass is told once a minute. */
+  private lastWarning = { message: '', at: 0 };
 
   /** Starts the thread and raises `db`'s own checkpoint to its bound. */
   constructor(
@@ -69,10 +73,11 @@ export class BackgroundCheckpoints {
     db.pragma(`wal_autocheckpoint = ${SAFETY_PAGES}`);
   }
 
-  /** The thread's next checkpoint that found pages to copy: the WAL's frames, and how many of them
-   * are in the database file now (all of them unless a reader still needed some). */
+  /** The thread's next report, sent after each checkpoint that found the WAL changed since the one
+   * before: the WAL's frames, and how many of them are in the database file now (all unless a reader
+   * still needed some). Rejected if the thread ends first. */
   nextCheckpoint(): Promise<WalCheckpoint> {
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   /** Ends the thread (its connection closed) and gives `db` SQLite's default back, if it is still open. */
@@ -86,13 +91,17 @@ export class BackgroundCheckpoints {
 
   private received(message: CheckpointMessage): void {
     if (message.kind === 'failed') {
+      const now = Date.now();
+      if (message.message === this.lastWarning.message && now - this.lastWarning.at < WARN_AGAIN_MS) return;
+      this.lastWarning = { message: message.message, at: now };
       this.log.warn({ err: message.message, code: message.code }, 'a background checkpoint of the index failed; tried again shortly');
       return;
     }
-    for (const resolve of this.waiters.splice(0)) resolve({ log: message.log, checkpointed: message.checkpointed });
+    for (const waiter of this.waiters.splice(0)) waiter.resolve({ log: message.log, checkpointed: message.checkpointed });
   }
 
   private restoreDefault(): void {
+    for (const waiter of this.waiters.splice(0)) waiter.reject(new Error('the index checkpoint thread ended'));
     if (!this.db.open) return;
     if (!this.stopping) this.log.error({ err: this.failure ?? 'it exited' }, 'the index checkpoint thread ended: the node checkpoints at its commits again');
     this.db.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT_PAGES}`);

@@ -60,6 +60,8 @@ test('with the thread running, a commit past 1000 pages copies nothing into the 
   const { db, file, dir } = freshIndex('ckpt-commit');
   const idle = new BackgroundCheckpoints(db, file, silentLogger(), NEVER_AGAIN);
   try {
+    // Past its one look: a first pass after the commit below would copy it.
+    await withTimeout(idle.nextCheckpoint(), 30_000, 'the thread\'s first pass');
     assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), SAFETY_PAGES);
     fill(db, 1500, 1500);
     assert.equal(rowsInDatabaseFile(dir, file), 0, 'the commit ran a checkpoint on the committing connection');
@@ -88,6 +90,9 @@ test('under a steady load the WAL stays within the bound: the connection checkpo
   // A thread that never copies anything after its first look: the connection's bound alone holds the WAL.
   const checkpoints = new BackgroundCheckpoints(db, file, silentLogger(), NEVER_AGAIN);
   try {
+    // Past its one look, which would otherwise hold the checkpoint lock while the bound is reached:
+    // the WAL then overshoots by what is committed during one background checkpoint.
+    await withTimeout(checkpoints.nextCheckpoint(), 30_000, 'the thread\'s first pass');
     fill(db, SAFETY_PAGES * 1.5);
     const walBytes = statSync(`${file}-wal`).size;
     // A WAL frame is a page and its 24-byte header; the commit that passes the bound adds its own 50.
