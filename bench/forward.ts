@@ -6,9 +6,11 @@
  *   node dist/bench/forward.js [--rounds 5] [--count 2000] [--only forward|e2e] [--parallel N] [--deid-workers N]
  *
  * forward: the corpus is received and de-identified once (untimed); each round a fresh Gantry process,
- *   warm, is given the destination (SIGHUP) and forwards all of it (timed from the first item queued to
- *   the last confirmed, from the outbox), and storescu sends the same de-identified files (timed as a
- *   process, start-up included). Peak RSS is the forwarding process's.
+ *   its threads loaded, is given the destination (SIGHUP) and forwards all of it (timed from the first
+ *   item queued to the last confirmed, from the outbox), then forwards it again to a fresh storescp
+ *   ("gantry warm": V8 compiled the forwarding path during the first pass, as in a node that has been
+ *   running), and storescu sends the same de-identified files (timed as a process, start-up included).
+ *   Peak RSS is the forwarding process's.
  * e2e: 2,000 instances in 100 studies are sent to a fresh Gantry (stableSeconds 2) forwarding to
  *   storescp; timed from the first store received to the last forward confirmed (the index's own
  *   timestamps). --parallel N sends with N storescu processes at once; --sink ignore has the destination
@@ -145,34 +147,66 @@ async function benchForward(): Promise<void> {
   const samples: Sample[] = [];
   let runs = 0;
   const destinationFolder = () => join(work, `received-${(runs += 1)}`);
-  const runGantry = async (): Promise<Sample> => {
+  const resetOutbox = () => {
     const db = new Database(join(storagePath, 'index.sqlite'));
-    db.exec(`DELETE FROM forward_outbox; DELETE FROM forward_confirmations; UPDATE instances SET state = 'deidentified', routed_at = NULL`);
-    db.close();
+    try {
+      db.pragma('busy_timeout = 5000');
+      db.exec(`DELETE FROM forward_outbox; DELETE FROM forward_confirmations; UPDATE instances SET state = 'deidentified', routed_at = NULL`);
+    } finally {
+      db.close();
+    }
+  };
+  /** The running node given a fresh storescp (SIGHUP), the corpus routed to it, timed from the first
+   * item queued to the last confirmed (the outbox's own times). */
+  const forwardOnce = async (running: GantryProcess, reset: 'before' | 'after'): Promise<number> => {
     const received = destinationFolder();
     const { scp, port } = await startStorescp(received);
     try {
-      // Started with no destination and given one by SIGHUP once warm (its worker threads load for
-      // about a second at start), so that forwarding is measured alone.
-      gantry = await startGantryProcess(gantryDir, { log: { level: 'warn' }, deid: AS_DEPLOYED, forward: { stableSeconds: 1 } });
-      await sleep(2000);
-      const config = parse(readFileSync(gantry.configPath, 'utf8')) as Record<string, unknown>;
+      if (reset === 'before') resetOutbox();
+      const config = parse(readFileSync(running.configPath, 'utf8')) as Record<string, unknown>;
       config['forward'] = { stableSeconds: 1, destinations: [{ name: 'scp', aeTitle: 'STORESCP', host: '127.0.0.1', port }] };
-      writeFileSync(gantry.configPath, stringify(config));
-      process.kill(gantry.pid, 'SIGHUP');
+      writeFileSync(running.configPath, stringify(config));
+      process.kill(running.pid, 'SIGHUP');
+      if (reset === 'after') {
+        // Routed again only once the new destination is in place (not to the last round's port).
+        await sleep(1000);
+        resetOutbox();
+      }
       await waitFor('forwarding', 600_000, () => query<{ n: number }>(storagePath, `SELECT count(*) AS n FROM forward_outbox WHERE state = 'sent'`).n === count);
       const span = query<{ first: number; last: number }>(storagePath, `SELECT min(queued_at) AS first, max(sent_at) AS last FROM forward_outbox`);
-      const rss = peakRss(gantry.pid);
-      await gantry.stop();
       const files = readdirSync(received).length;
       if (files !== count) console.log(`  WARNING: storescp received ${files} of ${count}`);
-      return { sender: 'gantry', seconds: (span.last - span.first) / 1000, rss };
+      return (span.last - span.first) / 1000;
     } finally {
       await stop(scp, 'SIGKILL');
       writeBack();
     }
   };
-  const runStorescu = async (): Promise<Sample> => {
+  /**
+   * A fresh node forwards the corpus (as after a start: V8 compiles the forwarding path meanwhile,
+   * on the same two cores as storescp), then the same node forwards it again ("gantry warm": a node
+   * that has forwarded before, as one running for days is).
+   */
+  const runGantry = async (): Promise<Sample[]> => {
+    // Started with no destination and given one by SIGHUP once warm (its worker threads load for
+    // about a second at start), so that forwarding is measured alone.
+    resetOutbox();
+    gantry = await startGantryProcess(gantryDir, { log: { level: 'warn' }, deid: AS_DEPLOYED, forward: { stableSeconds: 1 } });
+    try {
+      await sleep(2000);
+      const first = await forwardOnce(gantry, 'before');
+      fillFreeMemory(resolve(values.data));
+      const warm = await forwardOnce(gantry, 'after');
+      const rss = peakRss(gantry.pid);
+      return [
+        { sender: 'gantry', seconds: first, rss },
+        { sender: 'gantry warm', seconds: warm, rss },
+      ];
+    } finally {
+      await gantry.stop();
+    }
+  };
+  const runStorescu = async (): Promise<Sample[]> => {
     const { scp, port } = await startStorescp(destinationFolder());
     try {
       const began = performance.now();
@@ -180,7 +214,7 @@ async function benchForward(): Promise<void> {
       const code = await new Promise<number | null>((resolve) => sender.child.once('exit', resolve));
       const seconds = (performance.now() - began) / 1000;
       if (code !== 0) throw new Error(`storescu failed: ${sender.output().slice(-1000)}`);
-      return { sender: 'storescu', seconds, rss: Number.NaN };
+      return [{ sender: 'storescu', seconds, rss: Number.NaN }];
     } finally {
       await stop(scp, 'SIGKILL');
       writeBack();
@@ -190,22 +224,26 @@ async function benchForward(): Promise<void> {
     const order = round % 2 === 1 ? [runGantry, runStorescu] : [runStorescu, runGantry];
     for (const next of order) {
       fillFreeMemory(resolve(values.data)); // before anything is timed, and what ended processes freed since (bench/vm-memory.ts)
-      const sample = await next();
-      samples.push(sample);
-      console.log(
-        `forward round ${round} ${sample.sender.padEnd(9)} ${(count / sample.seconds).toFixed(1).padStart(7)} inst/s ${(mb(bytes) / sample.seconds).toFixed(1).padStart(6)} MB/s  peak RSS ${Number.isNaN(sample.rss) ? 'n/a' : `${mb(sample.rss).toFixed(1)} MB`}`,
-      );
+      for (const sample of await next()) {
+        samples.push(sample);
+        console.log(
+          `forward round ${round} ${sample.sender.padEnd(11)} ${(count / sample.seconds).toFixed(1).padStart(7)} inst/s ${(mb(bytes) / sample.seconds).toFixed(1).padStart(6)} MB/s  peak RSS ${Number.isNaN(sample.rss) ? 'n/a' : `${mb(sample.rss).toFixed(1)} MB`}`,
+        );
+      }
     }
   }
   const by = (sender: string) => samples.filter((sample) => sample.sender === sender);
   console.log(`\nforward: ${count} de-identified files, ${mb(bytes).toFixed(0)} MB, to storescp +B, ${rounds} rounds (medians)`);
-  for (const sender of ['gantry', 'storescu']) {
+  for (const sender of ['gantry', 'gantry warm', 'storescu']) {
     const list = by(sender);
     const rss = sender === 'gantry' ? `  peak RSS ${median(list.map((s) => mb(s.rss))).toFixed(1)} MB` : '';
-    console.log(`  ${sender.padEnd(9)} ${median(list.map((s) => count / s.seconds)).toFixed(1).padStart(7)} inst/s${rss}`);
+    console.log(`  ${sender.padEnd(11)} ${median(list.map((s) => count / s.seconds)).toFixed(1).padStart(7)} inst/s${rss}`);
   }
-  const ratios = by('gantry').map((sample, i) => (by('storescu')[i] as Sample).seconds / sample.seconds);
-  console.log(`  ratio gantry/storescu: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})\n`);
+  for (const sender of ['gantry', 'gantry warm']) {
+    const ratios = by(sender).map((sample, i) => (by('storescu')[i] as Sample).seconds / sample.seconds);
+    console.log(`  ratio ${sender}/storescu: median ${median(ratios).toFixed(2)} (per round: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
+  }
+  console.log('');
 }
 
 async function benchEndToEnd(): Promise<void> {
@@ -248,7 +286,7 @@ async function benchEndToEnd(): Promise<void> {
 
 async function main(): Promise<void> {
   // Kept until the end: a 0.5 MB instance's original, de-identified and received copies, per run.
-  const runsKept = (values.only === 'e2e' ? 0 : 2 * rounds + 2) + (values.only === 'forward' ? 0 : 3 * rounds);
+  const runsKept = (values.only === 'e2e' ? 0 : 3 * rounds + 2) + (values.only === 'forward' ? 0 : 3 * rounds);
   checkFreeDisk(root, count * 0.53e6 * runsKept, 'bench/forward');
   const work = join(root, 'work');
   deletions.delete(work);
