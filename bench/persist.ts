@@ -15,7 +15,8 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BackgroundCheckpoints } from '../src/db/background-checkpoints.js';
+import { BackgroundCheckpoints, type WalCheckpoint } from '../src/db/background-checkpoints.js';
+import { workerPool } from '../src/worker-loading.js';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { silentLogger } from '../src/observability/logger.js';
 import { Pseudonymizer } from '../src/deid/pseudonyms.js';
@@ -176,16 +177,19 @@ function checkEverythingPersisted(db: Db, mappings: PseudonymMapping[], rows: En
 }
 
 /**
- * A round as the node persists: its connection checkpoints in a thread of its own (src/db/
+ * A round as the node persists: its connection checkpoints in a worker thread (src/db/
  * background-checkpoints.ts), so a commit copies nothing into the database file. Between the two
  * timed calls, untimed, the thread copies the mappings' pages, as it would between two writes of the
  * node; --explain times that copy on its own.
  */
+/** The thread the checkpoints run in (in the node, one of the de-identification threads). */
+const checkpointThread = workerPool({ filename: new URL('../src/db/checkpoint-task.js', import.meta.url).href, minThreads: 1, maxThreads: 1 }, (error) => console.error(error));
+
 async function runRound(round: number, mappings: PseudonymMapping[]): Promise<Round> {
   const { db, file, rows, dispose } = freshIndex(`round-${round}`);
   // Every round starts with an empty WAL: the untimed indexing's pages are in the database file.
   db.pragma('wal_checkpoint(TRUNCATE)');
-  const checkpoints = new BackgroundCheckpoints(db, file, silentLogger());
+  const checkpoints = new BackgroundCheckpoints(db, () => checkpointThread.run({ databaseFile: file }) as Promise<WalCheckpoint>, silentLogger());
   try {
     // The thread up and past its first look, as in a node that has been running.
     await checkpoints.nextCheckpoint();
@@ -276,7 +280,7 @@ function medianOf<T>(results: T[], pick: (result: T) => number): string {
 }
 
 function printExplained(explained: Explained[]): void {
-  console.log(`where the time goes (--explain, medians of ${explained.length} more rounds; checkpoint = copying the WAL into the database file and its fsyncs, which the node runs in a thread of its own, src/db/background-checkpoints.ts, and SQLite otherwise at the commit that takes the WAL past 1000 pages):`);
+  console.log(`where the time goes (--explain, medians of ${explained.length} more rounds; checkpoint = copying the WAL into the database file and its fsyncs, which the node runs in a worker thread, src/db/background-checkpoints.ts, and SQLite otherwise at the commit that takes the WAL past 1000 pages):`);
   console.log(
     `pseudonym mappings: ${medianOf(explained, (e) => e.mappingsWithoutCheckpoint)} s without the checkpoint + ${medianOf(explained, (e) => e.mappingsCheckpoint)} s checkpoint`,
   );
@@ -308,4 +312,8 @@ async function main(): Promise<void> {
   if (values.explain) printExplained(explained);
 }
 
-await main();
+try {
+  await main();
+} finally {
+  await checkpointThread.destroy();
+}

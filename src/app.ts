@@ -15,7 +15,7 @@ import { checkedDeidSettings } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
 import { DEID_THREAD_HEAP_MB, largeInstancePool } from './deid/large-instances.js';
-import { BackgroundCheckpoints } from './db/background-checkpoints.js';
+import { BackgroundCheckpoints, type WalCheckpoint } from './db/background-checkpoints.js';
 import { DATABASE_FILE, indexSizeBytes, openDatabase, WalSync, type Db } from './db/database.js';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './dicom/part10.js';
 import {
@@ -256,16 +256,16 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   const http = new HttpServer({ metrics: () => metrics.exposition(), readiness }, log);
   // From here on, every failure of start-up releases what was opened (releaseResources).
-  const checkpoints = new BackgroundCheckpoints(db, databaseFile, log);
+  const checkpoints = new BackgroundCheckpoints(db, () => pool.run({ databaseFile }, { name: 'checkpoint' }) as Promise<WalCheckpoint>, log);
   /** What start-up and stop() both close, after the listeners and the pipeline. */
   const releaseResources = async (clean = true) => {
     indexWatch.stop();
+    await checkpoints.stop();
     await pool.destroy();
     await largePool?.destroy();
     await transcoder.close();
     freeSpace.stop();
     storageProbe.stop();
-    await checkpoints.stop();
     await wal.close();
     db?.close();
     db = undefined;

@@ -3,8 +3,12 @@
  * stored original into a temporary file, and says where it belongs under the de-identified root
  * (named by its new UIDs). The main thread moves it there once the index has recorded it: only the
  * index knows whether this output is still wanted (a newer copy of the instance may have arrived).
+ *
+ * Its threads also take the index's WAL checkpoints, as the named task `checkpoint`
+ * (src/db/background-checkpoints.ts): threads the node has anyway, where one of their own cost 8 MB.
  */
 import { statSync } from 'node:fs';
+export { default as checkpoint } from '../db/checkpoint-task.js';
 import { setPriority } from 'node:os';
 import { workerData } from 'piscina';
 import { FileSource } from '../dicom/dataset-tree.js';
