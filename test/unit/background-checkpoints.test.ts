@@ -136,3 +136,18 @@ test('checkpoints that fail are told once a minute, not at every pass, and the b
   assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), DEFAULT_AUTOCHECKPOINT_PAGES);
   db.close();
 });
+
+test('the node\'s de-identification threads take the checkpoint task (the node runs it as the named task checkpoint)', async () => {
+  const { db, file } = freshIndex('ckpt-deid-thread');
+  const deidPool = workerPool({ filename: new URL('../../src/deid/worker.js', import.meta.url).href, workerData: { secret: 'a test secret of sixteen bytes or more' }, minThreads: 1, maxThreads: 1 }, () => undefined);
+  try {
+    db.pragma('wal_autocheckpoint = 0');
+    fill(db, 100);
+    const result = (await deidPool.run({ databaseFile: file }, { name: 'checkpoint' })) as WalCheckpoint;
+    assert.ok(result.log >= 100, `the WAL held ${result.log} frames`);
+    assert.equal(result.checkpointed, result.log);
+  } finally {
+    await deidPool.destroy();
+    db.close();
+  }
+});
