@@ -9,7 +9,8 @@
  * values are made beforehand, the audits encoded (JSON and its SHA-256) as the de-identification
  * workers send them (made in parallel, off the main thread), and the instances the audit rows belong to (foreign key) are
  * inserted before the clock starts. Each round checks that every row arrived, so that a round cannot time a
- * no-op. Prints every round, then medians and whether each is under the target. --explain adds, per
+ * no-op. The connection checkpoints as the node's does, in a worker thread (runRound). Prints every
+ * round, then medians and whether each is under the target. --explain adds, per
  * round, a second fresh index that splits each figure into its parts (see explainRound).
  */
 import { mkdirSync, rmSync } from 'node:fs';
@@ -176,15 +177,15 @@ function checkEverythingPersisted(db: Db, mappings: PseudonymMapping[], rows: En
   if (countRows(db, 'deid_audit') !== rows.length) throw new Error('not every audit row was persisted');
 }
 
+/** The thread the checkpoints run in (in the node, one of the de-identification threads). */
+const checkpointThread = workerPool({ filename: new URL('../src/db/checkpoint-task.js', import.meta.url).href, minThreads: 1, maxThreads: 1 }, (error) => console.error(error));
+
 /**
  * A round as the node persists: its connection checkpoints in a worker thread (src/db/
  * background-checkpoints.ts), so a commit copies nothing into the database file. Between the two
  * timed calls, untimed, the thread copies the mappings' pages, as it would between two writes of the
  * node; --explain times that copy on its own.
  */
-/** The thread the checkpoints run in (in the node, one of the de-identification threads). */
-const checkpointThread = workerPool({ filename: new URL('../src/db/checkpoint-task.js', import.meta.url).href, minThreads: 1, maxThreads: 1 }, (error) => console.error(error));
-
 async function runRound(round: number, mappings: PseudonymMapping[]): Promise<Round> {
   const { db, file, rows, dispose } = freshIndex(`round-${round}`);
   // Every round starts with an empty WAL: the untimed indexing's pages are in the database file.
@@ -192,7 +193,7 @@ async function runRound(round: number, mappings: PseudonymMapping[]): Promise<Ro
   const checkpoints = new BackgroundCheckpoints(db, () => checkpointThread.run({ databaseFile: file }) as Promise<WalCheckpoint>, silentLogger());
   try {
     // The thread up and past its first look, as in a node that has been running.
-    await checkpoints.nextCheckpoint();
+    await withinAMinute(checkpoints.nextCheckpoint(), 'the checkpoint thread did not start');
     const ledger = new PseudonymLedger(db);
     const work = new DeidWork(db);
     const now = Date.now();
@@ -211,17 +212,18 @@ async function runRound(round: number, mappings: PseudonymMapping[]): Promise<Ro
   }
 }
 
-/** Until the thread's checkpoint has copied every frame of a WAL that has some (at most a minute). */
+/** Until the thread's checkpoint has copied every frame of a WAL that has some. */
 async function caughtUp(checkpoints: BackgroundCheckpoints): Promise<void> {
+  for (;;) {
+    const { log, checkpointed } = await withinAMinute(checkpoints.nextCheckpoint(), 'the checkpoint thread did not copy the WAL');
+    if (log > 0 && checkpointed === log) return;
+  }
+}
+
+async function withinAMinute<T>(promise: Promise<T>, failure: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('the checkpoint thread did not copy the WAL within a minute')), 60_000);
-  });
   try {
-    for (;;) {
-      const { log, checkpointed } = await Promise.race([checkpoints.nextCheckpoint(), timeout]);
-      if (log > 0 && checkpointed === log) return;
-    }
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${failure} within a minute`)), 60_000)))]);
   } finally {
     clearTimeout(timer);
   }
