@@ -190,7 +190,7 @@ async function runRound(round: number, mappings: PseudonymMapping[]): Promise<Ro
   const { db, file, rows, dispose } = freshIndex(`round-${round}`);
   // Every round starts with an empty WAL: the untimed indexing's pages are in the database file.
   db.pragma('wal_checkpoint(TRUNCATE)');
-  const checkpoints = new BackgroundCheckpoints(db, () => checkpointThread.run({ databaseFile: file }) as Promise<WalCheckpoint>, silentLogger());
+  const checkpoints = new BackgroundCheckpoints(db, (signal) => checkpointThread.run({ databaseFile: file }, { signal }) as Promise<WalCheckpoint>, silentLogger());
   try {
     // The thread up and past its first look, as in a node that has been running.
     await withinAMinute(checkpoints.nextCheckpoint(), 'the checkpoint thread did not start');

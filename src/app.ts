@@ -256,7 +256,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   });
   const http = new HttpServer({ metrics: () => metrics.exposition(), readiness }, log);
   // From here on, every failure of start-up releases what was opened (releaseResources).
-  const checkpoints = new BackgroundCheckpoints(db, () => pool.run({ databaseFile }, { name: 'checkpoint' }) as Promise<WalCheckpoint>, log);
+  const checkpoints = new BackgroundCheckpoints(db, (signal) => pool.run({ databaseFile }, { name: 'checkpoint', signal }) as Promise<WalCheckpoint>, log);
   /** What start-up and stop() both close, after the listeners and the pipeline. */
   const releaseResources = async (clean = true) => {
     indexWatch.stop();

@@ -13,8 +13,11 @@
  * The node's connection keeps a bound, SAFETY_PAGES: a PASSIVE checkpoint in another thread copies
  * what is committed but cannot restart a WAL that keeps being written (a writer restarts it only
  * when every frame was copied), so under a steady load the WAL would grow without end. At the bound
- * the node's connection checkpoints as before, with little left to copy, and the next writer restarts
- * the WAL. The bound holds whatever happens to the tasks.
+ * the node's connection checkpoints as before (on the main thread, syncs included), with little left to
+ * copy while the tasks keep up, and the next writer restarts the WAL. The bound holds whatever happens
+ * to the tasks. They queue behind de-identification tasks (the scheduler keeps about one queued per
+ * thread): while de-identification is backed up with large instances, the connection may copy much of
+ * the 32 MB itself, once per 8,000 pages, where it copied 1,000 pages at a time before.
  */
 import type { Logger } from 'pino';
 import type { Db } from './database.js';
@@ -34,9 +37,11 @@ const WARN_AGAIN_MS = 60_000;
 export class BackgroundCheckpoints {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  /** Aborts the task under way or queued: behind de-identification tasks, it could wait minutes. */
+  private readonly aborting = new AbortController();
   private stopped = false;
   private last = '';
-  private readonly waiters: Array<(checkpoint: WalCheckpoint) => void> = [];
+  private readonly waiters: Array<{ resolve: (checkpoint: WalCheckpoint) => void; reject: (error: Error) => void }> = [];
   /** The failure told last, and when: a checkpoint failing at every pass is told once a minute. */
   private lastWarning = { message: '', at: 0 };
 
@@ -46,7 +51,7 @@ export class BackgroundCheckpoints {
    */
   constructor(
     private readonly db: Db,
-    private readonly runCheckpoint: () => Promise<WalCheckpoint>,
+    private readonly runCheckpoint: (signal: AbortSignal) => Promise<WalCheckpoint>,
     private readonly log: Pick<Logger, 'warn'>,
     private readonly pace: { busyMs: number; idleMs: number } = { busyMs: BUSY_MS, idleMs: IDLE_MS },
   ) {
@@ -54,16 +59,21 @@ export class BackgroundCheckpoints {
     this.schedule(0);
   }
 
-  /** The next checkpoint that found the WAL changed since the one before (for tests and benches). */
+  /** The next checkpoint that found the WAL changed since the one before (for tests and benches);
+   * rejected if checkpointing stops first. */
   nextCheckpoint(): Promise<WalCheckpoint> {
-    return new Promise((resolve) => this.waiters.push(resolve));
+    if (this.stopped) return Promise.reject(new Error('the index checkpoints were stopped'));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
-  /** Stops checkpointing (a task under way is waited for) and gives `db` SQLite's default back. */
+  /** Stops checkpointing (a task under way or queued is aborted: a PASSIVE checkpoint cut short
+   * leaves the WAL as it was) and gives `db` SQLite's default back. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.aborting.abort();
     await this.running;
+    for (const waiter of this.waiters.splice(0)) waiter.reject(new Error('the index checkpoints were stopped'));
     if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${DEFAULT_AUTOCHECKPOINT_PAGES}`);
   }
 
@@ -77,11 +87,11 @@ export class BackgroundCheckpoints {
   private async pass(): Promise<void> {
     let delay = this.pace.idleMs;
     try {
-      const result = await this.runCheckpoint();
+      const result = await this.runCheckpoint(this.aborting.signal);
       const state = `${result.log}:${result.checkpointed}`;
       if (state !== this.last) {
         delay = this.pace.busyMs;
-        for (const resolve of this.waiters.splice(0)) resolve(result);
+        for (const waiter of this.waiters.splice(0)) waiter.resolve(result);
       }
       this.last = state;
     } catch (error) {

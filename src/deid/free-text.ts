@@ -135,8 +135,12 @@ function identifierPattern(identifier: string, folding: TextFolding, unicode: bo
   const key = `${folding}${unicode ? 'u' : ''}:${identifier}`;
   let pattern = patterns.get(key);
   if (pattern === undefined) {
-    if (patterns.size >= MAX_PATTERNS) patterns.clear();
-    patterns.set(key, (pattern = newIdentifierPattern(identifier, folding, unicode)));
+    pattern = newIdentifierPattern(identifier, folding, unicode);
+    // A name or ID is short; a long one (a malformed value) is not kept in a worker's small heap.
+    if (identifier.length <= MAX_REMEMBERED_IDENTIFIER) {
+      if (patterns.size >= MAX_PATTERNS) patterns.clear();
+      patterns.set(key, pattern);
+    }
   }
   // Global: test() leaves lastIndex after a match, where the next test() would start.
   pattern.lastIndex = 0;
@@ -151,6 +155,7 @@ function identifierPattern(identifier: string, folding: TextFolding, unicode: bo
  */
 const patterns = new Map<string, RegExp>();
 const MAX_PATTERNS = 1024;
+const MAX_REMEMBERED_IDENTIFIER = 128;
 
 function newIdentifierPattern(identifier: string, folding: TextFolding, unicode: boolean): RegExp {
   const escaped = identifier.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

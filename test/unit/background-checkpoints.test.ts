@@ -20,7 +20,7 @@ const NEVER_AGAIN = { busyMs: 600_000, idleMs: 600_000 };
 /** The checkpoint's thread, as the node's de-identification pool gives it one. */
 const pool = workerPool({ filename: new URL('../../src/db/checkpoint-task.js', import.meta.url).href, minThreads: 1, maxThreads: 1 }, () => undefined);
 after(() => pool.destroy());
-const inThread = (file: string) => () => pool.run({ databaseFile: file }) as Promise<WalCheckpoint>;
+const inThread = (file: string) => (signal: AbortSignal) => pool.run({ databaseFile: file }, { signal }) as Promise<WalCheckpoint>;
 const PAGE = 4096;
 
 function freshIndex(name: string): { db: Db; file: string; dir: string } {
@@ -150,4 +150,32 @@ test('the node\'s de-identification threads take the checkpoint task (the node r
     await deidPool.destroy();
     db.close();
   }
+});
+
+test('stop() does not wait for a checkpoint stuck behind other work: the task is aborted, waiters are told', async () => {
+  const { db } = freshIndex('ckpt-stop');
+  let started = false;
+  let aborted = false;
+  // As a checkpoint queued behind de-identification tasks that run for minutes: it settles only when aborted.
+  const stuck = (signal: AbortSignal) =>
+    new Promise<WalCheckpoint>((_, reject) => {
+      started = true;
+      signal.addEventListener('abort', () => {
+        aborted = true;
+        reject(new Error('aborted'));
+      });
+    });
+  const checkpoints = new BackgroundCheckpoints(db, stuck, silentLogger(), { busyMs: 5, idleMs: 5 });
+  const deadline = Date.now() + 30_000;
+  while (!started) {
+    assert.ok(Date.now() < deadline, 'the first pass never started');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  const waiter = checkpoints.nextCheckpoint();
+  await withTimeout(checkpoints.stop(), 5_000, 'stop() with a checkpoint under way');
+  assert.equal(aborted, true);
+  await assert.rejects(waiter, /stopped/);
+  await assert.rejects(checkpoints.nextCheckpoint(), /stopped/);
+  assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), DEFAULT_AUTOCHECKPOINT_PAGES);
+  db.close();
 });
