@@ -10,7 +10,7 @@
  *   item queued to the last confirmed, from the outbox), then forwards it again to a fresh storescp
  *   ("gantry warm": V8 compiled the forwarding path during the first pass, as in a node that has been
  *   running), and storescu sends the same de-identified files (timed as a process, start-up included).
- *   Peak RSS is the forwarding process's.
+ *   Peak RSS is the forwarding process's, over both of its passes.
  * e2e: 2,000 instances in 100 studies are sent to a fresh Gantry (stableSeconds 2) forwarding to
  *   storescp; timed from the first store received to the last forward confirmed (the index's own
  *   timestamps). --parallel N sends with N storescu processes at once; --sink ignore has the destination
@@ -236,7 +236,7 @@ async function benchForward(): Promise<void> {
   console.log(`\nforward: ${count} de-identified files, ${mb(bytes).toFixed(0)} MB, to storescp +B, ${rounds} rounds (medians)`);
   for (const sender of ['gantry', 'gantry warm', 'storescu']) {
     const list = by(sender);
-    const rss = sender === 'gantry' ? `  peak RSS ${median(list.map((s) => mb(s.rss))).toFixed(1)} MB` : '';
+    const rss = sender === 'gantry' ? `  peak RSS ${median(list.map((s) => mb(s.rss))).toFixed(1)} MB (both passes)` : '';
     console.log(`  ${sender.padEnd(11)} ${median(list.map((s) => count / s.seconds)).toFixed(1).padStart(7)} inst/s${rss}`);
   }
   for (const sender of ['gantry', 'gantry warm']) {

@@ -62,6 +62,15 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
   }
 }
 
+/** Polls `check` until it holds, for at most 30 s. */
+async function until(check: () => boolean, failure: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!check()) {
+    assert.ok(Date.now() < deadline, failure);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 test('with the thread running, a commit past 1000 pages copies nothing into the database file; the thread copies it', async () => {
   const { db, file, dir } = freshIndex('ckpt-commit');
   const idle = new BackgroundCheckpoints(db, inThread(file), silentLogger(), NEVER_AGAIN);
@@ -122,11 +131,7 @@ test('checkpoints that fail are told once a minute, not at every pass, and the b
   };
   const checkpoints = new BackgroundCheckpoints(db, failing, log, { busyMs: 5, idleMs: 5 });
   try {
-    const deadline = Date.now() + 30_000;
-    while (calls < 5) {
-      assert.ok(Date.now() < deadline, 'the checkpoints were not tried again after failing');
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+    await until(() => calls >= 5, 'the checkpoints were not tried again after failing');
     assert.equal(warnings.length, 1, `told ${warnings.length} times`);
     assert.match(warnings[0] ?? '', /background checkpoint of the index failed/);
     assert.equal(db.pragma('wal_autocheckpoint', { simple: true }), SAFETY_PAGES);
@@ -166,11 +171,7 @@ test('stop() does not wait for a checkpoint stuck behind other work: the task is
       });
     });
   const checkpoints = new BackgroundCheckpoints(db, stuck, silentLogger(), { busyMs: 5, idleMs: 5 });
-  const deadline = Date.now() + 30_000;
-  while (!started) {
-    assert.ok(Date.now() < deadline, 'the first pass never started');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  await until(() => started, 'the first pass never started');
   const waiter = checkpoints.nextCheckpoint();
   await withTimeout(checkpoints.stop(), 5_000, 'stop() with a checkpoint under way');
   assert.equal(aborted, true);
