@@ -49,7 +49,9 @@ export interface DeidentifyFileOptions {
   expected?: { sopInstanceUid: string; origin: OriginalOrigin };
 }
 
-export type DeidFileResult = (DeidOutcome & { kind: 'deidentified'; profile: string; values?: Map<number, string> }) | { kind: 'quarantined'; reason: string };
+export type DeidFileResult =
+  | (DeidOutcome & { kind: 'deidentified'; profile: string; values?: Map<number, string>; /** The output's size, once written. */ bytes?: number })
+  | { kind: 'quarantined'; reason: string };
 
 export function deidentifyFile(input: string, output: string, options: DeidentifyFileOptions): DeidFileResult {
   const plan = planDeidentification(input, options);
@@ -127,14 +129,15 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     });
     return plan(result, (output, writing = {}) => {
       scratch.path = `${output}.frames`;
+      let bytes = 0;
       try {
-        writeThenRename(output, 0o640, writing.sync ?? false, (fd) => writeDataset(fd, header, opened), writing.outputIsTemporary);
+        writeThenRename(output, 0o640, writing.sync ?? false, (fd) => (bytes = writeDataset(fd, header, opened)), writing.outputIsTemporary);
       } catch (error) {
         // A frame that cannot be decoded or encoded again shows only while writing: hold the instance.
         if (zone && error instanceof PixelRedactionError) return heldByZone(zone, error.message);
         throw error;
       }
-      return result;
+      return { ...result, bytes };
     });
   } catch (error) {
     opened.close();
@@ -151,7 +154,8 @@ function heldByZone(zone: CompiledZone, why: string): { kind: 'quarantined'; rea
   return { kind: 'quarantined', reason: zoneHoldReason(zone, why) };
 }
 
-function writeDataset(fd: number, header: Buffer, opened: OpenedDataset): void {
+/** Writes the output; answers its size in bytes. */
+function writeDataset(fd: number, header: Buffer, opened: OpenedDataset): number {
   // The writer emits an element or two at a time: gathered into large writes, a small file is one
   // write instead of dozens (measured: the system calls were a third of a small file's cost).
   const out = new GatheredWrites(fd);
@@ -164,6 +168,7 @@ function writeDataset(fd: number, header: Buffer, opened: OpenedDataset): void {
     new DatasetWriter(opened.source, opened.encoding, (bytes) => out.write(bytes)).writeElements(opened.elements);
   }
   out.flush();
+  return out.written;
 }
 
 function decideFor(opened: OpenedDataset, options: DeidentifyFileOptions): Decision {
@@ -374,10 +379,13 @@ class GatheredWrites {
   private static shared: Buffer | undefined;
   private readonly buffer = (GatheredWrites.shared ??= Buffer.allocUnsafeSlow(256 * 1024));
   private used = 0;
+  /** Bytes given to write() so far. */
+  written = 0;
 
   constructor(private readonly fd: number) {}
 
   write(bytes: Buffer): void {
+    this.written += bytes.length;
     if (this.used + bytes.length > this.buffer.length) this.flush();
     if (bytes.length >= this.buffer.length) {
       writeAll(this.fd, bytes);

@@ -249,9 +249,20 @@ function readUInt32(buffer: Buffer, offset: number, bigEndian: boolean): number 
 }
 
 export function tagText(tag: number): string {
-  const hex = tag.toString(16).toUpperCase().padStart(8, '0');
-  return `${hex.slice(0, 4)},${hex.slice(4)}`;
+  let text = TAG_TEXTS.get(tag);
+  if (text === undefined) {
+    const hex = tag.toString(16).toUpperCase().padStart(8, '0');
+    text = `${hex.slice(0, 4)},${hex.slice(4)}`;
+    // The de-identification writes the path of every element it visits (a few hundred an instance,
+    // most of them the same tags again): made once each. Private tags vary without end: bounded.
+    if (TAG_TEXTS.size >= MAX_TAG_TEXTS) TAG_TEXTS.clear();
+    TAG_TEXTS.set(tag, text);
+  }
+  return text;
 }
+
+const TAG_TEXTS = new Map<number, string>();
+const MAX_TAG_TEXTS = 4096;
 
 /**
  * A tag read where the data broke, for an error message that operators, logs and the sender see: shown

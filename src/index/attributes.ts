@@ -57,11 +57,14 @@ export const INDEXED_TAGS: ReadonlySet<number> = new Set(Object.values(INDEXED).
 /** Decoded attribute values: text as Unicode with insignificant padding removed; US and IS as numbers. */
 export type IndexedAttributes = { [K in IndexedKeyword]?: (typeof INDEXED)[K][1] extends 'US' | 'IS' ? number : string };
 
+/** INDEXED as a list, made once: every received and exported instance is decoded through it. */
+const INDEXED_ENTRIES = Object.entries(INDEXED) as Array<[IndexedKeyword, readonly [number, Vr]]>;
+
 export function decodeIndexedAttributes(values: ReadonlyMap<number, ScannedValue>): IndexedAttributes {
   const charsetValue = values.get(INDEXED.SpecificCharacterSet[0]);
   const charsets = parseSpecificCharacterSet(charsetValue ? trimText(charsetValue.bytes.toString('latin1')) : undefined);
   const out: Record<string, string | number> = {};
-  for (const [keyword, [tag, vr]] of Object.entries(INDEXED) as Array<[IndexedKeyword, readonly [number, Vr]]>) {
+  for (const [keyword, [tag, vr]] of INDEXED_ENTRIES) {
     const scanned = values.get(tag);
     if (!scanned || scanned.bytes.length === 0) continue;
     const decoded = decodeValue(scanned, vr, charsets);
