@@ -208,13 +208,17 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
   const orphanCopies: string[] = [];
   let bytes = 0;
   const write = db.transaction(() => {
+    // New instances are written together after the loop (InstanceIndex.insertNew): a second file of
+    // one of them in this batch is told by this set, as the index tells one of an earlier batch.
+    const fresh = new Map<string, InstanceRecord>();
     for (const result of results) {
       if (result.kind !== 'dicom') {
         problem(summary, result.kind, result.path, result.reason);
         continue;
       }
-      if (index.hasInstance(result.sopInstanceUid)) {
-        if (movedHere(index, storagePath, result)) {
+      const inBatch = fresh.has(result.sopInstanceUid);
+      if (inBatch || index.hasInstance(result.sopInstanceUid)) {
+        if (!inBatch && movedHere(index, storagePath, result)) {
           index.relocateImported(result.sopInstanceUid, recordedPath(result, storagePath), result.stamp, result.path, result.copiedTo === undefined, options.forward);
           summary.moved += 1;
           continue;
@@ -226,10 +230,11 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
         if (result.copiedTo) orphanCopies.push(result.copiedTo);
         continue;
       }
-      index.upsert(toRecord(result, storagePath, options, now));
+      fresh.set(result.sopInstanceUid, toRecord(result, storagePath, options, now));
       summary.indexed += 1;
       bytes += result.size;
     }
+    index.insertNew([...fresh.values()]);
   });
   try {
     write();

@@ -259,6 +259,35 @@ test('a series deleted by another connection is not used from the memo: its next
   assert.equal(filedUnder('1.2.1.2.2'), '1.2.1.2');
 });
 
+// insertNew writes an import's new instances many per statement; a series its memo still names but
+// that was deleted behind it (here by a statement on the same connection, which neither the memo's
+// data version nor its marks see) fails their foreign key: they are then written one by one.
+test('instances inserted together are filed under their series, and written again one by one when a remembered series is gone', (t) => {
+  const { db, index } = openTestIndex(t, scratchDir('db'));
+  const receivedAt = Date.now();
+  const many = Array.from({ length: 120 }, (_, n) => record({ receivedAt, sopInstanceUid: `1.2.1.1.${n}`, filePath: `a${n}`, attributes: { PatientID: 'P1', Modality: 'CT', InstanceNumber: n + 1 } }));
+  // A later series, so that a series made after the deletion below gets a new id (not the deleted one's).
+  many.push(record({ receivedAt, seriesInstanceUid: '1.2.1.9', sopInstanceUid: '1.2.1.9.1', filePath: 'z', attributes: { PatientID: 'P1', Modality: 'CT' } }));
+  db.transaction(() => index.insertNew(many))();
+  index.commitPending();
+  const filedUnder = (sopInstanceUid: string) =>
+    db.prepare('SELECT s.series_instance_uid FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.sop_instance_uid = ?').pluck().get(sopInstanceUid);
+  assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 121);
+  assert.deepEqual(db.prepare('SELECT instance_number, file_path, state FROM instances WHERE sop_instance_uid = ?').get('1.2.1.1.119'), { instance_number: 120, file_path: 'a119', state: 'received' });
+  assert.equal(db.prepare(`SELECT count FROM instance_state_counts WHERE state = 'received'`).pluck().get(), 121, 'the counting trigger ran for every row');
+  db.exec(`DELETE FROM instances WHERE series_pk = (SELECT id FROM series WHERE series_instance_uid = '1.2.1.1'); DELETE FROM series WHERE series_instance_uid = '1.2.1.1'`);
+  // The same patient, study and series values as before: the memo names the deleted series.
+  const next = [
+    record({ receivedAt, sopInstanceUid: '1.2.1.1.500', filePath: 'b', attributes: { PatientID: 'P1', Modality: 'CT' } }),
+    record({ receivedAt, seriesInstanceUid: '1.2.1.2', sopInstanceUid: '1.2.1.2.1', filePath: 'c', attributes: { PatientID: 'P1', Modality: 'CT' } }),
+  ];
+  db.transaction(() => index.insertNew(next))();
+  index.commitPending();
+  assert.equal(filedUnder('1.2.1.1.500'), '1.2.1.1');
+  assert.equal(filedUnder('1.2.1.2.1'), '1.2.1.2');
+  assert.equal(db.prepare('SELECT count(*) FROM series').pluck().get(), 3);
+});
+
 // Suspected in a review: quarantine delete took a bare row id and checked the copy outside the delete,
 // so a copy received again and held again could be deleted without anyone having reviewed it.
 test('deleting a held instance names the copy reviewed: a copy received since is not deleted with it', (t) => {
