@@ -17,7 +17,7 @@ import type { ProfileOption, ProfileRow } from './profile-types.js';
 import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
 import { HASHABLE_VRS, MAX_VALUE_LENGTH, type AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
-import { capAge, dummyValue, shiftDate, shiftDateTime } from './values.js';
+import { capAge, dateVrOfText, dummyValue, shiftDate, shiftDateTime } from './values.js';
 import { fitIso2022, identifiersToScrub, quotesIdentifier, scrubText, textFolding, type TextFolding } from './free-text.js';
 
 export interface DeidSettings {
@@ -352,6 +352,9 @@ export class DeidEngine {
     // (deidentify-file.ts): in an instance they are a medium's records and file paths, which media
     // writers name after patients (Referenced File ID, File-set ID).
     if (element.tag >>> 16 === 0x0004) return 'remove';
+    // File Meta Information (group 0002) belongs in the header Gantry writes anew (PS3.10 7.1); one
+    // inside the dataset, a writer's error, may hold anything (Private Information, a source's names).
+    if (element.tag >>> 16 === 0x0002) return 'remove';
     const keyword = keywordOf(element.tag) ?? '';
     const vr = element.vr === 'UN' && element.items === undefined ? vrOf(element.tag) : element.vr;
     if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !onlyStandardUids(this.text(element))) return 'uid';
@@ -381,7 +384,16 @@ export class DeidEngine {
    * is the element's, or the list's where the dataset is implicit VR (PS3.5 6.2.2: UN).
    */
   private retainedPrivateAction(element: EditableElement, listedVr: string | undefined): ConcreteAction {
-    const vr = element.vr === 'UN' ? (listedVr ?? 'UN') : element.vr;
+    let vr = element.vr === 'UN' ? (listedVr ?? 'UN') : element.vr;
+    // A VR neither the element nor the list gives (a block the instance declares safe, a site's own
+    // entry, in implicit VR or relabelled UN): a value that reads as UIDs or dates is treated as the UI,
+    // DA or DT it is, as for unlisted elements; kept as it came, it would link the output to the
+    // original instance, or give the patient's date shift away beside the shifted dates.
+    if (vr === 'UN' && element.items === undefined && element.length <= MAX_UID_LIST_BYTES) {
+      const text = this.text(element);
+      if (readsAsUids(text) && !onlyStandardUids(text)) return 'uid';
+      vr = dateVrOfText(text) ?? vr;
+    }
     if (vr === 'UI') return 'uid';
     if (vr === 'DA' || vr === 'DT') return concreteAction(actionCodeFor(UNLISTED_DATE, this.settings.options), vr);
     return 'keep';
@@ -559,10 +571,12 @@ export class DeidEngine {
       return;
     }
     const value = this.text(element);
-    if (element.vr === 'DA') {
+    // A value of unknown VR that reads as a date is shifted as the date it is (retainedPrivateAction).
+    const vr = element.vr === 'UN' && element.length <= MAX_UID_LIST_BYTES ? (dateVrOfText(value) ?? 'UN') : element.vr;
+    if (vr === 'DA') {
       this.datesShifted = true;
       this.replaceText(element, shiftDate(value.trim(), this.dateOffsetDays), path, 'clean');
-    } else if (element.vr === 'DT') {
+    } else if (vr === 'DT') {
       this.datesShifted = true;
       this.replaceText(element, shiftDateTime(value.trim(), this.dateOffsetDays), path, 'clean');
     } else if (element.vr === 'TM') {

@@ -92,11 +92,27 @@ export function scrubText(text: string, identifiers: readonly string[], folding:
   return unicode ? Buffer.from(out, 'utf8').toString('latin1') : out;
 }
 
+/**
+ * Dates in free text: YYYYMMDD (with or without separators, and with a DT's time of day after it),
+ * DD.MM.YYYY and the like, and dates with a month's English name ("12 Jan 1960", "Jan 12, 1960").
+ * Bounded by what is not a digit (or, for names, a letter): "DOB19600112" and "Scout_20200315" are
+ * dates too. Two-digit years are left alone: "12/01/60" reads as many things.
+ */
 function maskDates(text: string): string {
-  return text
-    .replace(/\b(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])\b/g, 'XXXXXXXX')
-    .replace(/\b(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}\b/g, 'XXXXXXXX');
+  return DATE_PATTERNS.reduce((masked, pattern) => masked.replace(pattern, 'XXXXXXXX'), text);
 }
+
+/** A month's English name or its three-letter abbreviation. */
+const MONTH_NAME = '(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t(ember)?)?|oct(ober)?|nov(ember)?|dec(ember)?)';
+const DAY = '(0?[1-9]|[12]\\d|3[01])(st|nd|rd|th)?';
+/** Made once: maskDates runs for every text value an instance keeps (global patterns: replace()
+ * starts each from the beginning). */
+const DATE_PATTERNS: readonly RegExp[] = [
+  /(?<!\d)(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])(?:([01]\d|2[0-3])(?:[0-5]\d){0,2}(?:\.\d{1,6})?)?(?!\d)/g,
+  /(?<!\d)(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}(?!\d)/g,
+  new RegExp(`(?<![\\p{L}\\d])${DAY}[ .-]*${MONTH_NAME}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),
+  new RegExp(`(?<![\\p{L}\\d])${MONTH_NAME}[ .-]*${DAY}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),
+];
 
 /**
  * Whether an identifier is looked for character by character (below): an ISO 2022 name, or any

@@ -78,6 +78,29 @@ function shiftOneDate(date: string, days: number): string {
   return `${shifted.getUTCFullYear().toString().padStart(4, '0')}${(shifted.getUTCMonth() + 1).toString().padStart(2, '0')}${shifted.getUTCDate().toString().padStart(2, '0')}`;
 }
 
+/**
+ * The VR a value of unknown VR (UN, PS3.5 6.2.2) reads as when it is a date: 'DA' when every value is
+ * YYYYMMDD, 'DT' when every value is a date with a time of day (and an optional UTC offset), each a
+ * real month and day; otherwise undefined. Shorter DT forms (a year alone) are left out: four digits
+ * are a count as often as a year.
+ */
+export function dateVrOfText(value: string): 'DA' | 'DT' | undefined {
+  const values = value.split('\\').map((one) => one.trim());
+  if (values.length === 0 || values.some((one) => one === '')) return undefined;
+  if (values.every((one) => UNKNOWN_VR_DATE.test(one) && realDay(one))) return 'DA';
+  if (values.every((one) => UNKNOWN_VR_DATE_TIME.test(one) && realDay(one))) return 'DT';
+  return undefined;
+}
+
+const UNKNOWN_VR_DATE = /^\d{8}$/;
+const UNKNOWN_VR_DATE_TIME = /^\d{8}([01]\d|2[0-3])([0-5]\d([0-5]\d(\.\d{1,6})?)?)?([+-](0\d|1[0-4])[0-5]\d)?$/;
+
+function realDay(value: string): boolean {
+  const month = Number(value.slice(4, 6));
+  const day = Number(value.slice(6, 8));
+  return month >= 1 && month <= 12 && day >= 1 && day <= 31;
+}
+
 /** One DT value: YYYY[MM[DD[HH[MM[SS[.F]]]]]] and an optional UTC offset &ZZXX, -1200 to +1400 (PS3.5
  * 6.2, Table 6.2-1): "2020-2021" is a range of years, not 2020 at offset -2021. */
 const DATE_TIME = String.raw`\d{4}[\d.]*(?:[+-](?:0\d|1[0-4])[0-5]\d)?`;

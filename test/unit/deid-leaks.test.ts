@@ -176,3 +176,13 @@ test('a frame whose codestream cannot be read from its start holds the instance,
   const { result } = deidentified('leak-jpeg-unreadable', dataset([...patient(), ...image, pixelData([readable, readable])]), '1.2.840.10008.1.2.4.50');
   assert.equal(result.kind, 'deidentified', 'readable frames with nothing to clean leave as they are');
 });
+
+// Found in a review: the reader takes group 0002 as File Meta Information only at the start of the
+// file; an element of it further in (a writer's error) went through the rules for unlisted
+// attributes, and an OB one such as Private Information (0002,0102) was kept with what it held.
+test('a File Meta Information element inside the dataset is not passed on', () => {
+  const body = Buffer.concat([dataset(patient()), encodeElement(0x00020102, 'OB', 'born 12 Jan 1960, MRN600 ')]);
+  const { result, written } = deidentified('leak-meta-in-dataset', body);
+  assert.equal(result.kind, 'deidentified');
+  assert.ok(written !== undefined && !written.includes('born 12 Jan'), 'what the element held leaves with it');
+});

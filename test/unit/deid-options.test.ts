@@ -119,6 +119,18 @@ test('cleanDescriptors keeps descriptions without the names and dates they quote
   assert.equal(scrubText('seen 15.03.2024 and 20240316 by Dr X', []), 'seen XXXXXXXX and XXXXXXXX by Dr X');
 });
 
+// Found in a review: dates next to letters ("DOB19600112"), with a time of day (a DT) or with a
+// month's name were neither cleaned nor reported by the findings scan.
+test('dates in free text are found run into other text, with a time of day, or with the month named', () => {
+  for (const text of ['Localizer_20200315', 'DOB19600112', '20200315103000.000', '12 Jan 1960', 'Jan 12, 1960', 'born 3rd March 1961', 'seen 15.03.2024']) {
+    assert.ok(scrubText(text, []).includes('XXXXXXXX'), `${text}: the date is masked`);
+    assert.ok(!/19[56]\d|20[12]\d/.test(scrubText(text, [])), `${text}: no year is left`);
+  }
+  for (const text of ['serial 12345678', 'v2020', 'Marathon 1960', '1.2.840.10008.5.1.4.1.1.2', 'series 20201399']) {
+    assert.equal(scrubText(text, []), text, `${text} is no date`);
+  }
+});
+
 test('the method code sequence lists the profile and each option used (CID 7050)', () => {
   const bytes = encodeDataset(BASE);
   const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
@@ -399,11 +411,15 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
     [0x00991002, 'UI', originalSeries], // Analyzed Series UID: a row of Table E.3.10-1
     [0x00230010, 'LO', 'DECLARED_SAFE'],
     [0x00231001, 'DA', '20240315'],
+    [0x00231002, 'UI', originalSeries],
+    [0x00231003, 'DT', '20240315101500'],
   ];
   const bytes = encodeDataset(elements);
   const config = parseConfigText('deid: { options: [retainSafePrivate] }', 'test');
+  // A site's own entries carry no VR: in implicit VR their elements are UN to the reader.
+  const declared = [0x01, 0x02, 0x03].map((element) => ({ creator: 'DECLARED_SAFE', group: 0x0023, element }));
   const run = (options: ProfileOption[], encoding: 'explicit-le' | 'implicit-le', dataset: Buffer) => {
-    const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate', ...options]), safePrivate: [...safePrivateFromConfig(config), { creator: 'DECLARED_SAFE', group: 0x0023, element: 0x01 }] };
+    const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate', ...options]), safePrivate: [...safePrivateFromConfig(config), ...declared] };
     const tree = parseDataset(new BufferSource(dataset), encoding) as EditableElement[];
     new DeidEngine(settings, PSEUDONYMS, new BufferSource(dataset), false, encoding === 'implicit-le').run(tree);
     const out: Buffer[] = [];
@@ -427,6 +443,14 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
   const implicit = run([], 'implicit-le', implicitBytes);
   assert.notEqual(implicit.value(0x00991002), originalSeries, 'implicit VR: the original UID does not pass');
   assert.equal(implicit.value(0x00991002), implicit.value(0x0020000e));
+  // Found in a review: an element of unknown VR kept as safe kept its UIDs and dates as they came.
+  assert.equal(implicit.value(0x00231002), implicit.value(0x0020000e), 'implicit VR, no listed VR: a value that reads as a UID gets its keyed replacement');
+  assert.equal(implicit.value(0x00231001), undefined, 'implicit VR, no listed VR: a value that reads as a date goes, as dates do');
+  assert.equal(implicit.value(0x00231003), undefined, 'and one that reads as a date and time');
+  const implicitShifted = run(['retainLongitudinalModifiedDates'], 'implicit-le', implicitBytes);
+  assert.equal(implicitShifted.value(0x00231001), implicitShifted.value(0x00080020), 'implicit VR under modified dates: it moves with the other dates');
+  assert.equal(implicitShifted.value(0x00231003), `${implicitShifted.value(0x00080020)}101500`, 'a date and time keeps its time of day');
+  assert.equal(run(['retainLongitudinalFullDates'], 'implicit-le', implicitBytes).value(0x00231001), '20240315', 'full dates keep it');
 });
 
 // Found in a review: a cleaned value longer than its VR allows is cut, and the cut counted bytes. An LO
