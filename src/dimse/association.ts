@@ -504,7 +504,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     const refusal =
       kind === 'move' && !command.moveDestination
         ? { status: Status.CannotUnderstand, errorComment: `${name} without a Move Destination (PS3.7 9.1.4.1.3)` }
-        : this.queryRetrieveRefusal(command.messageId ?? 0);
+        : this.queryRetrieveRefusal(command.messageId ?? 0, kind);
     if (refusal) {
       this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
       return;
@@ -550,12 +550,13 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
    * Why a C-FIND, C-MOVE or C-GET cannot start, if it cannot. These keep the association reading (for
    * their C-CANCEL), so the window is enforced here rather than by pausing the socket.
    */
-  private queryRetrieveRefusal(messageId: number): DimseResult | undefined {
+  private queryRetrieveRefusal(messageId: number, kind: 'find' | 'move' | 'get'): DimseResult | undefined {
     // PS3.7 9.1.2.1.1: outstanding operations have distinct Message IDs; a C-CANCEL names one.
     if (this.finds.has(messageId)) return { status: Status.DuplicateInvocation, errorComment: `Message ID ${messageId} is already in use by an outstanding operation` };
     // PS3.7 D.3.3.3: no more outstanding operations than the asynchronous operations window negotiated.
+    // Each service's own "out of resources" status (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
     if (Math.max(this.finds.size, this.operations.size) >= this.operationsWindow) {
-      return { status: Status.OutOfResources, errorComment: `out of resources: the negotiated asynchronous operations window (${this.operationsWindow}) is full` };
+      return { status: kind === 'find' ? Status.OutOfResources : Status.OutOfResourcesMatches, errorComment: `out of resources: the negotiated asynchronous operations window (${this.operationsWindow}) is full` };
     }
     return undefined;
   }

@@ -7,8 +7,11 @@ export const Status = {
   WarningDatasetMismatch: 0xb007,
   /** PS3.4 B.2.3: elements discarded. */
   WarningElementsDiscarded: 0xb006,
-  /** PS3.4 B.2.3: refused, out of resources. */
+  /** PS3.4 B.2.3 (C-STORE) and C.4.1.1.4 (C-FIND): refused, out of resources. */
   OutOfResources: 0xa700,
+  /** PS3.4 C.4.2.1.5 and C.4.3.1.4 (C-MOVE, C-GET): refused, out of resources, unable to calculate the
+   * number of matches (0xA700 is not theirs). */
+  OutOfResourcesMatches: 0xa701,
   /** PS3.4 B.2.3: error, data set does not match SOP class. */
   DatasetDoesNotMatchSopClass: 0xa900,
   /** PS3.4 B.2.3: error, cannot understand (0xC000–0xCFFF). */

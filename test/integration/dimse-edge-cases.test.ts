@@ -308,6 +308,43 @@ describe('acceptor serving C-MOVE (in process)', () => {
     }
   });
 
+  // Found in a review: a C-MOVE beyond the window was refused with 0xA700, a status C-MOVE and C-GET
+  // do not have (PS3.4 C.4.2.1.5, C.4.3.1.4); theirs is 0xA701 (or 0xA702).
+  test('a C-MOVE beyond the asynchronous operations window is refused with 0xA701, and the one running goes on', async () => {
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const { server, port } = await startTestServer({
+      serviceFor: (abstractSyntax) => (abstractSyntax === STUDY_ROOT_MOVE ? 'move' : undefined),
+      handlers: {
+        echo: () => ({ status: Status.Success }),
+        store: () => new DiscardingSink({ status: Status.Success }),
+        move: () =>
+          (async function* () {
+            await released;
+            yield* [];
+            return { status: Status.Success, suboperations: { remaining: 0, completed: 0, failed: 0, warning: 0 } };
+          })(),
+      },
+    });
+    const raw = await RawAssociation.open(port);
+    try {
+      // No window proposed: one operation at a time (PS3.7 D.3.3.3).
+      assert.equal((await raw.associate({ called: 'GANTRY', calling: 'RAW', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+      for (const messageId of [1, 2]) {
+        raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, commandDataSetType: DATASET_PRESENT, moveDestination: 'ELSEWHERE' });
+        raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', '1.2.3']]));
+      }
+      const refused = await raw.next(5000);
+      release();
+      const finished = await raw.next(5000);
+      const summary = [refused, finished].map((event) => (event.kind === 'command' ? `rsp ${event.command.messageIdBeingRespondedTo} 0x${event.command.status?.toString(16)}` : event.kind));
+      assert.deepEqual(summary, ['rsp 2 0xa701', 'rsp 1 0x0']);
+    } finally {
+      raw.destroy();
+      await server.close(1000);
+    }
+  });
+
   // Found in a review: every final C-MOVE and C-GET response carried Number of Remaining Sub-operations
   // (0), which PS3.4 C.4.2.1.6 and C.4.3.1.6 allow in Pending and Cancel responses only: "Warning,
   // Failure or Success shall not contain" it.
