@@ -21,6 +21,7 @@ import {
   encodeAssociateRequest,
   encodePData,
   encodeReleaseRequest,
+  encodeReleaseResponse,
   PduError,
   PduType,
   type AssociateReject,
@@ -553,8 +554,8 @@ export class RequestorAssociation implements PduStreamSink {
         this.releaseDone?.resolve();
         return;
       case PduType.ReleaseRq:
-        // The acceptor may not release (PS3.8 7.2 reserves release to the requestor here): abort.
-        throw new PduError('A-RELEASE-RQ from the acceptor', AbortReason.UnexpectedPdu);
+        this.onPeerRelease();
+        return;
       case PduType.Abort: {
         const abort = decodeAbort(body);
         this.fail(new AssociationError(`the peer aborted the association (source ${abort.source}, reason ${abort.reason})`, 'aborted'));
@@ -563,6 +564,25 @@ export class RequestorAssociation implements PduStreamSink {
       default:
         throw new PduError(`unexpected PDU type 0x${type.toString(16)} for an association requestor`, AbortReason.UnexpectedPdu);
     }
+  }
+
+  /**
+   * PS3.8 7.2: either user may release. Established (state table AR-2, AR-4): the release is answered
+   * with A-RELEASE-RP, and what was outstanding fails as ended by the peer (sent again later). While
+   * Gantry releases too, a release collision (AR-8, then AR-9 for the requestor): the A-RELEASE-RP
+   * goes out, and Gantry's own release still waits for the peer's.
+   */
+  private onPeerRelease(): void {
+    if (this.phase === 'releasing') {
+      this.socket.write(encodeReleaseResponse());
+      return;
+    }
+    if (this.phase !== 'established') throw new PduError('unexpected A-RELEASE-RQ', AbortReason.UnexpectedPdu);
+    const socket = this.socket;
+    socket.end(encodeReleaseResponse());
+    // The acceptor closes the connection once it has the answer (PS3.8 AR-4, Sta13); ARTIM bounds it.
+    setTimeout(() => socket.destroy(), this.options.artimMs).unref();
+    this.fail(new AssociationError('the peer released the association', 'closed'), false);
   }
 
   private onAccept(body: Buffer): void {

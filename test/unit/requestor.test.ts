@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandField, decodeCommand, encodeCommand, NO_DATASET, type DimseCommand } from '../../src/dimse/command.js';
 import { READ_CHUNK } from '../../src/dimse/dataset-pdus.js';
-import { encodePData, encodeReleaseResponse, PduType } from '../../src/dimse/pdu.js';
-import { RequestorAssociation } from '../../src/dimse/requestor.js';
+import { encodePData, encodeReleaseRequest, encodeReleaseResponse, PduType } from '../../src/dimse/pdu.js';
+import { AssociationError, RequestorAssociation } from '../../src/dimse/requestor.js';
 import { acceptEverything, requestorOptions } from '../helpers/requestor-peer.js';
 
 
@@ -372,4 +372,61 @@ test('an early Success reaches onResponse only once the whole dataset is sent: n
     (error: Error & { requestSent?: boolean }) => error.requestSent === true,
   );
   assert.deepEqual(confirmations, [], 'no confirmation of an object the destination never had whole');
+});
+
+/** A peer that accepts, then releases on its own (`idle`), or answers Gantry's A-RELEASE-RQ with one
+ * of its own and only then, once Gantry has answered that, with its A-RELEASE-RP (`collision`). Every
+ * PDU type it receives is listed. */
+async function releasingPeer(mode: 'idle' | 'collision'): Promise<{ server: Server; port: number; received: number[] }> {
+  const received: number[] = [];
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => undefined);
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+        const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
+        buffered = buffered.subarray(pdu.length);
+        const type = pdu[0] as number;
+        received.push(type);
+        if (type === PduType.AssociateRq) {
+          socket.write(acceptEverything(pdu, { maxPduLength: 16384 }));
+          if (mode === 'idle') setTimeout(() => socket.write(encodeReleaseRequest()), 100);
+        } else if (type === PduType.ReleaseRq && mode === 'collision') {
+          socket.write(encodeReleaseRequest());
+        } else if (type === PduType.ReleaseRp) {
+          if (mode === 'collision') socket.end(encodeReleaseResponse());
+          else socket.end();
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port, received };
+}
+
+// Found in a review: an A-RELEASE-RQ from the destination was answered with an A-ABORT. PS3.8 7.2 lets
+// either user release, and its state table answers it (AR-2, AR-4), in a release collision too (AR-8).
+test('a release by the peer is answered with A-RELEASE-RP, not A-ABORT; later requests fail as not sent', async (t) => {
+  const peer = await releasingPeer('idle');
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(requestorOptions(peer.port));
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  for (let waited = 0; !peer.received.includes(PduType.ReleaseRp) && waited < 3000; waited += 20) await sleep(20);
+  assert.deepEqual(peer.received, [PduType.AssociateRq, PduType.ReleaseRp]);
+  await assert.rejects(association.store(context, '1.2.3.4', { length: 4, read: async () => 0, bytes: Buffer.alloc(4) }), (error: unknown) => {
+    assert.ok(error instanceof AssociationError);
+    assert.equal(error.kind, 'closed');
+    assert.equal(error.requestSent, false);
+    return true;
+  });
+});
+
+test('a release collision: Gantry answers the peer\'s A-RELEASE-RQ and its own release completes', async (t) => {
+  const peer = await releasingPeer('collision');
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(requestorOptions(peer.port));
+  await association.release();
+  assert.deepEqual(peer.received, [PduType.AssociateRq, PduType.ReleaseRq, PduType.ReleaseRp]);
 });
