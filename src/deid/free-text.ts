@@ -30,8 +30,10 @@ const LATIN1_SETS: ReadonlySet<string> = new Set(['', 'ISO_IR 6', 'ISO 2022 IR 6
  * The name's parts and the IDs worth looking for in free text. A part of three characters or more
  * counts; a name component of two (the family names Li, Ng, Wu, Xu, Ho, Le) counts when it is the
  * whole family, given or middle name, not one word of several ("DE LA CRUZ": particles that would
- * mask every "la" and "de"). An ID is split only where a name's parts are (spaces, ^ and =):
- * "12-345" is looked for whole. Longest first, so that a longer identifier is masked whole.
+ * mask every "la" and "de"); a hyphenated or apostrophed word by its parts of three or more and run
+ * together too. An ID is split only where a name's parts are (spaces, ^ and =): "12-345" is looked for
+ * whole, and without its separators ("12345"). Longest first, so that a longer identifier is masked
+ * whole.
  */
 export function identifiersToScrub(personNames: readonly string[], ids: readonly string[]): readonly string[] {
   // The instances of a series come one after the other with the same patient: the same answer.
@@ -61,11 +63,27 @@ function newIdentifiersToScrub(personNames: readonly string[], ids: readonly str
     for (const group of name.split('\\').flatMap((value) => value.split('='))) {
       group.split('^').forEach((component, index) => {
         const words = component.split(/\s+/).map(trim).filter((word) => word !== '');
-        for (const word of words) if (word.length >= 3 || (word.length === 2 && words.length === 1 && index <= 2)) parts.push(word);
+        for (const word of words) {
+          if (word.length >= 3 || (word.length === 2 && words.length === 1 && index <= 2)) parts.push(word);
+          // A double-barrelled or apostrophed name is written by its parts too, or run together:
+          // "Garcia" and "Lopez" of GARCIA-LOPEZ, "OBrien" of O'BRIEN.
+          const pieces = word.split(/[-']+/).filter((piece) => piece !== '');
+          if (pieces.length < 2) continue;
+          for (const piece of pieces) if (piece.length >= 3) parts.push(piece);
+          if (pieces.join('').length >= 3) parts.push(pieces.join(''));
+        }
       });
     }
   }
-  for (const id of ids) parts.push(...id.split(/[\^=\s]+/).map(trim).filter((part) => part.length >= 3));
+  for (const id of ids) {
+    const pieces = id.split(/[\^=\s]+/).map(trim).filter((part) => part.length >= 3);
+    parts.push(...pieces);
+    // "AB-12345" is written "AB12345" too (its parts alone are not looked for: "12" is anything).
+    for (const piece of pieces) {
+      const bare = piece.replace(/[-./_]+/g, '');
+      if (bare !== piece && bare.length >= 3) parts.push(bare);
+    }
+  }
   return [...new Set(parts)].sort((a, b) => b.length - a.length);
 }
 

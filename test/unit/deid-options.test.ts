@@ -131,6 +131,23 @@ test('dates in free text are found run into other text, with a time of day, or w
   }
 });
 
+// Found in a review: the parts of a hyphenated or apostrophed name, and an ID written without its
+// hyphen, were neither cleaned nor reported.
+test('hyphenated and apostrophed names are found by their parts, and IDs without their separators', () => {
+  const ids = identifiersToScrub(['GARCIA-LOPEZ^ANA MARIA', "O'BRIEN^PAT"], ['AB-12345']);
+  for (const [text, scrubbed] of [
+    ['Pt Garcia seen', 'Pt XXXXXX seen'],
+    ['Garcia Lopez', 'XXXXXX XXXXXX'],
+    ['ID AB12345 and AB-12345', 'ID XXXXXX and XXXXXX'],
+    ['Mr OBrien', 'Mr XXXXXX'],
+    ["Mr O'Brien", 'Mr XXXXXX'],
+  ]) {
+    assert.equal(scrubText(text as string, ids), scrubbed, text);
+    assert.ok(quotesIdentifier(text as string, ids), `${text} is reported`);
+  }
+  assert.equal(scrubText('Lopezville, 12 and 345', ids), 'Lopezville, 12 and 345', 'a part inside a longer word, or an ID cut at its hyphen, is not looked for');
+});
+
 test('the method code sequence lists the profile and each option used (CID 7050)', () => {
   const bytes = encodeDataset(BASE);
   const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
