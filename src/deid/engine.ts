@@ -267,7 +267,15 @@ export class DeidEngine {
       : undefined;
     for (const element of elements) {
       const here = `${path}(${tagText(element.tag)})`;
-      if ((element.tag & 0xffff) === 0x0000) continue; // group lengths: the writer recomputes them
+      if ((element.tag & 0xffff) === 0x0000) {
+        // Group lengths (UL, retired, PS3.5 7.2): the writer recomputes them. One that is not four bytes
+        // is no length, and whatever it holds is copied as it came unless it goes.
+        if (element.length !== 4) {
+          element.removed = true;
+          this.record(here, element.tag, 'remove');
+        }
+        continue;
+      }
       if (isPrivateCreator(element.tag)) continue; // decided with their blocks, below
       const rule = this.ruleFor(element.tag, creators);
       if (rule) {

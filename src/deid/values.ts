@@ -127,6 +127,9 @@ export function shiftDateTime(value: string, days: number): string {
 
 /** A DT with only a year or a year and month keeps its precision after the shift of its first day. */
 function shiftOneDateTime(dateTime: string, days: number): string {
+  // The dotted date of ACR-NEMA (YYYY.MM.DD) that shiftOneDate reads: shifted whole, not by its year.
+  const dotted = /^(\d{4})\.(\d{2})\.(\d{2})(.*)$/.exec(dateTime);
+  if (dotted) return `${shiftOneDate(`${dotted[1]}${dotted[2]}${dotted[3]}`, days)}${dotted[4] ?? ''}`;
   const match = /^(\d{4})(\d{2})?(\d{2})?(.*)$/.exec(dateTime);
   if (!match) return '19000101000000';
   const shifted = shiftOneDate(`${match[1]}${match[2] ?? '01'}${match[3] ?? '01'}`, days);

@@ -133,6 +133,8 @@ test('DT values: the date moves by whole days; precision, time, fraction and eit
   assert.equal(shiftDateTime('20200115103000-0500', -10), '20200105103000-0500');
   assert.equal(shiftDateTime('20200115103000.123456+0100', -10), '20200105103000.123456+0100');
   assert.equal(shiftDateTime('202001', -40), '201911', 'a year and month keep their precision');
+  // Found in a review: a dotted (ACR-NEMA) date in a DT moved by its year only, keeping month and day.
+  assert.equal(shiftDateTime('2020.03.15', -365), '20190316', 'a dotted date moves whole');
   assert.equal(shiftDateTime('2020', -1), '2019');
   assert.equal(shiftDateTime('20200101-20200131', -1), '20191231-20200130', 'a range');
   assert.equal(shiftDateTime('20200101-0500-20200131-0500', -1), '20191231-0500-20200130-0500', 'a range whose ends have offsets');

@@ -186,3 +186,20 @@ test('a File Meta Information element inside the dataset is not passed on', () =
   assert.equal(result.kind, 'deidentified');
   assert.ok(written !== undefined && !written.includes('born 12 Jan'), 'what the element held leaves with it');
 });
+
+// Found in a review: group lengths were skipped by the engine and copied as they came when nothing
+// else of their group changed; one that is not the four bytes of a UL (malformed) held text.
+test('a group length that is not four bytes is not passed on', () => {
+  const implicit = Buffer.concat([
+    implicitElement(0x00080016, CT_IMAGE),
+    implicitElement(0x00080018, SOP),
+    implicitElement(0x00100010, 'Zabriskie^Quentin'),
+    implicitElement(0x00100020, 'MRN600'),
+    implicitElement(0x00180000, 'DOE JOHN DOB 19600112'),
+    implicitElement(0x00180050, '1.5 '),
+  ]);
+  const { result, written } = deidentified('leak-group-length', implicit, '1.2.840.10008.1.2');
+  assert.equal(result.kind, 'deidentified');
+  assert.ok(written !== undefined && !written.includes('DOE JOHN'), 'what the group length held leaves');
+  assert.ok(written.includes('1.5'), 'the rest of the group stays');
+});
