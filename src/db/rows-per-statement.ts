@@ -17,7 +17,9 @@ export const ROWS_PER_STATEMENT = 50;
 /** `C`: what every row of one `run` shares (a time), given to `columns` beside each row. */
 export class RowsPerStatement<T, C = undefined> {
   private readonly many: Statement;
-  private readonly one: Statement;
+  /** Statements for fewer rows than ROWS_PER_STATEMENT (the rest of a run), by row count, made when
+   * first needed: a batch of 128 rows is two statements of 50 and one of 28, not 28 of one. */
+  private readonly fewer = new Map<number, { statement: Statement; values: unknown[] }>();
   private readonly values: unknown[];
 
   /**
@@ -25,13 +27,12 @@ export class RowsPerStatement<T, C = undefined> {
    * @param columns puts a row's parameters, `width` of them, into `into` from `at`
    */
   constructor(
-    db: Db,
-    sqlFor: (rows: number) => string,
+    private readonly db: Db,
+    private readonly sqlFor: (rows: number) => string,
     private readonly width: number,
     private readonly columns: (row: T, into: unknown[], at: number, shared: C) => void,
   ) {
     this.many = db.prepare(sqlFor(ROWS_PER_STATEMENT));
-    this.one = db.prepare(sqlFor(1));
     // Reused from one statement to the next: no array per statement.
     this.values = new Array<unknown>(ROWS_PER_STATEMENT * width);
   }
@@ -43,11 +44,20 @@ export class RowsPerStatement<T, C = undefined> {
       for (let row = 0; row < ROWS_PER_STATEMENT; row += 1) this.columns(rows[start + row] as T, this.values, row * this.width, shared);
       this.many.run(this.values);
     }
-    const single = new Array<unknown>(this.width);
-    for (let index = whole; index < rows.length; index += 1) {
-      this.columns(rows[index] as T, single, 0, shared);
-      this.one.run(single);
+    const rest = rows.length - whole;
+    if (rest === 0) return;
+    const fewer = this.fewerStatement(rest);
+    for (let row = 0; row < rest; row += 1) this.columns(rows[whole + row] as T, fewer.values, row * this.width, shared);
+    fewer.statement.run(fewer.values);
+  }
+
+  private fewerStatement(rows: number): { statement: Statement; values: unknown[] } {
+    let fewer = this.fewer.get(rows);
+    if (!fewer) {
+      fewer = { statement: this.db.prepare(this.sqlFor(rows)), values: new Array<unknown>(rows * this.width) };
+      this.fewer.set(rows, fewer);
     }
+    return fewer;
   }
 }
 

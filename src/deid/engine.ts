@@ -399,7 +399,8 @@ export class DeidEngine {
     // original instance, or give the patient's date shift away beside the shifted dates.
     if (vr === 'UN' && element.items === undefined && element.length <= MAX_UID_LIST_BYTES) {
       const text = this.text(element);
-      if (readsAsUids(text) && !onlyStandardUids(text)) return 'uid';
+      // Stricter than for unlisted elements: a value a site chose to keep may be a version ("5.1.7").
+      if (readsAsUids(text, RETAINED_UID_SYNTAX) && !onlyStandardUids(text)) return 'uid';
       vr = dateVrOfText(text) ?? vr;
     }
     if (vr === 'UI') return 'uid';
@@ -777,10 +778,14 @@ const MAX_UID_LIST_BYTES = 65 * 1000;
 const UID_SYNTAX = /^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*)){2,}$/;
 
 /** Whether a value is a backslash-separated list of UIDs (padding trimmed), each of 64 characters at most. */
-function readsAsUids(value: string): boolean {
+function readsAsUids(value: string, syntax = UID_SYNTAX): boolean {
   if (value === '') return false;
-  return value.split('\\').every((uid) => uid.length <= 64 && UID_SYNTAX.test(uid.trim()));
+  return value.split('\\').every((uid) => uid.length <= 64 && syntax.test(uid.trim()));
 }
+
+/** A UID as registration authorities give them (PS3.5 9.1, ISO/IEC 8824): its first arc 0, 1 or 2,
+ * and four components or more. */
+const RETAINED_UID_SYNTAX = /^[0-2](\.(0|[1-9][0-9]*)){3,}$/;
 
 /** Whether every value of a UI is a UID of the standard itself (replaceUids keeps those, value by value). */
 function onlyStandardUids(value: string): boolean {

@@ -78,10 +78,11 @@ function newIdentifiersToScrub(personNames: readonly string[], ids: readonly str
   for (const id of ids) {
     const pieces = id.split(/[\^=\s]+/).map(trim).filter((part) => part.length >= 3);
     parts.push(...pieces);
-    // "AB-12345" is written "AB12345" too (its parts alone are not looked for: "12" is anything).
+    // "AB-12345" is written "AB12345" too (its parts alone are not looked for: "12" is anything),
+    // when that is still an ID: five characters or more, or a letter among them ("12-3" is no "123").
     for (const piece of pieces) {
       const bare = piece.replace(/[-./_]+/g, '');
-      if (bare !== piece && bare.length >= 3) parts.push(bare);
+      if (bare !== piece && (bare.length >= 5 || (bare.length >= 3 && /[A-Za-z]/.test(bare)))) parts.push(bare);
     }
   }
   return [...new Set(parts)].sort((a, b) => b.length - a.length);
@@ -126,7 +127,8 @@ const DAY = '(0?[1-9]|[12]\\d|3[01])(st|nd|rd|th)?';
 /** Made once: maskDates runs for every text value an instance keeps (global patterns: replace()
  * starts each from the beginning). */
 const DATE_PATTERNS: readonly RegExp[] = [
-  /(?<!\d)(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])(?:([01]\d|2[0-3])(?:[0-5]\d){0,2}(?:\.\d{1,6})?)?(?!\d)/g,
+  // Not after a dot: a UID's component ("...543.20200315103000.1") is no date.
+  /(?<![\d.])(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])(?:([01]\d|2[0-3])(?:[0-5]\d){0,2}(?:\.\d{1,6})?)?(?!\d)/g,
   /(?<!\d)(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}(?!\d)/g,
   new RegExp(`(?<![\\p{L}\\d])${DAY}[ .-]*${MONTH_NAME}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),
   new RegExp(`(?<![\\p{L}\\d])${MONTH_NAME}[ .-]*${DAY}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),

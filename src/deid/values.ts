@@ -81,10 +81,12 @@ function shiftOneDate(date: string, days: number): string {
 /**
  * The VR a value of unknown VR (UN, PS3.5 6.2.2) reads as when it is a date: 'DA' when every value is
  * YYYYMMDD, 'DT' when every value is a date with a time of day (and an optional UTC offset), each a
- * real month and day; otherwise undefined. Shorter DT forms (a year alone) are left out: four digits
- * are a count as often as a year.
+ * real month and day, in 1900-2099; otherwise undefined. Shorter DT forms (a year alone) are left
+ * out: four digits are a count as often as a year.
  */
 export function dateVrOfText(value: string): 'DA' | 'DT' | undefined {
+  // A list of dates is short and opens with a digit: anything else is not read further.
+  if (value.length > MAX_DATE_LIST_LENGTH || !/^\s*\d/.test(value)) return undefined;
   const values = value.split('\\').map((one) => one.trim());
   if (values.length === 0 || values.some((one) => one === '')) return undefined;
   if (values.every((one) => UNKNOWN_VR_DATE.test(one) && realDay(one))) return 'DA';
@@ -92,8 +94,10 @@ export function dateVrOfText(value: string): 'DA' | 'DT' | undefined {
   return undefined;
 }
 
-const UNKNOWN_VR_DATE = /^\d{8}$/;
-const UNKNOWN_VR_DATE_TIME = /^\d{8}([01]\d|2[0-3])([0-5]\d([0-5]\d(\.\d{1,6})?)?)?([+-](0\d|1[0-4])[0-5]\d)?$/;
+/** Years 1900-2099 only: an eight-digit counter or ID reads as a date of some year far more often. */
+const UNKNOWN_VR_DATE = /^(19|20)\d{6}$/;
+const UNKNOWN_VR_DATE_TIME = /^(19|20)\d{6}([01]\d|2[0-3])([0-5]\d([0-5]\d(\.\d{1,6})?)?)?([+-](0\d|1[0-4])[0-5]\d)?$/;
+const MAX_DATE_LIST_LENGTH = 4096;
 
 function realDay(value: string): boolean {
   const month = Number(value.slice(4, 6));

@@ -108,7 +108,8 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
   return {
     kind: 'deidentified',
     filePath: deidentifiedPath(outcome.studyInstanceUid, outcome.seriesInstanceUid, outcome.sopInstanceUid),
-    fileSize: statSync(task.temporary).size,
+    // The size as written (deidentify-file.ts counts it); a stat only if it was not counted.
+    fileSize: outcome.bytes ?? statSync(task.temporary).size,
     sopInstanceUid: outcome.sopInstanceUid,
     seriesInstanceUid: outcome.seriesInstanceUid,
     studyInstanceUid: outcome.studyInstanceUid,

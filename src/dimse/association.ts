@@ -532,7 +532,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
    * never reaches the handler), it is no longer outstanding once answered: its Message ID may be used
    * again (PS3.7 9.1.2.1.1) and its place in the asynchronous operations window is free (D.3.3.3).
    * Kept otherwise, the ID would be refused as a duplicate and, in a window of 1, every later C-FIND,
-   * C-MOVE and C-GET on the association with 0xA700.
+   * C-MOVE and C-GET on the association as out of resources (0xA700, 0xA701).
    */
   private forgettingWhenEnded(sink: DatasetSink, messageId: number, controller: AbortController): DatasetSink {
     return {

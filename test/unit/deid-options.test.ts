@@ -126,7 +126,7 @@ test('dates in free text are found run into other text, with a time of day, or w
     assert.ok(scrubText(text, []).includes('XXXXXXXX'), `${text}: the date is masked`);
     assert.ok(!/19[56]\d|20[12]\d/.test(scrubText(text, [])), `${text}: no year is left`);
   }
-  for (const text of ['serial 12345678', 'v2020', 'Marathon 1960', '1.2.840.10008.5.1.4.1.1.2', 'series 20201399']) {
+  for (const text of ['serial 12345678', 'v2020', 'Marathon 1960', '1.2.840.10008.5.1.4.1.1.2', 'series 20201399', '1.2.826.0.1.3680043.10.543.20200315103000.1']) {
     assert.equal(scrubText(text, []), text, `${text} is no date`);
   }
 });
@@ -146,6 +146,7 @@ test('hyphenated and apostrophed names are found by their parts, and IDs without
     assert.ok(quotesIdentifier(text as string, ids), `${text} is reported`);
   }
   assert.equal(scrubText('Lopezville, 12 and 345', ids), 'Lopezville, 12 and 345', 'a part inside a longer word, or an ID cut at its hyphen, is not looked for');
+  assert.ok(!identifiersToScrub([], ['12-3']).includes('123'), 'an ID run together is still one: not three digits');
 });
 
 test('the method code sequence lists the profile and each option used (CID 7050)', () => {
@@ -430,11 +431,13 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
     [0x00231001, 'DA', '20240315'],
     [0x00231002, 'UI', originalSeries],
     [0x00231003, 'DT', '20240315101500'],
+    [0x00231004, 'LO', '5.1.7'],
+    [0x00231005, 'LO', '12340115'],
   ];
   const bytes = encodeDataset(elements);
   const config = parseConfigText('deid: { options: [retainSafePrivate] }', 'test');
   // A site's own entries carry no VR: in implicit VR their elements are UN to the reader.
-  const declared = [0x01, 0x02, 0x03].map((element) => ({ creator: 'DECLARED_SAFE', group: 0x0023, element }));
+  const declared = [0x01, 0x02, 0x03, 0x04, 0x05].map((element) => ({ creator: 'DECLARED_SAFE', group: 0x0023, element }));
   const run = (options: ProfileOption[], encoding: 'explicit-le' | 'implicit-le', dataset: Buffer) => {
     const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate', ...options]), safePrivate: [...safePrivateFromConfig(config), ...declared] };
     const tree = parseDataset(new BufferSource(dataset), encoding) as EditableElement[];
@@ -464,6 +467,8 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
   assert.equal(implicit.value(0x00231002), implicit.value(0x0020000e), 'implicit VR, no listed VR: a value that reads as a UID gets its keyed replacement');
   assert.equal(implicit.value(0x00231001), undefined, 'implicit VR, no listed VR: a value that reads as a date goes, as dates do');
   assert.equal(implicit.value(0x00231003), undefined, 'and one that reads as a date and time');
+  assert.equal(implicit.value(0x00231004), '5.1.7', 'a version is no UID');
+  assert.equal(implicit.value(0x00231005), '12340115', 'a number is no date of the year 1234');
   const implicitShifted = run(['retainLongitudinalModifiedDates'], 'implicit-le', implicitBytes);
   assert.equal(implicitShifted.value(0x00231001), implicitShifted.value(0x00080020), 'implicit VR under modified dates: it moves with the other dates');
   assert.equal(implicitShifted.value(0x00231003), `${implicitShifted.value(0x00080020)}101500`, 'a date and time keeps its time of day');

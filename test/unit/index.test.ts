@@ -273,7 +273,10 @@ test('instances inserted together are filed under their series, and written agai
   const filedUnder = (sopInstanceUid: string) =>
     db.prepare('SELECT s.series_instance_uid FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.sop_instance_uid = ?').pluck().get(sopInstanceUid);
   assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 121);
-  assert.deepEqual(db.prepare('SELECT instance_number, file_path, state FROM instances WHERE sop_instance_uid = ?').get('1.2.1.1.119'), { instance_number: 120, file_path: 'a119', state: 'received' });
+  // Rows of the first statement of 50, its last, and the rest's.
+  for (const n of [0, 49, 50, 119]) {
+    assert.deepEqual(db.prepare('SELECT instance_number, file_path, state FROM instances WHERE sop_instance_uid = ?').get(`1.2.1.1.${n}`), { instance_number: n + 1, file_path: `a${n}`, state: 'received' });
+  }
   assert.equal(db.prepare(`SELECT count FROM instance_state_counts WHERE state = 'received'`).pluck().get(), 121, 'the counting trigger ran for every row');
   db.exec(`DELETE FROM instances WHERE series_pk = (SELECT id FROM series WHERE series_instance_uid = '1.2.1.1'); DELETE FROM series WHERE series_instance_uid = '1.2.1.1'`);
   // The same patient, study and series values as before: the memo names the deleted series.
@@ -286,6 +289,19 @@ test('instances inserted together are filed under their series, and written agai
   assert.equal(filedUnder('1.2.1.1.500'), '1.2.1.1');
   assert.equal(filedUnder('1.2.1.2.1'), '1.2.1.2');
   assert.equal(db.prepare('SELECT count(*) FROM series').pluck().get(), 3);
+  // The same in a later statement of a run: 55 rows of a new series, then 5 of the deleted one.
+  db.exec(`DELETE FROM instances WHERE series_pk = (SELECT id FROM series WHERE series_instance_uid = '1.2.1.1'); DELETE FROM series WHERE series_instance_uid = '1.2.1.1'`);
+  const later = [
+    ...Array.from({ length: 55 }, (_, n) => record({ receivedAt, seriesInstanceUid: '1.2.1.5', sopInstanceUid: `1.2.1.5.${n}`, filePath: `e${n}`, attributes: { PatientID: 'P1', Modality: 'CT' } })),
+    ...Array.from({ length: 5 }, (_, n) => record({ receivedAt, sopInstanceUid: `1.2.1.1.${600 + n}`, filePath: `f${n}`, attributes: { PatientID: 'P1', Modality: 'CT' } })),
+  ];
+  db.transaction(() => index.insertNew(later))();
+  index.commitPending();
+  assert.equal(filedUnder('1.2.1.5.54'), '1.2.1.5');
+  assert.equal(filedUnder('1.2.1.1.604'), '1.2.1.1');
+  // 1.2.1.9.1 and 1.2.1.2.1 (1.2.1.1.500 went with its series), and the 60.
+  assert.equal(db.prepare(`SELECT count(*) FROM instances`).pluck().get(), 62);
+  assert.equal(db.prepare(`SELECT count FROM instance_state_counts WHERE state = 'received'`).pluck().get(), 62, 'each row counted once');
 });
 
 // Suspected in a review: quarantine delete took a bare row id and checked the copy outside the delete,
