@@ -451,7 +451,6 @@ export class InstanceIndex {
   private insertInstance(record: InstanceRecord, seriesPk: number): void {
     this.instanceRows.run([{ record, seriesPk }], undefined);
   }
-
 }
 
 interface Pending {
