@@ -33,6 +33,7 @@ import { CollectingSink, DiscardingSink, type AssociationInfo, type DatasetSink,
 import { sendDatasetPdus, type DatasetBody } from './dataset-pdus.js';
 import { resultFromError, Status, statusHex, type DimseResult, type SuboperationCounts } from './status.js';
 import { canonicalAddress } from './peer-address.js';
+import { trimUid } from '../dicom/values.js';
 
 export interface AcceptorOptions {
   id: string;
@@ -94,7 +95,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   /** C-FINDs, C-MOVEs and C-GETs running, by message ID, for C-CANCEL (PS3.7 9.3.2.3). */
   private readonly finds = new Map<number, AbortController>();
   /** C-STORE sub-operations of a C-GET sent on this association, waiting for their responses. */
-  private readonly outgoing = new Map<number, { resolve(result: DimseResult): void; reject(error: Error): void }>();
+  /** C-STORE sub-operations of a C-GET awaiting their response, by Message ID, with the UIDs they name. */
+  private readonly outgoing = new Map<number, { sopClassUid: string; sopInstanceUid: string; resolve(result: DimseResult): void; reject(error: Error): void }>();
   private nextOutgoingId = 1;
   private storeChain: Promise<void> = Promise.resolve();
   private streamingDataset: Promise<void> | undefined;
@@ -404,6 +406,15 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (command.commandField === CommandField.CStoreRsp && this.outgoing.has(command.messageIdBeingRespondedTo ?? -1)) {
       // The answer to a C-STORE sub-operation of a C-GET (PS3.4 C.4.3).
       const pending = this.outgoing.get(command.messageIdBeingRespondedTo ?? -1);
+      // PS3.7 9.3.1.2: the response's Affected SOP Class and Instance UIDs are optional, but when present
+      // equal the request's; one that names another instance confirms nothing (as for the requestor).
+      if (
+        pending &&
+        ((command.affectedSopInstanceUid && command.affectedSopInstanceUid !== trimUid(pending.sopInstanceUid)) ||
+          (command.affectedSopClassUid && command.affectedSopClassUid !== trimUid(pending.sopClassUid)))
+      ) {
+        throw new PduError(`the C-STORE-RSP for message ${command.messageIdBeingRespondedTo} names another SOP instance or class than its request`, AbortReason.UnexpectedPduParameter);
+      }
       this.outgoing.delete(command.messageIdBeingRespondedTo ?? -1);
       pending?.resolve({ status: command.status ?? 0xffff, ...(command.errorComment !== undefined ? { errorComment: command.errorComment } : {}) });
       if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink({ status: Status.Success }), responseField: 0, startedAt: performance.now() };
@@ -644,7 +655,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (this.phase !== 'established') throw new Error('the association ended');
     const messageId = this.nextOutgoingId;
     this.nextOutgoingId = messageId >= 0xffff ? 1 : messageId + 1;
-    const response = new Promise<DimseResult>((resolve, reject) => this.outgoing.set(messageId, { resolve, reject }));
+    const response = new Promise<DimseResult>((resolve, reject) => this.outgoing.set(messageId, { sopClassUid, sopInstanceUid, resolve, reject }));
     // Rejected when the association ends; awaited below only if the dataset went out whole.
     response.catch(() => undefined);
     const command: DimseCommand = {

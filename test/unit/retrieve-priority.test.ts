@@ -116,3 +116,42 @@ test('the C-STORE sub-operations of a C-GET carry its Priority', async (t) => {
   }
   assert.deepEqual(stores, [HIGH]);
 });
+
+// Found in a review: a C-STORE-RSP to a C-GET's sub-operation was matched by its Message ID alone, so
+// one naming another instance counted as the sub-operation's success (the requestor already refused
+// that, PS3.7 9.3.1.2): now it is a protocol error, and the association is aborted.
+test('a C-STORE-RSP to a C-GET sub-operation that names another instance is not its answer: the association is aborted', async (t) => {
+  const { port } = await startRetrieve(t);
+  const raw = await RawAssociation.open(port);
+  t.after(() => raw.destroy());
+  const accepted = await raw.associate({
+    called: 'GANTRY',
+    calling: 'RESEARCH',
+    contexts: [
+      { id: 1, abstractSyntax: STUDY_ROOT_GET, transferSyntaxes: [EXPLICIT_LE] },
+      { id: 3, abstractSyntax: CT, transferSyntaxes: [EXPLICIT_LE] },
+    ],
+    roleSelections: [{ sopClassUid: CT, scuRole: false, scpRole: true }],
+  });
+  assert.equal(accepted.kind, 'accept');
+  raw.sendCommand(1, { commandField: CommandField.CGetRq, messageId: 1, priority: HIGH, affectedSopClassUid: STUDY_ROOT_GET, commandDataSetType: DATASET_PRESENT });
+  raw.sendDataset(1, identifier);
+  const seen: string[] = [];
+  for (let events = 0; events < 20; events += 1) {
+    const event = await raw.next(10_000);
+    seen.push(event.kind === 'command' ? `command 0x${event.command.commandField.toString(16)} status ${event.command.status}` : event.kind);
+    if (event.kind !== 'command') break;
+    const { command } = event;
+    if (command.commandField === CommandField.CStoreRq) {
+      raw.sendCommand(3, {
+        commandField: CommandField.CStoreRsp,
+        messageIdBeingRespondedTo: command.messageId ?? 0,
+        affectedSopClassUid: CT,
+        affectedSopInstanceUid: '1.2.826.0.1.3680043.99.1.999',
+        commandDataSetType: NO_DATASET,
+        status: Status.Success,
+      });
+    } else if (command.status !== Status.Pending) break;
+  }
+  assert.equal(seen.at(-1), 'abort', `received: ${seen.join(', ')}`);
+});
