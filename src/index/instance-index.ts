@@ -571,18 +571,41 @@ function upsertInstancesSql(rows: number): string {
           source_path = excluded.source_path, original_external = excluded.original_external, forward_held = excluded.forward_held`;
 }
 
-/** An instance row's values, in INSTANCE_COLUMNS order. */
+/** An instance row's values, in INSTANCE_COLUMNS order, written straight into the statement's
+ * parameters (a received instance's row is written once per store: no array of its own). */
 function instanceColumns({ record, seriesPk }: InstanceRow, into: unknown[], at: number): void {
   const a = record.attributes;
-  const stamp = stampParameters(record.fileStamp);
-  const values = [
-    record.sopInstanceUid, seriesPk, record.sopClassUid, a.InstanceNumber ?? null, a.ContentDate ?? null, a.ContentTime ?? null,
-    a.NumberOfFrames ?? null, a.Rows ?? null, a.Columns ?? null, a.ImageType ?? null, a.Manufacturer ?? null, a.ManufacturerModelName ?? null, a.DeviceSerialNumber ?? null,
-    a.StationName ?? null, a.InstitutionName ?? null, a.BurnedInAnnotation ?? null, a.RecognizableVisualFeatures ?? null, record.transferSyntaxUid,
-    record.filePath, record.fileSize, stamp.fileMtimeNs, stamp.fileIno, record.callingAeTitle, record.receivedAt, record.receivedAt,
-    record.sourcePath ?? null, record.external ? 1 : 0, record.forwardHeld ? 1 : 0,
-  ];
-  for (let index = 0; index < values.length; index += 1) into[at + index] = values[index];
+  let i = at;
+  into[i++] = record.sopInstanceUid;
+  into[i++] = seriesPk;
+  into[i++] = record.sopClassUid;
+  into[i++] = a.InstanceNumber ?? null;
+  into[i++] = a.ContentDate ?? null;
+  into[i++] = a.ContentTime ?? null;
+  into[i++] = a.NumberOfFrames ?? null;
+  into[i++] = a.Rows ?? null;
+  into[i++] = a.Columns ?? null;
+  into[i++] = a.ImageType ?? null;
+  into[i++] = a.Manufacturer ?? null;
+  into[i++] = a.ManufacturerModelName ?? null;
+  into[i++] = a.DeviceSerialNumber ?? null;
+  into[i++] = a.StationName ?? null;
+  into[i++] = a.InstitutionName ?? null;
+  into[i++] = a.BurnedInAnnotation ?? null;
+  into[i++] = a.RecognizableVisualFeatures ?? null;
+  into[i++] = record.transferSyntaxUid;
+  into[i++] = record.filePath;
+  into[i++] = record.fileSize;
+  into[i++] = record.fileStamp?.mtimeNs ?? null;
+  into[i++] = record.fileStamp?.ino ?? null;
+  into[i++] = record.callingAeTitle;
+  into[i++] = record.receivedAt;
+  into[i++] = record.receivedAt;
+  into[i++] = record.sourcePath ?? null;
+  into[i++] = record.external ? 1 : 0;
+  into[i++] = record.forwardHeld ? 1 : 0;
+  // The statement's width is INSTANCE_COLUMNS.length: a column added to one and not the other shows.
+  if (i - at !== INSTANCE_COLUMNS.length) throw new Error(`instance row of ${i - at} values for ${INSTANCE_COLUMNS.length} columns`);
 }
 
 /** A file's stamp as the statements' @fileMtimeNs and @fileIno (NULL when unknown). */

@@ -58,6 +58,30 @@ const identifier = encodeDataset([
   [0x0020000d, 'UI', COPY.studyInstanceUid],
 ]);
 
+/** A caller (RESEARCH) that takes the SCP role for CT on its association and sends a C-GET of the copy's study at HIGH priority. */
+async function sendGet(t: TestContext, port: number): Promise<RawAssociation> {
+  const raw = await RawAssociation.open(port);
+  t.after(() => raw.destroy());
+  const accepted = await raw.associate({
+    called: 'GANTRY',
+    calling: 'RESEARCH',
+    contexts: [
+      { id: 1, abstractSyntax: STUDY_ROOT_GET, transferSyntaxes: [EXPLICIT_LE] },
+      { id: 3, abstractSyntax: CT, transferSyntaxes: [EXPLICIT_LE] },
+    ],
+    roleSelections: [{ sopClassUid: CT, scuRole: false, scpRole: true }],
+  });
+  assert.equal(accepted.kind, 'accept');
+  raw.sendCommand(1, { commandField: CommandField.CGetRq, messageId: 1, priority: HIGH, affectedSopClassUid: STUDY_ROOT_GET, commandDataSetType: DATASET_PRESENT });
+  raw.sendDataset(1, identifier);
+  return raw;
+}
+
+/** A Success C-STORE-RSP to a sub-operation, naming `affectedSopInstanceUid`. */
+function answerStore(raw: RawAssociation, messageId: number, affectedSopInstanceUid: string): void {
+  raw.sendCommand(3, { commandField: CommandField.CStoreRsp, messageIdBeingRespondedTo: messageId, affectedSopClassUid: CT, affectedSopInstanceUid, commandDataSetType: NO_DATASET, status: Status.Success });
+}
+
 test('the C-STORE sub-operations of a C-MOVE carry its Priority', async (t) => {
   const { port, priorities } = await startRetrieve(t);
   const raw = await RawAssociation.open(port);
@@ -80,20 +104,7 @@ test('the C-STORE sub-operations of a C-MOVE carry its Priority', async (t) => {
 
 test('the C-STORE sub-operations of a C-GET carry its Priority', async (t) => {
   const { port } = await startRetrieve(t);
-  const raw = await RawAssociation.open(port);
-  t.after(() => raw.destroy());
-  const accepted = await raw.associate({
-    called: 'GANTRY',
-    calling: 'RESEARCH',
-    contexts: [
-      { id: 1, abstractSyntax: STUDY_ROOT_GET, transferSyntaxes: [EXPLICIT_LE] },
-      { id: 3, abstractSyntax: CT, transferSyntaxes: [EXPLICIT_LE] },
-    ],
-    roleSelections: [{ sopClassUid: CT, scuRole: false, scpRole: true }],
-  });
-  assert.equal(accepted.kind, 'accept');
-  raw.sendCommand(1, { commandField: CommandField.CGetRq, messageId: 1, priority: HIGH, affectedSopClassUid: STUDY_ROOT_GET, commandDataSetType: DATASET_PRESENT });
-  raw.sendDataset(1, identifier);
+  const raw = await sendGet(t, port);
   const stores: number[] = [];
   for (;;) {
     const event = await raw.next(10_000);
@@ -101,14 +112,7 @@ test('the C-STORE sub-operations of a C-GET carry its Priority', async (t) => {
     const { command } = event;
     if (command.commandField === CommandField.CStoreRq) {
       stores.push(command.priority ?? -1);
-      raw.sendCommand(3, {
-        commandField: CommandField.CStoreRsp,
-        messageIdBeingRespondedTo: command.messageId ?? 0,
-        affectedSopClassUid: CT,
-        affectedSopInstanceUid: command.affectedSopInstanceUid ?? '',
-        commandDataSetType: NO_DATASET,
-        status: Status.Success,
-      });
+      answerStore(raw, command.messageId ?? 0, command.affectedSopInstanceUid ?? '');
     } else if (command.status !== Status.Pending) {
       assert.equal(command.status, Status.Success);
       break;
@@ -122,20 +126,7 @@ test('the C-STORE sub-operations of a C-GET carry its Priority', async (t) => {
 // that, PS3.7 9.3.1.2): now it is a protocol error, and the association is aborted.
 test('a C-STORE-RSP to a C-GET sub-operation that names another instance is not its answer: the association is aborted', async (t) => {
   const { port } = await startRetrieve(t);
-  const raw = await RawAssociation.open(port);
-  t.after(() => raw.destroy());
-  const accepted = await raw.associate({
-    called: 'GANTRY',
-    calling: 'RESEARCH',
-    contexts: [
-      { id: 1, abstractSyntax: STUDY_ROOT_GET, transferSyntaxes: [EXPLICIT_LE] },
-      { id: 3, abstractSyntax: CT, transferSyntaxes: [EXPLICIT_LE] },
-    ],
-    roleSelections: [{ sopClassUid: CT, scuRole: false, scpRole: true }],
-  });
-  assert.equal(accepted.kind, 'accept');
-  raw.sendCommand(1, { commandField: CommandField.CGetRq, messageId: 1, priority: HIGH, affectedSopClassUid: STUDY_ROOT_GET, commandDataSetType: DATASET_PRESENT });
-  raw.sendDataset(1, identifier);
+  const raw = await sendGet(t, port);
   const seen: string[] = [];
   for (let events = 0; events < 20; events += 1) {
     const event = await raw.next(10_000);
@@ -143,14 +134,7 @@ test('a C-STORE-RSP to a C-GET sub-operation that names another instance is not 
     if (event.kind !== 'command') break;
     const { command } = event;
     if (command.commandField === CommandField.CStoreRq) {
-      raw.sendCommand(3, {
-        commandField: CommandField.CStoreRsp,
-        messageIdBeingRespondedTo: command.messageId ?? 0,
-        affectedSopClassUid: CT,
-        affectedSopInstanceUid: '1.2.826.0.1.3680043.99.1.999',
-        commandDataSetType: NO_DATASET,
-        status: Status.Success,
-      });
+      answerStore(raw, command.messageId ?? 0, '1.2.826.0.1.3680043.99.1.999');
     } else if (command.status !== Status.Pending) break;
   }
   assert.equal(seen.at(-1), 'abort', `received: ${seen.join(', ')}`);
