@@ -123,8 +123,8 @@ export class PduStream {
     this.pduRemaining -= PDV_HEADER_LENGTH;
     this.pdvRemaining = itemLength - 2;
     this.pdvContextId = this.header[4] as number;
+    // PS3.8 E.2: bits 2-7 of the message control header are sent as 0 and never checked on receipt.
     const control = this.header[5] as number;
-    if (control > 3) throw new PduError(`PDV message control header 0x${control.toString(16)} has reserved bits set`, AbortReason.InvalidPduParameterValue);
     this.pdvIsCommand = (control & 1) === 1;
     this.pdvIsLast = (control & 2) === 2;
     this.state = 'pdvData';

@@ -125,6 +125,19 @@ test('the PDU stream refuses an unknown PDU type and a PDV longer than its PDU',
   assert.throws(() => new PduStream(sink).push(lying), (e: unknown) => e instanceof PduError && e.abortReason === 6);
 });
 
+test('reserved bits of a PDV message control header are ignored, not refused (PS3.8 E.2)', () => {
+  const pdus = [...encodePData(1, true, Buffer.from('cmd'), 100), ...encodePData(1, false, Buffer.from('data'), 100)];
+  for (const pdu of pdus) pdu[11] = (pdu[11] as number) | 0xfc;
+  const ends: string[] = [];
+  const stream = new PduStream({
+    controlPdu() {},
+    pdvData() {},
+    pdvEnd: (id, isCommand, isLast) => ends.push(`${isCommand ? 'command' : 'dataset'}:${isLast}`),
+  });
+  stream.push(Buffer.concat(pdus));
+  assert.deepEqual(ends, ['command:true', 'dataset:true']);
+});
+
 test('a maximum PDU length that cannot carry a PDV is an error, not an endless loop', () => {
   assert.throws(() => encodePData(1, true, Buffer.alloc(10), 6), /cannot carry a PDV/);
 });
