@@ -426,6 +426,11 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink({ status: Status.Success }), responseField: 0, startedAt: performance.now() };
       return;
     }
+    // PS3.7 9.1: every request but C-CANCEL carries a Message ID (M), which its responses name; one
+    // without it cannot be answered, and an answer to message 0 could confirm another request.
+    if (command.messageId === undefined && command.commandField !== CommandField.CCancelRq) {
+      throw new PduError(`malformed command set: request 0x${command.commandField.toString(16)} has no Message ID (0000,0110)`, AbortReason.InvalidPduParameterValue);
+    }
     const responseField = command.commandField | 0x8000;
     // A message belongs to the abstract syntax of the context it came on (PS3.7 9.1.1, PS3.8 9.3.5):
     // a C-STORE of a class refused at negotiation, sent on another class's context, is refused too.

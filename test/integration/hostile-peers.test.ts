@@ -127,7 +127,7 @@ describe('hostile peers', () => {
     await raw.release();
   });
 
-  test('PDVs PS3.8 forbids where they come are answered with an A-ABORT', async () => {
+  test('PDVs PS3.8 forbids where they come, and a request without a Message ID, are answered with an A-ABORT', async () => {
     // A P-DATA-TF (one empty PDV) before any association: unexpected PDU.
     const early = await RawAssociation.open(gantry.port);
     early.write(Buffer.from([0x04, 0, 0, 0, 0, 6, 0, 0, 0, 2, 1, 2]));
@@ -148,6 +148,13 @@ describe('hostile peers', () => {
     split.write(Buffer.concat(encodePData(3, true, command.subarray(half), 16384)));
     assert.deepEqual(await split.next(), { kind: 'abort', abort: { source: 2, reason: 6 } });
     split.destroy();
+
+    // A C-ECHO-RQ without its Message ID: a response could name no request (PS3.7 9.1).
+    const anonymous = await associated(gantry.port, gantry.aeTitle);
+    const noMessageId = encodeCommand({ commandField: CommandField.CEchoRq, affectedSopClassUid: VERIFICATION, commandDataSetType: NO_DATASET });
+    anonymous.write(Buffer.concat(encodePData(1, true, noMessageId, 16384)));
+    assert.deepEqual(await anonymous.next(), { kind: 'abort', abort: { source: 2, reason: 6 } });
+    anonymous.destroy();
 
     const after = await associated(gantry.port, gantry.aeTitle);
     assert.equal(await after.echo(1), 0x0000);
