@@ -432,6 +432,15 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       throw new PduError(`malformed command set: request 0x${command.commandField.toString(16)} has no Message ID (0000,0110)`, AbortReason.InvalidPduParameterValue);
     }
     const responseField = command.commandField | 0x8000;
+    if (context.requesterDeclinedScu && command.commandField !== CommandField.CCancelRq) {
+      // PS3.7 D.3.3.4: the role selection left the requester no SCU role for this SOP class.
+      const refusal: DimseResult = {
+        status: Status.UnrecognizedOperation,
+        errorComment: `the association gave the requester no SCU role for ${context.abstractSyntax} (PS3.7 D.3.3.4)`,
+      };
+      this.refuse(context, command, responseField, refusal);
+      return;
+    }
     // A message belongs to the abstract syntax of the context it came on (PS3.7 9.1.1, PS3.8 9.3.5):
     // a C-STORE of a class refused at negotiation, sent on another class's context, is refused too.
     if (command.affectedSopClassUid !== undefined && command.affectedSopClassUid !== context.abstractSyntax) {
@@ -439,8 +448,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
         status: Status.SopClassNotSupported,
         errorComment: `Affected SOP Class UID ${command.affectedSopClassUid} is not the abstract syntax of presentation context ${context.id} (${context.abstractSyntax})`,
       };
-      if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
-      else this.track(context, command, responseField, () => refusal);
+      this.refuse(context, command, responseField, refusal);
       return;
     }
     if (command.commandField === CommandField.CStoreRq && context.service === 'storage') {
@@ -483,7 +491,12 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       status: Status.UnrecognizedOperation,
       errorComment: `command 0x${command.commandField.toString(16)} is not supported on a ${context.service} context`,
     };
-    if (hasDataset) this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
+    this.refuse(context, command, responseField, refusal);
+  }
+
+  /** Answers a request with a refusal, after reading (and discarding) the dataset it announces. */
+  private refuse(context: NegotiatedContext, command: DimseCommand, responseField: number, refusal: DimseResult): void {
+    if (command.commandDataSetType !== NO_DATASET) this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
     else this.track(context, command, responseField, () => refusal);
   }
 

@@ -47,6 +47,9 @@ export interface NegotiatedContext {
   service: ServiceKind;
   /** The requester took the SCP role for this storage context (C-GET sub-operations go to it). */
   requesterIsScp?: boolean;
+  /** The requester proposed no SCU role for this context's SOP class (PS3.7 D.3.3.4): it may not
+   * send requests on it. */
+  requesterDeclinedScu?: boolean;
 }
 
 export type NegotiationOutcome =
@@ -136,7 +139,8 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
 }
 
 /** PS3.7 D.3.3.4: for each SOP class of an accepted context, the caller may act as SCU (Gantry is
- * the SCP); a caller that may use C-GET may also take the SCP role of storage classes, so that Gantry
+ * the SCP) when it proposed to (a class it proposed only the SCP role for carries no requests from
+ * it: those contexts are marked); a caller that may use C-GET may also take the SCP role of storage classes, so that Gantry
  * sends it the retrieved instances on this association (the contexts are marked for that). One reply
  * per SOP class, to its first proposal: the standard has one sub-item per SOP class, and echoing
  * repeats could overflow the user information item's 16-bit length (then the association would be
@@ -147,9 +151,11 @@ function replyToRoleSelections(proposed: RoleSelection[], contexts: Map<number, 
   return proposed
     .filter((role) => accepted.has(role.sopClassUid) && !answered.has(role.sopClassUid) && answered.add(role.sopClassUid))
     .map((role) => {
-      const storage = [...contexts.values()].filter((context) => context.abstractSyntax === role.sopClassUid && context.service === 'storage');
+      const ofClass = [...contexts.values()].filter((context) => context.abstractSyntax === role.sopClassUid);
+      const storage = ofClass.filter((context) => context.service === 'storage');
       const scpRole = mayGet && role.scpRole && storage.length > 0;
       if (scpRole) for (const context of storage) context.requesterIsScp = true;
+      if (!role.scuRole) for (const context of ofClass) context.requesterDeclinedScu = true;
       return { sopClassUid: role.sopClassUid, scuRole: role.scuRole, scpRole };
     });
 }

@@ -161,6 +161,24 @@ describe('hostile peers', () => {
     await after.release();
   });
 
+  test('a C-STORE-RQ for a SOP class whose SCU role the requester declined is refused, not stored (PS3.7 D.3.3.4)', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    const roleSelections = [{ sopClassUid: CT_IMAGE_STORAGE, scuRole: false, scpRole: true }];
+    const answer = await raw.associate({ called: gantry.aeTitle, calling: 'HOSTILE', contexts: CONTEXTS, roleSelections });
+    assert.equal(answer.kind, 'accept');
+    if (answer.kind === 'accept') assert.deepEqual(answer.accept.userInformation.roleSelections.map((role) => role.scuRole), [false]);
+    const dataset = encodeDataset([
+      [0x00080016, 'UI', CT_IMAGE_STORAGE],
+      [0x00080018, 'UI', '1.2.826.0.1.3680043.8.498.77'],
+      [0x0020000d, 'UI', '1.2.3.4'],
+      [0x0020000e, 'UI', '1.2.3.4.5'],
+    ]);
+    const response = await raw.store(3, CT_IMAGE_STORAGE, '1.2.826.0.1.3680043.8.498.77', dataset);
+    assert.equal(response?.status, 0x0211, 'unrecognized operation: no SCU role on this class');
+    assert.equal(await raw.echo(1, 2), 0x0000, 'the verification context keeps its default roles');
+    await raw.release();
+  });
+
   test('a response never echoes a UID the request spelled wrong (over 64 characters)', async () => {
     const raw = await associated(gantry.port, gantry.aeTitle);
     const tooLong = `${CT_IMAGE_STORAGE}${'.1'.repeat(40)}`;
