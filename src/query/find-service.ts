@@ -159,7 +159,14 @@ export class FindService {
   }
 }
 
-export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'explicit-le', view: View): ParsedQuery {
+/**
+ * Reads a C-FIND, C-MOVE or C-GET identifier. A C-FIND matches every key with a value; a retrieve
+ * (`purpose` 'retrieve') only the unique keys of its level and of the levels above it in its model:
+ * PS3.4 C.4.2.3.1 and C.4.3.3.1, the SCP identifies what to send by the Unique Keys. Other keys an
+ * SCU sends along (a PatientID beside a StudyInstanceUID, a C-FIND response's counts) neither narrow
+ * nor refuse the retrieve.
+ */
+export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'explicit-le', view: View, purpose: 'find' | 'retrieve' = 'find'): ParsedQuery {
   const model: Model | undefined = MODEL_OF_SOP_CLASS.get(request.sopClassUid);
   if (!model) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `${request.sopClassUid} is not a Query/Retrieve model Gantry serves`);
   let elements: ElementNode[];
@@ -175,13 +182,15 @@ export function parseQuery(request: FindRequest, encoding: 'implicit-le' | 'expl
   const level = (textOf(elements, TAG.QueryRetrieveLevel, charsets) ?? '').trim().toUpperCase() as Level;
   if (!LEVELS.includes(level)) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `QueryRetrieveLevel "${level}" is not PATIENT, STUDY, SERIES or IMAGE`);
   if (model === 'study' && level === 'PATIENT') throw new DimseStatusError(IdentifierDoesNotMatchSopClass, 'the Study Root model has no PATIENT level');
-  const keys = new Map([...keysAt(level)].filter(([, key]) => view === 'source' || !key.sourceOnly));
+  const keys = new Map([...keysAt(level, model)].filter(([, key]) => view === 'source' || !key.sourceOnly));
   requireHierarchy(model, level, elements, charsets);
+  const retrieveKeys = purpose === 'retrieve' ? new Set(LEVELS.slice(model === 'study' ? 1 : 0, LEVELS.indexOf(level) + 1).map((at) => UNIQUE_KEY[at])) : undefined;
   const returnKeys: ParsedQuery['returnKeys'] = [];
   const conditions: ColumnCondition[] = [];
   const unmatchedKeys: number[] = [];
   for (const element of elements) {
     if (element.tag === TAG.SpecificCharacterSet || element.tag === TAG.QueryRetrieveLevel) continue;
+    if (retrieveKeys && !retrieveKeys.has(element.tag)) continue;
     const key = keys.get(element.tag);
     returnKeys.push(key ? { tag: element.tag, key } : { tag: element.tag });
     if (!key || element.items) {

@@ -149,12 +149,15 @@ export function queryRetrieveOperationOf(sopClassUid: string): 'find' | 'move' |
 export const LEVELS: readonly Level[] = ['PATIENT', 'STUDY', 'SERIES', 'IMAGE'];
 
 /** The keys answerable at a level: its own and those of the levels above it (a STUDY query may ask for
- * patient attributes, PS3.4 C.6.2.1.2); counts only at their own level. */
-export function keysAt(level: Level): Map<number, KeyColumn & { keyword: string; level: Level }> {
+ * patient attributes, PS3.4 C.6.2.1.2); counts only at their own level, where the Study Root model's
+ * STUDY level is also its patients' (Table C.6-5 lists NumberOfPatientRelatedStudies, Series and
+ * Instances among its keys). */
+export function keysAt(level: Level, model: Model): Map<number, KeyColumn & { keyword: string; level: Level }> {
   const out = new Map<number, KeyColumn & { keyword: string; level: Level }>();
   for (const at of LEVELS.slice(0, LEVELS.indexOf(level) + 1)) {
+    const ownLevel = at === level || (model === 'study' && at === 'PATIENT' && level === 'STUDY');
     for (const [keyword, key] of Object.entries(KEYS_BY_LEVEL[at])) {
-      if (!key.computed || at === level) out.set(key.tag, { ...key, keyword, level: at });
+      if (!key.computed || ownLevel) out.set(key.tag, { ...key, keyword, level: at });
     }
   }
   return out;

@@ -141,7 +141,7 @@ export class MoveService {
     let status: number = Status.Success;
     let query: ReturnType<typeof parseQuery> | undefined;
     try {
-      query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view);
+      query = parseQuery(request, request.transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le', view, 'retrieve');
       if (!query.uniqueKeyGiven) throw new DimseStatusError(IdentifierDoesNotMatchSopClass, `a ${query.level} retrieve names the ${query.level} unique key`);
       const { files, gone } = this.filesOf(query.conditions, view, originals);
       counts.remaining = files.length;

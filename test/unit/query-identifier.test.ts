@@ -47,3 +47,39 @@ test('group lengths in a C-FIND identifier are neither keys nor returned, and th
   }
   assert.deepEqual(matches, [{ status: 0xff00, tags: [0x00080052, 0x00080054, 0x00081030, 0x0020000d] }]);
 });
+
+// Found in a review: the patient's counts were computed only at the PATIENT level, which the Study
+// Root model does not have, so its STUDY level (whose keys PS3.4 Table C.6-5 lists them among)
+// answered them empty.
+test("a Study Root STUDY query answers the patient's NumberOfPatientRelated counts", async (t) => {
+  const db = openScratchIndex(t, 'query-identifier-patient-counts');
+  const index = new InstanceIndex(db);
+  db.transaction(() => {
+    index.upsert(instanceRecord(1, { attributes: { PatientID: 'P1', Modality: 'CT' } }));
+    index.upsert(instanceRecord(2, { attributes: { PatientID: 'P1', Modality: 'CT' } }));
+    index.upsert(instanceRecord(3, { studyInstanceUid: '1.2.2', seriesInstanceUid: '1.2.2.1', attributes: { PatientID: 'P1', Modality: 'MR' } }));
+  })();
+  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
+  const identifier = encodeDataset([
+    [0x00080052, 'CS', 'STUDY'],
+    [0x0020000d, 'UI', '1.2.1'],
+    [0x00201200, 'IS', ''],
+    [0x00201202, 'IS', ''],
+    [0x00201204, 'IS', ''],
+  ]);
+  const request = {
+    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
+    messageId: 1,
+    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1',
+    transferSyntaxUid: '1.2.840.10008.1.2.1',
+    identifier,
+  };
+  const answers: Array<{ status: number; counts: string[] }> = [];
+  for await (const match of find.find(request, new AbortController().signal)) {
+    const { identifier: response, status } = Buffer.isBuffer(match) ? { identifier: match, status: 0xff00 } : match;
+    const elements = parseDataset(new BufferSource(response), 'explicit-le');
+    const counts = [0x00201200, 0x00201202, 0x00201204].map((tag) => elements.find((element) => element.tag === tag)?.value?.toString('latin1').trim() ?? 'absent');
+    answers.push({ status, counts });
+  }
+  assert.deepEqual(answers, [{ status: 0xff00, counts: ['2', '2', '3'] }]);
+});

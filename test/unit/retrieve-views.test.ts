@@ -30,13 +30,13 @@ const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 
 /** The SOP Instance UIDs a C-GET by `callingAeTitle` from `remoteAddress` sends back. */
 /** A Study Root C-GET of one study, by `callingAeTitle` from `remoteAddress`. */
-function studyGetRequest(studyInstanceUid: string, callingAeTitle: string, remoteAddress = '127.0.0.1', log = silentLogger()): FindRequest {
+function studyGetRequest(studyInstanceUid: string, callingAeTitle: string, remoteAddress = '127.0.0.1', log = silentLogger(), otherKeys: Array<{ tag: number; value: string }> = []): FindRequest {
   return {
     association: { id: 'a', callingAeTitle, calledAeTitle: 'GANTRY', remoteAddress, remotePort: 1, log },
     messageId: 1,
     sopClassUid: '1.2.840.10008.5.1.4.1.2.2.3',
     transferSyntaxUid: EXPLICIT_LE,
-    identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, { tag: 0x0020000d, value: studyInstanceUid }], 'explicit-le'),
+    identifier: encodeTextDataset([{ tag: 0x00080052, value: 'STUDY' }, ...otherKeys, { tag: 0x0020000d, value: studyInstanceUid }], 'explicit-le'),
   };
 }
 
@@ -54,6 +54,7 @@ async function getFrom(
   callingAeTitle: string,
   remoteAddress: string,
   studyInstanceUid: string,
+  otherKeys: Array<{ tag: number; value: string }> = [],
 ): Promise<string[]> {
   const sent: string[] = [];
   const channel: StoreChannel = {
@@ -63,7 +64,7 @@ async function getFrom(
       return { status: 0x0000 };
     },
   };
-  await finalResponse(service.get(studyGetRequest(studyInstanceUid, callingAeTitle, remoteAddress), channel, new AbortController().signal));
+  await finalResponse(service.get(studyGetRequest(studyInstanceUid, callingAeTitle, remoteAddress, silentLogger(), otherKeys), channel, new AbortController().signal));
   return sent;
 }
 
@@ -77,6 +78,22 @@ test('a C-GET by a sourceSide moveDestinations entry gets the originals however 
   assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::7', original.studyInstanceUid), [original.sopInstanceUid], 'the listed workstation gets the original');
   assert.deepEqual(await getFrom(service, 'HOSPITAL', '2001:db8::8', original.studyInstanceUid), [copy.sopInstanceUid], 'from another address: the copy');
   assert.deepEqual(await getFrom(service, 'RESEARCH', '2001:db8::7', copy.studyInstanceUid), [copy.sopInstanceUid], 'a research caller: the copy');
+});
+
+// Found in a review: a retrieve matched every key of its identifier as a C-FIND does, so a PatientID
+// or PatientName sent beside the StudyInstanceUID that differed from the index's, or a C-FIND
+// response's stale count, retrieved nothing with Success, and a date in another form refused it
+// (0xA900). PS3.4 C.4.2.3.1, C.4.3.3.1: the SCP identifies what to send by the unique keys.
+test('a retrieve sends what its unique keys name, whatever other keys its identifier carries', async (t) => {
+  const { db, storagePath, copy } = await storageWithOneInstance(t, 'retrieve-unique-keys');
+  const service = moveServiceOver(t, { db, storagePath }, () => 'research', []);
+  const otherKeys = [
+    { tag: 0x00080020, value: '2024.01.15' }, // StudyDate, not in the DA form
+    { tag: 0x00100010, value: 'Roe^Jane' }, // PatientName
+    { tag: 0x00100020, value: 'SOMEONE-ELSE' }, // PatientID (no unique key in the Study Root model)
+    { tag: 0x00201208, value: '99' }, // NumberOfStudyRelatedInstances
+  ];
+  assert.deepEqual(await getFrom(service, 'RESEARCH', '127.0.0.1', copy.studyInstanceUid, otherKeys), [copy.sopInstanceUid]);
 });
 
 // Found in a review: a source caller's C-MOVE to a Move Destination not in query.moveDestinations was
