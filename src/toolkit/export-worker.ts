@@ -27,8 +27,9 @@ const SPECIFIC_CHARACTER_SET = 0x00080005;
 
 export interface ExportItem {
   id: number;
-  /** The node's de-identified copy (absolute), with the layout values of its research view. */
-  copy?: { path: string; values: LayoutValues };
+  /** The node's de-identified copy (absolute), its size as the node wrote it (null for rows from
+   * before the size was indexed), with the layout values of its research view. */
+  copy?: { path: string; size: number | null; values: LayoutValues };
   /** Otherwise, or when the copy is gone by the time it is copied (retention, a re-send): the original
    * (absolute), its SOP Instance UID, size and stamp when indexed (to tell it changed since), where it
    * came from, and its calling AE title (rules may name it). */
@@ -78,9 +79,9 @@ function exportOne(item: ExportItem, batch: ExportBatch, base: BaseSettings, pro
       try {
         return exportCopy(item.id, item.copy, batch);
       } catch (error) {
-        if (!item.original || !gone(error, item.copy.path)) throw error;
-        // Deleted since the export chose it: the original is de-identified here, as for an instance
-        // whose copy was deleted before the export began.
+        if (!item.original || !(gone(error, item.copy.path) || error instanceof DamagedCopyError)) throw error;
+        // Deleted since the export chose it, or cut short: the original is de-identified here, as
+        // for an instance whose copy was deleted before the export began.
       }
     }
     if (item.original) return exportDeidentified(item.id, item.original, batch, base, profiles);
@@ -102,8 +103,20 @@ function gone(error: unknown, path: string): boolean {
 function exportCopy(id: number, copy: NonNullable<ExportItem['copy']>, batch: ExportBatch): ExportItemResult {
   const relative = layoutPath(batch.layout, copy.values);
   const target = join(batch.out, relative);
-  intoFolder(target, () => copyThenRename(copy.path, target));
-  return { id, kind: 'written', path: relative, bytes: statSync(target).size, how: 'copied', pseudonyms: pseudonymsOf(copy.values) };
+  const bytes = intoFolder(target, () => copyThenRename(copy.path, target, copy.size));
+  return { id, kind: 'written', path: relative, bytes, how: 'copied', pseudonyms: pseudonymsOf(copy.values) };
+}
+
+/**
+ * A node's copy whose size is not the one the node wrote: the node writes its copies without a sync
+ * each, so an unclean stop can leave one empty or cut short until the node's next start makes it
+ * again (recovery.ts). Such a copy is never exported (a run again would count it as done).
+ */
+class DamagedCopyError extends Error {
+  constructor(size: number, expected: number) {
+    super(`the node's de-identified copy holds ${size} bytes, not the ${expected} it wrote (an unclean stop cut it short): start the node, which makes it again, then export again`);
+    this.name = 'DamagedCopyError';
+  }
 }
 
 /** The pseudonymous PatientID and PatientName an exported file carries, for the pseudonym ledger. */
@@ -200,11 +213,15 @@ function intoFolder<T>(target: string, write: () => T): T {
 }
 
 /** The node's de-identified copy, copied under a temporary name beside the target, then renamed. */
-function copyThenRename(source: string, target: string): void {
+/** Copies `source` to `target` through a partial file, checking the size copied; answers it. */
+function copyThenRename(source: string, target: string, expectedSize: number | null): number {
   const partial = `${target}.partial`;
   try {
     copyFileSync(source, partial);
+    const size = statSync(partial).size;
+    if (expectedSize !== null && size !== expectedSize) throw new DamagedCopyError(size, expectedSize);
     renameSync(partial, target);
+    return size;
   } catch (error) {
     rmSync(partial, { force: true });
     throw error;

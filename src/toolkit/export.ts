@@ -114,6 +114,14 @@ type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   originalPatientName: string | null;
 };
 
+/** A file the export wrote, for its journal: exported_at holds the row's receivedAt (record()). */
+interface WrittenItem {
+  id: number;
+  path: string;
+  bytes: number;
+  receivedAt: number;
+}
+
 export class ExportJournal {
   private readonly page: Statement;
   private readonly done: Statement;
@@ -175,17 +183,24 @@ export class ExportJournal {
     return this.page.all({ ...this.parameters, outDir: this.outDir, afterId }) as SelectedInstance[];
   }
 
-  /** Records what was written; answers the paths (relative to the folder) of earlier exports of these
-   * instances that were written elsewhere (an instance received again under another PatientID). */
-  record(written: ReadonlyArray<{ id: number; path: string; bytes: number }>, now = Date.now()): string[] {
+  /**
+   * Records what was written; answers the paths (relative to the folder) of earlier exports of these
+   * instances that were written elsewhere (an instance received again under another PatientID).
+   * Each is stamped with the receivedAt of the row it was exported from, not the clock: an instance
+   * the node receives again while its old bytes are being exported is then newer than its export,
+   * and the next run writes it again.
+   */
+  record(written: ReadonlyArray<WrittenItem>): string[] {
     const replaced: string[] = [];
+    // IMMEDIATE: it reads before it writes, and a running node's commit in between would fail a
+    // deferred transaction's first write at once (SQLITE_BUSY_SNAPSHOT) instead of waiting.
     this.db.transaction(() => {
       for (const item of written) {
         const earlier = this.exportedPath.get(this.outDir, item.id) as string | undefined;
         if (earlier !== undefined && earlier !== item.path) replaced.push(earlier);
-        this.done.run(this.outDir, item.id, item.path, now, item.bytes);
+        this.done.run(this.outDir, item.id, item.path, item.receivedAt, item.bytes);
       }
-    })();
+    }).immediate();
     return replaced;
   }
 
@@ -259,7 +274,7 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   options.progress?.setTotal(selected - done);
   const inFlight = new Set<Promise<void>>();
   const settle = (page: Map<number, SelectedInstance>, results: ExportItemResult[]) => {
-    const written: Array<{ id: number; path: string; bytes: number }> = [];
+    const written: WrittenItem[] = [];
     const mappings: Array<{ kind: string; original: string; pseudonym: string }> = [];
     for (const result of results) {
       if (result.kind !== 'written') {
@@ -273,12 +288,12 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
         options.progress?.add(1);
         continue;
       }
-      written.push({ id: result.id, path: result.path, bytes: result.bytes });
+      const instance = page.get(result.id);
+      if (instance) written.push({ id: result.id, path: result.path, bytes: result.bytes, receivedAt: instance.receivedAt });
       summary.written += 1;
       summary.bytes += result.bytes;
       summary[result.how === 'copied' ? 'copied' : 'deidentified'] += 1;
       options.progress?.add(1, result.bytes);
-      const instance = page.get(result.id);
       // Which original a pseudonym stands for, kept for an authorised operator (pseudonym-ledger.ts).
       if (instance?.originalPatientId && result.pseudonyms?.PatientID) mappings.push({ kind: 'PatientID', original: instance.originalPatientId, pseudonym: result.pseudonyms.PatientID });
       if (instance?.originalPatientName && result.pseudonyms?.PatientName) mappings.push({ kind: 'PatientName', original: instance.originalPatientName, pseudonym: result.pseudonyms.PatientName });
@@ -428,7 +443,7 @@ function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row:
   if (row.deidFilePath !== null && row.SOPInstanceUID !== null) {
     // The research view's columns are named by the layout's keywords.
     const values: LayoutValues = Object.fromEntries(LAYOUT_KEYWORDS.map((keyword) => [keyword, row[keyword]]));
-    return { id: row.id, copy: { path: join(storagePath, row.deidFilePath), values }, ...(original ? { original } : {}) };
+    return { id: row.id, copy: { path: join(storagePath, row.deidFilePath), size: row.deidFileSize, values }, ...(original ? { original } : {}) };
   }
   return { id: row.id, ...(original ? { original } : {}) };
 }

@@ -95,8 +95,8 @@ export async function importFolders(db: Db, storagePath: string, options: Import
   };
   try {
     let batch: string[] = [];
-    const unreadableFolder = (path: string, error: NodeJS.ErrnoException) => problem(summary, 'unreadable', path, `a folder that cannot be read (${error.code ?? 'error'})`);
-    for await (const path of filesUnder(options.roots, storagePath, unreadableFolder)) {
+    const unreadable = (path: string, reason: string) => problem(summary, 'unreadable', path, reason);
+    for await (const path of filesUnder(options.roots, storagePath, unreadable)) {
       if (failure) break;
       summary.files += 1;
       batch.push(path);
@@ -118,15 +118,17 @@ export async function importFolders(db: Db, storagePath: string, options: Import
   return summary;
 }
 
-/** The regular files under the roots, depth first, one directory open at a time per level; symbolic
- * links are followed, to files and to folders (an archive's year folders are often links to other
- * disks): a link to a folder the walk is inside is no loop, and a folder reached through several
- * links is walked once (folders known by device and inode; only those of the current path and those
- * reached through a link are remembered, so memory does not grow with the tree); the storage folder is
+/** The regular files under the roots, depth first, one directory open at a time per level, each by
+ * its real path: the index names a file by where it is, so that no other name of it (a link to its
+ * folder) lets an export or a de-identification write among the user's originals. Symbolic links are
+ * followed, to files and to folders (an archive's year folders are often links to other disks). Each
+ * folder is walked once however it is reached (directly, through links, under overlapping roots:
+ * folders known by device and inode, so memory grows with the folders, not the files), which also
+ * ends loops. A link whose target cannot be read is reported, not passed over. The storage folder is
  * left out, by its real path (a root may reach it through a symbolic link, or name it by another path). */
-async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, error: NodeJS.ErrnoException) => void): AsyncGenerator<string> {
+async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, reason: string) => void): AsyncGenerator<string> {
   const storage = (await realpath(storagePath).catch(() => resolve(storagePath))) + sep;
-  const folders: Folders = { path: new Set(), linked: new Set() };
+  const walked = new Set<string>();
   // Every root checked before the first file: a mistyped last root must not end the import once the
   // first roots' batches are under way.
   const checked = [];
@@ -140,65 +142,59 @@ async function* filesUnder(roots: readonly string[], storagePath: string, unread
   }
   for (const { absolute, isFile } of checked) {
     if (isFile) {
-      if (!(await insideStorage(absolute, storage))) yield absolute;
+      const real = await realFile(absolute, storage, unreadable);
+      if (real !== undefined) yield real;
       continue;
     }
-    yield* walk(absolute, storage, unreadable, folders, false);
+    yield* walk(absolute, storage, unreadable, walked);
   }
 }
 
-/** Folders by device:inode: those of the current path (a link to one of them is a loop), and those
- * reached through a link (walked once however many links name them). */
-interface Folders {
-  path: Set<string>;
-  linked: Set<string>;
-}
-
-/** Whether a path is the storage folder or under it, by real path (one call per folder walked). */
-async function insideStorage(path: string, storage: string): Promise<boolean> {
-  const real = await realpath(path).catch(() => resolve(path));
+/** Whether a real path is the storage folder or under it. */
+function insideStorage(real: string, storage: string): boolean {
   return (real + sep).startsWith(storage);
 }
 
-/** A folder that cannot be read is reported and skipped; the walk goes on. */
-async function* walk(
-  directory: string,
-  storage: string,
-  unreadable: (path: string, error: NodeJS.ErrnoException) => void,
-  folders: Folders,
-  throughLink: boolean,
-): AsyncGenerator<string> {
-  if (await insideStorage(directory, storage)) return;
-  let entries;
-  let identity;
+/** A file's real path, unless it lies in storage (undefined); one that cannot be resolved is reported. */
+async function realFile(path: string, storage: string, unreadable: (path: string, reason: string) => void): Promise<string | undefined> {
   try {
-    // As bigints: an inode number may pass 2^53 (XFS, NFS).
-    const info = await stat(directory, { bigint: true });
-    identity = `${info.dev}:${info.ino}`;
-    if (folders.path.has(identity)) return;
-    if (throughLink) {
-      if (folders.linked.has(identity)) return;
-      folders.linked.add(identity);
-    }
-    entries = await opendir(directory);
+    const real = await realpath(path);
+    return insideStorage(real, storage) ? undefined : real;
   } catch (error) {
-    unreadable(directory, error as NodeJS.ErrnoException);
+    unreadable(path, `a file that cannot be resolved (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    return undefined;
+  }
+}
+
+/** A folder that cannot be read is reported and skipped; the walk goes on. */
+async function* walk(directory: string, storage: string, unreadable: (path: string, reason: string) => void, walked: Set<string>): AsyncGenerator<string> {
+  let real;
+  let entries;
+  try {
+    real = await realpath(directory);
+    if (insideStorage(real, storage)) return;
+    // As bigints: an inode number may pass 2^53 (XFS, NFS).
+    const info = await stat(real, { bigint: true });
+    const identity = `${info.dev}:${info.ino}`;
+    if (walked.has(identity)) return;
+    walked.add(identity);
+    entries = await opendir(real);
+  } catch (error) {
+    unreadable(directory, `a folder that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
     return;
   }
-  folders.path.add(identity);
-  try {
-    for await (const entry of entries) {
-      const path = join(directory, entry.name);
-      if (entry.isDirectory()) yield* walk(path, storage, unreadable, folders, false);
-      else if (entry.isFile()) yield path;
-      else if (entry.isSymbolicLink()) {
-        const target = await stat(path).catch(() => undefined);
-        if (target?.isFile() && !(await insideStorage(path, storage))) yield path;
-        else if (target?.isDirectory()) yield* walk(path, storage, unreadable, folders, true);
-      }
+  for await (const entry of entries) {
+    const path = join(real, entry.name);
+    if (entry.isDirectory()) yield* walk(path, storage, unreadable, walked);
+    else if (entry.isFile()) yield path;
+    else if (entry.isSymbolicLink()) {
+      const target = await stat(path).catch((error: NodeJS.ErrnoException) => error);
+      if (target instanceof Error) unreadable(path, `a symbolic link whose target cannot be read (${target.code ?? 'error'})`);
+      else if (target.isFile()) {
+        const file = await realFile(path, storage, unreadable);
+        if (file !== undefined) yield file;
+      } else if (target.isDirectory()) yield* walk(path, storage, unreadable, walked);
     }
-  } finally {
-    folders.path.delete(identity);
   }
 }
 
@@ -237,9 +233,14 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
     index.insertNew([...fresh.values()]);
   });
   try {
-    write();
+    // IMMEDIATE: the batch reads (which UIDs are indexed) before it writes; a deferred transaction
+    // whose snapshot a running node's commit made stale fails at its first write at once
+    // (SQLITE_BUSY_SNAPSHOT), where taking the write lock first waits out the node's busy timeout.
+    write.immediate();
   } catch (error) {
     index.dropPending();
+    // The copies this batch made have no row: nothing would ever find them (or retention delete them).
+    for (const result of results) if (result.kind === 'dicom' && result.copiedTo) void unlink(join(storagePath, result.copiedTo)).catch(() => undefined);
     throw error;
   }
   index.commitPending();

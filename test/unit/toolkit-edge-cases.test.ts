@@ -6,15 +6,18 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import Database from 'better-sqlite3';
 import { openDatabase } from '../../src/db/database.js';
 import { EMPTY_AUDIT_TEXT } from '../../src/deid/audit-text.js';
 import { DeidWork } from '../../src/index/deid-work.js';
+import { InstanceIndex } from '../../src/index/instance-index.js';
 import { QuarantineWork } from '../../src/index/quarantine-work.js';
 import { scanIndexedAttributes } from '../../src/index/scan-file.js';
 import { deidentifiedPath } from '../../src/store/object-store.js';
 import { withoutValues } from '../../src/observability/redact.js';
 import { openSession } from '../../src/session/index.js';
 import type { Instance } from '../../src/session/objects.js';
+import { ExportJournal } from '../../src/toolkit/export.js';
 import { importFolders } from '../../src/toolkit/import.js';
 import { layoutPath } from '../../src/toolkit/layout.js';
 import { scratchDir } from '../helpers/scratch.js';
@@ -258,6 +261,52 @@ test('import follows links to folders, each folder once, and a link back up the 
   assert.equal(summary.indexed, 2, 'the file behind the folder link is indexed');
   assert.equal(summary.files, 2, 'each folder is walked once');
   assert.equal(summary.duplicates, 0);
+});
+
+// Found in a review: import recorded the paths it walked, and the guards that keep exports and
+// de-identifications away from the originals compared real paths with them: a tree imported through
+// a link to its folder could be written over under the folder's real name. Folders reached both
+// directly and through a link, or under overlapping roots, were walked twice (their files counted as
+// duplicates "not imported"), and a link to nothing was passed over without a word.
+test('import names files by their real path, walks each folder once however reached, and reports a dangling link', async () => {
+  const dir = scratchDir('review-import-real-paths');
+  const real = join(dir, 'real');
+  mkdirSync(join(real, 'sub'), { recursive: true });
+  const patient = { patientId: 'P-REAL', patientName: 'Real^Rae', rows: 8, columns: 8 } as const;
+  await writeSyntheticFile(join(real, 'a.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), ...patient });
+  await writeSyntheticFile(join(real, 'sub', 'b.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), ...patient });
+  const archive = join(dir, 'archive');
+  mkdirSync(archive);
+  symlinkSync(real, join(archive, 'linked'));
+  symlinkSync(join(dir, 'nowhere'), join(archive, 'dangling'));
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  let summary;
+  try {
+    summary = await importFolders(db, storagePath, { roots: [archive, real, join(real, 'sub')], copy: false, forward: false, workers: 1 });
+    const sources = (db.prepare('SELECT source_path AS path FROM instances ORDER BY source_path').all() as Array<{ path: string }>).map((row) => row.path);
+    assert.deepEqual(sources, [join(realpathSync(real), 'a.dcm'), join(realpathSync(real), 'sub', 'b.dcm')]);
+  } finally {
+    db.close();
+  }
+  assert.equal(summary.indexed, 2);
+  assert.equal(summary.files, 2, 'each folder walked once: through the link, directly, and under the overlapping root');
+  assert.equal(summary.duplicates, 0);
+  assert.equal(summary.unreadable, 1, 'the dangling link is counted');
+  assert.ok(summary.examples.some((example) => example.path === join(archive, 'dangling') && /symbolic link/.test(example.reason)));
+
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const a = [...session.instances()].find((instance) => instance.filePath.endsWith('a.dcm')) as Instance;
+    const before = readFileSync(join(real, 'sub', 'b.dcm'));
+    await assert.rejects(a.deidentify(join(real, 'sub', 'b.dcm')), /imported in place/, "another instance's original, by its real path");
+    await assert.rejects(session.export({ out: real, workers: 1 }), /holds files imported in place/);
+    assert.deepEqual(readFileSync(join(real, 'sub', 'b.dcm')), before);
+    assert.deepEqual(readdirSync(real).sort(), ['a.dcm', 'sub'], 'nothing written among the originals');
+  } finally {
+    session.close();
+  }
 });
 
 /** An RT Structure Set of `contours` contours (one sequence item each): a few MB, but a tree of
@@ -631,6 +680,102 @@ test("export: a node's copy gone when it is copied is de-identified from the ori
     assert.equal(copied.copied, 1);
   } finally {
     session.close();
+  }
+});
+
+// Found in a review: the node writes its copies without a sync each, so an unclean stop can leave
+// one cut short (its next start makes it again). Export copied it as it was, and its journal then
+// counted the instance as done: the cut file stayed in the folder through every run again.
+test("export: a node's copy cut short is de-identified from the original instead, or failed saying why, never copied", async () => {
+  const { dir, storagePath } = await importedSession('review-export-copy-cut', 1);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const [instance] = [...session.instances()];
+    assert.ok(instance);
+    const copy = join(storagePath, await recordNodeCopy(instance, storagePath, dir));
+    const whole = statSync(copy).size;
+    truncateSync(copy, 0);
+    const summary = await session.export({ out: join(dir, 'out'), workers: 1 });
+    assert.deepEqual([summary.written, summary.copied, summary.deidentified, summary.failed], [1, 0, 1, 0], JSON.stringify([...summary.problems]));
+    const written = readdirSync(join(dir, 'out'), { recursive: true }).map(String).filter((name) => name.endsWith('.dcm'));
+    assert.equal(written.length, 1);
+    assert.equal(statSync(join(dir, 'out', written[0] as string)).size, whole, 'the whole instance, as the node made it');
+
+    // With the original gone too (retention), nothing can be written: failed, with what to do.
+    const db = openDatabase(join(storagePath, 'index.sqlite'));
+    try {
+      db.prepare('UPDATE instances SET original_deleted_at = 1').run();
+    } finally {
+      db.close();
+    }
+    const again = await session.export({ out: join(dir, 'out-2'), workers: 1 });
+    assert.deepEqual([again.written, again.failed], [0, 1]);
+    assert.match([...again.problems.keys()].join('\n'), /cut it short.*start the node/);
+    assert.deepEqual(readdirSync(join(dir, 'out-2'), { recursive: true }).map(String).filter((name) => name.endsWith('.dcm')), []);
+  } finally {
+    session.close();
+  }
+});
+
+// Found in a review: the journal stamped an export with the clock when it was recorded, so an
+// instance received again while its old bytes were being exported looked exported after it, and no
+// run again wrote the new one.
+test('export journal: an instance received again while it was being exported is exported again by the next run', async () => {
+  const { dir, storagePath } = await importedSession('review-export-received-during', 2);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const journal = new ExportJournal(db, join(dir, 'out'), {});
+    const rows = journal.nextPage(0);
+    assert.equal(rows.length, 2);
+    const [resent, unchanged] = rows as [(typeof rows)[number], (typeof rows)[number]];
+    // Received again after the page was read, before its (old) export is recorded.
+    db.prepare('UPDATE instances SET received_at = received_at + 1 WHERE id = ?').run(resent.id);
+    journal.record(rows.map((row) => ({ id: row.id, path: `${row.id}.dcm`, bytes: 1, receivedAt: row.receivedAt })));
+    assert.deepEqual(journal.nextPage(0).map((row) => row.id), [resent.id], 'only the instance received again is left to export');
+    assert.deepEqual(journal.counts(), { selected: 2, done: 1 });
+    assert.ok(unchanged.id !== resent.id);
+  } finally {
+    db.close();
+  }
+});
+
+// Found in a review: an import batch read the index (which UIDs it holds) in a deferred transaction
+// and then wrote; a running node's commit in between failed the write at once (SQLITE_BUSY_SNAPSHOT,
+// no busy timeout) and ended the import. Now the batch takes the write lock first: the node's write
+// is the one that waits (here, with no busy timeout, it is refused), and the import goes on.
+test('import: a commit of another process while a batch reads the index does not end the import', async () => {
+  const dir = scratchDir('review-import-busy-snapshot');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  await writeSyntheticFile(join(tree, 'a.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P-BUSY', patientName: 'Busy^Bo', rows: 8, columns: 8 });
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  const node = new Database(join(storagePath, 'index.sqlite'));
+  node.pragma('busy_timeout = 0');
+  node.exec('CREATE TABLE node_writes (x)');
+  const hasInstance = InstanceIndex.prototype.hasInstance;
+  let nodeCommitted: boolean | undefined;
+  InstanceIndex.prototype.hasInstance = function (this: InstanceIndex, uid: string) {
+    const answer = hasInstance.call(this, uid);
+    if (nodeCommitted === undefined) {
+      try {
+        node.prepare('INSERT INTO node_writes VALUES (1)').run();
+        nodeCommitted = true;
+      } catch {
+        nodeCommitted = false;
+      }
+    }
+    return answer;
+  };
+  try {
+    const summary = await importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 });
+    assert.equal(summary.indexed, 1);
+    assert.equal(nodeCommitted, false, 'the batch held the write lock while it read');
+  } finally {
+    InstanceIndex.prototype.hasInstance = hasInstance;
+    node.close();
+    db.close();
   }
 });
 
