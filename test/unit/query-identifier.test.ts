@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
+import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
+import type { Db } from '../../src/db/database.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { FindService } from '../../src/query/find-service.js';
@@ -18,21 +19,9 @@ function ulValue(value: number): Buffer {
   return out;
 }
 
-// Found in a review: a group length was taken for a key Gantry does not match on, so every match was
-// answered 0xFF01 ("optional keys not supported"), and each response carried an empty (0008,0000) and
-// (0020,0000), group lengths of length 0 that no longer said anything true of the response.
-test('group lengths in a C-FIND identifier are neither keys nor returned, and the matches are 0xFF00', async (t) => {
-  const db = openScratchIndex(t, 'query-identifier-group-length');
-  const index = new InstanceIndex(db);
-  db.transaction(() => index.upsert(instanceRecord(1, { attributes: { PatientID: 'P1', Modality: 'CT', StudyDescription: 'HEAD' } })))();
+/** The responses of a Study Root C-FIND of `identifier` by a source caller: status and elements. */
+async function studyRootFind(db: Db, identifier: Buffer): Promise<Array<{ status: number; elements: ElementNode[] }>> {
   const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
-  const identifier = encodeDataset([
-    [0x00080000, 'UL', ulValue(32)],
-    [0x00080052, 'CS', 'STUDY'],
-    [0x00081030, 'LO', 'HEAD'],
-    [0x00200000, 'UL', ulValue(10)],
-    [0x0020000d, 'UI', ''],
-  ]);
   const request = {
     association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
     messageId: 1,
@@ -40,11 +29,29 @@ test('group lengths in a C-FIND identifier are neither keys nor returned, and th
     transferSyntaxUid: '1.2.840.10008.1.2.1',
     identifier,
   };
-  const matches: Array<{ status: number; tags: number[] }> = [];
+  const responses: Array<{ status: number; elements: ElementNode[] }> = [];
   for await (const match of find.find(request, new AbortController().signal)) {
     const { identifier: response, status } = Buffer.isBuffer(match) ? { identifier: match, status: 0xff00 } : match;
-    matches.push({ status, tags: parseDataset(new BufferSource(response), 'explicit-le').map((element) => element.tag) });
+    responses.push({ status, elements: parseDataset(new BufferSource(response), 'explicit-le') });
   }
+  return responses;
+}
+
+// Found in a review: a group length was taken for a key Gantry does not match on, so every match was
+// answered 0xFF01 ("optional keys not supported"), and each response carried an empty (0008,0000) and
+// (0020,0000), group lengths of length 0 that no longer said anything true of the response.
+test('group lengths in a C-FIND identifier are neither keys nor returned, and the matches are 0xFF00', async (t) => {
+  const db = openScratchIndex(t, 'query-identifier-group-length');
+  const index = new InstanceIndex(db);
+  db.transaction(() => index.upsert(instanceRecord(1, { attributes: { PatientID: 'P1', Modality: 'CT', StudyDescription: 'HEAD' } })))();
+  const identifier = encodeDataset([
+    [0x00080000, 'UL', ulValue(32)],
+    [0x00080052, 'CS', 'STUDY'],
+    [0x00081030, 'LO', 'HEAD'],
+    [0x00200000, 'UL', ulValue(10)],
+    [0x0020000d, 'UI', ''],
+  ]);
+  const matches = (await studyRootFind(db, identifier)).map(({ status, elements }) => ({ status, tags: elements.map((element) => element.tag) }));
   assert.deepEqual(matches, [{ status: 0xff00, tags: [0x00080052, 0x00080054, 0x00081030, 0x0020000d] }]);
 });
 
@@ -59,7 +66,6 @@ test("a Study Root STUDY query answers the patient's NumberOfPatientRelated coun
     index.upsert(instanceRecord(2, { attributes: { PatientID: 'P1', Modality: 'CT' } }));
     index.upsert(instanceRecord(3, { studyInstanceUid: '1.2.2', seriesInstanceUid: '1.2.2.1', attributes: { PatientID: 'P1', Modality: 'MR' } }));
   })();
-  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
   const identifier = encodeDataset([
     [0x00080052, 'CS', 'STUDY'],
     [0x0020000d, 'UI', '1.2.1'],
@@ -67,19 +73,9 @@ test("a Study Root STUDY query answers the patient's NumberOfPatientRelated coun
     [0x00201202, 'IS', ''],
     [0x00201204, 'IS', ''],
   ]);
-  const request = {
-    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
-    messageId: 1,
-    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1',
-    transferSyntaxUid: '1.2.840.10008.1.2.1',
-    identifier,
-  };
-  const answers: Array<{ status: number; counts: string[] }> = [];
-  for await (const match of find.find(request, new AbortController().signal)) {
-    const { identifier: response, status } = Buffer.isBuffer(match) ? { identifier: match, status: 0xff00 } : match;
-    const elements = parseDataset(new BufferSource(response), 'explicit-le');
-    const counts = [0x00201200, 0x00201202, 0x00201204].map((tag) => elements.find((element) => element.tag === tag)?.value?.toString('latin1').trim() ?? 'absent');
-    answers.push({ status, counts });
-  }
+  const answers = (await studyRootFind(db, identifier)).map(({ status, elements }) => ({
+    status,
+    counts: [0x00201200, 0x00201202, 0x00201204].map((tag) => elements.find((element) => element.tag === tag)?.value?.toString('latin1').trim() ?? 'absent'),
+  }));
   assert.deepEqual(answers, [{ status: 0xff00, counts: ['2', '2', '3'] }]);
 });
