@@ -212,8 +212,8 @@ function intoFolder<T>(target: string, write: () => T): T {
   }
 }
 
-/** The node's de-identified copy, copied under a temporary name beside the target, then renamed. */
-/** Copies `source` to `target` through a partial file, checking the size copied; answers it. */
+/** The node's de-identified copy, copied under a temporary name beside the target, its size checked
+ * against the one the node wrote, then renamed; answers the size. */
 function copyThenRename(source: string, target: string, expectedSize: number | null): number {
   const partial = `${target}.partial`;
   try {
