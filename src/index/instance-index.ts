@@ -109,6 +109,10 @@ function hierarchyValues(attributes: IndexedAttributes): string {
 /** How long a series' hierarchy rows count as fresh (see InstanceIndex.recentSeriesPk). */
 const HIERARCHY_REFRESH_MS = 1000;
 
+/** When the newest instance received over the network was (rows gantry import wrote, possibly
+ * later and by another process, say nothing of when the node stopped). */
+const NEWEST_RECEIVED = 'SELECT received_at FROM instances WHERE source_path IS NULL ORDER BY received_at DESC LIMIT 1';
+
 export class InstanceIndex {
   private readonly recentSeries = new Map<string, SeriesMemo>();
   /** Series rows written in the open transaction: reused within it (import writes a batch of a
@@ -126,6 +130,7 @@ export class InstanceIndex {
     deleteInstance: Statement;
     dataVersion: Statement;
     recentInstances: Statement;
+    newestReceivedAt: Statement;
     knownSourcePaths: Statement;
     relocateImported: Statement;
     releaseForwarding: Statement;
@@ -203,8 +208,9 @@ export class InstanceIndex {
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
         SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize, state, replaced_path AS replacedPath
-        FROM instances WHERE received_at >= (SELECT max(received_at) FROM instances) - ? AND original_external = 0
+        FROM instances WHERE received_at >= (${NEWEST_RECEIVED}) - ? AND original_external = 0
           AND original_deleted_at IS NULL`),
+      newestReceivedAt: db.prepare(NEWEST_RECEIVED).pluck(),
       counts: db.prepare(`SELECT
         (SELECT count(*) FROM patients) AS patients, (SELECT count(*) FROM studies) AS studies,
         (SELECT count(*) FROM series) AS series, (SELECT count(*) FROM instances) AS instances`),
@@ -254,11 +260,22 @@ export class InstanceIndex {
     })();
   }
 
-  /** Instances received within `windowMs` of the newest one (imported files in place are the user's,
-   * and originals retention deleted are meant to be gone: neither is checked, since the start-up
-   * check deletes the rows whose files it finds short or missing). */
+  /** Instances received within `windowMs` of the newest one received over the network (rows gantry
+   * import wrote later, possibly by another process, would move the window past the crash; imported
+   * files in place are the user's, and originals retention deleted are meant to be gone: neither is
+   * checked, since the start-up check deletes the rows whose files it finds short or missing). */
   recentInstances(windowMs: number): RecentInstance[] {
     return this.statements.recentInstances.all(windowMs) as RecentInstance[];
+  }
+
+  /** When the newest instance received over the network was received (ms since the epoch), if any. */
+  newestReceivedAt(): number | undefined {
+    return (this.statements.newestReceivedAt.get() as number | undefined) ?? undefined;
+  }
+
+  /** The file (relative to storage.path) the index names for an instance, if it is indexed. */
+  filePathOf(sopInstanceUid: string): string | undefined {
+    return (this.statements.findInstancePath.get(sopInstanceUid) as { filePath: string } | undefined)?.filePath;
   }
 
   /** Records that an instance's original is gone (retention deleted it; the record did not survive). */

@@ -21,7 +21,7 @@ import { basename, dirname, join } from 'node:path';
 import type { DeidWork } from '../index/deid-work.js';
 import type { InstanceIndex } from '../index/instance-index.js';
 import type { Logger } from '../observability/logger.js';
-import { pathSegment, syncDirectory, type ObjectStore } from '../store/object-store.js';
+import { ORIGINALS_DIR, pathSegment, syncDirectory, type ObjectStore } from '../store/object-store.js';
 
 const MARKER = 'gantry.running';
 const LOCK = 'gantry.lock';
@@ -179,9 +179,59 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
   }
   let unnamed = 0;
   for (const [folder, named] of kept) unnamed += await removeUnnamedCopies(store, folder, named);
-  log.warn({ checked: recent.length, removed, unnamed, replaced, unchecked }, 'the last run did not stop cleanly; checked the newest instances against their files');
+  const newest = index.newestReceivedAt();
+  const unindexed = await removeUnindexedOriginals(index, store, newest === undefined ? 0 : newest - CHECK_WINDOW_MS);
+  log.warn({ checked: recent.length, removed, unnamed, unindexed, replaced, unchecked }, 'the last run did not stop cleanly; checked the newest instances against their files');
   return removed;
 }
+
+/**
+ * After an unclean stop: deletes the originals placed shortly before it that no row names. A store
+ * renames its file into originals/ and then commits its row (receive.ts), so a crash between the two
+ * leaves the file of an instance that has no row at all, never acknowledged, holding PHI that nothing
+ * would ever find or delete (the check of the newest rows only reads the folders they name). Every
+ * series folder is looked at (one stat each); those changed since `sinceMs` are read, and each copy
+ * there (named by its UID's segment, alone or with a variant) whose UID has no row, or a row naming
+ * another file, goes. A name that is not an instance UID's segment (a hashed one, an import's copy
+ * under its temporary name) is left. Answers how many were deleted.
+ */
+async function removeUnindexedOriginals(index: InstanceIndex, store: ObjectStore, sinceMs: number): Promise<number> {
+  let removed = 0;
+  for (const study of await folderNames(store.absolute(ORIGINALS_DIR))) {
+    for (const series of await folderNames(store.absolute(join(ORIGINALS_DIR, study)))) {
+      const folder = join(ORIGINALS_DIR, study, series);
+      const changed = await stat(store.absolute(folder)).then((info) => info.mtimeMs >= sinceMs, () => false);
+      if (!changed) continue;
+      for (const name of await readdir(store.absolute(folder)).catch(() => [] as string[])) {
+        const sopInstanceUid = instanceUidOfCopy(name);
+        if (sopInstanceUid === undefined) continue;
+        const relativePath = join(folder, name);
+        if (index.filePathOf(sopInstanceUid) === relativePath) continue;
+        await store.remove(relativePath);
+        removed += 1;
+      }
+    }
+  }
+  return removed;
+}
+
+/** The folders in `path` (none when it cannot be read). */
+async function folderNames(path: string): Promise<string[]> {
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+  return entries.filter((entry) => entry.isDirectory()).map((entry) => entry.name);
+}
+
+/** The SOP Instance UID a copy's file name spells (its segment, alone or with a variant), when the
+ * segment is the UID itself (pathSegment keeps a well-formed UID as it is). */
+function instanceUidOfCopy(name: string): string | undefined {
+  if (!name.endsWith('.dcm')) return undefined;
+  const stem = name.slice(0, -'.dcm'.length);
+  const segment = PLAIN_UID.test(stem) ? stem : withoutVariant(stem);
+  return segment !== undefined && PLAIN_UID.test(segment) ? segment : undefined;
+}
+
+/** A UID as pathSegment keeps it (src/store/object-store.ts). */
+const PLAIN_UID = /^[0-9][0-9.]{0,63}$/;
 
 /** A copy's variant (ObjectStore.uniqueVariant): letters and digits, at least one letter, so that it
  * is never taken for the next component of a UID. */

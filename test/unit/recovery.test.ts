@@ -40,6 +40,55 @@ test('after an unclean stop, an original that no row names beside a newest row i
   assert.equal(existsSync(store.absolute(neverCommitted)), false, 'the copy never committed is gone');
 });
 
+// Found in a review: a store renames its file into originals/ and then commits its row; a crash
+// between the two left the file of an instance with no row at all (the check above reads only the
+// folders of the newest rows), never acknowledged, and PHI that nothing would ever delete.
+test('after an unclean stop, an original placed just before it that no row names is deleted, in any folder', async (t) => {
+  const storagePath = scratchDir('recovery-unindexed');
+  const store = new ObjectStore(storagePath);
+  const index = new InstanceIndex(openScratchIndex(t, 'recovery-unindexed-index'));
+  const place = (relativePath: string) => {
+    mkdirSync(dirname(store.absolute(relativePath)), { recursive: true });
+    writeFileSync(store.absolute(relativePath), 'DICM');
+    return relativePath;
+  };
+  // An older row, out of the window, whose folder the crashed run wrote into too.
+  const older = place(store.originalPath('1.2.1', '1.2.1.1', '1.2.1.1.1'));
+  index.upsert(instanceRecord(1, { filePath: older, fileSize: 4, receivedAt: Date.now() - 3_600_000 }));
+  const newest = place(store.originalPath('1.2.2', '1.2.2.1', '1.2.2.1.1'));
+  index.upsert(instanceRecord(2, { studyInstanceUid: '1.2.2', seriesInstanceUid: '1.2.2.1', sopInstanceUid: '1.2.2.1.1', filePath: newest, fileSize: 4, receivedAt: Date.now() }));
+  const besideOlder = place(store.originalPath('1.2.1', '1.2.1.1', '1.2.1.1.9'));
+  const newSeries = place(store.originalPath('1.2.3', '1.2.3.1', '1.2.3.1.1'));
+  const variant = place(store.originalPath('1.2.3', '1.2.3.1', '1.2.3.1.2', 'm3k9q2d5'));
+  // Names that are no instance UID's segment are left: they cannot be looked up.
+  const hashed = place(store.originalPath('1.2.3', '1.2.3.1', 'not a UID'));
+  await checkNewestRows(index, store, silentLogger());
+  for (const kept of [older, newest, hashed]) assert.equal(existsSync(store.absolute(kept)), true, `${kept} stays`);
+  for (const gone of [besideOlder, newSeries, variant]) assert.equal(existsSync(store.absolute(gone)), false, `${gone} is deleted`);
+});
+
+// Found in a review: the window was measured from the newest row of any kind, and gantry import,
+// run while the node was down, stamps its rows with its own time: the crashed run's rows then fell
+// out of the window, and a row naming a file cut short was never checked.
+test('after an unclean stop, rows an import wrote later do not move the window past the crashed run', async (t) => {
+  const storagePath = scratchDir('recovery-import-after');
+  const store = new ObjectStore(storagePath);
+  const index = new InstanceIndex(openScratchIndex(t, 'recovery-import-after-index'));
+  const place = (relativePath: string, bytes: string) => {
+    mkdirSync(dirname(store.absolute(relativePath)), { recursive: true });
+    writeFileSync(store.absolute(relativePath), bytes);
+    return relativePath;
+  };
+  const cut = place(store.originalPath('1.2.1', '1.2.1.1', '1.2.1.1.1'), 'DI');
+  index.upsert(instanceRecord(1, { filePath: cut, fileSize: 4, receivedAt: Date.now() - 600_000 }));
+  const imported = place(store.originalPath('1.2.5', '1.2.5.1', '1.2.5.1.1'), 'DICM');
+  index.upsert(instanceRecord(2, { studyInstanceUid: '1.2.5', seriesInstanceUid: '1.2.5.1', sopInstanceUid: '1.2.5.1.1', filePath: imported, fileSize: 4, sourcePath: '/archive/a.dcm', receivedAt: Date.now() }));
+  await checkNewestRows(index, store, silentLogger());
+  assert.equal(index.hasInstance('1.2.1.1.1'), false, 'the row naming a file cut short is removed');
+  assert.equal(existsSync(store.absolute(cut)), false);
+  assert.equal(index.hasInstance('1.2.5.1.1'), true, 'the imported row stays');
+});
+
 // An instance received again under another study (a corrected Study Instance UID) has its new copy
 // in another folder: the check above, which reads the folders of the newest rows, never saw the copy
 // it replaced, and a crash between the commit and the delete left that original (PHI) for good.
