@@ -9,6 +9,13 @@ export interface ExpiredFile {
   filePath: string;
 }
 
+/** Where a sweep is in the expired files (their state_changed_at and id): files it could not delete
+ * are passed, not selected again by every page after them. */
+export interface ExpiryCursor {
+  changedAt: number;
+  id: number;
+}
+
 export class RetentionWork {
   constructor(private readonly db: Db) {}
 
@@ -20,22 +27,36 @@ export class RetentionWork {
    * (relative path) synchronously; false: it could not, and the file stays recorded as present (a
    * throw would undo the records of the files of the page already deleted). Returns how many were deleted.
    */
-  deleteExpired(kind: 'original' | 'deidentified', before: number, limit: number, remove: (filePath: string) => unknown, now = Date.now()): number {
+  deleteExpired(
+    kind: 'original' | 'deidentified',
+    before: number,
+    limit: number,
+    remove: (filePath: string) => unknown,
+    now = Date.now(),
+    cursor: ExpiryCursor = { changedAt: Number.MIN_SAFE_INTEGER, id: 0 },
+  ): number {
+    // In (state_changed_at, id) order after `cursor`, which moves past every file selected: a page
+    // whose files all failed (a folder the node may not write) would otherwise be selected again by
+    // every page, and nothing after it ever deleted.
     const select =
       kind === 'original'
-        ? `SELECT id, file_path AS filePath FROM instances INDEXED BY instances_forwarded
-           WHERE state = 'forwarded' AND state_changed_at <= ? AND original_deleted_at IS NULL AND original_external = 0 LIMIT ?`
-        : `SELECT id, deid_file_path AS filePath FROM instances INDEXED BY instances_forwarded
-           WHERE state = 'forwarded' AND state_changed_at <= ? AND deid_deleted_at IS NULL AND deid_file_path IS NOT NULL LIMIT ?`;
+        ? `SELECT id, file_path AS filePath, state_changed_at AS changedAt FROM instances INDEXED BY instances_forwarded
+           WHERE state = 'forwarded' AND state_changed_at <= ? AND (state_changed_at, id) > (?, ?)
+             AND original_deleted_at IS NULL AND original_external = 0 ORDER BY state_changed_at, id LIMIT ?`
+        : `SELECT id, deid_file_path AS filePath, state_changed_at AS changedAt FROM instances INDEXED BY instances_forwarded
+           WHERE state = 'forwarded' AND state_changed_at <= ? AND (state_changed_at, id) > (?, ?)
+             AND deid_deleted_at IS NULL AND deid_file_path IS NOT NULL ORDER BY state_changed_at, id LIMIT ?`;
     const mark = this.db.prepare(`UPDATE instances SET ${kind === 'original' ? 'original_deleted_at' : 'deid_deleted_at'} = ? WHERE id = ?`);
     // IMMEDIATE: the write lock before the choice. Commands share the index from other processes
     // (gantry forward, import, quarantine release); in a deferred transaction one of them could commit
     // between this choice and its record, after the files were deleted: the record then fails
     // (SQLITE_BUSY_SNAPSHOT) and a copy the command just queued again is gone though recorded present.
     return this.db.transaction(() => {
-      const files = this.db.prepare(select).all(before, limit) as ExpiredFile[];
+      const files = this.db.prepare(select).all(before, cursor.changedAt, cursor.id, limit) as Array<ExpiredFile & { changedAt: number }>;
       let deleted = 0;
       for (const file of files) {
+        cursor.changedAt = file.changedAt;
+        cursor.id = file.id;
         if (remove(file.filePath) === false) continue;
         mark.run(now, file.id);
         deleted += 1;

@@ -5,7 +5,7 @@
  */
 import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import type { RetentionWork } from '../index/retention-work.js';
+import type { ExpiryCursor, RetentionWork } from '../index/retention-work.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface RetentionOptions {
@@ -44,6 +44,7 @@ export class Retention {
     // sweep): throwing would stop retention at it for good, and undo the records of the files of its
     // page already deleted. Its path holds original UIDs: only the error code is logged.
     const failures = new Map<string, number>();
+    const cursor: ExpiryCursor = { changedAt: Number.MIN_SAFE_INTEGER, id: 0 };
     for (let round = 0; round < 1000; round += 1) {
       let failed = 0;
       const count = this.options.work.deleteExpired(kind, before, PAGE, (filePath) => {
@@ -57,10 +58,10 @@ export class Retention {
           return false;
         }
         return true;
-      });
+      }, Date.now(), cursor);
       deleted += count;
-      // The files skipped are selected again: done when a page has nothing more to delete.
-      if (count === 0 || count + failed < PAGE) break;
+      // Each page starts after the last (the files skipped are tried again next sweep): done at a short page.
+      if (count + failed < PAGE) break;
       // Pages are short, and other work runs between them.
       await new Promise((resolve) => setImmediate(resolve));
     }

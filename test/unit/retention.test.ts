@@ -47,6 +47,32 @@ test('an original that cannot be deleted is skipped: the others are deleted and 
   assert.ok(!lines.some((line) => line.includes('1.2.1.1.')), `no path of an original in the log: ${lines.join('')}`);
 });
 
+// Found in a review: the files a sweep could not delete were selected again by every page, so a
+// full page of them (a series folder the node may not write, 200 files) ended every sweep there,
+// and no other expired original was ever deleted.
+test('a full page of originals that cannot be deleted does not stop retention of the files after it', async (t) => {
+  const storagePath = scratchDir('retention-stuck-page');
+  const { db, writer } = openTestIndex(t, storagePath);
+  const folder = 'originals/1.2.1/1.2.1.1';
+  mkdirSync(join(storagePath, folder), { recursive: true });
+  const undeletable = 201;
+  const total = undeletable + 30;
+  for (let n = 1; n <= total; n += 1) {
+    const filePath = `${folder}/1.2.1.1.${n}.dcm`;
+    await writer.submit(instanceRecord(n, { filePath }));
+    // The oldest are directories with something in them: unlink fails (EISDIR), even as root.
+    if (n <= undeletable) {
+      mkdirSync(join(storagePath, filePath));
+      writeFileSync(join(storagePath, filePath, 'x'), 'x');
+    } else writeFileSync(join(storagePath, filePath), 'dicom');
+  }
+  db.prepare(`UPDATE instances SET state = 'forwarded', state_changed_at = id`).run();
+  const retention = new Retention({ work: new RetentionWork(db), storagePath, log: silentLogger(), settings: () => ({ retainOriginalsMs: 1000, retainDeidentifiedMs: 0 }) });
+  assert.deepEqual(await retention.sweep(), { originals: total - undeletable, deidentified: 0 });
+  const kept = db.prepare('SELECT count(*) FROM instances WHERE original_deleted_at IS NULL').pluck().get();
+  assert.equal(kept, undeletable, 'only the files that cannot be deleted are kept');
+});
+
 test('a study re-queued by another process (gantry forward) while a sweep picks its files keeps them: deleted exactly when recorded deleted', async (t) => {
   const storagePath = scratchDir('retention-other-process');
   const { db, writer } = openTestIndex(t, storagePath);
