@@ -10,6 +10,7 @@ import { DatasetWriter, type EditableElement, type EditableItem } from '../dicom
 import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
+import { tagText } from '../dicom/header-scanner.js';
 import { embeddedOverlayGroup, embeddedOverlayText, repeatedTagReason } from './burned-in.js';
 import { decide, type BaseSettings, type Decision } from './decide.js';
 import { DeidEngine, type DeidOutcome, type DeidSettings } from './engine.js';
@@ -22,7 +23,7 @@ import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
 import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
-import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
+import { EXTENDED_OFFSET_TABLE, FRAGMENT_DESCRIPTIONS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
 import { J2K_MAIN_HEADER, J2K_STREAM_SYNTAXES } from '../pixels/j2k-metadata.js';
 import { JPEG_HEADER, JPEG_STREAM_SYNTAXES } from '../pixels/jpeg-metadata.js';
 import { cleanedCodestream, segmentsToCleanIn, withCleanCodestream, type HeaderGrammar } from '../pixels/marker-segments.js';
@@ -308,10 +309,10 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
   return undefined;
 }
 
-/** Pixel Data written in new fragments has new offsets: the Extended Offset Table and a group length
- * would lie, and go. */
+/** Pixel Data written in new fragments has new offsets and a new length: the Extended Offset Table,
+ * the value's total length and a group length would lie, and go. */
 function dropStaleOffsets(byTag: ReadonlyMap<number, EditableElement>): void {
-  for (const tag of [EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, PIXEL_GROUP_LENGTH]) {
+  for (const tag of [...FRAGMENT_DESCRIPTIONS, PIXEL_GROUP_LENGTH]) {
     const stale = byTag.get(tag);
     if (stale) stale.removed = true;
   }
@@ -335,12 +336,33 @@ function outputValues(opened: OpenedDataset, tags: readonly number[]): Map<numbe
  * icon or overlay, a copy of the image and text drawn over it, would leave as it came. */
 function pixelsLeftUnredacted(elements: readonly EditableElement[], imageRedacted: boolean): string | undefined {
   if (elements.some((element) => !element.removed && (element.tag === FLOAT_PIXEL_DATA || element.tag === DOUBLE_FLOAT_PIXEL_DATA))) return 'float pixel data';
+  // An icon inside a sequence item (an SR's or a referenced image's, PS3.3 C.7.6.1.1.6) shows
+  // another image: this one's zone cannot be placed on it.
+  const nested = keptNestedIcon(elements, false);
+  if (nested !== undefined) return `the icon image inside (${tagText(nested)}) (it shows another image; the zone cannot be placed on it)`;
   if (imageRedacted) return undefined;
   const kept = elements.filter((element) => !element.removed);
   if (kept.some((element) => element.tag === ICON_IMAGE_SEQUENCE && ((element.items ?? []) as EditableItem[]).some((item) => !item.removed && (item.elements as EditableElement[]).some((inner) => inner.tag === PIXEL_DATA && !inner.removed)))) {
     return 'the icon image (without Pixel Data to take the zone from)';
   }
   if (kept.some((element) => element.tag >>> 16 >= 0x6000 && element.tag >>> 16 <= 0x601e && (element.tag & 0xffff) === 0x3000)) return 'overlay data (without Pixel Data to take the zone from)';
+  return undefined;
+}
+
+/** The sequence holding an Icon Image Sequence with Pixel Data that the de-identification kept
+ * inside a sequence item (at any depth), if there is one. */
+function keptNestedIcon(elements: readonly EditableElement[], nested: boolean, within?: number): number | undefined {
+  for (const element of elements) {
+    if (element.removed || !element.items) continue;
+    const items = (element.items as EditableItem[]).filter((item) => !item.removed);
+    if (nested && element.tag === ICON_IMAGE_SEQUENCE && items.some((item) => (item.elements as EditableElement[]).some((inner) => inner.tag === PIXEL_DATA && !inner.removed))) {
+      return within ?? element.tag;
+    }
+    for (const item of items) {
+      const found = keptNestedIcon(item.elements as EditableElement[], true, within ?? element.tag);
+      if (found !== undefined) return found;
+    }
+  }
   return undefined;
 }
 

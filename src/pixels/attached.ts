@@ -4,6 +4,7 @@
  * image, what it covers is blanked in them too: in the icon the zone scaled to the icon's size (widened
  * to whole icon pixels), in an overlay the zone moved by the overlay's origin.
  */
+import { repeatedTagReason } from '../deid/burned-in.js';
 import type { ByteSource, ElementNode } from '../dicom/dataset-tree.js';
 import type { EditableElement } from '../dicom/dataset-writer.js';
 import { elementNumber, elementText } from '../dicom/element-value.js';
@@ -32,6 +33,9 @@ function valueCopy(element: ElementNode, source: ByteSource): Buffer {
 }
 
 function redactIcon(elements: EditableElement[], source: ByteSource, bigEndian: boolean, image: PixelGeometry, mask: RowMask): void {
+  // An item with an element twice (PS3.5 7.5): the map below keeps the last, a reader shows the first.
+  const repeated = repeatedTagReason(elements);
+  if (repeated !== undefined) throw new PixelRedactionError(`in the kept Icon Image Sequence, ${repeated.replace(/^the dataset has/, 'an item has')}`);
   const byTag = new Map(elements.map((element) => [element.tag, element]));
   const pixels = byTag.get(PIXEL_DATA);
   if (!pixels) return;

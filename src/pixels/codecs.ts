@@ -247,7 +247,12 @@ export function jpeg2000FrameRedactor(g: PixelGeometry, mask: RowMask): (frame: 
   return (frame) => {
     const { pixels, info, geometry } = decodeJpeg2000Frame(frame, g);
     // The decoder sign-extends signed samples: black in the image's terms fits the container as is.
-    blankFrame(pixels, geometry, mask, blackOfImage(g, geometry));
+    // A codestream that is unsigned (or narrower than BitsStored) where the image says otherwise, as
+    // real files have (PixelRepresentation 1 over an unsigned codestream), takes black as its own
+    // P-bit pattern, as JPEG-LS does: -4096 over 13 unsigned bits is 0x1000, which readers show as -4096.
+    const precision = 2 ** info.bitsPerSample;
+    const black = blackOfImage(g, geometry).map((value) => (info.isSigned === true ? value : ((value % precision) + precision) % precision));
+    blankFrame(pixels, geometry, mask, black);
     const encoded = guarded(
       () => (openjpeg = undefined),
       () => {

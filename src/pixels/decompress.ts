@@ -12,7 +12,7 @@ import { DatasetWriter, insertElement, type EditableElement } from '../dicom/dat
 import { elementText } from '../dicom/element-value.js';
 import { header, reencodeElements } from '../dicom/reencode.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
-import { EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, frameBytes, framesOf } from './encapsulated.js';
+import { EXTENDED_OFFSET_TABLE, FRAGMENT_DESCRIPTIONS, frameBytes, framesOf } from './encapsulated.js';
 import { FRAME_CODECS } from './frame-codecs.js';
 import { frameBits, pixelGeometry, PixelRedactionError } from './native.js';
 
@@ -76,7 +76,7 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
     });
     if (photometric !== geometry.photometric) insertElement(elements, TAG.PhotometricInterpretation, 'CS', Buffer.from(photometric.length % 2 ? `${photometric} ` : photometric, 'latin1'));
     if (geometry.samplesPerPixel > 1) insertElement(elements, TAG.PlanarConfiguration, 'US', Buffer.from([planar ? 1 : 0, 0]));
-    for (const tag of [TAG.PixelGroupLength, EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS]) {
+    for (const tag of [TAG.PixelGroupLength, ...FRAGMENT_DESCRIPTIONS]) {
       const stale = byTag.get(tag);
       if (stale) stale.removed = true;
     }

@@ -10,6 +10,11 @@ import { PixelRedactionError } from './native.js';
 /** (7FE0,0001) Extended Offset Table and (7FE0,0002) its lengths, PS3.3 C.7.6.3. */
 export const EXTENDED_OFFSET_TABLE = 0x7fe00001;
 export const EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;
+/** (7FE0,0003) Encapsulated Pixel Data Value Total Length, PS3.3 C.7.6.3. */
+const ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH = 0x7fe00003;
+/** What describes an encapsulated value's fragments, and lies once the value is written anew or
+ * decoded: the Extended Offset Table, its lengths and the value's total length (PS3.3 C.7.6.3). */
+export const FRAGMENT_DESCRIPTIONS: readonly number[] = [EXTENDED_OFFSET_TABLE, EXTENDED_OFFSET_TABLE_LENGTHS, ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH];
 
 /**
  * The fragments of each frame (the Basic Offset Table item left out). Where the frames begin comes,
@@ -137,12 +142,7 @@ export function writeEncapsulatedFrames(frames: number, frame: (index: number) =
       position += encoded.length;
       sizes.push(encoded.length);
     }
-    const table = Buffer.alloc(frames > 1 ? frames * 4 : 0);
-    let offset = 0;
-    sizes.forEach((size, index) => {
-      if (frames > 1) table.writeUInt32LE(offset, index * 4);
-      offset += size + 8;
-    });
+    const table = basicOffsetTable(sizes);
     emit(itemHeader(ITEM, table.length));
     if (table.length > 0) emit(table);
     const piece = Buffer.allocUnsafe(1024 * 1024);
@@ -163,6 +163,23 @@ export function writeEncapsulatedFrames(frames: number, frame: (index: number) =
     closeSync(fd);
     unlinkSync(scratch);
   }
+}
+
+/**
+ * The Basic Offset Table of frames of these sizes, one fragment each: where each frame's item starts,
+ * after the table's own item. Empty for one frame, and when an offset passes 32 bits (PS3.5 A.4: the
+ * table is then left empty; each frame is still one fragment, which is how readers find them).
+ */
+export function basicOffsetTable(sizes: readonly number[]): Buffer {
+  if (sizes.length <= 1) return Buffer.alloc(0);
+  const table = Buffer.alloc(sizes.length * 4);
+  let offset = 0;
+  for (const [index, size] of sizes.entries()) {
+    if (offset > 0xffffffff) return Buffer.alloc(0);
+    table.writeUInt32LE(offset, index * 4);
+    offset += size + 8;
+  }
+  return table;
 }
 
 function writeFully(fd: number, bytes: Buffer, position: number): void {

@@ -208,6 +208,35 @@ test('an icon or overlay a rule keeps, beside no Pixel Data to take the zone fro
   }
 });
 
+// Found in a review: only the top-level Icon Image Sequence took the zone. An icon a keep rule kept
+// inside a sequence item (an SR's Referenced SOP Sequence, an image's Referenced Image Sequence; the
+// rules apply at every depth) left with its pixels as they came; and an icon item with Pixel Data
+// twice had its last one redacted while readers show the first.
+test('a kept icon inside a sequence, or an icon item with Pixel Data twice, holds the instance back', () => {
+  const dir = scratchDir('pixel-icon-nested');
+  const acme = 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 64]] }\n';
+  const keepIcons = [{ attribute: 'IconImageSequence', action: 'keep' }] as const;
+  const item = (body: Buffer) => {
+    const out = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), body]);
+    out.writeUInt32LE(body.length, 4);
+    return out;
+  };
+  const referenced = item(encodeDataset([[0x00081150, 'UI', '1.2.840.10008.5.1.4.1.1.6.1'], [0x00081155, 'UI', '1.2.3.4.5'], [0x00880200, 'SQ', iconItem('MONOCHROME2', 8, 10, 0xee)]]));
+  const sr = writeAcmeInstance(join(dir, 'sr.dcm'), '1.2.840.10008.5.1.4.1.1.88.33', 'SR', [[0x00100010, 'PN', 'Icon^Nested'], [0x00081199, 'SQ', referenced]]);
+  const ultrasound = join(dir, 'us.dcm');
+  writeUltrasound(ultrasound, [[0x00081140, 'SQ', referenced]]);
+  for (const [name, input] of [['sr', sr], ['us', ultrasound]] as const) {
+    const result = deidentifyWithZones(input, join(dir, `out-${name}.dcm`), acme, dir, ['cleanPixelData'], [...keepIcons]);
+    assert.equal(result.kind, 'quarantined', `${name}: ${JSON.stringify(result)}`);
+    assert.match((result as { reason: string }).reason, /zone "acme" matches, but the icon image inside \((0008,1199|0008,1140)\)/);
+  }
+  const twice = item(Buffer.concat([encodeDataset([...eightBitImagePixel({ rows: 8, columns: 10, photometric: 'MONOCHROME2' })]), encodeElement(PIXEL_DATA, 'OB', Buffer.alloc(80, 0xee)), encodeElement(PIXEL_DATA, 'OB', Buffer.alloc(80, 0x11))]));
+  writeUltrasound(join(dir, 'twice.dcm'), [[0x00880200, 'SQ', twice]]);
+  const result = deidentifyWithZones(join(dir, 'twice.dcm'), join(dir, 'out-twice.dcm'), acme, dir, ['cleanPixelData'], [...keepIcons]);
+  assert.equal(result.kind, 'quarantined', JSON.stringify(result));
+  assert.match((result as { reason: string }).reason, /Icon Image Sequence, an item has \(7FE0,0010\) more than once/i);
+});
+
 test('a dataset with two Pixel Data elements is held back: the one redacted might not be the one a reader shows', () => {
   // PS3.5 7.1: an element occurs once. DCMTK keeps the first of two Pixel Data
   // elements ("found twice ..., ignoring second entry"); Gantry read the last, redacted it, and copied
@@ -251,6 +280,35 @@ test('a zone does not clear an overlay held in the unused bits of Pixel Data: it
   const result = deidentifyWithZones(path, join(dir, 'out.dcm'), 'zones:\n  - { name: acme, match: { Manufacturer: ACME }, rects: [[0, 0, 4, 1]] }\n', dir);
   assert.equal(result.kind, 'quarantined', JSON.stringify(result));
   assert.match((result as { reason: string }).reason, /zone "acme" matches, but an overlay \(group 6000\) lies in the unused bits of Pixel Data/);
+});
+
+// Found in a review: frames written in new fragments dropped the Extended Offset Table but kept
+// (7FE0,0003) Encapsulated Pixel Data Value Total Length, which then gave the old value's length.
+test("redacted frames written anew leave no Encapsulated Pixel Data Value Total Length of the old value", async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('pixel-total-length');
+  const file = readFileSync(join(PYDICOM_TEST_FILES, 'MR_small_RLE.dcm'));
+  const at = file.lastIndexOf(Buffer.from([0xe0, 0x7f, 0x10, 0x00, 0x4f, 0x42]));
+  assert.ok(at > 0, 'Pixel Data, explicit VR OB');
+  const totalLength = Buffer.alloc(20);
+  totalLength.writeUInt16LE(0x7fe0, 0);
+  totalLength.writeUInt16LE(0x0003, 2);
+  totalLength.write('UV', 4, 'latin1');
+  totalLength.writeUInt32LE(8, 8);
+  totalLength.writeBigUInt64LE(BigInt(file.length - at), 12);
+  const input = join(dir, 'with-total-length.dcm');
+  writeFileSync(input, Buffer.concat([file.subarray(0, at), totalLength, file.subarray(at)]));
+  const output = join(dir, 'out.dcm');
+  const result = deidentifyWithZones(input, output, 'zones:\n  - { name: corner, match: { Rows: ">= 1" }, rects: [[0, 0, 8, 8]] }\n', dir);
+  assert.equal(result.kind, 'deidentified', JSON.stringify(result));
+  const parsed = parseFile(output);
+  try {
+    const tags = parsed.elements.map((element) => element.tag);
+    assert.ok(tags.includes(PIXEL_DATA));
+    assert.ok(!tags.includes(0x7fe00003), 'the old total length is gone');
+  } finally {
+    parsed.close();
+  }
 });
 
 test('a damaged RLE frame holds the instance back with its reason, as a damaged frame of any other codec does', async (t) => {
@@ -443,6 +501,18 @@ async function codecFiles(dir: string): Promise<string[]> {
   await encode('dcmcjpeg', ['+el', join(PYDICOM_TEST_FILES, 'CT_small.dcm')], 'ct-jpeg-lossless-14.dcm');
   return files;
 }
+
+// Found in a review: black was written in the image's terms (PixelRepresentation 1, 13 bits: -4096)
+// into a codestream that is unsigned, which cannot hold it; the re-encoded frame then failed its
+// check and the instance was held. Real files carry this mismatch (pydicom issue 1149).
+test('JPEG 2000 whose codestream is unsigned where the image says signed is redacted, black as the codestream holds it', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('pixel-j2k-signedness');
+  await loadCodecs();
+  const zones = 'zones:\n  - { name: corner, match: { Rows: ">= 1" }, rects: [[0, 0, 8, 8]] }\n';
+  const result = deidentifyWithZones(join(PYDICOM_TEST_FILES, 'J2K_pixelrep_mismatch.dcm'), join(dir, 'out.dcm'), zones, dir);
+  assert.equal(result.kind, 'deidentified', JSON.stringify(result));
+});
 
 test('JPEG-LS, JPEG 2000 and JPEG lossless: the zone is black, every other pixel as decoded before, and the output lossless', async (t) => {
   if (!(await needPeers(t, PYDICOM_TEST_FILES, 'gdcmconv', 'dcmcjpls', 'dcmcjpeg', 'dciodvfy'))) return;

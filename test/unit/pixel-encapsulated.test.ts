@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, PIXEL_DATA, type ElementNode } from '../../src/dicom/dataset-tree.js';
-import { EXTENDED_OFFSET_TABLE, frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
+import { basicOffsetTable, EXTENDED_OFFSET_TABLE, frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
 import { PixelRedactionError } from '../../src/pixels/native.js';
 import { definedItem, elementHeader } from '../helpers/synthetic-dicom.js';
 
@@ -111,4 +111,15 @@ test('an offset table whose entries are out of order is refused with the reason'
   bytes.writeUInt32LE(second, 0);
   bytes.writeUInt32LE(first, 4);
   assert.throws(() => splitFrames(data, 3), (error: unknown) => error instanceof PixelRedactionError && /out of order \(frame 2 starts before frame 1\)/.test(error.message));
+});
+
+// Found in a review: the table of frames written anew was filled with writeUInt32LE, which throws
+// once an offset passes 32 bits (a whole-slide level over 4 GiB), failing the instance with a
+// RangeError instead of writing it (PS3.5 A.4: the Basic Offset Table is then left empty).
+test('the Basic Offset Table of frames written anew holds their item offsets, and is empty past 32 bits', () => {
+  assert.deepEqual([...basicOffsetTable([10, 6, 4]).values()], [0, 0, 0, 0, 18, 0, 0, 0, 32, 0, 0, 0]);
+  assert.equal(basicOffsetTable([10]).length, 0, 'one frame: no table');
+  const large = 0x7fff_fff0;
+  assert.equal(basicOffsetTable([large, large, 16]).length, 12, 'the last offset still fits');
+  assert.equal(basicOffsetTable([large, large, large, 16]).length, 0, 'an offset past 2^32 - 1: left empty');
 });
