@@ -273,6 +273,12 @@ export class InstanceIndex {
     return (this.statements.newestReceivedAt.get() as number | undefined) ?? undefined;
   }
 
+  /** The receiver deleted the original that a copy received again replaced: nothing is left to try
+   * again (retention-work.ts deleteReplaced). */
+  forgetReplaced(sopInstanceUid: string, replacedPath: string): void {
+    this.db.prepare(`UPDATE instances SET replaced_path = NULL WHERE sop_instance_uid = ? AND replaced_path = ?`).run(sopInstanceUid, replacedPath);
+  }
+
   /** The file (relative to storage.path) the index names for an instance, if it is indexed. */
   filePathOf(sopInstanceUid: string): string | undefined {
     return (this.statements.findInstancePath.get(sopInstanceUid) as { filePath: string } | undefined)?.filePath;

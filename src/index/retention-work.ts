@@ -64,4 +64,31 @@ export class RetentionWork {
       return deleted;
     }).immediate();
   }
+
+  /**
+   * Deletes up to `limit` originals that a copy received again replaced and the receiver could not
+   * delete (replaced_path, migration 022), after `afterId`, and forgets each deleted (or already gone)
+   * one. `remove` as for deleteExpired. Returns how many rows were looked at and the last id, for the
+   * next page.
+   */
+  deleteReplaced(limit: number, remove: (filePath: string) => unknown, afterId = 0): { selected: number; deleted: number; lastId: number } {
+    const rows = this.db
+      .prepare(`SELECT id, replaced_path AS filePath FROM instances INDEXED BY instances_replaced WHERE replaced_path IS NOT NULL AND id > ? ORDER BY id LIMIT ?`)
+      .all(afterId, limit) as ExpiredFile[];
+    const forget = this.db.prepare(`UPDATE instances SET replaced_path = NULL WHERE id = ? AND replaced_path = ?`);
+    let deleted = 0;
+    // IMMEDIATE, checked again inside: the row may have been replaced again, or be named again, since.
+    this.db.transaction(() => {
+      const current = this.db.prepare(`SELECT replaced_path AS replaced, file_path AS filePath FROM instances WHERE id = ?`);
+      for (const row of rows) {
+        const now = current.get(row.id) as { replaced: string | null; filePath: string } | undefined;
+        if (!now || now.replaced !== row.filePath) continue;
+        // The file the row names is never deleted, however it came to be named twice.
+        if (now.filePath !== row.filePath && remove(row.filePath) === false) continue;
+        forget.run(row.id, row.filePath);
+        deleted += 1;
+      }
+    }).immediate();
+    return { selected: rows.length, deleted, lastId: rows.at(-1)?.id ?? afterId };
+  }
 }

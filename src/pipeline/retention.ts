@@ -29,6 +29,7 @@ export class Retention {
     this.running = true;
     try {
       const { retainOriginalsMs, retainDeidentifiedMs } = this.options.settings();
+      await this.deleteReplaced();
       const originals = retainOriginalsMs > 0 ? await this.deleteAll('original', now - retainOriginalsMs) : 0;
       const deidentified = retainDeidentifiedMs > 0 ? await this.deleteAll('deidentified', now - retainDeidentifiedMs) : 0;
       if (originals + deidentified > 0) this.options.log.info({ originals, deidentified }, 'retention: deleted forwarded files');
@@ -38,6 +39,37 @@ export class Retention {
     }
   }
 
+  /** The originals a copy received again replaced, which the receiver could not delete then (PHI
+   * no row names as the instance's file): tried again every sweep, whatever the retention settings. */
+  private async deleteReplaced(): Promise<void> {
+    const failures = new Map<string, number>();
+    const remove = this.unlinkReporting(failures);
+    let afterId = 0;
+    for (let round = 0; round < 1000; round += 1) {
+      const page = this.options.work.deleteReplaced(PAGE, remove, afterId);
+      afterId = page.lastId;
+      if (page.selected < PAGE) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    if (failures.size > 0) this.options.log.warn({ failures: Object.fromEntries(failures) }, 'retention: replaced originals that could not be deleted are kept, and tried again');
+  }
+
+  /** Deletes a file (relative to storage.path): true when it is gone (ENOENT too), false when it could
+   * not be deleted, counted by error code in `failures` (its path holds original UIDs: never logged). */
+  private unlinkReporting(failures: Map<string, number>): (filePath: string) => boolean {
+    return (filePath) => {
+      try {
+        unlinkSync(join(this.options.storagePath, filePath));
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? 'error';
+        if (code === 'ENOENT') return true;
+        failures.set(code, (failures.get(code) ?? 0) + 1);
+        return false;
+      }
+      return true;
+    };
+  }
+
   private async deleteAll(kind: 'original' | 'deidentified', before: number): Promise<number> {
     let deleted = 0;
     // A file that cannot be deleted is skipped (it stays recorded as present and is tried again next
@@ -45,19 +77,13 @@ export class Retention {
     // page already deleted. Its path holds original UIDs: only the error code is logged.
     const failures = new Map<string, number>();
     const cursor: ExpiryCursor = { changedAt: Number.MIN_SAFE_INTEGER, id: 0 };
+    const unlink = this.unlinkReporting(failures);
     for (let round = 0; round < 1000; round += 1) {
       let failed = 0;
       const count = this.options.work.deleteExpired(kind, before, PAGE, (filePath) => {
-        try {
-          unlinkSync(join(this.options.storagePath, filePath));
-        } catch (error) {
-          const code = (error as NodeJS.ErrnoException).code ?? 'error';
-          if (code === 'ENOENT') return true;
-          failed += 1;
-          failures.set(code, (failures.get(code) ?? 0) + 1);
-          return false;
-        }
-        return true;
+        const gone = unlink(filePath);
+        if (!gone) failed += 1;
+        return gone;
       }, Date.now(), cursor);
       deleted += count;
       // Each page starts after the last (the files skipped are tried again next sweep): done at a short page.

@@ -20,6 +20,8 @@ export interface IndexedRow {
   fileMtimeNs: string | null;
   fileIno: string | null;
   state: string;
+  /** The original a copy received again replaced, while it is still to be deleted (migration 022). */
+  replacedPath: string | null;
 }
 
 /** Every indexed instance with its hierarchy (read-only; safe while Gantry runs, WAL). */
@@ -33,7 +35,8 @@ export function indexedRows(storagePath: string): IndexedRow[] {
         `SELECT i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid,
            se.series_instance_uid AS seriesInstanceUid, st.study_instance_uid AS studyInstanceUid,
            p.patient_id AS patientId, p.patient_name AS patientName, i.transfer_syntax_uid AS transferSyntaxUid,
-           i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno, i.state AS state
+           i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno, i.state AS state,
+           i.replaced_path AS replacedPath
          FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
            JOIN patients p ON p.id = st.patient_pk`,
       )

@@ -275,6 +275,7 @@ test('a re-sent SOP Instance UID replaces the stored copy, or keeps the first, n
       const stored = datasetBytes(join(gantry.storagePath, rows[0]?.filePath ?? ''));
       assert.ok(stored.equals(duplicates === 'replace' ? second.dataset : first.dataset), `${name}: the right copy is kept`);
       assert.equal(listFiles(join(gantry.storagePath, 'originals')).length, 1, `${name}: one file`);
+      assert.equal(rows[0]?.replacedPath, null, `${name}: nothing left for retention to delete`);
     }
   }
 });

@@ -73,6 +73,34 @@ test('a full page of originals that cannot be deleted does not stop retention of
   assert.equal(kept, undeletable, 'only the files that cannot be deleted are kept');
 });
 
+// Found in a review: the receiver deletes the original a copy received again replaced, after the
+// commit; when that delete failed (EACCES, EIO) the error was logged and nothing tried again, and
+// retention deletes only the file a row names: the replaced original (PHI) was kept for good.
+test('an original a copy received again replaced, which the receiver could not delete, is deleted by the next sweep', async (t) => {
+  const storagePath = scratchDir('retention-replaced');
+  const { db, writer } = openTestIndex(t, storagePath);
+  const folder = 'originals/1.2.1/1.2.1.1';
+  mkdirSync(join(storagePath, folder), { recursive: true });
+  const first = (n: number) => `${folder}/1.2.1.1.${n}.dcm`;
+  const again = (n: number) => `${folder}/1.2.1.1.${n}.k7.dcm`;
+  for (const n of [1, 2, 3]) {
+    await writer.submit(instanceRecord(n, { filePath: first(n) }));
+    await writer.submit(instanceRecord(n, { filePath: again(n) }));
+    writeFileSync(join(storagePath, again(n)), 'dicom');
+  }
+  writeFileSync(join(storagePath, first(1)), 'the replaced original, left by a failed delete');
+  // The second replaced original is gone already; the third cannot be deleted (a directory with something in it).
+  mkdirSync(join(storagePath, first(3)));
+  writeFileSync(join(storagePath, first(3), 'x'), 'x');
+  const replacedPaths = () => (db.prepare('SELECT replaced_path FROM instances ORDER BY id').pluck().all() as Array<string | null>);
+  assert.deepEqual(replacedPaths(), [first(1), first(2), first(3)]);
+  const retention = new Retention({ work: new RetentionWork(db), storagePath, log: silentLogger(), settings: () => ({ retainOriginalsMs: 0, retainDeidentifiedMs: 0 }) });
+  await retention.sweep();
+  assert.equal(existsSync(join(storagePath, first(1))), false, 'the replaced original is deleted');
+  assert.deepEqual(replacedPaths(), [null, null, first(3)], 'forgotten once gone; the one that cannot be deleted is kept to try again');
+  for (const n of [1, 2, 3]) assert.equal(existsSync(join(storagePath, again(n))), true, 'the copy each row names stays');
+});
+
 test('a study re-queued by another process (gantry forward) while a sweep picks its files keeps them: deleted exactly when recorded deleted', async (t) => {
   const storagePath = scratchDir('retention-other-process');
   const { db, writer } = openTestIndex(t, storagePath);
