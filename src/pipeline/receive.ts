@@ -42,13 +42,17 @@ export interface ReceiveDependencies {
 interface SinkContext extends ReceiveDependencies {
   locks: KeyedLock;
   inFlight: Set<Promise<unknown>>;
+  /** Instances whose row names a file that could not be made durable, and could not be taken back
+   * (the disk and the index failing together): their first copy is not kept, so keepFirst stores the
+   * next copy over it rather than answering success for it. */
+  notDurable: Set<string>;
 }
 
 export class ReceiveService implements ServiceHandlers {
   private readonly context: SinkContext;
 
   constructor(deps: ReceiveDependencies) {
-    this.context = { ...deps, locks: new KeyedLock(), inFlight: new Set() };
+    this.context = { ...deps, locks: new KeyedLock(), inFlight: new Set(), notDurable: new Set() };
   }
 
   /** Waits (up to `timeoutMs`) for stores that are placing their file and index row. Resolves with
@@ -73,7 +77,12 @@ export class ReceiveService implements ServiceHandlers {
     // Only a row no store of this UID is still working on: until that store has synced its file and
     // the index, or taken its row back after a failure, the first copy is not yet kept (the
     // receiving sink waits for it under the lock instead). Before the disk check: nothing is written.
-    if (settings.duplicates === 'keepFirst' && !this.context.locks.isHeld(request.sopInstanceUid) && this.context.index.hasInstance(request.sopInstanceUid)) {
+    if (
+      settings.duplicates === 'keepFirst' &&
+      !this.context.locks.isHeld(request.sopInstanceUid) &&
+      !this.context.notDurable.has(request.sopInstanceUid) &&
+      this.context.index.hasInstance(request.sopInstanceUid)
+    ) {
       request.association.log.debug('instance already stored; keeping the first copy');
       return new DiscardingSink({ status: Status.Success });
     }
@@ -162,13 +171,14 @@ class ReceivingSink implements DatasetSink {
       const result = await this.deps.locks.run(placing.sopInstanceUid, async () => {
         try {
           const existing = this.deps.index.findInstance(placing.sopInstanceUid);
-          if (existing && this.settings.duplicates === 'keepFirst') {
+          if (existing && this.settings.duplicates === 'keepFirst' && !this.deps.notDurable.has(placing.sopInstanceUid)) {
             await this.file.discard();
             return { status: Status.Success };
           }
           // An imported file in place is the user's: the new copy replaces it in the index only.
           if (existing) await this.replaceExisting(placing, existing.external ? undefined : existing.filePath);
           else await this.placeNew(placing);
+          this.deps.notDurable.delete(placing.sopInstanceUid);
           return warning ?? { status: Status.Success };
         } catch (error) {
           // Under the lock: this store's file may already be at the instance's path, where the next
@@ -199,7 +209,9 @@ class ReceivingSink implements DatasetSink {
       } catch {
         // The database is failing too (a full disk fails its writes as well): the row stays, and so
         // does the file it names, or the index would point at nothing until an unclean stop's check
-        // (a clean stop never runs it). The file is whole: only its sync or the index's failed.
+        // (a clean stop never runs it). The file is whole: only its sync or the index's failed; the
+        // sender was told it failed, and a copy it sends again is stored, keepFirst or not.
+        this.deps.notDurable.add(record.sopInstanceUid);
         await this.file.close().catch(() => undefined);
         return;
       }

@@ -255,6 +255,36 @@ test('a row that cannot be taken back after a failed store keeps its file', asyn
   if (row) assert.ok(existsSync(join(root, row.filePath)), 'the row names a file that is there');
 });
 
+// Found in a review: when a store's file could not be synced and its row could not be taken back
+// (the disk and the index failing together), the row stayed; keepFirst then answered Success to the
+// sender's retry on the strength of that first copy, which was never durable.
+test('keepFirst: a retry after a store whose sync and take-back both failed is stored, not acknowledged on the first copy', async (t) => {
+  const { root, store, index, writer, receive } = await setUp(t, 'keepFirst');
+  const [study, series, sop] = [newUid(), newUid(), newUid()];
+  const first = receive.store(request(sop));
+  first.write(dataset(study, series, sop, 'NOT DURABLE'));
+  store.failSyncs = 1;
+  const takeBack = writer.takeBack;
+  writer.takeBack = () => {
+    throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+  };
+  assert.equal((await first.end()).status, 0xa700);
+  writer.takeBack = takeBack;
+  assert.ok(index.findInstance(sop), 'the row could not be taken back');
+  const retry = receive.store(request(sop));
+  const copy = dataset(study, series, sop, 'RETRIED');
+  retry.write(copy);
+  assert.equal((await retry.end()).status, 0x0000);
+  const row = index.findInstance(sop);
+  assert.ok(row);
+  assert.ok(datasetBytes(join(root, row.filePath)).equals(copy), 'the retried copy is the one kept, synced');
+  // Once it is, keepFirst keeps it.
+  const third = receive.store(request(sop));
+  third.write(dataset(study, series, sop, 'THIRD'));
+  assert.equal((await third.end()).status, 0x0000);
+  assert.ok(datasetBytes(join(root, (index.findInstance(sop) ?? row).filePath)).equals(copy), 'the first durable copy stays');
+});
+
 // Suspected in a review: a stop went on when its grace period for stores ended, closed the index under
 // a store still placing its file, and called itself clean, so the next start skipped the check that
 // removes what such a store leaves (a file no row names, a row whose file is short).
