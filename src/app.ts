@@ -43,6 +43,7 @@ import { ReceiveFirst } from './pipeline/receive-first.js';
 import { checkNewestDeidentified, checkNewestRows, claimStorage, releaseStorage } from './pipeline/recovery.js';
 import { Forwarder, type ForwardSettings } from './pipeline/forward.js';
 import { Retention } from './pipeline/retention.js';
+import { settleAbandonedCopyLists } from './toolkit/import-copies.js';
 import { routeDestinations, Router, routingOf, type RouteDestination } from './pipeline/route.js';
 import { RetentionWork } from './index/retention-work.js';
 import { AccessAudit } from './index/access-audit.js';
@@ -106,6 +107,8 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
   if (unclean) await checkNewestRows(index, store, log);
+  const abandonedCopies = settleAbandonedCopyLists(db, storagePath);
+  if (abandonedCopies > 0) log.warn({ files: abandonedCopies }, 'deleted the copies a gantry import --copy that did not end had placed and never indexed');
   const secret = resolveDeidSecret(loaded, storagePath, log);
   // Checked here, where a bad secret is a start-up error, not in every worker thread.
   new Pseudonymizer(secret);

@@ -14,6 +14,7 @@ import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
 import { stampOf, type FileStamp } from '../index/file-stamp.js';
 import type { InstanceRecord } from '../index/instance-index.js';
 import { ORIGINALS_DIR, pathSegment } from '../store/object-store.js';
+import { noteCopy } from './import-copies.js';
 
 const CHUNK = 64 * 1024;
 const firstChunk = Buffer.allocUnsafeSlow(CHUNK);
@@ -33,13 +34,14 @@ export type ImportScan = ScannedInstance | { kind: 'not-dicom' | 'unreadable'; p
 
 export interface ScanTask {
   paths: string[];
-  /** With --copy: the storage root to copy into. */
+  /** With --copy: the storage root to copy into, and the import's list of copies (import-copies.ts). */
   copyInto?: string;
+  copyList?: string;
 }
 
 const trimUid = (value: Buffer | undefined) => (value?.toString('latin1') ?? '').replace(/[\0 ]+$/, '');
 
-export async function scanForImport(path: string, copyInto?: string): Promise<ImportScan> {
+export async function scanForImport(path: string, copyInto?: string, copyList?: string): Promise<ImportScan> {
   let fd: number;
   try {
     fd = openSync(path, 'r');
@@ -99,7 +101,7 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
     };
     if (copyInto) {
       try {
-        scanned.copiedTo = copyIntoStorage(path, copyInto, scanned);
+        scanned.copiedTo = copyIntoStorage(path, copyInto, scanned, copyList);
       } catch (error) {
         // By its code only: Node's message quotes the user's path and the storage path, which is
         // named by the original Study and Series Instance UIDs (and would make a tally line per file).
@@ -123,7 +125,7 @@ export async function scanForImport(path: string, copyInto?: string): Promise<Im
  * (a run again skips indexed paths). A file whose size changed since it was scanned (still being
  * written) is refused: the row would give the copy a size it does not have, and the check after an
  * unclean stop deletes a newest row whose file is short or long. */
-export function copyIntoStorage(path: string, root: string, scanned: ScannedInstance): string {
+export function copyIntoStorage(path: string, root: string, scanned: ScannedInstance, copyList?: string): string {
   const directory = join(ORIGINALS_DIR, pathSegment(scanned.studyInstanceUid), pathSegment(scanned.seriesInstanceUid));
   // Always a name of the import's own, never the instance's plain name: a node serving this storage
   // may place a received copy there at any moment (no lock spans the two processes), and the import
@@ -132,6 +134,8 @@ export function copyIntoStorage(path: string, root: string, scanned: ScannedInst
   // decides which copy stays.
   const relative = join(directory, `${pathSegment(scanned.sopInstanceUid)}.import-${randomBytes(6).toString('hex')}.dcm`);
   const target = join(root, relative);
+  // Noted before it is made: a copy whose batch never commits is found and deleted (import-copies.ts).
+  if (copyList) noteCopy(copyList, scanned.sopInstanceUid, relative);
   mkdirSync(dirname(target), { recursive: true });
   const temporary = `${target}.import-${process.pid}`;
   try {
@@ -159,6 +163,6 @@ export function copyIntoStorage(path: string, root: string, scanned: ScannedInst
 /** The worker's entry (piscina): a batch of paths, scanned one after the other. */
 export default async function scanBatch(task: ScanTask): Promise<ImportScan[]> {
   const results: ImportScan[] = [];
-  for (const path of task.paths) results.push(await scanForImport(path, task.copyInto));
+  for (const path of task.paths) results.push(await scanForImport(path, task.copyInto, task.copyList));
   return results;
 }

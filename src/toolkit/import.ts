@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { InstanceIndex, type InstanceRecord } from '../index/instance-index.js';
 import type { ImportScan, ScannedInstance, ScanTask } from './import-scan.js';
+import { openCopyList, settleAbandonedCopyLists, settleCopyList } from './import-copies.js';
 import { tally, type Progress } from './progress.js';
 import { workerPool } from '../worker-loading.js';
 import { commandLogger } from '../observability/logger.js';
@@ -70,6 +71,9 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     // A batch of headers at a time: small heaps keep the threads' memory flat however large the tree.
     resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 4 },
   }, (error) => log.error({ err: error.message }, 'an import thread failed (replaced; the import goes on)'));
+  // Copies an earlier import --copy made and never committed (it was killed) go first.
+  settleAbandonedCopyLists(db, storagePath);
+  const copyList = options.copy ? openCopyList(storagePath) : undefined;
   const inFlight = new Set<Promise<void>>();
   // The first failure of a batch (the index unwritable, a thread lost) ends the import, after the
   // batches in flight; none is left as an unhandled rejection.
@@ -84,7 +88,7 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     const remaining = paths.filter((path) => !known.has(path));
     if (remaining.length === 0) return;
     while (inFlight.size >= options.workers * 2) await Promise.race(inFlight);
-    const task: ScanTask = { paths: remaining, ...(options.copy ? { copyInto: storagePath } : {}) };
+    const task: ScanTask = { paths: remaining, ...(copyList ? { copyInto: storagePath, copyList } : {}) };
     const running: Promise<void> = (pool.run(task) as Promise<ImportScan[]>)
       .then(record)
       .catch((error: Error) => {
@@ -113,6 +117,8 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     // not cut off by the pool's end. They never reject (dispatch keeps the failure).
     await Promise.all(inFlight);
     await pool.destroy();
+    // Every copy is now named by its row or was never committed: those go, and the list with them.
+    if (copyList) settleCopyList(db, storagePath, copyList);
   }
   options.progress?.finish();
   return summary;

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -777,6 +778,38 @@ test('import: a commit of another process while a batch reads the index does not
     node.close();
     db.close();
   }
+});
+
+// Found in a review: gantry import --copy places each copy in originals/ before the batch that names
+// it commits; an import killed in between left copies no row names, which nothing would ever delete.
+test('import --copy: the copies a killed import placed and never indexed are deleted by the next import', async () => {
+  const { dir, storagePath } = await importedSession('review-import-copies-killed', 1);
+  // A process that has ended: its PID names the killed import.
+  const ended = spawnSync(process.execPath, ['-e', 'process.pid']);
+  const pid = ended.pid as number;
+  const folder = 'originals/1.2.9/1.2.9.1';
+  mkdirSync(join(storagePath, folder), { recursive: true });
+  const orphan = `${folder}/1.2.9.1.1.import-0a1b2c3d4e5f.dcm`;
+  writeFileSync(join(storagePath, orphan), 'a copy of a user file');
+  writeFileSync(join(storagePath, `${folder}/1.2.9.1.2.import-0a1b2c3d4e60.dcm.import-${pid}`), 'a temporary copy');
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  const list = join(storagePath, 'import-copies', `${pid}.list`);
+  try {
+    const indexed = db.prepare('SELECT sop_instance_uid AS uid, file_path AS path FROM instances').get() as { uid: string; path: string };
+    mkdirSync(join(storagePath, 'import-copies'), { recursive: true });
+    const lines = [[`1.2.9.1.1`, orphan], [indexed.uid, indexed.path], ['1.2.9.1.2', `${folder}/1.2.9.1.2.import-0a1b2c3d4e60.dcm`], ['1.2.9.1.3', 'originals/../index.sqlite']];
+    writeFileSync(list, lines.map((line) => `${line.join('\t')}\n`).join(''));
+    const empty = join(dir, 'nothing-new');
+    mkdirSync(empty);
+    await importFolders(db, storagePath, { roots: [empty], copy: true, forward: false, workers: 1 });
+  } finally {
+    db.close();
+  }
+  assert.equal(existsSync(join(storagePath, orphan)), false, 'the copy no row names is deleted');
+  assert.deepEqual(readdirSync(join(storagePath, folder)), [], 'and the temporary one');
+  assert.equal(existsSync(join(storagePath, 'index.sqlite')), true, 'a path outside originals/ is never taken');
+  assert.equal(existsSync(list), false, 'the list is settled');
+  assert.deepEqual(readdirSync(join(storagePath, 'import-copies')), [], 'and this import left none');
 });
 
 // Suspected in a review: export built its settings unchecked, so a wrong rule failed every instance
