@@ -140,6 +140,13 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
       problems.push(`${keyOf(path)}: ${shown} is not an environment reference; write \${NAME} or \${NAME:-fallback} (NAME: letters, digits and _, not first a digit)`);
       return replaced;
     }
+    // A shell's $NAME is no reference here: taken as text, a secret of "$GANTRY_DEID_SECRET" keyed
+    // every pseudonym with a public string (found in a review).
+    const shellStyle = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(value);
+    if (shellStyle) {
+      problems.push(`${keyOf(path)}: $${shellStyle[1]} is not an environment reference here; write \${${shellStyle[1]}} (or \${${shellStyle[1]}:-fallback})`);
+      return replaced;
+    }
     if (!whole) return replaced;
     try {
       // logLevel 'error': a value that starts as a tag or a directive ("!...", "%...") made the yaml

@@ -23,16 +23,27 @@ const port = z.number().int().min(0).max(65535);
 const MAX_TIMER_SECONDS = 2_147_483;
 const seconds = z.number().positive().max(MAX_TIMER_SECONDS);
 
+/** "AE_TITLE" or "AE_TITLE@host" (host: an IP address or a name, required with `hostRequired`), the
+ * AE title held to the rules of the object form's (found in a review: "  " passed, and, trimmed to
+ * nothing, left an allow-list that matched no caller). */
+function callerText(hostRequired: boolean, message: string) {
+  return z.string().refine((value) => {
+    if (value.split('@').length > 2) return false;
+    const [title, host] = callerEntryParts(value);
+    return aeTitle.safeParse(title).success && (host === undefined ? !hostRequired : /^[^@\s]+$/.test(host));
+  }, message);
+}
+
 /** A caller on the allow-list: "AE_TITLE" or "AE_TITLE@host" (host: an IP address or a name). */
 const allowedCaller = z.union([
-  z.string().regex(/^[^@\\]{1,16}(@[^@\s]+)?$/, 'expected "AE_TITLE" or "AE_TITLE@host"'),
+  callerText(false, 'expected "AE_TITLE" or "AE_TITLE@host" (an AE title has 1 to 16 printable ASCII characters without backslash, PS3.5 6.2)'),
   z.object({ aeTitle, host: z.string().min(1).optional().describe('An IP address or a host name (resolved at start and at each reload) the caller must come from; absent: any address.') }).strict(),
 ]);
 
 /** A caller that sees original identities (query.sourceCallers): its AE title and the host it must
  * come from, since an AE title alone proves nothing (any peer can send any calling AE title). */
 const sourceCaller = z.union([
-  z.string().regex(/^[^@\\]{1,16}@[^@\s]+$/, 'expected "AE_TITLE@host": a source caller sees original identities, and an AE title alone proves nothing'),
+  callerText(true, 'expected "AE_TITLE@host": a source caller sees original identities, and an AE title alone proves nothing'),
   z.object({ aeTitle, host: z.string().min(1).describe('An IP address or a host name (resolved at start and at each reload) the caller must come from.') }).strict(),
 ]);
 

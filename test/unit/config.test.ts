@@ -219,6 +219,28 @@ test('a malformed ${...} reference is refused with the key named, not taken as t
   ]);
 });
 
+test('an allowedCallers entry written as text holds an AE title by the rules of the object form', () => {
+  // Found in a review: "  " passed, and, trimmed to nothing, left an allow-list that matched no caller.
+  const expected = 'expected "AE_TITLE" or "AE_TITLE@host" (an AE title has 1 to 16 printable ASCII characters without backslash, PS3.5 6.2)';
+  assert.deepEqual(problemsOf('dicom:\n  allowedCallers: ["  ", "CT\\u0001", "A@b@c", "CT01@"]\n'), [
+    `dicom.allowedCallers.0: "  " is not allowed; ${expected}`,
+    `dicom.allowedCallers.1: "CT\\u0001" is not allowed; ${expected}`,
+    `dicom.allowedCallers.2: "A@b@c" is not allowed; ${expected}`,
+    `dicom.allowedCallers.3: "CT01@" is not allowed; ${expected}`,
+  ]);
+  assert.deepEqual(parseConfigText('dicom:\n  allowedCallers: [CT01, "MR01@10.0.0.7"]\n', 'a.yaml', {}).dicom.allowedCallers, ['CT01', 'MR01@10.0.0.7']);
+});
+
+test("a shell's $NAME is refused as a reference written without braces, not taken as the text of the secret", () => {
+  // Found in a review: `secret: $GANTRY_DEID_SECRET` validated (19 characters), and every pseudonym
+  // was keyed with that public text.
+  assert.deepEqual(problemsOf('deid:\n  secret: $GANTRY_DEID_SECRET\n', { GANTRY_DEID_SECRET: 'the secret from the environment' }), [
+    'deid.secret: $GANTRY_DEID_SECRET is not an environment reference here; write ${GANTRY_DEID_SECRET} (or ${GANTRY_DEID_SECRET:-fallback})',
+  ]);
+  // Within other text a $ is text: a secret may hold one.
+  assert.equal(parseConfigText('deid:\n  secret: "x$GANTRY_DEID_SECRET-and-more"\n', 's.yaml', {}).deid.secret, 'x$GANTRY_DEID_SECRET-and-more');
+});
+
 test('a value that is no finite number is named as written, not as null', () => {
   // Found in a review: PORT=1e400 and `port: .inf` were both reported as "null is not allowed".
   assert.deepEqual(problemsOf('dicom:\n  port: ${PORT}\n', { PORT: '1e400' }), ['dicom.port: "1e400" is not allowed; expected number']);
