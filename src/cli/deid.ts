@@ -6,6 +6,7 @@
  * would hold back is held back here too (pixel risk, and residual risk under
  * deid.quarantineOnFindings), with its reason.
  */
+import { makeFolder } from '../toolkit/folders.js';
 import { mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync, type Dirent, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
@@ -53,7 +54,7 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
   const inputFiles = new Set(files.map((file) => realOrSelf(file)));
   // Each output is written here first, then moved under its new UIDs, which are known only after. A
   // folder made for this run: it is deleted whole at the end, and DIR may hold folders of the user's.
-  mkdirSync(out, { recursive: true });
+  makeFolder(out, '--out');
   const staging = mkdtempSync(join(out, '.staging-'));
   for (const path of files) {
     try {

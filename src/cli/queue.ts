@@ -10,7 +10,7 @@ import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
 import type { Logger } from '../observability/logger.js';
 import { routeDestinations, routingOf, Router } from '../pipeline/route.js';
 import { MIGRATIONS } from '../db/migrations/index.js';
-import { refuseMigrationUnderNode, runningGantry } from '../pipeline/recovery.js';
+import { nodeRunningOn, refuseMigrationUnderNode, runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
 import { heldId, parseHeldId, QuarantineWork } from '../index/quarantine-work.js';
@@ -91,8 +91,29 @@ export function queuePurge(loaded: LoadedConfig, state: 'sent' | 'dead' | 'queue
   }
   return withOutbox(loaded, (outbox) => {
     checkDestination(loaded, outbox, destination);
+    if (state === 'queued' && destination !== undefined) refuseWhileNodeSendsTo(loaded, outbox, destination, '--state queued');
     return outbox.purge(state, destination);
   });
+}
+
+/**
+ * Refuses while a node runs on the storage with `destination` among the destinations it routes to (as
+ * it recorded them at its start or last reload): the command's own file may already lack it (edited,
+ * not yet reloaded, or another file), while the node still delivers its queued items (found in a
+ * review: their originals then counted as forwarded, and retention deleted them).
+ */
+function refuseWhileNodeSendsTo(loaded: LoadedConfig, outbox: Outbox, destination: string, what: string): void {
+  const node = nodeRunningOn(resolve(loaded.config.storage.path));
+  if (node === undefined) return;
+  const running = node === 'lock' ? 'a Gantry node' : `the Gantry node (PID ${node})`;
+  const recorded = outbox.recordedRouting();
+  if (recorded === undefined) {
+    throw new Error(`${what}: ${running} runs on storage.path and has not recorded where it routes: reload it (SIGHUP) so that it does, then run this again`);
+  }
+  const names = (JSON.parse(recorded) as Array<[string, unknown]>).map(([name]) => name);
+  if (names.includes(destination)) {
+    throw new Error(`${what}: ${running} running on storage.path still sends to ${destination}: remove it from that node's forward.destinations and reload it (SIGHUP), then run this again`);
+  }
 }
 
 /**
@@ -108,6 +129,7 @@ export function queueReroute(loaded: LoadedConfig, destination: string): { delet
   }
   return withOutbox(loaded, (outbox) => {
     checkDestination(loaded, outbox, destination);
+    refuseWhileNodeSendsTo(loaded, outbox, destination, `--destination ${destination}`);
     return outbox.reroute(destination);
   });
 }

@@ -2,7 +2,8 @@
  * The toolkit's commands on the session under storage.path: gantry import and gantry export. They
  * open the same index the node uses (SQLite in WAL mode: a running node and a command can share it).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { makeFolder } from '../toolkit/folders.js';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
@@ -41,7 +42,7 @@ function openSessionIndex(loaded: LoadedConfig, use: 'create' | 'existing'): { d
   // Found in a review: export on a wrong storage.path made an empty index (and, with the embedded
   // config, a new secret) there and said "exported 0 instance(s)", exit 0.
   if (use === 'existing' && !existsSync(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
-  mkdirSync(storagePath, { recursive: true });
+  makeFolder(storagePath, `storage.path of ${loaded.source}`);
   const db = openDatabase(file, MIGRATIONS, { beforeMigrating: refuseMigrationUnderNode(storagePath) });
   db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   return { db, storagePath };

@@ -40,15 +40,18 @@ export class DicomServer {
 
   constructor(private readonly options: DicomServerOptions) {
     this.server = createServer({ noDelay: true }, (socket) => this.onConnection(socket));
-    this.server.on('error', (error) => options.log.error({ err: error.message }, 'DICOM listener error'));
   }
 
+  /** Binds the listener. A failure to bind rejects (the caller says which keys to change); the error
+   * listener of a bound listener is added only then, or that failure was logged twice, once as a bare
+   * "DICOM listener error" (found in a review). */
   listen(): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       const onError = (error: Error) => reject(error);
       this.server.once('error', onError);
       this.server.listen(this.options.port, this.options.host, () => {
         this.server.off('error', onError);
+        this.server.on('error', (error) => this.options.log.error({ err: error.message }, 'DICOM listener error'));
         resolve(this.server.address() as AddressInfo);
       });
     });

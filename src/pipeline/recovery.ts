@@ -97,7 +97,7 @@ export function refuseMigrationUnderNode(storagePath: string): (from: number, to
 }
 
 /** 'lock' when a process holds gantry.lock, else the PID of a live Gantry the marker names, else undefined. */
-function nodeRunningOn(storagePath: string): 'lock' | number | undefined {
+export function nodeRunningOn(storagePath: string): 'lock' | number | undefined {
   if (locks.has(storagePath)) return 'lock';
   const lockFile = join(storagePath, LOCK);
   if (existsSync(lockFile)) {

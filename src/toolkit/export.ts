@@ -12,7 +12,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { existsSync, rmdirSync, rmSync } from 'node:fs';
-import { mkdir, opendir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { opendir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Piscina } from 'piscina';
 import type { Logger } from 'pino';
@@ -29,6 +29,7 @@ import { PseudonymLedger } from '../index/pseudonym-ledger.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
 import { checkLayout, DEFAULT_LAYOUT, LAYOUT_KEYWORDS, type LayoutKeyword, type LayoutValues } from './layout.js';
+import { makeFolder } from './folders.js';
 import { tally, type Progress } from './progress.js';
 import { workerPool } from '../worker-loading.js';
 import { commandLogger } from '../observability/logger.js';
@@ -256,7 +257,7 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   if (outs.some((folder) => importedUnder.get(folder + sep, `${folder}${String.fromCharCode(sep.charCodeAt(0) + 1)}`) !== undefined)) {
     throw new Error(`--out ${options.out} holds files imported in place (gantry import): choose a folder of its own`);
   }
-  await mkdir(out, { recursive: true });
+  makeFolder(out, `--out ${options.out}`);
   // An earlier run on this folder may have been interrupted while writing: what it left half-written
   // (target.partial, target.frames) goes before this run writes anything.
   if (existsSync(join(out, MARKER_FILE))) await removeLeftovers(out);
@@ -417,7 +418,9 @@ async function realPathOf(path: string): Promise<string> {
   try {
     return await realpath(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    // Not there (or under a file: makeFolder names that) is resolved by the parent's real path.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
     const parent = dirname(path);
     return parent === path ? path : join(await realPathOf(parent), basename(path));
   }

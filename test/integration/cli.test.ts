@@ -1,11 +1,13 @@
 /** The gantry command as an operator runs it. */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/db/database.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { Outbox } from '../../src/queue/outbox.js';
+import { claimStorage, releaseStorage } from '../../src/pipeline/recovery.js';
 import { instanceRecord } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
@@ -177,6 +179,76 @@ test('gantry queue reroute sends the queue of a renamed destination to the desti
     assert.equal(after.prepare(`SELECT count(*) FROM forward_outbox`).pluck().get(), 0);
   } finally {
     after.close();
+  }
+});
+
+test('gantry queue purge and reroute refuse a destination the node running on the storage still sends to, whatever the command\'s file says', async () => {
+  // Found in a review: only the command's config was checked, so a file edited (the destination
+  // removed) and not yet reloaded let the purge drop deliveries the node was making, and their
+  // originals then counted as forwarded.
+  const { dir, config } = storageWithResearch('cli-purge-node');
+  const storagePath = join(dir, 'data');
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  index.upsert(instanceRecord(1));
+  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/1.dcm', deid_sop_instance_uid = '2.25.1'`).run();
+  const outbox = new Outbox(db);
+  outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['old-pacs'] })));
+  const nodeRouting = (names: string[]) => outbox.routeAgainUnder(JSON.stringify(names.map((name) => [name, null])), true);
+  // This process stands for the node: it holds the storage's lock, as a running node does.
+  await claimStorage(storagePath);
+  try {
+    nodeRouting(['research', 'old-pacs']);
+    for (const args of [['purge', '--state', 'queued', '--destination', 'old-pacs'], ['reroute', '--destination', 'old-pacs']]) {
+      const refused = await run(process.execPath, [GANTRY_CLI, 'queue', ...args, '--config', config]);
+      assert.notEqual(refused.code, 0, `queue ${args.join(' ')}`);
+      assert.match(refused.stderr, /a Gantry node running on storage\.path still sends to old-pacs: remove it from that node's forward\.destinations and reload it \(SIGHUP\)/);
+    }
+    assert.equal(db.prepare(`SELECT count(*) FROM forward_outbox`).pluck().get(), 1, 'nothing dropped');
+    nodeRouting(['research']);
+    const rerouted = await run(process.execPath, [GANTRY_CLI, 'queue', 'reroute', '--config', config, '--destination', 'old-pacs']);
+    assert.equal(rerouted.code, 0, rerouted.stderr);
+  } finally {
+    db.close();
+    await releaseStorage(storagePath);
+  }
+});
+
+test('a storage.path or --out that is a file is named with its key or flag, not with a bare EEXIST', async () => {
+  // Found in a review: `gantry import` with storage.path naming a file printed "EEXIST: file already
+  // exists, mkdir '...'", and export and deid --out the same.
+  const { dir, config } = storageWithResearch('cli-folder-errors');
+  const aFile = join(dir, 'a-file');
+  writeFileSync(aFile, 'not a folder');
+  const fileStorage = join(dir, 'file-storage.yaml');
+  writeFileSync(fileStorage, `storage:\n  path: ${aFile}\ndeid:\n  secret: a secret of the cli tests\n`);
+  const imported = await run(process.execPath, [GANTRY_CLI, 'import', '--config', fileStorage, dir]);
+  assert.notEqual(imported.code, 0);
+  assert.match(imported.stderr, /storage\.path of .*file-storage\.yaml: .*a-file cannot be made as a folder \(EEXIST: it, or a folder on its way, is a file\); name a folder this user may create and write/);
+  for (const command of [['export', '--out', join(aFile, 'out')], ['deid', '--out', join(aFile, 'out'), aFile]]) {
+    const result = await run(process.execPath, [GANTRY_CLI, ...command, '--config', config]);
+    assert.notEqual(result.code, 0, command.join(' '));
+    assert.match(result.stderr, /--out.*cannot be made as a folder \((ENOTDIR|EEXIST): it, or a folder on its way, is a file\)/, `${command[0]}: ${result.stderr}`);
+    assert.doesNotMatch(result.stderr, /^\s+at /m, 'no stack trace');
+  }
+});
+
+test('a DICOM port in use stops serve with the keys to change, logged once', async () => {
+  // Found in a review: the failure was logged twice, first as a bare "DICOM listener error".
+  const dir = scratchDir('cli-port-in-use');
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const port = (taken.address() as AddressInfo).port;
+  try {
+    const config = join(dir, 'gantry.yaml');
+    writeFileSync(config, `dicom: { host: 127.0.0.1, port: ${port} }\nhttp: { port: ${await freePort()} }\nstorage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of the cli tests\n`);
+    const served = await run(process.execPath, [GANTRY_CLI, 'serve', '--config', config], { timeoutMs: 60_000 });
+    assert.notEqual(served.code, 0);
+    const output = served.stdout + served.stderr;
+    assert.match(output, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} \\(dicom\\.host, dicom\\.port\\)`));
+    assert.doesNotMatch(output, /DICOM listener error/);
+  } finally {
+    taken.close();
   }
 });
 
