@@ -1,10 +1,17 @@
 /**
  * Texts that go into logs or the index may quote UIDs (a peer's error comment, a file path under
  * storage.path): UIDs locate studies and must not be there. Gantry's own 2.25 UIDs have three
- * components, so anything of three or more dotted numbers goes.
+ * components, so anything of three or more dotted numbers goes, but for what only looks like one: the
+ * tail of a section number ("PS3.4 C.4.2.1", not after a letter or a dot) and an IPv4 address (four
+ * numbers up to 255: a destination that failed must stay named; found in a review).
  */
 export function withoutUids(text: string): string {
-  return text.replace(/\b\d+(\.\d+){2,}\b/g, '<uid>');
+  return text.replace(/(?<![\w.])\d+(\.\d+){2,}\b/g, (match) => (isIpv4(match) ? match : '<uid>'));
+}
+
+function isIpv4(text: string): boolean {
+  const parts = text.split('.');
+  return parts.length === 4 && parts.every((part) => part.length <= 3 && Number(part) <= 255);
 }
 
 /** Failure reasons are stored and logged: free of UIDs and of quoted values ([...], "..." or '...': Node's

@@ -1,7 +1,7 @@
 /** What logs say of errors: no UIDs, no quoted values, for errors that escaped every handler too. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { escapedErrorFields, withoutValues } from '../../src/observability/redact.js';
+import { escapedErrorFields, withoutUids, withoutValues } from '../../src/observability/redact.js';
 
 // Found in a review: the node's last-resort handlers logged an escaped error's message and stack as
 // they were; a parser error that quotes the value it read (a patient's name) would land in the log.
@@ -27,4 +27,13 @@ test('a quoted path with an apostrophe in it is left out whole', () => {
   const stack = escapedErrorFields(Object.assign(new Error(message), { stack: `Error: ${message}\n    at open (node:fs:1:1)` })).stack ?? '';
   assert.doesNotMatch(stack, /BRIEN|SEAN/, stack);
   assert.match(stack, /\n    at open \(node:fs:1:1\)$/, 'the frames of the stack are kept');
+});
+
+// Found in a review: every three dotted numbers went, so a section number in an error comment read
+// "PS3.4 C.<uid>", and a destination's address in a forwarding failure "<uid>:104".
+test('UIDs go, but section numbers and IPv4 addresses stay', () => {
+  assert.equal(withoutUids('StudyDate: not a DA value (PS3.4 C.4.1.2.1)'), 'StudyDate: not a DA value (PS3.4 C.4.1.2.1)');
+  assert.equal(withoutUids('association ended while sending: 10.1.2.3:104: ECONNRESET'), 'association ended while sending: 10.1.2.3:104: ECONNRESET');
+  assert.equal(withoutUids('instance 2.25.123456789 of 1.2.840.10008.5.1.4.1.1.2 in originals/1.2.3.4.5/x.dcm'), 'instance <uid> of <uid> in originals/<uid>/x.dcm');
+  assert.equal(withoutUids('1.2.840.113619 and 999.1.1.1'), '<uid> and <uid>');
 });
