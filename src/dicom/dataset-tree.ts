@@ -166,7 +166,7 @@ function parseElements(context: Context, start: number, end: number, untilItemDe
     if (header.tag === ITEM || header.tag === SEQUENCE_DELIMITER) {
       throw new DatasetFormatError(`${tagInError(header.tag)} where a data element was expected at ${offset}`);
     }
-    const element = parseElementBody(context, offset, header);
+    const element = parseElementBody(context, offset, header, end);
     // PS3.5 7.5.1: an item of defined length holds its elements whole. One that runs past would be
     // read twice (its tail also as what follows the item) and copied whole when its item is edited.
     if (element.end > end) throw new DatasetFormatError(`${tagInError(header.tag)} runs past the item holding it at ${offset}`);
@@ -228,7 +228,9 @@ const KNOWN_VRS: ReadonlyMap<number, { vr: string; long: boolean }> = new Map(
   [...SHORT_VRS, ...LONG_VRS].map((vr) => [vr.charCodeAt(0) * 256 + vr.charCodeAt(1), { vr, long: LONG_VRS.has(vr) }]),
 );
 
-function parseElementBody(context: Context, offset: number, header: Header): ElementNode {
+/** `limit`: where the value holding this element ends (the dataset, an item, a sequence): an
+ * element of undefined length ends before it (PS3.5 7.5.1). */
+function parseElementBody(context: Context, offset: number, header: Header, limit: number): ElementNode {
   const valueOffset = offset + header.headerLength;
   // Every field named in one literal: one object shape for every element. Spreading the header and
   // adding fields later made each element cost microseconds (25 times this parse, measured).
@@ -257,7 +259,7 @@ function parseElementBody(context: Context, offset: number, header: Header): Ele
     // A sequence, or a UN of undefined length that holds one in implicit VR (PS3.5 6.2.2).
     const inner = isSequence ? context : { ...context, implicit: true, bigEndian: false };
     if (!isSequence) node.implicitInside = true;
-    const { items, next } = parseItems(inner, valueOffset, context.source.length, true);
+    const { items, next } = parseItems(inner, valueOffset, limit, true);
     node.items = items;
     node.end = next;
     return node;
@@ -314,7 +316,12 @@ function parseItems(outer: Context, start: number, end: number, untilDelimiter: 
     if (header.tag !== ITEM) throw new DatasetFormatError(`${tagInError(header.tag)} where an item was expected at ${offset}`);
     const valueOffset = offset + 8;
     if (header.length === UNDEFINED_LENGTH) {
-      const { elements, next } = parseElements(context, valueOffset, context.source.length, true);
+      // Within the sequence's value, as an item of defined length is (PS3.5 7.5.1): read to the end of
+      // the dataset, an item of a UN of defined length ran on into the elements after it, each of which
+      // could do the same, and every failure was read again one level up: time exponential in the
+      // number of such elements (500 bytes of C-FIND identifier held the main thread for hours; found
+      // in a review).
+      const { elements, next } = parseElements(context, valueOffset, end, true);
       items.push({ offset, length: UNDEFINED_LENGTH, valueOffset, end: next, elements });
       offset = next;
     } else {
@@ -400,7 +407,7 @@ export function parseFile(path: string, options: ParseOptions = {}): ParsedFile 
 /** A UID read from a file, for an error message: the file's bytes shown only when they are a UID
  * (PS3.5 9.1). Shown as they are, they went to the terminal of gantry deid and to the index's failure
  * reasons, control characters (ESC sequences) included. */
-function uidForMessage(uid: string): string {
+export function uidForMessage(uid: string): string {
   if (uid === '') return '(none)';
   return /^[0-9.]{1,64}$/.test(uid) ? uid : '(not a UID)';
 }

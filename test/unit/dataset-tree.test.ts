@@ -207,6 +207,36 @@ test('an element that runs past the item holding it is refused, not read twice',
   assert.throws(() => parseDataset(new BufferSource(dataset), 'explicit-le'), DatasetFormatError);
 });
 
+// Found in a review: an item of undefined length was read to the end of the dataset, not of the
+// sequence holding it. Its elements then came from after the sequence (read twice, and the writer
+// copied the sequence's declared bytes: a broken output), and in a UN of defined length the item
+// ran on into the elements after it, each of which did the same: parse time exponential in their
+// number (a 500-byte C-FIND identifier held the main thread for hours).
+test('an item of undefined length ends within the sequence holding it, and nested UN items parse in linear time', { timeout: 20_000 }, () => {
+  const itemHeader = (length: number) => {
+    const header = Buffer.alloc(8);
+    header.writeUInt32LE(0xe000fffe, 0);
+    header.writeUInt32LE(length, 4);
+    return header;
+  };
+  const itemDelimiter = Buffer.from([0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
+  // The sequence's 24 bytes end inside CodeMeaning's value; the item's delimiter comes after the name.
+  const codeMeaning = elementHeader(0x00080104, 'LO', 8 + 18 + 8);
+  // PatientComments' value is the item's delimiter: read from the top level, the name is one of its elements.
+  const hidden = Buffer.concat([Buffer.from('CODEMEAN'), encodeElement(0x00100010, 'PN', 'SMITH^JOHN'), elementHeader(0x00104000, 'LT', 8)]);
+  const past = Buffer.concat([elementHeader(0x00082218, 'SQ', 8 + codeMeaning.length + 8), itemHeader(0xffffffff), codeMeaning, hidden, itemDelimiter]);
+  assert.throws(() => parseDataset(new BufferSource(past), 'explicit-le'), DatasetFormatError);
+
+  // Private elements (implicit VR: UN) each holding an item tag of undefined length and nothing more.
+  const count = 40;
+  const bomb = Buffer.concat(Array.from({ length: count }, (_, n) => Buffer.concat([elementHeader(0x00091010 + n, 'UN', 8).subarray(0, 4), Buffer.from([8, 0, 0, 0]), itemHeader(0xffffffff)])));
+  const started = performance.now();
+  const elements = parseDataset(new BufferSource(bomb), 'implicit-le');
+  assert.equal(elements.length, count);
+  assert.ok(elements.every((element) => element.items === undefined && element.value?.length === 8), 'each an opaque value of its own');
+  assert.ok(performance.now() - started < 5_000, `parsed in ${performance.now() - started} ms`);
+});
+
 test('an edited UN of undefined length in explicit VR big endian ends with its delimiter in implicit VR little endian, as its items', () => {
   const bigEndian = (tag: number, vr: string, text: string) => {
     const value = padToEven(text, vr === 'UI' ? '\0' : ' ');
