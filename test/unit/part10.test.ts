@@ -90,3 +90,20 @@ test('a File Meta Information longer than the first read is skipped whole; one r
   const refused = await scanForImport(broken);
   assert.deepEqual([refused.kind, (refused as { reason?: string }).reason], ['unreadable', 'File Meta Information element (0002,0102) runs past the end of the file']);
 });
+
+// Found in a review: the meta was read while the group was 0002, so group 0002 elements at the start
+// of the dataset (a sender that put its file's meta there) were taken for the file's: the stored
+// file's transfer syntax became JPEG Baseline over native pixels, and its UIDs another's.
+test("the File Meta Information ends where its group length says; group 0002 elements after it are the dataset's", () => {
+  const header = encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: '1.2.3.4', transferSyntaxUid: '1.2.840.10008.1.2.1' });
+  const inDataset = Buffer.concat([metaElement(0x0003, 'UI', uid('1.2.3.999')), metaElement(0x0010, 'UI', uid('1.2.840.10008.1.2.4.50'))]);
+  const file = Buffer.concat([header, inDataset, Buffer.from([0x08, 0x00, 0x16, 0x00, 0x55, 0x49, 2, 0, 0x31, 0])]);
+  const meta = readFileMeta(file);
+  assert.equal(meta.datasetOffset, header.length);
+  assert.equal(meta.elements.get(0x0010)?.toString('latin1'), '1.2.840.10008.1.2.1\0');
+  assert.equal(meta.elements.get(0x0003)?.toString('latin1'), '1.2.3.4\0');
+  // A group length that ends inside an element (a writer that counted wrong) is not followed.
+  const wrong = Buffer.from(header);
+  wrong.writeUInt32LE(wrong.readUInt32LE(140) - 3, 140);
+  assert.equal(readFileMeta(wrong).datasetOffset, header.length);
+});
