@@ -20,6 +20,7 @@ import type { FreeSpaceMonitor } from '../store/free-space.js';
 import type { IncomingFile } from '../store/incoming-file.js';
 import type { ObjectStore } from '../store/object-store.js';
 import { stampOf } from '../index/file-stamp.js';
+import { uidForMessage } from '../dicom/dataset-tree.js';
 import { KeyedLock } from './keyed-lock.js';
 import { withoutUids } from '../observability/redact.js';
 
@@ -285,7 +286,9 @@ class ReceivingSink implements DatasetSink {
     if (attributes.SOPInstanceUID !== undefined && attributes.SOPInstanceUID !== request.sopInstanceUid) {
       throw new DimseStatusError(
         StoreFailure.SopInstanceUidMismatch,
-        `SOPInstanceUID of the dataset (${attributes.SOPInstanceUID}) differs from the command's (${request.sopInstanceUid})`,
+        // Shown only when they are UIDs: the dataset's value could be anything (a name), and the
+        // comment is logged (found in a review).
+        `SOPInstanceUID of the dataset (${uidForMessage(attributes.SOPInstanceUID)}) differs from the command's (${uidForMessage(request.sopInstanceUid)})`,
       );
     }
     const missing = (['StudyInstanceUID', 'SeriesInstanceUID'] as const).filter((keyword) => !attributes[keyword]);
@@ -314,7 +317,7 @@ class ReceivingSink implements DatasetSink {
     if (inDataset === undefined || inDataset === record.sopClassUid) return undefined;
     return {
       status: Status.WarningDatasetMismatch,
-      errorComment: `SOPClassUID of the dataset (${inDataset}) differs from the command's (${record.sopClassUid})`,
+      errorComment: `SOPClassUID of the dataset (${uidForMessage(inDataset)}) differs from the command's (${uidForMessage(record.sopClassUid)})`,
     };
   }
 }

@@ -285,6 +285,19 @@ test('keepFirst: a retry after a store whose sync and take-back both failed is s
   assert.ok(datasetBytes(join(root, (index.findInstance(sop) ?? row).filePath)).equals(copy), 'the first durable copy stays');
 });
 
+// Found in a review: the failure comment quoted the dataset's SOPInstanceUID as it came, and it is
+// logged: a value that is no UID (a name) went into the log.
+test("a dataset whose SOPInstanceUID differs from the command's is refused without quoting a value that is no UID", async (t) => {
+  const { receive } = await setUp(t);
+  const sop = newUid();
+  const sink = receive.store(request(sop));
+  sink.write(dataset(newUid(), newUid(), 'DOE^JOHN 19600101', 'MISMATCH'));
+  const result = await sink.end();
+  assert.notEqual(result.status, 0x0000);
+  assert.match(result.errorComment ?? '', /SOPInstanceUID of the dataset \(\(not a UID\)\) differs from the command's \(/);
+  assert.doesNotMatch(result.errorComment ?? '', /DOE/);
+});
+
 // Suspected in a review: a stop went on when its grace period for stores ended, closed the index under
 // a store still placing its file, and called itself clean, so the next start skipped the check that
 // removes what such a store leaves (a file no row names, a row whose file is short).
