@@ -67,7 +67,9 @@ test('a preload runs inline (read before openStoredDataset returns) until a slow
     sendPreloadsToThreadPool(poolMs);
     preload.fill(0);
     const opening = openStoredDataset(path, preload);
-    assert.equal(preload.toString('latin1', 128, 132) === 'DICM', mode === 'inline', `read at once only inline (${mode})`);
+    // Only inline is it certain when the buffer is filled: a pool thread reads into it beside this
+    // thread, and under load it may finish before the next line runs (seen in a full run).
+    if (mode === 'inline') assert.equal(preload.toString('latin1', 128, 132), 'DICM', 'read before openStoredDataset returns');
     assert.equal((await opening).length, 1000);
   }
 });
@@ -89,5 +91,6 @@ test('a file that is not Part 10, cannot be read, or is missing, is refused with
   await assert.rejects(openStoredDataset(join(dir, 'plain.txt')), /not a DICOM Part 10 file/);
   // The descriptors are closed as the reads end: given a moment.
   for (let tries = 0; tries < 50 && descriptors() > before; tries += 1) await new Promise((resolve) => setTimeout(resolve, 10));
-  assert.equal(descriptors(), before, 'no file left open');
+  // At most as many: a descriptor an earlier test left closing may close meanwhile (seen under load).
+  assert.ok(descriptors() <= before, `no file left open (${descriptors()} descriptors, ${before} before)`);
 });
