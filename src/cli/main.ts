@@ -30,6 +30,9 @@ import { basename, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_LAYOUT } from '../toolkit/layout.js';
 
+/** The commands that only read the index: they never de-identify, so an unset ${NAME} secret is no error for them. */
+const READ_ONLY = { secretNeeded: false } as const;
+
 // Each command loads what it runs when it runs (the node, the toolkit, the engine, the codecs): a
 // command pays for its own modules only, and `gantry status` or `gantry queue ls` start faster.
 
@@ -256,7 +259,7 @@ program
   .option('-n, --limit <n>', 'failures listed of each kind', count(0), 10)
   .action(async (options: { config?: string; limit: number }) => {
     const { printStatus } = await import('./status.js');
-    await printStatus(loadConfigFile(options.config), options, (line) => process.stdout.write(`${line}\n`));
+    await printStatus(loadConfigFile(options.config, process.env, READ_ONLY), options, (line) => process.stdout.write(`${line}\n`));
   });
 
 const queueCommand = program.command('queue').description('the forwarding outbox');
@@ -270,7 +273,7 @@ queueCommand
   .action(async (options: { config?: string; state: string; destination?: string; limit: number }) => {
     if (!['queued', 'sent', 'dead'].includes(options.state)) throw new Error(`--state ${options.state}: expected queued, sent or dead`);
     const { queueList } = await import('./queue.js');
-    queueList(loadConfigFile(options.config), options, (line) => process.stdout.write(`${line}\n`));
+    queueList(loadConfigFile(options.config, process.env, READ_ONLY), options, (line) => process.stdout.write(`${line}\n`));
   });
 queueCommand
   .command('studies')
@@ -282,7 +285,7 @@ queueCommand
     const states = ['received', 'deidentified', 'quarantined', 'forwarded', 'failed'];
     if (!states.includes(options.state)) throw new Error(`--state ${options.state}: expected ${states.join(', ')}`);
     const { queueStudies } = await import('./queue.js');
-    queueStudies(loadConfigFile(options.config), options.state, options.limit, (line) => process.stdout.write(`${line}\n`));
+    queueStudies(loadConfigFile(options.config, process.env, READ_ONLY), options.state, options.limit, (line) => process.stdout.write(`${line}\n`));
   });
 queueCommand
   .command('retry')
@@ -340,7 +343,7 @@ program
   .option('-n, --limit <n>', 'entries to list, newest first', count(1), 100)
   .action(async (options: { config?: string; limit: number }) => {
     const { auditList } = await import('./queue.js');
-    auditList(loadConfigFile(options.config), options.limit, (line) => process.stdout.write(`${line}\n`));
+    auditList(loadConfigFile(options.config, process.env, READ_ONLY), options.limit, (line) => process.stdout.write(`${line}\n`));
   });
 
 const quarantineCommand = program.command('quarantine').description('instances held back from de-identification or forwarding');
@@ -352,7 +355,7 @@ quarantineCommand
   .option('-n, --limit <n>', 'instances to list', count(1), 100)
   .action(async (options: { config?: string; failed?: boolean; limit: number }) => {
     const { quarantineList } = await import('./queue.js');
-    quarantineList(loadConfigFile(options.config), { failed: options.failed ?? false, limit: options.limit }, (line) => process.stdout.write(`${line}\n`));
+    quarantineList(loadConfigFile(options.config, process.env, READ_ONLY), { failed: options.failed ?? false, limit: options.limit }, (line) => process.stdout.write(`${line}\n`));
   });
 quarantineCommand
   .command('show')
@@ -361,7 +364,7 @@ quarantineCommand
   .argument('<id>')
   .action(async (id: string, options: { config?: string }) => {
     const { quarantineShow } = await import('./queue.js');
-    if (!quarantineShow(loadConfigFile(options.config), id, (line) => process.stdout.write(`${line}\n`))) throw new Error(`no instance ${id}`);
+    if (!quarantineShow(loadConfigFile(options.config, process.env, READ_ONLY), id, (line) => process.stdout.write(`${line}\n`))) throw new Error(`no instance ${id}`);
   });
 quarantineCommand
   .command('release')

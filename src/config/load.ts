@@ -32,7 +32,14 @@ export interface LoadedConfig {
   embedded: boolean;
 }
 
-export function loadConfigFile(path: string | undefined, env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+export interface LoadOptions {
+  /** False for commands that never de-identify (status, queue ls, audit, quarantine ls and show):
+   * a deid.secret that is one ${NAME} of a variable not set is then left out, not refused, so that
+   * reading counts needs no copy of the key in the operator's shell (found in a review). */
+  secretNeeded?: boolean;
+}
+
+export function loadConfigFile(path: string | undefined, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): LoadedConfig {
   const source = path ?? EMBEDDED_CONFIG_PATH;
   let text: string;
   try {
@@ -40,10 +47,10 @@ export function loadConfigFile(path: string | undefined, env: NodeJS.ProcessEnv 
   } catch (error) {
     throw new ConfigError(source, [`cannot read the file: ${(error as Error).message}`]);
   }
-  return { config: parseConfigText(text, source, env), source, embedded: path === undefined };
+  return { config: parseConfigText(text, source, env, options), source, embedded: path === undefined };
 }
 
-export function parseConfigText(text: string, source: string, env: NodeJS.ProcessEnv = process.env): GantryConfig {
+export function parseConfigText(text: string, source: string, env: NodeJS.ProcessEnv = process.env, options: LoadOptions = {}): GantryConfig {
   let raw: unknown;
   try {
     // Read as a document, not with parse(): parse() printed each warning (a tag it does not know,
@@ -62,6 +69,7 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
   }
   const problems: string[] = [];
   const scalars: ReadScalar[] = [];
+  if (options.secretNeeded === false) dropUnsetSecret(raw, env);
   const resolved = resolveEnvironment(raw, [], env, problems, scalars);
   if (problems.length > 0) throw new ConfigError(source, problems);
   let result = configSchema.safeParse(resolved);
@@ -83,6 +91,15 @@ export function parseConfigText(text: string, source: string, env: NodeJS.Proces
     config.log.level = parsed.data;
   }
   return config;
+}
+
+/** Leaves out deid.secret when it is one ${NAME} reference (no fallback) to a variable not set or empty. */
+function dropUnsetSecret(raw: unknown, env: NodeJS.ProcessEnv): void {
+  const deid = (raw as { deid?: unknown } | null)?.deid;
+  if (typeof deid !== 'object' || deid === null) return;
+  const secret = (deid as { secret?: unknown }).secret;
+  const name = typeof secret === 'string' ? /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(secret)?.[1] : undefined;
+  if (name !== undefined && (env[name] === undefined || env[name] === '')) delete (deid as { secret?: unknown }).secret;
 }
 
 /** A YAML error or warning by its line and its first line of text: the rest quotes the source. */

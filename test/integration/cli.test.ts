@@ -252,6 +252,23 @@ test('a DICOM port in use stops serve with the keys to change, logged once', asy
   }
 });
 
+test('the commands that only read the index run without the secret in the environment; those that de-identify still ask for it', async () => {
+  // Found in a review: status, queue ls and quarantine ls refused to run unless the de-identification
+  // key was copied into the operator's shell.
+  const { dir } = storageWithResearch('cli-read-only-secret');
+  const config = join(dir, 'env-secret.yaml');
+  writeFileSync(config, `storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: \${GANTRY_TEST_UNSET_SECRET}\n`);
+  const env = { ...process.env };
+  delete env.GANTRY_TEST_UNSET_SECRET;
+  for (const args of [['status'], ['queue', 'ls'], ['quarantine', 'ls'], ['audit']]) {
+    const result = await run(process.execPath, [GANTRY_CLI, ...args, '--config', config], { env });
+    assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+  }
+  const checked = await run(process.execPath, [GANTRY_CLI, 'config', 'check', '--config', config], { env });
+  assert.equal(checked.code, 2);
+  assert.match(checked.stderr, /deid\.secret: refers to the environment variable GANTRY_TEST_UNSET_SECRET, which is not set/);
+});
+
 test('gantry queue ls, retry and purge refuse a --destination that names nothing, and name the ones known', async () => {
   // Found in a review: a typo matched nothing, and retry said "re-queued 0 item(s)" with exit 0.
   const { config } = storageWithResearch('cli-destination');
