@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError, type LoadedConfig } from './config/load.js';
 import { callerEntryParts, type GantryConfig } from './config/schema.js';
-import { requireOperatorSecret, resolveDeidSecret } from './config/secret.js';
+import { requireOperatorSecret, resolveDeidSecret, secretDigest } from './config/secret.js';
 import { Pseudonymizer } from './deid/pseudonyms.js';
 import { RuleError } from './deid/rules.js';
 import { checkedDeidSettings } from './deid/settings.js';
@@ -44,6 +44,7 @@ import { checkNewestDeidentified, checkNewestRows, claimStorage, releaseStorage 
 import { Forwarder, type ForwardSettings } from './pipeline/forward.js';
 import { Retention } from './pipeline/retention.js';
 import { settleAbandonedCopyLists } from './toolkit/import-copies.js';
+import { recordSecretDigest } from './index/secret-record.js';
 import { routeDestinations, Router, routingOf, type RouteDestination } from './pipeline/route.js';
 import { RetentionWork } from './index/retention-work.js';
 import { AccessAudit } from './index/access-audit.js';
@@ -110,6 +111,9 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const abandonedCopies = settleAbandonedCopyLists(db, storagePath);
   if (abandonedCopies > 0) log.warn({ files: abandonedCopies }, 'deleted the copies a gantry import --copy that did not end had placed and never indexed');
   const secret = resolveDeidSecret(loaded, storagePath, log);
+  if (recordSecretDigest(db, secretDigest(secret)) === true) {
+    log.warn('deid.secret is not the one the node last started with: pseudonyms, UIDs and date shifts change from now on (what was de-identified before keeps the old ones); gantry export uses this one from now on');
+  }
   // Checked here, where a bad secret is a start-up error, not in every worker thread.
   new Pseudonymizer(secret);
   let deidSettings = checked.deidSettings;

@@ -6,13 +6,19 @@
  * Changing the secret changes every pseudonym, UID and date offset from then on: the same patient
  * gets new pseudonyms and can no longer be linked to what was sent before.
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 import { ConfigError, type LoadedConfig } from './load.js';
 
 export const GENERATED_SECRET_FILE = 'deid-secret';
+
+/** A digest that tells secrets apart without revealing one (HMAC keyed by the secret, 64 bits): in an
+ * export folder's marker, and in the index (index/secret-record.ts). */
+export function secretDigest(secret: string): string {
+  return createHmac('sha256', secret).update('gantry export marker').digest('hex').slice(0, 16);
+}
 
 /** An operator's config names its secret (only the embedded config may go without). */
 export function requireOperatorSecret(loaded: LoadedConfig): void {

@@ -9,7 +9,7 @@
  * the index (export_items), so an interrupted export resumes, and pages of the index are read one at a
  * time, so memory stays flat whatever the size of the session.
  */
-import { createHmac, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { existsSync, rmdirSync, rmSync } from 'node:fs';
 import { opendir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
@@ -26,6 +26,8 @@ import { stampFromColumns } from '../index/file-stamp.js';
 import { originOf } from '../deid/original-check.js';
 import { DeidWork, renamesExcept, type ReleaseOverride, type StudyRename } from '../index/deid-work.js';
 import { PseudonymLedger } from '../index/pseudonym-ledger.js';
+import { recordedSecretDigest } from '../index/secret-record.js';
+import { secretDigest } from '../config/secret.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
 import { checkLayout, DEFAULT_LAYOUT, LAYOUT_KEYWORDS, type LayoutKeyword, type LayoutValues } from './layout.js';
@@ -493,10 +495,6 @@ async function exportIdentity(out: string, afresh = false, secretDigest?: string
   return id;
 }
 
-/** A digest that tells secrets apart without revealing one (HMAC keyed by the secret, 64 bits). */
-export function secretDigest(secret: string): string {
-  return createHmac('sha256', secret).update('gantry export marker').digest('hex').slice(0, 16);
-}
 
 export interface ExportRequest {
   out: string;
@@ -515,6 +513,12 @@ export interface ExportRequest {
  * for it (gantry export, and Session.export of the library).
  */
 export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: string, request: ExportRequest): Promise<ExportSummary> {
+  const recorded = recordedSecretDigest(db);
+  if (recorded !== undefined && recorded !== secretDigest(secret)) {
+    throw new Error(
+      `deid.secret of ${loaded.source} is not the one the node de-identifies this storage with (as it recorded at its last start): its copies and this export's own would give one patient two pseudonyms; export with the node's config`,
+    );
+  }
   const workers = request.workers ?? availableParallelism();
   // Checked as the node checks them, before anything is written: a wrong rule is a config error said
   // once, not a failure of every instance.

@@ -11,6 +11,8 @@ import Database from 'better-sqlite3';
 import { openDatabase } from '../../src/db/database.js';
 import { EMPTY_AUDIT_TEXT } from '../../src/deid/audit-text.js';
 import { DeidWork } from '../../src/index/deid-work.js';
+import { recordSecretDigest } from '../../src/index/secret-record.js';
+import { secretDigest } from '../../src/config/secret.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { QuarantineWork } from '../../src/index/quarantine-work.js';
 import { scanIndexedAttributes } from '../../src/index/scan-file.js';
@@ -810,6 +812,35 @@ test('import --copy: the copies a killed import placed and never indexed are del
   assert.equal(existsSync(join(storagePath, 'index.sqlite')), true, 'a path outside originals/ is never taken');
   assert.equal(existsSync(list), false, 'the list is settled');
   assert.deepEqual(readdirSync(join(storagePath, 'import-copies')), [], 'and this import left none');
+});
+
+// Found in a review: nothing tied a secret to the session, so gantry export run with another secret
+// than the node's copied the node's copies (one set of pseudonyms) and de-identified the rest with
+// its own (another): one patient had two pseudonyms in one export, without a word.
+test("export refuses a secret other than the one the node recorded for the storage; the node says when its own changed", async () => {
+  const { dir, storagePath } = await importedSession('review-export-other-secret', 1);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    assert.equal(recordSecretDigest(db, secretDigest('the secret the node runs with')), undefined, 'the first start records it');
+    assert.equal(recordSecretDigest(db, secretDigest('the secret the node runs with')), false);
+  } finally {
+    db.close();
+  }
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    await assert.rejects(session.export({ out: join(dir, 'out'), workers: 1 }), /deid\.secret of .* is not the one the node de-identifies this storage with/);
+    assert.equal(existsSync(join(dir, 'out')), false, 'nothing written');
+  } finally {
+    session.close();
+  }
+  const again = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    assert.equal(recordSecretDigest(again, secretDigest(SECRET)), true, 'a start with another secret is told');
+  } finally {
+    again.close();
+  }
+  const { summary } = await exportOnOneWorker(dir, storagePath);
+  assert.equal(summary.written, 1, 'with the node\'s secret');
 });
 
 // Suspected in a review: export built its settings unchecked, so a wrong rule failed every instance
