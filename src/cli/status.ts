@@ -105,7 +105,8 @@ async function nodeLine(loaded: LoadedConfig, storagePath: string): Promise<stri
     const failing = (body.checks ?? []).filter((check) => !check.ok).map((check) => check.detail ?? check.name);
     return `node: running (pid ${pid}), NOT READY: ${failing.join('; ')}`;
   } catch (error) {
-    return `node: running (pid ${pid}); /readyz on ${address}:${port} (http.host, http.port) does not answer: ${(error as Error).message}`;
+    // The node reads http.host and http.port at its start only: an edited file names another port.
+    return `node: running (pid ${pid}); /readyz on ${address}:${port} (http.host, http.port) does not answer: ${(error as Error).message} (if http.host or http.port changed since the node started, it listens where they were then)`;
   }
 }
 
