@@ -27,6 +27,7 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
+import { processRunning } from '../src/pipeline/recovery.js';
 
 /** What a fill aims to leave free. */
 const LEAVE_FREE_BYTES = 512 * 2 ** 20;
@@ -85,7 +86,7 @@ function removeFillsAtExit(dataRoot: string): void {
 
 /** A bench stopped by a signal leaves its files: their pages would be freed at some later deletion. */
 function removeFillsOfEndedBenches(dataRoot: string): void {
-  removeFills(dataRoot, (pid) => pid !== process.pid && !isRunning(pid));
+  removeFills(dataRoot, (pid) => pid !== process.pid && !processRunning(pid));
 }
 
 function removeFills(dataRoot: string, whose: (pid: number) => boolean): void {
@@ -95,14 +96,6 @@ function removeFills(dataRoot: string, whose: (pid: number) => boolean): void {
   }
 }
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function freeBytes(): number {
   const match = /^MemFree:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));

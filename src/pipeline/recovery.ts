@@ -130,14 +130,19 @@ function isLiveGantry(pid: number): boolean {
   try {
     commandLine = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
   } catch {
-    try {
-      process.kill(pid, 0);
-      return true; // alive, and no /proc to tell what it is: assume the worst
-    } catch {
-      return false;
-    }
+    return processRunning(pid); // alive, and no /proc to tell what it is: assume the worst
   }
   return /gantry|main\.js/.test(commandLine);
+}
+
+/** Whether a process has this PID (one of another user's too: the signal is refused, EPERM). */
+export function processRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** After an unclean stop: removes the newest rows whose files are not whole, and those files. */

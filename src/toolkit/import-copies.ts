@@ -9,6 +9,7 @@
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, normalize, sep } from 'node:path';
 import type { Db } from '../db/database.js';
+import { processRunning } from '../pipeline/recovery.js';
 import { ORIGINALS_DIR } from '../store/object-store.js';
 
 const COPY_LISTS_DIR = 'import-copies';
@@ -76,7 +77,7 @@ export function settleAbandonedCopyLists(db: Db, storagePath: string): number {
   let deleted = 0;
   for (const name of names) {
     const pid = Number(/^(\d+)\.list$/.exec(name)?.[1]);
-    if (!Number.isInteger(pid) || pid === process.pid || isRunning(pid)) continue;
+    if (!Number.isInteger(pid) || pid === process.pid || processRunning(pid)) continue;
     deleted += settleCopyList(db, storagePath, join(storagePath, COPY_LISTS_DIR, name));
   }
   return deleted;
@@ -88,12 +89,3 @@ function insideOriginals(relativePath: string): boolean {
   return path.startsWith(ORIGINALS_DIR + sep) && !path.split(sep).includes('..');
 }
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: a process of another user has the PID; it is running.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
