@@ -273,12 +273,6 @@ export class InstanceIndex {
     return (this.statements.newestReceivedAt.get() as number | undefined) ?? undefined;
   }
 
-  /** The receiver deleted the original that a copy received again replaced: nothing is left to try
-   * again (retention-work.ts deleteReplaced). */
-  forgetReplaced(sopInstanceUid: string, replacedPath: string): void {
-    this.db.prepare(`UPDATE instances SET replaced_path = NULL WHERE sop_instance_uid = ? AND replaced_path = ?`).run(sopInstanceUid, replacedPath);
-  }
-
   /** The file (relative to storage.path) the index names for an instance, if it is indexed. */
   filePathOf(sopInstanceUid: string): string | undefined {
     return (this.statements.findInstancePath.get(sopInstanceUid) as { filePath: string } | undefined)?.filePath;
@@ -518,6 +512,10 @@ export class IndexWriter {
     this.scheduled = false;
     const results: Array<{ outcome?: UpsertOutcome; error?: Error }> = [];
     try {
+      // IMMEDIATE: each upsert reads (is the instance indexed?) before it writes, and a deferred
+      // transaction that has read cannot wait for the write lock: while gantry import or export held
+      // it, every store failed at once (SQLITE_BUSY) instead of waiting out the busy timeout (found
+      // in a review).
       this.db.transaction(() => {
         for (const pending of batch) {
           const mark = this.index.pendingMark();
@@ -532,7 +530,7 @@ export class IndexWriter {
             results.push({ error: error as Error });
           }
         }
-      })();
+      }).immediate();
     } catch (error) {
       this.index.dropPending();
       for (const pending of batch) pending.reject(error as Error);

@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { run } from '../helpers/processes.js';
+import { instanceRecord } from '../helpers/index-records.js';
 import { openTestIndex } from '../helpers/index-records.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { test, type TestContext } from 'node:test';
@@ -54,6 +56,25 @@ test('two processes opening a fresh index at once both get it migrated (a node a
     for (const result of results) if (result.code !== 0) failures.push(result.stderr.split('\n').find((line) => line.includes('Error')) ?? result.stderr);
   }
   assert.deepEqual(failures, []);
+});
+
+// Found in a review: the writer's transaction was deferred, and each upsert reads before it writes;
+// a deferred transaction that has read cannot wait for the write lock, so while gantry import or
+// export held it every store failed at once (SQLITE_BUSY) instead of waiting its turn.
+test('a store waits for the write lock another process holds, instead of failing at once', async (t) => {
+  const dir = scratchDir('db-writer-waits');
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { db, writer } = openTestIndex(t, dir);
+  await writer.submit(instanceRecord(1));
+  // Another process (gantry import, say) takes the write lock for half a second.
+  const holder = `const Database = require(${JSON.stringify(new URL('../../../node_modules/better-sqlite3/lib/index.js', import.meta.url).pathname)});
+    const db = new Database(process.argv[1]); db.exec('BEGIN IMMEDIATE'); console.log('locked');
+    setTimeout(() => { db.exec('COMMIT'); db.close(); }, 500);`;
+  const child = spawn(process.execPath, ['-e', holder, join(dir, 'index.sqlite')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  await writer.submit(instanceRecord(2));
+  assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 2);
 });
 
 /** A fresh index in a temporary folder, removed after the test. */
