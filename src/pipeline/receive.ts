@@ -251,13 +251,11 @@ class ReceivingSink implements DatasetSink {
     }
     // Never the copy just made durable, whatever names the two were given.
     if (replacedFilePath === undefined || replacedFilePath === record.filePath) return;
-    try {
-      await this.deps.store.remove(replacedFilePath);
-      this.deps.index.forgetReplaced(record.sopInstanceUid, replacedFilePath);
-    } catch (error) {
-      // Still named by the row (replaced_path): each retention sweep tries it again.
-      this.request.association.log.error({ err: withoutUids((error as Error).message) }, 'could not delete a replaced copy; retention tries again');
-    }
+    // The row still names it (replaced_path) until a retention sweep finds it gone and forgets it:
+    // no write to the index here, on the main thread, after the commit (one failed delete is retried).
+    await this.deps.store.remove(replacedFilePath).catch((error: Error) =>
+      this.request.association.log.error({ err: withoutUids(error.message) }, 'could not delete a replaced copy; retention tries again'),
+    );
   }
 
   /** Moves the file to record.filePath while its last writes finish; returns its size. Records the
