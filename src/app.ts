@@ -111,11 +111,11 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const abandonedCopies = settleAbandonedCopyLists(db, storagePath);
   if (abandonedCopies > 0) log.warn({ files: abandonedCopies }, 'deleted the copies a gantry import --copy that did not end had placed and never indexed');
   const secret = resolveDeidSecret(loaded, storagePath, log);
+  // Checked here, where a bad secret is a start-up error, not in every worker thread.
+  new Pseudonymizer(secret);
   if (recordSecretDigest(db, secretDigest(secret)) === true) {
     log.warn('deid.secret is not the one the node last started with: pseudonyms, UIDs and date shifts change from now on (what was de-identified before keeps the old ones); gantry export uses this one from now on');
   }
-  // Checked here, where a bad secret is a start-up error, not in every worker thread.
-  new Pseudonymizer(secret);
   let deidSettings = checked.deidSettings;
   const metrics = new GantryMetrics(
     (callingAeTitle) => (knownCallers.has(callingAeTitle) ? callingAeTitle : 'other'),

@@ -29,7 +29,8 @@ export class Retention {
     this.running = true;
     try {
       const { retainOriginalsMs, retainDeidentifiedMs } = this.options.settings();
-      await this.deleteReplaced();
+      // Its failure (the index locked past the busy timeout) must not cost the sweep its expiries.
+      await this.deleteReplaced().catch((error: Error) => this.options.log.warn({ err: error.message }, 'retention: replaced originals not looked at this sweep'));
       const originals = retainOriginalsMs > 0 ? await this.deleteAll('original', now - retainOriginalsMs) : 0;
       const deidentified = retainDeidentifiedMs > 0 ? await this.deleteAll('deidentified', now - retainDeidentifiedMs) : 0;
       if (originals + deidentified > 0) this.options.log.info({ originals, deidentified }, 'retention: deleted forwarded files');
