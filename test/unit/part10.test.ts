@@ -102,8 +102,13 @@ test("the File Meta Information ends where its group length says; group 0002 ele
   assert.equal(meta.datasetOffset, header.length);
   assert.equal(meta.elements.get(0x0010)?.toString('latin1'), '1.2.840.10008.1.2.1\0');
   assert.equal(meta.elements.get(0x0003)?.toString('latin1'), '1.2.3.4\0');
-  // A group length that ends inside an element (a writer that counted wrong) is not followed.
+  // A group length that ends inside an element, or short of elements that go on in order (writers
+  // that counted wrong), is not followed.
   const wrong = Buffer.from(header);
   wrong.writeUInt32LE(wrong.readUInt32LE(140) - 3, 140);
   assert.equal(readFileMeta(wrong).datasetOffset, header.length);
+  const implementationVersion = metaElement(0x0013, 'SH', text(IMPLEMENTATION_VERSION_NAME));
+  const short = Buffer.concat([header, Buffer.from([0x08, 0x00, 0x16, 0x00, 0x55, 0x49, 2, 0, 0x31, 0])]);
+  short.writeUInt32LE(short.readUInt32LE(140) - implementationVersion.length, 140);
+  assert.equal(readFileMeta(short).datasetOffset, header.length, 'the last element, left out of the count, is still the meta\'s');
 });
