@@ -225,6 +225,18 @@ export class InstanceIndex {
     return row ? { ...row, external: row.external === 1 } : undefined;
   }
 
+  /** Files imported by another path (the one a link led to, before imports named files by their
+   * real path) named by their real path: `filePath` is where the index finds one imported in place. */
+  renameSourcePaths(renames: ReadonlyArray<{ from: string; to: string; filePath: string }>): void {
+    const rename = this.db.prepare(
+      `UPDATE instances SET source_path = @to, file_path = CASE WHEN original_external = 1 THEN @filePath ELSE file_path END
+       WHERE source_path = @from AND NOT EXISTS (SELECT 1 FROM instances other WHERE other.source_path = @to)`,
+    );
+    this.db.transaction(() => {
+      for (const entry of renames) rename.run(entry);
+    }).immediate();
+  }
+
   /** Which of these files (absolute paths) an import indexed already. */
   knownSourcePaths(paths: readonly string[]): Set<string> {
     const rows = this.statements.knownSourcePaths.all(JSON.stringify(paths)) as Array<{ path: string }>;

@@ -79,7 +79,12 @@ export async function importFolders(db: Db, storagePath: string, options: Import
   // batches in flight; none is left as an unhandled rejection.
   let failure: Error | undefined;
   const record = (results: ImportScan[]) => recordBatch(db, index, storagePath, options, results, summary);
-  const dispatch = async (paths: string[]) => {
+  const dispatch = async (found: FoundFile[]) => {
+    const paths = found.map((file) => file.path);
+    // Indexed before this version by the path it was walked through (a link): named by its real
+    // path from now on, so that it counts as imported and the guards on imported files see it.
+    const aliases = found.filter((file) => file.walked !== file.path);
+    if (aliases.length > 0) index.renameSourcePaths(aliases.map((file) => ({ from: file.walked, to: file.path, filePath: relative(storagePath, file.path) })));
     const known = index.knownSourcePaths(paths);
     summary.alreadyIndexed += known.size;
     // Imported before without --forward: a run again with --forward lets them be forwarded.
@@ -98,12 +103,12 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     inFlight.add(running);
   };
   try {
-    let batch: string[] = [];
+    let batch: FoundFile[] = [];
     const unreadable = (path: string, reason: string) => problem(summary, 'unreadable', path, reason);
-    for await (const path of filesUnder(options.roots, storagePath, unreadable)) {
+    for await (const file of filesUnder(options.roots, storagePath, unreadable)) {
       if (failure) break;
       summary.files += 1;
-      batch.push(path);
+      batch.push(file);
       if (batch.length >= BATCH) {
         await dispatch(batch);
         batch = [];
@@ -132,7 +137,13 @@ export async function importFolders(db: Db, storagePath: string, options: Import
  * folders known by device and inode, so memory grows with the folders, not the files), which also
  * ends loops. A link whose target cannot be read is reported, not passed over. The storage folder is
  * left out, by its real path (a root may reach it through a symbolic link, or name it by another path). */
-async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, reason: string) => void): AsyncGenerator<string> {
+/** A file found by the walk: its real path, and the path it was reached by (the same unless a link led to it). */
+interface FoundFile {
+  path: string;
+  walked: string;
+}
+
+async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, reason: string) => void): AsyncGenerator<FoundFile> {
   const storage = (await realpath(storagePath).catch(() => resolve(storagePath))) + sep;
   const walked = new Set<string>();
   // Every root checked before the first file: a mistyped last root must not end the import once the
@@ -149,7 +160,7 @@ async function* filesUnder(roots: readonly string[], storagePath: string, unread
   for (const { absolute, isFile } of checked) {
     if (isFile) {
       const real = await realFile(absolute, storage, unreadable);
-      if (real !== undefined) yield real;
+      if (real !== undefined) yield { path: real, walked: absolute };
       continue;
     }
     yield* walk(absolute, storage, unreadable, walked);
@@ -173,7 +184,7 @@ async function realFile(path: string, storage: string, unreadable: (path: string
 }
 
 /** A folder that cannot be read is reported and skipped; the walk goes on. */
-async function* walk(directory: string, storage: string, unreadable: (path: string, reason: string) => void, walked: Set<string>): AsyncGenerator<string> {
+async function* walk(directory: string, storage: string, unreadable: (path: string, reason: string) => void, walked: Set<string>): AsyncGenerator<FoundFile> {
   let real;
   let entries;
   try {
@@ -191,15 +202,16 @@ async function* walk(directory: string, storage: string, unreadable: (path: stri
   }
   for await (const entry of entries) {
     const path = join(real, entry.name);
-    if (entry.isDirectory()) yield* walk(path, storage, unreadable, walked);
-    else if (entry.isFile()) yield path;
+    // Folders by the path walked (each resolved once, in walk): the files' walked paths keep a link's name.
+    if (entry.isDirectory()) yield* walk(join(directory, entry.name), storage, unreadable, walked);
+    else if (entry.isFile()) yield { path, walked: join(directory, entry.name) };
     else if (entry.isSymbolicLink()) {
       const target = await stat(path).catch((error: NodeJS.ErrnoException) => error);
       if (target instanceof Error) unreadable(path, `a symbolic link whose target cannot be read (${target.code ?? 'error'})`);
       else if (target.isFile()) {
         const file = await realFile(path, storage, unreadable);
-        if (file !== undefined) yield file;
-      } else if (target.isDirectory()) yield* walk(path, storage, unreadable, walked);
+        if (file !== undefined) yield { path: file, walked: join(directory, entry.name) };
+      } else if (target.isDirectory()) yield* walk(join(directory, entry.name), storage, unreadable, walked);
     }
   }
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { openDatabase } from '../../src/db/database.js';
@@ -309,6 +309,34 @@ test('import names files by their real path, walks each folder once however reac
     assert.deepEqual(readdirSync(real).sort(), ['a.dcm', 'sub'], 'nothing written among the originals');
   } finally {
     session.close();
+  }
+});
+
+// Found in the review of the session's diff: a session imported through a link before imports named
+// files by their real path holds the link's path; a run again found none of its files (each "indexed
+// already" as a duplicate, --forward releasing nothing), and the guards did not see them.
+test('files imported through a link by an earlier version are found by the path they were walked by, and named by their real path from then on', async () => {
+  const dir = scratchDir('review-import-old-link-paths');
+  const real = join(dir, 'real');
+  mkdirSync(join(real, 'sub'), { recursive: true });
+  await writeSyntheticFile(join(real, 'sub', 'a.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P-OLD', patientName: 'Old^Ola', rows: 8, columns: 8 });
+  const archive = join(dir, 'archive');
+  mkdirSync(archive);
+  symlinkSync(real, join(archive, 'linked'));
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    await importFolders(db, storagePath, { roots: [archive], copy: false, forward: false, workers: 1 });
+    // As the version before recorded it: the path through the link.
+    const walked = join(archive, 'linked', 'sub', 'a.dcm');
+    db.prepare('UPDATE instances SET source_path = ?, file_path = ?').run(walked, relative(storagePath, walked));
+    const again = await importFolders(db, storagePath, { roots: [archive], copy: false, forward: true, workers: 1 });
+    assert.deepEqual([again.alreadyIndexed, again.released, again.duplicates, again.indexed], [1, 1, 0, 0]);
+    const row = db.prepare('SELECT source_path AS sourcePath, file_path AS filePath, forward_held AS held FROM instances').get() as { sourcePath: string; filePath: string; held: number };
+    assert.deepEqual(row, { sourcePath: join(realpathSync(real), 'sub', 'a.dcm'), filePath: relative(storagePath, join(realpathSync(real), 'sub', 'a.dcm')), held: 0 });
+  } finally {
+    db.close();
   }
 });
 
