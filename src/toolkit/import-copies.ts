@@ -1,23 +1,44 @@
 /**
  * The copies `gantry import --copy` places in originals/ before the batch that names them commits. A
  * copy is noted (its SOP Instance UID and path, one line) in a list of the import's own,
- * storage/import-copies/<pid>.list, before it is made. When the import ends, and for the list of an
- * import that did not end (killed, or a crash of the machine) at the next import's or the node's
+ * storage/import-copies/<pid>-<random>.list, before it is made. When the import ends, and for the list
+ * of an import that did not end (killed, or a crash of the machine) at the next import's or the node's
  * start, every noted copy that no row names is deleted, then the list: such a copy is of a file the
  * user still has, but in storage nothing would ever name it, and retention would never delete it.
+ *
+ * Whether the import of a list still runs is told by a lock beside it (<same name>.lock, SQLite's
+ * exclusive lock on the file, which the kernel drops with the process), as gantry.lock tells a node:
+ * a PID says nothing across containers (every one may be PID 1; found in a review).
  */
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, normalize, sep } from 'node:path';
 import type { Db } from '../db/database.js';
-import { processRunning } from '../pipeline/recovery.js';
 import { ORIGINALS_DIR } from '../store/object-store.js';
 
 const COPY_LISTS_DIR = 'import-copies';
 
-/** This process's list of copies under `storagePath` (its folder made). */
-export function openCopyList(storagePath: string): string {
+/** This import's list of copies, and the lock that says it runs (held until `close`). */
+export interface CopyList {
+  path: string;
+  close(): void;
+}
+
+/** Opens this process's list of copies under `storagePath` and takes its lock. */
+export function openCopyList(storagePath: string): CopyList {
   mkdirSync(join(storagePath, COPY_LISTS_DIR), { recursive: true });
-  return join(storagePath, COPY_LISTS_DIR, `${process.pid}.list`);
+  const stem = join(storagePath, COPY_LISTS_DIR, `${process.pid}-${randomBytes(6).toString('hex')}`);
+  const lock = new Database(`${stem}.lock`);
+  lock.pragma('locking_mode = EXCLUSIVE');
+  lock.exec('BEGIN EXCLUSIVE');
+  return {
+    path: `${stem}.list`,
+    close: () => {
+      lock.close();
+      removeLock(stem);
+    },
+  };
 }
 
 /** Notes a copy before it is made (one short append: lines of threads writing at once stay whole). */
@@ -29,7 +50,7 @@ export function noteCopy(list: string, sopInstanceUid: string, relativePath: str
  * keeping in it the lines of copies that could not be deleted (tried again next time); answers how
  * many copies were deleted. */
 export function settleCopyList(db: Db, storagePath: string, list: string): number {
-  const pid = /(\d+)\.list$/.exec(list)?.[1];
+  const pid = /(\d+)(?:-[0-9a-f]+)?\.list$/.exec(list)?.[1];
   let text = '';
   try {
     text = readFileSync(list, 'utf8');
@@ -76,11 +97,34 @@ export function settleAbandonedCopyLists(db: Db, storagePath: string): number {
   }
   let deleted = 0;
   for (const name of names) {
-    const pid = Number(/^(\d+)\.list$/.exec(name)?.[1]);
-    if (!Number.isInteger(pid) || pid === process.pid || processRunning(pid)) continue;
-    deleted += settleCopyList(db, storagePath, join(storagePath, COPY_LISTS_DIR, name));
+    if (!name.endsWith('.list')) continue;
+    const stem = join(storagePath, COPY_LISTS_DIR, name.slice(0, -'.list'.length));
+    if (lockHeld(`${stem}.lock`)) continue;
+    deleted += settleCopyList(db, storagePath, `${stem}.list`);
+    removeLock(stem);
   }
   return deleted;
+}
+
+/** The lock file and the journal SQLite may leave beside it. */
+function removeLock(stem: string): void {
+  rmSync(`${stem}.lock`, { force: true });
+  rmSync(`${stem}.lock-journal`, { force: true });
+}
+
+/** Whether a process holds the lock file (an import that runs); a list without one is abandoned. */
+function lockHeld(path: string): boolean {
+  if (!existsSync(path)) return false;
+  let probe: Database.Database | undefined;
+  try {
+    probe = new Database(path, { timeout: 0, fileMustExist: true });
+    probe.prepare('SELECT count(*) FROM sqlite_master').get();
+    return false;
+  } catch (error) {
+    return (error as { code?: string }).code === 'SQLITE_BUSY';
+  } finally {
+    probe?.close();
+  }
 }
 
 /** A path the list may name: under originals/, never above it (the list is only a file on disk). */

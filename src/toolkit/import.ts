@@ -93,7 +93,7 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     const remaining = paths.filter((path) => !known.has(path));
     if (remaining.length === 0) return;
     while (inFlight.size >= options.workers * 2) await Promise.race(inFlight);
-    const task: ScanTask = { paths: remaining, ...(copyList ? { copyInto: storagePath, copyList } : {}) };
+    const task: ScanTask = { paths: remaining, ...(copyList ? { copyInto: storagePath, copyList: copyList.path } : {}) };
     const running: Promise<void> = (pool.run(task) as Promise<ImportScan[]>)
       .then(record)
       .catch((error: Error) => {
@@ -123,7 +123,10 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     await Promise.all(inFlight);
     await pool.destroy();
     // Every copy is now named by its row or was never committed: those go, and the list with them.
-    if (copyList) settleCopyList(db, storagePath, copyList);
+    if (copyList) {
+      settleCopyList(db, storagePath, copyList.path);
+      copyList.close();
+    }
   }
   options.progress?.finish();
   return summary;

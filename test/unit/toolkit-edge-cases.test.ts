@@ -22,6 +22,7 @@ import { openSession } from '../../src/session/index.js';
 import type { Instance } from '../../src/session/objects.js';
 import { ExportJournal } from '../../src/toolkit/export.js';
 import { importFolders } from '../../src/toolkit/import.js';
+import { noteCopy, openCopyList, settleAbandonedCopyLists } from '../../src/toolkit/import-copies.js';
 import { layoutPath } from '../../src/toolkit/layout.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { EXPLICIT_LE, encodeElement, newUid, renameInstanceInPlace, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
@@ -869,6 +870,29 @@ test("export refuses a secret other than the one the node recorded for the stora
   }
   const { summary } = await exportOnOneWorker(dir, storagePath);
   assert.equal(summary.written, 1, 'with the node\'s secret');
+});
+
+// Found in the review of the session's diff: lists of copies were told abandoned by their PID, which
+// says nothing across containers (each may be PID 1): a node starting beside a running import could
+// delete the copies that import was about to index.
+test('import --copy: the list of an import that still runs is left alone, whatever its PID', async () => {
+  const { storagePath } = await importedSession('review-import-copies-running', 1);
+  const copy = 'originals/1.2.8/1.2.8.1/1.2.8.1.1.import-0a1b2c3d4e5f.dcm';
+  mkdirSync(join(storagePath, dirname(copy)), { recursive: true });
+  writeFileSync(join(storagePath, copy), 'a copy being indexed');
+  const running = openCopyList(storagePath);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    noteCopy(running.path, '1.2.8.1.1', copy);
+    assert.equal(settleAbandonedCopyLists(db, storagePath), 0);
+    assert.equal(existsSync(join(storagePath, copy)), true, 'a running import\'s copy stays');
+    running.close();
+    assert.equal(settleAbandonedCopyLists(db, storagePath), 1, 'once it ends without settling, its copies go');
+    assert.equal(existsSync(join(storagePath, copy)), false);
+    assert.deepEqual(readdirSync(join(storagePath, 'import-copies')), []);
+  } finally {
+    db.close();
+  }
 });
 
 // Suspected in a review: export built its settings unchecked, so a wrong rule failed every instance
