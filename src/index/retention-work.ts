@@ -37,22 +37,22 @@ export class RetentionWork {
   ): number {
     // In (state_changed_at, id) order after `cursor`, which moves past every file selected: a page
     // whose files all failed (a folder the node may not write) would otherwise be selected again by
-    // every page, and nothing after it ever deleted.
-    const select =
-      kind === 'original'
-        ? `SELECT id, file_path AS filePath, state_changed_at AS changedAt FROM instances INDEXED BY instances_forwarded
-           WHERE state = 'forwarded' AND state_changed_at <= ? AND (state_changed_at, id) > (?, ?)
-             AND original_deleted_at IS NULL AND original_external = 0 ORDER BY state_changed_at, id LIMIT ?`
-        : `SELECT id, deid_file_path AS filePath, state_changed_at AS changedAt FROM instances INDEXED BY instances_forwarded
-           WHERE state = 'forwarded' AND state_changed_at <= ? AND (state_changed_at, id) > (?, ?)
-             AND deid_deleted_at IS NULL AND deid_file_path IS NOT NULL ORDER BY state_changed_at, id LIMIT ?`;
+    // every page, and nothing after it ever deleted. Two reads, each an index range: the rest of the
+    // cursor's instant (rowid after its id), then the instants after it. As one row-value comparison
+    // SQLite ranged on the instant alone, and each page read again every row of an instant many rows
+    // share (a purge stamps them all at once) (found in a review).
+    const [path, present] = kind === 'original' ? ['file_path', 'original_deleted_at IS NULL AND original_external = 0'] : ['deid_file_path', 'deid_deleted_at IS NULL AND deid_file_path IS NOT NULL'];
+    const columns = `id, ${path} AS filePath, state_changed_at AS changedAt FROM instances INDEXED BY instances_forwarded WHERE state = 'forwarded'`;
+    const sameInstant = this.db.prepare(`SELECT ${columns} AND state_changed_at = ? AND id > ? AND ${present} ORDER BY id LIMIT ?`);
+    const later = this.db.prepare(`SELECT ${columns} AND state_changed_at > ? AND state_changed_at <= ? AND ${present} ORDER BY state_changed_at, id LIMIT ?`);
     const mark = this.db.prepare(`UPDATE instances SET ${kind === 'original' ? 'original_deleted_at' : 'deid_deleted_at'} = ? WHERE id = ?`);
     // IMMEDIATE: the write lock before the choice. Commands share the index from other processes
     // (gantry forward, import, quarantine release); in a deferred transaction one of them could commit
     // between this choice and its record, after the files were deleted: the record then fails
     // (SQLITE_BUSY_SNAPSHOT) and a copy the command just queued again is gone though recorded present.
     return this.db.transaction(() => {
-      const files = this.db.prepare(select).all(before, cursor.changedAt, cursor.id, limit) as Array<ExpiredFile & { changedAt: number }>;
+      const files = sameInstant.all(cursor.changedAt, cursor.id, limit) as Array<ExpiredFile & { changedAt: number }>;
+      if (files.length < limit) files.push(...(later.all(cursor.changedAt, before, limit - files.length) as Array<ExpiredFile & { changedAt: number }>));
       let deleted = 0;
       for (const file of files) {
         cursor.changedAt = file.changedAt;
