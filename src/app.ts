@@ -103,6 +103,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
 
   const databaseFile = join(storagePath, DATABASE_FILE);
   let db: Db | undefined = openDatabase(databaseFile);
+  const openedDb = db;
   const wal = new WalSync(databaseFile);
   const indexWatch = new IndexWatch(databaseFile, () => db, wal);
   const index = new InstanceIndex(db);
@@ -113,9 +114,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const secret = resolveDeidSecret(loaded, storagePath, log);
   // Checked here, where a bad secret is a start-up error, not in every worker thread.
   new Pseudonymizer(secret);
-  if (recordSecretDigest(db, secretDigest(secret)) === true) {
-    log.warn('deid.secret is not the one the node last started with: pseudonyms, UIDs and date shifts change from now on (what was de-identified before keeps the old ones); gantry export uses this one from now on');
-  }
   let deidSettings = checked.deidSettings;
   const metrics = new GantryMetrics(
     (callingAeTitle) => (knownCallers.has(callingAeTitle) ? callingAeTitle : 'other'),
@@ -288,6 +286,9 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   // too (storage.path was left claimed, and the threads running, by a start that had failed).
   try {
     settleOutboxAtStart(outbox, router, config, destinations, log);
+    if (recordSecretDigest(openedDb, secretDigest(secret)) === true) {
+      log.warn('deid.secret is not the one the node last started with: pseudonyms, UIDs and date shifts change from now on (what was de-identified before keeps the old ones); gantry export uses this one from now on');
+    }
   } catch (error) {
     await releaseResources();
     throw error;
