@@ -4,11 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
-import type { Db } from '../../src/db/database.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
-import { silentLogger } from '../../src/observability/logger.js';
-import { FindService } from '../../src/query/find-service.js';
+import { studyRootFind } from '../helpers/study-root-find.js';
 import { instanceRecord } from '../helpers/index-records.js';
 import { openScratchIndex } from '../helpers/scratch-index.js';
 import { encodeDataset } from '../helpers/synthetic-dicom.js';
@@ -17,24 +14,6 @@ function ulValue(value: number): Buffer {
   const out = Buffer.alloc(4);
   out.writeUInt32LE(value);
   return out;
-}
-
-/** The responses of a Study Root C-FIND of `identifier` by a source caller: status and elements. */
-async function studyRootFind(db: Db, identifier: Buffer): Promise<Array<{ status: number; elements: ElementNode[] }>> {
-  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
-  const request = {
-    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
-    messageId: 1,
-    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1',
-    transferSyntaxUid: '1.2.840.10008.1.2.1',
-    identifier,
-  };
-  const responses: Array<{ status: number; elements: ElementNode[] }> = [];
-  for await (const match of find.find(request, new AbortController().signal)) {
-    const { identifier: response, status } = Buffer.isBuffer(match) ? { identifier: match, status: 0xff00 } : match;
-    responses.push({ status, elements: parseDataset(new BufferSource(response), 'explicit-le') });
-  }
-  return responses;
 }
 
 // Found in a review: a group length was taken for a key Gantry does not match on, so every match was

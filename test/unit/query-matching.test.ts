@@ -2,10 +2,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
-import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
 import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
-import { silentLogger } from '../../src/observability/logger.js';
-import { FindService } from '../../src/query/find-service.js';
+import { studyRootFind } from '../helpers/study-root-find.js';
 import { matchCondition, MatchingError } from '../../src/query/matching.js';
 import { instanceRecord } from '../helpers/index-records.js';
 import { openScratchIndex } from '../helpers/scratch-index.js';
@@ -155,20 +153,7 @@ async function findIdentifiers(t: import('node:test').TestContext, name: string,
   const db = openScratchIndex(t, name);
   const index = new InstanceIndex(db);
   db.transaction(() => records.forEach((record) => index.upsert(record)))();
-  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
-  const request = {
-    association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
-    messageId: 1,
-    sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1',
-    transferSyntaxUid: '1.2.840.10008.1.2.1',
-    identifier: encodeDataset(keys),
-  };
-  const out: Array<Map<number, string>> = [];
-  for await (const match of find.find(request, new AbortController().signal)) {
-    const response = Buffer.isBuffer(match) ? match : match.identifier;
-    out.push(new Map(parseDataset(new BufferSource(response), 'explicit-le').map((element) => [element.tag, (element.value ?? Buffer.alloc(0)).toString('latin1').replace(/[\0 ]+$/, '')])));
-  }
-  return out;
+  return (await studyRootFind(db, encodeDataset(keys))).map(({ elements }) => new Map(elements.map((element) => [element.tag, (element.value ?? Buffer.alloc(0)).toString('latin1').replace(/[\0 ]+$/, '')])));
 }
 
 test('C-FIND: ImageType matches an instance with the value among its values, and returns them all (C.2.2.3)', async (t) => {
@@ -242,27 +227,17 @@ test('C-FIND: "?" and a one-character key match one CJK character, in ISO 2022 a
   const db = openScratchIndex(t, 'query-matching-cjk');
   const index = new InstanceIndex(db);
   db.transaction(() => records.forEach((record) => index.upsert(record)))();
-  const find = new FindService({ db, aeTitle: () => 'GANTRY', maxResults: () => 100, viewFor: () => 'source' });
   const namesFound = async (charset: string, key: Buffer): Promise<string[]> => {
-    const request = {
-      association: { id: 'a', callingAeTitle: 'HOSPITAL', calledAeTitle: 'GANTRY', remoteAddress: '127.0.0.1', remotePort: 1, log: silentLogger() },
-      messageId: 1,
-      sopClassUid: '1.2.840.10008.5.1.4.1.2.2.1',
-      transferSyntaxUid: '1.2.840.10008.1.2.1',
-      identifier: encodeDataset([
-        [0x00080005, 'CS', charset],
-        [0x00080052, 'CS', 'STUDY'],
-        [0x00100010, 'PN', key],
-        [0x00100020, 'LO', ''],
-      ]),
-    };
-    const found: string[] = [];
-    for await (const match of find.find(request, new AbortController().signal)) {
-      const response = Buffer.isBuffer(match) ? match : match.identifier;
-      const id = parseDataset(new BufferSource(response), 'explicit-le').find((element) => element.tag === 0x00100020)?.value?.toString('latin1').trim();
-      found.push(names[Number(id?.slice(1))] ?? '?');
-    }
-    return found;
+    const identifier = encodeDataset([
+      [0x00080005, 'CS', charset],
+      [0x00080052, 'CS', 'STUDY'],
+      [0x00100010, 'PN', key],
+      [0x00100020, 'LO', ''],
+    ]);
+    return (await studyRootFind(db, identifier)).map(({ elements }) => {
+      const id = elements.find((element) => element.tag === 0x00100020)?.value?.toString('latin1').trim();
+      return names[Number(id?.slice(1))] ?? '?';
+    });
   };
   const utf8 = (key: string) => namesFound('ISO_IR 192', Buffer.from(key, 'utf8'));
   assert.deepEqual(await utf8('?'), ['山']);
