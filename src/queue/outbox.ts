@@ -39,6 +39,16 @@ export interface UnsentItemFacts {
 }
 
 /** One item to send. */
+/**
+ * Whether the outbox row `alias` has a confirmation of its own: its id and routing, and (rows of
+ * migration 24 on) its instance and destination, since a new row can take the id of one deleted
+ * (migration 024-confirmation-items.ts).
+ */
+function confirmed(alias: string): string {
+  return `EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = ${alias}.id AND c.routed_at = ${alias}.routed_at
+    AND (c.instance_pk IS NULL OR (c.instance_pk = ${alias}.instance_pk AND c.destination = ${alias}.destination)))`;
+}
+
 export interface OutboxItem {
   id: number;
   destination: string;
@@ -183,12 +193,12 @@ export class Outbox {
         SELECT ${ITEM_COLUMNS} FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
         WHERE o.destination = @destination AND o.state = 'queued' AND o.next_attempt_at <= @now
           AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL
-          AND NOT EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = o.id AND c.routed_at = o.routed_at)
+          AND NOT ${confirmed('o')}
         ORDER BY o.next_attempt_at, o.id LIMIT @limit`),
       nextDue: db.prepare(`
         SELECT min(o.next_attempt_at) AS at FROM forward_outbox o JOIN instances i ON i.id = o.instance_pk
         WHERE o.destination = ? AND o.state = 'queued' AND i.state = 'deidentified' AND i.routed_at = o.routed_at AND i.deid_deleted_at IS NULL
-          AND NOT EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = o.id AND c.routed_at = o.routed_at)`),
+          AND NOT ${confirmed('o')}`),
       // One statement for all the instances (a JSON array of ids): one a statement cost the state
       // counts' trigger its statement journal and program each time (rows-per-statement.ts).
       forwarded: db.prepare(`
@@ -200,7 +210,7 @@ export class Outbox {
         WHERE id = @id AND state = 'queued' AND routed_at = @routedAt`),
       routingPending: db.prepare(`SELECT EXISTS (SELECT 1 FROM forward_outbox o INDEXED BY forward_outbox_routing_queued
         WHERE o.study_pk = @studyPk AND o.destination = @destination AND o.routed_at = @routedAt AND o.state = 'queued'
-          AND NOT EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = o.id AND c.routed_at = o.routed_at)) AS pending`),
+          AND NOT ${confirmed('o')}) AS pending`),
       note: db.prepare(`UPDATE forward_outbox SET last_error = @error, failed_at = @now WHERE id = @id AND state = 'queued'`),
       // One state at a time: the index then gives the rows in id order. With both states, each page
       // sorted every row after it (a temporary B-tree), and a queue of 80,000 took 5 s, the event loop
@@ -210,11 +220,12 @@ export class Outbox {
         FROM forward_outbox o INDEXED BY forward_outbox_state JOIN instances i ON i.id = o.instance_pk
         JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
         WHERE o.state = @state AND o.destination = @destination AND o.id > @afterId AND i.routed_at = o.routed_at
-          AND NOT EXISTS (SELECT 1 FROM forward_confirmations c WHERE c.outbox_id = o.id AND c.routed_at = o.routed_at)
+          AND NOT ${confirmed('o')}
         ORDER BY o.id LIMIT @limit`),
       instanceOfUnsent: db.prepare(`SELECT instance_pk FROM forward_outbox WHERE id = ? AND state IN ('queued', 'dead')`).pluck(),
       withdraw: db.prepare(`DELETE FROM forward_outbox WHERE id = ? AND state IN ('queued', 'dead')`),
-      confirm: db.prepare(`INSERT OR REPLACE INTO forward_confirmations (outbox_id, routed_at, sent_at, status) VALUES (@id, @routedAt, @now, @status)`),
+      confirm: db.prepare(`INSERT OR REPLACE INTO forward_confirmations (outbox_id, routed_at, sent_at, status, instance_pk, destination)
+        VALUES (@id, @routedAt, @now, @status, @instancePk, @destination)`),
       anyConfirmation: db.prepare(`SELECT EXISTS (SELECT 1 FROM forward_confirmations)`).pluck(),
       // What markSent did before migration 021, for every confirmation at once: only a queued item of
       // the routing it was sent under (a purge or a new routing since makes the confirmation moot).
@@ -226,8 +237,7 @@ export class Outbox {
           sent_at = (SELECT c.sent_at FROM forward_confirmations c WHERE c.outbox_id = forward_outbox.id),
           last_status = (SELECT c.status FROM forward_confirmations c WHERE c.outbox_id = forward_outbox.id),
           last_error = NULL, failed_at = NULL, attempts = attempts + 1
-        WHERE id IN (SELECT outbox_id FROM forward_confirmations) AND state = 'queued'
-          AND routed_at = (SELECT c.routed_at FROM forward_confirmations c WHERE c.outbox_id = forward_outbox.id)`),
+        WHERE id IN (SELECT outbox_id FROM forward_confirmations) AND state = 'queued' AND ${confirmed('forward_outbox')}`),
       clearConfirmations: db.prepare(`DELETE FROM forward_confirmations`),
     };
   }
@@ -336,7 +346,7 @@ export class Outbox {
   /** The destination confirmed the item: recorded at once (one small commit), folded into the outbox
    * by the next method that changes it (`writing`). (Its instance moves to `forwarded` in settleForwarded.) */
   markSent(item: OutboxItem, status: string, now = Date.now()): void {
-    this.statements.confirm.run({ id: item.id, routedAt: item.routedAt, status, now });
+    this.statements.confirm.run({ id: item.id, routedAt: item.routedAt, status, now, instancePk: item.instancePk, destination: item.destination });
   }
 
   /** Moves instances whose every outbox row is sent to `forwarded` (one transaction). Kept off the
