@@ -100,9 +100,9 @@ export function readFileMeta(file: Buffer, fileSize = file.length): ReadFileMeta
   if (file.length < 132 || file.toString('latin1', 128, 132) !== 'DICM') throw new Error('not a DICOM Part 10 file');
   const elements = new Map<number, Buffer>();
   let offset = 132;
-  // Where (0002,0000) says the group ends (PS3.10 7.1): group 0002 elements after it that start the
-  // group again (an element number not above the last one read: a sender that put a file's meta into
-  // its dataset; the de-identification removes them) belong to the dataset. Read as meta they replaced
+  // Where (0002,0000) says the group ends (PS3.10 7.1): group 0002 elements from there on, from the
+  // first that starts the group again (an element number not above the last one read: a sender that
+  // put a file's meta into its dataset; the de-identification removes them), belong to the dataset. Read as meta they replaced
   // the stored file's transfer syntax and UIDs (found in a review). Elements that go on in order after
   // it are the meta's, a writer's group length counted short (real files have it), as is one that
   // falls inside an element.
@@ -110,7 +110,7 @@ export function readFileMeta(file: Buffer, fileSize = file.length): ReadFileMeta
   let lastElement = -1;
   while (offset + 8 <= Math.min(file.length, fileSize) && file.readUInt16LE(offset) === 0x0002) {
     const element = file.readUInt16LE(offset + 2);
-    if (offset === groupLengthEnd && element <= lastElement) break;
+    if (groupLengthEnd !== undefined && offset >= groupLengthEnd && element <= lastElement) break;
     lastElement = element;
     const vr = file.toString('latin1', offset + 4, offset + 6);
     const long = LONG_VRS.has(vr);

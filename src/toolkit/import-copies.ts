@@ -120,8 +120,10 @@ function lockHeld(path: string): boolean {
     probe = new Database(path, { timeout: 0, fileMustExist: true });
     probe.prepare('SELECT count(*) FROM sqlite_master').get();
     return false;
-  } catch (error) {
-    return (error as { code?: string }).code === 'SQLITE_BUSY';
+  } catch {
+    // Busy: an import holds it. Any other failure to look (no descriptor left, no permission) is taken
+    // the same way: its copies are left for a later look, never deleted under a running import.
+    return true;
   } finally {
     probe?.close();
   }

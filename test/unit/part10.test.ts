@@ -111,4 +111,10 @@ test("the File Meta Information ends where its group length says; group 0002 ele
   const short = Buffer.concat([header, Buffer.from([0x08, 0x00, 0x16, 0x00, 0x55, 0x49, 2, 0, 0x31, 0])]);
   short.writeUInt32LE(short.readUInt32LE(140) - implementationVersion.length, 140);
   assert.equal(readFileMeta(short).datasetOffset, header.length, 'the last element, left out of the count, is still the meta\'s');
+  // A stray meta whose first element goes on in order after the real one's last: read up to where
+  // the order breaks, no further.
+  const strayAfter = Buffer.concat([header, metaElement(0x0016, 'AE', text('STRAY')), inDataset]);
+  const stray = readFileMeta(strayAfter);
+  assert.equal(stray.datasetOffset, header.length + metaElement(0x0016, 'AE', text('STRAY')).length);
+  assert.equal(stray.elements.get(0x0010)?.toString('latin1'), '1.2.840.10008.1.2.1\0');
 });
