@@ -1,12 +1,11 @@
 import type { Migration } from '../database.js';
 
 /**
- * The originals replaced by a copy received again that are still to be deleted: the receiver deletes
- * one after the commit that replaces it and then forgets its path; one it could not delete (EACCES,
- * EIO) stays named in replaced_path, and each retention sweep tries it again (retention-work.ts),
- * through this index of the few rows that still name one. Before, such an original (PHI) was kept for
- * good. Rows of earlier versions still name the copies already deleted: the first sweep finds them
- * gone and forgets them.
+ * The originals replaced by a copy received again that may still be on disk: the receiver deletes
+ * one after the commit that replaces it; one it could not delete (EACCES, EIO) stays, and each
+ * retention sweep tries every path still named in replaced_path again (retention-work.ts), through
+ * this index of the rows that name one, and forgets those it finds gone. Before, such an original
+ * (PHI) was kept for good.
  */
 export const migration022ReplacedToDelete: Migration = {
   version: 22,
