@@ -478,10 +478,13 @@ class DestinationQueue {
     try {
       this.options.outbox.markSent(item, response.statusText);
     } catch (error) {
-      // The destination has it; if the index cannot say so, it is sent again later (the destination
-      // keeps one copy per SOP Instance UID).
+      // The destination has it; the index cannot say so, and it is sent again later (the destination
+      // keeps one copy per SOP Instance UID). Thrown on: the requestor then lets no further request
+      // onto the wire and the association ends, so the destination backs off. Swallowed, the batch
+      // went on and was sent again at once, over and over, while the index refused writes (found in
+      // a review).
       this.log.error({ item: item.id, err: (error as Error).message }, 'cannot record a confirmed item');
-      return;
+      throw error;
     }
     this.observe((observer) => observer.forwardStored(this.name, response.status, item.routedAt));
     this.toSettle.add(item.instancePk);

@@ -304,6 +304,30 @@ test('confirmed instances that could not be marked forwarded (the index failed f
   assert.equal(failures, 1);
 });
 
+// Found in a review: a confirmation that could not be recorded was logged and the batch went on; the
+// items stayed due, and were sent again at once, over and over, while the index refused writes.
+test('a confirmation that cannot be recorded ends the association and backs the destination off, instead of sending again at once', async (t) => {
+  const storagePath = scratchDir('forward-unrecorded');
+  const items = storedItems(storagePath, 3, EXPLICIT);
+  let unreachable = 0;
+  const { outbox } = fakeOutbox(items, {
+    markSent: () => {
+      throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    },
+    noteUnreachable: () => (unreachable += 1),
+  });
+  const destination = await startCountingServer();
+  t.after(() => destination.close());
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 20, settings: () => forwardSettings(destination.port) });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('the destination backed off', 10_000, () => unreachable >= 1);
+  await sleep(1500);
+  // baseSeconds 1: at most a couple of associations in 1.5 s, each ended at its first answer (and
+  // the requests already on the wire); sent again at once, hundreds.
+  assert.ok(destination.received.length <= 12, `requests received: ${destination.received.length}`);
+});
+
 test('a reload that arrives while the forwarder stops changes nothing and does not throw', async () => {
   const outbox = { due: () => [], nextDueAt: () => undefined } as unknown as Outbox;
   const first: DestinationSettings = { name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: 9, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions: 'null' };
