@@ -226,11 +226,14 @@ export class InstanceIndex {
   }
 
   /** Files imported by another path (the one a link led to, before imports named files by their
-   * real path) named by their real path: `filePath` is where the index finds one imported in place. */
-  renameSourcePaths(renames: ReadonlyArray<{ from: string; to: string; filePath: string }>): void {
+   * real path) named by their real path: `filePath` is where the index finds one imported in place.
+   * Only a row whose size and inode (when recorded) are the file's: a link pointed elsewhere since
+   * leads to another file, which is imported as itself. */
+  renameSourcePaths(renames: ReadonlyArray<{ from: string; to: string; filePath: string; size: number; ino: string }>): void {
     const rename = this.db.prepare(
       `UPDATE instances SET source_path = @to, file_path = CASE WHEN original_external = 1 THEN @filePath ELSE file_path END
-       WHERE source_path = @from AND NOT EXISTS (SELECT 1 FROM instances other WHERE other.source_path = @to)`,
+       WHERE source_path = @from AND (original_external = 0 OR (file_size = @size AND (file_ino IS NULL OR file_ino = @ino)))
+         AND NOT EXISTS (SELECT 1 FROM instances other WHERE other.source_path = @to)`,
     );
     this.db.transaction(() => {
       for (const entry of renames) rename.run(entry);

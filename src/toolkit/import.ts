@@ -83,8 +83,18 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     const paths = found.map((file) => file.path);
     // Indexed before this version by the path it was walked through (a link): named by its real
     // path from now on, so that it counts as imported and the guards on imported files see it.
-    const aliases = found.filter((file) => file.walked !== file.path);
-    if (aliases.length > 0) index.renameSourcePaths(aliases.map((file) => ({ from: file.walked, to: file.path, filePath: relative(storagePath, file.path) })));
+    const walkedAs = found.filter((file) => file.walked !== file.path);
+    const recorded = walkedAs.length > 0 ? index.knownSourcePaths(walkedAs.map((file) => file.walked)) : new Set<string>();
+    const aliases = walkedAs.filter((file) => recorded.has(file.walked));
+    if (aliases.length > 0) {
+      const stats = await Promise.all(aliases.map((file) => stat(file.path, { bigint: true }).catch(() => undefined)));
+      index.renameSourcePaths(
+        aliases.flatMap((file, n) => {
+          const info = stats[n];
+          return info ? [{ from: file.walked, to: file.path, filePath: relative(storagePath, file.path), size: Number(info.size), ino: info.ino.toString() }] : [];
+        }),
+      );
+    }
     const known = index.knownSourcePaths(paths);
     summary.alreadyIndexed += known.size;
     // Imported before without --forward: a run again with --forward lets them be forwarded.

@@ -341,6 +341,37 @@ test('files imported through a link by an earlier version are found by the path 
   }
 });
 
+// Found in the review of the late fixes: the rename above went by the path alone, so a link pointed
+// at another folder since renamed the old row onto another file, which was then never imported.
+test('a row recorded under a link that now leads to another file is not renamed onto it', async () => {
+  const dir = scratchDir('review-import-old-link-moved');
+  const first = join(dir, 'first');
+  const second = join(dir, 'second');
+  for (const [folder, patientId] of [[first, 'P-FIRST'], [second, 'P-SECOND']] as const) {
+    mkdirSync(folder, { recursive: true });
+    await writeSyntheticFile(join(folder, 'a.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId, patientName: 'Link^Lee', rows: 8, columns: patientId === 'P-FIRST' ? 8 : 16 });
+  }
+  const archive = join(dir, 'archive');
+  mkdirSync(archive);
+  symlinkSync(first, join(archive, 'linked'));
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    await importFolders(db, storagePath, { roots: [archive], copy: false, forward: false, workers: 1 });
+    const walked = join(archive, 'linked', 'a.dcm');
+    db.prepare('UPDATE instances SET source_path = ?, file_path = ?').run(walked, relative(storagePath, walked));
+    rmSync(join(archive, 'linked'));
+    symlinkSync(second, join(archive, 'linked'));
+    const again = await importFolders(db, storagePath, { roots: [archive], copy: false, forward: false, workers: 1 });
+    assert.deepEqual([again.alreadyIndexed, again.indexed], [0, 1], 'the other file is imported as itself');
+    const sources = (db.prepare('SELECT source_path FROM instances ORDER BY id').pluck().all() as string[]);
+    assert.deepEqual(sources, [walked, join(realpathSync(second), 'a.dcm')], 'the old row keeps its path');
+  } finally {
+    db.close();
+  }
+});
+
 /** An RT Structure Set of `contours` contours (one sequence item each): a few MB, but a tree of
  * hundreds of thousands of elements once parsed. */
 function writeLargeStructureSet(path: string, contours: number): void {
