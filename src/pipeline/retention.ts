@@ -46,12 +46,11 @@ export class Retention {
     const failures = new Map<string, number>();
     const remove = this.unlinkReporting(failures);
     let afterId = 0;
-    for (let round = 0; round < 1000; round += 1) {
+    await inPages(() => {
       const page = this.options.work.deleteReplaced(PAGE, remove, afterId);
       afterId = page.lastId;
-      if (page.selected < PAGE) break;
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+      return page.selected;
+    });
     if (failures.size > 0) this.options.log.warn({ failures: Object.fromEntries(failures) }, 'retention: replaced originals that could not be deleted are kept, and tried again');
   }
 
@@ -79,7 +78,8 @@ export class Retention {
     const failures = new Map<string, number>();
     const cursor: ExpiryCursor = { changedAt: Number.MIN_SAFE_INTEGER, id: 0 };
     const unlink = this.unlinkReporting(failures);
-    for (let round = 0; round < 1000; round += 1) {
+    // Each page starts after the last (the files skipped are tried again next sweep).
+    await inPages(() => {
       let failed = 0;
       const count = this.options.work.deleteExpired(kind, before, PAGE, (filePath) => {
         const gone = unlink(filePath);
@@ -87,12 +87,18 @@ export class Retention {
         return gone;
       }, Date.now(), cursor);
       deleted += count;
-      // Each page starts after the last (the files skipped are tried again next sweep): done at a short page.
-      if (count + failed < PAGE) break;
-      // Pages are short, and other work runs between them.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+      return count + failed;
+    });
     if (failures.size > 0) this.options.log.warn({ kind, failures: Object.fromEntries(failures) }, 'retention: files that could not be deleted are kept');
     return deleted;
+  }
+}
+
+/** Runs `page` (which answers how many rows it looked at) until a page is short, at most 1,000 times;
+ * pages are short, and other work runs between them. */
+async function inPages(page: () => number): Promise<void> {
+  for (let round = 0; round < 1000; round += 1) {
+    if (page() < PAGE) return;
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }

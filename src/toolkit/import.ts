@@ -81,20 +81,7 @@ export async function importFolders(db: Db, storagePath: string, options: Import
   const record = (results: ImportScan[]) => recordBatch(db, index, storagePath, options, results, summary);
   const dispatch = async (found: FoundFile[]) => {
     const paths = found.map((file) => file.path);
-    // Indexed before this version by the path it was walked through (a link): named by its real
-    // path from now on, so that it counts as imported and the guards on imported files see it.
-    const walkedAs = found.filter((file) => file.walked !== file.path);
-    const recorded = walkedAs.length > 0 ? index.knownSourcePaths(walkedAs.map((file) => file.walked)) : new Set<string>();
-    const aliases = walkedAs.filter((file) => recorded.has(file.walked));
-    if (aliases.length > 0) {
-      const stats = await Promise.all(aliases.map((file) => stat(file.path, { bigint: true }).catch(() => undefined)));
-      index.renameSourcePaths(
-        aliases.flatMap((file, n) => {
-          const info = stats[n];
-          return info ? [{ from: file.walked, to: file.path, filePath: relative(storagePath, file.path), size: Number(info.size), ino: info.ino.toString() }] : [];
-        }),
-      );
-    }
+    await renameRowsOfWalkedPaths(index, storagePath, found);
     const known = index.knownSourcePaths(paths);
     summary.alreadyIndexed += known.size;
     // Imported before without --forward: a run again with --forward lets them be forwarded.
@@ -150,6 +137,26 @@ export async function importFolders(db: Db, storagePath: string, options: Import
  * folders known by device and inode, so memory grows with the folders, not the files), which also
  * ends loops. A link whose target cannot be read is reported, not passed over. The storage folder is
  * left out, by its real path (a root may reach it through a symbolic link, or name it by another path). */
+/**
+ * Rows an earlier version recorded under the path a file was walked through (a link), not its real
+ * path, are named by the real path from now on, so that the file counts as imported and the guards on
+ * imported files see it; only where the file has the row's size and inode (renameSourcePaths).
+ */
+async function renameRowsOfWalkedPaths(index: InstanceIndex, storagePath: string, found: readonly FoundFile[]): Promise<void> {
+  const walkedAs = found.filter((file) => file.walked !== file.path);
+  if (walkedAs.length === 0) return;
+  const recorded = index.knownSourcePaths(walkedAs.map((file) => file.walked));
+  const aliases = walkedAs.filter((file) => recorded.has(file.walked));
+  if (aliases.length === 0) return;
+  const stats = await Promise.all(aliases.map((file) => stat(file.path, { bigint: true }).catch(() => undefined)));
+  index.renameSourcePaths(
+    aliases.flatMap((file, n) => {
+      const info = stats[n];
+      return info ? [{ from: file.walked, to: file.path, filePath: relative(storagePath, file.path), size: Number(info.size), ino: info.ino.toString() }] : [];
+    }),
+  );
+}
+
 /** A file found by the walk: its real path, and the path it was reached by (the same unless a link led to it). */
 interface FoundFile {
   path: string;
