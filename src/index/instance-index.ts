@@ -63,8 +63,6 @@ export interface RecentInstance {
   filePath: string;
   fileSize: number;
   state: string;
-  /** The original this row's copy replaced (migration 016), when it was received again. */
-  replacedPath: string | null;
 }
 
 /** The states of an instance (migration 001's CHECK), in the order they are usually passed. */
@@ -207,7 +205,7 @@ export class InstanceIndex {
         WHERE sop_instance_uid = @sopInstanceUid AND original_external = 1`),
       releaseForwarding: db.prepare(`UPDATE instances SET forward_held = 0 WHERE forward_held = 1 AND source_path IN (SELECT value FROM json_each(?))`),
       recentInstances: db.prepare(`
-        SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize, state, replaced_path AS replacedPath
+        SELECT sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_size AS fileSize, state
         FROM instances WHERE received_at >= (${NEWEST_RECEIVED}) - ? AND original_external = 0
           AND original_deleted_at IS NULL`),
       newestReceivedAt: db.prepare(NEWEST_RECEIVED).pluck(),
@@ -598,8 +596,6 @@ function upsertInstancesSql(rows: number): string {
           file_size = excluded.file_size, file_mtime_ns = excluded.file_mtime_ns, file_ino = excluded.file_ino,
           calling_ae_title = excluded.calling_ae_title,
           received_at = excluded.received_at, state = 'received', state_changed_at = excluded.received_at,
-          replaced_path = CASE WHEN original_external = 0 AND original_deleted_at IS NULL AND file_path != excluded.file_path
-            THEN file_path ELSE replaced_path END,
           deid_superseded_path = CASE WHEN deid_file_path IS NOT NULL AND deid_deleted_at IS NULL THEN deid_file_path ELSE deid_superseded_path END,
           state_reason = NULL, deid_file_path = NULL, deid_file_size = NULL, deid_sop_instance_uid = NULL,
           deid_series_instance_uid = NULL, deid_study_instance_uid = NULL, deid_profile = NULL,

@@ -66,26 +66,26 @@ export class RetentionWork {
   }
 
   /**
-   * Deletes up to `limit` originals that a copy received again replaced and the receiver could not
-   * delete (replaced_path, migration 022), after `afterId`, and forgets each deleted (or already gone)
-   * one. `remove` as for deleteExpired. Returns how many rows were looked at and the last id, for the
-   * next page.
+   * Deletes up to `limit` originals that a copy received again replaced (replaced_originals, migration
+   * 025: the receiver deletes each after its commit, and one it could not delete, or a crash between
+   * the two, leaves it there), after `afterId`, and forgets each deleted (or already gone) one. A file
+   * its instance's row names again is forgotten, never deleted. `remove` as for deleteExpired. Returns
+   * how many were looked at and the last id, for the next page.
    */
   deleteReplaced(limit: number, remove: (filePath: string) => unknown, afterId = 0): { selected: number; deleted: number; lastId: number } {
     const rows = this.db
-      .prepare(`SELECT id, replaced_path AS filePath FROM instances INDEXED BY instances_replaced WHERE replaced_path IS NOT NULL AND id > ? ORDER BY id LIMIT ?`)
-      .all(afterId, limit) as ExpiredFile[];
-    const forget = this.db.prepare(`UPDATE instances SET replaced_path = NULL WHERE id = ? AND replaced_path = ?`);
+      .prepare(`SELECT id, sop_instance_uid AS sopInstanceUid, file_path AS filePath FROM replaced_originals WHERE id > ? ORDER BY id LIMIT ?`)
+      .all(afterId, limit) as Array<ExpiredFile & { sopInstanceUid: string }>;
+    const stillListed = this.db.prepare(`SELECT 1 FROM replaced_originals WHERE id = ? AND file_path = ?`).pluck();
+    const namedAgain = this.db.prepare(`SELECT 1 FROM instances WHERE sop_instance_uid = ? AND file_path = ?`).pluck();
+    const forget = this.db.prepare(`DELETE FROM replaced_originals WHERE id = ?`);
     let deleted = 0;
-    // IMMEDIATE, checked again inside: the row may have been replaced again, or be named again, since.
+    // IMMEDIATE, checked again inside: the instance may have been received again since, under this name.
     this.db.transaction(() => {
-      const current = this.db.prepare(`SELECT replaced_path AS replaced, file_path AS filePath FROM instances WHERE id = ?`);
       for (const row of rows) {
-        const now = current.get(row.id) as { replaced: string | null; filePath: string } | undefined;
-        if (!now || now.replaced !== row.filePath) continue;
-        // The file the row names is never deleted, however it came to be named twice.
-        if (now.filePath !== row.filePath && remove(row.filePath) === false) continue;
-        forget.run(row.id, row.filePath);
+        if (stillListed.get(row.id, row.filePath) === undefined) continue;
+        if (namedAgain.get(row.sopInstanceUid, row.filePath) === undefined && remove(row.filePath) === false) continue;
+        forget.run(row.id);
         deleted += 1;
       }
     }).immediate();

@@ -251,8 +251,9 @@ class ReceivingSink implements DatasetSink {
     }
     // Never the copy just made durable, whatever names the two were given.
     if (replacedFilePath === undefined || replacedFilePath === record.filePath) return;
-    // The row still names it (replaced_path) until a retention sweep finds it gone and forgets it:
-    // no write to the index here, on the main thread, after the commit (one failed delete is retried).
+    // The commit listed it in replaced_originals (migration 025) until a retention sweep finds it gone
+    // and forgets it: no write to the index here, on the main thread, after the commit (one failed
+    // delete is retried).
     await this.deps.store.remove(replacedFilePath).catch((error: Error) =>
       this.request.association.log.error({ err: withoutUids(error.message) }, 'could not delete a replaced copy; retention tries again'),
     );

@@ -5,9 +5,9 @@
  *   loss). Then the newest index rows are checked against their files: a new instance's file sync and
  *   its index commit run side by side (receive.ts), so a crash between them can leave a row whose file
  *   is short or missing. Such a row was never acknowledged: it and its file are removed. (A copy that
- *   replaces a stored one is synced before its row is committed, so it never looks like this; the copy
- *   it replaced, which the row names (replaced_path), or one never committed, is deleted when no row
- *   names it.)
+ *   replaces a stored one is synced before its row is committed, so it never looks like this; one
+ *   never committed is deleted when no row names it, and the copy it replaced is in replaced_originals,
+ *   which the retention sweep at every start works through.)
  *
  * The PID alone cannot say whether a Gantry runs: in a container it is always 1, and a second
  * container on the same volume took the marker for its own previous run. So a running Gantry also
@@ -150,8 +150,6 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
   const recent = index.recentInstances(CHECK_WINDOW_MS);
   let removed = 0;
   let unchecked = 0;
-  /** Originals replaced by a copy received again, in a folder of their own (another study or series). */
-  let replaced = 0;
   /** The kept rows by folder: each folder is read once, however many of its instances are recent. */
   const kept = new Map<string, Map<string, string>>();
   for (const row of recent) {
@@ -175,9 +173,6 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
       removed += 1;
       continue;
     }
-    if (row.replacedPath !== null && row.replacedPath !== row.filePath && isCopyOf(row.sopInstanceUid, row.replacedPath)) {
-      replaced += await removeIfPresent(store, row.replacedPath);
-    }
     const folder = dirname(row.filePath);
     if (!kept.has(folder)) kept.set(folder, new Map());
     kept.get(folder)?.set(pathSegment(row.sopInstanceUid), basename(row.filePath));
@@ -186,7 +181,7 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
   for (const [folder, named] of kept) unnamed += await removeUnnamedCopies(store, folder, named);
   const newest = index.newestReceivedAt();
   const unindexed = await removeUnindexedOriginals(index, store, newest === undefined ? 0 : newest - CHECK_WINDOW_MS);
-  log.warn({ checked: recent.length, removed, unnamed, unindexed, replaced, unchecked }, 'the last run did not stop cleanly; checked the newest instances against their files');
+  log.warn({ checked: recent.length, removed, unnamed, unindexed, unchecked }, 'the last run did not stop cleanly; checked the newest instances against their files');
   return removed;
 }
 
@@ -242,31 +237,10 @@ const PLAIN_UID = /^[0-9][0-9.]{0,63}$/;
  * is never taken for the next component of a UID. */
 const VARIANT = /^[0-9a-z]*[a-z][0-9a-z]*$/;
 
-/** Whether `filePath` is named as a copy of this instance (its UID's segment, alone or with a variant):
- * no other instance's file is, so no other row can name it. */
-function isCopyOf(sopInstanceUid: string, filePath: string): boolean {
-  const name = basename(filePath);
-  if (!name.endsWith('.dcm')) return false;
-  const stem = name.slice(0, -'.dcm'.length);
-  const segment = pathSegment(sopInstanceUid);
-  return stem === segment || withoutVariant(stem) === segment;
-}
-
 /** The UID segment of a copy's name stem with a variant ("1.2.3.k7" gives "1.2.3"), else undefined. */
 function withoutVariant(stem: string): string | undefined {
   const dot = stem.lastIndexOf('.');
   return dot > 0 && VARIANT.test(stem.slice(dot + 1)) ? stem.slice(0, dot) : undefined;
-}
-
-/** Deletes a file that may be gone already (the receiver deleted it before the crash); 1 when it was there. */
-async function removeIfPresent(store: ObjectStore, filePath: string): Promise<number> {
-  const present = await stat(store.absolute(filePath)).then(
-    () => true,
-    () => false,
-  );
-  if (!present) return 0;
-  await store.remove(filePath);
-  return 1;
 }
 
 /**

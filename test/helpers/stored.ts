@@ -20,8 +20,6 @@ export interface IndexedRow {
   fileMtimeNs: string | null;
   fileIno: string | null;
   state: string;
-  /** The original a copy received again replaced, while it is still to be deleted (migration 022). */
-  replacedPath: string | null;
 }
 
 /** Every indexed instance with its hierarchy (read-only; safe while Gantry runs, WAL). */
@@ -35,12 +33,21 @@ export function indexedRows(storagePath: string): IndexedRow[] {
         `SELECT i.sop_instance_uid AS sopInstanceUid, i.sop_class_uid AS sopClassUid,
            se.series_instance_uid AS seriesInstanceUid, st.study_instance_uid AS studyInstanceUid,
            p.patient_id AS patientId, p.patient_name AS patientName, i.transfer_syntax_uid AS transferSyntaxUid,
-           i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno, i.state AS state,
-           i.replaced_path AS replacedPath
+           i.file_path AS filePath, i.file_size AS fileSize, i.file_mtime_ns AS fileMtimeNs, i.file_ino AS fileIno, i.state AS state
          FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
            JOIN patients p ON p.id = st.patient_pk`,
       )
       .all() as IndexedRow[];
+  } finally {
+    db.close();
+  }
+}
+
+/** The originals copies received again replaced, listed until a retention sweep finds them deleted (migration 025). */
+export function replacedOriginals(storagePath: string): string[] {
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    return db.prepare('SELECT file_path FROM replaced_originals ORDER BY id').pluck().all() as string[];
   } finally {
     db.close();
   }

@@ -101,3 +101,35 @@ test('a command on an index that needs no migration opens it while the node runs
   openIndex(commandConfig(storagePath)).db.close();
   openSession(storagePath).close();
 });
+
+// Migration 25 moves the originals still to delete from instances.replaced_path (one per row) to a
+// table of their own: a path left in the column would be named nowhere once the code stopped reading it.
+test('migration 25 lists the replaced originals the rows named, and a copy received again lists what it replaced', (t) => {
+  const storagePath = scratchDir('migrate-replaced');
+  const file = join(storagePath, 'index.sqlite');
+  const before = openDatabase(file, MIGRATIONS.filter((migration) => migration.version <= 24));
+  before.exec(`
+    INSERT INTO patients (id, patient_key, patient_id, created_at, updated_at) VALUES (1, '|P1', 'P1', 1, 1);
+    INSERT INTO studies (id, study_instance_uid, patient_pk, created_at, last_received_at) VALUES (1, '1.2.1', 1, 1, 1);
+    INSERT INTO series (id, series_instance_uid, study_pk, created_at, last_received_at) VALUES (1, '1.2.1.1', 1, 1, 1);
+    INSERT INTO instances (id, sop_instance_uid, series_pk, sop_class_uid, transfer_syntax_uid, file_path, file_size, calling_ae_title, received_at, state, state_changed_at, replaced_path)
+      VALUES (1, '1.2.1.1.1', 1, '1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.1.2.1', 'originals/1.2.1/1.2.1.1/1.2.1.1.1.k7.dcm', 10, 'CT01', 5, 'received', 5,
+              'originals/1.2.1/1.2.1.1/1.2.1.1.1.dcm'),
+             (2, '1.2.1.1.2', 1, '1.2.840.10008.5.1.4.1.1.2', '1.2.840.10008.1.2.1', 'originals/1.2.1/1.2.1.1/1.2.1.1.2.dcm', 10, 'CT01', 6, 'received', 6, NULL);
+  `);
+  before.close();
+  const db = openDatabase(file);
+  t.after(() => db.close());
+  const listed = () => db.prepare('SELECT sop_instance_uid || \' \' || file_path FROM replaced_originals ORDER BY id').pluck().all();
+  assert.deepEqual(listed(), ['1.2.1.1.1 originals/1.2.1/1.2.1.1/1.2.1.1.1.dcm']);
+  assert.equal(db.prepare('SELECT count(*) FROM instances WHERE replaced_path IS NOT NULL').pluck().get(), 0);
+  db.prepare(`UPDATE instances SET file_path = 'originals/1.2.1/1.2.1.1/1.2.1.1.1.m2.dcm', received_at = 7 WHERE id = 1`).run();
+  // Once imported in place (external), the row names the user's file: its changes are never listed.
+  db.prepare(`UPDATE instances SET original_external = 1, file_path = '/archive/2.dcm' WHERE id = 2`).run();
+  db.prepare(`UPDATE instances SET file_path = '/archive/2b.dcm' WHERE id = 2`).run();
+  assert.deepEqual(listed(), [
+    '1.2.1.1.1 originals/1.2.1/1.2.1.1/1.2.1.1.1.dcm',
+    '1.2.1.1.1 originals/1.2.1/1.2.1.1/1.2.1.1.1.k7.dcm',
+    '1.2.1.1.2 originals/1.2.1/1.2.1.1/1.2.1.1.2.dcm',
+  ]);
+});

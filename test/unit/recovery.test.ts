@@ -89,28 +89,6 @@ test('after an unclean stop, rows an import wrote later do not move the window p
   assert.equal(index.hasInstance('1.2.5.1.1'), true, 'the imported row stays');
 });
 
-// An instance received again under another study (a corrected Study Instance UID) has its new copy
-// in another folder: the check above, which reads the folders of the newest rows, never saw the copy
-// it replaced, and a crash between the commit and the delete left that original (PHI) for good.
-test('after an unclean stop, the copy a newest row replaced in another folder is deleted', async (t) => {
-  const storagePath = scratchDir('recovery-moved');
-  const store = new ObjectStore(storagePath);
-  const index = new InstanceIndex(openScratchIndex(t, 'recovery-moved-index'));
-  const uid = '1.2.1.1.6';
-  const before = store.originalPath('1.2.1', '1.2.1.1', uid);
-  const after = store.originalPath('1.2.9', '1.2.9.1', uid, 'm3k9q2c4');
-  for (const path of [before, after]) {
-    mkdirSync(dirname(store.absolute(path)), { recursive: true });
-    writeFileSync(store.absolute(path), 'DICM');
-  }
-  index.upsert(instanceRecord(6, { filePath: before, fileSize: 4, receivedAt: Date.now() - 1000 }));
-  // Received again: the row now names the new copy; the process ended before deleting the old one.
-  index.upsert(instanceRecord(6, { studyInstanceUid: '1.2.9', seriesInstanceUid: '1.2.9.1', filePath: after, fileSize: 4, receivedAt: Date.now() }));
-  await checkNewestRows(index, store, silentLogger());
-  assert.equal(existsSync(store.absolute(after)), true, 'the copy its row names stays');
-  assert.equal(existsSync(store.absolute(before)), false, 'the copy it replaced, in the former study, is gone');
-});
-
 // Found in a review: any error reading a newest row's file counted as "missing", so the row (an
 // acknowledged instance) was deleted. A folder the node may not read (a volume restored under another
 // owner: EACCES), or a failing disk (EIO), then lost one acknowledged instance per start, since the

@@ -78,30 +78,51 @@ test(`a full page of originals that cannot be deleted does not stop retention of
 
 // Found in a review: the receiver deletes the original a copy received again replaced, after the
 // commit; when that delete failed (EACCES, EIO) the error was logged and nothing tried again, and
-// retention deletes only the file a row names: the replaced original (PHI) was kept for good.
-test('an original a copy received again replaced, which the receiver could not delete, is deleted by the next sweep', async (t) => {
+// retention deletes only the file a row names: the replaced original (PHI) was kept for good. Found
+// in a later review: the row named one such original, and an instance received a third time before
+// the sweep named only the second: the first (left by a failed delete or a crash) was kept for good.
+test('every original a copy received again replaced, which the receiver could not delete, is deleted by the next sweep', async (t) => {
   const storagePath = scratchDir('retention-replaced');
   const { db, writer } = openTestIndex(t, storagePath);
   const folder = 'originals/1.2.1/1.2.1.1';
   mkdirSync(join(storagePath, folder), { recursive: true });
   const first = (n: number) => `${folder}/1.2.1.1.${n}.dcm`;
   const again = (n: number) => `${folder}/1.2.1.1.${n}.k7.dcm`;
-  for (const n of [1, 2, 3]) {
-    await writer.submit(instanceRecord(n, { filePath: first(n) }));
-    await writer.submit(instanceRecord(n, { filePath: again(n) }));
-    writeFileSync(join(storagePath, again(n)), 'dicom');
-  }
-  writeFileSync(join(storagePath, first(1)), 'the replaced original, left by a failed delete');
-  // The second replaced original is gone already; the third cannot be deleted (a directory with something in it).
+  const third = `${folder}/1.2.1.1.4.m2.dcm`;
+  // Received again under a corrected Study Instance UID: the new copy is in another study's folder.
+  const moved = 'originals/1.2.9/1.2.9.1/1.2.1.1.5.q3.dcm';
+  mkdirSync(join(storagePath, 'originals/1.2.9/1.2.9.1'), { recursive: true });
+  for (const n of [1, 2, 3, 4, 5]) await writer.submit(instanceRecord(n, { filePath: first(n) }));
+  for (const n of [1, 2, 3, 4]) await writer.submit(instanceRecord(n, { filePath: again(n) }));
+  await writer.submit(instanceRecord(4, { filePath: third }));
+  await writer.submit(instanceRecord(5, { studyInstanceUid: '1.2.9', seriesInstanceUid: '1.2.9.1', filePath: moved }));
+  for (const path of [again(1), again(2), again(3), third, moved]) writeFileSync(join(storagePath, path), 'dicom');
+  // Left by failed deletes (or a crash between a commit and its delete); the second is gone already.
+  for (const path of [first(1), first(4), first(5)]) writeFileSync(join(storagePath, path), 'the replaced original');
+  // The third cannot be deleted (a directory with something in it).
   mkdirSync(join(storagePath, first(3)));
   writeFileSync(join(storagePath, first(3), 'x'), 'x');
-  const replacedPaths = () => (db.prepare('SELECT replaced_path FROM instances ORDER BY id').pluck().all() as Array<string | null>);
-  assert.deepEqual(replacedPaths(), [first(1), first(2), first(3)]);
+  const listed = () => db.prepare('SELECT file_path FROM replaced_originals ORDER BY id').pluck().all() as string[];
+  assert.deepEqual(listed(), [first(1), first(2), first(3), first(4), again(4), first(5)]);
   const retention = new Retention({ work: new RetentionWork(db), storagePath, log: silentLogger(), settings: () => ({ retainOriginalsMs: 0, retainDeidentifiedMs: 0 }) });
   await retention.sweep();
-  assert.equal(existsSync(join(storagePath, first(1))), false, 'the replaced original is deleted');
-  assert.deepEqual(replacedPaths(), [null, null, first(3)], 'forgotten once gone; the one that cannot be deleted is kept to try again');
-  for (const n of [1, 2, 3]) assert.equal(existsSync(join(storagePath, again(n))), true, 'the copy each row names stays');
+  for (const path of [first(1), first(4), first(5)]) assert.equal(existsSync(join(storagePath, path)), false, `${path}: the replaced original is deleted`);
+  assert.deepEqual(listed(), [first(3)], 'forgotten once gone; the one that cannot be deleted is kept to try again');
+  for (const path of [again(1), again(2), again(3), third, moved]) assert.equal(existsSync(join(storagePath, path)), true, `${path}: the copy each row names stays`);
+});
+
+test('an original listed as replaced that its row names again is forgotten, not deleted', async (t) => {
+  const storagePath = scratchDir('retention-replaced-named-again');
+  const { db, writer } = openTestIndex(t, storagePath);
+  const folder = 'originals/1.2.1/1.2.1.1';
+  mkdirSync(join(storagePath, folder), { recursive: true });
+  const [a, b] = [`${folder}/1.2.1.1.1.dcm`, `${folder}/1.2.1.1.1.k7.dcm`];
+  for (const path of [a, b, a]) await writer.submit(instanceRecord(1, { filePath: path }));
+  writeFileSync(join(storagePath, a), 'dicom');
+  const retention = new Retention({ work: new RetentionWork(db), storagePath, log: silentLogger(), settings: () => ({ retainOriginalsMs: 0, retainDeidentifiedMs: 0 }) });
+  await retention.sweep();
+  assert.equal(existsSync(join(storagePath, a)), true, 'the file the row names stays');
+  assert.deepEqual(db.prepare('SELECT count(*) FROM replaced_originals').pluck().get(), 0);
 });
 
 test('a study re-queued by another process (gantry forward) while a sweep picks its files keeps them: deleted exactly when recorded deleted', async (t) => {
