@@ -291,6 +291,14 @@ export class InstanceIndex {
     return (this.statements.findInstancePath.get(sopInstanceUid) as { filePath: string } | undefined)?.filePath;
   }
 
+  /** The files (relative to storage.path) the index names in one folder: a read of every row (no
+   * index on file_path), for the check after an unclean stop of a folder with hashed names only. */
+  filePathsIn(folder: string): Set<string> {
+    const prefix = `${folder}/`;
+    const rows = this.db.prepare(`SELECT file_path FROM instances WHERE substr(file_path, 1, ?) = ?`).pluck().all(prefix.length, prefix) as string[];
+    return new Set(rows);
+  }
+
   /** Records that an instance's original is gone (retention deleted it; the record did not survive). */
   markOriginalDeleted(sopInstanceUid: string, now = Date.now()): void {
     this.db.prepare(`UPDATE instances SET original_deleted_at = ? WHERE sop_instance_uid = ? AND original_deleted_at IS NULL`).run(now, sopInstanceUid);

@@ -192,8 +192,9 @@ export async function checkNewestRows(index: InstanceIndex, store: ObjectStore, 
  * would ever find or delete (the check of the newest rows only reads the folders they name). Every
  * series folder is looked at (one stat each); those changed since `sinceMs` are read, and each copy
  * there (named by its UID's segment, alone or with a variant) whose UID has no row, or a row naming
- * another file, goes. A name that is not an instance UID's segment (a hashed one, an import's copy
- * under its temporary name) is left. Answers how many were deleted.
+ * another file, goes; so does a copy named by a hashed segment (an instance UID that is no plain UID)
+ * that no row names. Any other name (an import's copy under its name or temporary name) is left.
+ * Answers how many were deleted.
  */
 async function removeUnindexedOriginals(index: InstanceIndex, store: ObjectStore, sinceMs: number): Promise<number> {
   let removed = 0;
@@ -202,11 +203,17 @@ async function removeUnindexedOriginals(index: InstanceIndex, store: ObjectStore
       const folder = join(ORIGINALS_DIR, study, series);
       const changed = await stat(store.absolute(folder)).then((info) => info.mtimeMs >= sinceMs, () => false);
       if (!changed) continue;
+      let namedHere: ReadonlySet<string> | undefined;
       for (const name of await readdir(store.absolute(folder)).catch(() => [] as string[])) {
-        const sopInstanceUid = instanceUidOfCopy(name);
-        if (sopInstanceUid === undefined) continue;
         const relativePath = join(folder, name);
-        if (index.filePathOf(sopInstanceUid) === relativePath) continue;
+        const sopInstanceUid = instanceUidOfCopy(name);
+        if (sopInstanceUid !== undefined) {
+          if (index.filePathOf(sopInstanceUid) === relativePath) continue;
+        } else if (HASHED_COPY.test(name)) {
+          // Its UID cannot be read back from a hash: the folder's named files are read (once).
+          namedHere ??= index.filePathsIn(folder);
+          if (namedHere.has(relativePath)) continue;
+        } else continue;
         await store.remove(relativePath);
         removed += 1;
       }
@@ -229,6 +236,9 @@ function instanceUidOfCopy(name: string): string | undefined {
   const segment = PLAIN_UID.test(stem) ? stem : withoutVariant(stem);
   return segment !== undefined && PLAIN_UID.test(segment) ? segment : undefined;
 }
+
+/** A copy named by the hash pathSegment gives a UID that is no plain UID, alone or with a variant. */
+const HASHED_COPY = /^x[0-9a-f]{40}(\.[0-9a-z]*[a-z][0-9a-z]*)?\.dcm$/;
 
 /** A UID as pathSegment keeps it (src/store/object-store.ts). */
 const PLAIN_UID = /^[0-9][0-9.]{0,63}$/;

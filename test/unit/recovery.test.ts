@@ -60,11 +60,16 @@ test('after an unclean stop, an original placed just before it that no row names
   const besideOlder = place(store.originalPath('1.2.1', '1.2.1.1', '1.2.1.1.9'));
   const newSeries = place(store.originalPath('1.2.3', '1.2.3.1', '1.2.3.1.1'));
   const variant = place(store.originalPath('1.2.3', '1.2.3.1', '1.2.3.1.2', 'm3k9q2d5'));
-  // Names that are no instance UID's segment are left: they cannot be looked up.
-  const hashed = place(store.originalPath('1.2.3', '1.2.3.1', 'not a UID'));
+  // An instance UID that is no plain UID is named by a hash (found in a review: such copies were left).
+  const hashedUnindexed = place(store.originalPath('1.2.3', '1.2.3.1', 'not a UID'));
+  const hashedVariant = place(store.originalPath('1.2.3', '1.2.3.1', 'not a UID either', 'm3k9q2e6'));
+  const hashedNamed = place(store.originalPath('1.2.3', '1.2.3.1', 'an indexed non-UID', 'm3k9q2f8'));
+  index.upsert(instanceRecord(3, { studyInstanceUid: '1.2.3', seriesInstanceUid: '1.2.3.1', sopInstanceUid: 'an indexed non-UID', filePath: hashedNamed, fileSize: 4, receivedAt: Date.now() - 3_600_000 }));
+  // Other names (an import's copy under its own name) are left.
+  const imported = place(join(dirname(newSeries), '1.2.3.1.7.import-0a1b2c3d4e5f.dcm'));
   await checkNewestRows(index, store, silentLogger());
-  for (const kept of [older, newest, hashed]) assert.equal(existsSync(store.absolute(kept)), true, `${kept} stays`);
-  for (const gone of [besideOlder, newSeries, variant]) assert.equal(existsSync(store.absolute(gone)), false, `${gone} is deleted`);
+  for (const kept of [older, newest, hashedNamed, imported]) assert.equal(existsSync(store.absolute(kept)), true, `${kept} stays`);
+  for (const gone of [besideOlder, newSeries, variant, hashedUnindexed, hashedVariant]) assert.equal(existsSync(store.absolute(gone)), false, `${gone} is deleted`);
 });
 
 // Found in a review: the window was measured from the newest row of any kind, and gantry import,
