@@ -10,6 +10,7 @@
  * at once, with the reason.
  */
 import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { AssociationError, openStoreAssociation, type RequestorAssociation, type ScuSettings } from '../dimse/requestor.js';
 import { candidateSyntaxes, chooseContext, proposeContexts } from '../dimse/store-contexts.js';
 import { isWarning, Status } from '../dimse/status.js';
@@ -105,6 +106,8 @@ export class Forwarder {
   /** Converted objects in memory, shared by every destination's senders. */
   private readonly conversions: ConversionBudget;
   private stopped = false;
+  /** Aborted when the forwarder stops: a retired queue then stops settling (the index is closing). */
+  private readonly stopSignal = new AbortController();
 
   constructor(private readonly options: ForwarderOptions) {
     this.conversions = new ConversionBudget(options.convertedBytes ?? CONVERTED_BYTES);
@@ -128,7 +131,7 @@ export class Forwarder {
     for (const [name, queue] of this.destinations) {
       const destination = wanted.get(name);
       if (!destination || destination.maxAssociations !== queue.senderCount) {
-        const stopping = queue.stop(10_000).finally(() => this.retiring.delete(stopping));
+        const stopping = queue.retire(10_000, this.stopSignal.signal).finally(() => this.retiring.delete(stopping));
         this.retiring.add(stopping);
         this.destinations.delete(name);
       } else queue.reconfigured();
@@ -139,6 +142,7 @@ export class Forwarder {
   /** Stops taking items and waits (up to `graceMs`) for the responses in flight; then aborts. */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
+    this.stopSignal.abort();
     await Promise.all([...[...this.destinations.values()].map((queue) => queue.stop(graceMs)), ...this.retiring]);
   }
 
@@ -220,6 +224,19 @@ class DestinationQueue {
       this.stopAbort = new AssociationError('aborted by Gantry: stopping', 'aborted');
       for (const association of this.open) association.abort(this.stopAbort);
       await Promise.all(this.senders);
+    }
+  }
+
+  /** Stops as for a reload: the instances it confirmed are settled all the same, tried again until
+   * that succeeds or the forwarder stops (the node's stop leaves them to the next start). A failed
+   * last settle otherwise left them `deidentified` until a restart, and retention kept their originals. */
+  async retire(graceMs: number, forwarderStopped: AbortSignal): Promise<void> {
+    await this.stop(graceMs);
+    const pollMs = this.options.pollMs ?? 1000;
+    while (this.toSettle.size > 0 && !forwarderStopped.aborted) {
+      const waited = await delay(Math.max(SETTLE_MS, pollMs), true, { signal: forwarderStopped, ref: false }).catch(() => false);
+      if (!waited) return;
+      this.settle();
     }
   }
 

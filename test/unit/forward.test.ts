@@ -304,6 +304,41 @@ test('confirmed instances that could not be marked forwarded (the index failed f
   assert.equal(failures, 1);
 });
 
+// Found in a review: a queue a reload retired (its destination removed, or its number of associations
+// changed) settled its confirmed instances once as it stopped; when that failed, nothing tried again
+// before a restart, and those instances stayed `deidentified` with their originals (PHI) kept.
+test('instances a queue retired by a reload confirmed are settled even when its last settle fails', async (t) => {
+  const storagePath = scratchDir('forward-retired-settle');
+  const items = storedItems(storagePath, 3, EXPLICIT);
+  const settled = new Set<number>();
+  let failing = true;
+  let failures = 0;
+  const { outbox, sent } = fakeOutbox(items, {
+    settleForwarded: (instancePks: Iterable<number>) => {
+      if (failing) {
+        failures += 1;
+        throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      }
+      for (const instancePk of instancePks) settled.add(instancePk);
+    },
+  });
+  const destination = await startCountingServer();
+  t.after(() => destination.close());
+  let destinations: DestinationSettings[] | undefined;
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings: () => forwardSettings(destination.port, destinations) });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('every item confirmed', 10_000, () => sent.length === items.length);
+  destinations = [];
+  forwarder.reconfigure();
+  // Long enough for the queue to stop and every settle it had planned to fail.
+  await sleep(1000);
+  const failedSoFar = failures;
+  assert.ok(failedSoFar >= 1, 'the settles failed');
+  failing = false;
+  await waitUntil('every instance marked forwarded', 5_000, () => settled.size === items.length);
+});
+
 // Found in a review: a confirmation that could not be recorded was logged and the batch went on; the
 // items stayed due, and were sent again at once, over and over, while the index refused writes.
 test('a confirmation that cannot be recorded ends the association and backs the destination off, instead of sending again at once', async (t) => {
