@@ -1,6 +1,8 @@
 /**
- * The pseudonym ledger (table pseudonym_map, migration 9): which original each pseudonym given out
- * stands for, per kind (a DICOM keyword: PatientID, PatientName, StudyInstanceUID, ...).
+ * The pseudonym ledger (table pseudonym_map, migrations 9 and 26): which original each pseudonym given
+ * out stands for, per kind (a DICOM keyword: PatientID, PatientName, StudyInstanceUID, ...). Every
+ * pseudonym given out is kept: one original has several when patients of two issuers share an ID,
+ * when patients share a name, or after a change of the secret.
  *
  * Why it exists: pseudonyms are HMAC-derived from the originals (src/deid/pseudonyms.ts), so they are
  * consistent without any table, but an HMAC cannot be run backwards. When a research finding has to
@@ -18,18 +20,22 @@ export interface PseudonymMapping {
   kind: string;
   original: string;
   pseudonym: string;
+  /** The IssuerOfPatientID of the patient a PatientID or PatientName belongs to (the ID alone may not
+   * tell the patient: pseudonyms.ts derives the patient's pseudonyms from both). */
+  issuerOfPatientId?: string;
 }
 
-/** The upsert of `rows` mappings. An original seen again keeps the newest pseudonym (after a change
- * of the de-identification secret, the one in use now), unless this record is older than the one kept. */
+/** The upsert of `rows` mappings. A mapping recorded again is stamped with its newest record (what
+ * pseudonymOf answers: after a change of the secret, the pseudonym in use now). */
 function upsertSql(rows: number): string {
-  return `INSERT INTO pseudonym_map (kind, original, pseudonym, recorded_at) VALUES ${valuesList('(?, ?, ?, ?)', rows)}
-    ON CONFLICT (kind, original) DO UPDATE SET pseudonym = excluded.pseudonym, recorded_at = excluded.recorded_at
+  return `INSERT INTO pseudonym_map (kind, original, pseudonym, recorded_at, issuer_of_patient_id) VALUES ${valuesList('(?, ?, ?, ?, ?)', rows)}
+    ON CONFLICT (kind, original, pseudonym) DO UPDATE SET recorded_at = excluded.recorded_at,
+      issuer_of_patient_id = coalesce(excluded.issuer_of_patient_id, pseudonym_map.issuer_of_patient_id)
     WHERE excluded.recorded_at >= pseudonym_map.recorded_at`;
 }
 
 /**
- * The mappings in the table's key order, (kind, original): grouped by kind (a handful of keywords),
+ * The mappings in the order of the table's key's first two parts, (kind, original): grouped by kind (a handful of keywords),
  * then each kind's originals by stableStringOrder (src/db/string-order.ts), which is stable, so a kind
  * and original given twice keep their order.
  */
@@ -57,14 +63,15 @@ export class PseudonymLedger {
   private readonly upsert: RowsPerStatement<PseudonymMapping, number>;
 
   constructor(private readonly db: Db) {
-    this.upsert = new RowsPerStatement<PseudonymMapping, number>(db, upsertSql, 4, (mapping, into, at, recordedAt) => {
+    this.upsert = new RowsPerStatement<PseudonymMapping, number>(db, upsertSql, 5, (mapping, into, at, recordedAt) => {
       into[at] = mapping.kind;
       into[at + 1] = mapping.original;
       into[at + 2] = mapping.pseudonym;
       into[at + 3] = recordedAt;
+      into[at + 4] = mapping.issuerOfPatientId ?? null;
     });
     this.statements = {
-      pseudonymOf: db.prepare(`SELECT pseudonym FROM pseudonym_map WHERE kind = ? AND original = ?`).pluck(),
+      pseudonymOf: db.prepare(`SELECT pseudonym FROM pseudonym_map WHERE kind = ? AND original = ? ORDER BY recorded_at DESC, pseudonym LIMIT 1`).pluck(),
       // Several originals can share a pseudonym (two spellings of one patient's name give one
       // PatientName pseudonym): the one recorded last is the answer, the others are in originalsOf.
       // No index on (kind, pseudonym): an operator's lookup scans one kind's rows (7 ms for 100,000,
@@ -74,15 +81,14 @@ export class PseudonymLedger {
   }
 
   /**
-   * Records mappings in one transaction. A kind and original given twice keep the later pseudonym:
-   * the key order is stable, and SQLite applies a statement's rows in order.
+   * Records mappings in one transaction: every pseudonym of an original is kept, stamped `now`.
    */
   record(entries: ReadonlyArray<PseudonymMapping>, now = Date.now()): void {
     const ordered = inKeyOrder(entries);
     this.db.transaction(() => this.upsert.run(ordered, now))();
   }
 
-  /** The pseudonym given to an original, if one was recorded. */
+  /** The pseudonym given to an original, the one recorded last when it was given several, if any. */
   pseudonymOf(kind: string, original: string): string | undefined {
     return this.statements.pseudonymOf.get(kind, original) as string | undefined;
   }

@@ -25,7 +25,7 @@ import { shareSettings } from '../deid/shared-settings.js';
 import { stampFromColumns } from '../index/file-stamp.js';
 import { originOf } from '../deid/original-check.js';
 import { DeidWork, renamesExcept, type ReleaseOverride, type StudyRename } from '../index/deid-work.js';
-import { PseudonymLedger } from '../index/pseudonym-ledger.js';
+import { PseudonymLedger, type PseudonymMapping } from '../index/pseudonym-ledger.js';
 import { recordedSecretDigest } from '../index/secret-record.js';
 import { secretDigest } from '../config/secret.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
@@ -115,7 +115,18 @@ type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   /** The original's PatientID and PatientName (for the pseudonym ledger; never in a path or a log). */
   originalPatientId: string | null;
   originalPatientName: string | null;
+  originalIssuerOfPatientId: string;
 };
+
+/** Which original PatientID and PatientName an exported file's pseudonyms stand for, with the issuer
+ * of the patient's ID (pseudonyms.ts derives both from the issuer and the ID). */
+function ledgerEntries(instance: SelectedInstance, pseudonyms: { PatientID?: string; PatientName?: string } | undefined): PseudonymMapping[] {
+  const issuerOfPatientId = instance.originalIssuerOfPatientId;
+  const entries: PseudonymMapping[] = [];
+  if (instance.originalPatientId && pseudonyms?.PatientID) entries.push({ kind: 'PatientID', original: instance.originalPatientId, pseudonym: pseudonyms.PatientID, issuerOfPatientId });
+  if (instance.originalPatientName && pseudonyms?.PatientName) entries.push({ kind: 'PatientName', original: instance.originalPatientName, pseudonym: pseudonyms.PatientName, issuerOfPatientId });
+  return entries;
+}
 
 /** A file the export wrote, for its journal: exported_at holds the row's receivedAt (record()). */
 interface WrittenItem {
@@ -164,7 +175,7 @@ export class ExportJournal {
         rse.series_instance_uid AS SeriesInstanceUID, ri.sop_instance_uid AS SOPInstanceUID, rse.modality AS Modality,
         rst.study_date AS StudyDate, rse.series_number AS SeriesNumber, ri.instance_number AS InstanceNumber,
         rst.study_id AS StudyID, rst.accession_number AS AccessionNumber,
-        p.patient_id AS originalPatientId, p.patient_name AS originalPatientName
+        p.patient_id AS originalPatientId, p.patient_name AS originalPatientName, p.issuer_of_patient_id AS originalIssuerOfPatientId
       ${pageFrom} ${research} ${where} AND i.id > @afterId AND NOT EXISTS (${exported})
       ORDER BY i.id LIMIT ${PAGE}`);
     this.countSelected = db.prepare(`SELECT count(*) AS count ${from} ${where}`);
@@ -278,7 +289,7 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   const inFlight = new Set<Promise<void>>();
   const settle = (page: Map<number, SelectedInstance>, results: ExportItemResult[]) => {
     const written: WrittenItem[] = [];
-    const mappings: Array<{ kind: string; original: string; pseudonym: string }> = [];
+    const mappings: PseudonymMapping[] = [];
     for (const result of results) {
       if (result.kind !== 'written') {
         const row = page.get(result.id);
@@ -298,8 +309,7 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
       summary[result.how === 'copied' ? 'copied' : 'deidentified'] += 1;
       options.progress?.add(1, result.bytes);
       // Which original a pseudonym stands for, kept for an authorised operator (pseudonym-ledger.ts).
-      if (instance?.originalPatientId && result.pseudonyms?.PatientID) mappings.push({ kind: 'PatientID', original: instance.originalPatientId, pseudonym: result.pseudonyms.PatientID });
-      if (instance?.originalPatientName && result.pseudonyms?.PatientName) mappings.push({ kind: 'PatientName', original: instance.originalPatientName, pseudonym: result.pseudonyms.PatientName });
+      if (instance) mappings.push(...ledgerEntries(instance, result.pseudonyms));
     }
     // An instance written again elsewhere (received again, under another patient): its copy at the
     // old path goes, or the folder would hold it twice, once under a patient it does not belong to.

@@ -1,7 +1,7 @@
 /** The pseudonym ledger (record, upsert, lookups both ways). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { PseudonymLedger } from '../../src/index/pseudonym-ledger.js';
+import { PseudonymLedger, type PseudonymMapping } from '../../src/index/pseudonym-ledger.js';
 import { countRows, openScratchIndex } from '../helpers/scratch-index.js';
 
 test('recorded mappings are found both ways, per kind', (t) => {
@@ -23,40 +23,40 @@ test('recorded mappings are found both ways, per kind', (t) => {
   assert.equal(ledger.pseudonymOf('PatientID', 'MRN-0043'), undefined);
 });
 
-test('an original recorded again keeps the newest pseudonym, in one row', (t) => {
+// Found in a review: one pseudonym per original was kept, and an original has several (two issuers'
+// patients with one ID, two patients with one name, a secret changed): every one must lead back.
+test('an original recorded with another pseudonym keeps both; pseudonymOf answers the newest', (t) => {
   const db = openScratchIndex(t, 'pseudonym-ledger');
   const ledger = new PseudonymLedger(db);
-  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPOLD' }], 1000);
-  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPNEW' }], 2000);
-  assert.equal(countRows(db, 'pseudonym_map'), 1);
+  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPOLD', issuerOfPatientId: 'HOSP_A' }], 1000);
+  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPNEW', issuerOfPatientId: 'HOSP_B' }], 2000);
+  assert.equal(countRows(db, 'pseudonym_map'), 2);
   assert.equal(ledger.pseudonymOf('PatientID', 'MRN-1'), 'GPNEW');
   assert.equal(ledger.originalOf('PatientID', 'GPNEW'), 'MRN-1');
-  assert.equal(ledger.originalOf('PatientID', 'GPOLD'), undefined, 'the replaced pseudonym no longer leads back');
-  // A record older than the one kept does not replace it.
-  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPSTALE' }], 1500);
-  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-1'), 'GPNEW');
-  // Within one call, the later entry wins.
-  ledger.record(
-    [
-      { kind: 'PatientID', original: 'MRN-2', pseudonym: 'GPFIRST' },
-      { kind: 'PatientID', original: 'MRN-2', pseudonym: 'GPSECOND' },
-    ],
-    3000,
-  );
-  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-2'), 'GPSECOND');
+  assert.equal(ledger.originalOf('PatientID', 'GPOLD'), 'MRN-1', 'the other pseudonym still leads back');
+  const issuers = db.prepare(`SELECT pseudonym || ' ' || issuer_of_patient_id FROM pseudonym_map ORDER BY pseudonym`).pluck().all();
+  assert.deepEqual(issuers, ['GPNEW HOSP_B', 'GPOLD HOSP_A']);
+  // Recorded again, the older pseudonym is the newest record; one recorded earlier changes nothing.
+  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPOLD' }], 3000);
+  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-1'), 'GPOLD');
+  ledger.record([{ kind: 'PatientID', original: 'MRN-1', pseudonym: 'GPNEW' }], 1500);
+  assert.equal(ledger.pseudonymOf('PatientID', 'MRN-1'), 'GPOLD');
   assert.equal(countRows(db, 'pseudonym_map'), 2);
+  assert.deepEqual(db.prepare(`SELECT issuer_of_patient_id FROM pseudonym_map ORDER BY pseudonym`).pluck().all(), ['HOSP_B', 'HOSP_A'], 'a record without an issuer keeps the one known');
 });
 
-test('a large batch, written many rows per statement in key order, keeps every mapping and the later of two', (t) => {
+test('a large batch, written many rows per statement in key order, keeps every mapping once', (t) => {
   const db = openScratchIndex(t, 'pseudonym-ledger');
   const ledger = new PseudonymLedger(db);
   // 130 distinct originals in no order (37 and 130 are coprime), then one of them again.
   const entries = Array.from({ length: 130 }, (_, n) => ({ kind: n % 2 === 0 ? 'PatientID' : 'PatientName', original: `O${(n * 37) % 130}`, pseudonym: `P${n}` }));
-  entries.push({ kind: 'PatientID', original: 'O0', pseudonym: 'PLATER' });
+  // One original with a second pseudonym, and one mapping given twice.
+  entries.push({ kind: 'PatientID', original: 'O0', pseudonym: 'PLATER' }, { ...(entries[1] as PseudonymMapping) });
   ledger.record(entries);
-  assert.equal(countRows(db, 'pseudonym_map'), 130);
+  assert.equal(countRows(db, 'pseudonym_map'), 131, 'every pseudonym once');
   for (const entry of entries.slice(1, 130)) assert.equal(ledger.pseudonymOf(entry.kind, entry.original), entry.pseudonym, entry.original);
-  assert.equal(ledger.pseudonymOf('PatientID', 'O0'), 'PLATER');
+  assert.deepEqual(ledger.originalsOf('PatientID', 'PLATER'), ['O0']);
+  assert.deepEqual(ledger.originalsOf('PatientID', 'P0'), ['O0']);
   assert.equal(ledger.originalOf('PatientName', 'P129'), `O${(129 * 37) % 130}`);
 });
 

@@ -1110,3 +1110,43 @@ test('export: an instance held because its folder moved is exported once the new
   const second = await exportOnce('out-2');
   assert.equal(second.written, 1);
 });
+
+// Found in a review: the ledger was keyed by (kind, original) and kept one pseudonym per original.
+// Two patients sharing a PatientID under two issuers, or sharing a name, get pseudonyms of their own,
+// and only the last exported was kept: the other patient's pseudonyms led back to nothing.
+test("export keeps every patient's pseudonyms in the ledger, with the issuer: one ID under two issuers, one name for two patients", async () => {
+  const dir = scratchDir('ledger-issuers');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  const patients = [
+    { patientId: '12345', issuer: 'HOSP_A', patientName: 'Smith^John' },
+    { patientId: '12345', issuer: 'HOSP_B', patientName: 'Jones^Mary' },
+    { patientId: '777', issuer: 'HOSP_A', patientName: 'Smith^John' },
+  ];
+  for (const [n, patient] of patients.entries()) {
+    await writeSyntheticFile(join(tree, `${n}.dcm`), {
+      studyInstanceUid: newUid(),
+      seriesInstanceUid: newUid(),
+      patientId: patient.patientId,
+      patientName: patient.patientName,
+      rows: 8,
+      columns: 8,
+      extra: [[0x00100021, 'LO', patient.issuer]],
+    });
+  }
+  const { storagePath } = await importInPlace(dir, tree);
+  const { summary } = await exportOnOneWorker(dir, storagePath);
+  assert.equal(summary.written, 3);
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    const rows = db.prepare(`SELECT kind, original, pseudonym, issuer_of_patient_id AS issuer FROM pseudonym_map ORDER BY kind, original, issuer`).all() as Array<{ kind: string; original: string; pseudonym: string; issuer: string }>;
+    const ids = rows.filter((row) => row.kind === 'PatientID');
+    assert.deepEqual(ids.map((row) => `${row.issuer}/${row.original}`), ['HOSP_A/12345', 'HOSP_B/12345', 'HOSP_A/777']);
+    assert.equal(new Set(ids.map((row) => row.pseudonym)).size, 3, 'three patients, three PatientID pseudonyms, each leading back');
+    const names = rows.filter((row) => row.kind === 'PatientName');
+    assert.deepEqual(names.map((row) => `${row.issuer}/${row.original}`), ['HOSP_B/Jones^Mary', 'HOSP_A/Smith^John', 'HOSP_A/Smith^John']);
+    assert.equal(new Set(names.map((row) => row.pseudonym)).size, 3, 'the two Smith^John get names of their own, both kept');
+  } finally {
+    db.close();
+  }
+});
