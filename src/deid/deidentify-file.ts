@@ -273,16 +273,23 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
   } catch (error) {
     if (!(error instanceof PixelRedactionError)) throw error;
     // Copied as they are, the fragments would release what the metadata holds (a COM segment, EXIF).
+    // Each must be a whole codestream shown to hold none: a fragment that continues another (it does
+    // not open with one) cannot be read on its own, and may hold a segment or bytes past the end
+    // marker all the same (found in a review).
     const fragments = (pixelData.items ?? []).slice(1);
-    const withMetadata = fragments.some((fragment) => segmentsToCleanIn(frameBytes([fragment], source), grammar) === 'present');
-    return withMetadata ? `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (comments, application segments or other segments no decoder needs, or bytes outside the codestream) that would leave with them` : undefined;
+    const states = fragments.map((fragment) => segmentsToCleanIn(frameBytes([fragment], source), grammar));
+    if (states.includes('present')) return `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (comments, application segments or other segments no decoder needs, or bytes outside the codestream) that would leave with them`;
+    if (states.includes('unknown')) return `its frames cannot be told apart (${error.message}), and a fragment is not a whole codestream: whether it carries metadata (comments, application segments, bytes outside the codestream) cannot be checked`;
+    return undefined;
   }
-  // The metadata is nearly always in the frame's first fragment; a frame cut in several is read whole,
-  // for its end. Every frame is looked at: one that cannot be read holds the instance.
+  // The metadata is nearly always in the frame's first fragment, which tells when the frame is one
+  // fragment; a frame cut in several is read whole: its later fragments may hold bytes past the end
+  // marker (found in a review). Every frame is looked at: one that cannot be read holds the instance.
   const outcomes = frames.map((fragments): 'clean' | 'to clean' | 'unreadable' => {
     const first = fragments[0];
     const state = first ? segmentsToCleanIn(frameBytes([first], source), grammar) : 'none';
-    if (state !== 'unknown') return state === 'present' ? 'to clean' : 'clean';
+    if (state === 'present') return 'to clean';
+    if (state === 'none' && fragments.length <= 1) return 'clean';
     const outcome = cleanedCodestream(frameBytes(fragments, source), grammar);
     return typeof outcome === 'string' ? outcome : 'to clean';
   });

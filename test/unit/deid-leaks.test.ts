@@ -154,6 +154,39 @@ test('a comment between scans and bytes after the end of a JPEG frame do not lea
   assert.ok(written.includes(Buffer.concat([scan, Buffer.from([0x12, 0x34]), scan, Buffer.from([0x56, 0x78, 0xff, 0xd9])]).toString('latin1')), 'the scans stay as they were');
 });
 
+// Found in the pixel robustness review: a frame whose first fragment was a whole, clean codestream
+// was copied with its later fragments unread, and what they held past EOI (text, a comment segment)
+// left; with frames that cannot be told apart, a fragment continuing another was taken as clean.
+test('bytes in the later fragments of a frame, past its end or in a fragment that cannot be read alone, do not leave', () => {
+  const segment = (marker: number, body: Buffer) => Buffer.concat([Buffer.from([marker >> 8, marker & 0xff, (body.length + 2) >> 8, (body.length + 2) & 0xff]), body]);
+  const scan = segment(0xffda, Buffer.from([1, 1, 0, 0, 63, 0]));
+  const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8]), scan, Buffer.from([0x12, 0x34, 0x56, 0x78, 0xff, 0xd9])]);
+  const secret = Buffer.from('MRN600 Yablonski', 'latin1');
+  const pixelData = (table: Buffer, fragments: Buffer[]) =>
+    Buffer.concat([elementHeader(0x7fe00010, 'OB', 0xffffffff), definedItem(table), ...fragments.map((fragment) => definedItem(fragment)), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
+  const oneFrame = [encodeDataset(eightBitImagePixel({ rows: 8, columns: 8, frames: 1 }))];
+  const firstOnly = Buffer.alloc(4);
+  for (const [name, later] of [
+    ['text', secret],
+    ['a comment segment', segment(0xfffe, secret)],
+  ] as const) {
+    const { result, written } = deidentified('leak-jpeg-later-fragment', dataset([...patient(), ...oneFrame, pixelData(firstOnly, [jpeg, later])]), '1.2.840.10008.1.2.4.50');
+    assert.equal(result.kind, 'deidentified', name);
+    assert.ok(written !== undefined && !written.includes('Yablonski'), `${name} in a later fragment, past EOI, leaves`);
+    assert.ok(written.includes(jpeg.toString('latin1')), `${name}: the codestream stays`);
+  }
+  // Two frames, the first cut in two fragments with a comment in the second; a table of three entries
+  // for two frames: the frames cannot be told apart, and the continuation cannot be read on its own.
+  const twoFrames = [encodeDataset(eightBitImagePixel({ rows: 8, columns: 8, frames: 2 }))];
+  const cut = jpeg.length - 6;
+  const fragments = [jpeg.subarray(0, cut), Buffer.concat([jpeg.subarray(cut, jpeg.length - 2), segment(0xfffe, secret), jpeg.subarray(jpeg.length - 2)]), jpeg];
+  const threeEntries = Buffer.alloc(12);
+  [0, 1, 2].forEach((offset, index) => threeEntries.writeUInt32LE(offset, index * 4));
+  const { result } = deidentified('leak-jpeg-untold-continuation', dataset([...patient(), ...twoFrames, pixelData(threeEntries, fragments)]), '1.2.840.10008.1.2.4.50');
+  assert.equal(result.kind, 'quarantined');
+  assert.match((result as { reason: string }).reason, /frames cannot be told apart .* not a whole codestream/);
+});
+
 // Found reviewing the codestream cleaning: a frame whose header could not be walked (a segment's length
 // running past the frame, a frame that does not start with SOI, a JP2 file without its codestream) was
 // copied whole, comment and all, as a frame "with nothing to clean".
