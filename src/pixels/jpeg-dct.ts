@@ -92,7 +92,7 @@ export function decodeDct(data: Buffer, image?: PixelGeometry): DctFrame {
     else if (marker === 0xffee && body.subarray(0, 5).toString('latin1') === 'Adobe' && body.length >= 12) adobeTransform = body[11];
     else if (marker === 0xffc0 || marker === 0xffc1) {
       if (frame) throw new PixelRedactionError('a JPEG stream with two frames');
-      frame = readFrameHeader(body, quantisation, image);
+      frame = readFrameHeader(body, quantisation, image, data.length - end);
     } else if ((marker & 0xfff0) === 0xffc0 && marker !== 0xffc4 && marker !== 0xffc8 && marker !== 0xffcc) {
       throw new PixelRedactionError(`JPEG process of marker 0x${marker.toString(16)} is not baseline or extended sequential with Huffman coding`);
     }
@@ -126,7 +126,14 @@ function readQuantisationTables(body: Buffer, into: Map<number, Uint16Array>): v
   }
 }
 
-function readFrameHeader(body: Buffer, quantisation: Map<number, Uint16Array>, image: PixelGeometry | undefined): DctFrame {
+/**
+ * The frame header, and the frame's coefficients allocated. `available`: the bytes after the header,
+ * which must hold at least two bits a block (a DC code and an AC code, each one bit at the least,
+ * B.2.4 and F.1.2) for every block of every component (A.2.3: each coded once in sequential DCT).
+ * A header and Rows and Columns that agree on 30000×30000 in a frame of 140 bytes had 5 GB allocated,
+ * outside the thread's heap limit, and decoded from padding (found in the pixel robustness review).
+ */
+function readFrameHeader(body: Buffer, quantisation: Map<number, Uint16Array>, image: PixelGeometry | undefined, available: number): DctFrame {
   const precision = body[0] as number;
   const height = body.readUInt16BE(1);
   const width = body.readUInt16BE(3);
@@ -141,6 +148,11 @@ function readFrameHeader(body: Buffer, quantisation: Map<number, Uint16Array>, i
   if (raw.some((c) => c.h < 1 || c.h > 4 || c.v < 1 || c.v > 4)) throw new PixelRedactionError('JPEG sampling factors outside 1 to 4');
   const hMax = Math.max(...raw.map((c) => c.h));
   const vMax = Math.max(...raw.map((c) => c.v));
+  // Each component's own blocks (A.1.1: its size from the sampling factors), not the MCUs' padding.
+  const codedBlocks = raw.reduce((sum, c) => sum + ceilDiv(ceilDiv(width * c.h, hMax), 8) * ceilDiv(ceilDiv(height * c.v, vMax), 8), 0);
+  if (codedBlocks * 2 > available * 8) {
+    throw new PixelRedactionError(`the JPEG stream is too short for its frame: ${width}x${height} in ${codedBlocks} blocks needs at least ${Math.ceil(codedBlocks / 4)} bytes of scans, and ${available} follow its frame header`);
+  }
   const mcusPerLine = ceilDiv(width, 8 * hMax);
   const mcusPerColumn = ceilDiv(height, 8 * vMax);
   const components = raw.map((c) => {

@@ -90,6 +90,12 @@ function decodeScan(
   const selection = header[1 + components * 2] as number;
   const pointTransform = (header[3 + components * 2] as number) & 0x0f;
   const { width, height, precision } = frame;
+  // Every sample is coded with one Huffman code, one bit at the least (H.1.2.2): a few bytes claiming
+  // 30000×30000 (Rows and Columns agreeing) had 1.8 GB allocated, outside the thread's heap limit, and
+  // decoded from padding (found in the pixel robustness review).
+  if (width * height * components > (data.length - start) * 8) {
+    throw new PixelRedactionError(`the JPEG lossless stream is too short for its frame: ${width}x${height}x${components} samples need at least ${Math.ceil((width * height * components) / 8)} bytes, and ${data.length - start} follow its scan header`);
+  }
   const samples = new Uint16Array(width * height * components);
   const reader = new BitReader(data, start);
   const initial = 1 << (precision - pointTransform - 1);

@@ -54,6 +54,30 @@ for (const [name, syntax, sof] of [
   });
 }
 
+// Found in the pixel robustness review: a header and Rows and Columns that agree on a large size were
+// allocated and decoded from a stream of a few bytes (5 GB for 30000×30000×3, outside the thread's
+// heap limit); the bits a frame of that size needs at the least are counted first.
+for (const [name, syntax, sof] of [
+  ['JPEG baseline', '1.2.840.10008.1.2.4.50', 0xffc0],
+  ['JPEG lossless', '1.2.840.10008.1.2.4.70', 0xffc3],
+] as const) {
+  test(`${name}: a frame of the image's size in a stream far too short for it is refused before anything is allocated`, () => {
+    const codec = FRAME_CODECS.get(syntax);
+    assert.ok(codec);
+    const image: PixelGeometry = { ...IMAGE, rows: CLAIMED, columns: CLAIMED };
+    const stream = oversizedStream(sof);
+    const before = process.memoryUsage().arrayBuffers;
+    const refused = (error: unknown) => {
+      assert.ok(error instanceof PixelRedactionError, String(error));
+      assert.match(error.message, /stream is too short for its frame/);
+      return true;
+    };
+    assert.throws(() => codec.redactor(image, rectMask([[0, 0, 2, 2]], CLAIMED, CLAIMED))(stream), refused);
+    assert.throws(() => codec.decode(stream, image), refused);
+    assert.ok(process.memoryUsage().arrayBuffers - before < 16 * 1024 * 1024, 'nothing of the claimed size was allocated');
+  });
+}
+
 interface Encoder {
   getDecodedBuffer(info: { width: number; height: number; bitsPerSample: number; componentCount: number; isSigned?: boolean }): Uint8Array;
   getEncodedBuffer(): Uint8Array;
