@@ -7,12 +7,17 @@
  * character set spells them: ASCII always; Latin-1 letters (MÜLLER and Müller) when the set is
  * ISO_IR 100 or the default repertoire, which devices fill with Latin-1 in practice; any letter for
  * UTF-8 (ISO_IR 192), whose text is decoded first, since an accented letter is two bytes there and
- * its upper and lower cases differ in the second. Other sets (multi-byte, or letters elsewhere than
- * Latin-1 puts them) fold ASCII only: folding their bytes as Latin-1 would match other characters.
+ * its upper and lower cases differ in the second; any letter for the other single-byte sets without
+ * code extensions (Cyrillic, Greek, Arabic, Hebrew, Thai and the other ISO 8859 parts), whose text is
+ * decoded byte for byte first (found in a review: "Иванов" was masked and "ИВАНОВ" kept, with no
+ * finding). Other sets (multi-byte, code extensions) fold ASCII only: folding their bytes as Latin-1
+ * would match other characters.
  */
+import { TextDecoder } from 'node:util';
 import { parseSpecificCharacterSet } from '../dicom/charset.js';
 
-export type TextFolding = 'ascii' | 'latin1' | 'unicode';
+/** 'unicode': UTF-8; 'single-byte:LABEL': one byte, one character, decoded with that decoder label. */
+export type TextFolding = 'ascii' | 'latin1' | 'unicode' | `single-byte:${string}`;
 
 /** How free text of a dataset whose Specific Character Set (0008,0005) is `value` is compared. */
 export function textFolding(value: string | undefined): TextFolding {
@@ -20,8 +25,58 @@ export function textFolding(value: string | undefined): TextFolding {
   if (sets[0] === 'ISO_IR 192') return 'unicode';
   // Every set, code extensions included ("\ISO 2022 IR 149" puts Korean in the upper half).
   if (sets.every((set) => LATIN1_SETS.has(set))) return 'latin1';
-  return 'ascii';
+  const singleByte = sets.length === 1 ? SINGLE_BYTE_SETS[sets[0] as string] : undefined;
+  return singleByte ? `single-byte:${singleByte}` : 'ascii';
 }
+
+/** The single-byte sets without code extensions whose letters are not Latin-1's (PS3.3 Table C.12-2),
+ * by decoder label: each byte is one character (ISO_IR 13 is not here: its decoder, Shift JIS, reads
+ * two bytes as one). */
+const SINGLE_BYTE_SETS: Readonly<Record<string, string>> = {
+  'ISO_IR 101': 'iso-8859-2',
+  'ISO_IR 109': 'iso-8859-3',
+  'ISO_IR 110': 'iso-8859-4',
+  'ISO_IR 144': 'iso-8859-5',
+  'ISO_IR 127': 'iso-8859-6',
+  'ISO_IR 126': 'iso-8859-7',
+  'ISO_IR 138': 'iso-8859-8',
+  'ISO_IR 148': 'iso-8859-9',
+  'ISO_IR 203': 'iso-8859-15',
+  'ISO_IR 166': 'tis-620',
+};
+
+/** A text's characters as compared, and how a text of them is written back as the stored bytes'
+ * Latin-1 string: UTF-8, or a single-byte set byte for byte. */
+interface Decoded {
+  value: string;
+  decode: (latin1: string) => string;
+  encode: (characters: string) => string;
+}
+
+const UTF8: Omit<Decoded, 'value'> = {
+  decode: (latin1) => Buffer.from(latin1, 'latin1').toString('utf8'),
+  encode: (characters) => Buffer.from(characters, 'utf8').toString('latin1'),
+};
+
+/** A single-byte set's decoding of its 256 bytes and the way back (none for a byte it leaves undefined). */
+function singleByteCodec(label: string): Omit<Decoded, 'value'> {
+  let codec = singleByteCodecs.get(label);
+  if (!codec) {
+    const decoder = new TextDecoder(label);
+    const table = decoder.decode(Buffer.from(Array.from({ length: 256 }, (_, byte) => byte)));
+    const back = new Map<string, string>();
+    for (let byte = 255; byte >= 0; byte -= 1) back.set(table[byte] as string, String.fromCharCode(byte));
+    codec = {
+      decode: (latin1) => decoder.decode(Buffer.from(latin1, 'latin1')),
+      // Only characters decoded from these bytes, or "X" masks, are written back.
+      encode: (characters) => Array.from(characters, (character) => back.get(character) ?? '?').join(''),
+    };
+    singleByteCodecs.set(label, codec);
+  }
+  return codec;
+}
+
+const singleByteCodecs = new Map<string, Omit<Decoded, 'value'>>();
 
 /** The character sets whose bytes are ASCII or Latin-1 letters (the default repertoire as devices fill it). */
 const LATIN1_SETS: ReadonlySet<string> = new Set(['', 'ISO_IR 6', 'ISO 2022 IR 6', 'ISO_IR 100', 'ISO 2022 IR 100']);
@@ -94,8 +149,10 @@ export function quotesIdentifier(text: string, identifiers: readonly string[], f
   const byCharacters = identifiers.filter((identifier) => readByCharacters(text, identifier, folding));
   const tokens = byCharacters.length > 0 ? iso2022Tokens(text, false, multiValued) : [];
   if (byCharacters.some((identifier) => iso2022Matches(tokens, iso2022Characters(identifier)).length > 0)) return true;
-  const { value, unicode } = comparable(text, folding);
-  return identifiers.some((identifier) => !readByCharacters(text, identifier, folding) && identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode).test(value));
+  const decoded = comparable(text, folding);
+  return identifiers.some(
+    (identifier) => !readByCharacters(text, identifier, folding) && identifierPattern(decoded ? decoded.decode(identifier) : identifier, folding, decoded !== undefined).test(decoded?.value ?? text),
+  );
 }
 
 /** Removes quoted identifiers and date-like strings from free text; the result is again a Latin-1
@@ -103,12 +160,14 @@ export function quotesIdentifier(text: string, identifiers: readonly string[], f
 export function scrubText(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1', multiValued = false): string {
   let masked = text;
   for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier), multiValued);
-  const { value, unicode } = comparable(masked, folding);
-  let out = value;
-  for (const identifier of identifiers.filter((one) => !readByCharacters(text, one, folding))) out = out.replace(identifierPattern(unicode ? decodedUtf8(identifier) : identifier, folding, unicode), 'XXXXXX');
+  const decoded = comparable(masked, folding);
+  let out = decoded?.value ?? masked;
+  for (const identifier of identifiers.filter((one) => !readByCharacters(text, one, folding))) {
+    out = out.replace(identifierPattern(decoded ? decoded.decode(identifier) : identifier, folding, decoded !== undefined), 'XXXXXX');
+  }
   // In ISO 2022 text dates are ASCII digits between escapes, never the bytes of a two-byte character.
-  out = !unicode && out.includes(ESC) ? mapSingleByteRuns(out, maskDates, multiValued) : maskDates(out);
-  return unicode ? Buffer.from(out, 'utf8').toString('latin1') : out;
+  out = !decoded && out.includes(ESC) ? mapSingleByteRuns(out, maskDates, multiValued) : maskDates(out);
+  return decoded ? decoded.encode(out) : out;
 }
 
 /**
@@ -143,15 +202,13 @@ function readByCharacters(text: string, identifier: string, folding: TextFolding
   return identifier.includes(ESC) || (folding === 'ascii' && text.includes(ESC));
 }
 
-/** The text as compared: decoded when it is UTF-8 that decodes cleanly, else its bytes as they are. */
-function comparable(text: string, folding: TextFolding): { value: string; unicode: boolean } {
-  if (folding !== 'unicode') return { value: text, unicode: false };
-  const decoded = decodedUtf8(text);
-  return decoded.includes('\ufffd') ? { value: text, unicode: false } : { value: decoded, unicode: true };
-}
-
-function decodedUtf8(latin1: string): string {
-  return Buffer.from(latin1, 'latin1').toString('utf8');
+/** The text as compared, decoded, when it is UTF-8 or a single-byte set other than Latin-1 that
+ * decodes cleanly; undefined: compared as its bytes are. */
+function comparable(text: string, folding: TextFolding): Decoded | undefined {
+  const codec = folding === 'unicode' ? UTF8 : folding.startsWith('single-byte:') ? singleByteCodec(folding.slice('single-byte:'.length)) : undefined;
+  if (!codec) return undefined;
+  const value = codec.decode(text);
+  return value.includes('\ufffd') ? undefined : { value, ...codec };
 }
 
 /**
@@ -194,7 +251,7 @@ const MAX_PATTERNS = 1024;
 const MAX_REMEMBERED_IDENTIFIER = 128;
 
 function newIdentifierPattern(identifier: string, folding: TextFolding, unicode: boolean): RegExp {
-  const escaped = identifier.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const escaped = unicode || folding === 'latin1' ? withoutAccents(identifier, unicode ? 0xffff : 0xff) : escapedText(identifier);
   const letters = unicode ? SPACED_LETTER : folding === 'latin1' ? `[${LATIN1_LETTER}]` : '[A-Za-z]';
   const digits = unicode ? '\\p{Nd}' : '[0-9]';
   const isLetter = new RegExp(`^${letters}$`, unicode ? 'u' : '');
@@ -208,6 +265,47 @@ function newIdentifierPattern(identifier: string, folding: TextFolding, unicode:
   const folds = folding === 'latin1' || /^[\x20-\x7e]*$/.test(identifier);
   return new RegExp(pattern, folds ? 'gi' : 'g');
 }
+
+function escapedText(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * The identifier as a pattern whose letters match with or without their accents: Greek capitals are
+ * written without their tonos ("ΠΑΠΑΔΗΜΗΤΡΙΟΥ" for Παπαδημητρίου), and a keyboard without "ü" writes
+ * "Muller" (found in the pseudonymisation review). Each letter with variants becomes the class of the
+ * letters up to `highest` that are it with or without marks; case is the pattern's flag's.
+ */
+function withoutAccents(identifier: string, highest: number): string {
+  let pattern = '';
+  for (const character of identifier) {
+    const variants = ACCENT_VARIANTS.get(baseLetter(character))?.filter((variant) => variant.charCodeAt(0) <= highest);
+    pattern += variants && variants.length > 1 ? `[${variants.join('')}]` : escapedText(character);
+  }
+  return pattern;
+}
+
+/** A letter without its marks, in lower case ("Ü" gives "u", "ί" gives "ι"). */
+function baseLetter(character: string): string {
+  return character.normalize('NFD').replace(/\p{M}/gu, '').toLowerCase();
+}
+
+/** The letters of Latin (with its extensions), Greek and Cyrillic by their base letter. */
+const ACCENT_VARIANTS: ReadonlyMap<string, string[]> = (() => {
+  const byBase = new Map<string, string[]>();
+  for (const [first, last] of [[0x41, 0x24f], [0x370, 0x3ff], [0x400, 0x4ff]] as const) {
+    for (let code = first; code <= last; code += 1) {
+      const character = String.fromCharCode(code);
+      if (!/\p{L}/u.test(character)) continue;
+      const base = baseLetter(character);
+      if (base.length !== 1) continue;
+      const variants = byBase.get(base);
+      if (variants) variants.push(character);
+      else byBase.set(base, [character]);
+    }
+  }
+  return byBase;
+})();
 
 /*
  * ISO 2022 text (PS3.5 6.1.2.5): escape sequences designate the sets of the characters that follow, in

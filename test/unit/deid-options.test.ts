@@ -274,7 +274,36 @@ test('scrubbed free text masks identifiers in any case and stays in its characte
   assert.deepEqual(identifiersToScrub(['LI^WEI^^DR^JR', 'VAN DE BERG^JO'], ['AB', 'MRN778899']), ['MRN778899', 'BERG', 'WEI', 'VAN', 'LI', 'JO']);
   assert.equal(textFolding(undefined), 'latin1');
   assert.equal(textFolding('ISO 2022 IR 87'), 'ascii');
-  assert.equal(textFolding('ISO_IR 144'), 'ascii');
+  assert.equal(textFolding('ISO_IR 144'), 'single-byte:iso-8859-5');
+  assert.equal(textFolding('ISO_IR 13'), 'ascii', 'JIS X 0201: its decoder reads two bytes as one');
+});
+
+// Found in the pseudonymisation review: in Cyrillic and Greek (and the other single-byte sets but
+// Latin-1) only ASCII letters folded case: "Иванов" was masked, "ИВАНОВ" and "иванов" kept, with no
+// finding, where the same text in UTF-8 was masked whole.
+test('free text in a single-byte set other than Latin-1 is masked and reported in any case, and stays in its set', () => {
+  const encode = (label: string, text: string) => {
+    const table = new TextDecoder(label).decode(Buffer.from(Array.from({ length: 256 }, (_, byte) => byte)));
+    return Array.from(text, (character) => String.fromCharCode(character.charCodeAt(0) < 0x80 ? character.charCodeAt(0) : table.indexOf(character))).join('');
+  };
+  for (const [charset, label, name, text, masked] of [
+    ['ISO_IR 144', 'iso-8859-5', 'Иванов^Иван', 'CT Иванов ИВАНОВ иванов Ивановка', 'CT XXXXXX XXXXXX XXXXXX Ивановка'],
+    ['ISO_IR 126', 'iso-8859-7', 'Παπαδόπουλος^Νίκος', 'για ΠΑΠΑΔΌΠΟΥΛΟΣ νίκος', 'για XXXXXX XXXXXX'],
+  ] as const) {
+    const identifiers = identifiersToScrub([encode(label, name)], []);
+    const folding = textFolding(charset);
+    assert.equal(scrubText(encode(label, text), identifiers, folding), encode(label, masked), charset);
+    assert.ok(quotesIdentifier(encode(label, text.split(' ').slice(2).join(' ')), identifiers, folding), `${charset}: another case is reported`);
+    assert.equal(scrubText(encode(label, masked), identifiers, folding), encode(label, masked), `${charset}: what has nothing to mask stays byte for byte`);
+  }
+  // Greek capitals drop the tonos, and keyboards without accents drop them too.
+  const greek = identifiersToScrub([encode('iso-8859-7', 'Παπαδημητρίου^Νίκος')], []);
+  assert.equal(scrubText(encode('iso-8859-7', 'CT ΠΑΠΑΔΗΜΗΤΡΙΟΥ Νικος'), greek, textFolding('ISO_IR 126')), encode('iso-8859-7', 'CT XXXXXX XXXXXX'));
+  assert.equal(scrubText('Befund Muller, MULLER', identifiersToScrub(['M\xdcLLER^J\xdcRGEN'], []), textFolding('ISO_IR 100')), 'Befund XXXXXX, XXXXXX');
+  const utf8 = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
+  assert.equal(scrubText(utf8('Dr. Jose Muller'), identifiersToScrub([utf8('MÜLLER^JOSÉ')], []), textFolding('ISO_IR 192')), utf8('Dr. XXXXXX XXXXXX'));
+  // A byte the set leaves undefined (0xFF in ISO 8859-7): compared as bytes, never rewritten.
+  assert.equal(scrubText('abc\xff', identifiersToScrub(['Abc^Def'], []), textFolding('ISO_IR 126')), 'XXXXXX\xff');
 });
 
 test('the findings scan reports kept free text that quotes the patient or a date, by path, never by value', () => {
