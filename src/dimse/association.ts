@@ -173,7 +173,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
         return;
       case PduType.Abort: {
         const abort = decodeAbort(body);
-        this.log.info({ source: abort.source, reason: abort.reason }, 'peer aborted the association');
+        this.log.info({ source: abort.source, reason: abort.reason, ...this.summaryFields() }, 'peer aborted the association');
         this.close();
         return;
       }

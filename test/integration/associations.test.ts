@@ -170,6 +170,15 @@ describe('associations', () => {
     while (leftoverIncoming(gantry.storagePath).length > 0 && Date.now() < deadline) await sleep(20);
     assert.deepEqual(leftoverIncoming(gantry.storagePath), []);
     assert.equal(countRows(gantry.storagePath).instances, before);
+    // Found in the docs review: the line said who aborted, not what the association had done
+    // (docs/operations.md section 6: each association's last line has its operations, bytes, duration).
+    const aborted = gantry
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('peer aborted the association'))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    assert.equal(aborted.length, 1);
+    assert.ok((aborted[0]?.bytes as number) > 0x1000 && aborted[0]?.operations === 0 && typeof aborted[0]?.ms === 'number', JSON.stringify(aborted[0]));
   });
 
   test('an association released by the peer ends cleanly', async () => {
