@@ -26,7 +26,7 @@ import { withPatientValuesHidden } from '../config/patient-values.js';
 import { commandLogger, createLogger } from '../observability/logger.js';
 import { escapedErrorFields } from '../observability/redact.js';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_LAYOUT } from '../toolkit/layout.js';
 
@@ -226,11 +226,12 @@ program
   .action(async (files: string[], options: { key: string; out: string }) => {
     const { reidentifyFile } = await import('../deid/reidentify.js');
     const key = readFileSync(options.key, 'utf8');
+    const outputs = reidentifiedPaths(files, options.out);
     mkdirSync(options.out, { recursive: true });
     let failed = 0;
-    for (const file of files) {
+    for (const [file, output] of outputs) {
       try {
-        const { restored } = reidentifyFile(file, join(options.out, basename(file)), key);
+        const { restored } = reidentifyFile(file, output, key);
         process.stdout.write(`${file}: ${restored} attribute(s) restored\n`);
       } catch (error) {
         failed += 1;
@@ -455,6 +456,21 @@ function escapeReferences(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(escapeReferences);
   if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, escapeReferences(item)]));
   return value;
+}
+
+/** Each file's output in `out`, under its own name. Refused before anything is written when two
+ * files share a name (S1/IM00001, S2/IM00001: the second overwrote the first, both reported restored;
+ * found in a review), or when an output would be its own input. */
+function reidentifiedPaths(files: readonly string[], out: string): Map<string, string> {
+  const byOutput = new Map<string, string>();
+  for (const file of files) {
+    const output = resolve(out, basename(file));
+    const earlier = byOutput.get(output);
+    if (earlier !== undefined) throw new Error(`${earlier} and ${file} have the same name: their re-identified files would overwrite each other in ${out}; re-identify them into separate folders`);
+    if (output === resolve(file)) throw new Error(`${file} would be overwritten by its own re-identified file: give --out another folder`);
+    byOutput.set(output, file);
+  }
+  return new Map([...byOutput].map(([output, file]) => [file, output]));
 }
 
 program.parseAsync(process.argv).catch((error: unknown) => {

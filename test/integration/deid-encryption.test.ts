@@ -3,7 +3,7 @@
  * Sequence as standard CMS, which `openssl cms -decrypt` opens, and `gantry reidentify` puts back.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, parseFile } from '../../src/dicom/dataset-tree.js';
@@ -62,6 +62,20 @@ test('original values travel encrypted as standard CMS, and gantry reidentify re
     for (const tag of ['0010,0010', '0010,0020', '0020,000d', '0008,0018', '0008,0020']) assert.equal(restored[tag], original[tag], `${name}: (${tag}) restored`);
     assert.equal(restored['0012,0062'], undefined, `${name}: no longer marked de-identified`);
   }
+
+  // Found in a review: files of the same name from two folders (S1/IM00001, S2/IM00001) were both
+  // reported restored, and the second overwrote the first. Refused before anything is written.
+  for (const folder of ['s1', 's2']) {
+    mkdirSync(join(dir, folder));
+    copyFileSync(join(dir, 'deid-CT_small.dcm'), join(dir, folder, 'IM00001'));
+  }
+  const same = join(dir, 'same');
+  const clash = await run(process.execPath, [GANTRY_CLI, 'reidentify', '--key', key, '--out', same, join(dir, 's1', 'IM00001'), join(dir, 's2', 'IM00001')]);
+  assert.equal(clash.code, 1);
+  assert.match(clash.stderr, /s1\/IM00001 and .*s2\/IM00001 have the same name: .*separate folders/);
+  assert.equal(existsSync(same), false, 'nothing written');
+  const inPlace = await run(process.execPath, [GANTRY_CLI, 'reidentify', '--key', key, '--out', join(dir, 's1'), join(dir, 's1', 'IM00001')]);
+  assert.match(inPlace.stderr, /would be overwritten by its own re-identified file/);
 });
 
 // PS3.5 7.2: a Group Length (gggg,0000) is the length of the rest of its group. Re-identification
