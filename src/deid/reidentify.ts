@@ -8,6 +8,7 @@ import { DatasetWriter } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
 import { header, reencodeElements } from '../dicom/reencode.js';
 import { trimUid } from '../dicom/values.js';
+import { FRAGMENT_DESCRIPTIONS } from '../pixels/encapsulated.js';
 import { openEnvelope } from './cms.js';
 import { writeAll, writeThenRename } from './deidentify-file.js';
 
@@ -25,7 +26,11 @@ const ADDED_BY_DEIDENTIFICATION = new Set([0x00120062, 0x00120063, 0x00120064, 0
 export function reidentifyFile(input: string, output: string, privateKeyPem: string): { restored: number } {
   const parsed = parseFile(input);
   try {
-    const originals = decryptOriginals(parsed.elements, parsed.source, privateKeyPem);
+    const decrypted = decryptOriginals(parsed.elements, parsed.source, privateKeyPem);
+    // The Pixel Data stays as de-identified (redacted, its fragments written anew): the original
+    // Extended Offset Table and lengths that described the original's fragments would lie about it
+    // (found in a review: a reader trusting them read the wrong bytes).
+    const originals = { ...decrypted, elements: decrypted.elements.filter((element) => !FRAGMENT_DESCRIPTIONS.includes(element.tag)) };
     const restoredTags = new Set(originals.elements.map((element) => element.tag));
     const kept = parsed.elements.filter((element) => !restoredTags.has(element.tag) && !ADDED_BY_DEIDENTIFICATION.has(element.tag));
     let pieces: Buffer[] = [];

@@ -12,7 +12,7 @@ import { DEFAULT_DEID_SETTINGS } from '../../src/deid/engine.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { reidentifyFile } from '../../src/deid/reidentify.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
-import { encodeDataset } from '../helpers/synthetic-dicom.js';
+import { definedItem, eightBitImagePixel, elementHeader, encodeDataset } from '../helpers/synthetic-dicom.js';
 import { dcmdumpValues } from '../helpers/dcmtk.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { GANTRY_CLI, run } from '../helpers/processes.js';
@@ -125,4 +125,56 @@ test('a re-identified file has no group length that disagrees with its group', a
     assert.equal(groupLength.value?.readUInt32LE(0), actual, `(${group.toString(16).padStart(4, '0')},0000) says the length of its group`);
   }
   assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Jones^Alice^Margaret', 'the name is restored');
+});
+
+// Found in the pseudonymisation review: the de-identification writes JPEG frames anew (their comments
+// go) and drops the Extended Offset Table that described the old fragments; its original values went
+// into the envelope as removed attributes, and re-identification put them back beside the new
+// fragments: a reader trusting the table read the wrong bytes.
+test('a re-identified file does not get back the offset table of fragments the de-identification rewrote', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-offset-table');
+  const key = join(dir, 'key.pem');
+  const certificate = join(dir, 'cert.pem');
+  const made = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certificate, '-days', '30', '-subj', '/CN=Gantry test recipient']);
+  assert.equal(made.code, 0, made.stderr);
+  const comment = Buffer.from('Jones^Alice MRN505', 'latin1');
+  const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xfe, 0, comment.length + 2]), comment, Buffer.from([0xff, 0xda, 0x00, 0x02, 0x01, 0x02, 0xff, 0xd9])]);
+  const table = (values: number[]) => Buffer.concat(values.map((value) => { const bytes = Buffer.alloc(8); bytes.writeBigUInt64LE(BigInt(value)); return bytes; }));
+  const sop = '1.2.826.0.1.3680043.99.506.1';
+  const input = join(dir, 'in.dcm');
+  writeFileSync(input, Buffer.concat([
+    encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.2.1', mediaStorageSopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.4.50' }),
+    encodeDataset([
+      [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.2.1'],
+      [0x00080018, 'UI', sop],
+      [0x00100010, 'PN', 'Jones^Alice'],
+      [0x00100020, 'LO', 'MRN505'],
+      [0x0020000d, 'UI', '1.2.3.4'],
+      [0x0020000e, 'UI', '1.2.3.5'],
+      ...eightBitImagePixel({ rows: 8, columns: 8, frames: 2 }),
+    ]),
+    elementHeader(0x7fe00001, 'OV', 16),
+    table([0, 8 + jpeg.length]),
+    elementHeader(0x7fe00002, 'OV', 16),
+    table([jpeg.length, jpeg.length]),
+    elementHeader(0x7fe00010, 'OB', 0xffffffff),
+    definedItem(Buffer.alloc(0)),
+    definedItem(jpeg),
+    definedItem(jpeg),
+    Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]),
+  ]));
+  const output = join(dir, 'deid.dcm');
+  const outcome = deidentifyFile(input, output, {
+    settings: { ...DEFAULT_DEID_SETTINGS, encryptFor: readFileSync(certificate, 'utf8') },
+    pseudonyms: new Pseudonymizer('the secret of the encryption test'),
+  });
+  assert.equal(outcome.kind, 'deidentified');
+  assert.ok(!readFileSync(output).includes(comment), 'the comments went');
+  const back = join(dir, 'back.dcm');
+  reidentifyFile(output, back, readFileSync(key, 'utf8'));
+  const parsed = parseFile(back);
+  parsed.close();
+  assert.deepEqual(parsed.elements.filter((element) => element.tag >= 0x7fe00001 && element.tag <= 0x7fe00003).map((element) => element.tag.toString(16)), []);
+  assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Jones^Alice', 'the name is restored');
 });
