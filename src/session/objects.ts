@@ -10,15 +10,16 @@
 import { realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { PIXEL_DATA, type ElementNode, type ParsedFile } from '../dicom/dataset-tree.js';
+import { DatasetFormatError } from '../dicom/header-scanner.js';
 import type { DeidFileResult } from '../deid/deidentify-file.js';
 import { AnotherInstanceError, comparedOf, originOf, sopInstanceUidAsIndexed } from '../deid/original-check.js';
-import { fileChange, stampFromColumns } from '../index/file-stamp.js';
+import { fileDifference, stampFromColumns } from '../index/file-stamp.js';
 import { INSTANCE_STATES, type InstanceState } from '../index/instance-index.js';
 import { loadCodecs } from '../pixels/codecs.js';
 import { decodeFrame, type FrameSamples } from '../pixels/frames.js';
 import { pixelGeometry, PixelRedactionError, type PixelGeometry } from '../pixels/native.js';
 import type { Deidentifier, DeidentifyOptions } from './deidentifier.js';
-import { LazyHeader, parseOriginal, type AttributeKey } from './header.js';
+import { LazyHeader, OriginalUnreadableError, parseOriginal, type AttributeKey } from './header.js';
 import {
   pagedRows,
   type IndexQueries,
@@ -60,6 +61,7 @@ export class OriginalChangedError extends Error {
 
 /** What an OriginalChangedError says of a file that names another instance. */
 const ANOTHER_SOP_INSTANCE_UID = 'it names another SOP Instance UID';
+const ORIGINAL_GONE = 'the file is gone: deleted, or moved with its folder';
 
 /** A row's parent was deleted (by the node or an operator) after the row was listed. */
 function stillIndexed<T>(row: T | undefined, what: string): T {
@@ -267,6 +269,10 @@ export class Instance {
       return await this.#context.deidentifier().deidentify(input, output, facts, options);
     } catch (error) {
       if (error instanceof AnotherInstanceError) throw new OriginalChangedError(this.filePath, ANOTHER_SOP_INSTANCE_UID);
+      // Cut short or damaged: as attribute() and frame() say it, with where the file ends.
+      if (error instanceof DatasetFormatError || (error as Error).name === 'DatasetFormatError') {
+        throw new OriginalUnreadableError(this.filePath, statSync(this.filePath, { throwIfNoEntry: false })?.size, (error as Error).message);
+      }
       throw error;
     }
   }
@@ -286,8 +292,9 @@ export class Instance {
     // from a stat: a file of the same size rewritten passed the size check alone. A received original
     // is compared by size only, as the node and gantry export compare it (original-check.ts).
     const stamp = stampFromColumns(this.#row.fileMtimeNs, this.#row.fileIno);
-    const change = fileChange(this.filePath, comparedOf({ size: this.fileSize, ...(stamp ? { stamp } : {}) }, originOf(this.#row.imported)));
-    if (change !== undefined) throw new OriginalChangedError(this.filePath, change);
+    const difference = fileDifference(this.filePath, comparedOf({ size: this.fileSize, ...(stamp ? { stamp } : {}) }, originOf(this.#row.imported)));
+    // Gone: said as a change too, not the open's bare ENOENT (found in a review).
+    if (difference !== undefined) throw new OriginalChangedError(this.filePath, 'change' in difference ? difference.change : ORIGINAL_GONE);
     return this.filePath;
   }
 

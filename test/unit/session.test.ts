@@ -15,7 +15,7 @@ import { attributeReader } from '../../src/dicom/element-value.js';
 import { fileStampAt } from '../../src/index/file-stamp.js';
 import { InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { scanIndexedAttributes } from '../../src/index/scan-file.js';
-import { openSession, OriginalChangedError } from '../../src/session/index.js';
+import { openSession, OriginalChangedError, OriginalUnreadableError } from '../../src/session/index.js';
 import { PAGE_SIZE, type InstanceFilter } from '../../src/session/queries.js';
 import { storedPixels } from '../helpers/pixel-checks.js';
 import { have, run } from '../helpers/processes.js';
@@ -203,7 +203,7 @@ test('attributes not in the index are read from the file when first asked, once,
   assert.equal(instance.Rows, 16);
   assert.equal(instance.Columns, 24);
   assert.equal(session.study(instance.StudyInstanceUID)?.StudyDescription, 'SYNTHETIC STUDY');
-  assert.throws(() => instance.attribute('BitsStored'), /ENOENT/, 'reading an attribute the index lacks opens the file');
+  assert.throws(() => instance.attribute('BitsStored'), /the file is gone/, 'reading an attribute the index lacks opens the file');
 
   renameSync(`${path}.away`, path);
   assert.equal(instance.attribute('BitsStored'), '16');
@@ -924,7 +924,7 @@ test('an original cut short fails attribute() and frame() with the file and wher
   await indexFiles(storage, [cutAfter]);
   truncateSync(cutAfter, 300);
 
-  const session = openSession(storage);
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
   t.after(() => session.close());
   const imported = session.instance(before.sopInstanceUid);
   const shortened = session.instance(after.sopInstanceUid);
@@ -932,9 +932,29 @@ test('an original cut short fails attribute() and frame() with the file and wher
   const unreadable = new RegExp(`the original ${escape(cutBefore)} cannot be read: element \\(7FE0,0010\\) runs past the end of the dataset: its value of 128 bytes would end 20 bytes after it \\(the file ends at byte ${before.size - 20}\\)`);
   assert.throws(() => imported.attribute('PatientID'), unreadable);
   await assert.rejects(imported.frame(0), unreadable);
+  // Found in the pseudonymisation review: deidentify() failed with the parser's bare error.
+  await assert.rejects(imported.deidentify(join(storage, '..', 'out', 'cut.dcm')), (error: Error) => error instanceof OriginalUnreadableError && /runs past the end of the dataset/.test(error.message));
   const cut = new RegExp(`the original ${escape(cutAfter)} changed since it was indexed \\(it ends at byte 300, short of the ${after.size} bytes indexed`);
   assert.throws(() => shortened.attribute('PatientID'), cut);
   await assert.rejects(shortened.frame(0), cut);
+});
+
+// Found in the pseudonymisation review: an original gone (deleted, or moved with its folder) failed
+// with the open's bare ENOENT, not as the changed original that export and the node report.
+test('an original gone since it was indexed fails attribute(), frame() and deidentify() as changed, saying it is gone', async (t) => {
+  const storage = newStorage('gone');
+  const path = join(storage, 'originals', 'gone.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ rows: 8, columns: 8 }));
+  await indexFiles(storage, [path]);
+  renameSync(path, `${path}.moved`);
+  const session = openSession(storage, { config: { deid: { secret: SECRET } } });
+  t.after(() => session.close());
+  const instance = session.instance(sopInstanceUid);
+  assert.ok(instance);
+  const gone = (error: Error) => error instanceof OriginalChangedError && /the file is gone: deleted, or moved with its folder/.test(error.message);
+  assert.throws(() => instance.attribute('PatientID'), gone);
+  await assert.rejects(instance.frame(0), gone);
+  await assert.rejects(instance.deidentify(join(storage, '..', 'out', 'gone.dcm')), gone);
 });
 
 // Found in the session review: frame() of an instance without pixels (a structured report, an RT
