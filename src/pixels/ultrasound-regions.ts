@@ -18,11 +18,29 @@ const TAG = {
 
 export function zoneMask(zone: CompiledZone, byTag: ReadonlyMap<number, ElementNode>, source: ByteSource, bigEndian: boolean, g: PixelGeometry): RowMask {
   const rects = rectMask(zone.rule.rects, g.rows, g.columns);
-  if (!zone.rule.outsideUltrasoundRegions) return rects;
+  if (!zone.rule.outsideUltrasoundRegions) return rowsOnce(rects, g.rows);
   const regions = ultrasoundRegions(byTag.get(TAG.SequenceOfUltrasoundRegions), source, bigEndian);
   if (regions.length === 0) throw new PixelRedactionError('the zone blanks outside the ultrasound regions and the instance has no SequenceOfUltrasoundRegions');
   const outside = outsideMask(regions, g.rows, g.columns);
-  return (row) => mergeRanges([...rects(row), ...outside(row)]);
+  return rowsOnce((row) => mergeRanges([...rects(row), ...outside(row)]), g.rows);
+}
+
+/**
+ * The mask with each row's ranges worked out once, not for every frame: the rectangles come from the
+ * file (thousands of ultrasound regions in a 1 MB instance), and a row's ranges were worked out again
+ * for every row of every frame, past the task's five-minute limit (found in the pixel robustness review).
+ */
+function rowsOnce(mask: RowMask, rows: number): RowMask {
+  const known: Array<ReadonlyArray<readonly [number, number]> | undefined> = new Array(rows);
+  return (row) => {
+    if (row < 0 || row >= rows) return mask(row);
+    let ranges = known[row];
+    if (ranges === undefined) {
+      ranges = mask(row);
+      known[row] = ranges;
+    }
+    return ranges;
+  };
 }
 
 /** The regions as [x, y, width, height]; the Max coordinates are inclusive. */

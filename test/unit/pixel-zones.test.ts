@@ -8,7 +8,8 @@ import { BufferSource, parseDataset } from '../../src/dicom/dataset-tree.js';
 import { attributeReader } from '../../src/dicom/element-value.js';
 import { compileZones, findZone, ZonesError } from '../../src/pixels/zones.js';
 import { parseZones } from '../../src/pixels/zones-file.js';
-import { encodeDataset } from '../helpers/synthetic-dicom.js';
+import { elementHeader, encodeDataset } from '../helpers/synthetic-dicom.js';
+import { zoneMask } from '../../src/pixels/ultrasound-regions.js';
 
 const FILE = `
 zones:
@@ -133,4 +134,28 @@ test('a signature matches a device name in the dataset’s own character set', (
     const source = new BufferSource(bytes);
     assert.equal(findZone(zones, attributeReader(parseDataset(source, 'explicit-le'), source, false))?.rule.name, 'Gerät', charset);
   }
+});
+
+// Found in the pixel robustness review: a zone's mask worked each row's ranges out again for every
+// frame, from every rectangle and ultrasound region (the file sets how many): 16,000 regions in a
+// 1 MB instance of 128 frames ran past the task's five-minute limit. Each row is worked out once.
+test("a zone's mask works each row out once, whatever the number of frames", () => {
+  const item = (x0: number, x1: number) =>
+    encodeDataset([
+      [0x00186018, 'UL', x0],
+      [0x0018601a, 'UL', 0],
+      [0x0018601c, 'UL', x1],
+      [0x0018601e, 'UL', 7],
+    ]);
+  const items = [item(0, 1), item(4, 5)].map((body) => Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0, body.length & 0xff, body.length >> 8, 0, 0]), body]));
+  const sequence = Buffer.concat([elementHeader(0x00186011, 'SQ', items.reduce((sum, one) => sum + one.length, 0)), ...items]);
+  const source = new BufferSource(sequence);
+  const byTag = new Map(parseDataset(source, 'explicit-le').map((element) => [element.tag, element]));
+  const geometry = { rows: 8, columns: 8, samplesPerPixel: 1, bitsAllocated: 8, bitsStored: 8, highBit: 7, signed: false, planar: false, photometric: 'MONOCHROME2', frames: 100, bigEndian: false };
+  const [zone] = compileZones(parseZones('zones:\n  - { name: us, match: { Modality: US }, rects: [[6, 0, 1, 2]], outsideUltrasoundRegions: true }\n', 'zones.yaml'));
+  assert.ok(zone);
+  const mask = zoneMask(zone, byTag, source, false, geometry);
+  assert.deepEqual(mask(0), [[2, 4], [6, 8]], 'outside the regions, and the rectangle');
+  assert.deepEqual(mask(5), [[2, 4], [6, 8]]);
+  assert.equal(mask(0), mask(0), 'the same ranges, not worked out again');
 });
