@@ -9,7 +9,7 @@
  * stays: tables, headers, restart interval, JFIF (without its thumbnail), Adobe (colour transform) and
  * JPEG-LS's colour transform (APP8 "mrfx").
  */
-import { endedAt, endedEarly, segmentsToCleanIn, withCleanCodestream, type BodyOutcome, type HeaderGrammar } from './marker-segments.js';
+import { endedAt, endedEarly, segmentsToCleanIn, standaloneRunEnd, withCleanCodestream, type BodyOutcome, type HeaderGrammar } from './marker-segments.js';
 
 const SOI = 0xffd8;
 const SOS = 0xffda;
@@ -122,8 +122,9 @@ function cleanedScans(body: Buffer): BodyOutcome {
     const marker = body.readUInt16BE(at);
     if (marker === EOI) return endedAt(body, at, parts, changed);
     if (standalone(marker)) {
-      parts.push(body.subarray(at, at + 2));
-      at += 2;
+      const end = standaloneRunEnd(body, at, standalone);
+      parts.push(body.subarray(at, end));
+      at = end;
       continue;
     }
     if (at + 4 > body.length) return endedHere();

@@ -4,7 +4,9 @@
  * head of each frame's first fragment. What cannot be told apart is refused, never guessed.
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { test } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { BufferSource, parseDataset, PIXEL_DATA, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { basicOffsetTable, EXTENDED_OFFSET_TABLE, frameBytes, framesOf } from '../../src/pixels/encapsulated.js';
 import { PixelRedactionError } from '../../src/pixels/native.js';
@@ -122,4 +124,32 @@ test('the Basic Offset Table of frames written anew holds their item offsets, an
   const large = 0x7fff_fff0;
   assert.equal(basicOffsetTable([large, large, 16]).length, 12, 'the last offset still fits');
   assert.equal(basicOffsetTable([large, large, large, 16]).length, 0, 'an offset past 2^32 - 1: left empty');
+});
+
+// Found in the pixel robustness review: each marker without a length (RSTn) outside a scan was kept
+// as a view of its own, some 130 bytes of heap per 2 bytes of the frame: a 4 MB frame of them ran the
+// 96 MB de-identification thread out of its heap. Here a thread of 32 MB cleans a 2 MB run.
+test('a long run of markers without a length before a comment is cleaned within a small heap', async () => {
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    Promise.all([import(workerData.segments), import(workerData.jpeg)]).then(([{ withCleanCodestream }, { JPEG_HEADER }]) => {
+      const run = Buffer.alloc(2 * 1_000_000);
+      for (let i = 0; i < run.length; i += 2) { run[i] = 0xff; run[i + 1] = 0xd0 + ((i / 2) % 8); }
+      const comment = Buffer.from('MRN=998877', 'latin1');
+      const frame = Buffer.concat([Buffer.from([0xff, 0xd8]), run, Buffer.from([0xff, 0xfe, 0, comment.length + 2]), comment,
+        Buffer.from([0xff, 0xda, 0, 8, 1, 1, 0, 0, 63, 0, 0x12, 0x34, 0xff, 0xd9])]);
+      const cleaned = withCleanCodestream(frame, JPEG_HEADER);
+      parentPort.postMessage({ length: cleaned?.length, comment: cleaned?.includes(comment) });
+    });`;
+  const worker = new Worker(code, {
+    eval: true,
+    workerData: { segments: new URL('../../src/pixels/marker-segments.js', import.meta.url).href, jpeg: new URL('../../src/pixels/jpeg-metadata.js', import.meta.url).href },
+    resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 8 },
+  });
+  try {
+    const [result] = (await once(worker, 'message')) as [{ length: number; comment: boolean }];
+    assert.deepEqual(result, { length: 2 + 2_000_000 + 14, comment: false }, 'the comment goes, the markers stay');
+  } finally {
+    await worker.terminate();
+  }
 });
