@@ -54,7 +54,7 @@ export function renderConfigReference(): string {
     '',
     'A config file is YAML and names only what it changes: every other key takes the default shown here',
     '([config/gantry.yaml](../config/gantry.yaml) shows them all, with comments). Keys not listed here are',
-    'refused; a section left empty (every key under it commented out) takes its defaults. String values may refer to the environment, `${NAME}` or `${NAME:-fallback}` (`$${` writes a literal `${`; a fallback is text,',
+    'refused; a section left empty (every key under it commented out) takes its defaults. String values may refer to the environment, `${NAME}` or `${NAME:-fallback}` (`$${` writes a literal `${`, and a whole value `$$NAME` the text `$NAME`; a fallback is text,',
     'not another reference); a value that is',
     'one whole reference is read as a YAML scalar, so `port: ${DICOM_PORT}` gives a number (where a key takes',
     'text, such as an AE title or the secret, digits stay text). Anchors and merge keys (`<<: *anchor`) may share',

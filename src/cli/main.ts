@@ -452,7 +452,8 @@ configCommand
 
 function escapeReferences(value: unknown): unknown {
   // A function: in a replacement string "$$" stands for one "$".
-  if (typeof value === 'string') return value.replaceAll('${', () => '$${');
+  // A whole "$NAME" is refused as a reference written without braces: the config writes it "$$NAME".
+  if (typeof value === 'string') return /^\$[A-Za-z_][A-Za-z0-9_]*$/.test(value) ? `$${value}` : value.replaceAll('${', () => '$${');
   if (Array.isArray(value)) return value.map(escapeReferences);
   if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, escapeReferences(item)]));
   return value;

@@ -159,9 +159,11 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
     }
     // A shell's $NAME is no reference here: taken as text, a secret of "$GANTRY_DEID_SECRET" keyed
     // every pseudonym with a public string (found in a review).
+    // "$$NAME" writes the text "$NAME" (an AE title or a secret may start with "$").
+    if (/^\$\$[A-Za-z_][A-Za-z0-9_]*$/.test(value)) return value.slice(1);
     const shellStyle = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(value);
     if (shellStyle) {
-      problems.push(`${keyOf(path)}: $${shellStyle[1]} is not an environment reference here; write \${${shellStyle[1]}} (or \${${shellStyle[1]}:-fallback})`);
+      problems.push(`${keyOf(path)}: $${shellStyle[1]} is not an environment reference here; write \${${shellStyle[1]}} (or \${${shellStyle[1]}:-fallback}), or $$${shellStyle[1]} for the text $${shellStyle[1]}`);
       return replaced;
     }
     if (!whole) return replaced;

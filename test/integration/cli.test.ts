@@ -413,7 +413,7 @@ test('gantry config show writes a literal ${ as the config takes it, and hides t
   const config = join(dir, 'gantry.yaml');
   writeFileSync(
     config,
-    'deid:\n  secret: ${SHOW_SECRET}\n  rules:\n    - { action: replace, attribute: StudyDescription, value: "cost $${PRICE}" }\n' +
+    'dicom:\n  aeTitle: $$PACS\ndeid:\n  secret: ${SHOW_SECRET}\n  rules:\n    - { action: replace, attribute: StudyDescription, value: "cost $${PRICE}" }\n' +
       '    - { action: remove, attribute: StudyDescription, when: { attributes: { PatientID: "/^(PAT-0042|PAT-0043)$/", Modality: US } } }\n',
   );
   const shown = await run(process.execPath, [GANTRY_CLI, 'config', 'show', '--config', config], {
@@ -430,4 +430,5 @@ test('gantry config show writes a literal ${ as the config takes it, and hides t
   const { parseConfigText } = await import('../../src/config/load.js');
   const again = parseConfigText(shown.stdout.replace('secret: (hidden)', 'secret: another secret of 16+ chars'), 'shown.yaml', {});
   assert.deepEqual(again.deid.rules[0], { action: 'replace', attribute: 'StudyDescription', value: 'cost ${PRICE}' });
+  assert.equal(again.dicom.aeTitle, '$PACS', 'a whole $NAME is written $$NAME');
 });

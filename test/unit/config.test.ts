@@ -235,8 +235,10 @@ test("a shell's $NAME is refused as a reference written without braces, not take
   // Found in a review: `secret: $GANTRY_DEID_SECRET` validated (19 characters), and every pseudonym
   // was keyed with that public text.
   assert.deepEqual(problemsOf('deid:\n  secret: $GANTRY_DEID_SECRET\n', { GANTRY_DEID_SECRET: 'the secret from the environment' }), [
-    'deid.secret: $GANTRY_DEID_SECRET is not an environment reference here; write ${GANTRY_DEID_SECRET} (or ${GANTRY_DEID_SECRET:-fallback})',
+    'deid.secret: $GANTRY_DEID_SECRET is not an environment reference here; write ${GANTRY_DEID_SECRET} (or ${GANTRY_DEID_SECRET:-fallback}), or $$GANTRY_DEID_SECRET for the text $GANTRY_DEID_SECRET',
   ]);
+  // Found in a review: with no escape, a value that is "$" and a name (an AE title "$PACS") could not be written.
+  assert.equal(parseConfigText('dicom:\n  aeTitle: $$PACS\n', 'e.yaml', {}).dicom.aeTitle, '$PACS');
   // Within other text a $ is text: a secret may hold one.
   assert.equal(parseConfigText('deid:\n  secret: "x$GANTRY_DEID_SECRET-and-more"\n', 's.yaml', {}).deid.secret, 'x$GANTRY_DEID_SECRET-and-more');
 });
