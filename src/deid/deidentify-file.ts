@@ -88,6 +88,13 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (opened.sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID) {
       return plan({ kind: 'quarantined', reason: 'a DICOMDIR (the directory of a medium, PS3.10 8.6): its records and file paths carry identifiers; de-identify the instances it lists instead' });
     }
+    // A Part 10 file names its instance's class and UID (PS3.10 7.1, Type 1), from the File Meta
+    // Information or else the dataset: one with neither (a fragment, a template) was written with
+    // both empty (found in the output review).
+    opened.sopClassUid ||= datasetText(opened, SOP_CLASS_UID);
+    if (!opened.sopClassUid || !sopInstanceUidAsIndexed(opened)) {
+      return plan({ kind: 'quarantined', reason: 'it has no SOPClassUID or SOPInstanceUID (in the dataset or its File Meta Information): not a composite instance that a Part 10 file can name' });
+    }
     const repeated = repeatedTagReason(opened.elements);
     if (repeated !== undefined) return plan({ kind: 'quarantined', reason: repeated });
     const decision = decideFor(opened, options);
@@ -457,6 +464,14 @@ interface OpenedDataset {
  * so loading a 0.5 MB Pixel Data value only cost an allocation and a copy per instance.
  */
 const LOAD_LIMIT = 64 * 1024;
+
+const SOP_CLASS_UID = 0x00080016;
+
+/** A top-level UID of the dataset, as text ('' when absent). */
+function datasetText(opened: OpenedDataset, tag: number): string {
+  const element = opened.elements.find((candidate) => candidate.tag === tag);
+  return trimUid((element ? elementText(element, opened.source, opened.encoding === 'explicit-be') : undefined) ?? '').trim();
+}
 
 function openDataset(input: string, window?: Buffer): OpenedDataset {
   const parsed = parseFile(input, window ? { window, loadLimit: LOAD_LIMIT } : { loadLimit: LOAD_LIMIT });

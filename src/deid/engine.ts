@@ -140,6 +140,12 @@ const UNLISTED_DATE: ProfileRow = {
 /** UIDs that name what kind of thing something is, not which one: they identify no one. */
 const STANDARD_UID_KEYWORD = /ClassUID|TransferSyntaxUID|CodingScheme|ContextUID|MappingResourceUID|ApplicationContext|TemplateUID|PrivateInformationCreatorUID/;
 
+/** The VR the dictionary gives a tag, if it knows one (an element sent as UN is what this says). */
+function listedVr(tag: number): string | undefined {
+  const vr = vrOf(tag);
+  return vr === 'UN' ? undefined : vr;
+}
+
 /** Where people write free text (cleaned by C, scanned for residual identity). */
 const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
 /** The longest UN value the findings scan reads as possible text (UT's own limit is far above, but a
@@ -492,7 +498,8 @@ export class DeidEngine {
         else if (element.tag === TAG.PatientID) this.replaceText(element, this.pseudonyms.patientId(patientKey), path, 'pseudonym');
         else if (element.vr === 'UI') this.replaceUids(element, path);
         else {
-          element.replacement = { value: dummyValue(element.vr) };
+          // Sent as UN, the dummy of the VR the dictionary gives (UN's own is empty: a DA of no value).
+          element.replacement = { value: dummyValue((element.vr === 'UN' ? listedVr(element.tag) : undefined) ?? element.vr) };
           this.dummies.add(element);
           this.record(path, element.tag, 'dummy');
         }
@@ -580,27 +587,30 @@ export class DeidEngine {
       return;
     }
     const value = this.text(element);
-    // A value of unknown VR that reads as a date is shifted as the date it is (retainedPrivateAction).
-    const vr = element.vr === 'UN' && element.length <= MAX_UID_LIST_BYTES ? (dateVrOfText(value) ?? 'UN') : element.vr;
+    // An element sent as UN is cleaned as its dictionary VR says (a StudyTime in UN was removed as
+    // bytes under Retain Longitudinal Modified Dates, found in the output review); one the dictionary
+    // does not know, that reads as a date, is shifted as the date it is (retainedPrivateAction).
+    const known = element.vr === 'UN' ? listedVr(element.tag) : element.vr;
+    const vr = known ?? (element.length <= MAX_UID_LIST_BYTES ? (dateVrOfText(value) ?? 'UN') : 'UN');
     if (vr === 'DA') {
       this.datesShifted = true;
       this.replaceText(element, shiftDate(value.trim(), this.dateOffsetDays), path, 'clean');
     } else if (vr === 'DT') {
       this.datesShifted = true;
       this.replaceText(element, shiftDateTime(value.trim(), this.dateOffsetDays), path, 'clean');
-    } else if (element.vr === 'TM') {
+    } else if (vr === 'TM') {
       // Whole-day shifts leave times of day as they are.
-    } else if (TEXT_VRS.has(element.vr)) {
-      const scrubbed = scrubText(value, this.identifiers, this.folding, !SINGLE_VALUED_TEXT.has(element.vr));
-      if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, element.vr, this.folding === 'unicode'), path, 'clean');
-    } else if (BINARY_VRS.has(element.vr)) {
+    } else if (TEXT_VRS.has(vr)) {
+      const scrubbed = scrubText(value, this.identifiers, this.folding, !SINGLE_VALUED_TEXT.has(vr));
+      if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, vr, this.folding === 'unicode'), path, 'clean');
+    } else if (BINARY_VRS.has(vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
       element.removed = true;
       this.record(path, element.tag, 'remove');
-    } else if (element.vr === 'UI') {
+    } else if (vr === 'UI') {
       this.replaceUids(element, path);
     } else {
-      element.replacement = { value: dummyValue(element.vr) };
+      element.replacement = { value: dummyValue(vr) };
       this.record(path, element.tag, 'clean');
     }
   }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
+import { BufferSource, parseDataset, parseFile, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
 import { encodePart10Header } from '../../src/dicom/part10.js';
 import { burnedInTextReason } from '../../src/deid/burned-in.js';
@@ -428,4 +428,28 @@ test('an original that names another SOP Instance UID than expected is refused b
   assert.equal(deidentifyFile(join(dir, 'in.dcm'), join(dir, 'out.dcm'), options(sop, 'received')).kind, 'deidentified');
   // Without SOPInstanceUID in the dataset, the index took the File Meta Information's.
   assert.equal(deidentifyFile(join(dir, 'meta-only.dcm'), join(dir, 'out-2.dcm'), options(withoutSopInDataset, 'imported')).kind, 'deidentified');
+});
+
+// Found in the output review (dciodvfy): a dataset without SOP Class and Instance UIDs (pydicom's
+// empty_charset_LEI.dcm) was written with both File Meta UIDs empty, which PS3.10 7.1 makes Type 1;
+// one whose File Meta Information lacks them but whose dataset has them is named by the dataset's.
+test('a dataset without SOP UIDs is held, not written with empty File Meta UIDs; the dataset names a file whose meta does not', () => {
+  const dir = scratchDir('deid-no-sop-uids');
+  const header = encodePart10Header({ mediaStorageSopClassUid: '', mediaStorageSopInstanceUid: '', transferSyntaxUid: '1.2.840.10008.1.2.1' });
+  const patient = Buffer.concat([encodeElement(0x00100010, 'PN', 'Zabriskie^Quentin'), encodeElement(0x00100020, 'LO', 'MRN600')]);
+  const settings = { settings: DEFAULT_DEID_SETTINGS, pseudonyms: new Pseudonymizer('the secret of the edge-case tests') };
+  writeFileSync(join(dir, 'none.dcm'), Buffer.concat([header, patient]));
+  const held = deidentifyFile(join(dir, 'none.dcm'), join(dir, 'none-out.dcm'), settings);
+  assert.equal(held.kind, 'quarantined');
+  assert.match((held as { reason: string }).reason, /no SOPClassUID or SOPInstanceUID/);
+  assert.equal(existsSync(join(dir, 'none-out.dcm')), false);
+  const named = Buffer.concat([encodeElement(0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.7'), encodeElement(0x00080018, 'UI', '1.2.826.0.1.3680043.99.7.1'), patient]);
+  writeFileSync(join(dir, 'dataset.dcm'), Buffer.concat([header, named]));
+  const written = deidentifyFile(join(dir, 'dataset.dcm'), join(dir, 'dataset-out.dcm'), settings);
+  assert.equal(written.kind, 'deidentified');
+  const parsed = parseFile(join(dir, 'dataset-out.dcm'));
+  parsed.close();
+  const meta = (tag: number) => parsed.meta.get(tag)?.toString('latin1').replace(/\0+$/, '');
+  assert.equal(meta(0x0002), '1.2.840.10008.5.1.4.1.1.7', 'the class named in the File Meta Information');
+  assert.equal(meta(0x0003), (written as { sopInstanceUid: string }).sopInstanceUid, 'and the new instance UID');
 });

@@ -49,6 +49,29 @@ function deid(elements: Element[], options: ProfileOption[] = []): Map<number, s
   return new Map(result.map((element: ElementNode) => [element.tag, (element.value ?? Buffer.alloc(0)).toString('latin1').replace(/[\0 ]+$/, '')]));
 }
 
+// Found in the output review (dciodvfy): an element sent as UN (as some writers relabel what they do
+// not know) was cleaned as bytes: a StudyTime in UN was removed under Retain Longitudinal Modified
+// Dates (Type 2, and times are kept there), and a dummy for one was UN's own, no value, where a DA or
+// an SH was due.
+test('elements sent as UN are cleaned and given dummies as the dictionary gives their VR', () => {
+  const un = (tag: number, text: string): Element => [tag, 'UN', Buffer.from(text, 'latin1')];
+  const elements: Element[] = [
+    ...BASE.filter(([tag]) => tag !== 0x00080020 && tag !== 0x00080030),
+    un(0x00080020, '20240315'),
+    un(0x00080030, '101500'),
+    un(0x00080012, '20240315'),
+    un(0x00081010, 'CT01 ROOM 3'),
+  ];
+  const modified = deid(elements, ['retainLongitudinalModifiedDates']);
+  assert.equal(modified.get(0x00080030), '101500', 'StudyTime kept, as times are under Modified Dates');
+  assert.match(modified.get(0x00080020) ?? '', /^\d{8}$/);
+  assert.notEqual(modified.get(0x00080020), '20240315', 'StudyDate shifted');
+  assert.equal(modified.get(0x00080012), modified.get(0x00080020), 'InstanceCreationDate shifted as StudyDate is');
+  const basic = deid(elements);
+  assert.equal(basic.get(0x00080012), '19000101', 'a DA dummy');
+  assert.equal(basic.get(0x00081010), 'ANONYMIZED', 'an SH dummy');
+});
+
 test('retainDeviceIdentity with retainLongitudinalModifiedDates: device dates are shifted like every other date, not kept', () => {
   const deviceDates: Element[] = [
     [0x0014407e, 'DA', '20240301'],
