@@ -167,7 +167,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     log,
     settings: () => ({ retainOriginalsMs: config.storage.retainOriginals, retainDeidentifiedMs: config.storage.retainDeidentified }),
   });
-  const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
+  const freeSpace = new FreeSpaceMonitor(() => store.freeBytes(), undefined, () => index.waitingBytes());
   await freeSpace.start();
   const storageProbe = new StorageProbe(store.incomingDir);
   await storageProbe.start();
@@ -544,11 +544,12 @@ const FREE_SPACE_STALE_MS = 10_000;
 function diskCheck(freeSpace: FreeSpaceMonitor, minFreeBytes: number): ReadinessCheck {
   const age = Date.now() - freeSpace.readAt;
   if (age > FREE_SPACE_STALE_MS) return { name: 'disk', ok: false, detail: `free disk under storage.path could not be read for ${Math.round(age / 1000)} s (statfs fails): check the file system it is on (mounted, device answering)` };
-  if (freeSpace.freeBytes >= minFreeBytes) return { name: 'disk', ok: true };
+  if (freeSpace.availableBytes >= minFreeBytes) return { name: 'disk', ok: true };
+  const waiting = freeSpace.reserved > 0 ? `, less ${freeSpace.reserved} bytes kept for the de-identified copies of the instances waiting,` : '';
   return {
     name: 'disk',
     ok: false,
-    detail: `free disk under storage.path is ${freeSpace.freeBytes} bytes, below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700. Make free space under storage.path: gantry status shows what waits (forwarding and retention delete what the destinations confirmed)`,
+    detail: `free disk under storage.path is ${freeSpace.freeBytes} bytes${waiting} below storage.minFreeBytes (${minFreeBytes}): C-STORE answers 0xA700. Make free space under storage.path: gantry status shows what waits (forwarding and retention delete what the destinations confirmed)`,
   };
 }
 

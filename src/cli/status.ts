@@ -27,9 +27,9 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
   try {
     write(`Gantry at ${storagePath} (${loaded.source})`);
     write(await nodeLine(loaded, storagePath));
-    write(await diskLine(storagePath, loaded.config.storage.minFreeBytes));
-
     const index = new InstanceIndex(db);
+    write(await diskLine(storagePath, loaded.config.storage.minFreeBytes, index.waitingBytes()));
+
     const byState = index.countsByState();
     const { patients, studies, series, instances } = index.counts();
     write('');
@@ -110,11 +110,14 @@ async function nodeLine(loaded: LoadedConfig, storagePath: string): Promise<stri
   }
 }
 
-async function diskLine(storagePath: string, minFreeBytes: number): Promise<string> {
+/** Free disk, and what the waiting instances' de-identified copies will take of it: C-STORE is
+ * refused when what is left is under the floor (free-space.ts). */
+async function diskLine(storagePath: string, minFreeBytes: number, reserved: number): Promise<string> {
   const fs = await statfs(storagePath);
   const free = fs.bavail * fs.bsize;
-  const low = free < minFreeBytes ? ' — BELOW the floor: C-STORE answers 0xA700' : '';
-  return `disk: ${bytes(free)} free (storage.minFreeBytes ${bytes(minFreeBytes)})${low}; index ${bytes(indexSizeBytes(join(storagePath, DATABASE_FILE)))}`;
+  const kept = reserved > 0 ? `, ${bytes(reserved)} of it kept for the copies of the instances waiting for de-identification` : '';
+  const low = free - reserved < minFreeBytes ? ' — BELOW the floor: C-STORE answers 0xA700' : '';
+  return `disk: ${bytes(free)} free${kept} (storage.minFreeBytes ${bytes(minFreeBytes)})${low}; index ${bytes(indexSizeBytes(join(storagePath, DATABASE_FILE)))}`;
 }
 
 function bytes(count: number): string {

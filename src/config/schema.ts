@@ -228,7 +228,7 @@ export const configSchema = z
           .int()
           .min(0)
           .default(1024 * 1024 * 1024)
-          .describe('Below this much free disk, C-STORE answers 0xA700 (out of resources) and /readyz is unready.'),
+          .describe('Below this much free disk, less what the de-identified copies of the instances waiting for de-identification will take (about their size), C-STORE answers 0xA700 (out of resources) and /readyz is unready.'),
         duplicates: z
           .enum(['replace', 'keepFirst'])
           .default('replace')

@@ -135,6 +135,7 @@ export class InstanceIndex {
     studyParent: Statement;
     seriesParent: Statement;
     forgetAudit: Statement;
+    waitingBytes: Statement;
   };
 
   private readonly research: ResearchIndex;
@@ -215,6 +216,7 @@ export class InstanceIndex {
       // Kept by triggers (migration 020): a count of the rows read every one of them, 164 ms with
       // 2,000,000 instances, on the main thread at every scrape.
       countsByState: db.prepare('SELECT state, count FROM instance_state_counts WHERE count > 0'),
+      waitingBytes: db.prepare(`SELECT bytes FROM instance_state_counts WHERE state = 'received'`).pluck(),
     };
   }
 
@@ -312,6 +314,12 @@ export class InstanceIndex {
   countsByState(): Record<string, number> {
     const rows = this.statements.countsByState.all() as Array<{ state: string; count: number }>;
     return Object.fromEntries(rows.map((row) => [row.state, row.count]));
+  }
+
+  /** The bytes of the originals waiting for de-identification (migration 027): about what their
+   * de-identified copies will take. */
+  waitingBytes(): number {
+    return (this.statements.waitingBytes.get() as number | undefined) ?? 0;
   }
 
   /** Inserts or updates one instance and its patient, study and series. Call inside a transaction. */

@@ -87,7 +87,8 @@ export class ReceiveService implements ServiceHandlers {
       request.association.log.debug('instance already stored; keeping the first copy');
       return new DiscardingSink({ status: Status.Success });
     }
-    const free = this.context.freeSpace.freeBytes;
+    // What is free less what the copies of the instances waiting for de-identification will take.
+    const free = this.context.freeSpace.availableBytes;
     if (free < settings.minFreeBytes) {
       // Logged once, by the association with the response ("operation failed"): one line per failure.
       return new DiscardingSink({

@@ -62,7 +62,12 @@ class GatedWal extends WalSync {
   }
 }
 
-async function setUp(t: TestContext, duplicates: 'replace' | 'keepFirst' = 'replace', settings = { minFreeBytes: 0 }) {
+async function setUp(
+  t: TestContext,
+  duplicates: 'replace' | 'keepFirst' = 'replace',
+  settings = { minFreeBytes: 0 },
+  freeSpaceOf: (store: FaultyStore, index: InstanceIndex) => FreeSpaceMonitor = (store) => new FreeSpaceMonitor(() => store.freeBytes()),
+) {
   const root = scratchDir('receive');
   const store = new FaultyStore(root);
   await store.init();
@@ -70,7 +75,7 @@ async function setUp(t: TestContext, duplicates: 'replace' | 'keepFirst' = 'repl
   const wal = new GatedWal(join(root, 'index.sqlite'));
   const index = new InstanceIndex(db);
   const writer = new IndexWriter(db, index, wal);
-  const freeSpace = new FreeSpaceMonitor(() => store.freeBytes());
+  const freeSpace = freeSpaceOf(store, index);
   const receive = new ReceiveService({ store, index, writer, freeSpace, settings: () => ({ minFreeBytes: settings.minFreeBytes, duplicates }) });
   t.after(async () => {
     await wal.close();
@@ -78,7 +83,7 @@ async function setUp(t: TestContext, duplicates: 'replace' | 'keepFirst' = 'repl
     await store.close();
     rmSync(root, { recursive: true, force: true });
   });
-  return { root, store, index, writer, receive, wal, freeSpace };
+  return { root, store, index, writer, receive, wal, freeSpace, db };
 }
 
 function request(sopInstanceUid: string): StoreRequest {
@@ -379,4 +384,31 @@ test('below storage.minFreeBytes the Error Comment holds the whole floor within 
   assert.equal(result.status, 0xa700);
   const onTheWire = errorCommentText(result.errorComment ?? '');
   assert.match(onTheWire, new RegExp(`storage\\.minFreeBytes \\(${settings.minFreeBytes}\\D`), onTheWire);
+});
+
+// Found in the failure review: only C-STORE looked at the floor, and a burst accepted down to it was
+// de-identified into the last bytes of the disk; the study, never whole, was never forwarded, and
+// nothing could free space. The copies of the originals waiting are counted against the floor.
+test('C-STORE keeps room for the de-identified copies of the instances waiting: refused while free less their bytes is under the floor', async (t) => {
+  const MB = 1024 * 1024;
+  const settings = { minFreeBytes: 5 * MB };
+  const { receive, freeSpace, db } = await setUp(t, 'replace', settings, (_store, index) => new FreeSpaceMonitor(async () => 10 * MB, 1000, () => index.waitingBytes()));
+  const send = async (label: string) => {
+    const sop = newUid();
+    const sink = receive.store(request(sop));
+    sink.write(dataset(newUid(), newUid(), sop, label));
+    return (await sink.end()).status;
+  };
+  await freeSpace.refresh();
+  assert.equal(await send('FIRST'), 0x0000, '10 MB free, nothing waiting');
+  // What waits now takes 6 MB (as if larger originals had come): 10 - 6 is under the floor of 5.
+  db.prepare(`UPDATE instances SET file_size = ? WHERE state = 'received'`).run(6 * MB);
+  await freeSpace.refresh();
+  assert.equal(freeSpace.availableBytes, 4 * MB);
+  assert.equal(await send('REFUSED'), 0xa700);
+  // De-identified: its copy is written, nothing waits.
+  db.exec(`UPDATE instances SET state = 'deidentified'`);
+  await freeSpace.refresh();
+  assert.equal(await send('AGAIN'), 0x0000);
+  assert.ok(freeSpace.reserved > 0 && freeSpace.reserved < MB, 'a store counts its own copy to come until the next reading');
 });

@@ -30,6 +30,11 @@ function assertCountsMatchRows(db: Db, step: string): void {
   const rows = countedRows(db);
   assert.deepEqual(new InstanceIndex(db).countsByState(), rows.byState, `instances by state, ${step}`);
   assert.deepEqual(new Outbox(db).counts(), rows.outbox, `outbox counts, ${step}`);
+  // Their bytes too (migration 027): the originals waiting reserve room for their copies (free-space.ts).
+  const bytes = db.prepare('SELECT state, sum(file_size) AS bytes FROM instances GROUP BY state ORDER BY state').all();
+  assert.deepEqual(db.prepare('SELECT state, bytes FROM instance_state_counts WHERE count > 0 ORDER BY state').all(), bytes, `bytes by state, ${step}`);
+  const waiting = db.prepare(`SELECT coalesce(sum(file_size), 0) FROM instances WHERE state = 'received'`).pluck().get();
+  assert.equal(new InstanceIndex(db).waitingBytes(), waiting, `bytes waiting, ${step}`);
 }
 
 /** An outbox item of `instancePk` for `destination`, written as Outbox's route writes it (an upsert
@@ -86,10 +91,13 @@ test('migration 20 counts the instances and outbox items of an index that has th
 
 test('the counts follow every write: receive, receive again, state changes, deletes and their cascade, re-queue, purge', (t) => {
   const { db, index } = openTestIndex(t, scratchDir('state-counts-writes'));
-  const upsert = db.transaction((n: number) => index.upsert(instanceRecord(n)));
+  const upsert = db.transaction((n: number, fileSize?: number) => index.upsert(instanceRecord(n, fileSize === undefined ? {} : { fileSize })));
   assertCountsMatchRows(db, 'empty');
-  for (let n = 1; n <= 8; n += 1) upsert(n);
+  for (let n = 1; n <= 8; n += 1) upsert(n, 1000 + n);
   assertCountsMatchRows(db, 'received');
+  // Received again while it waits, in a copy of another size: its state stays, its bytes change.
+  upsert(5, 4321);
+  assertCountsMatchRows(db, 'received again, another size');
   db.exec(`UPDATE instances SET state = 'deidentified' WHERE id <= 6; UPDATE instances SET state = 'failed' WHERE id = 7`);
   // A write that leaves the state as it was: no count moves.
   db.exec(`UPDATE instances SET state = 'deidentified', state_changed_at = 5 WHERE id = 1`);
