@@ -3,6 +3,7 @@
  * (storage.retainOriginals, storage.retainDeidentified), and the record that they are gone.
  */
 import type { Db } from '../db/database.js';
+import { stampFromColumns, type FileStamp } from './file-stamp.js';
 
 export interface ExpiredFile {
   id: number;
@@ -69,22 +70,34 @@ export class RetentionWork {
    * Deletes up to `limit` originals that a copy received again replaced (replaced_originals, migration
    * 025: the receiver deletes each after its commit, and one it could not delete, or a crash between
    * the two, leaves it there), after `afterId`, and forgets each deleted (or already gone) one. A file
-   * its instance's row names again is forgotten, never deleted. `remove` as for deleteExpired. Returns
-   * how many were looked at and the last id, for the next page.
+   * its instance's row names again is forgotten, never deleted. `remove` deletes one file, given the
+   * stamp it must have (when recorded: another file now at that path, a first copy of the instance
+   * received again after its row was deleted, is not it, even with the freed inode), and says false
+   * when the file stays. Without a recorded stamp, a path is deleted only while the instance has a row
+   * (the receiver then gives a copy a name of its own). Returns how many were looked at and the last
+   * id, for the next page.
    */
-  deleteReplaced(limit: number, remove: (filePath: string) => unknown, afterId = 0): { selected: number; deleted: number; lastId: number } {
+  deleteReplaced(limit: number, remove: (filePath: string, stamp: FileStamp | undefined) => boolean, afterId = 0): { selected: number; deleted: number; lastId: number } {
     const rows = this.db
-      .prepare(`SELECT id, sop_instance_uid AS sopInstanceUid, file_path AS filePath FROM replaced_originals WHERE id > ? ORDER BY id LIMIT ?`)
-      .all(afterId, limit) as Array<ExpiredFile & { sopInstanceUid: string }>;
+      .prepare(
+        `SELECT id, sop_instance_uid AS sopInstanceUid, file_path AS filePath, file_mtime_ns AS fileMtimeNs, file_ino AS fileIno
+         FROM replaced_originals WHERE id > ? ORDER BY id LIMIT ?`,
+      )
+      .all(afterId, limit) as Array<ExpiredFile & { sopInstanceUid: string; fileMtimeNs: string | null; fileIno: string | null }>;
     const stillListed = this.db.prepare(`SELECT 1 FROM replaced_originals WHERE id = ? AND file_path = ?`).pluck();
-    const namedAgain = this.db.prepare(`SELECT 1 FROM instances WHERE sop_instance_uid = ? AND file_path = ?`).pluck();
+    const named = this.db.prepare(`SELECT file_path FROM instances WHERE sop_instance_uid = ?`).pluck();
     const forget = this.db.prepare(`DELETE FROM replaced_originals WHERE id = ?`);
     let deleted = 0;
     // IMMEDIATE, checked again inside: the instance may have been received again since, under this name.
     this.db.transaction(() => {
       for (const row of rows) {
         if (stillListed.get(row.id, row.filePath) === undefined) continue;
-        if (namedAgain.get(row.sopInstanceUid, row.filePath) === undefined && remove(row.filePath) === false) continue;
+        const current = named.get(row.sopInstanceUid) as string | undefined;
+        if (current !== row.filePath) {
+          const stamp = stampFromColumns(row.fileMtimeNs, row.fileIno);
+          if (stamp === undefined && current === undefined) continue;
+          if (!remove(row.filePath, stamp)) continue;
+        }
         forget.run(row.id);
         deleted += 1;
       }

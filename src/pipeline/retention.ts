@@ -3,8 +3,9 @@
  * after storage.retainOriginals, de-identified copies after storage.retainDeidentified (0 keeps them).
  * The index rows stay, marked, so the history remains.
  */
-import { unlinkSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { stampOf, type FileStamp } from '../index/file-stamp.js';
 import type { ExpiryCursor, RetentionWork } from '../index/retention-work.js';
 import type { Logger } from '../observability/logger.js';
 
@@ -55,11 +56,22 @@ export class Retention {
   }
 
   /** Deletes a file (relative to storage.path): true when it is gone (ENOENT too), false when it could
-   * not be deleted, counted by error code in `failures` (its path holds original UIDs: never logged). */
-  private unlinkReporting(failures: Map<string, number>): (filePath: string) => boolean {
-    return (filePath) => {
+   * not be deleted, counted by error code in `failures` (its path holds original UIDs: never logged).
+   * Given a stamp, a file of another modification time or inode at that path is another file: kept (false). */
+  private unlinkReporting(failures: Map<string, number>): (filePath: string, stamp?: FileStamp) => boolean {
+    return (filePath, stamp) => {
+      const path = join(this.options.storagePath, filePath);
       try {
-        unlinkSync(join(this.options.storagePath, filePath));
+        if (stamp !== undefined) {
+          const found = lstatSync(path, { bigint: true, throwIfNoEntry: false });
+          if (found === undefined) return true;
+          const now = stampOf(found);
+          if (now.ino !== stamp.ino || now.mtimeNs !== stamp.mtimeNs) {
+            failures.set('another file at its path', (failures.get('another file at its path') ?? 0) + 1);
+            return false;
+          }
+        }
+        unlinkSync(path);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? 'error';
         if (code === 'ENOENT') return true;

@@ -2,13 +2,14 @@
  * of its page deleted but recorded as present, and its path (original UIDs) is not what gets logged;
  * a command on the index from another process cannot slip between a sweep's choice and its record. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { forwardStudy } from '../../src/cli/queue.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { RetentionWork } from '../../src/index/retention-work.js';
+import { stampOf } from '../../src/index/file-stamp.js';
 import { openDatabase } from '../../src/db/database.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
 import { Outbox } from '../../src/queue/outbox.js';
@@ -123,6 +124,44 @@ test('an original listed as replaced that its row names again is forgotten, not 
   await retention.sweep();
   assert.equal(existsSync(join(storagePath, a)), true, 'the file the row names stays');
   assert.deepEqual(db.prepare('SELECT count(*) FROM replaced_originals').pluck().get(), 0);
+});
+
+// Found in the review of the session's diff: a replaced original listed by its plain name (an
+// instance's first copy), whose row was deleted since (gantry quarantine delete), is the name the
+// instance's next first copy takes: a sweep between that copy's placing and its commit deleted the
+// copy the sender was then told was stored. The replaced file is known by its inode.
+test('a listed replaced original is deleted only while its path holds that file, not a new first copy of the instance', async (t) => {
+  const storagePath = scratchDir('retention-replaced-reused-name');
+  const { db, writer, index } = openTestIndex(t, storagePath);
+  const folder = 'originals/1.2.1/1.2.1.1';
+  mkdirSync(join(storagePath, folder), { recursive: true });
+  const plain = `${folder}/1.2.1.1.7.dcm`;
+  const variant = `${folder}/1.2.1.1.7.k1.dcm`;
+  const place = (path: string, text: string, at?: Date) => {
+    writeFileSync(join(storagePath, path), text);
+    if (at) utimesSync(join(storagePath, path), at, at);
+    return stampOf(statSync(join(storagePath, path), { bigint: true }));
+  };
+  const sweep = () => new Retention({ work: new RetentionWork(db), storagePath, log: silentLogger(), settings: () => ({ retainOriginalsMs: 0, retainDeidentifiedMs: 0 }) }).sweep();
+  // Received an hour ago: a file placed now has another modification time, whatever inode it gets.
+  await writer.submit(instanceRecord(7, { filePath: plain, fileStamp: place(plain, 'the first copy', new Date(Date.now() - 3_600_000)) }));
+  await writer.submit(instanceRecord(7, { filePath: variant, fileStamp: place(variant, 'the second copy') }));
+  // The receiver deleted the first copy; the row goes (a quarantine delete); the instance comes again,
+  // and its first copy is placed under the plain name before its row is committed.
+  unlinkSync(join(storagePath, plain));
+  index.deleteInstance('1.2.1.1.7');
+  const again = place(plain, 'the new first copy, about to be acknowledged');
+  await sweep();
+  assert.equal(existsSync(join(storagePath, plain)), true, 'another file at the listed path stays');
+  await writer.submit(instanceRecord(7, { filePath: plain, fileStamp: again }));
+  await sweep();
+  assert.equal(existsSync(join(storagePath, plain)), true, 'the file the row names stays');
+  assert.deepEqual(db.prepare('SELECT file_path FROM replaced_originals').pluck().all(), [], 'named again: forgotten');
+  // The replaced file itself, its row gone, still goes (PHI).
+  await writer.submit(instanceRecord(7, { filePath: variant, fileStamp: place(variant, 'a third copy') }));
+  index.deleteInstance('1.2.1.1.7');
+  await sweep();
+  assert.equal(existsSync(join(storagePath, plain)), false, 'the replaced original, by its inode, is deleted');
 });
 
 test('a study re-queued by another process (gantry forward) while a sweep picks its files keeps them: deleted exactly when recorded deleted', async (t) => {

@@ -18,7 +18,12 @@ export const migration025ReplacedOriginals: Migration = {
         id INTEGER PRIMARY KEY,
         sop_instance_uid TEXT NOT NULL,
         file_path TEXT NOT NULL UNIQUE,
-        replaced_at INTEGER NOT NULL
+        replaced_at INTEGER NOT NULL,
+        -- The replaced file's stamp (migration 019: modification time and inode), when known: a first
+        -- copy of the instance received again after its row was deleted takes the same plain name
+        -- (and may get the freed inode), and must not be taken for it (retention-work.ts deleteReplaced).
+        file_mtime_ns TEXT,
+        file_ino TEXT
       );
       INSERT OR IGNORE INTO replaced_originals (sop_instance_uid, file_path, replaced_at)
         SELECT sop_instance_uid, replaced_path, received_at FROM instances INDEXED BY instances_replaced
@@ -27,8 +32,8 @@ export const migration025ReplacedOriginals: Migration = {
       DROP INDEX instances_replaced;
       CREATE TRIGGER instances_replaced_original AFTER UPDATE OF file_path ON instances
         WHEN old.original_external = 0 AND old.original_deleted_at IS NULL AND old.file_path IS NOT new.file_path BEGIN
-        INSERT OR IGNORE INTO replaced_originals (sop_instance_uid, file_path, replaced_at)
-          VALUES (old.sop_instance_uid, old.file_path, new.received_at);
+        INSERT OR IGNORE INTO replaced_originals (sop_instance_uid, file_path, replaced_at, file_mtime_ns, file_ino)
+          VALUES (old.sop_instance_uid, old.file_path, new.received_at, old.file_mtime_ns, old.file_ino);
       END;
     `);
   },
