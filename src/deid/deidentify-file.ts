@@ -274,20 +274,30 @@ function removeCodestreamMetadata(opened: OpenedDataset, scratch: { path: string
   const pixelData = byTag.get(PIXEL_DATA);
   if (!pixelData || !(pixelData.encapsulated || pixelData.length === UNDEFINED_LENGTH)) return undefined;
   const source = opened.source;
+  const fragments = (pixelData.items ?? []).slice(1);
   let frames: ItemNode[][];
+  let count: number | undefined;
   try {
-    frames = framesOf(pixelData, source, pixelGeometry(byTag, source, false).frames, byTag.get(EXTENDED_OFFSET_TABLE));
+    count = pixelGeometry(byTag, source, false).frames;
+    frames = framesOf(pixelData, source, count, byTag.get(EXTENDED_OFFSET_TABLE));
   } catch (error) {
     if (!(error instanceof PixelRedactionError)) throw error;
-    // Copied as they are, the fragments would release what the metadata holds (a COM segment, EXIF).
-    // Each must be a whole codestream shown to hold none: a fragment that continues another (it does
-    // not open with one) cannot be read on its own, and may hold a segment or bytes past the end
-    // marker all the same (found in a review).
-    const fragments = (pixelData.items ?? []).slice(1);
-    const states = fragments.map((fragment) => segmentsToCleanIn(frameBytes([fragment], source), grammar));
-    if (states.includes('present')) return `its frames cannot be told apart (${error.message}), and a fragment holds codestream metadata (comments, application segments or other segments no decoder needs, or bytes outside the codestream) that would leave with them`;
-    if (states.includes('unknown')) return `its frames cannot be told apart (${error.message}), and a fragment is not a whole codestream: whether it carries metadata (comments, application segments, bytes outside the codestream) cannot be checked`;
-    return undefined;
+    if (count === 1 && fragments.length > 0) {
+      // One frame: every fragment is its (PS3.5 A.4), whatever a table listing each of them says
+      // (found in the review of the session's diff: such files were held).
+      frames = [fragments];
+    } else {
+      // Copied as they are, the fragments would release what the metadata holds (a COM segment, EXIF).
+      // Each must be a whole codestream shown to hold none: a fragment that continues another (it does
+      // not open with one) cannot be read on its own, and may hold a segment or bytes past the end
+      // marker all the same (found in a review).
+      const states = fragments.map((fragment) => segmentsToCleanIn(frameBytes([fragment], source), grammar));
+      if (states.every((state) => state === 'none')) return undefined;
+      const why = states.includes('present')
+        ? 'a fragment holds codestream metadata (comments, application segments or other segments no decoder needs, or bytes outside the codestream) that would leave with them'
+        : 'a fragment is not a whole codestream: whether it carries metadata (comments, application segments, bytes outside the codestream) cannot be checked';
+      return `its frames cannot be told apart (${error.message}), and ${why}`;
+    }
   }
   // The metadata is nearly always in the frame's first fragment, which tells when the frame is one
   // fragment; a frame cut in several is read whole: its later fragments may hold bytes past the end

@@ -212,11 +212,14 @@ function comparable(text: string, folding: TextFolding): Decoded | undefined {
 }
 
 /**
- * A letter of a script that bounds words: Han, kana and Hangul are left out. Chinese and Japanese
- * write words together ("山田太郎の画像") and Korean joins particles to names ("홍길동님"): a name in
- * them is found wherever its characters are.
+ * A letter of a script that bounds words: Han, kana and Hangul are left out, and so are Thai, Lao,
+ * Khmer and Myanmar, Hebrew and Arabic. Chinese, Japanese and the Southeast Asian scripts write words
+ * together ("山田太郎の画像", "ผลตรวจของสมชาย"), Korean joins particles to names ("홍길동님"), Hebrew
+ * and Arabic prefix them with one letter ("לכהן", "ومحمد"): a name in them is found wherever its
+ * characters are (found in a review: decoded, Hebrew, Arabic and Thai names in ISO_IR 138, 127 and
+ * 166 text were no longer found, which their bytes had been).
  */
-const SPACED_LETTER = '(?:(?![\\p{Script=Han}\\p{Script=Hiragana}\\p{Script=Katakana}\\p{Script=Hangul}])\\p{L})';
+const SPACED_LETTER = '(?:(?![\\p{Script=Han}\\p{Script=Hiragana}\\p{Script=Katakana}\\p{Script=Hangul}\\p{Script=Thai}\\p{Script=Lao}\\p{Script=Khmer}\\p{Script=Myanmar}\\p{Script=Hebrew}\\p{Script=Arabic}])\\p{L})';
 
 const LATIN1_LETTER = 'A-Za-z\\u00aa\\u00b5\\u00ba\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u00ff';
 

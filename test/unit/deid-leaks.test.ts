@@ -185,6 +185,15 @@ test('bytes in the later fragments of a frame, past its end or in a fragment tha
   const { result } = deidentified('leak-jpeg-untold-continuation', dataset([...patient(), ...twoFrames, pixelData(threeEntries, fragments)]), '1.2.840.10008.1.2.4.50');
   assert.equal(result.kind, 'quarantined');
   assert.match((result as { reason: string }).reason, /frames cannot be told apart .* not a whole codestream/);
+  // One frame, a table listing each of its three fragments (some writers do): every fragment is the
+  // frame's, read whole, its comment removed (found in the review of the session's diff: held).
+  const third = Math.floor(fragments[0]!.length / 2);
+  const split = [fragments[0]!.subarray(0, third), fragments[0]!.subarray(third), fragments[1]!];
+  const offsets = Buffer.alloc(12);
+  [0, 8 + split[0]!.length, 16 + split[0]!.length + split[1]!.length].forEach((offset, index) => offsets.writeUInt32LE(offset, index * 4));
+  const whole = deidentified('leak-jpeg-one-frame-listed', dataset([...patient(), ...oneFrame, pixelData(offsets, split)]), '1.2.840.10008.1.2.4.50');
+  assert.equal(whole.result.kind, 'deidentified');
+  assert.ok(whole.written !== undefined && !whole.written.includes('Yablonski'), 'the comment in the frame leaves');
 });
 
 // Found reviewing the codestream cleaning: a frame whose header could not be walked (a segment's length

@@ -325,6 +325,17 @@ test('free text in a single-byte set other than Latin-1 is masked and reported i
   assert.equal(scrubText('Befund Muller, MULLER', identifiersToScrub(['M\xdcLLER^J\xdcRGEN'], []), textFolding('ISO_IR 100')), 'Befund XXXXXX, XXXXXX');
   const utf8 = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
   assert.equal(scrubText(utf8('Dr. Jose Muller'), identifiersToScrub([utf8('MÜLLER^JOSÉ')], []), textFolding('ISO_IR 192')), utf8('Dr. XXXXXX XXXXXX'));
+  // Found in the review of the session's diff: Hebrew and Arabic prefix a name with one letter, Thai
+  // writes words together; their bytes were found anywhere before they were decoded, and must still be.
+  for (const [charset, label, name, text, masked] of [
+    ['ISO_IR 138', 'iso-8859-8', 'כהן^משה', 'הופנה לכהן ומשה', 'הופנה לXXXXXX וXXXXXX'],
+    ['ISO_IR 127', 'iso-8859-6', 'محمد^علي', 'حضر ومحمد وعلي', 'حضر وXXXXXX وXXXXXX'],
+    ['ISO_IR 166', 'windows-874', 'สมชาย^ใจดี', 'ผลตรวจของสมชายปกติ', 'ผลตรวจของXXXXXXปกติ'],
+  ] as const) {
+    const identifiers = identifiersToScrub([encode(label, name)], []);
+    assert.equal(scrubText(encode(label, text), identifiers, textFolding(charset)), encode(label, masked), charset);
+    assert.ok(quotesIdentifier(encode(label, text), identifiers, textFolding(charset)), `${charset}: reported`);
+  }
   // A byte the set leaves undefined (0xFF in ISO 8859-7): compared as bytes, never rewritten.
   assert.equal(scrubText('abc\xff', identifiersToScrub(['Abc^Def'], []), textFolding('ISO_IR 126')), 'XXXXXX\xff');
 });
