@@ -167,7 +167,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     log,
     settings: () => ({ retainOriginalsMs: config.storage.retainOriginals, retainDeidentifiedMs: config.storage.retainDeidentified }),
   });
-  const freeSpace = new FreeSpaceMonitor(() => store.freeBytes(), undefined, () => index.waitingBytes());
+  const freeSpace = new FreeSpaceMonitor(() => store.freeBytes(), { reserved: () => index.waitingBytes() });
   await freeSpace.start();
   const storageProbe = new StorageProbe(store.incomingDir);
   await storageProbe.start();

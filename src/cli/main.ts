@@ -20,7 +20,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { stringify } from 'yaml';
-import { ConfigError, loadConfigFile } from '../config/load.js';
+import { ConfigError, loadConfigFile, SHELL_REFERENCE } from '../config/load.js';
 import { retentionText } from '../config/schema.js';
 import { withPatientValuesHidden } from '../config/patient-values.js';
 import { commandLogger, createLogger } from '../observability/logger.js';
@@ -453,7 +453,7 @@ configCommand
 function escapeReferences(value: unknown): unknown {
   // A function: in a replacement string "$$" stands for one "$".
   // A whole "$NAME" is refused as a reference written without braces: the config writes it "$$NAME".
-  if (typeof value === 'string') return /^\$[A-Za-z_][A-Za-z0-9_]*$/.test(value) ? `$${value}` : value.replaceAll('${', () => '$${');
+  if (typeof value === 'string') return SHELL_REFERENCE.test(value) ? `$${value}` : value.replaceAll('${', () => '$${');
   if (Array.isArray(value)) return value.map(escapeReferences);
   if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, escapeReferences(item)]));
   return value;

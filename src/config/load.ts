@@ -129,6 +129,10 @@ interface ReadScalar {
   text: string;
 }
 
+/** A whole value that is a shell's $NAME, refused as a reference without braces (config show writes
+ * such a text $$NAME). */
+export const SHELL_REFERENCE = /^\$([A-Za-z_][A-Za-z0-9_]*)$/;
+
 /** Replaces ${NAME} references in every string value. A value that is one whole reference is read as
  * a YAML scalar, so `port: ${DICOM_PORT}` gives a number (noted in `scalars`, see restoreText). */
 function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessEnv, problems: string[], scalars: ReadScalar[], within = new Set<object>()): unknown {
@@ -158,10 +162,10 @@ function resolveEnvironment(value: unknown, path: string[], env: NodeJS.ProcessE
       return replaced;
     }
     // A shell's $NAME is no reference here: taken as text, a secret of "$GANTRY_DEID_SECRET" keyed
-    // every pseudonym with a public string (found in a review).
-    // "$$NAME" writes the text "$NAME" (an AE title or a secret may start with "$").
-    if (/^\$\$[A-Za-z_][A-Za-z0-9_]*$/.test(value)) return value.slice(1);
-    const shellStyle = /^\$([A-Za-z_][A-Za-z0-9_]*)$/.exec(value);
+    // every pseudonym with a public string (found in a review). "$$NAME" writes the text "$NAME" (an
+    // AE title or a secret may start with "$").
+    if (value.startsWith('$$') && SHELL_REFERENCE.test(value.slice(1))) return value.slice(1);
+    const shellStyle = SHELL_REFERENCE.exec(value);
     if (shellStyle) {
       problems.push(`${keyOf(path)}: $${shellStyle[1]} is not an environment reference here; write \${${shellStyle[1]}} (or \${${shellStyle[1]}:-fallback}), or $$${shellStyle[1]} for the text $${shellStyle[1]}`);
       return replaced;

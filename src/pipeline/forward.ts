@@ -378,7 +378,7 @@ class DestinationQueue {
    * outcome (an association it ended for that too), backed off when the association failed, else none. */
   private afterBatch(destination: DestinationSettings, failure: Error | undefined, sent: number, batch: BatchState): void {
     if (batch.indexFailure !== undefined) {
-      this.pauseForIndex(batch.indexFailure);
+      this.pauseForIndex(batch.indexFailure, destination);
       return;
     }
     this.indexFailures = 0;
@@ -590,7 +590,6 @@ class DestinationQueue {
     observeSafely(this.options.observer, report, this.log);
   }
 
-  /** The destination cannot be reached or refused the association: back off, drop nothing. */
   /**
    * The index could not record what the destination answered (a full disk, a lock held too long):
    * sending pauses, since every item sent would go again at once, answered or failed, and nothing
@@ -598,13 +597,16 @@ class DestinationQueue {
    * destination's fault: it is not counted or logged unreachable, and the pause stays short, so
    * sending resumes soon after the index can write again.
    */
-  private pauseForIndex(message: string): void {
+  private pauseForIndex(message: string, destination: DestinationSettings): void {
     this.indexFailures += 1;
     const delay = Math.min(INDEX_PAUSE_MAX_MS, 1000 * 2 ** (this.indexFailures - 1));
     this.retryAt = Date.now() + delay;
+    // A reload that changes nothing of the address does not end the pause (reconfigured()).
+    this.failedAddress = addressOf(destination);
     this.log.error({ err: message, failures: this.indexFailures, retryInSeconds: delay / 1000 }, 'the index cannot record what the destination answered: sending to it paused');
   }
 
+  /** The destination cannot be reached or refused the association: back off, drop nothing. */
   private unreachable(items: readonly OutboxItem[], message: string, destination: DestinationSettings): void {
     // A reload changed the address while this association was being opened (reconfigured() found no
     // backoff to end): the failure says nothing of the address now configured, which is tried at once.

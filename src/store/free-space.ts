@@ -12,12 +12,17 @@ export class FreeSpaceMonitor {
   private lastReadAt = 0;
   private timer: NodeJS.Timeout | undefined;
 
+  private readonly intervalMs: number;
+  /** The bytes of the originals waiting for de-identification (the index's count). */
+  private readonly readReserved: () => number;
+
   constructor(
     private readonly read: () => Promise<number>,
-    private readonly intervalMs = 1000,
-    /** The bytes of the originals waiting for de-identification (the index's count). */
-    private readonly readReserved: () => number = () => 0,
-  ) {}
+    options: { intervalMs?: number; reserved?: () => number } = {},
+  ) {
+    this.intervalMs = options.intervalMs ?? 1000;
+    this.readReserved = options.reserved ?? (() => 0);
+  }
 
   async start(): Promise<void> {
     await this.refresh();

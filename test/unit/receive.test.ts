@@ -392,7 +392,7 @@ test('below storage.minFreeBytes the Error Comment holds the whole floor within 
 test('C-STORE keeps room for the de-identified copies of the instances waiting: refused while free less their bytes is under the floor', async (t) => {
   const MB = 1024 * 1024;
   const settings = { minFreeBytes: 5 * MB };
-  const { receive, freeSpace, db } = await setUp(t, 'replace', settings, (_store, index) => new FreeSpaceMonitor(async () => 10 * MB, 1000, () => index.waitingBytes()));
+  const { receive, freeSpace, db } = await setUp(t, 'replace', settings, (_store, index) => new FreeSpaceMonitor(async () => 10 * MB, { reserved: () => index.waitingBytes() }));
   const send = async (label: string) => {
     const sop = newUid();
     const sink = receive.store(request(sop));
