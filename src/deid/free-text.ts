@@ -14,7 +14,7 @@
  * would match other characters.
  */
 import { TextDecoder } from 'node:util';
-import { parseSpecificCharacterSet } from '../dicom/charset.js';
+import { parseSpecificCharacterSet, singleByteLabel } from '../dicom/charset.js';
 
 /** 'unicode': UTF-8; 'single-byte:LABEL': one byte, one character, decoded with that decoder label. */
 export type TextFolding = 'ascii' | 'latin1' | 'unicode' | `single-byte:${string}`;
@@ -25,25 +25,10 @@ export function textFolding(value: string | undefined): TextFolding {
   if (sets[0] === 'ISO_IR 192') return 'unicode';
   // Every set, code extensions included ("\ISO 2022 IR 149" puts Korean in the upper half).
   if (sets.every((set) => LATIN1_SETS.has(set))) return 'latin1';
-  const singleByte = sets.length === 1 ? SINGLE_BYTE_SETS[sets[0] as string] : undefined;
+  const singleByte = sets.length === 1 ? singleByteLabel(sets[0] as string) : undefined;
   return singleByte ? `single-byte:${singleByte}` : 'ascii';
 }
 
-/** The single-byte sets without code extensions whose letters are not Latin-1's (PS3.3 Table C.12-2),
- * by decoder label: each byte is one character (ISO_IR 13 is not here: its decoder, Shift JIS, reads
- * two bytes as one). */
-const SINGLE_BYTE_SETS: Readonly<Record<string, string>> = {
-  'ISO_IR 101': 'iso-8859-2',
-  'ISO_IR 109': 'iso-8859-3',
-  'ISO_IR 110': 'iso-8859-4',
-  'ISO_IR 144': 'iso-8859-5',
-  'ISO_IR 127': 'iso-8859-6',
-  'ISO_IR 126': 'iso-8859-7',
-  'ISO_IR 138': 'iso-8859-8',
-  'ISO_IR 148': 'iso-8859-9',
-  'ISO_IR 203': 'iso-8859-15',
-  'ISO_IR 166': 'tis-620',
-};
 
 /** A text's characters as compared, and how a text of them is written back as the stored bytes'
  * Latin-1 string: UTF-8, or a single-byte set byte for byte. */

@@ -82,6 +82,16 @@ function decoder(label: string): TextDecoder {
   return found;
 }
 
+/** The labels of SINGLE_SETS whose decoders read a byte as one character; Latin-1 is read as it is. */
+const BYTE_PER_CHARACTER = new Set(['iso-8859-2', 'iso-8859-3', 'iso-8859-4', 'iso-8859-5', 'iso-8859-6', 'iso-8859-7', 'iso-8859-8', 'iso-8859-9', 'iso-8859-15', 'tis-620']);
+
+/** The decoder label of a Defined Term without code extensions whose letters are not Latin-1's and
+ * whose every byte is one character (not ISO_IR 13: its decoder, Shift JIS, reads two bytes as one). */
+export function singleByteLabel(term: string): string | undefined {
+  const label = SINGLE_SETS[term];
+  return label !== undefined && BYTE_PER_CHARACTER.has(label) ? label : undefined;
+}
+
 function decodeWith(label: string, bytes: Buffer): string {
   // WHATWG's "iso-8859-1" is windows-1252; DICOM's ISO_IR 100 is true Latin-1.
   return label === 'latin1' ? bytes.toString('latin1') : decoder(label).decode(bytes);

@@ -18,13 +18,19 @@ import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { GANTRY_CLI, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 
-test('original values travel encrypted as standard CMS, and gantry reidentify restores them', async (t) => {
-  if (!(await needPeers(t, 'openssl', 'dcmdump', PYDICOM_TEST_FILES))) return;
-  const dir = scratchDir('cms');
+/** A recipient's private key and self-signed certificate, made by openssl in `dir`. */
+async function recipient(dir: string): Promise<{ key: string; certificate: string }> {
   const key = join(dir, 'key.pem');
   const certificate = join(dir, 'cert.pem');
   const made = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certificate, '-days', '30', '-subj', '/CN=Gantry test recipient']);
   assert.equal(made.code, 0, made.stderr);
+  return { key, certificate };
+}
+
+test('original values travel encrypted as standard CMS, and gantry reidentify restores them', async (t) => {
+  if (!(await needPeers(t, 'openssl', 'dcmdump', PYDICOM_TEST_FILES))) return;
+  const dir = scratchDir('cms');
+  const { key, certificate } = await recipient(dir);
 
   for (const name of ['CT_small.dcm', 'MR_small_implicit.dcm', 'MR_small_bigendian.dcm']) {
     const input = join(PYDICOM_TEST_FILES, name);
@@ -84,10 +90,7 @@ test('original values travel encrypted as standard CMS, and gantry reidentify re
 test('a re-identified file has no group length that disagrees with its group', async (t) => {
   if (!(await needPeers(t, 'openssl'))) return;
   const dir = scratchDir('cms-group-length');
-  const key = join(dir, 'key.pem');
-  const certificate = join(dir, 'cert.pem');
-  const made = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certificate, '-days', '30', '-subj', '/CN=Gantry test recipient']);
-  assert.equal(made.code, 0, made.stderr);
+  const { key, certificate } = await recipient(dir);
   const sop = '1.2.826.0.1.3680043.99.505.1';
   const groups = (elements: Array<readonly [number, string, string]>) => {
     const lengths = new Map<number, number>();
@@ -134,10 +137,7 @@ test('a re-identified file has no group length that disagrees with its group', a
 test('a re-identified file does not get back the offset table of fragments the de-identification rewrote', async (t) => {
   if (!(await needPeers(t, 'openssl'))) return;
   const dir = scratchDir('cms-offset-table');
-  const key = join(dir, 'key.pem');
-  const certificate = join(dir, 'cert.pem');
-  const made = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', certificate, '-days', '30', '-subj', '/CN=Gantry test recipient']);
-  assert.equal(made.code, 0, made.stderr);
+  const { key, certificate } = await recipient(dir);
   const comment = Buffer.from('Jones^Alice MRN505', 'latin1');
   const jpeg = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xfe, 0, comment.length + 2]), comment, Buffer.from([0xff, 0xda, 0x00, 0x02, 0x01, 0x02, 0xff, 0xd9])]);
   const table = (values: number[]) => Buffer.concat(values.map((value) => { const bytes = Buffer.alloc(8); bytes.writeBigUInt64LE(BigInt(value)); return bytes; }));
