@@ -29,7 +29,6 @@ export function textFolding(value: string | undefined): TextFolding {
   return singleByte ? `single-byte:${singleByte}` : 'ascii';
 }
 
-
 /** A text's characters as compared, and how a text of them is written back as the stored bytes'
  * Latin-1 string: UTF-8, or a single-byte set byte for byte. */
 interface Decoded {
