@@ -14,7 +14,8 @@ import type { DeidTask, DeidTaskResult } from '../../src/deid/worker.js';
 import { DeidWork } from '../../src/index/deid-work.js';
 import { stampOf } from '../../src/index/file-stamp.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
-import { silentLogger } from '../../src/observability/logger.js';
+import { createLogger, silentLogger } from '../../src/observability/logger.js';
+import { Writable } from 'node:stream';
 import { DeidScheduler, deidTimeoutMs, type DeidObserver, type DeidOutcome, type DeidSchedulerSettings } from '../../src/pipeline/deidentify.js';
 import { ReceiveFirst } from '../../src/pipeline/receive-first.js';
 import { SettingsCache } from '../../src/deid/shared-settings.js';
@@ -92,7 +93,7 @@ function record(filePath: string): InstanceRecord {
   };
 }
 
-async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, receiveFirst?: ReceiveFirst, timeoutMs?: (fileBytes: number) => number, largePool?: ManualPool) {
+async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, receiveFirst?: ReceiveFirst, timeoutMs?: (fileBytes: number) => number, largePool?: ManualPool, log = silentLogger()) {
   const storagePath = scratchDir('scheduler');
   mkdirSync(join(storagePath, DEID_INCOMING_DIR), { recursive: true });
   const file = join(storagePath, 'index.sqlite');
@@ -112,7 +113,7 @@ async function setUp(t: TestContext, observer?: DeidObserver, pollMs = 50, recei
     work,
     pool: pool as unknown as Piscina,
     storagePath,
-    log: silentLogger(),
+    log,
     maxInFlight: 2,
     pollMs,
     ...(observer ? { observer } : {}),
@@ -517,6 +518,22 @@ test('a task that fails for want of disk space or file descriptors is not record
   for (let tries = 0; tries < 100 && state().state !== 'quarantined'; tries += 1) await sleep(10);
   assert.equal(state().state, 'quarantined');
   assert.deepEqual(observer.outcomes, ['quarantined'], 'the postponed attempts are no outcomes');
+});
+
+// Found in the failure review: on a full disk every instance waiting was postponed at every poll,
+// each with a line: 3,155 lines in 2.5 minutes, onto the log's volume, maybe the same full one.
+test('postponements for want of disk space are logged once a period, with how many there were', async (t) => {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = createLogger('info', new Writable({ write: (chunk, _encoding, done) => (lines.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) }));
+  const { writer, pool, scheduler, state } = await setUp(t, undefined, 20, undefined, undefined, undefined, log);
+  await writer.submit(record('originals/a.dcm'));
+  scheduler.start();
+  for (let attempt = 0; attempt < 5; attempt += 1) (await pool.next(3000)).reject(new Error('ENOSPC: no space left on device, write'));
+  (await pool.next(3000)).resolve({ kind: 'quarantined', reason: 'the test holds it' });
+  for (let tries = 0; tries < 100 && state().state !== 'quarantined'; tries += 1) await sleep(10);
+  const postponed = lines.filter((line) => line.msg === 'de-identification postponed: the machine is short of a resource');
+  assert.equal(postponed.length, 1, 'five postponements, one line');
+  assert.equal(postponed[0]?.postponed, 1, 'the first is logged at once');
 });
 
 test('settings go to the workers shared once, and again only after a reload changed them', async (t) => {
