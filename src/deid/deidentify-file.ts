@@ -88,10 +88,8 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
     if (opened.sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID) {
       return plan({ kind: 'quarantined', reason: 'a DICOMDIR (the directory of a medium, PS3.10 8.6): its records and file paths carry identifiers; de-identify the instances it lists instead' });
     }
-    // A Part 10 file names its instance's class and UID (PS3.10 7.1, Type 1), from the File Meta
-    // Information or else the dataset: one with neither (a fragment, a template) was written with
-    // both empty (found in the output review).
-    opened.sopClassUid ||= datasetText(opened, SOP_CLASS_UID);
+    // A Part 10 file names its instance's class and UID (PS3.10 7.1, Type 1): a dataset with neither
+    // (a fragment, a template) was written with both empty (found in the output review).
     if (!opened.sopClassUid || !sopInstanceUidAsIndexed(opened)) {
       return plan({ kind: 'quarantined', reason: 'it has no SOPClassUID or SOPInstanceUID (in the dataset or its File Meta Information): not a composite instance that a Part 10 file can name' });
     }
@@ -478,9 +476,9 @@ const LOAD_LIMIT = 64 * 1024;
 const SOP_CLASS_UID = 0x00080016;
 
 /** A top-level UID of the dataset, as text ('' when absent). */
-function datasetText(opened: OpenedDataset, tag: number): string {
-  const element = opened.elements.find((candidate) => candidate.tag === tag);
-  return trimUid((element ? elementText(element, opened.source, opened.encoding === 'explicit-be') : undefined) ?? '').trim();
+function datasetUid(parsed: Pick<OpenedDataset, 'elements' | 'source' | 'encoding'>, tag: number): string {
+  const element = parsed.elements.find((candidate) => candidate.tag === tag);
+  return trimUid((element ? elementText(element, parsed.source, parsed.encoding === 'explicit-be') : undefined) ?? '').trim();
 }
 
 function openDataset(input: string, window?: Buffer): OpenedDataset {
@@ -491,7 +489,8 @@ function openDataset(input: string, window?: Buffer): OpenedDataset {
     source: parsed.source,
     encoding: parsed.encoding,
     transferSyntaxUid: parsed.transferSyntaxUid,
-    sopClassUid: meta(0x0002),
+    // The File Meta Information's, or else the dataset's (a meta header written without it).
+    sopClassUid: meta(0x0002) || datasetUid(parsed, SOP_CLASS_UID),
     sopInstanceUid: meta(0x0003),
     sourceAeTitle: meta(0x0016),
     meta: parsed.meta,

@@ -134,9 +134,7 @@ export function quotesIdentifier(text: string, identifiers: readonly string[], f
   const tokens = byCharacters.length > 0 ? iso2022Tokens(text, false, multiValued) : [];
   if (byCharacters.some((identifier) => iso2022Matches(tokens, iso2022Characters(identifier)).length > 0)) return true;
   const decoded = comparable(text, folding);
-  return identifiers.some(
-    (identifier) => !readByCharacters(text, identifier, folding) && identifierPattern(decoded ? decoded.decode(identifier) : identifier, folding, decoded !== undefined).test(decoded?.value ?? text),
-  );
+  return identifiers.some((identifier) => !readByCharacters(text, identifier, folding) && patternIn(decoded, identifier, folding).test(decoded?.value ?? text));
 }
 
 /** Removes quoted identifiers and date-like strings from free text; the result is again a Latin-1
@@ -146,9 +144,7 @@ export function scrubText(text: string, identifiers: readonly string[], folding:
   for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier), multiValued);
   const decoded = comparable(masked, folding);
   let out = decoded?.value ?? masked;
-  for (const identifier of identifiers.filter((one) => !readByCharacters(text, one, folding))) {
-    out = out.replace(identifierPattern(decoded ? decoded.decode(identifier) : identifier, folding, decoded !== undefined), 'XXXXXX');
-  }
+  for (const identifier of identifiers.filter((one) => !readByCharacters(text, one, folding))) out = out.replace(patternIn(decoded, identifier, folding), 'XXXXXX');
   // In ISO 2022 text dates are ASCII digits between escapes, never the bytes of a two-byte character.
   out = !decoded && out.includes(ESC) ? mapSingleByteRuns(out, maskDates, multiValued) : maskDates(out);
   return decoded ? decoded.encode(out) : out;
@@ -193,6 +189,11 @@ function comparable(text: string, folding: TextFolding): Decoded | undefined {
   if (!codec) return undefined;
   const value = codec.decode(text);
   return value.includes('\ufffd') ? undefined : { value, ...codec };
+}
+
+/** The pattern of an identifier in a text compared as `decoded` gives it (or as its bytes). */
+function patternIn(decoded: Decoded | undefined, identifier: string, folding: TextFolding): RegExp {
+  return decoded ? identifierPattern(decoded.decode(identifier), folding, true) : identifierPattern(identifier, folding, false);
 }
 
 /**

@@ -241,9 +241,8 @@ class DestinationQueue {
    * last settle otherwise left them `deidentified` until a restart, and retention kept their originals. */
   async retire(graceMs: number, forwarderStopped: AbortSignal): Promise<void> {
     await this.stop(graceMs);
-    const pollMs = this.options.pollMs ?? 1000;
     while (this.toSettle.size > 0 && !forwarderStopped.aborted) {
-      const waited = await delay(Math.max(SETTLE_MS, pollMs), true, { signal: forwarderStopped, ref: false }).catch(() => false);
+      const waited = await delay(this.settleRetryMs, true, { signal: forwarderStopped, ref: false }).catch(() => false);
       if (!waited) return;
       this.settle();
     }
@@ -547,9 +546,14 @@ class DestinationQueue {
       this.log.error({ instances: instancePks.length, err: (error as Error).message }, 'cannot mark instances forwarded: will try again');
       for (const instancePk of instancePks) this.toSettle.add(instancePk);
       // Stopping, the index is about to close: the next start settles them.
-      if (!this.stopping) this.settleAgainIn(Math.max(SETTLE_MS, this.options.pollMs ?? 1000));
+      if (!this.stopping) this.settleAgainIn(this.settleRetryMs);
     }
     this.reportStudiesDone();
+  }
+
+  /** How long a settle that failed waits before it is tried again. */
+  private get settleRetryMs(): number {
+    return Math.max(SETTLE_MS, this.options.pollMs ?? 1000);
   }
 
   private settleAgainIn(ms: number): void {
