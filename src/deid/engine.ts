@@ -11,6 +11,7 @@ import { delimiter, delimiterWithLength, header, reencodeElements } from '../dic
 import { envelope } from './cms.js';
 import { keywordOf, vrOf } from '../dicom/dictionary.js';
 import { tagText } from '../dicom/header-scanner.js';
+import { decodeText, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
 import { padToEven, trimUid } from '../dicom/values.js';
 import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
 import type { ProfileOption, ProfileRow } from './profile-types.js';
@@ -167,6 +168,10 @@ export class DeidEngine {
   private dateOffsetDays = 0;
   private identifiers: readonly string[] = [];
   private folding: TextFolding = 'latin1';
+  /** How text without escape sequences compares: in the first character set alone (free-text.ts). */
+  private plainFolding: TextFolding = 'latin1';
+  /** The dataset's Specific Character Set, parsed. */
+  private charsets: string[] = [''];
   private datesShifted = false;
 
   constructor(
@@ -207,9 +212,15 @@ export class DeidEngine {
       study: trimUid(text(TAG.StudyInstanceUID)),
       series: trimUid(text(TAG.SeriesInstanceUID)),
     };
+    const specificCharacterSet = text(TAG.SpecificCharacterSet);
+    this.charsets = parseSpecificCharacterSet(specificCharacterSet === '' ? undefined : specificCharacterSet);
+    // The key is the text the bytes stand for: one patient sent by one device in Latin-1 and by another
+    // in UTF-8 ("Klinikum München") got two pseudonyms and two date shifts in one study (found in the
+    // character set review). Latin-1 and ASCII keys read as before.
+    const decoded = (tag: number) => this.decoded(elements.find((element) => element.tag === tag));
     const patientKey: PatientKey = {
-      issuerOfPatientId: text(TAG.IssuerOfPatientID).trim(),
-      patientId: text(TAG.PatientID).trim(),
+      issuerOfPatientId: decoded(TAG.IssuerOfPatientID).trim(),
+      patientId: decoded(TAG.PatientID).trim(),
       studyInstanceUid: original.study,
     };
     if (patientKey.patientId === '') {
@@ -218,9 +229,11 @@ export class DeidEngine {
     this.dateOffsetDays = this.pseudonyms.dateOffsetDays(patientKey, this.settings.dateShift.minDays, this.settings.dateShift.maxDays);
     this.identifiers = identifiersToScrub(
       [TAG.PatientName, ...OTHER_NAMES_OF_THE_PATIENT].map(text).filter((name) => name !== ''),
-      [patientKey.patientId, text(TAG.AccessionNumber), ...this.otherPatientIds(elements)],
+      // Free text is compared as its bytes are stored (free-text.ts).
+      [text(TAG.PatientID).trim(), text(TAG.AccessionNumber), ...this.otherPatientIds(elements)],
     );
-    this.folding = textFolding(text(TAG.SpecificCharacterSet));
+    this.folding = textFolding(specificCharacterSet);
+    this.plainFolding = textFolding(specificCharacterSet, false);
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
     this.matchEncapsulatedDocumentLength(elements);
@@ -466,7 +479,7 @@ export class DeidEngine {
           this.apply(element, 'remove', path, patientKey, within);
           return;
         }
-        element.replacement = { value: padToEven(this.pseudonyms.hash(this.text(element), Math.min(16, MAX_VALUE_LENGTH[element.vr] ?? 16)), ' ') };
+        element.replacement = { value: padToEven(this.pseudonyms.hash(this.decoded(element), Math.min(16, MAX_VALUE_LENGTH[element.vr] ?? 16)), ' ') };
         this.record(path, element.tag, 'hash');
         return;
     }
@@ -601,7 +614,7 @@ export class DeidEngine {
     } else if (vr === 'TM') {
       // Whole-day shifts leave times of day as they are.
     } else if (TEXT_VRS.has(vr)) {
-      const scrubbed = scrubText(value, this.identifiers, this.folding, !SINGLE_VALUED_TEXT.has(vr));
+      const scrubbed = scrubText(value, this.identifiers, this.foldingOf(value), !SINGLE_VALUED_TEXT.has(vr));
       if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, vr, this.folding === 'unicode'), path, 'clean');
     } else if (BINARY_VRS.has(vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
@@ -638,9 +651,9 @@ export class DeidEngine {
       if (value.trim() === '') continue;
       const keyword = keywordOf(element.tag) ?? here;
       const multiValued = !SINGLE_VALUED_TEXT.has(element.vr);
-      if (quotesIdentifier(value, this.identifiers, this.folding, multiValued)) {
+      if (quotesIdentifier(value, this.identifiers, this.foldingOf(value), multiValued)) {
         this.findings.push({ code: 'identifier-in-text', message: `${keyword} quotes the patient's name or an identifier`, path: here });
-      } else if (scrubText(value, [], this.folding, multiValued) !== value) {
+      } else if (scrubText(value, [], this.foldingOf(value), multiValued) !== value) {
         this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
       }
     }
@@ -731,6 +744,20 @@ export class DeidEngine {
     const start = element.value?.subarray(0, 4) ?? this.source?.read(element.valueOffset, 4);
     if (!start || start.length < 4) return false;
     return start.readUInt32LE(0) === 0xe000fffe || start.readUInt32BE(0) === 0xfffee000;
+  }
+
+  /** How a text value (its bytes as Latin-1) compares: with escape sequences, in every set of the
+   * dataset; without, in the first set alone, where "ISO 2022 IR 144" reads as ISO_IR 144 (found in the
+   * character set review: "ИВАНОВ" kept for Иванов, and "MÜLLER" for Müller under ISO 2022 IR 100 with
+   * IR 87, compared as ASCII). */
+  private foldingOf(value: string): TextFolding {
+    return value.includes('\x1b') ? this.folding : this.plainFolding;
+  }
+
+  /** An element's text as the dataset's character set reads it. */
+  private decoded(element: ElementNode | undefined): string {
+    if (!element) return '';
+    return decodeText(Buffer.from(this.text(element), 'latin1'), this.charsets, element.vr === 'PN', isMultiValuedText(element.vr));
   }
 
   private text(element: ElementNode | undefined): string {

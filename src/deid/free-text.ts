@@ -10,8 +10,9 @@
  * its upper and lower cases differ in the second; any letter for the other single-byte sets without
  * code extensions (Cyrillic, Greek, Arabic, Hebrew, Thai and the other ISO 8859 parts), whose text is
  * decoded byte for byte first (found in a review: "Иванов" was masked and "ИВАНОВ" kept, with no
- * finding). Other sets (multi-byte, code extensions) fold ASCII only: folding their bytes as Latin-1
- * would match other characters.
+ * finding). Other sets (multi-byte, and text with the escapes of code extensions) fold ASCII only:
+ * folding their bytes as Latin-1 would match other characters. Text without escapes is in its first
+ * set alone ("ISO 2022 IR 144" compares as ISO_IR 144).
  */
 import { TextDecoder } from 'node:util';
 import { parseSpecificCharacterSet, singleByteLabel } from '../dicom/charset.js';
@@ -19,14 +20,26 @@ import { parseSpecificCharacterSet, singleByteLabel } from '../dicom/charset.js'
 /** 'unicode': UTF-8; 'single-byte:LABEL': one byte, one character, decoded with that decoder label. */
 export type TextFolding = 'ascii' | 'latin1' | 'unicode' | `single-byte:${string}`;
 
-/** How free text of a dataset whose Specific Character Set (0008,0005) is `value` is compared. */
-export function textFolding(value: string | undefined): TextFolding {
-  const sets = parseSpecificCharacterSet(value?.trim() === '' ? undefined : value);
+/**
+ * How free text of a dataset whose Specific Character Set (0008,0005) is `value` is compared.
+ * `withEscapes` false: text without escape sequences, which is in the first set alone (PS3.5 6.1.2.5:
+ * only an escape brings in the others), so "ISO 2022 IR 144" compares as ISO_IR 144.
+ */
+export function textFolding(value: string | undefined, withEscapes = true): TextFolding {
+  const all = parseSpecificCharacterSet(value?.trim() === '' ? undefined : value);
+  const sets = withEscapes ? all : [withoutCodeExtensions(all[0] ?? '')];
   if (sets[0] === 'ISO_IR 192') return 'unicode';
   // Every set, code extensions included ("\ISO 2022 IR 149" puts Korean in the upper half).
   if (sets.every((set) => LATIN1_SETS.has(set))) return 'latin1';
   const singleByte = sets.length === 1 ? singleByteLabel(sets[0] as string) : undefined;
   return singleByte ? `single-byte:${singleByte}` : 'ascii';
+}
+
+/** The Defined Term without code extensions of the set an ISO 2022 term starts in ("ISO 2022 IR 144"
+ * gives "ISO_IR 144"); others as they are. */
+function withoutCodeExtensions(term: string): string {
+  const number = /^ISO 2022 IR (\d+)$/.exec(term)?.[1];
+  return number === undefined ? term : `ISO_IR ${number}`;
 }
 
 /** A text's characters as compared, and how a text of them is written back as the stored bytes'

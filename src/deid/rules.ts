@@ -189,6 +189,7 @@ export function compileProfile(profile: ProfileConfig): CompiledProfile {
     } else {
       try {
         if (rule.action === 'replace' && rule.value === undefined) throw new RuleError('a replace rule needs a value');
+        if (rule.action === 'replace') checkReplacementIsAscii(rule.value ?? '');
         const target = resolveAttribute(rule.attribute);
         if (target.tag !== undefined) checkPrivateTagNamesCreator(rule.action, target.tag);
         if (target.tag !== undefined) checkRuleFitsVr(rule.action, target.tag, rule.value);
@@ -279,6 +280,18 @@ const VALUE_FORM: Readonly<Record<string, RegExp>> = {
   DS: /^ *[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)? *$/,
   AS: /^[0-9]{3}[DWMY]$/,
 };
+
+/**
+ * A replacement is written as it is into datasets of every character set: only the default repertoire
+ * (PS3.5 6.1.2.1: printable ASCII) reads the same in all of them. "Étude" was written as Latin-1 bytes
+ * into UTF-8, Cyrillic and GB18030 datasets alike (invalid or other letters there), and "研究" as
+ * control bytes (found in the character set review).
+ */
+function checkReplacementIsAscii(value: string): void {
+  const other = [...value].find((character) => !/^[\x20-\x7e]$/.test(character));
+  if (other === undefined) return;
+  throw new RuleError(`the value "${value}" holds "${other}": replacement values are written into datasets of every character set, so only printable ASCII (PS3.5 6.1.2.1, the default repertoire) is allowed`);
+}
 
 /**
  * A rule on a standard attribute must make sense for its VR: text goes only where text goes, and

@@ -340,6 +340,31 @@ test('free text in a single-byte set other than Latin-1 is masked and reported i
   assert.equal(scrubText('abc\xff', identifiersToScrub(['Abc^Def'], []), textFolding('ISO_IR 126')), 'XXXXXX\xff');
 });
 
+// Found in the character set review: text under "ISO 2022 IR 144" (or Latin-1 with the Japanese
+// extension) was compared as ASCII, so "ИВАНОВ" was kept for Иванов, and "MÜLLER" for Müller, with no
+// finding. Without escapes such text is in its first set alone.
+test('free text without escapes compares in the first character set, in any case; with escapes, as before', () => {
+  const cyrillic = (text: string) => text.replace(/./gu, (character) => String.fromCharCode(character.charCodeAt(0) < 0x80 ? character.charCodeAt(0) : character.charCodeAt(0) - 0x360));
+  assert.equal(cyrillic('Ив'), '\xb8\xd2', 'ISO 8859-5 bytes');
+  const findings = (charset: string, name: string, manufacturer: string) => {
+    const elements: Element[] = BASE.filter(([tag]) => tag !== 0x00080070 && tag !== 0x00100010 && tag !== 0x00081030);
+    elements.push([0x00080005, 'CS', charset], [0x00080070, 'LO', Buffer.from(manufacturer, 'latin1')], [0x00100010, 'PN', Buffer.from(name, 'latin1')]);
+    elements.sort((a, b) => a[0] - b[0]);
+    const bytes = encodeDataset(elements);
+    const outcome = new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, new BufferSource(bytes), false).run(parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[]);
+    return outcome.findings.filter((finding) => finding.code === 'identifier-in-text').map((finding) => finding.path);
+  };
+  assert.deepEqual(findings('ISO 2022 IR 144', cyrillic('Иванов^Петр'), cyrillic('Exam of ИВАНОВ')), ['(0008,0070)']);
+  assert.deepEqual(findings('ISO 2022 IR 100\\ISO 2022 IR 87', 'M\xfcller^J\xfcrgen', 'Exam M\xdcLLER'), ['(0008,0070)']);
+  assert.deepEqual(findings('ISO 2022 IR 100\\ISO 2022 IR 87', 'M\xfcller^J\xfcrgen', 'Exam of Mullerei'), [], 'not inside a longer word');
+  assert.equal(textFolding('ISO 2022 IR 144', false), 'single-byte:iso-8859-5');
+  assert.equal(textFolding('\\ISO 2022 IR 87', false), 'latin1');
+  assert.equal(textFolding('ISO 2022 IR 13\\ISO 2022 IR 87', false), 'ascii', 'JIS X 0201 as before');
+  assert.equal(textFolding('\\ISO 2022 IR 87'), 'ascii', 'text with escapes: ASCII only, read character by character');
+  const masked = scrubText(cyrillic('CT ИВАНОВ иванов'), identifiersToScrub([cyrillic('Иванов^Петр')], []), textFolding('ISO 2022 IR 144', false));
+  assert.equal(masked, 'CT XXXXXX XXXXXX');
+});
+
 test('the findings scan reports kept free text that quotes the patient or a date, by path, never by value', () => {
   const planted: Element[] = BASE.map((element) =>
     element[0] === 0x00080070 ? ([0x00080070, 'LO', 'ACME for Smithson'] as Element) : element,

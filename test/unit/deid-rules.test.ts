@@ -126,6 +126,46 @@ test('a rule naming an attribute the dictionary does not know is refused, with t
   assert.throws(() => compileProfiles(profile([{ attribute: 'StationNmae', action: 'keep' }])), (error: unknown) => error instanceof RuleError && /profile default, rule 1: "StationNmae" is neither a DICOM keyword/.test(error.message));
 });
 
+// Found in the character set review: the patient key and hashes were made of the stored bytes, so one
+// patient sent in Latin-1 by one device and in UTF-8 by another got two PatientIDs, two PatientNames
+// and two date shifts within one study.
+test('one patient in two character sets gets one pseudonym, one date shift and one hash', () => {
+  const inCharset = (charset: string, encoding: 'latin1' | 'utf8') => {
+    const dataset = DATASET.map((element): Element => {
+      if (element[0] === 0x00100020) return [0x00100020, 'LO', Buffer.from('MÜ-4711', encoding)];
+      if (element[0] === 0x00080080) return [0x00080080, 'LO', Buffer.from('Klinikum München', encoding)];
+      return element;
+    });
+    dataset.unshift([0x00080005, 'CS', charset]);
+    dataset.push([0x00100021, 'LO', Buffer.from('Klinikum München', encoding)]);
+    dataset.sort((a, b) => a[0] - b[0]);
+    return run(profile([{ attribute: 'InstitutionName', action: 'hash' }], { options: ['retainLongitudinalModifiedDates'] }), 'CT01', dataset).values;
+  };
+  const latin1 = inCharset('ISO_IR 100', 'latin1');
+  const utf8 = inCharset('ISO_IR 192', 'utf8');
+  for (const [tag, name] of [[0x00100020, 'PatientID'], [0x00100010, 'PatientName'], [0x00080020, 'StudyDate'], [0x00080080, 'InstitutionName (hashed)']] as const) {
+    assert.ok(latin1.get(tag), name);
+    assert.equal(utf8.get(tag), latin1.get(tag), name);
+  }
+  assert.notEqual(latin1.get(0x00080020), '20240315', 'the date was shifted');
+  // Latin-1 keys read as they did: the pseudonym of the bytes as Latin-1 text.
+  assert.equal(latin1.get(0x00100020), PSEUDONYMS.patientId({ issuerOfPatientId: 'Klinikum München', patientId: 'MÜ-4711' }));
+});
+
+// Found in the character set review: "Étude" was written as Latin-1 bytes into UTF-8 and Cyrillic
+// datasets, and "研究" as control bytes.
+test('a replace value outside printable ASCII is refused, naming the character', () => {
+  for (const value of ['Étude', 'Study 研究', 'tab\there']) {
+    assert.throws(
+      () => compileProfiles(profile([{ attribute: 'StudyDescription', action: 'replace', value }])),
+      (error: unknown) => error instanceof RuleError && /rule 1: the value .* holds .*only printable ASCII/.test(error.message),
+      value,
+    );
+  }
+  assert.throws(() => compileProfiles(profile([{ attribute: { creator: 'ACME 1.0', tag: '0019,xx10' }, action: 'replace', value: 'Ünknown' }])), /only printable ASCII/);
+  assert.doesNotThrow(() => compileProfiles(profile([{ attribute: 'StudyDescription', action: 'replace', value: 'RESEARCH ~ study #1' }])));
+});
+
 // Found in review: a bare private tag kept whatever vendor's element sat in that block (PS3.5 7.8.1).
 test('a rule that keeps a private element by its bare tag is refused and told to name the creator; removing one by tag is allowed', () => {
   assert.throws(
