@@ -11,7 +11,7 @@ import { delimiter, delimiterWithLength, header, reencodeElements } from '../dic
 import { envelope } from './cms.js';
 import { keywordOf, vrOf } from '../dicom/dictionary.js';
 import { tagText } from '../dicom/header-scanner.js';
-import { decodeText, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
+import { decodeText, gbCharacters, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
 import { padToEven, trimUid } from '../dicom/values.js';
 import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
 import type { ProfileOption, ProfileRow } from './profile-types.js';
@@ -227,13 +227,14 @@ export class DeidEngine {
       this.findings.push({ code: 'empty-patient-id', message: 'PatientID is empty: the pseudonyms of this study stand for a patient of their own' });
     }
     this.dateOffsetDays = this.pseudonyms.dateOffsetDays(patientKey, this.settings.dateShift.minDays, this.settings.dateShift.maxDays);
+    this.folding = textFolding(specificCharacterSet);
+    this.plainFolding = textFolding(specificCharacterSet, false);
     this.identifiers = identifiersToScrub(
       [TAG.PatientName, ...OTHER_NAMES_OF_THE_PATIENT].map(text).filter((name) => name !== ''),
       // Free text is compared as its bytes are stored (free-text.ts).
       [text(TAG.PatientID).trim(), text(TAG.AccessionNumber), ...this.otherPatientIds(elements)],
+      this.folding,
     );
-    this.folding = textFolding(specificCharacterSet);
-    this.plainFolding = textFolding(specificCharacterSet, false);
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
     this.matchEncapsulatedDocumentLength(elements);
@@ -615,7 +616,7 @@ export class DeidEngine {
       // Whole-day shifts leave times of day as they are.
     } else if (TEXT_VRS.has(vr)) {
       const scrubbed = scrubText(value, this.identifiers, this.foldingOf(value), !SINGLE_VALUED_TEXT.has(vr));
-      if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, vr, this.folding === 'unicode'), path, 'clean');
+      if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, vr, this.foldingOf(value)), path, 'clean');
     } else if (BINARY_VRS.has(vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
       element.removed = true;
@@ -865,9 +866,10 @@ const SINGLE_VALUED_TEXT = new Set(['LT', 'ST', 'UT']);
  * A cleaned text value cut to the longest its VR allows (PS3.5 Table 6.2-1; per value, and for PN per
  * component group): the mask of an identifier can be longer than the identifier. Lengths are counted
  * in bytes (the text is read as Latin-1), which is never more than PS3.5 counts in characters; a cut
- * does not split a UTF-8 sequence.
+ * does not split a UTF-8 sequence or a GB18030 character.
  */
-function fitToVr(value: string, vr: string, utf8 = false): string {
+function fitToVr(value: string, vr: string, folding: TextFolding): string {
+  const utf8 = folding === 'unicode';
   const max = MAX_VALUE_LENGTH[vr];
   if (max === undefined || value.length <= max) return value;
   // ISO 2022 (PS3.5 6.1.2.5): characters of one or two bytes between escapes, counted as characters.
@@ -878,8 +880,20 @@ function fitToVr(value: string, vr: string, utf8 = false): string {
     // are not UTF-8 are cut as bytes below, never rewritten as replacement characters).
     const characters = utf8 ? [...Buffer.from(one, 'latin1').toString('utf8')] : [];
     if (utf8 && !characters.includes('\ufffd')) return Buffer.from(characters.slice(0, max).join(''), 'utf8').toString('latin1');
+    // GB18030 and GBK: whole characters of one, two or four bytes (a cut at 64 bytes left a lone
+    // lead byte, found in the character set review).
+    if (folding.startsWith('multi-byte:')) {
+      let fitted = '';
+      for (const character of gbCharacters(one)) {
+        if (fitted.length + character.length > max) break;
+        fitted += character;
+      }
+      return fitted;
+    }
+    // Text that is not UTF-8 after all: not inside a sequence. A single-byte set's every byte is a
+    // character (Cyrillic letters among 0x80-0xBF), cut where it is.
     let end = max;
-    while (end > 0 && /[\x80-\xbf]/.test(one[end] as string)) end -= 1;
+    while (utf8 && end > 0 && /[\x80-\xbf]/.test(one[end] as string)) end -= 1;
     return one.slice(0, end);
   };
   if (SINGLE_VALUED_TEXT.has(vr)) return cut(value);

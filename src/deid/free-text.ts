@@ -15,10 +15,11 @@
  * set alone ("ISO 2022 IR 144" compares as ISO_IR 144).
  */
 import { TextDecoder } from 'node:util';
-import { parseSpecificCharacterSet, singleByteLabel } from '../dicom/charset.js';
+import { gbCharacters, gbLabel, parseSpecificCharacterSet, singleByteLabel } from '../dicom/charset.js';
 
-/** 'unicode': UTF-8; 'single-byte:LABEL': one byte, one character, decoded with that decoder label. */
-export type TextFolding = 'ascii' | 'latin1' | 'unicode' | `single-byte:${string}`;
+/** 'unicode': UTF-8; 'single-byte:LABEL': one byte, one character, decoded with that decoder label;
+ * 'multi-byte:LABEL': GB18030 or GBK, decoded character by character (charset.ts gbCharacters). */
+export type TextFolding = 'ascii' | 'latin1' | 'unicode' | `single-byte:${string}` | `multi-byte:${'gb18030' | 'gbk'}`;
 
 /**
  * How free text of a dataset whose Specific Character Set (0008,0005) is `value` is compared.
@@ -29,6 +30,8 @@ export function textFolding(value: string | undefined, withEscapes = true): Text
   const all = parseSpecificCharacterSet(value?.trim() === '' ? undefined : value);
   const sets = withEscapes ? all : [withoutCodeExtensions(all[0] ?? '')];
   if (sets[0] === 'ISO_IR 192') return 'unicode';
+  const gb = sets.length === 1 ? gbLabel(sets[0] as string) : undefined;
+  if (gb) return `multi-byte:${gb}`;
   // Every set, code extensions included ("\ISO 2022 IR 149" puts Korean in the upper half).
   if (sets.every((set) => LATIN1_SETS.has(set))) return 'latin1';
   const singleByte = sets.length === 1 ? singleByteLabel(sets[0] as string) : undefined;
@@ -75,6 +78,60 @@ function singleByteCodec(label: string): Omit<Decoded, 'value'> {
 
 const singleByteCodecs = new Map<string, Omit<Decoded, 'value'>>();
 
+/**
+ * GB18030 or GBK text decoded character by character, and written back from the same characters'
+ * bytes (or ASCII: the masks). Compared byte-wise, a name's two bytes matched across two characters
+ * ("王" is CD F5, found inside "和跆") and the mask cut both in half (found in the character set review).
+ */
+function multiByteDecoded(text: string, label: 'gb18030' | 'gbk'): Decoded | undefined {
+  const decoder = new TextDecoder(label);
+  const decode = (latin1: string) => decoder.decode(Buffer.from(latin1, 'latin1'));
+  const bytesOf = new Map<string, string>();
+  let value = '';
+  for (const bytes of gbCharacters(text)) {
+    const character = bytes < '\x80' ? bytes : decode(bytes);
+    if (character.includes('\ufffd')) return undefined;
+    bytesOf.set(character, bytes);
+    value += character;
+  }
+  return { value, decode, encode: (characters) => Array.from(characters, (character) => bytesOf.get(character) ?? (character < '\x80' ? character : '?')).join('') };
+}
+
+/**
+ * Splitting a GB18030 or GBK name or ID on "^", "\\", "=" or "_" must not split a character whose
+ * second byte is one of them (繼 is C0 5E): each multi-byte character stands as one private-use
+ * character while the text is split, and is put back after.
+ */
+interface SplitGuard {
+  protect(text: string): string;
+  restore(text: string): string;
+}
+
+const NO_GUARD: SplitGuard = { protect: (text) => text, restore: (text) => text };
+const PRIVATE_USE = 0xe000;
+const PRIVATE_USE_COUNT = 0x1900;
+
+function splitGuard(folding: TextFolding): SplitGuard {
+  if (!folding.startsWith('multi-byte:')) return NO_GUARD;
+  const table: string[] = [];
+  const marks = new Map<string, string>();
+  const mark = (bytes: string) => {
+    if (bytes.length === 1) return bytes;
+    let found = marks.get(bytes);
+    if (found === undefined) {
+      if (table.length >= PRIVATE_USE_COUNT) return bytes;
+      found = String.fromCharCode(PRIVATE_USE + table.length);
+      table.push(bytes);
+      marks.set(bytes, found);
+    }
+    return found;
+  };
+  return {
+    protect: (text) => gbCharacters(text).map(mark).join(''),
+    restore: (text) => text.replace(/[\ue000-\uf8ff]/g, (found) => table[found.charCodeAt(0) - PRIVATE_USE] ?? found),
+  };
+}
+
 /** The character sets whose bytes are ASCII or Latin-1 letters (the default repertoire as devices fill it). */
 const LATIN1_SETS: ReadonlySet<string> = new Set(['', 'ISO_IR 6', 'ISO 2022 IR 6', 'ISO_IR 100', 'ISO 2022 IR 100']);
 
@@ -87,10 +144,10 @@ const LATIN1_SETS: ReadonlySet<string> = new Set(['', 'ISO_IR 6', 'ISO 2022 IR 6
  * whole, and without its separators ("12345"). Longest first, so that a longer identifier is masked
  * whole.
  */
-export function identifiersToScrub(personNames: readonly string[], ids: readonly string[]): readonly string[] {
+export function identifiersToScrub(personNames: readonly string[], ids: readonly string[], folding: TextFolding = 'latin1'): readonly string[] {
   // The instances of a series come one after the other with the same patient: the same answer.
-  const key = `${lengthPrefixed(personNames)}|${lengthPrefixed(ids)}`;
-  if (key !== lastScrubbed.key) lastScrubbed = { key, identifiers: Object.freeze(newIdentifiersToScrub(personNames, ids)) };
+  const key = `${folding}|${lengthPrefixed(personNames)}|${lengthPrefixed(ids)}`;
+  if (key !== lastScrubbed.key) lastScrubbed = { key, identifiers: Object.freeze(newIdentifiersToScrub(personNames, ids, splitGuard(folding))) };
   return lastScrubbed.identifiers;
 }
 
@@ -103,7 +160,7 @@ function lengthPrefixed(values: readonly string[]): string {
   return key;
 }
 
-function newIdentifiersToScrub(personNames: readonly string[], ids: readonly string[]): string[] {
+function newIdentifiersToScrub(personNames: readonly string[], ids: readonly string[], guard: SplitGuard): string[] {
   const trim = (part: string) => part.replace(/^[,.;:]+|[,.;:]+$/g, '').trim();
   const parts: string[] = [];
   for (const name of personNames) {
@@ -112,9 +169,10 @@ function newIdentifiersToScrub(personNames: readonly string[], ids: readonly str
       continue;
     }
     // Several values (Other Patient Names) are several names; an ISO 2022 name's "\\" was read above.
-    for (const group of name.split('\\').flatMap((value) => value.split('='))) {
+    for (const group of guard.protect(name).split('\\').flatMap((value) => value.split('='))) {
       group.split('^').forEach((component, index) => {
-        const words = component.split(/\s+/).map(trim).filter((word) => word !== '');
+        // Back to bytes: lengths count bytes, and "-" and "'" are never part of a GB character.
+        const words = component.split(/\s+/).map(trim).filter((word) => word !== '').map(guard.restore);
         for (const word of words) {
           if (word.length >= 3 || (word.length === 2 && words.length === 1 && index <= 2)) parts.push(word);
           // A double-barrelled or apostrophed name is written by its parts too, or run together:
@@ -128,13 +186,13 @@ function newIdentifiersToScrub(personNames: readonly string[], ids: readonly str
     }
   }
   for (const id of ids) {
-    const pieces = id.split(/[\^=\s]+/).map(trim).filter((part) => part.length >= 3);
-    parts.push(...pieces);
+    const pieces = guard.protect(id).split(/[\^=\s]+/).map(trim).filter((part) => guard.restore(part).length >= 3);
+    parts.push(...pieces.map(guard.restore));
     // "AB-12345" is written "AB12345" too (its parts alone are not looked for: "12" is anything),
     // when that is still an ID: five characters or more, or a letter among them ("12-3" is no "123").
     for (const piece of pieces) {
-      const bare = piece.replace(/[-./_]+/g, '');
-      if (bare !== piece && (bare.length >= 5 || (bare.length >= 3 && /[A-Za-z]/.test(bare)))) parts.push(bare);
+      const bare = guard.restore(piece.replace(/[-./_]+/g, ''));
+      if (bare !== guard.restore(piece) && (bare.length >= 5 || (bare.length >= 3 && /[A-Za-z]/.test(bare)))) parts.push(bare);
     }
   }
   return [...new Set(parts)].sort((a, b) => b.length - a.length);
@@ -198,6 +256,7 @@ function readByCharacters(text: string, identifier: string, folding: TextFolding
 /** The text as compared, decoded, when it is UTF-8 or a single-byte set other than Latin-1 that
  * decodes cleanly; undefined: compared as its bytes are. */
 function comparable(text: string, folding: TextFolding): Decoded | undefined {
+  if (folding === 'multi-byte:gb18030' || folding === 'multi-byte:gbk') return multiByteDecoded(text, folding === 'multi-byte:gbk' ? 'gbk' : 'gb18030');
   const codec = folding === 'unicode' ? UTF8 : folding.startsWith('single-byte:') ? singleByteCodec(folding.slice('single-byte:'.length)) : undefined;
   if (!codec) return undefined;
   const value = codec.decode(text);

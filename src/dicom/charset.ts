@@ -92,6 +92,31 @@ export function singleByteLabel(term: string): string | undefined {
   return label !== undefined && BYTE_PER_CHARACTER.has(label) ? label : undefined;
 }
 
+/** The decoder label of a multi-byte set without code extensions whose bytes may read as "^", "\\"
+ * or "_" inside a character (GB18030 and GBK: a second byte runs from 0x40). */
+export function gbLabel(term: string): 'gb18030' | 'gbk' | undefined {
+  return term === 'GB18030' ? 'gb18030' : term === 'GBK' ? 'gbk' : undefined;
+}
+
+/**
+ * GB18030 or GBK text (its bytes as a Latin-1 string) cut into its characters' bytes: one byte below
+ * 0x81, else a lead byte and one more, or three more where the second is a digit (GB 18030's four-byte
+ * form). Never half a character, which a byte-wise cut or match makes (a name's "^" may be the second
+ * byte of 繼).
+ */
+export function gbCharacters(text: string): string[] {
+  const characters: string[] = [];
+  let at = 0;
+  while (at < text.length) {
+    const lead = text.charCodeAt(at);
+    const second = text.charCodeAt(at + 1);
+    const length = lead < 0x81 || lead > 0xfe || at + 1 >= text.length ? 1 : second >= 0x30 && second <= 0x39 ? 4 : 2;
+    characters.push(text.slice(at, at + length));
+    at += length;
+  }
+  return characters;
+}
+
 function decodeWith(label: string, bytes: Buffer): string {
   // WHATWG's "iso-8859-1" is windows-1252; DICOM's ISO_IR 100 is true Latin-1.
   return label === 'latin1' ? bytes.toString('latin1') : decoder(label).decode(bytes);

@@ -365,6 +365,40 @@ test('free text without escapes compares in the first character set, in any case
   assert.equal(masked, 'CT XXXXXX XXXXXX');
 });
 
+// Found in the character set review: GB18030 text was compared and cut as bytes. A name was split at
+// the "^" that is the second byte of 繼 (kept), 王 (CD F5) matched across 和跆 (…CD F5 CC…) and the
+// mask left half characters, and a cut to 64 bytes ended in a lone lead byte.
+test('GB18030 names are split, found, masked and cut by whole characters', () => {
+  const encode = (text: string) => Array.from(text, (character) => GB18030[character] ?? character).join('');
+  const decode = (latin1: string) => new TextDecoder('gb18030', { fatal: true }).decode(Buffer.from(latin1, 'latin1'));
+  const folding = textFolding('GB18030');
+  assert.equal(folding, 'multi-byte:gb18030');
+  const identifiers = identifiersToScrub([encode('王^繼光')], [], folding);
+  assert.deepEqual(identifiers.map(decode), ['繼光', '王']);
+  assert.equal(decode(scrubText(encode('王繼光 检查'), identifiers, folding)), 'XXXXXXXXXXXX 检查');
+  assert.ok(quotesIdentifier(encode('患者王繼光'), identifiers, folding));
+  const unrelated = encode('受伤原因：和跆拳道');
+  assert.equal(scrubText(unrelated, identifiersToScrub([encode('王^芳')], [], folding), folding), unrelated, 'no name across two characters');
+  assert.ok(!quotesIdentifier(unrelated, identifiersToScrub([encode('王^芳')], [], folding), folding));
+  // Cut to LO's 64 bytes after the masks made it longer: whole characters only.
+  const description = `${'A'.repeat(55)}王${'检查'.repeat(4)}`;
+  const elements: Element[] = [
+    ...BASE.filter(([tag]) => tag !== 0x00081030 && tag !== 0x00100010),
+    [0x00080005, 'CS', 'GB18030'],
+    [0x00081030, 'LO', Buffer.from(encode(description), 'latin1')],
+    [0x00100010, 'PN', Buffer.from(encode('王^芳'), 'latin1')],
+  ];
+  const out = deid(elements.sort((a, b) => a[0] - b[0]), ['cleanDescriptors']);
+  const cut = out.get(0x00081030) ?? '';
+  assert.ok(cut.length <= 64 && cut.length >= 62, `${cut.length} bytes`);
+  assert.match(decode(cut), /^A{55}XXXXXX检?$/u);
+});
+
+/** The GB18030 bytes (as Latin-1 text) of the characters the tests use. */
+const GB18030: Record<string, string> = Object.fromEntries(
+  Object.entries({ 王: 'cdf5', 繼: 'c05e', 光: 'b9e2', 芳: 'b7bc', 和: 'bacd', 跆: 'f5cc', 检: 'bcec', 查: 'b2e9', 患: 'bbbc', 者: 'd5df', 受: 'cadc', 伤: 'c9cb', 原: 'd4ad', 因: 'd2f2', '：': 'a3ba', 拳: 'c8ad', 道: 'b5c0' }).map(([character, hex]) => [character, Buffer.from(hex, 'hex').toString('latin1')]),
+);
+
 test('the findings scan reports kept free text that quotes the patient or a date, by path, never by value', () => {
   const planted: Element[] = BASE.map((element) =>
     element[0] === 0x00080070 ? ([0x00080070, 'LO', 'ACME for Smithson'] as Element) : element,
