@@ -383,6 +383,9 @@ export class DeidEngine {
     // File Meta Information (group 0002) belongs in the header Gantry writes anew (PS3.10 7.1); one
     // inside the dataset, a writer's error, may hold anything (Private Information, a source's names).
     if (element.tag >>> 16 === 0x0002) return 'remove';
+    // Command elements (group 0000, PS3.7 E.1) belong to a DIMSE message, never to a stored dataset;
+    // one there is a writer's error, and an Error Comment (0000,0902) is free text (found in the PHI review).
+    if (element.tag >>> 16 === 0x0000) return 'remove';
     const keyword = keywordOf(element.tag) ?? '';
     const vr = element.vr === 'UN' && element.items === undefined ? vrOf(element.tag) : element.vr;
     if (vr === 'UI' && !STANDARD_UID_KEYWORD.test(keyword) && !onlyStandardUids(this.text(element))) return 'uid';

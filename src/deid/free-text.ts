@@ -223,7 +223,7 @@ export function scrubText(text: string, identifiers: readonly string[], folding:
 
 /**
  * Dates in free text: YYYYMMDD (with or without separators, and with a DT's time of day after it),
- * DD.MM.YYYY and the like, and dates with a month's English name ("12 Jan 1960", "Jan 12, 1960").
+ * DD.MM.YYYY and MM/DD/YYYY and the like, and dates with a month's English name ("12 Jan 1960", "Jan 12, 1960").
  * Bounded by what is not a digit (or, for names, a letter): "DOB19600112" and "Scout_20200315" are
  * dates too. Two-digit years are left alone: "12/01/60" reads as many things.
  */
@@ -240,6 +240,8 @@ const DATE_PATTERNS: readonly RegExp[] = [
   // Not after a dot: a UID's component ("...543.20200315103000.1") is no date.
   /(?<![\d.])(19|20)\d{2}[-./]?(0[1-9]|1[0-2])[-./]?(0[1-9]|[12]\d|3[01])(?:([01]\d|2[0-3])(?:[0-5]\d){0,2}(?:\.\d{1,6})?)?(?!\d)/g,
   /(?<!\d)(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}(?!\d)/g,
+  // Month first, as the US writes it: "11/23/1967" was kept, cleaned or not (found in the PHI review).
+  /(?<!\d)(0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])[-./](19|20)\d{2}(?!\d)/g,
   new RegExp(`(?<![\\p{L}\\d])${DAY}[ .-]*${MONTH_NAME}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),
   new RegExp(`(?<![\\p{L}\\d])${MONTH_NAME}[ .-]*${DAY}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),
 ];

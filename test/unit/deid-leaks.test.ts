@@ -229,6 +229,15 @@ test('a File Meta Information element inside the dataset is not passed on', () =
   assert.ok(written !== undefined && !written.includes('born 12 Jan'), 'what the element held leaves with it');
 });
 
+// Found in the PHI review: a command element (group 0000) in a stored dataset, a writer's error, was
+// kept as it came; an Error Comment (0000,0902) is free text.
+test('a command element inside the dataset is not passed on', () => {
+  const body = Buffer.concat([encodeElement(0x00000902, 'LO', 'failed for Zabriskie '), dataset(patient())]);
+  const { result, written } = deidentified('leak-command-in-dataset', body);
+  assert.equal(result.kind, 'deidentified');
+  assert.ok(written !== undefined && !written.includes('Zabriskie') && !written.includes('failed for'), 'the comment leaves');
+});
+
 // Found in a review: group lengths were skipped by the engine and copied as they came when nothing
 // else of their group changed; one that is not the four bytes of a UL (malformed) held text.
 test('a group length that is not four bytes is not passed on', () => {

@@ -145,7 +145,8 @@ test('cleanDescriptors keeps descriptions without the names and dates they quote
 // Found in a review: dates next to letters ("DOB19600112"), with a time of day (a DT) or with a
 // month's name were neither cleaned nor reported by the findings scan.
 test('dates in free text are found run into other text, with a time of day, or with the month named', () => {
-  for (const text of ['Localizer_20200315', 'DOB19600112', '20200315103000.000', '12 Jan 1960', 'Jan 12, 1960', 'born 3rd March 1961', 'seen 15.03.2024']) {
+  // Month first too ("11/23/1967" was kept: found in the PHI review).
+  for (const text of ['Localizer_20200315', 'DOB19600112', '20200315103000.000', '12 Jan 1960', 'Jan 12, 1960', 'born 3rd March 1961', 'seen 15.03.2024', 'DOB 11/23/1967', '12-31-1967', 'on 2/28/1967']) {
     assert.ok(scrubText(text, []).includes('XXXXXXXX'), `${text}: the date is masked`);
     assert.ok(!/19[56]\d|20[12]\d/.test(scrubText(text, [])), `${text}: no year is left`);
   }
