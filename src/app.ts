@@ -44,7 +44,7 @@ import { checkNewestDeidentified, checkNewestRows, claimStorage, releaseStorage 
 import { Forwarder, type ForwardSettings } from './pipeline/forward.js';
 import { Retention } from './pipeline/retention.js';
 import { settleAbandonedCopyLists } from './toolkit/import-copies.js';
-import { recordSecretDigest } from './index/secret-record.js';
+import { copiesMadeWith, recordSecretDigest } from './index/secret-record.js';
 import { routeDestinations, Router, routingOf, type RouteDestination } from './pipeline/route.js';
 import { RetentionWork } from './index/retention-work.js';
 import { AccessAudit } from './index/access-audit.js';
@@ -286,7 +286,9 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   // too (storage.path was left claimed, and the threads running, by a start that had failed).
   try {
     settleOutboxAtStart(outbox, router, config, destinations, log);
-    if (recordSecretDigest(openedDb, secretDigest(secret)) === true) {
+    // First recorded on an index of before migration 23: the copies made before tell whether it changed.
+    const secretChanged = recordSecretDigest(openedDb, secretDigest(secret));
+    if (secretChanged === true || (secretChanged === undefined && copiesMadeWith(openedDb, secret) === false)) {
       log.warn('deid.secret is not the one the node last started with: pseudonyms, UIDs and date shifts change from now on (what was de-identified before keeps the old ones); gantry export uses this one from now on');
     }
   } catch (error) {

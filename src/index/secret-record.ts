@@ -6,6 +6,7 @@
  * pseudonyms in one export.
  */
 import type { Db } from '../db/database.js';
+import { Pseudonymizer } from '../deid/pseudonyms.js';
 
 /** The digest recorded, if a node ever started on this index. */
 export function recordedSecretDigest(db: Db): string | undefined {
@@ -18,4 +19,28 @@ export function recordSecretDigest(db: Db, digest: string, now = Date.now()): bo
   if (before === digest) return false;
   db.prepare('INSERT INTO deid_secret (id, digest, recorded_at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, recorded_at = excluded.recorded_at').run(digest, now);
   return before === undefined ? undefined : true;
+}
+
+/** How many of the newest de-identified copies copiesMadeWith reads. */
+const COPIES_READ = 5;
+
+/**
+ * Whether the node's de-identified copies were made with `secret`, read off their Study Instance UIDs
+ * (each the keyed UID of its original, pseudonyms.ts): for an index on which no digest was recorded
+ * (made before migration 23, and no node started since), where an export with another secret was
+ * accepted and gave one patient two pseudonyms (found in the upgrade review). undefined: no copy
+ * tells (none yet, or every one kept its original UIDs).
+ */
+export function copiesMadeWith(db: Db, secret: string): boolean | undefined {
+  const copies = db
+    .prepare(
+      `SELECT st.study_instance_uid AS original, i.deid_study_instance_uid AS deidentified
+       FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk
+       WHERE i.deid_study_instance_uid IS NOT NULL AND i.deid_study_instance_uid != st.study_instance_uid
+       ORDER BY i.id DESC LIMIT ${COPIES_READ}`,
+    )
+    .all() as Array<{ original: string; deidentified: string }>;
+  if (copies.length === 0) return undefined;
+  const pseudonyms = new Pseudonymizer(secret);
+  return copies.some((copy) => pseudonyms.uid(copy.original) === copy.deidentified);
 }

@@ -26,7 +26,7 @@ import { stampFromColumns } from '../index/file-stamp.js';
 import { originOf } from '../deid/original-check.js';
 import { DeidWork, renamesExcept, type ReleaseOverride, type StudyRename } from '../index/deid-work.js';
 import { PseudonymLedger, type PseudonymMapping } from '../index/pseudonym-ledger.js';
-import { recordedSecretDigest } from '../index/secret-record.js';
+import { copiesMadeWith, recordedSecretDigest } from '../index/secret-record.js';
 import { secretDigest } from '../config/secret.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
@@ -524,7 +524,8 @@ export interface ExportRequest {
  */
 export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: string, request: ExportRequest): Promise<ExportSummary> {
   const recorded = recordedSecretDigest(db);
-  if (recorded !== undefined && recorded !== secretDigest(secret)) {
+  // No digest recorded (an index of before migration 23): the node's copies tell.
+  if (recorded === undefined ? copiesMadeWith(db, secret) === false : recorded !== secretDigest(secret)) {
     throw new Error(
       `deid.secret of ${loaded.source} is not the one the node de-identifies this storage with (as it recorded at its last start): its copies and this export's own would give one patient two pseudonyms; export with the node's config`,
     );

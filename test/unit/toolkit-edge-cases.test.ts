@@ -11,7 +11,8 @@ import Database from 'better-sqlite3';
 import { openDatabase } from '../../src/db/database.js';
 import { EMPTY_AUDIT_TEXT } from '../../src/deid/audit-text.js';
 import { DeidWork } from '../../src/index/deid-work.js';
-import { recordSecretDigest } from '../../src/index/secret-record.js';
+import { copiesMadeWith, recordSecretDigest } from '../../src/index/secret-record.js';
+import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { secretDigest } from '../../src/config/secret.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { QuarantineWork } from '../../src/index/quarantine-work.js';
@@ -901,6 +902,34 @@ test("export refuses a secret other than the one the node recorded for the stora
   }
   const { summary } = await exportOnOneWorker(dir, storagePath);
   assert.equal(summary.written, 1, 'with the node\'s secret');
+});
+
+// Found in the upgrade review: on an index of before migration 23 no digest is recorded until the
+// node's next start, and an export with another secret than the node's was accepted, giving one
+// patient two pseudonyms. The node's copies tell which secret made them.
+test('with no secret recorded, export refuses a secret the node\'s copies were not made with', async () => {
+  const { dir, storagePath } = await importedSession('review-export-unrecorded-secret', 1);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    assert.equal(copiesMadeWith(db, SECRET), undefined, 'no copy yet: nothing tells');
+    const original = db.prepare('SELECT st.study_instance_uid FROM studies st').pluck().get() as string;
+    // A copy the node made with its own secret (its keyed Study Instance UID), before the digest existed.
+    db.prepare('UPDATE instances SET deid_study_instance_uid = ?').run(new Pseudonymizer('the secret the node ran with').uid(original));
+    assert.equal(copiesMadeWith(db, 'the secret the node ran with'), true);
+    assert.equal(copiesMadeWith(db, SECRET), false);
+    db.prepare('UPDATE instances SET deid_study_instance_uid = ?').run(original);
+    assert.equal(copiesMadeWith(db, SECRET), undefined, 'a copy that kept its UIDs tells nothing');
+    db.prepare('UPDATE instances SET deid_study_instance_uid = ?').run(new Pseudonymizer('the secret the node ran with').uid(original));
+  } finally {
+    db.close();
+  }
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    await assert.rejects(session.export({ out: join(dir, 'out'), workers: 1 }), /deid\.secret of .* is not the one the node de-identifies this storage with/);
+    assert.equal(existsSync(join(dir, 'out')), false, 'nothing written');
+  } finally {
+    session.close();
+  }
 });
 
 // Found in the review of the session's diff: lists of copies were told abandoned by their PID, which
