@@ -144,7 +144,7 @@ export class ExportJournal {
   private readonly forget: Statement;
   private readonly countSelected: Statement;
   private readonly countDone: Statement;
-  private readonly parameters: Record<string, string>;
+  private readonly parameters: Record<string, string | number>;
 
   constructor(
     private readonly db: Db,
@@ -152,13 +152,17 @@ export class ExportJournal {
     selection: ExportSelection,
   ) {
     const filter = selectionFilter(selection);
-    this.parameters = filter.parameters;
+    // The instances there are when the export starts: one the node receives while it runs waits for a
+    // run again. Paged on to the end, an export counted and wrote them beyond the selection it had
+    // counted ("exported 899 instance(s) (of 675 selected)", found in the concurrency review).
+    const lastId = db.prepare('SELECT coalesce(max(id), 0) FROM instances').pluck().get() as number;
+    this.parameters = { ...filter.parameters, lastId };
     const from = `FROM instances i JOIN series se ON se.id = i.series_pk JOIN studies st ON st.id = se.study_pk JOIN patients p ON p.id = st.patient_pk`;
     // The research view holds the copy's pseudonymised names, for the layout of copies.
     const research = `LEFT JOIN r_instances ri ON ri.id = i.id LEFT JOIN r_series rse ON rse.id = ri.series_pk
       LEFT JOIN r_studies rst ON rst.id = rse.study_pk LEFT JOIN r_patients rp ON rp.id = rst.patient_pk`;
     // Quarantined and failed instances are selected too: counted as held back with their reason.
-    const where = `WHERE i.state IN ('received', 'deidentified', 'forwarded', 'quarantined', 'failed') ${filter.where}`;
+    const where = `WHERE i.state IN ('received', 'deidentified', 'forwarded', 'quarantined', 'failed') AND i.id <= @lastId ${filter.where}`;
     // Exported since it was last received: an instance sent again (replaced) is exported again.
     const exported = `SELECT 1 FROM export_items e WHERE e.out_dir = @outDir AND e.instance_pk = i.id AND e.exported_at >= i.received_at`;
     // Without a selection, pages are read in id order from the table itself: through the state index

@@ -803,6 +803,27 @@ test('export journal: an instance received again while it was being exported is 
   }
 });
 
+// Found in the concurrency review: an export paged on to the end of the table, so instances the node
+// received while it ran were written beyond the selection it had counted ("899 of 675").
+test('export journal: instances that arrive while an export runs wait for the next run', async () => {
+  const { dir, storagePath } = await importedSession('review-export-arrivals', 2);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    const journal = new ExportJournal(db, join(dir, 'out'), {});
+    const [first] = journal.nextPage(0);
+    assert.ok(first);
+    // A copy of the first row, as the node would index an instance arriving now.
+    const columns = (db.prepare(`SELECT name FROM pragma_table_info('instances') WHERE name NOT IN ('id', 'sop_instance_uid', 'file_path', 'source_path')`).pluck().all() as string[]).join(', ');
+    db.prepare(`INSERT INTO instances (sop_instance_uid, file_path, ${columns}) SELECT sop_instance_uid || '.9', file_path || '.9', ${columns} FROM instances WHERE id = ?`).run(first.id);
+    assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 3);
+    assert.deepEqual(journal.counts(), { selected: 2, done: 0 });
+    assert.equal(journal.nextPage(0).length, 2, 'the arrival is not paged');
+    assert.deepEqual(new ExportJournal(db, join(dir, 'out'), {}).counts(), { selected: 3, done: 0 }, 'the next run has it');
+  } finally {
+    db.close();
+  }
+});
+
 // Found in a review: an import batch read the index (which UIDs it holds) in a deferred transaction
 // and then wrote; a running node's commit in between failed the write at once (SQLITE_BUSY_SNAPSHOT,
 // no busy timeout) and ended the import. Now the batch takes the write lock first: the node's write
