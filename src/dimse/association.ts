@@ -6,6 +6,7 @@
  * Datasets stream: each PDV slice goes straight to the handler's sink, and the socket is paused
  * while the sink is behind, so memory does not grow with the object's size.
  */
+import { DatasetFragments } from './dataset-fragments.js';
 import type { Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
@@ -91,6 +92,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   /** The presentation context of the command being assembled (its first fragment's). */
   private commandContextId: number | undefined;
   private incoming: IncomingDataset | undefined;
+  /** The incoming dataset's fragments, small ones gathered (dataset-fragments.ts). */
+  private readonly fragments = new DatasetFragments((bytes) => this.deliverFragment(bytes));
   private readonly operations = new Set<Promise<void>>();
   /** C-FINDs, C-MOVEs and C-GETs running, by message ID, for C-CANCEL (PS3.7 9.3.2.3). */
   private readonly finds = new Map<number, AbortController>();
@@ -192,8 +195,13 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       this.commandChunks.push(data);
       return;
     }
-    const incoming = this.requireDatasetContext(presentationContextId);
-    if (!incoming.sink.write(data)) this.pauseUntil(incoming.sink.whenDrained());
+    this.requireDatasetContext(presentationContextId);
+    this.fragments.push(data);
+  }
+
+  private deliverFragment(bytes: Buffer): void {
+    const incoming = this.incoming;
+    if (incoming && !incoming.sink.write(bytes)) this.pauseUntil(incoming.sink.whenDrained());
   }
 
   pdvEnd(presentationContextId: number, isCommand: boolean, isLast: boolean): void {
@@ -220,6 +228,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     }
     const incoming = this.incoming;
     if (!incoming) return;
+    this.fragments.flush();
     this.incoming = undefined;
     if (incoming.responseField === 0) {
       void incoming.sink.end(); // the dataset of an unexpected response: read, discarded, not answered
@@ -372,6 +381,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private abortIncoming(): void {
     const incoming = this.incoming;
     this.incoming = undefined;
+    this.fragments.discard();
     this.commandChunks = [];
     this.commandLength = 0;
     this.commandContextId = undefined;

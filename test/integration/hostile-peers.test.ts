@@ -5,13 +5,13 @@
  * memory, keep serving real callers, and answer what is wrong with an A-ABORT.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CommandField, encodeCommand, NO_DATASET } from '../../src/dimse/command.js';
+import { CommandField, DATASET_PRESENT, encodeCommand, NO_DATASET } from '../../src/dimse/command.js';
 import { encodePData } from '../../src/dimse/pdu.js';
 import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { peakRss, sleep } from '../helpers/processes.js';
@@ -176,6 +176,47 @@ describe('hostile peers', () => {
     const response = await raw.store(3, CT_IMAGE_STORAGE, '1.2.826.0.1.3680043.8.498.77', dataset);
     assert.equal(response?.status, 0x0211, 'unrecognized operation: no SCU role on this class');
     assert.equal(await raw.echo(1, 2), 0x0000, 'the verification context keeps its default roles');
+    await raw.release();
+  });
+
+  // Found in the hostile-peer review: each PDV's data was queued for the file as a Buffer object of
+  // its own, and the queue pushed back only at 4 MiB of bytes: 5 MB sent in PDVs of one byte took
+  // 500 MB of heap, and 24 such associations ran the node out of memory.
+  test('a dataset sent in PDVs of one byte is stored whole without the heap growing with it', async () => {
+    const raw = await associated(gantry.port, gantry.aeTitle);
+    const sopInstanceUid = '1.2.826.0.1.3680043.8.498.78';
+    const dataset = encodeDataset([
+      [0x00080016, 'UI', CT_IMAGE_STORAGE],
+      [0x00080018, 'UI', sopInstanceUid],
+      [0x0020000d, 'UI', '1.2.3.4'],
+      [0x0020000e, 'UI', '1.2.3.4.5'],
+      [0x7fe00010, 'OB', Buffer.alloc(1024 * 1024, 0x5a)],
+    ]);
+    const before = peakRss(gantry.pid);
+    const began = Date.now();
+    raw.sendCommand(3, { commandField: CommandField.CStoreRq, messageId: 7, priority: 0, affectedSopClassUid: CT_IMAGE_STORAGE, affectedSopInstanceUid: sopInstanceUid, commandDataSetType: DATASET_PRESENT });
+    const PDVS_PER_PDU = 2000;
+    for (let start = 0; start < dataset.length; start += PDVS_PER_PDU) {
+      const count = Math.min(PDVS_PER_PDU, dataset.length - start);
+      const pdu = Buffer.alloc(6 + count * 7);
+      pdu[0] = 0x04; // P-DATA-TF
+      pdu.writeUInt32BE(count * 7, 2);
+      for (let i = 0; i < count; i += 1) {
+        const at = 6 + i * 7;
+        pdu.writeUInt32BE(3, at); // item length: context ID, control header, one byte
+        pdu[at + 4] = 3;
+        pdu[at + 5] = start + i === dataset.length - 1 ? 0x02 : 0x00; // dataset; the last fragment
+        pdu[at + 6] = dataset[start + i] as number;
+      }
+      if (!raw.socket.write(pdu)) await once(raw.socket, 'drain');
+    }
+    const answer = await raw.next(120_000);
+    assert.equal(answer.kind === 'command' ? answer.command.status : answer.kind, 0x0000);
+    const grown = peakRss(gantry.pid) - before;
+    assert.ok(grown < 60 * 1024 * 1024, `peak RSS grew by ${(grown / 1e6).toFixed(0)} MB for a 1 MB dataset (${Date.now() - began} ms)`);
+    const stored = readdirSync(join(gantry.storagePath, 'originals'), { recursive: true }).map(String).find((name) => name.endsWith(`${sopInstanceUid}.dcm`));
+    assert.ok(stored, 'stored');
+    assert.ok(readFileSync(join(gantry.storagePath, 'originals', stored)).subarray(-dataset.length).equals(dataset), 'byte for byte');
     await raw.release();
   });
 
