@@ -95,6 +95,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   /** The incoming dataset's fragments, small ones gathered (dataset-fragments.ts). */
   private readonly fragments = new DatasetFragments((bytes) => this.deliverFragment(bytes));
   private readonly operations = new Set<Promise<void>>();
+  /** The Message IDs of the operations not yet answered, with how many use each. */
+  private readonly outstandingIds = new Map<number, number>();
   /** C-FINDs, C-MOVEs and C-GETs running, by message ID, for C-CANCEL (PS3.7 9.3.2.3). */
   private readonly finds = new Map<number, AbortController>();
   /** C-STORE sub-operations of a C-GET sent on this association, waiting for their responses. */
@@ -442,6 +444,13 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       throw new PduError(`malformed command set: request 0x${command.commandField.toString(16)} has no Message ID (0000,0110)`, AbortReason.InvalidPduParameterValue);
     }
     const responseField = command.commandField | 0x8000;
+    // PS3.7 9.1.2.1.1: outstanding operations have distinct Message IDs (a C-STORE or C-ECHO reusing
+    // one was performed and answered with the same Message ID Being Responded To, found in the
+    // hostile-peer review; C-FIND, C-MOVE and C-GET were refused already).
+    if (command.commandField !== CommandField.CCancelRq && this.outstandingIds.has(command.messageId ?? 0)) {
+      this.refuse(context, command, responseField, { status: Status.DuplicateInvocation, errorComment: `Message ID ${command.messageId ?? 0} is already in use by an outstanding operation` });
+      return;
+    }
     if (context.requesterDeclinedScu && command.commandField !== CommandField.CCancelRq) {
       // PS3.7 D.3.3.4: the role selection left the requester no SCU role for this SOP class.
       const refusal: DimseResult = {
@@ -830,9 +839,14 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
         }),
       );
     })();
+    const messageId = command.messageId ?? 0;
     this.operations.add(operation);
+    this.outstandingIds.set(messageId, (this.outstandingIds.get(messageId) ?? 0) + 1);
     void operation.finally(() => {
       this.operations.delete(operation);
+      const uses = (this.outstandingIds.get(messageId) ?? 1) - 1;
+      if (uses > 0) this.outstandingIds.set(messageId, uses);
+      else this.outstandingIds.delete(messageId);
       this.abortIfIdle();
     });
     if (pauses && this.operations.size >= this.operationsWindow) this.pauseUntil(operation);

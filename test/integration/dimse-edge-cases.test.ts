@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CommandField, DATASET_PRESENT, NO_DATASET } from '../../src/dimse/command.js';
-import { encodePDataHeader } from '../../src/dimse/pdu.js';
+import { CommandField, DATASET_PRESENT, encodeCommand, NO_DATASET } from '../../src/dimse/command.js';
+import { encodePData, encodePDataHeader } from '../../src/dimse/pdu.js';
 import type { DicomServer } from '../../src/dimse/server.js';
 import { DiscardingSink, type FindRequest, type StoreRequest } from '../../src/dimse/services.js';
 import { Status } from '../../src/dimse/status.js';
@@ -215,6 +215,25 @@ describe('acceptor (in process)', () => {
     // Duplicate invocation. Without it, C-CANCEL 7 reaches only the second: the first runs on.
     assert.equal(finals.length, 2, `both requests with Message ID 7 are answered (received ${JSON.stringify(finals)})`);
     assert.ok(finals.includes(Status.DuplicateInvocation), `the second is refused as a duplicate invocation (received ${JSON.stringify(finals)})`);
+  });
+
+  // Found in the hostile-peer review: only C-FIND, C-MOVE and C-GET were checked; two C-ECHO (or
+  // C-STORE) requests with one Message ID were both performed and answered alike.
+  test('a C-ECHO reusing the Message ID of an outstanding operation gets 0x0210', async () => {
+    const raw = await RawAssociation.open(gantry.port);
+    const accepted = await raw.associate({
+      called: 'GANTRY',
+      calling: 'RAW',
+      contexts: [{ id: 1, abstractSyntax: VERIFICATION, transferSyntaxes: [IMPLICIT_LE] }],
+      asyncOperations: { maxOperationsInvoked: 4, maxOperationsPerformed: 1 },
+    });
+    assert.equal(accepted.kind, 'accept');
+    const echo = (messageId: number) => Buffer.concat(encodePData(1, true, encodeCommand({ commandField: CommandField.CEchoRq, messageId, affectedSopClassUid: VERIFICATION, commandDataSetType: NO_DATASET }), 16384));
+    raw.write(Buffer.concat([echo(5), echo(5), echo(6)])); // in one segment: the first is outstanding
+    const received = await drain(raw, 1000);
+    raw.destroy();
+    const statuses = received.flatMap((event) => (event.kind === 'command' ? [`${event.command.messageIdBeingRespondedTo}:${event.command.status}`] : []));
+    assert.deepEqual(statuses.sort(), ['5:0', `5:${Status.DuplicateInvocation}`, '6:0'].sort());
   });
 
   test('a C-ECHO-RQ whose Command Data Set Type says a data set follows is not answered Success and then aborted', async () => {
