@@ -86,6 +86,7 @@ export class CommandError extends Error {
 export function decodeCommand(buffer: Buffer): DimseCommand {
   const fields: Record<string, unknown> = {};
   let offset = 0;
+  let previous = -1;
   while (offset < buffer.length) {
     if (offset + 8 > buffer.length) throw new CommandError('command set ends inside an element header');
     const group = buffer.readUInt16LE(offset);
@@ -93,6 +94,11 @@ export function decodeCommand(buffer: Buffer): DimseCommand {
     const length = buffer.readUInt32LE(offset + 4);
     offset += 8;
     if (group !== 0x0000) throw new CommandError(`command set holds an element of group ${group.toString(16).padStart(4, '0')}`);
+    // PS3.5 7.1: elements in ascending order, each once. Two command sets run together (a peer that
+    // left the last-fragment bit clear) read as one, the second's fields over the first's, and the
+    // first request was never answered (found in the hostile-peer review).
+    if (element <= previous) throw new CommandError(`command element (0000,${hex(element)}) follows (0000,${hex(previous)}): elements must be in ascending order, each once (PS3.5 7.1)`);
+    previous = element;
     if (length === 0xffffffff || offset + length > buffer.length) throw new CommandError(`command element (0000,${hex(element)}) runs past the command set`);
     const value = buffer.subarray(offset, offset + length);
     offset += length;

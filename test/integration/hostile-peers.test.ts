@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CommandField, DATASET_PRESENT, encodeCommand, NO_DATASET } from '../../src/dimse/command.js';
+import { FAILURES_LOGGED } from '../../src/dimse/association.js';
 import { encodePData } from '../../src/dimse/pdu.js';
 import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { peakRss, sleep } from '../helpers/processes.js';
@@ -218,6 +219,25 @@ describe('hostile peers', () => {
     assert.ok(stored, 'stored');
     assert.ok(readFileSync(join(gantry.storagePath, 'originals', stored)).subarray(-dataset.length).equals(dataset), 'byte for byte');
     await raw.release();
+  });
+
+  // Found in the hostile-peer review: every failed operation had a warning line of its own, and one
+  // peer sending requests beyond its window wrote 24,384 lines (6 MB) in 20 seconds.
+  test('the failures of one association are logged one by one up to a bound, then counted', async () => {
+    const raw = await associated(gantry.port, 'GANTRY');
+    const linesBefore = gantry.output().split('\n').filter((line) => line.includes('"operation failed"')).length;
+    for (let messageId = 1; messageId <= FAILURES_LOGGED + 10; messageId += 1) {
+      // A C-ECHO naming another class than its context's: refused with 0x0122.
+      raw.sendCommand(1, { commandField: CommandField.CEchoRq, messageId, affectedSopClassUid: CT_IMAGE_STORAGE, commandDataSetType: NO_DATASET });
+      const answer = await raw.next();
+      assert.equal(answer.kind === 'command' ? answer.command.status : answer.kind, 0x0122);
+    }
+    await raw.release();
+    await sleep(200);
+    const lines = gantry.output().split('\n');
+    assert.equal(lines.filter((line) => line.includes('"operation failed"')).length - linesBefore, FAILURES_LOGGED);
+    assert.ok(lines.some((line) => line.includes('the next failures are counted in its summary')));
+    assert.ok(lines.some((line) => line.includes('"association released"') && line.includes(`"failures":${FAILURES_LOGGED + 10}`)), 'the summary counts them all');
   });
 
   test('a response never echoes a UID the request spelled wrong (over 64 characters)', async () => {

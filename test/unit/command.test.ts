@@ -84,3 +84,12 @@ test('C-MOVE/C-GET sub-operation counts above 65535 are reported as 65535, not w
   assert.equal(decoded.numberOfCompletedSuboperations, 65_535);
   assert.equal(decoded.numberOfWarningSuboperations, 3);
 });
+
+// Found in the hostile-peer review: a C-ECHO-RQ sent without its last-fragment bit ran into the next
+// one; the two read as one command (the second's Message ID over the first's) and request 11 was
+// never answered, without a word.
+test('a command set whose elements repeat or go back is refused (two command sets run together)', () => {
+  const echo = (messageId: number) => encodeCommand({ commandField: CommandField.CEchoRq, messageId, affectedSopClassUid: '1.2.840.10008.1.1', commandDataSetType: NO_DATASET });
+  assert.throws(() => decodeCommand(Buffer.concat([echo(11), echo(12)])), (error: unknown) => error instanceof CommandError && /ascending order, each once/.test(error.message));
+  assert.equal(decodeCommand(echo(12)).messageId, 12);
+});
