@@ -11,7 +11,7 @@ import { delimiter, delimiterWithLength, header, reencodeElements } from '../dic
 import { envelope } from './cms.js';
 import { keywordOf, vrOf } from '../dicom/dictionary.js';
 import { tagText } from '../dicom/header-scanner.js';
-import { decodeText, gbCharacters, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
+import { decodeText, encodeText, gbCharacters, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
 import { padToEven, trimUid } from '../dicom/values.js';
 import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
 import type { ProfileOption, ProfileRow } from './profile-types.js';
@@ -172,6 +172,9 @@ export class DeidEngine {
   private plainFolding: TextFolding = 'latin1';
   /** The dataset's Specific Character Set, parsed. */
   private charsets: string[] = [''];
+  /** The Specific Character Set the text being compared is in (an item may have its own, PS3.5 7.5),
+   * and the identifiers written in it. */
+  private textCharsets: string[] = [''];
   private datesShifted = false;
 
   constructor(
@@ -214,6 +217,7 @@ export class DeidEngine {
     };
     const specificCharacterSet = text(TAG.SpecificCharacterSet);
     this.charsets = parseSpecificCharacterSet(specificCharacterSet === '' ? undefined : specificCharacterSet);
+    this.textCharsets = this.charsets;
     // The key is the text the bytes stand for: one patient sent by one device in Latin-1 and by another
     // in UTF-8 ("Klinikum München") got two pseudonyms and two date shifts in one study (found in the
     // character set review). Latin-1 and ASCII keys read as before.
@@ -536,7 +540,40 @@ export class DeidEngine {
   }
 
   private walkItems(element: EditableElement, path: string, patientKey: PatientKey, within: Within = 'dataset'): void {
-    (element.items ?? []).forEach((item, index) => this.walk(item.elements as EditableElement[], `${path}[${index}]`, patientKey, within));
+    (element.items ?? []).forEach((item, index) =>
+      this.inItemCharacterSet(item.elements, () => this.walk(item.elements as EditableElement[], `${path}[${index}]`, patientKey, within)),
+    );
+  }
+
+  /**
+   * Runs `run` with the text of an item that has its own Specific Character Set (PS3.5 7.5: it holds
+   * for that item) compared in that set, the identifiers written in it. A UTF-8 item of a Latin-1
+   * dataset kept "Patient Müller reports pain" (found in the character set review). An identifier the
+   * item's set cannot write, even without its accents (or whose set has no encoder here: ISO 2022,
+   * GB18030), is not looked for in it.
+   */
+  private inItemCharacterSet<T>(elements: readonly ElementNode[], run: () => T): T {
+    const element = elements.find((candidate) => candidate.tag === TAG.SpecificCharacterSet);
+    if (!element) return run();
+    const value = this.text(element);
+    const charsets = parseSpecificCharacterSet(value === '' ? undefined : value);
+    if (charsets.join('\\') === this.textCharsets.join('\\')) return run();
+    const outer = { folding: this.folding, plainFolding: this.plainFolding, identifiers: this.identifiers, textCharsets: this.textCharsets };
+    this.identifiers = this.identifiers.flatMap((identifier) => {
+      const text = decodeText(Buffer.from(identifier, 'latin1'), outer.textCharsets, false, true);
+      if (text.includes('\ufffd')) return [];
+      // "Müller" has no ü in ISO 8859-5: looked for as "Muller", which matches with or without accents.
+      const written = encodeText(text, charsets) ?? encodeText(text.normalize('NFD').replace(/\p{M}/gu, ''), charsets);
+      return written === undefined ? [] : [written];
+    });
+    this.folding = textFolding(value);
+    this.plainFolding = textFolding(value, false);
+    this.textCharsets = charsets;
+    try {
+      return run();
+    } finally {
+      Object.assign(this, outer);
+    }
   }
 
   private empty(element: EditableElement, isSequence: boolean, path: string): void {
@@ -647,7 +684,7 @@ export class DeidEngine {
       if (element.removed) continue;
       const here = `${path}(${tagText(element.tag)})`;
       ((element.items ?? []) as EditableItem[]).forEach((item, index) => {
-        if (!item.removed && !element.encapsulated) this.scanForResidualPhi(item.elements as EditableElement[], `${here}[${index}]`);
+        if (!item.removed && !element.encapsulated) this.inItemCharacterSet(item.elements, () => this.scanForResidualPhi(item.elements as EditableElement[], `${here}[${index}]`));
       });
       if (element.tag === TAG.PatientName || element.tag === TAG.PatientID || this.dummies.has(element)) continue;
       const value = this.scannableText(element);
@@ -758,10 +795,15 @@ export class DeidEngine {
     return value.includes('\x1b') ? this.folding : this.plainFolding;
   }
 
-  /** An element's text as the dataset's character set reads it. */
+  /** An element's text as its character set reads it (the dataset's, or its item's). */
   private decoded(element: ElementNode | undefined): string {
     if (!element) return '';
-    return decodeText(Buffer.from(this.text(element), 'latin1'), this.charsets, element.vr === 'PN', isMultiValuedText(element.vr));
+    const raw = this.text(element);
+    const text = decodeText(Buffer.from(raw, 'latin1'), this.textCharsets, element.vr === 'PN', isMultiValuedText(element.vr));
+    // Bytes the set cannot read (a Latin-1 ID in a dataset that says UTF-8) would all read as U+FFFD,
+    // and two patients as one: such a value is keyed by its bytes, as before (found in the review of
+    // the session's diff).
+    return text.includes('\ufffd') && !raw.includes('\ufffd') ? raw : text;
   }
 
   private text(element: ElementNode | undefined): string {
@@ -900,10 +942,20 @@ function fitToVr(value: string, vr: string, folding: TextFolding): string {
     return one.slice(0, end);
   };
   if (SINGLE_VALUED_TEXT.has(vr)) return cut(value);
-  return value
-    .split('\\')
-    .map((one) => (vr === 'PN' ? one.split('=').map(cut).join('=') : cut(one)))
-    .join('\\');
+  // In GB18030 and GBK a character's second byte may be 5C ("\\", 嘰 is 87 5C): values are split
+  // between whole characters only.
+  const values = folding.startsWith('multi-byte:') ? splitWholeCharacters(value) : value.split('\\');
+  return values.map((one) => (vr === 'PN' ? one.split('=').map(cut).join('=') : cut(one))).join('\\');
+}
+
+/** GB18030 or GBK text split at each "\\" that is a character of its own. */
+function splitWholeCharacters(text: string): string[] {
+  const values = [''];
+  for (const character of gbCharacters(text)) {
+    if (character === '\\') values.push('');
+    else values[values.length - 1] += character;
+  }
+  return values;
 }
 
 /** An element of a curve's repeating group (50xx,xxxx: even groups 5000-50FE, PS3.5 7.6; retired). */

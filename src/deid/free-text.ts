@@ -28,7 +28,10 @@ export type TextFolding = 'ascii' | 'latin1' | 'unicode' | `single-byte:${string
  */
 export function textFolding(value: string | undefined, withEscapes = true): TextFolding {
   const all = parseSpecificCharacterSet(value?.trim() === '' ? undefined : value);
-  const sets = withEscapes ? all : [withoutCodeExtensions(all[0] ?? '')];
+  // Only a first set with an upper half of its own stands alone: with the default repertoire first,
+  // bytes above 0x7F in text without escapes are another set's written without them (Korean, as
+  // devices write "\ISO 2022 IR 149"), not Latin-1 letters (found in the review of the session's diff).
+  const sets = withEscapes || SEVEN_BIT_SETS.has(all[0] ?? '') ? all : [withoutCodeExtensions(all[0] ?? '')];
   if (sets[0] === 'ISO_IR 192') return 'unicode';
   const gb = sets.length === 1 ? gbLabel(sets[0] as string) : undefined;
   if (gb) return `multi-byte:${gb}`;
@@ -37,6 +40,9 @@ export function textFolding(value: string | undefined, withEscapes = true): Text
   const singleByte = sets.length === 1 ? singleByteLabel(sets[0] as string) : undefined;
   return singleByte ? `single-byte:${singleByte}` : 'ascii';
 }
+
+/** First sets without an upper half (PS3.3 Table C.12-3: the default repertoire). */
+const SEVEN_BIT_SETS: ReadonlySet<string> = new Set(['', 'ISO_IR 6', 'ISO 2022 IR 6']);
 
 /** The Defined Term without code extensions of the set an ISO 2022 term starts in ("ISO 2022 IR 144"
  * gives "ISO_IR 144"); others as they are. */

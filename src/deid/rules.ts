@@ -288,7 +288,8 @@ const VALUE_FORM: Readonly<Record<string, RegExp>> = {
  * control bytes (found in the character set review).
  */
 function checkReplacementIsAscii(value: string): void {
-  const other = [...value].find((character) => !/^[\x20-\x7e]$/.test(character));
+  // The default repertoire's control characters (CR, LF, FF, TAB) are text in LT, ST and UT.
+  const other = [...value].find((character) => !/^[\x20-\x7e\r\n\f\t]$/.test(character));
   if (other === undefined) return;
   throw new RuleError(`the value "${value}" holds "${other}": replacement values are written into datasets of every character set, so only printable ASCII (PS3.5 6.1.2.1, the default repertoire) is allowed`);
 }

@@ -117,6 +117,41 @@ export function gbCharacters(text: string): string[] {
   return characters;
 }
 
+/**
+ * Text written in a character set without code extensions (its bytes as a Latin-1 string): UTF-8,
+ * Latin-1 (and the default repertoire as devices fill it), or a single-byte set whose every byte is a
+ * character. undefined: the set is another, or cannot write one of the characters.
+ */
+export function encodeText(text: string, charsets: readonly string[]): string | undefined {
+  if (/^[\x00-\x7f]*$/.test(text)) return text;
+  if (charsets.length !== 1) return undefined;
+  const label = SINGLE_SETS[charsets[0] as string];
+  if (label === 'utf-8') return Buffer.from(text, 'utf8').toString('latin1');
+  if (label === 'latin1') return /^[\x00-\xff]*$/.test(text) ? text : undefined;
+  if (label === undefined || !BYTE_PER_CHARACTER.has(label)) return undefined;
+  const bytesOf = singleByteTable(label);
+  let out = '';
+  for (const character of text) {
+    const byte = bytesOf.get(character);
+    if (byte === undefined) return undefined;
+    out += byte;
+  }
+  return out;
+}
+
+const singleByteTables = new Map<string, Map<string, string>>();
+/** A single-byte set's characters and the byte of each (as a Latin-1 character). */
+function singleByteTable(label: string): Map<string, string> {
+  let table = singleByteTables.get(label);
+  if (!table) {
+    table = new Map();
+    const characters = decoder(label).decode(Buffer.from(Array.from({ length: 256 }, (_, byte) => byte)));
+    for (let byte = 255; byte >= 0; byte -= 1) table.set(characters[byte] as string, String.fromCharCode(byte));
+    singleByteTables.set(label, table);
+  }
+  return table;
+}
+
 function decodeWith(label: string, bytes: Buffer): string {
   // WHATWG's "iso-8859-1" is windows-1252; DICOM's ISO_IR 100 is true Latin-1.
   return label === 'latin1' ? bytes.toString('latin1') : decoder(label).decode(bytes);

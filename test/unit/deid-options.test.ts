@@ -359,7 +359,12 @@ test('free text without escapes compares in the first character set, in any case
   assert.deepEqual(findings('ISO 2022 IR 100\\ISO 2022 IR 87', 'M\xfcller^J\xfcrgen', 'Exam M\xdcLLER'), ['(0008,0070)']);
   assert.deepEqual(findings('ISO 2022 IR 100\\ISO 2022 IR 87', 'M\xfcller^J\xfcrgen', 'Exam of Mullerei'), [], 'not inside a longer word');
   assert.equal(textFolding('ISO 2022 IR 144', false), 'single-byte:iso-8859-5');
-  assert.equal(textFolding('\\ISO 2022 IR 87', false), 'latin1');
+  // The default repertoire first: bytes above 0x7F without escapes are another set's (Korean, as
+  // devices write it), compared as bytes as before (found in the review of the session's diff).
+  assert.equal(textFolding('\\ISO 2022 IR 87', false), 'ascii');
+  assert.equal(textFolding('\\ISO 2022 IR 149', false), 'ascii');
+  const korean = (hex: string) => Buffer.from(hex, 'hex').toString('latin1');
+  assert.equal(scrubText(korean('b1e8bfb5c8f1c0c720b0cbbbe7'), identifiersToScrub([korean('b1e8bfb5c8f1')], [], 'ascii'), textFolding('\\ISO 2022 IR 149', false)), `XXXXXX${korean('c0c720b0cbbbe7')}`);
   assert.equal(textFolding('ISO 2022 IR 13\\ISO 2022 IR 87', false), 'ascii', 'JIS X 0201 as before');
   assert.equal(textFolding('\\ISO 2022 IR 87'), 'ascii', 'text with escapes: ASCII only, read character by character');
   const masked = scrubText(cyrillic('CT ИВАНОВ иванов'), identifiersToScrub([cyrillic('Иванов^Петр')], []), textFolding('ISO 2022 IR 144', false));
@@ -370,7 +375,6 @@ test('free text without escapes compares in the first character set, in any case
 // the "^" that is the second byte of 繼 (kept), 王 (CD F5) matched across 和跆 (…CD F5 CC…) and the
 // mask left half characters, and a cut to 64 bytes ended in a lone lead byte.
 test('GB18030 names are split, found, masked and cut by whole characters', () => {
-  const encode = (text: string) => Array.from(text, (character) => GB18030[character] ?? character).join('');
   const decode = (latin1: string) => new TextDecoder('gb18030', { fatal: true }).decode(Buffer.from(latin1, 'latin1'));
   const folding = textFolding('GB18030');
   assert.equal(folding, 'multi-byte:gb18030');
@@ -394,6 +398,24 @@ test('GB18030 names are split, found, masked and cut by whole characters', () =>
   assert.ok(cut.length <= 64 && cut.length >= 62, `${cut.length} bytes`);
   assert.match(decode(cut), /^A{55}XXXXXX检?$/u);
 });
+
+// Found in the review of the session's diff: values were split on every 5C byte before the cut, and
+// 嘰 (87 5C) made one value two.
+test('GB18030 values are split between whole characters when they are cut', () => {
+  const description = encode('王') + encode('检').repeat(30) + Buffer.from('875c', 'hex').toString('latin1') + encode('查').repeat(5);
+  const elements: Element[] = [
+    ...BASE.filter(([tag]) => tag !== 0x00081030 && tag !== 0x00100010),
+    [0x00080005, 'CS', 'GB18030'],
+    [0x00081030, 'LO', Buffer.from(description, 'latin1')],
+    [0x00100010, 'PN', Buffer.from(encode('王^芳'), 'latin1')],
+  ];
+  const cut = deid(elements.sort((a, b) => a[0] - b[0]), ['cleanDescriptors']).get(0x00081030) ?? '';
+  assert.equal(new TextDecoder('gb18030', { fatal: true }).decode(Buffer.from(cut, 'latin1')), `XXXXXX${'检'.repeat(29)}`);
+});
+
+function encode(text: string): string {
+  return Array.from(text, (character) => GB18030[character] ?? character).join('');
+}
 
 /** The GB18030 bytes (as Latin-1 text) of the characters the tests use. */
 const GB18030: Record<string, string> = Object.fromEntries(
@@ -449,6 +471,35 @@ test('cleanStructuredContent keeps the report tree and its codes, without the na
     const codeMeaning = first.find((element) => element.tag === 0x0040a043)?.items?.[0]?.elements.find((element) => element.tag === 0x00080100)?.value?.toString('latin1').trim();
     assert.equal(codeMeaning, options.length ? '121106' : 'ANONYMIZED', 'coded values stay under the option');
   }
+});
+
+// Found in the character set review: an item's own Specific Character Set (PS3.5 7.5) was ignored; a
+// UTF-8 text in an item of a Latin-1 dataset kept the patient's name, with no finding.
+test('an item with a Specific Character Set of its own is compared in that set', () => {
+  const content = (charset: string, text: Buffer) => item([
+    [0x00080005, 'CS', charset],
+    [0x0040a010, 'CS', 'CONTAINS'],
+    [0x0040a040, 'CS', 'TEXT'],
+    [0x0040a160, 'UT', text],
+  ]);
+  const report = (sequenceItem: Buffer): Element[] => [
+    [0x00080005, 'CS', 'ISO_IR 100'],
+    ...BASE.filter(([tag]) => tag !== 0x00100010),
+    [0x00100010, 'PN', Buffer.from('M\xfcller^Hans', 'latin1')],
+    [0x0040a730, 'SQ', sequenceItem],
+  ].sort((a, b) => (a[0] as number) - (b[0] as number)) as Element[];
+  const textOut = (elements: Element[]) => {
+    const bytes = encodeDataset(elements);
+    const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+    new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set<ProfileOption>(['cleanStructuredContent']) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+    const out: Buffer[] = [];
+    new DatasetWriter(new BufferSource(bytes), 'explicit-le', (chunk) => out.push(Buffer.from(chunk))).writeElements(tree);
+    const written = parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-le');
+    return written.find((element) => element.tag === 0x0040a730)?.items?.[0]?.elements.find((element) => element.tag === 0x0040a160)?.value;
+  };
+  assert.equal(textOut(report(content('ISO_IR 192', Buffer.from('Patient MÜLLER reports pain', 'utf8'))))?.toString('utf8').trim(), 'Patient XXXXXX reports pain');
+  const cyrillic = Buffer.from('d0e0e7', 'hex'); // "Раз" in ISO 8859-5: nothing of the patient
+  assert.ok(textOut(report(content('ISO_IR 144', Buffer.concat([Buffer.from('Muller '), cyrillic]))))?.equals(Buffer.concat([Buffer.from('XXXXXX '), cyrillic])), 'a Cyrillic item: the name masked, its own letters kept');
 });
 
 test('cleanGraphics keeps graphic annotations with their text cleaned, and removes overlay bitmaps whole', () => {

@@ -152,10 +152,21 @@ test('one patient in two character sets gets one pseudonym, one date shift and o
   assert.equal(latin1.get(0x00100020), PSEUDONYMS.patientId({ issuerOfPatientId: 'Klinikum München', patientId: 'MÜ-4711' }));
 });
 
+// Found in the review of the session's diff: IDs whose bytes the set cannot read (Latin-1 in a dataset
+// that says UTF-8) all decoded to U+FFFD, and two patients got one pseudonym.
+test('PatientIDs the character set cannot read are keyed by their bytes', () => {
+  const withId = (id: string) => {
+    const dataset = DATASET.map((element): Element => (element[0] === 0x00100020 ? [0x00100020, 'LO', Buffer.from(id, 'latin1')] : element));
+    dataset.unshift([0x00080005, 'CS', 'ISO_IR 192']);
+    return run(profile([]), 'CT01', dataset).values.get(0x00100020);
+  };
+  assert.notEqual(withId('M\xfcller01'), withId('M\xe4ller01'));
+});
+
 // Found in the character set review: "Étude" was written as Latin-1 bytes into UTF-8 and Cyrillic
 // datasets, and "研究" as control bytes.
 test('a replace value outside printable ASCII is refused, naming the character', () => {
-  for (const value of ['Étude', 'Study 研究', 'tab\there']) {
+  for (const value of ['Étude', 'Study 研究', 'bell\x07']) {
     assert.throws(
       () => compileProfiles(profile([{ attribute: 'StudyDescription', action: 'replace', value }])),
       (error: unknown) => error instanceof RuleError && /rule 1: the value .* holds .*only printable ASCII/.test(error.message),
@@ -164,6 +175,8 @@ test('a replace value outside printable ASCII is refused, naming the character',
   }
   assert.throws(() => compileProfiles(profile([{ attribute: { creator: 'ACME 1.0', tag: '0019,xx10' }, action: 'replace', value: 'Ünknown' }])), /only printable ASCII/);
   assert.doesNotThrow(() => compileProfiles(profile([{ attribute: 'StudyDescription', action: 'replace', value: 'RESEARCH ~ study #1' }])));
+  // The default repertoire's controls are text in LT (found in the review of the session's diff).
+  assert.doesNotThrow(() => compileProfiles(profile([{ attribute: 'ImageComments', action: 'replace', value: 'Line one\r\nLine two\tend' }])));
 });
 
 // Found in review: a bare private tag kept whatever vendor's element sat in that block (PS3.5 7.8.1).
