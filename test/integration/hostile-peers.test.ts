@@ -221,6 +221,33 @@ describe('hostile peers', () => {
     await raw.release();
   });
 
+  // Found in the hostile-peer review: a C-STORE reusing the Message ID of an outstanding one was
+  // performed and answered alike (only C-FIND, C-MOVE and C-GET were checked).
+  test('a C-STORE reusing the Message ID of an outstanding one gets 0x0210 and is not stored', async () => {
+    const raw = await associated(gantry.port, gantry.aeTitle);
+    const store = (sopInstanceUid: string) => {
+      const command = encodeCommand({ commandField: CommandField.CStoreRq, messageId: 9, priority: 0, affectedSopClassUid: CT_IMAGE_STORAGE, affectedSopInstanceUid: sopInstanceUid, commandDataSetType: DATASET_PRESENT });
+      const dataset = encodeDataset([
+        [0x00080016, 'UI', CT_IMAGE_STORAGE],
+        [0x00080018, 'UI', sopInstanceUid],
+        [0x0020000d, 'UI', '1.2.3.4'],
+        [0x0020000e, 'UI', '1.2.3.4.5'],
+      ]);
+      return Buffer.concat([...encodePData(3, true, command, 16384), ...encodePData(3, false, dataset, 16384)]);
+    };
+    raw.write(Buffer.concat([store('1.2.826.0.1.3680043.8.498.91'), store('1.2.826.0.1.3680043.8.498.92')]));
+    const statuses: number[] = [];
+    for (let i = 0; i < 2; i += 1) {
+      const answer = await raw.next();
+      if (answer.kind === 'command' && answer.command.messageIdBeingRespondedTo === 9) statuses.push(answer.command.status ?? -1);
+    }
+    assert.deepEqual(statuses.sort(), [0x0000, 0x0210]);
+    await raw.release();
+    const stored = readdirSync(join(gantry.storagePath, 'originals'), { recursive: true }).map(String);
+    assert.ok(stored.some((name) => name.endsWith('1.2.826.0.1.3680043.8.498.91.dcm')), 'the first is stored');
+    assert.ok(!stored.some((name) => name.includes('1.2.826.0.1.3680043.8.498.92')), 'the duplicate is not');
+  });
+
   // Found in the hostile-peer review: every failed operation had a warning line of its own, and one
   // peer sending requests beyond its window wrote 24,384 lines (6 MB) in 20 seconds.
   test('the failures of one association are logged one by one up to a bound, then counted', async () => {
