@@ -57,6 +57,9 @@ const MAX_COMMAND_LENGTH = 64 * 1024;
 
 /** Failed operations logged one by one per association; the rest are counted in its summary. */
 export const FAILURES_LOGGED = 20;
+/** Bytes that count as progress for the idle timeout without a message completed: a peer slower
+ * than this per idle timeout (64 KiB in 300 s by default, 218 bytes a second) is taken for idle. */
+export const PROGRESS_BYTES = 64 * 1024;
 
 interface IncomingDataset {
   context: NegotiatedContext;
@@ -115,6 +118,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private drainWait: Promise<void> | undefined;
   private artimTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Bytes read since the idle timer was last put back. */
+  private bytesSinceProgress = 0;
   private closeWhenIdle = false;
   private readonly startedAt = Date.now();
   private readonly summary: AssociationSummary = { operations: 0, failures: 0, bytesReceived: 0 };
@@ -159,7 +164,11 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (this.phase === 'closing' || this.phase === 'closed') return;
     this.summary.bytesReceived += chunk.length;
     this.observe((observer) => observer.bytesReceived(chunk.length));
-    this.idleTimer?.refresh();
+    // Progress puts the idle timer back: a message completed (pdvEnd), or PROGRESS_BYTES read. A byte
+    // every few seconds inside a dataset announced as 4 GB did it at every byte and held a place under
+    // dicom.maxAssociations for good (found in the hostile-peer review).
+    this.bytesSinceProgress += chunk.length;
+    if (this.bytesSinceProgress >= PROGRESS_BYTES) this.progressed();
     try {
       this.pdus.push(chunk);
     } catch (error) {
@@ -215,6 +224,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (isCommand) this.requireCommandContext(presentationContextId);
     else this.requireDatasetContext(presentationContextId);
     if (!isLast) return;
+    this.progressed();
     if (isCommand) {
       const context = this.requireContext(presentationContextId);
       const bytes = this.commandChunks.length === 1 ? (this.commandChunks[0] as Buffer) : Buffer.concat(this.commandChunks);
@@ -313,6 +323,11 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     }
     this.closeWhenIdle = true;
     this.abortIfIdle();
+  }
+
+  private progressed(): void {
+    this.bytesSinceProgress = 0;
+    this.idleTimer?.refresh();
   }
 
   private abortIfIdle(): void {

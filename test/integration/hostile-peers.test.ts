@@ -221,6 +221,33 @@ describe('hostile peers', () => {
     await raw.release();
   });
 
+  // Found in the hostile-peer review: every byte put the idle timer back, so a peer announcing a
+  // P-DATA-TF of 4 GB and sending a byte every few seconds held its association for good.
+  test('a peer trickling a dataset byte by byte is aborted as idle', async () => {
+    const raw = await associated(gantry.port, gantry.aeTitle);
+    raw.sendCommand(3, { commandField: CommandField.CStoreRq, messageId: 1, priority: 0, affectedSopClassUid: CT_IMAGE_STORAGE, affectedSopInstanceUid: '1.2.826.0.1.3680043.8.498.93', commandDataSetType: DATASET_PRESENT });
+    const header = Buffer.alloc(12);
+    header[0] = 0x04;
+    header.writeUInt32BE(0xffffffff, 2);
+    header.writeUInt32BE(0xfffffffb, 6); // a PDV as long as the PDU allows
+    header[10] = 3;
+    header[11] = 0x00; // dataset, not the last fragment
+    raw.write(header);
+    let closed = false;
+    raw.socket.once('close', () => (closed = true));
+    const began = Date.now();
+    // One byte every 500 ms: far below any sender's rate, far above "no traffic".
+    while (!closed && Date.now() - began < (IDLE_SECONDS + 10) * 1000) {
+      if (!raw.socket.destroyed) raw.socket.write(Buffer.from([0x5a]));
+      await sleep(500);
+    }
+    assert.ok(closed, `the trickling peer was still connected after ${((Date.now() - began) / 1000).toFixed(1)} s`);
+    raw.socket.destroy();
+    const fresh = await associated(gantry.port, gantry.aeTitle);
+    assert.equal(await fresh.echo(1), 0x0000);
+    await fresh.release();
+  });
+
   // Found in the hostile-peer review: a C-STORE reusing the Message ID of an outstanding one was
   // performed and answered alike (only C-FIND, C-MOVE and C-GET were checked).
   test('a C-STORE reusing the Message ID of an outstanding one gets 0x0210 and is not stored', async () => {
