@@ -208,7 +208,7 @@ export const configSchema = z
           .default(16)
           .describe('The asynchronous operations window Gantry grants when a caller proposes one (PS3.7 D.3.3.3).'),
         artimTimeoutSeconds: seconds.default(30).describe('ARTIM timer: wait for A-ASSOCIATE-RQ and for the peer to close.'),
-        idleTimeoutSeconds: seconds.default(300).describe('An association with no traffic for this long is aborted.'),
+        idleTimeoutSeconds: seconds.default(300).describe('An association without progress for this long (no message completed, under 64 KiB received) is aborted.'),
         acceptUnknownSopClasses: z
           .boolean()
           .default(false)
