@@ -18,6 +18,8 @@ import { waitUntil } from '../helpers/destinations.js';
 import { stringify } from 'yaml';
 import { listFiles } from '../helpers/stored.js';
 import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { startGantryProcess } from '../helpers/gantry.js';
+import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 
 test('gantry deid de-identifies files and folders into <Study>/<Series>/<SOP>.dcm, and says what failed', async (t) => {
   if (!(await needPeers(t, PYDICOM_TEST_FILES))) return;
@@ -431,4 +433,34 @@ test('gantry config show writes a literal ${ as the config takes it, and hides t
   const again = parseConfigText(shown.stdout.replace('secret: (hidden)', 'secret: another secret of 16+ chars'), 'shown.yaml', {});
   assert.deepEqual(again.deid.rules[0], { action: 'replace', attribute: 'StudyDescription', value: 'cost ${PRICE}' });
   assert.equal(again.dicom.aeTitle, '$PACS', 'a whole $NAME is written $$NAME');
+});
+
+// Found in the upgrade review: on an index of before migration 23 the node recorded its secret at its
+// first start without a word, whatever secret had made the copies before: their pseudonyms and this
+// node's then differ for one patient. The copies' keyed Study Instance UIDs tell.
+test('a node whose index recorded no secret warns when the copies there were made with another', async (t) => {
+  const dir = scratchDir('node-unrecorded-secret');
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  new InstanceIndex(db).upsert(instanceRecord(1));
+  db.prepare(`UPDATE instances SET state = 'failed', deid_study_instance_uid = ?`).run(new Pseudonymizer('another secret, of a node of before').uid('1.2.1'));
+  db.close();
+  const gantry = await startGantryProcess(join(dir, 'node'), { storage: { path: storagePath } });
+  t.after(() => gantry.stop());
+  await waitUntil('the warning', 10_000, () => /deid\.secret is not the one the node last started with/.test(gantry.output())).catch(() => undefined);
+  assert.match(gantry.output(), /deid\.secret is not the one the node last started with/);
+  await gantry.stop();
+  // The same copies under the secret that made them: no warning.
+  const same = scratchDir('node-unrecorded-secret-same');
+  const sameStorage = join(same, 'data');
+  mkdirSync(sameStorage, { recursive: true });
+  const again = openDatabase(join(sameStorage, 'index.sqlite'));
+  new InstanceIndex(again).upsert(instanceRecord(1));
+  again.prepare(`UPDATE instances SET state = 'failed', deid_study_instance_uid = ?`).run(new Pseudonymizer('the secret of the test suite').uid('1.2.1'));
+  again.close();
+  const node = await startGantryProcess(join(same, 'node'), { storage: { path: sameStorage } });
+  t.after(() => node.stop());
+  await sleep(500);
+  assert.doesNotMatch(node.output(), /deid\.secret is not the one/);
 });
