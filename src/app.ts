@@ -97,23 +97,12 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   const storagePath = resolve(config.storage.path);
   if (aborted()) throw new StartAborted();
   const { unclean } = await claimStoragePath(loaded, storagePath);
-  const store = new ObjectStore(storagePath);
-  const { staleIncoming } = await store.init();
-  if (staleIncoming > 0) log.warn({ files: staleIncoming }, 'deleted incomplete incoming files from a previous run (none was acknowledged)');
-
+  const { store, db: openedDb, index, secret } = await openClaimedStorage(loaded, storagePath, unclean, log);
   const databaseFile = join(storagePath, DATABASE_FILE);
-  let db: Db | undefined = openDatabase(databaseFile);
-  const openedDb = db;
+  let db: Db | undefined = openedDb;
   const wal = new WalSync(databaseFile);
   const indexWatch = new IndexWatch(databaseFile, () => db, wal);
-  const index = new InstanceIndex(db);
-  const writer = new IndexWriter(db, index, wal);
-  if (unclean) await checkNewestRows(index, store, log);
-  const abandonedCopies = settleAbandonedCopyLists(db, storagePath);
-  if (abandonedCopies > 0) log.warn({ files: abandonedCopies }, 'deleted the copies a gantry import --copy that did not end had placed and never indexed');
-  const secret = resolveDeidSecret(loaded, storagePath, log);
-  // Checked here, where a bad secret is a start-up error, not in every worker thread.
-  new Pseudonymizer(secret);
+  const writer = new IndexWriter(openedDb, index, wal);
   let deidSettings = checked.deidSettings;
   const metrics = new GantryMetrics(
     (callingAeTitle) => (knownCallers.has(callingAeTitle) ? callingAeTitle : 'other'),
@@ -602,6 +591,36 @@ function withRunningRestartKeys(running: GantryConfig, next: GantryConfig): Gant
 /** Makes storage.path and claims it; a folder the node cannot make or write is a config problem,
  * named by its key (found in a review: the bare "EACCES: permission denied, mkdir ..." left the
  * operator to guess which key it was). */
+/**
+ * Opens the store and the index of a claimed storage.path (migrations run here), settles what an
+ * unclean stop left, and reads the secret. A failure (a newer schema, a failed migration, a secret
+ * that cannot be read) closes what it opened and gives the claim back as it was: left claimed, the
+ * next start took the refused one for a crash and ran recovery (found in the upgrade review).
+ */
+async function openClaimedStorage(loaded: LoadedConfig, storagePath: string, unclean: boolean, log: Logger): Promise<{ store: ObjectStore; db: Db; index: InstanceIndex; secret: string }> {
+  const store = new ObjectStore(storagePath);
+  let db: Db | undefined;
+  try {
+    const { staleIncoming } = await store.init();
+    if (staleIncoming > 0) log.warn({ files: staleIncoming }, 'deleted incomplete incoming files from a previous run (none was acknowledged)');
+    db = openDatabase(join(storagePath, DATABASE_FILE));
+    const index = new InstanceIndex(db);
+    if (unclean) await checkNewestRows(index, store, log);
+    const abandonedCopies = settleAbandonedCopyLists(db, storagePath);
+    if (abandonedCopies > 0) log.warn({ files: abandonedCopies }, 'deleted the copies a gantry import --copy that did not end had placed and never indexed');
+    const secret = resolveDeidSecret(loaded, storagePath, log);
+    // Checked here, where a bad secret is a start-up error, not in every worker thread.
+    new Pseudonymizer(secret);
+    return { store, db, index, secret };
+  } catch (error) {
+    db?.close();
+    await store.close().catch(() => undefined);
+    // An unclean stop before stays told: its recovery has not run to its end.
+    await releaseStorage(storagePath, !unclean);
+    throw error;
+  }
+}
+
 async function claimStoragePath(loaded: LoadedConfig, storagePath: string): Promise<{ unclean: boolean }> {
   try {
     await mkdir(storagePath, { recursive: true });

@@ -3,6 +3,7 @@
  * asked one after the other apply in that order.
  */
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Writable } from 'node:stream';
@@ -318,4 +319,25 @@ test('a start that cannot write the index fails, and releases storage.path; the 
   const gantry = await startGantry(forwardingConfig(storagePath, [unreachable('research', 'MR')]), silentLogger());
   t.after(() => gantry.stop());
   assert.equal(queuedForResearch(storagePath), 0, 'the next start withdraws them');
+});
+
+// Found in the upgrade review: a start refused after storage.path was claimed (an index of a newer
+// schema, a failed migration) left gantry.running behind, and the next start took it for a crash and
+// ran recovery.
+test('a start refused by the index gives storage.path back as it found it', async () => {
+  const storagePath = join(scratchDir('start-refused-newer'), 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  db.prepare(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'from the future', '2030-01-01')`).run();
+  db.close();
+  await assert.rejects(startGantry(loadedConfig(storagePath), silentLogger()), /schema version 999, newer than this Gantry knows/);
+  assert.equal(existsSync(join(storagePath, 'gantry.running')), false, 'no marker of a run left');
+  const again = new Database(join(storagePath, 'index.sqlite'));
+  again.prepare('DELETE FROM schema_migrations WHERE version = 999').run();
+  again.close();
+  const lines: string[] = [];
+  const log = createLogger('info', new Writable({ write: (chunk, _encoding, done) => (lines.push(String(chunk)), done()) }));
+  const gantry = await startGantry(loadedConfig(storagePath), log);
+  await gantry.stop();
+  assert.ok(!lines.some((line) => line.includes('did not stop cleanly')), 'the next start is no recovery');
 });
