@@ -788,7 +788,7 @@ export class DeidEngine {
   }
 
   /** How a text value (its bytes as Latin-1) compares: with escape sequences, in every set of the
-   * dataset; without, in the first set alone, where "ISO 2022 IR 144" reads as ISO_IR 144 (found in the
+   * dataset (or its item); without, in the first set alone when that has an upper half, where "ISO 2022 IR 144" reads as ISO_IR 144 (found in the
    * character set review: "ИВАНОВ" kept for Иванов, and "MÜLLER" for Müller under ISO 2022 IR 100 with
    * IR 87, compared as ASCII). */
   private foldingOf(value: string): TextFolding {
@@ -935,8 +935,8 @@ function fitToVr(value: string, vr: string, folding: TextFolding): string {
       }
       return fitted;
     }
-    // Text that is not UTF-8 after all: not inside a sequence. A single-byte set's every byte is a
-    // character (Cyrillic letters among 0x80-0xBF), cut where it is.
+    // UTF-8 text that does not decode is cut before a continuation byte; a single-byte set's every
+    // byte is a character (Cyrillic letters among 0x80-0xBF), cut where it is.
     let end = max;
     while (utf8 && end > 0 && /[\x80-\xbf]/.test(one[end] as string)) end -= 1;
     return one.slice(0, end);
