@@ -12,7 +12,7 @@
  * decoded byte for byte first (found in a review: "Иванов" was masked and "ИВАНОВ" kept, with no
  * finding). Other sets (multi-byte, and text with the escapes of code extensions) fold ASCII only:
  * folding their bytes as Latin-1 would match other characters. Text without escapes is in its first
- * set alone ("ISO 2022 IR 144" compares as ISO_IR 144).
+ * set alone when that set has an upper half ("ISO 2022 IR 144" compares as ISO_IR 144).
  */
 import { TextDecoder } from 'node:util';
 import { gbCharacters, gbLabel, parseSpecificCharacterSet, singleByteLabel } from '../dicom/charset.js';
@@ -90,8 +90,7 @@ const singleByteCodecs = new Map<string, Omit<Decoded, 'value'>>();
  * ("王" is CD F5, found inside "和跆") and the mask cut both in half (found in the character set review).
  */
 function multiByteDecoded(text: string, label: 'gb18030' | 'gbk'): Decoded | undefined {
-  const decoder = new TextDecoder(label);
-  const decode = (latin1: string) => decoder.decode(Buffer.from(latin1, 'latin1'));
+  const decode = multiByteDecoders[label];
   const bytesOf = new Map<string, string>();
   let value = '';
   for (const bytes of gbCharacters(text)) {
@@ -101,6 +100,15 @@ function multiByteDecoded(text: string, label: 'gb18030' | 'gbk'): Decoded | und
     value += character;
   }
   return { value, decode, encode: (characters) => Array.from(characters, (character) => bytesOf.get(character) ?? (character < '\x80' ? character : '?')).join('') };
+}
+
+const multiByteDecoders = {
+  gb18030: decoderOf(new TextDecoder('gb18030')),
+  gbk: decoderOf(new TextDecoder('gbk')),
+};
+
+function decoderOf(decoder: TextDecoder): (latin1: string) => string {
+  return (latin1) => decoder.decode(Buffer.from(latin1, 'latin1'));
 }
 
 /**
