@@ -152,7 +152,7 @@ const deidRule = z.discriminatedUnion('action', [
     .object({
       action: z.literal('replace').describe('Write `value` into the attribute.'),
       attribute: attributeRef,
-      value: z.string().describe('The value written by replace: printable ASCII, and CR, LF, FF and TAB (it is written as it is into datasets of every character set).'),
+      value: z.string().describe('The value written by replace: printable ASCII, and CR, LF, FF and TAB in LT, ST and UT (it is written as it is into datasets of every character set).'),
       when: ruleWhen,
     })
     .strict(),

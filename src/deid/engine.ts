@@ -167,6 +167,8 @@ export class DeidEngine {
   private readonly dummies = new Set<EditableElement>();
   private dateOffsetDays = 0;
   private identifiers: readonly string[] = [];
+  /** The identifiers as the dataset's character set writes them (an item's set adds its own). */
+  private datasetIdentifiers: readonly string[] = [];
   private folding: TextFolding = 'latin1';
   /** How text without escape sequences compares: in the first character set alone (free-text.ts). */
   private plainFolding: TextFolding = 'latin1';
@@ -239,6 +241,7 @@ export class DeidEngine {
       [text(TAG.PatientID).trim(), text(TAG.AccessionNumber), ...this.otherPatientIds(elements)],
       this.folding,
     );
+    this.datasetIdentifiers = this.identifiers;
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
     this.matchEncapsulatedDocumentLength(elements);
@@ -548,9 +551,10 @@ export class DeidEngine {
   /**
    * Runs `run` with the text of an item that has its own Specific Character Set (PS3.5 7.5: it holds
    * for that item) compared in that set, the identifiers written in it. A UTF-8 item of a Latin-1
-   * dataset kept "Patient Müller reports pain" (found in the character set review). An identifier the
-   * item's set cannot write, even without its accents (or whose set has no encoder here: ISO 2022,
-   * GB18030), is not looked for in it.
+   * dataset kept "Patient Müller reports pain" (found in the character set review). The identifiers
+   * are looked for as the dataset writes them too (an item may declare the dataset's own repertoire
+   * spelled otherwise, or wrongly), and as the item's set writes them, where it can: even without
+   * their accents; not at all in ISO 2022, GB18030 or GBK, which have no encoder here.
    */
   private inItemCharacterSet<T>(elements: readonly ElementNode[], run: () => T): T {
     const element = elements.find((candidate) => candidate.tag === TAG.SpecificCharacterSet);
@@ -559,13 +563,16 @@ export class DeidEngine {
     const charsets = parseSpecificCharacterSet(value === '' ? undefined : value);
     if (charsets.join('\\') === this.textCharsets.join('\\')) return run();
     const outer = { folding: this.folding, plainFolding: this.plainFolding, identifiers: this.identifiers, textCharsets: this.textCharsets };
-    this.identifiers = this.identifiers.flatMap((identifier) => {
-      const text = decodeText(Buffer.from(identifier, 'latin1'), outer.textCharsets, false, true);
+    // From the dataset's identifiers, never the enclosing item's: one its set could not write would
+    // be lost to every item inside it (found in the review of the session's diff).
+    const written = this.datasetIdentifiers.flatMap((identifier) => {
+      const text = decodeText(Buffer.from(identifier, 'latin1'), this.charsets, false, true);
       if (text.includes('\ufffd')) return [];
       // "Müller" has no ü in ISO 8859-5: looked for as "Muller", which matches with or without accents.
-      const written = encodeText(text, charsets) ?? encodeText(text.normalize('NFD').replace(/\p{M}/gu, ''), charsets);
-      return written === undefined ? [] : [written];
+      const inItem = encodeText(text, charsets) ?? encodeText(text.normalize('NFD').replace(/\p{M}/gu, ''), charsets);
+      return inItem === undefined ? [] : [inItem];
     });
+    this.identifiers = [...new Set([...this.datasetIdentifiers, ...written])].sort((a, b) => b.length - a.length);
     this.folding = textFolding(value);
     this.plainFolding = textFolding(value, false);
     this.textCharsets = charsets;

@@ -189,8 +189,8 @@ export function compileProfile(profile: ProfileConfig): CompiledProfile {
     } else {
       try {
         if (rule.action === 'replace' && rule.value === undefined) throw new RuleError('a replace rule needs a value');
-        if (rule.action === 'replace') checkReplacementIsAscii(rule.value ?? '');
         const target = resolveAttribute(rule.attribute);
+        if (rule.action === 'replace') checkReplacementIsAscii(rule.value ?? '', target.tag === undefined ? undefined : vrOf(target.tag));
         if (target.tag !== undefined) checkPrivateTagNamesCreator(rule.action, target.tag);
         if (target.tag !== undefined) checkRuleFitsVr(rule.action, target.tag, rule.value);
         attributeRules.push({ kind: 'attribute', target, action: rule.action, ...(rule.value !== undefined ? { value: rule.value } : {}), ...(when ? { when } : {}) });
@@ -287,11 +287,12 @@ const VALUE_FORM: Readonly<Record<string, RegExp>> = {
  * into UTF-8, Cyrillic and GB18030 datasets alike (invalid or other letters there), and "研究" as
  * control bytes (found in the character set review).
  */
-function checkReplacementIsAscii(value: string): void {
-  // The default repertoire's control characters (CR, LF, FF, TAB) are text in LT, ST and UT.
-  const other = [...value].find((character) => !/^[\x20-\x7e\r\n\f\t]$/.test(character));
+function checkReplacementIsAscii(value: string, vr: string | undefined): void {
+  // The default repertoire's control characters CR, LF, FF and TAB are text in LT, ST and UT only (PS3.5 6.2).
+  const allowed = vr !== undefined && ['LT', 'ST', 'UT'].includes(vr) ? /^[\x20-\x7e\r\n\f\t]$/ : /^[\x20-\x7e]$/;
+  const other = [...value].find((character) => !allowed.test(character));
   if (other === undefined) return;
-  throw new RuleError(`the value "${value}" holds "${other}": replacement values are written into datasets of every character set, so only printable ASCII (PS3.5 6.1.2.1, the default repertoire) is allowed`);
+  throw new RuleError(`the value "${value}" holds ${JSON.stringify(other)}: replacement values are written into datasets of every character set, so only printable ASCII (PS3.5 6.1.2.1, the default repertoire) is allowed, and CR, LF, FF and TAB in LT, ST and UT`);
 }
 
 /**

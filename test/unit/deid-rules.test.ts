@@ -175,8 +175,9 @@ test('a replace value outside printable ASCII is refused, naming the character',
   }
   assert.throws(() => compileProfiles(profile([{ attribute: { creator: 'ACME 1.0', tag: '0019,xx10' }, action: 'replace', value: 'Ünknown' }])), /only printable ASCII/);
   assert.doesNotThrow(() => compileProfiles(profile([{ attribute: 'StudyDescription', action: 'replace', value: 'RESEARCH ~ study #1' }])));
-  // The default repertoire's controls are text in LT (found in the review of the session's diff).
+  // The default repertoire's controls are text in LT, ST and UT only (found in the reviews of the session's diff).
   assert.doesNotThrow(() => compileProfiles(profile([{ attribute: 'ImageComments', action: 'replace', value: 'Line one\r\nLine two\tend' }])));
+  assert.throws(() => compileProfiles(profile([{ attribute: 'InstitutionName', action: 'replace', value: 'SITE\nA' }])), /holds "\\n".*CR, LF, FF and TAB in LT, ST and UT/);
 });
 
 // Found in review: a bare private tag kept whatever vendor's element sat in that block (PS3.5 7.8.1).
