@@ -186,6 +186,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       case PduType.ReleaseRq:
         if (this.phase !== 'established') throw new PduError('A-RELEASE-RQ outside an established association', AbortReason.UnexpectedPdu);
         if (this.incoming || this.commandLength > 0) throw new PduError('A-RELEASE-RQ in the middle of a message', AbortReason.UnexpectedPdu);
+        // A message: the wait for the operations in progress counts from here, as it did.
+        this.progressed();
         this.onReleaseRequest();
         return;
       case PduType.Abort: {
