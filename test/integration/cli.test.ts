@@ -439,28 +439,25 @@ test('gantry config show writes a literal ${ as the config takes it, and hides t
 // first start without a word, whatever secret had made the copies before: their pseudonyms and this
 // node's then differ for one patient. The copies' keyed Study Instance UIDs tell.
 test('a node whose index recorded no secret warns when the copies there were made with another', async (t) => {
-  const dir = scratchDir('node-unrecorded-secret');
-  const storagePath = join(dir, 'data');
-  mkdirSync(storagePath, { recursive: true });
-  const db = openDatabase(join(storagePath, 'index.sqlite'));
-  new InstanceIndex(db).upsert(instanceRecord(1));
-  db.prepare(`UPDATE instances SET state = 'failed', deid_study_instance_uid = ?`).run(new Pseudonymizer('another secret, of a node of before').uid('1.2.1'));
-  db.close();
-  const gantry = await startGantryProcess(join(dir, 'node'), { storage: { path: storagePath } });
-  t.after(() => gantry.stop());
-  await waitUntil('the warning', 10_000, () => /deid\.secret is not the one the node last started with/.test(gantry.output())).catch(() => undefined);
-  assert.match(gantry.output(), /deid\.secret is not the one the node last started with/);
-  await gantry.stop();
-  // The same copies under the secret that made them: no warning.
-  const same = scratchDir('node-unrecorded-secret-same');
-  const sameStorage = join(same, 'data');
-  mkdirSync(sameStorage, { recursive: true });
-  const again = openDatabase(join(sameStorage, 'index.sqlite'));
-  new InstanceIndex(again).upsert(instanceRecord(1));
-  again.prepare(`UPDATE instances SET state = 'failed', deid_study_instance_uid = ?`).run(new Pseudonymizer('the secret of the test suite').uid('1.2.1'));
-  again.close();
-  const node = await startGantryProcess(join(same, 'node'), { storage: { path: sameStorage } });
-  t.after(() => node.stop());
+  /** A node started on an index without a recorded secret, holding a copy made under `madeWith`. */
+  const nodeOnCopiesMadeWith = async (name: string, madeWith: string) => {
+    const dir = scratchDir(name);
+    const storagePath = join(dir, 'data');
+    mkdirSync(storagePath, { recursive: true });
+    const db = openDatabase(join(storagePath, 'index.sqlite'));
+    new InstanceIndex(db).upsert(instanceRecord(1));
+    db.prepare(`UPDATE instances SET state = 'failed', deid_study_instance_uid = ?`).run(new Pseudonymizer(madeWith).uid('1.2.1'));
+    db.close();
+    const gantry = await startGantryProcess(join(dir, 'node'), { storage: { path: storagePath } });
+    t.after(() => gantry.stop());
+    return gantry;
+  };
+  const warning = /deid\.secret is not the one the node last started with/;
+  const other = await nodeOnCopiesMadeWith('node-unrecorded-secret', 'another secret, of a node of before');
+  await waitUntil('the warning', 10_000, () => warning.test(other.output())).catch(() => undefined);
+  assert.match(other.output(), warning);
+  await other.stop();
+  const same = await nodeOnCopiesMadeWith('node-unrecorded-secret-same', 'the secret of the test suite');
   await sleep(500);
-  assert.doesNotMatch(node.output(), /deid\.secret is not the one/);
+  assert.doesNotMatch(same.output(), warning);
 });

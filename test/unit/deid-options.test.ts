@@ -488,14 +488,16 @@ test('an item with a Specific Character Set of its own is compared in that set',
     [0x00100010, 'PN', Buffer.from('M\xfcller^Hans', 'latin1')],
     [0x0040a730, 'SQ', sequenceItem],
   ].sort((a, b) => (a[0] as number) - (b[0] as number)) as Element[];
-  const textOut = (elements: Element[]) => {
+  /** The TextValue of the first content item, `depth` levels down, after de-identification. */
+  const textOut = (elements: Element[], depth = 1) => {
     const bytes = encodeDataset(elements);
     const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
     new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set<ProfileOption>(['cleanStructuredContent']) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
     const out: Buffer[] = [];
     new DatasetWriter(new BufferSource(bytes), 'explicit-le', (chunk) => out.push(Buffer.from(chunk))).writeElements(tree);
-    const written = parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-le');
-    return written.find((element) => element.tag === 0x0040a730)?.items?.[0]?.elements.find((element) => element.tag === 0x0040a160)?.value;
+    let level: readonly ElementNode[] = parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-le');
+    for (let step = 0; step < depth; step += 1) level = level.find((element) => element.tag === 0x0040a730)?.items?.[0]?.elements ?? [];
+    return level.find((element) => element.tag === 0x0040a160)?.value;
   };
   assert.equal(textOut(report(content('ISO_IR 192', Buffer.from('Patient MÜLLER reports pain', 'utf8'))))?.toString('utf8').trim(), 'Patient XXXXXX reports pain');
   const cyrillic = Buffer.from('d0e0e7', 'hex'); // "Раз" in ISO 8859-5: nothing of the patient
@@ -510,14 +512,7 @@ test('an item with a Specific Character Set of its own is compared in that set',
   ].sort((a, b) => (a[0] as number) - (b[0] as number)) as Element[];
   const inner = content('ISO_IR 192', Buffer.from('Patient Иванов reports', 'utf8'));
   const outer = item([[0x00080005, 'CS', 'ISO_IR 100'], [0x0040a010, 'CS', 'CONTAINS'], [0x0040a040, 'CS', 'CONTAINER'], [0x0040a730, 'SQ', inner]]);
-  const bytes = encodeDataset(utf8Report(outer));
-  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
-  new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set<ProfileOption>(['cleanStructuredContent']) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
-  const out: Buffer[] = [];
-  new DatasetWriter(new BufferSource(bytes), 'explicit-le', (chunk) => out.push(Buffer.from(chunk))).writeElements(tree);
-  const nested = parseDataset(new BufferSource(Buffer.concat(out)), 'explicit-le').find((element) => element.tag === 0x0040a730)?.items?.[0]?.elements
-    .find((element) => element.tag === 0x0040a730)?.items?.[0]?.elements.find((element) => element.tag === 0x0040a160)?.value;
-  assert.equal(nested?.toString('utf8').trim(), 'Patient XXXXXX reports', 'a UTF-8 item inside a Latin-1 one');
+  assert.equal(textOut(utf8Report(outer), 2)?.toString('utf8').trim(), 'Patient XXXXXX reports', 'a UTF-8 item inside a Latin-1 one');
   assert.equal(textOut(utf8Report(content('', Buffer.from('Patient Иванов reports', 'utf8'))))?.toString('utf8').trim(), 'Patient XXXXXX reports', 'an item declaring an empty set');
 });
 

@@ -896,6 +896,17 @@ test('import --copy: the copies a killed import placed and never indexed are del
   assert.deepEqual(readdirSync(join(storagePath, 'import-copies')), [], 'and this import left none');
 });
 
+/** An export with the suite's secret is refused as not the node's, and writes nothing. */
+async function assertExportRefusesSecret(dir: string, storagePath: string): Promise<void> {
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    await assert.rejects(session.export({ out: join(dir, 'out'), workers: 1 }), /deid\.secret of .* is not the one the node de-identifies this storage with/);
+    assert.equal(existsSync(join(dir, 'out')), false, 'nothing written');
+  } finally {
+    session.close();
+  }
+}
+
 // Found in a review: nothing tied a secret to the session, so gantry export run with another secret
 // than the node's copied the node's copies (one set of pseudonyms) and de-identified the rest with
 // its own (another): one patient had two pseudonyms in one export, without a word.
@@ -908,13 +919,7 @@ test("export refuses a secret other than the one the node recorded for the stora
   } finally {
     db.close();
   }
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    await assert.rejects(session.export({ out: join(dir, 'out'), workers: 1 }), /deid\.secret of .* is not the one the node de-identifies this storage with/);
-    assert.equal(existsSync(join(dir, 'out')), false, 'nothing written');
-  } finally {
-    session.close();
-  }
+  await assertExportRefusesSecret(dir, storagePath);
   const again = openDatabase(join(storagePath, 'index.sqlite'));
   try {
     assert.equal(recordSecretDigest(again, secretDigest(SECRET)), true, 'a start with another secret is told');
@@ -944,13 +949,7 @@ test('with no secret recorded, export refuses a secret the node\'s copies were n
   } finally {
     db.close();
   }
-  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
-  try {
-    await assert.rejects(session.export({ out: join(dir, 'out'), workers: 1 }), /deid\.secret of .* is not the one the node de-identifies this storage with/);
-    assert.equal(existsSync(join(dir, 'out')), false, 'nothing written');
-  } finally {
-    session.close();
-  }
+  await assertExportRefusesSecret(dir, storagePath);
 });
 
 // Found in the review of the session's diff: lists of copies were told abandoned by their PID, which
