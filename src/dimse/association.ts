@@ -3,13 +3,14 @@
  * ARTIM while waiting for the request, negotiation, DIMSE messages (PS3.7) assembled from PDVs and
  * dispatched to the service handlers, release, abort, and an idle timeout.
  *
- * Datasets stream: each PDV slice goes straight to the handler's sink, and the socket is paused
- * while the sink is behind, so memory does not grow with the object's size.
+ * Datasets stream: each PDV slice goes to the handler's sink (small ones gathered first,
+ * dataset-fragments.ts), and the socket is paused while the sink is behind, so memory does not grow
+ * with the object's size.
  */
-import { DatasetFragments } from './dataset-fragments.js';
 import type { Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
+import { DatasetFragments } from './dataset-fragments.js';
 import { withoutUids } from '../observability/redact.js';
 import { CommandError, CommandField, DATASET_PRESENT, decodeCommand, encodeCommand, isRequest, isWellFormedUid, NO_DATASET, type DimseCommand } from './command.js';
 import type { NegotiatedContext, NegotiationOutcome } from './negotiation.js';
