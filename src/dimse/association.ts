@@ -358,7 +358,11 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
 
   private abortForProtocolError(message: string, reason: AbortReasonCode): void {
     this.log.warn({ why: message, reason, ...this.summaryFields() }, 'protocol error: association aborted');
-    this.sendAbort(AbortSource.ServiceProvider, reason);
+    // PS3.8 9.2.3: before an A-ASSOCIATE-RQ (Sta2) any other or invalid PDU is action AA-1, an A-ABORT
+    // of service-user source, whose reason is not significant; after it, AA-8, service-provider source
+    // with the reason (found in the hostile-peer review).
+    if (this.phase === 'awaitingRequest') this.sendAbort(AbortSource.ServiceUser, AbortReason.NotSpecified);
+    else this.sendAbort(AbortSource.ServiceProvider, reason);
   }
 
   private sendAbort(source: number, reason: number): void {
