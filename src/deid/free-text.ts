@@ -15,7 +15,7 @@
  * set alone when that set has an upper half ("ISO 2022 IR 144" compares as ISO_IR 144).
  */
 import { TextDecoder } from 'node:util';
-import { gbCharacters, gbLabel, parseSpecificCharacterSet, singleByteLabel } from '../dicom/charset.js';
+import { gbCharacters, gbLabel, parseSpecificCharacterSet, singleByteBytes, singleByteLabel } from '../dicom/charset.js';
 
 /** 'unicode': UTF-8; 'single-byte:LABEL': one byte, one character, decoded with that decoder label;
  * 'multi-byte:LABEL': GB18030 or GBK, decoded character by character (charset.ts gbCharacters). */
@@ -69,9 +69,7 @@ function singleByteCodec(label: string): Omit<Decoded, 'value'> {
   let codec = singleByteCodecs.get(label);
   if (!codec) {
     const decoder = new TextDecoder(label);
-    const table = decoder.decode(Buffer.from(Array.from({ length: 256 }, (_, byte) => byte)));
-    const back = new Map<string, string>();
-    for (let byte = 255; byte >= 0; byte -= 1) back.set(table[byte] as string, String.fromCharCode(byte));
+    const back = singleByteBytes(label);
     codec = {
       decode: (latin1) => decoder.decode(Buffer.from(latin1, 'latin1')),
       // Only characters decoded from these bytes, or "X" masks, are written back.

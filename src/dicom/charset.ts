@@ -129,7 +129,7 @@ export function encodeText(text: string, charsets: readonly string[]): string | 
   if (label === 'utf-8') return Buffer.from(text, 'utf8').toString('latin1');
   if (label === 'latin1') return /^[\x00-\xff]*$/.test(text) ? text : undefined;
   if (label === undefined || !BYTE_PER_CHARACTER.has(label)) return undefined;
-  const bytesOf = singleByteTable(label);
+  const bytesOf = singleByteBytes(label);
   let out = '';
   for (const character of text) {
     const byte = bytesOf.get(character);
@@ -140,8 +140,9 @@ export function encodeText(text: string, charsets: readonly string[]): string | 
 }
 
 const singleByteTables = new Map<string, Map<string, string>>();
-/** A single-byte set's characters and the byte of each (as a Latin-1 character). */
-function singleByteTable(label: string): Map<string, string> {
+/** A single-byte set's characters (of decoder `label`) and the byte of each, as a Latin-1 character;
+ * a byte the set leaves undefined has none. */
+export function singleByteBytes(label: string): ReadonlyMap<string, string> {
   let table = singleByteTables.get(label);
   if (!table) {
     table = new Map();

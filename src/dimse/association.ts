@@ -469,9 +469,9 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       throw new PduError(`malformed command set: request 0x${command.commandField.toString(16)} has no Message ID (0000,0110)`, AbortReason.InvalidPduParameterValue);
     }
     const responseField = command.commandField | 0x8000;
-    // PS3.7 9.1.2.1.1: outstanding operations have distinct Message IDs (a C-STORE or C-ECHO reusing
-    // one was performed and answered with the same Message ID Being Responded To, found in the
-    // hostile-peer review; C-FIND, C-MOVE and C-GET were refused already).
+    // PS3.7 9.1.2.1.1: outstanding operations have distinct Message IDs, and a C-CANCEL names one (a
+    // C-STORE or C-ECHO reusing one was performed and answered with the same Message ID Being
+    // Responded To, found in the hostile-peer review; only C-FIND, C-MOVE and C-GET were refused).
     if (command.commandField !== CommandField.CCancelRq && this.outstandingIds.has(command.messageId ?? 0)) {
       this.refuse(context, command, responseField, { status: Status.DuplicateInvocation, errorComment: `Message ID ${command.messageId ?? 0} is already in use by an outstanding operation` });
       return;
@@ -577,7 +577,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     const refusal =
       kind === 'move' && !command.moveDestination
         ? { status: Status.CannotUnderstand, errorComment: `${name} without a Move Destination (PS3.7 9.1.4.1.3)` }
-        : this.queryRetrieveRefusal(command.messageId ?? 0, kind);
+        : this.queryRetrieveRefusal(kind);
     if (refusal) {
       this.incoming = { context, command, sink: new DiscardingSink(refusal), responseField, startedAt: performance.now() };
       return;
@@ -623,9 +623,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
    * Why a C-FIND, C-MOVE or C-GET cannot start, if it cannot. These keep the association reading (for
    * their C-CANCEL), so the window is enforced here rather than by pausing the socket.
    */
-  private queryRetrieveRefusal(messageId: number, kind: 'find' | 'move' | 'get'): DimseResult | undefined {
-    // PS3.7 9.1.2.1.1: outstanding operations have distinct Message IDs; a C-CANCEL names one.
-    if (this.finds.has(messageId)) return { status: Status.DuplicateInvocation, errorComment: `Message ID ${messageId} is already in use by an outstanding operation` };
+  private queryRetrieveRefusal(kind: 'find' | 'move' | 'get'): DimseResult | undefined {
+    // A reused Message ID was refused with every other request's (onCommand: outstandingIds).
     // PS3.7 D.3.3.3: no more outstanding operations than the asynchronous operations window negotiated.
     // Each service's own "out of resources" status (PS3.4 C.4.1.1.4, C.4.2.1.5, C.4.3.1.4).
     if (Math.max(this.finds.size, this.operations.size) >= this.operationsWindow) {

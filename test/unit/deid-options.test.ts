@@ -482,12 +482,10 @@ test('an item with a Specific Character Set of its own is compared in that set',
     [0x0040a040, 'CS', 'TEXT'],
     [0x0040a160, 'UT', text],
   ]);
-  const report = (sequenceItem: Buffer): Element[] => [
-    [0x00080005, 'CS', 'ISO_IR 100'],
-    ...BASE.filter(([tag]) => tag !== 0x00100010),
-    [0x00100010, 'PN', Buffer.from('M\xfcller^Hans', 'latin1')],
-    [0x0040a730, 'SQ', sequenceItem],
-  ].sort((a, b) => (a[0] as number) - (b[0] as number)) as Element[];
+  /** A report of a dataset in `charset` whose patient is `name`, its Content Sequence holding `sequenceItem`. */
+  const reportIn = (charset: string, name: Buffer, sequenceItem: Buffer): Element[] =>
+    ([[0x00080005, 'CS', charset], ...BASE.filter(([tag]) => tag !== 0x00100010), [0x00100010, 'PN', name], [0x0040a730, 'SQ', sequenceItem]] as Element[]).sort((a, b) => a[0] - b[0]);
+  const report = (sequenceItem: Buffer) => reportIn('ISO_IR 100', Buffer.from('M\xfcller^Hans', 'latin1'), sequenceItem);
   /** The TextValue of the first content item, `depth` levels down, after de-identification. */
   const textOut = (elements: Element[], depth = 1) => {
     const bytes = encodeDataset(elements);
@@ -504,12 +502,7 @@ test('an item with a Specific Character Set of its own is compared in that set',
   assert.ok(textOut(report(content('ISO_IR 144', Buffer.concat([Buffer.from('Muller '), cyrillic]))))?.equals(Buffer.concat([Buffer.from('XXXXXX '), cyrillic])), 'a Cyrillic item: the name masked, its own letters kept');
   // Found in the review of the session's diff: identifiers an item's set could not write were dropped,
   // for that item and every item inside it, and an item declaring an empty set dropped them all.
-  const utf8Report = (sequenceItem: Buffer): Element[] => [
-    [0x00080005, 'CS', 'ISO_IR 192'],
-    ...BASE.filter(([tag]) => tag !== 0x00100010),
-    [0x00100010, 'PN', Buffer.from('Иванов^Пётр', 'utf8')],
-    [0x0040a730, 'SQ', sequenceItem],
-  ].sort((a, b) => (a[0] as number) - (b[0] as number)) as Element[];
+  const utf8Report = (sequenceItem: Buffer) => reportIn('ISO_IR 192', Buffer.from('Иванов^Пётр', 'utf8'), sequenceItem);
   const inner = content('ISO_IR 192', Buffer.from('Patient Иванов reports', 'utf8'));
   const outer = item([[0x00080005, 'CS', 'ISO_IR 100'], [0x0040a010, 'CS', 'CONTAINS'], [0x0040a040, 'CS', 'CONTAINER'], [0x0040a730, 'SQ', inner]]);
   assert.equal(textOut(utf8Report(outer), 2)?.toString('utf8').trim(), 'Patient XXXXXX reports', 'a UTF-8 item inside a Latin-1 one');
