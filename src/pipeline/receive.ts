@@ -8,11 +8,12 @@
  * one is written under a name of its own: an acknowledged file is never overwritten, only deleted
  * once the index points at its durable successor.
  */
-import { statSync } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { createHeaderScanner, DatasetFormatError, type ByteScanner } from '../dicom/header-scanner.js';
 import { encodePart10Header } from '../dicom/part10.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { DiscardingSink, type AssociationInfo, type DatasetSink, type ServiceHandlers, type StoreRequest } from '../dimse/services.js';
+import { isWellFormedUid } from '../dimse/command.js';
 import { DimseStatusError, resultFromError, Status, StoreFailure, type DimseResult } from '../dimse/status.js';
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
 import type { IndexWriter, InstanceIndex, InstanceRecord } from '../index/instance-index.js';
@@ -104,7 +105,9 @@ export class ReceiveService implements ServiceHandlers {
 }
 
 class ReceivingSink implements DatasetSink {
-  private readonly file: IncomingFile;
+  private file: IncomingFile;
+  /** The Part 10 header's length: the dataset's bytes start there in the file. */
+  private readonly headerLength: number;
   private readonly scanner: ByteScanner;
   private scanError: Error | undefined;
   /** Set when a failed replacement leaves its durable copy in the index: it must stay. */
@@ -118,14 +121,18 @@ class ReceivingSink implements DatasetSink {
     const syntax = findTransferSyntax(request.transferSyntaxUid);
     if (!syntax) throw new DimseStatusError(StoreFailure.DatasetUnreadable, `transfer syntax ${request.transferSyntaxUid} is not supported`);
     this.scanner = createHeaderScanner(syntax.encoding, INDEXED_TAGS);
-    this.file = deps.store.createIncoming(
-      encodePart10Header({
-        mediaStorageSopClassUid: request.sopClassUid,
-        mediaStorageSopInstanceUid: request.sopInstanceUid,
-        transferSyntaxUid: request.transferSyntaxUid,
-        sourceApplicationEntityTitle: request.association.callingAeTitle,
-      }),
-    );
+    const header = this.part10Header(request.sopClassUid);
+    this.headerLength = header.length;
+    this.file = deps.store.createIncoming(header);
+  }
+
+  private part10Header(sopClassUid: string): Buffer {
+    return encodePart10Header({
+      mediaStorageSopClassUid: sopClassUid,
+      mediaStorageSopInstanceUid: this.request.sopInstanceUid,
+      transferSyntaxUid: this.request.transferSyntaxUid,
+      sourceApplicationEntityTitle: this.request.association.callingAeTitle,
+    });
   }
 
   write(chunk: Buffer): boolean {
@@ -169,6 +176,7 @@ class ReceivingSink implements DatasetSink {
       if (!this.scanError) this.file.startSync();
       record = await this.readRecord();
       const warning = this.sopClassWarning(record);
+      if (warning) await this.relabel(record);
       const placing = record;
       const result = await this.deps.locks.run(placing.sopInstanceUid, async () => {
         try {
@@ -311,6 +319,27 @@ class ReceivingSink implements DatasetSink {
     };
   }
 
+  /**
+   * A dataset of another SOP class than its command's (B007) is stored as what it is: PS3.10 7.1 has
+   * the Media Storage SOP Class UID identify the data set's class, and the index, the de-identified
+   * copy and the forward's presentation context follow the file. The header was written before the
+   * dataset's class was known, so the file is written again behind a new one: rare, and paid only here.
+   */
+  private async relabel(record: InstanceRecord): Promise<void> {
+    const sopClassUid = record.attributes.SOPClassUID ?? '';
+    if (!isWellFormedUid(sopClassUid)) return;
+    const received = this.file;
+    await received.complete();
+    this.file = this.deps.store.createIncoming(this.part10Header(sopClassUid));
+    try {
+      await copyFileInto(this.file, received.path, this.headerLength);
+    } finally {
+      await received.discard();
+    }
+    this.file.startSync();
+    record.sopClassUid = sopClassUid;
+  }
+
   /** PS3.4 B.2.3: a dataset whose SOP Class UID differs from the command's is stored with warning B007. */
   private sopClassWarning(record: InstanceRecord): DimseResult | undefined {
     const inDataset = record.attributes.SOPClassUID;
@@ -320,6 +349,14 @@ class ReceivingSink implements DatasetSink {
       errorComment: `SOPClassUID of the dataset (${uidForMessage(inDataset)}) differs from the command's (${uidForMessage(record.sopClassUid)})`,
     };
   }
+}
+
+/** Appends a file's bytes from `start` on, at the pace the incoming file writes them. */
+async function copyFileInto(file: IncomingFile, path: string, start: number): Promise<void> {
+  for await (const chunk of createReadStream(path, { start, highWaterMark: 1024 * 1024 })) {
+    if (!file.write(chunk as Buffer)) await file.whenDrained();
+  }
+  await file.complete();
 }
 
 function unreadable(error: Error): DimseStatusError {

@@ -17,12 +17,13 @@ import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { needPeers } from '../helpers/peers.js';
 import { sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
-import { countRows, datasetBytes, indexedRows, leftoverIncoming, listFiles, replacedOriginals } from '../helpers/stored.js';
+import { countRows, datasetBytes, indexedRows, leftoverIncoming, listFiles, metaValue, replacedOriginals } from '../helpers/stored.js';
 import { encodeDataset, instanceElements, newUid, writeCorpus, writeSyntheticFile, type Element } from '../helpers/synthetic-dicom.js';
 
 const CT = '1.2.840.10008.5.1.4.1.1.2';
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 const CSA_NON_IMAGE = '1.3.12.2.1107.5.9.1';
+const MR = '1.2.840.10008.5.1.4.1.1.4';
 
 function tempDir(t: { after(fn: () => void): void }, name: string): string {
   const dir = scratchDir(name);
@@ -215,14 +216,24 @@ test('an unreadable dataset answers in the 0xC000 range with a comment, and the 
   const wrongUid = await raw.store(1, CT, newUid(), mismatch.dataset, 3);
   assert.equal(wrongUid?.status, 0xc002);
 
-  const otherClass = ctDataset([[0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.4']]);
+  // Megabytes of private data, so the file written again behind its new header takes many chunks.
+  const otherClass = ctDataset([[0x00080016, 'UI', MR], [0x00090010, 'LO', 'GANTRY TEST'], [0x00091010, 'OB', Buffer.alloc(3 * 1024 * 1024 + 2, 0x5a)]]);
   const warned = await raw.store(1, CT, otherClass.sopInstanceUid, otherClass.dataset, 4);
   assert.equal(warned?.status, 0xb007, 'stored, with the warning of PS3.4 B.2.3');
+  // PS3.10 7.1: the Media Storage SOP Class UID is the data set's; the index follows the file.
+  const relabelled = indexedRows(gantry.storagePath).find((row) => row.sopInstanceUid === otherClass.sopInstanceUid);
+  assert.equal(relabelled?.sopClassUid, MR, 'indexed as the class its dataset says');
+  const relabelledPath = join(gantry.storagePath, relabelled?.filePath ?? '');
+  assert.equal(metaValue(relabelledPath, 0x0002), MR, 'the meta header names the dataset\'s class');
+  assert.equal(metaValue(relabelledPath, 0x0003), otherClass.sopInstanceUid);
+  assert.ok(datasetBytes(relabelledPath).equals(otherClass.dataset), 'the dataset stored byte for byte');
+  assert.equal(statSync(relabelledPath).size, relabelled?.fileSize, 'the index has the size of the file written again');
 
   assert.equal(await raw.echo(3, 5), 0x0000, 'the association still serves');
   const good = ctDataset();
   assert.equal((await raw.store(1, CT, good.sopInstanceUid, good.dataset, 6))?.status, 0x0000);
   assert.equal(countRows(gantry.storagePath).instances, 2);
+  assert.deepEqual(leftoverIncoming(gantry.storagePath), [], 'the first copy of the relabelled file is gone');
 });
 
 test('the Siemens CSA Non-Image class is refused by default and accepted when configured', async (t) => {
