@@ -18,8 +18,10 @@ import { TextDecoder } from 'node:util';
 import { gbCharacters, gbLabel, parseSpecificCharacterSet, singleByteBytes, singleByteLabel } from '../dicom/charset.js';
 
 /** 'unicode': UTF-8; 'single-byte:LABEL': one byte, one character, decoded with that decoder label;
- * 'multi-byte:LABEL': GB18030 or GBK, decoded character by character (charset.ts gbCharacters). */
-export type TextFolding = 'ascii' | 'latin1' | 'unicode' | `single-byte:${string}` | `multi-byte:${'gb18030' | 'gbk'}`;
+ * 'multi-byte:LABEL': GB18030 or GBK, decoded character by character (charset.ts gbCharacters);
+ * 'euc': ASCII, and two-byte characters in the upper half (text without escapes in a dataset whose
+ * code extensions hold KS X 1001 or GB 2312 in G1), compared as 'ascii' is. */
+export type TextFolding = 'ascii' | 'latin1' | 'unicode' | 'euc' | `single-byte:${string}` | `multi-byte:${'gb18030' | 'gbk'}`;
 
 /**
  * How free text of a dataset whose Specific Character Set (0008,0005) is `value` is compared.
@@ -32,6 +34,9 @@ export function textFolding(value: string | undefined, withEscapes = true): Text
   // bytes above 0x7F in text without escapes are another set's written without them (Korean, as
   // devices write "\ISO 2022 IR 149"), not Latin-1 letters (found in the review of the session's diff).
   const sets = withEscapes || SEVEN_BIT_SETS.has(all[0] ?? '') ? all : [withoutCodeExtensions(all[0] ?? '')];
+  // Korean and Chinese devices write the G1 set's characters without their designation escape, as
+  // EUC-KR and EUC-CN do: a name escaped in PatientName was not found in a comment written so.
+  if (!withEscapes && SEVEN_BIT_SETS.has(all[0] ?? '') && all.some((set) => TWO_BYTE_G1_SETS.has(set))) return 'euc';
   if (sets[0] === 'ISO_IR 192') return 'unicode';
   const gb = sets.length === 1 ? gbLabel(sets[0] as string) : undefined;
   if (gb) return `multi-byte:${gb}`;
@@ -40,6 +45,9 @@ export function textFolding(value: string | undefined, withEscapes = true): Text
   const singleByte = sets.length === 1 ? singleByteLabel(sets[0] as string) : undefined;
   return singleByte ? `single-byte:${singleByte}` : 'ascii';
 }
+
+/** The code extensions that put a two-byte set in G1 (PS3.3 Table C.12-4: KS X 1001, GB 2312). */
+const TWO_BYTE_G1_SETS: ReadonlySet<string> = new Set(['ISO 2022 IR 149', 'ISO 2022 IR 58']);
 
 /** First sets without an upper half (PS3.3 Table C.12-3: the default repertoire). */
 const SEVEN_BIT_SETS: ReadonlySet<string> = new Set(['', 'ISO_IR 6', 'ISO 2022 IR 6']);
@@ -214,7 +222,7 @@ function newIdentifiersToScrub(personNames: readonly string[], ids: readonly str
  * (every text VR but LT, ST and UT), where ISO 2022 text returns to its initial sets at each "\\". */
 export function quotesIdentifier(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1', multiValued = false): boolean {
   const byCharacters = identifiers.filter((identifier) => readByCharacters(text, identifier, folding));
-  const tokens = byCharacters.length > 0 ? iso2022Tokens(text, false, multiValued) : [];
+  const tokens = byCharacters.length > 0 ? iso2022Tokens(text, false, multiValued, folding === 'euc') : [];
   if (byCharacters.some((identifier) => iso2022Matches(tokens, iso2022Characters(identifier)).length > 0)) return true;
   const decoded = comparable(text, folding);
   return identifiers.some((identifier) => !readByCharacters(text, identifier, folding) && patternIn(decoded, identifier, folding).test(decoded?.value ?? text));
@@ -224,7 +232,7 @@ export function quotesIdentifier(text: string, identifiers: readonly string[], f
  * string of the bytes to store. */
 export function scrubText(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1', multiValued = false): string {
   let masked = text;
-  for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier), multiValued);
+  for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier), multiValued, folding === 'euc');
   const decoded = comparable(masked, folding);
   let out = decoded?.value ?? masked;
   for (const identifier of identifiers.filter((one) => !readByCharacters(text, one, folding))) out = out.replace(patternIn(decoded, identifier, folding), 'XXXXXX');
@@ -411,13 +419,14 @@ const RESETTING_CONTROLS = new Set(['\r', '\n', '\f', '\t']);
  * The escapes and characters of ISO 2022 text. `personName`: "^" and "=" are delimiters in a
  * single-byte G0, after which the sets are initial again (PS3.5 6.1.2.5.3); `multiValued` (a PN, and
  * every text VR but LT, ST and UT): so is "\\" between values, as charset.ts decodes it.
- * The initial sets are single-byte: PS3.3 C.12.1.1.2 allows multi-byte sets only as code extensions.
+ * The initial sets are single-byte: PS3.3 C.12.1.1.2 allows multi-byte sets only as code extensions;
+ * `euc`: but text written without escapes holds a two-byte G1 set from its start (TextFolding 'euc').
  */
-function iso2022Tokens(text: string, personName = false, multiValued = personName): Iso2022Token[] {
+function iso2022Tokens(text: string, personName = false, multiValued = personName, euc = false): Iso2022Token[] {
   const tokens: Iso2022Token[] = [];
   let g0 = '';
   let twoByteG0 = false;
-  let twoByteG1 = false;
+  let twoByteG1 = euc;
   let index = 0;
   while (index < text.length) {
     const char = text[index] as string;
@@ -448,7 +457,7 @@ function iso2022Tokens(text: string, personName = false, multiValued = personNam
     if (delimiter) {
       g0 = '';
       twoByteG0 = false;
-      twoByteG1 = false;
+      twoByteG1 = euc;
     }
   }
   return tokens;
@@ -508,8 +517,8 @@ function iso2022Matches(tokens: readonly Iso2022Token[], identifier: readonly Is
  * an escape back to it where the text was in a two-byte G0; after it, the two-byte set designated again
  * before the next character that needs it. The result is again valid ISO 2022.
  */
-function maskIso2022(text: string, identifier: readonly Iso2022Character[], multiValued: boolean): string {
-  const tokens = iso2022Tokens(text, false, multiValued);
+function maskIso2022(text: string, identifier: readonly Iso2022Character[], multiValued: boolean, euc: boolean): string {
+  const tokens = iso2022Tokens(text, false, multiValued, euc);
   const matches = iso2022Matches(tokens, identifier);
   if (matches.length === 0) return text;
   let out = '';
@@ -558,11 +567,11 @@ function maskIso2022(text: string, identifier: readonly Iso2022Character[], mult
  * designated is designated as in the original, and the value ends in the state it ended in. Values
  * are separated by the single-byte characters of `separators` ("\\", and "=" between a name's groups).
  */
-export function fitIso2022(text: string, max: number, separators: string): string {
+export function fitIso2022(text: string, max: number, separators: string, euc = false): string {
   let out = '';
   let count = 0;
   // A name's "^" and "=", and "\\" between values, return the sets to their initial state (PS3.5 6.1.2.5.3).
-  for (const token of iso2022Tokens(text, separators.includes('='), separators.includes('\\'))) {
+  for (const token of iso2022Tokens(text, separators.includes('='), separators.includes('\\'), euc)) {
     if (token.kind === 'escape') {
       out += token.bytes;
       continue;

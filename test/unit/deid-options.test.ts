@@ -11,7 +11,7 @@ import { resolveDeidSecret } from '../../src/config/secret.js';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
 import { DeidEngine, DEFAULT_DEID_SETTINGS, methodValues, type DeidSettings } from '../../src/deid/engine.js';
-import { identifiersToScrub, quotesIdentifier, scrubText, textFolding } from '../../src/deid/free-text.js';
+import { fitIso2022, identifiersToScrub, quotesIdentifier, scrubText, textFolding } from '../../src/deid/free-text.js';
 import { decodeText } from '../../src/dicom/charset.js';
 import type { ProfileOption } from '../../src/deid/profile-types.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
@@ -362,7 +362,7 @@ test('free text without escapes compares in the first character set, in any case
   // The default repertoire first: bytes above 0x7F without escapes are another set's (Korean, as
   // devices write it), compared as bytes as before (found in the review of the session's diff).
   assert.equal(textFolding('\\ISO 2022 IR 87', false), 'ascii');
-  assert.equal(textFolding('\\ISO 2022 IR 149', false), 'ascii');
+  assert.equal(textFolding('\\ISO 2022 IR 149', false), 'euc', 'Korean without escapes: EUC-KR, as below');
   const korean = (hex: string) => Buffer.from(hex, 'hex').toString('latin1');
   assert.equal(scrubText(korean('b1e8bfb5c8f1c0c720b0cbbbe7'), identifiersToScrub([korean('b1e8bfb5c8f1')], [], 'ascii'), textFolding('\\ISO 2022 IR 149', false)), `XXXXXX${korean('c0c720b0cbbbe7')}`);
   assert.equal(textFolding('ISO 2022 IR 13\\ISO 2022 IR 87', false), 'ascii', 'JIS X 0201 as before');
@@ -556,6 +556,38 @@ test('De-identification Method stays within LO\'s 64 characters a value, every o
   const values = methodValues(options);
   for (const value of values) assert.ok(value.length <= 64, `${value.length} characters: ${value}`);
   assert.deepEqual(values.slice(1).join(', ').split(', '), options, 'each option whole, in order');
+});
+
+// Left undone by the character set work: Korean devices write text without the designation escape of
+// KS X 1001 (as EUC-KR does), while PatientName escapes it per component. Compared as bytes, the
+// escaped name was not found in "홍길동 CT": the text was kept, with no finding.
+test('Korean or Chinese text written without escapes is read in its declared two-byte G1 set', () => {
+  assert.equal(textFolding('\\ISO 2022 IR 149', false), 'euc');
+  assert.equal(textFolding('ISO 2022 IR 6\\ISO 2022 IR 58', false), 'euc');
+  assert.equal(textFolding('\\ISO 2022 IR 87', false), 'ascii', 'a two-byte G0 set needs its escape');
+  assert.equal(textFolding('ISO 2022 IR 100\\ISO 2022 IR 149', false), 'latin1', 'a first set with an upper half stands alone');
+  assert.equal(textFolding('\\ISO 2022 IR 149'), 'ascii', 'text with escapes: read by its escapes');
+  const escaped = (bytes: number[]) => `\x1b$)C${String.fromCharCode(...bytes)}`;
+  const name = `HONG^GILDONG=${escaped([0xc8, 0xab])}^${escaped([0xb1, 0xe6, 0xb5, 0xbf])}`; // 홍^길동
+  const names = identifiersToScrub([name], []);
+  const plain = '\xb0\xa1 \xc8\xab\xb1\xe6\xb5\xbf CT'; // 가 홍길동 CT
+  const folding = textFolding('\\ISO 2022 IR 149', false);
+  assert.equal(quotesIdentifier(plain, names, folding), true, 'the finding is raised');
+  assert.equal(scrubText(plain, names, folding), '\xb0\xa1 XXXXXXXXXXXX CT', 'the name masked, the rest as written');
+  // C8 AB across two characters (B0C8 ABA1) is not 홍.
+  assert.equal(quotesIdentifier('\xb0\xc8\xab\xa1', names, folding), false, 'not across two characters');
+  // Cut to a VR's length between whole characters: 64 of them after the "A", never half of one.
+  assert.equal(fitIso2022(`A${'\xb0\xa1'.repeat(70)}`, 64, '\\', true), `A${'\xb0\xa1'.repeat(63)}`);
+  const findings = (manufacturer: string) => {
+    const elements: Element[] = BASE.filter(([tag]) => tag !== 0x00080070 && tag !== 0x00100010 && tag !== 0x00081030);
+    elements.push([0x00080005, 'CS', '\\ISO 2022 IR 149'], [0x00080070, 'LO', Buffer.from(manufacturer, 'latin1')], [0x00100010, 'PN', Buffer.from(name, 'latin1')]);
+    elements.sort((a, b) => a[0] - b[0]);
+    const bytes = encodeDataset(elements);
+    const outcome = new DeidEngine(DEFAULT_DEID_SETTINGS, PSEUDONYMS, new BufferSource(bytes), false).run(parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[]);
+    return outcome.findings.filter((finding) => finding.code === 'identifier-in-text').map((finding) => finding.path);
+  };
+  assert.deepEqual(findings(plain), ['(0008,0070)'], 'the engine reports the kept text');
+  assert.deepEqual(findings('\xb0\xa1 CT'), [], 'text without the name is not reported');
 });
 
 // Found in a review: only the first value of Specific Character Set was looked at, so "\ISO 2022 IR 149"
