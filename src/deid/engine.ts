@@ -925,7 +925,7 @@ function fitToVr(value: string, vr: string, folding: TextFolding): string {
   const max = MAX_VALUE_LENGTH[vr];
   if (max === undefined || value.length <= max) return value;
   // ISO 2022 (PS3.5 6.1.2.5): characters of one or two bytes between escapes, counted as characters.
-  // Text without escapes whose upper half is a two-byte set is cut between its characters too.
+  // EUC text, whose upper half is a two-byte set before any escape, is cut between its characters too.
   if (value.includes('\x1b') || folding === 'euc') return fitIso2022(value, max, SINGLE_VALUED_TEXT.has(vr) ? '' : vr === 'PN' ? '\\=' : '\\', folding === 'euc');
   const cut = (one: string) => {
     if (one.length <= max) return one;

@@ -19,8 +19,9 @@ import { gbCharacters, gbLabel, parseSpecificCharacterSet, singleByteBytes, sing
 
 /** 'unicode': UTF-8; 'single-byte:LABEL': one byte, one character, decoded with that decoder label;
  * 'multi-byte:LABEL': GB18030 or GBK, decoded character by character (charset.ts gbCharacters);
- * 'euc': ASCII, and two-byte characters in the upper half (text without escapes in a dataset whose
- * code extensions hold KS X 1001 or GB 2312 in G1), compared as 'ascii' is. */
+ * 'euc': the default repertoire with KS X 1001 or GB 2312 among its code extensions: ISO 2022 text
+ * whose upper half holds that set's two-byte characters before any escape too (EUC-KR, EUC-CN);
+ * its letters fold as ASCII. */
 export type TextFolding = 'ascii' | 'latin1' | 'unicode' | 'euc' | `single-byte:${string}` | `multi-byte:${'gb18030' | 'gbk'}`;
 
 /**
@@ -33,10 +34,11 @@ export function textFolding(value: string | undefined, withEscapes = true): Text
   // Only a first set with an upper half of its own stands alone: with the default repertoire first,
   // bytes above 0x7F in text without escapes are another set's written without them (Korean, as
   // devices write "\ISO 2022 IR 149"), not Latin-1 letters (found in the review of the session's diff).
-  const sets = withEscapes || SEVEN_BIT_SETS.has(all[0] ?? '') ? all : [withoutCodeExtensions(all[0] ?? '')];
   // Korean and Chinese devices write the G1 set's characters without their designation escape, as
-  // EUC-KR and EUC-CN do: a name escaped in PatientName was not found in a comment written so.
-  if (!withEscapes && SEVEN_BIT_SETS.has(all[0] ?? '') && all.some((set) => TWO_BYTE_G1_SETS.has(set))) return 'euc';
+  // EUC-KR and EUC-CN do: a name escaped in PatientName was not found in a comment written so, nor
+  // a name written so in text that escapes it.
+  if (SEVEN_BIT_SETS.has(all[0] ?? '') && all.some((set) => TWO_BYTE_G1_SETS.has(set))) return 'euc';
+  const sets = withEscapes || SEVEN_BIT_SETS.has(all[0] ?? '') ? all : [withoutCodeExtensions(all[0] ?? '')];
   if (sets[0] === 'ISO_IR 192') return 'unicode';
   const gb = sets.length === 1 ? gbLabel(sets[0] as string) : undefined;
   if (gb) return `multi-byte:${gb}`;
@@ -223,7 +225,7 @@ function newIdentifiersToScrub(personNames: readonly string[], ids: readonly str
 export function quotesIdentifier(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1', multiValued = false): boolean {
   const byCharacters = identifiers.filter((identifier) => readByCharacters(text, identifier, folding));
   const tokens = byCharacters.length > 0 ? iso2022Tokens(text, false, multiValued, folding === 'euc') : [];
-  if (byCharacters.some((identifier) => iso2022Matches(tokens, iso2022Characters(identifier)).length > 0)) return true;
+  if (byCharacters.some((identifier) => iso2022Matches(tokens, iso2022Characters(identifier, folding === 'euc')).length > 0)) return true;
   const decoded = comparable(text, folding);
   return identifiers.some((identifier) => !readByCharacters(text, identifier, folding) && patternIn(decoded, identifier, folding).test(decoded?.value ?? text));
 }
@@ -232,7 +234,7 @@ export function quotesIdentifier(text: string, identifiers: readonly string[], f
  * string of the bytes to store. */
 export function scrubText(text: string, identifiers: readonly string[], folding: TextFolding = 'latin1', multiValued = false): string {
   let masked = text;
-  for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier), multiValued, folding === 'euc');
+  for (const identifier of identifiers) if (readByCharacters(text, identifier, folding)) masked = maskIso2022(masked, iso2022Characters(identifier, folding === 'euc'), multiValued, folding === 'euc');
   const decoded = comparable(masked, folding);
   let out = decoded?.value ?? masked;
   for (const identifier of identifiers.filter((one) => !readByCharacters(text, one, folding))) out = out.replace(patternIn(decoded, identifier, folding), 'XXXXXX');
@@ -269,10 +271,14 @@ const DATE_PATTERNS: readonly RegExp[] = [
 /**
  * Whether an identifier is looked for character by character (below): an ISO 2022 name, or any
  * identifier in text with escapes whose sets are not Latin-1, where an escape (ESC ( B ends in a
- * letter) must not bound a name and a kanji's bytes must not read as ASCII letters or digits.
+ * letter) must not bound a name and a kanji's bytes must not read as ASCII letters or digits; and
+ * in EUC text, an identifier with two-byte characters, which as bytes matched across two (C8 AB in
+ * B0C8 ABA1).
  */
 function readByCharacters(text: string, identifier: string, folding: TextFolding): boolean {
-  return identifier.includes(ESC) || (folding === 'ascii' && text.includes(ESC));
+  if (identifier.includes(ESC)) return true;
+  if (folding === 'euc') return text.includes(ESC) || /[\x80-\xff]/.test(identifier);
+  return folding === 'ascii' && text.includes(ESC);
 }
 
 /** The text as compared, decoded, when it is UTF-8 or a single-byte set other than Latin-1 that
@@ -463,8 +469,8 @@ function iso2022Tokens(text: string, personName = false, multiValued = personNam
   return tokens;
 }
 
-function iso2022Characters(text: string): Iso2022Character[] {
-  return iso2022Tokens(text).filter((token): token is Iso2022Character => token.kind === 'character');
+function iso2022Characters(text: string, euc = false): Iso2022Character[] {
+  return iso2022Tokens(text, false, false, euc).filter((token): token is Iso2022Character => token.kind === 'character');
 }
 
 /** Whether a character is an ASCII letter or digit (single-byte, in G0), for the edges of a name. */

@@ -566,7 +566,7 @@ test('Korean or Chinese text written without escapes is read in its declared two
   assert.equal(textFolding('ISO 2022 IR 6\\ISO 2022 IR 58', false), 'euc');
   assert.equal(textFolding('\\ISO 2022 IR 87', false), 'ascii', 'a two-byte G0 set needs its escape');
   assert.equal(textFolding('ISO 2022 IR 100\\ISO 2022 IR 149', false), 'latin1', 'a first set with an upper half stands alone');
-  assert.equal(textFolding('\\ISO 2022 IR 149'), 'ascii', 'text with escapes: read by its escapes');
+  assert.equal(textFolding('\\ISO 2022 IR 149'), 'euc', 'text with escapes too: bytes before an escape are EUC as well');
   const escaped = (bytes: number[]) => `\x1b$)C${String.fromCharCode(...bytes)}`;
   const name = `HONG^GILDONG=${escaped([0xc8, 0xab])}^${escaped([0xb1, 0xe6, 0xb5, 0xbf])}`; // 홍^길동
   const names = identifiersToScrub([name], []);
@@ -578,6 +578,10 @@ test('Korean or Chinese text written without escapes is read in its declared two
   assert.equal(quotesIdentifier('\xb0\xc8\xab\xa1', names, folding), false, 'not across two characters');
   // Cut to a VR's length between whole characters: 64 of them after the "A", never half of one.
   assert.equal(fitIso2022(`A${'\xb0\xa1'.repeat(70)}`, 64, '\\', true), `A${'\xb0\xa1'.repeat(63)}`);
+  // A name written without escapes is found by whole characters, in text with escapes or without.
+  const plainNames = identifiersToScrub(['HONG^GILDONG=\xc8\xab^\xb1\xe6\xb5\xbf'], [], folding);
+  assert.equal(quotesIdentifier('\xb0\xc8\xab\xa1', plainNames, folding), false, 'not across two characters, as bytes matched');
+  assert.equal(scrubText(`\x1b$)C${plain}`, plainNames, textFolding('\\ISO 2022 IR 149')), '\x1b$)C\xb0\xa1 XXXXXXXXXXXX CT');
   const findings = (manufacturer: string) => {
     const elements: Element[] = BASE.filter(([tag]) => tag !== 0x00080070 && tag !== 0x00100010 && tag !== 0x00081030);
     elements.push([0x00080005, 'CS', '\\ISO 2022 IR 149'], [0x00080070, 'LO', Buffer.from(manufacturer, 'latin1')], [0x00100010, 'PN', Buffer.from(name, 'latin1')]);
@@ -598,7 +602,7 @@ test('free text in a character set with code extensions beyond Latin-1 folds ASC
   const korean = (bytes: number[]) => `\x1b$)C${String.fromCharCode(...bytes)}`;
   const names = identifiersToScrub([`HONG^GILDONG=${korean([0xc8, 0xab])}^${korean([0xb1, 0xe6, 0xb5, 0xbf])}`], []);
   const otherName = `${korean([0xe8, 0xab])} ${korean([0xd1, 0xe6, 0xd5, 0xbf])}`;
-  assert.equal(textFolding('\\ISO 2022 IR 149'), 'ascii');
+  assert.equal(textFolding('\\ISO 2022 IR 149'), 'euc');
   assert.equal(textFolding('ISO 2022 IR 6\\ISO 2022 IR 87'), 'ascii');
   assert.equal(scrubText(otherName, names, textFolding('\\ISO 2022 IR 149')), otherName, 'another name is left as it is');
   // The designation escape stays (it names a set, not a person): the text after it reads as before.
