@@ -450,7 +450,7 @@ export class InstanceIndex {
     const patientId = a.PatientID ?? '';
     const issuer = a.IssuerOfPatientID ?? '';
     const patient = this.statements.upsertPatient.get({
-      key: `${issuer}\u0000${patientId}`,
+      key: patientKey(issuer, patientId, record.studyInstanceUid),
       patientId,
       issuer,
       name: a.PatientName ?? null,
@@ -659,4 +659,16 @@ function instanceColumns({ record, seriesPk }: InstanceRow, into: unknown[], at:
 /** A file's stamp as the statements' @fileMtimeNs and @fileIno (NULL when unknown). */
 function stampParameters(stamp: FileStamp | undefined): { fileMtimeNs: string | null; fileIno: string | null } {
   return { fileMtimeNs: stamp?.mtimeNs ?? null, fileIno: stamp?.ino ?? null };
+}
+
+/**
+ * The key of an instance's patients row: its IssuerOfPatientID and PatientID. An empty PatientID
+ * identifies no one (unidentified emergency patients, a modality's default): each study without one
+ * is a patient of its own. Keyed by the issuer alone, every such study was filed under one patient
+ * whose name, birth date and sex were the last instance's, and a source C-FIND answered one patient's
+ * study with another's name (found in the query review; PS3.4 C.6.2.1: a study's patient keys are
+ * its patient's). No issuer and ID give this key: it starts with a control character.
+ */
+function patientKey(issuer: string, patientId: string, studyInstanceUid: string): string {
+  return patientId.trim() === '' ? `\u0001${studyInstanceUid}` : `${issuer}\u0000${patientId}`;
 }

@@ -108,6 +108,22 @@ test('the patient key is issuer and ID: the same MRN from two issuers is two pat
   assert.equal(new InstanceIndex(db).counts().patients, 2);
 });
 
+test('studies without a PatientID are patients of their own: one study is never answered with another patient\'s name', async (t) => {
+  const { db, writer } = openIndex(t);
+  await writer.submit(record({ attributes: { PatientName: 'Alpha^Ann', PatientBirthDate: '19500505', PatientSex: 'F', Modality: 'CT' } }));
+  await writer.submit(record({ studyInstanceUid: '9.1', seriesInstanceUid: '9.1.1', sopInstanceUid: '9.1.1.1', attributes: { PatientName: 'Beta^Bob', PatientBirthDate: '19900909', PatientSex: 'M', Modality: 'CT' } }));
+  await writer.submit(record({ sopInstanceUid: '1.2.1.1.2', attributes: { PatientName: 'Alpha^Ann', Modality: 'CT' } }));
+  const rows = db.prepare(`SELECT st.study_instance_uid AS study, p.patient_name AS name, p.patient_birth_date AS birthDate, p.patient_sex AS sex
+    FROM studies st JOIN patients p ON p.id = st.patient_pk ORDER BY st.study_instance_uid`).all();
+  assert.deepEqual(rows, [
+    { study: '1.2.1', name: 'Alpha^Ann', birthDate: '19500505', sex: 'F' },
+    { study: '9.1', name: 'Beta^Bob', birthDate: '19900909', sex: 'M' },
+  ]);
+  // Given its PatientID later, the study moves to that patient, and the patient of its own goes.
+  await writer.submit(record({ sopInstanceUid: '1.2.1.1.3', attributes: { PatientID: 'MRN-7', PatientName: 'Alpha^Ann', Modality: 'CT' } }));
+  assert.deepEqual(db.prepare('SELECT patient_id AS id, patient_name AS name FROM patients ORDER BY patient_name').all(), [{ id: 'MRN-7', name: 'Alpha^Ann' }, { id: '', name: 'Beta^Bob' }]);
+});
+
 test('a series written earlier in a transaction is reused within it, and never after a rollback gave its row away', (t) => {
   const { db, index } = openIndex(t);
   const seriesOf = (sopInstanceUid: string) => index.findInstance(sopInstanceUid)?.seriesInstanceUid;
