@@ -195,6 +195,8 @@ test('DIMSE statuses are labels from a bounded set', () => {
   assert.equal(boundedStatus(0xa700), '0xA700');
   assert.equal(boundedStatus(0xa7fe), '0xA7xx');
   assert.equal(boundedStatus(0xc123), '0xCxxx');
+  assert.equal(boundedStatus(0xc001), '0xC001', 'Gantry\'s own C-STORE failures are told apart');
+  assert.equal(boundedStatus(0xc002), '0xC002');
   assert.equal(boundedStatus(0xb000), '0xB000');
   assert.equal(boundedStatus(0xb123), '0xBxxx');
   assert.equal(boundedStatus(0x0133), '0x01xx');
