@@ -244,6 +244,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     pool: () => ({ running: scheduler.running, threads: pool.threads.length }),
     indexBytes: () => indexSizeBytes(databaseFile),
     freeBytes: () => freeSpace.freeBytes,
+    reservedBytes: () => freeSpace.reserved,
     minFreeBytes: () => config.storage.minFreeBytes,
     ready: () => readiness().every((check) => check.ok),
     destinations: () => config.forward.destinations.map((destination) => destination.name),

@@ -31,6 +31,8 @@ export interface MetricsSources {
   pool(): { running: number; threads: number };
   indexBytes(): number;
   freeBytes(): number;
+  /** The free bytes kept for the de-identified copies of the instances waiting for de-identification. */
+  reservedBytes(): number;
   minFreeBytes(): number;
   ready(): boolean;
   /** The names of forward.destinations as the node runs them now (a reload may add some). */
@@ -271,7 +273,10 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     });
     this.gauge('gantry_index_size_bytes', 'Size of the SQLite index (database and write-ahead log).', [], (set) => set({}, sources.indexBytes()));
     this.gauge('gantry_storage_free_bytes', 'Free disk under storage.path.', [], (set) => set({}, sources.freeBytes()));
-    this.gauge('gantry_storage_min_free_bytes', 'storage.minFreeBytes: below it C-STORE answers 0xA700 and /readyz is unready.', [], (set) => set({}, sources.minFreeBytes()));
+    // C-STORE is refused when free less reserved is below the floor: the alerts need both (found in
+    // the operations review: the disk alerts stayed silent while every store was refused).
+    this.gauge('gantry_storage_reserved_bytes', 'Free disk kept for the de-identified copies of the instances waiting for de-identification: C-STORE answers 0xA700 when free less this is below storage.minFreeBytes.', [], (set) => set({}, sources.reservedBytes()));
+    this.gauge('gantry_storage_min_free_bytes', 'storage.minFreeBytes: with free less reserved below it, C-STORE answers 0xA700 and /readyz is unready.', [], (set) => set({}, sources.minFreeBytes()));
     this.gauge('gantry_ready', '1 when /readyz answers ready (listener bound, index open, disk above the floor, storage.path taking writes).', [], (set) => set({}, sources.ready() ? 1 : 0));
   }
 

@@ -195,6 +195,7 @@ async function exportedSeries(): Promise<Map<string, ReadonlySet<string>>> {
     pool: () => ({ running: 0, threads: 0 }),
     indexBytes: () => 0,
     freeBytes: () => 0,
+    reservedBytes: () => 0,
     minFreeBytes: () => 0,
     ready: () => true,
     destinations: () => ['orthanc'],
@@ -669,6 +670,7 @@ test('Grafana: the provisioned data source and dashboard provider, the dashboard
     'gantry_instances',
     'gantry_storage_free_bytes',
     'gantry_storage_min_free_bytes',
+    'gantry_storage_reserved_bytes',
     'gantry_index_size_bytes',
     'process_resident_memory_bytes',
   ]) {
@@ -748,27 +750,40 @@ const SCENARIOS: Scenario[] = [
   { alert: 'GantryMemoryHigh', series: [[`process_resident_memory_bytes{${L}}`, '150000000x30']], at: '20m', fires: [] },
   {
     alert: 'GantryDiskLow',
-    series: [[`gantry_storage_free_bytes{${L}}`, '1500x30'], [`gantry_storage_min_free_bytes{${L}}`, '1000x30']],
+    series: [[`gantry_storage_free_bytes{${L}}`, '1500x30'], [`gantry_storage_reserved_bytes{${L}}`, '0x30'], [`gantry_storage_min_free_bytes{${L}}`, '1000x30']],
     at: '15m',
     fires: [BASE],
   },
   {
     alert: 'GantryDiskLow',
-    series: [[`gantry_storage_free_bytes{${L}}`, '5000x30'], [`gantry_storage_min_free_bytes{${L}}`, '1000x30']],
+    series: [[`gantry_storage_free_bytes{${L}}`, '5000x30'], [`gantry_storage_reserved_bytes{${L}}`, '0x30'], [`gantry_storage_min_free_bytes{${L}}`, '1000x30']],
     at: '15m',
     fires: [],
   },
   {
     alert: 'GantryDiskFull',
-    series: [[`gantry_storage_free_bytes{${L}}`, '500x10'], [`gantry_storage_min_free_bytes{${L}}`, '1000x10']],
+    series: [[`gantry_storage_free_bytes{${L}}`, '500x10'], [`gantry_storage_reserved_bytes{${L}}`, '0x10'], [`gantry_storage_min_free_bytes{${L}}`, '1000x10']],
     at: '5m',
     fires: [BASE],
   },
   {
     alert: 'GantryDiskFull',
-    series: [[`gantry_storage_free_bytes{${L}}`, '1500x10'], [`gantry_storage_min_free_bytes{${L}}`, '1000x10']],
+    series: [[`gantry_storage_free_bytes{${L}}`, '1500x10'], [`gantry_storage_reserved_bytes{${L}}`, '0x10'], [`gantry_storage_min_free_bytes{${L}}`, '1000x10']],
     at: '5m',
     fires: [],
+  },
+  // Free above the floor, but not once the room kept for waiting copies is taken off: stores are refused.
+  {
+    alert: 'GantryDiskFull',
+    series: [[`gantry_storage_free_bytes{${L}}`, '1500x10'], [`gantry_storage_reserved_bytes{${L}}`, '800x10'], [`gantry_storage_min_free_bytes{${L}}`, '1000x10']],
+    at: '5m',
+    fires: [BASE],
+  },
+  {
+    alert: 'GantryDiskLow',
+    series: [[`gantry_storage_free_bytes{${L}}`, '5000x30'], [`gantry_storage_reserved_bytes{${L}}`, '3500x30'], [`gantry_storage_min_free_bytes{${L}}`, '1000x30']],
+    at: '15m',
+    fires: [BASE],
   },
   {
     alert: 'GantryStoreFailures',

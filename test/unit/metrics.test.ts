@@ -26,6 +26,7 @@ function sources(overrides: Partial<MetricsSources> = {}): MetricsSources {
     pool: () => ({ running: 5, threads: 2 }),
     indexBytes: () => 4096,
     freeBytes: () => 10_000,
+    reservedBytes: () => 3_000,
     minFreeBytes: () => 20_000,
     ready: () => false,
     destinations: () => ['research'],
@@ -146,6 +147,7 @@ test('scrape-time gauges read their sources', async () => {
   assert.match(text, /^gantry_deid_pool_utilization_ratio 1$/m);
   assert.match(text, /^gantry_storage_free_bytes 10000$/m);
   assert.match(text, /^gantry_storage_min_free_bytes 20000$/m);
+  assert.match(text, /^gantry_storage_reserved_bytes 3000$/m);
   assert.match(text, /^gantry_ready 0$/m);
   // A destination gone from the outbox disappears from the gauges at the next scrape.
   const emptied = watching({ outbox: () => [] });
