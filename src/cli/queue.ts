@@ -3,14 +3,14 @@
  * and the quarantine seen and managed by an operator, on the index of storage.path (the running node
  * shares it: SQLite WAL lets both in).
  */
-import { existsSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { readdirSync, renameSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
+import type { Db } from '../db/database.js';
+import { openCommandIndex } from './command-index.js';
 import type { Logger } from '../observability/logger.js';
 import { routeDestinations, routingOf, Router } from '../pipeline/route.js';
-import { MIGRATIONS } from '../db/migrations/index.js';
-import { nodeRunningOn, refuseMigrationUnderNode, runningGantry } from '../pipeline/recovery.js';
+import { nodeRunningOn, runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
 import { heldId, parseHeldId, QuarantineWork } from '../index/quarantine-work.js';
@@ -19,10 +19,7 @@ import { DeidWork } from '../index/deid-work.js';
 import { randomBytes } from 'node:crypto';
 
 export function openIndex(loaded: LoadedConfig): { db: Db; storagePath: string } {
-  const storagePath = resolve(loaded.config.storage.path);
-  const file = join(storagePath, DATABASE_FILE);
-  if (!existsSync(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
-  return { db: openDatabase(file, MIGRATIONS, { beforeMigrating: refuseMigrationUnderNode(storagePath) }), storagePath };
+  return openCommandIndex(loaded, 'existing');
 }
 
 function withOutbox<T>(loaded: LoadedConfig, run: (outbox: Outbox, db: Db) => T): T {

@@ -2,14 +2,11 @@
  * The toolkit's commands on the session under storage.path: gantry import and gantry export. They
  * open the same index the node uses (SQLite in WAL mode: a running node and a command can share it).
  */
-import { existsSync } from 'node:fs';
-import { makeFolder } from '../toolkit/folders.js';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { DATABASE_FILE, openDatabase } from '../db/database.js';
-import { MIGRATIONS } from '../db/migrations/index.js';
-import { refuseMigrationUnderNode, runningGantry } from '../pipeline/recovery.js';
+import type { openDatabase } from '../db/database.js';
+import { runningGantry } from '../pipeline/recovery.js';
+import { openCommandIndex } from './command-index.js';
 import { resolveDeidSecret } from '../config/secret.js';
 import { commandLogger } from '../observability/logger.js';
 import { exportWithConfig, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
@@ -37,13 +34,9 @@ const PAGE_CACHE_KIB = 8000;
 
 /** Opens the index under storage.path; import creates it, export needs one there. */
 function openSessionIndex(loaded: LoadedConfig, use: 'create' | 'existing'): { db: ReturnType<typeof openDatabase>; storagePath: string } {
-  const storagePath = resolve(loaded.config.storage.path);
-  const file = join(storagePath, DATABASE_FILE);
   // Found in a review: export on a wrong storage.path made an empty index (and, with the embedded
-  // config, a new secret) there and said "exported 0 instance(s)", exit 0.
-  if (use === 'existing' && !existsSync(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
-  makeFolder(storagePath, `storage.path of ${loaded.source}`);
-  const db = openDatabase(file, MIGRATIONS, { beforeMigrating: refuseMigrationUnderNode(storagePath) });
+  // config, a new secret) there and said "exported 0 instance(s)", exit 0: 'existing' needs one.
+  const { db, storagePath } = openCommandIndex(loaded, use);
   db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   return { db, storagePath };
 }

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDatabase } from '../../src/db/database.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
@@ -225,8 +225,8 @@ test('a storage.path or --out that is a file is named with its key or flag, not 
   const fileStorage = join(dir, 'file-storage.yaml');
   writeFileSync(fileStorage, `storage:\n  path: ${aFile}\ndeid:\n  secret: a secret of the cli tests\n`);
   const imported = await run(process.execPath, [GANTRY_CLI, 'import', '--config', fileStorage, dir]);
-  assert.notEqual(imported.code, 0);
-  assert.match(imported.stderr, /storage\.path of .*file-storage\.yaml: .*a-file cannot be made as a folder \(EEXIST: it, or a folder on its way, is a file\); name a folder this user may create and write/);
+  assert.equal(imported.code, 2, 'a configuration problem, as serve says it');
+  assert.match(imported.stderr, /invalid configuration in .*file-storage\.yaml:\n {2}- storage\.path: .*a-file cannot be made as a folder \(EEXIST: it, or a folder on its way, is a file\); name a folder this user may create and write/);
   for (const command of [['export', '--out', join(aFile, 'out')], ['deid', '--out', join(aFile, 'out'), aFile]]) {
     const result = await run(process.execPath, [GANTRY_CLI, ...command, '--config', config]);
     assert.notEqual(result.code, 0, command.join(' '));
@@ -298,6 +298,34 @@ test('gantry export refuses a storage.path that holds no index, instead of expor
   const embedded = await run(process.execPath, [GANTRY_CLI, 'export', '--out', join(dir, 'out'), '--quiet'], { cwd: dir });
   assert.equal(embedded.code, 1, embedded.stdout);
   assert.equal(existsSync(join(dir, 'data')), false);
+});
+
+// Found in the operations review: run by a user who could not enter storage.path, `gantry status`
+// said "no Gantry index at …"; an index file it could not open gave SQLite's bare "unable to open
+// database file"; `gantry import` on a folder it could not write exited 1 with "EACCES: permission
+// denied". As root the commands run as nobody, who may read the scratch folder and nothing in it.
+test('a storage.path this user may not use is named as a problem of storage.path (exit 2), whatever the command', async () => {
+  const { dir, config } = storageWithResearch('cli-access');
+  chmodSync(dir, 0o755);
+  chmodSync(config, 0o644);
+  const data = join(dir, 'data');
+  const asAnotherUser = (args: string[]) => {
+    const command = [process.execPath, GANTRY_CLI, ...args, '--config', config];
+    return process.getuid?.() === 0 ? run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...command]) : run(command[0] as string, command.slice(1));
+  };
+  const cases: Array<{ setUp: () => void; args: string[] }> = [
+    { setUp: () => chmodSync(data, 0o000), args: ['status'] },
+    { setUp: () => (chmodSync(data, 0o755), chmodSync(join(data, 'index.sqlite'), 0o000)), args: ['queue', 'ls'] },
+    { setUp: () => (rmSync(join(data, 'index.sqlite')), chmodSync(data, 0o555)), args: ['import', '--quiet', join(dir, 'nothing')] },
+  ];
+  for (const { setUp, args } of cases) {
+    setUp();
+    const result = await asAnotherUser(args);
+    assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.match(result.stderr, /invalid configuration in .*gantry\.yaml:\n {2}- storage\.path: .*data (cannot be used by this user|cannot be made as a folder) \((EACCES|SQLITE_CANTOPEN)/, args.join(' '));
+    assert.doesNotMatch(result.stderr, /no Gantry index/, args.join(' '));
+  }
+  chmodSync(data, 0o755);
 });
 
 test('a storage.path the node cannot make is refused with its key named', async () => {
