@@ -24,10 +24,15 @@ const ACCESS_CODES: ReadonlySet<string> = new Set(['EACCES', 'EPERM', 'EROFS', '
 export function openCommandIndex(loaded: LoadedConfig, use: 'create' | 'existing'): { db: Db; storagePath: string } {
   const storagePath = resolve(loaded.config.storage.path);
   const file = join(storagePath, DATABASE_FILE);
-  const key = `storage.path of ${loaded.source}`;
+  if (use === 'create') {
+    try {
+      makeFolder(storagePath, 'storage.path');
+    } catch (error) {
+      throw new ConfigError(loaded.source, [(error as Error).message]);
+    }
+  }
   try {
-    if (use === 'existing' && !indexExists(file)) throw new Error(`no Gantry index at ${file} (${key})`);
-    if (use === 'create') makeFolder(storagePath, key);
+    if (use === 'existing' && !indexExists(file)) throw new Error(`no Gantry index at ${file} (storage.path of ${loaded.source})`);
     return { db: openDatabase(file, MIGRATIONS, { beforeMigrating: refuseMigrationUnderNode(storagePath) }), storagePath };
   } catch (error) {
     throw asStorageProblem(error, loaded, storagePath);
@@ -47,8 +52,6 @@ function indexExists(file: string): boolean {
 
 function asStorageProblem(error: unknown, loaded: LoadedConfig, storagePath: string): unknown {
   const code = (error as { code?: unknown }).code;
-  const folderProblem = (error as Error).message?.startsWith(`storage.path of ${loaded.source}:`);
-  if (folderProblem) return new ConfigError(loaded.source, [(error as Error).message.replace(` of ${loaded.source}`, '')]);
   if (typeof code !== 'string' || !ACCESS_CODES.has(code)) return error;
   const what = (error as Error).message.replace(/^[A-Z]+: /, '');
   return new ConfigError(loaded.source, [

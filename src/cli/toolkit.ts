@@ -4,7 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import type { LoadedConfig } from '../config/load.js';
-import type { openDatabase } from '../db/database.js';
+import type { Db } from '../db/database.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { openCommandIndex } from './command-index.js';
 import { resolveDeidSecret } from '../config/secret.js';
@@ -33,7 +33,7 @@ export interface ImportCommandOptions {
 const PAGE_CACHE_KIB = 8000;
 
 /** Opens the index under storage.path; import creates it, export needs one there. */
-function openSessionIndex(loaded: LoadedConfig, use: 'create' | 'existing'): { db: ReturnType<typeof openDatabase>; storagePath: string } {
+function openSessionIndex(loaded: LoadedConfig, use: 'create' | 'existing'): { db: Db; storagePath: string } {
   // Found in a review: export on a wrong storage.path made an empty index (and, with the embedded
   // config, a new secret) there and said "exported 0 instance(s)", exit 0: 'existing' needs one.
   const { db, storagePath } = openCommandIndex(loaded, use);
