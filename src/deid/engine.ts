@@ -665,9 +665,21 @@ export class DeidEngine {
       const scrubbed = scrubText(value, this.identifiers, this.foldingOf(value), !SINGLE_VALUED_TEXT.has(vr));
       if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, vr, this.foldingOf(value)), path, 'clean');
     } else if (BINARY_VRS.has(vr)) {
-      // Gantry cannot tell what a bitmap (overlay or curve data) shows: cleaning it means removing it.
-      element.removed = true;
-      this.record(path, element.tag, 'remove');
+      // Gantry cannot tell what a bitmap (overlay or curve data) or a binary timestamp holds: it gets
+      // what the Basic Profile gives it. Removed, as before, Frame Origin Timestamp (D, and C under
+      // Retain Longitudinal Modified Dates) went missing where the Basic Profile keeps it present
+      // (found in the profile review: PS3.15 E.1.1, C never removes).
+      const basic = basicAction(element.tag, vr);
+      if (basic === 'dummy') {
+        element.replacement = { value: dummyValue(vr) };
+        this.dummies.add(element);
+        this.record(path, element.tag, 'dummy');
+      } else if (basic === 'empty') {
+        this.empty(element, false, path);
+      } else {
+        element.removed = true;
+        this.record(path, element.tag, 'remove');
+      }
     } else if (vr === 'UI') {
       this.replaceUids(element, path);
     } else {
@@ -964,6 +976,13 @@ function splitWholeCharacters(text: string): string[] {
     else values[values.length - 1] += character;
   }
   return values;
+}
+
+/** What the Basic Profile, with no option, does with a present element of this tag ('remove' for one
+ * the table does not list). */
+function basicAction(tag: number, vr: string): ConcreteAction {
+  const row = profileRowFor(tag);
+  return row ? concreteAction(row.basic, vr) : 'remove';
 }
 
 /** An element of a curve's repeating group (50xx,xxxx: even groups 5000-50FE, PS3.5 7.6; retired). */

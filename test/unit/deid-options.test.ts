@@ -72,6 +72,22 @@ test('elements sent as UN are cleaned and given dummies as the dictionary gives 
   assert.equal(basic.get(0x00081010), 'ANONYMIZED', 'an SH dummy');
 });
 
+// Found in the profile review: Frame Origin Timestamp (0034,0007, OB) is D in the Basic Profile and C
+// under Retain Longitudinal Modified Dates; a binary value cannot be cleaned, and it was removed, so
+// the option meant to keep more kept less than the Basic Profile (PS3.15 E.1.1: C never removes).
+test('a binary value the profile cleans gets what the Basic Profile gives it: Frame Origin Timestamp keeps a dummy', () => {
+  const timestamp: Element = [0x00340007, 'OB', Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])];
+  const overlay: Element = [0x60003000, 'OW', Buffer.alloc(8, 0xff)];
+  const basic = deid([...BASE, timestamp, overlay]);
+  const modified = deid([...BASE, timestamp, overlay], ['retainLongitudinalModifiedDates']);
+  assert.equal(basic.get(0x00340007), '', 'the Basic Profile\'s dummy (D: zeros, trimmed here)');
+  assert.equal(modified.has(0x00340007), true, 'present under Modified Dates');
+  assert.equal(modified.get(0x00340007), basic.get(0x00340007), 'with the same dummy');
+  assert.equal(deid([...BASE, timestamp], ['retainLongitudinalFullDates']).get(0x00340007), '\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a', 'kept under Full Dates (K)');
+  // Overlay data is X in the Basic Profile and C under Clean Graphics: removed as before.
+  assert.equal(deid([...BASE, overlay], ['cleanGraphics']).has(0x60003000), false);
+});
+
 test('retainDeviceIdentity with retainLongitudinalModifiedDates: device dates are shifted like every other date, not kept', () => {
   const deviceDates: Element[] = [
     [0x0014407e, 'DA', '20240301'],
