@@ -20,7 +20,8 @@ import { AnotherInstanceError, anotherInstance, sopInstanceUidAsIndexed, type Or
 import { attributeReader, elementText } from '../dicom/element-value.js';
 import { PIXEL_DATA, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
-import { checkNativeLength, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
+import { checkNativeLength, frameBits, maskBlanksAnything, PixelRedactionError, pixelGeometry, redactNativePixelData, type PixelGeometry, type RowMask } from '../pixels/native.js';
+import { lossyMethodOf, markLossy } from '../pixels/lossy-history.js';
 import { redactAttachedPixels } from '../pixels/attached.js';
 import { FRAME_CODECS } from '../pixels/frame-codecs.js';
 import { EXTENDED_OFFSET_TABLE, FRAGMENT_DESCRIPTIONS, frameBytes, framesOf, writeEncapsulatedFrames } from '../pixels/encapsulated.js';
@@ -234,6 +235,7 @@ function prepareRedaction(
     }
     const redact = codec.redactor(geometry, mask);
     const frames = framesOf(pixelData, source, geometry.frames, byTag.get(EXTENDED_OFFSET_TABLE));
+    keepLossyHistory(opened, byTag, geometry, frames);
     pixelData.stream = {
       length: UNDEFINED_LENGTH,
       write: (emit) => writeEncapsulatedFrames(frames.length, (index) => redact(frameBytes(frames[index] ?? [], source)), scratch.path, emit),
@@ -248,6 +250,22 @@ function prepareRedaction(
     throw error;
   }
 }
+
+/**
+ * JPEG-LS near-lossless and irreversible JPEG 2000 frames are encoded again losslessly (NEAR 0, the
+ * 5-3 wavelet) once redacted: their codestreams no longer say they lost anything, so the dataset says
+ * it (lossy-history.ts; found in the pixel review). JPEG baseline and extended stay in their transfer
+ * syntax, which says it.
+ */
+function keepLossyHistory(opened: OpenedDataset, byTag: ReadonlyMap<number, EditableElement>, geometry: PixelGeometry, frames: readonly ItemNode[][]): void {
+  if (!REENCODED_LOSSLESSLY.has(opened.transferSyntaxUid) || frames.length === 0) return;
+  const method = lossyMethodOf(opened.transferSyntaxUid, frameBytes(frames[0] ?? [], opened.source));
+  if (!method) return;
+  const compressed = frames.flat().reduce((sum, fragment) => sum + fragment.length, 0);
+  markLossy(opened.elements as EditableElement[], byTag, opened.source, method, ((frameBits(geometry) / 8) * geometry.frames) / compressed);
+}
+
+const REENCODED_LOSSLESSLY: ReadonlySet<string> = new Set(['1.2.840.10008.1.2.4.81', '1.2.840.10008.1.2.4.91']);
 
 /** The header grammar whose metadata segments go, by transfer syntax (marker-segments.ts). */
 function metadataGrammarFor(transferSyntaxUid: string): HeaderGrammar | undefined {

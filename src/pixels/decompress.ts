@@ -3,17 +3,17 @@
  * JPEG-LS, JPEG 2000): every frame decoded with the codecs that redaction uses, the dataset written in
  * explicit (or implicit) VR little endian with native Pixel Data. Nothing else changes but what must:
  * PhotometricInterpretation (a JPEG 2000 colour transform is undone: RGB), PlanarConfiguration (as the
- * decoder lays samples out), the offset tables (gone), and, from a JPEG baseline or extended object,
- * the marks of lossy compression (markLossy). The object is built in memory, its decoded frames once: a
+ * decoder lays samples out), the offset tables (gone), and, from frames compressed lossily, the marks
+ * of lossy compression (lossy-history.ts). The object is built in memory, its decoded frames once: a
  * fallback, up to MAX_DECOMPRESSED_BYTES.
  */
 import { BufferSource, parseDataset, parseFile, PIXEL_DATA, type ByteSource } from '../dicom/dataset-tree.js';
 import { DatasetWriter, insertElement, type EditableElement } from '../dicom/dataset-writer.js';
-import { elementText } from '../dicom/element-value.js';
 import { header, reencodeElements } from '../dicom/reencode.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
 import { EXTENDED_OFFSET_TABLE, FRAGMENT_DESCRIPTIONS, frameBytes, framesOf } from './encapsulated.js';
 import { FRAME_CODECS } from './frame-codecs.js';
+import { lossyMethodOf, markLossy } from './lossy-history.js';
 import { frameBits, pixelGeometry, PixelRedactionError } from './native.js';
 
 const MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024;
@@ -21,18 +21,8 @@ const MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024;
 const TAG = {
   PhotometricInterpretation: 0x00280004,
   PlanarConfiguration: 0x00280006,
-  LossyImageCompression: 0x00282110,
-  LossyImageCompressionRatio: 0x00282112,
-  LossyImageCompressionMethod: 0x00282114,
   PixelGroupLength: 0x7fe00000,
 } as const;
-
-/** Transfer syntaxes whose every frame was compressed lossily (PS3.5 A.4.1: JPEG processes 1, 2 and 4),
- * with the LossyImageCompressionMethod term that names them (PS3.3 C.7.6.1.1.5.1). */
-const ALWAYS_LOSSY = new Map([
-  ['1.2.840.10008.1.2.4.50', 'ISO_10918_1'],
-  ['1.2.840.10008.1.2.4.51', 'ISO_10918_1'],
-]);
 
 /** Whether a stored syntax can be sent decompressed, in explicit or implicit VR little endian. */
 export function canDecompress(transferSyntaxUid: string): boolean {
@@ -65,9 +55,11 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
     let planar = false;
     let photometric = geometry.photometric;
     let compressedLength = 0;
+    let lossyMethod: string | undefined;
     const decoded = frames.map((fragments) => {
       const compressed = frameBytes(fragments, parsed.source);
       compressedLength += compressed.length;
+      lossyMethod ??= lossyMethodOf(parsed.transferSyntaxUid, compressed);
       const { samples, layout } = codec.decode(compressed, geometry);
       if (layout.bitsAllocated !== geometry.bitsAllocated) throw new PixelRedactionError(`frames decode to ${layout.bitsAllocated}-bit samples; BitsAllocated is ${geometry.bitsAllocated}`);
       planar = layout.planar;
@@ -82,7 +74,10 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
     }
     // Not frameLength × frames: YBR_FULL_422 decodes to three samples a pixel (YBR_FULL).
     const nativeLength = decoded.reduce((sum, samples) => sum + samples.length, 0);
-    markLossy(elements, byTag, parsed.source, parsed.transferSyntaxUid, nativeLength / compressedLength);
+    // The transfer syntax said the frames were lossy (JPEG baseline), or they did (JPEG-LS NEAR, a 9-7
+    // wavelet): decompressed, the dataset says it (found in the pixel review: a near-lossless JPEG-LS
+    // object sent decompressed carried no mark of its loss).
+    if (lossyMethod) markLossy(elements, byTag, parsed.source, lossyMethod, nativeLength / compressedLength);
     const padding = nativeLength % 2 === 0 ? [] : [Buffer.alloc(1)];
     const at = elements.indexOf(pixelData);
     return [
@@ -95,23 +90,6 @@ export function decompressedDataset(path: string, toTransferSyntaxUid: string): 
   } finally {
     parsed.close();
   }
-}
-
-/**
- * PS3.3 C.7.6.1.1.5: an image once compressed lossily says so for good, decompressed too. The dataset
- * of a JPEG baseline or extended object need not (LossyImageCompression is Type 3 in the General Image
- * module): its transfer syntax said it, and decompressing drops that. LossyImageCompression becomes 01;
- * the method and the ratio (`ratio`, native bytes to compressed) are added where absent, as a
- * compressor records them.
- */
-function markLossy(elements: EditableElement[], byTag: ReadonlyMap<number, EditableElement>, source: ByteSource, transferSyntaxUid: string, ratio: number): void {
-  const method = ALWAYS_LOSSY.get(transferSyntaxUid);
-  if (method === undefined) return;
-  const text = (value: string) => Buffer.from(value.length % 2 ? `${value} ` : value, 'latin1');
-  if (elementText(byTag.get(TAG.LossyImageCompression), source, false)?.trim() !== '01') insertElement(elements, TAG.LossyImageCompression, 'CS', text('01'));
-  if (!byTag.has(TAG.LossyImageCompressionMethod)) insertElement(elements, TAG.LossyImageCompressionMethod, 'CS', text(method));
-  // DS: at most 16 characters.
-  if (!byTag.has(TAG.LossyImageCompressionRatio) && Number.isFinite(ratio)) insertElement(elements, TAG.LossyImageCompressionRatio, 'DS', text(ratio.toFixed(2).slice(0, 16)));
 }
 
 /** Elements of an explicit VR little endian dataset, edits applied, in `to`. */
