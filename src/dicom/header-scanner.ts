@@ -27,6 +27,16 @@ export interface HeaderScan {
   values: Map<number, ScannedValue>;
   /** True when the scan reached Pixel Data or another element at or past `stopAtTag`. */
   reachedStop: boolean;
+  /** The element the scan stopped at: where it starts in the dataset's bytes (inflated ones, for a
+   * deflated dataset), its header's length and its value's (0xFFFFFFFF: undefined). */
+  stopElement?: StopElement;
+}
+
+export interface StopElement {
+  tag: number;
+  offset: number;
+  headerLength: number;
+  length: number;
 }
 
 const ITEM = 0xfffee000;
@@ -77,6 +87,7 @@ export class HeaderScanner implements ByteScanner {
   /** How many sequences hold the elements being read. */
   private sequenceDepth = 0;
   private stopped = false;
+  private stopElement: StopElement | undefined;
   private totalBytes = 0;
 
   constructor(
@@ -134,7 +145,7 @@ export class HeaderScanner implements ByteScanner {
         return Promise.reject(new DatasetFormatError('dataset ends inside a sequence of undefined length'));
       }
     }
-    return Promise.resolve({ values: this.values, reachedStop: this.stopped });
+    return Promise.resolve({ values: this.values, reachedStop: this.stopped, ...(this.stopElement ? { stopElement: this.stopElement } : {}) });
   }
 
   /** What was kept so far, for a scan abandoned before its end. */
@@ -163,9 +174,14 @@ export class HeaderScanner implements ByteScanner {
       const frame = this.stack[this.stack.length - 1] as Frame;
       const header = this.readHeader(buffer, offset, frame);
       if (header === undefined) break;
+      // Everything before `pending` was consumed: it starts that far into the dataset.
+      const elementOffset = this.totalBytes - buffer.length + offset;
       offset += header.headerLength;
       this.onElement(frame, header.tag, header.vr, header.length);
-      if (this.stopped) break;
+      if (this.stopped) {
+        this.stopElement = { tag: header.tag, offset: elementOffset, headerLength: header.headerLength, length: header.length };
+        break;
+      }
       if (this.skip > 0) {
         const skipped = Math.min(this.skip, buffer.length - offset);
         this.skip -= skipped;

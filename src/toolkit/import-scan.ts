@@ -7,7 +7,7 @@
 import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
-import { createHeaderScanner, DatasetFormatError } from '../dicom/header-scanner.js';
+import { createHeaderScanner, DatasetFormatError, tagText, type StopElement } from '../dicom/header-scanner.js';
 import { MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID, readFileMeta } from '../dicom/part10.js';
 import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
@@ -76,7 +76,13 @@ export async function scanForImport(path: string, copyInto?: string, copyList?: 
       position += read;
       await scanner.ready();
     }
-    const attributes = decodeIndexedAttributes((await scanner.finish()).values);
+    const scan = await scanner.finish();
+    // A file cut short inside Pixel Data (a copy interrupted) has a whole header: indexed, it stood
+    // for the instance, and a whole copy of it found later was refused as a duplicate (found in the
+    // toolkit review). The header says how long the rest is.
+    const cutShort = syntax.encoding === 'deflated-explicit-le' || !scan.stopElement ? undefined : cutShortReason(fd, size, meta.datasetOffset, scan.stopElement);
+    if (cutShort) return { kind: 'unreadable', path, reason: cutShort };
+    const attributes = decodeIndexedAttributes(scan.values);
     const sopInstanceUid = attributes.SOPInstanceUID ?? trimUid(meta.elements.get(0x0003));
     const sopClassUid = attributes.SOPClassUID ?? trimUid(meta.elements.get(0x0002));
     if (sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID) return { kind: 'not-dicom', path, reason: 'a DICOMDIR (the directory of a medium, not an instance)' };
@@ -117,6 +123,34 @@ export async function scanForImport(path: string, copyInto?: string, copyList?: 
     return { kind: 'unreadable', path, reason: (error as Error).message.slice(0, 200) };
   } finally {
     closeSync(fd);
+  }
+}
+
+const UNDEFINED_LENGTH = 0xffffffff;
+const PIXEL_DATA = 0x7fe00010;
+const ITEM = 0xfffee000;
+const SEQUENCE_DELIMITER = 0xfffee0dd;
+
+/**
+ * Why the file ends before the element the header scan stopped at (Pixel Data, usually) does, or
+ * undefined: a defined length must fit in the file (PS3.5 7.1); encapsulated Pixel Data (PS3.5 A.4)
+ * must reach its sequence delimiter, item by item (8 bytes read per fragment).
+ */
+function cutShortReason(fd: number, size: number, datasetOffset: number, stop: StopElement): string | undefined {
+  const valueStart = datasetOffset + stop.offset + stop.headerLength;
+  const element = `(${tagText(stop.tag)})`;
+  if (stop.length !== UNDEFINED_LENGTH) {
+    return valueStart + stop.length > size ? `cut short: ${element} needs ${stop.length} bytes, ${Math.max(0, size - valueStart)} are in the file` : undefined;
+  }
+  if (stop.tag !== PIXEL_DATA) return undefined;
+  const header = Buffer.alloc(8);
+  for (let position = valueStart; ; ) {
+    if (position + 8 > size || readSync(fd, header, 0, 8, position) < 8) return `cut short: ${element}'s fragments end without their sequence delimiter`;
+    const tag = ((header.readUInt16LE(0) << 16) | header.readUInt16LE(2)) >>> 0;
+    if (tag === SEQUENCE_DELIMITER) return undefined;
+    const length = header.readUInt32LE(4);
+    if (tag !== ITEM || length === UNDEFINED_LENGTH) return `${element} holds ${tagText(tag)} where a fragment was expected`;
+    position += 8 + length;
   }
 }
 
