@@ -9,7 +9,7 @@
  */
 import { statSync } from 'node:fs';
 import { opendir, realpath, stat, unlink } from 'node:fs/promises';
-import { join, relative, resolve, sep } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
 import { InstanceIndex, type InstanceRecord } from '../index/instance-index.js';
@@ -165,7 +165,7 @@ interface FoundFile {
 
 async function* filesUnder(roots: readonly string[], storagePath: string, unreadable: (path: string, reason: string) => void): AsyncGenerator<FoundFile> {
   const storage = (await realpath(storagePath).catch(() => resolve(storagePath))) + sep;
-  const walked = new Set<string>();
+  const walked = new WalkedPaths();
   // Every root checked before the first file: a mistyped last root must not end the import once the
   // first roots' batches are under way.
   const checked = [];
@@ -180,7 +180,7 @@ async function* filesUnder(roots: readonly string[], storagePath: string, unread
   for (const { absolute, isFile } of checked) {
     if (isFile) {
       const real = await realFile(absolute, storage, unreadable);
-      if (real !== undefined) yield { path: real, walked: absolute };
+      if (real !== undefined && walked.firstTimeLinked(real)) yield { path: real, walked: absolute };
       continue;
     }
     yield* walk(absolute, storage, unreadable, walked);
@@ -203,8 +203,43 @@ async function realFile(path: string, storage: string, unreadable: (path: string
   }
 }
 
+/**
+ * What the walk has reached, so that each folder is walked once and each file found once, however
+ * they are reached: a file reached through a link or named as a root, and again in its folder, was
+ * counted twice and reported as a duplicate of itself (found in the toolkit review). Only folders and
+ * the files reached otherwise than in their folder are kept, not every file.
+ */
+class WalkedPaths {
+  /** Folders walked (or being walked), by device and inode, and by real path. */
+  private readonly identities = new Set<string>();
+  private readonly realFolders = new Set<string>();
+  /** Files found through a link or as a root, by real path. */
+  private readonly linkedFiles = new Set<string>();
+
+  /** False when the folder (its device and inode) was reached before. */
+  firstTimeFolder(identity: string, real: string): boolean {
+    if (this.identities.has(identity)) return false;
+    this.identities.add(identity);
+    this.realFolders.add(real);
+    return true;
+  }
+
+  /** A file reached through a link or as a root: false when its folder's walk finds it (or found it),
+   * or another link did. */
+  firstTimeLinked(real: string): boolean {
+    if (this.realFolders.has(dirname(real)) || this.linkedFiles.has(real)) return false;
+    this.linkedFiles.add(real);
+    return true;
+  }
+
+  /** A file found in its folder: false when a link or a root found it first. */
+  firstTimeInFolder(real: string): boolean {
+    return this.linkedFiles.size === 0 || !this.linkedFiles.has(real);
+  }
+}
+
 /** A folder that cannot be read is reported and skipped; the walk goes on. */
-async function* walk(directory: string, storage: string, unreadable: (path: string, reason: string) => void, walked: Set<string>): AsyncGenerator<FoundFile> {
+async function* walk(directory: string, storage: string, unreadable: (path: string, reason: string) => void, walked: WalkedPaths): AsyncGenerator<FoundFile> {
   let real;
   let entries;
   try {
@@ -212,9 +247,7 @@ async function* walk(directory: string, storage: string, unreadable: (path: stri
     if (insideStorage(real, storage)) return;
     // As bigints: an inode number may pass 2^53 (XFS, NFS).
     const info = await stat(real, { bigint: true });
-    const identity = `${info.dev}:${info.ino}`;
-    if (walked.has(identity)) return;
-    walked.add(identity);
+    if (!walked.firstTimeFolder(`${info.dev}:${info.ino}`, real)) return;
     entries = await opendir(real);
   } catch (error) {
     unreadable(directory, `a folder that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
@@ -224,13 +257,15 @@ async function* walk(directory: string, storage: string, unreadable: (path: stri
     const path = join(real, entry.name);
     // Folders by the path walked (each resolved once, in walk): the files' walked paths keep a link's name.
     if (entry.isDirectory()) yield* walk(join(directory, entry.name), storage, unreadable, walked);
-    else if (entry.isFile()) yield { path, walked: join(directory, entry.name) };
+    else if (entry.isFile()) {
+      if (walked.firstTimeInFolder(path)) yield { path, walked: join(directory, entry.name) };
+    }
     else if (entry.isSymbolicLink()) {
       const target = await stat(path).catch((error: NodeJS.ErrnoException) => error);
       if (target instanceof Error) unreadable(path, `a symbolic link whose target cannot be read (${target.code ?? 'error'})`);
       else if (target.isFile()) {
         const file = await realFile(path, storage, unreadable);
-        if (file !== undefined) yield { path: file, walked: join(directory, entry.name) };
+        if (file !== undefined && walked.firstTimeLinked(file)) yield { path: file, walked: join(directory, entry.name) };
       } else if (target.isDirectory()) yield* walk(join(directory, entry.name), storage, unreadable, walked);
     }
   }

@@ -268,6 +268,33 @@ test('import follows links to folders, each folder once, and a link back up the 
   assert.equal(summary.duplicates, 0);
 });
 
+// Found in the toolkit review: folders were walked once, files were not: a file reached through a link
+// and again in its folder, or named as a root and again under a folder root, was counted twice and
+// reported as a duplicate SOP Instance UID "not imported", naming the very file that was indexed.
+test('import finds each file once, through links to it and under overlapping roots, in either order', async () => {
+  const dir = scratchDir('review-import-file-links');
+  const tree = join(dir, 'tree');
+  mkdirSync(join(tree, 'b'), { recursive: true });
+  const file = join(tree, 'a.dcm');
+  await writeSyntheticFile(file, { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P-ONCE', patientName: 'Once^Ona', rows: 8, columns: 8 });
+  // A link beside the file and one in a folder below: met before or after the file, as the folder lists them.
+  symlinkSync(file, join(tree, '0-link.dcm'));
+  symlinkSync(file, join(tree, 'b', 'link.dcm'));
+  for (const [name, roots] of [['folder', [tree]], ['file first', [file, tree]], ['folder first', [tree, file]]] as const) {
+    const storagePath = join(dir, `data-${name.replace(' ', '-')}`);
+    mkdirSync(storagePath);
+    const db = openDatabase(join(storagePath, 'index.sqlite'));
+    try {
+      const summary = await importFolders(db, storagePath, { roots: [...roots], copy: false, forward: false, workers: 1 });
+      assert.equal(summary.indexed, 1, name);
+      assert.equal(summary.files, 1, `${name}: one file, however often it is reached`);
+      assert.equal(summary.duplicates, 0, name);
+    } finally {
+      db.close();
+    }
+  }
+});
+
 // Found in a review: import recorded the paths it walked, and the guards that keep exports and
 // de-identifications away from the originals compared real paths with them: a tree imported through
 // a link to its folder could be written over under the folder's real name. Folders reached both
