@@ -8,7 +8,7 @@
  * imported with --forward.
  */
 import { statSync } from 'node:fs';
-import { opendir, realpath, stat, unlink } from 'node:fs/promises';
+import { lstat, opendir, realpath, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.js';
@@ -255,6 +255,12 @@ async function* walk(directory: string, storage: string, unreadable: (path: stri
   }
   for await (const entry of entries) {
     const path = join(real, entry.name);
+    if (entry.name.includes('\ufffd') && (await notThere(path))) {
+      // Node reads names as UTF-8: a Latin-1 name (an old Windows share, a CD) reads as another name,
+      // which is not there; said so, not as "ENOENT" (found in the toolkit review).
+      unreadable(join(directory, entry.name), `a name that is not UTF-8 (Gantry reads names as UTF-8): rename it${entry.isDirectory() ? ', and the files under it are found' : ''} (convmv, for example)`);
+      continue;
+    }
     // Folders by the path walked (each resolved once, in walk): the files' walked paths keep a link's name.
     if (entry.isDirectory()) yield* walk(join(directory, entry.name), storage, unreadable, walked);
     else if (entry.isFile()) {
@@ -269,6 +275,13 @@ async function* walk(directory: string, storage: string, unreadable: (path: stri
       } else if (target.isDirectory()) yield* walk(join(directory, entry.name), storage, unreadable, walked);
     }
   }
+}
+
+async function notThere(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => false,
+    (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+  );
 }
 
 /** One transaction for a batch's instances; problems counted. */

@@ -295,6 +295,24 @@ test('import finds each file once, through links to it and under overlapping roo
   }
 });
 
+// Found in the toolkit review: a file or folder named in Latin-1 (an old Windows share, a CD) was
+// reported as "cannot be opened (ENOENT)": Node reads names as UTF-8, and the name it read is not there.
+test('import names a file or folder whose name is not UTF-8 as such, not as missing', async () => {
+  const dir = scratchDir('review-import-latin1-names');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree);
+  const latin1 = (name: string) => Buffer.concat([Buffer.from(tree), Buffer.from('/'), Buffer.from(name, 'latin1')]);
+  await writeSyntheticFile(join(tree, 'ok.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P-UTF', patientName: 'Utf^Ula', rows: 8, columns: 8 });
+  writeFileSync(latin1('caf\xe9.dcm'), readFileSync(join(tree, 'ok.dcm')));
+  mkdirSync(latin1('d\xe9j\xe0'));
+  const { summary } = await importInPlace(dir, tree);
+  assert.equal(summary.indexed, 1);
+  assert.equal(summary.unreadable, 2);
+  const reasons = summary.examples.map((example) => example.reason);
+  assert.equal(reasons.filter((reason) => /a name that is not UTF-8/.test(reason)).length, 2, reasons.join('; '));
+  assert.ok(!reasons.some((reason) => /ENOENT/.test(reason)), reasons.join('; '));
+});
+
 // Found in a review: import recorded the paths it walked, and the guards that keep exports and
 // de-identifications away from the originals compared real paths with them: a tree imported through
 // a link to its folder could be written over under the folder's real name. Folders reached both
