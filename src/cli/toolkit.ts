@@ -3,6 +3,7 @@
  * open the same index the node uses (SQLite in WAL mode: a running node and a command can share it).
  */
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Db } from '../db/database.js';
 import { runningGantry } from '../pipeline/recovery.js';
@@ -32,6 +33,9 @@ export interface ImportCommandOptions {
  */
 const PAGE_CACHE_KIB = 8000;
 
+/** Where imports list the files they left out (skipped-list.ts), under storage.path. */
+const IMPORT_REPORTS_DIR = 'import-reports';
+
 /** Opens the index under storage.path; import creates it, export needs one there. */
 function openSessionIndex(loaded: LoadedConfig, use: 'create' | 'existing'): { db: Db; storagePath: string } {
   // Found in a review: export on a wrong storage.path made an empty index (and, with the embedded
@@ -54,6 +58,7 @@ export async function runImport(loaded: LoadedConfig, roots: string[], options: 
       workers: options.workers ?? availableParallelism(),
       progress,
       log: commandLogger(loaded.config.log.level),
+      skippedList: join(storagePath, IMPORT_REPORTS_DIR, `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}.tsv`),
     });
     printImportSummary(summary, options, (await runningGantry(storagePath)) !== undefined, print);
     return summary;
@@ -71,6 +76,7 @@ function printImportSummary(summary: ImportSummary, options: ImportCommandOption
   );
   for (const [reason, count] of [...summary.problems].sort((a, b) => b[1] - a[1])) print(`  ${count} × ${reason}`);
   for (const example of summary.examples) print(`  e.g. ${example.path}: ${example.reason}`);
+  if (summary.skippedList) print(`every file not imported is listed, with its reason, in ${summary.skippedList}`);
   if (summary.indexed > 0) {
     // Said only when true: with no node running, nothing de-identifies them until one starts.
     const who = nodeRunning ? 'the running node de-identifies them' : 'no Gantry node runs on this storage: one started on it (gantry serve) de-identifies them';

@@ -18,6 +18,7 @@ import { openCopyList, settleAbandonedCopyLists, settleCopyList } from './import
 import { tally, type Progress } from './progress.js';
 import { workerPool } from '../worker-loading.js';
 import { commandLogger } from '../observability/logger.js';
+import { SkippedList } from './skipped-list.js';
 
 /** Files per task: enough to amortise a message between threads, few enough to keep all busy. */
 const BATCH = 128;
@@ -35,6 +36,8 @@ export interface ImportOptions {
   progress?: Progress;
   /** Where a failure of a thread that no batch waits for is told (default: stderr, warnings and worse). */
   log?: Logger;
+  /** Where every file not indexed is listed with its reason (skipped-list.ts); none when absent. */
+  skippedList?: string;
 }
 
 export interface ImportSummary {
@@ -57,10 +60,13 @@ export interface ImportSummary {
   problems: Map<string, number>;
   /** The first few files not indexed (not DICOM, unreadable, a duplicate SOP Instance UID), with their reason. */
   examples: Array<{ path: string; reason: string }>;
+  /** The file that lists every one of them (options.skippedList), when any was left out. */
+  skippedList?: string;
 }
 
 export async function importFolders(db: Db, storagePath: string, options: ImportOptions): Promise<ImportSummary> {
   const summary: ImportSummary = { files: 0, indexed: 0, bytes: 0, alreadyIndexed: 0, released: 0, moved: 0, duplicates: 0, notDicom: 0, unreadable: 0, problems: new Map(), examples: [] };
+  const skipped = new Skipped(summary, options.skippedList === undefined ? undefined : new SkippedList(options.skippedList));
   const index = new InstanceIndex(db);
   const log = options.log ?? commandLogger('warn');
   const pool = workerPool({
@@ -78,7 +84,7 @@ export async function importFolders(db: Db, storagePath: string, options: Import
   // The first failure of a batch (the index unwritable, a thread lost) ends the import, after the
   // batches in flight; none is left as an unhandled rejection.
   let failure: Error | undefined;
-  const record = (results: ImportScan[]) => recordBatch(db, index, storagePath, options, results, summary);
+  const record = (results: ImportScan[]) => recordBatch(db, index, storagePath, options, results, summary, skipped);
   const dispatch = async (found: FoundFile[]) => {
     const paths = found.map((file) => file.path);
     await renameRowsOfWalkedPaths(index, storagePath, found);
@@ -101,7 +107,7 @@ export async function importFolders(db: Db, storagePath: string, options: Import
   };
   try {
     let batch: FoundFile[] = [];
-    const unreadable = (path: string, reason: string) => problem(summary, 'unreadable', path, reason);
+    const unreadable = (path: string, reason: string) => skipped.problem('unreadable', path, reason);
     for await (const file of filesUnder(options.roots, storagePath, unreadable)) {
       if (failure) break;
       summary.files += 1;
@@ -119,6 +125,7 @@ export async function importFolders(db: Db, storagePath: string, options: Import
     // not cut off by the pool's end. They never reject (dispatch keeps the failure).
     await Promise.all(inFlight);
     await pool.destroy();
+    skipped.close();
     // Every copy is now named by its row or was never committed: those go, and the list with them.
     if (copyList) {
       settleCopyList(db, storagePath, copyList.path);
@@ -285,7 +292,7 @@ async function notThere(path: string): Promise<boolean> {
 }
 
 /** One transaction for a batch's instances; problems counted. */
-function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options: ImportOptions, results: ImportScan[], summary: ImportSummary): void {
+function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options: ImportOptions, results: ImportScan[], summary: ImportSummary, skipped: Skipped): void {
   const now = Date.now();
   const orphanCopies: string[] = [];
   let bytes = 0;
@@ -295,7 +302,7 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
     const fresh = new Map<string, InstanceRecord>();
     for (const result of results) {
       if (result.kind !== 'dicom') {
-        problem(summary, result.kind, result.path, result.reason);
+        skipped.problem(result.kind, result.path, result.reason);
         continue;
       }
       const inBatch = fresh.has(result.sopInstanceUid);
@@ -308,7 +315,7 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
         summary.duplicates += 1;
         // Named like the files not read: two files of one UID may hold different images, and the
         // operator must be able to find the one left out.
-        if (summary.examples.length < MAX_EXAMPLES) summary.examples.push({ path: result.path, reason: 'its SOP Instance UID is indexed already (another file, or an instance received): not imported' });
+        skipped.name(result.path, 'its SOP Instance UID is indexed already (another file, or an instance received): not imported');
         if (result.copiedTo) orphanCopies.push(result.copiedTo);
         continue;
       }
@@ -376,9 +383,27 @@ function movedHere(index: InstanceIndex, storagePath: string, scanned: ScannedIn
   }
 }
 
-function problem(summary: ImportSummary, kind: 'not-dicom' | 'unreadable', path: string, reason: string): void {
-  if (kind === 'not-dicom') summary.notDicom += 1;
-  else summary.unreadable += 1;
-  tally(summary.problems, kind === 'not-dicom' ? 'not DICOM' : 'unreadable', reason);
-  if (summary.examples.length < MAX_EXAMPLES) summary.examples.push({ path, reason });
+/** The files left out: counted, the first few named in the summary, every one in the list. */
+class Skipped {
+  constructor(
+    private readonly summary: ImportSummary,
+    private readonly list: SkippedList | undefined,
+  ) {}
+
+  problem(kind: 'not-dicom' | 'unreadable', path: string, reason: string): void {
+    if (kind === 'not-dicom') this.summary.notDicom += 1;
+    else this.summary.unreadable += 1;
+    tally(this.summary.problems, kind === 'not-dicom' ? 'not DICOM' : 'unreadable', reason);
+    this.name(path, reason);
+  }
+
+  name(path: string, reason: string): void {
+    if (this.summary.examples.length < MAX_EXAMPLES) this.summary.examples.push({ path, reason });
+    this.list?.add(path, reason);
+    if (this.list?.written) this.summary.skippedList = this.list.path;
+  }
+
+  close(): void {
+    this.list?.close();
+  }
 }

@@ -135,6 +135,25 @@ test('gantry import indexes a tree in place, resumes, reports what it could not 
   for (const [path, bytes] of before) assert.ok(readFileSync(path).equals(bytes), `${relative(dir, path)} unchanged and still there`);
 });
 
+// Found in the toolkit review: the summary names the first 20 files left out; beyond them there were
+// counts only, and the operator could not find which of hundreds of files were not imported.
+test('gantry import lists every file it left out, with its reason, under storage.path', async () => {
+  const dir = scratchDir('toolkit-skipped-list');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree);
+  await writeSyntheticFile(join(tree, 'one.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P-LIST', patientName: 'List^Lee', rows: 8, columns: 8 });
+  for (let n = 0; n < 25; n += 1) writeFileSync(join(tree, `note\t${n}.txt`), `not DICOM ${n}`);
+  const storagePath = join(dir, 'data');
+  const imported = await gantry(['import', '-q', '--config', writeConfig(dir, storagePath), tree]);
+  assert.equal(imported.code, 0, 'files not DICOM are no failure');
+  assert.equal(imported.stdout.split('\n').filter((line) => line.startsWith('  e.g. ')).length, 20, 'the summary names 20');
+  const list = /every file not imported is listed, with its reason, in (\S+\.tsv)/.exec(imported.stdout)?.[1];
+  assert.ok(list?.startsWith(join(storagePath, 'import-reports')), imported.stdout);
+  const lines = readFileSync(list as string, 'utf8').trimEnd().split('\n');
+  assert.equal(lines.length, 25, 'every one is listed');
+  for (const line of lines) assert.match(line, /\/note\\t\d+\.txt\tno DICOM Part 10 preamble and prefix$/, 'path (its tab escaped) and reason');
+});
+
 test('gantry import --copy --forward: copies into storage, and the node forwards them', async (t) => {
   if (!(await needPeers(t, 'storescp'))) return;
   const { dir, tree, corpus, storagePath, config } = await preparedTree('toolkit-import-copy');
