@@ -896,6 +896,18 @@ const SCENARIOS: Scenario[] = [
     at: '100m',
     fires: [RESEARCH],
   },
+  // At forward.retry.maxSeconds (3600 by default) an unreachable destination is tried about once an
+  // hour: over an hour's window the attempts came and went, and the alert never stayed for 30 minutes
+  // (found in the operations review).
+  {
+    alert: 'GantryDestinationUnreachable',
+    series: [
+      [`gantry_forward_unreachable_total{${L},destination="research-pacs"}`, '0x60 1x60 2x60 3x60 4x60 5x60'],
+      [`gantry_forward_successes_total{${L},destination="research-pacs",status="0x0000"}`, '0x365'],
+    ],
+    at: '330m',
+    fires: [RESEARCH],
+  },
 ];
 
 test('the alerts fire on the series they are meant for and stay quiet otherwise (promtool test rules)', async (t) => {
