@@ -33,11 +33,12 @@ USER node
 VOLUME ["/data"]
 # 11112: DICOM (dicom.port); 8080: GET /metrics, /healthz, /readyz (http.port).
 EXPOSE 11112 8080
-# Liveness: the process answers GET /healthz on http.port (8080 in docker/gantry.yaml; change both
-# together). The slim image has no curl, so Node's own fetch asks. /readyz is not used here: an
+# Liveness: the process answers GET /healthz on http.port (8080 in docker/gantry.yaml). A config with
+# another http.port, or an http.host other than 0.0.0.0 or 127.0.0.1, sets GANTRY_HEALTHZ_URL to match
+# (docker run -e). The slim image has no curl, so Node's own fetch asks. /readyz is not used here: an
 # unready Gantry (disk below the floor) must not be restarted, it must be looked at.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch(process.env.GANTRY_HEALTHZ_URL||'http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # --max-semi-space-size=2: a small young generation collects the receive path's short-lived socket
 # buffers sooner; --heap-growing-percent=60 keeps the heaps of import and export near what they hold
 # (serve sets V8's own growth back: it receives faster with it). Measured in src/cli/main.ts.

@@ -8,6 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, posix, resolve } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -22,6 +24,7 @@ import { GantryMetrics, type MetricsSources } from '../../src/observability/metr
 import type { DeidOutcome } from '../../src/pipeline/deidentify.js';
 import { needPeers } from '../helpers/peers.js';
 import { analyse, labelProblems, type SeriesSchema } from '../helpers/promql.js';
+import { run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -570,6 +573,26 @@ test('Prometheus scrapes Gantry on http.port at /metrics and loads the mounted a
     mounts(prometheus).some((mount) => mount.source === ALERTS_YML && ruleFiles.map((file) => posix.resolve(posix.dirname(configTarget), file)).includes(mount.target)),
     'docker/prometheus/alerts.yml is not mounted where rule_files reads it',
   );
+});
+
+// Noted by the operations review: the HEALTHCHECK asked 127.0.0.1:8080 whatever http.port the
+// container's config set. GANTRY_HEALTHZ_URL points it elsewhere.
+test('the HEALTHCHECK probe asks GANTRY_HEALTHZ_URL when set, and fails when nothing answers', async () => {
+  const healthcheck = last(dockerfileStages().at(-1) as Instruction[], 'HEALTHCHECK')?.args ?? '';
+  const probe = words(/\bCMD\s+(.*)$/.exec(healthcheck)?.[1] ?? '[]');
+  assert.deepEqual(probe.slice(0, 2), ['node', '-e']);
+  const server = createServer((request, response) => response.writeHead(request.url === '/healthz' ? 200 : 404).end());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const runProbe = (url: string) => run(process.execPath, ['-e', probe[2] as string], { env: { ...process.env, GANTRY_HEALTHZ_URL: url }, timeoutMs: 20_000 });
+    assert.equal((await runProbe(`http://127.0.0.1:${port}/healthz`)).code, 0, 'healthy where the URL says');
+    assert.equal((await runProbe(`http://127.0.0.1:${port}/elsewhere`)).code, 1, 'an answer that is not OK');
+    server.close();
+    assert.equal((await runProbe(`http://127.0.0.1:${port}/healthz`)).code, 1, 'nothing listening');
+  } finally {
+    server.close();
+  }
 });
 
 test('the Dockerfile: final stage as a non-root user, /data volume, HEALTHCHECK on /healthz at http.port, COPY sources present', () => {
