@@ -7,6 +7,7 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { parseFile, type ByteSource, type ElementNode, type ItemNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
+import { padOddValues } from '../dicom/even-lengths.js';
 import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
@@ -127,6 +128,8 @@ export function planDeidentification(input: string, options: DeidentifyFileOptio
         throw error;
       }
     }
+    // What is written anew has even lengths (PS3.5 7.1.1), whatever the original held.
+    padOddValues(opened.elements as EditableElement[], opened.source, opened.encoding === 'explicit-be');
     const values = options.collect ? outputValues(opened, options.collect) : undefined;
     const result: DeidFileResult = { ...outcome, kind: 'deidentified', profile: decision.profile, ...(values ? { values } : {}) };
     const header = encodePart10Header({

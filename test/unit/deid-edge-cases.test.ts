@@ -453,3 +453,67 @@ test('a dataset without SOP UIDs is held, not written with empty File Meta UIDs;
   assert.equal(meta(0x0002), '1.2.840.10008.5.1.4.1.1.7', 'the class named in the File Meta Information');
   assert.equal(meta(0x0003), (written as { sopInstanceUid: string }).sopInstanceUid, 'and the new instance UID');
 });
+
+// Found in the quirks review: values of odd length, stored byte for byte as received, were copied into
+// the de-identified copy as they were; DCMTK destinations abort such a dataset ("Odd Fragment
+// Length"), at every attempt, and the destination's backoff held up the instances behind it.
+test('a de-identified copy has every value and fragment of even length (PS3.5 7.1.1, A.4), padded as its VR pads', () => {
+  const dir = scratchDir('review-odd-lengths');
+  const raw = (tag: number, vr: string, value: Buffer) => Buffer.concat([elementHeader(tag, vr, value.length), value]);
+  const sop = '1.2.826.0.1.3680043.99.502.1';
+  const item = definedItem(raw(0x00180015, 'CS', Buffer.from('ABDOMEN')));
+  const common = [
+    raw(TAG.SOPClassUID, 'UI', Buffer.from(`${CT_IMAGE}\0`)),
+    raw(TAG.SOPInstanceUID, 'UI', Buffer.from(`${sop}\0`)),
+    raw(0x00081115, 'SQ', item),
+    raw(TAG.PatientName, 'PN', Buffer.from('Doe^Jane')),
+    raw(TAG.PatientID, 'LO', Buffer.from('MRN502')),
+    raw(0x00180015, 'CS', Buffer.from('CHEST')),
+  ];
+  const nativePixels = raw(0x7fe00010, 'OB', Buffer.from([1, 2, 3, 4, 5, 6, 7]));
+  const fragment = (bytes: Buffer) => Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), uint32(bytes.length), bytes]);
+  const encapsulatedPixels = Buffer.concat([
+    Buffer.from([0xe0, 0x7f, 0x10, 0x00]), Buffer.from('OB\0\0', 'latin1'), uint32(0xffffffff),
+    fragment(Buffer.alloc(0)),
+    fragment(Buffer.from([9, 8, 7, 6, 5, 4, 3, 2, 1])),
+    Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]),
+  ]);
+  for (const [name, syntax, pixels] of [['native', EXPLICIT_LE, nativePixels], ['encapsulated', '1.2.840.10008.1.2.5', encapsulatedPixels]] as const) {
+    const input = join(dir, `${name}.dcm`);
+    writeFileSync(input, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: CT_IMAGE, mediaStorageSopInstanceUid: sop, transferSyntaxUid: syntax }), ...common, pixels]));
+    const output = join(dir, `${name}-out.dcm`);
+    assert.equal(deidentifyFile(input, output, { settings: DEFAULT_DEID_SETTINGS, pseudonyms: PSEUDONYMS }).kind, 'deidentified', name);
+    const parsed = parseFile(output);
+    try {
+      const odd: string[] = [];
+      const walk = (elements: readonly ElementNode[]) => {
+        for (const element of elements) {
+          if (element.length !== 0xffffffff && element.length % 2 === 1) odd.push(element.tag.toString(16));
+          for (const child of element.items ?? []) {
+            if (child.length !== 0xffffffff && child.length % 2 === 1) odd.push(`${element.tag.toString(16)} item`);
+            if (!element.encapsulated) walk(child.elements);
+          }
+        }
+      };
+      walk(parsed.elements);
+      assert.deepEqual(odd, [], `${name}: no odd length`);
+      const bodyPart = find(parsed.elements, 0x00180015);
+      assert.equal(bodyPart && parsed.source.read(bodyPart.valueOffset, bodyPart.length).toString('latin1'), 'CHEST ', 'text padded with a space');
+      const pixelData = find(parsed.elements, 0x7fe00010);
+      if (name === 'native') assert.deepEqual([...parsed.source.read(pixelData?.valueOffset ?? 0, pixelData?.length ?? 0)], [1, 2, 3, 4, 5, 6, 7, 0], 'binary padded with a NUL');
+      else assert.deepEqual([...parsed.source.read((pixelData?.items?.[1]?.valueOffset ?? 0), 10)], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0], 'a fragment padded with a NUL');
+    } finally {
+      parsed.close();
+    }
+  }
+});
+
+function uint32(value: number): Buffer {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32LE(value);
+  return bytes;
+}
+
+function find(elements: readonly ElementNode[], tag: number): ElementNode | undefined {
+  return elements.find((element) => element.tag === tag);
+}
