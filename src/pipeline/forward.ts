@@ -94,6 +94,8 @@ type ItemOutcome = 'stored' | 'failed' | 'unsent';
 /** What one association's batch met: the first outcome the index could not record. */
 interface BatchState {
   indexFailure?: string;
+  /** The association ended with an object on the wire (an attempt of that object). */
+  endedOnItem?: boolean;
 }
 
 /** Delay before attempt `failures + 1`: base × multiplier^(failures − 1), capped. */
@@ -184,6 +186,8 @@ class DestinationQueue {
   /** The abort of the associations a stop's grace period left open: Gantry's own, not the destination's. */
   private stopAbort: AssociationError | undefined;
   private consecutiveFailures = 0;
+  /** Whether the last association ended with an object on the wire and the rest was tried at once. */
+  private triedRestAtOnce = false;
   /** How many batches in a row met an outcome the index could not record. */
   private indexFailures = 0;
   private retryAt: number | undefined;
@@ -385,10 +389,25 @@ class DestinationQueue {
       // An association that stored instances before it ended found the destination up: the failures
       // before it were not consecutive to this one. Otherwise a destination (or a firewall) that ends
       // every association after N instances made the delay grow to maxSeconds, N instances an hour.
-      if (sent > 0) this.consecutiveFailures = 0;
+      if (sent > 0) {
+        this.consecutiveFailures = 0;
+        this.triedRestAtOnce = false;
+      }
+      // A destination that accepted the association and then ended it on an object may have ended it
+      // for that object (DCMTK aborts a dataset it cannot read): the object took an attempt and waits
+      // its own backoff, and the rest is tried at once, once. Backed off as a whole, the destination
+      // held every instance behind an object it refused, 10 s, 20 s, 40 s... until that object's
+      // last attempt (found in the quirks review). A second such end in a row backs it off.
+      if (batch.endedOnItem && !this.triedRestAtOnce) {
+        this.triedRestAtOnce = true;
+        this.log.warn({ why: failure.message }, 'association ended on an object: trying the other items at once');
+        return;
+      }
+      this.triedRestAtOnce = false;
       this.unreachable([], failure.message, destination);
     } else if (!failure) {
       this.consecutiveFailures = 0;
+      this.triedRestAtOnce = false;
       this.retryAt = undefined;
       this.failedAddress = undefined;
     }
@@ -474,6 +493,7 @@ class DestinationQueue {
         // as a whole backs off once, in sendBatch.)
         this.observe((observer) => observer.forwardAttempted(this.name));
         this.itemFailed(item, 'association_ended', `association ended while sending: ${error.message}`);
+        batch.endedOnItem = true;
         return 'failed';
       }
       // Never on the wire, or cut by a stop (the end of its grace period, or a reload retiring the

@@ -504,8 +504,9 @@ test('requests Gantry aborts itself at the end of a stop are not attempts: they 
 });
 
 /** A storage SCP that answers Success to each request and closes the connection after `perAssociation`
- * answers (a PACS or a firewall that ends long associations). */
-async function closingPeer(perAssociation: number, answerAfterMs = 0): Promise<{ server: Server; port: number; stored: string[] }> {
+ * answers (a PACS or a firewall that ends long associations), or, for the objects `abortOn`, once
+ * their dataset has come (a PACS that cannot read them). */
+async function closingPeer(perAssociation: number, answerAfterMs = 0, abortOn: readonly string[] = []): Promise<{ server: Server; port: number; stored: string[] }> {
   const { encodeCommand, decodeCommand, CommandField, NO_DATASET } = await import('../../src/dimse/command.js');
   const { encodePData, encodeReleaseResponse, PduType } = await import('../../src/dimse/pdu.js');
   const stored: string[] = [];
@@ -542,6 +543,10 @@ async function closingPeer(perAssociation: number, answerAfterMs = 0): Promise<{
                 current = { messageId: decoded.messageId as number, sopClassUid: decoded.affectedSopClassUid as string, sopInstanceUid: decoded.affectedSopInstanceUid as string };
               }
             } else if ((header & 2) === 2 && current) {
+              if (abortOn.includes(current.sopInstanceUid)) {
+                socket.destroy();
+                return;
+              }
               stored.push(current.sopInstanceUid);
               if (answerAfterMs > 0) await sleep(answerAfterMs);
               const rsp = encodeCommand({
@@ -587,6 +592,52 @@ test('an association that stored instances before it ended does not make the bac
   t.after(() => forwarder.stop(1000));
   // Four associations of two: 0.5 s between them, not 0.5, 5 and 50 s.
   await waitUntil('every item sent', 8000, () => sent.length === items.length);
+});
+
+// Found in the quirks review: a destination that aborts the association on one object (DCMTK on a
+// dataset of odd length) was backed off as a whole, 10 s, 20 s, 40 s..., and every instance queued
+// behind that object waited until its last attempt.
+test('an association that ends on one object tries the other items at once; a second such end backs the destination off', async (t) => {
+  const storagePath = scratchDir('forward-ended-on-item');
+  const items = storedItems(storagePath, 6, EXPLICIT);
+  const retryAt = new Map<number, number>();
+  let unreachable = 0;
+  const { outbox, sent } = fakeOutbox(items, {
+    due: () => items.filter((queued) => !sent.includes(queued) && (retryAt.get(queued.id) ?? 0) <= Date.now()),
+    markRetry: (failed: OutboxItem, nextAttemptAt: number) => retryAt.set(failed.id, nextAttemptAt),
+    noteUnreachable: () => (unreachable += 1),
+  });
+  // The first item is the one the destination cannot take.
+  const peer = await closingPeer(Infinity, 0, [items[0]?.sopInstanceUid as string]);
+  t.after(() => peer.server.close());
+  const settings = () => ({
+    ...forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 1, maxOperations: 1, conditions: 'null' }]),
+    retry: { baseSeconds: 30, multiplier: 2, maxSeconds: 60, maxAttempts: 10 },
+  });
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  // Not after the destination's backoff of 30 s: at once.
+  await waitUntil('the other items sent', 5000, () => sent.length === items.length - 1);
+  assert.equal(unreachable, 0, 'the destination was not backed off');
+  assert.ok((retryAt.get(items[0]?.id ?? 0) ?? 0) > Date.now() + 20_000, 'the object that ended it waits its own backoff');
+  await forwarder.stop(1000);
+
+  // Two in a row, each on its first object: the destination is backed off after the second.
+  const twice = fakeOutbox(items, {
+    due: () => items.filter((queued) => !twice.sent.includes(queued) && (retryAt.get(queued.id) ?? 0) <= Date.now()),
+    markRetry: (failed: OutboxItem, nextAttemptAt: number) => retryAt.set(failed.id, nextAttemptAt),
+    noteUnreachable: () => (unreachable += 1),
+  });
+  retryAt.clear();
+  const refusing = await closingPeer(Infinity, 0, items.slice(0, 2).map((queued) => queued.sopInstanceUid));
+  t.after(() => refusing.server.close());
+  const again = new Forwarder({ outbox: twice.outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings: () => ({ ...settings(), destinations: settings().destinations.map((destination) => ({ ...destination, port: refusing.port })) }) });
+  again.start();
+  t.after(() => again.stop(1000));
+  await waitUntil('the destination backed off', 5000, () => unreachable === 1);
+  await sleep(1000);
+  assert.equal(twice.sent.length, 0, 'nothing more is tried during the backoff');
 });
 
 // Found in a review: a reload that points a destination elsewhere (a wrong address mended, a PACS
