@@ -320,7 +320,7 @@ export const configSchema = z
           .describe('Backoff after a failure: base × multiplier^(failures − 1), at most maxSeconds. An instance the destination refuses maxAttempts times goes to dead letter; an unreachable destination is retried forever.'),
         warningIsSuccess: z.boolean().default(true).describe('A warning status (0x0001, 0x0107, 0x0116, 0xBxxx) from the destination counts as stored.'),
         connectTimeoutSeconds: seconds.default(10).describe('How long to wait for a connection and for A-ASSOCIATE-AC.'),
-        responseTimeoutSeconds: seconds.default(300).describe('How long to wait for a C-STORE response once the dataset is sent.'),
+        responseTimeoutSeconds: seconds.default(300).describe('How long to wait for a C-STORE response once a dataset is sent, counted from the last response while several are outstanding (a destination may work them one at a time).'),
       })
       .strict()
       .prefault({}),

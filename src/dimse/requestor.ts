@@ -131,8 +131,8 @@ interface Outstanding {
   resolve(result: StoreResult): void;
   onResponse: ((result: StoreResult) => void) | undefined;
   reject(error: Error): void;
-  /** Runs once the whole request is on the wire. */
-  timer: NodeJS.Timeout | undefined;
+  /** The whole request is on the wire: its answer is due (the response timer counts it). */
+  answerDue: boolean;
 }
 
 
@@ -157,6 +157,10 @@ export class RequestorAssociation implements PduStreamSink {
   private establishment: { resolve(): void; reject(error: Error): void } | undefined;
   private releaseDone: { resolve(): void; reject(error: Error): void } | undefined;
   private artimTimer: NodeJS.Timeout | undefined;
+  /** Runs while answers are due (armResponseTimer). */
+  private responseTimer: NodeJS.Timeout | undefined;
+  /** Requests whose whole dataset is on the wire and not yet answered. */
+  private answersDue = 0;
   private failure: AssociationError | undefined;
 
   private constructor(private readonly options: RequestorOptions) {}
@@ -309,7 +313,7 @@ export class RequestorAssociation implements PduStreamSink {
       : undefined;
     let pending!: Outstanding;
     const response = new Promise<StoreResult>((resolve, reject) => {
-      pending = { sopClassUid: context.abstractSyntax, sopInstanceUid, resolve, reject, onResponse: confirm, timer: undefined };
+      pending = { sopClassUid: context.abstractSyntax, sopInstanceUid, resolve, reject, onResponse: confirm, answerDue: false };
     });
     let onWire = false;
     let withdrawn = false;
@@ -328,12 +332,11 @@ export class RequestorAssociation implements PduStreamSink {
       datasetSent = true;
       // Before the next request goes out: it waits for this one's dataset (this.sending).
       if (earlySuccess) onResponse?.(earlySuccess);
-      // The peer answers once it has the whole dataset: the response timer starts now.
+      // The peer answers once it has the whole dataset: from now on an answer is due.
       if (this.outstanding.has(messageId)) {
-        pending.timer = setTimeout(() => {
-          this.abort(new AssociationError(`no C-STORE response within ${this.options.responseTimeoutMs} ms`, 'timeout'));
-        }, this.options.responseTimeoutMs);
-        pending.timer.unref();
+        pending.answerDue = true;
+        this.answersDue += 1;
+        if (!this.responseTimer) this.armResponseTimer();
       }
     });
     this.sending = sent.catch(() => undefined);
@@ -501,12 +504,32 @@ export class RequestorAssociation implements PduStreamSink {
     this.establishment?.reject(error);
     this.establishment = undefined;
     if (wasReleasing) this.releaseDone?.resolve();
+    this.stopResponseTimer();
+    this.answersDue = 0;
     for (const [id, pending] of this.outstanding) {
-      if (pending.timer) clearTimeout(pending.timer);
       pending.reject(error.forRequest(true));
       this.outstanding.delete(id);
     }
     for (const wake of this.windowWaiters.splice(0)) wake();
+  }
+
+  /**
+   * The response timer: the peer must answer within responseTimeoutMs of the last answer (or of the
+   * first dataset it has whole). Timed per request, a request in the asynchronous window counted the
+   * time the peer spent on the ones before it (PS3.7 D.3.3.3 lets it work one at a time): a slow but
+   * healthy destination was aborted, sent everything again and had instances dead-lettered (found in
+   * the forward review).
+   */
+  private armResponseTimer(): void {
+    this.responseTimer = setTimeout(() => {
+      this.abort(new AssociationError(`no C-STORE response within ${this.options.responseTimeoutMs} ms`, 'timeout'));
+    }, this.options.responseTimeoutMs);
+    this.responseTimer.unref();
+  }
+
+  private stopResponseTimer(): void {
+    if (this.responseTimer) clearTimeout(this.responseTimer);
+    this.responseTimer = undefined;
   }
 
   private startArtim(what: string): void {
@@ -648,7 +671,10 @@ export class RequestorAssociation implements PduStreamSink {
       throw new PduError(`the C-STORE-RSP for message ${id} names another SOP instance or class than its request`, AbortReason.UnexpectedPduParameter);
     }
     this.outstanding.delete(id);
-    if (pending.timer) clearTimeout(pending.timer);
+    // Any answer is progress: the timer starts again for the answers still due.
+    if (pending.answerDue) this.answersDue -= 1;
+    this.stopResponseTimer();
+    if (this.answersDue > 0) this.armResponseTimer();
     const status = command.status ?? 0xffff;
     const result: StoreResult = {
       status,

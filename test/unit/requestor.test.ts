@@ -173,6 +173,66 @@ test('responses out of order in the window go to their own requests; one without
   await association.release();
 });
 
+// Found in the forward review: each request's response timer ran from its own dataset's end, so in
+// the asynchronous window it counted the time a destination working one request at a time (PS3.7
+// D.3.3.3) spent on the ones before it: a slow but healthy destination was aborted, and everything in
+// the window charged an attempt. The timer now runs from the last answer.
+test('a peer that answers the window one request at a time, each within the response timeout, is not timed out', async (t) => {
+  const queue: Array<() => void> = [];
+  let answering = false;
+  const answerNext = () => {
+    const next = queue.shift();
+    if (!next) {
+      answering = false;
+      return;
+    }
+    answering = true;
+    setTimeout(() => {
+      next();
+      answerNext();
+    }, 300);
+  };
+  const peer = await scriptedPeer({
+    maxPduLength: 16384,
+    maxOperationsInvoked: 6,
+    onRequest: (request, send) => {
+      queue.push(() => send(response(request)));
+      if (!answering) answerNext();
+    },
+  });
+  t.after(() => peer.server.close());
+  // 6 requests answered 300 ms apart: the last 1.8 s after its dataset, each 300 ms after the one before.
+  const association = await RequestorAssociation.open(requestorOptions(peer.port, { maxOperations: 6, responseTimeoutMs: 700 }));
+  assert.equal(association.operationsWindow, 6);
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  const results = await Promise.all([1, 2, 3, 4, 5, 6].map((n) => association.store(context, `1.2.3.${n}`, { length: 100, read: async () => 0, bytes: pattern(100) })));
+  assert.deepEqual(results.map((result) => result.status), [0, 0, 0, 0, 0, 0]);
+  await association.release();
+});
+
+// The timer still ends a peer that stops answering: after the last answer, not after the last request.
+test('a peer that stops answering in the middle of the window is timed out after its last answer', async (t) => {
+  let answered = 0;
+  const peer = await scriptedPeer({
+    maxPduLength: 16384,
+    maxOperationsInvoked: 4,
+    onRequest: (request, send) => {
+      if (answered < 2) send(response(request));
+      answered += 1;
+    },
+  });
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(requestorOptions(peer.port, { maxOperations: 4, responseTimeoutMs: 500 }));
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  const started = Date.now();
+  const results = await Promise.allSettled([1, 2, 3, 4].map((n) => association.store(context, `1.2.3.${n}`, { length: 100, read: async () => 0, bytes: pattern(100) })));
+  assert.deepEqual(results.map((result) => result.status), ['fulfilled', 'fulfilled', 'rejected', 'rejected']);
+  assert.match(String((results[2] as PromiseRejectedResult).reason), /no C-STORE response within 500 ms/);
+  assert.ok(Date.now() - started < 3000, 'ended by the timer');
+});
+
 /** Logs "on the wire" each time the association's socket hands bytes to the kernel (a corked write
  * reaches it at the uncork). */
 function logWrites(association: RequestorAssociation, events: string[]): void {
