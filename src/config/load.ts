@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, parseDocument, YAMLError } from 'yaml';
 import { z } from 'zod';
-import { identifiesPatient } from './patient-values.js';
+import { HIDDEN_ATTRIBUTE_KEY, identifiesPatient, namesAttribute } from './patient-values.js';
 import { configSchema, type GantryConfig } from './schema.js';
 
 /** The config `npm start` and `gantry serve` without --config use: config/gantry.yaml of the package. */
@@ -245,7 +245,8 @@ function wantedText(issue: z.core.$ZodIssue): boolean {
 }
 
 function keyOf(path: ReadonlyArray<PropertyKey>): string {
-  return path.length === 0 ? '(top level)' : path.map(String).join('.');
+  if (path.length === 0) return '(top level)';
+  return path.map((part, at) => (at > 0 && path[at - 1] === 'attributes' && !namesAttribute(String(part)) ? HIDDEN_ATTRIBUTE_KEY : String(part))).join('.');
 }
 
 function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {

@@ -4,8 +4,24 @@
  * A message about such a value names its key, never the value: a refused reload is logged.
  */
 
+import { tagOfKeyword } from '../dicom/dictionary.js';
+
 /** What a message says instead of the value. */
 export const HIDDEN_PATIENT_VALUE = '(hidden: it may identify a patient)';
+
+/** What a message or `config show` says instead of a key under `when.attributes` that names no attribute. */
+export const HIDDEN_ATTRIBUTE_KEY = '(a key hidden: neither a DICOM keyword nor a tag, it may be a value written as a key)';
+
+/**
+ * Whether a key under `when.attributes` names an attribute: a DICOM keyword, or a tag as conditions
+ * write one. Anything else may be a patient's identifier: a list written without its brackets,
+ * `{ PatientID: MRN1, MRN2 }`, is YAML for MRN2 as a key; echoed in the error, the identifiers of the
+ * patients who gave no consent went to stderr and to the log of a refused reload (found in the config
+ * review). Such a key is never shown.
+ */
+export function namesAttribute(key: string): boolean {
+  return /^\(?[0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)?$/.test(key.trim()) || tagOfKeyword(key.trim()) !== undefined;
+}
 
 /** The attribute a condition names (a keyword or a tag as written) is about the patient: the patient
  * module's group 0010, or the accession number. */
@@ -26,6 +42,9 @@ function hideUnder(value: unknown, inAttributes: boolean): unknown {
   if (Array.isArray(value)) return value.map((item) => hideUnder(item, false));
   if (value === null || typeof value !== 'object') return value;
   return Object.fromEntries(
-    Object.entries(value).map(([key, item]) => [key, inAttributes && identifiesPatient(key) ? HIDDEN_PATIENT_VALUE : hideUnder(item, key === 'attributes')]),
+    Object.entries(value).map(([key, item], index) => {
+      if (inAttributes && !namesAttribute(key)) return [`${HIDDEN_ATTRIBUTE_KEY} ${index + 1}`, HIDDEN_PATIENT_VALUE];
+      return [key, inAttributes && identifiesPatient(key) ? HIDDEN_PATIENT_VALUE : hideUnder(item, key === 'attributes')];
+    }),
   );
 }

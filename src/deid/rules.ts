@@ -15,7 +15,7 @@
  * A condition matches attribute values of the instance (exact string or number, or a /regular
  * expression/) and the calling AE title. The first rule that names an attribute and matches wins.
  */
-import { HIDDEN_PATIENT_VALUE, identifiesPatient } from '../config/patient-values.js';
+import { HIDDEN_ATTRIBUTE_KEY, HIDDEN_PATIENT_VALUE, identifiesPatient, namesAttribute } from '../config/patient-values.js';
 import { regexValue } from '../config/regex-value.js';
 import { keywordOf, tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 import type { ProfileOption } from './profile-types.js';
@@ -123,6 +123,11 @@ export function compileCondition(condition: ConditionConfig | undefined): Compil
   const problems: string[] = [];
   const attributes: CompiledCondition['attributes'] = [];
   for (const [reference, expected] of Object.entries(condition.attributes ?? {})) {
+    // A key that names no attribute is never echoed (patient-values.ts namesAttribute).
+    if (!namesAttribute(reference)) {
+      problems.push(`when.attributes.${HIDDEN_ATTRIBUTE_KEY}: name a DICOM keyword or a tag like (0008,1030); a list of values is written [a, b]`);
+      continue;
+    }
     let tag: number | undefined;
     try {
       tag = resolveAttribute(reference).tag;

@@ -293,6 +293,23 @@ test('$${ writes a literal ${, beside references, and is no malformed reference'
   ]);
 });
 
+// Found in the config review: a no-consent list written without its brackets, { PatientID: MRN0001,
+// MRN0002 }, is YAML for MRN0002 as a key; the error named each such key by its path, and so printed
+// the patients' identifiers to stderr, and to the log of a refused reload. config show printed them too.
+test('a key under when.attributes that names no attribute is never shown: it may be a patient\'s identifier', async () => {
+  const { withPatientValuesHidden } = await import('../../src/config/patient-values.js');
+  const { compileCondition } = await import('../../src/deid/rules.js');
+  const text = 'deid:\n  secret: a secret of the config tests\n  rules:\n    - { action: quarantine, reason: no consent, when: { attributes: { PatientID: MRN0001, MRN0002, MRN0003 } } }\n';
+  const problems = problemsOf(text).join('\n');
+  assert.match(problems, /deid\.rules\.0\.when\.attributes\.\(a key hidden: neither a DICOM keyword nor a tag, it may be a value written as a key\)/);
+  for (const identifier of ['MRN0001', 'MRN0002', 'MRN0003']) assert.ok(!problems.includes(identifier), `${identifier} in: ${problems}`);
+  // Past the schema (a value it takes), the rule compiler says it the same way.
+  assert.throws(() => compileCondition({ attributes: { PatientID: 'MRN0001', 'MRN0004': 'x' } }), (error: Error) => !error.message.includes('MRN0004') && /a key hidden/.test(error.message));
+  const shown = JSON.stringify(withPatientValuesHidden({ deid: { rules: [{ when: { attributes: { Modality: 'CT', MRN0005: null } } }] } }));
+  assert.ok(!shown.includes('MRN0005'), shown);
+  assert.match(shown, /"Modality":"CT"/, 'a keyword and its value are shown');
+});
+
 // Found in a review: rules, profiles, zones and routes were each refused at their first problem, so an
 // operator mending a file learnt of the next one only on the next run.
 test('start-up names every problem of the rules, profiles, zones and routes at once, each with its key, never a patient value', async () => {
@@ -340,7 +357,8 @@ test('start-up names every problem of the rules, profiles, zones and routes at o
     /^deid\.rules\.0 \(profile default, rule 1\): "StationNmae" is neither a DICOM keyword nor a tag/m,
     /^deid\.rules\.1 \(profile default, rule 2\): hash applies to text attributes .*StudyDate has VR DA/m,
     /^deid\.profiles\.0\.rules\.0 \(profile trial, rule 1\): when\.attributes\.AccessionNumber: \(hidden: it may identify a patient\)/m,
-    /^deid\.profiles\.0\.rules\.0 \(profile trial, rule 1\): when\.attributes\.NoSuchKeyword: "NoSuchKeyword" is neither a DICOM keyword/m,
+    // A key that names no attribute is not echoed: it may be a value written as a key (below).
+    /^deid\.profiles\.0\.rules\.0 \(profile trial, rule 1\): when\.attributes\.\(a key hidden: neither a DICOM keyword nor a tag, it may be a value written as a key\): name a DICOM keyword/m,
     /^deid\.profiles\.0 \(profile trial\): when\.attributes\.PatientID: \(hidden: it may identify a patient\)/m,
     /zones\.yaml: zones\.0 \(a\): match\.Manufactrer is not a DICOM keyword/,
     /zones\.yaml: zones\.0 \(a\): match\.Modality: .*Unterminated character class/,
