@@ -91,10 +91,13 @@ export function retentionText(ms: number): number | string {
 /** Which instances a destination, rule or profile applies to; every part given must hold. */
 const condition = z
   .object({
+    // AE titles as every other key takes them: one no caller can send (17 characters, non-ASCII, an
+    // empty list) made a condition that never held, a no-consent rule that never fired (found in the
+    // config review).
     callingAeTitle: z
-      .union([z.string().min(1), z.array(z.string().min(1))])
+      .union([aeTitle, z.array(aeTitle).min(1)])
       .optional()
-      .describe('The calling AE title that sent the instance, or a list of them.'),
+      .describe('The calling AE title that sent the instance (1 to 16 printable ASCII characters, PS3.5 6.2), or a list of at least one.'),
     attributes: z
       .record(z.string(), z.union([z.string(), z.number()]))
       .optional()

@@ -310,6 +310,17 @@ test('a key under when.attributes that names no attribute is never shown: it may
   assert.match(shown, /"Modality":"CT"/, 'a keyword and its value are shown');
 });
 
+// Found in the config review: conditions took AE titles no caller can send, and such a condition never
+// held: a no-consent quarantine rule that never fired, a destination that never received anything.
+test('a condition\'s callingAeTitle is an AE title, or a list of at least one', () => {
+  const rule = (value: string) => `deid:\n  secret: a secret of the config tests\n  rules:\n    - { action: quarantine, reason: r, when: { callingAeTitle: ${value} } }\n`;
+  for (const bad of ['US_SCANNER_ROOM_3', '"CT\u00c41"', '[]', '" "', '[CT1, US_SCANNER_ROOM_3]']) {
+    const problems = problemsOf(rule(bad)).join('\n');
+    assert.match(problems, /deid\.rules\.0\.when\.callingAeTitle/, `${bad}: ${problems}`);
+  }
+  for (const good of ['CT1', '[CT1, US2]', '" MR3 "']) assert.doesNotThrow(() => parseConfigText(rule(good), 'good.yaml', {}), good);
+});
+
 // Found in a review: rules, profiles, zones and routes were each refused at their first problem, so an
 // operator mending a file learnt of the next one only on the next run.
 test('start-up names every problem of the rules, profiles, zones and routes at once, each with its key, never a patient value', async () => {
