@@ -87,6 +87,9 @@ export class HeaderScanner implements ByteScanner {
   /** How many sequences hold the elements being read. */
   private sequenceDepth = 0;
   private stopped = false;
+  /** With `readToEnd`: the scan is past `stopAtTag`, where it only follows the framing (and fills
+   * wanted values still missing). */
+  private pastStop = false;
   private stopElement: StopElement | undefined;
   private totalBytes = 0;
 
@@ -94,6 +97,14 @@ export class HeaderScanner implements ByteScanner {
     encoding: Exclude<DatasetEncoding, 'deflated-explicit-le'>,
     private readonly wanted: ReadonlySet<number>,
     private readonly stopAtTag: number = 0x7fe00000,
+    /**
+     * Follow the dataset's framing to its end past `stopAtTag` (reading no values but wanted ones still
+     * missing), so that finish() refuses a dataset that ends inside an element or holds bytes that are
+     * no element: the receive path, which has every byte anyway. Found in the quirks review: Pixel Data
+     * cut short, bytes of garbage or a padding element cut short after it were acknowledged as stored,
+     * then failed de-identification for good (the dataset reader refuses them), the sender never told.
+     */
+    private readonly readToEnd = false,
   ) {
     this.stack = [{ kind: 'dataset', implicit: encoding === 'implicit-le', bigEndian: encoding === 'explicit-be' }];
   }
@@ -145,7 +156,7 @@ export class HeaderScanner implements ByteScanner {
         return Promise.reject(new DatasetFormatError('dataset ends inside a sequence of undefined length'));
       }
     }
-    return Promise.resolve({ values: this.values, reachedStop: this.stopped, ...(this.stopElement ? { stopElement: this.stopElement } : {}) });
+    return Promise.resolve({ values: this.values, reachedStop: this.stopped || this.pastStop, ...(this.stopElement ? { stopElement: this.stopElement } : {}) });
   }
 
   /** What was kept so far, for a scan abandoned before its end. */
@@ -177,11 +188,10 @@ export class HeaderScanner implements ByteScanner {
       // Everything before `pending` was consumed: it starts that far into the dataset.
       const elementOffset = this.totalBytes - buffer.length + offset;
       offset += header.headerLength;
+      const wasPastStop = this.pastStop;
       this.onElement(frame, header.tag, header.vr, header.length);
-      if (this.stopped) {
-        this.stopElement = { tag: header.tag, offset: elementOffset, headerLength: header.headerLength, length: header.length };
-        break;
-      }
+      if (this.stopped || this.pastStop !== wasPastStop) this.stopElement = { tag: header.tag, offset: elementOffset, headerLength: header.headerLength, length: header.length };
+      if (this.stopped) break;
       if (this.skip > 0) {
         const skipped = Math.min(this.skip, buffer.length - offset);
         this.skip -= skipped;
@@ -214,9 +224,12 @@ export class HeaderScanner implements ByteScanner {
     if (tag === ITEM || tag === SEQUENCE_DELIMITER) {
       throw new DatasetFormatError(`${tagInError(tag)} where a data element was expected`);
     }
-    if (depth === 1 && tag >= this.stopAtTag) {
-      this.stopped = true;
-      return;
+    if (depth === 1 && tag >= this.stopAtTag && !this.pastStop) {
+      if (!this.readToEnd) {
+        this.stopped = true;
+        return;
+      }
+      this.pastStop = true;
     }
     if (length === UNDEFINED) {
       // A sequence, or a UN/OB/OW element of undefined length: items until a sequence delimiter.
@@ -228,7 +241,9 @@ export class HeaderScanner implements ByteScanner {
       this.stack.push({ kind: 'sequence', implicit, bigEndian });
       return;
     }
-    if (depth === 1 && this.wanted.has(tag) && length <= MAX_KEPT_VALUE) {
+    // The first of a tag given twice, as DCMTK shows it (the index named the patient of the second,
+    // found in the quirks review; de-identification holds such a dataset, burned-in.ts).
+    if (depth === 1 && this.wanted.has(tag) && length <= MAX_KEPT_VALUE && !this.values.has(tag)) {
       this.keep = { tag, vr, length, bigEndian: frame.bigEndian };
       return;
     }
@@ -378,8 +393,10 @@ export class DeflatedHeaderScanner implements ByteScanner {
 const MAX_INFLATED_FOR_HEADER = 16 * 1024 * 1024;
 const MAX_QUEUED_DEFLATED = 4 * 1024 * 1024;
 
-export function createHeaderScanner(encoding: DatasetEncoding, wanted: ReadonlySet<number>, stopAtTag?: number): ByteScanner {
+/** `readToEnd`: see HeaderScanner (a deflated dataset is read up to `stopAtTag` only: inflating all
+ * of it to check its framing would cost what its header alone does not). */
+export function createHeaderScanner(encoding: DatasetEncoding, wanted: ReadonlySet<number>, stopAtTag?: number, readToEnd = false): ByteScanner {
   return encoding === 'deflated-explicit-le'
     ? new DeflatedHeaderScanner(wanted, stopAtTag)
-    : new HeaderScanner(encoding, wanted, stopAtTag);
+    : new HeaderScanner(encoding, wanted, stopAtTag, readToEnd);
 }

@@ -120,7 +120,8 @@ class ReceivingSink implements DatasetSink {
   ) {
     const syntax = findTransferSyntax(request.transferSyntaxUid);
     if (!syntax) throw new DimseStatusError(StoreFailure.DatasetUnreadable, `transfer syntax ${request.transferSyntaxUid} is not supported`);
-    this.scanner = createHeaderScanner(syntax.encoding, INDEXED_TAGS);
+    // Read to the dataset's end: one that ends inside an element is refused (0xC000), not acknowledged.
+    this.scanner = createHeaderScanner(syntax.encoding, INDEXED_TAGS, undefined, true);
     const header = this.part10Header(request.sopClassUid);
     this.headerLength = header.length;
     this.file = deps.store.createIncoming(header);

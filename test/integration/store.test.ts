@@ -18,7 +18,7 @@ import { needPeers } from '../helpers/peers.js';
 import { sleep } from '../helpers/processes.js';
 import { RawAssociation } from '../helpers/raw-association.js';
 import { countRows, datasetBytes, indexedRows, leftoverIncoming, listFiles, metaValue, replacedOriginals } from '../helpers/stored.js';
-import { encodeDataset, instanceElements, newUid, writeCorpus, writeSyntheticFile, type Element } from '../helpers/synthetic-dicom.js';
+import { elementHeader, encodeDataset, instanceElements, newUid, writeCorpus, writeSyntheticFile, type Element } from '../helpers/synthetic-dicom.js';
 
 const CT = '1.2.840.10008.5.1.4.1.1.2';
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -228,6 +228,21 @@ test('an unreadable dataset answers in the 0xC000 range with a comment, and the 
   assert.equal(metaValue(relabelledPath, 0x0003), otherClass.sopInstanceUid);
   assert.ok(datasetBytes(relabelledPath).equals(otherClass.dataset), 'the dataset stored byte for byte');
   assert.equal(statSync(relabelledPath).size, relabelled?.fileSize, 'the index has the size of the file written again');
+
+  // Found in the quirks review: what follows Pixel Data was never read, and a dataset cut short inside
+  // it, or with bytes after it that are no element, was acknowledged, then failed de-identification
+  // for good (the dataset reader refuses it), the sender never told.
+  const whole = ctDataset();
+  const cutShort = [
+    whole.dataset.subarray(0, whole.dataset.length - 8),
+    Buffer.concat([whole.dataset, Buffer.from([1, 2, 3])]),
+    Buffer.concat([whole.dataset, elementHeader(0xfffcfffc, 'OB', 1000), Buffer.alloc(10)]),
+  ];
+  for (const [index, dataset] of cutShort.entries()) {
+    const answer = await raw.store(1, CT, whole.sopInstanceUid, dataset, 10 + index);
+    assert.equal(answer?.status, 0xc000, `case ${index}: refused as unreadable`);
+    assert.match(answer?.errorComment ?? '', /cannot be read: dataset ends inside an element/);
+  }
 
   assert.equal(await raw.echo(3, 5), 0x0000, 'the association still serves');
   const good = ctDataset();

@@ -169,3 +169,26 @@ test('the index decodes at most 4 KiB of a text attribute', () => {
   assert.equal(attributes.PatientID, 'ID1');
   assert.ok((attributes.PatientName?.length ?? 0) <= 4096, `${attributes.PatientName?.length} characters`);
 });
+
+// Found in the quirks review: the receive path never read past Pixel Data, so a dataset that ends
+// inside an element after it was acknowledged; a PatientID written after Pixel Data was not indexed;
+// of a PatientName given twice the index kept the second, where readers show the first.
+test('read to the end, the scanner refuses a dataset that ends inside an element after Pixel Data, and fills values found there', async () => {
+  const scan = async (bytes: Buffer, readToEnd: boolean) => {
+    const scanner = createHeaderScanner('explicit-le', INDEXED_TAGS, undefined, readToEnd);
+    for (let at = 0; at < bytes.length; at += 5) scanner.push(bytes.subarray(at, at + 5));
+    return decodeIndexedAttributes((await scanner.finish()).values);
+  };
+  const head = Buffer.concat([encodeElement(0x00100010, 'PN', 'First^Name'), encodeElement(0x00100010, 'PN', 'Second^Name')]);
+  const after = encodeElement(0x00100020, 'LO', 'MRN-AFTER');
+  const padding = Buffer.concat([elementHeader(0xfffcfffc, 'OB', 4), Buffer.alloc(4)]);
+  const whole = Buffer.concat([head, pixelData, after, padding]);
+  const read = await scan(whole, true);
+  assert.equal(read.PatientName, 'First^Name', 'the first of a tag given twice');
+  assert.equal(read.PatientID, 'MRN-AFTER', 'a value after Pixel Data fills one missing');
+  assert.equal((await scan(whole, false)).PatientName, 'First^Name');
+  for (const cut of [whole.subarray(0, whole.length - 2), Buffer.concat([whole, Buffer.from([1, 2, 3])]), whole.subarray(0, head.length + pixelData.length - 3)]) {
+    await assert.rejects(scan(cut, true), (error: unknown) => error instanceof DatasetFormatError && /dataset ends inside an element/.test(error.message));
+    await scan(cut, false); // up to Pixel Data only, as import reads files: no error
+  }
+});
