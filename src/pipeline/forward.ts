@@ -478,8 +478,11 @@ class DestinationQueue {
       return 'failed';
     } catch (error) {
       if (error instanceof PixelRedactionError) {
-        // Its frames cannot be decoded: no later attempt would do better.
-        const reason = `cannot be decompressed for ${destination.name}: ${withoutUids(error.message)}`;
+        // It cannot be converted (frames that cannot be decoded, pixels the converter does not take):
+        // no later attempt would do better. Said as a conversion, not a decompression: an uncompressed
+        // big-endian object read "cannot be decompressed" (found in the forward review).
+        const from = findTransferSyntax(stored.transferSyntaxUid)?.name ?? stored.transferSyntaxUid;
+        const reason = `cannot be converted from ${from} for ${destination.name}: ${withoutUids(error.message)}`;
         outbox.markDead(item, null, reason, false);
         this.observe((observer) => observer.forwardFailed(this.name, 'send_error', true));
         this.log.warn({ item: item.id, why: reason }, 'item cannot be sent: dead letter');

@@ -281,6 +281,29 @@ test('objects converted for a destination are held in memory within a budget, no
   assert.ok(mostHeld <= 2, `converted objects held at once: ${mostHeld}`);
 });
 
+// Found in the forward review: every object the converter could not take was dead-lettered as "cannot be
+// decompressed", an uncompressed big-endian one too: the reason names the conversion and the syntax.
+test('an object that cannot be converted for a destination is dead-lettered at once, naming the conversion and its syntax', async (t) => {
+  const storagePath = scratchDir('forward-unconvertible');
+  const items = storedItems(storagePath, 1, JPEG_LS);
+  const dead: string[] = [];
+  const { outbox } = fakeOutbox(items, { due: () => (dead.length > 0 ? [] : items), markDead: (_item: OutboxItem, _status: unknown, reason: string) => dead.push(reason) });
+  const { PixelRedactionError } = await import('../../src/pixels/native.js');
+  const transcoder = {
+    datasetInSyntax: async () => {
+      throw new PixelRedactionError('cannot convert Pixel Data of 32 bits allocated');
+    },
+  } as unknown as Transcoder;
+  // Stored in JPEG-LS, which the destination refuses: the object must be converted.
+  const destination = await startCountingServer();
+  t.after(() => destination.close());
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder, log: silentLogger(), pollMs: 50, convertedBytes: 1024 * 1024, settings: () => forwardSettings(destination.port) });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('the item dead-lettered', 10_000, () => dead.length === 1);
+  assert.match(dead[0] as string, /^cannot be converted from JPEG-LS Lossless.* for d: cannot convert Pixel Data of 32 bits allocated$/);
+});
+
 test('confirmed instances that could not be marked forwarded (the index failed for a moment) are tried again, not left until a restart', async (t) => {
   const storagePath = scratchDir('forward-settle');
   const items = storedItems(storagePath, 3, EXPLICIT);
