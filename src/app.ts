@@ -653,10 +653,28 @@ export function checkConfigForStart(loaded: LoadedConfig): { deidSettings: DeidS
     }
   };
   attempt(() => requireOperatorSecret(loaded));
+  problems.push(...queryCallersNotAllowed(loaded.config));
   const deidSettings = attempt(() => deidSettingsOf(loaded));
   const destinations = attempt(() => routeDestinationsOf(loaded));
   if (problems.length > 0 || deidSettings === undefined || destinations === undefined) throw new ConfigError(loaded.source, problems);
   return { deidSettings, destinations };
+}
+
+/**
+ * With dicom.allowedCallers not empty, a query caller must be on it too (operations.md says so), or
+ * every association of it is rejected: check said "valid", and the researchers' C-FIND was refused
+ * "Calling AE Title Not Recognized" (found in the config review).
+ */
+function queryCallersNotAllowed(config: GantryConfig): string[] {
+  const allowed = new Set(config.dicom.allowedCallers.map((entry) => callerEntryParts(entry)[0]));
+  if (allowed.size === 0) return [];
+  const callers: Array<[string, string]> = [
+    ...config.query.sourceCallers.map((entry): [string, string] => ['query.sourceCallers', callerEntryParts(entry)[0]]),
+    ...config.query.researchCallers.map((aeTitle): [string, string] => ['query.researchCallers', aeTitle]),
+  ];
+  return callers
+    .filter(([, aeTitle]) => !allowed.has(aeTitle))
+    .map(([key, aeTitle]) => `${key}: ${aeTitle} is not on dicom.allowedCallers, which is not empty, so its associations are rejected; add it there too`);
 }
 
 /**

@@ -34,17 +34,21 @@ function callerText(hostRequired: boolean, message: string) {
   }, message);
 }
 
+/** A host name or an IP address; one of spaces only is none (found in the config review: accepted, it
+ * failed at its first use). */
+const hostName = z.string().trim().min(1);
+
 /** A caller on the allow-list: "AE_TITLE" or "AE_TITLE@host" (host: an IP address or a name). */
 const allowedCaller = z.union([
   callerText(false, 'expected "AE_TITLE" or "AE_TITLE@host" (an AE title has 1 to 16 printable ASCII characters without backslash, PS3.5 6.2)'),
-  z.object({ aeTitle, host: z.string().min(1).optional().describe('An IP address or a host name (resolved at start and at each reload) the caller must come from; absent: any address.') }).strict(),
+  z.object({ aeTitle, host: hostName.optional().describe('An IP address or a host name (resolved at start and at each reload) the caller must come from; absent: any address.') }).strict(),
 ]);
 
 /** A caller that sees original identities (query.sourceCallers): its AE title and the host it must
  * come from, since an AE title alone proves nothing (any peer can send any calling AE title). */
 const sourceCaller = z.union([
   callerText(true, 'expected "AE_TITLE@host": a source caller sees original identities, and an AE title alone proves nothing'),
-  z.object({ aeTitle, host: z.string().min(1).describe('An IP address or a host name (resolved at start and at each reload) the caller must come from.') }).strict(),
+  z.object({ aeTitle, host: hostName.describe('An IP address or a host name (resolved at start and at each reload) the caller must come from.') }).strict(),
 ]);
 
 /** The AE title and, if given, the host of an allowedCallers or sourceCallers entry. */
@@ -65,8 +69,9 @@ const retention = z
     const match = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/.exec(value) as RegExpExecArray;
     return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
   })
-  // 1e308 days is Infinity ms: config show printed "Infinitys", which the config refuses (found in a review).
-  .refine((ms) => Number.isFinite(ms), { message: 'too long to count in milliseconds; write 0 to keep files forever' });
+  // Beyond a century (1e308 days is Infinity ms) or under a second, config show wrote it as "Infinitys"
+  // or with an exponent ("8.64e+24s"), which the config then refused (found in two reviews).
+  .refine((ms) => ms === 0 || (ms >= 1000 && ms <= 36500 * DAY_MS), { message: 'expected 0 (keep forever) or from 1 second to 36500 days' });
 /**
  * De-identification threads by default: one per CPU but one, which the receive path (the main thread)
  * keeps. On this project's 2-core VM a second thread cost 34 MB of peak RSS and no throughput gained
@@ -109,7 +114,7 @@ const destination = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'a name of letters, digits, "_", "." or "-"').describe('The name in the outbox, logs, metrics and gantry queue.'),
     aeTitle: aeTitle.describe('The called AE title of the destination.'),
-    host: z.string().min(1).describe('Host name or IP address of the destination.'),
+    host: hostName.describe('Host name or IP address of the destination.'),
     port: port.min(1).describe('DICOM port of the destination.'),
     callingAeTitle: aeTitle.optional().describe('The calling AE title Gantry uses towards it (default dicom.aeTitle).'),
     maxAssociations: z.number().int().min(1).max(64).default(1).describe('Associations Gantry opens to it at once.'),
@@ -182,7 +187,7 @@ export const configSchema = z
     dicom: z
       .object({
         aeTitle: aeTitle.default('GANTRY').describe('The AE title Gantry answers to; other called AE titles are rejected.'),
-        host: z.string().min(1).default('0.0.0.0').describe('The address the DICOM listener binds to.'),
+        host: hostName.default('0.0.0.0').describe('The address the DICOM listener binds to.'),
         port: port.default(11112).describe('The DICOM listener port (0 picks a free port).'),
         allowedCallers: z
           .array(allowedCaller)
@@ -247,7 +252,7 @@ export const configSchema = z
       .prefault({}),
     http: z
       .object({
-        host: z.string().min(1).default('0.0.0.0').describe('The address of the HTTP endpoints (/metrics, /healthz, /readyz).'),
+        host: hostName.default('0.0.0.0').describe('The address of the HTTP endpoints (/metrics, /healthz, /readyz).'),
         port: port.default(8080).describe('The port of GET /metrics (Prometheus), /healthz (the process answers) and /readyz (the DICOM listener is bound, the index open, its write lock not held by another process for 5 s and index.sqlite still the file opened, free disk at least storage.minFreeBytes, storage.path taking writes; else 503 with the failing checks).'),
       })
       .strict()
@@ -277,7 +282,7 @@ export const configSchema = z
             z
               .object({
                 aeTitle,
-                host: z.string().min(1).describe('Host name or IP address of the move destination.'),
+                host: hostName.describe('Host name or IP address of the move destination.'),
                 port: port.min(1).describe('Its DICOM port.'),
                 sourceSide: z.boolean().default(false).describe('On the hospital side: may receive originals.'),
               })
@@ -332,6 +337,8 @@ export const configSchema = z
         secret: z
           .string()
           .min(16)
+          // A key of spaces, or of one letter repeated, is no secret (found in the config review).
+          .refine((value) => new Set(value.replace(/\s/g, '')).size >= 6, { message: 'a secret of at least 6 different characters, not spaces or a repetition (generate one: openssl rand -base64 32)' })
           .optional()
           .describe('The key of all keyed pseudonyms (at least 16 characters); use ${ENV_VAR} references. Required in an operator config.'),
         options: deidOptions.describe('PS3.15 Annex E options.'),
@@ -406,6 +413,8 @@ export const configSchema = z
               .strict(),
           )
           .default([])
+          // The name is what each instance's audit records: two of one name could not be told apart.
+          .refine((profiles) => new Set(profiles.map((profile) => profile.name)).size === profiles.length, { message: 'two profiles have the same name; the audit records the name, so each must be its own' })
           .describe('Named profiles: the first whose condition holds de-identifies the instance; otherwise deid.options and deid.rules do.'),
       })
       .strict()

@@ -321,6 +321,45 @@ test('a condition\'s callingAeTitle is an AE title, or a list of at least one', 
   for (const good of ['CT1', '[CT1, US2]', '" MR3 "']) assert.doesNotThrow(() => parseConfigText(rule(good), 'good.yaml', {}), good);
 });
 
+// Found in the config review: each of these was accepted by the schema, and failed later or never held.
+test('blank hosts, a secret of spaces or one letter, profiles of one name and retentions beyond a century are refused with their key', () => {
+  const secret = 'deid:\n  secret: a secret of the config tests\n';
+  const cases: Array<[string, RegExp]> = [
+    ['forward:\n  destinations:\n    - { name: r, aeTitle: R, host: " ", port: 4242 }\n', /forward\.destinations\.0\.host: " " is not allowed/],
+    ['dicom:\n  allowedCallers: [{ aeTitle: A, host: " " }]\n', /dicom\.allowedCallers\.0/],
+    ['query:\n  moveDestinations: [{ aeTitle: M, host: "  ", port: 104 }]\n', /query\.moveDestinations\.0\.host: "  " is not allowed/],
+    ['deid:\n  secret: "                "\n', /deid\.secret: \(hidden\).*at least 6 different characters/],
+    ['deid:\n  secret: aaaaaaaaaaaaaaaaaaaa\n', /deid\.secret: \(hidden\).*at least 6 different characters/],
+    [`${secret}  profiles:\n    - { name: trial, when: { attributes: { Modality: CT } } }\n    - { name: trial, when: { attributes: { Modality: MR } } }\n`, /deid\.profiles: .*two profiles have the same name/],
+    ['storage:\n  retainOriginals: 1e20\n', /storage\.retainOriginals: .*from 1 second to 36500 days/],
+    ['storage:\n  retainDeidentified: "0.5s"\n', /storage\.retainDeidentified: .*from 1 second to 36500 days/],
+  ];
+  for (const [text, expected] of cases) {
+    const problems = problemsOf(text).join('\n');
+    assert.match(problems, expected, `${text}: ${problems}`);
+    assert.ok(!problems.includes('aaaaaaaaaaaaaaaaaaaa'), 'the secret is not echoed');
+  }
+  assert.doesNotThrow(() => parseConfigText('storage:\n  retainOriginals: 36500\n  retainDeidentified: 1s\n', 'ok.yaml', {}));
+});
+
+test('with dicom.allowedCallers not empty, a query caller must be on it too, or start-up names it', async () => {
+  const { checkConfigForStart } = await import('../../src/app.js');
+  const text = 'deid:\n  secret: a secret of the config tests\ndicom:\n  allowedCallers: [CT1, HOSP@10.0.0.5]\nquery:\n  sourceCallers: [HOSP@10.0.0.5, PACS@10.0.0.6]\n  researchCallers: [R1]\n';
+  let problems: string[] = [];
+  try {
+    checkConfigForStart({ config: parseConfigText(text, 'callers.yaml', {}), source: 'callers.yaml', embedded: false });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    problems = error.problems;
+  }
+  assert.deepEqual(problems, [
+    'query.sourceCallers: PACS is not on dicom.allowedCallers, which is not empty, so its associations are rejected; add it there too',
+    'query.researchCallers: R1 is not on dicom.allowedCallers, which is not empty, so its associations are rejected; add it there too',
+  ]);
+  const open = 'deid:\n  secret: a secret of the config tests\nquery:\n  researchCallers: [R1]\n';
+  assert.doesNotThrow(() => checkConfigForStart({ config: parseConfigText(open, 'open.yaml', {}), source: 'open.yaml', embedded: false }), 'an empty allow-list lets anyone in');
+});
+
 // Found in a review: rules, profiles, zones and routes were each refused at their first problem, so an
 // operator mending a file learnt of the next one only on the next run.
 test('start-up names every problem of the rules, profiles, zones and routes at once, each with its key, never a patient value', async () => {
@@ -462,9 +501,9 @@ test('a reference in the fallback of a reference is refused, not read as text', 
 
 // Found in a review: a retention too long for a number of milliseconds (1e308 days) became Infinity,
 // which config show printed as "Infinitys", a value the config then refused.
-test('a retention longer than a number of milliseconds holds is refused, naming 0 for forever', () => {
+test('a retention longer than a century (or than a number of milliseconds holds) is refused, naming 0 for forever', () => {
   assert.deepEqual(problemsOf('storage: { retainOriginals: 1e308 }'), [
-    'storage.retainOriginals: 1e+308 is not allowed; too long to count in milliseconds; write 0 to keep files forever',
+    'storage.retainOriginals: 1e+308 is not allowed; expected 0 (keep forever) or from 1 second to 36500 days',
   ]);
   assert.equal(problemsOf(`storage: { retainDeidentified: "${'9'.repeat(400)}d" }`).length, 1);
 });
