@@ -6,6 +6,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP, type AddressInfo } from 'node:net';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { networkInterfaces } from 'node:os';
 import { ConfigError, type LoadedConfig } from './config/load.js';
 import { callerEntryParts, type GantryConfig } from './config/schema.js';
 import { requireOperatorSecret, resolveDeidSecret, secretDigest } from './config/secret.js';
@@ -290,7 +291,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     dicom = await server.listen();
   } catch (error) {
     await releaseResources();
-    throw new Error(`cannot listen on ${config.dicom.host}:${config.dicom.port} (dicom.host, dicom.port): ${(error as Error).message}`);
+    throw listenFailure(loaded, `cannot listen on ${config.dicom.host}:${config.dicom.port}`, 'dicom.host, dicom.port', error);
   }
   if (aborted()) {
     await server.close(0);
@@ -303,7 +304,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   } catch (error) {
     await server.close(0);
     await releaseResources();
-    throw new Error(`cannot serve HTTP on ${config.http.host}:${config.http.port} (http.host, http.port): ${(error as Error).message}`);
+    throw listenFailure(loaded, `cannot serve HTTP on ${config.http.host}:${config.http.port}`, 'http.host, http.port', error);
   }
   if (aborted()) {
     await http.close();
@@ -658,6 +659,36 @@ export function checkConfigForStart(loaded: LoadedConfig): { deidSettings: DeidS
   const destinations = attempt(() => routeDestinationsOf(loaded));
   if (problems.length > 0 || deidSettings === undefined || destinations === undefined) throw new ConfigError(loaded.source, problems);
   return { deidSettings, destinations };
+}
+
+/** Errors of an address that is not this machine's, or no address at all: the config is wrong. */
+const ADDRESS_CODES: ReadonlySet<string> = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EADDRNOTAVAIL']);
+
+/** A listener that could not start: a configuration problem (exit 2) when the address is none of this
+ * machine's; otherwise (a port in use) an error of the moment (exit 1). */
+function listenFailure(loaded: LoadedConfig, what: string, keys: string, error: unknown): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  const message = `${what} (${keys}): ${(error as Error).message}`;
+  if (code === undefined || !ADDRESS_CODES.has(code)) return new Error(message);
+  return new ConfigError(loaded.source, [`${message}; name an address of this machine (0.0.0.0 for all)`]);
+}
+
+/**
+ * What `gantry config check` asks beyond checkConfigForStart, which start-up learns only when it binds:
+ * the listeners' hosts resolve to an address of this machine, and they are not one port (found in the
+ * config review: check said "valid" to each, and serve then refused it).
+ */
+export async function listenAddressProblems(config: GantryConfig): Promise<string[]> {
+  const problems: string[] = [];
+  const local = new Set(Object.values(networkInterfaces()).flatMap((addresses) => (addresses ?? []).map((address) => address.address)));
+  for (const [key, host] of [['dicom.host', config.dicom.host], ['http.host', config.http.host]] as const) {
+    if (host === '0.0.0.0' || host === '::') continue;
+    const addresses = await lookup(host, { all: true }).catch((error: NodeJS.ErrnoException) => error);
+    if (addresses instanceof Error) problems.push(`${key}: ${host} does not resolve (${addresses.code ?? addresses.message}); name an address of this machine (0.0.0.0 for all)`);
+    else if (!addresses.some((address) => local.has(address.address))) problems.push(`${key}: ${host} is no address of this machine (${addresses.map((address) => address.address).join(', ')}); name one of its addresses (0.0.0.0 for all)`);
+  }
+  if (config.dicom.port !== 0 && config.dicom.port === config.http.port) problems.push(`dicom.port and http.port: both ${config.dicom.port}; the DICOM and HTTP listeners need a port each`);
+  return problems;
 }
 
 /**

@@ -433,8 +433,15 @@ configCommand
   .action(async (options: { config?: string }) => {
     const loaded = loadConfigFile(options.config);
     // What start-up checks beyond the schema (secret, rules, zones, certificate, routes), all at once.
-    const { checkConfigForStart } = await import('../app.js');
-    checkConfigForStart(loaded);
+    const { checkConfigForStart, listenAddressProblems } = await import('../app.js');
+    const addressProblems = await listenAddressProblems(loaded.config);
+    try {
+      checkConfigForStart(loaded);
+    } catch (error) {
+      if (error instanceof ConfigError) throw new ConfigError(loaded.source, [...addressProblems, ...error.problems]);
+      throw error;
+    }
+    if (addressProblems.length > 0) throw new ConfigError(loaded.source, addressProblems);
     process.stdout.write(`${loaded.source}: valid\n`);
   });
 configCommand

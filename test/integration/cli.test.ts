@@ -376,6 +376,30 @@ test('a SIGHUP while the node starts is a reload once it has started, not the en
   assert.equal(code, 0, `exit ${code ?? node.child.signalCode}:\n${node.output()}`);
 });
 
+// Found in the config review: config check said "valid" to listeners on a host that does not resolve,
+// on an address of another machine, or on one port for both, and serve then refused them (exit 1).
+test('config check names listener addresses start-up would refuse, and serve refuses an unresolvable host as a config problem', async () => {
+  const dir = scratchDir('cli-addresses');
+  const write = (name: string, listeners: string) => {
+    const path = join(dir, `${name}.yaml`);
+    writeFileSync(path, `storage: { path: ${join(dir, name)} }\ndeid: { secret: a secret of the cli tests }\n${listeners}`);
+    return path;
+  };
+  const cases: Array<[string, string, RegExp]> = [
+    ['unresolvable', 'dicom: { host: no-such-host.invalid, port: 0 }\n', /dicom\.host: no-such-host\.invalid does not resolve/],
+    ['elsewhere', 'http: { host: 192.0.2.1, port: 0 }\ndicom: { port: 0 }\n', /http\.host: 192\.0\.2\.1 is no address of this machine/],
+    ['one-port', 'dicom: { host: 127.0.0.1, port: 18123 }\nhttp: { host: 127.0.0.1, port: 18123 }\n', /dicom\.port and http\.port: both 18123/],
+  ];
+  for (const [name, listeners, expected] of cases) {
+    const checked = await run(process.execPath, [GANTRY_CLI, 'config', 'check', '--config', write(name, listeners)]);
+    assert.equal(checked.code, 2, `${name}: ${checked.stdout}${checked.stderr}`);
+    assert.match(checked.stderr, expected, name);
+  }
+  const served = await run(process.execPath, [GANTRY_CLI, 'serve', '--config', join(dir, 'unresolvable.yaml')], { timeoutMs: 30_000 });
+  assert.equal(served.code, 2, served.stderr);
+  assert.match(served.stderr, /invalid configuration in .*unresolvable\.yaml:\n {2}- cannot listen on no-such-host\.invalid:0 \(dicom\.host, dicom\.port\): .*ENOTFOUND.*; name an address of this machine/);
+});
+
 test('a count that is not a number is refused as an argument', async () => {
   // Found in a review: "queue ls -n abc" ended in SQLite's "datatype mismatch".
   const listed = await run(process.execPath, [GANTRY_CLI, 'queue', 'ls', '-n', 'abc']);
