@@ -69,9 +69,10 @@ const retention = z
     const match = /^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$/.exec(value) as RegExpExecArray;
     return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
   })
-  // Beyond a century (1e308 days is Infinity ms) or under a second, config show wrote it as "Infinitys"
-  // or with an exponent ("8.64e+24s"), which the config then refused (found in two reviews).
-  .refine((ms) => ms === 0 || (ms >= 1000 && ms <= 36500 * DAY_MS), { message: 'expected 0 (keep forever) or from 1 second to 36500 days' });
+  // Huge (1e308 days is Infinity ms) or tiny, config show wrote it as "Infinitys" or with an exponent
+  // ("8.64e+24s"), which the config then refused (found in two reviews). The bounds are far from any
+  // retention in use, which an upgrade must not refuse.
+  .refine((ms) => ms === 0 || (ms >= 1 && ms <= 10_000_000 * DAY_MS), { message: 'expected 0 (keep forever), or from 1 millisecond to 10000000 days' });
 /**
  * De-identification threads by default: one per CPU but one, which the receive path (the main thread)
  * keeps. On this project's 2-core VM a second thread cost 34 MB of peak RSS and no throughput gained
@@ -337,8 +338,10 @@ export const configSchema = z
         secret: z
           .string()
           .min(16)
-          // A key of spaces, or of one letter repeated, is no secret (found in the config review).
-          .refine((value) => new Set(value.replace(/\s/g, '')).size >= 6, { message: 'a secret of at least 6 different characters, not spaces or a repetition (generate one: openssl rand -base64 32)' })
+          // A key of spaces, or of one character repeated, is no secret (found in the config review).
+          // Nothing more is asked: a deployment's secret, once in use, cannot change without changing
+          // every pseudonym, and an upgrade must not refuse it.
+          .refine((value) => new Set(value.replace(/\s/g, '')).size >= 2, { message: 'spaces, or one character repeated, are no secret (a new deployment generates one: openssl rand -base64 32)' })
           .optional()
           .describe('The key of all keyed pseudonyms (at least 16 characters); use ${ENV_VAR} references. Required in an operator config.'),
         options: deidOptions.describe('PS3.15 Annex E options.'),

@@ -37,7 +37,9 @@ export function textFolding(value: string | undefined, withEscapes = true): Text
   // Korean and Chinese devices write the G1 set's characters without their designation escape, as
   // EUC-KR and EUC-CN do: a name escaped in PatientName was not found in a comment written so, nor
   // a name written so in text that escapes it.
-  if (SEVEN_BIT_SETS.has(all[0] ?? '') && all.some((set) => TWO_BYTE_G1_SETS.has(set))) return 'euc';
+  // Only when no one-byte set shares the upper half: beside Latin-1 ("\ISO 2022 IR 100\ISO 2022 IR 149"),
+  // "Hervé" read as a two-byte character was no longer found (found in the review of the session's diff).
+  if (SEVEN_BIT_SETS.has(all[0] ?? '') && all.some((set) => TWO_BYTE_G1_SETS.has(set)) && all.every((set) => SEVEN_BIT_SETS.has(set) || TWO_BYTE_G1_SETS.has(set) || G0_SETS.has(set))) return 'euc';
   const sets = withEscapes || SEVEN_BIT_SETS.has(all[0] ?? '') ? all : [withoutCodeExtensions(all[0] ?? '')];
   if (sets[0] === 'ISO_IR 192') return 'unicode';
   const gb = sets.length === 1 ? gbLabel(sets[0] as string) : undefined;
@@ -50,6 +52,9 @@ export function textFolding(value: string | undefined, withEscapes = true): Text
 
 /** The code extensions that put a two-byte set in G1 (PS3.3 Table C.12-4: KS X 1001, GB 2312). */
 const TWO_BYTE_G1_SETS: ReadonlySet<string> = new Set(['ISO 2022 IR 149', 'ISO 2022 IR 58']);
+
+/** The code extensions whose sets go in G0 only (JIS X 0208 and 0212): they leave the upper half free. */
+const G0_SETS: ReadonlySet<string> = new Set(['ISO 2022 IR 87', 'ISO 2022 IR 159']);
 
 /** First sets without an upper half (PS3.3 Table C.12-3: the default repertoire). */
 const SEVEN_BIT_SETS: ReadonlySet<string> = new Set(['', 'ISO_IR 6', 'ISO 2022 IR 6']);

@@ -3,7 +3,8 @@
  * untouched elements are copied byte for byte from the source (large ones streamed in pieces), edited
  * ones encoded anew, and the lengths of defined-length sequences and items around an edit, and of a
  * group length element of an edited group, recomputed. Nothing else changes: no re-encoding of text,
- * no change of sequence length form, pixel data copied through.
+ * no change of sequence length form, pixel data copied through (unless an edit streams it anew:
+ * redaction, or the padding of odd fragments, even-lengths.ts).
  */
 import type { ByteSource, ElementNode, ItemNode } from './dataset-tree.js';
 import { UNDEFINED_LENGTH } from './dataset-tree.js';

@@ -24,10 +24,20 @@ export function padOddValues(elements: readonly EditableElement[], source: ByteS
       for (const item of element.items as EditableItem[]) if (!item.removed) padded += padOddValues(item.elements, source, bigEndian);
       continue;
     }
-    if (padElement(element, source, bigEndian)) padded += 1;
+    if (padElement(element, source, bigEndian)) {
+      padded += 1;
+      // Fragments moved: what describes them by byte (the group length of a value now of undefined
+      // length, the Extended Offset Table) goes, as redaction drops it; the Basic Offset Table is
+      // written anew (padFragments). Left, the writer could not size the group, and the instance
+      // failed de-identification for good (found in the review of the session's diff).
+      if (element.encapsulated) for (const stale of elements) if (STALE_WHEN_FRAGMENTS_MOVE.has(stale.tag)) stale.removed = true;
+    }
   }
   return padded;
 }
+
+/** Pixel Data's group length, Extended Offset Table, its lengths, and the encapsulated total length. */
+const STALE_WHEN_FRAGMENTS_MOVE: ReadonlySet<number> = new Set([0x7fe00000, 0x7fe00001, 0x7fe00002, 0x7fe00003]);
 
 function padElement(element: EditableElement, source: ByteSource, bigEndian: boolean): boolean {
   const pad = Buffer.from([SPACE_PADDED_VRS.has(element.vr) ? 0x20 : 0x00]);
@@ -66,11 +76,14 @@ function padFragments(element: EditableElement, source: ByteSource, bigEndian: b
     }
     return bytes;
   };
+  const [offsetTable, ...fragments] = items.filter((item) => !item.removed);
+  const offsets = shiftedOffsets(offsetTable, fragments, source, bigEndian);
   element.stream = {
     length: UNDEFINED_LENGTH,
     write: (emit) => {
-      for (const item of items) {
-        if (item.removed) continue;
+      emit(header(0xfffee000, offsets.length));
+      emit(offsets);
+      for (const item of fragments) {
         const odd = item.length % 2 === 1;
         emit(header(0xfffee000, item.length + (odd ? 1 : 0)));
         copy(source, item.valueOffset, item.length, emit);
@@ -80,6 +93,32 @@ function padFragments(element: EditableElement, source: ByteSource, bigEndian: b
     },
   };
   return true;
+}
+
+/**
+ * The Basic Offset Table (PS3.5 A.4: each frame's first fragment, in bytes from the first fragment)
+ * with the offsets the padded fragments move to; empty (allowed) when an offset names no fragment's
+ * start, rather than offsets that lead into a fragment.
+ */
+function shiftedOffsets(table: EditableItem | undefined, fragments: readonly EditableItem[], source: ByteSource, bigEndian: boolean): Buffer {
+  if (!table || table.length === 0 || table.length % 4 !== 0) return Buffer.alloc(0);
+  const moved = new Map<number, number>();
+  let before = 0;
+  let after = 0;
+  for (const fragment of fragments) {
+    moved.set(before, after);
+    before += 8 + fragment.length;
+    after += 8 + fragment.length + (fragment.length % 2);
+  }
+  const old = Buffer.from(source.read(table.valueOffset, table.length));
+  const out = Buffer.alloc(table.length);
+  for (let at = 0; at < old.length; at += 4) {
+    const shifted = moved.get(bigEndian ? old.readUInt32BE(at) : old.readUInt32LE(at));
+    if (shifted === undefined) return Buffer.alloc(0);
+    if (bigEndian) out.writeUInt32BE(shifted, at);
+    else out.writeUInt32LE(shifted, at);
+  }
+  return out;
 }
 
 function copy(source: ByteSource, offset: number, length: number, emit: (bytes: Buffer) => void): void {

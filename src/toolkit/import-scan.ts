@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { createHeaderScanner, DatasetFormatError, tagText, type StopElement } from '../dicom/header-scanner.js';
 import { MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID, readFileMeta } from '../dicom/part10.js';
-import { findTransferSyntax } from '../dicom/transfer-syntaxes.js';
+import { findTransferSyntax, type DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
 import { stampOf, type FileStamp } from '../index/file-stamp.js';
 import type { InstanceRecord } from '../index/instance-index.js';
@@ -80,7 +80,7 @@ export async function scanForImport(path: string, copyInto?: string, copyList?: 
     // A file cut short inside Pixel Data (a copy interrupted) has a whole header: indexed, it stood
     // for the instance, and a whole copy of it found later was refused as a duplicate (found in the
     // toolkit review). The header says how long the rest is.
-    const cutShort = syntax.encoding === 'deflated-explicit-le' || !scan.stopElement ? undefined : cutShortReason(fd, size, meta.datasetOffset, scan.stopElement);
+    const cutShort = syntax.encoding === 'deflated-explicit-le' || !scan.stopElement ? undefined : await cutShortReason(fd, size, meta.datasetOffset, scan.stopElement, syntax.encoding);
     if (cutShort) return { kind: 'unreadable', path, reason: cutShort };
     const attributes = decodeIndexedAttributes(scan.values);
     const sopInstanceUid = attributes.SOPInstanceUID ?? trimUid(meta.elements.get(0x0003));
@@ -136,11 +136,12 @@ const SEQUENCE_DELIMITER = 0xfffee0dd;
  * undefined: a defined length must fit in the file (PS3.5 7.1); encapsulated Pixel Data (PS3.5 A.4)
  * must reach its sequence delimiter, item by item (8 bytes read per fragment).
  */
-function cutShortReason(fd: number, size: number, datasetOffset: number, stop: StopElement): string | undefined {
+async function cutShortReason(fd: number, size: number, datasetOffset: number, stop: StopElement, encoding: Exclude<DatasetEncoding, 'deflated-explicit-le'>): Promise<string | undefined> {
   const valueStart = datasetOffset + stop.offset + stop.headerLength;
   const element = `(${tagText(stop.tag)})`;
   if (stop.length !== UNDEFINED_LENGTH) {
-    return valueStart + stop.length > size ? `cut short: ${element} needs ${stop.length} bytes, ${Math.max(0, size - valueStart)} are in the file` : undefined;
+    if (valueStart + stop.length > size) return `cut short: ${element} needs ${stop.length} bytes, ${Math.max(0, size - valueStart)} are in the file`;
+    return tailProblem(fd, valueStart + stop.length, size, encoding);
   }
   if (stop.tag !== PIXEL_DATA) return undefined;
   const header = Buffer.alloc(8);
@@ -153,6 +154,28 @@ function cutShortReason(fd: number, size: number, datasetOffset: number, stop: S
     position += 8 + length;
   }
 }
+
+/** The elements after the one the scan stopped at, read as the receive path reads them (to the end:
+ * header-scanner.ts readToEnd), when they are few: bytes there that are no element failed
+ * de-identification for good after an import that said nothing (found in the review of the session's
+ * diff). A tail over MAX_TAIL is not read (a signature or padding that large is no copy's debris). */
+async function tailProblem(fd: number, from: number, size: number, encoding: Exclude<DatasetEncoding, 'deflated-explicit-le'>): Promise<string | undefined> {
+  const length = size - from;
+  if (length === 0 || length > MAX_TAIL) return undefined;
+  const tail = Buffer.alloc(length);
+  readSync(fd, tail, 0, length, from);
+  const scanner = createHeaderScanner(encoding, NO_TAGS, 0xffffffff);
+  try {
+    scanner.push(tail);
+    await scanner.finish();
+    return undefined;
+  } catch (error) {
+    return `cut short after Pixel Data: ${(error as Error).message}`;
+  }
+}
+
+const MAX_TAIL = 1024 * 1024;
+const NO_TAGS: ReadonlySet<number> = new Set();
 
 /** Copies the file into the instance's series folder under originals/, as the receive path does: a
  * temporary name, synced, then renamed, so that the index never names a copy a power cut left short

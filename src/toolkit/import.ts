@@ -224,11 +224,16 @@ class WalkedPaths {
   private readonly linkedFiles = new Set<string>();
 
   /** False when the folder (its device and inode) was reached before. */
-  firstTimeFolder(identity: string, real: string): boolean {
+  firstTimeFolder(identity: string): boolean {
     if (this.identities.has(identity)) return false;
     this.identities.add(identity);
-    this.realFolders.add(real);
     return true;
+  }
+
+  /** The folder's files are being found in it: only once it could be opened (one that cannot be listed
+   * finds nothing, and a file of it named or linked to is found by itself; found in the diff review). */
+  listing(real: string): void {
+    this.realFolders.add(real);
   }
 
   /** A file reached through a link or as a root: false when its folder's walk finds it (or found it),
@@ -254,8 +259,9 @@ async function* walk(directory: string, storage: string, unreadable: (path: stri
     if (insideStorage(real, storage)) return;
     // As bigints: an inode number may pass 2^53 (XFS, NFS).
     const info = await stat(real, { bigint: true });
-    if (!walked.firstTimeFolder(`${info.dev}:${info.ino}`, real)) return;
+    if (!walked.firstTimeFolder(`${info.dev}:${info.ino}`)) return;
     entries = await opendir(real);
+    walked.listing(real);
   } catch (error) {
     unreadable(directory, `a folder that cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
     return;

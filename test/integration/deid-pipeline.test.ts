@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { storescu } from '../helpers/dcmtk.js';
@@ -65,12 +66,19 @@ test('received instances are de-identified, quarantined or failed, each with its
   const sent = await storescu(gantry.port, gantry.aeTitle, files);
   assert.equal(sent.acknowledged.length, 7, sent.output.slice(-2000));
 
-  // A dataset whose header reads but whose Pixel Data runs past its end: stored, then fails alone.
+  // A dataset whose header reads but whose Pixel Data runs past its end. Sent as it is, the receive
+  // path reads it to its end and refuses it (0xC000); deflated, it is read up to Pixel Data only
+  // (inflating all of it would cost what its header does not): stored, then fails alone.
   const raw = await RawAssociation.open(gantry.port);
-  await raw.associate({ called: gantry.aeTitle, calling: 'RAW', contexts: [{ id: 1, abstractSyntax: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxes: ['1.2.840.10008.1.2.1'] }] });
+  const contexts = [
+    { id: 1, abstractSyntax: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxes: ['1.2.840.10008.1.2.1'] },
+    { id: 3, abstractSyntax: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxes: ['1.2.840.10008.1.2.1.99'] },
+  ];
+  await raw.associate({ called: gantry.aeTitle, calling: 'RAW', contexts });
   const broken = instanceElements({ studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'BROKEN1', patientName: 'Broken^Pixels', rows: 8, columns: 8 });
   const brokenDataset = Buffer.concat([encodeDataset(broken.elements), elementHeader(0x7fe00010, 'OW', 1000), Buffer.alloc(10)]);
-  assert.equal((await raw.store(1, broken.sopClassUid, broken.sopInstanceUid, brokenDataset))?.status, 0);
+  assert.equal((await raw.store(1, broken.sopClassUid, broken.sopInstanceUid, brokenDataset))?.status, 0xc000, 'refused, not acknowledged');
+  assert.equal((await raw.store(3, broken.sopClassUid, broken.sopInstanceUid, deflateRawSync(brokenDataset), 2))?.status, 0);
   raw.destroy();
 
   const deadline = Date.now() + 30_000;

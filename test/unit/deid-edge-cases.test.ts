@@ -517,3 +517,42 @@ function uint32(value: number): Buffer {
 function find(elements: readonly ElementNode[], tag: number): ElementNode | undefined {
   return elements.find((element) => element.tag === tag);
 }
+
+// Found in the review of the session's diff: padding odd fragments left the Basic Offset Table
+// pointing where frames no longer start, and a Pixel Data group length the writer could not size: the
+// instance failed de-identification for good.
+test('padded fragments move the Basic Offset Table with them, and the stale Pixel Data group length goes', () => {
+  const dir = scratchDir('review-odd-fragments');
+  const raw = (tag: number, vr: string, value: Buffer) => Buffer.concat([elementHeader(tag, vr, value.length), value]);
+  const sop = '1.2.826.0.1.3680043.99.503.1';
+  const item = (bytes: Buffer) => Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), uint32(bytes.length), bytes]);
+  const first = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  const second = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  const offsets = Buffer.concat([uint32(0), uint32(8 + first.length)]);
+  const fragments = Buffer.concat([item(offsets), item(first), item(second), Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
+  const pixelData = Buffer.concat([Buffer.from([0xe0, 0x7f, 0x10, 0x00]), Buffer.from('OB\0\0', 'latin1'), uint32(0xffffffff), fragments]);
+  const dataset = Buffer.concat([
+    raw(TAG.SOPClassUID, 'UI', Buffer.from(`${CT_IMAGE}\0`)),
+    raw(TAG.SOPInstanceUID, 'UI', Buffer.from(`${sop}\0`)),
+    raw(TAG.PatientName, 'PN', Buffer.from('Doe^Jane')),
+    raw(TAG.PatientID, 'LO', Buffer.from('MRN503')),
+    raw(0x00280008, 'IS', Buffer.from('2 ')),
+    raw(0x7fe00000, 'UL', uint32(pixelData.length)),
+    pixelData,
+  ]);
+  const input = join(dir, 'in.dcm');
+  writeFileSync(input, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: CT_IMAGE, mediaStorageSopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.5' }), dataset]));
+  const output = join(dir, 'out.dcm');
+  const result = deidentifyFile(input, output, { settings: DEFAULT_DEID_SETTINGS, pseudonyms: PSEUDONYMS });
+  assert.equal(result.kind, 'deidentified', JSON.stringify(result));
+  const parsed = parseFile(output);
+  try {
+    assert.equal(find(parsed.elements, 0x7fe00000), undefined, 'the group length of a value now streamed is gone');
+    const items = find(parsed.elements, 0x7fe00010)?.items ?? [];
+    assert.deepEqual(items.map((fragment) => fragment.length), [8, 10, 10]);
+    const table = parsed.source.read(items[0]?.valueOffset ?? 0, 8);
+    assert.deepEqual([table.readUInt32LE(0), table.readUInt32LE(4)], [0, 8 + 10], 'the second frame starts where it now is');
+  } finally {
+    parsed.close();
+  }
+});

@@ -582,6 +582,13 @@ test('Korean or Chinese text written without escapes is read in its declared two
   assert.equal(textFolding('ISO 2022 IR 6\\ISO 2022 IR 58', false), 'euc');
   assert.equal(textFolding('\\ISO 2022 IR 87', false), 'ascii', 'a two-byte G0 set needs its escape');
   assert.equal(textFolding('ISO 2022 IR 100\\ISO 2022 IR 149', false), 'latin1', 'a first set with an upper half stands alone');
+  assert.equal(textFolding('\\ISO 2022 IR 149\\ISO 2022 IR 87', false), 'euc', 'Japanese in G0 leaves the upper half to Korean');
+  // Found in the review of the session's diff: beside a one-byte set, a Latin-1 letter before a space
+  // read as one two-byte character, and "Hervé" was no longer found.
+  const latinAndKorean = '\\ISO 2022 IR 100\\ISO 2022 IR 149';
+  assert.equal(textFolding(latinAndKorean), 'ascii');
+  const herve = identifiersToScrub(['Herv\xe9^Jean'], [], textFolding(latinAndKorean));
+  assert.equal(scrubText('Vu par Dr X: Herv\xe9 Jean, suivi', herve, textFolding(latinAndKorean, false)), 'Vu par Dr X: XXXXXX XXXXXX, suivi');
   assert.equal(textFolding('\\ISO 2022 IR 149'), 'euc', 'text with escapes too: bytes before an escape are EUC as well');
   const escaped = (bytes: number[]) => `\x1b$)C${String.fromCharCode(...bytes)}`;
   const name = `HONG^GILDONG=${escaped([0xc8, 0xab])}^${escaped([0xb1, 0xe6, 0xb5, 0xbf])}`; // 홍^길동

@@ -68,6 +68,15 @@ test('a file cut short inside its Pixel Data is unreadable for import, native or
     ['native', native, 'cut short: \\(7FE0,0010\\) needs 40000 bytes, \\d+ are in the file'],
     ['encapsulated', encapsulated, "cut short: \\(7FE0,0010\\)'s fragments end without their sequence delimiter"],
   ];
+  // Bytes after Pixel Data that are no element fail de-identification as surely: a padding element is one.
+  const tailPath = join(dir, 'tail-garbage.dcm');
+  writeFileSync(tailPath, Buffer.concat([native, Buffer.from([1, 2, 3, 4, 5])]));
+  const tail = await scanForImport(tailPath);
+  assert.equal(tail.kind, 'unreadable', JSON.stringify(tail));
+  assert.match((tail as { reason: string }).reason, /cut short after Pixel Data: dataset ends inside an element/);
+  const paddedPath = join(dir, 'tail-padding.dcm');
+  writeFileSync(paddedPath, Buffer.concat([native, elementHeader(0xfffcfffc, 'OB', 4), Buffer.alloc(4)]));
+  assert.equal((await scanForImport(paddedPath)).kind, 'dicom', 'a padding element after Pixel Data');
   for (const [name, whole, reason] of cases) {
     const wholePath = join(dir, `${name}-whole.dcm`);
     writeFileSync(wholePath, whole);
