@@ -328,6 +328,30 @@ test('a storage.path this user may not use is named as a problem of storage.path
   chmodSync(data, 0o755);
 });
 
+// Found in the review of the session's diff: a folder import could not list (no read permission)
+// was remembered as walked, and a file in it named as a root after it was passed over, uncounted.
+test('a folder import cannot list does not hide a file in it that is named on its own', async () => {
+  const dir = scratchDir('cli-unlisted');
+  chmodSync(dir, 0o755);
+  const locked = join(dir, 'locked');
+  mkdirSync(locked);
+  const file = join(locked, 'a.dcm');
+  await writeSyntheticFile(file, { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P-LOCKED', patientName: 'Locked^Lou', rows: 8, columns: 8 });
+  chmodSync(file, 0o644);
+  chmodSync(locked, 0o311);
+  const storage = join(dir, 'data');
+  mkdirSync(storage, { mode: 0o777 });
+  chmodSync(storage, 0o777);
+  const config = join(dir, 'gantry.yaml');
+  writeFileSync(config, `storage: { path: ${storage} }\ndeid: { secret: a secret of the cli tests }\n`);
+  chmodSync(config, 0o644);
+  const command = [process.execPath, GANTRY_CLI, 'import', '-q', '--config', config, locked, file];
+  const result = process.getuid?.() === 0 ? await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', ...command]) : await run(command[0] as string, command.slice(1));
+  chmodSync(locked, 0o755);
+  assert.match(result.stdout, /indexed 1 instance\(s\) .* of 1 file\(s\)/, result.stdout + result.stderr);
+  assert.match(result.stdout, /locked: a folder that cannot be read \(EACCES\)/);
+});
+
 test('a storage.path the node cannot make is refused with its key named', async () => {
   // Found in a review: the bare "EACCES: permission denied, mkdir ..." did not say which key it was.
   const dir = scratchDir('cli');
