@@ -16,9 +16,9 @@ import { findTransferSyntax, type DatasetEncoding } from './transfer-syntaxes.js
 import { LONG_VRS, SHORT_VRS } from './values.js';
 
 export const UNDEFINED_LENGTH = 0xffffffff;
-const ITEM = 0xfffee000;
+export const ITEM = 0xfffee000;
 const ITEM_DELIMITER = 0xfffee00d;
-const SEQUENCE_DELIMITER = 0xfffee0dd;
+export const SEQUENCE_DELIMITER = 0xfffee0dd;
 export const PIXEL_DATA = 0x7fe00010;
 
 /** Random access to the bytes of a dataset. */

@@ -7,6 +7,7 @@
 import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
+import { ITEM, PIXEL_DATA, SEQUENCE_DELIMITER, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
 import { createHeaderScanner, DatasetFormatError, tagText, type StopElement } from '../dicom/header-scanner.js';
 import { MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID, readFileMeta } from '../dicom/part10.js';
 import { findTransferSyntax, type DatasetEncoding } from '../dicom/transfer-syntaxes.js';
@@ -126,10 +127,6 @@ export async function scanForImport(path: string, copyInto?: string, copyList?: 
   }
 }
 
-const UNDEFINED_LENGTH = 0xffffffff;
-const PIXEL_DATA = 0x7fe00010;
-const ITEM = 0xfffee000;
-const SEQUENCE_DELIMITER = 0xfffee0dd;
 
 /**
  * Why the file ends before the element the header scan stopped at (Pixel Data, usually) does, or

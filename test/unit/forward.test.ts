@@ -625,11 +625,16 @@ test('an association that ends on one object tries the other items at once; a se
   const items = storedItems(storagePath, 6, EXPLICIT);
   const retryAt = new Map<number, number>();
   let unreachable = 0;
-  const { outbox, sent } = fakeOutbox(items, {
-    due: () => items.filter((queued) => !sent.includes(queued) && (retryAt.get(queued.id) ?? 0) <= Date.now()),
-    markRetry: (failed: OutboxItem, nextAttemptAt: number) => retryAt.set(failed.id, nextAttemptAt),
-    noteUnreachable: () => (unreachable += 1),
-  });
+  /** An outbox that keeps a failed item back until its own retry time, and counts backoffs. */
+  const honouringRetries = () => {
+    const faked = fakeOutbox(items, {
+      due: () => items.filter((queued) => !faked.sent.includes(queued) && (retryAt.get(queued.id) ?? 0) <= Date.now()),
+      markRetry: (failed: OutboxItem, nextAttemptAt: number) => retryAt.set(failed.id, nextAttemptAt),
+      noteUnreachable: () => (unreachable += 1),
+    });
+    return faked;
+  };
+  const { outbox, sent } = honouringRetries();
   // The first item is the one the destination cannot take.
   const peer = await closingPeer(Infinity, 0, [items[0]?.sopInstanceUid as string]);
   t.after(() => peer.server.close());
@@ -647,12 +652,8 @@ test('an association that ends on one object tries the other items at once; a se
   await forwarder.stop(1000);
 
   // Two in a row, each on its first object: the destination is backed off after the second.
-  const twice = fakeOutbox(items, {
-    due: () => items.filter((queued) => !twice.sent.includes(queued) && (retryAt.get(queued.id) ?? 0) <= Date.now()),
-    markRetry: (failed: OutboxItem, nextAttemptAt: number) => retryAt.set(failed.id, nextAttemptAt),
-    noteUnreachable: () => (unreachable += 1),
-  });
   retryAt.clear();
+  const twice = honouringRetries();
   const refusing = await closingPeer(Infinity, 0, items.slice(0, 2).map((queued) => queued.sopInstanceUid));
   t.after(() => refusing.server.close());
   const again = new Forwarder({ outbox: twice.outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings: () => ({ ...settings(), destinations: settings().destinations.map((destination) => ({ ...destination, port: refusing.port })) }) });
