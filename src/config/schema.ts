@@ -118,7 +118,7 @@ const destination = z
     host: hostName.describe('Host name or IP address of the destination.'),
     port: port.min(1).describe('DICOM port of the destination.'),
     callingAeTitle: aeTitle.optional().describe('The calling AE title Gantry uses towards it (default dicom.aeTitle).'),
-    maxAssociations: z.number().int().min(1).max(64).default(1).describe('Associations Gantry opens to it at once.'),
+    maxAssociations: z.number().int().min(1).max(64).default(1).describe('Associations Gantry opens to it at once, at most. One refused while another is open is not a failure: that sender waits for the other to end (a warning says so once).'),
     maxOperations: z.number().int().min(1).max(256).default(16).describe('The asynchronous operations window Gantry proposes (the destination may grant less).'),
     when: condition.optional().describe('Only instances for which this holds go to this destination; absent: all.'),
   })

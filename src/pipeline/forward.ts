@@ -182,6 +182,10 @@ class DestinationQueue {
   private readonly senders: Promise<void>[] = [];
   private readonly open = new Set<RequestorAssociation>();
   private wakers: Array<() => void> = [];
+  /** Senders waiting for an association of the destination to end (waitForAnotherToEnd). */
+  private readonly associationEndWaiters: Array<() => void> = [];
+  /** Whether the destination was said to take fewer associations than configured. */
+  private warnedOfLimit = false;
   private stopping = false;
   /** The abort of the associations a stop's grace period left open: Gantry's own, not the destination's. */
   private stopAbort: AssociationError | undefined;
@@ -332,6 +336,10 @@ class DestinationQueue {
     try {
       association = await openStoreAssociation(destination, destination.callingAeTitle, contexts, destination.maxOperations, settings, this.log);
     } catch (error) {
+      if (this.open.size > 0 && !this.stopping) {
+        await this.waitForAnotherToEnd((error as Error).message);
+        return;
+      }
       this.unreachable(fitting, (error as Error).message, destination);
       return;
     }
@@ -372,9 +380,29 @@ class DestinationQueue {
       this.settle();
       association.abort();
       this.open.delete(association);
+      for (const ended of this.associationEndWaiters.splice(0)) ended();
     }
     this.afterBatch(destination, association.failureReason, sent, batch);
     this.log.info({ sent, failed, unsent, window: association.operationsWindow, ms: Date.now() - started }, 'association to destination done');
+  }
+
+  /**
+   * An association failed while another sender's to the same destination is open: the destination is
+   * up, and takes fewer associations than maxAssociations (a transient "local limit exceeded", PS3.8
+   * 9.3.4, or no answer until the other ends, as a single-process storescp). Not a failure: counted or
+   * backed off, it made the destination look unreachable once a batch, and a retry at each poll or
+   * nudge would knock on its door while the other association works. This sender waits for an
+   * association of the destination to end, and says once what to configure.
+   */
+  private waitForAnotherToEnd(why: string): Promise<void> {
+    if (!this.warnedOfLimit) {
+      this.warnedOfLimit = true;
+      this.log.warn(
+        { why, maxAssociations: this.settings()?.maxAssociations, open: this.open.size },
+        'destination refused an association while another was open: sending with fewer; set forward.destinations[].maxAssociations to what it accepts',
+      );
+    }
+    return new Promise<void>((resolve) => this.associationEndWaiters.push(resolve));
   }
 
   /** The destination's backoff after an association: paused for the index when it could not record an

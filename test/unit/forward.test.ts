@@ -528,13 +528,18 @@ test('requests Gantry aborts itself at the end of a stop are not attempts: they 
 
 /** A storage SCP that answers Success to each request and closes the connection after `perAssociation`
  * answers (a PACS or a firewall that ends long associations), or, for the objects `abortOn`, once
- * their dataset has come (a PACS that cannot read them). */
-async function closingPeer(perAssociation: number, answerAfterMs = 0, abortOn: readonly string[] = []): Promise<{ server: Server; port: number; stored: string[] }> {
+ * their dataset has come (a PACS that cannot read them). Over `maxAssociations` open at once, it
+ * rejects an association as transient, local limit exceeded, and counts it in `rejected`. */
+async function closingPeer(perAssociation: number, answerAfterMs = 0, abortOn: readonly string[] = [], maxAssociations = Infinity): Promise<{ server: Server; port: number; stored: string[]; rejected: () => number }> {
   const { encodeCommand, decodeCommand, CommandField, NO_DATASET } = await import('../../src/dimse/command.js');
-  const { encodePData, encodeReleaseResponse, PduType } = await import('../../src/dimse/pdu.js');
+  const { encodePData, encodeReleaseResponse, PduType, RejectResult, RejectSource, RejectReason } = await import('../../src/dimse/pdu.js');
   const stored: string[] = [];
+  let open = 0;
+  let rejected = 0;
   const peer = await listen((socket) => {
     socket.on('error', () => undefined);
+    let accepted = false;
+    socket.on('close', () => (open -= accepted ? 1 : 0));
     let buffered = Buffer.alloc(0);
     let command: Buffer[] = [];
     let current: { messageId: number; sopClassUid: string; sopInstanceUid: string } | undefined;
@@ -549,7 +554,15 @@ async function closingPeer(perAssociation: number, answerAfterMs = 0, abortOn: r
         const type = buffered[0] as number;
         const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
         buffered = buffered.subarray(pdu.length);
-        if (type === PduType.AssociateRq) socket.write(acceptEverything(pdu));
+        if (type === PduType.AssociateRq && open >= maxAssociations) {
+          rejected += 1;
+          socket.end(encodeAssociateReject({ result: RejectResult.Transient, source: RejectSource.ServiceProviderPresentation, reason: RejectReason.LocalLimitExceeded }));
+          return;
+        } else if (type === PduType.AssociateRq) {
+          accepted = true;
+          open += 1;
+          socket.write(acceptEverything(pdu));
+        }
         else if (type === PduType.ReleaseRq) socket.end(encodeReleaseResponse());
         else if (type === PduType.PDataTf) {
           const body = pdu.subarray(6);
@@ -593,7 +606,7 @@ async function closingPeer(perAssociation: number, answerAfterMs = 0, abortOn: r
       }
     };
   });
-  return { ...peer, stored };
+  return { ...peer, stored, rejected: () => rejected };
 }
 
 // Found in a review: the destination's backoff grew with every association that ended other than by
@@ -662,6 +675,32 @@ test('an association that ends on one object tries the other items at once; a se
   await waitUntil('the destination backed off', 5000, () => unreachable === 1);
   await sleep(1000);
   assert.equal(twice.sent.length, 0, 'nothing more is tried during the backoff');
+});
+
+// A destination that takes one association at a time (a transient "local limit exceeded" for the
+// next, PS3.8 9.3.4) and maxAssociations 2: the second sender's rejection was counted as the
+// destination unreachable once a batch, and it knocked again at every poll and nudge.
+test('a destination that takes fewer associations than maxAssociations is not unreachable: the other sender waits for one to end', async (t) => {
+  const storagePath = scratchDir('forward-fewer-associations');
+  // More than one batch (500), so that both senders have items.
+  const items = storedItems(storagePath, 520, EXPLICIT);
+  let unreachable = 0;
+  const { outbox, sent } = fakeOutbox(items, { noteUnreachable: () => (unreachable += 1) });
+  const peer = await closingPeer(Infinity, 2, [], 1);
+  t.after(() => peer.server.close());
+  const settings = () => ({
+    ...forwardSettings(peer.port, [{ name: 'd', aeTitle: 'DEST', host: '127.0.0.1', port: peer.port, callingAeTitle: 'GANTRY', maxAssociations: 2, maxOperations: 1, conditions: 'null' }]),
+    retry: { baseSeconds: 30, multiplier: 2, maxSeconds: 60, maxAttempts: 10 },
+  });
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 20, settings });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('every item sent', 20_000, () => sent.length === items.length);
+  assert.equal(unreachable, 0, 'the destination was never unreachable');
+  assert.ok(peer.rejected() >= 1, 'the second sender met the limit');
+  // Polled every 20 ms for more than a second of answers, a sender knocking at each poll would have
+  // been rejected dozens of times; waiting for the other association, once or twice.
+  assert.ok(peer.rejected() <= 3, `rejected ${peer.rejected()} times`);
 });
 
 // Found in a review: a reload that points a destination elsewhere (a wrong address mended, a PACS
