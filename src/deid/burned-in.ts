@@ -65,15 +65,24 @@ export function repeatedTagReason(elements: ReadonlyArray<{ tag: number }>): str
   return undefined;
 }
 
+/**
+ * The values of a code string, trimmed and in upper case. These attributes have one value (VM 1), but
+ * a sender may give several, and a reader shows each: "NO\\YES" compared whole let an image whose
+ * readers see YES leave unredacted (found in the PHI fuzz review).
+ */
+export function codeValues(value: string | null | undefined): string[] {
+  return (value ?? '').split('\\').map((one) => one.trim().toUpperCase());
+}
+
 /** Why an instance may show identity in its pixels, or undefined. */
 export function burnedInTextReason(facts: PixelIdentityFacts): string | undefined {
-  if (facts.burnedInAnnotation?.trim().toUpperCase() === 'YES') return 'BurnedInAnnotation is YES';
-  if (facts.recognizableVisualFeatures?.trim().toUpperCase() === 'YES') return 'RecognizableVisualFeatures is YES';
+  if (codeValues(facts.burnedInAnnotation).includes('YES')) return 'BurnedInAnnotation is YES';
+  if (codeValues(facts.recognizableVisualFeatures).includes('YES')) return 'RecognizableVisualFeatures is YES';
   if (facts.embeddedOverlayGroup !== undefined) {
     return `${embeddedOverlayText(facts.embeddedOverlayGroup)}, where removing Overlay Data does not reach`;
   }
-  const modality = facts.modality?.trim().toUpperCase();
-  if (modality && MODALITIES.has(modality)) return `modality ${modality} usually carries burned-in text`;
+  const modality = codeValues(facts.modality).find((value) => MODALITIES.has(value));
+  if (modality) return `modality ${modality} usually carries burned-in text`;
   const name = storageSopClassName(facts.sopClassUid);
   if ((name && SOP_CLASS_NAMES.test(name)) || RETIRED_ULTRASOUND.has(facts.sopClassUid)) {
     return `${name ?? 'Ultrasound Image Storage (retired)'} usually carries burned-in text`;

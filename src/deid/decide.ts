@@ -3,7 +3,7 @@
  * holds, else the default), whether a rule quarantines it, and whether its pixels may show identity
  * (then it is quarantined too, unless a `pass` rule of its profile lets it through).
  */
-import { burnedInTextReason, embeddedOverlayGroup } from './burned-in.js';
+import { burnedInTextReason, codeValues, embeddedOverlayGroup } from './burned-in.js';
 import type { DeidSettings } from './engine.js';
 import { chooseProfile, compileProfileList, conditionHolds, type CompiledProfile, type InstanceFacts, type ProfileConfig } from './rules.js';
 import { compileZones, findZone, type CompiledZone, type ZoneRule } from '../pixels/zones.js';
@@ -51,7 +51,7 @@ export function decide(profiles: readonly CompiledProfile[], facts: DecisionFact
   const settings: DeidSettings = { ...shared, options: profile.options, rules: profile.attributeRules.filter((rule) => conditionHolds(rule.when, facts)) };
   // A matching zone is applied whatever pass rules say: a pass only lifts the holds below.
   const zone = profile.cleanPixelData ? findZone(compileZones(pixelZones ?? []), (tag) => facts.attribute(tag)) : undefined;
-  const faces = facts.attribute(TAG.RecognizableVisualFeatures)?.trim().toUpperCase() === 'YES';
+  const faces = codeValues(facts.attribute(TAG.RecognizableVisualFeatures)).includes('YES');
   if (zone && (!faces || passed)) return { kind: 'deidentify', profile: profile.name, settings, redact: zone };
   // The class the sender named (the File Meta Information's) and the one the dataset says: a sender
   // that names CT Image for a Secondary Capture must not carry its text past the check.

@@ -185,6 +185,17 @@ test('photographs of the eye and the skin are held for burned-in text like other
   assert.equal(burnedInTextReason(facts('1.2.840.10008.5.1.4.1.1.2', 'CT')), undefined);
 });
 
+// Found in the PHI fuzz review: these attributes have one value (VM 1), but a reader shows each of
+// several, and compared whole "NO\YES" let an image whose readers see YES leave unredacted.
+test('a BurnedInAnnotation, RecognizableVisualFeatures or Modality given several values is held when any of them holds', () => {
+  const CT = '1.2.840.10008.5.1.4.1.1.2';
+  const facts = (modality: string | null, burnedInAnnotation: string | null, recognizableVisualFeatures: string | null = null) => ({ sopClassUid: CT, modality, burnedInAnnotation, recognizableVisualFeatures });
+  assert.match(burnedInTextReason(facts('CT', 'NO\\YES')) ?? '', /BurnedInAnnotation is YES/);
+  assert.match(burnedInTextReason(facts('CT', null, 'NO\\ yes')) ?? '', /RecognizableVisualFeatures is YES/);
+  assert.match(burnedInTextReason(facts('CT\\US', 'NO')) ?? '', /modality US/);
+  assert.equal(burnedInTextReason(facts('CT\\MR', 'NO\\NO')), undefined);
+});
+
 
 // PS3.5 6.2 Table 6.2-1: LO holds at most 64 characters, SH 16. Cleaning (PS3.15 E.3.5, Clean
 // Descriptors) writes XXXXXX for each identifier it quotes, which can be longer than the identifier:

@@ -206,6 +206,22 @@ test('a dataset whose SOPClassUID is a Secondary Capture is held for burned-in t
   assert.match(decision.kind === 'quarantine' ? decision.reason : '', /Secondary Capture/);
 });
 
+// Found in the PHI fuzz review: RecognizableVisualFeatures has one value (VM 1), but a reader shows
+// each of several; compared whole, "NO\YES" let a matching zone stand for the faces it cannot clean.
+test('RecognizableVisualFeatures given several values, one of them YES, is faces: a matching zone does not clear them', () => {
+  const dataset: Element[] = [...DATASET, [0x00280302, 'CS', 'NO\\YES'] as Element].sort((a, b) => a[0] - b[0]);
+  const bytes = encodeDataset(dataset);
+  const byTag = new Map((parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[]).map((element) => [element.tag, element]));
+  const zone = { name: 'every CT', match: { Modality: 'CT' }, rects: [[0, 0, 10, 10] as const], outsideUltrasoundRegions: false };
+  const decision = decide(compileProfiles(profile([], { cleanPixelData: true })), {
+    callingAeTitle: 'CT01',
+    sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
+    attribute: (tag) => byTag.get(tag)?.value?.toString('latin1').replace(/[\0 ]+$/, '').trim(),
+  }, { ...BASE, pixelZones: [zone] });
+  assert.equal(decision.kind, 'quarantine');
+  assert.match(decision.kind === 'quarantine' ? decision.reason : '', /zones cannot clean faces/);
+});
+
 test('an overlay embedded in the unused high bits of Pixel Data holds a CT back: removing Overlay Data does not reach it', () => {
   // PS3.5 8.1.2 (retired usage, still in old archives): OverlayBitsAllocated 16 and OverlayBitPosition 12
   // put the overlay plane in bits 12 to 15 of every pixel, and viewers draw it; there is no (60xx,3000)
