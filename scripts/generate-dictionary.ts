@@ -8,6 +8,22 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import dcmjs from 'dcmjs';
 
+/**
+ * Where dcmjs's dictionary differs from PS3.6 (2024b), PS3.6's entry. Two sequences read as numbers
+ * or text let an implicit VR dataset pass their items on unread, PHI inside included (found in the PHI
+ * fuzz review); test/unit/dictionary.test.ts compares the whole table with DCMTK's.
+ */
+const CORRECTIONS: ReadonlyArray<[number, string, string]> = [
+  [0x00060001, 'SQ', 'CurrentFrameFunctionalGroupsSequence'],
+  [0x00660040, 'OL', 'LongPrimitivePointIndexList'],
+  [0x00660041, 'OL', 'LongTrianglePointIndexList'],
+  [0x00660042, 'OL', 'LongEdgePointIndexList'],
+  [0x00660043, 'OL', 'LongVertexPointIndexList'],
+  [0x006862f0, 'SQ', 'ViewOrientationModifierCodeSequence'],
+  [0x0070150c, 'UL', 'NumberOfVolumetricCurvePoints'],
+  [0x00760034, 'SQ', 'ComponentTypeCodeSequence'],
+];
+
 function main(): void {
   const nameMap = dcmjs.data.DicomMetaDictionary.nameMap;
   const rows: Array<[number, string, string]> = [];
@@ -18,6 +34,13 @@ function main(): void {
     if (!match) continue;
     const tag = ((Number.parseInt(match[1] as string, 16) << 16) | Number.parseInt(match[2] as string, 16)) >>> 0;
     rows.push([tag, entry.vr, entry.name.replace(/^RETIRED_/, '')]);
+  }
+  for (const [tag, vr, keyword] of CORRECTIONS) {
+    const row = rows.find(([known]) => known === tag);
+    if (row) {
+      row[1] = vr;
+      row[2] = keyword;
+    } else rows.push([tag, vr, keyword]);
   }
   rows.sort((a, b) => a[0] - b[0]);
   // One string: "tag(hex8) vr keyword" per line, parsed once at load (compact in memory and on disk).

@@ -22,6 +22,7 @@ const PACKAGE_OF: Record<string, string> = {
   '/usr/bin/python3': 'python3',
   openssl: 'openssl',
   promtool: 'prometheus',
+  '/usr/share/libdcmtk*/dicom.dic': 'dcmtk',
 };
 
 /**
