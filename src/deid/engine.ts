@@ -12,7 +12,7 @@ import { envelope } from './cms.js';
 import { keywordOf, vrOf } from '../dicom/dictionary.js';
 import { tagText } from '../dicom/header-scanner.js';
 import { decodeText, encodeText, gbCharacters, isMultiValuedText, parseSpecificCharacterSet } from '../dicom/charset.js';
-import { padToEven, trimUid } from '../dicom/values.js';
+import { LONG_VRS, padToEven, SHORT_VRS, trimUid } from '../dicom/values.js';
 import { actionCodeFor, concreteAction, profileRowFor, PROFILE_EDITION, type ConcreteAction } from './profile.js';
 import type { ProfileOption, ProfileRow } from './profile-types.js';
 import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
@@ -147,13 +147,40 @@ function listedVr(tag: number): string | undefined {
   return vr === 'UN' ? undefined : vr;
 }
 
+/** The VRs PS3.5 6.2 defines. */
+const DEFINED_VRS: ReadonlySet<string> = new Set([...SHORT_VRS, ...LONG_VRS]);
+
+/** The VRs of character strings (PS3.5 6.2), which text can replace. */
+const STRING_VRS: ReadonlySet<string> = new Set(['AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'LO', 'LT', 'PN', 'SH', 'ST', 'TM', 'UC', 'UI', 'UR', 'UT']);
+
+/**
+ * A text replacing an element's value. Sent with a VR that holds no text (a PatientID sent as SV or
+ * OB), it is written with the dictionary's VR: kept, the pseudonym under SV left a copy pydicom could
+ * not read and dciodvfy refused (found in the PHI fuzz review).
+ */
+function textReplacement(element: EditableElement, value: Buffer): NonNullable<EditableElement['replacement']> {
+  const listed = vrOf(element.tag);
+  return STRING_VRS.has(element.vr) || element.vr === 'UN' || !STRING_VRS.has(listed) ? { value } : { value, vr: listed };
+}
+
 /** Where people write free text (cleaned by C, scanned for residual identity). */
 const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
 /** The longest UN value the findings scan reads as possible text (UT's own limit is far above, but a
  * UN this long is a blob, not a kept label). */
 const MAX_SCANNED_UN_BYTES = 64 * 1024;
-/** Bytes that read as text (printable ASCII and Latin-1, tabs and line ends; padding trimmed). */
-const PRINTABLE_TEXT = /^[\t\r\n\x20-\x7e\xa0-\xff]+$/;
+/** Control bytes, other than tabs, line ends and escapes (ISO 2022). */
+const CONTROL_BYTES = /[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]/g;
+
+/**
+ * Whether bytes (as Latin-1, padding trimmed) read as text: every byte of the upper half may (Latin-1,
+ * and UTF-8, whose characters take bytes 0x80-0x9F too), and a few control bytes do not hide a name
+ * (found in the PHI fuzz review: "€" in UTF-8, an escape, or one stray control byte kept a UN value
+ * unscanned). A binary value has a control byte in about every tenth.
+ */
+function readsAsText(value: string): boolean {
+  const controls = value.match(CONTROL_BYTES)?.length ?? 0;
+  return controls <= 2 || controls * 20 <= value.length;
+}
 
 /** Where the engine is: the dataset (or a sequence it keeps), or inside a sequence the profile
  * replaces with a dummy (D) or cleans (C). */
@@ -358,6 +385,9 @@ export class DeidEngine {
     if (element.tag === TAG.PatientName || element.tag === TAG.PatientID) return 'dummy';
     // Someone else's encrypted originals never leave; ours replace them (encryptOriginals).
     if (element.tag === TAG.EncryptedAttributesSequence) return 'remove';
+    // A VR PS3.5 does not define (read with a 4-byte length, dataset-tree.ts): what the value holds
+    // cannot be told, and copied, pydicom refused the whole copy (found in the PHI fuzz review).
+    if (!DEFINED_VRS.has(element.vr)) return 'remove';
     // A sequence sent as UN whose content is not implicit VR little endian (PS3.5 6.2.2; some nodes
     // relabel a sequence UN and leave its items explicit) could not be read: its items cannot be
     // de-identified one by one, and passing it on unread would pass on whatever they hold.
@@ -478,7 +508,7 @@ export class DeidEngine {
           this.apply(element, 'remove', path, patientKey, within);
           return;
         }
-        element.replacement = { value: padToEven(rule.value ?? '', element.vr === 'UI' ? '\0' : ' ') };
+        element.replacement = textReplacement(element, padToEven(rule.value ?? '', element.vr === 'UI' ? '\0' : ' '));
         this.record(path, element.tag, 'replace');
         return;
       case 'hash':
@@ -690,7 +720,7 @@ export class DeidEngine {
 
   private replaceText(element: EditableElement, value: string, path: string, action: AuditEntry['action']): void {
     if (value === this.text(element)) return;
-    element.replacement = { value: padToEven(value, ' ') };
+    element.replacement = textReplacement(element, padToEven(value, ' '));
     this.record(path, element.tag, action);
   }
 
@@ -782,20 +812,28 @@ export class DeidEngine {
     }
   }
 
-  /** The value of an element as Latin-1 text (ASCII for every VR the engine reads as text). */
   /**
-   * What the findings scan reads of an element: free text, and an element sent as UN (PS3.5 6.2.2:
-   * every private element of an implicit VR dataset) when its dictionary VR is text or its bytes read
-   * as text, so that the scan does not depend on the transfer syntax. Undefined for anything else.
+   * What the findings scan reads of an element: free text, whatever VR it was sent with, and an
+   * element sent as UN (PS3.5 6.2.2: every private element of an implicit VR dataset) when its bytes
+   * read as text, so that the scan does not depend on the transfer syntax. A Manufacturer or a
+   * CodeMeaning sent as CS, IS or OB was not scanned, while DCMTK and pydicom show it as text, and a
+   * destination Gantry converts it for reads it with the dictionary's VR (found in the PHI fuzz
+   * review). Undefined for anything else.
    */
   private scannableText(element: EditableElement): string | undefined {
+    if (TEXT_VRS.has(element.vr)) return this.currentText(element);
     // The VR first: Pixel Data and other binary values are never read here (a 600 MB one cannot
     // even be a string).
-    const text = TEXT_VRS.has(element.vr);
-    if (!text && (element.vr !== 'UN' || element.items !== undefined || element.length > MAX_SCANNED_UN_BYTES)) return undefined;
-    const value = element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
-    if (text) return value;
-    return TEXT_VRS.has(vrOf(element.tag)) || PRINTABLE_TEXT.test(value) ? value : undefined;
+    if (element.items !== undefined || element.length > MAX_SCANNED_UN_BYTES) return undefined;
+    const listedAsText = TEXT_VRS.has(vrOf(element.tag));
+    if (!listedAsText && element.vr !== 'UN') return undefined;
+    const value = this.currentText(element);
+    return listedAsText || readsAsText(value) ? value : undefined;
+  }
+
+  /** An element's value as Latin-1 text, its replacement if it has one. */
+  private currentText(element: EditableElement): string {
+    return element.replacement ? element.replacement.value.toString('latin1') : this.text(element);
   }
 
   /** Whether a value opens with an Item tag (FFFE,E000), in either byte order (PS3.5 7.5). */

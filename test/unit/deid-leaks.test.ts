@@ -103,6 +103,49 @@ test('the items of every sequence the standard defines are read in implicit VR: 
   }
 });
 
+// Found in the PHI fuzz review: the residual risk scan read kept text only under a text VR (or UN of
+// printable bytes), while DCMTK and pydicom show a Manufacturer sent as CS or IS as text, and a
+// destination Gantry converts to implicit VR reads an OB one by the dictionary's VR, LO.
+test('kept text quoting the patient is found whatever VR it was sent with, and in UN values that are not all printable', () => {
+  /** The findings of the scan (the node holds an instance with any, deid.quarantineOnFindings). */
+  const quoting = (name: string, element: Buffer) => {
+    const { result } = deidentified(name, dataset([...patient(), element]));
+    return result.kind === 'quarantined' ? [] : result.findings.map((finding) => finding.code);
+  };
+  for (const vr of ['CS', 'IS', 'OB']) {
+    const findings = quoting(`leak-manufacturer-${vr}`, encodeElement(0x00080070, vr, vr === 'OB' ? Buffer.from('Zabriskie Imaging', 'latin1') : 'Zabriskie Imaging'));
+    assert.deepEqual(findings, ['identifier-in-text'], `Manufacturer sent as ${vr}`);
+  }
+  // An attribute newer than the dictionary, sent as UN: a stray control byte, or UTF-8 whose "€"
+  // takes a byte of 0x80-0x9F, left the value unscanned.
+  for (const [name, text] of [['control', 'Zabriskie Quentin\x01'], ['utf8', 'Zabriskie 5 €']] as const) {
+    const bytes = Buffer.from(text, name === 'utf8' ? 'utf8' : 'latin1');
+    const findings = quoting(`leak-un-${name}`, encodeElement(UNKNOWN_STANDARD_TAG, 'UN', bytes.length % 2 === 1 ? Buffer.concat([bytes, Buffer.from(' ')]) : bytes));
+    assert.deepEqual(findings, ['identifier-in-text'], `a UN value (${name}) quoting the patient`);
+  }
+  // Binary stays binary: a UN value of numbers is not read as text.
+  const numbers = Buffer.alloc(64);
+  for (let index = 0; index < 16; index += 1) numbers.writeFloatLE(index * 1.37, index * 4);
+  assert.deepEqual(quoting('leak-un-binary', encodeElement(UNKNOWN_STANDARD_TAG, 'UN', numbers)), []);
+});
+
+// Found in the PHI fuzz review: the pseudonym of a PatientID sent as SV was written under SV (18
+// bytes no reader could take), and an element of a VR PS3.5 does not define was copied as it came.
+test('a pseudonym replacing a value sent with a VR that holds no text gets the dictionary VR; a VR the standard does not define goes', () => {
+  const patientIdAsSv = encodeElement(0x00100020, 'SV', Buffer.alloc(8));
+  const parts = patient().filter((part) => part.readUInt16LE(0) !== 0x0010 || part.readUInt16LE(2) !== 0x0020);
+  // Read as every VR added since PS3.5 first was, with a 4-byte length (dataset-tree.ts).
+  const unknownVr = Buffer.concat([elementHeader(0x00180050, 'UN', 10), Buffer.from('Zabriskie ', 'latin1')]);
+  unknownVr.write('ZZ', 4, 'latin1');
+  const { result, written } = deidentified('leak-wrong-vr', dataset([...parts, patientIdAsSv, unknownVr]));
+  assert.equal(result.kind, 'deidentified');
+  const bytes = Buffer.from(written ?? '', 'latin1');
+  const at = bytes.indexOf(Buffer.from([0x10, 0x00, 0x20, 0x00]));
+  assert.ok(at > 0, 'PatientID is written');
+  assert.equal(bytes.toString('latin1', at + 4, at + 6), 'LO', 'the pseudonym is written as the LO it is');
+  assert.ok(!written?.includes('ZZ') && !written?.includes('Zabriskie'), 'the element of VR ZZ leaves');
+});
+
 // PS3.3 F.3 and PS3.10 8.6: the directory attributes of group 0004 belong to a DICOMDIR, which Gantry
 // holds back because its Referenced File IDs are paths media writers name after patients. Copied into
 // an instance (a media importer that kept a record's keys), the same paths were kept: Table E.1-1 does
