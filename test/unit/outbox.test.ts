@@ -332,6 +332,37 @@ test('purging sent items keeps those of instances not forwarded yet: giving up o
   assert.equal(state(1), 'forwarded', 'd confirmed it: once e is given up on, it counts as forwarded');
 });
 
+// Found in the concurrency review: a purge of 1.2 million sent items in one transaction held the
+// index's write lock for 19 s, and the node serving the storage answered the C-STOREs that waited for
+// it 0xA700. It goes page by page now, each page a transaction of its own.
+test('a purge of many items goes page by page, each a short transaction, and settles every instance', async (t) => {
+  const { db, writer } = openTestIndex(t, scratchDir('outbox-purge-pages'));
+  const count = 3000;
+  for (let first = 1; first <= count; first += 500) {
+    await Promise.all(Array.from({ length: 500 }, (_, index) => writer.submit(instanceRecord(first + index))));
+  }
+  markDeidentified(db);
+  const outbox = new Outbox(db);
+  const routable = outbox.routable(Date.now(), count);
+  assert.equal(outbox.route(routable.map((instance) => ({ instance, destinations: ['d', 'e'] }))), count * 2);
+  for (const item of outbox.due('d', count)) outbox.markSent(item, 'Success');
+  for (const item of outbox.due('e', count)) outbox.markDead(item, '0xA700', 'e answered 0xA700');
+  const spied = outbox as unknown as { writing: <T>(work: () => T) => T };
+  const writing = spied.writing.bind(outbox);
+  let transactions = 0;
+  spied.writing = (work) => {
+    transactions += 1;
+    return writing(work);
+  };
+  assert.deepEqual(outbox.purge('dead'), { deleted: count, forwarded: count });
+  assert.ok(transactions >= 3, `${transactions} transaction(s) for ${count * 2} items`);
+  assert.equal(db.prepare(`SELECT count(*) FROM instances WHERE state = 'forwarded'`).pluck().get(), count);
+  transactions = 0;
+  assert.deepEqual(outbox.purge('sent'), { deleted: count, forwarded: 0 });
+  assert.ok(transactions >= 2, `${transactions} transaction(s) for ${count} items`);
+  assert.equal(db.prepare('SELECT count(*) FROM forward_outbox').pluck().get(), 0);
+});
+
 // A study whose instances no destination's condition took is kept, routed to nowhere; a reload that
 // adds a destination for them (or mends a condition) must reach them, as it reaches the stable studies
 // that waited while forward.destinations was empty.
