@@ -276,8 +276,12 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   }
   makeFolder(out, `--out ${options.out}`);
   // An earlier run on this folder may have been interrupted while writing: what it left half-written
-  // (target.partial, target.frames) goes before this run writes anything.
+  // (target.partial, target.frames) goes before this run writes anything. Only in a folder an export
+  // made: a folder of the user's own lost every file so named (found in the export review).
   if (existsSync(join(out, MARKER_FILE))) await removeLeftovers(out);
+  else if ((await readdir(out)).length > 0) {
+    throw new Error(`--out ${options.out} is not empty and holds no export of Gantry's: choose a new or empty folder (an export resumed in its folder removes the half-written files it left there)`);
+  }
   let journal = new ExportJournal(db, `${out}#${await exportIdentity(out, false, options.secretDigest, options.layout)}`, options.selection);
   let { selected, done } = journal.counts();
   // Emptied but for the marker (rm -rf out/*): nothing of the earlier run is left, so start afresh.

@@ -545,6 +545,27 @@ test('export refuses an imported tree or the storage folder also when --out reac
   }
 });
 
+// Found in the export review: export took any folder, wrote its marker there, and every run after
+// it removed every *.partial and *.frames file under it, the user's own among them.
+test('export refuses a folder that is not empty and holds no export: files of the user are never removed', async () => {
+  const { dir, storagePath } = await importedSession('review-export-users-folder', 1);
+  const out = join(dir, 'notes');
+  mkdirSync(join(out, 'thesis'), { recursive: true });
+  writeFileSync(join(out, 'thesis', 'draft.partial'), 'a draft');
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    await assert.rejects(session.export({ out, workers: 1 }), /not empty and holds no export/);
+    assert.deepEqual(readdirSync(out, { recursive: true }).map(String).sort(), ['thesis', join('thesis', 'draft.partial')], 'nothing written, nothing removed');
+    // An empty folder, or one an export made, is taken.
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    assert.equal((await session.export({ out: empty, workers: 1 })).written, 1);
+    assert.equal((await session.export({ out: empty, workers: 1 })).alreadyExported, 1);
+  } finally {
+    session.close();
+  }
+});
+
 // Found on re-reading the export: the journal recorded a file as exported once it was written, not
 // once it was on disk. After a power loss a file can be gone or empty (delayed allocation) while the
 // journal says it is done, and a run again skipped it: the export lacked it, with nothing to tell.
