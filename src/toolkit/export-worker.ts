@@ -12,7 +12,7 @@ import type { BaseSettings } from '../deid/decide.js';
 import { planDeidentification, type DeidPlan } from '../deid/deidentify-file.js';
 import { AnotherInstanceError, heldOriginal, type OriginalOrigin } from '../deid/original-check.js';
 import { residualRiskReason } from '../deid/release-policy.js';
-import { Pseudonymizer } from '../deid/pseudonyms.js';
+import { Pseudonymizer, type PatientKey } from '../deid/pseudonyms.js';
 import type { CompiledProfile } from '../deid/rules.js';
 import { SettingsCache, type SharedSettings } from '../deid/shared-settings.js';
 import type { ReleaseOverride } from '../index/deid-work.js';
@@ -34,6 +34,8 @@ export interface ExportItem {
    * (absolute), its SOP Instance UID, size and stamp when indexed (to tell it changed since), where it
    * came from, and its calling AE title (rules may name it). */
   original?: { path: string; size: number; sopInstanceUid: string; stamp?: FileStamp; origin: OriginalOrigin; callingAeTitle: string; renamedUids?: Array<[string, string]>; override?: ReleaseOverride };
+  /** The patient the index files the instance under (its study's), whose pseudonyms the ledger records. */
+  ledgerPatient?: PatientKey;
 }
 
 export interface ExportBatch {
@@ -77,14 +79,14 @@ function exportOne(item: ExportItem, batch: ExportBatch, base: BaseSettings, pro
   try {
     if (item.copy) {
       try {
-        return exportCopy(item.id, item.copy, batch);
+        return exportCopy(item.id, item.copy, batch, item.ledgerPatient);
       } catch (error) {
         if (!item.original || !(gone(error, item.copy.path) || error instanceof DamagedCopyError)) throw error;
         // Deleted since the export chose it, or cut short: the original is de-identified here, as
         // for an instance whose copy was deleted before the export began.
       }
     }
-    if (item.original) return exportDeidentified(item.id, item.original, batch, base, profiles);
+    if (item.original) return exportDeidentified(item.id, item.original, batch, base, profiles, item.ledgerPatient);
     return { id: item.id, kind: 'failed', reason: 'nothing to export' };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
@@ -100,11 +102,11 @@ function gone(error: unknown, path: string): boolean {
 }
 
 /** The node's de-identified copy, copied to its place in the layout. */
-function exportCopy(id: number, copy: NonNullable<ExportItem['copy']>, batch: ExportBatch): ExportItemResult {
+function exportCopy(id: number, copy: NonNullable<ExportItem['copy']>, batch: ExportBatch, ledgerPatient: PatientKey | undefined): ExportItemResult {
   const relative = layoutPath(batch.layout, copy.values);
   const target = join(batch.out, relative);
   const bytes = intoFolder(target, () => copyThenRename(copy.path, target, copy.size));
-  return { id, kind: 'written', path: relative, bytes, how: 'copied', pseudonyms: pseudonymsOf(copy.values) };
+  return { id, kind: 'written', path: relative, bytes, how: 'copied', ...ledgerPseudonyms(copy.values, ledgerPatient) };
 }
 
 /**
@@ -119,13 +121,17 @@ class DamagedCopyError extends Error {
   }
 }
 
-/** The pseudonymous PatientID and PatientName an exported file carries, for the pseudonym ledger. */
-function pseudonymsOf(values: LayoutValues): { PatientID?: string; PatientName?: string } {
+/**
+ * The pseudonymous PatientID and PatientName an exported file carries, for the pseudonym ledger, when
+ * they are the pseudonyms of the patient the index files it under. An instance of a study that moved
+ * to another patient (a correction sent again for some of its instances) carries its own patient's:
+ * recorded under the study's patient, the ledger led from that pseudonym to the wrong patient (found
+ * in the export review). Such a file's pair is not recorded.
+ */
+function ledgerPseudonyms(values: LayoutValues, patient: PatientKey | undefined): { pseudonyms?: { PatientID?: string; PatientName?: string } } {
   const { PatientID, PatientName } = values;
-  return {
-    ...(PatientID !== undefined && PatientID !== null ? { PatientID: String(PatientID) } : {}),
-    ...(PatientName !== undefined && PatientName !== null ? { PatientName: String(PatientName) } : {}),
-  };
+  if (patient === undefined || PatientID === undefined || PatientID === null || String(PatientID) !== pseudonyms.patientId(patient)) return {};
+  return { pseudonyms: { PatientID: String(PatientID), ...(PatientName !== undefined && PatientName !== null ? { PatientName: String(PatientName) } : {}) } };
 }
 
 /** The original de-identified now: held back (nothing written), or written to its place in the layout. */
@@ -135,6 +141,7 @@ function exportDeidentified(
   batch: ExportBatch,
   batchBase: BaseSettings,
   profiles: readonly CompiledProfile[],
+  ledgerPatient: PatientKey | undefined,
 ): ExportItemResult {
   // A file imported in place is the user's and may have been changed, replaced (with the same size or
   // not) or deleted since: what it holds now is not the instance the index describes (its selection,
@@ -171,7 +178,7 @@ function exportDeidentified(
     const outcome = intoFolder(target, () => plan.write(target));
     if (outcome.kind === 'quarantined') return { id, kind: 'held', reason: outcome.reason };
     // The size as written (a stat of the file again cost a system call per file).
-    return { id, kind: 'written', path: relative, bytes: outcome.bytes ?? statSync(target).size, how: 'deidentified', pseudonyms: pseudonymsOf(values) };
+    return { id, kind: 'written', path: relative, bytes: outcome.bytes ?? statSync(target).size, how: 'deidentified', ...ledgerPseudonyms(values, ledgerPatient) };
   } finally {
     plan.close();
   }

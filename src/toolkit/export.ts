@@ -463,12 +463,14 @@ function needsOriginal(row: SelectedInstance): boolean {
 
 function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row: SelectedInstance) => Map<string, string>): ExportItem {
   const original = row.originalDeletedAt === null ? originalOf(row, storagePath, renamesOf) : undefined;
+  const ledgerPatient = row.originalPatientId ? { patientId: row.originalPatientId, issuerOfPatientId: row.originalIssuerOfPatientId } : undefined;
+  const common = { id: row.id, ...(original ? { original } : {}), ...(ledgerPatient ? { ledgerPatient } : {}) };
   if (row.deidFilePath !== null && row.SOPInstanceUID !== null) {
     // The research view's columns are named by the layout's keywords.
     const values: LayoutValues = Object.fromEntries(LAYOUT_KEYWORDS.map((keyword) => [keyword, row[keyword]]));
-    return { id: row.id, copy: { path: join(storagePath, row.deidFilePath), size: row.deidFileSize, values }, ...(original ? { original } : {}) };
+    return { ...common, copy: { path: join(storagePath, row.deidFilePath), size: row.deidFileSize, values } };
   }
-  return { id: row.id, ...(original ? { original } : {}) };
+  return common;
 }
 
 function originalOf(row: SelectedInstance, storagePath: string, renamesOf: (row: SelectedInstance) => Map<string, string>): ExportItem['original'] {

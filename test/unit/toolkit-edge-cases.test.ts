@@ -1265,3 +1265,31 @@ test("export keeps every patient's pseudonyms in the ledger, with the issuer: on
     db.close();
   }
 });
+
+// Found in the export review: export recorded each file's PatientID pseudonym under its study's patient
+// in the index. A study one of whose instances came later under another PatientID (a correction sent
+// for part of it) moves whole to that patient, and the ledger then led from the first patient's
+// pseudonym to the second patient.
+test('the pseudonym ledger never pairs a pseudonym with a patient it is not the pseudonym of', async () => {
+  const dir = scratchDir('review-export-ledger-moved-study');
+  const studyInstanceUid = newUid();
+  const seriesInstanceUid = newUid();
+  const storagePath = join(dir, 'data');
+  for (const [n, patientId] of ['PAT-A', 'PAT-B'].entries()) {
+    const tree = join(dir, `tree-${n}`);
+    mkdirSync(tree, { recursive: true });
+    await writeSyntheticFile(join(tree, `${n}.dcm`), { studyInstanceUid, seriesInstanceUid, patientId, patientName: `Moved^${patientId}`, instanceNumber: n + 1, rows: 8, columns: 8 });
+    await importInPlace(dir, tree);
+  }
+  const { summary } = await exportOnOneWorker(dir, storagePath);
+  assert.equal(summary.written, 2);
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    const rows = db.prepare(`SELECT original, pseudonym, issuer_of_patient_id AS issuer FROM pseudonym_map WHERE kind = 'PatientID'`).all() as Array<{ original: string; pseudonym: string; issuer: string }>;
+    const pseudonyms = new Pseudonymizer(SECRET);
+    assert.ok(rows.length > 0, 'the study’s patient is recorded');
+    for (const row of rows) assert.equal(row.pseudonym, pseudonyms.patientId({ patientId: row.original, issuerOfPatientId: row.issuer }), `${row.original} is paired with another patient's pseudonym`);
+  } finally {
+    db.close();
+  }
+});
