@@ -231,8 +231,12 @@ program
     let failed = 0;
     for (const [file, output] of outputs) {
       try {
-        const { restored } = reidentifyFile(file, output, key);
-        process.stdout.write(`${file}: ${restored} attribute(s) restored\n`);
+        const { restored, checked, keptSopInstanceUid } = reidentifyFile(file, output, key);
+        const notes = [
+          ...(checked ? [] : ['made by a Gantry that did not bind the encrypted attributes to their instance: not checked for changes']),
+          ...(keptSopInstanceUid ? ['the pixels were redacted: it keeps its de-identified SOP Instance UID, another object than the original'] : []),
+        ];
+        process.stdout.write(`${file}: ${restored} attribute(s) restored${notes.length > 0 ? ` (${notes.join('; ')})` : ''}\n`);
       } catch (error) {
         failed += 1;
         process.stderr.write(`not re-identified: ${file}: ${(error as Error).message}\n`);

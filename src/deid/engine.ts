@@ -19,6 +19,7 @@ import type { PatientKey, Pseudonymizer } from './pseudonyms.js';
 import { HASHABLE_VRS, MAX_VALUE_LENGTH, type AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
 import { capAge, dateVrOfText, dummyValue, shiftDate, shiftDateTime } from './values.js';
+import { bindingElements } from './envelope-binding.js';
 import { fitIso2022, identifiersToScrub, quotesIdentifier, scrubText, textFolding, type TextFolding } from './free-text.js';
 
 export interface DeidSettings {
@@ -278,9 +279,6 @@ export class DeidEngine {
     const references = new Map<string, string>();
     if (this.settings.options.has('retainUIDs')) this.followRenames(elements, '', this.settings.renamedUids ?? new Map(), references);
     if (this.settings.cleanedPixels !== undefined && this.settings.options.has('retainUIDs')) this.renameRedacted(elements, original.sop, this.settings.cleanedPixels.key);
-    // Redacted pixel data (streamed) is not an attribute to restore: its original stays out of the envelope.
-    if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element) && !element.stream));
-    this.addMethodAttributes(elements);
     // The identity of the output is what the dataset now says (a rule may have kept or replaced a
     // UID); an instance without SOPInstanceUID is named by the keyed meta one.
     const finalUid = (tag: number) => {
@@ -290,6 +288,9 @@ export class DeidEngine {
     };
     const retainUids = this.settings.options.has('retainUIDs');
     const sopInstanceUid = finalUid(TAG.SOPInstanceUID) || (retainUids || original.sop === '' ? original.sop : this.pseudonyms.uid(original.sop));
+    // Redacted pixel data (streamed) is not an attribute to restore: its original stays out of the envelope.
+    if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element) && !element.stream), sopInstanceUid);
+    this.addMethodAttributes(elements);
     return {
       audit: this.audit,
       findings: this.findings,
@@ -755,7 +756,7 @@ export class DeidEngine {
    * Encrypted Attributes Sequence item with the transfer syntax of the encrypted dataset (explicit VR,
    * as required).
    */
-  private encryptOriginals(elements: EditableElement[], changed: readonly ElementNode[]): void {
+  private encryptOriginals(elements: EditableElement[], changed: readonly ElementNode[], sopInstanceUid: string): void {
     if (!this.source) throw new Error('encrypting the original attributes needs the source dataset');
     const to = this.bigEndian ? 'explicit-be' : 'explicit-le';
     const from = this.bigEndian ? 'explicit-be' : this.implicit ? 'implicit-le' : 'explicit-le';
@@ -767,7 +768,10 @@ export class DeidEngine {
     reencodeElements(changed, this.source, from, to, emit);
     emit(delimiter(0xfffee00d, to === 'explicit-be'));
     emit(delimiter(0xfffee0dd, to === 'explicit-be'));
-    const envelopeDer = envelope(Buffer.concat(chunks), this.settings.encryptFor as string);
+    const modifiedAttributes = Buffer.concat(chunks);
+    // Bound to this instance, and checked for changes when opened (envelope-binding.ts).
+    const content = Buffer.concat([bindingElements(sopInstanceUid, modifiedAttributes, to), modifiedAttributes]);
+    const envelopeDer = envelope(content, this.settings.encryptFor as string);
     const syntax = to === 'explicit-be' ? '1.2.840.10008.1.2.2' : '1.2.840.10008.1.2.1';
     insertSequence(elements, TAG.EncryptedAttributesSequence, [
       [

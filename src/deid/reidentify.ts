@@ -10,10 +10,13 @@ import { header, reencodeElements } from '../dicom/reencode.js';
 import { trimUid } from '../dicom/values.js';
 import { FRAGMENT_DESCRIPTIONS } from '../pixels/encapsulated.js';
 import { openEnvelope } from './cms.js';
+import { checkBinding } from './envelope-binding.js';
 import { writeAll, writeThenRename } from './deidentify-file.js';
 
 const TAG = {
   SOPInstanceUID: 0x00080018,
+  CodeValue: 0x00080100,
+  DeidentificationMethodCodeSequence: 0x00120064,
   EncryptedAttributesSequence: 0x04000500,
   EncryptedContentTransferSyntaxUID: 0x04000510,
   EncryptedContent: 0x04000520,
@@ -23,14 +26,25 @@ const TAG = {
 /** What the de-identification adds, and re-identification takes away again (unless original). */
 const ADDED_BY_DEIDENTIFICATION = new Set([0x00120062, 0x00120063, 0x00120064, 0x00280303, TAG.EncryptedAttributesSequence]);
 
-export function reidentifyFile(input: string, output: string, privateKeyPem: string): { restored: number } {
+/**
+ * `restored`: attributes put back; `checked`: whether the payload was bound to this instance and
+ * checked (false for one made before Gantry bound them, envelope-binding.ts); `keptSopInstanceUid`:
+ * the pixels were redacted, so the instance keeps its de-identified SOP Instance UID.
+ */
+export function reidentifyFile(input: string, output: string, privateKeyPem: string): { restored: number; checked: boolean; keptSopInstanceUid: boolean } {
   const parsed = parseFile(input);
   try {
-    const decrypted = decryptOriginals(parsed.elements, parsed.source, privateKeyPem);
+    const carrierUid = trimUid(valueOf(parsed.elements, parsed.source, TAG.SOPInstanceUID)?.toString('latin1') ?? '');
+    const decrypted = decryptOriginals(parsed.elements, parsed.source, privateKeyPem, carrierUid);
+    // Redacted pixels are another object than the original's (the de-identification renamed it for
+    // that): given the original's SOP Instance UID, it collided with the unredacted original in a
+    // PACS (PS3.3 C.12.1.1.1; found in the reversible pseudonymisation review).
+    const keptSopInstanceUid = pixelsRedacted(parsed.elements, parsed.source);
     // The Pixel Data stays as de-identified (redacted, its fragments written anew): the original
     // Extended Offset Table and lengths that described the original's fragments would lie about it
     // (found in a review: a reader trusting them read the wrong bytes).
-    const originals = { ...decrypted, elements: decrypted.elements.filter((element) => !FRAGMENT_DESCRIPTIONS.includes(element.tag)) };
+    const notRestored = new Set<number>([...FRAGMENT_DESCRIPTIONS, ...(keptSopInstanceUid ? [TAG.SOPInstanceUID] : [])]);
+    const originals = { ...decrypted, elements: decrypted.elements.filter((element) => !notRestored.has(element.tag)) };
     const restoredTags = new Set(originals.elements.map((element) => element.tag));
     const kept = parsed.elements.filter((element) => !restoredTags.has(element.tag) && !ADDED_BY_DEIDENTIFICATION.has(element.tag));
     let pieces: Buffer[] = [];
@@ -70,7 +84,7 @@ export function reidentifyFile(input: string, output: string, privateKeyPem: str
       writeAll(fd, header);
       writeAll(fd, parsed.deflated ? deflateDataset(dataset) : dataset);
     });
-    return { restored: originals.elements.length };
+    return { restored: originals.elements.length, checked: decrypted.checked, keptSopInstanceUid };
   } finally {
     parsed.close();
   }
@@ -84,7 +98,19 @@ function groupLength(group: number, length: number, encoding: 'implicit-le' | 'e
   return Buffer.concat([header(((group << 16) >>> 0), 'UL', 4, encoding), value]);
 }
 
-function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, privateKeyPem: string) {
+function valueOf(elements: readonly ElementNode[], source: ByteSource, tag: number): Buffer | undefined {
+  const element = elements.find((candidate) => candidate.tag === tag);
+  return element ? (element.value ?? Buffer.from(source.read(element.valueOffset, element.length))) : undefined;
+}
+
+/** Whether the de-identification redacted the pixels: code 113101 (Clean Pixel Data Option) in the
+ * De-identification Method Code Sequence (PS3.16 CID 7050). */
+function pixelsRedacted(elements: readonly ElementNode[], source: ByteSource): boolean {
+  const codes = elements.find((element) => element.tag === TAG.DeidentificationMethodCodeSequence)?.items ?? [];
+  return codes.some((item) => valueOf(item.elements, source, TAG.CodeValue)?.toString('latin1').trim() === '113101');
+}
+
+function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, privateKeyPem: string, carrierSopInstanceUid: string) {
   const sequence = elements.find((element) => element.tag === TAG.EncryptedAttributesSequence);
   const item = sequence?.items?.[0];
   if (!item) throw new Error('the file has no Encrypted Attributes Sequence: it was not de-identified reversibly');
@@ -97,8 +123,16 @@ function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, 
   const encoding = syntax === '1.2.840.10008.1.2.2' ? 'explicit-be' : syntax === '1.2.840.10008.1.2.1' ? 'explicit-le' : undefined;
   if (!encoding) throw new Error(`encrypted content in transfer syntax ${syntax} is not supported`);
   const inner = new BufferSource(openEnvelope(field(TAG.EncryptedContent), privateKeyPem));
-  const modified = parseDataset(inner, encoding).find((element) => element.tag === TAG.ModifiedAttributesSequence);
+  let dataset: ElementNode[];
+  try {
+    dataset = parseDataset(inner, encoding);
+  } catch (error) {
+    // A changed byte garbles a block of the decrypted dataset (AES-CBC): what it says cannot be trusted.
+    throw new Error(`the encrypted attributes cannot be read (${(error as Error).message}): changed since they were made, or not written by Gantry; nothing restored`);
+  }
+  const modified = dataset.find((element) => element.tag === TAG.ModifiedAttributesSequence);
   const originals = modified?.items?.[0]?.elements;
-  if (!originals) throw new Error('the encrypted content holds no Modified Attributes Sequence');
-  return { elements: originals, source: inner, encoding } as const;
+  if (!modified || !originals) throw new Error('the encrypted content holds no Modified Attributes Sequence');
+  const checked = checkBinding(dataset, inner, modified, carrierSopInstanceUid);
+  return { elements: originals, source: inner, encoding, checked } as const;
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, parseFile } from '../../src/dicom/dataset-tree.js';
 import { deidentifyFile } from '../../src/deid/deidentify-file.js';
+import { compileProfiles } from '../../src/deid/decide.js';
 import { DEFAULT_DEID_SETTINGS } from '../../src/deid/engine.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { reidentifyFile } from '../../src/deid/reidentify.js';
@@ -177,4 +178,91 @@ test('a re-identified file does not get back the offset table of fragments the d
   parsed.close();
   assert.deepEqual(parsed.elements.filter((element) => element.tag >= 0x7fe00001 && element.tag <= 0x7fe00003).map((element) => element.tag.toString(16)), []);
   assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Jones^Alice', 'the name is restored');
+});
+
+/** A de-identified CT of 8x8 pixels, encrypted for `certificate`, its pixels redacted by a zone when
+ * `redact`; the output's path. */
+function reversiblyDeidentified(dir: string, name: string, certificate: string, redact = false): string {
+  const sop = `1.2.826.0.1.3680043.99.507.${name.length}`;
+  const input = join(dir, `${name}-in.dcm`);
+  writeFileSync(input, Buffer.concat([
+    encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.2', mediaStorageSopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.1' }),
+    encodeDataset([
+      [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.2'],
+      [0x00080018, 'UI', sop],
+      [0x00080060, 'CS', 'CT'],
+      [0x00100010, 'PN', `Bound^${name}`],
+      [0x00100020, 'LO', `MRN-${name}`],
+      [0x0020000d, 'UI', '1.2.3.4'],
+      [0x0020000e, 'UI', '1.2.3.5'],
+      ...eightBitImagePixel({ rows: 8, columns: 8 }),
+      [0x7fe00010, 'OB', Buffer.alloc(64, 200)],
+    ]),
+  ]));
+  const output = join(dir, `${name}-deid.dcm`);
+  const encryptFor = readFileSync(certificate, 'utf8');
+  const base = { dateShift: DEFAULT_DEID_SETTINGS.dateShift, maxAgeYears: DEFAULT_DEID_SETTINGS.maxAgeYears, encryptFor, pixelZones: [{ name: 'corner', match: { Modality: 'CT' }, rects: [[0, 0, 4, 4] as const], outsideUltrasoundRegions: false }] };
+  const outcome = deidentifyFile(input, output, {
+    settings: redact ? { profiles: compileProfiles([{ name: 'default', options: [], rules: [], cleanPixelData: true }]), base } : { ...DEFAULT_DEID_SETTINGS, encryptFor },
+    pseudonyms: new Pseudonymizer('the secret of the encryption test'),
+  });
+  assert.equal(outcome.kind, 'deidentified');
+  return output;
+}
+
+// Found in the reversible pseudonymisation review: CMS EnvelopedData (AES-CBC) has no integrity
+// check and its payload named no instance: a flipped byte restored a wrong StudyInstanceUID, and
+// another file's payload restored another patient over these pixels, both with exit 0.
+test('re-identification refuses encrypted attributes changed on the way or made for another instance', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-bound');
+  const { key, certificate } = await recipient(dir);
+  const privateKey = readFileSync(key, 'utf8');
+  const output = reversiblyDeidentified(dir, 'bound', certificate);
+  assert.deepEqual(reidentifyFile(output, join(dir, 'back.dcm'), privateKey), { restored: reidentifyFile(output, join(dir, 'back.dcm'), privateKey).restored, checked: true, keptSopInstanceUid: false });
+
+  const parsed = parseFile(output);
+  const content = parsed.elements.find((element) => element.tag === 0x04000500)?.items?.[0]?.elements.find((element) => element.tag === 0x04000520)?.value;
+  const sop = parsed.elements.find((element) => element.tag === 0x00080018)?.value?.toString('latin1').replace(/\0+$/, '') as string;
+  parsed.close();
+  assert.ok(content && sop);
+  const bytes = readFileSync(output);
+  // One byte of the ciphertext flipped, at twelve places before its last block (whose padding a
+  // decryption checks): garbled blocks that still parse, and those that do not.
+  for (let back = 48; back < 48 + 12 * 7; back += 7) {
+    const tampered = Buffer.from(bytes);
+    const flipped = bytes.indexOf(content) + content.length - back;
+    tampered.writeUInt8(tampered.readUInt8(flipped) ^ 0x01, flipped);
+    writeFileSync(join(dir, 'tampered.dcm'), tampered);
+    assert.throws(() => reidentifyFile(join(dir, 'tampered.dcm'), join(dir, 'back-tampered.dcm'), privateKey), /changed since they were made/, `a byte flipped ${back} bytes before the end`);
+    assert.equal(existsSync(join(dir, 'back-tampered.dcm')), false, 'nothing written');
+  }
+  // The payload carried by another instance: the same bytes under another SOP Instance UID.
+  const otherUid = `${sop.slice(0, -1)}${sop.endsWith('1') ? '2' : '1'}`;
+  writeFileSync(join(dir, 'grafted.dcm'), Buffer.from(bytes.toString('latin1').split(sop).join(otherUid), 'latin1'));
+  assert.throws(() => reidentifyFile(join(dir, 'grafted.dcm'), join(dir, 'back-grafted.dcm'), privateKey), /made for another instance/);
+  assert.equal(existsSync(join(dir, 'back-grafted.dcm')), false, 'nothing written');
+});
+
+// Found in the reversible pseudonymisation review: re-identification gave a redacted instance the
+// original's SOP Instance UID (PS3.3 C.12.1.1.1: another object), which collided with the unredacted
+// original in a PACS.
+test('a re-identified instance whose pixels were redacted keeps its de-identified SOP Instance UID', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-redacted');
+  const { key, certificate } = await recipient(dir);
+  const output = reversiblyDeidentified(dir, 'redacted', certificate, true);
+  const sopOf = (path: string) => {
+    const parsed = parseFile(path);
+    parsed.close();
+    return {
+      dataset: parsed.elements.find((element) => element.tag === 0x00080018)?.value?.toString('latin1').replace(/\0+$/, ''),
+      meta: parsed.meta.get(0x0003)?.toString('latin1').replace(/\0+$/, ''),
+      name: parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(),
+    };
+  };
+  const back = join(dir, 'back.dcm');
+  assert.equal(reidentifyFile(output, back, readFileSync(key, 'utf8')).keptSopInstanceUid, true);
+  const deidentified = sopOf(output);
+  assert.deepEqual(sopOf(back), { dataset: deidentified.dataset, meta: deidentified.dataset, name: 'Bound^redacted' });
 });
