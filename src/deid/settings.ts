@@ -79,6 +79,9 @@ function certificateFromConfig(config: GantryConfig): string | undefined {
   return certificate ? readCertificate(certificate) : undefined;
 }
 
+/** The smallest RSA key the recipient certificate may hold. */
+const MIN_RSA_BITS = 2048;
+
 /** The recipient certificate, checked once: a wrong file stops start-up, not every instance. */
 function readCertificate(path: string): string {
   let pem: string;
@@ -86,6 +89,10 @@ function readCertificate(path: string): string {
     pem = readFileSync(path, 'utf8');
     const certificate = new X509Certificate(pem);
     if (certificate.publicKey.asymmetricKeyType !== 'rsa') throw new Error('its key is not RSA');
+    // A 512-bit key cannot even wrap the 32-byte content key with OAEP: every instance failed while
+    // config check said valid (found in the reversible pseudonymisation review). NIST SP 800-57: 2048.
+    const bits = certificate.publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < MIN_RSA_BITS) throw new Error(`its RSA key has ${bits} bits, fewer than ${MIN_RSA_BITS}`);
   } catch (error) {
     throw new Error(`deid.encryption.recipientCertificate: ${path} is not a readable PEM X.509 certificate with an RSA key (${(error as Error).message})`);
   }

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, parseFile } from '../../src/dicom/dataset-tree.js';
 import { deidentifyFile } from '../../src/deid/deidentify-file.js';
+import { parseConfigText } from '../../src/config/load.js';
 import { compileProfiles } from '../../src/deid/decide.js';
+import { baseSettingsFromConfig } from '../../src/deid/settings.js';
 import { DEFAULT_DEID_SETTINGS } from '../../src/deid/engine.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { reidentifyFile } from '../../src/deid/reidentify.js';
@@ -265,4 +267,23 @@ test('a re-identified instance whose pixels were redacted keeps its de-identifie
   assert.equal(reidentifyFile(output, back, readFileSync(key, 'utf8')).keptSopInstanceUid, true);
   const deidentified = sopOf(output);
   assert.deepEqual(sopOf(back), { dataset: deidentified.dataset, meta: deidentified.dataset, name: 'Bound^redacted' });
+});
+
+// Found in the reversible pseudonymisation review: a 512-bit recipient key passed the config check,
+// and then every instance failed ("data too large for key size") while the node said it was ready.
+test('a recipient certificate with an RSA key under 2048 bits is a config error naming the key', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-short-key');
+  const settingsFor = (certificate: string) => baseSettingsFromConfig(parseConfigText(JSON.stringify({ deid: { secret: 'the secret of the key size test', encryption: { recipientCertificate: certificate } } }), 'key-size.yaml'));
+  let tried = 0;
+  for (const bits of [512, 1024]) {
+    const certificate = join(dir, `cert-${bits}.pem`);
+    const made = await run('openssl', ['req', '-x509', '-newkey', `rsa:${bits}`, '-nodes', '-keyout', join(dir, `key-${bits}.pem`), '-out', certificate, '-days', '30', '-subj', '/CN=short']);
+    if (made.code !== 0) continue; // an OpenSSL whose policy refuses to make such a key
+    tried += 1;
+    assert.throws(() => settingsFor(certificate), new RegExp(`deid\\.encryption\\.recipientCertificate: .*${bits} bits, fewer than 2048`));
+  }
+  assert.ok(tried > 0, 'openssl made no short key to try');
+  const { certificate } = await recipient(dir);
+  assert.ok(settingsFor(certificate).encryptFor);
 });
