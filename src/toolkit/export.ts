@@ -333,9 +333,9 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
     const selected = journal.nextPage(afterId);
     if (selected.length === 0) break;
     afterId = (selected[selected.length - 1] as SelectedInstance).id;
-    const rows = heldByTheNode(selected, (reason) => {
-      summary.held += 1;
-      tally(summary.problems, 'held', reason);
+    const rows = heldByTheNode(selected, (kind, reason) => {
+      summary[kind] += 1;
+      tally(summary.problems, kind, reason);
       options.progress?.add(1);
     });
     const exportable = rows.filter((row) => {
@@ -446,12 +446,15 @@ async function realPathOf(path: string): Promise<string> {
   }
 }
 
-/** The rows to export; those the node quarantined or failed are reported to `held` instead: they stay
- * held until an operator releases them (gantry quarantine release), as in the node. */
-function heldByTheNode(rows: SelectedInstance[], held: (reason: string) => void): SelectedInstance[] {
+/** The rows to export; those the node quarantined (held) or that failed (in the node, or in an
+ * earlier export) are reported instead: they stay so until an operator releases them (gantry
+ * quarantine release), as in the node. A failed one counts as failed, run after run: counted as held,
+ * a second run exited 0 for an export that still lacked it (found in the export review). */
+function heldByTheNode(rows: SelectedInstance[], report: (kind: 'held' | 'failed', reason: string) => void): SelectedInstance[] {
   return rows.filter((row) => {
-    if (row.state !== 'quarantined' && row.state !== 'failed') return true;
-    held(`${row.state} by the node${row.stateReason ? `: ${row.stateReason}` : ''}`);
+    if (row.state === 'quarantined') report('held', `quarantined by the node${row.stateReason ? `: ${row.stateReason}` : ''}`);
+    else if (row.state === 'failed') report('failed', row.stateReason ?? 'failed');
+    else return true;
     return false;
   });
 }

@@ -665,6 +665,12 @@ test('export: a file imported in place that changed since is not exported as the
   assert.equal(summary.failed, 1);
   assert.match([...summary.problems.keys()].join(' '), /changed since it was (indexed|imported)/);
   assert.equal(files, 1);
+  // Found in the export review: run again, it counted as held back, and the export exited 0 while
+  // the instance was still not in it.
+  const again = await exportOnOneWorker(dir, storagePath);
+  assert.deepEqual([again.summary.failed, again.summary.held, again.summary.alreadyExported], [1, 0, 1]);
+  assert.match([...again.summary.problems.keys()].join(' '), /changed since it was (indexed|imported)/);
+  assert.doesNotMatch([...again.summary.problems.keys()].join(' '), /by the node/, 'no node failed it');
 });
 
 /**
