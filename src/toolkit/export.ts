@@ -244,6 +244,29 @@ export class ExportJournal {
   }
 }
 
+/**
+ * What of a selection the index does not hold, one line each: a UID with a typo, a de-identified UID
+ * given for an original one, or a modality in lower case selected nothing and exited 0 without a word
+ * (found in the export review).
+ */
+function unmatchedSelection(db: Db, selection: ExportSelection): string[] {
+  const checks: Array<[string, string[] | undefined, string, string | undefined]> = [
+    ['--study', selection.studyInstanceUids, 'SELECT 1 FROM studies WHERE study_instance_uid = ?', 'SELECT 1 FROM r_studies WHERE study_instance_uid = ?'],
+    ['--series', selection.seriesInstanceUids, 'SELECT 1 FROM series WHERE series_instance_uid = ?', 'SELECT 1 FROM r_series WHERE series_instance_uid = ?'],
+    ['--patient', selection.patientIds, 'SELECT 1 FROM patients WHERE patient_id = ?', 'SELECT 1 FROM r_patients WHERE patient_id = ?'],
+    ['--modality', selection.modalities, 'SELECT 1 FROM series WHERE modality = ?', undefined],
+  ];
+  const problems: string[] = [];
+  for (const [option, values, original, deidentified] of checks) {
+    for (const value of values ?? []) {
+      if (db.prepare(original).get(value) !== undefined) continue;
+      const isPseudonym = deidentified !== undefined && db.prepare(deidentified).get(value) !== undefined;
+      problems.push(`${option} ${value} matches nothing in the index${isPseudonym ? `: it is a de-identified value, and ${option} takes the original one` : ''}`);
+    }
+  }
+  return problems;
+}
+
 function selectionFilter(selection: ExportSelection): { where: string; parameters: Record<string, string> } {
   const clauses: string[] = [];
   const parameters: Record<string, string> = {};
@@ -269,6 +292,8 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
     throw new Error(`--out ${options.out} lies inside storage.path: choose a folder outside the session`);
   }
   checkLayout(options.layout);
+  const unmatched = unmatchedSelection(db, options.selection);
+  if (unmatched.length > 0) throw new Error(`${unmatched.join('; ')}: nothing exported`);
   // Files imported in place are the user's originals: an export must never write among them.
   const importedUnder = db.prepare(`SELECT source_path AS path FROM instances WHERE source_path >= ? AND source_path < ? LIMIT 1`);
   if (outs.some((folder) => importedUnder.get(folder + sep, `${folder}${String.fromCharCode(sep.charCodeAt(0) + 1)}`) !== undefined)) {

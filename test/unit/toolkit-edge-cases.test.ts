@@ -1299,3 +1299,27 @@ test('the pseudonym ledger never pairs a pseudonym with a patient it is not the 
     db.close();
   }
 });
+
+// Found in the export review: a selection that matched nothing (a typo, a de-identified UID for an
+// original one, a modality in lower case) exported nothing and exited 0 without a word.
+test('export names the values of a selection that match nothing in the index, and exports nothing', async () => {
+  const { dir, storagePath } = await twoPatientSession('review-export-unmatched', 'Select^Sam');
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    assert.equal((await session.export({ out: join(dir, 'all'), workers: 1 })).written, 2);
+    // A study of the research view, as the node's copies fill it.
+    const deidentifiedStudy = '2.25.4242';
+    const db = new Database(join(storagePath, 'index.sqlite'));
+    db.prepare(`INSERT INTO r_patients (id, patient_key, patient_id) VALUES (1, 'k', 'GPSOMEONE')`).run();
+    db.prepare(`INSERT INTO r_studies (study_instance_uid, patient_pk) VALUES (?, 1)`).run(deidentifiedStudy);
+    db.close();
+    const out = join(dir, 'selected');
+    await assert.rejects(session.export({ out, workers: 1, selection: { studyInstanceUids: ['1.2.3.4.5.typo'] } }), /--study 1\.2\.3\.4\.5\.typo matches nothing in the index/);
+    await assert.rejects(session.export({ out, workers: 1, selection: { patientIds: ['PAT-A', 'NO-SUCH-ID'], modalities: ['ct'] } }), /--patient NO-SUCH-ID matches nothing.*--modality ct matches nothing/);
+    await assert.rejects(session.export({ out, workers: 1, selection: { studyInstanceUids: [deidentifiedStudy] } }), /a de-identified value, and --study takes the original one/);
+    assert.equal(existsSync(out), false, 'nothing written');
+    assert.equal((await session.export({ out, workers: 1, selection: { patientIds: ['PAT-A'], modalities: ['CT'] } })).written, 1);
+  } finally {
+    session.close();
+  }
+});
