@@ -18,6 +18,8 @@ export function checkLayout(layout: string): void {
   if (unknown.length > 0) throw new Error(`--layout: unknown ${unknown.map((keyword) => `{${keyword}}`).join(', ')}; allowed: ${LAYOUT_KEYWORDS.map((keyword) => `{${keyword}}`).join(' ')}`);
   if (!layout.includes('{SOPInstanceUID}')) throw new Error('--layout: must contain {SOPInstanceUID}, or instances would overwrite each other');
   if (layout.startsWith('/') || layout.split('/').some((part) => part === '..' || part === '.')) throw new Error('--layout: must be a relative path without "." or ".." segments');
+  // A trailing or doubled slash passed, and then every instance failed ENOENT (found in the export review).
+  if (layout.split('/').some((part) => part === '')) throw new Error('--layout: must not end in "/" or hold "//": every segment names a folder, the last one the file');
   // The names of half-written files, which a run again deletes (export.ts): exported files so named
   // would be deleted at each resume.
   if (/\.(partial|frames)$/.test(layout)) throw new Error('--layout: file names must not end in .partial or .frames (an export run again deletes such files as half-written)');

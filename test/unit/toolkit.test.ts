@@ -37,6 +37,9 @@ test('a layout is filled with safe path segments, and a bad one is refused with 
   assert.throws(() => checkLayout('{SOPInstanceUID}.partial'), /must not end in \.partial or \.frames/);
   assert.throws(() => checkLayout('{SOPInstanceUID}.frames'), /must not end in/);
   assert.doesNotThrow(() => checkLayout('{SOPInstanceUID}.partial/x.dcm'));
+  // Found in the export review: these passed, and then every instance failed ENOENT.
+  assert.throws(() => checkLayout('{SOPInstanceUID}/'), /must not end in "\/" or hold "\/\/"/);
+  assert.throws(() => checkLayout('{StudyInstanceUID}//{SOPInstanceUID}.dcm'), /must not end in "\/"/);
 });
 
 /** Instance n, received over the network or imported in place (held from forwarding). */
