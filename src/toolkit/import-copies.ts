@@ -13,7 +13,7 @@
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join, normalize, sep } from 'node:path';
+import { basename, join, normalize, sep } from 'node:path';
 import type { Db } from '../db/database.js';
 import { ORIGINALS_DIR } from '../store/object-store.js';
 
@@ -102,6 +102,13 @@ export function settleAbandonedCopyLists(db: Db, storagePath: string): number {
     if (lockHeld(`${stem}.lock`)) continue;
     deleted += settleCopyList(db, storagePath, `${stem}.list`);
     removeLock(stem);
+  }
+  // The lock of an import killed before it noted its first copy has no list beside it: removed once no
+  // process holds it, or one such pair piled up per kill (found in the crash chaos review).
+  for (const name of names) {
+    if (!name.endsWith('.lock')) continue;
+    const stem = join(storagePath, COPY_LISTS_DIR, name.slice(0, -'.lock'.length));
+    if (!names.includes(`${basename(stem)}.list`) && !lockHeld(`${stem}.lock`)) removeLock(stem);
   }
   return deleted;
 }

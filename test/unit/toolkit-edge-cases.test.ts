@@ -1047,6 +1047,26 @@ test('import --copy: the list of an import that still runs is left alone, whatev
   }
 });
 
+// Found in the crash chaos review: an import --copy killed before it noted its first copy left its
+// lock (and SQLite's journal) with no list beside it, and nothing ever removed them.
+test('import --copy: the lock of an import killed before its first copy is removed, the lock of one that runs is not', async () => {
+  const { storagePath } = await importedSession('review-import-copies-lock', 1);
+  const running = openCopyList(storagePath);
+  const folder = join(storagePath, 'import-copies');
+  writeFileSync(join(folder, '4242-0a1b2c3d4e5f.lock'), '');
+  writeFileSync(join(folder, '4242-0a1b2c3d4e5f.lock-journal'), '');
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    assert.equal(settleAbandonedCopyLists(db, storagePath), 0);
+    assert.deepEqual(readdirSync(folder).filter((name) => name.startsWith('4242-')), [], 'the killed import\'s lock is gone');
+    assert.ok(existsSync(running.path.replace(/\.list$/, '.lock')), 'the running import\'s lock stays');
+    running.close();
+    assert.deepEqual(readdirSync(folder), []);
+  } finally {
+    db.close();
+  }
+});
+
 // Suspected in a review: export built its settings unchecked, so a wrong rule failed every instance
 // one by one (the same message thousands of times) instead of stopping the export as a config error.
 test('export: a wrong rule is a config error before anything is written, not a failure of every instance', async () => {
