@@ -220,6 +220,11 @@ export class InstanceIndex {
     };
   }
 
+  /** Whether the instance is indexed as imported from `sourcePath` (gantry import). */
+  importedFrom(sopInstanceUid: string, sourcePath: string): boolean {
+    return this.db.prepare('SELECT 1 FROM instances WHERE sop_instance_uid = ? AND source_path = ?').get(sopInstanceUid, sourcePath) !== undefined;
+  }
+
   findInstance(sopInstanceUid: string): StoredInstance | undefined {
     const row = this.statements.findInstance.get(sopInstanceUid) as (Omit<StoredInstance, 'external'> & { external: number }) | undefined;
     return row ? { ...row, external: row.external === 1 } : undefined;

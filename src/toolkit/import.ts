@@ -313,6 +313,13 @@ function recordBatch(db: Db, index: InstanceIndex, storagePath: string, options:
       }
       const inBatch = fresh.has(result.sopInstanceUid);
       if (inBatch || index.hasInstance(result.sopInstanceUid)) {
+        // Indexed from this very file since the walk began, by another import that runs beside this
+        // one: already indexed, not a duplicate of another file (found in the concurrency review).
+        if (!inBatch && index.importedFrom(result.sopInstanceUid, result.path)) {
+          summary.alreadyIndexed += 1;
+          if (result.copiedTo) orphanCopies.push(result.copiedTo);
+          continue;
+        }
         if (!inBatch && movedHere(index, storagePath, result)) {
           index.relocateImported(result.sopInstanceUid, recordedPath(result, storagePath), result.stamp, result.path, result.copiedTo === undefined, options.forward);
           summary.moved += 1;

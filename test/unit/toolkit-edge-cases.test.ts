@@ -1343,3 +1343,29 @@ test('export names the values of a selection that match nothing in the index, an
     session.close();
   }
 });
+
+// Found in the concurrency review: two imports of one folder at once each counted the files the other
+// had just indexed as "duplicate SOP Instance UIDs", and listed them as left out for another file.
+test('two imports of one folder at once count what the other indexed as already indexed, not as duplicates', async () => {
+  const dir = scratchDir('review-import-concurrent');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  const studyInstanceUid = newUid();
+  const seriesInstanceUid = newUid();
+  for (let n = 0; n < 300; n += 1) {
+    await writeSyntheticFile(join(tree, `${n}.dcm`), { studyInstanceUid, seriesInstanceUid, patientId: 'PAT-TWICE', patientName: 'Twice^Tom', instanceNumber: n + 1, rows: 8, columns: 8 });
+  }
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const connections = [openDatabase(join(storagePath, 'index.sqlite')), openDatabase(join(storagePath, 'index.sqlite'))];
+  try {
+    const summaries = await Promise.all(connections.map((db) => importFolders(db, storagePath, { roots: [tree], copy: false, forward: false, workers: 1 })));
+    for (const summary of summaries) {
+      assert.equal(summary.duplicates, 0, `duplicates reported: ${JSON.stringify(summary.examples)}`);
+      assert.equal(summary.indexed + summary.alreadyIndexed, 300);
+    }
+    assert.equal(summaries.reduce((sum, summary) => sum + summary.indexed, 0), 300);
+  } finally {
+    for (const db of connections) db.close();
+  }
+});
