@@ -25,7 +25,7 @@ import { retentionText } from '../config/schema.js';
 import { withPatientValuesHidden } from '../config/patient-values.js';
 import { commandLogger, createLogger } from '../observability/logger.js';
 import { escapedErrorFields } from '../observability/redact.js';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { DEFAULT_LAYOUT } from '../toolkit/layout.js';
@@ -222,10 +222,12 @@ program
   .description('restore the original attributes of reversibly de-identified files (needs the recipient private key)')
   .requiredOption('-k, --key <file>', 'PEM private key of the deid.encryption recipient certificate')
   .requiredOption('-o, --out <dir>', 'folder for the re-identified files (same names)')
+  .option('--passphrase-env <name>', 'environment variable holding the passphrase of an encrypted --key')
   .argument('<file...>', 'de-identified files')
-  .action(async (files: string[], options: { key: string; out: string }) => {
+  .action(async (files: string[], options: { key: string; out: string; passphraseEnv?: string }) => {
     const { reidentifyFile } = await import('../deid/reidentify.js');
-    const key = readFileSync(options.key, 'utf8');
+    const { readPrivateKey } = await import('./private-key.js');
+    const key = readPrivateKey(options.key, options.passphraseEnv);
     const outputs = reidentifiedPaths(files, options.out);
     mkdirSync(options.out, { recursive: true });
     let failed = 0;

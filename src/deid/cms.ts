@@ -7,7 +7,7 @@
  *
  * (RSA PKCS #1 v1.5 key transport is not used: Node 20 refuses to decrypt it, CVE-2023-46809.)
  */
-import { constants, createCipheriv, createDecipheriv, privateDecrypt, publicEncrypt, randomBytes, X509Certificate } from 'node:crypto';
+import { constants, createCipheriv, createDecipheriv, privateDecrypt, publicEncrypt, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 
 const OID = {
   data: '1.2.840.113549.1.7.1',
@@ -121,7 +121,7 @@ export function envelope(content: Buffer, certificatePem: string | Buffer): Buff
 }
 
 /** Decrypts DER ContentInfo written by `envelope` (or any CMS tool, with the same algorithms). */
-export function openEnvelope(der: Buffer, privateKeyPem: string | Buffer): Buffer {
+export function openEnvelope(der: Buffer, privateKey: string | Buffer | KeyObject): Buffer {
   const contentInfo = read(der);
   const enveloped = child(child(contentInfo, 1), 0);
   const parts = children(enveloped);
@@ -132,7 +132,7 @@ export function openEnvelope(der: Buffer, privateKeyPem: string | Buffer): Buffe
   const recipientFields = children(recipient);
   const encryptedKey = recipientFields[recipientFields.length - 1];
   if (!encryptedKey || encryptedKey.tag !== 0x04) throw new Error('the recipient has no encrypted key');
-  const key = privateDecrypt({ key: privateKeyPem, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, encryptedKey.content);
+  const key = privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha1' }, encryptedKey.content);
   const [, algorithm, encrypted] = children(encryptedContentInfo);
   if (!algorithm || !encrypted) throw new Error('the envelope holds no encrypted content');
   const iv = child(algorithm, 1).content;

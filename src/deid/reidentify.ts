@@ -9,6 +9,7 @@ import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
 import { header, reencodeElements } from '../dicom/reencode.js';
 import { trimUid } from '../dicom/values.js';
 import { FRAGMENT_DESCRIPTIONS } from '../pixels/encapsulated.js';
+import type { KeyObject } from 'node:crypto';
 import { openEnvelope } from './cms.js';
 import { checkBinding } from './envelope-binding.js';
 import { writeAll, writeThenRename } from './deidentify-file.js';
@@ -31,11 +32,11 @@ const ADDED_BY_DEIDENTIFICATION = new Set([0x00120062, 0x00120063, 0x00120064, 0
  * checked (false for one made before Gantry bound them, envelope-binding.ts); `keptSopInstanceUid`:
  * the pixels were redacted, so the instance keeps its de-identified SOP Instance UID.
  */
-export function reidentifyFile(input: string, output: string, privateKeyPem: string): { restored: number; checked: boolean; keptSopInstanceUid: boolean } {
+export function reidentifyFile(input: string, output: string, privateKey: string | KeyObject): { restored: number; checked: boolean; keptSopInstanceUid: boolean } {
   const parsed = parseFile(input);
   try {
     const carrierUid = trimUid(valueOf(parsed.elements, parsed.source, TAG.SOPInstanceUID)?.toString('latin1') ?? '');
-    const decrypted = decryptOriginals(parsed.elements, parsed.source, privateKeyPem, carrierUid);
+    const decrypted = decryptOriginals(parsed.elements, parsed.source, privateKey, carrierUid);
     // Redacted pixels are another object than the original's (the de-identification renamed it for
     // that): given the original's SOP Instance UID, it collided with the unredacted original in a
     // PACS (PS3.3 C.12.1.1.1; found in the reversible pseudonymisation review).
@@ -110,7 +111,7 @@ function pixelsRedacted(elements: readonly ElementNode[], source: ByteSource): b
   return codes.some((item) => valueOf(item.elements, source, TAG.CodeValue)?.toString('latin1').trim() === '113101');
 }
 
-function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, privateKeyPem: string, carrierSopInstanceUid: string) {
+function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, privateKey: string | KeyObject, carrierSopInstanceUid: string) {
   const sequence = elements.find((element) => element.tag === TAG.EncryptedAttributesSequence);
   const item = sequence?.items?.[0];
   if (!item) throw new Error('the file has no Encrypted Attributes Sequence: it was not de-identified reversibly');
@@ -122,7 +123,7 @@ function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, 
   const syntax = trimUid(field(TAG.EncryptedContentTransferSyntaxUID).toString('latin1'));
   const encoding = syntax === '1.2.840.10008.1.2.2' ? 'explicit-be' : syntax === '1.2.840.10008.1.2.1' ? 'explicit-le' : undefined;
   if (!encoding) throw new Error(`encrypted content in transfer syntax ${syntax} is not supported`);
-  const inner = new BufferSource(openEnvelope(field(TAG.EncryptedContent), privateKeyPem));
+  const inner = new BufferSource(openEnvelope(field(TAG.EncryptedContent), privateKey));
   let dataset: ElementNode[];
   try {
     dataset = parseDataset(inner, encoding);

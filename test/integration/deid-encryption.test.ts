@@ -287,3 +287,25 @@ test('a recipient certificate with an RSA key under 2048 bits is a config error 
   const { certificate } = await recipient(dir);
   assert.ok(settingsFor(certificate).encryptFor);
 });
+
+// Found in the reversible pseudonymisation review: the one key that re-identifies everything could
+// only be read unencrypted ("interrupted or cancelled" for a key with a passphrase).
+test('gantry reidentify reads a recipient key kept encrypted, its passphrase named by an environment variable', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-encrypted-key');
+  const { key, certificate } = await recipient(dir);
+  const output = reversiblyDeidentified(dir, 'locked', certificate);
+  const locked = join(dir, 'locked-key.pem');
+  const made = await run('openssl', ['pkcs8', '-topk8', '-in', key, '-out', locked, '-passout', 'pass:a passphrase of the test', '-v2', 'aes-256-cbc']);
+  assert.equal(made.code, 0, made.stderr);
+  const reidentify = (extra: string[], env: Record<string, string> = {}) =>
+    run(process.execPath, [GANTRY_CLI, 'reidentify', '--key', locked, '--out', join(dir, 'back'), ...extra, output], { env: { ...process.env, ...env } });
+  const without = await reidentify([]);
+  assert.notEqual(without.code, 0);
+  assert.match(without.stderr, /is encrypted: name the environment variable that holds its passphrase with --passphrase-env/);
+  const wrong = await reidentify(['--passphrase-env', 'GANTRY_TEST_PASSPHRASE'], { GANTRY_TEST_PASSPHRASE: 'not it' });
+  assert.match(wrong.stderr, /a wrong passphrase/);
+  const right = await reidentify(['--passphrase-env', 'GANTRY_TEST_PASSPHRASE'], { GANTRY_TEST_PASSPHRASE: 'a passphrase of the test' });
+  assert.equal(right.code, 0, right.stderr);
+  assert.match(right.stdout, /attribute\(s\) restored/);
+});
