@@ -289,7 +289,13 @@ export class DeidEngine {
     const retainUids = this.settings.options.has('retainUIDs');
     const sopInstanceUid = finalUid(TAG.SOPInstanceUID) || (retainUids || original.sop === '' ? original.sop : this.pseudonyms.uid(original.sop));
     // Redacted pixel data (streamed) is not an attribute to restore: its original stays out of the envelope.
-    if (this.settings.encryptFor !== undefined) this.encryptOriginals(elements, untouched.filter((element) => isDirty(element) && !element.stream), sopInstanceUid);
+    if (this.settings.encryptFor !== undefined) {
+      // What addMethodAttributes (below) writes over: an earlier de-identification's marks, kept in the
+      // envelope as PS3.15 E.1.2 asks of every value changed (found in the reversible review: lost).
+      // Not BurnedInAnnotation: the pixels stay redacted when re-identified, and its NO stays true.
+      const marked = new Set<number>([TAG.PatientIdentityRemoved, TAG.DeidentificationMethod, TAG.DeidentificationMethodCodeSequence, TAG.LongitudinalTemporalInformationModified]);
+      this.encryptOriginals(elements, untouched.filter((element) => (isDirty(element) && !element.stream) || marked.has(element.tag)), sopInstanceUid);
+    }
     this.addMethodAttributes(elements);
     return {
       audit: this.audit,

@@ -309,3 +309,36 @@ test('gantry reidentify reads a recipient key kept encrypted, its passphrase nam
   assert.equal(right.code, 0, right.stderr);
   assert.match(right.stdout, /attribute\(s\) restored/);
 });
+
+// Found in the reversible pseudonymisation review: the marks of an earlier de-identification
+// (PatientIdentityRemoved, DeidentificationMethod...) were written over and never put in the
+// envelope, so re-identification dropped them (PS3.15 E.1.2: the originals of what changed).
+test('re-identification gives back the marks of an earlier de-identification', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-earlier-marks');
+  const { key, certificate } = await recipient(dir);
+  const sop = '1.2.826.0.1.3680043.99.508.1';
+  const input = join(dir, 'in.dcm');
+  writeFileSync(input, Buffer.concat([
+    encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.2', mediaStorageSopInstanceUid: sop, transferSyntaxUid: '1.2.840.10008.1.2.1' }),
+    encodeDataset([
+      [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.2'],
+      [0x00080018, 'UI', sop],
+      [0x00100010, 'PN', 'Marked^Before'],
+      [0x00100020, 'LO', 'MRN508'],
+      [0x00120062, 'CS', 'YES'],
+      [0x00120063, 'LO', 'AN EARLIER TOOL'],
+      [0x0020000d, 'UI', '1.2.3.4'],
+      [0x0020000e, 'UI', '1.2.3.5'],
+    ]),
+  ]));
+  const output = join(dir, 'deid.dcm');
+  const outcome = deidentifyFile(input, output, { settings: { ...DEFAULT_DEID_SETTINGS, encryptFor: readFileSync(certificate, 'utf8') }, pseudonyms: new Pseudonymizer('the secret of the encryption test') });
+  assert.equal(outcome.kind, 'deidentified');
+  const back = join(dir, 'back.dcm');
+  reidentifyFile(output, back, readFileSync(key, 'utf8'));
+  const parsed = parseFile(back);
+  parsed.close();
+  const value = (tag: number) => parsed.elements.find((element) => element.tag === tag)?.value?.toString('latin1').trim();
+  assert.deepEqual([value(0x00120062), value(0x00120063), value(0x00100010)], ['YES', 'AN EARLIER TOOL', 'Marked^Before']);
+});
