@@ -3,7 +3,7 @@
  * Attributes Sequence of a de-identified file and writes a new file with the original attributes
  * back in place, without the attributes the de-identification added.
  */
-import { BufferSource, parseDataset, parseFile, type ByteSource, type ElementNode } from '../dicom/dataset-tree.js';
+import { BufferSource, parseDataset, parseFile, type ByteSource, type ElementNode, type ItemNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
 import { header, reencodeElements } from '../dicom/reencode.js';
@@ -113,17 +113,38 @@ function pixelsRedacted(elements: readonly ElementNode[], source: ByteSource): b
 
 function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, privateKey: string | KeyObject, carrierSopInstanceUid: string) {
   const sequence = elements.find((element) => element.tag === TAG.EncryptedAttributesSequence);
-  const item = sequence?.items?.[0];
-  if (!item) throw new Error('the file has no Encrypted Attributes Sequence: it was not de-identified reversibly');
-  const field = (tag: number) => {
-    const element = item.elements.find((candidate) => candidate.tag === tag);
-    if (!element) throw new Error(`the Encrypted Attributes Sequence lacks (${tag.toString(16)})`);
-    return element.value ?? Buffer.from(source.read(element.valueOffset, element.length));
-  };
+  const items = sequence?.items ?? [];
+  if (items.length === 0) throw new Error('the file has no Encrypted Attributes Sequence: it was not de-identified reversibly');
+  // PS3.3 C.12.1.1.4.1: one item per recipient. The one this key opens; only the first was tried, and
+  // a file whose first item was for someone else was refused as an OAEP decoding error (found in the
+  // reversible pseudonymisation review).
+  const failures: string[] = [];
+  for (const item of items) {
+    let content: Buffer;
+    try {
+      content = openEnvelope(itemField(item, source, TAG.EncryptedContent), privateKey);
+    } catch (error) {
+      failures.push((error as Error).message);
+      continue;
+    }
+    return originalsIn(content, item, source, carrierSopInstanceUid);
+  }
+  throw new Error(`no item of the Encrypted Attributes Sequence (${items.length}) opens with this key: encrypted for another recipient? (${failures.join('; ')})`);
+}
+
+function itemField(item: ItemNode, source: ByteSource, tag: number): Buffer {
+  const element = item.elements.find((candidate) => candidate.tag === tag);
+  if (!element) throw new Error(`the Encrypted Attributes Sequence lacks (${tag.toString(16)})`);
+  return element.value ?? Buffer.from(source.read(element.valueOffset, element.length));
+}
+
+/** The original attributes in an item's decrypted content, checked against the carrier. */
+function originalsIn(content: Buffer, item: ItemNode, source: ByteSource, carrierSopInstanceUid: string) {
+  const field = (tag: number) => itemField(item, source, tag);
   const syntax = trimUid(field(TAG.EncryptedContentTransferSyntaxUID).toString('latin1'));
   const encoding = syntax === '1.2.840.10008.1.2.2' ? 'explicit-be' : syntax === '1.2.840.10008.1.2.1' ? 'explicit-le' : undefined;
   if (!encoding) throw new Error(`encrypted content in transfer syntax ${syntax} is not supported`);
-  const inner = new BufferSource(openEnvelope(field(TAG.EncryptedContent), privateKey));
+  const inner = new BufferSource(content);
   let dataset: ElementNode[];
   try {
     dataset = parseDataset(inner, encoding);

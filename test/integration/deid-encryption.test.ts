@@ -342,3 +342,43 @@ test('re-identification gives back the marks of an earlier de-identification', a
   const value = (tag: number) => parsed.elements.find((element) => element.tag === tag)?.value?.toString('latin1').trim();
   assert.deepEqual([value(0x00120062), value(0x00120063), value(0x00100010)], ['YES', 'AN EARLIER TOOL', 'Marked^Before']);
 });
+
+// Found in the reversible pseudonymisation review: only the first item of the Encrypted Attributes
+// Sequence was tried (PS3.3 C.12.1.1.4.1 has one per recipient), so a file whose first item was for
+// someone else was refused with an OAEP decoding error.
+test('re-identification opens the item of the Encrypted Attributes Sequence made for its key, wherever it is', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-two-recipients');
+  for (const name of ['a', 'b', 'c']) mkdirSync(join(dir, name));
+  const [first, second, third] = await Promise.all(['a', 'b', 'c'].map((name) => recipient(join(dir, name))));
+  assert.ok(first && second && third);
+  const forA = readFileSync(reversiblyDeidentified(join(dir, 'a'), 'two', first.certificate));
+  const forB = readFileSync(reversiblyDeidentified(join(dir, 'b'), 'two', second.certificate));
+  /** The raw bytes of a file's Encrypted Attributes Sequence, and its items'. */
+  const sequenceOf = (bytes: Buffer) => {
+    const path = join(dir, 'probe.dcm');
+    writeFileSync(path, bytes);
+    const parsed = parseFile(path);
+    const sequence = parsed.elements.find((element) => element.tag === 0x04000500);
+    assert.ok(sequence?.items?.[0]);
+    const whole = Buffer.from(parsed.source.read(sequence.offset, sequence.end - sequence.offset));
+    const item = Buffer.from(parsed.source.read(sequence.items[0].offset, sequence.items[0].end - sequence.items[0].offset));
+    parsed.close();
+    return { whole, item };
+  };
+  const a = sequenceOf(forA);
+  const b = sequenceOf(forB);
+  // B's item first, then A's, in a sequence of undefined length (explicit VR little endian).
+  const header = Buffer.from([0x00, 0x04, 0x00, 0x05, 0x53, 0x51, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+  const both = Buffer.concat([header, b.item, a.item, Buffer.from([0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0])]);
+  const at = forA.indexOf(a.whole);
+  assert.ok(at > 0);
+  const twoItems = join(dir, 'two-items.dcm');
+  writeFileSync(twoItems, Buffer.concat([forA.subarray(0, at), both, forA.subarray(at + a.whole.length)]));
+  const back = join(dir, 'back.dcm');
+  assert.equal(reidentifyFile(twoItems, back, readFileSync(first.key, 'utf8')).checked, true);
+  const parsed = parseFile(back);
+  parsed.close();
+  assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Bound^two');
+  assert.throws(() => reidentifyFile(twoItems, join(dir, 'none.dcm'), readFileSync(third.key, 'utf8')), /no item of the Encrypted Attributes Sequence \(2\) opens with this key/);
+});
