@@ -24,7 +24,7 @@ import { ConfigError, loadConfigFile, SHELL_REFERENCE } from '../config/load.js'
 import { retentionText } from '../config/schema.js';
 import { withPatientValuesHidden } from '../config/patient-values.js';
 import { commandLogger, createLogger } from '../observability/logger.js';
-import { escapedErrorFields } from '../observability/redact.js';
+import { escapedErrorFields, withoutUids } from '../observability/redact.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
@@ -139,9 +139,10 @@ program
         void node.reload(next).then((restartKeys) => {
           if (restartKeys.length > 0) log.warn({ keys: restartKeys }, 'configuration reloaded; these keys take effect after a restart');
           else log.info('configuration reloaded');
-        }, (error: Error) => log.error({ err: error.message }, 'configuration reload refused; the running configuration stays'));
+        }, (error: Error) => log.error({ err: withoutUids(error.message) }, 'configuration reload refused; the running configuration stays'));
       } catch (error) {
-        log.error({ err: (error as Error).message }, 'configuration reload refused; the running configuration stays');
+        // A condition's UIDs (a study withdrawn from research) stay out of the log.
+        log.error({ err: withoutUids((error as Error).message) }, 'configuration reload refused; the running configuration stays');
       }
     };
     if (reloadAskedWhileStarting) reloadConfig();

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml, parseDocument, YAMLError } from 'yaml';
 import { z } from 'zod';
-import { HIDDEN_ATTRIBUTE_KEY, identifiesPatient, namesAttribute } from './patient-values.js';
+import { HIDDEN_ATTRIBUTE_KEY, hiddenInMessages, identifiesPatient, namesAttribute } from './patient-values.js';
 import { configSchema, type GantryConfig } from './schema.js';
 
 /** The config `npm start` and `gantry serve` without --config use: config/gantry.yaml of the package. */
@@ -334,7 +334,9 @@ function aboutPatient(path: ReadonlyArray<PropertyKey>, bad: unknown): boolean {
   const at = path.lastIndexOf('attributes');
   if (at < 0) return false;
   const reference = path[at + 1];
-  return reference === undefined ? identifiesPatient(JSON.stringify(bad) ?? '') : identifiesPatient(String(reference));
+  // Attributes written as a list or a value (the keyword forgotten, `attributes: [MRN1, MRN2]`) hold
+  // values only, and a condition on UIDs lists studies (found in the logs review: both were shown).
+  return reference === undefined ? path.includes('when') || identifiesPatient(JSON.stringify(bad) ?? '') : hiddenInMessages(String(reference));
 }
 
 /** The types a union takes ("string or object"), when the value was of none of them. */

@@ -4,7 +4,7 @@
  * A message about such a value names its key, never the value: a refused reload is logged.
  */
 
-import { tagOfKeyword } from '../dicom/dictionary.js';
+import { tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 
 /** What a message says instead of the value. */
 export const HIDDEN_PATIENT_VALUE = '(hidden: it may identify a patient)';
@@ -27,6 +27,17 @@ export function namesAttribute(key: string): boolean {
  * module's group 0010, or the accession number. */
 export function identifiesPatient(reference: string): boolean {
   return /Patient|Accession/i.test(reference) || /^\(?(0010,[0-9A-F]{4}|0008,0050)\)?$/i.test(reference.trim());
+}
+
+/**
+ * Whether a message about a condition's value on this attribute names the key only: the patient's
+ * identifiers, and UIDs (a rule holding back studies withdrawn from research lists theirs; found in
+ * the logs review, a refused reload logged them).
+ */
+export function hiddenInMessages(reference: string): boolean {
+  if (identifiesPatient(reference)) return true;
+  const tag = /^\(?([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)?$/.exec(reference.trim());
+  return vrOf(tag ? Number.parseInt(`${tag[1]}${tag[2]}`, 16) : (tagOfKeyword(reference.trim()) ?? 0)) === 'UI';
 }
 
 /**

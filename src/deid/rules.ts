@@ -15,7 +15,7 @@
  * A condition matches attribute values of the instance (exact string or number, or a /regular
  * expression/) and the calling AE title. The first rule that names an attribute and matches wins.
  */
-import { HIDDEN_ATTRIBUTE_KEY, HIDDEN_PATIENT_VALUE, identifiesPatient, namesAttribute } from '../config/patient-values.js';
+import { HIDDEN_ATTRIBUTE_KEY, HIDDEN_PATIENT_VALUE, hiddenInMessages, namesAttribute } from '../config/patient-values.js';
 import { regexValue } from '../config/regex-value.js';
 import { keywordOf, tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 import type { ProfileOption } from './profile-types.js';
@@ -140,7 +140,7 @@ export function compileCondition(condition: ConditionConfig | undefined): Compil
       continue;
     }
     try {
-      attributes.push({ tag, test: valueTest(expected, identifiesPatient(reference) ? HIDDEN_PATIENT_VALUE : undefined) });
+      attributes.push({ tag, test: valueTest(expected, hiddenInMessages(reference) ? HIDDEN_PATIENT_VALUE : undefined) });
     } catch (error) {
       problems.push(`when.attributes.${reference}: ${(error as Error).message}`);
     }

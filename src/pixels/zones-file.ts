@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { HIDDEN_ATTRIBUTE_KEY, namesAttribute } from '../config/patient-values.js';
 import { compileZone, ZonesError, type Rect, type ZoneRule } from './zones.js';
 
 const rect = z
@@ -44,7 +45,7 @@ export function parseZones(text: string, source: string): ZoneRule[] {
     throw new ZonesError(`${source}: not valid YAML: ${(error as Error).message.split('\n')[0]}`);
   }
   const parsed = fileSchema.safeParse(document);
-  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `${source}: ${issue.path.length > 0 ? issue.path.join('.') : '(top)'}: ${issue.message}`);
+  const problems = parsed.success ? [] : parsed.error.issues.map((issue) => `${source}: ${issue.path.length > 0 ? zoneKeyOf(issue.path) : '(top)'}: ${issue.message}`);
   // Each zone the schema takes is compiled, also when another is wrong: a typo in a keyword stops
   // start-up instead of matching nothing at run time, and one run names all there is to mend.
   const written = (document as { zones?: unknown } | null)?.zones;
@@ -65,3 +66,8 @@ export function parseZones(text: string, source: string): ZoneRule[] {
   return zones;
 }
 
+/** A key path of the zones file, a key under `match` that names no attribute hidden: `{ PatientID:
+ * MRN1, MRN2 }` is YAML for MRN2 as a key (found in the logs review; the config does the same). */
+function zoneKeyOf(path: ReadonlyArray<PropertyKey>): string {
+  return path.map((part, at) => (at > 0 && path[at - 1] === 'match' && !namesAttribute(String(part)) ? HIDDEN_ATTRIBUTE_KEY : String(part))).join('.');
+}

@@ -19,7 +19,7 @@
  * Reading and checking a zones file is zones-file.ts: the YAML parser and the schema stay out of the
  * worker threads, which only test compiled zones.
  */
-import { HIDDEN_PATIENT_VALUE, identifiesPatient } from '../config/patient-values.js';
+import { HIDDEN_ATTRIBUTE_KEY, HIDDEN_PATIENT_VALUE, hiddenInMessages } from '../config/patient-values.js';
 import { createHash } from 'node:crypto';
 import { regexValue } from '../config/regex-value.js';
 import { tagOfKeyword } from '../dicom/dictionary.js';
@@ -60,11 +60,11 @@ export function compileZone(rule: ZoneRule, where = `zone ${rule.name}`): Compil
   for (const [keyword, expected] of Object.entries(rule.match)) {
     const tag = tagOfKeyword(keyword);
     if (tag === undefined) {
-      problems.push(`${where}: match.${keyword} is not a DICOM keyword (e.g. Manufacturer, ManufacturerModelName, Rows)`);
+      problems.push(`${where}: match.${HIDDEN_ATTRIBUTE_KEY} is not a DICOM keyword (e.g. Manufacturer, ManufacturerModelName, Rows); a list of values is written [a, b]`);
       continue;
     }
     try {
-      conditions.push({ tag, holds: valueTest(expected, `${where}: match.${keyword}`, identifiesPatient(keyword)) });
+      conditions.push({ tag, holds: valueTest(expected, `${where}: match.${keyword}`, hiddenInMessages(keyword)) });
     } catch (error) {
       problems.push((error as Error).message);
     }

@@ -71,7 +71,7 @@ export interface CountingServer {
  * A dcmjs-dimse Server that accepts every storage context in explicit or implicit VR little endian,
  * records each C-STORE request and answers with `statusFor(sopInstanceUid, attempt)`.
  */
-export async function startCountingServer(statusFor: (sopInstanceUid: string, attempt: number) => number = () => 0): Promise<CountingServer> {
+export async function startCountingServer(statusFor: (sopInstanceUid: string, attempt: number) => number = () => 0, errorComment?: string): Promise<CountingServer> {
   const received: string[] = [];
   const { Scp, Server, responses, constants } = dimse;
   class CountingScp extends Scp {
@@ -92,6 +92,7 @@ export async function startCountingServer(statusFor: (sopInstanceUid: string, at
       const attempt = received.filter((seen) => seen === uid).length;
       const response = responses.CStoreResponse.fromRequest(request);
       response.setStatus(statusFor(uid, attempt));
+      if (errorComment !== undefined) response.setErrorComment(errorComment);
       callback(response);
     }
     override associationReleaseRequested(): void {

@@ -259,6 +259,21 @@ test('a bad value of a condition on the patient names its key, never the value',
   assert.deepEqual(problemsOf('deid:\n  rules: [{ action: pass, when: { attributes: { Modality: [US, CT] } } }]\n'), [
     'deid.rules.0.when.attributes.Modality: ["US","CT"] is not allowed; expected string or number',
   ]);
+  // Found in the logs review: attributes written as a list of values (the keyword forgotten), and a
+  // condition on UIDs (studies withdrawn from research), were shown whole.
+  assert.deepEqual(problemsOf('deid:\n  rules: [{ action: quarantine, reason: withdrawn, when: { attributes: [MRN12345, MRN67890] } }]\n'), ['deid.rules.0.when.attributes: (hidden) is not allowed; expected record']);
+  assert.deepEqual(problemsOf('deid:\n  rules: [{ action: quarantine, reason: withdrawn, when: { attributes: { StudyInstanceUID: [1.2.999.555.1, 1.2.999.555.9] } } }]\n'), [
+    'deid.rules.0.when.attributes.StudyInstanceUID: (hidden) is not allowed; expected string or number',
+  ]);
+});
+
+test('a condition on UIDs that is not a regular expression names its key, never the UIDs', async () => {
+  const { compileCondition } = await import('../../src/deid/rules.js');
+  assert.throws(() => compileCondition({ attributes: { StudyInstanceUID: '/^(1.2.999.555.1|1.2.9$/' } }), (error: Error) => {
+    assert.match(error.message, /when\.attributes\.StudyInstanceUID: \(hidden: it may identify a patient\) is not a regular expression/);
+    assert.doesNotMatch(error.message, /1\.2\.999/);
+    return true;
+  });
 });
 
 // Found in a review: a problem at the top level echoed the whole document, so a config written as a
@@ -411,7 +426,7 @@ test('start-up names every problem of the rules, profiles, zones and routes at o
     // A key that names no attribute is not echoed: it may be a value written as a key (below).
     /^deid\.profiles\.0\.rules\.0 \(profile trial, rule 1\): when\.attributes\.\(a key hidden: neither a DICOM keyword nor a tag, it may be a value written as a key\): name a DICOM keyword/m,
     /^deid\.profiles\.0 \(profile trial\): when\.attributes\.PatientID: \(hidden: it may identify a patient\)/m,
-    /zones\.yaml: zones\.0 \(a\): match\.Manufactrer is not a DICOM keyword/,
+    /zones\.yaml: zones\.0 \(a\): match\.\(a key hidden: neither a DICOM keyword nor a tag, it may be a value written as a key\) is not a DICOM keyword/,
     /zones\.yaml: zones\.0 \(a\): match\.Modality: .*Unterminated character class/,
     /zones\.yaml: zones\.1\.rects\.0\.2: /,
     /zones\.yaml: zones\.2 \(c\): match\.PatientID: not a valid regular expression \(hidden: it may identify a patient\)/,

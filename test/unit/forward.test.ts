@@ -798,3 +798,20 @@ test('the association log counts requests never sent apart from failures', async
   assert.equal(done?.sent, peer.stored.length);
   assert.ok((done?.unsent ?? 0) > 0, JSON.stringify(done));
 });
+
+// Found in the logs review: a destination's Error Comment went to the log, the outbox and gantry status
+// with only its UIDs masked; PACS quote the values they read ('...' or [...]).
+test('a failure a destination explains quoting values is recorded without them', async (t) => {
+  const storagePath = scratchDir('forward-error-comment');
+  const items = storedItems(storagePath, 1, EXPLICIT);
+  const recorded: string[] = [];
+  const { outbox } = fakeOutbox(items, { markRetry: (_item: OutboxItem, _at: number, _status: string, error: string) => recorded.push(error) });
+  const peer = await startCountingServer(() => 0xa700, "Patient 'GPKEPTNAME' [KEPT-ID-42] rejected");
+  t.after(() => peer.close());
+  const forwarder = new Forwarder({ outbox, storagePath, transcoder: asStored, log: silentLogger(), pollMs: 50, settings: () => forwardSettings(peer.port) });
+  forwarder.start();
+  t.after(() => forwarder.stop(1000));
+  await waitUntil('the failure recorded', 5000, () => recorded.length > 0);
+  assert.match(recorded[0] as string, /0xA700/i);
+  assert.doesNotMatch(recorded[0] as string, /GPKEPTNAME|KEPT-ID-42/);
+});

@@ -104,7 +104,14 @@ test('every problem names the zone and the key', () => {
     }
     assert.fail('no error');
   };
-  assert.match(problem('zones:\n  - { name: a, match: { Manufactrer: ACME }, rects: [[0, 0, 1, 1]] }\n'), /zones\.0 \(a\): match\.Manufactrer is not a DICOM keyword/);
+  assert.match(problem('zones:\n  - { name: a, match: { Manufactrer: ACME }, rects: [[0, 0, 1, 1]] }\n'), /zones\.0 \(a\): match\.\(a key hidden: .*\) is not a DICOM keyword/);
+  // Found in the logs review: a list written without its brackets, { PatientID: MRN1, MRN2 }, is YAML
+  // for MRN2 as a key, and the message (logged when a reload is refused) named it.
+  const listWithoutBrackets = problem('zones:\n  - { name: a, match: { PatientID: MRN900, MRN901 }, rects: [[0, 0, 1, 1]] }\n');
+  assert.doesNotMatch(listWithoutBrackets, /MRN90/);
+  assert.match(listWithoutBrackets, /match\.\(a key hidden/);
+  // Nor are the UIDs of a condition on them (studies withdrawn from research) quoted in an error.
+  assert.doesNotMatch(problem('zones:\n  - { name: a, match: { StudyInstanceUID: "/^(1.2.999.555.1|1.2.9$/" }, rects: [[0, 0, 1, 1]] }\n'), /1\.2\.999/);
   assert.match(problem('zones:\n  - { name: a, match: { Modality: US } }\n'), /zones\.0: a zone needs rects, or outsideUltrasoundRegions: true/);
   assert.match(problem('zones:\n  - { name: a, match: { Modality: "/[/" }, rects: [[0, 0, 1, 1]] }\n'), /zones\.0 \(a\): match\.Modality: Invalid regular expression/);
   assert.match(problem('zones:\n  - { name: a, match: {}, rects: [[0, 0, 1, 1]] }\n'), /zones\.0\.match: a zone needs at least one attribute/);
