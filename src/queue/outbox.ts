@@ -583,7 +583,9 @@ export class Outbox {
     const givenUp = state === 'sent' ? 0 : this.settleGivenUp(state, destination, range);
     const deleted = this.db
       .prepare(
-        `DELETE FROM forward_outbox WHERE instance_pk > @after AND instance_pk <= @upTo
+        // By the instance index: by the state index each page read every item in the state (found in
+        // the review of the session's diff: 54 s against 0.8 s for 300,000 instances).
+        `DELETE FROM forward_outbox INDEXED BY forward_outbox_instance WHERE instance_pk > @after AND instance_pk <= @upTo
            AND state = @state AND (@destination IS NULL OR destination = @destination)
            AND (state != 'sent' OR NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = forward_outbox.instance_pk
              AND i.state = 'deidentified' AND i.routed_at = forward_outbox.routed_at))`,

@@ -382,3 +382,30 @@ test('re-identification opens the item of the Encrypted Attributes Sequence made
   assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Bound^two');
   assert.throws(() => reidentifyFile(twoItems, join(dir, 'none.dcm'), readFileSync(third.key, 'utf8')), /no item of the Encrypted Attributes Sequence \(2\) opens with this key/);
 });
+
+// Found in the review of the session's diff: the binding names the instance by its File Meta
+// Information's UID when its dataset has no SOPInstanceUID, and re-identification compared with the
+// dataset's alone, refusing such an instance as made for another.
+test('an instance without SOPInstanceUID in its dataset is re-identified, bound by its File Meta Information', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-no-sop');
+  const { key, certificate } = await recipient(dir);
+  const input = join(dir, 'in.dcm');
+  writeFileSync(input, Buffer.concat([
+    encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.2', mediaStorageSopInstanceUid: '1.2.826.0.1.3680043.99.509.1', transferSyntaxUid: '1.2.840.10008.1.2.1' }),
+    encodeDataset([
+      [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.2'],
+      [0x00100010, 'PN', 'Meta^Only'],
+      [0x00100020, 'LO', 'MRN509'],
+      [0x0020000d, 'UI', '1.2.3.4'],
+      [0x0020000e, 'UI', '1.2.3.5'],
+    ]),
+  ]));
+  const output = join(dir, 'deid.dcm');
+  assert.equal(deidentifyFile(input, output, { settings: { ...DEFAULT_DEID_SETTINGS, encryptFor: readFileSync(certificate, 'utf8') }, pseudonyms: new Pseudonymizer('the secret of the encryption test') }).kind, 'deidentified');
+  const back = join(dir, 'back.dcm');
+  assert.equal(reidentifyFile(output, back, readFileSync(key, 'utf8')).checked, true);
+  const parsed = parseFile(back);
+  parsed.close();
+  assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Meta^Only');
+});
