@@ -12,7 +12,7 @@
  */
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join, normalize, sep } from 'node:path';
 import type { Db } from '../db/database.js';
 import { ORIGINALS_DIR } from '../store/object-store.js';
@@ -104,13 +104,30 @@ export function settleAbandonedCopyLists(db: Db, storagePath: string): number {
     removeLock(stem);
   }
   // The lock of an import killed before it noted its first copy has no list beside it: removed once no
-  // process holds it, or one such pair piled up per kill (found in the crash chaos review).
+  // process holds it, or one such pair piled up per kill (found in the crash chaos review). Not a young
+  // one: an import creates its lock file and then takes the lock, and a lock removed (or probed) in
+  // between left that import's copies without one, deleted by the next settle (found in the review of
+  // the session's diff).
   for (const name of names) {
     if (!name.endsWith('.lock')) continue;
     const stem = join(storagePath, COPY_LISTS_DIR, name.slice(0, -'.lock'.length));
-    if (!names.includes(`${basename(stem)}.list`) && !lockHeld(`${stem}.lock`)) removeLock(stem);
+    if (names.includes(`${basename(stem)}.list`) || youngerThan(`${stem}.lock`, LOCK_GRACE_MS)) continue;
+    if (!lockHeld(`${stem}.lock`)) removeLock(stem);
   }
   return deleted;
+}
+
+/** How old a lock without a list must be before it is looked at: far more than an import takes
+ * from creating its lock file to holding it. */
+const LOCK_GRACE_MS = 60_000;
+
+/** Whether the file was modified less than `ms` ago (or is gone: nothing to remove). */
+function youngerThan(path: string, ms: number): boolean {
+  try {
+    return Date.now() - statSync(path).mtimeMs < ms;
+  } catch {
+    return true;
+  }
 }
 
 /** The lock file and the journal SQLite may leave beside it. */

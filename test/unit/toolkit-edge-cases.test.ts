@@ -3,7 +3,7 @@
  * states a promise of the toolkit, and failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join, relative } from 'node:path';
 import { test } from 'node:test';
@@ -1055,10 +1055,18 @@ test('import --copy: the lock of an import killed before its first copy is remov
   const folder = join(storagePath, 'import-copies');
   writeFileSync(join(folder, '4242-0a1b2c3d4e5f.lock'), '');
   writeFileSync(join(folder, '4242-0a1b2c3d4e5f.lock-journal'), '');
+  // Killed two minutes ago.
+  const then = new Date(Date.now() - 120_000);
+  utimesSync(join(folder, '4242-0a1b2c3d4e5f.lock'), then, then);
+  // Found in the review of the session's diff: an import creates its lock file and then takes the
+  // lock; one not held yet, just made, is an import starting, not one killed.
+  writeFileSync(join(folder, '4343-0a1b2c3d4e5f.lock'), '');
   const db = openDatabase(join(storagePath, 'index.sqlite'));
   try {
     assert.equal(settleAbandonedCopyLists(db, storagePath), 0);
     assert.deepEqual(readdirSync(folder).filter((name) => name.startsWith('4242-')), [], 'the killed import\'s lock is gone');
+    assert.ok(existsSync(join(folder, '4343-0a1b2c3d4e5f.lock')), 'a lock just made stays');
+    rmSync(join(folder, '4343-0a1b2c3d4e5f.lock'));
     assert.ok(existsSync(running.path.replace(/\.list$/, '.lock')), 'the running import\'s lock stays');
     running.close();
     assert.deepEqual(readdirSync(folder), []);
