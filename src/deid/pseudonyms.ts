@@ -116,6 +116,9 @@ const MAX_REMEMBERED_KEY = 256;
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
+/** The forms of patientId() and patientName(): 10 and 5 bytes of a digest in base32. */
+export const PSEUDONYM_FORMS = { PatientID: /^GP[A-Z2-7]{16}$/, PatientName: /^ANONYMOUS\^[A-Z2-7]{8}$/ } as const;
+
 /** RFC 4648 base32 without padding: letters and digits only, safe in LO, SH and PN values. */
 function base32(bytes: Buffer): string {
   let out = '';

@@ -12,7 +12,7 @@ import type { BaseSettings } from '../deid/decide.js';
 import { planDeidentification, type DeidPlan } from '../deid/deidentify-file.js';
 import { AnotherInstanceError, heldOriginal, type OriginalOrigin } from '../deid/original-check.js';
 import { residualRiskReason } from '../deid/release-policy.js';
-import { Pseudonymizer, type PatientKey } from '../deid/pseudonyms.js';
+import { Pseudonymizer, PSEUDONYM_FORMS, type PatientKey } from '../deid/pseudonyms.js';
 import type { CompiledProfile } from '../deid/rules.js';
 import { SettingsCache, type SharedSettings } from '../deid/shared-settings.js';
 import type { ReleaseOverride } from '../index/deid-work.js';
@@ -122,16 +122,24 @@ class DamagedCopyError extends Error {
 }
 
 /**
- * The pseudonymous PatientID and PatientName an exported file carries, for the pseudonym ledger, when
- * they are the pseudonyms of the patient the index files it under. An instance of a study that moved
- * to another patient (a correction sent again for some of its instances) carries its own patient's:
- * recorded under the study's patient, the ledger led from that pseudonym to the wrong patient (found
- * in the export review). Such a file's pair is not recorded.
+ * The pseudonymous PatientID and PatientName an exported file carries, for the pseudonym ledger. An
+ * instance of a study that moved to another patient (a correction sent again for some of its
+ * instances) carries its own patient's pseudonyms: recorded under the study's patient, the ledger led
+ * from them to the wrong patient (found in the export review). A value in the form of Gantry's
+ * pseudonyms that is not this patient's is such a one, and is not recorded; any other value (this
+ * patient's, or one a replace rule wrote) is.
  */
 function ledgerPseudonyms(values: LayoutValues, patient: PatientKey | undefined): { pseudonyms?: { PatientID?: string; PatientName?: string } } {
-  const { PatientID, PatientName } = values;
-  if (patient === undefined || PatientID === undefined || PatientID === null || String(PatientID) !== pseudonyms.patientId(patient)) return {};
-  return { pseudonyms: { PatientID: String(PatientID), ...(PatientName !== undefined && PatientName !== null ? { PatientName: String(PatientName) } : {}) } };
+  if (patient === undefined) return {};
+  const recorded: { PatientID?: string; PatientName?: string } = {};
+  for (const kind of ['PatientID', 'PatientName'] as const) {
+    const value = values[kind];
+    if (value === undefined || value === null) continue;
+    const text = String(value);
+    const own = kind === 'PatientID' ? pseudonyms.patientId(patient) : pseudonyms.patientName(patient);
+    if (text === own || !PSEUDONYM_FORMS[kind].test(text)) recorded[kind] = text;
+  }
+  return Object.keys(recorded).length > 0 ? { pseudonyms: recorded } : {};
 }
 
 /** The original de-identified now: held back (nothing written), or written to its place in the layout. */

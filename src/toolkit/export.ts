@@ -116,6 +116,7 @@ type SelectedInstance = Record<LayoutKeyword, string | number | null> & {
   originalPatientId: string | null;
   originalPatientName: string | null;
   originalIssuerOfPatientId: string;
+  originalStudyInstanceUid: string;
 };
 
 /** Which original PatientID and PatientName an exported file's pseudonyms stand for, with the issuer
@@ -179,7 +180,8 @@ export class ExportJournal {
         rse.series_instance_uid AS SeriesInstanceUID, ri.sop_instance_uid AS SOPInstanceUID, rse.modality AS Modality,
         rst.study_date AS StudyDate, rse.series_number AS SeriesNumber, ri.instance_number AS InstanceNumber,
         rst.study_id AS StudyID, rst.accession_number AS AccessionNumber,
-        p.patient_id AS originalPatientId, p.patient_name AS originalPatientName, p.issuer_of_patient_id AS originalIssuerOfPatientId
+        p.patient_id AS originalPatientId, p.patient_name AS originalPatientName, p.issuer_of_patient_id AS originalIssuerOfPatientId,
+        st.study_instance_uid AS originalStudyInstanceUid
       ${pageFrom} ${research} ${where} AND i.id > @afterId AND NOT EXISTS (${exported})
       ORDER BY i.id LIMIT ${PAGE}`);
     this.countSelected = db.prepare(`SELECT count(*) AS count ${from} ${where}`);
@@ -491,8 +493,9 @@ function needsOriginal(row: SelectedInstance): boolean {
 
 function exportItem(row: SelectedInstance, storagePath: string, renamesOf: (row: SelectedInstance) => Map<string, string>): ExportItem {
   const original = row.originalDeletedAt === null ? originalOf(row, storagePath, renamesOf) : undefined;
-  const ledgerPatient = row.originalPatientId ? { patientId: row.originalPatientId, issuerOfPatientId: row.originalIssuerOfPatientId } : undefined;
-  const common = { id: row.id, ...(original ? { original } : {}), ...(ledgerPatient ? { ledgerPatient } : {}) };
+  // The key the engine makes (pseudonyms.ts): without a PatientID, the study stands for the patient.
+  const ledgerPatient = { patientId: row.originalPatientId ?? '', issuerOfPatientId: row.originalIssuerOfPatientId, studyInstanceUid: row.originalStudyInstanceUid };
+  const common = { id: row.id, ...(original ? { original } : {}), ledgerPatient };
   if (row.deidFilePath !== null && row.SOPInstanceUID !== null) {
     // The research view's columns are named by the layout's keywords.
     const values: LayoutValues = Object.fromEntries(LAYOUT_KEYWORDS.map((keyword) => [keyword, row[keyword]]));

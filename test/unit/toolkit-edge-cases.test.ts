@@ -1377,3 +1377,29 @@ test('two imports of one folder at once count what the other indexed as already 
     for (const db of connections) db.close();
   }
 });
+
+// Found in the review of the session's diff: the check above first dropped what the ledger held before
+// it: the PatientName pseudonym of a patient without a PatientID (the study stands for the patient),
+// and the PatientID a replace rule wrote.
+test('the pseudonym ledger keeps the name of a patient without an ID, and a PatientID a rule wrote', async () => {
+  const dir = scratchDir('review-export-ledger-kept');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  await writeSyntheticFile(join(tree, 'no-id.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: '', patientName: 'Nobody^Known', rows: 8, columns: 8 });
+  await writeSyntheticFile(join(tree, 'with-id.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'MRN-RULED', patientName: 'Ruled^Rita', rows: 8, columns: 8 });
+  const { storagePath } = await importInPlace(dir, tree);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET, rules: [{ attribute: 'PatientID', action: 'replace', value: 'SUBJ-01', when: { attributes: { PatientID: 'MRN-RULED' } } }] } } });
+  try {
+    assert.equal((await session.export({ out: join(dir, 'out'), workers: 1 })).written, 2);
+  } finally {
+    session.close();
+  }
+  const db = new Database(join(storagePath, 'index.sqlite'), { readonly: true });
+  try {
+    const rows = db.prepare(`SELECT kind, original, pseudonym FROM pseudonym_map ORDER BY kind, original`).all() as Array<{ kind: string; original: string; pseudonym: string }>;
+    assert.ok(rows.some((row) => row.kind === 'PatientName' && row.original === 'Nobody^Known'), JSON.stringify(rows));
+    assert.ok(rows.some((row) => row.kind === 'PatientID' && row.original === 'MRN-RULED' && row.pseudonym === 'SUBJ-01'), JSON.stringify(rows));
+  } finally {
+    db.close();
+  }
+});
