@@ -64,6 +64,9 @@ export type NegotiationOutcome =
       operationsWindow: number;
     };
 
+/** Explicit, then implicit VR little endian (PS3.5 A.2, A.1). */
+const LITTLE_ENDIAN_SYNTAXES: readonly string[] = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
+
 function reject(label: RejectLabel, result: number, source: number, reason: number, why: string): NegotiationOutcome {
   return { kind: 'reject', reject: { result, source, reason }, why, label };
 }
@@ -84,11 +87,21 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
   }
 
   const contexts = new Map<number, NegotiatedContext>();
+  const mayGet = policy.mayGet?.(rq.callingAeTitle, remoteAddress) ?? false;
+  // The storage classes whose SCP role the caller will be granted (replyToRoleSelections): on those
+  // contexts Gantry sends the instances of a C-GET.
+  const sentOn = new Set(mayGet ? rq.userInformation.roleSelections.filter((role) => role.scpRole).map((role) => role.sopClassUid) : []);
   const results: AcceptedContext[] = rq.presentationContexts.map((context) => {
     const service = policy.serviceFor(context.abstractSyntax, rq.callingAeTitle, remoteAddress);
     if (service === undefined) return { id: context.id, result: ContextResult.AbstractSyntaxNotSupported, transferSyntax: context.transferSyntaxes[0] ?? '' };
-    // The caller lists its syntaxes in its order of preference; take the first one Gantry reads.
-    const chosen = context.transferSyntaxes.find((syntax) => policy.transferSyntaxAccepted(service, syntax));
+    const readable = context.transferSyntaxes.filter((syntax) => policy.transferSyntaxAccepted(service, syntax));
+    // The caller lists its syntaxes in its order of preference; take the first one Gantry reads. Where
+    // Gantry sends (a C-GET's storage contexts), a little-endian one first: Gantry sends what it holds
+    // or its little-endian form and encodes nothing, and a first JPEG accepted there failed every
+    // sub-operation though the caller offered little endian beside it (PS3.8 9.3.3.2 lets the
+    // acceptor choose; found in the retrieve review).
+    const sendable = service === 'storage' && sentOn.has(context.abstractSyntax) ? readable.find((syntax) => LITTLE_ENDIAN_SYNTAXES.includes(syntax)) : undefined;
+    const chosen = sendable ?? readable[0];
     if (chosen === undefined) return { id: context.id, result: ContextResult.TransferSyntaxesNotSupported, transferSyntax: context.transferSyntaxes[0] ?? '' };
     contexts.set(context.id, { id: context.id, abstractSyntax: context.abstractSyntax, transferSyntax: chosen, service });
     return { id: context.id, result: ContextResult.Acceptance, transferSyntax: chosen };
@@ -112,7 +125,7 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
     maxPduLength: policy.maxPduLength,
     implementationClassUid: policy.implementationClassUid,
     implementationVersionName: policy.implementationVersionName,
-    roleSelections: replyToRoleSelections(offered.roleSelections, contexts, policy.mayGet?.(rq.callingAeTitle, remoteAddress) ?? false),
+    roleSelections: replyToRoleSelections(offered.roleSelections, contexts, mayGet),
     extendedNegotiations: [],
   };
   let operationsWindow = 1;

@@ -244,6 +244,35 @@ test('C-GET of instances received in Explicit VR Big Endian reaches getscu, whic
   }
 });
 
+// Found in the retrieve review: on a C-GET's storage contexts Gantry took the caller's first syntax it
+// reads, JPEG Lossless for getscu +xs, big endian for +xb, though it sends only what it holds or its
+// little-endian form: every sub-operation failed, with little endian proposed in the same context.
+test('C-GET takes a little-endian syntax for the storage contexts it sends on, whatever the caller lists first', async (t) => {
+  const file = join(PYDICOM_TEST_FILES, 'CT_small.dcm');
+  if (!(await needPeers(t, 'storescu', 'getscu', file))) return;
+  const dir = scratchDir('retrieve-get-preference');
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    query: { sourceCallers: ['HOSPITAL@127.0.0.1'], sourceRetrievesOriginals: true, moveDestinations: [] },
+  });
+  t.after(() => gantry.stop());
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, [file], [])).acknowledged.length, 1);
+  // An instance still waiting for de-identification is not retrieved (a failed sub-operation).
+  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
+  const [row] = indexedRows(gantry.storagePath);
+  assert.ok(row);
+  for (const preference of ['+xs', '+xb']) {
+    const getDir = join(dir, `got${preference}`);
+    await mkdir(getDir);
+    const got = await run('getscu', ['-v', '-S', preference, '-aet', 'HOSPITAL', '-aec', 'GANTRY', '-od', getDir, '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${row.studyInstanceUid}`, '127.0.0.1', String(gantry.port)], {
+      env: DCMTK_ENV,
+      timeoutMs: 60_000,
+    });
+    const output = `${got.stdout}${got.stderr}`;
+    assert.match(output, /Received C-GET Response \(Success\)[^]*Number of Completed Suboperations : 1/, `${preference}: ${output}`);
+    assert.equal(readdirSync(getDir).length, 1, `${preference}: the instance arrives`);
+  }
+});
+
 test('a sub-operation no presentation context can carry is named in the log and the Error Comment, not only counted', async (t) => {
   if (!(await needPeers(t, 'dcmsend', 'movescu', 'storescp'))) return;
   const dir = scratchDir('retrieve-no-context');
