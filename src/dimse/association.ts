@@ -325,6 +325,11 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
       return;
     }
     this.closeWhenIdle = true;
+    // Queries and retrieves under way end as a C-CANCEL ends them, each with its final response (a
+    // retrieve's counts and failed list, PS3.4 C.4.2.3.1): left to run, a C-MOVE kept starting
+    // sub-operations through the grace period, and its caller was then aborted without either (found
+    // in the retrieve review).
+    for (const find of this.finds.values()) find.abort();
     this.abortIfIdle();
   }
 

@@ -268,6 +268,11 @@ export class MoveService {
       failed.push(...files.map((file) => file.sopInstanceUid));
       return;
     }
+    // A C-CANCEL (or a stop) ends the sub-operation on the wire too: awaited, one a destination did
+    // not answer held the Cancel response up to forward.responseTimeoutSeconds (found in the retrieve
+    // review). It counts as failed, and goes on the Failed SOP Instance UID List.
+    const cancel = () => association.abort(new AssociationError('the C-MOVE was cancelled', 'aborted'));
+    signal.addEventListener('abort', cancel, { once: true });
     try {
       for (const file of files) {
         if (signal.aborted) break;
@@ -275,8 +280,9 @@ export class MoveService {
         count(counts, failed, file, await this.sendOne(association, request, file, unsendable));
         yield { ...counts };
       }
-      await association.release();
+      if (!signal.aborted) await association.release();
     } finally {
+      signal.removeEventListener('abort', cancel);
       association.abort();
     }
   }

@@ -18,7 +18,12 @@ import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { DCMTK_ENV, freePort, GANTRY_CLI, run } from '../helpers/processes.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { indexedRows } from '../helpers/stored.js';
-import { newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { encodeDataset, newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { RawAssociation } from '../helpers/raw-association.js';
+import { CommandField, DATASET_PRESENT, NO_DATASET, type DimseCommand } from '../../src/dimse/command.js';
+
+const STUDY_ROOT_MOVE = '1.2.840.10008.5.1.4.1.2.2.2';
+const EXPLICIT_LE = '1.2.840.10008.1.2.1';
 
 function movescu(port: number, calling: string, destination: string, keys: string[]) {
   return run('movescu', ['-v', '-S', '-aet', calling, '-aec', 'GANTRY', '-aem', destination, ...keys.flatMap((key) => ['-k', key]), '127.0.0.1', String(port)], {
@@ -308,4 +313,66 @@ test('a sub-operation no presentation context can carry is named in the log and 
   const warning = gantry.output().split('\n').find((line) => line.includes('no presentation context')) ?? '';
   assert.ok(warning.includes(`${csaNonImage} in 1.2.840.10008.1.2.1`) && warning.includes('"destination":"ARCHIVE"'), warning);
   assert.ok(!warning.includes('Private') && !warning.includes('CSA-1') && !warning.includes(study), 'no value of the instance');
+});
+
+// Found in the retrieve review: a C-CANCEL was looked at only between sub-operations, so one a
+// destination did not answer held the Cancel response up to forward.responseTimeoutSeconds (300 s).
+test('a C-CANCEL ends a C-MOVE at once while its destination holds a sub-operation, that instance counted as failed', async (t) => {
+  const file = join(PYDICOM_TEST_FILES, 'CT_small.dcm');
+  if (!(await needPeers(t, 'storescu', 'storescp', file))) return;
+  const dir = scratchDir('retrieve-cancel');
+  // Two destinations that hold every store 60 s (one association at a time each).
+  const slow = await startStorescp(join(dir, 'slow'), ['-aet', 'SLOW', '--sleep-during', '60']);
+  t.after(() => slow.stop());
+  const slower = await startStorescp(join(dir, 'slower'), ['-aet', 'SLOWER', '--sleep-during', '60']);
+  t.after(() => slower.stop());
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    query: {
+      sourceCallers: ['HOSPITAL@127.0.0.1'],
+      sourceRetrievesOriginals: true,
+      moveDestinations: [
+        { aeTitle: 'SLOW', host: '127.0.0.1', port: slow.port, sourceSide: true },
+        { aeTitle: 'SLOWER', host: '127.0.0.1', port: slower.port, sourceSide: true },
+      ],
+    },
+  });
+  t.after(() => gantry.stop());
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, [file], [])).acknowledged.length, 1);
+  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
+  const [row] = indexedRows(gantry.storagePath);
+  assert.ok(row);
+  const raw = await RawAssociation.open(gantry.port);
+  t.after(() => raw.destroy());
+  assert.equal((await raw.associate({ called: gantry.aeTitle, calling: 'HOSPITAL', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+  raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId: 1, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, moveDestination: 'SLOW', commandDataSetType: DATASET_PRESENT });
+  raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', row.studyInstanceUid]]));
+  await waitUntil('the destination holds the sub-operation', 15_000, () => slow.requests() === 1);
+  const cancelledAt = Date.now();
+  raw.sendCommand(1, { commandField: CommandField.CCancelRq, messageIdBeingRespondedTo: 1, commandDataSetType: NO_DATASET });
+  let final: DimseCommand | undefined;
+  while (!final && Date.now() - cancelledAt < 20_000) {
+    const event = await raw.next(20_000 - (Date.now() - cancelledAt));
+    if (event.kind === 'command' && event.command.status !== 0xff00) final = event.command;
+    else if (event.kind !== 'command') assert.fail(`the association ended: ${event.kind}`);
+  }
+  assert.ok(Date.now() - cancelledAt < 10_000, `the Cancel response came ${Date.now() - cancelledAt} ms after the C-CANCEL`);
+  assert.equal(final?.status, 0xfe00);
+  assert.equal(final?.numberOfFailedSuboperations, 1);
+
+  // Found in the same review: a stop let a C-MOVE run through its grace period, then aborted its
+  // caller without a final response. It ends as a C-CANCEL ends it.
+  raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId: 2, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, moveDestination: 'SLOWER', commandDataSetType: DATASET_PRESENT });
+  raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', row.studyInstanceUid]]));
+  await waitUntil('the other destination holds its sub-operation', 15_000, () => slower.requests() === 1);
+  const stopping = gantry.stop('SIGTERM');
+  let last: DimseCommand | undefined;
+  const stoppedAt = Date.now();
+  while (!last && Date.now() - stoppedAt < 20_000) {
+    const event = await raw.next(20_000 - (Date.now() - stoppedAt));
+    if (event.kind === 'command' && event.command.status !== 0xff00) last = event.command;
+    else if (event.kind !== 'command') break;
+  }
+  await stopping;
+  assert.equal(last?.status, 0xfe00, 'a final response before the association ended');
+  assert.equal(last?.messageIdBeingRespondedTo, 2);
 });
