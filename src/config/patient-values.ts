@@ -4,7 +4,7 @@
  * A message about such a value names its key, never the value: a refused reload is logged.
  */
 
-import { tagOfKeyword, vrOf } from '../dicom/dictionary.js';
+import { keywordOf, tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 
 /** What a message says instead of the value. */
 export const HIDDEN_PATIENT_VALUE = '(hidden: it may identify a patient)';
@@ -36,8 +36,10 @@ export function identifiesPatient(reference: string): boolean {
  */
 export function hiddenInMessages(reference: string): boolean {
   if (identifiesPatient(reference)) return true;
-  const tag = /^\(?([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)?$/.exec(reference.trim());
-  return vrOf(tag ? Number.parseInt(`${tag[1]}${tag[2]}`, 16) : (tagOfKeyword(reference.trim()) ?? 0)) === 'UI';
+  const written = /^\(?([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)?$/.exec(reference.trim());
+  const tag = written ? Number.parseInt(`${written[1]}${written[2]}`, 16) : (tagOfKeyword(reference.trim()) ?? 0);
+  // A class or syntax UID names a kind of object, no one's (found in the review of the session's diff).
+  return vrOf(tag) === 'UI' && !/ClassUID|TransferSyntaxUID/.test(keywordOf(tag) ?? '');
 }
 
 /**

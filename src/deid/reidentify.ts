@@ -35,8 +35,8 @@ const ADDED_BY_DEIDENTIFICATION = new Set([0x00120062, 0x00120063, 0x00120064, 0
 export function reidentifyFile(input: string, output: string, privateKey: string | KeyObject): { restored: number; checked: boolean; keptSopInstanceUid: boolean } {
   const parsed = parseFile(input);
   try {
-    // An instance without SOPInstanceUID is named by its File Meta Information's, as the engine bound it.
-    const carrierUid = trimUid(valueOf(parsed.elements, parsed.source, TAG.SOPInstanceUID)?.toString('latin1') ?? parsed.meta.get(0x0003)?.toString('latin1') ?? '');
+    // An instance without a SOPInstanceUID (or an empty one) is named by its File Meta Information's, as the engine bound it.
+    const carrierUid = trimUid(valueOf(parsed.elements, parsed.source, TAG.SOPInstanceUID)?.toString('latin1') ?? '') || trimUid(parsed.meta.get(0x0003)?.toString('latin1') ?? '');
     const decrypted = decryptOriginals(parsed.elements, parsed.source, privateKey, carrierUid);
     // Redacted pixels are another object than the original's (the de-identification renamed it for
     // that): given the original's SOP Instance UID, it collided with the unredacted original in a

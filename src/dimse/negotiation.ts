@@ -3,6 +3,7 @@
  * may call, which abstract syntaxes map to which service, and which transfer syntaxes each accepts.
  */
 import type { RejectLabel } from './observer.js';
+import { hasLittleEndianForm } from './store-contexts.js';
 import {
   ContextResult,
   DICOM_APPLICATION_CONTEXT,
@@ -88,19 +89,23 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
 
   const contexts = new Map<number, NegotiatedContext>();
   const mayGet = policy.mayGet?.(rq.callingAeTitle, remoteAddress) ?? false;
-  // The storage classes whose SCP role the caller will be granted (replyToRoleSelections): on those
-  // contexts Gantry sends the instances of a C-GET.
-  const sentOn = new Set(mayGet ? rq.userInformation.roleSelections.filter((role) => role.scpRole).map((role) => role.sopClassUid) : []);
+  // The storage classes whose SCP role alone the caller will be granted (replyToRoleSelections): on
+  // those contexts Gantry sends a C-GET's instances, and the caller sends none.
+  const sentOn = new Set(mayGet ? rq.userInformation.roleSelections.filter((role) => role.scpRole && !role.scuRole).map((role) => role.sopClassUid) : []);
   const results: AcceptedContext[] = rq.presentationContexts.map((context) => {
     const service = policy.serviceFor(context.abstractSyntax, rq.callingAeTitle, remoteAddress);
     if (service === undefined) return { id: context.id, result: ContextResult.AbstractSyntaxNotSupported, transferSyntax: context.transferSyntaxes[0] ?? '' };
     const readable = context.transferSyntaxes.filter((syntax) => policy.transferSyntaxAccepted(service, syntax));
     // The caller lists its syntaxes in its order of preference; take the first one Gantry reads. Where
-    // Gantry sends (a C-GET's storage contexts), a little-endian one first: Gantry sends what it holds
-    // or its little-endian form and encodes nothing, and a first JPEG accepted there failed every
-    // sub-operation though the caller offered little endian beside it (PS3.8 9.3.3.2 lets the
-    // acceptor choose; found in the retrieve review).
-    const sendable = service === 'storage' && sentOn.has(context.abstractSyntax) ? readable.find((syntax) => LITTLE_ENDIAN_SYNTAXES.includes(syntax)) : undefined;
+    // Gantry sends (a C-GET's storage contexts), a little-endian one first when the caller's first has
+    // a little-endian form Gantry makes (it sends what it holds, or that form, and encodes nothing): a
+    // first JPEG accepted there failed every uncompressed object's sub-operation though the caller
+    // offered little endian beside it (PS3.8 9.3.3.2 lets the acceptor choose; found in the retrieve
+    // review). A first syntax Gantry can only send as stored (MPEG, HTJ2K) stays the choice: little
+    // endian would leave such objects no context at all (found in the review of the session's diff).
+    const first = readable[0];
+    const preferLittleEndian = service === 'storage' && sentOn.has(context.abstractSyntax) && first !== undefined && hasLittleEndianForm(first);
+    const sendable = preferLittleEndian ? readable.find((syntax) => LITTLE_ENDIAN_SYNTAXES.includes(syntax)) : undefined;
     const chosen = sendable ?? readable[0];
     if (chosen === undefined) return { id: context.id, result: ContextResult.TransferSyntaxesNotSupported, transferSyntax: context.transferSyntaxes[0] ?? '' };
     contexts.set(context.id, { id: context.id, abstractSyntax: context.abstractSyntax, transferSyntax: chosen, service });

@@ -43,7 +43,7 @@ const RE_ENCODED = new Set([EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
  * and compressed ones Gantry decodes (decompressed, a fallback). Deflate is an option few archives
  * accept, and getscu, proposing both little and big endian, is answered little endian: an object
  * received deflated or big endian went nowhere else (found in the interop review). */
-function hasLittleEndianForm(uid: string): boolean {
+export function hasLittleEndianForm(uid: string): boolean {
   return RE_ENCODED.has(uid) || canDecompress(uid);
 }
 

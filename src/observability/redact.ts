@@ -22,6 +22,20 @@ export function withoutValues(message: string, length = 200): string {
   return withoutUids(message).replace(/\[[^\n]*\]|"[^\n]*"|'[^\n]*'/g, '<value>').slice(0, length);
 }
 
+/**
+ * A peer's Error Comment as it may be stored and logged: free of UIDs and of the values it quotes
+ * ('...', "..." or [...], as PACS quote what they read; found in the logs review). Unlike
+ * withoutValues, a quote ends at its first closing mark and needs no letter against it: an apostrophe
+ * in "Can't store" or "archive's" opens none (a quoted O'BRIEN still ends at the mark before a space),
+ * a tag in brackets stays, and a comment's explanation is what the operator needs (found in the
+ * review of the session's diff: withoutValues left "Can<value>s disk is full").
+ */
+export function commentWithoutValues(comment: string, length = 200): string {
+  return withoutUids(comment)
+    .replace(/(?<!\w)'[^\n]*?'(?!\w)|"[^"\n]*"|\[[^\]\n]*\]/g, (quoted) => (/^\[[0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\]$/.test(quoted) ? quoted : '<value>'))
+    .slice(0, length);
+}
+
 /** What a log line says of an error that escaped every handler: its message and stack without UIDs
  * or quoted values, since such an error may come from any parser that quotes what it read. */
 export function escapedErrorFields(error: unknown): { err: string; stack?: string } {

@@ -21,7 +21,7 @@ import { openStoredDataset, type StoredDataset } from '../store/stored-dataset.j
 import type { Transcoder } from '../store/transcoder.js';
 import { PixelRedactionError } from '../pixels/native.js';
 import { observeSafely } from '../observability/observe.js';
-import { withoutUids, withoutValues } from '../observability/redact.js';
+import { commentWithoutValues, withoutUids } from '../observability/redact.js';
 
 export interface DestinationSettings {
   name: string;
@@ -630,7 +630,7 @@ class DestinationQueue {
     const attempts = item.attempts + 1;
     // A destination's Error Comment may quote what it read ('...' or [...], as dcm4chee does): kept
     // values, or a pseudonym, go no further than the status (found in the logs review).
-    const error = withoutValues(reason, 500);
+    const error = commentWithoutValues(reason, 500);
     const status = typeof failure === 'string' ? null : failure.statusText;
     this.observe((observer) => observer.forwardFailed(this.name, typeof failure === 'string' ? failure : failure.status, attempts >= retry.maxAttempts));
     if (attempts >= retry.maxAttempts) {

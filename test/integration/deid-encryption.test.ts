@@ -390,22 +390,26 @@ test('an instance without SOPInstanceUID in its dataset is re-identified, bound 
   if (!(await needPeers(t, 'openssl'))) return;
   const dir = scratchDir('cms-no-sop');
   const { key, certificate } = await recipient(dir);
-  const input = join(dir, 'in.dcm');
-  writeFileSync(input, Buffer.concat([
-    encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.2', mediaStorageSopInstanceUid: '1.2.826.0.1.3680043.99.509.1', transferSyntaxUid: '1.2.840.10008.1.2.1' }),
-    encodeDataset([
-      [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.2'],
-      [0x00100010, 'PN', 'Meta^Only'],
-      [0x00100020, 'LO', 'MRN509'],
-      [0x0020000d, 'UI', '1.2.3.4'],
-      [0x0020000e, 'UI', '1.2.3.5'],
-    ]),
-  ]));
-  const output = join(dir, 'deid.dcm');
-  assert.equal(deidentifyFile(input, output, { settings: { ...DEFAULT_DEID_SETTINGS, encryptFor: readFileSync(certificate, 'utf8') }, pseudonyms: new Pseudonymizer('the secret of the encryption test') }).kind, 'deidentified');
-  const back = join(dir, 'back.dcm');
-  assert.equal(reidentifyFile(output, back, readFileSync(key, 'utf8')).checked, true);
-  const parsed = parseFile(back);
-  parsed.close();
-  assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Meta^Only');
+  // Absent, and (found in the second review of the diff) present but empty.
+  for (const [name, sop] of [['absent', []], ['empty', [[0x00080018, 'UI', ''] as const]]] as const) {
+    const input = join(dir, `in-${name}.dcm`);
+    writeFileSync(input, Buffer.concat([
+      encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.2', mediaStorageSopInstanceUid: '1.2.826.0.1.3680043.99.509.1', transferSyntaxUid: '1.2.840.10008.1.2.1' }),
+      encodeDataset([
+        [0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.2'],
+        ...sop,
+        [0x00100010, 'PN', 'Meta^Only'],
+        [0x00100020, 'LO', 'MRN509'],
+        [0x0020000d, 'UI', '1.2.3.4'],
+        [0x0020000e, 'UI', '1.2.3.5'],
+      ]),
+    ]));
+    const output = join(dir, `deid-${name}.dcm`);
+    assert.equal(deidentifyFile(input, output, { settings: { ...DEFAULT_DEID_SETTINGS, encryptFor: readFileSync(certificate, 'utf8') }, pseudonyms: new Pseudonymizer('the secret of the encryption test') }).kind, 'deidentified');
+    const back = join(dir, `back-${name}.dcm`);
+    assert.equal(reidentifyFile(output, back, readFileSync(key, 'utf8')).checked, true, name);
+    const parsed = parseFile(back);
+    parsed.close();
+    assert.equal(parsed.elements.find((element) => element.tag === 0x00100010)?.value?.toString('latin1').trim(), 'Meta^Only', name);
+  }
 });

@@ -274,6 +274,8 @@ test('a condition on UIDs that is not a regular expression names its key, never 
     assert.doesNotMatch(error.message, /1\.2\.999/);
     return true;
   });
+  // A class UID names a kind of object: its expression is quoted, to be mended.
+  assert.throws(() => compileCondition({ attributes: { SOPClassUID: '/^(1.2.840.10008.5.1.4.1.1.2/' } }), /SOPClassUID: \/\^\(1\.2\.840.*is not a regular expression/);
 });
 
 // Found in a review: a problem at the top level echoed the whole document, so a config written as a

@@ -134,3 +134,25 @@ test('a peer maximum PDU length too small to carry a PDV is refused, not honoure
   const unlimited = negotiate(request({ userInformation: { maxPduLength: 0, implementationClassUid: '9', roleSelections: [], extendedNegotiations: [] } }), '127.0.0.1', policy());
   assert.equal(unlimited.kind, 'accept');
 });
+
+// Found in the retrieve review, then in the review of the session's diff: where Gantry sends a
+// C-GET's instances, a first JPEG accepted failed every uncompressed object, while little endian
+// accepted for a first MPEG-2 left video no context at all (Gantry cannot decode it).
+test('a C-GET storage context takes little endian when the caller’s first syntax has a little-endian form, and its first otherwise', () => {
+  const MPEG2 = '1.2.840.10008.1.2.4.100';
+  const chosen = (first: string, roles: { scuRole: boolean; scpRole: boolean }, mayGet = true) => {
+    const outcome = negotiate(
+      request({
+        presentationContexts: [{ id: 1, abstractSyntax: CT, transferSyntaxes: [first, EXPLICIT, IMPLICIT] }],
+        userInformation: { maxPduLength: 16384, implementationClassUid: '9.9', roleSelections: [{ sopClassUid: CT, ...roles }], extendedNegotiations: [] },
+      }),
+      '127.0.0.1',
+      policy({ mayGet: () => mayGet, transferSyntaxAccepted: (_kind, syntax) => [IMPLICIT, EXPLICIT, JPEG_LS, MPEG2].includes(syntax) }),
+    );
+    return outcome.kind === 'accept' ? outcome.accept.presentationContexts[0]?.transferSyntax : outcome.kind;
+  };
+  assert.equal(chosen(JPEG_LS, { scuRole: false, scpRole: true }), EXPLICIT, 'Gantry decodes JPEG-LS: little endian carries every object');
+  assert.equal(chosen(MPEG2, { scuRole: false, scpRole: true }), MPEG2, 'MPEG-2 goes only as stored');
+  assert.equal(chosen(JPEG_LS, { scuRole: true, scpRole: true }), JPEG_LS, 'a caller that also sends on it keeps its choice');
+  assert.equal(chosen(JPEG_LS, { scuRole: false, scpRole: true }, false), JPEG_LS, 'no C-GET: the caller’s choice');
+});

@@ -1,7 +1,7 @@
 /** What logs say of errors: no UIDs, no quoted values, for errors that escaped every handler too. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { escapedErrorFields, withoutUids, withoutValues } from '../../src/observability/redact.js';
+import { commentWithoutValues, escapedErrorFields, withoutUids, withoutValues } from '../../src/observability/redact.js';
 
 // Found in a review: the node's last-resort handlers logged an escaped error's message and stack as
 // they were; a parser error that quotes the value it read (a patient's name) would land in the log.
@@ -36,4 +36,13 @@ test('UIDs go, but section numbers and IPv4 addresses stay', () => {
   assert.equal(withoutUids('association ended while sending: 10.1.2.3:104: ECONNRESET'), 'association ended while sending: 10.1.2.3:104: ECONNRESET');
   assert.equal(withoutUids('instance 2.25.123456789 of 1.2.840.10008.5.1.4.1.1.2 in originals/1.2.3.4.5/x.dcm'), 'instance <uid> of <uid> in originals/<uid>/x.dcm');
   assert.equal(withoutUids('1.2.840.113619 and 999.1.1.1'), '<uid> and <uid>');
+});
+
+// Found in the review of the session's diff: a destination's Error Comment masked as withoutValues
+// masks a path lost its explanation at the first apostrophe of a word ("Can't", "archive's").
+test("a peer's Error Comment keeps its words and tags, and loses the values it quotes", () => {
+  assert.equal(commentWithoutValues("Out of Resources: Can't store: the archive's disk is full"), "Out of Resources: Can't store: the archive's disk is full");
+  assert.equal(commentWithoutValues("Missing attribute (0008,0020); don't resend until it's fixed"), "Missing attribute (0008,0020); don't resend until it's fixed");
+  assert.equal(commentWithoutValues('element [0028,0010] missing; check 1.2.840.10008.5.1.4.1.1.2'), 'element [0028,0010] missing; check <uid>');
+  assert.equal(commentWithoutValues("Patient 'O'BRIEN^SEAN' [MRN-42] \"Doe^Jane\" refused"), 'Patient <value> <value> <value> refused');
 });
