@@ -315,6 +315,17 @@ test('a sub-operation no presentation context can carry is named in the log and 
   assert.ok(!warning.includes('Private') && !warning.includes('CSA-1') && !warning.includes(study), 'no value of the instance');
 });
 
+/** The first response other than Pending within `ms`; undefined when the association ends before it. */
+async function finalResponse(raw: RawAssociation, ms: number): Promise<DimseCommand | undefined> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const event = await raw.next(deadline - Date.now());
+    if (event.kind !== 'command') return undefined;
+    if (event.command.status !== 0xff00) return event.command;
+  }
+  return undefined;
+}
+
 // Found in the retrieve review: a C-CANCEL was looked at only between sub-operations, so one a
 // destination did not answer held the Cancel response up to forward.responseTimeoutSeconds (300 s).
 test('a C-CANCEL ends a C-MOVE at once while its destination holds a sub-operation, that instance counted as failed', async (t) => {
@@ -349,12 +360,7 @@ test('a C-CANCEL ends a C-MOVE at once while its destination holds a sub-operati
   await waitUntil('the destination holds the sub-operation', 15_000, () => slow.requests() === 1);
   const cancelledAt = Date.now();
   raw.sendCommand(1, { commandField: CommandField.CCancelRq, messageIdBeingRespondedTo: 1, commandDataSetType: NO_DATASET });
-  let final: DimseCommand | undefined;
-  while (!final && Date.now() - cancelledAt < 20_000) {
-    const event = await raw.next(20_000 - (Date.now() - cancelledAt));
-    if (event.kind === 'command' && event.command.status !== 0xff00) final = event.command;
-    else if (event.kind !== 'command') assert.fail(`the association ended: ${event.kind}`);
-  }
+  const final = await finalResponse(raw, 20_000);
   assert.ok(Date.now() - cancelledAt < 10_000, `the Cancel response came ${Date.now() - cancelledAt} ms after the C-CANCEL`);
   assert.equal(final?.status, 0xfe00);
   assert.equal(final?.numberOfFailedSuboperations, 1);
@@ -365,13 +371,7 @@ test('a C-CANCEL ends a C-MOVE at once while its destination holds a sub-operati
   raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', row.studyInstanceUid]]));
   await waitUntil('the other destination holds its sub-operation', 15_000, () => slower.requests() === 1);
   const stopping = gantry.stop('SIGTERM');
-  let last: DimseCommand | undefined;
-  const stoppedAt = Date.now();
-  while (!last && Date.now() - stoppedAt < 20_000) {
-    const event = await raw.next(20_000 - (Date.now() - stoppedAt));
-    if (event.kind === 'command' && event.command.status !== 0xff00) last = event.command;
-    else if (event.kind !== 'command') break;
-  }
+  const last = await finalResponse(raw, 20_000);
   await stopping;
   assert.equal(last?.status, 0xfe00, 'a final response before the association ended');
   assert.equal(last?.messageIdBeingRespondedTo, 2);
