@@ -105,8 +105,6 @@ const ITEM_COLUMNS = `o.id, o.destination, o.instance_pk AS instancePk, o.file_p
  * a destination in backoff (takeRetryAsked) that is cleared by its next attempt. */
 const RETRY_ASKED = 0;
 
-/** An instance (`instances`) routed and de-identified whose every item of its current routing is sent:
- * it becomes `forwarded` (markForwarded, reconcileForwarded). */
 /** Outbox items purge() deletes in one transaction (with those of the same instance beside them). */
 const PURGE_PAGE = 2000;
 
@@ -116,6 +114,8 @@ interface InstanceRange {
   upTo: number;
 }
 
+/** An instance (`instances`) routed and de-identified whose every item of its current routing is sent:
+ * it becomes `forwarded` (markForwarded, reconcileForwarded). */
 const EVERY_ITEM_SENT = `instances.state = 'deidentified' AND instances.routed_at IS NOT NULL
   AND EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at)
   AND NOT EXISTS (SELECT 1 FROM forward_outbox o WHERE o.instance_pk = instances.id AND o.routed_at = instances.routed_at AND o.state != 'sent')`;
