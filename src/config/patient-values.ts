@@ -6,6 +6,9 @@
 
 import { keywordOf, tagOfKeyword, vrOf } from '../dicom/dictionary.js';
 
+/** A tag as conditions write one: (0008,1030) or 0008,1030. */
+const TAG_REFERENCE = /^\(?([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)?$/;
+
 /** What a message says instead of the value. */
 export const HIDDEN_PATIENT_VALUE = '(hidden: it may identify a patient)';
 
@@ -20,7 +23,7 @@ export const HIDDEN_ATTRIBUTE_KEY = '(a key hidden: neither a DICOM keyword nor 
  * review). Such a key is never shown.
  */
 export function namesAttribute(key: string): boolean {
-  return /^\(?[0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\)?$/.test(key.trim()) || tagOfKeyword(key.trim()) !== undefined;
+  return TAG_REFERENCE.test(key.trim()) || tagOfKeyword(key.trim()) !== undefined;
 }
 
 /** The attribute a condition names (a keyword or a tag as written) is about the patient: the patient
@@ -36,7 +39,7 @@ export function identifiesPatient(reference: string): boolean {
  */
 export function hiddenInMessages(reference: string): boolean {
   if (identifiesPatient(reference)) return true;
-  const written = /^\(?([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)?$/.exec(reference.trim());
+  const written = TAG_REFERENCE.exec(reference.trim());
   const tag = written ? Number.parseInt(`${written[1]}${written[2]}`, 16) : (tagOfKeyword(reference.trim()) ?? 0);
   // A class or syntax UID names a kind of object, no one's (found in the review of the session's diff).
   return vrOf(tag) === 'UI' && !/ClassUID|TransferSyntaxUID/.test(keywordOf(tag) ?? '');

@@ -7,6 +7,7 @@ import { BufferSource, parseDataset, parseFile, type ByteSource, type ElementNod
 import { DatasetWriter } from '../dicom/dataset-writer.js';
 import { deflateDataset, encodePart10Header } from '../dicom/part10.js';
 import { header, reencodeElements } from '../dicom/reencode.js';
+import { elementText } from '../dicom/element-value.js';
 import { trimUid } from '../dicom/values.js';
 import { FRAGMENT_DESCRIPTIONS } from '../pixels/encapsulated.js';
 import type { KeyObject } from 'node:crypto';
@@ -36,7 +37,7 @@ export function reidentifyFile(input: string, output: string, privateKey: string
   const parsed = parseFile(input);
   try {
     // An instance without a SOPInstanceUID (or an empty one) is named by its File Meta Information's, as the engine bound it.
-    const carrierUid = trimUid(valueOf(parsed.elements, parsed.source, TAG.SOPInstanceUID)?.toString('latin1') ?? '') || trimUid(parsed.meta.get(0x0003)?.toString('latin1') ?? '');
+    const carrierUid = trimUid(elementText(find(parsed.elements, TAG.SOPInstanceUID), parsed.source, false) ?? '') || trimUid(parsed.meta.get(0x0003)?.toString('latin1') ?? '');
     const decrypted = decryptOriginals(parsed.elements, parsed.source, privateKey, carrierUid);
     // Redacted pixels are another object than the original's (the de-identification renamed it for
     // that): given the original's SOP Instance UID, it collided with the unredacted original in a
@@ -100,16 +101,15 @@ function groupLength(group: number, length: number, encoding: 'implicit-le' | 'e
   return Buffer.concat([header(((group << 16) >>> 0), 'UL', 4, encoding), value]);
 }
 
-function valueOf(elements: readonly ElementNode[], source: ByteSource, tag: number): Buffer | undefined {
-  const element = elements.find((candidate) => candidate.tag === tag);
-  return element ? (element.value ?? Buffer.from(source.read(element.valueOffset, element.length))) : undefined;
+function find(elements: readonly ElementNode[], tag: number): ElementNode | undefined {
+  return elements.find((element) => element.tag === tag);
 }
 
 /** Whether the de-identification redacted the pixels: code 113101 (Clean Pixel Data Option) in the
  * De-identification Method Code Sequence (PS3.16 CID 7050). */
 function pixelsRedacted(elements: readonly ElementNode[], source: ByteSource): boolean {
   const codes = elements.find((element) => element.tag === TAG.DeidentificationMethodCodeSequence)?.items ?? [];
-  return codes.some((item) => valueOf(item.elements, source, TAG.CodeValue)?.toString('latin1').trim() === '113101');
+  return codes.some((item) => elementText(find(item.elements, TAG.CodeValue), source, false) === '113101');
 }
 
 function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, privateKey: string | KeyObject, carrierSopInstanceUid: string) {
@@ -134,7 +134,7 @@ function decryptOriginals(elements: readonly ElementNode[], source: ByteSource, 
 }
 
 function itemField(item: ItemNode, source: ByteSource, tag: number): Buffer {
-  const element = item.elements.find((candidate) => candidate.tag === tag);
+  const element = find(item.elements, tag);
   if (!element) throw new Error(`the Encrypted Attributes Sequence lacks (${tag.toString(16)})`);
   return element.value ?? Buffer.from(source.read(element.valueOffset, element.length));
 }

@@ -17,6 +17,9 @@ export interface TransferSyntax {
 
 export const IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2';
 export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
+/** The uncompressed little-endian syntaxes, explicit first: what every object with a little-endian form
+ * can go in (PS3.5 A.2, A.1). */
+export const LITTLE_ENDIAN_SYNTAXES: readonly string[] = [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN];
 export const DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1.99';
 export const EXPLICIT_VR_BIG_ENDIAN = '1.2.840.10008.1.2.2';
 

@@ -36,6 +36,7 @@ import { sendDatasetPdus, type DatasetBody } from './dataset-pdus.js';
 import { resultFromError, Status, statusHex, type DimseResult, type SuboperationCounts } from './status.js';
 import { canonicalAddress } from './peer-address.js';
 import { trimUid } from '../dicom/values.js';
+import { LITTLE_ENDIAN_SYNTAXES } from '../dicom/transfer-syntaxes.js';
 
 export interface AcceptorOptions {
   id: string;
@@ -698,9 +699,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     const usable = [...this.contexts.values()].filter((context) => context.requesterIsScp && context.abstractSyntax === sopClassUid);
     const exact = usable.find((context) => context.transferSyntax === transferSyntaxUid);
     if (exact) return exact;
-    const littleEndian = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
-    if (!littleEndian.includes(transferSyntaxUid)) return undefined;
-    return usable.find((context) => littleEndian.includes(context.transferSyntax));
+    if (!LITTLE_ENDIAN_SYNTAXES.includes(transferSyntaxUid)) return undefined;
+    return usable.find((context) => LITTLE_ENDIAN_SYNTAXES.includes(context.transferSyntax));
   }
 
   /**

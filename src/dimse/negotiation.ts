@@ -4,6 +4,7 @@
  */
 import type { RejectLabel } from './observer.js';
 import { hasLittleEndianForm } from './store-contexts.js';
+import { LITTLE_ENDIAN_SYNTAXES } from '../dicom/transfer-syntaxes.js';
 import {
   ContextResult,
   DICOM_APPLICATION_CONTEXT,
@@ -64,9 +65,6 @@ export type NegotiationOutcome =
       /** The asynchronous operations window granted: how many requests the peer may have outstanding. */
       operationsWindow: number;
     };
-
-/** Explicit, then implicit VR little endian (PS3.5 A.2, A.1). */
-const LITTLE_ENDIAN_SYNTAXES: readonly string[] = ['1.2.840.10008.1.2.1', '1.2.840.10008.1.2'];
 
 function reject(label: RejectLabel, result: number, source: number, reason: number, why: string): NegotiationOutcome {
   return { kind: 'reject', reject: { result, source, reason }, why, label };

@@ -5,7 +5,7 @@
 import { canDecompress } from '../pixels/decompress.js';
 import type { RequestedContext } from './pdu.js';
 import type { AcceptedPresentationContext, RequestorAssociation } from './requestor.js';
-import { DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from '../dicom/transfer-syntaxes.js';
+import { DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, LITTLE_ENDIAN_SYNTAXES } from '../dicom/transfer-syntaxes.js';
 
 /** PS3.8 9.3.2.2: presentation context ids are odd numbers 1–255. */
 const MAX_CONTEXTS = 128;
@@ -22,7 +22,7 @@ export function proposeContexts<T extends StoredObject>(items: readonly T[]): { 
   const byKey = new Map<string, RequestedContext>();
   const fitting: T[] = [];
   for (const item of items) {
-    const wanted = [[item.transferSyntaxUid], ...(hasLittleEndianForm(item.transferSyntaxUid) ? [[EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN]] : [])];
+    const wanted = [[item.transferSyntaxUid], ...(hasLittleEndianForm(item.transferSyntaxUid) ? [[...LITTLE_ENDIAN_SYNTAXES]] : [])];
     const keys = wanted.map((syntaxes) => `${item.sopClassUid}|${syntaxes.join(',')}`);
     const missing = keys.filter((key) => !byKey.has(key));
     if (byKey.size + missing.length > MAX_CONTEXTS) continue;
@@ -50,7 +50,7 @@ export function hasLittleEndianForm(uid: string): boolean {
 /** The syntaxes an object can go in, in order of preference: as stored, then little endian if it has
  * that form. */
 export function candidateSyntaxes(transferSyntaxUid: string): string[] {
-  return [transferSyntaxUid, ...(hasLittleEndianForm(transferSyntaxUid) ? [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN] : [])];
+  return [transferSyntaxUid, ...(hasLittleEndianForm(transferSyntaxUid) ? LITTLE_ENDIAN_SYNTAXES : [])];
 }
 
 /** The stored syntax if accepted; else a little-endian one, for objects that have that form. */
