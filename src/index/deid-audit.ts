@@ -28,13 +28,13 @@ const REMEMBERED_DIGESTS = 16_384;
 /** The upsert of `rows` audits. One row per statement, 100,000 rows like these took 207-240 ms in a
  * scratch measurement, 50 per statement 111-116 ms (rows-per-statement.ts). */
 function upsertSql(rows: number): string {
-  return `INSERT INTO deid_audit (instance_pk, entries_id, findings_id, created_at) VALUES ${valuesList('(?, ?, ?, ?)', rows)}
+  return `INSERT INTO deid_audit (instance_pk, entries_id, findings_id, created_at) VALUES ${valuesList('(?, ?, ?, @createdAt)', rows)}
     ON CONFLICT (instance_pk) DO UPDATE SET entries_id = excluded.entries_id, findings_id = excluded.findings_id, created_at = excluded.created_at`;
 }
 
 export class DeidAudit {
   private readonly statements: Record<'textId' | 'addText' | 'read', Statement>;
-  private readonly upsert: RowsPerStatement<EncodedAudit, { now: number; found: Map<string, number> }>;
+  private readonly upsert: RowsPerStatement<EncodedAudit, Map<string, number>>;
   /** Digest → id, for texts committed to the database (see `transaction`). Texts are never deleted,
    * so an id, once committed, names its text for good. */
   private readonly textIds = new Map<string, number>();
@@ -42,11 +42,10 @@ export class DeidAudit {
   private pending: Map<string, number> | undefined;
 
   constructor(private readonly db: Db) {
-    this.upsert = new RowsPerStatement<EncodedAudit, { now: number; found: Map<string, number> }>(db, upsertSql, 4, (audit, into, at, { now, found }) => {
+    this.upsert = new RowsPerStatement<EncodedAudit, Map<string, number>>(db, upsertSql, 3, (audit, into, at, found) => {
       into[at] = audit.instancePk;
       into[at + 1] = this.textId(audit.entries, found);
       into[at + 2] = this.textId(audit.findings, found);
-      into[at + 3] = now;
     });
     this.statements = {
       textId: db.prepare('SELECT id FROM audit_texts WHERE digest = ?').pluck(),
@@ -64,7 +63,7 @@ export class DeidAudit {
     this.transaction(() => {
       // Ids found by this call are reused only within it: a savepoint around it may yet roll back.
       const found = new Map<string, number>();
-      this.upsert.run(audits, { now, found });
+      this.upsert.run(audits, found, { createdAt: now });
       for (const [digest, id] of found) this.pending?.set(digest, id);
     });
   }

@@ -25,33 +25,35 @@ export interface PseudonymMapping {
   issuerOfPatientId?: string;
 }
 
-/** The upsert of `rows` mappings. A mapping recorded again is stamped with its newest record (what
- * pseudonymOf answers: after a change of the secret, the pseudonym in use now). */
+/** The upsert of `rows` mappings of one kind (@kind), recorded at @recordedAt. A mapping recorded again
+ * is stamped with its newest record (what pseudonymOf answers: after a change of the secret, the
+ * pseudonym in use now). */
 function upsertSql(rows: number): string {
-  return `INSERT INTO pseudonym_map (kind, original, pseudonym, recorded_at, issuer_of_patient_id) VALUES ${valuesList('(?, ?, ?, ?, ?)', rows)}
+  return `INSERT INTO pseudonym_map (kind, original, pseudonym, recorded_at, issuer_of_patient_id) VALUES ${valuesList('(@kind, ?, ?, @recordedAt, ?)', rows)}
     ON CONFLICT (kind, original, pseudonym) DO UPDATE SET recorded_at = excluded.recorded_at,
       issuer_of_patient_id = coalesce(excluded.issuer_of_patient_id, pseudonym_map.issuer_of_patient_id)
     WHERE excluded.recorded_at >= pseudonym_map.recorded_at`;
 }
 
 /**
- * The mappings in the order of the table's key's first two parts, (kind, original): grouped by kind (a handful of keywords),
- * then each kind's originals by stableStringOrder (src/db/string-order.ts), which is stable, so a kind
- * and original given twice keep their order.
+ * The mappings by kind, in the order of the table's key's first two parts, (kind, original): the kinds
+ * (a handful of keywords) sorted, then each kind's originals by stableStringOrder
+ * (src/db/string-order.ts), which is stable, so a kind and original given twice keep their order.
  */
-function inKeyOrder(entries: ReadonlyArray<PseudonymMapping>): PseudonymMapping[] {
+function byKindInKeyOrder(entries: ReadonlyArray<PseudonymMapping>): Array<[kind: string, mappings: PseudonymMapping[]]> {
   const byKind = new Map<string, PseudonymMapping[]>();
   for (const entry of entries) {
     const group = byKind.get(entry.kind);
     if (group) group.push(entry);
     else byKind.set(entry.kind, [entry]);
   }
-  const ordered: PseudonymMapping[] = [];
-  for (const kind of [...byKind.keys()].sort()) {
+  return [...byKind.keys()].sort().map((kind) => {
     const group = byKind.get(kind) as PseudonymMapping[];
-    for (const index of stableStringOrder(group.map((entry) => entry.original))) ordered.push(group[index] as PseudonymMapping);
-  }
-  return ordered;
+    const ordered = new Array<PseudonymMapping>(group.length);
+    let at = 0;
+    for (const index of stableStringOrder(group.map((entry) => entry.original))) ordered[at++] = group[index] as PseudonymMapping;
+    return [kind, ordered];
+  });
 }
 
 export class PseudonymLedger {
@@ -59,16 +61,14 @@ export class PseudonymLedger {
   /** Recorded in key order, many per statement: measured on 100,000 mappings (bench/persist's data,
    * 2-core VM), each B-tree leaf page is then visited once instead of at random, and with fewer
    * statements, together, sort included, 15 to 20% faster than one row per statement in arrival
-   * order. Either alone gained nothing. */
-  private readonly upsert: RowsPerStatement<PseudonymMapping, number>;
+   * order. Either alone gained nothing. A statement's rows share their kind and time, bound once. */
+  private readonly upsert: RowsPerStatement<PseudonymMapping>;
 
   constructor(private readonly db: Db) {
-    this.upsert = new RowsPerStatement<PseudonymMapping, number>(db, upsertSql, 5, (mapping, into, at, recordedAt) => {
-      into[at] = mapping.kind;
-      into[at + 1] = mapping.original;
-      into[at + 2] = mapping.pseudonym;
-      into[at + 3] = recordedAt;
-      into[at + 4] = mapping.issuerOfPatientId ?? null;
+    this.upsert = new RowsPerStatement<PseudonymMapping>(db, upsertSql, 3, (mapping, into, at) => {
+      into[at] = mapping.original;
+      into[at + 1] = mapping.pseudonym;
+      into[at + 2] = mapping.issuerOfPatientId ?? null;
     });
     this.statements = {
       pseudonymOf: db.prepare(`SELECT pseudonym FROM pseudonym_map WHERE kind = ? AND original = ? ORDER BY recorded_at DESC, pseudonym LIMIT 1`).pluck(),
@@ -84,8 +84,10 @@ export class PseudonymLedger {
    * Records mappings in one transaction: every pseudonym of an original is kept, stamped `now`.
    */
   record(entries: ReadonlyArray<PseudonymMapping>, now = Date.now()): void {
-    const ordered = inKeyOrder(entries);
-    this.db.transaction(() => this.upsert.run(ordered, now))();
+    const groups = byKindInKeyOrder(entries);
+    this.db.transaction(() => {
+      for (const [kind, mappings] of groups) this.upsert.run(mappings, undefined, { kind, recordedAt: now });
+    })();
   }
 
   /** The pseudonym given to an original, the one recorded last when it was given several, if any. */
