@@ -195,6 +195,8 @@ class DestinationQueue {
   /** How many batches in a row met an outcome the index could not record. */
   private indexFailures = 0;
   private retryAt: number | undefined;
+  /** When the backoff that retryAt ends began: items an operator re-queues after it are tried at once. */
+  private backoffSince = 0;
   /** The address (AE titles, host, port) that failed last, while backing off. */
   private failedAddress: string | undefined;
   private readonly log: Logger;
@@ -268,7 +270,7 @@ class DestinationQueue {
         // Items an operator re-queued (gantry queue retry) are tried at the next poll, not after the
         // backoff (up to forward.retry.maxSeconds): one attempt per retry asked; when it fails, the
         // backoff goes on, longer, so a destination still down is not hammered.
-        if (this.retryAsked()) {
+        if (this.retryAsked(this.backoffSince)) {
           this.log.info('items re-queued by an operator: trying the destination now, before its backoff ends');
           this.retryAt = undefined;
           continue;
@@ -306,9 +308,9 @@ class DestinationQueue {
     }
   }
 
-  private retryAsked(): boolean {
+  private retryAsked(since: number): boolean {
     try {
-      return this.options.outbox.takeRetryAsked(this.name);
+      return this.options.outbox.retryAskedSince(this.name, since);
     } catch (error) {
       this.log.error({ err: (error as Error).message }, 'cannot read the outbox');
       return false;
@@ -657,7 +659,8 @@ class DestinationQueue {
   private pauseForIndex(message: string, destination: DestinationSettings): void {
     this.indexFailures += 1;
     const delay = Math.min(INDEX_PAUSE_MAX_MS, 1000 * 2 ** (this.indexFailures - 1));
-    this.retryAt = Date.now() + delay;
+    this.backoffSince = Date.now();
+    this.retryAt = this.backoffSince + delay;
     // A reload that changes nothing of the address does not end the pause (reconfigured()).
     this.failedAddress = addressOf(destination);
     this.log.error({ err: message, failures: this.indexFailures, retryInSeconds: delay / 1000 }, 'the index cannot record what the destination answered: sending to it paused');
@@ -674,7 +677,8 @@ class DestinationQueue {
     this.consecutiveFailures += 1;
     this.failedAddress = addressOf(destination);
     const delay = backoffMs(this.consecutiveFailures, this.options.settings().retry);
-    this.retryAt = Date.now() + delay;
+    this.backoffSince = Date.now();
+    this.retryAt = this.backoffSince + delay;
     this.observe((observer) => observer.destinationUnreachable(this.name));
     try {
       this.options.outbox.noteUnreachable(items, `${this.name} unreachable: ${message}`);

@@ -465,7 +465,7 @@ test('items an operator re-queues reach a destination in backoff at the next pol
   let retryAsked = false;
   const { outbox } = fakeOutbox(items, {
     noteUnreachable: () => (unreachable += 1),
-    takeRetryAsked: () => {
+    retryAskedSince: () => {
       const asked = retryAsked;
       retryAsked = false;
       return asked;
