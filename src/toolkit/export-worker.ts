@@ -50,7 +50,15 @@ export interface ExportBatch {
 
 export type ExportItemResult =
   | { id: number; kind: 'written'; path: string; bytes: number; how: 'copied' | 'deidentified'; pseudonyms?: { PatientID?: string; PatientName?: string } }
-  | { id: number; kind: 'held' | 'failed'; reason: string; /** The original is not the indexed file any more: the reason to record it as failed with in the index (what changed, how to recover), as the node would. */ originalChanged?: string };
+  | {
+      id: number;
+      kind: 'held' | 'failed';
+      reason: string;
+      /** The original is not the indexed file any more: the reason to record it as failed with in the index (what changed, how to recover), as the node would. */
+      originalChanged?: string;
+      /** The system error's code, when a system call failed (ENOSPC: the disk of --out is full). */
+      code?: string;
+    };
 
 const pseudonyms = new Pseudonymizer((workerData as { secret: string }).secret);
 const window = Buffer.allocUnsafe(FileSource.WINDOW);
@@ -92,7 +100,8 @@ function exportOne(item: ExportItem, batch: ExportBatch, base: BaseSettings, pro
     const code = (error as NodeJS.ErrnoException).code;
     const syscall = (error as NodeJS.ErrnoException).syscall;
     // Codes and system calls only: an error's message may quote a value or a path.
-    return { id: item.id, kind: 'failed', reason: code ? `${code}${syscall ? ` (${syscall})` : ''}` : withoutValues((error as Error).message, 160) };
+    if (code) return { id: item.id, kind: 'failed', reason: `${code}${syscall ? ` (${syscall})` : ''}`, code };
+    return { id: item.id, kind: 'failed', reason: withoutValues((error as Error).message, 160) };
   }
 }
 

@@ -322,6 +322,10 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   const summary: ExportSummary = { selected, written: 0, bytes: 0, alreadyExported: done, copied: 0, deidentified: 0, held: 0, failed: 0, problems: new Map() };
   options.progress?.setTotal(selected - done);
   const inFlight = new Set<Promise<void>>();
+  // The first failure of a batch (the index unwritable, a thread lost, the disk of --out full) ends
+  // the export once the batches in flight are done; what was written is journalled, so a run again
+  // resumes.
+  let failure: Error | undefined;
   const settle = (page: Map<number, SelectedInstance>, results: ExportItemResult[]) => {
     const written: WrittenItem[] = [];
     const mappings: PseudonymMapping[] = [];
@@ -335,6 +339,8 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
         summary[result.kind] += 1;
         tally(summary.problems, result.kind, result.reason);
         options.progress?.add(1);
+        // Every instance after it would fail the same way, each after its whole de-identification.
+        if (result.kind === 'failed' && OUT_OF_SPACE.has(result.code ?? '')) failure ??= outOfSpace(options.out, result.code as string);
         continue;
       }
       const instance = page.get(result.id);
@@ -351,9 +357,6 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
     for (const path of journal.record(written)) removeExported(out, path);
     if (mappings.length > 0) ledger.record(mappings);
   };
-  // The first failure of a batch (the index unwritable, a thread lost) ends the export once the
-  // batches in flight are done; what was written is journalled, so a run again resumes.
-  let failure: Error | undefined;
   let afterId = 0;
   const settings = shareSettings(options.settings.profiles, options.settings.base);
   while (!failure) {
@@ -388,6 +391,7 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
     };
     for (let start = 0; start < exportable.length; start += BATCH) {
       while (inFlight.size >= options.concurrency) await Promise.race(inFlight);
+      if (failure) break;
       const batch: ExportBatch = {
         items: exportable.slice(start, start + BATCH).map((row) => exportItem(row, options.storagePath, renamesOf)),
         out,
@@ -424,6 +428,15 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   if (failure) throw failure;
   options.progress?.finish();
   return summary;
+}
+
+/** System errors that say the disk written to is full (or the user's quota spent). */
+const OUT_OF_SPACE = new Set(['ENOSPC', 'EDQUOT']);
+
+function outOfSpace(out: string, code: string): Error {
+  return new Error(
+    `the disk of --out ${out} is full (${code}): the export stopped; free space there (or export to a larger disk), then run the same command again: it resumes where this one stopped`,
+  );
 }
 
 /**
