@@ -164,6 +164,11 @@ function textReplacement(element: EditableElement, value: Buffer): NonNullable<E
   return STRING_VRS.has(element.vr) || element.vr === 'UN' || !STRING_VRS.has(listed) ? { value } : { value, vr: listed };
 }
 
+/** The code extensions that put a two-byte set in G1 (KS X 1001, GB 2312), written without escapes by EUC devices. */
+const EUC_G1_SETS: ReadonlySet<string> = new Set(['ISO 2022 IR 149', 'ISO 2022 IR 58']);
+/** What a cleaned value quoting the patient becomes when the name cannot be masked in its own set:
+ * ASCII, which every set writes. */
+const UNWRITABLE_MASK = 'XXXXXX';
 /** Where people write free text (cleaned by C, scanned for residual identity). */
 const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
 /** The longest UN value the findings scan reads as possible text (UT's own limit is far above, but a
@@ -205,6 +210,10 @@ export class DeidEngine {
   /** The Specific Character Set the text being compared is in (an item may have its own, PS3.5 7.5),
    * and the identifiers written in it. */
   private textCharsets: string[] = [''];
+  /** In an item whose set Gantry cannot write (ISO 2022, GB18030, GBK: no encoder here), the
+   * identifiers it could not write in it, as UTF-8 (Latin-1 strings of the bytes): the item's text is
+   * decoded and compared with them (quotesUnwritable). */
+  private unwritableIdentifiers: readonly string[] = [];
   private datesShifted = false;
 
   constructor(
@@ -591,7 +600,10 @@ export class DeidEngine {
    * dataset kept "Patient Müller reports pain" (found in the character set review). The identifiers
    * are looked for as the dataset writes them too (an item may declare the dataset's own repertoire
    * spelled otherwise, or wrongly), and as the item's set writes them, where it can: even without
-   * their accents; not at all in ISO 2022, GB18030 or GBK, which have no encoder here.
+   * their accents. ISO 2022, GB18030 and GBK have no encoder here: the identifiers those cannot be
+   * written in are compared with the item's text decoded (quotesUnwritable). Compared as bytes only,
+   * a Japanese name quoted in an ISO 2022 IR 87 item of a UTF-8 dataset left with the instance, found
+   * or masked by nothing (found in the second character set review).
    */
   private inItemCharacterSet<T>(elements: readonly ElementNode[], run: () => T): T {
     const element = elements.find((candidate) => candidate.tag === TAG.SpecificCharacterSet);
@@ -599,17 +611,20 @@ export class DeidEngine {
     const value = this.text(element);
     const charsets = parseSpecificCharacterSet(value === '' ? undefined : value);
     if (charsets.join('\\') === this.textCharsets.join('\\')) return run();
-    const outer = { folding: this.folding, plainFolding: this.plainFolding, identifiers: this.identifiers, textCharsets: this.textCharsets };
+    const outer = { folding: this.folding, plainFolding: this.plainFolding, identifiers: this.identifiers, textCharsets: this.textCharsets, unwritableIdentifiers: this.unwritableIdentifiers };
     // From the dataset's identifiers, never the enclosing item's: one its set could not write would
     // be lost to every item inside it (found in the review of the session's diff).
+    const unwritable: string[] = [];
     const written = this.datasetIdentifiers.flatMap((identifier) => {
       const text = decodeText(Buffer.from(identifier, 'latin1'), this.charsets, false, true);
       if (text.includes('\ufffd')) return [];
       // "Müller" has no ü in ISO 8859-5: looked for as "Muller", which matches with or without accents.
       const inItem = encodeText(text, charsets) ?? encodeText(text.normalize('NFD').replace(/\p{M}/gu, ''), charsets);
+      if (inItem === undefined) unwritable.push(Buffer.from(text, 'utf8').toString('latin1'));
       return inItem === undefined ? [] : [inItem];
     });
     this.identifiers = [...new Set([...this.datasetIdentifiers, ...written])].sort((a, b) => b.length - a.length);
+    this.unwritableIdentifiers = unwritable;
     this.folding = textFolding(value);
     this.plainFolding = textFolding(value, false);
     this.textCharsets = charsets;
@@ -618,6 +633,18 @@ export class DeidEngine {
     } finally {
       Object.assign(this, outer);
     }
+  }
+
+  /** Whether text of an item whose set cannot write some of the identifiers quotes one of them, its
+   * text decoded in that set. */
+  private quotesUnwritable(value: string, vr: string): boolean {
+    if (this.unwritableIdentifiers.length === 0) return false;
+    const multiValued = isMultiValuedText(vr);
+    // Korean and Chinese devices write KS X 1001 and GB 2312 without their escape, as EUC-KR and EUC-CN
+    // do (free-text.ts 'euc'): such text is read with that set in G1 from its start.
+    const eucSet = this.plainFolding === 'euc' && !value.includes('\x1b') ? this.textCharsets.find((set) => EUC_G1_SETS.has(set)) : undefined;
+    const decoded = decodeText(Buffer.from(value, 'latin1'), eucSet ? [eucSet] : this.textCharsets, vr === 'PN', multiValued);
+    return quotesIdentifier(Buffer.from(decoded, 'utf8').toString('latin1'), this.unwritableIdentifiers, 'unicode', multiValued);
   }
 
   private empty(element: EditableElement, isSequence: boolean, path: string): void {
@@ -699,7 +726,9 @@ export class DeidEngine {
     } else if (vr === 'TM') {
       // Whole-day shifts leave times of day as they are.
     } else if (TEXT_VRS.has(vr)) {
-      const scrubbed = scrubText(value, this.identifiers, this.foldingOf(value), !SINGLE_VALUED_TEXT.has(vr));
+      let scrubbed = scrubText(value, this.identifiers, this.foldingOf(value), !SINGLE_VALUED_TEXT.has(vr));
+      // A name Gantry cannot mask in the item's set (it cannot write that set): the whole value goes.
+      if (this.quotesUnwritable(scrubbed, vr)) scrubbed = UNWRITABLE_MASK;
       if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, vr, this.foldingOf(value)), path, 'clean');
     } else if (BINARY_VRS.has(vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) or a binary timestamp holds: it gets
@@ -748,7 +777,7 @@ export class DeidEngine {
       if (value.trim() === '') continue;
       const keyword = keywordOf(element.tag) ?? here;
       const multiValued = !SINGLE_VALUED_TEXT.has(element.vr);
-      if (quotesIdentifier(value, this.identifiers, this.foldingOf(value), multiValued)) {
+      if (quotesIdentifier(value, this.identifiers, this.foldingOf(value), multiValued) || this.quotesUnwritable(value, element.vr)) {
         this.findings.push({ code: 'identifier-in-text', message: `${keyword} quotes the patient's name or an identifier`, path: here });
       } else if (scrubText(value, [], this.foldingOf(value), multiValued) !== value) {
         this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
