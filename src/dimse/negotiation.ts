@@ -66,6 +66,17 @@ export type NegotiationOutcome =
       operationsWindow: number;
     };
 
+/**
+ * An AE title as PS3.5 6.2 defines the VR (and PS3.8 9.3.2 sends it): the default repertoire without
+ * control characters or backslash, not empty or all spaces (the PDU's padding is trimmed already).
+ * A calling title outside it was accepted, written into the stored original's Source Application
+ * Entity Title (0002,0016) and matched against the policy keys (found in the upper layer review: an
+ * escape and a backslash made the element invalid and two-valued).
+ */
+export function isValidAeTitle(title: string): boolean {
+  return /^[\x20-\x5b\x5d-\x7e]{1,16}$/.test(title);
+}
+
 function reject(label: RejectLabel, result: number, source: number, reason: number, why: string): NegotiationOutcome {
   return { kind: 'reject', reject: { result, source, reason }, why, label };
 }
@@ -80,6 +91,9 @@ export function negotiate(rq: AssociateRequest, remoteAddress: string, policy: N
   }
   if (rq.calledAeTitle !== policy.aeTitle) {
     return reject('called_ae_title', RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CalledAeTitleNotRecognized, `called AE title "${rq.calledAeTitle}" is not "${policy.aeTitle}"`);
+  }
+  if (!isValidAeTitle(rq.callingAeTitle)) {
+    return reject('calling_ae_title', RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeTitleNotRecognized, `calling AE title ${JSON.stringify(rq.callingAeTitle)} is not an AE title (PS3.5 6.2: 1 to 16 characters of the default repertoire, no control character or backslash, not all spaces)`);
   }
   if (!policy.callerAllowed(rq.callingAeTitle, remoteAddress)) {
     return reject('calling_ae_title', RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeTitleNotRecognized, `calling AE title "${rq.callingAeTitle}" from ${remoteAddress} is not on dicom.allowedCallers`);

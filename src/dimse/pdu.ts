@@ -442,7 +442,7 @@ export function decodeAssociateRequest(body: Buffer): AssociateRequest {
         for (const sub of readItems(entry.body.subarray(4), 'presentation context')) {
           if (sub.type === ItemType.AbstractSyntax) context.abstractSyntax = readUid(sub.body);
           else if (sub.type === ItemType.TransferSyntax) context.transferSyntaxes.push(readUid(sub.body));
-          else throw new PduError(`presentation context has an unexpected sub-item 0x${sub.type.toString(16)}`, AbortReason.UnexpectedPduParameter);
+          // Any other sub-item is skipped (PS3.8 9.3.1: items of unrecognized types are ignored).
         }
         if (context.id % 2 === 0) throw new PduError(`presentation context ID ${context.id} is not odd (PS3.8 9.3.2.2)`, AbortReason.InvalidPduParameterValue);
         // Each ID names one context, with one result in the A-ASSOCIATE-AC (PS3.8 9.3.2.2, 9.3.3.2):
@@ -457,7 +457,9 @@ export function decodeAssociateRequest(body: Buffer): AssociateRequest {
         userInformation = decodeUserInformation(entry.body);
         break;
       default:
-        throw new PduError(`A-ASSOCIATE-RQ has an unexpected item 0x${entry.type.toString(16)}`, AbortReason.UnexpectedPduParameter);
+        // PS3.8 9.3.1: items of unrecognized types are ignored and skipped (a peer of a later edition
+        // may send items this one does not define); aborted, such a peer could never associate.
+        break;
     }
   }
   if (applicationContext === undefined) throw new PduError('A-ASSOCIATE-RQ has no application context item', AbortReason.InvalidPduParameterValue);

@@ -94,6 +94,9 @@ export function openStoreAssociation(
 }
 
 /** Why an association could not be used: the operations on it did not complete. */
+/** The A-ABORT of Gantry's own choosing: service user, no reason (PS3.8 9.3.8). */
+const BY_GANTRY = { source: AbortSource.ServiceUser, reason: AbortReason.NotSpecified } as const;
+
 export class AssociationError extends Error {
   constructor(
     message: string,
@@ -478,8 +481,8 @@ export class RequestorAssociation implements PduStreamSink {
     this.socket.destroy();
   }
 
-  /** Aborts (A-ABORT, service user) and fails what is outstanding. */
-  abort(error: AssociationError = new AssociationError('aborted by Gantry', 'aborted')): void {
+  /** Aborts (A-ABORT, of service-user source unless `signal` says otherwise) and fails what is outstanding. */
+  abort(error: AssociationError = new AssociationError('aborted by Gantry', 'aborted'), signal: { source: number; reason: number } = BY_GANTRY): void {
     if (this.phase === 'closed') return;
     if (this.phase === 'connecting') {
       this.fail(error);
@@ -488,7 +491,7 @@ export class RequestorAssociation implements PduStreamSink {
     // The A-ABORT goes out after what is buffered; the connection is cut once it is written, or after
     // ARTIM if the peer reads nothing.
     const socket = this.socket;
-    socket.end(encodeAbort({ source: AbortSource.ServiceUser, reason: AbortReason.NotSpecified }));
+    socket.end(encodeAbort(signal));
     setTimeout(() => socket.destroy(), this.options.artimMs).unref();
     this.fail(error, false);
   }
@@ -552,7 +555,10 @@ export class RequestorAssociation implements PduStreamSink {
     } catch (error) {
       const message = error instanceof PduError || error instanceof CommandError ? error.message : `internal error: ${(error as Error).message}`;
       this.options.log.warn({ why: message }, 'protocol error from the peer: association aborted');
-      this.abort(new AssociationError(`protocol error: ${message}`, 'protocol'));
+      // PS3.8 9.2.3, AA-8: an invalid or unexpected PDU is answered by an A-ABORT of service-provider
+      // source with its reason (as the listener does), so that the peer can tell it from Gantry's own
+      // abort (found in the upper layer review: both were 0/0).
+      this.abort(new AssociationError(`protocol error: ${message}`, 'protocol'), error instanceof PduError ? { source: AbortSource.ServiceProvider, reason: error.abortReason } : BY_GANTRY);
     }
   }
 

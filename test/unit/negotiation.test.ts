@@ -66,6 +66,14 @@ test('a wrong called AE title is rejected permanent, service user, reason 7', ()
   assert.deepEqual(outcome.kind === 'reject' && outcome.reject, { result: 1, source: 1, reason: 7 });
 });
 
+test('a calling AE title that is no AE title (control characters, a backslash, nothing) is rejected permanent, service user, reason 3', () => {
+  for (const callingAeTitle of ['EVIL\x1b[31m\x07', 'CT\\01', '', 'CT\x0001']) {
+    const outcome = negotiate(request({ callingAeTitle }), '127.0.0.1', policy());
+    assert.deepEqual(outcome.kind === 'reject' && outcome.reject, { result: 1, source: 1, reason: 3 }, JSON.stringify(callingAeTitle));
+  }
+  for (const callingAeTitle of ['CT01', 'A', 'SIXTEEN_CHARS_AE', 'ct 01 (room 2)']) assert.equal(negotiate(request({ callingAeTitle }), '127.0.0.1', policy()).kind, 'accept', callingAeTitle);
+});
+
 test('a caller not on the allow-list is rejected permanent, service user, reason 3', () => {
   const outcome = negotiate(request(), '10.0.0.9', policy({ callerAllowed: () => false }));
   assert.deepEqual(outcome.kind === 'reject' && outcome.reject, { result: 1, source: 1, reason: 3 });

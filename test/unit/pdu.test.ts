@@ -75,6 +75,37 @@ test('an even presentation context ID is an invalid PDU parameter', () => {
   assert.throws(() => decodeAssociateRequest(body(bad)), (error: unknown) => error instanceof PduError && error.abortReason === 6);
 });
 
+/** An item of PS3.8 9.3: type, a reserved byte, a 2-byte length, its body. */
+function item(type: number, itemBody: Buffer): Buffer {
+  const header = Buffer.alloc(4);
+  header[0] = type;
+  header.writeUInt16BE(itemBody.length, 2);
+  return Buffer.concat([header, itemBody]);
+}
+
+// Found in the upper layer review: an A-ASSOCIATE-RQ with an item or a presentation context sub-item of
+// a type this edition does not define was aborted, and such a peer could never associate.
+test('items and presentation context sub-items of unknown types are skipped (PS3.8 9.3.1)', () => {
+  const original = body(encodeAssociateRequest(request));
+  const items: Buffer[] = [];
+  for (let at = 68; at < original.length; ) {
+    const type = original[at] as number;
+    const length = original.readUInt16BE(at + 2);
+    let entry = original.subarray(at, at + 4 + length);
+    // The first presentation context gets an unknown sub-item (0x41) after its abstract syntax.
+    if (type === 0x20 && items.every((known) => known[0] !== 0x20)) {
+      const contextBody = entry.subarray(4);
+      const abstractLength = contextBody.readUInt16BE(6);
+      entry = item(0x20, Buffer.concat([contextBody.subarray(0, 8 + abstractLength), item(0x41, Buffer.from('vendor')), contextBody.subarray(8 + abstractLength)]));
+    }
+    items.push(entry);
+    at += 4 + length;
+  }
+  // An unknown item (0x60) between the application context and the presentation contexts.
+  const withUnknown = Buffer.concat([original.subarray(0, 68), items[0] as Buffer, item(0x60, Buffer.from('a later edition')), ...items.slice(1)]);
+  assert.deepEqual(decodeAssociateRequest(withUnknown), request);
+});
+
 test('an item that runs past its PDU is refused', () => {
   const pdu = encodeAssociateRequest(request);
   const truncated = pdu.subarray(0, pdu.length - 5);

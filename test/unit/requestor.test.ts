@@ -332,6 +332,36 @@ test('a C-STORE-RSP whose Affected SOP Instance UID is another instance is not t
   assert.match(outcome, /^rejected/);
 });
 
+// Found in the upper layer review: Gantry answered a peer's invalid PDU with an A-ABORT of its own
+// (service user, no reason), so the peer could not tell a protocol error from a deliberate abort.
+test('a PDU of unknown type from the peer is answered by an A-ABORT of service-provider source, reason unrecognized PDU (PS3.8 9.2.3, AA-8)', async (t) => {
+  let abort: { source: number; reason: number } | undefined;
+  const server = createServer((socket: Socket) => {
+    socket.on('error', () => undefined);
+    let buffered = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
+        const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
+        buffered = buffered.subarray(pdu.length);
+        if (pdu[0] === PduType.AssociateRq) socket.write(acceptEverything(pdu, { maxPduLength: 16384 }));
+        // The request's first PDU: a PDU type PS3.8 does not define.
+        else if (pdu[0] === PduType.PDataTf) socket.write(Buffer.from([0x09, 0, 0, 0, 0, 0]));
+        else if (pdu[0] === 0x07) abort = { source: pdu[8] as number, reason: pdu[9] as number };
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const association = await RequestorAssociation.open(requestorOptions((server.address() as { port: number }).port));
+  t.after(() => association.abort());
+  const context = [...association.contexts.values()][0];
+  assert.ok(context);
+  await assert.rejects(association.store(context, '1.2.3.1', { length: 10, read: async () => 0, bytes: pattern(10) }), /unrecognized PDU type 0x9/);
+  for (let waited = 0; abort === undefined && waited < 2000; waited += 20) await sleep(20);
+  assert.deepEqual(abort, { source: 2, reason: 1 });
+});
+
 test('an A-ABORT or a closed connection mid-dataset, from a peer that stopped reading, fails the request at once', async (t) => {
   const { encodeAbort } = await import('../../src/dimse/pdu.js');
   for (const how of ['abort', 'close'] as const) {
