@@ -169,7 +169,7 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
     });
     this.deidDuration = new Histogram({
       name: 'gantry_deid_duration_seconds',
-      help: 'From handing an instance to the worker pool to its outcome recorded in the index, by outcome.',
+      help: 'From handing an instance to the worker pool to the worker\'s outcome (recorded in the index with its batch after it), by outcome.',
       labelNames: ['outcome'],
       buckets: DURATION_BUCKETS,
       registers,
@@ -240,7 +240,15 @@ export class GantryMetrics implements DimseObserver, DeidObserver, ForwardObserv
   /** Registers the gauges read when Prometheus scrapes. */
   watch(sources: MetricsSources): void {
     this.destinations = () => sources.destinations();
-    const outbox = this.oncePerScrape(() => sources.outbox());
+    // Every configured destination, at 0 when it has no item (a fresh start, a purge of sent items):
+    // missing, its gauges read as "no data" where gantry status shows 0 (found in the metrics review).
+    // A destination no longer configured shows while it has items.
+    const outbox = this.oncePerScrape(() => {
+      const rows = sources.outbox();
+      const listed = new Set(rows.map((row) => row.destination));
+      const idle = sources.destinations().filter((destination) => !listed.has(destination));
+      return [...rows, ...idle.map((destination) => ({ destination, queued: 0, sent: 0, dead: 0, oldestQueuedAt: null }))];
+    });
     const states = this.oncePerScrape(() => sources.instancesByState());
     this.gauge('gantry_associations_active', 'Associations open now.', [], (set) => set({}, sources.activeAssociations()));
     this.gauge('gantry_deid_waiting_instances', 'Instances received and waiting for de-identification (the backlog).', [], (set) => set({}, states().received ?? 0));

@@ -831,13 +831,24 @@ const SCENARIOS: Scenario[] = [
   { alert: 'GantryDeidBacklog', series: [[`gantry_deid_waiting_instances{${L}}`, '0 5 0 3 0 0 7 0x80'], [`gantry_deid_oldest_waiting_seconds{${L}}`, '0 1 0 2 0 0 1 0x80']], at: '60m', fires: [] },
   {
     alert: 'GantryQuarantineGrowing',
-    series: [[`gantry_instances{${L},state="quarantined"}`, '0+1x60'], [`gantry_instances{${L},state="received"}`, '0+100x60']],
+    series: [[`gantry_deid_instances_total{${L},outcome="quarantined"}`, '0+1x60'], [`gantry_deid_instances_total{${L},outcome="ok"}`, '0+100x60']],
     at: '30m',
-    fires: [{ ...BASE, state: 'quarantined' }],
+    fires: [BASE],
+  },
+  {
+    // Found in the metrics review: new quarantines while an operator deletes as many held ones left
+    // the gauge of held instances flat, and the alert, on its delta, silent.
+    alert: 'GantryQuarantineGrowing',
+    series: [
+      [`gantry_deid_instances_total{${L},outcome="quarantined"}`, '5x10 6x10 7x40'],
+      [`gantry_instances{${L},state="quarantined"}`, '3x60'],
+    ],
+    at: '30m',
+    fires: [BASE],
   },
   {
     alert: 'GantryQuarantineGrowing',
-    series: [[`gantry_instances{${L},state="quarantined"}`, '5x60'], [`gantry_instances{${L},state="received"}`, '0+100x60']],
+    series: [[`gantry_deid_instances_total{${L},outcome="quarantined"}`, '5x60'], [`gantry_deid_instances_total{${L},outcome="ok"}`, '0+100x60']],
     at: '30m',
     fires: [],
   },

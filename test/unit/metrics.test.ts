@@ -149,9 +149,14 @@ test('scrape-time gauges read their sources', async () => {
   assert.match(text, /^gantry_storage_min_free_bytes 20000$/m);
   assert.match(text, /^gantry_storage_reserved_bytes 3000$/m);
   assert.match(text, /^gantry_ready 0$/m);
-  // A destination gone from the outbox disappears from the gauges at the next scrape.
-  const emptied = watching({ outbox: () => [] });
+  // A destination gone from the outbox and from the config disappears from the gauges at the next scrape.
+  const emptied = watching({ outbox: () => [], destinations: () => [] });
   assert.doesNotMatch((await emptied.exposition()).body, /gantry_outbox_items\{/);
+  // A configured one without items (a fresh start, a purge of sent items) shows 0, as gantry status
+  // does (found in the metrics review: it was missing, "no data").
+  const idle = (await watching({ outbox: () => [] }).exposition()).body;
+  for (const state of ['queued', 'sent', 'dead']) assert.match(idle, new RegExp(`^gantry_outbox_items\\{destination="research",state="${state}"\\} 0$`, 'm'));
+  assert.match(idle, /^gantry_outbox_oldest_age_seconds\{destination="research"\} 0$/m);
 });
 
 test('SOP classes fold into families; unknown ones into one value', () => {
