@@ -56,7 +56,8 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
     for (const row of held) {
       write(`  ${iso(row.heldAt)}  ${heldId(row)}  ${row.state}  ${row.callingAeTitle}  ${row.modality ?? '-'}  ${row.reason ?? ''}`);
     }
-    if (held.length > 0) write('  (gantry quarantine ls | show ID | release ID)');
+    // ls lists failed instances only with --failed.
+    if (held.length > 0) write(`  (gantry quarantine ls${held.some((row) => row.state === 'failed') ? ' --failed' : ''} | show ID | release ID)`);
   } finally {
     db.close();
   }

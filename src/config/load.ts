@@ -286,9 +286,13 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
     }
     case 'too_big':
       return `${key}: ${shown} is not allowed; ${issue.inclusive === false ? 'less than' : 'at most'} ${String(issue.maximum)}${issue.origin === 'string' ? ' characters' : ''}`;
-    case 'too_small':
+    case 'too_small': {
       // positive() is an exclusive bound: "at least 0" would name the refused value as allowed.
-      return `${key}: ${shown} is not allowed; ${issue.inclusive === false ? 'more than' : 'at least'} ${String(issue.minimum)}${issue.origin === 'string' ? ' characters' : ''}`;
+      // A string that is long enough until its spaces are trimmed (a host of " ") is blank: said so,
+      // not "at least 1 characters" of a value that has one (found in the docs review).
+      const blank = issue.origin === 'string' && typeof bad === 'string' && bad.length >= Number(issue.minimum) && bad.trim().length < Number(issue.minimum);
+      return `${key}: ${shown} is not allowed; ${issue.inclusive === false ? 'more than' : 'at least'} ${String(issue.minimum)}${issue.origin === 'string' ? ` character${Number(issue.minimum) === 1 ? '' : 's'}` : ''}${blank ? ' other than spaces' : ''}`;
+    }
     case 'invalid_union': {
       // A discriminated union (a rule's action) whose key takes none of its values: no member was
       // tried, so there are no forms to name; the values are (found in a review: "expected " and nothing).

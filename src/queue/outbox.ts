@@ -528,6 +528,17 @@ export class Outbox {
       .all({ state: filter.state ?? null, destination: filter.destination ?? null, limit: filter.limit }) as OutboxRow[];
   }
 
+  /** The state and destination of each of the items `ids` that exists. */
+  itemStates(ids: readonly number[]): Map<number, { state: string; destination: string }> {
+    const read = this.db.prepare('SELECT state, destination FROM forward_outbox WHERE id = ?');
+    const found = new Map<number, { state: string; destination: string }>();
+    for (const id of ids) {
+      const row = read.get(id) as { state: string; destination: string } | undefined;
+      if (row) found.set(id, row);
+    }
+    return found;
+  }
+
   /**
    * Puts dead items (all, of one destination, or by id) back in the queue, due now and marked as
    * asked for at `now` (retryAskedAt), which a sender in backoff looks for (retryAskedSince). All of

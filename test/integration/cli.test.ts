@@ -284,6 +284,51 @@ test('gantry queue ls, retry and purge refuse a --destination that names nothing
   assert.match(known.stdout, /re-queued 0 item\(s\)/);
 });
 
+// Found in the docs review: `queue retry ID` with an id of no item, or of an item that is not dead,
+// said "re-queued 0 item(s)" with status 0, and the operator believed it done.
+test('gantry queue retry refuses ids of no item, of items that are not dead and of another destination, and re-queues nothing then', async () => {
+  const { dir, config } = storageWithResearch('cli-retry-ids');
+  const db = openDatabase(join(dir, 'data', 'index.sqlite'));
+  const index = new InstanceIndex(db);
+  for (const n of [1, 2]) index.upsert(instanceRecord(n));
+  db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+  const outbox = new Outbox(db);
+  outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations: ['research'] })));
+  const [dead, queued] = outbox.due('research', 10);
+  assert.ok(dead && queued);
+  outbox.markDead(dead, '0xA700', 'research answered 0xA700');
+  db.close();
+  for (const [ids, expected] of [
+    [['999'], /nothing re-queued: 999: no such item/],
+    [[String(dead.id), String(queued.id)], new RegExp(`nothing re-queued: ${queued.id}: queued, not dead`)],
+  ] as Array<[string[], RegExp]>) {
+    const refused = await run(process.execPath, [GANTRY_CLI, 'queue', 'retry', '--config', config, ...ids]);
+    assert.equal(refused.code, 1, refused.stdout);
+    assert.match(refused.stderr, expected);
+  }
+  const otherDestination = await run(process.execPath, [GANTRY_CLI, 'queue', 'retry', '--config', config, '-d', 'research', String(dead.id)]);
+  assert.equal(otherDestination.code, 0, otherDestination.stderr);
+  assert.match(otherDestination.stdout, /re-queued 1 item\(s\)/);
+});
+
+// Found in the docs review: with only failed instances held, `gantry quarantine ls` said "nothing held",
+// while gantry status listed them and sent the operator there.
+test('gantry quarantine ls counts the failed instances it does not list, and gantry status points to --failed', async () => {
+  const { dir, config } = storageWithResearch('cli-quarantine-failed');
+  const db = openDatabase(join(dir, 'data', 'index.sqlite'));
+  new InstanceIndex(db).upsert(instanceRecord(1));
+  db.prepare(`UPDATE instances SET state = 'failed', state_reason = 'the original changed since it was indexed'`).run();
+  db.close();
+  const listed = await run(process.execPath, [GANTRY_CLI, 'quarantine', 'ls', '--config', config]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.doesNotMatch(listed.stdout, /nothing held/);
+  assert.match(listed.stdout, /^nothing quarantined\n1 failed instance\(s\) held too, not listed: gantry quarantine ls --failed$/m);
+  const all = await run(process.execPath, [GANTRY_CLI, 'quarantine', 'ls', '--failed', '--config', config]);
+  assert.match(all.stdout, /\tfailed\t.*the original changed since it was indexed/);
+  const status = await run(process.execPath, [GANTRY_CLI, 'status', '--config', config]);
+  assert.match(status.stdout, /\(gantry quarantine ls --failed \| show ID \| release ID\)/);
+});
+
 test('gantry export refuses a storage.path that holds no index, instead of exporting an empty session made there', async () => {
   // Found in a review: a wrong --config (or the embedded one run from another folder) made an empty
   // index there, and a secret with the embedded config, and said "exported 0 instance(s)", exit 0.

@@ -342,7 +342,8 @@ test('a condition\'s callingAeTitle is an AE title, or a list of at least one', 
 test('blank hosts, a secret of spaces or one letter, profiles of one name and retentions config show cannot write are refused with their key', () => {
   const secret = 'deid:\n  secret: a secret of the config tests\n';
   const cases: Array<[string, RegExp]> = [
-    ['forward:\n  destinations:\n    - { name: r, aeTitle: R, host: " ", port: 4242 }\n', /forward\.destinations\.0\.host: " " is not allowed/],
+    // Found in the docs review: "at least 1 characters" of a value that has one; it is blank.
+    ['forward:\n  destinations:\n    - { name: r, aeTitle: R, host: " ", port: 4242 }\n', /forward\.destinations\.0\.host: " " is not allowed; at least 1 character other than spaces$/m],
     ['dicom:\n  allowedCallers: [{ aeTitle: A, host: " " }]\n', /dicom\.allowedCallers\.0/],
     ['query:\n  moveDestinations: [{ aeTitle: M, host: "  ", port: 104 }]\n', /query\.moveDestinations\.0\.host: "  " is not allowed/],
     ['deid:\n  secret: "                "\n', /deid\.secret: \(hidden\).*one character repeated, are no secret/],
