@@ -56,6 +56,9 @@ export interface RequestorOptions {
   /** How long one request may wait for its response. */
   responseTimeoutMs: number;
   log: Logger;
+  /** Ends the opening at once when aborted (a C-CANCEL of the C-MOVE it is opened for), instead of
+   * after up to connectTimeoutMs and artimMs of a destination that does not answer. */
+  signal?: AbortSignal;
 }
 
 /** What every association Gantry requests takes from its config (forwarding, C-MOVE). */
@@ -75,8 +78,10 @@ export function openStoreAssociation(
   maxOperations: number,
   settings: ScuSettings,
   log: Logger,
+  signal?: AbortSignal,
 ): Promise<RequestorAssociation> {
   return RequestorAssociation.open({
+    ...(signal ? { signal } : {}),
     host: peer.host,
     port: peer.port,
     calledAeTitle: peer.aeTitle,
@@ -171,7 +176,15 @@ export class RequestorAssociation implements PduStreamSink {
   /** Connects and negotiates; rejects with AssociationError when no association results. */
   static async open(options: RequestorOptions): Promise<RequestorAssociation> {
     const association = new RequestorAssociation(options);
-    await association.establish();
+    const { signal } = options;
+    signal?.throwIfAborted();
+    const cancel = () => association.abort(new AssociationError('the association was given up while it was being opened', 'aborted'));
+    signal?.addEventListener('abort', cancel, { once: true });
+    try {
+      await association.establish();
+    } finally {
+      signal?.removeEventListener('abort', cancel);
+    }
     return association;
   }
 

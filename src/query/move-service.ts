@@ -259,10 +259,11 @@ export class MoveService {
     const settings = this.options.settings();
     let association: RequestorAssociation;
     try {
-      association = await openStoreAssociation(destination, settings.aeTitle, contexts, 1, settings, request.association.log);
+      // A C-CANCEL (or a stop) while the destination is slow to answer ends the opening at once.
+      association = await openStoreAssociation(destination, settings.aeTitle, contexts, 1, settings, request.association.log, signal);
     } catch (error) {
       // PS3.4 C.4.2.3.1: sub-operations that could not be started count as failed.
-      request.association.log.warn({ destination: destination.aeTitle, why: (error as Error).message }, 'C-MOVE: the Move Destination cannot be reached');
+      if (!signal.aborted) request.association.log.warn({ destination: destination.aeTitle, why: (error as Error).message }, 'C-MOVE: the Move Destination cannot be reached');
       counts.failed += files.length;
       counts.remaining -= files.length;
       failed.push(...files.map((file) => file.sopInstanceUid));

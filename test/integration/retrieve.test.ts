@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createServer, type Socket } from 'node:net';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { dcmdumpValues, storescu } from '../helpers/dcmtk.js';
@@ -325,6 +326,50 @@ async function finalResponse(raw: RawAssociation, ms: number): Promise<DimseComm
   }
   return undefined;
 }
+
+// Left undone by the twentieth session: a C-CANCEL while the association to the Move Destination was
+// being opened waited for it, up to forward.connectTimeoutSeconds for a destination that does not answer.
+test('a C-CANCEL ends a C-MOVE at once while the association to its destination is being opened', async (t) => {
+  const file = join(PYDICOM_TEST_FILES, 'CT_small.dcm');
+  if (!(await needPeers(t, 'storescu', file))) return;
+  const dir = scratchDir('retrieve-cancel-opening');
+  // A destination that takes the connection and never answers the A-ASSOCIATE-RQ.
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => {
+    sockets.push(socket);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const gantry = await startGantryProcess(join(dir, 'gantry'), {
+    forward: { connectTimeoutSeconds: 120 },
+    query: {
+      sourceCallers: ['HOSPITAL@127.0.0.1'],
+      sourceRetrievesOriginals: true,
+      moveDestinations: [{ aeTitle: 'SILENT', host: '127.0.0.1', port: (silent.address() as { port: number }).port, sourceSide: true }],
+    },
+  });
+  t.after(() => gantry.stop());
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, [file], [])).acknowledged.length, 1);
+  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
+  const [row] = indexedRows(gantry.storagePath);
+  assert.ok(row);
+  const raw = await RawAssociation.open(gantry.port);
+  t.after(() => raw.destroy());
+  assert.equal((await raw.associate({ called: gantry.aeTitle, calling: 'HOSPITAL', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+  raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId: 1, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, moveDestination: 'SILENT', commandDataSetType: DATASET_PRESENT });
+  raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', row.studyInstanceUid]]));
+  await waitUntil('Gantry is opening the association to the destination', 15_000, () => sockets.length === 1);
+  const cancelledAt = Date.now();
+  raw.sendCommand(1, { commandField: CommandField.CCancelRq, messageIdBeingRespondedTo: 1, commandDataSetType: NO_DATASET });
+  const final = await finalResponse(raw, 20_000);
+  assert.ok(Date.now() - cancelledAt < 5_000, `the Cancel response came ${Date.now() - cancelledAt} ms after the C-CANCEL`);
+  assert.equal(final?.status, 0xfe00);
+  assert.equal(final?.numberOfFailedSuboperations, 1);
+});
 
 // Found in the retrieve review: a C-CANCEL was looked at only between sub-operations, so one a
 // destination did not answer held the Cancel response up to forward.responseTimeoutSeconds (300 s).
