@@ -98,10 +98,10 @@ export function openStoreAssociation(
   });
 }
 
-/** Why an association could not be used: the operations on it did not complete. */
 /** The A-ABORT of Gantry's own choosing: service user, no reason (PS3.8 9.3.8). */
 const BY_GANTRY = { source: AbortSource.ServiceUser, reason: AbortReason.NotSpecified } as const;
 
+/** Why an association could not be used: the operations on it did not complete. */
 export class AssociationError extends Error {
   constructor(
     message: string,
