@@ -146,6 +146,11 @@ test('a stored attribute with several values matches when any of its values matc
   assert.deepEqual(values('ORIGINAL\\PRIMARY\\AXIAL'), ['ORIGINAL\\PRIMARY\\AXIAL'], 'a key of several values is matched whole (C.2.2.2.8: undefined without extended negotiation)');
   assert.deepEqual(values(''), ['ORIGINAL\\PRIMARY\\AXIAL', 'DERIVED \\SECONDARY', 'PRIMARY', null]);
   assert.deepEqual(values('""'), [null]);
+  // The first 16 values are matched one by one (a bound on the split's cost, as for names).
+  const many = Array.from({ length: 20 }, (_, n) => `V${n + 1}`).join('\\');
+  db.prepare('INSERT INTO t VALUES (?)').run(many);
+  assert.deepEqual(values('V16'), [many]);
+  assert.deepEqual(values('V17'), [], 'a 17th value is not matched');
   db.close();
 });
 
@@ -203,6 +208,15 @@ test('a person name key is matched group by group: one group matches any of the 
   assert.deepEqual(names('Doe^John'), ['Doe^John^^='], 'empty trailing components and groups of the stored name are not significant');
   assert.deepEqual(names('*Tarou*たろう'), [], 'a wild card does not run across groups');
   assert.equal(matchCondition('name', 'PN', '^^'), undefined, 'a name of empty components only is an empty key: universal matching');
+  // Found in the injection review: the split went on to every "=" of a stored name, each step copying
+  // the rest of it, and names of 2,048 "=" stalled every query on names for seconds. A name has three
+  // groups (PS3.5 6.2.1.2): an "=" after the third is not split at.
+  db.prepare('INSERT INTO p VALUES (?)').run('Alpha=Beta=Gamma=Delta');
+  db.prepare('INSERT INTO p VALUES (?)').run(Array(2048).fill('a').join('='));
+  assert.deepEqual(names('Gamma'), ['Alpha=Beta=Gamma=Delta'], 'the third group');
+  assert.deepEqual(names('Delta'), [], 'no fourth group');
+  assert.deepEqual(names('a'), [Array(2048).fill('a').join('=')]);
+  assert.deepEqual(names('x*'), []);
   db.close();
 });
 
