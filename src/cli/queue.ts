@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import type { Db } from '../db/database.js';
 import { openCommandIndex } from './command-index.js';
+import { terminalText } from './terminal-text.js';
 import type { Logger } from '../observability/logger.js';
 import { routeDestinations, routingOf, Router } from '../pipeline/route.js';
 import { nodeRunningOn, runningGantry } from '../pipeline/recovery.js';
@@ -85,7 +86,7 @@ export function queueList(loaded: LoadedConfig, options: { state?: string; desti
 }
 
 function formatRow(row: OutboxRow): string {
-  return [row.id, row.destination, row.attempts, row.lastStatus ?? '-', row.lastError ?? ''].join('\t');
+  return [row.id, row.destination, row.attempts, row.lastStatus ?? '-', terminalText(row.lastError)].join('\t');
 }
 
 export function queueRetry(loaded: LoadedConfig, options: { destination?: string; ids: number[] }): number {
@@ -228,7 +229,7 @@ export function quarantineList(loaded: LoadedConfig, options: { failed: boolean;
     const failed = options.failed ? 0 : (new InstanceIndex(db).countsByState().failed ?? 0);
     if (rows.length === 0) write(failed === 0 ? 'nothing held' : 'nothing quarantined');
     else write('id\tstate\theld since\tcalling AE\tmodality\treason');
-    for (const row of rows) write([heldId(row), row.state, new Date(row.heldAt).toISOString(), row.callingAeTitle, row.modality ?? '', row.reason ?? ''].join('\t'));
+    for (const row of rows) write([heldId(row), row.state, new Date(row.heldAt).toISOString(), row.callingAeTitle, terminalText(row.modality), terminalText(row.reason)].join('\t'));
     if (failed > 0) write(`${failed} failed instance(s) held too, not listed: gantry quarantine ls --failed`);
   } finally {
     db.close();
@@ -245,7 +246,7 @@ export function quarantineShow(loaded: LoadedConfig, idText: string, write: (lin
     if (ref.receivedAt !== undefined && ref.receivedAt !== held.receivedAt) write(`received again since ${idText}: this is the copy held now`);
     for (const [key, value] of Object.entries({ ...held, id: heldId(held) })) {
       if (key === 'findings') continue;
-      write(`${key}: ${value ?? ''}`);
+      write(`${key}: ${terminalText(value)}`);
     }
     write(`findings: ${held.findings.length === 0 ? 'none' : ''}`);
     for (const finding of held.findings) write(`  ${JSON.stringify(finding)}`);

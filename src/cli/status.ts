@@ -14,6 +14,7 @@ import { heldId, QuarantineWork } from '../index/quarantine-work.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type DestinationCounts } from '../queue/outbox.js';
 import { openIndex } from './queue.js';
+import { terminalText } from './terminal-text.js';
 
 export interface StatusOptions {
   /** Failures listed per kind. */
@@ -46,7 +47,7 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
     if (failures.length === 0) write('forward failures: none waiting');
     else write('latest forward failures (newest first): time, destination, state, attempts, status, reason');
     for (const row of failures) {
-      write(`  ${iso(row.failedAt)}  ${row.destination}  ${row.state}  ${row.attempts}  ${row.lastStatus ?? '-'}  ${row.lastError ?? ''}`);
+      write(`  ${iso(row.failedAt)}  ${row.destination}  ${row.state}  ${row.attempts}  ${row.lastStatus ?? '-'}  ${terminalText(row.lastError)}`);
     }
 
     const held = new QuarantineWork(db).list(['quarantined', 'failed'], options.limit, 'latestHeld');
@@ -54,7 +55,7 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
     if (held.length === 0) write('held instances: none');
     else write('latest held instances (newest first): time, id, state, calling AE, modality, reason');
     for (const row of held) {
-      write(`  ${iso(row.heldAt)}  ${heldId(row)}  ${row.state}  ${row.callingAeTitle}  ${row.modality ?? '-'}  ${row.reason ?? ''}`);
+      write(`  ${iso(row.heldAt)}  ${heldId(row)}  ${row.state}  ${row.callingAeTitle}  ${terminalText(row.modality ?? '-')}  ${terminalText(row.reason)}`);
     }
     // ls lists failed instances only with --failed.
     if (held.length > 0) write(`  (gantry quarantine ls${held.some((row) => row.state === 'failed') ? ' --failed' : ''} | show ID | release ID)`);

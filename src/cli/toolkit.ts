@@ -8,6 +8,7 @@ import type { LoadedConfig } from '../config/load.js';
 import type { Db } from '../db/database.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { openCommandIndex } from './command-index.js';
+import { terminalText } from './terminal-text.js';
 import { resolveDeidSecret } from '../config/secret.js';
 import { commandLogger } from '../observability/logger.js';
 import { exportWithConfig, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
@@ -75,7 +76,7 @@ function printImportSummary(summary: ImportSummary, options: ImportCommandOption
       `duplicate SOP Instance UIDs ${summary.duplicates}; not DICOM ${summary.notDicom}; unreadable ${summary.unreadable}`,
   );
   for (const [reason, count] of [...summary.problems].sort((a, b) => b[1] - a[1])) print(`  ${count} × ${reason}`);
-  for (const example of summary.examples) print(`  e.g. ${example.path}: ${example.reason}`);
+  for (const example of summary.examples) print(`  e.g. ${terminalText(example.path)}: ${terminalText(example.reason)}`);
   if (summary.skippedList) print(`every file not imported is listed, with its reason, in ${summary.skippedList}`);
   if (summary.indexed > 0) {
     // Said only when true: with no node running, nothing de-identifies them until one starts.

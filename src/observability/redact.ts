@@ -31,7 +31,9 @@ export function withoutValues(message: string, length = 200): string {
  * review of the session's diff: withoutValues left "Can<value>s disk is full").
  */
 export function commentWithoutValues(comment: string, length = 200): string {
-  return withoutUids(comment)
+  // Control characters (terminal escapes, line breaks) go too: the comment is shown by gantry status
+  // and queue ls (found in the injection review: an OSC sequence set the operator's window title).
+  return withoutUids(comment.replace(/[\x00-\x1f\x7f-\x9f]+/g, ' '))
     .replace(/(?<!\w)'[^\n]*?'(?!\w)|"[^"\n]*"|\[[^\]\n]*\]/g, (quoted) => (/^\[[0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\]$/.test(quoted) ? quoted : '<value>'))
     .slice(0, length);
 }

@@ -329,6 +329,27 @@ test('gantry quarantine ls counts the failed instances it does not list, and gan
   assert.match(status.stdout, /\(gantry quarantine ls --failed \| show ID \| release ID\)/);
 });
 
+// Found in the injection review: gantry quarantine show, the screen an operator reads before releasing
+// an instance, printed a sender's terminal escapes and line breaks as they were.
+test('gantry quarantine show and ls print the control characters of received values as escapes', async () => {
+  const { dir, config } = storageWithResearch('cli-quarantine-escapes');
+  const db = openDatabase(join(dir, 'data', 'index.sqlite'));
+  new InstanceIndex(db).upsert(instanceRecord(1, { attributes: { PatientName: 'Evil\x1b[2J^X', PatientID: 'P1', Modality: 'CT\x1b[5m', Manufacturer: 'ACME\nid: 999.999' } }));
+  db.prepare(`UPDATE instances SET state = 'quarantined', state_reason = 'held'`).run();
+  db.close();
+  const listed = await run(process.execPath, [GANTRY_CLI, 'quarantine', 'ls', '--config', config]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.ok(!listed.stdout.includes('\x1b'), listed.stdout);
+  assert.match(listed.stdout, /CT\\x1b\[5m/);
+  const id = /^(\d+\.\w+)\t/m.exec(listed.stdout)?.[1];
+  assert.ok(id, listed.stdout);
+  const shown = await run(process.execPath, [GANTRY_CLI, 'quarantine', 'show', id, '--config', config]);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.ok(!shown.stdout.includes('\x1b'), shown.stdout);
+  assert.match(shown.stdout, /Evil\\x1b\[2J\^X/);
+  assert.doesNotMatch(shown.stdout, /^id: 999\.999$/m, 'no forged line');
+});
+
 test('gantry export refuses a storage.path that holds no index, instead of exporting an empty session made there', async () => {
   // Found in a review: a wrong --config (or the embedded one run from another folder) made an empty
   // index there, and a secret with the embedded config, and said "exported 0 instance(s)", exit 0.

@@ -45,4 +45,7 @@ test("a peer's Error Comment keeps its words and tags, and loses the values it q
   assert.equal(commentWithoutValues("Missing attribute (0008,0020); don't resend until it's fixed"), "Missing attribute (0008,0020); don't resend until it's fixed");
   assert.equal(commentWithoutValues('element [0028,0010] missing; check 1.2.840.10008.5.1.4.1.1.2'), 'element [0028,0010] missing; check <uid>');
   assert.equal(commentWithoutValues("Patient 'O'BRIEN^SEAN' [MRN-42] \"Doe^Jane\" refused"), 'Patient <value> <value> <value> refused');
+  // Found in the injection review: an OSC sequence in a comment set the window title of the operator
+  // reading gantry status.
+  assert.equal(commentWithoutValues('disk\x1b]0;PWN\x07 full\r\nFAKE: line'), 'disk ]0;PWN  full FAKE: line');
 });
