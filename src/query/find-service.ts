@@ -236,13 +236,20 @@ function requireHierarchy(model: Model, level: Level, elements: readonly Element
 /** A study matches when one of the rows of `fromWhere` (its series: ModalitiesInStudy; its instances'
  * states: StudyStatusID) has one of the values asked. */
 function anyOfCondition(fromWhere: string, column: string, value: string): ColumnCondition | undefined {
-  const conditions = value
+  const values = value
     .split('\\')
     .map((one) => one.trim())
-    .filter((one) => one !== '')
+    .filter((one) => one !== '');
+  // Single values as one list, one parameter: a condition each, joined by OR, a list of about 1,000
+  // passed SQLite's expression depth and the query failed 0x0110 (found in the injection review).
+  const exact = values.filter((one) => one !== '""' && !/[*?]/.test(one));
+  const conditions = values
+    .filter((one) => !exact.includes(one))
     .map((one) => matchCondition(column, 'CS', one))
     .filter((condition) => condition !== undefined);
-  if (conditions.length === 0) return undefined;
+  if (exact.length > 0) conditions.unshift({ sql: `${column} IN (SELECT value FROM json_each(?))`, params: [JSON.stringify(exact)] });
+  // A value of "*" alone asks for any: universal matching (PS3.4 C.2.2.2.3).
+  if (conditions.length === 0 || values.some((one) => /^\*+$/.test(one))) return undefined;
   return {
     sql: `EXISTS (SELECT 1 FROM ${fromWhere} AND (${conditions.map((condition) => condition.sql).join(' OR ')}))`,
     params: conditions.flatMap((condition) => condition.params),

@@ -188,6 +188,32 @@ test('C-FIND: a StudyInstanceUID key of several UIDs finds each of those studies
   assert.deepEqual(found.map((identifier) => identifier.get(0x0020000d)), ['1.2.1', '1.2.3']);
 });
 
+// Found in the injection review: a UID list took one SQL parameter per UID and a ModalitiesInStudy
+// list one condition per value; at 32,767 UIDs and about 1,000 modalities SQLite refused the query,
+// and the C-FIND failed 0x0110. PS3.4 C.2.2.2.2 sets no limit.
+test('lists of 40,000 UIDs and of 1,500 modalities are matched, not refused', async (t) => {
+  const db = new Database(':memory:');
+  db.exec('CREATE TABLE u (uid TEXT)');
+  for (const uid of ['1.2.3.7', '1.2.3.39999', '9.9']) db.prepare('INSERT INTO u VALUES (?)').run(uid);
+  const uids = Array.from({ length: 40_000 }, (_, n) => `1.2.3.${n}`).join('\\');
+  const condition = matchCondition('uid', 'UI', uids);
+  assert.deepEqual(db.prepare(`SELECT uid FROM u WHERE ${condition?.sql ?? '0'} ORDER BY rowid`).pluck().all(...(condition?.params ?? [])), ['1.2.3.7', '1.2.3.39999']);
+  db.close();
+  const modalities = [...Array.from({ length: 1_500 }, (_, n) => `M${n}`), 'CT'].join('\\');
+  const found = await findIdentifiers(t, 'query-matching-long-lists', [instanceRecord(1)], [
+    [0x00080052, 'CS', 'STUDY'],
+    [0x00080061, 'CS', modalities],
+    [0x0020000d, 'UI', ''],
+  ]);
+  assert.deepEqual(found.map((identifier) => identifier.get(0x0020000d)), ['1.2.1']);
+  const none = await findIdentifiers(t, 'query-matching-long-lists-none', [instanceRecord(1)], [
+    [0x00080052, 'CS', 'STUDY'],
+    [0x00080061, 'CS', Array.from({ length: 1_500 }, (_, n) => `M${n}`).join('\\')],
+    [0x0020000d, 'UI', ''],
+  ]);
+  assert.deepEqual(none, []);
+});
+
 test('a person name key is matched group by group: one group matches any of the name\'s component groups (PS3.5 6.2.1.2)', () => {
   // Found in a review: the key Yamada^Tarou did not find Yamada^Tarou=山田^太郎=やまだ^たろう (the whole
   // value was compared), though yamada* did, its "*" running across the "=" into the other groups.
