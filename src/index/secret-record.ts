@@ -3,8 +3,9 @@
  * deid_secret, migration 23). The node records it at each start and says when it changed (every
  * pseudonym, UID and date shift changes from then on); gantry export and the library's export, which
  * de-identify beside the node's copies, refuse another secret: one patient would otherwise have two
- * pseudonyms in one export.
+ * pseudonyms in one export. So does the library's Instance.deidentify.
  */
+import { secretDigest } from '../config/secret.js';
 import type { Db } from '../db/database.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 
@@ -43,4 +44,19 @@ export function copiesMadeWith(db: Db, secret: string): boolean | undefined {
   if (copies.length === 0) return undefined;
   const pseudonyms = new Pseudonymizer(secret);
   return copies.some((copy) => pseudonyms.uid(copy.original) === copy.deidentified);
+}
+
+/**
+ * Refuses `secret` (deid.secret of the config at `source`) when it is not the one the node
+ * de-identifies this storage with: `made` (what the caller would make with it) and the node's copies
+ * would give one patient two pseudonyms. Without a recorded digest (an index of before migration 23),
+ * the node's copies tell.
+ */
+export function refuseAnotherSecret(db: Db, secret: string, source: string, made: string): void {
+  const recorded = recordedSecretDigest(db);
+  if (recorded === undefined ? copiesMadeWith(db, secret) === false : recorded !== secretDigest(secret)) {
+    throw new Error(
+      `deid.secret of ${source} is not the one the node de-identifies this storage with (as it recorded at its last start): its copies and ${made} would give one patient two pseudonyms; use the node's config`,
+    );
+  }
 }

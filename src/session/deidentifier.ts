@@ -10,12 +10,14 @@ import { dirname, join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { GENERATED_SECRET_FILE } from '../config/secret.js';
 import { compileProfiles, type BaseSettings } from '../deid/decide.js';
-import { deidentifyFile, type DeidFileResult } from '../deid/deidentify-file.js';
+import { planDeidentification, type DeidFileResult } from '../deid/deidentify-file.js';
 import type { OriginalOrigin } from '../deid/original-check.js';
 import { Pseudonymizer } from '../deid/pseudonyms.js';
 import type { ProfileConfig } from '../deid/rules.js';
-import { withPassRule } from '../deid/release-policy.js';
+import { residualRiskReason, withPassRule } from '../deid/release-policy.js';
 import { checkedDeidSettings } from '../deid/settings.js';
+import type { Db } from '../db/database.js';
+import { refuseAnotherSecret } from '../index/secret-record.js';
 import { loadCodecs } from '../pixels/codecs.js';
 
 export interface DeidentifyOptions {
@@ -31,6 +33,8 @@ export interface InstanceFacts {
   callingAeTitle: string;
   /** An operator released it with `gantry quarantine release --pass`. */
   pass: boolean;
+  /** An operator released it with `gantry quarantine release --ignore-findings`. */
+  ignoreFindings: boolean;
   /** Under retainUIDs: other instances of its study renamed by redaction, original → new UID. */
   renamedUids: ReadonlyMap<string, string>;
   /** Its SOP Instance UID in the index and where it came from: a file naming another is refused. */
@@ -41,9 +45,15 @@ export class Deidentifier {
   private readonly profiles: ProfileConfig[];
   private readonly base: BaseSettings;
   private readonly pseudonyms: Pseudonymizer;
+  private readonly quarantineOnFindings: boolean;
 
-  constructor(loaded: LoadedConfig, storagePath: string) {
-    this.pseudonyms = new Pseudonymizer(deidSecret(loaded, storagePath));
+  constructor(loaded: LoadedConfig, storagePath: string, db: Db) {
+    const secret = deidSecret(loaded, storagePath);
+    // As gantry export and the session's export: another secret than the node's gave one patient two
+    // unlinked pseudonyms, beside the node's copies (found in the library review).
+    refuseAnotherSecret(db, secret, loaded.source, 'these copies');
+    this.pseudonyms = new Pseudonymizer(secret);
+    this.quarantineOnFindings = loaded.config.deid.quarantineOnFindings;
     // Rules, profiles, deid.pixelZones and the recipient certificate checked as the node checks them:
     // what is wrong is said here, once, with every problem, not at each instance.
     const { profiles, base } = checkedDeidSettings(loaded);
@@ -57,7 +67,7 @@ export class Deidentifier {
     await loadCodecs().catch(() => undefined);
     mkdirSync(dirname(output), { recursive: true });
     const profiles = facts.pass ? withPassRule(this.profiles) : this.profiles;
-    return deidentifyFile(input, output, {
+    const plan = planDeidentification(input, {
       settings: {
         profiles: compileProfiles(profiles),
         base: facts.renamedUids.size > 0 ? { ...this.base, renamedUids: facts.renamedUids } : this.base,
@@ -65,8 +75,18 @@ export class Deidentifier {
       },
       pseudonyms: this.pseudonyms,
       expected: facts.expected,
-      ...(options.sync !== undefined ? { sync: options.sync } : {}),
     });
+    try {
+      if (plan.result.kind === 'quarantined') return plan.result;
+      // The node's rule (deid.quarantineOnFindings): residual risk holds the instance back, and
+      // nothing is written, as the node, gantry deid and gantry export hold it (found in the library
+      // review: the copy was written and came back 'deidentified').
+      const risk = residualRiskReason(plan.result.findings, this.quarantineOnFindings, facts.ignoreFindings);
+      if (risk !== undefined) return { kind: 'quarantined', reason: risk };
+      return plan.write(output, options.sync !== undefined ? { sync: options.sync } : {});
+    } finally {
+      plan.close();
+    }
   }
 }
 

@@ -249,8 +249,9 @@ export class Instance {
    * pixel zones, pseudonyms keyed by deid.secret, the calling AE title it came from); the original
    * and the index are not changed. `outputPath` may not lie inside the storage folder or be a file
    * imported in place. Resolves with what was done, or why the node would hold the
-   * instance back (then nothing is written). Findings are in the result: with
-   * deid.quarantineOnFindings the node would quarantine an instance that has any but empty-patient-id.
+   * instance back (then nothing is written): residual risk under deid.quarantineOnFindings included
+   * (any finding but empty-patient-id), unless an operator released it with --ignore-findings. A
+   * deid.secret other than the one the node recorded for the storage is refused, as by Session.export.
    */
   async deidentify(outputPath: string, options: DeidentifyOptions = {}): Promise<DeidFileResult> {
     const input = this.#originalPath();
@@ -261,7 +262,7 @@ export class Instance {
     refuseSessionFile(output, this.#context);
     const facts = {
       callingAeTitle: this.callingAeTitle,
-      pass: releasedWithPass(this.#row.deidOverride),
+      ...releaseOf(this.#row.deidOverride),
       renamedUids: this.#context.queries().renamesInStudy(this.#row.studyPk, this.#row.id),
       expected: { sopInstanceUid: this.#row.SOPInstanceUID, origin: originOf(this.#row.imported) },
     };
@@ -355,7 +356,8 @@ function sameFile(a: string, b: string): boolean {
   return first !== undefined && second !== undefined && first.dev === second.dev && first.ino === second.ino;
 }
 
-function releasedWithPass(override: string | undefined): boolean {
-  if (override === undefined) return false;
-  return (JSON.parse(override) as { pass?: boolean }).pass === true;
+/** An operator's release of the instance (gantry quarantine release --pass, --ignore-findings). */
+function releaseOf(override: string | undefined): { pass: boolean; ignoreFindings: boolean } {
+  const release = override === undefined ? {} : (JSON.parse(override) as { pass?: boolean; ignoreFindings?: boolean });
+  return { pass: release.pass === true, ignoreFindings: release.ignoreFindings === true };
 }

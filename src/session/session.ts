@@ -79,7 +79,7 @@ export class Session {
     this.#context = {
       storagePath: this.storagePath,
       queries: () => this.#openQueries(),
-      deidentifier: () => (this.#deidentifier ??= new Deidentifier(this.#loaded, this.storagePath)),
+      deidentifier: () => (this.#deidentifier ??= new Deidentifier(this.#loaded, this.storagePath, this.#openDb())),
     };
   }
 
@@ -124,8 +124,7 @@ export class Session {
    * de-identification otherwise, in a pseudonymised layout; running it again on the same folder resumes.
    */
   async export(request: ExportRequest): Promise<ExportSummary> {
-    const db = this.#db;
-    if (!db) throw new Error('the session is closed');
+    const db = this.#openDb();
     this.#exporting += 1;
     try {
       return await exportWithConfig(db, this.#loaded, deidSecret(this.#loaded, this.storagePath), request);
@@ -167,6 +166,11 @@ export class Session {
     this.#db?.close();
     this.#db = undefined;
     this.#queries = undefined;
+  }
+
+  #openDb(): Db {
+    if (!this.#db) throw new Error('the session is closed');
+    return this.#db;
   }
 
   #openQueries(): IndexQueries {

@@ -26,7 +26,7 @@ import { stampFromColumns } from '../index/file-stamp.js';
 import { originOf } from '../deid/original-check.js';
 import { DeidWork, renamesExcept, type ReleaseOverride, type StudyRename } from '../index/deid-work.js';
 import { PseudonymLedger, type PseudonymMapping } from '../index/pseudonym-ledger.js';
-import { copiesMadeWith, recordedSecretDigest } from '../index/secret-record.js';
+import { refuseAnotherSecret } from '../index/secret-record.js';
 import { secretDigest } from '../config/secret.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
@@ -577,13 +577,7 @@ export interface ExportRequest {
  * for it (gantry export, and Session.export of the library).
  */
 export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: string, request: ExportRequest): Promise<ExportSummary> {
-  const recorded = recordedSecretDigest(db);
-  // No digest recorded (an index of before migration 23): the node's copies tell.
-  if (recorded === undefined ? copiesMadeWith(db, secret) === false : recorded !== secretDigest(secret)) {
-    throw new Error(
-      `deid.secret of ${loaded.source} is not the one the node de-identifies this storage with (as it recorded at its last start): its copies and this export's own would give one patient two pseudonyms; export with the node's config`,
-    );
-  }
+  refuseAnotherSecret(db, secret, loaded.source, "this export's own");
   const workers = request.workers ?? availableParallelism();
   // Checked as the node checks them, before anything is written: a wrong rule is a config error said
   // once, not a failure of every instance.

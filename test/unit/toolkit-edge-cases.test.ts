@@ -968,12 +968,52 @@ test('import --copy: the copies a killed import placed and never indexed are del
   assert.deepEqual(readdirSync(join(storagePath, 'import-copies')), [], 'and this import left none');
 });
 
+// Found in the library review: with deid.quarantineOnFindings, Instance.deidentify wrote a copy whose
+// kept text quotes the patient and answered 'deidentified', where the node, gantry deid and gantry
+// export hold such an instance back.
+test('Instance.deidentify holds back an instance with residual risk as the node does, unless released with --ignore-findings', async () => {
+  const dir = scratchDir('review-library-findings');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  await writeSyntheticFile(join(tree, 'risky.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PAT-RISK', patientName: 'Lindqvist^Maja', manufacturer: 'Lindqvist Imaging', rows: 8, columns: 8 });
+  const { storagePath } = await importInPlace(dir, tree);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const [instance] = [...session.instances()];
+    assert.ok(instance);
+    const held = await instance.deidentify(join(dir, 'held.dcm'));
+    assert.equal(held.kind, 'quarantined');
+    assert.match(held.kind === 'quarantined' ? held.reason : '', /residual risk: Manufacturer quotes the patient's name/);
+    assert.equal(existsSync(join(dir, 'held.dcm')), false, 'nothing written');
+  } finally {
+    session.close();
+  }
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  db.prepare(`UPDATE instances SET deid_override = '{"ignoreFindings":true}'`).run();
+  db.close();
+  const released = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const [instance] = [...released.instances()];
+    assert.ok(instance);
+    assert.equal((await instance.deidentify(join(dir, 'released.dcm'))).kind, 'deidentified');
+    assert.equal(existsSync(join(dir, 'released.dcm')), true);
+  } finally {
+    released.close();
+  }
+});
+
 /** An export with the suite's secret is refused as not the node's, and writes nothing. */
 async function assertExportRefusesSecret(dir: string, storagePath: string): Promise<void> {
   const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
   try {
     await assert.rejects(session.export({ out: join(dir, 'out'), workers: 1 }), /deid\.secret of .* is not the one the node de-identifies this storage with/);
     assert.equal(existsSync(join(dir, 'out')), false, 'nothing written');
+    // Found in the library review: Instance.deidentify took any secret, and gave the patient other
+    // pseudonyms than the node's copies.
+    const [instance] = [...session.instances()];
+    assert.ok(instance);
+    await assert.rejects(instance.deidentify(join(dir, 'copy.dcm')), /deid\.secret of .* is not the one the node de-identifies this storage with .*: its copies and these copies/);
+    assert.equal(existsSync(join(dir, 'copy.dcm')), false, 'nothing written');
   } finally {
     session.close();
   }
