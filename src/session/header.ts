@@ -27,6 +27,11 @@ const NO_TEXT_VRS = new Set(['OB', 'OW', 'OD', 'OF', 'OL', 'OV', 'UN', 'SQ']);
 
 const SPECIFIC_CHARACTER_SET = 0x00080005;
 
+/** The VRs of numbers (PS3.5 6.2), binary or as text. */
+const NUMERIC_VRS: ReadonlySet<string> = new Set(['US', 'SS', 'UL', 'SL', 'FL', 'FD', 'IS', 'DS', 'SV', 'UV']);
+/** Text VRs whose leading spaces are part of the value (PS3.5 6.2). */
+const LEADING_SPACES_SIGNIFICANT: ReadonlySet<string> = new Set(['ST', 'LT', 'UT']);
+
 /** The tag a key names; an unknown keyword is an error (a typo must not read as "absent"). */
 export function tagOf(key: AttributeKey): number {
   if (typeof key === 'number') {
@@ -59,7 +64,7 @@ export class LazyHeader {
   ) {}
 
   /** The value of a top-level attribute as text (several values joined by "\"; binary numbers in
-   * decimal, tags (AT) as "ggggeeee"; padding removed): "" when it is present without a value, undefined when it is absent, a
+   * decimal, tags (AT) as "ggggeeee"; padding removed, but the leading spaces of ST, LT and UT, which are part of the value): "" when it is present without a value, undefined when it is absent, a
    * sequence, binary bulk data, or longer than 64 KiB. */
   text(key: AttributeKey): string | undefined {
     const tag = tagOf(key);
@@ -72,17 +77,33 @@ export class LazyHeader {
     if (binary) return element.value ? binary(element.value, header.bigEndian) : undefined;
     // Values were loaded with the header; the file is closed, so nothing else can be read.
     if (CHARACTER_SET_VRS.has(element.vr)) {
-      return element.value ? trimPadding(decodeText(element.value, header.charsets, element.vr === 'PN', isMultiValuedText(element.vr))) : undefined;
+      const text = element.value ? decodeText(element.value, header.charsets, element.vr === 'PN', isMultiValuedText(element.vr)) : undefined;
+      // PS3.5 6.2: in ST, LT and UT leading spaces are significant (found in the library review: cut).
+      return LEADING_SPACES_SIGNIFICANT.has(element.vr) ? text?.replace(/[ \0]+$/, '') : trimPadding(text);
     }
     return elementText(element, undefined, header.bigEndian);
   }
 
-  /** The first value of a numeric attribute (US, SS, UL, SL, FL, FD, IS, DS), or undefined. */
+  /**
+   * The first value of a numeric attribute (US, SS, UL, SL, FL, FD, IS, DS, SV, UV), or of an AT as
+   * its tag's number; undefined for any other VR. A date or an AT read as decimal text gave numbers
+   * that mean nothing ((0010,0010) as 100010; found in the library review).
+   */
   number(key: AttributeKey): number | undefined {
-    const text = this.text(key);
-    if (text === undefined || text.trim() === '') return undefined;
-    const value = Number((text.split('\\')[0] ?? '').trim());
+    const vr = this.vrOf(key);
+    if (vr === undefined || !(NUMERIC_VRS.has(vr) || vr === 'AT')) return undefined;
+    const first = (this.text(key)?.split('\\')[0] ?? '').trim();
+    if (first === '') return undefined;
+    const value = vr === 'AT' ? (/^[0-9A-Fa-f]{8}$/.test(first) ? Number.parseInt(first, 16) : Number.NaN) : Number(first);
     return Number.isFinite(value) ? value : undefined;
+  }
+
+  /** The VR a top-level attribute is read with (the dictionary's, for a standard one sent as UN). */
+  private vrOf(key: AttributeKey): string | undefined {
+    const tag = tagOf(key);
+    if (tag >>> 16 === 0x0002) return tag === 0x00020000 ? 'UL' : undefined;
+    const stored = this.header().byTag.get(tag);
+    return stored && withDictionaryVr(stored).vr;
   }
 
   private header(): ParsedHeader {

@@ -209,7 +209,8 @@ export class Instance {
     return this.#header.text(key);
   }
 
-  /** The first value of a numeric attribute (US, SS, UL, SL, FL, FD, IS, DS), or undefined. */
+  /** The first value of a numeric attribute (US, SS, UL, SL, FL, FD, IS, DS, SV, UV), or of an AT as
+   * its tag's number ((0018,1063) is 0x00181063); undefined for any other VR. */
   attributeNumber(key: AttributeKey): number | undefined {
     return this.#header.number(key);
   }

@@ -11,6 +11,7 @@ import { DATABASE_FILE, openDatabase, type Db } from '../db/database.js';
 import { MIGRATIONS } from '../db/migrations/index.js';
 import { refuseMigrationUnderNode } from '../pipeline/recovery.js';
 import { deidSecret, Deidentifier } from './deidentifier.js';
+import { checkExportRequest } from './export-request.js';
 import { exportWithConfig, type ExportRequest, type ExportSummary } from '../toolkit/export.js';
 import { checkState, Instance, Patient, Series, Study, type SessionContext } from './objects.js';
 import { IndexQueries, pagedRows, type InstanceFilter, type SeriesRow } from './queries.js';
@@ -124,6 +125,7 @@ export class Session {
    * de-identification otherwise, in a pseudonymised layout; running it again on the same folder resumes.
    */
   async export(request: ExportRequest): Promise<ExportSummary> {
+    checkExportRequest(request);
     const db = this.#openDb();
     this.#exporting += 1;
     try {

@@ -188,7 +188,11 @@ test('attributes not in the index are read from the file when first asked, once,
   const elsewhere = join(storage, '..', 'elsewhere');
   mkdirSync(elsewhere);
   const path = join(elsewhere, 'one.dcm');
-  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ patientName: 'Müller^Jürgen', manufacturer: 'ACME' }));
+  const extra: SyntheticInstance['extra'] = [
+    [0x00280009, 'AT', Buffer.from([0x18, 0x00, 0x63, 0x10])], // FrameIncrementPointer: (0018,1063)
+    [0x00204000, 'LT', '  leading spaces kept  '], // ImageComments
+  ];
+  const { sopInstanceUid } = await writeSyntheticFile(path, spec({ patientName: 'Müller^Jürgen', manufacturer: 'ACME', extra }));
   await indexFiles(storage, [path]);
   assert.match((await recordOf(storage, path)).filePath, /^\.\.\//);
   const session = openSession(storage);
@@ -219,6 +223,12 @@ test('attributes not in the index are read from the file when first asked, once,
   assert.equal(instance.attribute('PatientWeight'), undefined);
   assert.equal(instance.attribute('PixelData'), undefined);
   assert.equal(instance.attributeNumber('PatientSex'), undefined);
+  // Found in the library review: an AT read as decimal text ((0018,1063) as 181063), a date read as a
+  // number, and the leading spaces of an LT cut, which PS3.5 6.2 keeps.
+  assert.equal(instance.attributeNumber('FrameIncrementPointer'), 0x00181063);
+  assert.notEqual(instance.attribute('StudyDate'), undefined);
+  assert.equal(instance.attributeNumber('StudyDate'), undefined, 'a date is no number');
+  assert.equal(instance.attribute('ImageComments'), '  leading spaces kept');
   assert.throws(() => instance.attribute('PatientNmae'), /not a DICOM keyword/);
 
   // The header was read once: gone again, the file is not needed.

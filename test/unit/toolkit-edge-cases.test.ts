@@ -1002,6 +1002,31 @@ test('Instance.deidentify holds back an instance with residual risk as the node 
   }
 });
 
+// Found in the library review: JavaScript callers have no type check, and a misspelt selection key
+// exported the whole session; a string for a list was read character by character; a missing out and
+// workers 0 failed with the driver's TypeError, naming no field.
+test('Session.export refuses a request with an unknown field or selection key, or a value of the wrong kind, naming it, and writes nothing', async () => {
+  const { dir, storagePath } = await importedSession('review-library-export-request', 1);
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    const out = join(dir, 'out');
+    const refused: Array<[unknown, RegExp]> = [
+      [{ out, selection: { modality: ['MR'] } }, /"modality" is not a key of the export selection: use studyInstanceUids, seriesInstanceUids, patientIds, modalities/],
+      [{ out, selection: { modalities: 'MR' } }, /selection\.modalities is a list of strings.*\(got a string\)/],
+      [{ out, workers: 0 }, /workers is a whole number of threads, 1 or more \(got 0\)/],
+      [{ out, workers: 1.5 }, /workers is a whole number/],
+      [{ selection: {} }, /out is the folder to write into, a non-empty string \(got nothing\)/],
+      [{ out, outt: 'x' }, /"outt" is not a field of the export request/],
+    ];
+    for (const [request, message] of refused) {
+      await assert.rejects(session.export(request as Parameters<typeof session.export>[0]), message, JSON.stringify(request));
+    }
+    assert.equal(existsSync(out), false, 'nothing written');
+  } finally {
+    session.close();
+  }
+});
+
 /** An export with the suite's secret is refused as not the node's, and writes nothing. */
 async function assertExportRefusesSecret(dir: string, storagePath: string): Promise<void> {
   const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
