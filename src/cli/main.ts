@@ -160,9 +160,10 @@ program
     const [{ loadCodecs }, { runDeid }] = await Promise.all([import('../pixels/codecs.js'), import('./deid.js')]);
     await loadCodecs();
     const summary = runDeid(loaded, inputs, options.out, log);
-    for (const held of summary.held) process.stderr.write(`held back: ${held.path}: ${held.reason}\n`);
-    for (const failure of summary.failed) process.stderr.write(`not de-identified: ${failure.path}: ${failure.reason}\n`);
-    for (const { path, earlier } of summary.replaced) process.stderr.write(`same SOP Instance UID as ${earlier}: its output was replaced by ${path}'s\n`);
+    const { terminalText } = await import('./terminal-text.js');
+    for (const held of summary.held) process.stderr.write(`held back: ${terminalText(held.path)}: ${terminalText(held.reason)}\n`);
+    for (const failure of summary.failed) process.stderr.write(`not de-identified: ${terminalText(failure.path)}: ${terminalText(failure.reason)}\n`);
+    for (const { path, earlier } of summary.replaced) process.stderr.write(`same SOP Instance UID as ${terminalText(earlier)}: its output was replaced by ${terminalText(path)}'s\n`);
     process.stdout.write(
       `de-identified ${summary.done} file(s) into ${options.out}; ${summary.held.length} held back; ${summary.failed.length} failed; ${summary.findings} finding(s)` +
         `${summary.replaced.length > 0 ? `; ${summary.replaced.length} replaced an earlier output of the same SOP Instance UID` : ''}\n`,

@@ -229,7 +229,7 @@ export function quarantineList(loaded: LoadedConfig, options: { failed: boolean;
     const failed = options.failed ? 0 : (new InstanceIndex(db).countsByState().failed ?? 0);
     if (rows.length === 0) write(failed === 0 ? 'nothing held' : 'nothing quarantined');
     else write('id\tstate\theld since\tcalling AE\tmodality\treason');
-    for (const row of rows) write([heldId(row), row.state, new Date(row.heldAt).toISOString(), row.callingAeTitle, terminalText(row.modality), terminalText(row.reason)].join('\t'));
+    for (const row of rows) write([heldId(row), row.state, new Date(row.heldAt).toISOString(), terminalText(row.callingAeTitle), terminalText(row.modality), terminalText(row.reason)].join('\t'));
     if (failed > 0) write(`${failed} failed instance(s) held too, not listed: gantry quarantine ls --failed`);
   } finally {
     db.close();
@@ -249,7 +249,7 @@ export function quarantineShow(loaded: LoadedConfig, idText: string, write: (lin
       write(`${key}: ${terminalText(value)}`);
     }
     write(`findings: ${held.findings.length === 0 ? 'none' : ''}`);
-    for (const finding of held.findings) write(`  ${JSON.stringify(finding)}`);
+    for (const finding of held.findings) write(`  ${terminalText(JSON.stringify(finding))}`);
     return true;
   } finally {
     db.close();

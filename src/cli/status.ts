@@ -55,7 +55,7 @@ export async function printStatus(loaded: LoadedConfig, options: StatusOptions, 
     if (held.length === 0) write('held instances: none');
     else write('latest held instances (newest first): time, id, state, calling AE, modality, reason');
     for (const row of held) {
-      write(`  ${iso(row.heldAt)}  ${heldId(row)}  ${row.state}  ${row.callingAeTitle}  ${terminalText(row.modality ?? '-')}  ${terminalText(row.reason)}`);
+      write(`  ${iso(row.heldAt)}  ${heldId(row)}  ${row.state}  ${terminalText(row.callingAeTitle)}  ${terminalText(row.modality ?? '-')}  ${terminalText(row.reason)}`);
     }
     // ls lists failed instances only with --failed.
     if (held.length > 0) write(`  (gantry quarantine ls${held.some((row) => row.state === 'failed') ? ' --failed' : ''} | show ID | release ID)`);

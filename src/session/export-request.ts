@@ -26,6 +26,9 @@ export function checkExportRequest(request: ExportRequest): void {
     if (values !== undefined && !(Array.isArray(values) && values.every((value) => typeof value === 'string'))) {
       throw new TypeError(`export(request): selection.${key} is a list of strings, e.g. ['...'] (got ${kindOf(values)})`);
     }
+    // An empty list would select nothing by this key, and the selection drops it: everything went
+    // (found in the review of the session's diff). Left out, the key selects everything.
+    if (Array.isArray(values) && values.length === 0) throw new RangeError(`export(request): selection.${key} is an empty list: name what to export, or leave ${key} out`);
   }
 }
 
