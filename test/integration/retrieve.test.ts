@@ -9,11 +9,11 @@ import { readdirSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { dcmdumpValues, storescu } from '../helpers/dcmtk.js';
 import { startStorescp, waitUntil } from '../helpers/destinations.js';
-import { startGantryProcess } from '../helpers/gantry.js';
+import { startGantryProcess, type GantryProcess } from '../helpers/gantry.js';
 import { startOrthanc } from '../helpers/orthanc.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
 import { DCMTK_ENV, freePort, GANTRY_CLI, run } from '../helpers/processes.js';
@@ -327,6 +327,25 @@ async function finalResponse(raw: RawAssociation, ms: number): Promise<DimseComm
   return undefined;
 }
 
+/**
+ * `file` stored into `gantry` and de-identified; a source caller (HOSPITAL) associated for C-MOVE, and
+ * `move` sending a C-MOVE of its study to a Move Destination.
+ */
+async function studyToMove(t: TestContext, gantry: GantryProcess, file: string): Promise<{ raw: RawAssociation; move: (messageId: number, destination: string) => void }> {
+  assert.equal((await storescu(gantry.port, gantry.aeTitle, [file], [])).acknowledged.length, 1);
+  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
+  const [row] = indexedRows(gantry.storagePath);
+  assert.ok(row);
+  const raw = await RawAssociation.open(gantry.port);
+  t.after(() => raw.destroy());
+  assert.equal((await raw.associate({ called: gantry.aeTitle, calling: 'HOSPITAL', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
+  const move = (messageId: number, destination: string) => {
+    raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, moveDestination: destination, commandDataSetType: DATASET_PRESENT });
+    raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', row.studyInstanceUid]]));
+  };
+  return { raw, move };
+}
+
 // Left undone by the twentieth session: a C-CANCEL while the association to the Move Destination was
 // being opened waited for it, up to forward.connectTimeoutSeconds for a destination that does not answer.
 test('a C-CANCEL ends a C-MOVE at once while the association to its destination is being opened', async (t) => {
@@ -353,15 +372,8 @@ test('a C-CANCEL ends a C-MOVE at once while the association to its destination 
     },
   });
   t.after(() => gantry.stop());
-  assert.equal((await storescu(gantry.port, gantry.aeTitle, [file], [])).acknowledged.length, 1);
-  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
-  const [row] = indexedRows(gantry.storagePath);
-  assert.ok(row);
-  const raw = await RawAssociation.open(gantry.port);
-  t.after(() => raw.destroy());
-  assert.equal((await raw.associate({ called: gantry.aeTitle, calling: 'HOSPITAL', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
-  raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId: 1, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, moveDestination: 'SILENT', commandDataSetType: DATASET_PRESENT });
-  raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', row.studyInstanceUid]]));
+  const { raw, move } = await studyToMove(t, gantry, file);
+  move(1, 'SILENT');
   await waitUntil('Gantry is opening the association to the destination', 15_000, () => sockets.length === 1);
   const cancelledAt = Date.now();
   raw.sendCommand(1, { commandField: CommandField.CCancelRq, messageIdBeingRespondedTo: 1, commandDataSetType: NO_DATASET });
@@ -393,15 +405,8 @@ test('a C-CANCEL ends a C-MOVE at once while its destination holds a sub-operati
     },
   });
   t.after(() => gantry.stop());
-  assert.equal((await storescu(gantry.port, gantry.aeTitle, [file], [])).acknowledged.length, 1);
-  await waitUntil('de-identified', 30_000, () => indexedRows(gantry.storagePath).every((row) => row.state === 'deidentified'));
-  const [row] = indexedRows(gantry.storagePath);
-  assert.ok(row);
-  const raw = await RawAssociation.open(gantry.port);
-  t.after(() => raw.destroy());
-  assert.equal((await raw.associate({ called: gantry.aeTitle, calling: 'HOSPITAL', contexts: [{ id: 1, abstractSyntax: STUDY_ROOT_MOVE, transferSyntaxes: [EXPLICIT_LE] }] })).kind, 'accept');
-  raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId: 1, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, moveDestination: 'SLOW', commandDataSetType: DATASET_PRESENT });
-  raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', row.studyInstanceUid]]));
+  const { raw, move } = await studyToMove(t, gantry, file);
+  move(1, 'SLOW');
   await waitUntil('the destination holds the sub-operation', 15_000, () => slow.requests() === 1);
   const cancelledAt = Date.now();
   raw.sendCommand(1, { commandField: CommandField.CCancelRq, messageIdBeingRespondedTo: 1, commandDataSetType: NO_DATASET });
@@ -412,8 +417,7 @@ test('a C-CANCEL ends a C-MOVE at once while its destination holds a sub-operati
 
   // Found in the same review: a stop let a C-MOVE run through its grace period, then aborted its
   // caller without a final response. It ends as a C-CANCEL ends it.
-  raw.sendCommand(1, { commandField: CommandField.CMoveRq, messageId: 2, priority: 0, affectedSopClassUid: STUDY_ROOT_MOVE, moveDestination: 'SLOWER', commandDataSetType: DATASET_PRESENT });
-  raw.sendDataset(1, encodeDataset([[0x00080052, 'CS', 'STUDY'], [0x0020000d, 'UI', row.studyInstanceUid]]));
+  move(2, 'SLOWER');
   await waitUntil('the other destination holds its sub-operation', 15_000, () => slower.requests() === 1);
   const stopping = gantry.stop('SIGTERM');
   const last = await finalResponse(raw, 20_000);

@@ -332,19 +332,25 @@ test('purging sent items keeps those of instances not forwarded yet: giving up o
   assert.equal(state(1), 'forwarded', 'd confirmed it: once e is given up on, it counts as forwarded');
 });
 
-// Found in the concurrency review: a purge of 1.2 million sent items in one transaction held the
-// index's write lock for 19 s, and the node serving the storage answered the C-STOREs that waited for
-// it 0xA700. It goes page by page now, each page a transaction of its own.
-test('a purge of many items goes page by page, each a short transaction, and settles every instance', async (t) => {
-  const { db, writer } = openTestIndex(t, scratchDir('outbox-purge-pages'));
-  const count = 3000;
+/** `count` de-identified instances indexed in `dir`, each routed to the destinations d and e. */
+async function manyRoutedInstances(t: TestContext, dir: string, count: number): Promise<{ db: Db; outbox: Outbox }> {
+  const { db, writer } = openTestIndex(t, dir);
   for (let first = 1; first <= count; first += 500) {
-    await Promise.all(Array.from({ length: 500 }, (_, index) => writer.submit(instanceRecord(first + index))));
+    await Promise.all(Array.from({ length: Math.min(500, count - first + 1) }, (_, index) => writer.submit(instanceRecord(first + index))));
   }
   markDeidentified(db);
   const outbox = new Outbox(db);
   const routable = outbox.routable(Date.now(), count);
   assert.equal(outbox.route(routable.map((instance) => ({ instance, destinations: ['d', 'e'] }))), count * 2);
+  return { db, outbox };
+}
+
+// Found in the concurrency review: a purge of 1.2 million sent items in one transaction held the
+// index's write lock for 19 s, and the node serving the storage answered the C-STOREs that waited for
+// it 0xA700. It goes page by page now, each page a transaction of its own.
+test('a purge of many items goes page by page, each a short transaction, and settles every instance', async (t) => {
+  const count = 3000;
+  const { db, outbox } = await manyRoutedInstances(t, scratchDir('outbox-purge-pages'), count);
   for (const item of outbox.due('d', count)) outbox.markSent(item, 'Success');
   for (const item of outbox.due('e', count)) outbox.markDead(item, '0xA700', 'e answered 0xA700');
   const spied = outbox as unknown as { writing: <T>(work: () => T) => T };
@@ -546,15 +552,8 @@ test('items an operator re-queues are due at once and asked for after the backof
 // busy timeout are answered 0xA700. Now a read, and page by page.
 test('the node reads a retry asked without taking the write lock; retry and reroute of many items go page by page', async (t) => {
   const dir = scratchDir('outbox-retry-pages');
-  const { db, writer } = openTestIndex(t, dir);
   const count = 3000;
-  for (let first = 1; first <= count; first += 500) {
-    await Promise.all(Array.from({ length: 500 }, (_, index) => writer.submit(instanceRecord(first + index))));
-  }
-  markDeidentified(db);
-  const outbox = new Outbox(db);
-  const routable = outbox.routable(Date.now(), count);
-  assert.equal(outbox.route(routable.map((instance) => ({ instance, destinations: ['d', 'e'] }))), count * 2);
+  const { db, outbox } = await manyRoutedInstances(t, dir, count);
   for (const destination of ['d', 'e']) for (const item of outbox.due(destination, count)) outbox.markDead(item, '0xA700', `${destination} answered 0xA700`);
   const spied = outbox as unknown as { writing: <T>(work: () => T) => T };
   const writing = spied.writing.bind(outbox);

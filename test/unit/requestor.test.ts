@@ -336,24 +336,14 @@ test('a C-STORE-RSP whose Affected SOP Instance UID is another instance is not t
 // (service user, no reason), so the peer could not tell a protocol error from a deliberate abort.
 test('a PDU of unknown type from the peer is answered by an A-ABORT of service-provider source, reason unrecognized PDU (PS3.8 9.2.3, AA-8)', async (t) => {
   let abort: { source: number; reason: number } | undefined;
-  const server = createServer((socket: Socket) => {
-    socket.on('error', () => undefined);
-    let buffered = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      buffered = Buffer.concat([buffered, chunk]);
-      while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
-        const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
-        buffered = buffered.subarray(pdu.length);
-        if (pdu[0] === PduType.AssociateRq) socket.write(acceptEverything(pdu, { maxPduLength: 16384 }));
-        // The request's first PDU: a PDU type PS3.8 does not define.
-        else if (pdu[0] === PduType.PDataTf) socket.write(Buffer.from([0x09, 0, 0, 0, 0, 0]));
-        else if (pdu[0] === 0x07) abort = { source: pdu[8] as number, reason: pdu[9] as number };
-      }
-    });
+  const peer = await pduPeer((pdu, socket) => {
+    if (pdu[0] === PduType.AssociateRq) socket.write(acceptEverything(pdu, { maxPduLength: 16384 }));
+    // The request's first PDU: a PDU type PS3.8 does not define.
+    else if (pdu[0] === PduType.PDataTf) socket.write(Buffer.from([0x09, 0, 0, 0, 0, 0]));
+    else if (pdu[0] === 0x07) abort = { source: pdu[8] as number, reason: pdu[9] as number };
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => server.close());
-  const association = await RequestorAssociation.open(requestorOptions((server.address() as { port: number }).port));
+  t.after(() => peer.server.close());
+  const association = await RequestorAssociation.open(requestorOptions(peer.port));
   t.after(() => association.abort());
   const context = [...association.contexts.values()][0];
   assert.ok(context);
@@ -469,6 +459,24 @@ test('an early Success reaches onResponse only once the whole dataset is sent: n
  * PDU type it receives is listed. */
 async function releasingPeer(mode: 'idle' | 'collision'): Promise<{ server: Server; port: number; received: number[] }> {
   const received: number[] = [];
+  const peer = await pduPeer((pdu, socket) => {
+    const type = pdu[0] as number;
+    received.push(type);
+    if (type === PduType.AssociateRq) {
+      socket.write(acceptEverything(pdu, { maxPduLength: 16384 }));
+      if (mode === 'idle') setTimeout(() => socket.write(encodeReleaseRequest()), 100);
+    } else if (type === PduType.ReleaseRq && mode === 'collision') {
+      socket.write(encodeReleaseRequest());
+    } else if (type === PduType.ReleaseRp) {
+      if (mode === 'collision') socket.end(encodeReleaseResponse());
+      else socket.end();
+    }
+  });
+  return { ...peer, received };
+}
+
+/** A peer that hands each whole PDU it receives, with its socket, to `onPdu`. */
+async function pduPeer(onPdu: (pdu: Buffer, socket: Socket) => void): Promise<{ server: Server; port: number }> {
   const server = createServer((socket: Socket) => {
     socket.on('error', () => undefined);
     let buffered = Buffer.alloc(0);
@@ -477,22 +485,12 @@ async function releasingPeer(mode: 'idle' | 'collision'): Promise<{ server: Serv
       while (buffered.length >= 6 && buffered.length >= 6 + buffered.readUInt32BE(2)) {
         const pdu = buffered.subarray(0, 6 + buffered.readUInt32BE(2));
         buffered = buffered.subarray(pdu.length);
-        const type = pdu[0] as number;
-        received.push(type);
-        if (type === PduType.AssociateRq) {
-          socket.write(acceptEverything(pdu, { maxPduLength: 16384 }));
-          if (mode === 'idle') setTimeout(() => socket.write(encodeReleaseRequest()), 100);
-        } else if (type === PduType.ReleaseRq && mode === 'collision') {
-          socket.write(encodeReleaseRequest());
-        } else if (type === PduType.ReleaseRp) {
-          if (mode === 'collision') socket.end(encodeReleaseResponse());
-          else socket.end();
-        }
+        onPdu(pdu, socket);
       }
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as { port: number }).port, received };
+  return { server, port: (server.address() as { port: number }).port };
 }
 
 // Found in a review: an A-RELEASE-RQ from the destination was answered with an A-ABORT. PS3.8 7.2 lets
