@@ -14,7 +14,8 @@ import { routeDestinations, routingOf, Router } from '../pipeline/route.js';
 import { nodeRunningOn, runningGantry } from '../pipeline/recovery.js';
 import { Outbox, type OutboxRow } from '../queue/outbox.js';
 import { AccessAudit } from '../index/access-audit.js';
-import { heldId, parseHeldId, QuarantineWork } from '../index/quarantine-work.js';
+import { fileStampAt } from '../index/file-stamp.js';
+import { heldId, parseHeldId, QuarantineWork, type SetAsideFile } from '../index/quarantine-work.js';
 import { InstanceIndex } from '../index/instance-index.js';
 import { DeidWork } from '../index/deid-work.js';
 import { randomBytes } from 'node:crypto';
@@ -316,7 +317,7 @@ export function quarantineDelete(loaded: LoadedConfig, idText: string): boolean 
   const moved: Array<[from: string, to: string]> = [];
   /** Files an earlier delete set aside and did not get to delete (a crash before its commit). */
   const leftovers: string[] = [];
-  const setAside = (file: string): string | undefined => {
+  const setAside = (file: string): SetAsideFile | undefined => {
     leftovers.push(...setAsideEarlier(storagePath, file));
     const aside = `${file}.deleting-${randomBytes(6).toString('hex')}`;
     try {
@@ -326,7 +327,7 @@ export function quarantineDelete(loaded: LoadedConfig, idText: string): boolean 
       throw error;
     }
     moved.push([file, aside]);
-    return aside;
+    return { path: aside, stamp: fileStampAt(join(storagePath, aside)) };
   };
   try {
     let files: string[] | undefined;

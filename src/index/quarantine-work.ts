@@ -5,7 +5,15 @@
  */
 import type { Db } from '../db/database.js';
 import type { ReleaseOverride } from './deid-work.js';
+import { EmptyRows } from './empty-rows.js';
+import type { FileStamp } from './file-stamp.js';
 import { ResearchIndex } from './research-index.js';
+
+/** A held instance's file moved aside by QuarantineWork.delete's caller: its new name and its stamp. */
+export interface SetAsideFile {
+  path: string;
+  stamp: FileStamp;
+}
 
 export interface HeldInstance {
   id: number;
@@ -101,26 +109,37 @@ export class QuarantineWork {
   }
 
   /**
-   * Deletes a quarantined or failed instance's row (with its audit, outbox and research rows) and
-   * returns the files to delete, or undefined when it is not held, or holds another copy than the one
-   * received at `receivedAt` (checked in the same transaction as the delete). `setAside` moves each file to a name
-   * of its own while the write lock is held and before the rows go (returning that name, or
-   * undefined when the file is already gone): once the row is gone, a node serving this storage may
-   * place a re-sent copy at the instance's path, which deleting by that path would take with it.
+   * Deletes a quarantined or failed instance's row (with its audit, outbox and research rows, and its
+   * series, study and patient when it leaves them empty) and returns the files to delete, or undefined
+   * when it is not held, or holds another copy than the one received at `receivedAt` (checked in the
+   * same transaction as the delete). `setAside` moves each file to a name of its own while the write
+   * lock is held and before the rows go (returning that name and the file's stamp, or undefined when
+   * the file is already gone): once the row is gone, a node serving this storage may place a re-sent
+   * copy at the instance's path, which deleting by that path would take with it. The names set aside
+   * are listed in replaced_originals in the same transaction: a crash between the commit and the
+   * caller's delete left them named by nothing, PHI on disk for good; the retention sweep deletes what
+   * is listed there (found in the PHI leftovers review).
    */
-  delete(id: number, receivedAt: number, setAside: (path: string) => string | undefined = (path) => path): string[] | undefined {
+  delete(id: number, receivedAt: number, setAside: (path: string) => SetAsideFile | undefined): string[] | undefined {
     return this.db.transaction(() => {
       const row = this.db
-        .prepare(`SELECT file_path AS filePath, deid_file_path AS deidFilePath, original_external AS external FROM instances
-          WHERE id = ? AND received_at = ? AND state IN ('quarantined', 'failed')`)
-        .get(id, receivedAt) as { filePath: string; deidFilePath: string | null; external: number } | undefined;
+        .prepare(`SELECT file_path AS filePath, deid_file_path AS deidFilePath, original_external AS external, sop_instance_uid AS sopInstanceUid, series_pk AS seriesPk
+          FROM instances WHERE id = ? AND received_at = ? AND state IN ('quarantined', 'failed')`)
+        .get(id, receivedAt) as { filePath: string; deidFilePath: string | null; external: number; sopInstanceUid: string; seriesPk: number } | undefined;
       if (!row) return undefined;
       // An imported file in place is the user's: only its row goes.
       const files = [...(row.external ? [] : [row.filePath]), ...(row.deidFilePath ? [row.deidFilePath] : [])];
-      const aside = files.map(setAside).filter((path): path is string => path !== undefined);
+      const aside = files.map(setAside).filter((file): file is SetAsideFile => file !== undefined);
+      const listed = this.db.prepare(
+        'INSERT OR IGNORE INTO replaced_originals (sop_instance_uid, file_path, replaced_at, file_mtime_ns, file_ino) VALUES (?, ?, ?, ?, ?)',
+      );
+      for (const file of aside) listed.run(row.sopInstanceUid, file.path, Date.now(), file.stamp.mtimeNs, file.stamp.ino);
       new ResearchIndex(this.db).remove(id);
       this.db.prepare('DELETE FROM instances WHERE id = ?').run(id);
-      return aside;
+      // The patient's and the study's rows (names, IDs, accession numbers) go with their last instance:
+      // left, a source C-FIND listed them with no instance (found in the PHI leftovers review).
+      new EmptyRows(this.db).dropSeries(row.seriesPk);
+      return aside.map((file) => file.path);
     }).immediate();
   }
 }

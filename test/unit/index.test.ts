@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { run } from '../helpers/processes.js';
 import { instanceRecord } from '../helpers/index-records.js';
@@ -13,6 +13,8 @@ import { MIGRATIONS } from '../../src/db/migrations/index.js';
 import { IndexWriter, InstanceIndex, type InstanceRecord } from '../../src/index/instance-index.js';
 import { DeidWork } from '../../src/index/deid-work.js';
 import { QuarantineWork } from '../../src/index/quarantine-work.js';
+import { fileStampAt, type FileStamp } from '../../src/index/file-stamp.js';
+import { RetentionWork } from '../../src/index/retention-work.js';
 import { auditText } from '../../src/deid/audit-text.js';
 
 function record(overrides: Partial<InstanceRecord> = {}): InstanceRecord {
@@ -353,10 +355,40 @@ test('deleting a held instance names the copy reviewed: a copy received since is
   index.upsert(newer);
   assert.ok(work.markHeld(id, newer, 'quarantined', 'rule: burned-in annotation'));
   const quarantine = new QuarantineWork(db);
-  assert.equal(quarantine.delete(id, reviewed.receivedAt), undefined, 'the copy reviewed is no longer the one held');
+  const asIs = (path: string) => ({ path, stamp: { mtimeNs: '1', ino: '1' } });
+  assert.equal(quarantine.delete(id, reviewed.receivedAt, asIs), undefined, 'the copy reviewed is no longer the one held');
   assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 1, 'the newer copy stays');
-  assert.deepEqual(quarantine.delete(id, newer.receivedAt), [newer.filePath], 'the copy held now, named, is deleted');
+  assert.deepEqual(quarantine.delete(id, newer.receivedAt, asIs), [newer.filePath], 'the copy held now, named, is deleted');
   assert.equal(db.prepare('SELECT count(*) FROM instances').pluck().get(), 0);
+});
+
+// Found in the PHI leftovers review: a crash of gantry quarantine delete between its commit and its
+// unlink left the original set aside under a name no row gave, PHI on disk for good; and the patient,
+// study and series rows (names, IDs, accession numbers) stayed, listed by a source C-FIND with no
+// instance under them.
+test('deleting a held instance lists the files it set aside for the retention sweep, and drops the rows it leaves empty', (t) => {
+  const storage = scratchDir('quarantine-delete-leftovers');
+  const { db, index } = openTestIndex(t, storage);
+  const held = record();
+  index.upsert(held);
+  const id = db.prepare('SELECT id FROM instances').pluck().get() as number;
+  assert.ok(new DeidWork(db).markHeld(id, held, 'quarantined', 'rule: burned-in annotation'));
+  const aside = `${held.filePath}.deleting-0123456789ab`;
+  mkdirSync(join(storage, dirname(aside)), { recursive: true });
+  writeFileSync(join(storage, aside), 'the original, set aside');
+  const stamp = fileStampAt(join(storage, aside));
+  assert.deepEqual(new QuarantineWork(db).delete(id, held.receivedAt, () => ({ path: aside, stamp })), [aside]);
+  for (const table of ['instances', 'series', 'studies', 'patients']) assert.equal(db.prepare(`SELECT count(*) FROM ${table}`).pluck().get(), 0, table);
+  // The caller died before its unlink: the sweep deletes what was listed, by its stamp.
+  const removed: Array<[string, FileStamp | undefined]> = [];
+  const swept = new RetentionWork(db).deleteReplaced(10, (path, given) => {
+    removed.push([path, given]);
+    rmSync(join(storage, path));
+    return true;
+  });
+  assert.equal(swept.deleted, 1);
+  assert.deepEqual(removed, [[aside, stamp]]);
+  assert.equal(existsSync(join(storage, aside)), false);
 });
 
 // Suspected in a review: after a failed sync of the WAL, the next one was run on a reopened file and
