@@ -3,9 +3,10 @@
  * that have not been applied yet, each in its own transaction.
  */
 import Database from 'better-sqlite3';
-import { statSync } from 'node:fs';
+import { chmodSync, existsSync, statSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { MIGRATIONS } from './migrations/index.js';
+import { STORED_FILE_MODE } from '../store/object-store.js';
 
 export type Db = Database.Database;
 
@@ -31,8 +32,13 @@ export interface OpenOptions {
 export const BUSY_TIMEOUT_MS = 5000;
 
 export function openDatabase(file: string, migrations: readonly Migration[] = MIGRATIONS, options: OpenOptions = {}): Db {
+  const created = !existsSync(file);
   const db = new Database(file);
   try {
+    // The index holds every patient's name and ID: a new one is not readable by other accounts (its
+    // WAL and shared memory take the database file's mode). With the usual umask it was 0644 (found in
+    // the PHI leftovers review). An existing one keeps the mode its operator gave it.
+    if (created) chmodSync(file, STORED_FILE_MODE);
     db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
     switchToWal(db);
     // NORMAL: a commit writes the WAL without syncing it on the main thread. Writers that promise

@@ -20,6 +20,9 @@ export type { IncomingFile };
 const fsyncAsync = promisify(fsync);
 
 export const ORIGINALS_DIR = 'originals';
+/** The mode of the files Gantry keeps that hold PHI (originals, copies, lists of them, the index):
+ * never readable by other accounts on the host. */
+export const STORED_FILE_MODE = 0o640;
 export const DEIDENTIFIED_DIR = 'deidentified';
 /** Where de-identified files are written before they move under their new UIDs. */
 export const DEID_INCOMING_DIR = join(DEIDENTIFIED_DIR, '.incoming');

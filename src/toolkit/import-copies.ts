@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join, normalize, sep } from 'node:path';
 import type { Db } from '../db/database.js';
-import { ORIGINALS_DIR } from '../store/object-store.js';
+import { ORIGINALS_DIR, STORED_FILE_MODE } from '../store/object-store.js';
 
 const COPY_LISTS_DIR = 'import-copies';
 
@@ -43,7 +43,8 @@ export function openCopyList(storagePath: string): CopyList {
 
 /** Notes a copy before it is made (one short append: lines of threads writing at once stay whole). */
 export function noteCopy(list: string, sopInstanceUid: string, relativePath: string): void {
-  appendFileSync(list, `${sopInstanceUid}\t${relativePath}\n`);
+  // Its lines are PHI (UIDs, and the paths of copies): created as the files it lists are.
+  appendFileSync(list, `${sopInstanceUid}\t${relativePath}\n`, { mode: STORED_FILE_MODE });
 }
 
 /** Deletes the copies a list notes that no row names (and their temporary files), then the list,

@@ -4,7 +4,7 @@
  * pixels). Runs in the import's worker threads; with --copy the worker also copies the file into the
  * storage layout, so the main thread only writes the index.
  */
-import { closeSync, copyFileSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { ITEM, PIXEL_DATA, SEQUENCE_DELIMITER, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
@@ -14,7 +14,7 @@ import { findTransferSyntax, type DatasetEncoding } from '../dicom/transfer-synt
 import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
 import { stampOf, type FileStamp } from '../index/file-stamp.js';
 import type { InstanceRecord } from '../index/instance-index.js';
-import { ORIGINALS_DIR, pathSegment } from '../store/object-store.js';
+import { ORIGINALS_DIR, pathSegment, STORED_FILE_MODE } from '../store/object-store.js';
 import { noteCopy } from './import-copies.js';
 
 const CHUNK = 64 * 1024;
@@ -196,6 +196,9 @@ export function copyIntoStorage(path: string, root: string, scanned: ScannedInst
     copyFileSync(path, temporary);
     const fd = openSync(temporary, 'r+');
     try {
+      // Received originals are 0640 (incoming-file.ts); a copy took its source's mode, world-readable
+      // or even writable (found in the PHI leftovers review).
+      fchmodSync(fd, STORED_FILE_MODE);
       const copied = fstatSync(fd, { bigint: true });
       if (Number(copied.size) !== scanned.size) throw new Error('the file changed while it was imported (still being written?); import it again once it is complete');
       fsyncSync(fd);

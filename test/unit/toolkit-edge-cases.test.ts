@@ -3,7 +3,7 @@
  * states a promise of the toolkit, and failed before its fix.
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { dirname, join, relative } from 'node:path';
 import { test } from 'node:test';
@@ -1158,6 +1158,31 @@ test('export: a wrong rule is a config error before anything is written, not a f
   } finally {
     session.close();
   }
+});
+
+// Found in the PHI leftovers review: a copy made by import --copy took its source's mode (0666 gave a
+// world-writable original in storage), and a new index and the list of copies were 0644 with the
+// usual umask; received originals are 0640.
+test('import --copy makes its copies, its list of copies and a new index readable by their owner and group only', async () => {
+  const dir = scratchDir('review-import-copy-mode');
+  const tree = join(dir, 'tree');
+  mkdirSync(tree, { recursive: true });
+  await writeSyntheticFile(join(tree, 'open.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'PAT-MODE', patientName: 'Mode^Mo', rows: 8, columns: 8 });
+  chmodSync(join(tree, 'open.dcm'), 0o666);
+  const storagePath = join(dir, 'storage');
+  mkdirSync(storagePath);
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  try {
+    await importFolders(db, storagePath, { roots: [tree], copy: true, forward: false, workers: 1 });
+    const filePath = db.prepare('SELECT file_path FROM instances').pluck().get() as string;
+    assert.equal(statSync(join(storagePath, filePath)).mode & 0o777, 0o640, 'the copy');
+  } finally {
+    db.close();
+  }
+  assert.equal(statSync(join(storagePath, 'index.sqlite')).mode & 0o777, 0o640, 'the new index');
+  const list = join(dir, 'a.list');
+  noteCopy(list, '1.2.3', 'originals/x.dcm');
+  assert.equal(statSync(list).mode & 0o777, 0o640, 'a list of copies');
 });
 
 /** The stamps the index holds (migration 019) by file path, as the stat of each file gives them now. */
