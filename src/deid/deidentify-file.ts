@@ -255,9 +255,9 @@ function prepareRedaction(
 }
 
 /**
- * JPEG-LS near-lossless and irreversible JPEG 2000 frames are encoded again losslessly (NEAR 0, the
- * 5-3 wavelet) once redacted: their codestreams no longer say they lost anything, so the dataset says
- * it (lossy-history.ts; found in the pixel review). JPEG baseline and extended stay in their transfer
+ * JPEG-LS near-lossless and JPEG 2000 (.91, which allows loss) frames are encoded again losslessly
+ * (NEAR 0, the 5-3 wavelet) once redacted: their codestreams no longer say they lost anything, so the
+ * dataset says it (lossy-history.ts; found in the pixel review). JPEG baseline and extended stay in their transfer
  * syntax, which says it.
  */
 function keepLossyHistory(opened: OpenedDataset, byTag: ReadonlyMap<number, EditableElement>, geometry: PixelGeometry, frames: readonly ItemNode[][]): void {

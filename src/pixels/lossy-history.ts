@@ -1,8 +1,8 @@
 /**
  * PS3.3 C.7.6.1.1.5: an image once compressed lossily says so for good. Its transfer syntax may be
  * all that says it (LossyImageCompression is Type 3 in the General Image module): JPEG baseline and
- * extended always, and the frames themselves for JPEG-LS near-lossless (a NEAR above 0) and JPEG 2000
- * (the irreversible 9-7 wavelet). Decompressing such an object, or encoding its redacted frames again
+ * extended always, JPEG 2000 Image Compression (.91) always, and the frames themselves for JPEG-LS
+ * near-lossless (a NEAR above 0) and a JPEG 2000 Lossless Only stream of the irreversible 9-7 wavelet. Decompressing such an object, or encoding its redacted frames again
  * losslessly, drops that: the dataset is marked instead.
  */
 import { elementText } from '../dicom/element-value.js';
@@ -16,7 +16,9 @@ const TAG = {
 } as const;
 
 const JPEG_LS_SYNTAXES = new Set(['1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.81']);
-const JPEG_2000_SYNTAXES = new Set(['1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.91']);
+/** JPEG 2000 Image Compression (Lossless Only) and JPEG 2000 Image Compression, which may be lossy. */
+const JPEG_2000_LOSSLESS = '1.2.840.10008.1.2.4.90';
+const JPEG_2000 = '1.2.840.10008.1.2.4.91';
 
 /**
  * The LossyImageCompressionMethod term (PS3.3 C.7.6.1.1.5.1) of the compression `frame` went
@@ -25,7 +27,12 @@ const JPEG_2000_SYNTAXES = new Set(['1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2
 export function lossyMethodOf(transferSyntaxUid: string, frame: Buffer): string | undefined {
   if (transferSyntaxUid === '1.2.840.10008.1.2.4.50' || transferSyntaxUid === '1.2.840.10008.1.2.4.51') return 'ISO_10918_1';
   if (JPEG_LS_SYNTAXES.has(transferSyntaxUid)) return (jpegLsNear(frame) ?? 0) > 0 ? 'ISO_14495_1' : undefined;
-  if (JPEG_2000_SYNTAXES.has(transferSyntaxUid)) return j2kIrreversible(frame) ? 'ISO_15444_1' : undefined;
+  // .91 allows loss whatever the wavelet: a stream of the reversible 5-3 wavelet cut to a lower rate
+  // is lossy too (gdcmconv --j2k --lossy makes one; found in the transfer syntax review), and its
+  // header cannot tell. Marked lossy a lossless .91 image is the safe error. A .90 stream of the
+  // irreversible wavelet is mislabelled, and lossy.
+  if (transferSyntaxUid === JPEG_2000) return 'ISO_15444_1';
+  if (transferSyntaxUid === JPEG_2000_LOSSLESS) return j2kIrreversible(frame) ? 'ISO_15444_1' : undefined;
   return undefined;
 }
 

@@ -96,3 +96,19 @@ test('JPEG 2000 frames of the irreversible wavelet keep the mark of their loss w
   assert.equal(decompressed.method, 'ISO_15444_1');
   assert.equal(marksOfDecompressed(join(PYDICOM_TEST_FILES, 'MR_small_jp2klossless.dcm')).compression, undefined);
 });
+
+// Found in the transfer syntax review: a .91 stream of the reversible 5-3 wavelet cut to a lower rate
+// (gdcmconv --j2k --lossy) is lossy too; judged by its wavelet, it left decompressed with nothing
+// saying so. Every .91 object is marked when decompressed.
+test('a JPEG 2000 (.91) object of the reversible wavelet made lossy by its rate is marked lossy when decompressed', async (t) => {
+  if (!(await needPeers(t, PYDICOM_TEST_FILES, 'dcmodify', 'gdcmconv'))) return;
+  await loadCodecs();
+  const dir = scratchDir('lossy-history-j2k-rate');
+  const encoded = join(dir, 'rate.dcm');
+  const converted = await run('gdcmconv', ['--j2k', '--lossy', '-q', '30', join(PYDICOM_TEST_FILES, 'CT_small.dcm'), encoded]);
+  assert.equal(converted.code, 0, converted.stderr);
+  const lossy = await withoutMarks(encoded, join(dir, 'rate-unmarked.dcm'));
+  const decompressed = marksOfDecompressed(lossy);
+  assert.equal(decompressed.compression, '01');
+  assert.equal(decompressed.method, 'ISO_15444_1');
+});
