@@ -332,6 +332,23 @@ test('purging sent items keeps those of instances not forwarded yet: giving up o
   assert.equal(state(1), 'forwarded', 'd confirmed it: once e is given up on, it counts as forwarded');
 });
 
+/** Counts the outbox's write transactions (its `writing` calls) from now on. */
+function transactionsOf(outbox: Outbox): { readonly count: number; reset(): void } {
+  const spied = outbox as unknown as { writing: <T>(work: () => T) => T };
+  const writing = spied.writing.bind(outbox);
+  const counter = {
+    count: 0,
+    reset() {
+      counter.count = 0;
+    },
+  };
+  spied.writing = (work) => {
+    counter.count += 1;
+    return writing(work);
+  };
+  return counter;
+}
+
 /** `count` de-identified instances indexed in `dir`, each routed to the destinations d and e. */
 async function manyRoutedInstances(t: TestContext, dir: string, count: number): Promise<{ db: Db; outbox: Outbox }> {
   const { db, writer } = openTestIndex(t, dir);
@@ -353,19 +370,13 @@ test('a purge of many items goes page by page, each a short transaction, and set
   const { db, outbox } = await manyRoutedInstances(t, scratchDir('outbox-purge-pages'), count);
   for (const item of outbox.due('d', count)) outbox.markSent(item, 'Success');
   for (const item of outbox.due('e', count)) outbox.markDead(item, '0xA700', 'e answered 0xA700');
-  const spied = outbox as unknown as { writing: <T>(work: () => T) => T };
-  const writing = spied.writing.bind(outbox);
-  let transactions = 0;
-  spied.writing = (work) => {
-    transactions += 1;
-    return writing(work);
-  };
+  const transactions = transactionsOf(outbox);
   assert.deepEqual(outbox.purge('dead'), { deleted: count, forwarded: count });
-  assert.ok(transactions >= 3, `${transactions} transaction(s) for ${count * 2} items`);
+  assert.ok(transactions.count >= 3, `${transactions.count} transaction(s) for ${count * 2} items`);
   assert.equal(db.prepare(`SELECT count(*) FROM instances WHERE state = 'forwarded'`).pluck().get(), count);
-  transactions = 0;
+  transactions.reset();
   assert.deepEqual(outbox.purge('sent'), { deleted: count, forwarded: 0 });
-  assert.ok(transactions >= 2, `${transactions} transaction(s) for ${count} items`);
+  assert.ok(transactions.count >= 2, `${transactions.count} transaction(s) for ${count} items`);
   assert.equal(db.prepare('SELECT count(*) FROM forward_outbox').pluck().get(), 0);
 });
 
@@ -555,16 +566,10 @@ test('the node reads a retry asked without taking the write lock; retry and rero
   const count = 3000;
   const { db, outbox } = await manyRoutedInstances(t, dir, count);
   for (const destination of ['d', 'e']) for (const item of outbox.due(destination, count)) outbox.markDead(item, '0xA700', `${destination} answered 0xA700`);
-  const spied = outbox as unknown as { writing: <T>(work: () => T) => T };
-  const writing = spied.writing.bind(outbox);
-  let transactions = 0;
-  spied.writing = (work) => {
-    transactions += 1;
-    return writing(work);
-  };
+  const transactions = transactionsOf(outbox);
   const askedAt = Date.now();
   assert.equal(outbox.requeueDead({}, askedAt), count * 2);
-  assert.ok(transactions >= 4, `${transactions} transaction(s) for ${count * 2} items of two destinations`);
+  assert.ok(transactions.count >= 4, `${transactions.count} transaction(s) for ${count * 2} items of two destinations`);
   assert.equal(db.prepare(`SELECT count(*) FROM forward_outbox WHERE state = 'queued' AND next_attempt_at <= ?`).pluck().get(askedAt), count * 2, 'all due at once');
 
   // Another process (an operator's command) holds the write lock: the node's poll still answers.
@@ -579,9 +584,9 @@ test('the node reads a retry asked without taking the write lock; retry and rero
   }
 
   for (const item of outbox.due('d', count)) outbox.markDead(item, '0xA700', 'd answered 0xA700');
-  transactions = 0;
+  transactions.reset();
   assert.deepEqual(outbox.reroute('d'), { deleted: count, rerouted: count });
-  assert.ok(transactions >= 2, `${transactions} transaction(s) for ${count} items`);
+  assert.ok(transactions.count >= 2, `${transactions.count} transaction(s) for ${count} items`);
   assert.equal(db.prepare(`SELECT count(*) FROM forward_outbox WHERE destination = 'd'`).pluck().get(), 0);
   assert.equal(db.prepare(`SELECT count(*) FROM instances WHERE routed_at IS NULL`).pluck().get(), count, 'every instance routed again');
 });
