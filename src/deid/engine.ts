@@ -20,7 +20,7 @@ import { HASHABLE_VRS, MAX_VALUE_LENGTH, type AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
 import { capAge, dateVrOfText, dummyValue, shiftDate, shiftDateTime } from './values.js';
 import { bindingElements } from './envelope-binding.js';
-import { fitIso2022, identifiersToScrub, quotesIdentifier, scrubText, textFolding, type TextFolding } from './free-text.js';
+import { fitIso2022, identifiersToScrub, quotesIdentifier, replaceUidsInText, scrubText, textFolding, type TextFolding } from './free-text.js';
 
 export interface DeidSettings {
   options: ReadonlySet<ProfileOption>;
@@ -469,11 +469,14 @@ export class DeidEngine {
    */
   private retainedPrivateAction(element: EditableElement, listedVr: string | undefined): ConcreteAction {
     let vr = element.vr === 'UN' ? (listedVr ?? 'UN') : element.vr;
-    // A VR neither the element nor the list gives (a block the instance declares safe, a site's own
-    // entry, in implicit VR or relabelled UN): a value that reads as UIDs or dates is treated as the UI,
-    // DA or DT it is, as for unlisted elements; kept as it came, it would link the output to the
-    // original instance, or give the patient's date shift away beside the shifted dates.
-    if (vr === 'UN' && element.items === undefined && element.length <= MAX_UID_LIST_BYTES) {
+    // A VR the list does not give (a block the instance declares safe, a site's own entry): a value
+    // that reads as UIDs or dates is treated as the UI, DA or DT it is, as for unlisted elements; kept
+    // as it came, it would link the output to the original instance, or give the patient's date shift
+    // away beside the shifted dates. So whether the element came as UN (implicit VR, relabelled) or as
+    // the text its writer chose (an LO holding a UID): the same value, the same output (the LO passed
+    // as it came, the same element in implicit VR was replaced; found in the UID review).
+    const readAsText = vr === 'UN' || (listedVr === undefined && UNTYPED_TEXT_VRS.has(vr));
+    if (readAsText && element.items === undefined && element.length <= MAX_UID_LIST_BYTES) {
       const text = this.text(element);
       // Stricter than for unlisted elements: a value a site chose to keep may be a version ("5.1.7").
       if (readsAsUids(text, RETAINED_UID_SYNTAX) && !onlyStandardUids(text)) return 'uid';
@@ -528,7 +531,11 @@ export class DeidEngine {
         this.record(path, element.tag, 'replace');
         return;
       case 'hash':
-        if (element.vr === 'UI') {
+        // A UID's hash is its keyed UID, so that it still names the object it names. A private element
+        // in implicit VR is UN to the reader: one that reads as UIDs is the UI it was in explicit VR
+        // (hashed as text, its reference was lost and its output depended on the sender's transfer
+        // syntax; found in the UID review).
+        if (element.vr === 'UI' || this.unknownReadsAsUids(element)) {
           this.replaceUids(element, path);
           return;
         }
@@ -540,6 +547,12 @@ export class DeidEngine {
         this.record(path, element.tag, 'hash');
         return;
     }
+  }
+
+  /** Whether an element of unknown VR (UN) holds a list of UIDs as registration authorities give them. */
+  private unknownReadsAsUids(element: EditableElement): boolean {
+    if (element.vr !== 'UN' || element.items !== undefined || element.length > MAX_UID_LIST_BYTES) return false;
+    return readsAsUids(this.text(element), RETAINED_UID_SYNTAX);
   }
 
   private apply(element: EditableElement, action: ConcreteAction, path: string, patientKey: PatientKey, within: Within): void {
@@ -726,7 +739,11 @@ export class DeidEngine {
     } else if (vr === 'TM') {
       // Whole-day shifts leave times of day as they are.
     } else if (TEXT_VRS.has(vr)) {
-      let scrubbed = scrubText(value, this.identifiers, this.foldingOf(value), !SINGLE_VALUED_TEXT.has(vr));
+      const multiValued = !SINGLE_VALUED_TEXT.has(vr);
+      // UIDs the text quotes get the keyed UIDs of the objects they name, unless UIDs are kept (found
+      // in the UID review: "derived from <the original SOP Instance UID>" passed in a cleaned comment).
+      const withUids = this.settings.options.has('retainUIDs') ? value : replaceUidsInText(value, (uid) => this.pseudonyms.uid(uid), multiValued);
+      let scrubbed = scrubText(withUids, this.identifiers, this.foldingOf(value), multiValued);
       // A name Gantry cannot mask in the item's set (it cannot write that set): the whole value goes.
       if (this.quotesUnwritable(scrubbed, vr)) scrubbed = UNWRITABLE_MASK;
       if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, vr, this.foldingOf(value)), path, 'clean');
@@ -950,6 +967,10 @@ function replacedUnderRetainUids(tag: number): boolean {
   const row = profileRowFor(tag);
   return row !== undefined && row.tag !== 'private' && row.basic === 'U' && row.options.retainUIDs === undefined;
 }
+
+/** Text VRs a writer may give any value (unlike UI, DA, DT, numbers): one that reads as UIDs or dates
+ * is treated as such where no list says what the element is (retainedPrivateAction). */
+const UNTYPED_TEXT_VRS: ReadonlySet<string> = new Set(['LO', 'SH', 'CS', 'UC', 'ST', 'LT', 'UT']);
 
 /** The longest UN value read as a possible list of UIDs (a thousand UIDs of the longest). */
 const MAX_UID_LIST_BYTES = 65 * 1000;

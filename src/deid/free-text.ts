@@ -249,6 +249,22 @@ export function scrubText(text: string, identifiers: readonly string[], folding:
 }
 
 /**
+ * UIDs quoted in free text ("derived from 1.2.826.0.1.3680043.2.1125.1.5"), each given `replace`'s
+ * UID: left as they came they link the output to the original objects (PS3.15 E.3.9), replaced by the
+ * keyed UIDs they still name what they named. A UID here is one as registration authorities give them
+ * (PS3.5 9.1: first arc 0, 1 or 2) of five components or more, 64 characters at most: a version
+ * ("1.2.3.4") or a number is left alone, and so are the standard's own UIDs (1.2.840.10008...).
+ */
+export function replaceUidsInText(text: string, replace: (uid: string) => string, multiValued = false): string {
+  const inRun = (run: string) => run.replace(UID_IN_TEXT, (uid) => (uid.length > 64 || uid.startsWith('1.2.840.10008.') ? uid : replace(uid)));
+  // In ISO 2022 text a UID is ASCII between escapes; digits and dots in two-byte sets are characters.
+  return text.includes(ESC) ? mapSingleByteRuns(text, inRun, multiValued) : inRun(text);
+}
+
+/** Not inside a longer number or dotted run; a sentence's full stop after it is no component. */
+const UID_IN_TEXT = /(?<![\d.])[0-2](?:\.(?:0|[1-9]\d*)){4,}(?!\.?\d)/g;
+
+/**
  * Dates in free text: YYYYMMDD (with or without separators, and with a DT's time of day after it),
  * DD.MM.YYYY and MM/DD/YYYY and the like, and dates with a month's English name ("12 Jan 1960", "Jan 12, 1960").
  * Bounded by what is not a digit (or, for names, a letter): "DOB19600112" and "Scout_20200315" are

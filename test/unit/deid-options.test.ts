@@ -11,7 +11,7 @@ import { resolveDeidSecret } from '../../src/config/secret.js';
 import { BufferSource, parseDataset, type ElementNode } from '../../src/dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement } from '../../src/dicom/dataset-writer.js';
 import { DeidEngine, DEFAULT_DEID_SETTINGS, methodValues, type DeidSettings } from '../../src/deid/engine.js';
-import { fitIso2022, identifiersToScrub, quotesIdentifier, scrubText, textFolding } from '../../src/deid/free-text.js';
+import { fitIso2022, identifiersToScrub, quotesIdentifier, replaceUidsInText, scrubText, textFolding } from '../../src/deid/free-text.js';
 import { decodeText } from '../../src/dicom/charset.js';
 import type { ProfileOption } from '../../src/deid/profile-types.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
@@ -156,6 +156,19 @@ test('cleanDescriptors keeps descriptions without the names and dates they quote
   assert.ok(description.startsWith('CT of '), description);
   assert.ok(!/Smithson|John|2024-03-15/.test(description), description);
   assert.equal(scrubText('seen 15.03.2024 and 20240316 by Dr X', []), 'seen XXXXXXXX and XXXXXXXX by Dr X');
+});
+
+// Found in the UID review: a cleaned comment kept the original UIDs it quoted ("derived from <the
+// original SOP Instance UID>"), linking the output back to the source objects.
+test('cleaned text quotes the keyed UIDs of the objects it names, not the originals', () => {
+  const study = '1.2.3.4.5.6.7.8.9.2';
+  const elements: Element[] = [...BASE, [0x00204000, 'LT', `derived from ${study}. Version 1.2.3.4, standard 1.2.840.10008.5.1.4.1.1.2`]];
+  const out = deid(elements, ['cleanDescriptors']);
+  const comments = out.get(0x00204000) ?? '';
+  assert.equal(comments, `derived from ${out.get(0x0020000d)}. Version 1.2.3.4, standard 1.2.840.10008.5.1.4.1.1.2`, 'the study UID its keyed UID; a version and a standard UID stay');
+  assert.ok(!comments.includes(study));
+  assert.equal(deid(elements, ['cleanDescriptors', 'retainUIDs']).get(0x00204000), `derived from ${study}. Version 1.2.3.4, standard 1.2.840.10008.5.1.4.1.1.2`, 'retainUIDs keeps them');
+  assert.equal(replaceUidsInText('a 1.2.3.4.5.01 b 3.1.2.3.4.5 c 1.2.3.4.5.6', () => 'X'), 'a 1.2.3.4.5.01 b 3.1.2.3.4.5 c X', 'not a UID: a component with a leading zero, a first arc over 2');
 });
 
 // Found in a review: dates next to letters ("DOB19600112"), with a time of day (a DT) or with a
@@ -697,11 +710,13 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
     [0x00231003, 'DT', '20240315101500'],
     [0x00231004, 'LO', '5.1.7'],
     [0x00231005, 'LO', '12340115'],
+    [0x00231006, 'LO', originalSeries],
+    [0x00231007, 'SH', '20240315'],
   ];
   const bytes = encodeDataset(elements);
   const config = parseConfigText('deid: { options: [retainSafePrivate] }', 'test');
   // A site's own entries carry no VR: in implicit VR their elements are UN to the reader.
-  const declared = [0x01, 0x02, 0x03, 0x04, 0x05].map((element) => ({ creator: 'DECLARED_SAFE', group: 0x0023, element }));
+  const declared = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07].map((element) => ({ creator: 'DECLARED_SAFE', group: 0x0023, element }));
   const run = (options: ProfileOption[], encoding: 'explicit-le' | 'implicit-le', dataset: Buffer) => {
     const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate', ...options]), safePrivate: [...safePrivateFromConfig(config), ...declared] };
     const tree = parseDataset(new BufferSource(dataset), encoding) as EditableElement[];
@@ -716,6 +731,12 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
   assert.notEqual(explicit.value(0x00991002), originalSeries, 'the original UID does not pass');
   assert.equal(explicit.value(0x00991002), explicit.value(0x0020000e), 'it gets the UID its series got, so the reference holds');
   assert.equal(explicit.value(0x00231001), undefined, 'without a longitudinal option a date goes, as dates do');
+  // Found in the UID review: the text a writer chose (LO, SH) passed as it came in explicit VR, and
+  // the same element was replaced in implicit VR (below).
+  assert.equal(explicit.value(0x00231006), explicit.value(0x0020000e), 'an LO that reads as a UID gets its keyed replacement');
+  assert.equal(explicit.value(0x00231007), undefined, 'an SH that reads as a date goes, as dates do');
+  assert.equal(explicit.value(0x00231004), '5.1.7', 'a version in an LO is no UID');
+  assert.equal(explicit.value(0x00231005), '12340115', 'a number in an LO is no date');
   const shifted = run(['retainLongitudinalModifiedDates'], 'explicit-le', bytes);
   assert.equal(shifted.value(0x00231001), shifted.value(0x00080020), 'under modified dates it moves with the other dates');
   const kept = run(['retainUIDs', 'retainLongitudinalFullDates'], 'explicit-le', bytes);
@@ -733,6 +754,8 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
   assert.equal(implicit.value(0x00231003), undefined, 'and one that reads as a date and time');
   assert.equal(implicit.value(0x00231004), '5.1.7', 'a version is no UID');
   assert.equal(implicit.value(0x00231005), '12340115', 'a number is no date of the year 1234');
+  assert.equal(implicit.value(0x00231006), explicit.value(0x00231006), 'the same value, the same output in either VR');
+  assert.equal(implicit.value(0x00231007), undefined);
   const implicitShifted = run(['retainLongitudinalModifiedDates'], 'implicit-le', implicitBytes);
   assert.equal(implicitShifted.value(0x00231001), implicitShifted.value(0x00080020), 'implicit VR under modified dates: it moves with the other dates');
   assert.equal(implicitShifted.value(0x00231003), `${implicitShifted.value(0x00080020)}101500`, 'a date and time keeps its time of day');

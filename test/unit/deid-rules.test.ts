@@ -272,3 +272,17 @@ test('a condition on the patient that is refused names its key, never its value'
   // Other attributes are named with their value, as before.
   assert.throws(() => compileProfiles(profile([{ action: 'pass', when: { attributes: { Modality: '/(US/' } } }])), /when\.attributes\.Modality: \/\(US\/ is not a regular expression/);
 });
+
+// Found in the UID review: a hash rule on a private element of UIDs gave their keyed UIDs in explicit
+// VR (UI), and one base32 hash of the whole list where the element reads as UN (implicit VR): the
+// reference to the study and frame of reference was lost, and the output depended on the sender.
+test('a hash rule gives a private element of UIDs their keyed UIDs whether it comes as UI or UN', () => {
+  const rules: ProfileConfig['rules'] = [{ attribute: { creator: 'ACME_PRIVATE', tag: '0019,xx30' }, action: 'hash' }];
+  const withUids = (vr: 'UI' | 'UN'): Element[] => [...DATASET, [0x00191030, vr, vr === 'UN' ? Buffer.from('1.2.3.4.2\\1.2.3.4.3\0') : '1.2.3.4.2\\1.2.3.4.3']];
+  const asUi = run(profile(rules), 'CT01', withUids('UI')).values;
+  const asUn = run(profile(rules), 'CT01', withUids('UN')).values;
+  assert.equal(asUi.get(0x00191030), `${asUi.get(0x0020000d)}\\${asUi.get(0x00200052)}`, 'UI: each UID its keyed UID');
+  assert.equal(asUn.get(0x00191030), asUi.get(0x00191030), 'UN: the same');
+  const text: Element[] = [...DATASET, [0x00191030, 'UN', Buffer.from('not a uid')]];
+  assert.match(run(profile(rules), 'CT01', text).values.get(0x00191030) ?? '', /^[A-Z2-7]{16}$/, 'other UN text is hashed as text');
+});
