@@ -638,8 +638,11 @@ export class RequestorAssociation implements PduStreamSink {
         this.refused.set(context.id, context.result);
         continue;
       }
-      // PS3.8 9.3.3.2: the accepted syntax must be one that was proposed.
-      if (!asked.transferSyntaxes.includes(context.transferSyntax)) continue;
+      // PS3.8 9.3.3.2: the accepted syntax must be one that was proposed. Skipped, the association
+      // opened with no usable context and every item lost an attempt as the object's fault.
+      if (!asked.transferSyntaxes.includes(context.transferSyntax)) {
+        throw new PduError(`the peer accepted presentation context ${context.id} in transfer syntax ${context.transferSyntax}, which was not proposed for it`, AbortReason.InvalidPduParameterValue);
+      }
       this.accepted.set(context.id, { id: context.id, abstractSyntax: asked.abstractSyntax, transferSyntax: context.transferSyntax });
     }
     this.peerMaxPduLength = accept.userInformation.maxPduLength;

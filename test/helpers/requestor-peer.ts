@@ -30,15 +30,16 @@ export function requestorOptions(port: number, overrides: Partial<RequestorOptio
 }
 
 /** The A-ASSOCIATE-AC of a peer that accepts every context of `rqPdu` (a whole A-ASSOCIATE-RQ PDU) in
- * its first transfer syntax; `userInformation` overrides the peer's (maximum PDU length 16384). */
-export function acceptEverything(rqPdu: Buffer, userInformation: Partial<UserInformation> = {}): Buffer {
+ * its first transfer syntax (or `transferSyntax`, proposed or not); `userInformation` overrides the
+ * peer's (maximum PDU length 16384). */
+export function acceptEverything(rqPdu: Buffer, userInformation: Partial<UserInformation> = {}, transferSyntax?: string): Buffer {
   const request = decodeAssociateRequest(rqPdu.subarray(6, 6 + rqPdu.readUInt32BE(2)));
   return encodeAssociateAccept({
     protocolVersion: 1,
     calledAeTitle: request.calledAeTitle,
     callingAeTitle: request.callingAeTitle,
     applicationContext: request.applicationContext,
-    presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: context.transferSyntaxes[0] as string })),
+    presentationContexts: request.presentationContexts.map((context) => ({ id: context.id, result: 0, transferSyntax: transferSyntax ?? (context.transferSyntaxes[0] as string) })),
     userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4', roleSelections: [], extendedNegotiations: [], ...userInformation },
   });
 }

@@ -352,6 +352,24 @@ test('a PDU of unknown type from the peer is answered by an A-ABORT of service-p
   assert.deepEqual(abort, { source: 2, reason: 1 });
 });
 
+// Found in a review: a peer that accepted a context in a transfer syntax Gantry had not proposed got an
+// established association with no usable context; each item then lost an attempt as "accepted no
+// presentation context for the object", and went to dead letter. PS3.8 9.3.3.2 allows only a proposed
+// syntax: such an A-ASSOCIATE-AC is an invalid PDU (AA-8), and the association fails as the peer's.
+test('an A-ASSOCIATE-AC accepting a transfer syntax that was not proposed fails the opening with an A-ABORT, source 2, reason 6', async (t) => {
+  let abort: { source: number; reason: number } | undefined;
+  const peer = await pduPeer((pdu, socket) => {
+    if (pdu[0] === PduType.AssociateRq) socket.write(acceptEverything(pdu, { maxPduLength: 16384 }, '1.2.840.10008.1.2.4.50'));
+    else if (pdu[0] === 0x07) abort = { source: pdu[8] as number, reason: pdu[9] as number };
+  });
+  t.after(() => peer.server.close());
+  const opening = RequestorAssociation.open(requestorOptions(peer.port));
+  t.after(async () => (await opening.catch(() => undefined))?.abort());
+  await assert.rejects(opening, /1\.2\.840\.10008\.1\.2\.4\.50.*not proposed/);
+  for (let waited = 0; abort === undefined && waited < 2000; waited += 20) await sleep(20);
+  assert.deepEqual(abort, { source: 2, reason: 6 });
+});
+
 test('an A-ABORT or a closed connection mid-dataset, from a peer that stopped reading, fails the request at once', async (t) => {
   const { encodeAbort } = await import('../../src/dimse/pdu.js');
   for (const how of ['abort', 'close'] as const) {
