@@ -338,23 +338,26 @@ function count(counts: SuboperationCounts, failed: string[], file: FileToSend, o
   if (outcome === 'failed') failed.push(file.sopInstanceUid);
 }
 
-/** An explicit VR length field holds 65,534 bytes at most (PS3.5 7.1.2): about 1,000 UIDs. */
+/** An explicit VR UI's length field holds 65,534 bytes at most (PS3.5 7.1.2): about 1,000 UIDs. */
 const MAX_FAILED_LIST_BYTES = 65_534;
 const FAILED_SOP_INSTANCE_UID_LIST = 0x00080058;
 
 /**
  * The identifier of a final C-MOVE or C-GET response whose status is not Success: the Failed SOP
  * Instance UID List (0008,0058), PS3.4 C.4.2.1.4 and C.4.3.1.4 (found in a review: it was left out).
- * A list longer than one value may hold ends at the last UID that fits.
+ * In explicit VR a list longer than the length field holds ends at the last UID that fits; implicit
+ * VR's length field has 32 bits, and the list names every failed sub-operation (it was cut there too).
  */
-function failedList(uids: readonly string[], transferSyntaxUid: string): Buffer {
+export function failedList(uids: readonly string[], transferSyntaxUid: string): Buffer {
+  const encoding = transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le';
+  if (encoding === 'implicit-le') return encodeTextDataset([{ tag: FAILED_SOP_INSTANCE_UID_LIST, value: uids.join('\\') }], encoding);
   let value = '';
   for (const uid of uids) {
     const next = value === '' ? uid : `${value}\\${uid}`;
     if (Buffer.byteLength(next) > MAX_FAILED_LIST_BYTES) break;
     value = next;
   }
-  return encodeTextDataset([{ tag: FAILED_SOP_INSTANCE_UID_LIST, value }], transferSyntaxUid === IMPLICIT_VR_LITTLE_ENDIAN ? 'implicit-le' : 'explicit-le');
+  return encodeTextDataset([{ tag: FAILED_SOP_INSTANCE_UID_LIST, value }], encoding);
 }
 
 /** PS3.7 9.3: the values of Priority (0000,0700). */

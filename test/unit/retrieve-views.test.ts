@@ -14,7 +14,7 @@ import type { FindRequest, MoveRequest, StoreChannel } from '../../src/dimse/ser
 import { AccessAudit } from '../../src/index/access-audit.js';
 import { InstanceIndex } from '../../src/index/instance-index.js';
 import { createLogger, silentLogger } from '../../src/observability/logger.js';
-import { MoveService, type MoveDestination } from '../../src/query/move-service.js';
+import { failedList, MoveService, type MoveDestination } from '../../src/query/move-service.js';
 import type { StoredDataset } from '../../src/store/stored-dataset.js';
 import { Transcoder } from '../../src/store/transcoder.js';
 import { needPeers, PYDICOM_TEST_FILES } from '../helpers/peers.js';
@@ -241,4 +241,16 @@ test('a retrieve of an instance whose file was deleted counts it as a failed sub
     { sent: [original.sopInstanceUid], status: 0x0000, suboperations: { remaining: 0, completed: 1, failed: 0, warning: 0 }, failedList: undefined },
     'both files there: sent',
   );
+});
+
+// Found in a review: the Failed SOP Instance UID List was cut at 65,534 bytes (about 1,000 UIDs) in
+// implicit VR too, whose length field has 32 bits: a retrieve of 1,100 failed instances named 1,008.
+test('the Failed SOP Instance UID List names every failed sub-operation in implicit VR, and ends at a whole UID within 65,534 bytes in explicit VR', () => {
+  const uids = Array.from({ length: 1100 }, (_, i) => `1.2.826.0.1.3680043.99.${String(i).padStart(40, '7')}`);
+  const listIn = (syntax: string, encoding: 'implicit-le' | 'explicit-le') =>
+    (parseDataset(new BufferSource(failedList(uids, syntax)), encoding)[0]?.value?.toString('latin1') ?? '').replace(/\0$/, '').split('\\');
+  assert.deepEqual(listIn('1.2.840.10008.1.2', 'implicit-le'), uids);
+  const explicit = listIn('1.2.840.10008.1.2.1', 'explicit-le');
+  assert.deepEqual(explicit, uids.slice(0, explicit.length), 'the first UIDs, whole');
+  assert.ok(explicit.length > 900 && explicit.length < 1100, `${explicit.length} UIDs`);
 });
