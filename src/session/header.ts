@@ -34,6 +34,8 @@ const LEADING_SPACES_SIGNIFICANT: ReadonlySet<string> = new Set(['ST', 'LT', 'UT
 
 /** The tag a key names; an unknown keyword is an error (a typo must not read as "absent"). */
 export function tagOf(key: AttributeKey): number {
+  // Untyped callers: attribute(null) threw "Cannot read properties of null" (found in a review).
+  if (typeof key !== 'number' && typeof key !== 'string') throw new TypeError(`an attribute is named by a keyword, a tag such as "(0010,0010)" or a number, not ${String(key)}`);
   if (typeof key === 'number') {
     if (!Number.isInteger(key) || key < 0 || key > 0xffffffff) throw new RangeError(`${key} is not a DICOM tag`);
     return key;

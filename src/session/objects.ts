@@ -223,6 +223,8 @@ export class Instance {
    * 8, `layout.bitsStored` 1); 1-bit frames in an encapsulated syntax are refused.
    */
   async frame(index = 0): Promise<FrameSamples> {
+    // Untyped callers: frame("0") read "there is no frame 0 (frames 0 to 0)" (found in a review).
+    if (typeof index !== 'number' || !Number.isInteger(index)) throw new TypeError(`a frame index is an integer from 0, not ${typeof index === 'string' ? `"${index}"` : String(index)}`);
     await loadCodecsIfPossible();
     const image = this.#openImage();
     try {
@@ -296,8 +298,19 @@ export class Instance {
     const stamp = stampFromColumns(this.#row.fileMtimeNs, this.#row.fileIno);
     const difference = fileDifference(this.filePath, comparedOf({ size: this.fileSize, ...(stamp ? { stamp } : {}) }, originOf(this.#row.imported)));
     // Gone: said as a change too, not the open's bare ENOENT (found in a review).
-    if (difference !== undefined) throw new OriginalChangedError(this.filePath, 'change' in difference ? difference.change : ORIGINAL_GONE);
+    if (difference !== undefined) throw new OriginalChangedError(this.filePath, 'change' in difference ? difference.change : this.#whyGone());
     return this.filePath;
+  }
+
+  /** An original gone from its path: replaced by a copy of the instance received since (written under
+   * a new name; said as "deleted, or moved", its user looked for a deletion that never happened), or
+   * deleted or moved. */
+  #whyGone(): string {
+    const now = this.#context.queries().instanceByPk(this.#row.id);
+    if (now !== undefined && now.filePath !== this.#row.filePath) {
+      return `replaced by the copy received again since, ${resolve(this.#context.storagePath, now.filePath)}: session.instance() reads it`;
+    }
+    return ORIGINAL_GONE;
   }
 
   #openImage(): { file: ParsedFile; byTag: Map<number, ElementNode>; geometry: PixelGeometry } {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { appendFileSync, copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { test, type TestContext } from 'node:test';
@@ -282,6 +282,11 @@ test('native frames are read from the file on demand, one or all', async (t) => 
   assert.equal(all.length, 3);
   assert.deepEqual(Buffer.concat(all), stored);
   await assert.rejects(instance.frame(3), /no frame 3/);
+  // Found in a review: from untyped callers frame("0") said "there is no frame 0 (frames 0 to 0)", and
+  // attribute(null) threw "Cannot read properties of null".
+  await assert.rejects(instance.frame('1' as unknown as number), (error: Error) => error instanceof TypeError && /a frame index is an integer from 0, not "1"/.test(error.message));
+  await assert.rejects(instance.frame(null as unknown as number), /not null/);
+  assert.throws(() => instance.attribute(null as unknown as string), (error: Error) => error instanceof TypeError && /named by a keyword.*not null/.test(error.message));
 });
 
 // Suspected in the session review: a native frame was sliced from Pixel Data by the geometry alone, so
@@ -965,6 +970,27 @@ test('an original gone since it was indexed fails attribute(), frame() and deide
   assert.throws(() => instance.attribute('PatientID'), gone);
   await assert.rejects(instance.frame(0), gone);
   await assert.rejects(instance.deidentify(join(storage, '..', 'out', 'gone.dcm')), gone);
+});
+
+// Found in a review: an Instance listed before its SOP Instance UID was received again (the new copy
+// under a new name, the old one deleted) said its file was "gone: deleted, or moved with its folder".
+test('an original replaced by a copy received again says so and where the copy is', async (t) => {
+  const storage = newStorage('replaced');
+  const first = join(storage, 'originals', 'first.dcm');
+  const { sopInstanceUid } = await writeSyntheticFile(first, spec({ rows: 8, columns: 8 }));
+  await indexFiles(storage, [first]);
+  const session = openSession(storage);
+  t.after(() => session.close());
+  const listed = session.instance(sopInstanceUid);
+  assert.ok(listed);
+  const again = join(storage, 'originals', 'again.dcm');
+  copyFileSync(first, again);
+  await indexFiles(storage, [again]);
+  unlinkSync(first);
+  const replaced = (error: Error) => error instanceof OriginalChangedError && error.message.includes(`replaced by the copy received again since, ${again}: session.instance() reads it`);
+  assert.throws(() => listed.attribute('PatientID'), replaced);
+  await assert.rejects(listed.frame(0), replaced);
+  assert.equal(session.instance(sopInstanceUid)?.attribute('PatientID'), 'SESSION-1');
 });
 
 // Found in the session review: frame() of an instance without pixels (a structured report, an RT
