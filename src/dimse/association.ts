@@ -7,6 +7,7 @@
  * dataset-fragments.ts), and the socket is paused while the sink is behind, so memory does not grow
  * with the object's size.
  */
+import { GatheredBytes } from './gathered-bytes.js';
 import type { Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
 import { observeSafely } from '../observability/observe.js';
@@ -95,8 +96,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
   private peerMaxPduLength = 0;
   private operationsWindow = 1;
   private info: AssociationInfo | undefined;
-  private commandChunks: Buffer[] = [];
-  private commandLength = 0;
+  private readonly command = new GatheredBytes();
   /** The presentation context of the command being assembled (its first fragment's). */
   private commandContextId: number | undefined;
   private incoming: IncomingDataset | undefined;
@@ -187,7 +187,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
         return;
       case PduType.ReleaseRq:
         if (this.phase !== 'established') throw new PduError('A-RELEASE-RQ outside an established association', AbortReason.UnexpectedPdu);
-        if (this.incoming || this.commandLength > 0) throw new PduError('A-RELEASE-RQ in the middle of a message', AbortReason.UnexpectedPdu);
+        if (this.incoming || this.command.length > 0) throw new PduError('A-RELEASE-RQ in the middle of a message', AbortReason.UnexpectedPdu);
         // A message: the wait for the operations in progress counts from here, as it did.
         this.progressed();
         this.onReleaseRequest();
@@ -208,9 +208,8 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     if (isCommand) {
       if (this.incoming) throw new PduError('command fragment while a dataset is being received (PS3.7 9.1.2)', AbortReason.UnexpectedPduParameter);
       this.requireCommandContext(presentationContextId);
-      this.commandLength += data.length;
-      if (this.commandLength > MAX_COMMAND_LENGTH) throw new PduError('command set longer than 64 KiB', AbortReason.InvalidPduParameterValue);
-      this.commandChunks.push(data);
+      if (this.command.length + data.length > MAX_COMMAND_LENGTH) throw new PduError('command set longer than 64 KiB', AbortReason.InvalidPduParameterValue);
+      this.command.append(data);
       return;
     }
     this.requireDatasetContext(presentationContextId);
@@ -231,9 +230,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     this.progressed();
     if (isCommand) {
       const context = this.requireContext(presentationContextId);
-      const bytes = this.commandChunks.length === 1 ? (this.commandChunks[0] as Buffer) : Buffer.concat(this.commandChunks);
-      this.commandChunks = [];
-      this.commandLength = 0;
+      const bytes = this.command.take();
       this.commandContextId = undefined;
       let command: DimseCommand;
       try {
@@ -341,7 +338,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
 
   private abortIfIdle(): void {
     if (!this.closeWhenIdle || this.phase !== 'established') return;
-    if (this.operations.size > 0 || this.incoming || this.commandLength > 0) return;
+    if (this.operations.size > 0 || this.incoming || this.command.length > 0) return;
     this.log.info({ ...this.summaryFields() }, 'association aborted for shutdown');
     this.sendAbort(AbortSource.ServiceUser, AbortReason.NotSpecified);
   }
@@ -415,8 +412,7 @@ export class AcceptorAssociation implements PduStreamSink, StoreChannel {
     const incoming = this.incoming;
     this.incoming = undefined;
     this.fragments.discard();
-    this.commandChunks = [];
-    this.commandLength = 0;
+    this.command.clear();
     this.commandContextId = undefined;
     if (incoming) {
       try {

@@ -3,6 +3,7 @@
  * (they are small); P-DATA-TF PDUs are never collected: the data of each PDV is handed on in the
  * slices in which it arrives, so a 1 GB dataset passes through without being held in memory.
  */
+import { GatheredBytes } from './gathered-bytes.js';
 import { AbortReason, PduError, PduType } from './pdu.js';
 
 export interface PduStreamSink {
@@ -27,9 +28,8 @@ export class PduStream {
   private headerFilled = 0;
   private pduType = 0;
   /** The body of the control PDU being read, collected as it arrives (never allocated ahead). */
-  private controlChunks: Buffer[] = [];
+  private readonly controlBody = new GatheredBytes();
   private controlLength = 0;
-  private controlFilled = 0;
   /** Bytes of the current P-DATA-TF PDU not consumed yet. */
   private pduRemaining = 0;
   private pdvRemaining = 0;
@@ -64,11 +64,10 @@ export class PduStream {
           break;
         }
         case 'controlBody': {
-          const take = Math.min(this.controlLength - this.controlFilled, chunk.length - offset);
-          this.controlChunks.push(Buffer.from(chunk.subarray(offset, offset + take)));
-          this.controlFilled += take;
+          const take = Math.min(this.controlLength - this.controlBody.length, chunk.length - offset);
+          this.controlBody.append(chunk.subarray(offset, offset + take), this.controlLength);
           offset += take;
-          if (this.controlFilled === this.controlLength) this.finishControlPdu();
+          if (this.controlBody.length === this.controlLength) this.finishControlPdu();
           break;
         }
         case 'pdvData': {
@@ -101,16 +100,14 @@ export class PduStream {
     if (length > MAX_CONTROL_PDU_LENGTH) {
       throw new PduError(`PDU type 0x${this.pduType.toString(16)} of ${length} bytes is too long`, AbortReason.InvalidPduParameterValue);
     }
-    this.controlChunks = [];
+    this.controlBody.clear();
     this.controlLength = length;
-    this.controlFilled = 0;
     if (length === 0) this.finishControlPdu();
     else this.state = 'controlBody';
   }
 
   private finishControlPdu(): void {
-    const body = Buffer.concat(this.controlChunks, this.controlLength);
-    this.controlChunks = [];
+    const body = this.controlBody.take();
     this.state = 'pduHeader';
     this.sink.controlPdu(this.pduType, body);
   }

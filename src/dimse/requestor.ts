@@ -6,6 +6,7 @@
  *
  * Knows nothing of storage or the index: the caller says what to send and gets the DIMSE result.
  */
+import { GatheredBytes } from './gathered-bytes.js';
 import { connect, type Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
 import { CommandError, CommandField, DATASET_PRESENT, decodeCommand, encodeCommand, type DimseCommand } from './command.js';
@@ -160,8 +161,7 @@ export class RequestorAssociation implements PduStreamSink {
   /** Requests wait here for the wire (one message at a time) and for a place in the window. */
   private sending: Promise<void> = Promise.resolve();
   private windowWaiters: Array<() => void> = [];
-  private commandChunks: Buffer[] = [];
-  private commandBytes = 0;
+  private readonly command = new GatheredBytes();
   private establishment: { resolve(): void; reject(error: Error): void } | undefined;
   private releaseDone: { resolve(): void; reject(error: Error): void } | undefined;
   private artimTimer: NodeJS.Timeout | undefined;
@@ -662,19 +662,15 @@ export class RequestorAssociation implements PduStreamSink {
     if (isCommand) {
       // A C-STORE-RSP command set is a few hundred bytes: one that never ends is a protocol error
       // (PS3.7 6.3.1), not something to buffer (the acceptor's limit is the same, association.ts).
-      this.commandBytes += data.length;
-      if (this.commandBytes > MAX_RESPONSE_COMMAND_LENGTH) throw new PduError('response command set longer than 64 KiB', AbortReason.InvalidPduParameterValue);
-      this.commandChunks.push(data);
+      if (this.command.length + data.length > MAX_RESPONSE_COMMAND_LENGTH) throw new PduError('response command set longer than 64 KiB', AbortReason.InvalidPduParameterValue);
+      this.command.append(data);
     }
     // Datasets in responses (none for C-STORE) are read and dropped.
   }
 
   pdvEnd(_contextId: number, isCommand: boolean, isLast: boolean): void {
     if (!isCommand || !isLast) return;
-    const bytes = Buffer.concat(this.commandChunks);
-    this.commandChunks = [];
-    this.commandBytes = 0;
-    this.onResponse(decodeCommand(bytes));
+    this.onResponse(decodeCommand(this.command.take()));
   }
 
   private onResponse(command: DimseCommand): void {
