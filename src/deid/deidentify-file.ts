@@ -8,7 +8,7 @@ import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } fro
 import { parseFile, type ByteSource, type ElementNode, type ItemNode } from '../dicom/dataset-tree.js';
 import { DatasetWriter, type EditableElement, type EditableItem } from '../dicom/dataset-writer.js';
 import { padOddValues } from '../dicom/even-lengths.js';
-import { deflateDataset, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
+import { DeflatingWriter, encodePart10Header, MEDIA_STORAGE_DIRECTORY_SOP_CLASS_UID } from '../dicom/part10.js';
 import type { DatasetEncoding } from '../dicom/transfer-syntaxes.js';
 import { trimUid } from '../dicom/values.js';
 import { tagText } from '../dicom/header-scanner.js';
@@ -171,9 +171,9 @@ function writeDataset(fd: number, header: Buffer, opened: OpenedDataset): number
   const out = new GatheredWrites(fd);
   out.write(header);
   if (opened.deflated) {
-    const chunks: Buffer[] = [];
-    new DatasetWriter(opened.source, 'explicit-le', (bytes) => chunks.push(Buffer.from(bytes))).writeElements(opened.elements);
-    out.write(deflateDataset(Buffer.concat(chunks)));
+    const deflating = new DeflatingWriter((bytes) => out.write(bytes));
+    new DatasetWriter(opened.source, 'explicit-le', (bytes) => deflating.add(bytes)).writeElements(opened.elements);
+    deflating.end();
   } else {
     new DatasetWriter(opened.source, opened.encoding, (bytes) => out.write(bytes)).writeElements(opened.elements);
   }

@@ -415,16 +415,18 @@ export function uidForMessage(uid: string): string {
 /** Files up to this size are read whole (the File Meta Information is read from the same bytes). */
 const WHOLE_FILE_BYTES = 64 * 1024;
 
-/** A deflated dataset larger than this once inflated is refused: a few KB of deflate can claim
- * gigabytes (a "zip bomb"), and these objects are small by nature. */
-export const MAX_INFLATED_BYTES = 512 * 1024 * 1024;
+/** A deflated dataset larger than this once inflated is refused: it is inflated in memory (twice its
+ * size for a moment), a few KB of deflate can claim gigabytes (a "zip bomb"), and these objects are
+ * small by nature. At 512 MiB, one 0.5 MB object sent by anyone took the node to 1.1-2.1 GB when it
+ * was de-identified or retrieved (found in the resource review). */
+export const MAX_INFLATED_BYTES = 64 * 1024 * 1024;
 
 function inflateDataset(deflated: Buffer): Buffer {
   try {
     return inflateRawSync(deflated, { maxOutputLength: MAX_INFLATED_BYTES });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_BUFFER_TOO_LARGE') throw new DatasetFormatError(`the deflated dataset inflates to more than ${MAX_INFLATED_BYTES} bytes`);
+    if (code === 'ERR_BUFFER_TOO_LARGE') throw new DatasetFormatError(`the deflated dataset inflates to more than ${MAX_INFLATED_BYTES / 1024 / 1024} MiB, the most Gantry inflates`);
     throw new DatasetFormatError(`the deflated dataset does not inflate: ${(error as Error).message}`);
   }
 }

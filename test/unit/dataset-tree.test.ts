@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { deflateRawSync } from 'node:zlib';
 import { join } from 'node:path';
 import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
@@ -330,4 +331,18 @@ test('a transfer syntax that is not a UID is not quoted in the error', () => {
   assert.throws(() => parseFile(path), (error: unknown) => error instanceof DatasetFormatError && error.message === 'transfer syntax (not a UID) is not supported');
   writeFileSync(path, Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: '1.2.3', transferSyntaxUid: '1.2.3.4' }), encodeElement(0x00100010, 'PN', 'Doe^Jane')]));
   assert.throws(() => parseFile(path), /^DatasetFormatError: transfer syntax 1\.2\.3\.4 is not supported$/);
+});
+
+// Found in the resource review: a deflated dataset was inflated up to 512 MiB, in memory, twice over for
+// a moment: a 0.5 MB object took the node to 1.1-2.1 GB when it was de-identified or retrieved.
+test('a deflated dataset that inflates past 64 MiB is refused, one within it is read', () => {
+  const dir = scratchDir('inflate-limit');
+  const header = encodePart10Header({ mediaStorageSopClassUid: '1.2.840.10008.5.1.4.1.1.7', mediaStorageSopInstanceUid: '1.2.3.4.5', transferSyntaxUid: '1.2.840.10008.1.2.1.99' });
+  const withPixels = (bytes: number) => Buffer.concat([header, deflateRawSync(Buffer.concat([encodeElement(0x00080018, 'UI', '1.2.3.4.5'), encodeElement(0x7fe00010, 'OB', Buffer.alloc(bytes))]))]);
+  writeFileSync(join(dir, 'bomb.dcm'), withPixels(64 * 1024 * 1024 + 2));
+  assert.throws(() => parseFile(join(dir, 'bomb.dcm')), (error: Error) => error instanceof DatasetFormatError && /inflates to more than 64 MiB/.test(error.message));
+  writeFileSync(join(dir, 'within.dcm'), withPixels(32 * 1024 * 1024));
+  const parsed = parseFile(join(dir, 'within.dcm'));
+  assert.equal(parsed.elements.find((element) => element.tag === 0x7fe00010)?.length, 32 * 1024 * 1024);
+  parsed.close();
 });

@@ -264,6 +264,21 @@ test('deflated output is padded to an even length and reads back', () => {
     assert.match(text(find(parsed.elements, TAG.PatientName)), /^ANONYMOUS/);
     parsed.close();
   }
+  // Found in the resource review: the output was deflated whole, the dataset held three times over. A
+  // dataset of several megabytes is now deflated a megabyte at a time; the pieces read as one stream.
+  const pixels = Buffer.alloc(3 * 1024 * 1024 + 6);
+  for (let i = 0; i < pixels.length; i += 1) pixels[i] = (i * 31 + (i >> 11)) & 0xff;
+  const large = Buffer.concat([dataset, encodeElement(0x7fe00010, 'OB', pixels)]);
+  writeFileSync(join(dir, 'large.dcm'), Buffer.concat([encodePart10Header({ mediaStorageSopClassUid: SECONDARY_CAPTURE, mediaStorageSopInstanceUid: '1.2.3.4.6', transferSyntaxUid: DEFLATED }), deflateRawSync(large)]));
+  deid(join(dir, 'large.dcm'), join(dir, 'large-out.dcm'));
+  const written = readFileSync(join(dir, 'large-out.dcm'));
+  assert.equal(written.length % 2, 0, 'even length');
+  const parsed = parseFile(join(dir, 'large-out.dcm'));
+  assert.ok(parsed.deflated);
+  assert.match(text(find(parsed.elements, TAG.PatientName)), /^ANONYMOUS/);
+  const pixelData = find(parsed.elements, 0x7fe00010);
+  assert.ok(pixelData && parsed.source.read(pixelData.valueOffset, pixelData.length).equals(pixels), 'the pixels whole, across the batches');
+  parsed.close();
 });
 
 test('rules are checked against the VR of their attribute', () => {
