@@ -112,6 +112,11 @@ class ReceivingSink implements DatasetSink {
   private scanError: Error | undefined;
   /** Set when a failed replacement leaves its durable copy in the index: it must stay. */
   private keepFile = false;
+  /** Why the rest of the dataset is not written: the disk came down to storage.minFreeBytes. */
+  private outOfSpace: string | undefined;
+  /** The free-space reading this store last saw, and what it has written since (not in that reading). */
+  private readingSeen: number;
+  private writtenSinceReading = 0;
 
   constructor(
     private readonly request: StoreRequest,
@@ -125,6 +130,7 @@ class ReceivingSink implements DatasetSink {
     const header = this.part10Header(request.sopClassUid);
     this.headerLength = header.length;
     this.file = deps.store.createIncoming(header);
+    this.readingSeen = deps.freeSpace.readAt;
   }
 
   private part10Header(sopClassUid: string): Buffer {
@@ -146,11 +152,32 @@ class ReceivingSink implements DatasetSink {
     }
     // A dataset that cannot be read is refused at its end (C000) and its file deleted: the rest of
     // it, which may be gigabytes, is not written.
-    if (this.scanError) return true;
+    if (this.scanError || this.outOfSpace !== undefined) return true;
+    if (this.reachesTheFloor(chunk.length)) {
+      // Read to its end and answered 0xA700 then; what was written is deleted.
+      this.outOfSpace = `free disk came down to storage.minFreeBytes (${this.settings.minFreeBytes} bytes) during the store`;
+      return true;
+    }
     const written = this.file.write(chunk);
     // A deflated dataset is inflated as it arrives (PS3.5 A.5): a sender faster than the inflater
     // waits for it, or the scanner gave up on a header a few MB in and the store failed with C001.
     return written && !this.scanner.busy;
+  }
+
+  /**
+   * Whether writing `bytes` more takes the disk under storage.minFreeBytes. The floor was checked when
+   * the store began; a dataset's size is not known before its end, and one store of 1.2 GB went 900 MB
+   * under the floor, towards a full disk where the index and other stores fail (found in the resource
+   * review). The monitor reads the disk every second: what this store wrote since is counted here.
+   */
+  private reachesTheFloor(bytes: number): boolean {
+    const freeSpace = this.deps.freeSpace;
+    if (freeSpace.readAt !== this.readingSeen) {
+      this.readingSeen = freeSpace.readAt;
+      this.writtenSinceReading = 0;
+    }
+    this.writtenSinceReading += bytes;
+    return freeSpace.availableBytes - this.writtenSinceReading < this.settings.minFreeBytes;
   }
 
   whenDrained(): Promise<void> {
@@ -173,6 +200,7 @@ class ReceivingSink implements DatasetSink {
     let record: InstanceRecord | undefined;
     let cleanedUp = false;
     try {
+      if (this.outOfSpace !== undefined) throw new DimseStatusError(Status.OutOfResources, this.outOfSpace);
       // The device starts on the data now, while the header is decoded and the file renamed.
       if (!this.scanError) this.file.startSync();
       record = await this.readRecord();

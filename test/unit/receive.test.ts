@@ -412,3 +412,29 @@ test('C-STORE keeps room for the de-identified copies of the instances waiting: 
   assert.equal(await send('AGAIN'), 0x0000);
   assert.ok(freeSpace.reserved > 0 && freeSpace.reserved < MB, 'a store counts its own copy to come until the next reading');
 });
+
+// Found in the resource review: the floor was checked when a store began, and nothing after: one store
+// of 1.2 GB went 900 MB under it, towards a full disk where the index and the other stores fail.
+test('a store whose dataset takes the disk under storage.minFreeBytes while it arrives is answered 0xA700 and leaves nothing', async (t) => {
+  const MB = 1024 * 1024;
+  let free = 10 * MB;
+  const settings = { minFreeBytes: 5 * MB };
+  const { receive, freeSpace, root } = await setUp(t, 'replace', settings, () => new FreeSpaceMonitor(async () => free));
+  await freeSpace.refresh();
+  const sop = newUid();
+  const sink = receive.store(request(sop));
+  // A 6 MB dataset, in 1 MB chunks: the fifth chunk passes the floor of 5 MB under 10 MB free.
+  const large = encodeDataset([...instanceElements({ studyInstanceUid: newUid(), seriesInstanceUid: newUid(), sopInstanceUid: sop, patientId: 'U1', patientName: 'Unit^Test', rows: 4, columns: 4 }).elements, [0x7fe10010, 'OB', Buffer.alloc(6 * MB)]]);
+  for (let at = 0; at < large.length; at += MB) sink.write(large.subarray(at, at + MB));
+  const result = await sink.end();
+  assert.equal(result.status, 0xa700);
+  assert.match(result.errorComment ?? '', /storage\.minFreeBytes \(5242880 bytes\) during the store/);
+  assert.deepEqual(listFiles(join(root, 'originals')), [], 'nothing kept');
+  // A new reading counts what the disk says: 9 MB free now, a 3 MB store fits, 6 MB would not.
+  free = 9 * MB;
+  await freeSpace.refresh();
+  const fits = newUid();
+  const small = receive.store(request(fits));
+  small.write(encodeDataset([...instanceElements({ studyInstanceUid: newUid(), seriesInstanceUid: newUid(), sopInstanceUid: fits, patientId: 'U1', patientName: 'Unit^Test', rows: 4, columns: 4 }).elements, [0x7fe10010, 'OB', Buffer.alloc(3 * MB)]]));
+  assert.equal((await small.end()).status, 0x0000);
+});
