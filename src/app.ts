@@ -38,6 +38,7 @@ import { IndexWriter, InstanceIndex } from './index/instance-index.js';
 import { HttpServer, type ReadinessCheck } from './observability/http-server.js';
 import { IndexWatch } from './observability/index-watch.js';
 import type { Logger } from './observability/logger.js';
+import { DeidThreadHealth } from './observability/deid-threads.js';
 import { GantryMetrics } from './observability/metrics.js';
 import { ReceiveService } from './pipeline/receive.js';
 import { ReceiveFirst } from './pipeline/receive-first.js';
@@ -110,6 +111,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     (metric, error) => log.warn({ metric, err: error.message }, 'a metric could not be read; it keeps its last value'),
   );
   // A thread that dies (out of memory, a native fault) is replaced by piscina; say so.
+  const deidThreads = new DeidThreadHealth();
   const pool = workerPool({
     filename: new URL('./deid/worker.js', import.meta.url).href,
     workerData: { secret },
@@ -118,7 +120,10 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     maxThreads: config.deid.workers,
     idleTimeout: Number.MAX_SAFE_INTEGER,
     resourceLimits: { maxOldGenerationSizeMb: DEID_THREAD_HEAP_MB, maxYoungGenerationSizeMb: 4 },
-  }, (error) => log.error({ err: error.message }, 'a de-identification thread failed'));
+  }, (error) => {
+    log.error({ err: error.message }, 'a de-identification thread failed');
+    deidThreads.threadFailed(error);
+  });
   const largePool = largeInstancePool(new URL('./deid/worker.js', import.meta.url).href, config.deid.largeInstanceHeapMb, secret, (error) =>
     log.error({ err: error.message }, 'the large-instance de-identification thread failed'),
   );
@@ -131,7 +136,12 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     log,
     maxInFlight: config.deid.workers * 2,
     settings: () => deidSettings,
-    observer: metrics,
+    observer: {
+      deidDone: (outcome, seconds) => {
+        deidThreads.taskFinished();
+        metrics.deidDone(outcome, seconds);
+      },
+    },
     receiveFirst: new ReceiveFirst(() => ({ enabled: config.deid.receiveFirst, maxWaitMs: (config.forward.stableSeconds * 1000) / 2 })),
     ...(largePool ? { largeInstances: { pool: largePool, heapMb: config.deid.largeInstanceHeapMb } } : {}),
   });
@@ -236,6 +246,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     indexWatch.check(),
     diskCheck(freeSpace, config.storage.minFreeBytes),
     { name: 'storage', ...storageWritable(storageProbe.status) },
+    deidThreads.check(),
   ];
   metrics.watch({
     activeAssociations: () => server.activeAssociations,

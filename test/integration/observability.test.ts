@@ -244,6 +244,7 @@ test('/readyz is unready below the disk floor and while the listener closes; /he
   assert.equal(low.body.checks.find((check) => check.name === 'dicomListener')?.ok, true);
   assert.equal(low.body.checks.find((check) => check.name === 'index')?.ok, true);
   assert.equal(low.body.checks.find((check) => check.name === 'storage')?.ok, true, 'storage.path takes writes');
+  assert.equal(low.body.checks.find((check) => check.name === 'deidentification')?.ok, true, 'the de-identification threads work');
   assert.equal((await fetch(`http://127.0.0.1:${gantry.httpPort}/healthz`)).status, 200);
   const metrics = parseExposition(await (await fetch(`http://127.0.0.1:${gantry.httpPort}/metrics`)).text());
   assert.equal(total(metrics, 'gantry_ready'), 0);
