@@ -4,7 +4,8 @@
  * Application Entity Title). Inputs are files or folders (read recursively); outputs go to
  * DIR/<Study>/<Series>/<SOP>.dcm under the new UIDs. The originals are never modified. What the node
  * would hold back is held back here too (pixel risk, and residual risk under
- * deid.quarantineOnFindings), with its reason.
+ * deid.quarantineOnFindings), with its reason. Under retainUIDs the references to inputs that
+ * redaction gave new UIDs follow them, as the node's do (followRenames).
  */
 import { makeFolder } from '../toolkit/folders.js';
 import { mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync, type Dirent, type Stats } from 'node:fs';
@@ -56,9 +57,15 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
   // folder made for this run: it is deleted whole at the end, and DIR may hold folders of the user's.
   makeFolder(out, '--out');
   const staging = mkdtempSync(join(out, '.staging-'));
+  let staged = 0;
+  const stagingFile = () => join(staging, `${(staged += 1)}.dcm`);
+  /** Under retainUIDs: the outputs written, with the references each wrote; the redacted inputs'
+   * renames, original SOP Instance UID → the UID its output got. */
+  const outputs: WrittenOutput[] = [];
+  const renames = new Map<string, string>();
   for (const path of files) {
     try {
-      const temporary = join(staging, `${summary.done + summary.failed.length + summary.held.length}.dcm`);
+      const temporary = stagingFile();
       const outcome = deidentifyFile(path, temporary, { settings, pseudonyms, outputIsTemporary: true });
       if (outcome.kind === 'quarantined') {
         summary.held.push({ path, reason: outcome.reason });
@@ -85,12 +92,58 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
       written.set(target, path);
       summary.done += 1;
       summary.findings += outcome.findings.length;
+      if (outcome.renamedFrom !== undefined) renames.set(outcome.renamedFrom, outcome.sopInstanceUid);
+      if (outcome.references?.length) outputs.push({ path, target, references: outcome.references, ...(outcome.renamedFrom !== undefined ? { renamedFrom: outcome.renamedFrom } : {}) });
     } catch (error) {
       summary.failed.push({ path, reason: (error as Error).message });
     }
   }
+  followRenames(outputs, renames, { settings, pseudonyms, stagingFile }, summary);
   rmSync(staging, { recursive: true, force: true });
   return summary;
+}
+
+type DeidFileSettings = { profiles: ReturnType<typeof compileProfiles>; base: ReturnType<typeof checkedDeidSettings>['base'] };
+
+interface WrittenOutput {
+  path: string;
+  target: string;
+  /** Each instance it references: the original UID, and the UID written for it. */
+  references: ReadonlyArray<readonly [string, string]>;
+  renamedFrom?: string;
+}
+
+/**
+ * Under retainUIDs a redacted instance gets a UID of its own (its pixels changed), and references to
+ * it must follow, as the node's do (renamedUids). Which inputs are redacted is known only once each is
+ * done: the outputs that wrote a reference to one under its original UID are made again, knowing the
+ * renames (one pass: a rename depends on the pixels alone, never on references). Without it an SR, a
+ * presentation state or a derived image in the same output named UIDs no output had (found in the UID
+ * review).
+ */
+function followRenames(
+  outputs: readonly WrittenOutput[],
+  renames: ReadonlyMap<string, string>,
+  run: { settings: DeidFileSettings; pseudonyms: Pseudonymizer; stagingFile: () => string },
+  summary: DeidRunSummary,
+): void {
+  if (renames.size === 0) return;
+  for (const output of outputs) {
+    if (!output.references.some(([original, written]) => renames.has(original) && renames.get(original) !== written)) continue;
+    const others = new Map([...renames].filter(([original]) => original !== output.renamedFrom));
+    const temporary = run.stagingFile();
+    try {
+      const settings = { ...run.settings, base: { ...run.settings.base, renamedUids: others } };
+      const outcome = deidentifyFile(output.path, temporary, { settings, pseudonyms: run.pseudonyms, outputIsTemporary: true });
+      if (outcome.kind === 'quarantined') throw new Error(`held when made again with the renames of the redacted instances it references: ${outcome.reason}`);
+      renameSync(temporary, output.target);
+    } catch (error) {
+      rmSync(temporary, { force: true });
+      rmSync(output.target, { force: true });
+      summary.done -= 1;
+      summary.failed.push({ path: output.path, reason: `its references to redacted instances could not be made to follow their new UIDs: ${(error as Error).message}` });
+    }
+  }
 }
 
 /** The path with its links resolved, or itself when it does not exist. */

@@ -8,7 +8,10 @@ import { runDeid } from '../../src/cli/deid.js';
 import { parseConfigText, type LoadedConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { encodeElement, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { writeUltrasound } from '../helpers/pixel-images.js';
+import { parseFile } from '../../src/dicom/dataset-tree.js';
+import { elementText } from '../../src/dicom/element-value.js';
 
 // Found in a review: the outputs were staged in DIR/.staging, deleted with everything in it at the
 // end: a folder of that name the user already had in DIR went with the run.
@@ -95,4 +98,51 @@ test('gantry deid walks each folder once, through links too, and a folder it can
   // root reads every folder: the locked one fails only where permissions hold.
   if (process.getuid?.() !== 0) assert.deepEqual(summary.failed.map((failure) => failure.path), [locked]);
   else assert.deepEqual(summary.failed, []);
+});
+
+// Found in the UID review: under retainUIDs a redacted input gets a UID of its own, and gantry deid
+// never made the references to it follow (the node does): an image that references it, done first,
+// named a UID that no output had.
+test('gantry deid under retainUIDs: references to a redacted input follow its new UID, whichever is done first', async () => {
+  const dir = scratchDir('deid-cli-renames');
+  const inputs = join(dir, 'in');
+  mkdirSync(inputs, { recursive: true });
+  const ultrasound = join(inputs, 'b-us.dcm');
+  writeUltrasound(ultrasound);
+  const original = parseFile(ultrasound);
+  const text = (elements: typeof original.elements, tag: number, source = original.source) => elementText(elements.find((element) => element.tag === tag), source, false)?.replace(/[\0 ]+$/, '');
+  const originalUid = text(original.elements, 0x00080018) ?? '';
+  const study = text(original.elements, 0x0020000d) ?? '';
+  original.close();
+  const itemBody = Buffer.concat([encodeElement(0x00081150, 'UI', '1.2.840.10008.5.1.4.1.1.3.1'), encodeElement(0x00081155, 'UI', originalUid)]);
+  const item = Buffer.concat([Buffer.from([0xfe, 0xff, 0x00, 0xe0]), Buffer.alloc(4), itemBody]);
+  item.writeUInt32LE(itemBody.length, 4);
+  const { sopInstanceUid: referencingUid } = await writeSyntheticFile(join(inputs, 'a-referencing.dcm'), {
+    studyInstanceUid: study,
+    seriesInstanceUid: `${study}.77`,
+    patientId: 'PIX-0001',
+    patientName: 'Burned^In',
+    rows: 16,
+    columns: 16,
+    extra: [[0x00081140, 'SQ', item]],
+  });
+  const zones = join(dir, 'zones.yaml');
+  writeFileSync(zones, 'zones:\n  - { name: acme band, match: { Manufacturer: ACME }, rects: [[0, 0, 80, 8]] }\n');
+  const loaded: LoadedConfig = {
+    config: parseConfigText(`storage:\n  path: ${join(dir, 'data')}\ndeid:\n  secret: a secret of this test\n  options: [retainUIDs, cleanPixelData]\n  pixelZones: ${zones}\n`, 'test'),
+    source: 'test',
+    embedded: false,
+  };
+  const out = join(dir, 'out');
+  const summary = runDeid(loaded, [inputs], out, silentLogger());
+  assert.equal(summary.done, 2, JSON.stringify(summary));
+  const outputs = readdirSync(out, { recursive: true }).map(String).filter((name) => name.endsWith('.dcm')).map((name) => parseFile(join(out, name)));
+  const uids = outputs.map((parsed) => text(parsed.elements, 0x00080018, parsed.source));
+  const renamed = uids.find((uid) => uid !== referencingUid);
+  assert.ok(renamed && renamed !== originalUid, 'the redacted ultrasound got a UID of its own');
+  const referencing = outputs[uids.indexOf(referencingUid)];
+  assert.ok(referencing);
+  const reference = referencing.elements.find((element) => element.tag === 0x00081140)?.items?.[0];
+  assert.equal(reference && text(reference.elements, 0x00081155, referencing.source), renamed, 'the reference names it');
+  for (const parsed of outputs) parsed.close();
 });
