@@ -131,11 +131,11 @@ export class DeidWork {
         WHERE id = @id AND state = 'received' AND file_path = @sourcePath AND received_at = @receivedAt`),
       namedInStudy: db.prepare(`SELECT 1 FROM instances WHERE deid_study_instance_uid = @study AND deid_file_path = @path AND id != @id LIMIT 1`),
       namedAnywhere: db.prepare(`SELECT 1 FROM instances WHERE deid_file_path = @path AND id != @id LIMIT 1`),
-      renames: db.prepare(`SELECT instance_pk AS instancePk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ?`),
+      renames: db.prepare(`SELECT instance_pk AS instancePk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk IN (${studiesOfItsPatient('?')})`),
       renameOf: db.prepare(`SELECT study_pk AS studyPk, original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE instance_pk = ?`),
       currentName: db.prepare(`
         SELECT r.renamed_uid FROM redaction_renames r
-        WHERE r.study_pk = (SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = @id)
+        WHERE r.study_pk IN (${studiesOfItsPatient('(SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = @id)')})
           AND r.original_uid = @original AND r.instance_pk != @id`).pluck(),
       recordRename: db.prepare(`
         INSERT INTO redaction_renames (instance_pk, study_pk, original_uid, renamed_uid)
@@ -152,10 +152,11 @@ export class DeidWork {
       recordReference: db.prepare(`
         INSERT OR REPLACE INTO instance_references (instance_pk, study_pk, referenced_uid, written_uid)
         VALUES (@id, (SELECT s.study_pk FROM instances i JOIN series s ON s.id = i.series_pk WHERE i.id = @id), @original, @written)`),
-      // The instances of a study whose copies reference `original` by another UID than `name`: done again.
+      // The instances of the patient of a study whose copies reference `original` by another UID than
+      // `name`: done again.
       redoReferencing: db.prepare(`
         UPDATE instances SET state = 'received', state_changed_at = @now, state_reason = NULL
-        WHERE id IN (SELECT instance_pk FROM instance_references WHERE study_pk = @studyPk AND referenced_uid = @original AND written_uid != @name)
+        WHERE id IN (SELECT instance_pk FROM instance_references WHERE study_pk IN (${studiesOfItsPatient('@studyPk')}) AND referenced_uid = @original AND written_uid != @name)
           AND id != @id AND state IN ('deidentified', 'forwarded') AND original_deleted_at IS NULL
         RETURNING id`),
       held: db.prepare(`
@@ -198,15 +199,20 @@ export class DeidWork {
     }));
   }
 
-  /** Under retainUIDs: the other instances of a study that got a UID of their own when their pixels
-   * were redacted, original UID → new UID. */
-  renamesInStudy(studyPk: number, exceptInstancePk: number): Map<string, string> {
-    return renamesExcept(this.studyRenames(studyPk), exceptInstancePk);
+  /** Under retainUIDs: the other instances of the patient of a study that got a UID of their own when
+   * their pixels were redacted, original UID → new UID (patientRenames). */
+  renamesForStudy(studyPk: number, exceptInstancePk: number): Map<string, string> {
+    return renamesExcept(this.patientRenames(studyPk), exceptInstancePk);
   }
 
-  /** Every rename recorded in a study, with its instance (for callers that ask per instance of a
-   * study many times: gantry export asks once per study of a page). */
-  studyRenames(studyPk: number): StudyRename[] {
+  /**
+   * Every rename recorded for the patient of a study, with its instance (callers that ask per
+   * instance of a study many times ask once: gantry export once per study of a page). The patient's,
+   * not the study's: a later study references its priors (a comparison image, a report's evidence),
+   * and such a reference to a redacted prior kept the original UID, which no output had (found in the
+   * UID review). A study without PatientID is its own patient (pseudonyms.ts).
+   */
+  patientRenames(studyPk: number): StudyRename[] {
     return this.statements.renames.all(studyPk) as StudyRename[];
   }
 
@@ -354,4 +360,9 @@ export class DeidWork {
   oldestWaitingSince(): number | undefined {
     return (this.statements.oldestWaiting.get() as number | null) ?? undefined;
   }
+}
+
+/** The studies of the patient of study `studyPk` (an SQL expression): those a reference may name. */
+export function studiesOfItsPatient(studyPk: string): string {
+  return `SELECT id FROM studies WHERE patient_pk = (SELECT patient_pk FROM studies WHERE id = ${studyPk})`;
 }

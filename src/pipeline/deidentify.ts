@@ -280,7 +280,7 @@ export class DeidScheduler {
       ...(instance.override?.pass ? { pass: true } : {}),
       expected: { sopInstanceUid: instance.sopInstanceUid, origin: originOf(instance.imported) },
     };
-    const renames = this.options.work.renamesInStudy(instance.studyPk, instance.id);
+    const renames = this.options.work.renamesForStudy(instance.studyPk, instance.id);
     if (renames.size > 0) task.renamedUids = [...renames];
     const started = performance.now();
     const timeoutMs = (this.options.timeoutMs ?? deidTimeoutMs)(instance.fileSize);

@@ -266,7 +266,7 @@ export class Instance {
     const facts = {
       callingAeTitle: this.callingAeTitle,
       ...releaseOf(this.#row.deidOverride),
-      renamedUids: this.#context.queries().renamesInStudy(this.#row.studyPk, this.#row.id),
+      renamedUids: this.#context.queries().renamesForStudy(this.#row.studyPk, this.#row.id),
       expected: { sopInstanceUid: this.#row.SOPInstanceUID, origin: originOf(this.#row.imported) },
     };
     try {

@@ -7,6 +7,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from '../db/database.js';
 import type { InstanceState } from '../index/instance-index.js';
+import { studiesOfItsPatient } from '../index/deid-work.js';
 
 /** Rows per page: big enough that a page costs little per row, small enough to hold. */
 export const PAGE_SIZE = 500;
@@ -251,12 +252,12 @@ export class IndexQueries {
   }
 
   /**
-   * Under retainUIDs, the other instances of the study that redaction gave a UID of their own
-   * (migration 008), original → new: the node hands these to each de-identification so that
-   * references follow (src/pipeline/deidentify.ts).
+   * Under retainUIDs, the other instances of the study's patient that redaction gave a UID of their
+   * own (migration 008), original → new: the node hands these to each de-identification so that
+   * references follow (src/pipeline/deidentify.ts, DeidWork.patientRenames).
    */
-  renamesInStudy(studyPk: number, exceptInstancePk: number): Map<string, string> {
-    const rows = this.statement('SELECT original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk = ? AND instance_pk != ?').all(studyPk, exceptInstancePk) as Array<{
+  renamesForStudy(studyPk: number, exceptInstancePk: number): Map<string, string> {
+    const rows = this.statement(`SELECT original_uid AS original, renamed_uid AS renamed FROM redaction_renames WHERE study_pk IN (${studiesOfItsPatient('?')}) AND instance_pk != ?`).all(studyPk, exceptInstancePk) as Array<{
       original: string;
       renamed: string;
     }>;

@@ -383,10 +383,10 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
       return false;
     });
     const page = new Map(exportable.map((row) => [row.id, row]));
-    const studyRenames = new Map<number, StudyRename[]>();
+    const renamesByStudy = new Map<number, StudyRename[]>();
     const renamesOf = (row: SelectedInstance) => {
-      let renames = studyRenames.get(row.studyPk);
-      if (!renames) studyRenames.set(row.studyPk, (renames = work.studyRenames(row.studyPk)));
+      let renames = renamesByStudy.get(row.studyPk);
+      if (!renames) renamesByStudy.set(row.studyPk, (renames = work.patientRenames(row.studyPk)));
       return renamesExcept(renames, row.id);
     };
     for (let start = 0; start < exportable.length; start += BATCH) {
