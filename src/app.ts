@@ -166,6 +166,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     storagePath,
     log,
     settings: () => ({ retainOriginalsMs: config.storage.retainOriginals, retainDeidentifiedMs: config.storage.retainDeidentified }),
+    folderRemoved: (folder) => store.folderRemoved(folder),
   });
   const freeSpace = new FreeSpaceMonitor(() => store.freeBytes(), { reserved: () => index.waitingBytes() });
   await freeSpace.start();

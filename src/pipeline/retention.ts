@@ -3,8 +3,8 @@
  * after storage.retainOriginals, de-identified copies after storage.retainDeidentified (0 keeps them).
  * The index rows stay, marked, so the history remains.
  */
-import { lstatSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
+import { lstatSync, rmdirSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { stampOf, type FileStamp } from '../index/file-stamp.js';
 import type { ExpiryCursor, RetentionWork } from '../index/retention-work.js';
 import type { Logger } from '../observability/logger.js';
@@ -14,13 +14,21 @@ export interface RetentionOptions {
   storagePath: string;
   log: Logger;
   settings(): { retainOriginalsMs: number; retainDeidentifiedMs: number };
+  /** A series or study folder (relative to storagePath) removed because retention emptied it. */
+  folderRemoved?(relativeFolder: string): void;
 }
+
+/** A series folder of stored files, relative to storage.path: originals/<Study>/<Series> or
+ * deidentified/<Study>/<Series> (files imported in place are never deleted). */
+const SERIES_FOLDER = /^(originals|deidentified)\/[^/]+\/[^/]+$/;
 
 /** Files deleted per transaction: each page blocks the event loop for a few milliseconds. */
 const PAGE = 200;
 
 export class Retention {
   private running = false;
+  /** The series folders of the files deleted this sweep: removed at its end if empty. */
+  private emptied = new Set<string>();
 
   constructor(private readonly options: RetentionOptions) {}
 
@@ -35,10 +43,38 @@ export class Retention {
       const originals = retainOriginalsMs > 0 ? await this.deleteAll('original', now - retainOriginalsMs) : 0;
       const deidentified = retainDeidentifiedMs > 0 ? await this.deleteAll('deidentified', now - retainDeidentifiedMs) : 0;
       if (originals + deidentified > 0) this.options.log.info({ originals, deidentified }, 'retention: deleted forwarded files');
+      this.removeEmptiedFolders();
       return { originals, deidentified };
     } finally {
+      this.emptied.clear();
       this.running = false;
     }
+  }
+
+  /**
+   * The series folders this sweep emptied, and then their study folders, are removed: kept, they
+   * grew by two a series for good, named by the original Study and Series Instance UIDs (found in a
+   * review). One not empty (a file received since) stays. The receiver makes a folder removed under
+   * it again (ObjectStore.moveIntoPlace); de-identified copies are placed by this thread, never
+   * between a removal and its check.
+   */
+  private removeEmptiedFolders(): void {
+    const studies = new Set<string>();
+    for (const series of this.emptied) {
+      if (this.removeFolder(series)) studies.add(dirname(series));
+    }
+    for (const study of studies) this.removeFolder(study);
+  }
+
+  private removeFolder(relativeFolder: string): boolean {
+    try {
+      rmdirSync(join(this.options.storagePath, relativeFolder));
+    } catch {
+      // Not empty (ENOTEMPTY, EEXIST), gone already, or not ours to remove: left as it is.
+      return false;
+    }
+    this.options.folderRemoved?.(relativeFolder);
+    return true;
   }
 
   /** The originals a copy received again replaced, which the receiver could not delete then (PHI
@@ -61,6 +97,8 @@ export class Retention {
   private unlinkReporting(failures: Map<string, number>): (filePath: string, stamp?: FileStamp) => boolean {
     return (filePath, stamp) => {
       const path = join(this.options.storagePath, filePath);
+      const series = dirname(filePath);
+      if (SERIES_FOLDER.test(series)) this.emptied.add(series);
       try {
         if (stamp !== undefined) {
           const found = lstatSync(path, { bigint: true, throwIfNoEntry: false });

@@ -4,7 +4,7 @@
  * synced after the move, so the name survives a power cut as well as the content.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsync, openSync } from 'node:fs';
+import { closeSync, existsSync, fsync, openSync } from 'node:fs';
 import { mkdir, readdir, stat, statfs, unlink } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -99,8 +99,33 @@ export class ObjectStore {
    */
   async moveIntoPlace(file: IncomingFile, relativePath: string): Promise<void> {
     const target = this.absolute(relativePath);
-    await this.ensureDirectory(dirname(target));
-    file.moveTo(target);
+    for (let attempt = 1; ; attempt += 1) {
+      await this.ensureDirectory(dirname(target));
+      try {
+        file.moveTo(target);
+        return;
+      } catch (error) {
+        // Retention removed the series folder (emptied) since it was made: made again. Bounded: a
+        // folder removed again in the moment between (retention sweeps are minutes apart) fails.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3 || !existsSync(file.path)) throw error;
+        this.forgetDirectory(dirname(target));
+        this.forgetDirectory(dirname(dirname(target)));
+      }
+    }
+  }
+
+  /**
+   * A folder under the root (relative to it) that was removed: retention removes the series and study
+   * folders it empties. Made and synced again when next needed, not taken as ready; its descriptor
+   * dropped.
+   */
+  folderRemoved(relativeFolder: string): void {
+    this.forgetDirectory(this.absolute(relativeFolder));
+  }
+
+  private forgetDirectory(directory: string): void {
+    this.directories.delete(directory);
+    this.directorySyncs.forget(directory);
   }
 
   /** Makes a file moved by moveIntoPlace durable, content and name, and closes it. */
@@ -212,6 +237,15 @@ class DirectorySyncs {
   private drop(entry: DirectoryDescriptor): void {
     entry.dropped = true;
     if (entry.users === 0) closeSync(entry.fd);
+  }
+
+  /** A directory removed: its descriptor names the removed one, and a sync of it would not make a
+   * new directory of the same name durable. */
+  forget(directory: string): void {
+    const entry = this.open.get(directory);
+    if (entry === undefined) return;
+    this.open.delete(directory);
+    this.drop(entry);
   }
 
   closeAll(): void {

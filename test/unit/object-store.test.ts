@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { pbkdf2 } from 'node:crypto';
+import { existsSync, rmdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { ObjectStore } from '../../src/store/object-store.js';
 import { newUid } from '../helpers/synthetic-dicom.js';
@@ -40,4 +42,40 @@ test('two runs name their replacement copies apart, at the same moment and seque
   const [a, b] = [first.uniqueVariant(), second.uniqueVariant()];
   assert.notEqual(a, b);
   for (const variant of [a, b]) assert.match(variant, /^[0-9a-z]*[a-z][0-9a-z]*$/, 'letters and digits, with a letter: recovery.ts tells variants from UIDs by them');
+});
+
+// Found in a review: retention now removes the series and study folders it empties, which the store
+// had made and remembered as ready: the next file of that series must find its folder made again
+// (durably: its name synced into a folder that exists), whether retention said so or not.
+test('a file placed into a series whose folders were removed since is placed, the folders made again', async (t) => {
+  const root = scratchDir('object-store-removed');
+  const store = new ObjectStore(root);
+  await store.init();
+  t.after(() => store.close());
+  const [study, series] = [newUid(), newUid()];
+  const place = async () => {
+    const file = store.createIncoming(Buffer.from('DICM'));
+    const path = store.originalPath(study, series, newUid());
+    await store.moveIntoPlace(file, path);
+    await file.complete();
+    await store.syncPlaced(file);
+    return path;
+  };
+  const first = await place();
+  const remove = () => {
+    rmSync(join(root, first), { force: true });
+    rmdirSync(join(root, dirname(first)));
+    rmdirSync(join(root, dirname(dirname(first))));
+  };
+  remove();
+  // Not told: the store finds out when the rename fails.
+  const second = await place();
+  assert.ok(existsSync(join(root, second)));
+  rmSync(join(root, second));
+  rmdirSync(join(root, dirname(second)));
+  rmdirSync(join(root, dirname(dirname(second))));
+  // Told, as retention tells it.
+  store.folderRemoved(dirname(second));
+  store.folderRemoved(dirname(dirname(second)));
+  assert.ok(existsSync(join(root, await place())));
 });

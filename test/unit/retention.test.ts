@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { forwardStudy } from '../../src/cli/queue.js';
 import { parseConfigText } from '../../src/config/load.js';
@@ -223,4 +223,34 @@ test('forwarding a study again makes again the copies retention deleted, from th
     ],
     'made again, but for the instance whose original is gone too',
   );
+});
+
+// Found in a review: retention deleted files and never a folder, so every series left two empty
+// folders for good, named by its original Study and Series Instance UIDs.
+test('the series and study folders a sweep empties are removed and reported; one still holding a file stays', async (t) => {
+  const storagePath = scratchDir('retention-folders');
+  const { db, writer } = openTestIndex(t, storagePath);
+  const expiring = ['originals/1.2.1/1.2.1.1/1.2.1.1.1.dcm', 'originals/1.2.1/1.2.1.1/1.2.1.1.2.dcm', 'originals/1.2.2/1.2.2.1/1.2.2.1.3.dcm'];
+  const kept = 'originals/1.2.2/1.2.2.2/1.2.2.2.4.dcm';
+  for (const [index, filePath] of [...expiring, kept].entries()) {
+    const [, study, series] = filePath.split('/');
+    await writer.submit(instanceRecord(index + 1, { filePath, studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: `${series}.${index + 1}` }));
+    mkdirSync(join(storagePath, dirname(filePath)), { recursive: true });
+    writeFileSync(join(storagePath, filePath), 'dicom');
+  }
+  db.prepare(`UPDATE instances SET state = 'forwarded', state_changed_at = CASE WHEN file_path = ? THEN ? ELSE 1 END`).run(kept, Date.now());
+  const removed: string[] = [];
+  const retention = new Retention({
+    work: new RetentionWork(db),
+    storagePath,
+    log: silentLogger(),
+    settings: () => ({ retainOriginalsMs: 60_000, retainDeidentifiedMs: 0 }),
+    folderRemoved: (folder) => removed.push(folder),
+  });
+  assert.deepEqual(await retention.sweep(), { originals: 3, deidentified: 0 });
+  assert.deepEqual(removed.sort(), ['originals/1.2.1', 'originals/1.2.1/1.2.1.1', 'originals/1.2.2/1.2.2.1']);
+  assert.ok(!existsSync(join(storagePath, 'originals/1.2.1')), 'an emptied study goes with its series');
+  assert.ok(!existsSync(join(storagePath, 'originals/1.2.2/1.2.2.1')));
+  assert.ok(existsSync(join(storagePath, kept)), 'a study with a file kept stays, and so does that series');
+  assert.ok(existsSync(join(storagePath, 'originals')), 'never the folder of all originals');
 });
