@@ -93,6 +93,10 @@ const TAG = {
   OtherPatientIDs: 0x00101000,
   OtherPatientIDsSequence: 0x00101002,
   PatientAge: 0x00101010,
+  PatientBirthDate: 0x00100030,
+  StudyDate: 0x00080020,
+  SeriesDate: 0x00080021,
+  ContentDate: 0x00080023,
   PatientIdentityRemoved: 0x00120062,
   DeidentificationMethod: 0x00120063,
   DeidentificationMethodCodeSequence: 0x00120064,
@@ -281,6 +285,7 @@ export class DeidEngine {
     this.datasetIdentifiers = this.identifiers;
     const untouched = [...elements];
     this.walk(elements, '', patientKey);
+    this.capBirthDate(elements);
     this.matchEncapsulatedDocumentLength(elements);
     this.scanForResidualPhi(elements, '');
     // Under retainUIDs, references to instances of the study renamed by redaction follow them, and the
@@ -315,6 +320,24 @@ export class DeidEngine {
       ...(retainUids && original.sop !== '' && sopInstanceUid !== original.sop ? { renamedFrom: original.sop } : {}),
       ...(retainUids ? { references: [...references] } : {}),
     };
+  }
+
+  /**
+   * deid.maxAgeYears (HIPAA Safe Harbor) holds for dates too: a birth date kept or shifted (a rule,
+   * retainPatientCharacteristics with a longitudinal option) beside the study's date showed an age of
+   * 93 where PatientAge said 090Y (found in the dates review). Such a birth date is emptied (Type 2:
+   * present, no value); one showing an age within the cap stays.
+   */
+  private capBirthDate(elements: EditableElement[]): void {
+    const written = (tag: number) => {
+      const element = elements.find((candidate) => candidate.tag === tag);
+      return element && !element.removed ? { element, value: this.currentText(element).trim() } : undefined;
+    };
+    const birth = written(TAG.PatientBirthDate);
+    if (!birth || !/^\d{8}$/.test(birth.value)) return;
+    const at = [TAG.StudyDate, TAG.SeriesDate, TAG.ContentDate].map((tag) => written(tag)?.value).find((value) => value !== undefined && /^\d{8}$/.test(value));
+    if (at === undefined || yearsBetween(birth.value, at) <= this.settings.maxAgeYears) return;
+    this.empty(birth.element, false, '');
   }
 
   /**
@@ -516,10 +539,14 @@ export class DeidEngine {
       case 'remapUid':
         this.replaceUids(element, path);
         return;
-      case 'shiftDate':
-        if (isDate(element.vr)) this.clean(element, false, path, patientKey);
-        else if (element.vr !== 'TM') this.apply(element, 'remove', path, patientKey, within);
+      case 'shiftDate': {
+        // As UN (implicit VR, a private element) the VR is the dictionary's, or what the value reads
+        // as: the DA, DT and TM a rule keeps shifted in explicit VR were all removed (dates review).
+        const vr = element.vr === 'UN' ? (listedVr(element.tag) ?? this.unknownDateVr(element)) : element.vr;
+        if (vr !== undefined && isDate(vr)) this.clean(element, false, path, patientKey);
+        else if (vr !== 'TM') this.apply(element, 'remove', path, patientKey, within);
         return;
+      }
       case 'replace':
         // Rules on standard attributes were checked against their VR (rules.ts); a private one is
         // known only here: text cannot replace a binary value, so that goes.
@@ -547,6 +574,13 @@ export class DeidEngine {
         this.record(path, element.tag, 'hash');
         return;
     }
+  }
+
+  /** What an element of unknown VR reads as: DA, DT, or TM (a time of day, HHMMSS.FFFFFF), if any. */
+  private unknownDateVr(element: EditableElement): 'DA' | 'DT' | 'TM' | undefined {
+    if (element.items !== undefined || element.length > MAX_UID_LIST_BYTES) return undefined;
+    const text = this.text(element);
+    return dateVrOfText(text) ?? (/^\s*([01]\d|2[0-3])([0-5]\d([0-5]\d(\.\d{1,6})?)?)?\s*$/.test(text) ? 'TM' : undefined);
   }
 
   /** Whether an element of unknown VR (UN) holds a list of UIDs as registration authorities give them. */
@@ -728,8 +762,13 @@ export class DeidEngine {
     // An element sent as UN is cleaned as its dictionary VR says (a StudyTime in UN was removed as
     // bytes under Retain Longitudinal Modified Dates, found in the output review); one the dictionary
     // does not know, that reads as a date, is shifted as the date it is (retainedPrivateAction).
+    // A private element in a text VR its writer chose (explicit VR) reads as it reads as UN (implicit
+    // VR): a date is shifted, not masked as text, so that the output does not depend on the sender's
+    // transfer syntax (found in the dates review: XXXXXXXX in one, the shifted date in the other).
     const known = element.vr === 'UN' ? listedVr(element.tag) : element.vr;
-    const vr = known ?? (element.length <= MAX_UID_LIST_BYTES ? (dateVrOfText(value) ?? 'UN') : 'UN');
+    const chosenByWriter = known === undefined || (isPrivate(element.tag) && listedVr(element.tag) === undefined && UNTYPED_TEXT_VRS.has(known));
+    const readAs = chosenByWriter && element.length <= MAX_UID_LIST_BYTES ? dateVrOfText(value) : undefined;
+    const vr = readAs ?? known ?? 'UN';
     if (vr === 'DA') {
       this.datesShifted = true;
       this.replaceText(element, shiftDate(value.trim(), this.dateOffsetDays), path, 'clean');
@@ -881,9 +920,15 @@ export class DeidEngine {
     // The VR first: Pixel Data and other binary values are never read here (a 600 MB one cannot
     // even be a string).
     if (element.items !== undefined || element.length > MAX_SCANNED_UN_BYTES) return undefined;
-    const listedAsText = TEXT_VRS.has(vrOf(element.tag));
+    const listed = listedVr(element.tag);
+    // A date, date and time or time sent as UN is no free text: the profile shifted, removed or kept
+    // it as the date it is. Scanned, a shifted AcquisitionDate in UN held the instance back as "a date
+    // in free text" (found in the dates review).
+    if (listed !== undefined && (isDate(listed) || listed === 'TM')) return undefined;
+    const listedAsText = listed !== undefined && TEXT_VRS.has(listed);
     if (!listedAsText && element.vr !== 'UN') return undefined;
     const value = this.currentText(element);
+    if (!listedAsText && dateVrOfText(value) !== undefined) return undefined;
     return listedAsText || readsAsText(value) ? value : undefined;
   }
 
@@ -1087,4 +1132,10 @@ function basicAction(tag: number, vr: string): ConcreteAction {
 function isCurveGroup(tag: number): boolean {
   const group = tag >>> 16;
   return group >= 0x5000 && group <= 0x50ff && (group & 1) === 0;
+}
+
+/** Whole years from one YYYYMMDD date to another (an age in years on the later date). */
+function yearsBetween(from: string, to: string): number {
+  const years = Number(to.slice(0, 4)) - Number(from.slice(0, 4));
+  return to.slice(4) < from.slice(4) ? years - 1 : years;
 }

@@ -274,9 +274,17 @@ function maskDates(text: string): string {
   return DATE_PATTERNS.reduce((masked, pattern) => masked.replace(pattern, 'XXXXXXXX'), text);
 }
 
-/** A month's English name or its three-letter abbreviation. */
-const MONTH_NAME = '(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t(ember)?)?|oct(ober)?|nov(ember)?|dec(ember)?)';
-const DAY = '(0?[1-9]|[12]\\d|3[01])(st|nd|rd|th)?';
+/** A month's English name or its three-letter abbreviation; and in German, French, Spanish, Italian
+ * and Dutch, the languages of the sites that send Latin-1 text ("15. Januar 2023" was kept: found in
+ * the dates review). */
+const MONTH_NAME =
+  '(jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sep(t(ember)?)?|oct(ober)?|nov(ember)?|dec(ember)?' +
+  '|januar|februar|märz|maerz|mai|juni|juli|oktober|dezember' +
+  '|janvier|février|fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre' +
+  '|enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre' +
+  '|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre' +
+  '|januari|februari|maart|mei|augustus)';
+const DAY = '(0?[1-9]|[12]\\d|3[01])(st|nd|rd|th|er|e)?';
 /** Made once: maskDates runs for every text value an instance keeps (global patterns: replace()
  * starts each from the beginning). */
 const DATE_PATTERNS: readonly RegExp[] = [
@@ -285,7 +293,11 @@ const DATE_PATTERNS: readonly RegExp[] = [
   /(?<!\d)(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}(?!\d)/g,
   // Month first, as the US writes it: "11/23/1967" was kept, cleaned or not (found in the PHI review).
   /(?<!\d)(0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])[-./](19|20)\d{2}(?!\d)/g,
-  new RegExp(`(?<![\\p{L}\\d])${DAY}[ .-]*${MONTH_NAME}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),
+  // Year first, month and day of one or two digits, one separator: "2023/1/15", "1960.1.12", "2023 01 15".
+  /(?<![\d.])(19|20)\d{2}([-./ ])(0?[1-9]|1[0-2])\2(0?[1-9]|[12]\d|3[01])(?!\.?\d)/g,
+  // As Japan, China and Korea write them: "2023年1月15日", "2023년 1월 15일", the day left out too.
+  /(19|20)\d{2}\s*[年년]\s*(0?[1-9]|1[0-2])\s*[月월](\s*(0?[1-9]|[12]\d|3[01])\s*[日일])?/g,
+  new RegExp(`(?<![\\p{L}\\d])${DAY}[ .-]*(of\\s+|de\\s+)?${MONTH_NAME}[ .,-]*(de\\s+)?(19|20)\\d{2}(?!\\d)`, 'giu'),
   new RegExp(`(?<![\\p{L}\\d])${MONTH_NAME}[ .-]*${DAY}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),
 ];
 

@@ -72,6 +72,25 @@ test('elements sent as UN are cleaned and given dummies as the dictionary gives 
   assert.equal(basic.get(0x00081010), 'ANONYMIZED', 'an SH dummy');
 });
 
+// Found in the dates review: an AcquisitionDate sent as UN was shifted as its dictionary VR says, and
+// then the findings scan read the UN value as text and held the instance back as "a date in free text".
+test('dates sent as UN that the profile shifted or kept are no dates in free text to the findings scan', () => {
+  const un = (tag: number, text: string): Element => [tag, 'UN', Buffer.from(text, 'latin1')];
+  const elements: Element[] = [
+    ...BASE.filter(([tag]) => tag !== 0x00080020),
+    un(0x00080020, '20240315'),
+    un(0x00080022, '20240315'),
+    un(0x0008002a, '20240315101500'),
+    un(0x00181202, '20240101'),
+  ].sort((a, b) => a[0] - b[0]);
+  for (const option of ['retainLongitudinalModifiedDates', 'retainLongitudinalFullDates'] as const) {
+    const bytes = encodeDataset(elements);
+    const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+    const outcome = new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set([option]) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+    assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'date-in-text'), [], option);
+  }
+});
+
 // Found in the profile review: Frame Origin Timestamp (0034,0007, OB) is D in the Basic Profile and C
 // under Retain Longitudinal Modified Dates; a binary value cannot be cleaned, and it was removed, so
 // the option meant to keep more kept less than the Basic Profile (PS3.15 E.1.1: C never removes).
@@ -175,7 +194,10 @@ test('cleaned text quotes the keyed UIDs of the objects it names, not the origin
 // month's name were neither cleaned nor reported by the findings scan.
 test('dates in free text are found run into other text, with a time of day, or with the month named', () => {
   // Month first too ("11/23/1967" was kept: found in the PHI review).
-  for (const text of ['Localizer_20200315', 'DOB19600112', '20200315103000.000', '12 Jan 1960', 'Jan 12, 1960', 'born 3rd March 1961', 'seen 15.03.2024', 'DOB 11/23/1967', '12-31-1967', 'on 2/28/1967']) {
+  // Year first with one-digit months and days, as Japan, China and Korea write dates, and month names
+  // in other languages: kept, and not reported (found in the dates review).
+  const more = ['CT 2023/1/15', 'DOB 1960.1.12', '2023-1-5', '2023 01 15', '検査 2023年1月15日', '2023년 1월 15일', 'MR 15. Januar 2023', 'le 3 mars 2023', '12 de enero de 2023', '15th of January 2023'];
+  for (const text of ['Localizer_20200315', 'DOB19600112', '20200315103000.000', '12 Jan 1960', 'Jan 12, 1960', 'born 3rd March 1961', 'seen 15.03.2024', 'DOB 11/23/1967', '12-31-1967', 'on 2/28/1967', ...more]) {
     assert.ok(scrubText(text, []).includes('XXXXXXXX'), `${text}: the date is masked`);
     assert.ok(!/19[56]\d|20[12]\d/.test(scrubText(text, [])), `${text}: no year is left`);
   }
@@ -739,6 +761,9 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
   assert.equal(explicit.value(0x00231005), '12340115', 'a number in an LO is no date');
   const shifted = run(['retainLongitudinalModifiedDates'], 'explicit-le', bytes);
   assert.equal(shifted.value(0x00231001), shifted.value(0x00080020), 'under modified dates it moves with the other dates');
+  // Found in the dates review: an SH holding a date was masked as text (XXXXXXXX) in explicit VR and
+  // shifted as the date it is in implicit VR.
+  assert.equal(shifted.value(0x00231007), shifted.value(0x00080020), 'an SH that reads as a date moves with the dates');
   const kept = run(['retainUIDs', 'retainLongitudinalFullDates'], 'explicit-le', bytes);
   assert.equal(kept.value(0x00991002), originalSeries, 'retainUIDs keeps it');
   assert.equal(kept.value(0x00231001), '20240315', 'full dates keep it');
@@ -758,6 +783,7 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
   assert.equal(implicit.value(0x00231007), undefined);
   const implicitShifted = run(['retainLongitudinalModifiedDates'], 'implicit-le', implicitBytes);
   assert.equal(implicitShifted.value(0x00231001), implicitShifted.value(0x00080020), 'implicit VR under modified dates: it moves with the other dates');
+  assert.equal(implicitShifted.value(0x00231007), shifted.value(0x00231007), 'the SH: the same in either VR');
   assert.equal(implicitShifted.value(0x00231003), `${implicitShifted.value(0x00080020)}101500`, 'a date and time keeps its time of day');
   assert.equal(run(['retainLongitudinalFullDates'], 'implicit-le', implicitBytes).value(0x00231001), '20240315', 'full dates keep it');
 });

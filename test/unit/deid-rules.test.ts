@@ -286,3 +286,33 @@ test('a hash rule gives a private element of UIDs their keyed UIDs whether it co
   const text: Element[] = [...DATASET, [0x00191030, 'UN', Buffer.from('not a uid')]];
   assert.match(run(profile(rules), 'CT01', text).values.get(0x00191030) ?? '', /^[A-Z2-7]{16}$/, 'other UN text is hashed as text');
 });
+
+// Found in the dates review: a shiftDate rule on a private element shifted its DA and DT and kept its
+// TM in explicit VR, and removed all three where they came as UN (implicit VR).
+test('a shiftDate rule on private elements sent as UN shifts what reads as a date and keeps a time', () => {
+  const rules: ProfileConfig['rules'] = [0x40, 0x41, 0x42].map((element) => ({ attribute: { creator: 'ACME_PRIVATE', tag: `0019,xx${element.toString(16)}` }, action: 'shiftDate' as const }));
+  const withDates = (vr: (typed: string) => string): Element[] => [
+    ...DATASET,
+    [0x00191040, vr('DA'), vr('DA') === 'UN' ? Buffer.from('20240315') : '20240315'],
+    [0x00191041, vr('DT'), vr('DT') === 'UN' ? Buffer.from('20240315101500') : '20240315101500'],
+    [0x00191042, vr('TM'), vr('TM') === 'UN' ? Buffer.from('101500') : '101500'],
+  ];
+  const typed = run(profile(rules, { options: ['retainLongitudinalModifiedDates'] }), 'CT01', withDates((vr) => vr)).values;
+  const asUn = run(profile(rules, { options: ['retainLongitudinalModifiedDates'] }), 'CT01', withDates(() => 'UN')).values;
+  assert.equal(typed.get(0x00191040), typed.get(0x00080020), 'DA: shifted as StudyDate is');
+  for (const tag of [0x00191040, 0x00191041, 0x00191042]) assert.equal(asUn.get(tag), typed.get(tag), `(0019,${(tag & 0xffff).toString(16)}): as UN the same`);
+  assert.equal(asUn.get(0x00191042), '101500', 'a time of day is kept');
+});
+
+// Found in the dates review: with a rule keeping the birth date shifted, a patient of 93 kept a birth
+// date and a study date 93 years apart, where PatientAge said 090Y (deid.maxAgeYears, HIPAA Safe Harbor).
+test('a birth date kept beside the study date is emptied when it shows an age over deid.maxAgeYears', () => {
+  const rules: ProfileConfig['rules'] = [{ attribute: 'PatientBirthDate', action: 'shiftDate' }];
+  const withBirth = (birth: string): Element[] => [...DATASET, [0x00100030, 'DA', birth]];
+  const options = { options: ['retainLongitudinalModifiedDates' as const] };
+  const old = run(profile(rules, options), 'CT01', withBirth('19300101')).values;
+  assert.equal(old.get(0x00100030), '', 'an age of 94: present, no value');
+  const young = run(profile(rules, options), 'CT01', withBirth('19800101')).values;
+  assert.match(young.get(0x00100030) ?? '', /^\d{8}$/, 'an age of 44: kept, shifted');
+  assert.notEqual(young.get(0x00100030), '19800101');
+});
