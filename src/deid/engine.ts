@@ -81,6 +81,11 @@ export interface DeidOutcome {
 const TAG = {
   EncapsulatedDocument: 0x00420011,
   EncapsulatedDocumentLength: 0x00420015,
+  MIMETypeOfEncapsulatedDocument: 0x00420012,
+  URNCodeValue: 0x00080120,
+  ValueType: 0x0040a040,
+  ConceptNameCodeSequence: 0x0040a043,
+  Date: 0x0040a121,
   SpecificCharacterSet: 0x00080005,
   SOPInstanceUID: 0x00080018,
   ReferencedSOPInstanceUID: 0x00081155,
@@ -175,6 +180,13 @@ const EUC_G1_SETS: ReadonlySet<string> = new Set(['ISO 2022 IR 149', 'ISO 2022 I
 const UNWRITABLE_MASK = 'XXXXXX';
 /** Where people write free text (cleaned by C, scanned for residual identity). */
 const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
+/** Code strings Table E.1-1 keeps that a user writes freely: the findings scan reads them as text.
+ * A presentation state's Content Label and Graphic Layer carried "DOE_JOHNATHAN" and the patient ID
+ * out with no finding (found in the SR review). Content Label (0070,0080), Graphic Layer (0070,0002). */
+const FREE_LABELS: ReadonlySet<number> = new Set([0x00700080, 0x00700002]);
+/** The longest kept text document the findings scan reads (keptTextDocument). */
+const MAX_SCANNED_DOCUMENT_BYTES = 16 * 1024 * 1024;
+const UNDEFINED_VALUE_LENGTH = 0xffffffff;
 /** The longest UN value the findings scan reads as possible text (UT's own limit is far above, but a
  * UN this long is a blob, not a kept label). */
 const MAX_SCANNED_UN_BYTES = 64 * 1024;
@@ -358,8 +370,17 @@ export class DeidEngine {
     const safePrivate = this.settings.options.has('retainSafePrivate')
       ? new SafePrivatePolicy(elements, this.settings.safePrivate ?? [], this.bigEndian)
       : undefined;
+    const birthDateItem = path !== '' && this.isSubjectBirthDateItem(elements);
     for (const element of elements) {
       const here = `${path}(${tagText(element.tag)})`;
+      if (birthDateItem && element.tag === TAG.Date && !this.ruleFor(element.tag, creators)) {
+        // The subject's birth date in structured content is the patient's birth date (0010,0030),
+        // which Table E.1-1 removes under every option; as a Date (0040,A121) it was shifted, or kept,
+        // and gave the patient's age at the study away (found in the SR review). Type 1 in its item:
+        // a dummy.
+        this.apply(element, 'dummy', here, patientKey, 'dummy');
+        continue;
+      }
       if ((element.tag & 0xffff) === 0x0000) {
         // Group lengths (UL, retired, PS3.5 7.2): the writer recomputes them. One that is not four bytes
         // is no length, and whatever it holds is copied as it came unless it goes.
@@ -472,6 +493,10 @@ export class DeidEngine {
     // writes a person's name with the wrong explicit VR (LO for PN) does not keep it in.
     const listed = element.items === undefined ? vrOf(element.tag) : 'SQ';
     const is = (one: string) => vr === one || listed === one;
+    // URN Code Value names a concept (PS3.3 8.8: urn:oid:, urn:uuid: of a code), not the patient: one of
+    // Code Value, Long Code Value and URN Code Value is Type 1C, and removed it left an SR's or a KOS's
+    // code with its meaning alone (found in the SR review).
+    if (element.tag === TAG.URNCodeValue) return 'keep';
     if (is('UR') || /Birth|Death/.test(keyword)) return 'remove';
     // Table E.1-1 removes or replaces every AE it lists; the unlisted ones are command and meta elements
     // left in a dataset (Move Originator, Source AE Title), which name the sender's devices too.
@@ -574,6 +599,16 @@ export class DeidEngine {
         this.record(path, element.tag, 'hash');
         return;
     }
+  }
+
+  /** Whether a content item is a DATE whose concept is Subject Birth Date (DCM 121031, TID 1007). */
+  private isSubjectBirthDateItem(elements: readonly EditableElement[]): boolean {
+    const valueType = elements.find((element) => element.tag === TAG.ValueType);
+    if (!valueType || this.text(valueType).trim() !== 'DATE') return false;
+    const concept = elements.find((element) => element.tag === TAG.ConceptNameCodeSequence)?.items?.[0]?.elements;
+    if (!concept) return false;
+    const value = (tag: number) => this.text(concept.find((element) => element.tag === tag)).trim();
+    return value(TAG.CodeValue) === '121031' && value(TAG.CodingSchemeDesignator) === 'DCM';
   }
 
   /** What an element of unknown VR reads as: DA, DT, or TM (a time of day, HHMMSS.FFFFFF), if any. */
@@ -828,7 +863,7 @@ export class DeidEngine {
         if (!item.removed && !element.encapsulated) this.inItemCharacterSet(item.elements, () => this.scanForResidualPhi(item.elements as EditableElement[], `${here}[${index}]`));
       });
       if (element.tag === TAG.PatientName || element.tag === TAG.PatientID || this.dummies.has(element)) continue;
-      const value = this.scannableText(element);
+      const value = element.tag === TAG.EncapsulatedDocument ? this.keptTextDocument(element, elements) : this.scannableText(element);
       if (value === undefined) continue;
       if (value.trim() === '') continue;
       const keyword = keywordOf(element.tag) ?? here;
@@ -916,7 +951,7 @@ export class DeidEngine {
    * review). Undefined for anything else.
    */
   private scannableText(element: EditableElement): string | undefined {
-    if (TEXT_VRS.has(element.vr)) return this.currentText(element);
+    if (TEXT_VRS.has(element.vr) || FREE_LABELS.has(element.tag)) return this.currentText(element);
     // The VR first: Pixel Data and other binary values are never read here (a 600 MB one cannot
     // even be a string).
     if (element.items !== undefined || element.length > MAX_SCANNED_UN_BYTES) return undefined;
@@ -930,6 +965,18 @@ export class DeidEngine {
     const value = this.currentText(element);
     if (!listedAsText && dateVrOfText(value) !== undefined) return undefined;
     return listedAsText || readsAsText(value) ? value : undefined;
+  }
+
+  /**
+   * An Encapsulated Document kept as it came (a rule keeps it) whose MIME type says it is text (a CDA,
+   * XML, plain text): read as text by the findings scan. A CDA kept with the patient's name, ID and
+   * birth date in its XML was de-identified with no finding (found in the SR review). A PDF is not
+   * text to read; it is held by default (pixel-risk) and replaced when passed.
+   */
+  private keptTextDocument(element: EditableElement, siblings: readonly EditableElement[]): string | undefined {
+    if (element.replacement || element.length === UNDEFINED_VALUE_LENGTH || element.length > MAX_SCANNED_DOCUMENT_BYTES) return undefined;
+    const mime = this.currentText(siblings.find((sibling) => sibling.tag === TAG.MIMETypeOfEncapsulatedDocument && !sibling.removed) ?? element).trim();
+    return /^text\/|[/+]xml$/i.test(mime) ? this.text(element) : undefined;
   }
 
   /** An element's value as Latin-1 text, its replacement if it has one. */
