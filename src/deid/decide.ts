@@ -4,6 +4,7 @@
  * (then it is quarantined too, unless a `pass` rule of its profile lets it through).
  */
 import { burnedInTextReason, codeValues, embeddedOverlayGroup } from './burned-in.js';
+import { storageSopClassName } from '../dicom/sop-classes.js';
 import type { DeidSettings } from './engine.js';
 import { chooseProfile, compileProfileList, conditionHolds, type CompiledProfile, type InstanceFacts, type ProfileConfig } from './rules.js';
 import { compileZones, findZone, type CompiledZone, type ZoneRule } from '../pixels/zones.js';
@@ -69,6 +70,14 @@ export function decide(profiles: readonly CompiledProfile[], facts: DecisionFact
     )
     .find((reason) => reason !== undefined);
   if (pixels !== undefined && !passed) {
+    // An encapsulated document (PDF, CDA) has no pixels a zone could clean: said as what it is, with
+    // what lets it through (found in the SR review: "pixel data: modality DOC usually carries
+    // burned-in text (cleanPixelData is not among the options)" sent operators to an option that
+    // cannot help).
+    const document = [...classes].map((sopClassUid) => storageSopClassName(sopClassUid)).find((name) => name?.startsWith('Encapsulated'));
+    if (document !== undefined) {
+      return { kind: 'quarantine', reason: `document: ${document} may show identity in its document, which Gantry cannot read or clean (a pass rule sends it with the document replaced)` };
+    }
     const why = faces
       ? 'zones cannot clean faces'
       : !profile.cleanPixelData

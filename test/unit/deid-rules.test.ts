@@ -316,3 +316,12 @@ test('a birth date kept beside the study date is emptied when it shows an age ov
   assert.match(young.get(0x00100030) ?? '', /^\d{8}$/, 'an age of 44: kept, shifted');
   assert.notEqual(young.get(0x00100030), '19800101');
 });
+
+// Found in the SR review: an encapsulated PDF was held as "pixel data: modality DOC usually carries
+// burned-in text (cleanPixelData is not among the options)": it has no pixels, and that option cannot help.
+test('an encapsulated document is held as a document, saying that a pass rule sends it with the document replaced', () => {
+  const pdf: Element[] = DATASET.map((element) => (element[0] === 0x00080016 ? ([0x00080016, 'UI', '1.2.840.10008.5.1.4.1.1.104.1'] as Element) : element[0] === 0x00080060 ? ([0x00080060, 'CS', 'DOC'] as Element) : element));
+  const { decision } = run(profile([]), 'CT01', pdf);
+  assert.equal(decision.kind, 'quarantine');
+  assert.match(decision.kind === 'quarantine' ? decision.reason : '', /^document: Encapsulated PDF Storage may show identity in its document, which Gantry cannot read or clean \(a pass rule sends it with the document replaced\)$/);
+});
