@@ -87,8 +87,10 @@ function shiftOneDate(date: string, days: number): string {
 export function dateVrOfText(value: string): 'DA' | 'DT' | undefined {
   // A list of dates is short and opens with a digit: anything else is not read further.
   if (value.length > MAX_DATE_LIST_LENGTH || !/^\s*\d/.test(value)) return undefined;
-  const values = value.split('\\').map((one) => one.trim());
-  if (values.length === 0 || values.some((one) => one === '')) return undefined;
+  // Empty values of a list are no reason to read the rest as something else: "20230115\\" kept its
+  // date as it came (found in the dates review).
+  const values = value.split('\\').map((one) => one.trim()).filter((one) => one !== '');
+  if (values.length === 0) return undefined;
   if (values.every((one) => UNKNOWN_VR_DATE.test(one) && realDay(one))) return 'DA';
   if (values.every((one) => UNKNOWN_VR_DATE_TIME.test(one) && realDay(one))) return 'DT';
   return undefined;

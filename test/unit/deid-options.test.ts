@@ -734,11 +734,12 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
     [0x00231005, 'LO', '12340115'],
     [0x00231006, 'LO', originalSeries],
     [0x00231007, 'SH', '20240315'],
+    [0x00231008, 'LO', '20240315\\'],
   ];
   const bytes = encodeDataset(elements);
   const config = parseConfigText('deid: { options: [retainSafePrivate] }', 'test');
   // A site's own entries carry no VR: in implicit VR their elements are UN to the reader.
-  const declared = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07].map((element) => ({ creator: 'DECLARED_SAFE', group: 0x0023, element }));
+  const declared = [0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08].map((element) => ({ creator: 'DECLARED_SAFE', group: 0x0023, element }));
   const run = (options: ProfileOption[], encoding: 'explicit-le' | 'implicit-le', dataset: Buffer) => {
     const settings: DeidSettings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainSafePrivate', ...options]), safePrivate: [...safePrivateFromConfig(config), ...declared] };
     const tree = parseDataset(new BufferSource(dataset), encoding) as EditableElement[];
@@ -781,6 +782,9 @@ test('retainSafePrivate replaces the UIDs and treats the dates of the private el
   assert.equal(implicit.value(0x00231005), '12340115', 'a number is no date of the year 1234');
   assert.equal(implicit.value(0x00231006), explicit.value(0x00231006), 'the same value, the same output in either VR');
   assert.equal(implicit.value(0x00231007), undefined);
+  // Found in the dates review: a list with an empty value ("20240315\") was read as no date, and kept.
+  assert.equal(implicit.value(0x00231008), undefined, 'a list of a date and an empty value goes, as dates do');
+  assert.equal(explicit.value(0x00231008), undefined);
   const implicitShifted = run(['retainLongitudinalModifiedDates'], 'implicit-le', implicitBytes);
   assert.equal(implicitShifted.value(0x00231001), implicitShifted.value(0x00080020), 'implicit VR under modified dates: it moves with the other dates');
   assert.equal(implicitShifted.value(0x00231007), shifted.value(0x00231007), 'the SH: the same in either VR');
