@@ -98,7 +98,8 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
       summary.failed.push({ path, reason: (error as Error).message });
     }
   }
-  followRenames(outputs, renames, { settings, pseudonyms, stagingFile }, summary);
+  // An output another input replaced since (the same SOP Instance UID) is that input's now.
+  followRenames(outputs.filter((output) => written.get(output.target) === output.path), renames, { settings, pseudonyms, stagingFile }, summary);
   rmSync(staging, { recursive: true, force: true });
   return summary;
 }

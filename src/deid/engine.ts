@@ -20,7 +20,7 @@ import { HASHABLE_VRS, MAX_VALUE_LENGTH, type AttributeRule } from './rules.js';
 import { SafePrivatePolicy, type SafePrivateElement } from './safe-private.js';
 import { capAge, dateVrOfText, dummyValue, shiftDate, shiftDateTime } from './values.js';
 import { bindingElements } from './envelope-binding.js';
-import { fitIso2022, identifiersToScrub, quotesIdentifier, replaceUidsInText, scrubText, textFolding, type TextFolding } from './free-text.js';
+import { fitIso2022, holdsCjkDate, identifiersToScrub, quotesIdentifier, replaceUidsInText, scrubText, textFolding, type TextFolding } from './free-text.js';
 
 export interface DeidSettings {
   options: ReadonlySet<ProfileOption>;
@@ -214,6 +214,9 @@ export class DeidEngine {
   /** Elements given a dummy value: Gantry's own text, never scanned for residual risk (a patient
    * named "Anonymous" would otherwise be quoted by every ANONYMOUS dummy). */
   private readonly dummies = new Set<EditableElement>();
+  /** Elements of no date VR that the profile treated as the dates they read as (shifted, or kept as
+   * dates under retainLongitudinalFullDates): the findings scan does not read them as free text. */
+  private readonly treatedAsDates = new Set<EditableElement>();
   private dateOffsetDays = 0;
   private identifiers: readonly string[] = [];
   /** The identifiers as the dataset's character set writes them (an item's set adds its own). */
@@ -529,6 +532,8 @@ export class DeidEngine {
       // Stricter than for unlisted elements: a value a site chose to keep may be a version ("5.1.7").
       if (readsAsUids(text, RETAINED_UID_SYNTAX) && !onlyStandardUids(text)) return 'uid';
       vr = dateVrOfText(text) ?? vr;
+      // Shifted (clean), kept (full dates) or removed: a date either way, no free text to scan.
+      if (isDate(vr)) this.treatedAsDates.add(element);
     }
     if (vr === 'UI') return 'uid';
     if (vr === 'DA' || vr === 'DT') return concreteAction(actionCodeFor(UNLISTED_DATE, this.settings.options), vr);
@@ -729,6 +734,19 @@ export class DeidEngine {
     return quotesIdentifier(Buffer.from(decoded, 'utf8').toString('latin1'), this.unwritableIdentifiers, 'unicode', multiValued);
   }
 
+  /**
+   * Whether text in ISO 2022 or EUC (IR 87, IR 149, ...) holds a date written with the characters of
+   * a two-byte set ("2023年1月15日"), which the patterns read only in Unicode text: decoded here, and
+   * such a value masked whole as quotesUnwritable masks (found in the review of this change: masked
+   * in UTF-8, kept in JIS with no finding).
+   */
+  private holdsUndecodedDate(value: string, vr: string): boolean {
+    const euc = this.plainFolding === 'euc' && !value.includes('\x1b');
+    if (!euc && !value.includes('\x1b')) return false;
+    const eucSet = euc ? this.textCharsets.find((set) => EUC_G1_SETS.has(set)) : undefined;
+    return holdsCjkDate(decodeText(Buffer.from(value, 'latin1'), eucSet ? [eucSet] : this.textCharsets, vr === 'PN', isMultiValuedText(vr)));
+  }
+
   private empty(element: EditableElement, isSequence: boolean, path: string): void {
     if (isSequence) {
       for (const item of element.items ?? []) item.removed = true;
@@ -806,12 +824,15 @@ export class DeidEngine {
     const vr = readAs ?? known ?? 'UN';
     if (vr === 'DA') {
       this.datesShifted = true;
+      this.treatedAsDates.add(element);
       this.replaceText(element, shiftDate(value.trim(), this.dateOffsetDays), path, 'clean');
     } else if (vr === 'DT') {
       this.datesShifted = true;
+      this.treatedAsDates.add(element);
       this.replaceText(element, shiftDateTime(value.trim(), this.dateOffsetDays), path, 'clean');
     } else if (vr === 'TM') {
       // Whole-day shifts leave times of day as they are.
+      this.treatedAsDates.add(element);
     } else if (TEXT_VRS.has(vr)) {
       const multiValued = !SINGLE_VALUED_TEXT.has(vr);
       // UIDs the text quotes get the keyed UIDs of the objects they name, unless UIDs are kept (found
@@ -819,7 +840,7 @@ export class DeidEngine {
       const withUids = this.settings.options.has('retainUIDs') ? value : replaceUidsInText(value, (uid) => this.pseudonyms.uid(uid), multiValued);
       let scrubbed = scrubText(withUids, this.identifiers, this.foldingOf(value), multiValued);
       // A name Gantry cannot mask in the item's set (it cannot write that set): the whole value goes.
-      if (this.quotesUnwritable(scrubbed, vr)) scrubbed = UNWRITABLE_MASK;
+      if (this.quotesUnwritable(scrubbed, vr) || this.holdsUndecodedDate(scrubbed, vr)) scrubbed = UNWRITABLE_MASK;
       if (scrubbed !== value) this.replaceText(element, fitToVr(scrubbed, vr, this.foldingOf(value)), path, 'clean');
     } else if (BINARY_VRS.has(vr)) {
       // Gantry cannot tell what a bitmap (overlay or curve data) or a binary timestamp holds: it gets
@@ -870,7 +891,7 @@ export class DeidEngine {
       const multiValued = !SINGLE_VALUED_TEXT.has(element.vr);
       if (quotesIdentifier(value, this.identifiers, this.foldingOf(value), multiValued) || this.quotesUnwritable(value, element.vr)) {
         this.findings.push({ code: 'identifier-in-text', message: `${keyword} quotes the patient's name or an identifier`, path: here });
-      } else if (scrubText(value, [], this.foldingOf(value), multiValued) !== value) {
+      } else if (scrubText(value, [], this.foldingOf(value), multiValued) !== value || this.holdsUndecodedDate(value, element.vr)) {
         this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
       }
     }
@@ -951,6 +972,7 @@ export class DeidEngine {
    * review). Undefined for anything else.
    */
   private scannableText(element: EditableElement): string | undefined {
+    if (this.treatedAsDates.has(element)) return undefined;
     if (TEXT_VRS.has(element.vr) || FREE_LABELS.has(element.tag)) return this.currentText(element);
     // The VR first: Pixel Data and other binary values are never read here (a 600 MB one cannot
     // even be a string).
@@ -963,7 +985,6 @@ export class DeidEngine {
     const listedAsText = listed !== undefined && TEXT_VRS.has(listed);
     if (!listedAsText && element.vr !== 'UN') return undefined;
     const value = this.currentText(element);
-    if (!listedAsText && dateVrOfText(value) !== undefined) return undefined;
     return listedAsText || readsAsText(value) ? value : undefined;
   }
 

@@ -274,6 +274,16 @@ function maskDates(text: string): string {
   return DATE_PATTERNS.reduce((masked, pattern) => masked.replace(pattern, 'XXXXXXXX'), text);
 }
 
+/** A date as Japan, China and Korea write it (in Unicode text). */
+const CJK_DATE = /(19|20)\d{2}\s*[年년]\s*(0?[1-9]|1[0-2])\s*[月월](\s*(0?[1-9]|[12]\d|3[01])\s*[日일])?/g;
+
+/** Whether decoded text holds a date as Japan, China and Korea write it: for text whose two-byte sets
+ * the patterns cannot read as it is stored (ISO 2022, EUC), decoded by the caller. */
+export function holdsCjkDate(decoded: string): boolean {
+  CJK_DATE.lastIndex = 0;
+  return CJK_DATE.test(decoded);
+}
+
 /** A month's English name or its three-letter abbreviation; and in German, French, Spanish, Italian
  * and Dutch, the languages of the sites that send Latin-1 text ("15. Januar 2023" was kept: found in
  * the dates review). */
@@ -293,10 +303,12 @@ const DATE_PATTERNS: readonly RegExp[] = [
   /(?<!\d)(0?[1-9]|[12]\d|3[01])[-./](0?[1-9]|1[0-2])[-./](19|20)\d{2}(?!\d)/g,
   // Month first, as the US writes it: "11/23/1967" was kept, cleaned or not (found in the PHI review).
   /(?<!\d)(0?[1-9]|1[0-2])[-./](0?[1-9]|[12]\d|3[01])[-./](19|20)\d{2}(?!\d)/g,
-  // Year first, month and day of one or two digits, one separator: "2023/1/15", "1960.1.12", "2023 01 15".
-  /(?<![\d.])(19|20)\d{2}([-./ ])(0?[1-9]|1[0-2])\2(0?[1-9]|[12]\d|3[01])(?!\.?\d)/g,
+  // Year first, month and day of one or two digits, one separator: "2023/1/15", "2023-1-5". Not dots
+  // or spaces: "VX 2019.1.1" and "RadiAnt 2020.2.3" are versions, and an instance held for one as a
+  // date waited for an operator (found in the review of this change).
+  /(?<![\d.])(19|20)\d{2}([-/])(0?[1-9]|1[0-2])\2(0?[1-9]|[12]\d|3[01])(?![.\d])/g,
   // As Japan, China and Korea write them: "2023年1月15日", "2023년 1월 15일", the day left out too.
-  /(19|20)\d{2}\s*[年년]\s*(0?[1-9]|1[0-2])\s*[月월](\s*(0?[1-9]|[12]\d|3[01])\s*[日일])?/g,
+  CJK_DATE,
   new RegExp(`(?<![\\p{L}\\d])${DAY}[ .-]*(of\\s+|de\\s+)?${MONTH_NAME}[ .,-]*(de\\s+)?(19|20)\\d{2}(?!\\d)`, 'giu'),
   new RegExp(`(?<![\\p{L}\\d])${MONTH_NAME}[ .-]*${DAY}[ .,-]*(19|20)\\d{2}(?!\\d)`, 'giu'),
 ];

@@ -100,13 +100,14 @@ export class ObjectStore {
   async moveIntoPlace(file: IncomingFile, relativePath: string): Promise<void> {
     const target = this.absolute(relativePath);
     for (let attempt = 1; ; attempt += 1) {
-      await this.ensureDirectory(dirname(target));
       try {
+        await this.ensureDirectory(dirname(target));
         file.moveTo(target);
         return;
       } catch (error) {
-        // Retention removed the series folder (emptied) since it was made: made again. Bounded: a
-        // folder removed again in the moment between (retention sweeps are minutes apart) fails.
+        // Retention removed the series or study folder (emptied) since it was made, before the rename
+        // or before the series folder was made in it: made again. Bounded: a folder removed again in
+        // the moment between (retention sweeps are minutes apart) fails.
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3 || !existsSync(file.path)) throw error;
         this.forgetDirectory(dirname(target));
         this.forgetDirectory(dirname(dirname(target)));

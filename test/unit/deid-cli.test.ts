@@ -1,8 +1,8 @@
 /** gantry deid --out DIR (src/cli/deid.ts): what it leaves in DIR besides its outputs. */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { runDeid } from '../../src/cli/deid.js';
 import { parseConfigText, type LoadedConfig } from '../../src/config/load.js';
@@ -133,9 +133,22 @@ test('gantry deid under retainUIDs: references to a redacted input follow its ne
     source: 'test',
     embedded: false,
   };
+  // A later input of the same SOP Instance UID, referencing nothing, replaces the referencing one's
+  // output: it stays (found in the review of this change: the second pass wrote the first back).
+  await writeSyntheticFile(join(inputs, 'c-again.dcm'), { studyInstanceUid: study, seriesInstanceUid: `${study}.77`, sopInstanceUid: referencingUid, patientId: 'PIX-0001', patientName: 'Burned^In', rows: 16, columns: 16 });
   const out = join(dir, 'out');
   const summary = runDeid(loaded, [inputs], out, silentLogger());
-  assert.equal(summary.done, 2, JSON.stringify(summary));
+  assert.equal(summary.done, 3, JSON.stringify(summary));
+  assert.deepEqual(summary.replaced.map((replaced) => [basename(replaced.path), basename(replaced.earlier)]), [['c-again.dcm', 'a-referencing.dcm']]);
+  const again = readdirSync(out, { recursive: true }).map(String).filter((name) => name.endsWith('.dcm')).map((name) => parseFile(join(out, name)));
+  const replacedOutput = again.find((parsed) => text(parsed.elements, 0x00080018, parsed.source) === referencingUid);
+  assert.equal(replacedOutput?.elements.some((element) => element.tag === 0x00081140), false, 'the later input, which references nothing, is what stays');
+  for (const parsed of again) parsed.close();
+  // Without it, the references follow as above.
+  rmSync(join(inputs, 'c-again.dcm'));
+  rmSync(out, { recursive: true });
+  const followed = runDeid(loaded, [inputs], out, silentLogger());
+  assert.equal(followed.done, 2, JSON.stringify(followed));
   const outputs = readdirSync(out, { recursive: true }).map(String).filter((name) => name.endsWith('.dcm')).map((name) => parseFile(join(out, name)));
   const uids = outputs.map((parsed) => text(parsed.elements, 0x00080018, parsed.source));
   const renamed = uids.find((uid) => uid !== referencingUid);

@@ -72,6 +72,21 @@ test('elements sent as UN are cleaned and given dummies as the dictionary gives 
   assert.equal(basic.get(0x00081010), 'ANONYMIZED', 'an SH dummy');
 });
 
+// Found in the review of the CJK date pattern: "2023年1月15日" was masked and reported in UTF-8 text, and
+// kept with no finding in ISO 2022 IR 87 (JIS), where the year, the month and the day are ASCII
+// between escapes and 年 月 日 two-byte characters.
+test('a date written with kanji in ISO 2022 text is reported, and a cleaned value holding one is masked', () => {
+  const ESC = '\x1b';
+  const jis = `X 2023${ESC}$BG/${ESC}(B1${ESC}$B7n${ESC}(B15${ESC}$BF|${ESC}(B`;
+  const elements: Element[] = [[0x00080005, 'CS', '\\ISO 2022 IR 87'] as Element, ...BASE.filter(([tag]) => tag !== 0x00081030), [0x00081030, 'LO', Buffer.from(jis, 'latin1')] as Element, [0x00081090, 'LO', Buffer.from(jis, 'latin1')] as Element].sort((a, b) => a[0] - b[0]);
+  const bytes = encodeDataset(elements);
+  const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+  const outcome = new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set(['cleanDescriptors']) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
+  assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'date-in-text').map((finding) => finding.path), ['(0008,1090)'], 'ManufacturerModelName, kept, is reported');
+  const description = tree.find((element) => element.tag === 0x00081030) as EditableElement;
+  assert.equal(description.replacement?.value.toString('latin1').trim(), 'XXXXXX', 'the cleaned StudyDescription is masked whole');
+});
+
 // Found in the dates review: an AcquisitionDate sent as UN was shifted as its dictionary VR says, and
 // then the findings scan read the UN value as text and held the instance back as "a date in free text".
 test('dates sent as UN that the profile shifted or kept are no dates in free text to the findings scan', () => {
@@ -88,6 +103,30 @@ test('dates sent as UN that the profile shifted or kept are no dates in free tex
     const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
     const outcome = new DeidEngine({ ...DEFAULT_DEID_SETTINGS, options: new Set([option]) }, PSEUDONYMS, new BufferSource(bytes), false).run(tree);
     assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'date-in-text'), [], option);
+  }
+});
+
+// Found in the review of the change above: the scan skipped every UN value that read as a date, so a
+// private date a rule keeps left unread in implicit VR, where explicit VR (LO) held the instance back.
+// What the profile treated as a date is skipped, not what merely reads as one.
+test('a private date kept by a rule is a finding whether it comes as LO or as UN; one the profile shifted is not', () => {
+  const findings = (vr: 'LO' | 'UN', options: ProfileOption[], rule: boolean) => {
+    const value = vr === 'UN' ? Buffer.from('20230115') : '20230115';
+    const elements: Element[] = [...BASE, [0x00310010, 'LO', 'ACME 1.0'] as Element, [0x00311010, vr, value] as Element].sort((a, b) => a[0] - b[0]);
+    const bytes = encodeDataset(elements);
+    const tree = parseDataset(new BufferSource(bytes), 'explicit-le') as EditableElement[];
+    const settings: DeidSettings = {
+      ...DEFAULT_DEID_SETTINGS,
+      options: new Set(options),
+      ...(rule ? { rules: [{ kind: 'attribute' as const, target: { privateRef: { creator: 'ACME 1.0', group: 0x0031, element: 0x10 } }, action: 'keep' as const }] } : {}),
+      safePrivate: [{ creator: 'ACME 1.0', group: 0x0031, element: 0x10 }],
+    };
+    return new DeidEngine(settings, PSEUDONYMS, new BufferSource(bytes), false).run(tree).findings.filter((finding) => finding.code === 'date-in-text').length;
+  };
+  assert.equal(findings('LO', [], true), 1, 'kept by a rule, as LO');
+  assert.equal(findings('UN', [], true), 1, 'kept by a rule, as UN');
+  for (const vr of ['LO', 'UN'] as const) {
+    assert.equal(findings(vr, ['retainSafePrivate', 'retainLongitudinalModifiedDates'], false), 0, `${vr}: retained safe and shifted as the date it is`);
   }
 });
 
@@ -196,12 +235,13 @@ test('dates in free text are found run into other text, with a time of day, or w
   // Month first too ("11/23/1967" was kept: found in the PHI review).
   // Year first with one-digit months and days, as Japan, China and Korea write dates, and month names
   // in other languages: kept, and not reported (found in the dates review).
-  const more = ['CT 2023/1/15', 'DOB 1960.1.12', '2023-1-5', '2023 01 15', '検査 2023年1月15日', '2023년 1월 15일', 'MR 15. Januar 2023', 'le 3 mars 2023', '12 de enero de 2023', '15th of January 2023'];
+  const more = ['CT 2023/1/15', '2023-1-5', '検査 2023年1月15日', '2023년 1월 15일', 'MR 15. Januar 2023', 'le 3 mars 2023', '12 de enero de 2023', '15th of January 2023'];
   for (const text of ['Localizer_20200315', 'DOB19600112', '20200315103000.000', '12 Jan 1960', 'Jan 12, 1960', 'born 3rd March 1961', 'seen 15.03.2024', 'DOB 11/23/1967', '12-31-1967', 'on 2/28/1967', ...more]) {
     assert.ok(scrubText(text, []).includes('XXXXXXXX'), `${text}: the date is masked`);
     assert.ok(!/19[56]\d|20[12]\d/.test(scrubText(text, [])), `${text}: no year is left`);
   }
-  for (const text of ['serial 12345678', 'v2020', 'Marathon 1960', '1.2.840.10008.5.1.4.1.1.2', 'series 20201399', '1.2.826.0.1.3680043.10.543.20200315103000.1']) {
+  // Versions and counts are no dates (found in the review of the patterns above: held as dates).
+  for (const text of ['serial 12345678', 'v2020', 'Marathon 1960', '1.2.840.10008.5.1.4.1.1.2', 'series 20201399', '1.2.826.0.1.3680043.10.543.20200315103000.1', 'VX 2019.1.1', 'RadiAnt 2020.2.3', 'kV 120 mA 2000 1 1', 'build 2021-1-1.3']) {
     assert.equal(scrubText(text, []), text, `${text} is no date`);
   }
 });

@@ -77,5 +77,17 @@ test('a file placed into a series whose folders were removed since is placed, th
   // Told, as retention tells it.
   store.folderRemoved(dirname(second));
   store.folderRemoved(dirname(dirname(second)));
-  assert.ok(existsSync(join(root, await place())));
+  const third = await place();
+  assert.ok(existsSync(join(root, third)));
+  // The study folder removed, not told, and another series of it placed: its folder cannot be made in
+  // a study folder that is gone (found in the review of this change: the store failed with ENOENT).
+  rmSync(join(root, third));
+  rmdirSync(join(root, dirname(third)));
+  rmdirSync(join(root, dirname(dirname(third))));
+  const file = store.createIncoming(Buffer.from('DICM'));
+  const otherSeries = store.originalPath(study, newUid(), newUid());
+  await store.moveIntoPlace(file, otherSeries);
+  await file.complete();
+  await store.syncPlaced(file);
+  assert.ok(existsSync(join(root, otherSeries)));
 });
