@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { networkInterfaces } from 'node:os';
 import { ConfigError, type LoadedConfig } from './config/load.js';
 import { callerEntryParts, type GantryConfig } from './config/schema.js';
-import { requireOperatorSecret, resolveDeidSecret, secretDigest } from './config/secret.js';
+import { requireOperatorSecret, resolveDeidSecret, secretDigest, secretWarnings } from './config/secret.js';
 import { Pseudonymizer } from './deid/pseudonyms.js';
 import { RuleError } from './deid/rules.js';
 import { checkedDeidSettings } from './deid/settings.js';
@@ -290,6 +290,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   try {
     settleOutboxAtStart(outbox, router, config, destinations, log);
     // First recorded on an index of before migration 23: the copies made before tell whether it changed.
+    for (const warning of secretWarnings(secret)) log.warn(warning);
     const secretChanged = recordSecretDigest(openedDb, secretDigest(secret));
     if (secretChanged === true || (secretChanged === undefined && copiesMadeWith(openedDb, secret) === false)) {
       log.warn('deid.secret is not the one the node last started with: pseudonyms, UIDs and date shifts change from now on (what was de-identified before keeps the old ones); gantry export uses this one from now on');

@@ -8,9 +8,12 @@
  * redaction gave new UIDs follow them, as the node's do (followRenames).
  */
 import { makeFolder } from '../toolkit/folders.js';
-import { mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync, type Dirent, type Stats } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, renameSync, rmSync, statSync, type Dirent, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { LoadedConfig } from '../config/load.js';
+import { ConfigError, type LoadedConfig } from '../config/load.js';
+import { DATABASE_FILE } from '../db/database.js';
+import { refuseAnotherSecret } from '../index/secret-record.js';
+import { openCommandIndex } from './command-index.js';
 import { resolveDeidSecret } from '../config/secret.js';
 import { compileProfiles } from '../deid/decide.js';
 import { deidentifyFile } from '../deid/deidentify-file.js';
@@ -34,6 +37,7 @@ export function runDeid(loaded: LoadedConfig, inputs: string[], out: string, log
   // A wrong rule, profile or zones file is the config's problem (exit 2), found before anything is written.
   const checked = checkedDeidSettings(loaded);
   const secret = resolveDeidSecret(loaded, resolve(loaded.config.storage.path), log);
+  refuseAnotherSecretThanTheNodes(loaded, secret);
   const pseudonyms = new Pseudonymizer(secret);
   const settings = { profiles: compileProfiles(checked.profiles), base: checked.base };
   const summary: DeidRunSummary = { done: 0, held: [], failed: [], findings: 0, replaced: [] };
@@ -144,6 +148,24 @@ function followRenames(
       summary.done -= 1;
       summary.failed.push({ path: output.path, reason: `its references to redacted instances could not be made to follow their new UIDs: ${(error as Error).message}` });
     }
+  }
+}
+
+/**
+ * With the node's storage at storage.path, its secret: gantry deid gives the node's pseudonyms (the
+ * documented way to de-identify files as the node would), and another secret (a stale variable in the
+ * operator's shell) gave one patient two, silently (found in the secrets review). Without an index
+ * there, nothing to compare with.
+ */
+function refuseAnotherSecretThanTheNodes(loaded: LoadedConfig, secret: string): void {
+  if (!existsSync(join(resolve(loaded.config.storage.path), DATABASE_FILE))) return;
+  const { db } = openCommandIndex(loaded, 'existing');
+  try {
+    refuseAnotherSecret(db, secret, loaded.source, "gantry deid's outputs");
+  } catch (error) {
+    throw new ConfigError(loaded.source, [(error as Error).message]);
+  } finally {
+    db.close();
   }
 }
 

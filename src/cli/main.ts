@@ -450,6 +450,9 @@ configCommand
       throw error;
     }
     if (addressProblems.length > 0) throw new ConfigError(loaded.source, addressProblems);
+    const { secretWarnings } = await import('../config/secret.js');
+    const secret = loaded.config.deid.secret;
+    for (const warning of secret === undefined ? [] : secretWarnings(secret)) process.stderr.write(`${loaded.source}: warning: ${warning}\n`);
     process.stdout.write(`${loaded.source}: valid\n`);
   });
 configCommand

@@ -5,7 +5,7 @@
  * an unencrypted key file could be read before (found in the reversible pseudonymisation review).
  */
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 
 export function readPrivateKey(path: string, passphraseEnv: string | undefined, env: NodeJS.ProcessEnv = process.env): KeyObject {
   let pem: string;
@@ -13,6 +13,12 @@ export function readPrivateKey(path: string, passphraseEnv: string | undefined, 
     pem = readFileSync(path, 'utf8');
   } catch (error) {
     throw new Error(`--key ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  // Readable by other accounts, the key that re-identifies everything was used without a word, where
+  // the generated deid secret is made owner-only (found in the secrets review). Refused, as ssh refuses.
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0 && !/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(pem)) {
+    throw new Error(`--key ${path} is readable by other accounts (mode ${mode.toString(8).padStart(4, '0')}): chmod 600 it (or encrypt it with a passphrase)`);
   }
   const passphrase = passphraseEnv === undefined ? undefined : env[passphraseEnv];
   if (passphraseEnv !== undefined && passphrase === undefined) throw new Error(`--passphrase-env ${passphraseEnv}: no such environment variable is set`);

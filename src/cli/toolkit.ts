@@ -9,7 +9,9 @@ import type { Db } from '../db/database.js';
 import { runningGantry } from '../pipeline/recovery.js';
 import { openCommandIndex } from './command-index.js';
 import { terminalText } from './terminal-text.js';
-import { resolveDeidSecret } from '../config/secret.js';
+import { GENERATED_SECRET_FILE, requireOperatorSecret } from '../config/secret.js';
+import { ConfigError } from '../config/load.js';
+import { deidSecret } from '../session/deidentifier.js';
 import { commandLogger } from '../observability/logger.js';
 import { exportWithConfig, type ExportSelection, type ExportSummary } from '../toolkit/export.js';
 import { importFolders, type ImportSummary } from '../toolkit/import.js';
@@ -100,7 +102,7 @@ export interface ExportCommandOptions {
 export async function runExport(loaded: LoadedConfig, options: ExportCommandOptions, print: (line: string) => void): Promise<ExportSummary> {
   const { db, storagePath } = openSessionIndex(loaded, 'existing');
   try {
-    const secret = resolveDeidSecret(loaded, storagePath, commandLogger(loaded.config.log.level));
+    const secret = nodeSecret(loaded, storagePath);
     const summary = await exportWithConfig(db, loaded, secret, {
       out: options.out,
       selection: options.selection,
@@ -116,5 +118,19 @@ export async function runExport(loaded: LoadedConfig, options: ExportCommandOpti
     return summary;
   } finally {
     db.close();
+  }
+}
+
+/**
+ * The node's secret, never a new one: generated here (the embedded config, no secret file yet), one
+ * was written into the node's storage and then refused, and a later command there used it (found in
+ * the secrets review).
+ */
+function nodeSecret(loaded: LoadedConfig, storagePath: string): string {
+  requireOperatorSecret(loaded);
+  try {
+    return deidSecret(loaded, storagePath);
+  } catch {
+    throw new ConfigError(loaded.source, [`deid.secret: not set, and no ${GENERATED_SECRET_FILE} under ${storagePath}: gantry export uses the node's secret and never makes one; pass the node's config`]);
   }
 }

@@ -258,6 +258,14 @@ function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
   return node;
 }
 
+/** Whether a value holds deid.secret: ${GANTRY_DEID_SECRET} written under another key by mistake, or
+ * a YAML alias of it, printed the secret whole in the error (found in the secrets review). */
+function holdsTheSecret(value: unknown, input: unknown): boolean {
+  const secret = valueAt(input, ['deid', 'secret']);
+  if (typeof secret !== 'string' || secret.trim() === '' || value === undefined) return false;
+  return (typeof value === 'string' ? value : JSON.stringify(value) ?? '').includes(secret.trim());
+}
+
 /** One line per problem: the key, the bad value, and what is allowed. Secrets are never echoed. */
 function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const key = keyOf(issue.path);
@@ -267,7 +275,7 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const shown =
     issue.path.length === 0
       ? Array.isArray(bad) ? 'a list' : `a ${typeof bad}`
-      : mayHoldSecret(issue.path, bad) || aboutPatient(issue.path, bad) ? '(hidden)' : typeof bad === 'number' && !Number.isFinite(bad) ? String(bad) : JSON.stringify(bad);
+      : mayHoldSecret(issue.path, bad) || aboutPatient(issue.path, bad) || holdsTheSecret(bad, input) ? '(hidden)' : typeof bad === 'number' && !Number.isFinite(bad) ? String(bad) : JSON.stringify(bad);
   switch (issue.code) {
     case 'unrecognized_keys': {
       const allowed = allowedKeysAt(issue.path, input);

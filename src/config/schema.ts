@@ -343,7 +343,7 @@ export const configSchema = z
           // every pseudonym, and an upgrade must not refuse it.
           .refine((value) => new Set(value.replace(/\s/g, '')).size >= 2, { message: 'spaces, or one character repeated, are no secret (a new deployment generates one: openssl rand -base64 32)' })
           .optional()
-          .describe('The key of all keyed pseudonyms (at least 16 characters); use ${ENV_VAR} references. Required in an operator config.'),
+          .describe('The key of all keyed pseudonyms (at least 16 characters; one that looks guessable, or has whitespace around it, is warned of at start and by config check); use ${ENV_VAR} references. Required in an operator config.'),
         options: deidOptions.describe('PS3.15 Annex E options.'),
         dateShift: z
           .object({
@@ -391,7 +391,7 @@ export const configSchema = z
           .describe('With retainSafePrivate: also keep the 474 safe private attributes of PS3.15 Table E.3.10-1 (src/deid/safe-private-starter.ts).'),
         encryption: z
           .object({
-            recipientCertificate: z.string().min(1).describe('PEM file of the X.509 certificate (RSA key of at least 2048 bits) of whoever may re-identify.'),
+            recipientCertificate: z.string().min(1).describe('PEM file of the X.509 certificate (RSA key of at least 2048 bits, not expired) of whoever may re-identify; the certificate alone (a file holding the private key too is refused).'),
           })
           .strict()
           .optional()

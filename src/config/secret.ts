@@ -6,7 +6,7 @@
  * Changing the secret changes every pseudonym, UID and date offset from then on: the same patient
  * gets new pseudonyms and can no longer be linked to what was sent before.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../observability/logger.js';
@@ -18,6 +18,50 @@ export const GENERATED_SECRET_FILE = 'deid-secret';
  * export folder's marker, and in the index (index/secret-record.ts). */
 export function secretDigest(secret: string): string {
   return createHmac('sha256', secret).update('gantry export marker').digest('hex').slice(0, 16);
+}
+
+/**
+ * A check of the secret for a file that leaves the index (an export folder's marker), salted and slow
+ * (scrypt, about 30 ms): secretDigest there, fast and unsalted, let anyone who received an export test
+ * guesses at deid.secret offline, 240,000 a second on one core, and a weak secret fell (found in the
+ * secrets review); knowing it gives every patient's pseudonyms and date shift from their IDs.
+ */
+export function sealedSecret(secret: string, salt = randomBytes(16).toString('hex')): { salt: string; check: string } {
+  return { salt, check: scryptSync(secret, salt, 16, { N: 1 << 14, r: 8, p: 1 }).toString('hex') };
+}
+
+/** Whether `secret` is the one a sealedSecret was made of. */
+export function opensSeal(secret: string, seal: { salt: string; check: string }): boolean {
+  const check = Buffer.from(sealedSecret(secret, seal.salt).check, 'hex');
+  const recorded = Buffer.from(seal.check, 'hex');
+  return check.length === recorded.length && timingSafeEqual(check, recorded);
+}
+
+/**
+ * What is weak about a secret, as warnings (never refusals: a deployment's secret, once in use, cannot
+ * change without changing every pseudonym, and an upgrade must not stop it). Found in the secrets
+ * review: Password12345678, changeme-changeme and 1234567890123456 passed without a word, and a
+ * secret read from a file kept its newline, so that nodes "sharing" it gave other pseudonyms.
+ */
+export function secretWarnings(secret: string): string[] {
+  const warnings: string[] = [];
+  if (secret !== secret.trim()) {
+    warnings.push('deid.secret begins or ends with whitespace (a newline of the file it came from?): it is part of the key, and nodes that share the secret must share it exactly');
+  }
+  const core = secret.trim();
+  const why = /^\d+$/.test(core)
+    ? 'digits only'
+    : /^(.{2,}?)[-_ .]?\1+$/.test(core)
+      ? 'a repeated word'
+      : /^[A-Za-z]+[-_ .]?\d*[^A-Za-z\d]?$/.test(core) && core.length < 24
+        ? 'a word and digits'
+        : new Set(core).size < 10
+          ? `${new Set(core).size} distinct characters`
+          : undefined;
+  if (why !== undefined) {
+    warnings.push(`deid.secret looks guessable (${why}): whoever guesses it computes any patient's pseudonyms and date shift from the patient's ID; use 32 random bytes (openssl rand -base64 32) for a new deployment (changing it changes every pseudonym from then on)`);
+  }
+  return warnings;
 }
 
 /** An operator's config names its secret (only the embedded config may go without). */

@@ -93,8 +93,17 @@ function readCertificate(path: string): string {
     // config check said valid (found in the reversible pseudonymisation review). NIST SP 800-57: 2048.
     const bits = certificate.publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS) throw new Error(`its RSA key has ${bits} bits, fewer than ${MIN_RSA_BITS}`);
+    // An expired certificate names a key its holder may have retired: the originals encrypted for it
+    // could be lost to everyone (accepted without a word; found in the secrets review).
+    if (Date.parse(certificate.validTo) < Date.now()) throw new Error(`it expired on ${certificate.validTo}`);
   } catch (error) {
     throw new Error(`deid.encryption.recipientCertificate: ${path} is not a readable PEM X.509 certificate with an RSA key (${(error as Error).message})`);
+  }
+  // The recipient's private key is theirs, never the gateway's (PS3.15 E.1.2): a file holding it beside
+  // the certificate gave whoever reads the node's config the one key that re-identifies everything, and
+  // it went to every de-identification thread (found in the secrets review).
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem)) {
+    throw new Error(`deid.encryption.recipientCertificate: ${path} holds a private key beside the certificate: give Gantry the certificate alone, and keep the private key with whoever may re-identify`);
   }
   return pem;
 }

@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { existsSync, rmdirSync, rmSync } from 'node:fs';
-import { opendir, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { opendir, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import type { Piscina } from 'piscina';
 import type { Logger } from 'pino';
@@ -24,10 +24,11 @@ import type { Db } from '../db/database.js';
 import { shareSettings } from '../deid/shared-settings.js';
 import { stampFromColumns } from '../index/file-stamp.js';
 import { originOf } from '../deid/original-check.js';
+import { STORED_FILE_MODE } from '../store/object-store.js';
 import { DeidWork, renamesExcept, type ReleaseOverride, type StudyRename } from '../index/deid-work.js';
 import { PseudonymLedger, type PseudonymMapping } from '../index/pseudonym-ledger.js';
 import { refuseAnotherSecret } from '../index/secret-record.js';
-import { secretDigest } from '../config/secret.js';
+import { opensSeal, sealedSecret, secretDigest } from '../config/secret.js';
 import type { DeidSchedulerSettings } from '../pipeline/deidentify.js';
 import type { ExportBatch, ExportItem, ExportItemResult } from './export-worker.js';
 import { checkLayout, DEFAULT_LAYOUT, LAYOUT_KEYWORDS, type LayoutKeyword, type LayoutValues } from './layout.js';
@@ -65,9 +66,10 @@ export interface ExportOptions {
   storagePath: string;
   /** Batches in flight at once. */
   concurrency: number;
-  /** A digest of the de-identification secret (secretDigest), kept in the folder's marker: a run
-   * again with another secret would give the same patients other pseudonyms in the same export. */
-  secretDigest?: string;
+  /** The de-identification secret, checked against the folder's marker (sealed there, never as it
+   * is): a run again with another secret would give the same patients other pseudonyms in the same
+   * export. */
+  secret?: string;
   progress?: Progress;
 }
 
@@ -309,11 +311,11 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   else if ((await readdir(out)).length > 0) {
     throw new Error(`--out ${options.out} is not empty and holds no export of Gantry's: choose a new or empty folder (an export resumed in its folder removes the half-written files it left there)`);
   }
-  let journal = new ExportJournal(db, `${out}#${await exportIdentity(out, false, options.secretDigest, options.layout)}`, options.selection);
+  let journal = new ExportJournal(db, `${out}#${await exportIdentity(out, false, options.secret, options.layout)}`, options.selection);
   let { selected, done } = journal.counts();
   // Emptied but for the marker (rm -rf out/*): nothing of the earlier run is left, so start afresh.
   if (done > 0 && (await readdir(out)).every((name) => name.startsWith('.gantry-export'))) {
-    journal = new ExportJournal(db, `${out}#${await exportIdentity(out, true, options.secretDigest, options.layout)}`, options.selection);
+    journal = new ExportJournal(db, `${out}#${await exportIdentity(out, true, options.secret, options.layout)}`, options.selection);
     ({ selected, done } = journal.counts());
   }
   if (done > 0 && (await journal.forgetMissing(out)) > 0) ({ selected, done } = journal.counts());
@@ -533,30 +535,44 @@ async function removeLeftovers(out: string): Promise<void> {
   }
 }
 
-/** The identity recorded in the folder's marker file, made on the first run, with the secret's digest
- * and the layout: resumed in another layout, the folder would hold what the first run wrote in one and
- * the rest in the other (the journal skips what was written, wherever). */
-async function exportIdentity(out: string, afresh = false, secretDigest?: string, layout?: string): Promise<string> {
+/** The identity recorded in the folder's marker file, made on the first run, with the secret sealed
+ * (sealedSecret) and the layout: resumed in another layout, the folder would hold what the first run
+ * wrote in one and the rest in the other (the journal skips what was written, wherever). A marker of
+ * an earlier Gantry, with the secret's fast digest, is checked by it and written again sealed. */
+async function exportIdentity(out: string, afresh = false, secret?: string, layout?: string): Promise<string> {
   const marker = join(out, MARKER_FILE);
   if (!afresh) try {
-    const recorded = JSON.parse(await readFile(marker, 'utf8')) as { id?: unknown; secret?: unknown; layout?: unknown };
-    const { id, secret } = recorded;
+    const recorded = JSON.parse(await readFile(marker, 'utf8')) as { id?: unknown; secret?: unknown; sealedSecret?: unknown; layout?: unknown };
+    const { id } = recorded;
     if (typeof id === 'string' && id.length > 0) {
-      if (typeof secret === 'string' && secretDigest !== undefined && secret !== secretDigest) {
+      const seal = recorded.sealedSecret as { salt?: unknown; check?: unknown } | undefined;
+      const same =
+        secret === undefined ||
+        (typeof seal?.salt === 'string' && typeof seal.check === 'string' ? opensSeal(secret, { salt: seal.salt, check: seal.check }) : typeof recorded.secret !== 'string' || recorded.secret === secretDigest(secret));
+      if (!same) {
         throw new Error(`--out ${out} holds an export made with another deid.secret: resumed, the same patients would get other pseudonyms in it; choose a new folder`);
       }
       if (typeof recorded.layout === 'string' && layout !== undefined && recorded.layout !== layout) {
         throw new Error(`--out ${out} holds an export in the layout ${recorded.layout}: resumed with --layout ${layout}, it would hold both; run again with that layout, or choose a new folder`);
       }
+      if (typeof recorded.secret === 'string') await writeMarker(marker, id, secret, typeof recorded.layout === 'string' ? recorded.layout : layout);
       return id;
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT' && !(error instanceof SyntaxError)) throw error;
   }
   const id = randomUUID();
-  const note = 'gantry export: the identity of this export, so that running it again resumes it (with a digest of the secret its pseudonyms are keyed by, and its layout)';
-  await writeFile(marker, `${JSON.stringify({ id, ...(secretDigest !== undefined ? { secret: secretDigest } : {}), ...(layout !== undefined ? { layout } : {}), note })}\n`);
+  await writeMarker(marker, id, secret, layout);
   return id;
+}
+
+/** The marker file: readable by the owner and group only, as the exported files are. */
+async function writeMarker(marker: string, id: string, secret: string | undefined, layout: string | undefined): Promise<void> {
+  const note = 'gantry export: the identity of this export, so that running it again resumes it (with a salted check of the secret its pseudonyms are keyed by, and its layout)';
+  const body = `${JSON.stringify({ id, ...(secret !== undefined ? { sealedSecret: sealedSecret(secret) } : {}), ...(layout !== undefined ? { layout } : {}), note })}\n`;
+  // Written anew under another name and renamed: a marker of an earlier Gantry is replaced whole.
+  await writeFile(`${marker}.new`, body, { mode: STORED_FILE_MODE });
+  await rename(`${marker}.new`, marker);
 }
 
 
@@ -606,7 +622,7 @@ export async function exportWithConfig(db: Db, loaded: LoadedConfig, secret: str
       storagePath: resolve(loaded.config.storage.path),
       concurrency: workers * 2,
       ...(largePool ? { largeInstances: { pool: largePool, heapMb } } : {}),
-      secretDigest: secretDigest(secret),
+      secret,
       ...(request.progress ? { progress: request.progress } : {}),
     });
   } finally {

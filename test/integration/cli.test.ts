@@ -364,6 +364,14 @@ test('gantry export refuses a storage.path that holds no index, instead of expor
   const embedded = await run(process.execPath, [GANTRY_CLI, 'export', '--out', join(dir, 'out'), '--quiet'], { cwd: dir });
   assert.equal(embedded.code, 1, embedded.stdout);
   assert.equal(existsSync(join(dir, 'data')), false);
+  // Found in the secrets review: the embedded config over a node's index with no secret file made one
+  // there, then refused it; a later command there used it. The node's secret, or none.
+  mkdirSync(join(dir, 'data'));
+  openDatabase(join(dir, 'data', 'index.sqlite')).close();
+  const noSecret = await run(process.execPath, [GANTRY_CLI, 'export', '--out', join(dir, 'out'), '--quiet'], { cwd: dir });
+  assert.equal(noSecret.code, 2, noSecret.stderr);
+  assert.match(noSecret.stderr, /gantry export uses the node's secret and never makes one/);
+  assert.equal(existsSync(join(dir, 'data', 'deid-secret')), false, 'no secret made in the storage');
 });
 
 // Found in the operations review: run by a user who could not enter storage.path, `gantry status`

@@ -3,7 +3,7 @@
  * Sequence as standard CMS, which `openssl cms -decrypt` opens, and `gantry reidentify` puts back.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { BufferSource, parseDataset, parseFile } from '../../src/dicom/dataset-tree.js';
@@ -286,6 +286,49 @@ test('a recipient certificate with an RSA key under 2048 bits is a config error 
   assert.ok(tried > 0, 'openssl made no short key to try');
   const { certificate } = await recipient(dir);
   assert.ok(settingsFor(certificate).encryptFor);
+});
+
+// Found in the secrets review: a certificate file holding the recipient's private key too, and an
+// expired certificate, passed the config check; the private key then went to every thread of the node.
+test('a recipient certificate file that holds a private key, or that has expired, is a config error', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-certificate-checks');
+  const settingsFor = (certificate: string) => baseSettingsFromConfig(parseConfigText(JSON.stringify({ deid: { secret: 'the secret of the certificate test', encryption: { recipientCertificate: certificate } } }), 'cert.yaml'));
+  const { key, certificate } = await recipient(dir);
+  const combined = join(dir, 'combined.pem');
+  writeFileSync(combined, `${readFileSync(certificate, 'utf8')}${readFileSync(key, 'utf8')}`);
+  assert.throws(() => settingsFor(combined), /holds a private key beside the certificate: give Gantry the certificate alone/);
+  // A certificate valid in 2020 only, self-signed by `openssl ca` (req -x509 cannot date one back).
+  const ca = join(dir, 'ca');
+  mkdirSync(ca);
+  writeFileSync(join(ca, 'index.txt'), '');
+  writeFileSync(join(ca, 'serial'), '01\n');
+  const caConfig = join(dir, 'ca.cnf');
+  writeFileSync(caConfig, `[ ca ]\ndefault_ca = d\n[ d ]\ndatabase = ${ca}/index.txt\nserial = ${ca}/serial\nnew_certs_dir = ${ca}\ndefault_md = sha256\npolicy = p\n[ p ]\ncommonName = supplied\n`);
+  const request = join(dir, 'expired.csr');
+  const expired = join(dir, 'expired.pem');
+  const asked = await run('openssl', ['req', '-new', '-key', key, '-subj', '/CN=expired', '-out', request]);
+  assert.equal(asked.code, 0, asked.stderr);
+  const made = await run('openssl', ['ca', '-batch', '-notext', '-config', caConfig, '-selfsign', '-keyfile', key, '-in', request, '-out', expired, '-startdate', '20200101000000Z', '-enddate', '20200102000000Z']);
+  assert.equal(made.code, 0, made.stderr);
+  assert.throws(() => settingsFor(expired), /recipientCertificate: .*it expired on Jan {1,2}2 00:00:00 2020 GMT/);
+  assert.ok(settingsFor(certificate).encryptFor, 'the certificate alone, valid: taken');
+});
+
+// Found in the secrets review: gantry reidentify used a private key that other accounts could read,
+// without a word. An unencrypted one readable by them is refused, as ssh refuses.
+test('gantry reidentify refuses an unencrypted key readable by other accounts', async (t) => {
+  if (!(await needPeers(t, 'openssl'))) return;
+  const dir = scratchDir('cms-key-mode');
+  const { key, certificate } = await recipient(dir);
+  const output = reversiblyDeidentified(dir, 'mode', certificate);
+  chmodSync(key, 0o644);
+  const refused = await run(process.execPath, [GANTRY_CLI, 'reidentify', '--key', key, '--out', join(dir, 'back'), output]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /is readable by other accounts \(mode 0644\): chmod 600 it/);
+  chmodSync(key, 0o600);
+  const restored = await run(process.execPath, [GANTRY_CLI, 'reidentify', '--key', key, '--out', join(dir, 'back'), output]);
+  assert.equal(restored.code, 0, restored.stderr);
 });
 
 // Found in the reversible pseudonymisation review: the one key that re-identifies everything could

@@ -5,10 +5,13 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, sy
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { runDeid } from '../../src/cli/deid.js';
-import { parseConfigText, type LoadedConfig } from '../../src/config/load.js';
+import { ConfigError, parseConfigText, type LoadedConfig } from '../../src/config/load.js';
+import { secretDigest } from '../../src/config/secret.js';
+import { openDatabase } from '../../src/db/database.js';
+import { recordSecretDigest } from '../../src/index/secret-record.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { scratchDir } from '../helpers/scratch.js';
-import { encodeElement, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
+import { encodeElement, newUid, writeSyntheticFile } from '../helpers/synthetic-dicom.js';
 import { writeUltrasound } from '../helpers/pixel-images.js';
 import { parseFile } from '../../src/dicom/dataset-tree.js';
 import { elementText } from '../../src/dicom/element-value.js';
@@ -158,4 +161,21 @@ test('gantry deid under retainUIDs: references to a redacted input follow its ne
   const reference = referencing.elements.find((element) => element.tag === 0x00081140)?.items?.[0];
   assert.equal(reference && text(reference.elements, 0x00081155, referencing.source), renamed, 'the reference names it');
   for (const parsed of outputs) parsed.close();
+});
+
+// Found in the secrets review: gantry deid with the node's storage.path and another secret (a stale
+// variable in the operator's shell) wrote other pseudonyms than the node's, silently.
+test("gantry deid refuses a secret other than the one the node de-identifies its storage with", async () => {
+  const dir = scratchDir('deid-cli-secret');
+  const storagePath = join(dir, 'data');
+  mkdirSync(storagePath, { recursive: true });
+  const db = openDatabase(join(storagePath, 'index.sqlite'));
+  recordSecretDigest(db, secretDigest('the node secret of this test'));
+  db.close();
+  const inputs = join(dir, 'in');
+  mkdirSync(inputs);
+  await writeSyntheticFile(join(inputs, 'a.dcm'), { studyInstanceUid: newUid(), seriesInstanceUid: newUid(), patientId: 'P1', patientName: 'Doe^Jane' });
+  const configWith = (secret: string): LoadedConfig => ({ config: parseConfigText(`storage:\n  path: ${storagePath}\ndeid:\n  secret: ${secret}\n`, 'test'), source: 'test.yaml', embedded: false });
+  assert.throws(() => runDeid(configWith('another secret of this test'), [inputs], join(dir, 'out'), silentLogger()), (error: Error) => error instanceof ConfigError && /not the one the node de-identifies this storage with/.test(error.message));
+  assert.equal(runDeid(configWith('the node secret of this test'), [inputs], join(dir, 'out'), silentLogger()).done, 1);
 });

@@ -525,6 +525,40 @@ test('export: a folder exported with one secret is not resumed with another', as
   }
 });
 
+// Found in the secrets review: the marker held HMAC(secret) cut to 64 bits, world-readable: anyone
+// given the export could test guesses at deid.secret offline (a weak one fell), and with it compute any
+// patient's pseudonyms. The marker now holds a salted scrypt check, readable by owner and group; one of
+// an earlier Gantry is checked by its digest and written again sealed.
+test('export: the marker holds a salted check of the secret, not its digest, and an earlier marker is sealed when resumed', async () => {
+  const { dir, storagePath } = await twoPatientSession('review-export-seal', 'Seal^Sam');
+  const out = join(dir, 'out');
+  const marker = join(out, '.gantry-export.json');
+  const session = openSession(storagePath, { config: { deid: { secret: SECRET } } });
+  try {
+    assert.equal((await session.export({ out, workers: 1, selection: { patientIds: ['PAT-A'] } })).written, 1);
+    const sealed = JSON.parse(readFileSync(marker, 'utf8')) as Record<string, unknown>;
+    assert.equal(sealed.secret, undefined, 'no fast digest');
+    assert.match(JSON.stringify(sealed.sealedSecret), /"salt":"[0-9a-f]{32}","check":"[0-9a-f]{32}"/);
+    assert.ok(!readFileSync(marker, 'utf8').includes(secretDigest(SECRET)));
+    assert.equal(statSync(marker).mode & 0o777, 0o640);
+    // A marker as an earlier Gantry wrote it: resumed with its secret, and sealed.
+    writeFileSync(marker, `${JSON.stringify({ id: sealed.id, secret: secretDigest(SECRET), layout: sealed.layout })}\n`);
+    assert.equal((await session.export({ out, workers: 1 })).alreadyExported, 1);
+    const resealed = JSON.parse(readFileSync(marker, 'utf8')) as Record<string, unknown>;
+    assert.equal(resealed.id, sealed.id);
+    assert.equal(resealed.secret, undefined);
+    assert.ok(resealed.sealedSecret);
+  } finally {
+    session.close();
+  }
+  const other = openSession(storagePath, { config: { deid: { secret: `${SECRET}, another` } } });
+  try {
+    await assert.rejects(other.export({ out, workers: 1 }), /another deid\.secret/, 'the sealed check tells secrets apart');
+  } finally {
+    other.close();
+  }
+});
+
 // Found in a review: --out was checked against storage.path and the imported files by the path as
 // given only, so the imported tree (or the storage) named through a symbolic link was written into:
 // pseudonymised folders among the user's originals, and, on a run again, its *.partial files removed.
