@@ -12,7 +12,7 @@ import { callerEntryParts, type GantryConfig } from './config/schema.js';
 import { requireOperatorSecret, resolveDeidSecret, secretDigest, secretWarnings } from './config/secret.js';
 import { Pseudonymizer } from './deid/pseudonyms.js';
 import { RuleError } from './deid/rules.js';
-import { checkedDeidSettings } from './deid/settings.js';
+import { checkedDeidSettings, recipientCertificateWarnings } from './deid/settings.js';
 import { DeidWork } from './index/deid-work.js';
 import { DeidScheduler, type DeidSchedulerSettings } from './pipeline/deidentify.js';
 import { DEID_THREAD_HEAP_MB, largeInstancePool } from './deid/large-instances.js';
@@ -290,7 +290,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
   try {
     settleOutboxAtStart(outbox, router, config, destinations, log);
     // First recorded on an index of before migration 23: the copies made before tell whether it changed.
-    for (const warning of secretWarnings(secret)) log.warn(warning);
+    for (const warning of [...secretWarnings(secret), ...recipientCertificateWarnings(config)]) log.warn(warning);
     const secretChanged = recordSecretDigest(openedDb, secretDigest(secret));
     if (secretChanged === true || (secretChanged === undefined && copiesMadeWith(openedDb, secret) === false)) {
       log.warn('deid.secret is not the one the node last started with: pseudonyms, UIDs and date shifts change from now on (what was de-identified before keeps the old ones); gantry export uses this one from now on');

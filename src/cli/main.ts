@@ -451,8 +451,9 @@ configCommand
     }
     if (addressProblems.length > 0) throw new ConfigError(loaded.source, addressProblems);
     const { secretWarnings } = await import('../config/secret.js');
+    const { recipientCertificateWarnings } = await import('../deid/settings.js');
     const secret = loaded.config.deid.secret;
-    for (const warning of secret === undefined ? [] : secretWarnings(secret)) process.stderr.write(`${loaded.source}: warning: ${warning}\n`);
+    for (const warning of [...(secret === undefined ? [] : secretWarnings(secret)), ...recipientCertificateWarnings(loaded.config)]) process.stderr.write(`${loaded.source}: warning: ${warning}\n`);
     process.stdout.write(`${loaded.source}: valid\n`);
   });
 configCommand

@@ -263,7 +263,9 @@ function valueAt(root: unknown, path: ReadonlyArray<PropertyKey>): unknown {
 function holdsTheSecret(value: unknown, input: unknown): boolean {
   const secret = valueAt(input, ['deid', 'secret']);
   if (typeof secret !== 'string' || secret.trim() === '' || value === undefined) return false;
-  return (typeof value === 'string' ? value : JSON.stringify(value) ?? '').includes(secret.trim());
+  // As JSON writes it too: a secret with " or \ is escaped in a list or an object.
+  const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? '');
+  return text.includes(secret.trim()) || text.includes(JSON.stringify(secret.trim()).slice(1, -1));
 }
 
 /** One line per problem: the key, the bad value, and what is allowed. Secrets are never echoed. */

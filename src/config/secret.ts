@@ -49,19 +49,35 @@ export function secretWarnings(secret: string): string[] {
     warnings.push('deid.secret begins or ends with whitespace (a newline of the file it came from?): it is part of the key, and nodes that share the secret must share it exactly');
   }
   const core = secret.trim();
-  const why = /^\d+$/.test(core)
-    ? 'digits only'
-    : /^(.{2,}?)[-_ .]?\1+$/.test(core)
-      ? 'a repeated word'
-      : /^[A-Za-z]+[-_ .]?\d*[^A-Za-z\d]?$/.test(core) && core.length < 24
-        ? 'a word and digits'
-        : new Set(core).size < 10
+  const bits = Math.round(estimatedBits(core));
+  const why = /^(.{1,}?)[-_ .]?\1+$/.test(core)
+    ? 'a repeated word'
+    : COMMON_WORD.test(core)
+      ? 'a common word'
+      : /0123|1234|2345|3456|4567|5678|6789|abcd|bcde|qwer|asdf/i.test(core)
+        ? 'a run of keys or digits'
+        : new Set(core).size < 6
           ? `${new Set(core).size} distinct characters`
-          : undefined;
+          : bits < 64
+            ? `about ${bits} bits`
+            : undefined;
   if (why !== undefined) {
     warnings.push(`deid.secret looks guessable (${why}): whoever guesses it computes any patient's pseudonyms and date shift from the patient's ID; use 32 random bytes (openssl rand -base64 32) for a new deployment (changing it changes every pseudonym from then on)`);
   }
   return warnings;
+}
+
+/** Words a secret is made of by people, not by a generator (a list of the most common). */
+const COMMON_WORD = /password|passwort|secret|changeme|letmein|welcome|admin|gantry|qwerty|dicom|hospital|default|example/i;
+
+/** An upper bound of a secret's randomness: its length times the bits of the classes of characters it
+ * uses. A random hex secret of 16 characters is 83 bits by this count, 64 in truth: generous, so that
+ * only short secrets of few classes are warned of (the patterns above catch made-up ones). */
+function estimatedBits(secret: string): number {
+  const classes = [/[a-z]/, /[A-Z]/, /\d/, /[^A-Za-z\d]/];
+  const sizes = [26, 26, 10, 33];
+  const alphabet = classes.reduce((sum, pattern, index) => sum + (pattern.test(secret) ? (sizes[index] as number) : 0), 0);
+  return secret.length * Math.log2(Math.max(alphabet, 2));
 }
 
 /** An operator's config names its secret (only the embedded config may go without). */

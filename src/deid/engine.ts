@@ -831,8 +831,8 @@ export class DeidEngine {
       this.treatedAsDates.add(element);
       this.replaceText(element, shiftDateTime(value.trim(), this.dateOffsetDays), path, 'clean');
     } else if (vr === 'TM') {
-      // Whole-day shifts leave times of day as they are.
-      this.treatedAsDates.add(element);
+      // Whole-day shifts leave times of day as they are; a value that is no time stays free text.
+      if (/^[\d.:\\ -]*$/.test(value)) this.treatedAsDates.add(element);
     } else if (TEXT_VRS.has(vr)) {
       const multiValued = !SINGLE_VALUED_TEXT.has(vr);
       // UIDs the text quotes get the keyed UIDs of the objects they name, unless UIDs are kept (found
@@ -891,7 +891,7 @@ export class DeidEngine {
       const multiValued = !SINGLE_VALUED_TEXT.has(element.vr);
       if (quotesIdentifier(value, this.identifiers, this.foldingOf(value), multiValued) || this.quotesUnwritable(value, element.vr)) {
         this.findings.push({ code: 'identifier-in-text', message: `${keyword} quotes the patient's name or an identifier`, path: here });
-      } else if (scrubText(value, [], this.foldingOf(value), multiValued) !== value || this.holdsUndecodedDate(value, element.vr)) {
+      } else if (scrubText(value, [], this.foldingOf(value), multiValued, false) !== value || this.holdsUndecodedDate(value, element.vr)) {
         this.findings.push({ code: 'date-in-text', message: `${keyword} holds a date in free text`, path: here });
       }
     }

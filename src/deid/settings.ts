@@ -93,9 +93,6 @@ function readCertificate(path: string): string {
     // config check said valid (found in the reversible pseudonymisation review). NIST SP 800-57: 2048.
     const bits = certificate.publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS) throw new Error(`its RSA key has ${bits} bits, fewer than ${MIN_RSA_BITS}`);
-    // An expired certificate names a key its holder may have retired: the originals encrypted for it
-    // could be lost to everyone (accepted without a word; found in the secrets review).
-    if (Date.parse(certificate.validTo) < Date.now()) throw new Error(`it expired on ${certificate.validTo}`);
   } catch (error) {
     throw new Error(`deid.encryption.recipientCertificate: ${path} is not a readable PEM X.509 certificate with an RSA key (${(error as Error).message})`);
   }
@@ -106,6 +103,29 @@ function readCertificate(path: string): string {
     throw new Error(`deid.encryption.recipientCertificate: ${path} holds a private key beside the certificate: give Gantry the certificate alone, and keep the private key with whoever may re-identify`);
   }
   return pem;
+}
+
+/** Warn this long before the recipient certificate expires. */
+const EXPIRY_WARNING_MS = 30 * 86_400_000;
+
+/**
+ * What to say of the recipient certificate's dates, as warnings: an expired one names a key its holder
+ * may have retired, and the originals encrypted for it could be lost to everyone (accepted without a
+ * word; found in the secrets review). Never a refusal: its key still encrypts, and a node that stopped
+ * at the restart after the date would leave the modalities without a destination.
+ */
+export function recipientCertificateWarnings(config: GantryConfig, now = Date.now()): string[] {
+  const path = config.deid.encryption?.recipientCertificate;
+  if (path === undefined) return [];
+  let validTo: number;
+  try {
+    validTo = Date.parse(new X509Certificate(readFileSync(path)).validTo);
+  } catch {
+    return []; // Said by readCertificate, which refuses it.
+  }
+  if (validTo < now) return [`deid.encryption.recipientCertificate: ${path} expired on ${new Date(validTo).toISOString()}: ask whoever may re-identify whether its key is still theirs, and for a new certificate`];
+  if (validTo < now + EXPIRY_WARNING_MS) return [`deid.encryption.recipientCertificate: ${path} expires on ${new Date(validTo).toISOString()}: ask for a new certificate`];
+  return [];
 }
 
 /** deid.safePrivate entries as the engine takes them, after the starter list of PS3.15 Table

@@ -308,7 +308,8 @@ export async function exportSelection(db: Db, options: ExportOptions): Promise<E
   // (target.partial, target.frames) goes before this run writes anything. Only in a folder an export
   // made: a folder of the user's own lost every file so named (found in the export review).
   if (existsSync(join(out, MARKER_FILE))) await removeLeftovers(out);
-  else if ((await readdir(out)).length > 0) {
+  // A marker being written when a first run died (its .new file) is the folder's only content: Gantry's.
+  else if ((await readdir(out)).some((name) => !name.startsWith(`${MARKER_FILE}.`))) {
     throw new Error(`--out ${options.out} is not empty and holds no export of Gantry's: choose a new or empty folder (an export resumed in its folder removes the half-written files it left there)`);
   }
   let journal = new ExportJournal(db, `${out}#${await exportIdentity(out, false, options.secret, options.layout)}`, options.selection);
@@ -546,16 +547,17 @@ async function exportIdentity(out: string, afresh = false, secret?: string, layo
     const { id } = recorded;
     if (typeof id === 'string' && id.length > 0) {
       const seal = recorded.sealedSecret as { salt?: unknown; check?: unknown } | undefined;
+      const sealed = typeof seal?.salt === 'string' && typeof seal.check === 'string';
       const same =
         secret === undefined ||
-        (typeof seal?.salt === 'string' && typeof seal.check === 'string' ? opensSeal(secret, { salt: seal.salt, check: seal.check }) : typeof recorded.secret !== 'string' || recorded.secret === secretDigest(secret));
+        (sealed ? opensSeal(secret, { salt: seal.salt as string, check: seal.check as string }) : typeof recorded.secret !== 'string' || recorded.secret === secretDigest(secret));
       if (!same) {
         throw new Error(`--out ${out} holds an export made with another deid.secret: resumed, the same patients would get other pseudonyms in it; choose a new folder`);
       }
       if (typeof recorded.layout === 'string' && layout !== undefined && recorded.layout !== layout) {
         throw new Error(`--out ${out} holds an export in the layout ${recorded.layout}: resumed with --layout ${layout}, it would hold both; run again with that layout, or choose a new folder`);
       }
-      if (typeof recorded.secret === 'string') await writeMarker(marker, id, secret, typeof recorded.layout === 'string' ? recorded.layout : layout);
+      if (!sealed && typeof recorded.secret === 'string') await writeMarker(marker, id, secret, typeof recorded.layout === 'string' ? recorded.layout : layout);
       return id;
     }
   } catch (error) {
@@ -569,10 +571,15 @@ async function exportIdentity(out: string, afresh = false, secret?: string, layo
 /** The marker file: readable by the owner and group only, as the exported files are. */
 async function writeMarker(marker: string, id: string, secret: string | undefined, layout: string | undefined): Promise<void> {
   const note = 'gantry export: the identity of this export, so that running it again resumes it (with a salted check of the secret its pseudonyms are keyed by, and its layout)';
-  const body = `${JSON.stringify({ id, ...(secret !== undefined ? { sealedSecret: sealedSecret(secret) } : {}), ...(layout !== undefined ? { layout } : {}), note })}\n`;
-  // Written anew under another name and renamed: a marker of an earlier Gantry is replaced whole.
-  await writeFile(`${marker}.new`, body, { mode: STORED_FILE_MODE });
-  await rename(`${marker}.new`, marker);
+  // `secret: "sealed"`, which no digest equals: a Gantry of before the seal, resuming this folder with
+  // any secret, refuses (it checked a string there, and took a folder without one with any secret).
+  const body = `${JSON.stringify({ id, ...(secret !== undefined ? { secret: 'sealed', sealedSecret: sealedSecret(secret) } : {}), ...(layout !== undefined ? { layout } : {}), note })}\n`;
+  // Written anew under a name of this process and renamed: a marker of an earlier Gantry is replaced
+  // whole, and a file of that name left by a crash gives its mode to nothing.
+  const fresh = `${marker}.${process.pid}.new`;
+  await rm(fresh, { force: true });
+  await writeFile(fresh, body, { mode: STORED_FILE_MODE });
+  await rename(fresh, marker);
 }
 
 

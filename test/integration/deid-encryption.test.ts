@@ -10,7 +10,7 @@ import { BufferSource, parseDataset, parseFile } from '../../src/dicom/dataset-t
 import { deidentifyFile } from '../../src/deid/deidentify-file.js';
 import { parseConfigText } from '../../src/config/load.js';
 import { compileProfiles } from '../../src/deid/decide.js';
-import { baseSettingsFromConfig } from '../../src/deid/settings.js';
+import { baseSettingsFromConfig, recipientCertificateWarnings } from '../../src/deid/settings.js';
 import { DEFAULT_DEID_SETTINGS } from '../../src/deid/engine.js';
 import { Pseudonymizer } from '../../src/deid/pseudonyms.js';
 import { reidentifyFile } from '../../src/deid/reidentify.js';
@@ -290,7 +290,8 @@ test('a recipient certificate with an RSA key under 2048 bits is a config error 
 
 // Found in the secrets review: a certificate file holding the recipient's private key too, and an
 // expired certificate, passed the config check; the private key then went to every thread of the node.
-test('a recipient certificate file that holds a private key, or that has expired, is a config error', async (t) => {
+// An expired one is warned of, not refused: a node refusing it stopped at its next restart.
+test('a recipient certificate file that holds a private key is a config error; an expired one is warned of', async (t) => {
   if (!(await needPeers(t, 'openssl'))) return;
   const dir = scratchDir('cms-certificate-checks');
   const settingsFor = (certificate: string) => baseSettingsFromConfig(parseConfigText(JSON.stringify({ deid: { secret: 'the secret of the certificate test', encryption: { recipientCertificate: certificate } } }), 'cert.yaml'));
@@ -311,7 +312,10 @@ test('a recipient certificate file that holds a private key, or that has expired
   assert.equal(asked.code, 0, asked.stderr);
   const made = await run('openssl', ['ca', '-batch', '-notext', '-config', caConfig, '-selfsign', '-keyfile', key, '-in', request, '-out', expired, '-startdate', '20200101000000Z', '-enddate', '20200102000000Z']);
   assert.equal(made.code, 0, made.stderr);
-  assert.throws(() => settingsFor(expired), /recipientCertificate: .*it expired on Jan {1,2}2 00:00:00 2020 GMT/);
+  assert.ok(settingsFor(expired).encryptFor, 'an expired certificate still encrypts');
+  const warningsFor = (path: string) => recipientCertificateWarnings(parseConfigText(JSON.stringify({ deid: { secret: 'the secret of the certificate test', encryption: { recipientCertificate: path } } }), 'cert.yaml'));
+  assert.deepEqual(warningsFor(expired), [`deid.encryption.recipientCertificate: ${expired} expired on 2020-01-02T00:00:00.000Z: ask whoever may re-identify whether its key is still theirs, and for a new certificate`]);
+  assert.match(warningsFor(certificate)[0] ?? '', /expires on .*: ask for a new certificate/, 'one of 30 days expires within the month');
   assert.ok(settingsFor(certificate).encryptFor, 'the certificate alone, valid: taken');
 });
 

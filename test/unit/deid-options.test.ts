@@ -235,13 +235,18 @@ test('dates in free text are found run into other text, with a time of day, or w
   // Month first too ("11/23/1967" was kept: found in the PHI review).
   // Year first with one-digit months and days, as Japan, China and Korea write dates, and month names
   // in other languages: kept, and not reported (found in the dates review).
-  const more = ['CT 2023/1/15', '2023-1-5', '検査 2023年1月15日', '2023년 1월 15일', 'MR 15. Januar 2023', 'le 3 mars 2023', '12 de enero de 2023', '15th of January 2023'];
+  const more = ['CT 2023/1/15', '2023-1-5', 'Seen 2023-1-5. Stable', 'born 1960.1.12', 'Exam of 2023 01 15', '検査 2023年1月15日', '2023년 1월 15일', 'MR 15. Januar 2023', 'le 3 mars 2023', '12 de enero de 2023', '15th of January 2023'];
   for (const text of ['Localizer_20200315', 'DOB19600112', '20200315103000.000', '12 Jan 1960', 'Jan 12, 1960', 'born 3rd March 1961', 'seen 15.03.2024', 'DOB 11/23/1967', '12-31-1967', 'on 2/28/1967', ...more]) {
     assert.ok(scrubText(text, []).includes('XXXXXXXX'), `${text}: the date is masked`);
     assert.ok(!/19[56]\d|20[12]\d/.test(scrubText(text, [])), `${text}: no year is left`);
   }
-  // Versions and counts are no dates (found in the review of the patterns above: held as dates).
-  for (const text of ['serial 12345678', 'v2020', 'Marathon 1960', '1.2.840.10008.5.1.4.1.1.2', 'series 20201399', '1.2.826.0.1.3680043.10.543.20200315103000.1', 'VX 2019.1.1', 'RadiAnt 2020.2.3', 'kV 120 mA 2000 1 1', 'build 2021-1-1.3']) {
+  // Versions in kept text are no dates to the findings scan (found in the review of the patterns
+  // above: every instance of a device with SoftwareVersions "VX 2019.1.1" was held); cleaned, they go.
+  for (const text of ['VX 2019.1.1', 'RadiAnt 2020.2.3', 'kV 120 mA 2000 1 1']) {
+    assert.equal(scrubText(text, [], 'latin1', false, false), text, `${text}: no date to the scan`);
+    assert.ok(scrubText(text, []).includes('XXXXXXXX'), `${text}: masked when cleaned`);
+  }
+  for (const text of ['serial 12345678', 'v2020', 'Marathon 1960', '1.2.840.10008.5.1.4.1.1.2', 'series 20201399', '1.2.826.0.1.3680043.10.543.20200315103000.1', 'build 2021-1-1.3']) {
     assert.equal(scrubText(text, []), text, `${text} is no date`);
   }
 });
