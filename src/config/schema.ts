@@ -391,7 +391,7 @@ export const configSchema = z
           .describe('With retainSafePrivate: also keep the 474 safe private attributes of PS3.15 Table E.3.10-1 (src/deid/safe-private-starter.ts).'),
         encryption: z
           .object({
-            recipientCertificate: z.string().min(1).describe('PEM file of the X.509 certificate (RSA key of at least 2048 bits, not expired) of whoever may re-identify; the certificate alone (a file holding the private key too is refused).'),
+            recipientCertificate: z.string().min(1).describe('PEM file of the X.509 certificate (RSA key of at least 2048 bits) of whoever may re-identify; the certificate alone (a file holding the private key too is refused); warned of within 30 days of its expiry and after.'),
           })
           .strict()
           .optional()
