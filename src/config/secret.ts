@@ -52,7 +52,7 @@ export function secretWarnings(secret: string): string[] {
   const bits = Math.round(estimatedBits(core));
   const why = /^(.{1,}?)[-_ .]?\1+$/.test(core)
     ? 'a repeated word'
-    : COMMON_WORD.test(core)
+    : COMMON_WORD.test(core) && core.replace(COMMON_WORD, '').length < 12
       ? 'a common word'
       : /0123|1234|2345|3456|4567|5678|6789|abcd|bcde|qwer|asdf/i.test(core)
         ? 'a run of keys or digits'
@@ -67,7 +67,8 @@ export function secretWarnings(secret: string): string[] {
   return warnings;
 }
 
-/** Words a secret is made of by people, not by a generator (a list of the most common). */
+/** Words a secret is made of by people, not by a generator (a list of the most common): warned of
+ * when little else is there ("Password12345678"), not in a passphrase of many words. */
 const COMMON_WORD = /password|passwort|secret|changeme|letmein|welcome|admin|gantry|qwerty|dicom|hospital|default|example/i;
 
 /** An upper bound of a secret's randomness: its length times the bits of the classes of characters it
