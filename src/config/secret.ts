@@ -14,8 +14,9 @@ import { ConfigError, type LoadedConfig } from './load.js';
 
 export const GENERATED_SECRET_FILE = 'deid-secret';
 
-/** A digest that tells secrets apart without revealing one (HMAC keyed by the secret, 64 bits): in an
- * export folder's marker, and in the index (index/secret-record.ts). */
+/** A digest that tells secrets apart (HMAC keyed by the secret, 64 bits), fast and unsalted: in the
+ * index only (index/secret-record.ts), which holds PHI already; an export folder's marker holds a
+ * sealedSecret, and the digest only as an earlier Gantry wrote it there (read, never written). */
 export function secretDigest(secret: string): string {
   return createHmac('sha256', secret).update('gantry export marker').digest('hex').slice(0, 16);
 }

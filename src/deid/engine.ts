@@ -186,7 +186,6 @@ const TEXT_VRS = new Set(['LO', 'SH', 'ST', 'LT', 'UT', 'UC', 'PN']);
 const FREE_LABELS: ReadonlySet<number> = new Set([0x00700080, 0x00700002]);
 /** The longest kept text document the findings scan reads (keptTextDocument). */
 const MAX_SCANNED_DOCUMENT_BYTES = 16 * 1024 * 1024;
-const UNDEFINED_VALUE_LENGTH = 0xffffffff;
 /** The longest UN value the findings scan reads as possible text (UT's own limit is far above, but a
  * UN this long is a blob, not a kept label). */
 const MAX_SCANNED_UN_BYTES = 64 * 1024;
@@ -726,12 +725,15 @@ export class DeidEngine {
    * text decoded in that set. */
   private quotesUnwritable(value: string, vr: string): boolean {
     if (this.unwritableIdentifiers.length === 0) return false;
-    const multiValued = isMultiValuedText(vr);
-    // Korean and Chinese devices write KS X 1001 and GB 2312 without their escape, as EUC-KR and EUC-CN
-    // do (free-text.ts 'euc'): such text is read with that set in G1 from its start.
+    return quotesIdentifier(Buffer.from(this.decodedInItsSets(value, vr), 'utf8').toString('latin1'), this.unwritableIdentifiers, 'unicode', isMultiValuedText(vr));
+  }
+
+  /** Text as the item's character sets write it, decoded to Unicode. Korean and Chinese devices write
+   * KS X 1001 and GB 2312 without their escape, as EUC-KR and EUC-CN do (free-text.ts 'euc'): such text
+   * is read with that set in G1 from its start. */
+  private decodedInItsSets(value: string, vr: string): string {
     const eucSet = this.plainFolding === 'euc' && !value.includes('\x1b') ? this.textCharsets.find((set) => EUC_G1_SETS.has(set)) : undefined;
-    const decoded = decodeText(Buffer.from(value, 'latin1'), eucSet ? [eucSet] : this.textCharsets, vr === 'PN', multiValued);
-    return quotesIdentifier(Buffer.from(decoded, 'utf8').toString('latin1'), this.unwritableIdentifiers, 'unicode', multiValued);
+    return decodeText(Buffer.from(value, 'latin1'), eucSet ? [eucSet] : this.textCharsets, vr === 'PN', isMultiValuedText(vr));
   }
 
   /**
@@ -741,10 +743,8 @@ export class DeidEngine {
    * in UTF-8, kept in JIS with no finding).
    */
   private holdsUndecodedDate(value: string, vr: string): boolean {
-    const euc = this.plainFolding === 'euc' && !value.includes('\x1b');
-    if (!euc && !value.includes('\x1b')) return false;
-    const eucSet = euc ? this.textCharsets.find((set) => EUC_G1_SETS.has(set)) : undefined;
-    return holdsCjkDate(decodeText(Buffer.from(value, 'latin1'), eucSet ? [eucSet] : this.textCharsets, vr === 'PN', isMultiValuedText(vr)));
+    if (this.plainFolding !== 'euc' && !value.includes('\x1b')) return false;
+    return holdsCjkDate(this.decodedInItsSets(value, vr));
   }
 
   private empty(element: EditableElement, isSequence: boolean, path: string): void {
@@ -995,7 +995,7 @@ export class DeidEngine {
    * text to read; it is held by default (pixel-risk) and replaced when passed.
    */
   private keptTextDocument(element: EditableElement, siblings: readonly EditableElement[]): string | undefined {
-    if (element.replacement || element.length === UNDEFINED_VALUE_LENGTH || element.length > MAX_SCANNED_DOCUMENT_BYTES) return undefined;
+    if (element.replacement || element.length === UNDEFINED_LENGTH || element.length > MAX_SCANNED_DOCUMENT_BYTES) return undefined;
     const mime = this.currentText(siblings.find((sibling) => sibling.tag === TAG.MIMETypeOfEncapsulatedDocument && !sibling.removed) ?? element).trim();
     return /^text\/|[/+]xml$/i.test(mime) ? this.text(element) : undefined;
   }
