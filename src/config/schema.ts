@@ -354,7 +354,7 @@ export const configSchema = z
           .refine((shift) => shift.maxDays >= shift.minDays, { message: 'maxDays must be at least minDays' })
           .prefault({})
           .describe('With retainLongitudinalModifiedDates, each patient\'s dates move back by a keyed number of days in this range.'),
-        maxAgeYears: z.number().int().min(1).max(150).default(89).describe('Ages above this are written as this + 1, and a birth date kept beside a study date that shows an older age is emptied (HIPAA Safe Harbor: 89).'),
+        maxAgeYears: z.number().int().min(1).max(150).default(89).describe('Ages above this are written as this + 1, and a kept birth date that shows an older age (against the study date, or today when the instance has none) is emptied (HIPAA Safe Harbor: 89).'),
         workers: z
           .number()
           .int()

@@ -100,6 +100,7 @@ const TAG = {
   PatientAge: 0x00101010,
   PatientBirthDate: 0x00100030,
   StudyDate: 0x00080020,
+  AcquisitionDate: 0x00080022,
   SeriesDate: 0x00080021,
   ContentDate: 0x00080023,
   PatientIdentityRemoved: 0x00120062,
@@ -298,8 +299,9 @@ export class DeidEngine {
     );
     this.datasetIdentifiers = this.identifiers;
     const untouched = [...elements];
+    const originalDates = BIRTH_DATE_REFERENCES.map(text).map((value) => value.trim()).filter((value) => /^\d{8}$/.test(value));
     this.walk(elements, '', patientKey);
-    this.capBirthDate(elements);
+    this.capBirthDate(elements, originalDates);
     this.matchEncapsulatedDocumentLength(elements);
     this.scanForResidualPhi(elements, '');
     // Under retainUIDs, references to instances of the study renamed by redaction follow them, and the
@@ -340,17 +342,23 @@ export class DeidEngine {
    * deid.maxAgeYears (HIPAA Safe Harbor) holds for dates too: a birth date kept or shifted (a rule,
    * retainPatientCharacteristics with a longitudinal option) beside the study's date showed an age of
    * 93 where PatientAge said 090Y (found in the dates review). Such a birth date is emptied (Type 2:
-   * present, no value); one showing an age within the cap stays.
+   * present, no value); one showing an age within the cap stays. The age is read against the dates
+   * written beside it; where none is written (the profile empties StudyDate unless a date option keeps
+   * it), against the dates the instance came with, shifted or not, whichever shows the greater age; and
+   * with none at all, against today: a birth date alone says how old the patient is now.
    */
-  private capBirthDate(elements: EditableElement[]): void {
+  private capBirthDate(elements: EditableElement[], originalDates: readonly string[]): void {
     const written = (tag: number) => {
       const element = elements.find((candidate) => candidate.tag === tag);
       return element && !element.removed ? { element, value: this.currentText(element).trim() } : undefined;
     };
     const birth = written(TAG.PatientBirthDate);
     if (!birth || !/^\d{8}$/.test(birth.value)) return;
-    const at = [TAG.StudyDate, TAG.SeriesDate, TAG.ContentDate].map((tag) => written(tag)?.value).find((value) => value !== undefined && /^\d{8}$/.test(value));
-    if (at === undefined || yearsBetween(birth.value, at) <= this.settings.maxAgeYears) return;
+    const writtenDate = BIRTH_DATE_REFERENCES.map((tag) => written(tag)?.value).find((value) => value !== undefined && /^\d{8}$/.test(value));
+    const references = writtenDate !== undefined ? [writtenDate]
+      : originalDates.length > 0 ? originalDates.flatMap((date) => [date, shiftDate(date, this.dateOffsetDays)])
+      : [new Date().toISOString().slice(0, 10).replaceAll('-', '')];
+    if (references.every((date) => yearsBetween(birth.value, date) <= this.settings.maxAgeYears)) return;
     this.empty(birth.element, false, '');
   }
 
@@ -1203,6 +1211,9 @@ function isCurveGroup(tag: number): boolean {
 }
 
 /** Whole years from one YYYYMMDD date to another (an age in years on the later date). */
+/** The dates a birth date shows an age against (capBirthDate), in this order. */
+const BIRTH_DATE_REFERENCES = [TAG.StudyDate, TAG.SeriesDate, TAG.AcquisitionDate, TAG.ContentDate];
+
 function yearsBetween(from: string, to: string): number {
   const years = Number(to.slice(0, 4)) - Number(from.slice(0, 4));
   return to.slice(4) < from.slice(4) ? years - 1 : years;

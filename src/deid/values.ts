@@ -72,10 +72,17 @@ export function shiftDate(value: string, days: number): string {
 function shiftOneDate(date: string, days: number): string {
   const match = /^(\d{4})(\d{2})(\d{2})$/.exec(date) ?? /^(\d{4})\.(\d{2})\.(\d{2})$/.exec(date);
   if (!match) return '19000101';
-  const time = Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]));
-  if (Number.isNaN(time)) return '19000101';
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  const time = Date.UTC(year, month - 1, day);
+  // No such day (20230231, 20231301): Date.UTC would roll it into another month, and the shift would
+  // carry a made-up date as if it were the patient's. It is unparsable like any other.
+  if (Number.isNaN(time) || !isTheDay(new Date(time), year, month, day)) return '19000101';
   const shifted = new Date(time + days * 86_400_000);
   return `${shifted.getUTCFullYear().toString().padStart(4, '0')}${(shifted.getUTCMonth() + 1).toString().padStart(2, '0')}${shifted.getUTCDate().toString().padStart(2, '0')}`;
+}
+
+function isTheDay(date: Date, year: number, month: number, day: number): boolean {
+  return date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
 
 /**

@@ -144,6 +144,16 @@ test('DT values: the date moves by whole days; precision, time, fraction and eit
   assert.equal(shiftDateTime('2020x', -1), '19000101000000', 'what is not a DT is replaced, not kept');
 });
 
+// Found in the dates review: 20230231 was shifted as 3 March, a made-up date carried as the patient's.
+test('a date with no such day (31 February, month 13, day 0) is replaced like any unparsable date, not rolled into another month', async () => {
+  const { shiftDate, shiftDateTime } = await import('../../src/deid/values.js');
+  for (const impossible of ['20230231', '20231301', '20230100', '20230000']) assert.equal(shiftDate(impossible, -1), '19000101', impossible);
+  assert.equal(shiftDateTime('20230231120000', -1), '19000101120000', 'a DT: its date replaced, its time kept');
+  assert.equal(shiftDateTime('202313', -1), '190001', 'a DT of a year and month 13');
+  assert.equal(shiftDate('20240229', -1), '20240228', 'a real leap day still shifts');
+  assert.equal(shiftDate('20230301', -1), '20230228');
+});
+
 // Found in the session's final review: the findings scan read every value as a string before looking at
 // its VR, Pixel Data included (3-4x slower on 200 MB; over V8's string limit, a failure).
 test('the findings scan never reads Pixel Data or another binary value', () => {

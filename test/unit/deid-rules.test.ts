@@ -317,6 +317,24 @@ test('a birth date kept beside the study date is emptied when it shows an age ov
   assert.notEqual(young.get(0x00100030), '19800101');
 });
 
+// Found in the dates review: with the profile emptying StudyDate (no date option), a birth date kept by
+// a rule had nothing to show an age against, and a patient of 94 kept it.
+test('a birth date kept where no date is written beside it is capped against the dates the instance came with, or today', () => {
+  const rules: ProfileConfig['rules'] = [{ attribute: 'PatientBirthDate', action: 'keep' }];
+  const withBirth = (birth: string, dataset = DATASET): Element[] => [...dataset, [0x00100030, 'DA', birth]];
+  const studyDate = (values: ReadonlyMap<number, string | undefined>) => values.get(0x00080020);
+  const old = run(profile(rules), 'CT01', withBirth('19300101')).values;
+  assert.equal(studyDate(old), '', 'the profile empties the study date');
+  assert.equal(old.get(0x00100030), '', 'an age of 94 at the study: present, no value');
+  const young = run(profile(rules), 'CT01', withBirth('19800101')).values;
+  assert.equal(young.get(0x00100030), '19800101', 'an age of 44 at the study: kept as the rule says');
+  const undated = DATASET.filter(([tag]) => tag !== 0x00080020);
+  const oldToday = run(profile(rules), 'CT01', withBirth('19200101', undated)).values;
+  assert.equal(oldToday.get(0x00100030), '', 'no date at all: over 89 today');
+  const youngToday = run(profile(rules), 'CT01', withBirth('19900101', undated)).values;
+  assert.equal(youngToday.get(0x00100030), '19900101');
+});
+
 // Found in the SR review: an encapsulated PDF was held as "pixel data: modality DOC usually carries
 // burned-in text (cleanPixelData is not among the options)": it has no pixels, and that option cannot help.
 test('an encapsulated document is held as a document, saying that a pass rule sends it with the document replaced', () => {
