@@ -38,7 +38,7 @@ import { IndexWriter, InstanceIndex } from './index/instance-index.js';
 import { HttpServer, type ReadinessCheck } from './observability/http-server.js';
 import { IndexWatch } from './observability/index-watch.js';
 import type { Logger } from './observability/logger.js';
-import { DeidThreadHealth } from './observability/deid-threads.js';
+import { DeidThreadHealth, readyProbe } from './observability/deid-threads.js';
 import { GantryMetrics } from './observability/metrics.js';
 import { ReceiveService } from './pipeline/receive.js';
 import { ReceiveFirst } from './pipeline/receive-first.js';
@@ -111,7 +111,6 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     (metric, error) => log.warn({ metric, err: error.message }, 'a metric could not be read; it keeps its last value'),
   );
   // A thread that dies (out of memory, a native fault) is replaced by piscina; say so.
-  const deidThreads = new DeidThreadHealth();
   const pool = workerPool({
     filename: new URL('./deid/worker.js', import.meta.url).href,
     workerData: { secret },
@@ -124,6 +123,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     log.error({ err: error.message }, 'a de-identification thread failed');
     deidThreads.threadFailed(error);
   });
+  const deidThreads = new DeidThreadHealth(readyProbe(pool));
   const largePool = largeInstancePool(new URL('./deid/worker.js', import.meta.url).href, config.deid.largeInstanceHeapMb, secret, (error) =>
     log.error({ err: error.message }, 'the large-instance de-identification thread failed'),
   );

@@ -82,6 +82,11 @@ try {
   // Not permitted here: run at normal priority.
 }
 
+/** A task of no work: the thread loaded this module (the readiness check's probe, deid-threads.ts). */
+export function ready(): true {
+  return true;
+}
+
 export default async function deidentify(task: DeidTask): Promise<DeidTaskResult> {
   if (task.startedAt) Atomics.store(task.startedAt, 0, BigInt(Date.now()));
   // A codec that failed on the last instance is loaded afresh. A codec that cannot load at all holds
