@@ -128,7 +128,7 @@ export async function startGantry(loaded: LoadedConfig, log: Logger, options: St
     log.error({ err: error.message }, 'the large-instance de-identification thread failed'),
   );
   const deidWork = new DeidWork(db);
-  if (unclean) await checkNewestDeidentified(deidWork, storagePath, log);
+  await checkNewestDeidentified(deidWork, storagePath, log);
   const scheduler = new DeidScheduler({
     work: deidWork,
     pool,

@@ -94,7 +94,7 @@ export default async function deidentify(task: DeidTask): Promise<DeidTaskResult
   await loadCodecs().catch(() => undefined);
   // Not synced: a de-identified copy can always be made again from its original (the engine is
   // deterministic); syncing every copy measured as halving the receive path, whose syncs waited
-  // behind these on the same disk. After an unclean stop the start-up check sends copies that did
+  // behind these on the same disk. At every start the check of the newest copies sends those that did
   // not survive back to `received`.
   const { profiles, passProfiles, base } = settingsCache.get(task.settings);
   const outcome = deidentifyFile(task.input, task.temporary, {

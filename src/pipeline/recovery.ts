@@ -16,7 +16,7 @@
  */
 import Database from 'better-sqlite3';
 import { existsSync, readFileSync } from 'node:fs';
-import { readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { DeidWork } from '../index/deid-work.js';
 import type { InstanceIndex } from '../index/instance-index.js';
@@ -274,24 +274,37 @@ async function removeUnnamedCopies(store: ObjectStore, folder: string, named: Re
 }
 
 /**
- * After an unclean stop: de-identified copies are written without a sync (they can be made again),
- * so the newest ones are checked and those that did not survive go back to de-identification.
+ * At every start: de-identified copies are written without a sync (they can be made again), so the
+ * newest ones are checked, and those that did not survive (gone, short, or their first block not yet
+ * written: no "DICM" after the preamble) go back to de-identification. Not after an unclean stop only:
+ * a power cut soon after a clean stop loses copies the same way, and the forwarder then failed their
+ * items as unreadable until they went to dead letter (found in the durability review).
  */
 export async function checkNewestDeidentified(work: DeidWork, storagePath: string, log: Logger): Promise<number> {
   const recent = work.recentlyDeidentified(CHECK_WINDOW_MS * 10);
   let redone = 0;
   for (const row of recent) {
-    const size = await stat(join(storagePath, row.deidFilePath)).then(
-      (stats) => stats.size,
-      () => -1,
-    );
-    if (size !== row.deidFileSize) {
+    if (!(await isWholeCopy(join(storagePath, row.deidFilePath), row.deidFileSize))) {
       work.redo(row.id);
       redone += 1;
     }
   }
-  if (redone > 0) log.warn({ checked: recent.length, redone }, 'de-identified copies lost in the unclean stop are made again');
+  if (redone > 0) log.warn({ checked: recent.length, redone }, 'de-identified copies lost since the last run (a crash or a power cut) are made again');
   return redone;
+}
+
+/** Whether a copy has the size its row recorded and a Part 10 preamble's "DICM" (PS3.10 7.1). */
+async function isWholeCopy(path: string, size: number): Promise<boolean> {
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (!handle) return false;
+  try {
+    if ((await handle.stat()).size !== size) return false;
+    const magic = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(magic, 0, 4, 128);
+    return bytesRead === 4 && magic.toString('latin1') === 'DICM';
+  } finally {
+    await handle.close();
+  }
 }
 
 /** Called last in a stop. `clean` false (stores were still placing their files when the stop went
