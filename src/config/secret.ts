@@ -7,8 +7,9 @@
  * gets new pseudonyms and can no longer be linked to what was sent before.
  */
 import { createHmac, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, closeSync, fsyncSync, linkSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { makeDirectoryDurablySync, syncDirectorySync } from '../store/sync.js';
 import type { Logger } from '../observability/logger.js';
 import { ConfigError, type LoadedConfig } from './load.js';
 
@@ -111,11 +112,39 @@ export function resolveDeidSecret(loaded: LoadedConfig, storagePath: string, log
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   const secret = randomBytes(32).toString('base64url');
-  mkdirSync(storagePath, { recursive: true });
-  writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+  if (!placeDurably(file, `${secret}\n`)) return resolveDeidSecret(loaded, storagePath, log); // another process made it first
   log.warn(
     { file },
     'generated a de-identification secret for the embedded config; back it up (losing or changing it changes every pseudonym), and name your own in deid.secret for production',
   );
   return secret;
+}
+
+/**
+ * Writes a new file whole and synced before its name appears, and syncs the name: pseudonyms are made
+ * with the secret at once, and a power cut that left it empty (found in the durability review) left a
+ * node that would not start, or a new secret and other pseudonyms for the same patients. False when
+ * the file exists already (link(2) never replaces a name).
+ */
+function placeDurably(file: string, content: string): boolean {
+  const folder = dirname(file);
+  makeDirectoryDurablySync(folder);
+  const temporary = `${file}.${process.pid}.new`;
+  const fd = openSync(temporary, 'w', 0o600);
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(temporary, file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    unlinkSync(temporary);
+  }
+  syncDirectorySync(folder);
+  return true;
 }

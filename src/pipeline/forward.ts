@@ -2,7 +2,9 @@
  * Sends the outbox to the destinations: per destination up to `maxAssociations` senders, each taking a
  * batch of due items, opening one association for it (presentation contexts from what is stored) and
  * sending the stored bytes as they are, within the asynchronous operations window the destination
- * grants. Each confirmation is recorded at once, so a crash re-sends at most what was in flight.
+ * grants. Each confirmation is recorded at once, so a crash of the process re-sends at most what was in
+ * flight. The record is not synced per instance (a WAL sync costs about as much as a send): a power
+ * cut may also re-send what was confirmed since the last checkpoint's sync, under a second.
  *
  * Failures: an unreachable or refusing destination is retried with backoff forever (items are never
  * dropped for it); an instance the destination refuses is retried per item and goes to dead letter

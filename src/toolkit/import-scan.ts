@@ -4,7 +4,7 @@
  * pixels). Runs in the import's worker threads; with --copy the worker also copies the file into the
  * storage layout, so the main thread only writes the index.
  */
-import { closeSync, copyFileSync, fchmodSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, fchmodSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { ITEM, PIXEL_DATA, SEQUENCE_DELIMITER, UNDEFINED_LENGTH } from '../dicom/dataset-tree.js';
@@ -15,6 +15,7 @@ import { decodeIndexedAttributes, INDEXED_TAGS } from '../index/attributes.js';
 import { stampOf, type FileStamp } from '../index/file-stamp.js';
 import type { InstanceRecord } from '../index/instance-index.js';
 import { ORIGINALS_DIR, pathSegment, STORED_FILE_MODE } from '../store/object-store.js';
+import { makeDirectoryDurablySync, syncDirectorySync } from '../store/sync.js';
 import { noteCopy } from './import-copies.js';
 
 const CHUNK = 64 * 1024;
@@ -190,7 +191,10 @@ export function copyIntoStorage(path: string, root: string, scanned: ScannedInst
   const target = join(root, relative);
   // Noted before it is made: a copy whose batch never commits is found and deleted (import-copies.ts).
   if (copyList) noteCopy(copyList, scanned.sopInstanceUid, relative);
-  mkdirSync(dirname(target), { recursive: true });
+  // The folders made here are synced into their parents, and the copy's name into its folder after
+  // the rename, before the batch commits the row (found in the durability review: the row could
+  // survive a power cut that lost the name, and the data was left under a temporary name).
+  makeDirectoryDurablySync(dirname(target));
   const temporary = `${target}.import-${process.pid}`;
   try {
     copyFileSync(path, temporary);
@@ -208,6 +212,7 @@ export function copyIntoStorage(path: string, root: string, scanned: ScannedInst
       closeSync(fd);
     }
     renameSync(temporary, target);
+    syncDirectorySync(dirname(target));
   } catch (error) {
     // A copy cut short (disk full), or of a file that changed, is not left in storage, where nothing
     // would ever name it.

@@ -2,8 +2,9 @@
  * Golden tests of the engine per option: a dataset in, the expected attributes out.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { recordingSyncs } from '../helpers/fs-syncs.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { test } from 'node:test';
 import { ConfigError, parseConfigText, type LoadedConfig } from '../../src/config/load.js';
@@ -291,6 +292,19 @@ test('the secret: an operator config must name it; the embedded one generates it
   assert.equal(statSync(join(dir, 'data', 'deid-secret')).mode & 0o777, 0o600);
   assert.equal(resolveDeidSecret(loaded('', true), join(dir, 'data'), silentLogger()), generated, 'kept across starts');
   assert.equal(readFileSync(join(dir, 'data', 'deid-secret'), 'utf8').trim(), generated);
+});
+
+// Found in the durability review: the generated secret was written and used with no sync; a power cut
+// could leave it empty, and the node then refused to start or made a new one (other pseudonyms).
+test('a generated secret is synced whole before its name appears, and its name is synced', (t) => {
+  const dir = scratchDir('secret-sync');
+  const { result: secret, events } = recordingSyncs(t, dir, () => resolveDeidSecret(loaded('', true), join(dir, 'data'), silentLogger()));
+  assert.equal(readFileSync(join(dir, 'data', 'deid-secret'), 'utf8').trim(), secret);
+  const named = events.indexOf('link data/deid-secret');
+  assert.ok(named > 0 && /^sync data\/deid-secret\.\d+\.new$/.test(events[named - 1] ?? ''), `the content is synced before the name appears: ${events.join(', ')}`);
+  assert.ok(events.indexOf('sync data') > named, `the name is synced: ${events.join(', ')}`);
+  assert.ok(events.includes('sync '), `the new folder data is synced into its parent: ${events.join(', ')}`);
+  assert.deepEqual(readdirSync(join(dir, 'data')), ['deid-secret'], 'no temporary file is left');
 });
 
 test('the two longitudinal options exclude each other in config', () => {
