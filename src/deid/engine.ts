@@ -101,6 +101,10 @@ const TAG = {
   PatientBirthDate: 0x00100030,
   StudyDate: 0x00080020,
   AcquisitionDate: 0x00080022,
+  ContainerIdentifier: 0x00400512,
+  AlternateContainerIdentifierSequence: 0x00400513,
+  SpecimenIdentifier: 0x00400551,
+  SpecimenDescriptionSequence: 0x00400560,
   SeriesDate: 0x00080021,
   ContentDate: 0x00080023,
   PatientIdentityRemoved: 0x00120062,
@@ -294,7 +298,7 @@ export class DeidEngine {
     this.identifiers = identifiersToScrub(
       [TAG.PatientName, ...OTHER_NAMES_OF_THE_PATIENT].map(text).filter((name) => name !== ''),
       // Free text is compared as its bytes are stored (free-text.ts).
-      [text(TAG.PatientID).trim(), text(TAG.AccessionNumber), ...this.otherPatientIds(elements)],
+      [text(TAG.PatientID).trim(), text(TAG.AccessionNumber), ...this.otherPatientIds(elements), ...this.specimenIds(elements)],
       this.folding,
     );
     this.datasetIdentifiers = this.identifiers;
@@ -372,6 +376,24 @@ export class DeidEngine {
     const sequence = elements.find((element) => element.tag === TAG.OtherPatientIDsSequence);
     const items = (sequence?.items ?? []).map((item) => this.text(item.elements.find((element) => element.tag === TAG.PatientID)));
     return [...listed, ...items].map((id) => id.trim()).filter((id) => id !== '');
+  }
+
+  /**
+   * The slide's Container Identifier (0040,0512), its alternates (0040,0513), and the Specimen
+   * Identifier (0040,0551) of each specimen described (0040,0560): a pathology lab's accession numbers,
+   * which Table E.1-1 replaces. Cleaned text quoting one must lose it like the Accession Number: the
+   * Specimen Identifier content item of every preparation step (TID 8001) kept it under Clean
+   * Structured Content, with no finding (found in the review of IOD-specific places).
+   */
+  private specimenIds(elements: readonly EditableElement[]): string[] {
+    const itemsOf = (tag: number) => elements.find((element) => element.tag === tag)?.items ?? [];
+    const valueIn = (item: { elements: readonly ElementNode[] }, tag: number) => this.text(item.elements.find((element) => element.tag === tag));
+    const ids = [
+      this.text(elements.find((element) => element.tag === TAG.ContainerIdentifier)),
+      ...itemsOf(TAG.AlternateContainerIdentifierSequence).map((item) => valueIn(item, TAG.ContainerIdentifier)),
+      ...itemsOf(TAG.SpecimenDescriptionSequence).map((item) => valueIn(item, TAG.SpecimenIdentifier)),
+    ];
+    return ids.map((id) => id.trim()).filter((id) => id !== '');
   }
 
   private walk(elements: EditableElement[], path: string, patientKey: PatientKey, within: Within = 'dataset'): void {

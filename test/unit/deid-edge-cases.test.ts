@@ -340,6 +340,32 @@ test('free text is cleaned of the other IDs and names of the patient, as of Pati
   assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'identifier-in-text'), []);
 });
 
+// Found in the review of IOD-specific places: under Clean Structured Content the Specimen Identifier
+// content item (TID 8001, one per preparation step of a slide) kept the lab's accession number that
+// Specimen Identifier (0040,0551) had lost, and nothing was reported; a description quoting the
+// slide's Container Identifier kept it too.
+test('free text is cleaned of the slide\'s container and specimen identifiers, as of the AccessionNumber', () => {
+  const settings = { ...DEFAULT_DEID_SETTINGS, options: new Set(['cleanStructuredContent', 'cleanDescriptors'] as const) };
+  const step = definedItem(Buffer.concat([encodeElement(0x0040a040, 'CS', 'TEXT'), encodeElement(0x0040a160, 'UT', 'S24-12345-A1')]));
+  const preparation = definedItem(Buffer.concat([elementHeader(0x00400612, 'SQ', step.length), step]));
+  const specimen = definedItem(Buffer.concat([encodeElement(0x00400551, 'LO', 'S24-12345-A1'), encodeElement(0x00400554, 'UI', '1.2.826.0.1.3680043.99.506.7'), elementHeader(0x00400610, 'SQ', preparation.length), preparation]));
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', '1.2.840.10008.5.1.4.1.1.77.1.6'],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.506.1'],
+    [TAG.PatientID, 'LO', 'MRN506'],
+    [0x00081030, 'LO', 'Slide SL-778812 of S24-12345-A1'], // Study Description, C under cleanDescriptors
+    [0x00400512, 'LO', 'SL-778812'], // Container Identifier
+    Buffer.concat([elementHeader(0x00400560, 'SQ', specimen.length), specimen]),
+  ]);
+  const { elements, outcome, bytes } = run(dataset, 'explicit-le', settings);
+  assert.equal(text(elements.find((element) => element.tag === 0x00081030)), 'Slide XXXXXX of XXXXXX');
+  const specimenItem = elements.find((element) => element.tag === 0x00400560)?.items?.[0];
+  const textValue = specimenItem?.elements.find((element) => element.tag === 0x00400610)?.items?.[0]?.elements.find((element) => element.tag === 0x00400612)?.items?.[0]?.elements.find((element) => element.tag === 0x0040a160);
+  assert.equal(text(textValue), 'XXXXXX', 'the preparation step\'s Specimen Identifier item is kept, cleaned');
+  assert.doesNotMatch(bytes.toString('latin1'), /S24-?12345|SL-?778812/, 'written nowhere');
+  assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'identifier-in-text'), []);
+});
+
 // Found in a review: inside a sequence an option cleans (Content Sequence under cleanStructuredContent),
 // a person's name Table E.1-1 does not list (Document Author (Trial), Evaluator Name) was cleaned as
 // free text: of the patient's identifiers only, so anyone else's name passed. A name is not free text:
