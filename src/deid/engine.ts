@@ -122,6 +122,9 @@ const TAG = {
 
 /** Names the patient had or has besides Patient's Name: Other Patient Names, Patient's Birth Name. */
 const OTHER_NAMES_OF_THE_PATIENT = [0x00101001, 0x00101005] as const;
+/** Sequences whose items name other patients than the instance's: Source Patient Group Identification
+ * (0010,0026) and Group of Patients Identification (0010,0027). */
+const OTHER_PATIENTS_SEQUENCES: ReadonlySet<number> = new Set([0x00100026, 0x00100027]);
 
 /** PS3.16 CID 7050 (De-identification Method), the codes of the profile and its options. */
 const CID_7050: ReadonlyArray<readonly [ProfileOption | 'basic' | 'cleanPixelData', string, string]> = [
@@ -705,9 +708,26 @@ export class DeidEngine {
   }
 
   private walkItems(element: EditableElement, path: string, patientKey: PatientKey, within: Within = 'dataset'): void {
+    const ofOtherPatients = OTHER_PATIENTS_SEQUENCES.has(element.tag);
     (element.items ?? []).forEach((item, index) =>
-      this.inItemCharacterSet(item.elements, () => this.walk(item.elements as EditableElement[], `${path}[${index}]`, patientKey, within)),
+      this.inItemCharacterSet(item.elements, () =>
+        this.walk(item.elements as EditableElement[], `${path}[${index}]`, ofOtherPatients ? this.keyOfItsPatient(item.elements, patientKey) : patientKey, within),
+      ),
     );
+  }
+
+  /**
+   * The key of the patient an item of Source Patient Group or Group of Patients Identification names
+   * (PS3.3 C.7.1.4): its own PatientID, with its own issuer or else the instance's. Keyed by the
+   * instance's patient, each subject of a group image got the group's pseudonym, and a subject's image
+   * named its group by the subject's own (found in the review of IOD-specific places): the links
+   * between the group's image and its subjects' were lost.
+   */
+  private keyOfItsPatient(elements: readonly ElementNode[], instancePatient: PatientKey): PatientKey {
+    const decoded = (tag: number) => this.decoded(elements.find((element) => element.tag === tag)).trim();
+    const patientId = decoded(TAG.PatientID);
+    if (patientId === '') return instancePatient;
+    return { issuerOfPatientId: decoded(TAG.IssuerOfPatientID) || instancePatient.issuerOfPatientId, patientId, studyInstanceUid: instancePatient.studyInstanceUid };
   }
 
   /**

@@ -366,6 +366,33 @@ test('free text is cleaned of the slide\'s container and specimen identifiers, a
   assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'identifier-in-text'), []);
 });
 
+// Found in the review of IOD-specific places: every PatientID in a Group of Patients Identification
+// Sequence got the group image's own pseudonym, and a subject's image named its group by the subject's.
+test('a PatientID in a group of patients or a source patient group gets its own patient\'s pseudonym', () => {
+  const settings = DEFAULT_DEID_SETTINGS;
+  const idItem = (id: string) => definedItem(encodeElement(TAG.PatientID, 'LO', id));
+  const sequence = (tag: number, ids: string[]) => {
+    const items = Buffer.concat(ids.map(idItem));
+    return Buffer.concat([elementHeader(tag, 'SQ', items.length), items]);
+  };
+  const instance = (patientId: string, uid: string, group: Buffer) =>
+    sorted([
+      [TAG.SOPClassUID, 'UI', CT_IMAGE],
+      [TAG.SOPInstanceUID, 'UI', uid],
+      [TAG.PatientID, 'LO', patientId],
+      group,
+    ]);
+  const pseudonymOf = (elements: ReturnType<typeof run>['elements']) => text(elements.find((element) => element.tag === TAG.PatientID));
+  const itemIds = (elements: ReturnType<typeof run>['elements'], tag: number) => (elements.find((element) => element.tag === tag)?.items ?? []).map((item) => text(item.elements.find((element) => element.tag === TAG.PatientID)));
+  const groupImage = run(instance('GROUP-A', '1.2.826.0.1.3680043.99.507.1', sequence(0x00100027, ['MOUSE-001', 'MOUSE-002'])), 'explicit-le', settings).elements;
+  const mouseImage = run(instance('MOUSE-002', '1.2.826.0.1.3680043.99.507.2', sequence(0x00100026, ['GROUP-A'])), 'explicit-le', settings).elements;
+  const mouseOne = run(instance('MOUSE-001', '1.2.826.0.1.3680043.99.507.3', sequence(0x00100026, ['GROUP-A'])), 'explicit-le', settings).elements;
+  assert.deepEqual(itemIds(groupImage, 0x00100027), [pseudonymOf(mouseOne), pseudonymOf(mouseImage)], 'each subject of the group by its own pseudonym');
+  assert.deepEqual(itemIds(mouseImage, 0x00100026), [pseudonymOf(groupImage)], 'the group a subject came from by the group\'s pseudonym');
+  assert.notEqual(pseudonymOf(mouseOne), pseudonymOf(mouseImage));
+  assert.doesNotMatch(JSON.stringify([itemIds(groupImage, 0x00100027), itemIds(mouseImage, 0x00100026)]), /MOUSE|GROUP/);
+});
+
 // Found in a review: inside a sequence an option cleans (Content Sequence under cleanStructuredContent),
 // a person's name Table E.1-1 does not list (Document Author (Trial), Evaluator Name) was cleaned as
 // free text: of the patient's identifiers only, so anyone else's name passed. A name is not free text:
