@@ -122,6 +122,19 @@ const TAG = {
 
 /** Names the patient had or has besides Patient's Name: Other Patient Names, Patient's Birth Name. */
 const OTHER_NAMES_OF_THE_PATIENT = [0x00101001, 0x00101005] as const;
+/**
+ * Attributes Table E.1-1 (2024b) does not list that identify as a listed one does, and are treated as
+ * it is (found in the review of IOD-specific places): Issuer of Patient ID Qualifiers Sequence
+ * (0010,0024) restates the issuer (its OID, the facility) that Issuer of Patient ID (0010,0021) loses;
+ * Breed Registration Sequence (0010,2294) and Breed Registration Number (0010,2295) give an animal's
+ * number in a registry that names it and its owner, as Other Patient IDs (0010,1000) give other IDs.
+ */
+const IDENTIFIES_LIKE: ReadonlyMap<number, number> = new Map([
+  [0x00100024, 0x00100021],
+  [0x00102294, 0x00101000],
+  [0x00102295, 0x00101000],
+]);
+
 /** Sequences whose items name other patients than the instance's: Source Patient Group Identification
  * (0010,0026) and Group of Patients Identification (0010,0027). */
 const OTHER_PATIENTS_SEQUENCES: ReadonlySet<number> = new Set([0x00100026, 0x00100027]);
@@ -532,6 +545,11 @@ export class DeidEngine {
     // Code Value, Long Code Value and URN Code Value is Type 1C, and removed it left an SR's or a KOS's
     // code with its meaning alone (found in the SR review).
     if (element.tag === TAG.URNCodeValue) return 'keep';
+    const identifies = IDENTIFIES_LIKE.get(element.tag);
+    if (identifies !== undefined) {
+      const row = profileRowFor(identifies);
+      if (row) return concreteAction(actionCodeFor(row, this.settings.options), vr);
+    }
     if (is('UR') || /Birth|Death/.test(keyword)) return 'remove';
     // Table E.1-1 removes or replaces every AE it lists; the unlisted ones are command and meta elements
     // left in a dataset (Move Originator, Source AE Title), which name the sender's devices too.

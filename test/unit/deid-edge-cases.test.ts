@@ -366,6 +366,25 @@ test('free text is cleaned of the slide\'s container and specimen identifiers, a
   assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'identifier-in-text'), []);
 });
 
+// Found in the review of IOD-specific places: Table E.1-1 does not list them, so they passed while
+// Issuer of Patient ID and the patient's other IDs were removed.
+test('the qualifiers of the issuer of the patient ID and an animal\'s breed registration go as the issuer and other IDs do', () => {
+  const qualifiers = definedItem(Buffer.concat([encodeElement(0x00400032, 'UT', '2.16.840.1.113883.3.999.1'), encodeElement(0x00400033, 'CS', 'ISO')]));
+  const registration = definedItem(encodeElement(0x00102295, 'LO', 'AKC-DN12345678'));
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', CT_IMAGE],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.508.1'],
+    [TAG.PatientID, 'LO', 'MRN508'],
+    [0x00100021, 'LO', 'STMARYHOSP'],
+    Buffer.concat([elementHeader(0x00100024, 'SQ', qualifiers.length), qualifiers]),
+    Buffer.concat([elementHeader(0x00102294, 'SQ', registration.length), registration]),
+    [0x00102295, 'LO', 'AKC-DN12345678'], // a writer's error, at the top level: goes too
+  ]);
+  const { elements, bytes } = run(dataset, 'explicit-le', DEFAULT_DEID_SETTINGS);
+  for (const tag of [0x00100021, 0x00100024, 0x00102294, 0x00102295]) assert.equal(elements.find((element) => element.tag === tag), undefined, `(${tag.toString(16)}) removed`);
+  assert.doesNotMatch(bytes.toString('latin1'), /113883\.3\.999|AKC-DN/);
+});
+
 // Found in the review of IOD-specific places: every PatientID in a Group of Patients Identification
 // Sequence got the group image's own pseudonym, and a subject's image named its group by the subject's.
 test('a PatientID in a group of patients or a source patient group gets its own patient\'s pseudonym', () => {
