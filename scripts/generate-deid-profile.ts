@@ -1,10 +1,11 @@
 /**
  * Generates src/deid/profile-<edition>.ts from DICOM PS3.15 Table E.1-1 (Application Level
  * Confidentiality Profile Attributes) in the machine-readable form of the innolitics/dicom-standard
- * project, as kept in ../shared/dicom-standard. Never edit the generated table by hand: regenerate it.
+ * project, as kept in scripts/dicom-standard (a copy of ../shared/dicom-standard). Never edit the
+ * generated table by hand: regenerate it.
  *
  *   node dist/scripts/generate-deid-profile.js --edition 2024b \
- *     --from ../shared/dicom-standard/confidentiality_profile_attributes.json
+ *     --from scripts/dicom-standard/confidentiality_profile_attributes.json
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -50,7 +51,7 @@ function keywordOfPattern(pattern: string): string | undefined {
 function main(): void {
   const { values } = parseArgs({
     options: {
-      from: { type: 'string', default: '../shared/dicom-standard/confidentiality_profile_attributes.json' },
+      from: { type: 'string', default: 'scripts/dicom-standard/confidentiality_profile_attributes.json' },
       edition: { type: 'string' },
       out: { type: 'string' },
     },
