@@ -174,6 +174,13 @@ test('SIGTERM stops accepting, finishes in-flight stores and exits 0', async (t)
   const rows = new Set(indexedRows(gantry.storagePath).map((row) => row.sopInstanceUid));
   for (const path of acknowledged) assert.ok(rows.has(files.get(path) as string), `${path} acknowledged but not indexed`);
   assert.match(gantry.output(), /"msg":"stopped"/);
+  // The store in flight finished: the association was ended between operations, each answered, not
+  // cut in the middle of one (an association destroyed at once passed the assertions above: review of
+  // the test suite).
+  const ended = /"operations":(\d+),"failures":(\d+)[^\n]*"msg":"association aborted for shutdown"/.exec(gantry.output());
+  assert.ok(ended, `the association is ended between operations: ${gantry.output().slice(-2000)}`);
+  assert.equal(Number(ended[1]), acknowledged.length, 'every operation it began was answered success');
+  assert.equal(Number(ended[2]), 0);
 
   const again = await startGantryProcess(join(dir, 'gantry'), {}, gantry.port);
   t.after(() => again.stop());
