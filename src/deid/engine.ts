@@ -135,6 +135,15 @@ const IDENTIFIES_LIKE: ReadonlyMap<number, number> = new Map([
   [0x00102295, 0x00101000],
 ]);
 
+/**
+ * Attributes Table E.1-1 removes (X) that are Type 1 in the modules that hold them: removed, the
+ * instance is no longer a valid instance of its IOD, and PS3.15 E.1.1 has a dummy keep it so.
+ * Presentation Creation Date and Time (0070,0082/0083) are Type 1 in Presentation State
+ * Identification (PS3.3 C.11.10) and the other modules that carry them: every presentation state lost
+ * them (found in the review of IOD-specific places, dciodvfy).
+ */
+const REQUIRED_WHERE_PRESENT: ReadonlySet<number> = new Set([0x00700082, 0x00700083]);
+
 /** Sequences whose items name other patients than the instance's: Source Patient Group Identification
  * (0010,0026) and Group of Patients Identification (0010,0027). */
 const OTHER_PATIENTS_SEQUENCES: ReadonlySet<number> = new Set([0x00100026, 0x00100027]);
@@ -505,8 +514,9 @@ export class DeidEngine {
     const row = profileRowFor(element.tag);
     // A sequence written as UN (dataset-tree.ts) is a sequence to the profile too.
     const vr = element.items !== undefined && !element.encapsulated ? 'SQ' : element.vr;
-    if (row) return concreteAction(actionCodeFor(row, this.settings.options), vr);
-    return this.actionForUnlisted(element, within);
+    if (!row) return this.actionForUnlisted(element, within);
+    const action = concreteAction(actionCodeFor(row, this.settings.options), vr);
+    return action === 'remove' && REQUIRED_WHERE_PRESENT.has(element.tag) ? 'dummy' : action;
   }
 
   /**

@@ -366,6 +366,28 @@ test('free text is cleaned of the slide\'s container and specimen identifiers, a
   assert.deepEqual(outcome.findings.filter((finding) => finding.code === 'identifier-in-text'), []);
 });
 
+// Found in the review of IOD-specific places (dciodvfy): Table E.1-1 removes Presentation Creation Date
+// and Time, which are Type 1 in Presentation State Identification (PS3.3 C.11.10); every presentation
+// state left invalid.
+test('a presentation state keeps its creation date and time as dummies where the table removes them', () => {
+  const dataset = sorted([
+    [TAG.SOPClassUID, 'UI', '1.2.840.10008.5.1.4.1.1.11.1'],
+    [TAG.SOPInstanceUID, 'UI', '1.2.826.0.1.3680043.99.509.1'],
+    [TAG.PatientID, 'LO', 'MRN509'],
+    [0x00700082, 'DA', '20240315'],
+    [0x00700083, 'TM', '101530'],
+  ]);
+  const valueOf = (elements: ReturnType<typeof run>['elements'], tag: number) => {
+    const element = elements.find((candidate) => candidate.tag === tag);
+    return element ? text(element) : undefined;
+  };
+  const basic = run(dataset, 'explicit-le', DEFAULT_DEID_SETTINGS).elements;
+  assert.equal(valueOf(basic, 0x00700082), '19000101');
+  assert.match(valueOf(basic, 0x00700083) ?? 'absent', /^000000(\.0+)?$/);
+  const kept = run(dataset, 'explicit-le', { ...DEFAULT_DEID_SETTINGS, options: new Set(['retainLongitudinalFullDates'] as const) }).elements;
+  assert.equal(valueOf(kept, 0x00700082), '20240315', 'an option that keeps them still does');
+});
+
 // Found in the review of IOD-specific places: Table E.1-1 does not list them, so they passed while
 // Issuer of Patient ID and the patient's other IDs were removed.
 test('the qualifiers of the issuer of the patient ID and an animal\'s breed registration go as the issuer and other IDs do', () => {
