@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
@@ -143,6 +143,12 @@ async function twoDeidentified(t: TestContext, name: string, destinations?: stri
     const { db, writer } = openTestIndex(setup, storagePath);
     for (const n of [1, 2]) await writer.submit(instanceRecord(n));
     db.prepare(`UPDATE instances SET state = 'deidentified', deid_file_path = 'deidentified/' || id || '.dcm', deid_sop_instance_uid = '2.25.' || id`).run();
+    // Copies on disk as the rows say (a preamble and DICM): the start checks the newest copies, and
+    // sends those it cannot find back to de-identification.
+    const copy = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM')]);
+    mkdirSync(join(storagePath, 'deidentified'), { recursive: true });
+    for (const path of db.prepare(`SELECT deid_file_path FROM instances`).pluck().all() as string[]) writeFileSync(join(storagePath, path), copy);
+    db.prepare(`UPDATE instances SET deid_file_size = ?`).run(copy.length);
     if (destinations === undefined) return;
     const outbox = new Outbox(db);
     assert.equal(outbox.route(outbox.routable(Date.now(), 10).map((instance) => ({ instance, destinations }))), 2 * destinations.length);
