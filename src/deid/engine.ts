@@ -1280,10 +1280,10 @@ function isCurveGroup(tag: number): boolean {
   return group >= 0x5000 && group <= 0x50ff && (group & 1) === 0;
 }
 
-/** Whole years from one YYYYMMDD date to another (an age in years on the later date). */
 /** The dates a birth date shows an age against (capBirthDate), in this order. */
 const BIRTH_DATE_REFERENCES = [TAG.StudyDate, TAG.SeriesDate, TAG.AcquisitionDate, TAG.ContentDate];
 
+/** Whole years from one YYYYMMDD date to another (an age in years on the later date). */
 function yearsBetween(from: string, to: string): number {
   const years = Number(to.slice(0, 4)) - Number(from.slice(0, 4));
   return to.slice(4) < from.slice(4) ? years - 1 : years;
